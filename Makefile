@@ -1,0 +1,33 @@
+# Two commands do all set-up on a fresh machine:  `make run`  and  `make test`.
+# Both build .venv from the pinned requirements.lock when it is missing or stale.
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test test-slow bench lint clean
+
+$(STAMP): pyproject.toml requirements.lock
+	@PY=$$(sh .ci/find-python) || exit 1; \
+	echo "creating $(VENV) with $$PY"; \
+	rm -rf $(VENV) && $$PY -m venv $(VENV) && \
+	$(BIN)/pip install --quiet --upgrade pip && \
+	$(BIN)/pip install --quiet -r requirements.lock && \
+	$(BIN)/pip install --quiet --no-deps -e . && touch $(STAMP)
+
+run: $(STAMP)            ## the main job: fit the national model on the embedded default data
+	$(BIN)/socialgradient run --out figures
+
+test: $(STAMP)           ## the default test suite (< 15 min on 2 cores)
+	$(BIN)/python -m pytest
+
+test-slow: $(STAMP)      ## full-size statistical checks
+	$(BIN)/python -m pytest -m slow
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench notebooks
+
+clean:
+	rm -rf $(VENV)
