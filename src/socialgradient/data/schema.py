@@ -1,0 +1,279 @@
+"""The input contract: the neighbourhood table, one row per LSOA.
+
+A neighbourhood table is read from CSV (``.csv`` or ``.csv.gz``) or Parquet (``.parquet``)
+and has these columns:
+
+``lsoa``
+    LSOA code, 2011 or 2021 style, ``[EW]01`` and six digits (``E01000001``).
+``la``
+    Local authority code, ``E`` or ``W`` and eight digits (``E06000052``).
+``children``
+    Child population, the **exposure** of every count model: finite and > 0 (need not be
+    a whole number, e.g. mid-year population estimates).
+``income``
+    Share (**0-1, not a percentage**) of families in income deprivation; finite, in [0, 1].
+one column per outcome (``referrals``, ``cp_plans``, ...)
+    Counts: whole, non-negative numbers (``3.0`` is accepted and becomes ``3``).
+
+Any other column (``la_name``, ``rural``, ...) is passed through unchanged. Codes must be
+exact: surrounding whitespace makes a code malformed, it is never stripped silently.
+
+:func:`validate` checks the column set first, then every value, then relations between
+rows, and stops at the first rule broken, raising :class:`InputError` that reports every
+offending row of that rule. Rule ids: ``missing_column``, ``duplicate_column``,
+``no_outcome``, ``unknown_outcome``, ``empty_table``, ``malformed_lsoa``, ``malformed_la``,
+``missing_value``, ``non_numeric``, ``non_finite``, ``negative_count``,
+``fractional_count``, ``count_too_large``, ``children_not_positive``,
+``income_out_of_range``, ``lsoa_in_two_las``, ``duplicate_lsoa``, ``small_la``.
+:func:`read_table` adds ``unknown_format``, ``file_not_found``, ``empty_file``,
+``undecodable`` and ``unreadable``. Rows are 0-based positions in the table as read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REQUIRED_COLUMNS = ("lsoa", "la", "children", "income")
+CODE_PATTERNS = {"lsoa": r"[EW]01[0-9]{6}", "la": r"[EW][0-9]{8}"}
+MAX_SHOWN = 10  # offending rows listed in a message
+MAX_COUNT = 2.0**53  # largest count that float64 stores exactly
+
+
+class InputError(ValueError):
+    """A table breaks the input contract.
+
+    Attributes
+    ----------
+    rule : str
+        Short id of the rule broken, e.g. ``'duplicate_lsoa'``.
+    rows : list of int
+        Offending rows, 0-based positions in the table as read (empty for column rules).
+    columns : tuple of str
+        Columns involved.
+    message : str
+        Human-readable text; starts with the rule id.
+    """
+
+    def __init__(self, rule: str, message: str, rows=(), columns=()):
+        super().__init__(message)
+        self.rule = rule
+        self.message = message
+        self.rows = [int(r) for r in rows]
+        self.columns = tuple(columns)
+
+    def __reduce__(self):
+        return type(self), (self.rule, self.message, self.rows, self.columns)
+
+
+def _fail(rule: str, text: str, rows=(), columns=()) -> InputError:
+    return InputError(rule, f"{rule}: {text}", rows, columns)
+
+
+def _listing(table: pd.DataFrame, rows: np.ndarray, column: str | None) -> str:
+    """Up to MAX_SHOWN rows with their LSOA code and value in ``column``, plus 'and N more'."""
+    lsoa, values = table["lsoa"].to_numpy(object), None
+    if column is not None and column != "lsoa":
+        values = table[column].to_numpy(object)
+    items = []
+    for r in rows[:MAX_SHOWN]:
+        value = "" if values is None else f", {column}={_show(values[r])}"
+        items.append(f"row {r} (lsoa {_show(lsoa[r])}{value})")
+    more = f" and {len(rows) - MAX_SHOWN} more" if len(rows) > MAX_SHOWN else ""
+    return ", ".join(items) + more
+
+
+def _show(value) -> str:
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
+def _raise_rows(rule, what, table, masks: dict[str, np.ndarray], hint="", shown=None):
+    """Raise ``rule`` if any mask in ``{column: mask}`` is set, listing rows per column."""
+    masks = {c: np.asarray(m, dtype=bool) for c, m in masks.items() if np.any(m)}
+    if not masks:
+        return
+    parts = []
+    for col, mask in masks.items():
+        rows = np.flatnonzero(mask)
+        label = "row" if len(rows) == 1 else "rows"
+        listing = _listing(table, rows, shown or col)
+        parts.append(f"column {col!r}: {len(rows)} {label} {what}: {listing}")
+    rows = np.flatnonzero(np.logical_or.reduce(list(masks.values())))
+    raise _fail(rule, "; ".join(parts) + hint, rows, masks)
+
+
+def read_table(path) -> pd.DataFrame:
+    """Read a neighbourhood table from ``.csv``, ``.csv.gz`` or ``.parquet``.
+
+    Codes (``lsoa``, ``la``) are read as strings, never parsed as numbers; other columns
+    keep pandas' inference. Nothing is validated beyond readability: see :func:`validate`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        File to read; the format is chosen by suffix.
+
+    Returns
+    -------
+    pandas.DataFrame
+
+    Raises
+    ------
+    InputError
+        ``unknown_format``, ``file_not_found``, ``empty_file``, ``undecodable``,
+        ``unreadable`` or ``duplicate_column`` (two header cells with the same name).
+    """
+    path = Path(path)
+    name = path.name.lower()
+    if not name.endswith((".csv", ".csv.gz", ".parquet")):
+        raise _fail("unknown_format", f"{str(path)!r}: expected .csv, .csv.gz or .parquet")
+    if not path.is_file():
+        raise _fail("file_not_found", f"no such file {str(path)!r}")
+    if path.stat().st_size == 0:
+        raise _fail("empty_file", f"{str(path)!r} is empty")
+    try:
+        if name.endswith(".parquet"):
+            import pyarrow.parquet as pq
+
+            header = pq.read_schema(path).names
+            _check_header(header, path)
+            return pd.read_parquet(path)
+        header = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False)
+        _check_header(header.iloc[0].tolist(), path)
+        return pd.read_csv(path, dtype={"lsoa": str, "la": str})
+    except pd.errors.EmptyDataError as err:
+        raise _fail("empty_file", f"{str(path)!r} has no header or data") from err
+    except UnicodeDecodeError as err:
+        raise _fail("undecodable", f"{str(path)!r} is not UTF-8 text ({err.reason})") from err
+    except InputError:
+        raise
+    except (ValueError, OSError, EOFError) as err:  # parser, gzip and Arrow errors
+        raise _fail("unreadable", f"cannot read {str(path)!r}: {err}") from err
+
+
+def _check_header(names: list, path: Path) -> None:
+    dup = sorted({str(n) for n in names if names.count(n) > 1})
+    if dup:
+        raise _fail("duplicate_column", f"{str(path)!r} repeats column names {dup}", columns=dup)
+
+
+def _numeric(s: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Values as float64, plus masks of missing and non-numeric entries."""
+    missing = s.isna().to_numpy(bool)
+    if pd.api.types.is_bool_dtype(s.dtype):
+        return np.full(len(s), np.nan), missing, ~missing
+    if not pd.api.types.is_numeric_dtype(s.dtype):
+        s = pd.to_numeric(s.astype(object), errors="coerce")
+    values = s.to_numpy("float64", na_value=np.nan)
+    return values, missing, np.isnan(values) & ~missing
+
+
+def validate(table: pd.DataFrame, outcomes: Sequence[str]) -> pd.DataFrame:
+    """Check a neighbourhood table against the input contract.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        The table as read (see the module docstring for its columns). Not modified.
+    outcomes : sequence of str
+        Names of the count columns to check (a single str is one outcome).
+
+    Returns
+    -------
+    pandas.DataFrame
+        A new table with every row kept, in order, with a fresh RangeIndex: ``lsoa``/``la``
+        str, ``children``/``income`` float64, outcomes int64, other columns unchanged.
+
+    Raises
+    ------
+    InputError
+        On the first rule broken (columns, then values, then relations between rows),
+        reporting all offending rows of that rule.
+    """
+    outcomes = [outcomes] if isinstance(outcomes, str) else list(dict.fromkeys(outcomes))
+    t = table.reset_index(drop=True)
+    found = [str(c) for c in t.columns]
+    missing = [c for c in REQUIRED_COLUMNS if c not in t.columns]
+    if missing:
+        raise _fail(
+            "missing_column",
+            f"required columns {missing} not found; columns found: {found}",
+            columns=missing,
+        )
+    dup = sorted({c for c in found if found.count(c) > 1})
+    if dup:
+        raise _fail("duplicate_column", f"column names repeated: {dup}", columns=dup)
+    if not outcomes:
+        raise _fail("no_outcome", "no outcome column requested; name at least one count column")
+    unknown = [o for o in outcomes if o not in t.columns]
+    if unknown:
+        numeric = [c for c in t.select_dtypes("number").columns if c not in REQUIRED_COLUMNS]
+        raise _fail(
+            "unknown_outcome",
+            f"outcome columns {unknown} not found; available "
+            f"numeric columns: {[str(c) for c in numeric]}",
+            columns=unknown,
+        )
+    if len(t) == 0:
+        raise _fail("empty_table", f"the table has no rows; columns found: {found}")
+
+    codes = {}
+    for col, pattern in CODE_PATTERNS.items():
+        s = t[col].astype(object)
+        ok = s.map(lambda v: isinstance(v, str)).to_numpy(bool)
+        ok = ok & s.where(ok, "").astype(str).str.fullmatch(pattern).to_numpy(bool)
+        _raise_rows(
+            f"malformed_{col}",
+            f"missing or not like {pattern!r} (no spaces allowed)",
+            t,
+            {col: ~ok},
+        )
+        codes[col] = s.astype(str)
+
+    num = {c: _numeric(t[c]) for c in ("children", "income", *outcomes)}
+    count = {c: num[c][0] for c in outcomes}
+    _raise_rows("missing_value", "missing", t, {c: m for c, (_, m, _) in num.items()})
+    _raise_rows("non_numeric", "not a number", t, {c: b for c, (_, _, b) in num.items()})
+    _raise_rows("non_finite", "infinite", t, {c: np.isinf(v) for c, (v, _, _) in num.items()})
+    _raise_rows("negative_count", "negative", t, {c: v < 0 for c, v in count.items()})
+    _raise_rows(
+        "fractional_count", "not whole numbers", t, {c: v != np.floor(v) for c, v in count.items()}
+    )
+    _raise_rows(
+        "count_too_large", f"above {MAX_COUNT:.0f}", t, {c: v > MAX_COUNT for c, v in count.items()}
+    )
+    children, income = num["children"][0], num["income"][0]
+    _raise_rows(
+        "children_not_positive", "<= 0 (children is the exposure)", t, {"children": children <= 0}
+    )
+    bad = (income < 0) | (income > 1)
+    hint = ""
+    if bad.any() and 1 < income.max() <= 100:
+        hint = "; income looks like a percentage: give the 0-1 share (divide by 100)"
+    _raise_rows("income_out_of_range", "outside [0, 1]", t, {"income": bad}, hint)
+
+    lsoa, la = codes["lsoa"], codes["la"]
+    n_la = la.groupby(lsoa).transform("nunique").to_numpy()
+    _raise_rows(
+        "lsoa_in_two_las", "in an LSOA listed under several LAs", t, {"lsoa": n_la > 1}, shown="la"
+    )
+    _raise_rows("duplicate_lsoa", "repeating an LSOA", t, {"lsoa": lsoa.duplicated(keep=False)})
+    size = la.map(la.value_counts()).to_numpy()
+    small = sorted(set(la[size < 2]))
+    hint = f"; LAs with fewer than 2 LSOAs: {small}" if small else ""
+    _raise_rows("small_la", "in an LA with fewer than 2 LSOAs", t, {"la": size < 2}, hint)
+
+    out = t.copy()
+    out["lsoa"], out["la"] = lsoa, la
+    out["children"], out["income"] = children, income
+    for c, v in count.items():
+        out[c] = v.astype(np.int64)
+    return out
+
+
+def load(path, outcomes: Sequence[str]) -> pd.DataFrame:
+    """Read a table with :func:`read_table` and check it with :func:`validate`."""
+    return validate(read_table(path), outcomes)
