@@ -31,6 +31,7 @@ offending row of that rule. Rule ids: ``missing_column``, ``duplicate_column``,
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -143,14 +144,17 @@ def read_table(path) -> pd.DataFrame:
             return pd.read_parquet(path)
         header = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False)
         _check_header(header.iloc[0].tolist(), path)
-        return pd.read_csv(path, dtype={"lsoa": str, "la": str})
+        with warnings.catch_warnings():  # a row longer than the header must not pass
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            codes = {"lsoa": str, "la": str}
+            return pd.read_csv(path, dtype=codes, index_col=False, low_memory=False)
     except pd.errors.EmptyDataError as err:
         raise _fail("empty_file", f"{str(path)!r} has no header or data") from err
     except UnicodeDecodeError as err:
         raise _fail("undecodable", f"{str(path)!r} is not UTF-8 text ({err.reason})") from err
     except InputError:
         raise
-    except (ValueError, OSError, EOFError) as err:  # parser, gzip and Arrow errors
+    except (ValueError, OSError, EOFError, pd.errors.ParserWarning) as err:
         raise _fail("unreadable", f"cannot read {str(path)!r}: {err}") from err
 
 
@@ -166,7 +170,8 @@ def _numeric(s: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if pd.api.types.is_bool_dtype(s.dtype):
         return np.full(len(s), np.nan), missing, ~missing
     if not pd.api.types.is_numeric_dtype(s.dtype):
-        s = pd.to_numeric(s.astype(object), errors="coerce")
+        s = s.astype(object)
+        s = pd.to_numeric(s.where(~s.map(lambda v: isinstance(v, bool | np.bool_))), "coerce")
     values = s.to_numpy("float64", na_value=np.nan)
     return values, missing, np.isnan(values) & ~missing
 
