@@ -95,6 +95,7 @@ DEFINITIONS = {
     "x_bar": "child-weighted national mean of x = 10 * income (10-point units)",
     "unit": "percentage points of income deprivation per model unit of x",
     "la_effect_shared": "correlation of an LA's standardised (a_la, b_la) draws between thresholds",
+    "definitions": "one-line definition of every key used in this truth",
     "thresholds": "true parameters for each outcome column of the table",
     "a": "intercept: log rate per child per year at w = 0 in an LA with m_c = 0",
     "b_w": "mean within-LA slope per 10 points of income at m_c = 0",
