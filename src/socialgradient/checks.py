@@ -1,0 +1,147 @@
+"""Checks on a fit: convergence diagnostics with a verdict, posterior predictive checks, LOO.
+
+Verdict rules (all parameters, including every LA's intercept and slope):
+
+* **PASS**: max R-hat <= 1.01, min bulk and tail ESS >= 400, no divergences, min E-BFMI >= 0.3;
+* **FAIL**: max R-hat > 1.05, min bulk ESS < 100, or divergences in more than 1% of draws;
+* **WARN**: anything in between. A WARN fit can be read for exploration, not published.
+"""
+
+from __future__ import annotations
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from socialgradient.gradients import SAMPLE_DIMS
+
+PARAMETERS = ("a", "b_w", "b_b", "b_x", "la_sd", "la_corr", "phi", "la_effect")
+PASS = {"rhat": 1.01, "ess": 400, "ebfmi": 0.3}
+FAIL = {"rhat": 1.05, "ess": 100, "divergent_share": 0.01}
+
+
+def diagnose(tree: xr.DataTree) -> dict:
+    """Convergence diagnostics and a PASS/WARN/FAIL verdict.
+
+    Returns
+    -------
+    dict
+        ``rhat_max``, ``ess_bulk_min``, ``ess_tail_min``, ``divergences``, ``draws``,
+        ``ebfmi_min``, ``worst_rhat`` / ``worst_ess`` (variable names), ``verdict`` and
+        ``reasons`` (list of str; empty for PASS).
+    """
+    post = tree["posterior"].to_dataset()
+    post = post[[v for v in PARAMETERS if v in post]]
+    rhat = az.rhat(post)
+    bulk = az.ess(post, method="bulk")
+    tail = az.ess(post, method="tail")
+    stats = tree["sample_stats"].to_dataset()
+    divergences = int(stats["diverging"].sum())
+    draws = int(stats["diverging"].size)
+    ebfmi = float(np.min(np.asarray(az.bfmi(tree)["energy"])))
+    out = {
+        "rhat_max": _extreme(rhat, max),
+        "ess_bulk_min": _extreme(bulk, min),
+        "ess_tail_min": _extreme(tail, min),
+        "divergences": divergences,
+        "draws": draws,
+        "ebfmi_min": ebfmi,
+        "worst_rhat": max(rhat, key=lambda v: float(rhat[v].max())),
+        "worst_ess": min(bulk, key=lambda v: float(bulk[v].min())),
+    }
+    fail = []
+    if out["rhat_max"] > FAIL["rhat"]:
+        fail.append(f"R-hat {out['rhat_max']:.3f} > {FAIL['rhat']} ({out['worst_rhat']})")
+    if out["ess_bulk_min"] < FAIL["ess"]:
+        fail.append(f"bulk ESS {out['ess_bulk_min']:.0f} < {FAIL['ess']} ({out['worst_ess']})")
+    if divergences > FAIL["divergent_share"] * draws:
+        fail.append(f"{divergences} divergences in {draws} draws")
+    warn = []
+    if out["rhat_max"] > PASS["rhat"]:
+        warn.append(f"R-hat {out['rhat_max']:.3f} > {PASS['rhat']} ({out['worst_rhat']})")
+    if min(out["ess_bulk_min"], out["ess_tail_min"]) < PASS["ess"]:
+        warn.append(
+            f"ESS bulk {out['ess_bulk_min']:.0f} / tail {out['ess_tail_min']:.0f} < {PASS['ess']}"
+        )
+    if divergences:
+        warn.append(f"{divergences} divergences")
+    if ebfmi < PASS["ebfmi"]:
+        warn.append(f"E-BFMI {ebfmi:.2f} < {PASS['ebfmi']}")
+    out["verdict"] = "FAIL" if fail else "WARN" if warn else "PASS"
+    out["reasons"] = fail or warn
+    return out
+
+
+def _extreme(ds: xr.Dataset, pick) -> float:
+    return float(pick(float(getattr(ds[v], pick.__name__)()) for v in ds.data_vars))
+
+
+def _compare(observed: xr.DataArray, replicated: xr.DataArray) -> xr.Dataset:
+    """Observed statistic against its replicates: median, 95% ETI, P(rep >= obs)."""
+    q = replicated.quantile([0.025, 0.5, 0.975], dim=SAMPLE_DIMS)
+    return xr.Dataset(
+        {
+            "observed": observed,
+            "replicated_median": q.sel(quantile=0.5, drop=True),
+            "replicated_lower": q.sel(quantile=0.025, drop=True),
+            "replicated_upper": q.sel(quantile=0.975, drop=True),
+            "p_value": (replicated >= observed).mean(SAMPLE_DIMS),
+        }
+    )
+
+
+def deprivation_decile(income: np.ndarray) -> np.ndarray:
+    """Decile (1 = least deprived) of each LSOA's income deprivation, over the LSOAs given."""
+    return pd.qcut(pd.Series(income).rank(method="first"), 10, labels=False).to_numpy() + 1
+
+
+def ppc(tree: xr.DataTree) -> dict[str, xr.Dataset]:
+    """Posterior predictive checks of the replicated counts against the observed ones.
+
+    Returns
+    -------
+    dict of Dataset
+        ``decile``: totals by deprivation decile (dim ``decile``); ``la``: totals by LA (dim
+        ``la``); ``statistic``: national total, dispersion (variance / mean of LSOA counts),
+        share of zero counts and maximum count (dim ``statistic``). Each holds
+        ``observed``, ``replicated_median``, ``replicated_lower``/``_upper`` (95% ETI) and
+        ``p_value`` = P(replicated >= observed).
+    """
+    outcome = tree.attrs["outcome"]
+    y = tree["observed_data"][outcome].astype(float)
+    rep = tree["posterior_predictive"][outcome].astype(float)
+    const = tree["constant_data"].to_dataset()
+    decile = xr.DataArray(deprivation_decile(const["income"].values), dims="lsoa", name="decile")
+    la = const["lsoa_la"].rename("la")
+
+    def totals(group):
+        return _compare(y.groupby(group).sum(), rep.groupby(group).sum())
+
+    def stats(v):
+        mean = v.mean("lsoa")
+        return xr.concat(
+            [v.sum("lsoa"), v.var("lsoa") / mean, (v == 0).mean("lsoa"), v.max("lsoa")],
+            dim=pd.Index(["total", "dispersion", "zero_share", "max"], name="statistic"),
+        )
+
+    return {
+        "decile": totals(decile),
+        "la": totals(la).reindex(la=const["la"].values),
+        "statistic": _compare(stats(y), stats(rep)),
+    }
+
+
+def loo_compare(fits: dict[str, xr.DataTree]) -> pd.DataFrame:
+    """PSIS-LOO comparison of fits of the same data (e.g. Poisson vs negative binomial).
+
+    Returns ArviZ's comparison table (elpd_loo, p_loo, elpd_diff, weight, ...), best first,
+    plus ``pareto_k_over_0.7``: how many LSOAs have an unreliable PSIS estimate.
+    """
+    hashes = {tree.attrs["data_hash"] for tree in fits.values()}
+    if len(hashes) != 1:
+        raise ValueError(f"LOO compares fits of the same data; got data hashes {sorted(hashes)}")
+    table = az.compare(fits)
+    bad = {name: int((az.loo(tree, pointwise=True).pareto_k > 0.7).sum()) for name, tree in fits.items()}
+    table["pareto_k_over_0.7"] = pd.Series(bad)
+    return table

@@ -1,0 +1,193 @@
+"""Sampling, seeds, and saving/loading fitted results.
+
+:func:`fit` returns an ArviZ 1.x ``xarray.DataTree`` with the groups ``posterior``,
+``sample_stats``, ``observed_data``, ``constant_data``, ``log_likelihood`` and
+``posterior_predictive``. The last two are computed after sampling
+(:mod:`socialgradient.predict`) on at most ``max_predictive_draws`` draws, evenly thinned
+within chains, because at England's size they hold one value per LSOA per draw
+(1,000 draws x 32,844 LSOAs = 33M values). The root attrs hold the spec (``spec``, JSON),
+its hash (``spec_hash``), a hash of the data (``data_hash``), the sampler's timings
+(``compile_seconds``, ``sampling_seconds``) and the national mean deprivation ``x_bar``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pymc as pm
+import xarray as xr
+
+from socialgradient import predict
+from socialgradient.model import NeighbourhoodData, build_model
+from socialgradient.spec import Spec
+
+#: Draws (all chains together) kept for the pointwise log-likelihood and replicates.
+MAX_PREDICTIVE_DRAWS = 1000
+_DERIVED_LKJ = ("la_cov", "la_cov_corr", "la_cov_stds", "inv_sqrt_phi")
+
+
+def data_hash(data: NeighbourhoodData) -> str:
+    """SHA-256 (first 16 hex digits) of the arrays a fit depends on."""
+    h = hashlib.sha256()
+    for part in (data.lsoa, data.la[data.la_index], data.children, data.income, data.y):
+        h.update(np.ascontiguousarray(part).tobytes())
+        h.update(b"|")
+    h.update(data.outcome.encode())
+    return h.hexdigest()[:16]
+
+
+def fit(
+    data: NeighbourhoodData,
+    spec: Spec,
+    *,
+    progressbar: bool = True,
+    max_predictive_draws: int = MAX_PREDICTIVE_DRAWS,
+) -> xr.DataTree:
+    """Fit the national model for one outcome.
+
+    Parameters
+    ----------
+    data : NeighbourhoodData
+        The encoded outcome (:meth:`NeighbourhoodData.from_table`).
+    spec : Spec
+        Family and sampling settings (sampler, draws and tune per chain, chains, seed).
+    progressbar : bool
+        Show the sampler's progress bar.
+    max_predictive_draws : int
+        Draws (all chains) used for ``log_likelihood`` and ``posterior_predictive``.
+
+    Returns
+    -------
+    xarray.DataTree
+        Posterior variables with dims (chain, draw[, la, effect]); ``log_likelihood`` and
+        ``posterior_predictive`` with dims (chain, draw, lsoa).
+    """
+    model = build_model(data, spec)
+    s = spec.sampling
+    start = time.perf_counter()
+    if s.sampler == "nutpie":
+        import nutpie
+
+        compiled = nutpie.compile_pymc_model(model)
+        compile_seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        tree = nutpie.sample(
+            compiled,
+            draws=s.draws,
+            tune=s.tune,
+            chains=s.chains,
+            seed=s.seed,
+            progress_bar=progressbar,
+            save_warmup=False,
+        )
+    else:
+        compile_seconds = float("nan")  # pm.sample compiles and samples in one call
+        with model:
+            tree = pm.sample(
+                draws=s.draws,
+                tune=s.tune,
+                chains=s.chains,
+                random_seed=s.seed,
+                progressbar=progressbar,
+                nuts_sampler=s.sampler,
+                compute_convergence_checks=False,
+            )
+    sampling_seconds = time.perf_counter() - start
+    return _assemble(tree, data, spec, compile_seconds, sampling_seconds, max_predictive_draws)
+
+
+def _assemble(tree, data, spec, compile_seconds, sampling_seconds, max_predictive_draws):
+    posterior = tree["posterior"].to_dataset()
+    posterior = posterior.drop_vars([v for v in _DERIVED_LKJ if v in posterior])
+    posterior = posterior.drop_vars([c for c in posterior.coords if c.startswith("la_cov")])
+    few = predict.thin(posterior, max_predictive_draws)
+    lsoa = {"lsoa": data.lsoa}
+    groups = {
+        "posterior": posterior,
+        "sample_stats": tree["sample_stats"].to_dataset(),
+        "observed_data": xr.Dataset({data.outcome: ("lsoa", data.y)}, coords=lsoa),
+        "constant_data": xr.Dataset(
+            {
+                "children": ("lsoa", data.children),
+                "income": ("lsoa", data.income),
+                "w": ("lsoa", data.w),
+                "lsoa_la": ("lsoa", data.la[data.la_index]),
+                "m_la": ("la", data.m_la),
+                "m_c": ("la", data.m_c),
+            },
+            coords={**lsoa, "la": data.la},
+        ),
+        "log_likelihood": predict.log_likelihood(few, data, spec.family).to_dataset(),
+        "posterior_predictive": predict.replicate(
+            few, data, spec.family, seed=spec.sampling.seed
+        ).to_dataset(),
+    }
+    out = xr.DataTree.from_dict(groups)
+    out.attrs.update(
+        spec=spec.to_json(),
+        spec_hash=spec.hash,
+        data_hash=data_hash(data),
+        outcome=data.outcome,
+        family=spec.family,
+        x_bar=data.x_bar,
+        compile_seconds=compile_seconds,
+        sampling_seconds=sampling_seconds,
+    )
+    return out
+
+
+def encoded_data(tree: xr.DataTree) -> NeighbourhoodData:
+    """Rebuild the :class:`NeighbourhoodData` a fit was made from (e.g. after :func:`load`)."""
+    const = tree["constant_data"].to_dataset()
+    outcome = tree.attrs["outcome"]
+    la = const["la"].values.astype(str)
+    la_pos = {code: i for i, code in enumerate(la)}
+    return NeighbourhoodData(
+        lsoa=const["lsoa"].values.astype(str),
+        la=la,
+        la_index=np.array([la_pos[c] for c in const["lsoa_la"].values.astype(str)]),
+        children=const["children"].values,
+        income=const["income"].values,
+        y=tree["observed_data"][outcome].values.astype(np.int64),
+        w=const["w"].values,
+        m_la=const["m_la"].values,
+        m_c=const["m_c"].values,
+        x_bar=float(tree.attrs["x_bar"]),
+        outcome=outcome,
+    )
+
+
+def save(tree: xr.DataTree, path: str | Path) -> None:
+    """Write a fit to netCDF (h5netcdf), atomically: a killed run leaves no partial file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    encoding = {
+        f"/{name}": {v: {"zlib": True, "complevel": 4} for v in tree[name].data_vars}
+        for name in ("log_likelihood", "posterior_predictive")
+        if name in tree.children
+    }
+    for name in ("log_likelihood",):
+        if name in tree.children:
+            for v in tree[name].data_vars:
+                encoding[f"/{name}"][v]["dtype"] = "float32"
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=xr.SerializationWarning)
+            tree.to_netcdf(tmp, engine="h5netcdf", encoding=encoding)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def load(path: str | Path) -> xr.DataTree:
+    """Read a fit written by :func:`save`, fully into memory."""
+    return xr.open_datatree(path, engine="h5netcdf").load()

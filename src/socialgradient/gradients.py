@@ -1,0 +1,159 @@
+"""Derived quantities: social gradient scores, the per-LA table, ranks, rates.
+
+Everything here is pure xarray: posterior draws in (dims ``chain, draw[, ...]``), draws or
+summaries out. Nothing here plots or writes.
+
+Definitions (``b_*`` from :mod:`socialgradient.model`; deprivation in 10-point units):
+
+=============================  ===============================================  ===========
+quantity                        draws                                            scale
+=============================  ===============================================  ===========
+gradient_mean_la                exp(b_w): LA at the national mean deprivation    score
+gradient_less_deprived_la       exp(b_w - b_x): LA 10 points less deprived       score
+gradient_more_deprived_la       exp(b_w + b_x): LA 10 points more deprived       score
+interaction                     exp(b_x): ratio of gradients per 10 points of    score ratio
+                                LA deprivation
+between_la_gradient             exp(b_b): rate ratio between LAs 10 points       score
+                                apart in mean deprivation
+contextual_effect               b_b - b_w: log rate ratio for an LA 10 points    log
+                                more deprived, at equal neighbourhood
+                                deprivation (< 0: the inverse intervention
+                                effect)
+la_gradient                     exp(b_la) per LA                                 score
+la_rank                         rank of each LA's gradient, 1 = steepest         rank
+gradient_deprivation_corr       correlation over LAs of b_la with m_c             r
+=============================  ===============================================  ===========
+
+Intervals are equal-tailed (ETI): 95% and 80% by default, as DataArrays with a ``ci_bound``
+dim (``lower``, ``upper``) and ``ci_kind``/``ci_prob`` attrs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+from socialgradient.deprivation import UNIT
+
+SAMPLE_DIMS = ("chain", "draw")
+PROBS = (0.95, 0.80)
+PER = 10_000  # rates are per 10,000 children
+
+
+def national(posterior: xr.Dataset) -> xr.Dataset:
+    """The national quantities (see module table) as draws, dims (chain, draw)."""
+    b_w, b_b, b_x = posterior["b_w"], posterior["b_b"], posterior["b_x"]
+    return xr.Dataset(
+        {
+            "gradient_mean_la": np.exp(b_w),
+            "gradient_less_deprived_la": np.exp(b_w - b_x),
+            "gradient_more_deprived_la": np.exp(b_w + b_x),
+            "interaction": np.exp(b_x),
+            "between_la_gradient": np.exp(b_b),
+            "contextual_effect": b_b - b_w,
+        }
+    )
+
+
+def la_gradient(posterior: xr.Dataset) -> xr.DataArray:
+    """Each LA's social gradient score exp(b_la), dims (chain, draw, la)."""
+    return np.exp(posterior["la_effect"].sel(effect="slope", drop=True)).rename("la_gradient")
+
+
+def la_rank(gradient: xr.DataArray) -> xr.DataArray:
+    """Rank of each LA's gradient within each draw, 1 = steepest, dims (chain, draw, la)."""
+    order = (-gradient).argsort(axis=gradient.get_axis_num("la"))
+    ranks = order.argsort(axis=gradient.get_axis_num("la")) + 1
+    return gradient.copy(data=ranks.values).rename("la_rank")
+
+
+def gradient_deprivation_corr(posterior: xr.Dataset, m_c: xr.DataArray) -> xr.DataArray:
+    """Correlation over LAs between the LA slope b_la and LA deprivation m_c, dims (chain, draw)."""
+    slope = posterior["la_effect"].sel(effect="slope", drop=True)
+    return xr.corr(slope, m_c, dim="la").rename("gradient_deprivation_corr")
+
+
+def rate_curve(
+    posterior: xr.Dataset, income: np.ndarray, la_deprivation: dict[str, float], x_bar: float
+) -> xr.DataArray:
+    """Modelled rate per 10,000 children across neighbourhood deprivation.
+
+    For a typical LA (LA effects at their hierarchical means) whose mean deprivation is
+    ``x_bar + m_c`` (``m_c`` in 10-point units), the rate in a neighbourhood with income
+    share ``income`` is ``1e4 * exp(a + b_b m_c + (b_w + b_x m_c) (x - x_bar - m_c))``.
+
+    Parameters
+    ----------
+    income : array of float
+        Neighbourhood income-deprivation shares (0-1) to evaluate.
+    la_deprivation : dict
+        Label -> ``m_c`` of the LA (e.g. ``{"affluent": -1, "average": 0, "deprived": 1}``).
+    x_bar : float
+        National mean deprivation (10-point units), from the fit's attrs.
+
+    Returns
+    -------
+    DataArray
+        Dims (chain, draw, la_type, income).
+    """
+    x = xr.DataArray(np.asarray(income) * 100 / UNIT, dims="income", coords={"income": income})
+    m_c = xr.DataArray(
+        list(la_deprivation.values()), dims="la_type", coords={"la_type": list(la_deprivation)}
+    )
+    p = posterior
+    log_rate = p["a"] + p["b_b"] * m_c + (p["b_w"] + p["b_x"] * m_c) * (x - x_bar - m_c)
+    return (PER * np.exp(log_rate)).rename("rate_per_10k")
+
+
+def describe(draws: xr.DataArray, probs=PROBS) -> xr.Dataset:
+    """Median and equal-tailed intervals over (chain, draw).
+
+    Returns
+    -------
+    Dataset
+        ``median`` with the non-sample dims of ``draws``, and ``eti95``, ``eti80`` (one per
+        prob) with an extra ``ci_bound`` dim (``lower``, ``upper``).
+    """
+    out = {"median": draws.median(SAMPLE_DIMS)}
+    for prob in probs:
+        tail = (1 - prob) / 2
+        q = draws.quantile([tail, 1 - tail], dim=SAMPLE_DIMS)
+        q = q.rename(quantile="ci_bound").assign_coords(ci_bound=["lower", "upper"])
+        q.attrs.update(ci_kind="eti", ci_prob=prob)
+        out[f"eti{round(prob * 100)}"] = q
+    return xr.Dataset(out)
+
+
+def la_table(tree: xr.DataTree) -> xr.Dataset:
+    """Per-LA gradient scores and ranks with intervals, plus observed rates.
+
+    Returns
+    -------
+    Dataset
+        Dims (la[, ci_bound]): ``n_lsoa``, ``children``, ``cases``, ``rate_per_10k``
+        (observed), ``m_c``, ``gradient_median``, ``gradient_eti95``, ``gradient_eti80``,
+        ``rank_median``, ``rank_eti95``.
+    """
+    post = tree["posterior"].to_dataset()
+    const = tree["constant_data"].to_dataset()
+    y = tree["observed_data"][tree.attrs["outcome"]]
+    by_la = xr.Dataset(
+        {"children": const["children"], "cases": y, "n_lsoa": xr.ones_like(y)}
+    ).groupby(const["lsoa_la"].rename("la")).sum()
+    by_la = by_la.reindex(la=const["la"].values)
+    grad = la_gradient(post)
+    g, r = describe(grad), describe(la_rank(grad))
+    return xr.Dataset(
+        {
+            "n_lsoa": by_la["n_lsoa"],
+            "children": by_la["children"],
+            "cases": by_la["cases"],
+            "rate_per_10k": PER * by_la["cases"] / by_la["children"],
+            "m_c": const["m_c"],
+            "gradient_median": g["median"],
+            "gradient_eti95": g["eti95"],
+            "gradient_eti80": g["eti80"],
+            "rank_median": r["median"],
+            "rank_eti95": r["eti95"],
+        }
+    )
