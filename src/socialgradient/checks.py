@@ -142,6 +142,9 @@ def loo_compare(fits: dict[str, xr.DataTree]) -> pd.DataFrame:
     if len(hashes) != 1:
         raise ValueError(f"LOO compares fits of the same data; got data hashes {sorted(hashes)}")
     table = az.compare(fits)
-    bad = {name: int((az.loo(tree, pointwise=True).pareto_k > 0.7).sum()) for name, tree in fits.items()}
+    bad = {
+        name: int((az.loo(tree, pointwise=True).pareto_k > 0.7).sum())
+        for name, tree in fits.items()
+    }
     table["pareto_k_over_0.7"] = pd.Series(bad)
     return table

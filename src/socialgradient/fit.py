@@ -13,8 +13,6 @@ its hash (``spec_hash``), a hash of the data (``data_hash``), the sampler's timi
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -24,6 +22,7 @@ import pymc as pm
 import xarray as xr
 
 from socialgradient import predict
+from socialgradient.files import atomic_write
 from socialgradient.model import NeighbourhoodData, build_model
 from socialgradient.spec import Spec
 
@@ -165,8 +164,6 @@ def encoded_data(tree: xr.DataTree) -> NeighbourhoodData:
 
 def save(tree: xr.DataTree, path: str | Path) -> None:
     """Write a fit to netCDF (h5netcdf), atomically: a killed run leaves no partial file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     encoding = {
         f"/{name}": {v: {"zlib": True, "complevel": 4} for v in tree[name].data_vars}
         for name in ("log_likelihood", "posterior_predictive")
@@ -176,16 +173,13 @@ def save(tree: xr.DataTree, path: str | Path) -> None:
         if name in tree.children:
             for v in tree[name].data_vars:
                 encoding[f"/{name}"][v]["dtype"] = "float32"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+
+    def to_netcdf(tmp):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", category=xr.SerializationWarning)
             tree.to_netcdf(tmp, engine="h5netcdf", encoding=encoding)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+
+    atomic_write(path, to_netcdf)
 
 
 def load(path: str | Path) -> xr.DataTree:

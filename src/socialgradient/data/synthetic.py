@@ -38,9 +38,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -50,6 +48,7 @@ import pandas as pd
 from scipy.special import expit, ndtr, ndtri
 
 from socialgradient.deprivation import UNIT, decompose
+from socialgradient.files import atomic_write
 
 DEFAULT_SEED = 2021
 OUTCOMES = ("referrals", "assessments", "cin_plans", "cp_plans", "looked_after")
@@ -274,28 +273,16 @@ def simulate(
     return Synthetic(table=table, truth=truth)
 
 
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write(synthetic: Synthetic, out_dir) -> None:
     """Write ``neighbourhoods.parquet`` and ``truth.json`` into ``out_dir`` (atomically)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    _atomic_write(
+    atomic_write(
         out / "neighbourhoods.parquet",
         lambda tmp: synthetic.table.to_parquet(tmp, index=False, compression="zstd"),
     )
     text = json.dumps(synthetic.truth, indent=1) + "\n"
-    _atomic_write(out / "truth.json", lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    atomic_write(out / "truth.json", lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def main(argv: list[str] | None = None) -> int:
