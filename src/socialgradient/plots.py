@@ -1,0 +1,260 @@
+"""Figures of a fitted result.
+
+Each function takes a fitted ``xarray.DataTree`` (:func:`socialgradient.fit.fit` or
+:func:`socialgradient.fit.load`) and returns a :class:`matplotlib.figure.Figure`. The
+statistics come from :mod:`socialgradient.gradients` and :mod:`socialgradient.checks`;
+this module only draws them. Figures are built as plain ``Figure`` objects (no pyplot), so
+no GUI backend is involved and nothing is registered with pyplot that needs closing.
+
+Deprivation is shown in percent of families in income deprivation; the models' unit is
+10 percentage points, so a gradient score is the rate ratio per 10 points.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+from matplotlib.figure import Figure
+from matplotlib.ticker import LogFormatter
+
+from socialgradient.checks import deprivation_decile, ppc
+from socialgradient.deprivation import UNIT
+from socialgradient.gradients import PER, describe, la_table, national, rate_curve
+
+#: LA type -> (m_c, the matching score in :func:`socialgradient.gradients.national`).
+LA_TYPES = {
+    "affluent": (-1.0, "gradient_less_deprived_la"),
+    "average": (0.0, "gradient_mean_la"),
+    "deprived": (1.0, "gradient_more_deprived_la"),
+}
+PPC_STATISTICS = ("dispersion", "zero_share")
+DPI = 120
+
+
+def _log_y(ax) -> None:
+    """Log y axis with plain-number tick labels (200, not 2 x 10^2)."""
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(LogFormatter())
+    ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False))
+
+
+def _band(ax, x, summary: xr.Dataset, color: str, label: str | None = None) -> None:
+    """Median line with 95% (light) and 80% (darker) equal-tailed bands."""
+    for name, alpha in (("eti95", 0.18), ("eti80", 0.3)):
+        bounds = summary[name]
+        lower, upper = bounds.sel(ci_bound="lower"), bounds.sel(ci_bound="upper")
+        ax.fill_between(x, lower, upper, color=color, alpha=alpha, linewidth=0)
+    ax.plot(x, summary["median"].values, color=color, label=label)
+
+
+def _observed_by_decile(tree: xr.DataTree) -> tuple[np.ndarray, np.ndarray]:
+    """Child-weighted mean income (%) and observed rate per 10,000 of each decile."""
+    const = tree["constant_data"]
+    income, children = const["income"].values, const["children"].values
+    cases = tree["observed_data"][tree.attrs["outcome"]].values
+    decile = deprivation_decile(income) - 1
+    kids = np.bincount(decile, weights=children, minlength=10)
+    mean_income = np.bincount(decile, weights=children * income, minlength=10) / kids
+    rate = PER * np.bincount(decile, weights=cases, minlength=10) / kids
+    return 100 * mean_income, rate
+
+
+def gradient_curve(tree: xr.DataTree, income=None) -> Figure:
+    """Modelled rate against neighbourhood deprivation, for an LA of average deprivation.
+
+    Parameters
+    ----------
+    income : array of float, optional
+        Income shares (0-1) to evaluate; default 100 points from 1% to 60%.
+
+    Returns
+    -------
+    Figure
+        One axes: the median curve with 95%/80% bands (``rate_curve`` at ``m_c = 0``) on a
+        log rate axis, observed decile rates as points, the gradient score in the title.
+    """
+    income = np.linspace(0.01, 0.60, 100) if income is None else np.asarray(income)
+    post = tree["posterior"].to_dataset()
+    curve = rate_curve(post, income, {"average": 0.0}, float(tree.attrs["x_bar"]))
+    summary = describe(curve.sel(la_type="average", drop=True))
+    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    ax = fig.add_subplot()
+    _band(ax, 100 * income, summary, "C0", "model (median, 80% and 95% intervals)")
+    x_obs, rate_obs = _observed_by_decile(tree)
+    keep = rate_obs > 0  # a zero rate has no place on a log axis
+    ax.plot(x_obs[keep], rate_obs[keep], "o", color="k", label="observed, by deprivation decile")
+    _log_y(ax)
+    ax.set_xlabel("Neighbourhood income deprivation (% of families)")
+    ax.set_ylabel(f"{tree.attrs['outcome']} per 10,000 children")
+    g = describe(national(post)["gradient_mean_la"])
+    lo, hi = g["eti95"].values
+    median = float(g["median"])
+    ax.set_title(f"Social gradient {median:.2f} (95% CI {lo:.2f}-{hi:.2f}) per 10 points")
+    ax.legend(loc="upper left", fontsize="small")
+    return fig
+
+
+def la_caterpillar(tree: xr.DataTree, max_ticks: int = 12) -> Figure:
+    """Per-LA gradient scores, LAs ordered by mean deprivation.
+
+    Parameters
+    ----------
+    max_ticks : int
+        At most this many labelled LAs on the x axis.
+
+    Returns
+    -------
+    Figure
+        One axes: per-LA medians (points) with 95% (thin) and 80% (thick) intervals, the
+        national gradient median exp(b_w) (horizontal line) and the median of
+        exp(b_w + b_x m_c) across LA deprivation (the cross-level interaction).
+    """
+    table = la_table(tree).sortby("m_c")
+    post = tree["posterior"].to_dataset()
+    pos = np.arange(table.sizes["la"])
+    fig = Figure(figsize=(8, 4.5), layout="constrained")
+    ax = fig.add_subplot()
+    for name, width in (("gradient_eti95", 0.8), ("gradient_eti80", 2.5)):
+        bounds = table[name]
+        ax.vlines(pos, bounds.sel(ci_bound="lower"), bounds.sel(ci_bound="upper"),
+                  color="C0", linewidth=width, alpha=0.6)
+    ax.plot(pos, table["gradient_median"].values, "o", color="C0", ms=3, label="LA gradient")
+    national_g = float(describe(national(post)["gradient_mean_la"])["median"])
+    ax.axhline(national_g, color="k", linestyle="--", linewidth=1,
+               label=f"national (LA at mean deprivation) {national_g:.2f}")
+    # The hierarchical mean slope of an LA with deprivation m_c (model definition).
+    expected = describe(np.exp(post["b_w"] + post["b_x"] * table["m_c"]))["median"]
+    ax.plot(pos, expected.values, color="C3", label="exp(b_w + b_x m_c): expected at LA's m_c")
+    ticks = np.unique(np.linspace(0, len(pos) - 1, min(max_ticks, len(pos))).round().astype(int))
+    la_pct = (float(tree.attrs["x_bar"]) + table["m_c"].values) * UNIT
+    ax.set_xticks(ticks, [f"{la_pct[i]:.0f}" for i in ticks])
+    ax.set_xlabel("LAs ordered by mean income deprivation (LA mean, % of families)")
+    ax.set_ylabel("Social gradient score (per 10 points)")
+    _log_y(ax)
+    ax.legend(loc="best", fontsize="small")
+    return fig
+
+
+def inverse_intervention(tree: xr.DataTree, half_range: float = 15.0, n: int = 60) -> Figure:
+    """Modelled rate curves for an affluent, an average and a deprived LA.
+
+    Parameters
+    ----------
+    half_range : float
+        Each curve spans its LA's mean deprivation +/- this many percentage points,
+        clipped to 0.5%-65%.
+    n : int
+        Points per curve.
+
+    Returns
+    -------
+    Figure
+        One axes with three median curves (LA ``m_c`` = -1, 0, +1) and their 95% bands;
+        the legend gives each LA type's mean deprivation and median gradient score.
+    """
+    post = tree["posterior"].to_dataset()
+    x_bar = float(tree.attrs["x_bar"])
+    scores = national(post)
+    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    ax = fig.add_subplot()
+    for i, (name, (m_c, score)) in enumerate(LA_TYPES.items()):
+        mean_pct = (x_bar + m_c) * UNIT
+        lo, hi = np.clip([mean_pct - half_range, mean_pct + half_range], 0.5, 65.0)
+        income = np.linspace(lo, hi, n) / 100
+        curve = rate_curve(post, income, {name: m_c}, x_bar).sel(la_type=name, drop=True)
+        summary = describe(curve, probs=(0.95,))
+        color = f"C{i}"
+        bounds = summary["eti95"]
+        ax.fill_between(100 * income, bounds.sel(ci_bound="lower"), bounds.sel(ci_bound="upper"),
+                        color=color, alpha=0.2, linewidth=0)
+        g = float(scores[score].median())
+        ax.plot(100 * income, summary["median"].values, color=color,
+                label=f"{name} LA (mean {mean_pct:.0f}%): gradient {g:.2f}")
+    _log_y(ax)
+    ax.set_xlabel("Neighbourhood income deprivation (% of families)")
+    ax.set_ylabel(f"{tree.attrs['outcome']} per 10,000 children")
+    ax.set_title("Rates by neighbourhood deprivation in LAs of differing deprivation")
+    ax.legend(loc="upper left", fontsize="small")
+    return fig
+
+
+def ppc_plot(tree: xr.DataTree, statistics=PPC_STATISTICS) -> Figure:
+    """Posterior predictive checks: decile totals and summary statistics.
+
+    Returns
+    -------
+    Figure
+        Two axes. Left: replicated totals by deprivation decile (median, 95% error bars)
+        and observed totals (points). Right: for each statistic, the replicated 95% interval
+        and the observed value, divided by the replicated median (1 = median; a statistic
+        whose replicated median is 0 is shown unscaled).
+    """
+    checks = ppc(tree)
+    dec = checks["decile"]
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    left, right = fig.subplots(1, 2, width_ratios=[3, 2])
+    med = dec["replicated_median"].values
+    err = [med - dec["replicated_lower"].values, dec["replicated_upper"].values - med]
+    x = dec["decile"].values
+    left.errorbar(x, med, yerr=err, fmt="s", color="C0", ms=4, capsize=3,
+                  label="replicated (median, 95%)")
+    left.plot(x, dec["observed"].values, "o", color="k", label="observed")
+    left.set_xticks(x)
+    left.set_xlabel("Deprivation decile (1 = least deprived)")
+    left.set_ylabel(f"total {tree.attrs['outcome']}")
+    left.legend(loc="upper left", fontsize="small")
+    stat = checks["statistic"].sel(statistic=list(statistics))
+    rep_med = stat["replicated_median"].values
+    scale = np.where(rep_med > 0, rep_med, 1.0)
+    y = np.arange(len(statistics))
+    lower, upper = stat["replicated_lower"].values, stat["replicated_upper"].values
+    right.hlines(y, lower / scale, upper / scale, color="C0", lw=3, label="replicated 95%")
+    right.plot(rep_med / scale, y, "|", color="C0", ms=12)
+    right.plot(stat["observed"].values / scale, y, "o", color="k", label="observed")
+    right.set_yticks(y, [f"{s}\n(obs {v:.3g}, p={p:.2f})" for s, v, p in
+                         zip(statistics, stat["observed"].values, stat["p_value"].values,
+                             strict=True)])
+    right.axvline(1.0, color="grey", linewidth=0.8, linestyle=":")
+    right.set_ylim(len(statistics) - 0.4, -0.6)
+    right.set_xlabel("relative to replicated median")
+    right.legend(loc="best", fontsize="small")
+    return fig
+
+
+FIGURES = {
+    "gradient_curve": gradient_curve,
+    "la_caterpillar": la_caterpillar,
+    "inverse_intervention": inverse_intervention,
+    "ppc": ppc_plot,
+}
+
+
+def save_all(tree: xr.DataTree, out_dir: str | Path, dpi: int = DPI) -> dict[str, Path]:
+    """Write every figure as ``<name>.png`` in ``out_dir``, each atomically.
+
+    Returns
+    -------
+    dict
+        Figure name (``gradient_curve``, ``la_caterpillar``, ``inverse_intervention``,
+        ``ppc``) -> path written.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for name, draw in FIGURES.items():
+        fig = draw(tree)
+        path = out_dir / f"{name}.png"
+        tmp = out_dir / f".{name}.{uuid.uuid4().hex}.png.tmp"  # same dir: os.replace is atomic
+        try:
+            fig.savefig(tmp, dpi=dpi, format="png")
+            os.replace(tmp, path)
+        finally:
+            fig.clear()
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        paths[name] = path
+    return paths
