@@ -12,8 +12,7 @@ Deprivation is shown in percent of families in income deprivation; the models' u
 
 from __future__ import annotations
 
-import os
-import uuid
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ from matplotlib.ticker import LogFormatter
 
 from socialgradient.checks import deprivation_decile, ppc
 from socialgradient.deprivation import UNIT
+from socialgradient.files import atomic_write
 from socialgradient.gradients import PER, describe, la_table, national, rate_curve
 
 #: LA type -> (m_c, the matching score in :func:`socialgradient.gradients.national`).
@@ -91,9 +91,8 @@ def gradient_curve(tree: xr.DataTree, income=None) -> Figure:
     ax.set_xlabel("Neighbourhood income deprivation (% of families)")
     ax.set_ylabel(f"{tree.attrs['outcome']} per 10,000 children")
     g = describe(national(post)["gradient_mean_la"])
-    lo, hi = g["eti95"].values
-    median = float(g["median"])
-    ax.set_title(f"Social gradient {median:.2f} (95% CI {lo:.2f}-{hi:.2f}) per 10 points")
+    (lo, hi), med = g["eti95"].values, float(g["median"])
+    ax.set_title(f"Social gradient {med:.2f} (95% CI {lo:.2f}-{hi:.2f}) per 10 points")
     ax.legend(loc="upper left", fontsize="small")
     return fig
 
@@ -167,10 +166,9 @@ def inverse_intervention(tree: xr.DataTree, half_range: float = 15.0, n: int = 6
         income = np.linspace(lo, hi, n) / 100
         curve = rate_curve(post, income, {name: m_c}, x_bar).sel(la_type=name, drop=True)
         summary = describe(curve, probs=(0.95,))
-        color = f"C{i}"
-        bounds = summary["eti95"]
-        ax.fill_between(100 * income, bounds.sel(ci_bound="lower"), bounds.sel(ci_bound="upper"),
-                        color=color, alpha=0.2, linewidth=0)
+        color, bounds = f"C{i}", summary["eti95"]
+        lower, upper = bounds.sel(ci_bound="lower"), bounds.sel(ci_bound="upper")
+        ax.fill_between(100 * income, lower, upper, color=color, alpha=0.2, linewidth=0)
         g = float(scores[score].median())
         ax.plot(100 * income, summary["median"].values, color=color,
                 label=f"{name} LA (mean {mean_pct:.0f}%): gradient {g:.2f}")
@@ -197,11 +195,9 @@ def ppc_plot(tree: xr.DataTree, statistics=PPC_STATISTICS) -> Figure:
     dec = checks["decile"]
     fig = Figure(figsize=(10, 4), layout="constrained")
     left, right = fig.subplots(1, 2, width_ratios=[3, 2])
-    med = dec["replicated_median"].values
+    med, x = dec["replicated_median"].values, dec["decile"].values
     err = [med - dec["replicated_lower"].values, dec["replicated_upper"].values - med]
-    x = dec["decile"].values
-    left.errorbar(x, med, yerr=err, fmt="s", color="C0", ms=4, capsize=3,
-                  label="replicated (median, 95%)")
+    left.errorbar(x, med, err, fmt="s", ms=4, capsize=3, label="replicated (median, 95%)")
     left.plot(x, dec["observed"].values, "o", color="k", label="observed")
     left.set_xticks(x)
     left.set_xlabel("Deprivation decile (1 = least deprived)")
@@ -215,9 +211,9 @@ def ppc_plot(tree: xr.DataTree, statistics=PPC_STATISTICS) -> Figure:
     right.hlines(y, lower / scale, upper / scale, color="C0", lw=3, label="replicated 95%")
     right.plot(rep_med / scale, y, "|", color="C0", ms=12)
     right.plot(stat["observed"].values / scale, y, "o", color="k", label="observed")
-    right.set_yticks(y, [f"{s}\n(obs {v:.3g}, p={p:.2f})" for s, v, p in
-                         zip(statistics, stat["observed"].values, stat["p_value"].values,
-                             strict=True)])
+    obs, pv = stat["observed"].values, stat["p_value"].values
+    labels = [f"{s}\n(obs {obs[i]:.3g}, p={pv[i]:.2f})" for i, s in enumerate(statistics)]
+    right.set_yticks(y, labels)
     right.axvline(1.0, color="grey", linewidth=0.8, linestyle=":")
     right.set_ylim(len(statistics) - 0.4, -0.6)
     right.set_xlabel("relative to replicated median")
@@ -242,19 +238,12 @@ def save_all(tree: xr.DataTree, out_dir: str | Path, dpi: int = DPI) -> dict[str
         Figure name (``gradient_curve``, ``la_caterpillar``, ``inverse_intervention``,
         ``ppc``) -> path written.
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     paths = {}
     for name, draw in FIGURES.items():
         fig = draw(tree)
-        path = out_dir / f"{name}.png"
-        tmp = out_dir / f".{name}.{uuid.uuid4().hex}.png.tmp"  # same dir: os.replace is atomic
         try:
-            fig.savefig(tmp, dpi=dpi, format="png")
-            os.replace(tmp, path)
+            write = partial(fig.savefig, dpi=dpi, format="png")
+            paths[name] = atomic_write(Path(out_dir) / f"{name}.png", write)
         finally:
-            fig.clear()
-            if os.path.exists(tmp):
-                os.remove(tmp)
-        paths[name] = path
+            fig.clear()  # a bare Figure is not registered with pyplot: clearing frees it
     return paths
