@@ -9,6 +9,8 @@ Verdict rules (all parameters, including every LA's intercept and slope):
 
 from __future__ import annotations
 
+import warnings
+
 import arviz as az
 import numpy as np
 import pandas as pd
@@ -78,15 +80,22 @@ def _extreme(ds: xr.Dataset, pick) -> float:
 
 
 def _compare(observed: xr.DataArray, replicated: xr.DataArray) -> xr.Dataset:
-    """Observed statistic against its replicates: median, 95% ETI, P(rep >= obs)."""
+    """Observed statistic against its replicates: median, 95% ETI, PPC p-values.
+
+    ``p_value`` = P(rep >= obs); ``p_two_sided`` = 2 min(P(rep >= obs), P(rep <= obs)),
+    capped at 1 (ties count on both sides, so discrete statistics do not fail spuriously).
+    """
     q = replicated.quantile([0.025, 0.5, 0.975], dim=SAMPLE_DIMS)
+    p_ge = (replicated >= observed).mean(SAMPLE_DIMS)
+    p_le = (replicated <= observed).mean(SAMPLE_DIMS)
     return xr.Dataset(
         {
             "observed": observed,
             "replicated_median": q.sel(quantile=0.5, drop=True),
             "replicated_lower": q.sel(quantile=0.025, drop=True),
             "replicated_upper": q.sel(quantile=0.975, drop=True),
-            "p_value": (replicated >= observed).mean(SAMPLE_DIMS),
+            "p_value": p_ge,
+            "p_two_sided": np.minimum(1.0, 2 * np.minimum(p_ge, p_le)),
         }
     )
 
@@ -106,7 +115,7 @@ def ppc(tree: xr.DataTree) -> dict[str, xr.Dataset]:
         ``la``); ``statistic``: national total, dispersion (variance / mean of LSOA counts),
         share of zero counts and maximum count (dim ``statistic``). Each holds
         ``observed``, ``replicated_median``, ``replicated_lower``/``_upper`` (95% ETI) and
-        ``p_value`` = P(replicated >= observed).
+        ``p_value`` = P(replicated >= observed) and ``p_two_sided``.
     """
     outcome = tree.attrs["outcome"]
     y = tree["observed_data"][outcome].astype(float)
@@ -141,10 +150,13 @@ def loo_compare(fits: dict[str, xr.DataTree]) -> pd.DataFrame:
     hashes = {tree.attrs["data_hash"] for tree in fits.values()}
     if len(hashes) != 1:
         raise ValueError(f"LOO compares fits of the same data; got data hashes {sorted(hashes)}")
-    table = az.compare(fits)
-    bad = {
-        name: int((az.loo(tree, pointwise=True).pareto_k > 0.7).sum())
-        for name, tree in fits.items()
-    }
+    with warnings.catch_warnings():
+        # ArviZ warns when some Pareto k is high; the table reports how many, per model.
+        warnings.filterwarnings("ignore", "Estimated shape parameter of Pareto", UserWarning)
+        table = az.compare(fits)
+        bad = {
+            name: int((az.loo(tree, pointwise=True).pareto_k > 0.7).sum())
+            for name, tree in fits.items()
+        }
     table["pareto_k_over_0.7"] = pd.Series(bad)
     return table

@@ -1,0 +1,139 @@
+"""Command line: ``socialgradient simulate | fit | run``.
+
+* ``simulate --out DIR [--seed N] [--scale F]``: write a synthetic England (Parquet + truth).
+* ``fit DATA --outcome COL --out DIR [--family ...] [--draws N] ...``: fit the national
+  model to a neighbourhood table and write every output (:mod:`socialgradient.report`).
+* ``run``: the main job. Fits the national negative-binomial model of referrals on the
+  embedded default data, plus the Poisson model for a LOO comparison, and prints the
+  headline table and verdict.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from socialgradient.spec import FAMILIES, SAMPLERS, Spec, load_spec
+
+DEFAULT_DATA = Path("data/neighbourhoods.parquet")
+DEFAULT_SPEC = Path("models/national_referrals.toml")
+
+
+def _sampling_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--family", choices=FAMILIES, help="default: the spec's (negbin)")
+    p.add_argument("--draws", type=int, help="draws per chain (default: the spec's)")
+    p.add_argument("--tune", type=int, help="tuning draws per chain")
+    p.add_argument("--chains", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--sampler", choices=SAMPLERS)
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for documentation and tests)."""
+    top = argparse.ArgumentParser(prog="socialgradient", description=__doc__.split("\n")[0])
+    sub = top.add_subparsers(dest="command", required=True)
+
+    sim = sub.add_parser("simulate", help="write a synthetic England with known truth")
+    sim.add_argument("--out", type=Path, required=True)
+    sim.add_argument("--seed", type=int, default=2021)
+    sim.add_argument("--scale", type=float, default=1.0, help="LSOAs per LA multiplier")
+
+    f = sub.add_parser("fit", help="fit the national model to a neighbourhood table")
+    f.add_argument("data", type=Path, help="CSV or Parquet neighbourhood table")
+    f.add_argument("--outcome", required=True, help="count column to model")
+    f.add_argument("--out", type=Path, required=True)
+    f.add_argument("--spec", type=Path, help="TOML spec; flags override its values")
+    _sampling_args(f)
+
+    r = sub.add_parser("run", help="the main job on the embedded default data")
+    r.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    r.add_argument("--spec", type=Path, default=DEFAULT_SPEC)
+    r.add_argument("--out", type=Path, default=Path("out"))
+    r.add_argument("--figures", type=Path, default=Path("figures"), help="copy PNGs here")
+    _sampling_args(r)
+    return top
+
+
+def _spec(args, outcome: str | None = None) -> Spec:
+    spec = load_spec(args.spec) if args.spec else Spec(outcome=outcome)
+    return spec.replace(
+        outcome=outcome,
+        family=args.family,
+        draws=args.draws,
+        tune=args.tune,
+        chains=args.chains,
+        seed=args.seed,
+        sampler=args.sampler,
+    )
+
+
+def _fit_and_write(table, spec: Spec, out: Path, progress: bool, compare: bool) -> dict:
+    from socialgradient import api, checks, report
+
+    tree = api.fit(table, spec, progressbar=progress)
+    extra = {}
+    if compare:
+        other = "poisson" if spec.family == "negbin" else "negbin"
+        print(f"fitting the {other} model for the LOO comparison ...", flush=True)
+        rival = api.fit(table, spec.replace(family=other), progressbar=progress)
+        loo = checks.loo_compare({spec.family: tree, other: rival})
+        extra["loo"] = json.loads(loo.to_json(orient="index"))
+        print(loo.to_string())
+    paths = report.write(tree, out, extra=extra)
+    s = json.loads(paths["summary"].read_text())
+    print(report.headline(s))
+    print(f"wrote {', '.join(str(p) for p in paths.values())}")
+    return {"summary": s, "paths": paths}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``socialgradient`` command."""
+    args = parser().parse_args(argv)
+    from socialgradient.data.schema import InputError
+
+    try:
+        return _dispatch(args)
+    except (InputError, ValueError, FileNotFoundError) as err:
+        print(f"socialgradient {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+def _dispatch(args) -> int:
+    from socialgradient.data import schema, synthetic
+
+    if args.command == "simulate":
+        syn = synthetic.simulate(seed=args.seed, scale=args.scale)
+        synthetic.write(syn, args.out)
+        print(f"wrote {args.out}: {len(syn.table)} LSOAs in {syn.table['la'].nunique()} LAs")
+        return 0
+    progress = not args.no_progress
+    if args.command == "fit":
+        spec = _spec(args, args.outcome)
+        table = schema.load(args.data, [spec.outcome])
+        _fit_and_write(table, spec, args.out, progress, compare=False)
+        return 0
+    # run: the main job
+    if not args.data.exists():
+        raise FileNotFoundError(
+            f"default data {args.data} not found; run from the repository root, or "
+            f"regenerate it with `socialgradient simulate --out {args.data.parent}`"
+        )
+    spec = _spec(args)
+    table = schema.load(args.data, [spec.outcome])
+    print(f"{args.data}: {len(table)} LSOAs in {table['la'].nunique()} LAs; {spec.to_json()}")
+    start = time.perf_counter()
+    result = _fit_and_write(table, spec, args.out, progress, compare=True)
+    args.figures.mkdir(parents=True, exist_ok=True)
+    for path in result["paths"].values():
+        if path.suffix == ".png":
+            (args.figures / path.name).write_bytes(path.read_bytes())
+    print(f"main job: {time.perf_counter() - start:.0f} s; figures in {args.figures}/")
+    return 0 if result["summary"]["diagnostics"]["verdict"] != "FAIL" else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
