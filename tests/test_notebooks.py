@@ -1,0 +1,26 @@
+"""Every notebook runs top to bottom (tiny draw counts), importing only the public API."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.py"))
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_runs(notebook, tmp_path):
+    env = {**os.environ, "SG_DRAWS": "100", "SG_TUNE": "100", "MPLBACKEND": "Agg"}
+    done = subprocess.run(
+        [sys.executable, str(notebook)], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_notebooks_are_jupytext_percent_scripts():
+    assert NOTEBOOKS
+    for notebook in NOTEBOOKS:
+        text = notebook.read_text()
+        assert "format_name: percent" in text and "# %%" in text, notebook.name
