@@ -6,7 +6,7 @@
 # Usage:
 #   Rscript bench/peers/peers.R DATA.csv OUTCOME OUT.json
 #       [--which lme4,glmmtmb_pois,glmmtmb_nb,brms_pois,brms_nb]
-#       [--chains 4] [--iter 2000] [--warmup 1000] [--seed 1]
+#       [--chains 4] [--iter 2000] [--warmup 1000] [--seed 1] [--cores 2] [--adapt_delta 0.8]
 #       [--timeout SECONDS]        (per peer; default 3600)
 #
 # Each peer runs in its own Rscript subprocess (this file with --worker), under GNU
@@ -21,7 +21,7 @@ parse_args <- function(args) {
   pos <- character(0)
   opt <- list(which = paste(PEERS, collapse = ","), chains = 4, iter = 2000,
               warmup = 1000, seed = 1, timeout = 3600, worker = NA_character_,
-              cores = 2)
+              cores = 2, adapt_delta = 0.8)
   i <- 1
   while (i <= length(args)) {
     a <- args[i]
@@ -170,7 +170,8 @@ fit_brms <- function(d, opt, family) {
     sampling_warns <- character(0)
     t_sample <- system.time(sf <- withCallingHandlers(
       sampling(sm, data = sdata, chains = opt$chains, iter = opt$iter, warmup = opt$warmup,
-               cores = min(opt$cores, opt$chains), seed = opt$seed, refresh = 0),
+               cores = min(opt$cores, opt$chains), seed = opt$seed, refresh = 0,
+               control = list(adapt_delta = opt$adapt_delta)),
       warning = function(w) {
         sampling_warns <<- c(sampling_warns, conditionMessage(w)); invokeRestart("muffleWarning")
       }))
@@ -214,7 +215,7 @@ fit_brms <- function(d, opt, family) {
     wall_s = unname(t_total["elapsed"]),
     compile_s = unname(t_compile["elapsed"]),
     sample_s = sample_s,
-    chains = opt$chains, iter = opt$iter, warmup = opt$warmup,
+    chains = opt$chains, iter = opt$iter, warmup = opt$warmup, adapt_delta = opt$adapt_delta,
     converged = max(sm_tab$rhat) < 1.01 && ess_focus > 400 && divergent == 0,
     convergence = list(
       max_rhat = max(sm_tab$rhat), min_ess_bulk = ess_focus, min_ess_tail = min(sm_tab$ess_tail),
@@ -275,7 +276,7 @@ driver_main <- function(opt) {
     parameters = as.list(PARAM_NAMES),
     settings = list(which = I(opt$which), chains = opt$chains, iter = opt$iter,
                     warmup = opt$warmup, seed = opt$seed, timeout_s = opt$timeout,
-                    cores = opt$cores),
+                    cores = opt$cores, adapt_delta = opt$adapt_delta),
     session = list(R = R.version.string, platform = R.version$platform,
                    nproc = parallel::detectCores(),
                    packages = lapply(c(lme4 = "lme4", glmmTMB = "glmmTMB", brms = "brms",
@@ -292,7 +293,8 @@ driver_main <- function(opt) {
     log <- sub("\\.json$", ".log", tmp)
     wargs <- c(shQuote(self_path()), shQuote(opt$data), shQuote(opt$outcome), shQuote(tmp),
                "--worker", peer, "--chains", opt$chains, "--iter", opt$iter,
-               "--warmup", opt$warmup, "--seed", opt$seed, "--cores", opt$cores)
+               "--warmup", opt$warmup, "--seed", opt$seed, "--cores", opt$cores,
+               "--adapt_delta", opt$adapt_delta)
     message(sprintf("[peers] %s: start (timeout %g s)", peer, opt$timeout))
     t0 <- Sys.time()
     if (have_timeout) {
