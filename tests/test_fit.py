@@ -179,7 +179,8 @@ def test_encoded_data_in_memory(tree, data):
 
 @pytest.mark.parametrize(
     "sampler",
-    [pytest.param("pymc", marks=pytest.mark.slow), pytest.param("numpyro", marks=pytest.mark.slow)],
+    # numpyro: ~14 s of JAX compilation on a 2-core machine, hence slow.
+    ["pymc", pytest.param("numpyro", marks=pytest.mark.slow)],
 )
 def test_other_samplers_same_layout(data, tree, sampler):
     spec = Spec(
