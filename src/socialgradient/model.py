@@ -21,7 +21,7 @@ name      prior                       why
 ========  ==========================  =====================================================
 a         Normal(-4, 2.5)             log rate per child at an LA's mean deprivation, for an
                                       LA at the national mean: e^-4 = 180 per 10,000; the
-                                      95% range covers 1 to 30,000 per 10,000
+                                      95% range is about 1.4 to 25,000 per 10,000
 b_w       Normal(0, 1)                within-LA log gradient per 10 points: scores 0.14-7
 b_b       Normal(0, 1)                between-LA log gradient per 10 points of LA deprivation
 b_x       Normal(0, 1)                change in the within-LA log gradient per 10 points of LA

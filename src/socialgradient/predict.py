@@ -15,7 +15,10 @@ from socialgradient.model import NeighbourhoodData
 
 
 def thin(posterior: xr.Dataset, max_draws: int) -> xr.Dataset:
-    """Keep at most ``max_draws`` draws in total, evenly spaced within each chain."""
+    """Keep about ``max_draws`` draws in total, evenly spaced within each chain.
+
+    Every chain keeps at least one draw, so fewer than ``chains`` draws cannot be asked for.
+    """
     n_chain, n_draw = posterior.sizes["chain"], posterior.sizes["draw"]
     per_chain = max(1, min(n_draw, max_draws // n_chain))
     keep = np.unique(np.linspace(0, n_draw - 1, per_chain).round().astype(int))

@@ -45,7 +45,7 @@ class Sampling:
             raise ValueError(f"unknown sampler {self.sampler!r}: choose one of {SAMPLERS}")
         for name in ("draws", "tune", "chains"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"sampling.{name} must be a positive integer, got {value!r}")
 
 
