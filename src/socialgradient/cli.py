@@ -3,6 +3,9 @@
 * ``simulate --out DIR [--seed N] [--scale F]``: write a synthetic England (Parquet + truth).
 * ``fit DATA --outcome COL --out DIR [--family ...] [--draws N] ...``: fit the national
   model to a neighbourhood table and write every output (:mod:`socialgradient.report`).
+* ``data build SHARED_DIR --out FILE.parquet [--report report.json] [--la-year Y]``:
+  assemble the neighbourhood table of every English LSOA from the public source files
+  (:mod:`socialgradient.data.build`), with a linkage report.
 * ``run``: the main job. Fits the national negative-binomial model of referrals on the
   embedded default data, plus the Poisson model for a LOO comparison, and prints the
   headline table and verdict.
@@ -49,6 +52,8 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("--spec", type=Path, help="TOML spec; flags override its values")
     _sampling_args(f)
 
+    _data_parser(sub)
+
     r = sub.add_parser("run", help="the main job on the embedded default data")
     r.add_argument("--data", type=Path, default=DEFAULT_DATA)
     r.add_argument("--spec", type=Path, default=DEFAULT_SPEC)
@@ -56,6 +61,37 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--figures", type=Path, default=Path("figures"), help="copy PNGs here")
     _sampling_args(r)
     return top
+
+
+def _data_parser(sub) -> None:
+    d = sub.add_parser("data", help="public source files: build the neighbourhood table")
+    dsub = d.add_subparsers(dest="data_command", required=True)
+    b = dsub.add_parser("build", help="neighbourhood table of every English LSOA, with a "
+                        "linkage report")
+    b.add_argument("shared_dir", type=Path, help="shared data folder (iod2019/, la_lookups/, "
+                   "ruc2011/)")
+    b.add_argument("--out", type=Path, required=True, help=".parquet, .csv or .csv.gz")
+    b.add_argument("--report", type=Path, help="write the linkage report here (JSON)")
+    b.add_argument("--outcomes", type=Path, help="table of lsoa + count columns to join")
+    b.add_argument("--la-year", type=int, default=None,
+                   help="DfE reporting year of the LA geography (default: the latest)")
+    b.add_argument("--no-city-merge", action="store_true",
+                   help="keep City of London apart from Hackney")
+
+
+def _data(args) -> int:
+    from socialgradient.data import build, sources
+
+    merges = sources.DFE_MERGES
+    if args.no_city_merge:
+        merges = tuple(m for m in merges if m.old != "E09000001")
+    table, report = build.build_neighbourhoods(
+        args.shared_dir, outcome_table=args.outcomes,
+        la_year=args.la_year or sources.LATEST_YEAR, merges=merges)
+    build.write(table, report, args.out, args.report)
+    print(build.summary(report))
+    print(f"wrote {args.out}" + (f" and {args.report}" if args.report else ""))
+    return 0
 
 
 def _spec(args, outcome: str | None = None) -> Spec:
@@ -105,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
 def _dispatch(args) -> int:
     from socialgradient.data import schema, synthetic
 
+    if args.command == "data":
+        return _data(args)
     if args.command == "simulate":
         syn = synthetic.simulate(seed=args.seed, scale=args.scale)
         synthetic.write(syn, args.out)
