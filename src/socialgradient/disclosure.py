@@ -1,0 +1,416 @@
+"""Statistical disclosure control: the one gate every exported count table goes through.
+
+``write_table`` decides by level: ``"child"`` rows are refused unless an override reason is
+given; ``"lsoa"`` and ``"la"`` count tables are protected by ``protect`` (written unprotected
+only under an override reason); ``"model"`` outputs (posterior summaries per LA) are written
+unchanged. Every decision, refusals included, is appended to ``disclosure_log.jsonl`` beside
+the file: level, rule, suppression counts, override reason, the file's SHA-256. The log never
+holds a suppressed value. Files are written atomically (``files.atomic_write``).
+
+The rule (``Rule``): suppress counts below ``threshold`` (default 10). Zeros are *not*
+suppressed by default (``suppress_zeros=False``): DfE and ONS publish true zeros, and a
+suppressed zero among 1..9 would say nothing a zero does not; set ``suppress_zeros=True`` for
+ACRO's stricter default (``zeros_are_disclosive``). Secondary suppression: every published
+margin ("line": a group's total of one count column, or a row's total across count columns)
+must hide 0 or at least 2 cells, so no suppressed cell is one subtraction from a total. The
+complement is the line's smallest positive visible cell (a zero complement would give the
+primary away: a hidden pair summing to 1 is 1 + 0). Lines are iterated to a fixed point;
+then linked suppressed cells (up to ``MAX_EXACT``) are checked by linear algebra for values
+that a combination of several totals would still pin down, and protected further. Not done:
+interval (bounds) protection, as in tau-Argus. Optional rounding to the nearest ``round_to``.
+
+ACRO (``acro`` 1.0.2, the SACRO output-checking toolkit), tested in a scratch venv beside
+pandas 3.1.1 / numpy 2.5.5: it declares ``pandas<=2.3.3``, so it cannot go into our lock
+without unpinning pandas; installed ``--no-deps`` its crosstab, suppression, rounding and
+``finalise`` bundle ran (with pandas deprecation warnings). So ACRO is not a dependency:
+``acro_crosstab`` uses it when importable, where it fits. Where it does not:
+- ACRO checks *record counts* of tables it builds from microdata. Our tables are mostly
+  pre-aggregated (DfE LA tables, LSOA aggregates): given one row per cell as
+  ``values=n, aggfunc="sum"`` it flags every cell (one contributing record each).
+- ACRO does no secondary suppression: it suppresses a lone small cell and recomputes the
+  table's own margins from visible cells, so a total published elsewhere (the DfE LA total)
+  recovers the cell by subtraction. Secondary suppression is implemented here.
+- Dominance rules (NK, p%) concern magnitude tables; in count tables each child adds 1.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import itertools
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from socialgradient.files import atomic_write
+
+LEVELS = ("child", "lsoa", "la", "model")
+LOG_NAME = "disclosure_log.jsonl"
+MAX_EXACT = 400  # largest set of linked suppressed cells given the exact linear check
+MODEL_NOTE = "model output (posterior summaries per LA): allowed unchanged"
+
+
+class DisclosureError(PermissionError):
+    """A write the disclosure rule refuses (child-level rows without an override reason)."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Suppress counts below ``threshold`` (None: none), secondary-suppress, round visible
+    counts to the nearest ``round_to`` (None: no rounding); zeros suppressed only if asked."""
+
+    threshold: int | None = 10
+    round_to: int | None = None
+    secondary: bool = True
+    suppress_zeros: bool = False
+
+    def __post_init__(self):
+        for name in ("threshold", "round_to"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise ValueError(f"Rule.{name} must be a positive integer or None, not {v!r}")
+
+
+@dataclass(frozen=True)
+class Protected:
+    """The safe table (suppressed cells missing), a parallel ``status`` table ("ok",
+    "primary", "secondary", "rounded") keyed by the group columns, and the actions taken."""
+
+    table: pd.DataFrame
+    status: pd.DataFrame
+    count_columns: tuple[str, ...]
+    actions: list[str] = field(default_factory=list)
+
+    def count(self, state: str) -> int:
+        return int((self.status[list(self.count_columns)].to_numpy() == state).sum())
+
+
+def _names(columns) -> list[str]:
+    return [columns] if isinstance(columns, str) else list(columns or ())
+
+
+def _validate(table: pd.DataFrame, counts: list[str], groups: list[str]) -> None:
+    if not isinstance(table, pd.DataFrame):
+        raise TypeError(f"expected a pandas DataFrame, got {type(table).__name__}")
+    if table.columns.duplicated().any():
+        raise ValueError(f"duplicated columns: {list(table.columns[table.columns.duplicated()])}")
+    missing = [c for c in counts + groups if c not in table.columns]
+    if missing:
+        raise ValueError(f"columns not in the table: {missing}")
+    if set(counts) & set(groups) or len(set(counts)) < len(counts):
+        raise ValueError("count and group columns must be distinct")
+    for c in counts:
+        col = table[c]
+        if not pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
+            raise ValueError(f"count column {c!r} is not numeric ({col.dtype})")
+        v = col.to_numpy(dtype=float, na_value=np.nan)
+        if not np.isfinite(v).all() or (v < 0).any():
+            raise ValueError(f"count column {c!r} has missing, infinite or negative values")
+    if groups and table.duplicated(groups).any():
+        raise ValueError(f"rows are not unique by {groups}: totals would be ambiguous")
+
+
+def _lines(keys: pd.DataFrame, n_cols: int, groups: list[str], totals) -> list[np.ndarray]:
+    """Published margins as arrays of flat cell indices (row * n_cols + column).
+
+    ``totals``: {"by": [subsets of group columns whose margins are published], "across":
+    whether row totals across count columns are published}. Default: every margin (all
+    proper subsets, ``()`` being the grand totals) and row totals: the conservative view.
+    """
+    totals = dict(totals or {})
+    if set(totals) - {"by", "across"}:
+        raise ValueError(f"unknown totals keys: {sorted(set(totals) - {'by', 'across'})}")
+    by = totals.get("by")
+    if by is None:
+        by = [s for r in range(len(groups)) for s in itertools.combinations(groups, r)]
+    across = bool(totals.get("across", True)) and n_cols > 1
+    cells = np.arange(len(keys) * n_cols).reshape(len(keys), n_cols)
+    out: dict[frozenset, np.ndarray] = {}
+
+    def add(idx: np.ndarray) -> None:
+        if len(idx) > 1:  # a one-cell margin is the cell itself: not a line to protect
+            out.setdefault(frozenset(idx.tolist()), np.sort(idx))
+
+    for subset in by:
+        subset = _names(subset)
+        if set(subset) - set(groups):
+            raise ValueError(f"totals by {subset}: not all are group columns {groups}")
+        if subset:
+            parts = keys.groupby(subset, sort=False, dropna=False).indices.values()
+        else:
+            parts = [np.arange(len(keys))]
+        for rows in parts:
+            for j in range(n_cols):
+                add(cells[rows, j])
+            if across:
+                add(cells[rows].ravel())
+    if across:
+        for row in cells:
+            add(row)
+    return list(out.values())
+
+
+def _pick(values: np.ndarray, suppressed: np.ndarray, candidates: np.ndarray) -> int | None:
+    """The smallest positive visible cell among ``candidates`` (a zero only if none)."""
+    free = candidates[~suppressed[candidates]]
+    if not len(free):
+        return None
+    key = np.where(values[free] > 0, values[free], np.inf)
+    return int(free[np.argmin(key)] if np.isfinite(key).any() else free[0])
+
+
+def _exposed(suppressed: np.ndarray, lines: list[np.ndarray]) -> tuple[list[int], int]:
+    """Hidden cells that published totals pin down exactly (by any linear combination), and
+    the number of linked sets of hidden cells too large (> ``MAX_EXACT``) to check."""
+    hidden = np.flatnonzero(suppressed)
+    pos = np.full(len(suppressed), -1)
+    pos[hidden] = np.arange(len(hidden))
+    live = [pos[ln[suppressed[ln]]] for ln in lines if suppressed[ln].any()]
+    if not live:
+        return [], 0
+    edges = np.concatenate([np.c_[ln[:-1], ln[1:]] for ln in live] + [np.zeros((0, 2), int)])
+    graph = coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), (len(hidden),) * 2)
+    _, comp = connected_components(graph, directed=False)
+    exposed, skipped = [], 0
+    for k in np.unique(comp):
+        members = np.flatnonzero(comp == k)
+        if len(members) > MAX_EXACT:
+            skipped += 1
+            continue
+        local = np.full(len(hidden), -1)
+        local[members] = np.arange(len(members))
+        rows = [ln for ln in live if comp[ln[0]] == k]
+        a = np.zeros((len(rows), len(members)))
+        for i, ln in enumerate(rows):
+            a[i, local[ln]] = 1.0
+        _, s, vt = np.linalg.svd(a)
+        null = vt[int((s > 1e-9 * max(1.0, s.max(initial=0))).sum()) :]
+        fixed = np.all(np.abs(null) < 1e-9, axis=0)  # e_k lies in the row space of a
+        exposed += [int(hidden[members[j]]) for j in np.flatnonzero(fixed)]
+    return exposed, skipped
+
+
+def _secondary(values, suppressed, lines, label, actions) -> None:
+    """Add complementary suppressions in place until no published total exposes a cell."""
+    if not lines:
+        return
+    flat = np.concatenate(lines)
+    starts = np.cumsum([0] + [len(ln) for ln in lines[:-1]])
+    while True:
+        changed = False
+        for i in np.flatnonzero(np.add.reduceat(suppressed[flat].astype(int), starts) == 1):
+            line = lines[i]
+            if suppressed[line].sum() == 1 and (c := _pick(values, suppressed, line)) is not None:
+                suppressed[c] = changed = True
+                actions.append(f"secondary: {label(c)} (the only hidden cell of a total)")
+        if changed:
+            continue
+        exposed, skipped = _exposed(suppressed, lines)
+        for cell in exposed:
+            mine = np.searchsorted(starts, np.flatnonzero(flat == cell), side="right") - 1
+            c = _pick(values, suppressed, np.unique(np.concatenate([lines[i] for i in mine])))
+            if c is None:  # its own totals all hidden: take any visible cell of any total
+                c = _pick(values, suppressed, np.unique(flat))
+            if c is not None:
+                suppressed[c] = changed = True
+                why = f"{label(cell)} was recoverable from several totals"
+                actions.append(f"secondary: {label(c)} ({why})")
+                break
+        if not changed:
+            if exposed:
+                actions.append(f"warning: {len(exposed)} hidden cells still recoverable")
+            if skipped:
+                actions.append(
+                    f"note: {skipped} sets of > {MAX_EXACT} linked hidden cells "
+                    "checked against single totals only"
+                )
+            return
+
+
+def protect(
+    table: pd.DataFrame,
+    count_columns,
+    group_columns=(),
+    rule: Rule = Rule(),
+    totals: Mapping | None = None,
+) -> Protected:
+    """Apply ``rule`` to the ``count_columns`` of ``table`` (rows keyed by ``group_columns``).
+
+    ``totals`` says which margins are published elsewhere (see ``_lines``); by default all.
+    Pass tables without margin rows or columns of their own.
+    """
+    counts, groups = _names(count_columns), _names(group_columns)
+    _validate(table, counts, groups)
+    keys = table[groups].reset_index(drop=True)
+    values = table[counts].to_numpy(dtype=float).ravel() if counts else np.zeros(0)
+    n_cols = len(counts)
+
+    def label(k: int) -> str:
+        row, col = divmod(int(k), n_cols)
+        where = ", ".join(f"{g}={keys.iloc[row, i]}" for i, g in enumerate(groups))
+        return f"[{where or f'row {row}'}] {counts[col]}"
+
+    primary = np.zeros(values.shape, bool)
+    if rule.threshold is not None:
+        primary = (values < rule.threshold) & ((values > 0) | rule.suppress_zeros)
+    actions = [f"primary: {label(k)} below {rule.threshold}" for k in np.flatnonzero(primary)]
+    suppressed = primary.copy()
+    if rule.secondary and primary.any():
+        _secondary(values, suppressed, _lines(keys, n_cols, groups, totals), label, actions)
+    shown = np.where(suppressed, np.nan, values)
+    status = np.where(primary, "primary", np.where(suppressed, "secondary", "ok")).astype(object)
+    if rule.round_to is not None:
+        shown = np.floor(shown / rule.round_to + 0.5) * rule.round_to
+        status[~suppressed] = "rounded"
+        actions.append(
+            f"rounded {int((~suppressed).sum())} visible counts to the nearest {rule.round_to}"
+        )
+    shown, status = shown.reshape(-1, n_cols), status.reshape(-1, n_cols)
+    safe, state = table.copy(), keys.copy()
+    for j, c in enumerate(counts):
+        col = pd.Series(shown[:, j], index=table.index)
+        ok = col.dropna()
+        safe[c] = col.round().astype("Int64") if np.all(ok == np.round(ok)) else col
+        state[c] = status[:, j]
+    return Protected(safe, state, tuple(counts), actions)
+
+
+def _sha256(path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _append(log: Path, entry: dict) -> None:
+    """One JSON line in one ``write`` call (O_APPEND): concurrent writers do not interleave."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a", encoding="utf-8") as f:
+        f.write(json.dumps(entry, default=str) + "\n")
+
+
+def write_table(
+    table: pd.DataFrame,
+    path,
+    *,
+    level: str,
+    count_columns=(),
+    group_columns=(),
+    rule: Rule = Rule(),
+    override: str | None = None,
+    totals: Mapping | None = None,
+    log=None,
+) -> Path:
+    """Write ``table`` as CSV to ``path`` through the disclosure gate; return the path.
+
+    Levels: "child" (refused unless ``override``), "lsoa" and "la" (counts protected;
+    unprotected only under ``override``), "model" (unchanged). ``override`` is the reason,
+    logged. ``log``: the JSON-lines log (default ``disclosure_log.jsonl`` beside the file).
+    Suppressed cells are empty in the CSV.
+    """
+    path = Path(path)
+    if level not in LEVELS:
+        raise ValueError(f"level must be one of {LEVELS}, not {level!r}")
+    if override is not None and (not isinstance(override, str) or not override.strip()):
+        raise ValueError("an override must state its reason")
+    if path.name == LOG_NAME:
+        raise ValueError(f"{LOG_NAME} is reserved for the disclosure log")
+    log = Path(log) if log is not None else path.parent / LOG_NAME
+    entry = {
+        "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "file": path.name,
+        "path": str(path.resolve()),
+        "level": level,
+        "rule": dataclasses.asdict(rule),
+        "override": override,
+        "rows": len(table),
+        "primary": 0,
+        "secondary": 0,
+        "rounded": 0,
+        "actions": [],
+    }
+    if level == "child" and override is None:
+        _append(
+            log,
+            {
+                **entry,
+                "decision": "refused",
+                "note": "child-level rows need an explicit, logged override reason",
+            },
+        )
+        raise DisclosureError(
+            f"refused to write child-level rows to {path}: give an override reason (it is logged)"
+        )
+    if level == "model":
+        out, note = table, MODEL_NOTE
+    elif override is not None:
+        counts = _names(count_columns)
+        if counts:
+            _validate(table, counts, _names(group_columns))
+        out, note = table, f"written unprotected under override: {override}"
+    else:
+        if not _names(count_columns):
+            raise ValueError(f"a {level!r} table must name its count columns")
+        result = protect(table, count_columns, group_columns, rule, totals)
+        out, note = result.table, f"{level} counts protected"
+        entry.update(
+            primary=result.count("primary"),
+            secondary=result.count("secondary"),
+            rounded=result.count("rounded"),
+            actions=result.actions[:50],
+            n_actions=len(result.actions),
+        )
+
+    def write(tmp: str) -> None:
+        out.to_csv(tmp, index=False)
+        _append(log, {**entry, "decision": "written", "note": note, "sha256": _sha256(tmp)})
+
+    return atomic_write(path, write)
+
+
+def acro_crosstab(
+    records: pd.DataFrame,
+    index: str,
+    columns: str,
+    *,
+    rule: Rule = Rule(),
+    totals: Mapping | None = None,
+    bundle_dir=None,
+) -> Protected:
+    """Cross-tabulate child-level ``records`` through ACRO (if installed), then protect.
+
+    ACRO builds the table and runs its frequency check; the gate's primary cells must match
+    ACRO's ``MinimumThresholdCheck``, and the gate adds the secondary suppression ACRO lacks.
+    With ``bundle_dir`` the protected table joins ACRO's output bundle (``finalise``) for the
+    output checkers. Raises ImportError when ``acro`` is absent (see the module docstring).
+    """
+    from importlib.metadata import version
+
+    from acro import ACRO
+
+    session = ACRO(suppress=False)
+    session.config.update(
+        safe_threshold=rule.threshold or 0, zeros_are_disclosive=rule.suppress_zeros
+    )
+    counts = session.crosstab(records[index], records[columns])
+    flagged = session.results.get_index(-1).sdc["cells"].get("MinimumThresholdCheck", [])
+    wide = counts.rename(columns=str).rename_axis(columns=None).reset_index()
+    names = [str(c) for c in counts.columns]
+    result = protect(wide, names, [index], rule, totals)
+    ours = np.argwhere(result.status[names].to_numpy() == "primary")
+    if {tuple(map(int, c)) for c in flagged} != {tuple(map(int, c)) for c in ours}:
+        raise RuntimeError("ACRO's threshold check and the gate disagree on primary cells")
+    result.actions.append(
+        f"ACRO {version('acro')} MinimumThresholdCheck: {len(flagged)} cells, "
+        "the gate's primary suppressions"
+    )
+    if bundle_dir is not None:
+        table_path = Path(bundle_dir).with_name(Path(bundle_dir).name + "_tables") / "table.csv"
+        atomic_write(table_path, lambda p: result.table.to_csv(p, index=False))
+        session.custom_output(str(table_path), "; ".join(result.actions[-20:]))
+        session.finalise(str(bundle_dir), "json")
+    return result
