@@ -193,6 +193,8 @@ def read_iod(folder) -> pd.DataFrame:
             read_mysociety_scores(path)
         table = _join(table, other, str(path))
         used.append(str(path))
+    if "idaci" not in table.columns:
+        table["idaci"] = float("nan")  # the IDACI score is only in Files 5 and 7
     table.attrs["sources"] = used
     return table
 
