@@ -1,0 +1,158 @@
+"""The truth dictionary of :func:`socialgradient.data.records.simulate_records`.
+
+Kept apart from the generator so that both stay short; every key is defined in
+:data:`DEFINITIONS` (also in ``data/README.md``, section "Child-level records").
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from socialgradient.data import records as r
+from socialgradient.data import synthetic
+from socialgradient.deprivation import UNIT
+
+DEFINITIONS = {
+    "seed": "seed of simulate_records",
+    "scale": "LSOAs-per-LA multiplier of the synthetic geography (ignored with a supplied one)",
+    "years": "collection years: the year ending 31 March of each (drawn independently)",
+    "geography": "'synthetic' (synthetic.simulate(seed, scale)) or 'supplied'",
+    "n_lsoa": "LSOAs in the geography",
+    "n_la": "local authorities in the geography",
+    "x_bar": "child-weighted national mean of x = 10 * income (10-point units)",
+    "unit": "percentage points of income deprivation per model unit of x",
+    "la_effect_shared": "correlation of an LA's standardised (a_la, b_la) draws between "
+                        "thresholds (1: one draw per LA, which keeps thresholds nestable)",
+    "definitions": "one-line definition of every key of this truth",
+    "model": "the rate model for a child in stratum s of LSOA i in LA l (text)",
+    "thresholds": "per threshold: synthetic.py's true parameters and realised LA effects",
+    "a": "log rate per child per year at w = 0, m_c = 0, population-average stratum",
+    "b_w": "mean within-LA slope per 10 points at m_c = 0 (population-average stratum)",
+    "b_b": "between-LA slope: change in a_la's mean per 10 points of m_c",
+    "b_x": "cross-level interaction: change in b_la's mean per 10 points of m_c",
+    "sigma_a": "SD of a_la around a + b_b * m_c",
+    "sigma_b": "SD of b_la around b_w + b_x * m_c",
+    "rho": "correlation of the LA intercept and slope deviations",
+    "phi": "NB2 dispersion of the LSOA totals (variance mu + mu^2 / phi)",
+    "phi_effective": "dispersion actually reached after thinning (phi, unless phi exceeds the "
+                     "parent threshold's)",
+    "parent": "threshold the children are thinned from (None for referrals)",
+    "clipped_share": "per year: share of cells where the thinning probability exceeded 1 and "
+                     "was clipped (expected counts there fall below the model)",
+    "gradient_mean_la": "exp(b_w): social gradient score at an averagely deprived LA",
+    "gradient_less_deprived_la": "exp(b_w - b_x): gradient at an LA 10 points less deprived",
+    "gradient_more_deprived_la": "exp(b_w + b_x): gradient at an LA 10 points more deprived",
+    "between_la_gradient": "exp(b_b): rate ratio per 10 points of LA mean deprivation",
+    "contextual_effect": "b_b - b_w: between minus within slope (< 0: inverse intervention)",
+    "la": "realised LA effects keyed by LA code",
+    "a_la": "realised LA intercept",
+    "b_la": "realised LA within-LA slope per 10 points",
+    "gradient": "a gradient exp(slope): rate ratio per 10 points of within-LA deprivation",
+    "m_c": "LA child-weighted mean x minus x_bar (10-point units)",
+    "strata": "per dimension (age_band, gender, ethnicity) and level: offsets and gradients",
+    "alpha": "log rate-ratio offset of the stratum level (centred on nominal_share)",
+    "d": "slope offset of the stratum level, added to b_la (centred on nominal_share)",
+    "nominal_share": "population share used to centre alpha (sum share*exp(alpha) = 1) and d "
+                     "(sum share*d = 0)",
+    "realised_share": "share of the simulated child population 0-17 in this level",
+    "gradients": "per threshold: exp(b_w + d) at an average LA (other dimensions averaged)",
+    "area": "rural/urban slope offsets d (by LSOA, centred on the rural share 0.17)",
+    "factors": "per census factor code: factor identified at assessment (assessed children)",
+    "name": "short name; the aggregate column is factor_<name> (cp_<name> for CP categories)",
+    "c3_column": "column of DfE file C3 (factors identified at the end of assessment)",
+    "share_w0": "probability (factor) / share (CP category) at w = 0",
+    "delta": "slope offset of the factor over the assessment slope: log(gradient) - b_w(assessments)",
+    "cp_categories": "per census category of abuse code of a CP plan (CP-plan children)",
+    "d_effective": "local slope offset at w = 0 after the softmax (d - sum share_w0 * d)",
+    "durations": "episode duration, days from referral_date to closure_date (piecewise "
+                 "exponential; censored at 31 March)",
+    "pieces_days": "start (days since referral) of each piece of the baseline hazard",
+    "base_rate": "hazard per day in each piece for an 'nfa' episode at w = 0, m_c = 0",
+    "level_log_hr": "log hazard ratio by episode outcome (nfa, cin_plan, cp_plan, looked_after)",
+    "g_w": "log hazard ratio per 10 points of w (< 0: longer in more deprived neighbourhoods)",
+    "g_b": "log hazard ratio per 10 points of m_c (> 0: shorter in more deprived LAs)",
+    "rereferral": "re-referral within 12 months (referred children): logit p = logit(p0) + "
+                  "c_w w + c_x w m_c",
+    "repeat_cp": "second or subsequent CP plan (CP-plan children): same form as rereferral",
+    "p0": "probability at w = 0",
+    "c_w": "logit slope per 10 points of w at m_c = 0",
+    "c_x": "change of c_w per 10 points of m_c (< 0: steeper in affluent LAs)",
+    "ethnicity_mix": "logit(non-White share) = base + urban + income (income - 0.123) + "
+                     "N(0, la_sd) per LA; non-White children split by 'split'",
+    "age_bands": "age band -> [lowest, highest] age at 31 March",
+    "realised": "per year: counts in the child-level tables (children, referrals, ...)",
+}
+
+
+def _threshold(t: str, effects: dict, dec, clipped: dict, var: dict) -> dict:
+    p = synthetic.PARAMETERS[t]
+    b_w, b_x = math.log(p["gradient"]), synthetic.B_X
+    a_la, b_la = effects[t]
+    return {
+        "a": p["a"], "b_w": b_w, "b_b": p["b_b"], "b_x": b_x, "sigma_a": p["sigma_a"],
+        "sigma_b": p["sigma_b"], "rho": p["rho"], "phi": p["phi"],
+        "phi_effective": 1 / var[t], "parent": r.PARENT.get(t), "clipped_share": clipped,
+        "gradient_mean_la": p["gradient"], "gradient_less_deprived_la": math.exp(b_w - b_x),
+        "gradient_more_deprived_la": math.exp(b_w + b_x),
+        "between_la_gradient": math.exp(p["b_b"]), "contextual_effect": p["b_b"] - b_w,
+        "la": {str(c): {"a_la": float(a_la[j]), "b_la": float(b_la[j]),
+                        "gradient": float(np.exp(b_la[j])), "m_c": float(dec.m_c[j])}
+               for j, c in enumerate(dec.la)},
+    }
+
+
+def build_truth(seed, scale, years, synthetic_geo, geo, dec, effects, off, parts,
+                population) -> dict:
+    first = population[population["year"] == years[0]]
+    total = float(first["children"].sum())
+    strata = {}
+    for dim, levels in off.items():
+        share = first.groupby(dim, observed=True)["children"].sum() / total
+        strata[dim] = {k: {
+            "alpha": levels["alpha"][k], "d": levels["d"][k],
+            "nominal_share": r.NOMINAL_SHARES[dim][k], "realised_share": float(share.get(k, 0)),
+            "gradients": {t: math.exp(math.log(synthetic.PARAMETERS[t]["gradient"])
+                                      + levels["d"][k]) for t in r.THRESHOLDS},
+        } for k in levels["alpha"]}
+    area_d = {"rural": r.RURAL_SLOPE * (1 - r.RURAL_SHARE), "urban": -r.RURAL_SLOPE * r.RURAL_SHARE}
+    area = {k: {"d": v, "gradients": {t: math.exp(math.log(synthetic.PARAMETERS[t]["gradient"])
+                                                   + v) for t in r.THRESHOLDS}}
+            for k, v in area_d.items()}
+    b_a = math.log(synthetic.PARAMETERS["assessments"]["gradient"])
+    factors = {c: {"name": n, "c3_column": col, "share_w0": q, "delta": math.log(g) - b_a,
+                   "gradient": g} for c, (n, col, q, g) in r.FACTORS.items()}
+    dbar = sum(q * d for _, q, d in r.CP_CATEGORIES.values())
+    b_cp = math.log(synthetic.PARAMETERS["cp_plans"]["gradient"])
+    cats = {c: {"name": n, "share_w0": q, "d": d, "d_effective": d - dbar,
+                "gradient": math.exp(b_cp + d - dbar)} for c, (n, q, d) in r.CP_CATEGORIES.items()}
+    realised = {}
+    for y, part in zip(years, parts, strict=True):
+        e = part["episodes"]
+        realised[str(y)] = {"children": len(part["children"]), "referrals": len(e),
+                            "assessments": int(e["assessment"].sum()),
+                            "cin_plans": int(e["cin_plan_start"].notna().sum()),
+                            "cp_plans": int(e["cp_plan_start"].notna().sum()),
+                            "looked_after": int(e["looked_after_start"].notna().sum()),
+                            "factors": len(part["factors"])}
+    return {
+        "seed": int(seed), "scale": float(scale), "years": list(years),
+        "geography": "synthetic" if synthetic_geo else "supplied",
+        "n_lsoa": len(geo), "n_la": len(dec.la), "x_bar": float(dec.x_bar), "unit": UNIT,
+        "la_effect_shared": 1.0,
+        "model": "log E[y_s,i] = log n_s,i + a_la + alpha_s + (b_la + d_s + d_area) * w_i; "
+                 "y NB2 by LSOA; later thresholds thinned from their parent",
+        "definitions": DEFINITIONS,
+        "thresholds": {t: _threshold(t, effects, dec, {str(y): p["clipped"].get(t, 0.0)
+                                                       for y, p in zip(years, parts, strict=True)},
+                                     parts[0]["var"]) for t in r.THRESHOLDS},
+        "strata": strata, "area": area, "factors": factors, "cp_categories": cats,
+        "durations": {"pieces_days": list(r.PIECES), "base_rate": list(r.DURATION["base_rate"]),
+                      "level_log_hr": dict(r.DURATION["level_log_hr"]),
+                      "g_w": r.DURATION["g_w"], "g_b": r.DURATION["g_b"]},
+        "rereferral": dict(r.REREFERRAL), "repeat_cp": dict(r.REPEAT_CP),
+        "ethnicity_mix": {k: v for k, v in r.ETHNICITY.items()},
+        "age_bands": {k: list(v) for k, v in r.AGE_RANGE.items()},
+        "realised": realised,
+    }
