@@ -18,21 +18,26 @@ from test_sources import AREAS, SHARED, _write, make_shared, needs_shared
 def test_build_synthetic_shared(tmp_path):
     shared = make_shared(tmp_path)
     table, report = build.build_neighbourhoods(shared)
-    assert len(table) == len(AREAS) and table["lsoa"].is_unique
+    assert len(table) == len(AREAS)
+    assert table["lsoa"].is_unique
     la = table.set_index("lsoa")["la"]
     assert la["E01000003"] == "E06000052"  # Isles of Scilly with Cornwall
     assert la["E01000006"] == "E09000012"  # City of London with Hackney
-    assert la["E01000007"] == "E06000061" and la["E01000009"] == "E06000062"
+    assert la["E01000007"] == "E06000061"
+    assert la["E01000009"] == "E06000062"
     names = table.drop_duplicates("la").set_index("la")["la_name"]
-    assert names["E06000061"] == "North Northamptonshire" and names["E09000012"] == "Hackney"
+    assert names["E06000061"] == "North Northamptonshire"
+    assert names["E09000012"] == "Hackney"
     assert report["rows"] == {"read": 13, "linked": 13, "unmatched": 0, "in_table": 13}
-    assert report["las"] == 5 and report["unmatched"] == {}
+    assert report["las"] == 5
+    assert report["unmatched"] == {}
     moved = {(c["old"], c["new"]): c["rows"] for c in report["changes"]}
     assert moved == {("E10000021", "E06000061"): 2, ("E10000021", "E06000062"): 2,
                      ("E06000053", "E06000052"): 1, ("E09000001", "E09000012"): 1}
     # the input contract, with no outcome columns: a geography
     assert not set(table.columns) & {"referrals", "cp_plans"}
-    assert table["children"].dtype == "int64" and table["rural"].dtype == bool
+    assert table["children"].dtype == "int64"
+    assert table["rural"].dtype == bool
     assert table.set_index("lsoa")["rural"]["E01000002"]
     schema.validate(table.assign(y=0), ["y"])
     json.dumps(report)  # serialisable
@@ -47,7 +52,8 @@ def test_build_joins_outcomes_and_refuses_unknown_lsoas(tmp_path):
     bad = pd.concat([outcome, pd.DataFrame({"lsoa": ["E01999999"], "referrals": [1]})])
     with pytest.raises(InputError) as err:
         build.build_neighbourhoods(shared, bad)
-    assert err.value.rule == "outcome_lsoa_unknown" and "E01999999" in err.value.message
+    assert err.value.rule == "outcome_lsoa_unknown"
+    assert "E01999999" in err.value.message
     neg = outcome.assign(referrals=-outcome["referrals"] - 1)
     with pytest.raises(InputError) as err:
         build.build_neighbourhoods(shared, neg)
@@ -79,7 +85,8 @@ def test_cli_data_build(tmp_path, capsys):
     csv = tmp_path / "out" / "n.csv"
     assert cli.main(["data", "build", str(shared), "--out", str(csv), "--la-year", "2021",
                      "--no-city-merge"]) == 2  # City of London alone: an LA of 1 LSOA
-    assert "small_la" in capsys.readouterr().err and not csv.exists()
+    assert "small_la" in capsys.readouterr().err
+    assert not csv.exists()
 
 
 def _corrupt_gz(path, old: str, new: str) -> None:
@@ -97,15 +104,20 @@ def test_cli_names_each_problem_of_a_mangled_copy(tmp_path, capsys):
     out = tmp_path / "n.parquet"
     assert cli.main(["data", "build", str(shared), "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert "source_errors" in err and "excel_mangled_code" in err and "'E1000005'" in err
-    assert "missing_column" in err and "RUC11CD" in err and "RUC_CODE" in err
+    assert "source_errors" in err
+    assert "excel_mangled_code" in err
+    assert "'E1000005'" in err
+    assert "missing_column" in err
+    assert "RUC11CD" in err
+    assert "RUC_CODE" in err
     assert not out.exists()
 
 
 @needs_shared
 def test_real_build():
     table, report = build.build_neighbourhoods(SHARED)
-    assert len(table) == 32844 and report["rows"]["unmatched"] == 0
+    assert len(table) == 32844
+    assert report["rows"]["unmatched"] == 0
     assert report["las"] == 151  # DfE 2024-25: 153 LAs, Scilly and City merged
     assert report["checks"] == {"lad_lookup_disagrees_with_iod": 0,
                                 "bestfit_utla_disagrees": 0, "bestfit_utla_missing": 0}
@@ -130,5 +142,8 @@ def test_real_mangled_copy_names_each_problem(tmp_path, capsys):
     lk.write_text(lk.read_text().replace("UTLA19NM", "UTLA_NAME"))
     assert cli.main(["data", "build", str(copy), "--out", str(tmp_path / "n.parquet")]) == 2
     err = capsys.readouterr().err
-    assert "excel_mangled_code" in err and "'1.00E+05'" in err and "File 1" in err
-    assert "missing_column" in err and "UTLA19NM" in err
+    assert "excel_mangled_code" in err
+    assert "'1.00E+05'" in err
+    assert "File 1" in err
+    assert "missing_column" in err
+    assert "UTLA19NM" in err

@@ -136,8 +136,7 @@ def dfe_referrals(rows=None) -> pd.DataFrame:
                     "E13000001" if level != "National" else "", "Inner London" if level !=
                     "National" else "", old, new, name, "Referrals and Re-referrals", ref,
                     reref])
-    return pd.DataFrame(out, columns=DFE_META + ["category", "referral_count",
-                                                 "rereferral_count"])
+    return pd.DataFrame(out, columns=[*DFE_META, "category", "referral_count", "rereferral_count"])
 
 
 # --- IoD2019 -----------------------------------------------------------------------------
@@ -146,10 +145,12 @@ def dfe_referrals(rows=None) -> pd.DataFrame:
 def test_iod_files_read_as_published(tmp_path):
     shared = make_shared(tmp_path)
     t = sources.read_iod(shared / "iod2019")
-    assert len(t) == len(AREAS) and t["lsoa"].is_unique
+    assert len(t) == len(AREAS)
+    assert t["lsoa"].is_unique
     assert t["children"].tolist() == [a[5] for a in AREAS]  # "1,250" (thousands) parsed
     np.testing.assert_allclose(t["income"], [a[6] for a in AREAS])  # mySociety x100 / 100
-    assert t["income"].between(0, 1).all() and t["idaci"].isna().all()
+    assert t["income"].between(0, 1).all()
+    assert t["idaci"].isna().all()
     assert {"lad", "imd_rank", "idaci_rank", "pop_total"} <= set(t.columns)
     f1 = sources.read_iod_file(shared / "iod2019" / (FILE_NAMES[1] + ".gz"), 1)
     assert f1["imd_rank"].iloc[1] == 1997  # "1,997"
@@ -171,11 +172,12 @@ def test_iod_missing_column_names_expected_and_found(tmp_path):
         sources.read_iod_file(path, 6)
     assert err.value.rule == "missing_column"
     assert "Dependent Children aged 0-15" in err.value.message
-    assert "expected columns" in err.value.message and "found columns" in err.value.message
+    assert "expected columns" in err.value.message
+    assert "found columns" in err.value.message
 
 
 @pytest.mark.parametrize(
-    "code, rule",
+    ("code", "rule"),
     [("E1000002", "excel_mangled_code"), ("1.00E+05", "excel_mangled_code"),
      ("E01000002.0", "excel_mangled_code"), (" E01000002", "malformed_lsoa"),
      ("S01000002", "malformed_lsoa"), ("", "missing_value")],
@@ -186,12 +188,13 @@ def test_iod_bad_codes(tmp_path, code, rule):
     path = _write(tmp_path / "f1.csv", frame)
     with pytest.raises(InputError) as err:
         sources.read_iod_file(path, 1)
-    assert err.value.rule == rule and err.value.rows == [1]
+    assert err.value.rule == rule
+    assert err.value.rows == [1]
     assert "IoD2019 File 1" in err.value.message
 
 
 @pytest.mark.parametrize(
-    "value, rule", [("", "missing_value"), ("abc", "non_numeric"), ("-3", "out_of_range"),
+    ("value", "rule"), [("", "missing_value"), ("abc", "non_numeric"), ("-3", "out_of_range"),
                     ("inf", "non_numeric")],
 )
 def test_iod_bad_numbers(tmp_path, value, rule):
@@ -200,7 +203,8 @@ def test_iod_bad_numbers(tmp_path, value, rule):
     path = _write(tmp_path / "f6.csv", frame)
     with pytest.raises(InputError) as err:
         sources.read_iod_file(path, 6)
-    assert err.value.rule == rule and err.value.rows == [2]
+    assert err.value.rule == rule
+    assert err.value.rows == [2]
 
 
 def test_iod_income_rate_out_of_range(tmp_path):
@@ -216,7 +220,8 @@ def test_iod_duplicates_and_files(tmp_path):
     frame.loc[3, "LSOA code (2011)"] = frame.loc[2, "LSOA code (2011)"]
     with pytest.raises(InputError) as err:
         sources.read_iod_file(_write(tmp_path / "f1.csv", frame), 1)
-    assert err.value.rule == "duplicate_lsoa" and err.value.rows == [2, 3]
+    assert err.value.rule == "duplicate_lsoa"
+    assert err.value.rows == [2, 3]
     with pytest.raises(InputError) as err:
         sources.read_iod_file(tmp_path / "nope.csv", 1)
     assert err.value.rule == "file_not_found"
@@ -238,7 +243,8 @@ def test_iod_files_must_cover_the_same_lsoas(tmp_path):
     _write(folder / (FILE_NAMES[6] + ".gz"), _iod_frame(6, AREAS[:-1]), bom=True)
     with pytest.raises(InputError) as err:
         sources.read_iod(folder)
-    assert err.value.rule == "lsoa_mismatch" and "E01000013" in err.value.message
+    assert err.value.rule == "lsoa_mismatch"
+    assert "E01000013" in err.value.message
 
 
 # --- geography ---------------------------------------------------------------------------
@@ -247,7 +253,8 @@ def test_iod_files_must_cover_the_same_lsoas(tmp_path):
 def test_lookups_and_ruc(tmp_path):
     shared = make_shared(tmp_path)
     lk = sources.read_ltla_utla(shared / "la_lookups" / "ons_LTLA19_to_UTLA19_Apr2019_EW.csv")
-    assert lk.attrs["year"] == 2019 and "W06000001" in set(lk["lad"])
+    assert lk.attrs["year"] == 2019
+    assert "W06000001" in set(lk["lad"])
     ruc = sources.read_ruc(shared / "ruc2011" / "ons_RUC11_LSOA11_EW.csv.gz")
     assert ruc.set_index("lsoa")["rural"].to_dict()["E01000002"]  # D1
     assert not ruc.set_index("lsoa")["rural"].to_dict()["E01000007"]  # C1
@@ -255,7 +262,8 @@ def test_lookups_and_ruc(tmp_path):
     bad.loc[4, "RUC11CD"] = "F9"
     with pytest.raises(InputError) as err:
         sources.read_ruc(_write(tmp_path / "ruc.csv", bad))
-    assert err.value.rule == "unknown_category" and err.value.rows == [4]
+    assert err.value.rule == "unknown_category"
+    assert err.value.rows == [4]
 
 
 def test_children_services_la_merges_and_splits():
@@ -288,18 +296,20 @@ def test_dfe_suppressed_cells_kept_and_flagged(tmp_path):
     assert len(t) == 3 * 2  # 3 LA rows x 2 measures; the national row is another level
     assert set(t["table"]) == {"referrals"}
     city = t[t["la"] == "E09000001"]
-    assert city["suppressed"].all() and city["value"].isna().all()
+    assert city["suppressed"].all()
+    assert city["value"].isna().all()
     assert city["marker"].tolist() == ["c", "c"]
     hack = t[(t["la"] == "E09000012")].set_index(["year", "measure"])
     assert hack.loc[(2019, "referral_count"), "value"] == 3050
     assert hack.loc[(2020, "rereferral_count"), "marker"] == "low"  # 201920 -> year 2020
     assert not t.loc[t["value"].notna(), "suppressed"].any()
     nat = sources.read_dfe_table(path, "referrals", level="National")
-    assert nat["la"].tolist() == ["E92000001"] * 2 and nat["suppressed"].sum() == 1
+    assert nat["la"].tolist() == ["E92000001"] * 2
+    assert nat["suppressed"].sum() == 1
 
 
 @pytest.mark.parametrize(
-    "column, value, rule",
+    ("column", "value", "rule"),
     [("referral_count", "", "missing_value"), ("referral_count", "n/a", "non_numeric"),
      ("old_la_code", "204.0", "excel_mangled_code"), ("new_la_code", "E9000012",
                                                       "excel_mangled_code"),
@@ -323,12 +333,14 @@ def test_dfe_duplicates_missing_columns_population_and_cla(tmp_path):
     with pytest.raises(InputError) as err:
         sources.read_dfe_table(_write(tmp_path / "c1.csv", dfe_referrals().drop(
             columns="new_la_code")), "referrals")
-    assert err.value.rule == "missing_column" and "new_la_code" in err.value.message
+    assert err.value.rule == "missing_column"
+    assert "new_la_code" in err.value.message
     pop = dfe_referrals().drop(columns=["category", "rereferral_count"]).rename(
         columns={"referral_count": "population_estimate"})
     pop.insert(10, "age_group", "Children aged 0 to 17 years")
     p = sources.read_population(_write(tmp_path / "pop.csv", pop))
-    assert set(p["measure"]) == {"population_estimate"} and p["suppressed"].sum() == 1
+    assert set(p["measure"]) == {"population_estimate"}
+    assert p["suppressed"].sum() == 1
     cla = pop.rename(columns={"age_group": "population_type"})
     cla["population_type"] = "Children looked after on 31 March each year"
     cla["children_count"], cla["rate_per_10000"] = "12", "z"
@@ -346,14 +358,17 @@ def test_dfe_duplicates_missing_columns_population_and_cla(tmp_path):
 @needs_shared
 def test_real_iod_and_geography():
     iod = sources.read_iod(SHARED / "iod2019")
-    assert len(iod) == 32844 and iod["lad"].nunique() == 317
-    assert iod["income"].between(0, 1).all() and iod["children"].sum() == 10_405_050
+    assert len(iod) == 32844
+    assert iod["lad"].nunique() == 317
+    assert iod["income"].between(0, 1).all()
+    assert iod["children"].sum() == 10_405_050
     for n in (1, 2, 3, 6):
         path = sources.find_file(SHARED / "iod2019", FILE_NAMES[n])
         assert len(sources.read_iod_file(path, n)) == 32844
     ruc = sources.read_ruc(SHARED / "ruc2011" / "ons_RUC11_LSOA11_EW.csv.gz")
     eng = ruc[ruc["lsoa"].str.startswith("E")]
-    assert len(eng) == 32844 and eng["ruc11cd"].value_counts()["A1"] == 11523
+    assert len(eng) == 32844
+    assert eng["ruc11cd"].value_counts()["A1"] == 11523
     lk = SHARED / "la_lookups"
     assert len(sources.read_lsoa_lad(lk / "ons_LSOA11_to_LAD19_IMD19_lookup_Dec2019_EN.csv.gz")
                ) == 32844
@@ -367,8 +382,8 @@ def test_reorganisation_table_agrees_with_ons_2023_lookup():
     u23 = sources.read_ltla_utla(lk / "ons_LTLA23_to_UTLA23_Apr2023_EW.csv")
     u19 = u19[u19["lad"].str.startswith("E")]
     la, _ = sources.children_services_la(u19["lad"], u19["utla"], 2024, merges=())
-    ours = dict(zip(u19["lad"], la))
-    ons = dict(zip(u23["lad"], u23["utla"]))
+    ours = dict(zip(u19["lad"], la, strict=False))
+    ons = dict(zip(u23["lad"], u23["utla"], strict=False))
     common = sorted(set(ours) & set(ons))
     assert len(common) > 250
     assert {c: ours[c] for c in common if ours[c] != ons[c]} == {}
@@ -385,9 +400,11 @@ def test_real_dfe_tables_keep_every_cell():
     assert long["suppressed"].sum() > 1000
     assert (long["value"].isna() == long["suppressed"]).all()
     ref = long[(long["measure"] == "referral_count")]
-    assert len(ref) == 1976 and ref["year"].between(2013, 2025).all()
+    assert len(ref) == 1976
+    assert ref["year"].between(2013, 2025).all()
     raw = pd.read_csv(folder / sources.DFE_TABLES["referrals"][0], dtype=str)
     raw = raw[raw["geographic_level"] == "Local authority"]
     assert len(ref) == len(raw)  # no row lost
     pop = sources.read_population(SHARED / sources.SHARED_FILES["population"])
-    assert len(pop) == 1976 and pop["suppressed"].sum() == 21
+    assert len(pop) == 1976
+    assert pop["suppressed"].sum() == 21

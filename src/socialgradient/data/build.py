@@ -158,7 +158,7 @@ def build_neighbourhoods(shared_dir, outcome_table=None, la_year: int = LATEST_Y
     # LAD19 -> UTLA19
     ut = ltla.set_index("lad")
     geo["utla19"] = geo["lad"].map(ut["utla"])
-    utla_name = dict(zip(ltla["utla"], ltla["utla_name"]))
+    utla_name = dict(zip(ltla["utla"], ltla["utla_name"], strict=False))
     reasons["lad_not_in_utla_lookup"] = geo["utla19"].isna().to_numpy() & \
         ~reasons["lsoa_not_in_ons_lad_lookup"]
     if got.get("lsoa_utla") is not None:

@@ -126,7 +126,7 @@ def read_dfe_table(path, table: str | None = None, level: str = "Local authority
         raise ValueError(f"level {level!r}: choose from {list(LEVELS)}")
     source = f"DfE {table} ({path.name})"
     raw = read_csv_text(path, source)
-    require_columns(raw, META_COLUMNS + [cat] + req, source, path)
+    require_columns(raw, [*META_COLUMNS, cat, *req], source, path)
     start = list(raw.columns).index(cat) + 1
     measures = [c for c in raw.columns[start:] if c not in META_COLUMNS]
     raw = raw[raw["geographic_level"] == level].reset_index(drop=True)
