@@ -1,0 +1,255 @@
+"""The disclosure gate: primary and secondary suppression, rounding, levels, log, atomicity."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from socialgradient import disclosure
+from socialgradient.disclosure import DisclosureError, Rule, protect, write_table
+
+
+def one_d(values) -> pd.DataFrame:
+    return pd.DataFrame({"r": [f"r{i}" for i in range(len(values))], "n": values})
+
+
+def two_d(values: np.ndarray) -> pd.DataFrame:
+    frame = pd.DataFrame(values, columns=[f"c{j}" for j in range(values.shape[1])])
+    frame.insert(0, "r", [f"r{i}" for i in range(values.shape[0])])
+    return frame
+
+
+def read_log(folder: Path) -> list[dict]:
+    text = (folder / disclosure.LOG_NAME).read_text()
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def matrix(cells: np.ndarray) -> np.ndarray:
+    return cells.to_numpy(dtype=float, na_value=np.nan)
+
+
+# --- rule ------------------------------------------------------------------------------
+
+
+def test_primary_suppression_of_small_cells_and_zeros_by_choice():
+    t = one_d([3, 0, 12, 50, 9, 10])
+    p = protect(t, "n", "r", Rule(secondary=False))
+    assert list(p.status["n"]) == ["primary", "ok", "ok", "ok", "primary", "ok"]
+    assert p.table["n"].isna().tolist() == [True, False, False, False, True, False]
+    assert p.table["n"].dtype == "Int64"
+    strict = protect(t, "n", "r", Rule(secondary=False, suppress_zeros=True))
+    assert strict.status["n"].iloc[1] == "primary"
+    assert protect(t, "n", "r", Rule(threshold=None)).count("primary") == 0
+
+
+def test_secondary_hides_the_next_smallest_positive_cell_of_the_total():
+    p = protect(one_d([4, 0, 30, 11, 50]), "n", "r")
+    assert list(p.status["n"]) == ["primary", "ok", "ok", "secondary", "ok"]
+    assert any(a.startswith("secondary: [r=r3] n") for a in p.actions)
+
+
+def test_rounding_to_five():
+    t = one_d([12, 13, 17, 18, 100, 3])
+    p = protect(t, "n", "r", Rule(round_to=5, secondary=False))
+    assert p.table["n"].tolist()[:5] == [10, 15, 15, 20, 100]
+    assert p.table["n"].isna().tolist()[5]
+    assert list(p.status["n"]) == ["rounded"] * 5 + ["primary"]
+    only = protect(t, "n", "r", Rule(threshold=None, round_to=5))
+    assert only.table["n"].tolist() == [10, 15, 15, 20, 100, 5]
+
+
+def test_margins_by_group_protect_lsoas_within_their_la():
+    t = pd.DataFrame(
+        {"la": ["A"] * 3 + ["B"] * 3, "lsoa": list("abcdef"), "n": [5, 40, 20, 30, 25, 60]}
+    )
+    totals = {"by": [("la",)], "across": False}
+    p = protect(t, "n", ["la", "lsoa"], totals=totals)
+    assert list(p.status["n"]) == ["primary", "ok", "secondary", "ok", "ok", "ok"]
+
+
+def test_bridge_between_hidden_cycles_is_found_by_the_exact_check():
+    # two 2x2 blocks of hidden cells joined by one hidden cell: every row and column hides
+    # >= 2 cells, yet rows 0-1 minus columns 0-1 give the joining cell (1, 2) exactly.
+    hidden = np.zeros((4, 4), bool)
+    hidden[:2, :2] = hidden[2:, 2:] = True
+    hidden[1, 2] = True
+    cells = np.arange(16).reshape(4, 4)
+    lines = [cells[i] for i in range(4)] + [cells[:, j] for j in range(4)]
+    exposed, skipped = disclosure._exposed(hidden.ravel(), lines)
+    assert exposed == [6] and skipped == 0
+
+
+# --- the property: nothing hidden can be recovered from published totals ---------------
+
+
+def published_lines(n_rows: int, n_cols: int) -> list[np.ndarray]:
+    cells = np.arange(n_rows * n_cols).reshape(n_rows, n_cols)
+    lines = [cells[:, j] for j in range(n_cols)] + [cells.ravel()]
+    if n_cols > 1:
+        lines += [cells[i] for i in range(n_rows)]
+    return lines
+
+
+def assert_unrecoverable(values: np.ndarray, shown: np.ndarray) -> None:
+    """No hidden cell equals a published total minus visible cells, nor any combination."""
+    flat, hidden = values.ravel(), np.isnan(shown.ravel())
+    assert np.array_equal(shown.ravel()[~hidden], flat[~hidden])
+    lines = published_lines(*values.shape)
+    for line in lines:  # single subtraction: total - visible cells of the line
+        hidden_here = line[hidden[line]]
+        remainder = flat[line].sum() - flat[line][~hidden[line]].sum()
+        assert len(hidden_here) != 1, f"cell {hidden_here} = {remainder} by subtraction"
+    idx = np.flatnonzero(hidden)
+    if len(idx):  # any linear combination: e_k must not lie in the row space
+        a = np.array([[1.0 if c in line else 0.0 for c in idx] for line in lines])
+        a = a[a.any(axis=1)]
+        rank = np.linalg.matrix_rank(a)
+        for k in range(len(idx)):
+            e = np.zeros(len(idx))
+            e[k] = 1.0
+            assert np.linalg.matrix_rank(np.vstack([a, e])) > rank, f"cell {idx[k]} recoverable"
+
+
+small_counts = st.integers(0, 40) | st.integers(0, 12)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(arrays(np.int64, st.tuples(st.integers(2, 6), st.integers(2, 5)), elements=small_counts))
+def test_two_d_hidden_cells_cannot_be_recovered_from_row_and_column_totals(values):
+    p = protect(two_d(values), [f"c{j}" for j in range(values.shape[1])], "r")
+    status = p.status.drop(columns="r").to_numpy()
+    assert np.array_equal(status == "primary", (values > 0) & (values < 10))
+    assert_unrecoverable(values, matrix(p.table.drop(columns="r")))
+
+
+@settings(max_examples=150, deadline=None)
+@given(arrays(np.int64, st.tuples(st.integers(2, 12), st.just(1)), elements=small_counts))
+def test_one_d_hidden_cells_cannot_be_recovered_from_the_total(values):
+    p = protect(one_d(values[:, 0]), "n", "r")
+    assert_unrecoverable(values, matrix(p.table[["n"]]))
+
+
+def test_bad_tables_give_clear_errors():
+    good = one_d([1, 20])
+    cases = [
+        (one_d([1.0, np.nan]), "missing"),
+        (one_d([1, -2]), "negative"),
+        (one_d([1, np.inf]), "infinite"),
+        (one_d(["1", "2"]), "not numeric"),
+        (one_d([True, False]), "not numeric"),
+        (pd.concat([good, good]), "not unique"),
+    ]
+    for table, message in cases:
+        with pytest.raises(ValueError, match=message):
+            protect(table, "n", "r")
+    with pytest.raises(ValueError, match="not in the table"):
+        protect(good, "m", "r")
+    with pytest.raises(ValueError, match="positive integer"):
+        Rule(threshold=0)
+    with pytest.raises(ValueError, match="unknown totals"):
+        protect(good, "n", "r", totals={"rows": True})
+
+
+# --- the gate --------------------------------------------------------------------------
+
+
+def lsoa_table() -> pd.DataFrame:
+    return pd.DataFrame(
+        {"la": ["A"] * 4, "lsoa": list("abcd"), "cin": [3, 25, 40, 12], "cpp": [0, 11, 15, 30]}
+    )
+
+
+def test_child_rows_refused_without_override_and_logged_with_it(tmp_path):
+    rows = pd.DataFrame({"child": ["x1", "x2"], "lsoa": ["a", "b"]})
+    with pytest.raises(DisclosureError, match="override"):
+        write_table(rows, tmp_path / "children.csv", level="child")
+    assert not (tmp_path / "children.csv").exists()
+    assert read_log(tmp_path)[-1]["decision"] == "refused"
+    with pytest.raises(ValueError, match="reason"):
+        write_table(rows, tmp_path / "children.csv", level="child", override="  ")
+    reason = "linkage file for the secure environment only, approved by the data owner"
+    path = write_table(rows, tmp_path / "children.csv", level="child", override=reason)
+    assert pd.read_csv(path).equals(rows)
+    entry = read_log(tmp_path)[-1]
+    assert entry["decision"] == "written" and entry["override"] == reason
+    assert entry["level"] == "child" and reason in entry["note"]
+
+
+def test_lsoa_tables_are_suppressed_and_unsuppressed_only_under_a_logged_override(tmp_path):
+    out = tmp_path / "lsoa.csv"
+    write_table(lsoa_table(), out, level="lsoa", count_columns=["cin", "cpp"],
+                group_columns=["la", "lsoa"])  # fmt: skip
+    written = pd.read_csv(out)
+    assert written["cin"].isna().iloc[0] and written["cin"].notna().sum() < 4
+    entry = read_log(tmp_path)[-1]
+    assert entry["primary"] == 1 and entry["secondary"] >= 1 and entry["override"] is None
+    assert entry["rule"] == {"threshold": 10, "round_to": None, "secondary": True,
+                             "suppress_zeros": False}  # fmt: skip
+    assert "3" not in " ".join(entry["actions"]).replace("r3", "")  # no hidden value logged
+    write_table(lsoa_table(), out, level="lsoa", count_columns=["cin", "cpp"],
+                group_columns=["la", "lsoa"], override="methods check, not for release")  # fmt: skip
+    assert pd.read_csv(out).equals(lsoa_table())
+    assert read_log(tmp_path)[-1]["override"] == "methods check, not for release"
+    with pytest.raises(ValueError, match="count columns"):
+        write_table(lsoa_table(), out, level="lsoa")
+
+
+def test_la_counts_protected_with_rounding(tmp_path):
+    t = pd.DataFrame({"la": list("ABCD"), "year": 2020, "referrals": [4, 123, 88, 47]})
+    write_table(t, tmp_path / "la.csv", level="la", count_columns="referrals",
+                group_columns=["la", "year"], rule=Rule(round_to=5))  # fmt: skip
+    written = pd.read_csv(tmp_path / "la.csv")
+    assert written["referrals"].isna().tolist() == [True, False, False, True]
+    assert written["referrals"].dropna().tolist() == [125, 90]
+    assert read_log(tmp_path)[-1]["rounded"] == 2
+
+
+def test_model_outputs_pass_unchanged_and_the_log_says_so(tmp_path):
+    t = pd.DataFrame({"la": ["A", "B"], "n_lsoa": [3, 140], "gradient_median": [1.2, 1.31]})
+    write_table(t, tmp_path / "la_gradients.csv", level="model")
+    assert pd.read_csv(tmp_path / "la_gradients.csv").equals(t)
+    entry = read_log(tmp_path)[-1]
+    assert entry["note"] == disclosure.MODEL_NOTE and entry["primary"] == 0
+    with pytest.raises(ValueError, match="level"):
+        write_table(t, tmp_path / "x.csv", level="lad")
+
+
+def test_failed_write_leaves_no_partial_file_and_no_log_entry(tmp_path, monkeypatch):
+    out = tmp_path / "lsoa.csv"
+    write_table(lsoa_table(), out, level="lsoa", count_columns="cin", group_columns="lsoa")
+    before, n_log = out.read_bytes(), len(read_log(tmp_path))
+
+    def broken(self, path, **kwargs):
+        Path(path).write_text("la,lsoa,cin\nA,a,")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", broken)
+    with pytest.raises(OSError, match="disk full"):
+        write_table(lsoa_table(), out, level="lsoa", count_columns="cin", group_columns="lsoa")
+    with pytest.raises(OSError, match="disk full"):
+        write_table(lsoa_table(), tmp_path / "new.csv", level="la", count_columns="cin",
+                    group_columns="lsoa")  # fmt: skip
+    assert out.read_bytes() == before and not (tmp_path / "new.csv").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [disclosure.LOG_NAME, "lsoa.csv"]
+    assert len(read_log(tmp_path)) == n_log
+
+
+def test_acro_adapter_agrees_and_bundles(tmp_path):
+    pytest.importorskip("acro")
+    rng = np.random.default_rng(3)
+    records = pd.DataFrame(
+        {"la": rng.choice(list("ABC"), 300, p=[0.5, 0.45, 0.05]),
+         "decile": rng.choice(list("12345"), 300)}
+    )  # fmt: skip
+    p = disclosure.acro_crosstab(records, "la", "decile", bundle_dir=tmp_path / "bundle")
+    counts = pd.crosstab(records["la"], records["decile"]).to_numpy()
+    assert_unrecoverable(counts, matrix(p.table.drop(columns="la")))
+    assert any("ACRO" in a for a in p.actions)
+    assert (tmp_path / "bundle" / "results.json").exists()
