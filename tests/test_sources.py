@@ -408,3 +408,39 @@ def test_real_dfe_tables_keep_every_cell():
     pop = sources.read_population(SHARED / sources.SHARED_FILES["population"])
     assert len(pop) == 1976
     assert pop["suppressed"].sum() == 21
+
+
+# --- download helper (no network: a file:// URL) -----------------------------------------
+
+
+def test_download_verifies_checksum(tmp_path):
+    from socialgradient.data import download
+
+    src = tmp_path / "src.csv"
+    src.write_bytes(b"a,b\n1,2\n")
+    url = src.as_uri()
+    good = download.sha256_of(src)
+    dest = tmp_path / "shared" / "x.csv"
+    with pytest.raises(InputError) as err:
+        download.fetch(url, dest, "0" * 64)
+    assert err.value.rule == "checksum_mismatch"
+    assert not dest.exists()
+    assert list(dest.parent.iterdir()) == []  # no partial file left
+    with pytest.raises(InputError) as err:
+        download.fetch(url, dest, None)
+    assert err.value.rule == "unverified_download"
+    assert download.fetch(url, dest, good) == dest
+    assert dest.read_bytes() == src.read_bytes()
+    with pytest.raises(InputError) as err:
+        download.fetch((tmp_path / "missing.csv").as_uri(), dest, good)
+    assert err.value.rule == "download_failed"
+    assert all(len(e.sha256 or "0" * 64) == 64 for e in download.REGISTRY.values())
+
+
+@needs_shared
+def test_download_registry_matches_shared_copies():
+    from socialgradient.data import download
+
+    for name, e in download.REGISTRY.items():
+        if e.sha256 and (SHARED / e.dest).is_file():
+            assert download.sha256_of(SHARED / e.dest) == e.sha256, name
