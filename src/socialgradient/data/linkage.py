@@ -1,0 +1,217 @@
+"""Link child-level records to neighbourhoods and aggregate them to LSOA x stratum counts.
+
+:func:`link` joins every episode (a *record*) to its child and the child's LSOA to the
+geography lookup; :func:`aggregate` counts children reaching each threshold and outcome per
+LSOA x stratum, with the child population of that stratum as denominator. Nothing is dropped
+silently: every record is linked or listed in ``LinkageReport.unlinked_records`` with one
+reason, checked in this order:
+
+``duplicate_episode``     the (year, child_id, episode_id) key repeats an earlier record
+``unknown_child``         no child row with the episode's (child_id, year)
+``ambiguous_child``       several differing child rows share the (child_id, year)
+``missing_lsoa``          the child's LSOA is blank
+``invalid_lsoa``          the LSOA is not a code like ``E01000001`` (schema.CODE_PATTERNS)
+``lsoa_not_in_geography`` the LSOA is not in the geography lookup
+``la_mismatch``           the child's LA (the returning LA) differs from the lookup's LA
+
+The aggregated table, with ``by=()``, is one row per LSOA valid for
+:func:`socialgradient.data.schema.validate` (its ``children`` are the records' population aged
+0-17 summed over the years aggregated). Columns are documented in ``data/README.md``
+("Child-level records").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from socialgradient.data import records as rec
+from socialgradient.data.schema import CODE_PATTERNS
+
+REASONS = ("duplicate_episode", "unknown_child", "ambiguous_child", "missing_lsoa",
+           "invalid_lsoa", "lsoa_not_in_geography", "la_mismatch")
+STRATA = ("year", "age_band", "gender", "ethnicity")
+GROUPS = ("thresholds", "factors", "cp_categories", "repeats", "durations")
+THRESHOLD_COLUMNS = {"referrals": None, "assessments": "assessment",
+                     "cin_plans": "cin_plan_start", "cp_plans": "cp_plan_start",
+                     "looked_after": "looked_after_start"}
+CHILD_COLUMNS = ("la", "lsoa", "age_band", "gender", "ethnicity")
+
+
+@dataclass(frozen=True)
+class LinkageReport:
+    """What happened to every record (episode row).
+
+    ``read == linked + sum(unlinked.values())`` always; ``unlinked_records`` holds the
+    unlinked episode rows with their child's columns (``child_la``, ``child_lsoa``, ...) and
+    ``reason``. ``orphan_factors``: factor rows whose episode is not among the episodes read;
+    ``children_without_episode``: child rows no episode refers to (neither is a record).
+    """
+
+    read: int
+    linked: int
+    unlinked: dict
+    unlinked_records: pd.DataFrame = field(repr=False)
+    orphan_factors: int = 0
+    children_without_episode: int = 0
+
+    def to_dict(self) -> dict:
+        return {"read": self.read, "linked": self.linked, "unlinked": dict(self.unlinked),
+                "orphan_factors": self.orphan_factors,
+                "children_without_episode": self.children_without_episode}
+
+
+def link(records: rec.Records) -> tuple[pd.DataFrame, LinkageReport]:
+    """Linked episodes (with the child's strata and the LSOA's ``la_lookup``), and the report."""
+    e = records.episodes.reset_index(drop=True)
+    key = ["child_id", "year"]
+    ch = records.children[[*key, *CHILD_COLUMNS]].drop_duplicates()
+    ambiguous = ch.duplicated(key, keep=False)
+    amb_keys = ch.loc[ambiguous, key].drop_duplicates()
+    ch = ch[~ambiguous].rename(columns={c: f"child_{c}" for c in CHILD_COLUMNS})
+    m = e.merge(ch, on=key, how="left", validate="many_to_one")
+    amb = e[key].merge(amb_keys.assign(_amb=True), on=key, how="left")["_amb"].fillna(False)
+    geo = records.geography[["lsoa", "la", "income", "rural"]].rename(
+        columns={"lsoa": "child_lsoa", "la": "la_lookup"})
+    known_child = m["child_lsoa"].notna() | m["child_la"].notna() | m["child_age_band"].notna()
+    m = m.merge(geo, on="child_lsoa", how="left")
+    lsoa = m["child_lsoa"].astype(object)
+    blank = lsoa.isna() | lsoa.map(lambda v: not isinstance(v, str) or not v.strip())
+    valid = lsoa.where(~blank, "").astype(str).str.fullmatch(CODE_PATTERNS["lsoa"])
+    checks = {
+        "duplicate_episode": e.duplicated(["year", "child_id", "episode_id"], keep="first"),
+        "unknown_child": ~known_child & ~amb.to_numpy(bool),
+        "ambiguous_child": amb.to_numpy(bool),
+        "missing_lsoa": blank,
+        "invalid_lsoa": ~valid,
+        "lsoa_not_in_geography": m["la_lookup"].isna(),
+        "la_mismatch": m["child_la"].astype(object) != m["la_lookup"].astype(object),
+    }
+    reason = pd.Series(None, index=m.index, dtype=object)
+    for name in REASONS:
+        reason = reason.where(reason.notna() | ~np.asarray(checks[name], bool), name)
+    bad = reason.notna().to_numpy()
+    unlinked = m[bad].assign(reason=reason[bad]).reset_index(drop=True)
+    counts = {r: int((reason == r).sum()) for r in REASONS}
+    eids = set(zip(e["year"], e["episode_id"], strict=True))
+    f = records.factors
+    orphan = int((~pd.Series(list(zip(f["year"], f["episode_id"], strict=True)),
+                             dtype=object).isin(eids)).sum()) if len(f) else 0
+    without = int((~records.children.set_index(key).index.isin(e.set_index(key).index)).sum())
+    report = LinkageReport(read=len(e), linked=int((~bad).sum()), unlinked=counts,
+                           unlinked_records=unlinked, orphan_factors=orphan,
+                           children_without_episode=without)
+    linked = m[~bad].rename(columns={f"child_{c}": c for c in CHILD_COLUMNS})
+    return linked.reset_index(drop=True), report
+
+
+def _piece_names() -> list[tuple[str, float, float]]:
+    bounds = [*rec.PIECES, np.inf]
+    return [(f"{int(lo)}_{'plus' if np.isinf(hi) else int(hi)}", lo, hi)
+            for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+def _durations(linked: pd.DataFrame) -> pd.DataFrame:
+    """Per episode: days at risk and episode endings in each piece, by outcome level."""
+    census = pd.to_datetime(linked["year"].astype(str) + "-03-31")
+    closed = linked["closure_date"].notna().to_numpy()
+    end = linked["closure_date"].where(closed, census)
+    t = (end - linked["referral_date"]).dt.days.to_numpy(float) + np.where(closed, 0.5, 1.0)
+    out = {}
+    for level in rec.OUTCOME_LEVELS:
+        is_level = (linked["outcome"] == level).to_numpy()
+        for name, lo, hi in _piece_names():
+            out[f"days_{level}_{name}"] = np.where(is_level, np.clip(t - lo, 0, hi - lo), 0.0)
+            out[f"ends_{level}_{name}"] = (is_level & closed & (t >= lo) & (t < hi)).astype(
+                np.int64)
+    return pd.DataFrame(out, index=linked.index)
+
+
+def _child_outcomes(linked: pd.DataFrame, factors: pd.DataFrame, groups) -> pd.DataFrame:
+    """One row per (year, child_id) with 0/1 per outcome (children, not episodes)."""
+    cols = {}
+    if "thresholds" in groups:
+        for name, col in THRESHOLD_COLUMNS.items():
+            s = linked[col] if col else pd.Series(True, index=linked.index)
+            cols[name] = s.astype(bool) if s.dtype == bool else s.notna()
+    if "factors" in groups:
+        f = factors.merge(linked[["year", "episode_id"]].assign(_row=linked.index),
+                          on=["year", "episode_id"])
+        for code, (name, *_) in rec.FACTORS.items():
+            hit = np.zeros(len(linked), bool)
+            hit[f.loc[f["factor"] == code, "_row"].to_numpy()] = True
+            cols[f"factor_{name}"] = hit
+    if "cp_categories" in groups:
+        for code, (name, *_) in rec.CP_CATEGORIES.items():
+            cols[f"cp_{name}"] = (linked["cp_category"] == code).to_numpy()
+    if "repeats" in groups:
+        cols["rereferrals"] = linked["rereferral_within_12m"].fillna(False).astype(bool)
+        cols["repeat_cp_plans"] = linked["repeat_cp_plan"].fillna(False).astype(bool)
+    flags = pd.DataFrame({k: np.asarray(v, bool) for k, v in cols.items()}, index=linked.index)
+    keys = linked[["year", "child_id", "lsoa", *[c for c in STRATA if c != "year"]]]
+    per = pd.concat([keys, flags], axis=1).groupby(["year", "child_id"], sort=False)
+    first = per[list(keys.columns.drop(["year", "child_id"]))].first()
+    return pd.concat([first, per[list(flags.columns)].max().astype(np.int64)], axis=1)
+
+
+def aggregate(records: rec.Records, by: Sequence[str] = ("age_band",),
+              outcomes: Sequence[str] = GROUPS, years: Sequence[int] | None = None
+              ) -> tuple[pd.DataFrame, LinkageReport]:
+    """Child-level records -> LSOA x stratum counts with denominators.
+
+    Parameters
+    ----------
+    records : Records
+        As from :func:`socialgradient.data.records.simulate_records` (or a census reader).
+    by : sequence of str
+        Strata among ``year, age_band, gender, ethnicity``; ``()`` gives one row per LSOA.
+    outcomes : sequence of str
+        Column groups among :data:`GROUPS` (thresholds, factors, cp_categories, repeats,
+        durations).
+    years : sequence of int, optional
+        Collection years to keep (default all); counts and denominators sum over them.
+
+    Returns
+    -------
+    (table, report)
+        ``table``: one row per LSOA x stratum cell of the population (and any cell with
+        records but no population, with ``children`` 0), columns ``lsoa, la, income, rural``,
+        the strata, ``children`` and the counts; ``report``: :class:`LinkageReport` of all
+        records read (before the ``years`` filter).
+    """
+    by = [by] if isinstance(by, str) else list(by)
+    unknown = [c for c in by if c not in STRATA] + [g for g in outcomes if g not in GROUPS]
+    if unknown:
+        raise ValueError(f"unknown strata or outcome groups {unknown}; strata: {STRATA}, "
+                         f"groups: {GROUPS}")
+    linked, report = link(records)
+    pop = records.population
+    if years is not None:
+        linked = linked[linked["year"].isin(list(years))]
+        pop = pop[pop["year"].isin(list(years))]
+    keys = ["lsoa", *by]
+    table = pop.groupby(keys, observed=True, sort=False)["children"].sum().reset_index()
+    table["lsoa"] = table["lsoa"].astype(str)
+    for c in by:
+        if c != "year":
+            table[c] = table[c].astype(str)
+    child = _child_outcomes(linked, records.factors, outcomes).reset_index()
+    counts = child.drop(columns=["child_id"] + [c for c in STRATA if c not in by])
+    counts = counts.groupby(keys, sort=False).sum().reset_index()
+    if "durations" in outcomes:
+        d = pd.concat([linked[keys], _durations(linked)], axis=1)
+        counts = counts.merge(d.groupby(keys, sort=False).sum().reset_index(), on=keys,
+                              how="outer")
+    table = table.merge(counts, on=keys, how="outer")
+    value_cols = [c for c in table.columns if c not in keys]
+    table[value_cols] = table[value_cols].fillna(0)
+    for c in value_cols:
+        if not c.startswith("days_"):
+            table[c] = table[c].astype(np.int64)
+    geo = records.geography[["lsoa", "la", "income", "rural"]]
+    table = geo.merge(table, on="lsoa", how="right")
+    table = table.sort_values(keys, kind="stable").reset_index(drop=True)
+    return table[["lsoa", "la", "income", "rural", *by, *value_cols]], report
