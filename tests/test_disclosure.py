@@ -83,7 +83,8 @@ def test_bridge_between_hidden_cycles_is_found_by_the_exact_check():
     cells = np.arange(16).reshape(4, 4)
     lines = [cells[i] for i in range(4)] + [cells[:, j] for j in range(4)]
     exposed, skipped = disclosure._exposed(hidden.ravel(), lines)
-    assert exposed == [6] and skipped == 0
+    assert exposed == [6]
+    assert skipped == 0
 
 
 # --- the property: nothing hidden can be recovered from published totals ---------------
@@ -178,23 +179,39 @@ def test_child_rows_refused_without_override_and_logged_with_it(tmp_path):
     path = write_table(rows, tmp_path / "children.csv", level="child", override=reason)
     assert pd.read_csv(path).equals(rows)
     entry = read_log(tmp_path)[-1]
-    assert entry["decision"] == "written" and entry["override"] == reason
-    assert entry["level"] == "child" and reason in entry["note"]
+    assert entry["decision"] == "written"
+    assert entry["override"] == reason
+    assert entry["level"] == "child"
+    assert reason in entry["note"]
 
 
 def test_lsoa_tables_are_suppressed_and_unsuppressed_only_under_a_logged_override(tmp_path):
     out = tmp_path / "lsoa.csv"
-    write_table(lsoa_table(), out, level="lsoa", count_columns=["cin", "cpp"],
-                group_columns=["la", "lsoa"])  # fmt: skip
+    write_table(
+        lsoa_table(), out, level="lsoa", count_columns=["cin", "cpp"], group_columns=["la", "lsoa"]
+    )
     written = pd.read_csv(out)
-    assert written["cin"].isna().iloc[0] and written["cin"].notna().sum() < 4
+    assert written["cin"].isna().iloc[0]
+    assert written["cin"].notna().sum() < 4
     entry = read_log(tmp_path)[-1]
-    assert entry["primary"] == 1 and entry["secondary"] >= 1 and entry["override"] is None
-    assert entry["rule"] == {"threshold": 10, "round_to": None, "secondary": True,
-                             "suppress_zeros": False}  # fmt: skip
+    assert entry["primary"] == 1
+    assert entry["secondary"] >= 1
+    assert entry["override"] is None
+    assert entry["rule"] == {
+        "threshold": 10,
+        "round_to": None,
+        "secondary": True,
+        "suppress_zeros": False,
+    }
     assert "3" not in " ".join(entry["actions"]).replace("r3", "")  # no hidden value logged
-    write_table(lsoa_table(), out, level="lsoa", count_columns=["cin", "cpp"],
-                group_columns=["la", "lsoa"], override="methods check, not for release")  # fmt: skip
+    write_table(
+        lsoa_table(),
+        out,
+        level="lsoa",
+        count_columns=["cin", "cpp"],
+        group_columns=["la", "lsoa"],
+        override="methods check, not for release",
+    )
     assert pd.read_csv(out).equals(lsoa_table())
     assert read_log(tmp_path)[-1]["override"] == "methods check, not for release"
     with pytest.raises(ValueError, match="count columns"):
@@ -203,8 +220,14 @@ def test_lsoa_tables_are_suppressed_and_unsuppressed_only_under_a_logged_overrid
 
 def test_la_counts_protected_with_rounding(tmp_path):
     t = pd.DataFrame({"la": list("ABCD"), "year": 2020, "referrals": [4, 123, 88, 47]})
-    write_table(t, tmp_path / "la.csv", level="la", count_columns="referrals",
-                group_columns=["la", "year"], rule=Rule(round_to=5))  # fmt: skip
+    write_table(
+        t,
+        tmp_path / "la.csv",
+        level="la",
+        count_columns="referrals",
+        group_columns=["la", "year"],
+        rule=Rule(round_to=5),
+    )
     written = pd.read_csv(tmp_path / "la.csv")
     assert written["referrals"].isna().tolist() == [True, False, False, True]
     assert written["referrals"].dropna().tolist() == [125, 90]
@@ -216,7 +239,8 @@ def test_model_outputs_pass_unchanged_and_the_log_says_so(tmp_path):
     write_table(t, tmp_path / "la_gradients.csv", level="model")
     assert pd.read_csv(tmp_path / "la_gradients.csv").equals(t)
     entry = read_log(tmp_path)[-1]
-    assert entry["note"] == disclosure.MODEL_NOTE and entry["primary"] == 0
+    assert entry["note"] == disclosure.MODEL_NOTE
+    assert entry["primary"] == 0
     with pytest.raises(ValueError, match="level"):
         write_table(t, tmp_path / "x.csv", level="lad")
 
@@ -234,9 +258,15 @@ def test_failed_write_leaves_no_partial_file_and_no_log_entry(tmp_path, monkeypa
     with pytest.raises(OSError, match="disk full"):
         write_table(lsoa_table(), out, level="lsoa", count_columns="cin", group_columns="lsoa")
     with pytest.raises(OSError, match="disk full"):
-        write_table(lsoa_table(), tmp_path / "new.csv", level="la", count_columns="cin",
-                    group_columns="lsoa")  # fmt: skip
-    assert out.read_bytes() == before and not (tmp_path / "new.csv").exists()
+        write_table(
+            lsoa_table(),
+            tmp_path / "new.csv",
+            level="la",
+            count_columns="cin",
+            group_columns="lsoa",
+        )
+    assert out.read_bytes() == before
+    assert not (tmp_path / "new.csv").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == [disclosure.LOG_NAME, "lsoa.csv"]
     assert len(read_log(tmp_path)) == n_log
 
@@ -245,9 +275,11 @@ def test_acro_adapter_agrees_and_bundles(tmp_path):
     pytest.importorskip("acro")
     rng = np.random.default_rng(3)
     records = pd.DataFrame(
-        {"la": rng.choice(list("ABC"), 300, p=[0.5, 0.45, 0.05]),
-         "decile": rng.choice(list("12345"), 300)}
-    )  # fmt: skip
+        {
+            "la": rng.choice(list("ABC"), 300, p=[0.5, 0.45, 0.05]),
+            "decile": rng.choice(list("12345"), 300),
+        }
+    )
     p = disclosure.acro_crosstab(records, "la", "decile", bundle_dir=tmp_path / "bundle")
     counts = pd.crosstab(records["la"], records["decile"]).to_numpy()
     assert_unrecoverable(counts, matrix(p.table.drop(columns="la")))

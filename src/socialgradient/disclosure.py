@@ -1,36 +1,31 @@
 """Statistical disclosure control: the one gate every exported count table goes through.
 
-``write_table`` decides by level: ``"child"`` rows are refused unless an override reason is
-given; ``"lsoa"`` and ``"la"`` count tables are protected by ``protect`` (written unprotected
-only under an override reason); ``"model"`` outputs (posterior summaries per LA) are written
-unchanged. Every decision, refusals included, is appended to ``disclosure_log.jsonl`` beside
-the file: level, rule, suppression counts, override reason, the file's SHA-256. The log never
-holds a suppressed value. Files are written atomically (``files.atomic_write``).
+``write_table`` decides by level: "child" rows are refused unless an override reason is
+given; "lsoa" and "la" count tables are protected by ``protect`` (unprotected only under an
+override reason); "model" outputs (posterior summaries per LA) pass unchanged. Every
+decision, refusals included, goes to ``disclosure_log.jsonl`` beside the file (level, rule,
+suppression counts, override reason, SHA-256), never a hidden value. Writes are atomic.
 
-The rule (``Rule``): suppress counts below ``threshold`` (default 10). Zeros are *not*
-suppressed by default (``suppress_zeros=False``): DfE and ONS publish true zeros, and a
-suppressed zero among 1..9 would say nothing a zero does not; set ``suppress_zeros=True`` for
-ACRO's stricter default (``zeros_are_disclosive``). Secondary suppression: every published
-margin ("line": a group's total of one count column, or a row's total across count columns)
-must hide 0 or at least 2 cells, so no suppressed cell is one subtraction from a total. The
-complement is the line's smallest positive visible cell (a zero complement would give the
-primary away: a hidden pair summing to 1 is 1 + 0). Lines are iterated to a fixed point;
-then linked suppressed cells (up to ``MAX_EXACT``) are checked by linear algebra for values
-that a combination of several totals would still pin down, and protected further. Not done:
-interval (bounds) protection, as in tau-Argus. Optional rounding to the nearest ``round_to``.
+``Rule``: suppress counts below ``threshold`` (10). Zeros are not suppressed by default
+(``suppress_zeros=False``): DfE and ONS publish true zeros; ACRO's stricter default
+(``zeros_are_disclosive``) is one flag away. Secondary suppression: every published margin
+(a group's total of a count column, a row's total across count columns) must hide 0 or at
+least 2 cells, so no hidden cell is one subtraction from a total; the complement is the
+smallest positive visible cell of that margin (a zero complement gives the primary away).
+Iterated to a fixed point, then linked hidden cells (up to ``MAX_EXACT``) are checked by
+linear algebra for values several totals together pin down, and protected further. Not
+done: interval (bounds) protection as in tau-Argus. Optional rounding to ``round_to``.
 
-ACRO (``acro`` 1.0.2, the SACRO output-checking toolkit), tested in a scratch venv beside
-pandas 3.1.1 / numpy 2.5.5: it declares ``pandas<=2.3.3``, so it cannot go into our lock
-without unpinning pandas; installed ``--no-deps`` its crosstab, suppression, rounding and
-``finalise`` bundle ran (with pandas deprecation warnings). So ACRO is not a dependency:
-``acro_crosstab`` uses it when importable, where it fits. Where it does not:
-- ACRO checks *record counts* of tables it builds from microdata. Our tables are mostly
-  pre-aggregated (DfE LA tables, LSOA aggregates): given one row per cell as
-  ``values=n, aggfunc="sum"`` it flags every cell (one contributing record each).
-- ACRO does no secondary suppression: it suppresses a lone small cell and recomputes the
-  table's own margins from visible cells, so a total published elsewhere (the DfE LA total)
-  recovers the cell by subtraction. Secondary suppression is implemented here.
-- Dominance rules (NK, p%) concern magnitude tables; in count tables each child adds 1.
+ACRO (``acro`` 1.0.2, SACRO output checking), tried in a scratch venv with our pins: it
+declares ``pandas<=2.3.3`` so it cannot enter our lock beside pandas 3.1.1; installed
+``--no-deps`` its crosstab, suppression, rounding and ``finalise`` bundle ran (with pandas
+deprecation warnings). So it is optional: ``acro_crosstab`` uses it when importable, where
+it fits (child-level microdata in the secure environment). Where it does not fit:
+- its threshold counts *records* of tables it builds; our tables are mostly pre-aggregated
+  (DfE LA tables, LSOA aggregates), and as ``values=n, aggfunc="sum"`` every cell is flagged;
+- it does no secondary suppression: it hides a lone small cell and recomputes the table's
+  own margins, so a total published elsewhere (the DfE LA total) gives the cell back;
+- dominance rules (NK, p%) are for magnitude tables; in counts each child adds 1.
 """
 
 from __future__ import annotations
@@ -40,7 +35,6 @@ import datetime as dt
 import hashlib
 import itertools
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -142,10 +136,8 @@ def _lines(keys: pd.DataFrame, n_cols: int, groups: list[str], totals) -> list[n
         subset = _names(subset)
         if set(subset) - set(groups):
             raise ValueError(f"totals by {subset}: not all are group columns {groups}")
-        if subset:
-            parts = keys.groupby(subset, sort=False, dropna=False).indices.values()
-        else:
-            parts = [np.arange(len(keys))]
+        grouped = keys.groupby(subset, sort=False, dropna=False) if subset else None
+        parts = grouped.indices.values() if subset else [np.arange(len(keys))]
         for rows in parts:
             for j in range(n_cols):
                 add(cells[rows, j])
@@ -224,23 +216,13 @@ def _secondary(values, suppressed, lines, label, actions) -> None:
                 actions.append(f"secondary: {label(c)} ({why})")
                 break
         if not changed:
-            if exposed:
-                actions.append(f"warning: {len(exposed)} hidden cells still recoverable")
-            if skipped:
-                actions.append(
-                    f"note: {skipped} sets of > {MAX_EXACT} linked hidden cells "
-                    "checked against single totals only"
-                )
+            actions += [f"warning: {len(exposed)} hidden cells still recoverable"] * bool(exposed)
+            actions += [f"note: {skipped} sets of > {MAX_EXACT} linked hidden cells checked "
+                        "against single totals only"] * bool(skipped)  # fmt: skip
             return
 
 
-def protect(
-    table: pd.DataFrame,
-    count_columns,
-    group_columns=(),
-    rule: Rule = Rule(),
-    totals: Mapping | None = None,
-) -> Protected:
+def protect(table, count_columns, group_columns=(), rule: Rule = Rule(), totals=None) -> Protected:
     """Apply ``rule`` to the ``count_columns`` of ``table`` (rows keyed by ``group_columns``).
 
     ``totals`` says which margins are published elsewhere (see ``_lines``); by default all.
@@ -269,9 +251,7 @@ def protect(
     if rule.round_to is not None:
         shown = np.floor(shown / rule.round_to + 0.5) * rule.round_to
         status[~suppressed] = "rounded"
-        actions.append(
-            f"rounded {int((~suppressed).sum())} visible counts to the nearest {rule.round_to}"
-        )
+        actions.append(f"rounded {int((~suppressed).sum())} counts to the nearest {rule.round_to}")
     shown, status = shown.reshape(-1, n_cols), status.reshape(-1, n_cols)
     safe, state = table.copy(), keys.copy()
     for j, c in enumerate(counts):
@@ -282,10 +262,6 @@ def protect(
     return Protected(safe, state, tuple(counts), actions)
 
 
-def _sha256(path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def _append(log: Path, entry: dict) -> None:
     """One JSON line in one ``write`` call (O_APPEND): concurrent writers do not interleave."""
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -293,18 +269,10 @@ def _append(log: Path, entry: dict) -> None:
         f.write(json.dumps(entry, default=str) + "\n")
 
 
-def write_table(
-    table: pd.DataFrame,
-    path,
-    *,
-    level: str,
-    count_columns=(),
-    group_columns=(),
-    rule: Rule = Rule(),
-    override: str | None = None,
-    totals: Mapping | None = None,
-    log=None,
-) -> Path:
+# fmt: off
+def write_table(table: pd.DataFrame, path, *, level: str, count_columns=(), group_columns=(),
+                rule: Rule = Rule(), override: str | None = None, totals=None, log=None) -> Path:
+    # fmt: on
     """Write ``table`` as CSV to ``path`` through the disclosure gate; return the path.
 
     Levels: "child" (refused unless ``override``), "lsoa" and "la" (counts protected;
@@ -320,82 +288,47 @@ def write_table(
     if path.name == LOG_NAME:
         raise ValueError(f"{LOG_NAME} is reserved for the disclosure log")
     log = Path(log) if log is not None else path.parent / LOG_NAME
-    entry = {
-        "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "file": path.name,
-        "path": str(path.resolve()),
-        "level": level,
-        "rule": dataclasses.asdict(rule),
-        "override": override,
-        "rows": len(table),
-        "primary": 0,
-        "secondary": 0,
-        "rounded": 0,
-        "actions": [],
-    }
+    entry = {"time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "file": path.name}
+    entry |= {"path": str(path.resolve()), "level": level, "rule": dataclasses.asdict(rule)}
+    entry |= {"override": override, "rows": len(table), "primary": 0, "secondary": 0, "rounded": 0}
     if level == "child" and override is None:
-        _append(
-            log,
-            {
-                **entry,
-                "decision": "refused",
-                "note": "child-level rows need an explicit, logged override reason",
-            },
-        )
-        raise DisclosureError(
-            f"refused to write child-level rows to {path}: give an override reason (it is logged)"
-        )
+        why = "child-level rows need an explicit override reason (it is logged)"
+        _append(log, {**entry, "decision": "refused", "note": why})
+        raise DisclosureError(f"refused to write {path}: {why}")
+    counts = _names(count_columns)
     if level == "model":
         out, note = table, MODEL_NOTE
     elif override is not None:
-        counts = _names(count_columns)
-        if counts:
-            _validate(table, counts, _names(group_columns))
+        _validate(table, counts, _names(group_columns))
         out, note = table, f"written unprotected under override: {override}"
+    elif not counts:
+        raise ValueError(f"a {level!r} table must name its count columns")
     else:
-        if not _names(count_columns):
-            raise ValueError(f"a {level!r} table must name its count columns")
-        result = protect(table, count_columns, group_columns, rule, totals)
+        result = protect(table, counts, group_columns, rule, totals)
         out, note = result.table, f"{level} counts protected"
-        entry.update(
-            primary=result.count("primary"),
-            secondary=result.count("secondary"),
-            rounded=result.count("rounded"),
-            actions=result.actions[:50],
-            n_actions=len(result.actions),
-        )
+        entry |= {k: result.count(k) for k in ("primary", "secondary", "rounded")}
+        entry |= {"actions": result.actions[:50], "n_actions": len(result.actions)}
 
     def write(tmp: str) -> None:
         out.to_csv(tmp, index=False)
-        _append(log, {**entry, "decision": "written", "note": note, "sha256": _sha256(tmp)})
+        sha = hashlib.sha256(Path(tmp).read_bytes()).hexdigest()
+        _append(log, {**entry, "decision": "written", "note": note, "sha256": sha})
 
     return atomic_write(path, write)
 
 
-def acro_crosstab(
-    records: pd.DataFrame,
-    index: str,
-    columns: str,
-    *,
-    rule: Rule = Rule(),
-    totals: Mapping | None = None,
-    bundle_dir=None,
-) -> Protected:
-    """Cross-tabulate child-level ``records`` through ACRO (if installed), then protect.
-
-    ACRO builds the table and runs its frequency check; the gate's primary cells must match
-    ACRO's ``MinimumThresholdCheck``, and the gate adds the secondary suppression ACRO lacks.
-    With ``bundle_dir`` the protected table joins ACRO's output bundle (``finalise``) for the
-    output checkers. Raises ImportError when ``acro`` is absent (see the module docstring).
-    """
+def acro_crosstab(records, index, columns, *, rule=Rule(), totals=None, bundle_dir=None):
+    """Cross-tabulate child-level ``records`` through ACRO (ImportError if absent), then
+    protect: ACRO's threshold check must flag the gate's primary cells; the gate adds the
+    secondary suppression. ``bundle_dir``: ACRO's output bundle for the checkers, with the
+    protected table added."""
     from importlib.metadata import version
 
     from acro import ACRO
 
     session = ACRO(suppress=False)
-    session.config.update(
-        safe_threshold=rule.threshold or 0, zeros_are_disclosive=rule.suppress_zeros
-    )
+    session.config |= {"safe_threshold": rule.threshold or 0}
+    session.config |= {"zeros_are_disclosive": rule.suppress_zeros}
     counts = session.crosstab(records[index], records[columns])
     flagged = session.results.get_index(-1).sdc["cells"].get("MinimumThresholdCheck", [])
     wide = counts.rename(columns=str).rename_axis(columns=None).reset_index()
@@ -404,10 +337,7 @@ def acro_crosstab(
     ours = np.argwhere(result.status[names].to_numpy() == "primary")
     if {tuple(map(int, c)) for c in flagged} != {tuple(map(int, c)) for c in ours}:
         raise RuntimeError("ACRO's threshold check and the gate disagree on primary cells")
-    result.actions.append(
-        f"ACRO {version('acro')} MinimumThresholdCheck: {len(flagged)} cells, "
-        "the gate's primary suppressions"
-    )
+    result.actions.append(f"ACRO {version('acro')} agrees: {len(flagged)} cells under threshold")
     if bundle_dir is not None:
         table_path = Path(bundle_dir).with_name(Path(bundle_dir).name + "_tables") / "table.csv"
         atomic_write(table_path, lambda p: result.table.to_csv(p, index=False))
