@@ -44,12 +44,19 @@ def parser() -> argparse.ArgumentParser:
     sim.add_argument("--out", type=Path, required=True)
     sim.add_argument("--seed", type=int, default=2021)
     sim.add_argument("--scale", type=float, default=1.0, help="LSOAs per LA multiplier")
+    sim.add_argument("--years", type=int, nargs="+", help="collection years (with --records; "
+                     "default 2019)")
+    sim.add_argument("--geography", type=Path, help="real LSOA table (lsoa, la, income, "
+                     "children, rural; CSV or Parquet) instead of synthetic LSOAs (with --records)")
+    sim.add_argument("--records", action="store_true", help="also write CIN-Census-shaped "
+                     "child-level tables and the LSOA x age-band aggregate")
 
     f = sub.add_parser("fit", help="fit the national model to a neighbourhood table")
     f.add_argument("data", type=Path, help="CSV or Parquet neighbourhood table")
     f.add_argument("--outcome", required=True, help="count column to model")
     f.add_argument("--out", type=Path, required=True)
     f.add_argument("--spec", type=Path, help="TOML spec; flags override its values")
+    f.add_argument("--stratum", help="column splitting LSOAs into cells (e.g. age_band)")
     _sampling_args(f)
 
     _data_parser(sub)
@@ -144,14 +151,31 @@ def _dispatch(args) -> int:
     if args.command == "data":
         return _data(args)
     if args.command == "simulate":
-        syn = synthetic.simulate(seed=args.seed, scale=args.scale)
-        synthetic.write(syn, args.out)
-        print(f"wrote {args.out}: {len(syn.table)} LSOAs in {syn.table['la'].nunique()} LAs")
+        if not args.records and (args.years or args.geography):
+            raise ValueError("--years and --geography apply to child-level records: add --records")
+        if args.geography is None:
+            syn = synthetic.simulate(seed=args.seed, scale=args.scale)
+            synthetic.write(syn, args.out)
+            print(f"wrote {args.out}: {len(syn.table)} LSOAs in {syn.table['la'].nunique()} LAs")
+        if args.records:
+            from socialgradient.data import linkage, records
+
+            geography = None
+            if args.geography is not None:
+                geography = schema.read_table(args.geography)
+                schema.validate(geography.assign(_n=0), ["_n"])  # codes, income, children
+            rec = records.simulate_records(seed=args.seed, years=args.years or (2019,),
+                                           scale=args.scale, geography=geography)
+            paths = linkage.write(rec, args.out)
+            print(f"wrote {args.out}: {len(rec.children)} children, {len(rec.episodes)} "
+                  f"episodes in {rec.truth['n_lsoa']} LSOAs ({', '.join(sorted(paths))})")
         return 0
     progress = not args.no_progress
     if args.command == "fit":
         spec = _spec(args, args.outcome)
-        table = schema.load(args.data, [spec.outcome])
+        if args.stratum:
+            spec = spec.replace(stratum=args.stratum)
+        table = schema.load(args.data, [spec.outcome], spec.stratum or None)
         _fit_and_write(table, spec, args.out, progress, compare=False)
         return 0
     # run: the main job

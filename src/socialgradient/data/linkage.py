@@ -215,3 +215,33 @@ def aggregate(records: rec.Records, by: Sequence[str] = ("age_band",),
     table = geo.merge(table, on="lsoa", how="right")
     table = table.sort_values(keys, kind="stable").reset_index(drop=True)
     return table[["lsoa", "la", "income", "rural", *by, *value_cols]], report
+
+
+def write(records: rec.Records, out_dir, by: Sequence[str] = ("age_band",)) -> dict:
+    """Write the child-level tables, their truth, the aggregate and the linkage report.
+
+    Files (atomically): ``children.parquet``, ``episodes.parquet``, ``factors.parquet``,
+    ``population.parquet``, ``records_truth.json``, ``lsoa_<by>.parquet`` (e.g.
+    ``lsoa_age_band.parquet``; ``lsoa.parquet`` for ``by=()``) and ``linkage_report.json``.
+    Returns ``{name: path}``.
+    """
+    import json
+    from pathlib import Path
+
+    from socialgradient.files import atomic_write
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    table, report = aggregate(records, by=by)
+    frames = {n: getattr(records, n) for n in ("children", "episodes", "factors", "population")}
+    frames["_".join(["lsoa", *by])] = table
+    paths = {}
+    for name, df in frames.items():
+        paths[name] = out / f"{name}.parquet"
+        atomic_write(paths[name], lambda tmp, df=df: df.to_parquet(tmp, index=False,
+                                                                    compression="zstd"))
+    for name, obj in (("records_truth", records.truth), ("linkage_report", report.to_dict())):
+        paths[name] = out / f"{name}.json"
+        text = json.dumps(obj, indent=1) + "\n"
+        atomic_write(paths[name], lambda tmp, t=text: Path(tmp).write_text(t, encoding="utf-8"))
+    return paths
