@@ -50,15 +50,16 @@ def _spec(spec: Spec | str, **changes) -> Spec:
     return spec.replace(**changes)
 
 
-def encode(table: pd.DataFrame, outcome: str) -> NeighbourhoodData:
-    """Validate ``table`` for ``outcome`` and encode it for the model."""
-    return NeighbourhoodData.from_table(schema.validate(table, [outcome]), outcome)
+def encode(table: pd.DataFrame, outcome: str, stratum: str = "") -> NeighbourhoodData:
+    """Validate ``table`` for ``outcome`` (and ``stratum`` cells) and encode it."""
+    valid = schema.validate(table, [outcome], stratum or None)
+    return NeighbourhoodData.from_table(valid, outcome, stratum or None)
 
 
 def build(table: pd.DataFrame, spec: Spec | str = "referrals", **changes) -> pm.Model:
     """The PyMC model for a table; ``spec`` is a Spec or an outcome name."""
     spec = _spec(spec, **changes)
-    return build_model(encode(table, spec.outcome), spec)
+    return build_model(encode(table, spec.outcome, spec.stratum), spec)
 
 
 def fit(
@@ -66,7 +67,7 @@ def fit(
 ) -> xr.DataTree:
     """Validate, encode and fit; ``changes`` override spec fields (family=, draws=, seed=...)."""
     spec = _spec(spec, **changes)
-    return _fit.fit(encode(table, spec.outcome), spec, progressbar=progressbar)
+    return _fit.fit(encode(table, spec.outcome, spec.stratum), spec, progressbar=progressbar)
 
 
 def plot(tree: xr.DataTree, kind: str):

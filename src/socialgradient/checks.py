@@ -121,16 +121,17 @@ def ppc(tree: xr.DataTree) -> dict[str, xr.Dataset]:
     y = tree["observed_data"][outcome].astype(float)
     rep = tree["posterior_predictive"][outcome].astype(float)
     const = tree["constant_data"].to_dataset()
-    decile = xr.DataArray(deprivation_decile(const["income"].values), dims="lsoa", name="decile")
+    row = y.dims[0]
+    decile = xr.DataArray(deprivation_decile(const["income"].values), dims=row, name="decile")
     la = const["lsoa_la"].rename("la")
 
     def totals(group):
         return _compare(y.groupby(group).sum(), rep.groupby(group).sum())
 
     def stats(v):
-        mean = v.mean("lsoa")
+        mean = v.mean(row)
         return xr.concat(
-            [v.sum("lsoa"), v.var("lsoa") / mean, (v == 0).mean("lsoa"), v.max("lsoa")],
+            [v.sum(row), v.var(row) / mean, (v == 0).mean(row), v.max(row)],
             dim=pd.Index(["total", "dispersion", "zero_share", "max"], name="statistic"),
         )
 

@@ -13,6 +13,7 @@ its hash (``spec_hash``), a hash of the data (``data_hash``), the sampler's timi
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 import warnings
 from pathlib import Path
@@ -34,7 +35,10 @@ _DERIVED_LKJ = ("la_cov", "la_cov_corr", "la_cov_stds", "inv_sqrt_phi")
 def data_hash(data: NeighbourhoodData) -> str:
     """SHA-256 (first 16 hex digits) of the arrays a fit depends on."""
     h = hashlib.sha256()
-    for part in (data.lsoa, data.la[data.la_index], data.children, data.income, data.y):
+    parts = [data.lsoa, data.la[data.la_index], data.children, data.income, data.y]
+    if data.strata:
+        parts.append(np.asarray(data.strata)[data.stratum_index])
+    for part in parts:
         h.update(np.ascontiguousarray(part).tobytes())
         h.update(b"|")
     h.update(data.outcome.encode())
@@ -106,21 +110,21 @@ def _assemble(tree, data, spec, compile_seconds, sampling_seconds, max_predictiv
     posterior = posterior.drop_vars([v for v in _DERIVED_LKJ if v in posterior])
     posterior = posterior.drop_vars([c for c in posterior.coords if c.startswith("la_cov")])
     few = predict.thin(posterior, max_predictive_draws)
-    lsoa = {"lsoa": data.lsoa}
+    row, coords = data.row_dim, data.row_coords
     groups = {
         "posterior": posterior,
         "sample_stats": tree["sample_stats"].to_dataset(),
-        "observed_data": xr.Dataset({data.outcome: ("lsoa", data.y)}, coords=lsoa),
+        "observed_data": xr.Dataset({data.outcome: (row, data.y)}, coords=coords),
         "constant_data": xr.Dataset(
             {
-                "children": ("lsoa", data.children),
-                "income": ("lsoa", data.income),
-                "w": ("lsoa", data.w),
-                "lsoa_la": ("lsoa", data.la[data.la_index]),
+                "children": (row, data.children),
+                "income": (row, data.income),
+                "w": (row, data.w),
+                "lsoa_la": (row, data.la[data.la_index]),
                 "m_la": ("la", data.m_la),
                 "m_c": ("la", data.m_c),
             },
-            coords={**lsoa, "la": data.la},
+            coords={**coords, "la": data.la},
         ),
         "log_likelihood": predict.log_likelihood(few, data, spec.family).to_dataset(),
         "posterior_predictive": predict.replicate(
@@ -135,6 +139,8 @@ def _assemble(tree, data, spec, compile_seconds, sampling_seconds, max_predictiv
         outcome=data.outcome,
         family=spec.family,
         x_bar=data.x_bar,
+        stratum_name=data.stratum_name,
+        strata=json.dumps(list(data.strata)),
         compile_seconds=compile_seconds,
         sampling_seconds=sampling_seconds,
     )
@@ -147,6 +153,11 @@ def encoded_data(tree: xr.DataTree) -> NeighbourhoodData:
     outcome = tree.attrs["outcome"]
     la = const["la"].values.astype(str)
     la_pos = {code: i for i, code in enumerate(la)}
+    strata = tuple(json.loads(tree.attrs.get("strata", "[]")))
+    stratum_index = None
+    if strata:
+        s_pos = {level: i for i, level in enumerate(strata)}
+        stratum_index = np.array([s_pos[s] for s in const["stratum"].values.astype(str)])
     return NeighbourhoodData(
         lsoa=const["lsoa"].values.astype(str),
         la=la,
@@ -159,6 +170,9 @@ def encoded_data(tree: xr.DataTree) -> NeighbourhoodData:
         m_c=const["m_c"].values,
         x_bar=float(tree.attrs["x_bar"]),
         outcome=outcome,
+        strata=strata,
+        stratum_index=stratum_index,
+        stratum_name=tree.attrs.get("stratum_name", ""),
     )
 
 

@@ -19,7 +19,8 @@ contextual_effect               b_b - b_w: log rate ratio for an LA 10 points   
                                 more deprived, at equal neighbourhood
                                 deprivation (< 0: the inverse intervention
                                 effect)
-la_gradient                     exp(b_la) per LA                                 score
+stratum_gradient                exp(b_w + delta_s) per stratum (stratified fits) score
+la_gradient                     exp(b_la) per LA (reference stratum if any)      score
 la_rank                         rank of each LA's gradient, 1 = steepest         rank
 gradient_deprivation_corr       correlation over LAs of b_la with m_c             r
 =============================  ===============================================  ===========
@@ -31,6 +32,7 @@ dim (``lower``, ``upper``) and ``ci_kind``/``ci_prob`` attrs.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 
 from socialgradient.deprivation import UNIT
@@ -53,6 +55,15 @@ def national(posterior: xr.Dataset) -> xr.Dataset:
             "contextual_effect": b_b - b_w,
         }
     )
+
+
+def stratum_gradient(posterior: xr.Dataset) -> xr.DataArray:
+    """Gradient of each stratum in an averagely deprived LA, exp(b_w + delta_s).
+
+    Dims (chain, draw, stratum). Only for stratified fits (``stratum_effect`` present).
+    """
+    slope = posterior["stratum_effect"].sel(effect="slope", drop=True)
+    return np.exp(posterior["b_w"] + slope).rename("stratum_gradient")
 
 
 def la_gradient(posterior: xr.Dataset) -> xr.DataArray:
@@ -137,10 +148,15 @@ def la_table(tree: xr.DataTree) -> xr.Dataset:
     post = tree["posterior"].to_dataset()
     const = tree["constant_data"].to_dataset()
     y = tree["observed_data"][tree.attrs["outcome"]]
-    by_la = xr.Dataset(
-        {"children": const["children"], "cases": y, "n_lsoa": xr.ones_like(y)}
-    ).groupby(const["lsoa_la"].rename("la")).sum()
-    by_la = by_la.reindex(la=const["la"].values)
+    la = const["lsoa_la"].values
+    by_la = (
+        pd.DataFrame({"la": la, "lsoa": const["lsoa"].values, "children": const["children"].values})
+        .assign(cases=y.values)
+        .groupby("la")
+        .agg(n_lsoa=("lsoa", "nunique"), children=("children", "sum"), cases=("cases", "sum"))
+        .reindex(const["la"].values)
+    )
+    by_la = xr.Dataset.from_dataframe(by_la.rename_axis("la"))
     grad = la_gradient(post)
     g, r = describe(grad), describe(la_rank(grad))
     return xr.Dataset(

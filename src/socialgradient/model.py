@@ -13,6 +13,11 @@ within-LA deprivation :math:`w_i` and LA deprivation :math:`m_{c,l}` (both in un
 with :math:`\Sigma = \mathrm{diag}(\sigma)\, R\, \mathrm{diag}(\sigma)`. The family is
 Poisson or negative binomial (NB2: variance :math:`\mu + \mu^2/\phi`).
 
+For a stratified table (one row per LSOA x stratum, e.g. age band), the linear predictor
+gains stratum offsets to the intercept and the slope, :math:`\gamma_s + \delta_s w_i`, zero
+for the reference stratum (the one with most children): the gradient of stratum :math:`s`
+in an averagely deprived LA is :math:`\exp(b_w + \delta_s)`.
+
 Priors (weakly informative on the log-rate-per-child scale; checked by
 :func:`socialgradient.checks.prior_predictive`):
 
@@ -66,22 +71,33 @@ EFFECTS = ("intercept", "slope")
 class NeighbourhoodData:
     """One outcome of a validated neighbourhood table, encoded for the model.
 
+    Rows are LSOAs (dim ``lsoa``) or, for a stratified table, LSOA x stratum cells (dim
+    ``cell``, with the LSOA and stratum of each cell as coordinates).
+
     Attributes
     ----------
-    lsoa, la : ndarray of str
-        LSOA codes, dims (lsoa,); LA codes, dims (la,).
-    la_index : ndarray of int, dims (lsoa,)
-        Position of each LSOA's LA in ``la``.
-    children : ndarray of float, dims (lsoa,)
+    lsoa : ndarray of str, dims (row,)
+        LSOA code of each row.
+    la : ndarray of str, dims (la,)
+        LA codes.
+    la_index : ndarray of int, dims (row,)
+        Position of each row's LA in ``la``.
+    children : ndarray of float, dims (row,)
         Exposure.
-    income : ndarray of float, dims (lsoa,)
+    income : ndarray of float, dims (row,)
         Share (0-1) of families in income deprivation.
-    y : ndarray of int, dims (lsoa,)
+    y : ndarray of int, dims (row,)
         Outcome counts.
-    w : ndarray, dims (lsoa,); m_la, m_c : ndarray, dims (la,); x_bar : float
+    w : ndarray, dims (row,); m_la, m_c : ndarray, dims (la,); x_bar : float
         The deprivation decomposition in 10-point units.
     outcome : str
         Name of the outcome column.
+    strata : tuple of str
+        Stratum levels, the reference (most children) first; empty when unstratified.
+    stratum_index : ndarray of int, dims (row,), or None
+        Position of each row's stratum in ``strata``.
+    stratum_name : str
+        Name of the stratum column ("" when unstratified).
     """
 
     lsoa: np.ndarray
@@ -95,11 +111,22 @@ class NeighbourhoodData:
     m_c: np.ndarray
     x_bar: float
     outcome: str
+    strata: tuple = ()
+    stratum_index: np.ndarray | None = None
+    stratum_name: str = ""
 
     @classmethod
-    def from_table(cls, table: pd.DataFrame, outcome: str) -> NeighbourhoodData:
+    def from_table(
+        cls, table: pd.DataFrame, outcome: str, stratum: str | None = None
+    ) -> NeighbourhoodData:
         """Encode a table that has passed :func:`socialgradient.data.schema.validate`."""
         d = decompose(table["income"], table["children"], table["la"])
+        strata, stratum_index = (), None
+        if stratum:
+            size = table.groupby(table[stratum].astype(str))["children"].sum()
+            strata = tuple(size.sort_values(ascending=False, kind="stable").index)
+            lookup = {level: i for i, level in enumerate(strata)}
+            stratum_index = table[stratum].astype(str).map(lookup).to_numpy()
         return cls(
             lsoa=table["lsoa"].to_numpy(dtype=str),
             la=d.la,
@@ -112,12 +139,35 @@ class NeighbourhoodData:
             m_c=d.m_c,
             x_bar=d.x_bar,
             outcome=outcome,
+            strata=strata,
+            stratum_index=stratum_index,
+            stratum_name=stratum or "",
         )
 
     @property
-    def coords(self) -> dict[str, list[str]]:
+    def row_dim(self) -> str:
+        """``lsoa`` for one row per LSOA, ``cell`` for LSOA x stratum rows."""
+        return "cell" if self.strata else "lsoa"
+
+    @property
+    def row_coords(self) -> dict:
+        """Coordinates of the row dim (LSOA codes, or cell number with LSOA and stratum)."""
+        if not self.strata:
+            return {"lsoa": self.lsoa}
+        cell = np.arange(len(self.y))
+        return {
+            "cell": cell,
+            "lsoa": ("cell", self.lsoa),
+            "stratum": ("cell", np.asarray(self.strata)[self.stratum_index]),
+        }
+
+    @property
+    def coords(self) -> dict[str, list]:
         """Coordinates for the model's named dims."""
-        return {"la": list(self.la), "lsoa": list(self.lsoa), "effect": list(EFFECTS)}
+        coords = {"la": list(self.la), "effect": list(EFFECTS)}
+        if self.strata:
+            return {**coords, "cell": list(range(len(self.y))), "stratum": list(self.strata)}
+        return {**coords, "lsoa": list(self.lsoa)}
 
 
 def build_model(data: NeighbourhoodData, spec: Spec) -> pm.Model:
@@ -134,8 +184,9 @@ def build_model(data: NeighbourhoodData, spec: Spec) -> pm.Model:
     -------
     pm.Model
         Free variables ``a``, ``b_w``, ``b_b``, ``b_x``, ``la_effect`` (dims la, effect),
-        the LKJ covariance (``la_sd`` dims effect, ``la_corr``) and, for the negative
-        binomial, ``phi``. The likelihood enters as the potential ``loglik``.
+        the LKJ covariance (``la_sd`` dims effect, ``la_corr``), for the negative
+        binomial ``phi``, and for stratified data ``stratum_effect`` (dims stratum, effect;
+        zero for the reference stratum). The likelihood enters as the potential ``loglik``.
     """
     n_la = len(data.la)
     idx = data.la_index
@@ -143,8 +194,8 @@ def build_model(data: NeighbourhoodData, spec: Spec) -> pm.Model:
     yw_sum = np.bincount(idx, weights=data.y * data.w, minlength=n_la)
     with pm.Model(coords=data.coords) as model:
         m_c = pm.Data("m_c", data.m_c, dims="la")
-        w = pm.Data("w", data.w, dims="lsoa")
-        log_n = pm.Data("log_children", np.log(data.children), dims="lsoa")
+        w = pm.Data("w", data.w, dims=data.row_dim)
+        log_n = pm.Data("log_children", np.log(data.children), dims=data.row_dim)
 
         a = pm.Normal("a", -4.0, 2.5)
         b_w = pm.Normal("b_w", 0.0, 1.0)
@@ -160,6 +211,13 @@ def build_model(data: NeighbourhoodData, spec: Spec) -> pm.Model:
 
         eta = theta[idx, 0] + theta[idx, 1] * w
         linear = pt.sum(theta[:, 0] * y_sum + theta[:, 1] * yw_sum)
+        if data.strata:
+            offset = _stratum_effect(data)
+            s_idx = data.stratum_index
+            eta = eta + offset[s_idx, 0] + offset[s_idx, 1] * w
+            s_y = np.bincount(s_idx, weights=data.y, minlength=len(data.strata))
+            s_yw = np.bincount(s_idx, weights=data.y * data.w, minlength=len(data.strata))
+            linear = linear + pt.sum(offset[:, 0] * s_y + offset[:, 1] * s_yw)
         if spec.family == "poisson":
             loglik = linear - pt.sum(pt.exp(log_n + eta))
         elif spec.family == "negbin":
@@ -178,3 +236,23 @@ def build_model(data: NeighbourhoodData, spec: Spec) -> pm.Model:
             raise ValueError(f"unknown family {spec.family!r}: use 'negbin' or 'poisson'")
         pm.Potential("loglik", loglik)
     return model
+
+
+def _stratum_effect(data: NeighbourhoodData):
+    """Stratum offsets to the intercept and slope, zero for the reference stratum.
+
+    Priors: Normal(0, 1) on the log-rate offset (rate ratios 0.14-7 against the reference),
+    Normal(0, 0.5) on the slope offset (gradient ratios 0.37-2.7). The reference stratum is
+    the one with most children, so its offsets are the best identified zero.
+    """
+    contrasts = list(data.strata[1:])
+    model = pm.modelcontext(None)
+    model.add_coord("stratum_contrast", contrasts)
+    raw = pm.Normal(
+        "stratum_offset",
+        0.0,
+        np.array([1.0, 0.5]),
+        dims=("stratum_contrast", "effect"),
+    )
+    full = pt.concatenate([pt.zeros((1, 2)), raw], axis=0)
+    return pm.Deterministic("stratum_effect", full, dims=("stratum", "effect"))

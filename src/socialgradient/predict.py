@@ -2,7 +2,7 @@
 
 The model stores no per-LSOA quantity while sampling (see :mod:`socialgradient.model`);
 this module computes them from the LA effects, the dispersion and the data, as labelled
-xarray objects with dims ``(chain, draw, lsoa)``.
+xarray objects with dims ``(chain, draw, lsoa)`` (``cell`` for stratified data).
 """
 
 from __future__ import annotations
@@ -26,18 +26,26 @@ def thin(posterior: xr.Dataset, max_draws: int) -> xr.Dataset:
 
 
 def log_mean(posterior: xr.Dataset, data: NeighbourhoodData) -> xr.DataArray:
-    """Log expected count ``log(children) + a_la + b_la * w``, dims (chain, draw, lsoa)."""
-    effect = posterior["la_effect"].isel(la=xr.DataArray(data.la_index, dims="lsoa"))
-    w = xr.DataArray(data.w, dims="lsoa")
-    eta = np.log(xr.DataArray(data.children, dims="lsoa")) + effect.sel(effect="intercept")
+    """Log expected count ``log(children) + a_la + b_la * w`` (+ stratum offsets).
+
+    Dims (chain, draw, row), the row dim being ``lsoa`` or ``cell`` (stratified data).
+    """
+    row = data.row_dim
+    effect = posterior["la_effect"].isel(la=xr.DataArray(data.la_index, dims=row))
+    if data.strata:
+        s = xr.DataArray(data.stratum_index, dims=row)
+        effect = effect + posterior["stratum_effect"].isel(stratum=s).drop_vars("stratum")
+    w = xr.DataArray(data.w, dims=row)
+    eta = np.log(xr.DataArray(data.children, dims=row)) + effect.sel(effect="intercept")
     eta = eta + effect.sel(effect="slope") * w
-    return eta.drop_vars(["la", "effect"], errors="ignore").assign_coords(lsoa=data.lsoa)
+    eta = eta.drop_vars(["la", "effect"], errors="ignore").assign_coords(data.row_coords)
+    return eta.transpose("chain", "draw", row)
 
 
 def log_likelihood(posterior: xr.Dataset, data: NeighbourhoodData, family: str) -> xr.DataArray:
-    """Pointwise log-likelihood of each LSOA's count, dims (chain, draw, lsoa)."""
+    """Pointwise log-likelihood of each row's count, dims (chain, draw, row)."""
     log_mu = log_mean(posterior, data)
-    y = xr.DataArray(data.y, dims="lsoa", coords={"lsoa": data.lsoa})
+    y = xr.DataArray(data.y, dims=data.row_dim, coords=data.row_coords)
     if family == "poisson":
         out = y * log_mu - np.exp(log_mu) - special.gammaln(y + 1)
     else:
@@ -50,15 +58,15 @@ def log_likelihood(posterior: xr.Dataset, data: NeighbourhoodData, family: str) 
             + phi * (np.log(phi) - log_mu_phi)
             + y * (log_mu - log_mu_phi)
         )
-    return out.rename(data.outcome).transpose("chain", "draw", "lsoa")
+    return out.rename(data.outcome).transpose("chain", "draw", data.row_dim)
 
 
 def replicate(
     posterior: xr.Dataset, data: NeighbourhoodData, family: str, seed: int
 ) -> xr.DataArray:
-    """Posterior predictive counts, one replicate per draw, dims (chain, draw, lsoa)."""
+    """Posterior predictive counts, one replicate per draw, dims (chain, draw, row)."""
     rng = np.random.default_rng(seed)
-    mu = np.exp(log_mean(posterior, data)).transpose("chain", "draw", "lsoa")
+    mu = np.exp(log_mean(posterior, data))
     if family == "poisson":
         rate = mu.values
     else:

@@ -50,6 +50,11 @@ def summary(tree: xr.DataTree, diagnostics: dict | None = None) -> dict:
     out["contextual_effect"]["p_negative"] = float((nat["contextual_effect"] < 0).mean())
     corr = gradients.gradient_deprivation_corr(post, tree["constant_data"]["m_c"])
     out["gradient_deprivation_corr"] = _interval(corr)
+    if "stratum_effect" in post:
+        strata = gradients.stratum_gradient(post)
+        out["stratum_gradient"] = {
+            str(level): _interval(strata.sel(stratum=level)) for level in strata["stratum"].values
+        }
     out["diagnostics"] = diagnostics if diagnostics is not None else checks.diagnose(tree)
     out["model"] = {
         "outcome": tree.attrs["outcome"],
@@ -57,7 +62,9 @@ def summary(tree: xr.DataTree, diagnostics: dict | None = None) -> dict:
         "spec": json.loads(tree.attrs["spec"]),
         "spec_hash": tree.attrs["spec_hash"],
         "data_hash": tree.attrs["data_hash"],
-        "n_lsoa": int(tree["constant_data"].sizes["lsoa"]),
+        "n_lsoa": len(set(tree["constant_data"]["lsoa"].values)),
+        "n_rows": int(tree["observed_data"][tree.attrs["outcome"]].size),
+        "stratum": tree.attrs.get("stratum_name", ""),
         "n_la": int(tree["constant_data"].sizes["la"]),
         "national_mean_income": float(tree.attrs["x_bar"]) / 10,
         "compile_seconds": _number(tree.attrs.get("compile_seconds")),

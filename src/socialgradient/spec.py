@@ -8,6 +8,7 @@ Example ``models/national_referrals.toml``::
     name = "national_referrals"
     outcome = "referrals"
     family = "negbin"          # or "poisson"
+    stratum = ""               # e.g. "age_band" for a table of LSOA x age-band cells
 
     [sampling]
     sampler = "nutpie"         # or "pymc", "numpyro"
@@ -51,11 +52,12 @@ class Sampling:
 
 @dataclass(frozen=True)
 class Spec:
-    """An analysis: which outcome, which family, how to sample."""
+    """An analysis: which outcome, which family, which strata, how to sample."""
 
     outcome: str
     family: str = "negbin"
     name: str = ""
+    stratum: str = ""  # column splitting LSOAs into cells (e.g. "age_band"); "" for none
     sampling: Sampling = field(default_factory=Sampling)
 
     def __post_init__(self):

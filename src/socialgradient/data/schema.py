@@ -15,6 +15,11 @@ and has these columns:
 one column per outcome (``referrals``, ``cp_plans``, ...)
     Counts: whole, non-negative numbers (``3.0`` is accepted and becomes ``3``).
 
+Optionally, a **stratum** column (named by the caller, e.g. ``age_band``) splits each LSOA
+into cells, one row per LSOA x stratum: ``children`` is then the stratum's population, the
+(``lsoa``, stratum) pair must be unique and ``la`` and ``income`` must be the same on every
+row of an LSOA.
+
 Any other column (``la_name``, ``rural``, ...) is passed through unchanged. Codes must be
 exact: surrounding whitespace makes a code malformed, it is never stripped silently.
 
@@ -24,7 +29,9 @@ offending row of that rule. Rule ids: ``missing_column``, ``duplicate_column``,
 ``no_outcome``, ``unknown_outcome``, ``empty_table``, ``malformed_lsoa``, ``malformed_la``,
 ``missing_value``, ``non_numeric``, ``non_finite``, ``negative_count``,
 ``fractional_count``, ``count_too_large``, ``children_not_positive``,
-``income_out_of_range``, ``lsoa_in_two_las``, ``duplicate_lsoa``, ``small_la``.
+``income_out_of_range``, ``lsoa_in_two_las``, ``duplicate_lsoa``, ``small_la``; with a
+stratum column also ``duplicate_cell`` (instead of ``duplicate_lsoa``) and
+``income_varies_within_lsoa``.
 :func:`read_table` adds ``unknown_format``, ``file_not_found``, ``empty_file``,
 ``undecodable`` and ``unreadable``. Rows are 0-based positions in the table as read.
 """
@@ -176,7 +183,9 @@ def _numeric(s: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return values, missing, np.isnan(values) & ~missing
 
 
-def validate(table: pd.DataFrame, outcomes: Sequence[str]) -> pd.DataFrame:
+def validate(
+    table: pd.DataFrame, outcomes: Sequence[str], stratum: str | None = None
+) -> pd.DataFrame:
     """Check a neighbourhood table against the input contract.
 
     Parameters
@@ -185,6 +194,8 @@ def validate(table: pd.DataFrame, outcomes: Sequence[str]) -> pd.DataFrame:
         The table as read (see the module docstring for its columns). Not modified.
     outcomes : sequence of str
         Names of the count columns to check (a single str is one outcome).
+    stratum : str, optional
+        Name of the stratum column, for tables with one row per LSOA x stratum.
 
     Returns
     -------
@@ -201,7 +212,8 @@ def validate(table: pd.DataFrame, outcomes: Sequence[str]) -> pd.DataFrame:
     outcomes = [outcomes] if isinstance(outcomes, str) else list(dict.fromkeys(outcomes))
     t = table.reset_index(drop=True)
     found = [str(c) for c in t.columns]
-    missing = [c for c in REQUIRED_COLUMNS if c not in t.columns]
+    required = (*REQUIRED_COLUMNS, stratum) if stratum else REQUIRED_COLUMNS
+    missing = [c for c in required if c not in t.columns]
     if missing:
         raise _fail(
             "missing_column",
@@ -238,6 +250,8 @@ def validate(table: pd.DataFrame, outcomes: Sequence[str]) -> pd.DataFrame:
         )
         codes[col] = s.astype(str)
 
+    if stratum:
+        _raise_rows("missing_value", "missing", t, {stratum: t[stratum].isna().to_numpy()})
     num = {c: _numeric(t[c]) for c in ("children", "income", *outcomes)}
     count = {c: num[c][0] for c in outcomes}
     _raise_rows("missing_value", "missing", t, {c: m for c, (_, m, _) in num.items()})
@@ -265,8 +279,27 @@ def validate(table: pd.DataFrame, outcomes: Sequence[str]) -> pd.DataFrame:
     _raise_rows(
         "lsoa_in_two_las", "in an LSOA listed under several LAs", t, {"lsoa": n_la > 1}, shown="la"
     )
-    _raise_rows("duplicate_lsoa", "repeating an LSOA", t, {"lsoa": lsoa.duplicated(keep=False)})
-    size = la.map(la.value_counts()).to_numpy()
+    if stratum:
+        cell = pd.DataFrame({"lsoa": lsoa, "stratum": t[stratum].astype(str)})
+        _raise_rows(
+            "duplicate_cell",
+            f"repeating an (lsoa, {stratum}) cell",
+            t,
+            {"lsoa": cell.duplicated(keep=False).to_numpy()},
+            shown=stratum,
+        )
+        varies = pd.Series(income).groupby(lsoa.to_numpy()).transform("nunique").to_numpy()
+        _raise_rows(
+            "income_varies_within_lsoa",
+            "in an LSOA whose rows disagree on income",
+            t,
+            {"income": varies > 1},
+        )
+        size = la.map(la.groupby(lsoa).first().value_counts()).to_numpy()
+    else:
+        dup = lsoa.duplicated(keep=False)
+        _raise_rows("duplicate_lsoa", "repeating an LSOA", t, {"lsoa": dup})
+        size = la.map(la.value_counts()).to_numpy()
     small = sorted(set(la[size < 2]))
     hint = f"; LAs with fewer than 2 LSOAs: {small}" if small else ""
     _raise_rows("small_la", "in an LA with fewer than 2 LSOAs", t, {"la": size < 2}, hint)
@@ -274,11 +307,13 @@ def validate(table: pd.DataFrame, outcomes: Sequence[str]) -> pd.DataFrame:
     out = t.copy()
     out["lsoa"], out["la"] = lsoa, la
     out["children"], out["income"] = children, income
+    if stratum:
+        out[stratum] = t[stratum].astype(str)
     for c, v in count.items():
         out[c] = v.astype(np.int64)
     return out
 
 
-def load(path, outcomes: Sequence[str]) -> pd.DataFrame:
+def load(path, outcomes: Sequence[str], stratum: str | None = None) -> pd.DataFrame:
     """Read a table with :func:`read_table` and check it with :func:`validate`."""
-    return validate(read_table(path), outcomes)
+    return validate(read_table(path), outcomes, stratum)
