@@ -11,7 +11,8 @@ suppression counts, override reason, SHA-256), never a hidden value. Writes are 
 (``zeros_are_disclosive``) is one flag away. Secondary suppression: every published margin
 (a group's total of a count column, a row's total across count columns) must hide 0 or at
 least 2 cells, so no hidden cell is one subtraction from a total; the complement is the
-smallest positive visible cell of that margin (a zero complement gives the primary away).
+smallest positive visible cell of that margin (with a zero, the hidden pair sums to
+the primary itself: an upper bound, exact when it is 1).
 Iterated to a fixed point, then linked hidden cells (up to ``MAX_EXACT``) are checked by
 linear algebra for values several totals together pin down, and protected further. Not
 done: interval (bounds) protection as in tau-Argus. Optional rounding to ``round_to``.
@@ -335,7 +336,8 @@ def acro_crosstab(records, index, columns, *, rule=Rule(), totals=None, bundle_d
     names = [str(c) for c in counts.columns]
     result = protect(wide, names, [index], rule, totals)
     ours = np.argwhere(result.status[names].to_numpy() == "primary")
-    if {tuple(map(int, c)) for c in flagged} != {tuple(map(int, c)) for c in ours}:
+    flagged = {(int(i), int(j)) for i, j in flagged if rule.suppress_zeros or counts.iloc[i, j]}
+    if flagged != {(int(i), int(j)) for i, j in ours}:  # ACRO flags zeros whatever its config
         raise RuntimeError("ACRO's threshold check and the gate disagree on primary cells")
     result.actions.append(f"ACRO {version('acro')} agrees: {len(flagged)} cells under threshold")
     if bundle_dir is not None:
