@@ -430,7 +430,8 @@ def section_main(quick: bool, samplers: list[str], all_families: bool) -> list[d
     out = []
     for family, sampler in configs:
         out.append(fit_config(f"main_{family}_{sampler}", data, family=family, sampler=sampler,
-                              chains=ct, tune=cd, draws=cd))
+                              chains=ct, tune=cd, draws=cd,
+                              timeout=1800 if sampler == "nutpie" else 900))
     return out
 
 
@@ -507,14 +508,15 @@ def agreement(ours: dict, peer: dict) -> dict:
     return rows
 
 
-def section_peers(quick: bool, main_rows: list[dict], brms_timeout: int, n_sub_la: int) -> dict:
+def section_peers(quick: bool, main_rows: list[dict], brms_timeout: int, n_sub_la: int,
+                  brms_national_timeout: int) -> dict:
     csv = _write_csv(default_data_path(), WORK / "peers" / "national.csv")
     res = {"national": run_peers(csv, WORK / "peers" / "national.json",
                                  "lme4,glmmtmb_pois,glmmtmb_nb", 1800,
                                  WORK / "logs" / "peers_national.log")}
     if not quick:
         res["national_brms"] = run_peers(csv, WORK / "peers" / "national_brms.json",
-                                         "brms_nb", brms_timeout,
+                                         "brms_nb", brms_national_timeout,
                                          WORK / "logs" / "peers_national_brms.log")
     # subset: the n_sub_la LAs with the fewest LSOAs, for a brms vs ours ESS/s comparison
     import pandas as pd
@@ -902,6 +904,8 @@ def main(argv=None) -> int:
     p.add_argument("--all-families", action="store_true",
                    help="also fit Poisson with pymc/numpyro (default: NB only for those)")
     p.add_argument("--brms-timeout", type=int, default=900, help="seconds per brms fit")
+    p.add_argument("--brms-national-timeout", type=int, default=900,
+                   help="seconds for brms_nb on the national data")
     p.add_argument("--subset-las", type=int, default=20)
     p.add_argument("--fresh", action="store_true", help="discard the previous results.json")
     a = p.parse_args(argv)
@@ -926,7 +930,7 @@ def main(argv=None) -> int:
             res["grad"] = section_grad(a.quick)
         elif s == "peers":
             res["peers"] = section_peers(a.quick, res.get("main", []), a.brms_timeout,
-                                         a.subset_las)
+                                         a.subset_las, a.brms_national_timeout)
         elif s == "scaling":
             res["scaling"] = section_scaling(a.quick)
         else:
