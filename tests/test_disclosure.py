@@ -283,4 +283,7 @@ def test_acro_adapter_agrees_and_bundles(tmp_path):
     assert_unrecoverable(counts, matrix(p.table.drop(columns="la")))
     assert any("ACRO" in a for a in p.actions)
     assert (p.status.drop(columns="la").to_numpy() == "primary").sum() == 2
-    assert (tmp_path / "bundle" / "results.json").exists()
+    bundle = json.loads((tmp_path / "bundle" / "results.json").read_text())["results"]
+    files = [f["name"] for output in bundle.values() for f in output["files"]]
+    assert "table.csv" in files
+    assert not any(name.startswith("output_0") for name in files)  # the raw table

@@ -7,15 +7,14 @@ decision, refusals included, goes to ``disclosure_log.jsonl`` beside the file (l
 suppression counts, override reason, SHA-256), never a hidden value. Writes are atomic.
 
 ``Rule``: suppress counts below ``threshold`` (10). Zeros are not suppressed by default
-(``suppress_zeros=False``): DfE and ONS publish true zeros; ACRO's stricter default
-(``zeros_are_disclosive``) is one flag away. Secondary suppression: every published margin
-(a group's total of a count column, a row's total across count columns) must hide 0 or at
-least 2 cells, so no hidden cell is one subtraction from a total; the complement is the
-smallest positive visible cell of that margin (with a zero, the hidden pair sums to
-the primary itself: an upper bound, exact when it is 1).
-Iterated to a fixed point, then linked hidden cells (up to ``MAX_EXACT``) are checked by
-linear algebra for values several totals together pin down, and protected further. Not
-done: interval (bounds) protection as in tau-Argus. Optional rounding to ``round_to``.
+(``suppress_zeros=False``): DfE and ONS publish true zeros. Secondary suppression: every
+published margin (a group's total of a count column, a row's total across count columns)
+must hide 0 or at least 2 cells, so no hidden cell is one subtraction from a total; the
+complement is the smallest positive visible cell of that margin (with a zero, the hidden
+pair sums to the primary: exact when it is 1). Iterated to a fixed point, then linked hidden
+cells (up to ``MAX_EXACT``) are checked by linear algebra for values several totals together
+pin down, and protected further. Not done: interval (bounds) protection as in tau-Argus.
+ACRO's stricter zeros (``zeros_are_disclosive``): ``suppress_zeros=True``.
 
 ACRO (``acro`` 1.0.2, SACRO output checking), tried in a scratch venv with our pins: it
 declares ``pandas<=2.3.3`` so it cannot enter our lock beside pandas 3.1.1; installed
@@ -331,7 +330,8 @@ def acro_crosstab(records, index, columns, *, rule=Rule(), totals=None, bundle_d
     session.config |= {"safe_threshold": rule.threshold or 0}
     session.config |= {"zeros_are_disclosive": rule.suppress_zeros}
     counts = session.crosstab(records[index], records[columns])
-    flagged = session.results.get_index(-1).sdc["cells"].get("MinimumThresholdCheck", [])
+    raw = session.results.get_index(-1)
+    flagged = raw.sdc["cells"].get("MinimumThresholdCheck", [])
     wide = counts.rename(columns=str).rename_axis(columns=None).reset_index()
     names = [str(c) for c in counts.columns]
     result = protect(wide, names, [index], rule, totals)
@@ -343,6 +343,7 @@ def acro_crosstab(records, index, columns, *, rule=Rule(), totals=None, bundle_d
     if bundle_dir is not None:
         table_path = Path(bundle_dir).with_name(Path(bundle_dir).name + "_tables") / "table.csv"
         atomic_write(table_path, lambda p: result.table.to_csv(p, index=False))
+        session.remove_output(raw.uid)  # ACRO's unprotected table stays out of the bundle
         session.custom_output(str(table_path), "; ".join(result.actions[-20:]))
         session.finalise(str(bundle_dir), "json")
     return result
