@@ -195,3 +195,72 @@ def la_names(la_year: int = LATEST_YEAR) -> dict[str, str]:
     names = {c.new: c.new_name for c in REORGANISATIONS if c.dfe_year <= la_year}
     names.update({c.new: c.new_name for c in DFE_MERGES})
     return names
+
+
+#: Boundary transfers between authorities that :data:`REORGANISATIONS` records only in a
+#: note: an area moved from ``old`` to an authority that also absorbed others. A time
+#: series harmonised across them must join both sides (see :func:`harmonised_la`).
+BOUNDARY_TRANSFERS: tuple[LAChange, ...] = (
+    LAChange(2020, "E10000009", "Dorset (county)", "E06000058",
+             "Bournemouth, Christchurch and Poole", ("E07000048",),
+             "Christchurch moved from Dorset county to BCP, April 2019"),
+)
+
+
+def harmonised_la(codes, changes=REORGANISATIONS, transfers=BOUNDARY_TRANSFERS,
+                  merges=()) -> tuple[pd.Series, dict[str, dict]]:
+    """One fixed geography for time series across the reorganisations: each code's unit.
+
+    Codes joined by a change (old -> new), a boundary transfer, or a merge in ``merges``
+    (e.g. :data:`DFE_MERGES`; none by default) form one unit, the coarsest geography on
+    which every year's figures can be summed without double counting or gaps: a county
+    split in two (Northamptonshire, Cumbria) is one unit, its successors summed back; a
+    pure renaming (Buckinghamshire, North Yorkshire, Somerset) keeps one authority;
+    Bournemouth, Poole and Dorset county (before April 2019/2020) and BCP and Dorset
+    (after) are one unit, since Christchurch moved between them.
+
+    The unit's code is its one latest code (a code no change replaces) if there is one,
+    else its one earliest code (a code no change creates), else the latest codes joined by
+    ``+`` in sorted order; its name follows the code. Codes in no change are their own unit.
+
+    Returns
+    -------
+    (Series of unit codes aligned with ``codes``, dict unit -> ``{"name", "members"}``
+    for the units with more than one member code)
+    """
+    links = [*changes, *transfers, *merges]
+    parent: dict[str, str] = {}
+
+    def root(c):
+        while parent.setdefault(c, c) != c:
+            c = parent[c]
+        return c
+
+    names = {}
+    for c in links:
+        names.setdefault(c.old, c.old_name)
+        names[c.new] = c.new_name
+        parent[root(c.old)] = root(c.new)
+    olds = {c.old for c in links}
+    news = {c.new for c in links}
+    groups: dict[str, list[str]] = {}
+    for code in parent:
+        groups.setdefault(root(code), []).append(code)
+    units = {}
+    for members in groups.values():
+        latest = sorted(m for m in members if m not in olds)
+        earliest = sorted(m for m in members if m not in news)
+        if len(latest) == 1:
+            unit, name = latest[0], names[latest[0]]
+        elif len(earliest) == 1:
+            unit, name = earliest[0], names[earliest[0]]
+        else:
+            unit, name = "+".join(latest), " + ".join(names[m] for m in latest)
+        for m in members:
+            units[m] = (unit, name)
+    series = pd.Series(codes).astype(str)
+    out = series.map(lambda c: units.get(c, (c, ""))[0]).rename("unit")
+    info = {}
+    for m, (unit, name) in sorted(units.items()):
+        info.setdefault(unit, {"name": name, "members": []})["members"].append(m)
+    return out, info
