@@ -25,40 +25,57 @@ def thin(posterior: xr.Dataset, max_draws: int) -> xr.Dataset:
     return posterior.isel(draw=keep)
 
 
+def _log_mean(chain: xr.Dataset, data: NeighbourhoodData) -> np.ndarray:
+    """``log(children) + a_la + b_la * w`` (+ stratum offsets) for one chain, (draw, row)."""
+    effect = chain["la_effect"].transpose("draw", "la", "effect").values[:, data.la_index]
+    if data.strata:
+        offset = chain["stratum_effect"].transpose("draw", "stratum", "effect").values
+        effect = effect + offset[:, data.stratum_index]
+    eta = effect[..., 1] * data.w
+    eta += effect[..., 0]
+    eta += np.log(data.children)
+    return eta
+
+
+def _by_chain(posterior: xr.Dataset, data: NeighbourhoodData, name: str, dtype, compute):
+    """Fill a (chain, draw, row) DataArray one chain at a time, bounding temporary memory."""
+    out = np.empty((posterior.sizes["chain"], posterior.sizes["draw"], len(data.y)), dtype)
+    for c in range(out.shape[0]):
+        chain = posterior.isel(chain=c)
+        out[c] = compute(chain, _log_mean(chain, data))
+    coords = {"chain": posterior["chain"].values, "draw": posterior["draw"].values}
+    return xr.DataArray(
+        out, dims=("chain", "draw", data.row_dim), coords={**coords, **data.row_coords}, name=name
+    )
+
+
 def log_mean(posterior: xr.Dataset, data: NeighbourhoodData) -> xr.DataArray:
     """Log expected count ``log(children) + a_la + b_la * w`` (+ stratum offsets).
 
     Dims (chain, draw, row), the row dim being ``lsoa`` or ``cell`` (stratified data).
     """
-    row = data.row_dim
-    effect = posterior["la_effect"].isel(la=xr.DataArray(data.la_index, dims=row))
-    if data.strata:
-        s = xr.DataArray(data.stratum_index, dims=row)
-        effect = effect + posterior["stratum_effect"].isel(stratum=s).drop_vars("stratum")
-    w = xr.DataArray(data.w, dims=row)
-    eta = np.log(xr.DataArray(data.children, dims=row)) + effect.sel(effect="intercept")
-    eta = eta + effect.sel(effect="slope") * w
-    eta = eta.drop_vars(["la", "effect"], errors="ignore").assign_coords(data.row_coords)
-    return eta.transpose("chain", "draw", row)
+    return _by_chain(posterior, data, "log_mean", float, lambda _, eta: eta)
 
 
 def log_likelihood(posterior: xr.Dataset, data: NeighbourhoodData, family: str) -> xr.DataArray:
     """Pointwise log-likelihood of each row's count, dims (chain, draw, row)."""
-    log_mu = log_mean(posterior, data)
-    y = xr.DataArray(data.y, dims=data.row_dim, coords=data.row_coords)
-    if family == "poisson":
-        out = y * log_mu - np.exp(log_mu) - special.gammaln(y + 1)
-    else:
-        phi = posterior["phi"]
+    y = data.y
+    log_y_factorial = special.gammaln(y + 1)
+
+    def compute(chain, log_mu):
+        if family == "poisson":
+            return y * log_mu - np.exp(log_mu) - log_y_factorial
+        phi = chain["phi"].values[:, None]
         log_mu_phi = np.logaddexp(log_mu, np.log(phi))
-        out = (
+        return (
             special.gammaln(y + phi)
             - special.gammaln(phi)
-            - special.gammaln(y + 1)
+            - log_y_factorial
             + phi * (np.log(phi) - log_mu_phi)
             + y * (log_mu - log_mu_phi)
         )
-    return out.rename(data.outcome).transpose("chain", "draw", data.row_dim)
+
+    return _by_chain(posterior, data, data.outcome, float, compute)
 
 
 def replicate(
@@ -66,10 +83,12 @@ def replicate(
 ) -> xr.DataArray:
     """Posterior predictive counts, one replicate per draw, dims (chain, draw, row)."""
     rng = np.random.default_rng(seed)
-    mu = np.exp(log_mean(posterior, data))
-    if family == "poisson":
-        rate = mu.values
-    else:
-        phi = posterior["phi"].values[..., None]
-        rate = rng.gamma(phi, mu.values / phi)
-    return mu.copy(data=rng.poisson(rate).astype(np.int32)).rename(data.outcome)
+
+    def compute(chain, log_mu):
+        rate = np.exp(log_mu)
+        if family != "poisson":
+            phi = chain["phi"].values[:, None]
+            rate = rng.gamma(phi, rate / phi)
+        return rng.poisson(rate)
+
+    return _by_chain(posterior, data, data.outcome, np.int32, compute)
