@@ -233,6 +233,7 @@ def _year(rng, year, cells, geo, dec, effects, counter) -> dict:
     y = {"referrals": rng.poisson(gam[li] * np.exp(base + a[la_of] + b[la_of] * w))}
     var = {"referrals": 1 / phi}
     clipped = {}
+    mu = {"referrals": np.exp(base + a[la_of] + b[la_of] * w)}
     for t, par in PARENT.items():
         inv_k = max(0.0, (1 + 1 / synthetic.PARAMETERS[t]["phi"]) / (1 + var[par]) - 1)
         var[t] = (1 + var[par]) * (1 + inv_k) - 1
@@ -241,6 +242,8 @@ def _year(rng, year, cells, geo, dec, effects, counter) -> dict:
         p = np.exp((at - ap)[la_of] + (bt - bp)[la_of] * w) * h
         clipped[t] = float(np.mean(p[y[par] > 0] > 1)) if np.any(y[par] > 0) else 0.0
         y[t] = rng.binomial(y[par], np.minimum(p, 1.0))
+        mu[t] = mu[par] * np.minimum(p / h, 1.0)
+    expected = {t: np.bincount(li, weights=m, minlength=n_lsoa) for t, m in mu.items()}
 
     # One child per referral: position j within its cell sets the thresholds reached.
     nr = y["referrals"]
@@ -333,7 +336,7 @@ def _year(rng, year, cells, geo, dec, effects, counter) -> dict:
                             "year": np.full(len(f_child), year, np.int64),
                             "factor": np.array(list(FACTORS), dtype=object)[f_code]})
     return dict(children=children, episodes=episodes, factors=factors, clipped=clipped,
-                var=var)
+                var=var, expected=expected)
 
 
 def simulate_records(seed: int = synthetic.DEFAULT_SEED, years=(2019,), scale: float = 1.0,

@@ -38,6 +38,9 @@ DEFINITIONS = {
     "phi": "NB2 dispersion of the LSOA totals (variance mu + mu^2 / phi)",
     "phi_effective": "dispersion actually reached after thinning (phi, unless phi exceeds the "
                      "parent threshold's)",
+    "lsoa_level": "gradient implied for LSOA totals over all strata (composition included): "
+                  "per-LA log-linear fits to the expected totals, LA slopes regressed on m_c; "
+                  "the target of the national model fitted to aggregate(by=())",
     "parent": "threshold the children are thinned from (None for referrals)",
     "clipped_share": "per year: share of cells where the thinning probability exceeded 1 and "
                      "was clipped (expected counts there fall below the model)",
@@ -81,6 +84,11 @@ DEFINITIONS = {
     "c_x": "change of c_w per 10 points of m_c (< 0: steeper in affluent LAs)",
     "ethnicity_mix": "logit(non-White share) = base + urban + income (income - 0.123) + "
                      "N(0, la_sd) per LA; non-White children split by 'split'",
+    "base": "ethnicity_mix: logit of the non-White share in a rural LSOA of mean income",
+    "urban": "ethnicity_mix: added to that logit in urban LSOAs",
+    "income": "ethnicity_mix: logit change per unit (0-1) of LSOA income deprivation",
+    "la_sd": "ethnicity_mix: SD of the LA's normal deviation of that logit",
+    "split": "ethnicity_mix: shares of Mixed, Asian, Black, Other among non-White children",
     "age_bands": "age band -> [lowest, highest] age at 31 March",
     "realised": "per year: counts in the child-level tables (children, referrals, ...)",
 }
@@ -101,6 +109,24 @@ def _threshold(t: str, effects: dict, dec, clipped: dict, var: dict) -> dict:
                         "gradient": float(np.exp(b_la[j])), "m_c": float(dec.m_c[j])}
                for j, c in enumerate(dec.la)},
     }
+
+
+def _lsoa_level(expected: np.ndarray, geo, dec) -> dict:
+    """Gradient implied for LSOA totals: per LA, weighted LS of log(E/n) on w (weights E),
+    then OLS of the LA slopes on m_c."""
+    n = geo["children"].to_numpy(float) * 18 / 16
+    y, w, la = np.log(expected / n), dec.w, dec.la_index
+
+    def s(v):
+        return np.bincount(la, weights=expected * v, minlength=len(dec.la))
+
+    sw, sx, sy = s(1.0), s(w), s(y)
+    slope = (s(w * y) - sx * sy / sw) / (s(w * w) - sx**2 / sw)
+    ok = np.isfinite(slope)
+    b_x, b_w = np.polyfit(dec.m_c[ok], slope[ok], 1)
+    return {"b_w": float(b_w), "b_x": float(b_x), "gradient_mean_la": float(np.exp(b_w)),
+            "gradient_less_deprived_la": float(np.exp(b_w - b_x)),
+            "gradient_more_deprived_la": float(np.exp(b_w + b_x))}
 
 
 def build_truth(seed, scale, years, synthetic_geo, geo, dec, effects, off, parts,
@@ -146,7 +172,9 @@ def build_truth(seed, scale, years, synthetic_geo, geo, dec, effects, off, parts
         "definitions": DEFINITIONS,
         "thresholds": {t: _threshold(t, effects, dec, {str(y): p["clipped"].get(t, 0.0)
                                                        for y, p in zip(years, parts, strict=True)},
-                                     parts[0]["var"]) for t in r.THRESHOLDS},
+                                     parts[0]["var"])
+                       | {"lsoa_level": _lsoa_level(parts[0]["expected"][t], geo, dec)}
+                       for t in r.THRESHOLDS},
         "strata": strata, "area": area, "factors": factors, "cp_categories": cats,
         "durations": {"pieces_days": list(r.PIECES), "base_rate": list(r.DURATION["base_rate"]),
                       "level_log_hr": dict(r.DURATION["level_log_hr"]),

@@ -1,0 +1,301 @@
+"""Child-level CIN-Census-shaped records: determinism, nesting, truth, descriptive checks.
+
+Gradients are checked on the aggregates with quick Poisson/binomial fits (scipy), no sampling.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.optimize import minimize
+from scipy.special import expit
+
+from socialgradient.data import linkage
+from socialgradient.data.records import (
+    AGE_RANGE,
+    OUTCOME_LEVELS,
+    TABLE_COLUMNS,
+    simulate_records,
+)
+from socialgradient.deprivation import decompose
+
+
+@pytest.fixture(scope="module")
+def small():
+    return simulate_records(seed=7, years=(2019, 2020), scale=0.05)
+
+
+@pytest.fixture(scope="module")
+def mid():
+    return simulate_records(seed=11, scale=0.5)
+
+
+@pytest.fixture(scope="module")
+def lsoa_table(mid):
+    return linkage.aggregate(mid, by=())[0]
+
+
+def with_w(table: pd.DataFrame, records) -> pd.DataFrame:
+    g = records.geography
+    dec = decompose(g["income"], g["children"], g["la"])
+    w = pd.Series(dec.w, index=g["lsoa"])
+    m_c = pd.Series(dec.m_c[dec.la_index], index=g["lsoa"])
+    return table.assign(w=table["lsoa"].map(w).to_numpy(), m_c=table["lsoa"].map(m_c).to_numpy())
+
+
+def poisson_fe(y, n, X, la) -> np.ndarray:
+    """Poisson log-linear fit with LA intercepts profiled out: returns beta for X."""
+    la_idx = pd.factorize(pd.Series(la))[0]
+    y, n, X = np.asarray(y, float), np.asarray(n, float), np.asarray(X, float)
+    keep = n > 0
+    y, n, X, la_idx = y[keep], n[keep], X[keep], la_idx[keep]
+    tot = np.bincount(la_idx, weights=y)
+
+    def nll(beta):
+        mu = n * np.exp(X @ beta)
+        b = np.bincount(la_idx, weights=mu, minlength=len(tot))
+        ok = tot > 0
+        val = -y @ (X @ beta) + tot[ok] @ np.log(b[ok])
+        grad = -X.T @ y + X.T @ (mu * np.where(ok, tot / np.maximum(b, 1e-300), 0)[la_idx])
+        return val, grad
+
+    res = minimize(nll, np.zeros(X.shape[1]), jac=True, method="L-BFGS-B")
+    assert res.success, res.message
+    return res.x
+
+
+def stratum_slopes(records, dim, outcome="referrals"):
+    """Slope offsets d per level of ``dim``, with LA intercepts (profiled) and LA slopes."""
+    tab = with_w(linkage.aggregate(records, by=(dim,), outcomes=("thresholds",))[0], records)
+    levels = sorted(tab[dim].unique())
+    s_idx = pd.Categorical(tab[dim], categories=levels).codes
+    la_idx = pd.factorize(tab["la"])[0]
+    y, n, w = (tab[c].to_numpy(float) for c in (outcome, "children", "w"))
+    k, n_la = len(levels), la_idx.max() + 1
+    tot = np.bincount(la_idx, weights=y, minlength=n_la)
+
+    def nll(theta):
+        alpha, d = np.r_[0, theta[: k - 1]], np.r_[0, theta[k - 1: 2 * k - 2]]
+        b = theta[2 * k - 2:]
+        eta = alpha[s_idx] + (d[s_idx] + b[la_idx]) * w
+        mu = n * np.exp(eta)
+        big = np.bincount(la_idx, weights=mu, minlength=n_la)
+        r = mu * (tot / big)[la_idx] - y  # d nll / d eta
+        grad = np.r_[np.bincount(s_idx, weights=r, minlength=k)[1:],
+                     np.bincount(s_idx, weights=r * w, minlength=k)[1:],
+                     np.bincount(la_idx, weights=r * w, minlength=n_la)]
+        return -y @ eta + tot @ np.log(big), grad
+
+    res = minimize(nll, np.r_[np.zeros(2 * k - 2), np.full(n_la, 0.5)], jac=True,
+                   method="L-BFGS-B")
+    assert res.success, res.message
+    return dict(zip(levels, np.r_[0, res.x[k - 1: 2 * k - 2]], strict=True))
+
+
+def truth_d(records, dim):
+    return {k: v["d"] for k, v in records.truth["strata"][dim].items()}
+
+
+def test_tables_have_the_documented_columns(small):
+    for name, cols in TABLE_COLUMNS.items():
+        assert tuple(getattr(small, name).columns) == cols, name
+    assert small.children["child_id"].is_unique
+    assert small.episodes["episode_id"].is_unique
+
+
+def test_deterministic_for_a_seed(small):
+    again = simulate_records(seed=7, years=(2019, 2020), scale=0.05)
+    for name in TABLE_COLUMNS:
+        pd.testing.assert_frame_equal(getattr(small, name), getattr(again, name))
+    assert json.dumps(small.truth) == json.dumps(again.truth)
+    other = simulate_records(seed=8, years=(2019, 2020), scale=0.05)
+    assert len(other.episodes) != len(small.episodes)
+
+
+def test_thresholds_nest_and_dates_are_ordered(small):
+    e = small.episodes
+    cin, cp = e["cin_plan_start"].notna(), e["cp_plan_start"].notna()
+    la = e["looked_after_start"].notna()
+    assert e.loc[cin, "assessment"].all() and e.loc[cp, "assessment"].all()
+    assert cin[cp].all() and cin[la].all()
+    assert (e["referral_nfa"] == ~e["assessment"]).all()
+    census = pd.to_datetime(e["year"].astype(str) + "-03-31")
+    start = pd.to_datetime((e["year"] - 1).astype(str) + "-04-01")
+    assert (e["referral_date"] >= start).all() and (e["referral_date"] <= census).all()
+    chain = ["referral_date", "assessment_date", "cin_plan_start", "cp_plan_start"]
+    for a, b in zip(chain[:-1], chain[1:], strict=True):
+        both = e[a].notna() & e[b].notna()
+        assert (e.loc[both, a] <= e.loc[both, b]).all(), (a, b)
+    for col in ["assessment_date", "cin_plan_start", "cp_plan_start", "looked_after_start"]:
+        s = e[col].notna()
+        assert (e.loc[s, col] <= census[s]).all(), col
+        closed = s & e["closure_date"].notna()
+        assert (e.loc[closed, col] <= e.loc[closed, "closure_date"]).all(), col
+    assert (e["censored"] == e["closure_date"].isna()).all()
+    assert (e.loc[e["censored"], "closure_reason"].isna()).all()
+    assert e.loc[cp, "cp_category"].isin(["NEG", "EMO", "PHY", "SAB", "MUL"]).all()
+    assert e.loc[~cp, "cp_category"].isna().all() and not e.loc[~cp, "repeat_cp_plan"].any()
+    levels = np.select([la, cp, cin], ["looked_after", "cp_plan", "cin_plan"], "nfa")
+    assert (e["outcome"].to_numpy() == levels).all()
+    assert set(e["outcome"]) <= set(OUTCOME_LEVELS)
+    # factors only at assessments
+    f = small.factors.merge(e[["episode_id", "assessment"]], on="episode_id")
+    assert len(f) == len(small.factors) and f["assessment"].all()
+
+
+def test_children_ages_match_date_of_birth(small):
+    c = small.children
+    census = pd.to_datetime(c["year"].astype(str) + "-03-31")
+    dob = c["date_of_birth"]
+    age = census.dt.year - dob.dt.year - ((census.dt.month < dob.dt.month) | (
+        (census.dt.month == dob.dt.month) & (census.dt.day < dob.dt.day))).astype(int)
+    assert (age == c["age"]).all()
+    lo = c["age_band"].map({k: v[0] for k, v in AGE_RANGE.items()})
+    hi = c["age_band"].map({k: v[1] for k, v in AGE_RANGE.items()})
+    assert ((c["age"] >= lo) & (c["age"] <= hi)).all()
+    assert set(c["gender"]) == {"M", "F"}
+    assert set(c["ethnicity"]) == {"White", "Mixed", "Asian", "Black", "Other"}
+
+
+def test_truth_is_json_and_every_key_defined(small):
+    truth = json.loads(json.dumps(small.truth))
+    defs = truth["definitions"]
+    data_parents = {"la", "realised", "clipped_share", "level_log_hr", "split", "age_bands",
+                    "gradients", "factors", "cp_categories", "thresholds", "strata", "area",
+                    "age_band", "gender", "ethnicity"}
+
+    def walk(d, parent):
+        for k, v in d.items():
+            if parent not in data_parents and not str(parent).isdigit():
+                assert k in defs, f"truth key {k!r} (under {parent!r}) has no definition"
+            if isinstance(v, dict) and k != "definitions":
+                walk(v, k)
+
+    walk(truth, None)
+
+
+def test_population_and_ethnic_mix(mid):
+    pop = mid.population
+    assert pop["children"].sum() == pytest.approx(mid.geography["children"].sum() * 18 / 16,
+                                                  rel=0.01)
+    g = mid.geography.set_index("lsoa")
+    nonwhite = pop.assign(nw=pop["children"] * (pop["ethnicity"] != "White")).groupby(
+        "lsoa", observed=True)[["nw", "children"]].sum()
+    share = nonwhite["nw"] / nonwhite["children"]
+    assert 0.15 < nonwhite["nw"].sum() / nonwhite["children"].sum() < 0.32
+    rural = g.loc[share.index, "rural"].to_numpy()
+    assert share[~rural].mean() > share[rural].mean() + 0.05
+    income = g.loc[share.index, "income"].to_numpy()
+    assert share[income > 0.3].mean() > share[income < 0.05].mean() + 0.1
+
+
+def test_rates_by_deprivation_band(lsoa_table):
+    t = lsoa_table
+
+    def rate(outcome, mask):
+        return 1e4 * t.loc[mask, outcome].sum() / t.loc[mask, "children"].sum()
+
+    low, high = t["income"] < 0.03, t["income"] >= 0.35
+    # the study's least deprived band: ~100 per 10,000 (as the LSOA-level synthetic table)
+    assert 70 < rate("referrals", low) < 135
+    quint = pd.qcut(t["income"], 5, labels=False)
+    by_q = [rate("referrals", quint == q) for q in range(5)]
+    assert all(np.diff(by_q) > 0), by_q
+    # gradients steepen at each threshold: high/low ratio rises from referrals to CP plans
+    ratios = [rate(o, high) / rate(o, low) for o in ("referrals", "cin_plans", "cp_plans")]
+    assert ratios[0] > 2.5 and ratios[0] < ratios[1] < ratios[2], ratios
+
+
+def test_national_gradient_recovered(mid, lsoa_table):
+    t = with_w(lsoa_table, mid)
+    for outcome in ("referrals", "cp_plans"):
+        X = np.column_stack([t["w"], t["w"] * t["m_c"]])
+        beta = poisson_fe(t[outcome], t["children"], X, t["la"])
+        # the LSOA totals mix strata: their gradient is the composition-inclusive one
+        truth = mid.truth["thresholds"][outcome]["lsoa_level"]
+        assert beta[0] == pytest.approx(truth["b_w"], abs=0.06), outcome
+        assert beta[1] < 0  # steeper in affluent LAs (b_x < 0)
+
+
+@pytest.mark.parametrize("dim, high, low, tol", [
+    ("ethnicity", "White", "Black", 0.12), ("age_band", "0-4", "16-17", 0.10),
+    ("gender", "M", "F", 0.06)])
+def test_gradient_by_stratum(mid, dim, high, low, tol):
+    d = stratum_slopes(mid, dim)
+    td = truth_d(mid, dim)
+    assert d[high] - d[low] == pytest.approx(td[high] - td[low], abs=tol), (d, td)
+    white = mid.truth["strata"]["ethnicity"]
+    assert white["White"]["gradients"]["cp_plans"] == pytest.approx(1.91, abs=0.01)
+    assert white["Black"]["gradients"]["cp_plans"] == pytest.approx(1.27, abs=0.01)
+
+
+def test_gradient_by_factor_category_and_area(mid, lsoa_table):
+    t = with_w(lsoa_table, mid)
+    X = np.column_stack([t["w"], t["w"] * t["m_c"]])
+
+    def slope(col):
+        return poisson_fe(t[col], t["children"], X, t["la"])[0]
+
+    truth = mid.truth
+    diff = slope("factor_neglect") - slope("factor_physical_disability_child")
+    assert diff == pytest.approx(np.log(1.84 / 1.47), abs=0.15)
+    cats = truth["cp_categories"]
+    diff = slope("cp_neglect") - slope("cp_sexual")
+    assert diff == pytest.approx(cats["NEG"]["d_effective"] - cats["SAB"]["d_effective"],
+                                 abs=0.2)
+    assert cats["NEG"]["gradient"] == pytest.approx(1.98, abs=0.02)
+    # steeper in rural LSOAs: rural x w interaction
+    Xr = np.column_stack([X, t["w"] * t["rural"], t["rural"]])
+    beta = poisson_fe(t["referrals"], t["children"], Xr, t["la"])
+    assert beta[2] == pytest.approx(truth["area"]["rural"]["d"] - truth["area"]["urban"]["d"],
+                                    abs=0.08)
+
+
+def test_durations_and_repeats(mid, lsoa_table):
+    t = with_w(lsoa_table, mid)
+    rows = []
+    for li, level in enumerate(OUTCOME_LEVELS):
+        for pi, piece in enumerate(["0_30", "30_91", "91_182", "182_plus"]):
+            rows.append(pd.DataFrame({"ends": t[f"ends_{level}_{piece}"],
+                                      "days": t[f"days_{level}_{piece}"], "level": li,
+                                      "piece": pi, "w": t["w"], "m_c": t["m_c"], "la": t["la"]}))
+    d = pd.concat(rows, ignore_index=True)
+    d = d[d["days"] > 0]
+    dummies = [(d["level"] == i).astype(float) for i in range(1, 4)] + [
+        (d["piece"] == i).astype(float) for i in range(1, 4)]
+    X = np.column_stack([*dummies, d["w"], d["m_c"], np.ones(len(d))])
+    days, ends = d["days"].to_numpy(float), d["ends"].to_numpy(float)
+
+    def pe(b):
+        eta = X @ b
+        return (np.exp(eta) * days - ends * eta).sum(), X.T @ (np.exp(eta) * days - ends)
+
+    res = minimize(pe, np.r_[np.zeros(X.shape[1] - 1), -3.0], jac=True, method="BFGS")
+    g_w, g_b = res.x[-3], res.x[-2]
+    truth = mid.truth["durations"]
+    assert g_w == pytest.approx(truth["g_w"], abs=0.05)  # longer in deprived neighbourhoods
+    assert g_b == pytest.approx(truth["g_b"], abs=0.08)  # shorter in deprived LAs
+
+    # re-referrals: logit p = c0 + c_w w + c_x w m_c among referred children
+    Xb = np.column_stack([np.ones(len(t)), t["w"], t["w"] * t["m_c"]])
+    k, n = t["rereferrals"].to_numpy(float), t["referrals"].to_numpy(float)
+
+    def nll(b):
+        p = expit(Xb @ b)
+        return -(k * np.log(p) + (n - k) * np.log1p(-p)).sum()
+
+    b = minimize(nll, np.zeros(3), method="BFGS").x
+    rr = mid.truth["rereferral"]
+    assert b[1] == pytest.approx(rr["c_w"], abs=0.05) and b[2] == pytest.approx(rr["c_x"], abs=0.07)
+
+
+@pytest.mark.skipif(not hasattr(time, "perf_counter"), reason="no clock")
+def test_full_england_one_year_under_a_minute():
+    start = time.perf_counter()
+    r = simulate_records(seed=1)
+    assert time.perf_counter() - start < 60
+    assert r.truth["n_lsoa"] > 32_000 and len(r.episodes) > 150_000
