@@ -739,7 +739,9 @@ def write_md(res: dict) -> None:
         L += ["## Scaling (generated tables, nutpie NB, 2 chains x 500/500, predictive groups "
               "on 200 draws)", ""] + _fit_rows(res["scaling"]) + [""]
     L += _headline_md(res)
-    L += ["", "## Notes", ""] + [f"* {n}" for n in res.get("notes", [])]
+    findings = BENCH / "findings.md"  # hand-written reading of the numbers, if present
+    if findings.exists():
+        L += ["", findings.read_text().rstrip()]
     RESULTS_MD.write_text("\n".join(L) + "\n")
 
 
@@ -908,7 +910,12 @@ def main(argv=None) -> int:
                    help="seconds for brms_nb on the national data")
     p.add_argument("--subset-las", type=int, default=20)
     p.add_argument("--fresh", action="store_true", help="discard the previous results.json")
+    p.add_argument("--regen", action="store_true",
+                   help="only rewrite results.md from results.json (and bench/findings.md)")
     a = p.parse_args(argv)
+    if a.regen:
+        save_results(load_results())
+        return 0
     sections = (a.only.split(",") if a.only else
                 ["main", "variants", "grad"] + ["peers"] * a.peers + ["scaling"] * a.scaling)
     WORK.mkdir(parents=True, exist_ok=True)
