@@ -287,3 +287,20 @@ def test_acro_adapter_agrees_and_bundles(tmp_path):
     files = [f["name"] for output in bundle.values() for f in output["files"]]
     assert "table.csv" in files
     assert not any(name.startswith("output_0") for name in files)  # the raw table
+
+
+def test_derived_rates_are_blanked_with_their_counts(tmp_path):
+    table = pd.DataFrame(
+        {"la": ["A", "B", "C"], "cases": [4, 50, 60], "children": [1000.0, 2000.0, 3000.0]}
+    )
+    table["rate"] = 1e4 * table["cases"] / table["children"]
+    path = write_table(
+        table, tmp_path / "t.csv", level="la", count_columns=["cases"], group_columns=["la"],
+        derived={"rate": "cases"},
+    )
+    out = pd.read_csv(path)
+    hidden = out["cases"].isna()
+    assert hidden[0] and hidden.sum() == 2  # primary A plus one complement (total published)
+    assert out["rate"].isna().tolist() == hidden.tolist()
+    with pytest.raises(ValueError, match="undo rounding"):
+        protect(table, ["cases"], ["la"], Rule(round_to=5), derived={"rate": "cases"})

@@ -222,14 +222,26 @@ def _secondary(values, suppressed, lines, label, actions) -> None:
             return
 
 
-def protect(table, count_columns, group_columns=(), rule: Rule = Rule(), totals=None) -> Protected:
+def protect(
+    table, count_columns, group_columns=(), rule: Rule = Rule(), totals=None, derived=None
+) -> Protected:
     """Apply ``rule`` to the ``count_columns`` of ``table`` (rows keyed by ``group_columns``).
 
     ``totals`` says which margins are published elsewhere (see ``_lines``); by default all.
+    ``derived`` maps a column computed from a count (a rate) to that count column: it is
+    blanked wherever the count is suppressed, so the count cannot be recovered from it.
+    With rounding, derived columns are refused (they would undo the rounding).
     Pass tables without margin rows or columns of their own.
     """
     counts, groups = _names(count_columns), _names(group_columns)
+    derived = dict(derived or {})
     _validate(table, counts, groups)
+    unknown = sorted(set(derived) - set(table.columns))
+    unknown += sorted(set(derived.values()) - set(counts))
+    if unknown:
+        raise ValueError(f"derived columns must map table columns to count columns: {unknown}")
+    if derived and rule.round_to is not None:
+        raise ValueError(f"derived columns {sorted(derived)} would undo rounding: drop them")
     keys = table[groups].reset_index(drop=True)
     values = table[counts].to_numpy(dtype=float).ravel() if counts else np.zeros(0)
     n_cols = len(counts)
@@ -259,6 +271,11 @@ def protect(table, count_columns, group_columns=(), rule: Rule = Rule(), totals=
         ok = col.dropna()
         safe[c] = col.round().astype("Int64") if np.all(ok == np.round(ok)) else col
         state[c] = status[:, j]
+    for column, count in derived.items():
+        hidden = status[:, counts.index(count)] != "ok"
+        safe[column] = safe[column].mask(hidden)
+        if hidden.any():
+            actions.append(f"blanked {int(hidden.sum())} {column} values derived from {count}")
     return Protected(safe, state, tuple(counts), actions)
 
 
@@ -271,14 +288,15 @@ def _append(log: Path, entry: dict) -> None:
 
 # fmt: off
 def write_table(table: pd.DataFrame, path, *, level: str, count_columns=(), group_columns=(),
-                rule: Rule = Rule(), override: str | None = None, totals=None, log=None) -> Path:
+                rule: Rule = Rule(), override: str | None = None, totals=None, log=None,
+                derived=None) -> Path:
     # fmt: on
     """Write ``table`` as CSV to ``path`` through the disclosure gate; return the path.
 
     Levels: "child" (refused unless ``override``), "lsoa" and "la" (counts protected;
     unprotected only under ``override``), "model" (unchanged). ``override`` is the reason,
     logged. ``log``: the JSON-lines log (default ``disclosure_log.jsonl`` beside the file).
-    Suppressed cells are empty in the CSV.
+    Suppressed cells are empty in the CSV; ``derived`` columns as in :func:`protect`.
     """
     path = Path(path)
     if level not in LEVELS:
@@ -304,7 +322,7 @@ def write_table(table: pd.DataFrame, path, *, level: str, count_columns=(), grou
     elif not counts:
         raise ValueError(f"a {level!r} table must name its count columns")
     else:
-        result = protect(table, counts, group_columns, rule, totals)
+        result = protect(table, counts, group_columns, rule, totals, derived)
         out, note = result.table, f"{level} counts protected"
         entry |= {k: result.count(k) for k in ("primary", "secondary", "rounded")}
         entry |= {"actions": result.actions[:50], "n_actions": len(result.actions)}

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import xarray as xr
 
-from socialgradient import checks, fit, gradients
+from socialgradient import checks, disclosure, fit, gradients
 from socialgradient.files import atomic_write
 
 NATIONAL_KEYS = (
@@ -83,7 +83,10 @@ def _number(value) -> float | None:
 
 
 def la_gradients(tree: xr.DataTree) -> pd.DataFrame:
-    """One row per LA: size, observed rate, gradient score and rank (1 = steepest) with ETIs."""
+    """One row per LA: size, observed count and rate, gradient and rank (1 = steepest) with ETIs.
+
+    Unprotected: :func:`write` passes it through the disclosure gate before it leaves.
+    """
     t = gradients.la_table(tree)
     lower, upper = {"ci_bound": "lower"}, {"ci_bound": "upper"}
     frame = pd.DataFrame(
@@ -91,6 +94,7 @@ def la_gradients(tree: xr.DataTree) -> pd.DataFrame:
             "la": t["la"].values.astype(str),
             "n_lsoa": t["n_lsoa"].values.astype(int),
             "children": t["children"].values,
+            "cases": t["cases"].values.astype(int),
             "rate_per_10k": t["rate_per_10k"].values,
             "la_income": (float(tree.attrs["x_bar"]) + t["m_c"].values) / 10,
             "gradient_median": t["gradient_median"].values,
@@ -133,10 +137,19 @@ def headline(s: dict) -> str:
     return "\n".join(lines)
 
 
-def write(tree: xr.DataTree, out_dir: str | Path, extra: dict | None = None) -> dict[str, Path]:
+def write(
+    tree: xr.DataTree,
+    out_dir: str | Path,
+    extra: dict | None = None,
+    rule: disclosure.Rule | None = None,
+) -> dict[str, Path]:
     """Write summary.json (plus ``extra`` keys), la_gradients.csv, ppc.json, posterior.nc, PNGs.
 
-    Returns a mapping of output name to path.
+    ``la_gradients.csv`` goes through the disclosure gate with ``rule`` (default ``Rule()``:
+    LA counts under 10 suppressed, with their rates, plus secondary suppression); its log is
+    ``disclosure_log.jsonl``. ``posterior.nc`` holds LSOA-level data (observed counts,
+    replicates) for the analyst's own use inside the secure environment: it is not an
+    output for release. Returns a mapping of output name to path.
     """
     from socialgradient import plots  # matplotlib only when writing figures
 
@@ -147,8 +160,16 @@ def write(tree: xr.DataTree, out_dir: str | Path, extra: dict | None = None) -> 
         "summary": atomic_write(
             out / "summary.json", lambda p: Path(p).write_text(json.dumps(s, indent=2))
         ),
-        "la_gradients": atomic_write(
-            out / "la_gradients.csv", lambda p: la_gradients(tree).to_csv(p, index=False)
+        # LA-level observed counts leave only through the disclosure gate; the national total
+        # is published (summary, PPC), so small LA counts are also secondary-suppressed.
+        "la_gradients": disclosure.write_table(
+            la_gradients(tree),
+            out / "la_gradients.csv",
+            level="la",
+            count_columns=["cases"],
+            group_columns=["la"],
+            derived={"rate_per_10k": "cases"},
+            rule=rule or disclosure.Rule(),
         ),
         "ppc": atomic_write(out / "ppc.json", lambda p: Path(p).write_text(ppc_json(tree))),
     }

@@ -1,0 +1,87 @@
+"""The command line end to end on a small table: every output of `socialgradient fit`."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from socialgradient.cli import main
+from socialgradient.data.synthetic import load_calibration, simulate
+
+SUMMARY_KEYS = (
+    "gradient_mean_la",
+    "gradient_less_deprived_la",
+    "gradient_more_deprived_la",
+    "between_la_gradient",
+    "contextual_effect",
+)
+LA_COLUMNS = [
+    "la", "n_lsoa", "children", "rate_per_10k", "gradient_median", "gradient_lo95",
+    "gradient_hi95", "rank_median", "rank_lo95", "rank_hi95",
+]
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    cal = load_calibration().head(12)
+    table = simulate(seed=4, scale=0.3, calibration=cal).table
+    data = root / "table.csv"
+    table.to_csv(data, index=False)
+    out = root / "out"
+    code = main([
+        "fit", str(data), "--outcome", "cp_plans", "--out", str(out), "--draws", "150",
+        "--tune", "150", "--chains", "2", "--seed", "3", "--no-progress",
+    ])
+    assert code == 0
+    return out, table
+
+
+def test_summary_json(fitted):
+    out, _ = fitted
+    s = json.loads((out / "summary.json").read_text())
+    for key in SUMMARY_KEYS:
+        assert s[key]["median"] > (-10 if key == "contextual_effect" else 0)
+        lo, hi = s[key]["ci95"]
+        lo80, hi80 = s[key]["ci80"]
+        assert lo <= lo80 <= s[key]["median"] <= hi80 <= hi
+    assert 0 <= s["contextual_effect"]["p_negative"] <= 1
+    assert {"rhat_max", "ess_bulk_min", "divergences", "verdict"} <= set(s["diagnostics"])
+    assert s["model"]["outcome"] == "cp_plans"
+
+
+def test_la_gradients_csv_is_protected(fitted):
+    out, table = fitted
+    las = pd.read_csv(out / "la_gradients.csv")
+    assert set(LA_COLUMNS) <= set(las.columns)
+    assert len(las) == table["la"].nunique()
+    visible = las["cases"].dropna()
+    assert ((visible == 0) | (visible >= 10)).all()
+    assert las["rate_per_10k"].isna().tolist() == las["cases"].isna().tolist()
+    log = [json.loads(line) for line in (out / "disclosure_log.jsonl").read_text().splitlines()]
+    assert log[-1]["file"] == "la_gradients.csv"
+    assert log[-1]["level"] == "la"
+
+
+def test_figures_and_posterior_written(fitted):
+    out, _ = fitted
+    for name in ("gradient_curve", "la_caterpillar", "inverse_intervention", "ppc"):
+        assert (out / f"{name}.png").stat().st_size > 1000
+    assert (out / "posterior.nc").stat().st_size > 0
+    assert not list(out.glob(".*.tmp"))
+
+
+def test_bad_input_exits_with_a_named_rule(tmp_path, capsys):
+    bad = tmp_path / "bad.csv"
+    pd.DataFrame({"lsoa": ["E01000001"], "la": ["E06000001"], "children": [0], "income": [0.1],
+                  "referrals": [1]}).to_csv(bad, index=False)
+    assert main(["fit", str(bad), "--outcome", "referrals", "--out", str(tmp_path)]) == 2
+    assert "children_not_positive" in capsys.readouterr().err
+
+
+def test_simulate_is_deterministic(tmp_path):
+    for run in ("a", "b"):
+        assert main(["simulate", "--out", str(tmp_path / run), "--scale", "0.05"]) == 0
+    a = pd.read_parquet(tmp_path / "a" / "neighbourhoods.parquet")
+    b = pd.read_parquet(tmp_path / "b" / "neighbourhoods.parquet")
+    pd.testing.assert_frame_equal(a, b)
