@@ -46,8 +46,10 @@ def corrupt(recs):
 def test_clean_records_all_link(recs):
     linked, report = linkage.link(recs)
     assert report.read == report.linked == len(recs.episodes) == len(linked)
-    assert sum(report.unlinked.values()) == 0 and len(report.unlinked_records) == 0
-    assert report.orphan_factors == 0 and report.children_without_episode == 0
+    assert sum(report.unlinked.values()) == 0
+    assert len(report.unlinked_records) == 0
+    assert report.orphan_factors == 0
+    assert report.children_without_episode == 0
 
 
 def test_corrupted_records_land_in_the_right_reason(recs):
@@ -62,7 +64,7 @@ def test_corrupted_records_land_in_the_right_reason(recs):
         assert (got.loc[got["episode_id"] == eid, "reason"] == reason).all(), eid
     assert report.unlinked["missing_lsoa"] == 2
     # the first of two duplicated episodes links, the second does not
-    dup = [e for e, r in expected.items() if r == "duplicate_episode"][0]
+    dup = next(e for e, r in expected.items() if r == "duplicate_episode")
     assert (linked["episode_id"] == dup).sum() == 1
     assert json.loads(json.dumps(report.to_dict()))["read"] == report.read
 
@@ -88,7 +90,8 @@ def test_aggregates_sum_to_linked_records(recs):
 
 def test_aggregates_meet_the_input_contract(recs):
     lsoa, _ = linkage.aggregate(recs, by=())
-    assert lsoa["lsoa"].is_unique and len(lsoa) == len(recs.geography)
+    assert lsoa["lsoa"].is_unique
+    assert len(lsoa) == len(recs.geography)
     schema.validate(lsoa, ["referrals", "cp_plans", "factor_neglect", "rereferrals"])
     by_age, _ = linkage.aggregate(recs, by=("age_band",))
     schema.validate(by_age, ["referrals", "looked_after"], stratum="age_band")
@@ -119,5 +122,6 @@ def test_cli_geography(tmp_path, recs):
     assert cli.main(["simulate", "--out", str(out), "--records", "--geography",
                      str(tmp_path / "geo.csv")]) == 0
     truth = json.loads((out / "records_truth.json").read_text())
-    assert truth["geography"] == "supplied" and truth["n_lsoa"] == len(geo)
+    assert truth["geography"] == "supplied"
+    assert truth["n_lsoa"] == len(geo)
     assert not (out / "neighbourhoods.parquet").exists()

@@ -5,6 +5,7 @@ Gradients are checked on the aggregates with quick Poisson/binomial fits (scipy)
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 
@@ -120,14 +121,17 @@ def test_thresholds_nest_and_dates_are_ordered(small):
     e = small.episodes
     cin, cp = e["cin_plan_start"].notna(), e["cp_plan_start"].notna()
     la = e["looked_after_start"].notna()
-    assert e.loc[cin, "assessment"].all() and e.loc[cp, "assessment"].all()
-    assert cin[cp].all() and cin[la].all()
+    assert e.loc[cin, "assessment"].all()
+    assert e.loc[cp, "assessment"].all()
+    assert cin[cp].all()
+    assert cin[la].all()
     assert (e["referral_nfa"] == ~e["assessment"]).all()
     census = pd.to_datetime(e["year"].astype(str) + "-03-31")
     start = pd.to_datetime((e["year"] - 1).astype(str) + "-04-01")
-    assert (e["referral_date"] >= start).all() and (e["referral_date"] <= census).all()
+    assert (e["referral_date"] >= start).all()
+    assert (e["referral_date"] <= census).all()
     chain = ["referral_date", "assessment_date", "cin_plan_start", "cp_plan_start"]
-    for a, b in zip(chain[:-1], chain[1:], strict=True):
+    for a, b in itertools.pairwise(chain):
         both = e[a].notna() & e[b].notna()
         assert (e.loc[both, a] <= e.loc[both, b]).all(), (a, b)
     for col in ["assessment_date", "cin_plan_start", "cp_plan_start", "looked_after_start"]:
@@ -138,13 +142,15 @@ def test_thresholds_nest_and_dates_are_ordered(small):
     assert (e["censored"] == e["closure_date"].isna()).all()
     assert (e.loc[e["censored"], "closure_reason"].isna()).all()
     assert e.loc[cp, "cp_category"].isin(["NEG", "EMO", "PHY", "SAB", "MUL"]).all()
-    assert e.loc[~cp, "cp_category"].isna().all() and not e.loc[~cp, "repeat_cp_plan"].any()
+    assert e.loc[~cp, "cp_category"].isna().all()
+    assert not e.loc[~cp, "repeat_cp_plan"].any()
     levels = np.select([la, cp, cin], ["looked_after", "cp_plan", "cin_plan"], "nfa")
     assert (e["outcome"].to_numpy() == levels).all()
     assert set(e["outcome"]) <= set(OUTCOME_LEVELS)
     # factors only at assessments
     f = small.factors.merge(e[["episode_id", "assessment"]], on="episode_id")
-    assert len(f) == len(small.factors) and f["assessment"].all()
+    assert len(f) == len(small.factors)
+    assert f["assessment"].all()
 
 
 def test_children_ages_match_date_of_birth(small):
@@ -207,7 +213,8 @@ def test_rates_by_deprivation_band(lsoa_table):
     assert all(np.diff(by_q) > 0), by_q
     # gradients steepen at each threshold: high/low ratio rises from referrals to CP plans
     ratios = [rate(o, high) / rate(o, low) for o in ("referrals", "cin_plans", "cp_plans")]
-    assert ratios[0] > 2.5 and ratios[0] < ratios[1] < ratios[2], ratios
+    assert ratios[0] > 2.5, ratios
+    assert ratios[0] < ratios[1] < ratios[2], ratios
 
 
 def test_national_gradient_recovered(mid, lsoa_table):
@@ -221,7 +228,7 @@ def test_national_gradient_recovered(mid, lsoa_table):
         assert beta[1] < 0  # steeper in affluent LAs (b_x < 0)
 
 
-@pytest.mark.parametrize("dim, high, low, tol", [
+@pytest.mark.parametrize(("dim", "high", "low", "tol"), [
     ("ethnicity", "White", "Black", 0.12), ("age_band", "0-4", "16-17", 0.10),
     ("gender", "M", "F", 0.06)])
 def test_gradient_by_stratum(mid, dim, high, low, tol):
@@ -290,7 +297,8 @@ def test_durations_and_repeats(mid, lsoa_table):
 
     b = minimize(nll, np.zeros(3), method="BFGS").x
     rr = mid.truth["rereferral"]
-    assert b[1] == pytest.approx(rr["c_w"], abs=0.05) and b[2] == pytest.approx(rr["c_x"], abs=0.07)
+    assert b[1] == pytest.approx(rr["c_w"], abs=0.05)
+    assert b[2] == pytest.approx(rr["c_x"], abs=0.07)
 
 
 @pytest.mark.skipif(not hasattr(time, "perf_counter"), reason="no clock")
@@ -298,4 +306,5 @@ def test_full_england_one_year_under_a_minute():
     start = time.perf_counter()
     r = simulate_records(seed=1)
     assert time.perf_counter() - start < 60
-    assert r.truth["n_lsoa"] > 32_000 and len(r.episodes) > 150_000
+    assert r.truth["n_lsoa"] > 32_000
+    assert len(r.episodes) > 150_000

@@ -22,6 +22,7 @@ The aggregated table, with ``by=()``, is one row per LSOA valid for
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -111,7 +112,7 @@ def link(records: rec.Records) -> tuple[pd.DataFrame, LinkageReport]:
 def _piece_names() -> list[tuple[str, float, float]]:
     bounds = [*rec.PIECES, np.inf]
     return [(f"{int(lo)}_{'plus' if np.isinf(hi) else int(hi)}", lo, hi)
-            for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
+            for lo, hi in itertools.pairwise(bounds)]
 
 
 def _durations(linked: pd.DataFrame) -> pd.DataFrame:

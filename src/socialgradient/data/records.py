@@ -64,7 +64,7 @@ NOMINAL_SHARES = {  # shares used to centre the stratum offsets (England, childr
 MALE_SHARE = 0.512
 #: Ethnic mix: logit(non-White share) = base + urban + income * (income - 0.123) + N(0, la_sd)
 #: per LA; the non-White children split as ``split``.
-ETHNICITY = dict(base=-1.55, urban=0.9, income=4.0, la_sd=0.7,
+ETHNICITY = dict(base=-1.85, urban=0.9, income=4.0, la_sd=0.7,
                  split={"Mixed": 0.25, "Asian": 0.42, "Black": 0.20, "Other": 0.13})
 
 #: Stratum offsets, added at every threshold: ``alpha`` to the log rate, ``d`` to the slope on w.
@@ -320,7 +320,8 @@ def _year(rng, year, cells, geo, dec, effects, counter) -> dict:
         "ethnicity": np.array(ETHNICITIES, object)[cells["eth"][cell]]})
     episodes = pd.DataFrame({
         "child_id": ids, "episode_id": eids, "year": np.full(n, year, np.int64),
-        "referral_date": referral, "referral_source": src[rng.choice(len(src), n, p=p_src / p_src.sum())],
+        "referral_date": referral,
+        "referral_source": src[rng.choice(len(src), n, p=p_src / p_src.sum())],
         "referral_nfa": ~assessed, "assessment": assessed,
         "assessment_date": np.where(assessed, referral + _days(o_a), nat),
         "outcome": np.array(OUTCOME_LEVELS, object)[level],

@@ -66,7 +66,8 @@ DEFINITIONS = {
     "name": "short name; the aggregate column is factor_<name> (cp_<name> for CP categories)",
     "c3_column": "column of DfE file C3 (factors identified at the end of assessment)",
     "share_w0": "probability (factor) / share (CP category) at w = 0",
-    "delta": "slope offset of the factor over the assessment slope: log(gradient) - b_w(assessments)",
+    "delta": "slope offset of the factor over the assessment slope: "
+             "log(gradient) - b_w(assessments)",
     "cp_categories": "per census category of abuse code of a CP plan (CP-plan children)",
     "d_effective": "local slope offset at w = 0 after the softmax (d - sum share_w0 * d)",
     "durations": "episode duration, days from referral_date to closure_date (piecewise "
