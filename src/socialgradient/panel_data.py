@@ -200,3 +200,40 @@ def build_panel(shared_dir, measure: str = "referrals", first_year: int = FIRST_
                                    last_year, merges, x_bar)
     report["lsoas"] = len(lsoas)
     return panel, report
+
+
+def read_boundaries(path, code_prefix: str = "E") -> list[tuple[str, np.ndarray]]:
+    """Outer rings of the polygons of an ONS boundary GeoJSON (lon/lat), as ``(code,
+    ring)`` pairs, for features whose ``*CD`` code starts with ``code_prefix`` (England)."""
+    import json
+
+    features = json.loads(Path(path).read_text(encoding="utf-8"))["features"]
+    rings = []
+    for feature in features:
+        props = feature["properties"]
+        key = next((k for k in props if k.upper().endswith("CD")), None)
+        code = str(props.get(key, ""))
+        geom = feature.get("geometry") or {}
+        if not code.startswith(code_prefix) or not geom:
+            continue
+        polys = [geom["coordinates"]] if geom["type"] == "Polygon" else geom["coordinates"]
+        rings += [(code, np.asarray(poly[0], dtype=float)[:, :2]) for poly in polys]
+    return rings
+
+
+def map_units(polygons, units, merges=()) -> tuple[list[tuple[str, np.ndarray]], dict]:
+    """Recode boundary polygons onto the panel's units (:func:`harmonised_la`); report the
+    boundary codes matching no unit and the units with no polygon."""
+    codes = sorted({c for c, _ in polygons})
+    unit_of = dict(zip(codes, harmonised_la(pd.Series(codes), merges=merges)[0], strict=True))
+    units = set(map(str, units))
+    out = [(unit_of[c], ring) for c, ring in polygons]
+    report = {
+        "boundary_codes": len(codes),
+        "matched_codes": sorted(c for c in codes if unit_of[c] in units),
+        "unmatched_boundary_codes": sorted(c for c in codes if unit_of[c] not in units),
+        "units_without_polygon": sorted(units - set(unit_of.values())),
+        "recoded": {c: unit_of[c] for c in codes if unit_of[c] != c},
+    }
+    report["matched_codes"] = len(report["matched_codes"])
+    return out, report

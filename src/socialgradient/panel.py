@@ -1,0 +1,421 @@
+r"""The between-LA social gradient on the real DfE tables: an LA x year panel model.
+
+For LA :math:`l` (fixed geography, :mod:`socialgradient.panel_data`) in reporting year
+:math:`t`, with :math:`n_{lt}` children aged 0-17 and LA deprivation :math:`m_l` (child-
+weighted mean IoD2019 income score minus the national mean, in 10-point units):
+
+.. math::
+
+    \log \mathrm{E}[y_{lt}] = \log n_{lt} + \alpha_l + c_t + d_t m_l, \qquad
+    \alpha_l \sim \mathrm{N}(a + b\, m_l,\ \sigma_{LA})
+
+:math:`c_t` and :math:`d_t` are zero in the first year, so :math:`\exp(b + d_t)` is the
+**between-LA social gradient in year t**: the rate ratio between LAs 10 points apart in
+income deprivation. Family: negative binomial (NB2, variance :math:`\mu + \mu^2/\phi`) or
+Poisson. Only observed cells enter the likelihood (see the panel's ``reason`` column).
+
+Priors (log rate per child):
+
+================  =============================  ==============================================
+a                 Normal(-4, 2.5)                log rate at mean deprivation, first year
+b                 Normal(0, 1)                   log gradient per 10 points, first year
+la_sd             HalfNormal(1)                  SD of LA effects around the gradient line
+year_effect       Normal(0, 0.5) for t > t0      log rate ratio of year t to the first year:
+                                                 ~150 LAs a year pin these down; independent
+                                                 years let COVID-era dips show
+gradient_change   walk: steps ~ N(0, d_sd),      change in the log gradient since the first
+                  d_sd ~ HalfNormal(0.1)         year; a random walk (default) follows any
+                  linear: b_trend*(t-t0),        shape, shrinking to a flat line when the data
+                  b_trend ~ N(0, 0.05)           show none; 'linear' gives one trend number
+phi               1/sqrt(phi) ~ HalfNormal(1)    NB2 dispersion, shrinks towards Poisson
+================  =============================  ==============================================
+
+Parameterisation: every LA has up to 13 years of counts in the hundreds or thousands, so
+its effect is far better identified by its data than by the prior; :math:`\alpha_l` is
+sampled *centred* on :math:`a + b m_l` (``la_effects = "centred"``, the default;
+``"noncentred"`` for small panels). The random-walk steps are non-centred: year-to-year
+changes are small next to their prior. ``la_effect`` = :math:`\alpha_l - a - b m_l`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+import tomllib
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pymc as pm
+import pytensor.tensor as pt
+import xarray as xr
+
+from socialgradient.panel_data import FIRST_YEAR, MEASURES
+from socialgradient.spec import FAMILIES, Sampling, _check_keys
+
+CHANGES = ("walk", "linear", "none")
+PARAMETERISATIONS = ("centred", "noncentred")
+PARAMETERS = ("a", "b", "la_sd", "phi", "alpha", "la_z", "year_effect", "gradient_change",
+              "d_sd", "b_trend")
+QUANTILES = {"median": 0.5, "lo95": 0.025, "hi95": 0.975, "lo80": 0.1, "hi80": 0.9}
+
+
+@dataclass(frozen=True)
+class PanelSpec:
+    """An LA panel analysis (``models/la_panel_*.toml``)."""
+
+    measure: str = "referrals"
+    family: str = "negbin"
+    name: str = ""
+    first_year: int = FIRST_YEAR
+    last_year: int = 0  # 0: as far as the files go
+    gradient_change: str = "walk"
+    la_effects: str = "centred"
+    dfe_merges: bool = False  # True: Isles of Scilly with Cornwall, City of London with Hackney
+    sampling: Sampling = field(default_factory=Sampling)
+
+    def __post_init__(self):
+        for value, allowed, what in ((self.measure, tuple(MEASURES), "measure"),
+                                     (self.family, FAMILIES, "family"),
+                                     (self.gradient_change, CHANGES, "gradient_change"),
+                                     (self.la_effects, PARAMETERISATIONS, "la_effects")):
+            if value not in allowed:
+                raise ValueError(f"unknown {what} {value!r}: choose one of {allowed}")
+        if not self.name:
+            object.__setattr__(self, "name", f"la_panel_{self.measure}_{self.family}")
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @property
+    def hash(self) -> str:
+        return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
+
+    def replace(self, **changes) -> PanelSpec:
+        """A copy with fields or sampling fields changed (``None`` values ignored)."""
+        names = {f.name for f in dataclasses.fields(Sampling)}
+        s = {k: v for k, v in changes.items() if k in names and v is not None}
+        top = {k: v for k, v in changes.items() if k not in names and v is not None}
+        return dataclasses.replace(self, **top,
+                                   sampling=dataclasses.replace(self.sampling, **s))
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> PanelSpec:
+        raw = dict(raw)
+        sampling = raw.pop("sampling", {})
+        _check_keys(raw, {f.name for f in dataclasses.fields(cls)} - {"sampling"}, "spec")
+        _check_keys(sampling, {f.name for f in dataclasses.fields(Sampling)}, "[sampling]")
+        return cls(**raw, sampling=Sampling(**sampling))
+
+
+def load_panel_spec(path) -> PanelSpec:
+    with open(path, "rb") as f:
+        return PanelSpec.from_dict(tomllib.load(f))
+
+
+def model_inputs(panel: pd.DataFrame) -> dict:
+    """Arrays for the model: LAs and years of the panel, the observed cells' indices."""
+    la = np.array(sorted(panel["la"].unique()), dtype=str)
+    years = np.array(sorted(panel["year"].unique()), dtype=int)
+    obs = panel[panel["observed"]]
+    m = panel.drop_duplicates("la").set_index("la")["m"].reindex(la).to_numpy(float)
+    return {
+        "la": la, "year": years, "m": m,
+        "la_index": np.searchsorted(la, obs["la"].to_numpy(str)),
+        "year_index": np.searchsorted(years, obs["year"].to_numpy(int)),
+        "y": obs["count"].to_numpy().astype(np.int64),
+        "exposure": obs["exposure"].to_numpy(float),
+    }
+
+
+def build_panel_model(panel: pd.DataFrame, spec: PanelSpec) -> pm.Model:
+    """The LA panel model (module docstring) of an assembled panel.
+
+    Free variables ``a``, ``b``, ``la_sd``, ``alpha`` (centred; ``la_z`` non-centred, dims
+    la), ``year_step`` (dims year_contrast), ``d_sd`` + ``d_z`` (walk) or ``b_trend``
+    (linear), ``inv_sqrt_phi`` (negbin). Deterministics ``la_effect`` (la), ``year_effect``,
+    ``gradient_change``, ``log_gradient``, ``gradient`` (year), ``phi``. Observed ``y``
+    (dim obs).
+    """
+    d = model_inputs(panel)
+    n_year = len(d["year"])
+    coords = {"la": d["la"], "year": d["year"], "year_contrast": d["year"][1:],
+              "obs": np.arange(len(d["y"]))}
+    li, yi = d["la_index"], d["year_index"]
+    with pm.Model(coords=coords) as model:
+        m = pm.Data("m", d["m"], dims="la")
+        log_n = pm.Data("log_exposure", np.log(d["exposure"]), dims="obs")
+        a = pm.Normal("a", -4.0, 2.5)
+        b = pm.Normal("b", 0.0, 1.0)
+        la_sd = pm.HalfNormal("la_sd", 1.0)
+        if spec.la_effects == "centred":
+            alpha = pm.Normal("alpha", a + b * m, la_sd, dims="la")
+            pm.Deterministic("la_effect", alpha - a - b * m, dims="la")
+        else:
+            z = pm.Normal("la_z", 0.0, 1.0, dims="la")
+            u = pm.Deterministic("la_effect", la_sd * z, dims="la")
+            alpha = a + b * m + u
+        c = pm.ZeroSumNormal("year_effect", 0.5, dims="year") if n_year > 1 else \
+            pt.zeros(1)
+        t = np.arange(n_year) - (n_year - 1) / 2
+        if spec.gradient_change == "walk" and n_year > 1:
+            d_sd = pm.HalfNormal("d_sd", 0.1)
+            d_z = pm.Normal("d_z", 0.0, 1.0, dims="year_contrast")
+            walk = pt.concatenate([pt.zeros(1), pt.cumsum(d_sd * d_z)])
+            change = walk - pt.mean(walk)
+        elif spec.gradient_change == "linear":
+            change = pm.Normal("b_trend", 0.0, 0.05) * t
+        else:
+            change = pt.zeros(n_year)
+        change = pm.Deterministic("gradient_change", change, dims="year")
+        log_grad = pm.Deterministic("log_gradient", b + change, dims="year")
+        pm.Deterministic("gradient", pt.exp(log_grad), dims="year")
+        mu = pt.exp(log_n + alpha[li] + c[yi] + change[yi] * m[li])
+        if spec.family == "negbin":
+            inv = pm.HalfNormal("inv_sqrt_phi", 1.0)
+            phi = pm.Deterministic("phi", 1.0 / pt.square(inv))
+            pm.NegativeBinomial("y", mu=mu, alpha=phi, observed=d["y"], dims="obs")
+        else:
+            pm.Poisson("y", mu=mu, observed=d["y"], dims="obs")
+    return model
+
+
+def panel_hash(panel: pd.DataFrame) -> str:
+    cols = ["la", "year", "count", "exposure", "m", "observed"]
+    text = panel[cols].to_csv(index=False).encode()
+    return hashlib.sha256(text).hexdigest()[:16]
+
+
+def fit_panel(panel: pd.DataFrame, spec: PanelSpec, report: dict | None = None,
+              progressbar: bool = False) -> xr.DataTree:
+    """Sample the panel model with nutpie (or PyMC); a DataTree with ``posterior``,
+    ``sample_stats``, ``observed_data``, ``constant_data`` and attrs ``spec``,
+    ``spec_hash``, ``data_hash``, ``measure``, timings and the panel ``report`` (JSON)."""
+    model = build_panel_model(panel, spec)
+    s = spec.sampling
+    start = time.perf_counter()
+    if s.sampler == "nutpie":
+        import nutpie
+
+        compiled = nutpie.compile_pymc_model(model)
+        compile_seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        tree = nutpie.sample(compiled, draws=s.draws, tune=s.tune, chains=s.chains,
+                             seed=s.seed, progress_bar=progressbar, save_warmup=False)
+    else:
+        compile_seconds = float("nan")
+        with model:
+            tree = pm.sample(draws=s.draws, tune=s.tune, chains=s.chains, random_seed=s.seed,
+                             progressbar=progressbar, nuts_sampler=s.sampler,
+                             compute_convergence_checks=False)
+    sampling_seconds = time.perf_counter() - start
+    d = model_inputs(panel)
+    obs = panel[panel["observed"]]
+    cells = {"obs": np.arange(len(obs)), "obs_la": ("obs", d["la"][d["la_index"]]),
+             "obs_year": ("obs", d["year"][d["year_index"]])}
+    las = panel.drop_duplicates("la").set_index("la").reindex(d["la"])
+    out = xr.DataTree.from_dict({
+        "posterior": tree["posterior"].to_dataset(),
+        "sample_stats": tree["sample_stats"].to_dataset(),
+        "observed_data": xr.Dataset({"y": ("obs", d["y"])}, coords=cells),
+        "constant_data": xr.Dataset(
+            {"exposure": ("obs", d["exposure"]), "m": ("la", d["m"]),
+             "income": ("la", las["income"].to_numpy(float)),
+             "la_name": ("la", las["la_name"].astype(str).to_numpy())},
+            coords={**cells, "la": d["la"], "year": d["year"]}),
+    })
+    out.attrs.update(spec=spec.to_json(), spec_hash=spec.hash, data_hash=panel_hash(panel),
+                     measure=spec.measure, family=spec.family,
+                     report=json.dumps(report or {}, default=str),
+                     compile_seconds=compile_seconds, sampling_seconds=sampling_seconds)
+    return out
+
+
+@contextmanager
+def _panel_parameters():
+    """Point :func:`socialgradient.checks.diagnose` at the panel's parameter names."""
+    from socialgradient import checks
+
+    saved = checks.PARAMETERS
+    checks.PARAMETERS = PARAMETERS
+    try:
+        yield checks
+    finally:
+        checks.PARAMETERS = saved
+
+
+def diagnose_panel(tree: xr.DataTree) -> dict:
+    """:func:`socialgradient.checks.diagnose` (same PASS/WARN/FAIL rules) over the panel
+    model's parameters: a, b, la_sd, phi, every LA effect, year effect and gradient change."""
+    with _panel_parameters() as checks:
+        return checks.diagnose(tree)
+
+
+def _quantiles(draws: xr.DataArray) -> pd.DataFrame:
+    q = draws.quantile(list(QUANTILES.values()), dim=("chain", "draw"))
+    table = q.to_pandas()
+    table = table.T if isinstance(table, pd.DataFrame) else table.to_frame().T
+    table.columns = list(QUANTILES)
+    return table
+
+
+def gradient_by_year(tree: xr.DataTree) -> pd.DataFrame:
+    """exp(b + d_t) per year: median, 95% and 80% ETIs (rate ratio per 10 points)."""
+    table = _quantiles(tree["posterior"]["gradient"])
+    table.index = table.index.astype(int)
+    return table.rename_axis("year").reset_index()
+
+
+def summarise_panel(tree: xr.DataTree, diagnostics: dict | None = None) -> dict:
+    """Headline numbers: gradient by year, its change first -> last year (ratio of
+    gradients), la_sd, phi, diagnostics."""
+    post = tree["posterior"]
+
+    def one(x):
+        row = _quantiles(x).iloc[0]
+        return {"median": float(row["median"]), "ci95": [float(row["lo95"]),
+                float(row["hi95"])], "ci80": [float(row["lo80"]), float(row["hi80"])]}
+
+    years = post["gradient"]["year"].values
+    out = {"measure": tree.attrs["measure"], "family": tree.attrs["family"],
+           "gradient_by_year": {int(y): one(post["gradient"].sel(year=y)) for y in years},
+           "gradient_ratio_last_vs_first": one(np.exp(post["gradient_change"].isel(year=-1)
+                                                      - post["gradient_change"].isel(year=0)))}
+    for name in ("la_sd", "phi"):
+        if name in post:
+            out[name] = one(post[name])
+    out["diagnostics"] = diagnostics or diagnose_panel(tree)
+    return out
+
+
+def la_table(tree: xr.DataTree, panel: pd.DataFrame) -> pd.DataFrame:
+    """One row per LA: deprivation, observed rate per 10,000 over its observed years, the
+    LA effect (median and 95% ETI, log rate ratio to the gradient line)."""
+    obs = panel[panel["observed"]].groupby("la")[["count", "exposure"]].sum()
+    las = panel.drop_duplicates("la").set_index("la")[["la_name", "income", "m"]]
+    eff = _quantiles(tree["posterior"]["la_effect"])[["median", "lo95", "hi95"]]
+    eff.columns = ["la_effect_" + c for c in eff.columns]
+    table = las.join(obs).join(eff)
+    table["rate_per_10k"] = table["count"] / table["exposure"] * 1e4
+    table["years_observed"] = panel[panel["observed"]].groupby("la").size()
+    return table.rename_axis("la").reset_index()
+
+
+def plot_gradient(tree: xr.DataTree):
+    """The between-LA gradient by year, median with 80% and 95% ETIs."""
+    import matplotlib.pyplot as plt
+
+    g = gradient_by_year(tree)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.fill_between(g["year"], g["lo95"], g["hi95"], alpha=0.2, color="C0", label="95% ETI")
+    ax.fill_between(g["year"], g["lo80"], g["hi80"], alpha=0.35, color="C0", label="80% ETI")
+    ax.plot(g["year"], g["median"], "o-", color="C0", label="median")
+    ax.axhline(1.0, color="grey", lw=0.8)
+    ax.set(xlabel="year ending 31 March", ylabel="rate ratio per 10 points of LA deprivation",
+           title=f"Between-LA social gradient: {tree.attrs['measure']}")
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_scatter(tree: xr.DataTree, panel: pd.DataFrame, year: int | None = None):
+    """LA rates per 10,000 against LA deprivation in ``year`` (default: last), with the
+    fitted population line exp(a + c_t + (b + d_t) m) and its 95% band."""
+    import matplotlib.pyplot as plt
+
+    post = tree["posterior"]
+    year = int(post["year"].values[-1]) if year is None else int(year)
+    rows = panel[(panel["year"] == year) & panel["observed"]]
+    grid = np.linspace(panel["m"].min(), panel["m"].max(), 50)
+    lin = (post["a"] + post["year_effect"].sel(year=year)
+           + post["log_gradient"].sel(year=year) * xr.DataArray(grid, dims="m"))
+    band = np.exp(lin).quantile([0.025, 0.5, 0.975], dim=("chain", "draw")).values * 1e4
+    x_bar = float(json.loads(tree.attrs.get("report", "{}")).get("x_bar") or 0.0)
+    to_income = grid / 10 + x_bar
+    fig, ax = plt.subplots(figsize=(7, 5))
+    ax.scatter(rows["income"], rows["count"] / rows["exposure"] * 1e4, s=12, alpha=0.7)
+    ax.fill_between(to_income, band[0], band[2], alpha=0.25, color="C1", label="95% ETI")
+    ax.plot(to_income, band[1], color="C1", label="fitted (LA effect 0)")
+    ax.set_yscale("log")
+    ax.set(xlabel="LA income deprivation (child-weighted mean IoD2019 income score)",
+           ylabel="rate per 10,000 children (log scale)",
+           title=f"{tree.attrs['measure']} by LA, year to 31 March {year}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_map(values: pd.Series, polygons: list[tuple[str, np.ndarray]], title: str = "",
+             label: str = ""):
+    """Choropleth of ``values`` (indexed by unit code) over ``polygons`` (code, lon/lat
+    ring) with matplotlib's PolyCollection; codes without a value are grey."""
+    import matplotlib.pyplot as plt
+    from matplotlib.collections import PolyCollection
+
+    scale = np.cos(np.deg2rad(52.7))  # equal-ish aspect for England
+    rings = [np.column_stack([r[:, 0] * scale, r[:, 1]]) for _, r in polygons]
+    v = np.array([values.get(code, np.nan) for code, _ in polygons], dtype=float)
+    fig, ax = plt.subplots(figsize=(7, 8))
+    grey = PolyCollection([r for r, x in zip(rings, v, strict=True) if np.isnan(x)],
+                          facecolor="lightgrey", edgecolor="white", linewidth=0.2)
+    ax.add_collection(grey)
+    coll = PolyCollection([r for r, x in zip(rings, v, strict=True) if not np.isnan(x)],
+                          array=v[~np.isnan(v)], cmap="RdBu_r", edgecolor="white",
+                          linewidth=0.2)
+    lim = float(np.nanmax(np.abs(v))) if np.isfinite(v).any() else 1.0
+    coll.set_clim(-lim, lim)
+    ax.add_collection(coll)
+    ax.autoscale_view()
+    ax.set_aspect("equal")
+    ax.axis("off")
+    fig.colorbar(coll, ax=ax, shrink=0.6, label=label)
+    ax.set_title(title)
+    return fig
+
+
+def write_panel(tree: xr.DataTree, panel: pd.DataFrame, out, boundaries=None) -> dict:
+    """Write every output to ``out`` (atomically): ``panel.csv``, ``panel_report.json``,
+    ``gradient_by_year.csv``, ``la_effects.csv``, ``summary.json``, ``posterior.nc`` and
+    figures ``gradient_by_year.png``, ``la_scatter.png`` and, given the boundary GeoJSON,
+    ``la_map.png`` (with ``map_report.json``: codes matched and unmatched)."""
+    from socialgradient.files import atomic_write
+    from socialgradient.fit import save
+    from socialgradient.panel_data import map_units, read_boundaries
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = summarise_panel(tree)
+    paths = {}
+
+    def text(name, body):
+        paths[name] = atomic_write(out / name, lambda p: Path(p).write_text(body))
+
+    text("panel.csv", panel.to_csv(index=False))
+    text("panel_report.json", json.dumps(json.loads(tree.attrs["report"]), indent=2) + "\n")
+    text("gradient_by_year.csv", gradient_by_year(tree).to_csv(index=False))
+    las = la_table(tree, panel)
+    text("la_effects.csv", las.to_csv(index=False))
+    text("summary.json", json.dumps(summary, indent=2, default=float) + "\n")
+    save(tree, out / "posterior.nc")
+    paths["posterior.nc"] = out / "posterior.nc"
+    figures = {"gradient_by_year.png": plot_gradient(tree),
+               "la_scatter.png": plot_scatter(tree, panel)}
+    if boundaries is not None and Path(boundaries).is_file():
+        polygons = read_boundaries(boundaries)
+        coded, match = map_units(polygons, las["la"])
+        text("map_report.json", json.dumps(match, indent=2) + "\n")
+        figures["la_map.png"] = plot_map(
+            las.set_index("la")["la_effect_median"], coded,
+            f"LA effects, {tree.attrs['measure']}: log rate ratio to the gradient line",
+            "LA effect (log scale)")
+    import matplotlib.pyplot as plt
+
+    for name, fig in figures.items():
+        paths[name] = atomic_write(out / name, lambda p, f=fig: f.savefig(p, dpi=120,
+                                                                           format="png"))
+        plt.close(fig)
+    return {"summary": summary, "paths": paths}
