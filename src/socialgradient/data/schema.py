@@ -39,6 +39,7 @@ stratum column also ``duplicate_cell`` (instead of ``duplicate_lsoa``) and
 from __future__ import annotations
 
 import warnings
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -161,7 +162,7 @@ def read_table(path) -> pd.DataFrame:
         raise _fail("undecodable", f"{str(path)!r} is not UTF-8 text ({err.reason})") from err
     except InputError:
         raise
-    except (ValueError, OSError, EOFError, pd.errors.ParserWarning) as err:
+    except (ValueError, OSError, EOFError, zlib.error, pd.errors.ParserWarning) as err:
         raise _fail("unreadable", f"cannot read {str(path)!r}: {err}") from err
 
 

@@ -33,6 +33,8 @@ the file and (for value rules) the offending rows, 0-based data rows of the file
 from __future__ import annotations
 
 import re
+import warnings
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -48,6 +50,14 @@ PATTERNS = {"lsoa": CODE_PATTERNS["lsoa"], "la": CODE_PATTERNS["la"]}
 _SCIENTIFIC = re.compile(r"^[+-]?[0-9]*\.?[0-9]+[eE][+-]?[0-9]+$")
 _LOST_ZERO = re.compile(r"^[EW][0-9]{6,7}$")
 _FLOAT_TAIL = re.compile(r"^([EW][0-9]{8})\.0+$")
+_THOUSANDS = r"^([+-]?[0-9]{1,3}(?:,[0-9]{3})+)(\.[0-9]*)?$"
+
+
+def drop_thousands(text: pd.Series) -> pd.Series:
+    """Remove thousands separators from well-grouped numbers (``"29,199"``); any other comma
+    (``"1,2,3"``, ``"12,5"``) is kept, so the value is refused as not a number."""
+    grouped = text.str.match(_THOUSANDS).fillna(False).to_numpy(bool)
+    return text.where(~grouped, text.str.replace(",", "", regex=False))
 
 
 def fail(rule: str, text: str, rows=(), columns=()) -> InputError:
@@ -83,14 +93,16 @@ def read_csv_text(path, source: str) -> pd.DataFrame:
                              encoding="utf-8-sig")
         names = [str(n) for n in header.iloc[0].tolist()]
         dup = sorted({n for n in names if names.count(n) > 1 and n})
-        table = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""],
-                            encoding="utf-8-sig", index_col=False, low_memory=False)
+        with warnings.catch_warnings():  # a row longer than the header must not pass
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            table = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""],
+                                encoding="utf-8-sig", index_col=False, low_memory=False)
     except pd.errors.EmptyDataError as err:
         raise fail("empty_file", f"{source}: {str(path)!r} has no header or data") from err
     except UnicodeDecodeError as err:
         raise fail("undecodable",
                    f"{source}: {str(path)!r} is not UTF-8 text ({err.reason})") from err
-    except (ValueError, OSError, EOFError) as err:
+    except (ValueError, OSError, EOFError, zlib.error, pd.errors.ParserWarning) as err:
         raise fail("unreadable", f"{source}: cannot read {str(path)!r}: {err}") from err
     table.attrs["duplicate_columns"] = dup
     table.attrs["path"] = str(path)
@@ -157,7 +169,7 @@ def parse_numbers(values: pd.Series, source: str, column: str, *, allow_missing=
     """Text to float64, accepting thousands separators; refuse empty/non-numeric/out of range."""
     s = values.astype(object)
     missing = s.isna().to_numpy(bool)
-    text = s.where(~s.isna(), "").astype(str).str.strip().str.replace(",", "", regex=False)
+    text = drop_thousands(s.where(~s.isna(), "").astype(str).str.strip())
     num = pd.to_numeric(text.where(~missing), errors="coerce").to_numpy("float64")
     arr = s.to_numpy(object)
     if missing.any() and not allow_missing:

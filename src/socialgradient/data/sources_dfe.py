@@ -36,6 +36,7 @@ import pandas as pd
 from socialgradient.data.sources_base import (
     _rows_text,
     check_codes,
+    drop_thousands,
     fail,
     read_csv_text,
     require_columns,
@@ -89,6 +90,8 @@ def _years(series: pd.Series, source: str) -> np.ndarray:
     text = series.astype(object).where(series.notna(), "").astype(str).str.strip()
     four = text.str.fullmatch(r"[0-9]{4}").to_numpy(bool)
     six = text.str.fullmatch(r"[0-9]{6}").to_numpy(bool)  # 201819: year ending in 2019
+    six = six & np.array([not s or (int(t[:4]) + 1) % 100 == int(t[4:]) for t, s in zip(text, six)],
+                    dtype=bool)  # 201899 is no financial year
     bad = ~(four | six)
     if bad.any():
         rows = np.flatnonzero(bad)
@@ -129,6 +132,7 @@ def read_dfe_table(path, table: str | None = None, level: str = "Local authority
     require_columns(raw, [*META_COLUMNS, cat, *req], source, path)
     start = list(raw.columns).index(cat) + 1
     measures = [c for c in raw.columns[start:] if c not in META_COLUMNS]
+    measures += [c for c in req if c not in measures]  # required, wherever they stand
     raw = raw[raw["geographic_level"] == level].reset_index(drop=True)
     if len(raw) == 0:
         raise fail("empty_file", f"{source}: no rows at geographic_level {level!r}")
@@ -154,7 +158,7 @@ def read_dfe_table(path, table: str | None = None, level: str = "Local authority
         missing = cell.isna().to_numpy(bool)
         text = cell.where(~cell.isna(), "").astype(str).str.strip()
         marker = text.str.lower().isin(SUPPRESSION).to_numpy(bool)
-        num = pd.to_numeric(text.str.replace(",", "", regex=False).where(~marker & ~missing),
+        num = pd.to_numeric(drop_thousands(text).where(~marker & ~missing),
                             errors="coerce").to_numpy("float64")
         if missing.any():
             rows = np.flatnonzero(missing)
@@ -166,6 +170,10 @@ def read_dfe_table(path, table: str | None = None, level: str = "Local authority
             rows = np.flatnonzero(bad)
             raise fail("non_numeric", f"{source}: column {m!r}: {len(rows)} cells neither a "
                        f"number nor a suppression marker {sorted(SUPPRESSION)}: "
+                       f"{_rows_text(rows, cell.to_numpy(object))}", rows, [m])
+        if (num < 0).any():  # counts, percentages and rates are never negative
+            rows = np.flatnonzero(num < 0)
+            raise fail("out_of_range", f"{source}: column {m!r}: {len(rows)} negative cells: "
                        f"{_rows_text(rows, cell.to_numpy(object))}", rows, [m])
         name = (prefix + "_" + m) if prefix is not None else pd.Series(m, index=raw.index)
         parts.append(pd.DataFrame({

@@ -112,7 +112,8 @@ def read_ltla_utla(path) -> pd.DataFrame:
     from socialgradient.data.sources_base import read_csv_text
 
     header = list(read_csv_text(path, "ONS LTLA->UTLA lookup").columns)
-    years = sorted({c[4:6] for c in header if c.startswith("LTLA") and c.endswith("CD")})
+    years = sorted({c[4:6] for c in header if c.startswith("LTLA") and c.endswith("CD")
+                    and len(c) == 8 and c[4:6].isdigit()})
     yy = years[-1] if years else "19"
     layout = {
         f"LTLA{yy}CD": ("lad", "la"),
