@@ -55,8 +55,7 @@ def harmonise(long: pd.DataFrame, merges=()) -> pd.DataFrame:
     successor both report a figure for the same year (summing them would double count).
     """
     t = long.copy()
-    t["unit"] = harmonised_la(t["la"])[0].to_numpy(object) if not merges else \
-        harmonised_la(t["la"], merges=merges)[0].to_numpy(object)
+    t["unit"] = harmonised_la(t["la"], merges=merges)[0].to_numpy(object)
     marker = t["marker"].astype(str).str.strip().str.lower()
     t["na"] = t["suppressed"].astype(bool) & marker.isin(NOT_APPLICABLE)
     t["hidden"] = t["suppressed"].astype(bool) & ~t["na"]
@@ -172,7 +171,7 @@ def assemble_panel(counts: pd.DataFrame, population: pd.DataFrame, deprivation: 
         "x_bar": x_bar,
     }
     assert report["observed"] + sum(report["excluded"].values()) == report["cells"]
-    return panel[COLUMNS + ["members"]], report
+    return panel[[*COLUMNS, "members"]], report
 
 
 def shared_paths(shared_dir) -> dict[str, Path]:
@@ -237,3 +236,31 @@ def map_units(polygons, units, merges=()) -> tuple[list[tuple[str, np.ndarray]],
     }
     report["matched_codes"] = len(report["matched_codes"])
     return out, report
+
+
+def plot_map(values: pd.Series, polygons: list[tuple[str, np.ndarray]], title: str = "",
+             label: str = ""):
+    """Choropleth of ``values`` (indexed by unit code) over ``polygons`` (code, lon/lat
+    ring) with matplotlib's PolyCollection; codes without a value are grey."""
+    import matplotlib.pyplot as plt
+    from matplotlib.collections import PolyCollection
+
+    scale = np.cos(np.deg2rad(52.7))  # equal-ish aspect for England
+    rings = [np.column_stack([r[:, 0] * scale, r[:, 1]]) for _, r in polygons]
+    v = np.array([values.get(code, np.nan) for code, _ in polygons], dtype=float)
+    fig, ax = plt.subplots(figsize=(7, 8))
+    grey = PolyCollection([r for r, x in zip(rings, v, strict=True) if np.isnan(x)],
+                          facecolor="lightgrey", edgecolor="white", linewidth=0.2)
+    ax.add_collection(grey)
+    coll = PolyCollection([r for r, x in zip(rings, v, strict=True) if not np.isnan(x)],
+                          array=v[~np.isnan(v)], cmap="RdBu_r", edgecolor="white",
+                          linewidth=0.2)
+    lim = float(np.nanmax(np.abs(v))) if np.isfinite(v).any() else 1.0
+    coll.set_clim(-lim, lim)
+    ax.add_collection(coll)
+    ax.autoscale_view()
+    ax.set_aspect("equal")
+    ax.axis("off")
+    fig.colorbar(coll, ax=ax, shrink=0.6, label=label)
+    ax.set_title(title)
+    return fig
