@@ -1,0 +1,296 @@
+"""Flat child-level extracts (CSV/Parquet) with local column names, via a TOML mapping file.
+
+An LA's case-management extract is one row per referral (CIN episode) carrying the child's
+columns; its column names and codes are local. A mapping file (TOML) names, for each field
+below, the local column, and optionally recodes values::
+
+    [extract]                    # all optional
+    date_format = "%d/%m/%Y"     # strptime format of every date column (default YYYY-MM-DD)
+    factor_separator = ","       # between codes in the factors column
+    la = "E06000001"             # a constant LA when the extract has no LA column
+    year = 2019                  # a constant collection year (default: from referral_date)
+
+    [columns]                    # field = "local column name"
+    child_id = "CHILD_REF"
+    lsoa = "LSOA11CD"
+    referral_date = "Ref Date"
+    ...
+
+    [values.gender]              # local value = census code (or broad group)
+    "Male" = "M"
+
+Fields (:data:`FIELDS`; required ones in :data:`REQUIRED`): ``child_id``, ``la``, ``lsoa``,
+``referral_date``, ``date_of_birth``, and optionally ``year``, ``episode_id`` (default:
+child and referral date, so a repeated referral is a ``duplicate_episode``), ``gender`` (M, F,
+or census 1/2/0/9), ``ethnicity`` (census 4-letter code or broad group), ``referral_source``,
+``referral_nfa`` (true/false, 1/0, yes/no, y/n), ``assessment_date``, ``cin_plan_start``,
+``cin_plan_end``, ``cp_plan_start``, ``cp_plan_end``, ``cp_category`` (NEG, EMO, PHY, SAB,
+MUL), ``looked_after_start``, ``closure_date``, ``closure_reason`` (RC1-RC9),
+``repeat_cp_plan`` (boolean, or a number of previous plans), ``factors`` (assessment factor
+codes separated by ``factor_separator``). Codes are those of
+:mod:`socialgradient.data.census_xml`.
+
+:func:`read_extract` returns the same :class:`~socialgradient.data.records.Records` tables
+as the XML reader, so :func:`socialgradient.data.linkage.aggregate` links and counts them;
+a blank LSOA, a repeated episode or an LSOA in another LA reach the linkage report under
+``missing_lsoa``, ``duplicate_episode`` and ``la_mismatch``. Problems of the mapping raise
+:class:`~socialgradient.data.schema.InputError`: ``bad_mapping``, ``unknown_field``,
+``missing_mapping``, ``unknown_column`` (mapped columns absent from the file, named); values:
+``missing_value``, ``bad_date``, ``unknown_code`` (with the rows, 0-based data rows) raise
+with ``errors="raise"`` (default) or, with ``errors="report"``, exclude the row and list it in
+the :class:`~socialgradient.data.census_xml.ReadReport`; a child aged outside 0-17 on 31
+March is always excluded as ``age_out_of_range``.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from socialgradient.data import census_xml as cx
+from socialgradient.data import records as rec
+from socialgradient.data.schema import InputError
+
+DATES = ("referral_date", "date_of_birth", "assessment_date", "cin_plan_start", "cin_plan_end",
+         "cp_plan_start", "cp_plan_end", "looked_after_start", "closure_date")
+FIELDS = ("child_id", "la", "lsoa", "year", "episode_id", "gender", "ethnicity",
+          "referral_source", "referral_nfa", "factors", "cp_category", "closure_reason",
+          "repeat_cp_plan", *DATES)
+REQUIRED = ("child_id", "la", "lsoa", "referral_date", "date_of_birth")
+TRUE = {"1", "true", "yes", "y", "t"}
+FALSE = {"0", "false", "no", "n", "f", ""}
+RULES = ("missing_value", "bad_date", "unknown_code")
+BROAD = set(rec.ETHNICITIES) | {cx.UNKNOWN}
+
+
+def load_mapping(path_or_dict) -> dict:
+    """Read and check a mapping (TOML file or dict): ``{"extract", "columns", "values"}``."""
+    if isinstance(path_or_dict, dict):
+        m = path_or_dict
+    else:
+        try:
+            m = tomllib.loads(Path(path_or_dict).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
+            raise InputError("bad_mapping", f"bad_mapping: cannot read {path_or_dict}: {err}"
+                             ) from err
+    extra = set(m) - {"extract", "columns", "values"}
+    cols, values, ext = m.get("columns", {}), m.get("values", {}), m.get("extract", {})
+    if extra or not all(isinstance(x, dict) for x in (cols, values, ext)):
+        raise InputError("bad_mapping", "bad_mapping: expected tables [extract], [columns], "
+                         f"[values.<field>]; got {sorted(m)}")
+    unknown = sorted((set(cols) | set(values)) - set(FIELDS))
+    if unknown:
+        raise InputError("unknown_field", f"unknown_field: mapping names fields {unknown}; "
+                         f"known fields: {list(FIELDS)}", columns=unknown)
+    missing = [f for f in REQUIRED if f not in cols and not (f in ("la",) and "la" in ext)]
+    if missing:
+        raise InputError("missing_mapping", f"missing_mapping: no column mapped for required "
+                         f"fields {missing}", columns=missing)
+    bad = [f for f, v in cols.items() if not isinstance(v, str)]
+    if bad:
+        raise InputError("bad_mapping", f"bad_mapping: column names must be strings: {bad}")
+    return {"extract": ext, "columns": cols, "values": values}
+
+
+def _read(path: Path) -> pd.DataFrame:
+    name = path.name.lower()
+    if not name.endswith((".csv", ".csv.gz", ".parquet")):
+        raise InputError("unknown_format", f"unknown_format: {str(path)!r}: expected .csv, "
+                         ".csv.gz or .parquet")
+    if not path.is_file():
+        raise InputError("file_not_found", f"file_not_found: no such file {str(path)!r}")
+    try:
+        if name.endswith(".parquet"):
+            return pd.read_parquet(path)
+        t = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+    except pd.errors.EmptyDataError as err:
+        raise InputError("empty_file", f"empty_file: {str(path)!r} has no header") from err
+    except UnicodeDecodeError as err:
+        raise InputError("undecodable", f"undecodable: {str(path)!r} is not UTF-8") from err
+    except (ValueError, OSError) as err:
+        raise InputError("unreadable", f"unreadable: cannot read {str(path)!r}: {err}") from err
+    dup = sorted({c.rsplit(".", 1)[0] for c in t.columns if "." in c
+                  and c.rsplit(".", 1)[0] in t.columns and c.rsplit(".", 1)[1].isdigit()})
+    if dup:
+        raise InputError("duplicate_column", f"duplicate_column: {str(path)!r} repeats {dup}",
+                         columns=dup)
+    return t
+
+
+def _one(v):
+    if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA or v is pd.NaT:
+        return None
+    if isinstance(v, float) and v.is_integer():
+        v = int(v)
+    v = str(v).strip()
+    return v or None
+
+
+def _text(s: pd.Series) -> pd.Series:
+    """Strings with blanks as None (numbers from Parquet become their text)."""
+    return pd.Series([_one(v) for v in s.to_numpy(object)], index=s.index, dtype=object)
+
+
+def _apply(s: pd.Series, fn) -> pd.Series:
+    return pd.Series([fn(v) for v in s.to_numpy(object)], index=s.index, dtype=object)
+
+
+def flat_table(records: rec.Records) -> pd.DataFrame:
+    """Records -> one row per episode with the child's columns and ``factors`` ("A,B")."""
+    e = records.episodes.merge(records.children, on=["child_id", "year"], how="left")
+    f = records.factors.groupby(["year", "episode_id"])["factor"].agg(",".join)
+    e["factors"] = [f.get((y, k), "") for y, k in zip(e["year"], e["episode_id"], strict=True)]
+    return e[[c for c in FIELDS if c in e.columns]]
+
+
+def read_extract(path, mapping, geography: pd.DataFrame,
+                 population: pd.DataFrame | None = None, errors: str = "raise"):
+    """Read a flat child-level extract into the child-level tables.
+
+    Parameters
+    ----------
+    path : path
+        ``.csv``, ``.csv.gz`` or ``.parquet``: one row per referral (CIN episode).
+    mapping : path or dict
+        The TOML mapping (see the module docstring; :func:`load_mapping`).
+    geography, population
+        As for :func:`socialgradient.data.census_xml.read_returns`.
+    errors : ``"raise"`` or ``"report"``
+        What a value problem does.
+
+    Returns
+    -------
+    (records, report)
+        :class:`~socialgradient.data.records.Records` and a
+        :class:`~socialgradient.data.census_xml.ReadReport` (``line``: 0-based data row).
+    """
+    if errors not in ("raise", "report"):
+        raise ValueError(f"errors must be 'raise' or 'report', got {errors!r}")
+    m = load_mapping(mapping)
+    path = Path(path)
+    raw = _read(path)
+    cols, ext = m["columns"], m["extract"]
+    absent = sorted({v for v in cols.values() if v not in raw.columns})
+    if absent:
+        raise InputError("unknown_column", f"unknown_column: {str(path)!r} has no columns "
+                         f"{absent} (named in the mapping); it has {list(raw.columns)}",
+                         columns=absent)
+    n = len(raw)
+    t = pd.DataFrame(index=raw.index)
+    for f in FIELDS:
+        if f in cols:
+            s = raw[cols[f]]
+            t[f] = s if (f in DATES and pd.api.types.is_datetime64_any_dtype(s)) else _text(s)
+            if f in m["values"]:
+                vmap = {str(k): str(v).lower() if isinstance(v, bool) else str(v)
+                        for k, v in m["values"][f].items()}
+                t[f] = pd.Series([vmap.get(v, v) if v is not None else v for v in t[f]],
+                                 index=t.index, dtype=object)
+        elif f in ext:
+            t[f] = str(ext[f])
+        else:
+            t[f] = None
+    problems = []
+
+    def add(mask, rule, field, values=None):
+        idx = np.flatnonzero(np.asarray(mask, bool))
+        vals = t[field].to_numpy(object)[idx] if values is None else values
+        problems.extend(zip(idx, [rule] * len(idx), [field] * len(idx), vals, strict=True))
+
+    for f in ("child_id", "referral_date", "date_of_birth", "la"):
+        add(t[f].isna(), "missing_value", f)
+    fmt = ext.get("date_format", "%Y-%m-%d")
+    for f in DATES:
+        s = t[f]
+        if not pd.api.types.is_datetime64_any_dtype(s):
+            parsed = pd.to_datetime(s, format=fmt, errors="coerce")
+            add(s.notna() & parsed.isna(), "bad_date", f)
+            t[f] = parsed
+    if "year" in cols or "year" in ext:
+        y = pd.to_numeric(t["year"], errors="coerce")
+        add(t["year"].notna() & (y.isna() | (y % 1 != 0)), "unknown_code", "year")
+    else:
+        r = t["referral_date"]
+        y = r.dt.year + (r.dt.month >= 4)
+    t["year"] = y
+    g = _apply(t["gender"], lambda v: cx.GENDER_CODES.get(v, v) if v is not None else cx.UNKNOWN)
+    add(~g.isin(["M", "F", cx.UNKNOWN]), "unknown_code", "gender")
+    eth = _apply(t["ethnicity"], lambda v: cx.UNKNOWN if v is None else v if v in BROAD
+                 else cx.ETHNIC_CODES.get(v, "?") or cx.UNKNOWN)
+    add(eth == "?", "unknown_code", "ethnicity")
+    for f, allowed in (("referral_source", cx.SOURCE_CODES), ("cp_category", cx.CP_CODES),
+                       ("closure_reason", cx.CLOSURE_CODES)):
+        add(t[f].notna() & ~t[f].isin(list(allowed)), "unknown_code", f)
+
+    def boolean(f):
+        low = _apply(t[f], lambda v: "" if v is None else v.lower())
+        num = pd.to_numeric(low, errors="coerce")
+        ok = low.isin(TRUE | FALSE) | num.notna()
+        add(~ok, "unknown_code", f)
+        return (low.isin(TRUE) | num.gt(0)).to_numpy(bool)
+
+    nfa, repeat = boolean("referral_nfa"), boolean("repeat_cp_plan")
+    sep = ext.get("factor_separator", ",")
+    codes = _apply(t["factors"], lambda v: [c.strip() for c in v.split(sep) if c.strip()]
+                   if v is not None else [])
+    bad_f = _apply(codes, lambda cs: any(not cx.FACTOR_CODE.fullmatch(c) for c in cs)).astype(
+        bool)
+    add(bad_f, "unknown_code", "factors")
+    p = pd.DataFrame(problems, columns=["row", "rule", "field", "value"])
+    p["order"] = p["rule"].map({r: k for k, r in enumerate(RULES)})
+    p = p.sort_values(["order", "row"], kind="stable").drop(columns="order")
+    if len(p) and errors == "raise":
+        rule = p["rule"].iloc[0]
+        sub = p[p["rule"] == rule]
+        shown = "; ".join(f"row {r.row} {r.field} ({cols.get(r.field, r.field)!r}) = "
+                          f"{r.value!r}" for r in sub.head(10).itertuples())
+        more = f" (and {len(sub) - 10} more)" if len(sub) > 10 else ""
+        raise InputError(rule, f"{rule}: {len(sub)} in {str(path)!r}: {shown}{more}",
+                         rows=sub["row"].tolist(),
+                         columns=sorted({cols.get(f, f) for f in sub["field"]}))
+    reason = pd.Series(None, index=t.index, dtype=object)
+    first = p.drop_duplicates("row")
+    reason.iloc[first["row"].to_numpy(np.int64)] = first["rule"].to_numpy()
+    age = cx._age(t["date_of_birth"], t["year"].fillna(0))
+    band = cx._band(np.nan_to_num(age, nan=-1))
+    reason = reason.where(reason.notna() | pd.notna(band), "age_out_of_range")
+    bad = reason.notna().to_numpy()
+
+    ok = t[~bad].copy()
+    ok["year"] = ok["year"].astype(np.int64)
+    ok["la_child_id"] = ok["child_id"]
+    ok["child_id"] = ok["la"] + "/" + ok["la_child_id"]
+    ok["age"], ok["age_band"] = age[~bad].astype(np.int64), band[~bad]
+    ok["gender"], ok["ethnicity"] = g[~bad], eth[~bad]
+    ok["referral_nfa"], ok["repeat_cp_plan"] = nfa[~bad], repeat[~bad]
+    ok["episode_id"] = ok["episode_id"].where(
+        ok["episode_id"].notna(), ok["child_id"] + "/" + ok["referral_date"].dt.strftime(
+            "%Y-%m-%d"))
+    ok["has_episode"] = True
+    fac = pd.DataFrame([(r, c) for r, cs in codes[~bad].items() for c in cs],
+                       columns=["row", "factor"])
+    child_lsoa = ok[["la", "year", "la_child_id", "lsoa"]].rename(
+        columns={"la_child_id": "child_id"}).drop_duplicates()
+    la = ok.loc[ok["looked_after_start"].notna(), ["la", "year", "la_child_id",
+                                                    "looked_after_start"]]
+    la = la.rename(columns={"la_child_id": "child_id"})
+    records, unmatched = cx.build_records(ok, fac, child_lsoa, geography, population, la,
+                                          source=f"flat extract {path.name}")
+    ex = t[bad]
+    ex_rec = pd.DataFrame({"file": str(path), "line": np.flatnonzero(bad), "la": ex["la"],
+                           "la_child_id": ex["child_id"], "referral_date": ex["referral_date"],
+                           "reason": reason[bad],
+                           "element": first.set_index("row")["field"].reindex(
+                               np.flatnonzero(bad)).to_numpy(object),
+                           "value": first.set_index("row")["value"].reindex(
+                               np.flatnonzero(bad)).to_numpy(object)}).reset_index(drop=True)
+    excluded = {r: int((reason == r).sum()) for r in (*RULES, "age_out_of_range")}
+    report = cx.ReadReport(
+        files=(path,), children=int(t["child_id"].nunique()), episodes=n,
+        passed=int((~bad).sum()), excluded=excluded, excluded_records=ex_rec,
+        children_excluded=int(t.loc[bad, "child_id"].nunique()),
+        looked_after_unmatched=unmatched)
+    return records, report
