@@ -6,6 +6,9 @@
 * ``data build SHARED_DIR --out FILE.parquet [--report report.json] [--la-year Y]``:
   assemble the neighbourhood table of every English LSOA from the public source files
   (:mod:`socialgradient.data.build`), with a linkage report.
+* ``census write|aggregate|extract``: CIN Census XML returns and flat child-level extracts
+  (:mod:`socialgradient.data.census_xml`, :mod:`socialgradient.data.extracts`) linked to
+  LSOAs and aggregated to a neighbourhood table for ``fit``, with a read + linkage report.
 * ``run``: the main job. Fits the national negative-binomial model of referrals on the
   embedded default data, plus the Poisson model for a LOO comparison, and prints the
   headline table and verdict.
@@ -60,6 +63,7 @@ def parser() -> argparse.ArgumentParser:
     _sampling_args(f)
 
     _data_parser(sub)
+    _census_parser(sub)
 
     r = sub.add_parser("run", help="the main job on the embedded default data")
     r.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -84,6 +88,114 @@ def _data_parser(sub) -> None:
                    help="DfE reporting year of the LA geography (default: the latest)")
     b.add_argument("--no-city-merge", action="store_true",
                    help="keep City of London apart from Hackney")
+
+
+def _census_parser(sub) -> None:
+    c = sub.add_parser("census", help="CIN Census XML returns and flat extracts -> "
+                       "neighbourhood table")
+    csub = c.add_subparsers(dest="census_command", required=True)
+    w = csub.add_parser("write", help="simulate records and write them as CIN Census XML "
+                        "returns (one per LA per year) with child_lsoa.csv, looked_after.csv, "
+                        "population.parquet and geography.parquet")
+    w.add_argument("--out", type=Path, required=True)
+    w.add_argument("--seed", type=int, default=2021)
+    w.add_argument("--scale", type=float, default=1.0)
+    w.add_argument("--years", type=int, nargs="+", default=[2019])
+    w.add_argument("--la", nargs="+", help="only these LA codes")
+
+    def common(p):
+        p.add_argument("--geography", type=Path, required=True, help="LSOA lookup: lsoa, la, "
+                       "income, children, rural (e.g. neighbourhoods.parquet)")
+        p.add_argument("--population", type=Path, help="denominators: year, lsoa, la, "
+                       "age_band, gender, ethnicity, children (default: the geography's "
+                       "children, no strata)")
+        p.add_argument("--out", type=Path, required=True, help="neighbourhood table "
+                       "(.parquet or .csv): model input, unprotected LSOA counts")
+        p.add_argument("--by", nargs="*", default=[], help="strata (age_band, gender, "
+                       "ethnicity, year); default none")
+        p.add_argument("--report", type=Path, help="read + linkage report (JSON)")
+        p.add_argument("--errors", choices=("raise", "report"), default="raise",
+                       help="a record problem stops the run (raise) or is reported")
+
+    a = csub.add_parser("aggregate", help="XML returns -> linked LSOA counts")
+    a.add_argument("returns", type=Path, nargs="+", help="XML files or folders of them")
+    a.add_argument("--child-lsoa", type=Path, required=True, help="la, child_id (LAchildID), "
+                   "lsoa[, year] (CSV or Parquet)")
+    a.add_argument("--looked-after", type=Path, help="la, child_id, looked_after_start[, year]")
+    a.add_argument("--lea-codes", type=Path, help="DfE table with old_la_code, new_la_code")
+    common(a)
+    e = csub.add_parser("extract", help="flat child-level table -> linked LSOA counts")
+    e.add_argument("extract", type=Path, help="CSV or Parquet, one row per referral")
+    e.add_argument("--mapping", type=Path, required=True, help="TOML column mapping")
+    common(e)
+
+
+def _census(args) -> int:
+    from socialgradient.data import census_xml, extracts, linkage, schema
+
+    if args.census_command == "write":
+        from socialgradient.data import records
+
+        rec = records.simulate_records(seed=args.seed, years=args.years, scale=args.scale)
+        if args.la:
+            keep = rec.children["la"].isin(args.la)
+            eps = rec.episodes.merge(rec.children.loc[keep, ["child_id", "year"]])
+            rec = records.Records(children=rec.children[keep], episodes=eps,
+                                  factors=rec.factors[rec.factors["episode_id"].isin(
+                                      eps["episode_id"])], population=rec.population,
+                                  geography=rec.geography, truth=rec.truth)
+        paths = census_xml.write_returns(rec, args.out, seed=args.seed)
+        from socialgradient.files import atomic_write
+
+        for name, df in (("population", rec.population), ("geography", rec.geography)):
+            atomic_write(args.out / f"{name}.parquet",
+                         lambda tmp, df=df: df.to_parquet(tmp, index=False))
+        print(f"wrote {len(paths)} CIN returns ({len(rec.children)} children) and "
+              f"child_lsoa.csv, looked_after.csv, population.parquet, geography.parquet "
+              f"to {args.out}")
+        return 0
+    geography = schema.read_table(args.geography)
+    population = schema.read_table(args.population) if args.population else None
+    if population is None and args.by:
+        raise ValueError(f"--by {' '.join(args.by)} needs --population with those strata")
+    if args.census_command == "aggregate":
+        lea = census_xml.lea_codes_from_dfe(args.lea_codes) if args.lea_codes else None
+        recs, read = census_xml.read_returns(args.returns, args.child_lsoa, geography,
+                                             population, looked_after=args.looked_after,
+                                             lea_codes=lea, errors=args.errors)
+    else:
+        recs, read = extracts.read_extract(args.extract, args.mapping, geography, population,
+                                           errors=args.errors)
+    table, report = linkage.aggregate(recs, by=args.by)
+    counts = [c for c in table.columns if c in linkage.THRESHOLD_COLUMNS]
+    stratum = args.by[0] if len(args.by) == 1 else None
+    if len(args.by) <= 1:
+        schema.validate(table, counts, stratum)
+    import json as _json
+
+    from socialgradient.files import atomic_write
+
+    suffix = args.out.name.lower()
+    if suffix.endswith(".parquet"):
+        atomic_write(args.out, lambda tmp: table.to_parquet(tmp, index=False))
+    elif suffix.endswith((".csv", ".csv.gz")):
+        atomic_write(args.out, lambda tmp: table.to_csv(tmp, index=False))
+    else:
+        raise ValueError(f"--out must end in .parquet, .csv or .csv.gz: {args.out}")
+    summary = {"read": read.to_dict(), "linkage": report.to_dict(),
+               "note": "unprotected LSOA counts: model input for `socialgradient fit` inside "
+                       "the secure environment; export only through the disclosure gate"}
+    if args.report:
+        text = _json.dumps(summary, indent=1, default=str) + "\n"
+        atomic_write(args.report, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    print(f"read {read.episodes} episodes of {read.children} children in {len(read.files)} "
+          f"file(s): {read.passed} passed, excluded {sum(read.excluded.values())} "
+          f"{ {k: v for k, v in read.excluded.items() if v} }; linked {report.linked}, "
+          f"unlinked {sum(report.unlinked.values())} "
+          f"{ {k: v for k, v in report.unlinked.items() if v} }")
+    print(f"wrote {args.out} ({len(table)} rows)" + (f" and {args.report}" if args.report
+                                                      else ""))
+    return 0
 
 
 def _data(args) -> int:
@@ -150,6 +262,8 @@ def _dispatch(args) -> int:
 
     if args.command == "data":
         return _data(args)
+    if args.command == "census":
+        return _census(args)
     if args.command == "simulate":
         if not args.records and (args.years or args.geography):
             raise ValueError("--years and --geography apply to child-level records: add --records")
