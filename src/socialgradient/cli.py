@@ -65,6 +65,15 @@ def parser() -> argparse.ArgumentParser:
     _data_parser(sub)
     _census_parser(sub)
 
+    pn = sub.add_parser("panel", help="between-LA gradient on the real DfE tables (LA x year)")
+    pn.add_argument("shared_dir", type=Path, help="shared data folder (dfe_csc/, "
+                    "population_la/, iod2019/, la_lookups/, ruc2011/, boundaries/)")
+    pn.add_argument("--measure", choices=["referrals", "cin", "cpp_starts", "cla"])
+    pn.add_argument("--out", type=Path, required=True)
+    pn.add_argument("--spec", type=Path, help="TOML spec (default models/la_panel_MEASURE"
+                    ".toml if present); flags override its values")
+    _sampling_args(pn)
+
     r = sub.add_parser("run", help="the main job on the embedded default data")
     r.add_argument("--data", type=Path, default=DEFAULT_DATA)
     r.add_argument("--spec", type=Path, default=DEFAULT_SPEC)
@@ -264,6 +273,10 @@ def _dispatch(args) -> int:
         return _data(args)
     if args.command == "census":
         return _census(args)
+    if args.command == "panel":
+        from socialgradient.panel import panel_command
+
+        return panel_command(args)
     if args.command == "simulate":
         if not args.records and (args.years or args.geography):
             raise ValueError("--years and --geography apply to child-level records: add --records")

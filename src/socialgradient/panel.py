@@ -59,7 +59,8 @@ import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
 
-from socialgradient.panel_data import FIRST_YEAR, MEASURES
+from socialgradient.data.sources_geo import DFE_MERGES
+from socialgradient.panel_data import FIRST_YEAR, MEASURES, model_inputs, panel_hash
 from socialgradient.spec import FAMILIES, Sampling, _check_keys
 
 CHANGES = ("walk", "linear", "none")
@@ -123,21 +124,6 @@ def load_panel_spec(path) -> PanelSpec:
         return PanelSpec.from_dict(tomllib.load(f))
 
 
-def model_inputs(panel: pd.DataFrame) -> dict:
-    """Arrays for the model: LAs and years of the panel, the observed cells' indices."""
-    la = np.array(sorted(panel["la"].unique()), dtype=str)
-    years = np.array(sorted(panel["year"].unique()), dtype=int)
-    obs = panel[panel["observed"]]
-    m = panel.drop_duplicates("la").set_index("la")["m"].reindex(la).to_numpy(float)
-    return {
-        "la": la, "year": years, "m": m,
-        "la_index": np.searchsorted(la, obs["la"].to_numpy(str)),
-        "year_index": np.searchsorted(years, obs["year"].to_numpy(int)),
-        "y": obs["count"].to_numpy().astype(np.int64),
-        "exposure": obs["exposure"].to_numpy(float),
-    }
-
-
 def build_panel_model(panel: pd.DataFrame, spec: PanelSpec) -> pm.Model:
     """The LA panel model (module docstring) of an assembled panel.
 
@@ -188,12 +174,6 @@ def build_panel_model(panel: pd.DataFrame, spec: PanelSpec) -> pm.Model:
         else:
             pm.Poisson("y", mu=mu, observed=d["y"], dims="obs")
     return model
-
-
-def panel_hash(panel: pd.DataFrame) -> str:
-    cols = ["la", "year", "count", "exposure", "m", "observed"]
-    text = panel[cols].to_csv(index=False).encode()
-    return hashlib.sha256(text).hexdigest()[:16]
 
 
 def fit_panel(panel: pd.DataFrame, spec: PanelSpec, report: dict | None = None,
@@ -369,25 +349,50 @@ def write_panel(tree: xr.DataTree, panel: pd.DataFrame, out, boundaries=None) ->
     text("panel.csv", panel.to_csv(index=False))
     text("panel_report.json", json.dumps(json.loads(tree.attrs["report"]), indent=2) + "\n")
     text("gradient_by_year.csv", gradient_by_year(tree).to_csv(index=False))
-    las = la_table(tree, panel)
-    text("la_effects.csv", las.to_csv(index=False))
+    text("la_effects.csv", (las := la_table(tree, panel)).to_csv(index=False))
     text("summary.json", json.dumps(summary, indent=2, default=float) + "\n")
-    save(tree, out / "posterior.nc")
-    paths["posterior.nc"] = out / "posterior.nc"
+    save(tree, paths.setdefault("posterior.nc", out / "posterior.nc"))
     figures = {"gradient_by_year.png": plot_gradient(tree),
                "la_scatter.png": plot_scatter(tree, panel)}
     if boundaries is not None and Path(boundaries).is_file():
         polygons = read_boundaries(boundaries)
-        coded, match = map_units(polygons, las["la"])
+        merged = json.loads(tree.attrs["spec"]).get("dfe_merges")
+        coded, match = map_units(polygons, las["la"], DFE_MERGES if merged else ())
         text("map_report.json", json.dumps(match, indent=2) + "\n")
         figures["la_map.png"] = plot_map(
             las.set_index("la")["la_effect_median"], coded,
             f"LA effects, {tree.attrs['measure']}: log rate ratio to the gradient line",
             "LA effect (log scale)")
     import matplotlib.pyplot as plt
-
     for name, fig in figures.items():
         paths[name] = atomic_write(out / name, lambda p, f=fig: f.savefig(p, dpi=120,
                                                                            format="png"))
         plt.close(fig)
     return {"summary": summary, "paths": paths}
+
+
+def panel_command(args) -> int:
+    """``socialgradient panel SHARED_DIR --out DIR [--measure M] [--spec TOML] ...``."""
+    from socialgradient.panel_data import build_panel
+
+    root = Path(__file__).resolve().parents[2] / "models"
+    default = root / f"la_panel_{args.measure or 'referrals'}.toml"
+    spec = load_panel_spec(args.spec) if args.spec else \
+        load_panel_spec(default) if default.is_file() else PanelSpec()
+    spec = spec.replace(measure=args.measure, family=args.family, draws=args.draws,
+                        tune=args.tune, chains=args.chains, seed=args.seed, sampler=args.sampler)
+    start = time.perf_counter()
+    panel, report = build_panel(args.shared_dir, spec.measure, spec.first_year,
+                                spec.last_year or None, DFE_MERGES if spec.dfe_merges else ())
+    print(f"panel {spec.measure}: {report['las']} LAs, years {report['years']}; "
+          f"{report['observed']} cells observed, excluded {report['excluded']}")
+    tree = fit_panel(panel, spec, report, progressbar=not args.no_progress)
+    boundaries = Path(args.shared_dir) / "boundaries" / \
+        "Counties_and_Unitary_Authorities_Dec2020_UK_BUC.geojson"
+    result = write_panel(tree, panel, args.out, boundaries)
+    print(gradient_by_year(tree).round(3).to_string(index=False))
+    diag = result["summary"]["diagnostics"]
+    print(f"verdict {diag['verdict']} {diag['reasons']}; R-hat max {diag['rhat_max']:.3f}, "
+          f"ESS bulk min {diag['ess_bulk_min']:.0f}, divergences {diag['divergences']}; "
+          f"{time.perf_counter() - start:.0f} s; outputs in {args.out}/")
+    return 0 if diag["verdict"] != "FAIL" else 1

@@ -25,6 +25,7 @@ Nothing is dropped silently: excluded cells stay in the table, counted in the re
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -172,6 +173,27 @@ def assemble_panel(counts: pd.DataFrame, population: pd.DataFrame, deprivation: 
     }
     assert report["observed"] + sum(report["excluded"].values()) == report["cells"]
     return panel[[*COLUMNS, "members"]], report
+
+
+def model_inputs(panel: pd.DataFrame) -> dict:
+    """Arrays for the model: LAs and years of the panel, the observed cells' indices."""
+    la = np.array(sorted(panel["la"].unique()), dtype=str)
+    years = np.array(sorted(panel["year"].unique()), dtype=int)
+    obs = panel[panel["observed"]]
+    m = panel.drop_duplicates("la").set_index("la")["m"].reindex(la).to_numpy(float)
+    return {
+        "la": la, "year": years, "m": m,
+        "la_index": np.searchsorted(la, obs["la"].to_numpy(str)),
+        "year_index": np.searchsorted(years, obs["year"].to_numpy(int)),
+        "y": obs["count"].to_numpy().astype(np.int64),
+        "exposure": obs["exposure"].to_numpy(float),
+    }
+
+
+def panel_hash(panel: pd.DataFrame) -> str:
+    cols = ["la", "year", "count", "exposure", "m", "observed"]
+    text = panel[cols].to_csv(index=False).encode()
+    return hashlib.sha256(text).hexdigest()[:16]
 
 
 def shared_paths(shared_dir) -> dict[str, Path]:
