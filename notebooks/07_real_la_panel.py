@@ -109,13 +109,13 @@ print(gradient_by_year(tree).round(3).to_string(index=False))
 summary = summarise_panel(tree, diagnostics)
 print("change, last vs first year (ratio of gradients):",
       json.dumps(summary["gradient_ratio_last_vs_first"]))
-plot_gradient(tree);
+fig_gradient = plot_gradient(tree)
 
 # %% [markdown]
 # ## LA rates against LA deprivation, with the fitted line
 
 # %%
-plot_scatter(tree, panel);
+fig_scatter = plot_scatter(tree, panel)
 
 # %% [markdown]
 # ## LAs furthest above and below the gradient line
