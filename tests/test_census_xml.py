@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import xml.etree.ElementTree as ET  # noqa: N817
+import xml.etree.ElementTree as ET
 
 import pandas as pd
 import pytest
@@ -53,7 +53,8 @@ def read_text(tmp_path, recs, text, child_lsoa, name="E00000000_2019.xml", **kw)
 def test_one_file_per_la_per_year_in_the_census_layout(recs, returns):
     out, paths = returns
     assert len(paths) == recs.children.groupby(["la", "year"]).ngroups
-    assert (out / "child_lsoa.csv").exists() and (out / "looked_after.csv").exists()
+    assert (out / "child_lsoa.csv").exists()
+    assert (out / "looked_after.csv").exists()
     root = ET.parse(paths[0]).getroot()
     la, year = paths[0].stem.split("_")
     assert root.tag == "Message"
@@ -68,7 +69,8 @@ def test_one_file_per_la_per_year_in_the_census_layout(recs, returns):
         assert child.findtext("ChildIdentifiers/GenderCurrent") in ("1", "2")
         assert child.findtext("ChildCharacteristics/Ethnicity") in cx.ETHNIC_CODES
         for d in child.findall("CINdetails"):
-            assert d.findtext("CINreferralDate") and d.findtext("ReferralNFA") in ("0", "1")
+            assert d.findtext("CINreferralDate")
+            assert d.findtext("ReferralNFA") in ("0", "1")
             for f in d.iterfind("Assessments/FactorsIdentifiedAtAssessment/AssessmentFactors"):
                 assert cx.FACTOR_CODE.fullmatch(f.text)
             for p in d.findall("ChildProtectionPlans"):
@@ -83,7 +85,8 @@ def test_round_trip_aggregates_equal_the_original(recs, returns):
     back, read = cx.read_returns(out, out / "child_lsoa.csv", recs.geography, recs.population,
                                  looked_after=out / "looked_after.csv")
     assert read.episodes == read.passed == len(recs.episodes)
-    assert sum(read.excluded.values()) == 0 and read.looked_after_unmatched == 0
+    assert sum(read.excluded.values()) == 0
+    assert read.looked_after_unmatched == 0
     assert set(back.children["ethnicity"]) <= set(recs.children["ethnicity"])
     for by in (("age_band",), ()):
         a, ra = linkage.aggregate(recs, by=by)
@@ -104,10 +107,11 @@ def test_malformed_xml_names_file_and_line(tmp_path, recs, small):
     with pytest.raises(InputError) as err:
         read_text(tmp_path, recs, "\n".join(lines), cl, name="bad.xml")
     assert err.value.rule == "malformed_xml"
-    assert "bad.xml" in str(err.value) and f"line {k + 1}" in str(err.value)
+    assert "bad.xml" in str(err.value)
+    assert f"line {k + 1}" in str(err.value)
 
 
-@pytest.mark.parametrize("pattern, new, rule, element", [
+@pytest.mark.parametrize(("pattern", "new", "rule", "element"), [
     (r"<CINreferralDate>[^<]*</CINreferralDate>", "", "missing_element", "CINreferralDate"),
     (r"<PersonBirthDate>[^<]*<", "<PersonBirthDate>2010-13-45<", "bad_date", "PersonBirthDate"),
     (r"<Ethnicity>[^<]*<", "<Ethnicity>XXXX<", "unknown_code", "Ethnicity"),
@@ -120,10 +124,12 @@ def test_record_problems_raise_or_go_to_the_report(tmp_path, recs, small, patter
     with pytest.raises(InputError) as err:
         read_text(tmp_path, recs, bad, cl, name="bad.xml")
     assert err.value.rule == rule
-    assert "bad.xml" in str(err.value) and child_id in str(err.value)
+    assert "bad.xml" in str(err.value)
+    assert child_id in str(err.value)
     assert element in str(err.value)
     back, read = read_text(tmp_path, recs, bad, cl, name="bad.xml", errors="report")
-    assert read.excluded[rule] == 1 and read.passed == read.episodes - 1
+    assert read.excluded[rule] == 1
+    assert read.passed == read.episodes - 1
     assert read.excluded_records["la_child_id"].tolist() == [child_id]
     assert len(back.episodes) == read.passed
 
@@ -141,7 +147,8 @@ def test_unborn_and_unlinkable_children_are_reported_not_dropped(tmp_path, recs,
     block = text[start:text.index("</CINdetails>", start) + len("</CINdetails>")]
     text = text[:start] + block + "\n" + text[start:]  # the same episode twice
     back, read = read_text(tmp_path, recs, text, cl)
-    assert read.excluded["unborn"] == 1 and read.passed == read.episodes - 1
+    assert read.excluded["unborn"] == 1
+    assert read.passed == read.episodes - 1
     _, report = linkage.link(back)
     assert report.read == read.passed
     assert report.unlinked["la_mismatch"] == 1
@@ -157,7 +164,8 @@ def test_lea_numbers_need_a_map(tmp_path, recs, small):
         read_text(tmp_path, recs, text, cl)
     assert err.value.rule == "unknown_lea"
     back, read = read_text(tmp_path, recs, text, cl, lea_codes={"999": la})
-    assert read.passed == read.episodes and set(back.children["la"]) == {la}
+    assert read.passed == read.episodes
+    assert set(back.children["la"]) == {la}
 
 
 def test_not_a_return(tmp_path, recs, small):
