@@ -171,7 +171,7 @@ def write(
             derived={"rate_per_10k": "cases"},
             rule=rule or disclosure.Rule(),
         ),
-        "ppc": atomic_write(out / "ppc.json", lambda p: Path(p).write_text(ppc_json(tree))),
+        "ppc_json": atomic_write(out / "ppc.json", lambda p: Path(p).write_text(ppc_json(tree))),
     }
     fit.save(tree, out / "posterior.nc")
     paths["posterior"] = out / "posterior.nc"

@@ -90,8 +90,8 @@ def _years(series: pd.Series, source: str) -> np.ndarray:
     text = series.astype(object).where(series.notna(), "").astype(str).str.strip()
     four = text.str.fullmatch(r"[0-9]{4}").to_numpy(bool)
     six = text.str.fullmatch(r"[0-9]{6}").to_numpy(bool)  # 201819: year ending in 2019
-    six = six & np.array([not s or (int(t[:4]) + 1) % 100 == int(t[4:]) for t, s in zip(text, six)],
-                    dtype=bool)  # 201899 is no financial year
+    six = six & np.array([not s or (int(t[:4]) + 1) % 100 == int(t[4:])
+                          for t, s in zip(text, six, strict=True)], dtype=bool)  # not 201899
     bad = ~(four | six)
     if bad.any():
         rows = np.flatnonzero(bad)
