@@ -18,13 +18,16 @@ import xarray as xr
 
 from socialgradient.gradients import SAMPLE_DIMS
 
-PARAMETERS = ("a", "b_w", "b_b", "b_x", "la_sd", "la_corr", "phi", "la_effect")
+PARAMETERS = ("a", "b_w", "b_b", "b_x", "la_sd", "la_corr", "phi", "la_effect", "stratum_offset")
 PASS = {"rhat": 1.01, "ess": 400, "ebfmi": 0.3}
 FAIL = {"rhat": 1.05, "ess": 100, "divergent_share": 0.01}
 
 
-def diagnose(tree: xr.DataTree) -> dict:
-    """Convergence diagnostics and a PASS/WARN/FAIL verdict.
+def diagnose(tree: xr.DataTree, parameters=PARAMETERS) -> dict:
+    """Convergence diagnostics and a PASS/WARN/FAIL verdict over ``parameters``.
+
+    ``parameters`` names the posterior variables checked (those absent are skipped);
+    the default covers the national model, including every LA's intercept and slope.
 
     Returns
     -------
@@ -34,7 +37,7 @@ def diagnose(tree: xr.DataTree) -> dict:
         ``reasons`` (list of str; empty for PASS).
     """
     post = tree["posterior"].to_dataset()
-    post = post[[v for v in PARAMETERS if v in post]]
+    post = post[[v for v in parameters if v in post]]
     rhat = az.rhat(post)
     bulk = az.ess(post, method="bulk")
     tail = az.ess(post, method="tail")

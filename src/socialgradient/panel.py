@@ -228,11 +228,7 @@ def diagnose_panel(tree: xr.DataTree) -> dict:
     model's parameters: a, b, la_sd, phi, every LA effect, year effect and gradient change."""
     from socialgradient import checks
 
-    saved, checks.PARAMETERS = checks.PARAMETERS, PARAMETERS  # diagnose reads this global
-    try:
-        return checks.diagnose(tree)
-    finally:
-        checks.PARAMETERS = saved
+    return checks.diagnose(tree, PARAMETERS)
 
 
 def _quantiles(draws: xr.DataArray) -> pd.DataFrame:
