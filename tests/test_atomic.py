@@ -385,8 +385,6 @@ def test_data_build_write_is_idempotent_and_atomic(tmp_path, monkeypatch):
     assert snapshot(out) == before
 
 
-@pytest.mark.xfail(strict=True, reason="build.write writes report.json through a fixed temp "
-                   "name without removing it on failure (src/socialgradient/data/build.py)")
 def test_data_build_report_failure_leaves_no_temp(tmp_path, monkeypatch):
     from test_sources import make_shared
 

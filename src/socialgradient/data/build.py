@@ -32,6 +32,7 @@ The table written holds LSOA-level copies of public data: keep it out of the rep
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 
@@ -54,6 +55,7 @@ from socialgradient.data.sources import (
     read_ruc,
 )
 from socialgradient.data.sources_base import check_codes, fail
+from socialgradient.files import atomic_write
 
 COLUMNS = ["lsoa", "la", "la_name", "children", "income", "rural", "lsoa_name", "lad",
            "lad_name", "utla19", "ruc11cd", "imd_score", "imd_rank", "idaci_rank",
@@ -189,7 +191,6 @@ def build_neighbourhoods(shared_dir, outcome_table=None, la_year: int = LATEST_Y
     geo["la"] = la.to_numpy(object)
     names = {**utla_name, **la_names(la_year)}
     geo["la_name"] = geo["la"].map(names)
-    geo["children"] = geo["children"].astype(np.int64)
     geo["rural"] = geo["rural"].astype(bool)
     for col in COLUMNS:
         if col not in geo.columns:
@@ -263,22 +264,16 @@ def write(table: pd.DataFrame, report: dict, out, report_path=None) -> None:
     name = out.name.lower()
     if not name.endswith((".parquet", ".csv", ".csv.gz")):
         raise fail("unknown_format", f"{str(out)!r}: expected .parquet, .csv or .csv.gz")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    try:
-        if name.endswith(".parquet"):
-            table.to_parquet(tmp, index=False)
-        else:
-            table.to_csv(tmp, index=False, compression="gzip" if name.endswith(".gz") else None)
-        tmp.replace(out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    if name.endswith(".parquet"):
+        atomic_write(out, lambda p: table.to_parquet(p, index=False))
+    else:
+        text = table.to_csv(index=False).encode("utf-8")
+        if name.endswith(".gz"):  # no file name or time in the header: reruns are byte-identical
+            text = gzip.compress(text, mtime=0)
+        atomic_write(out, lambda p: Path(p).write_bytes(text))
     if report_path is not None:
-        rp = Path(report_path)
-        rp.parent.mkdir(parents=True, exist_ok=True)
-        tmp = rp.with_name(f".{rp.name}.tmp")
-        tmp.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
-        tmp.replace(rp)
+        text = json.dumps(report, indent=2, default=str) + "\n"
+        atomic_write(report_path, lambda p: Path(p).write_text(text, encoding="utf-8"))
 
 
 def summary(report: dict) -> str:
