@@ -327,12 +327,10 @@ def write_table(table: pd.DataFrame, path, *, level: str, count_columns=(), grou
         entry |= {k: result.count(k) for k in ("primary", "secondary", "rounded")}
         entry |= {"actions": result.actions[:50], "n_actions": len(result.actions)}
 
-    def write(tmp: str) -> None:
-        out.to_csv(tmp, index=False)
-        sha = hashlib.sha256(Path(tmp).read_bytes()).hexdigest()
-        _append(log, {**entry, "decision": "written", "note": note, "sha256": sha})
-
-    return atomic_write(path, write)
+    atomic_write(path, lambda tmp: out.to_csv(tmp, index=False))
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()  # logged once the file is in place
+    _append(log, {**entry, "decision": "written", "note": note, "sha256": sha})
+    return path
 
 
 def acro_crosstab(records, index, columns, *, rule=Rule(), totals=None, bundle_dir=None):
