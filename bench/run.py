@@ -738,6 +738,11 @@ def write_md(res: dict) -> None:
     if res.get("scaling"):
         L += ["## Scaling (generated tables, nutpie NB, 2 chains x 500/500, predictive groups "
               "on 200 draws)", ""] + _fit_rows(res["scaling"]) + [""]
+    if res.get("rechecks"):
+        L += ["## Re-checks at lower load (run by hand after the full run, same settings)", "",
+              "`python bench/run.py _fit --data ... --out ...` (peak RSS = ru_maxrss of the fit "
+              "process); load: " + "; ".join(res.get("recheck_load", [])), ""]
+        L += _fit_rows(res["rechecks"]) + [""]
     L += _headline_md(res)
     findings = BENCH / "findings.md"  # hand-written reading of the numbers, if present
     if findings.exists():
