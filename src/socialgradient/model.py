@@ -45,9 +45,11 @@ Speed: the likelihood is written through sufficient statistics. The :math:`y\,\e
 linear in the LA parameters, so it collapses to per-LA sums :math:`\sum y` and
 :math:`\sum y w`; the negative binomial's :math:`\log\Gamma(y+\phi)-\log\Gamma(\phi)` terms
 depend on the data only through how many LSOAs have each count. Only the
-:math:`\mu`-dependent normaliser runs over LSOAs. The resulting log density equals the
-textbook per-LSOA log-likelihood up to a constant that does not depend on the parameters
-(``tests/test_model.py`` checks this against ``pm.Poisson`` / ``pm.NegativeBinomial``).
+:math:`\mu`-dependent normaliser runs over LSOAs: rows are sorted by LA so LA effects reach
+them by ``repeat``, and it costs one ``exp`` and one ``log`` per row. The resulting log
+density equals the textbook per-LSOA log-likelihood up to a constant that does not depend
+on the parameters (``tests/test_model.py`` checks this against ``pm.Poisson`` /
+``pm.NegativeBinomial``); ``bench/results.md`` records what each step buys.
 Pointwise log-likelihood and posterior predictive draws are computed after sampling
 (:mod:`socialgradient.predict`), so no per-LSOA quantity is stored during sampling.
 """
@@ -192,10 +194,14 @@ def build_model(data: NeighbourhoodData, spec: Spec) -> pm.Model:
     idx = data.la_index
     y_sum = np.bincount(idx, weights=data.y, minlength=n_la)
     yw_sum = np.bincount(idx, weights=data.y * data.w, minlength=n_la)
+    # Rows sorted by LA, so LA effects reach rows by `repeat`, whose gradient is a contiguous
+    # segment sum (30% faster sampling than gather/scatter on England-sized data).
+    order = np.argsort(idx, kind="stable")
+    per_la = np.bincount(idx, minlength=n_la)
+    w, y = data.w[order], data.y[order]
+    log_n = np.log(data.children)[order]
     with pm.Model(coords=data.coords) as model:
         m_c = pm.Data("m_c", data.m_c, dims="la")
-        w = pm.Data("w", data.w, dims=data.row_dim)
-        log_n = pm.Data("log_children", np.log(data.children), dims=data.row_dim)
 
         a = pm.Normal("a", -4.0, 2.5)
         b_w = pm.Normal("b_w", 0.0, 1.0)
@@ -209,12 +215,12 @@ def build_model(data: NeighbourhoodData, spec: Spec) -> pm.Model:
         centre = pt.stack([a + b_b * m_c, b_w + b_x * m_c], axis=1)
         theta = pm.MvNormal("la_effect", mu=centre, chol=chol, dims=("la", "effect"))
 
-        eta = theta[idx, 0] + theta[idx, 1] * w
+        eta = pt.repeat(theta[:, 0], per_la) + pt.repeat(theta[:, 1], per_la) * w
         linear = pt.sum(theta[:, 0] * y_sum + theta[:, 1] * yw_sum)
         if data.strata:
             offset = _stratum_effect(data)
             s_idx = data.stratum_index
-            eta = eta + offset[s_idx, 0] + offset[s_idx, 1] * w
+            eta = eta + offset[s_idx[order], 0] + offset[s_idx[order], 1] * w
             s_y = np.bincount(s_idx, weights=data.y, minlength=len(data.strata))
             s_yw = np.bincount(s_idx, weights=data.y * data.w, minlength=len(data.strata))
             linear = linear + pt.sum(offset[:, 0] * s_y + offset[:, 1] * s_yw)
@@ -225,12 +231,13 @@ def build_model(data: NeighbourhoodData, spec: Spec) -> pm.Model:
             phi = pm.Deterministic("phi", 1.0 / pt.square(inv_sqrt_phi))
             values, counts = np.unique(data.y, return_counts=True)
             lgamma_part = pt.sum(counts * (pt.gammaln(values + phi) - pt.gammaln(phi)))
-            log_mu_plus_phi = pt.logaddexp(log_n + eta, pt.log(phi))
+            # log(mu + phi), not logaddexp: one exp and one log per row (25% faster sampling).
+            log_mu_plus_phi = pt.log(pt.exp(log_n + eta) + phi)
             loglik = (
                 lgamma_part
                 + len(data.y) * phi * pt.log(phi)
                 + linear
-                - pt.sum((data.y + phi) * log_mu_plus_phi)
+                - pt.sum((y + phi) * log_mu_plus_phi)
             )
         else:
             raise ValueError(f"unknown family {spec.family!r}: use 'negbin' or 'poisson'")
