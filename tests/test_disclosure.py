@@ -300,7 +300,8 @@ def test_derived_rates_are_blanked_with_their_counts(tmp_path):
     )
     out = pd.read_csv(path)
     hidden = out["cases"].isna()
-    assert hidden[0] and hidden.sum() == 2  # primary A plus one complement (total published)
+    assert hidden[0]
+    assert hidden.sum() == 2  # primary A plus one complement (the total is published)
     assert out["rate"].isna().tolist() == hidden.tolist()
     with pytest.raises(ValueError, match="undo rounding"):
         protect(table, ["cases"], ["la"], Rule(round_to=5), derived={"rate": "cases"})

@@ -10,7 +10,7 @@ import pytensor.tensor as pt
 import pytest
 
 from socialgradient.data.synthetic import simulate
-from socialgradient.model import EFFECTS, NeighbourhoodData, build_model
+from socialgradient.model import EFFECTS, NeighbourhoodData, build_model, dispersion, la_effects
 from socialgradient.spec import Spec
 
 N_LA = 15
@@ -26,25 +26,15 @@ def data() -> NeighbourhoodData:
 
 
 def reference_model(data: NeighbourhoodData, family: str) -> pm.Model:
-    """The same priors as ``build_model`` with a textbook per-LSOA likelihood."""
+    """The same priors (``la_effects``) with a textbook per-LSOA likelihood."""
     with pm.Model(coords=data.coords) as model:
-        a = pm.Normal("a", -4.0, 2.5)
-        b_w = pm.Normal("b_w", 0.0, 1.0)
-        b_b = pm.Normal("b_b", 0.0, 1.0)
-        b_x = pm.Normal("b_x", 0.0, 1.0)
-        chol, _, _ = pm.LKJCholeskyCov(
-            "la_cov", eta=2.0, n=2, sd_dist=pm.HalfNormal.dist(sigma=np.array([1.0, 0.5]), size=2)
-        )
-        centre = pt.stack([a + b_b * data.m_c, b_w + b_x * data.m_c], axis=1)
-        theta = pm.MvNormal("la_effect", mu=centre, chol=chol, dims=("la", "effect"))
+        theta = la_effects(data)
         idx = data.la_index
         mu = data.children * pt.exp(theta[idx, 0] + theta[idx, 1] * data.w)
         if family == "poisson":
             pm.Poisson("y", mu=mu, observed=data.y, dims="lsoa")
         else:
-            inv_sqrt_phi = pm.HalfNormal("inv_sqrt_phi", 1.0)
-            phi = 1.0 / pt.square(inv_sqrt_phi)
-            pm.NegativeBinomial("y", mu=mu, alpha=phi, observed=data.y, dims="lsoa")
+            pm.NegativeBinomial("y", mu=mu, alpha=dispersion(), observed=data.y, dims="lsoa")
     return model
 
 

@@ -23,4 +23,5 @@ def test_notebooks_are_jupytext_percent_scripts():
     assert NOTEBOOKS
     for notebook in NOTEBOOKS:
         text = notebook.read_text()
-        assert "format_name: percent" in text and "# %%" in text, notebook.name
+        assert "format_name: percent" in text, notebook.name
+        assert "# %%" in text, notebook.name

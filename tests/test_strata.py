@@ -11,7 +11,7 @@ import pytest
 import socialgradient.api as sg
 from socialgradient.data.schema import InputError, validate
 from socialgradient.deprivation import decompose
-from socialgradient.model import NeighbourhoodData, build_model
+from socialgradient.model import NeighbourhoodData, build_model, dispersion, la_effects
 from socialgradient.spec import Spec
 
 MODE = "FAST_COMPILE"
@@ -97,15 +97,7 @@ def test_logp_equals_textbook_stratified_model(table, family):
     data = NeighbourhoodData.from_table(table, "referrals", "age_band")
     model = build_model(data, Spec("referrals", family=family, stratum="age_band"))
     with pm.Model(coords=model.coords) as ref:
-        a = pm.Normal("a", -4.0, 2.5)
-        b_w = pm.Normal("b_w", 0.0, 1.0)
-        b_b = pm.Normal("b_b", 0.0, 1.0)
-        b_x = pm.Normal("b_x", 0.0, 1.0)
-        chol, _, _ = pm.LKJCholeskyCov(
-            "la_cov", eta=2.0, n=2, sd_dist=pm.HalfNormal.dist(sigma=np.array([1.0, 0.5]), size=2)
-        )
-        centre = pt.stack([a + b_b * data.m_c, b_w + b_x * data.m_c], axis=1)
-        theta = pm.MvNormal("la_effect", mu=centre, chol=chol, dims=("la", "effect"))
+        theta = la_effects(data)
         raw = pm.Normal(
             "stratum_offset", 0, np.array([1.0, 0.5]), dims=("stratum_contrast", "effect")
         )
@@ -116,8 +108,7 @@ def test_logp_equals_textbook_stratified_model(table, family):
         if family == "poisson":
             pm.Poisson("y", mu=mu, observed=data.y)
         else:
-            phi = 1.0 / pt.square(pm.HalfNormal("inv_sqrt_phi", 1.0))
-            pm.NegativeBinomial("y", mu=mu, alpha=phi, observed=data.y)
+            pm.NegativeBinomial("y", mu=mu, alpha=dispersion(), observed=data.y)
     rng = np.random.default_rng(2)
     start = model.initial_point()
     points = [{k: v + rng.normal(0, 0.3, np.shape(v)) for k, v in start.items()} for _ in range(5)]
@@ -130,7 +121,11 @@ def test_logp_equals_textbook_stratified_model(table, family):
 
 def test_stratum_gradients_recovered(table):
     tree = sg.fit(
-        table, Spec("referrals", stratum="age_band"), draws=250, tune=250, chains=2,
+        table,
+        Spec("referrals", stratum="age_band"),
+        draws=250,
+        tune=250,
+        chains=2,
         progressbar=False,
     )
     assert tree["log_likelihood"]["referrals"].dims == ("chain", "draw", "cell")

@@ -25,7 +25,7 @@ import xarray as xr
 from socialgradient import predict
 from socialgradient.files import atomic_write
 from socialgradient.model import NeighbourhoodData, build_model
-from socialgradient.spec import Spec
+from socialgradient.spec import Sampling, Spec
 
 #: Draws (all chains together) kept for the pointwise log-likelihood and replicates.
 MAX_PREDICTIVE_DRAWS = 1000
@@ -72,7 +72,17 @@ def fit(
         ``posterior_predictive`` with dims (chain, draw, lsoa).
     """
     model = build_model(data, spec)
-    s = spec.sampling
+    tree, compile_seconds, sampling_seconds = sample(model, spec.sampling, progressbar)
+    return _assemble(tree, data, spec, compile_seconds, sampling_seconds, max_predictive_draws)
+
+
+def sample(model: pm.Model, s: Sampling, progressbar: bool = True, **nuts):
+    """Run NUTS on ``model`` with the sampler, draws, chains and seed of ``s``.
+
+    ``nuts`` passes sampler options (e.g. ``target_accept``). Returns the sampler's
+    DataTree, the compile time (NaN for PyMC and numpyro, which compile while sampling)
+    and the sampling time, in seconds.
+    """
     start = time.perf_counter()
     if s.sampler == "nutpie":
         import nutpie
@@ -88,9 +98,10 @@ def fit(
             seed=s.seed,
             progress_bar=progressbar,
             save_warmup=False,
+            **nuts,
         )
     else:
-        compile_seconds = float("nan")  # pm.sample compiles and samples in one call
+        compile_seconds = float("nan")
         with model:
             tree = pm.sample(
                 draws=s.draws,
@@ -100,9 +111,9 @@ def fit(
                 progressbar=progressbar,
                 nuts_sampler=s.sampler,
                 compute_convergence_checks=False,
+                **nuts,
             )
-    sampling_seconds = time.perf_counter() - start
-    return _assemble(tree, data, spec, compile_seconds, sampling_seconds, max_predictive_draws)
+    return tree, compile_seconds, time.perf_counter() - start
 
 
 def _assemble(tree, data, spec, compile_seconds, sampling_seconds, max_predictive_draws):

@@ -172,6 +172,34 @@ class NeighbourhoodData:
         return {**coords, "lsoa": list(self.lsoa)}
 
 
+def la_effects(data: NeighbourhoodData):
+    """Priors and the LA intercepts and slopes, in the current model context.
+
+    Creates ``a``, ``b_w``, ``b_b``, ``b_x``, the LKJ covariance ``la_cov`` (with
+    deterministics ``la_sd``, ``la_corr``) and returns ``la_effect`` (dims la, effect),
+    centred on ``(a + b_b m_c, b_w + b_x m_c)``. Shared by :func:`build_model` and the
+    textbook reference models of the tests and benchmarks.
+    """
+    m_c = pm.Data("m_c", data.m_c, dims="la")
+    a = pm.Normal("a", -4.0, 2.5)
+    b_w = pm.Normal("b_w", 0.0, 1.0)
+    b_b = pm.Normal("b_b", 0.0, 1.0)
+    b_x = pm.Normal("b_x", 0.0, 1.0)
+    chol, corr, sd = pm.LKJCholeskyCov(
+        "la_cov", eta=2.0, n=2, sd_dist=pm.HalfNormal.dist(sigma=np.array([1.0, 0.5]), size=2)
+    )
+    pm.Deterministic("la_sd", sd, dims="effect")
+    pm.Deterministic("la_corr", corr[0, 1])
+    centre = pt.stack([a + b_b * m_c, b_w + b_x * m_c], axis=1)
+    return pm.MvNormal("la_effect", mu=centre, chol=chol, dims=("la", "effect"))
+
+
+def dispersion():
+    """NB2 dispersion ``phi`` with 1/sqrt(phi) ~ HalfNormal(1), in the current model context."""
+    inv_sqrt_phi = pm.HalfNormal("inv_sqrt_phi", 1.0)
+    return pm.Deterministic("phi", 1.0 / pt.square(inv_sqrt_phi))
+
+
 def build_model(data: NeighbourhoodData, spec: Spec) -> pm.Model:
     """Build the national model for one outcome.
 
@@ -201,20 +229,7 @@ def build_model(data: NeighbourhoodData, spec: Spec) -> pm.Model:
     w, y = data.w[order], data.y[order]
     log_n = np.log(data.children)[order]
     with pm.Model(coords=data.coords) as model:
-        m_c = pm.Data("m_c", data.m_c, dims="la")
-
-        a = pm.Normal("a", -4.0, 2.5)
-        b_w = pm.Normal("b_w", 0.0, 1.0)
-        b_b = pm.Normal("b_b", 0.0, 1.0)
-        b_x = pm.Normal("b_x", 0.0, 1.0)
-        chol, corr, sd = pm.LKJCholeskyCov(
-            "la_cov", eta=2.0, n=2, sd_dist=pm.HalfNormal.dist(sigma=np.array([1.0, 0.5]), size=2)
-        )
-        pm.Deterministic("la_sd", sd, dims="effect")
-        pm.Deterministic("la_corr", corr[0, 1])
-        centre = pt.stack([a + b_b * m_c, b_w + b_x * m_c], axis=1)
-        theta = pm.MvNormal("la_effect", mu=centre, chol=chol, dims=("la", "effect"))
-
+        theta = la_effects(data)
         eta = pt.repeat(theta[:, 0], per_la) + pt.repeat(theta[:, 1], per_la) * w
         linear = pt.sum(theta[:, 0] * y_sum + theta[:, 1] * yw_sum)
         if data.strata:
@@ -227,8 +242,7 @@ def build_model(data: NeighbourhoodData, spec: Spec) -> pm.Model:
         if spec.family == "poisson":
             loglik = linear - pt.sum(pt.exp(log_n + eta))
         elif spec.family == "negbin":
-            inv_sqrt_phi = pm.HalfNormal("inv_sqrt_phi", 1.0)
-            phi = pm.Deterministic("phi", 1.0 / pt.square(inv_sqrt_phi))
+            phi = dispersion()
             values, counts = np.unique(data.y, return_counts=True)
             lgamma_part = pt.sum(counts * (pt.gammaln(values + phi) - pt.gammaln(phi)))
             # log(mu + phi), not logaddexp: one exp and one log per row (25% faster sampling).

@@ -60,6 +60,7 @@ import pytensor.tensor as pt
 import xarray as xr
 
 from socialgradient.data.sources_geo import DFE_MERGES
+from socialgradient.fit import sample
 from socialgradient.panel_data import FIRST_YEAR, MEASURES, model_inputs, panel_hash
 from socialgradient.spec import FAMILIES, Sampling, _check_keys
 
@@ -182,25 +183,9 @@ def fit_panel(panel: pd.DataFrame, spec: PanelSpec, report: dict | None = None,
     ``sample_stats``, ``observed_data``, ``constant_data`` and attrs ``spec``,
     ``spec_hash``, ``data_hash``, ``measure``, timings and the panel ``report`` (JSON)."""
     model = build_panel_model(panel, spec)
-    s = spec.sampling
-    start = time.perf_counter()
-    if s.sampler == "nutpie":
-        import nutpie
-
-        compiled = nutpie.compile_pymc_model(model)
-        compile_seconds = time.perf_counter() - start
-        start = time.perf_counter()
-        tree = nutpie.sample(compiled, draws=s.draws, tune=s.tune, chains=s.chains,
-                             seed=s.seed, progress_bar=progressbar, save_warmup=False,
-                             target_accept=spec.target_accept)
-    else:
-        compile_seconds = float("nan")
-        with model:
-            tree = pm.sample(draws=s.draws, tune=s.tune, chains=s.chains, random_seed=s.seed,
-                             progressbar=progressbar, nuts_sampler=s.sampler,
-                             target_accept=spec.target_accept,
-                             compute_convergence_checks=False)
-    sampling_seconds = time.perf_counter() - start
+    tree, compile_seconds, sampling_seconds = sample(
+        model, spec.sampling, progressbar, target_accept=spec.target_accept
+    )
     d = model_inputs(panel)
     obs = panel[panel["observed"]]
     cells = {"obs": np.arange(len(obs)), "obs_la": ("obs", d["la"][d["la_index"]]),
