@@ -79,8 +79,8 @@ for key in ("gradient_mean_la", "gradient_less_deprived_la", "gradient_more_depr
 
 # %%
 las = sg.la_gradients(tree)
-truth_la = {code: v["gradient"] for code, v in truth["la"].items()}
-covered = ((las.gradient_lo95 <= las.la.map(truth_la)) & (las.la.map(truth_la) <= las.gradient_hi95))
+true_gradient = las["la"].map({code: v["gradient"] for code, v in truth["la"].items()})
+covered = (las["gradient_lo95"] <= true_gradient) & (true_gradient <= las["gradient_hi95"])
 print(f"{covered.mean():.0%} of {len(las)} LA intervals cover the true LA gradient")
 las.sort_values("gradient_median", ascending=False).head(10)
 
