@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import xml.etree.ElementTree as ET
 
@@ -185,10 +186,23 @@ def test_cli_census_write_and_aggregate(tmp_path, capsys):
             "--geography", str(out / "geography.parquet"),
             "--population", str(out / "population.parquet"), "--by", "age_band",
             "--out", str(table), "--report", str(tmp_path / "report.json")]
+    # Without an override the LSOA counts leave protected: small cells are suppressed.
+    assert cli.main(args) == 0
+    protected = pd.read_parquet(table)
+    assert protected["referrals"].isna().any()
+    visible = protected["referrals"].dropna()
+    assert ((visible == 0) | (visible >= 10)).all()
+    log = [json.loads(x) for x in (tmp_path / "disclosure_log.jsonl").read_text().splitlines()]
+    assert log[-1]["level"] == "lsoa"
+    assert log[-1]["primary"] > 0
+    # Model input inside the secure environment: unprotected, under a logged reason.
+    args += ["--override", "model input, stays in the secure environment"]
     assert cli.main(args) == 0
     t = schema.load(table, ["referrals", "cp_plans"], "age_band")
     assert set(t["la"]) == set(las)
     assert (tmp_path / "report.json").exists()
+    log = [json.loads(x) for x in (tmp_path / "disclosure_log.jsonl").read_text().splitlines()]
+    assert log[-1]["override"] == "model input, stays in the secure environment"
     (out / "E06000001_2019.xml").write_text("<Message><Children>")
     assert cli.main(args) == 2
     assert "malformed_xml" in capsys.readouterr().err

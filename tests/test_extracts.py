@@ -133,7 +133,7 @@ def test_parquet_extract_and_cli(recs, mapping, tmp_path, capsys):
     out = tmp_path / "t.parquet"
     args = ["census", "extract", str(path), "--mapping", str(MAPPING), "--geography", str(geo),
             "--population", str(pop), "--by", "age_band", "--out", str(out),
-            "--report", str(tmp_path / "r.json")]
+            "--report", str(tmp_path / "r.json"), "--override", "model input (test)"]
     assert cli.main(args) == 0
     t = schema.load(out, ["referrals"], "age_band")
     assert t["referrals"].sum() == len(recs.episodes)

@@ -119,7 +119,10 @@ def _census_parser(sub) -> None:
                        "age_band, gender, ethnicity, children (default: the geography's "
                        "children, no strata)")
         p.add_argument("--out", type=Path, required=True, help="neighbourhood table "
-                       "(.parquet or .csv): model input, unprotected LSOA counts")
+                       "(.parquet or .csv): LSOA counts, protected by the disclosure gate "
+                       "unless --override gives a reason")
+        p.add_argument("--override", help="reason to write unprotected LSOA counts (e.g. "
+                       "'model input, stays in the secure environment'); logged")
         p.add_argument("--by", nargs="*", default=[], help="strata (age_band, gender, "
                        "ethnicity, year); default none")
         p.add_argument("--report", type=Path, help="read + linkage report (JSON)")
@@ -182,18 +185,21 @@ def _census(args) -> int:
         schema.validate(table, counts, stratum)
     import json as _json
 
+    from socialgradient import disclosure
     from socialgradient.files import atomic_write
 
-    suffix = args.out.name.lower()
-    if suffix.endswith(".parquet"):
-        atomic_write(args.out, lambda tmp: table.to_parquet(tmp, index=False))
-    elif suffix.endswith((".csv", ".csv.gz")):
-        atomic_write(args.out, lambda tmp: table.to_csv(tmp, index=False))
-    else:
+    if not args.out.name.lower().endswith((".parquet", ".csv", ".csv.gz")):
         raise ValueError(f"--out must end in .parquet, .csv or .csv.gz: {args.out}")
+    keys = ["lsoa", *args.by]
+    attributes = {"la", "income", "rural", "children", *keys}
+    disclosure.write_table(
+        table, args.out, level="lsoa", group_columns=keys, override=args.override,
+        count_columns=[c for c in table.columns if c not in attributes],
+    )
     summary = {"read": read.to_dict(), "linkage": report.to_dict(),
-               "note": "unprotected LSOA counts: model input for `socialgradient fit` inside "
-                       "the secure environment; export only through the disclosure gate"}
+               "note": ("unprotected LSOA counts written under the override: "
+                        f"{args.override!r} (logged in disclosure_log.jsonl)") if args.override
+               else "LSOA counts protected by the disclosure gate (disclosure_log.jsonl)"}
     if args.report:
         text = _json.dumps(summary, indent=1, default=str) + "\n"
         atomic_write(args.report, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))

@@ -291,7 +291,7 @@ def write_table(table: pd.DataFrame, path, *, level: str, count_columns=(), grou
                 rule: Rule = Rule(), override: str | None = None, totals=None, log=None,
                 derived=None) -> Path:
     # fmt: on
-    """Write ``table`` as CSV to ``path`` through the disclosure gate; return the path.
+    """Write ``table`` (CSV, or Parquet by suffix) through the disclosure gate; return the path.
 
     Levels: "child" (refused unless ``override``), "lsoa" and "la" (counts protected;
     unprotected only under ``override``), "model" (unchanged). ``override`` is the reason,
@@ -327,7 +327,10 @@ def write_table(table: pd.DataFrame, path, *, level: str, count_columns=(), grou
         entry |= {k: result.count(k) for k in ("primary", "secondary", "rounded")}
         entry |= {"actions": result.actions[:50], "n_actions": len(result.actions)}
 
-    atomic_write(path, lambda tmp: out.to_csv(tmp, index=False))
+    if path.suffix == ".parquet":
+        atomic_write(path, lambda tmp: out.to_parquet(tmp, index=False))
+    else:
+        atomic_write(path, lambda tmp: out.to_csv(tmp, index=False))
     sha = hashlib.sha256(path.read_bytes()).hexdigest()  # logged once the file is in place
     _append(log, {**entry, "decision": "written", "note": note, "sha256": sha})
     return path

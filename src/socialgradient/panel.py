@@ -310,11 +310,15 @@ def plot_scatter(tree: xr.DataTree, panel: pd.DataFrame, year: int | None = None
     return fig
 
 
+PUBLISHED = "DfE published statistics (public, disclosure-controlled at source)"
+
+
 def write_panel(tree: xr.DataTree, panel: pd.DataFrame, out, boundaries=None) -> dict:
     """Write every output to ``out`` (atomically): ``panel.csv``, ``panel_report.json``,
     ``gradient_by_year.csv``, ``la_effects.csv``, ``summary.json``, ``posterior.nc`` and
     figures ``gradient_by_year.png``, ``la_scatter.png`` and, given the boundary GeoJSON,
     ``la_map.png`` (with ``map_report.json``: codes matched and unmatched)."""
+    from socialgradient import disclosure
     from socialgradient.files import atomic_write
     from socialgradient.fit import save
     from socialgradient.panel_data import map_units, plot_map, read_boundaries
@@ -327,7 +331,13 @@ def write_panel(tree: xr.DataTree, panel: pd.DataFrame, out, boundaries=None) ->
     def text(name, body):
         paths[name] = atomic_write(out / name, lambda p: Path(p).write_text(body))
 
-    text("panel.csv", panel.to_csv(index=False))
+    # LA-level counts leave through the disclosure gate; these are DfE's published figures
+    # (already disclosure-controlled by DfE, suppressed cells kept missing), so they pass
+    # under a logged reason rather than being suppressed a second time.
+    paths["panel.csv"] = disclosure.write_table(
+        panel, out / "panel.csv", level="la", override=PUBLISHED,
+        group_columns=["la", "year"], count_columns=[],
+    )
     text("panel_report.json", json.dumps(json.loads(tree.attrs["report"]), indent=2) + "\n")
     text("gradient_by_year.csv", gradient_by_year(tree).to_csv(index=False))
     text("la_effects.csv", (las := la_table(tree, panel)).to_csv(index=False))
