@@ -3,7 +3,8 @@
 :func:`fit` returns an ArviZ 1.x ``xarray.DataTree`` with the groups ``posterior``,
 ``sample_stats``, ``observed_data``, ``constant_data``, ``log_likelihood`` and
 ``posterior_predictive``. The last two are computed after sampling
-(:mod:`socialgradient.predict`) on at most ``max_predictive_draws`` draws, evenly thinned
+(:mod:`socialgradient.predict`) on at most ``max_predictive_draws`` draws (fewer for very
+large tables, see ``MAX_PREDICTIVE_VALUES``), evenly thinned
 within chains, because at England's size they hold one value per LSOA per draw
 (1,000 draws x 32,844 LSOAs = 33M values). The root attrs hold the spec (``spec``, JSON),
 its hash (``spec_hash``), a hash of the data (``data_hash``), the sampler's timings
@@ -27,8 +28,11 @@ from socialgradient.files import atomic_write
 from socialgradient.model import NeighbourhoodData, build_model
 from socialgradient.spec import Sampling, Spec
 
-#: Draws (all chains together) kept for the pointwise log-likelihood and replicates.
+#: Draws (all chains together) kept for the pointwise log-likelihood and replicates ...
 MAX_PREDICTIVE_DRAWS = 1000
+#: ... and at most this many draw x row values each (about 0.8 GB of float64), so a
+#: 330k-cell stratified fit keeps ~300 draws rather than running out of memory.
+MAX_PREDICTIVE_VALUES = 100_000_000
 _DERIVED_LKJ = ("la_cov", "la_cov_corr", "la_cov_stds", "inv_sqrt_phi")
 
 
@@ -63,7 +67,8 @@ def fit(
     progressbar : bool
         Show the sampler's progress bar.
     max_predictive_draws : int
-        Draws (all chains) used for ``log_likelihood`` and ``posterior_predictive``.
+        Draws (all chains) used for ``log_likelihood`` and ``posterior_predictive``; fewer
+        when draws x rows would exceed ``MAX_PREDICTIVE_VALUES``.
 
     Returns
     -------
@@ -120,7 +125,8 @@ def _assemble(tree, data, spec, compile_seconds, sampling_seconds, max_predictiv
     posterior = tree["posterior"].to_dataset()
     posterior = posterior.drop_vars([v for v in _DERIVED_LKJ if v in posterior])
     posterior = posterior.drop_vars([c for c in posterior.coords if c.startswith("la_cov")])
-    few = predict.thin(posterior, max_predictive_draws)
+    cap = max(posterior.sizes["chain"], MAX_PREDICTIVE_VALUES // len(data.y))
+    few = predict.thin(posterior, min(max_predictive_draws, cap))
     row, coords = data.row_dim, data.row_coords
     groups = {
         "posterior": posterior,
