@@ -120,8 +120,8 @@ def _worker_fit(args) -> None:
     compile_s = float(tree.attrs["compile_seconds"])
     sampling_s = float(tree.attrs["sampling_seconds"])
     out = {
-        "n_lsoa": int(len(data.y)),
-        "n_la": int(len(data.la)),
+        "n_lsoa": len(data.y),
+        "n_la": len(data.la),
         "family": args.family,
         "sampler": args.sampler,
         "adaptation": args.adaptation,
@@ -268,7 +268,7 @@ def _worker_grad(args) -> None:
                 r = _time_calls(lambda: fn(x), secs)
                 rows.append({"impl": f"{label} PyTensor {mode}", "compile_s": comp, **r,
                              "logp": float(fn(x)[0])})
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 rows.append({"impl": f"{label} PyTensor {mode}", "error": repr(e)[:300]})
         try:
             import jax
@@ -284,7 +284,7 @@ def _worker_grad(args) -> None:
             r = _time_calls(lambda: jax.block_until_ready(vg(*vals)), secs)
             rows.append({"impl": f"{label} JAX (jit value_and_grad)", "compile_s": comp, **r,
                          "logp": float(vg(*vals)[0])})
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             rows.append({"impl": f"{label} JAX", "error": repr(e)[:300]})
 
     # nutpie's own compiled numba function (what nutpie.sample calls), if reachable
@@ -300,7 +300,7 @@ def _worker_grad(args) -> None:
         rows.append({**row, "note": "compile only; nutpie's logp is a C callback, timed via "
                      "the equivalent PyTensor NUMBA function below"
                      if logp_fn is None else "compile only"})
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         rows.append({"impl": "nutpie compile", "error": repr(e)[:300]})
     pytensor_rows(model, "sufficient-stat")
     pytensor_rows(_textbook_model(data), "textbook per-LSOA")
@@ -312,7 +312,7 @@ def _worker_grad(args) -> None:
     rows.append({"impl": "NumPy lower bound (NB likelihood + gradient only)", "compile_s": 0.0,
                  **r})
     for row in rows:
-        row["n_lsoa"] = int(len(data.y))
+        row["n_lsoa"] = len(data.y)
     Path(args.out).write_text(json.dumps(rows, indent=1))
 
 
@@ -562,7 +562,7 @@ def section_peers(quick: bool, main_rows: list[dict], brms_timeout: int, n_sub_l
     return res
 
 
-def make_table(n_la: int, n_per: float, seed: int) -> "pd.DataFrame":  # noqa: F821
+def make_table(n_la: int, n_per: float, seed: int) -> pd.DataFrame:  # noqa: F821
     """A table in the input-contract format from the model's generative process.
 
     Referral parameters of ``socialgradient.data.synthetic`` (a=-4.17, gradient 1.62,
@@ -642,7 +642,7 @@ def environment() -> dict:
     for pkg in ("pymc", "pytensor", "nutpie", "numpyro", "jax", "numba", "arviz", "numpy"):
         try:
             env[pkg] = version(pkg)
-        except Exception:  # noqa: BLE001
+        except Exception:
             env[pkg] = None
     try:
         r = subprocess.run(
@@ -652,7 +652,7 @@ def environment() -> dict:
             capture_output=True, text=True, timeout=120)
         rv = r.stdout.strip().split("|")
         env.update(R=rv[0], lme4=rv[1], glmmTMB=rv[2], brms=rv[3], rstan=rv[4])
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         env["R"] = f"unavailable: {e}"
     return env
 
