@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/pip install --quiet --no-deps -e . && touch $(STAMP)
 
 run: $(STAMP)            ## the main job: fit the national model on the embedded default data
-	$(BIN)/socialgradient run --out figures
+	$(BIN)/socialgradient run
 
 test: $(STAMP)           ## the default test suite (< 15 min on 2 cores)
 	$(BIN)/python -m pytest
