@@ -288,7 +288,7 @@ def _to_parquet(table: pd.DataFrame, path: Path) -> bool:
     """Write ``table`` as Parquet; False where pyarrow cannot store such a column at all."""
     try:
         table.to_parquet(path, index=False)
-    except (pa.ArrowException, TypeError, ValueError):
+    except (pa.ArrowException, TypeError, ValueError, OverflowError):
         return False
     return True
 
