@@ -200,28 +200,17 @@ def _numpy_nb(data, theta, phi):
 
 
 def _textbook_model(data):
-    """The same model with the per-LSOA likelihood pm.NegativeBinomial(observed=y)."""
+    """The same priors (model.la_effects) with the per-LSOA pm.NegativeBinomial(observed=y)."""
     import pymc as pm
     import pytensor.tensor as pt
 
+    from socialgradient.model import dispersion, la_effects
+
     with pm.Model(coords=data.coords) as model:
-        m_c = pm.Data("m_c", data.m_c, dims="la")
-        w = pm.Data("w", data.w, dims="lsoa")
-        log_n = pm.Data("log_children", np.log(data.children), dims="lsoa")
-        a = pm.Normal("a", -4.0, 2.5)
-        b_w = pm.Normal("b_w", 0.0, 1.0)
-        b_b = pm.Normal("b_b", 0.0, 1.0)
-        b_x = pm.Normal("b_x", 0.0, 1.0)
-        chol, _, _ = pm.LKJCholeskyCov(
-            "la_cov", eta=2.0, n=2, sd_dist=pm.HalfNormal.dist(sigma=np.array([1.0, 0.5]), size=2)
-        )
-        centre = pt.stack([a + b_b * m_c, b_w + b_x * m_c], axis=1)
-        theta = pm.MvNormal("la_effect", mu=centre, chol=chol, dims=("la", "effect"))
-        inv_sqrt_phi = pm.HalfNormal("inv_sqrt_phi", 1.0)
-        phi = 1.0 / pt.square(inv_sqrt_phi)
+        theta = la_effects(data)
         idx = data.la_index
-        mu = pt.exp(log_n + theta[idx, 0] + theta[idx, 1] * w)
-        pm.NegativeBinomial("y", mu=mu, alpha=phi, observed=data.y, dims="lsoa")
+        mu = data.children * pt.exp(theta[idx, 0] + theta[idx, 1] * data.w)
+        pm.NegativeBinomial("y", mu=mu, alpha=dispersion(), observed=data.y, dims="lsoa")
     return model
 
 
