@@ -45,8 +45,6 @@ to-year changes are small next to their prior); the walk needs ``target_accept =
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
 import time
 import tomllib
@@ -62,7 +60,7 @@ import xarray as xr
 from socialgradient.data.sources_geo import DFE_MERGES
 from socialgradient.fit import sample
 from socialgradient.panel_data import FIRST_YEAR, MEASURES, model_inputs, panel_hash
-from socialgradient.spec import FAMILIES, Sampling, _check_keys
+from socialgradient.spec import FAMILIES, Sampling, SpecMethods
 
 CHANGES = ("walk", "linear", "none")
 PARAMETERISATIONS = ("centred", "noncentred")
@@ -72,7 +70,7 @@ QUANTILES = {"median": 0.5, "lo95": 0.025, "hi95": 0.975, "lo80": 0.1, "hi80": 0
 
 
 @dataclass(frozen=True)
-class PanelSpec:
+class PanelSpec(SpecMethods):
     """An LA panel analysis (``models/la_panel_*.toml``)."""
 
     measure: str = "referrals"
@@ -95,29 +93,6 @@ class PanelSpec:
                 raise ValueError(f"unknown {what} {value!r}: choose one of {allowed}")
         if not self.name:
             object.__setattr__(self, "name", f"la_panel_{self.measure}_{self.family}")
-
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
-
-    @property
-    def hash(self) -> str:
-        return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
-
-    def replace(self, **changes) -> PanelSpec:
-        """A copy with fields or sampling fields changed (``None`` values ignored)."""
-        names = {f.name for f in dataclasses.fields(Sampling)}
-        s = {k: v for k, v in changes.items() if k in names and v is not None}
-        top = {k: v for k, v in changes.items() if k not in names and v is not None}
-        return dataclasses.replace(self, **top,
-                                   sampling=dataclasses.replace(self.sampling, **s))
-
-    @classmethod
-    def from_dict(cls, raw: dict) -> PanelSpec:
-        raw = dict(raw)
-        sampling = raw.pop("sampling", {})
-        _check_keys(raw, {f.name for f in dataclasses.fields(cls)} - {"sampling"}, "spec")
-        _check_keys(sampling, {f.name for f in dataclasses.fields(Sampling)}, "[sampling]")
-        return cls(**raw, sampling=Sampling(**sampling))
 
 
 def load_panel_spec(path) -> PanelSpec:

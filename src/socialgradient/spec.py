@@ -50,8 +50,46 @@ class Sampling:
                 raise ValueError(f"sampling.{name} must be a positive integer, got {value!r}")
 
 
+class SpecMethods:
+    """JSON, hash, ``replace`` and ``from_dict`` for any frozen spec dataclass that has a
+    ``sampling: Sampling`` field (:class:`Spec`, :class:`socialgradient.panel.PanelSpec`)."""
+
+    def to_json(self) -> str:
+        """Canonical JSON (sorted keys), the form stored with results."""
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @property
+    def hash(self) -> str:
+        """Short SHA-256 of :meth:`to_json`."""
+        return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
+
+    def replace(self, **changes):
+        """A copy with top-level fields or sampling fields (``draws=``, ...) changed;
+        ``None`` values are ignored."""
+        sampling_fields = {f.name for f in dataclasses.fields(Sampling)}
+        sampling = {k: v for k, v in changes.items() if k in sampling_fields and v is not None}
+        top = {k: v for k, v in changes.items() if k not in sampling_fields and v is not None}
+        return dataclasses.replace(
+            self, **top, sampling=dataclasses.replace(self.sampling, **sampling)
+        )
+
+    @classmethod
+    def from_dict(cls, raw: dict):
+        """Build from a parsed TOML/JSON mapping; unknown keys are an error, not ignored."""
+        raw = dict(raw)
+        sampling = raw.pop("sampling", {})
+        _check_keys(raw, {f.name for f in dataclasses.fields(cls)} - {"sampling"}, "spec")
+        _check_keys(sampling, {f.name for f in dataclasses.fields(Sampling)}, "[sampling]")
+        return cls(**raw, sampling=Sampling(**sampling))
+
+    @classmethod
+    def from_json(cls, text: str):
+        """Inverse of :meth:`to_json`."""
+        return cls.from_dict(json.loads(text))
+
+
 @dataclass(frozen=True)
-class Spec:
+class Spec(SpecMethods):
     """An analysis: which outcome, which family, which strata, how to sample."""
 
     outcome: str
@@ -65,39 +103,6 @@ class Spec:
             raise ValueError(f"unknown family {self.family!r}: choose one of {FAMILIES}")
         if not self.name:
             object.__setattr__(self, "name", f"{self.outcome}_{self.family}")
-
-    def to_json(self) -> str:
-        """Canonical JSON (sorted keys), the form stored with results."""
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
-
-    @property
-    def hash(self) -> str:
-        """Short SHA-256 of :meth:`to_json`."""
-        return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
-
-    def replace(self, **changes) -> Spec:
-        """A copy with top-level fields or sampling fields (``draws=``, ...) changed."""
-        sampling_fields = {f.name for f in dataclasses.fields(Sampling)}
-        sampling = {k: v for k, v in changes.items() if k in sampling_fields and v is not None}
-        top = {k: v for k, v in changes.items() if k not in sampling_fields and v is not None}
-        return dataclasses.replace(
-            self, **top, sampling=dataclasses.replace(self.sampling, **sampling)
-        )
-
-    @classmethod
-    def from_dict(cls, raw: dict) -> Spec:
-        """Build from a parsed TOML/JSON mapping; unknown keys are an error, not ignored."""
-        raw = dict(raw)
-        sampling = raw.pop("sampling", {})
-        _check_keys(raw, {f.name for f in dataclasses.fields(cls)} - {"sampling"}, "spec")
-        _check_keys(sampling, {f.name for f in dataclasses.fields(Sampling)}, "[sampling]")
-        return cls(**raw, sampling=Sampling(**sampling))
-
-    @classmethod
-    def from_json(cls, text: str) -> Spec:
-        """Inverse of :meth:`to_json`."""
-        return cls.from_dict(json.loads(text))
-
 
 def load_spec(path: str | Path) -> Spec:
     """Read a spec from a TOML file."""
