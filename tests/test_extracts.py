@@ -136,7 +136,7 @@ def test_parquet_extract_and_cli(recs, mapping, tmp_path, capsys):
             "--report", str(tmp_path / "r.json"), "--override", "model input (test)"]
     assert cli.main(args) == 0
     t = schema.load(out, ["referrals"], "age_band")
-    assert t["referrals"].sum() == len(recs.episodes)
+    assert t["referrals"].sum() == len(recs.children)  # children, not episodes
     args[4] = str(tmp_path / "nope.toml")
     assert cli.main(args) == 2
     assert "bad_mapping" in capsys.readouterr().err

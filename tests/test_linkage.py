@@ -19,18 +19,26 @@ def recs():
 
 
 def corrupt(recs):
-    """Records with one corruption per reason; returns (records, {episode_id: reason})."""
+    """Records with one corruption per reason; returns (records, {episode_id: reason}).
+
+    Corrupts children with one row and one episode in the records (children can have
+    several episodes and appear in several years).
+    """
     ch, ep = recs.children.copy(), recs.episodes.copy()
-    ids = ch["child_id"].tolist()
-    other_la = next(la for la in recs.geography["la"] if la != ch.loc[4, "la"])
-    ch.loc[0, "lsoa"] = ""
-    ch.loc[1, "lsoa"] = None
-    ch.loc[2, "lsoa"] = "E01 00001"
-    ch.loc[3, "lsoa"] = "E01999999"
-    ch.loc[4, "la"] = other_la
-    extra = ch.iloc[[5]].assign(lsoa=ch.loc[6, "lsoa"], la=ch.loc[6, "la"])
-    if extra["lsoa"].iloc[0] == ch.loc[5, "lsoa"]:
-        extra = extra.assign(lsoa=ch.loc[100, "lsoa"], la=ch.loc[100, "la"])
+    once = ~ch["child_id"].duplicated(keep=False) & ~ch["child_id"].isin(
+        ep.loc[ep["child_id"].duplicated(), "child_id"])
+    rows = ch.index[once]
+    ids = ch.loc[rows, "child_id"].tolist()
+    k = dict(enumerate(rows))
+    other_la = next(la for la in recs.geography["la"] if la != ch.loc[k[4], "la"])
+    ch.loc[k[0], "lsoa"] = ""
+    ch.loc[k[1], "lsoa"] = None
+    ch.loc[k[2], "lsoa"] = "E01 00001"
+    ch.loc[k[3], "lsoa"] = "E01999999"
+    ch.loc[k[4], "la"] = other_la
+    extra = ch.loc[[k[5]]].assign(lsoa=ch.loc[k[6], "lsoa"], la=ch.loc[k[6], "la"])
+    if extra["lsoa"].iloc[0] == ch.loc[k[5], "lsoa"]:
+        extra = extra.assign(lsoa=ch.loc[k[100], "lsoa"], la=ch.loc[k[100], "la"])
     ch = pd.concat([ch, extra], ignore_index=True)
     ep.loc[ep["child_id"] == ids[7], "child_id"] = "NOT-A-CHILD"
     dup = ep[ep["child_id"] == ids[8]]
@@ -73,14 +81,17 @@ def test_aggregates_sum_to_linked_records(recs):
     bad, _ = corrupt(recs)
     lsoa, report = linkage.aggregate(bad, by=())
     by_age, _ = linkage.aggregate(bad, by=("age_band",))
-    assert lsoa["referrals"].sum() == report.linked
+    linked, _ = linkage.link(bad)
+    assert report.linked == len(linked)
+    # counts are of children (per year), not episodes
+    assert lsoa["referrals"].sum() == len(linked[["year", "child_id"]].drop_duplicates())
     assert lsoa["children"].sum() == bad.population["children"].sum()
     counts = [c for c in lsoa.columns if c not in ("lsoa", "la", "income", "rural")]
     summed = by_age.groupby("lsoa")[counts].sum()
     pd.testing.assert_frame_equal(lsoa.set_index("lsoa")[counts], summed, check_dtype=False,
                                   check_exact=False, rtol=1e-9)
-    linked, _ = linkage.link(bad)
-    assert lsoa["cp_plans"].sum() == linked["cp_plan_start"].notna().sum()
+    cp = linked[linked["cp_plan_start"].notna()]
+    assert lsoa["cp_plans"].sum() == len(cp[["year", "child_id"]].drop_duplicates())
     assert (lsoa["cp_plans"] <= lsoa["cin_plans"]).all()
     assert (lsoa["cin_plans"] <= lsoa["assessments"]).all()
     assert (lsoa["assessments"] <= lsoa["referrals"]).all()

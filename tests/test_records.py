@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import time
 
 import numpy as np
@@ -18,10 +19,13 @@ from scipy.special import expit
 from socialgradient.data import linkage
 from socialgradient.data.records import (
     AGE_RANGE,
+    DFE_REFERRED_CHILDREN_PER_10K,
+    LEVEL_SHIFT,
     OUTCOME_LEVELS,
     TABLE_COLUMNS,
     simulate_records,
 )
+from socialgradient.data.synthetic import load_calibration
 from socialgradient.deprivation import decompose
 
 
@@ -104,7 +108,7 @@ def truth_d(records, dim):
 def test_tables_have_the_documented_columns(small):
     for name, cols in TABLE_COLUMNS.items():
         assert tuple(getattr(small, name).columns) == cols, name
-    assert small.children["child_id"].is_unique
+    assert not small.children.duplicated(["year", "child_id"]).any()
     assert small.episodes["episode_id"].is_unique
 
 
@@ -153,6 +157,81 @@ def test_thresholds_nest_and_dates_are_ordered(small):
     assert f["assessment"].all()
 
 
+def previous_referral(e: pd.DataFrame) -> pd.Series:
+    """Days since the same child's previous referral in the records (NaN: none)."""
+    e = e.sort_values(["child_id", "referral_date"], kind="stable")
+    prev = e.groupby("child_id")["referral_date"].shift()
+    return (e["referral_date"] - prev).dt.days.reindex(e.index.sort_values())
+
+
+def test_rereferrals_link_to_real_earlier_episodes(small):
+    e = small.episodes
+    gap = previous_referral(e)
+    flagged = e["rereferral_within_12m"]
+    history = small.truth["history"]
+    # an unflagged referral has no earlier referral of its child within 12 months
+    assert not (gap[~flagged] <= 365).any()
+    # a flagged one has, unless counted as having its earlier referral outside the records
+    assert (gap[flagged] >= 1).all() or gap[flagged].isna().any()
+    missing = flagged & ~(gap <= 365)
+    for year in (2019, 2020):
+        h = history[str(year)]
+        assert missing[e["year"] == year].sum() == h["rereferrals_earlier_not_in_records"]
+        assert flagged[e["year"] == year].sum() == h["rereferrals"]
+        assert h["rereferrals"] == (h["rereferrals_linked_previous_year"]
+                                    + h["rereferrals_earlier_episode_same_year"]
+                                    + h["rereferrals_earlier_not_in_records"])
+    assert history["2019"]["rereferrals_linked_previous_year"] == 0
+    # in a second year most re-referred children are the same child as in the year before
+    assert history["2020"]["rereferrals_linked_previous_year"] > 0.5 * history["2020"][
+        "rereferrals"]
+    assert missing[e["year"] == 2020].mean() < 0.01
+    # DfE derives the flag from the dates: it agrees wherever the earlier episode is present
+    derived = gap <= 365
+    assert (derived == flagged)[~missing].all()
+    # an episode that precedes a re-referral has closed by then
+    e2 = e.sort_values(["child_id", "referral_date"])
+    prev_close = e2.groupby("child_id")["closure_date"].shift().reindex(e.index)
+    has_prev = derived
+    assert (prev_close[has_prev] < e.loc[has_prev, "referral_date"]).all()
+
+
+def test_children_persist_across_years(small):
+    c = small.children
+    both = c[c["child_id"].duplicated(keep=False)].sort_values(["child_id", "year"])
+    assert len(both) > 0
+    first, second = both.groupby("child_id").nth(0), both.groupby("child_id").nth(1)
+    first, second = first.set_index("child_id"), second.set_index("child_id")
+    second = second.loc[first.index]
+    assert (second["year"] == first["year"] + 1).all()
+    assert (second["age"] == first["age"] + 1).all()
+    for col in ("date_of_birth", "gender", "ethnicity", "la"):
+        assert (second[col] == first[col]).all(), col
+    assert (second["lsoa"] == first["lsoa"]).mean() > 0.3  # most stay; the rest move in the LA
+    # children counted once per year and threshold: linking moved no child between cells
+    counts = small.children.groupby("year").size()
+    assert counts.to_dict() == {int(y): v["children"]
+                                for y, v in small.truth["realised"].items()}
+
+
+def test_repeat_cp_plans_link_to_earlier_plans(small):
+    e = small.episodes
+    cp = e[e["cp_plan_start"].notna()].sort_values(["child_id", "cp_plan_start"])
+    earlier = cp.groupby("child_id").cumcount() > 0
+    flagged = cp["repeat_cp_plan"]
+    assert not earlier[~flagged].any()  # a first plan in the records is not flagged a repeat
+    h = small.truth["history"]
+    for year in (2019, 2020):
+        y = cp["year"] == year
+        placed = h[str(year)]["repeat_cp_linked_previous_year"] + h[str(year)][
+            "repeat_cp_earlier_plan_same_year"]
+        assert (earlier & flagged & y).sum() == placed
+        assert (flagged & y).sum() == h[str(year)]["repeat_cp_plans"]
+    prev_end = cp.groupby("child_id")["cp_plan_end"].shift()
+    ok = earlier & flagged
+    assert (prev_end[ok] < cp.loc[ok, "cp_plan_start"]).all()
+
+
 def test_children_ages_match_date_of_birth(small):
     c = small.children
     census = pd.to_datetime(c["year"].astype(str) + "-03-31")
@@ -170,9 +249,9 @@ def test_children_ages_match_date_of_birth(small):
 def test_truth_is_json_and_every_key_defined(small):
     truth = json.loads(json.dumps(small.truth))
     defs = truth["definitions"]
-    data_parents = {"la", "realised", "clipped_share", "level_log_hr", "split", "age_bands",
-                    "gradients", "factors", "cp_categories", "thresholds", "strata", "area",
-                    "age_band", "gender", "ethnicity"}
+    data_parents = {"la", "realised", "history", "clipped_share", "level_log_hr", "split",
+                    "age_bands", "gradients", "factors", "cp_categories", "thresholds",
+                    "strata", "area", "age_band", "gender", "ethnicity"}
 
     def walk(d, parent):
         for k, v in d.items():
@@ -206,8 +285,8 @@ def test_rates_by_deprivation_band(lsoa_table):
         return 1e4 * t.loc[mask, outcome].sum() / t.loc[mask, "children"].sum()
 
     low, high = t["income"] < 0.03, t["income"] >= 0.35
-    # the study's least deprived band: ~100 per 10,000 (as the LSOA-level synthetic table)
-    assert 70 < rate("referrals", low) < 135
+    # the study's ~100 per 10,000 in the least deprived band, raised to the DfE population
+    assert 70 < rate("referrals", low) / math.exp(LEVEL_SHIFT) < 135
     quint = pd.qcut(t["income"], 5, labels=False)
     by_q = [rate("referrals", quint == q) for q in range(5)]
     assert all(np.diff(by_q) > 0), by_q
@@ -299,6 +378,43 @@ def test_durations_and_repeats(mid, lsoa_table):
     rr = mid.truth["rereferral"]
     assert b[1] == pytest.approx(rr["c_w"], abs=0.05)
     assert b[2] == pytest.approx(rr["c_x"], abs=0.07)
+
+
+@pytest.fixture(scope="module")
+def england():
+    """Full England, one year (the default seed): ~570,000 referred children."""
+    return simulate_records()
+
+
+def test_national_rates_match_dfe(england):
+    r = england
+    pop = r.population["children"].sum()
+    children = 1e4 * len(r.children) / pop
+    # the level shift was measured on this draw: it must put the rate on DfE's figure
+    assert children == pytest.approx(DFE_REFERRED_CHILDREN_PER_10K, rel=0.01)
+    episodes = 1e4 * len(r.episodes) / pop
+    assert 552 * 0.9 < episodes < 552 * 1.15  # DfE 2018-19: 650,930 referrals / 11.79 m
+    cp_starts = 1e4 * r.episodes["cp_plan_start"].notna().sum() / pop
+    assert 56.5 * 0.75 < cp_starts < 56.5 * 1.1  # DfE: 66,680 CPP starts (ours ~49)
+    rereferred = r.episodes["rereferral_within_12m"].mean()
+    assert 0.15 < rereferred < 0.25  # DfE: 22.6% of referrals
+
+
+def test_la_rates_match_dfe(england):
+    r = england
+    pop = r.population.groupby("la", observed=True)["children"].sum()
+    la = r.episodes.merge(r.children[["year", "child_id", "la"]], on=["year", "child_id"])["la"]
+    rate = 1e4 * la.value_counts() / pop
+    dfe = load_calibration().set_index("la")["dfe_referrals_per_10k_2019"].dropna()
+    assert len(dfe) >= 145
+    ours = rate[dfe.index]
+    assert ours.mean() == pytest.approx(dfe.mean(), rel=0.1)  # DfE LA mean 579
+    assert np.log(ours).std() == pytest.approx(np.log(dfe).std(), rel=0.3)  # 0.33
+    assert np.corrcoef(np.log(ours), np.log(dfe))[0, 1] > 0.85
+    ratio = ours / dfe
+    assert 0.9 < ratio.median() < 1.15
+    assert ratio.between(0.7, 1.5).mean() > 0.9
+    assert set(r.truth["la_intercepts_from_dfe"]) == set(dfe.index) & set(pop.index)
 
 
 @pytest.mark.skipif(not hasattr(time, "perf_counter"), reason="no clock")

@@ -145,9 +145,13 @@ def _child_outcomes(linked: pd.DataFrame, factors: pd.DataFrame, groups) -> pd.D
             hit = np.zeros(len(linked), bool)
             hit[f.loc[f["factor"] == code, "_row"].to_numpy()] = True
             cols[f"factor_{name}"] = hit
-    if "cp_categories" in groups:
+    if "cp_categories" in groups:  # the category of the child's latest plan in the year
+        plans = linked.loc[linked["cp_plan_start"].notna(), ["year", "child_id", "cp_plan_start"]]
+        latest = plans.sort_values("cp_plan_start", kind="stable").groupby(
+            ["year", "child_id"]).tail(1).index
+        is_latest = linked.index.isin(latest)
         for code, (name, *_) in rec.CP_CATEGORIES.items():
-            cols[f"cp_{name}"] = (linked["cp_category"] == code).to_numpy()
+            cols[f"cp_{name}"] = ((linked["cp_category"] == code) & is_latest).to_numpy()
     if "repeats" in groups:
         cols["rereferrals"] = linked["rereferral_within_12m"].fillna(False).astype(bool)
         cols["repeat_cp_plans"] = linked["repeat_cp_plan"].fillna(False).astype(bool)

@@ -31,10 +31,26 @@ How the records are made, per collection year (year ending 31 March ``year``), a
    assessment (independent Bernoulli per census factor code), CP category (softmax over
    categories), re-referral and repeat-plan flags (logistic), and an episode duration from a
    piecewise-exponential hazard, censored at 31 March.
+5. **Histories** (:mod:`socialgradient.data.history`): every re-referral and repeat CP plan is
+   given a real earlier episode -- the same child in the previous simulated year, or an earlier
+   episode in the same year -- so children persist across years and DfE-style derivations
+   from the dates agree with the flags; what falls before the first simulated year is counted
+   in ``truth["history"]``.
+
+**Population mimicked: the DfE census, not the study.** The LSOA table of
+:mod:`socialgradient.data.synthetic` mimics the study population (school-aged children linked
+in 2018-19: ~100 per 10,000 in the least deprived neighbourhoods, ~175 nationally). These
+records mimic what DfE publishes from the full census -- all referrals of children aged 0-17 --
+so every threshold's intercept is raised by :data:`LEVEL_SHIFT`, which moves the national rate
+of referred children from what ``synthetic.PARAMETERS`` give on the default geography
+(:data:`STUDY_REFERRED_CHILDREN_PER_10K`) to DfE's 2018-19 figure, 575,290 referred children in
+11.79 million (488 per 10,000), and each LA's intercept deviation follows its observed DfE
+referral rate (:func:`_la_effects`). Gradients, thinning ratios and every other parameter are
+unchanged; per-LA rates are compared with the DfE tables in the tests.
 
 Every true parameter is in ``Records.truth`` with a definition (``truth["definitions"]``).
-Known simplifications: one episode per child per year; children are drawn afresh each year
-(no child appears in two years); LA effects and populations are the same in every year.
+Known simplifications: children do not move LSOA; LA effects and populations are the same in
+every year.
 """
 
 from __future__ import annotations
@@ -49,6 +65,12 @@ from scipy.special import expit, logit
 from socialgradient.data import synthetic
 from socialgradient.deprivation import decompose
 
+#: DfE 2018-19 (file C1, England): children referred per 10,000 children aged 0-17, and what
+#: synthetic.PARAMETERS give for the records' population on the default geography (measured:
+#: expected total over simulate_records(seed=2021), 0-17). LEVEL_SHIFT = log(ratio).
+DFE_REFERRED_CHILDREN_PER_10K = 488.0
+STUDY_REFERRED_CHILDREN_PER_10K = 166.5
+LEVEL_SHIFT = math.log(DFE_REFERRED_CHILDREN_PER_10K / STUDY_REFERRED_CHILDREN_PER_10K)
 THRESHOLDS = synthetic.OUTCOMES  # referrals, assessments, cin_plans, cp_plans, looked_after
 PARENT = {"assessments": "referrals", "cin_plans": "assessments", "cp_plans": "cin_plans",
           "looked_after": "cin_plans"}
@@ -159,17 +181,34 @@ def _centred(dim: str) -> dict:
             "d": {k: raw["d"][k] - dbar for k in share}}
 
 
-def _la_effects(rng, m_c: np.ndarray, codes) -> dict:
-    """(a_la, b_la) per threshold from synthetic.PARAMETERS; one standardised draw per LA."""
+def _la_effects(rng, m_c: np.ndarray, codes) -> tuple[dict, np.ndarray]:
+    """(a_la, b_la) per threshold from synthetic.PARAMETERS (intercepts + LEVEL_SHIFT).
+
+    One standardised pair (e_a, e_b) per LA, shared by all thresholds. ``e_a`` is calibrated
+    to the LA's observed DfE 2018-19 referral rate where the calibration table has one for the
+    LA code: the standardised residual of log(rate) regressed on m_c across those LAs (so the
+    LAs that refer more than their deprivation predicts do so here too). Other LAs, and all
+    of ``e_b``, are N(0, 1) draws. Returns (effects, mask of the calibrated LAs).
+    """
     e = rng.standard_normal((len(m_c), 2))
+    rate = synthetic.load_calibration().set_index("la")["dfe_referrals_per_10k_2019"]
+    observed = pd.Series(np.asarray(codes, dtype=object)).map(rate).to_numpy(float)
+    calibrated = np.isfinite(observed) & (observed > 0)
+    if calibrated.sum() >= 10:
+        y, x = np.log(observed[calibrated]), m_c[calibrated]
+        slope, icpt = np.polyfit(x, y, 1)
+        res = y - icpt - slope * x
+        e[calibrated, 0] = (res - res.mean()) / res.std()
+    else:
+        calibrated[:] = False
     out = {}
     for t in THRESHOLDS:
         p = synthetic.PARAMETERS[t]
         b_w, sa, sb, rho = math.log(p["gradient"]), p["sigma_a"], p["sigma_b"], p["rho"]
-        a_la = p["a"] + p["b_b"] * m_c + sa * e[:, 0]
+        a_la = p["a"] + LEVEL_SHIFT + p["b_b"] * m_c + sa * e[:, 0]
         b_la = b_w + synthetic.B_X * m_c + sb * (rho * e[:, 0] + math.sqrt(1 - rho**2) * e[:, 1])
         out[t] = (a_la, b_la)
-    return out
+    return out, calibrated
 
 
 def _geography(geography, seed, scale) -> pd.DataFrame:
@@ -349,7 +388,8 @@ def simulate_records(seed: int = synthetic.DEFAULT_SEED, years=(2019,), scale: f
     seed : int
         Seed; the same arguments give identical tables and truth.
     years : int or sequence of int
-        Collection years (the year ending 31 March ``year``); drawn independently.
+        Collection years (the year ending 31 March ``year``). Counts are drawn independently
+        per year; re-referred children of consecutive years are then linked (the same child).
     scale : float
         Passed to :func:`socialgradient.data.synthetic.simulate` when ``geography`` is None.
     geography : DataFrame, optional
@@ -357,6 +397,9 @@ def simulate_records(seed: int = synthetic.DEFAULT_SEED, years=(2019,), scale: f
         and ``rural`` (bool) used instead of the synthetic neighbourhoods (``seed``'s
         synthetic England at ``scale``).
     """
+    from socialgradient.data import history  # imports this module
+    from socialgradient.data.records_truth import build_truth
+
     years = (years,) if isinstance(years, int | np.integer) else tuple(years)
     years = tuple(int(y) for y in years)
     if not years or len(set(years)) != len(years):
@@ -364,7 +407,7 @@ def simulate_records(seed: int = synthetic.DEFAULT_SEED, years=(2019,), scale: f
     geo = _geography(geography, seed, scale)
     dec = decompose(geo["income"], geo["children"], geo["la"])
     rng = np.random.default_rng([int(seed), 5])  # a stream apart from synthetic.simulate's
-    effects = _la_effects(rng, dec.m_c, dec.la)
+    effects, calibrated = _la_effects(rng, dec.m_c, dec.la)
     eth_dev = rng.normal(0.0, ETHNICITY["la_sd"], len(dec.la))
     cells = _population(rng, geo, eth_dev, dec.la_index)
     cells = {k: v[cells["n"] > 0] for k, v in cells.items()}
@@ -380,6 +423,9 @@ def simulate_records(seed: int = synthetic.DEFAULT_SEED, years=(2019,), scale: f
     for year in years:
         parts.append(_year(rng, year, cells, geo, dec, effects, counter))
         counter += len(parts[-1]["children"])
+    lsoa_w = pd.Series(dec.w, index=geo["lsoa"].to_numpy())
+    lsoa_mc = pd.Series(dec.m_c[dec.la_index], index=geo["lsoa"].to_numpy())
+    history_report = history.link(rng, dict(zip(years, parts, strict=True)), lsoa_w, lsoa_mc)
 
     def cat(values, codes):
         return pd.Categorical.from_codes(codes, categories=list(values))
@@ -394,8 +440,6 @@ def simulate_records(seed: int = synthetic.DEFAULT_SEED, years=(2019,), scale: f
     population = population[list(TABLE_COLUMNS["population"])]
     tables = {k: pd.concat([p[k] for p in parts], ignore_index=True)
               for k in ("children", "episodes", "factors")}
-    from socialgradient.data.records_truth import build_truth
-
     truth = build_truth(seed, scale, years, geography is None, geo, dec, effects, off,
-                        parts, population)
+                        parts, population, history_report, list(dec.la[calibrated]))
     return Records(population=population, geography=geo, truth=truth, **tables)

@@ -91,7 +91,35 @@ DEFINITIONS = {
     "la_sd": "ethnicity_mix: SD of the LA's normal deviation of that logit",
     "split": "ethnicity_mix: shares of Mixed, Asian, Black, Other among non-White children",
     "age_bands": "age band -> [lowest, highest] age at 31 March",
-    "realised": "per year: counts in the child-level tables (children, referrals, ...)",
+    "realised": "per year: children (rows), referrals (episodes), children reaching each later "
+                "threshold, cp_plan_starts (plans, incl. earlier same-year ones), factor rows",
+    "la_intercepts_from_dfe": "LA codes whose standardised intercept deviation is the "
+                              "standardised residual of log(DfE 2018-19 referral rate) on m_c "
+                              "(the rest are N(0, 1) draws)",
+    "a_study": "the intercept of synthetic.PARAMETERS (study population), before level_shift",
+    "level_shift": "added to every threshold's intercept so that the records mimic DfE's census "
+                   "population: log(dfe_referred_children_per_10k / "
+                   "study_referred_children_per_10k)",
+    "dfe_referred_children_per_10k": "DfE 2018-19: children referred per 10,000 aged 0-17 "
+                                     "(575,290 / 11.79 million)",
+    "study_referred_children_per_10k": "children referred per 10,000 aged 0-17 that "
+                                       "synthetic.PARAMETERS give on the default geography",
+    "history": "per year: flagged re-referrals / repeat CP plans and where their earlier "
+               "episode is (data.history): linked to the previous year's child, an earlier "
+               "episode in the same year, or not in the records",
+    "rereferrals": "flagged re-referrals (children) in the year",
+    "rereferrals_linked_previous_year": "re-referred children matched to a child of the "
+                                        "previous year (same child_id)",
+    "rereferrals_earlier_episode_same_year": "re-referred children given an earlier episode "
+                                             "in the same year",
+    "rereferrals_earlier_not_in_records": "re-referred children whose earlier referral is not "
+                                          "in the records (before the first year, or unmatched)",
+    "repeat_cp_plans": "flagged repeat CP plans (children) in the year",
+    "repeat_cp_linked_previous_year": "repeat plans whose earlier plan is the matched "
+                                      "previous-year child's",
+    "repeat_cp_earlier_plan_same_year": "repeat plans given an earlier CP-plan episode in the "
+                                        "same year",
+    "repeat_cp_earlier_not_in_records": "repeat plans whose earlier plan is not in the records",
 }
 
 
@@ -100,7 +128,8 @@ def _threshold(t: str, effects: dict, dec, clipped: dict, var: dict) -> dict:
     b_w, b_x = math.log(p["gradient"]), synthetic.B_X
     a_la, b_la = effects[t]
     return {
-        "a": p["a"], "b_w": b_w, "b_b": p["b_b"], "b_x": b_x, "sigma_a": p["sigma_a"],
+        "a": p["a"] + r.LEVEL_SHIFT, "a_study": p["a"], "b_w": b_w, "b_b": p["b_b"], "b_x": b_x,
+        "sigma_a": p["sigma_a"],
         "sigma_b": p["sigma_b"], "rho": p["rho"], "phi": p["phi"],
         "phi_effective": 1 / var[t], "parent": r.PARENT.get(t), "clipped_share": clipped,
         "gradient_mean_la": p["gradient"], "gradient_less_deprived_la": math.exp(b_w - b_x),
@@ -131,7 +160,7 @@ def _lsoa_level(expected: np.ndarray, geo, dec) -> dict:
 
 
 def build_truth(seed, scale, years, synthetic_geo, geo, dec, effects, off, parts,
-                population) -> dict:
+                population, history: dict, la_from_dfe: list) -> dict:
     first = population[population["year"] == years[0]]
     total = float(first["children"].sum())
     strata = {}
@@ -157,11 +186,15 @@ def build_truth(seed, scale, years, synthetic_geo, geo, dec, effects, off, parts
     realised = {}
     for y, part in zip(years, parts, strict=True):
         e = part["episodes"]
+        reached = e[["cin_plan_start", "cp_plan_start", "looked_after_start"]].notna()
+        child = reached.assign(assessment=e["assessment"].astype(bool)).groupby(
+            e["child_id"].to_numpy()).max()
         realised[str(y)] = {"children": len(part["children"]), "referrals": len(e),
-                            "assessments": int(e["assessment"].sum()),
-                            "cin_plans": int(e["cin_plan_start"].notna().sum()),
-                            "cp_plans": int(e["cp_plan_start"].notna().sum()),
-                            "looked_after": int(e["looked_after_start"].notna().sum()),
+                            "assessments": int(child["assessment"].sum()),
+                            "cin_plans": int(child["cin_plan_start"].sum()),
+                            "cp_plans": int(child["cp_plan_start"].sum()),
+                            "looked_after": int(child["looked_after_start"].sum()),
+                            "cp_plan_starts": int(e["cp_plan_start"].notna().sum()),
                             "factors": len(part["factors"])}
     return {
         "seed": int(seed), "scale": float(scale), "years": list(years),
@@ -183,5 +216,8 @@ def build_truth(seed, scale, years, synthetic_geo, geo, dec, effects, off, parts
         "rereferral": dict(r.REREFERRAL), "repeat_cp": dict(r.REPEAT_CP),
         "ethnicity_mix": {k: v for k, v in r.ETHNICITY.items()},
         "age_bands": {k: list(v) for k, v in r.AGE_RANGE.items()},
-        "realised": realised,
+        "realised": realised, "history": history, "la_intercepts_from_dfe": la_from_dfe,
+        "level_shift": r.LEVEL_SHIFT,
+        "dfe_referred_children_per_10k": r.DFE_REFERRED_CHILDREN_PER_10K,
+        "study_referred_children_per_10k": r.STUDY_REFERRED_CHILDREN_PER_10K,
     }

@@ -1,0 +1,200 @@
+"""Children's histories: re-referrals and repeat CP plans linked to real earlier episodes.
+
+:func:`socialgradient.data.records.simulate_records` draws, per collection year, the children
+referred in the year (the truth of the rate model is about them) and two flags per child from
+their own logistic truth: ``rereferral_within_12m`` (this referral came within 12 months of an
+earlier referral of the same child) and ``repeat_cp_plan`` (this CP plan is a second or
+subsequent one). :func:`link` then gives every flag a real earlier episode in the records,
+as far as the simulated window allows, without changing who reaches which threshold in a year:
+
+1. **Across years.** A flagged child of year t is matched, one to one and at random, to a
+   child of year t - 1 (when t - 1 is simulated) of the same gender and ethnicity whose age
+   one year on falls in the child's age band, whose latest referral came 1-365 days earlier
+   and whose episode had closed by then: first in the same LSOA, then (a move) anywhere in the
+   same LA. For a child with a CP plan the earlier child
+   must have had a CP plan (in the records so far) exactly when the plan is flagged a repeat.
+   The year-t child takes the earlier child's ``child_id`` and date of birth, so the child
+   appears in both years.
+2. **Within the year.** A flagged child left unmatched gets an earlier episode in the same
+   year: referral ``gap`` days before its duration plus 1-60 days, closed before the new
+   referral (duration from the episode model of :mod:`records`: a CP-plan episode, with a plan
+   and category, when the child's plan is flagged a repeat; else a referral with no further
+   action). It is kept only if it starts inside the collection year and within 365 days; a
+   CP-plan episode that does not fit is tried again as a no-further-action referral.
+3. **Not in the records.** What neither places (a re-referral early in the first simulated
+   year, or with no match; a repeat plan whose earlier plan lay more than a year back) keeps
+   its flag, its earlier episode lying outside the records, and is counted in the truth
+   (``history``), never hidden.
+
+Earlier same-year episodes are referrals, so DfE-style episode counts exceed child counts, as
+in the census (650,930 referrals of 575,290 children in 2018-19). Children keep their LSOA
+between years in the same LSOA where possible, else move within their LA.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from socialgradient.data import records as r
+
+GAP_DAYS = (1, 60)  # days from an earlier episode's closure to the next referral
+MATCH_KEYS = ["lsoa", "gender", "ethnicity", "age_band"]
+
+
+def _band(age: np.ndarray) -> np.ndarray:
+    """Age band label for ages 0-17 (None beyond)."""
+    out = np.full(len(age), None, dtype=object)
+    for band, (lo, hi) in r.AGE_RANGE.items():
+        out[(age >= lo) & (age <= hi)] = band
+    return out
+
+
+def _match(pairs: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+    """A random one-to-one subset of candidate ``pairs`` (columns ``a``, ``b``), maximal."""
+    pairs = pairs.assign(_k=rng.random(len(pairs))).sort_values("_k", kind="stable")
+    chosen = []
+    while len(pairs):
+        ok = pairs.drop_duplicates("a").drop_duplicates("b")
+        chosen.append(ok)
+        pairs = pairs[~pairs["a"].isin(ok["a"]) & ~pairs["b"].isin(ok["b"])]
+    return pd.concat(chosen, ignore_index=True) if chosen else pairs
+
+
+def _cross_year(rng, cur: dict, prev: dict, ever_cp: set) -> pd.DataFrame:
+    """Match year t's flagged children to year t-1 children: columns ``a`` (year-t id), ``b``."""
+    ch, ep = cur["children"], cur["episodes"]
+    a = ep[ep["rereferral_within_12m"]].merge(ch[["child_id", "la", *MATCH_KEYS]], on="child_id")
+    a = pd.DataFrame({"a": a["child_id"], "r1": a["referral_date"],
+                      "cp": a["cp_plan_start"].notna(), "repeat": a["repeat_cp_plan"],
+                      **{k: a[k] for k in ["la", *MATCH_KEYS]}})
+    pch, pep = prev["children"], prev["episodes"]
+    latest = pep.sort_values("referral_date").drop_duplicates("child_id", keep="last")
+    b = latest.merge(pch[["child_id", "la", "lsoa", "gender", "ethnicity", "age"]],
+                     on="child_id")
+    b = pd.DataFrame({"b": b["child_id"], "r0": b["referral_date"], "c0": b["closure_date"],
+                      "ever_cp": b["child_id"].isin(ever_cp), "la": b["la"], "lsoa": b["lsoa"],
+                      "gender": b["gender"], "ethnicity": b["ethnicity"],
+                      "age_band": _band(b["age"].to_numpy() + 1)})
+    b = b[b["age_band"].notna() & b["c0"].notna()]
+    chosen = []
+    for place in ("lsoa", "la"):  # the same neighbourhood first, then a move within the LA
+        keys = [place, *MATCH_KEYS[1:]]
+        pairs = a.merge(b.drop(columns=[c for c in ("la", "lsoa") if c != place]), on=keys)
+        days = (pairs["r1"] - pairs["r0"]).dt.days
+        ok = (days >= 1) & (days <= 365) & (pairs["c0"] < pairs["r1"])
+        ok &= ~pairs["cp"] | (pairs["ever_cp"] == pairs["repeat"])
+        m = _match(pairs.loc[ok, ["a", "b"]], rng)
+        chosen.append(m)
+        a, b = a[~a["a"].isin(m["a"])], b[~b["b"].isin(m["b"])]
+    return pd.concat(chosen, ignore_index=True)
+
+
+def _earlier_episodes(rng, year: int, main: pd.DataFrame, need_cp: np.ndarray,
+                      lsoa_w: pd.Series, lsoa_mc: pd.Series) -> tuple[pd.DataFrame, np.ndarray]:
+    """Same-year earlier episodes for the flagged children in ``main`` (one row each).
+
+    Returns the new episode rows and, per row of ``main``, whether a CP-plan episode was placed.
+    """
+    first = np.datetime64(f"{year - 1}-04-01")
+    r1 = main["referral_date"].to_numpy("datetime64[D]")
+    lo = np.maximum(first, r1 - np.timedelta64(365, "D"))
+    w, mc = lsoa_w[main["lsoa"]].to_numpy(), lsoa_mc[main["lsoa"]].to_numpy()
+    levels = {k: i for i, k in enumerate(r.OUTCOME_LEVELS)}
+    placed = np.zeros(len(main), bool)
+    is_cp = np.zeros(len(main), bool)
+    start = np.full(len(main), np.datetime64("NaT", "D"))
+    dur = np.zeros(len(main), np.int64)
+    for level, want in (("cp_plan", need_cp), ("nfa", np.ones(len(main), bool))):
+        todo = want & ~placed
+        log_hr = (r.DURATION["level_log_hr"][level] + r.DURATION["g_w"] * w[todo]
+                  + r.DURATION["g_b"] * mc[todo])
+        d = np.floor(r._piecewise_exponential(rng, log_hr)).astype(np.int64)
+        gap = rng.integers(GAP_DAYS[0], GAP_DAYS[1] + 1, todo.sum())
+        s = r1[todo] - r._days(d + gap)
+        fits = s >= lo[todo]
+        idx = np.flatnonzero(todo)[fits]
+        placed[idx], is_cp[idx], start[idx], dur[idx] = True, levels[level] == 2, s[fits], d[fits]
+    k = np.flatnonzero(placed)
+    cp = is_cp[k]
+    s, d = start[k], dur[k]
+    nat = np.datetime64("NaT", "D")
+    o_a = np.minimum(rng.integers(1, 46, len(k)), d // 3)
+    o_p = o_a + np.minimum(rng.integers(0, 31, len(k)), d // 3)
+    codes = np.array(list(r.CP_CATEGORIES), dtype=object)
+    p_cat = np.array([v[1] for v in r.CP_CATEGORIES.values()])
+    src = np.array(list(r.REFERRAL_SOURCES), dtype=object)
+    p_src = np.array(list(r.REFERRAL_SOURCES.values()))
+    closure = s + r._days(d)
+    rows = pd.DataFrame({
+        "child_id": main["child_id"].to_numpy(object)[k],
+        "episode_id": main["episode_id"].to_numpy(object)[k] + "P",
+        "year": np.full(len(k), year, np.int64), "referral_date": s,
+        "referral_source": src[rng.choice(len(src), len(k), p=p_src / p_src.sum())],
+        "referral_nfa": ~cp, "assessment": cp,
+        "assessment_date": np.where(cp, s + r._days(o_a), nat),
+        "outcome": np.where(cp, "cp_plan", "nfa").astype(object),
+        "cin_plan_start": np.where(cp, s + r._days(o_a), nat),
+        "cin_plan_end": np.where(cp, s + r._days(o_p), nat),
+        "cp_plan_start": np.where(cp, s + r._days(o_p), nat),
+        "cp_plan_end": np.where(cp, closure, nat),
+        "cp_category": np.where(cp, codes[rng.choice(len(codes), len(k), p=p_cat / p_cat.sum())],
+                                None),
+        "looked_after_start": np.full(len(k), nat),
+        "closure_date": closure, "closure_reason": np.where(cp, "RC7", "RC8").astype(object),
+        "censored": np.zeros(len(k), bool), "rereferral_within_12m": np.zeros(len(k), bool),
+        "repeat_cp_plan": np.zeros(len(k), bool)})
+    return rows, placed & is_cp
+
+
+def link(rng: np.random.Generator, parts: dict, lsoa_w: pd.Series,
+         lsoa_mc: pd.Series) -> dict:
+    """Link flagged episodes to earlier ones (see the module docstring), in place.
+
+    ``parts``: year -> dict with DataFrames ``children``, ``episodes``, ``factors`` as drawn
+    by ``records._year`` (one child row and one episode per referred child). ``lsoa_w`` /
+    ``lsoa_mc``: w and m_c by LSOA code. Returns the per-year counts for the truth.
+    """
+    report = {}
+    ever_cp: set = set()
+    for year in sorted(parts):
+        cur = parts[year]
+        ep = cur["episodes"]
+        flagged_rr = int(ep["rereferral_within_12m"].sum())
+        flagged_cp = int(ep["repeat_cp_plan"].sum())
+        linked = pd.DataFrame({"a": [], "b": []})
+        if year - 1 in parts:
+            linked = _cross_year(rng, cur, parts[year - 1], ever_cp)
+            if len(linked):
+                new_id = pd.Series(linked["b"].to_numpy(), index=linked["a"].to_numpy())
+                ch = cur["children"]
+                hit = ch["child_id"].isin(new_id.index).to_numpy()
+                prev = parts[year - 1]["children"].set_index("child_id")
+                old = ch.loc[hit, "child_id"]
+                b_ids = new_id[old].to_numpy()
+                ch.loc[hit, "date_of_birth"] = prev.loc[b_ids, "date_of_birth"].to_numpy()
+                ch.loc[hit, "age"] = prev.loc[b_ids, "age"].to_numpy() + 1
+                for name in ("children", "episodes", "factors"):
+                    t = cur[name]
+                    t["child_id"] = t["child_id"].map(new_id).fillna(t["child_id"])
+        ep = cur["episodes"]
+        linked_ids = set(linked["b"])
+        prior_cp = ep["child_id"].isin(linked_ids) & ep["child_id"].isin(ever_cp)
+        todo = ep["rereferral_within_12m"] & ~ep["child_id"].isin(linked_ids)
+        main = ep[todo].merge(cur["children"][["child_id", "lsoa"]], on="child_id")
+        need_cp = main["repeat_cp_plan"].to_numpy(bool)
+        rows, cp_placed = _earlier_episodes(rng, year, main, need_cp, lsoa_w, lsoa_mc)
+        cur["episodes"] = pd.concat([ep, rows], ignore_index=True)
+        rr_window = len(main) - len(rows)
+        cp_window = flagged_cp - int(prior_cp[ep["repeat_cp_plan"]].sum()) - int(cp_placed.sum())
+        ever_cp |= set(cur["episodes"].loc[cur["episodes"]["cp_plan_start"].notna(), "child_id"])
+        report[str(year)] = {
+            "rereferrals": flagged_rr, "rereferrals_linked_previous_year": len(linked),
+            "rereferrals_earlier_episode_same_year": len(rows),
+            "rereferrals_earlier_not_in_records": rr_window,
+            "repeat_cp_plans": flagged_cp,
+            "repeat_cp_linked_previous_year": int(prior_cp[ep["repeat_cp_plan"]].sum()),
+            "repeat_cp_earlier_plan_same_year": int(cp_placed.sum()),
+            "repeat_cp_earlier_not_in_records": cp_window,
+        }
+    return report
