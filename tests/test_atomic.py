@@ -172,10 +172,13 @@ def test_sigkill_during_synthetic_write_loop(tmp_path, delay):
     table = tmp_path / "neighbourhoods.parquet"
     if table.exists():
         pd.testing.assert_frame_equal(pd.read_parquet(table), expected.table)
+    las = tmp_path / "las.parquet"
+    if las.exists():
+        pd.testing.assert_frame_equal(pd.read_parquet(las), expected.las)
     truth = tmp_path / "truth.json"
     if truth.exists():
         assert json.loads(truth.read_text()) == json.loads(json.dumps(expected.truth))
-    outputs = {"neighbourhoods.parquet", "truth.json"}
+    outputs = {"neighbourhoods.parquet", "las.parquet", "truth.json"}
     assert all(p.name in outputs or TEMP.match(p.name) for p in tmp_path.iterdir())
 
 
@@ -237,7 +240,7 @@ def test_synthetic_write_is_idempotent(tmp_path, small_synthetic):
     first = snapshot(tmp_path)
     synthetic.write(small_synthetic, tmp_path)
     assert snapshot(tmp_path) == first
-    assert set(first) == {"neighbourhoods.parquet", "truth.json"}
+    assert set(first) == {"neighbourhoods.parquet", "las.parquet", "truth.json"}
     again = synthetic.simulate(seed=11, scale=0.05)
     synthetic.write(again, tmp_path / "again")
     assert snapshot(tmp_path / "again") == first  # same seed, same bytes
@@ -262,6 +265,7 @@ def test_synthetic_write_failure_keeps_previous(tmp_path, small_synthetic, monke
         synthetic.write(other, tmp_path)
     monkeypatch.undo()
     assert pd.read_parquet(tmp_path / "neighbourhoods.parquet").equals(other.table)
+    assert pd.read_parquet(tmp_path / "las.parquet").equals(other.las)
     assert (tmp_path / "truth.json").read_bytes() == before["truth.json"]
     assert temps(tmp_path) == []
 

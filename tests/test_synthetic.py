@@ -18,7 +18,8 @@ DATA = ROOT / "data"
 PACKAGE_CALIBRATION = ROOT / "src" / "socialgradient" / "data" / "la_calibration.csv"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
-COLUMNS = ["lsoa", "la", "la_name", "children", "income", "rural", *OUTCOMES]
+COLUMNS = ["lsoa", "la", "la_name", "children", "income", "rural", *OUTCOMES, "population",
+           "area_km2", "density"]
 LOW, HIGH = 0.03, 0.45  # income bands: least deprived (< 3%), most deprived (>= 45%)
 
 
@@ -53,8 +54,9 @@ def test_deterministic_for_a_seed(small):
 def test_columns_and_types(england):
     t = england.table
     assert list(t.columns) == COLUMNS
-    for col in ["children", *OUTCOMES]:
+    for col in ["children", *OUTCOMES, "population"]:
         assert t[col].dtype == np.int64
+    assert t["area_km2"].dtype == t["density"].dtype == np.float64
     assert t["rural"].dtype == bool
     assert t["lsoa"].is_unique
     assert t["lsoa"].str.fullmatch(r"E019\d{5}").all()  # valid format, never a real code
@@ -174,9 +176,11 @@ def test_truth_matches_decomposition(england):
 
 def test_write_round_trips(small, tmp_path):
     write(small, tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["neighbourhoods.parquet", "truth.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "las.parquet", "neighbourhoods.parquet", "truth.json"]
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "neighbourhoods.parquet"),
                                   small.table)
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "las.parquet"), small.las)
     assert json.loads((tmp_path / "truth.json").read_text()) == json.loads(
         json.dumps(small.truth))
 
@@ -184,6 +188,7 @@ def test_write_round_trips(small, tmp_path):
 def test_committed_default_is_fresh(england):
     committed = pd.read_parquet(DATA / "neighbourhoods.parquet")
     pd.testing.assert_frame_equal(committed, england.table)
+    pd.testing.assert_frame_equal(pd.read_parquet(DATA / "las.parquet"), england.las)
     truth = json.loads((DATA / "truth.json").read_text(encoding="utf-8"))
     assert truth == json.loads(json.dumps(england.truth))
 
