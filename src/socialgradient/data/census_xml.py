@@ -52,8 +52,9 @@ Simplifications (the synthetic records lack some census items; documented, not h
   :func:`write_returns` writes it to a companion ``looked_after.csv`` (la, child_id, year,
   looked_after_start), which :func:`read_returns` joins back when given.
 * Re-referral within 12 months is derived by the reader from the same child's earlier
-  CINreferralDate in the returns read (as DfE derives it); synthetic children have no history,
-  so ``rereferral_within_12m`` does not round-trip.
+  CINreferralDate in the returns read (as DfE derives it), so ``rereferral_within_12m``
+  round-trips except for re-referrals whose earlier referral is not in the returns read
+  (counted in the simulated truth's ``history``).
 
 Reading: each episode (``CINdetails``) is a *record*. File problems (``malformed_xml`` with
 file and line, ``not_a_cin_return``, ``missing_header``, ``unknown_lea``) always raise
