@@ -46,4 +46,8 @@ def test_lsoa_totals_recover_the_composition_inclusive_gradient(recs):
     truth = recs.truth["thresholds"]["referrals"]["lsoa_level"]
     summary = sg.summarise(tree)
     for key in ("gradient_mean_la", "gradient_less_deprived_la", "gradient_more_deprived_la"):
-        assert abs(np.log(summary[key]["median"] / truth[key])) < 0.05, key
+        # posterior SD of the log gradient from the 95% ETI; the truth within 3 SDs
+        lo, hi = summary[key]["ci95"]
+        sd = (np.log(hi) - np.log(lo)) / 3.92
+        z = abs(np.log(summary[key]["median"] / truth[key])) / sd
+        assert z < 3, (key, summary[key], truth[key])
