@@ -10,9 +10,11 @@ as far as the simulated window allows, without changing who reaches which thresh
 1. **Across years.** A flagged child of year t is matched, one to one and at random, to a
    child of year t - 1 (when t - 1 is simulated) of the same gender and ethnicity whose age
    one year on falls in the child's age band, whose latest referral came 1-365 days earlier
-   and whose episode had closed by then: first in the same LSOA, then (a move) anywhere in the
-   same LA. For a child with a CP plan the earlier child
-   must have had a CP plan (in the records so far) exactly when the plan is flagged a repeat.
+   and whose episode had closed by then: first in the same LSOA (a random maximal matching of
+   all admissible pairs), then (a move) anywhere in the same LA (random pairing within the
+   LA's cells in rounds, which keeps memory linear in the rows). For a child with a CP plan
+   the earlier child must have had a CP plan (in the records so far) exactly when the plan is
+   flagged a repeat.
    The year-t child takes the earlier child's ``child_id`` and date of birth, so the child
    appears in both years.
 2. **Within the year.** A flagged child left unmatched gets an earlier episode in the same
@@ -80,14 +82,42 @@ def _cross_year(rng, cur: dict, prev: dict, ever_cp: set) -> pd.DataFrame:
     chosen = []
     for place in ("lsoa", "la"):  # the same neighbourhood first, then a move within the LA
         keys = [place, *MATCH_KEYS[1:]]
-        pairs = a.merge(b.drop(columns=[c for c in ("la", "lsoa") if c != place]), on=keys)
-        days = (pairs["r1"] - pairs["r0"]).dt.days
-        ok = (days >= 1) & (days <= 365) & (pairs["c0"] < pairs["r1"])
-        ok &= ~pairs["cp"] | (pairs["ever_cp"] == pairs["repeat"])
-        m = _match(pairs.loc[ok, ["a", "b"]], rng)
+        m = (_match(_pairs(a, b, keys), rng) if place == "lsoa"
+             else _match_in_rounds(a, b, keys, rng))
         chosen.append(m)
         a, b = a[~a["a"].isin(m["a"])], b[~b["b"].isin(m["b"])]
     return pd.concat(chosen, ignore_index=True)
+
+
+def _pairs(a: pd.DataFrame, b: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """The admissible (a, b) pairs among those sharing ``keys``."""
+    drop = [c for c in ("la", "lsoa") if c not in keys]
+    pairs = a.drop(columns=drop).merge(b.drop(columns=drop), on=keys)
+    days = (pairs["r1"] - pairs["r0"]).dt.days
+    ok = (days >= 1) & (days <= 365) & (pairs["c0"] < pairs["r1"])
+    ok &= ~pairs["cp"] | (pairs["ever_cp"] == pairs["repeat"])
+    return pairs.loc[ok, ["a", "b"]]
+
+
+def _match_in_rounds(a: pd.DataFrame, b: pd.DataFrame, keys: list[str], rng,
+                     rounds: int = 12) -> pd.DataFrame:
+    """Random one-to-one matching within ``keys`` groups too large for all pairs (an LA).
+
+    Each round shuffles both sides, pairs the k-th ``a`` of a group with its k-th ``b`` and
+    keeps the admissible pairs; the rest try again. Memory stays linear in the rows.
+    """
+    chosen = []
+    for _ in range(rounds):
+        if not len(a) or not len(b):
+            break
+        a = a.assign(_pos=0).iloc[rng.permutation(len(a))]
+        b = b.assign(_pos=0).iloc[rng.permutation(len(b))]
+        a["_pos"] = a.groupby(keys, sort=False).cumcount()
+        b["_pos"] = b.groupby(keys, sort=False).cumcount()
+        m = _pairs(a, b, [*keys, "_pos"])
+        chosen.append(m)
+        a, b = a[~a["a"].isin(m["a"])], b[~b["b"].isin(m["b"])]
+    return pd.concat(chosen, ignore_index=True) if chosen else pd.DataFrame({"a": [], "b": []})
 
 
 def _earlier_episodes(rng, year: int, main: pd.DataFrame, need_cp: np.ndarray,
