@@ -6,7 +6,8 @@ and counts of children reaching five thresholds of children's social care in a y
 the population of Hood, Goldacre et al. (2021), *The social gradient in children's social care*:
 children (aged 0-15) with a referral, assessment, ... linked to their neighbourhood in 2018-19.
 
-How it is made (all draws from one ``numpy.random.Generator`` seeded with ``seed``):
+How it is made (steps 1-3 draw from one ``numpy.random.Generator`` seeded with ``seed``, steps
+4-5 from a second, ``default_rng([seed, 7])``):
 
 1. **Neighbourhoods.** Each LA keeps its real code, name and (times ``scale``, at least 2)
    number of LSOAs from the calibration table (:mod:`socialgradient.data.calibration`). LSOA
