@@ -61,11 +61,13 @@ def test_mapped_extract_aggregates_like_the_records(recs, extract_csv):
 def test_corrupted_rows_reach_the_linkage_report(recs, mapping, tmp_path):
     cols = mapping["columns"]
     f = local_extract(recs, mapping)
-    la0 = f.loc[2, cols["la"]]
+    # rows of children with one episode in the extract (a child can have several)
+    k = f.index[~f[cols["child_id"]].duplicated(keep=False)]
+    la0 = f.loc[k[2], cols["la"]]
     other = recs.geography.loc[recs.geography["la"] != la0, "lsoa"].iloc[0]
-    f.loc[0, cols["lsoa"]] = ""  # blank LSOA
-    f.loc[2, cols["lsoa"]] = other  # LSOA in another LA
-    f = pd.concat([f, f.iloc[[5]]], ignore_index=True)  # the same episode twice
+    f.loc[k[0], cols["lsoa"]] = ""  # blank LSOA
+    f.loc[k[2], cols["lsoa"]] = other  # LSOA in another LA
+    f = pd.concat([f, f.loc[[k[5]]]], ignore_index=True)  # the same episode twice
     path = tmp_path / "bad.csv"
     f.to_csv(path, index=False)
     back, read = extracts.read_extract(path, MAPPING, recs.geography, recs.population)
@@ -78,9 +80,9 @@ def test_corrupted_rows_reach_the_linkage_report(recs, mapping, tmp_path):
     assert report.linked == len(f) - 3
     bad = report.unlinked_records.set_index("reason")["child_id"]
     ids = f[cols["child_id"]]
-    assert bad["missing_lsoa"].endswith(ids[0])
-    assert bad["la_mismatch"].endswith(ids[2])
-    assert bad["duplicate_episode"].endswith(ids[5])
+    assert bad["missing_lsoa"].endswith(ids[k[0]])
+    assert bad["la_mismatch"].endswith(ids[k[2]])
+    assert bad["duplicate_episode"].endswith(ids[k[5]])
 
 
 def test_mapping_problems_name_the_columns(recs, mapping, extract_csv):

@@ -44,9 +44,10 @@ records mimic what DfE publishes from the full census -- all referrals of childr
 so every threshold's intercept is raised by :data:`LEVEL_SHIFT`, which moves the national rate
 of referred children from what ``synthetic.PARAMETERS`` give on the default geography
 (:data:`STUDY_REFERRED_CHILDREN_PER_10K`) to DfE's 2018-19 figure, 575,290 referred children in
-11.79 million (488 per 10,000), and each LA's intercept deviation follows its observed DfE
-referral rate (:func:`_la_effects`). Gradients, thinning ratios and every other parameter are
-unchanged; per-LA rates are compared with the DfE tables in the tests.
+11.79 million (488 per 10,000); CP plans are raised a further :data:`CP_PLAN_SHIFT` to DfE's
+ratio of plan starts to referred children; and each LA's intercept deviation follows its
+observed DfE referral rate (:func:`_la_effects`). Gradients and every other parameter are
+unchanged; national and per-LA rates are compared with the DfE tables in the tests.
 
 Every true parameter is in ``Records.truth`` with a definition (``truth["definitions"]``).
 Known simplifications: children do not move LSOA; LA effects and populations are the same in
@@ -71,6 +72,12 @@ from socialgradient.deprivation import decompose
 DFE_REFERRED_CHILDREN_PER_10K = 488.0
 STUDY_REFERRED_CHILDREN_PER_10K = 166.5
 LEVEL_SHIFT = math.log(DFE_REFERRED_CHILDREN_PER_10K / STUDY_REFERRED_CHILDREN_PER_10K)
+#: CP plans get a further shift: DfE 2018-19 has 66,680 CP plan starts for 575,290 referred
+#: children (0.1159); the study's threshold ratios give 0.1000 plan starts per referred child
+#: (measured, default draw), so CP plans would run ~14% under DfE's 56.5 per 10,000.
+CP_PLAN_SHIFT = math.log((66_680 / 575_290) / 0.1000)
+SHIFTS = {t: LEVEL_SHIFT + (CP_PLAN_SHIFT if t == "cp_plans" else 0.0)
+          for t in synthetic.OUTCOMES}
 THRESHOLDS = synthetic.OUTCOMES  # referrals, assessments, cin_plans, cp_plans, looked_after
 PARENT = {"assessments": "referrals", "cin_plans": "assessments", "cp_plans": "cin_plans",
           "looked_after": "cin_plans"}
@@ -182,7 +189,7 @@ def _centred(dim: str) -> dict:
 
 
 def _la_effects(rng, m_c: np.ndarray, codes) -> tuple[dict, np.ndarray]:
-    """(a_la, b_la) per threshold from synthetic.PARAMETERS (intercepts + LEVEL_SHIFT).
+    """(a_la, b_la) per threshold from synthetic.PARAMETERS (intercepts + SHIFTS).
 
     One standardised pair (e_a, e_b) per LA, shared by all thresholds. ``e_a`` is calibrated
     to the LA's observed DfE 2018-19 referral rate where the calibration table has one for the
@@ -205,7 +212,7 @@ def _la_effects(rng, m_c: np.ndarray, codes) -> tuple[dict, np.ndarray]:
     for t in THRESHOLDS:
         p = synthetic.PARAMETERS[t]
         b_w, sa, sb, rho = math.log(p["gradient"]), p["sigma_a"], p["sigma_b"], p["rho"]
-        a_la = p["a"] + LEVEL_SHIFT + p["b_b"] * m_c + sa * e[:, 0]
+        a_la = p["a"] + SHIFTS[t] + p["b_b"] * m_c + sa * e[:, 0]
         b_la = b_w + synthetic.B_X * m_c + sb * (rho * e[:, 0] + math.sqrt(1 - rho**2) * e[:, 1])
         out[t] = (a_la, b_la)
     return out, calibrated

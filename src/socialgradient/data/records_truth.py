@@ -100,6 +100,9 @@ DEFINITIONS = {
     "level_shift": "added to every threshold's intercept so that the records mimic DfE's census "
                    "population: log(dfe_referred_children_per_10k / "
                    "study_referred_children_per_10k)",
+    "cp_plan_shift": "added to the cp_plans intercept on top of level_shift: log of DfE's CP "
+                     "plan starts per referred child (66,680 / 575,290) over the 0.1000 the "
+                     "study's ratios give",
     "dfe_referred_children_per_10k": "DfE 2018-19: children referred per 10,000 aged 0-17 "
                                      "(575,290 / 11.79 million)",
     "study_referred_children_per_10k": "children referred per 10,000 aged 0-17 that "
@@ -128,7 +131,7 @@ def _threshold(t: str, effects: dict, dec, clipped: dict, var: dict) -> dict:
     b_w, b_x = math.log(p["gradient"]), synthetic.B_X
     a_la, b_la = effects[t]
     return {
-        "a": p["a"] + r.LEVEL_SHIFT, "a_study": p["a"], "b_w": b_w, "b_b": p["b_b"], "b_x": b_x,
+        "a": p["a"] + r.SHIFTS[t], "a_study": p["a"], "b_w": b_w, "b_b": p["b_b"], "b_x": b_x,
         "sigma_a": p["sigma_a"],
         "sigma_b": p["sigma_b"], "rho": p["rho"], "phi": p["phi"],
         "phi_effective": 1 / var[t], "parent": r.PARENT.get(t), "clipped_share": clipped,
@@ -217,7 +220,7 @@ def build_truth(seed, scale, years, synthetic_geo, geo, dec, effects, off, parts
         "ethnicity_mix": {k: v for k, v in r.ETHNICITY.items()},
         "age_bands": {k: list(v) for k, v in r.AGE_RANGE.items()},
         "realised": realised, "history": history, "la_intercepts_from_dfe": la_from_dfe,
-        "level_shift": r.LEVEL_SHIFT,
+        "level_shift": r.LEVEL_SHIFT, "cp_plan_shift": r.CP_PLAN_SHIFT,
         "dfe_referred_children_per_10k": r.DFE_REFERRED_CHILDREN_PER_10K,
         "study_referred_children_per_10k": r.STUDY_REFERRED_CHILDREN_PER_10K,
     }
