@@ -6,6 +6,8 @@
 >>> sg.summarise(tree)["gradient_mean_la"]           # medians and 95%/80% ETIs
 >>> sg.la_gradients(tree)                            # one row per LA
 >>> sg.plot(tree, "la_caterpillar")                  # a matplotlib Figure
+>>> recs = sg.simulate_records(years=(2019, 2020))   # CIN-Census-shaped child records
+>>> cells, report = sg.aggregate(recs, by=("ethnicity",))  # -> model input, linkage report
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import xarray as xr
 
 from socialgradient import checks, report
 from socialgradient import fit as _fit
-from socialgradient.data import schema, synthetic
+from socialgradient.data import linkage, records, schema, synthetic
 from socialgradient.model import NeighbourhoodData, build_model
 from socialgradient.spec import Spec
 
@@ -31,6 +33,9 @@ loo_compare = checks.loo_compare
 summarise = report.summary
 la_gradients = report.la_gradients
 write = report.write
+simulate = synthetic.simulate
+simulate_records = records.simulate_records
+aggregate = linkage.aggregate
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "data" / "neighbourhoods.parquet"
 
