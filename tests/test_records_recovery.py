@@ -7,6 +7,7 @@ Slow tier. The records are drawn with stratum offsets to the LA intercept and sl
 """
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import socialgradient.api as sg
@@ -51,3 +52,24 @@ def test_lsoa_totals_recover_the_composition_inclusive_gradient(recs):
         sd = (np.log(hi) - np.log(lo)) / 3.92
         z = abs(np.log(summary[key]["median"] / truth[key])) / sd
         assert z < 3, (key, summary[key], truth[key])
+
+
+def test_episode_durations_recovered_with_person_days_as_exposure(recs):
+    """Closings of no-further-action episodes per day at risk, by piece of the baseline
+    hazard (the stratum): the national Poisson model with exposure ``days`` is the
+    piecewise-exponential model, so b_w = g_w, b_b = g_b and the LA SDs are ``la_sd``."""
+    t, _ = linkage.aggregate(recs, by=(), outcomes=("durations",))
+    pieces = ["0_30", "30_91", "91_182", "182_plus"]
+    cells = pd.concat([t[["lsoa", "la", "income", "children"]].assign(
+        piece=p, days=t[f"days_nfa_{p}"], ends=t[f"ends_nfa_{p}"]) for p in pieces],
+        ignore_index=True)
+    cells = cells[cells["days"] > 0]  # no time at risk: no information (dropped explicitly)
+    tree = sg.fit(cells, Spec("ends", family="poisson", stratum="piece", exposure="days"),
+                  draws=500, tune=500, chains=2, progressbar=False)
+    truth = recs.truth["durations"]
+    post = tree["posterior"]
+    for name, expected in (("b_w", truth["g_w"]), ("b_b", truth["g_b"]), ("b_x", 0.0)):
+        draws = post[name].values.ravel()
+        assert abs(np.median(draws) - expected) / draws.std() < 3, (name, expected)
+    sd = post["la_sd"].median(("chain", "draw")).values
+    assert sd == pytest.approx(truth["la_sd"], abs=0.05)

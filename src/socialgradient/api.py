@@ -55,16 +55,17 @@ def _spec(spec: Spec | str, **changes) -> Spec:
     return spec.replace(**changes)
 
 
-def encode(table: pd.DataFrame, outcome: str, stratum: str = "") -> NeighbourhoodData:
-    """Validate ``table`` for ``outcome`` (and ``stratum`` cells) and encode it."""
-    valid = schema.validate(table, [outcome], stratum or None)
-    return NeighbourhoodData.from_table(valid, outcome, stratum or None)
+def encode(table: pd.DataFrame, outcome: str, stratum: str = "",
+           exposure: str = "children") -> NeighbourhoodData:
+    """Validate ``table`` for ``outcome`` (``stratum`` cells, ``exposure``) and encode it."""
+    valid = schema.validate(table, [outcome], stratum or None, exposure)
+    return NeighbourhoodData.from_table(valid, outcome, stratum or None, exposure)
 
 
 def build(table: pd.DataFrame, spec: Spec | str = "referrals", **changes) -> pm.Model:
     """The PyMC model for a table; ``spec`` is a Spec or an outcome name."""
     spec = _spec(spec, **changes)
-    return build_model(encode(table, spec.outcome, spec.stratum), spec)
+    return build_model(encode(table, spec.outcome, spec.stratum, spec.exposure), spec)
 
 
 def fit(
@@ -72,7 +73,8 @@ def fit(
 ) -> xr.DataTree:
     """Validate, encode and fit; ``changes`` override spec fields (family=, draws=, seed=...)."""
     spec = _spec(spec, **changes)
-    return _fit.fit(encode(table, spec.outcome, spec.stratum), spec, progressbar=progressbar)
+    data = encode(table, spec.outcome, spec.stratum, spec.exposure)
+    return _fit.fit(data, spec, progressbar=progressbar)
 
 
 def plot(tree: xr.DataTree, kind: str):

@@ -60,6 +60,8 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("--out", type=Path, required=True)
     f.add_argument("--spec", type=Path, help="TOML spec; flags override its values")
     f.add_argument("--stratum", help="column splitting LSOAs into cells (e.g. age_band)")
+    f.add_argument("--exposure", help="the offset's column (default children; e.g. "
+                   "person-days at risk, or referrals for a re-referral rate)")
     _sampling_args(f)
 
     _data_parser(sub)
@@ -306,9 +308,8 @@ def _dispatch(args) -> int:
     progress = not args.no_progress
     if args.command == "fit":
         spec = _spec(args, args.outcome)
-        if args.stratum:
-            spec = spec.replace(stratum=args.stratum)
-        table = schema.load(args.data, [spec.outcome], spec.stratum or None)
+        spec = spec.replace(stratum=args.stratum, exposure=args.exposure)
+        table = schema.load(args.data, [spec.outcome], spec.stratum or None, spec.exposure)
         _fit_and_write(table, spec, args.out, progress, compare=False)
         return 0
     # run: the main job

@@ -42,6 +42,8 @@ def data_hash(data: NeighbourhoodData) -> str:
     parts = [data.lsoa, data.la[data.la_index], data.children, data.income, data.y]
     if data.strata:
         parts.append(np.asarray(data.strata)[data.stratum_index])
+    if data.exposure_name != "children":  # (hashes of children-exposure fits unchanged)
+        parts += [data.exposure, np.asarray(data.exposure_name)]
     for part in parts:
         h.update(np.ascontiguousarray(part).tobytes())
         h.update(b"|")
@@ -140,6 +142,8 @@ def _assemble(tree, data, spec, compile_seconds, sampling_seconds, max_predictiv
                 "lsoa_la": (row, data.la[data.la_index]),
                 "m_la": ("la", data.m_la),
                 "m_c": ("la", data.m_c),
+                **({"exposure": (row, data.exposure)}
+                   if data.exposure_name != "children" else {}),
             },
             coords={**coords, "la": data.la},
         ),
@@ -158,6 +162,7 @@ def _assemble(tree, data, spec, compile_seconds, sampling_seconds, max_predictiv
         x_bar=data.x_bar,
         stratum_name=data.stratum_name,
         strata=json.dumps(list(data.strata)),
+        exposure=data.exposure_name,
         compile_seconds=compile_seconds,
         sampling_seconds=sampling_seconds,
     )
@@ -190,6 +195,8 @@ def encoded_data(tree: xr.DataTree) -> NeighbourhoodData:
         strata=strata,
         stratum_index=stratum_index,
         stratum_name=tree.attrs.get("stratum_name", ""),
+        exposure=const["exposure"].values if "exposure" in const else None,
+        exposure_name=tree.attrs.get("exposure", "children"),
     )
 
 

@@ -39,7 +39,7 @@ from socialgradient.deprivation import UNIT
 
 SAMPLE_DIMS = ("chain", "draw")
 PROBS = (0.95, 0.80)
-PER = 10_000  # rates are per 10,000 children
+PER = 10_000  # rates are per 10,000 children (units of exposure)
 
 
 def national(posterior: xr.Dataset) -> xr.Dataset:
@@ -142,18 +142,22 @@ def la_table(tree: xr.DataTree) -> xr.Dataset:
     -------
     Dataset
         Dims (la[, ci_bound]): ``n_lsoa``, ``children``, ``cases``, ``rate_per_10k``
-        (observed), ``m_c``, ``gradient_median``, ``gradient_eti95``, ``gradient_eti80``,
+        (observed, per 10,000 of the exposure: children unless the fit named another),
+        ``m_c``, ``gradient_median``, ``gradient_eti95``, ``gradient_eti80``,
         ``rank_median``, ``rank_eti95``.
     """
     post = tree["posterior"].to_dataset()
     const = tree["constant_data"].to_dataset()
     y = tree["observed_data"][tree.attrs["outcome"]]
     la = const["lsoa_la"].values
+    exposure = const["exposure"] if "exposure" in const else const["children"]
     by_la = (
-        pd.DataFrame({"la": la, "lsoa": const["lsoa"].values, "children": const["children"].values})
+        pd.DataFrame({"la": la, "lsoa": const["lsoa"].values, "children": const["children"].values,
+                      "exposure": exposure.values})
         .assign(cases=y.values)
         .groupby("la")
-        .agg(n_lsoa=("lsoa", "nunique"), children=("children", "sum"), cases=("cases", "sum"))
+        .agg(n_lsoa=("lsoa", "nunique"), children=("children", "sum"), cases=("cases", "sum"),
+             exposure=("exposure", "sum"))
         .reindex(const["la"].values)
     )
     by_la = xr.Dataset.from_dataframe(by_la.rename_axis("la"))
@@ -164,7 +168,7 @@ def la_table(tree: xr.DataTree) -> xr.Dataset:
             "n_lsoa": by_la["n_lsoa"],
             "children": by_la["children"],
             "cases": by_la["cases"],
-            "rate_per_10k": PER * by_la["cases"] / by_la["children"],
+            "rate_per_10k": PER * by_la["cases"] / by_la["exposure"],
             "m_c": const["m_c"],
             "gradient_median": g["median"],
             "gradient_eti95": g["eti95"],

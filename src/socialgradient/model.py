@@ -85,7 +85,7 @@ class NeighbourhoodData:
     la_index : ndarray of int, dims (row,)
         Position of each row's LA in ``la``.
     children : ndarray of float, dims (row,)
-        Exposure.
+        Child population (weights of the LA deprivation means).
     income : ndarray of float, dims (row,)
         Share (0-1) of families in income deprivation.
     y : ndarray of int, dims (row,)
@@ -100,6 +100,10 @@ class NeighbourhoodData:
         Position of each row's stratum in ``strata``.
     stratum_name : str
         Name of the stratum column ("" when unstratified).
+    exposure : ndarray of float, dims (row,)
+        The offset's exposure: ``children`` unless another column was named.
+    exposure_name : str
+        Name of the exposure column.
     """
 
     lsoa: np.ndarray
@@ -116,10 +120,17 @@ class NeighbourhoodData:
     strata: tuple = ()
     stratum_index: np.ndarray | None = None
     stratum_name: str = ""
+    exposure: np.ndarray | None = None
+    exposure_name: str = "children"
+
+    def __post_init__(self):
+        if self.exposure is None:
+            object.__setattr__(self, "exposure", self.children)
 
     @classmethod
     def from_table(
-        cls, table: pd.DataFrame, outcome: str, stratum: str | None = None
+        cls, table: pd.DataFrame, outcome: str, stratum: str | None = None,
+        exposure: str = "children",
     ) -> NeighbourhoodData:
         """Encode a table that has passed :func:`socialgradient.data.schema.validate`."""
         d = decompose(table["income"], table["children"], table["la"])
@@ -144,6 +155,8 @@ class NeighbourhoodData:
             strata=strata,
             stratum_index=stratum_index,
             stratum_name=stratum or "",
+            exposure=table[exposure].to_numpy(dtype=float),
+            exposure_name=exposure,
         )
 
     @property
@@ -186,7 +199,11 @@ def la_effects(data: NeighbourhoodData):
     b_b = pm.Normal("b_b", 0.0, 1.0)
     b_x = pm.Normal("b_x", 0.0, 1.0)
     chol, corr, sd = pm.LKJCholeskyCov(
-        "la_cov", eta=2.0, n=2, sd_dist=pm.HalfNormal.dist(sigma=np.array([1.0, 0.5]), size=2)
+        "la_cov", eta=2.0, n=2, sd_dist=pm.HalfNormal.dist(sigma=np.array([1.0, 0.5]), size=2),
+        # An explicit start (LA SDs 0.2 and 0.1, uncorrelated): the default draws the SDs
+        # through scipy, which fails on PyTensor's read-only constants for some graphs
+        # (Poisson with strata under nutpie: "cannot set WRITEABLE flag").
+        initval=np.array([0.2, 0.0, 0.1]),
     )
     pm.Deterministic("la_sd", sd, dims="effect")
     pm.Deterministic("la_corr", corr[0, 1])
@@ -227,7 +244,7 @@ def build_model(data: NeighbourhoodData, spec: Spec) -> pm.Model:
     order = np.argsort(idx, kind="stable")
     per_la = np.bincount(idx, minlength=n_la)
     w, y = data.w[order], data.y[order]
-    log_n = np.log(data.children)[order]
+    log_n = np.log(data.exposure)[order]
     with pm.Model(coords=data.coords) as model:
         theta = la_effects(data)
         eta = pt.repeat(theta[:, 0], per_la) + pt.repeat(theta[:, 1], per_la) * w

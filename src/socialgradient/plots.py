@@ -52,14 +52,16 @@ def _band(ax, x, summary: xr.Dataset, color: str, label: str | None = None) -> N
 
 
 def _observed_by_decile(tree: xr.DataTree) -> tuple[np.ndarray, np.ndarray]:
-    """Child-weighted mean income (%) and observed rate per 10,000 of each decile."""
+    """Child-weighted mean income (%) and observed rate per 10,000 (exposure) of each decile."""
     const = tree["constant_data"]
     income, children = const["income"].values, const["children"].values
+    exposure = const["exposure"].values if "exposure" in const else children
     cases = tree["observed_data"][tree.attrs["outcome"]].values
     decile = deprivation_decile(income) - 1
     kids = np.bincount(decile, weights=children, minlength=10)
     mean_income = np.bincount(decile, weights=children * income, minlength=10) / kids
-    rate = PER * np.bincount(decile, weights=cases, minlength=10) / kids
+    rate = PER * np.bincount(decile, weights=cases, minlength=10) / np.bincount(
+        decile, weights=exposure, minlength=10)
     return 100 * mean_income, rate
 
 
@@ -89,7 +91,7 @@ def gradient_curve(tree: xr.DataTree, income=None) -> Figure:
     ax.plot(x_obs[keep], rate_obs[keep], "o", color="k", label="observed, by deprivation decile")
     _log_y(ax)
     ax.set_xlabel("Neighbourhood income deprivation (% of families)")
-    ax.set_ylabel(f"{tree.attrs['outcome']} per 10,000 children")
+    ax.set_ylabel(f"{tree.attrs['outcome']} per 10,000 {tree.attrs.get('exposure', 'children')}")
     g = describe(national(post)["gradient_mean_la"])
     (lo, hi), med = g["eti95"].values, float(g["median"])
     ax.set_title(f"Social gradient {med:.2f} (95% CI {lo:.2f}-{hi:.2f}) per 10 points")
@@ -174,7 +176,7 @@ def inverse_intervention(tree: xr.DataTree, half_range: float = 15.0, n: int = 6
                 label=f"{name} LA (mean {mean_pct:.0f}%): gradient {g:.2f}")
     _log_y(ax)
     ax.set_xlabel("Neighbourhood income deprivation (% of families)")
-    ax.set_ylabel(f"{tree.attrs['outcome']} per 10,000 children")
+    ax.set_ylabel(f"{tree.attrs['outcome']} per 10,000 {tree.attrs.get('exposure', 'children')}")
     ax.set_title("Rates by neighbourhood deprivation in LAs of differing deprivation")
     ax.legend(loc="upper left", fontsize="small")
     return fig

@@ -26,14 +26,14 @@ def thin(posterior: xr.Dataset, max_draws: int) -> xr.Dataset:
 
 
 def _log_mean(chain: xr.Dataset, data: NeighbourhoodData) -> np.ndarray:
-    """``log(children) + a_la + b_la * w`` (+ stratum offsets) for one chain, (draw, row)."""
+    """``log(exposure) + a_la + b_la * w`` (+ stratum offsets) for one chain, (draw, row)."""
     effect = chain["la_effect"].transpose("draw", "la", "effect").values[:, data.la_index]
     if data.strata:
         offset = chain["stratum_effect"].transpose("draw", "stratum", "effect").values
         effect = effect + offset[:, data.stratum_index]
     eta = effect[..., 1] * data.w
     eta += effect[..., 0]
-    eta += np.log(data.children)
+    eta += np.log(data.exposure)
     return eta
 
 
@@ -50,7 +50,7 @@ def _by_chain(posterior: xr.Dataset, data: NeighbourhoodData, name: str, dtype, 
 
 
 def log_mean(posterior: xr.Dataset, data: NeighbourhoodData) -> xr.DataArray:
-    """Log expected count ``log(children) + a_la + b_la * w`` (+ stratum offsets).
+    """Log expected count ``log(exposure) + a_la + b_la * w`` (+ stratum offsets).
 
     Dims (chain, draw, row), the row dim being ``lsoa`` or ``cell`` (stratified data).
     """

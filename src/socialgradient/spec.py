@@ -96,6 +96,7 @@ class Spec(SpecMethods):
     family: str = "negbin"
     name: str = ""
     stratum: str = ""  # column splitting LSOAs into cells (e.g. "age_band"); "" for none
+    exposure: str = "children"  # the offset's column (e.g. person-days at risk)
     sampling: Sampling = field(default_factory=Sampling)
 
     def __post_init__(self):

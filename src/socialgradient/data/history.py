@@ -121,7 +121,7 @@ def _match_in_rounds(a: pd.DataFrame, b: pd.DataFrame, keys: list[str], rng,
 
 
 def _earlier_episodes(rng, year: int, main: pd.DataFrame, need_cp: np.ndarray,
-                      lsoa_w: pd.Series, lsoa_mc: pd.Series) -> tuple[pd.DataFrame, np.ndarray]:
+                      lsoa_hr: pd.Series) -> tuple[pd.DataFrame, np.ndarray]:
     """Same-year earlier episodes for the flagged children in ``main`` (one row each).
 
     Returns the new episode rows and, per row of ``main``, whether a CP-plan episode was placed.
@@ -129,7 +129,7 @@ def _earlier_episodes(rng, year: int, main: pd.DataFrame, need_cp: np.ndarray,
     first = np.datetime64(f"{year - 1}-04-01")
     r1 = main["referral_date"].to_numpy("datetime64[D]")
     lo = np.maximum(first, r1 - np.timedelta64(365, "D"))
-    w, mc = lsoa_w[main["lsoa"]].to_numpy(), lsoa_mc[main["lsoa"]].to_numpy()
+    hr = lsoa_hr[main["lsoa"]].to_numpy()
     levels = {k: i for i, k in enumerate(r.OUTCOME_LEVELS)}
     placed = np.zeros(len(main), bool)
     is_cp = np.zeros(len(main), bool)
@@ -137,8 +137,7 @@ def _earlier_episodes(rng, year: int, main: pd.DataFrame, need_cp: np.ndarray,
     dur = np.zeros(len(main), np.int64)
     for level, want in (("cp_plan", need_cp), ("nfa", np.ones(len(main), bool))):
         todo = want & ~placed
-        log_hr = (r.DURATION["level_log_hr"][level] + r.DURATION["g_w"] * w[todo]
-                  + r.DURATION["g_b"] * mc[todo])
+        log_hr = r.DURATION["level_log_hr"][level] + hr[todo]
         d = np.floor(r._piecewise_exponential(rng, log_hr)).astype(np.int64)
         gap = rng.integers(GAP_DAYS[0], GAP_DAYS[1] + 1, todo.sum())
         s = r1[todo] - r._days(d + gap)
@@ -177,13 +176,13 @@ def _earlier_episodes(rng, year: int, main: pd.DataFrame, need_cp: np.ndarray,
     return rows, placed & is_cp
 
 
-def link(rng: np.random.Generator, parts: dict, lsoa_w: pd.Series,
-         lsoa_mc: pd.Series) -> dict:
+def link(rng: np.random.Generator, parts: dict, lsoa_hr: pd.Series) -> dict:
     """Link flagged episodes to earlier ones (see the module docstring), in place.
 
     ``parts``: year -> dict with DataFrames ``children``, ``episodes``, ``factors`` as drawn
-    by ``records._year`` (one child row and one episode per referred child). ``lsoa_w`` /
-    ``lsoa_mc``: w and m_c by LSOA code. Returns the per-year counts for the truth.
+    by ``records._year`` (one child row and one episode per referred child). ``lsoa_hr``: the
+    episode-duration log hazard ratio by LSOA code (all but the outcome level's). Returns the
+    per-year counts for the truth.
     """
     report = {}
     ever_cp: set = set()
@@ -213,7 +212,7 @@ def link(rng: np.random.Generator, parts: dict, lsoa_w: pd.Series,
         todo = ep["rereferral_within_12m"] & ~ep["child_id"].isin(linked_ids)
         main = ep[todo].merge(cur["children"][["child_id", "lsoa"]], on="child_id")
         need_cp = main["repeat_cp_plan"].to_numpy(bool)
-        rows, cp_placed = _earlier_episodes(rng, year, main, need_cp, lsoa_w, lsoa_mc)
+        rows, cp_placed = _earlier_episodes(rng, year, main, need_cp, lsoa_hr)
         cur["episodes"] = pd.concat([ep, rows], ignore_index=True)
         rr_window = len(main) - len(rows)
         cp_window = flagged_cp - int(prior_cp[ep["repeat_cp_plan"]].sum()) - int(cp_placed.sum())

@@ -116,7 +116,13 @@ def _piece_names() -> list[tuple[str, float, float]]:
 
 
 def _durations(linked: pd.DataFrame) -> pd.DataFrame:
-    """Per episode: days at risk and episode endings in each piece, by outcome level."""
+    """Per episode: days at risk and episode endings in each piece, by outcome level.
+
+    :func:`aggregate` passes each child's latest episode in a year only: an earlier episode
+    of the same year is known to have closed before the child's next referral, so its
+    duration is selected short (in the simulated records such episodes are drawn given the
+    later one, and would attenuate the gradients by ~8%).
+    """
     census = pd.to_datetime(linked["year"].astype(str) + "-03-31")
     closed = linked["closure_date"].notna().to_numpy()
     end = linked["closure_date"].where(closed, census)
@@ -206,8 +212,10 @@ def aggregate(records: rec.Records, by: Sequence[str] = ("age_band",),
     child = _child_outcomes(linked, records.factors, outcomes).reset_index()
     counts = child.drop(columns=["child_id"] + [c for c in STRATA if c not in by])
     counts = counts.groupby(keys, sort=False).sum().reset_index()
-    if "durations" in outcomes:
-        d = pd.concat([linked[keys], _durations(linked)], axis=1)
+    if "durations" in outcomes:  # each child's latest episode in the year (see _durations)
+        latest = linked.sort_values("referral_date", kind="stable").groupby(
+            ["year", "child_id"]).tail(1).sort_index()
+        d = pd.concat([latest[keys], _durations(latest)], axis=1)
         counts = counts.merge(d.groupby(keys, sort=False).sum().reset_index(), on=keys,
                               how="outer")
     table = table.merge(counts, on=keys, how="outer")

@@ -140,7 +140,9 @@ PIECES = (0, 30, 91, 182)
 DURATION = dict(base_rate=(1 / 25, 1 / 40, 1 / 60, 1 / 90),
                 level_log_hr=dict(zip(OUTCOME_LEVELS, (0.0, math.log(0.12), math.log(0.09),
                                                        math.log(0.05)), strict=True)),
-                g_w=-0.10, g_b=0.15)
+                g_w=-0.10, g_b=0.15, la_sd=(0.20, 0.05))
+#: ... plus an LA's own closing practice: log hazard ratio u_a + u_b * w, with (u_a, u_b)
+#: independent normals of SDs ``la_sd`` per LA (the duration model's LA random effects).
 #: Re-referral within 12 months (referred children) and repeat CP plan (CP children):
 #: logit p = logit(p0) + c_w * w + c_x * w * m_c (c_x < 0: steeper in affluent LAs).
 REREFERRAL = dict(p0=0.22, c_w=0.10, c_x=-0.15)
@@ -318,8 +320,10 @@ def _year(rng, year, cells, geo, dec, effects, counter) -> dict:
     n_days = int((census - first).astype(int)) + 1
     ref = rng.integers(0, n_days, n)
     rem = n_days - 1 - ref  # whole days from referral to the census date
+    u_a, u_b = effects["durations"]
+    la_i = dec.la_index[lsoa]
     log_hr = (np.array([DURATION["level_log_hr"][k] for k in OUTCOME_LEVELS])[level]
-              + DURATION["g_w"] * wi + DURATION["g_b"] * mci)
+              + (DURATION["g_w"] + u_b[la_i]) * wi + DURATION["g_b"] * mci + u_a[la_i])
     dur = _piecewise_exponential(rng, log_hr)
     closed = dur < rem + 1
     span = np.minimum(dur, rem + 1)
@@ -415,6 +419,7 @@ def simulate_records(seed: int = synthetic.DEFAULT_SEED, years=(2019,), scale: f
     dec = decompose(geo["income"], geo["children"], geo["la"])
     rng = np.random.default_rng([int(seed), 5])  # a stream apart from synthetic.simulate's
     effects, calibrated = _la_effects(rng, dec.m_c, dec.la)
+    effects["durations"] = tuple(rng.normal(0.0, sd, len(dec.la)) for sd in DURATION["la_sd"])
     eth_dev = rng.normal(0.0, ETHNICITY["la_sd"], len(dec.la))
     cells = _population(rng, geo, eth_dev, dec.la_index)
     cells = {k: v[cells["n"] > 0] for k, v in cells.items()}
@@ -430,9 +435,11 @@ def simulate_records(seed: int = synthetic.DEFAULT_SEED, years=(2019,), scale: f
     for year in years:
         parts.append(_year(rng, year, cells, geo, dec, effects, counter))
         counter += len(parts[-1]["children"])
-    lsoa_w = pd.Series(dec.w, index=geo["lsoa"].to_numpy())
-    lsoa_mc = pd.Series(dec.m_c[dec.la_index], index=geo["lsoa"].to_numpy())
-    history_report = history.link(rng, dict(zip(years, parts, strict=True)), lsoa_w, lsoa_mc)
+    u_a, u_b = effects["durations"]
+    lsoa_hr = pd.Series(DURATION["g_b"] * dec.m_c[dec.la_index] + u_a[dec.la_index]
+                        + (DURATION["g_w"] + u_b[dec.la_index]) * dec.w,
+                        index=geo["lsoa"].to_numpy())
+    history_report = history.link(rng, dict(zip(years, parts, strict=True)), lsoa_hr)
 
     def cat(values, codes):
         return pd.Categorical.from_codes(codes, categories=list(values))

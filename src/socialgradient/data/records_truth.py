@@ -70,13 +70,16 @@ DEFINITIONS = {
              "log(gradient) - b_w(assessments)",
     "cp_categories": "per census category of abuse code of a CP plan (CP-plan children)",
     "d_effective": "local slope offset at w = 0 after the softmax (d - sum share_w0 * d)",
-    "durations": "episode duration, days from referral_date to closure_date (piecewise "
-                 "exponential; censored at 31 March)",
+    "durations": "episode duration, days from referral_date to closure_date: piecewise "
+                 "exponential, hazard base_rate * exp(level_log_hr + (g_w + u_b) w + g_b m_c "
+                 "+ u_a), censored at 31 March",
     "pieces_days": "start (days since referral) of each piece of the baseline hazard",
     "base_rate": "hazard per day in each piece for an 'nfa' episode at w = 0, m_c = 0",
     "level_log_hr": "log hazard ratio by episode outcome (nfa, cin_plan, cp_plan, looked_after)",
     "g_w": "log hazard ratio per 10 points of w (< 0: longer in more deprived neighbourhoods)",
     "g_b": "log hazard ratio per 10 points of m_c (> 0: shorter in more deprived LAs)",
+    "u_a": "durations: the LA's log hazard ratio (closing practice)",
+    "u_b": "durations: the LA's change of the log hazard ratio per 10 points of w",
     "rereferral": "re-referral within 12 months (referred children): logit p = logit(p0) + "
                   "c_w w + c_x w m_c",
     "repeat_cp": "second or subsequent CP plan (CP-plan children): same form as rereferral",
@@ -88,7 +91,8 @@ DEFINITIONS = {
     "base": "ethnicity_mix: logit of the non-White share in a rural LSOA of mean income",
     "urban": "ethnicity_mix: added to that logit in urban LSOAs",
     "income": "ethnicity_mix: logit change per unit (0-1) of LSOA income deprivation",
-    "la_sd": "ethnicity_mix: SD of the LA's normal deviation of that logit",
+    "la_sd": "ethnicity_mix: SD of the LA's normal deviation of that logit; durations: SDs of "
+             "an LA's own log hazard ratio u_a and of its slope u_b on w",
     "split": "ethnicity_mix: shares of Mixed, Asian, Black, Other among non-White children",
     "age_bands": "age band -> [lowest, highest] age at 31 March",
     "realised": "per year: children (rows), referrals (episodes), children reaching each later "
@@ -213,7 +217,11 @@ def build_truth(seed, scale, years, synthetic_geo, geo, dec, effects, off, parts
                        | {"lsoa_level": _lsoa_level(parts[0]["expected"][t], geo, dec)}
                        for t in r.THRESHOLDS},
         "strata": strata, "area": area, "factors": factors, "cp_categories": cats,
-        "durations": {"pieces_days": list(r.PIECES), "base_rate": list(r.DURATION["base_rate"]),
+        "durations": {"la_sd": list(r.DURATION["la_sd"]),
+                      "la": {str(c): {"u_a": float(effects["durations"][0][j]),
+                                      "u_b": float(effects["durations"][1][j])}
+                             for j, c in enumerate(dec.la)},
+                      "pieces_days": list(r.PIECES), "base_rate": list(r.DURATION["base_rate"]),
                       "level_log_hr": dict(r.DURATION["level_log_hr"]),
                       "g_w": r.DURATION["g_w"], "g_b": r.DURATION["g_b"]},
         "rereferral": dict(r.REREFERRAL), "repeat_cp": dict(r.REPEAT_CP),

@@ -8,8 +8,9 @@ and has these columns:
 ``la``
     Local authority code, ``E`` or ``W`` and eight digits (``E06000052``).
 ``children``
-    Child population, the **exposure** of every count model: finite and > 0 (need not be
-    a whole number, e.g. mid-year population estimates).
+    Child population, the **exposure** of the count models by default: finite and > 0 (need
+    not be a whole number, e.g. mid-year population estimates). It also weights each LA's
+    mean deprivation.
 ``income``
     Share (**0-1, not a percentage**) of families in income deprivation; finite, in [0, 1].
 one column per outcome (``referrals``, ``cp_plans``, ...)
@@ -19,6 +20,10 @@ Optionally, a **stratum** column (named by the caller, e.g. ``age_band``) splits
 into cells, one row per LSOA x stratum: ``children`` is then the stratum's population, the
 (``lsoa``, stratum) pair must be unique and ``la`` and ``income`` must be the same on every
 row of an LSOA.
+
+Optionally, an **exposure** column other than ``children`` (named by the caller; finite and
+> 0): e.g. person-days at risk for the closure rate of episodes, or the referred children
+for the rate of re-referrals.
 
 Any other column (``la_name``, ``rural``, ...) is passed through unchanged. Codes must be
 exact: surrounding whitespace makes a code malformed, it is never stripped silently.
@@ -31,7 +36,7 @@ offending row of that rule. Rule ids: ``missing_column``, ``duplicate_column``,
 ``fractional_count``, ``count_too_large``, ``children_not_positive``,
 ``income_out_of_range``, ``lsoa_in_two_las``, ``duplicate_lsoa``, ``small_la``; with a
 stratum column also ``duplicate_cell`` (instead of ``duplicate_lsoa``) and
-``income_varies_within_lsoa``.
+``income_varies_within_lsoa``; with an exposure column also ``exposure_not_positive``.
 :func:`read_table` adds ``unknown_format``, ``file_not_found``, ``empty_file``,
 ``undecodable`` and ``unreadable``. Rows are 0-based positions in the table as read.
 """
@@ -185,7 +190,8 @@ def _numeric(s: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def validate(
-    table: pd.DataFrame, outcomes: Sequence[str], stratum: str | None = None
+    table: pd.DataFrame, outcomes: Sequence[str], stratum: str | None = None,
+    exposure: str = "children",
 ) -> pd.DataFrame:
     """Check a neighbourhood table against the input contract.
 
@@ -197,12 +203,18 @@ def validate(
         Names of the count columns to check (a single str is one outcome).
     stratum : str, optional
         Name of the stratum column, for tables with one row per LSOA x stratum.
+    exposure : str
+        Column of the exposure (the count model's offset), ``children`` by default; another
+        column (e.g. person-days at risk, or the referred children for a re-referral rate)
+        must be finite and > 0 too. ``children`` is still required: it weights the LAs'
+        mean deprivation.
 
     Returns
     -------
     pandas.DataFrame
         A new table with every row kept, in order, with a fresh RangeIndex: ``lsoa``/``la``
-        str, ``children``/``income`` float64, outcomes int64, other columns unchanged.
+        str, ``children``/``income`` (and the exposure) float64, outcomes int64, other columns
+        unchanged.
 
     Raises
     ------
@@ -213,7 +225,8 @@ def validate(
     outcomes = [outcomes] if isinstance(outcomes, str) else list(dict.fromkeys(outcomes))
     t = table.reset_index(drop=True)
     found = [str(c) for c in t.columns]
-    required = (*REQUIRED_COLUMNS, stratum) if stratum else REQUIRED_COLUMNS
+    required = (*REQUIRED_COLUMNS, *([stratum] if stratum else []),
+                *([exposure] if exposure not in REQUIRED_COLUMNS else []))
     missing = [c for c in required if c not in t.columns]
     if missing:
         raise _fail(
@@ -253,7 +266,7 @@ def validate(
 
     if stratum:
         _raise_rows("missing_value", "missing", t, {stratum: t[stratum].isna().to_numpy()})
-    num = {c: _numeric(t[c]) for c in ("children", "income", *outcomes)}
+    num = {c: _numeric(t[c]) for c in dict.fromkeys(("children", "income", exposure, *outcomes))}
     count = {c: num[c][0] for c in outcomes}
     _raise_rows("missing_value", "missing", t, {c: m for c, (_, m, _) in num.items()})
     _raise_rows("non_numeric", "not a number", t, {c: b for c, (_, _, b) in num.items()})
@@ -266,9 +279,13 @@ def validate(
         "count_too_large", f"above {MAX_COUNT:.0f}", t, {c: v > MAX_COUNT for c, v in count.items()}
     )
     children, income = num["children"][0], num["income"][0]
-    _raise_rows(
-        "children_not_positive", "<= 0 (children is the exposure)", t, {"children": children <= 0}
-    )
+    role = "the exposure" if exposure == "children" else "it weights LA deprivation"
+    _raise_rows("children_not_positive", f"<= 0 (children is {role})", t,
+                {"children": children <= 0})
+    if exposure != "children":
+        _raise_rows("exposure_not_positive", f"<= 0 ({exposure} is the exposure)", t,
+                    {exposure: num[exposure][0] <= 0},
+                    "; drop cells with no exposure explicitly (they carry no information)")
     bad = (income < 0) | (income > 1)
     hint = ""
     if bad.any() and 1 < income.max() <= 100:
@@ -308,6 +325,7 @@ def validate(
     out = t.copy()
     out["lsoa"], out["la"] = lsoa, la
     out["children"], out["income"] = children, income
+    out[exposure] = num[exposure][0]
     if stratum:
         out[stratum] = t[stratum].astype(str)
     for c, v in count.items():
@@ -315,6 +333,7 @@ def validate(
     return out
 
 
-def load(path, outcomes: Sequence[str], stratum: str | None = None) -> pd.DataFrame:
+def load(path, outcomes: Sequence[str], stratum: str | None = None,
+         exposure: str = "children") -> pd.DataFrame:
     """Read a table with :func:`read_table` and check it with :func:`validate`."""
-    return validate(read_table(path), outcomes, stratum)
+    return validate(read_table(path), outcomes, stratum, exposure)
