@@ -13,17 +13,15 @@ import pytest
 from scipy.integrate import quad
 
 from socialgradient.data import calibration as calib
-from socialgradient.data.synthetic import (
+from socialgradient.data.context import (
     AREA_MODEL,
     LA_COLUMNS,
     LA_INDICATORS,
-    NEW_DEFINITIONS,
     NOISE_CORR,
-    OUTCOMES,
     POPULATION_MODEL,
-    load_calibration,
-    simulate,
 )
+from socialgradient.data.context import DEFINITIONS as CONTEXT_DEFINITIONS
+from socialgradient.data.synthetic import OUTCOMES, load_calibration, simulate
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 OLD_COLUMNS = ["lsoa", "la", "la_name", "children", "income", "rural", *OUTCOMES]
@@ -63,7 +61,7 @@ def table_hash(table: pd.DataFrame) -> str:
 def old_truth_hash(truth: dict) -> str:
     old = {k: v for k, v in truth.items() if k not in NEW_KEYS}
     old["definitions"] = {k: v for k, v in truth["definitions"].items()
-                          if k not in NEW_DEFINITIONS}
+                          if k not in CONTEXT_DEFINITIONS}
     return hashlib.sha256(json.dumps(old, sort_keys=True).encode()).hexdigest()
 
 
