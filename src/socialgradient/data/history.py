@@ -185,45 +185,49 @@ def link(rng: np.random.Generator, parts: dict, lsoa_hr: pd.Series) -> dict:
     per-year counts for the truth.
     """
     report = {}
-    ever_cp: set = set()
+    ever_cp: set = set()  # children with a CP plan in the records so far
     for year in sorted(parts):
         cur = parts[year]
-        ep = cur["episodes"]
-        flagged_rr = int(ep["rereferral_within_12m"].sum())
-        flagged_cp = int(ep["repeat_cp_plan"].sum())
+        flagged = cur["episodes"][["rereferral_within_12m", "repeat_cp_plan"]].sum()
         linked = pd.DataFrame({"a": [], "b": []})
         if year - 1 in parts:
             linked = _cross_year(rng, cur, parts[year - 1], ever_cp)
-            if len(linked):
-                new_id = pd.Series(linked["b"].to_numpy(), index=linked["a"].to_numpy())
-                ch = cur["children"]
-                hit = ch["child_id"].isin(new_id.index).to_numpy()
-                prev = parts[year - 1]["children"].set_index("child_id")
-                old = ch.loc[hit, "child_id"]
-                b_ids = new_id[old].to_numpy()
-                ch.loc[hit, "date_of_birth"] = prev.loc[b_ids, "date_of_birth"].to_numpy()
-                ch.loc[hit, "age"] = prev.loc[b_ids, "age"].to_numpy() + 1
-                for name in ("children", "episodes", "factors"):
-                    t = cur[name]
-                    t["child_id"] = t["child_id"].map(new_id).fillna(t["child_id"])
+            _rename(cur, parts[year - 1]["children"], linked)
         ep = cur["episodes"]
-        linked_ids = set(linked["b"])
-        prior_cp = ep["child_id"].isin(linked_ids) & ep["child_id"].isin(ever_cp)
-        todo = ep["rereferral_within_12m"] & ~ep["child_id"].isin(linked_ids)
-        main = ep[todo].merge(cur["children"][["child_id", "lsoa"]], on="child_id")
-        need_cp = main["repeat_cp_plan"].to_numpy(bool)
-        rows, cp_placed = _earlier_episodes(rng, year, main, need_cp, lsoa_hr)
+        from_last_year = ep["child_id"].isin(set(linked["b"]))
+        repeat_linked = int((from_last_year & ep["child_id"].isin(ever_cp)
+                             & ep["repeat_cp_plan"]).sum())
+        todo = ep[ep["rereferral_within_12m"] & ~from_last_year]
+        main = todo.merge(cur["children"][["child_id", "lsoa"]], on="child_id")
+        rows, cp_placed = _earlier_episodes(rng, year, main, main["repeat_cp_plan"].to_numpy(bool),
+                                            lsoa_hr)
         cur["episodes"] = pd.concat([ep, rows], ignore_index=True)
-        rr_window = len(main) - len(rows)
-        cp_window = flagged_cp - int(prior_cp[ep["repeat_cp_plan"]].sum()) - int(cp_placed.sum())
         ever_cp |= set(cur["episodes"].loc[cur["episodes"]["cp_plan_start"].notna(), "child_id"])
         report[str(year)] = {
-            "rereferrals": flagged_rr, "rereferrals_linked_previous_year": len(linked),
+            "rereferrals": int(flagged["rereferral_within_12m"]),
+            "rereferrals_linked_previous_year": len(linked),
             "rereferrals_earlier_episode_same_year": len(rows),
-            "rereferrals_earlier_not_in_records": rr_window,
-            "repeat_cp_plans": flagged_cp,
-            "repeat_cp_linked_previous_year": int(prior_cp[ep["repeat_cp_plan"]].sum()),
+            "rereferrals_earlier_not_in_records": len(main) - len(rows),
+            "repeat_cp_plans": int(flagged["repeat_cp_plan"]),
+            "repeat_cp_linked_previous_year": repeat_linked,
             "repeat_cp_earlier_plan_same_year": int(cp_placed.sum()),
-            "repeat_cp_earlier_not_in_records": cp_window,
+            "repeat_cp_earlier_not_in_records": int(flagged["repeat_cp_plan"]) - repeat_linked
+            - int(cp_placed.sum()),
         }
     return report
+
+
+def _rename(cur: dict, previous_children: pd.DataFrame, linked: pd.DataFrame) -> None:
+    """Give each matched year-t child (``a``) its previous-year identity (``b``): the id, the
+    date of birth and the age one year on, in the children, episodes and factors tables."""
+    if not len(linked):
+        return
+    new_id = pd.Series(linked["b"].to_numpy(), index=linked["a"].to_numpy())
+    ch = cur["children"]
+    hit = ch["child_id"].isin(new_id.index).to_numpy()
+    before = previous_children.set_index("child_id").loc[new_id[ch.loc[hit, "child_id"]]]
+    ch.loc[hit, "date_of_birth"] = before["date_of_birth"].to_numpy()
+    ch.loc[hit, "age"] = before["age"].to_numpy() + 1
+    for name in ("children", "episodes", "factors"):
+        t = cur[name]
+        t["child_id"] = t["child_id"].map(new_id).fillna(t["child_id"])
