@@ -79,3 +79,27 @@ def test_rural_and_children_match(real, synthetic):
     real_children = real.groupby("la")["children"].sum()
     rel = la_children[real_children.index] / real_children - 1
     assert rel.abs().median() < 0.05
+
+
+def test_records_on_the_real_geography_follow_dfe_rates():
+    """`simulate --records --geography` with the real LSOAs (built from the shared files):
+    the LA intercepts are calibrated wherever the LA code has a DfE rate, and the LAs' referral
+    rates follow DfE's."""
+    from socialgradient.data.build import build_neighbourhoods
+    from socialgradient.data.records import simulate_records
+    from socialgradient.data.synthetic import load_calibration
+
+    geo, _ = build_neighbourhoods(SHARED)
+    recs = simulate_records(seed=3, geography=geo)
+    assert recs.truth["geography"] == "supplied"
+    assert recs.truth["n_lsoa"] == len(geo)
+    dfe = load_calibration().set_index("la")["dfe_referrals_per_10k_2019"].dropna()
+    calibrated = recs.truth["la_intercepts_from_dfe"]
+    assert len(calibrated) >= 140  # 2025 codes: reorganised LAs have no 2019 rate
+    assert set(calibrated) <= set(dfe.index)
+    pop = recs.population.groupby("la", observed=True)["children"].sum()
+    la = recs.episodes.merge(recs.children[["year", "child_id", "la"]],
+                             on=["year", "child_id"])["la"]
+    rate = (1e4 * la.value_counts() / pop)[calibrated]
+    assert np.corrcoef(np.log(rate), np.log(dfe[calibrated]))[0, 1] > 0.85
+    assert (rate / dfe[calibrated]).median() == pytest.approx(1.0, abs=0.15)
