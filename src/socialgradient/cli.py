@@ -76,6 +76,12 @@ def parser() -> argparse.ArgumentParser:
                     ".toml if present); flags override its values")
     _sampling_args(pn)
 
+    su = sub.add_parser("suite", help="fit every national spec in models/ (resumable)")
+    su.add_argument("--models", type=Path, default=Path("models"), help="folder of *.toml specs")
+    su.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    su.add_argument("--out", type=Path, default=Path("out/suite"))
+    _sampling_args(su)
+
     r = sub.add_parser("run", help="the main job on the embedded default data")
     r.add_argument("--data", type=Path, default=DEFAULT_DATA)
     r.add_argument("--spec", type=Path, default=DEFAULT_SPEC)
@@ -306,6 +312,19 @@ def _dispatch(args) -> int:
                   f"episodes in {rec.truth['n_lsoa']} LSOAs ({', '.join(sorted(paths))})")
         return 0
     progress = not args.no_progress
+    if args.command == "suite":
+        from socialgradient import suite
+
+        if args.family:
+            raise ValueError("suite: each spec names its family; --family is not used here")
+        table = suite.load_table(args.data, args.models)
+        items = suite.run(args.models, table, args.out, progressbar=progress, draws=args.draws,
+                          tune=args.tune, chains=args.chains, seed=args.seed,
+                          sampler=args.sampler)
+        print(suite.headline(items))
+        print(f"wrote {args.out / 'suite.csv'}")
+        verdicts = [i.summary["diagnostics"]["verdict"] for i in items if i.summary]
+        return 1 if "FAIL" in verdicts else 0
     if args.command == "fit":
         spec = _spec(args, args.outcome)
         spec = spec.replace(stratum=args.stratum, exposure=args.exposure)

@@ -1,0 +1,130 @@
+"""Every national analysis in ``models/``, resumable: ``socialgradient suite``.
+
+Each ``models/*.toml`` that is a national spec (it names an ``outcome``) is fitted to one
+neighbourhood table, and its outputs are written to ``OUT/<spec name>/`` as by ``socialgradient
+fit``. A spec whose ``summary.json`` there already records the same spec hash and data hash is
+not fitted again, so a suite that was stopped resumes where it stopped and a changed spec (or
+table) is refitted. LA panel specs (they name a ``measure``; ``socialgradient panel`` runs them)
+are listed as skipped. ``OUT/suite.csv`` gathers every spec's headline gradients with their 95%
+intervals and diagnostics verdict: over the threshold specs, the study's finding that the
+gradient steepens at each threshold of intervention.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from socialgradient import api, report
+from socialgradient.data import schema
+from socialgradient.files import atomic_write
+from socialgradient.fit import data_hash
+from socialgradient.spec import Spec
+
+HEADLINE = ("gradient_mean_la", "gradient_less_deprived_la", "gradient_more_deprived_la",
+            "between_la_gradient", "contextual_effect")
+
+
+@dataclass(frozen=True)
+class Item:
+    """One spec file of the suite and what was done with it."""
+
+    path: Path
+    name: str
+    status: str  # "fitted", "up to date" or "skipped: <why>"
+    summary: dict | None = None
+
+
+def national_specs(models_dir: Path) -> list[tuple[Path, Spec | None, str]]:
+    """``(path, spec, why_skipped)`` for every ``*.toml`` in ``models_dir``, sorted by name."""
+    out = []
+    for path in sorted(Path(models_dir).glob("*.toml")):
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+        if "measure" in raw and "outcome" not in raw:
+            out.append((path, None, "an LA panel spec: run it with `socialgradient panel`"))
+            continue
+        out.append((path, Spec.from_dict(raw), ""))
+    return out
+
+
+def _up_to_date(out: Path, spec: Spec, data_digest: str) -> dict | None:
+    path = out / "summary.json"
+    if not path.exists():
+        return None
+    summary = json.loads(path.read_text(encoding="utf-8"))
+    model = summary.get("model", {})
+    fresh = model.get("spec_hash") == spec.hash and model.get("data_hash") == data_digest
+    return summary if fresh else None
+
+
+def run(models_dir: Path, table: pd.DataFrame, out_dir: Path, progressbar: bool = False,
+        **sampling) -> list[Item]:
+    """Fit every national spec in ``models_dir`` to ``table`` (``sampling`` overrides, e.g.
+    ``draws=``, apply to all), write ``out_dir/<name>/`` and ``out_dir/suite.csv``."""
+    out_dir = Path(out_dir)
+    items = []
+    for path, spec, why in national_specs(models_dir):
+        if spec is None:
+            items.append(Item(path, path.stem, f"skipped: {why}"))
+            continue
+        spec = spec.replace(**sampling)
+        out = out_dir / spec.name
+        data = api.encode(table, spec.outcome, spec.stratum, spec.exposure)
+        summary = _up_to_date(out, spec, data_hash(data))
+        if summary is not None:
+            items.append(Item(path, spec.name, "up to date", summary))
+            continue
+        tree = api.fit(table, spec, progressbar=progressbar)
+        paths = report.write(tree, out)
+        summary = json.loads(paths["summary"].read_text(encoding="utf-8"))
+        items.append(Item(path, spec.name, "fitted", summary))
+    table_out = summary_table(items)
+    atomic_write(out_dir / "suite.csv", lambda tmp: table_out.to_csv(tmp, index=False))
+    return items
+
+
+def summary_table(items: list[Item]) -> pd.DataFrame:
+    """One row per spec: status, outcome, family, headline medians with 95% ETIs, verdict."""
+    rows = []
+    for item in items:
+        row = {"spec": item.name, "file": item.path.name, "status": item.status}
+        s = item.summary
+        if s is not None:
+            row |= {"outcome": s["model"]["outcome"], "family": s["model"]["family"],
+                    "n_lsoa": s["model"]["n_lsoa"]}
+            for key in HEADLINE:
+                lo, hi = s[key]["ci95"]
+                row |= {key: s[key]["median"], f"{key}_lo95": lo, f"{key}_hi95": hi}
+            row["verdict"] = s["diagnostics"]["verdict"]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def load_table(path: Path, models_dir: Path) -> pd.DataFrame:
+    """The table, checked for every outcome (and exposure) the national specs use."""
+    specs = [s for _, s, _ in national_specs(models_dir) if s is not None]
+    if not specs:
+        raise ValueError(f"no national spec (*.toml with an outcome) in {models_dir}")
+    table = schema.read_table(path)
+    for spec in specs:
+        schema.validate(table, [spec.outcome], spec.stratum or None, spec.exposure)
+    return table
+
+
+def headline(items: list[Item]) -> str:
+    """A few lines for the terminal: spec, status, gradient with its 95% ETI, verdict."""
+    lines = []
+    for item in items:
+        if item.summary is None:
+            lines.append(f"{item.name:<28} {item.status}")
+            continue
+        g = item.summary["gradient_mean_la"]
+        lo, hi = g["ci95"]
+        lines.append(f"{item.name:<28} {item.status:<11} gradient {g['median']:.3f} "
+                     f"[{lo:.3f}, {hi:.3f}]  {item.summary['diagnostics']['verdict']}")
+    return "\n".join(lines)

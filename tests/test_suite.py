@@ -1,0 +1,77 @@
+"""`socialgradient suite`: every national spec fitted, resumable, one summary table."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from socialgradient import cli, suite
+from socialgradient.data.synthetic import simulate
+
+MODELS = Path(__file__).resolve().parents[1] / "models"
+TINY = "\n[sampling]\ndraws = 40\ntune = 40\nchains = 1\nseed = 3\n"
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    t = simulate(seed=6, scale=0.05).table
+    t = t[t["la"].isin(t["la"].unique()[:10])].reset_index(drop=True)
+    path = tmp_path_factory.mktemp("suite") / "table.parquet"
+    t.to_parquet(path)
+    return path
+
+
+def write_models(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for outcome in ("referrals", "cp_plans"):
+        (folder / f"national_{outcome}.toml").write_text(
+            f'name = "national_{outcome}"\noutcome = "{outcome}"\nfamily = "poisson"\n' + TINY)
+    shutil.copy(MODELS / "la_panel_referrals.toml", folder)
+    return folder
+
+
+def test_repository_specs_are_read():
+    specs = suite.national_specs(MODELS)
+    national = [s.outcome for _, s, _ in specs if s is not None]
+    assert national == ["assessments", "cin_plans", "cp_plans", "looked_after", "referrals"]
+    assert all(why.startswith("an LA panel spec") for _, s, why in specs if s is None)
+
+
+def test_suite_fits_skips_panels_and_resumes(data, tmp_path):
+    models = write_models(tmp_path / "models")
+    out = tmp_path / "out"
+    args = ["suite", "--models", str(models), "--data", str(data), "--out", str(out),
+            "--no-progress"]
+    assert cli.main(args) in (0, 1)  # 40 draws may not converge; the suite still completes
+    table = pd.read_csv(out / "suite.csv")
+    assert list(table["spec"]) == ["la_panel_referrals", "national_cp_plans",
+                                   "national_referrals"]
+    assert table["status"].tolist()[0].startswith("skipped: an LA panel spec")
+    assert table["status"].tolist()[1:] == ["fitted", "fitted"]
+    assert table.loc[1:, "gradient_mean_la"].gt(1).all()
+    assert (table["gradient_mean_la_lo95"] <= table["gradient_mean_la"]).iloc[1:].all()
+    first = (out / "national_referrals" / "summary.json").stat().st_mtime_ns
+
+    # a second run fits nothing; a changed spec is refitted
+    cli.main(args)
+    assert pd.read_csv(out / "suite.csv")["status"].tolist()[1:] == ["up to date"] * 2
+    assert (out / "national_referrals" / "summary.json").stat().st_mtime_ns == first
+    spec = models / "national_cp_plans.toml"
+    spec.write_text(spec.read_text().replace("seed = 3", "seed = 4"))
+    cli.main(args)
+    assert pd.read_csv(out / "suite.csv")["status"].tolist()[1:] == ["fitted", "up to date"]
+    summary = json.loads((out / "national_cp_plans" / "summary.json").read_text())
+    assert summary["model"]["spec"]["sampling"]["seed"] == 4
+
+
+def test_suite_refuses_a_table_without_an_outcome(data, tmp_path, capsys):
+    models = write_models(tmp_path / "models")
+    (models / "national_bad.toml").write_text('outcome = "no_such_column"\n')
+    args = ["suite", "--models", str(models), "--data", str(data), "--out", str(tmp_path / "o")]
+    assert cli.main(args) == 2
+    assert "no_such_column" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
