@@ -85,3 +85,21 @@ def test_simulate_is_deterministic(tmp_path):
     a = pd.read_parquet(tmp_path / "a" / "neighbourhoods.parquet")
     b = pd.read_parquet(tmp_path / "b" / "neighbourhoods.parquet")
     pd.testing.assert_frame_equal(a, b)
+
+
+def test_report_rewrites_a_saved_fit_without_refitting(fitted, tmp_path, capsys):
+    out, _ = fitted
+    again = tmp_path / "again"
+    assert main(["report", str(out / "posterior.nc"), "--out", str(again)]) == 0
+    old = json.loads((out / "summary.json").read_text())
+    new = json.loads((again / "summary.json").read_text())
+    assert new == old  # same fit, same summary
+    pd.testing.assert_frame_equal(pd.read_csv(again / "la_gradients.csv"),
+                                  pd.read_csv(out / "la_gradients.csv"))
+    # a stricter disclosure rule: every LA count below 10,000 is suppressed
+    strict = tmp_path / "strict"
+    assert main(["report", str(out / "posterior.nc"), "--out", str(strict),
+                 "--threshold", "10000"]) == 0
+    assert pd.read_csv(strict / "la_gradients.csv")["cases"].isna().all()
+    assert main(["report", str(tmp_path / "missing.nc"), "--out", str(strict)]) == 2
+    assert "no saved fit" in capsys.readouterr().err

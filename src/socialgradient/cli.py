@@ -76,6 +76,13 @@ def parser() -> argparse.ArgumentParser:
                     ".toml if present); flags override its values")
     _sampling_args(pn)
 
+    rp = sub.add_parser("report", help="rewrite a saved fit's outputs (no refitting)")
+    rp.add_argument("fit", type=Path, help="posterior.nc written by fit, run or suite")
+    rp.add_argument("--out", type=Path, required=True)
+    rp.add_argument("--threshold", type=int, default=10,
+                    help="disclosure: suppress LA counts below this (default 10)")
+    rp.add_argument("--round-to", type=int, help="disclosure: round visible counts to this")
+
     su = sub.add_parser("suite", help="fit every national spec in models/ (resumable)")
     su.add_argument("--models", type=Path, default=Path("models"), help="folder of *.toml specs")
     su.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -311,7 +318,17 @@ def _dispatch(args) -> int:
             print(f"wrote {args.out}: {len(rec.children)} children, {len(rec.episodes)} "
                   f"episodes in {rec.truth['n_lsoa']} LSOAs ({', '.join(sorted(paths))})")
         return 0
-    progress = not args.no_progress
+    progress = not getattr(args, "no_progress", False)
+    if args.command == "report":
+        from socialgradient import disclosure, fit, report
+
+        if not args.fit.exists():
+            raise FileNotFoundError(f"no saved fit at {args.fit}")
+        rule = disclosure.Rule(threshold=args.threshold, round_to=args.round_to)
+        paths = report.write(fit.load(args.fit), args.out, rule=rule)
+        print(report.headline(json.loads(paths["summary"].read_text())))
+        print(f"wrote {', '.join(str(p) for p in paths.values())}")
+        return 0
     if args.command == "suite":
         from socialgradient import suite
 
