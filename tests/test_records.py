@@ -398,6 +398,8 @@ def test_national_rates_match_dfe(england):
     assert cp_starts == pytest.approx(56.5, rel=0.03)  # DfE: 66,680 CPP starts
     rereferred = r.episodes["rereferral_within_12m"].mean()
     assert 0.15 < rereferred < 0.25  # DfE: 22.6% of referrals
+    children_rereferred = r.truth["history"]["2019"]["rereferrals"] / len(r.children)
+    assert children_rereferred == pytest.approx(0.214, abs=0.03)  # DfE: 21.4% of children
 
 
 def test_la_rates_match_dfe(england):
