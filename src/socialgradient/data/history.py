@@ -152,14 +152,12 @@ def _earlier_episodes(rng, year: int, main: pd.DataFrame, need_cp: np.ndarray,
     o_p = o_a + np.minimum(rng.integers(0, 31, len(k)), d // 3)
     codes = np.array(list(r.CP_CATEGORIES), dtype=object)
     p_cat = np.array([v[1] for v in r.CP_CATEGORIES.values()])
-    src = np.array(list(r.REFERRAL_SOURCES), dtype=object)
-    p_src = np.array(list(r.REFERRAL_SOURCES.values()))
     closure = s + r._days(d)
     rows = pd.DataFrame({
         "child_id": main["child_id"].to_numpy(object)[k],
         "episode_id": main["episode_id"].to_numpy(object)[k] + "P",
         "year": np.full(len(k), year, np.int64), "referral_date": s,
-        "referral_source": src[rng.choice(len(src), len(k), p=p_src / p_src.sum())],
+        "referral_source": r._referral_sources(rng, len(k)),
         "referral_nfa": ~cp, "assessment": cp,
         "assessment_date": np.where(cp, s + r._days(o_a), nat),
         "outcome": np.where(cp, "cp_plan", "nfa").astype(object),

@@ -257,6 +257,13 @@ def _days(x) -> np.ndarray:
     return np.asarray(x, dtype=np.int64).astype("timedelta64[D]")
 
 
+def _referral_sources(rng, n: int) -> np.ndarray:
+    """``n`` census referral source codes drawn with the national mix :data:`REFERRAL_SOURCES`."""
+    codes = np.array(list(REFERRAL_SOURCES), dtype=object)
+    p = np.array(list(REFERRAL_SOURCES.values()))
+    return codes[rng.choice(len(codes), n, p=p / p.sum())]
+
+
 def _piecewise_exponential(rng, log_hr: np.ndarray) -> np.ndarray:
     """Durations (days) with hazard base_rate[k] * exp(log_hr) on piece k of PIECES."""
     bounds = np.array([*PIECES, np.inf])
@@ -320,10 +327,8 @@ def _year(rng, year, cells, geo, dec, effects, counter) -> dict:
     n_days = int((census - first).astype(int)) + 1
     ref = rng.integers(0, n_days, n)
     rem = n_days - 1 - ref  # whole days from referral to the census date
-    u_a, u_b = effects["durations"]
-    la_i = dec.la_index[lsoa]
     log_hr = (np.array([DURATION["level_log_hr"][k] for k in OUTCOME_LEVELS])[level]
-              + (DURATION["g_w"] + u_b[la_i]) * wi + DURATION["g_b"] * mci + u_a[la_i])
+              + effects["duration_hr"][lsoa])
     dur = _piecewise_exponential(rng, log_hr)
     closed = dur < rem + 1
     span = np.minimum(dur, rem + 1)
@@ -357,8 +362,6 @@ def _year(rng, year, cells, geo, dec, effects, counter) -> dict:
                                            + par["c_x"] * wi * mci)
 
     reref, repeat = flag(REREFERRAL), flag(REPEAT_CP) & cp
-    src = np.array(list(REFERRAL_SOURCES), dtype=object)
-    p_src = np.array(list(REFERRAL_SOURCES.values()))
 
     ids = np.array([f"SG{k:08d}" for k in range(counter, counter + n)], dtype=object)
     eids = np.array([f"SGE{k:08d}" for k in range(counter, counter + n)], dtype=object)
@@ -371,7 +374,7 @@ def _year(rng, year, cells, geo, dec, effects, counter) -> dict:
     episodes = pd.DataFrame({
         "child_id": ids, "episode_id": eids, "year": np.full(n, year, np.int64),
         "referral_date": referral,
-        "referral_source": src[rng.choice(len(src), n, p=p_src / p_src.sum())],
+        "referral_source": _referral_sources(rng, n),
         "referral_nfa": ~assessed, "assessment": assessed,
         "assessment_date": np.where(assessed, referral + _days(o_a), nat),
         "outcome": np.array(OUTCOME_LEVELS, object)[level],
@@ -419,7 +422,11 @@ def simulate_records(seed: int = synthetic.DEFAULT_SEED, years=(2019,), scale: f
     dec = decompose(geo["income"], geo["children"], geo["la"])
     rng = np.random.default_rng([int(seed), 5])  # a stream apart from synthetic.simulate's
     effects, calibrated = _la_effects(rng, dec.m_c, dec.la)
-    effects["durations"] = tuple(rng.normal(0.0, sd, len(dec.la)) for sd in DURATION["la_sd"])
+    u_a, u_b = effects["durations"] = tuple(rng.normal(0.0, sd, len(dec.la))
+                                            for sd in DURATION["la_sd"])
+    # An episode's log hazard ratio but for its outcome level's, per LSOA.
+    effects["duration_hr"] = (DURATION["g_b"] * dec.m_c[dec.la_index] + u_a[dec.la_index]
+                              + (DURATION["g_w"] + u_b[dec.la_index]) * dec.w)
     eth_dev = rng.normal(0.0, ETHNICITY["la_sd"], len(dec.la))
     cells = _population(rng, geo, eth_dev, dec.la_index)
     cells = {k: v[cells["n"] > 0] for k, v in cells.items()}
@@ -435,10 +442,7 @@ def simulate_records(seed: int = synthetic.DEFAULT_SEED, years=(2019,), scale: f
     for year in years:
         parts.append(_year(rng, year, cells, geo, dec, effects, counter))
         counter += len(parts[-1]["children"])
-    u_a, u_b = effects["durations"]
-    lsoa_hr = pd.Series(DURATION["g_b"] * dec.m_c[dec.la_index] + u_a[dec.la_index]
-                        + (DURATION["g_w"] + u_b[dec.la_index]) * dec.w,
-                        index=geo["lsoa"].to_numpy())
+    lsoa_hr = pd.Series(effects["duration_hr"], index=geo["lsoa"].to_numpy())
     history_report = history.link(rng, dict(zip(years, parts, strict=True)), lsoa_hr)
 
     def cat(values, codes):
