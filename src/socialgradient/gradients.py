@@ -135,6 +135,12 @@ def describe(draws: xr.DataArray, probs=PROBS) -> xr.Dataset:
     return xr.Dataset(out)
 
 
+def exposure(const: xr.Dataset) -> xr.DataArray:
+    """The fit's exposure per row: ``constant_data["exposure"]`` if the fit named one, else
+    ``children``."""
+    return const["exposure"] if "exposure" in const else const["children"]
+
+
 def la_table(tree: xr.DataTree) -> xr.Dataset:
     """Per-LA gradient scores and ranks with intervals, plus observed rates.
 
@@ -150,10 +156,9 @@ def la_table(tree: xr.DataTree) -> xr.Dataset:
     const = tree["constant_data"].to_dataset()
     y = tree["observed_data"][tree.attrs["outcome"]]
     la = const["lsoa_la"].values
-    exposure = const["exposure"] if "exposure" in const else const["children"]
     by_la = (
         pd.DataFrame({"la": la, "lsoa": const["lsoa"].values, "children": const["children"].values,
-                      "exposure": exposure.values})
+                      "exposure": exposure(const).values})
         .assign(cases=y.values)
         .groupby("la")
         .agg(n_lsoa=("lsoa", "nunique"), children=("children", "sum"), cases=("cases", "sum"),

@@ -23,7 +23,7 @@ from matplotlib.ticker import LogFormatter
 from socialgradient.checks import deprivation_decile, ppc
 from socialgradient.deprivation import UNIT
 from socialgradient.files import atomic_write
-from socialgradient.gradients import PER, describe, la_table, national, rate_curve
+from socialgradient.gradients import PER, describe, exposure, la_table, national, rate_curve
 
 #: LA type -> (m_c, the matching score in :func:`socialgradient.gradients.national`).
 LA_TYPES = {
@@ -55,13 +55,13 @@ def _observed_by_decile(tree: xr.DataTree) -> tuple[np.ndarray, np.ndarray]:
     """Child-weighted mean income (%) and observed rate per 10,000 (exposure) of each decile."""
     const = tree["constant_data"]
     income, children = const["income"].values, const["children"].values
-    exposure = const["exposure"].values if "exposure" in const else children
+    at_risk = exposure(const).values
     cases = tree["observed_data"][tree.attrs["outcome"]].values
     decile = deprivation_decile(income) - 1
     kids = np.bincount(decile, weights=children, minlength=10)
     mean_income = np.bincount(decile, weights=children * income, minlength=10) / kids
     rate = PER * np.bincount(decile, weights=cases, minlength=10) / np.bincount(
-        decile, weights=exposure, minlength=10)
+        decile, weights=at_risk, minlength=10)
     return 100 * mean_income, rate
 
 
