@@ -334,7 +334,7 @@ def _dispatch(args) -> int:
 
         if args.family:
             raise ValueError("suite: each spec names its family; --family is not used here")
-        table = suite.load_table(args.data, args.models)
+        table = schema.read_table(args.data)
         items = suite.run(args.models, table, args.out, progressbar=progress, draws=args.draws,
                           tune=args.tune, chains=args.chains, seed=args.seed,
                           sampler=args.sampler)

@@ -19,14 +19,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from socialgradient import api, report
-from socialgradient.data import schema
+from socialgradient import api, fit, report
 from socialgradient.files import atomic_write
-from socialgradient.fit import data_hash
 from socialgradient.spec import Spec
 
-HEADLINE = ("gradient_mean_la", "gradient_less_deprived_la", "gradient_more_deprived_la",
-            "between_la_gradient", "contextual_effect")
+HEADLINE = tuple(k for k in report.NATIONAL_KEYS if k != "interaction")
 
 
 @dataclass(frozen=True)
@@ -65,21 +62,29 @@ def _up_to_date(out: Path, spec: Spec, data_digest: str) -> dict | None:
 def run(models_dir: Path, table: pd.DataFrame, out_dir: Path, progressbar: bool = False,
         **sampling) -> list[Item]:
     """Fit every national spec in ``models_dir`` to ``table`` (``sampling`` overrides, e.g.
-    ``draws=``, apply to all), write ``out_dir/<name>/`` and ``out_dir/suite.csv``."""
+    ``draws=``, apply to all), write ``out_dir/<name>/`` and ``out_dir/suite.csv``.
+
+    The table is checked against every spec (and encoded) before anything is fitted, so a
+    table that lacks a spec's outcome fails at once, with nothing written.
+    """
     out_dir = Path(out_dir)
+    specs = [(path, spec.replace(**sampling) if spec else None, why)
+             for path, spec, why in national_specs(models_dir)]
+    if not any(spec for _, spec, _ in specs):
+        raise ValueError(f"no national spec (*.toml with an outcome) in {models_dir}")
+    data = {path: api.encode(table, spec.outcome, spec.stratum, spec.exposure)
+            for path, spec, _ in specs if spec is not None}
     items = []
-    for path, spec, why in national_specs(models_dir):
+    for path, spec, why in specs:
         if spec is None:
             items.append(Item(path, path.stem, f"skipped: {why}"))
             continue
-        spec = spec.replace(**sampling)
         out = out_dir / spec.name
-        data = api.encode(table, spec.outcome, spec.stratum, spec.exposure)
-        summary = _up_to_date(out, spec, data_hash(data))
+        summary = _up_to_date(out, spec, fit.data_hash(data[path]))
         if summary is not None:
             items.append(Item(path, spec.name, "up to date", summary))
             continue
-        tree = api.fit(table, spec, progressbar=progressbar)
+        tree = fit.fit(data[path], spec, progressbar=progressbar)
         paths = report.write(tree, out)
         summary = json.loads(paths["summary"].read_text(encoding="utf-8"))
         items.append(Item(path, spec.name, "fitted", summary))
@@ -103,17 +108,6 @@ def summary_table(items: list[Item]) -> pd.DataFrame:
             row["verdict"] = s["diagnostics"]["verdict"]
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-def load_table(path: Path, models_dir: Path) -> pd.DataFrame:
-    """The table, checked for every outcome (and exposure) the national specs use."""
-    specs = [s for _, s, _ in national_specs(models_dir) if s is not None]
-    if not specs:
-        raise ValueError(f"no national spec (*.toml with an outcome) in {models_dir}")
-    table = schema.read_table(path)
-    for spec in specs:
-        schema.validate(table, [spec.outcome], spec.stratum or None, spec.exposure)
-    return table
 
 
 def headline(items: list[Item]) -> str:
