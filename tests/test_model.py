@@ -50,7 +50,7 @@ def random_points(model: pm.Model, n: int, seed: int) -> list[dict[str, np.ndarr
 
 
 def test_variables_dims_and_coords(data):
-    model = build_model(data, Spec("referrals", family="negbin"))
+    model = build_model(data, Spec("referrals", family="negbin", la_effects="centred"))
     free = {rv.name for rv in model.free_RVs}
     assert free == {"a", "b_w", "b_b", "b_x", "la_effect", "la_cov", "inv_sqrt_phi"}
     assert {"la_sd", "la_corr", "phi"} <= {d.name for d in model.deterministics}
@@ -65,19 +65,15 @@ def test_variables_dims_and_coords(data):
 
 
 def test_poisson_has_no_dispersion(data):
-    model = build_model(data, Spec("referrals", family="poisson"))
+    model = build_model(data, Spec("referrals", family="poisson", la_effects="centred"))
     names = set(model.named_vars)
     assert "inv_sqrt_phi" not in names
     assert "phi" not in names
     assert {rv.name for rv in model.free_RVs} == {"a", "b_w", "b_b", "b_x", "la_effect", "la_cov"}
 
 
-@pytest.mark.parametrize("family", ["poisson", "negbin"])
-def test_logp_equals_textbook_model_up_to_a_constant(data, family):
-    model = build_model(data, Spec("referrals", family=family))
-    ref = reference_model(data, family)
-    assert set(model.initial_point()) == set(ref.initial_point())
-    points = random_points(model, 6, seed=1)
+def assert_same_density(model, ref, points):
+    """Log densities equal up to a constant, and gradients equal, at ``points``."""
 
     logp, logp_ref = model.compile_logp(mode=MODE), ref.compile_logp(mode=MODE)
     ours = np.array([logp(p) for p in points])
@@ -95,11 +91,77 @@ def test_logp_equals_textbook_model_up_to_a_constant(data, family):
         np.testing.assert_allclose(g, g_ref, rtol=1e-8, atol=1e-8 * np.abs(g_ref).max())
 
 
+@pytest.mark.parametrize("family", ["poisson", "negbin"])
+def test_logp_equals_textbook_model_up_to_a_constant(data, family):
+    model = build_model(data, Spec("referrals", family=family, la_effects="centred"))
+    ref = reference_model(data, family)
+    assert set(model.initial_point()) == set(ref.initial_point())
+    assert_same_density(model, ref, random_points(model, 6, seed=1))
+
+
+@pytest.mark.parametrize("family", ["poisson", "negbin", "binomial"])
+@pytest.mark.parametrize("centred", ["all", "none", "mixed"])
+def test_sufficient_equals_pointwise_for_every_family_and_geometry(data, family, centred):
+    """The fast likelihood equals PyMC's own per-row distribution (``likelihood="pointwise"``)
+    for every family, with centred, non-centred and mixed LA effects and a moderator."""
+    rng = np.random.default_rng(4)
+    data = dataclasses.replace(
+        data, moderators=rng.normal(0, 1, (len(data.y), 1)), moderator_names=("z",))
+    if family == "binomial":
+        trials = data.y + rng.integers(0, 30, len(data.y))
+        data = dataclasses.replace(data, trials=trials, exposure=trials.astype(float))
+        spec = Spec("referrals", family=family, trials="trials")
+    else:
+        spec = Spec("referrals", family=family)
+    mask = {"all": np.ones(N_LA, bool), "none": np.zeros(N_LA, bool),
+            "mixed": np.arange(N_LA) % 3 == 0}[centred]
+    fast = build_model(data, spec, centred=mask)
+    ref = build_model(data, spec, likelihood="pointwise", centred=mask)
+    assert [p.name for p in ref.potentials] == []
+    assert ref.observed_RVs[0].name == "referrals"
+    assert set(fast.initial_point()) == set(ref.initial_point())
+    assert_same_density(fast, ref, random_points(fast, 4, seed=3))
+
+
+def test_noncentred_and_mixed_effects_keep_la_effect_in_la_order(data):
+    mask = np.arange(N_LA) % 2 == 0
+    model = build_model(data, Spec("referrals"), centred=mask)
+    free = {rv.name for rv in model.free_RVs}
+    assert {"la_z", "la_effect_centred"} <= free
+    assert "la_effect" in {d.name for d in model.deterministics}
+    assert list(model.coords["la_centred"]) == list(data.la[mask])
+    assert list(model.coords["la_noncentred"]) == list(data.la[~mask])
+    point = model.initial_point()
+    point["la_effect_centred"] = np.arange(mask.sum() * 2.0).reshape(-1, 2)
+    point["la_z"] = np.zeros(((~mask).sum(), 2))
+    (out,) = model.replace_rvs_by_values([model["la_effect"]])
+    value = model.compile_fn(out, inputs=model.value_vars, mode=MODE,
+                             on_unused_input="ignore")(point)
+    np.testing.assert_allclose(value[mask], point["la_effect_centred"])
+
+
+def test_auto_centres_informative_las_only():
+    """England-sized referral counts: almost every LA is centred; a sparse outcome on small
+    LAs: almost none."""
+    from socialgradient import parameterisation
+
+    table = simulate(seed=3, scale=1.0).table
+    dense = NeighbourhoodData.from_table(table, "referrals")
+    centred = parameterisation.choose(dense, "negbin", "auto")
+    assert centred.mean() > 0.9
+    small = table[table["la"].isin(table["la"].unique()[:40])]
+    small = small.groupby("la").head(25).reset_index(drop=True)
+    sparse = NeighbourhoodData.from_table(small, "looked_after")
+    assert parameterisation.choose(sparse, "negbin", "auto").mean() < 0.2
+    assert parameterisation.choose(sparse, "negbin", "centred").all()
+    assert not parameterisation.choose(sparse, "negbin", "noncentred").any()
+
+
 def test_logp_responds_to_the_data(data):
     """Guard against a likelihood that silently ignores y: changing counts changes logp."""
     spec = Spec("referrals", family="negbin")
-    model = build_model(data, spec)
-    other = build_model(dataclasses.replace(data, y=data.y + 1), spec)
+    model = build_model(data, spec, centred=np.ones(N_LA, bool))
+    other = build_model(dataclasses.replace(data, y=data.y + 1), spec, centred=np.ones(N_LA, bool))
     p1, p2 = random_points(model, 2, seed=2)
     f, g = model.compile_logp(mode=MODE), other.compile_logp(mode=MODE)
     assert not np.isclose(f(p1) - f(p2), g(p1) - g(p2), rtol=1e-6)

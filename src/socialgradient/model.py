@@ -11,7 +11,22 @@ within-LA deprivation :math:`w_i` and LA deprivation :math:`m_{c,l}` (both in un
     \Sigma\big)
 
 with :math:`\Sigma = \mathrm{diag}(\sigma)\, R\, \mathrm{diag}(\sigma)`. The family is
-Poisson or negative binomial (NB2: variance :math:`\mu + \mu^2/\phi`).
+Poisson, negative binomial (NB2: variance :math:`\mu + \mu^2/\phi`) or binomial (logit
+link, ``trials`` per row, no offset: the gradient is then an odds ratio); each is one object
+in :mod:`socialgradient.families`.
+
+Moderators (named in the spec, all adjusted for LA deprivation, which stays in):
+
+* a *neighbourhood* moderator :math:`z_i` (a table column, e.g. ``rural``) adds
+  :math:`g z_i + h z_i w_i`: a main effect and a change of the within-LA slope;
+* an *LA* moderator :math:`v_l` (a column of an LA table, e.g. spend per child) adds
+  :math:`c v_l` to the mean of :math:`\alpha_l` and :math:`d v_l` to the mean of
+  :math:`\beta_l`.
+
+Moderators are centred at their child-weighted mean (so ``a``, ``b_w`` keep their meaning
+at the average moderator) and scaled by their child-weighted SD while sampling; the
+posterior reports ``moderator_effect`` / ``la_moderator_effect`` (dims moderator, effect)
+per *unit* of the moderator, on the log (or logit) scale.
 
 For a stratified table (one row per LSOA x stratum, e.g. age band), the linear predictor
 gains stratum offsets to the intercept and the slope, :math:`\gamma_s + \delta_s w_i`, zero
@@ -26,7 +41,8 @@ name      prior                       why
 ========  ==========================  =====================================================
 a         Normal(-4, 2.5)             log rate per child at an LA's mean deprivation, for an
                                       LA at the national mean: e^-4 = 180 per 10,000; the
-                                      95% range is about 1.4 to 25,000 per 10,000
+                                      95% range is about 1.4 to 25,000 per 10,000 (binomial:
+                                      Normal(0, 2.5) on the logit of the proportion)
 b_w       Normal(0, 1)                within-LA log gradient per 10 points: scores 0.14-7
 b_b       Normal(0, 1)                between-LA log gradient per 10 points of LA deprivation
 b_x       Normal(0, 1)                change in the within-LA log gradient per 10 points of LA
@@ -35,11 +51,20 @@ la_sd     HalfNormal([1, 0.5])        SDs of LA intercepts and slopes (effect di
 la_corr   LKJ(eta=2)                  mildly favours small intercept-slope correlations
 phi       1/sqrt(phi) ~ HalfNormal(1) NB2 dispersion, a Stan-style "penalised complexity"-ish
                                       prior that shrinks towards the Poisson (phi -> inf)
+g, h      Normal(0, [1, 0.5]) per SD  neighbourhood moderator: main effect, slope change
+c, d      Normal(0, [1, 0.5]) per SD  LA moderator: on the LA intercept and slope means
 ========  ==========================  =====================================================
 
-Parameterisation: each LA holds hundreds of LSOAs, so its intercept and slope are well
-identified by the data; the LA effects are therefore sampled *centred on their
-hierarchical means*. Non-centred forms give R-hat 1.1-1.5 on England-sized data.
+Every scale (and a's mean) can be set in the spec's ``[priors]`` table
+(:class:`socialgradient.spec.Priors`); :func:`socialgradient.checks.prior_predictive`
+shows what a spec's priors imply for rates and gradients.
+
+Parameterisation (``la_effects`` in the spec): LA effects are sampled *centred on their
+hierarchical means* where an LA's data pin them down (England-sized referral counts:
+non-centred forms give R-hat 1.1-1.5 there) and *non-centred* where they do not (rare
+outcomes: the centred form is a funnel). ``auto`` (the default) chooses per LA
+(:mod:`socialgradient.parameterisation`); either way ``la_effect`` (dims la, effect) is in
+the posterior.
 
 Speed: the likelihood is written through sufficient statistics. The :math:`y\,\eta` part is
 linear in the LA parameters, so it collapses to per-LA sums :math:`\sum y` and
@@ -63,10 +88,12 @@ import pandas as pd
 import pymc as pm
 import pytensor.tensor as pt
 
+from socialgradient import families, parameterisation
 from socialgradient.deprivation import decompose
-from socialgradient.spec import Spec
+from socialgradient.spec import Priors, Spec
 
 EFFECTS = ("intercept", "slope")
+LIKELIHOODS = ("sufficient", "pointwise")
 
 
 @dataclass(frozen=True)
@@ -101,9 +128,16 @@ class NeighbourhoodData:
     stratum_name : str
         Name of the stratum column ("" when unstratified).
     exposure : ndarray of float, dims (row,)
-        The offset's exposure: ``children`` unless another column was named.
+        The offset's exposure: ``children`` unless another column was named; for a
+        binomial outcome, its trials (the denominator of the observed rates).
     exposure_name : str
         Name of the exposure column.
+    trials : ndarray of int, dims (row,), or None
+        Binomial trials (None for count families).
+    moderators : ndarray of float, dims (row, moderator), or None
+        Neighbourhood moderators, raw values; ``moderator_names`` their columns.
+    la_moderators : ndarray of float, dims (la, la_moderator), or None
+        LA moderators, raw values; ``la_moderator_names`` their columns.
     """
 
     lsoa: np.ndarray
@@ -122,6 +156,11 @@ class NeighbourhoodData:
     stratum_name: str = ""
     exposure: np.ndarray | None = None
     exposure_name: str = "children"
+    trials: np.ndarray | None = None
+    moderators: np.ndarray | None = None
+    moderator_names: tuple = ()
+    la_moderators: np.ndarray | None = None
+    la_moderator_names: tuple = ()
 
     def __post_init__(self):
         if self.exposure is None:
@@ -130,9 +169,12 @@ class NeighbourhoodData:
     @classmethod
     def from_table(
         cls, table: pd.DataFrame, outcome: str, stratum: str | None = None,
-        exposure: str = "children",
+        exposure: str = "children", *, trials: str = "", moderators=(),
+        la_table: pd.DataFrame | None = None, la_moderators=(),
     ) -> NeighbourhoodData:
-        """Encode a table that has passed :func:`socialgradient.data.schema.validate`."""
+        """Encode a table that has passed :func:`socialgradient.data.schema.validate`
+        (and, for LA moderators, an LA table that passed
+        :func:`socialgradient.moderators.validate_la_table`)."""
         d = decompose(table["income"], table["children"], table["la"])
         strata, stratum_index = (), None
         if stratum:
@@ -140,6 +182,12 @@ class NeighbourhoodData:
             strata = tuple(size.sort_values(ascending=False, kind="stable").index)
             lookup = {level: i for i, level in enumerate(strata)}
             stratum_index = table[stratum].astype(str).map(lookup).to_numpy()
+        moderators, la_moderators = tuple(moderators), tuple(la_moderators)
+        la_values = None
+        if la_moderators:
+            la_values = (la_table.set_index("la").loc[d.la, list(la_moderators)]
+                         .to_numpy(dtype=float))
+        denominator = trials or exposure
         return cls(
             lsoa=table["lsoa"].to_numpy(dtype=str),
             la=d.la,
@@ -155,8 +203,14 @@ class NeighbourhoodData:
             strata=strata,
             stratum_index=stratum_index,
             stratum_name=stratum or "",
-            exposure=table[exposure].to_numpy(dtype=float),
-            exposure_name=exposure,
+            exposure=table[denominator].to_numpy(dtype=float),
+            exposure_name=denominator,
+            trials=table[trials].to_numpy(dtype=np.int64) if trials else None,
+            moderators=(table[list(moderators)].to_numpy(dtype=float)
+                        if moderators else None),
+            moderator_names=moderators,
+            la_moderators=la_values,
+            la_moderator_names=la_moderators,
         )
 
     @property
@@ -180,26 +234,51 @@ class NeighbourhoodData:
     def coords(self) -> dict[str, list]:
         """Coordinates for the model's named dims."""
         coords = {"la": list(self.la), "effect": list(EFFECTS)}
+        if self.moderator_names:
+            coords["moderator"] = list(self.moderator_names)
+        if self.la_moderator_names:
+            coords["la_moderator"] = list(self.la_moderator_names)
         if self.strata:
             return {**coords, "cell": list(range(len(self.y))), "stratum": list(self.strata)}
         return {**coords, "lsoa": list(self.lsoa)}
 
+    def moderator_scaling(self) -> tuple[np.ndarray, np.ndarray]:
+        """Child-weighted mean and SD of each neighbourhood moderator, dims (moderator,)."""
+        return _weighted_moments(self.moderators, self.children)
 
-def la_effects(data: NeighbourhoodData):
+    def la_moderator_scaling(self) -> tuple[np.ndarray, np.ndarray]:
+        """Child-weighted (LA children) mean and SD of each LA moderator, dims
+        (la_moderator,)."""
+        la_children = np.bincount(self.la_index, self.children, len(self.la))
+        return _weighted_moments(self.la_moderators, la_children)
+
+
+def _weighted_moments(values: np.ndarray, weight: np.ndarray):
+    mean = np.average(values, axis=0, weights=weight)
+    sd = np.sqrt(np.average((values - mean) ** 2, axis=0, weights=weight))
+    return mean, sd
+
+
+def la_effects(data: NeighbourhoodData, priors: Priors | None = None,
+               centred: np.ndarray | None = None, a_mean: float = -4.0):
     """Priors and the LA intercepts and slopes, in the current model context.
 
     Creates ``a``, ``b_w``, ``b_b``, ``b_x``, the LKJ covariance ``la_cov`` (with
-    deterministics ``la_sd``, ``la_corr``) and returns ``la_effect`` (dims la, effect),
-    centred on ``(a + b_b m_c, b_w + b_x m_c)``. Shared by :func:`build_model` and the
-    textbook reference models of the tests and benchmarks.
+    deterministics ``la_sd``, ``la_corr``), LA-moderator coefficients if any, and returns
+    ``la_effect`` (dims la, effect) with means ``(a + b_b m_c, b_w + b_x m_c)``: a free
+    variable when every LA is centred (``centred`` None or all True), else a deterministic
+    of the centred LAs' ``la_effect_centred`` and the non-centred LAs' ``la_z``. Shared
+    by :func:`build_model` and the textbook reference models of the tests and benchmarks.
     """
+    p = priors or Priors()
     m_c = pm.Data("m_c", data.m_c, dims="la")
-    a = pm.Normal("a", -4.0, 2.5)
-    b_w = pm.Normal("b_w", 0.0, 1.0)
-    b_b = pm.Normal("b_b", 0.0, 1.0)
-    b_x = pm.Normal("b_x", 0.0, 1.0)
+    a = pm.Normal("a", a_mean if p.a_mean is None else p.a_mean, p.a)
+    b_w = pm.Normal("b_w", 0.0, p.b_w)
+    b_b = pm.Normal("b_b", 0.0, p.b_b)
+    b_x = pm.Normal("b_x", 0.0, p.b_x)
     chol, corr, sd = pm.LKJCholeskyCov(
-        "la_cov", eta=2.0, n=2, sd_dist=pm.HalfNormal.dist(sigma=np.array([1.0, 0.5]), size=2),
+        "la_cov", eta=p.lkj_eta, n=2,
+        sd_dist=pm.HalfNormal.dist(sigma=np.array([p.la_sd_intercept, p.la_sd_slope]), size=2),
         # An explicit start (LA SDs 0.2 and 0.1, uncorrelated): the default draws the SDs
         # through scipy, which fails on PyTensor's read-only constants for some graphs
         # (Poisson with strata under nutpie: "cannot set WRITEABLE flag").
@@ -208,16 +287,44 @@ def la_effects(data: NeighbourhoodData):
     pm.Deterministic("la_sd", sd, dims="effect")
     pm.Deterministic("la_corr", corr[0, 1])
     centre = pt.stack([a + b_b * m_c, b_w + b_x * m_c], axis=1)
-    return pm.MvNormal("la_effect", mu=centre, chol=chol, dims=("la", "effect"))
+    if data.la_moderator_names:
+        centre = centre + _la_moderator_terms(data, p)
+    if centred is None or centred.all():
+        return pm.MvNormal("la_effect", mu=centre, chol=chol, dims=("la", "effect"))
+    model = pm.modelcontext(None)
+    (on,), (off,) = np.nonzero(centred), np.nonzero(~centred)
+    model.add_coord("la_noncentred", data.la[off])
+    # Non-centred LAs: theta = centre + L z, z ~ N(0, I) (no funnel when data are weak).
+    z = pm.Normal("la_z", 0.0, 1.0, dims=("la_noncentred", "effect"))
+    parts, order = [centre[off] + z @ chol.T], [off]
+    if on.size:
+        model.add_coord("la_centred", data.la[on])
+        parts.insert(0, pm.MvNormal("la_effect_centred", mu=centre[on], chol=chol,
+                                    dims=("la_centred", "effect")))
+        order.insert(0, on)
+    inverse = np.argsort(np.concatenate(order))
+    theta = pt.concatenate(parts, axis=0)[inverse]
+    return pm.Deterministic("la_effect", theta, dims=("la", "effect"))
 
 
-def dispersion():
+def _la_moderator_terms(data: NeighbourhoodData, p: Priors):
+    """``V c`` and ``V d`` for the LA moderators (standardised while sampling), dims (la, 2)."""
+    mean, sd = data.la_moderator_scaling()
+    v = (data.la_moderators - mean) / sd
+    coef = pm.Normal("la_moderator_coef", 0.0,
+                     np.array([p.moderator_intercept, p.moderator_slope]),
+                     dims=("la_moderator", "effect"))
+    pm.Deterministic("la_moderator_effect", coef / sd[:, None], dims=("la_moderator", "effect"))
+    return pt.as_tensor(v) @ coef
+
+
+def dispersion(priors: Priors | None = None):
     """NB2 dispersion ``phi`` with 1/sqrt(phi) ~ HalfNormal(1), in the current model context."""
-    inv_sqrt_phi = pm.HalfNormal("inv_sqrt_phi", 1.0)
-    return pm.Deterministic("phi", 1.0 / pt.square(inv_sqrt_phi))
+    return families.get("negbin").add_parameters(priors or Priors())["phi"]
 
 
-def build_model(data: NeighbourhoodData, spec: Spec) -> pm.Model:
+def build_model(data: NeighbourhoodData, spec: Spec, likelihood: str = "sufficient",
+                centred: np.ndarray | None = None) -> pm.Model:
     """Build the national model for one outcome.
 
     Parameters
@@ -225,58 +332,77 @@ def build_model(data: NeighbourhoodData, spec: Spec) -> pm.Model:
     data : NeighbourhoodData
         The encoded outcome.
     spec : Spec
-        Uses ``spec.family`` ("negbin" or "poisson").
+        Uses ``family``, ``priors``, ``la_effects`` and the moderators' names (which
+        ``data`` must carry).
+    likelihood : {"sufficient", "pointwise"}
+        ``sufficient`` (default, fast): the likelihood enters as the potential ``loglik``
+        through sufficient statistics. ``pointwise``: the textbook per-row likelihood, an
+        observed variable named after the outcome (dims lsoa or cell), for PyMC's own
+        tools (``pm.sample_posterior_predictive``, ``pm.compute_log_likelihood``); the
+        same posterior, several times slower to sample.
+    centred : ndarray of bool, dims (la,), optional
+        Which LAs are centred; default :func:`socialgradient.parameterisation.choose`.
 
     Returns
     -------
     pm.Model
-        Free variables ``a``, ``b_w``, ``b_b``, ``b_x``, ``la_effect`` (dims la, effect),
-        the LKJ covariance (``la_sd`` dims effect, ``la_corr``), for the negative
-        binomial ``phi``, and for stratified data ``stratum_effect`` (dims stratum, effect;
-        zero for the reference stratum). The likelihood enters as the potential ``loglik``.
+        Free variables ``a``, ``b_w``, ``b_b``, ``b_x``, the LA effects (``la_effect``,
+        dims la x effect, free when all LAs are centred, else built from
+        ``la_effect_centred`` and ``la_z``), the LKJ covariance (``la_sd`` dims effect,
+        ``la_corr``), for the negative binomial ``phi``, for stratified data
+        ``stratum_effect`` (dims stratum, effect; zero for the reference stratum), and for
+        moderators ``moderator_effect`` / ``la_moderator_effect`` (dims moderator or
+        la_moderator, effect; per unit).
     """
+    if likelihood not in LIKELIHOODS:
+        raise ValueError(f"unknown likelihood {likelihood!r}: choose one of {LIKELIHOODS}")
+    family = families.get(spec.family)
+    if centred is None:
+        centred = parameterisation.choose(data, spec.family, spec.la_effects)
     n_la = len(data.la)
     idx = data.la_index
-    y_sum = np.bincount(idx, weights=data.y, minlength=n_la)
-    yw_sum = np.bincount(idx, weights=data.y * data.w, minlength=n_la)
     # Rows sorted by LA, so LA effects reach rows by `repeat`, whose gradient is a contiguous
     # segment sum (30% faster sampling than gather/scatter on England-sized data).
     order = np.argsort(idx, kind="stable")
     per_la = np.bincount(idx, minlength=n_la)
     w, y = data.w[order], data.y[order]
-    log_n = np.log(data.exposure)[order]
+    rows = families.Rows(
+        y=y,
+        log_exposure=np.log(data.exposure)[order],
+        trials=None if data.trials is None else data.trials[order],
+    )
     with pm.Model(coords=data.coords) as model:
-        theta = la_effects(data)
+        theta = la_effects(data, spec.priors, centred, family.a_prior_mean)
         eta = pt.repeat(theta[:, 0], per_la) + pt.repeat(theta[:, 1], per_la) * w
+        y_sum = np.bincount(idx, weights=data.y, minlength=n_la)
+        yw_sum = np.bincount(idx, weights=data.y * data.w, minlength=n_la)
         linear = pt.sum(theta[:, 0] * y_sum + theta[:, 1] * yw_sum)
         if data.strata:
-            offset = _stratum_effect(data)
+            offset = _stratum_effect(data, spec.priors)
             s_idx = data.stratum_index
             eta = eta + offset[s_idx[order], 0] + offset[s_idx[order], 1] * w
             s_y = np.bincount(s_idx, weights=data.y, minlength=len(data.strata))
             s_yw = np.bincount(s_idx, weights=data.y * data.w, minlength=len(data.strata))
             linear = linear + pt.sum(offset[:, 0] * s_y + offset[:, 1] * s_yw)
-        if spec.family == "poisson":
-            loglik = linear - pt.sum(pt.exp(log_n + eta))
-        elif spec.family == "negbin":
-            phi = dispersion()
-            values, counts = np.unique(data.y, return_counts=True)
-            lgamma_part = pt.sum(counts * (pt.gammaln(values + phi) - pt.gammaln(phi)))
-            # log(mu + phi), not logaddexp: one exp and one log per row (25% faster sampling).
-            log_mu_plus_phi = pt.log(pt.exp(log_n + eta) + phi)
-            loglik = (
-                lgamma_part
-                + len(data.y) * phi * pt.log(phi)
-                + linear
-                - pt.sum((y + phi) * log_mu_plus_phi)
-            )
+        if data.moderator_names:
+            coef = _moderator_coef(data, spec.priors)
+            mean, sd = data.moderator_scaling()
+            z = (data.moderators - mean) / sd
+            eta = eta + pt.as_tensor(z[order]) @ coef[:, 0] + pt.as_tensor(
+                z[order] * w[:, None]) @ coef[:, 1]
+            linear = linear + pt.sum(coef[:, 0] * (data.y @ z)) + pt.sum(
+                coef[:, 1] * ((data.y * data.w) @ z))
+        params = family.add_parameters(spec.priors)
+        if likelihood == "sufficient":
+            pm.Potential("loglik", linear + family.normaliser(eta, rows, params))
         else:
-            raise ValueError(f"unknown family {spec.family!r}: use 'negbin' or 'poisson'")
-        pm.Potential("loglik", loglik)
+            unsort = np.argsort(order, kind="stable")
+            original = families.Rows(data.y, np.log(data.exposure), data.trials)
+            family.observed(data.outcome, eta[unsort], original, params, data.row_dim)
     return model
 
 
-def _stratum_effect(data: NeighbourhoodData):
+def _stratum_effect(data: NeighbourhoodData, p: Priors):
     """Stratum offsets to the intercept and slope, zero for the reference stratum.
 
     Priors: Normal(0, 1) on the log-rate offset (rate ratios 0.14-7 against the reference),
@@ -289,8 +415,19 @@ def _stratum_effect(data: NeighbourhoodData):
     raw = pm.Normal(
         "stratum_offset",
         0.0,
-        np.array([1.0, 0.5]),
+        np.array([p.stratum_intercept, p.stratum_slope]),
         dims=("stratum_contrast", "effect"),
     )
     full = pt.concatenate([pt.zeros((1, 2)), raw], axis=0)
     return pm.Deterministic("stratum_effect", full, dims=("stratum", "effect"))
+
+
+def _moderator_coef(data: NeighbourhoodData, p: Priors):
+    """Neighbourhood-moderator coefficients per SD (free, ``moderator_coef``) and per unit
+    (``moderator_effect``), dims (moderator, effect); returns the per-SD ones."""
+    _, sd = data.moderator_scaling()
+    coef = pm.Normal("moderator_coef", 0.0,
+                     np.array([p.moderator_intercept, p.moderator_slope]),
+                     dims=("moderator", "effect"))
+    pm.Deterministic("moderator_effect", coef / sd[:, None], dims=("moderator", "effect"))
+    return coef

@@ -7,8 +7,17 @@ Example ``models/national_referrals.toml``::
 
     name = "national_referrals"
     outcome = "referrals"
-    family = "negbin"          # or "poisson"
+    family = "negbin"          # "poisson", "negbin" or "binomial" (with trials = "column")
     stratum = ""               # e.g. "age_band" for a table of LSOA x age-band cells
+    exposure = "children"      # the offset's column (log-link families)
+    neighbourhood_moderators = []  # row columns: main effect + interaction with w
+    la_data = ""               # LA table (one row per LA, column `la`), relative to this file
+    la_moderators = []         # its columns: enter the means of the LA intercept and slope
+    la_effects = "auto"        # "centred", "noncentred" or "auto" (per LA, by information)
+    target_accept = 0.8
+
+    [priors]                   # scales (and a's mean); defaults in socialgradient.model
+    b_w = 1.0
 
     [sampling]
     sampler = "nutpie"         # or "pymc", "numpyro"
@@ -27,8 +36,9 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-FAMILIES = ("negbin", "poisson")
+FAMILIES = ("negbin", "poisson", "binomial")
 SAMPLERS = ("nutpie", "pymc", "numpyro")
+LA_EFFECTS = ("auto", "centred", "noncentred")
 
 
 @dataclass(frozen=True)
@@ -50,6 +60,40 @@ class Sampling:
                 raise ValueError(f"sampling.{name} must be a positive integer, got {value!r}")
 
 
+@dataclass(frozen=True)
+class Priors:
+    """Prior scales of the national model (units in :mod:`socialgradient.model`).
+
+    Each value is the standard deviation (scale) of a Normal or half-Normal prior, except
+    ``a_mean`` (the intercept's prior mean, on the link scale: None = the family's default,
+    -4 for log-rate families, 0 for the binomial's logit) and ``lkj_eta``.
+    """
+
+    a_mean: float | None = None
+    a: float = 2.5
+    b_w: float = 1.0
+    b_b: float = 1.0
+    b_x: float = 1.0
+    la_sd_intercept: float = 1.0
+    la_sd_slope: float = 0.5
+    lkj_eta: float = 2.0
+    inv_sqrt_phi: float = 1.0
+    stratum_intercept: float = 1.0
+    stratum_slope: float = 0.5
+    moderator_intercept: float = 1.0  # per standard deviation of the moderator
+    moderator_slope: float = 0.5  # per standard deviation of the moderator
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "a_mean" and value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"priors.{f.name} must be a number, got {value!r}")
+            if f.name != "a_mean" and not value > 0:
+                raise ValueError(f"priors.{f.name} must be > 0, got {value!r}")
+
+
 class SpecMethods:
     """JSON, hash, ``replace`` and ``from_dict`` for any frozen spec dataclass that has a
     ``sampling: Sampling`` field (:class:`Spec`, :class:`socialgradient.panel.PanelSpec`)."""
@@ -69,6 +113,8 @@ class SpecMethods:
         sampling_fields = {f.name for f in dataclasses.fields(Sampling)}
         sampling = {k: v for k, v in changes.items() if k in sampling_fields and v is not None}
         top = {k: v for k, v in changes.items() if k not in sampling_fields and v is not None}
+        if isinstance(top.get("priors"), dict):
+            top["priors"] = dataclasses.replace(self.priors, **top["priors"])
         return dataclasses.replace(
             self, **top, sampling=dataclasses.replace(self.sampling, **sampling)
         )
@@ -80,6 +126,9 @@ class SpecMethods:
         sampling = raw.pop("sampling", {})
         _check_keys(raw, {f.name for f in dataclasses.fields(cls)} - {"sampling"}, "spec")
         _check_keys(sampling, {f.name for f in dataclasses.fields(Sampling)}, "[sampling]")
+        if "priors" in raw:
+            _check_keys(raw["priors"], {f.name for f in dataclasses.fields(Priors)}, "[priors]")
+            raw["priors"] = Priors(**raw["priors"])
         return cls(**raw, sampling=Sampling(**sampling))
 
     @classmethod
@@ -90,25 +139,81 @@ class SpecMethods:
 
 @dataclass(frozen=True)
 class Spec(SpecMethods):
-    """An analysis: which outcome, which family, which strata, how to sample."""
+    """An analysis: which outcome, which family, which terms, which priors, how to sample.
+
+    The defaults are the national model of the study; every field is a value (no class
+    paths), so the spec's canonical JSON identifies the analysis. Lists are stored as
+    tuples. ``la_data`` is resolved against the spec file's folder by :func:`load_spec`.
+    """
 
     outcome: str
     family: str = "negbin"
     name: str = ""
     stratum: str = ""  # column splitting LSOAs into cells (e.g. "age_band"); "" for none
     exposure: str = "children"  # the offset's column (e.g. person-days at risk)
+    trials: str = ""  # binomial: the column of trials (e.g. "referrals")
+    neighbourhood_moderators: tuple[str, ...] = ()
+    la_data: str = ""
+    la_moderators: tuple[str, ...] = ()
+    la_effects: str = "auto"
+    target_accept: float = 0.8
+    priors: Priors = field(default_factory=Priors)
     sampling: Sampling = field(default_factory=Sampling)
 
     def __post_init__(self):
         if self.family not in FAMILIES:
             raise ValueError(f"unknown family {self.family!r}: choose one of {FAMILIES}")
+        if self.la_effects not in LA_EFFECTS:
+            raise ValueError(f"unknown la_effects {self.la_effects!r}: choose one of {LA_EFFECTS}")
+        if not 0.5 <= self.target_accept < 1:
+            raise ValueError(f"target_accept must be in [0.5, 1), got {self.target_accept!r}")
+        if (self.family == "binomial") != bool(self.trials):
+            raise ValueError("the binomial family needs `trials` (the column of trials), and "
+                             "only the binomial takes it")
+        if self.family == "binomial" and self.exposure != "children":
+            raise ValueError("a binomial fit has no exposure offset: its denominator is "
+                             "`trials`")
+        for name in ("neighbourhood_moderators", "la_moderators"):
+            value = getattr(self, name)
+            value = (value,) if isinstance(value, str) else tuple(value)
+            if len(set(value)) != len(value):
+                raise ValueError(f"{name} repeats a column: {list(value)}")
+            object.__setattr__(self, name, value)
+        if self.la_moderators and not self.la_data:
+            raise ValueError("la_moderators need la_data: the LA table they are columns of")
+        if isinstance(self.priors, dict):
+            object.__setattr__(self, "priors", Priors(**self.priors))
         if not self.name:
             object.__setattr__(self, "name", f"{self.outcome}_{self.family}")
 
+    def to_json(self) -> str:
+        """Canonical JSON: fields at their defaults since the model language was added
+        are left out, so the hashes of earlier specs (and their saved fits) still match."""
+        raw = json.loads(json.dumps(dataclasses.asdict(self)))
+        for key, default in _NEW_DEFAULTS.items():
+            if raw.get(key) == default:
+                raw.pop(key)
+        return json.dumps(raw, sort_keys=True)
+
+_NEW_DEFAULTS = {
+    "trials": "",
+    "neighbourhood_moderators": [],
+    "la_data": "",
+    "la_moderators": [],
+    "la_effects": "auto",
+    "target_accept": 0.8,
+    "priors": dataclasses.asdict(Priors()),
+}
+
+
 def load_spec(path: str | Path) -> Spec:
-    """Read a spec from a TOML file."""
+    """Read a spec from a TOML file; a relative ``la_data`` is taken from the file's folder."""
+    path = Path(path)
     with open(path, "rb") as f:
-        return Spec.from_dict(tomllib.load(f))
+        raw = tomllib.load(f)
+    if raw.get("la_data") and not Path(raw["la_data"]).is_absolute():
+        raw["la_data"] = str((path.parent / raw["la_data"]).resolve())
+    return Spec.from_dict(raw)
 
 
 def _check_keys(raw: dict, allowed: set[str], where: str) -> None:

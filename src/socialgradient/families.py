@@ -1,0 +1,148 @@
+r"""Likelihood families: each one object that owns its link, log density and replicates.
+
+A family says everything the rest of the package needs to know about the distribution of
+a row's count given its linear predictor :math:`\eta` (LA effects, strata, moderators; no
+offset):
+
+==========  =====  ================================  ==========  ===========================
+family      link   mean of y                         extra       exp(slope) is a ...
+==========  =====  ================================  ==========  ===========================
+poisson     log    :math:`n \exp(\eta)`              --          rate ratio
+negbin      log    :math:`n \exp(\eta)`, variance    ``phi``     rate ratio
+                   :math:`\mu + \mu^2/\phi` (NB2)
+binomial    logit  :math:`N\,\mathrm{logit}^{-1}      --          odds ratio
+                   (\eta)` of ``trials`` N
+==========  =====  ================================  ==========  ===========================
+
+(:math:`n` is the exposure, ``children`` unless the spec names another column; a binomial
+row's exposure is its number of trials, e.g. re-referrals out of referrals.)
+
+The model (:mod:`socialgradient.model`) writes every family's log likelihood as
+:math:`\sum_i y_i \eta_i + \text{normaliser}(\eta)`: the first part collapses to per-LA
+sums because :math:`\eta` is linear in the LA effects, so a family supplies only
+:meth:`Family.normaliser`, the part that must run over rows. :meth:`Family.pointwise` and
+:meth:`Family.replicate` give the per-row log likelihood and posterior predictive draws
+after sampling (numpy, one chain at a time), :meth:`Family.observed` the textbook
+per-row PyMC likelihood (for ``pm.sample_posterior_predictive`` and for the tests that
+prove the fast form equals it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+from scipy import special
+
+
+@dataclass(frozen=True)
+class Rows:
+    """A family's view of the data, rows in the model's order (sorted by LA).
+
+    ``y`` the counts, ``log_exposure`` log of the exposure (unused by the binomial),
+    ``trials`` the binomial's trials (None otherwise).
+    """
+
+    y: np.ndarray
+    log_exposure: np.ndarray
+    trials: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Family:
+    """One likelihood family (see the module table)."""
+
+    name: str
+    link: str  # "log" or "logit"
+    scale: str  # what exp(slope) is: "rate ratio" or "odds ratio"
+    parameters: tuple[str, ...] = ()  # family parameters in the posterior (e.g. "phi")
+    a_prior_mean: float = -4.0  # default prior mean of the intercept a, on the link scale
+
+    # -- inside the model --------------------------------------------------------------
+    def add_parameters(self, priors) -> dict:
+        """Create the family's parameters in the current model context; name -> tensor."""
+        if self.name != "negbin":
+            return {}
+        inv_sqrt_phi = pm.HalfNormal("inv_sqrt_phi", priors.inv_sqrt_phi)
+        return {"phi": pm.Deterministic("phi", 1.0 / pt.square(inv_sqrt_phi))}
+
+    def normaliser(self, eta, rows: Rows, params: dict):
+        """The log likelihood minus :math:`\\sum y\\eta`, up to a data-only constant."""
+        if self.name == "poisson":
+            return -pt.sum(pt.exp(rows.log_exposure + eta))
+        if self.name == "negbin":
+            phi = params["phi"]
+            values, counts = np.unique(rows.y, return_counts=True)
+            lgamma_part = pt.sum(counts * (pt.gammaln(values + phi) - pt.gammaln(phi)))
+            # log(mu + phi), not logaddexp: one exp and one log per row (25% faster sampling).
+            log_mu_plus_phi = pt.log(pt.exp(rows.log_exposure + eta) + phi)
+            return (
+                lgamma_part
+                + len(rows.y) * phi * pt.log(phi)
+                - pt.sum((rows.y + phi) * log_mu_plus_phi)
+            )
+        # binomial: y eta - N log(1 + e^eta)
+        return -pt.sum(rows.trials * pt.softplus(eta))
+
+    def observed(self, name: str, eta, rows: Rows, params: dict, dims: str):
+        """The textbook per-row likelihood as an observed PyMC variable."""
+        if self.name == "poisson":
+            return pm.Poisson(name, mu=pt.exp(rows.log_exposure + eta), observed=rows.y,
+                              dims=dims)
+        if self.name == "negbin":
+            return pm.NegativeBinomial(name, mu=pt.exp(rows.log_exposure + eta),
+                                       alpha=params["phi"], observed=rows.y, dims=dims)
+        return pm.Binomial(name, n=rows.trials, logit_p=eta, observed=rows.y, dims=dims)
+
+    # -- after sampling (numpy, dims (draw, row)) --------------------------------------
+    def pointwise(self, eta: np.ndarray, rows: Rows, params: dict) -> np.ndarray:
+        """Log likelihood of each row's count, dims (draw, row)."""
+        y = rows.y
+        if self.name == "binomial":
+            n = rows.trials
+            log_choose = special.gammaln(n + 1) - special.gammaln(y + 1) - special.gammaln(n - y + 1)
+            return log_choose + y * eta - n * np.logaddexp(0.0, eta)
+        log_mu = eta + rows.log_exposure
+        log_y_factorial = special.gammaln(y + 1)
+        if self.name == "poisson":
+            return y * log_mu - np.exp(log_mu) - log_y_factorial
+        phi = params["phi"][:, None]
+        log_mu_phi = np.logaddexp(log_mu, np.log(phi))
+        return (
+            special.gammaln(y + phi)
+            - special.gammaln(phi)
+            - log_y_factorial
+            + phi * (np.log(phi) - log_mu_phi)
+            + y * (log_mu - log_mu_phi)
+        )
+
+    def replicate(self, eta: np.ndarray, rows: Rows, params: dict,
+                  rng: np.random.Generator) -> np.ndarray:
+        """One posterior predictive count per draw and row, dims (draw, row)."""
+        if self.name == "binomial":
+            return rng.binomial(rows.trials.astype(np.int64), special.expit(eta))
+        rate = np.exp(eta + rows.log_exposure)
+        if self.name == "negbin":
+            phi = params["phi"][:, None]
+            rate = rng.gamma(phi, rate / phi)
+        return rng.poisson(rate)
+
+    def inverse_link(self, eta):
+        """Mean per unit of exposure (a rate) or per trial (a probability)."""
+        return special.expit(eta) if self.link == "logit" else np.exp(eta)
+
+
+FAMILIES: dict[str, Family] = {
+    "poisson": Family("poisson", "log", "rate ratio"),
+    "negbin": Family("negbin", "log", "rate ratio", parameters=("phi",)),
+    "binomial": Family("binomial", "logit", "odds ratio", a_prior_mean=0.0),
+}
+
+
+def get(name: str) -> Family:
+    """The family called ``name``; a clear error naming the choices otherwise."""
+    if name not in FAMILIES:
+        raise ValueError(f"unknown family {name!r}: choose one of {tuple(FAMILIES)}")
+    return FAMILIES[name]

@@ -1,0 +1,111 @@
+"""Centred or non-centred LA effects, chosen per LA from how informative its data are.
+
+An LA's intercept and slope can be sampled *centred* on their hierarchical means,
+``theta_l ~ MVN(centre_l, Sigma)``, or *non-centred*, ``theta_l = centre_l + L z_l`` with
+``z_l ~ N(0, I)``. Which geometry samples well depends on how the data's information about
+``theta_l`` compares with the prior's (Betancourt and Girolami 2015; Gorinova et al. 2020):
+where the likelihood pins the effect down (England-sized referral counts: hundreds of
+events per LA), the centred form is well conditioned and the non-centred one is not
+(measured: R-hat 1.1-1.5); where it does not (rare outcomes, small LAs, a small slope
+spread), the centred form is a funnel (measured: R-hat 1.13-2.04 with divergences) and the
+non-centred one mixes cleanly.
+
+``auto`` decides per LA before sampling, from the data alone:
+
+1. each LA's intercept and slope are estimated by a ridge-stabilised Newton fit of the
+   family's working model (Poisson/log for counts, logistic for the binomial), rows'
+   information ``W_i`` (``mu_i``; ``mu_i / (1 + mu_i / phi)`` for the negative binomial
+   with a moment estimate of ``phi``; ``N_i p_i (1 - p_i)`` for the binomial);
+2. the data's standard errors ``se_l`` come from each LA's 2x2 information matrix
+   ``sum_i W_i [1, w_i][1, w_i]^T``;
+3. the between-LA spread ``tau`` of each effect is a moment estimate (DerSimonian-Laird,
+   meta-regression form): the spread of the LA estimates around their linear trend in LA
+   deprivation beyond what their standard errors explain, floored at 0.05 (intercept) and
+   0.02 (slope);
+4. an LA is centred when the data outweigh the prior for both effects, ``se_l < tau``
+   (shrinkage weight below one half), non-centred otherwise.
+
+The rule only picks a geometry: both give the same posterior.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import special
+
+TAU_FLOOR = np.array([0.05, 0.02])
+_RIDGE = np.array([1 / 3.0**2, 1 / 1.0**2])  # keeps LAs without events finite
+
+
+def choose(data, family: str, la_effects: str) -> np.ndarray:
+    """Boolean per LA (dims la): True = centred. ``la_effects`` is the spec's choice."""
+    n_la = len(data.la)
+    if la_effects == "centred":
+        return np.ones(n_la, bool)
+    if la_effects == "noncentred":
+        return np.zeros(n_la, bool)
+    se, tau = information(data, family)
+    return np.all(se < tau, axis=1)
+
+
+def information(data, family: str) -> tuple[np.ndarray, np.ndarray]:
+    """The data's standard errors of each LA's (intercept, slope), dims (la, effect), and
+    the between-LA spread ``tau`` of each effect (dims effect), as in the module docstring."""
+    idx, n_la = data.la_index, len(data.la)
+    y, w = data.y.astype(float), data.w
+    binomial = family == "binomial"
+    if binomial:
+        n = data.trials.astype(float)
+        p0 = np.clip(y.sum() / n.sum(), 1e-6, 1 - 1e-6)
+        start = np.array([special.logit(p0), 0.0])
+    else:
+        log_e = np.log(data.exposure)
+        start = np.array([np.log(max(y.sum(), 0.5) / data.exposure.sum()), 0.0])
+    theta = np.tile(start, (n_la, 1))
+
+    def moments(theta):
+        eta = theta[idx, 0] + theta[idx, 1] * w
+        if binomial:
+            p = special.expit(eta)
+            return n * p, n * p * (1 - p)
+        mean = np.exp(log_e + eta)
+        return mean, mean
+
+    for _ in range(12):
+        mean, weight = moments(theta)
+        r = y - mean
+        grad = np.stack([np.bincount(idx, r, n_la), np.bincount(idx, r * w, n_la)], 1)
+        grad -= _RIDGE * (theta - start)
+        info = _info(idx, w, weight, n_la) + np.diag(_RIDGE)
+        step = np.linalg.solve(info, grad[..., None])[..., 0]
+        theta += np.clip(step, -2.0, 2.0)
+    mean, weight = moments(theta)
+    if family == "negbin":
+        excess = np.sum((y - mean) ** 2 - mean)
+        phi = np.sum(mean**2) / excess if excess > 0 else np.inf
+        weight = mean / (1 + mean / phi)
+    info = _info(idx, w, weight, n_la) + 1e-9 * np.eye(2)
+    se = np.sqrt(np.diagonal(np.linalg.inv(info), axis1=1, axis2=2))
+    tau = np.array([_between_sd(theta[:, k], se[:, k], data.m_c) for k in range(2)])
+    return se, np.maximum(tau, TAU_FLOOR)
+
+
+def _between_sd(estimate, se, m_c) -> float:
+    """DerSimonian-Laird moment estimate of the SD of ``estimate`` around its linear trend
+    in LA deprivation (the model's hierarchical means), given standard errors ``se``: the
+    meta-regression form, where LAs with little information weigh little."""
+    x = np.column_stack([np.ones_like(m_c), m_c])
+    wt = 1.0 / se**2
+    xtwx = x.T @ (wt[:, None] * x)
+    beta = np.linalg.solve(xtwx, x.T @ (wt * estimate))
+    q = np.sum(wt * (estimate - x @ beta) ** 2)
+    denominator = wt.sum() - np.trace(np.linalg.solve(xtwx, x.T @ (wt[:, None] ** 2 * x)))
+    return float(np.sqrt(max(q - (len(estimate) - 2), 0.0) / denominator))
+
+
+def _info(idx, w, weight, n_la) -> np.ndarray:
+    """Per-LA 2x2 information matrices sum_i W_i [1, w_i][1, w_i]^T, dims (la, 2, 2)."""
+    s0 = np.bincount(idx, weight, n_la)
+    s1 = np.bincount(idx, weight * w, n_la)
+    s2 = np.bincount(idx, weight * w * w, n_la)
+    return np.stack([np.stack([s0, s1], -1), np.stack([s1, s2], -1)], -2)
