@@ -1,7 +1,7 @@
 """Fake fitted results, for tests that need a fit's layout but not a sampler.
 
 :func:`fake_tree` draws a posterior from numpy around a known truth and assembles it
-exactly as :func:`socialgradient.fit.fit` does (via ``fit._assemble``), so the tree has
+exactly as :func:`socialgradient.fit.fit` does (via ``fit.assemble``), so the tree has
 the real groups, dims, coords and attrs.
 """
 
@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from socialgradient.fit import _assemble
+from socialgradient.fit import assemble
 from socialgradient.model import EFFECTS, NeighbourhoodData
 from socialgradient.spec import Spec
 
@@ -89,4 +89,4 @@ def fake_tree(
     )
     raw = xr.DataTree.from_dict({"posterior": posterior, "sample_stats": sample_stats})
     spec = Spec("referrals", family=family)
-    return _assemble(raw, data, spec, float("nan"), float("nan"), 1000)
+    return assemble(raw, data, spec)

@@ -10,7 +10,7 @@ import xarray as xr
 
 from fakes import fake_table, fake_tree
 from socialgradient import checks, predict
-from socialgradient.fit import _assemble
+from socialgradient.fit import assemble
 from socialgradient.model import NeighbourhoodData
 from socialgradient.spec import Spec
 
@@ -127,7 +127,7 @@ def calibrated_tree(family: str, observed_from: str = "negbin", seed: int = 5) -
         coords={"chain": np.arange(2), "draw": np.arange(200)},
     )
     raw = xr.DataTree.from_dict({"posterior": post, "sample_stats": stats})
-    return _assemble(raw, data, Spec("referrals", family=family), NAN, NAN, 1000)
+    return assemble(raw, data, Spec("referrals", family=family))
 
 
 def test_ppc_layout_and_calibration():

@@ -79,7 +79,9 @@ def check_layout(tree: xr.DataTree, data: NeighbourhoodData, chains: int, draws:
         "lsoa_la",
         "m_la",
         "m_c",
+        "centred",
     }
+    assert tree["constant_data"]["centred"].dims == ("la",)
 
 
 def test_layout(tree, data, spec):

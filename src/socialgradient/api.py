@@ -5,6 +5,8 @@
 >>> tree = sg.fit(table, "referrals", draws=500)     # validated, encoded, sampled
 >>> sg.summarise(tree)["gradient_mean_la"]           # medians and 95%/80% ETIs
 >>> sg.la_gradients(tree)                            # one row per LA
+>>> sg.predict(tree, new_neighbourhoods)             # rate and gradient draws
+>>> sg.prior_predictive(table, "referrals")          # what the priors imply
 >>> sg.plot(tree, "la_caterpillar")                  # a matplotlib Figure
 >>> recs = sg.simulate_records(years=(2019, 2020))   # CIN-Census-shaped child records
 >>> cells, report = sg.aggregate(recs, by=("ethnicity",))  # -> model input, linkage report
@@ -18,9 +20,10 @@ import pandas as pd
 import pymc as pm
 import xarray as xr
 
-from socialgradient import checks, report
+from socialgradient import checks, moderators, parameterisation, report
 from socialgradient import fit as _fit
 from socialgradient.data import linkage, records, schema, synthetic
+from socialgradient import predict as _predict
 from socialgradient.model import NeighbourhoodData, build_model
 from socialgradient.spec import Spec
 
@@ -29,6 +32,8 @@ load_fit = _fit.load
 save_fit = _fit.save
 diagnose = checks.diagnose
 ppc = checks.ppc
+prior_predictive = checks.prior_predictive
+predict = _predict.predict
 loo_compare = checks.loo_compare
 summarise = report.summary
 la_gradients = report.la_gradients
@@ -55,25 +60,60 @@ def _spec(spec: Spec | str, **changes) -> Spec:
     return spec.replace(**changes)
 
 
-def encode(table: pd.DataFrame, outcome: str, stratum: str = "",
-           exposure: str = "children") -> NeighbourhoodData:
-    """Validate ``table`` for ``outcome`` (``stratum`` cells, ``exposure``) and encode it."""
-    valid = schema.validate(table, [outcome], stratum or None, exposure)
-    return NeighbourhoodData.from_table(valid, outcome, stratum or None, exposure)
+def encode(table: pd.DataFrame, spec: Spec | str, stratum: str = "",
+           exposure: str = "children", la_table: pd.DataFrame | None = None
+           ) -> NeighbourhoodData:
+    """Validate ``table`` (and the LA table of the spec's LA moderators) and encode it.
+
+    ``spec`` is a :class:`Spec` or an outcome name (then ``stratum`` and ``exposure`` say
+    the rest). ``la_table`` overrides reading the spec's ``la_data``.
+    """
+    if isinstance(spec, str):
+        spec = Spec(spec, stratum=stratum, exposure=exposure)
+    valid = schema.validate(table, [spec.outcome], spec.stratum or None, spec.exposure,
+                            trials=spec.trials, moderators=spec.neighbourhood_moderators)
+    las = None
+    if spec.la_moderators:
+        raw = la_table if la_table is not None else moderators.read_la_table(spec.la_data)
+        las = moderators.validate_la_table(raw, spec.la_moderators, valid["la"].unique())
+    return NeighbourhoodData.from_table(
+        valid, spec.outcome, spec.stratum or None, spec.exposure, trials=spec.trials,
+        moderators=spec.neighbourhood_moderators, la_table=las,
+        la_moderators=spec.la_moderators)
 
 
-def build(table: pd.DataFrame, spec: Spec | str = "referrals", **changes) -> pm.Model:
-    """The PyMC model for a table; ``spec`` is a Spec or an outcome name."""
+def build(table: pd.DataFrame, spec: Spec | str = "referrals", *,
+          likelihood: str = "sufficient", **changes) -> pm.Model:
+    """The PyMC model for a table; ``spec`` is a Spec or an outcome name.
+
+    Extend it inside ``with model:`` and sample it yourself, then :func:`assemble` turns the
+    draws into a result tree that :func:`summarise`, :func:`la_gradients`, :func:`plot` and
+    LOO accept. ``likelihood="pointwise"`` gives an observed per-row variable for PyMC's
+    own ``pm.sample_posterior_predictive`` / ``pm.compute_log_likelihood``.
+    """
     spec = _spec(spec, **changes)
-    return build_model(encode(table, spec.outcome, spec.stratum, spec.exposure), spec)
+    return build_model(encode(table, spec), spec, likelihood=likelihood)
+
+
+def assemble(sampled: xr.DataTree, table: pd.DataFrame, spec: Spec | str = "referrals",
+             **changes) -> xr.DataTree:
+    """The result tree of a model built by :func:`build` and sampled by hand (``sampled``:
+    the sampler's DataTree) on ``table`` with ``spec``: as :func:`fit` returns."""
+    spec = _spec(spec, **changes)
+    data = encode(table, spec)
+    centred = parameterisation.choose(data, spec.family, spec.la_effects)
+    return _fit.assemble(sampled, data, spec, centred=centred)
 
 
 def fit(
-    table: pd.DataFrame, spec: Spec | str = "referrals", *, progressbar: bool = True, **changes
+    table: pd.DataFrame, spec: Spec | str = "referrals", *, progressbar: bool = True,
+    la_table: pd.DataFrame | None = None, **changes
 ) -> xr.DataTree:
-    """Validate, encode and fit; ``changes`` override spec fields (family=, draws=, seed=...)."""
+    """Validate, encode and fit; ``changes`` override spec fields (family=, draws=, seed=,
+    neighbourhood_moderators=, priors={...}, ...). ``la_table`` gives the LA moderators'
+    table directly instead of the spec's ``la_data`` path."""
     spec = _spec(spec, **changes)
-    data = encode(table, spec.outcome, spec.stratum, spec.exposure)
+    data = encode(table, spec, la_table=la_table)
     return _fit.fit(data, spec, progressbar=progressbar)
 
 

@@ -18,7 +18,8 @@ import xarray as xr
 
 from socialgradient.gradients import SAMPLE_DIMS
 
-PARAMETERS = ("a", "b_w", "b_b", "b_x", "la_sd", "la_corr", "phi", "la_effect", "stratum_offset")
+PARAMETERS = ("a", "b_w", "b_b", "b_x", "la_sd", "la_corr", "phi", "la_effect", "stratum_offset",
+              "moderator_effect", "la_moderator_effect")
 PASS = {"rhat": 1.01, "ess": 400, "ebfmi": 0.3}
 FAIL = {"rhat": 1.05, "ess": 100, "divergent_share": 0.01}
 
@@ -164,3 +165,50 @@ def loo_compare(fits: dict[str, xr.DataTree]) -> pd.DataFrame:
         }
     table["pareto_k_over_0.7"] = pd.Series(bad)
     return table
+
+
+def prior_predictive(table: pd.DataFrame, spec="referrals", draws: int = 1000,
+                     seed: int = 0, la_table: pd.DataFrame | None = None) -> dict:
+    """What a spec's priors imply, before seeing the counts (a prior predictive check).
+
+    Draws the parameters from the priors of the model of ``spec`` on ``table`` (its
+    exposure, deprivation and moderators; the counts are not used) and replicates every
+    row's count with the spec's family.
+
+    Returns
+    -------
+    dict
+        ``rate_per_10k`` (the rate, or binomial proportion, per 10,000 at an averagely
+        deprived LA: exp or expit of ``a``), ``gradient_mean_la`` (exp(b_w)), ``la_sd``
+        (intercept, slope) and ``replicated_total`` (sum of the replicated counts, against
+        ``observed_total``), each as quantiles 5%, 50%, 95%.
+    """
+    import pymc as pm
+
+    from socialgradient import api, families, predict
+    from socialgradient.model import build_model
+
+    spec = api._spec(spec)
+    data = api.encode(table, spec, la_table=la_table)
+    model = build_model(data, spec)
+    with warnings.catch_warnings():
+        # Forward sampling ignores the likelihood potential: that is the point here.
+        warnings.filterwarnings("ignore", ".*[Pp]otential.*", UserWarning)
+        prior = pm.sample_prior_predictive(draws=draws, model=model, random_seed=seed)
+    prior = prior["prior"].to_dataset()
+    fam = families.get(spec.family)
+    rep = predict.replicate(prior, data, spec.family, seed=seed + 1)
+    q = (0.05, 0.5, 0.95)
+
+    def quantiles(values) -> list[float]:
+        return [float(v) for v in np.quantile(np.asarray(values).ravel(), q)]
+
+    return {
+        "rate_per_10k": quantiles(1e4 * fam.inverse_link(prior["a"].values)),
+        "gradient_mean_la": quantiles(np.exp(prior["b_w"].values)),
+        "la_sd": {e: quantiles(prior["la_sd"].sel(effect=e).values)
+                  for e in ("intercept", "slope")},
+        "replicated_total": quantiles(rep.sum(rep.dims[-1]).values),
+        "observed_total": int(data.y.sum()),
+        "quantiles": list(q),
+    }

@@ -23,7 +23,7 @@ import numpy as np
 import pymc as pm
 import xarray as xr
 
-from socialgradient import predict
+from socialgradient import parameterisation, predict
 from socialgradient.files import atomic_write
 from socialgradient.model import NeighbourhoodData, build_model
 from socialgradient.spec import Sampling, Spec
@@ -33,7 +33,11 @@ MAX_PREDICTIVE_DRAWS = 1000
 #: ... and at most this many draw x row values each (about 0.8 GB of float64), so a
 #: 330k-cell stratified fit keeps ~300 draws rather than running out of memory.
 MAX_PREDICTIVE_VALUES = 100_000_000
-_DERIVED_LKJ = ("la_cov", "la_cov_corr", "la_cov_stds", "inv_sqrt_phi")
+# Sampler-side forms of quantities the posterior keeps in their reported form: the LKJ
+# factor (la_sd, la_corr), phi's transform, the LA effects' centred / non-centred parts
+# (la_effect), and per-SD moderator coefficients (moderator_effect, per unit).
+_DERIVED = ("la_cov", "la_cov_corr", "la_cov_stds", "inv_sqrt_phi", "la_z", "la_effect_centred",
+            "moderator_coef", "la_moderator_coef")
 
 
 def data_hash(data: NeighbourhoodData) -> str:
@@ -44,6 +48,12 @@ def data_hash(data: NeighbourhoodData) -> str:
         parts.append(np.asarray(data.strata)[data.stratum_index])
     if data.exposure_name != "children":  # (hashes of children-exposure fits unchanged)
         parts += [data.exposure, np.asarray(data.exposure_name)]
+    if data.trials is not None:
+        parts += [data.trials]
+    if data.moderator_names:
+        parts += [data.moderators, np.asarray(data.moderator_names)]
+    if data.la_moderator_names:
+        parts += [data.la_moderators, np.asarray(data.la_moderator_names)]
     for part in parts:
         h.update(np.ascontiguousarray(part).tobytes())
         h.update(b"|")
@@ -78,9 +88,14 @@ def fit(
         Posterior variables with dims (chain, draw[, la, effect]); ``log_likelihood`` and
         ``posterior_predictive`` with dims (chain, draw, lsoa).
     """
-    model = build_model(data, spec)
-    tree, compile_seconds, sampling_seconds = sample(model, spec.sampling, progressbar)
-    return _assemble(tree, data, spec, compile_seconds, sampling_seconds, max_predictive_draws)
+    centred = parameterisation.choose(data, spec.family, spec.la_effects)
+    model = build_model(data, spec, centred=centred)
+    tree, compile_seconds, sampling_seconds = sample(
+        model, spec.sampling, progressbar, target_accept=spec.target_accept
+    )
+    return assemble(tree, data, spec, centred=centred, compile_seconds=compile_seconds,
+                    sampling_seconds=sampling_seconds,
+                    max_predictive_draws=max_predictive_draws)
 
 
 def sample(model: pm.Model, s: Sampling, progressbar: bool = True, **nuts):
@@ -123,10 +138,33 @@ def sample(model: pm.Model, s: Sampling, progressbar: bool = True, **nuts):
     return tree, compile_seconds, time.perf_counter() - start
 
 
-def _assemble(tree, data, spec, compile_seconds, sampling_seconds, max_predictive_draws):
+def assemble(
+    tree: xr.DataTree,
+    data: NeighbourhoodData,
+    spec: Spec,
+    *,
+    centred: np.ndarray | None = None,
+    compile_seconds: float = float("nan"),
+    sampling_seconds: float = float("nan"),
+    max_predictive_draws: int = MAX_PREDICTIVE_DRAWS,
+) -> xr.DataTree:
+    """Turn a sampled model into the package's result tree.
+
+    Use it for a model built with :func:`socialgradient.api.build` (and extended or
+    sampled by hand, with ``pm.sample`` or nutpie): ``tree`` is the sampler's result
+    (``posterior`` with the model's variables, ``sample_stats``), ``data`` and ``spec``
+    what the model was built from. The result has the groups, attrs, pointwise
+    log-likelihood and replicates of :func:`fit`'s, so ``summary``, ``la_gradients``,
+    ``plot``, ``ppc`` and LOO work on it.
+    """
+    if "posterior" not in tree.children or "la_effect" not in tree["posterior"]:
+        raise ValueError("assemble: the tree has no posterior la_effect; sample a model "
+                         "built by socialgradient (build_model / api.build)")
     posterior = tree["posterior"].to_dataset()
-    posterior = posterior.drop_vars([v for v in _DERIVED_LKJ if v in posterior])
-    posterior = posterior.drop_vars([c for c in posterior.coords if c.startswith("la_cov")])
+    posterior = posterior.drop_vars([v for v in _DERIVED if v in posterior])
+    posterior = posterior.drop_vars(
+        [c for c in posterior.coords
+         if c.startswith("la_cov") or c in ("la_centred", "la_noncentred")])
     cap = max(posterior.sizes["chain"], MAX_PREDICTIVE_VALUES // len(data.y))
     few = predict.thin(posterior, min(max_predictive_draws, cap))
     row, coords = data.row_dim, data.row_coords
@@ -144,8 +182,18 @@ def _assemble(tree, data, spec, compile_seconds, sampling_seconds, max_predictiv
                 "m_c": ("la", data.m_c),
                 **({"exposure": (row, data.exposure)}
                    if data.exposure_name != "children" else {}),
+                **({"trials": (row, data.trials)} if data.trials is not None else {}),
+                **({"moderator_value": ((row, "moderator"), data.moderators)}
+                   if data.moderator_names else {}),
+                **({"la_moderator_value": (("la", "la_moderator"), data.la_moderators)}
+                   if data.la_moderator_names else {}),
+                **({"centred": ("la", centred)} if centred is not None else {}),
             },
-            coords={**coords, "la": data.la},
+            coords={**coords, "la": data.la,
+                    **({"moderator": list(data.moderator_names)}
+                       if data.moderator_names else {}),
+                    **({"la_moderator": list(data.la_moderator_names)}
+                       if data.la_moderator_names else {})},
         ),
         "log_likelihood": predict.log_likelihood(few, data, spec.family).to_dataset(),
         "posterior_predictive": predict.replicate(
@@ -197,6 +245,14 @@ def encoded_data(tree: xr.DataTree) -> NeighbourhoodData:
         stratum_name=tree.attrs.get("stratum_name", ""),
         exposure=const["exposure"].values if "exposure" in const else None,
         exposure_name=tree.attrs.get("exposure", "children"),
+        trials=const["trials"].values.astype(np.int64) if "trials" in const else None,
+        moderators=const["moderator_value"].values if "moderator_value" in const else None,
+        moderator_names=tuple(const["moderator"].values.astype(str))
+        if "moderator_value" in const else (),
+        la_moderators=const["la_moderator_value"].values
+        if "la_moderator_value" in const else None,
+        la_moderator_names=tuple(const["la_moderator"].values.astype(str))
+        if "la_moderator_value" in const else (),
     )
 
 

@@ -85,7 +85,8 @@ def gradient_deprivation_corr(posterior: xr.Dataset, m_c: xr.DataArray) -> xr.Da
 
 
 def rate_curve(
-    posterior: xr.Dataset, income: np.ndarray, la_deprivation: dict[str, float], x_bar: float
+    posterior: xr.Dataset, income: np.ndarray, la_deprivation: dict[str, float], x_bar: float,
+    link: str = "log",
 ) -> xr.DataArray:
     """Modelled rate per 10,000 children across neighbourhood deprivation.
 
@@ -101,6 +102,8 @@ def rate_curve(
         Label -> ``m_c`` of the LA (e.g. ``{"affluent": -1, "average": 0, "deprived": 1}``).
     x_bar : float
         National mean deprivation (10-point units), from the fit's attrs.
+    link : {"log", "logit"}
+        The family's link: a binomial curve is the proportion per 10,000 trials.
 
     Returns
     -------
@@ -112,8 +115,9 @@ def rate_curve(
         list(la_deprivation.values()), dims="la_type", coords={"la_type": list(la_deprivation)}
     )
     p = posterior
-    log_rate = p["a"] + p["b_b"] * m_c + (p["b_w"] + p["b_x"] * m_c) * (x - x_bar - m_c)
-    return (PER * np.exp(log_rate)).rename("rate_per_10k")
+    eta = p["a"] + p["b_b"] * m_c + (p["b_w"] + p["b_x"] * m_c) * (x - x_bar - m_c)
+    mean = 1 / (1 + np.exp(-eta)) if link == "logit" else np.exp(eta)
+    return (PER * mean).rename("rate_per_10k")
 
 
 def describe(draws: xr.DataArray, probs=PROBS) -> xr.Dataset:

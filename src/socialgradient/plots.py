@@ -20,6 +20,7 @@ import xarray as xr
 from matplotlib.figure import Figure
 from matplotlib.ticker import LogFormatter
 
+from socialgradient import families
 from socialgradient.checks import deprivation_decile, ppc
 from socialgradient.deprivation import UNIT
 from socialgradient.files import atomic_write
@@ -81,7 +82,8 @@ def gradient_curve(tree: xr.DataTree, income=None) -> Figure:
     """
     income = np.linspace(0.01, 0.60, 100) if income is None else np.asarray(income)
     post = tree["posterior"].to_dataset()
-    curve = rate_curve(post, income, {"average": 0.0}, float(tree.attrs["x_bar"]))
+    curve = rate_curve(post, income, {"average": 0.0}, float(tree.attrs["x_bar"]),
+                       _link(tree))
     summary = describe(curve.sel(la_type="average", drop=True))
     fig = Figure(figsize=(7, 4.5), layout="constrained")
     ax = fig.add_subplot()
@@ -166,7 +168,8 @@ def inverse_intervention(tree: xr.DataTree, half_range: float = 15.0, n: int = 6
         mean_pct = (x_bar + m_c) * UNIT
         lo, hi = np.clip([mean_pct - half_range, mean_pct + half_range], 0.5, 65.0)
         income = np.linspace(lo, hi, n) / 100
-        curve = rate_curve(post, income, {name: m_c}, x_bar).sel(la_type=name, drop=True)
+        curve = rate_curve(post, income, {name: m_c}, x_bar, _link(tree)).sel(
+            la_type=name, drop=True)
         summary = describe(curve, probs=(0.95,))
         color, bounds = f"C{i}", summary["eti95"]
         lower, upper = bounds.sel(ci_bound="lower"), bounds.sel(ci_bound="upper")
@@ -249,3 +252,7 @@ def save_all(tree: xr.DataTree, out_dir: str | Path, dpi: int = DPI) -> dict[str
         finally:
             fig.clear()  # a bare Figure is not registered with pyplot: clearing frees it
     return paths
+
+
+def _link(tree: xr.DataTree) -> str:
+    return families.get(tree.attrs["family"]).link

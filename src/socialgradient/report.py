@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import xarray as xr
 
-from socialgradient import checks, disclosure, fit, gradients
+from socialgradient import checks, disclosure, families, fit, gradients
 from socialgradient.files import atomic_write
 
 NATIONAL_KEYS = (
@@ -50,6 +50,10 @@ def summary(tree: xr.DataTree, diagnostics: dict | None = None) -> dict:
     out["contextual_effect"]["p_negative"] = float((nat["contextual_effect"] < 0).mean())
     corr = gradients.gradient_deprivation_corr(post, tree["constant_data"]["m_c"])
     out["gradient_deprivation_corr"] = _interval(corr)
+    out["family"] = tree.attrs["family"]
+    out["scale"] = families.get(tree.attrs["family"]).scale
+    if "moderator_effect" in post or "la_moderator_effect" in post:
+        out["moderators"] = moderator_summary(post)
     if "stratum_effect" in post:
         strata = gradients.stratum_gradient(post)
         out["stratum_gradient"] = {
@@ -70,11 +74,41 @@ def summary(tree: xr.DataTree, diagnostics: dict | None = None) -> dict:
         "compile_seconds": _number(tree.attrs.get("compile_seconds")),
         "sampling_seconds": _number(tree.attrs.get("sampling_seconds")),
     }
+    const = tree["constant_data"].to_dataset()
+    if "centred" in const:
+        out["model"]["la_effects"] = {
+            "centred": int(const["centred"].sum()),
+            "noncentred": int((~const["centred"].astype(bool)).sum()),
+        }
+    scale = out["scale"]
+    log = "log odds ratio" if scale == "odds ratio" else "log rate ratio"
     out["units"] = (
-        "gradient scores: rate ratio per 10-percentage-point rise in the share of "
-        "income-deprived families; contextual_effect: log rate ratio; intervals: "
-        "equal-tailed 95% (ci95) and 80% (ci80)"
+        f"gradient scores: {scale} per 10-percentage-point rise in the share of "
+        f"income-deprived families; contextual_effect: {log}; moderators: {log} per unit "
+        "of the moderator (intercept) and change in the log gradient per unit (slope); "
+        "intervals: equal-tailed 95% (ci95) and 80% (ci80)"
     )
+    return out
+
+
+def moderator_summary(post: xr.Dataset) -> dict:
+    """``{name: {"level", "intercept", "slope"}}`` for every moderator, on the log (logit)
+    scale per unit of the moderator: ``intercept`` the main effect (neighbourhood) or the
+    shift of the LA intercepts' mean (LA); ``slope`` the change in the log gradient."""
+    out = {}
+    for var, dim, level in (("moderator_effect", "moderator", "neighbourhood"),
+                            ("la_moderator_effect", "la_moderator", "la")):
+        if var not in post:
+            continue
+        for name in post[dim].values:
+            draws = post[var].sel({dim: name})
+            out[str(name)] = {
+                "level": level,
+                "intercept": _interval(draws.sel(effect="intercept")),
+                "slope": _interval(draws.sel(effect="slope")),
+            }
+            out[str(name)]["slope"]["p_positive"] = float(
+                (draws.sel(effect="slope") > 0).mean())
     return out
 
 

@@ -72,7 +72,7 @@ def run(models_dir: Path, table: pd.DataFrame, out_dir: Path, progressbar: bool 
              for path, spec, why in national_specs(models_dir)]
     if not any(spec for _, spec, _ in specs):
         raise ValueError(f"no national spec (*.toml with an outcome) in {models_dir}")
-    data = {path: api.encode(table, spec.outcome, spec.stratum, spec.exposure)
+    data = {path: api.encode(table, spec)
             for path, spec, _ in specs if spec is not None}
     items = []
     for path, spec, why in specs:

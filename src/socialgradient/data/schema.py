@@ -25,6 +25,11 @@ Optionally, an **exposure** column other than ``children`` (named by the caller;
 > 0): e.g. person-days at risk for the closure rate of episodes, or the referred children
 for the rate of re-referrals.
 
+Optionally, a **trials** column for a binomial outcome (e.g. the referrals of which the
+outcome counts the re-referrals): whole numbers > 0, never fewer than the outcome's count.
+Optionally, **moderator** columns (e.g. ``rural``, ``density``): numeric, finite, not
+constant.
+
 Any other column (``la_name``, ``rural``, ...) is passed through unchanged. Codes must be
 exact: surrounding whitespace makes a code malformed, it is never stripped silently.
 
@@ -36,7 +41,9 @@ offending row of that rule. Rule ids: ``missing_column``, ``duplicate_column``,
 ``fractional_count``, ``count_too_large``, ``children_not_positive``,
 ``income_out_of_range``, ``lsoa_in_two_las``, ``duplicate_lsoa``, ``small_la``; with a
 stratum column also ``duplicate_cell`` (instead of ``duplicate_lsoa``) and
-``income_varies_within_lsoa``; with an exposure column also ``exposure_not_positive``.
+``income_varies_within_lsoa``; with an exposure column also ``exposure_not_positive``; with
+a trials column ``trials_not_positive`` and ``count_exceeds_trials``; with moderators
+``constant_moderator``.
 :func:`read_table` adds ``unknown_format``, ``file_not_found``, ``empty_file``,
 ``undecodable`` and ``unreadable``. Rows are 0-based positions in the table as read.
 """
@@ -191,7 +198,7 @@ def _numeric(s: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def validate(
     table: pd.DataFrame, outcomes: Sequence[str], stratum: str | None = None,
-    exposure: str = "children",
+    exposure: str = "children", *, trials: str = "", moderators: Sequence[str] = (),
 ) -> pd.DataFrame:
     """Check a neighbourhood table against the input contract.
 
@@ -208,6 +215,10 @@ def validate(
         column (e.g. person-days at risk, or the referred children for a re-referral rate)
         must be finite and > 0 too. ``children`` is still required: it weights the LAs'
         mean deprivation.
+    trials : str, optional
+        Column of binomial trials (whole, > 0, at least each outcome's count).
+    moderators : sequence of str, optional
+        Neighbourhood moderator columns (numeric, finite, not constant).
 
     Returns
     -------
@@ -225,8 +236,10 @@ def validate(
     outcomes = [outcomes] if isinstance(outcomes, str) else list(dict.fromkeys(outcomes))
     t = table.reset_index(drop=True)
     found = [str(c) for c in t.columns]
+    moderators = list(moderators)
     required = (*REQUIRED_COLUMNS, *([stratum] if stratum else []),
-                *([exposure] if exposure not in REQUIRED_COLUMNS else []))
+                *([exposure] if exposure not in REQUIRED_COLUMNS else []),
+                *([trials] if trials else []), *moderators)
     missing = [c for c in required if c not in t.columns]
     if missing:
         raise _fail(
@@ -266,8 +279,10 @@ def validate(
 
     if stratum:
         _raise_rows("missing_value", "missing", t, {stratum: t[stratum].isna().to_numpy()})
-    num = {c: _numeric(t[c]) for c in dict.fromkeys(("children", "income", exposure, *outcomes))}
-    count = {c: num[c][0] for c in outcomes}
+    counted = (*outcomes, *([trials] if trials else []))
+    num = {c: _numeric(t[c])
+           for c in dict.fromkeys(("children", "income", exposure, *counted, *moderators))}
+    count = {c: num[c][0] for c in counted}
     _raise_rows("missing_value", "missing", t, {c: m for c, (_, m, _) in num.items()})
     _raise_rows("non_numeric", "not a number", t, {c: b for c, (_, _, b) in num.items()})
     _raise_rows("non_finite", "infinite", t, {c: np.isinf(v) for c, (v, _, _) in num.items()})
@@ -286,6 +301,16 @@ def validate(
         _raise_rows("exposure_not_positive", f"<= 0 ({exposure} is the exposure)", t,
                     {exposure: num[exposure][0] <= 0},
                     "; drop cells with no exposure explicitly (they carry no information)")
+    if trials:
+        _raise_rows("trials_not_positive", f"<= 0 ({trials} are the binomial's trials)", t,
+                    {trials: count[trials] <= 0},
+                    "; drop cells with no trials explicitly (they carry no information)")
+        _raise_rows("count_exceeds_trials", f"above {trials} (the trials)", t,
+                    {c: count[c] > count[trials] for c in outcomes})
+    constant = [c for c in moderators if np.ptp(num[c][0]) == 0]
+    if constant:
+        raise _fail("constant_moderator", f"moderator columns {constant} take one value on "
+                    "every row: they cannot moderate anything", columns=constant)
     bad = (income < 0) | (income > 1)
     hint = ""
     if bad.any() and 1 < income.max() <= 100:
@@ -326,6 +351,8 @@ def validate(
     out["lsoa"], out["la"] = lsoa, la
     out["children"], out["income"] = children, income
     out[exposure] = num[exposure][0]
+    for c in moderators:
+        out[c] = num[c][0]
     if stratum:
         out[stratum] = t[stratum].astype(str)
     for c, v in count.items():
@@ -334,6 +361,7 @@ def validate(
 
 
 def load(path, outcomes: Sequence[str], stratum: str | None = None,
-         exposure: str = "children") -> pd.DataFrame:
-    """Read a table with :func:`read_table` and check it with :func:`validate`."""
-    return validate(read_table(path), outcomes, stratum, exposure)
+         exposure: str = "children", **terms) -> pd.DataFrame:
+    """Read a table with :func:`read_table` and check it with :func:`validate` (``terms``:
+    its ``trials`` and ``moderators``)."""
+    return validate(read_table(path), outcomes, stratum, exposure, **terms)
