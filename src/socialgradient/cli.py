@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from socialgradient.spec import FAMILIES, SAMPLERS, Spec, load_spec
+from socialgradient.spec import FAMILIES, LA_EFFECTS, SAMPLERS, Spec, load_spec
 
 DEFAULT_DATA = Path("data/neighbourhoods.parquet")
 DEFAULT_SPEC = Path("models/national_referrals.toml")
@@ -61,7 +61,21 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("--spec", type=Path, help="TOML spec; flags override its values")
     f.add_argument("--stratum", help="column splitting LSOAs into cells (e.g. age_band)")
     f.add_argument("--exposure", help="the offset's column (default children; e.g. "
-                   "person-days at risk, or referrals for a re-referral rate)")
+                   "person-days at risk)")
+    f.add_argument("--trials", help="binomial: the column of trials (e.g. referrals, for "
+                   "re-referrals out of referrals); use with --family binomial")
+    f.add_argument("--neighbourhood-moderator", action="append", dest="neighbourhood_moderators",
+                   metavar="COL", help="table column entering as a main effect and an "
+                   "interaction with within-LA deprivation (repeatable)")
+    f.add_argument("--la-data", help="LA table (one row per LA, column la) of the LA moderators")
+    f.add_argument("--la-moderator", action="append", dest="la_moderators", metavar="COL",
+                   help="column of --la-data entering the means of the LA intercept and "
+                   "slope (repeatable)")
+    f.add_argument("--la-effects", choices=LA_EFFECTS,
+                   help="LA-effect geometry (default auto: per LA, by information)")
+    f.add_argument("--target-accept", type=float, help="NUTS target acceptance (default 0.8)")
+    f.add_argument("--prior", action="append", default=[], metavar="NAME=SCALE",
+                   help="a prior scale, as in the spec's [priors] table (repeatable)")
     _sampling_args(f)
 
     _data_parser(sub)
@@ -256,6 +270,20 @@ def _spec(args, outcome: str | None = None) -> Spec:
     )
 
 
+def _priors(items: list[str]) -> dict[str, float]:
+    """``--prior NAME=SCALE`` flags as a dict (validated by :class:`Spec`'s Priors)."""
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise ValueError(f"--prior {item!r}: write NAME=NUMBER, e.g. --prior b_w=0.5")
+    return out
+
+
 def _fit_and_write(table, spec: Spec, out: Path, progress: bool, compare: bool) -> dict:
     from socialgradient import api, checks, report
 
@@ -344,9 +372,14 @@ def _dispatch(args) -> int:
         return 1 if "FAIL" in verdicts else 0
     if args.command == "fit":
         spec = _spec(args, args.outcome)
-        spec = spec.replace(stratum=args.stratum, exposure=args.exposure)
-        table = schema.load(args.data, [spec.outcome], spec.stratum or None, spec.exposure)
-        _fit_and_write(table, spec, args.out, progress, compare=False)
+        spec = spec.replace(
+            stratum=args.stratum, exposure=args.exposure, trials=args.trials,
+            neighbourhood_moderators=args.neighbourhood_moderators,
+            la_data=str(Path(args.la_data).resolve()) if args.la_data else None,
+            la_moderators=args.la_moderators, la_effects=args.la_effects,
+            target_accept=args.target_accept, priors=_priors(args.prior) or None,
+        )
+        _fit_and_write(schema.read_table(args.data), spec, args.out, progress, compare=False)
         return 0
     # run: the main job
     if not args.data.exists():

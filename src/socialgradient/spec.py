@@ -114,6 +114,7 @@ class SpecMethods:
         sampling = {k: v for k, v in changes.items() if k in sampling_fields and v is not None}
         top = {k: v for k, v in changes.items() if k not in sampling_fields and v is not None}
         if isinstance(top.get("priors"), dict):
+            _check_keys(top["priors"], {f.name for f in dataclasses.fields(Priors)}, "[priors]")
             top["priors"] = dataclasses.replace(self.priors, **top["priors"])
         return dataclasses.replace(
             self, **top, sampling=dataclasses.replace(self.sampling, **sampling)
