@@ -554,14 +554,14 @@ def section_peers(quick: bool, main_rows: list[dict], brms_timeout: int, n_sub_l
 def make_table(n_la: int, n_per: float, seed: int) -> pd.DataFrame:  # noqa: F821
     """A table in the input-contract format from the model's generative process.
 
-    Referral parameters of ``socialgradient.data.synthetic`` (a=-4.17, gradient 1.62,
+    Referral parameters of ``socialgradient.data.synthetic.england`` (a=-4.17, gradient 1.62,
     b_b=0.25, b_x=-0.2583, sigma_a=0.25, sigma_b=0.19, rho=-0.3, phi=20). LA sizes vary
     (Poisson around ``n_per``, at least 2); LA mean logit income ~ N(-1.9, 0.55), within-LA
     SD 0.7; children log-normal (median 170, sd-log 0.35), rounded, 20-2000.
     """
     import pandas as pd
 
-    from socialgradient.data.synthetic import B_X
+    from socialgradient.data.synthetic.england import B_X
     from socialgradient.deprivation import decompose
 
     rng = np.random.default_rng(seed)

@@ -28,17 +28,18 @@ or census 1/2/0/9), ``ethnicity`` (census 4-letter code or broad group), ``refer
 MUL), ``looked_after_start``, ``closure_date``, ``closure_reason`` (RC1-RC9),
 ``repeat_cp_plan`` (boolean, or a number of previous plans), ``factors`` (assessment factor
 codes separated by ``factor_separator``). Codes are those of
-:mod:`socialgradient.data.census_xml`.
+:mod:`socialgradient.data.census.returns`.
 
-:func:`read_extract` returns the same :class:`~socialgradient.data.records.Records` tables
-as the XML reader, so :func:`socialgradient.data.linkage.aggregate` links and counts them;
+:func:`read_extract` returns the same
+:class:`~socialgradient.data.synthetic.records_model.Records` tables as the XML reader, so
+:func:`socialgradient.data.census.linkage.aggregate` links and counts them;
 a blank LSOA, a repeated episode or an LSOA in another LA reach the linkage report under
 ``missing_lsoa``, ``duplicate_episode`` and ``la_mismatch``. Problems of the mapping raise
 :class:`~socialgradient.data.schema.InputError`: ``bad_mapping``, ``unknown_field``,
 ``missing_mapping``, ``unknown_column`` (mapped columns absent from the file, named); values:
 ``missing_value``, ``bad_date``, ``unknown_code`` (with the rows, 0-based data rows) raise
 with ``errors="raise"`` (default) or, with ``errors="report"``, exclude the row and list it in
-the :class:`~socialgradient.data.census_xml.ReadReport`; a child aged outside 0-17 on 31
+the :class:`~socialgradient.data.census.returns.ReadReport`; a child aged outside 0-17 on 31
 March is always excluded as ``age_out_of_range``.
 """
 
@@ -50,9 +51,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from socialgradient.data import census_xml as cx
-from socialgradient.data import records as rec
+from socialgradient.data.census import returns as cx
 from socialgradient.data.schema import InputError
+from socialgradient.data.synthetic import records_model as rec
 
 DATES = ("referral_date", "date_of_birth", "assessment_date", "cin_plan_start", "cin_plan_end",
          "cp_plan_start", "cp_plan_end", "looked_after_start", "closure_date")
@@ -157,15 +158,15 @@ def read_extract(path, mapping, geography: pd.DataFrame,
     mapping : path or dict
         The TOML mapping (see the module docstring; :func:`load_mapping`).
     geography, population
-        As for :func:`socialgradient.data.census_xml.read_returns`.
+        As for :func:`socialgradient.data.census.returns.read_returns`.
     errors : ``"raise"`` or ``"report"``
         What a value problem does.
 
     Returns
     -------
     (records, report)
-        :class:`~socialgradient.data.records.Records` and a
-        :class:`~socialgradient.data.census_xml.ReadReport` (``line``: 0-based data row).
+        :class:`~socialgradient.data.synthetic.records_model.Records` and a
+        :class:`~socialgradient.data.census.returns.ReadReport` (``line``: 0-based data row).
     """
     if errors not in ("raise", "report"):
         raise ValueError(f"errors must be 'raise' or 'report', got {errors!r}")

@@ -1,12 +1,12 @@
 """CIN Census XML returns: write child-level records as LA returns, read returns back.
 
-:func:`write_returns` writes :class:`~socialgradient.data.records.Records` as one CIN Census
-XML return per LA per collection year, in the layout LAs submit to DfE, plus the child -> LSOA
-table the return lacks; :func:`read_returns` parses returns back into the same child-level
-tables (``children``, ``episodes``, ``factors``), so they go through
-:func:`socialgradient.data.linkage.link` / :func:`~socialgradient.data.linkage.aggregate`
-unchanged. The layout follows the DfE "Children in need census" specification as best known
-(no XSD is shipped or checked)::
+:func:`write_returns` writes :class:`~socialgradient.data.synthetic.records_model.Records` as
+one CIN Census XML return per LA per collection year, in the layout LAs submit to DfE, plus the
+child -> LSOA table the return lacks; :func:`read_returns` parses returns back into the same
+child-level tables (``children``, ``episodes``, ``factors``), so they go through
+:func:`socialgradient.data.census.linkage.link` /
+:func:`~socialgradient.data.census.linkage.aggregate` unchanged. The layout follows the DfE
+"Children in need census" specification as best known (no XSD is shipped or checked)::
 
     Message
       Header
@@ -78,8 +78,8 @@ from xml.sax.saxutils import escape
 import numpy as np
 import pandas as pd
 
-from socialgradient.data import records as rec
 from socialgradient.data.schema import CODE_PATTERNS, InputError
+from socialgradient.data.synthetic import records_model as rec
 from socialgradient.files import atomic_write
 
 #: 4-letter census ethnicity codes -> broad group (None: refused / not obtained).
@@ -603,7 +603,7 @@ def build_records(flat: pd.DataFrame, factors: pd.DataFrame, child_lsoa: pd.Data
                         right_index=True)
     fac = fac[fac["row"].isin(e.index)]
     fac = fac[list(rec.TABLE_COLUMNS["factors"])].reset_index(drop=True)
-    geo = rec._geography(geography, 0, 1.0)
+    geo = rec.geography_table(geography, 0, 1.0)
     years = sorted(flat["year"].unique().tolist())
     las = set(flat["la"])
     pop = population if population is not None else default_population(geo, years)
@@ -617,7 +617,7 @@ def build_records(flat: pd.DataFrame, factors: pd.DataFrame, child_lsoa: pd.Data
 def read_returns(paths, child_lsoa, geography: pd.DataFrame,
                  population: pd.DataFrame | None = None, looked_after=None,
                  lea_codes: dict | None = None, errors: str = "raise"):
-    """Parse CIN Census XML returns into :class:`~socialgradient.data.records.Records`.
+    """Parse CIN Census XML returns into :class:`~.records_model.Records`.
 
     Parameters
     ----------
@@ -643,7 +643,7 @@ def read_returns(paths, child_lsoa, geography: pd.DataFrame,
     Returns
     -------
     (records, report)
-        ``records`` feeds :func:`socialgradient.data.linkage.aggregate`; ``report`` is a
+        ``records`` feeds :func:`socialgradient.data.census.linkage.aggregate`; ``report`` is a
         :class:`ReadReport`.
     """
     if errors not in ("raise", "report"):

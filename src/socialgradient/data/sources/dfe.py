@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from socialgradient.data.sources_base import (
+from socialgradient.data.sources.base import (
     _rows_text,
     check_codes,
     drop_thousands,
