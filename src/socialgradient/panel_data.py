@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from socialgradient.data.sources.base import fail
+from socialgradient.data.schema import fail
 from socialgradient.data.sources.geo import REORGANISATIONS, harmonised_la
 
 #: measure key -> (DfE table, published measure, description)

@@ -78,7 +78,7 @@ from xml.sax.saxutils import escape
 import numpy as np
 import pandas as pd
 
-from socialgradient.data.schema import CODE_PATTERNS, InputError
+from socialgradient.data.schema import CODE_PATTERNS, fail
 from socialgradient.data.synthetic import records_model as rec
 from socialgradient.files import atomic_write
 
@@ -338,13 +338,13 @@ def _parse(path: Path):
     try:
         data = Path(path).read_bytes()
     except OSError as err:
-        raise InputError("file_not_found", f"file_not_found: cannot read {path}: {err}") from err
+        raise fail("file_not_found", f"cannot read {path}: {err}") from err
     try:
         root = ET.fromstring(data)
     except ET.ParseError as err:
         line, col = err.position
-        raise InputError("malformed_xml", f"malformed_xml: {path}: line {line}, column "
-                         f"{col + 1}: {err.msg if hasattr(err, 'msg') else err}") from err
+        raise fail("malformed_xml", f"{path}: line {line}, column "
+                   f"{col + 1}: {err.msg if hasattr(err, 'msg') else err}") from err
     if root.tag.startswith("{"):  # strip a default namespace
         for el in root.iter():
             if isinstance(el.tag, str) and el.tag.startswith("{"):
@@ -354,23 +354,23 @@ def _parse(path: Path):
 
 def _header(path: Path, root, lea_codes: dict | None) -> tuple[str, int]:
     if root.tag != "Message" or root.find("Children") is None:
-        raise InputError("not_a_cin_return", f"not_a_cin_return: {path}: expected a <Message> "
-                         "root with <Children>")
+        raise fail("not_a_cin_return", f"{path}: expected a <Message> "
+                   "root with <Children>")
     year = _value(root.find("Header/CollectionDetails"), "Year")
     lea = _value(root.find("Header/Source"), "LEA")
     missing = [n for n, v in (("Header/CollectionDetails/Year", year),
                               ("Header/Source/LEA", lea)) if v is None]
     if missing:
-        raise InputError("missing_header", f"missing_header: {path}: no {', '.join(missing)}")
+        raise fail("missing_header", f"{path}: no {', '.join(missing)}")
     if not re.fullmatch(r"\d{4}", year):
-        raise InputError("missing_header", f"missing_header: {path}: Year {year!r} is not a "
-                         "year")
+        raise fail("missing_header", f"{path}: Year {year!r} is not a "
+                   "year")
     if re.fullmatch(CODE_PATTERNS["la"], lea):
         return lea, int(year)
     if lea_codes and lea in lea_codes:
         return str(lea_codes[lea]), int(year)
-    raise InputError("unknown_lea", f"unknown_lea: {path}: LEA {lea!r} is neither an ONS LA code "
-                     "nor in the LEA -> LA code map (pass lea_codes / --lea-codes)")
+    raise fail("unknown_lea", f"{path}: LEA {lea!r} is neither an ONS LA code "
+               "nor in the LEA -> LA code map (pass lea_codes / --lea-codes)")
 
 
 def _first(nodes, tag):
@@ -542,8 +542,8 @@ def _table(path_or_frame, rename=None) -> pd.DataFrame:
 def _require(t: pd.DataFrame, cols, what: str) -> None:
     missing = [c for c in cols if c not in t.columns]
     if missing:
-        raise InputError("missing_column", f"missing_column: {what} lacks columns {missing}",
-                         columns=missing)
+        raise fail("missing_column", f"{what} lacks columns {missing}",
+                   columns=missing)
 
 
 def default_population(geography: pd.DataFrame, years: Iterable[int]) -> pd.DataFrame:
@@ -655,7 +655,7 @@ def read_returns(paths, child_lsoa, geography: pd.DataFrame,
         p = Path(p)
         files += sorted(p.glob("*.xml")) if p.is_dir() else [p]
     if not files:
-        raise InputError("file_not_found", "file_not_found: no CIN returns (*.xml) given")
+        raise fail("file_not_found", "no CIN returns (*.xml) given")
     rows, fac_rows = [], []
     for path in files:
         r, f = _flat(path, lea_codes)
@@ -674,8 +674,8 @@ def read_returns(paths, child_lsoa, geography: pd.DataFrame,
         rule = problems["rule"].iloc[0]
         sub = problems[problems["rule"] == rule]
         counts = problems["rule"].value_counts().to_dict()
-        raise InputError(rule, f"{rule}: {len(sub)} in the CIN returns ({counts}): "
-                         f"{_describe(flat, sub)}", rows=sub["row"].tolist())
+        raise fail(rule, f"{len(sub)} in the CIN returns ({counts}): "
+                   f"{_describe(flat, sub)}", rows=sub["row"].tolist())
     # Child-level problems exclude all the child's rows (same file, same <Child> line).
     reason = pd.Series(None, index=flat.index, dtype=object)
     detail = pd.DataFrame({"element": None, "value": None}, index=flat.index, dtype=object)

@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from socialgradient.data import schema
+from socialgradient.data.schema import fail
 from socialgradient.data.sources import (
     DFE_MERGES,
     LATEST_YEAR,
@@ -54,7 +55,7 @@ from socialgradient.data.sources import (
     read_ltla_utla,
     read_ruc,
 )
-from socialgradient.data.sources.base import check_codes, fail
+from socialgradient.data.sources.base import check_codes
 from socialgradient.files import atomic_write
 
 COLUMNS = ["lsoa", "la", "la_name", "children", "income", "rural", "lsoa_name", "lad",

@@ -21,7 +21,8 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from socialgradient.data.sources.base import fail, read_layout
+from socialgradient.data.schema import fail
+from socialgradient.data.sources.base import read_layout
 
 
 class LAChange(NamedTuple):
