@@ -1,4 +1,6 @@
 """CIN Census XML returns: write child-level records as LA returns, read returns back.
+Over 400 lines because the codes, the writer and the reader still share one module; issue 14
+splits it (read, write, codes) on lxml.
 
 :func:`write_returns` writes :class:`~socialgradient.data.synthetic.records_model.Records` as
 one CIN Census XML return per LA per collection year, in the layout LAs submit to DfE, plus the
