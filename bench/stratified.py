@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 
 from socialgradient import api, checks
-from socialgradient.data import linkage, records
+from socialgradient.data.census import linkage
+from socialgradient.data.synthetic import records
 from socialgradient.spec import Spec
 
 OUT = Path(__file__).with_name("stratified.json")

@@ -34,7 +34,7 @@ import os
 import sys
 from pathlib import Path
 
-from socialgradient.data.sources_geo import DFE_MERGES
+from socialgradient.data.sources.geo import DFE_MERGES
 from socialgradient.panel import (
     diagnose_panel,
     fit_panel,

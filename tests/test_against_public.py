@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from socialgradient.data.calibration import LSOA_FILE, MERGE
+from socialgradient.data.synthetic.calibration import LSOA_FILE, MERGE
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 DATA = Path(__file__).resolve().parents[1] / "data" / "neighbourhoods.parquet"
@@ -85,9 +85,9 @@ def test_records_on_the_real_geography_follow_dfe_rates():
     """`simulate --records --geography` with the real LSOAs (built from the shared files):
     the LA intercepts are calibrated wherever the LA code has a DfE rate, and the LAs' referral
     rates follow DfE's."""
-    from socialgradient.data.build import build_neighbourhoods
-    from socialgradient.data.records import simulate_records
-    from socialgradient.data.synthetic import load_calibration
+    from socialgradient.data.sources.build import build_neighbourhoods
+    from socialgradient.data.synthetic.england import load_calibration
+    from socialgradient.data.synthetic.records import simulate_records
 
     geo, _ = build_neighbourhoods(SHARED)
     recs = simulate_records(seed=3, geography=geo)
@@ -110,7 +110,7 @@ def test_records_la_cp_plan_starts_follow_dfe():
     the ONS estimates). Only the referral rates calibrate the LA intercepts, so CP rates follow
     DfE's as far as LAs' referral and CP rates go together (measured: LA mean 59 vs 61,
     correlation 0.54)."""
-    from socialgradient.data.records import simulate_records
+    from socialgradient.data.synthetic.records import simulate_records
 
     def la_2019(name):
         t = pd.read_csv(SHARED / name, dtype=str)

@@ -26,7 +26,8 @@ import xarray as xr
 
 from fakes import fake_tree
 from socialgradient import disclosure, fit, report
-from socialgradient.data import build, synthetic
+from socialgradient.data.sources import build
+from socialgradient.data.synthetic import england
 from socialgradient.files import atomic_write
 
 TEMP = re.compile(r"^\..+\.tmp$")
@@ -147,11 +148,11 @@ def test_sigkill_mid_write_leaves_previous_file_or_none(tmp_path, previous):
 SYNTHETIC_LOOP = textwrap.dedent(
     """
     import sys
-    from socialgradient.data import synthetic
-    s = synthetic.simulate(seed=3, scale=0.3)
+    from socialgradient.data.synthetic import england
+    s = england.simulate(seed=3, scale=0.3)
     print("ready", flush=True)
     while True:
-        synthetic.write(s, sys.argv[1])
+        england.write(s, sys.argv[1])
     """
 )
 
@@ -159,7 +160,7 @@ SYNTHETIC_LOOP = textwrap.dedent(
 @pytest.mark.parametrize("delay", [0.0, 0.13, 0.41])
 def test_sigkill_during_synthetic_write_loop(tmp_path, delay):
     """Killed at an arbitrary moment of repeated writes, every output present is complete."""
-    expected = synthetic.simulate(seed=3, scale=0.3)
+    expected = england.simulate(seed=3, scale=0.3)
     proc = subprocess.Popen([sys.executable, "-c", SYNTHETIC_LOOP, str(tmp_path)],
                             stdout=subprocess.PIPE, text=True)
     try:
@@ -227,42 +228,42 @@ def test_disclosure_refusal_writes_no_file(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == [disclosure.LOG_NAME]
 
 
-# -- synthetic.write -------------------------------------------------------------------------
+# -- england.write -------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
 def small_synthetic():
-    return synthetic.simulate(seed=11, scale=0.05)
+    return england.simulate(seed=11, scale=0.05)
 
 
 def test_synthetic_write_is_idempotent(tmp_path, small_synthetic):
-    synthetic.write(small_synthetic, tmp_path)
+    england.write(small_synthetic, tmp_path)
     first = snapshot(tmp_path)
-    synthetic.write(small_synthetic, tmp_path)
+    england.write(small_synthetic, tmp_path)
     assert snapshot(tmp_path) == first
     assert set(first) == {"neighbourhoods.parquet", "las.parquet", "truth.json"}
-    again = synthetic.simulate(seed=11, scale=0.05)
-    synthetic.write(again, tmp_path / "again")
+    again = england.simulate(seed=11, scale=0.05)
+    england.write(again, tmp_path / "again")
     assert snapshot(tmp_path / "again") == first  # same seed, same bytes
 
 
 def test_synthetic_write_failure_keeps_previous(tmp_path, small_synthetic, monkeypatch):
-    synthetic.write(small_synthetic, tmp_path)
+    england.write(small_synthetic, tmp_path)
     before = snapshot(tmp_path)
-    other = synthetic.simulate(seed=12, scale=0.05)
+    other = england.simulate(seed=12, scale=0.05)
 
     def broken(self, path, *args, **kwargs):
         half_then_raise(path, before["neighbourhoods.parquet"])
 
     monkeypatch.setattr(pd.DataFrame, "to_parquet", broken)
     with pytest.raises(Boom):
-        synthetic.write(other, tmp_path)
+        england.write(other, tmp_path)
     assert snapshot(tmp_path) == before
     monkeypatch.undo()
     monkeypatch.setattr(Path, "write_text", lambda self, text, *a, **k: half_then_raise(
         self, text.encode()))
     with pytest.raises(Boom):  # the second file fails: the first is the new complete one
-        synthetic.write(other, tmp_path)
+        england.write(other, tmp_path)
     monkeypatch.undo()
     assert pd.read_parquet(tmp_path / "neighbourhoods.parquet").equals(other.table)
     assert pd.read_parquet(tmp_path / "las.parquet").equals(other.las)

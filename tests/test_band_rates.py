@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from socialgradient.data.synthetic import B_X, PARAMETERS
+from socialgradient.data.synthetic.england import B_X, PARAMETERS
 from socialgradient.deprivation import decompose
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "neighbourhoods.parquet"

@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 
 from socialgradient import cli
-from socialgradient.data import build, schema
+from socialgradient.data import schema
 from socialgradient.data.schema import InputError
+from socialgradient.data.sources import build
 from test_sources import AREAS, SHARED, _write, make_shared, needs_shared
 
 

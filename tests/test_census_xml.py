@@ -11,10 +11,11 @@ import pandas as pd
 import pytest
 
 from socialgradient import cli
-from socialgradient.data import census_xml as cx
-from socialgradient.data import linkage, schema
-from socialgradient.data.records import simulate_records
+from socialgradient.data import schema
+from socialgradient.data.census import linkage
+from socialgradient.data.census import returns as cx
 from socialgradient.data.schema import InputError
+from socialgradient.data.synthetic.records import simulate_records
 
 
 @pytest.fixture(scope="module")

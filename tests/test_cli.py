@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from socialgradient.cli import main
-from socialgradient.data.synthetic import load_calibration, simulate
+from socialgradient.data.synthetic.england import load_calibration, simulate
 
 SUMMARY_KEYS = (
     "gradient_mean_la",

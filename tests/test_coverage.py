@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import socialgradient.api as sg
-from socialgradient.data.synthetic import load_calibration, simulate
+from socialgradient.data.synthetic.england import load_calibration, simulate
 
 pytestmark = pytest.mark.slow
 

@@ -9,8 +9,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from socialgradient.data import linkage, sample
-from socialgradient.data.records import TABLE_COLUMNS
+from socialgradient.data.census import linkage
+from socialgradient.data.synthetic import sample
+from socialgradient.data.synthetic.records_model import TABLE_COLUMNS
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 README = (DATA / "README.md").read_text(encoding="utf-8")

@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 
 from socialgradient import cli
-from socialgradient.data import extracts, linkage, schema
-from socialgradient.data.records import simulate_records
+from socialgradient.data import schema
+from socialgradient.data.census import extracts, linkage
 from socialgradient.data.schema import InputError
+from socialgradient.data.synthetic.records import simulate_records
 
 MAPPING = Path(__file__).resolve().parents[1] / "models" / "mappings" / "example_extract.toml"
 

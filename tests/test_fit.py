@@ -10,7 +10,7 @@ import xarray as xr
 from scipy import stats
 
 from socialgradient import checks
-from socialgradient.data.synthetic import simulate
+from socialgradient.data.synthetic.england import simulate
 from socialgradient.fit import data_hash, encoded_data, fit, load, save
 from socialgradient.model import NeighbourhoodData
 from socialgradient.spec import Sampling, Spec

@@ -25,9 +25,10 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from socialgradient.data import build, sources
+from socialgradient.data import sources
 from socialgradient.data.schema import CODE_PATTERNS, InputError, load, validate
-from socialgradient.data.sources_iod import FILE_NAMES
+from socialgradient.data.sources import build
+from socialgradient.data.sources.iod import FILE_NAMES
 from test_sources import _iod_frame, dfe_referrals, make_shared
 
 SETTINGS = settings(

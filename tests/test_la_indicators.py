@@ -12,16 +12,16 @@ import pandas as pd
 import pytest
 from scipy.integrate import quad
 
-from socialgradient.data import calibration as calib
-from socialgradient.data.context import (
+from socialgradient.data.synthetic import calibration as calib
+from socialgradient.data.synthetic.context import (
     AREA_MODEL,
     LA_COLUMNS,
     LA_INDICATORS,
     NOISE_CORR,
     POPULATION_MODEL,
 )
-from socialgradient.data.context import DEFINITIONS as CONTEXT_DEFINITIONS
-from socialgradient.data.synthetic import OUTCOMES, load_calibration, simulate
+from socialgradient.data.synthetic.context import DEFINITIONS as CONTEXT_DEFINITIONS
+from socialgradient.data.synthetic.england import OUTCOMES, load_calibration, simulate
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 OLD_COLUMNS = ["lsoa", "la", "la_name", "children", "income", "rural", *OUTCOMES]

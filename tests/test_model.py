@@ -9,7 +9,7 @@ import pymc as pm
 import pytensor.tensor as pt
 import pytest
 
-from socialgradient.data.synthetic import simulate
+from socialgradient.data.synthetic.england import simulate
 from socialgradient.model import EFFECTS, NeighbourhoodData, build_model, dispersion, la_effects
 from socialgradient.spec import Spec
 

@@ -11,7 +11,7 @@ import pytest
 
 from socialgradient.cli import parser
 from socialgradient.data.schema import InputError
-from socialgradient.data.sources_geo import DFE_MERGES, harmonised_la
+from socialgradient.data.sources.geo import DFE_MERGES, harmonised_la
 from socialgradient.panel import (
     PanelSpec,
     build_panel_model,

@@ -16,16 +16,16 @@ import pytest
 from scipy.optimize import minimize
 from scipy.special import expit
 
-from socialgradient.data import linkage
-from socialgradient.data.records import (
+from socialgradient.data.census import linkage
+from socialgradient.data.synthetic.england import load_calibration
+from socialgradient.data.synthetic.records import simulate_records
+from socialgradient.data.synthetic.records_model import (
     AGE_RANGE,
     DFE_REFERRED_CHILDREN_PER_10K,
     LEVEL_SHIFT,
     OUTCOME_LEVELS,
     TABLE_COLUMNS,
-    simulate_records,
 )
-from socialgradient.data.synthetic import load_calibration
 from socialgradient.deprivation import decompose
 
 

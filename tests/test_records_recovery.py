@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 import socialgradient.api as sg
-from socialgradient.data import linkage, records
+from socialgradient.data.census import linkage
+from socialgradient.data.synthetic import records
 from socialgradient.spec import Spec
 
 pytestmark = pytest.mark.slow

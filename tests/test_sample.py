@@ -8,9 +8,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from socialgradient.data import linkage, sample
-from socialgradient.data.records import TABLE_COLUMNS, simulate_records
-from socialgradient.data.synthetic import DEFAULT_SEED
+from socialgradient.data.census import linkage
+from socialgradient.data.synthetic import sample
+from socialgradient.data.synthetic.england import DEFAULT_SEED
+from socialgradient.data.synthetic.records import simulate_records
+from socialgradient.data.synthetic.records_model import TABLE_COLUMNS
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "records_sample"
 

@@ -12,7 +12,7 @@ import pytest
 
 from socialgradient.data import sources
 from socialgradient.data.schema import InputError
-from socialgradient.data.sources_iod import FILE_NAMES, LAYOUTS
+from socialgradient.data.sources.iod import FILE_NAMES, LAYOUTS
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 needs_shared = pytest.mark.skipif(not SHARED.exists(), reason="shared/data not present")
@@ -414,7 +414,7 @@ def test_real_dfe_tables_keep_every_cell():
 
 
 def test_download_verifies_checksum(tmp_path):
-    from socialgradient.data import download
+    from socialgradient.data.sources import download
 
     src = tmp_path / "src.csv"
     src.write_bytes(b"a,b\n1,2\n")
@@ -439,7 +439,7 @@ def test_download_verifies_checksum(tmp_path):
 
 @needs_shared
 def test_download_registry_matches_shared_copies():
-    from socialgradient.data import download
+    from socialgradient.data.sources import download
 
     for name, e in download.REGISTRY.items():
         if e.sha256 and (SHARED / e.dest).is_file():

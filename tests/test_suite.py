@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from socialgradient import cli, suite
-from socialgradient.data.synthetic import simulate
+from socialgradient.data.synthetic.england import simulate
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 TINY = "\n[sampling]\ndraws = 40\ntune = 40\nchains = 1\nseed = 3\n"

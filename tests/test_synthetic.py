@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from socialgradient.data.calibration import build_calibration, write_calibration
-from socialgradient.data.synthetic import OUTCOMES, Synthetic, simulate, write
+from socialgradient.data.synthetic.calibration import build_calibration, write_calibration
+from socialgradient.data.synthetic.england import OUTCOMES, Synthetic, simulate, write
 from socialgradient.deprivation import decompose
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -22,8 +22,10 @@ import xarray as xr
 
 from socialgradient import checks, moderators, parameterisation, report
 from socialgradient import fit as _fit
-from socialgradient.data import linkage, records, schema, synthetic
 from socialgradient import predict as _predict
+from socialgradient.data import schema
+from socialgradient.data.census import linkage
+from socialgradient.data.synthetic import england, records
 from socialgradient.model import NeighbourhoodData, build_model
 from socialgradient.spec import Spec
 
@@ -38,7 +40,7 @@ loo_compare = checks.loo_compare
 summarise = report.summary
 la_gradients = report.la_gradients
 write = report.write
-simulate = synthetic.simulate
+simulate = england.simulate
 simulate_records = records.simulate_records
 aggregate = linkage.aggregate
 
@@ -52,7 +54,7 @@ def default_data() -> pd.DataFrame:
     """
     if DEFAULT_DATA.exists():
         return pd.read_parquet(DEFAULT_DATA)
-    return synthetic.simulate().table
+    return england.simulate().table
 
 
 def _spec(spec: Spec | str, **changes) -> Spec:

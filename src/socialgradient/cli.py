@@ -5,9 +5,9 @@
   model to a neighbourhood table and write every output (:mod:`socialgradient.report`).
 * ``data build SHARED_DIR --out FILE.parquet [--report report.json] [--la-year Y]``:
   assemble the neighbourhood table of every English LSOA from the public source files
-  (:mod:`socialgradient.data.build`), with a linkage report.
+  (:mod:`socialgradient.data.sources.build`), with a linkage report.
 * ``census write|aggregate|extract``: CIN Census XML returns and flat child-level extracts
-  (:mod:`socialgradient.data.census_xml`, :mod:`socialgradient.data.extracts`) linked to
+  (:mod:`socialgradient.data.census.returns`, :mod:`socialgradient.data.census.extracts`) linked to
   LSOAs and aggregated to a neighbourhood table for ``fit``, with a read + linkage report.
 * ``run``: the main job. Fits the national negative-binomial model of referrals on the
   embedded default data, plus the Poisson model for a LOO comparison, and prints the
@@ -172,20 +172,21 @@ def _census_parser(sub) -> None:
 
 
 def _census(args) -> int:
-    from socialgradient.data import census_xml, extracts, linkage, schema
+    from socialgradient.data import schema
+    from socialgradient.data.census import extracts, linkage, returns
 
     if args.census_command == "write":
-        from socialgradient.data import records
+        from socialgradient.data.synthetic import records, records_model
 
         rec = records.simulate_records(seed=args.seed, years=args.years, scale=args.scale)
         if args.la:
             keep = rec.children["la"].isin(args.la)
             eps = rec.episodes.merge(rec.children.loc[keep, ["child_id", "year"]])
-            rec = records.Records(children=rec.children[keep], episodes=eps,
+            rec = records_model.Records(children=rec.children[keep], episodes=eps,
                                   factors=rec.factors[rec.factors["episode_id"].isin(
                                       eps["episode_id"])], population=rec.population,
                                   geography=rec.geography, truth=rec.truth)
-        paths = census_xml.write_returns(rec, args.out, seed=args.seed)
+        paths = returns.write_returns(rec, args.out, seed=args.seed)
         from socialgradient.files import atomic_write
 
         for name, df in (("population", rec.population), ("geography", rec.geography)):
@@ -200,8 +201,8 @@ def _census(args) -> int:
     if population is None and args.by:
         raise ValueError(f"--by {' '.join(args.by)} needs --population with those strata")
     if args.census_command == "aggregate":
-        lea = census_xml.lea_codes_from_dfe(args.lea_codes) if args.lea_codes else None
-        recs, read = census_xml.read_returns(args.returns, args.child_lsoa, geography,
+        lea = returns.lea_codes_from_dfe(args.lea_codes) if args.lea_codes else None
+        recs, read = returns.read_returns(args.returns, args.child_lsoa, geography,
                                              population, looked_after=args.looked_after,
                                              lea_codes=lea, errors=args.errors)
     else:
@@ -243,7 +244,8 @@ def _census(args) -> int:
 
 
 def _data(args) -> int:
-    from socialgradient.data import build, sources
+    from socialgradient.data import sources
+    from socialgradient.data.sources import build
 
     merges = sources.DFE_MERGES
     if args.no_city_merge:
@@ -316,7 +318,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args) -> int:
-    from socialgradient.data import schema, synthetic
+    from socialgradient.data import schema
+    from socialgradient.data.synthetic import england
 
     if args.command == "data":
         return _data(args)
@@ -330,11 +333,12 @@ def _dispatch(args) -> int:
         if not args.records and (args.years or args.geography):
             raise ValueError("--years and --geography apply to child-level records: add --records")
         if args.geography is None:
-            syn = synthetic.simulate(seed=args.seed, scale=args.scale)
-            synthetic.write(syn, args.out)
+            syn = england.simulate(seed=args.seed, scale=args.scale)
+            england.write(syn, args.out)
             print(f"wrote {args.out}: {len(syn.table)} LSOAs in {syn.table['la'].nunique()} LAs")
         if args.records:
-            from socialgradient.data import linkage, records
+            from socialgradient.data.census import linkage
+            from socialgradient.data.synthetic import records
 
             geography = None
             if args.geography is not None:

@@ -102,7 +102,8 @@ class Family:
         y = rows.y
         if self.name == "binomial":
             n = rows.trials
-            log_choose = special.gammaln(n + 1) - special.gammaln(y + 1) - special.gammaln(n - y + 1)
+            log_choose = (special.gammaln(n + 1) - special.gammaln(y + 1)
+                          - special.gammaln(n - y + 1))
             return log_choose + y * eta - n * np.logaddexp(0.0, eta)
         log_mu = eta + rows.log_exposure
         log_y_factorial = special.gammaln(y + 1)

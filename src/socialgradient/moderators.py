@@ -2,7 +2,8 @@
 
 An LA table has one row per LA, a column ``la`` (the codes of the neighbourhood table) and
 one numeric column per LA moderator, e.g. ``data/las.parquet``'s ``spend_per_child``,
-``agency_share``, ``turnover``. Rules (each an :class:`socialgradient.data.schema.InputError` naming the rows or LAs):
+``agency_share``, ``turnover``. Rules (each an
+:class:`socialgradient.data.schema.InputError` naming the rows or LAs):
 ``missing_column``, ``duplicate_la``, ``missing_la`` (an LA of the neighbourhood table has
 no row), ``missing_value``, ``non_numeric``, ``non_finite``, ``constant_moderator`` (one value
 over the fit's LAs). Rows for LAs outside the neighbourhood table are allowed and unused.
@@ -16,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from socialgradient.data.schema import _fail, read_table
+from socialgradient.data.schema import fail, read_table
 
 MAX_SHOWN = 10
 
@@ -40,18 +41,18 @@ def validate_la_table(table: pd.DataFrame, columns: Sequence[str], las) -> pd.Da
     columns = list(columns)
     missing = [c for c in ("la", *columns) if c not in table.columns]
     if missing:
-        raise _fail("missing_column", f"LA table: columns {missing} not found; columns found: "
+        raise fail("missing_column", f"LA table: columns {missing} not found; columns found: "
                     f"{[str(c) for c in table.columns]}", columns=missing)
     codes = table["la"].astype(str)
     dup = codes.duplicated(keep=False).to_numpy()
     if dup.any():
         rows = np.flatnonzero(dup)
-        raise _fail("duplicate_la", f"LA table: LAs with more than one row: "
+        raise fail("duplicate_la", f"LA table: LAs with more than one row: "
                     f"{_some(sorted(set(codes[dup])))} (rows {_some(rows.tolist())})", rows, ["la"])
     las = [str(c) for c in las]
     absent = sorted(set(las) - set(codes))
     if absent:
-        raise _fail("missing_la", f"LA table: {len(absent)} LAs of the neighbourhood table have "
+        raise fail("missing_la", f"LA table: {len(absent)} LAs of the neighbourhood table have "
                     f"no row: {_some(absent)}", columns=["la"])
     sub = table.assign(la=codes).set_index("la").loc[las, columns]
     out = pd.DataFrame({"la": las})
@@ -63,10 +64,10 @@ def validate_la_table(table: pd.DataFrame, columns: Sequence[str], las) -> pd.Da
                           ("non_finite", np.isinf(values))):
             if bad.any():
                 where = [las[i] for i in np.flatnonzero(bad)]
-                raise _fail(rule, f"LA table: column {c!r} is {rule.replace('_', ' ')} for "
+                raise fail(rule, f"LA table: column {c!r} is {rule.replace('_', ' ')} for "
                             f"LAs {_some(where)}", columns=[c])
         if np.ptp(values) == 0:
-            raise _fail("constant_moderator", f"LA table: column {c!r} takes one value "
+            raise fail("constant_moderator", f"LA table: column {c!r} takes one value "
                         f"({values[0]!r}) over the fit's LAs: it cannot moderate anything",
                         columns=[c])
         out[c] = values

@@ -57,7 +57,7 @@ import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
 
-from socialgradient.data.sources_geo import DFE_MERGES
+from socialgradient.data.sources.geo import DFE_MERGES
 from socialgradient.fit import sample
 from socialgradient.panel_data import FIRST_YEAR, MEASURES, model_inputs, panel_hash
 from socialgradient.spec import FAMILIES, Sampling, SpecMethods

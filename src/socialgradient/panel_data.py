@@ -1,7 +1,7 @@
 """The real LA x year panel: DfE counts, ONS child populations and LA deprivation.
 
 :func:`build_panel` reads the shared data folder and returns a tidy table with one row per
-(LA, year) of the fixed geography (:func:`socialgradient.data.sources_geo.harmonised_la`),
+(LA, year) of the fixed geography (:func:`socialgradient.data.sources.geo.harmonised_la`),
 for one measure of :data:`MEASURES`, with a report that accounts for every cell:
 
 ``la``, ``la_name``  unit code and name (a unit joins the codes of a reorganised area)
@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from socialgradient.data.sources_base import fail
-from socialgradient.data.sources_geo import REORGANISATIONS, harmonised_la
+from socialgradient.data.schema import fail
+from socialgradient.data.sources.geo import REORGANISATIONS, harmonised_la
 
 #: measure key -> (DfE table, published measure, description)
 MEASURES = {
@@ -208,8 +208,8 @@ def shared_paths(shared_dir) -> dict[str, Path]:
 def build_panel(shared_dir, measure: str = "referrals", first_year: int = FIRST_YEAR,
                 last_year: int | None = None, merges=()):
     """Read the shared data folder and assemble the panel of ``measure``: (panel, report)."""
-    from socialgradient.data.build import build_neighbourhoods
     from socialgradient.data.sources import read_dfe_csc, read_population
+    from socialgradient.data.sources.build import build_neighbourhoods
 
     paths = shared_paths(shared_dir)
     counts = read_dfe_csc(paths["dfe_csc"], tables=[MEASURES[measure][0]]

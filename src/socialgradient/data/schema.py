@@ -90,7 +90,11 @@ class InputError(ValueError):
         return type(self), (self.rule, self.message, self.rows, self.columns)
 
 
-def _fail(rule: str, text: str, rows=(), columns=()) -> InputError:
+def fail(rule: str, text: str, rows=(), columns=()) -> InputError:
+    """An :class:`InputError` for ``rule`` whose message is ``"<rule>: <text>"``.
+
+    The one way every reader builds its errors (schema, sources, census).
+    """
     return InputError(rule, f"{rule}: {text}", rows, columns)
 
 
@@ -123,7 +127,7 @@ def _raise_rows(rule, what, table, masks: dict[str, np.ndarray], hint="", shown=
         listing = _listing(table, rows, shown or col)
         parts.append(f"column {col!r}: {len(rows)} {label} {what}: {listing}")
     rows = np.flatnonzero(np.logical_or.reduce(list(masks.values())))
-    raise _fail(rule, "; ".join(parts) + hint, rows, masks)
+    raise fail(rule, "; ".join(parts) + hint, rows, masks)
 
 
 def read_table(path) -> pd.DataFrame:
@@ -150,11 +154,11 @@ def read_table(path) -> pd.DataFrame:
     path = Path(path)
     name = path.name.lower()
     if not name.endswith((".csv", ".csv.gz", ".parquet")):
-        raise _fail("unknown_format", f"{str(path)!r}: expected .csv, .csv.gz or .parquet")
+        raise fail("unknown_format", f"{str(path)!r}: expected .csv, .csv.gz or .parquet")
     if not path.is_file():
-        raise _fail("file_not_found", f"no such file {str(path)!r}")
+        raise fail("file_not_found", f"no such file {str(path)!r}")
     if path.stat().st_size == 0:
-        raise _fail("empty_file", f"{str(path)!r} is empty")
+        raise fail("empty_file", f"{str(path)!r} is empty")
     try:
         if name.endswith(".parquet"):
             import pyarrow.parquet as pq
@@ -169,19 +173,19 @@ def read_table(path) -> pd.DataFrame:
             codes = {"lsoa": str, "la": str}
             return pd.read_csv(path, dtype=codes, index_col=False, low_memory=False)
     except pd.errors.EmptyDataError as err:
-        raise _fail("empty_file", f"{str(path)!r} has no header or data") from err
+        raise fail("empty_file", f"{str(path)!r} has no header or data") from err
     except UnicodeDecodeError as err:
-        raise _fail("undecodable", f"{str(path)!r} is not UTF-8 text ({err.reason})") from err
+        raise fail("undecodable", f"{str(path)!r} is not UTF-8 text ({err.reason})") from err
     except InputError:
         raise
     except (ValueError, OSError, EOFError, zlib.error, pd.errors.ParserWarning) as err:
-        raise _fail("unreadable", f"cannot read {str(path)!r}: {err}") from err
+        raise fail("unreadable", f"cannot read {str(path)!r}: {err}") from err
 
 
 def _check_header(names: list, path: Path) -> None:
     dup = sorted({str(n) for n in names if names.count(n) > 1})
     if dup:
-        raise _fail("duplicate_column", f"{str(path)!r} repeats column names {dup}", columns=dup)
+        raise fail("duplicate_column", f"{str(path)!r} repeats column names {dup}", columns=dup)
 
 
 def _numeric(s: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -242,27 +246,27 @@ def validate(
                 *([trials] if trials else []), *moderators)
     missing = [c for c in required if c not in t.columns]
     if missing:
-        raise _fail(
+        raise fail(
             "missing_column",
             f"required columns {missing} not found; columns found: {found}",
             columns=missing,
         )
     dup = sorted({c for c in found if found.count(c) > 1})
     if dup:
-        raise _fail("duplicate_column", f"column names repeated: {dup}", columns=dup)
+        raise fail("duplicate_column", f"column names repeated: {dup}", columns=dup)
     if not outcomes:
-        raise _fail("no_outcome", "no outcome column requested; name at least one count column")
+        raise fail("no_outcome", "no outcome column requested; name at least one count column")
     unknown = [o for o in outcomes if o not in t.columns]
     if unknown:
         numeric = [c for c in t.select_dtypes("number").columns if c not in REQUIRED_COLUMNS]
-        raise _fail(
+        raise fail(
             "unknown_outcome",
             f"outcome columns {unknown} not found; available "
             f"numeric columns: {[str(c) for c in numeric]}",
             columns=unknown,
         )
     if len(t) == 0:
-        raise _fail("empty_table", f"the table has no rows; columns found: {found}")
+        raise fail("empty_table", f"the table has no rows; columns found: {found}")
 
     codes = {}
     for col, pattern in CODE_PATTERNS.items():
@@ -309,7 +313,7 @@ def validate(
                     {c: count[c] > count[trials] for c in outcomes})
     constant = [c for c in moderators if np.ptp(num[c][0]) == 0]
     if constant:
-        raise _fail("constant_moderator", f"moderator columns {constant} take one value on "
+        raise fail("constant_moderator", f"moderator columns {constant} take one value on "
                     "every row: they cannot moderate anything", columns=constant)
     bad = (income < 0) | (income > 1)
     hint = ""

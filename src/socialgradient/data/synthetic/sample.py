@@ -12,7 +12,7 @@ so the slice is closed under the history links); the truth is the full simulatio
 
 Regenerate (run from the repository root; ~10 s)::
 
-    python -m socialgradient.data.sample data/records_sample
+    python -m socialgradient.data.synthetic.sample data/records_sample
 """
 
 from __future__ import annotations
@@ -22,8 +22,10 @@ import sys
 
 import pandas as pd
 
-from socialgradient.data import linkage, synthetic
-from socialgradient.data.records import Records, simulate_records
+from socialgradient.data.census import linkage
+from socialgradient.data.synthetic import england
+from socialgradient.data.synthetic.records import simulate_records
+from socialgradient.data.synthetic.records_model import Records
 
 YEARS = (2019, 2020)
 LSOA_RANGE = (80, 120)
@@ -31,7 +33,7 @@ LSOA_RANGE = (80, 120)
 
 def sample_las(calibration: pd.DataFrame | None = None) -> list[str]:
     """Codes of the least, median and most deprived LA with 80-120 LSOAs."""
-    cal = synthetic.load_calibration() if calibration is None else calibration
+    cal = england.load_calibration() if calibration is None else calibration
     mid = cal[cal["n_lsoa"].between(*LSOA_RANGE)].sort_values(["income_mean", "la"])
     return [str(mid["la"].iloc[k]) for k in (0, len(mid) // 2, len(mid) - 1)]
 
@@ -56,7 +58,7 @@ def restrict(records: Records, las) -> Records:
 
 def build() -> Records:
     """The committed sample, rebuilt from the default seed."""
-    return restrict(simulate_records(seed=synthetic.DEFAULT_SEED, years=YEARS), sample_las())
+    return restrict(simulate_records(seed=england.DEFAULT_SEED, years=YEARS), sample_las())
 
 
 def main(argv: list[str] | None = None) -> int:

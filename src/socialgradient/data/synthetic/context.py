@@ -1,7 +1,7 @@
 """LA and neighbourhood context: population, area, density, synthetic LA indicators.
 
-The context that :func:`socialgradient.data.synthetic.simulate` adds to its synthetic England
-after the counts. All of it draws from a second stream, ``default_rng([seed, NEW_STREAM])``
+The context that :func:`socialgradient.data.synthetic.england.simulate` adds to its synthetic
+England after the counts. All of it draws from a second stream, ``default_rng([seed, NEW_STREAM])``
 (``NEW_STREAM`` = 7), so that every column and truth value drawn before it (neighbourhoods, LA
 effects, counts) is the same as without it:
 
@@ -146,7 +146,7 @@ def _population_and_area(
     for col in ("population", "area_km2"):
         if col not in cal.columns or cal[col].isna().any():
             raise ValueError(f"calibration table lacks {col!r} for some LAs: rebuild it with "
-                             "socialgradient.data.calibration (needs the boundaries)")
+                             "socialgradient.data.synthetic.calibration (needs the boundaries)")
     n, n_la = len(table), len(cal)
     idx = np.repeat(np.arange(n_la), n_per_la)
     share = n_per_la / cal["n_lsoa"].to_numpy(dtype=float)

@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from socialgradient.data import records as rec
 from socialgradient.data.schema import CODE_PATTERNS
+from socialgradient.data.synthetic import records_model as rec
 
 REASONS = ("duplicate_episode", "unknown_child", "ambiguous_child", "missing_lsoa",
            "invalid_lsoa", "lsoa_not_in_geography", "la_mismatch")
@@ -176,7 +176,7 @@ def aggregate(records: rec.Records, by: Sequence[str] = ("age_band",),
     Parameters
     ----------
     records : Records
-        As from :func:`socialgradient.data.records.simulate_records` (or a census reader).
+        As from :func:`socialgradient.data.synthetic.records.simulate_records` (or a census reader).
     by : sequence of str
         Strata among ``year, age_band, gender, ethnicity``; ``()`` gives one row per LSOA.
     outcomes : sequence of str

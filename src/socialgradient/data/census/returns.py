@@ -1,12 +1,14 @@
 """CIN Census XML returns: write child-level records as LA returns, read returns back.
+Over 400 lines because the codes, the writer and the reader still share one module; issue 14
+splits it (read, write, codes) on lxml.
 
-:func:`write_returns` writes :class:`~socialgradient.data.records.Records` as one CIN Census
-XML return per LA per collection year, in the layout LAs submit to DfE, plus the child -> LSOA
-table the return lacks; :func:`read_returns` parses returns back into the same child-level
-tables (``children``, ``episodes``, ``factors``), so they go through
-:func:`socialgradient.data.linkage.link` / :func:`~socialgradient.data.linkage.aggregate`
-unchanged. The layout follows the DfE "Children in need census" specification as best known
-(no XSD is shipped or checked)::
+:func:`write_returns` writes :class:`~socialgradient.data.synthetic.records_model.Records` as
+one CIN Census XML return per LA per collection year, in the layout LAs submit to DfE, plus the
+child -> LSOA table the return lacks; :func:`read_returns` parses returns back into the same
+child-level tables (``children``, ``episodes``, ``factors``), so they go through
+:func:`socialgradient.data.census.linkage.link` /
+:func:`~socialgradient.data.census.linkage.aggregate` unchanged. The layout follows the DfE
+"Children in need census" specification as best known (no XSD is shipped or checked)::
 
     Message
       Header
@@ -78,8 +80,8 @@ from xml.sax.saxutils import escape
 import numpy as np
 import pandas as pd
 
-from socialgradient.data import records as rec
-from socialgradient.data.schema import CODE_PATTERNS, InputError
+from socialgradient.data.schema import CODE_PATTERNS, fail
+from socialgradient.data.synthetic import records_model as rec
 from socialgradient.files import atomic_write
 
 #: 4-letter census ethnicity codes -> broad group (None: refused / not obtained).
@@ -338,13 +340,13 @@ def _parse(path: Path):
     try:
         data = Path(path).read_bytes()
     except OSError as err:
-        raise InputError("file_not_found", f"file_not_found: cannot read {path}: {err}") from err
+        raise fail("file_not_found", f"cannot read {path}: {err}") from err
     try:
         root = ET.fromstring(data)
     except ET.ParseError as err:
         line, col = err.position
-        raise InputError("malformed_xml", f"malformed_xml: {path}: line {line}, column "
-                         f"{col + 1}: {err.msg if hasattr(err, 'msg') else err}") from err
+        raise fail("malformed_xml", f"{path}: line {line}, column "
+                   f"{col + 1}: {err.msg if hasattr(err, 'msg') else err}") from err
     if root.tag.startswith("{"):  # strip a default namespace
         for el in root.iter():
             if isinstance(el.tag, str) and el.tag.startswith("{"):
@@ -354,23 +356,23 @@ def _parse(path: Path):
 
 def _header(path: Path, root, lea_codes: dict | None) -> tuple[str, int]:
     if root.tag != "Message" or root.find("Children") is None:
-        raise InputError("not_a_cin_return", f"not_a_cin_return: {path}: expected a <Message> "
-                         "root with <Children>")
+        raise fail("not_a_cin_return", f"{path}: expected a <Message> "
+                   "root with <Children>")
     year = _value(root.find("Header/CollectionDetails"), "Year")
     lea = _value(root.find("Header/Source"), "LEA")
     missing = [n for n, v in (("Header/CollectionDetails/Year", year),
                               ("Header/Source/LEA", lea)) if v is None]
     if missing:
-        raise InputError("missing_header", f"missing_header: {path}: no {', '.join(missing)}")
+        raise fail("missing_header", f"{path}: no {', '.join(missing)}")
     if not re.fullmatch(r"\d{4}", year):
-        raise InputError("missing_header", f"missing_header: {path}: Year {year!r} is not a "
-                         "year")
+        raise fail("missing_header", f"{path}: Year {year!r} is not a "
+                   "year")
     if re.fullmatch(CODE_PATTERNS["la"], lea):
         return lea, int(year)
     if lea_codes and lea in lea_codes:
         return str(lea_codes[lea]), int(year)
-    raise InputError("unknown_lea", f"unknown_lea: {path}: LEA {lea!r} is neither an ONS LA code "
-                     "nor in the LEA -> LA code map (pass lea_codes / --lea-codes)")
+    raise fail("unknown_lea", f"{path}: LEA {lea!r} is neither an ONS LA code "
+               "nor in the LEA -> LA code map (pass lea_codes / --lea-codes)")
 
 
 def _first(nodes, tag):
@@ -542,8 +544,8 @@ def _table(path_or_frame, rename=None) -> pd.DataFrame:
 def _require(t: pd.DataFrame, cols, what: str) -> None:
     missing = [c for c in cols if c not in t.columns]
     if missing:
-        raise InputError("missing_column", f"missing_column: {what} lacks columns {missing}",
-                         columns=missing)
+        raise fail("missing_column", f"{what} lacks columns {missing}",
+                   columns=missing)
 
 
 def default_population(geography: pd.DataFrame, years: Iterable[int]) -> pd.DataFrame:
@@ -603,7 +605,7 @@ def build_records(flat: pd.DataFrame, factors: pd.DataFrame, child_lsoa: pd.Data
                         right_index=True)
     fac = fac[fac["row"].isin(e.index)]
     fac = fac[list(rec.TABLE_COLUMNS["factors"])].reset_index(drop=True)
-    geo = rec._geography(geography, 0, 1.0)
+    geo = rec.geography_table(geography, 0, 1.0)
     years = sorted(flat["year"].unique().tolist())
     las = set(flat["la"])
     pop = population if population is not None else default_population(geo, years)
@@ -617,7 +619,7 @@ def build_records(flat: pd.DataFrame, factors: pd.DataFrame, child_lsoa: pd.Data
 def read_returns(paths, child_lsoa, geography: pd.DataFrame,
                  population: pd.DataFrame | None = None, looked_after=None,
                  lea_codes: dict | None = None, errors: str = "raise"):
-    """Parse CIN Census XML returns into :class:`~socialgradient.data.records.Records`.
+    """Parse CIN Census XML returns into :class:`~.records_model.Records`.
 
     Parameters
     ----------
@@ -643,7 +645,7 @@ def read_returns(paths, child_lsoa, geography: pd.DataFrame,
     Returns
     -------
     (records, report)
-        ``records`` feeds :func:`socialgradient.data.linkage.aggregate`; ``report`` is a
+        ``records`` feeds :func:`socialgradient.data.census.linkage.aggregate`; ``report`` is a
         :class:`ReadReport`.
     """
     if errors not in ("raise", "report"):
@@ -655,7 +657,7 @@ def read_returns(paths, child_lsoa, geography: pd.DataFrame,
         p = Path(p)
         files += sorted(p.glob("*.xml")) if p.is_dir() else [p]
     if not files:
-        raise InputError("file_not_found", "file_not_found: no CIN returns (*.xml) given")
+        raise fail("file_not_found", "no CIN returns (*.xml) given")
     rows, fac_rows = [], []
     for path in files:
         r, f = _flat(path, lea_codes)
@@ -674,8 +676,8 @@ def read_returns(paths, child_lsoa, geography: pd.DataFrame,
         rule = problems["rule"].iloc[0]
         sub = problems[problems["rule"] == rule]
         counts = problems["rule"].value_counts().to_dict()
-        raise InputError(rule, f"{rule}: {len(sub)} in the CIN returns ({counts}): "
-                         f"{_describe(flat, sub)}", rows=sub["row"].tolist())
+        raise fail(rule, f"{len(sub)} in the CIN returns ({counts}): "
+                   f"{_describe(flat, sub)}", rows=sub["row"].tolist())
     # Child-level problems exclude all the child's rows (same file, same <Child> line).
     reason = pd.Series(None, index=flat.index, dtype=object)
     detail = pd.DataFrame({"element": None, "value": None}, index=flat.index, dtype=object)

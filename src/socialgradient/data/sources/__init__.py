@@ -2,19 +2,19 @@
 
 One import point for the readers split across modules:
 
-* :mod:`~socialgradient.data.sources_iod` - English Indices of Deprivation 2019 (Files 1, 2,
+* :mod:`~socialgradient.data.sources.iod` - English Indices of Deprivation 2019 (Files 1, 2,
   3, 5, 6, 7 by their published column names; mySociety's income scores):
   :func:`read_iod_file`, :func:`read_mysociety_scores`, :func:`read_iod`;
-* :mod:`~socialgradient.data.sources_geo` - ONS lookups LSOA11 -> LAD19 -> UTLA19 and the
+* :mod:`~socialgradient.data.sources.geo` - ONS lookups LSOA11 -> LAD19 -> UTLA19 and the
   children's-services LA of a DfE year with every reorganisation and DfE merge explicit
   (:data:`REORGANISATIONS`, :data:`DFE_MERGES`, :func:`children_services_la`); ONS 2011
   Rural-Urban Classification (:func:`read_ruc`);
-* :mod:`~socialgradient.data.sources_dfe` - DfE children's social care tables and ONS
+* :mod:`~socialgradient.data.sources.dfe` - DfE children's social care tables and ONS
   child populations by LA and year, tidy, suppressed cells flagged
   (:func:`read_dfe_table`, :func:`read_dfe_csc`, :func:`read_population`).
 
 Errors are :class:`~socialgradient.data.schema.InputError`; the rule ids are listed in
-:mod:`~socialgradient.data.sources_base` (plus ``lsoa_mismatch``, ``unknown_category``,
+:mod:`~socialgradient.data.sources.base` (plus ``lsoa_mismatch``, ``unknown_category``,
 ``unknown_table``, ``malformed_year``, ``unsupported_year`` from the readers).
 :data:`SHARED_FILES` names each file's place in the shared data folder.
 """
@@ -22,8 +22,8 @@ Errors are :class:`~socialgradient.data.schema.InputError`; the rule ids are lis
 from __future__ import annotations
 
 from socialgradient.data.schema import InputError
-from socialgradient.data.sources_base import read_csv_text, read_layout
-from socialgradient.data.sources_dfe import (
+from socialgradient.data.sources.base import read_csv_text, read_layout
+from socialgradient.data.sources.dfe import (
     DFE_TABLES,
     POPULATION_FILE,
     SUPPRESSION,
@@ -31,7 +31,7 @@ from socialgradient.data.sources_dfe import (
     read_dfe_table,
     read_population,
 )
-from socialgradient.data.sources_geo import (
+from socialgradient.data.sources.geo import (
     DFE_MERGES,
     LATEST_YEAR,
     REORGANISATIONS,
@@ -44,7 +44,7 @@ from socialgradient.data.sources_geo import (
     read_ltla_utla,
     read_ruc,
 )
-from socialgradient.data.sources_iod import (
+from socialgradient.data.sources.iod import (
     FILE_NAMES,
     find_file,
     read_iod,

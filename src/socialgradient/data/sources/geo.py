@@ -21,7 +21,8 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from socialgradient.data.sources_base import fail, read_layout
+from socialgradient.data.schema import fail
+from socialgradient.data.sources.base import read_layout
 
 
 class LAChange(NamedTuple):
@@ -109,7 +110,7 @@ def read_lsoa_utla(path) -> pd.DataFrame:
 def read_ltla_utla(path) -> pd.DataFrame:
     """ONS *LTLA to UTLA* lookup of any year (``LTLA19CD``/``UTLA19CD``, ``LTLA23CD``...):
     ``lad, lad_name, utla, utla_name`` (one row per lower-tier LA); ``attrs['year']``."""
-    from socialgradient.data.sources_base import read_csv_text
+    from socialgradient.data.sources.base import read_csv_text
 
     header = list(read_csv_text(path, "ONS LTLA->UTLA lookup").columns)
     years = sorted({c[4:6] for c in header if c.startswith("LTLA") and c.endswith("CD")

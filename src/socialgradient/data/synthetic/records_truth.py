@@ -1,4 +1,4 @@
-"""The truth dictionary of :func:`socialgradient.data.records.simulate_records`.
+"""The truth dictionary of :func:`socialgradient.data.synthetic.records.simulate_records`.
 
 Kept apart from the generator so that both stay short; every key is defined in
 :data:`DEFINITIONS` (also in ``data/README.md``, section "Child-level records").
@@ -10,8 +10,8 @@ import math
 
 import numpy as np
 
-from socialgradient.data import records as r
-from socialgradient.data import synthetic
+from socialgradient.data.synthetic import england
+from socialgradient.data.synthetic import records_model as r
 from socialgradient.deprivation import UNIT
 
 DEFINITIONS = {
@@ -131,8 +131,8 @@ DEFINITIONS = {
 
 
 def _threshold(t: str, effects: dict, dec, clipped: dict, var: dict) -> dict:
-    p = synthetic.PARAMETERS[t]
-    b_w, b_x = math.log(p["gradient"]), synthetic.B_X
+    p = england.PARAMETERS[t]
+    b_w, b_x = math.log(p["gradient"]), england.B_X
     a_la, b_la = effects[t]
     return {
         "a": p["a"] + r.SHIFTS[t], "a_study": p["a"], "b_w": b_w, "b_b": p["b_b"], "b_x": b_x,
@@ -176,18 +176,18 @@ def build_truth(seed, scale, years, synthetic_geo, geo, dec, effects, off, parts
         strata[dim] = {k: {
             "alpha": levels["alpha"][k], "d": levels["d"][k],
             "nominal_share": r.NOMINAL_SHARES[dim][k], "realised_share": float(share.get(k, 0)),
-            "gradients": {t: math.exp(math.log(synthetic.PARAMETERS[t]["gradient"])
+            "gradients": {t: math.exp(math.log(england.PARAMETERS[t]["gradient"])
                                       + levels["d"][k]) for t in r.THRESHOLDS},
         } for k in levels["alpha"]}
     area_d = {"rural": r.RURAL_SLOPE * (1 - r.RURAL_SHARE), "urban": -r.RURAL_SLOPE * r.RURAL_SHARE}
-    area = {k: {"d": v, "gradients": {t: math.exp(math.log(synthetic.PARAMETERS[t]["gradient"])
+    area = {k: {"d": v, "gradients": {t: math.exp(math.log(england.PARAMETERS[t]["gradient"])
                                                    + v) for t in r.THRESHOLDS}}
             for k, v in area_d.items()}
-    b_a = math.log(synthetic.PARAMETERS["assessments"]["gradient"])
+    b_a = math.log(england.PARAMETERS["assessments"]["gradient"])
     factors = {c: {"name": n, "c3_column": col, "share_w0": q, "delta": math.log(g) - b_a,
                    "gradient": g} for c, (n, col, q, g) in r.FACTORS.items()}
     dbar = sum(q * d for _, q, d in r.CP_CATEGORIES.values())
-    b_cp = math.log(synthetic.PARAMETERS["cp_plans"]["gradient"])
+    b_cp = math.log(england.PARAMETERS["cp_plans"]["gradient"])
     cats = {c: {"name": n, "share_w0": q, "d": d, "d_effective": d - dbar,
                 "gradient": math.exp(b_cp + d - dbar)} for c, (n, q, d) in r.CP_CATEGORIES.items()}
     realised = {}

@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from socialgradient.data.schema import CODE_PATTERNS, InputError
+from socialgradient.data.schema import CODE_PATTERNS, fail
 
 MAX_SHOWN = 8
 
@@ -58,11 +58,6 @@ def drop_thousands(text: pd.Series) -> pd.Series:
     (``"1,2,3"``, ``"12,5"``) is kept, so the value is refused as not a number."""
     grouped = text.str.match(_THOUSANDS).fillna(False).to_numpy(bool)
     return text.where(~grouped, text.str.replace(",", "", regex=False))
-
-
-def fail(rule: str, text: str, rows=(), columns=()) -> InputError:
-    """An :class:`InputError` whose message starts with the rule id."""
-    return InputError(rule, f"{rule}: {text}", rows, columns)
 
 
 def _rows_text(rows: np.ndarray, values) -> str:

@@ -18,7 +18,7 @@ import urllib.request
 from pathlib import Path
 from typing import NamedTuple
 
-from socialgradient.data.sources_base import fail
+from socialgradient.data.schema import fail
 
 _DFE = ("https://raw.githubusercontent.com/dfe-analytical-services/CSC_outcomes_and_enablers/"
         "2f5d11a431050523dab58810083259d3313029ae/data-raw/")

@@ -1,11 +1,12 @@
 """Children's histories: re-referrals and repeat CP plans linked to real earlier episodes.
 
-:func:`socialgradient.data.records.simulate_records` draws, per collection year, the children
-referred in the year (the truth of the rate model is about them) and two flags per child from
-their own logistic truth: ``rereferral_within_12m`` (this referral came within 12 months of an
-earlier referral of the same child) and ``repeat_cp_plan`` (this CP plan is a second or
-subsequent one). :func:`link` then gives every flag a real earlier episode in the records,
-as far as the simulated window allows, without changing who reaches which threshold in a year:
+:func:`socialgradient.data.synthetic.records.simulate_records` draws, per collection year, the
+children referred in the year (the truth of the rate model is about them) and two flags per
+child from their own logistic truth: ``rereferral_within_12m`` (this referral came within 12
+months of an earlier referral of the same child) and ``repeat_cp_plan`` (this CP plan is a
+second or subsequent one). :func:`link` then gives every flag a real earlier episode in the
+records, as far as the simulated window allows, without changing who reaches which threshold in
+a year:
 
 1. **Across years.** A flagged child of year t is matched, one to one and at random, to a
    child of year t - 1 (when t - 1 is simulated) of the same gender and ethnicity whose age
@@ -38,7 +39,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from socialgradient.data import records as r
+from socialgradient.data.synthetic import records_model as r
 
 GAP_DAYS = (1, 60)  # days from an earlier episode's closure to the next referral
 MATCH_KEYS = ["lsoa", "gender", "ethnicity", "age_band"]
@@ -138,9 +139,9 @@ def _earlier_episodes(rng, year: int, main: pd.DataFrame, need_cp: np.ndarray,
     for level, want in (("cp_plan", need_cp), ("nfa", np.ones(len(main), bool))):
         todo = want & ~placed
         log_hr = r.DURATION["level_log_hr"][level] + hr[todo]
-        d = np.floor(r._piecewise_exponential(rng, log_hr)).astype(np.int64)
+        d = np.floor(r.piecewise_exponential(rng, log_hr)).astype(np.int64)
         gap = rng.integers(GAP_DAYS[0], GAP_DAYS[1] + 1, todo.sum())
-        s = r1[todo] - r._days(d + gap)
+        s = r1[todo] - r.days(d + gap)
         fits = s >= lo[todo]
         idx = np.flatnonzero(todo)[fits]
         placed[idx], is_cp[idx], start[idx], dur[idx] = True, levels[level] == 2, s[fits], d[fits]
@@ -152,18 +153,18 @@ def _earlier_episodes(rng, year: int, main: pd.DataFrame, need_cp: np.ndarray,
     o_p = o_a + np.minimum(rng.integers(0, 31, len(k)), d // 3)
     codes = np.array(list(r.CP_CATEGORIES), dtype=object)
     p_cat = np.array([v[1] for v in r.CP_CATEGORIES.values()])
-    closure = s + r._days(d)
+    closure = s + r.days(d)
     rows = pd.DataFrame({
         "child_id": main["child_id"].to_numpy(object)[k],
         "episode_id": main["episode_id"].to_numpy(object)[k] + "P",
         "year": np.full(len(k), year, np.int64), "referral_date": s,
-        "referral_source": r._referral_sources(rng, len(k)),
+        "referral_source": r.referral_sources(rng, len(k)),
         "referral_nfa": ~cp, "assessment": cp,
-        "assessment_date": np.where(cp, s + r._days(o_a), nat),
+        "assessment_date": np.where(cp, s + r.days(o_a), nat),
         "outcome": np.where(cp, "cp_plan", "nfa").astype(object),
-        "cin_plan_start": np.where(cp, s + r._days(o_a), nat),
-        "cin_plan_end": np.where(cp, s + r._days(o_p), nat),
-        "cp_plan_start": np.where(cp, s + r._days(o_p), nat),
+        "cin_plan_start": np.where(cp, s + r.days(o_a), nat),
+        "cin_plan_end": np.where(cp, s + r.days(o_p), nat),
+        "cp_plan_start": np.where(cp, s + r.days(o_p), nat),
         "cp_plan_end": np.where(cp, closure, nat),
         "cp_category": np.where(cp, codes[rng.choice(len(codes), len(k), p=p_cat / p_cat.sum())],
                                 None),

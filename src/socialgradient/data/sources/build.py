@@ -12,7 +12,7 @@ Columns of the table, one row per LSOA 2011 (32,844 in England):
     LSOA 2011 code and name (IoD2019 File 1).
 ``la``, ``la_name``
     children's-services LA of DfE reporting year ``la_year`` (default 2025), after the
-    reorganisations and DfE merges of :mod:`socialgradient.data.sources_geo`.
+    reorganisations and DfE merges of :mod:`socialgradient.data.sources.geo`.
 ``lad``, ``lad_name``, ``utla19``
     local authority district 2019 and upper-tier LA 2019 as published.
 ``children``
@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from socialgradient.data import schema
+from socialgradient.data.schema import fail
 from socialgradient.data.sources import (
     DFE_MERGES,
     LATEST_YEAR,
@@ -54,7 +55,7 @@ from socialgradient.data.sources import (
     read_ltla_utla,
     read_ruc,
 )
-from socialgradient.data.sources_base import check_codes, fail
+from socialgradient.data.sources.base import check_codes
 from socialgradient.files import atomic_write
 
 COLUMNS = ["lsoa", "la", "la_name", "children", "income", "rural", "lsoa_name", "lad",

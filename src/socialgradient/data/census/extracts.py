@@ -28,17 +28,18 @@ or census 1/2/0/9), ``ethnicity`` (census 4-letter code or broad group), ``refer
 MUL), ``looked_after_start``, ``closure_date``, ``closure_reason`` (RC1-RC9),
 ``repeat_cp_plan`` (boolean, or a number of previous plans), ``factors`` (assessment factor
 codes separated by ``factor_separator``). Codes are those of
-:mod:`socialgradient.data.census_xml`.
+:mod:`socialgradient.data.census.returns`.
 
-:func:`read_extract` returns the same :class:`~socialgradient.data.records.Records` tables
-as the XML reader, so :func:`socialgradient.data.linkage.aggregate` links and counts them;
+:func:`read_extract` returns the same
+:class:`~socialgradient.data.synthetic.records_model.Records` tables as the XML reader, so
+:func:`socialgradient.data.census.linkage.aggregate` links and counts them;
 a blank LSOA, a repeated episode or an LSOA in another LA reach the linkage report under
 ``missing_lsoa``, ``duplicate_episode`` and ``la_mismatch``. Problems of the mapping raise
 :class:`~socialgradient.data.schema.InputError`: ``bad_mapping``, ``unknown_field``,
 ``missing_mapping``, ``unknown_column`` (mapped columns absent from the file, named); values:
 ``missing_value``, ``bad_date``, ``unknown_code`` (with the rows, 0-based data rows) raise
 with ``errors="raise"`` (default) or, with ``errors="report"``, exclude the row and list it in
-the :class:`~socialgradient.data.census_xml.ReadReport`; a child aged outside 0-17 on 31
+the :class:`~socialgradient.data.census.returns.ReadReport`; a child aged outside 0-17 on 31
 March is always excluded as ``age_out_of_range``.
 """
 
@@ -50,9 +51,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from socialgradient.data import census_xml as cx
-from socialgradient.data import records as rec
-from socialgradient.data.schema import InputError
+from socialgradient.data.census import returns as cx
+from socialgradient.data.schema import fail
+from socialgradient.data.synthetic import records_model as rec
 
 DATES = ("referral_date", "date_of_birth", "assessment_date", "cin_plan_start", "cin_plan_end",
          "cp_plan_start", "cp_plan_end", "looked_after_start", "closure_date")
@@ -74,49 +75,49 @@ def load_mapping(path_or_dict) -> dict:
         try:
             m = tomllib.loads(Path(path_or_dict).read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
-            raise InputError("bad_mapping", f"bad_mapping: cannot read {path_or_dict}: {err}"
-                             ) from err
+            raise fail("bad_mapping", f"cannot read {path_or_dict}: {err}"
+                       ) from err
     extra = set(m) - {"extract", "columns", "values"}
     cols, values, ext = m.get("columns", {}), m.get("values", {}), m.get("extract", {})
     if extra or not all(isinstance(x, dict) for x in (cols, values, ext)):
-        raise InputError("bad_mapping", "bad_mapping: expected tables [extract], [columns], "
-                         f"[values.<field>]; got {sorted(m)}")
+        raise fail("bad_mapping", "expected tables [extract], [columns], "
+                   f"[values.<field>]; got {sorted(m)}")
     unknown = sorted((set(cols) | set(values)) - set(FIELDS))
     if unknown:
-        raise InputError("unknown_field", f"unknown_field: mapping names fields {unknown}; "
-                         f"known fields: {list(FIELDS)}", columns=unknown)
+        raise fail("unknown_field", f"mapping names fields {unknown}; "
+                   f"known fields: {list(FIELDS)}", columns=unknown)
     missing = [f for f in REQUIRED if f not in cols and not (f in ("la",) and "la" in ext)]
     if missing:
-        raise InputError("missing_mapping", f"missing_mapping: no column mapped for required "
-                         f"fields {missing}", columns=missing)
+        raise fail("missing_mapping", f"no column mapped for required "
+                   f"fields {missing}", columns=missing)
     bad = [f for f, v in cols.items() if not isinstance(v, str)]
     if bad:
-        raise InputError("bad_mapping", f"bad_mapping: column names must be strings: {bad}")
+        raise fail("bad_mapping", f"column names must be strings: {bad}")
     return {"extract": ext, "columns": cols, "values": values}
 
 
 def _read(path: Path) -> pd.DataFrame:
     name = path.name.lower()
     if not name.endswith((".csv", ".csv.gz", ".parquet")):
-        raise InputError("unknown_format", f"unknown_format: {str(path)!r}: expected .csv, "
-                         ".csv.gz or .parquet")
+        raise fail("unknown_format", f"{str(path)!r}: expected .csv, "
+                   ".csv.gz or .parquet")
     if not path.is_file():
-        raise InputError("file_not_found", f"file_not_found: no such file {str(path)!r}")
+        raise fail("file_not_found", f"no such file {str(path)!r}")
     try:
         if name.endswith(".parquet"):
             return pd.read_parquet(path)
         t = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
     except pd.errors.EmptyDataError as err:
-        raise InputError("empty_file", f"empty_file: {str(path)!r} has no header") from err
+        raise fail("empty_file", f"{str(path)!r} has no header") from err
     except UnicodeDecodeError as err:
-        raise InputError("undecodable", f"undecodable: {str(path)!r} is not UTF-8") from err
+        raise fail("undecodable", f"{str(path)!r} is not UTF-8") from err
     except (ValueError, OSError) as err:
-        raise InputError("unreadable", f"unreadable: cannot read {str(path)!r}: {err}") from err
+        raise fail("unreadable", f"cannot read {str(path)!r}: {err}") from err
     dup = sorted({c.rsplit(".", 1)[0] for c in t.columns if "." in c
                   and c.rsplit(".", 1)[0] in t.columns and c.rsplit(".", 1)[1].isdigit()})
     if dup:
-        raise InputError("duplicate_column", f"duplicate_column: {str(path)!r} repeats {dup}",
-                         columns=dup)
+        raise fail("duplicate_column", f"{str(path)!r} repeats {dup}",
+                   columns=dup)
     return t
 
 
@@ -157,15 +158,15 @@ def read_extract(path, mapping, geography: pd.DataFrame,
     mapping : path or dict
         The TOML mapping (see the module docstring; :func:`load_mapping`).
     geography, population
-        As for :func:`socialgradient.data.census_xml.read_returns`.
+        As for :func:`socialgradient.data.census.returns.read_returns`.
     errors : ``"raise"`` or ``"report"``
         What a value problem does.
 
     Returns
     -------
     (records, report)
-        :class:`~socialgradient.data.records.Records` and a
-        :class:`~socialgradient.data.census_xml.ReadReport` (``line``: 0-based data row).
+        :class:`~socialgradient.data.synthetic.records_model.Records` and a
+        :class:`~socialgradient.data.census.returns.ReadReport` (``line``: 0-based data row).
     """
     if errors not in ("raise", "report"):
         raise ValueError(f"errors must be 'raise' or 'report', got {errors!r}")
@@ -175,9 +176,9 @@ def read_extract(path, mapping, geography: pd.DataFrame,
     cols, ext = m["columns"], m["extract"]
     absent = sorted({v for v in cols.values() if v not in raw.columns})
     if absent:
-        raise InputError("unknown_column", f"unknown_column: {str(path)!r} has no columns "
-                         f"{absent} (named in the mapping); it has {list(raw.columns)}",
-                         columns=absent)
+        raise fail("unknown_column", f"{str(path)!r} has no columns "
+                   f"{absent} (named in the mapping); it has {list(raw.columns)}",
+                   columns=absent)
     n = len(raw)
     t = pd.DataFrame(index=raw.index)
     for f in FIELDS:
@@ -248,9 +249,9 @@ def read_extract(path, mapping, geography: pd.DataFrame,
         shown = "; ".join(f"row {r.row} {r.field} ({cols.get(r.field, r.field)!r}) = "
                           f"{r.value!r}" for r in sub.head(10).itertuples())
         more = f" (and {len(sub) - 10} more)" if len(sub) > 10 else ""
-        raise InputError(rule, f"{rule}: {len(sub)} in {str(path)!r}: {shown}{more}",
-                         rows=sub["row"].tolist(),
-                         columns=sorted({cols.get(f, f) for f in sub["field"]}))
+        raise fail(rule, f"{len(sub)} in {str(path)!r}: {shown}{more}",
+                   rows=sub["row"].tolist(),
+                   columns=sorted({cols.get(f, f) for f in sub["field"]}))
     reason = pd.Series(None, index=t.index, dtype=object)
     first = p.drop_duplicates("row")
     reason.iloc[first["row"].to_numpy(np.int64)] = first["rule"].to_numpy()

@@ -7,10 +7,11 @@ the population of Hood, Goldacre et al. (2021), *The social gradient in children
 children (aged 0-15) with a referral, assessment, ... linked to their neighbourhood in 2018-19.
 
 How it is made (steps 1-3 draw from one ``numpy.random.Generator`` seeded with ``seed``, steps
-4-5, made by :mod:`socialgradient.data.context`, from a second, ``default_rng([seed, 7])``):
+4-5, made by :mod:`~socialgradient.data.synthetic.context`, from a second,
+``default_rng([seed, 7])``):
 
 1. **Neighbourhoods.** Each LA keeps its real code, name and (times ``scale``, at least 2)
-   number of LSOAs from the calibration table (:mod:`socialgradient.data.calibration`). LSOA
+   number of LSOAs from the calibration table (:mod:`~.calibration`). LSOA
    income deprivation is drawn on the logit scale from a normal with the LA's logit mean and SD,
    truncated to the LA's observed range, and rounded to 3 d.p. as the IoD publishes it.
    Children per LSOA are log-normal with the LA's mean and SD, correlated (0.33 on the
@@ -30,11 +31,11 @@ How it is made (steps 1-3 draw from one ``numpy.random.Generator`` seeded with `
 4. **Population, area and density** (a second stream, ``default_rng([seed, 7])``, so that
    every column and truth value above is the same as without it). Each LSOA gets a total
    population (all ages) and a land area (km2) summing to its LA's real population and area;
-   ``density`` = population / area. See :mod:`socialgradient.data.context`.
+   ``density`` = population / area. See :mod:`socialgradient.data.synthetic.context`.
 5. **LA indicators** (same second stream): synthetic children's social care spend per child,
    agency-worker share and social-worker turnover per LA -- assumptions, not estimates, and
    correlates of the LA's deprivation and intervention intensity, not causes: no count depends
-   on them. See :mod:`socialgradient.data.context`.
+   on them. See :mod:`socialgradient.data.synthetic.context`.
 
 The true values are in ``Synthetic.truth``; the per-LA realised ``a_la``/``b_la`` are what
 parameter-recovery tests compare posterior estimates with. The per-LA table
@@ -42,7 +43,7 @@ parameter-recovery tests compare posterior estimates with. The per-LA table
 
 Regenerate the committed default (run from the repository root)::
 
-    python -m socialgradient.data.synthetic data
+    python -m socialgradient.data.synthetic.england data
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit, ndtr, ndtri
 
-from socialgradient.data import context
+from socialgradient.data.synthetic import context
 from socialgradient.deprivation import UNIT, decompose
 from socialgradient.files import atomic_write
 
@@ -142,7 +143,7 @@ class Synthetic:
     truth : dict
         JSON-serialisable true parameters (see ``truth["definitions"]``).
     las : DataFrame or None
-        One row per LA, columns :data:`socialgradient.data.context.LA_COLUMNS` (totals over the
+        One row per LA, columns :data:`~.context.LA_COLUMNS` (totals over the
         LA's synthetic LSOAs, its deprivation and the synthetic indicators).
     """
 
@@ -153,7 +154,7 @@ class Synthetic:
 
 def load_calibration() -> pd.DataFrame:
     """The committed per-LA calibration table (package data ``la_calibration.csv``)."""
-    source = resources.files("socialgradient.data") / "la_calibration.csv"
+    source = resources.files("socialgradient.data.synthetic") / "la_calibration.csv"
     with source.open("r", encoding="utf-8") as f:
         return pd.read_csv(f, comment="#", dtype={"la": str, "la_name": str})
 
@@ -242,7 +243,7 @@ def simulate(
         Multiplies each LA's number of LSOAs (rounded, at least 2): ``scale=1`` gives 32,844
         LSOAs in 150 LAs, ``scale=0.05`` about 1,650.
     calibration : DataFrame, optional
-        Per-LA table as built by :func:`socialgradient.data.calibration.build_calibration`;
+        Per-LA table as built by :func:`~.calibration.build_calibration`;
         defaults to the committed package copy.
     """
     if not scale > 0:

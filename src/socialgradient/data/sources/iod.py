@@ -30,7 +30,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from socialgradient.data.sources_base import fail, read_layout
+from socialgradient.data.schema import fail
+from socialgradient.data.sources.base import read_layout
 
 _CODES = {
     "LSOA code (2011)": ("lsoa", "lsoa"),

@@ -33,11 +33,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from socialgradient.data.sources_base import (
+from socialgradient.data.schema import fail
+from socialgradient.data.sources.base import (
     _rows_text,
     check_codes,
     drop_thousands,
-    fail,
     read_csv_text,
     require_columns,
 )

@@ -1,6 +1,6 @@
 """Per-LA calibration table for the synthetic England, derived from public LSOA data.
 
-The synthetic generator (:mod:`socialgradient.data.synthetic`) needs, for each of England's
+The synthetic generator (:mod:`socialgradient.data.synthetic.england`) needs, for each of England's
 children's services local authorities (LAs), how many neighbourhoods (2011 LSOAs) it has, how
 many children live there and how income deprivation is spread across them. This module derives
 those LA-level summaries from the analysis-ready LSOA table in the shared data folder
@@ -23,8 +23,8 @@ Licence v.3.0, contains OS data (c) Crown copyright and database right 2020.
 
 Regenerate the committed table (run from the repository root)::
 
-    python -m socialgradient.data.calibration \\
-        ../shared/data src/socialgradient/data/la_calibration.csv
+    python -m socialgradient.data.synthetic.calibration \\
+        ../shared/data src/socialgradient/data/synthetic/la_calibration.csv
 """
 
 from __future__ import annotations
@@ -55,8 +55,8 @@ ATTRIBUTION = (
     "Government Licence v3.0: MHCLG English Indices of Deprivation 2019, ONS (mid-2015 "
     "population, LSOA11-UTLA19 lookup, RUC2011, Counties and Unitary Authorities Dec 2020 "
     "BUC boundaries; contains OS data (c) Crown copyright and database right 2020), DfE "
-    "Characteristics of children in need 2018-19. See socialgradient.data.calibration and "
-    "data/README.md."
+    "Characteristics of children in need 2018-19. See "
+    "socialgradient.data.synthetic.calibration and data/README.md."
 )
 
 #: Columns of the calibration table, in order.
@@ -331,7 +331,7 @@ def read_calibration(path) -> pd.DataFrame:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 2:
-        print("usage: python -m socialgradient.data.calibration SHARED_DATA_DIR OUT_CSV",
+        print("usage: python -m socialgradient.data.synthetic.calibration SHARED_DATA_DIR OUT_CSV",
               file=sys.stderr)
         return 2
     table = build_calibration(argv[0])

@@ -1,0 +1,169 @@
+"""The child records' model: true parameters, table columns, and the draws records share.
+
+Everything that :mod:`~socialgradient.data.synthetic.records` (the generator),
+:mod:`~socialgradient.data.synthetic.history` (earlier episodes) and
+:mod:`~socialgradient.data.synthetic.records_truth` (the truth) all need, kept here so that
+the three import this module and not each other; the census readers
+(:mod:`socialgradient.data.census`) fill the same :class:`Records` tables
+(:data:`TABLE_COLUMNS`). How the parameters are used is documented in
+:mod:`~socialgradient.data.synthetic.records`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from socialgradient.data.synthetic import england
+
+#: DfE 2018-19 (file C1, England): children referred per 10,000 children aged 0-17, and what
+#: england.PARAMETERS give for the records' population on the default geography (measured:
+#: expected total over simulate_records(seed=2021), 0-17). LEVEL_SHIFT = log(ratio).
+DFE_REFERRED_CHILDREN_PER_10K = 488.0
+STUDY_REFERRED_CHILDREN_PER_10K = 166.5
+LEVEL_SHIFT = math.log(DFE_REFERRED_CHILDREN_PER_10K / STUDY_REFERRED_CHILDREN_PER_10K)
+#: CP plans get a further shift: DfE 2018-19 has 66,680 CP plan starts for 575,290 referred
+#: children (0.1159); the study's threshold ratios give 0.1000 plan starts per referred child
+#: (measured, default draw), so CP plans would run ~14% under DfE's 56.5 per 10,000.
+CP_PLAN_SHIFT = math.log((66_680 / 575_290) / 0.1000)
+SHIFTS = {t: LEVEL_SHIFT + (CP_PLAN_SHIFT if t == "cp_plans" else 0.0)
+          for t in england.OUTCOMES}
+THRESHOLDS = england.OUTCOMES  # referrals, assessments, cin_plans, cp_plans, looked_after
+PARENT = {"assessments": "referrals", "cin_plans": "assessments", "cp_plans": "cin_plans",
+          "looked_after": "cin_plans"}
+AGE_BANDS = ("0-4", "5-9", "10-15", "16-17")
+AGE_RANGE = {"0-4": (0, 4), "5-9": (5, 9), "10-15": (10, 15), "16-17": (16, 17)}
+GENDERS = ("M", "F")
+ETHNICITIES = ("White", "Mixed", "Asian", "Black", "Other")
+NOMINAL_SHARES = {  # shares used to centre the stratum offsets (England, children 0-17)
+    "age_band": dict(zip(AGE_BANDS, (5 / 18, 5 / 18, 6 / 18, 2 / 18), strict=True)),
+    "gender": {"M": 0.512, "F": 0.488},
+    "ethnicity": {"White": 0.76, "Mixed": 0.06, "Asian": 0.10, "Black": 0.05, "Other": 0.03},
+}
+MALE_SHARE = 0.512
+#: Ethnic mix: logit(non-White share) = base + urban + income * (income - 0.123) + N(0, la_sd)
+#: per LA; the non-White children split as ``split``.
+ETHNICITY = dict(base=-1.85, urban=0.9, income=4.0, la_sd=0.7,
+                 split={"Mixed": 0.25, "Asian": 0.42, "Black": 0.20, "Other": 0.13})
+
+#: Stratum offsets, added at every threshold: ``alpha`` to the log rate, ``d`` to the slope on w.
+#: Ethnicity slopes anchor the study's CP-plan gradients (White ~1.91, Black ~1.27 against 1.80
+#: overall); younger children steeper; no gender difference in slope.
+RAW_OFFSETS = {
+    "age_band": dict(alpha=dict(zip(AGE_BANDS, (0.10, -0.10, 0.0, -0.25), strict=True)),
+                     d=dict(zip(AGE_BANDS, (0.10, 0.02, -0.05, -0.12), strict=True))),
+    "gender": dict(alpha={"M": 0.03, "F": -0.03}, d={"M": 0.0, "F": 0.0}),
+    "ethnicity": dict(
+        alpha={"White": 0.0, "Mixed": 0.35, "Asian": -0.45, "Black": 0.15, "Other": 0.0},
+        d={"White": math.log(1.91 / 1.80), "Mixed": 0.0, "Asian": -0.18, "Black":
+           math.log(1.27 / 1.80), "Other": -0.15}),
+}
+RURAL_SLOPE = 0.15  # extra slope in rural LSOAs (centred: urban gets -share_rural * 0.15)
+RURAL_SHARE = 0.17
+
+#: Factors identified at assessment: census code -> (name, column of DfE file C3, share of
+#: assessments at w = 0, gradient exp(b_w + delta) at an average LA).
+FACTORS = {
+    "1B": ("alcohol_misuse_parent", "Alcohol_Misuse_parent", 0.13, 1.70),
+    "2B": ("drug_misuse_parent", "Drug_Misuse_parent", 0.12, 1.90),
+    "3A": ("domestic_abuse_child", "Domestic_Abuse_child", 0.12, 1.75),
+    "4B": ("mental_health_parent", "Mental_Health_parent", 0.35, 1.60),
+    "5A": ("learning_disability_child", "Learning_Disability_child", 0.04, 1.40),
+    "6A": ("physical_disability_child", "Physical_Disability_child", 0.03, 1.47),
+    "16A": ("neglect", "Neglect", 0.19, 1.84),
+    "17A": ("emotional_abuse", "Emotional_Abuse", 0.22, 1.70),
+    "18C": ("physical_abuse_adult_on_child", "Physical_Abuse_adult_on_child", 0.08, 1.65),
+    "19C": ("sexual_abuse_adult_on_child", "Sexual_Abuse_adult_on_child", 0.04, 1.45),
+}
+#: CP plan category of abuse: census code -> (name, share at w = 0, slope offset on b_cp).
+CP_CATEGORIES = {"NEG": ("neglect", 0.48, math.log(1.98 / 1.80)), "EMO": ("emotional", 0.35, -0.09),
+                 "PHY": ("physical", 0.07, -0.08), "SAB": ("sexual", 0.04, math.log(1.62 / 1.80)),
+                 "MUL": ("multiple", 0.06, -0.07)}
+REFERRAL_SOURCES = {"1A": 0.03, "1B": 0.01, "1C": 0.01, "1D": 0.03, "2A": 0.18, "2B": 0.01,
+                    "3A": 0.02, "3B": 0.02, "3C": 0.01, "3D": 0.02, "3E": 0.04, "3F": 0.04,
+                    "4": 0.01, "5A": 0.05, "5B": 0.03, "5C": 0.02, "5D": 0.01, "6": 0.29,
+                    "7": 0.02, "8": 0.10, "9": 0.02, "10": 0.03}
+OUTCOME_LEVELS = ("nfa", "cin_plan", "cp_plan", "looked_after")
+#: Episode duration (days since referral): piecewise-constant hazard on PIECES, times
+#: exp(level_log_hr[outcome] + g_w * w + g_b * m_c).
+PIECES = (0, 30, 91, 182)
+DURATION = dict(base_rate=(1 / 25, 1 / 40, 1 / 60, 1 / 90),
+                level_log_hr=dict(zip(OUTCOME_LEVELS, (0.0, math.log(0.12), math.log(0.09),
+                                                       math.log(0.05)), strict=True)),
+                g_w=-0.10, g_b=0.15, la_sd=(0.20, 0.05))
+#: ... plus an LA's own closing practice: log hazard ratio u_a + u_b * w, with (u_a, u_b)
+#: independent normals of SDs ``la_sd`` per LA (the duration model's LA random effects).
+#: Re-referral within 12 months (referred children) and repeat CP plan (CP children):
+#: logit p = logit(p0) + c_w * w + c_x * w * m_c (c_x < 0: steeper in affluent LAs).
+REREFERRAL = dict(p0=0.22, c_w=0.10, c_x=-0.15)
+REPEAT_CP = dict(p0=0.21, c_w=0.12, c_x=-0.15)
+
+TABLE_COLUMNS = {
+    "children": ("child_id", "year", "la", "lsoa", "date_of_birth", "age", "age_band", "gender",
+                 "ethnicity"),
+    "episodes": ("child_id", "episode_id", "year", "referral_date", "referral_source",
+                 "referral_nfa", "assessment", "assessment_date", "outcome", "cin_plan_start",
+                 "cin_plan_end", "cp_plan_start", "cp_plan_end", "cp_category",
+                 "looked_after_start", "closure_date", "closure_reason", "censored",
+                 "rereferral_within_12m", "repeat_cp_plan"),
+    "factors": ("child_id", "episode_id", "year", "factor"),
+    "population": ("year", "lsoa", "la", "age_band", "gender", "ethnicity", "children"),
+    "geography": ("lsoa", "la", "income", "children", "rural"),
+}
+
+
+@dataclass(frozen=True)
+class Records:
+    """CIN-Census-shaped child-level tables (columns: :data:`TABLE_COLUMNS`).
+
+    ``children``: one row per child per collection year; ``episodes``: one row per referral
+    (CIN episode); ``factors``: one row per factor identified at an assessment (census code);
+    ``population``: children resident per year x LSOA x age band x gender x ethnicity;
+    ``geography``: the LSOA lookup (lsoa, la, income, children aged 0-15, rural);
+    ``truth``: JSON-serialisable true parameters with ``truth["definitions"]``.
+    """
+
+    children: pd.DataFrame
+    episodes: pd.DataFrame
+    factors: pd.DataFrame
+    population: pd.DataFrame
+    geography: pd.DataFrame
+    truth: dict
+
+
+def geography_table(geography, seed, scale) -> pd.DataFrame:
+    if geography is None:
+        geography = england.simulate(seed=seed, scale=scale).table
+    missing = [c for c in TABLE_COLUMNS["geography"] if c not in geography.columns]
+    if missing:
+        raise ValueError(f"geography lacks columns {missing}")
+    g = geography[list(TABLE_COLUMNS["geography"])].reset_index(drop=True).copy()
+    g["lsoa"], g["la"] = g["lsoa"].astype(str), g["la"].astype(str)
+    g["rural"] = g["rural"].astype(bool)
+    return g
+
+
+def days(x) -> np.ndarray:
+    return np.asarray(x, dtype=np.int64).astype("timedelta64[D]")
+
+
+def referral_sources(rng, n: int) -> np.ndarray:
+    """``n`` census referral source codes drawn with the national mix :data:`REFERRAL_SOURCES`."""
+    codes = np.array(list(REFERRAL_SOURCES), dtype=object)
+    p = np.array(list(REFERRAL_SOURCES.values()))
+    return codes[rng.choice(len(codes), n, p=p / p.sum())]
+
+
+def piecewise_exponential(rng, log_hr: np.ndarray) -> np.ndarray:
+    """Durations (days) with hazard base_rate[k] * exp(log_hr) on piece k of PIECES."""
+    bounds = np.array([*PIECES, np.inf])
+    rates = np.asarray(DURATION["base_rate"])[None, :] * np.exp(log_hr)[:, None]
+    widths = np.diff(bounds)[:-1]
+    cum = np.concatenate([np.zeros((len(log_hr), 1)), np.cumsum(rates[:, :-1] * widths, 1)], 1)
+    e = rng.standard_exponential(len(log_hr))
+    k = (cum <= e[:, None]).sum(1) - 1
+    rows = np.arange(len(e))
+    return bounds[k] + (e - cum[rows, k]) / rates[rows, k]
