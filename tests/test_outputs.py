@@ -9,6 +9,7 @@ new as the last complete one, with no leftovers.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -79,9 +80,13 @@ def test_a_set_round_trips_and_leaves_other_files_alone(tmp_path):
 def test_a_failed_write_changes_nothing(tmp_path):
     out = tmp_path / "out"
     write_set(out, 1)
-    with pytest.raises(RuntimeError), outputs.Writer(out, generation=2) as w:
-        (w.release / "r0.txt").write_text("2\n")
-        raise RuntimeError("the fit's summary failed")
+    def fail_midway():
+        with outputs.Writer(out, generation=2) as w:
+            (w.release / "r0.txt").write_text("2\n")
+            raise RuntimeError("the fit's summary failed")
+
+    with pytest.raises(RuntimeError):
+        fail_midway()
     assert generation_of(out, outputs.verify(out)) == 1
     with outputs.Writer(out, generation=3) as w:  # no commit: nothing happens
         (w.release / "r0.txt").write_text("3\n")
@@ -139,10 +144,9 @@ def _kill_once(out: Path, gen: int, rng: random.Random, no_exchange: bool) -> tu
         proc.wait(timeout=30)
         proc.stdout.close()
     mid_commit = bool(outputs.pending(out))
-    try:  # a reader that does not recover: a complete set, or a refusal
+    # a reader that does not recover: a complete set, or a refusal
+    with contextlib.suppress(outputs.OutputSetError):
         generation_of(out, outputs.verify(out))
-    except outputs.OutputSetError:
-        pass
     manifest = outputs.read(out)  # what the next writer, suite or report does first
     now = generation_of(out, manifest)
     assert now >= gen, "an older set replaced a newer complete one"

@@ -79,17 +79,18 @@ def diagnose(tree: xr.DataTree, parameters=PARAMETERS) -> dict:
         warn.append(f"{divergences} divergences")
     if ebfmi < PASS["ebfmi"]:
         warn.append(f"E-BFMI {ebfmi:.2f} < {PASS['ebfmi']}")
+    notes = []
     unknown = [name for name in ("rhat_max", "ess_bulk_min", "ess_tail_min", "ebfmi_min")
                if not np.isfinite(out[name])]
     if unknown:
         chains = int(post.sizes.get("chain", 0))
-        warn.append(f"{', '.join(unknown)} cannot be computed ({chains} chain"
-                    f"{'s' if chains != 1 else ''}): convergence not checked")
+        notes.append(f"{', '.join(unknown)} cannot be computed ({chains} chain"
+                     f"{'s' if chains != 1 else ''}): convergence not checked")
         if "ess_bulk_min" in unknown:
             fail.append("bulk ESS cannot be computed")
-    data = _implausible(tree)
-    out["verdict"] = "FAIL" if fail else "WARN" if warn or data else "PASS"
-    out["reasons"] = (fail or warn) + data
+    notes += _implausible(tree)
+    out["verdict"] = "FAIL" if fail else "WARN" if warn or notes else "PASS"
+    out["reasons"] = (fail or warn) + notes
     return out
 
 

@@ -328,7 +328,6 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``socialgradient`` command."""
     args = parser().parse_args(argv)
     from socialgradient.data.schema import InputError
-
     from socialgradient.disclosure import DisclosureError
 
     try:

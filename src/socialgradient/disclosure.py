@@ -19,7 +19,8 @@ units (a fit's LA totals and decile totals): no hidden total is pinned to one va
 published totals and non-negativity (checked by linear programming).
 The log says which cells are hidden and how many, never which of them is below the
 threshold (:func:`public_actions`). A rule weaker than the default needs a reason
-(``Rule.reason``, or ``override``), which is logged. ACRO's stricter zeros (``zeros_are_disclosive``): ``suppress_zeros=True``.
+(``Rule.reason``, or ``override``), which is logged. ACRO's stricter zeros
+(``zeros_are_disclosive``): ``suppress_zeros=True``.
 
 ACRO (``acro`` 1.0.2, SACRO output checking), tried in a scratch venv with our pins: it
 declares ``pandas<=2.3.3`` so it cannot enter our lock beside pandas 3.1.1; installed

@@ -21,12 +21,10 @@ import datetime as dt
 import hashlib
 import json
 import math
-import os
 import shutil
 from pathlib import Path
 
 import numpy as np
-
 import pandas as pd
 import xarray as xr
 
@@ -284,7 +282,7 @@ def write(
     ``extra``: keys added to ``summary.json`` (e.g. the LOO comparison). ``rule``: the
     disclosure rule for every observed count in ``release/`` (default ``Rule()``; a weaker
     one needs ``rule.reason``). ``posterior``: an existing ``posterior.nc`` of this fit to
-    reuse for ``internal/`` (linked or copied) instead of writing the tree again.
+    reuse for ``internal/`` (copied) instead of writing the tree again.
     Returns a mapping of output name to final path.
     """
     from socialgradient import plots  # matplotlib only when writing figures
@@ -329,7 +327,7 @@ def write(
         with open(rel / disclosure.LOG_NAME, "w", encoding="utf-8") as f:
             f.writelines(json.dumps(e, default=str) + "\n" for e in log)
         if posterior is not None:
-            _link_or_copy(Path(posterior), internal / "posterior.nc")
+            _copy(Path(posterior), internal / "posterior.nc")
         else:
             fit.save(tree, internal / "posterior.nc")
         (internal / "ppc_full.json").write_text(ppc_json(tree) + "\n", encoding="utf-8")
@@ -345,11 +343,9 @@ def write(
     return paths
 
 
-def _link_or_copy(src: Path, dst: Path) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copyfile(src, dst)
+def _copy(src: Path, dst: Path) -> None:
+    """A copy, not a hard link: a set's files must not change when another set's do."""
+    shutil.copyfile(src, dst)
 
 
 def locate_fit(path: str | Path) -> tuple[Path, dict | None]:
