@@ -96,9 +96,12 @@ def diagnose(tree: xr.DataTree, parameters=PARAMETERS) -> dict:
 
 def _implausible(tree: xr.DataTree) -> list[str]:
     """Warnings for inputs the contract allows but that are physically implausible."""
+    outcome = tree.attrs.get("outcome")
     if "constant_data" not in tree.children or "observed_data" not in tree.children:
         return []
     const = tree["constant_data"]
+    if outcome not in tree["observed_data"] or not {"exposure", "children"} & set(const):
+        return []  # not a national fit (e.g. the LA panel)
     at_risk = const["exposure"] if "exposure" in const else const["children"]
     name = tree.attrs.get("exposure", "children")
     y = tree["observed_data"][tree.attrs["outcome"]].values
