@@ -309,47 +309,53 @@ def test_fit_save_twice_gives_the_same_fit(tmp_path, trees):
     assert temps(tmp_path) == []
 
 
-DETERMINISTIC = ("summary.json", "la_gradients.csv", "ppc.json")
+DETERMINISTIC = ("release/summary.json", "release/la_gradients.csv", "release/ppc.json")
+
+
+def tree_snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != ".lock"}
 
 
 def test_report_write_is_idempotent(tmp_path, trees):
     paths = report.write(trees[0], tmp_path / "a")
-    first = snapshot(tmp_path / "a")
+    first = tree_snapshot(tmp_path / "a")
     report.write(trees[0], tmp_path / "a")
-    second = snapshot(tmp_path / "a")
+    second = tree_snapshot(tmp_path / "a")
     report.write(trees[0], tmp_path / "b")
-    other = snapshot(tmp_path / "b")
+    other = tree_snapshot(tmp_path / "b")
     for name in DETERMINISTIC:
         assert second[name] == first[name] == other[name], name
     assert set(first) == set(second) == set(other)
     assert all(p.exists() for p in paths.values())
     assert {"summary", "la_gradients", "ppc_json", "ppc", "posterior"} <= set(paths)
-    assert temps(tmp_path / "a") == []
-    assert temps(tmp_path / "b") == []
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [
+        ".lock", "MANIFEST.json", "internal", "release"]  # no temp or old set left
 
 
-def test_report_write_failure_keeps_previous_piece(tmp_path, trees, monkeypatch):
-    """A failure while writing one piece leaves that piece's previous complete file (the
-    pieces written before it are new, complete files; none is partial, no temp is left)."""
+def test_report_write_failure_keeps_previous_set(tmp_path, trees, monkeypatch):
+    """A failure while writing any piece leaves the previous set whole: every file as it was
+    (not only the failing piece), no temp left behind, the manifest still checking."""
+    from socialgradient import outputs
+
     out = tmp_path / "fit"
     report.write(trees[0], out)
     real_write_text, real_to_csv = Path.write_text, pd.DataFrame.to_csv
     for name in ("summary.json", "la_gradients.csv", "ppc.json", "posterior.nc"):
-        before = snapshot(out)
+        before = tree_snapshot(out)
 
         def write_text(self, text, *args, name=name, **kwargs):
-            if self.name.startswith(f".{name}."):
+            if self.name == name:
                 half_then_raise(self, text.encode())
             return real_write_text(self, text, *args, **kwargs)
 
-        def to_csv(self, path_or_buf=None, *args, name=name, before=before, **kwargs):
-            if isinstance(path_or_buf, str | Path) and Path(path_or_buf).name.startswith(
-                    f".{name}."):
-                half_then_raise(path_or_buf, before[name])
+        def to_csv(self, path_or_buf=None, *args, name=name, **kwargs):
+            if isinstance(path_or_buf, str | Path) and Path(path_or_buf).name == name:
+                half_then_raise(path_or_buf, b"la,cases\nE0600")
             return real_to_csv(self, path_or_buf, *args, **kwargs)
 
         def to_netcdf(self, filepath=None, *args, before=before, **kwargs):
-            half_then_raise(filepath, before["posterior.nc"])
+            half_then_raise(filepath, before["internal/posterior.nc"])
 
         monkeypatch.setattr(Path, "write_text", write_text)
         monkeypatch.setattr(pd.DataFrame, "to_csv", to_csv)
@@ -357,13 +363,10 @@ def test_report_write_failure_keeps_previous_piece(tmp_path, trees, monkeypatch)
         with pytest.raises(Boom):
             report.write(trees[1], out)
         monkeypatch.undo()
-        after = snapshot(out)
-        assert set(after) == set(before), name  # nothing new, no temp left behind
-        assert after[name] == before[name], name
-        json.loads(after["summary.json"])
-        json.loads(after["ppc.json"])
-        pd.read_csv(out / "la_gradients.csv")
-        fit.load(out / "posterior.nc")
+        assert tree_snapshot(out) == before, name
+        assert not [p for p in out.iterdir() if p.name.startswith((".tmp-", ".commit-", ".old-"))]
+        outputs.verify(out)
+        fit.load(out / "internal" / "posterior.nc")
 
 
 # -- data build outputs ----------------------------------------------------------------------

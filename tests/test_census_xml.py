@@ -210,7 +210,7 @@ def test_cli_census_write_and_aggregate(tmp_path, capsys):
     assert ((visible == 0) | (visible >= 10)).all()
     log = [json.loads(x) for x in (tmp_path / "disclosure_log.jsonl").read_text().splitlines()]
     assert log[-1]["level"] == "lsoa"
-    assert log[-1]["primary"] > 0
+    assert log[-1]["suppressed"] > 0
     # Model input inside the secure environment: unprotected, under a logged reason.
     args += ["--override", "model input, stays in the secure environment"]
     assert cli.main(args) == 0

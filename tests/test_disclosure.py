@@ -194,16 +194,20 @@ def test_lsoa_tables_are_suppressed_and_unsuppressed_only_under_a_logged_overrid
     assert written["cin"].isna().iloc[0]
     assert written["cin"].notna().sum() < 4
     entry = read_log(tmp_path)[-1]
-    assert entry["primary"] == 1
-    assert entry["secondary"] >= 1
+    assert entry["suppressed"] >= 2  # the small cell and at least one complement
+    assert "primary" not in entry
     assert entry["override"] is None
     assert entry["rule"] == {
         "threshold": 10,
         "round_to": None,
         "secondary": True,
         "suppress_zeros": False,
+        "reason": None,
     }
     assert "3" not in " ".join(entry["actions"]).replace("r3", "")  # no hidden value logged
+    # the log names hidden cells, never which of them is the small one
+    assert all(a.startswith("hidden: ") for a in entry["actions"])
+    assert not any(w in json.dumps(entry["actions"]) for w in ("primary", "secondary", "below"))
     write_table(
         lsoa_table(),
         out,
@@ -240,7 +244,7 @@ def test_model_outputs_pass_unchanged_and_the_log_says_so(tmp_path):
     assert pd.read_csv(tmp_path / "la_gradients.csv").equals(t)
     entry = read_log(tmp_path)[-1]
     assert entry["note"] == disclosure.MODEL_NOTE
-    assert entry["primary"] == 0
+    assert entry["suppressed"] == 0
     with pytest.raises(ValueError, match="level"):
         write_table(t, tmp_path / "x.csv", level="lad")
 
@@ -303,5 +307,12 @@ def test_derived_rates_are_blanked_with_their_counts(tmp_path):
     assert hidden[0]
     assert hidden.sum() == 2  # primary A plus one complement (the total is published)
     assert out["rate"].isna().tolist() == hidden.tolist()
-    with pytest.raises(ValueError, match="undo rounding"):
-        protect(table, ["cases"], ["la"], Rule(round_to=5), derived={"rate": "cases"})
+    # with rounding, the rate is computed from the rounded count (not the true one)
+    rounded = protect(table, ["cases"], ["la"], Rule(round_to=5), derived={"rate": "cases"})
+    shown = rounded.table
+    visible = shown["cases"].notna()
+    np.testing.assert_allclose(shown.loc[visible, "rate"],
+                               1e4 * shown.loc[visible, "cases"].astype(float)
+                               / shown.loc[visible, "children"])
+    assert (shown.loc[visible, "cases"] % 5 == 0).all()
+    assert shown["rate"].isna().tolist() == (~visible).tolist()

@@ -54,17 +54,17 @@ def test_suite_fits_skips_panels_and_resumes(data, tmp_path):
     assert table["status"].tolist()[1:] == ["fitted", "fitted"]
     assert table.loc[1:, "gradient_mean_la"].gt(1).all()
     assert (table["gradient_mean_la_lo95"] <= table["gradient_mean_la"]).iloc[1:].all()
-    first = (out / "national_referrals" / "summary.json").stat().st_mtime_ns
+    first = (out / "national_referrals" / "release" / "summary.json").stat().st_mtime_ns
 
     # a second run fits nothing; a changed spec is refitted
     cli.main(args)
     assert pd.read_csv(out / "suite.csv")["status"].tolist()[1:] == ["up to date"] * 2
-    assert (out / "national_referrals" / "summary.json").stat().st_mtime_ns == first
+    assert (out / "national_referrals" / "release" / "summary.json").stat().st_mtime_ns == first
     spec = models / "national_cp_plans.toml"
     spec.write_text(spec.read_text().replace("seed = 3", "seed = 4"))
     cli.main(args)
     assert pd.read_csv(out / "suite.csv")["status"].tolist()[1:] == ["fitted", "up to date"]
-    summary = json.loads((out / "national_cp_plans" / "summary.json").read_text())
+    summary = json.loads((out / "national_cp_plans" / "release" / "summary.json").read_text())
     assert summary["model"]["spec"]["sampling"]["seed"] == 4
 
 

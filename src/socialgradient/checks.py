@@ -5,6 +5,12 @@ Verdict rules (all parameters, including every LA's intercept and slope):
 * **PASS**: max R-hat <= 1.01, min bulk and tail ESS >= 400, no divergences, min E-BFMI >= 0.3;
 * **FAIL**: max R-hat > 1.05, min bulk ESS < 100, or divergences in more than 1% of draws;
 * **WARN**: anything in between. A WARN fit can be read for exploration, not published.
+
+Never PASS: a diagnostic that cannot be computed (R-hat of one chain, any NaN) -- it is
+reported as NaN (``null`` in JSON) with a reason, and the verdict is at best WARN (FAIL if no
+ESS can be computed); inputs that pass the input contract but are physically implausible
+(more events than exposure in a row, e.g. more referrals than children; exposure below 1)
+add a reason and make the verdict at best WARN.
 """
 
 from __future__ import annotations
@@ -45,7 +51,7 @@ def diagnose(tree: xr.DataTree, parameters=PARAMETERS) -> dict:
     stats = tree["sample_stats"].to_dataset()
     divergences = int(stats["diverging"].sum())
     draws = int(stats["diverging"].size)
-    ebfmi = float(np.min(np.asarray(az.bfmi(tree)["energy"])))
+    ebfmi = float(np.min(np.asarray(az.bfmi(tree)["energy"], dtype=float)))
     out = {
         "rhat_max": _extreme(rhat, max),
         "ess_bulk_min": _extreme(bulk, min),
@@ -53,8 +59,8 @@ def diagnose(tree: xr.DataTree, parameters=PARAMETERS) -> dict:
         "divergences": divergences,
         "draws": draws,
         "ebfmi_min": ebfmi,
-        "worst_rhat": max(rhat, key=lambda v: float(rhat[v].max())),
-        "worst_ess": min(bulk, key=lambda v: float(bulk[v].min())),
+        "worst_rhat": max(rhat, key=lambda v: float(np.nan_to_num(rhat[v].max(), nan=np.inf))),
+        "worst_ess": min(bulk, key=lambda v: float(np.nan_to_num(bulk[v].min(), nan=-np.inf))),
     }
     fail = []
     if out["rhat_max"] > FAIL["rhat"]:
@@ -74,13 +80,49 @@ def diagnose(tree: xr.DataTree, parameters=PARAMETERS) -> dict:
         warn.append(f"{divergences} divergences")
     if ebfmi < PASS["ebfmi"]:
         warn.append(f"E-BFMI {ebfmi:.2f} < {PASS['ebfmi']}")
-    out["verdict"] = "FAIL" if fail else "WARN" if warn else "PASS"
-    out["reasons"] = fail or warn
+    notes = []
+    unknown = [name for name in ("rhat_max", "ess_bulk_min", "ess_tail_min", "ebfmi_min")
+               if not np.isfinite(out[name])]
+    if unknown:
+        chains = int(post.sizes.get("chain", 0))
+        notes.append(f"{', '.join(unknown)} cannot be computed ({chains} chain"
+                     f"{'s' if chains != 1 else ''}): convergence not checked")
+        if "ess_bulk_min" in unknown:
+            fail.append("bulk ESS cannot be computed")
+    notes += _implausible(tree)
+    out["verdict"] = "FAIL" if fail else "WARN" if warn or notes else "PASS"
+    out["reasons"] = (fail or warn) + notes
+    return out
+
+
+def _implausible(tree: xr.DataTree) -> list[str]:
+    """Warnings for inputs the contract allows but that are physically implausible."""
+    outcome = tree.attrs.get("outcome")
+    if "constant_data" not in tree.children or "observed_data" not in tree.children:
+        return []
+    const = tree["constant_data"]
+    if outcome not in tree["observed_data"] or not {"exposure", "children"} & set(const):
+        return []  # not a national fit (e.g. the LA panel)
+    at_risk = const["exposure"] if "exposure" in const else const["children"]
+    name = tree.attrs.get("exposure", "children")
+    y = tree["observed_data"][tree.attrs["outcome"]].values
+    exposure = at_risk.values
+    out = []
+    if (more := int((y > exposure).sum())):
+        out.append(f"implausible input: {more} rows have more {tree.attrs['outcome']} than "
+                   f"{name} (overall {1e4 * y.sum() / exposure.sum():,.0f} per 10,000)")
+    if (small := int((exposure < 1).sum())):
+        out.append(f"implausible input: {small} rows have {name} below 1")
     return out
 
 
 def _extreme(ds: xr.Dataset, pick) -> float:
-    return float(pick(float(getattr(ds[v], pick.__name__)()) for v in ds.data_vars))
+    """The max or min over every value of ``ds``; NaN if any value is NaN (not computable)."""
+    values = [np.asarray(ds[v].values, dtype=float).ravel() for v in ds.data_vars]
+    flat = np.concatenate(values) if values else np.array([np.nan])
+    if np.isnan(flat).any():
+        return float("nan")
+    return float(np.max(flat) if pick is max else np.min(flat))
 
 
 def _compare(observed: xr.DataArray, replicated: xr.DataArray) -> xr.Dataset:

@@ -76,6 +76,8 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("--target-accept", type=float, help="NUTS target acceptance (default 0.8)")
     f.add_argument("--prior", action="append", default=[], metavar="NAME=SCALE",
                    help="a prior scale, as in the spec's [priors] table (repeatable)")
+    f.add_argument("--allow-fail", action="store_true", help="exit 0 even when the "
+                   "diagnostics verdict is FAIL (default: exit 1, outputs still written)")
     _sampling_args(f)
 
     _data_parser(sub)
@@ -90,12 +92,16 @@ def parser() -> argparse.ArgumentParser:
                     ".toml if present); flags override its values")
     _sampling_args(pn)
 
-    rp = sub.add_parser("report", help="rewrite a saved fit's outputs (no refitting)")
-    rp.add_argument("fit", type=Path, help="posterior.nc written by fit, run or suite")
+    rp = sub.add_parser("report", help="rebuild a saved fit's output set (no refitting)")
+    rp.add_argument("fit", type=Path, help="an output folder written by fit, run or suite "
+                    "(its internal/posterior.nc is used), or a posterior.nc")
     rp.add_argument("--out", type=Path, required=True)
     rp.add_argument("--threshold", type=int, default=10,
-                    help="disclosure: suppress LA counts below this (default 10)")
+                    help="disclosure: suppress counts below this (default 10; lower needs "
+                    "--override)")
     rp.add_argument("--round-to", type=int, help="disclosure: round visible counts to this")
+    rp.add_argument("--override", metavar="REASON", help="reason for a threshold below the "
+                    "default (logged in release/disclosure_log.jsonl)")
 
     su = sub.add_parser("suite", help="fit every national spec in models/ (resumable)")
     su.add_argument("--models", type=Path, default=Path("models"), help="folder of *.toml specs")
@@ -121,7 +127,11 @@ def _data_parser(sub) -> None:
                    "ruc2011/)")
     b.add_argument("--out", type=Path, required=True, help=".parquet, .csv or .csv.gz")
     b.add_argument("--report", type=Path, help="write the linkage report here (JSON)")
-    b.add_argument("--outcomes", type=Path, help="table of lsoa + count columns to join")
+    b.add_argument("--outcomes", type=Path, help="table of lsoa + count columns to join "
+                   "(written through the disclosure gate unless --override gives a reason)")
+    b.add_argument("--override", metavar="REASON", help="reason to write the joined LSOA "
+                   "counts unprotected (e.g. 'model input, stays in the secure environment'); "
+                   "logged in disclosure_log.jsonl beside --out")
     b.add_argument("--la-year", type=int, default=None,
                    help="DfE reporting year of the LA geography (default: the latest)")
     b.add_argument("--no-city-merge", action="store_true",
@@ -253,9 +263,45 @@ def _data(args) -> int:
     table, report = build.build_neighbourhoods(
         args.shared_dir, outcome_table=args.outcomes,
         la_year=args.la_year or sources.LATEST_YEAR, merges=merges)
-    build.write(table, report, args.out, args.report)
+    outcomes = report.get("outcome", {}).get("outcomes", []) if args.outcomes else []
+    if outcomes:  # LSOA counts leave only through the disclosure gate (or a logged reason)
+        from socialgradient import disclosure
+        from socialgradient.files import atomic_write
+
+        if not args.out.name.lower().endswith((".parquet", ".csv", ".csv.gz")):
+            raise ValueError(f"--out must end in .parquet, .csv or .csv.gz: {args.out}")
+        disclosure.write_table(table, args.out, level="lsoa", group_columns=["la", "lsoa"],
+                               count_columns=outcomes, override=args.override)
+        if args.report:
+            text = json.dumps(report, indent=2, default=str) + "\n"
+            atomic_write(args.report, lambda p: Path(p).write_text(text, encoding="utf-8"))
+    else:
+        build.write(table, report, args.out, args.report)
     print(build.summary(report))
     print(f"wrote {args.out}" + (f" and {args.report}" if args.report else ""))
+    return 0
+
+
+def _report(args) -> int:
+    from socialgradient import disclosure, fit, report
+
+    source, manifest = report.locate_fit(args.fit)
+    rule = disclosure.Rule(threshold=args.threshold, round_to=args.round_to,
+                           reason=args.override)
+    rule.check()
+    from socialgradient import outputs
+
+    outputs.check_destination(args.out)
+    tree = fit.load(source)
+    extra = {}
+    if manifest is not None:  # keys a command added (the LOO comparison of run) carry over
+        old = json.loads((source.parent.parent / "release" / "summary.json").read_text())
+        extra = {k: old[k] for k in ("loo",) if k in old}
+    paths = report.write(tree, args.out, extra=extra, rule=rule, posterior=source,
+                         command="report")
+    print(report.headline(json.loads(paths["summary"].read_text())))
+    print(f"wrote {args.out}/: release/ (safe to publish), internal/ (not for release), "
+          f"MANIFEST.json")
     return 0
 
 
@@ -287,7 +333,9 @@ def _priors(items: list[str]) -> dict[str, float]:
 
 
 def _fit_and_write(table, spec: Spec, out: Path, progress: bool, compare: bool) -> dict:
-    from socialgradient import api, checks, report
+    from socialgradient import api, checks, outputs, report
+
+    outputs.check_destination(out)  # before any sampling
 
     tree = api.fit(table, spec, progressbar=progress)
     extra = {}
@@ -298,10 +346,11 @@ def _fit_and_write(table, spec: Spec, out: Path, progress: bool, compare: bool) 
         loo = checks.loo_compare({spec.family: tree, other: rival})
         extra["loo"] = json.loads(loo.to_json(orient="index"))
         print(loo.to_string())
-    paths = report.write(tree, out, extra=extra)
+    paths = report.write(tree, out, extra=extra, command="run" if compare else "fit")
     s = json.loads(paths["summary"].read_text())
     print(report.headline(s))
-    print(f"wrote {', '.join(str(p) for p in paths.values())}")
+    print(f"wrote {out}/: release/ (safe to publish), internal/ (not for release), "
+          f"MANIFEST.json")
     return {"summary": s, "paths": paths}
 
 
@@ -309,10 +358,11 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``socialgradient`` command."""
     args = parser().parse_args(argv)
     from socialgradient.data.schema import InputError
+    from socialgradient.disclosure import DisclosureError
 
     try:
         return _dispatch(args)
-    except (InputError, ValueError, FileNotFoundError) as err:
+    except (InputError, ValueError, DisclosureError, OSError) as err:
         print(f"socialgradient {args.command}: error: {err}", file=sys.stderr)
         return 2
 
@@ -352,20 +402,15 @@ def _dispatch(args) -> int:
         return 0
     progress = not getattr(args, "no_progress", False)
     if args.command == "report":
-        from socialgradient import disclosure, fit, report
-
-        if not args.fit.exists():
-            raise FileNotFoundError(f"no saved fit at {args.fit}")
-        rule = disclosure.Rule(threshold=args.threshold, round_to=args.round_to)
-        paths = report.write(fit.load(args.fit), args.out, rule=rule)
-        print(report.headline(json.loads(paths["summary"].read_text())))
-        print(f"wrote {', '.join(str(p) for p in paths.values())}")
-        return 0
+        return _report(args)
     if args.command == "suite":
         from socialgradient import suite
 
         if args.family:
             raise ValueError("suite: each spec names its family; --family is not used here")
+        from socialgradient import outputs
+
+        outputs.check_destination(args.out)
         table = schema.read_table(args.data)
         items = suite.run(args.models, table, args.out, progressbar=progress, draws=args.draws,
                           tune=args.tune, chains=args.chains, seed=args.seed,
@@ -383,7 +428,12 @@ def _dispatch(args) -> int:
             la_moderators=args.la_moderators, la_effects=args.la_effects,
             target_accept=args.target_accept, priors=_priors(args.prior) or None,
         )
-        _fit_and_write(schema.read_table(args.data), spec, args.out, progress, compare=False)
+        result = _fit_and_write(schema.read_table(args.data), spec, args.out, progress,
+                                compare=False)
+        if result["summary"]["diagnostics"]["verdict"] == "FAIL" and not args.allow_fail:
+            print("socialgradient fit: the diagnostics verdict is FAIL (outputs written; "
+                  "--allow-fail exits 0)", file=sys.stderr)
+            return 1
         return 0
     # run: the main job
     if not args.data.exists():
@@ -392,6 +442,10 @@ def _dispatch(args) -> int:
             f"regenerate it with `socialgradient simulate --out {args.data.parent}`"
         )
     spec = _spec(args)
+    from socialgradient import outputs
+
+    outputs.check_destination(args.out)
+    outputs.check_destination(args.figures)
     table = schema.load(args.data, [spec.outcome])
     print(f"{args.data}: {len(table)} LSOAs in {table['la'].nunique()} LAs; {spec.to_json()}")
     start = time.perf_counter()

@@ -13,8 +13,14 @@ must hide 0 or at least 2 cells, so no hidden cell is one subtraction from a tot
 complement is the smallest positive visible cell of that margin (with a zero, the hidden
 pair sums to the primary: exact when it is 1). Iterated to a fixed point, then linked hidden
 cells (up to ``MAX_EXACT``) are checked by linear algebra for values several totals together
-pin down, and protected further. Not done: interval (bounds) protection as in tau-Argus.
-ACRO's stricter zeros (``zeros_are_disclosive``): ``suppress_zeros=True``.
+pin down, and protected further. Not done here: interval (bounds) protection as in
+tau-Argus; :func:`protect_partitions` does it for several published partitions of the same
+units (a fit's LA totals and decile totals): no hidden total is pinned to one value by the
+published totals and non-negativity (checked by linear programming).
+The log says which cells are hidden and how many, never which of them is below the
+threshold (:func:`public_actions`). A rule weaker than the default needs a reason
+(``Rule.reason``, or ``override``), which is logged. ACRO's stricter zeros
+(``zeros_are_disclosive``): ``suppress_zeros=True``.
 
 ACRO (``acro`` 1.0.2, SACRO output checking), tried in a scratch venv with our pins: it
 declares ``pandas<=2.3.3`` so it cannot enter our lock beside pandas 3.1.1; installed
@@ -64,12 +70,29 @@ class Rule:
     round_to: int | None = None
     secondary: bool = True
     suppress_zeros: bool = False
+    #: why a rule weaker than the default (threshold below 10, none, or no secondary
+    #: suppression) is used; required for writing under such a rule, and logged
+    reason: str | None = None
 
     def __post_init__(self):
         for name in ("threshold", "round_to"):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
                 raise ValueError(f"Rule.{name} must be a positive integer or None, not {v!r}")
+
+    @property
+    def weaker(self) -> bool:
+        """Weaker than the default rule: a lower threshold, none, or no secondary suppression."""
+        default = Rule()
+        return (self.threshold is None or self.threshold < default.threshold
+                or not self.secondary)
+
+    def check(self) -> None:
+        """Refuse (:class:`DisclosureError`) a weaker rule that states no reason."""
+        if self.weaker and not (isinstance(self.reason, str) and self.reason.strip()):
+            raise DisclosureError(
+                f"threshold {self.threshold} (secondary={self.secondary}) is weaker than the "
+                f"default {Rule().threshold}: give the reason with --override REASON (logged)")
 
 
 @dataclass(frozen=True)
@@ -228,9 +251,9 @@ def protect(
     """Apply ``rule`` to the ``count_columns`` of ``table`` (rows keyed by ``group_columns``).
 
     ``totals`` says which margins are published elsewhere (see ``_lines``); by default all.
-    ``derived`` maps a column computed from a count (a rate) to that count column: it is
-    blanked wherever the count is suppressed, so the count cannot be recovered from it.
-    With rounding, derived columns are refused (they would undo the rounding).
+    ``derived`` maps a column computed from a count (a rate: proportional to it) to that
+    count column: it is blanked wherever the count is suppressed, so the count cannot be
+    recovered from it, and with rounding it is recomputed from the rounded count.
     Pass tables without margin rows or columns of their own.
     """
     counts, groups = _names(count_columns), _names(group_columns)
@@ -240,8 +263,6 @@ def protect(
     unknown += sorted(set(derived.values()) - set(counts))
     if unknown:
         raise ValueError(f"derived columns must map table columns to count columns: {unknown}")
-    if derived and rule.round_to is not None:
-        raise ValueError(f"derived columns {sorted(derived)} would undo rounding: drop them")
     keys = table[groups].reset_index(drop=True)
     values = table[counts].to_numpy(dtype=float).ravel() if counts else np.zeros(0)
     n_cols = len(counts)
@@ -272,11 +293,139 @@ def protect(
         safe[c] = col.round().astype("Int64") if np.all(ok == np.round(ok)) else col
         state[c] = status[:, j]
     for column, count in derived.items():
-        hidden = status[:, counts.index(count)] != "ok"
+        j = counts.index(count)
+        hidden = np.isnan(shown[:, j])
+        if rule.round_to is not None:  # recomputed from the rounded count, so as not to undo it
+            true = values.reshape(-1, n_cols)[:, j]
+            ratio = np.divide(shown[:, j], true, out=np.ones(len(true)), where=true > 0)
+            safe[column] = safe[column] * ratio
+            actions.append(f"recomputed {column} from the rounded {count}")
         safe[column] = safe[column].mask(hidden)
         if hidden.any():
             actions.append(f"blanked {int(hidden.sum())} {column} values derived from {count}")
     return Protected(safe, state, tuple(counts), actions)
+
+
+def public_actions(actions: list[str]) -> list[str]:
+    """Actions as the log publishes them: which cells are hidden, never why one is (a
+    "primary" label beside a published total would tell a reader which hidden cell is small)."""
+    out = []
+    for action in actions:
+        kind, _, rest = action.partition(": ")
+        if kind in ("primary", "secondary"):
+            out.append("hidden: " + rest.split(" below ")[0].split(" (")[0])
+        elif not action.startswith("warning"):
+            out.append(action)
+    return sorted(set(out), key=out.index)
+
+
+@dataclass(frozen=True)
+class Partitioned:
+    """Published totals of several partitions of the same units, after :func:`protect_partitions`.
+
+    ``shown[name]``: one value per group of that partition, in ``groups[name]`` order (NaN
+    where hidden; rounded where the rule rounds); ``shown["total"]``: the grand total.
+    ``hidden[name]``: boolean per group. ``actions``: what was done, with labels (for the
+    analyst; :func:`public_actions` for the log)."""
+
+    groups: dict[str, np.ndarray]
+    shown: dict[str, np.ndarray]
+    hidden: dict[str, np.ndarray]
+    actions: list[str]
+
+    @property
+    def n_hidden(self) -> int:
+        return int(sum(h.sum() for h in self.hidden.values()))
+
+
+def _bounds(f, a_eq, b_eq, a_ub, b_ub) -> tuple[float, float]:
+    """Min and max of ``f @ x`` over x >= 0 with the published constraints."""
+    from scipy.optimize import linprog
+
+    out = []
+    for sign in (1.0, -1.0):
+        res = linprog(sign * f, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=b_eq,
+                      bounds=(0, None), method="highs")
+        out.append(sign * res.fun if res.status == 0 else (np.inf if sign < 0 else -np.inf))
+    return out[0], out[1]
+
+
+def protect_partitions(values, partitions: dict[str, np.ndarray], rule: Rule = Rule(),
+                       min_width: float = 1.0) -> Partitioned:
+    """Protect the totals of several partitions of the same units, published together.
+
+    ``values``: one count per unit (e.g. per LSOA); ``partitions``: name -> one group label
+    per unit (e.g. ``{"la": ..., "decile": ...}``); the grand total is published too, as
+    ``"total"``. Totals below ``rule.threshold`` are hidden (zeros only if
+    ``suppress_zeros``), then further totals until no hidden one is pinned down: for each,
+    the smallest and largest values that the visible totals (exact, or within their rounding
+    interval) and non-negativity allow must differ by at least ``min_width``. Complements are
+    the smallest positive visible totals that widen a pinned one.
+    """
+    y = np.asarray(values, dtype=float)
+    if y.ndim != 1 or not np.all(np.isfinite(y)) or (y < 0).any():
+        raise ValueError("values must be finite, non-negative counts, one per unit")
+    names = [n for n in partitions if n != "total"]
+    codes, groups = {}, {}
+    for name in names:
+        labels = np.asarray(partitions[name])
+        if labels.shape != y.shape:
+            raise ValueError(f"partition {name!r} needs one label per unit")
+        groups[name], codes[name] = np.unique(labels, return_inverse=True)
+    combo = np.stack([codes[n] for n in names], axis=1) if names else np.zeros((len(y), 1), int)
+    atoms, atom_of = np.unique(combo, axis=0, return_inverse=True)
+    atom_y = np.bincount(atom_of.ravel(), weights=y, minlength=len(atoms))
+    rows, labels = [], []
+    for i, name in enumerate(names):
+        for g, label in enumerate(groups[name]):
+            rows.append((atoms[:, i] == g).astype(float))
+            labels.append(f"[{name}={label}]")
+    rows.append(np.ones(len(atoms)))
+    labels.append("[total]")
+    f = np.array(rows)
+    true = f @ atom_y
+    hidden = np.zeros(len(true), bool)
+    if rule.threshold is not None:
+        hidden = (true < rule.threshold) & ((true > 0) | rule.suppress_zeros)
+    actions = [f"primary: {labels[k]} below {rule.threshold}" for k in np.flatnonzero(hidden)]
+    shown = true.copy()
+    half = 0.0
+    if rule.round_to is not None:
+        shown = np.floor(true / rule.round_to + 0.5) * rule.round_to
+        half = rule.round_to / 2
+
+    def constraints(mask):
+        vis = ~mask
+        if half:
+            a = f[vis]
+            return None, None, np.vstack([a, -a]), np.concatenate(
+                [shown[vis] + half - 0.5, -(shown[vis] - half)])
+        return f[vis], true[vis], None, None
+
+    def pinned(mask, k):
+        lo, hi = _bounds(f[k], *constraints(mask))
+        return hi - lo < min_width - 1e-6
+
+    while rule.secondary and hidden.any():
+        stuck = next((k for k in np.flatnonzero(hidden) if pinned(hidden, k)), None)
+        if stuck is None:
+            break
+        order = sorted(np.flatnonzero(~hidden),
+                       key=lambda c: (labels[c] == "[total]", true[c] <= 0, true[c], c))
+        pick = next((c for c in order if not pinned(hidden | (np.arange(len(true)) == c),
+                                                     stuck)), order[0] if order else None)
+        if pick is None:
+            break
+        hidden[pick] = True
+        actions.append(f"secondary: {labels[pick]} ({labels[stuck]} was pinned by the totals)")
+    if rule.round_to is not None:
+        actions.append(f"rounded {int((~hidden).sum())} totals to the nearest {rule.round_to}")
+    out = np.where(hidden, np.nan, shown)
+    sizes = np.cumsum([0] + [len(groups[n]) for n in names])
+    shown_d = {n: out[sizes[i]:sizes[i + 1]] for i, n in enumerate(names)}
+    hidden_d = {n: hidden[sizes[i]:sizes[i + 1]] for i, n in enumerate(names)}
+    shown_d["total"], hidden_d["total"] = out[-1:], hidden[-1:]
+    return Partitioned({**groups, "total": np.array(["total"])}, shown_d, hidden_d, actions)
 
 
 def _append(log: Path, entry: dict) -> None:
@@ -308,15 +457,22 @@ def write_table(table: pd.DataFrame, path, *, level: str, count_columns=(), grou
     log = Path(log) if log is not None else path.parent / LOG_NAME
     entry = {"time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "file": path.name}
     entry |= {"path": str(path.resolve()), "level": level, "rule": dataclasses.asdict(rule)}
-    entry |= {"override": override, "rows": len(table), "primary": 0, "secondary": 0, "rounded": 0}
-    if level == "child" and override is None:
+    explicit, override = override, override if override is not None else rule.reason
+    entry |= {"override": override, "rows": len(table), "suppressed": 0, "rounded": 0}
+    if level in ("lsoa", "la") and override is None:
+        try:
+            rule.check()
+        except DisclosureError as err:
+            _append(log, {**entry, "decision": "refused", "note": str(err)})
+            raise
+    if level == "child" and explicit is None:
         why = "child-level rows need an explicit override reason (it is logged)"
         _append(log, {**entry, "decision": "refused", "note": why})
         raise DisclosureError(f"refused to write {path}: {why}")
     counts = _names(count_columns)
     if level == "model":
         out, note = table, MODEL_NOTE
-    elif override is not None:
+    elif override is not None and not rule.weaker:
         _validate(table, counts, _names(group_columns))
         out, note = table, f"written unprotected under override: {override}"
     elif not counts:
@@ -324,8 +480,11 @@ def write_table(table: pd.DataFrame, path, *, level: str, count_columns=(), grou
     else:
         result = protect(table, counts, group_columns, rule, totals, derived)
         out, note = result.table, f"{level} counts protected"
-        entry |= {k: result.count(k) for k in ("primary", "secondary", "rounded")}
-        entry |= {"actions": result.actions[:50], "n_actions": len(result.actions)}
+        if override is not None:
+            note += f" under a weaker rule, for the reason: {override}"
+        entry |= {"suppressed": result.count("primary") + result.count("secondary"),
+                  "rounded": result.count("rounded")}
+        entry |= {"actions": public_actions(result.actions)[:50]}
 
     if path.suffix == ".parquet":
         atomic_write(path, lambda tmp: out.to_parquet(tmp, index=False))

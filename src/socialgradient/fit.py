@@ -276,6 +276,25 @@ def save(tree: xr.DataTree, path: str | Path) -> None:
     atomic_write(path, to_netcdf)
 
 
+REQUIRED_GROUPS = ("posterior", "sample_stats", "observed_data", "constant_data")
+REQUIRED_ATTRS = ("outcome", "family", "spec", "spec_hash", "data_hash", "x_bar")
+
+
 def load(path: str | Path) -> xr.DataTree:
-    """Read a fit written by :func:`save`, fully into memory."""
-    return xr.open_datatree(path, engine="h5netcdf").load()
+    """Read a fit written by :func:`save`, fully into memory.
+
+    A missing, damaged or foreign file is a ``ValueError`` (``FileNotFoundError``) naming it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no saved fit at {path}")
+    try:
+        tree = xr.open_datatree(path, engine="h5netcdf").load()
+    except Exception as err:  # h5py/h5netcdf/xarray raise many kinds on a damaged file
+        raise ValueError(f"{path}: not a readable netCDF fit (damaged or not netCDF: "
+                         f"{type(err).__name__}: {err})") from None
+    missing = [g for g in REQUIRED_GROUPS if g not in tree.children]
+    missing += [f"attr {a}" for a in REQUIRED_ATTRS if a not in tree.attrs]
+    if missing:
+        raise ValueError(f"{path}: not a socialgradient fit (no {', '.join(missing)})")
+    return tree

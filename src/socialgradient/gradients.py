@@ -154,7 +154,8 @@ def la_table(tree: xr.DataTree) -> xr.Dataset:
         Dims (la[, ci_bound]): ``n_lsoa``, ``children``, ``cases``, ``rate_per_10k``
         (observed, per 10,000 of the exposure: children unless the fit named another),
         ``m_c``, ``gradient_median``, ``gradient_eti95``, ``gradient_eti80``,
-        ``rank_median``, ``rank_eti95``.
+        ``rank_median``, ``rank_eti95`` (ranks among the ``ranked`` LAs, NaN for the
+        others), ``ranked`` (False: no within-LA spread of deprivation).
     """
     post = tree["posterior"].to_dataset()
     const = tree["constant_data"].to_dataset()
@@ -171,7 +172,13 @@ def la_table(tree: xr.DataTree) -> xr.Dataset:
     )
     by_la = xr.Dataset.from_dataframe(by_la.rename_axis("la"))
     grad = la_gradient(post)
-    g, r = describe(grad), describe(la_rank(grad))
+    # An LA whose rows share one deprivation has no within-LA gradient in its data: its
+    # "gradient" is the model's pooling; it is flagged (ranked False) and not ranked.
+    w = pd.Series(const["w"].values).groupby(la)
+    ranked = (w.max() - w.min()).reindex(const["la"].values).to_numpy() > 1e-9
+    ranked = xr.DataArray(ranked, dims="la", coords={"la": const["la"].values})
+    g = describe(grad)
+    r = describe(la_rank(grad.sel(la=ranked.values))).reindex(la=const["la"].values)
     return xr.Dataset(
         {
             "n_lsoa": by_la["n_lsoa"],
@@ -184,5 +191,6 @@ def la_table(tree: xr.DataTree) -> xr.Dataset:
             "gradient_eti80": g["eti80"],
             "rank_median": r["median"],
             "rank_eti95": r["eti95"],
+            "ranked": ranked,
         }
     )

@@ -66,13 +66,17 @@ def _observed_by_decile(tree: xr.DataTree) -> tuple[np.ndarray, np.ndarray]:
     return 100 * mean_income, rate
 
 
-def gradient_curve(tree: xr.DataTree, income=None) -> Figure:
+def gradient_curve(tree: xr.DataTree, income=None, observed=None) -> Figure:
     """Modelled rate against neighbourhood deprivation, for an LA of average deprivation.
 
     Parameters
     ----------
     income : array of float, optional
         Income shares (0-1) to evaluate; default 100 points from 1% to 60%.
+    observed : (x, rate) arrays, optional
+        The observed points (decile mean income in %, rate per 10,000; NaN: not drawn);
+        default: computed from the tree's observed data (unprotected: for release, pass the
+        gated rates, as :func:`socialgradient.report.write` does).
 
     Returns
     -------
@@ -88,8 +92,8 @@ def gradient_curve(tree: xr.DataTree, income=None) -> Figure:
     fig = Figure(figsize=(7, 4.5), layout="constrained")
     ax = fig.add_subplot()
     _band(ax, 100 * income, summary, "C0", "model (median, 80% and 95% intervals)")
-    x_obs, rate_obs = _observed_by_decile(tree)
-    keep = rate_obs > 0  # a zero rate has no place on a log axis
+    x_obs, rate_obs = _observed_by_decile(tree) if observed is None else observed
+    keep = np.isfinite(rate_obs) & (rate_obs > 0)  # nor a hidden or zero rate on a log axis
     ax.plot(x_obs[keep], rate_obs[keep], "o", color="k", label="observed, by deprivation decile")
     _log_y(ax)
     ax.set_xlabel("Neighbourhood income deprivation (% of families)")
@@ -185,7 +189,7 @@ def inverse_intervention(tree: xr.DataTree, half_range: float = 15.0, n: int = 6
     return fig
 
 
-def ppc_plot(tree: xr.DataTree, statistics=PPC_STATISTICS) -> Figure:
+def ppc_plot(tree: xr.DataTree, statistics=PPC_STATISTICS, checks=None) -> Figure:
     """Posterior predictive checks: decile totals and summary statistics.
 
     Returns
@@ -194,9 +198,11 @@ def ppc_plot(tree: xr.DataTree, statistics=PPC_STATISTICS) -> Figure:
         Two axes. Left: replicated totals by deprivation decile (median, 95% error bars)
         and observed totals (points). Right: for each statistic, the replicated 95% interval
         and the observed value, divided by the replicated median (1 = median; a statistic
-        whose replicated median is 0 is shown unscaled).
+        whose replicated median is 0 is shown unscaled). Observed values that are NaN
+        (withheld for release: pass ``checks``, e.g. from
+        :func:`socialgradient.report.release_ppc`) are not drawn.
     """
-    checks = ppc(tree)
+    checks = ppc(tree) if checks is None else checks
     dec = checks["decile"]
     fig = Figure(figsize=(10, 4), layout="constrained")
     left, right = fig.subplots(1, 2, width_ratios=[3, 2])
@@ -217,7 +223,8 @@ def ppc_plot(tree: xr.DataTree, statistics=PPC_STATISTICS) -> Figure:
     right.plot(rep_med / scale, y, "|", color="C0", ms=12)
     right.plot(stat["observed"].values / scale, y, "o", color="k", label="observed")
     obs, pv = stat["observed"].values, stat["p_value"].values
-    labels = [f"{s}\n(obs {obs[i]:.3g}, p={pv[i]:.2f})" for i, s in enumerate(statistics)]
+    labels = [f"{s}\n({f'obs {obs[i]:.3g}, ' if np.isfinite(obs[i]) else ''}p={pv[i]:.2f})"
+              for i, s in enumerate(statistics)]
     right.set_yticks(y, labels)
     right.axvline(1.0, color="grey", linewidth=0.8, linestyle=":")
     right.set_ylim(len(statistics) - 0.4, -0.6)
@@ -234,8 +241,12 @@ FIGURES = {
 }
 
 
-def save_all(tree: xr.DataTree, out_dir: str | Path, dpi: int = DPI) -> dict[str, Path]:
+def save_all(tree: xr.DataTree, out_dir: str | Path, dpi: int = DPI, observed=None,
+             checks=None) -> dict[str, Path]:
     """Write every figure as ``<name>.png`` in ``out_dir``, each atomically.
+
+    ``observed`` (for ``gradient_curve``) and ``checks`` (for ``ppc``): the observed numbers
+    to draw, e.g. gated for release; default: computed from the tree.
 
     Returns
     -------
@@ -245,7 +256,8 @@ def save_all(tree: xr.DataTree, out_dir: str | Path, dpi: int = DPI) -> dict[str
     """
     paths = {}
     for name, draw in FIGURES.items():
-        fig = draw(tree)
+        options = {"gradient_curve": {"observed": observed}, "ppc": {"checks": checks}}
+        fig = draw(tree, **options.get(name, {}))
         try:
             write = partial(fig.savefig, dpi=dpi, format="png")
             paths[name] = atomic_write(Path(out_dir) / f"{name}.png", write)

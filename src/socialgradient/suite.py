@@ -2,8 +2,10 @@
 
 Each ``models/*.toml`` that is a national spec (it names an ``outcome``) is fitted to one
 neighbourhood table, and its outputs are written to ``OUT/<spec name>/`` as by ``socialgradient
-fit``. A spec whose ``summary.json`` there already records the same spec hash and data hash is
-not fitted again, so a suite that was stopped resumes where it stopped and a changed spec (or
+fit`` (an output set: ``release/``, ``internal/``, ``MANIFEST.json``). A spec whose output set
+there is complete (its manifest checks: every file present with its hash, no write pending)
+and records the same spec hash and data hash is not fitted again, so a suite that was stopped
+resumes where it stopped, a spec killed while writing is refitted, and a changed spec (or
 table) is refitted. LA panel specs (they name a ``measure``; ``socialgradient panel`` runs them)
 are listed as skipped. ``OUT/suite.csv`` gathers every spec's headline gradients with their 95%
 intervals and diagnostics verdict: over the threshold specs, the study's finding that the
@@ -19,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from socialgradient import api, fit, report
+from socialgradient import api, fit, outputs, report
 from socialgradient.files import atomic_write
 from socialgradient.spec import Spec
 
@@ -50,13 +52,14 @@ def national_specs(models_dir: Path) -> list[tuple[Path, Spec | None, str]]:
 
 
 def _up_to_date(out: Path, spec: Spec, data_digest: str) -> dict | None:
-    path = out / "summary.json"
-    if not path.exists():
+    """The summary of ``out``'s output set if it is complete and of this spec and data."""
+    try:
+        manifest = outputs.read(out)  # finishes an interrupted commit, clears leftovers
+    except outputs.OutputSetError:
         return None
-    summary = json.loads(path.read_text(encoding="utf-8"))
-    model = summary.get("model", {})
-    fresh = model.get("spec_hash") == spec.hash and model.get("data_hash") == data_digest
-    return summary if fresh else None
+    if manifest.get("spec_hash") != spec.hash or manifest.get("data_hash") != data_digest:
+        return None
+    return json.loads((out / "release" / "summary.json").read_text(encoding="utf-8"))
 
 
 def run(models_dir: Path, table: pd.DataFrame, out_dir: Path, progressbar: bool = False,
@@ -85,7 +88,7 @@ def run(models_dir: Path, table: pd.DataFrame, out_dir: Path, progressbar: bool 
             items.append(Item(path, spec.name, "up to date", summary))
             continue
         tree = fit.fit(data[path], spec, progressbar=progressbar)
-        paths = report.write(tree, out)
+        paths = report.write(tree, out, command="suite")
         summary = json.loads(paths["summary"].read_text(encoding="utf-8"))
         items.append(Item(path, spec.name, "fitted", summary))
     table_out = summary_table(items)

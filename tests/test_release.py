@@ -1,0 +1,384 @@
+"""Safe to publish: what ``release/`` holds on tiny LAs, weaker rules, rounding, honest
+verdicts and clear errors. Fake fits (no sampler), except where a command is run."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+from scipy.optimize import linprog
+
+from fakes import fake_table, fake_tree
+from socialgradient import checks, cli, fit, outputs, report
+from socialgradient.checks import deprivation_decile
+from socialgradient.fit import _assemble
+from socialgradient.model import NeighbourhoodData
+from socialgradient.spec import Spec
+
+NAN = float("nan")
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+def fit_like(table: pd.DataFrame, chains: int = 2, draws: int = 40, seed: int = 0,
+             outcome: str = "referrals") -> xr.DataTree:
+    """A fitted-looking tree for ``table`` (posterior from :func:`fake_tree`'s recipe)."""
+    data = NeighbourhoodData.from_table(table, outcome)
+    n_la = len(data.la)
+    base = fake_tree(n_la=n_la, n_lsoa_per_la=3, chains=chains, draws=draws, seed=seed)
+    post = base["posterior"].to_dataset().assign_coords(la=data.la)
+    raw = xr.DataTree.from_dict({"posterior": post,
+                                 "sample_stats": base["sample_stats"].to_dataset()})
+    return _assemble(raw, data, Spec(outcome), NAN, NAN, 1000)
+
+
+def tiny_table(seed: int = 0, n_la: int = 5, per_la: int = 6) -> pd.DataFrame:
+    """LAs of a few LSOAs with counts 0-9."""
+    t = fake_table(n_la, per_la, seed)
+    rng = np.random.default_rng(seed)
+    t["referrals"] = rng.integers(0, 10, len(t))
+    t.loc[rng.choice(len(t), 3, replace=False), "referrals"] = [1, 2, 0]
+    return t
+
+
+def published_constraints(out: Path, table: pd.DataFrame):
+    """What a reader of release/ knows, as linear constraints on the LSOA counts."""
+    las = pd.read_csv(out / "release" / "la_gradients.csv")
+    ppc = json.loads((out / "release" / "ppc.json").read_text())
+    decile = deprivation_decile(table["income"].to_numpy())
+    n = len(table)
+    rows, values, hidden = [], [], []
+    for la, cases in zip(las["la"], las["cases"], strict=True):
+        row = (table["la"] == la).to_numpy(float)
+        (hidden.append((f"la {la}", row, table.loc[table["la"] == la, "referrals"].sum()))
+         if pd.isna(cases) else (rows.append(row), values.append(cases)))
+    for rec in ppc["decile"]:
+        row = (decile == rec["decile"]).astype(float)
+        true = table["referrals"].to_numpy()[decile == rec["decile"]].sum()
+        (hidden.append((f"decile {rec['decile']}", row, true)) if rec["observed"] is None
+         else (rows.append(row), values.append(rec["observed"])))
+    total = next(r for r in ppc["statistic"] if r["statistic"] == "total")
+    if total["observed"] is None:
+        hidden.append(("total", np.ones(n), table["referrals"].sum()))
+    else:
+        rows.append(np.ones(n))
+        values.append(total["observed"])
+    return np.array(rows), np.array(values, float), hidden
+
+
+def pinned(rows, values, target) -> tuple[float, float]:
+    lo = linprog(target, A_eq=rows, b_eq=values, bounds=(0, None), method="highs")
+    hi = linprog(-target, A_eq=rows, b_eq=values, bounds=(0, None), method="highs")
+    assert lo.status == 0
+    assert hi.status == 0
+    return lo.fun, -hi.fun
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_release_on_tiny_las_is_safe(tmp_path, seed):
+    table = tiny_table(seed)
+    tree = fit_like(table, seed=seed)
+    out = tmp_path / "out"
+    report.write(tree, out)
+    files = [p for p in (out / "release").iterdir()]
+    assert {p.name for p in files} >= {"summary.json", "la_gradients.csv", "ppc.json",
+                                       "disclosure_log.jsonl", "ppc.png", "gradient_curve.png"}
+    # no LSOA code anywhere in release/ (text or figure bytes)
+    codes = [c.encode() for c in table["lsoa"]]
+    for p in files:
+        blob = p.read_bytes()
+        assert not [c for c in codes if c in blob], p.name
+    # every published count is 0 or at least the threshold; no maximum; rates only of those
+    las = pd.read_csv(out / "release" / "la_gradients.csv")
+    visible = las["cases"].dropna()
+    assert ((visible == 0) | (visible >= 10)).all()
+    assert las["rate_per_10k"].isna().tolist() == las["cases"].isna().tolist()
+    ppc = json.loads((out / "release" / "ppc.json").read_text())
+    shown = [r["observed"] for r in ppc["decile"]]
+    shown += [r["observed"] for r in ppc["statistic"] if r["statistic"] == "total"]
+    assert all(v is None or v == 0 or v >= 10 for v in shown)
+    assert any(v is None for v in shown)  # counts 0-9: something had to be hidden
+    stats = {r["statistic"]: r for r in ppc["statistic"]}
+    for name in ("max", "dispersion", "zero_share"):
+        assert stats[name]["observed"] is None
+    assert stats["max"]["p_value"] is None
+    for r in ppc["decile"]:
+        if r["observed"] is None:
+            assert r["p_value"] is None
+            assert r["p_two_sided"] is None
+    # the published totals (with non-negativity) pin no hidden total to one value
+    rows, values, hidden = published_constraints(out, table)
+    assert hidden
+    for name, target, true in hidden:
+        lo, hi = pinned(rows, values, target)
+        assert lo <= true <= hi
+        assert hi - lo >= 1, f"{name} pinned to {lo}"
+    # the log says what was hidden, not which hidden cell is the small one
+    log = (out / "release" / "disclosure_log.jsonl").read_text()
+    entries = [json.loads(x) for x in log.splitlines()]
+    said = json.dumps([[e.get("actions"), e.get("note")] for e in entries])
+    assert not re.search(r"primary|secondary|below|was pinned", said)
+    assert not {"primary", "secondary"} & {k for e in entries for k in e}
+    assert sum(e.get("suppressed", 0) for e in entries) == len(hidden)
+    # figures drawn from gated numbers only: the gradient curve's points are gated rates
+    from socialgradient import plots
+
+    parts, decile = report.gate(tree, report.disclosure.Rule())
+    x, rate = report._gated_decile_rates(tree, parts, decile)
+    ax = plots.gradient_curve(tree, observed=(x, rate)).axes[0]
+    points = ax.lines[1].get_ydata()
+    assert len(points) == int((np.isfinite(rate) & (rate > 0)).sum())
+    # internal/ holds the LSOA-level data and says so
+    assert "NOT FOR RELEASE" in (out / "internal" / "README.txt").read_text()
+    back = fit.load(out / "internal" / "posterior.nc")
+    assert back["observed_data"]["referrals"].values.tolist() == table["referrals"].tolist()
+
+
+def test_summary_of_one_chain_is_never_pass_and_strict_json(tmp_path):
+    tree = fit_like(fake_table(4, 8), chains=1, draws=200)
+    d = checks.diagnose(tree)
+    assert d["verdict"] != "PASS"
+    assert any("cannot be computed" in r for r in d["reasons"])
+    report.write(tree, tmp_path / "o")
+    text = (tmp_path / "o" / "release" / "summary.json").read_text()
+
+    def refuse(name):
+        raise AssertionError(f"{name} in JSON")
+
+    s = json.loads(text, parse_constant=refuse)
+    assert s["diagnostics"]["rhat_max"] is None
+    assert "n/a" in report.headline(s)
+
+
+def test_implausible_inputs_are_warned(tmp_path):
+    t = fake_table(4, 8)
+    t["children"] = 0.5
+    t["referrals"] = np.random.default_rng(1).integers(0, 20, len(t))
+    d = checks.diagnose(fit_like(t, chains=4, draws=300))
+    assert d["verdict"] != "PASS"
+    assert any("more referrals than children" in r for r in d["reasons"])
+    assert any("children below 1" in r for r in d["reasons"])
+
+
+def test_la_without_spread_is_flagged_and_not_ranked():
+    t = fake_table(5, 6)
+    flat = t["la"] == t["la"].iloc[0]
+    t.loc[flat, "income"] = 0.2
+    las = report.la_gradients(fit_like(t))
+    row = las.set_index("la").loc[t["la"].iloc[0]]
+    assert "no within-LA spread" in row["note"]
+    assert np.isnan(row["rank_median"])
+    assert np.isnan(row["rank_hi95"])
+    others = las[las["la"] != t["la"].iloc[0]]
+    assert others["rank_median"].notna().all()
+    assert others["rank_hi95"].max() <= 4  # ranked among the four others
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    root = tmp_path_factory.mktemp("saved")
+    table = tiny_table(5)
+    tree = fit_like(table)
+    report.write(tree, root / "fit")
+    return root / "fit", table
+
+
+def test_low_threshold_needs_a_logged_override(saved, tmp_path, capsys):
+    src, _ = saved
+    assert cli.main(["report", str(src), "--out", str(tmp_path / "a"), "--threshold", "1"]) == 2
+    assert "--override" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists()
+    reason = "methods paper, counts approved by the data owner"
+    assert cli.main(["report", str(src), "--out", str(tmp_path / "a"), "--threshold", "1",
+                     "--override", reason]) == 0
+    log = [json.loads(x) for x in
+           (tmp_path / "a" / "release" / "disclosure_log.jsonl").read_text().splitlines()]
+    assert log[0]["override"] == reason
+    assert log[0]["rule"]["threshold"] == 1
+
+
+def test_report_round_to_works(saved, tmp_path):
+    src, _ = saved
+    assert cli.main(["report", str(src), "--out", str(tmp_path / "r"), "--round-to", "5"]) == 0
+    las = pd.read_csv(tmp_path / "r" / "release" / "la_gradients.csv")
+    visible = las["cases"].notna()
+    assert (las.loc[visible, "cases"] % 5 == 0).all()
+    ratio = las.loc[visible & (las["cases"] > 0), "rate_per_10k"] / las.loc[
+        visible & (las["cases"] > 0), "cases"]
+    np.testing.assert_allclose(ratio, 1e4 / las.loc[ratio.index, "children"], rtol=1e-3)
+    ppc = json.loads((tmp_path / "r" / "release" / "ppc.json").read_text())
+    assert all(r["observed"] is None or r["observed"] % 5 == 0 for r in ppc["decile"])
+    outputs.verify(tmp_path / "r")
+
+
+def test_report_errors_are_messages(saved, tmp_path, capsys):
+    src, _ = saved
+    damaged = tmp_path / "damaged.nc"
+    damaged.write_bytes((src / "internal" / "posterior.nc").read_bytes()[:5000])
+    foreign = tmp_path / "foreign.nc"
+    xr.Dataset({"x": ("t", [1.0, 2.0])}).to_netcdf(foreign, engine="h5netcdf")
+    for path, words in ((damaged, "not a readable"), (foreign, "not a socialgradient fit")):
+        assert cli.main(["report", str(path), "--out", str(tmp_path / "o")]) == 2
+        err = capsys.readouterr().err
+        assert str(path) in err
+        assert words in err
+        assert "Traceback" not in err
+    # a set whose posterior was altered: refused, naming the folder and the file
+    altered = tmp_path / "altered"
+    cli.main(["report", str(src), "--out", str(altered)])
+    with open(altered / "internal" / "posterior.nc", "r+b") as f:
+        f.seek(3000)
+        f.write(b"\0\0\0\0")
+    assert cli.main(["report", str(altered), "--out", str(tmp_path / "o")]) == 2
+    assert "internal/posterior.nc" in capsys.readouterr().err
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert cli.main(["report", str(src), "--out", str(afile)]) == 2
+    assert "is a file" in capsys.readouterr().err
+
+
+def test_fit_checks_out_before_sampling_and_exits_1_on_fail(tmp_path, monkeypatch, capsys):
+    from socialgradient import api
+
+    table = tiny_table(2)
+    data = tmp_path / "t.csv"
+    table.to_csv(data, index=False)
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    monkeypatch.setattr(api, "fit", lambda *a, **k: pytest.fail("sampled before --out check"))
+    assert cli.main(["fit", str(data), "--outcome", "referrals", "--out", str(afile)]) == 2
+    assert "is a file" in capsys.readouterr().err
+
+    def failing(table, spec, progressbar=True):
+        tree = fit_like(table)
+        post = tree["posterior"].to_dataset()
+        post["a"] = post["a"] + xr.DataArray([0.0, 1.0], dims="chain")  # chains disagree
+        tree["posterior"] = post
+        return tree
+
+    monkeypatch.setattr(api, "fit", failing)
+    args = ["fit", str(data), "--outcome", "referrals", "--out", str(tmp_path / "o")]
+    assert cli.main(args) == 1
+    assert "FAIL" in capsys.readouterr().err
+    outputs.verify(tmp_path / "o")  # the outputs are still written, whole
+    assert cli.main([*args, "--allow-fail"]) == 0
+
+
+def test_data_build_outcomes_go_through_the_gate(tmp_path, capsys):
+    from test_sources import AREAS, make_shared
+
+    shared = make_shared(tmp_path / "shared")
+    outcome = pd.DataFrame({"lsoa": [a[0] for a in AREAS],
+                            "referrals": [(3 * i) % 10 for i in range(len(AREAS))]})
+    outcome.to_csv(tmp_path / "y.csv", index=False)
+    out = tmp_path / "o" / "n.csv"
+    args = ["data", "build", str(shared), "--out", str(out), "--outcomes", str(tmp_path / "y.csv")]
+    assert cli.main(args) == 0
+    written = pd.read_csv(out)
+    visible = written["referrals"].dropna()
+    assert ((visible == 0) | (visible >= 10)).all()
+    assert written["referrals"].isna().any()
+    log = [json.loads(x) for x in (out.parent / "disclosure_log.jsonl").read_text().splitlines()]
+    assert log[-1]["level"] == "lsoa"
+    assert log[-1]["suppressed"] > 0
+    reason = "model input, stays in the secure environment"
+    assert cli.main([*args, "--override", reason]) == 0
+    assert pd.read_csv(out)["referrals"].tolist() == outcome["referrals"].tolist()
+    log = [json.loads(x) for x in (out.parent / "disclosure_log.jsonl").read_text().splitlines()]
+    assert log[-1]["override"] == reason
+
+
+def test_suite_refits_a_spec_whose_set_is_incomplete(tmp_path, monkeypatch):
+    from socialgradient import suite
+
+    table = fake_table(4, 8)
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "national_referrals.toml").write_text(
+        'name = "national_referrals"\noutcome = "referrals"\nfamily = "poisson"\n')
+    calls = []
+
+    def fake_fit(data, spec, progressbar=False):
+        calls.append(spec.name)
+        tree = fit_like(table)
+        tree.attrs.update(spec=spec.to_json(), spec_hash=spec.hash,
+                          data_hash=fit.data_hash(data))
+        return tree
+
+    monkeypatch.setattr(fit, "fit", fake_fit)
+    out = tmp_path / "out"
+    assert [i.status for i in suite.run(models, table, out)] == ["fitted"]
+    assert [i.status for i in suite.run(models, table, out)] == ["up to date"]
+    spec_out = out / "national_referrals"
+    for damage in ("manifest", "file", "pending"):
+        if damage == "manifest":
+            (spec_out / "MANIFEST.json").unlink()
+        elif damage == "file":
+            (spec_out / "release" / "la_gradients.csv").write_text("la\n")
+        else:  # a commit that died before it moved anything: rolled forward, then trusted
+            (spec_out / ".tmp-dead").mkdir()
+        status = [i.status for i in suite.run(models, table, out)]
+        assert status == (["up to date"] if damage == "pending" else ["fitted"]), damage
+        outputs.verify(spec_out)
+        assert not list(spec_out.glob(".tmp-*"))
+    assert len(calls) == 3
+
+
+# -- killing the real `report` command ------------------------------------------------------
+
+
+def kill_report(src: Path, dst: Path, rng: random.Random, window: float) -> None:
+    """Start `socialgradient report SRC --out DST`, SIGKILL it at a random moment of its
+    writing (or just after), then check what a reader and suite would see."""
+    before = outputs.verify(dst)["created"] if (dst / "MANIFEST.json").exists() else None
+    env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.Popen([sys.executable, "-m", "socialgradient.cli", "report", str(src),
+                             "--out", str(dst)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(dst.glob(".tmp-*")) and proc.poll() is None:  # writing has begun
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0, window))
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    with contextlib.suppress(outputs.OutputSetError):
+        outputs.verify(dst)
+    manifest = outputs.read(dst)  # recovery, as the next run does
+    assert before is None or manifest["created"] >= before
+    assert not [p for p in dst.iterdir() if p.name.startswith((".tmp-", ".commit-", ".old-"))]
+    json.loads((dst / "release" / "summary.json").read_text())
+    fit.load(dst / "internal" / "posterior.nc")
+
+
+def test_killing_report_keeps_a_whole_set(saved, tmp_path):
+    src, _ = saved
+    dst = tmp_path / "dst"
+    assert cli.main(["report", str(src), "--out", str(dst)]) == 0
+    rng = random.Random(3)
+    for _ in range(2):
+        kill_report(src, dst, rng, window=4.0)
+
+
+@pytest.mark.slow
+def test_killing_report_fifty_times(saved, tmp_path):
+    src, _ = saved
+    dst = tmp_path / "dst"
+    assert cli.main(["report", str(src), "--out", str(dst)]) == 0
+    rng = random.Random(5)
+    for _ in range(50):
+        kill_report(src, dst, rng, window=4.0)
