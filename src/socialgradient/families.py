@@ -73,16 +73,18 @@ class Family:
         if self.name == "poisson":
             return -pt.sum(pt.exp(rows.log_exposure + eta))
         if self.name == "negbin":
+            # Written so that phi -> infinity (the Poisson limit, which sparse data cannot
+            # rule out) loses no precision: with mu = n e^eta,
+            #   log NB2(y | mu, phi) = sum_{j<y} log1p(j / phi) + y log mu - lgamma(y + 1)
+            #                          - (y + phi) log1p(mu / phi).
+            # The first sum is lgamma(y + phi) - lgamma(phi) - y log(phi) without the
+            # cancellation of two huge lgammas (0.5 nats of noise at phi = 1e11 on 2,000 rows
+            # made chains stick); it depends on the data only through K_j = #{rows: y > j}.
             phi = params["phi"]
-            values, counts = np.unique(rows.y, return_counts=True)
-            lgamma_part = pt.sum(counts * (pt.gammaln(values + phi) - pt.gammaln(phi)))
-            # log(mu + phi), not logaddexp: one exp and one log per row (25% faster sampling).
-            log_mu_plus_phi = pt.log(pt.exp(rows.log_exposure + eta) + phi)
-            return (
-                lgamma_part
-                + len(rows.y) * phi * pt.log(phi)
-                - pt.sum((rows.y + phi) * log_mu_plus_phi)
-            )
+            k_j = _exceedances(rows.y)
+            j = np.arange(len(k_j))
+            mu_over_phi = pt.exp(rows.log_exposure + eta - pt.log(phi))
+            return pt.sum(k_j * pt.log1p(j / phi)) - pt.sum((rows.y + phi) * pt.log1p(mu_over_phi))
         # binomial: y eta - N log(1 + e^eta)
         return -pt.sum(rows.trials * pt.softplus(eta))
 
@@ -110,13 +112,15 @@ class Family:
         if self.name == "poisson":
             return y * log_mu - np.exp(log_mu) - log_y_factorial
         phi = params["phi"][:, None]
-        log_mu_phi = np.logaddexp(log_mu, np.log(phi))
+        # The stable form of the model's normaliser (see ``normaliser``).
+        j = np.arange(max(int(y.max()), 1))
+        table = np.concatenate(
+            [np.zeros((phi.shape[0], 1)), np.cumsum(np.log1p(j / phi), axis=1)], axis=1)
         return (
-            special.gammaln(y + phi)
-            - special.gammaln(phi)
+            table[:, y]
+            + y * log_mu
             - log_y_factorial
-            + phi * (np.log(phi) - log_mu_phi)
-            + y * (log_mu - log_mu_phi)
+            - (y + phi) * np.log1p(np.exp(log_mu - np.log(phi)))
         )
 
     def replicate(self, eta: np.ndarray, rows: Rows, params: dict,
@@ -147,3 +151,9 @@ def get(name: str) -> Family:
     if name not in FAMILIES:
         raise ValueError(f"unknown family {name!r}: choose one of {tuple(FAMILIES)}")
     return FAMILIES[name]
+
+
+def _exceedances(y: np.ndarray) -> np.ndarray:
+    """``K_j`` = number of rows with ``y > j``, for j = 0 .. max(y) - 1."""
+    counts = np.bincount(y.astype(np.int64))
+    return (len(y) - np.cumsum(counts))[:-1].astype(float)
