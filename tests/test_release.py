@@ -23,11 +23,10 @@ from scipy.optimize import linprog
 from fakes import fake_table, fake_tree
 from socialgradient import checks, cli, fit, outputs, report
 from socialgradient.checks import deprivation_decile
-from socialgradient.fit import _assemble
+from socialgradient.fit import assemble
 from socialgradient.model import NeighbourhoodData
 from socialgradient.spec import Spec
 
-NAN = float("nan")
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 
@@ -40,7 +39,7 @@ def fit_like(table: pd.DataFrame, chains: int = 2, draws: int = 40, seed: int = 
     post = base["posterior"].to_dataset().assign_coords(la=data.la)
     raw = xr.DataTree.from_dict({"posterior": post,
                                  "sample_stats": base["sample_stats"].to_dataset()})
-    return _assemble(raw, data, Spec(outcome), NAN, NAN, 1000)
+    return assemble(raw, data, Spec(outcome))
 
 
 def tiny_table(seed: int = 0, n_la: int = 5, per_la: int = 6) -> pd.DataFrame:

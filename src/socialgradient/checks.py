@@ -236,7 +236,12 @@ def prior_predictive(table: pd.DataFrame, spec="referrals", draws: int = 1000,
     with warnings.catch_warnings():
         # Forward sampling ignores the likelihood potential: that is the point here.
         warnings.filterwarnings("ignore", ".*[Pp]otential.*", UserWarning)
-        prior = pm.sample_prior_predictive(draws=draws, model=model, random_seed=seed)
+        needed = ("a", "b_w", "la_sd", "la_effect", "stratum_effect", "moderator_effect", "phi")
+        prior = pm.sample_prior_predictive(
+            draws=draws, model=model, random_seed=seed,
+            var_names=[v for v in needed if v in model.named_vars],
+            compile_kwargs={"mode": "FAST_COMPILE"},  # a few draws: compiling C costs more
+        )
     prior = prior["prior"].to_dataset()
     fam = families.get(spec.family)
     rep = predict.replicate(prior, data, spec.family, seed=seed + 1)

@@ -27,8 +27,8 @@ for the rate of re-referrals.
 
 Optionally, a **trials** column for a binomial outcome (e.g. the referrals of which the
 outcome counts the re-referrals): whole numbers > 0, never fewer than the outcome's count.
-Optionally, **moderator** columns (e.g. ``rural``, ``density``): numeric, finite, not
-constant.
+Optionally, **moderator** columns (e.g. ``rural``, ``density``): numeric (a True/False flag
+counts as 1/0), finite, not constant.
 
 Any other column (``la_name``, ``rural``, ...) is passed through unchanged. Codes must be
 exact: surrounding whitespace makes a code malformed, it is never stripped silently.
@@ -283,6 +283,9 @@ def validate(
 
     if stratum:
         _raise_rows("missing_value", "missing", t, {stratum: t[stratum].isna().to_numpy()})
+    for c in moderators:  # a True/False flag (e.g. rural) moderates as 1/0
+        if pd.api.types.is_bool_dtype(t[c]):
+            t[c] = t[c].astype(float)
     counted = (*outcomes, *([trials] if trials else []))
     num = {c: _numeric(t[c])
            for c in dict.fromkeys(("children", "income", exposure, *counted, *moderators))}
