@@ -12,8 +12,9 @@ import pytest
 import socialgradient.api as sg
 from socialgradient.data import schema
 from socialgradient.data.schema import InputError
-from socialgradient.fit import data_hash, encoded_data, load, save
+from socialgradient.fit import data_hash, load, save
 from socialgradient.model import NeighbourhoodData, build_model
+from socialgradient.predict import encoded_data
 from socialgradient.spec import Spec
 
 

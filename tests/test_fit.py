@@ -11,8 +11,9 @@ from scipy import stats
 
 from socialgradient import checks
 from socialgradient.data.synthetic.england import simulate
-from socialgradient.fit import data_hash, encoded_data, fit, load, save
+from socialgradient.fit import data_hash, fit, load, save
 from socialgradient.model import NeighbourhoodData
+from socialgradient.predict import encoded_data
 from socialgradient.spec import Sampling, Spec
 
 GROUPS = {

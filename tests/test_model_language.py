@@ -183,7 +183,8 @@ def test_moderators_fit_and_report(moderated):
     assert post["la_moderator_effect"].dims == ("chain", "draw", "la_moderator", "effect")
     assert np.isfinite(tree["log_likelihood"]["events"].values).all()
     # The saved fit re-encodes to the same data (LOO, replicates, report from the file).
-    from socialgradient.fit import data_hash, encoded_data
+    from socialgradient.fit import data_hash
+    from socialgradient.predict import encoded_data
 
     assert data_hash(encoded_data(tree)) == tree.attrs["data_hash"]
 
@@ -192,7 +193,7 @@ def test_predict_known_and_new_las(moderated):
     """For the fit's own rows, predict reproduces the model's mean (moderators included);
     a new LA's rows carry the between-LA spread."""
     from socialgradient import predict
-    from socialgradient.fit import encoded_data
+    from socialgradient.predict import encoded_data
 
     table, tree = moderated
     pred = sg.predict(tree, table)

@@ -37,7 +37,8 @@ def write_models(folder: Path) -> Path:
 def test_repository_specs_are_read():
     specs = suite.national_specs(MODELS)
     national = [s.outcome for _, s, _ in specs if s is not None]
-    assert national == ["assessments", "cin_plans", "cp_plans", "looked_after", "referrals"]
+    assert national == ["assessments", "cin_plans", "cp_plans", "looked_after", "referrals",
+                        "referrals"]  # the last: national_referrals_places (moderators)
     assert all(why.startswith("an LA panel spec") for _, s, why in specs if s is None)
 
 

@@ -15,7 +15,7 @@ from socialgradient.deprivation import decompose
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data"
-PACKAGE_CALIBRATION = ROOT / "src" / "socialgradient" / "data" / "la_calibration.csv"
+PACKAGE_CALIBRATION = ROOT / "src" / "socialgradient" / "data" / "synthetic" / "la_calibration.csv"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 COLUMNS = ["lsoa", "la", "la_name", "children", "income", "rural", *OUTCOMES, "population",

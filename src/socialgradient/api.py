@@ -34,7 +34,6 @@ load_fit = _fit.load
 save_fit = _fit.save
 diagnose = checks.diagnose
 ppc = checks.ppc
-prior_predictive = checks.prior_predictive
 predict = _predict.predict
 loo_compare = checks.loo_compare
 summarise = report.summary
@@ -132,3 +131,11 @@ def plot(tree: xr.DataTree, kind: str):
     if kind not in kinds:
         raise ValueError(f"unknown plot {kind!r}: choose one of {sorted(kinds)}")
     return kinds[kind](tree)
+
+
+def prior_predictive(table: pd.DataFrame, spec: Spec | str = "referrals", draws: int = 1000,
+                     seed: int = 0, la_table: pd.DataFrame | None = None, **changes) -> dict:
+    """What the priors of ``spec`` imply on ``table`` before seeing its counts:
+    :func:`socialgradient.checks.prior_predictive` on the validated, encoded table."""
+    spec = _spec(spec, **changes)
+    return checks.prior_predictive(encode(table, spec, la_table=la_table), spec, draws, seed)

@@ -101,10 +101,15 @@ def _implausible(tree: xr.DataTree) -> list[str]:
     if "constant_data" not in tree.children or "observed_data" not in tree.children:
         return []
     const = tree["constant_data"]
-    if outcome not in tree["observed_data"] or not {"exposure", "children"} & set(const):
+    if outcome not in tree["observed_data"] or "children" not in const:
         return []  # not a national fit (e.g. the LA panel)
-    at_risk = const["exposure"] if "exposure" in const else const["children"]
     name = tree.attrs.get("exposure", "children")
+    if name != "children":
+        # Another exposure (person-days at risk, binomial trials) has its own scale: several
+        # same-day closings in under a day at risk are not implausible, and the binomial's
+        # trials bound its counts by contract.
+        return []
+    at_risk = const["children"]
     y = tree["observed_data"][tree.attrs["outcome"]].values
     exposure = at_risk.values
     out = []
@@ -209,13 +214,13 @@ def loo_compare(fits: dict[str, xr.DataTree]) -> pd.DataFrame:
     return table
 
 
-def prior_predictive(table: pd.DataFrame, spec="referrals", draws: int = 1000,
-                     seed: int = 0, la_table: pd.DataFrame | None = None) -> dict:
+def prior_predictive(data, spec, draws: int = 1000, seed: int = 0) -> dict:
     """What a spec's priors imply, before seeing the counts (a prior predictive check).
 
-    Draws the parameters from the priors of the model of ``spec`` on ``table`` (its
-    exposure, deprivation and moderators; the counts are not used) and replicates every
-    row's count with the spec's family.
+    Draws the parameters from the priors of the model of ``spec`` on the encoded ``data``
+    (its exposure, deprivation and moderators; the counts are not used) and replicates
+    every row's count with the spec's family. ``socialgradient.api.prior_predictive``
+    takes a table.
 
     Returns
     -------
@@ -227,11 +232,9 @@ def prior_predictive(table: pd.DataFrame, spec="referrals", draws: int = 1000,
     """
     import pymc as pm
 
-    from socialgradient import api, families, predict
+    from socialgradient import families, predict
     from socialgradient.model import build_model
 
-    spec = api._spec(spec)
-    data = api.encode(table, spec, la_table=la_table)
     model = build_model(data, spec)
     with warnings.catch_warnings():
         # Forward sampling ignores the likelihood potential: that is the point here.

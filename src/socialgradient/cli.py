@@ -1,4 +1,6 @@
-"""Command line: ``socialgradient simulate | fit | run``.
+"""Command line: ``socialgradient simulate | fit | run`` (over 400 lines because it holds
+the argument parser of every command; each command's
+work lives in its own module and is only dispatched from here.)
 
 * ``simulate --out DIR [--seed N] [--scale F]``: write a synthetic England (Parquet + truth).
 * ``fit DATA --outcome COL --out DIR [--family ...] [--draws N] ...``: fit the national

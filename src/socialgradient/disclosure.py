@@ -1,4 +1,7 @@
-"""Statistical disclosure control: the one gate every exported count table goes through.
+"""Statistical disclosure control: the one gate every exported count table goes through
+(over 400 lines because the gate is one concern a reviewer must read whole: the threshold,
+secondary suppression, the linear-programming check that no hidden cell can be pinned
+from published totals, rounding and the log.)
 
 ``write_table`` decides by level: "child" rows are refused unless an override reason is
 given; "lsoa" and "la" count tables are protected by ``protect`` (unprotected only under an

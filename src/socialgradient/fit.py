@@ -217,45 +217,6 @@ def assemble(
     return out
 
 
-def encoded_data(tree: xr.DataTree) -> NeighbourhoodData:
-    """Rebuild the :class:`NeighbourhoodData` a fit was made from (e.g. after :func:`load`)."""
-    const = tree["constant_data"].to_dataset()
-    outcome = tree.attrs["outcome"]
-    la = const["la"].values.astype(str)
-    la_pos = {code: i for i, code in enumerate(la)}
-    strata = tuple(json.loads(tree.attrs.get("strata", "[]")))
-    stratum_index = None
-    if strata:
-        s_pos = {level: i for i, level in enumerate(strata)}
-        stratum_index = np.array([s_pos[s] for s in const["stratum"].values.astype(str)])
-    return NeighbourhoodData(
-        lsoa=const["lsoa"].values.astype(str),
-        la=la,
-        la_index=np.array([la_pos[c] for c in const["lsoa_la"].values.astype(str)]),
-        children=const["children"].values,
-        income=const["income"].values,
-        y=tree["observed_data"][outcome].values.astype(np.int64),
-        w=const["w"].values,
-        m_la=const["m_la"].values,
-        m_c=const["m_c"].values,
-        x_bar=float(tree.attrs["x_bar"]),
-        outcome=outcome,
-        strata=strata,
-        stratum_index=stratum_index,
-        stratum_name=tree.attrs.get("stratum_name", ""),
-        exposure=const["exposure"].values if "exposure" in const else None,
-        exposure_name=tree.attrs.get("exposure", "children"),
-        trials=const["trials"].values.astype(np.int64) if "trials" in const else None,
-        moderators=const["moderator_value"].values if "moderator_value" in const else None,
-        moderator_names=tuple(const["moderator"].values.astype(str))
-        if "moderator_value" in const else (),
-        la_moderators=const["la_moderator_value"].values
-        if "la_moderator_value" in const else None,
-        la_moderator_names=tuple(const["la_moderator"].values.astype(str))
-        if "la_moderator_value" in const else (),
-    )
-
-
 def save(tree: xr.DataTree, path: str | Path) -> None:
     """Write a fit to netCDF (h5netcdf), atomically: a killed run leaves no partial file."""
     encoding = {

@@ -104,8 +104,13 @@ class SpecMethods:
 
     @property
     def hash(self) -> str:
-        """Short SHA-256 of :meth:`to_json`."""
-        return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
+        """Short SHA-256 of :meth:`to_json`; a path in it (``la_data``) counts by its file
+        name only, so a checkout moved elsewhere keeps its hashes (the LA table's values
+        are in the fit's data hash)."""
+        raw = json.loads(self.to_json())
+        if raw.get("la_data"):
+            raw["la_data"] = Path(raw["la_data"]).name
+        return hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()[:16]
 
     def replace(self, **changes):
         """A copy with top-level fields or sampling fields (``draws=``, ...) changed;

@@ -23,7 +23,7 @@ import pandas as pd
 
 from socialgradient import api, fit, outputs, report
 from socialgradient.files import atomic_write
-from socialgradient.spec import Spec
+from socialgradient.spec import Spec, load_spec
 
 HEADLINE = tuple(k for k in report.NATIONAL_KEYS if k != "interaction")
 
@@ -47,7 +47,7 @@ def national_specs(models_dir: Path) -> list[tuple[Path, Spec | None, str]]:
         if "measure" in raw and "outcome" not in raw:
             out.append((path, None, "an LA panel spec: run it with `socialgradient panel`"))
             continue
-        out.append((path, Spec.from_dict(raw), ""))
+        out.append((path, load_spec(path), ""))
     return out
 
 
