@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from approx import rounded
 from scipy.integrate import quad
 
+from approx import rounded
 from socialgradient.data.synthetic import calibration as calib
 from socialgradient.data.synthetic.context import (
     AREA_MODEL,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from approx import rounded
 
+from approx import rounded
 from socialgradient.data.census import linkage
 from socialgradient.data.synthetic import sample
 from socialgradient.data.synthetic.england import DEFAULT_SEED

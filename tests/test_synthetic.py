@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from approx import rounded
 
+from approx import rounded
 from socialgradient.data.synthetic.calibration import build_calibration, write_calibration
 from socialgradient.data.synthetic.england import OUTCOMES, Synthetic, simulate, write
 from socialgradient.deprivation import decompose
