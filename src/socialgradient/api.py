@@ -20,7 +20,7 @@ import pandas as pd
 import pymc as pm
 import xarray as xr
 
-from socialgradient import checks, moderators, parameterisation, report
+from socialgradient import checks, joint, moderators, parameterisation, report
 from socialgradient import fit as _fit
 from socialgradient import predict as _predict
 from socialgradient.data import schema
@@ -36,9 +36,7 @@ diagnose = checks.diagnose
 ppc = checks.ppc
 predict = _predict.predict
 loo_compare = checks.loo_compare
-summarise = report.summary
 la_gradients = report.la_gradients
-write = report.write
 simulate = england.simulate
 simulate_records = records.simulate_records
 aggregate = linkage.aggregate
@@ -71,6 +69,10 @@ def encode(table: pd.DataFrame, spec: Spec | str, stratum: str = "",
     """
     if isinstance(spec, str):
         spec = Spec(spec, stratum=stratum, exposure=exposure)
+    if spec.outcomes:  # the joint threshold model: one encoding per threshold
+        joint.check_spec(spec)
+        valid = schema.validate(table, list(spec.outcomes))
+        return [NeighbourhoodData.from_table(valid, o) for o in spec.outcomes]
     valid = schema.validate(table, [spec.outcome], spec.stratum or None, spec.exposure,
                             trials=spec.trials, moderators=spec.neighbourhood_moderators)
     las = None
@@ -115,6 +117,8 @@ def fit(
     table directly instead of the spec's ``la_data`` path."""
     spec = _spec(spec, **changes)
     data = encode(table, spec, la_table=la_table)
+    if spec.outcomes:
+        return joint.fit(data, spec, progressbar=progressbar)
     return _fit.fit(data, spec, progressbar=progressbar)
 
 
@@ -139,3 +143,18 @@ def prior_predictive(table: pd.DataFrame, spec: Spec | str = "referrals", draws:
     :func:`socialgradient.checks.prior_predictive` on the validated, encoded table."""
     spec = _spec(spec, **changes)
     return checks.prior_predictive(encode(table, spec, la_table=la_table), spec, draws, seed)
+
+
+def summarise(tree: xr.DataTree, diagnostics: dict | None = None) -> dict:
+    """The headline quantities with 95%/80% ETIs and the diagnostics (``summary.json``);
+    for a joint threshold fit also every threshold and the steepening probabilities."""
+    if joint.outcomes(tree):
+        return joint.summary(tree, diagnostics)
+    return report.summary(tree, diagnostics)
+
+
+def write(tree: xr.DataTree, out_dir, **kwargs) -> dict:
+    """Write the fit's output set (``release/``, ``internal/``, manifest), all or nothing."""
+    if joint.outcomes(tree):
+        return joint.write(tree, out_dir, **kwargs)
+    return report.write(tree, out_dir, **kwargs)

@@ -285,7 +285,7 @@ def _data(args) -> int:
 
 
 def _report(args) -> int:
-    from socialgradient import disclosure, fit, report
+    from socialgradient import api, disclosure, fit, report
 
     source, manifest = report.locate_fit(args.fit)
     rule = disclosure.Rule(threshold=args.threshold, round_to=args.round_to,
@@ -299,9 +299,9 @@ def _report(args) -> int:
     if manifest is not None:  # keys a command added (the LOO comparison of run) carry over
         old = json.loads((source.parent.parent / "release" / "summary.json").read_text())
         extra = {k: old[k] for k in ("loo",) if k in old}
-    paths = report.write(tree, args.out, extra=extra, rule=rule, posterior=source,
-                         command="report")
-    print(report.headline(json.loads(paths["summary"].read_text())))
+    paths = api.write(tree, args.out, extra=extra, rule=rule, posterior=source,
+                      command="report")
+    print(_headline(json.loads(paths["summary"].read_text())))
     print(f"wrote {args.out}/: release/ (safe to publish), internal/ (not for release), "
           f"MANIFEST.json")
     return 0
@@ -320,6 +320,12 @@ def _spec(args, outcome: str | None = None) -> Spec:
     )
 
 
+def _headline(s: dict) -> str:
+    from socialgradient import joint, report
+
+    return joint.headline(s) if "thresholds" in s else report.headline(s)
+
+
 def _priors(items: list[str]) -> dict[str, float]:
     """``--prior NAME=SCALE`` flags as a dict (validated by :class:`Spec`'s Priors)."""
     out = {}
@@ -335,7 +341,7 @@ def _priors(items: list[str]) -> dict[str, float]:
 
 
 def _fit_and_write(table, spec: Spec, out: Path, progress: bool, compare: bool) -> dict:
-    from socialgradient import api, checks, outputs, report
+    from socialgradient import api, checks, outputs
 
     outputs.check_destination(out)  # before any sampling
 
@@ -348,9 +354,9 @@ def _fit_and_write(table, spec: Spec, out: Path, progress: bool, compare: bool) 
         loo = checks.loo_compare({spec.family: tree, other: rival})
         extra["loo"] = json.loads(loo.to_json(orient="index"))
         print(loo.to_string())
-    paths = report.write(tree, out, extra=extra, command="run" if compare else "fit")
+    paths = api.write(tree, out, extra=extra, command="run" if compare else "fit")
     s = json.loads(paths["summary"].read_text())
-    print(report.headline(s))
+    print(_headline(s))
     print(f"wrote {out}/: release/ (safe to publish), internal/ (not for release), "
           f"MANIFEST.json")
     return {"summary": s, "paths": paths}

@@ -40,8 +40,11 @@ _DERIVED = ("la_cov", "la_cov_corr", "la_cov_stds", "inv_sqrt_phi", "la_z", "la_
             "moderator_coef", "la_moderator_coef")
 
 
-def data_hash(data: NeighbourhoodData) -> str:
-    """SHA-256 (first 16 hex digits) of the arrays a fit depends on."""
+def data_hash(data: NeighbourhoodData | list[NeighbourhoodData]) -> str:
+    """SHA-256 (first 16 hex digits) of the arrays a fit depends on (of each threshold's,
+    for the joint model's list)."""
+    if isinstance(data, list):
+        return hashlib.sha256("|".join(data_hash(d) for d in data).encode()).hexdigest()[:16]
     h = hashlib.sha256()
     parts = [data.lsoa, data.la[data.la_index], data.children, data.income, data.y]
     if data.strata:

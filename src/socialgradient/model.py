@@ -289,22 +289,30 @@ def la_effects(data: NeighbourhoodData, priors: Priors | None = None,
     centre = pt.stack([a + b_b * m_c, b_w + b_x * m_c], axis=1)
     if data.la_moderator_names:
         centre = centre + _la_moderator_terms(data, p)
+    return la_theta(centre, chol, centred, data.la, "la_effect", ("la", "effect"))
+
+
+def la_theta(centre, chol, centred: np.ndarray | None, la: np.ndarray, name: str,
+             dims: tuple[str, str]):
+    """LA effects ``name`` (dims ``dims``: la x coefficient) with means ``centre`` and
+    covariance factor ``chol``: a free MvNormal when every LA is centred, else a
+    deterministic of the centred LAs' ``la_effect_centred`` and the others' ``la_z``."""
     if centred is None or centred.all():
-        return pm.MvNormal("la_effect", mu=centre, chol=chol, dims=("la", "effect"))
+        return pm.MvNormal(name, mu=centre, chol=chol, dims=dims)
     model = pm.modelcontext(None)
     (on,), (off,) = np.nonzero(centred), np.nonzero(~centred)
-    model.add_coord("la_noncentred", data.la[off])
+    model.add_coord("la_noncentred", la[off])
     # Non-centred LAs: theta = centre + L z, z ~ N(0, I) (no funnel when data are weak).
-    z = pm.Normal("la_z", 0.0, 1.0, dims=("la_noncentred", "effect"))
+    z = pm.Normal("la_z", 0.0, 1.0, dims=("la_noncentred", dims[1]))
     parts, order = [centre[off] + z @ chol.T], [off]
     if on.size:
-        model.add_coord("la_centred", data.la[on])
+        model.add_coord("la_centred", la[on])
         parts.insert(0, pm.MvNormal("la_effect_centred", mu=centre[on], chol=chol,
-                                    dims=("la_centred", "effect")))
+                                    dims=("la_centred", dims[1])))
         order.insert(0, on)
     inverse = np.argsort(np.concatenate(order))
     theta = pt.concatenate(parts, axis=0)[inverse]
-    return pm.Deterministic("la_effect", theta, dims=("la", "effect"))
+    return pm.Deterministic(name, theta, dims=dims)
 
 
 def _la_moderator_terms(data: NeighbourhoodData, p: Priors):

@@ -132,6 +132,8 @@ class SpecMethods:
         sampling = raw.pop("sampling", {})
         _check_keys(raw, {f.name for f in dataclasses.fields(cls)} - {"sampling"}, "spec")
         _check_keys(sampling, {f.name for f in dataclasses.fields(Sampling)}, "[sampling]")
+        if raw.get("outcomes") and "outcome" not in raw:
+            raw["outcome"] = raw["outcomes"][0]
         if "priors" in raw:
             _check_keys(raw["priors"], {f.name for f in dataclasses.fields(Priors)}, "[priors]")
             raw["priors"] = Priors(**raw["priors"])
@@ -163,6 +165,7 @@ class Spec(SpecMethods):
     la_moderators: tuple[str, ...] = ()
     la_effects: str = "auto"
     target_accept: float = 0.8
+    outcomes: tuple[str, ...] = ()  # thresholds of a joint model, in order (outcome = first)
     priors: Priors = field(default_factory=Priors)
     sampling: Sampling = field(default_factory=Sampling)
 
@@ -179,18 +182,22 @@ class Spec(SpecMethods):
         if self.family == "binomial" and self.exposure != "children":
             raise ValueError("a binomial fit has no exposure offset: its denominator is "
                              "`trials`")
-        for name in ("neighbourhood_moderators", "la_moderators"):
+        for name in ("neighbourhood_moderators", "la_moderators", "outcomes"):
             value = getattr(self, name)
             value = (value,) if isinstance(value, str) else tuple(value)
             if len(set(value)) != len(value):
                 raise ValueError(f"{name} repeats a column: {list(value)}")
             object.__setattr__(self, name, value)
+        if self.outcomes and (len(self.outcomes) < 2 or self.outcome != self.outcomes[0]):
+            raise ValueError("a joint spec lists at least two outcomes, `outcome` being the "
+                             f"first: got outcome={self.outcome!r}, outcomes={self.outcomes}")
         if self.la_moderators and not self.la_data:
             raise ValueError("la_moderators need la_data: the LA table they are columns of")
         if isinstance(self.priors, dict):
             object.__setattr__(self, "priors", Priors(**self.priors))
         if not self.name:
-            object.__setattr__(self, "name", f"{self.outcome}_{self.family}")
+            stem = "_".join(self.outcomes) if self.outcomes else self.outcome
+            object.__setattr__(self, "name", f"{stem}_{self.family}")
 
     def to_json(self) -> str:
         """Canonical JSON: fields at their defaults since the model language was added
@@ -209,6 +216,7 @@ _NEW_DEFAULTS = {
     "la_effects": "auto",
     "target_accept": 0.8,
     "priors": dataclasses.asdict(Priors()),
+    "outcomes": [],
 }
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from socialgradient import api, fit, outputs, report
+from socialgradient import api, fit, joint, outputs, report
 from socialgradient.files import atomic_write
 from socialgradient.spec import Spec, load_spec
 
@@ -87,8 +87,11 @@ def run(models_dir: Path, table: pd.DataFrame, out_dir: Path, progressbar: bool 
         if summary is not None:
             items.append(Item(path, spec.name, "up to date", summary))
             continue
-        tree = fit.fit(data[path], spec, progressbar=progressbar)
-        paths = report.write(tree, out, command="suite")
+        if spec.outcomes:
+            tree = joint.fit(data[path], spec, progressbar=progressbar)
+        else:
+            tree = fit.fit(data[path], spec, progressbar=progressbar)
+        paths = api.write(tree, out, command="suite")
         summary = json.loads(paths["summary"].read_text(encoding="utf-8"))
         items.append(Item(path, spec.name, "fitted", summary))
     table_out = summary_table(items)
@@ -102,14 +105,21 @@ def summary_table(items: list[Item]) -> pd.DataFrame:
     for item in items:
         row = {"spec": item.name, "file": item.path.name, "status": item.status}
         s = item.summary
-        if s is not None:
-            row |= {"outcome": s["model"]["outcome"], "family": s["model"]["family"],
-                    "n_lsoa": s["model"]["n_lsoa"]}
+        if s is None:
+            rows.append(row)
+            continue
+        # A joint fit gives one row per threshold (with that threshold's headline keys).
+        parts = s["thresholds"].items() if "thresholds" in s else [(s["model"]["outcome"], s)]
+        for outcome, headline in parts:
+            one = row | {"outcome": outcome, "family": s["model"]["family"],
+                         "n_lsoa": s["model"]["n_lsoa"]}
             for key in HEADLINE:
-                lo, hi = s[key]["ci95"]
-                row |= {key: s[key]["median"], f"{key}_lo95": lo, f"{key}_hi95": hi}
-            row["verdict"] = s["diagnostics"]["verdict"]
-        rows.append(row)
+                if key in headline:
+                    lo, hi = headline[key]["ci95"]
+                    one |= {key: headline[key]["median"], f"{key}_lo95": lo,
+                            f"{key}_hi95": hi}
+            one["verdict"] = s["diagnostics"]["verdict"]
+            rows.append(one)
     return pd.DataFrame(rows)
 
 
@@ -120,8 +130,14 @@ def headline(items: list[Item]) -> str:
         if item.summary is None:
             lines.append(f"{item.name:<28} {item.status}")
             continue
-        g = item.summary["gradient_mean_la"]
+        s = item.summary
+        if "thresholds" in s:
+            first = next(iter(s["thresholds"].values()))
+            g = first["gradient_mean_la"]
+            extra = f"  P(steepens every step) {s['p_steepens_every_step']:.2f}"
+        else:
+            g, extra = s["gradient_mean_la"], ""
         lo, hi = g["ci95"]
         lines.append(f"{item.name:<28} {item.status:<11} gradient {g['median']:.3f} "
-                     f"[{lo:.3f}, {hi:.3f}]  {item.summary['diagnostics']['verdict']}")
+                     f"[{lo:.3f}, {hi:.3f}]  {s['diagnostics']['verdict']}{extra}")
     return "\n".join(lines)

@@ -1,0 +1,112 @@
+"""The joint threshold model: structure, steepening probabilities, views, output set."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import socialgradient.api as sg
+from socialgradient import joint, outputs
+from socialgradient.spec import Spec, load_spec
+
+THRESHOLDS = ("referrals", "assessments", "cin_plans")
+
+
+@pytest.fixture(scope="module")
+def table() -> pd.DataFrame:
+    t = sg.default_data()
+    return t[t["la"].isin(t["la"].unique()[::5][:20])].reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def tree(table):
+    spec = Spec("referrals", outcomes=THRESHOLDS)
+    return sg.fit(table, spec, draws=150, tune=200, chains=2, progressbar=False)
+
+
+def test_spec():
+    spec = Spec.from_dict({"outcomes": list(THRESHOLDS)})
+    assert spec.outcome == "referrals"
+    assert spec.name == "referrals_assessments_cin_plans_negbin"
+    assert Spec.from_json(spec.to_json()) == spec
+    with pytest.raises(ValueError, match="at least two outcomes"):
+        Spec("referrals", outcomes=("referrals",))
+    with pytest.raises(ValueError, match="joint threshold model supports"):
+        joint.check_spec(Spec("referrals", outcomes=THRESHOLDS, stratum="age_band"))
+    assert load_spec("models/joint_thresholds.toml").outcomes == (
+        "referrals", "assessments", "cin_plans", "cp_plans", "looked_after")
+
+
+def test_model_structure(table):
+    datas = sg.encode(table, Spec("referrals", outcomes=THRESHOLDS))
+    model = joint.build(datas, Spec("referrals", outcomes=THRESHOLDS))
+    assert model.named_vars_to_dims["la_effect"] == ("la", "threshold", "effect")
+    assert model.named_vars_to_dims["b_w"] == ("threshold",)
+    assert len(model.coords["la_pair"]) == 6 * 5 // 2
+    assert [p.name for p in model.potentials] == ["loglik"]
+
+
+def test_joint_density_is_the_sum_of_the_single_models(table):
+    """At any point, the joint likelihood potential equals the sum of the single-outcome
+    potentials at each threshold's LA effects (the joint model only adds the correlation
+    of LA effects across thresholds, in the prior)."""
+    from socialgradient.model import build_model
+
+    spec = Spec("referrals", outcomes=THRESHOLDS[:2], family="poisson", la_effects="centred")
+    datas = sg.encode(table, spec)
+    model = joint.build(datas, spec)
+    rng = np.random.default_rng(0)
+    point = model.initial_point()
+    point = {k: v + rng.normal(0, 0.1, np.shape(v)) for k, v in point.items()}
+    (pot,) = model.replace_rvs_by_values([model["loglik"]])
+    joint_value = model.compile_fn(pot, inputs=model.value_vars, mode="FAST_COMPILE",
+                                   on_unused_input="ignore")(point)
+    flat = point["la_effect_flat"].reshape(len(datas[0].la), 2, 2)
+    total = 0.0
+    for j, d in enumerate(datas):
+        single = build_model(d, Spec(d.outcome, family="poisson", la_effects="centred"))
+        (p1,) = single.replace_rvs_by_values([single["loglik"]])
+        f = single.compile_fn(p1, inputs=single.value_vars, mode="FAST_COMPILE",
+                              on_unused_input="ignore")
+        total += f(single.initial_point() | {"la_effect": flat[:, j, :]})
+    np.testing.assert_allclose(joint_value, total, rtol=1e-10)
+
+
+def test_summary_and_steepening(tree):
+    s = sg.summarise(tree)
+    assert list(s["thresholds"]) == list(THRESHOLDS)
+    for t in s["thresholds"].values():
+        assert set(t) == {"gradient_mean_la", "gradient_less_deprived_la",
+                          "gradient_more_deprived_la", "contextual_effect"}
+    assert set(s["p_steepens"]) == {"referrals<assessments", "assessments<cin_plans"}
+    post = tree["posterior"]
+    expected = float((post["b_w"].sel(threshold="assessments")
+                      > post["b_w"].sel(threshold="referrals")).mean())
+    assert s["p_steepens"]["referrals<assessments"] == pytest.approx(expected)
+    assert s["p_steepens_every_step"] <= min(s["p_steepens"].values())
+    assert s["model"]["outcomes"] == list(THRESHOLDS)
+
+
+def test_view_is_an_ordinary_fit(tree):
+    one = joint.view(tree, "assessments")
+    assert one.attrs["outcome"] == "assessments"
+    assert one["posterior"]["la_effect"].dims == ("chain", "draw", "la", "effect")
+    assert sg.la_gradients(one).shape[0] == 20
+    s = sg.summarise(one)
+    assert s["gradient_mean_la"]["median"] == pytest.approx(
+        sg.summarise(tree)["thresholds"]["assessments"]["gradient_mean_la"]["median"])
+
+
+def test_output_set(tree, tmp_path):
+    paths = sg.write(tree, tmp_path / "out")
+    manifest = outputs.verify(tmp_path / "out")
+    assert manifest["spec_hash"] == tree.attrs["spec_hash"]
+    las = pd.read_csv(paths["la_gradients"])
+    assert las["threshold"].tolist() == [t for t in THRESHOLDS for _ in range(20)]
+    s = json.loads(paths["summary"].read_text())
+    assert "p_steepens_every_step" in s
+    for name in THRESHOLDS:
+        assert (tmp_path / "out" / "release" / name / "gradient_curve.png").exists()
