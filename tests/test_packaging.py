@@ -89,6 +89,7 @@ def test_resources_resolve_in_the_checkout():
     assert api.DEFAULT_DATA == ROOT / "data" / "neighbourhoods.parquet"
     assert cli.DEFAULT_SPEC.is_file()
     assert cli.DEFAULT_DATA.is_file()
+    assert (resources.root("models") / "la_panel_referrals.toml").is_file()  # panel's default
     with pytest.raises(ValueError, match="unknown resource kind"):
         resources.root("figures")
 
