@@ -1,5 +1,7 @@
 # Two commands do all set-up on a fresh machine:  `make run`  and  `make test`.
-# Both build .venv from the pinned requirements.lock when it is missing or stale.
+# Both build .venv from the pinned requirements.lock when it is missing or stale (exact,
+# hashed: the core plus the numpyro and dev extras), then install the package itself with
+# --no-deps. pyproject.toml holds ranges for `pip install socialgradient` users.
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed

@@ -1,11 +1,23 @@
-"""The three dependency lists agree: pyproject.toml, environment.yml, requirements.lock."""
+"""The dependency lists agree: pyproject.toml (ranges), requirements.lock and environment.yml
+(exact pins).
+
+* ``[project].dependencies`` and the extras are ranges (``pip install socialgradient`` must
+  live beside other numpy/pandas versions): no ``==`` there, a lower bound on each.
+* requirements.lock pins exactly what the Makefile installs (core + ``numpyro`` + ``dev``
+  extras, and everything they pull in), and every pin is admitted by pyproject's ranges.
+* environment.yml (the conda route) pins the same versions as the lock for the packages it
+  names, and names every direct dependency of core + ``numpyro`` + ``dev``.
+"""
 
 import re
 import tomllib
 from pathlib import Path
 
+from packaging.requirements import Requirement
+
 ROOT = Path(__file__).resolve().parents[1]
-PIN = re.compile(r"^\s*-?\s*([A-Za-z0-9_.\-]+)==([^\s#]+)")
+PIN = re.compile(r"^\s*-?\s*([A-Za-z0-9_.\-]+)==([^\s#;\\]+)")
+LOCKED_EXTRAS = ("numpyro", "dev")  # what the Makefile installs besides the core
 
 
 def _norm(name: str) -> str:
@@ -16,26 +28,68 @@ def _pins(lines) -> dict[str, str]:
     return {_norm(m[1]): m[2] for line in lines if (m := PIN.match(line))}
 
 
-def _pyproject() -> dict[str, str]:
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    deps = project["dependencies"] + project["optional-dependencies"]["dev"]
-    return _pins(deps)
+def _project() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 
 
-def test_every_dependency_is_pinned_exactly():
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    deps = project["dependencies"] + project["optional-dependencies"]["dev"]
-    assert len(_pins(deps)) == len(deps), [d for d in deps if "==" not in d]
+def _requirements(extras=LOCKED_EXTRAS) -> list[Requirement]:
+    project = _project()
+    deps = list(project["dependencies"])
+    for extra in extras:
+        deps += project["optional-dependencies"][extra]
+    return [Requirement(d) for d in deps]
 
 
-def test_environment_yml_matches_pyproject():
-    assert _pins((ROOT / "environment.yml").read_text().splitlines()) == _pyproject()
+def _lock() -> dict[str, str]:
+    return _pins((ROOT / "requirements.lock").read_text().splitlines())
 
 
-def test_lock_contains_pyproject_pins():
-    lock = _pins((ROOT / "requirements.lock").read_text().splitlines())
-    mismatched = {k: (v, lock.get(k)) for k, v in _pyproject().items() if lock.get(k) != v}
-    assert not mismatched, mismatched
+def test_dependencies_are_ranges_not_pins():
+    project = _project()
+    every = [*project["dependencies"]]
+    for extra in project["optional-dependencies"].values():
+        every += extra
+    pinned = [d for d in every if "==" in d or "===" in d]
+    assert not pinned, pinned
+    unbounded = [d for d in every if not any(s.operator in (">=", "~=", ">")
+                                             for s in Requirement(d).specifier)]
+    assert not unbounded, unbounded
+
+
+def test_extras_exist():
+    extras = _project()["optional-dependencies"]
+    assert {"numpyro", "notebooks", "dev"} <= set(extras)
+    core = {_norm(Requirement(d).name) for d in _project()["dependencies"]}
+    assert not core & {"jax", "jaxlib", "numpyro"}, "the JAX stack is the numpyro extra's"
+
+
+def test_lock_pins_admitted_by_ranges():
+    lock = _lock()
+    missing = [r.name for r in _requirements() if _norm(r.name) not in lock]
+    assert not missing, f"in pyproject but not in requirements.lock: {missing}"
+    refused = {r.name: (str(r.specifier), lock[_norm(r.name)]) for r in _requirements()
+               if not r.specifier.contains(lock[_norm(r.name)], prereleases=True)}
+    assert not refused, refused
+
+
+def test_lock_is_exact_and_hashed():
+    lines = [ln for ln in (ROOT / "requirements.lock").read_text().splitlines()
+             if ln.strip() and not ln.lstrip().startswith(("#", "--hash"))]
+    requirements = [ln for ln in lines if not ln.startswith(" ")]
+    assert requirements
+    assert all(PIN.match(ln) for ln in requirements), requirements[:5]
+    text = (ROOT / "requirements.lock").read_text()
+    assert "--hash=sha256:" in text, "the lock carries hashes (pip --require-hashes)"
+    assert "generated" in text[:800].lower(), "the lock's header says how it is generated"
+
+
+def test_environment_yml_matches_lock():
+    env = _pins((ROOT / "environment.yml").read_text().splitlines())
+    lock = _lock()
+    differ = {k: (v, lock.get(k)) for k, v in env.items() if lock.get(k) != v}
+    assert not differ, differ
+    direct = {_norm(r.name) for r in _requirements()}
+    assert direct <= set(env), f"missing from environment.yml: {sorted(direct - set(env))}"
 
 
 def test_python_version_file_meets_requirement():

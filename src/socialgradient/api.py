@@ -14,13 +14,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 import pymc as pm
 import xarray as xr
 
-from socialgradient import checks, joint, moderators, parameterisation, report
+from socialgradient import checks, joint, moderators, parameterisation, report, resources
 from socialgradient import fit as _fit
 from socialgradient import predict as _predict
 from socialgradient.data import schema
@@ -41,13 +39,15 @@ simulate = england.simulate
 simulate_records = records.simulate_records
 aggregate = linkage.aggregate
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "data" / "neighbourhoods.parquet"
+# In the wheel (socialgradient/resources/data/) or the checkout (data/): see resources.
+DEFAULT_DATA = resources.path("data", "neighbourhoods.parquet")
 
 
 def default_data() -> pd.DataFrame:
     """The embedded default synthetic England (``data/neighbourhoods.parquet``).
 
-    Outside a repository checkout the same table is regenerated with the default seed.
+    A wheel carries it (:mod:`socialgradient.resources`); should it be missing (a bare copy
+    of ``src/``) the same table is regenerated with the default seed.
     """
     if DEFAULT_DATA.exists():
         return pd.read_parquet(DEFAULT_DATA)

@@ -24,10 +24,12 @@ import sys
 import time
 from pathlib import Path
 
+from socialgradient import __version__, resources
 from socialgradient.spec import FAMILIES, LA_EFFECTS, SAMPLERS, Spec, load_spec
 
-DEFAULT_DATA = Path("data/neighbourhoods.parquet")
-DEFAULT_SPEC = Path("models/national_referrals.toml")
+# The checkout's data/ and models/, or the wheel's packaged copies (socialgradient.resources).
+DEFAULT_DATA = resources.path("data", "neighbourhoods.parquet")
+DEFAULT_SPEC = resources.path("models", "national_referrals.toml")
 
 
 def _sampling_args(p: argparse.ArgumentParser) -> None:
@@ -43,6 +45,7 @@ def _sampling_args(p: argparse.ArgumentParser) -> None:
 def parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for documentation and tests)."""
     top = argparse.ArgumentParser(prog="socialgradient", description=__doc__.split("\n")[0])
+    top.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = top.add_subparsers(dest="command", required=True)
 
     sim = sub.add_parser("simulate", help="write a synthetic England with known truth")
@@ -106,7 +109,8 @@ def parser() -> argparse.ArgumentParser:
                     "default (logged in release/disclosure_log.jsonl)")
 
     su = sub.add_parser("suite", help="fit every national spec in models/ (resumable)")
-    su.add_argument("--models", type=Path, default=Path("models"), help="folder of *.toml specs")
+    su.add_argument("--models", type=Path, default=resources.root("models"),
+                    help="folder of *.toml specs")
     su.add_argument("--data", type=Path, default=DEFAULT_DATA)
     su.add_argument("--out", type=Path, default=Path("out/suite"))
     _sampling_args(su)

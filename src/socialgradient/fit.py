@@ -14,6 +14,7 @@ its hash (``spec_hash``), a hash of the data (``data_hash``), the sampler's timi
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import time
 import warnings
@@ -101,6 +102,17 @@ def fit(
                     max_predictive_draws=max_predictive_draws)
 
 
+def require_numpyro() -> None:
+    """Raise a clear ImportError if the optional numpyro sampler is not installed."""
+    missing = [m for m in ("jax", "numpyro") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ImportError(
+            f"sampler 'numpyro' needs {' and '.join(missing)}, which socialgradient does not "
+            "install by default: pip install 'socialgradient[numpyro]' (or use the default "
+            "sampler 'nutpie', or 'pymc')"
+        )
+
+
 def sample(model: pm.Model, s: Sampling, progressbar: bool = True, **nuts):
     """Run NUTS on ``model`` with the sampler, draws, chains and seed of ``s``.
 
@@ -108,6 +120,8 @@ def sample(model: pm.Model, s: Sampling, progressbar: bool = True, **nuts):
     DataTree, the compile time (NaN for PyMC and numpyro, which compile while sampling)
     and the sampling time, in seconds.
     """
+    if s.sampler == "numpyro":
+        require_numpyro()
     start = time.perf_counter()
     if s.sampler == "nutpie":
         import nutpie

@@ -339,9 +339,10 @@ def write_panel(tree: xr.DataTree, panel: pd.DataFrame, out, boundaries=None) ->
 
 def panel_command(args) -> int:
     """``socialgradient panel SHARED_DIR --out DIR [--measure M] [--spec TOML] ...``."""
+    from socialgradient import resources
     from socialgradient.panel_data import build_panel
 
-    root = Path(__file__).resolve().parents[2] / "models"
+    root = resources.root("models")
     default = root / f"la_panel_{args.measure or 'referrals'}.toml"
     spec = load_panel_spec(args.spec) if args.spec else \
         load_panel_spec(default) if default.is_file() else PanelSpec()
