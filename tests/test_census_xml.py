@@ -64,7 +64,7 @@ def test_one_file_per_la_per_year_in_the_census_layout(recs, returns):
     assert root.findtext("Header/CollectionDetails/Collection") == "CIN"
     assert root.findtext("Header/CollectionDetails/Year") == year
     assert root.findtext("Header/CollectionDetails/ReferenceDate") == f"{year}-03-31"
-    assert root.findtext("Header/Source/LEA") == la
+    assert root.findtext("Header/Source/LEA") == cx.LA_NUMBERS[la]
     kids = root.findall("Children/Child")
     assert len(kids) == ((recs.children["la"] == la) & (recs.children["year"] == int(year))).sum()
     for child in kids:
@@ -86,7 +86,8 @@ def test_one_file_per_la_per_year_in_the_census_layout(recs, returns):
 def test_round_trip_aggregates_equal_the_original(recs, returns):
     out, _ = returns
     back, read = cx.read_returns(out, out / "child_lsoa.csv", recs.geography, recs.population,
-                                 looked_after=out / "looked_after.csv")
+                                 looked_after=out / "looked_after.csv",
+                                 cin_plans=out / "cin_plans.csv")
     assert read.episodes == read.passed == len(recs.episodes)
     assert sum(read.excluded.values()) == 0
     assert read.looked_after_unmatched == 0
@@ -176,7 +177,7 @@ def test_unborn_and_unlinkable_children_are_reported_not_dropped(tmp_path, recs,
 
 def test_lea_numbers_need_a_map(tmp_path, recs, small):
     text, cl, la = small
-    text = text.replace(f"<LEA>{la}</LEA>", "<LEA>999</LEA>")
+    text = text.replace(f"<LEA>{cx.LA_NUMBERS[la]}</LEA>", "<LEA>999</LEA>")
     with pytest.raises(InputError) as err:
         read_text(tmp_path, recs, text, cl)
     assert err.value.rule == "unknown_lea"
