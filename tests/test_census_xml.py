@@ -383,8 +383,8 @@ def test_every_episode_outside_the_period_is_counted_not_a_crash(tmp_path, recs,
     text = re.sub(r"<CINreferralDate>[^<]*</CINreferralDate>",
                   "<CINreferralDate>2024-01-01</CINreferralDate>", dfe_return())
     (tmp_path / "late.xml").write_text(text)
-    pop = cx.default_population(recs.geography, [2023])
-    back, read = cx.read_returns(tmp_path / "late.xml", dfe_lsoa, recs.geography, pop)
+    # no population given: the denominators come from the years and LAs of the files read
+    back, read = cx.read_returns(tmp_path / "late.xml", dfe_lsoa, recs.geography)
     assert read.passed == 0
     assert read.excluded["outside_period"] == 5
     assert read.excluded["unborn"] == 1
@@ -506,3 +506,29 @@ def test_schema_registry_and_local_copies(tmp_path, monkeypatch):
         assert enum("referralsourcetype") == codes.SOURCES_BY_YEAR[y]
         assert enum("reasonforclosuretype") == codes.CLOSURE_BY_YEAR[y]
         assert ("CINPlanDates" in text) == codes.HAS_CIN_PLAN_DATES[y]
+
+
+def test_cli_aggregate_reports_every_file_line_and_reason(tmp_path, recs, dfe_lsoa, capsys):
+    faults = malformed_returns(tmp_path)
+    (tmp_path / "good.xml").write_text(dfe_return())
+    recs.geography.to_parquet(tmp_path / "geo.parquet")
+    dfe_lsoa.to_csv(tmp_path / "cl.csv", index=False)
+    args = ["census", "aggregate", str(tmp_path), "--child-lsoa", str(tmp_path / "cl.csv"),
+            "--geography", str(tmp_path / "geo.parquet"), "--out", str(tmp_path / "t.csv"),
+            "--schemas", str(SCHEMAS), "--report", str(tmp_path / "report.json")]
+    assert cli.main(args) == 2  # --errors raise: the truncated file stops the run
+    assert "malformed_xml" in capsys.readouterr().err
+    assert cli.main([*args, "--errors", "report"]) == 0
+    read = json.loads((tmp_path / "report.json").read_text())["read"]
+    assert read["episodes"] == read["passed"] + sum(read["excluded"].values())
+    assert read["excluded"]["outside_period"] == 2 * 4  # 2 in each of the readable files
+    assert [e["rule"] for e in read["file_errors"]] == ["malformed_xml"]
+    shown = {(Path(r["file"]).name, r["reason"]): r["line"] for r in read["excluded_records"]}
+    assert shown[("code.xml", "unknown_code")] == faults["code.xml"] - 1  # the CINdetails line
+    assert shown[("date.xml", "bad_date")] > 0
+    if codes.have_lxml() and (SCHEMAS / "CIN_schema_2023.xsd").exists():
+        errs = read["schema_errors"]
+        assert set(errs["by_file"]) == {str(tmp_path / n) for n in
+                                        ("order.xml", "code.xml", "date.xml")}
+        assert {"element_order", "unknown_code", "bad_value"} <= set(errs["by_category"])
+        assert all(r["line"] > 0 and r["element"] for r in errs["shown"])

@@ -117,13 +117,16 @@ def _require(t: pd.DataFrame, cols, what: str) -> None:
 def default_population(geography: pd.DataFrame, years: Iterable[int]) -> pd.DataFrame:
     """Population table from a geography's ``children``: strata ``all`` (use ``by=()``)."""
     g = geography[["lsoa", "la", "children"]]
+    if not list(years):
+        return pd.DataFrame(columns=list(rec.TABLE_COLUMNS["population"]))
     return pd.concat([g.assign(year=int(y), age_band="all", gender="all", ethnicity="all")
                       for y in years], ignore_index=True)[list(rec.TABLE_COLUMNS["population"])]
 
 
 def build_records(flat: pd.DataFrame, factors: pd.DataFrame, child_lsoa: pd.DataFrame,
                   geography: pd.DataFrame, population: pd.DataFrame | None,
-                  looked_after: pd.DataFrame | None = None, source: str = "") -> tuple:
+                  looked_after: pd.DataFrame | None = None, source: str = "",
+                  years: Iterable[int] | None = None, las: Iterable[str] | None = None) -> tuple:
     """Canonical flat episodes -> :class:`Records` (shared by the XML and flat-table readers).
 
     ``flat``: one row per episode with ``la, year, child_id, la_child_id, date_of_birth,
@@ -132,7 +135,9 @@ def build_records(flat: pd.DataFrame, factors: pd.DataFrame, child_lsoa: pd.Data
     cp_category, closure_date, closure_reason, repeat_cp_plan`` (dates parsed),
     ``has_episode`` (False: a child row without an episode). ``child_lsoa`` (``la,
     la_child_id, lsoa[, year]``) gives each child's LSOA (a child it lacks gets none: linkage
-    reports ``missing_lsoa``). Returns ``(records, looked_after_unmatched)``.
+    reports ``missing_lsoa``). ``years``/``las``: the collection years and LAs read (default:
+    those of ``flat``; a reader passes those of every file, so that a file whose episodes are
+    all excluded still has its denominators). Returns ``(records, looked_after_unmatched)``.
     """
     child_cols = list(rec.TABLE_COLUMNS["children"])
     ch = flat[["child_id", "la_child_id", "year", "la", "date_of_birth", "age", "age_band",
@@ -172,8 +177,8 @@ def build_records(flat: pd.DataFrame, factors: pd.DataFrame, child_lsoa: pd.Data
     fac = fac[fac["row"].isin(e.index)]
     fac = fac[list(rec.TABLE_COLUMNS["factors"])].reset_index(drop=True)
     geo = rec.geography_table(geography, 0, 1.0)
-    years = sorted(flat["year"].unique().tolist())
-    las = set(flat["la"])
+    years = sorted({int(y) for y in (flat["year"] if years is None else years)})
+    las = set(flat["la"] if las is None else las)
     pop = population if population is not None else default_population(geo, years)
     pop = pop[pop["year"].isin(years) & pop["la"].astype(str).isin(las)].reset_index(drop=True)
     truth = {"source": source, "years": [int(y) for y in years], "las": sorted(las)}

@@ -401,7 +401,8 @@ def read_returns(paths, child_lsoa, geography: pd.DataFrame,
         _require(lat, LOOKED_AFTER_COLUMNS, "looked-after table")
         lat["la"], lat["child_id"] = lat["la"].astype(str), lat["child_id"].astype(str)
     records, unmatched = build_records(ok, fac, cl, geography, population, lat,
-                                       source="CIN census XML")
+                                       source="CIN census XML", years=flat["year"],
+                                       las=flat["la"])
     ex = flat[bad]
     ex_rec = pd.DataFrame({
         "file": ex["file"], "line": np.where(ex["has_episode"].astype(bool), ex["episode_line"],
