@@ -224,3 +224,22 @@ def validate(doc, schema_path) -> list[tuple[int, str, str, str]]:
         m = re.match(r"Element '([^']+)'", e.message)
         out.append((int(e.line), m.group(1) if m else "", error_category(e.message), e.message))
     return out
+
+
+def validate_return(path, doc, year: int, schema_dir, mode) -> tuple[list, str]:
+    """(schema errors as ``SCHEMA_ERROR_COLUMNS`` rows, what was done) for one parsed return.
+
+    ``doc``: the lxml document (None: parsed without lxml); ``mode``: False skips validation.
+    """
+    if mode is False:
+        return [], "not validated: validation switched off"
+    if doc is None:
+        return [], "not validated: lxml is not installed"
+    schema = find_schema(year, schema_dir)
+    if schema is None:
+        where = ", ".join(str(d) for d in schema_dirs(schema_dir))
+        known = "" if year in SCHEMAS else " (no known schema for this year)"
+        return [], (f"not validated: no verified CIN_schema_{year}.xsd in {where}{known}; "
+                    "fetch it with socialgradient.data.census.codes.fetch_schema")
+    rows = [(str(path), line, el, cat, msg) for line, el, cat, msg in validate(doc, schema)]
+    return rows, f"validated against {schema}"

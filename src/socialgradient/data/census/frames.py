@@ -187,3 +187,19 @@ def build_records(flat: pd.DataFrame, factors: pd.DataFrame, child_lsoa: pd.Data
     return records, unmatched
 
 
+def join_cin_plans(ok: pd.DataFrame, cin_plans) -> pd.DataFrame:
+    """Fill CIN plan dates from the companion table (years without ``CINPlanDates``)."""
+    t = _table(cin_plans)
+    _require(t, CIN_PLAN_COLUMNS, "CIN plan table")
+    t = t.rename(columns={"child_id": "la_child_id"})
+    t["la"], t["la_child_id"] = t["la"].astype(str), t["la_child_id"].astype(str)
+    for c in ("referral_date", "cin_plan_start", "cin_plan_end"):
+        t[c] = pd.to_datetime(t[c], format="%Y-%m-%d") if c in t else pd.NaT
+    key = ["la", "la_child_id", "referral_date"] + (["year"] if "year" in t.columns else [])
+    t = t.drop_duplicates(key)[[*key, "cin_plan_start", "cin_plan_end"]]
+    m = ok.merge(t, on=key, how="left", suffixes=("", "_t"), validate="many_to_one")
+    m.index = ok.index
+    use = m["cin_plan_start"].isna() & m["cin_plan_start_t"].notna()
+    for c in ("cin_plan_start", "cin_plan_end"):
+        ok[c] = m[c].where(~use, m[f"{c}_t"])
+    return ok

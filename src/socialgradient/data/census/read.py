@@ -46,7 +46,6 @@ import pandas as pd
 
 from socialgradient.data.census import codes as cc
 from socialgradient.data.census.frames import (
-    CIN_PLAN_COLUMNS,
     LOOKED_AFTER_COLUMNS,
     SCHEMA_ERROR_COLUMNS,
     ReadReport,
@@ -55,6 +54,7 @@ from socialgradient.data.census.frames import (
     _require,
     _table,
     build_records,
+    join_cin_plans,
     read_child_lsoa,
 )
 from socialgradient.data.schema import CODE_PATTERNS, InputError, fail
@@ -262,22 +262,6 @@ def _describe(flat: pd.DataFrame, p: pd.DataFrame, shown: int = 10) -> str:
     return "; ".join(lines) + more
 
 
-def _validate(path: Path, doc, year: int, schema_dir, validate) -> tuple[list, str]:
-    """(schema errors as rows, what was done) for one parsed return."""
-    if validate is False:
-        return [], "not validated: validation switched off"
-    if doc is None:
-        return [], "not validated: lxml is not installed"
-    schema = cc.find_schema(year, schema_dir)
-    if schema is None:
-        where = ", ".join(str(d) for d in cc.schema_dirs(schema_dir))
-        known = "" if year in cc.SCHEMAS else " (no known schema for this year)"
-        return [], (f"not validated: no verified CIN_schema_{year}.xsd in {where}{known}; "
-                    "fetch it with socialgradient.data.census.codes.fetch_schema")
-    rows = [(str(path), line, el, cat, msg) for line, el, cat, msg in cc.validate(doc, schema)]
-    return rows, f"validated against {schema}"
-
-
 def read_returns(paths, child_lsoa, geography: pd.DataFrame,
                  population: pd.DataFrame | None = None, looked_after=None,
                  lea_codes: dict | None = None, errors: str = "raise", cin_plans=None,
@@ -323,7 +307,8 @@ def read_returns(paths, child_lsoa, geography: pd.DataFrame,
                                 "rule": err.rule, "message": str(err)})
             validation[str(path)] = f"not read: {err.rule}"
             continue
-        found, validation[str(path)] = _validate(path, doc, year, schema_dir, validate)
+        found, validation[str(path)] = cc.validate_return(path, doc, year, schema_dir,
+                                                          validate)
         if validate is True and not validation[str(path)].startswith("validated"):
             raise fail("schema_unavailable", f"{path}: {validation[str(path)]}")
         schema_rows += found
@@ -389,7 +374,7 @@ def read_returns(paths, child_lsoa, geography: pd.DataFrame,
         if col not in ("dob", "expected_dob"):
             ok[col] = pd.to_datetime(ok[col], format="%Y-%m-%d")
     if cin_plans is not None:
-        ok = _join_cin_plans(ok, cin_plans)
+        ok = join_cin_plans(ok, cin_plans)
     ok["episode_id"] = ok["child_id"] + "/" + ok["referral_date"].dt.strftime("%Y-%m-%d")
     ok["referral_nfa"] = ok["referral_nfa"].map(cc.BOOL_CODES).fillna(False).astype(bool)
     ok["repeat_cp_plan"] = pd.to_numeric(ok["previous_cpp"]).fillna(0).gt(
@@ -418,21 +403,3 @@ def read_returns(paths, child_lsoa, geography: pd.DataFrame,
         children_excluded=int(child_key[bad].nunique()), looked_after_unmatched=unmatched,
         schema_errors=schema_errors, validation=validation, file_errors=tuple(file_errors))
     return records, report
-
-
-def _join_cin_plans(ok: pd.DataFrame, cin_plans) -> pd.DataFrame:
-    """Fill CIN plan dates from the companion table (years without ``CINPlanDates``)."""
-    t = _table(cin_plans)
-    _require(t, CIN_PLAN_COLUMNS, "CIN plan table")
-    t = t.rename(columns={"child_id": "la_child_id"})
-    t["la"], t["la_child_id"] = t["la"].astype(str), t["la_child_id"].astype(str)
-    for c in ("referral_date", "cin_plan_start", "cin_plan_end"):
-        t[c] = pd.to_datetime(t[c], format="%Y-%m-%d") if c in t else pd.NaT
-    key = ["la", "la_child_id", "referral_date"] + (["year"] if "year" in t.columns else [])
-    t = t.drop_duplicates(key)[[*key, "cin_plan_start", "cin_plan_end"]]
-    m = ok.merge(t, on=key, how="left", suffixes=("", "_t"), validate="many_to_one")
-    m.index = ok.index
-    use = m["cin_plan_start"].isna() & m["cin_plan_start_t"].notna()
-    for c in ("cin_plan_start", "cin_plan_end"):
-        ok[c] = m[c].where(~use, m[f"{c}_t"])
-    return ok
