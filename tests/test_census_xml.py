@@ -480,10 +480,22 @@ def test_schema_errors_refuse_with_errors_raise(tmp_path, recs, dfe_lsoa):
 
 
 def test_schema_registry_and_local_copies(tmp_path, monkeypatch):
+    from socialgradient.data.sources import download
+
     monkeypatch.setenv("SOCIALGRADIENT_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("SOCIALGRADIENT_SHARED", raising=False)
     assert set(codes.SCHEMAS) == set(codes.YEARS)
+    assert all(download.REGISTRY[f"cin_schema_{y}"].sha256 == s.sha256
+               for y, s in codes.SCHEMAS.items())
     assert codes.find_schema(2023) is None
+    # fetched into the cache with its sha256 checked (a file:// URL: no network in tests)
+    fake = tmp_path / "published.xsd"
+    fake.write_text("<xs:schema xmlns:xs='http://www.w3.org/2001/XMLSchema'/>")
+    monkeypatch.setitem(codes.SCHEMAS, 2019, codes.Schema(
+        fake.as_uri(), download.sha256_of(fake), "CIN_schema_2019.xsd"))
+    cached = codes.fetch_schema(2019)
+    assert cached == tmp_path / "cache" / "cin_census" / "CIN_schema_2019.xsd"
+    assert codes.find_schema(2019) == cached
     (tmp_path / "CIN_schema_2023.xsd").write_text("<not the schema/>")
     assert codes.find_schema(2023, tmp_path) is None  # a copy with the wrong sha256
     if (SCHEMAS / "CIN_schema_2023.xsd").exists():

@@ -20,6 +20,7 @@ import re
 from pathlib import Path
 from typing import NamedTuple
 
+from socialgradient.data.sources.download import REGISTRY, fetch, sha256_of
 from socialgradient.data.synthetic import records_model as rec
 
 YEARS = tuple(range(2019, 2025))
@@ -132,20 +133,10 @@ class Schema(NamedTuple):
     filename: str
 
 
-_LIIA = ("https://raw.githubusercontent.com/SocialFinanceDigitalLabs/liia-tools/"
-         "0dd821c2968f6930b62ee2223da0203b33db0a96/liiatools/spec/cin_census/")
-_DIGESTS = {
-    2019: "b2c1524d859ce652ab1762b1e33f9001877d948954ab465e008d1530f65993e5",
-    2020: "b2c1524d859ce652ab1762b1e33f9001877d948954ab465e008d1530f65993e5",
-    2021: "e8f03d63e344edeae8d46ebf6f71dc826f1cd1c80f19eab8b5d74305738d644e",
-    2022: "8edb370d341e595ad06c743258c7c419207769f5b219bd93237a679c6980ee51",
-    2023: "9327b3e2deb166108cfa33f87e4af773ac9b14cdd6ebf4dffbd2c7a34f1490dd",
-    2024: "9327b3e2deb166108cfa33f87e4af773ac9b14cdd6ebf4dffbd2c7a34f1490dd",
-}
-#: Where each collection year's XSD is published (the DfE's files as kept by liia-tools, MIT,
-#: at a fixed commit) and the sha256 of those bytes.
-SCHEMAS = {y: Schema(_LIIA + f"CIN_schema_{y}.xsd", d, f"CIN_schema_{y}.xsd")
-           for y, d in _DIGESTS.items()}
+#: Where each collection year's XSD is published and the sha256 of its bytes: the
+#: ``cin_schema_<year>`` entries of :data:`socialgradient.data.sources.download.REGISTRY`.
+SCHEMAS = {y: Schema(REGISTRY[f"cin_schema_{y}"].url, REGISTRY[f"cin_schema_{y}"].sha256,
+                     f"CIN_schema_{y}.xsd") for y in YEARS}
 
 
 def cache_dir() -> Path:
@@ -164,8 +155,6 @@ def schema_dirs(schema_dir=None) -> list[Path]:
 
 def find_schema(year: int, schema_dir=None) -> Path | None:
     """A local copy of the year's XSD whose sha256 matches :data:`SCHEMAS`, else None."""
-    from socialgradient.data.sources.download import sha256_of
-
     entry = SCHEMAS.get(int(year))
     if entry is None:
         return None
@@ -178,8 +167,6 @@ def find_schema(year: int, schema_dir=None) -> Path | None:
 
 def fetch_schema(year: int) -> Path:
     """Download the year's XSD into :func:`cache_dir` (sha256 checked); the cached path."""
-    from socialgradient.data.sources.download import fetch
-
     entry = SCHEMAS[int(year)]
     found = find_schema(year)
     return found or fetch(entry.url, cache_dir() / entry.filename, entry.sha256)
