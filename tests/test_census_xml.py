@@ -379,6 +379,19 @@ def test_a_return_in_the_dfe_layout_accounts_for_every_episode(tmp_path, recs, d
     assert json.dumps(read.to_dict(), default=str)
 
 
+def test_codes_of_neighbouring_years_are_read(tmp_path, recs, dfe_lsoa):
+    # 18A (physical abuse, until 2020) in a 2023 return: a schema error, but the code is used
+    (tmp_path / "old_code.xml").write_text(dfe_return().replace(">18C<", ">18A<"))
+    pop = cx.default_population(recs.geography, [2023])
+    back, read = cx.read_returns(tmp_path / "old_code.xml", dfe_lsoa, recs.geography, pop,
+                                 errors="report", schema_dir=SCHEMAS)
+    assert read.passed == 3
+    assert set(back.factors["factor"]) == {"18C", "24A"}
+    if read.validation[str(tmp_path / "old_code.xml")].startswith("validated"):
+        assert read.schema_errors[["element", "category"]].values.tolist() == [
+            ["AssessmentFactors", "unknown_code"]]
+
+
 def test_every_episode_outside_the_period_is_counted_not_a_crash(tmp_path, recs, dfe_lsoa):
     text = re.sub(r"<CINreferralDate>[^<]*</CINreferralDate>",
                   "<CINreferralDate>2024-01-01</CINreferralDate>", dfe_return())
