@@ -557,3 +557,15 @@ def test_cli_aggregate_reports_every_file_line_and_reason(tmp_path, recs, dfe_ls
                                         ("order.xml", "code.xml", "date.xml")}
         assert {"element_order", "unknown_code", "bad_value"} <= set(errs["by_category"])
         assert all(r["line"] > 0 and r["element"] for r in errs["shown"])
+
+
+def test_no_schema_is_committed():
+    import shutil
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    if shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    tracked = subprocess.run(["git", "ls-files", "*.xsd"], cwd=root, capture_output=True,
+                             text=True, check=True).stdout.split()
+    assert tracked == []
