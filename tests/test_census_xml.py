@@ -4,18 +4,28 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from socialgradient import cli
 from socialgradient.data import schema
-from socialgradient.data.census import linkage
+from socialgradient.data.census import codes, linkage
 from socialgradient.data.census import returns as cx
 from socialgradient.data.schema import InputError
 from socialgradient.data.synthetic.records import simulate_records
+
+# The DfE XSDs are never committed: $SOCIALGRADIENT_SHARED/cin_census or ../shared/data/cin_census.
+SHARED = Path(os.environ.get("SOCIALGRADIENT_SHARED")
+              or Path(__file__).resolve().parents[2] / "shared" / "data")
+SCHEMAS = SHARED / "cin_census"
+needs_schemas = pytest.mark.skipif(
+    not (SCHEMAS / "CIN_schema_2019.xsd").exists() or not codes.have_lxml(),
+    reason="DfE CIN XSDs (shared/data/cin_census) or lxml not available")
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +74,7 @@ def test_one_file_per_la_per_year_in_the_census_layout(recs, returns):
     assert root.findtext("Header/CollectionDetails/Collection") == "CIN"
     assert root.findtext("Header/CollectionDetails/Year") == year
     assert root.findtext("Header/CollectionDetails/ReferenceDate") == f"{year}-03-31"
-    assert root.findtext("Header/Source/LEA") == la
+    assert root.findtext("Header/Source/LEA") == cx.LA_NUMBERS[la]
     kids = root.findall("Children/Child")
     assert len(kids) == ((recs.children["la"] == la) & (recs.children["year"] == int(year))).sum()
     for child in kids:
@@ -86,7 +96,8 @@ def test_one_file_per_la_per_year_in_the_census_layout(recs, returns):
 def test_round_trip_aggregates_equal_the_original(recs, returns):
     out, _ = returns
     back, read = cx.read_returns(out, out / "child_lsoa.csv", recs.geography, recs.population,
-                                 looked_after=out / "looked_after.csv")
+                                 looked_after=out / "looked_after.csv",
+                                 cin_plans=out / "cin_plans.csv")
     assert read.episodes == read.passed == len(recs.episodes)
     assert sum(read.excluded.values()) == 0
     assert read.looked_after_unmatched == 0
@@ -176,7 +187,7 @@ def test_unborn_and_unlinkable_children_are_reported_not_dropped(tmp_path, recs,
 
 def test_lea_numbers_need_a_map(tmp_path, recs, small):
     text, cl, la = small
-    text = text.replace(f"<LEA>{la}</LEA>", "<LEA>999</LEA>")
+    text = text.replace(f"<LEA>{cx.LA_NUMBERS[la]}</LEA>", "<LEA>999</LEA>")
     with pytest.raises(InputError) as err:
         read_text(tmp_path, recs, text, cl)
     assert err.value.rule == "unknown_lea"
@@ -222,3 +233,339 @@ def test_cli_census_write_and_aggregate(tmp_path, capsys):
     (out / "E06000001_2019.xml").write_text("<Message><Children>")
     assert cli.main(args) == 2
     assert "malformed_xml" in capsys.readouterr().err
+
+
+def _validate_file(path, year):
+    from lxml import etree
+
+    return codes.validate(etree.parse(str(path)), codes.find_schema(year, SCHEMAS))
+
+
+@needs_schemas
+def test_written_returns_validate_against_their_years_schema(tmp_path):
+    years = tuple(codes.YEARS)
+    full = simulate_records(seed=11, years=years, scale=0.02)
+    las = sorted(full.children["la"].unique())[:4]
+    keep = full.children["la"].isin(las)
+    ep = full.episodes.merge(full.children.loc[keep, ["child_id", "year"]])
+    fa = full.factors.merge(ep[["episode_id", "year"]])
+    recs = dataclasses.replace(full, children=full.children[keep], episodes=ep, factors=fa)
+    paths = cx.write_returns(recs, tmp_path)
+    assert {int(p.stem.split("_")[1]) for p in paths} == set(years)
+    errors = {p.name: _validate_file(p, int(p.stem.split("_")[1])) for p in paths}
+    assert not any(errors.values()), {k: v[:3] for k, v in errors.items() if v}
+    # read back (validated, strict): the aggregates are those of the records
+    back, read = cx.read_returns(tmp_path, tmp_path / "child_lsoa.csv", recs.geography,
+                                 recs.population, looked_after=tmp_path / "looked_after.csv",
+                                 cin_plans=tmp_path / "cin_plans.csv", schema_dir=SCHEMAS,
+                                 validate=True)
+    assert all(v.startswith("validated") for v in read.validation.values())
+    assert len(read.schema_errors) == 0
+    assert read.episodes == read.passed == len(recs.episodes)
+    a, ra = linkage.aggregate(recs, by=("year",))
+    b, rb = linkage.aggregate(back, by=("year",))
+    assert rb.to_dict() == ra.to_dict()
+    a = a[a["la"].isin(las)].reset_index(drop=True)  # the reader keeps the LAs it read
+    cols = [c for c in a.columns if c != "rereferrals"]
+    pd.testing.assert_frame_equal(a[cols], b[cols], check_dtype=False)
+    assert a["referrals"].sum() == len(recs.children)
+
+
+def dfe_return(lea="805", year=2023):
+    """A return in the DfE's own layout: UPNs, disabilities, CINPlanDates, reviews, several
+    episodes per child, an unborn child and episodes outside the collection period."""
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<Message>
+  <Header>
+    <CollectionDetails><Collection>CIN</Collection><Year>{year}</Year>
+      <ReferenceDate>{year}-03-31</ReferenceDate></CollectionDetails>
+    <Source><SourceLevel>L</SourceLevel><LEA>{lea}</LEA><SoftwareCode>X</SoftwareCode>
+      <Release>1</Release><SerialNo>007</SerialNo><DateTime>{year}-04-20T10:00:00</DateTime>
+    </Source>
+  </Header>
+  <Children>
+    <Child>
+      <ChildIdentifiers>
+        <LAchildID>A1</LAchildID><UPN>A123456789012</UPN><FormerUPN>B12345678901C</FormerUPN>
+        <PersonBirthDate>2015-06-01</PersonBirthDate><GenderCurrent>1</GenderCurrent>
+      </ChildIdentifiers>
+      <ChildCharacteristics><Ethnicity>WBRI</Ethnicity>
+        <Disabilities><Disability>NONE</Disability></Disabilities></ChildCharacteristics>
+      <CINdetails>
+        <CINreferralDate>2022-05-01</CINreferralDate><ReferralSource>5D</ReferralSource>
+        <PrimaryNeedCode>N1</PrimaryNeedCode><CINclosureDate>2022-12-01</CINclosureDate>
+        <ReasonForClosure>RC9</ReasonForClosure><DateOfInitialCPC>2022-06-10</DateOfInitialCPC>
+        <Assessments><AssessmentActualStartDate>2022-05-03</AssessmentActualStartDate>
+          <AssessmentAuthorisationDate>2022-05-20</AssessmentAuthorisationDate>
+          <FactorsIdentifiedAtAssessment><AssessmentFactors>18C</AssessmentFactors>
+            <AssessmentFactors>24A</AssessmentFactors></FactorsIdentifiedAtAssessment>
+        </Assessments>
+        <CINPlanDates><CINPlanStartDate>2022-06-01</CINPlanStartDate>
+          <CINPlanEndDate>2022-09-01</CINPlanEndDate></CINPlanDates>
+        <Section47><S47ActualStartDate>2022-05-03</S47ActualStartDate>
+          <InitialCPCtarget>2022-05-24</InitialCPCtarget>
+          <DateOfInitialCPC>2022-06-10</DateOfInitialCPC><ICPCnotRequired>false</ICPCnotRequired>
+        </Section47>
+        <ReferralNFA>false</ReferralNFA>
+        <ChildProtectionPlans><CPPstartDate>2022-06-10</CPPstartDate>
+          <CPPendDate>2022-11-30</CPPendDate><InitialCategoryOfAbuse>NEG</InitialCategoryOfAbuse>
+          <LatestCategoryOfAbuse>NEG</LatestCategoryOfAbuse>
+          <NumberOfPreviousCPP>2</NumberOfPreviousCPP>
+          <Reviews><CPPreviewDate>2022-07-01</CPPreviewDate>
+            <CPPreviewDate>2022-10-01</CPPreviewDate></Reviews>
+        </ChildProtectionPlans>
+      </CINdetails>
+      <CINdetails>
+        <CINreferralDate>2023-01-10</CINreferralDate><ReferralSource>6</ReferralSource>
+        <PrimaryNeedCode>N0</PrimaryNeedCode><ReferralNFA>0</ReferralNFA>
+      </CINdetails>
+      <CINdetails>
+        <CINreferralDate>2021-01-01</CINreferralDate><ReferralSource>6</ReferralSource>
+        <CINclosureDate>2021-06-01</CINclosureDate><ReasonForClosure>RC8</ReasonForClosure>
+        <ReferralNFA>1</ReferralNFA>
+      </CINdetails>
+    </Child>
+    <Child>
+      <ChildIdentifiers><LAchildID>B2</LAchildID><UPNunknown>UN1</UPNunknown>
+        <ExpectedPersonBirthDate>{year}-05-01</ExpectedPersonBirthDate>
+        <GenderCurrent>0</GenderCurrent></ChildIdentifiers>
+      <ChildCharacteristics><Ethnicity>NOBT</Ethnicity></ChildCharacteristics>
+      <CINdetails><CINreferralDate>{year}-02-01</CINreferralDate>
+        <ReferralSource>3A</ReferralSource><ReferralNFA>TRUE</ReferralNFA></CINdetails>
+    </Child>
+    <Child>
+      <ChildIdentifiers><LAchildID>C3</LAchildID><PersonBirthDate>2010-01-01</PersonBirthDate>
+        <GenderCurrent>2</GenderCurrent></ChildIdentifiers>
+      <ChildCharacteristics><Ethnicity>AOTH</Ethnicity></ChildCharacteristics>
+      <CINdetails><CINreferralDate>{year}-05-01</CINreferralDate>
+        <ReferralSource>6</ReferralSource><ReferralNFA>0</ReferralNFA></CINdetails>
+      <CINdetails><CINreferralDate>2020-04-01</CINreferralDate>
+        <ReferralSource>6</ReferralSource><ReferralNFA>0</ReferralNFA></CINdetails>
+    </Child>
+  </Children>
+</Message>
+"""
+
+
+@pytest.fixture(scope="module")
+def dfe_lsoa(recs):
+    lsoa = recs.geography.loc[recs.geography["la"] == "E06000001", "lsoa"].iloc[0]
+    return pd.DataFrame({"la": "E06000001", "child_id": ["A1", "B2", "C3"], "lsoa": lsoa})
+
+
+def test_a_return_in_the_dfe_layout_accounts_for_every_episode(tmp_path, recs, dfe_lsoa):
+    path = tmp_path / "hartlepool_2023.xml"
+    path.write_text(dfe_return())
+    if (SCHEMAS / "CIN_schema_2023.xsd").exists() and codes.have_lxml():
+        assert _validate_file(path, 2023) == []
+    pop = cx.default_population(recs.geography, [2023])
+    back, read = cx.read_returns(path, dfe_lsoa, recs.geography, pop, schema_dir=SCHEMAS)
+    assert read.episodes == 6
+    assert read.excluded["outside_period"] == 2  # closed 2021-06-01; referred 2023-05-01
+    assert read.excluded["unborn"] == 1
+    assert read.passed == 3 == len(back.episodes)
+    assert read.episodes == read.passed + sum(read.excluded.values())
+    out = read.excluded_records.set_index("reason")
+    assert out.loc["unborn", "la_child_id"] == "B2"
+    assert all(out.loc["outside_period", "line"] > 0)
+    a1 = back.episodes.sort_values("referral_date").iloc[-2:]
+    first = a1.iloc[0]
+    assert first["outcome"] == "cp_plan"
+    assert bool(first["repeat_cp_plan"])
+    assert set(back.factors["factor"]) == {"18C", "24A"}
+    table, report = linkage.aggregate(back, by=())
+    assert report.linked == 3
+    assert table["referrals"].sum() == 2  # children A1 and C3
+    assert json.dumps(read.to_dict(), default=str)
+
+
+def test_codes_of_neighbouring_years_are_read(tmp_path, recs, dfe_lsoa):
+    # 18A (physical abuse, until 2020) in a 2023 return: a schema error, but the code is used
+    (tmp_path / "old_code.xml").write_text(dfe_return().replace(">18C<", ">18A<"))
+    pop = cx.default_population(recs.geography, [2023])
+    back, read = cx.read_returns(tmp_path / "old_code.xml", dfe_lsoa, recs.geography, pop,
+                                 errors="report", schema_dir=SCHEMAS)
+    assert read.passed == 3
+    assert set(back.factors["factor"]) == {"18C", "24A"}
+    if read.validation[str(tmp_path / "old_code.xml")].startswith("validated"):
+        assert read.schema_errors[["element", "category"]].values.tolist() == [
+            ["AssessmentFactors", "unknown_code"]]
+
+
+def test_every_episode_outside_the_period_is_counted_not_a_crash(tmp_path, recs, dfe_lsoa):
+    text = re.sub(r"<CINreferralDate>[^<]*</CINreferralDate>",
+                  "<CINreferralDate>2024-01-01</CINreferralDate>", dfe_return())
+    (tmp_path / "late.xml").write_text(text)
+    # no population given: the denominators come from the years and LAs of the files read
+    back, read = cx.read_returns(tmp_path / "late.xml", dfe_lsoa, recs.geography)
+    assert read.passed == 0
+    assert read.excluded["outside_period"] == 5
+    assert read.excluded["unborn"] == 1
+    table, report = linkage.aggregate(back, by=())
+    assert report.linked == 0
+    assert table["referrals"].sum() == 0
+
+
+def malformed_returns(folder: Path) -> dict:
+    """Four broken variants of the DfE-layout return; name -> the line of the fault."""
+    text = dfe_return()
+    lines = text.splitlines()
+    found = {}
+
+    def at(pattern):
+        return next(i for i, s in enumerate(lines) if re.search(pattern, s))
+
+    k = at(r"<ReferralNFA>false")  # ReferralNFA before Assessments: wrong order
+    order = lines.copy()
+    nfa = order.pop(k)
+    order.insert(at(r"<Assessments>"), nfa)
+    found["order.xml"] = (order, at(r"<Assessments>") + 2)  # Assessments, now after it
+    k = at(r"<ReferralSource>5D")
+    found["code.xml"] = ([*lines[:k], lines[k].replace(">5D<", ">99<"), *lines[k + 1:]], k + 1)
+    k = at(r"<CINreferralDate>2023-01-10")
+    found["date.xml"] = ([*lines[:k], lines[k].replace("2023-01-10", "2023-02-30"),
+                          *lines[k + 1:]], k + 1)
+    k = at(r"<LAchildID>C3")
+    found["truncated.xml"] = (lines[:k + 1], k + 1)
+    for name, (ls, _) in found.items():
+        (folder / name).write_text("\n".join(ls) + "\n")
+    return {name: line for name, (_, line) in found.items()}
+
+
+def test_malformed_returns_are_reported_per_file_and_line(tmp_path, recs, dfe_lsoa):
+    faults = malformed_returns(tmp_path)
+    pop = cx.default_population(recs.geography, [2023])
+    with pytest.raises(InputError) as err:
+        cx.read_returns(tmp_path, dfe_lsoa, recs.geography, pop)
+    assert err.value.rule == "malformed_xml"
+    assert "truncated.xml" in str(err.value)
+    _, read = cx.read_returns(tmp_path, dfe_lsoa, recs.geography, pop, errors="report",
+                              schema_dir=SCHEMAS)
+    (bad_file,) = read.file_errors
+    assert bad_file["rule"] == "malformed_xml"
+    assert bad_file["file"].endswith("truncated.xml")
+    assert bad_file["line"] > faults[
+        "truncated.xml"]
+    ex = read.excluded_records.assign(name=lambda d: d["file"].map(lambda f: Path(f).name))
+    code = ex[ex["reason"] == "unknown_code"]
+    assert code[["name", "element", "value"]].values.tolist() == [
+        ["code.xml", "ReferralSource", "99"]]
+    date = ex[ex["reason"] == "bad_date"]
+    assert date[["name", "element", "value"]].values.tolist() == [
+        ["date.xml", "CINreferralDate", "2023-02-30"]]
+    assert (code["line"] > 0).all()
+    assert (date["line"] > 0).all()
+    assert read.episodes == read.passed + sum(read.excluded.values())
+    assert "not read: malformed_xml" in read.validation[bad_file["file"]]
+    if not (SCHEMAS / "CIN_schema_2023.xsd").exists() or not codes.have_lxml():
+        return
+    s = read.schema_errors.assign(name=lambda d: d["file"].map(lambda f: Path(f).name))
+    assert set(s["name"]) == {"order.xml", "code.xml", "date.xml"}
+    first = s.groupby("name").first()
+    assert first.loc["order.xml", "category"] == "element_order"
+    assert first.loc["order.xml", "element"] == "Assessments"
+    assert first.loc["order.xml", "line"] == faults["order.xml"]
+    assert first.loc["code.xml", "category"] == "unknown_code"
+    assert first.loc["code.xml", "line"] == faults["code.xml"]
+    assert first.loc["date.xml", "category"] == "bad_value"
+    assert first.loc["date.xml", "line"] == faults["date.xml"]
+    d = read.to_dict()
+    assert d["schema_errors"]["by_file"]
+    assert d["schema_errors"]["total"] == len(s)
+
+
+@needs_schemas
+def test_schema_errors_refuse_with_errors_raise(tmp_path, recs, dfe_lsoa):
+    malformed_returns(tmp_path)
+    (tmp_path / "truncated.xml").unlink()
+    (tmp_path / "code.xml").unlink()
+    (tmp_path / "date.xml").unlink()
+    pop = cx.default_population(recs.geography, [2023])
+    with pytest.raises(InputError) as err:
+        cx.read_returns(tmp_path, dfe_lsoa, recs.geography, pop, schema_dir=SCHEMAS)
+    assert err.value.rule == "schema_invalid"
+    assert "order.xml:" in str(err.value)
+    assert "element_order" in str(err.value)
+    _, read = cx.read_returns(tmp_path, dfe_lsoa, recs.geography, pop, validate=False)
+    assert read.passed == 3
+    assert read.validation[str(tmp_path / "order.xml")].startswith(
+        "not validated")
+
+
+def test_schema_registry_and_local_copies(tmp_path, monkeypatch):
+    from socialgradient.data.sources import download
+
+    monkeypatch.setenv("SOCIALGRADIENT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("SOCIALGRADIENT_SHARED", raising=False)
+    assert set(codes.SCHEMAS) == set(codes.YEARS)
+    assert all(download.REGISTRY[f"cin_schema_{y}"].sha256 == s.sha256
+               for y, s in codes.SCHEMAS.items())
+    assert codes.find_schema(2023) is None
+    # fetched into the cache with its sha256 checked (a file:// URL: no network in tests)
+    fake = tmp_path / "published.xsd"
+    fake.write_text("<xs:schema xmlns:xs='http://www.w3.org/2001/XMLSchema'/>")
+    monkeypatch.setitem(codes.SCHEMAS, 2019, codes.Schema(
+        fake.as_uri(), download.sha256_of(fake), "CIN_schema_2019.xsd"))
+    cached = codes.fetch_schema(2019)
+    assert cached == tmp_path / "cache" / "cin_census" / "CIN_schema_2019.xsd"
+    assert codes.find_schema(2019) == cached
+    (tmp_path / "CIN_schema_2023.xsd").write_text("<not the schema/>")
+    assert codes.find_schema(2023, tmp_path) is None  # a copy with the wrong sha256
+    if (SCHEMAS / "CIN_schema_2023.xsd").exists():
+        assert codes.find_schema(2023, SCHEMAS) == SCHEMAS / "CIN_schema_2023.xsd"
+        monkeypatch.setenv("SOCIALGRADIENT_SHARED", str(SCHEMAS.parent))
+        assert codes.find_schema(2021) == SCHEMAS / "CIN_schema_2021.xsd"
+    # the code lists are those of the year's schema
+    for y in codes.YEARS:
+        path = SCHEMAS / f"CIN_schema_{y}.xsd"
+        if not path.exists():
+            continue
+        text = path.read_text(encoding="utf-8")
+
+        def enum(name, text=text):
+            i = text.index(f'name="{name}"')
+            return set(re.findall(r'enumeration value="([^"]+)"',
+                                  text[i:text.index("</xs:simpleType>", i)]))
+
+        assert enum("assessmentfactorstype") == codes.FACTORS_BY_YEAR[y]
+        assert enum("referralsourcetype") == codes.SOURCES_BY_YEAR[y]
+        assert enum("reasonforclosuretype") == codes.CLOSURE_BY_YEAR[y]
+        assert ("CINPlanDates" in text) == codes.HAS_CIN_PLAN_DATES[y]
+
+
+def test_cli_aggregate_reports_every_file_line_and_reason(tmp_path, recs, dfe_lsoa, capsys):
+    faults = malformed_returns(tmp_path)
+    (tmp_path / "good.xml").write_text(dfe_return())
+    recs.geography.to_parquet(tmp_path / "geo.parquet")
+    dfe_lsoa.to_csv(tmp_path / "cl.csv", index=False)
+    args = ["census", "aggregate", str(tmp_path), "--child-lsoa", str(tmp_path / "cl.csv"),
+            "--geography", str(tmp_path / "geo.parquet"), "--out", str(tmp_path / "t.csv"),
+            "--schemas", str(SCHEMAS), "--report", str(tmp_path / "report.json")]
+    assert cli.main(args) == 2  # --errors raise: the truncated file stops the run
+    assert "malformed_xml" in capsys.readouterr().err
+    assert cli.main([*args, "--errors", "report"]) == 0
+    read = json.loads((tmp_path / "report.json").read_text())["read"]
+    assert read["episodes"] == read["passed"] + sum(read["excluded"].values())
+    assert read["excluded"]["outside_period"] == 2 * 4  # 2 in each of the readable files
+    assert [e["rule"] for e in read["file_errors"]] == ["malformed_xml"]
+    shown = {(Path(r["file"]).name, r["reason"]): r["line"] for r in read["excluded_records"]}
+    assert shown[("code.xml", "unknown_code")] == faults["code.xml"] - 1  # the CINdetails line
+    assert shown[("date.xml", "bad_date")] > 0
+    if codes.have_lxml() and (SCHEMAS / "CIN_schema_2023.xsd").exists():
+        errs = read["schema_errors"]
+        assert set(errs["by_file"]) == {str(tmp_path / n) for n in
+                                        ("order.xml", "code.xml", "date.xml")}
+        assert {"element_order", "unknown_code", "bad_value"} <= set(errs["by_category"])
+        assert all(r["line"] > 0 and r["element"] for r in errs["shown"])
+
+
+def test_no_schema_is_committed():
+    import shutil
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    if shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    tracked = subprocess.run(["git", "ls-files", "*.xsd"], cwd=root, capture_output=True,
+                             text=True, check=True).stdout.split()
+    assert tracked == []

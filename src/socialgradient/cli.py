@@ -149,7 +149,8 @@ def _census_parser(sub) -> None:
                        "neighbourhood table")
     csub = c.add_subparsers(dest="census_command", required=True)
     w = csub.add_parser("write", help="simulate records and write them as CIN Census XML "
-                        "returns (one per LA per year) with child_lsoa.csv, looked_after.csv, "
+                        "returns (one per LA per year, valid against the year's DfE XSD) with "
+                        "child_lsoa.csv, looked_after.csv, cin_plans.csv, "
                         "population.parquet and geography.parquet")
     w.add_argument("--out", type=Path, required=True)
     w.add_argument("--seed", type=int, default=2021)
@@ -179,7 +180,16 @@ def _census_parser(sub) -> None:
     a.add_argument("--child-lsoa", type=Path, required=True, help="la, child_id (LAchildID), "
                    "lsoa[, year] (CSV or Parquet)")
     a.add_argument("--looked-after", type=Path, help="la, child_id, looked_after_start[, year]")
-    a.add_argument("--lea-codes", type=Path, help="DfE table with old_la_code, new_la_code")
+    a.add_argument("--lea-codes", type=Path, help="DfE table with old_la_code, new_la_code "
+                   "(adds to the built-in DfE LA numbers)")
+    a.add_argument("--cin-plans", type=Path, help="la, child_id, referral_date, "
+                   "cin_plan_start[, cin_plan_end, year]: CIN plans of years whose schema has "
+                   "no CINPlanDates (census write's cin_plans.csv)")
+    a.add_argument("--schemas", type=Path, help="folder with CIN_schema_<year>.xsd (default: "
+                   "$SOCIALGRADIENT_SHARED/cin_census, then the download cache)")
+    a.add_argument("--validate", choices=("auto", "yes", "no"), default="auto",
+                   help="XSD validation of each return: when a schema is at hand (auto), "
+                   "required (yes) or off (no)")
     common(a)
     e = csub.add_parser("extract", help="flat child-level table -> linked LSOA counts")
     e.add_argument("extract", type=Path, help="CSV or Parquet, one row per referral")
@@ -209,7 +219,8 @@ def _census(args) -> int:
             atomic_write(args.out / f"{name}.parquet",
                          lambda tmp, df=df: df.to_parquet(tmp, index=False))
         print(f"wrote {len(paths)} CIN returns ({len(rec.children)} children) and "
-              f"child_lsoa.csv, looked_after.csv, population.parquet, geography.parquet "
+              f"child_lsoa.csv, looked_after.csv, cin_plans.csv, population.parquet, "
+              f"geography.parquet "
               f"to {args.out}")
         return 0
     geography = schema.read_table(args.geography)
@@ -220,7 +231,10 @@ def _census(args) -> int:
         lea = returns.lea_codes_from_dfe(args.lea_codes) if args.lea_codes else None
         recs, read = returns.read_returns(args.returns, args.child_lsoa, geography,
                                              population, looked_after=args.looked_after,
-                                             lea_codes=lea, errors=args.errors)
+                                             lea_codes=lea, errors=args.errors,
+                                             cin_plans=args.cin_plans, schema_dir=args.schemas,
+                                             validate={"auto": None, "yes": True,
+                                                       "no": False}[args.validate])
     else:
         recs, read = extracts.read_extract(args.extract, args.mapping, geography, population,
                                            errors=args.errors)
@@ -254,6 +268,13 @@ def _census(args) -> int:
           f"{ {k: v for k, v in read.excluded.items() if v} }; linked {report.linked}, "
           f"unlinked {sum(report.unlinked.values())} "
           f"{ {k: v for k, v in report.unlinked.items() if v} }")
+    if read.validation or read.file_errors:
+        done = sum(v.startswith("validated") for v in read.validation.values())
+        why = sorted({v for v in read.validation.values() if not v.startswith("validated")})
+        cats = read.schema_errors["category"].value_counts().to_dict()
+        print(f"schema: {done} of {len(read.validation)} file(s) validated, "
+              f"{len(read.schema_errors)} error(s) {cats}; files not read: "
+              f"{len(read.file_errors)}" + (f"; {why[0]}" if why else ""))
     print(f"wrote {args.out} ({len(table)} rows)" + (f" and {args.report}" if args.report
                                                       else ""))
     return 0

@@ -81,6 +81,21 @@ for _key, _name, _digest in (
      "b203854c252fc055df1dc05d649de63c2f18c0246b1bd2282c2f3632530f296d"),
 ):
     REGISTRY[_key] = Entry(_DFE + _name, "dfe_csc/" + _name, _digest, "DfE")
+#: DfE CIN Census XSDs by collection year (the DfE's files as kept by liia-tools, MIT licence);
+#: used by :mod:`socialgradient.data.census.codes` to validate returns. Never committed.
+_LIIA = ("https://raw.githubusercontent.com/SocialFinanceDigitalLabs/liia-tools/"
+         "0dd821c2968f6930b62ee2223da0203b33db0a96/liiatools/spec/cin_census/")
+for _year, _digest in (
+    (2019, "b2c1524d859ce652ab1762b1e33f9001877d948954ab465e008d1530f65993e5"),
+    (2020, "b2c1524d859ce652ab1762b1e33f9001877d948954ab465e008d1530f65993e5"),
+    (2021, "e8f03d63e344edeae8d46ebf6f71dc826f1cd1c80f19eab8b5d74305738d644e"),
+    (2022, "8edb370d341e595ad06c743258c7c419207769f5b219bd93237a679c6980ee51"),
+    (2023, "9327b3e2deb166108cfa33f87e4af773ac9b14cdd6ebf4dffbd2c7a34f1490dd"),
+    (2024, "9327b3e2deb166108cfa33f87e4af773ac9b14cdd6ebf4dffbd2c7a34f1490dd"),
+):
+    REGISTRY[f"cin_schema_{_year}"] = Entry(_LIIA + f"CIN_schema_{_year}.xsd",
+                                            f"cin_census/CIN_schema_{_year}.xsd", _digest,
+                                            "DfE (liia-tools copy)")
 
 
 def sha256_of(path) -> str:

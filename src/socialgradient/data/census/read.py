@@ -1,0 +1,405 @@
+"""Read CIN Census XML returns (the DfE layout, 2019-2024) into child-level records.
+
+:func:`read_returns` parses returns into the child-level tables (``children``, ``episodes``,
+``factors``) that :func:`socialgradient.data.census.linkage.link` /
+:func:`~socialgradient.data.census.linkage.aggregate` take. Parsing uses ``lxml`` (real source
+lines, ``sourceline``) and falls back to the standard library without it.
+
+Checks, in order:
+
+1. *File*: malformed XML (file, line, column), ``not_a_cin_return``, ``missing_header``,
+   ``unknown_lea`` (``LEA`` is a DfE 3-digit number from
+   :data:`~socialgradient.data.census.codes.LA_NUMBERS` or ``lea_codes``, or an ONS code).
+   ``errors="raise"`` raises :class:`~socialgradient.data.schema.InputError`;
+   ``errors="report"`` lists the file in ``ReadReport.file_errors`` and reads the others.
+2. *Schema*: each return is validated against the XSD of its collection year (its header's
+   ``Year``) when ``lxml`` and a verified copy of the schema are at hand
+   (:func:`~socialgradient.data.census.codes.find_schema`); ``ReadReport.validation`` says,
+   per file, which schema was used or why none was. Errors (file, line, element, category:
+   ``element_order``, ``unknown_code``, ``bad_pattern``, ``bad_value``, ``other``) go to
+   ``ReadReport.schema_errors``; with ``errors="raise"`` they refuse the returns
+   (``schema_invalid``) once the record checks pass.
+3. *Record* (each ``CINdetails`` is a record): ``missing_element``, ``bad_date``,
+   ``unknown_code`` (named with file, line and LAchildID) raise by default or, with
+   ``errors="report"``, exclude the episode (the child's episodes for a child-level item).
+   Codes of every year 2019-2024 are accepted (18A/19A read as 18C/19C).
+4. *Always excluded and reported*: ``unborn`` (only an ExpectedPersonBirthDate),
+   ``age_out_of_range`` (not 0-17 on 31 March), ``outside_period`` (referred after 31 March of
+   the collection year, or closed before 1 April of the year before).
+
+Every episode read is passed on or listed in the report -- never dropped. UPNs, former UPNs,
+disabilities, reviews and several ``CINdetails`` per child are read past. ``CINPlanDates``
+(2022 on) give the CIN plan; for earlier years the writer's companion ``cin_plans.csv``
+(``cin_plans=``) does. NumberOfPreviousCPP >= 2 is a repeat plan
+(:data:`~socialgradient.data.census.codes.FIRST_PLAN_CPP`). Re-referral within 12 months is
+derived from the same child's earlier CINreferralDate in the returns read, as DfE derives it.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as StdET
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from socialgradient.data.census import codes as cc
+from socialgradient.data.census.frames import (
+    LOOKED_AFTER_COLUMNS,
+    SCHEMA_ERROR_COLUMNS,
+    ReadReport,
+    _age,
+    _band,
+    _require,
+    _table,
+    build_records,
+    join_cin_plans,
+    read_child_lsoa,
+)
+from socialgradient.data.schema import CODE_PATTERNS, InputError, fail
+
+READ_RULES = ("missing_element", "bad_date", "unknown_code")
+EXCLUDED = ("unborn", "age_out_of_range", "outside_period")
+#: Episode-level leaf elements read (path below CINdetails -> flat column).
+_EPISODE_LEAVES = {
+    "CINreferralDate": "referral_date", "ReferralSource": "referral_source",
+    "PrimaryNeedCode": "primary_need", "CINclosureDate": "closure_date",
+    "ReasonForClosure": "closure_reason", "ReferralNFA": "referral_nfa",
+}
+_DATE_COLUMNS = {"dob": "PersonBirthDate", "expected_dob": "ExpectedPersonBirthDate",
+                 "referral_date": "CINreferralDate", "closure_date": "CINclosureDate",
+                 "assessment_date": "AssessmentActualStartDate",
+                 "cin_plan_start": "CINPlanStartDate", "cin_plan_end": "CINPlanEndDate",
+                 "cp_plan_start": "CPPstartDate", "cp_plan_end": "CPPendDate"}
+_CHILD_ELEMENTS = ["LAchildID", "PersonBirthDate", "ExpectedPersonBirthDate", "GenderCurrent",
+                   "Ethnicity"]
+
+
+def _value(el, tag):
+    if el is None:
+        return None
+    v = el.findtext(tag)
+    return v.strip() or None if v is not None else None
+
+
+def _std_lines(data: bytes, tag: str) -> list[int]:
+    """Line of each ``<tag`` start tag, in document order (standard-library fallback)."""
+    starts = [m.start() for m in re.finditer(rb"<(?:[\w.-]+:)?" + tag.encode() + rb"[\s/>]",
+                                             data)]
+    newlines = np.flatnonzero(np.frombuffer(data, np.uint8) == 10)
+    return (np.searchsorted(newlines, np.asarray(starts, np.int64)) + 1).tolist()
+
+
+def _parse(path: Path):
+    """(root element, lxml document or None, bytes); malformed XML -> InputError with line."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as err:
+        raise fail("file_not_found", f"cannot read {path}: {err}") from err
+    if cc.have_lxml():
+        from lxml import etree
+
+        parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True)
+        try:
+            root = etree.fromstring(data, parser)
+        except etree.XMLSyntaxError as err:
+            line, col = err.position
+            raise fail("malformed_xml", f"{path}: line {line}, column {col}: "
+                       f"{err.msg}") from err
+        doc = root.getroottree()
+    else:
+        try:
+            root = StdET.fromstring(data)
+        except StdET.ParseError as err:
+            line, col = err.position
+            raise fail("malformed_xml", f"{path}: line {line}, column {col + 1}: "
+                       f"{err}") from err
+        doc = None
+    if isinstance(root.tag, str) and root.tag.startswith("{"):  # strip a default namespace
+        for el in root.iter():
+            if isinstance(el.tag, str) and el.tag.startswith("{"):
+                el.tag = el.tag.split("}", 1)[1]
+    return root, doc, data
+
+
+def _header(path: Path, root, numbers: dict) -> tuple[str, int]:
+    if root.tag != "Message" or root.find("Children") is None:
+        raise fail("not_a_cin_return", f"{path}: expected a <Message> "
+                   "root with <Children>")
+    year = _value(root.find("Header/CollectionDetails"), "Year")
+    lea = _value(root.find("Header/Source"), "LEA")
+    missing = [n for n, v in (("Header/CollectionDetails/Year", year),
+                              ("Header/Source/LEA", lea)) if v is None]
+    if missing:
+        raise fail("missing_header", f"{path}: no {', '.join(missing)}")
+    if not re.fullmatch(r"\d{4}", year):
+        raise fail("missing_header", f"{path}: Year {year!r} is not a year")
+    if re.fullmatch(CODE_PATTERNS["la"], lea):
+        return lea, int(year)
+    if lea in numbers:
+        return str(numbers[lea]), int(year)
+    raise fail("unknown_lea", f"{path}: LEA {lea!r} is neither an ONS LA code "
+               "nor in the LEA -> LA code map (pass lea_codes / --lea-codes)")
+
+
+def _first(nodes, tag):
+    vals = [_value(n, tag) for n in nodes]
+    vals = [v for v in vals if v is not None]
+    return vals[0] if vals else None
+
+
+def _flat(path: Path, root, data: bytes, la: str, year: int) -> tuple[list[dict], list]:
+    """Rows (one per CINdetails, or one per child without any) and factor codes."""
+    kids = root.find("Children").findall("Child")
+    std = not hasattr(root, "sourceline")
+    if std:
+        lines = _std_lines(data, "Child")
+        ep_lines = iter(_std_lines(data, "CINdetails"))
+        if len(lines) != len(kids):  # e.g. a tag inside a comment: fall back to positions
+            lines = [0] * len(kids)
+    else:
+        lines = [k.sourceline for k in kids]
+    rows, factors = [], []
+    for child, line in zip(kids, lines, strict=True):
+        ids = child.find("ChildIdentifiers")
+        base = {"file": str(path), "line": line, "la": la, "year": year,
+                "la_child_id": _value(ids, "LAchildID"), "dob": _value(ids, "PersonBirthDate"),
+                "expected_dob": _value(ids, "ExpectedPersonBirthDate"),
+                "gender_code": _value(ids, "GenderCurrent"),
+                "ethnic_code": _value(child.find("ChildCharacteristics"), "Ethnicity"),
+                "has_episode": False}
+        details = child.findall("CINdetails")
+        if not details:
+            rows.append(base)
+        for k, d in enumerate(details):
+            row = dict(base, has_episode=True, episode_no=k,
+                       episode_line=next(ep_lines, 0) if std else d.sourceline)
+            for tag, col in _EPISODE_LEAVES.items():
+                row[col] = _value(d, tag)
+            ass = d.findall("Assessments")
+            starts = [_value(a, "AssessmentActualStartDate") for a in ass]
+            row["assessment_date"] = min((v for v in starts if v), default=None)
+            row["assessment_missing_start"] = None in starts
+            plans = d.findall("CINPlanDates")
+            row["cin_plan_start"] = _first(plans, "CINPlanStartDate")
+            row["cin_plan_missing_start"] = bool(plans) and row["cin_plan_start"] is None
+            ends = [_value(p, "CINPlanEndDate") for p in plans]
+            row["cin_plan_end"] = None if (not ends or None in ends) else max(ends)
+            cpp = d.findall("ChildProtectionPlans")
+            row["cp_plan_start"] = _first(cpp, "CPPstartDate")
+            row["cp_missing_start"] = bool(cpp) and row["cp_plan_start"] is None
+            ends = [_value(p, "CPPendDate") for p in cpp]
+            row["cp_plan_end"] = None if (not ends or None in ends) else max(ends)
+            row["cp_category"] = _first(cpp, "InitialCategoryOfAbuse")
+            row["cp_missing_category"] = bool(cpp) and row["cp_category"] is None
+            row["previous_cpp"] = _first(cpp, "NumberOfPreviousCPP")
+            rows.append(row)
+            for a in ass:
+                for f in a.iterfind("FactorsIdentifiedAtAssessment/AssessmentFactors"):
+                    code = (f.text or "").strip()
+                    if code:
+                        factors.append((len(rows) - 1, cc.READ_ALIASES.get(code, code)))
+    return rows, factors
+
+
+def _problems(flat: pd.DataFrame, fac: pd.DataFrame) -> pd.DataFrame:
+    """Rows ``(row, rule, element, value)`` for every record problem, in READ_RULES order."""
+    out = []
+
+    def add(mask, rule, element, values):
+        idx = np.flatnonzero(np.asarray(mask, bool))
+        vals = pd.Series(values).to_numpy(object)[idx] if values is not None else [None] * len(idx)
+        out.extend(zip(idx, [rule] * len(idx), [element] * len(idx), vals, strict=True))
+
+    ep = flat["has_episode"].to_numpy(bool)
+    add(flat["la_child_id"].isna(), "missing_element", "LAchildID", None)
+    add(flat["dob"].isna() & flat["expected_dob"].isna(), "missing_element", "PersonBirthDate",
+        None)
+    add(flat["gender_code"].isna(), "missing_element", "GenderCurrent", None)
+    add(flat["ethnic_code"].isna(), "missing_element", "Ethnicity", None)
+    add(ep & flat["referral_date"].isna(), "missing_element", "CINreferralDate", None)
+    for col, element in (("assessment_missing_start", "AssessmentActualStartDate"),
+                         ("cin_plan_missing_start", "CINPlanStartDate"),
+                         ("cp_missing_start", "CPPstartDate"),
+                         ("cp_missing_category", "InitialCategoryOfAbuse")):
+        add(ep & flat[col].fillna(False).astype(bool), "missing_element", element, None)
+    for col, element in _DATE_COLUMNS.items():
+        raw = flat[col]
+        parsed = pd.to_datetime(raw, format="%Y-%m-%d", errors="coerce")
+        add(raw.notna() & parsed.isna(), "bad_date", element, raw)
+    codes = (("gender_code", "GenderCurrent", set(cc.GENDER_CODES)),
+             ("ethnic_code", "Ethnicity", set(cc.ETHNIC_CODES)),
+             ("referral_source", "ReferralSource", cc.SOURCE_CODES),
+             ("primary_need", "PrimaryNeedCode", cc.NEED_CODES),
+             ("closure_reason", "ReasonForClosure", cc.CLOSURE_CODES),
+             ("referral_nfa", "ReferralNFA", set(cc.BOOL_CODES)),
+             ("cp_category", "InitialCategoryOfAbuse", cc.CP_CODES))
+    for col, element, allowed in codes:
+        raw = flat[col]
+        add(raw.notna() & ~raw.isin(list(allowed)), "unknown_code", element, raw)
+    prev = flat["previous_cpp"]
+    add(prev.notna() & ~prev.astype(str).str.fullmatch(r"\d+"), "unknown_code",
+        "NumberOfPreviousCPP", prev)
+    if len(fac):
+        bad = ~fac["factor"].isin(cc.FACTOR_CODES | set(cc.READ_ALIASES.values()))
+        for r, v in zip(fac.loc[bad, "row"], fac.loc[bad, "factor"], strict=True):
+            out.append((r, "unknown_code", "AssessmentFactors", v))
+    p = pd.DataFrame(out, columns=["row", "rule", "element", "value"])
+    p["row"] = p["row"].astype(np.int64)
+    p["order"] = p["rule"].map({r: k for k, r in enumerate(READ_RULES)})
+    return p.sort_values(["order", "row"], kind="stable").drop(columns="order")
+
+
+def _describe(flat: pd.DataFrame, p: pd.DataFrame, shown: int = 10) -> str:
+    lines = []
+    for r in p.head(shown).itertuples():
+        f = flat.iloc[r.row]
+        val = "" if r.value is None else f" value {r.value!r}"
+        lines.append(f"{f['file']}:{f['episode_line'] if f['has_episode'] else f['line']} "
+                     f"LAchildID {f['la_child_id']!r}: {r.element}{val}")
+    more = f" (and {len(p) - shown} more)" if len(p) > shown else ""
+    return "; ".join(lines) + more
+
+
+def read_returns(paths, child_lsoa, geography: pd.DataFrame,
+                 population: pd.DataFrame | None = None, looked_after=None,
+                 lea_codes: dict | None = None, errors: str = "raise", cin_plans=None,
+                 schema_dir=None, validate: bool | None = None):
+    """Parse CIN Census XML returns into :class:`~.records_model.Records`.
+
+    ``paths``: XML returns (a folder means every ``*.xml`` in it). ``child_lsoa``: ``la,
+    child_id`` (LAchildID, or a column named ``LAchildID``), ``lsoa[, year]``; children it lacks
+    reach linkage with no LSOA (``missing_lsoa``). ``geography``: LSOA lookup ``lsoa, la,
+    income, children, rural``. ``population``: denominators (default
+    :func:`~.frames.default_population`, strata ``all``). ``looked_after``: ``la, child_id,
+    looked_after_start[, year]`` (SSDA903). ``lea_codes``: DfE LA number -> ONS code, added to
+    :data:`~socialgradient.data.census.codes.LA_NUMBERS`. ``errors``: ``"raise"`` or
+    ``"report"`` (module docstring). ``cin_plans``: ``la, child_id, referral_date,
+    cin_plan_start[, cin_plan_end, year]`` for years without ``CINPlanDates``. ``schema_dir``:
+    a folder with ``CIN_schema_<year>.xsd``; ``validate``: False skips the XSD check, True
+    requires it (``schema_unavailable`` when it cannot be done), None validates when it can.
+
+    Returns ``(records, report)``: ``records`` feeds
+    :func:`socialgradient.data.census.linkage.aggregate`; ``report`` is a :class:`ReadReport`.
+    """
+    if errors not in ("raise", "report"):
+        raise ValueError(f"errors must be 'raise' or 'report', got {errors!r}")
+    if isinstance(paths, str | Path):
+        paths = [paths]
+    files = []
+    for p in paths:
+        p = Path(p)
+        files += sorted(p.glob("*.xml")) if p.is_dir() else [p]
+    if not files:
+        raise fail("file_not_found", "no CIN returns (*.xml) given")
+    numbers = {v: k for k, v in cc.dfe_numbers(lea_codes).items()}
+    rows, fac_rows, schema_rows, validation, file_errors = [], [], [], {}, []
+    for path in files:
+        try:
+            root, doc, data = _parse(path)
+            la, year = _header(path, root, numbers)
+        except InputError as err:
+            if errors == "raise" or err.rule == "file_not_found":
+                raise
+            m = re.search(r"line (\d+)", str(err))
+            file_errors.append({"file": str(path), "line": int(m.group(1)) if m else None,
+                                "rule": err.rule, "message": str(err)})
+            validation[str(path)] = f"not read: {err.rule}"
+            continue
+        found, validation[str(path)] = cc.validate_return(path, doc, year, schema_dir,
+                                                          validate)
+        if validate is True and not validation[str(path)].startswith("validated"):
+            raise fail("schema_unavailable", f"{path}: {validation[str(path)]}")
+        schema_rows += found
+        r, f = _flat(path, root, data, la, year)
+        fac_rows += [(k + len(rows), c) for k, c in f]
+        rows += r
+    schema_errors = pd.DataFrame(schema_rows, columns=list(SCHEMA_ERROR_COLUMNS))
+    if not rows:
+        raise fail("no_records", f"no CIN return could be read: {file_errors[:3]}")
+    flat = pd.DataFrame(rows)
+    for c in ("episode_line", "episode_no", "previous_cpp", "assessment_missing_start",
+              "cin_plan_missing_start", "cp_missing_start", "cp_missing_category",
+              *_EPISODE_LEAVES.values(), *_DATE_COLUMNS):
+        if c not in flat.columns:
+            flat[c] = None
+    flat = flat.astype({c: object for c in flat.columns if c not in ("line", "year")})
+    fac = pd.DataFrame(fac_rows, columns=["row", "factor"])
+    problems = _problems(flat, fac)
+    if len(problems) and errors == "raise":
+        rule = problems["rule"].iloc[0]
+        sub = problems[problems["rule"] == rule]
+        counts = problems["rule"].value_counts().to_dict()
+        raise fail(rule, f"{len(sub)} in the CIN returns ({counts}): "
+                   f"{_describe(flat, sub)}", rows=sub["row"].tolist())
+    if len(schema_errors) and errors == "raise":
+        cats = schema_errors["category"].value_counts().to_dict()
+        shown = "; ".join(f"{r.file}:{r.line} {r.element}: {r.message}"
+                          for r in schema_errors.head(5).itertuples())
+        raise fail("schema_invalid", f"{len(schema_errors)} schema errors in "
+                   f"{schema_errors['file'].nunique()} return(s) ({cats}): {shown}"
+                   " (use errors='report' / --errors report to read them anyway)")
+    # Child-level problems exclude all the child's rows (same file, same <Child> line).
+    reason = pd.Series(None, index=flat.index, dtype=object)
+    detail = pd.DataFrame({"element": None, "value": None}, index=flat.index, dtype=object)
+    first = problems.drop_duplicates("row")
+    reason.iloc[first["row"].to_numpy()] = first["rule"].to_numpy()
+    detail.iloc[first["row"].to_numpy()] = first[["element", "value"]].to_numpy(object)
+    child_key = flat["file"] + ":" + flat["line"].astype(str)
+    child_rules = problems[problems["element"].isin(_CHILD_ELEMENTS)].drop_duplicates("row")
+    bad_children = dict(zip(child_key.iloc[child_rules["row"]], child_rules["rule"], strict=False))
+    reason = reason.where(reason.notna(), child_key.map(bad_children))
+    # Usable rows: parse, age, period.
+    flat["date_of_birth"] = pd.to_datetime(flat["dob"], format="%Y-%m-%d", errors="coerce")
+    age = _age(flat["date_of_birth"], flat["year"])
+    flat["age"] = age
+    flat["age_band"] = _band(np.nan_to_num(age, nan=-1))
+    unborn = flat["dob"].isna() & flat["expected_dob"].notna()
+    reason = reason.where(reason.notna() | ~unborn, "unborn")
+    reason = reason.where(reason.notna() | flat["age_band"].notna(), "age_out_of_range")
+    ref = pd.to_datetime(flat["referral_date"], format="%Y-%m-%d", errors="coerce")
+    clo = pd.to_datetime(flat["closure_date"], format="%Y-%m-%d", errors="coerce")
+    end = pd.to_datetime(flat["year"].astype(str) + "-03-31")
+    start = pd.to_datetime((flat["year"] - 1).astype(str) + "-04-01")
+    outside = flat["has_episode"].astype(bool) & ((ref > end) | (clo < start))
+    reason = reason.where(reason.notna() | ~outside, "outside_period")
+    bad = reason.notna().to_numpy()
+    ok = flat[~bad].copy()
+    ok["age"] = ok["age"].astype(np.int64)
+    ok["child_id"] = ok["la"] + "/" + ok["la_child_id"]
+    ok["gender"] = ok["gender_code"].map(cc.GENDER_CODES)
+    ok["ethnicity"] = ok["ethnic_code"].map(cc.ETHNIC_CODES).fillna(cc.UNKNOWN)
+    for col in _DATE_COLUMNS:
+        if col not in ("dob", "expected_dob"):
+            ok[col] = pd.to_datetime(ok[col], format="%Y-%m-%d")
+    if cin_plans is not None:
+        ok = join_cin_plans(ok, cin_plans)
+    ok["episode_id"] = ok["child_id"] + "/" + ok["referral_date"].dt.strftime("%Y-%m-%d")
+    ok["referral_nfa"] = ok["referral_nfa"].map(cc.BOOL_CODES).fillna(False).astype(bool)
+    ok["repeat_cp_plan"] = pd.to_numeric(ok["previous_cpp"]).fillna(0).gt(
+        cc.FIRST_PLAN_CPP).to_numpy()
+    ok["has_episode"] = ok["has_episode"].astype(bool)
+    cl = read_child_lsoa(child_lsoa)
+    lat = None if looked_after is None else _table(looked_after)
+    if lat is not None:
+        _require(lat, LOOKED_AFTER_COLUMNS, "looked-after table")
+        lat["la"], lat["child_id"] = lat["la"].astype(str), lat["child_id"].astype(str)
+    records, unmatched = build_records(ok, fac, cl, geography, population, lat,
+                                       source="CIN census XML", years=flat["year"],
+                                       las=flat["la"])
+    ex = flat[bad]
+    ex_rec = pd.DataFrame({
+        "file": ex["file"], "line": np.where(ex["has_episode"].astype(bool), ex["episode_line"],
+                                             ex["line"]),
+        "la": ex["la"], "la_child_id": ex["la_child_id"], "referral_date": ex["referral_date"],
+        "reason": reason[bad], "element": detail.loc[bad, "element"],
+        "value": detail.loc[bad, "value"]}).reset_index(drop=True)
+    has_ep = flat["has_episode"].astype(bool)
+    excluded = {r: int(((reason == r) & has_ep).sum()) for r in (*READ_RULES, *EXCLUDED)}
+    report = ReadReport(
+        files=tuple(files), children=int(child_key.nunique()), episodes=int(has_ep.sum()),
+        passed=int((has_ep & ~bad).sum()), excluded=excluded, excluded_records=ex_rec,
+        children_excluded=int(child_key[bad].nunique()), looked_after_unmatched=unmatched,
+        schema_errors=schema_errors, validation=validation, file_errors=tuple(file_errors))
+    return records, report
