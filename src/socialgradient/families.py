@@ -83,8 +83,12 @@ class Family:
             phi = params["phi"]
             k_j = _exceedances(rows.y)
             j = np.arange(len(k_j))
-            mu_over_phi = pt.exp(rows.log_exposure + eta - pt.log(phi))
-            return pt.sum(k_j * pt.log1p(j / phi)) - pt.sum((rows.y + phi) * pt.log1p(mu_over_phi))
+            # exp(.) / phi, not exp(. - log phi): PyTensor rewrites log1p(exp(x)) to a
+            # branchy softplus. Measured per gradient evaluation on the default England
+            # (nutpie, numba): 1.90 ms, against 1.74 ms for the unstable log(mu + phi) form
+            # and 2.80 ms for a series/log switch.
+            r = pt.exp(rows.log_exposure + eta) / phi
+            return pt.sum(k_j * pt.log1p(j / phi)) - pt.sum((rows.y + phi) * pt.log1p(r))
         # binomial: y eta - N log(1 + e^eta)
         return -pt.sum(rows.trials * pt.softplus(eta))
 
