@@ -13,18 +13,19 @@ from socialgradient import joint, outputs
 from socialgradient.spec import Spec, load_spec
 
 THRESHOLDS = ("referrals", "assessments", "cin_plans")
+N_LA = 10
 
 
 @pytest.fixture(scope="module")
 def table() -> pd.DataFrame:
     t = sg.default_data()
-    return t[t["la"].isin(t["la"].unique()[::5][:20])].reset_index(drop=True)
+    return t[t["la"].isin(t["la"].unique()[::5][:N_LA])].reset_index(drop=True)
 
 
 @pytest.fixture(scope="module")
 def tree(table):
     spec = Spec("referrals", outcomes=THRESHOLDS)
-    return sg.fit(table, spec, draws=150, tune=200, chains=2, progressbar=False)
+    return sg.fit(table, spec, draws=100, tune=150, chains=2, progressbar=False)
 
 
 def test_spec():
@@ -94,7 +95,7 @@ def test_view_is_an_ordinary_fit(tree):
     one = joint.view(tree, "assessments")
     assert one.attrs["outcome"] == "assessments"
     assert one["posterior"]["la_effect"].dims == ("chain", "draw", "la", "effect")
-    assert sg.la_gradients(one).shape[0] == 20
+    assert sg.la_gradients(one).shape[0] == N_LA
     s = sg.summarise(one)
     assert s["gradient_mean_la"]["median"] == pytest.approx(
         sg.summarise(tree)["thresholds"]["assessments"]["gradient_mean_la"]["median"])
@@ -105,7 +106,7 @@ def test_output_set(tree, tmp_path):
     manifest = outputs.verify(tmp_path / "out")
     assert manifest["spec_hash"] == tree.attrs["spec_hash"]
     las = pd.read_csv(paths["la_gradients"])
-    assert las["threshold"].tolist() == [t for t in THRESHOLDS for _ in range(20)]
+    assert las["threshold"].tolist() == [t for t in THRESHOLDS for _ in range(N_LA)]
     s = json.loads(paths["summary"].read_text())
     assert "p_steepens_every_step" in s
     for name in THRESHOLDS:

@@ -37,8 +37,10 @@ def write_models(folder: Path) -> Path:
 def test_repository_specs_are_read():
     specs = suite.national_specs(MODELS)
     national = [s.outcome for _, s, _ in specs if s is not None]
-    assert national == ["assessments", "cin_plans", "cp_plans", "looked_after", "referrals",
-                        "referrals"]  # the last: national_referrals_places (moderators)
+    # by file name: joint_thresholds (outcome = its first threshold), the five national
+    # thresholds, national_referrals_places (moderators)
+    assert national == ["referrals", "assessments", "cin_plans", "cp_plans", "looked_after",
+                        "referrals", "referrals"]
     assert all(why.startswith("an LA panel spec") for _, s, why in specs if s is None)
 
 
