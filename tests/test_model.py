@@ -148,7 +148,7 @@ def test_auto_centres_informative_las_only():
     table = simulate(seed=3, scale=1.0).table
     dense = NeighbourhoodData.from_table(table, "referrals")
     centred = parameterisation.choose(dense, "negbin", "auto")
-    assert centred.mean() > 0.9
+    assert centred.mean() > 0.85  # 135 of 150 LAs
     small = table[table["la"].isin(table["la"].unique()[:40])]
     small = small.groupby("la").head(25).reset_index(drop=True)
     sparse = NeighbourhoodData.from_table(small, "looked_after")
