@@ -37,7 +37,7 @@ MAX_PREDICTIVE_VALUES = 100_000_000
 # Sampler-side forms of quantities the posterior keeps in their reported form: the LKJ
 # factor (la_sd, la_corr), phi's transform, the LA effects' centred / non-centred parts
 # (la_effect), and per-SD moderator coefficients (moderator_effect, per unit).
-_DERIVED = ("la_cov", "la_cov_corr", "la_cov_stds", "inv_sqrt_phi", "la_z", "la_effect_centred",
+DERIVED = ("la_cov", "la_cov_corr", "la_cov_stds", "inv_sqrt_phi", "la_z", "la_effect_centred",
             "moderator_coef", "la_moderator_coef")
 
 
@@ -178,7 +178,7 @@ def assemble(
         raise ValueError("assemble: the tree has no posterior la_effect; sample a model "
                          "built by socialgradient (build_model / api.build)")
     posterior = tree["posterior"].to_dataset()
-    posterior = posterior.drop_vars([v for v in _DERIVED if v in posterior])
+    posterior = posterior.drop_vars([v for v in DERIVED if v in posterior])
     posterior = posterior.drop_vars(
         [c for c in posterior.coords
          if c.startswith("la_cov") or c in ("la_centred", "la_noncentred")])

@@ -37,12 +37,13 @@ import pytensor.tensor as pt
 import xarray as xr
 
 from socialgradient import families, parameterisation, predict
+from socialgradient import fit as fit_module
 from socialgradient.gradients import national
 from socialgradient.model import EFFECTS, NeighbourhoodData, la_theta
 from socialgradient.spec import Spec
 
-DERIVED = ("la_cov", "la_cov_corr", "la_cov_stds", "inv_sqrt_phi", "la_z", "la_effect_centred",
-           "la_effect_flat")
+# The sampler-side forms fit.DERIVED drops, and the joint model's flat LA effects.
+DERIVED = (*fit_module.DERIVED, "la_effect_flat")
 
 
 def check_spec(spec: Spec) -> None:
@@ -247,7 +248,6 @@ def write(tree: xr.DataTree, out_dir, extra: dict | None = None, rule=None,
     import pandas as pd
 
     from socialgradient import disclosure, outputs, plots, report
-    from socialgradient import fit as fit_module
 
     rule = rule or disclosure.Rule()
     rule.check()
