@@ -10,6 +10,8 @@
 >>> sg.plot(tree, "la_caterpillar")                  # a matplotlib Figure
 >>> recs = sg.simulate_records(years=(2019, 2020))   # CIN-Census-shaped child records
 >>> cells, report = sg.aggregate(recs, by=("ethnicity",))  # -> model input, linkage report
+>>> spec = sg.load_spec("models/strata_age_band.toml")  # a spec with a [records] table
+>>> agg = sg.records_table(spec)                     # .table, .truth, .dropped, .linkage
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from socialgradient.data import schema
 from socialgradient.data.census import linkage
 from socialgradient.data.synthetic import england, records
 from socialgradient.model import NeighbourhoodData, build_model
-from socialgradient.spec import Spec
+from socialgradient.spec import RecordsTable, Spec, load_spec  # noqa: F401 (API)
 
 load = schema.load
 load_fit = _fit.load
@@ -34,13 +36,21 @@ diagnose = checks.diagnose
 ppc = checks.ppc
 predict = _predict.predict
 loo_compare = checks.loo_compare
-la_gradients = report.la_gradients
 simulate = england.simulate
 simulate_records = records.simulate_records
 aggregate = linkage.aggregate
 
 # In the wheel (socialgradient/resources/data/) or the checkout (data/): see resources.
 DEFAULT_DATA = resources.path("data", "neighbourhoods.parquet")
+MODELS = resources.root("models")  # the study's specs: sg.load_spec(sg.MODELS / "...toml")
+
+
+def default_truth() -> dict:
+    """The truth of the embedded default data (``data/truth.json``): what its counts were
+    drawn from, per threshold (``["thresholds"][outcome]``) and per LA."""
+    import json
+
+    return json.loads(resources.path("data", "truth.json").read_text(encoding="utf-8"))
 
 
 def default_data() -> pd.DataFrame:
@@ -52,6 +62,23 @@ def default_data() -> pd.DataFrame:
     if DEFAULT_DATA.exists():
         return pd.read_parquet(DEFAULT_DATA)
     return england.simulate().table
+
+
+def records_table(spec: Spec | RecordsTable, scale: float | None = None):
+    """The aggregate of the synthetic child records a spec with ``[records]`` is fitted to
+    (:func:`socialgradient.aggregates.build`): ``.table`` (model input), ``.truth`` (the
+    records' truth), ``.dropped`` (rows left out, by reason), ``.linkage`` (the linkage
+    report's counts). ``scale`` overrides the simulation's scale (e.g. 0.05 for a quick look).
+    """
+    from dataclasses import replace
+
+    from socialgradient import aggregates
+
+    source = spec.records if isinstance(spec, Spec) else spec
+    if source is None:
+        raise ValueError(f"spec {spec.name!r} has no [records] table: it is fitted to a "
+                         "neighbourhood table (e.g. sg.default_data())")
+    return aggregates.build(replace(source, scale=scale) if scale else source)
 
 
 def _spec(spec: Spec | str, **changes) -> Spec:
@@ -120,6 +147,17 @@ def fit(
     if spec.outcomes:
         return joint.fit(data, spec, progressbar=progressbar)
     return _fit.fit(data, spec, progressbar=progressbar)
+
+
+def la_gradients(tree: xr.DataTree) -> pd.DataFrame:
+    """One row per LA (per threshold, in a ``threshold`` column, for a joint fit): gradient
+    and rank with 95%/80% ETIs, size and observed rate (unprotected: see ``write``)."""
+    names = joint.outcomes(tree)
+    if not names:
+        return report.la_gradients(tree)
+    return pd.concat([report.la_gradients(joint.view(tree, o)).assign(threshold=o)
+                      for o in names], ignore_index=True).pipe(
+        lambda t: t[["threshold", *[c for c in t.columns if c != "threshold"]]])
 
 
 def plot(tree: xr.DataTree, kind: str):

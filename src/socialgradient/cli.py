@@ -445,11 +445,15 @@ def _dispatch(args) -> int:
 
         outputs.check_destination(args.out)
         table = schema.read_table(args.data)
-        items = suite.run(args.models, table, args.out, progressbar=progress, draws=args.draws,
+        truth_file = Path(args.data).with_name("truth.json")  # as `simulate` writes it
+        truth = json.loads(truth_file.read_text(encoding="utf-8")) if truth_file.exists() \
+            else None
+        items = suite.run(args.models, table, args.out, progressbar=progress, truth=truth,
+                          draws=args.draws,
                           tune=args.tune, chains=args.chains, seed=args.seed,
                           sampler=args.sampler)
         print(suite.headline(items))
-        print(f"wrote {args.out / 'suite.csv'}")
+        print(f"wrote {args.out / 'suite.csv'}, {args.out / 'findings.md'}")
         verdicts = [i.summary["diagnostics"]["verdict"] for i in items if i.summary]
         return 1 if "FAIL" in verdicts else 0
     if args.command == "fit":

@@ -187,8 +187,11 @@ def view(tree: xr.DataTree, outcome: str) -> xr.DataTree:
 
 
 def steepening(tree: xr.DataTree) -> dict:
-    """``p_steepens`` per consecutive pair (``"a<b"``: P(b_w[b] > b_w[a])) and
-    ``p_steepens_every_step``, from the joint posterior."""
+    """``p_steepens`` per consecutive pair (``"a<b"``: P(b_w[b] > b_w[a])),
+    ``p_steepens_every_step``, and ``gradient_ratio`` (``"b/a"``: b's gradient at an
+    averagely deprived LA over a's, median and ETIs), from the joint posterior."""
+    from socialgradient.report import _interval
+
     names = outcomes(tree)
     b_w = tree["posterior"]["b_w"]
     steps = [b_w.sel(threshold=hi) > b_w.sel(threshold=lo)
@@ -198,6 +201,9 @@ def steepening(tree: xr.DataTree) -> dict:
         "p_steepens": {f"{lo}<{hi}": float(s.mean())
                        for (lo, hi), s in zip(itertools.pairwise(names), steps, strict=True)},
         "p_steepens_every_step": float(every.mean()),
+        "gradient_ratio": {
+            f"{hi}/{lo}": _interval(np.exp(b_w.sel(threshold=hi) - b_w.sel(threshold=lo)))
+            for lo, hi in itertools.pairwise(names)},
     }
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
+import itertools
 import json
 import math
 import shutil
@@ -72,6 +73,7 @@ def summary(tree: xr.DataTree, diagnostics: dict | None = None) -> dict:
         out["stratum_gradient"] = {
             str(level): _interval(strata.sel(stratum=level)) for level in strata["stratum"].values
         }
+        out["stratum_contrast"] = stratum_contrasts(strata)
     out["diagnostics"] = diagnostics if diagnostics is not None else checks.diagnose(tree)
     out["model"] = {
         "outcome": tree.attrs["outcome"],
@@ -101,6 +103,18 @@ def summary(tree: xr.DataTree, diagnostics: dict | None = None) -> dict:
         "of the moderator (intercept) and change in the log gradient per unit (slope); "
         "intervals: equal-tailed 95% (ci95) and 80% (ci80)"
     )
+    return out
+
+
+def stratum_contrasts(strata: xr.DataArray) -> dict:
+    """``{"A/B": ratio of A's gradient to B's, with p_steeper = P(A's gradient > B's)}`` for
+    every pair of strata (in the fit's stratum order), from the same posterior draws."""
+    levels = [str(v) for v in strata["stratum"].values]
+    out = {}
+    for i, j in itertools.combinations(range(len(levels)), 2):
+        ratio = strata.isel(stratum=i, drop=True) / strata.isel(stratum=j, drop=True)
+        out[f"{levels[i]}/{levels[j]}"] = _interval(ratio) | {
+            "p_steeper": float((ratio > 1).mean())}
     return out
 
 

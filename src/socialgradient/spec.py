@@ -19,6 +19,10 @@ Example ``models/national_referrals.toml``::
     [priors]                   # scales (and a's mean); defaults in socialgradient.model
     b_w = 1.0
 
+    [records]                  # only for specs fitted to the synthetic child records
+    by = ["ethnicity"]         # (socialgradient.aggregates builds and caches the table)
+    scale = 0.2
+
     [sampling]
     sampler = "nutpie"         # or "pymc", "numpyro"
     draws = 1000
@@ -94,6 +98,45 @@ class Priors:
                 raise ValueError(f"priors.{f.name} must be > 0, got {value!r}")
 
 
+@dataclass(frozen=True)
+class RecordsTable:
+    """The table a spec is fitted to when it is built from the synthetic child records
+    (``[records]`` in a spec file; :mod:`socialgradient.aggregates` builds and caches it).
+
+    ``by``: strata of the aggregate (``age_band``, ``gender``, ``ethnicity``; () for one row
+    per LSOA); ``groups``: column groups of :func:`socialgradient.data.census.linkage.aggregate`;
+    ``seed``, ``scale``, ``years``: of :func:`~socialgradient.data.synthetic.records.simulate_records`;
+    ``durations``: an outcome level (``nfa``, ``cin_plan``, ``cp_plan``, ``looked_after``) whose
+    piecewise-exponential statistics become the rows (columns ``piece``, ``days``, ``ends``);
+    ``stack``: count columns to put under one another (one row per input row x column, the
+    column's name in ``category`` and its count in ``count``: e.g. the CP categories, fitted
+    with ``stratum = "category"`` so every category gets its own gradient and contrasts);
+    ``positive``: keep only rows where this column is > 0 (a binomial's trials: a row without
+    trials carries no information), the dropped rows counted in the aggregate's report.
+    """
+
+    by: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ("thresholds",)
+    seed: int = 2021
+    scale: float = 0.2
+    years: tuple[int, ...] = (2019,)
+    durations: str = ""
+    stack: tuple[str, ...] = ()
+    positive: str = ""
+
+    def __post_init__(self):
+        if self.durations and self.stack:
+            raise ValueError("records: `durations` and `stack` each reshape the table; give one")
+        for name in ("by", "groups", "years", "stack"):
+            value = getattr(self, name)
+            object.__setattr__(self, name, (value,) if isinstance(value, str | int)
+                               else tuple(value))
+        if not 0 < self.scale <= 1:
+            raise ValueError(f"records.scale must be in (0, 1], got {self.scale!r}")
+        if self.durations and "durations" not in self.groups:
+            object.__setattr__(self, "groups", (*self.groups, "durations"))
+
+
 class SpecMethods:
     """JSON, hash, ``replace`` and ``from_dict`` for any frozen spec dataclass that has a
     ``sampling: Sampling`` field (:class:`Spec`, :class:`socialgradient.panel.PanelSpec`)."""
@@ -134,6 +177,10 @@ class SpecMethods:
         _check_keys(sampling, {f.name for f in dataclasses.fields(Sampling)}, "[sampling]")
         if raw.get("outcomes") and "outcome" not in raw:
             raw["outcome"] = raw["outcomes"][0]
+        if raw.get("records") is not None and not isinstance(raw["records"], RecordsTable):
+            _check_keys(raw["records"], {f.name for f in dataclasses.fields(RecordsTable)},
+                        "[records]")
+            raw["records"] = RecordsTable(**raw["records"])
         if "priors" in raw:
             _check_keys(raw["priors"], {f.name for f in dataclasses.fields(Priors)}, "[priors]")
             raw["priors"] = Priors(**raw["priors"])
@@ -166,6 +213,7 @@ class Spec(SpecMethods):
     la_effects: str = "auto"
     target_accept: float = 0.8
     outcomes: tuple[str, ...] = ()  # thresholds of a joint model, in order (outcome = first)
+    records: RecordsTable | None = None  # fitted to the synthetic records' aggregate
     priors: Priors = field(default_factory=Priors)
     sampling: Sampling = field(default_factory=Sampling)
 
@@ -193,6 +241,8 @@ class Spec(SpecMethods):
                              f"first: got outcome={self.outcome!r}, outcomes={self.outcomes}")
         if self.la_moderators and not self.la_data:
             raise ValueError("la_moderators need la_data: the LA table they are columns of")
+        if isinstance(self.records, dict):
+            object.__setattr__(self, "records", RecordsTable(**self.records))
         if isinstance(self.priors, dict):
             object.__setattr__(self, "priors", Priors(**self.priors))
         if not self.name:
@@ -217,6 +267,7 @@ _NEW_DEFAULTS = {
     "target_accept": 0.8,
     "priors": dataclasses.asdict(Priors()),
     "outcomes": [],
+    "records": None,
 }
 
 

@@ -1,15 +1,23 @@
-"""Every national analysis in ``models/``, resumable: ``socialgradient suite``.
+"""Every analysis in ``models/``, resumable, with the study's findings: ``socialgradient suite``.
 
-Each ``models/*.toml`` that is a national spec (it names an ``outcome``) is fitted to one
-neighbourhood table, and its outputs are written to ``OUT/<spec name>/`` as by ``socialgradient
-fit`` (an output set: ``release/``, ``internal/``, ``MANIFEST.json``). A spec whose output set
-there is complete (its manifest checks: every file present with its hash, no write pending)
-and records the same spec hash and data hash is not fitted again, so a suite that was stopped
-resumes where it stopped, a spec killed while writing is refitted, and a changed spec (or
-table) is refitted. LA panel specs (they name a ``measure``; ``socialgradient panel`` runs them)
-are listed as skipped. ``OUT/suite.csv`` gathers every spec's headline gradients with their 95%
-intervals and diagnostics verdict: over the threshold specs, the study's finding that the
-gradient steepens at each threshold of intervention.
+Each ``models/*.toml`` that names an ``outcome`` (or a list of ``outcomes``: the joint
+threshold model) is fitted, and its outputs are written to ``OUT/<spec name>/`` as by
+``socialgradient fit`` (an output set: ``release/``, ``internal/``, ``MANIFEST.json``). A spec
+is fitted to the neighbourhood table given to the suite, or, when it has a ``[records]``
+table, to that aggregate of the synthetic child records, which the suite builds itself and
+caches under ``OUT/_tables/<hash>/`` (:mod:`socialgradient.aggregates`).
+
+A spec whose output set is complete (its manifest checks: every file present with its hash,
+no write pending) and records the same spec hash and data hash is not fitted again, so a
+suite that was stopped resumes where it stopped, a spec killed while writing is refitted, and
+a changed spec (or table) is refitted. LA panel specs (they name a ``measure``;
+``socialgradient panel`` runs them) are listed as skipped.
+
+``OUT/suite.csv`` gathers every spec's headline gradients with their 95% intervals and
+verdict; ``OUT/findings.csv`` and ``OUT/findings.md`` hold one row per finding of the study
+(:mod:`socialgradient.findings`) with the truth of the synthetic data where it is known: the
+``truth.json`` beside the neighbourhood table (as ``socialgradient simulate`` writes it, and
+as the embedded default has), and the records' own truth.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from socialgradient import api, fit, joint, outputs, report
+from socialgradient import aggregates, api, findings, fit, joint, outputs, report
 from socialgradient.files import atomic_write
 from socialgradient.spec import Spec, load_spec
 
@@ -63,20 +71,29 @@ def _up_to_date(out: Path, spec: Spec, data_digest: str) -> dict | None:
 
 
 def run(models_dir: Path, table: pd.DataFrame, out_dir: Path, progressbar: bool = False,
-        **sampling) -> list[Item]:
-    """Fit every national spec in ``models_dir`` to ``table`` (``sampling`` overrides, e.g.
-    ``draws=``, apply to all), write ``out_dir/<name>/`` and ``out_dir/suite.csv``.
+        truth: dict | None = None, **sampling) -> list[Item]:
+    """Fit every spec in ``models_dir`` (``sampling`` overrides, e.g. ``draws=``, apply to
+    all), write ``out_dir/<name>/``, ``suite.csv``, ``findings.csv`` and ``findings.md``.
 
-    The table is checked against every spec (and encoded) before anything is fitted, so a
-    table that lacks a spec's outcome fails at once, with nothing written.
+    ``table`` is the neighbourhood table of specs without ``[records]``, ``truth`` its
+    synthetic truth (``truth.json``; None for real data). Every table is built, checked
+    against its specs and encoded before anything is fitted, so a table that lacks a spec's
+    outcome fails at once, with no fit run.
     """
     out_dir = Path(out_dir)
     specs = [(path, spec.replace(**sampling) if spec else None, why)
              for path, spec, why in national_specs(models_dir)]
     if not any(spec for _, spec, _ in specs):
         raise ValueError(f"no national spec (*.toml with an outcome) in {models_dir}")
-    data = {path: api.encode(table, spec)
-            for path, spec, _ in specs if spec is not None}
+    data, truths = {}, {}
+    for path, spec, _ in specs:
+        if spec is None:
+            continue
+        if spec.records is not None:
+            agg = aggregates.cached(spec.records, out_dir / "_tables")
+            data[path], truths[spec.name] = api.encode(agg.table, spec), agg.truth
+        else:
+            data[path], truths[spec.name] = api.encode(table, spec), truth
     items = []
     for path, spec, why in specs:
         if spec is None:
@@ -96,6 +113,10 @@ def run(models_dir: Path, table: pd.DataFrame, out_dir: Path, progressbar: bool 
         items.append(Item(path, spec.name, "fitted", summary))
     table_out = summary_table(items)
     atomic_write(out_dir / "suite.csv", lambda tmp: table_out.to_csv(tmp, index=False))
+    names = {spec.name for _, spec, _ in specs if spec is not None}
+    found = findings.table({i.name: i.summary for i in items if i.summary}, truths,
+                           [f for f in findings.FINDINGS if f.spec in names])
+    findings.write(found, out_dir)
     return items
 
 

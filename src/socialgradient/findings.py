@@ -1,0 +1,321 @@
+"""The study's findings, each tied to one spec's output and to the truth it should recover.
+
+``socialgradient suite`` fits every spec in ``models/`` and then :func:`table` reads, for each
+:class:`Finding` below, one quantity of that spec's ``release/summary.json`` (its median and
+95% equal-tailed interval; a probability has no interval), the figure the study published
+(blank if none), and the true value of the synthetic data it was fitted to: ``truth.json``
+for the default neighbourhood table, the records' truth for a spec fitted to the synthetic
+child records (``[records]``). ``covered`` says whether the truth lies in the 95% interval.
+:func:`write` writes ``findings.csv`` and ``findings.md``; :func:`readme_table` is the short
+table in the README.
+
+Quantities are dotted paths into ``summary.json``: ``gradient_mean_la``,
+``thresholds.cp_plans.gradient_mean_la``, ``stratum_contrast.White/Black``. Where the study's
+figure and the synthetic truth differ by design (the 2.33 / 1.39 pair: ``data/README.md``),
+the row says so in ``note``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from socialgradient.files import atomic_write
+
+COLUMNS = ("theme", "finding", "quantity", "published", "median", "lo95", "hi95",
+           "probability", "truth", "covered", "verdict", "spec", "note")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One finding: ``quantity`` of spec ``spec``'s summary against ``truth(truth_dict)``."""
+
+    theme: str
+    finding: str
+    spec: str
+    quantity: str
+    truth: Callable[[dict], float] | None = None
+    published: float | None = None
+    note: str = ""
+
+
+def _t(outcome: str, key: str) -> Callable[[dict], float]:
+    return lambda t: t["thresholds"][outcome][key]
+
+
+def _ratio(f: Callable, g: Callable) -> Callable[[dict], float]:
+    return lambda t: f(t) / g(t)
+
+
+def _stratum(dim: str, level: str, outcome: str) -> Callable[[dict], float]:
+    return lambda t: t["strata"][dim][level]["gradients"][outcome]
+
+
+def _factor(code: str) -> Callable[[dict], float]:
+    return lambda t: t["factors"][code]["gradient"]
+
+
+def _cp(code: str) -> Callable[[dict], float]:
+    return lambda t: t["cp_categories"][code]["gradient"]
+
+
+def _la_corr(outcome: str) -> Callable[[dict], float]:
+    """Realised correlation over LAs of the true LA gradient (log scale) and m_c."""
+    def corr(t):
+        las = t["thresholds"][outcome]["la"].values()
+        b = pd.Series([v["b_la"] for v in las])
+        m = pd.Series([v["m_c"] for v in las])
+        return float(b.corr(m))
+    return corr
+
+
+DESIGN = ("the study's three gradients cannot all hold in a log-linear interaction: the "
+          "synthetic truth keeps their contrast (data/README.md)")
+THRESHOLDS = ("referrals", "assessments", "cin_plans", "cp_plans", "looked_after")
+CP = {"NEG": "neglect", "EMO": "emotional", "PHY": "physical", "SAB": "sexual",
+      "MUL": "multiple"}
+
+FINDINGS: tuple[Finding, ...] = (
+    # -- thresholds (default table, truth.json) --------------------------------------------
+    Finding("thresholds", "Referral gradient, averagely deprived LA", "national_referrals",
+            "gradient_mean_la", _t("referrals", "gradient_mean_la"), 1.62),
+    Finding("thresholds", "Referral gradient, LA 10 points less deprived",
+            "national_referrals", "gradient_less_deprived_la",
+            _t("referrals", "gradient_less_deprived_la"), 2.33, DESIGN),
+    Finding("thresholds", "Referral gradient, LA 10 points more deprived",
+            "national_referrals", "gradient_more_deprived_la",
+            _t("referrals", "gradient_more_deprived_la"), 1.39, DESIGN),
+    Finding("thresholds", "More deprived LAs intervene more (between-LA gradient > 1)",
+            "national_referrals", "between_la_gradient", _t("referrals", "between_la_gradient")),
+    Finding("thresholds", "Inverse intervention effect: contextual effect b_b - b_w < 0",
+            "national_referrals", "contextual_effect", _t("referrals", "contextual_effect")),
+    Finding("thresholds", "LA gradients flatter in more deprived LAs (corr with m_c)",
+            "national_referrals", "gradient_deprivation_corr", _la_corr("referrals")),
+    *(Finding("thresholds", f"Gradient, averagely deprived LA: {o}", f"national_{o}",
+              "gradient_mean_la", _t(o, "gradient_mean_la"),
+              {"referrals": 1.62, "cp_plans": 1.80}.get(o)) for o in THRESHOLDS[1:]),
+    *(Finding("thresholds", f"Joint model, gradient: {o}", "joint_thresholds",
+              f"thresholds.{o}.gradient_mean_la", _t(o, "gradient_mean_la"))
+      for o in THRESHOLDS),
+    *(Finding("thresholds", f"Joint model, steepening {lo} -> {hi} (ratio of gradients)",
+              "joint_thresholds", f"gradient_ratio.{hi}/{lo}",
+              _ratio(_t(hi, "gradient_mean_la"), _t(lo, "gradient_mean_la")))
+      for lo, hi in itertools.pairwise(THRESHOLDS)),
+    Finding("thresholds", "Joint model, P(gradient steepens at every threshold)",
+            "joint_thresholds", "p_steepens_every_step"),
+    # -- children (records) ----------------------------------------------------------------
+    *(Finding("children", f"Referral gradient, age {band}", "strata_age_band",
+              f"stratum_gradient.{band}", _stratum("age_band", band, "referrals"))
+      for band in ("0-4", "5-9", "10-15", "16-17")),
+    Finding("children", "Steeper for young children: gradient ratio 0-4 / 16-17",
+            "strata_age_band", "stratum_contrast.0-4/16-17",
+            _ratio(_stratum("age_band", "0-4", "referrals"),
+                   _stratum("age_band", "16-17", "referrals"))),
+    Finding("children", "No gender difference: gradient ratio M / F", "strata_gender",
+            "stratum_contrast.M/F",
+            _ratio(_stratum("gender", "M", "referrals"), _stratum("gender", "F", "referrals"))),
+    Finding("children", "CP-plan gradient, White children", "strata_ethnicity_cp_plans",
+            "stratum_gradient.White", _stratum("ethnicity", "White", "cp_plans"), 1.91),
+    Finding("children", "CP-plan gradient, Black children", "strata_ethnicity_cp_plans",
+            "stratum_gradient.Black", _stratum("ethnicity", "Black", "cp_plans"), 1.27),
+    Finding("children", "Steeper for White than Black children: ratio White / Black",
+            "strata_ethnicity_cp_plans", "stratum_contrast.White/Black",
+            _ratio(_stratum("ethnicity", "White", "cp_plans"),
+                   _stratum("ethnicity", "Black", "cp_plans")), 1.91 / 1.27),
+    # -- needs and CP categories (records) -------------------------------------------------
+    Finding("needs", "Gradient of assessments with neglect", "needs_factors",
+            "stratum_gradient.factor_neglect", _factor("16A")),
+    Finding("needs", "Gradient of assessments with a child's physical disability",
+            "needs_factors", "stratum_gradient.factor_physical_disability_child",
+            _factor("6A")),
+    Finding("needs", "Neglect steeper than physical disability: ratio",
+            "needs_factors",
+            "stratum_contrast.factor_neglect/factor_physical_disability_child",
+            _ratio(_factor("16A"), _factor("6A"))),
+    *(Finding("needs", f"CP-plan gradient, category {name}", "cp_categories",
+              f"stratum_gradient.cp_{name}", _cp(code)) for code, name in CP.items()),
+    Finding("needs", "Neglect steeper than sexual abuse: CP-plan gradient ratio",
+            "cp_categories", "stratum_contrast.cp_neglect/cp_sexual",
+            _ratio(_cp("NEG"), _cp("SAB"))),
+    # -- outcomes of provision (records) ---------------------------------------------------
+    Finding("outcomes", "Re-referrals per referral: odds ratio per 10 points (average LA)",
+            "rereferrals", "gradient_mean_la", lambda t: math.exp(t["rereferral"]["c_w"])),
+    Finding("outcomes", "Re-referrals: cross-level interaction (odds ratio)",
+            "rereferrals", "interaction", lambda t: math.exp(t["rereferral"]["c_x"])),
+    Finding("outcomes", "Repeat CP plans per CP plan: odds ratio per 10 points",
+            "repeat_cp_plans", "gradient_mean_la", lambda t: math.exp(t["repeat_cp"]["c_w"])),
+    Finding("outcomes", "Repeat CP plans: cross-level interaction (odds ratio)",
+            "repeat_cp_plans", "interaction", lambda t: math.exp(t["repeat_cp"]["c_x"])),
+    *(Finding("outcomes", f"{what} closure: hazard ratio per 10 points within LA",
+              f"durations_{level}", "gradient_mean_la",
+              lambda t: math.exp(t["durations"]["g_w"]))
+      for level, what in (("cin_plan", "CIN-plan episode"), ("cp_plan", "CP-plan episode"))),
+    *(Finding("outcomes", f"{what} closure: hazard ratio per 10 points between LAs",
+              f"durations_{level}", "between_la_gradient",
+              lambda t: math.exp(t["durations"]["g_b"]))
+      for level, what in (("cin_plan", "CIN-plan episode"), ("cp_plan", "CP-plan episode"))),
+    # -- places and LA conditions -----------------------------------------------------------
+    Finding("places", "Steeper in rural neighbourhoods: change in log gradient, rural",
+            "rurality", "moderators.rural.slope",
+            lambda t: t["area"]["rural"]["d"] - t["area"]["urban"]["d"]),
+    Finding("places", "Cross-level interaction adjusted for rurality, spend and workforce",
+            "national_referrals_places", "interaction",
+            lambda t: math.exp(t["thresholds"]["referrals"]["b_x"])),
+    *(Finding("places", f"LA {name}: change in log LA gradient per unit (no true effect)",
+              "national_referrals_places", f"moderators.{name}.slope", lambda t: 0.0)
+      for name in ("spend_per_child", "agency_share", "turnover")),
+)
+
+
+def _get(summary: dict, path: str):
+    """The value at dotted ``path``; a ratio ``A/B`` stored only as ``B/A`` is inverted
+    (median and interval ends, and ``p_steeper`` -> 1 - ``p_steeper``)."""
+    *parents, last = path.split(".")
+    value = summary
+    for part in parents:
+        value = value[part]
+    if last in value or "/" not in last:
+        return value[last]
+    a, b = last.split("/")
+    other = value[f"{b}/{a}"]
+    out = {"median": 1 / other["median"], "ci95": [1 / other["ci95"][1], 1 / other["ci95"][0]]}
+    if "p_steeper" in other:
+        out["p_steeper"] = 1 - other["p_steeper"]
+    return out
+
+
+def table(summaries: dict[str, dict], truths: dict[str, dict | None],
+          findings=FINDINGS) -> pd.DataFrame:
+    """One row per finding (:data:`COLUMNS`); ``summaries``/``truths`` by spec name (a spec
+    not fitted gives a row with blank numbers and verdict ``not fitted``)."""
+    rows = []
+    for f in findings:
+        row = dict.fromkeys(COLUMNS)
+        row |= {"theme": f.theme, "finding": f.finding, "quantity": f.quantity,
+                "published": f.published, "spec": f.spec, "note": f.note}
+        s = summaries.get(f.spec)
+        if s is None:
+            rows.append(row | {"verdict": "not fitted"})
+            continue
+        value = _get(s, f.quantity)
+        if isinstance(value, dict):
+            row |= {"median": value["median"], "lo95": value["ci95"][0],
+                    "hi95": value["ci95"][1],
+                    "probability": value.get("p_steeper", value.get("p_positive"))}
+        else:
+            row["median"] = float(value)
+        truth = truths.get(f.spec)
+        if f.truth is not None and truth is not None:
+            row["truth"] = float(f.truth(truth))
+            if row["lo95"] is not None:
+                row["covered"] = bool(row["lo95"] <= row["truth"] <= row["hi95"])
+        row["verdict"] = s["diagnostics"]["verdict"]
+        rows.append(row)
+    return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def _fmt(v, digits=3) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    if isinstance(v, bool):
+        return "yes" if v else "**no**"
+    return f"{v:.{digits}f}"
+
+
+def markdown(findings: pd.DataFrame) -> str:
+    """``findings.md``: one table per theme, then the misses and the verdicts."""
+    findings = findings.astype(object).where(findings.notna(), None)
+    lines = ["# Findings", "",
+             "Each row: the study's finding, its figure (blank if none), this package's "
+             "posterior median [95% equal-tailed interval] (for a probability, the "
+             "probability), the synthetic truth, whether the interval covers it, and the "
+             "fit's diagnostics verdict. Gradients are rate ratios (odds ratios for "
+             "re-referrals and repeat plans, closure hazard ratios for durations) per "
+             "10-point rise in income deprivation. Generated by `socialgradient suite`.", ""]
+    for theme, part in findings.groupby("theme", sort=False):
+        lines += [f"## {theme}", "",
+                  "| finding | study | median [95%] | P(>1) | truth | covered | verdict | spec |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for r in part.itertuples():
+            est = (f"{_fmt(r.median)} [{_fmt(r.lo95)}, {_fmt(r.hi95)}]"
+                   if r.lo95 is not None else _fmt(r.median))
+            lines.append(f"| {r.finding} | {_fmt(r.published, 2)} | {est} | "
+                         f"{_fmt(r.probability)} | {_fmt(r.truth)} | {_fmt(r.covered)} | "
+                         f"{r.verdict} | `{r.spec}` |")
+        lines.append("")
+    notes = findings[findings["note"].fillna("") != ""]
+    if len(notes):
+        lines += ["## Notes", ""]
+        lines += [f"* {r.finding}: {r.note}." for r in notes.itertuples()]
+        lines.append("")
+    misses = findings[findings["covered"].eq(False)]
+    lines += ["## Misses", ""]
+    lines += ([f"* {r.finding} (`{r.spec}`): truth {_fmt(r.truth)} outside "
+               f"[{_fmt(r.lo95)}, {_fmt(r.hi95)}]." for r in misses.itertuples()]
+              or ["None: every stored truth lies inside its 95% interval."])
+    return "\n".join(lines) + "\n"
+
+
+def additive(quantity: str) -> bool:
+    """Whether a quantity is on an additive scale (log effects, correlations: no effect = 0)
+    rather than a ratio (gradients, odds and hazard ratios: no effect = 1)."""
+    return quantity.endswith(("contextual_effect", "gradient_deprivation_corr", ".slope"))
+
+
+def figure(findings: pd.DataFrame, theme: str):
+    """A forest plot of one theme: each finding's median and 95% interval, the truth (x)
+    and the study's figure (diamond); ratios on a log axis around 1, additive quantities
+    (log effects, correlations) in a second panel around 0. Probabilities are left out."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import LogFormatter
+
+    part = findings[(findings["theme"] == theme) & findings["lo95"].notna()]
+    groups = [(False, part[~part["quantity"].map(additive)]),
+              (True, part[part["quantity"].map(additive)])]
+    groups = [(add, g) for add, g in groups if len(g)]
+    heights = [len(g) for _, g in groups]
+    fig = Figure(figsize=(8.5, 1.2 + 0.34 * sum(heights)), layout="constrained")
+    axes = fig.subplots(len(groups), 1, squeeze=False,
+                        gridspec_kw={"height_ratios": heights})[:, 0]
+    for ax, (add, g) in zip(axes, groups, strict=True):
+        y = np.arange(len(g))[::-1]
+        ax.hlines(y, g["lo95"], g["hi95"], color="tab:blue", lw=2, label="95% interval")
+        ax.plot(g["median"], y, "o", color="tab:blue", label="posterior median")
+        ax.plot(g["truth"], y, "x", color="black", ms=7, label="synthetic truth")
+        if g["published"].notna().any():
+            ax.plot(g["published"], y, "D", mfc="none", color="tab:red", label="study")
+        ax.axvline(0.0 if add else 1.0, color="grey", lw=0.8, ls=":")
+        ax.set_yticks(y, g["finding"].str.slice(0, 70))
+        if add:
+            ax.set_xlabel("log-scale effect or correlation (0 = none)")
+        else:
+            ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(LogFormatter(labelOnlyBase=False))
+            ax.xaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 1)))
+            ax.set_xlabel("ratio per 10-point rise in income deprivation (1 = no gradient)")
+    axes[0].legend(loc="lower right", fontsize=7, ncols=2)
+    axes[0].set_title(f"Findings: {theme}")
+    return fig
+
+
+def write(findings: pd.DataFrame, out_dir: Path) -> dict[str, Path]:
+    """``findings.csv``, ``findings.md`` and ``figures/findings_<theme>.png`` in
+    ``out_dir``, each written atomically."""
+    out_dir = Path(out_dir)
+    paths = {"csv": atomic_write(out_dir / "findings.csv",
+                                 lambda tmp: findings.to_csv(tmp, index=False)),
+             "md": atomic_write(out_dir / "findings.md", lambda tmp: Path(tmp).write_text(
+                 markdown(findings), encoding="utf-8"))}
+    for theme in findings["theme"].unique():
+        if findings.loc[findings["theme"] == theme, "lo95"].notna().any():
+            fig = figure(findings, theme)
+            paths[theme] = atomic_write(out_dir / "figures" / f"findings_{theme}.png",
+                                        lambda tmp, fig=fig: fig.savefig(tmp, format="png",
+                                                                         dpi=120))
+    return paths
