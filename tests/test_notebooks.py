@@ -12,7 +12,9 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.p
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs(notebook, tmp_path):
-    env = {**os.environ, "SG_DRAWS": "100", "SG_TUNE": "100", "MPLBACKEND": "Agg"}
+    # tiny draws; the theme notebooks on a few LAs and a small records simulation
+    env = {**os.environ, "SG_DRAWS": "100", "SG_TUNE": "100", "SG_LAS": "12",
+           "SG_SCALE": "0.05", "MPLBACKEND": "Agg"}
     done = subprocess.run(
         [sys.executable, str(notebook)], cwd=tmp_path, env=env, capture_output=True, text=True
     )

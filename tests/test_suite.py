@@ -78,3 +78,32 @@ def test_suite_refuses_a_table_without_an_outcome(data, tmp_path, capsys):
     assert cli.main(args) == 2
     assert "no_such_column" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_suite_builds_record_tables_once_and_writes_findings(data, tmp_path):
+    """A spec with [records] is fitted to the records aggregate the suite builds (cached
+    under _tables/), and findings.csv/md hold its findings with the records' truth."""
+    models = tmp_path / "models"
+    models.mkdir()
+    text = (MODELS / "strata_gender.toml").read_text()
+    text = text.replace("scale = 0.2", "scale = 0.05").split("[sampling]")[0]
+    (models / "strata_gender.toml").write_text(text + TINY)
+    out = tmp_path / "out"
+    args = ["suite", "--models", str(models), "--data", str(data), "--out", str(out),
+            "--no-progress"]
+    assert cli.main(args) in (0, 1)
+    (cache,) = (out / "_tables").iterdir()
+    report = json.loads((cache / "report.json").read_text())
+    assert report["records"]["scale"] == 0.05 and report["rows"] > 0
+    found = pd.read_csv(out / "findings.csv")
+    assert found["spec"].tolist() == ["strata_gender"]
+    row = found.iloc[0]
+    assert row["quantity"] == "stratum_contrast.M/F" and row["truth"] == 1.0
+    assert row["lo95"] <= row["median"] <= row["hi95"]
+    assert "No gender difference" in (out / "findings.md").read_text()
+    assert (out / "figures" / "findings_children.png").stat().st_size > 0
+    # resumed: the table is read from the cache and nothing is refitted
+    mtime = (cache / "table.parquet").stat().st_mtime_ns
+    cli.main(args)
+    assert (cache / "table.parquet").stat().st_mtime_ns == mtime
+    assert pd.read_csv(out / "suite.csv")["status"].tolist() == ["up to date"]

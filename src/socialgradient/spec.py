@@ -104,8 +104,9 @@ class RecordsTable:
     (``[records]`` in a spec file; :mod:`socialgradient.aggregates` builds and caches it).
 
     ``by``: strata of the aggregate (``age_band``, ``gender``, ``ethnicity``; () for one row
-    per LSOA); ``groups``: column groups of :func:`socialgradient.data.census.linkage.aggregate`;
-    ``seed``, ``scale``, ``years``: of :func:`~socialgradient.data.synthetic.records.simulate_records`;
+    per LSOA); ``groups``: column groups of
+    :func:`socialgradient.data.census.linkage.aggregate`; ``seed``, ``scale``, ``years``: of
+    :func:`~socialgradient.data.synthetic.records.simulate_records`;
     ``durations``: an outcome level (``nfa``, ``cin_plan``, ``cp_plan``, ``looked_after``) whose
     piecewise-exponential statistics become the rows (columns ``piece``, ``days``, ``ends``);
     ``stack``: count columns to put under one another (one row per input row x column, the
