@@ -138,3 +138,16 @@ def test_table_marks_coverage_inverts_ratios_and_lists_unfitted():
     assert "missed (`a`): truth 2.000 outside [1.400, 1.700]" in md
     fig = findings.figure(out.reset_index(), "t")
     assert len(fig.axes) == 1
+
+
+def test_readme_findings_table_is_the_committed_suite_run(tmp_path):
+    """The README's table is generated from bench/suite/findings.csv (the measured run)."""
+    root = sg.MODELS.parent
+    committed = root / "bench" / "suite" / "findings.csv"
+    text = (root / "README.md").read_text(encoding="utf-8")
+    block = text.split(findings.BEGIN)[1].split(findings.END)[0].strip()
+    assert block == findings.readme_table(pd.read_csv(committed))
+    copy = tmp_path / "README.md"
+    copy.write_text(text.replace(block, "stale"), encoding="utf-8")
+    assert findings.update_readme(copy, committed)
+    assert copy.read_text(encoding="utf-8") == text

@@ -36,12 +36,21 @@ def write_models(folder: Path) -> Path:
 
 def test_repository_specs_are_read():
     specs = suite.national_specs(MODELS)
-    national = [s.outcome for _, s, _ in specs if s is not None]
-    # by file name: joint_thresholds (outcome = its first threshold), the five national
-    # thresholds, national_referrals_places (moderators)
-    assert national == ["referrals", "assessments", "cin_plans", "cp_plans", "looked_after",
-                        "referrals", "referrals"]
+    fitted = [(path.stem, s.outcome) for path, s, _ in specs if s is not None]
+    # by file name; a joint spec's outcome is its first threshold, a stacked one's "count"
+    assert fitted == [
+        ("cp_categories", "count"), ("durations_cin_plan", "ends"),
+        ("durations_cp_plan", "ends"), ("joint_thresholds", "referrals"),
+        ("national_assessments", "assessments"), ("national_cin_plans", "cin_plans"),
+        ("national_cp_plans", "cp_plans"), ("national_looked_after", "looked_after"),
+        ("national_referrals", "referrals"), ("national_referrals_places", "referrals"),
+        ("needs_factors", "count"), ("repeat_cp_plans", "repeat_cp_plans"),
+        ("rereferrals", "rereferrals"), ("rurality", "referrals"),
+        ("strata_age_band", "referrals"), ("strata_ethnicity_cp_plans", "cp_plans"),
+        ("strata_gender", "referrals")]
     assert all(why.startswith("an LA panel spec") for _, s, why in specs if s is None)
+    # every spec's file name is its name, so OUT/<name>/ is found from the file
+    assert all(path.stem == s.name for path, s, _ in specs if s is not None)
 
 
 def test_suite_fits_skips_panels_and_resumes(data, tmp_path):
@@ -94,11 +103,13 @@ def test_suite_builds_record_tables_once_and_writes_findings(data, tmp_path):
     assert cli.main(args) in (0, 1)
     (cache,) = (out / "_tables").iterdir()
     report = json.loads((cache / "report.json").read_text())
-    assert report["records"]["scale"] == 0.05 and report["rows"] > 0
+    assert report["records"]["scale"] == 0.05
+    assert report["rows"] > 0
     found = pd.read_csv(out / "findings.csv")
     assert found["spec"].tolist() == ["strata_gender"]
     row = found.iloc[0]
-    assert row["quantity"] == "stratum_contrast.M/F" and row["truth"] == 1.0
+    assert row["quantity"] == "stratum_contrast.M/F"
+    assert row["truth"] == 1.0
     assert row["lo95"] <= row["median"] <= row["hi95"]
     assert "No gender difference" in (out / "findings.md").read_text()
     assert (out / "figures" / "findings_children.png").stat().st_size > 0

@@ -441,8 +441,12 @@ def _dispatch(args) -> int:
 
         if args.family:
             raise ValueError("suite: each spec names its family; --family is not used here")
+        import logging
+
         from socialgradient import outputs
 
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s",
+                            datefmt="%H:%M:%S")
         outputs.check_destination(args.out)
         table = schema.read_table(args.data)
         truth_file = Path(args.data).with_name("truth.json")  # as `simulate` writes it

@@ -23,6 +23,8 @@ as the embedded default has), and the records' own truth.
 from __future__ import annotations
 
 import json
+import logging
+import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +35,7 @@ from socialgradient import aggregates, api, findings, fit, joint, outputs, repor
 from socialgradient.files import atomic_write
 from socialgradient.spec import Spec, load_spec
 
+log = logging.getLogger(__name__)
 HEADLINE = tuple(k for k in report.NATIONAL_KEYS if k != "interaction")
 
 
@@ -90,6 +93,8 @@ def run(models_dir: Path, table: pd.DataFrame, out_dir: Path, progressbar: bool 
         if spec is None:
             continue
         if spec.records is not None:
+            log.info("table of %s: records aggregate %s", spec.name,
+                     aggregates.key(spec.records))
             agg = aggregates.cached(spec.records, out_dir / "_tables")
             data[path], truths[spec.name] = api.encode(agg.table, spec), agg.truth
         else:
@@ -104,12 +109,16 @@ def run(models_dir: Path, table: pd.DataFrame, out_dir: Path, progressbar: bool 
         if summary is not None:
             items.append(Item(path, spec.name, "up to date", summary))
             continue
+        log.info("fitting %s (%d of %d)", spec.name, len(items) + 1, len(specs))
+        start = time.perf_counter()
         if spec.outcomes:
             tree = joint.fit(data[path], spec, progressbar=progressbar)
         else:
             tree = fit.fit(data[path], spec, progressbar=progressbar)
         paths = api.write(tree, out, command="suite")
         summary = json.loads(paths["summary"].read_text(encoding="utf-8"))
+        log.info("%s: %s in %.0f s", spec.name, summary["diagnostics"]["verdict"],
+                 time.perf_counter() - start)
         items.append(Item(path, spec.name, "fitted", summary))
     table_out = summary_table(items)
     atomic_write(out_dir / "suite.csv", lambda tmp: table_out.to_csv(tmp, index=False))
