@@ -8,9 +8,14 @@ from pathlib import Path
 import pytest
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.py"))
+# The theme notebooks fit two to four models each (on 12 LAs or a 5% records simulation):
+# with the default suite's time budget they run in the slow tier (make test-slow).
+THEMES = ("03_", "04_", "05_", "06_", "08_", "09_")
+CASES = [pytest.param(p, marks=pytest.mark.slow) if p.name.startswith(THEMES) else p
+         for p in NOTEBOOKS]
 
 
-@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+@pytest.mark.parametrize("notebook", CASES, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs(notebook, tmp_path):
     # tiny draws; the theme notebooks on a few LAs and a small records simulation
     env = {**os.environ, "SG_DRAWS": "100", "SG_TUNE": "100", "SG_LAS": "12",
