@@ -118,3 +118,36 @@ def test_suite_builds_record_tables_once_and_writes_findings(data, tmp_path):
     cli.main(args)
     assert (cache / "table.parquet").stat().st_mtime_ns == mtime
     assert pd.read_csv(out / "suite.csv")["status"].tolist() == ["up to date"]
+
+
+def test_suite_killed_midway_resumes_without_refitting(data, tmp_path):
+    """SIGKILL the suite once its first spec's output set is committed (the second is being
+    fitted): the rerun keeps the first and fits only the second."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    models = write_models(tmp_path / "models")
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "socialgradient.cli", "suite", "--models", str(models),
+           "--data", str(data), "--out", str(out), "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    first = out / "national_cp_plans" / "MANIFEST.json"
+    deadline = time.monotonic() + 600
+    while not first.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert first.exists(), "the first spec never finished"
+    assert proc.poll() is None, "the suite finished before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "suite.csv").exists()
+    done = first.stat().st_mtime_ns
+    assert cli.main(["suite", "--models", str(models), "--data", str(data), "--out",
+                     str(out), "--no-progress"]) in (0, 1)
+    status = pd.read_csv(out / "suite.csv").set_index("spec")["status"]
+    assert status["national_cp_plans"] == "up to date"
+    assert status["national_referrals"] == "fitted"
+    assert first.stat().st_mtime_ns == done
