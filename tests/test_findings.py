@@ -57,7 +57,7 @@ def test_stack_puts_columns_under_one_another(base):
 def test_durations_rows_without_time_at_risk_are_counted_not_hidden():
     agg = aggregates.build(RecordsTable(durations="cp_plan", **SMALL))
     t = agg.table
-    assert set(t["piece"]) == set(aggregates.PIECES)
+    assert set(t["piece"]) == set(aggregates.PIECE_NAMES)
     assert (t["days"] > 0).all()
     assert agg.dropped["piece rows without time at risk"] > 0
     every = sum(agg.dropped.values()) + len(t)

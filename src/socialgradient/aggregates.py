@@ -36,12 +36,10 @@ import pandas as pd
 
 from socialgradient import __version__
 from socialgradient.data.census import linkage
-from socialgradient.data.census.linkage import STRATA
-from socialgradient.data.synthetic import records
+from socialgradient.data.census.linkage import PIECE_NAMES, STRATA
+from socialgradient.data.synthetic import records, records_model
 from socialgradient.files import atomic_write
 from socialgradient.spec import RecordsTable
-
-PIECES = ("0_30", "30_91", "91_182", "182_plus")
 
 
 @dataclass(frozen=True)
@@ -92,13 +90,14 @@ def build(source: RecordsTable) -> Aggregate:
 def durations(table: pd.DataFrame, level: str) -> tuple[pd.DataFrame, int]:
     """One row per input row x piece: ``piece``, ``days``, ``ends`` of outcome level
     ``level``; rows with no time at risk dropped (their count returned)."""
-    missing = [f"days_{level}_{p}" for p in PIECES if f"days_{level}_{p}" not in table]
+    missing = [f"days_{level}_{p}" for p in PIECE_NAMES if f"days_{level}_{p}" not in table]
     if missing:
         raise ValueError(f"records.durations = {level!r}: no columns {missing} in the "
-                         "aggregate (levels: nfa, cin_plan, cp_plan, looked_after)")
+                         f"aggregate (levels: {', '.join(records_model.OUTCOME_LEVELS)})")
     keep = [c for c in table.columns if not c.startswith(("days_", "ends_"))]
     long = pd.concat([table[keep].assign(piece=p, days=table[f"days_{level}_{p}"],
-                                         ends=table[f"ends_{level}_{p}"]) for p in PIECES],
+                                         ends=table[f"ends_{level}_{p}"])
+                      for p in PIECE_NAMES],
                      ignore_index=True)
     at_risk = long["days"] > 0
     return long[at_risk].reset_index(drop=True), int((~at_risk).sum())

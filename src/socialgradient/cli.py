@@ -453,9 +453,8 @@ def _dispatch(args) -> int:
         truth = json.loads(truth_file.read_text(encoding="utf-8")) if truth_file.exists() \
             else None
         items = suite.run(args.models, table, args.out, progressbar=progress, truth=truth,
-                          draws=args.draws,
-                          tune=args.tune, chains=args.chains, seed=args.seed,
-                          sampler=args.sampler)
+                          draws=args.draws, tune=args.tune, chains=args.chains,
+                          seed=args.seed, sampler=args.sampler)
         print(suite.headline(items))
         print(f"wrote {args.out / 'suite.csv'}, {args.out / 'findings.md'}")
         verdicts = [i.summary["diagnostics"]["verdict"] for i in items if i.summary]

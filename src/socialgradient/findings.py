@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from socialgradient.data.synthetic.england import OUTCOMES as THRESHOLDS
+from socialgradient.data.synthetic.records_model import CP_CATEGORIES
 from socialgradient.files import atomic_write
 
 COLUMNS = ("theme", "finding", "quantity", "published", "median", "lo95", "hi95",
@@ -86,8 +88,6 @@ def _la_corr(outcome: str) -> Callable[[dict], float]:
     return corr
 
 
-POOLED = ("truth for counts pooled over ethnic groups: the stratum-level gradient times the "
-          "threshold's pooling shift (records truth lsoa_level)")
 def _la_regression(term: str, moderators=("spend_per_child", "agency_share", "turnover")
                    ) -> Callable[[dict], float]:
     """Coefficient of ``term`` (``m_c`` or a moderator) in the least-squares regression of the
@@ -107,6 +107,8 @@ def _la_regression(term: str, moderators=("spend_per_child", "agency_share", "tu
     return coef
 
 
+POOLED = ("truth for counts pooled over ethnic groups: the stratum-level gradient times the "
+          "threshold's pooling shift (records truth lsoa_level)")
 REALISED = ("truth: the association in the realised LAs (least squares of the true LA "
             "slopes on m_c and the three indicators); no count depends on the indicators, "
             "but they proxy intervention intensity, which is correlated with the LA slope")
@@ -118,9 +120,7 @@ FIRST_STEP = ("the truth's first step (1.62 to 1.66) is small against what the r
               "assessments (rows above) do not find assessments steeper either")
 DESIGN = ("the study's three gradients cannot all hold in a log-linear interaction: the "
           "synthetic truth keeps their contrast (data/README.md)")
-THRESHOLDS = ("referrals", "assessments", "cin_plans", "cp_plans", "looked_after")
-CP = {"NEG": "neglect", "EMO": "emotional", "PHY": "physical", "SAB": "sexual",
-      "MUL": "multiple"}
+CP = {code: name for code, (name, _, _) in CP_CATEGORIES.items()}  # NEG -> neglect, ...
 
 FINDINGS: tuple[Finding, ...] = (
     # -- thresholds (default table, truth.json) --------------------------------------------
@@ -271,6 +271,18 @@ def table(summaries: dict[str, dict], truths: dict[str, dict | None],
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
+def _plain(findings: pd.DataFrame) -> pd.DataFrame:
+    """``findings`` with missing values as None (blank cells, ``is None`` tests)."""
+    return findings.astype(object).where(findings.notna(), None)
+
+
+def _estimate(row) -> str:
+    """``median [lo95, hi95]``, or the median alone (a probability)."""
+    if row.lo95 is None:
+        return _fmt(row.median)
+    return f"{_fmt(row.median)} [{_fmt(row.lo95)}, {_fmt(row.hi95)}]"
+
+
 def _fmt(v, digits=4) -> str:
     """``digits`` significant digits (a moderator per pound is ~1e-4), no exponent above."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
@@ -282,7 +294,7 @@ def _fmt(v, digits=4) -> str:
 
 def markdown(findings: pd.DataFrame) -> str:
     """``findings.md``: one table per theme, then the misses and the verdicts."""
-    findings = findings.astype(object).where(findings.notna(), None)
+    findings = _plain(findings)
     lines = ["# Findings", "",
              "Each row: the study's finding, its figure (blank if none), this package's "
              "posterior median [95% equal-tailed interval] (for a probability, the "
@@ -296,9 +308,7 @@ def markdown(findings: pd.DataFrame) -> str:
                   "| verdict | spec |",
                   "|---|---|---|---|---|---|---|---|"]
         for r in part.itertuples():
-            est = (f"{_fmt(r.median)} [{_fmt(r.lo95)}, {_fmt(r.hi95)}]"
-                   if r.lo95 is not None else _fmt(r.median))
-            lines.append(f"| {r.finding} | {_fmt(r.published, 3)} | {est} | "
+            lines.append(f"| {r.finding} | {_fmt(r.published, 3)} | {_estimate(r)} | "
                          f"{_fmt(r.probability)} | {_fmt(r.truth)} | {_fmt(r.covered)} | "
                          f"{r.verdict} | `{r.spec}` |")
         lines.append("")
@@ -321,12 +331,10 @@ BEGIN, END = "<!-- findings:begin -->", "<!-- findings:end -->"
 
 def readme_table(findings: pd.DataFrame) -> str:
     """The README's findings table: finding | study | this package (median [95%]) | truth."""
-    findings = findings.astype(object).where(findings.notna(), None)
     lines = ["| finding | study | this package, default data: median [95%] | truth |",
              "|---|---|---|---|"]
-    for r in findings.itertuples():
-        est = (f"{_fmt(r.median)} [{_fmt(r.lo95)}, {_fmt(r.hi95)}]" if r.lo95 is not None
-               else _fmt(r.median))
+    for r in _plain(findings).itertuples():
+        est = _estimate(r)
         if r.covered is False:
             est += " (misses truth)"
         if r.verdict not in ("PASS", None):

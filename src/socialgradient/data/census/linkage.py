@@ -115,6 +115,10 @@ def _piece_names() -> list[tuple[str, float, float]]:
             for lo, hi in itertools.pairwise(bounds)]
 
 
+#: Names of the duration pieces in the ``days_<level>_<piece>`` / ``ends_...`` columns.
+PIECE_NAMES = tuple(name for name, _, _ in _piece_names())
+
+
 def _durations(linked: pd.DataFrame) -> pd.DataFrame:
     """Per episode: days at risk and episode endings in each piece, by outcome level.
 
