@@ -65,7 +65,7 @@ def test_joint_density_is_the_sum_of_the_single_models(table):
     (pot,) = model.replace_rvs_by_values([model["loglik"]])
     joint_value = model.compile_fn(pot, inputs=model.value_vars, mode="FAST_COMPILE",
                                    on_unused_input="ignore")(point)
-    flat = point["la_effect_flat"].reshape(len(datas[0].la), 2, 2)
+    flat = point["la_effect_c2"].reshape(len(datas[0].la), 2, 2)
     total = 0.0
     for j, d in enumerate(datas):
         single = build_model(d, Spec(d.outcome, family="poisson", la_effects="centred"))

@@ -169,26 +169,45 @@ def ppc(tree: xr.DataTree) -> dict[str, xr.Dataset]:
         ``p_value`` = P(replicated >= observed) and ``p_two_sided``.
     """
     outcome = tree.attrs["outcome"]
-    y = tree["observed_data"][outcome].astype(float)
-    rep = tree["posterior_predictive"][outcome].astype(float)
+    y = tree["observed_data"][outcome]
+    rep = tree["posterior_predictive"][outcome]
     const = tree["constant_data"].to_dataset()
     row = y.dims[0]
-    decile = xr.DataArray(deprivation_decile(const["income"].values), dims=row, name="decile")
-    la = const["lsoa_la"].rename("la")
+    las = const["la"].values
+    la_code = pd.Index(las).get_indexer(const["lsoa_la"].values)
 
-    def totals(group):
-        return _compare(y.groupby(group).sum(), rep.groupby(group).sum())
+    # numpy on the (draw, row) block: xarray's groupby and NaN-skipping reductions took
+    # ~9 s per England-sized fit, these ~1 s.
+    def block(v):
+        v = v.transpose(..., row)
+        return v, v.values.reshape(-1, v.shape[-1])
+
+    def totals(codes, labels, dim):
+        onehot = np.zeros((codes.size, len(labels)))
+        onehot[np.arange(codes.size), codes] = 1.0  # counts < 2^53: the product is exact
+
+        def add(v):
+            v, flat = block(v)
+            out = flat @ onehot
+            return xr.DataArray(out.reshape(*v.shape[:-1], len(labels)),
+                                dims=(*v.dims[:-1], dim), coords={dim: labels})
+
+        return _compare(add(y), add(rep))
 
     def stats(v):
-        mean = v.mean(row)
-        return xr.concat(
-            [v.sum(row), v.var(row) / mean, (v == 0).mean(row), v.max(row)],
-            dim=pd.Index(["total", "dispersion", "zero_share", "max"], name="statistic"),
-        )
+        v, flat = block(v)
+        flat = flat.astype(float)
+        mean = flat.mean(axis=1)
+        values = np.stack([flat.sum(axis=1), flat.var(axis=1, ddof=0) / mean,
+                           (flat == 0).mean(axis=1), flat.max(axis=1)], axis=1)
+        return xr.DataArray(
+            values.reshape(*v.shape[:-1], 4), dims=(*v.dims[:-1], "statistic"),
+            coords={"statistic": ["total", "dispersion", "zero_share", "max"]})
 
+    decile = deprivation_decile(const["income"].values)
     return {
-        "decile": totals(decile),
-        "la": totals(la).reindex(la=const["la"].values),
+        "decile": totals(decile - 1, np.arange(1, 11), "decile"),
+        "la": totals(la_code, las, "la"),
         "statistic": _compare(stats(y), stats(rep)),
     }
 

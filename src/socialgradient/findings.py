@@ -217,6 +217,9 @@ FINDINGS: tuple[Finding, ...] = (
     Finding("places", "Rural neighbourhoods, default England: change in log gradient "
             "(no true effect)", "national_referrals_places", "moderators.rural.slope",
             lambda t: 0.0),
+    Finding("places", "Population density, default England: change in log gradient per "
+            "person per km2 (no true effect)", "national_referrals_places",
+            "moderators.density.slope", lambda t: 0.0),
     *(Finding("places", f"LA {name}: change in log LA gradient per unit",
               "national_referrals_places", f"moderators.{name}.slope", _la_regression(name),
               note=REALISED)

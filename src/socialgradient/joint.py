@@ -39,11 +39,11 @@ import xarray as xr
 from socialgradient import families, parameterisation, predict
 from socialgradient import fit as fit_module
 from socialgradient.gradients import national
-from socialgradient.model import EFFECTS, NeighbourhoodData, la_theta
+from socialgradient.model import EFFECTS, NeighbourhoodData
 from socialgradient.spec import Spec
 
-# The sampler-side forms fit.DERIVED drops, and the joint model's flat LA effects.
-DERIVED = (*fit_module.DERIVED, "la_effect_flat")
+# The sampler-side forms fit.DERIVED drops (la_effect_c<p>, la_z_c<p> are dropped by prefix).
+DERIVED = fit_module.DERIVED
 
 
 def check_spec(spec: Spec) -> None:
@@ -92,8 +92,7 @@ def build(datas: list[NeighbourhoodData], spec: Spec,
         pm.Deterministic("la_corr", corr[upper], dims="la_pair")
         centre = pt.stack([a[None, :] + b_b[None, :] * m_c[:, None],
                            b_w[None, :] + b_x[None, :] * m_c[:, None]], axis=2)
-        flat = la_theta(centre.reshape((n_la, 2 * k)), chol, centred, first.la,
-                        "la_effect_flat", ("la", "la_coef"))
+        flat = _la_theta(centre.reshape((n_la, 2 * k)), chol, centred, first.la)
         theta = pm.Deterministic("la_effect", flat.reshape((n_la, k, 2)),
                                  dims=("la", "threshold", "effect"))
         if family.name == "negbin":
@@ -113,9 +112,58 @@ def build(datas: list[NeighbourhoodData], spec: Spec,
 
 
 def choose(datas: list[NeighbourhoodData], spec: Spec) -> np.ndarray:
-    """Centred LAs: those whose data pin down their effects at every threshold."""
-    return np.logical_and.reduce(
-        [parameterisation.choose(d, spec.family, spec.la_effects) for d in datas])
+    """How many leading thresholds each LA has centred (dims la, 0 to K).
+
+    Per threshold, :func:`socialgradient.parameterisation.choose` says whether the LA's
+    data pin its intercept and slope down; an LA centres the longest run of thresholds,
+    from the first, that all do. Thresholds are nested (each a subset of the one before),
+    so the run is almost always every threshold the rule accepts: on the default England
+    15 LAs centre none, 44 referrals and assessments, 57 up to CIN plans, 22 up to CP
+    plans and 12 all five (with one all-or-nothing choice per LA only those 12 were
+    centred, and the well-informed referral effects of the other 138 mixed slowly)."""
+    ok = np.stack([parameterisation.choose(d, spec.family, spec.la_effects) for d in datas])
+    return np.cumprod(ok, axis=0).sum(axis=0)
+
+
+def _la_theta(centre, chol, centred: np.ndarray, la: np.ndarray):
+    """The LA coefficients (dims la, la_coef), the first ``2 * centred[l]`` of LA ``l``
+    sampled centred and the rest non-centred.
+
+    With the coefficients in threshold order, the top-left block of the Cholesky factor
+    ``L`` of the covariance is the factor of the leading coefficients' covariance, so for
+    an LA centring its first ``c`` coefficients: ``u_C ~ MVN(centre_C, L_CC L_CC^T)`` is
+    free, ``z_C = L_CC^{-1} (u_C - centre_C)``, ``z_N ~ N(0, I)`` and
+    ``u_N = centre_N + L_NC z_C + L_NN z_N``: together ``u = centre + L z`` with z standard
+    normal, the same model as either pure form. One block per distinct ``c``.
+    """
+    model = pm.modelcontext(None)
+    coefs = np.asarray(model.coords["la_coef"])
+    parts, order = [], []
+    for p in np.unique(centred):
+        rows = np.flatnonzero(centred == p)
+        c = 2 * int(p)
+        group = f"la_c{p}"
+        model.add_coord(group, la[rows])
+        mu = centre[rows]
+        if c == coefs.size:
+            u = pm.MvNormal(f"la_effect_c{p}", mu=mu, chol=chol, dims=(group, "la_coef"))
+        else:
+            model.add_coord(f"la_coef_n{p}", coefs[c:])
+            z_n = pm.Normal(f"la_z_c{p}", 0.0, 1.0, dims=(group, f"la_coef_n{p}"))
+            if c == 0:
+                u = mu + z_n @ chol.T
+            else:
+                model.add_coord(f"la_coef_c{p}", coefs[:c])
+                l_cc = chol[:c, :c]
+                u_c = pm.MvNormal(f"la_effect_c{p}", mu=mu[:, :c], chol=l_cc,
+                                  dims=(group, f"la_coef_c{p}"))
+                z_c = pt.linalg.solve_triangular(l_cc, (u_c - mu[:, :c]).T, lower=True).T
+                u_n = mu[:, c:] + z_c @ chol[c:, :c].T + z_n @ chol[c:, c:].T
+                u = pt.concatenate([u_c, u_n], axis=1)
+        parts.append(u)
+        order.append(rows)
+    inverse = np.argsort(np.concatenate(order))
+    return pt.concatenate(parts, axis=0)[inverse]
 
 
 def fit(datas: list[NeighbourhoodData], spec: Spec, progressbar: bool = True) -> xr.DataTree:
@@ -128,8 +176,8 @@ def fit(datas: list[NeighbourhoodData], spec: Spec, progressbar: bool = True) ->
         model, spec.sampling, progressbar, target_accept=spec.target_accept)
     post = raw["posterior"].to_dataset()
     post = post.drop_vars([v for v in DERIVED if v in post])
-    post = post.drop_vars([c for c in post.coords if c.startswith("la_cov")
-                           or c in ("la_centred", "la_noncentred", "la_coef")])
+    post = post.drop_vars([v for v in post.data_vars if v.startswith(("la_effect_c", "la_z_c"))])
+    post = post.drop_vars([c for c in post.coords if c.startswith(("la_cov", "la_c"))])
     first = datas[0]
     row, coords = first.row_dim, first.row_coords
     few = predict.thin(post, MAX_PREDICTIVE_DRAWS)
@@ -175,9 +223,12 @@ def _select(post: xr.Dataset, outcome: str) -> xr.Dataset:
 
 def view(tree: xr.DataTree, outcome: str) -> xr.DataTree:
     """Threshold ``outcome`` of a joint fit as an ordinary single-outcome fit."""
+    const = tree["constant_data"].to_dataset()
+    # this threshold's LAs centred: those centring more leading thresholds than its index
+    const["centred"] = const["centred"] > outcomes(tree).index(outcome)
     groups = {"posterior": _select(tree["posterior"].to_dataset(), outcome),
               "sample_stats": tree["sample_stats"].to_dataset(),
-              "constant_data": tree["constant_data"].to_dataset()}
+              "constant_data": const}
     for name in ("observed_data", "log_likelihood", "posterior_predictive"):
         groups[name] = tree[name].to_dataset()[[outcome]]
     out = xr.DataTree.from_dict(groups)
@@ -236,10 +287,18 @@ def summary(tree: xr.DataTree, diagnostics: dict | None = None) -> dict:
         "family": first["family"],
         "scale": first["scale"],
         "model": {**first["model"], "outcome": "+".join(outcomes(tree)),
-                  "outcomes": outcomes(tree)},
+                  "outcomes": outcomes(tree), "la_effects": _centring(tree)},
         "units": first["units"] + "; p_steepens: posterior probability that the gradient "
                  "at an averagely deprived LA is steeper at the later threshold",
     }
+
+
+def _centring(tree: xr.DataTree) -> dict:
+    """Per threshold, how many LAs had its effects sampled centred and non-centred."""
+    centred = tree["constant_data"]["centred"].values
+    return {name: {"centred": int((centred > j).sum()),
+                   "noncentred": int((centred <= j).sum())}
+            for j, name in enumerate(outcomes(tree))}
 
 
 def write(tree: xr.DataTree, out_dir, extra: dict | None = None, rule=None,
