@@ -206,9 +206,10 @@ def la_outcome_coefficient(part: dict, covariates: dict | None = None,
 def _la_outcomes(effects: dict, dec, parts: list) -> dict:
     """Per flag: c_g, the LAs' departures and true mean probabilities, the realised k_g."""
     b_la = effects["referrals"][1]
-    out = {"statement": "logit p = logit(p0) + c_w w + c_x w m_c + c_g dev_l, dev_l = b_la[referrals]"
-                    " - (b_w + b_x m_c) of the child's LA; the la_outcome model regresses the "
-                    "LA totals' logit on the LA's log gradient, m_c and LA covariates"}
+    out = {"statement": "logit p = logit(p0) + c_w w + c_x w m_c + c_g dev_l, dev_l = "
+                        "b_la[referrals] - (b_w + b_x m_c) of the child's LA; the la_outcome "
+                        "model regresses the LA totals' logit on the LA's log gradient, m_c "
+                        "and LA covariates"}
     for flag, par in FLAGS.items():
         p_sum = sum(part["expected_la"][flag][0] for part in parts)
         n = sum(part["expected_la"][flag][1] for part in parts)
