@@ -52,10 +52,17 @@ class Aggregate:
     linkage: dict
 
 
+#: Raised when the records generator changes what a table holds within one package
+#: version, so cached tables of the older generator are not reused (2: the LA-level
+#: association c_g of the re-referral and repeat-plan flags, truth ``la_outcomes``).
+GENERATOR = 2
+
+
 def key(source: RecordsTable) -> str:
-    """Short hash naming a table: its :class:`RecordsTable` and the package version."""
-    raw = json.dumps({"records": dataclasses.asdict(source), "version": __version__},
-                     sort_keys=True)
+    """Short hash naming a table: its :class:`RecordsTable`, the package version and
+    :data:`GENERATOR`."""
+    raw = json.dumps({"records": dataclasses.asdict(source), "version": __version__,
+                      "generator": GENERATOR}, sort_keys=True)
     return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 

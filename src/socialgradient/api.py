@@ -20,7 +20,15 @@ import pandas as pd
 import pymc as pm
 import xarray as xr
 
-from socialgradient import checks, joint, moderators, parameterisation, report, resources
+from socialgradient import (
+    checks,
+    joint,
+    la_outcome,
+    moderators,
+    parameterisation,
+    report,
+    resources,
+)
 from socialgradient import fit as _fit
 from socialgradient import predict as _predict
 from socialgradient.data import schema
@@ -102,14 +110,21 @@ def encode(table: pd.DataFrame, spec: Spec | str, stratum: str = "",
         return [NeighbourhoodData.from_table(valid, o) for o in spec.outcomes]
     valid = schema.validate(table, [spec.outcome], spec.stratum or None, spec.exposure,
                             trials=spec.trials, moderators=spec.neighbourhood_moderators)
+    lo = spec.la_outcome
+    if lo is not None:  # its columns named, then checked as counts
+        la_outcome.check_columns(table, lo)
+        extra = [c for c in (lo.count, lo.trials) if c != spec.outcome]
+        schema.validate(table, extra)
     las = None
-    if spec.la_moderators:
+    la_columns = [*spec.la_moderators,
+                  *[c for c in (lo.covariates if lo else ()) if c not in spec.la_moderators]]
+    if la_columns:
         raw = la_table if la_table is not None else moderators.read_la_table(spec.la_data)
-        las = moderators.validate_la_table(raw, spec.la_moderators, valid["la"].unique())
+        las = moderators.validate_la_table(raw, la_columns, valid["la"].unique())
     return NeighbourhoodData.from_table(
         valid, spec.outcome, spec.stratum or None, spec.exposure, trials=spec.trials,
         moderators=spec.neighbourhood_moderators, la_table=las,
-        la_moderators=spec.la_moderators)
+        la_moderators=spec.la_moderators, la_outcome_spec=lo)
 
 
 def build(table: pd.DataFrame, spec: Spec | str = "referrals", *,

@@ -17,6 +17,7 @@ the row says so in ``note``.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Callable
@@ -28,7 +29,9 @@ import pandas as pd
 
 from socialgradient.data.synthetic.england import OUTCOMES as THRESHOLDS
 from socialgradient.data.synthetic.records_model import CP_CATEGORIES
+from socialgradient.data.synthetic.records_truth import la_outcome_coefficient
 from socialgradient.files import atomic_write
+from socialgradient.la_outcome import STEP
 
 COLUMNS = ("theme", "finding", "quantity", "published", "median", "lo95", "hi95",
            "probability", "truth", "covered", "verdict", "spec", "note")
@@ -107,11 +110,40 @@ def _la_regression(term: str, moderators=("spend_per_child", "agency_share", "tu
     return coef
 
 
+RESOURCES = ("spend_per_child", "agency_share", "turnover")
+
+
+@functools.cache
+def _la_table() -> pd.DataFrame:
+    """The default LA table (``data/las.parquet``), the ``la_data`` of the la_outcome specs."""
+    from socialgradient import resources
+
+    return pd.read_parquet(resources.path("data", "las.parquet")).set_index("la")
+
+
+def _la_outcome(flag: str, covariates=RESOURCES) -> Callable[[dict], float]:
+    """The LA-level question's truth as the la_outcome model estimates it: the odds ratio
+    per :data:`~socialgradient.la_outcome.STEP` of log gradient, exp(STEP k), k the realised
+    least-squares coefficient of the true LA referral log gradient in the regression of the
+    LAs' true expected flag logits on it, m_c and ``covariates`` (of the default LA table,
+    as in the specs' ``la_data``): records truth ``la_outcomes[flag]``."""
+    def truth(t):
+        las = _la_table()
+        cov = {c: {str(k): float(v) for k, v in las[c].items()} for c in covariates}
+        return math.exp(STEP * la_outcome_coefficient(t["la_outcomes"][flag], cov))
+    return truth
+
+
 POOLED = ("truth for counts pooled over ethnic groups: the stratum-level gradient times the "
           "threshold's pooling shift (records truth lsoa_level)")
 REALISED = ("truth: the association in the realised LAs (least squares of the true LA "
             "slopes on m_c and the three indicators); no count depends on the indicators, "
             "but they proxy intervention intensity, which is correlated with the LA slope")
+LA_LEVEL = ("truth: exp(0.1 k), k the realised least-squares coefficient of the true LA "
+            "referral log gradient in the regression of the LAs' true expected logits on it, "
+            "m_c and the three indicators (records truth la_outcomes; stated c_g = 1.0, plus "
+            "a little from the children at risk of a steeper LA living in more deprived "
+            "LSOAs); the estimate carries every draw of every LA gradient (one joint model)")
 LOCAL = ("truth is the category's local gradient at w = 0; its share of CP plans follows a "
          "softmax in w, so over the data's range a log-linear fit is flatter for categories "
          "that lose share to neglect as deprivation rises")
@@ -196,6 +228,14 @@ FINDINGS: tuple[Finding, ...] = (
             "repeat_cp_plans", "gradient_mean_la", lambda t: math.exp(t["repeat_cp"]["c_w"])),
     Finding("outcomes", "Repeat CP plans: cross-level interaction (odds ratio)",
             "repeat_cp_plans", "interaction", lambda t: math.exp(t["repeat_cp"]["c_x"])),
+    Finding("outcomes", "LAs with steeper referral gradients have more re-referrals "
+            "(adjusted for LA deprivation and resources): odds ratio per 0.1 of log gradient",
+            "la_rereferrals", "la_outcome.odds_ratio_per_tenth", _la_outcome("rereferral"),
+            note=LA_LEVEL),
+    Finding("outcomes", "LAs with steeper referral gradients have more repeat CP plans "
+            "(adjusted for LA deprivation and resources): odds ratio per 0.1 of log gradient",
+            "la_repeat_cp_plans", "la_outcome.odds_ratio_per_tenth", _la_outcome("repeat_cp"),
+            note=LA_LEVEL),
     *(Finding("outcomes", f"{what} closure: hazard ratio per 10 points within LA",
               f"durations_{level}", "gradient_mean_la",
               lambda t: math.exp(t["durations"]["g_w"]))

@@ -24,7 +24,7 @@ import numpy as np
 import pymc as pm
 import xarray as xr
 
-from socialgradient import parameterisation, predict
+from socialgradient import la_outcome, parameterisation, predict
 from socialgradient.files import atomic_write
 from socialgradient.model import NeighbourhoodData, build_model
 from socialgradient.spec import Sampling, Spec
@@ -38,7 +38,7 @@ MAX_PREDICTIVE_VALUES = 100_000_000
 # factor (la_sd, la_corr), phi's transform, the LA effects' centred / non-centred parts
 # (la_effect), and per-SD moderator coefficients (moderator_effect, per unit).
 DERIVED = ("la_cov", "la_cov_corr", "la_cov_stds", "inv_sqrt_phi", "la_z", "la_effect_centred",
-            "moderator_coef", "la_moderator_coef")
+            "moderator_coef", "la_moderator_coef", *la_outcome.DERIVED)
 
 
 def data_hash(data: NeighbourhoodData | list[NeighbourhoodData]) -> str:
@@ -58,6 +58,10 @@ def data_hash(data: NeighbourhoodData | list[NeighbourhoodData]) -> str:
         parts += [data.moderators, np.asarray(data.moderator_names)]
     if data.la_moderator_names:
         parts += [data.la_moderators, np.asarray(data.la_moderator_names)]
+    if data.la_outcome is not None:
+        lo = data.la_outcome
+        parts += [lo.count, lo.trials, lo.covariates,
+                  np.asarray([lo.count_name, lo.trials_name, *lo.terms])]
     for part in parts:
         h.update(np.ascontiguousarray(part).tobytes())
         h.update(b"|")
@@ -205,12 +209,19 @@ def assemble(
                 **({"la_moderator_value": (("la", "la_moderator"), data.la_moderators)}
                    if data.la_moderator_names else {}),
                 **({"centred": ("la", centred)} if centred is not None else {}),
+                **({"la_outcome_count": ("la", data.la_outcome.count),
+                    "la_outcome_trials": ("la", data.la_outcome.trials),
+                    "la_outcome_covariate_value": (("la", "la_outcome_covariate"),
+                                                   data.la_outcome.covariates)}
+                   if data.la_outcome is not None else {}),
             },
             coords={**coords, "la": data.la,
                     **({"moderator": list(data.moderator_names)}
                        if data.moderator_names else {}),
                     **({"la_moderator": list(data.la_moderator_names)}
-                       if data.la_moderator_names else {})},
+                       if data.la_moderator_names else {}),
+                    **({"la_outcome_covariate": list(data.la_outcome.terms)}
+                       if data.la_outcome is not None else {})},
         ),
         "log_likelihood": predict.log_likelihood(few, data, spec.family).to_dataset(),
         "posterior_predictive": predict.replicate(

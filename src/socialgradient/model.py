@@ -15,6 +15,9 @@ Poisson, negative binomial (NB2: variance :math:`\mu + \mu^2/\phi`) or binomial 
 link, ``trials`` per row, no offset: the gradient is then an odds ratio); each is one object
 in :mod:`socialgradient.families`.
 
+An optional LA-level outcome (``[la_outcome]`` in the spec) regresses LA totals on the
+model's own LA slopes :math:`\beta_l`, jointly: :mod:`socialgradient.la_outcome`.
+
 Moderators (named in the spec, all adjusted for LA deprivation, which stays in):
 
 * a *neighbourhood* moderator :math:`z_i` (a table column, e.g. ``rural``) adds
@@ -88,9 +91,9 @@ import pandas as pd
 import pymc as pm
 import pytensor.tensor as pt
 
-from socialgradient import families, parameterisation
+from socialgradient import families, la_outcome, parameterisation
 from socialgradient.deprivation import decompose
-from socialgradient.spec import Priors, Spec
+from socialgradient.spec import LAOutcome, Priors, Spec
 
 EFFECTS = ("intercept", "slope")
 LIKELIHOODS = ("sufficient", "pointwise")
@@ -138,6 +141,8 @@ class NeighbourhoodData:
         Neighbourhood moderators, raw values; ``moderator_names`` their columns.
     la_moderators : ndarray of float, dims (la, la_moderator), or None
         LA moderators, raw values; ``la_moderator_names`` their columns.
+    la_outcome : LAOutcomeData or None
+        An LA-level outcome and its covariates (:mod:`socialgradient.la_outcome`).
     """
 
     lsoa: np.ndarray
@@ -161,6 +166,7 @@ class NeighbourhoodData:
     moderator_names: tuple = ()
     la_moderators: np.ndarray | None = None
     la_moderator_names: tuple = ()
+    la_outcome: la_outcome.LAOutcomeData | None = None
 
     def __post_init__(self):
         if self.exposure is None:
@@ -171,9 +177,10 @@ class NeighbourhoodData:
         cls, table: pd.DataFrame, outcome: str, stratum: str | None = None,
         exposure: str = "children", *, trials: str = "", moderators=(),
         la_table: pd.DataFrame | None = None, la_moderators=(),
+        la_outcome_spec: LAOutcome | None = None,
     ) -> NeighbourhoodData:
         """Encode a table that has passed :func:`socialgradient.data.schema.validate`
-        (and, for LA moderators, an LA table that passed
+        (and, for LA moderators or an LA outcome's covariates, an LA table that passed
         :func:`socialgradient.moderators.validate_la_table`)."""
         d = decompose(table["income"], table["children"], table["la"])
         strata, stratum_index = (), None
@@ -211,6 +218,8 @@ class NeighbourhoodData:
             moderator_names=moderators,
             la_moderators=la_values,
             la_moderator_names=la_moderators,
+            la_outcome=None if la_outcome_spec is None else la_outcome.encode(
+                table, la_outcome_spec, d.la, d.la_index, d.m_c, la_table),
         )
 
     @property
@@ -360,7 +369,9 @@ def build_model(data: NeighbourhoodData, spec: Spec, likelihood: str = "sufficie
         ``la_corr``), for the negative binomial ``phi``, for stratified data
         ``stratum_effect`` (dims stratum, effect; zero for the reference stratum), and for
         moderators ``moderator_effect`` / ``la_moderator_effect`` (dims moderator or
-        la_moderator, effect; per unit).
+        la_moderator, effect; per unit); with an LA outcome (``data.la_outcome``)
+        ``la_outcome_effect`` (dims la_outcome_term), ``la_outcome_intercept`` and
+        ``la_outcome_sd`` (:mod:`socialgradient.la_outcome`).
     """
     if likelihood not in LIKELIHOODS:
         raise ValueError(f"unknown likelihood {likelihood!r}: choose one of {LIKELIHOODS}")
@@ -381,6 +392,8 @@ def build_model(data: NeighbourhoodData, spec: Spec, likelihood: str = "sufficie
     )
     with pm.Model(coords=data.coords) as model:
         theta = la_effects(data, spec.priors, centred, family.a_prior_mean)
+        if data.la_outcome is not None:  # the LA-level question, on every draw of theta
+            la_outcome.add_terms(theta, data.la_outcome)
         eta = pt.repeat(theta[:, 0], per_la) + pt.repeat(theta[:, 1], per_la) * w
         y_sum = np.bincount(idx, weights=data.y, minlength=n_la)
         yw_sum = np.bincount(idx, weights=data.y * data.w, minlength=n_la)

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from socialgradient import checks, disclosure, families, fit, gradients, outputs
+from socialgradient import checks, disclosure, families, fit, gradients, la_outcome, outputs
 
 NO_SPREAD = ("no within-LA spread of deprivation: the gradient is the model's prior "
              "pooling, not this LA's data; not ranked")
@@ -68,6 +68,10 @@ def summary(tree: xr.DataTree, diagnostics: dict | None = None) -> dict:
     out["scale"] = families.get(tree.attrs["family"]).scale
     if "moderator_effect" in post or "la_moderator_effect" in post:
         out["moderators"] = moderator_summary(post)
+    if "la_outcome_effect" in post:
+        out["la_outcome"] = la_outcome.summary(
+            post, tree["constant_data"].to_dataset(),
+            json.loads(tree.attrs["spec"])["la_outcome"], _interval)
     if "stratum_effect" in post:
         strata = gradients.stratum_gradient(post)
         out["stratum_gradient"] = {

@@ -19,6 +19,11 @@ Example ``models/national_referrals.toml``::
     [priors]                   # scales (and a's mean); defaults in socialgradient.model
     b_w = 1.0
 
+    [la_outcome]               # an LA-level outcome on the LA gradients (la_outcome.py)
+    count = "rereferrals"      # LA totals of this column ...
+    trials = "referrals"       # ... out of LA totals of this one (binomial, logit)
+    adjust = ["spend_per_child"]  # la_data columns; LA deprivation m_c is always in
+
     [records]                  # only for specs fitted to the synthetic child records
     by = ["ethnicity"]         # (socialgradient.aggregates builds and caches the table)
     scale = 0.2
@@ -138,6 +143,36 @@ class RecordsTable:
             object.__setattr__(self, "groups", (*self.groups, "durations"))
 
 
+@dataclass(frozen=True)
+class LAOutcome:
+    """An LA-level outcome regressed on the model's own LA gradients (``[la_outcome]``).
+
+    ``count``: a column of the table whose LA totals are the binomial's successes (e.g.
+    ``rereferrals``); ``trials``: the column whose LA totals are its trials (e.g.
+    ``referrals``); ``adjust``: LA covariates, columns of the spec's ``la_data`` (LA
+    deprivation ``m_c`` is always in; naming it is allowed). See
+    :mod:`socialgradient.la_outcome`.
+    """
+
+    count: str
+    trials: str
+    adjust: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        adjust = (self.adjust,) if isinstance(self.adjust, str) else tuple(self.adjust)
+        if len(set(adjust)) != len(adjust):
+            raise ValueError(f"la_outcome.adjust repeats a column: {list(adjust)}")
+        if not self.count or not self.trials or self.count == self.trials:
+            raise ValueError("la_outcome needs `count` and `trials`, two different columns: "
+                             f"got count={self.count!r}, trials={self.trials!r}")
+        object.__setattr__(self, "adjust", adjust)
+
+    @property
+    def covariates(self) -> tuple[str, ...]:
+        """The LA-table columns among ``adjust`` (all but ``m_c``)."""
+        return tuple(a for a in self.adjust if a != "m_c")
+
+
 class SpecMethods:
     """JSON, hash, ``replace`` and ``from_dict`` for any frozen spec dataclass that has a
     ``sampling: Sampling`` field (:class:`Spec`, :class:`socialgradient.panel.PanelSpec`)."""
@@ -182,6 +217,10 @@ class SpecMethods:
             _check_keys(raw["records"], {f.name for f in dataclasses.fields(RecordsTable)},
                         "[records]")
             raw["records"] = RecordsTable(**raw["records"])
+        if raw.get("la_outcome") is not None and not isinstance(raw["la_outcome"], LAOutcome):
+            _check_keys(raw["la_outcome"], {f.name for f in dataclasses.fields(LAOutcome)},
+                        "[la_outcome]")
+            raw["la_outcome"] = LAOutcome(**raw["la_outcome"])
         if "priors" in raw:
             _check_keys(raw["priors"], {f.name for f in dataclasses.fields(Priors)}, "[priors]")
             raw["priors"] = Priors(**raw["priors"])
@@ -215,6 +254,7 @@ class Spec(SpecMethods):
     target_accept: float = 0.8
     outcomes: tuple[str, ...] = ()  # thresholds of a joint model, in order (outcome = first)
     records: RecordsTable | None = None  # fitted to the synthetic records' aggregate
+    la_outcome: LAOutcome | None = None  # an LA-level outcome on the LA gradients
     priors: Priors = field(default_factory=Priors)
     sampling: Sampling = field(default_factory=Sampling)
 
@@ -246,6 +286,15 @@ class Spec(SpecMethods):
             object.__setattr__(self, "records", RecordsTable(**self.records))
         if isinstance(self.priors, dict):
             object.__setattr__(self, "priors", Priors(**self.priors))
+        if isinstance(self.la_outcome, dict):
+            object.__setattr__(self, "la_outcome", LAOutcome(**self.la_outcome))
+        if self.la_outcome is not None:
+            if self.outcomes:
+                raise ValueError("la_outcome is for a single-outcome spec, not a joint one "
+                                 f"(outcomes = {list(self.outcomes)})")
+            if self.la_outcome.covariates and not self.la_data:
+                raise ValueError(f"la_outcome.adjust {list(self.la_outcome.covariates)} "
+                                 "needs la_data: the LA table they are columns of")
         if not self.name:
             stem = "_".join(self.outcomes) if self.outcomes else self.outcome
             object.__setattr__(self, "name", f"{stem}_{self.family}")
@@ -269,6 +318,7 @@ _NEW_DEFAULTS = {
     "priors": dataclasses.asdict(Priors()),
     "outcomes": [],
     "records": None,
+    "la_outcome": None,
 }
 
 

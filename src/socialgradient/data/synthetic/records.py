@@ -29,7 +29,9 @@ How the records are made, per collection year (year ending 31 March ``year``), a
    referred, assessed and had a CIN plan.
 4. **Child rows**: one row and one episode per referred child per year, with dates, factors at
    assessment (independent Bernoulli per census factor code), CP category (softmax over
-   categories), re-referral and repeat-plan flags (logistic), and an episode duration from a
+   categories), re-referral and repeat-plan flags (logistic, with the LA-level association
+   ``c_g``: an LA whose referral gradient is steeper than its deprivation predicts re-refers
+   more, :data:`~.records_model.REREFERRAL`), and an episode duration from a
    piecewise-exponential hazard, censored at 31 March.
 5. **Histories** (:mod:`~.history`): every re-referral and repeat CP plan is
    given a real earlier episode -- the same child in the previous simulated year, or an earlier
@@ -235,11 +237,19 @@ def _year(rng, year, cells, geo, dec, effects, counter) -> dict:
     cat = np.minimum((cum < rng.uniform(size=n)[:, None]).sum(1), len(cq) - 1)
     codes = np.array(list(CP_CATEGORIES), dtype=object)
 
-    def flag(par):
-        return rng.uniform(size=n) < expit(logit(par["p0"]) + par["c_w"] * wi
-                                           + par["c_x"] * wi * mci)
+    dev = effects["referral_departure"][dec.la_index[lsoa]]
+    la_child = dec.la_index[lsoa]
+    expected_la = {}
 
-    reref, repeat = flag(REREFERRAL), flag(REPEAT_CP) & cp
+    def flag(par, name, among):
+        # c_g * dev adds no random number: every other draw stays as it was without it.
+        p = expit(logit(par["p0"]) + par["c_w"] * wi + par["c_x"] * wi * mci + par["c_g"] * dev)
+        expected_la[name] = (np.bincount(la_child[among], p[among], len(dec.la)),
+                             np.bincount(la_child[among], minlength=len(dec.la)))
+        return rng.uniform(size=n) < p
+
+    reref, repeat = flag(REREFERRAL, "rereferral", slice(None)), \
+        flag(REPEAT_CP, "repeat_cp", cp) & cp
 
     ids = np.array([f"SG{k:08d}" for k in range(counter, counter + n)], dtype=object)
     eids = np.array([f"SGE{k:08d}" for k in range(counter, counter + n)], dtype=object)
@@ -268,7 +278,7 @@ def _year(rng, year, cells, geo, dec, effects, counter) -> dict:
                             "year": np.full(len(f_child), year, np.int64),
                             "factor": np.array(list(FACTORS), dtype=object)[f_code]})
     return dict(children=children, episodes=episodes, factors=factors, clipped=clipped,
-                var=var, expected=expected)
+                var=var, expected=expected, expected_la=expected_la)
 
 
 def simulate_records(seed: int = england.DEFAULT_SEED, years=(2019,), scale: float = 1.0,
@@ -297,6 +307,9 @@ def simulate_records(seed: int = england.DEFAULT_SEED, years=(2019,), scale: flo
     dec = decompose(geo["income"], geo["children"], geo["la"])
     rng = np.random.default_rng([int(seed), 5])  # a stream apart from england.simulate's
     effects, calibrated = _la_effects(rng, dec.m_c, dec.la)
+    ref = england.PARAMETERS["referrals"]
+    effects["referral_departure"] = effects["referrals"][1] - (
+        math.log(ref["gradient"]) + england.B_X * dec.m_c)
     u_a, u_b = effects["durations"] = tuple(rng.normal(0.0, sd, len(dec.la))
                                             for sd in DURATION["la_sd"])
     # An episode's log hazard ratio but for its outcome level's, per LSOA.

@@ -97,9 +97,13 @@ DURATION = dict(base_rate=(1 / 25, 1 / 40, 1 / 60, 1 / 90),
 #: ... plus an LA's own closing practice: log hazard ratio u_a + u_b * w, with (u_a, u_b)
 #: independent normals of SDs ``la_sd`` per LA (the duration model's LA random effects).
 #: Re-referral within 12 months (referred children) and repeat CP plan (CP children):
-#: logit p = logit(p0) + c_w * w + c_x * w * m_c (c_x < 0: steeper in affluent LAs).
-REREFERRAL = dict(p0=0.22, c_w=0.10, c_x=-0.15)
-REPEAT_CP = dict(p0=0.21, c_w=0.12, c_x=-0.15)
+#: logit p = logit(p0) + c_w * w + c_x * w * m_c + c_g * dev_l (c_x < 0: steeper in affluent
+#: LAs). ``dev_l`` is the child's LA's own referral log-gradient departure,
+#: b_la[referrals] - (b_w + B_X * m_c): the stated LA-level association (issue 10's "LA-level
+#: question": LAs with steeper gradients have more re-referrals and repeat plans). c_g is in
+#: log-odds per unit of log gradient (0.1 of log gradient: odds x exp(0.1 c_g) = 1.105).
+REREFERRAL = dict(p0=0.22, c_w=0.10, c_x=-0.15, c_g=1.0)
+REPEAT_CP = dict(p0=0.21, c_w=0.12, c_x=-0.15, c_g=1.0)
 
 TABLE_COLUMNS = {
     "children": ("child_id", "year", "la", "lsoa", "date_of_birth", "age", "age_band", "gender",

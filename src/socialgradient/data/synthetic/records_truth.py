@@ -81,9 +81,25 @@ DEFINITIONS = {
     "u_a": "durations: the LA's log hazard ratio (closing practice)",
     "u_b": "durations: the LA's change of the log hazard ratio per 10 points of w",
     "rereferral": "re-referral within 12 months (referred children): logit p = logit(p0) + "
-                  "c_w w + c_x w m_c",
+                  "c_w w + c_x w m_c + c_g dev_l",
     "repeat_cp": "second or subsequent CP plan (CP-plan children): same form as rereferral",
     "p0": "probability at w = 0",
+    "c_g": "log-odds per unit of the LA's referral log-gradient departure dev_l = "
+           "b_la[referrals] - (b_w + b_x m_c), added to the flag's logit (the LA-level "
+           "association of issue 10)",
+    "la_outcomes": "per flag (rereferral, repeat_cp): the LA-level question's truth, per LA "
+                   "and as the realised coefficient the la_outcome model estimates",
+    "departure": "the LA's referral log-gradient departure dev_l = b_la - (b_w + b_x m_c)",
+    "expected_p": "the LA's true mean flag probability over its children at risk (referred "
+                  "children; CP-plan children for repeat_cp), all years",
+    "expected_logit": "logit(expected_p)",
+    "at_risk": "the LA's children at risk of the flag (the binomial's trials), all years",
+    "realised_k_g": "least squares over LAs of expected_logit on 1, b_la (referrals) and m_c: "
+                    "the coefficient of b_la (log-odds per unit log gradient), the truth of "
+                    "the la_outcome model adjusted for m_c only (with LA covariates: "
+                    "records_truth.la_outcome_coefficient)",
+    "realised_k_m": "that regression's coefficient of m_c",
+    "statement": "la_outcomes: the flags' model and the question, in words",
     "c_w": "logit slope per 10 points of w at m_c = 0",
     "c_x": "change of c_w per 10 points of m_c (< 0: steeper in affluent LAs)",
     "ethnicity_mix": "logit(non-White share) = base + urban + income (income - 0.123) + "
@@ -166,6 +182,51 @@ def _lsoa_level(expected: np.ndarray, geo, dec) -> dict:
             "gradient_more_deprived_la": float(np.exp(b_w + b_x))}
 
 
+FLAGS = {"rereferral": r.REREFERRAL, "repeat_cp": r.REPEAT_CP}
+
+
+def la_outcome_coefficient(part: dict, covariates: dict | None = None,
+                           term: str = "b_la") -> float:
+    """The realised coefficient of ``term`` (``b_la``, ``m_c`` or a covariate) in the least
+    squares over LAs of ``expected_logit`` on 1, ``b_la``, ``m_c`` and ``covariates``
+    (``{name: {la code: value}}``), over the LAs with children at risk: what the la_outcome
+    model (:mod:`socialgradient.la_outcome`) estimates. ``part`` is
+    ``truth["la_outcomes"][flag]``."""
+    covariates = covariates or {}
+    codes = sorted(c for c, v in part["la"].items() if v["at_risk"] > 0)
+    las = part["la"]
+    x = np.column_stack([np.ones(len(codes)), [las[c]["b_la"] for c in codes],
+                         [las[c]["m_c"] for c in codes],
+                         *[[values[c] for c in codes] for values in covariates.values()]])
+    y = np.array([las[c]["expected_logit"] for c in codes])
+    beta = np.linalg.lstsq(x, y, rcond=None)[0]
+    return float(beta[["intercept", "b_la", "m_c", *covariates].index(term)])
+
+
+def _la_outcomes(effects: dict, dec, parts: list) -> dict:
+    """Per flag: c_g, the LAs' departures and true mean probabilities, the realised k_g."""
+    b_la = effects["referrals"][1]
+    out = {"statement": "logit p = logit(p0) + c_w w + c_x w m_c + c_g dev_l, dev_l = "
+                        "b_la[referrals] - (b_w + b_x m_c) of the child's LA; the la_outcome "
+                        "model regresses the LA totals' logit on the LA's log gradient, m_c "
+                        "and LA covariates"}
+    for flag, par in FLAGS.items():
+        p_sum = sum(part["expected_la"][flag][0] for part in parts)
+        n = sum(part["expected_la"][flag][1] for part in parts)
+        mean = np.divide(p_sum, n, out=np.full(len(n), np.nan), where=n > 0)
+        las = {str(c): {"departure": float(effects["referral_departure"][j]),
+                        "b_la": float(b_la[j]), "m_c": float(dec.m_c[j]),
+                        "at_risk": int(n[j]),
+                        "expected_p": float(mean[j]) if n[j] else None,
+                        "expected_logit": float(np.log(mean[j] / (1 - mean[j])))
+                        if n[j] else None}
+               for j, c in enumerate(dec.la)}
+        part = {"c_g": par["c_g"], "la": las}
+        out[flag] = part | {"realised_k_g": la_outcome_coefficient(part),
+                            "realised_k_m": la_outcome_coefficient(part, term="m_c")}
+    return out
+
+
 def build_truth(seed, scale, years, synthetic_geo, geo, dec, effects, off, parts,
                 population, history: dict, la_from_dfe: list) -> dict:
     first = population[population["year"] == years[0]]
@@ -225,6 +286,7 @@ def build_truth(seed, scale, years, synthetic_geo, geo, dec, effects, off, parts
                       "level_log_hr": dict(r.DURATION["level_log_hr"]),
                       "g_w": r.DURATION["g_w"], "g_b": r.DURATION["g_b"]},
         "rereferral": dict(r.REREFERRAL), "repeat_cp": dict(r.REPEAT_CP),
+        "la_outcomes": _la_outcomes(effects, dec, parts),
         "ethnicity_mix": {k: v for k, v in r.ETHNICITY.items()},
         "age_bands": {k: list(v) for k, v in r.AGE_RANGE.items()},
         "realised": realised, "history": history, "la_intercepts_from_dfe": la_from_dfe,
