@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytensor.tensor as pt
 import pytest
 
 import socialgradient.api as sg
@@ -111,3 +112,38 @@ def test_output_set(tree, tmp_path):
     assert "p_steepens_every_step" in s
     for name in THRESHOLDS:
         assert (tmp_path / "out" / "release" / name / "gradient_curve.png").exists()
+
+
+def test_per_threshold_centring_is_the_same_multivariate_normal():
+    """Whatever run of leading coefficients an LA centres, its coefficients are
+    ``centre + L z`` with z standard normal: the free variables map to the same u, and the
+    log density is the standard normal one of z minus log |det L_CC| of the centred block
+    (the Jacobian of u_C = centre_C + L_CC z_C)."""
+    import pymc as pm
+    from scipy import stats
+
+    rng = np.random.default_rng(1)
+    k, n_la = 3, 8
+    coefs = [f"t{j}:{e}" for j in range(k) for e in ("intercept", "slope")]
+    a = rng.normal(size=(2 * k, 2 * k))
+    chol = np.linalg.cholesky(a @ a.T + 2 * k * np.eye(2 * k))
+    centre = rng.normal(size=(n_la, 2 * k))
+    centred = np.array([0, 1, 2, 3, 3, 1, 0, 2])
+    la = np.array([f"L{i}" for i in range(n_la)])
+    with pm.Model(coords={"la_coef": coefs}) as model:
+        u = joint._la_theta(pt.as_tensor(centre), pt.as_tensor(chol), centred, la)
+    z = rng.normal(size=(n_la, 2 * k))
+    expected = centre + z @ chol.T
+    point, log_jacobian = {}, 0.0
+    for p in np.unique(centred):
+        rows, c = np.flatnonzero(centred == p), 2 * p
+        if c:
+            point[f"la_effect_c{p}"] = expected[rows, :c]
+            log_jacobian += len(rows) * np.log(np.diag(chol)[:c]).sum()
+        if c < 2 * k:
+            point[f"la_z_c{p}"] = z[rows, c:]
+    (u,) = model.replace_rvs_by_values([u])
+    got = model.compile_fn(u, inputs=model.value_vars, on_unused_input="ignore")(point)
+    np.testing.assert_allclose(got, expected, rtol=1e-10)
+    logp = model.compile_logp()(point)
+    np.testing.assert_allclose(logp, stats.norm.logpdf(z).sum() - log_jacobian, rtol=1e-10)
