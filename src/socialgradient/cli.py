@@ -5,12 +5,17 @@ work lives in its own module and is only dispatched from here.)
 * ``simulate --out DIR [--seed N] [--scale F]``: write a synthetic England (Parquet + truth).
 * ``fit DATA --outcome COL --out DIR [--family ...] [--draws N] ...``: fit the national
   model to a neighbourhood table and write every output (:mod:`socialgradient.report`).
-* ``data build SHARED_DIR --out FILE.parquet [--report report.json] [--la-year Y]``:
-  assemble the neighbourhood table of every English LSOA from the public source files
+* ``data build SHARED_DIR --out DIR [--format parquet] [--la-year Y]``: assemble the
+  neighbourhood table of every English LSOA from the public source files
   (:mod:`socialgradient.data.sources.build`), with a linkage report.
 * ``census write|aggregate|extract``: CIN Census XML returns and flat child-level extracts
   (:mod:`socialgradient.data.census.returns`, :mod:`socialgradient.data.census.extracts`) linked to
   LSOAs and aggregated to a neighbourhood table for ``fit``, with a read + linkage report.
+
+Every command that writes results writes an output set (:mod:`socialgradient.outputs`):
+``DIR/release/`` (gated, safe to publish), ``DIR/internal/`` (not for release),
+``DIR/MANIFEST.json``; ``data build`` and ``census aggregate|extract`` put the LSOA table in
+``internal/`` (:mod:`socialgradient.table_sets`), which ``fit DIR`` reads.
 * ``run``: the main job. Fits the national negative-binomial model of referrals on the
   embedded default data, plus the Poisson model for a LOO comparison, and prints the
   headline table and verdict.
@@ -60,7 +65,8 @@ def parser() -> argparse.ArgumentParser:
                      "child-level tables and the LSOA x age-band aggregate")
 
     f = sub.add_parser("fit", help="fit the national model to a neighbourhood table")
-    f.add_argument("data", type=Path, help="CSV or Parquet neighbourhood table")
+    f.add_argument("data", type=Path, help="CSV or Parquet neighbourhood table, or the "
+                   "output folder of data build / census aggregate|extract")
     f.add_argument("--outcome", required=True, help="count column to model")
     f.add_argument("--out", type=Path, required=True)
     f.add_argument("--spec", type=Path, help="TOML spec; flags override its values")
@@ -131,17 +137,29 @@ def _data_parser(sub) -> None:
                         "linkage report")
     b.add_argument("shared_dir", type=Path, help="shared data folder (iod2019/, la_lookups/, "
                    "ruc2011/)")
-    b.add_argument("--out", type=Path, required=True, help=".parquet, .csv or .csv.gz")
-    b.add_argument("--report", type=Path, help="write the linkage report here (JSON)")
+    _table_out_args(b)
     b.add_argument("--outcomes", type=Path, help="table of lsoa + count columns to join "
-                   "(written through the disclosure gate unless --override gives a reason)")
-    b.add_argument("--override", metavar="REASON", help="reason to write the joined LSOA "
-                   "counts unprotected (e.g. 'model input, stays in the secure environment'); "
-                   "logged in disclosure_log.jsonl beside --out")
+                   "(unprotected in internal/; their LA totals through the disclosure gate "
+                   "in release/)")
     b.add_argument("--la-year", type=int, default=None,
                    help="DfE reporting year of the LA geography (default: the latest)")
     b.add_argument("--no-city-merge", action="store_true",
                    help="keep City of London apart from Hackney")
+
+
+def _table_out_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", type=Path, required=True, help="output folder (an output set; "
+                   "was a table file before): internal/neighbourhoods.FORMAT holds the LSOA "
+                   "table, unprotected, not for release (fit DIR reads it); release/ the "
+                   "counts per LA through the disclosure gate, with disclosure_log.jsonl")
+    p.add_argument("--format", choices=("parquet", "csv", "csv.gz"), default="parquet",
+                   help="format of internal/neighbourhoods.* (default parquet)")
+    p.add_argument("--report", type=Path, help="also copy the read + linkage report here "
+                   "(JSON; always in DIR/internal/linkage_report.json; names LSOAs: keep it "
+                   "in the secure environment)")
+    p.add_argument("--override", metavar="REASON", help="reason logged for the unprotected "
+                   "LSOA table in internal/ (default: 'LSOA-level model input in internal/ "
+                   "(not for release)'); release/ is always gated")
 
 
 def _census_parser(sub) -> None:
@@ -152,7 +170,9 @@ def _census_parser(sub) -> None:
                         "returns (one per LA per year, valid against the year's DfE XSD) with "
                         "child_lsoa.csv, looked_after.csv, cin_plans.csv, "
                         "population.parquet and geography.parquet")
-    w.add_argument("--out", type=Path, required=True)
+    w.add_argument("--out", type=Path, required=True, help="output folder: an output set "
+                   "whose internal/ holds every file (record-level inputs, not for release); "
+                   "census aggregate DIR reads it")
     w.add_argument("--seed", type=int, default=2021)
     w.add_argument("--scale", type=float, default=1.0)
     w.add_argument("--years", type=int, nargs="+", default=[2019])
@@ -164,19 +184,15 @@ def _census_parser(sub) -> None:
         p.add_argument("--population", type=Path, help="denominators: year, lsoa, la, "
                        "age_band, gender, ethnicity, children (default: the geography's "
                        "children, no strata)")
-        p.add_argument("--out", type=Path, required=True, help="neighbourhood table "
-                       "(.parquet or .csv): LSOA counts, protected by the disclosure gate "
-                       "unless --override gives a reason")
-        p.add_argument("--override", help="reason to write unprotected LSOA counts (e.g. "
-                       "'model input, stays in the secure environment'); logged")
+        _table_out_args(p)
         p.add_argument("--by", nargs="*", default=[], help="strata (age_band, gender, "
                        "ethnicity, year); default none")
-        p.add_argument("--report", type=Path, help="read + linkage report (JSON)")
         p.add_argument("--errors", choices=("raise", "report"), default="raise",
                        help="a record problem stops the run (raise) or is reported")
 
     a = csub.add_parser("aggregate", help="XML returns -> linked LSOA counts")
-    a.add_argument("returns", type=Path, nargs="+", help="XML files or folders of them")
+    a.add_argument("returns", type=Path, nargs="+", help="XML files or folders of them "
+                   "(census write's output folder: its internal/)")
     a.add_argument("--child-lsoa", type=Path, required=True, help="la, child_id (LAchildID), "
                    "lsoa[, year] (CSV or Parquet)")
     a.add_argument("--looked-after", type=Path, help="la, child_id, looked_after_start[, year]")
@@ -198,10 +214,12 @@ def _census_parser(sub) -> None:
 
 
 def _census(args) -> int:
+    from socialgradient import outputs, table_sets
     from socialgradient.data import schema
     from socialgradient.data.census import extracts, linkage, returns
 
     if args.census_command == "write":
+        outputs.check_destination(args.out)
         from socialgradient.data.synthetic import records, records_model
 
         rec = records.simulate_records(seed=args.seed, years=args.years, scale=args.scale)
@@ -212,24 +230,20 @@ def _census(args) -> int:
                                   factors=rec.factors[rec.factors["episode_id"].isin(
                                       eps["episode_id"])], population=rec.population,
                                   geography=rec.geography, truth=rec.truth)
-        paths = returns.write_returns(rec, args.out, seed=args.seed)
-        from socialgradient.files import atomic_write
-
-        for name, df in (("population", rec.population), ("geography", rec.geography)):
-            atomic_write(args.out / f"{name}.parquet",
-                         lambda tmp, df=df: df.to_parquet(tmp, index=False))
+        paths, _ = table_sets.write_records_set(args.out, rec, seed=args.seed)
         print(f"wrote {len(paths)} CIN returns ({len(rec.children)} children) and "
               f"child_lsoa.csv, looked_after.csv, cin_plans.csv, population.parquet, "
-              f"geography.parquet "
-              f"to {args.out}")
+              f"geography.parquet to {args.out}/internal/ (an output set: not for release)")
         return 0
+    table_sets.check_out(args.out)
     geography = schema.read_table(args.geography)
     population = schema.read_table(args.population) if args.population else None
     if population is None and args.by:
         raise ValueError(f"--by {' '.join(args.by)} needs --population with those strata")
     if args.census_command == "aggregate":
         lea = returns.lea_codes_from_dfe(args.lea_codes) if args.lea_codes else None
-        recs, read = returns.read_returns(args.returns, args.child_lsoa, geography,
+        files = [outputs.internal_of(p) for p in args.returns]  # census write's set: internal/
+        recs, read = returns.read_returns(files, args.child_lsoa, geography,
                                              population, looked_after=args.looked_after,
                                              lea_codes=lea, errors=args.errors,
                                              cin_plans=args.cin_plans, schema_dir=args.schemas,
@@ -243,26 +257,16 @@ def _census(args) -> int:
     stratum = args.by[0] if len(args.by) == 1 else None
     if len(args.by) <= 1:
         schema.validate(table, counts, stratum)
-    import json as _json
-
-    from socialgradient import disclosure
-    from socialgradient.files import atomic_write
-
-    if not args.out.name.lower().endswith((".parquet", ".csv", ".csv.gz")):
-        raise ValueError(f"--out must end in .parquet, .csv or .csv.gz: {args.out}")
     keys = ["lsoa", *args.by]
     attributes = {"la", "income", "rural", "children", *keys}
-    disclosure.write_table(
-        table, args.out, level="lsoa", group_columns=keys, override=args.override,
-        count_columns=[c for c in table.columns if c not in attributes],
-    )
     summary = {"read": read.to_dict(), "linkage": report.to_dict(),
-               "note": ("unprotected LSOA counts written under the override: "
-                        f"{args.override!r} (logged in disclosure_log.jsonl)") if args.override
-               else "LSOA counts protected by the disclosure gate (disclosure_log.jsonl)"}
-    if args.report:
-        text = _json.dumps(summary, indent=1, default=str) + "\n"
-        atomic_write(args.report, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+               "note": "LSOA counts unprotected in internal/ (not for release); counts per "
+               "LA through the disclosure gate in release/ (disclosure_log.jsonl)"}
+    paths = table_sets.write_table_set(
+        args.out, table, counts=[c for c in table.columns if c not in attributes],
+        strata=args.by, report=summary, command=f"census {args.census_command}",
+        fmt=args.format, override=args.override)
+    _copy_report(paths["report"], args.report)
     print(f"read {read.episodes} episodes of {read.children} children in {len(read.files)} "
           f"file(s): {read.passed} passed, excluded {sum(read.excluded.values())} "
           f"{ {k: v for k, v in read.excluded.items() if v} }; linked {report.linked}, "
@@ -275,15 +279,27 @@ def _census(args) -> int:
         print(f"schema: {done} of {len(read.validation)} file(s) validated, "
               f"{len(read.schema_errors)} error(s) {cats}; files not read: "
               f"{len(read.file_errors)}" + (f"; {why[0]}" if why else ""))
-    print(f"wrote {args.out} ({len(table)} rows)" + (f" and {args.report}" if args.report
-                                                      else ""))
+    print(f"wrote {args.out}/: internal/{paths['table'].name} ({len(table)} rows; not for "
+          f"release), release/ (counts per LA, gated), MANIFEST.json"
+          + (f"; and {args.report}" if args.report else ""))
     return 0
 
 
+def _copy_report(src: Path, dst: Path | None) -> None:
+    """``--report FILE``: a copy of the set's internal/linkage_report.json, outside the set."""
+    if dst is not None:
+        from socialgradient.files import atomic_write
+
+        data = src.read_bytes()
+        atomic_write(dst, lambda tmp: Path(tmp).write_bytes(data))
+
+
 def _data(args) -> int:
+    from socialgradient import table_sets
     from socialgradient.data import sources
     from socialgradient.data.sources import build
 
+    table_sets.check_out(args.out)  # before any reading
     merges = sources.DFE_MERGES
     if args.no_city_merge:
         merges = tuple(m for m in merges if m.old != "E09000001")
@@ -291,21 +307,14 @@ def _data(args) -> int:
         args.shared_dir, outcome_table=args.outcomes,
         la_year=args.la_year or sources.LATEST_YEAR, merges=merges)
     outcomes = report.get("outcome", {}).get("outcomes", []) if args.outcomes else []
-    if outcomes:  # LSOA counts leave only through the disclosure gate (or a logged reason)
-        from socialgradient import disclosure
-        from socialgradient.files import atomic_write
-
-        if not args.out.name.lower().endswith((".parquet", ".csv", ".csv.gz")):
-            raise ValueError(f"--out must end in .parquet, .csv or .csv.gz: {args.out}")
-        disclosure.write_table(table, args.out, level="lsoa", group_columns=["la", "lsoa"],
-                               count_columns=outcomes, override=args.override)
-        if args.report:
-            text = json.dumps(report, indent=2, default=str) + "\n"
-            atomic_write(args.report, lambda p: Path(p).write_text(text, encoding="utf-8"))
-    else:
-        build.write(table, report, args.out, args.report)
+    paths = table_sets.write_table_set(args.out, table, counts=list(outcomes), report=report,
+                                       command="data build", fmt=args.format,
+                                       override=args.override)
+    _copy_report(paths["report"], args.report)
     print(build.summary(report))
-    print(f"wrote {args.out}" + (f" and {args.report}" if args.report else ""))
+    print(f"wrote {args.out}/: internal/{paths['table'].name} (not for release), release/"
+          + (" (outcome counts per LA, gated)" if outcomes else "") + ", MANIFEST.json"
+          + (f"; and {args.report}" if args.report else ""))
     return 0
 
 

@@ -441,7 +441,7 @@ def _append(log: Path, entry: dict) -> None:
 # fmt: off
 def write_table(table: pd.DataFrame, path, *, level: str, count_columns=(), group_columns=(),
                 rule: Rule = Rule(), override: str | None = None, totals=None, log=None,
-                derived=None) -> Path:
+                derived=None, logged_path=None) -> Path:
     # fmt: on
     """Write ``table`` (CSV, or Parquet by suffix) through the disclosure gate; return the path.
 
@@ -449,6 +449,8 @@ def write_table(table: pd.DataFrame, path, *, level: str, count_columns=(), grou
     unprotected only under ``override``), "model" (unchanged). ``override`` is the reason,
     logged. ``log``: the JSON-lines log (default ``disclosure_log.jsonl`` beside the file).
     Suppressed cells are empty in the CSV; ``derived`` columns as in :func:`protect`.
+    ``logged_path``: the path the log names (a file's final place in an output set, when
+    ``path`` lies in the set's temporary folder; default ``path``).
     """
     path = Path(path)
     if level not in LEVELS:
@@ -459,7 +461,8 @@ def write_table(table: pd.DataFrame, path, *, level: str, count_columns=(), grou
         raise ValueError(f"{LOG_NAME} is reserved for the disclosure log")
     log = Path(log) if log is not None else path.parent / LOG_NAME
     entry = {"time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "file": path.name}
-    entry |= {"path": str(path.resolve()), "level": level, "rule": dataclasses.asdict(rule)}
+    entry |= {"path": str(Path(logged_path or path).resolve()), "level": level}
+    entry |= {"rule": dataclasses.asdict(rule)}
     explicit, override = override, override if override is not None else rule.reason
     entry |= {"override": override, "rows": len(table), "suppressed": 0, "rounded": 0}
     if level in ("lsoa", "la") and override is None:
@@ -491,8 +494,9 @@ def write_table(table: pd.DataFrame, path, *, level: str, count_columns=(), grou
 
     if path.suffix == ".parquet":
         atomic_write(path, lambda tmp: out.to_parquet(tmp, index=False))
-    else:
-        atomic_write(path, lambda tmp: out.to_csv(tmp, index=False))
+    else:  # .csv.gz by the name (the temporary file's suffix would not say gzip)
+        gz = {"method": "gzip", "mtime": 0} if path.suffix == ".gz" else None
+        atomic_write(path, lambda tmp: out.to_csv(tmp, index=False, compression=gz))
     sha = hashlib.sha256(path.read_bytes()).hexdigest()  # logged once the file is in place
     _append(log, {**entry, "decision": "written", "note": note, "sha256": sha})
     return path

@@ -173,6 +173,31 @@ def read(out: str | Path) -> dict:
     return verify(out)
 
 
+def table_of(path: str | Path) -> Path:
+    """The input table that ``path`` names: ``path`` itself, or where ``path`` is an output
+    set written by ``data build`` or ``census aggregate|extract``, its table
+    (``internal/neighbourhoods.*``, named by the manifest's ``table``) once the set is
+    recovered and verified (:func:`read`)."""
+    path = Path(path)
+    if not (path.is_dir() and ((path / MANIFEST).exists() or pending(path))):
+        return path
+    manifest = read(path)
+    if not manifest.get("table"):
+        raise OutputSetError(f"{path}: this output set holds no input table (written by "
+                             f"{manifest.get('command', 'another command')})")
+    return path / manifest["table"]
+
+
+def internal_of(path: str | Path) -> Path:
+    """``path/internal`` where ``path`` is an output set (recovered and verified), else
+    ``path``: the record-level inputs that ``census write`` puts in its set's internal/."""
+    path = Path(path)
+    if path.is_dir() and ((path / MANIFEST).exists() or pending(path)):
+        read(path)
+        return path / "internal"
+    return path
+
+
 # -- writing ----------------------------------------------------------------------------
 
 
@@ -267,12 +292,16 @@ class Writer:
     ...     (w.internal / "posterior.nc") ...
     ...     w.commit()          # without it (or on an error) nothing changes in ``out``
 
-    ``meta`` (spec_hash, data_hash, command, ...) goes into the manifest. After the block
-    ``path(rel)`` gives a file's final path.
+    ``meta`` (spec_hash, data_hash, command, ...) goes into the manifest. ``readme``: the
+    text of ``internal/README.txt`` (default: a fit's, :data:`INTERNAL_README`); it must say
+    NOT FOR RELEASE. After the block ``path(rel)`` gives a file's final path.
     """
 
-    def __init__(self, out: str | Path, **meta):
+    def __init__(self, out: str | Path, readme: str = INTERNAL_README, **meta):
+        if not readme.startswith("NOT FOR RELEASE"):
+            raise ValueError("internal/README.txt must begin with NOT FOR RELEASE")
         self.out = check_destination(out)
+        self.readme = readme
         self.meta = meta
         self.recovered: list[str] = []
         self._lock = None
@@ -287,7 +316,7 @@ class Writer:
             self._tmp = self.out / f".tmp-{secrets.token_hex(6)}"
             for part in PARTS:
                 (self._tmp / part).mkdir(parents=True)
-            (self._tmp / "internal" / "README.txt").write_text(INTERNAL_README, encoding="utf-8")
+            (self._tmp / "internal" / "README.txt").write_text(self.readme, encoding="utf-8")
         except BaseException:
             self._cleanup()
             raise
@@ -304,6 +333,10 @@ class Writer:
     def path(self, rel: str) -> Path:
         """Final path of the set's file ``rel`` (e.g. ``release/summary.json``)."""
         return self.out / rel
+
+    def final(self, path: str | Path) -> Path:
+        """Final path of ``path``, a file written under :attr:`release` or :attr:`internal`."""
+        return self.out / Path(path).relative_to(self._tmp)
 
     def commit(self) -> dict:
         """Write the manifest and swap the set into place; returns the manifest."""

@@ -45,6 +45,8 @@ to-year changes are small next to their prior); the walk needs ``target_accept =
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 import json
 import time
 import tomllib
@@ -286,54 +288,77 @@ def plot_scatter(tree: xr.DataTree, panel: pd.DataFrame, year: int | None = None
 
 
 PUBLISHED = "DfE published statistics (public, disclosure-controlled at source)"
+PANEL_README = """NOT FOR RELEASE
+
+This folder holds the full posterior tree of the LA panel (posterior.nc: every draw, the
+observed LA x year counts and exposures). Those counts are DfE's published figures, but the
+tree stays here by the same rule as every fit's. Keep it inside the secure environment.
+
+What may be published is in ../release/.
+"""
 
 
 def write_panel(tree: xr.DataTree, panel: pd.DataFrame, out, boundaries=None) -> dict:
-    """Write every output to ``out`` (atomically): ``panel.csv``, ``panel_report.json``,
-    ``gradient_by_year.csv``, ``la_effects.csv``, ``summary.json``, ``posterior.nc`` and
+    """Write the panel's output set to ``out``, whole or not at all
+    (:class:`socialgradient.outputs.Writer`). ``release/``: ``panel.csv`` and
+    ``la_effects.csv`` (LA counts: DfE's published figures, through the disclosure gate under
+    a logged reason), ``gradient_by_year.csv``, ``summary.json``, ``panel_report.json``,
     figures ``gradient_by_year.png``, ``la_scatter.png`` and, given the boundary GeoJSON,
-    ``la_map.png`` (with ``map_report.json``: codes matched and unmatched)."""
-    from socialgradient import disclosure
-    from socialgradient.files import atomic_write
+    ``la_map.png`` (with ``map_report.json``: codes matched and unmatched), and
+    ``disclosure_log.jsonl``. ``internal/``: ``posterior.nc``.
+    Returns ``{"summary": ..., "paths": {file name: final path}}``."""
+    import matplotlib.pyplot as plt
+
+    from socialgradient import disclosure, outputs
     from socialgradient.fit import save
     from socialgradient.panel_data import map_units, plot_map, read_boundaries
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     summary = summarise_panel(tree)
-    paths = {}
-
-    def text(name, body):
-        paths[name] = atomic_write(out / name, lambda p: Path(p).write_text(body))
-
-    # LA-level counts leave through the disclosure gate; these are DfE's published figures
-    # (already disclosure-controlled by DfE, suppressed cells kept missing), so they pass
-    # under a logged reason rather than being suppressed a second time.
-    paths["panel.csv"] = disclosure.write_table(
-        panel, out / "panel.csv", level="la", override=PUBLISHED,
-        group_columns=["la", "year"], count_columns=[],
-    )
-    text("panel_report.json", json.dumps(json.loads(tree.attrs["report"]), indent=2) + "\n")
-    text("gradient_by_year.csv", gradient_by_year(tree).to_csv(index=False))
-    text("la_effects.csv", (las := la_table(tree, panel)).to_csv(index=False))
-    text("summary.json", json.dumps(summary, indent=2, default=float) + "\n")
-    save(tree, paths.setdefault("posterior.nc", out / "posterior.nc"))
-    figures = {"gradient_by_year.png": plot_gradient(tree),
-               "la_scatter.png": plot_scatter(tree, panel)}
-    if boundaries is not None and Path(boundaries).is_file():
-        polygons = read_boundaries(boundaries)
-        merged = json.loads(tree.attrs["spec"]).get("dfe_merges")
-        coded, match = map_units(polygons, las["la"], DFE_MERGES if merged else ())
-        text("map_report.json", json.dumps(match, indent=2) + "\n")
-        figures["la_map.png"] = plot_map(
-            las.set_index("la")["la_effect_median"], coded,
-            f"LA effects, {tree.attrs['measure']}: log rate ratio to the gradient line",
-            "LA effect (log scale)")
-    import matplotlib.pyplot as plt
-    for name, fig in figures.items():
-        paths[name] = atomic_write(out / name, lambda p, f=fig: f.savefig(p, dpi=120,
-                                                                           format="png"))
-        plt.close(fig)
+    las = la_table(tree, panel)
+    meta = {"command": "panel", "spec_hash": tree.attrs["spec_hash"],
+            "data_hash": tree.attrs["data_hash"], "measure": tree.attrs["measure"]}
+    with outputs.Writer(out, readme=PANEL_README, **meta) as w:
+        rel = w.release
+        log = rel / disclosure.LOG_NAME
+        # LA-level counts leave through the disclosure gate; these are DfE's published
+        # figures (already disclosure-controlled by DfE, suppressed cells kept missing), so
+        # they pass under a logged reason rather than being suppressed a second time.
+        for name, table in (("panel.csv", panel), ("la_effects.csv", las)):
+            disclosure.write_table(table, rel / name, level="la", override=PUBLISHED,
+                                   group_columns=["la", "year"] if name == "panel.csv"
+                                   else ["la"], count_columns=[], log=log,
+                                   logged_path=w.path(f"release/{name}"))
+        texts = {"panel_report.json": json.dumps(json.loads(tree.attrs["report"]), indent=2),
+                 "gradient_by_year.csv": gradient_by_year(tree).to_csv(index=False),
+                 "summary.json": json.dumps(summary, indent=2, default=float)}
+        figures = {"gradient_by_year.png": plot_gradient(tree),
+                   "la_scatter.png": plot_scatter(tree, panel)}
+        if boundaries is not None and Path(boundaries).is_file():
+            polygons = read_boundaries(boundaries)
+            merged = json.loads(tree.attrs["spec"]).get("dfe_merges")
+            coded, match = map_units(polygons, las["la"], DFE_MERGES if merged else ())
+            texts["map_report.json"] = json.dumps(match, indent=2)
+            figures["la_map.png"] = plot_map(
+                las.set_index("la")["la_effect_median"], coded,
+                f"LA effects, {tree.attrs['measure']}: log rate ratio to the gradient line",
+                "LA effect (log scale)")
+        for name, body in texts.items():
+            (rel / name).write_text(body.rstrip("\n") + "\n", encoding="utf-8")
+        for name, fig in figures.items():
+            fig.savefig(rel / name, dpi=120, format="png")
+            plt.close(fig)
+        with open(log, "a", encoding="utf-8") as f:
+            for name in figures:
+                sha = hashlib.sha256((rel / name).read_bytes()).hexdigest()
+                f.write(json.dumps({"time": dt.datetime.now(dt.UTC).isoformat("seconds"),
+                                    "file": name, "level": "model", "decision": "written",
+                                    "note": "drawn from model outputs and the LA figures "
+                                    "above only", "sha256": sha}) + "\n")
+        save(tree, w.internal / "posterior.nc")
+        w.commit()
+    names = [*texts, *figures, "panel.csv", "la_effects.csv", disclosure.LOG_NAME]
+    paths = {name: w.path(f"release/{name}") for name in names}
+    paths["posterior.nc"] = w.path("internal/posterior.nc")
     return {"summary": summary, "paths": paths}
 
 
@@ -348,6 +373,9 @@ def panel_command(args) -> int:
         load_panel_spec(default) if default.is_file() else PanelSpec()
     spec = spec.replace(measure=args.measure, family=args.family, draws=args.draws,
                         tune=args.tune, chains=args.chains, seed=args.seed, sampler=args.sampler)
+    from socialgradient import outputs
+
+    outputs.check_destination(args.out)  # before any reading or sampling
     start = time.perf_counter()
     panel, report = build_panel(args.shared_dir, spec.measure, spec.first_year,
                                 spec.last_year or None, DFE_MERGES if spec.dfe_merges else ())
@@ -361,5 +389,6 @@ def panel_command(args) -> int:
     diag = result["summary"]["diagnostics"]
     print(f"verdict {diag['verdict']} {diag['reasons']}; R-hat max {diag['rhat_max']:.3f}, "
           f"ESS bulk min {diag['ess_bulk_min']:.0f}, divergences {diag['divergences']}; "
-          f"{time.perf_counter() - start:.0f} s; outputs in {args.out}/")
+          f"{time.perf_counter() - start:.0f} s; wrote {args.out}/: release/ (safe to "
+          f"publish), internal/ (not for release), MANIFEST.json")
     return 0 if diag["verdict"] != "FAIL" else 1

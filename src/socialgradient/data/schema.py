@@ -131,7 +131,9 @@ def _raise_rows(rule, what, table, masks: dict[str, np.ndarray], hint="", shown=
 
 
 def read_table(path) -> pd.DataFrame:
-    """Read a neighbourhood table from ``.csv``, ``.csv.gz`` or ``.parquet``.
+    """Read a neighbourhood table from ``.csv``, ``.csv.gz`` or ``.parquet``, or from the
+    output set (folder) that ``data build`` or ``census aggregate|extract`` wrote: its
+    ``internal/neighbourhoods.*``, once the set is verified.
 
     Codes (``lsoa``, ``la``) are read as strings, never parsed as numbers; other columns
     keep pandas' inference. Nothing is validated beyond readability: see :func:`validate`.
@@ -139,7 +141,7 @@ def read_table(path) -> pd.DataFrame:
     Parameters
     ----------
     path : str or os.PathLike
-        File to read; the format is chosen by suffix.
+        File to read (the format is chosen by suffix), or an output-set folder.
 
     Returns
     -------
@@ -151,7 +153,12 @@ def read_table(path) -> pd.DataFrame:
         ``unknown_format``, ``file_not_found``, ``empty_file``, ``undecodable``,
         ``unreadable`` or ``duplicate_column`` (two header cells with the same name).
     """
-    path = Path(path)
+    from socialgradient import outputs  # standard library only
+
+    try:
+        path = outputs.table_of(path)
+    except outputs.OutputSetError as err:
+        raise fail("unreadable", str(err)) from None
     name = path.name.lower()
     if not name.endswith((".csv", ".csv.gz", ".parquet")):
         raise fail("unknown_format", f"{str(path)!r}: expected .csv, .csv.gz or .parquet")
