@@ -132,7 +132,7 @@ print(las[["la_name", "income", "rate_per_10k", "la_effect_median", "la_effect_l
 boundaries = SHARED / "boundaries" / "Counties_and_Unitary_Authorities_Dec2020_UK_BUC.geojson"
 result = write_panel(tree, panel, OUT, boundaries if boundaries.is_file() else None)
 print(sorted(p.name for p in result["paths"].values()))
-if (OUT / "map_report.json").is_file():
-    print((OUT / "map_report.json").read_text())
+if (OUT / "release" / "map_report.json").is_file():
+    print((OUT / "release" / "map_report.json").read_text())
 else:
     print(f"no boundary file at {boundaries}: map skipped")

@@ -3,15 +3,9 @@ verdicts and clear errors. Fake fits (no sampler), except where a command is run
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import random
 import re
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -21,13 +15,13 @@ import xarray as xr
 from scipy.optimize import linprog
 
 from fakes import fake_table, fake_tree
+from sets import assert_release_clean, kill_while_writing
 from socialgradient import checks, cli, fit, outputs, report
 from socialgradient.checks import deprivation_decile
+from socialgradient.data import schema
 from socialgradient.fit import assemble
 from socialgradient.model import NeighbourhoodData
 from socialgradient.spec import Spec
-
-SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 
 def fit_like(table: pd.DataFrame, chains: int = 2, draws: int = 40, seed: int = 0,
@@ -94,10 +88,7 @@ def test_release_on_tiny_las_is_safe(tmp_path, seed):
     assert {p.name for p in files} >= {"summary.json", "la_gradients.csv", "ppc.json",
                                        "disclosure_log.jsonl", "ppc.png", "gradient_curve.png"}
     # no LSOA code anywhere in release/ (text or figure bytes)
-    codes = [c.encode() for c in table["lsoa"]]
-    for p in files:
-        blob = p.read_bytes()
-        assert not [c for c in codes if c in blob], p.name
+    assert_release_clean(out, table["lsoa"], ["cases"])
     # every published count is 0 or at least the threshold; no maximum; rates only of those
     las = pd.read_csv(out / "release" / "la_gradients.csv")
     visible = las["cases"].dropna()
@@ -281,21 +272,52 @@ def test_data_build_outcomes_go_through_the_gate(tmp_path, capsys):
     outcome = pd.DataFrame({"lsoa": [a[0] for a in AREAS],
                             "referrals": [(3 * i) % 10 for i in range(len(AREAS))]})
     outcome.to_csv(tmp_path / "y.csv", index=False)
-    out = tmp_path / "o" / "n.csv"
+    out = tmp_path / "o"
     args = ["data", "build", str(shared), "--out", str(out), "--outcomes", str(tmp_path / "y.csv")]
     assert cli.main(args) == 0
-    written = pd.read_csv(out)
-    visible = written["referrals"].dropna()
-    assert ((visible == 0) | (visible >= 10)).all()
-    assert written["referrals"].isna().any()
-    log = [json.loads(x) for x in (out.parent / "disclosure_log.jsonl").read_text().splitlines()]
-    assert log[-1]["level"] == "lsoa"
-    assert log[-1]["suppressed"] > 0
+    manifest = outputs.verify(out)
+    assert manifest["table"] == "internal/neighbourhoods.parquet"
+    # internal/: the unprotected LSOA table, the model input (fit reads the folder)
+    assert schema.read_table(out)["referrals"].tolist() == outcome["referrals"].tolist()
+    assert "NOT FOR RELEASE" in (out / "internal" / "README.txt").read_text()
+    # release/: counts per LA through the gate, no LSOA code
+    assert_release_clean(out, outcome["lsoa"], ["referrals"])
+    las = pd.read_csv(out / "release" / "counts_by_la.csv")
+    assert las["referrals"].isna().any()
+    assert las["referrals"].sum() < outcome["referrals"].sum()
+    log = [json.loads(x) for x in
+           (out / "release" / "disclosure_log.jsonl").read_text().splitlines()]
+    assert [e["level"] for e in log] == ["la"]
+    assert log[0]["suppressed"] > 0
+    assert log[0]["path"] == str((out / "release" / "counts_by_la.csv").resolve())
     reason = "model input, stays in the secure environment"
     assert cli.main([*args, "--override", reason]) == 0
-    assert pd.read_csv(out)["referrals"].tolist() == outcome["referrals"].tolist()
-    log = [json.loads(x) for x in (out.parent / "disclosure_log.jsonl").read_text().splitlines()]
+    log = [json.loads(x) for x in
+           (out / "internal" / "disclosure_log.jsonl").read_text().splitlines()]
     assert log[-1]["override"] == reason
+    assert not json.loads((out / "release" / "disclosure_log.jsonl").read_text())["override"]
+    # the old form, --out FILE.csv, is refused with what to write instead
+    assert cli.main([*args[:3], "--out", str(tmp_path / "n.csv")]) == 2
+    assert "--format csv" in capsys.readouterr().err
+    assert not (tmp_path / "n.csv").exists()
+
+
+def test_killing_data_build_keeps_a_whole_set(tmp_path):
+    from test_sources import AREAS, make_shared
+
+    shared = make_shared(tmp_path / "shared")
+    outcome = pd.DataFrame({"lsoa": [a[0] for a in AREAS],
+                            "referrals": [(7 * i) % 30 for i in range(len(AREAS))]})
+    outcome.to_csv(tmp_path / "y.csv", index=False)
+    out = tmp_path / "o"
+    assert cli.main(["data", "build", str(shared), "--out", str(out)]) == 0
+    rng = random.Random(1)
+    for i in range(4):  # with and without outcomes: a mixed set would not verify
+        extra = ["--outcomes", str(tmp_path / "y.csv")] if i % 2 else []
+        kill_while_writing(["-m", "socialgradient.cli", "data", "build", str(shared), "--out",
+                            str(out), *extra], out, rng, window=0.3)
+        if (out / "MANIFEST.json").exists():
+            assert_release_clean(out, outcome["lsoa"], ["referrals"])
 
 
 def test_suite_refits_a_spec_whose_set_is_incomplete(tmp_path, monkeypatch):
@@ -340,26 +362,8 @@ def test_suite_refits_a_spec_whose_set_is_incomplete(tmp_path, monkeypatch):
 def kill_report(src: Path, dst: Path, rng: random.Random, window: float) -> None:
     """Start `socialgradient report SRC --out DST`, SIGKILL it at a random moment of its
     writing (or just after), then check what a reader and suite would see."""
-    before = outputs.verify(dst)["created"] if (dst / "MANIFEST.json").exists() else None
-    env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.Popen([sys.executable, "-m", "socialgradient.cli", "report", str(src),
-                             "--out", str(dst)], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 120
-        while not list(dst.glob(".tmp-*")) and proc.poll() is None:  # writing has begun
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
-        time.sleep(rng.uniform(0, window))
-    finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=60)
-    with contextlib.suppress(outputs.OutputSetError):
-        outputs.verify(dst)
-    manifest = outputs.read(dst)  # recovery, as the next run does
-    assert before is None or manifest["created"] >= before
-    assert not [p for p in dst.iterdir() if p.name.startswith((".tmp-", ".commit-", ".old-"))]
+    kill_while_writing(["-m", "socialgradient.cli", "report", str(src), "--out", str(dst)],
+                       dst, rng, window)
     json.loads((dst / "release" / "summary.json").read_text())
     fit.load(dst / "internal" / "posterior.nc")
 

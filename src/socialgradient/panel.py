@@ -350,7 +350,7 @@ def write_panel(tree: xr.DataTree, panel: pd.DataFrame, out, boundaries=None) ->
         with open(log, "a", encoding="utf-8") as f:
             for name in figures:
                 sha = hashlib.sha256((rel / name).read_bytes()).hexdigest()
-                f.write(json.dumps({"time": dt.datetime.now(dt.UTC).isoformat("seconds"),
+                f.write(json.dumps({"time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                                     "file": name, "level": "model", "decision": "written",
                                     "note": "drawn from model outputs and the LA figures "
                                     "above only", "sha256": sha}) + "\n")
