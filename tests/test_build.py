@@ -9,7 +9,7 @@ import shutil
 import pandas as pd
 import pytest
 
-from socialgradient import cli
+from socialgradient import cli, outputs
 from socialgradient.data import schema
 from socialgradient.data.schema import InputError
 from socialgradient.data.sources import build
@@ -75,19 +75,27 @@ def test_unmatched_rows_are_reported_by_reason(tmp_path):
 
 def test_cli_data_build(tmp_path, capsys):
     shared = make_shared(tmp_path / "shared")
-    out, rep = tmp_path / "out" / "n.parquet", tmp_path / "out" / "report.json"
+    out, rep = tmp_path / "out", tmp_path / "report.json"
     assert cli.main(["data", "build", str(shared), "--out", str(out), "--report",
                      str(rep)]) == 0
-    table = pd.read_parquet(out)
+    manifest = outputs.verify(out)
+    table = pd.read_parquet(out / manifest["table"])
     assert len(table) == len(AREAS)
+    assert schema.read_table(out).equals(table)  # what fit DIR reads
     report = json.loads(rep.read_text())
+    assert report == json.loads((out / "internal" / "linkage_report.json").read_text())
     assert report["rows"]["in_table"] == len(AREAS)
     assert "dfe_merge: E09000001 City of London -> E09000012 Hackney" in capsys.readouterr().out
-    csv = tmp_path / "out" / "n.csv"
-    assert cli.main(["data", "build", str(shared), "--out", str(csv), "--la-year", "2021",
+    # no outcomes: nothing to publish, and release/ says so
+    assert [p.name for p in (out / "release").iterdir()] == ["disclosure_log.jsonl"]
+    csv = tmp_path / "csv"
+    assert cli.main(["data", "build", str(shared), "--out", str(csv), "--format", "csv.gz"]) == 0
+    assert outputs.verify(csv)["table"] == "internal/neighbourhoods.csv.gz"
+    assert schema.read_table(csv).equals(table)
+    assert cli.main(["data", "build", str(shared), "--out", str(out), "--la-year", "2021",
                      "--no-city-merge"]) == 2  # City of London alone: an LA of 1 LSOA
     assert "small_la" in capsys.readouterr().err
-    assert not csv.exists()
+    assert outputs.verify(out) == manifest  # the set is unchanged
 
 
 def _corrupt_gz(path, old: str, new: str) -> None:
@@ -102,7 +110,7 @@ def test_cli_names_each_problem_of_a_mangled_copy(tmp_path, capsys):
     _corrupt_gz(f6, "E01000005", "E1000005")  # a spreadsheet's lost zero
     ruc = shared / "ruc2011" / "ons_RUC11_LSOA11_EW.csv.gz"
     _corrupt_gz(ruc, "RUC11CD", "RUC_CODE")  # a renamed column
-    out = tmp_path / "n.parquet"
+    out = tmp_path / "n"
     assert cli.main(["data", "build", str(shared), "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert "source_errors" in err
@@ -141,7 +149,7 @@ def test_real_mangled_copy_names_each_problem(tmp_path, capsys):
     _corrupt_gz(f1, "E01000002", "1.00E+05")
     lk = copy / "la_lookups" / "ons_LTLA19_to_UTLA19_Apr2019_EW.csv"
     lk.write_text(lk.read_text().replace("UTLA19NM", "UTLA_NAME"))
-    assert cli.main(["data", "build", str(copy), "--out", str(tmp_path / "n.parquet")]) == 2
+    assert cli.main(["data", "build", str(copy), "--out", str(tmp_path / "n")]) == 2
     err = capsys.readouterr().err
     assert "excel_mangled_code" in err
     assert "'1.00E+05'" in err
