@@ -12,7 +12,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from socialgradient import cli
+from sets import assert_release_clean
+from socialgradient import cli, outputs
 from socialgradient.data import schema
 from socialgradient.data.census import codes, linkage
 from socialgradient.data.census import returns as cx
@@ -207,32 +208,75 @@ def test_cli_census_write_and_aggregate(tmp_path, capsys):
     las = ["E06000001", "E06000002", "E06000003"]
     assert cli.main(["census", "write", "--out", str(out), "--seed", "5", "--scale", "0.05",
                      "--la", *las]) == 0
-    table = tmp_path / "t.parquet"
-    args = ["census", "aggregate", str(out), "--child-lsoa", str(out / "child_lsoa.csv"),
-            "--looked-after", str(out / "looked_after.csv"),
-            "--geography", str(out / "geography.parquet"),
-            "--population", str(out / "population.parquet"), "--by", "age_band",
+    # census write: record-level inputs, all under internal/ of a verified set
+    written = outputs.verify(out)
+    assert not [f for f in written["files"] if f.startswith("release/") and
+                not f.endswith("disclosure_log.jsonl")]
+    assert "internal/E06000001_2019.xml" in written["files"]
+    inputs = out / "internal"
+    table = tmp_path / "t"
+    args = ["census", "aggregate", str(out), "--child-lsoa", str(inputs / "child_lsoa.csv"),
+            "--looked-after", str(inputs / "looked_after.csv"),
+            "--geography", str(inputs / "geography.parquet"),
+            "--population", str(inputs / "population.parquet"), "--by", "age_band",
             "--out", str(table), "--report", str(tmp_path / "report.json")]
-    # Without an override the LSOA counts leave protected: small cells are suppressed.
     assert cli.main(args) == 0
-    protected = pd.read_parquet(table)
-    assert protected["referrals"].isna().any()
-    visible = protected["referrals"].dropna()
-    assert ((visible == 0) | (visible >= 10)).all()
-    log = [json.loads(x) for x in (tmp_path / "disclosure_log.jsonl").read_text().splitlines()]
-    assert log[-1]["level"] == "lsoa"
-    assert log[-1]["suppressed"] > 0
-    # Model input inside the secure environment: unprotected, under a logged reason.
-    args += ["--override", "model input, stays in the secure environment"]
-    assert cli.main(args) == 0
+    manifest = outputs.verify(table)
+    assert manifest["command"] == "census aggregate"
+    # internal/: the LSOA counts, unprotected: the model input that fit reads
     t = schema.load(table, ["referrals", "cp_plans"], "age_band")
     assert set(t["la"]) == set(las)
-    assert (tmp_path / "report.json").exists()
-    log = [json.loads(x) for x in (tmp_path / "disclosure_log.jsonl").read_text().splitlines()]
+    assert (tmp_path / "report.json").read_bytes() == \
+        (table / "internal" / "linkage_report.json").read_bytes()
+    # release/: counts per LA and age band through the gate; no LSOA code
+    counts = [c for c in t.columns if c not in {"lsoa", "la", "income", "rural", "children",
+                                                 "age_band"}]
+    assert {"referrals", "cp_plans"} <= set(counts)
+    assert_release_clean(table, t["lsoa"], counts)
+    las_out = pd.read_csv(table / "release" / "counts_by_la.csv")
+    assert set(las_out.columns) == {"la", "age_band", *counts}
+    assert las_out["referrals"].sum() <= t["referrals"].sum()
+    log = [json.loads(x) for x in
+           (table / "release" / "disclosure_log.jsonl").read_text().splitlines()]
+    assert [e["level"] for e in log] == ["la"]
+    args += ["--override", "model input, stays in the secure environment"]
+    assert cli.main(args) == 0
+    log = [json.loads(x) for x in
+           (table / "internal" / "disclosure_log.jsonl").read_text().splitlines()]
     assert log[-1]["override"] == "model input, stays in the secure environment"
-    (out / "E06000001_2019.xml").write_text("<Message><Children>")
-    assert cli.main(args) == 2
+    before = outputs.verify(table)
+    (inputs / "E06000001_2019.xml").write_text("<Message><Children>")
+    assert cli.main(args) == 2  # census write's set no longer verifies
+    assert "E06000001_2019.xml" in capsys.readouterr().err
+    assert cli.main([*args[:1], "aggregate", str(inputs), *args[3:]]) == 2
     assert "malformed_xml" in capsys.readouterr().err
+    assert outputs.verify(table) == before  # failed runs change nothing
+
+
+def test_killing_census_aggregate_keeps_a_whole_set(tmp_path):
+    import random
+
+    from sets import kill_while_writing
+
+    out = tmp_path / "r"
+    assert cli.main(["census", "write", "--out", str(out), "--seed", "5", "--scale", "0.05",
+                     "--la", "E06000001", "E06000002"]) == 0
+    inputs = out / "internal"
+    table = tmp_path / "t"
+    args = ["-m", "socialgradient.cli", "census", "aggregate", str(out), "--child-lsoa",
+            str(inputs / "child_lsoa.csv"), "--geography", str(inputs / "geography.parquet"),
+            "--population", str(inputs / "population.parquet"), "--out", str(table)]
+    assert cli.main(args[2:]) == 0
+    rng = random.Random(2)
+    for i in range(4):  # with and without strata: a mixed set would not verify
+        kill_while_writing([*args, *(["--by", "age_band"] if i % 2 else [])], table, rng,
+                           window=0.3)
+        assert_release_clean(table, pd.read_csv(inputs / "child_lsoa.csv")["lsoa"])
+    # census write too: killed while writing its returns
+    for _ in range(2):
+        kill_while_writing(["-m", "socialgradient.cli", "census", "write", "--out", str(out),
+                            "--seed", "6", "--scale", "0.05", "--la", "E06000001"], out,
+                           rng, window=0.5)
 
 
 def _validate_file(path, year):
@@ -539,7 +583,7 @@ def test_cli_aggregate_reports_every_file_line_and_reason(tmp_path, recs, dfe_ls
     recs.geography.to_parquet(tmp_path / "geo.parquet")
     dfe_lsoa.to_csv(tmp_path / "cl.csv", index=False)
     args = ["census", "aggregate", str(tmp_path), "--child-lsoa", str(tmp_path / "cl.csv"),
-            "--geography", str(tmp_path / "geo.parquet"), "--out", str(tmp_path / "t.csv"),
+            "--geography", str(tmp_path / "geo.parquet"), "--out", str(tmp_path / "t"),
             "--schemas", str(SCHEMAS), "--report", str(tmp_path / "report.json")]
     assert cli.main(args) == 2  # --errors raise: the truncated file stops the run
     assert "malformed_xml" in capsys.readouterr().err
