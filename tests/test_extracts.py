@@ -8,7 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from socialgradient import cli
+from sets import assert_release_clean
+from socialgradient import cli, outputs
 from socialgradient.data import schema
 from socialgradient.data.census import extracts, linkage
 from socialgradient.data.schema import InputError
@@ -133,13 +134,16 @@ def test_parquet_extract_and_cli(recs, mapping, tmp_path, capsys):
     recs.geography.to_parquet(geo)
     pop = tmp_path / "pop.parquet"
     recs.population.to_parquet(pop)
-    out = tmp_path / "t.parquet"
+    out = tmp_path / "t"
     args = ["census", "extract", str(path), "--mapping", str(MAPPING), "--geography", str(geo),
             "--population", str(pop), "--by", "age_band", "--out", str(out),
             "--report", str(tmp_path / "r.json"), "--override", "model input (test)"]
     assert cli.main(args) == 0
-    t = schema.load(out, ["referrals"], "age_band")
+    assert outputs.verify(out)["command"] == "census extract"
+    t = schema.load(out, ["referrals"], "age_band")  # the set's internal/neighbourhoods.parquet
     assert t["referrals"].sum() == len(recs.children)  # children, not episodes
+    assert_release_clean(out, t["lsoa"], ["referrals"])
+    assert (out / "release" / "counts_by_la.csv").exists()
     args[4] = str(tmp_path / "nope.toml")
     assert cli.main(args) == 2
     assert "bad_mapping" in capsys.readouterr().err

@@ -211,3 +211,84 @@ def test_real_panel_fit_passes():
     assert diag["verdict"] == "PASS", diag
     g = gradient_by_year(tree)
     assert (g["lo95"] > 1).all()  # a positive between-LA gradient every year
+
+
+# -- the panel's output set (a fake fit: prior draws stand in for the sampler) -----------------
+
+
+def fake_panel_fit(monkeypatch, panel, seed=1):
+    """:func:`fit_panel` with the sampler replaced by prior draws (2 chains x 40)."""
+    import pymc as pm
+    import xarray as xr
+
+    from socialgradient import panel as panel_module
+
+    def prior_sample(model, s, progressbar=False, **nuts):
+        with model:
+            prior = pm.sample_prior_predictive(draws=80, random_seed=s.seed)
+        ds = prior["prior"]
+        ds = (ds.to_dataset() if hasattr(ds, "to_dataset") else ds).isel(chain=0, drop=True)
+        halves = [ds.isel(draw=slice(0, 40)),
+                  ds.isel(draw=slice(40, 80)).assign_coords(draw=ds["draw"].values[:40])]
+        post = xr.concat(halves, dim="chain").assign_coords(chain=[0, 1])
+        rng = np.random.default_rng(s.seed)
+        stats = xr.Dataset({"diverging": (("chain", "draw"), np.zeros((2, 40), bool)),
+                            "energy": (("chain", "draw"), rng.normal(size=(2, 40)))},
+                           coords={"chain": [0, 1], "draw": post["draw"].values})
+        return xr.DataTree.from_dict({"posterior": post, "sample_stats": stats}), 0.0, 0.0
+
+    monkeypatch.setattr(panel_module, "sample", prior_sample)
+    return fit_panel(panel, PanelSpec().replace(seed=seed), {"x_bar": 0.15})
+
+
+def test_write_panel_is_a_verified_set(tmp_path, monkeypatch):
+    import json
+
+    from sets import assert_release_clean
+    from socialgradient import outputs
+
+    panel = synthetic_panel(n_la=12, years=range(2018, 2021))
+    tree = fake_panel_fit(monkeypatch, panel)
+    out = tmp_path / "out"
+    written = write_panel(tree, panel, out)
+    manifest = outputs.verify(out)
+    assert manifest["command"] == "panel"
+    assert manifest["spec_hash"] == tree.attrs["spec_hash"]
+    release = {f.removeprefix("release/") for f in manifest["files"] if f.startswith("release/")}
+    assert release == {"panel.csv", "la_effects.csv", "gradient_by_year.csv", "summary.json",
+                       "panel_report.json", "gradient_by_year.png", "la_scatter.png",
+                       "disclosure_log.jsonl"}
+    assert {p.name for p in written["paths"].values()} == release | {"posterior.nc"}
+    assert all(p.exists() for p in written["paths"].values())
+    assert "NOT FOR RELEASE" in (out / "internal" / "README.txt").read_text()
+    assert (out / "internal" / "posterior.nc").is_file()
+    assert_release_clean(out)  # LA-level only: no LSOA code
+    log = [json.loads(x) for x in
+           (out / "release" / "disclosure_log.jsonl").read_text().splitlines()]
+    assert {e["file"] for e in log} == {"panel.csv", "la_effects.csv", "gradient_by_year.png",
+                                        "la_scatter.png"}
+    assert all(e["decision"] == "written" and e["sha256"] for e in log)
+    assert not [e for e in log if ".tmp-" in e.get("path", "")]
+
+
+def test_killing_write_panel_keeps_a_whole_set(tmp_path, monkeypatch):
+    import random
+
+    import xarray as xr
+
+    from sets import kill_while_writing
+    from socialgradient.fit import save
+
+    panel = synthetic_panel(n_la=12, years=range(2018, 2021))
+    panel.to_parquet(tmp_path / "panel.parquet")
+    for seed in (1, 2):  # two fits: a mixed set of them would not verify
+        save(fake_panel_fit(monkeypatch, panel, seed), tmp_path / f"fit{seed}.nc")
+    script = ("import sys, pandas as pd, xarray as xr; from socialgradient.panel import "
+              "write_panel; write_panel(xr.open_datatree(sys.argv[1], engine='h5netcdf')"
+              ".load(), pd.read_parquet(sys.argv[2]), sys.argv[3])")
+    out = tmp_path / "out"
+    write_panel(xr.open_datatree(tmp_path / "fit1.nc", engine="h5netcdf").load(), panel, out)
+    rng = random.Random(4)
+    for i in range(4):
+        kill_while_writing(["-c", script, str(tmp_path / f"fit{2 - i % 2}.nc"),
+                            str(tmp_path / "panel.parquet"), str(out)], out, rng, window=1.5)
