@@ -1,4 +1,6 @@
-"""The study's findings, each tied to one spec's output and to the truth it should recover.
+"""The study's findings, each tied to one spec's output and to the truth it should recover
+(over 400 lines because the catalogue of ~55 findings, with the truth of each, is data that
+a reviewer checks row by row in one place).
 
 ``socialgradient suite`` fits every spec in ``models/`` and then :func:`table` reads, for each
 :class:`Finding` below, one quantity of that spec's ``release/summary.json`` (its median and

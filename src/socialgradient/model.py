@@ -1,4 +1,6 @@
-r"""The national social-gradient model: a hierarchical Poisson / negative-binomial GLM.
+r"""The national social-gradient model: a hierarchical Poisson / negative-binomial GLM
+(over 400 lines because this docstring is the model's full statement, priors included, and
+the model's pieces -- LA effects, strata, moderators, likelihood -- are read together).
 
 For LSOA :math:`i` in local authority :math:`l` with child population :math:`n_i`,
 within-LA deprivation :math:`w_i` and LA deprivation :math:`m_{c,l}` (both in units of
