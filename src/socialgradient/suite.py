@@ -128,8 +128,9 @@ def client(scheduler: str | None = None, workers: int = 2):
             yield c
         return
     with (dask.config.set({"distributed.worker.daemon": False}),
+          # dashboard (HTTP) on a free port: the default 8787 may be taken by another
           LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                       dashboard_address=None) as cluster,
+                       dashboard_address=":0") as cluster,
           Client(cluster) as c):
         yield c
 
