@@ -115,14 +115,18 @@ def cost(data, spec: Spec) -> int:
 
 
 @contextlib.contextmanager
-def client(scheduler: str | None = None, workers: int = 2):
-    """A Dask client: of the running cluster at ``scheduler`` (``tcp://HOST:PORT``), or of a
+def client(scheduler: str | Client | None = None, workers: int = 2):
+    """A Dask client: ``scheduler`` itself if it is a :class:`~dask.distributed.Client`
+    (left open), else of the running cluster at ``scheduler`` (``tcp://HOST:PORT``), or of a
     ``LocalCluster`` of ``workers`` single-threaded processes, closed on exit.
 
     The local workers are started non-daemonic (``distributed.worker.daemon: False``, kept
     for the cluster's life, as a restarted worker reads it again), so a sampler may start
     processes of its own; nutpie needs none (it samples on threads).
     """
+    if isinstance(scheduler, Client):
+        yield scheduler
+        return
     if scheduler:
         with Client(scheduler) as c:
             yield c
@@ -136,7 +140,7 @@ def client(scheduler: str | None = None, workers: int = 2):
 
 
 def run(models_dir: Path, table: pd.DataFrame, out_dir: Path, progressbar: bool = False,
-        truth: dict | None = None, *, scheduler: str | None = None, workers: int = 2,
+        truth: dict | None = None, *, scheduler: str | Client | None = None, workers: int = 2,
         **sampling) -> list[Item]:
     """Fit every spec in ``models_dir`` (``sampling`` overrides, e.g. ``draws=``, apply to
     all), write ``out_dir/<name>/``, ``suite.csv``, ``findings.csv`` and ``findings.md``.
@@ -145,10 +149,10 @@ def run(models_dir: Path, table: pd.DataFrame, out_dir: Path, progressbar: bool 
     synthetic truth (``truth.json``; None for real data). Every table is built, checked
     against its specs and encoded before anything is fitted, so a table that lacks a spec's
     outcome fails at once, with no fit run. The fits run on the Dask cluster at ``scheduler``
-    (whose workers must see ``out_dir`` at the same path), or on a ``LocalCluster`` of
-    ``workers`` processes. A fit that fails does not stop the others; its error is raised
-    once they are done (their output sets are kept, so a rerun resumes), and ``suite.csv``
-    is then not written.
+    (an address or a client; its workers must see ``out_dir`` at the same path), or on a
+    ``LocalCluster`` of ``workers`` processes. A fit that fails does not stop the others;
+    its error is raised once they are done (their output sets are kept, so a rerun resumes),
+    and ``suite.csv`` is then not written.
     """
     out_dir = Path(out_dir).resolve()  # the workers' working folders may differ from ours
     specs = [(path, spec.replace(**sampling) if spec else None, why)
@@ -194,7 +198,7 @@ def run(models_dir: Path, table: pd.DataFrame, out_dir: Path, progressbar: bool 
 
 
 def _run_tasks(todo, data, out_dir: Path, progressbar: bool, done: dict,
-               scheduler: str | None, workers: int) -> list[BaseException]:
+               scheduler: str | Client | None, workers: int) -> list[BaseException]:
     """Submit ``todo`` (longest first, highest priority first), fill ``done`` as the tasks
     finish, and return the errors of those that failed."""
     errors = []
