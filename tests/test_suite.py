@@ -48,6 +48,7 @@ def test_repository_specs_are_read():
     assert fitted == [
         ("cp_categories", "count"), ("durations_cin_plan", "ends"),
         ("durations_cp_plan", "ends"), ("joint_thresholds", "referrals"),
+        ("la_repeat_cp_plans", "referrals"), ("la_rereferrals", "referrals"),
         ("national_assessments", "assessments"), ("national_cin_plans", "cin_plans"),
         ("national_cp_plans", "cp_plans"), ("national_looked_after", "looked_after"),
         ("national_referrals", "referrals"), ("national_referrals_places", "referrals"),
