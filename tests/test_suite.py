@@ -134,12 +134,13 @@ def test_suite_builds_record_tables_once_and_writes_findings(data, tmp_path):
 
 
 def test_suite_killed_midway_resumes_without_refitting(data, tmp_path):
-    """SIGKILL the suite once its first spec's output set is committed (the second is being
-    fitted): the rerun keeps the first and fits only the second."""
+    """SIGKILL the suite (and its local cluster, in its process group) once its first spec's
+    output set is committed (the second is being fitted): the rerun keeps the first and fits
+    only the second. One worker, so the fits run one after the other (equal costs: by name)."""
     models = write_models(tmp_path / "models")
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "socialgradient.cli", "suite", "--models", str(models),
-           "--data", str(data), "--out", str(out), "--no-progress"]
+           "--data", str(data), "--out", str(out), "--no-progress", "--workers", "1"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     first = out / "national_cp_plans" / "MANIFEST.json"
