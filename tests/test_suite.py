@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from socialgradient import cli, suite
+import socialgradient
+from socialgradient import cli, outputs, suite
 from socialgradient.data.synthetic.england import simulate
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
@@ -41,6 +48,7 @@ def test_repository_specs_are_read():
     assert fitted == [
         ("cp_categories", "count"), ("durations_cin_plan", "ends"),
         ("durations_cp_plan", "ends"), ("joint_thresholds", "referrals"),
+        ("la_repeat_cp_plans", "referrals"), ("la_rereferrals", "referrals"),
         ("national_assessments", "assessments"), ("national_cin_plans", "cin_plans"),
         ("national_cp_plans", "cp_plans"), ("national_looked_after", "looked_after"),
         ("national_referrals", "referrals"), ("national_referrals_places", "referrals"),
@@ -66,6 +74,11 @@ def test_suite_fits_skips_panels_and_resumes(data, tmp_path):
     assert table["status"].tolist()[1:] == ["fitted", "fitted"]
     assert table.loc[1:, "gradient_mean_la"].gt(1).all()
     assert (table["gradient_mean_la_lo95"] <= table["gradient_mean_la"]).iloc[1:].all()
+    for name in ("national_cp_plans", "national_referrals"):  # written by the workers
+        manifest = outputs.verify(out / name)
+        assert manifest["command"] == "suite"
+        summary = json.loads((out / name / "release" / "summary.json").read_text())
+        assert {"model", "diagnostics", *suite.HEADLINE} <= set(summary)
     first = (out / "national_referrals" / "release" / "summary.json").stat().st_mtime_ns
 
     # a second run fits nothing; a changed spec is refitted
@@ -121,18 +134,13 @@ def test_suite_builds_record_tables_once_and_writes_findings(data, tmp_path):
 
 
 def test_suite_killed_midway_resumes_without_refitting(data, tmp_path):
-    """SIGKILL the suite once its first spec's output set is committed (the second is being
-    fitted): the rerun keeps the first and fits only the second."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
+    """SIGKILL the suite (and its local cluster, in its process group) once its first spec's
+    output set is committed (the second is being fitted): the rerun keeps the first and fits
+    only the second. One worker, so the fits run one after the other (equal costs: by name)."""
     models = write_models(tmp_path / "models")
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "socialgradient.cli", "suite", "--models", str(models),
-           "--data", str(data), "--out", str(out), "--no-progress"]
+           "--data", str(data), "--out", str(out), "--no-progress", "--workers", "1"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     first = out / "national_cp_plans" / "MANIFEST.json"
@@ -151,3 +159,121 @@ def test_suite_killed_midway_resumes_without_refitting(data, tmp_path):
     assert status["national_cp_plans"] == "up to date"
     assert status["national_referrals"] == "fitted"
     assert first.stat().st_mtime_ns == done
+
+
+def _stop(procs) -> None:
+    """SIGTERM each process group (dask closes gracefully), SIGKILL what is left."""
+    for p in procs:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+
+
+@pytest.fixture(scope="module")
+def scheduler(tmp_path_factory):
+    """A Dask scheduler and two workers (one process, one thread each, with a nanny that
+    restarts a killed worker), started as separate processes as on a real cluster; its
+    address. The workers import socialgradient from this checkout and run elsewhere."""
+    tmp = tmp_path_factory.mktemp("dask")
+    file = tmp / "scheduler.json"
+    env = os.environ | {"PYTHONPATH": os.pathsep.join(
+        [str(Path(socialgradient.__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
+    dask = [sys.executable, "-m", "dask"]
+    common = {"cwd": tmp, "env": env, "stdout": subprocess.DEVNULL,
+              "stderr": subprocess.DEVNULL, "start_new_session": True}
+    procs = [subprocess.Popen([*dask, "scheduler", "--host", "127.0.0.1", "--port", "0",
+                               "--no-dashboard", "--scheduler-file", str(file)], **common)]
+    try:
+        deadline = time.monotonic() + 60
+        while not file.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        address = json.loads(file.read_text())["address"]
+        for _ in range(2):
+            procs.append(subprocess.Popen(
+                [*dask, "worker", address, "--nworkers", "1", "--nthreads", "1",
+                 "--no-dashboard", "--local-directory", str(tmp)], **common))
+        from dask.distributed import Client
+
+        with Client(address, timeout=60) as client:
+            client.wait_for_workers(2, timeout=120)
+        yield address
+    finally:
+        _stop(procs)
+
+
+def test_suite_on_a_running_cluster(data, tmp_path, scheduler, monkeypatch):
+    """suite.run(scheduler=ADDRESS) fits on a cluster it did not start, whose workers write
+    the output sets into the (shared) folder; a relative --out is made absolute for them."""
+    models = write_models(tmp_path / "models")
+    (models / "la_panel_referrals.toml").unlink()
+    table = pd.read_parquet(data)
+    monkeypatch.chdir(tmp_path)
+    items = suite.run(models, table, Path("out"), scheduler=scheduler)
+    assert [(i.name, i.status) for i in items] == [("national_cp_plans", "fitted"),
+                                                    ("national_referrals", "fitted")]
+    for item in items:
+        assert outputs.verify(tmp_path / "out" / item.name)["command"] == "suite"
+        assert item.summary["model"]["outcome"] == item.name.removeprefix("national_")
+    assert (tmp_path / "out" / "suite.csv").exists()
+
+
+def test_suite_survives_a_worker_killed_mid_fit(data, tmp_path, scheduler):
+    """SIGKILL the worker process fitting a spec (its output set not yet written): the
+    scheduler runs the task again (the nanny restarts the worker), the suite completes with
+    every output set whole, and no set is written twice."""
+    import psutil
+    from dask.distributed import Client
+
+    models = write_models(tmp_path / "models")
+    out = tmp_path / "out"
+    killed, commits, started = {}, {}, {}
+    stop = threading.Event()
+
+    def cpu(pid):
+        times = psutil.Process(pid).cpu_times()
+        return times.user + times.system
+
+    def kill_one_mid_fit():
+        with Client(scheduler, timeout=60) as client:
+            while not stop.is_set() and not killed:
+                busy = {w: keys for w, keys in client.processing().items() if keys}
+                if busy:
+                    worker, keys = next(iter(busy.items()))
+                    name = str(keys[0]).split("-")[1]
+                    pid = client.run(os.getpid, workers=[worker])[worker]
+                    # 3 s of CPU into the task it is compiling or sampling
+                    if cpu(pid) - started.setdefault(pid, cpu(pid)) > 3 and \
+                            not (out / name / "MANIFEST.json").exists():
+                        os.kill(pid, signal.SIGKILL)
+                        killed[name] = pid
+                time.sleep(0.5)
+        while not stop.is_set():  # record when each output set is committed
+            for name in ("national_cp_plans", "national_referrals"):
+                manifest = out / name / "MANIFEST.json"
+                if manifest.exists():
+                    commits.setdefault(name, set()).add(manifest.stat().st_mtime_ns)
+            time.sleep(0.2)
+
+    killer = threading.Thread(target=kill_one_mid_fit)
+    killer.start()
+    try:
+        items = suite.run(models, pd.read_parquet(data), out, scheduler=scheduler)
+    finally:
+        stop.set()
+        killer.join()
+    assert killed, "no worker was killed mid-fit"
+    status = {i.name: i.status for i in items}
+    assert status == {"la_panel_referrals": status["la_panel_referrals"],
+                      "national_cp_plans": "fitted", "national_referrals": "fitted"}
+    for name in ("national_cp_plans", "national_referrals"):
+        assert outputs.verify(out / name)["command"] == "suite"
+        final = (out / name / "MANIFEST.json").stat().st_mtime_ns
+        assert commits.get(name, {final}) == {final}, f"{name}: written twice"
+    # a rerun fits nothing (and starts no cluster)
+    rerun = suite.run(models, pd.read_parquet(data), out, scheduler="tcp://127.0.0.1:1")
+    assert [i.status for i in rerun][1:] == ["up to date", "up to date"]

@@ -119,6 +119,11 @@ def parser() -> argparse.ArgumentParser:
                     help="folder of *.toml specs")
     su.add_argument("--data", type=Path, default=DEFAULT_DATA)
     su.add_argument("--out", type=Path, default=Path("out/suite"))
+    su.add_argument("--scheduler", metavar="ADDRESS", help="fit on the running Dask cluster "
+                    "at this scheduler address (tcp://HOST:PORT); its workers must see --out "
+                    "at the same path (default: a local cluster)")
+    su.add_argument("--workers", type=int, default=2, help="worker processes of the local "
+                    "cluster (default 2; not with --scheduler)")
     _sampling_args(su)
 
     r = sub.add_parser("run", help="the main job on the embedded default data")
@@ -450,6 +455,8 @@ def _dispatch(args) -> int:
 
         if args.family:
             raise ValueError("suite: each spec names its family; --family is not used here")
+        if args.workers < 1:
+            raise ValueError(f"suite: --workers must be at least 1, got {args.workers}")
         import logging
 
         from socialgradient import outputs
@@ -462,8 +469,9 @@ def _dispatch(args) -> int:
         truth = json.loads(truth_file.read_text(encoding="utf-8")) if truth_file.exists() \
             else None
         items = suite.run(args.models, table, args.out, progressbar=progress, truth=truth,
-                          draws=args.draws, tune=args.tune, chains=args.chains,
-                          seed=args.seed, sampler=args.sampler)
+                          scheduler=args.scheduler, workers=args.workers, draws=args.draws,
+                          tune=args.tune, chains=args.chains, seed=args.seed,
+                          sampler=args.sampler)
         print(suite.headline(items))
         print(f"wrote {args.out / 'suite.csv'}, {args.out / 'findings.md'}")
         verdicts = [i.summary["diagnostics"]["verdict"] for i in items if i.summary]

@@ -18,18 +18,34 @@ verdict; ``OUT/findings.csv`` and ``OUT/findings.md`` hold one row per finding o
 (:mod:`socialgradient.findings`) with the truth of the synthetic data where it is known: the
 ``truth.json`` beside the neighbourhood table (as ``socialgradient simulate`` writes it, and
 as the embedded default has), and the records' own truth.
+
+The fits run as tasks on a Dask distributed cluster: by default a ``LocalCluster`` the suite
+starts (``workers`` processes of one thread each; nutpie samples the chains of a fit on its own
+threads), or a running cluster given by its scheduler address. Every table is built, checked
+and encoded here, in the main process, before anything is submitted. A task fits one spec and
+writes its output set itself, returning only the small summary, so ``OUT`` must be one folder
+that every worker sees at the same path (a shared filesystem for a remote cluster). The
+longest fits (rows x draws, a joint fit counting each threshold's rows) get the highest
+priority, so they do not start last. A worker that dies mid-fit loses nothing complete: its
+write never committed, and the scheduler runs the task again on another worker (up to
+``distributed.scheduler.allowed-failures`` times); a task whose output set is already complete
+and current (its worker died after the commit) returns that set's summary without refitting.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
 import tomllib
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+import dask
 import pandas as pd
+from dask.distributed import Client, LocalCluster, as_completed
 
 from socialgradient import aggregates, api, findings, fit, joint, outputs, report
 from socialgradient.files import atomic_write
@@ -73,17 +89,72 @@ def _up_to_date(out: Path, spec: Spec, data_digest: str) -> dict | None:
     return json.loads((out / "release" / "summary.json").read_text(encoding="utf-8"))
 
 
+def fit_task(data, spec: Spec, out: Path, data_digest: str, progressbar: bool = False) -> dict:
+    """One task of the suite, run on a worker: fit ``spec`` to ``data`` and write its output
+    set to ``out``. Returns ``{"status", "summary", "seconds"}``, never the posterior.
+
+    A set already complete and current (a rerun of a task whose worker died after the commit)
+    is kept: its summary is returned as ``"up to date"``.
+    """
+    start = time.perf_counter()
+    summary = _up_to_date(out, spec, data_digest)
+    if summary is not None:
+        return {"status": "up to date", "summary": summary, "seconds": 0.0}
+    fitter = joint.fit if spec.outcomes else fit.fit
+    tree = fitter(data, spec, progressbar=progressbar)
+    paths = api.write(tree, out, command="suite")
+    summary = json.loads(paths["summary"].read_text(encoding="utf-8"))
+    return {"status": "fitted", "summary": summary, "seconds": time.perf_counter() - start}
+
+
+def cost(data, spec: Spec) -> int:
+    """A fit's rough cost, for the order of submission: rows (of every threshold) x draws."""
+    rows = sum(len(d.y) for d in data) if isinstance(data, list) else len(data.y)
+    s = spec.sampling
+    return rows * s.chains * (s.draws + s.tune)
+
+
+@contextlib.contextmanager
+def client(scheduler: str | Client | None = None, workers: int = 2):
+    """A Dask client: ``scheduler`` itself if it is a :class:`~dask.distributed.Client`
+    (left open), else of the running cluster at ``scheduler`` (``tcp://HOST:PORT``), or of a
+    ``LocalCluster`` of ``workers`` single-threaded processes, closed on exit.
+
+    The local workers are started non-daemonic (``distributed.worker.daemon: False``, kept
+    for the cluster's life, as a restarted worker reads it again), so a sampler may start
+    processes of its own; nutpie needs none (it samples on threads).
+    """
+    if isinstance(scheduler, Client):
+        yield scheduler
+        return
+    if scheduler:
+        with Client(scheduler) as c:
+            yield c
+        return
+    with (dask.config.set({"distributed.worker.daemon": False}),
+          # dashboard (HTTP) on a free port: the default 8787 may be taken by another
+          LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                       dashboard_address=":0") as cluster,
+          Client(cluster) as c):
+        yield c
+
+
 def run(models_dir: Path, table: pd.DataFrame, out_dir: Path, progressbar: bool = False,
-        truth: dict | None = None, **sampling) -> list[Item]:
+        truth: dict | None = None, *, scheduler: str | Client | None = None, workers: int = 2,
+        **sampling) -> list[Item]:
     """Fit every spec in ``models_dir`` (``sampling`` overrides, e.g. ``draws=``, apply to
     all), write ``out_dir/<name>/``, ``suite.csv``, ``findings.csv`` and ``findings.md``.
 
     ``table`` is the neighbourhood table of specs without ``[records]``, ``truth`` its
     synthetic truth (``truth.json``; None for real data). Every table is built, checked
     against its specs and encoded before anything is fitted, so a table that lacks a spec's
-    outcome fails at once, with no fit run.
+    outcome fails at once, with no fit run. The fits run on the Dask cluster at ``scheduler``
+    (an address or a client; its workers must see ``out_dir`` at the same path), or on a
+    ``LocalCluster`` of ``workers`` processes. A fit that fails does not stop the others;
+    its error is raised once they are done (their output sets are kept, so a rerun resumes),
+    and ``suite.csv`` is then not written.
     """
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir).resolve()  # the workers' working folders may differ from ours
     specs = [(path, spec.replace(**sampling) if spec else None, why)
              for path, spec, why in national_specs(models_dir)]
     if not any(spec for _, spec, _ in specs):
@@ -99,27 +170,24 @@ def run(models_dir: Path, table: pd.DataFrame, out_dir: Path, progressbar: bool 
             data[path], truths[spec.name] = api.encode(agg.table, spec), agg.truth
         else:
             data[path], truths[spec.name] = api.encode(table, spec), truth
-    items = []
+    done: dict[Path, Item] = {}
+    todo = []
     for path, spec, why in specs:
         if spec is None:
-            items.append(Item(path, path.stem, f"skipped: {why}"))
+            done[path] = Item(path, path.stem, f"skipped: {why}")
             continue
-        out = out_dir / spec.name
-        summary = _up_to_date(out, spec, fit.data_hash(data[path]))
+        digest = fit.data_hash(data[path])
+        summary = _up_to_date(out_dir / spec.name, spec, digest)
         if summary is not None:
-            items.append(Item(path, spec.name, "up to date", summary))
-            continue
-        log.info("fitting %s (%d of %d)", spec.name, len(items) + 1, len(specs))
-        start = time.perf_counter()
-        if spec.outcomes:
-            tree = joint.fit(data[path], spec, progressbar=progressbar)
+            done[path] = Item(path, spec.name, "up to date", summary)
         else:
-            tree = fit.fit(data[path], spec, progressbar=progressbar)
-        paths = api.write(tree, out, command="suite")
-        summary = json.loads(paths["summary"].read_text(encoding="utf-8"))
-        log.info("%s: %s in %.0f s", spec.name, summary["diagnostics"]["verdict"],
-                 time.perf_counter() - start)
-        items.append(Item(path, spec.name, "fitted", summary))
+            todo.append((cost(data[path], spec), path, spec, digest))
+    if todo:
+        todo.sort(key=lambda t: t[0], reverse=True)
+        errors = _run_tasks(todo, data, out_dir, progressbar, done, scheduler, workers)
+        if errors:
+            raise errors[0]
+    items = [done[path] for path, _, _ in specs]
     table_out = summary_table(items)
     atomic_write(out_dir / "suite.csv", lambda tmp: table_out.to_csv(tmp, index=False))
     names = {spec.name for _, spec, _ in specs if spec is not None}
@@ -127,6 +195,35 @@ def run(models_dir: Path, table: pd.DataFrame, out_dir: Path, progressbar: bool 
                            [f for f in findings.FINDINGS if f.spec in names])
     findings.write(found, out_dir)
     return items
+
+
+def _run_tasks(todo, data, out_dir: Path, progressbar: bool, done: dict,
+               scheduler: str | Client | None, workers: int) -> list[BaseException]:
+    """Submit ``todo`` (longest first, highest priority first), fill ``done`` as the tasks
+    finish, and return the errors of those that failed."""
+    errors = []
+    run_id = uuid.uuid4().hex[:8]
+    with client(scheduler, workers) as c:
+        futures = {}
+        for rank, (_, path, spec, digest) in enumerate(todo):
+            future = c.submit(fit_task, data[path], spec, out_dir / spec.name, digest,
+                              progressbar, key=f"suite-{spec.name}-{run_id}",
+                              priority=len(todo) - rank, pure=False)
+            futures[future] = (path, spec)
+        log.info("submitted %d fits to %s", len(futures), c.scheduler.address)
+        for n, future in enumerate(as_completed(futures), 1):
+            path, spec = futures[future]
+            try:
+                result = future.result()
+            except Exception as e:  # the fit's own error (or KilledWorker)
+                log.error("%s failed (%d of %d): %r", spec.name, n, len(futures), e)
+                errors.append(e)
+                continue
+            summary = result["summary"]
+            log.info("%s: %s in %.0f s (%d of %d)", spec.name,
+                     summary["diagnostics"]["verdict"], result["seconds"], n, len(futures))
+            done[path] = Item(path, spec.name, result["status"], summary)
+    return errors
 
 
 def summary_table(items: list[Item]) -> pd.DataFrame:
