@@ -28,6 +28,7 @@ from socialgradient.gradients import describe, la_table, national
 
 BOUNDARY_FILE = "Counties_and_Unitary_Authorities_Dec2020_UK_BUC.geojson"
 NO_FIT = "0.85"  # grey of boundaries without a fitted LA
+LONDON = (-0.53, 0.35, 51.27, 51.70)  # lon/lat box of the inset: 33 boroughs too small
 
 
 def find_boundaries(path=None) -> Path | None:
@@ -77,7 +78,8 @@ def la_map(tree: xr.DataTree, boundaries=None) -> Figure:
         boundary (a compound path of all its polygons, ``gid`` = the LA code), coloured by
         the median gradient on a diverging log scale centred at the national median
         exp(b_w); English boundaries without a fitted LA in grey (one patch each); a
-        colourbar. Fitted LAs without a boundary are named in a note.
+        colourbar; an inset of London (gids ``fitted_inset``, ``no_fit_inset``). Fitted LAs
+        without a boundary are named in a note.
 
     Raises
     ------
@@ -107,22 +109,32 @@ def la_map(tree: xr.DataTree, boundaries=None) -> Figure:
     half = max(float(np.max(np.abs(log_g - centre), initial=0.0)), 0.05)
     fig = Figure(figsize=(6.5, 7.5), layout="constrained")
     ax = fig.add_subplot()
-    grey = PathCollection([_compound(shapes[c]) for c in unfitted], facecolor=NO_FIT,
-                          edgecolor="white", linewidth=0.2, label="no fitted LA")
-    grey.set_gid("no_fit")
-    ax.add_collection(grey)
-    coll = PathCollection([_compound(shapes[c]) for c in fitted], array=log_g, cmap="RdBu_r",
-                          norm=Normalize(centre - half, centre + half), edgecolor="white",
-                          linewidth=0.2)
-    coll.set_gid("fitted")
-    ax.add_collection(coll)
-    lon = np.concatenate([r[:, 0] for _, r in rings])
+    grey_paths = [_compound(shapes[c]) for c in unfitted]
+    fitted_paths = [_compound(shapes[c]) for c in fitted]
+    norm = Normalize(centre - half, centre + half)
     lat = np.concatenate([r[:, 1] for _, r in rings])
-    ax.set_xlim(lon.min() - 0.2, lon.max() + 0.2)
-    ax.set_ylim(lat.min() - 0.2, lat.max() + 0.2)
-    ax.set_aspect(1 / np.cos(np.deg2rad(lat.mean())))
+    lon = np.concatenate([r[:, 0] for _, r in rings])
+    inset = ax.inset_axes([0.0, 0.37, 0.29, 0.25])  # over Wales, which is not drawn
+    for where, bounds in ((ax, (lon.min() - 0.2, lon.max() + 0.2, lat.min() - 0.2,
+                                lat.max() + 0.2)), (inset, LONDON)):
+        grey = PathCollection(grey_paths, facecolor=NO_FIT, edgecolor="white", linewidth=0.2)
+        grey.set_gid("no_fit" if where is ax else "no_fit_inset")
+        where.add_collection(grey)
+        coll = PathCollection(fitted_paths, array=log_g, cmap="RdBu_r", norm=norm,
+                              edgecolor="white", linewidth=0.2)
+        coll.set_gid("fitted" if where is ax else "fitted_inset")
+        where.add_collection(coll)
+        where.set_xlim(*bounds[:2])
+        where.set_ylim(*bounds[2:])
+        where.set_aspect(1 / np.cos(np.deg2rad(np.mean(bounds[2:]))))
+    main = next(c for c in ax.collections if c.get_gid() == "fitted")
     ax.set_axis_off()
-    bar = fig.colorbar(coll, ax=ax, shrink=0.6, pad=0.02)
+    inset.set_xticks([])
+    inset.set_yticks([])
+    inset.set_title("London", fontsize="small")
+    ax.indicate_inset([LONDON[0], LONDON[2], LONDON[1] - LONDON[0], LONDON[3] - LONDON[2]],
+                      inset, edgecolor="0.3", linewidth=0.6)
+    bar = fig.colorbar(main, ax=ax, shrink=0.6, pad=0.02)
     ticks = np.linspace(centre - half, centre + half, 5)
     bar.set_ticks(ticks, labels=[f"{v:.2f}" for v in np.exp(ticks)])
     bar.set_label("Social gradient score, posterior median (rate ratio per 10 points)\n"

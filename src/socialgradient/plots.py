@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
-from matplotlib.ticker import LogFormatter
+from matplotlib.ticker import FixedLocator, FuncFormatter, LogFormatter, NullFormatter
 
 from socialgradient import families
 from socialgradient.checks import deprivation_decile, ppc
@@ -42,6 +42,20 @@ def _log_y(ax) -> None:
     ax.set_yscale("log")
     ax.yaxis.set_major_formatter(LogFormatter())
     ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False))
+
+
+RATIO_TICKS = (0.25, 0.33, 0.5, 0.67, 0.8, 1, 1.25, 1.5, 2, 2.5, 3, 4, 5, 6, 8)
+
+
+def _ratio_axis(axis) -> None:
+    """Log scale for a rate-ratio axis, labelled at plain ratios (0.8, 1, 1.25, 1.5, 2, ...)."""
+    if axis is axis.axes.xaxis:
+        axis.axes.set_xscale("log")
+    else:
+        axis.axes.set_yscale("log")
+    axis.set_major_locator(FixedLocator(RATIO_TICKS))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
 
 
 def _band(ax, x, summary: xr.Dataset, color: str, label: str | None = None) -> None:
@@ -162,13 +176,12 @@ def la_forest(tree: xr.DataTree) -> Figure:
     if (~ranked).any():
         ax.plot(med[~ranked], pos[~ranked], "o", mfc="white", color="C0", ms=2.5,
                 label="LA without spread of deprivation (pooled, not ranked)")
+    ax.axvline(1.0, color="0.5", linewidth=0.8)  # no gradient
     ax.set_yticks(pos, names, fontsize=fontsize)
     ax.set_ylim(n - 0.5, -0.5)
-    ax.set_xscale("log")
-    ax.xaxis.set_major_formatter(LogFormatter())
-    ax.xaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False))
-    ax.tick_params(axis="x", labelsize=fontsize + 1, which="both")
-    ax.grid(axis="x", which="both", color="0.9", linewidth=0.5)
+    _ratio_axis(ax.xaxis)
+    ax.tick_params(axis="x", labelsize=fontsize + 1, top=True, labeltop=n > 40)
+    ax.grid(axis="x", which="major", color="0.9", linewidth=0.5)
     ax.set_axisbelow(True)
     ax.set_xlabel("Social gradient score (rate ratio per 10 points of deprivation)")
     ax.set_title(f"{tree.attrs['outcome']}: social gradient by local authority ({n} LAs)",
@@ -217,8 +230,8 @@ def la_caterpillar(tree: xr.DataTree, n: int = 100) -> Figure:
     ax.plot(la_pct, table["gradient_median"].values, "o", color="C0", ms=3,
             label="LA gradient (median, 80% and 95% intervals)")
     ax.set_xlabel("LA mean income deprivation (% of families, child-weighted)")
-    ax.set_ylabel("Social gradient score (per 10 points)")
-    _log_y(ax)
+    ax.set_ylabel("Social gradient score (rate ratio per 10 points)")
+    _ratio_axis(ax.yaxis)
     ax.legend(loc="best", fontsize="small")
     return fig
 
