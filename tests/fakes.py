@@ -49,7 +49,9 @@ def fake_tree(
 ) -> xr.DataTree:
     """A fitted-looking DataTree for :func:`fake_table`, with posterior drawn from numpy."""
     rng = np.random.default_rng(seed)
-    data = NeighbourhoodData.from_table(fake_table(n_la, n_lsoa_per_la, seed), "referrals")
+    table = fake_table(n_la, n_lsoa_per_la, seed)
+    table["la_name"] = "Authority " + table["la"].str[-2:]  # names travel as a coordinate
+    data = NeighbourhoodData.from_table(table, "referrals")
     shape = (chains, draws)
     sd = 0.05
     scalars = {k: TRUTH[k] + rng.normal(0, sd, shape) for k in ("a", "b_w", "b_b", "b_x")}

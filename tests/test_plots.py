@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+import xarray as xr
 from matplotlib.collections import LineCollection, PolyCollection
 from matplotlib.figure import Figure
 
 from fakes import fake_tree
-from socialgradient import plots
+from socialgradient import maps, plots
 from socialgradient.checks import deprivation_decile, ppc
 from socialgradient.gradients import describe, la_table, national, rate_curve
+from socialgradient.panel_data import read_boundaries
 
 N_LA = 6
 
@@ -53,31 +57,137 @@ def test_gradient_curve(tree):
     )
 
 
-def test_la_caterpillar_orders_by_deprivation(tree):
+def test_la_caterpillar_on_a_deprivation_axis(tree):
     fig = plots.la_caterpillar(tree)
     (ax,) = fig.axes
     assert ax.get_yscale() == "log"
+    assert ax.get_xlabel().startswith("LA mean income deprivation (%")
     table = la_table(tree)
     order = np.argsort(table["m_c"].values)
-    points = next(line for line in ax.lines if line.get_label() == "LA gradient")
-    np.testing.assert_array_equal(points.get_xdata(), np.arange(N_LA))
+    la_pct = (tree.attrs["x_bar"] + table["m_c"].values[order]) * 10
+    points = next(line for line in ax.lines if line.get_label().startswith("LA gradient"))
+    np.testing.assert_allclose(points.get_xdata(), la_pct)  # real x: LA deprivation in %
     np.testing.assert_allclose(points.get_ydata(), table["gradient_median"].values[order])
     intervals = [c for c in ax.collections if isinstance(c, LineCollection)]
     assert [len(c.get_segments()) for c in intervals] == [N_LA, N_LA]
-    lower95 = [seg[0][1] for seg in intervals[0].get_segments()]
+    lower95 = [seg[0] for seg in intervals[0].get_segments()]
     expected95 = table["gradient_eti95"].sel(ci_bound="lower").values[order]
-    np.testing.assert_allclose(lower95, expected95)
+    np.testing.assert_allclose(lower95, np.column_stack([la_pct, expected95]))
     post = _post(tree)
     national_line = next(line for line in ax.lines if line.get_label().startswith("national"))
     np.testing.assert_allclose(national_line.get_ydata(), float(np.exp(post["b_w"]).median()))
-    interaction = next(line for line in ax.lines if line.get_label().startswith("exp("))
-    m_c = table["m_c"].values[order]
+    curve = next(line for line in ax.lines if line.get_label().startswith("expected"))
+    x = curve.get_xdata()
+    assert x.min() == pytest.approx(la_pct.min())
+    assert x.max() == pytest.approx(la_pct.max())
+    m_c = x / 10 - tree.attrs["x_bar"]
     b_w, b_x = post["b_w"].values.ravel(), post["b_x"].values.ravel()
     expected = [np.median(np.exp(b_w + b_x * m)) for m in m_c]
-    np.testing.assert_allclose(interaction.get_ydata(), expected)
-    la_pct = (tree.attrs["x_bar"] + m_c) * 10
-    labels = [t.get_text() for t in ax.get_xticklabels()]
-    assert labels == [f"{v:.0f}" for v in la_pct]
+    np.testing.assert_allclose(curve.get_ydata(), expected)
+
+
+def test_la_forest_one_named_row_per_la(tree):
+    fig = plots.la_forest(tree)
+    (ax,) = fig.axes
+    assert ax.get_xscale() == "log"
+    table = la_table(tree)
+    order = np.argsort(-table["gradient_median"].values)
+    names = tree["constant_data"]["la_name"].values[order]
+    assert [t.get_text() for t in ax.get_yticklabels()] == list(names)
+    assert all(name.startswith("Authority ") for name in names)
+    points = next(line for line in ax.lines if line.get_label().startswith("LA (median"))
+    np.testing.assert_array_equal(points.get_ydata(), np.arange(N_LA))  # steepest on top
+    np.testing.assert_allclose(points.get_xdata(), table["gradient_median"].values[order])
+    intervals = [c for c in ax.collections if isinstance(c, LineCollection)]
+    assert [len(c.get_segments()) for c in intervals] == [N_LA, N_LA]
+    upper80 = [seg[1][0] for seg in intervals[1].get_segments()]
+    np.testing.assert_allclose(
+        upper80, table["gradient_eti80"].sel(ci_bound="upper").values[order])
+    national_line = next(line for line in ax.lines if line.get_label().startswith("national"))
+    np.testing.assert_allclose(national_line.get_xdata(),
+                               float(np.exp(_post(tree)["b_w"]).median()))
+
+
+def test_la_forest_legible_at_150_las():
+    big = fake_tree(n_la=150, n_lsoa_per_la=3, chains=1, draws=20)
+    fig = plots.la_forest(big)
+    labels = fig.axes[0].get_yticklabels()
+    assert len(labels) == 150
+    assert fig.get_figheight() >= 0.12 * 150  # a row per LA at readable spacing
+    assert labels[0].get_fontsize() <= 6
+
+
+def test_la_forest_falls_back_to_codes(tree):
+    unnamed = tree.copy()
+    for group in ("posterior", "constant_data"):
+        unnamed[group] = unnamed[group].to_dataset().drop_vars("la_name")
+    labels = [t.get_text() for t in plots.la_forest(unnamed).axes[0].get_yticklabels()]
+    assert sorted(labels) == sorted(tree["constant_data"]["la"].values)
+
+
+def test_la_name_coordinate_survives_save_load(tree, tmp_path):
+    from socialgradient.fit import load, save
+
+    const = tree["constant_data"]
+    assert const["la_name"].dims == ("la",)
+    assert list(const.indexes) == ["lsoa", "la"]  # codes stay the index
+    np.testing.assert_array_equal(tree["posterior"]["la_name"].values, const["la_name"].values)
+    save(tree, tmp_path / "fit.nc")
+    back = load(tmp_path / "fit.nc")
+    for group in ("posterior", "constant_data"):
+        np.testing.assert_array_equal(back[group]["la_name"].values, const["la_name"].values)
+    assert list(plots.la_names(back)) == list(const["la_name"].values)
+
+
+BOUNDARIES = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "boundaries"
+needs_boundaries = pytest.mark.skipif(
+    maps.find_boundaries(BOUNDARIES) is None, reason="ONS boundary GeoJSON not present")
+
+
+@needs_boundaries
+def test_la_map_one_patch_per_matched_la(tree):
+    # fake LAs E06000001-6 are real codes (Hartlepool ... Warrington); make one Buckinghamshire
+    # (E10000002, whose boundary is E06000060) and drop one from the boundaries' view
+    codes = tree["constant_data"]["la"].values.astype(str).copy()
+    codes[0] = "E10000002"
+    groups = {name: node.to_dataset().assign_coords(la=codes) if "la" in node.dims
+              else node.to_dataset() for name, node in tree.children.items()}
+    lsoa_la = groups["constant_data"]["lsoa_la"]
+    groups["constant_data"]["lsoa_la"] = lsoa_la.where(lsoa_la != "E06000001", "E10000002")
+    renamed = xr.DataTree.from_dict(groups)
+    renamed.attrs.update(tree.attrs)
+    fig = plots.la_map(renamed, BOUNDARIES)
+    ax = fig.axes[0]
+    fitted = next(c for c in ax.collections if c.get_gid() == "fitted")
+    grey = next(c for c in ax.collections if c.get_gid() == "no_fit")
+    assert len(fitted.get_paths()) == N_LA  # one (compound) patch per matched LA
+    table = la_table(renamed)
+    np.testing.assert_allclose(np.exp(fitted.get_array()), table["gradient_median"].values)
+    rings = read_boundaries(maps.find_boundaries(BOUNDARIES))
+    english = {code for code, _ in rings}
+    assert len(english) == 151
+    assert len(grey.get_paths()) == 151 - N_LA  # every other English LA, grey
+    assert np.allclose(grey.get_facecolor()[:, :3], 0.85)
+    assert len(fig.axes) == 2  # the colourbar
+    centre = np.log(float(np.exp(_post(tree)["b_w"]).median()))
+    lo, hi = fitted.get_clim()
+    assert (lo + hi) / 2 == pytest.approx(centre)  # diverging around the national median
+
+
+def test_la_map_without_boundaries_says_what_is_missing(tree, tmp_path, monkeypatch):
+    monkeypatch.delenv("SOCIALGRADIENT_SHARED", raising=False)
+    with pytest.raises(FileNotFoundError, match="SOCIALGRADIENT_SHARED"):
+        plots.la_map(tree, tmp_path)
+    paths = plots.save_all(tree, tmp_path / "figs")
+    assert "la_map" not in paths  # the other figures, the forest included, still written
+    assert "la_forest" in paths
+
+
+def test_match_codes_buckinghamshire_and_merges():
+    match = maps.match_codes(["E06000060", "E06000053", "E09000001", "E06000001", "E10000021"],
+                             ["E10000002", "E06000052", "E09000012", "E06000001"])
+    assert match == {"E06000060": "E10000002", "E06000053": "E06000052",
+                     "E09000001": "E09000012", "E06000001": "E06000001", "E10000021": None}
 
 
 def test_inverse_intervention(tree):
@@ -118,12 +228,14 @@ def test_poisson_fit_plots():
     small = fake_tree(n_la=3, n_lsoa_per_la=10, draws=20, family="poisson", seed=1)
     assert len(plots.ppc_plot(small).axes) == 2
     assert len(plots.la_caterpillar(small).axes[0].lines) == 3
+    assert len(plots.la_forest(small).axes[0].get_yticklabels()) == 3
 
 
 def test_save_all_writes_pngs_atomically(tree, tmp_path):
     out = tmp_path / "figs"
-    paths = plots.save_all(tree, out)
-    assert set(paths) == {"gradient_curve", "la_caterpillar", "inverse_intervention", "ppc"}
+    paths = plots.save_all(tree, out, boundaries=tmp_path / "none")
+    assert set(paths) == {"gradient_curve", "la_caterpillar", "la_forest",
+                          "inverse_intervention", "ppc"}
     for name, path in paths.items():
         assert path == out / f"{name}.png"
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -176,12 +176,16 @@ def la_gradients(tree: xr.DataTree) -> pd.DataFrame:
 
 
 def plot(tree: xr.DataTree, kind: str):
-    """One figure: ``gradient_curve``, ``la_caterpillar``, ``inverse_intervention`` or ``ppc``."""
+    """One figure: ``gradient_curve``, ``la_caterpillar``, ``la_forest``, ``la_map`` (needs
+    the ONS boundaries, see :func:`socialgradient.maps.find_boundaries`),
+    ``inverse_intervention`` or ``ppc``."""
     from socialgradient import plots
 
     kinds = {
         "gradient_curve": plots.gradient_curve,
         "la_caterpillar": plots.la_caterpillar,
+        "la_forest": plots.la_forest,
+        "la_map": plots.la_map,
         "inverse_intervention": plots.inverse_intervention,
         "ppc": plots.ppc_plot,
     }

@@ -69,6 +69,13 @@ def data_hash(data: NeighbourhoodData | list[NeighbourhoodData]) -> str:
     return h.hexdigest()[:16]
 
 
+def la_names(data: NeighbourhoodData) -> dict:
+    """The ``la_name`` coordinate (dim ``la``, a non-index coordinate beside the codes) for
+    the posterior and constant data, so labels (and ArviZ plots) can show LA names; empty
+    when the data has no names. Names are public; the data hash does not include them."""
+    return {} if data.la_name is None else {"la_name": ("la", np.asarray(data.la_name, str))}
+
+
 def fit(
     data: NeighbourhoodData,
     spec: Spec,
@@ -186,6 +193,7 @@ def assemble(
     posterior = posterior.drop_vars(
         [c for c in posterior.coords
          if c.startswith("la_cov") or c in ("la_centred", "la_noncentred")])
+    posterior = posterior.assign_coords(la_names(data))
     cap = max(posterior.sizes["chain"], MAX_PREDICTIVE_VALUES // len(data.y))
     few = predict.thin(posterior, min(max_predictive_draws, cap))
     row, coords = data.row_dim, data.row_coords
@@ -215,7 +223,7 @@ def assemble(
                                                    data.la_outcome.covariates)}
                    if data.la_outcome is not None else {}),
             },
-            coords={**coords, "la": data.la,
+            coords={**coords, "la": data.la, **la_names(data),
                     **({"moderator": list(data.moderator_names)}
                        if data.moderator_names else {}),
                     **({"la_moderator": list(data.la_moderator_names)}

@@ -155,10 +155,14 @@ def la_table(tree: xr.DataTree) -> xr.Dataset:
         (observed, per 10,000 of the exposure: children unless the fit named another),
         ``m_c``, ``gradient_median``, ``gradient_eti95``, ``gradient_eti80``,
         ``rank_median``, ``rank_eti95`` (ranks among the ``ranked`` LAs, NaN for the
-        others), ``ranked`` (False: no within-LA spread of deprivation).
+        others), ``ranked`` (False: no within-LA spread of deprivation); the fit's
+        ``la_name`` coordinate when it has one.
     """
-    post = tree["posterior"].to_dataset()
+    # names are set aside and put back at the end: the ranks' reindexing would pad them
     const = tree["constant_data"].to_dataset()
+    names = const.coords.get("la_name")
+    post = tree["posterior"].to_dataset().drop_vars("la_name", errors="ignore")
+    const = const.drop_vars("la_name", errors="ignore")
     y = tree["observed_data"][tree.attrs["outcome"]]
     la = const["lsoa_la"].values
     by_la = (
@@ -179,7 +183,7 @@ def la_table(tree: xr.DataTree) -> xr.Dataset:
     ranked = xr.DataArray(ranked, dims="la", coords={"la": const["la"].values})
     g = describe(grad)
     r = describe(la_rank(grad.sel(la=ranked.values))).reindex(la=const["la"].values)
-    return xr.Dataset(
+    table = xr.Dataset(
         {
             "n_lsoa": by_la["n_lsoa"],
             "children": by_la["children"],
@@ -194,3 +198,4 @@ def la_table(tree: xr.DataTree) -> xr.Dataset:
             "ranked": ranked,
         }
     )
+    return table if names is None else table.assign_coords(la_name=names)

@@ -168,7 +168,7 @@ def _la_theta(centre, chol, centred: np.ndarray, la: np.ndarray):
 
 def fit(datas: list[NeighbourhoodData], spec: Spec, progressbar: bool = True) -> xr.DataTree:
     """Sample the joint model; the tree described in the module docstring."""
-    from socialgradient.fit import MAX_PREDICTIVE_DRAWS, data_hash, sample
+    from socialgradient.fit import MAX_PREDICTIVE_DRAWS, data_hash, la_names, sample
 
     centred = choose(datas, spec)
     model = build(datas, spec, centred)
@@ -179,6 +179,7 @@ def fit(datas: list[NeighbourhoodData], spec: Spec, progressbar: bool = True) ->
     post = post.drop_vars([v for v in post.data_vars if v.startswith(("la_effect_c", "la_z_c"))])
     post = post.drop_vars([c for c in post.coords if c.startswith(("la_cov", "la_c"))])
     first = datas[0]
+    post = post.assign_coords(la_names(first))
     row, coords = first.row_dim, first.row_coords
     few = predict.thin(post, MAX_PREDICTIVE_DRAWS)
     loglik, replicates = {}, {}
@@ -195,7 +196,7 @@ def fit(datas: list[NeighbourhoodData], spec: Spec, progressbar: bool = True) ->
             {"children": (row, first.children), "income": (row, first.income),
              "w": (row, first.w), "lsoa_la": (row, first.la[first.la_index]),
              "m_la": ("la", first.m_la), "m_c": ("la", first.m_c), "centred": ("la", centred)},
-            coords={**coords, "la": first.la}),
+            coords={**coords, "la": first.la, **la_names(first)}),
         "log_likelihood": xr.Dataset(loglik),
         "posterior_predictive": xr.Dataset(replicates),
     })

@@ -145,6 +145,8 @@ class NeighbourhoodData:
         LA moderators, raw values; ``la_moderator_names`` their columns.
     la_outcome : LAOutcomeData or None
         An LA-level outcome and its covariates (:mod:`socialgradient.la_outcome`).
+    la_name : ndarray of str, dims (la,), or None
+        LA names (from the table's ``la_name`` column; None when it has none), for labels.
     """
 
     lsoa: np.ndarray
@@ -169,6 +171,7 @@ class NeighbourhoodData:
     la_moderators: np.ndarray | None = None
     la_moderator_names: tuple = ()
     la_outcome: la_outcome.LAOutcomeData | None = None
+    la_name: np.ndarray | None = None
 
     def __post_init__(self):
         if self.exposure is None:
@@ -222,6 +225,7 @@ class NeighbourhoodData:
             la_moderator_names=la_moderators,
             la_outcome=None if la_outcome_spec is None else la_outcome.encode(
                 table, la_outcome_spec, d.la, d.la_index, d.m_c, la_table),
+            la_name=_la_names(table, d.la),
         )
 
     @property
@@ -262,6 +266,16 @@ class NeighbourhoodData:
         (la_moderator,)."""
         la_children = np.bincount(self.la_index, self.children, len(self.la))
         return _weighted_moments(self.la_moderators, la_children)
+
+
+def _la_names(table: pd.DataFrame, la: np.ndarray) -> np.ndarray | None:
+    """Each LA's name (its first ``la_name`` in the table; the code where it has none),
+    or None when the table has no ``la_name`` column."""
+    if "la_name" not in table:
+        return None
+    first = table.groupby(table["la"].astype(str), sort=False)["la_name"].first()
+    names = first.reindex(la)
+    return np.where(names.notna(), names.astype(str), la).astype(str)
 
 
 def _weighted_moments(values: np.ndarray, weight: np.ndarray):

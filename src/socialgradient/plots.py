@@ -18,13 +18,14 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
-from matplotlib.ticker import LogFormatter
+from matplotlib.ticker import FixedLocator, FuncFormatter, LogFormatter, NullFormatter
 
 from socialgradient import families
 from socialgradient.checks import deprivation_decile, ppc
 from socialgradient.deprivation import UNIT
 from socialgradient.files import atomic_write
 from socialgradient.gradients import PER, describe, exposure, la_table, national, rate_curve
+from socialgradient.maps import find_boundaries, la_map
 
 #: LA type -> (m_c, the matching score in :func:`socialgradient.gradients.national`).
 LA_TYPES = {
@@ -41,6 +42,20 @@ def _log_y(ax) -> None:
     ax.set_yscale("log")
     ax.yaxis.set_major_formatter(LogFormatter())
     ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False))
+
+
+RATIO_TICKS = (0.25, 0.33, 0.5, 0.67, 0.8, 1, 1.25, 1.5, 2, 2.5, 3, 4, 5, 6, 8)
+
+
+def _ratio_axis(axis) -> None:
+    """Log scale for a rate-ratio axis, labelled at plain ratios (0.8, 1, 1.25, 1.5, 2, ...)."""
+    if axis is axis.axes.xaxis:
+        axis.axes.set_xscale("log")
+    else:
+        axis.axes.set_yscale("log")
+    axis.set_major_locator(FixedLocator(RATIO_TICKS))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
 
 
 def _band(ax, x, summary: xr.Dataset, color: str, label: str | None = None) -> None:
@@ -105,43 +120,118 @@ def gradient_curve(tree: xr.DataTree, income=None, observed=None) -> Figure:
     return fig
 
 
-def la_caterpillar(tree: xr.DataTree, max_ticks: int = 12) -> Figure:
-    """Per-LA gradient scores, LAs ordered by mean deprivation.
+def la_names(tree: xr.DataTree) -> np.ndarray:
+    """LA names of the fit (its ``la_name`` coordinate), or the LA codes when it has none."""
+    const = tree["constant_data"]
+    return (const["la_name"] if "la_name" in const.coords else const["la"]).values.astype(str)
 
-    Parameters
-    ----------
-    max_ticks : int
-        At most this many labelled LAs on the x axis.
+
+def _national_gradient(post: xr.Dataset) -> float:
+    return float(describe(national(post)["gradient_mean_la"])["median"])
+
+
+def _intervals(ax, pos, table: xr.Dataset, vertical: bool, color: str = "C0") -> None:
+    """95% (thin) and 80% (thick) intervals of ``gradient_eti*`` at positions ``pos``."""
+    for name, width in (("gradient_eti95", 0.8), ("gradient_eti80", 2.2)):
+        lower = table[name].sel(ci_bound="lower").values
+        upper = table[name].sel(ci_bound="upper").values
+        lines = ax.vlines if vertical else ax.hlines
+        lines(pos, lower, upper, color=color, linewidth=width, alpha=0.6)
+
+
+def la_forest(tree: xr.DataTree) -> Figure:
+    """Per-LA gradient scores by name, steepest first.
 
     Returns
     -------
     Figure
-        One axes: per-LA medians (points) with 95% (thin) and 80% (thick) intervals, the
-        national gradient median exp(b_w) (horizontal line) and the median of
-        exp(b_w + b_x m_c) across LA deprivation (the cross-level interaction).
+        One axes, one row per LA (dim ``la``), labelled with the LA's name (the fit's
+        ``la_name`` coordinate; its code when the fit has none): median (point), 80% (thick)
+        and 95% (thin) equal-tailed intervals on a log axis, ordered by median gradient
+        (steepest at the top); LAs with no within-LA spread of deprivation (not ranked:
+        their score is the model's pooling) as open points; the national gradient (LA at
+        mean deprivation, exp(b_w)) as a dashed line with its 95% interval shaded. Height
+        grows with the number of LAs (about 0.12 inch a row) so 150 names stay legible.
+    """
+    table = la_table(tree)
+    order = np.argsort(-table["gradient_median"].values, kind="stable")
+    table = table.isel(la=order)
+    names = la_names(tree)[order]
+    n = table.sizes["la"]
+    pos = np.arange(n)
+    fontsize = 7 if n <= 60 else 5.5
+    fig = Figure(figsize=(6.5, max(3.0, 0.12 * n + 1.4)), layout="constrained")
+    ax = fig.add_subplot()
+    post = tree["posterior"].to_dataset()
+    g = describe(national(post)["gradient_mean_la"])
+    lo, hi = g["eti95"].values
+    ax.axvspan(lo, hi, color="0.85", linewidth=0, zorder=0)
+    ax.axvline(float(g["median"]), color="k", linestyle="--", linewidth=1,
+               label=f"national (LA at mean deprivation) {float(g['median']):.2f}, 95% shaded")
+    _intervals(ax, pos, table, vertical=False)
+    ranked = table["ranked"].values.astype(bool)
+    med = table["gradient_median"].values
+    ax.plot(med[ranked], pos[ranked], "o", color="C0", ms=2.5,
+            label="LA (median, 80% and 95% intervals)")
+    if (~ranked).any():
+        ax.plot(med[~ranked], pos[~ranked], "o", mfc="white", color="C0", ms=2.5,
+                label="LA without spread of deprivation (pooled, not ranked)")
+    ax.axvline(1.0, color="0.5", linewidth=0.8)  # no gradient
+    ax.set_yticks(pos, names, fontsize=fontsize)
+    ax.set_ylim(n - 0.5, -0.5)
+    _ratio_axis(ax.xaxis)
+    ax.tick_params(axis="x", labelsize=fontsize + 1, top=True, labeltop=n > 40)
+    ax.grid(axis="x", which="major", color="0.9", linewidth=0.5)
+    ax.set_axisbelow(True)
+    ax.set_xlabel("Social gradient score (rate ratio per 10 points of deprivation)")
+    ax.set_title(f"{tree.attrs['outcome']}: social gradient by local authority ({n} LAs)",
+                 fontsize="medium")
+    ax.legend(loc="lower right", fontsize="x-small", framealpha=0.9)
+    return fig
+
+
+def la_caterpillar(tree: xr.DataTree, n: int = 100) -> Figure:
+    """Per-LA gradient scores against LA mean deprivation.
+
+    Parameters
+    ----------
+    n : int
+        Points of the expected curve.
+
+    Returns
+    -------
+    Figure
+        One axes, x: the LA's child-weighted mean income deprivation (% of families,
+        ``(x_bar + m_c)`` in points), y (log): per-LA medians (points) with 95% (thin) and
+        80% (thick) intervals; the national gradient median exp(b_w) (horizontal line); the
+        model's expected gradient at each LA deprivation, exp(b_w + b_x m_c), median with
+        95% band (the cross-level interaction).
     """
     table = la_table(tree).sortby("m_c")
     post = tree["posterior"].to_dataset()
-    pos = np.arange(table.sizes["la"])
+    x_bar = float(tree.attrs["x_bar"])
+    la_pct = (x_bar + table["m_c"].values) * UNIT
     fig = Figure(figsize=(8, 4.5), layout="constrained")
     ax = fig.add_subplot()
-    for name, width in (("gradient_eti95", 0.8), ("gradient_eti80", 2.5)):
-        bounds = table[name]
-        ax.vlines(pos, bounds.sel(ci_bound="lower"), bounds.sel(ci_bound="upper"),
-                  color="C0", linewidth=width, alpha=0.6)
-    ax.plot(pos, table["gradient_median"].values, "o", color="C0", ms=3, label="LA gradient")
-    national_g = float(describe(national(post)["gradient_mean_la"])["median"])
+    lo, hi = float(table["m_c"].min()), float(table["m_c"].max())
+    m_c = xr.DataArray(np.linspace(lo, hi, n), dims="m_c")
+    # The hierarchical mean slope of an LA with deprivation m_c (model definition).
+    expected = describe(np.exp(post["b_w"] + post["b_x"] * m_c), probs=(0.95,))
+    bounds = expected["eti95"]
+    grid = (x_bar + m_c.values) * UNIT
+    ax.fill_between(grid, bounds.sel(ci_bound="lower"), bounds.sel(ci_bound="upper"),
+                    color="C3", alpha=0.15, linewidth=0)
+    ax.plot(grid, expected["median"].values, color="C3",
+            label="expected at LA deprivation: exp(b_w + b_x m_c), 95% band")
+    national_g = _national_gradient(post)
     ax.axhline(national_g, color="k", linestyle="--", linewidth=1,
                label=f"national (LA at mean deprivation) {national_g:.2f}")
-    # The hierarchical mean slope of an LA with deprivation m_c (model definition).
-    expected = describe(np.exp(post["b_w"] + post["b_x"] * table["m_c"]))["median"]
-    ax.plot(pos, expected.values, color="C3", label="exp(b_w + b_x m_c): expected at LA's m_c")
-    ticks = np.unique(np.linspace(0, len(pos) - 1, min(max_ticks, len(pos))).round().astype(int))
-    la_pct = (float(tree.attrs["x_bar"]) + table["m_c"].values) * UNIT
-    ax.set_xticks(ticks, [f"{la_pct[i]:.0f}" for i in ticks])
-    ax.set_xlabel("LAs ordered by mean income deprivation (LA mean, % of families)")
-    ax.set_ylabel("Social gradient score (per 10 points)")
-    _log_y(ax)
+    _intervals(ax, la_pct, table, vertical=True)
+    ax.plot(la_pct, table["gradient_median"].values, "o", color="C0", ms=3,
+            label="LA gradient (median, 80% and 95% intervals)")
+    ax.set_xlabel("LA mean income deprivation (% of families, child-weighted)")
+    ax.set_ylabel("Social gradient score (rate ratio per 10 points)")
+    _ratio_axis(ax.yaxis)
     ax.legend(loc="best", fontsize="small")
     return fig
 
@@ -236,27 +326,36 @@ def ppc_plot(tree: xr.DataTree, statistics=PPC_STATISTICS, checks=None) -> Figur
 FIGURES = {
     "gradient_curve": gradient_curve,
     "la_caterpillar": la_caterpillar,
+    "la_forest": la_forest,
+    "la_map": la_map,
     "inverse_intervention": inverse_intervention,
     "ppc": ppc_plot,
 }
 
 
 def save_all(tree: xr.DataTree, out_dir: str | Path, dpi: int = DPI, observed=None,
-             checks=None) -> dict[str, Path]:
+             checks=None, boundaries=None) -> dict[str, Path]:
     """Write every figure as ``<name>.png`` in ``out_dir``, each atomically.
 
     ``observed`` (for ``gradient_curve``) and ``checks`` (for ``ppc``): the observed numbers
-    to draw, e.g. gated for release; default: computed from the tree.
+    to draw, e.g. gated for release; default: computed from the tree. ``boundaries`` (for
+    ``la_map``): the ONS boundary file or a folder holding it
+    (:func:`socialgradient.maps.find_boundaries`, which also looks under
+    ``$SOCIALGRADIENT_SHARED``); without one the map is not drawn.
 
     Returns
     -------
     dict
-        Figure name (``gradient_curve``, ``la_caterpillar``, ``inverse_intervention``,
-        ``ppc``) -> path written.
+        Figure name (``gradient_curve``, ``la_caterpillar``, ``la_forest``, ``la_map`` when
+        the boundaries were found, ``inverse_intervention``, ``ppc``) -> path written.
     """
     paths = {}
+    found = find_boundaries(boundaries)
+    options = {"gradient_curve": {"observed": observed}, "ppc": {"checks": checks},
+               "la_map": {"boundaries": found}}
     for name, draw in FIGURES.items():
-        options = {"gradient_curve": {"observed": observed}, "ppc": {"checks": checks}}
+        if name == "la_map" and found is None:
+            continue
         fig = draw(tree, **options.get(name, {}))
         try:
             write = partial(fig.savefig, dpi=dpi, format="png")
