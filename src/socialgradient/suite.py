@@ -40,6 +40,7 @@ import logging
 import time
 import tomllib
 import uuid
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -203,7 +204,11 @@ def _run_tasks(todo, data, out_dir: Path, progressbar: bool, done: dict,
     finish, and return the errors of those that failed."""
     errors = []
     run_id = uuid.uuid4().hex[:8]
-    with client(scheduler, workers) as c:
+    with client(scheduler, workers) as c, warnings.catch_warnings():
+        # Each task carries its encoded table (a few MiB), so the scheduler can rerun it on
+        # another worker if one dies; scattering the tables instead would lose them with
+        # the worker that holds them. Dask's "large graph" warning says exactly that.
+        warnings.filterwarnings("ignore", "Sending large graph", UserWarning)
         futures = {}
         for rank, (_, path, spec, digest) in enumerate(todo):
             future = c.submit(fit_task, data[path], spec, out_dir / spec.name, digest,
