@@ -206,6 +206,7 @@ def scheduler(tmp_path_factory):
         _stop(procs)
 
 
+@pytest.mark.slow  # 31 s: a separately started scheduler; the worker-kill test below uses it too
 def test_suite_on_a_running_cluster(data, tmp_path, scheduler, monkeypatch):
     """suite.run(scheduler=ADDRESS) fits on a cluster it did not start, whose workers write
     the output sets into the (shared) folder; a relative --out is made absolute for them."""
