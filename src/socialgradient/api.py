@@ -181,14 +181,7 @@ def plot(tree: xr.DataTree, kind: str):
     ``inverse_intervention`` or ``ppc``."""
     from socialgradient import plots
 
-    kinds = {
-        "gradient_curve": plots.gradient_curve,
-        "la_caterpillar": plots.la_caterpillar,
-        "la_forest": plots.la_forest,
-        "la_map": plots.la_map,
-        "inverse_intervention": plots.inverse_intervention,
-        "ppc": plots.ppc_plot,
-    }
+    kinds = plots.FIGURES
     if kind not in kinds:
         raise ValueError(f"unknown plot {kind!r}: choose one of {sorted(kinds)}")
     return kinds[kind](tree)

@@ -42,9 +42,6 @@ from socialgradient.gradients import national
 from socialgradient.model import EFFECTS, NeighbourhoodData
 from socialgradient.spec import Spec
 
-# The sampler-side forms fit.DERIVED drops (la_effect_c<p>, la_z_c<p> are dropped by prefix).
-DERIVED = fit_module.DERIVED
-
 
 def check_spec(spec: Spec) -> None:
     """Refuse what the joint model does not support, naming it."""
@@ -175,8 +172,9 @@ def fit(datas: list[NeighbourhoodData], spec: Spec, progressbar: bool = True) ->
     raw, compile_seconds, sampling_seconds = sample(
         model, spec.sampling, progressbar, target_accept=spec.target_accept)
     post = raw["posterior"].to_dataset()
-    post = post.drop_vars([v for v in DERIVED if v in post])
-    post = post.drop_vars([v for v in post.data_vars if v.startswith(("la_effect_c", "la_z_c"))])
+    # sampler-side forms: fit.DERIVED's, and _la_theta's blocks la_effect_c<p> / la_z_c<p>
+    post = post.drop_vars([v for v in post.data_vars if v in fit_module.DERIVED
+                           or v.startswith(("la_effect_c", "la_z_c"))])
     post = post.drop_vars([c for c in post.coords if c.startswith(("la_cov", "la_c"))])
     first = datas[0]
     post = post.assign_coords(la_names(first))
