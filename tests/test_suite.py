@@ -20,7 +20,10 @@ from socialgradient import cli, outputs, suite
 from socialgradient.data.synthetic.england import simulate
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
-TINY = "\n[sampling]\ndraws = 40\ntune = 40\nchains = 1\nseed = 3\n"
+# Tiny fits with PyMC's own NUTS: these tests are about the suite (resume, kills, tables), and
+# PyMC starts from pytensor's compiled-C cache in seconds where nutpie's numba compilation takes
+# ~20 s per model (measured: 2 specs, 45 s of CPU against 97 s).
+TINY = "\n[sampling]\ndraws = 40\ntune = 40\nchains = 1\nseed = 3\nsampler = \"pymc\"\n"
 
 
 @pytest.fixture(scope="module")
