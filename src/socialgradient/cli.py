@@ -143,7 +143,7 @@ def parser() -> argparse.ArgumentParser:
                     "same path (default: a local cluster)")
     ca.add_argument("--workers", type=int, default=2, help="worker processes of the local "
                     "cluster (default 2; not with --scheduler)")
-    ca.add_argument("--draws", type=int, help="draws per chain (default 500)")
+    ca.add_argument("--draws", type=int, help="draws per chain (default 1000)")
     ca.add_argument("--tune", type=int, help="tuning draws per chain (default 500)")
     ca.add_argument("--chains", type=int, help="chains (default 4)")
     ca.add_argument("--seed", type=int, default=2021, help="first replicate's seed "
