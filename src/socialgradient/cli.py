@@ -16,6 +16,8 @@ Every command that writes results writes an output set (:mod:`socialgradient.out
 ``DIR/release/`` (gated, safe to publish), ``DIR/internal/`` (not for release),
 ``DIR/MANIFEST.json``; ``data build`` and ``census aggregate|extract`` put the LSOA table in
 ``internal/`` (:mod:`socialgradient.table_sets`), which ``fit DIR`` reads.
+* ``calibrate --out DIR [--replicates 100] [--model national|binomial]``: the calibration
+  study on simulated England-sized data sets, run on Dask (:mod:`socialgradient.calibrate`).
 * ``run``: the main job. Fits the national negative-binomial model of referrals on the
   embedded default data, plus the Poisson model for a LOO comparison, and prints the
   headline table and verdict.
@@ -125,6 +127,27 @@ def parser() -> argparse.ArgumentParser:
     su.add_argument("--workers", type=int, default=2, help="worker processes of the local "
                     "cluster (default 2; not with --scheduler)")
     _sampling_args(su)
+
+    ca = sub.add_parser("calibrate", help="calibration study: coverage and SBC ranks over "
+                        "simulated England-sized data sets (resumable)")
+    ca.add_argument("--out", type=Path, required=True)
+    ca.add_argument("--replicates", type=int, default=100, help="simulated data sets "
+                    "(default 100; seeds SEED .. SEED + REPLICATES - 1)")
+    ca.add_argument("--model", choices=("national", "binomial"), default="national",
+                    help="national: negative binomial referrals; binomial: re-referrals out "
+                    "of referrals (default national)")
+    ca.add_argument("--scale", type=float, default=1.0, help="LSOAs per LA multiplier "
+                    "(default 1.0: England-sized, 32,844 LSOAs in 150 LAs)")
+    ca.add_argument("--scheduler", metavar="ADDRESS", help="run on the Dask cluster at this "
+                    "scheduler address (tcp://HOST:PORT); its workers must see --out at the "
+                    "same path (default: a local cluster)")
+    ca.add_argument("--workers", type=int, default=2, help="worker processes of the local "
+                    "cluster (default 2; not with --scheduler)")
+    ca.add_argument("--draws", type=int, help="draws per chain (default 1000)")
+    ca.add_argument("--tune", type=int, help="tuning draws per chain (default 500)")
+    ca.add_argument("--chains", type=int, help="chains (default 4)")
+    ca.add_argument("--seed", type=int, default=2021, help="first replicate's seed "
+                    "(default 2021)")
 
     r = sub.add_parser("run", help="the main job on the embedded default data")
     r.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -476,6 +499,8 @@ def _dispatch(args) -> int:
         print(f"wrote {args.out / 'suite.csv'}, {args.out / 'findings.md'}")
         verdicts = [i.summary["diagnostics"]["verdict"] for i in items if i.summary]
         return 1 if "FAIL" in verdicts else 0
+    if args.command == "calibrate":
+        return _calibrate(args)
     if args.command == "fit":
         spec = _spec(args, args.outcome)
         spec = spec.replace(
@@ -513,6 +538,25 @@ def _dispatch(args) -> int:
             (args.figures / path.name).write_bytes(path.read_bytes())
     print(f"main job: {time.perf_counter() - start:.0f} s; figures in {args.figures}/")
     return 0 if result["summary"]["diagnostics"]["verdict"] != "FAIL" else 1
+
+
+def _calibrate(args) -> int:
+    """``calibrate``: the calibration study (:mod:`socialgradient.calibrate`)."""
+    import logging
+
+    from socialgradient import calibrate
+
+    if args.workers < 1:
+        raise ValueError(f"calibrate: --workers must be at least 1, got {args.workers}")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s",
+                        datefmt="%H:%M:%S")
+    logging.getLogger("distributed").setLevel(logging.WARNING)  # the cluster's chatter
+    done = calibrate.run(args.out, args.replicates, args.model, scale=args.scale,
+                         draws=args.draws, tune=args.tune, chains=args.chains, seed=args.seed,
+                         scheduler=args.scheduler, workers=args.workers)
+    print(calibrate.headline(done["aggregate"], args.model))
+    print(f"wrote {args.out / 'calibration.json'}, {args.out / 'calibration.md'}")
+    return 1 if done["failed"] else 0
 
 
 if __name__ == "__main__":

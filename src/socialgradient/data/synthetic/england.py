@@ -212,26 +212,40 @@ def _neighbourhoods(rng: np.random.Generator, cal: pd.DataFrame, scale: float) -
 
 
 def _threshold_truth(p: dict) -> dict:
+    """A threshold's truth from its parameters (as in :data:`PARAMETERS`; ``b_x`` optional,
+    :data:`B_X` when absent)."""
     b_w = math.log(p["gradient"])
+    b_x = p.get("b_x", B_X)
     return {
         "a": p["a"],
         "b_w": b_w,
         "b_b": p["b_b"],
-        "b_x": B_X,
+        "b_x": b_x,
         "sigma_a": p["sigma_a"],
         "sigma_b": p["sigma_b"],
         "rho": p["rho"],
         "phi": p["phi"],
         "gradient_mean_la": p["gradient"],
-        "gradient_less_deprived_la": math.exp(b_w - B_X),
-        "gradient_more_deprived_la": math.exp(b_w + B_X),
+        "gradient_less_deprived_la": math.exp(b_w - b_x),
+        "gradient_more_deprived_la": math.exp(b_w + b_x),
         "between_la_gradient": math.exp(p["b_b"]),
         "contextual_effect": p["b_b"] - b_w,
     }
 
 
+def la_effects(t: dict, m_c: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """LA intercepts and slopes ``(a_la, b_la)`` ~ MVN((a + b_b m_c, b_w + b_x m_c), Sigma)
+    of a threshold's truth ``t`` (``sigma_a``, ``sigma_b``, ``rho``), from standard normal
+    draws ``e`` (dims la x 2)."""
+    sa, sb, rho = t["sigma_a"], t["sigma_b"], t["rho"]
+    a_la = t["a"] + t["b_b"] * m_c + sa * e[:, 0]
+    b_la = t["b_w"] + t["b_x"] * m_c + sb * (rho * e[:, 0] + math.sqrt(1 - rho**2) * e[:, 1])
+    return a_la, b_la
+
+
 def simulate(
-    seed: int = DEFAULT_SEED, scale: float = 1.0, calibration: pd.DataFrame | None = None
+    seed: int = DEFAULT_SEED, scale: float = 1.0, calibration: pd.DataFrame | None = None,
+    parameters: dict | None = None,
 ) -> Synthetic:
     """Simulate the synthetic England.
 
@@ -245,6 +259,14 @@ def simulate(
     calibration : DataFrame, optional
         Per-LA table as built by :func:`~.calibration.build_calibration`;
         defaults to the committed package copy.
+    parameters : dict, optional
+        True parameters of some thresholds, ``{outcome: {a, gradient, b_b, sigma_a, sigma_b,
+        rho, phi[, b_x]}}`` (as in :data:`PARAMETERS`, ``b_x`` defaulting to :data:`B_X`),
+        replacing those of :data:`PARAMETERS` for the outcomes given (the calibration study
+        draws them, :mod:`socialgradient.calibrate`). The neighbourhoods (every column but
+        the counts) do not depend on it; counts of later outcomes share the random stream
+        and so change too. Without it (the default) the table and truth are exactly the
+        default England's.
     """
     if not scale > 0:
         raise ValueError("scale must be positive")
@@ -258,15 +280,17 @@ def simulate(
     n_la = len(dec.la)
     exposure = table["children"].to_numpy(dtype=float)
 
+    unknown = sorted(set(parameters or {}) - set(OUTCOMES))
+    if unknown:
+        raise ValueError(f"parameters for unknown outcomes {unknown}: choose from {OUTCOMES}")
+    chosen = PARAMETERS | (parameters or {})
     shared = rng.standard_normal((n_la, 2))
     thresholds = {}
     for outcome in OUTCOMES:
-        t = _threshold_truth(PARAMETERS[outcome])
+        t = _threshold_truth(chosen[outcome])
         own = rng.standard_normal((n_la, 2))
         e = math.sqrt(LA_EFFECT_SHARED) * shared + math.sqrt(1 - LA_EFFECT_SHARED) * own
-        sa, sb, rho = t["sigma_a"], t["sigma_b"], t["rho"]
-        a_la = t["a"] + t["b_b"] * m_c + sa * e[:, 0]
-        b_la = t["b_w"] + t["b_x"] * m_c + sb * (rho * e[:, 0] + math.sqrt(1 - rho**2) * e[:, 1])
+        a_la, b_la = la_effects(t, m_c, e)
         mu = exposure * np.exp(a_la[la_idx] + b_la[la_idx] * w)
         lam = rng.gamma(t["phi"], mu / t["phi"])
         table[outcome] = rng.poisson(lam).astype(np.int64)
