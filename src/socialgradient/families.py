@@ -48,6 +48,23 @@ class Rows:
     y: np.ndarray
     log_exposure: np.ndarray
     trials: np.ndarray | None = None
+    exceedances: np.ndarray | None = None  # NB2's K_j (from ``y`` when None)
+
+    def as_data(self, prefix: str = "rows_") -> Rows:
+        """The same rows as named ``pm.Data`` in the current model, ``prefix`` + field.
+
+        The data are then inputs of the compiled model instead of constants inside it, so
+        the compiled log density (cached on disk by PyTensor's numba backend) serves every
+        table of the same structure: a new table of an England-sized fit compiles in the
+        time of a repeat fit (measured: 25 s against 62 s on the shared 2-core machine).
+        """
+        exceed = _exceedances(self.y) if self.exceedances is None else self.exceedances
+        return Rows(
+            y=pm.Data(f"{prefix}y", self.y),
+            log_exposure=pm.Data(f"{prefix}log_exposure", self.log_exposure),
+            trials=None if self.trials is None else pm.Data(f"{prefix}trials", self.trials),
+            exceedances=pm.Data(f"{prefix}exceedances", exceed),
+        )
 
 
 @dataclass(frozen=True)
@@ -81,8 +98,8 @@ class Family:
             # cancellation of two huge lgammas (0.5 nats of noise at phi = 1e11 on 2,000 rows
             # made chains stick); it depends on the data only through K_j = #{rows: y > j}.
             phi = params["phi"]
-            k_j = _exceedances(rows.y)
-            j = np.arange(len(k_j))
+            k_j = _exceedances(rows.y) if rows.exceedances is None else rows.exceedances
+            j = pt.arange(k_j.shape[0])
             # exp(.) / phi, not exp(. - log phi): PyTensor rewrites log1p(exp(x)) to a
             # branchy softplus. Measured per gradient evaluation on the default England
             # (nutpie, numba): 1.90 ms, against 1.74 ms for the unstable log(mu + phi) form

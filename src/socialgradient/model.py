@@ -400,9 +400,9 @@ def build_model(data: NeighbourhoodData, spec: Spec, likelihood: str = "sufficie
     # segment sum (30% faster sampling than gather/scatter on England-sized data).
     order = np.argsort(idx, kind="stable")
     per_la = np.bincount(idx, minlength=n_la)
-    w, y = data.w[order], data.y[order]
+    w = data.w[order]
     rows = families.Rows(
-        y=y,
+        y=data.y[order],
         log_exposure=np.log(data.exposure)[order],
         trials=None if data.trials is None else data.trials[order],
     )
@@ -410,9 +410,17 @@ def build_model(data: NeighbourhoodData, spec: Spec, likelihood: str = "sufficie
         theta = la_effects(data, spec.priors, centred, family.a_prior_mean)
         if data.la_outcome is not None:  # the LA-level question, on every draw of theta
             la_outcome.add_terms(theta, data.la_outcome)
+        # The rows' data enter as pm.Data (inputs, not constants): one compiled log density
+        # serves every table of the same structure (families.Rows.as_data).
+        if likelihood == "sufficient":
+            rows = rows.as_data()
+            w = pm.Data("rows_w", w)
+            per_la = pm.Data("rows_per_la", per_la)
         eta = pt.repeat(theta[:, 0], per_la) + pt.repeat(theta[:, 1], per_la) * w
-        y_sum = np.bincount(idx, weights=data.y, minlength=n_la)
-        yw_sum = np.bincount(idx, weights=data.y * data.w, minlength=n_la)
+        y_sum = pm.Data("la_y_sum", np.bincount(idx, weights=data.y, minlength=n_la),
+                        dims="la")
+        yw_sum = pm.Data("la_yw_sum", np.bincount(idx, weights=data.y * data.w,
+                                                  minlength=n_la), dims="la")
         linear = pt.sum(theta[:, 0] * y_sum + theta[:, 1] * yw_sum)
         if data.strata:
             offset = _stratum_effect(data, spec.priors)
