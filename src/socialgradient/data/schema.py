@@ -47,9 +47,9 @@ offending row of that rule. Rule ids: ``missing_column``, ``duplicate_column``,
 ``income_out_of_range``, ``lsoa_in_two_las``, ``duplicate_lsoa``, ``small_la``; with a
 stratum column also ``duplicate_cell`` (instead of ``duplicate_lsoa``) and
 ``income_varies_within_lsoa``, and ``constant_stratum`` (a column with one level) when
-there are several; with a stratum trend ``constant_trend``; with an exposure column also ``exposure_not_positive``; with
-a trials column ``trials_not_positive`` and ``count_exceeds_trials``; with moderators
-``constant_moderator``.
+there are several; with a stratum trend ``constant_trend``; with an exposure column also
+``exposure_not_positive``; with a trials column ``trials_not_positive`` and
+``count_exceeds_trials``; with moderators ``constant_moderator``.
 :func:`read_table` adds ``unknown_format``, ``file_not_found``, ``empty_file``,
 ``undecodable`` and ``unreadable``. Rows are 0-based positions in the table as read.
 """

@@ -69,7 +69,8 @@ DEFINITIONS = {
     "intercept_slope": "change in the log rate per year of age at w = 0: the same line through "
                        "alpha_by_age (the target of trend_effect[intercept])",
     "max_departure": "largest distance of d_by_age from its line (the staircase's steps)",
-    "gradient_ratio_0_to_17": "exp(17 * slope): the line's ratio of the gradient at 17 to that at 0",
+    "gradient_ratio_0_to_17": "exp(17 * slope): the line's ratio of the gradient at 17 to "
+                              "that at 0",
     "alpha": "log rate-ratio offset of the stratum level (centred on nominal_share)",
     "d": "slope offset of the stratum level, added to b_la (centred on nominal_share)",
     "nominal_share": "population share used to centre alpha (sum share*exp(alpha) = 1) and d "
