@@ -21,7 +21,7 @@ from socialgradient.data.synthetic import england
 from socialgradient.data.synthetic.records import simulate_records
 from socialgradient.data.synthetic.records_model import AGES, single_year_population
 from socialgradient.deprivation import decompose
-from socialgradient.model import NeighbourhoodData, build_model, dispersion, la_effects
+from socialgradient.model import build_model, dispersion, la_effects
 from socialgradient.spec import Spec, load_spec
 
 MODE = "FAST_COMPILE"
@@ -91,14 +91,16 @@ def test_one_stratum_column_is_the_same_spec_whichever_spelling():
 
 def test_several_columns_and_a_trend_parse_and_round_trip(tmp_path):
     spec = Spec("referrals", strata=["age_band", "gender"], stratum_trend="age")
-    assert spec.stratum == "" and spec.stratum_columns == ("age_band", "gender")
+    assert spec.stratum == ""
+    assert spec.stratum_columns == ("age_band", "gender")
     assert Spec.from_json(spec.to_json()) == spec
     assert spec.hash != Spec("referrals", strata=["gender", "age_band"]).hash
     path = tmp_path / "s.toml"
     path.write_text('outcome = "referrals"\nstrata = ["age_band", "gender"]\n'
                     'stratum_trend = "age"\n[priors]\ntrend_slope = 0.2\n')
     loaded = load_spec(path)
-    assert loaded.strata == ("age_band", "gender") and loaded.priors.trend_slope == 0.2
+    assert loaded.strata == ("age_band", "gender")
+    assert loaded.priors.trend_slope == 0.2
     trend = load_spec(sg.MODELS / "strata_age_trend.toml")
     assert (trend.stratum_trend, trend.records.by) == ("age", ("age",))
     for bad, match in (({"stratum": "gender", "strata": ["age_band", "gender"]}, "once"),
@@ -133,7 +135,8 @@ def test_contract_of_several_columns_and_a_trend(two, by_age):
     assert (err.rule, err.columns) == ("constant_stratum", ("gender",))
     # the trend column is part of the cell: one row per LSOA x year of age
     out = validate(by_age, ["referrals"], trend="age")
-    assert out["age"].dtype == float and len(out) == len(by_age)
+    assert out["age"].dtype == float
+    assert len(out) == len(by_age)
     assert rule(by_age).rule == "duplicate_lsoa"
     err = rule(by_age, trend="years")
     assert (err.rule, err.columns) == ("missing_column", ("years",))
@@ -158,7 +161,8 @@ def test_logp_equals_textbook_model_with_two_columns_and_a_trend(two, family):
     data = sg.encode(table, spec)
     assert data.strata == ("age_band=10-15", "age_band=0-4", "age_band=5-9", "gender=M",
                            "gender=F")
-    assert data.row_dim == "cell" and data.stratum_index.shape == (len(table), 2)
+    assert data.row_dim == "cell"
+    assert data.stratum_index.shape == (len(table), 2)
     model = build_model(data, spec)
     assert list(model.coords["stratum_contrast"]) == ["age_band=0-4", "age_band=5-9",
                                                       "gender=F"]
@@ -195,7 +199,8 @@ def test_two_column_fit_gives_per_column_contrasts(two):
     assert json.loads(tree.attrs["stratum_columns"]) == {"age_band": ["10-15", "0-4", "5-9"],
                                                          "gender": ["M", "F"]}
     s = sg.summarise(tree)
-    assert "stratum_contrast" not in s and s["model"]["strata"] == ["age_band", "gender"]
+    assert "stratum_contrast" not in s
+    assert s["model"]["strata"] == ["age_band", "gender"]
     assert set(s["strata"]) == {"age_band", "gender"}
     assert s["strata"]["gender"]["reference"] == "M"
     assert set(s["strata"]["age_band"]["contrast"]) == {"10-15/0-4", "10-15/5-9", "0-4/5-9"}
@@ -251,7 +256,8 @@ def test_single_year_denominators_sum_to_the_band(recs):
     by_age, report = linkage.aggregate(recs, by=("age",))
     by_band, _ = linkage.aggregate(recs, by=("age_band",))
     assert report.linked == report.read
-    assert by_age["age"].dtype == np.int64 and by_age["children"].dtype == float
+    assert by_age["age"].dtype == np.int64
+    assert by_age["children"].dtype == float
     assert by_age["referrals"].sum() == by_band["referrals"].sum()
     assert by_age["children"].sum() == pytest.approx(by_band["children"].sum(), rel=1e-12)
     # each child counted at the age of its child row
@@ -262,7 +268,8 @@ def test_single_year_denominators_sum_to_the_band(recs):
 
 def test_age_trend_truth_is_the_line_through_the_band_staircase(recs):
     t = recs.truth["age_trend"]
-    assert t["ages"] == list(AGES) and len(t["d_by_age"]) == 18
+    assert t["ages"] == list(AGES)
+    assert len(t["d_by_age"]) == 18
     d = recs.truth["strata"]["age_band"]
     assert [t["d_by_age"][a] for a in (0, 7, 12, 17)] == [
         d[b]["d"] for b in ("0-4", "5-9", "10-15", "16-17")]
