@@ -192,6 +192,7 @@ def test_logp_equals_textbook_model_with_two_columns_and_a_trend(two, family):
     np.testing.assert_allclose(g, g_ref, rtol=1e-8, atol=1e-8 * np.abs(g_ref).max())
 
 
+@pytest.mark.slow  # a fit: 100-200 s measured on the shared 2-core machine
 def test_two_column_fit_gives_per_column_contrasts(two):
     tree = sg.fit(two, Spec("referrals", strata=["age_band", "gender"]), draws=200, tune=200,
                   chains=2, progressbar=False)
@@ -219,6 +220,7 @@ def test_two_column_fit_gives_per_column_contrasts(two):
     np.testing.assert_array_equal(again.stratum_index, data.stratum_index)
 
 
+@pytest.mark.slow  # a fit: 100-200 s measured on the shared 2-core machine
 def test_trend_recovered_on_a_table_drawn_from_the_model(by_age):
     tree = sg.fit(by_age, Spec("referrals", stratum_trend="age"), draws=200, tune=200,
                   chains=2, progressbar=False)
@@ -279,6 +281,7 @@ def test_age_trend_truth_is_the_line_through_the_band_staircase(recs):
     assert all(k in recs.truth["definitions"] for k in t)
 
 
+@pytest.mark.slow  # a fit: 100-200 s measured on the shared 2-core machine
 def test_age_trend_recovered_on_records_by_single_year(recs):
     """The spec's fit, small: the trend's 95% interval covers the records' stated truth."""
     table, _ = linkage.aggregate(recs, by=("age",), outcomes=("thresholds",))
@@ -289,7 +292,7 @@ def test_age_trend_recovered_on_records_by_single_year(recs):
     s = sg.summarise(tree)
     row = findings.table({spec.name: s}, {spec.name: recs.truth},
                          [f for f in findings.FINDINGS if f.spec == spec.name]).iloc[0]
-    assert row["covered"] is True, (row.to_dict(), s["stratum_trend"])
+    assert bool(row["covered"]), (row.to_dict(), s["stratum_trend"])
     assert row["probability"] == s["stratum_trend"]["slope"]["p_negative"] > 0.9
     assert s["diagnostics"]["divergences"] == 0
     print(f"age trend on {len(table)} cells: {s['stratum_trend']['slope']} in {seconds:.0f} s")
