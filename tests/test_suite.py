@@ -57,7 +57,8 @@ def test_repository_specs_are_read():
         ("national_referrals", "referrals"), ("national_referrals_places", "referrals"),
         ("needs_factors", "count"), ("repeat_cp_plans", "repeat_cp_plans"),
         ("rereferrals", "rereferrals"), ("rurality", "referrals"),
-        ("strata_age_band", "referrals"), ("strata_ethnicity_cp_plans", "cp_plans"),
+        ("strata_age_band", "referrals"), ("strata_age_trend", "referrals"),
+        ("strata_ethnicity_cp_plans", "cp_plans"),
         ("strata_gender", "referrals")]
     assert all(why.startswith("an LA panel spec") for _, s, why in specs if s is None)
     # every spec's file name is its name, so OUT/<name>/ is found from the file

@@ -108,8 +108,10 @@ def encode(table: pd.DataFrame, spec: Spec | str, stratum: str = "",
         joint.check_spec(spec)
         valid = schema.validate(table, list(spec.outcomes))
         return [NeighbourhoodData.from_table(valid, o) for o in spec.outcomes]
-    valid = schema.validate(table, [spec.outcome], spec.stratum or None, spec.exposure,
-                            trials=spec.trials, moderators=spec.neighbourhood_moderators)
+    strata = spec.strata or spec.stratum or None  # several columns, or one as before
+    valid = schema.validate(table, [spec.outcome], strata, spec.exposure,
+                            trials=spec.trials, moderators=spec.neighbourhood_moderators,
+                            trend=spec.stratum_trend)
     lo = spec.la_outcome
     if lo is not None:  # its columns named, then checked as counts
         la_outcome.check_columns(table, lo)
@@ -122,9 +124,9 @@ def encode(table: pd.DataFrame, spec: Spec | str, stratum: str = "",
         raw = la_table if la_table is not None else moderators.read_la_table(spec.la_data)
         las = moderators.validate_la_table(raw, la_columns, valid["la"].unique())
     return NeighbourhoodData.from_table(
-        valid, spec.outcome, spec.stratum or None, spec.exposure, trials=spec.trials,
+        valid, spec.outcome, strata, spec.exposure, trials=spec.trials,
         moderators=spec.neighbourhood_moderators, la_table=las,
-        la_moderators=spec.la_moderators, la_outcome_spec=lo)
+        la_moderators=spec.la_moderators, la_outcome_spec=lo, trend=spec.stratum_trend)
 
 
 def build(table: pd.DataFrame, spec: Spec | str = "referrals", *,

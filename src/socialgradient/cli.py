@@ -73,6 +73,10 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("--out", type=Path, required=True)
     f.add_argument("--spec", type=Path, help="TOML spec; flags override its values")
     f.add_argument("--stratum", help="column splitting LSOAs into cells (e.g. age_band)")
+    f.add_argument("--strata", nargs="+", metavar="COL", help="several stratum columns (e.g. "
+                   "age_band gender): cells of their combinations, offsets per column")
+    f.add_argument("--stratum-trend", help="numeric cell column (e.g. age): a trend in the "
+                   "rate and in the gradient per unit of it")
     f.add_argument("--exposure", help="the offset's column (default children; e.g. "
                    "person-days at risk)")
     f.add_argument("--trials", help="binomial: the column of trials (e.g. referrals, for "
@@ -504,7 +508,8 @@ def _dispatch(args) -> int:
     if args.command == "fit":
         spec = _spec(args, args.outcome)
         spec = spec.replace(
-            stratum=args.stratum, exposure=args.exposure, trials=args.trials,
+            stratum=args.stratum, strata=tuple(args.strata) if args.strata else None,
+            stratum_trend=args.stratum_trend, exposure=args.exposure, trials=args.trials,
             neighbourhood_moderators=args.neighbourhood_moderators,
             la_data=str(Path(args.la_data).resolve()) if args.la_data else None,
             la_moderators=args.la_moderators, la_effects=args.la_effects,

@@ -50,6 +50,8 @@ class Finding:
     truth: Callable[[dict], float] | None = None
     published: float | None = None
     note: str = ""
+    #: the summary key of the probability shown ("": p_steeper, else p_positive)
+    probability: str = ""
 
 
 def _t(outcome: str, key: str) -> Callable[[dict], float]:
@@ -152,6 +154,9 @@ LOCAL = ("truth is the category's local gradient at w = 0; its share of CP plans
 FIRST_STEP = ("the truth's first step (1.62 to 1.66) is small against what the realised LA "
               "effects let the data resolve: the separate national fits of referrals and "
               "assessments (rows above) do not find assessments steeper either")
+AGE_LINE = ("truth: the least-squares line through the records' age profile of the log "
+            "gradient (constant within each age band, falling between bands), weighted by "
+            "each year's expected referrals (records truth age_trend); probability: P(slope < 0)")
 DESIGN = ("the study's three gradients cannot all hold in a log-linear interaction: the "
           "synthetic truth keeps their contrast (data/README.md)")
 CP = {code: name for code, (name, _, _) in CP_CATEGORIES.items()}  # NEG -> neglect, ...
@@ -194,6 +199,9 @@ FINDINGS: tuple[Finding, ...] = (
             "strata_age_band", "stratum_contrast.0-4/16-17",
             _ratio(_stratum("age_band", "0-4", "referrals"),
                    _stratum("age_band", "16-17", "referrals"))),
+    Finding("children", "Gradient falls with each year of age: change in log gradient per "
+            "year", "strata_age_trend", "stratum_trend.slope",
+            lambda t: t["age_trend"]["slope"], note=AGE_LINE, probability="p_negative"),
     Finding("children", "No gender difference: gradient ratio M / F", "strata_gender",
             "stratum_contrast.M/F",
             _ratio(_stratum("gender", "M", "referrals"), _stratum("gender", "F", "referrals"))),
@@ -303,7 +311,8 @@ def table(summaries: dict[str, dict], truths: dict[str, dict | None],
         if isinstance(value, dict):
             row |= {"median": value["median"], "lo95": value["ci95"][0],
                     "hi95": value["ci95"][1],
-                    "probability": value.get("p_steeper", value.get("p_positive"))}
+                    "probability": value.get(f.probability) if f.probability
+                    else value.get("p_steeper", value.get("p_positive"))}
         else:
             row["median"] = float(value)
         truth = truths.get(f.spec)

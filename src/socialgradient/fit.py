@@ -38,7 +38,7 @@ MAX_PREDICTIVE_VALUES = 100_000_000
 # factor (la_sd, la_corr), phi's transform, the LA effects' centred / non-centred parts
 # (la_effect), and per-SD moderator coefficients (moderator_effect, per unit).
 DERIVED = ("la_cov", "la_cov_corr", "la_cov_stds", "inv_sqrt_phi", "la_z", "la_effect_centred",
-            "moderator_coef", "la_moderator_coef", *la_outcome.DERIVED)
+            "moderator_coef", "la_moderator_coef", "trend_coef", *la_outcome.DERIVED)
 
 
 def data_hash(data: NeighbourhoodData | list[NeighbourhoodData]) -> str:
@@ -62,6 +62,8 @@ def data_hash(data: NeighbourhoodData | list[NeighbourhoodData]) -> str:
         lo = data.la_outcome
         parts += [lo.count, lo.trials, lo.covariates,
                   np.asarray([lo.count_name, lo.trials_name, *lo.terms])]
+    if data.trend_name:  # (hashes of fits without a trend unchanged)
+        parts += [data.trend, np.asarray(data.trend_name)]
     for part in parts:
         h.update(np.ascontiguousarray(part).tobytes())
         h.update(b"|")
@@ -217,6 +219,7 @@ def assemble(
                 **({"la_moderator_value": (("la", "la_moderator"), data.la_moderators)}
                    if data.la_moderator_names else {}),
                 **({"centred": ("la", centred)} if centred is not None else {}),
+                **({"trend_value": (row, data.trend)} if data.trend_name else {}),
                 **({"la_outcome_count": ("la", data.la_outcome.count),
                     "la_outcome_trials": ("la", data.la_outcome.trials),
                     "la_outcome_covariate_value": (("la", "la_outcome_covariate"),
@@ -250,6 +253,20 @@ def assemble(
         compile_seconds=compile_seconds,
         sampling_seconds=sampling_seconds,
     )
+    if data.stratum_columns:  # several stratum columns: each one's levels (reference first)
+        out.attrs["stratum_columns"] = json.dumps(stratum_levels(data))
+    if data.trend_name:
+        out.attrs["stratum_trend"] = data.trend_name
+    return out
+
+
+def stratum_levels(data: NeighbourhoodData) -> dict[str, list[str]]:
+    """``{column: [levels, reference first]}`` of a fit with several stratum columns."""
+    labels = np.asarray(data.strata)
+    out = {}
+    for k, column in enumerate(data.stratum_columns):
+        used = np.unique(data.stratum_positions[:, k])
+        out[column] = [str(label).partition("=")[2] for label in labels[used]]
     return out
 
 

@@ -45,7 +45,8 @@ from socialgradient.spec import Spec
 
 def check_spec(spec: Spec) -> None:
     """Refuse what the joint model does not support, naming it."""
-    bad = [name for name, on in (("stratum", spec.stratum), ("trials", spec.trials),
+    bad = [name for name, on in (("stratum", spec.stratum), ("strata", spec.strata),
+                                 ("stratum_trend", spec.stratum_trend), ("trials", spec.trials),
                                  ("neighbourhood_moderators", spec.neighbourhood_moderators),
                                  ("la_moderators", spec.la_moderators),
                                  ("exposure", spec.exposure != "children")) if on]

@@ -37,6 +37,20 @@ For a stratified table (one row per LSOA x stratum, e.g. age band), the linear p
 gains stratum offsets to the intercept and the slope, :math:`\gamma_s + \delta_s w_i`, zero
 for the reference stratum (the one with most children): the gradient of stratum :math:`s`
 in an averagely deprived LA is :math:`\exp(b_w + \delta_s)`.
+With several stratum columns (``strata = ["age_band", "gender"]``: one row per LSOA x age
+band x gender) each column :math:`k` has its own offsets, added on the log scale,
+:math:`\sum_k (\gamma_{k,s_k} + \delta_{k,s_k} w_i)`, each zero for its column's reference
+level (most children): the gradient of level :math:`s` of column :math:`k` is
+:math:`\exp(b_w + \delta_{k,s})` at the reference levels of the other columns, and a
+contrast between two levels of a column, :math:`\exp(\delta_{k,s} - \delta_{k,t})`, holds
+at every level of the others (the offsets are additive: no interaction between columns).
+
+A *stratum trend* (``stratum_trend = "age"``, a numeric cell column :math:`t`, e.g. single
+years of age) adds :math:`\kappa (t - \bar t) + \tau (t - \bar t) w_i`: :math:`\kappa`
+is the change in the log rate per unit of :math:`t` (at :math:`w = 0`) and :math:`\tau` the
+change in the log gradient per unit (``trend_effect``, dims effect: intercept, slope);
+:math:`\bar t` is the child-weighted mean, so :math:`b_w` stays the gradient at the
+average age. It combines with strata (then the trend is within their levels).
 
 Priors (weakly informative on the log-rate-per-child scale; checked by
 :func:`socialgradient.checks.prior_predictive`):
@@ -56,6 +70,11 @@ la_sd     HalfNormal([1, 0.5])        SDs of LA intercepts and slopes (effect di
 la_corr   LKJ(eta=2)                  mildly favours small intercept-slope correlations
 phi       1/sqrt(phi) ~ HalfNormal(1) NB2 dispersion, a Stan-style "penalised complexity"-ish
                                       prior that shrinks towards the Poisson (phi -> inf)
+gamma,    Normal(0, [1, 0.5])         stratum offsets to the log rate and the log gradient
+delta                                 (each non-reference level of each stratum column)
+kappa,    Normal(0, [1, 0.5]) per SD  stratum trend: change in the log rate and in the log
+tau                                   gradient per SD of the trend column (for age, SD ~5.2
+                                      years: tau's prior SD is ~0.1 per year of age)
 g, h      Normal(0, [1, 0.5]) per SD  neighbourhood moderator: main effect, slope change
 c, d      Normal(0, [1, 0.5]) per SD  LA moderator: on the LA intercept and slope means
 ========  ==========================  =====================================================
@@ -127,11 +146,17 @@ class NeighbourhoodData:
     outcome : str
         Name of the outcome column.
     strata : tuple of str
-        Stratum levels, the reference (most children) first; empty when unstratified.
-    stratum_index : ndarray of int, dims (row,), or None
-        Position of each row's stratum in ``strata``.
+        Stratum levels, the reference (most children) first; empty when unstratified. With
+        several stratum columns, every column's levels labelled ``column=level``, column
+        after column, each column's reference first.
+    stratum_index : ndarray of int, dims (row,), or (row, column) with several columns, or None
+        Position of each row's stratum (of each column's level) in ``strata``.
     stratum_name : str
-        Name of the stratum column ("" when unstratified).
+        Name of the stratum column ("" when unstratified or with several columns).
+    stratum_columns : tuple of str
+        The stratum columns when there are several (() for none or one).
+    trend : ndarray of float, dims (row,), or None
+        The stratum trend's column, raw values (e.g. age in years); ``trend_name`` its name.
     exposure : ndarray of float, dims (row,)
         The offset's exposure: ``children`` unless another column was named; for a
         binomial outcome, its trials (the denominator of the observed rates).
@@ -163,6 +188,9 @@ class NeighbourhoodData:
     strata: tuple = ()
     stratum_index: np.ndarray | None = None
     stratum_name: str = ""
+    stratum_columns: tuple = ()
+    trend: np.ndarray | None = None
+    trend_name: str = ""
     exposure: np.ndarray | None = None
     exposure_name: str = "children"
     trials: np.ndarray | None = None
@@ -179,21 +207,30 @@ class NeighbourhoodData:
 
     @classmethod
     def from_table(
-        cls, table: pd.DataFrame, outcome: str, stratum: str | None = None,
+        cls, table: pd.DataFrame, outcome: str, stratum: str | tuple | list | None = None,
         exposure: str = "children", *, trials: str = "", moderators=(),
         la_table: pd.DataFrame | None = None, la_moderators=(),
-        la_outcome_spec: LAOutcome | None = None,
+        la_outcome_spec: LAOutcome | None = None, trend: str = "",
     ) -> NeighbourhoodData:
         """Encode a table that has passed :func:`socialgradient.data.schema.validate`
         (and, for LA moderators or an LA outcome's covariates, an LA table that passed
-        :func:`socialgradient.moderators.validate_la_table`)."""
+        :func:`socialgradient.moderators.validate_la_table`). ``stratum``: one stratum
+        column, or a sequence of them; ``trend``: the stratum trend's column."""
         d = decompose(table["income"], table["children"], table["la"])
+        columns = [stratum] if isinstance(stratum, str) else list(stratum or [])
         strata, stratum_index = (), None
-        if stratum:
-            size = table.groupby(table[stratum].astype(str))["children"].sum()
-            strata = tuple(size.sort_values(ascending=False, kind="stable").index)
-            lookup = {level: i for i, level in enumerate(strata)}
-            stratum_index = table[stratum].astype(str).map(lookup).to_numpy()
+        if len(columns) == 1:
+            stratum = columns[0]
+            strata, stratum_index = _levels(table, stratum)
+        elif columns:
+            stratum, parts, start = "", [], 0
+            stratum_index = np.empty((len(table), len(columns)), dtype=np.int64)
+            for k, column in enumerate(columns):
+                levels, index = _levels(table, column)
+                parts += [f"{column}={level}" for level in levels]
+                stratum_index[:, k] = index + start
+                start += len(levels)
+            strata = tuple(parts)
         moderators, la_moderators = tuple(moderators), tuple(la_moderators)
         la_values = None
         if la_moderators:
@@ -215,6 +252,9 @@ class NeighbourhoodData:
             strata=strata,
             stratum_index=stratum_index,
             stratum_name=stratum or "",
+            stratum_columns=tuple(columns) if len(columns) > 1 else (),
+            trend=table[trend].to_numpy(dtype=float) if trend else None,
+            trend_name=trend,
             exposure=table[denominator].to_numpy(dtype=float),
             exposure_name=denominator,
             trials=table[trials].to_numpy(dtype=np.int64) if trials else None,
@@ -230,20 +270,32 @@ class NeighbourhoodData:
 
     @property
     def row_dim(self) -> str:
-        """``lsoa`` for one row per LSOA, ``cell`` for LSOA x stratum rows."""
-        return "cell" if self.strata else "lsoa"
+        """``lsoa`` for one row per LSOA, ``cell`` for LSOA x stratum (or trend) rows."""
+        return "cell" if self.strata or self.trend_name else "lsoa"
+
+    @property
+    def stratum_positions(self) -> np.ndarray:
+        """Position in ``strata`` of each row's level of each stratum column, dims
+        (row, column)."""
+        index = np.asarray(self.stratum_index)
+        return index[:, None] if index.ndim == 1 else index
 
     @property
     def row_coords(self) -> dict:
-        """Coordinates of the row dim (LSOA codes, or cell number with LSOA and stratum)."""
-        if not self.strata:
+        """Coordinates of the row dim (LSOA codes, or cell number with LSOA and stratum;
+        with several stratum columns one ``stratum_<column>`` coordinate each)."""
+        if self.row_dim == "lsoa":
             return {"lsoa": self.lsoa}
         cell = np.arange(len(self.y))
-        return {
-            "cell": cell,
-            "lsoa": ("cell", self.lsoa),
-            "stratum": ("cell", np.asarray(self.strata)[self.stratum_index]),
-        }
+        coords = {"cell": cell, "lsoa": ("cell", self.lsoa)}
+        if self.stratum_columns:
+            labels = np.asarray(self.strata)[self.stratum_index]
+            for k, column in enumerate(self.stratum_columns):
+                level = np.char.partition(labels[:, k].astype(str), "=")[:, 2]
+                coords[f"stratum_{column}"] = ("cell", level)
+        elif self.strata:
+            coords["stratum"] = ("cell", np.asarray(self.strata)[self.stratum_index])
+        return coords
 
     @property
     def coords(self) -> dict[str, list]:
@@ -255,17 +307,32 @@ class NeighbourhoodData:
             coords["la_moderator"] = list(self.la_moderator_names)
         if self.strata:
             return {**coords, "cell": list(range(len(self.y))), "stratum": list(self.strata)}
+        if self.trend_name:
+            return {**coords, "cell": list(range(len(self.y)))}
         return {**coords, "lsoa": list(self.lsoa)}
 
     def moderator_scaling(self) -> tuple[np.ndarray, np.ndarray]:
         """Child-weighted mean and SD of each neighbourhood moderator, dims (moderator,)."""
         return _weighted_moments(self.moderators, self.children)
 
+    def trend_scaling(self) -> tuple[float, float]:
+        """Child-weighted mean and SD of the stratum trend's column."""
+        mean, sd = _weighted_moments(self.trend, self.children)
+        return float(mean), float(sd)
+
     def la_moderator_scaling(self) -> tuple[np.ndarray, np.ndarray]:
         """Child-weighted (LA children) mean and SD of each LA moderator, dims
         (la_moderator,)."""
         la_children = np.bincount(self.la_index, self.children, len(self.la))
         return _weighted_moments(self.la_moderators, la_children)
+
+
+def _levels(table: pd.DataFrame, column: str) -> tuple[tuple, np.ndarray]:
+    """A stratum column's levels, most children first (the reference), and each row's."""
+    size = table.groupby(table[column].astype(str))["children"].sum()
+    levels = tuple(size.sort_values(ascending=False, kind="stable").index)
+    lookup = {level: i for i, level in enumerate(levels)}
+    return levels, table[column].astype(str).map(lookup).to_numpy()
 
 
 def _la_names(table: pd.DataFrame, la: np.ndarray) -> np.ndarray | None:
@@ -424,11 +491,18 @@ def build_model(data: NeighbourhoodData, spec: Spec, likelihood: str = "sufficie
         linear = pt.sum(theta[:, 0] * y_sum + theta[:, 1] * yw_sum)
         if data.strata:
             offset = _stratum_effect(data, spec.priors)
-            s_idx = data.stratum_index
-            eta = eta + offset[s_idx[order], 0] + offset[s_idx[order], 1] * w
-            s_y = np.bincount(s_idx, weights=data.y, minlength=len(data.strata))
-            s_yw = np.bincount(s_idx, weights=data.y * data.w, minlength=len(data.strata))
+            n_s, s_y, s_yw = len(data.strata), 0.0, 0.0
+            for s_idx in data.stratum_positions.T:  # one stratum column after another
+                eta = eta + offset[s_idx[order], 0] + offset[s_idx[order], 1] * w
+                s_y = s_y + np.bincount(s_idx, weights=data.y, minlength=n_s)
+                s_yw = s_yw + np.bincount(s_idx, weights=data.y * data.w, minlength=n_s)
             linear = linear + pt.sum(offset[:, 0] * s_y + offset[:, 1] * s_yw)
+        if data.trend_name:
+            coef = _trend_coef(data, spec.priors)
+            mean, sd = data.trend_scaling()
+            t = (data.trend - mean) / sd
+            eta = eta + coef[0] * t[order] + coef[1] * (t[order] * w)
+            linear = linear + coef[0] * (data.y @ t) + coef[1] * ((data.y * data.w) @ t)
         if data.moderator_names:
             coef = _moderator_coef(data, spec.priors)
             mean, sd = data.moderator_scaling()
@@ -448,13 +522,16 @@ def build_model(data: NeighbourhoodData, spec: Spec, likelihood: str = "sufficie
 
 
 def _stratum_effect(data: NeighbourhoodData, p: Priors):
-    """Stratum offsets to the intercept and slope, zero for the reference stratum.
+    """Stratum offsets to the intercept and slope, zero for the reference stratum (of each
+    stratum column, with several).
 
     Priors: Normal(0, 1) on the log-rate offset (rate ratios 0.14-7 against the reference),
     Normal(0, 0.5) on the slope offset (gradient ratios 0.37-2.7). The reference stratum is
     the one with most children, so its offsets are the best identified zero.
     """
-    contrasts = list(data.strata[1:])
+    # each column's levels sit together in `strata`, its reference (lowest position) first
+    starts = sorted(int(i) for i in data.stratum_positions.min(axis=0))
+    contrasts = [s for i, s in enumerate(data.strata) if i not in starts]
     model = pm.modelcontext(None)
     model.add_coord("stratum_contrast", contrasts)
     raw = pm.Normal(
@@ -463,8 +540,31 @@ def _stratum_effect(data: NeighbourhoodData, p: Priors):
         np.array([p.stratum_intercept, p.stratum_slope]),
         dims=("stratum_contrast", "effect"),
     )
-    full = pt.concatenate([pt.zeros((1, 2)), raw], axis=0)
+    if not data.stratum_columns:
+        full = pt.concatenate([pt.zeros((1, 2)), raw], axis=0)
+    else:  # a zero row at each column's reference, the column's contrasts after it
+        parts, k = [], 0
+        for start, stop in zip(starts, [*starts[1:], len(data.strata)], strict=True):
+            n = stop - start - 1
+            parts += [pt.zeros((1, 2)), raw[k:k + n]]
+            k += n
+        full = pt.concatenate(parts, axis=0)
     return pm.Deterministic("stratum_effect", full, dims=("stratum", "effect"))
+
+
+def _trend_coef(data: NeighbourhoodData, p: Priors):
+    """The stratum trend's coefficients per SD of its column (free, ``trend_coef``) and per
+    unit (``trend_effect``: change in the log rate and in the log gradient per unit, e.g.
+    per year of age), dims (effect,); returns the per-SD ones.
+
+    Priors: Normal(0, 1) on the main effect and Normal(0, 0.5) on the change in the log
+    gradient, per SD of the column (``trend_intercept``, ``trend_slope`` in ``[priors]``).
+    """
+    _, sd = data.trend_scaling()
+    coef = pm.Normal("trend_coef", 0.0, np.array([p.trend_intercept, p.trend_slope]),
+                     dims="effect")
+    pm.Deterministic("trend_effect", coef / sd, dims="effect")
+    return coef
 
 
 def _moderator_coef(data: NeighbourhoodData, p: Priors):

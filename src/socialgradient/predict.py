@@ -39,9 +39,15 @@ def _eta(chain: xr.Dataset, data: NeighbourhoodData) -> np.ndarray:
     effect = chain["la_effect"].transpose("draw", "la", "effect").values[:, data.la_index]
     if data.strata:
         offset = chain["stratum_effect"].transpose("draw", "stratum", "effect").values
-        effect = effect + offset[:, data.stratum_index]
+        for s_idx in data.stratum_positions.T:  # one stratum column after another
+            effect = effect + offset[:, s_idx]
     eta = effect[..., 1] * data.w
     eta += effect[..., 0]
+    if data.trend_name:
+        mean, _ = data.trend_scaling()
+        t = data.trend - mean
+        coef = chain["trend_effect"].transpose("draw", "effect").values
+        eta += coef[:, :1] * t + coef[:, 1:] * (t * data.w)
     if data.moderator_names:
         mean, _ = data.moderator_scaling()
         z = data.moderators - mean
@@ -100,10 +106,17 @@ def encoded_data(tree: xr.DataTree) -> NeighbourhoodData:
     la = const["la"].values.astype(str)
     la_pos = {code: i for i, code in enumerate(la)}
     strata = tuple(json.loads(tree.attrs.get("strata", "[]")))
+    columns = tuple(json.loads(tree.attrs.get("stratum_columns", "{}")))
     stratum_index = None
     if strata:
         s_pos = {level: i for i, level in enumerate(strata)}
-        stratum_index = np.array([s_pos[s] for s in const["stratum"].values.astype(str)])
+        if columns:
+            stratum_index = np.column_stack([
+                [s_pos[f"{c}={s}"] for s in const[f"stratum_{c}"].values.astype(str)]
+                for c in columns])
+        else:
+            stratum_index = np.array([s_pos[s] for s in const["stratum"].values.astype(str)])
+    trend = tree.attrs.get("stratum_trend", "")
     return NeighbourhoodData(
         lsoa=const["lsoa"].values.astype(str),
         la=la,
@@ -119,6 +132,9 @@ def encoded_data(tree: xr.DataTree) -> NeighbourhoodData:
         strata=strata,
         stratum_index=stratum_index,
         stratum_name=tree.attrs.get("stratum_name", ""),
+        stratum_columns=columns,
+        trend=const["trend_value"].values if trend else None,
+        trend_name=trend,
         exposure=const["exposure"].values if "exposure" in const else None,
         exposure_name=tree.attrs.get("exposure", "children"),
         trials=const["trials"].values.astype(np.int64) if "trials" in const else None,
@@ -158,8 +174,9 @@ def predict(tree: xr.DataTree, table: pd.DataFrame, seed: int = 0) -> xr.Dataset
         odds ratio per 10 points), dims (chain, draw, row); ``new_la`` (dims row) marks
         rows whose LA was not in the fit.
     """
-    if tree.attrs.get("strata", "[]") != "[]":
-        raise ValueError("predict: stratified fits are not supported yet; fit without strata")
+    if tree.attrs.get("strata", "[]") != "[]" or tree.attrs.get("stratum_trend"):
+        raise ValueError("predict: stratified fits (strata or a stratum trend) are not "
+                         "supported yet; fit without strata")
     fitted = encoded_data(tree)
     fam = families.get(tree.attrs["family"])
     post = tree["posterior"].to_dataset()

@@ -72,12 +72,17 @@ def summary(tree: xr.DataTree, diagnostics: dict | None = None) -> dict:
         out["la_outcome"] = la_outcome.summary(
             post, tree["constant_data"].to_dataset(),
             json.loads(tree.attrs["spec"])["la_outcome"], _interval)
-    if "stratum_effect" in post:
+    columns = json.loads(tree.attrs.get("stratum_columns", "{}"))
+    if "stratum_effect" in post and columns:
+        out["strata"] = strata_summary(gradients.stratum_gradient(post), columns)
+    elif "stratum_effect" in post:
         strata = gradients.stratum_gradient(post)
         out["stratum_gradient"] = {
             str(level): _interval(strata.sel(stratum=level)) for level in strata["stratum"].values
         }
         out["stratum_contrast"] = stratum_contrasts(strata)
+    if "trend_effect" in post:
+        out["stratum_trend"] = trend_summary(post, tree.attrs.get("stratum_trend", ""))
     out["diagnostics"] = diagnostics if diagnostics is not None else checks.diagnose(tree)
     out["model"] = {
         "outcome": tree.attrs["outcome"],
@@ -88,6 +93,9 @@ def summary(tree: xr.DataTree, diagnostics: dict | None = None) -> dict:
         "n_lsoa": len(set(tree["constant_data"]["lsoa"].values)),
         "n_rows": int(tree["observed_data"][tree.attrs["outcome"]].size),
         "stratum": tree.attrs.get("stratum_name", ""),
+        **({"strata": list(columns)} if columns else {}),
+        **({"stratum_trend": tree.attrs["stratum_trend"]}
+           if tree.attrs.get("stratum_trend") else {}),
         "n_la": int(tree["constant_data"].sizes["la"]),
         "national_mean_income": float(tree.attrs["x_bar"]) / 10,
         "compile_seconds": _number(tree.attrs.get("compile_seconds")),
@@ -105,6 +113,8 @@ def summary(tree: xr.DataTree, diagnostics: dict | None = None) -> dict:
         f"gradient scores: {scale} per 10-percentage-point rise in the share of "
         f"income-deprived families; contextual_effect: {log}; moderators: {log} per unit "
         "of the moderator (intercept) and change in the log gradient per unit (slope); "
+        + ("stratum_trend: the same per unit of its column (e.g. per year of age); "
+           if "trend_effect" in post else "") +
         "intervals: equal-tailed 95% (ci95) and 80% (ci80)"
     )
     return out
@@ -119,6 +129,38 @@ def stratum_contrasts(strata: xr.DataArray) -> dict:
         ratio = strata.isel(stratum=i, drop=True) / strata.isel(stratum=j, drop=True)
         out[f"{levels[i]}/{levels[j]}"] = _interval(ratio) | {
             "p_steeper": float((ratio > 1).mean())}
+    return out
+
+
+def strata_summary(strata: xr.DataArray, columns: dict[str, list[str]]) -> dict:
+    """``{column: {"reference", "gradient": {level: ...}, "contrast": {"A/B": ...}}}`` for a
+    fit with several stratum columns: each level's gradient at the reference levels of the
+    other columns, and every pair of one column's levels (their ratio holds at every level
+    of the other columns: the offsets are additive), with ``p_steeper``."""
+    out = {}
+    for column, levels in columns.items():
+        one = strata.sel(stratum=[f"{column}={level}" for level in levels])
+        one = one.assign_coords(stratum=list(levels))
+        out[column] = {
+            "reference": levels[0],
+            "gradient": {level: _interval(one.sel(stratum=level)) for level in levels},
+            "contrast": stratum_contrasts(one),
+        }
+    return out
+
+
+def trend_summary(post: xr.Dataset, column: str) -> dict:
+    """The stratum trend per unit of its column (e.g. per year of age): ``intercept`` the
+    change in the log rate (at w = 0), ``slope`` the change in the log gradient, with
+    ``p_negative`` = P(slope < 0) (the gradient falls as the column rises) and
+    ``p_positive``; ``gradient_ratio`` = exp(slope), the factor on the gradient per unit."""
+    draws = post["trend_effect"]
+    slope = draws.sel(effect="slope", drop=True)
+    out = {"column": column,
+           "intercept": _interval(draws.sel(effect="intercept", drop=True)),
+           "slope": _interval(slope) | {"p_negative": float((slope < 0).mean()),
+                                        "p_positive": float((slope > 0).mean())},
+           "gradient_ratio": _interval(np.exp(slope))}
     return out
 
 

@@ -9,6 +9,8 @@ Example ``models/national_referrals.toml``::
     outcome = "referrals"
     family = "negbin"          # "poisson", "negbin" or "binomial" (with trials = "column")
     stratum = ""               # e.g. "age_band" for a table of LSOA x age-band cells
+    strata = []                # or several stratum columns: ["age_band", "gender"]
+    stratum_trend = ""         # a numeric cell column (e.g. "age"): main effect + slope on w
     exposure = "children"      # the offset's column (log-link families)
     neighbourhood_moderators = []  # row columns: main effect + interaction with w
     la_data = ""               # LA table (one row per LA, column `la`), relative to this file
@@ -89,6 +91,8 @@ class Priors:
     inv_sqrt_phi: float = 1.0
     stratum_intercept: float = 1.0
     stratum_slope: float = 0.5
+    trend_intercept: float = 1.0  # per standard deviation of the stratum trend's column
+    trend_slope: float = 0.5  # per standard deviation of the stratum trend's column
     moderator_intercept: float = 1.0  # per standard deviation of the moderator
     moderator_slope: float = 0.5  # per standard deviation of the moderator
 
@@ -245,6 +249,8 @@ class Spec(SpecMethods):
     family: str = "negbin"
     name: str = ""
     stratum: str = ""  # column splitting LSOAs into cells (e.g. "age_band"); "" for none
+    strata: tuple[str, ...] = ()  # two or more stratum columns (one is kept as `stratum`)
+    stratum_trend: str = ""  # numeric cell column (e.g. "age"): a trend in rate and gradient
     exposure: str = "children"  # the offset's column (e.g. person-days at risk)
     trials: str = ""  # binomial: the column of trials (e.g. "referrals")
     neighbourhood_moderators: tuple[str, ...] = ()
@@ -271,12 +277,13 @@ class Spec(SpecMethods):
         if self.family == "binomial" and self.exposure != "children":
             raise ValueError("a binomial fit has no exposure offset: its denominator is "
                              "`trials`")
-        for name in ("neighbourhood_moderators", "la_moderators", "outcomes"):
+        for name in ("neighbourhood_moderators", "la_moderators", "outcomes", "strata"):
             value = getattr(self, name)
             value = (value,) if isinstance(value, str) else tuple(value)
             if len(set(value)) != len(value):
                 raise ValueError(f"{name} repeats a column: {list(value)}")
             object.__setattr__(self, name, value)
+        self._normalise_strata()
         if self.outcomes and (len(self.outcomes) < 2 or self.outcome != self.outcomes[0]):
             raise ValueError("a joint spec lists at least two outcomes, `outcome` being the "
                              f"first: got outcome={self.outcome!r}, outcomes={self.outcomes}")
@@ -299,15 +306,42 @@ class Spec(SpecMethods):
             stem = "_".join(self.outcomes) if self.outcomes else self.outcome
             object.__setattr__(self, "name", f"{stem}_{self.family}")
 
+    def _normalise_strata(self) -> None:
+        """One stratum column is always held as ``stratum`` (``strata = ["x"]`` is
+        ``stratum = "x"``, the same spec and hash); two or more as ``strata``."""
+        if self.stratum and self.strata and self.strata != (self.stratum,):
+            raise ValueError(f"give the stratum columns once: stratum={self.stratum!r} and "
+                             f"strata={list(self.strata)} (use strata alone for several)")
+        if len(self.strata) == 1:
+            object.__setattr__(self, "stratum", self.strata[0])
+            object.__setattr__(self, "strata", ())
+        if "" in self.strata:
+            raise ValueError(f"strata names an empty column: {list(self.strata)}")
+        if self.stratum_trend and self.stratum_trend in self.stratum_columns:
+            raise ValueError(f"stratum_trend {self.stratum_trend!r} is also a stratum column: "
+                             "a column is either levels (strata) or a number (the trend)")
+
+    @property
+    def stratum_columns(self) -> tuple[str, ...]:
+        """The stratum columns, one or several (() for none)."""
+        return self.strata or ((self.stratum,) if self.stratum else ())
+
     def to_json(self) -> str:
         """Canonical JSON: fields at their defaults since the model language was added
-        are left out, so the hashes of earlier specs (and their saved fits) still match."""
+        are left out, so the hashes of earlier specs (and their saved fits) still match
+        (prior scales added later are left out at their defaults too)."""
         raw = json.loads(json.dumps(dataclasses.asdict(self)))
+        for key, value in _NEW_PRIOR_DEFAULTS.items():
+            if raw["priors"].get(key) == value:
+                raw["priors"].pop(key)
         for key, default in _NEW_DEFAULTS.items():
             if raw.get(key) == default:
                 raw.pop(key)
         return json.dumps(raw, sort_keys=True)
 
+#: Prior scales added after the ``[priors]`` table existed: left out of the canonical JSON at
+#: their defaults, so a spec with other priors set keeps its hash.
+_NEW_PRIOR_DEFAULTS = {"trend_intercept": 1.0, "trend_slope": 0.5}
 _NEW_DEFAULTS = {
     "trials": "",
     "neighbourhood_moderators": [],
@@ -315,10 +349,13 @@ _NEW_DEFAULTS = {
     "la_moderators": [],
     "la_effects": "auto",
     "target_accept": 0.8,
-    "priors": dataclasses.asdict(Priors()),
+    "priors": {k: v for k, v in dataclasses.asdict(Priors()).items()
+               if k not in _NEW_PRIOR_DEFAULTS},
     "outcomes": [],
     "records": None,
     "la_outcome": None,
+    "strata": [],
+    "stratum_trend": "",
 }
 
 

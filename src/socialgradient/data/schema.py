@@ -21,6 +21,11 @@ into cells, one row per LSOA x stratum: ``children`` is then the stratum's popul
 (``lsoa``, stratum) pair must be unique and ``la`` and ``income`` must be the same on every
 row of an LSOA.
 
+Several stratum columns (e.g. ``age_band`` and ``gender``) make cells of their combinations
+(the (``lsoa``, columns) tuple is unique). Optionally, a numeric **stratum trend** column
+(e.g. ``age``, single years) is part of the cell too: one row per LSOA x year of age; it must
+be numeric, finite and take more than one value.
+
 Optionally, an **exposure** column other than ``children`` (named by the caller; finite and
 > 0): e.g. person-days at risk for the closure rate of episodes, or the referred children
 for the rate of re-referrals.
@@ -41,9 +46,10 @@ offending row of that rule. Rule ids: ``missing_column``, ``duplicate_column``,
 ``fractional_count``, ``count_too_large``, ``children_not_positive``,
 ``income_out_of_range``, ``lsoa_in_two_las``, ``duplicate_lsoa``, ``small_la``; with a
 stratum column also ``duplicate_cell`` (instead of ``duplicate_lsoa``) and
-``income_varies_within_lsoa``; with an exposure column also ``exposure_not_positive``; with
-a trials column ``trials_not_positive`` and ``count_exceeds_trials``; with moderators
-``constant_moderator``.
+``income_varies_within_lsoa``, and ``constant_stratum`` (a column with one level) when
+there are several; with a stratum trend ``constant_trend``; with an exposure column also
+``exposure_not_positive``; with a trials column ``trials_not_positive`` and
+``count_exceeds_trials``; with moderators ``constant_moderator``.
 :func:`read_table` adds ``unknown_format``, ``file_not_found``, ``empty_file``,
 ``undecodable`` and ``unreadable``. Rows are 0-based positions in the table as read.
 """
@@ -208,8 +214,9 @@ def _numeric(s: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def validate(
-    table: pd.DataFrame, outcomes: Sequence[str], stratum: str | None = None,
+    table: pd.DataFrame, outcomes: Sequence[str], stratum: str | Sequence[str] | None = None,
     exposure: str = "children", *, trials: str = "", moderators: Sequence[str] = (),
+    trend: str = "",
 ) -> pd.DataFrame:
     """Check a neighbourhood table against the input contract.
 
@@ -219,8 +226,8 @@ def validate(
         The table as read (see the module docstring for its columns). Not modified.
     outcomes : sequence of str
         Names of the count columns to check (a single str is one outcome).
-    stratum : str, optional
-        Name of the stratum column, for tables with one row per LSOA x stratum.
+    stratum : str or sequence of str, optional
+        Name of the stratum column (or columns), for tables with one row per LSOA x stratum.
     exposure : str
         Column of the exposure (the count model's offset), ``children`` by default; another
         column (e.g. person-days at risk, or the referred children for a re-referral rate)
@@ -230,6 +237,9 @@ def validate(
         Column of binomial trials (whole, > 0, at least each outcome's count).
     moderators : sequence of str, optional
         Neighbourhood moderator columns (numeric, finite, not constant).
+    trend : str, optional
+        A numeric cell column (e.g. ``age`` in single years): the stratum trend. Numeric,
+        finite, not constant; part of the cell key with the strata.
 
     Returns
     -------
@@ -248,7 +258,10 @@ def validate(
     t = table.reset_index(drop=True)
     found = [str(c) for c in t.columns]
     moderators = list(moderators)
-    required = (*REQUIRED_COLUMNS, *([stratum] if stratum else []),
+    strata = [stratum] if isinstance(stratum, str) else list(stratum or [])
+    stratum = strata[0] if len(strata) == 1 else None  # the one-column rules, as before
+    cell_columns = [*strata, *([trend] if trend else [])]
+    required = (*REQUIRED_COLUMNS, *strata, *([trend] if trend else []),
                 *([exposure] if exposure not in REQUIRED_COLUMNS else []),
                 *([trials] if trials else []), *moderators)
     missing = [c for c in required if c not in t.columns]
@@ -288,14 +301,14 @@ def validate(
         )
         codes[col] = s.astype(str)
 
-    if stratum:
-        _raise_rows("missing_value", "missing", t, {stratum: t[stratum].isna().to_numpy()})
+    if strata:
+        _raise_rows("missing_value", "missing", t, {c: t[c].isna().to_numpy() for c in strata})
     for c in moderators:  # a True/False flag (e.g. rural) moderates as 1/0
         if pd.api.types.is_bool_dtype(t[c]):
             t[c] = t[c].astype(float)
     counted = (*outcomes, *([trials] if trials else []))
-    num = {c: _numeric(t[c])
-           for c in dict.fromkeys(("children", "income", exposure, *counted, *moderators))}
+    num = {c: _numeric(t[c]) for c in dict.fromkeys(
+        ("children", "income", exposure, *counted, *moderators, *([trend] if trend else [])))}
     count = {c: num[c][0] for c in counted}
     _raise_rows("missing_value", "missing", t, {c: m for c, (_, m, _) in num.items()})
     _raise_rows("non_numeric", "not a number", t, {c: b for c, (_, _, b) in num.items()})
@@ -325,6 +338,14 @@ def validate(
     if constant:
         raise fail("constant_moderator", f"moderator columns {constant} take one value on "
                     "every row: they cannot moderate anything", columns=constant)
+    if trend and np.ptp(num[trend][0]) == 0:
+        raise fail("constant_trend", f"stratum trend column {trend!r} takes one value "
+                    f"({num[trend][0][0]!r}) on every row: it has no trend", columns=[trend])
+    if len(strata) > 1:
+        one = [c for c in strata if t[c].astype(str).nunique() < 2]
+        if one:
+            raise fail("constant_stratum", f"stratum columns {one} have one level on every "
+                        "row: nothing to contrast", columns=one)
     bad = (income < 0) | (income > 1)
     hint = ""
     if bad.any() and 1 < income.max() <= 100:
@@ -336,14 +357,14 @@ def validate(
     _raise_rows(
         "lsoa_in_two_las", "in an LSOA listed under several LAs", t, {"lsoa": n_la > 1}, shown="la"
     )
-    if stratum:
-        cell = pd.DataFrame({"lsoa": lsoa, "stratum": t[stratum].astype(str)})
+    if cell_columns:
+        cell = pd.DataFrame({"lsoa": lsoa, **{c: t[c].astype(str) for c in cell_columns}})
         _raise_rows(
             "duplicate_cell",
-            f"repeating an (lsoa, {stratum}) cell",
+            f"repeating an (lsoa, {', '.join(cell_columns)}) cell",
             t,
             {"lsoa": cell.duplicated(keep=False).to_numpy()},
-            shown=stratum,
+            shown=cell_columns[0],
         )
         varies = pd.Series(income).groupby(lsoa.to_numpy()).transform("nunique").to_numpy()
         _raise_rows(
@@ -365,10 +386,10 @@ def validate(
     out["lsoa"], out["la"] = lsoa, la
     out["children"], out["income"] = children, income
     out[exposure] = num[exposure][0]
-    for c in moderators:
+    for c in (*moderators, *([trend] if trend else [])):
         out[c] = num[c][0]
-    if stratum:
-        out[stratum] = t[stratum].astype(str)
+    for c in strata:
+        out[c] = t[c].astype(str)
     for c, v in count.items():
         out[c] = v.astype(np.int64)
     return out

@@ -34,7 +34,7 @@ from socialgradient.data.synthetic import records_model as rec
 
 REASONS = ("duplicate_episode", "unknown_child", "ambiguous_child", "missing_lsoa",
            "invalid_lsoa", "lsoa_not_in_geography", "la_mismatch")
-STRATA = ("year", "age_band", "gender", "ethnicity")
+STRATA = ("year", "age_band", "gender", "ethnicity", "age")
 GROUPS = ("thresholds", "factors", "cp_categories", "repeats", "durations")
 THRESHOLD_COLUMNS = {"referrals": None, "assessments": "assessment",
                      "cin_plans": "cin_plan_start", "cp_plans": "cp_plan_start",
@@ -166,7 +166,8 @@ def _child_outcomes(linked: pd.DataFrame, factors: pd.DataFrame, groups) -> pd.D
         cols["rereferrals"] = linked["rereferral_within_12m"].fillna(False).astype(bool)
         cols["repeat_cp_plans"] = linked["repeat_cp_plan"].fillna(False).astype(bool)
     flags = pd.DataFrame({k: np.asarray(v, bool) for k, v in cols.items()}, index=linked.index)
-    keys = linked[["year", "child_id", "lsoa", *[c for c in STRATA if c != "year"]]]
+    keys = linked[["year", "child_id", "lsoa",
+                   *[c for c in STRATA if c != "year" and c in linked]]]
     per = pd.concat([keys, flags], axis=1).groupby(["year", "child_id"], sort=False)
     first = per[list(keys.columns.drop(["year", "child_id"]))].first()
     return pd.concat([first, per[list(flags.columns)].max().astype(np.int64)], axis=1)
@@ -182,7 +183,10 @@ def aggregate(records: rec.Records, by: Sequence[str] = ("age_band",),
     records : Records
         As from :func:`socialgradient.data.synthetic.records.simulate_records` (or a census reader).
     by : sequence of str
-        Strata among ``year, age_band, gender, ethnicity``; ``()`` gives one row per LSOA.
+        Strata among ``year, age_band, gender, ethnicity, age``; ``()`` gives one row per
+        LSOA. ``age`` (single years, the child's age at 31 March) takes its denominators
+        from :func:`~socialgradient.data.synthetic.records_model.single_year_population`
+        (``children`` is then a float: a band's children split evenly over its years).
     outcomes : sequence of str
         Column groups among :data:`GROUPS` (thresholds, factors, cp_categories, repeats,
         durations).
@@ -204,6 +208,10 @@ def aggregate(records: rec.Records, by: Sequence[str] = ("age_band",),
                          f"groups: {GROUPS}")
     linked, report = link(records)
     pop = records.population
+    if "age" in by:  # the child's single year of age, and denominators by single year
+        ages = records.children[["year", "child_id", "age"]].drop_duplicates(["year", "child_id"])
+        linked = linked.merge(ages, on=["year", "child_id"], how="left", validate="many_to_one")
+        pop = rec.single_year_population(pop)
     if years is not None:
         linked = linked[linked["year"].isin(list(years))]
         pop = pop[pop["year"].isin(list(years))]
@@ -211,10 +219,10 @@ def aggregate(records: rec.Records, by: Sequence[str] = ("age_band",),
     table = pop.groupby(keys, observed=True, sort=False)["children"].sum().reset_index()
     table["lsoa"] = table["lsoa"].astype(str)
     for c in by:
-        if c != "year":
+        if c not in ("year", "age"):  # (year and age stay whole numbers)
             table[c] = table[c].astype(str)
     child = _child_outcomes(linked, records.factors, outcomes).reset_index()
-    counts = child.drop(columns=["child_id"] + [c for c in STRATA if c not in by])
+    counts = child.drop(columns=["child_id"] + [c for c in STRATA if c not in by and c in child])
     counts = counts.groupby(keys, sort=False).sum().reset_index()
     if "durations" in outcomes:  # each child's latest episode in the year (see _durations)
         latest = linked.sort_values("referral_date", kind="stable").groupby(
@@ -226,7 +234,7 @@ def aggregate(records: rec.Records, by: Sequence[str] = ("age_band",),
     value_cols = [c for c in table.columns if c not in keys]
     table[value_cols] = table[value_cols].fillna(0)
     for c in value_cols:
-        if not c.startswith("days_"):
+        if not c.startswith("days_") and not (c == "children" and "age" in by):
             table[c] = table[c].astype(np.int64)
     geo = records.geography[["lsoa", "la", "income", "rural"]]
     table = geo.merge(table, on="lsoa", how="right")

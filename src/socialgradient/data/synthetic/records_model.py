@@ -61,6 +61,13 @@ RAW_OFFSETS = {
         d={"White": math.log(1.91 / 1.80), "Mixed": 0.0, "Asian": -0.18, "Black":
            math.log(1.27 / 1.80), "Other": -0.15}),
 }
+#: Single years of age. A referred child's age is drawn uniformly within its band (the rate
+#: model has no age inside a band), so the true log rate and log gradient by single year are
+#: the band's: a staircase over ages 0-17. The population by single year (the denominators)
+#: is each band's children split evenly over its years (:func:`single_year_population`),
+#: which is exactly the exposure those uniform ages have. Truth ``age_trend``: the
+#: least-squares line through the staircase, the target of a linear age trend.
+AGES = tuple(range(AGE_RANGE[AGE_BANDS[0]][0], AGE_RANGE[AGE_BANDS[-1]][1] + 1))
 RURAL_SLOPE = 0.15  # extra slope in rural LSOAs (centred: urban gets -share_rural * 0.15)
 RURAL_SHARE = 0.17
 
@@ -136,6 +143,39 @@ class Records:
     population: pd.DataFrame
     geography: pd.DataFrame
     truth: dict
+
+
+def band_of(age) -> np.ndarray:
+    """Age band label of each age (0-17)."""
+    age = np.asarray(age)
+    out = np.empty(age.shape, dtype=object)
+    for band, (lo, hi) in AGE_RANGE.items():
+        out[(age >= lo) & (age <= hi)] = band
+    return out
+
+
+def single_year_population(population: pd.DataFrame) -> pd.DataFrame:
+    """The population by single year of age: each row of ``population`` (a cell of an age
+    band) becomes one row per year of its band, ``age`` (int) added beside ``age_band``, with
+    ``children`` the band's divided evenly over its years (float: expected children; the
+    years of a band sum exactly to the band's children).
+
+    This is the exposure of the records' single-year counts: a referred child's age is
+    uniform within its band, so a year of age receives 1/width of the band's referrals in
+    expectation. A population that already has an ``age`` column is returned as it is.
+    """
+    if "age" in population.columns:
+        return population
+    band = population["age_band"].astype(str).to_numpy()
+    lo = pd.Series(band).map({k: v[0] for k, v in AGE_RANGE.items()}).to_numpy()
+    width = pd.Series(band).map({k: v[1] - v[0] + 1 for k, v in AGE_RANGE.items()}).to_numpy()
+    rows = np.repeat(np.arange(len(population)), width)
+    offset = np.arange(len(rows)) - np.repeat(np.cumsum(width) - width, width)
+    out = population.iloc[rows].reset_index(drop=True)
+    at = list(out.columns).index("age_band")
+    out.insert(at, "age", (lo[rows] + offset).astype(np.int64))
+    out["children"] = population["children"].to_numpy(float)[rows] / width[rows]
+    return out
 
 
 def geography_table(geography, seed, scale) -> pd.DataFrame:

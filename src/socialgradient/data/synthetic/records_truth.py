@@ -55,6 +55,22 @@ DEFINITIONS = {
     "gradient": "a gradient exp(slope): rate ratio per 10 points of within-LA deprivation",
     "m_c": "LA child-weighted mean x minus x_bar (10-point units)",
     "strata": "per dimension (age_band, gender, ethnicity) and level: offsets and gradients",
+    "age_trend": "the age profile by single year of age (0-17) and its least-squares line: "
+                 "the truth of a linear stratum trend in age fitted to aggregate(by=('age',))",
+    "ages": "single years of age 0-17",
+    "band": "age band of each single year",
+    "alpha_by_age": "true log rate-ratio offset of each single year (its band's alpha: the rate "
+                    "does not change within a band)",
+    "d_by_age": "true slope offset of each single year (its band's d)",
+    "weight_by_age": "weight of each year in the line: nominal share (1/18) x exp(alpha), the "
+                     "expected referrals of that age, normalised to sum 1",
+    "slope": "change in the log gradient per year of age: weighted least-squares slope of "
+             "d_by_age on age (the target of trend_effect[slope], any threshold)",
+    "intercept_slope": "change in the log rate per year of age at w = 0: the same line through "
+                       "alpha_by_age (the target of trend_effect[intercept])",
+    "max_departure": "largest distance of d_by_age from its line (the staircase's steps)",
+    "gradient_ratio_0_to_17": "exp(17 * slope): the line's ratio of the gradient at 17 to "
+                              "that at 0",
     "alpha": "log rate-ratio offset of the stratum level (centred on nominal_share)",
     "d": "slope offset of the stratum level, added to b_la (centred on nominal_share)",
     "nominal_share": "population share used to centre alpha (sum share*exp(alpha) = 1) and d "
@@ -227,6 +243,35 @@ def _la_outcomes(effects: dict, dec, parts: list) -> dict:
     return out
 
 
+def age_trend(offsets: dict) -> dict:
+    """The records' age profile by single year and its line (truth ``age_trend``).
+
+    ``offsets``: the centred age-band offsets (``alpha``, ``d`` per band). Every single year
+    has its band's offsets; the line is the least-squares fit over the years 0-17, each
+    weighted by its expected referrals (nominal share x exp(alpha)), which is what a
+    log-linear trend fitted to LSOA x single-year counts targets: with the population's age
+    mix the same in every LSOA, the Poisson score equations of the trend's main effect and
+    slope are those of this weighted regression of alpha and d on age.
+    """
+    ages = np.array(r.AGES)
+    band = r.band_of(ages)
+    alpha = np.array([offsets["alpha"][b] for b in band])
+    d = np.array([offsets["d"][b] for b in band])
+    weight = np.exp(alpha) / np.exp(alpha).sum()  # nominal shares are equal (1/18 a year)
+    centre = float(weight @ ages)
+
+    def line(y):
+        slope = float(weight @ ((ages - centre) * y) / (weight @ (ages - centre) ** 2))
+        return slope, float(weight @ y) + slope * (ages - centre)
+
+    slope, fitted = line(d)
+    return {"ages": ages.tolist(), "band": band.tolist(), "alpha_by_age": alpha.tolist(),
+            "d_by_age": d.tolist(), "weight_by_age": weight.tolist(), "slope": slope,
+            "intercept_slope": line(alpha)[0],
+            "max_departure": float(np.abs(d - fitted).max()),
+            "gradient_ratio_0_to_17": math.exp(17 * slope)}
+
+
 def build_truth(seed, scale, years, synthetic_geo, geo, dec, effects, off, parts,
                 population, history: dict, la_from_dfe: list) -> dict:
     first = population[population["year"] == years[0]]
@@ -277,7 +322,8 @@ def build_truth(seed, scale, years, synthetic_geo, geo, dec, effects, off, parts
                                      parts[0]["var"])
                        | {"lsoa_level": _lsoa_level(parts[0]["expected"][t], geo, dec)}
                        for t in r.THRESHOLDS},
-        "strata": strata, "area": area, "factors": factors, "cp_categories": cats,
+        "strata": strata, "age_trend": age_trend(off["age_band"]), "area": area,
+        "factors": factors, "cp_categories": cats,
         "durations": {"la_sd": list(r.DURATION["la_sd"]),
                       "la": {str(c): {"u_a": float(effects["durations"][0][j]),
                                       "u_b": float(effects["durations"][1][j])}
