@@ -196,3 +196,28 @@ def test_loo_compare_table():
     assert {"elpd_diff", "weight", "pareto_k_over_0.7"} <= set(table.columns)
     assert table["elpd_diff"].iloc[0] == 0
     assert (table["pareto_k_over_0.7"] >= 0).all()
+
+
+def _trend_tree(y, children, lsoa):
+    """A stratum-trend fit's data groups: one cell per LSOA x single year of age."""
+    cell = {"cell": np.arange(len(y)), "lsoa": ("cell", lsoa)}
+    return xr.DataTree.from_dict(
+        {"observed_data": xr.Dataset({"referrals": ("cell", np.asarray(y))}, coords=cell),
+         "constant_data": xr.Dataset({"children": ("cell", np.asarray(children))},
+                                     coords=cell)},
+    )
+
+
+def test_trend_cells_are_checked_summed_over_the_trend():
+    """Single-year cells carry expected children (a band split evenly over its years): a
+    referral in a cell of 0.5 children is plausible; more referrals than an LSOA's children
+    is not."""
+    tree = _trend_tree([1, 0, 0, 2], [0.5, 0.5, 3.0, 3.0], ["A", "A", "B", "B"])
+    tree.attrs.update(outcome="referrals", stratum_trend="age")
+    assert checks._implausible(tree) == []
+    tree.attrs.pop("stratum_trend")  # the same cells read as whole rows are flagged
+    assert any("have more referrals" in n for n in checks._implausible(tree))
+    tree = _trend_tree([1, 1, 0, 2], [0.5, 0.5, 3.0, 3.0], ["A", "A", "B", "B"])
+    tree.attrs.update(outcome="referrals", stratum_trend="age")
+    (note,) = checks._implausible(tree)
+    assert note.startswith("implausible input: 1 LSOAs have more referrals than children")

@@ -109,15 +109,24 @@ def _implausible(tree: xr.DataTree) -> list[str]:
         # same-day closings in under a day at risk are not implausible, and the binomial's
         # trials bound its counts by contract.
         return []
-    at_risk = const["children"]
-    y = tree["observed_data"][tree.attrs["outcome"]].values
-    exposure = at_risk.values
+    observed = tree["observed_data"][tree.attrs["outcome"]]
+    y, exposure = observed.values, const["children"].values
+    unit = "rows"
+    if tree.attrs.get("stratum_trend"):
+        # A trend's cells (e.g. single years of age) carry expected children (a band's
+        # children split evenly over its years), so compare counts and children of each
+        # LSOA (x stratum), summed over the trend, where both are whole numbers of children.
+        keys = [c for c in observed.coords if c != "cell" and observed[c].dims == ("cell",)]
+        cells = pd.DataFrame({k: observed[k].values for k in keys}).assign(y=y, n=exposure)
+        summed = cells.groupby(keys, sort=False)[["y", "n"]].sum()
+        y, exposure = summed["y"].to_numpy(), summed["n"].to_numpy()
+        unit = "LSOAs" if keys == ["lsoa"] else "LSOA x stratum cells"
     out = []
     if (more := int((y > exposure).sum())):
-        out.append(f"implausible input: {more} rows have more {tree.attrs['outcome']} than "
+        out.append(f"implausible input: {more} {unit} have more {tree.attrs['outcome']} than "
                    f"{name} (overall {1e4 * y.sum() / exposure.sum():,.0f} per 10,000)")
     if (small := int((exposure < 1).sum())):
-        out.append(f"implausible input: {small} rows have {name} below 1")
+        out.append(f"implausible input: {small} {unit} have {name} below 1")
     return out
 
 
