@@ -68,7 +68,7 @@ CHANGES = ("walk", "linear", "none")
 PARAMETERISATIONS = ("centred", "noncentred")
 PARAMETERS = ("a", "b", "la_sd", "phi", "alpha", "la_z", "year_effect", "gradient_change",
               "d_sd", "b_trend")
-QUANTILES = {"median": 0.5, "lo95": 0.025, "hi95": 0.975, "lo80": 0.1, "hi80": 0.9}
+INTERVAL_COLUMNS = ["median", "lo95", "hi95", "lo80", "hi80"]  # of _quantiles
 
 
 @dataclass(frozen=True)
@@ -194,11 +194,19 @@ def diagnose_panel(tree: xr.DataTree) -> dict:
 
 
 def _quantiles(draws: xr.DataArray) -> pd.DataFrame:
-    q = draws.quantile(list(QUANTILES.values()), dim=("chain", "draw"))
-    table = q.to_pandas()
-    table = table.T if isinstance(table, pd.DataFrame) else table.to_frame().T
-    table.columns = list(QUANTILES)
-    return table
+    """Median and ArviZ's 95% and 80% ETIs (:func:`socialgradient.gradients.describe`, as
+    every fit's intervals), one row per value of the draws' other dim (or one row)."""
+    from socialgradient.gradients import describe
+
+    d = describe(draws)
+    columns = {"median": d["median"]}
+    for prob in (95, 80):
+        for name, bound in (("lo", "lower"), ("hi", "upper")):
+            columns[f"{name}{prob}"] = d[f"eti{prob}"].sel(ci_bound=bound, drop=True)
+    table = xr.Dataset(columns).drop_vars([c for c in d.coords if c not in d.dims])
+    if not table.dims:
+        return pd.DataFrame({k: [float(v)] for k, v in table.items()})
+    return table.to_dataframe()[INTERVAL_COLUMNS]
 
 
 def gradient_by_year(tree: xr.DataTree) -> pd.DataFrame:
@@ -271,7 +279,7 @@ def plot_scatter(tree: xr.DataTree, panel: pd.DataFrame, year: int | None = None
     grid = np.linspace(panel["m"].min(), panel["m"].max(), 50)
     lin = (post["a"] + post["year_effect"].sel(year=year)
            + post["log_gradient"].sel(year=year) * xr.DataArray(grid, dims="m"))
-    band = np.exp(lin).quantile([0.025, 0.5, 0.975], dim=("chain", "draw")).values * 1e4
+    band = _quantiles(np.exp(lin))[["lo95", "median", "hi95"]].to_numpy().T * 1e4
     x_bar = float(json.loads(tree.attrs.get("report", "{}")).get("x_bar") or 0.0)
     to_income = grid / 10 + x_bar
     fig, ax = plt.subplots(figsize=(7, 5))
