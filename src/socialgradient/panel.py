@@ -48,6 +48,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 import time
 import tomllib
 from dataclasses import dataclass, field
@@ -62,7 +63,10 @@ import xarray as xr
 from socialgradient.data.sources.geo import DFE_MERGES
 from socialgradient.fit import sample
 from socialgradient.panel_data import FIRST_YEAR, MEASURES, model_inputs, panel_hash
+from socialgradient.progress import step
 from socialgradient.spec import FAMILIES, Sampling, SpecMethods
+
+log = logging.getLogger(__name__)
 
 CHANGES = ("walk", "linear", "none")
 PARAMETERISATIONS = ("centred", "noncentred")
@@ -327,35 +331,36 @@ def write_panel(tree: xr.DataTree, panel: pd.DataFrame, out, boundaries=None) ->
             "data_hash": tree.attrs["data_hash"], "measure": tree.attrs["measure"]}
     with outputs.Writer(out, readme=PANEL_README, **meta) as w:
         rel = w.release
-        log = rel / disclosure.LOG_NAME
+        log_path = rel / disclosure.LOG_NAME
         # LA-level counts leave through the disclosure gate; these are DfE's published
         # figures (already disclosure-controlled by DfE, suppressed cells kept missing), so
         # they pass under a logged reason rather than being suppressed a second time.
         for name, table in (("panel.csv", panel), ("la_effects.csv", las)):
             disclosure.write_table(table, rel / name, level="la", override=PUBLISHED,
                                    group_columns=["la", "year"] if name == "panel.csv"
-                                   else ["la"], count_columns=[], log=log,
+                                   else ["la"], count_columns=[], log=log_path,
                                    logged_path=w.path(f"release/{name}"))
         texts = {"panel_report.json": json.dumps(json.loads(tree.attrs["report"]), indent=2),
                  "gradient_by_year.csv": gradient_by_year(tree).to_csv(index=False),
                  "summary.json": json.dumps(summary, indent=2, default=float)}
-        figures = {"gradient_by_year.png": plot_gradient(tree),
-                   "la_scatter.png": plot_scatter(tree, panel)}
-        if boundaries is not None and Path(boundaries).is_file():
-            polygons = read_boundaries(boundaries)
-            merged = json.loads(tree.attrs["spec"]).get("dfe_merges")
-            coded, match = map_units(polygons, las["la"], DFE_MERGES if merged else ())
-            texts["map_report.json"] = json.dumps(match, indent=2)
-            figures["la_map.png"] = plot_map(
-                las.set_index("la")["la_effect_median"], coded,
-                f"LA effects, {tree.attrs['measure']}: log rate ratio to the gradient line",
-                "LA effect (log scale)")
+        with step(log, "panel figures"):
+            figures = {"gradient_by_year.png": plot_gradient(tree),
+                       "la_scatter.png": plot_scatter(tree, panel)}
+            if boundaries is not None and Path(boundaries).is_file():
+                polygons = read_boundaries(boundaries)
+                merged = json.loads(tree.attrs["spec"]).get("dfe_merges")
+                coded, match = map_units(polygons, las["la"], DFE_MERGES if merged else ())
+                texts["map_report.json"] = json.dumps(match, indent=2)
+                figures["la_map.png"] = plot_map(
+                    las.set_index("la")["la_effect_median"], coded,
+                    f"LA effects, {tree.attrs['measure']}: log rate ratio to the gradient line",
+                    "LA effect (log scale)")
+            for name, fig in figures.items():
+                fig.savefig(rel / name, dpi=120, format="png")
+                plt.close(fig)
         for name, body in texts.items():
             (rel / name).write_text(body.rstrip("\n") + "\n", encoding="utf-8")
-        for name, fig in figures.items():
-            fig.savefig(rel / name, dpi=120, format="png")
-            plt.close(fig)
-        with open(log, "a", encoding="utf-8") as f:
+        with open(log_path, "a", encoding="utf-8") as f:
             for name in figures:
                 sha = hashlib.sha256((rel / name).read_bytes()).hexdigest()
                 f.write(json.dumps({"time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -387,8 +392,8 @@ def panel_command(args) -> int:
     start = time.perf_counter()
     panel, report = build_panel(args.shared_dir, spec.measure, spec.first_year,
                                 spec.last_year or None, DFE_MERGES if spec.dfe_merges else ())
-    print(f"panel {spec.measure}: {report['las']} LAs, years {report['years']}; "
-          f"{report['observed']} cells observed, excluded {report['excluded']}")
+    log.info("panel %s: %s LAs, years %s; %s cells observed, excluded %s", spec.measure,
+             report["las"], report["years"], report["observed"], report["excluded"])
     tree = fit_panel(panel, spec, report, progressbar=not args.no_progress)
     boundaries = Path(args.shared_dir) / "boundaries" / \
         "Counties_and_Unitary_Authorities_Dec2020_UK_BUC.geojson"
