@@ -25,12 +25,11 @@
 # `exp(slope)` is the **social gradient score**.
 
 # %%
-import json
 import os
-from pathlib import Path
+
+import arviz as az
 
 import socialgradient.api as sg
-from socialgradient.testing import assert_converged, assert_ppc
 
 # Tests run this notebook with tiny draw counts; a real analysis uses the defaults.
 DRAWS = int(os.environ.get("SG_DRAWS", 1000))
@@ -59,16 +58,24 @@ print(diagnostics["verdict"], diagnostics["reasons"])
 
 # %%
 summary = sg.summarise(tree, diagnostics)
-from socialgradient.report import headline  # noqa: E402
+print(sg.headline(summary))
 
-print(headline(summary))
+# %% [markdown]
+# The fit is an ArviZ `DataTree` (groups `posterior`, `posterior_predictive`,
+# `log_likelihood`, `observed_data`, ...), so ArviZ's own tools work on it directly: here the
+# model's parameters on their own (log) scale, with 95% equal-tailed intervals and R-hat/ESS.
+
+# %%
+az.summary(tree, var_names=["a", "b_w", "b_b", "b_x", "la_sd", "phi"], ci_prob=0.95)
+
+# %%
+az.plot_forest(tree, var_names=["b_w", "b_b", "b_x"], combined=True)
 
 # %% [markdown]
 # ## Against the known truth
 
 # %%
-root = Path(sg.DEFAULT_DATA).parent
-truth = json.loads((root / "truth.json").read_text())["thresholds"]["referrals"]
+truth = sg.default_truth()["thresholds"]["referrals"]
 for key in ("gradient_mean_la", "gradient_less_deprived_la", "gradient_more_deprived_la",
             "between_la_gradient", "contextual_effect"):
     lo, hi = summary[key]["ci95"]
@@ -104,7 +111,14 @@ sg.plot(tree, "inverse_intervention")
 # %%
 sg.plot(tree, "ppc")
 
+# %% [markdown]
+# ArviZ's rootogram of the same replicates: how many LSOAs had 0, 1, 2, ... referrals,
+# observed against replicated (square-root scale).
+
+# %%
+az.plot_ppc_rootogram(tree)
+
 # %%
 if DRAWS >= 500:
-    assert_converged(tree)
-assert_ppc(tree)
+    sg.assert_converged(tree)
+sg.assert_ppc(tree)

@@ -33,6 +33,7 @@ import json
 import os
 from pathlib import Path
 
+import arviz as az
 import numpy as np
 import pandas as pd
 
@@ -110,6 +111,16 @@ for level, s in summary["stratum_gradient"].items():
                  "truth": truth[level]["gradients"]["cp_plans"]})
 result = pd.DataFrame(rows).set_index("ethnicity").round(2)
 print(result)
+
+# %% [markdown]
+# The fit is an ArviZ `DataTree`: ArviZ's summary of the stratum offsets (to the reference
+# stratum's intercept and slope) and its rootogram of the replicated counts per cell.
+
+# %%
+az.summary(tree, var_names=["b_w", "stratum_effect"], ci_prob=0.95)
+
+# %%
+az.plot_ppc_rootogram(tree)
 
 # %%
 print(summary["diagnostics"]["verdict"])

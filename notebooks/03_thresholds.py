@@ -54,10 +54,17 @@ print(summary["diagnostics"]["verdict"], summary["diagnostics"]["reasons"])
 # slope `b_w` of each threshold (log rate ratio per 10 points at an averagely deprived LA):
 
 # %%
-az.summary(tree, var_names=["b_w", "b_x"])
+az.summary(tree, var_names=["b_w", "b_x"], ci_prob=0.95)
 
 # %%
 az.plot_forest(tree, var_names=["b_w"], combined=True)
+
+# %% [markdown]
+# Replicated against observed counts of the first threshold (ArviZ's rootogram; the
+# posterior predictive group holds one variable per threshold):
+
+# %%
+az.plot_ppc_rootogram(tree, var_names=[spec.outcomes[0]])
 
 # %% [markdown]
 # ## How sure are we that the gradient steepens?

@@ -69,7 +69,7 @@ for pair, c in summary["stratum_contrast"].items():
 # intercept and slope):
 
 # %%
-az.summary(tree, var_names=["b_w", "stratum_effect"])
+az.summary(tree, var_names=["b_w", "stratum_effect"], ci_prob=0.95)
 
 # %% [markdown]
 # ## Gender
@@ -96,3 +96,9 @@ print(f"White / Black: {c['median']:.2f} [{c['ci95'][0]:.2f}, {c['ci95'][1]:.2f}
 
 # %%
 az.plot_forest(tree, var_names=["stratum_effect"], combined=True)
+
+# %% [markdown]
+# Replicated against observed CP-plan counts per LSOA x ethnicity cell (ArviZ's rootogram):
+
+# %%
+az.plot_ppc_rootogram(tree)

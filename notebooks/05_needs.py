@@ -57,6 +57,12 @@ for name, g in summary["stratum_gradient"].items():
 print(contrast(summary, "factor_neglect/factor_physical_disability_child"))
 
 # %% [markdown]
+# The same fit in ArviZ: the slope offsets of each factor to the reference one.
+
+# %%
+az.summary(tree, var_names=["stratum_effect"], coords={"effect": "slope"}, ci_prob=0.95)
+
+# %% [markdown]
 # ## CP plans by category of abuse, each against neglect
 
 # %%
@@ -77,3 +83,6 @@ for pair in summary["stratum_contrast"]:
 
 # %%
 az.plot_forest(tree, var_names=["stratum_effect"], coords={"effect": "slope"}, combined=True)
+
+# %%
+az.plot_ppc_rootogram(tree)

@@ -26,8 +26,9 @@ import os
 import tempfile
 from pathlib import Path
 
+import arviz as az
+
 import socialgradient.api as sg
-from socialgradient.data.census import returns
 
 DRAWS = int(os.environ.get("SG_DRAWS", 1000))
 TUNE = int(os.environ.get("SG_TUNE", 1000))
@@ -41,7 +42,7 @@ table = sg.default_data()
 three = ["E06000041", "E09000013", "E06000002"]  # Wokingham, Hammersmith and Fulham, Middlesbrough
 geography = table[table["la"].isin(three)][["lsoa", "la", "income", "children", "rural"]]
 recs = sg.simulate_records(seed=2021, years=(2019,), geography=geography)
-paths = returns.write_returns(recs, work / "returns")
+paths = sg.write_returns(recs, work / "returns")
 print([p.name for p in paths])
 
 # %% [markdown]
@@ -50,7 +51,7 @@ print([p.name for p in paths])
 # `errors="report"`), and the linkage report says what happened to every record.
 
 # %%
-back, read = returns.read_returns(
+back, read = sg.read_returns(
     work / "returns", work / "returns" / "child_lsoa.csv", geography, recs.population,
     looked_after=work / "returns" / "looked_after.csv",
     cin_plans=work / "returns" / "cin_plans.csv")
@@ -66,6 +67,16 @@ tree = sg.fit(cells, "referrals", draws=DRAWS, tune=TUNE, progressbar=False)
 summary = sg.summarise(tree)
 print(summary["diagnostics"]["verdict"])
 sg.la_gradients(tree)[["la", "gradient_median", "gradient_lo95", "gradient_hi95"]]
+
+# %% [markdown]
+# The same posterior in ArviZ: each LA's slope (the LA's log gradient) and the replicated
+# against the observed referrals per LSOA.
+
+# %%
+az.plot_forest(tree, var_names=["la_effect"], coords={"effect": "slope"}, combined=True)
+
+# %%
+az.plot_ppc_rootogram(tree)
 
 # %% [markdown]
 # ## 4. Write the output set: `release/` to publish, `internal/` to keep

@@ -90,6 +90,20 @@ def test_simulate_is_deterministic(tmp_path):
     pd.testing.assert_frame_equal(a, b)
 
 
+def test_progress_goes_to_stderr_and_quiet_hides_it(tmp_path, capsys):
+    """Results on stdout, progress (log lines with elapsed seconds) on stderr; --quiet keeps
+    stderr for warnings and errors."""
+    assert main(["simulate", "--out", str(tmp_path / "a"), "--scale", "0.05"]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith(f"wrote {tmp_path / 'a'}: ")
+    assert "simulated the synthetic England (scale 0.05): " in err
+    assert err.endswith(" s\n")
+    assert main(["--quiet", "simulate", "--out", str(tmp_path / "b"), "--scale", "0.05"]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("wrote ")
+    assert err == ""
+
+
 def test_report_rewrites_a_saved_fit_without_refitting(fitted, tmp_path, capsys):
     out, _ = fitted
     again = tmp_path / "again"

@@ -12,9 +12,17 @@
 >>> cells, report = sg.aggregate(recs, by=("ethnicity",))  # -> model input, linkage report
 >>> spec = sg.load_spec("models/strata_age_band.toml")  # a spec with a [records] table
 >>> agg = sg.records_table(spec)                     # .table, .truth, .dropped, .linkage
+>>> sg.assert_converged(tree); sg.assert_ppc(tree)   # for your own test suite
+
+The between-LA panel on the published DfE tables has its own calls (``sg.load_panel_spec``,
+``sg.build_panel``, ``sg.fit_panel``, ``sg.gradient_by_year``, ``sg.write_panel``, ...), as do
+census returns (``sg.write_returns``, ``sg.read_returns``). Every fit is an ArviZ DataTree:
+``az.summary(tree)``, ``az.plot_forest(tree)`` and ``az.plot_ppc_rootogram(tree)`` work on it.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pandas as pd
 import pymc as pm
@@ -36,6 +44,7 @@ from socialgradient.data.census import linkage
 from socialgradient.data.synthetic import england, records
 from socialgradient.model import NeighbourhoodData, build_model
 from socialgradient.spec import RecordsTable, Spec, load_spec  # noqa: F401 (API)
+from socialgradient.testing import assert_converged, assert_covers, assert_ppc  # noqa: F401 (API)
 
 load = schema.load
 load_fit = _fit.load
@@ -47,6 +56,7 @@ loo_compare = checks.loo_compare
 simulate = england.simulate
 simulate_records = records.simulate_records
 aggregate = linkage.aggregate
+headline = report.headline  # summarise()'s headline quantities as a plain-text table
 
 # In the wheel (socialgradient/resources/data/) or the checkout (data/): see resources.
 DEFAULT_DATA = resources.path("data", "neighbourhoods.parquet")
@@ -210,3 +220,102 @@ def write(tree: xr.DataTree, out_dir, **kwargs) -> dict:
     if joint.outcomes(tree):
         return joint.write(tree, out_dir, **kwargs)
     return report.write(tree, out_dir, **kwargs)
+
+
+# -- census returns (CIN Census XML): write synthetic ones, read and validate real ones -----
+def write_returns(records, out_dir, **kwargs):
+    """One CIN Census XML return per LA and year from child records (e.g. from
+    :func:`simulate_records`), plus the linkage files beside them:
+    :func:`socialgradient.data.census.returns.write_returns`."""
+    from socialgradient.data.census import returns
+
+    return returns.write_returns(records, out_dir, **kwargs)
+
+
+def read_returns(*args, **kwargs):
+    """Read, validate and link a folder of CIN Census XML returns: (records, read report).
+    :func:`socialgradient.data.census.returns.read_returns` says the arguments."""
+    from socialgradient.data.census import returns
+
+    return returns.read_returns(*args, **kwargs)
+
+
+# -- the between-LA panel on the real DfE tables (socialgradient.panel) ----------------------
+def load_panel_spec(path):
+    """A panel spec (``models/la_panel_*.toml``, e.g. ``sg.MODELS / "la_panel_referrals.toml"``)."""
+    from socialgradient import panel
+
+    return panel.load_panel_spec(path)
+
+
+def build_panel(shared_dir, spec) -> tuple[pd.DataFrame, dict]:
+    """The LA x year panel of ``spec`` (a :class:`~socialgradient.panel.PanelSpec`) from the
+    shared public data folder ``shared_dir``: ``(panel, report)``, as ``socialgradient
+    panel`` builds it (reorganised areas merged onto one geography when the spec says so)."""
+    from socialgradient.data.sources.geo import DFE_MERGES
+    from socialgradient.panel_data import build_panel as build
+
+    return build(shared_dir, spec.measure, spec.first_year, spec.last_year or None,
+                 DFE_MERGES if spec.dfe_merges else ())
+
+
+def panel_data_missing(shared_dir) -> list[str]:
+    """The folders of ``shared_dir`` the panel needs that are not there (empty: all there)."""
+    needed = ("dfe_csc", "population_la", "iod2019", "la_lookups", "ruc2011")
+    return [str(p) for name in needed if not (p := Path(shared_dir) / name).is_dir()]
+
+
+def fit_panel(panel: pd.DataFrame, spec, report: dict | None = None,
+              progressbar: bool = False) -> xr.DataTree:
+    """Fit the panel model: :func:`socialgradient.panel.fit_panel`."""
+    from socialgradient import panel as _panel
+
+    return _panel.fit_panel(panel, spec, report, progressbar=progressbar)
+
+
+def diagnose_panel(tree: xr.DataTree) -> dict:
+    """:func:`diagnose` over the panel model's parameters."""
+    from socialgradient import panel
+
+    return panel.diagnose_panel(tree)
+
+
+def summarise_panel(tree: xr.DataTree, diagnostics: dict | None = None) -> dict:
+    """The panel's headline numbers (gradient by year, its change, la_sd, phi, diagnostics)."""
+    from socialgradient import panel
+
+    return panel.summarise_panel(tree, diagnostics)
+
+
+def gradient_by_year(tree: xr.DataTree) -> pd.DataFrame:
+    """The between-LA gradient per year: median, 95% and 80% ETIs."""
+    from socialgradient import panel
+
+    return panel.gradient_by_year(tree)
+
+
+def panel_la_table(tree: xr.DataTree, panel: pd.DataFrame) -> pd.DataFrame:
+    """One row per LA of a panel fit: deprivation, observed rate, LA effect with 95% ETI."""
+    from socialgradient import panel as _panel
+
+    return _panel.la_table(tree, panel)
+
+
+def plot_panel(tree: xr.DataTree, kind: str, panel: pd.DataFrame | None = None):
+    """A panel figure: ``gradient_by_year`` or ``la_scatter`` (needs ``panel``)."""
+    from socialgradient import panel as _panel
+
+    if kind == "gradient_by_year":
+        return _panel.plot_gradient(tree)
+    if kind == "la_scatter":
+        if panel is None:
+            raise ValueError("plot_panel(tree, 'la_scatter', panel): the panel is needed")
+        return _panel.plot_scatter(tree, panel)
+    raise ValueError(f"unknown panel plot {kind!r}: choose gradient_by_year or la_scatter")
+
+
+def write_panel(tree: xr.DataTree, panel: pd.DataFrame, out_dir, boundaries=None) -> dict:
+    """Write the panel's output set (``release/``, ``internal/``), all or nothing."""
+    from socialgradient import panel as _panel
+
+    return _panel.write_panel(tree, panel, out_dir, boundaries)

@@ -145,15 +145,18 @@ def _compare(observed: xr.DataArray, replicated: xr.DataArray) -> xr.Dataset:
     ``p_value`` = P(rep >= obs); ``p_two_sided`` = 2 min(P(rep >= obs), P(rep <= obs)),
     capped at 1 (ties count on both sides, so discrete statistics do not fail spuriously).
     """
-    q = replicated.quantile([0.025, 0.5, 0.975], dim=SAMPLE_DIMS)
+    # ArviZ's 95% ETI (linear quantiles at (1 - 0.95) / 2 and its complement, as every
+    # interval of a fit); the median as the 0.5 quantile
+    eti = az.eti(replicated, prob=0.95, dim=list(SAMPLE_DIMS))
     p_ge = (replicated >= observed).mean(SAMPLE_DIMS)
     p_le = (replicated <= observed).mean(SAMPLE_DIMS)
     return xr.Dataset(
         {
             "observed": observed,
-            "replicated_median": q.sel(quantile=0.5, drop=True),
-            "replicated_lower": q.sel(quantile=0.025, drop=True),
-            "replicated_upper": q.sel(quantile=0.975, drop=True),
+            "replicated_median": replicated.quantile(0.5, dim=SAMPLE_DIMS).drop_vars(
+                "quantile"),
+            "replicated_lower": eti.sel(ci_bound="lower", drop=True),
+            "replicated_upper": eti.sel(ci_bound="upper", drop=True),
             "p_value": p_ge,
             "p_two_sided": np.minimum(1.0, 2 * np.minimum(p_ge, p_le)),
         }
@@ -224,8 +227,10 @@ def ppc(tree: xr.DataTree) -> dict[str, xr.Dataset]:
 def loo_compare(fits: dict[str, xr.DataTree]) -> pd.DataFrame:
     """PSIS-LOO comparison of fits of the same data (e.g. Poisson vs negative binomial).
 
-    Returns ArviZ's comparison table (elpd_loo, p_loo, elpd_diff, weight, ...), best first,
-    plus ``pareto_k_over_0.7``: how many LSOAs have an unreliable PSIS estimate.
+    Returns ArviZ's comparison table (``elpd``, ``p``, ``elpd_diff``, ``weight``,
+    ``diag_elpd``, ...), best first, plus ``good_k``, ArviZ's Pareto-k threshold for the
+    fit's sample size S (min(1 - 1/log10(S), 0.7)), and ``pareto_k_bad``: how many rows have a
+    k above it (an unreliable PSIS estimate). Each fit's LOO is computed once.
     """
     hashes = {tree.attrs["data_hash"] for tree in fits.values()}
     if len(hashes) != 1:
@@ -233,12 +238,11 @@ def loo_compare(fits: dict[str, xr.DataTree]) -> pd.DataFrame:
     with warnings.catch_warnings():
         # ArviZ warns when some Pareto k is high; the table reports how many, per model.
         warnings.filterwarnings("ignore", "Estimated shape parameter of Pareto", UserWarning)
-        table = az.compare(fits)
-        bad = {
-            name: int((az.loo(tree, pointwise=True).pareto_k > 0.7).sum())
-            for name, tree in fits.items()
-        }
-    table["pareto_k_over_0.7"] = pd.Series(bad)
+        loos = {name: az.loo(tree, pointwise=True) for name, tree in fits.items()}
+        table = az.compare(loos)
+    table["good_k"] = pd.Series({name: float(loo.good_k) for name, loo in loos.items()})
+    table["pareto_k_bad"] = pd.Series(
+        {name: int((loo.pareto_k > loo.good_k).sum()) for name, loo in loos.items()})
     return table
 
 
@@ -278,8 +282,10 @@ def prior_predictive(data, spec, draws: int = 1000, seed: int = 0) -> dict:
     rep = predict.replicate(prior, data, spec.family, seed=seed + 1)
     q = (0.05, 0.5, 0.95)
 
-    def quantiles(values) -> list[float]:
-        return [float(v) for v in np.quantile(np.asarray(values).ravel(), q)]
+    def quantiles(values) -> list[float]:  # the median inside ArviZ's 90% ETI
+        flat = np.asarray(values).ravel()
+        lower, upper = az.eti(flat, prob=0.9)
+        return [float(lower), float(np.quantile(flat, 0.5)), float(upper)]
 
     return {
         "rate_per_10k": quantiles(1e4 * fam.inverse_link(prior["a"].values)),

@@ -27,12 +27,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from pathlib import Path
 
 from socialgradient import __version__, resources
+from socialgradient.progress import configure as configure_logging
+from socialgradient.progress import step
 from socialgradient.spec import FAMILIES, LA_EFFECTS, SAMPLERS, Spec, load_spec
+
+log = logging.getLogger(__name__)
 
 # The checkout's data/ and models/, or the wheel's packaged copies (socialgradient.resources).
 DEFAULT_DATA = resources.path("data", "neighbourhoods.parquet")
@@ -53,6 +58,9 @@ def parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for documentation and tests)."""
     top = argparse.ArgumentParser(prog="socialgradient", description=__doc__.split("\n")[0])
     top.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    top.add_argument("-q", "--quiet", action="store_true",
+                     help="no progress lines on stderr (warnings and errors only); the "
+                     "command's results still go to stdout")
     sub = top.add_subparsers(dest="command", required=True)
 
     sim = sub.add_parser("simulate", help="write a synthetic England with known truth")
@@ -335,9 +343,10 @@ def _data(args) -> int:
     merges = sources.DFE_MERGES
     if args.no_city_merge:
         merges = tuple(m for m in merges if m.old != "E09000001")
-    table, report = build.build_neighbourhoods(
-        args.shared_dir, outcome_table=args.outcomes,
-        la_year=args.la_year or sources.LATEST_YEAR, merges=merges)
+    with step(log, "built the neighbourhood table from %s", args.shared_dir):
+        table, report = build.build_neighbourhoods(
+            args.shared_dir, outcome_table=args.outcomes,
+            la_year=args.la_year or sources.LATEST_YEAR, merges=merges)
     outcomes = report.get("outcome", {}).get("outcomes", []) if args.outcomes else []
     paths = table_sets.write_table_set(args.out, table, counts=list(outcomes), report=report,
                                        command="data build", fmt=args.format,
@@ -415,9 +424,10 @@ def _fit_and_write(table, spec: Spec, out: Path, progress: bool, compare: bool) 
     extra = {}
     if compare:
         other = "poisson" if spec.family == "negbin" else "negbin"
-        print(f"fitting the {other} model for the LOO comparison ...", flush=True)
+        log.info("fitting the %s model for the LOO comparison ...", other)
         rival = api.fit(table, spec.replace(family=other), progressbar=progress)
-        loo = checks.loo_compare({spec.family: tree, other: rival})
+        with step(log, "LOO comparison"):
+            loo = checks.loo_compare({spec.family: tree, other: rival})
         extra["loo"] = json.loads(loo.to_json(orient="index"))
         print(loo.to_string())
     paths = api.write(tree, out, extra=extra, command="run" if compare else "fit")
@@ -431,6 +441,7 @@ def _fit_and_write(table, spec: Spec, out: Path, progress: bool, compare: bool) 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``socialgradient`` command."""
     args = parser().parse_args(argv)
+    configure_logging(quiet=args.quiet)  # the library's progress lines, on stderr
     from socialgradient.data.schema import InputError
     from socialgradient.disclosure import DisclosureError
 
@@ -457,7 +468,8 @@ def _dispatch(args) -> int:
         if not args.records and (args.years or args.geography):
             raise ValueError("--years and --geography apply to child-level records: add --records")
         if args.geography is None:
-            syn = england.simulate(seed=args.seed, scale=args.scale)
+            with step(log, "simulated the synthetic England (scale %s)", args.scale):
+                syn = england.simulate(seed=args.seed, scale=args.scale)
             england.write(syn, args.out)
             print(f"wrote {args.out}: {len(syn.table)} LSOAs in {syn.table['la'].nunique()} LAs")
         if args.records:
@@ -468,8 +480,9 @@ def _dispatch(args) -> int:
             if args.geography is not None:
                 geography = schema.read_table(args.geography)
                 schema.validate(geography.assign(_n=0), ["_n"])  # codes, income, children
-            rec = records.simulate_records(seed=args.seed, years=args.years or (2019,),
-                                           scale=args.scale, geography=geography)
+            with step(log, "simulated child records"):
+                rec = records.simulate_records(seed=args.seed, years=args.years or (2019,),
+                                               scale=args.scale, geography=geography)
             paths = linkage.write(rec, args.out)
             print(f"wrote {args.out}: {len(rec.children)} children, {len(rec.episodes)} "
                   f"episodes in {rec.truth['n_lsoa']} LSOAs ({', '.join(sorted(paths))})")
@@ -484,12 +497,8 @@ def _dispatch(args) -> int:
             raise ValueError("suite: each spec names its family; --family is not used here")
         if args.workers < 1:
             raise ValueError(f"suite: --workers must be at least 1, got {args.workers}")
-        import logging
-
         from socialgradient import outputs
 
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s",
-                            datefmt="%H:%M:%S")
         outputs.check_destination(args.out)
         table = schema.read_table(args.data)
         truth_file = Path(args.data).with_name("truth.json")  # as `simulate` writes it
@@ -534,7 +543,8 @@ def _dispatch(args) -> int:
     outputs.check_destination(args.out)
     outputs.check_destination(args.figures)
     table = schema.load(args.data, [spec.outcome])
-    print(f"{args.data}: {len(table)} LSOAs in {table['la'].nunique()} LAs; {spec.to_json()}")
+    log.info("%s: %d LSOAs in %d LAs; %s", args.data, len(table), table["la"].nunique(),
+             spec.to_json())
     start = time.perf_counter()
     result = _fit_and_write(table, spec, args.out, progress, compare=True)
     args.figures.mkdir(parents=True, exist_ok=True)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ from socialgradient.data.synthetic.records_model import CP_CATEGORIES
 from socialgradient.data.synthetic.records_truth import la_outcome_coefficient
 from socialgradient.files import atomic_write
 from socialgradient.la_outcome import STEP
+
+log = logging.getLogger(__name__)
 
 COLUMNS = ("theme", "finding", "quantity", "published", "median", "lo95", "hi95",
            "probability", "truth", "covered", "verdict", "spec", "note")
@@ -476,5 +479,8 @@ def write(findings: pd.DataFrame, out_dir: Path) -> dict[str, Path]:
 if __name__ == "__main__":  # python -m socialgradient.findings FINDINGS_CSV README
     import sys
 
+    from socialgradient import progress
+
+    progress.configure()
     changed = update_readme(Path(sys.argv[2]), Path(sys.argv[1]))
-    print(f"{sys.argv[2]}: {'updated' if changed else 'already up to date'}")
+    log.info("%s: %s", sys.argv[2], "updated" if changed else "already up to date")

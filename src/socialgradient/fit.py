@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import logging
 import time
 import warnings
 from pathlib import Path
@@ -27,7 +28,10 @@ import xarray as xr
 from socialgradient import la_outcome, parameterisation, predict
 from socialgradient.files import atomic_write
 from socialgradient.model import NeighbourhoodData, build_model
+from socialgradient.progress import step
 from socialgradient.spec import Sampling, Spec
+
+log = logging.getLogger(__name__)
 
 #: Draws (all chains together) kept for the pointwise log-likelihood and replicates ...
 MAX_PREDICTIVE_DRAWS = 1000
@@ -165,7 +169,10 @@ def sample(model: pm.Model, s: Sampling, progressbar: bool = True, **nuts):
                 compute_convergence_checks=False,
                 **nuts,
             )
-    return tree, compile_seconds, time.perf_counter() - start
+    sampling_seconds = time.perf_counter() - start
+    log.info("sampled %d chains x %d draws (%s): compile %.1f s, sampling %.1f s", s.chains,
+             s.draws, s.sampler, compile_seconds, sampling_seconds)
+    return tree, compile_seconds, sampling_seconds
 
 
 def assemble(
@@ -199,6 +206,13 @@ def assemble(
     cap = max(posterior.sizes["chain"], MAX_PREDICTIVE_VALUES // len(data.y))
     few = predict.thin(posterior, min(max_predictive_draws, cap))
     row, coords = data.row_dim, data.row_coords
+    n_draws = few.sizes["chain"] * few.sizes["draw"]
+    with step(log, "pointwise log-likelihood (%d draws x %d rows)", n_draws, len(data.y)):
+        loglik = predict.log_likelihood(few, data, spec.family).to_dataset()
+    with step(log, "posterior predictive replicates (%d draws x %d rows)", n_draws,
+              len(data.y)):
+        replicates = predict.replicate(few, data, spec.family,
+                                       seed=spec.sampling.seed).to_dataset()
     groups = {
         "posterior": posterior,
         "sample_stats": tree["sample_stats"].to_dataset(),
@@ -234,10 +248,8 @@ def assemble(
                     **({"la_outcome_covariate": list(data.la_outcome.terms)}
                        if data.la_outcome is not None else {})},
         ),
-        "log_likelihood": predict.log_likelihood(few, data, spec.family).to_dataset(),
-        "posterior_predictive": predict.replicate(
-            few, data, spec.family, seed=spec.sampling.seed
-        ).to_dataset(),
+        "log_likelihood": loglik,
+        "posterior_predictive": replicates,
     }
     out = xr.DataTree.from_dict(groups)
     out.attrs.update(
@@ -290,7 +302,8 @@ def save(tree: xr.DataTree, path: str | Path) -> None:
             warnings.simplefilter("ignore", category=xr.SerializationWarning)
             tree.to_netcdf(tmp, engine="h5netcdf", encoding=encoding)
 
-    atomic_write(path, to_netcdf)
+    with step(log, "wrote %s", Path(path).name):
+        atomic_write(path, to_netcdf)
 
 
 REQUIRED_GROUPS = ("posterior", "sample_stats", "observed_data", "constant_data")

@@ -31,6 +31,7 @@ dim (``lower``, ``upper``) and ``ci_kind``/``ci_prob`` attrs.
 
 from __future__ import annotations
 
+import arviz as az
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -131,9 +132,10 @@ def describe(draws: xr.DataArray, probs=PROBS) -> xr.Dataset:
     """
     out = {"median": draws.median(SAMPLE_DIMS)}
     for prob in probs:
-        tail = (1 - prob) / 2
-        q = draws.quantile([tail, 1 - tail], dim=SAMPLE_DIMS)
-        q = q.rename(quantile="ci_bound").assign_coords(ci_bound=["lower", "upper"])
+        # ArviZ's ETI: numpy's linear quantiles at (1 - prob) / 2 and 1 - (1 - prob) / 2
+        # (NaN-skipping, as xarray's quantile was); ci_bound first, as the tables expect.
+        q = az.eti(draws, prob=prob, dim=list(SAMPLE_DIMS), skipna=True)
+        q = q.transpose("ci_bound", ...).assign_coords(ci_bound=["lower", "upper"])
         q.attrs.update(ci_kind="eti", ci_prob=prob)
         out[f"eti{round(prob * 100)}"] = q
     return xr.Dataset(out)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 
 import numpy as np
 import pymc as pm
@@ -40,7 +41,10 @@ from socialgradient import families, parameterisation, predict
 from socialgradient import fit as fit_module
 from socialgradient.gradients import national
 from socialgradient.model import EFFECTS, NeighbourhoodData
+from socialgradient.progress import step
 from socialgradient.spec import Spec
+
+log = logging.getLogger(__name__)
 
 
 def check_spec(spec: Spec) -> None:
@@ -184,9 +188,10 @@ def fit(datas: list[NeighbourhoodData], spec: Spec, progressbar: bool = True) ->
     loglik, replicates = {}, {}
     for j, d in enumerate(datas):
         view_post = _select(few, d.outcome)
-        loglik[d.outcome] = predict.log_likelihood(view_post, d, spec.family)
-        replicates[d.outcome] = predict.replicate(view_post, d, spec.family,
-                                                  seed=spec.sampling.seed + j)
+        with step(log, "%s: pointwise log-likelihood and replicates", d.outcome):
+            loglik[d.outcome] = predict.log_likelihood(view_post, d, spec.family)
+            replicates[d.outcome] = predict.replicate(view_post, d, spec.family,
+                                                      seed=spec.sampling.seed + j)
     tree = xr.DataTree.from_dict({
         "posterior": post,
         "sample_stats": raw["sample_stats"].to_dataset(),
@@ -318,7 +323,7 @@ def write(tree: xr.DataTree, out_dir, extra: dict | None = None, rule=None,
     rule.check()
     s = summary(tree)
     s.update(extra or {})
-    tables, ppcs, figures, log = [], {}, {}, []
+    tables, ppcs, figures, entries = [], {}, {}, []
     meta = {"command": command, "spec_hash": tree.attrs["spec_hash"],
             "data_hash": tree.attrs["data_hash"], "outcome": s["model"]["outcome"]}
     with outputs.Writer(out_dir, **meta) as w:
@@ -331,24 +336,25 @@ def write(tree: xr.DataTree, out_dir, extra: dict | None = None, rule=None,
             checked = report.release_ppc(one, parts, decile)
             ppcs[name] = report._records(checked)
             (rel / name).mkdir()
-            saved = plots.save_all(one, rel / name,
-                                   observed=report._gated_decile_rates(one, parts, decile),
-                                   checks=checked)
+            with step(log, "%s: figures", name):
+                saved = plots.save_all(one, rel / name,
+                                       observed=report._gated_decile_rates(one, parts, decile),
+                                       checks=checked)
             figures |= {f"{name}/{k}": p for k, p in saved.items()}
-            log.append((name, int(parts.hidden["la"].sum()),
+            entries.append((name, int(parts.hidden["la"].sum()),
                         disclosure.public_actions(parts.actions)))
         (rel / "summary.json").write_text(report.to_json(s) + "\n", encoding="utf-8")
         table = pd.concat(tables, ignore_index=True)
         table.insert(0, "threshold", table.pop("threshold"))
         table.to_csv(rel / "la_gradients.csv", index=False)
         (rel / "ppc.json").write_text(report.to_json(ppcs) + "\n", encoding="utf-8")
-        log = [report._log_entry(
+        entries = [report._log_entry(
             f"la_gradients.csv + ppc.json [{name}]", rel / "la_gradients.csv", "la", rule,
             f"{name}: LA, decile and national totals protected together; figures in "
             f"{name}/ drawn from these gated totals and model outputs only",
-            suppressed=hidden, actions=actions) for name, hidden, actions in log]
+            suppressed=hidden, actions=actions) for name, hidden, actions in entries]
         with open(rel / disclosure.LOG_NAME, "w", encoding="utf-8") as f:
-            f.writelines(json.dumps(e, default=str) + "\n" for e in log)
+            f.writelines(json.dumps(e, default=str) + "\n" for e in entries)
         if posterior is not None:
             report._copy(Path(posterior), internal / "posterior.nc")
         else:

@@ -48,6 +48,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 import time
 import tomllib
 from dataclasses import dataclass, field
@@ -62,13 +63,16 @@ import xarray as xr
 from socialgradient.data.sources.geo import DFE_MERGES
 from socialgradient.fit import sample
 from socialgradient.panel_data import FIRST_YEAR, MEASURES, model_inputs, panel_hash
+from socialgradient.progress import step
 from socialgradient.spec import FAMILIES, Sampling, SpecMethods
+
+log = logging.getLogger(__name__)
 
 CHANGES = ("walk", "linear", "none")
 PARAMETERISATIONS = ("centred", "noncentred")
 PARAMETERS = ("a", "b", "la_sd", "phi", "alpha", "la_z", "year_effect", "gradient_change",
               "d_sd", "b_trend")
-QUANTILES = {"median": 0.5, "lo95": 0.025, "hi95": 0.975, "lo80": 0.1, "hi80": 0.9}
+INTERVAL_COLUMNS = ["median", "lo95", "hi95", "lo80", "hi80"]  # of _quantiles
 
 
 @dataclass(frozen=True)
@@ -194,11 +198,19 @@ def diagnose_panel(tree: xr.DataTree) -> dict:
 
 
 def _quantiles(draws: xr.DataArray) -> pd.DataFrame:
-    q = draws.quantile(list(QUANTILES.values()), dim=("chain", "draw"))
-    table = q.to_pandas()
-    table = table.T if isinstance(table, pd.DataFrame) else table.to_frame().T
-    table.columns = list(QUANTILES)
-    return table
+    """Median and ArviZ's 95% and 80% ETIs (:func:`socialgradient.gradients.describe`, as
+    every fit's intervals), one row per value of the draws' other dim (or one row)."""
+    from socialgradient.gradients import describe
+
+    d = describe(draws)
+    columns = {"median": d["median"]}
+    for prob in (95, 80):
+        for name, bound in (("lo", "lower"), ("hi", "upper")):
+            columns[f"{name}{prob}"] = d[f"eti{prob}"].sel(ci_bound=bound, drop=True)
+    table = xr.Dataset(columns).drop_vars([c for c in d.coords if c not in d.dims])
+    if not table.dims:
+        return pd.DataFrame({k: [float(v)] for k, v in table.items()})
+    return table.to_dataframe()[INTERVAL_COLUMNS]
 
 
 def gradient_by_year(tree: xr.DataTree) -> pd.DataFrame:
@@ -271,7 +283,7 @@ def plot_scatter(tree: xr.DataTree, panel: pd.DataFrame, year: int | None = None
     grid = np.linspace(panel["m"].min(), panel["m"].max(), 50)
     lin = (post["a"] + post["year_effect"].sel(year=year)
            + post["log_gradient"].sel(year=year) * xr.DataArray(grid, dims="m"))
-    band = np.exp(lin).quantile([0.025, 0.5, 0.975], dim=("chain", "draw")).values * 1e4
+    band = _quantiles(np.exp(lin))[["lo95", "median", "hi95"]].to_numpy().T * 1e4
     x_bar = float(json.loads(tree.attrs.get("report", "{}")).get("x_bar") or 0.0)
     to_income = grid / 10 + x_bar
     fig, ax = plt.subplots(figsize=(7, 5))
@@ -319,35 +331,36 @@ def write_panel(tree: xr.DataTree, panel: pd.DataFrame, out, boundaries=None) ->
             "data_hash": tree.attrs["data_hash"], "measure": tree.attrs["measure"]}
     with outputs.Writer(out, readme=PANEL_README, **meta) as w:
         rel = w.release
-        log = rel / disclosure.LOG_NAME
+        log_path = rel / disclosure.LOG_NAME
         # LA-level counts leave through the disclosure gate; these are DfE's published
         # figures (already disclosure-controlled by DfE, suppressed cells kept missing), so
         # they pass under a logged reason rather than being suppressed a second time.
         for name, table in (("panel.csv", panel), ("la_effects.csv", las)):
             disclosure.write_table(table, rel / name, level="la", override=PUBLISHED,
                                    group_columns=["la", "year"] if name == "panel.csv"
-                                   else ["la"], count_columns=[], log=log,
+                                   else ["la"], count_columns=[], log=log_path,
                                    logged_path=w.path(f"release/{name}"))
         texts = {"panel_report.json": json.dumps(json.loads(tree.attrs["report"]), indent=2),
                  "gradient_by_year.csv": gradient_by_year(tree).to_csv(index=False),
                  "summary.json": json.dumps(summary, indent=2, default=float)}
-        figures = {"gradient_by_year.png": plot_gradient(tree),
-                   "la_scatter.png": plot_scatter(tree, panel)}
-        if boundaries is not None and Path(boundaries).is_file():
-            polygons = read_boundaries(boundaries)
-            merged = json.loads(tree.attrs["spec"]).get("dfe_merges")
-            coded, match = map_units(polygons, las["la"], DFE_MERGES if merged else ())
-            texts["map_report.json"] = json.dumps(match, indent=2)
-            figures["la_map.png"] = plot_map(
-                las.set_index("la")["la_effect_median"], coded,
-                f"LA effects, {tree.attrs['measure']}: log rate ratio to the gradient line",
-                "LA effect (log scale)")
+        with step(log, "panel figures"):
+            figures = {"gradient_by_year.png": plot_gradient(tree),
+                       "la_scatter.png": plot_scatter(tree, panel)}
+            if boundaries is not None and Path(boundaries).is_file():
+                polygons = read_boundaries(boundaries)
+                merged = json.loads(tree.attrs["spec"]).get("dfe_merges")
+                coded, match = map_units(polygons, las["la"], DFE_MERGES if merged else ())
+                texts["map_report.json"] = json.dumps(match, indent=2)
+                figures["la_map.png"] = plot_map(
+                    las.set_index("la")["la_effect_median"], coded,
+                    f"LA effects, {tree.attrs['measure']}: log rate ratio to the gradient line",
+                    "LA effect (log scale)")
+            for name, fig in figures.items():
+                fig.savefig(rel / name, dpi=120, format="png")
+                plt.close(fig)
         for name, body in texts.items():
             (rel / name).write_text(body.rstrip("\n") + "\n", encoding="utf-8")
-        for name, fig in figures.items():
-            fig.savefig(rel / name, dpi=120, format="png")
-            plt.close(fig)
-        with open(log, "a", encoding="utf-8") as f:
+        with open(log_path, "a", encoding="utf-8") as f:
             for name in figures:
                 sha = hashlib.sha256((rel / name).read_bytes()).hexdigest()
                 f.write(json.dumps({"time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -379,8 +392,8 @@ def panel_command(args) -> int:
     start = time.perf_counter()
     panel, report = build_panel(args.shared_dir, spec.measure, spec.first_year,
                                 spec.last_year or None, DFE_MERGES if spec.dfe_merges else ())
-    print(f"panel {spec.measure}: {report['las']} LAs, years {report['years']}; "
-          f"{report['observed']} cells observed, excluded {report['excluded']}")
+    log.info("panel %s: %s LAs, years %s; %s cells observed, excluded %s", spec.measure,
+             report["las"], report["years"], report["observed"], report["excluded"])
     tree = fit_panel(panel, spec, report, progressbar=not args.no_progress)
     boundaries = Path(args.shared_dir) / "boundaries" / \
         "Counties_and_Unitary_Authorities_Dec2020_UK_BUC.geojson"

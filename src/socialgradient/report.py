@@ -21,6 +21,7 @@ import datetime as dt
 import hashlib
 import itertools
 import json
+import logging
 import math
 import shutil
 from pathlib import Path
@@ -30,6 +31,9 @@ import pandas as pd
 import xarray as xr
 
 from socialgradient import checks, disclosure, families, fit, gradients, la_outcome, outputs
+from socialgradient.progress import step
+
+log = logging.getLogger(__name__)
 
 NO_SPREAD = ("no within-LA spread of deprivation: the gradient is the model's prior "
              "pooling, not this LA's data; not ranked")
@@ -108,11 +112,11 @@ def summary(tree: xr.DataTree, diagnostics: dict | None = None) -> dict:
             "noncentred": int((~const["centred"].astype(bool)).sum()),
         }
     scale = out["scale"]
-    log = "log odds ratio" if scale == "odds ratio" else "log rate ratio"
+    log_scale = "log odds ratio" if scale == "odds ratio" else "log rate ratio"
     out["units"] = (
         f"gradient scores: {scale} per 10-percentage-point rise in the share of "
-        f"income-deprived families; contextual_effect: {log}; moderators: {log} per unit "
-        "of the moderator (intercept) and change in the log gradient per unit (slope); "
+        f"income-deprived families; contextual_effect: {log_scale}; moderators: {log_scale} "
+        "per unit of the moderator (intercept) and change in the log gradient per unit (slope); "
         + ("stratum_trend: the same per unit of its column (e.g. per year of age); "
            if "trend_effect" in post else "") +
         "intervals: equal-tailed 95% (ci95) and 80% (ci80)"
@@ -383,11 +387,13 @@ def write(
 
     rule = rule or disclosure.Rule()
     rule.check()
-    s = summary(tree)
+    with step(log, "summary and diagnostics"):
+        s = summary(tree)
     s.update(extra or {})
-    parts, decile = gate(tree, rule)
-    las = release_la_gradients(tree, parts)
-    ppc_rel = release_ppc(tree, parts, decile)
+    with step(log, "disclosure gate, LA table and posterior predictive checks"):
+        parts, decile = gate(tree, rule)
+        las = release_la_gradients(tree, parts)
+        ppc_rel = release_ppc(tree, parts, decile)
     meta = {"command": command, "spec_hash": tree.attrs["spec_hash"],
             "data_hash": tree.attrs["data_hash"], "outcome": tree.attrs["outcome"]}
     with outputs.Writer(out_dir, **meta) as w:
@@ -398,15 +404,17 @@ def write(
             "observed totals protected by the disclosure gate (null: hidden); observed "
             "dispersion, zero share and maximum are not released")}
         (rel / "ppc.json").write_text(to_json(ppc_out) + "\n", encoding="utf-8")
-        figures = plots.save_all(tree, rel, observed=_gated_decile_rates(tree, parts, decile),
-                                 checks=ppc_rel)
+        with step(log, "figures"):
+            figures = plots.save_all(tree, rel,
+                                     observed=_gated_decile_rates(tree, parts, decile),
+                                     checks=ppc_rel)
         public = disclosure.public_actions(parts.actions)
         rounded = {k: int((~parts.hidden[k]).sum()) if rule.round_to else 0
                    for k in ("la", "decile", "total")}
         joint = ("LA totals (la_gradients.csv), deprivation-decile totals and the national "
                  "total (ppc.json) protected together: none hidden is pinned to one value by "
                  "those published")
-        log = [
+        entries = [
             _log_entry("la_gradients.csv", rel / "la_gradients.csv", "la", rule, joint,
                        rows=len(las), suppressed=int(parts.hidden["la"].sum()),
                        rounded=rounded["la"],
@@ -419,15 +427,17 @@ def write(
                          "totals above only") for p in figures.values()),
         ]
         with open(rel / disclosure.LOG_NAME, "w", encoding="utf-8") as f:
-            f.writelines(json.dumps(e, default=str) + "\n" for e in log)
+            f.writelines(json.dumps(e, default=str) + "\n" for e in entries)
         if posterior is not None:
             _copy(Path(posterior), internal / "posterior.nc")
         else:
             fit.save(tree, internal / "posterior.nc")
-        (internal / "ppc_full.json").write_text(ppc_json(tree) + "\n", encoding="utf-8")
+        with step(log, "full posterior predictive checks (internal)"):
+            (internal / "ppc_full.json").write_text(ppc_json(tree) + "\n", encoding="utf-8")
         detail = {"rule": dataclasses.asdict(rule), "actions": parts.actions}
         (internal / "disclosure_detail.json").write_text(to_json(detail) + "\n")
         w.commit()
+    log.info("wrote the output set %s", w.out)
     paths = {"summary": w.path("release/summary.json"),
              "la_gradients": w.path("release/la_gradients.csv"),
              "ppc_json": w.path("release/ppc.json"),

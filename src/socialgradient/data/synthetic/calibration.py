@@ -30,6 +30,7 @@ Regenerate the committed table (run from the repository root)::
 from __future__ import annotations
 
 import json
+import logging
 import math
 import sys
 from pathlib import Path
@@ -37,6 +38,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+log = logging.getLogger(__name__)
 LSOA_FILE = Path("lsoa2011_merged") / "lsoa2011_iod2019_income_children_utla_ruc.csv.gz"
 REFERRALS_FILE = Path("dfe_csc") / "c1_children_in_need_referrals_and_rereferrals_2013_to_2025.csv"
 POPULATION_FILE = Path("population_la") / "ons_mid-year_population_estimates_2012_to_2024.csv"
@@ -331,14 +333,17 @@ def read_calibration(path) -> pd.DataFrame:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 2:
-        print("usage: python -m socialgradient.data.synthetic.calibration SHARED_DATA_DIR OUT_CSV",
-              file=sys.stderr)
+        log.error("usage: python -m socialgradient.data.synthetic.calibration SHARED_DATA_DIR "
+                  "OUT_CSV")
         return 2
     table = build_calibration(argv[0])
     write_calibration(table, argv[1])
-    print(f"wrote {argv[1]}: {len(table)} LAs, {int(table['n_lsoa'].sum())} LSOAs")
+    log.info("wrote %s: %d LAs, %d LSOAs", argv[1], len(table), int(table["n_lsoa"].sum()))
     return 0
 
 
 if __name__ == "__main__":
+    from socialgradient import progress
+
+    progress.configure()
     raise SystemExit(main())

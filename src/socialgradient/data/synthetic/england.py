@@ -49,6 +49,7 @@ Regenerate the committed default (run from the repository root)::
 from __future__ import annotations
 
 import json
+import logging
 import math
 import sys
 from dataclasses import dataclass
@@ -63,6 +64,7 @@ from socialgradient.data.synthetic import context
 from socialgradient.deprivation import UNIT, decompose
 from socialgradient.files import atomic_write
 
+log = logging.getLogger(__name__)
 DEFAULT_SEED = 2021
 OUTCOMES = ("referrals", "assessments", "cin_plans", "cp_plans", "looked_after")
 
@@ -370,9 +372,12 @@ def main(argv: list[str] | None = None) -> int:
     scale = float(argv[2]) if len(argv) > 2 else 1.0
     synthetic = simulate(seed=seed, scale=scale)
     write(synthetic, out)
-    print(f"wrote {out}: {len(synthetic.table)} LSOAs in {synthetic.truth['n_la']} LAs")
+    log.info("wrote %s: %d LSOAs in %d LAs", out, len(synthetic.table), synthetic.truth["n_la"])
     return 0
 
 
 if __name__ == "__main__":
+    from socialgradient import progress
+
+    progress.configure()
     raise SystemExit(main())

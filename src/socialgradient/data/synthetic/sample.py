@@ -18,6 +18,7 @@ Regenerate (run from the repository root; ~10 s)::
 from __future__ import annotations
 
 import dataclasses
+import logging
 import sys
 
 import pandas as pd
@@ -26,6 +27,8 @@ from socialgradient.data.census import linkage
 from socialgradient.data.synthetic import england
 from socialgradient.data.synthetic.records import simulate_records
 from socialgradient.data.synthetic.records_model import Records
+
+log = logging.getLogger(__name__)
 
 YEARS = (2019, 2020)
 LSOA_RANGE = (80, 120)
@@ -66,10 +69,13 @@ def main(argv: list[str] | None = None) -> int:
     out = argv[0] if argv else "data/records_sample"
     records = build()
     linkage.write(records, out)
-    print(f"wrote {out}: {len(records.children)} child rows, {len(records.episodes)} episodes "
-          f"in {', '.join(records.truth['sample_las'])}")
+    log.info("wrote %s: %d child rows, %d episodes in %s", out, len(records.children),
+             len(records.episodes), ", ".join(records.truth["sample_las"]))
     return 0
 
 
 if __name__ == "__main__":
+    from socialgradient import progress
+
+    progress.configure()
     raise SystemExit(main())
