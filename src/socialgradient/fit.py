@@ -25,6 +25,7 @@ import numpy as np
 import pymc as pm
 import xarray as xr
 
+from socialgradient import compiled as compiled_module
 from socialgradient import la_outcome, parameterisation, predict
 from socialgradient.files import atomic_write
 from socialgradient.model import NeighbourhoodData, build_model
@@ -143,8 +144,10 @@ def sample(model: pm.Model, s: Sampling, progressbar: bool = True, **nuts):
     if s.sampler == "nutpie":
         import nutpie
 
-        compiled = nutpie.compile_pymc_model(model)
+        compiled, reused = compiled_module.compile_nutpie(model)
         compile_seconds = time.perf_counter() - start
+        if reused:
+            log.info("reusing this process's compilation of a model of the same structure")
         start = time.perf_counter()
         tree = nutpie.sample(
             compiled,

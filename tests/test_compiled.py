@@ -1,0 +1,64 @@
+"""One nutpie compilation per model structure in a process (socialgradient.compiled)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from socialgradient import compiled
+from socialgradient.data.synthetic.england import simulate
+from socialgradient.fit import fit
+from socialgradient.model import NeighbourhoodData, build_model
+from socialgradient.spec import Sampling, Spec
+
+SPEC = Spec("referrals", la_effects="centred",
+            sampling=Sampling(draws=60, tune=60, chains=1, seed=4))
+
+
+def table(seed: int):
+    t = simulate(seed=seed, scale=0.05).table
+    return t[t["la"].isin(t["la"].unique()[:6])].reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def datas():
+    # the same 6 LAs (same geography), other counts: the same structure, other data
+    a, b = table(5), table(5)
+    b["referrals"] = np.random.default_rng(1).poisson(b["referrals"].to_numpy() + 0.5)
+    return [NeighbourhoodData.from_table(t, "referrals") for t in (a, b)]
+
+
+def test_keys_tell_structure_from_data(datas):
+    a, b = datas
+    key = compiled.structure_key
+    assert key(build_model(a, SPEC)) == key(build_model(a, SPEC))
+    # other counts, same structure: the same compilation serves both
+    assert key(build_model(a, SPEC)) == key(build_model(b, SPEC))
+    # other priors, family or centring: not
+    assert key(build_model(a, SPEC.replace(priors={"b_w": 0.5}))) != key(build_model(a, SPEC))
+    assert key(build_model(a, SPEC.replace(family="poisson"))) != key(build_model(a, SPEC))
+    centred = np.ones(len(a.la), dtype=bool)
+    centred[0] = False
+    assert key(build_model(a, SPEC, centred=centred)) != key(build_model(a, SPEC))
+    # another draw of the same geography (other incomes, so other m_c): the same structure
+    again = NeighbourhoodData.from_table(table(6), "referrals")
+    assert key(build_model(again, SPEC)) == key(build_model(a, SPEC))
+    # other LAs (coordinates): not
+    t = simulate(seed=5, scale=0.05).table
+    other = t[t["la"].isin(t["la"].unique()[6:12])].reset_index(drop=True)
+    other = NeighbourhoodData.from_table(other, "referrals")
+    assert key(build_model(other, SPEC)) != key(build_model(a, SPEC))
+
+
+def test_a_reused_compilation_samples_what_a_fresh_one_does(datas):
+    a, b = datas
+    compiled.clear()
+    fit(a, SPEC, progressbar=False)
+    reused = fit(b, SPEC, progressbar=False)  # compiled for a, sampled with b's data
+    assert reused.attrs["compile_seconds"] < 2
+    compiled.clear()
+    fresh = fit(b, SPEC, progressbar=False)
+    assert fresh.attrs["compile_seconds"] > reused.attrs["compile_seconds"]
+    for name in ("a", "b_w", "la_effect", "phi"):
+        np.testing.assert_array_equal(reused["posterior"][name].values,
+                                      fresh["posterior"][name].values)
