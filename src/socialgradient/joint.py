@@ -246,7 +246,7 @@ def steepening(tree: xr.DataTree) -> dict:
     """``p_steepens`` per consecutive pair (``"a<b"``: P(b_w[b] > b_w[a])),
     ``p_steepens_every_step``, and ``gradient_ratio`` (``"b/a"``: b's gradient at an
     averagely deprived LA over a's, median and ETIs), from the joint posterior."""
-    from socialgradient.report import _interval
+    from socialgradient.summaries import interval
 
     names = outcomes(tree)
     b_w = tree["posterior"]["b_w"]
@@ -258,7 +258,7 @@ def steepening(tree: xr.DataTree) -> dict:
                        for (lo, hi), s in zip(itertools.pairwise(names), steps, strict=True)},
         "p_steepens_every_step": float(every.mean()),
         "gradient_ratio": {
-            f"{hi}/{lo}": _interval(np.exp(b_w.sel(threshold=hi) - b_w.sel(threshold=lo)))
+            f"{hi}/{lo}": interval(np.exp(b_w.sel(threshold=hi) - b_w.sel(threshold=lo)))
             for lo, hi in itertools.pairwise(names)},
     }
 
@@ -266,12 +266,12 @@ def steepening(tree: xr.DataTree) -> dict:
 def threshold_summary(tree: xr.DataTree) -> dict:
     """``{outcome: {gradient_mean_la, gradient_less_deprived_la, gradient_more_deprived_la,
     contextual_effect}}`` with medians and 95%/80% ETIs."""
-    from socialgradient.report import _interval
+    from socialgradient.summaries import interval
 
     out = {}
     for name in outcomes(tree):
         nat = national(_select(tree["posterior"].to_dataset(), name))
-        out[name] = {key: _interval(nat[key]) for key in (
+        out[name] = {key: interval(nat[key]) for key in (
             "gradient_mean_la", "gradient_less_deprived_la", "gradient_more_deprived_la",
             "contextual_effect")}
     return out

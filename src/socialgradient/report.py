@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
-import itertools
 import json
 import logging
 import math
@@ -32,6 +31,13 @@ import xarray as xr
 
 from socialgradient import checks, disclosure, families, fit, gradients, la_outcome, outputs
 from socialgradient.progress import step
+from socialgradient.summaries import (
+    interval,
+    moderator_summary,
+    strata_summary,
+    stratum_contrasts,
+    trend_summary,
+)
 
 log = logging.getLogger(__name__)
 
@@ -47,15 +53,6 @@ NATIONAL_KEYS = (
 )
 
 
-def _interval(da: xr.DataArray) -> dict:
-    d = gradients.describe(da)
-    return {
-        "median": float(d["median"]),
-        "ci95": [float(v) for v in d["eti95"].values],
-        "ci80": [float(v) for v in d["eti80"].values],
-    }
-
-
 def summary(tree: xr.DataTree, diagnostics: dict | None = None) -> dict:
     """The headline quantities with medians and 95%/80% ETIs, and the diagnostics.
 
@@ -64,10 +61,10 @@ def summary(tree: xr.DataTree, diagnostics: dict | None = None) -> dict:
     """
     post = tree["posterior"].to_dataset()
     nat = gradients.national(post)
-    out = {key: _interval(nat[key]) for key in NATIONAL_KEYS}
+    out = {key: interval(nat[key]) for key in NATIONAL_KEYS}
     out["contextual_effect"]["p_negative"] = float((nat["contextual_effect"] < 0).mean())
     corr = gradients.gradient_deprivation_corr(post, tree["constant_data"]["m_c"])
-    out["gradient_deprivation_corr"] = _interval(corr)
+    out["gradient_deprivation_corr"] = interval(corr)
     out["family"] = tree.attrs["family"]
     out["scale"] = families.get(tree.attrs["family"]).scale
     if "moderator_effect" in post or "la_moderator_effect" in post:
@@ -75,14 +72,14 @@ def summary(tree: xr.DataTree, diagnostics: dict | None = None) -> dict:
     if "la_outcome_effect" in post:
         out["la_outcome"] = la_outcome.summary(
             post, tree["constant_data"].to_dataset(),
-            json.loads(tree.attrs["spec"])["la_outcome"], _interval)
+            json.loads(tree.attrs["spec"])["la_outcome"], interval)
     columns = json.loads(tree.attrs.get("stratum_columns", "{}"))
     if "stratum_effect" in post and columns:
         out["strata"] = strata_summary(gradients.stratum_gradient(post), columns)
     elif "stratum_effect" in post:
         strata = gradients.stratum_gradient(post)
         out["stratum_gradient"] = {
-            str(level): _interval(strata.sel(stratum=level)) for level in strata["stratum"].values
+            str(level): interval(strata.sel(stratum=level)) for level in strata["stratum"].values
         }
         out["stratum_contrast"] = stratum_contrasts(strata)
     if "trend_effect" in post:
@@ -121,71 +118,6 @@ def summary(tree: xr.DataTree, diagnostics: dict | None = None) -> dict:
            if "trend_effect" in post else "") +
         "intervals: equal-tailed 95% (ci95) and 80% (ci80)"
     )
-    return out
-
-
-def stratum_contrasts(strata: xr.DataArray) -> dict:
-    """``{"A/B": ratio of A's gradient to B's, with p_steeper = P(A's gradient > B's)}`` for
-    every pair of strata (in the fit's stratum order), from the same posterior draws."""
-    levels = [str(v) for v in strata["stratum"].values]
-    out = {}
-    for i, j in itertools.combinations(range(len(levels)), 2):
-        ratio = strata.isel(stratum=i, drop=True) / strata.isel(stratum=j, drop=True)
-        out[f"{levels[i]}/{levels[j]}"] = _interval(ratio) | {
-            "p_steeper": float((ratio > 1).mean())}
-    return out
-
-
-def strata_summary(strata: xr.DataArray, columns: dict[str, list[str]]) -> dict:
-    """``{column: {"reference", "gradient": {level: ...}, "contrast": {"A/B": ...}}}`` for a
-    fit with several stratum columns: each level's gradient at the reference levels of the
-    other columns, and every pair of one column's levels (their ratio holds at every level
-    of the other columns: the offsets are additive), with ``p_steeper``."""
-    out = {}
-    for column, levels in columns.items():
-        one = strata.sel(stratum=[f"{column}={level}" for level in levels])
-        one = one.assign_coords(stratum=list(levels))
-        out[column] = {
-            "reference": levels[0],
-            "gradient": {level: _interval(one.sel(stratum=level)) for level in levels},
-            "contrast": stratum_contrasts(one),
-        }
-    return out
-
-
-def trend_summary(post: xr.Dataset, column: str) -> dict:
-    """The stratum trend per unit of its column (e.g. per year of age): ``intercept`` the
-    change in the log rate (at w = 0), ``slope`` the change in the log gradient, with
-    ``p_negative`` = P(slope < 0) (the gradient falls as the column rises) and
-    ``p_positive``; ``gradient_ratio`` = exp(slope), the factor on the gradient per unit."""
-    draws = post["trend_effect"]
-    slope = draws.sel(effect="slope", drop=True)
-    out = {"column": column,
-           "intercept": _interval(draws.sel(effect="intercept", drop=True)),
-           "slope": _interval(slope) | {"p_negative": float((slope < 0).mean()),
-                                        "p_positive": float((slope > 0).mean())},
-           "gradient_ratio": _interval(np.exp(slope))}
-    return out
-
-
-def moderator_summary(post: xr.Dataset) -> dict:
-    """``{name: {"level", "intercept", "slope"}}`` for every moderator, on the log (logit)
-    scale per unit of the moderator: ``intercept`` the main effect (neighbourhood) or the
-    shift of the LA intercepts' mean (LA); ``slope`` the change in the log gradient."""
-    out = {}
-    for var, dim, level in (("moderator_effect", "moderator", "neighbourhood"),
-                            ("la_moderator_effect", "la_moderator", "la")):
-        if var not in post:
-            continue
-        for name in post[dim].values:
-            draws = post[var].sel({dim: name})
-            out[str(name)] = {
-                "level": level,
-                "intercept": _interval(draws.sel(effect="intercept")),
-                "slope": _interval(draws.sel(effect="slope")),
-            }
-            out[str(name)]["slope"]["p_positive"] = float(
-                (draws.sel(effect="slope") > 0).mean())
     return out
 
 
