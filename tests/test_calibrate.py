@@ -15,7 +15,7 @@ import pytest
 from socialgradient import calibrate, cli
 from socialgradient.data.synthetic import england
 
-TINY = ["--scale", "0.05", "--replicates", "2", "--draws", "100", "--tune", "100",
+TINY = ["--scale", "0.05", "--replicates", "1", "--draws", "100", "--tune", "100",
         "--chains", "2", "--workers", "1"]
 
 
@@ -178,12 +178,12 @@ def test_aggregate_counts_coverage_ranks_and_fails():
 # -- the command, on a local cluster ------------------------------------------------------
 
 def test_calibrate_writes_and_resumes(tmp_path, capsys):
-    """Two tiny replicates on a LocalCluster of one worker; the rerun fits nothing."""
+    """A tiny replicate on a LocalCluster of one worker; the rerun fits nothing."""
     out = tmp_path / "cal"
     code = cli.main(["calibrate", "--out", str(out), *TINY, "--seed", "5"])
     assert code == 0
     files = sorted((out / "replicates" / "national").iterdir())
-    assert [f.name for f in files] == ["5.json", "6.json"]
+    assert [f.name for f in files] == ["5.json"]
     stamps = [f.stat().st_mtime_ns for f in files]
     one = json.loads(files[0].read_text())
     assert one["complete"]
@@ -199,25 +199,25 @@ def test_calibrate_writes_and_resumes(tmp_path, capsys):
     assert not list(out.rglob("*.nc"))  # no posterior written
     whole = json.loads((out / "calibration.json").read_text())
     agg = whole["models"]["national"]
-    assert agg["replicates"] == 2
-    assert agg["national_pooled"]["coverage95"]["n"] == 10
-    assert agg["per_la"]["coverage95"]["n"] == 300
+    assert agg["replicates"] == 1
+    assert agg["national_pooled"]["coverage95"]["n"] == 5
+    assert agg["per_la"]["coverage95"]["n"] == 150
     assert whole["ranges"]["national"]["b_w"][:2] == list(calibrate.RANGES["national"]["b_w"][:2])
     assert (out / "calibration_sbc.png").stat().st_size > 0
     assert "## Model `national`" in (out / "calibration.md").read_text()
-    assert "calibrate national: 2 replicates" in capsys.readouterr().out
+    assert "calibrate national: 1 replicate;" in capsys.readouterr().out
 
     # resumable: nothing refitted (no cluster even needed), the aggregate rewritten
-    done = calibrate.run(out, 2, "national", scale=0.05, draws=100, tune=100, chains=2,
+    done = calibrate.run(out, 1, "national", scale=0.05, draws=100, tune=100, chains=2,
                          seed=5, scheduler="tcp://127.0.0.1:1")
     assert done["fitted"] == []
-    assert done["up_to_date"] == [5, 6]
+    assert done["up_to_date"] == [5]
     assert [f.stat().st_mtime_ns for f in files] == stamps
     # a damaged or partial file, or another configuration, is refitted
-    files[1].write_text('{"complete": tr')
-    assert calibrate.read_result(files[1], calibrate.config("national", 0.05, 100, 100, 2)) \
-        is None
     assert calibrate.read_result(files[0], calibrate.config("national", 0.05, 200, 100, 2)) \
+        is None
+    files[0].write_text('{"complete": tr')
+    assert calibrate.read_result(files[0], calibrate.config("national", 0.05, 100, 100, 2)) \
         is None
 
 

@@ -91,6 +91,7 @@ def test_la_outcome_totals_are_the_tables_la_sums(agg, las):
     assert model.named_vars_to_dims["la_outcome_effect"] == ("la_outcome_term",)
 
 
+@pytest.mark.slow  # a recovery fit (20-33 s)
 def test_joint_fit_recovers_the_la_level_association(agg, las):
     """A small fit: k_g > 0 with high probability, and the realised truth (adjusted as the
     spec) inside the 95% interval; summary.json has ``la_outcome``."""

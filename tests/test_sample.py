@@ -40,6 +40,7 @@ def test_three_las_by_the_stated_rule():
     assert len(set(las)) == 3
 
 
+@pytest.mark.slow  # rebuilds the national records of the sample years (34-40 s)
 def test_committed_sample_equals_the_rebuild(rebuilt):
     for name in ("children", "episodes", "factors"):
         committed = pd.read_parquet(SAMPLE / f"{name}.parquet")
@@ -57,6 +58,7 @@ def test_committed_sample_equals_the_rebuild(rebuilt):
     assert report.linked == report.read == len(rebuilt.episodes)
 
 
+@pytest.mark.slow  # uses the same 34-40 s rebuild
 def test_sample_is_closed_under_children_and_years(full, rebuilt):
     for name in TABLE_COLUMNS:
         assert tuple(getattr(rebuilt, name).columns) == TABLE_COLUMNS[name]

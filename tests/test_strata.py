@@ -120,6 +120,7 @@ def test_logp_equals_textbook_stratified_model(table, family):
     np.testing.assert_allclose(g, g_ref, rtol=1e-8, atol=1e-8 * np.abs(g_ref).max())
 
 
+@pytest.mark.slow  # a recovery fit (22-54 s); the default tier keeps the logp identity
 def test_stratum_gradients_recovered(table):
     tree = sg.fit(
         table,

@@ -137,6 +137,7 @@ def test_suite_builds_record_tables_once_and_writes_findings(data, tmp_path):
     assert pd.read_csv(out / "suite.csv")["status"].tolist() == ["up to date"]
 
 
+@pytest.mark.slow  # 35 s; the worker-kill test and test_release cover resuming in the default tier
 def test_suite_killed_midway_resumes_without_refitting(data, tmp_path):
     """SIGKILL the suite (and its local cluster, in its process group) once its first spec's
     output set is committed (the second is being fitted): the rerun keeps the first and fits

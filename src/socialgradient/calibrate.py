@@ -705,7 +705,8 @@ def headline(agg: dict, model: str) -> str:
     nat, la = agg["national_pooled"], agg["per_la"]
     pv = ", ".join(f"{k} p={_num(v['p_value'], 2)}" for k, v in agg["sbc"]["parameters"].items())
     v = agg["diagnostics"]["verdicts"]
-    return (f"calibrate {model}: {agg['replicates']} replicates; national 95% coverage "
+    n = agg["replicates"]
+    return (f"calibrate {model}: {n} replicate{'' if n == 1 else 's'}; national 95% coverage "
             f"{_pct(nat['coverage95'])}, 80% {_pct(nat['coverage80'])}; per-LA 95% "
             f"{_pct(la['coverage95'])}, 80% {_pct(la['coverage80'])}\n"
             f"SBC uniformity: {pv}\n"
