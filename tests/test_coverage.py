@@ -10,18 +10,12 @@ import numpy as np
 import pytest
 
 import socialgradient.api as sg
+from socialgradient.calibrate import NATIONAL
 from socialgradient.data.synthetic.england import load_calibration, simulate
 
 pytestmark = pytest.mark.slow
 
 REPLICATES = 20
-NATIONAL = (
-    "gradient_mean_la",
-    "gradient_less_deprived_la",
-    "gradient_more_deprived_la",
-    "between_la_gradient",
-    "contextual_effect",
-)
 
 
 def replicate(seed: int) -> tuple[list[bool], list[bool]]:

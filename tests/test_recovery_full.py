@@ -11,17 +11,11 @@ import json
 import pytest
 
 import socialgradient.api as sg
+from socialgradient.calibrate import NATIONAL
 from socialgradient.testing import assert_converged, assert_covers, assert_ppc
 
 pytestmark = pytest.mark.slow
 
-NATIONAL = (
-    "gradient_mean_la",
-    "gradient_less_deprived_la",
-    "gradient_more_deprived_la",
-    "between_la_gradient",
-    "contextual_effect",
-)
 
 
 @pytest.fixture(scope="module")
