@@ -141,18 +141,22 @@ def test_noncentred_and_mixed_effects_keep_la_effect_in_la_order(data):
 
 
 def test_auto_centres_informative_las_only():
-    """England-sized referral counts: almost every LA is centred; a sparse outcome on small
-    LAs: almost none."""
+    """England-sized counts pin the LA spreads down (sd(log tau) < 0.1): every LA is centred;
+    a sparse outcome on small LAs: almost none."""
     from socialgradient import parameterisation
 
     table = simulate(seed=3, scale=1.0).table
     dense = NeighbourhoodData.from_table(table, "referrals")
-    centred = parameterisation.choose(dense, "negbin", "auto")
-    assert centred.mean() > 0.85  # 135 of 150 LAs
+    assert parameterisation.choose(dense, "negbin", "auto").all()
+    se, tau = parameterisation.information(dense, "negbin")
+    assert (parameterisation.tau_uncertainty(se, tau) < 0.07).all()  # 0.060, 0.063
+    assert 0.85 < np.all(se < tau / 2, axis=1).mean() < 1  # 137 of 150 by the per-LA rule
     small = table[table["la"].isin(table["la"].unique()[:40])]
     small = small.groupby("la").head(25).reset_index(drop=True)
     sparse = NeighbourhoodData.from_table(small, "looked_after")
     assert parameterisation.choose(sparse, "negbin", "auto").mean() < 0.2
+    se, tau = parameterisation.information(sparse, "negbin")
+    assert (parameterisation.tau_uncertainty(se, tau) > 0.5).all()  # 0.82, 27.7
     assert parameterisation.choose(sparse, "negbin", "centred").all()
     assert not parameterisation.choose(sparse, "negbin", "noncentred").any()
 

@@ -22,7 +22,12 @@ non-centred one mixes cleanly.
    meta-regression form): the spread of the LA estimates around their linear trend in LA
    deprivation beyond what their standard errors explain, floored at 0.05 (intercept) and
    0.02 (slope);
-4. an LA is centred when the data clearly outweigh the prior for both effects,
+4. a centred LA is a funnel only when ``tau`` itself is uncertain. How well the LAs pin
+   ``tau`` down is the normal-normal model's Fisher information,
+   ``sd(log tau) = 1 / sqrt(2 sum_l w_l^2)`` with ``w_l = tau^2 / (tau^2 + se_l^2)``. When
+   both effects' ``sd(log tau)`` is below ``TAU_PINNED`` every LA is centred, whatever its
+   own data say: its prior is then a fixed-width normal, not a funnel;
+5. otherwise an LA is centred when its data clearly outweigh the prior for both effects,
    ``se_l < tau / 2`` (the prior's weight below 0.2), non-centred otherwise.
 
 The rule only picks a geometry: both give the same posterior.
@@ -38,6 +43,12 @@ TAU_FLOOR = np.array([0.05, 0.02])
 #: posterior above 0.8 (se^2 / (se^2 + tau^2) < 0.2). At 1 (weight 0.5) a binomial table
 #: (60 LAs, slope SD 0.06) centred 4 LAs and diverged 87 times; at 0.5 it PASSes.
 CENTRED_RATIO = 0.5
+#: Every LA centred when sd(log tau) is below this for both effects (tau known to about
+#: +/-20%). On the default England every threshold has sd(log tau) 0.06-0.09, and centring
+#: every LA beat the per-LA choice (same data, 4 x 1,000 draws, bulk ESS min): referrals
+#: 6,751 vs 2,568; CP plans 2,500 vs 1,104 (34 centred); looked after 1,536 vs 1,408 (12
+#: centred), none diverging. The sparse tables in the tests have 0.25-11.
+TAU_PINNED = 0.1
 _RIDGE = np.array([1 / 3.0**2, 1 / 1.0**2])  # keeps LAs without events finite
 
 
@@ -49,7 +60,17 @@ def choose(data, family: str, la_effects: str) -> np.ndarray:
     if la_effects == "noncentred":
         return np.zeros(n_la, bool)
     se, tau = information(data, family)
+    if np.all(tau_uncertainty(se, tau) < TAU_PINNED):
+        return np.ones(n_la, bool)
     return np.all(se < CENTRED_RATIO * tau, axis=1)
+
+
+def tau_uncertainty(se: np.ndarray, tau: np.ndarray) -> np.ndarray:
+    """``sd(log tau)`` of each effect (dims effect) from the LAs' information about it:
+    ``1 / sqrt(2 sum_l w_l^2)``, ``w_l = tau^2 / (tau^2 + se_l^2)`` (the normal-normal
+    model's Fisher information for ``log tau`` at the moment estimate)."""
+    weight = tau**2 / (tau**2 + se**2)
+    return 1.0 / np.sqrt(2.0 * np.sum(weight**2, axis=0))
 
 
 def information(data, family: str) -> tuple[np.ndarray, np.ndarray]:
