@@ -4,10 +4,64 @@ Property tests explore new examples on a developer's machine; under CI (``CI`` s
 derandomized, so a landing is decided by the code, not by which examples were drawn.
 """
 
+import json
 import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
+import pytest
 from hypothesis import settings
+
+import socialgradient
 
 settings.register_profile("ci", derandomize=True, database=None)
 if os.environ.get("CI"):
     settings.load_profile("ci")
+
+
+def _stop(procs) -> None:
+    """SIGTERM each process group (dask closes gracefully), SIGKILL what is left."""
+    for p in procs:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+
+
+@pytest.fixture(scope="session")
+def scheduler(tmp_path_factory):
+    """A Dask scheduler and two workers (one process, one thread each, with a nanny that
+    restarts a killed worker), started as separate processes as on a real cluster; its
+    address. The workers import socialgradient from this checkout and run elsewhere."""
+    tmp = tmp_path_factory.mktemp("dask")
+    file = tmp / "scheduler.json"
+    env = os.environ | {"PYTHONPATH": os.pathsep.join(
+        [str(Path(socialgradient.__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
+    dask = [sys.executable, "-m", "dask"]
+    common = {"cwd": tmp, "env": env, "stdout": subprocess.DEVNULL,
+              "stderr": subprocess.DEVNULL, "start_new_session": True}
+    procs = [subprocess.Popen([*dask, "scheduler", "--host", "127.0.0.1", "--port", "0",
+                               "--no-dashboard", "--scheduler-file", str(file)], **common)]
+    try:
+        deadline = time.monotonic() + 60
+        while not file.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        address = json.loads(file.read_text())["address"]
+        for _ in range(2):
+            procs.append(subprocess.Popen(
+                [*dask, "worker", address, "--nworkers", "1", "--nthreads", "1",
+                 "--no-dashboard", "--local-directory", str(tmp)], **common))
+        from dask.distributed import Client
+
+        with Client(address, timeout=60) as client:
+            client.wait_for_workers(2, timeout=120)
+        yield address
+    finally:
+        _stop(procs)

@@ -8,6 +8,7 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -281,3 +282,29 @@ def test_calibrate_survives_a_worker_killed_mid_replicate(tmp_path):
     for path in (out / "replicates" / "national").glob("*.json"):
         assert json.loads(path.read_text())["complete"]
         assert commits.get(path.name, {path.stat().st_mtime_ns}) == {path.stat().st_mtime_ns}
+
+
+@pytest.mark.slow  # ~1 min: two tiny replicates on the two workers of conftest's cluster
+def test_calibrate_on_a_running_cluster(tmp_path, scheduler, monkeypatch):
+    """calibrate.run(scheduler=ADDRESS) fits on a scheduler and two workers it did not start
+    (separate processes, as on a cluster); the workers write the results into the shared
+    folder, a relative one made absolute for them; the two replicates run on both workers."""
+    from dask.distributed import Client
+
+    monkeypatch.chdir(tmp_path)
+    done = calibrate.run(Path("cal"), 2, "national", scale=0.05, draws=100, tune=100,
+                         chains=2, seed=5, scheduler=scheduler)
+    assert done["failed"] == {}
+    assert sorted(done["fitted"]) == [5, 6]
+    with Client(scheduler, timeout=60) as client:
+        workers = set(client.run(os.getpid).values())
+    fitted_by = set()
+    for seed in (5, 6):
+        result = json.loads((tmp_path / "cal" / "replicates" / "national" /
+                             f"{seed}.json").read_text())
+        assert result["complete"]
+        assert result["seed"] == seed
+        fitted_by.add(result["fitted_by"]["pid"])
+    assert len(workers) == 2
+    assert fitted_by == workers  # one each, neither by this process
+    assert (tmp_path / "cal" / "calibration.json").exists()

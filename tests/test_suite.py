@@ -15,7 +15,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-import socialgradient
 from socialgradient import cli, outputs, suite
 from socialgradient.data.synthetic.england import simulate
 
@@ -164,51 +163,6 @@ def test_suite_killed_midway_resumes_without_refitting(data, tmp_path):
     assert status["national_cp_plans"] == "up to date"
     assert status["national_referrals"] == "fitted"
     assert first.stat().st_mtime_ns == done
-
-
-def _stop(procs) -> None:
-    """SIGTERM each process group (dask closes gracefully), SIGKILL what is left."""
-    for p in procs:
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGTERM)
-    for p in procs:
-        try:
-            p.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
-
-
-@pytest.fixture(scope="module")
-def scheduler(tmp_path_factory):
-    """A Dask scheduler and two workers (one process, one thread each, with a nanny that
-    restarts a killed worker), started as separate processes as on a real cluster; its
-    address. The workers import socialgradient from this checkout and run elsewhere."""
-    tmp = tmp_path_factory.mktemp("dask")
-    file = tmp / "scheduler.json"
-    env = os.environ | {"PYTHONPATH": os.pathsep.join(
-        [str(Path(socialgradient.__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
-    dask = [sys.executable, "-m", "dask"]
-    common = {"cwd": tmp, "env": env, "stdout": subprocess.DEVNULL,
-              "stderr": subprocess.DEVNULL, "start_new_session": True}
-    procs = [subprocess.Popen([*dask, "scheduler", "--host", "127.0.0.1", "--port", "0",
-                               "--no-dashboard", "--scheduler-file", str(file)], **common)]
-    try:
-        deadline = time.monotonic() + 60
-        while not file.exists() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        address = json.loads(file.read_text())["address"]
-        for _ in range(2):
-            procs.append(subprocess.Popen(
-                [*dask, "worker", address, "--nworkers", "1", "--nthreads", "1",
-                 "--no-dashboard", "--local-directory", str(tmp)], **common))
-        from dask.distributed import Client
-
-        with Client(address, timeout=60) as client:
-            client.wait_for_workers(2, timeout=120)
-        yield address
-    finally:
-        _stop(procs)
 
 
 @pytest.mark.slow  # 31 s: a separately started scheduler; the worker-kill test below uses it too

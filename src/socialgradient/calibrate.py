@@ -88,6 +88,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+import socket
 import time
 import uuid
 from pathlib import Path
@@ -354,6 +356,7 @@ def replicate_task(model: str, seed: int, cfg: dict, path: Path,
     if done is not None:
         return {"status": "up to date", "result": done}
     result = replicate(model, seed, cfg, progressbar)
+    result["fitted_by"] = {"host": socket.gethostname(), "pid": os.getpid()}
     text = json.dumps(result, allow_nan=False) + "\n"
     atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
     return {"status": "fitted", "result": result}
