@@ -44,13 +44,15 @@ def _tree_rss_kb(pid: int) -> int:
     return total
 
 
-def run_sub(cmd: list[str], log: Path, timeout: float | None = None) -> dict:
-    """Run ``cmd``; return rc, wall and peak tree RSS (MB) polled every 0.1 s."""
+def run_sub(cmd: list[str], log: Path, timeout: float | None = None,
+            env: dict | None = None) -> dict:
+    """Run ``cmd`` (in ``env``, default this one); return rc, wall and peak tree RSS (MB)
+    polled every 0.1 s."""
     log.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     with open(log, "w") as lf:
         proc = subprocess.Popen(cmd, stdout=lf, stderr=subprocess.STDOUT, cwd=ROOT,
-                                start_new_session=True)
+                                start_new_session=True, env=env)
         peak = [0]
         done = threading.Event()
 

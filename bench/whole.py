@@ -1,0 +1,151 @@
+"""Whole processes side by side: `socialgradient fit` against glmmTMB nbinom2.
+
+Each run is one process started from the shell, timed from start to exit, as a user meets
+it: ours reads the CSV, validates, compiles (from the on-disk cache a previous run left),
+samples 4 x 1,000 draws after 1,000 tuning, checks convergence and writes its whole output
+set (posterior, release, figures); glmmTMB is one ``Rscript`` reading the same CSV and
+fitting ``y ~ w * m_c + offset(log(children)) + (1 + w | la)`` by Laplace ML
+(``bench/peers/peers.R --worker glmmtmb_nb``, the worker alone, with no driver around it).
+Runs alternate ours / glmmTMB so that load drifts hit both. Peak memory is the summed
+resident set of the process tree, polled every 0.1 s (``harness.run_sub``).
+
+*First run after a fresh install*: ours once more with empty compilation caches (PyTensor's
+compiledir and numba's cache dir pointed at new folders), as on a new machine.
+
+    .venv/bin/python bench/whole.py                 # both tables, 3 runs each (~15 min)
+    .venv/bin/python bench/whole.py --runs 1 --tables england
+
+Writes ``bench/whole.json`` (every run) and ``bench/whole.md`` (medians and ratios).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import BENCH, ROOT, WORK, now, run_sub, uptime
+
+OURS = ROOT / ".venv" / "bin" / "socialgradient"
+PEERS_R = BENCH / "peers" / "peers.R"
+COLUMNS = ["lsoa", "la", "children", "income", "referrals"]
+
+
+def tables(names: list[str]) -> dict[str, Path]:
+    """The CSVs: ``england`` is the embedded default England; ``england_b`` an England-like
+    table ours has never seen (another seed of the synthetic England, its first 120 LAs)."""
+    import socialgradient.api as sg
+    from socialgradient.data.synthetic.england import simulate
+
+    folder = WORK / "whole"
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for name in names:
+        path = folder / f"{name}.csv"
+        if not path.exists():
+            if name == "england":
+                t = sg.default_data()
+            else:
+                t = simulate(seed=11).table
+                t = t[t["la"].isin(t["la"].unique()[:120])]
+            t[COLUMNS].to_csv(path, index=False)
+        paths[name] = path
+    return paths
+
+
+def ours(csv: Path, tag: str, env: dict | None = None) -> dict:
+    out = WORK / "whole" / f"out_{tag}"
+    cmd = [str(OURS), "fit", str(csv), "--outcome", "referrals", "--out", str(out),
+           "--no-progress"]
+    run = run_sub(cmd, WORK / "whole" / f"{tag}.log", timeout=1800, env=env)
+    summary = json.loads((out / "release" / "summary.json").read_text())
+    d = summary["diagnostics"]
+    return run | {"who": "socialgradient", "verdict": d["verdict"], "rhat_max": d["rhat_max"],
+                  "ess_bulk_min": d["ess_bulk_min"], "divergences": d["divergences"],
+                  "gradient": summary["gradient_mean_la"]["median"]}
+
+
+def glmmtmb(csv: Path, tag: str) -> dict:
+    result = WORK / "whole" / f"{tag}.json"
+    cmd = ["Rscript", str(PEERS_R), str(csv), "referrals", str(result), "--worker",
+           "glmmtmb_nb", "--cores", "2"]
+    run = run_sub(cmd, WORK / "whole" / f"{tag}.log", timeout=1800)
+    r = json.loads(result.read_text())
+    return run | {"who": "glmmTMB", "status": r.get("status"), "converged": r.get("converged"),
+                  "fit_s": r.get("wall_s")}
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--tables", nargs="+", default=["england", "england_b"])
+    p.add_argument("--no-first-run", action="store_true")
+    args = p.parse_args(argv)
+    record = {"date": now(), "uptime_before": uptime(), "runs": args.runs, "fits": []}
+    for name, csv in tables(args.tables).items():
+        if not args.no_first_run:
+            with tempfile.TemporaryDirectory() as cold:
+                env = os.environ | {"NUMBA_CACHE_DIR": f"{cold}/numba",
+                                    "PYTENSOR_FLAGS": f"compiledir={cold}/pytensor"}
+                fit = ours(csv, f"{name}_first", env=env)
+            record["fits"].append(fit | {"table": name, "run": "first"})
+            print(name, "first", f"{fit['process_wall_s']:.1f}s", flush=True)
+        for i in range(args.runs):
+            pair = [lambda: ours(csv, f"{name}_ours_{i}"), lambda: glmmtmb(csv, f"{name}_tmb_{i}")]
+            for run in pair if i % 2 == 0 else pair[::-1]:
+                fit = run() | {"table": name, "run": i}
+                record["fits"].append(fit)
+                print(name, i, fit["who"], f"{fit['process_wall_s']:.1f}s", flush=True)
+    record["uptime_after"] = uptime()
+    (BENCH / "whole.json").write_text(json.dumps(record, indent=1, default=str))
+    (BENCH / "whole.md").write_text(markdown(record))
+    print((BENCH / "whole.md").read_text())
+
+
+def markdown(record: dict) -> str:
+    lines = ["# Whole processes: `socialgradient fit` vs glmmTMB nbinom2", "",
+             f"Generated by `bench/whole.py` ({record['date']}; load before: "
+             f"{record['uptime_before'].split('load average:')[-1].strip()}, after: "
+             f"{record['uptime_after'].split('load average:')[-1].strip()}). "
+             "Median of the runs; wall = process start to exit.", "",
+             "| table | who | runs | wall s (median) | walls s | peak MB | R-hat max | "
+             "bulk ESS min | verdict |", "|---|---|---|---|---|---|---|---|---|"]
+    tables_ = dict.fromkeys(f["table"] for f in record["fits"])
+    ratios = []
+    for table in tables_:
+        medians = {}
+        for who in ("socialgradient", "glmmTMB"):
+            fits = [f for f in record["fits"] if f["table"] == table and f["who"] == who
+                    and f["run"] != "first"]
+            if not fits:
+                continue
+            walls = [f["process_wall_s"] for f in fits]
+            medians[who] = statistics.median(walls)
+            ours_ = who == "socialgradient"
+            lines.append(
+                f"| {table} | {who} | {len(fits)} | {medians[who]:.1f} | "
+                f"{', '.join(f'{w:.1f}' for w in walls)} | "
+                f"{max(f['tree_peak_rss_mb'] for f in fits):.0f} | "
+                + (f"{max(f['rhat_max'] for f in fits):.3f} | "
+                   f"{min(f['ess_bulk_min'] for f in fits):,.0f} | "
+                   f"{', '.join(sorted({f['verdict'] for f in fits}))} |" if ours_ else
+                   f"– | – | {'converged' if all(f['converged'] for f in fits) else 'NOT'} |"))
+        for f in record["fits"]:
+            if f["table"] == table and f["run"] == "first":
+                lines.append(f"| {table} | socialgradient, first run after a fresh install "
+                             f"(empty caches) | 1 | {f['process_wall_s']:.1f} | | "
+                             f"{f['tree_peak_rss_mb']:.0f} | {f['rhat_max']:.3f} | "
+                             f"{f['ess_bulk_min']:,.0f} | {f['verdict']} |")
+        if len(medians) == 2:
+            ratios.append(f"* {table}: ours / glmmTMB = "
+                          f"{medians['socialgradient'] / medians['glmmTMB']:.2f}")
+    return "\n".join(lines + ["", *ratios, ""])
+
+
+if __name__ == "__main__":
+    main()
