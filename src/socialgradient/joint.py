@@ -119,10 +119,11 @@ def choose(datas: list[NeighbourhoodData], spec: Spec) -> np.ndarray:
     Per threshold, :func:`socialgradient.parameterisation.choose` says whether the LA's
     data pin its intercept and slope down; an LA centres the longest run of thresholds,
     from the first, that all do. Thresholds are nested (each a subset of the one before),
-    so the run is almost always every threshold the rule accepts: on the default England
-    15 LAs centre none, 44 referrals and assessments, 57 up to CIN plans, 22 up to CP
-    plans and 12 all five (with one all-or-nothing choice per LA only those 12 were
-    centred, and the well-informed referral effects of the other 138 mixed slowly)."""
+    so the run is almost always every threshold the rule accepts. On the default England
+    every threshold pins the LA spreads down, so every LA centres all five (bulk ESS 670,
+    against 589 with the per-LA choices; README); on sparser tables the run varies by LA
+    (with one all-or-nothing choice per LA, well-informed referral effects of LAs
+    non-centred for a sparse threshold mixed slowly: R-hat 1.088)."""
     ok = np.stack([parameterisation.choose(d, spec.family, spec.la_effects) for d in datas])
     return np.cumprod(ok, axis=0).sum(axis=0)
 
