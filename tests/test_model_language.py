@@ -285,8 +285,7 @@ def test_cli_fit_with_terms(tmp_path):
                  "--neighbourhood-moderator", "rural", "--la-data", LA_DATA,
                  "--la-moderator", "turnover", "--prior", "b_w=0.8", "--la-effects", "auto",
                  "--draws", "60", "--tune", "100", "--chains", "2", "--sampler", "pymc",
-                 "--no-progress",
-                 "--allow-fail"])
+                 "--no-progress", "--allow-fail"])
     assert code == 0
     import json
 
