@@ -26,15 +26,20 @@ if __name__ == "__main__":
     variant = sys.argv[1]
     def normaliser(self, eta, rows, params):
         phi = params["phi"]
+        y = rows.y.get_value() if hasattr(rows.y, "get_value") else rows.y
         if variant == "old":
-            values, counts = np.unique(rows.y, return_counts=True)
+            values, counts = np.unique(y, return_counts=True)
             lg = pt.sum(counts * (pt.gammaln(values + phi) - pt.gammaln(phi)))
-            return lg + len(rows.y) * phi * pt.log(phi) - pt.sum((rows.y + phi) * pt.log(pt.exp(rows.log_exposure + eta) + phi))
-        k_j = families._exceedances(rows.y)
+            return lg + len(y) * phi * pt.log(phi) - pt.sum((rows.y + phi) * pt.log(pt.exp(rows.log_exposure + eta) + phi))
+        k_j = families._exceedances(y)
         j = np.arange(len(k_j))
         r = pt.exp(rows.log_exposure + eta) / phi
         if variant == "log1p":
             log1p_r = pt.log1p(r)
+        elif variant == "mul":  # multiply by 1/phi (one scalar division) instead of dividing rows
+            log1p_r = pt.log1p(pt.exp(rows.log_exposure + eta) * pt.reciprocal(phi))
+        elif variant == "expsub":
+            log1p_r = pt.log1p(pt.exp(rows.log_exposure + eta - pt.log(phi)))
         else:  # a series below 1e-4, log(1 + r) above
             log1p_r = pt.switch(r < 1e-4, r * (1 - r * (0.5 - r / 3)), pt.log(1 + r))
         return pt.sum(k_j * pt.log1p(j / phi)) - pt.sum((rows.y + phi) * log1p_r)
