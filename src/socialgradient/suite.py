@@ -64,6 +64,8 @@ class Item:
     name: str
     status: str  # "fitted", "up to date" or "skipped: <why>"
     summary: dict | None = None
+    #: seconds of this invocation's fit: the task's wall, compilation and sampling
+    seconds: dict | None = None
 
 
 def national_specs(models_dir: Path) -> list[tuple[Path, Spec | None, str]]:
@@ -92,7 +94,8 @@ def _up_to_date(out: Path, spec: Spec, data_digest: str) -> dict | None:
 
 def fit_task(data, spec: Spec, out: Path, data_digest: str, progressbar: bool = False) -> dict:
     """One task of the suite, run on a worker: fit ``spec`` to ``data`` and write its output
-    set to ``out``. Returns ``{"status", "summary", "seconds"}``, never the posterior.
+    set to ``out``. Returns ``{"status", "summary", "seconds"}``, never the posterior;
+    ``seconds`` holds the task's wall time (fit and writing), compilation and sampling.
 
     A set already complete and current (a rerun of a task whose worker died after the commit)
     is kept: its summary is returned as ``"up to date"``.
@@ -100,12 +103,15 @@ def fit_task(data, spec: Spec, out: Path, data_digest: str, progressbar: bool = 
     start = time.perf_counter()
     summary = _up_to_date(out, spec, data_digest)
     if summary is not None:
-        return {"status": "up to date", "summary": summary, "seconds": 0.0}
+        return {"status": "up to date", "summary": summary, "seconds": None}
     fitter = joint.fit if spec.outcomes else fit.fit
     tree = fitter(data, spec, progressbar=progressbar)
     paths = api.write(tree, out, command="suite")
     summary = json.loads(paths["summary"].read_text(encoding="utf-8"))
-    return {"status": "fitted", "summary": summary, "seconds": time.perf_counter() - start}
+    seconds = {"task": time.perf_counter() - start,
+               "compile": float(tree.attrs.get("compile_seconds", float("nan"))),
+               "sampling": float(tree.attrs.get("sampling_seconds", float("nan")))}
+    return {"status": "fitted", "summary": summary, "seconds": seconds}
 
 
 def cost(data, spec: Spec) -> int:
@@ -224,15 +230,17 @@ def _run_tasks(todo, data, out_dir: Path, progressbar: bool, done: dict,
                 log.error("%s failed (%d of %d): %r", spec.name, n, len(futures), e)
                 errors.append(e)
                 continue
-            summary = result["summary"]
-            log.info("%s: %s in %.0f s (%d of %d)", spec.name,
-                     summary["diagnostics"]["verdict"], result["seconds"], n, len(futures))
-            done[path] = Item(path, spec.name, result["status"], summary)
+            summary, seconds = result["summary"], result["seconds"]
+            log.info("%s: %s in %.0f s (%d of %d)", spec.name, summary["diagnostics"]["verdict"],
+                     seconds["task"] if seconds else 0.0, n, len(futures))
+            done[path] = Item(path, spec.name, result["status"], summary, seconds)
     return errors
 
 
 def summary_table(items: list[Item]) -> pd.DataFrame:
-    """One row per spec: status, outcome, family, headline medians with 95% ETIs, verdict."""
+    """One row per spec: status, outcome, family, headline medians with 95% ETIs, verdict,
+    and, for a spec fitted in this invocation, its seconds (``task_s``: fit and writing on
+    its worker, beside whatever else ran there; ``compile_s``; ``sampling_s``)."""
     rows = []
     for item in items:
         row = {"spec": item.name, "file": item.path.name, "status": item.status}
@@ -251,6 +259,8 @@ def summary_table(items: list[Item]) -> pd.DataFrame:
                     one |= {key: headline[key]["median"], f"{key}_lo95": lo,
                             f"{key}_hi95": hi}
             one["verdict"] = s["diagnostics"]["verdict"]
+            if item.seconds:
+                one |= {f"{k}_s": v for k, v in item.seconds.items()}
             rows.append(one)
     return pd.DataFrame(rows)
 
