@@ -143,6 +143,33 @@ def test_noncentred_and_mixed_effects_keep_la_effect_in_la_order(data):
     np.testing.assert_allclose(value[mask], point["la_effect_centred"])
 
 
+def test_intercept_only_centring_is_the_same_multivariate_normal():
+    """LAs centring both effects, the intercept alone, or neither: theta = centre + L z with
+    z standard normal in every block, so draws of la_effect have mean ``centre`` and
+    covariance L L^T whatever the block (20,000 prior draws per LA)."""
+    from socialgradient import parameterisation
+    from socialgradient.model import la_theta
+
+    n_la, draws = 6, 20_000
+    counts = np.array([2, 1, 0, 1, 0, 2])
+    chol = np.array([[0.3, 0.0], [0.12, 0.2]])
+    centre = np.column_stack([np.linspace(-4, -3, n_la), np.linspace(0.3, 0.6, n_la)])
+    la = np.array([f"E{i}" for i in range(n_la)])
+    with pm.Model(coords={"la": la, "effect": ["intercept", "slope"]}) as model:
+        theta = la_theta(pt.as_tensor(centre), pt.as_tensor(chol), counts, la, "la_effect",
+                         ("la", "effect"))
+    assert {"la_effect_centred", "la_intercept_centred", "la_slope_z", "la_z"} <= {
+        rv.name for rv in model.free_RVs}
+    assert list(model.coords["la_intercept_only"]) == ["E1", "E3"]
+    value = pm.draw(theta, draws=draws, random_seed=5)  # (draws, la, effect)
+    np.testing.assert_allclose(value.mean(axis=0), centre, atol=0.01)
+    for j in range(n_la):
+        cov = np.cov(value[:, j, :].T)
+        np.testing.assert_allclose(cov, chol @ chol.T, atol=0.004)
+    # a boolean per LA still means both (True) or neither (False)
+    np.testing.assert_array_equal(parameterisation.as_counts(np.array([True, False])), [2, 0])
+
+
 def test_auto_centres_informative_las_only():
     """England-sized counts pin the LA spreads down (sd(log tau) < 0.1): every LA is centred;
     a sparse outcome on small LAs: almost none."""
@@ -150,17 +177,17 @@ def test_auto_centres_informative_las_only():
 
     table = simulate(seed=3, scale=1.0).table
     dense = NeighbourhoodData.from_table(table, "referrals")
-    assert parameterisation.choose(dense, "negbin", "auto").all()
+    assert (parameterisation.choose(dense, "negbin", "auto") == 2).all()
     se, tau = parameterisation.information(dense, "negbin")
     assert (parameterisation.tau_uncertainty(se, tau) < 0.07).all()  # 0.060, 0.063
     assert 0.85 < np.all(se < tau / 2, axis=1).mean() < 1  # 137 of 150 by the per-LA rule
     small = table[table["la"].isin(table["la"].unique()[:40])]
     small = small.groupby("la").head(25).reset_index(drop=True)
     sparse = NeighbourhoodData.from_table(small, "looked_after")
-    assert parameterisation.choose(sparse, "negbin", "auto").mean() < 0.2
+    assert (parameterisation.choose(sparse, "negbin", "auto") == 2).mean() < 0.2
     se, tau = parameterisation.information(sparse, "negbin")
     assert (parameterisation.tau_uncertainty(se, tau) > 0.5).all()  # 0.82, 27.7
-    assert parameterisation.choose(sparse, "negbin", "centred").all()
+    assert (parameterisation.choose(sparse, "negbin", "centred") == 2).all()
     assert not parameterisation.choose(sparse, "negbin", "noncentred").any()
 
 

@@ -43,7 +43,8 @@ MAX_PREDICTIVE_VALUES = 100_000_000
 # factor (la_sd, la_corr), phi's transform, the LA effects' centred / non-centred parts
 # (la_effect), and per-SD moderator coefficients (moderator_effect, per unit).
 DERIVED = ("la_cov", "la_cov_corr", "la_cov_stds", "inv_sqrt_phi", "la_z", "la_effect_centred",
-            "moderator_coef", "la_moderator_coef", "trend_coef", *la_outcome.DERIVED)
+           "la_intercept_centred", "la_slope_z", "moderator_coef", "la_moderator_coef",
+           "trend_coef", *la_outcome.DERIVED)
 
 
 def data_hash(data: NeighbourhoodData | list[NeighbourhoodData]) -> str:
@@ -204,7 +205,8 @@ def assemble(
     posterior = posterior.drop_vars([v for v in DERIVED if v in posterior])
     posterior = posterior.drop_vars(
         [c for c in posterior.coords
-         if c.startswith("la_cov") or c in ("la_centred", "la_noncentred")])
+         if c.startswith("la_cov")
+         or c in ("la_centred", "la_noncentred", "la_intercept_only")])
     posterior = posterior.assign_coords(la_names(data))
     cap = max(posterior.sizes["chain"], MAX_PREDICTIVE_VALUES // len(data.y))
     few = predict.thin(posterior, min(max_predictive_draws, cap))

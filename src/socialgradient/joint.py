@@ -124,7 +124,8 @@ def choose(datas: list[NeighbourhoodData], spec: Spec) -> np.ndarray:
     against 589 with the per-LA choices; README); on sparser tables the run varies by LA
     (with one all-or-nothing choice per LA, well-informed referral effects of LAs
     non-centred for a sparse threshold mixed slowly: R-hat 1.088)."""
-    ok = np.stack([parameterisation.choose(d, spec.family, spec.la_effects) for d in datas])
+    ok = np.stack([parameterisation.choose(d, spec.family, spec.la_effects) == 2
+                   for d in datas])
     return np.cumprod(ok, axis=0).sum(axis=0)
 
 

@@ -358,8 +358,8 @@ def la_effects(data: NeighbourhoodData, priors: Priors | None = None,
     Creates ``a``, ``b_w``, ``b_b``, ``b_x``, the LKJ covariance ``la_cov`` (with
     deterministics ``la_sd``, ``la_corr``), LA-moderator coefficients if any, and returns
     ``la_effect`` (dims la, effect) with means ``(a + b_b m_c, b_w + b_x m_c)``: a free
-    variable when every LA is centred (``centred`` None or all True), else a deterministic
-    of the centred LAs' ``la_effect_centred`` and the non-centred LAs' ``la_z``. Shared
+    variable when every LA is centred (``centred`` None or all 2), else a deterministic
+    (:func:`la_theta`). Shared
     by :func:`build_model` and the textbook reference models of the tests and benchmarks.
     """
     p = priors or Priors()
@@ -386,22 +386,43 @@ def la_effects(data: NeighbourhoodData, priors: Priors | None = None,
 
 def la_theta(centre, chol, centred: np.ndarray | None, la: np.ndarray, name: str,
              dims: tuple[str, str]):
-    """LA effects ``name`` (dims ``dims``: la x coefficient) with means ``centre`` and
-    covariance factor ``chol``: a free MvNormal when every LA is centred, else a
-    deterministic of the centred LAs' ``la_effect_centred`` and the others' ``la_z``."""
-    if centred is None or centred.all():
+    """LA effects ``name`` (dims ``dims``: la x (intercept, slope)) with means ``centre``
+    and covariance factor ``chol``, ``centred`` counting each LA's leading effects sampled
+    centred (:func:`socialgradient.parameterisation.choose`; a boolean per LA means 2 or 0).
+
+    A free MvNormal when every LA centres both; otherwise a deterministic of up to three
+    blocks: ``la_effect_centred`` (both centred, dims la_centred), ``la_z`` (non-centred,
+    ``theta = centre + L z``, dims la_noncentred) and, for LAs centring the intercept alone
+    (dims la_intercept_only), ``la_intercept_centred ~ N(centre_0, L_00)`` with
+    ``z_0 = (theta_0 - centre_0) / L_00`` and ``theta_1 = centre_1 + L_10 z_0 + L_11 la_slope_z``:
+    in every block ``theta = centre + L z`` with z standard normal, the same model."""
+    if centred is None:
+        return pm.MvNormal(name, mu=centre, chol=chol, dims=dims)
+    counts = parameterisation.as_counts(centred)
+    if (counts == 2).all():
         return pm.MvNormal(name, mu=centre, chol=chol, dims=dims)
     model = pm.modelcontext(None)
-    (on,), (off,) = np.nonzero(centred), np.nonzero(~centred)
-    model.add_coord("la_noncentred", la[off])
-    # Non-centred LAs: theta = centre + L z, z ~ N(0, I) (no funnel when data are weak).
-    z = pm.Normal("la_z", 0.0, 1.0, dims=("la_noncentred", dims[1]))
-    parts, order = [centre[off] + z @ chol.T], [off]
-    if on.size:
-        model.add_coord("la_centred", la[on])
-        parts.insert(0, pm.MvNormal("la_effect_centred", mu=centre[on], chol=chol,
-                                    dims=("la_centred", dims[1])))
-        order.insert(0, on)
+    parts, order = [], []
+    if (both := np.flatnonzero(counts == 2)).size:
+        model.add_coord("la_centred", la[both])
+        parts.append(pm.MvNormal("la_effect_centred", mu=centre[both], chol=chol,
+                                 dims=("la_centred", dims[1])))
+        order.append(both)
+    if (first := np.flatnonzero(counts == 1)).size:
+        model.add_coord("la_intercept_only", la[first])
+        mu = centre[first]
+        u0 = pm.Normal("la_intercept_centred", mu[:, 0], chol[0, 0],
+                       dims="la_intercept_only")
+        z1 = pm.Normal("la_slope_z", 0.0, 1.0, dims="la_intercept_only")
+        u1 = mu[:, 1] + chol[1, 0] * (u0 - mu[:, 0]) / chol[0, 0] + chol[1, 1] * z1
+        parts.append(pt.stack([u0, u1], axis=1))
+        order.append(first)
+    if (none := np.flatnonzero(counts == 0)).size:
+        model.add_coord("la_noncentred", la[none])
+        # Non-centred LAs: theta = centre + L z, z ~ N(0, I) (no funnel when data are weak).
+        z = pm.Normal("la_z", 0.0, 1.0, dims=("la_noncentred", dims[1]))
+        parts.append(centre[none] + z @ chol.T)
+        order.append(none)
     inverse = np.argsort(np.concatenate(order))
     theta = pt.concatenate(parts, axis=0)[inverse]
     return pm.Deterministic(name, theta, dims=dims)
@@ -440,16 +461,18 @@ def build_model(data: NeighbourhoodData, spec: Spec, likelihood: str = "sufficie
         observed variable named after the outcome (dims lsoa or cell), for PyMC's own
         tools (``pm.sample_posterior_predictive``, ``pm.compute_log_likelihood``); the
         same posterior, several times slower to sample.
-    centred : ndarray of bool, dims (la,), optional
-        Which LAs are centred; default :func:`socialgradient.parameterisation.choose`.
+    centred : ndarray of int (or bool), dims (la,), optional
+        Each LA's centred leading effects (2 both, 1 the intercept, 0 none; True = 2);
+        default :func:`socialgradient.parameterisation.choose`.
 
     Returns
     -------
     pm.Model
         Free variables ``a``, ``b_w``, ``b_b``, ``b_x``, the LA effects (``la_effect``,
         dims la x effect, free when all LAs are centred, else built from
-        ``la_effect_centred`` and ``la_z``), the LKJ covariance (``la_sd`` dims effect,
-        ``la_corr``), for the negative binomial ``phi``, for stratified data
+        ``la_effect_centred``, ``la_intercept_centred`` / ``la_slope_z`` and ``la_z``),
+        the LKJ covariance (``la_sd`` dims effect, ``la_corr``), for the negative binomial
+        ``phi``, for stratified data
         ``stratum_effect`` (dims stratum, effect; zero for the reference stratum), and for
         moderators ``moderator_effect`` / ``la_moderator_effect`` (dims moderator or
         la_moderator, effect; per unit); with an LA outcome (``data.la_outcome``)

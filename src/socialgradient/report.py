@@ -29,7 +29,16 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from socialgradient import checks, disclosure, families, fit, gradients, la_outcome, outputs
+from socialgradient import (
+    checks,
+    disclosure,
+    families,
+    fit,
+    gradients,
+    la_outcome,
+    outputs,
+    parameterisation,
+)
 from socialgradient.progress import step
 from socialgradient.summaries import (
     interval,
@@ -104,10 +113,10 @@ def summary(tree: xr.DataTree, diagnostics: dict | None = None) -> dict:
     }
     const = tree["constant_data"].to_dataset()
     if "centred" in const:
-        out["model"]["la_effects"] = {
-            "centred": int(const["centred"].sum()),
-            "noncentred": int((~const["centred"].astype(bool)).sum()),
-        }
+        counts = parameterisation.as_counts(const["centred"].values)
+        out["model"]["la_effects"] = {"centred": int((counts == 2).sum()),
+                                      "intercept_centred": int((counts == 1).sum()),
+                                      "noncentred": int((counts == 0).sum())}
     scale = out["scale"]
     log_scale = "log odds ratio" if scale == "odds ratio" else "log rate ratio"
     out["units"] = (
