@@ -150,7 +150,7 @@ def test_sparse_table_passes_with_the_default_spec():
     tree = sg.fit(table, "events", progressbar=False)
     s = sg.summarise(tree)
     assert s["diagnostics"]["verdict"] == "PASS", s["diagnostics"]
-    assert s["model"]["la_effects"]["noncentred"] >= 30
+    assert s["model"]["la_effects"]["centred"] <= 10  # most LAs' slopes non-centred
     assert all(covered(s, true).values()), covered(s, true)
 
 
