@@ -120,8 +120,8 @@ def choose(datas: list[NeighbourhoodData], spec: Spec) -> np.ndarray:
     data pin its intercept and slope down; an LA centres the longest run of thresholds,
     from the first, that all do. Thresholds are nested (each a subset of the one before),
     so the run is almost always every threshold the rule accepts. On the default England
-    every threshold pins the LA spreads down, so every LA centres all five (bulk ESS 670,
-    against 589 with the per-LA choices; README); on sparser tables the run varies by LA
+    the first four thresholds pin the LA spreads down, so every LA centres them, and 12
+    LAs also centre looked-after children (README); on sparser tables the run varies by LA
     (with one all-or-nothing choice per LA, well-informed referral effects of LAs
     non-centred for a sparse threshold mixed slowly: R-hat 1.088)."""
     ok = np.stack([parameterisation.choose(d, spec.family, spec.la_effects) == 2
