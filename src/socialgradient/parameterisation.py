@@ -28,8 +28,8 @@ non-centred one mixes cleanly.
    both effects' ``sd(log tau)`` is below ``TAU_PINNED`` every LA is centred, whatever its
    own data say: its prior is then a fixed-width normal, not a funnel;
 5. otherwise each LA centres the leading effects its data outweigh the prior for,
-   ``se_l < tau`` for the intercept and ``se_l < tau / 2`` for the slope (the prior's
-   weight below 0.5 and 0.2; ``CENTRED_RATIO``): both (2), the intercept alone (1:
+   ``se_l < tau / 2`` (the prior's weight below 0.2; for the intercept ``se_l < tau`` when
+   its spread is well determined, sd(log tau) < 0.2): both (2), the intercept alone (1:
    intercept centred, slope non-centred given it), or neither (0). The intercept-only
    form is the common case of long follow-up with a small slope spread: CIN-plan
    durations (records, 150 LAs, slope SD 0.05), where every LA non-centred gave bulk ESS
@@ -45,13 +45,18 @@ import numpy as np
 from scipy import special
 
 TAU_FLOOR = np.array([0.05, 0.02])
-#: An effect (intercept, slope) is centred when se < CENTRED_RATIO * tau. Slope: the data's
-#: weight in the LA's posterior above 0.8 (se^2 / (se^2 + tau^2) < 0.2); at 1 (weight 0.5)
-#: a binomial table (60 LAs, slope SD 0.06) centred 4 LAs and diverged 87 times, at 0.5 it
-#: PASSes. Intercept: weight above 0.5; CIN-plan durations (records, slope SD 0.05) with
-#: the intercept rule at 0.5 centred 23 intercepts (R-hat 1.012, bulk ESS 491: WARN), at 1
-#: 126 (R-hat 1.005, ESS 819: PASS), 4 x 2,000 draws, no divergences either way.
-CENTRED_RATIO = np.array([1.0, 0.5])
+#: An effect (intercept, slope) is centred when se < CENTRED_RATIO * tau: the data's weight
+#: in the LA's posterior above 0.8 (se^2 / (se^2 + tau^2) < 0.2). At 1 (weight 0.5) a
+#: binomial table (60 LAs, slope SD 0.06) centred 4 LAs and diverged 87 times; at 0.5 it
+#: PASSes.
+CENTRED_RATIO = np.array([0.5, 0.5])
+#: ... except the intercept, centred at weight above 0.5 (se < tau) when its spread is well
+#: determined (sd(log tau) below INTERCEPT_PINNED). CIN-plan durations (records, slope SD
+#: 0.05, intercept sd(log tau) 0.088): at 0.5, 23 intercepts centred, R-hat 1.012, bulk ESS
+#: 491 (WARN); at 1, 126, R-hat 1.005, ESS 819 (PASS), 4 x 2,000 draws, no divergences. On
+#: 12 LAs (sd(log tau) 0.26) se < tau centred every intercept and PyMC's NUTS overflowed
+#: in tuning.
+INTERCEPT_RATIO_PINNED, INTERCEPT_PINNED = 1.0, 0.2
 #: Every LA centred when sd(log tau) is below this for both effects (tau known to about
 #: +/-20%). On the default England every threshold has sd(log tau) 0.06-0.09, and centring
 #: every LA beat the per-LA choice (same data, 4 x 1,000 draws, bulk ESS min): referrals
@@ -70,9 +75,13 @@ def choose(data, family: str, la_effects: str) -> np.ndarray:
     if la_effects == "noncentred":
         return np.zeros(n_la, int)
     se, tau = information(data, family)
-    if np.all(tau_uncertainty(se, tau) < TAU_PINNED):
+    spread = tau_uncertainty(se, tau)
+    if np.all(spread < TAU_PINNED):
         return np.full(n_la, 2)
-    return np.cumprod(se < CENTRED_RATIO * tau, axis=1).sum(axis=1)
+    ratio = CENTRED_RATIO.copy()
+    if spread[0] < INTERCEPT_PINNED:
+        ratio[0] = INTERCEPT_RATIO_PINNED
+    return np.cumprod(se < ratio * tau, axis=1).sum(axis=1)
 
 
 def as_counts(centred: np.ndarray) -> np.ndarray:
