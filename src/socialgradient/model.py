@@ -396,10 +396,8 @@ def la_theta(centre, chol, centred: np.ndarray | None, la: np.ndarray, name: str
     (dims la_intercept_only), ``la_intercept_centred ~ N(centre_0, L_00)`` with
     ``z_0 = (theta_0 - centre_0) / L_00`` and ``theta_1 = centre_1 + L_10 z_0 + L_11 la_slope_z``:
     in every block ``theta = centre + L z`` with z standard normal, the same model."""
-    if centred is None:
-        return pm.MvNormal(name, mu=centre, chol=chol, dims=dims)
-    counts = parameterisation.as_counts(centred)
-    if (counts == 2).all():
+    counts = None if centred is None else parameterisation.as_counts(centred)
+    if counts is None or (counts == 2).all():
         return pm.MvNormal(name, mu=centre, chol=chol, dims=dims)
     model = pm.modelcontext(None)
     parts, order = [], []
