@@ -65,3 +65,29 @@ def scheduler(tmp_path_factory):
         yield address
     finally:
         _stop(procs)
+
+
+#: ``models/national_referrals.toml`` as it was when spec hashes were first published: the
+#: specs written before a field existed must keep that hash (saved fits and suites stay valid).
+FIRST_NATIONAL_SPEC = """\
+name = "national_referrals"
+outcome = "referrals"
+family = "negbin"
+
+[sampling]
+sampler = "nutpie"
+draws = 1000
+tune = 1000
+chains = 4
+seed = 2021
+"""
+
+
+@pytest.fixture
+def first_national_spec(tmp_path):
+    """The first national spec, loaded from a file (its hash is ``45cc431df78139ab``)."""
+    from socialgradient.spec import load_spec
+
+    path = tmp_path / "first_national_referrals.toml"
+    path.write_text(FIRST_NATIONAL_SPEC)
+    return load_spec(path)

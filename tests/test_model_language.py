@@ -92,9 +92,9 @@ def test_la_table_contract():
 
 
 # -- spec ------------------------------------------------------------------------------------
-def test_spec_terms_round_trip_and_old_hashes(tmp_path):
+def test_spec_terms_round_trip_and_old_hashes(tmp_path, first_national_spec):
     # The hash the spec had before the model language (saved fits and suites stay valid).
-    assert load_spec("models/national_referrals.toml").hash == "45cc431df78139ab"
+    assert first_national_spec.hash == "45cc431df78139ab"
     path = tmp_path / "rural.toml"
     path.write_text(
         'outcome = "referrals"\nneighbourhood_moderators = ["rural"]\n'

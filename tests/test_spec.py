@@ -106,4 +106,4 @@ def test_load_committed_spec():
     assert spec.name == "national_referrals"
     assert spec.outcome == "referrals"
     assert spec.family == "negbin"
-    assert spec.sampling == Sampling(sampler="nutpie", draws=1000, tune=1000, chains=4, seed=2021)
+    assert spec.sampling == Sampling(sampler="nutpie", draws=800, tune=500, chains=4, seed=2021)
