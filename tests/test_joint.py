@@ -11,6 +11,7 @@ import pytest
 
 import socialgradient.api as sg
 from socialgradient import joint, outputs
+from socialgradient.model import la_theta
 from socialgradient.spec import Spec, load_spec
 
 THRESHOLDS = ("referrals", "assessments", "cin_plans")
@@ -66,7 +67,7 @@ def test_joint_density_is_the_sum_of_the_single_models(table):
     (pot,) = model.replace_rvs_by_values([model["loglik"]])
     joint_value = model.compile_fn(pot, inputs=model.value_vars, mode="FAST_COMPILE",
                                    on_unused_input="ignore")(point)
-    flat = point["la_effect_c2"].reshape(len(datas[0].la), 2, 2)
+    flat = point["la_effect_c4"].reshape(len(datas[0].la), 2, 2)  # both thresholds centred
     total = 0.0
     for j, d in enumerate(datas):
         single = build_model(d, Spec(d.outcome, family="poisson", la_effects="centred"))
@@ -114,8 +115,9 @@ def test_output_set(tree, tmp_path):
         assert (tmp_path / "out" / "release" / name / "gradient_curve.png").exists()
 
 
-def test_per_threshold_centring_is_the_same_multivariate_normal():
-    """Whatever run of leading coefficients an LA centres, its coefficients are
+def test_centring_any_leading_coefficients_is_the_same_multivariate_normal():
+    """Whatever run of leading coefficients an LA centres (an even count: whole thresholds;
+    an odd one: a threshold's intercept alone, as single-outcome fits do), its coefficients are
     ``centre + L z`` with z standard normal: the free variables map to the same u, and the
     log density is the standard normal one of z minus log |det L_CC| of the centred block
     (the Jacobian of u_C = centre_C + L_CC z_C)."""
@@ -128,20 +130,20 @@ def test_per_threshold_centring_is_the_same_multivariate_normal():
     a = rng.normal(size=(2 * k, 2 * k))
     chol = np.linalg.cholesky(a @ a.T + 2 * k * np.eye(2 * k))
     centre = rng.normal(size=(n_la, 2 * k))
-    centred = np.array([0, 1, 2, 3, 3, 1, 0, 2])
+    centred = np.array([0, 2, 4, 6, 6, 3, 0, 1])
     la = np.array([f"L{i}" for i in range(n_la)])
     with pm.Model(coords={"la_coef": coefs}) as model:
-        u = joint._la_theta(pt.as_tensor(centre), pt.as_tensor(chol), centred, la)
+        u = la_theta(pt.as_tensor(centre), pt.as_tensor(chol), centred, la, "la_coef")
     z = rng.normal(size=(n_la, 2 * k))
     expected = centre + z @ chol.T
     point, log_jacobian = {}, 0.0
-    for p in np.unique(centred):
-        rows, c = np.flatnonzero(centred == p), 2 * p
+    for c in np.unique(centred):
+        rows = np.flatnonzero(centred == c)
         if c:
-            point[f"la_effect_c{p}"] = expected[rows, :c]
+            point[f"la_effect_c{c}"] = expected[rows, :c]
             log_jacobian += len(rows) * np.log(np.diag(chol)[:c]).sum()
         if c < 2 * k:
-            point[f"la_z_c{p}"] = z[rows, c:]
+            point[f"la_z_c{c}"] = z[rows, c:]
     (u,) = model.replace_rvs_by_values([u])
     got = model.compile_fn(u, inputs=model.value_vars, on_unused_input="ignore")(point)
     np.testing.assert_allclose(got, expected, rtol=1e-10)

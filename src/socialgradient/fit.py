@@ -28,7 +28,7 @@ import xarray as xr
 from socialgradient import compiled as compiled_module
 from socialgradient import la_outcome, parameterisation, predict
 from socialgradient.files import atomic_write
-from socialgradient.model import NeighbourhoodData, build_model
+from socialgradient.model import LA_THETA_BLOCKS, LA_THETA_COORDS, NeighbourhoodData, build_model
 from socialgradient.progress import step
 from socialgradient.spec import Sampling, Spec
 
@@ -42,9 +42,8 @@ MAX_PREDICTIVE_VALUES = 100_000_000
 # Sampler-side forms of quantities the posterior keeps in their reported form: the LKJ
 # factor (la_sd, la_corr), phi's transform, the LA effects' centred / non-centred parts
 # (la_effect), and per-SD moderator coefficients (moderator_effect, per unit).
-DERIVED = ("la_cov", "la_cov_corr", "la_cov_stds", "inv_sqrt_phi", "la_z", "la_effect_centred",
-           "la_intercept_centred", "la_slope_z", "moderator_coef", "la_moderator_coef",
-           "trend_coef", *la_outcome.DERIVED)
+DERIVED = ("la_cov", "la_cov_corr", "la_cov_stds", "inv_sqrt_phi", "moderator_coef",
+           "la_moderator_coef", "trend_coef", *la_outcome.DERIVED)
 
 
 def data_hash(data: NeighbourhoodData | list[NeighbourhoodData]) -> str:
@@ -202,11 +201,10 @@ def assemble(
         raise ValueError("assemble: the tree has no posterior la_effect; sample a model "
                          "built by socialgradient (build_model / api.build)")
     posterior = tree["posterior"].to_dataset()
-    posterior = posterior.drop_vars([v for v in DERIVED if v in posterior])
-    posterior = posterior.drop_vars(
-        [c for c in posterior.coords
-         if c.startswith("la_cov")
-         or c in ("la_centred", "la_noncentred", "la_intercept_only")])
+    posterior = posterior.drop_vars([v for v in posterior.data_vars if v in DERIVED
+                                     or LA_THETA_BLOCKS.match(v)])
+    posterior = posterior.drop_vars([c for c in posterior.coords
+                                     if c.startswith("la_cov") or LA_THETA_COORDS.match(c)])
     posterior = posterior.assign_coords(la_names(data))
     cap = max(posterior.sizes["chain"], MAX_PREDICTIVE_VALUES // len(data.y))
     few = predict.thin(posterior, min(max_predictive_draws, cap))

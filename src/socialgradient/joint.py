@@ -40,7 +40,7 @@ import xarray as xr
 from socialgradient import families, parameterisation, predict
 from socialgradient import fit as fit_module
 from socialgradient.gradients import national
-from socialgradient.model import EFFECTS, NeighbourhoodData
+from socialgradient.model import EFFECTS, LA_THETA_BLOCKS, NeighbourhoodData, la_theta
 from socialgradient.progress import step
 from socialgradient.spec import Spec
 
@@ -94,7 +94,7 @@ def build(datas: list[NeighbourhoodData], spec: Spec,
         pm.Deterministic("la_corr", corr[upper], dims="la_pair")
         centre = pt.stack([a[None, :] + b_b[None, :] * m_c[:, None],
                            b_w[None, :] + b_x[None, :] * m_c[:, None]], axis=2)
-        flat = _la_theta(centre.reshape((n_la, 2 * k)), chol, centred, first.la)
+        flat = la_theta(centre.reshape((n_la, 2 * k)), chol, 2 * centred, first.la, "la_coef")
         theta = pm.Deterministic("la_effect", flat.reshape((n_la, k, 2)),
                                  dims=("la", "threshold", "effect"))
         if family.name == "negbin":
@@ -129,47 +129,6 @@ def choose(datas: list[NeighbourhoodData], spec: Spec) -> np.ndarray:
     return np.cumprod(ok, axis=0).sum(axis=0)
 
 
-def _la_theta(centre, chol, centred: np.ndarray, la: np.ndarray):
-    """The LA coefficients (dims la, la_coef), the first ``2 * centred[l]`` of LA ``l``
-    sampled centred and the rest non-centred.
-
-    With the coefficients in threshold order, the top-left block of the Cholesky factor
-    ``L`` of the covariance is the factor of the leading coefficients' covariance, so for
-    an LA centring its first ``c`` coefficients: ``u_C ~ MVN(centre_C, L_CC L_CC^T)`` is
-    free, ``z_C = L_CC^{-1} (u_C - centre_C)``, ``z_N ~ N(0, I)`` and
-    ``u_N = centre_N + L_NC z_C + L_NN z_N``: together ``u = centre + L z`` with z standard
-    normal, the same model as either pure form. One block per distinct ``c``.
-    """
-    model = pm.modelcontext(None)
-    coefs = np.asarray(model.coords["la_coef"])
-    parts, order = [], []
-    for p in np.unique(centred):
-        rows = np.flatnonzero(centred == p)
-        c = 2 * int(p)
-        group = f"la_c{p}"
-        model.add_coord(group, la[rows])
-        mu = centre[rows]
-        if c == coefs.size:
-            u = pm.MvNormal(f"la_effect_c{p}", mu=mu, chol=chol, dims=(group, "la_coef"))
-        else:
-            model.add_coord(f"la_coef_n{p}", coefs[c:])
-            z_n = pm.Normal(f"la_z_c{p}", 0.0, 1.0, dims=(group, f"la_coef_n{p}"))
-            if c == 0:
-                u = mu + z_n @ chol.T
-            else:
-                model.add_coord(f"la_coef_c{p}", coefs[:c])
-                l_cc = chol[:c, :c]
-                u_c = pm.MvNormal(f"la_effect_c{p}", mu=mu[:, :c], chol=l_cc,
-                                  dims=(group, f"la_coef_c{p}"))
-                z_c = pt.linalg.solve_triangular(l_cc, (u_c - mu[:, :c]).T, lower=True).T
-                u_n = mu[:, c:] + z_c @ chol[c:, :c].T + z_n @ chol[c:, c:].T
-                u = pt.concatenate([u_c, u_n], axis=1)
-        parts.append(u)
-        order.append(rows)
-    inverse = np.argsort(np.concatenate(order))
-    return pt.concatenate(parts, axis=0)[inverse]
-
-
 def fit(datas: list[NeighbourhoodData], spec: Spec, progressbar: bool = True) -> xr.DataTree:
     """Sample the joint model; the tree described in the module docstring."""
     from socialgradient.fit import MAX_PREDICTIVE_DRAWS, data_hash, la_names, sample
@@ -179,9 +138,9 @@ def fit(datas: list[NeighbourhoodData], spec: Spec, progressbar: bool = True) ->
     raw, compile_seconds, sampling_seconds = sample(
         model, spec.sampling, progressbar, target_accept=spec.target_accept)
     post = raw["posterior"].to_dataset()
-    # sampler-side forms: fit.DERIVED's, and _la_theta's blocks la_effect_c<p> / la_z_c<p>
+    # sampler-side forms: fit.DERIVED's, and la_theta's blocks (la_effect_c<c> / la_z_c<c>)
     post = post.drop_vars([v for v in post.data_vars if v in fit_module.DERIVED
-                           or v.startswith(("la_effect_c", "la_z_c"))])
+                           or LA_THETA_BLOCKS.match(v)])
     post = post.drop_vars([c for c in post.coords if c.startswith(("la_cov", "la_c"))])
     first = datas[0]
     post = post.assign_coords(la_names(first))

@@ -105,6 +105,7 @@ Pointwise log-likelihood and posterior predictive draws are computed after sampl
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -359,7 +360,7 @@ def la_effects(data: NeighbourhoodData, priors: Priors | None = None,
     deterministics ``la_sd``, ``la_corr``), LA-moderator coefficients if any, and returns
     ``la_effect`` (dims la, effect) with means ``(a + b_b m_c, b_w + b_x m_c)``: a free
     variable when every LA is centred (``centred`` None or all 2), else a deterministic
-    (:func:`la_theta`). Shared
+    (:func:`la_theta`, LAs centring only some of their effects). Shared
     by :func:`build_model` and the textbook reference models of the tests and benchmarks.
     """
     p = priors or Priors()
@@ -381,49 +382,61 @@ def la_effects(data: NeighbourhoodData, priors: Priors | None = None,
     centre = pt.stack([a + b_b * m_c, b_w + b_x * m_c], axis=1)
     if data.la_moderator_names:
         centre = centre + _la_moderator_terms(data, p)
-    return la_theta(centre, chol, centred, data.la, "la_effect", ("la", "effect"))
-
-
-def la_theta(centre, chol, centred: np.ndarray | None, la: np.ndarray, name: str,
-             dims: tuple[str, str]):
-    """LA effects ``name`` (dims ``dims``: la x (intercept, slope)) with means ``centre``
-    and covariance factor ``chol``, ``centred`` counting each LA's leading effects sampled
-    centred (:func:`socialgradient.parameterisation.choose`; a boolean per LA means 2 or 0).
-
-    A free MvNormal when every LA centres both; otherwise a deterministic of up to three
-    blocks: ``la_effect_centred`` (both centred, dims la_centred), ``la_z`` (non-centred,
-    ``theta = centre + L z``, dims la_noncentred) and, for LAs centring the intercept alone
-    (dims la_intercept_only), ``la_intercept_centred ~ N(centre_0, L_00)`` with
-    ``z_0 = (theta_0 - centre_0) / L_00`` and ``theta_1 = centre_1 + L_10 z_0 + L_11 la_slope_z``:
-    in every block ``theta = centre + L z`` with z standard normal, the same model."""
     counts = None if centred is None else parameterisation.as_counts(centred)
     if counts is None or (counts == 2).all():
-        return pm.MvNormal(name, mu=centre, chol=chol, dims=dims)
+        return pm.MvNormal("la_effect", mu=centre, chol=chol, dims=("la", "effect"))
+    return pm.Deterministic("la_effect", la_theta(centre, chol, counts, data.la, "effect"),
+                            dims=("la", "effect"))
+
+
+def la_theta(centre, chol, centred: np.ndarray, la: np.ndarray, coef_dim: str):
+    """LA coefficients (dims la x ``coef_dim``) with means ``centre`` and covariance
+    ``chol chol^T``, the first ``centred[l]`` coefficients of LA ``l`` sampled centred and
+    the rest non-centred.
+
+    With the coefficients in order, the top-left block of the Cholesky factor ``L`` is the
+    factor of the leading coefficients' covariance, so for an LA centring its first ``c``:
+    ``u_C ~ MVN(centre_C, L_CC L_CC^T)`` is free (``la_effect_c<c>``),
+    ``z_C = L_CC^{-1} (u_C - centre_C)``, ``z_N ~ N(0, I)`` (``la_z_c<c>``) and
+    ``u_N = centre_N + L_NC z_C + L_NN z_N``: together ``u = centre + L z`` with z standard
+    normal, the same model as either pure form. One block per distinct ``c`` (LAs in coord
+    ``la_c<c>``). Used by the single-outcome model (coefficients intercept, slope: ``c`` 2,
+    1 or 0, :func:`socialgradient.parameterisation.choose`) and the joint model (two per
+    threshold, :mod:`socialgradient.joint`).
+    """
     model = pm.modelcontext(None)
+    coefs = np.asarray(model.coords[coef_dim])
     parts, order = [], []
-    if (both := np.flatnonzero(counts == 2)).size:
-        model.add_coord("la_centred", la[both])
-        parts.append(pm.MvNormal("la_effect_centred", mu=centre[both], chol=chol,
-                                 dims=("la_centred", dims[1])))
-        order.append(both)
-    if (first := np.flatnonzero(counts == 1)).size:
-        model.add_coord("la_intercept_only", la[first])
-        mu = centre[first]
-        u0 = pm.Normal("la_intercept_centred", mu[:, 0], chol[0, 0],
-                       dims="la_intercept_only")
-        z1 = pm.Normal("la_slope_z", 0.0, 1.0, dims="la_intercept_only")
-        u1 = mu[:, 1] + chol[1, 0] * (u0 - mu[:, 0]) / chol[0, 0] + chol[1, 1] * z1
-        parts.append(pt.stack([u0, u1], axis=1))
-        order.append(first)
-    if (none := np.flatnonzero(counts == 0)).size:
-        model.add_coord("la_noncentred", la[none])
-        # Non-centred LAs: theta = centre + L z, z ~ N(0, I) (no funnel when data are weak).
-        z = pm.Normal("la_z", 0.0, 1.0, dims=("la_noncentred", dims[1]))
-        parts.append(centre[none] + z @ chol.T)
-        order.append(none)
+    for c in map(int, np.unique(centred)):
+        rows = np.flatnonzero(centred == c)
+        group = f"la_c{c}"
+        model.add_coord(group, la[rows])
+        mu = centre[rows]
+        if c == coefs.size:
+            u = pm.MvNormal(f"la_effect_c{c}", mu=mu, chol=chol, dims=(group, coef_dim))
+        else:
+            model.add_coord(f"la_coef_n{c}", coefs[c:])
+            z_n = pm.Normal(f"la_z_c{c}", 0.0, 1.0, dims=(group, f"la_coef_n{c}"))
+            if c == 0:
+                u = mu + z_n @ chol.T
+            else:
+                model.add_coord(f"la_coef_c{c}", coefs[:c])
+                l_cc = chol[:c, :c]
+                u_c = pm.MvNormal(f"la_effect_c{c}", mu=mu[:, :c], chol=l_cc,
+                                  dims=(group, f"la_coef_c{c}"))
+                z_c = pt.linalg.solve_triangular(l_cc, (u_c - mu[:, :c]).T, lower=True).T
+                u_n = mu[:, c:] + z_c @ chol[c:, :c].T + z_n @ chol[c:, c:].T
+                u = pt.concatenate([u_c, u_n], axis=1)
+        parts.append(u)
+        order.append(rows)
     inverse = np.argsort(np.concatenate(order))
-    theta = pt.concatenate(parts, axis=0)[inverse]
-    return pm.Deterministic(name, theta, dims=dims)
+    return pt.concatenate(parts, axis=0)[inverse]
+
+
+#: Names of :func:`la_theta`'s sampler-side blocks and of their coords: a fit's posterior
+#: drops them and keeps ``la_effect`` itself.
+LA_THETA_BLOCKS = re.compile(r"la_(effect|z)_c\d+$")
+LA_THETA_COORDS = re.compile(r"la_(c|coef_c|coef_n)\d+$")
 
 
 def _la_moderator_terms(data: NeighbourhoodData, p: Priors):
@@ -467,8 +480,8 @@ def build_model(data: NeighbourhoodData, spec: Spec, likelihood: str = "sufficie
     -------
     pm.Model
         Free variables ``a``, ``b_w``, ``b_b``, ``b_x``, the LA effects (``la_effect``,
-        dims la x effect, free when all LAs are centred, else built from
-        ``la_effect_centred``, ``la_intercept_centred`` / ``la_slope_z`` and ``la_z``),
+        dims la x effect, free when all LAs are centred, else built by :func:`la_theta`
+        from blocks ``la_effect_c<c>`` / ``la_z_c<c>``),
         the LKJ covariance (``la_sd`` dims effect, ``la_corr``), for the negative binomial
         ``phi``, for stratified data
         ``stratum_effect`` (dims stratum, effect; zero for the reference stratum), and for
