@@ -64,8 +64,11 @@ def test_spec_la_outcome_parses_validates_and_keeps_old_hashes(tmp_path, agg, fi
     # specs without [la_outcome] keep the hashes they had before the field existed (the
     # re-referral spec as it was then: 3,000 draws per chain)
     before = tmp_path / "rereferrals.toml"
-    before.write_text((sg.MODELS / "rereferrals.toml").read_text().replace(
-        "draws = 4000", "draws = 3000"))
+    before.write_text(
+        'name = "rereferrals"\noutcome = "rereferrals"\nfamily = "binomial"\n'
+        'trials = "referrals"\ntarget_accept = 0.9\n\n[records]\n'
+        'groups = ["thresholds", "repeats"]\npositive = "referrals"\nscale = 0.2\n\n'
+        '[sampling]\ndraws = 3000\ntune = 1000\nchains = 4\nseed = 2021\n')
     assert load_spec(before).hash == "65d50feef98563dc"
     path = tmp_path / "s.toml"
     path.write_text('outcome = "referrals"\n[la_outcome]\ncount = "x"\ntrials = "y"\nbogus = 1\n')

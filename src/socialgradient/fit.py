@@ -46,6 +46,15 @@ DERIVED = ("la_cov", "la_cov_corr", "la_cov_stds", "inv_sqrt_phi", "moderator_co
            "la_moderator_coef", "trend_coef", *la_outcome.DERIVED)
 
 
+def reported(posterior: xr.Dataset) -> xr.Dataset:
+    """``posterior`` without its sampler-side forms: :data:`DERIVED` and the LA-effect blocks
+    of :func:`socialgradient.model.la_theta`, with the coords only they used."""
+    posterior = posterior.drop_vars([v for v in posterior.data_vars if v in DERIVED
+                                     or LA_THETA_BLOCKS.match(v)])
+    return posterior.drop_vars([c for c in posterior.coords
+                                if c.startswith("la_cov") or LA_THETA_COORDS.match(c)])
+
+
 def data_hash(data: NeighbourhoodData | list[NeighbourhoodData]) -> str:
     """SHA-256 (first 16 hex digits) of the arrays a fit depends on (of each threshold's,
     for the joint model's list)."""
@@ -200,11 +209,7 @@ def assemble(
     if "posterior" not in tree.children or "la_effect" not in tree["posterior"]:
         raise ValueError("assemble: the tree has no posterior la_effect; sample a model "
                          "built by socialgradient (build_model / api.build)")
-    posterior = tree["posterior"].to_dataset()
-    posterior = posterior.drop_vars([v for v in posterior.data_vars if v in DERIVED
-                                     or LA_THETA_BLOCKS.match(v)])
-    posterior = posterior.drop_vars([c for c in posterior.coords
-                                     if c.startswith("la_cov") or LA_THETA_COORDS.match(c)])
+    posterior = reported(tree["posterior"].to_dataset())
     posterior = posterior.assign_coords(la_names(data))
     cap = max(posterior.sizes["chain"], MAX_PREDICTIVE_VALUES // len(data.y))
     few = predict.thin(posterior, min(max_predictive_draws, cap))

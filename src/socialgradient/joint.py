@@ -40,7 +40,7 @@ import xarray as xr
 from socialgradient import families, parameterisation, predict
 from socialgradient import fit as fit_module
 from socialgradient.gradients import national
-from socialgradient.model import EFFECTS, LA_THETA_BLOCKS, NeighbourhoodData, la_theta
+from socialgradient.model import EFFECTS, NeighbourhoodData, la_theta
 from socialgradient.progress import step
 from socialgradient.spec import Spec
 
@@ -137,11 +137,9 @@ def fit(datas: list[NeighbourhoodData], spec: Spec, progressbar: bool = True) ->
     model = build(datas, spec, centred)
     raw, compile_seconds, sampling_seconds = sample(
         model, spec.sampling, progressbar, target_accept=spec.target_accept)
-    post = raw["posterior"].to_dataset()
-    # sampler-side forms: fit.DERIVED's, and la_theta's blocks (la_effect_c<c> / la_z_c<c>)
-    post = post.drop_vars([v for v in post.data_vars if v in fit_module.DERIVED
-                           or LA_THETA_BLOCKS.match(v)])
-    post = post.drop_vars([c for c in post.coords if c.startswith(("la_cov", "la_c"))])
+    # la_coef: the flat order of the LA coefficients, reported as (threshold, effect)
+    post = fit_module.reported(raw["posterior"].to_dataset()).drop_vars("la_coef",
+                                                                   errors="ignore")
     first = datas[0]
     post = post.assign_coords(la_names(first))
     row, coords = first.row_dim, first.row_coords
