@@ -11,6 +11,8 @@ import pytensor.tensor as pt
 import pytest
 
 from socialgradient import families
+from socialgradient import model as model_module
+from socialgradient.api import default_data
 from socialgradient.data.synthetic.england import simulate
 from socialgradient.families import Rows
 from socialgradient.model import EFFECTS, NeighbourhoodData, build_model, dispersion, la_effects
@@ -100,6 +102,31 @@ def test_logp_equals_textbook_model_up_to_a_constant(data, family):
     ref = reference_model(data, family)
     assert set(model.initial_point()) == set(ref.initial_point())
     assert_same_density(model, ref, random_points(model, 6, seed=1))
+
+
+@pytest.mark.parametrize("stable", [True, False])
+def test_both_negbin_normalisers_equal_the_textbook_model(data, stable, monkeypatch):
+    """The stable normaliser and the cheaper one for overdispersed data
+    (``model.nb_stable``) are the same density as PyMC's NegativeBinomial."""
+    monkeypatch.setattr(model_module, "nb_stable", lambda data, family: stable)
+    model = build_model(data, Spec("referrals", family="negbin", la_effects="centred"))
+    assert_same_density(model, reference_model(data, "negbin"), random_points(model, 6, seed=2))
+
+
+def test_cheaper_normaliser_only_where_the_data_rule_out_the_poisson_limit(data):
+    rng = np.random.default_rng(8)
+    mean = rng.uniform(0.5, 30.0, 20_000)
+    assert families.overdispersed(rng.negative_binomial(5.0, 5.0 / (5.0 + mean)), mean)
+    assert not families.overdispersed(rng.poisson(mean), mean)
+    england = default_data()
+    referrals = NeighbourhoodData.from_table(england, "referrals")
+    assert not model_module.nb_stable(referrals, "negbin")  # z = 41
+    assert model_module.nb_stable(NeighbourhoodData.from_table(england, "looked_after"),
+                                  "negbin")  # z = 1.5
+    assert model_module.nb_stable(referrals, "poisson")  # only the NB has two forms
+    # strata, trend or moderators: the per-LA fit is not the mean structure, keep stable
+    assert model_module.nb_stable(dataclasses.replace(referrals, moderator_names=("z",)),
+                                  "negbin")
 
 
 @pytest.mark.parametrize("family", ["poisson", "negbin", "binomial"])

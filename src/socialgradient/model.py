@@ -547,12 +547,26 @@ def build_model(data: NeighbourhoodData, spec: Spec, likelihood: str = "sufficie
                 coef[:, 1] * ((data.y * data.w) @ z))
         params = family.add_parameters(spec.priors)
         if likelihood == "sufficient":
-            pm.Potential("loglik", linear + family.normaliser(eta, rows, params))
+            pm.Potential("loglik", linear + family.normaliser(
+                eta, rows, params, stable=nb_stable(data, family.name)))
         else:
             unsort = np.argsort(order, kind="stable")
             original = families.Rows(data.y, np.log(data.exposure), data.trials)
             family.observed(data.outcome, eta[unsort], original, params, data.row_dim)
     return model
+
+
+def nb_stable(data: NeighbourhoodData, family: str) -> bool:
+    """Whether the model needs the negative binomial's stable normaliser
+    (:meth:`socialgradient.families.Family.normaliser`): yes unless the data rule out the
+    Poisson limit (:func:`socialgradient.families.overdispersed`) around the per-LA fit of
+    intercepts and slopes, which is the whole mean structure only without strata, trend or
+    neighbourhood moderators (with them, the LA fit would mistake their effects for
+    overdispersion, so the stable form is kept)."""
+    if family != "negbin" or data.strata or data.trend_name or data.moderator_names:
+        return True
+    _, mean, _ = parameterisation.la_fit(data, "poisson")
+    return not families.overdispersed(data.y, mean)
 
 
 def _stratum_effect(data: NeighbourhoodData, p: Priors):

@@ -102,6 +102,22 @@ def tau_uncertainty(se: np.ndarray, tau: np.ndarray) -> np.ndarray:
 def information(data, family: str) -> tuple[np.ndarray, np.ndarray]:
     """The data's standard errors of each LA's (intercept, slope), dims (la, effect), and
     the between-LA spread ``tau`` of each effect (dims effect), as in the module docstring."""
+    theta, mean, weight = la_fit(data, family)
+    if family == "negbin":
+        y = data.y.astype(float)
+        excess = np.sum((y - mean) ** 2 - mean)
+        phi = np.sum(mean**2) / excess if excess > 0 else np.inf
+        weight = mean / (1 + mean / phi)
+    info = _info(data.la_index, data.w, weight, len(data.la)) + 1e-9 * np.eye(2)
+    se = np.sqrt(np.diagonal(np.linalg.inv(info), axis1=1, axis2=2))
+    tau = np.array([_between_sd(theta[:, k], se[:, k], data.m_c) for k in range(2)])
+    return se, np.maximum(tau, TAU_FLOOR)
+
+
+def la_fit(data, family: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each LA's (intercept, slope) by a ridge-stabilised Newton fit of the family's working
+    model (Poisson/log for counts, logistic for the binomial), dims (la, effect), with the
+    rows' fitted means and Poisson/binomial information weights."""
     idx, n_la = data.la_index, len(data.la)
     y, w = data.y.astype(float), data.w
     binomial = family == "binomial"
@@ -130,15 +146,7 @@ def information(data, family: str) -> tuple[np.ndarray, np.ndarray]:
         info = _info(idx, w, weight, n_la) + np.diag(_RIDGE)
         step = np.linalg.solve(info, grad[..., None])[..., 0]
         theta += np.clip(step, -2.0, 2.0)
-    mean, weight = moments(theta)
-    if family == "negbin":
-        excess = np.sum((y - mean) ** 2 - mean)
-        phi = np.sum(mean**2) / excess if excess > 0 else np.inf
-        weight = mean / (1 + mean / phi)
-    info = _info(idx, w, weight, n_la) + 1e-9 * np.eye(2)
-    se = np.sqrt(np.diagonal(np.linalg.inv(info), axis1=1, axis2=2))
-    tau = np.array([_between_sd(theta[:, k], se[:, k], data.m_c) for k in range(2)])
-    return se, np.maximum(tau, TAU_FLOOR)
+    return (theta, *moments(theta))
 
 
 def _between_sd(estimate, se, m_c) -> float:
