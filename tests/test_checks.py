@@ -223,3 +223,17 @@ def test_trend_cells_are_checked_summed_over_the_trend():
     tree.attrs.update(outcome="referrals", stratum_trend="age")
     (note,) = checks._implausible(tree)
     assert note.startswith("implausible input: 1 LSOAs have more referrals than children")
+
+
+def test_group_totals_equal_a_groupby_for_draws_and_for_observed_rows():
+    rng = np.random.default_rng(3)
+    codes = rng.integers(0, 7, 500)
+    rep = xr.DataArray(rng.poisson(4.0, (2, 5, 500)), dims=("chain", "draw", "lsoa"))
+    got = checks.group_totals(rep, codes, np.arange(7), "la")
+    assert got.dims == ("chain", "draw", "la")
+    want = np.stack([np.bincount(codes, weights=v, minlength=7)
+                     for v in rep.values.reshape(-1, 500)]).reshape(2, 5, 7)
+    np.testing.assert_array_equal(got.values, want)
+    observed = rep.isel(chain=0, draw=0)
+    np.testing.assert_array_equal(checks.group_totals(observed, codes, np.arange(7), "la"),
+                                  want[0, 0])

@@ -243,17 +243,17 @@ def release_la_gradients(tree: xr.DataTree, parts: disclosure.Partitioned) -> pd
 
 
 def release_ppc(tree: xr.DataTree, parts: disclosure.Partitioned,
-                decile: np.ndarray) -> dict[str, xr.Dataset]:
+                decile: np.ndarray, full: dict[str, xr.Dataset] | None = None
+                ) -> dict[str, xr.Dataset]:
     """Posterior predictive checks for release: replicated quantities as computed, observed
     decile and national totals gated (p-values against the published value, blank where it
     is hidden); observed dispersion, zero share and maximum withheld (p-values kept for the
-    first two, which pool every row)."""
-    full = checks.ppc(tree)
+    first two, which pool every row). ``full``: :func:`socialgradient.checks.ppc` of the
+    tree, if already computed."""
+    full = checks.ppc(tree) if full is None else full
     outcome = tree.attrs["outcome"]
-    rep = tree["posterior_predictive"][outcome].astype(float)
-    row = rep.dims[-1]
-    groups = xr.DataArray(decile, dims=row, name="decile")
-    rep_dec = rep.groupby(groups).sum()
+    rep = tree["posterior_predictive"][outcome]
+    rep_dec = checks.group_totals(rep, decile - 1, np.arange(1, 11), "decile")
     obs_dec = xr.DataArray(_aligned(parts, "decile", rep_dec["decile"].values), dims="decile",
                            coords={"decile": rep_dec["decile"].values})
     dec = checks._compare(obs_dec, rep_dec)
@@ -261,7 +261,7 @@ def release_ppc(tree: xr.DataTree, parts: disclosure.Partitioned,
         dec[p] = dec[p].where(np.isfinite(obs_dec))
     stat = full["statistic"].copy(deep=True)
     total = float(parts.shown["total"][0])
-    with_total = checks._compare(xr.DataArray(total), rep.sum(row))
+    with_total = checks._compare(xr.DataArray(total), rep_dec.sum("decile"))
     names = list(stat["statistic"].values)
     for var in stat.data_vars:
         values = stat[var].values.astype(float).copy()
@@ -282,10 +282,11 @@ def _records(result: dict[str, xr.Dataset], names=("decile", "statistic")) -> di
             for name in names}
 
 
-def ppc_json(tree: xr.DataTree) -> str:
+def ppc_json(tree: xr.DataTree, full: dict[str, xr.Dataset] | None = None) -> str:
     """The posterior predictive checks by decile and statistic (LA level omitted) as JSON,
-    unprotected (for ``internal/``)."""
-    return to_json(_records(checks.ppc(tree)))
+    unprotected (for ``internal/``). ``full``: :func:`socialgradient.checks.ppc` of the
+    tree, if already computed."""
+    return to_json(_records(checks.ppc(tree) if full is None else full))
 
 
 def _gated_decile_rates(tree, parts, decile) -> tuple[np.ndarray, np.ndarray]:
@@ -334,7 +335,8 @@ def write(
     with step(log, "disclosure gate, LA table and posterior predictive checks"):
         parts, decile = gate(tree, rule)
         las = release_la_gradients(tree, parts)
-        ppc_rel = release_ppc(tree, parts, decile)
+        ppc_full = checks.ppc(tree)
+        ppc_rel = release_ppc(tree, parts, decile, ppc_full)
     meta = {"command": command, "spec_hash": tree.attrs["spec_hash"],
             "data_hash": tree.attrs["data_hash"], "outcome": tree.attrs["outcome"]}
     with outputs.Writer(out_dir, **meta) as w:
@@ -374,7 +376,8 @@ def write(
         else:
             fit.save(tree, internal / "posterior.nc")
         with step(log, "full posterior predictive checks (internal)"):
-            (internal / "ppc_full.json").write_text(ppc_json(tree) + "\n", encoding="utf-8")
+            (internal / "ppc_full.json").write_text(ppc_json(tree, ppc_full) + "\n",
+                                                    encoding="utf-8")
         detail = {"rule": dataclasses.asdict(rule), "actions": parts.actions}
         (internal / "disclosure_detail.json").write_text(to_json(detail) + "\n")
         w.commit()
