@@ -292,18 +292,18 @@ def stratum_levels(data: NeighbourhoodData) -> dict[str, list[str]]:
 
 def save(tree: xr.DataTree, path: str | Path) -> None:
     """Write a fit to netCDF (h5netcdf), atomically: a killed run leaves no partial file."""
-    # zlib level 1 after byte shuffling: 40% faster to write than level 4 without shuffling,
-    # and 11% smaller (an England-sized fit: 9.3 s and 144 MB against 15.8 s and 162 MB).
+    # The replicates (integer counts) zlib level 1 after byte shuffling: 40% faster to write
+    # than level 4 without shuffling, and 11% smaller. The pointwise log-likelihood as
+    # float32 without compression: zlib took 2.2 s of an England-sized fit's 4.9 s write
+    # and saved 18% of its size (162 against 138 MB in all, written in 2.7 against 4.9 s).
     encoding = {
         f"/{name}": {v: {"zlib": True, "complevel": 1, "shuffle": True}
                      for v in tree[name].data_vars}
-        for name in ("log_likelihood", "posterior_predictive")
-        if name in tree.children
+        for name in ("posterior_predictive",) if name in tree.children
     }
-    for name in ("log_likelihood",):
-        if name in tree.children:
-            for v in tree[name].data_vars:
-                encoding[f"/{name}"][v]["dtype"] = "float32"
+    if "log_likelihood" in tree.children:
+        encoding["/log_likelihood"] = {v: {"dtype": "float32"}
+                                       for v in tree["log_likelihood"].data_vars}
 
     def to_netcdf(tmp):
         with warnings.catch_warnings():
