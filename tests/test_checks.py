@@ -237,3 +237,15 @@ def test_group_totals_equal_a_groupby_for_draws_and_for_observed_rows():
     observed = rep.isel(chain=0, draw=0)
     np.testing.assert_array_equal(checks.group_totals(observed, codes, np.arange(7), "la"),
                                   want[0, 0])
+
+
+def test_replicates_are_the_same_whichever_thread_draws_which_chain(monkeypatch):
+    """Each chain draws from its own spawned stream, so threads cannot reorder draws."""
+    tree = fake_tree(n_la=5, n_lsoa_per_la=30, chains=4, draws=20, family="negbin", seed=7)
+    post = tree["posterior"].to_dataset()
+    data = NeighbourhoodData.from_table(fake_table(5, 30, 7), "referrals")
+    threaded = predict.replicate(post, data, "negbin", seed=11).values
+    monkeypatch.setattr(predict.os, "cpu_count", lambda: 1)  # one thread, chains in order
+    np.testing.assert_array_equal(predict.replicate(post, data, "negbin", seed=11).values,
+                                  threaded)
+    assert not np.array_equal(threaded[0], threaded[1])  # chains use different streams

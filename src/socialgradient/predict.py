@@ -13,6 +13,8 @@ whose effects are drawn from the fitted hierarchy.
 from __future__ import annotations
 
 import json
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -65,11 +67,18 @@ def _params(chain: xr.Dataset, family: families.Family) -> dict:
 
 
 def _by_chain(posterior: xr.Dataset, data: NeighbourhoodData, name: str, dtype, compute):
-    """Fill a (chain, draw, row) DataArray one chain at a time, bounding temporary memory."""
+    """Fill a (chain, draw, row) DataArray chain by chain, ``compute(c, chain, eta)``, on as
+    many threads as there are cores (numpy's ufuncs and random draws release the GIL: the
+    log-likelihood and replicates of England's 1,000 x 32,844 in 3.3 s instead of 6.2 s on 2
+    cores); temporary memory bounded by a chain per thread."""
     out = np.empty((posterior.sizes["chain"], posterior.sizes["draw"], len(data.y)), dtype)
-    for c in range(out.shape[0]):
+
+    def fill(c):
         chain = posterior.isel(chain=c)
-        out[c] = compute(chain, _eta(chain, data))
+        out[c] = compute(c, chain, _eta(chain, data))
+
+    with ThreadPoolExecutor(max(1, min(out.shape[0], os.cpu_count() or 1))) as pool:
+        list(pool.map(fill, range(out.shape[0])))
     coords = {"chain": posterior["chain"].values, "draw": posterior["draw"].values}
     return xr.DataArray(
         out, dims=("chain", "draw", data.row_dim), coords={**coords, **data.row_coords}, name=name
@@ -79,24 +88,26 @@ def _by_chain(posterior: xr.Dataset, data: NeighbourhoodData, name: str, dtype, 
 def log_mean(posterior: xr.Dataset, data: NeighbourhoodData) -> xr.DataArray:
     """Log expected count ``log(exposure) + eta`` of a log-link fit, dims (chain, draw, row)."""
     log_e = np.log(data.exposure)
-    return _by_chain(posterior, data, "log_mean", float, lambda _, eta: eta + log_e)
+    return _by_chain(posterior, data, "log_mean", float, lambda c, _, eta: eta + log_e)
 
 
 def log_likelihood(posterior: xr.Dataset, data: NeighbourhoodData, family: str) -> xr.DataArray:
     """Pointwise log-likelihood of each row's count, dims (chain, draw, row)."""
     fam, rows = families.get(family), _rows(data)
     return _by_chain(posterior, data, data.outcome, float,
-                     lambda chain, eta: fam.pointwise(eta, rows, _params(chain, fam)))
+                     lambda c, chain, eta: fam.pointwise(eta, rows, _params(chain, fam)))
 
 
 def replicate(
     posterior: xr.Dataset, data: NeighbourhoodData, family: str, seed: int
 ) -> xr.DataArray:
-    """Posterior predictive counts, one replicate per draw, dims (chain, draw, row)."""
+    """Posterior predictive counts, one replicate per draw, dims (chain, draw, row); chain
+    ``c`` draws from its own stream, ``default_rng(seed)``'s c-th spawned child, so the
+    result does not depend on which thread ran which chain."""
     fam, rows = families.get(family), _rows(data)
-    rng = np.random.default_rng(seed)
+    rngs = np.random.default_rng(seed).spawn(posterior.sizes["chain"])
     return _by_chain(posterior, data, data.outcome, np.int32,
-                     lambda chain, eta: fam.replicate(eta, rows, _params(chain, fam), rng))
+                     lambda c, chain, eta: fam.replicate(eta, rows, _params(chain, fam), rngs[c]))
 
 
 def encoded_data(tree: xr.DataTree) -> NeighbourhoodData:
