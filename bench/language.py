@@ -27,7 +27,7 @@ import socialgradient.api as sg
 from socialgradient import checks
 t = sg.default_data()
 start = time.perf_counter()
-tree = sg.fit(t, "referrals", progressbar=False)
+tree = sg.fit(t, "referrals", draws=1000, tune=1000, progressbar=False)  # old default; new tunes 500
 wall = time.perf_counter() - start
 d = checks.diagnose(tree)
 g = np.exp(tree["posterior"]["b_w"].values.ravel())
