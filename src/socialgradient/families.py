@@ -111,8 +111,9 @@ class Family:
                 # log1p(mu / phi) = log(mu + phi) - log(phi): one libm log per row instead
                 # of log1p (numba calls glibc, whose log1p costs about 10 ns more a row);
                 # its rounding, phi * eps * log(phi) a row, is what the stable form avoids.
+                # sum(y) as sum_j K_j: the same integer, over max(y) values, not every row
                 mu = pt.exp(rows.log_exposure + eta)
-                return (counts + (pt.sum(rows.y) + rows.y.shape[0] * phi) * pt.log(phi)
+                return (counts + (pt.sum(k_j) + rows.y.shape[0] * phi) * pt.log(phi)
                         - pt.sum((rows.y + phi) * pt.log(mu + phi)))
             # exp(.) times 1/phi, not exp(. - log phi): PyTensor rewrites log1p(exp(x)) to
             # a branchy softplus; and one scalar reciprocal, not a division per row.
