@@ -1,20 +1,23 @@
-"""One nutpie compilation per model structure in a process.
+"""One nutpie compilation per model structure in a process, and a key for that structure.
 
-Compiling a model for nutpie takes ~20 s on 2 cores, whatever the size of the table, and
-sampling a small or mid-sized table takes less. The model's data enter as ``pm.Data``
-(:meth:`socialgradient.families.Rows.as_data`), so two models built from tables of the
-same structure (same spec, LAs, centring pattern) compile to the same function and differ
-only in the values of their data: the second one reuses the first compilation with
-``nutpie``'s ``with_data`` and starts sampling at once. This serves every repeated fit in one
+Compiling a model for nutpie took 11-15 s for the England model on 2 cores, whatever the
+size of the table, almost all of it numba compiling nutpie's C callbacks;
+:mod:`socialgradient.callbacks` now caches those on disk, so a process that compiles a
+structure compiled before (by any process) takes ~2-3 s. Within a process even that is
+saved: the model's data enter as ``pm.Data`` (:meth:`socialgradient.families.Rows.as_data`),
+so two models built from tables of the same structure (same spec, LAs, centring pattern)
+compile to the same function and differ only in the values of their data, and the second one
+reuses the first compilation with :func:`socialgradient.callbacks.with_data` (its data and
+its starting points) and starts sampling at once. This serves every repeated fit in one
 process: the replicates of ``socialgradient calibrate`` on a Dask worker, a notebook that
 refits a changed table, a test that fits twice.
 
 Two models share a compilation only when :func:`structure_key` says they are the same
 computation: every node of the log density's, the free variables' and the deterministics'
-graphs (op, props and inputs), the bytes of every constant, the name and type of every
-shared variable (not its value), the coordinates and dims, and the initial point (should
-a model's starting values ever depend on its data), so a reused compilation samples exactly
-what a fresh one would: same seed, same draws (tested).
+graphs (op, props and inputs), the value of every constant, the name and type of every
+shared variable (not its value), the coordinates and dims. The key is the same in every
+process (it names the callbacks' cache files), and a reused compilation samples exactly what
+a fresh one would: same seed, same draws (tested).
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ import pymc as pm
 from pytensor.compile.sharedvalue import SharedVariable
 from pytensor.graph.basic import Constant
 from pytensor.graph.traversal import graph_inputs, io_toposort
+
+from socialgradient import callbacks
 
 #: Compilations kept per process (least recently used dropped first).
 KEEP = 4
@@ -45,7 +50,9 @@ def structure_key(model: pm.Model) -> str:
             if isinstance(var, Constant):
                 data = np.asarray(var.data)
                 h.update(f"constant {var.type} {data.dtype} {data.shape}".encode())
-                h.update(np.ascontiguousarray(data).tobytes())
+                # an object array's bytes are addresses: hash what they point to
+                h.update(repr(var.data).encode() if data.dtype == object
+                         else np.ascontiguousarray(data).tobytes())
             elif isinstance(var, SharedVariable):
                 h.update(f"shared {var.name} {var.type}".encode())
             elif var.owner is None:
@@ -64,25 +71,19 @@ def structure_key(model: pm.Model) -> str:
     h.update(repr([v.name for v in outputs]).encode())
     h.update(repr(sorted((k, tuple(map(str, v))) for k, v in model.coords.items())).encode())
     h.update(repr(sorted(model.named_vars_to_dims.items())).encode())
-    for name, value in sorted(model.initial_point().items()):
-        h.update(name.encode())
-        h.update(np.ascontiguousarray(value).tobytes())
     return h.hexdigest()
 
 
 def compile_nutpie(model: pm.Model):
-    """``nutpie.compile_pymc_model(model)``, or the compilation of an earlier model of the
-    same structure in this process with ``model``'s data. Returns (compiled, reused)."""
-    import nutpie
-
+    """nutpie's compilation of ``model``: an earlier one of the same structure in this
+    process with ``model``'s data, else :func:`socialgradient.callbacks.compile_model`
+    (its C callbacks from the disk cache when any process compiled this structure before).
+    Returns (compiled, reused)."""
     key = structure_key(model)
     if key in _CACHE:
         _CACHE.move_to_end(key)
-        compiled = _CACHE[key]
-        names = {var.name for var in compiled.shared_var_keys}
-        data = {v.name: v.get_value() for v in model.data_vars if v.name in names}
-        return compiled.with_data(**data), True
-    compiled = nutpie.compile_pymc_model(model)
+        return callbacks.with_data(_CACHE[key], model), True
+    compiled = callbacks.compile_model(model, key)
     _CACHE[key] = compiled
     while len(_CACHE) > KEEP:
         _CACHE.popitem(last=False)
