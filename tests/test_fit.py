@@ -252,3 +252,16 @@ def test_parameter_recovery():
     intercept = post["la_effect"].sel(effect="intercept").values
     true_a = np.array([truth["la"][code]["a_la"] for code in data.la])
     assert np.corrcoef(np.median(intercept, axis=(0, 1)), true_a)[0, 1] > 0.8
+
+
+def test_a_fit_saved_without_log_likelihood_gets_it_back_on_load(tree, tmp_path):
+    """`socialgradient fit` leaves the pointwise log-likelihood out of posterior.nc; load
+    (and LOO comparisons) compute it, on the replicates' draws, as fit did."""
+    lean = tree.copy()
+    del lean["log_likelihood"]
+    save(lean, tmp_path / "lean.nc")
+    assert "log_likelihood" not in load(tmp_path / "lean.nc", pointwise=False).children
+    back = load(tmp_path / "lean.nc")
+    np.testing.assert_allclose(back["log_likelihood"]["referrals"].values,
+                               tree["log_likelihood"]["referrals"].values, rtol=1e-12)
+    assert back["log_likelihood"]["referrals"].dims == tree["log_likelihood"]["referrals"].dims

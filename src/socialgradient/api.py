@@ -164,16 +164,17 @@ def assemble(sampled: xr.DataTree, table: pd.DataFrame, spec: Spec | str = "refe
 
 def fit(
     table: pd.DataFrame, spec: Spec | str = "referrals", *, progressbar: bool = True,
-    la_table: pd.DataFrame | None = None, **changes
+    la_table: pd.DataFrame | None = None, pointwise: bool = True, **changes
 ) -> xr.DataTree:
     """Validate, encode and fit; ``changes`` override spec fields (family=, draws=, seed=,
     neighbourhood_moderators=, priors={...}, ...). ``la_table`` gives the LA moderators'
-    table directly instead of the spec's ``la_data`` path."""
+    table directly instead of the spec's ``la_data`` path. ``pointwise=False`` leaves the
+    pointwise log-likelihood out (LOO comparisons and ``load`` compute it when missing)."""
     spec = _spec(spec, **changes)
     data = encode(table, spec, la_table=la_table)
     if spec.outcomes:
         return joint.fit(data, spec, progressbar=progressbar)
-    return _fit.fit(data, spec, progressbar=progressbar)
+    return _fit.fit(data, spec, progressbar=progressbar, pointwise=pointwise)
 
 
 def la_gradients(tree: xr.DataTree) -> pd.DataFrame:

@@ -239,8 +239,12 @@ def loo_compare(fits: dict[str, xr.DataTree]) -> pd.DataFrame:
     Returns ArviZ's comparison table (``elpd``, ``p``, ``elpd_diff``, ``weight``,
     ``diag_elpd``, ...), best first, plus ``good_k``, ArviZ's Pareto-k threshold for the
     fit's sample size S (min(1 - 1/log10(S), 0.7)), and ``pareto_k_bad``: how many rows have a
-    k above it (an unreliable PSIS estimate). Each fit's LOO is computed once.
+    k above it (an unreliable PSIS estimate). Each fit's LOO is computed once, from its
+    pointwise log-likelihood (computed here for a fit without one).
     """
+    from socialgradient.fit import with_log_likelihood
+
+    fits = {name: with_log_likelihood(tree) for name, tree in fits.items()}
     hashes = {tree.attrs["data_hash"] for tree in fits.values()}
     if len(hashes) != 1:
         raise ValueError(f"LOO compares fits of the same data; got data hashes {sorted(hashes)}")

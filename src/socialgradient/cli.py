@@ -369,7 +369,7 @@ def _report(args) -> int:
     from socialgradient import outputs
 
     outputs.check_destination(args.out)
-    tree = fit.load(source)
+    tree = fit.load(source, pointwise=False)  # a report needs no LOO
     extra = {}
     if manifest is not None:  # keys a command added (the LOO comparison of run) carry over
         old = json.loads((source.parent.parent / "release" / "summary.json").read_text())
@@ -420,12 +420,14 @@ def _fit_and_write(table, spec: Spec, out: Path, progress: bool, compare: bool) 
 
     outputs.check_destination(out)  # before any sampling
 
-    tree = api.fit(table, spec, progressbar=progress)
+    # the pointwise log-likelihood only for LOO: the comparison computes it when asked
+    tree = api.fit(table, spec, progressbar=progress, pointwise=False)
     extra = {}
     if compare:
         other = "poisson" if spec.family == "negbin" else "negbin"
         log.info("fitting the %s model for the LOO comparison ...", other)
-        rival = api.fit(table, spec.replace(family=other), progressbar=progress)
+        rival = api.fit(table, spec.replace(family=other), progressbar=progress,
+                        pointwise=False)
         with step(log, "LOO comparison"):
             loo = checks.loo_compare({spec.family: tree, other: rival})
         extra["loo"] = json.loads(loo.to_json(orient="index"))

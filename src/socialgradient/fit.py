@@ -98,6 +98,7 @@ def fit(
     *,
     progressbar: bool = True,
     max_predictive_draws: int = MAX_PREDICTIVE_DRAWS,
+    pointwise: bool = True,
 ) -> xr.DataTree:
     """Fit the national model for one outcome.
 
@@ -112,6 +113,10 @@ def fit(
     max_predictive_draws : int
         Draws (all chains) used for ``log_likelihood`` and ``posterior_predictive``; fewer
         when draws x rows would exceed ``MAX_PREDICTIVE_VALUES``.
+    pointwise : bool
+        Compute the pointwise ``log_likelihood`` now (for LOO). ``False`` leaves it out
+        (``socialgradient fit`` does: the biggest part of ``posterior.nc``);
+        :func:`with_log_likelihood` (which :func:`load` and LOO comparisons call) adds it.
 
     Returns
     -------
@@ -126,7 +131,7 @@ def fit(
     )
     return assemble(tree, data, spec, centred=centred, compile_seconds=compile_seconds,
                     sampling_seconds=sampling_seconds,
-                    max_predictive_draws=max_predictive_draws)
+                    max_predictive_draws=max_predictive_draws, pointwise=pointwise)
 
 
 def require_numpyro() -> None:
@@ -196,6 +201,7 @@ def assemble(
     compile_seconds: float = float("nan"),
     sampling_seconds: float = float("nan"),
     max_predictive_draws: int = MAX_PREDICTIVE_DRAWS,
+    pointwise: bool = True,
 ) -> xr.DataTree:
     """Turn a sampled model into the package's result tree.
 
@@ -215,8 +221,10 @@ def assemble(
     few = predict.thin(posterior, min(max_predictive_draws, cap))
     row, coords = data.row_dim, data.row_coords
     n_draws = few.sizes["chain"] * few.sizes["draw"]
-    with step(log, "pointwise log-likelihood (%d draws x %d rows)", n_draws, len(data.y)):
-        loglik = predict.log_likelihood(few, data, spec.family).to_dataset()
+    loglik = None
+    if pointwise:
+        with step(log, "pointwise log-likelihood (%d draws x %d rows)", n_draws, len(data.y)):
+            loglik = predict.log_likelihood(few, data, spec.family).to_dataset()
     with step(log, "posterior predictive replicates (%d draws x %d rows)", n_draws,
               len(data.y)):
         replicates = predict.replicate(few, data, spec.family,
@@ -256,7 +264,7 @@ def assemble(
                     **({"la_outcome_covariate": list(data.la_outcome.terms)}
                        if data.la_outcome is not None else {})},
         ),
-        "log_likelihood": loglik,
+        **({"log_likelihood": loglik} if loglik is not None else {}),
         "posterior_predictive": replicates,
     }
     out = xr.DataTree.from_dict(groups)
@@ -318,8 +326,10 @@ REQUIRED_GROUPS = ("posterior", "sample_stats", "observed_data", "constant_data"
 REQUIRED_ATTRS = ("outcome", "family", "spec", "spec_hash", "data_hash", "x_bar")
 
 
-def load(path: str | Path) -> xr.DataTree:
-    """Read a fit written by :func:`save`, fully into memory.
+def load(path: str | Path, pointwise: bool = True) -> xr.DataTree:
+    """Read a fit written by :func:`save`, fully into memory, with its pointwise
+    log-likelihood (:func:`with_log_likelihood`: computed when the file has none, as
+    ``socialgradient fit`` writes it; ``pointwise=False`` skips that).
 
     A missing, damaged or foreign file is a ``ValueError`` (``FileNotFoundError``) naming it.
     """
@@ -335,4 +345,21 @@ def load(path: str | Path) -> xr.DataTree:
     missing += [f"attr {a}" for a in REQUIRED_ATTRS if a not in tree.attrs]
     if missing:
         raise ValueError(f"{path}: not a socialgradient fit (no {', '.join(missing)})")
-    return tree
+    return with_log_likelihood(tree) if pointwise else tree
+
+
+def with_log_likelihood(tree: xr.DataTree) -> xr.DataTree:
+    """``tree`` with its pointwise ``log_likelihood`` (dims chain, draw, row) for LOO: as it
+    is when it has one (a joint fit always does), else computed from the posterior on the
+    draws of its replicates, as :func:`fit` computes it."""
+    if "log_likelihood" in tree.children or "posterior_predictive" not in tree.children:
+        return tree
+    pp = tree["posterior_predictive"]
+    posterior = tree["posterior"].to_dataset().sel(chain=pp["chain"], draw=pp["draw"])
+    data = predict.encoded_data(tree)
+    with step(log, "pointwise log-likelihood (%d draws x %d rows)",
+              pp.sizes["chain"] * pp.sizes["draw"], len(data.y)):
+        loglik = predict.log_likelihood(posterior, data, tree.attrs["family"]).to_dataset()
+    out = tree.copy()
+    out["log_likelihood"] = xr.DataTree(loglik)
+    return out
