@@ -241,3 +241,22 @@ def test_save_all_writes_pngs_atomically(tree, tmp_path):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert path.stat().st_size > 1000
     assert sorted(p.name for p in out.iterdir()) == sorted(f"{n}.png" for n in paths)
+
+
+def test_drawing_does_not_import_jax():
+    """arviz_base registers jax lazily and matplotlib would load it (~0.6 s) to ask whether
+    a plotted array is a jax array; save_all drops the unloaded registration first."""
+    import subprocess
+    import sys
+
+    code = (
+        "import io, sys, arviz_base, socialgradient.plots as p\n"
+        "assert type(sys.modules['jax']).__name__ == '_LazyModule'\n"
+        "p._forget_unloaded_jax()\n"
+        "from matplotlib.figure import Figure\n"
+        "f = Figure(); f.add_subplot().plot([1.0, 2.0]); f.savefig(io.BytesIO(), format='png')\n"
+        "print('jax._src' in sys.modules)\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip() == "False"

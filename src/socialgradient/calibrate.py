@@ -276,7 +276,7 @@ def _covers(lo: float, hi: float, truth: float) -> bool:
 
 def replicate(model: str, seed: int, cfg: dict, progressbar: bool = False) -> dict:
     """Simulate, fit and score one replicate; the result dict (not written)."""
-    import arviz as az
+    import arviz_stats as az
 
     from socialgradient import api, checks, fit, gradients, report
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import warnings
 
-import arviz as az
+import arviz_stats as az  # the diagnostics alone: arviz would also import arviz_plots (pyplot)
 import numpy as np
 import pandas as pd
 import xarray as xr

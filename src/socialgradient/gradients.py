@@ -31,7 +31,7 @@ dim (``lower``, ``upper``) and ``ci_kind``/``ci_prob`` attrs.
 
 from __future__ import annotations
 
-import arviz as az
+import arviz_stats as az  # the diagnostics alone: arviz would also import arviz_plots (pyplot)
 import numpy as np
 import pandas as pd
 import xarray as xr

@@ -12,6 +12,8 @@ Deprivation is shown in percent of families in income deprivation; the models' u
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from functools import partial
 from pathlib import Path
 
@@ -35,6 +37,19 @@ LA_TYPES = {
 }
 PPC_STATISTICS = ("dispersion", "zero_share")
 DPI = 120
+
+
+def _forget_unloaded_jax() -> None:
+    """Drop a lazily registered, never used ``jax`` from ``sys.modules``.
+
+    arviz_base registers jax lazily; matplotlib then asks ``sys.modules["jax"].Array``
+    of every plotted array, which imports all of jax (~0.6 s) into a process that never
+    uses it. A lazy module not yet loaded is removed (whoever registered it still holds
+    it and loads it on first use); a real jax is left alone.
+    """
+    module = sys.modules.get("jax")
+    if module is not None and type(module) is importlib.util._LazyModule:
+        del sys.modules["jax"]
 
 
 def _log_y(ax) -> None:
@@ -349,6 +364,7 @@ def save_all(tree: xr.DataTree, out_dir: str | Path, dpi: int = DPI, observed=No
         Figure name (``gradient_curve``, ``la_caterpillar``, ``la_forest``, ``la_map`` when
         the boundaries were found, ``inverse_intervention``, ``ppc``) -> path written.
     """
+    _forget_unloaded_jax()
     paths = {}
     found = find_boundaries(boundaries)
     options = {"gradient_curve": {"observed": observed}, "ppc": {"checks": checks},
