@@ -59,7 +59,8 @@ def test_a_new_process_loads_the_callbacks_from_disk_and_samples_the_same_draws(
         model = small_model()
         c = callbacks.compile_model(model, structure_key(model))
         draws = nutpie.sample(c, **{DRAWS!r})["posterior"]["b_w"].values
-        print(json.dumps({{"hits": [c.compiled_logp_func.cache_hits,
+        print(json.dumps({{"built": c.logp_func is not None,
+                          "hits": [c.compiled_logp_func.cache_hits,
                                     c.compiled_expand_func.cache_hits],
                           "draws": draws.tolist()}}))
     """)
@@ -68,6 +69,7 @@ def test_a_new_process_loads_the_callbacks_from_disk_and_samples_the_same_draws(
     assert run.returncode == 0, run.stderr[-3000:]
     there = json.loads(run.stdout.strip().splitlines()[-1])
     assert there["hits"] == [1, 1]  # both callbacks loaded, not compiled
+    assert not there["built"]  # nor PyTensor's functions built: the layout file sufficed
     np.testing.assert_array_equal(np.asarray(there["draws"]), here)
 
 
@@ -105,3 +107,20 @@ def test_the_file_is_named_by_structure_and_versions(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [a.__name__.removeprefix("socialgradient_") + ".py",
          b.__name__.removeprefix("socialgradient_") + ".py"])
+
+
+def test_without_numbas_cache_the_layout_alone_is_not_trusted(tmp_path, monkeypatch):
+    """The layout file without numba's cached callbacks (cleared, another machine): the
+    callbacks are built and compiled again, not loaded half-way."""
+    import shutil
+
+    monkeypatch.setattr(callbacks, "folder", lambda: tmp_path)
+    k = key(small_model())
+    first = callbacks.compile_model(small_model(), k)
+    assert first.logp_func is not None and list(tmp_path.glob("*.json"))
+    loaded = callbacks.compile_model(small_model(), k)
+    assert loaded.logp_func is None  # from the cache
+    shutil.rmtree(tmp_path / "__pycache__")
+    rebuilt = callbacks.compile_model(small_model(), k)
+    assert rebuilt.logp_func is not None
+    np.testing.assert_array_equal(b_w(rebuilt), b_w(loaded))

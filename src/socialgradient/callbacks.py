@@ -29,6 +29,7 @@ import dataclasses
 import hashlib
 import importlib.metadata
 import importlib.util
+import json
 import os
 import sys
 import tempfile
@@ -139,37 +140,113 @@ def _frozen(value) -> np.ndarray:
     return arr
 
 
-def _module(source: str, key: str):
-    """Import the generated source from its file (written once, atomically)."""
+def _name(key: str) -> str:
+    """The generated module's name: the structure, the template and the code versions."""
     versions = " ".join(f"{p}={importlib.metadata.version(p)}" for p in CODE_VERSIONS)
-    digest = hashlib.sha256(f"{key}\n{versions}\n{sys.version}\n{source}".encode())
-    name = f"callbacks_{digest.hexdigest()[:32]}"
+    digest = hashlib.sha256(f"{key}\n{versions}\n{sys.version}\n{TEMPLATE}".encode())
+    return f"callbacks_{digest.hexdigest()[:32]}"
+
+
+def _write(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (a temporary file, then rename)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _module(source: str, name: str):
+    """Import the generated source from its file (written once)."""
     where = folder()
     where.mkdir(parents=True, exist_ok=True)
     path = where / f"{name}.py"
     if not path.exists():
-        fd, tmp = tempfile.mkstemp(dir=where, suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            f.write(source)
-        os.replace(tmp, path)
+        _write(path, source)
     spec = importlib.util.spec_from_file_location(f"socialgradient_{name}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
+def _cfuncs(module):
+    """numba C callbacks of ``module``'s ``logp`` and ``expand`` (cached on disk)."""
+    import numba
+
+    ptr, u64 = numba.types.CPointer(numba.types.double), numba.types.uint64
+    logp_c = numba.cfunc(numba.types.int64(u64, ptr, ptr, ptr, numba.types.voidptr),
+                         cache=True)(module.logp)
+    expand_c = numba.cfunc(numba.types.int64(u64, u64, ptr, ptr, numba.types.voidptr),
+                           cache=True)(module.expand)
+    return logp_c, expand_c
+
+
+def _initial_point(model: pm.Model, names: list[str], shapes: list) -> object:
+    """nutpie's initial-point function for ``model``: a flat array per seed."""
+    import nutpie.compile_pymc as cp
+
+    return cp._rv_dict_to_flat_array_wrapper(_pymc_initial_point(model), names=names,
+                                             shapes=shapes)
+
+
+def _assemble(model, layout_: dict, shared: list, logp_c, expand_c, initial, logp_pt=None,
+              expand_pt=None):
+    import nutpie.compile_pymc as cp
+
+    shape_info = (layout_["names"], [slice(*s) for s in layout_["slices"]],
+                  [tuple(s) for s in layout_["shapes"]])
+    values = {v: _frozen(v.get_value()) for v in shared}
+    dims, coords = cp._prepare_dims_and_coords(model, shape_info, layout_["reparameterized"])
+    return cp.CompiledPyMCModel(
+        _n_dim=layout_["n_dim"], dims=dims, _coords=coords,
+        _shapes={name: tuple(shape) for name, _, shape in zip(*shape_info, strict=True)},
+        compiled_logp_func=logp_c, compiled_expand_func=expand_c,
+        initial_point_func=initial, shared_data={v.name: values[v] for v in shared},
+        shared_var_keys={v: v.name for v in shared},
+        user_data=user_data(shared, values), n_expanded=layout_["n_expanded"],
+        shape_info=shape_info, logp_func=logp_pt, expand_func=expand_pt,
+        reparameterized_names=layout_["reparameterized"])
+
+
+def _cached(model: pm.Model, name: str):
+    """The compiled model straight from the cache, without building PyTensor's functions
+    (~1.3 s for England): the layout file says what they would give and numba loads the
+    callbacks. None when anything is missing (then :func:`compile_model` builds them)."""
+    where = folder()
+    try:
+        layout_ = json.loads((where / f"{name}.json").read_text())
+    except (OSError, ValueError):
+        return None
+    data = {v.name: v for v in model.data_vars}
+    if not set(layout_["shared"]) <= set(data) or not (where / f"{name}.py").exists():
+        return None
+    module = _module("", name)  # LOGP/EXPAND stay None: only a cache hit can compile
+    try:
+        logp_c, expand_c = _cfuncs(module)
+    except Exception:  # numba's typing error (LOGP is None): not in numba's cache
+        return None
+    shared = [data[n] for n in layout_["shared"]]
+    initial = _initial_point(model, layout_["free_names"],
+                             [tuple(s) for s in layout_["free_shapes"]])
+    return _assemble(model, layout_, shared, logp_c, expand_c, initial)
+
+
 def compile_model(model: pm.Model, key: str):
     """``nutpie.compile_pymc_model(model)`` (numba backend, default options) with callbacks
     loaded from the disk cache when a model of structure ``key`` was compiled before."""
-    import numba
     import numba.core.utils
     import nutpie.compile_pymc as cp
+
     # The callbacks link PyTensor's functions, whose numba environment names the module
     # '<dynamic>': make that importable (it is numba's own stand-in) so a cached callback
     # can be loaded in a new process.
     sys.modules.setdefault(numba.core.utils._dynamic_modname, numba.core.utils._dynamic_module)
+    name = _name(key)
+    compiled = _cached(model, name)
+    if compiled is not None:
+        return compiled
 
-    n_dim, n_expanded, logp_pt, expand_pt, initial_point_fn, shape_info, reparameterized = (
+    free_names = [model.rvs_to_values[v].name for v in model.free_RVs]
+    n_dim, n_expanded, logp_pt, expand_pt, initial, shape_info, reparameterized = (
         cp._make_functions(model, mode="NUMBA", compute_grad=True, join_expanded=True,
                            pymc_initial_point_fn=_pymc_initial_point(model)))
     logp_inputs, expand_inputs = list(logp_pt.get_shared()), list(expand_pt.get_shared())
@@ -182,25 +259,20 @@ def compile_model(model: pm.Model, key: str):
     expand_arrays, expand_args = _arrays(offsets, expand_inputs)
     module = _module(TEMPLATE.format(
         n_dim=n_dim, n_expanded=n_expanded, n_user=n_user, logp_arrays=logp_arrays,
-        logp_args=logp_args, expand_arrays=expand_arrays, expand_args=expand_args), key)
+        logp_args=logp_args, expand_arrays=expand_arrays, expand_args=expand_args), name)
     module.LOGP, module.EXPAND = logp_pt.vm.jit_fn, expand_pt.vm.jit_fn
-    ptr, u64 = numba.types.CPointer(numba.types.double), numba.types.uint64
-    logp_c = numba.cfunc(numba.types.int64(u64, ptr, ptr, ptr, numba.types.voidptr),
-                         cache=True)(module.logp)
-    expand_c = numba.cfunc(numba.types.int64(u64, u64, ptr, ptr, numba.types.voidptr),
-                           cache=True)(module.expand)
-
-    values = {v: _frozen(v.get_value()) for v in shared}
-    dims, coords = cp._prepare_dims_and_coords(model, shape_info, reparameterized)
-    return cp.CompiledPyMCModel(
-        _n_dim=n_dim, dims=dims, _coords=coords,
-        _shapes={name: tuple(shape) for name, _, shape in zip(*shape_info, strict=True)},
-        compiled_logp_func=logp_c, compiled_expand_func=expand_c,
-        initial_point_func=initial_point_fn,
-        shared_data={v.name: values[v] for v in shared},
-        shared_var_keys={v: v.name for v in shared},
-        user_data=user_data(shared, values), n_expanded=n_expanded, shape_info=shape_info,
-        logp_func=logp_pt, expand_func=expand_pt, reparameterized_names=reparameterized)
+    logp_c, expand_c = _cfuncs(module)
+    layout_ = {"n_dim": int(n_dim), "n_expanded": int(n_expanded),
+               "names": list(shape_info[0]),
+               "slices": [[int(s.start), int(s.stop)] for s in shape_info[1]],
+               "shapes": [list(map(int, s)) for s in shape_info[2]],
+               "reparameterized": list(reparameterized), "shared": names,
+               "free_names": free_names}
+    shapes = dict(zip(layout_["names"], layout_["shapes"], strict=True))
+    layout_["free_shapes"] = [shapes[n] for n in free_names]
+    if all(v in set(model.data_vars) for v in shared):  # else only the full path can serve
+        _write(folder() / f"{name}.json", json.dumps(layout_))
+    return _assemble(model, layout_, shared, logp_c, expand_c, initial, logp_pt, expand_pt)
 
 
 def _pymc_initial_point(model: pm.Model):
@@ -217,8 +289,6 @@ def with_data(compiled, model: pm.Model):
     """``compiled`` sampling ``model``, a model of the same structure with other data: its
     shared variables' values (same rank and dtype; shapes may differ) and its starting
     points, which may depend on the data (an LA effect starts at its mean, a + b_b m_c)."""
-    import nutpie.compile_pymc as cp
-
     values = {v.name: v.get_value() for v in model.data_vars}
     missing = sorted(set(compiled.shared_data) - set(values))
     if missing:
@@ -226,9 +296,7 @@ def with_data(compiled, model: pm.Model):
     shared_data = {name: _frozen(np.asarray(values[name], dtype=value.dtype))
                    for name, value in compiled.shared_data.items()}
     by_var = {var: shared_data[name] for var, name in compiled.shared_var_keys.items()}
-    shapes = cp._compute_shapes(model)
     names = [model.rvs_to_values[v].name for v in model.free_RVs]
-    initial = cp._rv_dict_to_flat_array_wrapper(
-        _pymc_initial_point(model), names=names, shapes=[shapes[n] for n in names])
+    initial = _initial_point(model, names, [compiled.shapes[n] for n in names])
     return dataclasses.replace(compiled, shared_data=shared_data, initial_point_func=initial,
                                user_data=user_data(list(compiled.shared_var_keys), by_var))
