@@ -250,7 +250,7 @@ def test_fit_checks_out_before_sampling_and_exits_1_on_fail(tmp_path, monkeypatc
     assert cli.main(["fit", str(data), "--outcome", "referrals", "--out", str(afile)]) == 2
     assert "is a file" in capsys.readouterr().err
 
-    def failing(table, spec, progressbar=True):
+    def failing(table, spec, progressbar=True, pointwise=True):
         tree = fit_like(table)
         post = tree["posterior"].to_dataset()
         post["a"] = post["a"] + xr.DataArray([0.0, 1.0], dims="chain")  # chains disagree
