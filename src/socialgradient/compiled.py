@@ -3,7 +3,7 @@
 Compiling a model for nutpie took 11-15 s for the England model on 2 cores, whatever the
 size of the table, almost all of it numba compiling nutpie's C callbacks;
 :mod:`socialgradient.callbacks` now caches those on disk, so a process that compiles a
-structure compiled before (by any process) takes ~2-3 s. Within a process even that is
+structure compiled before (by any process) takes ~1-1.5 s. Within a process even that is
 saved: the model's data enter as ``pm.Data`` (:meth:`socialgradient.families.Rows.as_data`),
 so two models built from tables of the same structure (same spec, LAs, centring pattern)
 compile to the same function and differ only in the values of their data, and the second one

@@ -221,10 +221,7 @@ def assemble(
     few = predict.thin(posterior, min(max_predictive_draws, cap))
     row, coords = data.row_dim, data.row_coords
     n_draws = few.sizes["chain"] * few.sizes["draw"]
-    loglik = None
-    if pointwise:
-        with step(log, "pointwise log-likelihood (%d draws x %d rows)", n_draws, len(data.y)):
-            loglik = predict.log_likelihood(few, data, spec.family).to_dataset()
+    loglik = _log_likelihood(few, data, spec.family) if pointwise else None
     with step(log, "posterior predictive replicates (%d draws x %d rows)", n_draws,
               len(data.y)):
         replicates = predict.replicate(few, data, spec.family,
@@ -356,10 +353,14 @@ def with_log_likelihood(tree: xr.DataTree) -> xr.DataTree:
         return tree
     pp = tree["posterior_predictive"]
     posterior = tree["posterior"].to_dataset().sel(chain=pp["chain"], draw=pp["draw"])
-    data = predict.encoded_data(tree)
-    with step(log, "pointwise log-likelihood (%d draws x %d rows)",
-              pp.sizes["chain"] * pp.sizes["draw"], len(data.y)):
-        loglik = predict.log_likelihood(posterior, data, tree.attrs["family"]).to_dataset()
     out = tree.copy()
-    out["log_likelihood"] = xr.DataTree(loglik)
+    out["log_likelihood"] = xr.DataTree(
+        _log_likelihood(posterior, predict.encoded_data(tree), tree.attrs["family"]))
     return out
+
+
+def _log_likelihood(posterior: xr.Dataset, data: NeighbourhoodData, family: str) -> xr.Dataset:
+    """The pointwise log-likelihood group on ``posterior``'s draws, logged as a step."""
+    n_draws = posterior.sizes["chain"] * posterior.sizes["draw"]
+    with step(log, "pointwise log-likelihood (%d draws x %d rows)", n_draws, len(data.y)):
+        return predict.log_likelihood(posterior, data, family).to_dataset()
