@@ -6,7 +6,8 @@
 * requirements.lock pins exactly what the Makefile installs (core + ``numpyro`` + ``dev``
   extras, and everything they pull in), and every pin is admitted by pyproject's ranges.
 * environment.yml (the conda route) pins the same versions as the lock for the packages it
-  names, and names every direct dependency of core + ``numpyro`` + ``dev``.
+  names, and names every direct dependency of core + ``numpyro`` + ``dev``, all of them as
+  conda-forge packages: its pip section installs only the package itself (``-e .``).
 """
 
 import re
@@ -90,6 +91,36 @@ def test_environment_yml_matches_lock():
     assert not differ, differ
     direct = {_norm(r.name) for r in _requirements()}
     assert direct <= set(env), f"missing from environment.yml: {sorted(direct - set(env))}"
+
+
+def _environment_sections() -> tuple[list[str], list[str]]:
+    """environment.yml's ``dependencies`` entries: (conda, pip), comments dropped."""
+    conda, pip, section = [], [], None
+    for line in (ROOT / "environment.yml").read_text(encoding="utf-8").splitlines():
+        text = line.split("#", 1)[0].rstrip()
+        if not text.strip():
+            continue
+        indent = len(text) - len(text.lstrip())
+        if indent == 0:
+            section = "dependencies" if text == "dependencies:" else None
+        elif section and text.strip() == "- pip:":
+            section = "pip"
+        elif section == "pip" and indent >= 6:
+            pip.append(text.strip().removeprefix("- ").strip())
+        elif section in ("dependencies", "pip") and indent == 2:
+            section = "dependencies"
+            conda.append(text.strip().removeprefix("- ").strip())
+    return conda, pip
+
+
+def test_environment_yml_takes_the_stack_from_conda_forge():
+    conda, pip = _environment_sections()
+    assert "conda-forge" in (ROOT / "environment.yml").read_text(encoding="utf-8")
+    assert pip == ["-e ."], f"pip should install only the package itself, got {pip}"
+    in_conda = {_norm(m[1]) for entry in conda if (m := PIN.match(entry))}
+    direct = {_norm(r.name) for r in _requirements()}
+    assert direct <= in_conda, f"not from conda-forge: {sorted(direct - in_conda)}"
+    assert any(entry.startswith("python=3.1") for entry in conda), conda
 
 
 def test_python_version_file_meets_requirement():
