@@ -19,7 +19,8 @@ $(STAMP): pyproject.toml requirements.lock
 run: $(STAMP)            ## the main job: fit the national model on the embedded default data
 	$(BIN)/socialgradient run
 
-test: $(STAMP)           ## the default test suite (< 15 min on 2 cores)
+test: $(STAMP)           ## lint, then the default test suite with the wheel install (< 15 min on 2 cores)
+	$(BIN)/ruff check src tests bench notebooks
 	$(BIN)/python -m pytest
 
 test-slow: $(STAMP)      ## full-size statistical checks
