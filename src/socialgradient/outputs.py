@@ -27,28 +27,40 @@ forward to the new complete set:
 
 Between 2 and 4 ``verify`` refuses the folder (a ``.commit-*`` is present, and the manifest
 would not match); roll-forward tells a new part from an old one by the new manifest's hashes.
-Writers of one ``DIR`` are serialised by ``flock`` on ``DIR/.lock`` (released by the kernel
-when a writer dies). Standard library only, so a killed writer restarts fast.
+Writers of one ``DIR`` are serialised by a lock on ``DIR/.lock`` (:mod:`filelock`: ``flock``
+on POSIX, ``LockFileEx`` on Windows, both released by the operating system when a writer
+dies), so a killed writer restarts at once.
+
+Portable: no POSIX-only module. The one-step swap of step 3 is a Linux fast path
+(:data:`_EXCHANGE_AVAILABLE`); elsewhere (or with it switched off) the two renames and the
+roll-forward keep every state above. On Windows folders are not fsynced (they cannot be
+opened; NTFS journals its metadata). File names in the manifest use ``/`` on every system.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import datetime as dt
 import errno
-import fcntl
 import hashlib
 import json
 import os
 import secrets
 import shutil
+import sys
 from pathlib import Path
+
+from filelock import FileLock
 
 PARTS = ("release", "internal")
 MANIFEST = "MANIFEST.json"
 FORMAT = "socialgradient-output-set/1"
 LOCK = ".lock"
+PROBE = ".probe-"  # check_destination's write probe (deleted at once; a killed one is a leftover)
+# Windows: folders cannot be opened for fsync, and fsync needs a file opened for writing.
+_WINDOWS = os.name == "nt"
+# Linux's renameat2(RENAME_EXCHANGE) for step 3; elsewhere (or False) the two renames.
+_EXCHANGE_AVAILABLE = sys.platform.startswith("linux")
 INTERNAL_README = """NOT FOR RELEASE
 
 This folder holds LSOA-level information: the full posterior tree (posterior.nc, whose
@@ -74,7 +86,10 @@ def check_destination(out: str | Path) -> Path:
     """Check, before any work, that ``out`` can hold an output set; return it as a Path.
 
     Refused with :class:`OutputSetError`: ``out`` (or a folder on its way) is a file, or the
-    nearest existing folder is not writable.
+    nearest existing folder is not writable, or a probe fails: the folders up to ``out`` are
+    created and a file there is created, written, fsynced and deleted (``os.access`` is not
+    enough: root passes it on read-only mounts and under ``/proc``). The probe leaves no
+    trace: its file and the folders it created are removed again, whatever the outcome.
     """
     out = Path(out)
     probe = out
@@ -89,7 +104,48 @@ def check_destination(out: str | Path) -> Path:
         raise OutputSetError(f"--out {out} {what} a file, not a folder")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise OutputSetError(f"--out {out}: cannot write to {probe} (permission denied)")
+    _probe_write(out, probe)
     return out
+
+
+def _probe_write(out: Path, existing: Path) -> None:
+    """Create the folders from ``existing`` down to ``out`` and a file in ``out`` (written,
+    fsynced), then remove all of them; :class:`OutputSetError` naming the OS error if any
+    step fails."""
+    missing = []
+    folder = out
+    while folder != existing and folder.parent != folder:
+        missing.append(folder)
+        folder = folder.parent
+    created: list[Path] = []
+    name = out / f"{PROBE}{secrets.token_hex(6)}"
+    made = False
+    try:
+        for folder in reversed(missing):
+            try:
+                folder.mkdir()
+            except FileExistsError:
+                if not folder.is_dir():
+                    raise
+            else:
+                created.append(folder)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+        fd = os.open(name, flags, 0o644)
+        made = True
+        try:
+            os.write(fd, b"socialgradient: can this folder be written?\n")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as err:
+        raise OutputSetError(f"--out {out}: cannot write there: {err}") from None
+    finally:
+        if made:
+            with contextlib.suppress(OSError):
+                name.unlink(missing_ok=True)
+        for folder in reversed(created):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
 
 
 # -- reading ----------------------------------------------------------------------------
@@ -108,7 +164,7 @@ def _files(root: Path, part: str) -> list[str]:
     base = root / part
     if not base.is_dir():
         return []
-    return sorted(str(p.relative_to(root)) for p in base.rglob("*") if not p.is_dir())
+    return sorted(p.relative_to(root).as_posix() for p in base.rglob("*") if not p.is_dir())
 
 
 def _load_manifest(path: Path) -> dict:
@@ -203,21 +259,31 @@ def internal_of(path: str | Path) -> Path:
 
 @contextlib.contextmanager
 def _locked(out: Path):
+    """Hold ``out/.lock`` (blocking): ``flock`` on POSIX, ``LockFileEx`` on Windows, through
+    :mod:`filelock`; the OS releases either when the holder dies. No soft (marker-file)
+    fallback, which a killed writer would leave held; the file stays, as before."""
     out.mkdir(parents=True, exist_ok=True)
-    fd = os.open(out / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    try:  # filelock >= 4: say so explicitly (3.x has no soft fallback and keeps the file on POSIX)
+        lock = FileLock(out / LOCK, mode=0o644, fallback_to_soft=False, preserve_lock_file=True)
+    except TypeError:
+        lock = FileLock(out / LOCK, mode=0o644)
+    with lock:
         yield
-    finally:
-        os.close(fd)  # releases the lock
 
 
 def _leftovers(out: Path) -> list[Path]:
-    return sorted([*out.glob(".tmp-*"), *out.glob(".old-*")])
+    return sorted([*out.glob(".tmp-*"), *out.glob(".old-*"), *out.glob(PROBE + "*")])
 
 
 def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
+    """fsync a file, or a folder's entries (POSIX; Windows cannot open folders)."""
+    if path.is_dir():
+        if _WINDOWS:
+            return
+        flags = os.O_RDONLY
+    else:
+        flags = (os.O_RDWR | getattr(os, "O_BINARY", 0)) if _WINDOWS else os.O_RDONLY
+    fd = os.open(path, flags)
     try:
         os.fsync(fd)
     finally:
@@ -228,10 +294,15 @@ _AT_FDCWD, _RENAME_EXCHANGE = -100, 2
 
 
 def _exchange(a: Path, b: Path) -> bool:
-    """Swap two existing paths in one step (Linux ``renameat2``); False where unsupported."""
+    """Swap two existing paths in one step (Linux ``renameat2``); False where unsupported
+    or switched off (:data:`_EXCHANGE_AVAILABLE`)."""
+    if not _EXCHANGE_AVAILABLE:
+        return False
+    import ctypes
+
     try:
         fn = ctypes.CDLL(None, use_errno=True).renameat2
-    except (AttributeError, OSError):
+    except (AttributeError, OSError, TypeError):
         return False
     if fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
         return True
@@ -242,7 +313,11 @@ def _exchange(a: Path, b: Path) -> bool:
 
 
 def _swap_in(new: Path, target: Path) -> None:
-    """Put ``new`` at ``target``; the previous ``target`` ends up under ``new``'s folder."""
+    """Put ``new`` at ``target``; the previous ``target`` ends up under ``new``'s folder.
+
+    Without the one-step exchange: ``target`` is renamed to ``new.old`` beside ``new``, then
+    ``new`` to ``target``. Killed between the two, ``target`` is missing and ``new`` is still
+    in the commit: roll-forward sees the part does not match and renames ``new`` in."""
     if not target.exists():
         os.rename(new, target)
     elif not _exchange(new, target):
@@ -255,7 +330,7 @@ def _roll_forward(out: Path, commit: Path, check: bool) -> None:
     if manifest_path.exists():
         manifest = _load_manifest(manifest_path) if check else None
         for part in PARTS:
-            if check and _mismatch(out, manifest, (part,)) is None:
+            if check and (out / part).is_dir() and _mismatch(out, manifest, (part,)) is None:
                 continue  # already swapped in before the interruption
             if not (commit / part).is_dir():
                 raise OutputSetError(f"{out}: cannot complete {commit.name}: {part}/ is missing")
@@ -269,7 +344,8 @@ def _roll_forward(out: Path, commit: Path, check: bool) -> None:
 
 
 def recover(out: str | Path) -> list[str]:
-    """Finish pending commits and delete leftover ``.tmp-*`` / ``.old-*`` folders in ``out``.
+    """Finish pending commits and delete leftover ``.tmp-*`` / ``.old-*`` folders (and a
+    killed probe's ``.probe-*`` file) in ``out``.
 
     Call with the lock held (:class:`Writer` does). Returns what was done, for messages.
     """
@@ -279,7 +355,10 @@ def recover(out: str | Path) -> list[str]:
         _roll_forward(out, commit, check=True)
         done.append(f"completed the interrupted write {commit.name}")
     for stray in _leftovers(out):
-        shutil.rmtree(stray, ignore_errors=True) if stray.is_dir() else stray.unlink()
+        if stray.is_dir():
+            shutil.rmtree(stray, ignore_errors=True)
+        else:  # a probe may be deleted by its own process meanwhile
+            stray.unlink(missing_ok=True)
         done.append(f"removed {stray.name}")
     return done
 
@@ -316,7 +395,8 @@ class Writer:
             self._tmp = self.out / f".tmp-{secrets.token_hex(6)}"
             for part in PARTS:
                 (self._tmp / part).mkdir(parents=True)
-            (self._tmp / "internal" / "README.txt").write_text(self.readme, encoding="utf-8")
+            (self._tmp / "internal" / "README.txt").write_text(self.readme, encoding="utf-8",
+                                                               newline="\n")
         except BaseException:
             self._cleanup()
             raise
@@ -353,7 +433,8 @@ class Writer:
             **self.meta,
             "files": files,
         }
-        (self._tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+        (self._tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8",
+                                          newline="\n")
         _fsync(self._tmp / MANIFEST)
         _fsync(self._tmp)
         commit = self._tmp.with_name(".commit-" + self._tmp.name.removeprefix(".tmp-"))
