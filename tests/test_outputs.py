@@ -32,7 +32,7 @@ LOOP = textwrap.dedent(
     from pathlib import Path
     from socialgradient import outputs
     if os.environ.get("NO_EXCHANGE"):
-        outputs._exchange = lambda a, b: False
+        outputs._EXCHANGE_AVAILABLE = False
     out, gen = Path(sys.argv[1]), int(sys.argv[2])
     print("ready", flush=True)
     while True:

@@ -138,8 +138,8 @@ def cached(source: RecordsTable, cache: Path) -> Aggregate:
               "rows": len(agg.table), "dropped": agg.dropped, "linkage": agg.linkage}
     # the table last: its presence with the other two marks a complete entry
     atomic_write(files["truth.json"], lambda tmp: Path(tmp).write_text(
-        json.dumps(agg.truth, default=float), encoding="utf-8"))
+        json.dumps(agg.truth, default=float), encoding="utf-8", newline="\n"))
     atomic_write(files["report.json"], lambda tmp: Path(tmp).write_text(
-        json.dumps(report, indent=1, default=int), encoding="utf-8"))
+        json.dumps(report, indent=1, default=int), encoding="utf-8", newline="\n"))
     atomic_write(files["table.parquet"], lambda tmp: agg.table.to_parquet(tmp))
     return agg

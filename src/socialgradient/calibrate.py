@@ -358,7 +358,8 @@ def replicate_task(model: str, seed: int, cfg: dict, path: Path,
     result = replicate(model, seed, cfg, progressbar)
     result["fitted_by"] = {"host": socket.gethostname(), "pid": os.getpid()}
     text = json.dumps(result, allow_nan=False) + "\n"
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8",
+                                                    newline="\n"))
     return {"status": "fitted", "result": result}
 
 
@@ -551,9 +552,11 @@ def write(out_dir: Path, model: str, agg: dict) -> dict[str, Path]:
     whole["study_values"] = STUDY
     whole["models"][model] = agg
     text = json.dumps(_plain(whole), indent=1, allow_nan=False) + "\n"
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8",
+                                                    newline="\n"))
     md = markdown(whole)
-    atomic_write(out_dir / "calibration.md", lambda tmp: Path(tmp).write_text(md, "utf-8"))
+    atomic_write(out_dir / "calibration.md", lambda tmp: Path(tmp).write_text(
+        md, encoding="utf-8", newline="\n"))
     fig = sbc_figure(whole)
     atomic_write(out_dir / "calibration_sbc.png",
                  lambda tmp: fig.savefig(tmp, dpi=120, format="png"))

@@ -152,7 +152,7 @@ def _name(key: str) -> str:
 def _write(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically (a temporary file, then rename)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
+    with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
         f.write(text)
     os.replace(tmp, path)
 
@@ -215,7 +215,7 @@ def _cached(model: pm.Model, name: str):
     callbacks. None when anything is missing (then :func:`compile_model` builds them)."""
     where = folder()
     try:
-        layout_ = json.loads((where / f"{name}.json").read_text())
+        layout_ = json.loads((where / f"{name}.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     data = {v.name: v for v in model.data_vars}

@@ -372,11 +372,12 @@ def _report(args) -> int:
     tree = fit.load(source, pointwise=False)  # a report needs no LOO
     extra = {}
     if manifest is not None:  # keys a command added (the LOO comparison of run) carry over
-        old = json.loads((source.parent.parent / "release" / "summary.json").read_text())
+        old = json.loads((source.parent.parent / "release" / "summary.json")
+                         .read_text(encoding="utf-8"))
         extra = {k: old[k] for k in ("loo",) if k in old}
     paths = api.write(tree, args.out, extra=extra, rule=rule, posterior=source,
                       command="report")
-    print(_headline(json.loads(paths["summary"].read_text())))
+    print(_headline(json.loads(paths["summary"].read_text(encoding="utf-8"))))
     print(f"wrote {args.out}/: release/ (safe to publish), internal/ (not for release), "
           f"MANIFEST.json")
     return 0
@@ -433,7 +434,7 @@ def _fit_and_write(table, spec: Spec, out: Path, progress: bool, compare: bool) 
         extra["loo"] = json.loads(loo.to_json(orient="index"))
         print(loo.to_string())
     paths = api.write(tree, out, extra=extra, command="run" if compare else "fit")
-    s = json.loads(paths["summary"].read_text())
+    s = json.loads(paths["summary"].read_text(encoding="utf-8"))
     print(_headline(s))
     print(f"wrote {out}/: release/ (safe to publish), internal/ (not for release), "
           f"MANIFEST.json")
@@ -469,6 +470,9 @@ def _dispatch(args) -> int:
     if args.command == "simulate":
         if not args.records and (args.years or args.geography):
             raise ValueError("--years and --geography apply to child-level records: add --records")
+        from socialgradient import outputs
+
+        outputs.check_destination(args.out)  # before simulating
         if args.geography is None:
             with step(log, "simulated the synthetic England (scale %s)", args.scale):
                 syn = england.simulate(seed=args.seed, scale=args.scale)
@@ -517,6 +521,9 @@ def _dispatch(args) -> int:
     if args.command == "calibrate":
         return _calibrate(args)
     if args.command == "fit":
+        from socialgradient import outputs
+
+        outputs.check_destination(args.out)  # before reading the table or sampling
         spec = _spec(args, args.outcome)
         spec = spec.replace(
             stratum=args.stratum, strata=tuple(args.strata) if args.strata else None,
@@ -565,6 +572,9 @@ def _calibrate(args) -> int:
 
     if args.workers < 1:
         raise ValueError(f"calibrate: --workers must be at least 1, got {args.workers}")
+    from socialgradient import outputs
+
+    outputs.check_destination(args.out)  # before any replicate is simulated or fitted
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s",
                         datefmt="%H:%M:%S")
     logging.getLogger("distributed").setLevel(logging.WARNING)  # the cluster's chatter

@@ -434,7 +434,7 @@ def protect_partitions(values, partitions: dict[str, np.ndarray], rule: Rule = R
 def _append(log: Path, entry: dict) -> None:
     """One JSON line in one ``write`` call (O_APPEND): concurrent writers do not interleave."""
     log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "a", encoding="utf-8") as f:
+    with open(log, "a", encoding="utf-8", newline="\n") as f:
         f.write(json.dumps(entry, default=str) + "\n")
 
 
@@ -496,7 +496,8 @@ def write_table(table: pd.DataFrame, path, *, level: str, count_columns=(), grou
         atomic_write(path, lambda tmp: out.to_parquet(tmp, index=False))
     else:  # .csv.gz by the name (the temporary file's suffix would not say gzip)
         gz = {"method": "gzip", "mtime": 0} if path.suffix == ".gz" else None
-        atomic_write(path, lambda tmp: out.to_csv(tmp, index=False, compression=gz))
+        atomic_write(path, lambda tmp: out.to_csv(tmp, index=False, compression=gz,
+                                                      lineterminator="\n"))
     sha = hashlib.sha256(path.read_bytes()).hexdigest()  # logged once the file is in place
     _append(log, {**entry, "decision": "written", "note": note, "sha256": sha})
     return path
@@ -527,7 +528,8 @@ def acro_crosstab(records, index, columns, *, rule=Rule(), totals=None, bundle_d
     result.actions.append(f"ACRO {version('acro')} agrees: {len(flagged)} cells under threshold")
     if bundle_dir is not None:
         table_path = Path(bundle_dir).with_name(Path(bundle_dir).name + "_tables") / "table.csv"
-        atomic_write(table_path, lambda p: result.table.to_csv(p, index=False))
+        atomic_write(table_path, lambda p: result.table.to_csv(p, index=False,
+                                                                        lineterminator="\n"))
         session.remove_output(raw.uid)  # ACRO's unprotected table stays out of the bundle
         session.custom_output(str(table_path), "; ".join(result.actions[-20:]))
         session.finalise(str(bundle_dir), "json")

@@ -412,7 +412,8 @@ def update_readme(readme: Path, findings_csv: Path) -> bool:
     table = readme_table(pd.read_csv(findings_csv))
     new = f"{head}{BEGIN}\n{table}\n{END}{tail}"
     if new != text:
-        atomic_write(readme, lambda tmp: Path(tmp).write_text(new, encoding="utf-8"))
+        atomic_write(readme, lambda tmp: Path(tmp).write_text(new, encoding="utf-8",
+                                                                newline="\n"))
     return new != text
 
 
@@ -464,9 +465,10 @@ def write(findings: pd.DataFrame, out_dir: Path) -> dict[str, Path]:
     ``out_dir``, each written atomically."""
     out_dir = Path(out_dir)
     paths = {"csv": atomic_write(out_dir / "findings.csv",
-                                 lambda tmp: findings.to_csv(tmp, index=False)),
+                                 lambda tmp: findings.to_csv(tmp, index=False,
+                                                             lineterminator="\n")),
              "md": atomic_write(out_dir / "findings.md", lambda tmp: Path(tmp).write_text(
-                 markdown(findings), encoding="utf-8"))}
+                 markdown(findings), encoding="utf-8", newline="\n"))}
     for theme in findings["theme"].unique():
         if findings.loc[findings["theme"] == theme, "lo95"].notna().any():
             fig = figure(findings, theme)

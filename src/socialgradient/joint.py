@@ -302,17 +302,17 @@ def write(tree: xr.DataTree, out_dir, extra: dict | None = None, rule=None,
             figures |= {f"{name}/{k}": p for k, p in saved.items()}
             entries.append((name, int(parts.hidden["la"].sum()),
                         disclosure.public_actions(parts.actions)))
-        (rel / "summary.json").write_text(report.to_json(s) + "\n", encoding="utf-8")
+        (rel / "summary.json").write_text(report.to_json(s) + "\n", encoding="utf-8", newline="\n")
         table = pd.concat(tables, ignore_index=True)
         table.insert(0, "threshold", table.pop("threshold"))
-        table.to_csv(rel / "la_gradients.csv", index=False)
-        (rel / "ppc.json").write_text(report.to_json(ppcs) + "\n", encoding="utf-8")
+        table.to_csv(rel / "la_gradients.csv", index=False, lineterminator="\n")
+        (rel / "ppc.json").write_text(report.to_json(ppcs) + "\n", encoding="utf-8", newline="\n")
         entries = [report._log_entry(
             f"la_gradients.csv + ppc.json [{name}]", rel / "la_gradients.csv", "la", rule,
             f"{name}: LA, decile and national totals protected together; figures in "
             f"{name}/ drawn from these gated totals and model outputs only",
             suppressed=hidden, actions=actions) for name, hidden, actions in entries]
-        with open(rel / disclosure.LOG_NAME, "w", encoding="utf-8") as f:
+        with open(rel / disclosure.LOG_NAME, "w", encoding="utf-8", newline="\n") as f:
             f.writelines(json.dumps(e, default=str) + "\n" for e in entries)
         if posterior is not None:
             report._copy(Path(posterior), internal / "posterior.nc")

@@ -341,7 +341,8 @@ def write_panel(tree: xr.DataTree, panel: pd.DataFrame, out, boundaries=None) ->
                                    else ["la"], count_columns=[], log=log_path,
                                    logged_path=w.path(f"release/{name}"))
         texts = {"panel_report.json": json.dumps(json.loads(tree.attrs["report"]), indent=2),
-                 "gradient_by_year.csv": gradient_by_year(tree).to_csv(index=False),
+                 "gradient_by_year.csv": gradient_by_year(tree).to_csv(index=False,
+                                                                        lineterminator="\n"),
                  "summary.json": json.dumps(summary, indent=2, default=float)}
         with step(log, "panel figures"):
             figures = {"gradient_by_year.png": plot_gradient(tree),
@@ -359,8 +360,8 @@ def write_panel(tree: xr.DataTree, panel: pd.DataFrame, out, boundaries=None) ->
                 fig.savefig(rel / name, dpi=120, format="png")
                 plt.close(fig)
         for name, body in texts.items():
-            (rel / name).write_text(body.rstrip("\n") + "\n", encoding="utf-8")
-        with open(log_path, "a", encoding="utf-8") as f:
+            (rel / name).write_text(body.rstrip("\n") + "\n", encoding="utf-8", newline="\n")
+        with open(log_path, "a", encoding="utf-8", newline="\n") as f:
             for name in figures:
                 sha = hashlib.sha256((rel / name).read_bytes()).hexdigest()
                 f.write(json.dumps({"time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

@@ -192,7 +192,7 @@ def model_inputs(panel: pd.DataFrame) -> dict:
 
 def panel_hash(panel: pd.DataFrame) -> str:
     cols = ["la", "year", "count", "exposure", "m", "observed"]
-    text = panel[cols].to_csv(index=False).encode()
+    text = panel[cols].to_csv(index=False, lineterminator="\n").encode()
     return hashlib.sha256(text).hexdigest()[:16]
 
 

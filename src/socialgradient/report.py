@@ -341,12 +341,12 @@ def write(
             "data_hash": tree.attrs["data_hash"], "outcome": tree.attrs["outcome"]}
     with outputs.Writer(out_dir, **meta) as w:
         rel, internal = w.release, w.internal
-        (rel / "summary.json").write_text(to_json(s) + "\n", encoding="utf-8")
-        las.to_csv(rel / "la_gradients.csv", index=False)
+        (rel / "summary.json").write_text(to_json(s) + "\n", encoding="utf-8", newline="\n")
+        las.to_csv(rel / "la_gradients.csv", index=False, lineterminator="\n")
         ppc_out = _records(ppc_rel) | {"note": (
             "observed totals protected by the disclosure gate (null: hidden); observed "
             "dispersion, zero share and maximum are not released")}
-        (rel / "ppc.json").write_text(to_json(ppc_out) + "\n", encoding="utf-8")
+        (rel / "ppc.json").write_text(to_json(ppc_out) + "\n", encoding="utf-8", newline="\n")
         with step(log, "figures"):
             figures = plots.save_all(tree, rel,
                                      observed=_gated_decile_rates(tree, parts, decile),
@@ -369,7 +369,7 @@ def write(
             *(_log_entry(p.name, p, "model", rule, "drawn from model outputs and the gated "
                          "totals above only") for p in figures.values()),
         ]
-        with open(rel / disclosure.LOG_NAME, "w", encoding="utf-8") as f:
+        with open(rel / disclosure.LOG_NAME, "w", encoding="utf-8", newline="\n") as f:
             f.writelines(json.dumps(e, default=str) + "\n" for e in entries)
         if posterior is not None:
             _copy(Path(posterior), internal / "posterior.nc")
@@ -377,9 +377,10 @@ def write(
             fit.save(tree, internal / "posterior.nc")
         with step(log, "full posterior predictive checks (internal)"):
             (internal / "ppc_full.json").write_text(ppc_json(tree, ppc_full) + "\n",
-                                                    encoding="utf-8")
+                                                    encoding="utf-8", newline="\n")
         detail = {"rule": dataclasses.asdict(rule), "actions": parts.actions}
-        (internal / "disclosure_detail.json").write_text(to_json(detail) + "\n")
+        (internal / "disclosure_detail.json").write_text(to_json(detail) + "\n",
+                                                          encoding="utf-8", newline="\n")
         w.commit()
     log.info("wrote the output set %s", w.out)
     paths = {"summary": w.path("release/summary.json"),

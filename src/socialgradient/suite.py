@@ -196,7 +196,8 @@ def run(models_dir: Path, table: pd.DataFrame, out_dir: Path, progressbar: bool 
             raise errors[0]
     items = [done[path] for path, _, _ in specs]
     table_out = summary_table(items)
-    atomic_write(out_dir / "suite.csv", lambda tmp: table_out.to_csv(tmp, index=False))
+    atomic_write(out_dir / "suite.csv",
+                 lambda tmp: table_out.to_csv(tmp, index=False, lineterminator="\n"))
     names = {spec.name for _, spec, _ in specs if spec is not None}
     found = findings.table({i.name: i.summary for i in items if i.summary}, truths,
                            [f for f in findings.FINDINGS if f.spec in names])

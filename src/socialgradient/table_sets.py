@@ -70,13 +70,13 @@ def check_out(out: str | Path) -> Path:
 
 def table_hash(table: pd.DataFrame) -> str:
     """SHA-256 (first 16 hex digits) of the table's CSV text."""
-    return hashlib.sha256(table.to_csv(index=False).encode()).hexdigest()[:16]
+    return hashlib.sha256(table.to_csv(index=False, lineterminator="\n").encode()).hexdigest()[:16]
 
 
 def _nothing(rel: Path, note: str) -> None:
     entry = {"time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "file": None,
              "decision": "nothing released", "note": note}
-    with open(rel / disclosure.LOG_NAME, "a", encoding="utf-8") as f:
+    with open(rel / disclosure.LOG_NAME, "a", encoding="utf-8", newline="\n") as f:
         f.write(json.dumps(entry) + "\n")
 
 
@@ -108,7 +108,7 @@ def write_table_set(out, table: pd.DataFrame, *, counts: list[str], report: dict
             count_columns=counts, override=override or INTERNAL_REASON,
             log=internal / disclosure.LOG_NAME, logged_path=w.path(f"internal/{name}"))
         (internal / "linkage_report.json").write_text(
-            json.dumps(report, indent=1, default=str) + "\n", encoding="utf-8")
+            json.dumps(report, indent=1, default=str) + "\n", encoding="utf-8", newline="\n")
         if counts:
             las = by_la(table, counts, strata)
             disclosure.write_table(

@@ -268,5 +268,6 @@ def write(records: rec.Records, out_dir, by: Sequence[str] = ("age_band",)) -> d
     for name, obj in (("records_truth", records.truth), ("linkage_report", report.to_dict())):
         paths[name] = out / f"{name}.json"
         text = json.dumps(obj, indent=1) + "\n"
-        atomic_write(paths[name], lambda tmp, t=text: Path(tmp).write_text(t, encoding="utf-8"))
+        atomic_write(paths[name], lambda tmp, t=text: Path(tmp).write_text(t, encoding="utf-8",
+                                                                             newline="\n"))
     return paths

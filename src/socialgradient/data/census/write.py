@@ -231,21 +231,25 @@ def write_returns(records: rec.Records, out_dir, lea_codes: dict | None = None,
         text = (_header_text(numbers[str(la)], int(year)) + "".join(xml_child[np.sort(idx)])
                 + "    </Children>\n</Message>\n")
         path = out / f"{la}_{int(year)}.xml"
-        atomic_write(path, lambda tmp, t=text: Path(tmp).write_text(t, encoding="utf-8"))
+        atomic_write(path, lambda tmp, t=text: Path(tmp).write_text(t, encoding="utf-8",
+                                                                     newline="\n"))
         paths.append(path)
     lsoa = ch[["la", "year", "child_id", "lsoa"]]
-    atomic_write(out / "child_lsoa.csv", lambda tmp: lsoa.to_csv(tmp, index=False))
+    atomic_write(out / "child_lsoa.csv",
+                 lambda tmp: lsoa.to_csv(tmp, index=False, lineterminator="\n"))
     la = ep.loc[ep["looked_after_start"].notna(), ["la", "year", "child_id",
                                                     "looked_after_start"]].copy()
     la["looked_after_start"] = _dates(la["looked_after_start"])
-    atomic_write(out / "looked_after.csv", lambda tmp: la.to_csv(tmp, index=False))
+    atomic_write(out / "looked_after.csv",
+                 lambda tmp: la.to_csv(tmp, index=False, lineterminator="\n"))
     no_dates = ep["year"].map(lambda y: not cc.HAS_CIN_PLAN_DATES[int(y)]).astype(bool)
     plans = ep.loc[ep["cin_plan_start"].notna() & no_dates,
                    ["la", "year", "child_id", "referral_date", "cin_plan_start",
                     "cin_plan_end"]].copy()
     for c in ("referral_date", "cin_plan_start", "cin_plan_end"):
         plans[c] = _dates(plans[c])
-    atomic_write(out / "cin_plans.csv", lambda tmp: plans.to_csv(tmp, index=False))
+    atomic_write(out / "cin_plans.csv",
+                 lambda tmp: plans.to_csv(tmp, index=False, lineterminator="\n"))
     return paths
 
 

@@ -268,13 +268,14 @@ def write(table: pd.DataFrame, report: dict, out, report_path=None) -> None:
     if name.endswith(".parquet"):
         atomic_write(out, lambda p: table.to_parquet(p, index=False))
     else:
-        text = table.to_csv(index=False).encode("utf-8")
+        text = table.to_csv(index=False, lineterminator="\n").encode("utf-8")
         if name.endswith(".gz"):  # no file name or time in the header: reruns are byte-identical
             text = gzip.compress(text, mtime=0)
         atomic_write(out, lambda p: Path(p).write_bytes(text))
     if report_path is not None:
         text = json.dumps(report, indent=2, default=str) + "\n"
-        atomic_write(report_path, lambda p: Path(p).write_text(text, encoding="utf-8"))
+        atomic_write(report_path, lambda p: Path(p).write_text(text, encoding="utf-8",
+                                                                 newline="\n"))
 
 
 def summary(report: dict) -> str:

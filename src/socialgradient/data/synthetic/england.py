@@ -362,7 +362,8 @@ def write(synthetic: Synthetic, out_dir) -> None:
             lambda tmp: synthetic.las.to_parquet(tmp, index=False, compression="zstd"),
         )
     text = json.dumps(synthetic.truth, indent=1) + "\n"
-    atomic_write(out / "truth.json", lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    atomic_write(out / "truth.json", lambda tmp: Path(tmp).write_text(
+        text, encoding="utf-8", newline="\n"))
 
 
 def main(argv: list[str] | None = None) -> int:
