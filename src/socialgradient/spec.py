@@ -41,34 +41,234 @@ Example ``models/national_referrals.toml``::
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
+import math
+import re
 import tomllib
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Literal
 
-FAMILIES = ("negbin", "poisson", "binomial")
-SAMPLERS = ("nutpie", "pymc", "numpyro")
-LA_EFFECTS = ("auto", "centred", "noncentred")
+import msgspec
+
+
+class SpecError(ValueError):
+    """A spec key or value that is not allowed. The message names the key by its full path
+    (``sampling.draws``, ``priors.b_w``, ``records.by``), the value given and what is
+    allowed. A ``ValueError``, so callers that catch those still do."""
+
+
+# -- the types of spec values -------------------------------------------------------------
+# Each field's annotation is its rule: msgspec (strict: no "0.9" -> 0.9, no true -> 1)
+# checks a value against it, and its description is what an error says is allowed.
+# Where a float field takes an int, the int is kept as it is (1 stays 1, not 1.0): the
+# canonical JSON, so the hash, of every spec written with an int is what it was.
+
+def _meta(**kw) -> msgspec.Meta:
+    return msgspec.Meta(**kw)
+
+
+Family = Literal["negbin", "poisson", "binomial"]
+Sampler = Literal["nutpie", "pymc", "numpyro"]
+LAEffects = Literal["auto", "centred", "noncentred"]
+#: draws and tune per chain
+Count = Annotated[int, _meta(ge=1, le=1_000_000, description="an integer from 1 to 1000000")]
+Chains = Annotated[int, _meta(ge=1, le=64, description="an integer from 1 to 64")]
+#: numpy's legacy seed range (nutpie takes a u64, PyMC a numpy seed)
+Seed = Annotated[int, _meta(ge=0, le=2**32 - 1,
+                            description="an integer from 0 to 4294967295 (2**32 - 1)")]
+TargetAccept = Annotated[float, _meta(ge=0.5, lt=1, description="in [0.5, 1) (a number)")]
+PositiveNumber = Annotated[
+    Annotated[int, _meta(gt=0)] | Annotated[float, _meta(gt=0)],
+    _meta(description="> 0 (a finite number)"),
+]
+AnyNumber = Annotated[int | float | None,
+                      _meta(description="a finite number (or left out: the family's default)")]
+Fraction = Annotated[
+    Annotated[int, _meta(ge=1, le=1)] | Annotated[float, _meta(gt=0, le=1)],
+    _meta(description="in (0, 1] (a number)"),
+]
+
+FAMILIES: tuple[str, ...] = typing.get_args(Family)
+SAMPLERS: tuple[str, ...] = typing.get_args(Sampler)
+LA_EFFECTS: tuple[str, ...] = typing.get_args(LAEffects)
+
+
+def _check_keys(raw: dict, allowed: set[str], where: str) -> None:
+    """Unknown keys are an error (a misspelt key would otherwise be a default in silence)."""
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        table = f"[{where}]" if where else "spec"
+        raise SpecError(f"unknown key(s) {unknown} in {table}; allowed: {sorted(allowed)}")
+
+
+# -- checking values against the field types (msgspec) --------------------------------------
+
+@functools.cache
+def _hints(cls) -> dict[str, object]:
+    """Field name -> annotation (with its ``Annotated`` rules) of a spec dataclass."""
+    hints = typing.get_type_hints(cls, include_extras=True)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _names(cls) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
+
+
+def _strip(tp):
+    """The type under ``Annotated[...]``."""
+    return typing.get_args(tp)[0] if typing.get_origin(tp) is Annotated else tp
+
+
+def _table_type(tp):
+    """The spec dataclass a field holds (``Priors``, ``RecordsTable | None``), else None."""
+    tp = _strip(tp)
+    for t in (tp, *typing.get_args(tp)):
+        if dataclasses.is_dataclass(t):
+            return t
+    return None
+
+
+def _usual(tp, value):
+    """A value in the forms specs always took: a tuple field given one item (``by =
+    "age_band"``, ``years = 2019``) as a list of one; numpy's float64 as a float."""
+    if isinstance(value, float) and type(value) is not float:
+        return float(value)
+    tp = _strip(tp)
+    if typing.get_origin(tp) is tuple:
+        item = typing.get_args(tp)[0]
+        if isinstance(value, item) and not isinstance(value, bool):
+            return [value]
+    return value
+
+
+_PLAIN = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
+_MANY = {str: "strings", int: "integers", float: "numbers"}
+
+
+def _describe(tp) -> str:
+    """What a field allows, in words (its ``msgspec.Meta`` description, else from its type)."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is Annotated:
+        described = [m.description for m in args[1:] if isinstance(m, msgspec.Meta)]
+        return described[0] if described and described[0] else _describe(args[0])
+    if origin is Literal:
+        return "one of " + ", ".join(map(repr, args))
+    if origin in (typing.Union, types.UnionType):
+        kinds = [a for a in args if a is not type(None)]
+        text = " or ".join(_describe(a) for a in kinds)
+        return text + (" (or left out)" if len(kinds) < len(args) else "")
+    if origin is tuple:
+        one = _describe(args[0])
+        return f"a list of {_MANY.get(args[0], one)} (or one {one.split(' ', 1)[-1]})"
+    if dataclasses.is_dataclass(tp):
+        return f"a table with keys {', '.join(sorted(_names(tp)))}"
+    return _PLAIN.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+def _bad(key: str, value, tp) -> str:
+    """The message of a value that breaks its field's rule."""
+    allowed = _describe(tp)
+    if typing.get_origin(_strip(tp)) is Literal:
+        return f"unknown {key.rsplit('.', 1)[-1]} {value!r}: {key} must be {allowed}"
+    return f"{key} must be {allowed}, got {value!r} ({type(value).__name__})"
+
+
+def _prepare(raw, cls, where: str):
+    """A parsed mapping ready for msgspec: unknown keys refused (at every level), values in
+    their usual forms (:func:`_usual`); nested tables likewise."""
+    if not isinstance(raw, dict):
+        return raw  # msgspec says what is wrong with it
+    _check_keys(raw, _names(cls), where.rstrip("."))
+    hints = _hints(cls)
+    out = {}
+    for name, value in raw.items():
+        table = _table_type(hints[name])
+        out[name] = (_prepare(value, table, f"{where}{name}.") if table is not None
+                     else _usual(hints[name], value))
+    return out
+
+
+def _convert(raw, cls, where: str):
+    """``msgspec.convert`` of a prepared mapping into the frozen dataclass ``cls`` (its
+    ``__post_init__`` runs), every failure a :class:`SpecError` that names the key."""
+    try:
+        return msgspec.convert(raw, type=cls, strict=True)
+    except msgspec.ValidationError as err:
+        cause = err.__cause__
+        if isinstance(cause, SpecError):  # a rule of the spec's own __post_init__
+            raise cause from None
+        if isinstance(cause, ValueError | TypeError):
+            raise SpecError(str(cause)) from cause
+        raise SpecError(_explain(str(err), raw, cls, where)) from None
+
+
+_AT = re.compile(r" - at `\$(?P<path>[^`]*)`$")
+_MISSING = re.compile(r"Object missing required field `(?P<name>[^`]+)`")
+
+
+def _explain(message: str, raw, cls, where: str) -> str:
+    """msgspec's message (``Expected `int`, got `str` - at `$.sampling.draws```) said with
+    the full key, the value given and what the field allows."""
+    at = _AT.search(message)
+    path = re.sub(r"\[\d+\]", "|", at["path"]).split("|")[0] if at else ""
+    names = [n for n in path.split(".") if n]
+    missing = _MISSING.search(message)
+    value, tp = raw, cls
+    for name in names:
+        tp = _hints(_table_type(tp))[name]
+        value = value.get(name) if isinstance(value, dict) else None
+    if missing:
+        name = missing["name"]
+        key = where + ".".join([*names, name])
+        return f"{key} is required: {_describe(_hints(_table_type(tp))[name])}"
+    if not names:  # the whole mapping is not one
+        return f"{where.rstrip('.') or 'spec'} must be {_describe(cls)}, got {raw!r}"
+    return _bad(where + ".".join(names), value, tp)
+
+
+def _validate(obj) -> None:
+    """Check every field of a spec dataclass against its type (msgspec, strict) in its
+    ``__post_init__``, so a spec built in Python (``Spec(...)``, ``replace``) meets the rules
+    a loaded one does: a nested table given as a dict becomes its dataclass, a list a tuple;
+    an int in a float field stays an int (the canonical JSON, and so the hash, keep it)."""
+    where = type(obj)._where
+    for name, tp in _hints(type(obj)).items():
+        value = getattr(obj, name)
+        key = where + name
+        table = _table_type(tp)
+        if table is not None and isinstance(value, dict):
+            new = _convert(_prepare(value, table, key + "."), table, key + ".")
+        else:
+            value = _usual(tp, value)
+            try:
+                new = msgspec.convert(value, type=tp, strict=True)
+            except msgspec.ValidationError:
+                raise SpecError(_bad(key, value, tp)) from None
+            if isinstance(new, float) and not math.isfinite(new):
+                raise SpecError(_bad(key, value, tp))
+        if new is not getattr(obj, name):
+            object.__setattr__(obj, name, new)
 
 
 @dataclass(frozen=True)
 class Sampling:
     """MCMC settings: draws and tune are per chain."""
 
-    sampler: str = "nutpie"
-    draws: int = 1000
-    tune: int = 500
-    chains: int = 4
-    seed: int = 2021
+    sampler: Sampler = "nutpie"
+    draws: Count = 1000
+    tune: Count = 500
+    chains: Chains = 4
+    seed: Seed = 2021
+
+    _where = "sampling."
 
     def __post_init__(self):
-        if self.sampler not in SAMPLERS:
-            raise ValueError(f"unknown sampler {self.sampler!r}: choose one of {SAMPLERS}")
-        for name in ("draws", "tune", "chains"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"sampling.{name} must be a positive integer, got {value!r}")
+        _validate(self)
 
 
 @dataclass(frozen=True)
@@ -80,31 +280,26 @@ class Priors:
     -4 for log-rate families, 0 for the binomial's logit) and ``lkj_eta``.
     """
 
-    a_mean: float | None = None
-    a: float = 2.5
-    b_w: float = 1.0
-    b_b: float = 1.0
-    b_x: float = 1.0
-    la_sd_intercept: float = 1.0
-    la_sd_slope: float = 0.5
-    lkj_eta: float = 2.0
-    inv_sqrt_phi: float = 1.0
-    stratum_intercept: float = 1.0
-    stratum_slope: float = 0.5
-    trend_intercept: float = 1.0  # per standard deviation of the stratum trend's column
-    trend_slope: float = 0.5  # per standard deviation of the stratum trend's column
-    moderator_intercept: float = 1.0  # per standard deviation of the moderator
-    moderator_slope: float = 0.5  # per standard deviation of the moderator
+    a_mean: AnyNumber = None
+    a: PositiveNumber = 2.5
+    b_w: PositiveNumber = 1.0
+    b_b: PositiveNumber = 1.0
+    b_x: PositiveNumber = 1.0
+    la_sd_intercept: PositiveNumber = 1.0
+    la_sd_slope: PositiveNumber = 0.5
+    lkj_eta: PositiveNumber = 2.0
+    inv_sqrt_phi: PositiveNumber = 1.0
+    stratum_intercept: PositiveNumber = 1.0
+    stratum_slope: PositiveNumber = 0.5
+    trend_intercept: PositiveNumber = 1.0  # per standard deviation of the stratum trend's column
+    trend_slope: PositiveNumber = 0.5  # per standard deviation of the stratum trend's column
+    moderator_intercept: PositiveNumber = 1.0  # per standard deviation of the moderator
+    moderator_slope: PositiveNumber = 0.5  # per standard deviation of the moderator
+
+    _where = "priors."
 
     def __post_init__(self):
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.name == "a_mean" and value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ValueError(f"priors.{f.name} must be a number, got {value!r}")
-            if f.name != "a_mean" and not value > 0:
-                raise ValueError(f"priors.{f.name} must be > 0, got {value!r}")
+        _validate(self)
 
 
 @dataclass(frozen=True)
@@ -127,22 +322,19 @@ class RecordsTable:
 
     by: tuple[str, ...] = ()
     groups: tuple[str, ...] = ("thresholds",)
-    seed: int = 2021
-    scale: float = 0.2
+    seed: Seed = 2021
+    scale: Fraction = 0.2
     years: tuple[int, ...] = (2019,)
     durations: str = ""
     stack: tuple[str, ...] = ()
     positive: str = ""
 
+    _where = "records."
+
     def __post_init__(self):
+        _validate(self)
         if self.durations and self.stack:
-            raise ValueError("records: `durations` and `stack` each reshape the table; give one")
-        for name in ("by", "groups", "years", "stack"):
-            value = getattr(self, name)
-            object.__setattr__(self, name, (value,) if isinstance(value, str | int)
-                               else tuple(value))
-        if not 0 < self.scale <= 1:
-            raise ValueError(f"records.scale must be in (0, 1], got {self.scale!r}")
+            raise SpecError("records: `durations` and `stack` each reshape the table; give one")
         if self.durations and "durations" not in self.groups:
             object.__setattr__(self, "groups", (*self.groups, "durations"))
 
@@ -162,14 +354,15 @@ class LAOutcome:
     trials: str
     adjust: tuple[str, ...] = ()
 
+    _where = "la_outcome."
+
     def __post_init__(self):
-        adjust = (self.adjust,) if isinstance(self.adjust, str) else tuple(self.adjust)
-        if len(set(adjust)) != len(adjust):
-            raise ValueError(f"la_outcome.adjust repeats a column: {list(adjust)}")
+        _validate(self)
+        if len(set(self.adjust)) != len(self.adjust):
+            raise SpecError(f"la_outcome.adjust repeats a column: {list(self.adjust)}")
         if not self.count or not self.trials or self.count == self.trials:
-            raise ValueError("la_outcome needs `count` and `trials`, two different columns: "
-                             f"got count={self.count!r}, trials={self.trials!r}")
-        object.__setattr__(self, "adjust", adjust)
+            raise SpecError("la_outcome needs `count` and `trials`, two different columns: "
+                            f"got count={self.count!r}, trials={self.trials!r}")
 
     @property
     def covariates(self) -> tuple[str, ...]:
@@ -202,7 +395,7 @@ class SpecMethods:
         sampling = {k: v for k, v in changes.items() if k in sampling_fields and v is not None}
         top = {k: v for k, v in changes.items() if k not in sampling_fields and v is not None}
         if isinstance(top.get("priors"), dict):
-            _check_keys(top["priors"], {f.name for f in dataclasses.fields(Priors)}, "[priors]")
+            _check_keys(top["priors"], _names(Priors), "priors")
             top["priors"] = dataclasses.replace(self.priors, **top["priors"])
         return dataclasses.replace(
             self, **top, sampling=dataclasses.replace(self.sampling, **sampling)
@@ -210,25 +403,14 @@ class SpecMethods:
 
     @classmethod
     def from_dict(cls, raw: dict):
-        """Build from a parsed TOML/JSON mapping; unknown keys are an error, not ignored."""
-        raw = dict(raw)
-        sampling = raw.pop("sampling", {})
-        _check_keys(raw, {f.name for f in dataclasses.fields(cls)} - {"sampling"}, "spec")
-        _check_keys(sampling, {f.name for f in dataclasses.fields(Sampling)}, "[sampling]")
-        if raw.get("outcomes") and "outcome" not in raw:
-            raw["outcome"] = raw["outcomes"][0]
-        if raw.get("records") is not None and not isinstance(raw["records"], RecordsTable):
-            _check_keys(raw["records"], {f.name for f in dataclasses.fields(RecordsTable)},
-                        "[records]")
-            raw["records"] = RecordsTable(**raw["records"])
-        if raw.get("la_outcome") is not None and not isinstance(raw["la_outcome"], LAOutcome):
-            _check_keys(raw["la_outcome"], {f.name for f in dataclasses.fields(LAOutcome)},
-                        "[la_outcome]")
-            raw["la_outcome"] = LAOutcome(**raw["la_outcome"])
-        if "priors" in raw:
-            _check_keys(raw["priors"], {f.name for f in dataclasses.fields(Priors)}, "[priors]")
-            raw["priors"] = Priors(**raw["priors"])
-        return cls(**raw, sampling=Sampling(**sampling))
+        """Build from a parsed TOML/JSON mapping with msgspec (strict types: a string is
+        not a number, a number not a string); unknown keys are an error, not ignored. Every
+        wrong key or value raises :class:`SpecError` naming the key."""
+        raw = _prepare(raw, cls, "")
+        outcomes = raw.get("outcomes")
+        if outcomes and isinstance(outcomes, list | tuple) and "outcome" not in raw:
+            raw["outcome"] = outcomes[0]
+        return _convert(raw, cls, "")
 
     @classmethod
     def from_json(cls, text: str):
@@ -246,7 +428,7 @@ class Spec(SpecMethods):
     """
 
     outcome: str
-    family: str = "negbin"
+    family: Family = "negbin"
     name: str = ""
     stratum: str = ""  # column splitting LSOAs into cells (e.g. "age_band"); "" for none
     strata: tuple[str, ...] = ()  # two or more stratum columns (one is kept as `stratum`)
@@ -256,51 +438,40 @@ class Spec(SpecMethods):
     neighbourhood_moderators: tuple[str, ...] = ()
     la_data: str = ""
     la_moderators: tuple[str, ...] = ()
-    la_effects: str = "auto"
-    target_accept: float = 0.8
+    la_effects: LAEffects = "auto"
+    target_accept: TargetAccept = 0.8
     outcomes: tuple[str, ...] = ()  # thresholds of a joint model, in order (outcome = first)
     records: RecordsTable | None = None  # fitted to the synthetic records' aggregate
     la_outcome: LAOutcome | None = None  # an LA-level outcome on the LA gradients
     priors: Priors = field(default_factory=Priors)
     sampling: Sampling = field(default_factory=Sampling)
 
+    _where = ""
+
     def __post_init__(self):
-        if self.family not in FAMILIES:
-            raise ValueError(f"unknown family {self.family!r}: choose one of {FAMILIES}")
-        if self.la_effects not in LA_EFFECTS:
-            raise ValueError(f"unknown la_effects {self.la_effects!r}: choose one of {LA_EFFECTS}")
-        if not 0.5 <= self.target_accept < 1:
-            raise ValueError(f"target_accept must be in [0.5, 1), got {self.target_accept!r}")
+        _validate(self)
         if (self.family == "binomial") != bool(self.trials):
-            raise ValueError("the binomial family needs `trials` (the column of trials), and "
+            raise SpecError("the binomial family needs `trials` (the column of trials), and "
                              "only the binomial takes it")
         if self.family == "binomial" and self.exposure != "children":
-            raise ValueError("a binomial fit has no exposure offset: its denominator is "
+            raise SpecError("a binomial fit has no exposure offset: its denominator is "
                              "`trials`")
         for name in ("neighbourhood_moderators", "la_moderators", "outcomes", "strata"):
             value = getattr(self, name)
-            value = (value,) if isinstance(value, str) else tuple(value)
             if len(set(value)) != len(value):
-                raise ValueError(f"{name} repeats a column: {list(value)}")
-            object.__setattr__(self, name, value)
+                raise SpecError(f"{name} repeats a column: {list(value)}")
         self._normalise_strata()
         if self.outcomes and (len(self.outcomes) < 2 or self.outcome != self.outcomes[0]):
-            raise ValueError("a joint spec lists at least two outcomes, `outcome` being the "
+            raise SpecError("a joint spec lists at least two outcomes, `outcome` being the "
                              f"first: got outcome={self.outcome!r}, outcomes={self.outcomes}")
         if self.la_moderators and not self.la_data:
-            raise ValueError("la_moderators need la_data: the LA table they are columns of")
-        if isinstance(self.records, dict):
-            object.__setattr__(self, "records", RecordsTable(**self.records))
-        if isinstance(self.priors, dict):
-            object.__setattr__(self, "priors", Priors(**self.priors))
-        if isinstance(self.la_outcome, dict):
-            object.__setattr__(self, "la_outcome", LAOutcome(**self.la_outcome))
+            raise SpecError("la_moderators need la_data: the LA table they are columns of")
         if self.la_outcome is not None:
             if self.outcomes:
-                raise ValueError("la_outcome is for a single-outcome spec, not a joint one "
+                raise SpecError("la_outcome is for a single-outcome spec, not a joint one "
                                  f"(outcomes = {list(self.outcomes)})")
             if self.la_outcome.covariates and not self.la_data:
-                raise ValueError(f"la_outcome.adjust {list(self.la_outcome.covariates)} "
+                raise SpecError(f"la_outcome.adjust {list(self.la_outcome.covariates)} "
                                  "needs la_data: the LA table they are columns of")
         if not self.name:
             stem = "_".join(self.outcomes) if self.outcomes else self.outcome
@@ -310,15 +481,15 @@ class Spec(SpecMethods):
         """One stratum column is always held as ``stratum`` (``strata = ["x"]`` is
         ``stratum = "x"``, the same spec and hash); two or more as ``strata``."""
         if self.stratum and self.strata and self.strata != (self.stratum,):
-            raise ValueError(f"give the stratum columns once: stratum={self.stratum!r} and "
+            raise SpecError(f"give the stratum columns once: stratum={self.stratum!r} and "
                              f"strata={list(self.strata)} (use strata alone for several)")
         if len(self.strata) == 1:
             object.__setattr__(self, "stratum", self.strata[0])
             object.__setattr__(self, "strata", ())
         if "" in self.strata:
-            raise ValueError(f"strata names an empty column: {list(self.strata)}")
+            raise SpecError(f"strata names an empty column: {list(self.strata)}")
         if self.stratum_trend and self.stratum_trend in self.stratum_columns:
-            raise ValueError(f"stratum_trend {self.stratum_trend!r} is also a stratum column: "
+            raise SpecError(f"stratum_trend {self.stratum_trend!r} is also a stratum column: "
                              "a column is either levels (strata) or a number (the trend)")
 
     @property
@@ -367,9 +538,3 @@ def load_spec(path: str | Path) -> Spec:
     if raw.get("la_data") and not Path(raw["la_data"]).is_absolute():
         raw["la_data"] = str((path.parent / raw["la_data"]).resolve())
     return Spec.from_dict(raw)
-
-
-def _check_keys(raw: dict, allowed: set[str], where: str) -> None:
-    unknown = sorted(set(raw) - allowed)
-    if unknown:
-        raise ValueError(f"unknown key(s) {unknown} in {where}; allowed: {sorted(allowed)}")
