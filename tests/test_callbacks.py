@@ -1,15 +1,20 @@
-"""nutpie's compiled model with cacheable C callbacks (socialgradient.callbacks)."""
+"""nutpie's compiled model with cacheable C callbacks (socialgradient.callbacks): the fast
+path, its public fallback, its switch and the bounded cache on disk."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 import textwrap
+import time
+import warnings
 
 import numpy as np
 import nutpie
+import nutpie.compile_pymc as cp
 import pytest
 
 from socialgradient import callbacks
@@ -22,21 +27,22 @@ BUILD = textwrap.dedent("""
     from socialgradient.model import NeighbourhoodData, build_model
     from socialgradient.spec import Spec
 
-    def small_model(seed=5):
+    def small_model(seed=5, las=slice(0, 6)):
         t = simulate(seed=seed, scale=0.2).table
-        t = t[t["la"].isin(t["la"].unique()[:6])].reset_index(drop=True)
+        t = t[t["la"].isin(t["la"].unique()[las])].reset_index(drop=True)
         data = NeighbourhoodData.from_table(t, "referrals")
         return build_model(data, Spec("referrals", la_effects="centred"))
 """)
 namespace: dict = {}
 exec(BUILD, namespace)
 small_model = namespace["small_model"]
+OTHER_LAS = slice(6, 12)  # six other LAs: other coordinates, the same code
 
 
 def key(model):
-    from socialgradient.compiled import structure_key
+    from socialgradient.compiled import code_key
 
-    return structure_key(model)
+    return code_key(model)
 
 
 def b_w(compiled) -> np.ndarray:
@@ -55,9 +61,9 @@ def test_a_new_process_loads_the_callbacks_from_disk_and_samples_the_same_draws(
     script = BUILD + textwrap.dedent(f"""
         import json, nutpie
         from socialgradient import callbacks
-        from socialgradient.compiled import structure_key
+        from socialgradient.compiled import code_key
         model = small_model()
-        c = callbacks.compile_model(model, structure_key(model))
+        c = callbacks.compile_model(model, code_key(model))
         draws = nutpie.sample(c, **{DRAWS!r})["posterior"]["b_w"].values
         print(json.dumps({{"built": c.logp_func is not None,
                           "hits": [c.compiled_logp_func.cache_hits,
@@ -89,6 +95,9 @@ def test_with_data_and_user_data_refuse_missing_data_and_wrong_ranks():
     compiled = callbacks.compile_model(model, key(model))
     needs_more = dataclasses.replace(
         compiled, shared_data={**compiled.shared_data, "gone": np.zeros(2)})
+    gone = type("Shared", (), {"name": "gone"})()
+    needs_more = dataclasses.replace(
+        needs_more, shared_var_keys={**compiled.shared_var_keys, gone: "gone"})
     with pytest.raises(KeyError, match="model lacks the shared variables \\['gone'\\]"):
         callbacks.with_data(needs_more, model)
     values = {var: compiled.shared_data[name] for var, name in compiled.shared_var_keys.items()}
@@ -104,24 +113,322 @@ def test_the_file_is_named_by_structure_and_versions(tmp_path, monkeypatch):
     b = callbacks._module("N = 1\n", "key-b")
     again = callbacks._module("N = 1\n", "key-a")
     assert a.__file__ == again.__file__ != b.__file__
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        [a.__name__.removeprefix("socialgradient_") + ".py",
-         b.__name__.removeprefix("socialgradient_") + ".py"])
+    # one folder per entry, the source named like it
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.py")) == [
+        "key-a/key-a.py", "key-b/key-b.py"]
+    with pytest.raises(FileNotFoundError):  # loading only: a missing file is not written
+        callbacks._module(None, "key-c")
+    assert not (tmp_path / "key-c" / "key-c.py").exists()
+
+
+def _fake_entry(where, name, used: float, size: int = 1000):
+    """A cache entry as the fast path leaves it (source, layout, numba's cache, marker),
+    last used at ``used``."""
+    entry = where / name
+    (entry / "__pycache__").mkdir(parents=True)
+    (entry / f"{name}.py").write_text("N = 1\n")
+    (entry / callbacks.LAYOUT).write_text("{}")
+    (entry / "__pycache__" / f"{name}.logp-20.py312.nbc").write_bytes(b"x" * size)
+    (entry / callbacks.MARKER).touch()
+    os.utime(entry / callbacks.MARKER, (used, used))
+    return entry
 
 
 def test_without_numbas_cache_the_layout_alone_is_not_trusted(tmp_path, monkeypatch):
     """The layout file without numba's cached callbacks (cleared, another machine): the
-    callbacks are built and compiled again, not loaded half-way."""
+    callbacks are built and compiled again, not loaded half-way. Building prunes the cache
+    to its bound (least recently used first); loading marks the entry used."""
     import shutil
 
     monkeypatch.setattr(callbacks, "folder", lambda: tmp_path)
+    monkeypatch.setenv(callbacks.ENV_ENTRIES, "2")
+    now = time.time()
+    for k in range(3):  # older entries, the last one the most recently used
+        _fake_entry(tmp_path, f"callbacks_old{k}", used=now - 1000 + k)
     k = key(small_model())
     first = callbacks.compile_model(small_model(), k)
     assert first.logp_func is not None
-    assert list(tmp_path.glob("*.json"))
+    entry = tmp_path / callbacks._name(k)
+    assert (entry / callbacks.LAYOUT).is_file()
+    # pruned to 2 entries: the new one and the most recently used old one
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([entry.name, "callbacks_old2"])
+    os.utime(entry / callbacks.MARKER, (now - 5000, now - 5000))
     loaded = callbacks.compile_model(small_model(), k)
     assert loaded.logp_func is None  # from the cache
-    shutil.rmtree(tmp_path / "__pycache__")
+    assert (entry / callbacks.MARKER).stat().st_mtime > now - 60  # marked used on load
+    shutil.rmtree(entry / "__pycache__")
     rebuilt = callbacks.compile_model(small_model(), k)
     assert rebuilt.logp_func is not None
     np.testing.assert_array_equal(b_w(rebuilt), b_w(loaded))
+
+
+# --- the fallback to nutpie's public compilation ----------------------------------------
+
+@pytest.fixture(scope="module")
+def made():
+    """What nutpie's ``_make_functions`` gives for the small model (built once)."""
+    model = small_model(las=OTHER_LAS)
+    return cp._make_functions(model, mode="NUMBA", compute_grad=True, join_expanded=True,
+                              pymc_initial_point_fn=callbacks._pymc_initial_point(model))
+
+
+@pytest.fixture(scope="module")
+def fallback(made, tmp_path_factory):
+    """The small model (other LAs) compiled while ``_make_functions`` gives a 6-tuple: the
+    warnings, the compilation, and the models nutpie's public compile was asked for."""
+    asked = []
+    public, real = nutpie.compile_pymc_model, cp._make_functions
+
+    def spy(model, **kwargs):  # nutpie's public compilation, with nutpie's own functions
+        asked.append(model)
+        with pytest.MonkeyPatch.context() as inside:
+            inside.setattr(cp, "_make_functions", real)
+            return public(model, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        mp.setattr(callbacks, "folder", lambda: tmp_path_factory.mktemp("fallback"))
+        mp.setattr(cp, "_make_functions", lambda *a, **k: made[:6])
+        mp.setattr(nutpie, "compile_pymc_model", spy)
+        model = small_model(las=OTHER_LAS)
+        compiled = callbacks.compile_model(model)
+    return caught, compiled, asked, model
+
+
+def test_a_broken_fast_path_warns_once_and_samples_nutpies_public_compilation(fallback):
+    caught, compiled, asked, model = fallback
+    ours = [w for w in caught if issubclass(w.category, callbacks.FastPathWarning)]
+    assert len(ours) == 1, [str(w.message) for w in caught]
+    assert "gave tuple (6), not the 7-tuple" in str(ours[0].message)
+    assert asked == [model]  # nutpie's public compile_pymc_model, for this model
+    assert not callbacks._is_ours(compiled)
+    # the fast path's draws (from the cache, or built) equal the fallback's, to the bit
+    fast = callbacks.compile_model(small_model(las=OTHER_LAS))
+    np.testing.assert_array_equal(b_w(compiled), b_w(fast))
+
+
+def test_with_data_serves_nutpies_public_compilation_too(fallback):
+    """compiled.py reuses whatever compile_model gave, the fallback's included: nutpie's own
+    with_data and this model's starting points, the draws of a compilation for it."""
+    _, compiled, _, _ = fallback
+    other = small_model(seed=6, las=OTHER_LAS)
+    reused = callbacks.with_data(compiled, other)
+    assert not callbacks._is_ours(reused)
+    assert not np.array_equal(reused.initial_point_func(1), compiled.initial_point_func(1))
+    np.testing.assert_array_equal(b_w(reused), b_w(callbacks.compile_model(other)))
+
+
+def _ok_make_functions(made):
+    return lambda *a, **k: made
+
+
+def _without(name):
+    return lambda mp, made: mp.delattr(cp, name)
+
+
+def _changed_signature(mp, made):
+    def _make_functions(model, *, mode, compute_grad, pymc_initial_point_fn):  # no join_expanded
+        return made
+
+    mp.setattr(cp, "_make_functions", _make_functions)
+
+
+def _raising(mp, made):
+    def _make_functions(*args, **kwargs):
+        raise RuntimeError("PyTensor could not compile")
+
+    mp.setattr(cp, "_make_functions", _make_functions)
+
+
+def _bad_layout(mp, made):
+    mp.setattr(cp, "_make_functions", lambda *a, **k: (made[0] + 1, *made[1:]))
+
+
+def _failing_numba(mp, made):
+    mp.setattr(cp, "_make_functions", _ok_make_functions(made))
+
+    def _cfuncs(module):
+        raise TypeError("numba failed in nopython mode")
+
+    mp.setattr(callbacks, "_cfuncs", _cfuncs)
+
+
+def _other_abi(mp, made):
+    def _make_model(self, init_mean):  # hands the callbacks something else as user data
+        return self.user_data_pointer
+
+    mp.setattr(cp.CompiledPyMCModel, "_make_model", _make_model)
+
+
+def _missing_field(mp, made):
+    @dataclasses.dataclass(frozen=True)
+    class Renamed:
+        n_dim: int
+
+    mp.setattr(cp, "CompiledPyMCModel", Renamed)
+
+
+@pytest.mark.parametrize(("breaks", "says"), [
+    (_without("_make_functions"), "nutpie.compile_pymc._make_functions is missing"),
+    (_without("_prepare_dims_and_coords"), "_prepare_dims_and_coords is missing"),
+    (_changed_signature, "_make_functions does not take"),
+    (_other_abi, "no longer passes"),
+    (_missing_field, "CompiledPyMCModel lacks the fields"),
+    (_raising, "RuntimeError: PyTensor could not compile"),
+    (_bad_layout, "the layout does not add up"),
+    (_failing_numba, "TypeError: numba failed in nopython mode"),
+], ids=["no-_make_functions", "no-_prepare_dims_and_coords", "signature", "user-data-abi",
+        "fields", "raises", "layout", "numba"])
+def test_every_failure_falls_back_with_one_warning(breaks, says, made, tmp_path, monkeypatch):
+    monkeypatch.setattr(callbacks, "folder", lambda: tmp_path)
+    public = []
+    monkeypatch.setattr(callbacks, "_public", lambda model: public.append(model) or "public")
+    breaks(monkeypatch, made)
+    model = small_model(las=OTHER_LAS)
+    with pytest.warns(callbacks.FastPathWarning) as caught:
+        assert callbacks.compile_model(model) == "public"
+    ours = [str(w.message) for w in caught if w.category is callbacks.FastPathWarning]
+    assert len(ours) == 1, ours
+    assert says in ours[0]
+    assert public == [model]
+
+
+def test_the_probe_passes_on_the_installed_versions():
+    assert callbacks.probe() is None
+
+
+def test_the_switch_turns_the_fast_path_off_without_a_warning(monkeypatch):
+    monkeypatch.setenv(callbacks.ENV_SWITCH, "0")
+    monkeypatch.delattr(cp, "_make_functions")  # would warn if the fast path were tried
+    public = []
+    monkeypatch.setattr(callbacks, "_public", lambda model: public.append(model) or "public")
+    model = small_model()
+    assert callbacks.compile_model(model) == "public"  # pytest: any warning is an error
+    assert public == [model]
+    for off in ("false", "OFF", " no "):
+        monkeypatch.setenv(callbacks.ENV_SWITCH, off)
+        assert not callbacks.enabled()
+    monkeypatch.setenv(callbacks.ENV_SWITCH, "1")
+    assert callbacks.enabled()
+
+
+# --- the cache on disk: one entry per code, bounded ---------------------------------------
+
+def test_tables_of_other_las_share_one_cache_entry(fallback):
+    """Six other LAs: other coordinates, the same machine code. The second model loads the
+    first one's entry (no PyTensor function built, numba's cached callbacks), labels its
+    draws with its own LAs, and draws what nutpie's public compilation of it draws."""
+    _, public, _, _ = fallback
+    first, second = small_model(), small_model(las=OTHER_LAS)
+    assert set(first.coords["la"]).isdisjoint(second.coords["la"])
+    assert key(first) == key(second)
+    callbacks.compile_model(first)
+    compiled = callbacks.compile_model(second)
+    # loaded from the first one's entry (the cache is shared with other processes, so the
+    # test asks where the callbacks came from rather than counting the folder's entries)
+    entry = callbacks.folder() / callbacks._name(key(first))
+    source = compiled.compiled_logp_func._pyfunc.__code__.co_filename
+    assert os.path.dirname(source) == str(entry)
+    assert compiled.logp_func is None
+    assert [compiled.compiled_logp_func.cache_hits,
+            compiled.compiled_expand_func.cache_hits] == [1, 1]
+    tree = nutpie.sample(compiled, **DRAWS)
+    assert list(tree["posterior"]["la_effect"].coords["la"].values) == list(
+        second.coords["la"])
+    np.testing.assert_array_equal(tree["posterior"]["b_w"].values, b_w(public))
+
+
+def test_the_cache_never_exceeds_its_bounds(tmp_path, monkeypatch):
+    monkeypatch.setattr(callbacks, "folder", lambda: tmp_path)
+    monkeypatch.setenv(callbacks.ENV_ENTRIES, "4")
+    monkeypatch.setenv(callbacks.ENV_MB, str(3500 / 2**20))  # three 1000-byte entries
+    now = time.time()
+    for k in range(40):
+        name = f"callbacks_{k:02d}"
+        _fake_entry(tmp_path, name, used=now - 100 + k)
+        callbacks.prune(keep=name)
+        found = callbacks.entries()
+        assert len(found) <= 3
+        assert sum(size for _, size, _ in found) <= 3500
+        assert name in [p.name for _, _, p in found]  # the entry just written stays
+    # the most recently used stay
+    assert [p.name for _, _, p in callbacks.entries()] == [
+        "callbacks_39", "callbacks_38", "callbacks_37"]
+    monkeypatch.setenv(callbacks.ENV_MB, "256")
+    callbacks.prune()
+    assert len(callbacks.entries()) == 3
+    monkeypatch.setenv(callbacks.ENV_ENTRIES, "1")
+    assert callbacks.prune() == ["callbacks_38", "callbacks_37"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(callbacks.TOMBSTONE)]
+
+
+def test_pruning_removes_tombstones_and_old_files_of_the_flat_layout(tmp_path, monkeypatch):
+    monkeypatch.setattr(callbacks, "folder", lambda: tmp_path)
+    old = time.time() - 2 * callbacks.LEGACY_AGE_S
+    for name in ("callbacks_a.py", "callbacks_a.json", "callbacks_b.py"):
+        (tmp_path / name).write_text("x")
+    (tmp_path / "__pycache__").mkdir()
+    for path in [*tmp_path.glob("callbacks_a.*"), tmp_path / "__pycache__"]:
+        os.utime(path, (old, old))
+    (tmp_path / f"{callbacks.TOMBSTONE}callbacks_c-1" / "__pycache__").mkdir(parents=True)
+    callbacks.prune()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["callbacks_b.py"]  # recent: kept
+
+
+def test_an_entry_removed_while_loading_is_generated_again(tmp_path, monkeypatch):
+    """Another process prunes the entry between this one reading its layout and loading
+    numba's callbacks: this one builds it again, without a warning; an entry removed while
+    building makes it try again."""
+    monkeypatch.setattr(callbacks, "folder", lambda: tmp_path)
+    name = callbacks._name("some code")
+    entry = tmp_path / name
+    entry.mkdir()
+    model = small_model()
+    (entry / f"{name}.py").write_text("def logp(): pass\ndef expand(): pass\n")
+    (entry / callbacks.LAYOUT).write_text(json.dumps({
+        "n_dim": 1, "n_expanded": 1, "names": ["a"], "slices": [[0, 1]], "shapes": [[]],
+        "free_names": ["a"], "free_shapes": [[]], "shared": [], "reparameterized": []}))
+
+    def pruned_meanwhile(module):
+        callbacks._remove(entry)
+        raise FileNotFoundError(entry)
+
+    monkeypatch.setattr(callbacks, "_cfuncs", pruned_meanwhile)
+    builds = []
+
+    def build(model_, name_):
+        builds.append(name_)
+        if len(builds) == 1:  # removed while building, the first time
+            raise FileNotFoundError(entry)
+        return "built"
+
+    monkeypatch.setattr(callbacks, "_build", build)
+    assert callbacks._fast(model, "some code") == "built"
+    assert builds == [name, name]
+    assert list(tmp_path.iterdir()) == []  # removed whole: no tombstone left
+
+
+def test_layouts_that_do_not_add_up_are_refused():
+    good = {"n_dim": 3, "n_expanded": 5, "names": ["a", "b", "c"],
+            "slices": [[0, 1], [1, 3], [3, 5]], "shapes": [[], [2], [2]],
+            "free_names": ["a", "b"], "free_shapes": [[], [2]], "shared": [],
+            "reparameterized": []}
+    callbacks._check_layout(good)
+    for bad in ({"n_dim": 4}, {"n_expanded": 6}, {"slices": [[0, 1], [1, 3], [4, 6]]},
+                {"shapes": [[], [3], [2]]}, {"free_names": ["b", "a"]}, {"names": ["a"]}):
+        with pytest.raises(callbacks._Mismatch):
+            callbacks._check_layout({**good, **bad})
+    with pytest.raises(callbacks._Mismatch):
+        callbacks._check_layout({k: v for k, v in good.items() if k != "shapes"})
+
+
+def test_bounds_come_from_the_environment(monkeypatch, caplog):
+    monkeypatch.delenv(callbacks.ENV_ENTRIES, raising=False)
+    monkeypatch.delenv(callbacks.ENV_MB, raising=False)
+    assert callbacks.limits() == (32, 256 * 2**20)
+    monkeypatch.setenv(callbacks.ENV_ENTRIES, "8")
+    monkeypatch.setenv(callbacks.ENV_MB, "0.5")
+    assert callbacks.limits() == (8, 2**19)
+    monkeypatch.setenv(callbacks.ENV_ENTRIES, "many")
+    assert callbacks.limits() == (32, 2**19)
+    assert "SOCIALGRADIENT_NUTPIE_CACHE_ENTRIES='many'" in caplog.text

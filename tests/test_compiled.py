@@ -62,3 +62,28 @@ def test_a_reused_compilation_samples_what_a_fresh_one_does(datas):
     for name in ("a", "b_w", "la_effect", "phi"):
         np.testing.assert_array_equal(reused["posterior"][name].values,
                                       fresh["posterior"][name].values)
+
+
+def test_the_disk_cache_key_ignores_which_las_only_how_many(datas):
+    """Other LAs of the same count: other coordinates, so another in-process compilation
+    (it labels the draws), but the same machine code, so one entry of the callbacks' disk
+    cache (compiled.code_key); another count of LAs changes the code."""
+    a, _ = datas
+    t = simulate(seed=5, scale=0.05).table
+    las = t["la"].unique()
+    other, more = (NeighbourhoodData.from_table(
+        t[t["la"].isin(las[s])].reset_index(drop=True), "referrals")
+        for s in (slice(6, 12), slice(0, 7)))
+    assert len(other.y) != len(a.y)  # other rows too: the data's shapes are not in the key
+    ka, ko, km = (compiled.keys(build_model(d, SPEC)) for d in (a, other, more))
+    assert ka[0] == compiled.structure_key(build_model(a, SPEC))
+    assert ka[1] == compiled.code_key(build_model(a, SPEC))
+    assert ko[0] != ka[0]
+    assert ko[1] == ka[1]
+    assert km[1] != ka[1]
+    compiled.clear()
+    first, reused = compiled.compile_nutpie(build_model(a, SPEC))
+    assert not reused
+    second, reused = compiled.compile_nutpie(build_model(other, SPEC))
+    assert not reused  # in this process: its own compilation, with its own coordinates
+    assert list(second.coords["la"]) == list(other.la) != list(first.coords["la"])

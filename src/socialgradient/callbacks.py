@@ -8,37 +8,92 @@ bakes into the machine code as constants) and over the functions themselves. So 
 process paid the whole compilation again, for the same model.
 
 :func:`compile_model` builds the same ``nutpie.compile_pymc.CompiledPyMCModel`` with
-callbacks that are cacheable: their source is written to a file named by the model's
-structure (:func:`socialgradient.compiled.structure_key`, stable across processes) and by
-the versions of everything that generates code, and the data reach them by address through
-the user-data pointer nutpie passes on every call (one ``uint64`` array: per shared
-variable its address, then its shape). A layout file beside the source records what
+callbacks that are cacheable: their source is written to a file named by the model's code
+(:func:`socialgradient.compiled.code_key`: the graph and the lengths of its dims, not their
+labels, so tables of different LAs of the same count share one entry; stable across
+processes) and by the versions of everything that generates code, and the data reach them by
+address through the user-data pointer nutpie passes on every call (one ``uint64`` array: per
+shared variable its address, then its shape). A layout file beside the source records what
 nutpie's ``_make_functions`` gave (sizes, names, shapes, shared inputs), so a second process
-that builds a model of the same structure needs no PyTensor function: it loads the callbacks
-from numba's cache, ~1 s for England. The callbacks do
-what nutpie's do (same return codes: 3 for a non-finite gradient, 4 for a non-finite log
-density, 1 for an exception), so nutpie samples them the same way.
+that builds a model of the same code needs no PyTensor function: it loads the callbacks from
+numba's cache, ~1 s for England. The callbacks do what nutpie's do (same return codes: 3 for
+a non-finite gradient, 4 for a non-finite log density, 1 for an exception), so nutpie samples
+them the same way.
 
-The files live in PyTensor's ``base_compiledir`` (``nutpie_callbacks/``), beside PyTensor's
-own numba cache, so clearing one clears both. Written atomically (temporary file, then
-rename), so processes compiling the same structure at once (Dask workers) are safe; numba
-writes its cache files atomically too.
+**Private APIs, and the public fallback.** This fast path leans on nutpie's private
+``nutpie.compile_pymc._make_functions`` (a 7-tuple unpacked by position),
+``_prepare_dims_and_coords``, ``address_as_void_pointer``, the fields of
+``CompiledPyMCModel`` and the way its ``_make_model`` hands ``user_data.ctypes.data`` to the
+callbacks; on numba's ``numba.core.utils._dynamic_modname``/``_dynamic_module``; on
+PyTensor's ``Function.vm.jit_fn``. pyproject.toml caps nutpie, PyTensor and numba at their
+next minor for that reason. :func:`probe` checks those names, their arities and fields before
+anything is generated; when it finds a mismatch, or anything in the fast path raises (a
+changed tuple, a layout that does not add up, an error generating, loading or compiling the
+callbacks), :func:`compile_model` warns once (:class:`FastPathWarning`) and returns nutpie's
+public ``nutpie.compile_pymc_model(model)``, which samples the same posterior (the same draws
+for the same seed, tested) after the full 11-15 s compilation. ``SOCIALGRADIENT_NUTPIE_CACHE=0``
+(or ``false``/``no``/``off``) turns the fast path off: the public path, no warning.
+
+**The cache on disk.** The files live in PyTensor's ``base_compiledir``
+(``nutpie_callbacks/``), beside PyTensor's own numba cache, so clearing one clears both: one
+folder per entry (the generated source, its layout file, numba's ``__pycache__`` and a
+``used`` marker whose modification time is refreshed at every load). After writing a new
+entry the least recently used ones are removed beyond ``SOCIALGRADIENT_NUTPIE_CACHE_ENTRIES``
+entries (default 32) or ``SOCIALGRADIENT_NUTPIE_CACHE_MB`` megabytes (default 256; an entry is
+~1-3 MB); the entry just written always stays. Safe for processes sharing the folder (Dask
+workers): files are written atomically (temporary file, then rename; numba writes its cache
+files atomically too), an entry is removed by renaming its folder to a tombstone first (one
+atomic step) and then deleting that, and a process that finds an entry gone, or half gone,
+while loading it generates it again. Loose files of the earlier flat layout are removed once
+an hour old.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import importlib.metadata
 import importlib.util
+import inspect
 import json
+import logging
+import math
 import os
+import shutil
 import sys
 import tempfile
+import threading
+import time
+import uuid
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pymc as pm
+
+log = logging.getLogger(__name__)
+
+
+class FastPathWarning(UserWarning):
+    """The cached-callback fast path could not serve (an incompatible nutpie, numba or
+    PyTensor, or an error in it): nutpie's public ``compile_pymc_model`` compiled the model
+    instead, with the same posterior and the full compilation time."""
+
+
+#: Environment variables: the switch (``0``/``false``/``no``/``off`` turns the fast path off)
+#: and the cache's bounds (entries; megabytes).
+ENV_SWITCH = "SOCIALGRADIENT_NUTPIE_CACHE"
+ENV_ENTRIES = "SOCIALGRADIENT_NUTPIE_CACHE_ENTRIES"
+ENV_MB = "SOCIALGRADIENT_NUTPIE_CACHE_MB"
+MAX_ENTRIES = 32
+MAX_MB = 256.0
+#: In an entry's folder: the marker whose mtime says when the entry was last used, and the
+#: layout file.
+MARKER, LAYOUT = "used", "layout.json"
+PREFIX, TOMBSTONE = "callbacks_", ".tomb-"
+#: Loose files of the earlier flat layout older than this are removed when pruning.
+LEGACY_AGE_S = 3600.0
 
 #: The generated module: every name it needs is a literal or a module-level global, so
 #: numba can cache ``logp`` and ``expand`` (``LOGP``/``EXPAND`` are set before compiling).
@@ -93,9 +148,110 @@ def expand(dim, expanded, x_, out_, user_):
 #: Packages whose versions change the generated machine code for the same model graph.
 CODE_VERSIONS = ("numba", "llvmlite", "pytensor", "pymc", "nutpie", "numpy")
 
+#: The ``CompiledPyMCModel`` fields :func:`_assemble` fills.
+FIELDS = frozenset({
+    "_n_dim", "dims", "_coords", "_shapes", "compiled_logp_func", "compiled_expand_func",
+    "initial_point_func", "shared_data", "shared_var_keys", "user_data", "n_expanded",
+    "shape_info", "logp_func", "expand_func", "reparameterized_names"})
+#: What ``CompiledPyMCModel._make_model`` must do for the callbacks to read their data: hand
+#: nutpie the callbacks' addresses and our ``user_data`` array's address.
+ABI = ("self.compiled_logp_func.address", "self.compiled_expand_func.address",
+       "self.user_data.ctypes.data")
+
+
+class _Mismatch(RuntimeError):
+    """What a private API gave is not what the fast path expects."""
+
+
+def enabled() -> bool:
+    """Whether the fast path is on (``SOCIALGRADIENT_NUTPIE_CACHE``, default on)."""
+    return os.environ.get(ENV_SWITCH, "1").strip().lower() not in {"0", "false", "no", "off"}
+
+
+def probe() -> str | None:
+    """Why the private APIs the fast path uses do not fit the installed nutpie, numba and
+    PyTensor, or None when they do: every name present and callable with the arguments the
+    fast path passes, ``CompiledPyMCModel``'s fields those it fills, and its ``_make_model``
+    handing the callbacks the user-data address. Cheap (no model, nothing generated)."""
+    try:
+        import numba.core.utils as numba_utils
+        import nutpie.compile_pymc as cp
+    except Exception as err:
+        return f"import failed: {type(err).__name__}: {err}"
+    names = [(cp, "_make_functions"), (cp, "_prepare_dims_and_coords"),
+             (cp, "address_as_void_pointer"), (cp, "CompiledPyMCModel"),
+             (numba_utils, "_dynamic_modname"), (numba_utils, "_dynamic_module")]
+    for owner, attr in names:
+        if not hasattr(owner, attr):
+            return f"{owner.__name__}.{attr} is missing"
+    calls = [(cp._make_functions, (None,), {"mode": "NUMBA", "compute_grad": True,
+                                            "join_expanded": True,
+                                            "pymc_initial_point_fn": None}),
+             (cp._prepare_dims_and_coords, (None, None, None), {})]
+    for fn, args, kwargs in calls:
+        fn_name = getattr(fn, "__name__", repr(fn))
+        if not callable(fn):
+            return f"nutpie.compile_pymc.{fn_name} is not callable"
+        try:
+            inspect.signature(fn).bind(*args, **kwargs)
+        except (TypeError, ValueError) as err:
+            return (f"nutpie.compile_pymc.{fn_name} does not take "
+                    f"{len(args)} positional and {sorted(kwargs)} keyword arguments: {err}")
+    cls = cp.CompiledPyMCModel
+    if not dataclasses.is_dataclass(cls):
+        return "nutpie.compile_pymc.CompiledPyMCModel is not a dataclass"
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    if FIELDS - set(fields):
+        return f"CompiledPyMCModel lacks the fields {sorted(FIELDS - set(fields))}"
+    required = {n for n, f in fields.items() if f.init and f.default is dataclasses.MISSING
+                and f.default_factory is dataclasses.MISSING} - FIELDS
+    if required:
+        return f"CompiledPyMCModel requires fields the fast path does not fill: {sorted(required)}"
+    try:
+        source = inspect.getsource(cls._make_model)
+    except (AttributeError, OSError, TypeError) as err:
+        return f"CompiledPyMCModel._make_model cannot be checked: {err}"
+    lacking = [needle for needle in ABI if needle not in source]
+    if lacking:
+        return f"CompiledPyMCModel._make_model no longer passes {lacking} to the callbacks"
+    return None
+
+
+def compile_model(model: pm.Model, key: str | None = None):
+    """``nutpie.compile_pymc_model(model)`` (numba backend, default options), with callbacks
+    loaded from the disk cache when a model of the same code (``key``, by default
+    :func:`socialgradient.compiled.code_key`) was compiled before; nutpie's public
+    compilation itself when the fast path is off (``SOCIALGRADIENT_NUTPIE_CACHE=0``, no
+    warning) or cannot serve (:func:`probe`, or any error in it: one
+    :class:`FastPathWarning`)."""
+    if not enabled():
+        return _public(model)
+    problem = probe()
+    if problem is None:
+        if key is None:
+            from socialgradient.compiled import code_key
+
+            key = code_key(model)
+        try:
+            return _fast(model, key)
+        except Exception as err:  # every failure falls back, with one warning
+            log.debug("the cached-callback path failed", exc_info=True)
+            problem = f"{type(err).__name__}: {err}"
+    warnings.warn(FastPathWarning(
+        f"socialgradient's cached nutpie callbacks cannot serve ({problem}); compiling with "
+        "nutpie.compile_pymc_model instead (same posterior, ~10-15 s more per model). "
+        f"{ENV_SWITCH}=0 turns the fast path off."), stacklevel=2)
+    return _public(model)
+
+
+def _public(model: pm.Model):
+    import nutpie
+
+    return nutpie.compile_pymc_model(model)
+
 
 def folder() -> Path:
-    """Where the generated callbacks and their numba cache live."""
+    """Where the generated callbacks and their numba cache live (one folder per entry)."""
     import pytensor
 
     return Path(pytensor.config.base_compiledir) / "nutpie_callbacks"
@@ -143,27 +299,39 @@ def _frozen(value) -> np.ndarray:
 
 
 def _name(key: str) -> str:
-    """The generated module's name: the structure, the template and the code versions."""
+    """The generated module's name: the code key, the template and the code versions."""
     versions = " ".join(f"{p}={importlib.metadata.version(p)}" for p in CODE_VERSIONS)
     digest = hashlib.sha256(f"{key}\n{versions}\n{sys.version}\n{TEMPLATE}".encode())
-    return f"callbacks_{digest.hexdigest()[:32]}"
+    return f"{PREFIX}{digest.hexdigest()[:32]}"
 
 
 def _write(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically (a temporary file, then rename)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
-def _module(source: str, name: str):
-    """Import the generated source from its file (written once)."""
-    where = folder()
-    where.mkdir(parents=True, exist_ok=True)
-    path = where / f"{name}.py"
-    if not path.exists():
-        _write(path, source)
+def _module(source: str | None, name: str):
+    """Import the generated module ``name`` from its entry's folder, writing ``source``
+    there first unless the file already holds it (``source`` None: load only; a missing
+    file raises FileNotFoundError)."""
+    path = folder() / name / f"{name}.py"
+    if source is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            same = path.read_text(encoding="utf-8") == source
+        except OSError:
+            same = False
+        if not same:
+            _write(path, source)
+    elif not path.is_file():
+        raise FileNotFoundError(path)
     spec = importlib.util.spec_from_file_location(f"socialgradient_{name}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -182,15 +350,61 @@ def _cfuncs(module):
     return logp_c, expand_c
 
 
+def _check_layout(layout_: dict) -> None:
+    """Raise :class:`_Mismatch` unless the layout adds up: the slices tile the expanded
+    vector in order, each as long as its shape, the free variables first and tiling the
+    sampler's vector."""
+    try:
+        n_dim, n_expanded = layout_["n_dim"], layout_["n_expanded"]
+        names, slices, shapes = layout_["names"], layout_["slices"], layout_["shapes"]
+        free, free_shapes = layout_["free_names"], layout_["free_shapes"]
+        ok = (isinstance(n_dim, int) and isinstance(n_expanded, int)
+              and len(names) == len(slices) == len(shapes)
+              and names[:len(free)] == free and shapes[:len(free)] == free_shapes
+              and isinstance(layout_["shared"], list)
+              and isinstance(layout_["reparameterized"], list))
+        stop = 0
+        for k, ((start, end), shape) in enumerate(zip(slices, shapes, strict=True)):
+            ok = ok and start == stop and end - start == math.prod(shape)
+            stop = end
+            if k == len(free) - 1:
+                ok = ok and stop == n_dim
+        ok = ok and stop == n_expanded and (free or n_dim == 0)
+    except (KeyError, TypeError, ValueError) as err:
+        raise _Mismatch(f"layout {sorted(layout_)}: {err}") from err
+    if not ok:
+        raise _Mismatch(f"the layout does not add up: n_dim {layout_['n_dim']}, "
+                        f"n_expanded {layout_['n_expanded']}, slices {layout_['slices']}, "
+                        f"shapes {layout_['shapes']}")
+
+
 def _initial_point(model: pm.Model, names: list[str], shapes: list) -> object:
-    """nutpie's initial-point function for ``model``: a flat array per seed."""
-    import nutpie.compile_pymc as cp
+    """nutpie's initial-point function for ``model``: a flat float64 array per seed, the
+    free variables in ``names`` order (what nutpie's ``_rv_dict_to_flat_array_wrapper``
+    around its locked ``make_initial_point_fn`` gives, written here: one private name less)."""
+    point_fn = _pymc_initial_point(model)
+    lock = threading.Lock()
+    shapes = [tuple(s) for s in shapes]
+    total = sum(math.prod(s) for s in shapes)
 
-    return cp._rv_dict_to_flat_array_wrapper(_pymc_initial_point(model), names=names,
-                                             shapes=shapes)
+    def initial_point(seed=None):
+        with lock:
+            point = point_fn(seed)
+        flat = np.empty(total, dtype="float64", order="C")
+        cursor = 0
+        for name, shape in zip(names, shapes, strict=True):
+            value = np.asarray(point[name])
+            if tuple(value.shape) != shape:
+                raise ValueError(f"Size of initial value for {name} is {value.shape}, "
+                                 f"expected {shape}")
+            flat[cursor:cursor + value.size] = value.ravel().astype("float64")
+            cursor += value.size
+        return flat
+
+    return initial_point
 
 
-def _assemble(model, layout_: dict, shared: list, logp_c, expand_c, initial, logp_pt=None,
+def _assemble(model, layout_: dict, shared: list, logp_c, expand_c, logp_pt=None,
               expand_pt=None):
     import nutpie.compile_pymc as cp
 
@@ -198,6 +412,7 @@ def _assemble(model, layout_: dict, shared: list, logp_c, expand_c, initial, log
                   [tuple(s) for s in layout_["shapes"]])
     values = {v: _frozen(v.get_value()) for v in shared}
     dims, coords = cp._prepare_dims_and_coords(model, shape_info, layout_["reparameterized"])
+    initial = _initial_point(model, layout_["free_names"], layout_["free_shapes"])
     return cp.CompiledPyMCModel(
         _n_dim=layout_["n_dim"], dims=dims, _coords=coords,
         _shapes={name: tuple(shape) for name, _, shape in zip(*shape_info, strict=True)},
@@ -212,93 +427,245 @@ def _assemble(model, layout_: dict, shared: list, logp_c, expand_c, initial, log
 def _cached(model: pm.Model, name: str):
     """The compiled model straight from the cache, without building PyTensor's functions
     (~1.3 s for England): the layout file says what they would give and numba loads the
-    callbacks. None when anything is missing (then :func:`compile_model` builds them)."""
-    where = folder()
+    callbacks. None when anything is missing or does not add up (then :func:`_fast` builds
+    them)."""
+    entry = folder() / name
     try:
-        layout_ = json.loads((where / f"{name}.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        layout_ = json.loads((entry / LAYOUT).read_text(encoding="utf-8"))
+        _check_layout(layout_)
+    except (OSError, ValueError, _Mismatch):
         return None
     data = {v.name: v for v in model.data_vars}
-    if not set(layout_["shared"]) <= set(data) or not (where / f"{name}.py").exists():
+    if not set(layout_["shared"]) <= set(data):
         return None
-    module = _module("", name)  # LOGP/EXPAND stay None: only a cache hit can compile
     try:
+        module = _module(None, name)  # LOGP/EXPAND stay None: only a cache hit can compile
         logp_c, expand_c = _cfuncs(module)
-    except Exception:  # numba's typing error (LOGP is None): not in numba's cache
-        return None
+    except Exception:  # gone meanwhile, or numba's typing error (LOGP is None): not in
+        return None  # numba's cache
+    _touch(entry)
     shared = [data[n] for n in layout_["shared"]]
-    initial = _initial_point(model, layout_["free_names"],
-                             [tuple(s) for s in layout_["free_shapes"]])
-    return _assemble(model, layout_, shared, logp_c, expand_c, initial)
+    return _assemble(model, layout_, shared, logp_c, expand_c)
 
 
-def compile_model(model: pm.Model, key: str):
-    """``nutpie.compile_pymc_model(model)`` (numba backend, default options) with callbacks
-    loaded from the disk cache when a model of structure ``key`` was compiled before."""
+def _fast(model: pm.Model, key: str):
+    """The compiled model from the cache, or built and cached; a process that removes the
+    entry meanwhile (pruning) makes this one build it again (three tries)."""
     import numba.core.utils
-    import nutpie.compile_pymc as cp
 
     # The callbacks link PyTensor's functions, whose numba environment names the module
     # '<dynamic>': make that importable (it is numba's own stand-in) so a cached callback
     # can be loaded in a new process.
     sys.modules.setdefault(numba.core.utils._dynamic_modname, numba.core.utils._dynamic_module)
     name = _name(key)
-    compiled = _cached(model, name)
-    if compiled is not None:
-        return compiled
+    for attempt in range(3):
+        try:
+            compiled = _cached(model, name)
+            return compiled if compiled is not None else _build(model, name)
+        except FileNotFoundError:
+            if attempt == 2:
+                raise
+            log.info("callback cache entry %s removed while in use; generating it again", name)
+    raise AssertionError("unreachable")
+
+
+def _build(model: pm.Model, name: str):
+    """Build PyTensor's functions with nutpie's ``_make_functions``, generate and compile
+    the callbacks into the entry ``name`` (numba caches them there), write the layout file,
+    mark the entry used and prune the cache."""
+    import nutpie.compile_pymc as cp
 
     free_names = [model.rvs_to_values[v].name for v in model.free_RVs]
-    n_dim, n_expanded, logp_pt, expand_pt, initial, shape_info, reparameterized = (
-        cp._make_functions(model, mode="NUMBA", compute_grad=True, join_expanded=True,
-                           pymc_initial_point_fn=_pymc_initial_point(model)))
-    logp_inputs, expand_inputs = list(logp_pt.get_shared()), list(expand_pt.get_shared())
+    result = cp._make_functions(model, mode="NUMBA", compute_grad=True, join_expanded=True,
+                                pymc_initial_point_fn=_pymc_initial_point(model))
+    if not isinstance(result, tuple) or len(result) != 7:
+        size = len(result) if isinstance(result, tuple) else "not a tuple"
+        raise _Mismatch(f"nutpie's _make_functions gave {type(result).__name__} ({size}), "
+                        "not the 7-tuple (n_dim, n_expanded, logp, expand, initial point, "
+                        "shape info, reparameterized names)")
+    n_dim, n_expanded, logp_pt, expand_pt, _, shape_info, reparameterized = result
+    try:
+        names_, slices, shapes = shape_info
+        layout_ = {"n_dim": int(n_dim), "n_expanded": int(n_expanded),
+                   "names": list(names_),
+                   "slices": [[int(s.start), int(s.stop)] for s in slices],
+                   "shapes": [list(map(int, s)) for s in shapes],
+                   "reparameterized": list(reparameterized), "free_names": free_names}
+        by_name = dict(zip(layout_["names"], layout_["shapes"], strict=True))
+        layout_["free_shapes"] = [by_name[n] for n in free_names]
+        logp_inputs, expand_inputs = list(logp_pt.get_shared()), list(expand_pt.get_shared())
+        logp_jit, expand_jit = logp_pt.vm.jit_fn, expand_pt.vm.jit_fn
+    except (AttributeError, KeyError, TypeError, ValueError) as err:
+        raise _Mismatch(f"nutpie's _make_functions gave an unexpected {err}") from err
     shared = list(dict.fromkeys([*logp_inputs, *expand_inputs]))
-    names = [v.name for v in shared]
-    if len(set(names)) != len(names):
-        raise ValueError(f"shared variables must have unique names: {sorted(names)}")
+    layout_["shared"] = [v.name for v in shared]
+    _check_layout(layout_)
+    if len(set(layout_["shared"])) != len(shared):
+        raise ValueError(f"shared variables must have unique names: {layout_['shared']}")
     offsets, n_user = layout(shared)
     logp_arrays, logp_args = _arrays(offsets, logp_inputs)
     expand_arrays, expand_args = _arrays(offsets, expand_inputs)
     module = _module(TEMPLATE.format(
         n_dim=n_dim, n_expanded=n_expanded, n_user=n_user, logp_arrays=logp_arrays,
         logp_args=logp_args, expand_arrays=expand_arrays, expand_args=expand_args), name)
-    module.LOGP, module.EXPAND = logp_pt.vm.jit_fn, expand_pt.vm.jit_fn
+    module.LOGP, module.EXPAND = logp_jit, expand_jit
     logp_c, expand_c = _cfuncs(module)
-    layout_ = {"n_dim": int(n_dim), "n_expanded": int(n_expanded),
-               "names": list(shape_info[0]),
-               "slices": [[int(s.start), int(s.stop)] for s in shape_info[1]],
-               "shapes": [list(map(int, s)) for s in shape_info[2]],
-               "reparameterized": list(reparameterized), "shared": names,
-               "free_names": free_names}
-    shapes = dict(zip(layout_["names"], layout_["shapes"], strict=True))
-    layout_["free_shapes"] = [shapes[n] for n in free_names]
-    if set(shared) <= set(model.data_vars):  # else only the full path can serve
-        _write(folder() / f"{name}.json", json.dumps(layout_))
-    return _assemble(model, layout_, shared, logp_c, expand_c, initial, logp_pt, expand_pt)
+    entry = folder() / name
+    if set(shared) <= set(model.data_vars):  # else only this path can serve
+        _write(entry / LAYOUT, json.dumps(layout_))
+    _touch(entry)
+    try:
+        prune(keep=name)
+    except OSError as err:  # a full or read-only disk must not fail the fit
+        log.warning("could not prune the callback cache %s: %s", folder(), err)
+    return _assemble(model, layout_, shared, logp_c, expand_c, logp_pt, expand_pt)
+
+
+def _touch(entry: Path) -> None:
+    """Mark ``entry`` used now (its marker's mtime orders the pruning)."""
+    marker = entry / MARKER
+    try:
+        os.utime(marker)
+    except FileNotFoundError:
+        marker.touch()
+
+
+def limits() -> tuple[int, int]:
+    """The cache's bounds: (entries, bytes), from the environment or the defaults."""
+    def number(var: str, default: float, kind: type) -> float:
+        raw = os.environ.get(var)
+        if raw is None or not raw.strip():
+            return default
+        try:
+            value = kind(raw)
+            if value < 0:
+                raise ValueError(raw)
+            return value
+        except ValueError:
+            log.warning("%s=%r is not a non-negative number; using %s", var, raw, default)
+            return default
+
+    return (int(number(ENV_ENTRIES, MAX_ENTRIES, int)),
+            int(number(ENV_MB, MAX_MB, float) * 2**20))
+
+
+def _size(path: Path) -> int:
+    total = 0
+    for root, _, files in os.walk(path):
+        for f in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(root, f)).st_size
+    return total
+
+
+def _remove(path: Path) -> None:
+    """Remove ``path`` (an entry's folder or a file) in one atomic step for everyone else: a
+    rename to a tombstone, then the deletion of that. Gone already: nothing to do."""
+    tomb = path.parent / f"{TOMBSTONE}{path.name}-{uuid.uuid4().hex}"
+    try:
+        os.rename(path, tomb)
+    except FileNotFoundError:
+        return
+    if tomb.is_dir():
+        shutil.rmtree(tomb, ignore_errors=True)
+    else:
+        tomb.unlink(missing_ok=True)
+
+
+def entries() -> list[tuple[float, int, Path]]:
+    """The cache's entries as (last used, bytes, folder), most recently used first."""
+    where = folder()
+    found = []
+    try:
+        paths = list(where.iterdir())
+    except FileNotFoundError:
+        return []
+    for path in paths:
+        if not path.name.startswith(PREFIX) or not path.is_dir():
+            continue
+        try:
+            try:
+                used = (path / MARKER).stat().st_mtime
+            except FileNotFoundError:
+                used = path.stat().st_mtime
+        except FileNotFoundError:  # removed meanwhile
+            continue
+        found.append((used, _size(path), path))
+    return sorted(found, key=lambda e: -e[0])
+
+
+def prune(keep: str | None = None) -> list[str]:
+    """Remove the least recently used entries beyond :func:`limits` (never ``keep``), the
+    tombstones other processes left behind, and the earlier flat layout's loose files once
+    an hour old. Returns the names of the entries removed."""
+    max_entries, max_bytes = limits()
+    where = folder()
+    now = time.time()
+    try:
+        paths = list(where.iterdir())
+    except FileNotFoundError:
+        return []
+    for path in paths:
+        try:
+            legacy = path.name == "__pycache__" or (
+                path.name.startswith(PREFIX) and path.suffix in {".py", ".json"})
+            if path.name.startswith(TOMBSTONE):  # left by a process that died deleting it
+                if path.is_dir():  # (racing another rmtree is harmless)
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+            elif legacy and now - path.stat().st_mtime > LEGACY_AGE_S:
+                _remove(path)
+        except FileNotFoundError:
+            continue
+    found = entries()
+    found.sort(key=lambda e: e[2].name != keep)  # stable: keep first, then newest first
+    removed, count, total = [], 0, 0
+    for _, size, path in found:
+        if path.name == keep or (count < max_entries and total + size <= max_bytes):
+            count, total = count + 1, total + size
+        else:
+            _remove(path)
+            removed.append(path.name)
+    if removed:
+        log.info("pruned %d callback cache entries (bounds: %d entries, %.0f MB)",
+                 len(removed), max_entries, max_bytes / 2**20)
+    return removed
 
 
 def _pymc_initial_point(model: pm.Model):
     """nutpie's default starting points for ``model`` (support points, jittered), a dict."""
-    import nutpie.compile_pymc as cp
     from pymc.initial_point import make_initial_point_fn
 
-    return cp._wrap_with_lock(make_initial_point_fn(
+    return make_initial_point_fn(
         model=model, overrides=None, default_strategy="support_point",
-        jitter_rvs=set(model.free_RVs), return_transformed=True))
+        jitter_rvs=set(model.free_RVs), return_transformed=True)
+
+
+def _is_ours(compiled) -> bool:
+    """Whether ``compiled`` came from the fast path (our flat ``uint64`` user data) rather
+    than nutpie's public compilation (its structured record)."""
+    data = getattr(compiled, "user_data", None)
+    return isinstance(data, np.ndarray) and data.dtype == np.uint64 and data.ndim == 1
 
 
 def with_data(compiled, model: pm.Model):
     """``compiled`` sampling ``model``, a model of the same structure with other data: its
     shared variables' values (same rank and dtype; shapes may differ) and its starting
-    points, which may depend on the data (an LA effect starts at its mean, a + b_b m_c)."""
+    points, which may depend on the data (an LA effect starts at its mean, a + b_b m_c).
+    Serves a compilation of either path (for nutpie's own, through its ``with_data``)."""
     values = {v.name: v.get_value() for v in model.data_vars}
-    missing = sorted(set(compiled.shared_data) - set(values))
+    needed = {var.name for var in compiled.shared_var_keys}
+    missing = sorted(needed - set(values))
     if missing:
         raise KeyError(f"model lacks the shared variables {missing}")
+    names = [model.rvs_to_values[v].name for v in model.free_RVs]
+    initial = _initial_point(model, names, [compiled.shapes[n] for n in names])
+    if not _is_ours(compiled):
+        updated = compiled.with_data(**{name: values[name] for name in sorted(needed)})
+        return dataclasses.replace(updated, initial_point_func=initial)
     shared_data = {name: _frozen(np.asarray(values[name], dtype=value.dtype))
                    for name, value in compiled.shared_data.items()}
     by_var = {var: shared_data[name] for var, name in compiled.shared_var_keys.items()}
-    names = [model.rvs_to_values[v].name for v in model.free_RVs]
-    initial = _initial_point(model, names, [compiled.shapes[n] for n in names])
     return dataclasses.replace(compiled, shared_data=shared_data, initial_point_func=initial,
                                user_data=user_data(list(compiled.shared_var_keys), by_var))
