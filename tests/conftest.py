@@ -22,6 +22,34 @@ if os.environ.get("CI"):
     settings.load_profile("ci")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _session_ledger(tmp_path_factory):
+    """Releases made by the tests are recorded in a ledger of the test session, never in
+    the user's (socialgradient.ledger.default_path); each test module gets its own below."""
+    yield from _ledger_at(tmp_path_factory.mktemp("ledger"))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _module_ledger(tmp_path_factory):
+    """One release ledger per test module: a module's fixtures and tests share it (a
+    re-report matches the fit's release), modules do not see each other's releases."""
+    yield from _ledger_at(tmp_path_factory.mktemp("ledger"))
+
+
+def _ledger_at(path):
+    from socialgradient.ledger import ENV
+
+    old = os.environ.get(ENV)
+    os.environ[ENV] = str(path)
+    try:
+        yield path
+    finally:
+        if old is None:
+            os.environ.pop(ENV, None)
+        else:
+            os.environ[ENV] = old
+
+
 def _stop(procs) -> None:
     """SIGTERM each process group (dask closes gracefully), SIGKILL what is left."""
     for p in procs:

@@ -1,4 +1,5 @@
-"""The disclosure gate: primary and secondary suppression, rounding, levels, log, atomicity."""
+"""The disclosure gate: primary and secondary suppression, the exact check, perturbation,
+rounding, levels, log, atomicity. (The red team's attacks across releases: test_attacks.py.)"""
 
 from __future__ import annotations
 
@@ -12,8 +13,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from socialgradient import disclosure
+from socialgradient import audit, disclosure, perturbation
 from socialgradient.disclosure import DisclosureError, Rule, protect, write_table
+
+#: the default rule without perturbation: tests of which cells are hidden compare values
+EXACT = Rule(perturb=False, reason="tests of suppression compare exact values")
 
 
 def one_d(values) -> pd.DataFrame:
@@ -57,12 +61,16 @@ def test_secondary_hides_the_next_smallest_positive_cell_of_the_total():
 
 def test_rounding_to_five():
     t = one_d([12, 13, 17, 18, 100, 3])
-    p = protect(t, "n", "r", Rule(round_to=5, secondary=False))
+    p = protect(t, "n", "r", Rule(round_to=5, secondary=False, perturb=False))
     assert p.table["n"].tolist()[:5] == [10, 15, 15, 20, 100]
     assert p.table["n"].isna().tolist()[5]
     assert list(p.status["n"]) == ["rounded"] * 5 + ["primary"]
-    only = protect(t, "n", "r", Rule(threshold=None, round_to=5))
+    only = protect(t, "n", "r", Rule(threshold=None, round_to=5, perturb=False))
     assert only.table["n"].tolist() == [10, 15, 15, 20, 100, 5]
+    # perturbed first (by at most D), then rounded: multiples of 5 near the truth
+    noisy = protect(t, "n", "r", Rule(round_to=5, secondary=False)).table["n"][:5]
+    assert (noisy % 5 == 0).all()
+    assert (np.abs(noisy - t["n"][:5]) <= perturbation.MAX_NOISE + 2.5).all()
 
 
 def test_margins_by_group_protect_lsoas_within_their_la():
@@ -74,17 +82,41 @@ def test_margins_by_group_protect_lsoas_within_their_la():
     assert list(p.status["n"]) == ["primary", "ok", "secondary", "ok", "ok", "ok"]
 
 
+def grid_audit(values: np.ndarray, hidden: np.ndarray) -> audit.Audit:
+    """Row and column totals published, visible cells known: the check's model."""
+    n_r, n_c = values.shape
+    cells = np.arange(n_r * n_c).reshape(n_r, n_c)
+    lines = [cells[i] for i in range(n_r)] + [cells[:, j] for j in range(n_c)]
+    a = np.zeros((len(lines) + n_r * n_c, n_r * n_c))
+    for i, line in enumerate(lines):
+        a[i, line] = 1
+    a[len(lines):] = np.eye(n_r * n_c)
+    rhs = a @ values.ravel()
+    check = audit.Audit(a, rhs, rhs, values.ravel().astype(float))
+    check.set_active(len(lines) + np.flatnonzero(hidden.ravel()), False)
+    return check
+
+
 def test_bridge_between_hidden_cycles_is_found_by_the_exact_check():
     # two 2x2 blocks of hidden cells joined by one hidden cell: every row and column hides
     # >= 2 cells, yet rows 0-1 minus columns 0-1 give the joining cell (1, 2) exactly.
     hidden = np.zeros((4, 4), bool)
     hidden[:2, :2] = hidden[2:, 2:] = True
     hidden[1, 2] = True
-    cells = np.arange(16).reshape(4, 4)
-    lines = [cells[i] for i in range(4)] + [cells[:, j] for j in range(4)]
-    exposed, skipped = disclosure._exposed(hidden.ravel(), lines)
-    assert exposed == [6]
-    assert skipped == 0
+    values = np.arange(16).reshape(4, 4) + 10
+    check = grid_audit(values, hidden)
+    for k in np.flatnonzero(hidden.ravel()):
+        lo, hi = check.interval(np.eye(16)[k])
+        assert lo <= values.ravel()[k] <= hi
+        assert (hi - lo == 0) == (k == 6), k  # only the bridge is pinned
+    # protect() finds it and hides one more cell, so the bridge is no longer pinned
+    frame = two_d(values)
+    frame.loc[1, "c2"] = 7
+    p = protect(frame, [f"c{j}" for j in range(4)], "r", EXACT,
+                totals={"by": [()], "across": True}, hidden=hidden)
+    shown = matrix(p.table.drop(columns="r"))
+    assert np.isnan(shown).sum() > hidden.sum()
+    assert p.check["quantities_checked"] >= hidden.sum()
 
 
 # --- the property: nothing hidden can be recovered from published totals ---------------
@@ -124,7 +156,7 @@ small_counts = st.integers(0, 40) | st.integers(0, 12)
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(arrays(np.int64, st.tuples(st.integers(2, 6), st.integers(2, 5)), elements=small_counts))
 def test_two_d_hidden_cells_cannot_be_recovered_from_row_and_column_totals(values):
-    p = protect(two_d(values), [f"c{j}" for j in range(values.shape[1])], "r")
+    p = protect(two_d(values), [f"c{j}" for j in range(values.shape[1])], "r", EXACT)
     status = p.status.drop(columns="r").to_numpy()
     assert np.array_equal(status == "primary", (values > 0) & (values < 10))
     assert_unrecoverable(values, matrix(p.table.drop(columns="r")))
@@ -133,7 +165,7 @@ def test_two_d_hidden_cells_cannot_be_recovered_from_row_and_column_totals(value
 @settings(max_examples=150, deadline=None)
 @given(arrays(np.int64, st.tuples(st.integers(2, 12), st.just(1)), elements=small_counts))
 def test_one_d_hidden_cells_cannot_be_recovered_from_the_total(values):
-    p = protect(one_d(values[:, 0]), "n", "r")
+    p = protect(one_d(values[:, 0]), "n", "r", EXACT)
     assert_unrecoverable(values, matrix(p.table[["n"]]))
 
 
@@ -202,11 +234,23 @@ def test_lsoa_tables_are_suppressed_and_unsuppressed_only_under_a_logged_overrid
         "round_to": None,
         "secondary": True,
         "suppress_zeros": False,
+        "perturb": True,
+        "protection": 5,
         "reason": None,
     }
-    assert "3" not in " ".join(entry["actions"]).replace("r3", "")  # no hidden value logged
-    # the log names hidden cells, never which of them is the small one
-    assert all(a.startswith("hidden: ") for a in entry["actions"])
+    hidden = [a for a in entry["actions"] if a.startswith("hidden: ")]
+    assert "3" not in " ".join(hidden).replace("r3", "")  # no hidden value logged
+    # the log names hidden cells, never which of them is the small one; the rest are the
+    # perturbation's note and the check's (row a's total, 3, taken as published elsewhere,
+    # bounds its cells to less than the protection level whatever this table hides); the
+    # check that ran, the method's parameters and the ledger
+    assert [a for a in entry["actions"] if a not in hidden] == [
+        "note: 2 hidden quantities are bounded to less than 5 by totals published elsewhere "
+        "or before (not by this release)",
+        f"perturbed {8 - entry['suppressed']} counts (cell key)"]
+    assert entry["check"]["quantities_checked"] >= 2
+    assert entry["perturbation"]["max_noise"] == perturbation.MAX_NOISE
+    assert len(entry["ledger"]) == 12
     assert not any(w in json.dumps(entry["actions"]) for w in ("primary", "secondary", "below"))
     write_table(
         lsoa_table(),
@@ -224,18 +268,18 @@ def test_lsoa_tables_are_suppressed_and_unsuppressed_only_under_a_logged_overrid
 
 def test_la_counts_protected_with_rounding(tmp_path):
     t = pd.DataFrame({"la": list("ABCD"), "year": 2020, "referrals": [4, 123, 88, 47]})
-    write_table(
-        t,
-        tmp_path / "la.csv",
-        level="la",
-        count_columns="referrals",
-        group_columns=["la", "year"],
-        rule=Rule(round_to=5),
-    )
-    written = pd.read_csv(tmp_path / "la.csv")
-    assert written["referrals"].isna().tolist() == [True, False, False, True]
-    assert written["referrals"].dropna().tolist() == [125, 90]
-    assert read_log(tmp_path)[-1]["rounded"] == 2
+    for rule in (Rule(round_to=5, perturb=False, reason="exact values for this test"),
+                 Rule(round_to=5)):
+        write_table(t, tmp_path / "la.csv", level="la", count_columns="referrals",
+                    group_columns=["la", "year"], rule=rule)
+        written = pd.read_csv(tmp_path / "la.csv")
+        assert written["referrals"].isna().tolist() == [True, False, False, True]
+        visible = written["referrals"].dropna()
+        assert (visible % 5 == 0).all()
+        if not rule.perturb:
+            assert visible.tolist() == [125, 90]
+        assert (np.abs(visible.to_numpy() - [123, 88]) <= perturbation.MAX_NOISE + 2.5).all()
+        assert read_log(tmp_path)[-1]["rounded"] == 2
 
 
 def test_model_outputs_pass_unchanged_and_the_log_says_so(tmp_path):
@@ -282,7 +326,7 @@ def test_acro_adapter_agrees_and_bundles(tmp_path):
     cells = {("A", "1"): 15, ("A", "2"): 30, ("A", "3"): 3, ("B", "1"): 20, ("B", "2"): 25}
     cells |= {("C", "1"): 12, ("C", "2"): 7, ("C", "3"): 40}  # B3 is an empty cell: 0
     records = pd.DataFrame([key for key, n in cells.items() for _ in range(n)], columns=["la", "d"])
-    p = disclosure.acro_crosstab(records, "la", "d", bundle_dir=tmp_path / "bundle")
+    p = disclosure.acro_crosstab(records, "la", "d", rule=EXACT, bundle_dir=tmp_path / "bundle")
     counts = pd.crosstab(records["la"], records["d"]).to_numpy()
     assert_unrecoverable(counts, matrix(p.table.drop(columns="la")))
     assert any("ACRO" in a for a in p.actions)
@@ -316,3 +360,80 @@ def test_derived_rates_are_blanked_with_their_counts(tmp_path):
                                / shown.loc[visible, "children"])
     assert (shown.loc[visible, "cases"] % 5 == 0).all()
     assert shown["rate"].isna().tolist() == (~visible).tolist()
+
+
+# --- perturbation (the cell-key method) ------------------------------------------------
+
+
+def test_cell_keys_follow_the_records():
+    keys = perturbation.CellKeys(b"k" * 32)
+    # an LSOA's records dealt to its strata in label order: the LSOA's whole key is the
+    # same from one row or from its stratum rows, whatever their order
+    whole = keys.count_keys(["E01000001"], [7], "referrals")
+    parts = keys.count_keys(["E01000001|b", "E01000001|a"], [4, 3], "referrals")
+    assert np.isclose(parts.sum() % 1, whole[0])
+    assert np.isclose(keys.count_keys(["E01000001"], [7], "referrals"), whole).all()
+    # one record more, another measure, another secret: another key
+    assert not np.isclose(keys.count_keys(["E01000001"], [8], "referrals"), whole)
+    assert not np.isclose(keys.count_keys(["E01000001"], [7], "cin"), whole)
+    other = perturbation.CellKeys(b"j" * 32).count_keys(["E01000001"], [7], "referrals")
+    assert not np.isclose(other, whole)
+    with pytest.raises(ValueError, match="16 bytes"):
+        perturbation.CellKeys(b"short")
+
+
+def test_perturbation_table_is_bounded_and_keeps_zeros_and_the_floor():
+    for n in (1, 9, 10, 11, 12, 13, 50, 1000):
+        row = perturbation.ptable(n, floor=10)
+        assert np.isclose(sum(row.values()), 1)
+        assert max(abs(j) for j in row) <= perturbation.MAX_NOISE
+        assert min(n + j for j in row) >= (10 if n >= 10 else 1)  # never 0, nor below the floor
+    far = perturbation.ptable(100, floor=10)
+    assert np.isclose(sum(j * p for j, p in far.items()), 0)  # unbiased away from the floor
+    rng = np.random.default_rng(0)
+    values = rng.integers(0, 200, 2000).astype(float)
+    values[:100] = 0
+    shown = perturbation.perturb_counts(values, rng.random(2000), floor=10)
+    assert (shown[:100] == 0).all()
+    assert (np.abs(shown - values) <= perturbation.MAX_NOISE).all()
+    assert (shown[values >= 10] >= 10).all()
+    assert (shown != values).mean() > 0.3  # most cells do move
+    noisy = perturbation.perturb_magnitudes(np.full(1000, 500.0), rng.random(1000), 40.0)
+    assert (np.abs(noisy - 500) <= 40).all()
+    assert noisy.std() > 15
+
+
+def test_weaker_rules_need_a_reason(tmp_path):
+    for weak in (Rule(perturb=False), Rule(protection=0), Rule(threshold=5),
+                 Rule(secondary=False)):
+        assert weak.weaker
+        with pytest.raises(DisclosureError, match="--override"):
+            weak.check()
+        with pytest.raises(DisclosureError):
+            write_table(lsoa_table(), tmp_path / "x.csv", level="lsoa", count_columns="cin",
+                        group_columns="lsoa", rule=weak)
+    assert not Rule(protection=8, round_to=5).weaker
+    with pytest.raises(ValueError, match="protection"):
+        Rule(protection=-1)
+
+
+def test_the_same_table_is_published_the_same_way(tmp_path):
+    """Same data, same ledger: the same noise (a re-release gives no second draw to
+    average); another ledger (another secret): other noise."""
+    t = pd.DataFrame({"la": [f"E0600000{i}" for i in range(1, 7)],
+                      "cases": [3, 25, 40, 12, 77, 90]})
+    first = protect(t, "cases", "la").table
+    assert first.equals(protect(t, "cases", "la").table)
+    moved = [protect(t, "cases", "la").table]
+    from socialgradient.ledger import ENV
+
+    old = __import__("os").environ[ENV]
+    try:
+        for i in range(4):
+            __import__("os").environ[ENV] = str(tmp_path / f"l{i}")
+            moved.append(protect(t, "cases", "la").table)
+    finally:
+        __import__("os").environ[ENV] = old
+    assert any(not m["cases"].equals(first["cases"]) for m in moved[1:])
+    for m in moved:
+        assert m["cases"].isna().tolist() == first["cases"].isna().tolist()
