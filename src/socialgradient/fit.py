@@ -48,11 +48,33 @@ DERIVED = ("la_cov", "la_cov_corr", "la_cov_stds", "inv_sqrt_phi", "moderator_co
 
 def reported(posterior: xr.Dataset) -> xr.Dataset:
     """``posterior`` without its sampler-side forms: :data:`DERIVED` and the LA-effect blocks
-    of :func:`socialgradient.model.la_theta`, with the coords only they used."""
+    of :func:`socialgradient.model.la_theta`, with the coords only they used; its variables
+    in :func:`arviz_order`."""
     posterior = posterior.drop_vars([v for v in posterior.data_vars if v in DERIVED
                                      or LA_THETA_BLOCKS.match(v)])
-    return posterior.drop_vars([c for c in posterior.coords
-                                if c.startswith("la_cov") or LA_THETA_COORDS.match(c)])
+    return arviz_order(posterior.drop_vars(
+        [c for c in posterior.coords if c.startswith("la_cov") or LA_THETA_COORDS.match(c)]))
+
+
+def arviz_order(posterior: xr.Dataset) -> xr.Dataset:
+    """``posterior`` with ``la_effect`` first, then the variables of most dims, so that
+    ``az.summary(tree)`` labels its rows right.
+
+    ArviZ's summary (``arviz_base.dataset_to_dataarray``, 1.3) stacks the variables' values
+    with xarray's ``to_stacked_array``, which orders the dims by their first appearance over
+    the variables, but labels each value in its own variable's dim order: a variable whose
+    dims came in the other order gets wrong labels, with no error (``la_effect`` (la,
+    effect) after ``la_sd`` (effect), as the sampler lists them, had every LA's slope
+    labelled as another LA's intercept). With ``la_effect`` (la[, threshold], effect) first,
+    every other variable of a fit follows its order, except the (level, effect) tables of
+    strata and moderators (``stratum_effect``, ``stratum_offset``, ``moderator_effect``,
+    ``la_moderator_effect``): no order of variables serves them beside ``la_effect`` or each
+    other, so a summary of a whole posterior that has them mislabels them (summarise them
+    one at a time: ``az.summary(tree, var_names=["stratum_effect"])``)."""
+    sample = {"chain", "draw"}
+    names = sorted(posterior.data_vars,
+                   key=lambda v: (v != "la_effect", -len(set(posterior[v].dims) - sample)))
+    return posterior if names == list(posterior.data_vars) else posterior[names]
 
 
 def data_hash(data: NeighbourhoodData | list[NeighbourhoodData]) -> str:
@@ -86,9 +108,15 @@ def data_hash(data: NeighbourhoodData | list[NeighbourhoodData]) -> str:
 
 
 def la_names(data: NeighbourhoodData) -> dict:
-    """The ``la_name`` coordinate (dim ``la``, a non-index coordinate beside the codes) for
-    the posterior and constant data, so labels (and ArviZ plots) can show LA names; empty
-    when the data has no names. Names are public; the data hash does not include them."""
+    """The ``la_name`` coordinate (dim ``la``, a non-index coordinate beside the codes) of
+    ``constant_data``, so the LA figures and tables can show LA names; empty when the data
+    has no names. Names are public; the data hash does not include them.
+
+    Only ``constant_data`` carries it: in ``posterior`` a non-index coordinate on some
+    variables (those with dim ``la``) but not others makes ArviZ's summary fail (xarray's
+    ``to_stacked_array``: "coordinate 'la_name' not present in all datasets"), and ArviZ's
+    labels show the index (the codes) anyway. :func:`load` drops it from the posterior of a
+    fit saved before."""
     return {} if data.la_name is None else {"la_name": ("la", np.asarray(data.la_name, str))}
 
 
@@ -216,7 +244,6 @@ def assemble(
         raise ValueError("assemble: the tree has no posterior la_effect; sample a model "
                          "built by socialgradient (build_model / api.build)")
     posterior = reported(tree["posterior"].to_dataset())
-    posterior = posterior.assign_coords(la_names(data))
     cap = max(posterior.sizes["chain"], MAX_PREDICTIVE_VALUES // len(data.y))
     few = predict.thin(posterior, min(max_predictive_draws, cap))
     row, coords = data.row_dim, data.row_coords
@@ -342,7 +369,34 @@ def load(path: str | Path, pointwise: bool = True) -> xr.DataTree:
     missing += [f"attr {a}" for a in REQUIRED_ATTRS if a not in tree.attrs]
     if missing:
         raise ValueError(f"{path}: not a socialgradient fit (no {', '.join(missing)})")
+    tree = current_layout(tree)
     return with_log_likelihood(tree) if pointwise else tree
+
+
+def current_layout(tree: xr.DataTree) -> xr.DataTree:
+    """A fit saved by an earlier version in today's layout, so ArviZ takes it as it is
+    (``az.summary``, ``az.loo``): ``posterior`` without the ``la_name`` coordinate (it
+    stays in ``constant_data``, see :func:`la_names`) and in :func:`arviz_order`, and, for a
+    joint fit, with its per-threshold log-likelihoods as the one variable of
+    :func:`socialgradient.joint.stacked_log_likelihood`. A current fit is returned as is."""
+    from socialgradient import joint
+
+    changes = {}
+    saved = tree["posterior"].to_dataset()
+    posterior = arviz_order(saved.drop_vars("la_name", errors="ignore"))
+    if "la_name" in saved.coords or list(posterior.data_vars) != list(saved.data_vars):
+        changes["posterior"] = posterior
+    names = joint.outcomes(tree)
+    if names and "log_likelihood" in tree.children and set(names) <= set(
+            tree["log_likelihood"].data_vars):
+        loglik = tree["log_likelihood"].to_dataset()
+        changes["log_likelihood"] = joint.stacked_log_likelihood({o: loglik[o] for o in names})
+    if not changes:
+        return tree
+    out = tree.copy()
+    for name, group in changes.items():
+        out[name] = xr.DataTree(group)
+    return out
 
 
 def with_log_likelihood(tree: xr.DataTree) -> xr.DataTree:
