@@ -6,11 +6,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import stat
 import subprocess
 import sys
 import textwrap
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import nutpie
@@ -107,18 +109,15 @@ def test_with_data_and_user_data_refuse_missing_data_and_wrong_ranks():
         callbacks.user_data(list(values), values)
 
 
-def test_the_file_is_named_by_structure_and_versions(tmp_path, monkeypatch):
-    monkeypatch.setattr(callbacks, "folder", lambda: tmp_path)
-    a = callbacks._module("N = 1\n", "key-a")
-    b = callbacks._module("N = 1\n", "key-b")
-    again = callbacks._module("N = 1\n", "key-a")
-    assert a.__file__ == again.__file__ != b.__file__
-    # one folder per entry, the source named like it
-    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.py")) == [
-        "key-a/key-a.py", "key-b/key-b.py"]
-    with pytest.raises(FileNotFoundError):  # loading only: a missing file is not written
-        callbacks._module(None, "key-c")
-    assert not (tmp_path / "key-c" / "key-c.py").exists()
+def test_the_entry_is_named_by_code_and_versions_and_runs_the_bytes_given(tmp_path):
+    assert callbacks._name("code a") == callbacks._name("code a") != callbacks._name("code b")
+    assert callbacks._name("code a").startswith(callbacks.PREFIX)
+    path = tmp_path / "callbacks_x" / "callbacks_x.py"
+    path.parent.mkdir()
+    path.write_text("N = 2\n")  # the file differs: the bytes given are executed, not it
+    module = callbacks._exec(b"N = 1\n", path)
+    assert (module.N, module.__file__, module.__name__) == (1, str(path),
+                                                            "socialgradient_callbacks_x")
 
 
 def _fake_entry(where, name, used: float, size: int = 1000):
@@ -326,7 +325,7 @@ def test_tables_of_other_las_share_one_cache_entry(fallback):
     compiled = callbacks.compile_model(second)
     # loaded from the first one's entry (the cache is shared with other processes, so the
     # test asks where the callbacks came from rather than counting the folder's entries)
-    entry = callbacks.folder() / callbacks._name(key(first))
+    entry = callbacks.private_folder() / callbacks._name(key(first))
     source = compiled.compiled_logp_func._pyfunc.__code__.co_filename
     assert os.path.dirname(source) == str(entry)
     assert compiled.logp_func is None
@@ -362,17 +361,26 @@ def test_the_cache_never_exceeds_its_bounds(tmp_path, monkeypatch):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(callbacks.TOMBSTONE)]
 
 
-def test_pruning_removes_tombstones_and_old_files_of_the_flat_layout(tmp_path, monkeypatch):
-    monkeypatch.setattr(callbacks, "folder", lambda: tmp_path)
-    old = time.time() - 2 * callbacks.LEGACY_AGE_S
-    for name in ("callbacks_a.py", "callbacks_a.json", "callbacks_b.py"):
-        (tmp_path / name).write_text("x")
-    (tmp_path / "__pycache__").mkdir()
-    for path in [*tmp_path.glob("callbacks_a.*"), tmp_path / "__pycache__"]:
-        os.utime(path, (old, old))
-    (tmp_path / f"{callbacks.TOMBSTONE}callbacks_c-1" / "__pycache__").mkdir(parents=True)
+def test_pruning_removes_tombstones_stale_builds_and_the_old_location(tmp_path, monkeypatch):
+    root, old_location = tmp_path / "cache", tmp_path / "pytensor" / "nutpie_callbacks"
+    monkeypatch.setattr(callbacks, "folder", lambda: root)
+    monkeypatch.setattr(callbacks, "_old_folder", lambda: old_location)
+    (old_location / "callbacks_a").mkdir(parents=True)
+    (old_location / "callbacks_a.py").write_text("x")
+    root.mkdir()
+    stale = time.time() - 2 * callbacks.STALE_S
+    for name in (f"{callbacks.STAGING}callbacks_a-1", f"{callbacks.STAGING}callbacks_b-2"):
+        (root / name / "__pycache__").mkdir(parents=True)
+    os.utime(root / f"{callbacks.STAGING}callbacks_a-1", (stale, stale))
+    (root / f"{callbacks.TOMBSTONE}callbacks_c-1" / "__pycache__").mkdir(parents=True)
     callbacks.prune()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["callbacks_b.py"]  # recent: kept
+    # a build under way (recent) is kept; the earlier location is gone with its parent kept
+    assert sorted(p.name for p in root.iterdir()) == [f"{callbacks.STAGING}callbacks_b-2"]
+    assert not old_location.exists()
+    assert old_location.parent.is_dir()
+    monkeypatch.setattr(callbacks, "_old_folder", lambda: root)  # the cache is there now
+    callbacks.prune()
+    assert root.is_dir()
 
 
 def test_an_entry_removed_while_loading_is_generated_again(tmp_path, monkeypatch):
@@ -388,6 +396,7 @@ def test_an_entry_removed_while_loading_is_generated_again(tmp_path, monkeypatch
     (entry / callbacks.LAYOUT).write_text(json.dumps({
         "n_dim": 1, "n_expanded": 1, "names": ["a"], "slices": [[0, 1]], "shapes": [[]],
         "free_names": ["a"], "free_shapes": [[]], "shared": [], "reparameterized": []}))
+    callbacks._seal(entry, name)  # a whole entry, as published
 
     def pruned_meanwhile(module):
         callbacks._remove(entry)
@@ -432,3 +441,254 @@ def test_bounds_come_from_the_environment(monkeypatch, caplog):
     monkeypatch.setenv(callbacks.ENV_ENTRIES, "many")
     assert callbacks.limits() == (32, 2**19)
     assert "SOCIALGRADIENT_NUTPIE_CACHE_ENTRIES='many'" in caplog.text
+
+
+# --- a private cache, checked before anything in it runs ----------------------------------
+
+POSIX = os.name == "posix"
+posix_only = pytest.mark.skipif(not POSIX, reason="owners and modes: POSIX")
+
+
+@pytest.fixture(scope="module")
+def sealed(tmp_path_factory):
+    """An entry for the small model as the fast path publishes it (built once, in a folder
+    of its own), and the draws of the compilation that built it."""
+    root = tmp_path_factory.mktemp("sealed")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(callbacks, "folder", lambda: root)
+        model = small_model()
+        k = key(model)  # (before compiling: nutpie's compilation adds to the model)
+        compiled = callbacks.compile_model(model, k)
+    assert compiled.logp_func is not None  # built here
+    return root / callbacks._name(k), b_w(compiled)
+
+
+@pytest.fixture
+def entry(sealed, tmp_path, monkeypatch):
+    """A copy of the sealed entry (modes kept) in this test's own cache folder."""
+    import shutil
+
+    monkeypatch.setattr(callbacks, "folder", lambda: tmp_path)
+    copy = tmp_path / sealed[0].name
+    shutil.copytree(sealed[0], copy)  # copy2: modes and times kept
+    return copy
+
+
+def _numba_files(entry):
+    return sorted((entry / "__pycache__").iterdir())
+
+
+def test_an_entry_is_private_and_its_manifest_names_every_file_it_loads(sealed):
+    entry = sealed[0]
+    manifest = json.loads((entry / callbacks.MANIFEST).read_text())
+    name = entry.name
+    assert manifest["name"] == name
+    numba_files = [f"__pycache__/{p.name}" for p in _numba_files(entry)]
+    assert sorted(p.rsplit(".", 1)[-1] for p in numba_files) == ["nbc", "nbc", "nbi", "nbi"]
+    assert sorted(manifest["files"]) == sorted([f"{name}.py", callbacks.LAYOUT, *numba_files])
+    for rel, digest in manifest["files"].items():
+        assert callbacks._digest((entry / rel).read_bytes()) == digest
+    if POSIX:
+        modes = {p.relative_to(entry).as_posix(): stat.S_IMODE(p.stat().st_mode)
+                 for p in [entry, *entry.rglob("*")]}
+        assert modes.pop(".") == modes.pop("__pycache__") == 0o700
+        assert set(modes.values()) == {0o600}, modes
+    assert callbacks.verify(entry).keys() == {f"{name}.py", callbacks.LAYOUT}
+    # nothing but the entry and no staging folder left
+    assert [p.name for p in entry.parent.iterdir()] == [name]
+
+
+def test_an_unchanged_copy_loads_from_the_cache(entry, sealed):
+    loaded = callbacks.compile_model(small_model(), key(small_model()))
+    assert loaded.logp_func is None  # loaded, not built
+    assert os.path.dirname(loaded.compiled_logp_func._pyfunc.__code__.co_filename) == str(
+        entry)
+
+
+def test_a_changed_line_in_the_generated_source_is_never_executed(entry, sealed, tmp_path,
+                                                                  caplog):
+    """The red team's attack: a line added to the generated module. It is refused before
+    it runs (the line would write a marker), the entry is discarded and generated again, and
+    the fit draws what it drew before."""
+    marker = tmp_path.parent / f"{tmp_path.name}-ran"
+    source = entry / f"{entry.name}.py"
+    planted = f"__import__('pathlib').Path({str(marker)!r}).write_text('ran')\n"
+    tampered = source.read_text().replace("import numba\n", "import numba\n" + planted, 1)
+    assert tampered != source.read_text()
+    source.write_text(tampered)
+    model = small_model()
+    compiled = callbacks.compile_model(model, key(model))
+    assert not marker.exists()  # never executed
+    assert "refused, removed and generated again" in caplog.text
+    assert "does not match the SHA-256" in caplog.text
+    assert compiled.logp_func is not None  # built again
+    assert source.read_text() != tampered  # the entry generated again, whole
+    callbacks.verify(entry)  # published whole, with its new manifest
+    np.testing.assert_array_equal(b_w(compiled), sealed[1])
+    # the proof works: that source, executed, writes the marker
+    callbacks._exec(tampered, source)
+    assert marker.read_text() == "ran"
+    marker.unlink()
+
+
+class _Evil:
+    """Unpickling it writes a marker: what a planted numba cache file could do."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (_write_marker, (self.path,))
+
+
+def _write_marker(path):
+    with open(path, "w") as f:
+        f.write("ran")
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".nbi", ".nbc"])
+def test_a_planted_numba_cache_file_is_never_unpickled(entry, tmp_path, caplog, suffix):
+    """numba's index is a pickle and its data file pickled machine code: one replaced by a
+    pickle that writes a marker when loaded is refused before numba reads it."""
+    import pickle
+
+    marker = tmp_path.parent / f"{tmp_path.name}-ran"
+    target = next(p for p in _numba_files(entry) if p.suffix == suffix)
+    evil = pickle.dumps(_Evil(marker))
+    target.write_bytes(evil)
+    model = small_model()
+    assert callbacks._cached(model, entry.name) is None
+    assert not marker.exists()
+    assert not entry.exists()  # discarded
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(callbacks.TOMBSTONE)]
+    assert f"{target.name} does not match the SHA-256" in caplog.text
+    pickle.loads(evil)  # the proof works
+    assert marker.read_text() == "ran"
+    marker.unlink()
+
+
+def test_an_entry_without_its_manifest_or_with_files_it_does_not_name_is_refused(entry,
+                                                                                  caplog):
+    extra = entry / "__pycache__" / f"{entry.name}.logp-99.py312.nbi"
+    extra.write_bytes(b"planted")
+    extra.chmod(0o600)
+    with pytest.raises(callbacks.Tampered, match="are not in its manifest"):
+        callbacks.verify(entry)
+    extra.unlink()
+    callbacks.verify(entry)
+    (entry / callbacks.MANIFEST).unlink()
+    with pytest.raises(callbacks.Tampered, match="has no manifest"):
+        callbacks.verify(entry)
+    assert callbacks._cached(small_model(), entry.name) is None
+    assert not entry.exists()
+    assert "has no manifest" in caplog.text
+
+
+@posix_only
+@pytest.mark.parametrize("where", ["source", "numba index", "numba folder", "entry",
+                                   "manifest"])
+@pytest.mark.parametrize("bits", [0o020, 0o002], ids=["group", "world"])
+def test_a_file_or_folder_writable_by_others_is_refused(entry, caplog, where, bits):
+    path = {"source": entry / f"{entry.name}.py",
+            "numba index": next(p for p in _numba_files(entry) if p.suffix == ".nbi"),
+            "numba folder": entry / "__pycache__", "entry": entry,
+            "manifest": entry / callbacks.MANIFEST}[where]
+    path.chmod(stat.S_IMODE(path.stat().st_mode) | bits)
+    with pytest.raises(callbacks.Tampered, match="is writable by others"):
+        callbacks.verify(entry)
+    assert callbacks._cached(small_model(), entry.name) is None
+    assert not entry.exists()
+    assert "writable by others" in caplog.text
+
+
+@posix_only
+def test_a_link_in_an_entry_is_refused(entry, tmp_path):
+    source = entry / f"{entry.name}.py"
+    elsewhere = tmp_path.parent / f"{tmp_path.name}-elsewhere.py"
+    elsewhere.write_bytes(source.read_bytes())
+    source.unlink()
+    source.symlink_to(elsewhere)  # same bytes, but anyone who can write there controls it
+    with pytest.raises(callbacks.Tampered, match="is a link"):
+        callbacks.verify(entry)
+    elsewhere.unlink()
+
+
+def _as_root():
+    if not POSIX or os.geteuid() != 0:
+        pytest.skip("giving a file to another user needs root")
+
+
+@posix_only
+@pytest.mark.parametrize("where", ["numba data", "entry"])
+def test_an_entry_owned_by_another_user_is_refused(entry, caplog, where):
+    _as_root()
+    path = entry if where == "entry" else next(
+        p for p in _numba_files(entry) if p.suffix == ".nbc")
+    os.chown(path, 12345, 12345)
+    with pytest.raises(callbacks.Tampered, match="owned by uid 12345"):
+        callbacks.verify(entry)
+    assert callbacks._cached(small_model(), entry.name) is None
+    assert not entry.exists()
+    assert "owned by uid 12345" in caplog.text
+
+
+@posix_only
+def test_the_cache_folder_is_created_private_and_made_private_again(tmp_path, monkeypatch,
+                                                                    caplog):
+    root = tmp_path / "cache" / "socialgradient" / "nutpie_callbacks"
+    monkeypatch.setenv(callbacks.ENV_DIR, str(root))
+    assert callbacks.folder() == root
+    assert callbacks.private_folder() == root.resolve()
+    for path in (root, root.parent, root.parent.parent):  # every folder it created
+        assert stat.S_IMODE(path.stat().st_mode) == 0o700
+    root.chmod(0o755)
+    assert callbacks.private_folder() == root.resolve()
+    assert stat.S_IMODE(root.stat().st_mode) == 0o700
+    assert "was open to others (mode 755): made private" in caplog.text
+
+
+def test_the_default_cache_folder_is_the_users_own(monkeypatch):
+    import platformdirs
+
+    monkeypatch.delenv(callbacks.ENV_DIR, raising=False)
+    assert callbacks.folder() == Path(
+        platformdirs.user_cache_dir("socialgradient", appauthor=False), "nutpie_callbacks")
+
+
+@posix_only
+def test_a_cache_folder_others_control_refuses_the_fast_path(tmp_path, monkeypatch):
+    """Another user's cache folder, or one under a folder others can write (not sticky):
+    nutpie's public compilation, with one FastPathWarning naming the folder."""
+    public = []
+    monkeypatch.setattr(callbacks, "_public", lambda model: public.append(model) or "public")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)  # anyone may rename our folder away and put theirs in its place
+    monkeypatch.setenv(callbacks.ENV_DIR, str(shared / "nutpie_callbacks"))
+    model = small_model()
+    with pytest.warns(callbacks.FastPathWarning, match="is writable by others"):
+        assert callbacks.compile_model(model, "some code") == "public"
+    shared.chmod(0o777 | stat.S_ISVTX)  # sticky, as /tmp: only owners rename their files
+    assert callbacks.private_folder() == (shared / "nutpie_callbacks").resolve()
+    if os.geteuid() == 0:
+        os.chown(shared / "nutpie_callbacks", 12345, 12345)
+        with pytest.warns(callbacks.FastPathWarning, match="owned by uid 12345"):
+            assert callbacks.compile_model(model, "some code") == "public"
+    assert public == [model] * (2 if os.geteuid() == 0 else 1)
+
+
+def test_numbas_cache_elsewhere_refuses_the_fast_path(tmp_path, monkeypatch):
+    """NUMBA_CACHE_DIR would move numba's cache of the callbacks out of the private entry:
+    refused before numba compiles or loads anything."""
+    import numba.core.config
+
+    path = tmp_path / "callbacks_x" / "callbacks_x.py"
+    path.parent.mkdir()
+    source = "def logp(dim, x, out, lp, user):\n    return 0\n\n\ndef expand(*a):\n    return 0\n"
+    path.write_text(source)
+    module = callbacks._exec(source, path)
+    monkeypatch.setattr(numba.core.config, "CACHE_DIR", str(tmp_path / "numba"))
+    with pytest.raises(callbacks.UnsafeCache, match="NUMBA_CACHE_DIR"):
+        callbacks._cfuncs(module)
+    assert not (path.parent / "__pycache__").exists()

@@ -24,7 +24,8 @@ them the same way.
 ``nutpie.compile_pymc._make_functions`` (a 7-tuple unpacked by position),
 ``_prepare_dims_and_coords``, ``address_as_void_pointer``, the fields of
 ``CompiledPyMCModel`` and the way its ``_make_model`` hands ``user_data.ctypes.data`` to the
-callbacks; on numba's ``numba.core.utils._dynamic_modname``/``_dynamic_module``; on
+callbacks; on numba's ``numba.core.utils._dynamic_modname``/``_dynamic_module`` and
+``numba.core.caching.FunctionCache(...).cache_path`` (where numba would cache); on
 PyTensor's ``Function.vm.jit_fn``. pyproject.toml caps nutpie, PyTensor and numba at their
 next minor for that reason. :func:`probe` checks those names, their arities and fields before
 anything is generated; when it finds a mismatch, or anything in the fast path raises (a
@@ -34,18 +35,47 @@ public ``nutpie.compile_pymc_model(model)``, which samples the same posterior (t
 for the same seed, tested) after the full 11-15 s compilation. ``SOCIALGRADIENT_NUTPIE_CACHE=0``
 (or ``false``/``no``/``off``) turns the fast path off: the public path, no warning.
 
-**The cache on disk.** The files live in PyTensor's ``base_compiledir``
-(``nutpie_callbacks/``), beside PyTensor's own numba cache, so clearing one clears both: one
-folder per entry (the generated source, its layout file, numba's ``__pycache__`` and a
-``used`` marker whose modification time is refreshed at every load). After writing a new
-entry the least recently used ones are removed beyond ``SOCIALGRADIENT_NUTPIE_CACHE_ENTRIES``
-entries (default 32) or ``SOCIALGRADIENT_NUTPIE_CACHE_MB`` megabytes (default 256; an entry is
-~1-3 MB); the entry just written always stays. Safe for processes sharing the folder (Dask
-workers): files are written atomically (temporary file, then rename; numba writes its cache
-files atomically too), an entry is removed by renaming its folder to a tombstone first (one
-atomic step) and then deleting that, and a process that finds an entry gone, or half gone,
-while loading it generates it again. Loose files of the earlier flat layout are removed once
-an hour old.
+**The cache on disk, private and checked.** The generated callbacks are code this process
+runs, and numba's cache of them is a pickle (``.nbi``, its index) and machine code (``.nbc``),
+so nothing is loaded from a folder anyone but this user could write. The cache lives in
+``nutpie_callbacks/`` of the user's own cache folder (``platformdirs.user_cache_dir``:
+``$XDG_CACHE_HOME`` or ``~/.cache/socialgradient`` on Linux, ``~/Library/Caches`` on macOS,
+``%LOCALAPPDATA%`` on Windows), or where ``SOCIALGRADIENT_NUTPIE_CACHE_DIR`` says; not beside
+PyTensor's own cache in its ``base_compiledir``, which a ``PYTENSOR_FLAGS`` setting may point at
+a shared folder and whose modes PyTensor manages. :func:`private_folder` creates it with mode
+0700; on POSIX it must be owned by this user (a folder of ours open to others is made 0700
+again, with a warning), and every folder above it owned by this user or root and writable by
+no one else (or sticky, as ``/tmp``): otherwise the fast path is refused
+(:class:`UnsafeCache`) and nutpie's public compilation serves, with a
+:class:`FastPathWarning`. Windows has no such modes: there the folder's ACLs (private to the
+user under ``%LOCALAPPDATA%``) are trusted and only the hashes below are checked.
+
+One folder per entry: the generated source, its layout file, numba's ``__pycache__`` (numba
+caches a function beside its source file; a ``NUMBA_CACHE_DIR`` or
+``NUMBA_CACHE_LOCATOR_CLASSES`` that would put it elsewhere refuses the fast path), a ``used``
+marker whose modification time is refreshed at every load, and ``manifest.json``: the SHA-256
+of every other file, numba's included. An entry is built in a private staging folder
+(``.build-*``), where numba compiles and caches the callbacks; then its files are made 0600
+(folders 0700), hashed into the manifest, and the folder is renamed into place, so a published
+entry is whole and never written again. Before anything of an entry is used
+(:func:`verify`), every folder and file in it must be a plain one (no link) owned by this user
+and writable by no one else, every file the manifest names must have its hash and every
+``.py``/``.json``/``.nbi``/``.nbc`` file must be named there; the source is executed from the
+bytes that were hashed. Any mismatch: a warning is logged, the entry is discarded (renamed to a
+tombstone, then deleted) and built again; nothing of it is executed. What this guards against
+is a cache that others can write (a group- or world-writable folder, another user's files):
+anyone who runs as this user (or root) can rewrite the cache and its manifest alike, and numba
+reads its files after they were checked, so they are as safe as the private folder is.
+
+After a new entry is published the least recently used ones are removed beyond
+``SOCIALGRADIENT_NUTPIE_CACHE_ENTRIES`` entries (default 32) or ``SOCIALGRADIENT_NUTPIE_CACHE_MB``
+megabytes (default 256; an entry is ~1-3 MB); the entry just written always stays. Safe for
+processes sharing the folder (Dask workers): an entry is removed by renaming its folder to a
+tombstone first (one atomic step) and then deleting that, and a process that finds an entry
+gone, or replaced, while loading it loads or generates it again. The earlier location
+(``<PyTensor's base_compiledir>/nutpie_callbacks``) is deleted at the first pruning. A model
+whose shared variables are not all ``pm.Data`` cannot be loaded without PyTensor's functions,
+so its callbacks are compiled every time and not kept.
 """
 
 from __future__ import annotations
@@ -54,17 +84,18 @@ import contextlib
 import dataclasses
 import hashlib
 import importlib.metadata
-import importlib.util
 import inspect
 import json
 import logging
 import math
 import os
 import shutil
+import stat
 import sys
 import tempfile
 import threading
 import time
+import types
 import uuid
 import warnings
 from pathlib import Path
@@ -86,14 +117,21 @@ class FastPathWarning(UserWarning):
 ENV_SWITCH = "SOCIALGRADIENT_NUTPIE_CACHE"
 ENV_ENTRIES = "SOCIALGRADIENT_NUTPIE_CACHE_ENTRIES"
 ENV_MB = "SOCIALGRADIENT_NUTPIE_CACHE_MB"
+#: Where the cache lives instead of the user's cache folder.
+ENV_DIR = "SOCIALGRADIENT_NUTPIE_CACHE_DIR"
 MAX_ENTRIES = 32
 MAX_MB = 256.0
-#: In an entry's folder: the marker whose mtime says when the entry was last used, and the
-#: layout file.
-MARKER, LAYOUT = "used", "layout.json"
-PREFIX, TOMBSTONE = "callbacks_", ".tomb-"
-#: Loose files of the earlier flat layout older than this are removed when pruning.
-LEGACY_AGE_S = 3600.0
+#: In an entry's folder: the marker whose mtime says when the entry was last used, the
+#: layout file and the manifest (every other file's SHA-256).
+MARKER, LAYOUT, MANIFEST = "used", "layout.json", "manifest.json"
+PREFIX, TOMBSTONE, STAGING = "callbacks_", ".tomb-", ".build-"
+#: What is loaded from an entry (so must be in its manifest): our source and layout,
+#: numba's index (a pickle) and its cached machine code.
+LOADED = (".py", ".json", ".nbi", ".nbc")
+#: Staging folders of builds older than this (a killed process's) are removed when pruning.
+STALE_S = 3600.0
+#: Owner and mode checks: POSIX only (Windows: ACLs, the user's own %LOCALAPPDATA%).
+_OWNERSHIP_AVAILABLE = os.name == "posix" and hasattr(os, "geteuid")
 
 #: The generated module: every name it needs is a literal or a module-level global, so
 #: numba can cache ``logp`` and ``expand`` (``LOGP``/``EXPAND`` are set before compiling).
@@ -163,6 +201,17 @@ class _Mismatch(RuntimeError):
     """What a private API gave is not what the fast path expects."""
 
 
+class UnsafeCache(RuntimeError):
+    """The cache folder is not private to this user (another user's, or under a folder
+    others can write), or numba would keep its cache outside it: the fast path is refused."""
+
+
+class Tampered(RuntimeError):
+    """An entry of the cache is not what was written: a file or folder of another owner,
+    writable by others or a link, a hash that differs from its manifest, a file the manifest
+    does not name, or no manifest."""
+
+
 def enabled() -> bool:
     """Whether the fast path is on (``SOCIALGRADIENT_NUTPIE_CACHE``, default on)."""
     return os.environ.get(ENV_SWITCH, "1").strip().lower() not in {"0", "false", "no", "off"}
@@ -174,13 +223,15 @@ def probe() -> str | None:
     fast path passes, ``CompiledPyMCModel``'s fields those it fills, and its ``_make_model``
     handing the callbacks the user-data address. Cheap (no model, nothing generated)."""
     try:
+        import numba.core.caching as numba_caching
         import numba.core.utils as numba_utils
         import nutpie.compile_pymc as cp
     except Exception as err:
         return f"import failed: {type(err).__name__}: {err}"
     names = [(cp, "_make_functions"), (cp, "_prepare_dims_and_coords"),
              (cp, "address_as_void_pointer"), (cp, "CompiledPyMCModel"),
-             (numba_utils, "_dynamic_modname"), (numba_utils, "_dynamic_module")]
+             (numba_utils, "_dynamic_modname"), (numba_utils, "_dynamic_module"),
+             (numba_caching, "FunctionCache")]
     for owner, attr in names:
         if not hasattr(owner, attr):
             return f"{owner.__name__}.{attr} is missing"
@@ -214,6 +265,8 @@ def probe() -> str | None:
     lacking = [needle for needle in ABI if needle not in source]
     if lacking:
         return f"CompiledPyMCModel._make_model no longer passes {lacking} to the callbacks"
+    if not isinstance(getattr(numba_caching.FunctionCache, "cache_path", None), property):
+        return "numba.core.caching.FunctionCache has no cache_path"
     return None
 
 
@@ -251,10 +304,190 @@ def _public(model: pm.Model):
 
 
 def folder() -> Path:
-    """Where the generated callbacks and their numba cache live (one folder per entry)."""
+    """Where the generated callbacks and their numba cache live (one folder per entry):
+    ``SOCIALGRADIENT_NUTPIE_CACHE_DIR``, else ``nutpie_callbacks`` in the user's cache folder
+    (``platformdirs.user_cache_dir("socialgradient")``). Unchecked: see :func:`private_folder`."""
+    raw = os.environ.get(ENV_DIR, "").strip()
+    if raw:
+        return Path(raw).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("socialgradient", appauthor=False),
+                "nutpie_callbacks")
+
+
+def _old_folder() -> Path:
+    """The cache's earlier location, in PyTensor's ``base_compiledir``."""
     import pytensor
 
     return Path(pytensor.config.base_compiledir) / "nutpie_callbacks"
+
+
+def private_folder() -> Path:
+    """:func:`folder`, resolved, created with mode 0700 where missing, and checked private
+    (POSIX): a folder owned by this user (made 0700 again, with a warning, if it was open to
+    others), every folder above it owned by this user or root and writable by no one else
+    unless sticky. Raises :class:`UnsafeCache` otherwise."""
+    root = Path(os.path.abspath(folder()))
+    missing = []
+    for path in [root, *root.parents]:
+        if os.path.lexists(path):
+            break
+        missing.append(path)
+    for path in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            path.mkdir(mode=0o700)
+    root = root.resolve()
+    _check_private(root)
+    return root
+
+
+def _check_private(root: Path) -> None:
+    if not _OWNERSHIP_AVAILABLE:
+        return
+    me = os.geteuid()
+    st = os.lstat(root)
+    if not stat.S_ISDIR(st.st_mode):
+        raise UnsafeCache(f"the callback cache {root} is not a folder")
+    if st.st_uid != me:
+        raise UnsafeCache(f"the callback cache {root} is owned by uid {st.st_uid}, not by "
+                          f"this user (uid {me}); set {ENV_DIR} to a private folder")
+    if st.st_mode & 0o077:
+        os.chmod(root, 0o700)
+        log.warning("the callback cache %s was open to others (mode %o): made private "
+                    "(0700); its entries are checked before use", root,
+                    stat.S_IMODE(st.st_mode))
+    for parent in root.parents:
+        st = os.stat(parent)
+        if st.st_uid not in (me, 0):
+            raise UnsafeCache(f"{parent}, above the callback cache {root}, is owned by uid "
+                              f"{st.st_uid}, neither this user (uid {me}) nor root; set "
+                              f"{ENV_DIR} to a private folder")
+        if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
+            raise UnsafeCache(f"{parent}, above the callback cache {root}, is writable by "
+                              f"others (mode {stat.S_IMODE(st.st_mode):o}): they could "
+                              f"replace the cache; set {ENV_DIR} to a private folder")
+
+
+def _check_node(path: Path, folder_: bool) -> None:
+    """Raise :class:`Tampered` unless ``path`` is a plain folder (``folder_``) or a regular
+    file, not a link, and (POSIX) owned by this user and writable by no one else."""
+    st = os.lstat(path)
+    kind = stat.S_ISDIR(st.st_mode) if folder_ else stat.S_ISREG(st.st_mode)
+    if not kind:
+        what = "a link" if stat.S_ISLNK(st.st_mode) else "not a plain " + (
+            "folder" if folder_ else "file")
+        raise Tampered(f"{path} is {what}")
+    _check_owner(path, st)
+
+
+def _check_owner(path: Path, st: os.stat_result) -> None:
+    if not _OWNERSHIP_AVAILABLE:
+        return
+    if st.st_uid != os.geteuid():
+        raise Tampered(f"{path} is owned by uid {st.st_uid}, not by this user")
+    if st.st_mode & 0o022:
+        raise Tampered(f"{path} is writable by others (mode {stat.S_IMODE(st.st_mode):o})")
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _files(entry: Path) -> dict[str, Path]:
+    """Every file of ``entry`` by its path relative to it (with /), each folder and file
+    checked by :func:`_check_node` (a file gone meanwhile is left out)."""
+    _check_node(entry, True)
+    found = {}
+    for top, dirs, files in os.walk(entry, onerror=_raise):
+        for d in dirs:
+            _check_node(Path(top, d), True)
+        for f in files:
+            path = Path(top, f)
+            try:
+                _check_node(path, False)
+            except FileNotFoundError:  # a temporary file, gone
+                continue
+            found[path.relative_to(entry).as_posix()] = path
+    return found
+
+
+def _raise(err: OSError) -> None:
+    raise err
+
+
+def verify(entry: Path) -> dict[str, bytes]:
+    """The bytes of ``entry``'s source and layout files, once its folders and files are
+    checked (:func:`_check_node`) and every file its manifest names has the SHA-256 recorded
+    there, every file that is loaded (:data:`LOADED`) being named. Raises :class:`Tampered`
+    (or FileNotFoundError when the entry is gone, or replaced meanwhile)."""
+    before = os.lstat(entry)
+    try:
+        files = _files(entry)
+        try:
+            manifest = json.loads(files.pop(MANIFEST).read_bytes())
+            recorded = manifest["files"]
+            if manifest.get("name") != entry.name or not isinstance(recorded, dict):
+                raise ValueError(f"a manifest of {manifest.get('name')!r}")
+        except KeyError:
+            raise Tampered(f"{entry} has no manifest") from None
+        except (TypeError, ValueError) as err:
+            raise Tampered(f"{entry / MANIFEST} is not a manifest: {err}") from err
+        unnamed = sorted(r for r in files if r.endswith(LOADED) and r not in recorded)
+        if unnamed:
+            raise Tampered(f"{entry}: {unnamed} are not in its manifest")
+        kept = {}
+        for rel, digest in recorded.items():
+            if rel not in files:
+                raise Tampered(f"{entry}: {rel}, in its manifest, is missing")
+            data = files[rel].read_bytes()
+            if _digest(data) != digest:
+                raise Tampered(f"{entry / rel} does not match the SHA-256 recorded when it "
+                               "was written")
+            if rel.endswith((".py", ".json")):
+                kept[rel] = data
+    except (Tampered, FileNotFoundError):
+        with contextlib.suppress(OSError):
+            after = os.lstat(entry)
+            if (after.st_ino, after.st_dev) == (before.st_ino, before.st_dev):
+                raise
+        raise FileNotFoundError(f"{entry} was replaced while it was checked") from None
+    return kept
+
+
+def _discard(entry: Path, why: Exception) -> None:
+    """Log ``why`` and remove ``entry`` (tombstoned, then deleted): it is built again."""
+    log.warning("callback cache entry %s refused, removed and generated again: %s",
+                entry.name, why)
+    _remove(entry)
+
+
+def _seal(staging: Path, name: str) -> None:
+    """Make a staging entry's files 0600 and folders 0700, and record their SHA-256 in its
+    manifest (the marker's content is not hashed: only its mtime changes)."""
+    recorded = {}
+    for top, dirs, files in os.walk(staging):
+        for d in dirs:
+            os.chmod(Path(top, d), 0o700)
+        for f in files:
+            path = Path(top, f)
+            os.chmod(path, 0o600)
+            rel = path.relative_to(staging).as_posix()
+            if rel != MARKER:
+                recorded[rel] = _digest(path.read_bytes())
+    os.chmod(staging, 0o700)
+    _write(staging / MANIFEST, json.dumps({"name": name, "files": recorded}, indent=1,
+                                          sort_keys=True))
+
+
+def _publish(staging: Path, entry: Path) -> None:
+    """Move the sealed ``staging`` folder to ``entry``, replacing what is there (a process
+    that publishes the same entry meanwhile wins: ours is dropped)."""
+    _remove(entry)
+    try:
+        os.rename(staging, entry)
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def layout(shared: list) -> tuple[dict, int]:
@@ -317,31 +550,29 @@ def _write(path: Path, text: str) -> None:
         raise
 
 
-def _module(source: str | None, name: str):
-    """Import the generated module ``name`` from its entry's folder, writing ``source``
-    there first unless the file already holds it (``source`` None: load only; a missing
-    file raises FileNotFoundError)."""
-    path = folder() / name / f"{name}.py"
-    if source is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            same = path.read_text(encoding="utf-8") == source
-        except OSError:
-            same = False
-        if not same:
-            _write(path, source)
-    elif not path.is_file():
-        raise FileNotFoundError(path)
-    spec = importlib.util.spec_from_file_location(f"socialgradient_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+def _exec(source: bytes | str, path: Path):
+    """The generated module whose source is ``source`` (the bytes checked, never read again
+    from the file), as if imported from ``path`` (numba finds its cache beside it)."""
+    name = path.stem
+    module = types.ModuleType(f"socialgradient_{name}")
+    module.__file__ = str(path)
+    exec(compile(source, str(path), "exec"), module.__dict__)
     return module
 
 
 def _cfuncs(module):
-    """numba C callbacks of ``module``'s ``logp`` and ``expand`` (cached on disk)."""
+    """numba C callbacks of ``module``'s ``logp`` and ``expand`` (cached on disk in the
+    ``__pycache__`` beside the module's file; :class:`UnsafeCache` where numba would cache
+    them elsewhere)."""
     import numba
+    from numba.core.caching import FunctionCache
 
+    beside = os.path.normcase(os.path.join(os.path.dirname(module.__file__), "__pycache__"))
+    for fn in (module.logp, module.expand):
+        where = os.path.normcase(os.path.abspath(FunctionCache(fn).cache_path))
+        if where != beside:
+            raise UnsafeCache(f"numba would cache the callbacks in {where}, not in the private "
+                              f"{beside} (NUMBA_CACHE_DIR or NUMBA_CACHE_LOCATOR_CLASSES set?)")
     ptr, u64 = numba.types.CPointer(numba.types.double), numba.types.uint64
     logp_c = numba.cfunc(numba.types.int64(u64, ptr, ptr, ptr, numba.types.voidptr),
                          cache=True)(module.logp)
@@ -427,20 +658,30 @@ def _assemble(model, layout_: dict, shared: list, logp_c, expand_c, logp_pt=None
 def _cached(model: pm.Model, name: str):
     """The compiled model straight from the cache, without building PyTensor's functions
     (~1.3 s for England): the layout file says what they would give and numba loads the
-    callbacks. None when anything is missing or does not add up (then :func:`_fast` builds
-    them)."""
-    entry = folder() / name
+    callbacks. None when the entry is missing, refused (:func:`verify`: then discarded, with
+    a warning) or does not serve this model (then :func:`_fast` builds it)."""
+    entry = private_folder() / name
+    if not os.path.lexists(entry):
+        return None
     try:
-        layout_ = json.loads((entry / LAYOUT).read_text(encoding="utf-8"))
+        kept = verify(entry)
+    except Tampered as err:
+        _discard(entry, err)
+        return None
+    try:
+        layout_ = json.loads(kept[LAYOUT])
         _check_layout(layout_)
-    except (OSError, ValueError, _Mismatch):
+        source = kept[f"{name}.py"]
+    except (KeyError, ValueError, _Mismatch):
         return None
     data = {v.name: v for v in model.data_vars}
     if not set(layout_["shared"]) <= set(data):
         return None
-    try:
-        module = _module(None, name)  # LOGP/EXPAND stay None: only a cache hit can compile
+    module = _exec(source, entry / f"{name}.py")  # LOGP/EXPAND stay None: only a cache
+    try:  # hit can compile
         logp_c, expand_c = _cfuncs(module)
+    except UnsafeCache:
+        raise
     except Exception:  # gone meanwhile, or numba's typing error (LOGP is None): not in
         return None  # numba's cache
     _touch(entry)
@@ -471,10 +712,11 @@ def _fast(model: pm.Model, key: str):
 
 def _build(model: pm.Model, name: str):
     """Build PyTensor's functions with nutpie's ``_make_functions``, generate and compile
-    the callbacks into the entry ``name`` (numba caches them there), write the layout file,
-    mark the entry used and prune the cache."""
+    the callbacks in a private staging folder (numba caches them there), write the layout
+    file and the manifest, publish the folder as the entry ``name`` and prune the cache."""
     import nutpie.compile_pymc as cp
 
+    root = private_folder()
     free_names = [model.rvs_to_values[v].name for v in model.free_RVs]
     result = cp._make_functions(model, mode="NUMBA", compute_grad=True, join_expanded=True,
                                 pymc_initial_point_fn=_pymc_initial_point(model))
@@ -505,29 +747,43 @@ def _build(model: pm.Model, name: str):
     offsets, n_user = layout(shared)
     logp_arrays, logp_args = _arrays(offsets, logp_inputs)
     expand_arrays, expand_args = _arrays(offsets, expand_inputs)
-    module = _module(TEMPLATE.format(
+    source = TEMPLATE.format(
         n_dim=n_dim, n_expanded=n_expanded, n_user=n_user, logp_arrays=logp_arrays,
-        logp_args=logp_args, expand_arrays=expand_arrays, expand_args=expand_args), name)
-    module.LOGP, module.EXPAND = logp_jit, expand_jit
-    logp_c, expand_c = _cfuncs(module)
-    entry = folder() / name
-    if set(shared) <= set(model.data_vars):  # else only this path can serve
-        _write(entry / LAYOUT, json.dumps(layout_))
-    _touch(entry)
+        logp_args=logp_args, expand_arrays=expand_arrays, expand_args=expand_args)
+    keep = set(shared) <= set(model.data_vars)  # else only this path can serve
+    staging = Path(tempfile.mkdtemp(prefix=f"{STAGING}{name}-", dir=root))  # mode 0700
     try:
-        prune(keep=name)
-    except OSError as err:  # a full or read-only disk must not fail the fit
-        log.warning("could not prune the callback cache %s: %s", folder(), err)
+        path = staging / f"{name}.py"
+        _write(path, source)
+        (staging / "__pycache__").mkdir(mode=0o700)
+        module = _exec(source, path)
+        module.LOGP, module.EXPAND = logp_jit, expand_jit
+        logp_c, expand_c = _cfuncs(module)
+        if keep:
+            _write(staging / LAYOUT, json.dumps(layout_))
+            _touch(staging)
+            _seal(staging, name)
+            _publish(staging, root / name)
+    finally:
+        if staging.exists():  # not published (or another process's was)
+            shutil.rmtree(staging, ignore_errors=True)
+    if keep:
+        try:
+            prune(keep=name)
+        except OSError as err:  # a full or read-only disk must not fail the fit
+            log.warning("could not prune the callback cache %s: %s", root, err)
     return _assemble(model, layout_, shared, logp_c, expand_c, logp_pt, expand_pt)
 
 
 def _touch(entry: Path) -> None:
-    """Mark ``entry`` used now (its marker's mtime orders the pruning)."""
+    """Mark ``entry`` used now (its marker's mtime orders the pruning); the marker is made
+    private (0600) if it has to be created. An entry gone meanwhile: nothing to do."""
     marker = entry / MARKER
     try:
         os.utime(marker)
     except FileNotFoundError:
-        marker.touch()
+        with contextlib.suppress(FileNotFoundError):
+            os.close(os.open(marker, os.O_WRONLY | os.O_CREAT, 0o600))
 
 
 def limits() -> tuple[int, int]:
@@ -596,25 +852,25 @@ def entries() -> list[tuple[float, int, Path]]:
 
 def prune(keep: str | None = None) -> list[str]:
     """Remove the least recently used entries beyond :func:`limits` (never ``keep``), the
-    tombstones other processes left behind, and the earlier flat layout's loose files once
-    an hour old. Returns the names of the entries removed."""
+    tombstones other processes left behind, staging folders an hour old (a killed build's)
+    and the cache's earlier location in PyTensor's folder. Returns the names of the entries
+    removed."""
     max_entries, max_bytes = limits()
     where = folder()
     now = time.time()
+    _forget_old_location(where)
     try:
         paths = list(where.iterdir())
     except FileNotFoundError:
         return []
     for path in paths:
         try:
-            legacy = path.name == "__pycache__" or (
-                path.name.startswith(PREFIX) and path.suffix in {".py", ".json"})
             if path.name.startswith(TOMBSTONE):  # left by a process that died deleting it
                 if path.is_dir():  # (racing another rmtree is harmless)
                     shutil.rmtree(path, ignore_errors=True)
                 else:
                     path.unlink(missing_ok=True)
-            elif legacy and now - path.stat().st_mtime > LEGACY_AGE_S:
+            elif path.name.startswith(STAGING) and now - path.stat().st_mtime > STALE_S:
                 _remove(path)
         except FileNotFoundError:
             continue
@@ -631,6 +887,19 @@ def prune(keep: str | None = None) -> list[str]:
         log.info("pruned %d callback cache entries (bounds: %d entries, %.0f MB)",
                  len(removed), max_entries, max_bytes / 2**20)
     return removed
+
+
+def _forget_old_location(where: Path) -> None:
+    """Delete the cache's earlier location (``nutpie_callbacks`` in PyTensor's
+    ``base_compiledir``) unless the cache is there now."""
+    try:
+        old = _old_folder()
+        if not old.is_dir() or old.resolve() == Path(where).resolve():
+            return
+    except (ImportError, OSError):
+        return
+    _remove(old)
+    log.info("removed the callback cache's earlier location %s", old)
 
 
 def _pymc_initial_point(model: pm.Model):
