@@ -118,6 +118,8 @@ LEVELS = (95, 80)
 #: two England-sized national fits, but the LA effects' max R-hat was 1.012 and 1.015 (a WARN
 #: verdict): 1,000 draws per chain, so that the per-LA gradients meet the verdict's PASS too.
 SAMPLING = {"draws": 1000, "tune": 500, "chains": 4}
+#: What the tasks send to a running Dask cluster (the warning of socialgradient.clusters).
+SENDS = "the calibration's tasks and results (simulated data only)"
 #: Sampler options per model (the binomial as models/rereferrals.toml).
 TARGET_ACCEPT = {"national": None, "binomial": 0.9}
 BINOMIAL_STREAM = 13  # default_rng([seed, 13]): the binomial's LA effects and counts
@@ -367,16 +369,18 @@ def replicate_task(model: str, seed: int, cfg: dict, path: Path,
 
 def run(out_dir: Path, replicates: int = 100, model: str = "national", *, scale: float = 1.0,
         draws: int | None = None, tune: int | None = None, chains: int | None = None,
-        seed: int = 2021, scheduler=None, workers: int = 2, progressbar: bool = False) -> dict:
+        seed: int = 2021, scheduler=None, workers: int = 2, progressbar: bool = False,
+        dashboard: bool = False, security=None, insecure: bool = False) -> dict:
     """Run (or resume) the study: replicates ``seed .. seed + replicates - 1`` of ``model``,
-    each a task on the Dask cluster (:func:`socialgradient.suite.client`), then write
+    each a task on the Dask cluster (:func:`socialgradient.suite.client`; ``dashboard``,
+    ``security`` and ``insecure`` as :func:`socialgradient.clusters.target`), then write
     ``calibration.json``, ``calibration.md`` and ``calibration_sbc.png`` in ``out_dir``.
 
     Returns ``{"aggregate", "fitted", "up_to_date", "failed"}`` (the seeds fitted in this run,
     those read back, and ``{seed: error}`` for tasks that raised). A replicate whose task
     failed is left out of the aggregate and named in it; a FAIL verdict is not a failure.
     """
-    from socialgradient import suite
+    from socialgradient import clusters, suite
 
     _check_model(model)
     if replicates < 1:
@@ -390,6 +394,8 @@ def run(out_dir: Path, replicates: int = 100, model: str = "national", *, scale:
         raise ValueError(f"calibrate: draws x chains must be at least {SBC_DRAWS} (the SBC "
                          f"ranks thin {SBC_DRAWS} posterior draws)")
     cfg = config(model, scale, s["draws"], s["tune"], s["chains"])
+    cluster = clusters.target(scheduler, workers, dashboard=dashboard, security=security,
+                              insecure=insecure, sends=SENDS)
     seeds = list(range(seed, seed + replicates))
     results, fitted, up_to_date, failed = {}, [], [], {}
     todo = []
@@ -404,7 +410,7 @@ def run(out_dir: Path, replicates: int = 100, model: str = "national", *, scale:
              "after %d tuning)", model, len(seeds), len(up_to_date), len(todo), scale,
              s["chains"], s["draws"], s["tune"])
     if todo:
-        _run_tasks(model, todo, cfg, out_dir, scheduler, workers, progressbar, results,
+        _run_tasks(model, todo, cfg, out_dir, cluster, workers, progressbar, results,
                    fitted, up_to_date, failed, suite.client)
     agg = aggregate([results[sd] for sd in seeds if sd in results])
     agg["failed_tasks"] = {str(k): v for k, v in failed.items()}

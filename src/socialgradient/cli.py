@@ -134,10 +134,11 @@ def parser() -> argparse.ArgumentParser:
     su.add_argument("--data", type=Path, default=DEFAULT_DATA)
     su.add_argument("--out", type=Path, default=Path("out/suite"))
     su.add_argument("--scheduler", metavar="ADDRESS", help="fit on the running Dask cluster "
-                    "at this scheduler address (tcp://HOST:PORT); its workers must see --out "
-                    "at the same path (default: a local cluster)")
+                    "at this scheduler address (tls://HOST:PORT, or tcp:// on this machine); "
+                    "its workers must see --out at the same path (default: a local cluster)")
     su.add_argument("--workers", type=int, default=2, help="worker processes of the local "
                     "cluster (default 2; not with --scheduler)")
+    _cluster_args(su)
     _sampling_args(su)
 
     ca = sub.add_parser("calibrate", help="calibration study: coverage and SBC ranks over "
@@ -151,10 +152,11 @@ def parser() -> argparse.ArgumentParser:
     ca.add_argument("--scale", type=float, default=1.0, help="LSOAs per LA multiplier "
                     "(default 1.0: England-sized, 32,844 LSOAs in 150 LAs)")
     ca.add_argument("--scheduler", metavar="ADDRESS", help="run on the Dask cluster at this "
-                    "scheduler address (tcp://HOST:PORT); its workers must see --out at the "
-                    "same path (default: a local cluster)")
+                    "scheduler address (tls://HOST:PORT, or tcp:// on this machine); its "
+                    "workers must see --out at the same path (default: a local cluster)")
     ca.add_argument("--workers", type=int, default=2, help="worker processes of the local "
                     "cluster (default 2; not with --scheduler)")
+    _cluster_args(ca)
     ca.add_argument("--draws", type=int, help="draws per chain (default 1000)")
     ca.add_argument("--tune", type=int, help="tuning draws per chain (default 500)")
     ca.add_argument("--chains", type=int, help="chains (default 4)")
@@ -168,6 +170,35 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--figures", type=Path, default=Path("figures"), help="copy PNGs here")
     _sampling_args(r)
     return top
+
+
+def _cluster_args(p: argparse.ArgumentParser) -> None:
+    """The Dask options of suite and calibrate (:mod:`socialgradient.clusters`)."""
+    p.add_argument("--dashboard", action="store_true", help="start the local cluster's Dask "
+                   "dashboard, on 127.0.0.1 only, and print its URL (default: none)")
+    p.add_argument("--tls-ca-file", type=Path, metavar="PEM", help="for --scheduler "
+                   "tls://...: the CA certificate of the cluster (default: Dask's "
+                   "distributed.comm.tls.ca-file)")
+    p.add_argument("--tls-cert", type=Path, metavar="PEM", help="for --scheduler tls://...: "
+                   "this client's certificate (default: Dask's "
+                   "distributed.comm.tls.client.cert)")
+    p.add_argument("--tls-key", type=Path, metavar="PEM", help="for --scheduler tls://...: "
+                   "this client's private key (default: Dask's "
+                   "distributed.comm.tls.client.key, or in --tls-cert)")
+    p.add_argument("--insecure", action="store_true", help="allow --scheduler tcp:// to "
+                   "another host, the data crossing the network unencrypted (default: "
+                   "refused; docs/security.md)")
+
+
+def _cluster(args, **options):
+    """The Dask cluster that suite's or calibrate's options name, checked before any work
+    (:func:`socialgradient.clusters.target`)."""
+    from socialgradient import clusters
+
+    files = (args.tls_ca_file, args.tls_cert, args.tls_key)
+    security = clusters.tls_security(*files) if any(f is not None for f in files) else None
+    return clusters.target(args.scheduler, args.workers, dashboard=args.dashboard,
+                           security=security, insecure=args.insecure, **options)
 
 
 def _data_parser(sub) -> None:
@@ -506,12 +537,13 @@ def _dispatch(args) -> int:
         from socialgradient import outputs
 
         outputs.check_destination(args.out)
+        cluster = _cluster(args)  # before the table is read
         table = schema.read_table(args.data)
         truth_file = Path(args.data).with_name("truth.json")  # as `simulate` writes it
         truth = json.loads(truth_file.read_text(encoding="utf-8")) if truth_file.exists() \
             else None
         items = suite.run(args.models, table, args.out, progressbar=progress, truth=truth,
-                          scheduler=args.scheduler, workers=args.workers, draws=args.draws,
+                          scheduler=cluster, workers=args.workers, draws=args.draws,
                           tune=args.tune, chains=args.chains, seed=args.seed,
                           sampler=args.sampler)
         print(suite.headline(items))
@@ -575,12 +607,13 @@ def _calibrate(args) -> int:
     from socialgradient import outputs
 
     outputs.check_destination(args.out)  # before any replicate is simulated or fitted
+    cluster = _cluster(args, sends=calibrate.SENDS)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s",
                         datefmt="%H:%M:%S")
     logging.getLogger("distributed").setLevel(logging.WARNING)  # the cluster's chatter
     done = calibrate.run(args.out, args.replicates, args.model, scale=args.scale,
                          draws=args.draws, tune=args.tune, chains=args.chains, seed=args.seed,
-                         scheduler=args.scheduler, workers=args.workers)
+                         scheduler=cluster, workers=args.workers)
     print(calibrate.headline(done["aggregate"], args.model))
     print(f"wrote {args.out / 'calibration.json'}, {args.out / 'calibration.md'}")
     return 1 if done["failed"] else 0

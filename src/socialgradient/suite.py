@@ -21,7 +21,9 @@ as the embedded default has), and the records' own truth.
 
 The fits run as tasks on a Dask distributed cluster: by default a ``LocalCluster`` the suite
 starts (``workers`` processes of one thread each; nutpie samples the chains of a fit on its own
-threads), or a running cluster given by its scheduler address. Every table is built, checked
+threads; on 127.0.0.1 only, no dashboard unless asked), or a running cluster given by its
+scheduler address (``tls://``, or ``tcp://`` on this machine; :mod:`socialgradient.clusters`:
+the tables leave this process). Every table is built, checked
 and encoded here, in the main process, before anything is submitted. A task fits one spec and
 writes its output set itself, returning only the small summary, so ``OUT`` must be one folder
 that every worker sees at the same path (a shared filesystem for a remote cluster). The
@@ -34,7 +36,6 @@ and current (its worker died after the commit) returns that set's summary withou
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import time
@@ -44,11 +45,10 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import dask
 import pandas as pd
-from dask.distributed import Client, LocalCluster, as_completed
+from dask.distributed import Client, as_completed
 
-from socialgradient import aggregates, api, findings, fit, joint, outputs, report
+from socialgradient import aggregates, api, clusters, findings, fit, joint, outputs, report
 from socialgradient.files import atomic_write
 from socialgradient.spec import Spec, load_spec
 
@@ -121,33 +121,18 @@ def cost(data, spec: Spec) -> int:
     return rows * s.chains * (s.draws + s.tune)
 
 
-@contextlib.contextmanager
-def client(scheduler: str | Client | None = None, workers: int = 2):
-    """A Dask client: ``scheduler`` itself if it is a :class:`~dask.distributed.Client`
-    (left open), else of the running cluster at ``scheduler`` (``tcp://HOST:PORT``), or of a
-    ``LocalCluster`` of ``workers`` single-threaded processes, closed on exit.
-
-    The local workers are started non-daemonic (``distributed.worker.daemon: False``, kept
-    for the cluster's life, as a restarted worker reads it again), so a sampler may start
-    processes of its own; nutpie needs none (it samples on threads).
-    """
-    if isinstance(scheduler, Client):
-        yield scheduler
-        return
-    if scheduler:
-        with Client(scheduler) as c:
-            yield c
-        return
-    with (dask.config.set({"distributed.worker.daemon": False}),
-          # dashboard (HTTP) on a free port: the default 8787 may be taken by another
-          LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                       dashboard_address=":0") as cluster,
-          Client(cluster) as c):
-        yield c
+def client(scheduler: str | Client | None = None, workers: int = 2, **options):
+    """A Dask client (:func:`socialgradient.clusters.client`): ``scheduler`` itself if it is
+    a :class:`~dask.distributed.Client` (left open), else of the running cluster at
+    ``scheduler`` (``tls://HOST:PORT``, or ``tcp://`` to this machine or with
+    ``insecure=True``), or of a ``LocalCluster`` of ``workers`` single-threaded processes on
+    127.0.0.1 (no dashboard unless ``dashboard=True``), closed on exit."""
+    return clusters.client(scheduler, workers, **options)
 
 
 def run(models_dir: Path, table: pd.DataFrame, out_dir: Path, progressbar: bool = False,
         truth: dict | None = None, *, scheduler: str | Client | None = None, workers: int = 2,
+        dashboard: bool = False, security=None, insecure: bool = False,
         **sampling) -> list[Item]:
     """Fit every spec in ``models_dir`` (``sampling`` overrides, e.g. ``draws=``, apply to
     all), write ``out_dir/<name>/``, ``suite.csv``, ``findings.csv`` and ``findings.md``.
@@ -157,11 +142,15 @@ def run(models_dir: Path, table: pd.DataFrame, out_dir: Path, progressbar: bool 
     against its specs and encoded before anything is fitted, so a table that lacks a spec's
     outcome fails at once, with no fit run. The fits run on the Dask cluster at ``scheduler``
     (an address or a client; its workers must see ``out_dir`` at the same path), or on a
-    ``LocalCluster`` of ``workers`` processes. A fit that fails does not stop the others;
+    ``LocalCluster`` of ``workers`` processes (:mod:`socialgradient.clusters`: ``dashboard``,
+    and ``security``/``insecure`` for a running one, checked before anything is built). A
+    fit that fails does not stop the others;
     its error is raised once they are done (their output sets are kept, so a rerun resumes),
     and ``suite.csv`` is then not written.
     """
     out_dir = Path(out_dir).resolve()  # the workers' working folders may differ from ours
+    cluster = clusters.target(scheduler, workers, dashboard=dashboard, security=security,
+                              insecure=insecure)
     specs = [(path, spec.replace(**sampling) if spec else None, why)
              for path, spec, why in national_specs(models_dir)]
     if not any(spec for _, spec, _ in specs):
@@ -191,7 +180,7 @@ def run(models_dir: Path, table: pd.DataFrame, out_dir: Path, progressbar: bool 
             todo.append((cost(data[path], spec), path, spec, digest))
     if todo:
         todo.sort(key=lambda t: t[0], reverse=True)
-        errors = _run_tasks(todo, data, out_dir, progressbar, done, scheduler, workers)
+        errors = _run_tasks(todo, data, out_dir, progressbar, done, cluster, workers)
         if errors:
             raise errors[0]
     items = [done[path] for path, _, _ in specs]
@@ -206,7 +195,7 @@ def run(models_dir: Path, table: pd.DataFrame, out_dir: Path, progressbar: bool 
 
 
 def _run_tasks(todo, data, out_dir: Path, progressbar: bool, done: dict,
-               scheduler: str | Client | None, workers: int) -> list[BaseException]:
+               scheduler: clusters.Target, workers: int) -> list[BaseException]:
     """Submit ``todo`` (longest first, highest priority first), fill ``done`` as the tasks
     finish, and return the errors of those that failed."""
     errors = []
