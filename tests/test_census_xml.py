@@ -207,7 +207,7 @@ def test_cli_census_write_and_aggregate(tmp_path, capsys):
     out = tmp_path / "r"
     las = ["E06000001", "E06000002", "E06000003"]
     assert cli.main(["census", "write", "--out", str(out), "--seed", "5", "--scale", "0.05",
-                     "--la", *las]) == 0
+                     "--la", ",".join(las)]) == 0
     # census write: record-level inputs, all under internal/ of a verified set
     written = outputs.verify(out)
     assert not [f for f in written["files"] if f.startswith("release/") and
@@ -260,7 +260,7 @@ def test_killing_census_aggregate_keeps_a_whole_set(tmp_path):
 
     out = tmp_path / "r"
     assert cli.main(["census", "write", "--out", str(out), "--seed", "5", "--scale", "0.05",
-                     "--la", "E06000001", "E06000002"]) == 0
+                     "--la", "E06000001", "--la", "E06000002"]) == 0
     inputs = out / "internal"
     table = tmp_path / "t"
     args = ["-m", "socialgradient.cli", "census", "aggregate", str(out), "--child-lsoa",

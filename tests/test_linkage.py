@@ -114,8 +114,7 @@ def test_aggregates_meet_the_input_contract(recs):
 
 
 def test_cli_simulate_records_is_deterministic(tmp_path):
-    args = ["simulate", "--seed", "4", "--scale", "0.02", "--records", "--years", "2019",
-            "2020"]
+    args = ["simulate", "--seed", "4", "--scale", "0.02", "--records", "--years", "2019,2020"]
     assert cli.main([*args, "--out", str(tmp_path / "a")]) == 0
     assert cli.main([*args, "--out", str(tmp_path / "b")]) == 0
     for name in ("children", "episodes", "factors", "population", "lsoa_age_band"):

@@ -1,6 +1,5 @@
-"""Command line: ``socialgradient simulate | fit | run`` (over 400 lines because it holds
-the argument parser of every command; each command's
-work lives in its own module and is only dispatched from here.)
+"""The ``socialgradient`` command: its argument parser, and the dispatch of each command
+to the module that does the work.
 
 * ``simulate --out DIR [--seed N] [--scale F]``: write a synthetic England (Parquet + truth).
 * ``fit DATA --outcome COL --out DIR [--family ...] [--draws N] ...``: fit the national
@@ -21,6 +20,11 @@ Every command that writes results writes an output set (:mod:`socialgradient.out
 * ``run``: the main job. Fits the national negative-binomial model of referrals on the
   embedded default data, plus the Poisson model for a LOO comparison, and prints the
   headline table and verdict.
+
+The parser follows the usual conventions: every option has help and shows its default;
+``-q`` goes before or after the command; list options repeat (``--strata a --strata b``)
+or take a comma list (``--strata a,b``), never several words, so a positional argument
+after them stays one; each command offers only the options it uses.
 """
 
 from __future__ import annotations
@@ -43,132 +47,241 @@ log = logging.getLogger(__name__)
 DEFAULT_DATA = resources.path("data", "neighbourhoods.parquet")
 DEFAULT_SPEC = resources.path("models", "national_referrals.toml")
 
+DESCRIPTION = """\
+The social gradient in children's social care: Bayesian multilevel models (PyMC) of how
+referrals, plans and other outcomes of children's social care rise with neighbourhood
+deprivation, within and between local authorities. Each command that writes results
+writes an output set: release/ (through the disclosure gate, safe to publish), internal/
+(not for release) and MANIFEST.json."""
 
-def _sampling_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--family", choices=FAMILIES, help="default: the spec's (negbin)")
+EPILOG = """\
+examples:
+  socialgradient run                                   the main job on the embedded data
+  socialgradient simulate --out synth --scale 0.2      a synthetic England with known truth
+  socialgradient fit synth/neighbourhoods.parquet --outcome referrals --out out/referrals
+  socialgradient fit TABLE --outcome referrals --strata age_band --strata gender --out DIR
+  socialgradient -q suite --out out/suite --draws 500  every spec of models/, quietly
+
+Each command has its own help: socialgradient COMMAND --help. Progress lines go to
+stderr (-q keeps warnings and errors only), results to stdout; exit status 0 on success,
+1 when the diagnostics verdict is FAIL, 2 on an error in the input."""
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions as written (lists, examples), and every option's default appended to
+    its help ("(default: X)") where it has one: not None, False or an empty list."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if ("%(default)" in text or default is None or default is False
+                or default is argparse.SUPPRESS or default == []
+                or not (action.option_strings or action.nargs in ("?", "*"))):
+            return text
+        shown = ",".join(map(str, default)) if isinstance(default, list | tuple) else default
+        return f"{text} (default: {str(shown).replace('%', '%%')})"
+
+
+class ListOption(argparse.Action):
+    """A list option that repeats (``--strata a --strata b``) or takes a comma list
+    (``--strata a,b``), one word at a time, so it never takes a positional argument after
+    it as one of its items (as ``nargs="+"`` does). ``item`` converts each item (e.g.
+    ``int``); a default list is replaced, not extended, by the first value given."""
+
+    def __init__(self, option_strings, dest, item=str, **kwargs):
+        self.item = item
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        current = getattr(namespace, self.dest, None)
+        items = [] if current is None or current is self.default else list(current)
+        for part in str(values).split(","):
+            part = part.strip()
+            try:
+                if not part:
+                    raise ValueError
+                items.append(self.item(part))
+            except ValueError:
+                kind = "" if self.item is str else f" {self.item.__name__}"
+                raise argparse.ArgumentError(
+                    self, f"invalid{kind} item {part!r} in {values!r} (repeat the option or "
+                    "give a comma list: a,b)") from None
+        setattr(namespace, self.dest, items)
+
+
+def _options(*adders, title: str | None = None) -> argparse.ArgumentParser:
+    """A parent parser of shared options (``parents=``): each command takes only the groups
+    of options it uses. With a ``title`` they are shown in their own section of the help."""
+    p = argparse.ArgumentParser(add_help=False)
+    group = p.add_argument_group(title) if title else p
+    for add in adders:
+        add(group)
+    return p
+
+
+def _quiet(p: argparse.ArgumentParser, default=argparse.SUPPRESS) -> None:
+    # SUPPRESS on the commands: `-q` before the command (the top parser's) is not reset by
+    # the command's own parser when it is not given after it too.
+    p.add_argument("-q", "--quiet", action="store_true", default=default,
+                   help="no progress lines on stderr (warnings and errors only); the "
+                   "command's results still go to stdout")
+
+
+def _family(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--family", choices=FAMILIES, help="likelihood (default: the spec's, "
+                   "negbin without one)")
+
+
+def _sampling(p: argparse.ArgumentParser) -> None:
     p.add_argument("--draws", type=int, help="draws per chain (default: the spec's)")
-    p.add_argument("--tune", type=int, help="tuning draws per chain")
-    p.add_argument("--chains", type=int)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--sampler", choices=SAMPLERS)
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--tune", type=int, help="tuning draws per chain (default: the spec's)")
+    p.add_argument("--chains", type=int, help="chains (default: the spec's)")
+    p.add_argument("--seed", type=int, help="random seed (default: the spec's)")
+    p.add_argument("--sampler", choices=SAMPLERS, help="NUTS sampler (default: the spec's)")
+
+
+def _progress(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-progress", action="store_true", help="hide the sampler's progress "
+                   "bar")
 
 
 def parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for documentation and tests)."""
-    top = argparse.ArgumentParser(prog="socialgradient", description=__doc__.split("\n")[0])
+    top = argparse.ArgumentParser(prog="socialgradient", description=DESCRIPTION,
+                                  epilog=EPILOG, formatter_class=HelpFormatter)
     top.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    top.add_argument("-q", "--quiet", action="store_true",
-                     help="no progress lines on stderr (warnings and errors only); the "
-                     "command's results still go to stdout")
-    sub = top.add_subparsers(dest="command", required=True)
+    _quiet(top, default=False)
+    quiet = _options(_quiet)
+    overrides = "model and sampling (override the spec's)"
+    spec_run = _options(_family, _sampling, _progress, title=overrides)  # fit, panel, run
+    sub = top.add_subparsers(dest="command", required=True, title="commands",
+                             metavar="COMMAND", help="one of:")
 
-    sim = sub.add_parser("simulate", help="write a synthetic England with known truth")
-    sim.add_argument("--out", type=Path, required=True)
-    sim.add_argument("--seed", type=int, default=2021)
+    def command(name: str, help: str, parents=(quiet,)) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".",
+                              parents=list(parents), formatter_class=HelpFormatter)
+
+    r = command("run", "the main job: the national referrals model on the embedded data, "
+                "with a LOO comparison", (quiet, spec_run))
+    r.add_argument("--data", type=Path, default=DEFAULT_DATA, help="neighbourhood table")
+    r.add_argument("--spec", type=Path, default=DEFAULT_SPEC, help="TOML spec; the other "
+                   "options override its values")
+    r.add_argument("--out", type=Path, default=Path("out"), help="output folder (an output "
+                   "set)")
+    r.add_argument("--figures", type=Path, default=Path("figures"), help="copy the PNGs here")
+
+    sim = command("simulate", "write a synthetic England with known truth")
+    sim.add_argument("--out", type=Path, required=True, help="output folder")
+    sim.add_argument("--seed", type=int, default=2021, help="random seed")
     sim.add_argument("--scale", type=float, default=1.0, help="LSOAs per LA multiplier")
-    sim.add_argument("--years", type=int, nargs="+", help="collection years (with --records; "
+    sim.add_argument("--years", action=ListOption, item=int, metavar="YEAR",
+                     help="collection years, repeated or a comma list (with --records; "
                      "default 2019)")
     sim.add_argument("--geography", type=Path, help="real LSOA table (lsoa, la, income, "
-                     "children, rural; CSV or Parquet) instead of synthetic LSOAs (with --records)")
+                     "children, rural; CSV or Parquet) instead of synthetic LSOAs (with "
+                     "--records)")
     sim.add_argument("--records", action="store_true", help="also write CIN-Census-shaped "
                      "child-level tables and the LSOA x age-band aggregate")
 
-    f = sub.add_parser("fit", help="fit the national model to a neighbourhood table")
+    f = command("fit", "fit the national model to a neighbourhood table", (quiet, spec_run))
     f.add_argument("data", type=Path, help="CSV or Parquet neighbourhood table, or the "
                    "output folder of data build / census aggregate|extract")
     f.add_argument("--outcome", required=True, help="count column to model")
-    f.add_argument("--out", type=Path, required=True)
-    f.add_argument("--spec", type=Path, help="TOML spec; flags override its values")
+    f.add_argument("--out", type=Path, required=True, help="output folder (an output set)")
+    f.add_argument("--spec", type=Path, help="TOML spec; the other options override its "
+                   "values")
     f.add_argument("--stratum", help="column splitting LSOAs into cells (e.g. age_band)")
-    f.add_argument("--strata", nargs="+", metavar="COL", help="several stratum columns (e.g. "
-                   "age_band gender): cells of their combinations, offsets per column")
+    f.add_argument("--strata", action=ListOption, metavar="COL", help="several stratum "
+                   "columns, repeated or a comma list (e.g. --strata age_band --strata "
+                   "gender): cells of their combinations, offsets per column")
     f.add_argument("--stratum-trend", help="numeric cell column (e.g. age): a trend in the "
                    "rate and in the gradient per unit of it")
-    f.add_argument("--exposure", help="the offset's column (default children; e.g. "
-                   "person-days at risk)")
+    f.add_argument("--exposure", help="the offset's column (default: the spec's, children; "
+                   "e.g. person-days at risk)")
     f.add_argument("--trials", help="binomial: the column of trials (e.g. referrals, for "
                    "re-referrals out of referrals); use with --family binomial")
-    f.add_argument("--neighbourhood-moderator", action="append", dest="neighbourhood_moderators",
-                   metavar="COL", help="table column entering as a main effect and an "
-                   "interaction with within-LA deprivation (repeatable)")
-    f.add_argument("--la-data", help="LA table (one row per LA, column la) of the LA moderators")
-    f.add_argument("--la-moderator", action="append", dest="la_moderators", metavar="COL",
+    f.add_argument("--neighbourhood-moderator", action=ListOption,
+                   dest="neighbourhood_moderators", metavar="COL", help="table column "
+                   "entering as a main effect and an interaction with within-LA deprivation "
+                   "(repeated or a comma list)")
+    f.add_argument("--la-data", help="LA table (one row per LA, column la) of the LA "
+                   "moderators")
+    f.add_argument("--la-moderator", action=ListOption, dest="la_moderators", metavar="COL",
                    help="column of --la-data entering the means of the LA intercept and "
-                   "slope (repeatable)")
-    f.add_argument("--la-effects", choices=LA_EFFECTS,
-                   help="LA-effect geometry (default auto: per LA, by information)")
-    f.add_argument("--target-accept", type=float, help="NUTS target acceptance (default 0.8)")
-    f.add_argument("--prior", action="append", default=[], metavar="NAME=SCALE",
+                   "slope (repeated or a comma list)")
+    f.add_argument("--la-effects", choices=LA_EFFECTS, help="LA-effect geometry (default: "
+                   "the spec's, auto: per LA, by information)")
+    f.add_argument("--target-accept", type=float, help="NUTS target acceptance (default: "
+                   "the spec's, 0.8)")
+    f.add_argument("--prior", action="append", metavar="NAME=SCALE",
                    help="a prior scale, as in the spec's [priors] table (repeatable)")
     f.add_argument("--allow-fail", action="store_true", help="exit 0 even when the "
-                   "diagnostics verdict is FAIL (default: exit 1, outputs still written)")
-    _sampling_args(f)
+                   "diagnostics verdict is FAIL (without it: exit 1, outputs still written)")
 
-    _data_parser(sub)
-    _census_parser(sub)
+    _data_parser(command("data", "public source files: build the neighbourhood table"), quiet)
+    _census_parser(command("census", "CIN Census XML returns and flat extracts -> "
+                           "neighbourhood table"), quiet)
 
-    pn = sub.add_parser("panel", help="between-LA gradient on the real DfE tables (LA x year)")
+    pn = command("panel", "the between-LA gradient on the real DfE tables (LA x year)",
+                 (quiet, spec_run))
     pn.add_argument("shared_dir", type=Path, help="shared data folder (dfe_csc/, "
                     "population_la/, iod2019/, la_lookups/, ruc2011/, boundaries/)")
-    pn.add_argument("--measure", choices=["referrals", "cin", "cpp_starts", "cla"])
-    pn.add_argument("--out", type=Path, required=True)
+    pn.add_argument("--measure", choices=["referrals", "cin", "cpp_starts", "cla"],
+                    help="the DfE measure (default: the spec's, referrals)")
+    pn.add_argument("--out", type=Path, required=True, help="output folder (an output set)")
     pn.add_argument("--spec", type=Path, help="TOML spec (default models/la_panel_MEASURE"
-                    ".toml if present); flags override its values")
-    _sampling_args(pn)
+                    ".toml if present); the other options override its values")
 
-    rp = sub.add_parser("report", help="rebuild a saved fit's output set (no refitting)")
+    rp = command("report", "rebuild a saved fit's output set (no refitting)")
     rp.add_argument("fit", type=Path, help="an output folder written by fit, run or suite "
                     "(its internal/posterior.nc is used), or a posterior.nc")
-    rp.add_argument("--out", type=Path, required=True)
+    rp.add_argument("--out", type=Path, required=True, help="output folder (an output set)")
     rp.add_argument("--threshold", type=int, default=10,
-                    help="disclosure: suppress counts below this (default 10; lower needs "
-                    "--override)")
+                    help="disclosure: suppress counts below this (lower needs --override)")
     rp.add_argument("--round-to", type=int, help="disclosure: round visible counts to this")
     rp.add_argument("--override", metavar="REASON", help="reason for a threshold below the "
                     "default (logged in release/disclosure_log.jsonl)")
 
-    su = sub.add_parser("suite", help="fit every national spec in models/ (resumable)")
+    su = command("suite", "fit every national spec in models/ (resumable)",
+                 (quiet, _options(_sampling, _progress, title=overrides)))  # no --family:
+    # each spec names its family
     su.add_argument("--models", type=Path, default=resources.root("models"),
                     help="folder of *.toml specs")
-    su.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    su.add_argument("--out", type=Path, default=Path("out/suite"))
+    su.add_argument("--data", type=Path, default=DEFAULT_DATA, help="neighbourhood table")
+    su.add_argument("--out", type=Path, default=Path("out/suite"), help="output folder")
     su.add_argument("--scheduler", metavar="ADDRESS", help="fit on the running Dask cluster "
                     "at this scheduler address (tls://HOST:PORT, or tcp:// on this machine); "
                     "its workers must see --out at the same path (default: a local cluster)")
     su.add_argument("--workers", type=int, default=2, help="worker processes of the local "
-                    "cluster (default 2; not with --scheduler)")
+                    "cluster; not with --scheduler")
     _cluster_args(su)
-    _sampling_args(su)
 
-    ca = sub.add_parser("calibrate", help="calibration study: coverage and SBC ranks over "
-                        "simulated England-sized data sets (resumable)")
-    ca.add_argument("--out", type=Path, required=True)
+    ca = command("calibrate", "calibration study: coverage and SBC ranks over simulated "
+                 "England-sized data sets (resumable)")
+    ca.add_argument("--out", type=Path, required=True, help="output folder")
     ca.add_argument("--replicates", type=int, default=100, help="simulated data sets "
-                    "(default 100; seeds SEED .. SEED + REPLICATES - 1)")
+                    "(seeds SEED .. SEED + REPLICATES - 1)")
     ca.add_argument("--model", choices=("national", "binomial"), default="national",
                     help="national: negative binomial referrals; binomial: re-referrals out "
-                    "of referrals (default national)")
-    ca.add_argument("--scale", type=float, default=1.0, help="LSOAs per LA multiplier "
-                    "(default 1.0: England-sized, 32,844 LSOAs in 150 LAs)")
+                    "of referrals")
+    ca.add_argument("--scale", type=float, default=1.0, help="LSOAs per LA multiplier (1.0: "
+                    "England-sized, 32,844 LSOAs in 150 LAs)")
     ca.add_argument("--scheduler", metavar="ADDRESS", help="run on the Dask cluster at this "
                     "scheduler address (tls://HOST:PORT, or tcp:// on this machine); its "
                     "workers must see --out at the same path (default: a local cluster)")
     ca.add_argument("--workers", type=int, default=2, help="worker processes of the local "
-                    "cluster (default 2; not with --scheduler)")
+                    "cluster; not with --scheduler")
     _cluster_args(ca)
     ca.add_argument("--draws", type=int, help="draws per chain (default 1000)")
     ca.add_argument("--tune", type=int, help="tuning draws per chain (default 500)")
     ca.add_argument("--chains", type=int, help="chains (default 4)")
-    ca.add_argument("--seed", type=int, default=2021, help="first replicate's seed "
-                    "(default 2021)")
+    ca.add_argument("--seed", type=int, default=2021, help="first replicate's seed")
 
-    r = sub.add_parser("run", help="the main job on the embedded default data")
-    r.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    r.add_argument("--spec", type=Path, default=DEFAULT_SPEC)
-    r.add_argument("--out", type=Path, default=Path("out"))
-    r.add_argument("--figures", type=Path, default=Path("figures"), help="copy PNGs here")
-    _sampling_args(r)
+    vf = command("verify", "check an output set, read-only: every file listed in its "
+                 "manifest with its SHA-256, none unlisted, no link or special file, no "
+                 "pending commit; exit 0 with a summary, else 1 naming each problem")
+    vf.add_argument("dir", type=Path, help="the output folder (MANIFEST.json, release/, "
+                    "internal/)")
     return top
 
 
@@ -201,11 +314,11 @@ def _cluster(args, **options):
                            security=security, insecure=args.insecure, **options)
 
 
-def _data_parser(sub) -> None:
-    d = sub.add_parser("data", help="public source files: build the neighbourhood table")
-    dsub = d.add_subparsers(dest="data_command", required=True)
+def _data_parser(d: argparse.ArgumentParser, quiet: argparse.ArgumentParser) -> None:
+    dsub = d.add_subparsers(dest="data_command", required=True, title="commands",
+                            metavar="COMMAND", help="one of:")
     b = dsub.add_parser("build", help="neighbourhood table of every English LSOA, with a "
-                        "linkage report")
+                        "linkage report", parents=[quiet], formatter_class=HelpFormatter)
     b.add_argument("shared_dir", type=Path, help="shared data folder (iod2019/, la_lookups/, "
                    "ruc2011/)")
     _table_out_args(b)
@@ -224,7 +337,7 @@ def _table_out_args(p: argparse.ArgumentParser) -> None:
                    "table, unprotected, not for release (fit DIR reads it); release/ the "
                    "counts per LA through the disclosure gate, with disclosure_log.jsonl")
     p.add_argument("--format", choices=("parquet", "csv", "csv.gz"), default="parquet",
-                   help="format of internal/neighbourhoods.* (default parquet)")
+                   help="format of internal/neighbourhoods.*")
     p.add_argument("--report", type=Path, help="also copy the read + linkage report here "
                    "(JSON; always in DIR/internal/linkage_report.json; names LSOAs: keep it "
                    "in the secure environment)")
@@ -233,21 +346,26 @@ def _table_out_args(p: argparse.ArgumentParser) -> None:
                    "(not for release)'); release/ is always gated")
 
 
-def _census_parser(sub) -> None:
-    c = sub.add_parser("census", help="CIN Census XML returns and flat extracts -> "
-                       "neighbourhood table")
-    csub = c.add_subparsers(dest="census_command", required=True)
-    w = csub.add_parser("write", help="simulate records and write them as CIN Census XML "
-                        "returns (one per LA per year, valid against the year's DfE XSD) with "
-                        "child_lsoa.csv, looked_after.csv, cin_plans.csv, "
-                        "population.parquet and geography.parquet")
+def _census_parser(c: argparse.ArgumentParser, quiet: argparse.ArgumentParser) -> None:
+    csub = c.add_subparsers(dest="census_command", required=True, title="commands",
+                            metavar="COMMAND", help="one of:")
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return csub.add_parser(name, help=help, parents=[quiet],
+                               formatter_class=HelpFormatter)
+
+    w = command("write", "simulate records and write them as CIN Census XML returns (one "
+                "per LA per year, valid against the year's DfE XSD) with child_lsoa.csv, "
+                "looked_after.csv, cin_plans.csv, population.parquet and geography.parquet")
     w.add_argument("--out", type=Path, required=True, help="output folder: an output set "
                    "whose internal/ holds every file (record-level inputs, not for release); "
                    "census aggregate DIR reads it")
-    w.add_argument("--seed", type=int, default=2021)
-    w.add_argument("--scale", type=float, default=1.0)
-    w.add_argument("--years", type=int, nargs="+", default=[2019])
-    w.add_argument("--la", nargs="+", help="only these LA codes")
+    w.add_argument("--seed", type=int, default=2021, help="random seed")
+    w.add_argument("--scale", type=float, default=1.0, help="LSOAs per LA multiplier")
+    w.add_argument("--years", action=ListOption, item=int, default=[2019], metavar="YEAR",
+                   help="collection years, repeated or a comma list")
+    w.add_argument("--la", action=ListOption, metavar="CODE", help="only these LA codes, "
+                   "repeated or a comma list (default: every LA)")
 
     def common(p):
         p.add_argument("--geography", type=Path, required=True, help="LSOA lookup: lsoa, la, "
@@ -256,12 +374,13 @@ def _census_parser(sub) -> None:
                        "age_band, gender, ethnicity, children (default: the geography's "
                        "children, no strata)")
         _table_out_args(p)
-        p.add_argument("--by", nargs="*", default=[], help="strata (age_band, gender, "
-                       "ethnicity, year); default none")
+        p.add_argument("--by", action=ListOption, default=[], metavar="COL", help="strata "
+                       "(age_band, gender, ethnicity, year), repeated or a comma list "
+                       "(default: none)")
         p.add_argument("--errors", choices=("raise", "report"), default="raise",
                        help="a record problem stops the run (raise) or is reported")
 
-    a = csub.add_parser("aggregate", help="XML returns -> linked LSOA counts")
+    a = command("aggregate", "XML returns -> linked LSOA counts")
     a.add_argument("returns", type=Path, nargs="+", help="XML files or folders of them "
                    "(census write's output folder: its internal/)")
     a.add_argument("--child-lsoa", type=Path, required=True, help="la, child_id (LAchildID), "
@@ -278,7 +397,7 @@ def _census_parser(sub) -> None:
                    help="XSD validation of each return: when a schema is at hand (auto), "
                    "required (yes) or off (no)")
     common(a)
-    e = csub.add_parser("extract", help="flat child-level table -> linked LSOA counts")
+    e = command("extract", "flat child-level table -> linked LSOA counts")
     e.add_argument("extract", type=Path, help="CSV or Parquet, one row per referral")
     e.add_argument("--mapping", type=Path, required=True, help="TOML column mapping")
     common(e)
@@ -486,10 +605,29 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def _verify(args) -> int:
+    """``verify DIR``: :func:`socialgradient.outputs.check`, nothing recovered or changed."""
+    from socialgradient import outputs
+
+    manifest, problems = outputs.check(args.dir)
+    if problems:
+        print(f"{args.dir}: not a whole, clean output set ({len(problems)} problem(s)):",
+              file=sys.stderr)
+        for problem in problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return 1
+    print(outputs.summary(args.dir, manifest))
+    return 0
+
+
 def _dispatch(args) -> int:
+    from socialgradient import outputs
     from socialgradient.data import schema
     from socialgradient.data.synthetic import england
 
+    outputs.check_args(args)  # no output on or in an input, none in a release/ or internal/
+    if args.command == "verify":
+        return _verify(args)
     if args.command == "data":
         return _data(args)
     if args.command == "census":
@@ -530,8 +668,6 @@ def _dispatch(args) -> int:
     if args.command == "suite":
         from socialgradient import suite
 
-        if args.family:
-            raise ValueError("suite: each spec names its family; --family is not used here")
         if args.workers < 1:
             raise ValueError(f"suite: --workers must be at least 1, got {args.workers}")
         from socialgradient import outputs
@@ -563,7 +699,7 @@ def _dispatch(args) -> int:
             neighbourhood_moderators=args.neighbourhood_moderators,
             la_data=str(Path(args.la_data).resolve()) if args.la_data else None,
             la_moderators=args.la_moderators, la_effects=args.la_effects,
-            target_accept=args.target_accept, priors=_priors(args.prior) or None,
+            target_accept=args.target_accept, priors=_priors(args.prior or []) or None,
         )
         result = _fit_and_write(schema.read_table(args.data), spec, args.out, progress,
                                 compare=False)
@@ -598,8 +734,6 @@ def _dispatch(args) -> int:
 
 def _calibrate(args) -> int:
     """``calibrate``: the calibration study (:mod:`socialgradient.calibrate`)."""
-    import logging
-
     from socialgradient import calibrate
 
     if args.workers < 1:
@@ -608,8 +742,8 @@ def _calibrate(args) -> int:
 
     outputs.check_destination(args.out)  # before any replicate is simulated or fitted
     cluster = _cluster(args, sends=calibrate.SENDS)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s",
-                        datefmt="%H:%M:%S")
+    # The package's lines are shown by main's progress.configure (a root handler as well,
+    # as logging.basicConfig here added, printed each of them twice).
     logging.getLogger("distributed").setLevel(logging.WARNING)  # the cluster's chatter
     done = calibrate.run(args.out, args.replicates, args.model, scale=args.scale,
                          draws=args.draws, tune=args.tune, chains=args.chains, seed=args.seed,

@@ -182,14 +182,19 @@ def sample(model: pm.Model, s: Sampling, progressbar: bool = True, **nuts):
     """
     if s.sampler == "numpyro":
         require_numpyro()
+    # a line when each step starts, not only when it ends: compiling can take half a minute
+    what = f"{s.chains} chains x {s.draws} draws ({s.tune} tuning) with {s.sampler}"
     start = time.perf_counter()
     if s.sampler == "nutpie":
         import nutpie
 
+        log.info("compiling the model for nutpie ...")
         compiled, reused = compiled_module.compile_nutpie(model)
         compile_seconds = time.perf_counter() - start
-        if reused:
-            log.info("reusing this process's compilation of a model of the same structure")
+        log.info("compiled the model for nutpie: %.1f s%s", compile_seconds,
+                 " (reusing this process's compilation of a model of the same structure)"
+                 if reused else "")
+        log.info("sampling %s ...", what)
         start = time.perf_counter()
         tree = nutpie.sample(
             compiled,
@@ -203,6 +208,7 @@ def sample(model: pm.Model, s: Sampling, progressbar: bool = True, **nuts):
         )
     else:
         compile_seconds = float("nan")
+        log.info("sampling %s (compiling the model first) ...", what)
         with model:
             tree = pm.sample(
                 draws=s.draws,
