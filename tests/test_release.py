@@ -45,37 +45,53 @@ def tiny_table(seed: int = 0, n_la: int = 5, per_la: int = 6) -> pd.DataFrame:
     return t
 
 
-def published_constraints(out: Path, table: pd.DataFrame):
-    """What a reader of release/ knows, as linear constraints on the LSOA counts."""
+def published_constraints(out: Path, table: pd.DataFrame, exact: bool = False):
+    """What a reader of release/ knows, as linear constraints on the LSOA counts: each
+    visible total within the perturbation's bound (``MAX_NOISE``, in the log) and its
+    rounding interval; with ``exact``, as if the totals were published unperturbed (the
+    true values), the model the gate's check uses. Rows, lower and upper bounds, and the
+    hidden totals (name, row, true value)."""
     las = pd.read_csv(out / "release" / "la_gradients.csv")
     ppc = json.loads((out / "release" / "ppc.json").read_text())
+    log = [json.loads(x) for x in
+           (out / "release" / "disclosure_log.jsonl").read_text().splitlines()]
+    rule = log[0]["rule"]
+    noise = 0 if exact or not rule["perturb"] else log[0]["perturbation"]["max_noise"]
+    half = (rule["round_to"] or 0) / 2
     decile = deprivation_decile(table["income"].to_numpy())
+    y = table["referrals"].to_numpy()
     n = len(table)
-    rows, values, hidden = [], [], []
+    rows, lo, hi, hidden = [], [], [], []
+
+    def add(name, row, shown):
+        true = y[row > 0].sum()
+        if shown is None or pd.isna(shown):
+            hidden.append((name, row, true))
+            return
+        v = np.floor(true / rule["round_to"] + 0.5) * rule["round_to"] if exact and half \
+            else (true if exact else shown)
+        rows.append(row)
+        lo.append(max(v - half - noise, 0))
+        hi.append(v + half + noise)
+
     for la, cases in zip(las["la"], las["cases"], strict=True):
-        row = (table["la"] == la).to_numpy(float)
-        (hidden.append((f"la {la}", row, table.loc[table["la"] == la, "referrals"].sum()))
-         if pd.isna(cases) else (rows.append(row), values.append(cases)))
+        add(f"la {la}", (table["la"] == la).to_numpy(float), cases)
     for rec in ppc["decile"]:
-        row = (decile == rec["decile"]).astype(float)
-        true = table["referrals"].to_numpy()[decile == rec["decile"]].sum()
-        (hidden.append((f"decile {rec['decile']}", row, true)) if rec["observed"] is None
-         else (rows.append(row), values.append(rec["observed"])))
+        add(f"decile {rec['decile']}", (decile == rec["decile"]).astype(float),
+            rec["observed"])
     total = next(r for r in ppc["statistic"] if r["statistic"] == "total")
-    if total["observed"] is None:
-        hidden.append(("total", np.ones(n), table["referrals"].sum()))
-    else:
-        rows.append(np.ones(n))
-        values.append(total["observed"])
-    return np.array(rows), np.array(values, float), hidden
+    add("total", np.ones(n), total["observed"])
+    return np.array(rows), np.array(lo, float), np.array(hi, float), hidden
 
 
-def pinned(rows, values, target) -> tuple[float, float]:
-    lo = linprog(target, A_eq=rows, b_eq=values, bounds=(0, None), method="highs")
-    hi = linprog(-target, A_eq=rows, b_eq=values, bounds=(0, None), method="highs")
-    assert lo.status == 0
-    assert hi.status == 0
-    return lo.fun, -hi.fun
+def pinned(rows, lo, hi, target) -> tuple[float, float]:
+    """Smallest and largest value of ``target . y`` over y >= 0 within the bounds."""
+    a_ub, b_ub = np.vstack([rows, -rows]), np.concatenate([hi, -lo])
+    low = linprog(target, A_ub=a_ub, b_ub=b_ub, bounds=(0, None), method="highs")
+    high = linprog(-target, A_ub=a_ub, b_ub=b_ub, bounds=(0, None), method="highs")
+    assert low.status == 0
+    assert high.status in (0, 3)  # 3: unbounded above
+    return low.fun, (np.inf if high.status == 3 else -high.fun)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
@@ -107,13 +123,15 @@ def test_release_on_tiny_las_is_safe(tmp_path, seed):
         if r["observed"] is None:
             assert r["p_value"] is None
             assert r["p_two_sided"] is None
-    # the published totals (with non-negativity) pin no hidden total to one value
-    rows, values, hidden = published_constraints(out, table)
-    assert hidden
-    for name, target, true in hidden:
-        lo, hi = pinned(rows, values, target)
-        assert lo <= true <= hi
-        assert hi - lo >= 1, f"{name} pinned to {lo}"
+    # the published totals (with non-negativity) leave every hidden total a range at least
+    # the protection level (5) wide, even read as exact (as if unperturbed)
+    for exact in (False, True):
+        rows, lo_b, hi_b, hidden = published_constraints(out, table, exact)
+        assert hidden
+        for name, target, true in hidden:
+            lo, hi = pinned(rows, lo_b, hi_b, target)
+            assert lo - 1e-6 <= true <= hi + 1e-6
+            assert hi - lo >= 5 - 1e-6, f"{name} narrowed to [{lo}, {hi}]"
     # the log says what was hidden, not which hidden cell is the small one
     log = (out / "release" / "disclosure_log.jsonl").read_text()
     entries = [json.loads(x) for x in log.splitlines()]

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import sparse
-from scipy.optimize import Bounds, LinearConstraint, milp
+from scipy.optimize import Bounds, LinearConstraint, linprog, milp
 from scipy.sparse.csgraph import connected_components
 
 INTEGER_LIMIT = 60  # linked sets up to this many free variables are solved as integer programs
@@ -101,6 +101,8 @@ class Audit:
         fixed = np.full(self.n, np.nan)
         cols = a.indices[a.indptr[:-1][single]]
         fixed[cols] = lo[single] / a.data[a.indptr[:-1][single]]
+        fixed_row = np.full(self.n, -1)
+        fixed_row[cols] = rows[single]
         free = np.isnan(fixed)
         shift = a @ np.where(free, 0.0, fixed)
         b = a[:, np.flatnonzero(free)]
@@ -113,8 +115,52 @@ class Audit:
         graph = sparse.coo_array((np.ones(coo.nnz), (coo.col, nf + coo.row)), (nf + m, nf + m))
         _, comp = connected_components(graph, directed=False) if nf + m else (0, np.zeros(0, int))
         self._state = {"fixed": fixed, "free": np.flatnonzero(free), "b": b, "lo": blo,
-                       "hi": bhi, "var_comp": comp[:nf], "row_comp": comp[nf:]}
+                       "hi": bhi, "var_comp": comp[:nf], "row_comp": comp[nf:],
+                       "row_of": rows[keep], "fixed_row": fixed_row}
         return self._state
+
+    def binding(self, target) -> np.ndarray:
+        """Constraint rows that bound ``target . x`` at its smallest or largest value: the
+        rows with a non-zero dual in the linear relaxation, and the published single-atom
+        cells whose atoms they (or the target) hold. Hiding one of them is what can widen
+        the target's range."""
+        t0 = time.perf_counter()
+        st = self._prepare()
+        t = _dense(target)
+        free = st["free"]
+        tf = t[free]
+        on = np.flatnonzero(tf)
+        found: set[int] = set()
+        if len(on):
+            comps = np.unique(st["var_comp"][on])
+            vars_ = np.flatnonzero(np.isin(st["var_comp"], comps))
+            rows = np.flatnonzero(np.isin(st["row_comp"], comps))
+            b = st["b"][rows][:, vars_]
+            lo, hi = st["lo"][rows], st["hi"][rows]
+            eq = lo == hi
+            up, down = ~eq & np.isfinite(hi), ~eq & np.isfinite(lo)
+            a_ub = sparse.vstack([b[up], -b[down]]).tocsr() if (up | down).any() else None
+            b_ub = np.concatenate([hi[up], -lo[down]]) if a_ub is not None else None
+            which_ub = np.concatenate([rows[up], rows[down]])
+            for sign in (1.0, -1.0):
+                self.stats.solves += 1
+                res = linprog(sign * tf[vars_], A_ub=a_ub, b_ub=b_ub,
+                              A_eq=b[eq] if eq.any() else None,
+                              b_eq=lo[eq] if eq.any() else None, bounds=(0, BIG),
+                              method="highs")
+                if res.status != 0:
+                    continue
+                if eq.any():
+                    found.update(st["row_of"][rows[eq][np.abs(res.eqlin.marginals) > 1e-9]])
+                if a_ub is not None:
+                    found.update(st["row_of"][which_ub[np.abs(res.ineqlin.marginals) > 1e-9]])
+        touched = np.flatnonzero(t)
+        if found:
+            touched = np.union1d(touched, self.a[sorted(found)].indices)
+        rows_fixed = st["fixed_row"][touched]
+        found.update(int(r) for r in rows_fixed[rows_fixed >= 0])
+        self.stats.seconds += time.perf_counter() - t0
+        return np.array(sorted(found), dtype=int)
 
     def interval(self, target) -> tuple[float, float]:
         """Smallest and largest value of ``target . x`` (``target``: a dense vector or a
@@ -127,8 +173,7 @@ class Audit:
 
     def _interval(self, target) -> tuple[float, float]:
         st = self._prepare()
-        t = np.asarray(target.todense() if sparse.issparse(target) else target,
-                       dtype=float).ravel()
+        t = _dense(target)
         fixed, free = st["fixed"], st["free"]
         const = float(np.dot(np.where(np.isnan(fixed), 0.0, fixed), t))
         tf = t[free]
@@ -146,8 +191,7 @@ class Audit:
 
     def spread(self, target) -> float:
         """How far the known feasible points already spread ``target . x``."""
-        t = np.asarray(target.todense() if sparse.issparse(target) else target,
-                       dtype=float).ravel()
+        t = _dense(target)
         values = np.array([p @ t for p in self.pool])
         return float(values.max() - values.min())
 
@@ -179,6 +223,11 @@ class Audit:
         return p
 
 
+def _dense(target) -> np.ndarray:
+    return np.asarray(target.todense() if sparse.issparse(target) else target,
+                      dtype=float).ravel()
+
+
 def width(lo: float, hi: float) -> float:
     return float(hi - lo)
 
@@ -195,7 +244,7 @@ class Target:
 
 
 def secure(audit: Audit, targets: list[Target], candidates, protection: float,
-           baseline=None, label=str, tries: int = 4) -> tuple[list[int], list[str]]:
+           baseline=None, label=str, tries: int = 6) -> tuple[list[int], list[str]]:
     """Hide constraint rows (``candidates(target)``: rows that may still be hidden, best
     first) until no target is pinned (interval narrower than ``protection``).
 
@@ -228,12 +277,14 @@ def secure(audit: Audit, targets: list[Target], candidates, protection: float,
                            "what was published elsewhere or before")
             beyond += 1
             continue
-        chosen = next((c for c in options[:tries]
+        bound = set(audit.binding(t.row).tolist())  # the totals that do the pinning
+        relevant = [c for c in options if c in bound] or options
+        chosen = next((c for c in relevant[:tries]
                        if audit.hide_and_test(c, lambda t=t: not pinned(t))), None)
         if chosen is not None:
             audit.set_active(chosen, False)
-        else:  # none alone is enough: hide the first and look again
-            chosen = options[0]
+        else:  # none alone is enough: hide the first that bounds it and look again
+            chosen = relevant[0]
             audit.set_active(chosen, False)
             queue.insert(0, t)
         hidden.append(chosen)

@@ -146,10 +146,12 @@ def check(new: Publication, earlier=(), protection: float = 1.0) -> Outcome:
     ``protection`` (see the module docstring). :class:`RuntimeError` when that cannot be
     done by hiding totals of ``new``."""
     out = Outcome()
+    seen: set[int] = set()
     for j, measure in enumerate(new.measures):
         pubs = [(p, p.measures.index(measure)) for p in earlier
                 if measure in p.measures and np.isin(p.units, new.units).any()]
-        out.compared += len(pubs)
+        seen.update(id(p) for p, _ in pubs)
+        out.compared = len(seen)
         for p, k in pubs:
             _small_revision(new, j, p, k)
         _check_measure(new, j, pubs, protection, out)
@@ -256,11 +258,9 @@ def _check_measure(new: Publication, j: int, pubs, protection: float, out: Outco
         atoms = np.flatnonzero(np.asarray(t.row.todense()).ravel())
         ring1 = np.unique(ct[atoms].indices) if len(atoms) else np.zeros(0, int)
         ring2 = np.unique(ct[np.unique(c[ring1].indices)].indices) if len(ring1) else ring1
-        live = mine[check_.active[mine]]
-        first = live[np.isin(live, ring1)]
-        second = live[np.isin(live, ring2) & ~np.isin(live, ring1)]
-        rest = live[~np.isin(live, ring2)]
-        return [int(x) for x in np.concatenate([first, second, rest])]
+        live = mine[check_.active[mine]]  # smallest positive totals first, the total last
+        near = np.isin(live, np.union1d(ring1, ring2))  # linked to the target's cells
+        return [int(x) for x in np.concatenate([live[near], live[~near]])]
 
     def baseline(t: audit.Target) -> bool:
         rows = mine[check_.active[mine]]

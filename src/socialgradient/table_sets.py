@@ -88,11 +88,13 @@ def by_la(table: pd.DataFrame, counts: list[str], strata: list[str]) -> pd.DataF
 
 def write_table_set(out, table: pd.DataFrame, *, counts: list[str], report: dict,
                     command: str, strata=(), fmt: str = "parquet", override: str | None = None,
-                    rule: disclosure.Rule | None = None) -> dict[str, Path]:
+                    rule: disclosure.Rule | None = None, ledger=None) -> dict[str, Path]:
     """Write ``table`` (one row per LSOA and stratum) as an output set in ``out`` (module
     docstring). ``counts``: its count columns; ``strata``: its key columns besides ``lsoa``;
     ``override``: the reason logged for the unprotected internal table (default
-    :data:`INTERNAL_REASON`). Returns a mapping of name to final path."""
+    :data:`INTERNAL_REASON`); ``ledger``: the release ledger the counts per LA are checked
+    against and recorded in (:mod:`socialgradient.ledger`; default its default folder).
+    Returns a mapping of name to final path."""
     if fmt not in FORMATS:
         raise ValueError(f"--format must be one of {FORMATS}, not {fmt!r}")
     rule = rule or disclosure.Rule()
@@ -111,9 +113,11 @@ def write_table_set(out, table: pd.DataFrame, *, counts: list[str], report: dict
             json.dumps(report, indent=1, default=str) + "\n", encoding="utf-8", newline="\n")
         if counts:
             las = by_la(table, counts, strata)
-            disclosure.write_table(
+            disclosure.write_table(  # the LSOA rows: the ledger's units, the noise's keys
                 las, rel / "counts_by_la.csv", level="la", rule=rule, count_columns=counts,
                 group_columns=[c for c in las.columns if c not in counts],
+                source=table, unit_columns=["lsoa", *strata], command=command,
+                magnitudes=[c for c in counts if c.startswith("days_")], ledger=ledger,
                 log=rel / disclosure.LOG_NAME, logged_path=w.path("release/counts_by_la.csv"))
         else:
             _nothing(rel, "the table holds no counts: nothing to publish")
