@@ -11,7 +11,8 @@ Runs alternate ours / glmmTMB so that load drifts hit both. Peak memory is the s
 resident set of the process tree, polled every 0.1 s (``harness.run_sub``).
 
 *First run after a fresh install*: ours once more with empty compilation caches (PyTensor's
-base_compiledir, which holds its numba cache, and numba's cache dir pointed at new folders),
+base_compiledir, which holds its numba cache, numba's cache dir and the callbacks' cache,
+``SOCIALGRADIENT_NUTPIE_CACHE_DIR``, pointed at new folders),
 as on a new machine. *Warm-up*: one untimed run per table into the usual caches before the
 timed runs, so that they meet a structure fitted before on this machine (as a user refitting
 a table of the same LAs does); its wall and compile seconds are shown (a structure no run
@@ -101,7 +102,8 @@ def main(argv=None) -> None:
             with tempfile.TemporaryDirectory() as cold:
                 # PyTensor keeps its numba cache in base_compiledir/numba, not compiledir
                 env = os.environ | {"NUMBA_CACHE_DIR": f"{cold}/numba",
-                                    "PYTENSOR_FLAGS": f"base_compiledir={cold}/pytensor"}
+                                    "PYTENSOR_FLAGS": f"base_compiledir={cold}/pytensor",
+                                    "SOCIALGRADIENT_NUTPIE_CACHE_DIR": f"{cold}/callbacks"}
                 fit = ours(csv, f"{name}_first", env=env)
             record["fits"].append(fit | {"table": name, "run": "first"})
             print(name, "first", f"{fit['process_wall_s']:.1f}s", flush=True)

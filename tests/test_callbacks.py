@@ -678,17 +678,27 @@ def test_a_cache_folder_others_control_refuses_the_fast_path(tmp_path, monkeypat
     assert public == [model] * (2 if os.geteuid() == 0 else 1)
 
 
-def test_numbas_cache_elsewhere_refuses_the_fast_path(tmp_path, monkeypatch):
-    """NUMBA_CACHE_DIR would move numba's cache of the callbacks out of the private entry:
+def test_numbas_cache_of_the_callbacks_stays_beside_them(tmp_path, monkeypatch):
+    """NUMBA_CACHE_DIR (numba's own cache elsewhere, e.g. a read-only home) does not move the
+    callbacks' cache out of the private entry; a NUMBA_CACHE_LOCATOR_CLASSES that would is
     refused before numba compiles or loads anything."""
     import numba.core.config
 
     path = tmp_path / "callbacks_x" / "callbacks_x.py"
     path.parent.mkdir()
-    source = "def logp(dim, x, out, lp, user):\n    return 0\n\n\ndef expand(*a):\n    return 0\n"
+    source = ("def logp(dim, x, out, lp, user):\n    return 0\n\n\n"
+              "def expand(dim, expanded, x, out, user):\n    return 0\n")
     path.write_text(source)
-    module = callbacks._exec(source, path)
     monkeypatch.setattr(numba.core.config, "CACHE_DIR", str(tmp_path / "numba"))
-    with pytest.raises(callbacks.UnsafeCache, match="NUMBA_CACHE_DIR"):
-        callbacks._cfuncs(module)
-    assert not (path.parent / "__pycache__").exists()
+    first = callbacks._cfuncs(callbacks._exec(source, path))
+    again = callbacks._cfuncs(callbacks._exec(source, path))
+    assert [f.cache_hits for f in first] == [0, 0]
+    assert [f.cache_hits for f in again] == [1, 1]  # from the entry's __pycache__
+    assert sorted(p.suffix for p in (path.parent / "__pycache__").iterdir()) == [
+        ".nbc", ".nbc", ".nbi", ".nbi"]
+    assert not (tmp_path / "numba").exists() or not any((tmp_path / "numba").rglob("*.nb*"))
+    monkeypatch.setattr(numba.core.config, "CACHE_LOCATOR_CLASSES", "UserWideCacheLocator",
+                        raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    with pytest.raises(callbacks.UnsafeCache, match="NUMBA_CACHE_LOCATOR_CLASSES"):
+        callbacks._cfuncs(callbacks._exec(source, path))

@@ -98,6 +98,7 @@ def test_the_newest_nutpie_and_pytensor_fit_by_the_fast_path_or_the_fallback(tmp
     conflicts = [ln for ln in upgrade.stderr.splitlines() if "requires" in ln]
     # PyTensor's and the callbacks' compilations in a folder of their own
     env["PYTENSOR_FLAGS"] = f"base_compiledir={tmp_path / 'compiledir'}"
+    env["SOCIALGRADIENT_NUTPIE_CACHE_DIR"] = str(tmp_path / "callbacks")
     away = tmp_path / "elsewhere"
     away.mkdir()
     results = []

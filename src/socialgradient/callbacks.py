@@ -24,8 +24,11 @@ them the same way.
 ``nutpie.compile_pymc._make_functions`` (a 7-tuple unpacked by position),
 ``_prepare_dims_and_coords``, ``address_as_void_pointer``, the fields of
 ``CompiledPyMCModel`` and the way its ``_make_model`` hands ``user_data.ctypes.data`` to the
-callbacks; on numba's ``numba.core.utils._dynamic_modname``/``_dynamic_module`` and
-``numba.core.caching.FunctionCache(...).cache_path`` (where numba would cache); on
+callbacks; on numba's ``numba.core.utils._dynamic_modname``/``_dynamic_module`` and, to
+keep the callbacks' cache beside them, ``numba.core.ccallback.CFunc`` (built as
+``numba.cfunc`` does, with ``numba.core.sigutils.normalize_signature``; its ``_cache`` a
+``numba.core.caching.FunctionCache`` whose ``CompileResultCacheImpl`` has
+``_locator_classes = (InTreeCacheLocator,)``); on
 PyTensor's ``Function.vm.jit_fn``. pyproject.toml caps nutpie, PyTensor and numba at their
 next minor for that reason. :func:`probe` checks those names, their arities and fields before
 anything is generated; when it finds a mismatch, or anything in the fast path raises (a
@@ -51,8 +54,8 @@ no one else (or sticky, as ``/tmp``): otherwise the fast path is refused
 user under ``%LOCALAPPDATA%``) are trusted and only the hashes below are checked.
 
 One folder per entry: the generated source, its layout file, numba's ``__pycache__`` (numba
-caches a function beside its source file; a ``NUMBA_CACHE_DIR`` or
-``NUMBA_CACHE_LOCATOR_CLASSES`` that would put it elsewhere refuses the fast path), a ``used``
+caches them beside their source file, whatever ``NUMBA_CACHE_DIR`` says; a
+``NUMBA_CACHE_LOCATOR_CLASSES`` that would put them elsewhere refuses the fast path), a ``used``
 marker whose modification time is refreshed at every load, and ``manifest.json``: the SHA-256
 of every other file, numba's included. An entry is built in a private staging folder
 (``.build-*``), where numba compiles and caches the callbacks; then its files are made 0600
@@ -82,6 +85,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import importlib.metadata
 import inspect
@@ -224,6 +228,8 @@ def probe() -> str | None:
     handing the callbacks the user-data address. Cheap (no model, nothing generated)."""
     try:
         import numba.core.caching as numba_caching
+        import numba.core.ccallback as numba_ccallback
+        import numba.core.sigutils as numba_sigutils
         import numba.core.utils as numba_utils
         import nutpie.compile_pymc as cp
     except Exception as err:
@@ -231,7 +237,9 @@ def probe() -> str | None:
     names = [(cp, "_make_functions"), (cp, "_prepare_dims_and_coords"),
              (cp, "address_as_void_pointer"), (cp, "CompiledPyMCModel"),
              (numba_utils, "_dynamic_modname"), (numba_utils, "_dynamic_module"),
-             (numba_caching, "FunctionCache")]
+             (numba_caching, "FunctionCache"), (numba_caching, "CompileResultCacheImpl"),
+             (numba_caching, "InTreeCacheLocator"), (numba_ccallback, "CFunc"),
+             (numba_sigutils, "normalize_signature")]
     for owner, attr in names:
         if not hasattr(owner, attr):
             return f"{owner.__name__}.{attr} is missing"
@@ -267,6 +275,15 @@ def probe() -> str | None:
         return f"CompiledPyMCModel._make_model no longer passes {lacking} to the callbacks"
     if not isinstance(getattr(numba_caching.FunctionCache, "cache_path", None), property):
         return "numba.core.caching.FunctionCache has no cache_path"
+    if not isinstance(getattr(numba_caching.CompileResultCacheImpl, "_locator_classes", None),
+                      list):
+        return "numba.core.caching.CompileResultCacheImpl has no _locator_classes"
+    try:
+        inspect.signature(numba_ccallback.CFunc).bind(None, None, locals={}, options={})
+    except (TypeError, ValueError) as err:
+        return f"numba.core.ccallback.CFunc does not take (pyfunc, sig, locals, options): {err}"
+    if not callable(getattr(numba_ccallback.CFunc, "compile", None)):
+        return "numba.core.ccallback.CFunc has no compile()"
     return None
 
 
@@ -561,24 +578,52 @@ def _exec(source: bytes | str, path: Path):
 
 
 def _cfuncs(module):
-    """numba C callbacks of ``module``'s ``logp`` and ``expand`` (cached on disk in the
-    ``__pycache__`` beside the module's file; :class:`UnsafeCache` where numba would cache
-    them elsewhere)."""
+    """numba C callbacks of ``module``'s ``logp`` and ``expand``, cached on disk in the
+    ``__pycache__`` beside the module's file (:func:`_cfunc`)."""
     import numba
-    from numba.core.caching import FunctionCache
 
-    beside = os.path.normcase(os.path.join(os.path.dirname(module.__file__), "__pycache__"))
-    for fn in (module.logp, module.expand):
-        where = os.path.normcase(os.path.abspath(FunctionCache(fn).cache_path))
-        if where != beside:
-            raise UnsafeCache(f"numba would cache the callbacks in {where}, not in the private "
-                              f"{beside} (NUMBA_CACHE_DIR or NUMBA_CACHE_LOCATOR_CLASSES set?)")
     ptr, u64 = numba.types.CPointer(numba.types.double), numba.types.uint64
-    logp_c = numba.cfunc(numba.types.int64(u64, ptr, ptr, ptr, numba.types.voidptr),
-                         cache=True)(module.logp)
-    expand_c = numba.cfunc(numba.types.int64(u64, u64, ptr, ptr, numba.types.voidptr),
-                           cache=True)(module.expand)
+    logp_c = _cfunc(module.logp, numba.types.int64(u64, ptr, ptr, ptr, numba.types.voidptr))
+    expand_c = _cfunc(module.expand,
+                      numba.types.int64(u64, u64, ptr, ptr, numba.types.voidptr))
     return logp_c, expand_c
+
+
+@functools.cache
+def _beside_cache() -> type:
+    """numba's ``FunctionCache`` that keeps a function's cache in the ``__pycache__`` beside
+    its source file only (numba's in-tree locator), never where ``NUMBA_CACHE_DIR`` or the
+    user-wide locator would put it."""
+    from numba.core import caching
+
+    class Impl(caching.CompileResultCacheImpl):
+        _locator_classes = (caching.InTreeCacheLocator,)
+
+    class BesideCache(caching.FunctionCache):
+        _impl_class = Impl
+
+    return BesideCache
+
+
+def _cfunc(fn, sig):
+    """``numba.cfunc(sig, cache=True)(fn)`` (what that decorator does, with
+    :func:`_beside_cache`), so the callbacks' cache is in the private entry whatever
+    ``NUMBA_CACHE_DIR`` says; :class:`UnsafeCache` if numba would still cache it elsewhere
+    (``NUMBA_CACHE_LOCATOR_CLASSES`` overrides every locator)."""
+    from numba.core import sigutils
+    from numba.core.ccallback import CFunc
+
+    beside = os.path.normcase(os.path.join(os.path.dirname(fn.__code__.co_filename),
+                                           "__pycache__"))
+    cache = _beside_cache()(fn)
+    where = os.path.normcase(os.path.abspath(cache.cache_path))
+    if where != beside:
+        raise UnsafeCache(f"numba would cache the callbacks in {where}, not in the private "
+                          f"{beside} (NUMBA_CACHE_LOCATOR_CLASSES set?)")
+    compiled = CFunc(fn, sigutils.normalize_signature(sig), locals={}, options={})
+    compiled._cache = cache
+    compiled.compile()
+    return compiled
 
 
 def _check_layout(layout_: dict) -> None:
