@@ -583,7 +583,8 @@ def test_cli_aggregate_reports_every_file_line_and_reason(tmp_path, recs, dfe_ls
     recs.geography.to_parquet(tmp_path / "geo.parquet")
     dfe_lsoa.to_csv(tmp_path / "cl.csv", index=False)
     args = ["census", "aggregate", str(tmp_path), "--child-lsoa", str(tmp_path / "cl.csv"),
-            "--geography", str(tmp_path / "geo.parquet"), "--out", str(tmp_path / "t"),
+            "--geography", str(tmp_path / "geo.parquet"),
+            "--out", str(tmp_path.with_name(tmp_path.name + "-t")),  # not in the input folder
             "--schemas", str(SCHEMAS), "--report", str(tmp_path / "report.json")]
     assert cli.main(args) == 2  # --errors raise: the truncated file stops the run
     assert "malformed_xml" in capsys.readouterr().err

@@ -415,7 +415,8 @@ def _state(out: Path) -> int | None:
 def _recovered(out: Path) -> int:
     gen = generation_of(out, outputs.read(out))
     assert not [p.name for p in out.iterdir()
-                if p.name.startswith((".tmp-", ".commit-", ".old-", outputs.PROBE))]
+                if p.name.startswith((".tmp-", ".commit-", ".old-", outputs.PROBE,
+                                      outputs.PENDING))]
     return gen
 
 
@@ -438,14 +439,15 @@ def test_sigkill_at_every_step_of_a_commit_and_of_its_recovery(tmp_path, monkeyp
         assert _kill_at(out, 2, n, "write") is None
         cases += 1
         # before tmp -> commit: the old set stands; then pending (refused) until the
-        # manifest and the rename to .old-X are done; last, only .old-X is left to delete
+        # manifest and the rename to .old-X are done; last, only .old-X is left to delete;
+        # throughout, .pending-X holds the writer's token (what makes those folders ours)
         left = {p.name.split("-")[0] for p in out.iterdir() if p.name.startswith(".")}
         if n == 1:
-            assert (_state(out), left) == (1, {".lock", ".tmp"})
+            assert (_state(out), left) == (1, {".lock", ".tmp", ".pending"})
         elif n < steps:
-            assert (_state(out), left) == (None, {".lock", ".commit"})
+            assert (_state(out), left) == (None, {".lock", ".commit", ".pending"})
         else:
-            assert (_state(out), left) == (2, {".lock", ".old"})
+            assert (_state(out), left) == (2, {".lock", ".old", ".pending"})
         expect = 1 if n == 1 else 2
         if outputs.pending(out):
             # a recovery killed at each of its own steps, then one that finishes
@@ -612,9 +614,12 @@ def test_a_successful_probe_leaves_no_trace(tmp_path):
 def test_a_killed_probe_is_cleared_by_the_next_writer(tmp_path):
     out = tmp_path / "out"
     write_set(out, 1)
-    (out / f"{outputs.PROBE}abc").write_bytes(b"left by a killed check\n")
+    killed = out / f"{outputs.PROBE}0123456789ab"  # as a check killed before its unlink
+    killed.write_bytes(outputs._PROBE_TEXT)
+    mine = out / f"{outputs.PROBE}notes.txt"  # a user's file of a like name: kept
+    mine.write_bytes(b"left by a killed check\n")
     assert generation_of(out, outputs.read(out)) == 1
-    assert not list(out.glob(outputs.PROBE + "*"))
+    assert list(out.glob(outputs.PROBE + "*")) == [mine]
 
 
 @pytest.fixture

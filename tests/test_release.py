@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -307,7 +308,7 @@ def test_data_build_outcomes_go_through_the_gate(tmp_path, capsys):
            (out / "release" / "disclosure_log.jsonl").read_text().splitlines()]
     assert [e["level"] for e in log] == ["la"]
     assert log[0]["suppressed"] > 0
-    assert log[0]["path"] == str((out / "release" / "counts_by_la.csv").resolve())
+    assert log[0]["path"] == "release/counts_by_la.csv"  # relative: no absolute path in a set
     reason = "model input, stays in the secure environment"
     assert cli.main([*args, "--override", reason]) == 0
     log = [json.loads(x) for x in
@@ -363,7 +364,7 @@ def test_suite_refits_a_spec_whose_set_is_incomplete(tmp_path, monkeypatch):
     with Client(processes=False, n_workers=1, threads_per_worker=1,
                 dashboard_address=":0") as client:
         _refits_incomplete_sets(suite, models, table, out, client)
-    assert len(calls) == 3
+    assert len(calls) == 3  # the refusals came before any fit
 
 
 def _refits_incomplete_sets(suite, models, table, out, client):
@@ -373,17 +374,36 @@ def _refits_incomplete_sets(suite, models, table, out, client):
     assert [i.status for i in run()] == ["fitted"]
     assert [i.status for i in run()] == ["up to date"]
     spec_out = out / "national_referrals"
-    for damage in ("manifest", "file", "pending"):
-        if damage == "manifest":
-            (spec_out / "MANIFEST.json").unlink()
-        elif damage == "file":
-            (spec_out / "release" / "la_gradients.csv").write_text("la\n")
-        else:  # a commit that died before it moved anything: rolled forward, then trusted
-            (spec_out / ".tmp-dead").mkdir()
-        status = [i.status for i in run()]
-        assert status == (["up to date"] if damage == "pending" else ["fitted"]), damage
-        outputs.verify(spec_out)
-        assert not list(spec_out.glob(".tmp-*"))
+    # no manifest: release/ and internal/ may be anyone's; refused before any fit, kept
+    (spec_out / "MANIFEST.json").unlink()
+    with pytest.raises(outputs.OutputSetError, match="release/, internal/ with no MANIFEST"):
+        run()
+    assert (spec_out / "release" / "summary.json").exists()
+    for part in ("release", "internal"):  # the user clears them: refitted
+        shutil.rmtree(spec_out / part)
+    assert [i.status for i in run()] == ["fitted"]
+    # a file of ours altered: still our set (every file listed), refitted
+    (spec_out / "release" / "la_gradients.csv").write_text("la\n")
+    assert [i.status for i in run()] == ["fitted"]
+    outputs.verify(spec_out)
+    # a writer killed before its commit: its .tmp-X (with its token) is deleted, the set kept
+    with outputs.Writer(spec_out) as w:
+        (w.release / "x.txt").write_text("x")
+        shutil.copytree(w.release.parent, spec_out / "tmp-copy")
+        key = w.release.parent.name.removeprefix(".tmp-")
+        shutil.copy(spec_out / f"{outputs.PENDING}{key}", spec_out / "pending-copy")
+    (spec_out / "tmp-copy").rename(spec_out / f".tmp-{key}")
+    (spec_out / "pending-copy").rename(spec_out / f"{outputs.PENDING}{key}")
+    assert [i.status for i in run()] == ["up to date"]
+    assert not list(spec_out.glob(".tmp-*"))
+    assert not list(spec_out.glob(outputs.PENDING + "*"))
+    # a .tmp-* folder our writer did not leave: never deleted; the suite refuses the folder
+    (spec_out / ".tmp-dead").mkdir()
+    (spec_out / ".tmp-dead" / "mine.txt").write_text("mine")
+    with pytest.raises(outputs.OutputSetError, match=r"\.tmp-dead"):
+        run()
+    assert (spec_out / ".tmp-dead" / "mine.txt").read_text() == "mine"
+    outputs.verify(spec_out)
 
 
 # -- killing the real `report` command ------------------------------------------------------

@@ -589,7 +589,7 @@ def _table_keys(led, table, counts, groups, magnitudes, source, unit_columns):
 def write_table(table: pd.DataFrame, path, *, level: str, count_columns=(), group_columns=(),
                 rule: Rule = Rule(), override: str | None = None, totals=None, log=None,
                 derived=None, logged_path=None, ledger=None, source=None, unit_columns=(),
-                magnitudes=None, command: str = "") -> Path:
+                magnitudes=None, command: str = "", log_root=None) -> Path:
     # fmt: on
     """Write ``table`` (CSV, or Parquet by suffix) through the disclosure gate; return the path.
 
@@ -598,7 +598,9 @@ def write_table(table: pd.DataFrame, path, *, level: str, count_columns=(), grou
     logged. ``log``: the JSON-lines log (default ``disclosure_log.jsonl`` beside the file).
     Suppressed cells are empty in the CSV; ``derived`` columns as in :func:`protect`.
     ``logged_path``: the path the log names (a file's final place in an output set, when
-    ``path`` lies in the set's temporary folder; default ``path``).
+    ``path`` lies in the set's temporary folder; default ``path``). ``log_root``: the output
+    folder that path is logged relative to (``release/counts_by_la.csv``: a log in a set
+    names no absolute path); without it the log names the absolute path.
 
     A protected table is checked against, and recorded in, the release ledger (``ledger``:
     a :class:`socialgradient.ledger.Ledger` or its folder; default
@@ -617,7 +619,10 @@ def write_table(table: pd.DataFrame, path, *, level: str, count_columns=(), grou
         raise ValueError(f"{LOG_NAME} is reserved for the disclosure log")
     log = Path(log) if log is not None else path.parent / LOG_NAME
     entry = {"time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "file": path.name}
-    entry |= {"path": str(Path(logged_path or path).resolve()), "level": level}
+    shown = Path(logged_path or path)
+    shown = shown.relative_to(log_root).as_posix() if log_root is not None \
+        else str(shown.resolve())
+    entry |= {"path": shown, "level": level}
     entry |= {"rule": dataclasses.asdict(rule)}
     explicit, override = override, override if override is not None else rule.reason
     entry |= {"override": override, "rows": len(table), "suppressed": 0, "rounded": 0}

@@ -339,7 +339,7 @@ def write_panel(tree: xr.DataTree, panel: pd.DataFrame, out, boundaries=None) ->
             disclosure.write_table(table, rel / name, level="la", override=PUBLISHED,
                                    group_columns=["la", "year"] if name == "panel.csv"
                                    else ["la"], count_columns=[], log=log_path,
-                                   logged_path=w.path(f"release/{name}"))
+                                   logged_path=w.path(f"release/{name}"), log_root=w.out)
         texts = {"panel_report.json": json.dumps(json.loads(tree.attrs["report"]), indent=2),
                  "gradient_by_year.csv": gradient_by_year(tree).to_csv(index=False,
                                                                         lineterminator="\n"),

@@ -62,6 +62,16 @@ class SpecError(ValueError):
     allowed. A ``ValueError``, so callers that catch those still do."""
 
 
+#: A spec's ``name`` becomes a folder under ``--out`` (``socialgradient suite``): a plain name,
+#: no ``/``, ``\``, ``..``, absolute path or leading dot.
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def plain_name(name: str) -> bool:
+    """``name`` may be a folder under ``--out``: it matches :data:`NAME`, with no ``..``."""
+    return isinstance(name, str) and bool(NAME.fullmatch(name)) and ".." not in name
+
+
 # -- the types of spec values -------------------------------------------------------------
 # Each field's annotation is its rule: msgspec (strict: no "0.9" -> 0.9, no true -> 1)
 # checks a value against it, and its description is what an error says is allowed.
@@ -450,6 +460,10 @@ class Spec(SpecMethods):
 
     def __post_init__(self):
         _validate(self)
+        if self.name and not plain_name(self.name):
+            raise SpecError(f"name {self.name!r} is not allowed: it becomes a folder under "
+                            f"--out, so it must match {NAME.pattern} (letters, digits, _ . -, "
+                            "starting with a letter or digit) with no '..'")
         if (self.family == "binomial") != bool(self.trials):
             raise SpecError("the binomial family needs `trials` (the column of trials), and "
                              "only the binomial takes it")

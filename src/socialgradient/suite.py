@@ -3,9 +3,12 @@
 Each ``models/*.toml`` that names an ``outcome`` (or a list of ``outcomes``: the joint
 threshold model) is fitted, and its outputs are written to ``OUT/<spec name>/`` as by
 ``socialgradient fit`` (an output set: ``release/``, ``internal/``, ``MANIFEST.json``). A spec
-is fitted to the neighbourhood table given to the suite, or, when it has a ``[records]``
-table, to that aggregate of the synthetic child records, which the suite builds itself and
-caches under ``OUT/_tables/<hash>/`` (:mod:`socialgradient.aggregates`).
+name is a plain folder name (:func:`spec_folder`: checked by the spec, and again here, resolved,
+to lie directly in ``OUT``), and each spec's folder must be absent, empty or an output set of
+ours (:func:`socialgradient.outputs.check_destination`), all checked before anything is built
+or fitted. A spec is fitted to the neighbourhood table given to the suite, or, when it has a
+``[records]`` table, to that aggregate of the synthetic child records, which the suite builds
+itself and caches under ``OUT/_tables/<hash>/`` (:mod:`socialgradient.aggregates`).
 
 A spec whose output set is complete (its manifest checks: every file present with its hash,
 no write pending) and records the same spec hash and data hash is not fitted again, so a
@@ -50,7 +53,7 @@ from dask.distributed import Client, as_completed
 
 from socialgradient import aggregates, api, clusters, findings, fit, joint, outputs, report
 from socialgradient.files import atomic_write
-from socialgradient.spec import Spec, load_spec
+from socialgradient.spec import NAME, Spec, load_spec, plain_name
 
 log = logging.getLogger(__name__)
 HEADLINE = tuple(k for k in report.NATIONAL_KEYS if k != "interaction")
@@ -79,6 +82,27 @@ def national_specs(models_dir: Path) -> list[tuple[Path, Spec | None, str]]:
             continue
         out.append((path, load_spec(path), ""))
     return out
+
+
+#: what the suite itself writes in OUT: no spec's folder may take these names
+RESERVED = frozenset({"_tables", "figures", "suite.csv", "findings.csv", "findings.md"})
+
+
+def spec_folder(out_dir: Path, name: str) -> Path:
+    """``out_dir/name``, where the spec ``name``'s output set goes, checked again here
+    (the spec checks its name too): a plain name (:data:`socialgradient.spec.NAME`, no
+    ``..``), not one the suite writes itself, and, resolved, a folder directly in
+    ``out_dir`` (a ValueError otherwise: nothing is written outside ``--out``)."""
+    if not plain_name(name) or name.lower() in RESERVED:
+        raise ValueError(f"spec name {name!r}: not a plain folder name under --out (it must "
+                         f"match {NAME.pattern}, with no '..', and not be one of "
+                         f"{sorted(RESERVED)})")
+    folder = Path(out_dir) / name
+    base = Path(out_dir).resolve()
+    if folder.resolve().parent != base:
+        raise ValueError(f"spec name {name!r}: {folder} resolves to {folder.resolve()}, "
+                         f"outside --out {base}")
+    return folder
 
 
 def _up_to_date(out: Path, spec: Spec, data_digest: str) -> dict | None:
@@ -155,6 +179,15 @@ def run(models_dir: Path, table: pd.DataFrame, out_dir: Path, progressbar: bool 
              for path, spec, why in national_specs(models_dir)]
     if not any(spec for _, spec, _ in specs):
         raise ValueError(f"no national spec (*.toml with an outcome) in {models_dir}")
+    folders: dict[str, Path] = {}
+    for path, spec, _ in specs:  # every spec's folder checked before anything is built:
+        if spec is None:  # a plain name, and absent, empty or an output set of ours
+            continue
+        outputs.check_destination(spec_folder(out_dir, spec.name))
+        if spec.name.lower() in folders:
+            raise ValueError(f"{path.name} and {folders[spec.name.lower()].name} share the "
+                             f"spec name {spec.name!r} (one folder under --out)")
+        folders[spec.name.lower()] = path
     data, truths = {}, {}
     for path, spec, _ in specs:
         if spec is None:
@@ -173,7 +206,7 @@ def run(models_dir: Path, table: pd.DataFrame, out_dir: Path, progressbar: bool 
             done[path] = Item(path, path.stem, f"skipped: {why}")
             continue
         digest = fit.data_hash(data[path])
-        summary = _up_to_date(out_dir / spec.name, spec, digest)
+        summary = _up_to_date(spec_folder(out_dir, spec.name), spec, digest)
         if summary is not None:
             done[path] = Item(path, spec.name, "up to date", summary)
         else:
@@ -207,8 +240,8 @@ def _run_tasks(todo, data, out_dir: Path, progressbar: bool, done: dict,
         warnings.filterwarnings("ignore", "Sending large graph", UserWarning)
         futures = {}
         for rank, (_, path, spec, digest) in enumerate(todo):
-            future = c.submit(fit_task, data[path], spec, out_dir / spec.name, digest,
-                              progressbar, key=f"suite-{spec.name}-{run_id}",
+            future = c.submit(fit_task, data[path], spec, spec_folder(out_dir, spec.name),
+                              digest, progressbar, key=f"suite-{spec.name}-{run_id}",
                               priority=len(todo) - rank, pure=False)
             futures[future] = (path, spec)
         log.info("submitted %d fits to %s", len(futures), c.scheduler.address)

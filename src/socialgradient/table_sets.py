@@ -108,7 +108,8 @@ def write_table_set(out, table: pd.DataFrame, *, counts: list[str], report: dict
         disclosure.write_table(
             table, internal / name, level="lsoa", group_columns=["lsoa", *strata],
             count_columns=counts, override=override or INTERNAL_REASON,
-            log=internal / disclosure.LOG_NAME, logged_path=w.path(f"internal/{name}"))
+            log=internal / disclosure.LOG_NAME, logged_path=w.path(f"internal/{name}"),
+            log_root=w.out)
         (internal / "linkage_report.json").write_text(
             json.dumps(report, indent=1, default=str) + "\n", encoding="utf-8", newline="\n")
         if counts:
@@ -118,7 +119,8 @@ def write_table_set(out, table: pd.DataFrame, *, counts: list[str], report: dict
                 group_columns=[c for c in las.columns if c not in counts],
                 source=table, unit_columns=["lsoa", *strata], command=command,
                 magnitudes=[c for c in counts if c.startswith("days_")], ledger=ledger,
-                log=rel / disclosure.LOG_NAME, logged_path=w.path("release/counts_by_la.csv"))
+                log=rel / disclosure.LOG_NAME, logged_path=w.path("release/counts_by_la.csv"),
+                log_root=w.out)
         else:
             _nothing(rel, "the table holds no counts: nothing to publish")
         w.commit()
