@@ -241,6 +241,7 @@ def parser() -> argparse.ArgumentParser:
     rp.add_argument("--round-to", type=int, help="disclosure: round visible counts to this")
     rp.add_argument("--override", metavar="REASON", help="reason for a threshold below the "
                     "default (logged in release/disclosure_log.jsonl)")
+    _ledger_arg(rp)
 
     su = command("suite", "fit every national spec in models/ (resumable)",
                  (quiet, _options(_sampling, _progress, title=overrides)))  # no --family:
@@ -344,6 +345,14 @@ def _table_out_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--override", metavar="REASON", help="reason logged for the unprotected "
                    "LSOA table in internal/ (default: 'LSOA-level model input in internal/ "
                    "(not for release)'); release/ is always gated")
+    _ledger_arg(p)
+
+
+def _ledger_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ledger", type=Path, metavar="PATH", help="the release ledger: each "
+                   "release is checked against the earlier ones recorded there, then recorded "
+                   "(keep it in the secure environment; default $SOCIALGRADIENT_LEDGER, else "
+                   "~/.local/state/socialgradient/ledger; see docs/disclosure.md)")
 
 
 def _census_parser(c: argparse.ArgumentParser, quiet: argparse.ArgumentParser) -> None:
@@ -455,7 +464,7 @@ def _census(args) -> int:
     paths = table_sets.write_table_set(
         args.out, table, counts=[c for c in table.columns if c not in attributes],
         strata=args.by, report=summary, command=f"census {args.census_command}",
-        fmt=args.format, override=args.override)
+        fmt=args.format, override=args.override, ledger=args.ledger)
     _copy_report(paths["report"], args.report)
     print(f"read {read.episodes} episodes of {read.children} children in {len(read.files)} "
           f"file(s): {read.passed} passed, excluded {sum(read.excluded.values())} "
@@ -500,7 +509,7 @@ def _data(args) -> int:
     outcomes = report.get("outcome", {}).get("outcomes", []) if args.outcomes else []
     paths = table_sets.write_table_set(args.out, table, counts=list(outcomes), report=report,
                                        command="data build", fmt=args.format,
-                                       override=args.override)
+                                       override=args.override, ledger=args.ledger)
     _copy_report(paths["report"], args.report)
     print(build.summary(report))
     print(f"wrote {args.out}/: internal/{paths['table'].name} (not for release), release/"
@@ -526,7 +535,7 @@ def _report(args) -> int:
                          .read_text(encoding="utf-8"))
         extra = {k: old[k] for k in ("loo",) if k in old}
     paths = api.write(tree, args.out, extra=extra, rule=rule, posterior=source,
-                      command="report")
+                      command="report", ledger=args.ledger)
     print(_headline(json.loads(paths["summary"].read_text(encoding="utf-8"))))
     print(f"wrote {args.out}/: release/ (safe to publish), internal/ (not for release), "
           f"MANIFEST.json")

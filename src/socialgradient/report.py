@@ -4,9 +4,15 @@
 ``ppc.json``, the figures and ``disclosure_log.jsonl``. Every observed count in it -- LA
 totals, deprivation-decile totals, the national total -- is protected together by
 :func:`socialgradient.disclosure.protect_partitions` (threshold, complementary suppression
-such that the published totals cannot pin a hidden one to one value, rounding); rates and
-PPC p-values derived from a hidden count are blank, and from a rounded count are computed
-from the rounded value. Observed single-LSOA statistics (the largest count) and the
+such that neither these totals nor those of the earlier releases in the release ledger
+(:mod:`socialgradient.ledger`) narrow a hidden total, a single LSOA's count or a small group
+of LSOAs below the protection level, cell-key perturbation, rounding); rates and PPC
+p-values derived from a hidden count are blank, and otherwise computed from the published
+value. ``n_lsoa``, ``children``, the rates' denominators and mean incomes per LA are
+perturbed (their sums over exactly the fitted LSOAs are not public), and ``summary.json``
+identifies the data by a keyed id (``model.data_id``), not its hash. The release is
+recorded in the ledger before the set is committed (``docs/disclosure.md``).
+Observed single-LSOA statistics (the largest count) and the
 observed dispersion and share of zeros are not released (their replicated distributions and
 p-values are). ``DIR/internal/`` (not for release): ``posterior.nc`` (the full tree) and
 ``ppc_full.json`` (unprotected checks), with a README.
