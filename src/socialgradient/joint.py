@@ -32,6 +32,7 @@ and figure of the package applies to it unchanged.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import logging
@@ -296,42 +297,59 @@ def _centring(tree: xr.DataTree) -> dict:
 
 
 def write(tree: xr.DataTree, out_dir, extra: dict | None = None, rule=None,
-          posterior=None, command: str = "write") -> dict:
+          posterior=None, command: str = "write", ledger=None) -> dict:
     """The output set of a joint fit, as :func:`socialgradient.report.write` writes one
     fit's: ``release/summary.json`` (this module's :func:`summary`), ``la_gradients.csv``
     with a ``threshold`` column, ``ppc.json`` by threshold, every observed count through the
     disclosure gate per threshold; figures of each threshold in ``release/<threshold>/``;
-    ``internal/`` the joint posterior."""
+    ``internal/`` the joint posterior. ``ledger``: the release ledger, as for
+    :func:`socialgradient.report.write` (each threshold's totals are checked against the
+    earlier releases and recorded)."""
+    from socialgradient import disclosure, plots, report
+    from socialgradient import ledger as ledgers
+
+    rule = rule or disclosure.Rule()
+    rule.check()
+    led = ledger if isinstance(ledger, ledgers.Ledger) else ledgers.Ledger(ledger)
+    s = summary(tree)
+    s.update(extra or {})
+    with led.locked():
+        keys = led.keys() if rule.perturb else None
+        s = report.release_summary(s, view(tree, outcomes(tree)[0]), led, keys)
+        earlier = led.publications(measures=outcomes(tree))
+        return _write(tree, out_dir, s, rule, posterior, command, led, keys, earlier, plots)
+
+
+def _write(tree, out_dir, s, rule, posterior, command, led, keys, earlier, plots) -> dict:
     from pathlib import Path
 
     import pandas as pd
 
-    from socialgradient import disclosure, outputs, plots, report
+    from socialgradient import disclosure, outputs, report
 
-    rule = rule or disclosure.Rule()
-    rule.check()
-    s = summary(tree)
-    s.update(extra or {})
-    tables, ppcs, figures, entries = [], {}, {}, []
+    tables, ppcs, figures, entries, pubs = [], {}, {}, [], []
     meta = {"command": command, "spec_hash": tree.attrs["spec_hash"],
             "data_hash": tree.attrs["data_hash"], "outcome": s["model"]["outcome"]}
     with outputs.Writer(out_dir, **meta) as w:
         rel, internal = w.release, w.internal
         for name in outcomes(tree):
             one = view(tree, name)
-            parts, decile = report.gate(one, rule)
-            las = report.release_la_gradients(one, parts)
+            parts, decile = report.gate(one, rule, led, earlier)
+            pubs.append(parts.publication)
+            las = report.release_la_gradients(one, parts, keys)
             tables.append(las.assign(threshold=name))
             checked = report.release_ppc(one, parts, decile)
             ppcs[name] = report._records(checked)
             (rel / name).mkdir()
             with step(log, "%s: figures", name):
                 saved = plots.save_all(one, rel / name,
-                                       observed=report._gated_decile_rates(one, parts, decile),
+                                       observed=report._gated_decile_rates(one, parts, decile,
+                                                                           keys),
                                        checks=checked)
             figures |= {f"{name}/{k}": p for k, p in saved.items()}
             entries.append((name, int(parts.hidden["la"].sum()),
-                        disclosure.public_actions(parts.actions)))
+                            disclosure.public_actions(parts.actions),
+                            report._log_check(parts, rule, led)))
         (rel / "summary.json").write_text(report.to_json(s) + "\n", encoding="utf-8", newline="\n")
         table = pd.concat(tables, ignore_index=True)
         table.insert(0, "threshold", table.pop("threshold"))
@@ -341,13 +359,16 @@ def write(tree: xr.DataTree, out_dir, extra: dict | None = None, rule=None,
             f"la_gradients.csv + ppc.json [{name}]", rel / "la_gradients.csv", "la", rule,
             f"{name}: LA, decile and national totals protected together; figures in "
             f"{name}/ drawn from these gated totals and model outputs only",
-            suppressed=hidden, actions=actions) for name, hidden, actions in entries]
+            suppressed=hidden, **check, actions=actions)
+            for name, hidden, actions, check in entries]
         with open(rel / disclosure.LOG_NAME, "w", encoding="utf-8", newline="\n") as f:
             f.writelines(json.dumps(e, default=str) + "\n" for e in entries)
         if posterior is not None:
             report._copy(Path(posterior), internal / "posterior.nc")
         else:
             fit_module.save(tree, internal / "posterior.nc")
+        led.record([p for p in pubs if p is not None], command=command, out=str(w.out.resolve()),
+                   data_id=s["model"].get("data_id"), rule=dataclasses.asdict(rule))
         w.commit()
     paths = {"summary": w.path("release/summary.json"),
              "la_gradients": w.path("release/la_gradients.csv"),
