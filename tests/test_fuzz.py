@@ -25,7 +25,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from socialgradient.data import sources
+from socialgradient.data import schema, sources
 from socialgradient.data.schema import CODE_PATTERNS, InputError, load, validate
 from socialgradient.data.sources import build
 from socialgradient.data.sources.iod import FILE_NAMES
@@ -211,11 +211,11 @@ def _assert_contract_table(out: pd.DataFrame, n_rows: int) -> None:
     assert out["lsoa"].str.fullmatch(CODE_PATTERNS["lsoa"]).all()
     assert out["la"].str.fullmatch(CODE_PATTERNS["la"]).all()
     assert np.isfinite(out["children"]).all()
-    assert (out["children"] > 0).all()
+    assert out["children"].between(*schema.CHILDREN_RANGE).all()
     assert out["income"].between(0, 1).all()
     for c in OUTCOMES:
         assert out[c].dtype == np.int64
-        assert (out[c] >= 0).all()
+        assert out[c].between(0, schema.MAX_ROW_COUNT).all()
 
 
 @SETTINGS

@@ -18,6 +18,7 @@ from socialgradient.data.schema import (
     InputError,
     load,
     read_table,
+    require_events,
     validate,
 )
 
@@ -300,8 +301,13 @@ VALUE_CASES = [
     ("referrals", 2.5, "fractional_count"),
     ("cp_plans", 1e-9, "fractional_count"),
     ("referrals", 1e17, "count_too_large"),
+    ("referrals", 2.0**53, "count_too_large"),
+    ("cp_plans", 1_000_001, "count_implausible"),
     ("children", 0.0, "children_not_positive"),
     ("children", -5.0, "children_not_positive"),
+    ("children", 1e308, "children_out_of_range"),
+    ("children", 5e-324, "children_out_of_range"),
+    ("children", 2e6, "children_out_of_range"),
     ("income", 1.2, "income_out_of_range"),
     ("income", -0.1, "income_out_of_range"),
 ]
@@ -397,6 +403,106 @@ def test_small_la():
     assert "column 'la'" in err.message
 
 
+# -- issue 27: values that escaped the rules ---------------------------------------------------
+
+
+def test_counts_float64_cannot_hold_are_refused_not_rounded(tmp_path):
+    """2**53 + 1 was stored as 2**53 (float64), and the fit asked for 64 PiB."""
+    table = make_table().astype({"referrals": np.int64})
+    table.loc[7, "referrals"] = 2**53 + 1
+    err = refuse(table)
+    assert err.rule == "count_too_large"
+    assert (err.rows, err.columns) == ([7], ("referrals",))
+    assert "2**53" in err.message
+    path = tmp_path / "t.csv"  # read from a file, as a CSV holds it
+    table.to_csv(path, index=False)
+    assert read_table(path)["referrals"].max() == 2**53 + 1
+    with pytest.raises(InputError) as info:
+        load(path, OUTCOMES)
+    assert (info.value.rule, info.value.rows) == ("count_too_large", [7])
+
+
+def test_implausible_counts_are_refused_with_their_rows():
+    table = make_table()
+    assert validate(put(table, "referrals", 3, 1_000_000), OUTCOMES)["referrals"][3] == 1_000_000
+    # "6000000000000000.3" reads as the whole 6e15 in float64: only the plausibility bound
+    # sees it
+    err = refuse(put(put(table, "referrals", [3, 5], 1_000_001), "cp_plans", 2,
+                     "6000000000000000.3"))
+    assert err.rule == "count_implausible"
+    assert err.rows == [2, 3, 5]
+    assert err.columns == ("referrals", "cp_plans")
+    assert "above 1,000,000 in one row" in err.message
+    assert "row 3 (lsoa 'E01000004', referrals=1000001)" in err.message
+
+
+def test_implausible_trials_are_refused():
+    table = make_table().assign(trials=lambda t: t["referrals"] + 1)
+    table.loc[4, "trials"] = 5e6
+    with pytest.raises(InputError) as info:
+        validate(table, ["referrals"], trials="trials")
+    assert (info.value.rule, info.value.rows) == ("count_implausible", [4])
+
+
+@pytest.mark.parametrize("value", [1e308, 5e-324, 1e11, 1e-4])
+def test_another_exposure_must_be_in_a_plausible_range(value):
+    """Person-days at risk (the durations specs): 0.5 days passes, 1e308 and 5e-324 do not."""
+    table = make_table().assign(days=lambda t: 30.0 * t["children"])
+    table.loc[0, "days"] = 0.5  # an episode closed on the day of its referral
+    assert validate(table, ["referrals"], exposure="days")["days"][0] == 0.5
+    table.loc[6, "days"] = value
+    with pytest.raises(InputError) as info:
+        validate(table, ["referrals"], exposure="days")
+    assert info.value.rule == "exposure_out_of_range"
+    assert (info.value.rows, info.value.columns) == ([6], ("days",))
+    assert "days is the exposure" in info.value.message
+
+
+def test_children_out_of_range_as_weights_too():
+    """children is the weight of LA deprivation even when another column is the exposure."""
+    table = make_table().assign(days=1000.0)
+    table.loc[2, "children"] = 1e308  # overflowed the LA means to inf and NaN
+    with pytest.raises(InputError) as info:
+        validate(table, ["referrals"], exposure="days")
+    assert (info.value.rule, info.value.rows) == ("children_out_of_range", [2])
+    assert "it weights LA deprivation" in info.value.message
+
+
+def test_moderators_too_large_for_their_mean_and_sd():
+    table = make_table().assign(density=np.arange(12.0))
+    table.loc[9, "density"] = -1e308
+    with pytest.raises(InputError) as info:
+        validate(table, ["referrals"], moderators=["density"])
+    assert (info.value.rule, info.value.rows) == ("moderator_out_of_range", [9])
+
+
+def test_an_outcome_without_events_is_refused_for_a_fit():
+    """All-zero counts gave a WARN, exit 0 and the prior as the 'gradient'."""
+    table = validate(make_table().assign(referrals=0), OUTCOMES)  # allowed as a table
+    with pytest.raises(InputError) as info:
+        require_events(table, ["cp_plans", "referrals"])
+    err = info.value
+    assert err.rule == "no_events"
+    assert err.message.startswith("no_events: outcome 'referrals' is 0 on every one of the "
+                                  "12 rows")
+    assert err.rows == list(range(12))
+    assert err.columns == ("referrals",)
+    require_events(table, ["cp_plans"])
+
+
+def test_a_binomial_without_events_or_without_non_events_is_refused():
+    table = validate(make_table().assign(trials=3, y=0), ["y"], trials="trials")
+    with pytest.raises(InputError) as info:
+        require_events(table, ["y"], "trials")
+    assert info.value.rule == "no_events"
+    assert "of the trials in 'trials'" in info.value.message
+    with pytest.raises(InputError) as info:
+        require_events(table.assign(y=3), ["y"], "trials")
+    assert info.value.rule == "every_trial_an_event"
+    assert info.value.columns == ("y", "trials")
+    require_events(table.assign(y=np.arange(12) % 4), ["y"], "trials")
+
+
 def test_input_error_pickles():
     err = refuse(put(make_table(), "income", 2, 7.0))
     back = pickle.loads(pickle.dumps(err))
@@ -415,14 +521,13 @@ def valid_tables(draw):
         st.lists(st.integers(0, 99_999_999), min_size=len(sizes), unique=True, max_size=len(sizes))
     )
     nation = draw(st.sampled_from("EW"))
-    floats = st.floats(allow_nan=False, allow_infinity=False)
     return pd.DataFrame(
         {
             "lsoa": [f"{nation}01{c:06d}" for c in codes],
             "la": [f"E{a:08d}" for a, s in zip(las, sizes, strict=True) for _ in range(s)],
-            "children": draw(st.lists(floats.filter(lambda x: x > 0), min_size=n, max_size=n)),
+            "children": draw(st.lists(st.floats(1e-3, 1e6), min_size=n, max_size=n)),
             "income": draw(st.lists(st.floats(0, 1), min_size=n, max_size=n)),
-            "referrals": draw(st.lists(st.integers(0, 10**9), min_size=n, max_size=n)),
+            "referrals": draw(st.lists(st.integers(0, 10**6), min_size=n, max_size=n)),
             "cp_plans": [
                 float(v) for v in draw(st.lists(st.integers(0, 50), min_size=n, max_size=n))
             ],
@@ -440,9 +545,9 @@ def test_random_valid_tables_validate(table):
 
 
 CORRUPTIONS = {
-    "children": [np.nan, np.inf, -np.inf, -1.0, 0.0],
+    "children": [np.nan, np.inf, -np.inf, -1.0, 0.0, 1e308, 5e-324],
     "income": [np.nan, np.inf, -0.01, 1.0001, 1e300],
-    "referrals": [np.nan, np.inf, -1.0, 0.5, 1e20],
+    "referrals": [np.nan, np.inf, -1.0, 0.5, 1e20, 2.0**53 + 2, 1e6 + 1],
     "cp_plans": [np.nan, -np.inf, -2.0, 3.25],
 }
 

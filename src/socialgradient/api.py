@@ -105,23 +105,30 @@ def _spec(spec: Spec | str, **changes) -> Spec:
 
 
 def encode(table: pd.DataFrame, spec: Spec | str, stratum: str = "",
-           exposure: str = "children", la_table: pd.DataFrame | None = None
-           ) -> NeighbourhoodData:
+           exposure: str = "children", la_table: pd.DataFrame | None = None, *,
+           events: bool = True) -> NeighbourhoodData:
     """Validate ``table`` (and the LA table of the spec's LA moderators) and encode it.
 
     ``spec`` is a :class:`Spec` or an outcome name (then ``stratum`` and ``exposure`` say
-    the rest). ``la_table`` overrides reading the spec's ``la_data``.
+    the rest). ``la_table`` overrides reading the spec's ``la_data``. ``events`` (default):
+    refuse an outcome with no events (:func:`socialgradient.data.schema.require_events`:
+    ``no_events``, ``every_trial_an_event``), which a fit would answer with its prior;
+    ``False`` for what does not look at the counts (:func:`prior_predictive`).
     """
     if isinstance(spec, str):
         spec = Spec(spec, stratum=stratum, exposure=exposure)
     if spec.outcomes:  # the joint threshold model: one encoding per threshold
         joint.check_spec(spec)
         valid = schema.validate(table, list(spec.outcomes))
+        if events:
+            schema.require_events(valid, list(spec.outcomes))
         return [NeighbourhoodData.from_table(valid, o) for o in spec.outcomes]
     strata = spec.strata or spec.stratum or None  # several columns, or one as before
     valid = schema.validate(table, [spec.outcome], strata, spec.exposure,
                             trials=spec.trials, moderators=spec.neighbourhood_moderators,
                             trend=spec.stratum_trend)
+    if events:
+        schema.require_events(valid, [spec.outcome], spec.trials)
     lo = spec.la_outcome
     if lo is not None:  # its columns named, then checked as counts
         la_outcome.check_columns(table, lo)
@@ -203,9 +210,24 @@ def plot(tree: xr.DataTree, kind: str):
 def prior_predictive(table: pd.DataFrame, spec: Spec | str = "referrals", draws: int = 1000,
                      seed: int = 0, la_table: pd.DataFrame | None = None, **changes) -> dict:
     """What the priors of ``spec`` imply on ``table`` before seeing its counts:
-    :func:`socialgradient.checks.prior_predictive` on the validated, encoded table."""
+    :func:`socialgradient.checks.prior_predictive` on the validated, encoded table (whose
+    counts may be all zero). ``draws``: 1 to 1,000,000; ``seed``: 0 to 2**32 - 1 (as a
+    spec's ``sampling.draws`` and ``sampling.seed``), else a ValueError naming them."""
+    _setting("draws", draws, 1, 1_000_000)
+    _setting("seed", seed, 0, 2**32 - 1)
     spec = _spec(spec, **changes)
-    return checks.prior_predictive(encode(table, spec, la_table=la_table), spec, draws, seed)
+    return checks.prior_predictive(encode(table, spec, la_table=la_table, events=False), spec,
+                                   draws, seed)
+
+
+def _setting(name: str, value, lo: int, hi: int) -> None:
+    """A whole-number keyword argument in [lo, hi] (not a bool), else a ValueError naming it."""
+    import numbers
+
+    if (isinstance(value, bool) or not isinstance(value, numbers.Integral)
+            or not lo <= value <= hi):
+        raise ValueError(f"{name} must be an integer from {lo} to {hi}, got {value!r} "
+                         f"({type(value).__name__})")
 
 
 def summarise(tree: xr.DataTree, diagnostics: dict | None = None) -> dict:

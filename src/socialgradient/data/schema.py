@@ -9,12 +9,20 @@ and has these columns:
     Local authority code, ``E`` or ``W`` and eight digits (``E06000052``).
 ``children``
     Child population, the **exposure** of the count models by default: finite and > 0 (need
-    not be a whole number, e.g. mid-year population estimates). It also weights each LA's
-    mean deprivation.
+    not be a whole number, e.g. mid-year population estimates), and plausible for one row:
+    from ``CHILDREN_RANGE[0]`` (0.001, a share of a child once a band is split into single
+    years) to ``CHILDREN_RANGE[1]`` (1,000,000; an LSOA has ~300 children). It also weights
+    each LA's mean deprivation.
 ``income``
     Share (**0-1, not a percentage**) of families in income deprivation; finite, in [0, 1].
 one column per outcome (``referrals``, ``cp_plans``, ...)
-    Counts: whole, non-negative numbers (``3.0`` is accepted and becomes ``3``).
+    Counts: whole, non-negative numbers (``3.0`` is accepted and becomes ``3``), below
+    2**53 (float64 holds every whole number only up to there: 2**53 + 1 would be read as
+    2**53) and at most ``MAX_ROW_COUNT`` (1,000,000) in one row: an LSOA has ~1,500
+    residents, so even summed over 20 years and several events a child no count comes near
+    it, while a column of person-days or of a national total does. A relative bound (events
+    per child) is not used: counts of episodes or factors can exceed the children, and the
+    children of single-year cells are fractional estimates.
 
 Optionally, a **stratum** column (named by the caller, e.g. ``age_band``) splits each LSOA
 into cells, one row per LSOA x stratum: ``children`` is then the stratum's population, the
@@ -26,14 +34,16 @@ Several stratum columns (e.g. ``age_band`` and ``gender``) make cells of their c
 (e.g. ``age``, single years) is part of the cell too: one row per LSOA x year of age; it must
 be numeric, finite and take more than one value.
 
-Optionally, an **exposure** column other than ``children`` (named by the caller; finite and
-> 0): e.g. person-days at risk for the closure rate of episodes, or the referred children
-for the rate of re-referrals.
+Optionally, an **exposure** column other than ``children`` (named by the caller; finite,
+> 0 and within ``EXPOSURE_RANGE``, 0.001 to 1e10): e.g. person-days at risk for the closure
+rate of episodes (a closed episode has at least half a day), or the referred children for
+the rate of re-referrals.
 
 Optionally, a **trials** column for a binomial outcome (e.g. the referrals of which the
 outcome counts the re-referrals): whole numbers > 0, never fewer than the outcome's count.
 Optionally, **moderator** columns (e.g. ``rural``, ``density``): numeric (a True/False flag
-counts as 1/0), finite, not constant.
+counts as 1/0), finite, at most ``MAX_MODERATOR`` (1e15) in size (their mean and SD must
+not overflow), not constant; the same for a stratum trend.
 
 Any other column (``la_name``, ``rural``, ...) is passed through unchanged. Codes must be
 exact: surrounding whitespace makes a code malformed, it is never stripped silently.
@@ -43,13 +53,17 @@ rows, and stops at the first rule broken, raising :class:`InputError` that repor
 offending row of that rule. Rule ids: ``missing_column``, ``duplicate_column``,
 ``no_outcome``, ``unknown_outcome``, ``empty_table``, ``malformed_lsoa``, ``malformed_la``,
 ``missing_value``, ``non_numeric``, ``non_finite``, ``negative_count``,
-``fractional_count``, ``count_too_large``, ``children_not_positive``,
-``income_out_of_range``, ``lsoa_in_two_las``, ``duplicate_lsoa``, ``small_la``; with a
-stratum column also ``duplicate_cell`` (instead of ``duplicate_lsoa``) and
-``income_varies_within_lsoa``, and ``constant_stratum`` (a column with one level) when
-there are several; with a stratum trend ``constant_trend``; with an exposure column also
-``exposure_not_positive``; with a trials column ``trials_not_positive`` and
-``count_exceeds_trials``; with moderators ``constant_moderator``.
+``fractional_count``, ``count_too_large``, ``count_implausible``,
+``children_not_positive``, ``children_out_of_range``, ``income_out_of_range``,
+``lsoa_in_two_las``, ``duplicate_lsoa``, ``small_la``; with a stratum column also
+``duplicate_cell`` (instead of ``duplicate_lsoa``) and ``income_varies_within_lsoa``, and
+``constant_stratum`` (a column with one level) when there are several; with a stratum
+trend ``moderator_out_of_range`` and ``constant_trend``; with an exposure column also
+``exposure_not_positive`` and ``exposure_out_of_range``; with a trials column
+``trials_not_positive`` and ``count_exceeds_trials``; with moderators
+``moderator_out_of_range`` and ``constant_moderator``.
+:func:`require_events` (what a fit adds, through :func:`socialgradient.api.encode`):
+``no_events`` and, for a binomial, ``every_trial_an_event``.
 :func:`read_table` adds ``unknown_format``, ``file_not_found``, ``empty_file``,
 ``undecodable`` and ``unreadable``. Rows are 0-based positions in the table as read.
 """
@@ -67,7 +81,11 @@ import pandas as pd
 REQUIRED_COLUMNS = ("lsoa", "la", "children", "income")
 CODE_PATTERNS = {"lsoa": r"[EW]01[0-9]{6}", "la": r"[EW][0-9]{8}"}
 MAX_SHOWN = 10  # offending rows listed in a message
-MAX_COUNT = 2.0**53  # largest count that float64 stores exactly
+MAX_COUNT = 2.0**53  # counts must be below: float64 holds every whole number only up to it
+MAX_ROW_COUNT = 1_000_000  # a plausible count in one row (module docstring)
+CHILDREN_RANGE = (1e-3, 1e6)  # plausible children in one row (module docstring)
+EXPOSURE_RANGE = (1e-3, 1e10)  # plausible exposure of another column, e.g. person-days
+MAX_MODERATOR = 1e15  # largest moderator or trend value in size
 
 
 class InputError(ValueError):
@@ -318,22 +336,40 @@ def validate(
         "fractional_count", "not whole numbers", t, {c: v != np.floor(v) for c, v in count.items()}
     )
     _raise_rows(
-        "count_too_large", f"above {MAX_COUNT:.0f}", t, {c: v > MAX_COUNT for c, v in count.items()}
+        "count_too_large", f"at or above 2**53 = {MAX_COUNT:.0f} (float64 cannot hold such "
+        "whole numbers exactly: 2**53 + 1 reads as 2**53)", t,
+        {c: v >= MAX_COUNT for c, v in count.items()}
+    )
+    _raise_rows(
+        "count_implausible", f"above {MAX_ROW_COUNT:,} in one row (an LSOA has ~300 "
+        "children; is it a count?)", t, {c: v > MAX_ROW_COUNT for c, v in count.items()}
     )
     children, income = num["children"][0], num["income"][0]
     role = "the exposure" if exposure == "children" else "it weights LA deprivation"
     _raise_rows("children_not_positive", f"<= 0 (children is {role})", t,
                 {"children": children <= 0})
+    lo, hi = CHILDREN_RANGE
+    _raise_rows("children_out_of_range", f"outside the plausible [{lo:g}, {hi:,.0f}] "
+                f"children of one row (children is {role})", t,
+                {"children": (children < lo) | (children > hi)})
     if exposure != "children":
         _raise_rows("exposure_not_positive", f"<= 0 ({exposure} is the exposure)", t,
                     {exposure: num[exposure][0] <= 0},
                     "; drop cells with no exposure explicitly (they carry no information)")
+        lo, hi = EXPOSURE_RANGE
+        _raise_rows("exposure_out_of_range", f"outside the plausible [{lo:g}, {hi:g}] "
+                    f"({exposure} is the exposure)", t,
+                    {exposure: (num[exposure][0] < lo) | (num[exposure][0] > hi)})
     if trials:
         _raise_rows("trials_not_positive", f"<= 0 ({trials} are the binomial's trials)", t,
                     {trials: count[trials] <= 0},
                     "; drop cells with no trials explicitly (they carry no information)")
         _raise_rows("count_exceeds_trials", f"above {trials} (the trials)", t,
                     {c: count[c] > count[trials] for c in outcomes})
+    _raise_rows("moderator_out_of_range", f"larger than {MAX_MODERATOR:g} in size (its "
+                "mean and SD would overflow)", t,
+                {c: np.abs(num[c][0]) > MAX_MODERATOR
+                 for c in (*moderators, *([trend] if trend else []))})
     constant = [c for c in moderators if np.ptp(num[c][0]) == 0]
     if constant:
         raise fail("constant_moderator", f"moderator columns {constant} take one value on "
@@ -393,6 +429,47 @@ def validate(
     for c, v in count.items():
         out[c] = v.astype(np.int64)
     return out
+
+
+def require_events(table: pd.DataFrame, outcomes: Sequence[str], trials: str = "") -> None:
+    """What a fit needs beyond :func:`validate`: each outcome has events somewhere.
+
+    An outcome that is 0 on every row (or, for a binomial, equals its trials on every row)
+    carries no information on a gradient: a fit would return its prior, with a WARN at best.
+    :func:`validate` allows such a column (an aggregate may be all zero; a prior predictive
+    check does not look at counts); :func:`socialgradient.api.encode` calls this before a fit.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        A table that passed :func:`validate` (counts int64).
+    outcomes : sequence of str
+        The count columns to be fitted.
+    trials : str, optional
+        The binomial's trials column.
+
+    Raises
+    ------
+    InputError
+        ``no_events`` (an outcome is 0 on every row) or ``every_trial_an_event`` (a binomial
+        outcome equals its trials on every row), with every row listed.
+    """
+    outcomes = [outcomes] if isinstance(outcomes, str) else list(outcomes)
+    rows = np.arange(len(table))
+    listing = _listing(table, rows, None)
+    for c in outcomes:
+        y = table[c].to_numpy()
+        if not np.any(y > 0):
+            within = f" (of the trials in {trials!r})" if trials else ""
+            raise fail("no_events", f"outcome {c!r} is 0 on every one of the {len(y)} rows"
+                       f"{within}: it says nothing about a gradient, a fit would return its "
+                       f"prior; check the column and the filters that made the table: {listing}",
+                       rows, [c])
+        if trials and np.all(y == table[trials].to_numpy()):
+            raise fail("every_trial_an_event", f"outcome {c!r} equals its trials {trials!r} on "
+                       f"every one of the {len(y)} rows: a proportion of 1 everywhere says "
+                       f"nothing about a gradient, a fit would return its prior: {listing}",
+                       rows, [c, trials])
 
 
 def load(path, outcomes: Sequence[str], stratum: str | None = None,
