@@ -405,9 +405,11 @@ def test_a_return_in_the_dfe_layout_accounts_for_every_episode(tmp_path, recs, d
     pop = cx.default_population(recs.geography, [2023])
     back, read = cx.read_returns(path, dfe_lsoa, recs.geography, pop, schema_dir=SCHEMAS)
     assert read.episodes == 6
-    assert read.excluded["outside_period"] == 2  # closed 2021-06-01; referred 2023-05-01
+    # closed 2021-06-01; referred 2023-05-01; referred 2020-04-01 and still open (a referral
+    # of 2020, not of this year)
+    assert read.excluded["outside_period"] == 3
     assert read.excluded["unborn"] == 1
-    assert read.passed == 3 == len(back.episodes)
+    assert read.passed == 2 == len(back.episodes)
     assert read.episodes == read.passed + sum(read.excluded.values())
     out = read.excluded_records.set_index("reason")
     assert out.loc["unborn", "la_child_id"] == "B2"
@@ -418,8 +420,8 @@ def test_a_return_in_the_dfe_layout_accounts_for_every_episode(tmp_path, recs, d
     assert bool(first["repeat_cp_plan"])
     assert set(back.factors["factor"]) == {"18C", "24A"}
     table, report = linkage.aggregate(back, by=())
-    assert report.linked == 3
-    assert table["referrals"].sum() == 2  # children A1 and C3
+    assert report.linked == 2
+    assert table["referrals"].sum() == 1  # child A1 (C3's referrals are outside the period)
     assert json.dumps(read.to_dict(), default=str)
 
 
@@ -429,7 +431,7 @@ def test_codes_of_neighbouring_years_are_read(tmp_path, recs, dfe_lsoa):
     pop = cx.default_population(recs.geography, [2023])
     back, read = cx.read_returns(tmp_path / "old_code.xml", dfe_lsoa, recs.geography, pop,
                                  errors="report", schema_dir=SCHEMAS)
-    assert read.passed == 3
+    assert read.passed == 2
     assert set(back.factors["factor"]) == {"18C", "24A"}
     if read.validation[str(tmp_path / "old_code.xml")].startswith("validated"):
         assert read.schema_errors[["element", "category"]].values.tolist() == [
@@ -439,6 +441,7 @@ def test_codes_of_neighbouring_years_are_read(tmp_path, recs, dfe_lsoa):
 def test_every_episode_outside_the_period_is_counted_not_a_crash(tmp_path, recs, dfe_lsoa):
     text = re.sub(r"<CINreferralDate>[^<]*</CINreferralDate>",
                   "<CINreferralDate>2024-01-01</CINreferralDate>", dfe_return())
+    text = re.sub(r"<CINclosureDate>[^<]*</CINclosureDate>", "", text)  # (not before it)
     (tmp_path / "late.xml").write_text(text)
     # no population given: the denominators come from the years and LAs of the files read
     back, read = cx.read_returns(tmp_path / "late.xml", dfe_lsoa, recs.geography)
@@ -531,7 +534,7 @@ def test_schema_errors_refuse_with_errors_raise(tmp_path, recs, dfe_lsoa):
     assert "order.xml:" in str(err.value)
     assert "element_order" in str(err.value)
     _, read = cx.read_returns(tmp_path, dfe_lsoa, recs.geography, pop, validate=False)
-    assert read.passed == 3
+    assert read.passed == 2
     assert read.validation[str(tmp_path / "order.xml")].startswith(
         "not validated")
 
@@ -591,7 +594,7 @@ def test_cli_aggregate_reports_every_file_line_and_reason(tmp_path, recs, dfe_ls
     assert cli.main([*args, "--errors", "report"]) == 0
     read = json.loads((tmp_path / "report.json").read_text())["read"]
     assert read["episodes"] == read["passed"] + sum(read["excluded"].values())
-    assert read["excluded"]["outside_period"] == 2 * 4  # 2 in each of the readable files
+    assert read["excluded"]["outside_period"] == 3 * 4  # 3 in each of the readable files
     assert [e["rule"] for e in read["file_errors"]] == ["malformed_xml"]
     shown = {(Path(r["file"]).name, r["reason"]): r["line"] for r in read["excluded_records"]}
     assert shown[("code.xml", "unknown_code")] == faults["code.xml"] - 1  # the CINdetails line
@@ -614,3 +617,202 @@ def test_no_schema_is_committed():
     tracked = subprocess.run(["git", "ls-files", "*.xsd"], cwd=root, capture_output=True,
                              text=True, check=True).stdout.split()
     assert tracked == []
+
+
+# -- issue 27: returns that escaped the rules ---------------------------------------------------
+
+
+def mini_return(year: int, children, collection="<Collection>CIN</Collection>") -> str:
+    """A small valid return: ``children`` as ``(LAchildID, birth date, [(referral date,
+    closure date or None), ...])``."""
+    kids = []
+    for child_id, dob, episodes in children:
+        details = "".join(
+            f"<CINdetails><CINreferralDate>{ref}</CINreferralDate>"
+            f"<ReferralSource>6</ReferralSource><PrimaryNeedCode>N1</PrimaryNeedCode>"
+            + (f"<CINclosureDate>{clo}</CINclosureDate><ReasonForClosure>RC8"
+               "</ReasonForClosure>" if clo else "")
+            + "<ReferralNFA>0</ReferralNFA></CINdetails>\n" for ref, clo in episodes)
+        kids.append(f"""<Child><ChildIdentifiers><LAchildID>{child_id}</LAchildID>
+<UPNunknown>UN1</UPNunknown><PersonBirthDate>{dob}</PersonBirthDate>
+<GenderCurrent>1</GenderCurrent></ChildIdentifiers>
+<ChildCharacteristics><Ethnicity>WBRI</Ethnicity></ChildCharacteristics>
+{details}</Child>""")
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<Message>
+<Header><CollectionDetails>{collection}<Year>{year}</Year>
+<ReferenceDate>{year}-03-31</ReferenceDate></CollectionDetails>
+<Source><SourceLevel>L</SourceLevel><LEA>805</LEA></Source></Header>
+<Children>
+{"".join(kids)}
+</Children>
+</Message>
+"""
+
+
+def read_one(tmp_path, recs, text, lsoa, name="r.xml", year=2022, **kw):
+    path = tmp_path / name
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    pop = cx.default_population(recs.geography, [year])
+    return cx.read_returns(path, lsoa, recs.geography, pop, schema_dir=SCHEMAS, **kw)
+
+
+_XXE = '<!DOCTYPE Message [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>\n'
+_LAUGHS = ('<!DOCTYPE Message [<!ENTITY a "aaaaaaaaaa">' + "".join(
+    f'<!ENTITY {c} "{("&" + p + ";") * 10}">' for p, c in zip("abcdefgh", "bcdefghi",
+                                                                 strict=True)) + "]>\n")
+
+
+@pytest.mark.parametrize(("doctype", "reference", "encoding"), [
+    (_XXE, "&xxe;", "utf-8"),  # reads a local file where entities are resolved
+    (_LAUGHS, "&i;", "utf-8"),  # 10**9 a's where entities are expanded
+    ('<!DOCTYPE Message SYSTEM "http://example.org/cin.dtd">\n', "X", "utf-8"),
+    (_XXE, "&xxe;", "utf-16"),  # a byte search for '<!DOCTYPE' would miss it
+])
+def test_a_doctype_is_refused_before_any_parse(tmp_path, recs, dfe_lsoa, doctype, reference,
+                                               encoding):
+    text = dfe_return().replace('<?xml version="1.0" encoding="UTF-8"?>\n',
+                                f'<?xml version="1.0" encoding="{encoding.upper()}"?>\n'
+                                + doctype).replace("<SoftwareCode>X<",
+                                                   f"<SoftwareCode>{reference}<")
+    data = text.encode(encoding)
+    # with the schemas at hand this ended in an lxml traceback ("Internal error in XML
+    # Schema validation"); without, the entity was silently left unresolved
+    for validate in (None, False):
+        with pytest.raises(InputError) as err:
+            read_one(tmp_path, recs, data, dfe_lsoa, year=2023, validate=validate)
+        assert err.value.rule == "dtd_not_allowed"
+        assert "r.xml: line 2" in str(err.value)
+        assert ("['xxe']" in str(err.value)) == (reference == "&xxe;")
+    with pytest.raises(InputError) as err:  # errors="report": the file is listed, not read
+        read_one(tmp_path, recs, data, dfe_lsoa, year=2023, errors="report")
+    assert err.value.rule == "no_records"
+    assert "dtd_not_allowed" in str(err.value)
+
+
+def test_a_doctype_the_prolog_scan_missed_is_refused_after_parsing(tmp_path, recs, dfe_lsoa,
+                                                                   monkeypatch):
+    """lxml reads encodings expat may not: its own DOCTYPE record is checked too."""
+    if not codes.have_lxml():
+        pytest.skip("lxml not installed")
+    from socialgradient.data.census import read
+
+    class Blind:  # a prolog scan that sees nothing
+        def __setattr__(self, name, value):
+            pass
+
+        def SetParamEntityParsing(self, flag):  # expat's names
+            pass
+
+        def Parse(self, data, final):
+            raise read.expat.ExpatError("blind")
+
+    monkeypatch.setattr(read.expat, "ParserCreate", Blind)
+    text = dfe_return().replace("<Message>", _XXE + "<Message>", 1)
+    with pytest.raises(InputError) as err:
+        read_one(tmp_path, recs, text, dfe_lsoa, year=2023, validate=False)
+    assert err.value.rule == "dtd_not_allowed"
+    assert "['xxe']" in str(err.value)
+
+
+@pytest.mark.parametrize(("old", "new", "element"), [
+    ("<PersonBirthDate>2015-06-01<", "<PersonBirthDate>0000-01-01<", "PersonBirthDate"),
+    ("<PersonBirthDate>2015-06-01<", "<PersonBirthDate>2015-13-01<", "PersonBirthDate"),
+    ("<CINreferralDate>2022-05-01<", "<CINreferralDate>0000-05-01<", "CINreferralDate"),
+    ("<CPPstartDate>2022-06-10<", "<CPPstartDate>1066-10-14<", "CPPstartDate"),
+])
+def test_impossible_dates_are_named_with_element_value_and_child(tmp_path, recs, dfe_lsoa, old,
+                                                                 new, element):
+    text = dfe_return().replace(old, new)
+    value = re.search(r">([^<]*)<", new).group(1)
+    for validate in (False, None):  # without a schema 0000-01-01 was read as a date
+        with pytest.raises(InputError) as err:
+            read_one(tmp_path, recs, text, dfe_lsoa, year=2023, validate=validate)
+        assert err.value.rule == "bad_date"
+        assert f"LAchildID 'A1': {element} value {value!r}" in str(err.value)
+    _, read = read_one(tmp_path, recs, text, dfe_lsoa, year=2023, errors="report",
+                       validate=False)
+    assert read.excluded["bad_date"] >= 1
+    assert read.episodes == read.passed + sum(read.excluded.values())
+
+
+@pytest.mark.parametrize("year", ["0000", "1899", "2999"])
+def test_an_impossible_collection_year_is_named(tmp_path, recs, dfe_lsoa, year):
+    text = dfe_return().replace("<Year>2023</Year>", f"<Year>{year}</Year>")
+    # was: dateutil's "month must be in 1..12: 0-03-31" from building the period
+    with pytest.raises(InputError) as err:
+        read_one(tmp_path, recs, text, dfe_lsoa, year=2023, validate=False)
+    assert err.value.rule == "bad_year"
+    assert f"Header/CollectionDetails/Year {year!r}" in str(err.value)
+
+
+def test_another_collection_is_refused_without_a_schema(tmp_path, recs, dfe_lsoa):
+    ssda = dfe_return().replace("<Collection>CIN<", "<Collection>SSDA903<")
+    for validate in (False, None):  # without a schema (it was counted as CIN), and with
+        with pytest.raises(InputError) as err:
+            read_one(tmp_path, recs, ssda, dfe_lsoa, year=2023, validate=validate)
+        assert err.value.rule == "wrong_collection"
+        assert "'SSDA903', not 'CIN'" in str(err.value)
+    none = dfe_return().replace("<Collection>CIN</Collection>", "")
+    with pytest.raises(InputError) as err:
+        read_one(tmp_path, recs, none, dfe_lsoa, year=2023, validate=False)
+    assert err.value.rule == "missing_header"
+    assert "Header/CollectionDetails/Collection" in str(err.value)
+
+
+@pytest.fixture(scope="module")
+def mini_lsoa(recs):
+    lsoa = recs.geography.loc[recs.geography["la"] == "E06000001", "lsoa"].iloc[0]
+    return pd.DataFrame({"la": "E06000001", "child_id": ["P1", "P2", "P3"], "lsoa": lsoa})
+
+
+def test_referrals_count_in_the_period_they_were_made(tmp_path, recs, mini_lsoa):
+    text = mini_return(2022, [
+        ("P1", "2012-01-01", [("2019-06-01", None)]),  # referred 2019, still open
+        ("P2", "2012-01-01", [("2021-02-01", "2021-05-01"),  # referred before, closed in
+                              ("2021-10-01", None)]),  # a re-referral within 12 months
+        ("P3", "2012-01-01", [("2021-04-01", "2022-03-31")]),  # the period's first day
+    ])
+    back, read = read_one(tmp_path, recs, text, mini_lsoa)
+    assert read.excluded["outside_period"] == 2
+    assert read.passed == 2
+    out = read.excluded_records
+    assert sorted(out.loc[out["reason"] == "outside_period", "referral_date"]) == [
+        "2019-06-01", "2021-02-01"]
+    table, _ = linkage.aggregate(back, by=())
+    assert table["referrals"].sum() == 2  # P2 and P3, not P1's 2019 referral
+    # the earlier referral outside the period still makes P2's a re-referral
+    assert table["rereferrals"].sum() == 1
+    # the same open episode in two years' returns: a referral of its own year only, and
+    # not its own re-referral
+    (tmp_path / "two").mkdir()
+    for year in (2022, 2023):
+        (tmp_path / "two" / f"r{year}.xml").write_text(
+            mini_return(year, [("P1", "2012-01-01", [("2021-06-01", None)])]))
+    pop = cx.default_population(recs.geography, [2022, 2023])
+    back, read = cx.read_returns(tmp_path / "two", mini_lsoa, recs.geography, pop,
+                                 validate=False)
+    assert (read.passed, read.excluded["outside_period"]) == (1, 1)
+    table, _ = linkage.aggregate(back, by=("year",))
+    assert table.groupby("year")["referrals"].sum().to_dict() == {2022: 1, 2023: 0}
+    assert table["rereferrals"].sum() == 0
+
+
+def test_a_closure_before_its_referral_is_named_or_excluded(tmp_path, recs, mini_lsoa):
+    text = mini_return(2022, [
+        ("P1", "2012-01-01", [("2021-09-01", "2021-06-01")]),  # closed before referred
+        ("P2", "2012-01-01", [("2021-10-01", "2021-12-01")]),
+    ])
+    with pytest.raises(InputError) as err:
+        read_one(tmp_path, recs, text, mini_lsoa)
+    assert err.value.rule == "closure_before_referral"
+    assert ("LAchildID 'P1': CINclosureDate value '2021-06-01 before CINreferralDate "
+            "2021-09-01'") in str(err.value)
+    # errors="report": the episode is excluded (from durations too) and counted
+    back, read = read_one(tmp_path, recs, text, mini_lsoa, errors="report")
+    assert read.excluded["closure_before_referral"] == 1
+    assert read.passed == 1
+    table, _ = linkage.aggregate(back, by=())
+    days = table.filter(like="days_").to_numpy()
+    assert (days >= 0).all()
+    assert days.sum() == 61 + 0.5  # P2's 61 days and a half, nothing from P1

@@ -37,10 +37,16 @@ a blank LSOA, a repeated episode or an LSOA in another LA reach the linkage repo
 ``missing_lsoa``, ``duplicate_episode`` and ``la_mismatch``. Problems of the mapping raise
 :class:`~socialgradient.data.schema.InputError`: ``bad_mapping``, ``unknown_field``,
 ``missing_mapping``, ``unknown_column`` (mapped columns absent from the file, named); values:
-``missing_value``, ``bad_date``, ``unknown_code`` (with the rows, 0-based data rows) raise
-with ``errors="raise"`` (default) or, with ``errors="report"``, exclude the row and list it in
-the :class:`~socialgradient.data.census.returns.ReadReport`; a child aged outside 0-17 on 31
-March is always excluded as ``age_out_of_range``.
+``missing_value``, ``bad_date`` (not in ``date_format``, or a year outside
+:data:`~socialgradient.data.census.read.DATE_RANGE`), ``unknown_code``,
+``closure_before_referral`` (a closure date before the referral date: a negative duration)
+(with the rows, 0-based data rows) raise with ``errors="raise"`` (default) or, with
+``errors="report"``, exclude the row and list it in the
+:class:`~socialgradient.data.census.returns.ReadReport`; a child aged outside 0-17 on 31
+March is always excluded as ``age_out_of_range``, and a referral outside the collection
+period of the row's ``year`` (1 April of the year before to 31 March; only possible with a
+``year`` column or constant) as ``outside_period`` (one referred earlier still serves to
+derive the child's re-referrals, as in the XML reader).
 """
 
 from __future__ import annotations
@@ -52,6 +58,8 @@ import numpy as np
 import pandas as pd
 
 from socialgradient.data.census import returns as cx
+from socialgradient.data.census.frames import _period
+from socialgradient.data.census.read import DATE_RANGE
 from socialgradient.data.schema import fail
 from socialgradient.data.synthetic import records_model as rec
 
@@ -63,7 +71,7 @@ FIELDS = ("child_id", "la", "lsoa", "year", "episode_id", "gender", "ethnicity",
 REQUIRED = ("child_id", "la", "lsoa", "referral_date", "date_of_birth")
 TRUE = {"1", "true", "yes", "y", "t"}
 FALSE = {"0", "false", "no", "n", "f", ""}
-RULES = ("missing_value", "bad_date", "unknown_code")
+RULES = ("missing_value", "bad_date", "unknown_code", "closure_before_referral")
 BROAD = set(rec.ETHNICITIES) | {cx.UNKNOWN}
 
 
@@ -206,10 +214,13 @@ def read_extract(path, mapping, geography: pd.DataFrame,
     fmt = ext.get("date_format", "%Y-%m-%d")
     for f in DATES:
         s = t[f]
-        if not pd.api.types.is_datetime64_any_dtype(s):
-            parsed = pd.to_datetime(s, format=fmt, errors="coerce")
-            add(s.notna() & parsed.isna(), "bad_date", f)
-            t[f] = parsed
+        parsed = s if pd.api.types.is_datetime64_any_dtype(s) else pd.to_datetime(
+            s, format=fmt, errors="coerce")
+        if isinstance(parsed.dtype, pd.DatetimeTZDtype):  # dates: the local calendar day
+            parsed = parsed.dt.tz_localize(None)
+        inside = (parsed >= DATE_RANGE[0]) & (parsed <= DATE_RANGE[1])
+        add(s.notna() & ~inside, "bad_date", f)
+        t[f] = parsed.where(inside)
     if "year" in cols or "year" in ext:
         y = pd.to_numeric(t["year"], errors="coerce")
         add(t["year"].notna() & (y.isna() | (y % 1 != 0)), "unknown_code", "year")
@@ -240,6 +251,10 @@ def read_extract(path, mapping, geography: pd.DataFrame,
     bad_f = _apply(codes, lambda cs: any(not cx.FACTOR_CODE.fullmatch(c) for c in cs)).astype(
         bool)
     add(bad_f, "unknown_code", "factors")
+    ref, clo = t["referral_date"], t["closure_date"]
+    add(clo < ref, "closure_before_referral", "closure_date",
+        [f"{c:%Y-%m-%d} before referral_date {r:%Y-%m-%d}"
+         for c, r in zip(clo[clo < ref], ref[clo < ref], strict=True)])
     p = pd.DataFrame(problems, columns=["row", "rule", "field", "value"])
     p["order"] = p["rule"].map({r: k for k, r in enumerate(RULES)})
     p = p.sort_values(["order", "row"], kind="stable").drop(columns="order")
@@ -258,20 +273,25 @@ def read_extract(path, mapping, geography: pd.DataFrame,
     age = cx._age(t["date_of_birth"], t["year"].fillna(0))
     band = cx._band(np.nan_to_num(age, nan=-1))
     reason = reason.where(reason.notna() | pd.notna(band), "age_out_of_range")
+    start, end = _period(t["year"].where(reason.isna(), 2000))
+    early = reason.isna() & (t["referral_date"] < start)
+    outside = early | (reason.isna() & (t["referral_date"] > end))
+    reason = reason.where(~outside, "outside_period")
     bad = reason.notna().to_numpy()
-
-    ok = t[~bad].copy()
+    # an earlier referral is not counted but derives the child's re-referrals (read.py)
+    keep = ~bad | early.to_numpy()
+    ok = t[keep].copy()
     ok["year"] = ok["year"].astype(np.int64)
     ok["la_child_id"] = ok["child_id"]
     ok["child_id"] = ok["la"] + "/" + ok["la_child_id"]
-    ok["age"], ok["age_band"] = age[~bad].astype(np.int64), band[~bad]
-    ok["gender"], ok["ethnicity"] = g[~bad], eth[~bad]
-    ok["referral_nfa"], ok["repeat_cp_plan"] = nfa[~bad], repeat[~bad]
+    ok["age"], ok["age_band"] = age[keep].astype(np.int64), band[keep]
+    ok["gender"], ok["ethnicity"] = g[keep], eth[keep]
+    ok["referral_nfa"], ok["repeat_cp_plan"] = nfa[keep], repeat[keep]
     ok["episode_id"] = ok["episode_id"].where(
         ok["episode_id"].notna(), ok["child_id"] + "/" + ok["referral_date"].dt.strftime(
             "%Y-%m-%d"))
     ok["has_episode"] = True
-    fac = pd.DataFrame([(r, c) for r, cs in codes[~bad].items() for c in cs],
+    fac = pd.DataFrame([(r, c) for r, cs in codes[keep].items() for c in cs],
                        columns=["row", "factor"])
     child_lsoa = ok[["la", "year", "la_child_id", "lsoa"]].rename(
         columns={"la_child_id": "child_id"}).drop_duplicates()
@@ -279,7 +299,8 @@ def read_extract(path, mapping, geography: pd.DataFrame,
                                                     "looked_after_start"]]
     la = la.rename(columns={"la_child_id": "child_id"})
     records, unmatched = cx.build_records(ok, fac, child_lsoa, geography, population, la,
-                                          source=f"flat extract {path.name}")
+                                          source=f"flat extract {path.name}",
+                                          derive_only=early[keep].to_numpy())
     ex = t[bad]
     ex_rec = pd.DataFrame({"file": str(path), "line": np.flatnonzero(bad), "la": ex["la"],
                            "la_child_id": ex["child_id"], "referral_date": ex["referral_date"],
@@ -288,7 +309,8 @@ def read_extract(path, mapping, geography: pd.DataFrame,
                                np.flatnonzero(bad)).to_numpy(object),
                            "value": first.set_index("row")["value"].reindex(
                                np.flatnonzero(bad)).to_numpy(object)}).reset_index(drop=True)
-    excluded = {r: int((reason == r).sum()) for r in (*RULES, "age_out_of_range")}
+    excluded = {r: int((reason == r).sum())
+                for r in (*RULES, "age_out_of_range", "outside_period")}
     report = cx.ReadReport(
         files=(path,), children=int(t["child_id"].nunique()), episodes=n,
         passed=int((~bad).sum()), excluded=excluded, excluded_records=ex_rec,

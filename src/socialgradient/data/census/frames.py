@@ -72,6 +72,14 @@ def _age(dob: pd.Series, year: pd.Series) -> np.ndarray:
     return age - before
 
 
+def _period(year: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """The collection period of each ``year``: 1 April of the year before to 31 March."""
+    y = pd.to_numeric(year).astype("Int64")
+    start = pd.to_datetime(pd.DataFrame({"year": y - 1, "month": 4, "day": 1}))
+    end = pd.to_datetime(pd.DataFrame({"year": y, "month": 3, "day": 31}))
+    return start.set_axis(year.index), end.set_axis(year.index)
+
+
 def _band(age: np.ndarray) -> np.ndarray:
     out = np.full(len(age), None, dtype=object)
     for band, (lo, hi) in rec.AGE_RANGE.items():
@@ -126,7 +134,8 @@ def default_population(geography: pd.DataFrame, years: Iterable[int]) -> pd.Data
 def build_records(flat: pd.DataFrame, factors: pd.DataFrame, child_lsoa: pd.DataFrame,
                   geography: pd.DataFrame, population: pd.DataFrame | None,
                   looked_after: pd.DataFrame | None = None, source: str = "",
-                  years: Iterable[int] | None = None, las: Iterable[str] | None = None) -> tuple:
+                  years: Iterable[int] | None = None, las: Iterable[str] | None = None,
+                  derive_only=None) -> tuple:
     """Canonical flat episodes -> :class:`Records` (shared by the XML and flat-table readers).
 
     ``flat``: one row per episode with ``la, year, child_id, la_child_id, date_of_birth,
@@ -137,12 +146,20 @@ def build_records(flat: pd.DataFrame, factors: pd.DataFrame, child_lsoa: pd.Data
     la_child_id, lsoa[, year]``) gives each child's LSOA (a child it lacks gets none: linkage
     reports ``missing_lsoa``). ``years``/``las``: the collection years and LAs read (default:
     those of ``flat``; a reader passes those of every file, so that a file whose episodes are
-    all excluded still has its denominators). Returns ``(records, looked_after_unmatched)``.
+    all excluded still has its denominators). ``derive_only``: a boolean per row of ``flat``,
+    episodes (referred before the collection period) that re-referrals and looked-after
+    starts are derived from but that are not records themselves. Re-referral: a referral
+    within 365 days of the child's previous referral on an earlier date (the same episode
+    read from two years' returns is not its own previous referral). Returns ``(records,
+    looked_after_unmatched)``.
     """
+    only = (np.zeros(len(flat), bool) if derive_only is None
+            else np.asarray(derive_only, bool))
+    only = pd.Series(only, index=flat.index)
     child_cols = list(rec.TABLE_COLUMNS["children"])
-    ch = flat[["child_id", "la_child_id", "year", "la", "date_of_birth", "age", "age_band",
-               "gender", "ethnicity"]].drop_duplicates(["child_id", "year", "date_of_birth",
-                                                        "gender", "ethnicity"])
+    ch = flat.loc[~only, ["child_id", "la_child_id", "year", "la", "date_of_birth", "age",
+                          "age_band", "gender", "ethnicity"]].drop_duplicates(
+        ["child_id", "year", "date_of_birth", "gender", "ethnicity"])
     key = ["la", "la_child_id"] + (["year"] if "year" in child_lsoa.columns else [])
     cl = child_lsoa.rename(columns={"child_id": "la_child_id"}).drop_duplicates()
     ch = ch.merge(cl[[*key, "lsoa"]], on=key, how="left")
@@ -167,10 +184,12 @@ def build_records(flat: pd.DataFrame, factors: pd.DataFrame, child_lsoa: pd.Data
         [e["looked_after_start"].notna(), e["cp_plan_start"].notna(), e["cin_plan_start"].notna()],
         ["looked_after", "cp_plan", "cin_plan"], "nfa")
     e["censored"] = e["closure_date"].isna()
-    e = e.sort_values(["la", "la_child_id", "referral_date"], kind="stable")
-    prev = e.groupby(["la", "la_child_id"], sort=False)["referral_date"].shift()
+    key = ["la", "la_child_id", "referral_date"]
+    dates = e[key].drop_duplicates().sort_values(key, kind="stable")
+    dates["prev"] = dates.groupby(["la", "la_child_id"], sort=False)["referral_date"].shift()
+    prev = e[key].merge(dates, on=key, how="left")["prev"].to_numpy()
     e["rereferral_within_12m"] = (e["referral_date"] - prev).dt.days.le(365).to_numpy()
-    e = e.sort_index()
+    e = e[~only[e.index]]
     episodes = e[list(rec.TABLE_COLUMNS["episodes"])].reset_index(drop=True)
     fac = factors.merge(flat[["child_id", "episode_id", "year"]], left_on="row",
                         right_index=True)

@@ -7,8 +7,13 @@ lines, ``sourceline``) and falls back to the standard library without it.
 
 Checks, in order:
 
-1. *File*: malformed XML (file, line, column), ``not_a_cin_return``, ``missing_header``,
-   ``unknown_lea`` (``LEA`` is a DfE 3-digit number from
+1. *File*: ``dtd_not_allowed`` (any ``<!DOCTYPE``, e.g. one declaring entities: an XXE or
+   entity-expansion attack; refused by a scan of the prolog before any parser that could
+   resolve entities sees the file, and again after parsing), malformed XML (file, line,
+   column), ``not_a_cin_return``, ``wrong_collection`` (the header's
+   ``CollectionDetails/Collection`` is not ``CIN``, e.g. an SSDA903 return: checked without
+   the schema), ``missing_header`` (no ``Collection``, ``Year`` or ``LEA``), ``bad_year`` (a
+   ``Year`` outside :data:`YEAR_RANGE`), ``unknown_lea`` (``LEA`` is a DfE 3-digit number from
    :data:`~socialgradient.data.census.codes.LA_NUMBERS` or ``lea_codes``, or an ONS code).
    ``errors="raise"`` raises :class:`~socialgradient.data.schema.InputError`;
    ``errors="report"`` lists the file in ``ReadReport.file_errors`` and reads the others.
@@ -19,13 +24,18 @@ Checks, in order:
    ``element_order``, ``unknown_code``, ``bad_pattern``, ``bad_value``, ``other``) go to
    ``ReadReport.schema_errors``; with ``errors="raise"`` they refuse the returns
    (``schema_invalid``) once the record checks pass.
-3. *Record* (each ``CINdetails`` is a record): ``missing_element``, ``bad_date``,
-   ``unknown_code`` (named with file, line and LAchildID) raise by default or, with
-   ``errors="report"``, exclude the episode (the child's episodes for a child-level item).
+3. *Record* (each ``CINdetails`` is a record): ``missing_element``, ``bad_date`` (not a
+   ``YYYY-MM-DD`` date, or a year outside :data:`DATE_RANGE`, e.g. ``0000-01-01`` or month
+   13), ``unknown_code``, ``closure_before_referral`` (a ``CINclosureDate`` before its
+   ``CINreferralDate``: its duration would be negative) -- each named with file, line,
+   LAchildID, element and value -- raise by default or, with ``errors="report"``, exclude
+   the episode (the child's episodes for a child-level item) and list it in the report.
    Codes of every year 2019-2024 are accepted (18A/19A read as 18C/19C).
 4. *Always excluded and reported*: ``unborn`` (only an ExpectedPersonBirthDate),
-   ``age_out_of_range`` (not 0-17 on 31 March), ``outside_period`` (referred after 31 March of
-   the collection year, or closed before 1 April of the year before).
+   ``age_out_of_range`` (not 0-17 on 31 March), ``outside_period`` (referred outside the
+   collection period, 1 April of the year before to 31 March of the collection year: a
+   referral counts in the year it was made, so an episode referred earlier and still open
+   is not a referral of this year -- it is still used to derive the child's re-referrals).
 
 Every episode read is passed on or listed in the report -- never dropped. UPNs, former UPNs,
 disabilities, reviews and several ``CINdetails`` per child are read past. ``CINPlanDates``
@@ -37,8 +47,10 @@ derived from the same child's earlier CINreferralDate in the returns read, as Df
 
 from __future__ import annotations
 
+import contextlib
 import re
 import xml.etree.ElementTree as StdET
+import xml.parsers.expat as expat
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +63,7 @@ from socialgradient.data.census.frames import (
     ReadReport,
     _age,
     _band,
+    _period,
     _require,
     _table,
     build_records,
@@ -59,7 +72,7 @@ from socialgradient.data.census.frames import (
 )
 from socialgradient.data.schema import CODE_PATTERNS, InputError, fail
 
-READ_RULES = ("missing_element", "bad_date", "unknown_code")
+READ_RULES = ("missing_element", "bad_date", "unknown_code", "closure_before_referral")
 EXCLUDED = ("unborn", "age_out_of_range", "outside_period")
 #: Episode-level leaf elements read (path below CINdetails -> flat column).
 _EPISODE_LEAVES = {
@@ -72,6 +85,10 @@ _DATE_COLUMNS = {"dob": "PersonBirthDate", "expected_dob": "ExpectedPersonBirthD
                  "assessment_date": "AssessmentActualStartDate",
                  "cin_plan_start": "CINPlanStartDate", "cin_plan_end": "CINPlanEndDate",
                  "cp_plan_start": "CPPstartDate", "cp_plan_end": "CPPendDate"}
+#: Collection years a header may give (the CIN Census is a child-level return since 2009).
+YEAR_RANGE = (2000, 2100)
+#: Dates a record may give (anything outside is a typing error such as 0000-01-01).
+DATE_RANGE = ("1900-01-01", "2100-12-31")
 _CHILD_ELEMENTS = ["LAchildID", "PersonBirthDate", "ExpectedPersonBirthDate", "GenderCurrent",
                    "Ethnicity"]
 
@@ -91,16 +108,65 @@ def _std_lines(data: bytes, tag: str) -> list[int]:
     return (np.searchsorted(newlines, np.asarray(starts, np.int64)) + 1).tolist()
 
 
+class _Prolog(Exception):
+    """The prolog scan is over (a DOCTYPE read, or the first element reached)."""
+
+
+def _doctype(path: Path, data: bytes, found: dict | None = None) -> None:
+    """Refuse a return with a DOCTYPE (``dtd_not_allowed``).
+
+    DfE returns have none; a DOCTYPE's internal subset can declare entities that read local
+    files or URLs (XXE) or expand without bound. Without ``found``, the prolog is scanned with
+    expat (no entity is expanded, no external DTD or parameter entity read), which stops at
+    the DOCTYPE's end or the root element, before any parser that could resolve entities
+    sees the file; ``found`` (``name, internal, entities, line``) is what a parse found.
+    """
+    if found is None:
+        found = {}
+        p = expat.ParserCreate()
+        p.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
+
+        def start(name, system, public, internal):
+            found.update(name=name, internal=bool(internal), entities=[],
+                         line=p.CurrentLineNumber)
+
+        def entity(name, *_):
+            found.setdefault("entities", []).append(name)
+
+        def stop(*_):
+            raise _Prolog
+
+        p.StartDoctypeDeclHandler = start
+        p.EntityDeclHandler = entity
+        p.EndDoctypeDeclHandler = p.StartElementHandler = stop
+        # malformed XML: the parse that follows says where
+        with contextlib.suppress(_Prolog, expat.ExpatError):
+            p.Parse(data, True)
+    if not found:
+        return
+    what = f"a DOCTYPE ({found.get('name')!r})"
+    if found.get("internal"):
+        what += " with an internal subset"
+    if found.get("entities"):
+        what += f" declaring entities {found['entities'][:5]}"
+    raise fail("dtd_not_allowed", f"{path}: line {found.get('line', 1)}: {what}: a CIN "
+               "return has no DOCTYPE, and entity declarations can read local files (XXE) "
+               "or expand without bound; the file is refused unread")
+
+
 def _parse(path: Path):
-    """(root element, lxml document or None, bytes); malformed XML -> InputError with line."""
+    """(root element, lxml document or None, bytes); malformed XML -> InputError with line;
+    a DOCTYPE -> ``dtd_not_allowed`` before any parse."""
     try:
         data = Path(path).read_bytes()
     except OSError as err:
         raise fail("file_not_found", f"cannot read {path}: {err}") from err
+    _doctype(path, data)
     if cc.have_lxml():
         from lxml import etree
 
-        parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True)
+        parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
+                                 dtd_validation=False, huge_tree=True)
         try:
             root = etree.fromstring(data, parser)
         except etree.XMLSyntaxError as err:
@@ -108,6 +174,12 @@ def _parse(path: Path):
             raise fail("malformed_xml", f"{path}: line {line}, column {col}: "
                        f"{err.msg}") from err
         doc = root.getroottree()
+        info = doc.docinfo  # e.g. an encoding the prolog scan could not read
+        if info.doctype or info.internalDTD is not None:
+            dtd = info.internalDTD
+            _doctype(path, data, {"name": info.root_name, "internal": dtd is not None,
+                                  "entities": [e.name for e in dtd.iterentities()]
+                                  if dtd is not None else []})
     else:
         try:
             root = StdET.fromstring(data)
@@ -127,14 +199,24 @@ def _header(path: Path, root, numbers: dict) -> tuple[str, int]:
     if root.tag != "Message" or root.find("Children") is None:
         raise fail("not_a_cin_return", f"{path}: expected a <Message> "
                    "root with <Children>")
-    year = _value(root.find("Header/CollectionDetails"), "Year")
+    details = root.find("Header/CollectionDetails")
+    collection = _value(details, "Collection")
+    if collection is not None and collection != "CIN":
+        raise fail("wrong_collection", f"{path}: Header/CollectionDetails/Collection is "
+                   f"{collection!r}, not 'CIN': not a CIN Census return (an SSDA903 "
+                   "looked-after return goes to --looked-after as a table)")
+    year = _value(details, "Year")
     lea = _value(root.find("Header/Source"), "LEA")
-    missing = [n for n, v in (("Header/CollectionDetails/Year", year),
+    missing = [n for n, v in (("Header/CollectionDetails/Collection", collection),
+                              ("Header/CollectionDetails/Year", year),
                               ("Header/Source/LEA", lea)) if v is None]
     if missing:
         raise fail("missing_header", f"{path}: no {', '.join(missing)}")
     if not re.fullmatch(r"\d{4}", year):
         raise fail("missing_header", f"{path}: Year {year!r} is not a year")
+    if not YEAR_RANGE[0] <= int(year) <= YEAR_RANGE[1]:
+        raise fail("bad_year", f"{path}: Header/CollectionDetails/Year {year!r} is not a "
+                   f"collection year ({YEAR_RANGE[0]}-{YEAR_RANGE[1]})")
     if re.fullmatch(CODE_PATTERNS["la"], lea):
         return lea, int(year)
     if lea in numbers:
@@ -224,10 +306,11 @@ def _problems(flat: pd.DataFrame, fac: pd.DataFrame) -> pd.DataFrame:
                          ("cp_missing_start", "CPPstartDate"),
                          ("cp_missing_category", "InitialCategoryOfAbuse")):
         add(ep & flat[col].fillna(False).astype(bool), "missing_element", element, None)
+    parsed = {}
     for col, element in _DATE_COLUMNS.items():
         raw = flat[col]
-        parsed = pd.to_datetime(raw, format="%Y-%m-%d", errors="coerce")
-        add(raw.notna() & parsed.isna(), "bad_date", element, raw)
+        parsed[col] = _dates(raw)
+        add(raw.notna() & parsed[col].isna(), "bad_date", element, raw)
     codes = (("gender_code", "GenderCurrent", set(cc.GENDER_CODES)),
              ("ethnic_code", "Ethnicity", set(cc.ETHNIC_CODES)),
              ("referral_source", "ReferralSource", cc.SOURCE_CODES),
@@ -245,10 +328,20 @@ def _problems(flat: pd.DataFrame, fac: pd.DataFrame) -> pd.DataFrame:
         bad = ~fac["factor"].isin(cc.FACTOR_CODES | set(cc.READ_ALIASES.values()))
         for r, v in zip(fac.loc[bad, "row"], fac.loc[bad, "factor"], strict=True):
             out.append((r, "unknown_code", "AssessmentFactors", v))
+    ref, clo = parsed["referral_date"], parsed["closure_date"]
+    add(ep & (clo < ref).to_numpy(bool), "closure_before_referral", "CINclosureDate",
+        flat["closure_date"].astype(str) + " before CINreferralDate "
+        + flat["referral_date"].astype(str))
     p = pd.DataFrame(out, columns=["row", "rule", "element", "value"])
     p["row"] = p["row"].astype(np.int64)
     p["order"] = p["rule"].map({r: k for k, r in enumerate(READ_RULES)})
     return p.sort_values(["order", "row"], kind="stable").drop(columns="order")
+
+
+def _dates(raw: pd.Series) -> pd.Series:
+    """``YYYY-MM-DD`` strings as dates; NaT for anything else or outside DATE_RANGE."""
+    d = pd.to_datetime(raw, format="%Y-%m-%d", errors="coerce")
+    return d.where((d >= DATE_RANGE[0]) & (d <= DATE_RANGE[1]))
 
 
 def _describe(flat: pd.DataFrame, p: pd.DataFrame, shown: int = 10) -> str:
@@ -358,14 +451,15 @@ def read_returns(paths, child_lsoa, geography: pd.DataFrame,
     unborn = flat["dob"].isna() & flat["expected_dob"].notna()
     reason = reason.where(reason.notna() | ~unborn, "unborn")
     reason = reason.where(reason.notna() | flat["age_band"].notna(), "age_out_of_range")
-    ref = pd.to_datetime(flat["referral_date"], format="%Y-%m-%d", errors="coerce")
-    clo = pd.to_datetime(flat["closure_date"], format="%Y-%m-%d", errors="coerce")
-    end = pd.to_datetime(flat["year"].astype(str) + "-03-31")
-    start = pd.to_datetime((flat["year"] - 1).astype(str) + "-04-01")
-    outside = flat["has_episode"].astype(bool) & ((ref > end) | (clo < start))
+    ref = _dates(flat["referral_date"])
+    start, end = _period(flat["year"])
+    early = flat["has_episode"].astype(bool) & (ref < start) & reason.isna()
+    outside = flat["has_episode"].astype(bool) & ((ref > end) | (ref < start))
     reason = reason.where(reason.notna() | ~outside, "outside_period")
     bad = reason.notna().to_numpy()
-    ok = flat[~bad].copy()
+    # an episode referred before the period is not counted, but its referral date is the
+    # earlier referral a re-referral of this year is derived from
+    ok = flat[~bad | early.to_numpy()].copy()
     ok["age"] = ok["age"].astype(np.int64)
     ok["child_id"] = ok["la"] + "/" + ok["la_child_id"]
     ok["gender"] = ok["gender_code"].map(cc.GENDER_CODES)
@@ -387,7 +481,7 @@ def read_returns(paths, child_lsoa, geography: pd.DataFrame,
         lat["la"], lat["child_id"] = lat["la"].astype(str), lat["child_id"].astype(str)
     records, unmatched = build_records(ok, fac, cl, geography, population, lat,
                                        source="CIN census XML", years=flat["year"],
-                                       las=flat["la"])
+                                       las=flat["la"], derive_only=early[ok.index].to_numpy())
     ex = flat[bad]
     ex_rec = pd.DataFrame({
         "file": ex["file"], "line": np.where(ex["has_episode"].astype(bool), ex["episode_line"],
