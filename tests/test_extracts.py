@@ -147,3 +147,37 @@ def test_parquet_extract_and_cli(recs, mapping, tmp_path, capsys):
     args[4] = str(tmp_path / "nope.toml")
     assert cli.main(args) == 2
     assert "bad_mapping" in capsys.readouterr().err
+
+
+def test_impossible_dates_closures_and_periods_in_an_extract(recs, mapping, tmp_path):
+    """The XML reader's rules (issue 27) hold for extracts: a year-0001 date is bad_date, a
+    closure before its referral closure_before_referral, a referral outside the collection
+    period of the extract's year outside_period (always excluded, never counted)."""
+    cols = mapping["columns"]
+    f = local_extract(recs, mapping).head(200)
+    f.loc[3, cols["date_of_birth"]] = "01/01/0001"
+    path = tmp_path / "x.csv"
+    f.to_csv(path, index=False)
+    with pytest.raises(InputError) as err:
+        extracts.read_extract(path, MAPPING, recs.geography)
+    assert (err.value.rule, err.value.rows) == ("bad_date", [3])
+    f = local_extract(recs, mapping).head(200)
+    ref = pd.to_datetime(f.loc[5, cols["referral_date"]], format="%d/%m/%Y")
+    f.loc[5, cols["closure_date"]] = (ref - pd.Timedelta(days=3)).strftime("%d/%m/%Y")
+    f.to_csv(path, index=False)
+    with pytest.raises(InputError) as err:
+        extracts.read_extract(path, MAPPING, recs.geography)
+    assert (err.value.rule, err.value.rows) == ("closure_before_referral", [5])
+    assert "before referral_date" in str(err.value)
+    _, read = extracts.read_extract(path, MAPPING, recs.geography, errors="report")
+    assert (read.excluded["closure_before_referral"], read.passed) == (1, 199)
+    m = {k: dict(v) for k, v in mapping.items()}
+    m["extract"]["year"] = 2019
+    f = local_extract(recs, mapping).head(200)
+    f.loc[[8, 9], cols["referral_date"]] = ["01/06/2017", "01/06/2019"]  # before, after
+    f.loc[[8, 9], cols["closure_date"]] = None
+    f.to_csv(path, index=False)
+    back, read = extracts.read_extract(path, m, recs.geography)
+    assert (read.excluded["outside_period"], read.passed) == (2, 198)
+    assert len(back.episodes) == 198
+    assert read.episodes == read.passed + sum(read.excluded.values())
