@@ -50,15 +50,23 @@ def test_keys_tell_structure_from_data(datas):
     assert key(build_model(other, SPEC)) != key(build_model(a, SPEC))
 
 
-def test_a_reused_compilation_samples_what_a_fresh_one_does(datas):
+def test_a_reused_compilation_samples_what_a_fresh_one_does(datas, monkeypatch):
     a, b = datas
+    seen = []  # compile_nutpie's "reused" flag per fit (not timings: they vary by machine)
+    original = compiled.compile_nutpie
+
+    def spy(model):
+        result = original(model)
+        seen.append(result[1])
+        return result
+
+    monkeypatch.setattr(compiled, "compile_nutpie", spy)
     compiled.clear()
     fit(a, SPEC, progressbar=False)
     reused = fit(b, SPEC, progressbar=False)  # compiled for a, sampled with b's data
-    assert reused.attrs["compile_seconds"] < 2
     compiled.clear()
     fresh = fit(b, SPEC, progressbar=False)
-    assert fresh.attrs["compile_seconds"] > reused.attrs["compile_seconds"]
+    assert seen == [False, True, False]
     for name in ("a", "b_w", "la_effect", "phi"):
         np.testing.assert_array_equal(reused["posterior"][name].values,
                                       fresh["posterior"][name].values)
