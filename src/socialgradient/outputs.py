@@ -1,4 +1,6 @@
 """Output sets: what a command writes, whole or not at all, publishable apart from internal.
+(over 400 lines because the write protocol, its recovery and verify are one concern a
+reviewer must read whole.)
 
 An output folder ``DIR`` holds one *output set*::
 

@@ -1,4 +1,6 @@
 """Outputs of a fit, as one output set (:mod:`socialgradient.outputs`), whole or not at all.
+(over 400 lines because it builds every file of release/ through the disclosure gate (to be
+split by concern, issue 28).)
 
 ``DIR/release/`` (safe to publish): ``summary.json`` (model outputs), ``la_gradients.csv``,
 ``ppc.json``, the figures and ``disclosure_log.jsonl``. Every observed count in it -- LA

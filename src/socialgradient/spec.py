@@ -1,4 +1,5 @@
 """One analysis, as a frozen spec loaded from a TOML file in ``models/``.
+(over 400 lines because it holds every spec dataclass with its typed validation.)
 
 A spec holds values only. Its canonical JSON and that JSON's hash are stored in a fitted
 result's attrs, so a saved fit can be checked against the spec that made it.

@@ -1,4 +1,5 @@
 """The input contract: the neighbourhood table, one row per LSOA.
+(over 400 lines because it holds every named rule of the input contract in one place.)
 
 A neighbourhood table is read from CSV (``.csv`` or ``.csv.gz``) or Parquet (``.parquet``)
 and has these columns:

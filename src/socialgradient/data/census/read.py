@@ -1,4 +1,5 @@
 """Read CIN Census XML returns (the DfE layout, 2019-2024) into child-level records.
+(over 400 lines because the XML reader and every record rule it names are read together.)
 
 :func:`read_returns` parses returns into the child-level tables (``children``, ``episodes``,
 ``factors``) that :func:`socialgradient.data.census.linkage.link` /
