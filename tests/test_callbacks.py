@@ -65,7 +65,7 @@ def test_a_new_process_loads_the_callbacks_from_disk_and_samples_the_same_draws(
         from socialgradient import callbacks
         from socialgradient.compiled import code_key
         model = small_model()
-        c = callbacks.compile_model(model, key(model))
+        c = callbacks.compile_model(model, code_key(model))
         draws = nutpie.sample(c, **{DRAWS!r})["posterior"]["b_w"].values
         print(json.dumps({{"built": c.logp_func is not None,
                           "hits": [c.compiled_logp_func.cache_hits,
