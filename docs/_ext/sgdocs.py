@@ -4,11 +4,11 @@
   build time (``sgnumbers.value``), e.g. ``{sgnum}`bench/calibration/calibration.json
   models.national.per_la.coverage95.p .1%```. A missing file, key or row is a build error,
   so a page can never show a number its file lost.
-* ``{sg-module-doc} NAME`` (directive): the docstring of the module that defines
-  ``socialgradient.api.NAME``, wherever that module lives (the model's full statement).
 * At ``builder-inited`` the pages generated from files are written to ``docs/_generated/``
   (git-ignored): the command-line reference (``socialgradient [COMMAND] --help`` of every
-  command), the API reference (the public names of ``socialgradient.api``), and copies of the
+  command), the API reference (the public names of ``socialgradient.api``), the model's full
+  statement (the docstring of the module defining ``socialgradient.api.build_model``,
+  wherever it lives), and copies of the
   committed result reports (``bench/**/*.md``, ``data/README.md``) with links to files outside
   the site turned into file names.
 
@@ -19,6 +19,7 @@ The package is imported as a user would (``socialgradient.api``, ``socialgradien
 from __future__ import annotations
 
 import inspect
+import json
 import os
 import re
 import shutil
@@ -27,36 +28,38 @@ import sys
 from pathlib import Path
 
 from docutils import nodes
-from docutils.statemachine import StringList
 from sgnumbers import NumberError, value
 from sphinx.errors import ExtensionError
 from sphinx.util import logging
-from sphinx.util.docutils import SphinxDirective
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 GEN = DOCS / "_generated"
 logger = logging.getLogger(__name__)
 
-# (committed file, generated page, title when the file has no H1, what produced it)
+# (committed file, generated page, title when the file has no H1, what the file is)
 RESULT_PAGES = [
-    ("bench/README.md", "bench/index.md", None, "the benchmarks' own README"),
-    ("bench/whole.md", "bench/whole.md", None, "`bench/whole.py` (bench/whole.json)"),
-    ("bench/results.md", "bench/results.md", None, "`bench/run.py` (bench/results.json)"),
+    ("bench/README.md", "bench/index.md", None, "the guide to the benchmarks"),
+    ("bench/whole.md", "bench/whole.md", None,
+     "written by `bench/whole.py` from `bench/whole.json`, with its reading"),
+    ("bench/results.md", "bench/results.md", None,
+     "written by `bench/run.py` from `bench/results.json`"),
     ("bench/findings.md", "bench/reading.md", "Reading of the benchmark numbers",
-     "the reading of bench/results.json"),
-    ("bench/language.md", "bench/language.md", None, "`bench/language.py` (bench/language.json)"),
-    ("bench/calibration.md", "bench/calibration.md", None, "`socialgradient calibrate`"),
-    ("bench/calibration/calibration.md", "bench/calibration_results.md",
-     "Calibration results", "`socialgradient calibrate` (bench/calibration/calibration.json)"),
+     "the reading of `bench/results.json`"),
+    ("bench/language.md", "bench/language.md", None,
+     "measurements of `bench/language.py` and `bench/nb_normaliser.py`"),
+    ("bench/calibration.md", "bench/calibration.md", None, "the calibration study's method"),
+    ("bench/calibration/calibration.md", "bench/calibration_results.md", None,
+     "written by `socialgradient calibrate` with `bench/calibration/calibration.json`"),
     ("bench/suite/findings.md", "bench/suite_findings.md", None,
-     "`socialgradient suite` (bench/suite/findings.csv)"),
-    ("bench/suite/timing.md", "bench/suite_timing.md", "Suite timing",
-     "`socialgradient suite` (bench/suite/suite.csv)"),
-    ("bench/peers/README.md", "bench/peers.md", None, "the R peers (bench/peers)"),
+     "written by `socialgradient suite` with `bench/suite/findings.csv`"),
+    ("bench/suite/timing.md", "bench/suite_timing.md", None,
+     "the suite's measured run, from `bench/suite/suite.csv`"),
+    ("bench/peers/README.md", "bench/peers.md", None, "the guide to the R peers"),
     ("bench/peers/terms.md", "bench/peers_terms.md", None,
-     "`bench/peers/terms.py` (bench/peers/terms.json)"),
-    ("data/README.md", "data.md", None, "`socialgradient simulate` (data/truth.json)"),
+     "written by `bench/peers/terms.py` with `bench/peers/terms.json`"),
+    ("data/README.md", "data.md", None,
+     "the data dictionary of the default data; truths in `data/truth.json`"),
 ]
 
 LINK = re.compile(r"(!?)\[([^\]]*)\]\(([^)\s]+)\)")
@@ -97,8 +100,8 @@ def result_pages() -> None:
         lines = text.splitlines()
         if title and not (lines and lines[0].startswith("# ")):
             lines = [f"# {title}", "", *lines]
-        note = (f"*This page is the committed file `{rel}`, written by {producer}; "
-                "the documentation build copies it, numbers unchanged.*")
+        note = (f"*The committed file `{rel}` ({producer}), copied as it is when the site "
+                "is built.*")
         lines[1:1] = ["", note]
         dst.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
@@ -178,30 +181,68 @@ def generate(app) -> None:
     result_pages()
     cli_page()
     api_page()
+    model_statement()
 
 
-class FacadeDocstring(SphinxDirective):
-    """``{sg-module-doc} build_model``: the docstring of the module that defines
-    ``socialgradient.api.build_model`` (wherever that module lives), parsed as reST."""
+BORDER = re.compile(r"^=+(?: +=+)+ *$")
 
-    required_arguments = 1
 
-    def run(self):
-        import socialgradient.api as api
+def rst_errors(text: str) -> list[str]:
+    """docutils' errors in ``text`` (Sphinx roles such as ``:func:`` read as plain literals),
+    checked in a fresh process (plain docutils, not Sphinx's directives): an include inside
+    MyST's eval-rst reports none of them, so they are looked for here."""
+    check = (
+        "import json, sys\n"
+        "from docutils import nodes\n"
+        "from docutils.core import publish_doctree\n"
+        "tree = publish_doctree(sys.stdin.read(),\n"
+        "                       settings_overrides={'report_level': 5, 'halt_level': 5})\n"
+        "print(json.dumps([m.astext() for m in tree.findall(nodes.system_message)\n"
+        "                  if m['level'] >= 3]))\n")
+    plain = re.sub(r":(?:[a-z]+:)?[a-z]+:`", "`", text)
+    run = subprocess.run([sys.executable, "-c", check], input=plain, capture_output=True,
+                         text=True, check=True)
+    return json.loads(run.stdout)
 
-        obj = getattr(api, self.arguments[0])
-        module = sys.modules[obj.__module__]
-        text = inspect.getdoc(module) or ""
-        if not text:
-            raise ExtensionError(f"sg-module-doc: {obj.__module__} has no docstring")
-        container = nodes.container()
-        self.state.nested_parse(StringList(text.splitlines(), source=obj.__module__),
-                                self.content_offset, container)
-        return container.children
+
+def tables_as_literal(text: str) -> str:
+    """Each simple table (border, header, border, rows, border) as a literal block."""
+    lines, out, i = text.splitlines(), [], 0
+    while i < len(lines):
+        if not BORDER.match(lines[i]):
+            out.append(lines[i])
+            i += 1
+            continue
+        borders = [i, *[j for j in range(i + 1, len(lines)) if BORDER.match(lines[j])][:2]]
+        end = borders[-1]
+        out += ["::", "", *("    " + line for line in lines[i:end + 1]), ""]
+        i = end + 1
+    return "\n".join(out)
+
+
+def model_statement() -> None:
+    """The docstring of the module that defines ``socialgradient.api.build_model`` (the
+    model's full statement: priors, units, parameterisation), wherever that module lives, as
+    reST for ``docs/model.md`` to include. A simple table docutils cannot read (text in a
+    column margin) is shown as the docstring's own text, preformatted, and said at build."""
+    import socialgradient.api as api
+
+    module = sys.modules[api.build_model.__module__]
+    text = inspect.getdoc(module)
+    if not text:
+        raise ExtensionError(f"{module.__name__} has no docstring")
+    errors = rst_errors(text)
+    if errors and all("Malformed table" in e for e in errors):
+        logger.info(f"sgdocs: {module.__name__}'s docstring has a malformed reST table; "
+                    "shown preformatted")
+        text = tables_as_literal(text)
+        errors = rst_errors(text)
+    if errors:
+        raise ExtensionError(f"{module.__name__}'s docstring: {errors}")
+    (GEN / "model_statement.rst.inc").write_text(text + "\n", encoding="utf-8")
 
 
 def setup(app):
-    app.add_directive("sg-module-doc", FacadeDocstring)
     app.add_role("sgnum", sgnum_role)
     app.connect("builder-inited", generate)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
