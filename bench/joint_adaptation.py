@@ -18,7 +18,8 @@ from pathlib import Path
 import nutpie
 from arviz_stats import ess, rhat
 
-from socialgradient import api, joint
+from socialgradient import api
+from socialgradient.model import joint
 from socialgradient.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]

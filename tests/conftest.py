@@ -25,7 +25,7 @@ if os.environ.get("CI"):
 @pytest.fixture(scope="session", autouse=True)
 def _session_ledger(tmp_path_factory):
     """Releases made by the tests are recorded in a ledger of the test session, never in
-    the user's (socialgradient.ledger.default_path); each test module gets its own below."""
+    the user's (socialgradient.release.ledger.default_path); each test module gets its own below."""
     yield from _ledger_at(tmp_path_factory.mktemp("ledger"))
 
 
@@ -37,7 +37,7 @@ def _module_ledger(tmp_path_factory):
 
 
 def _ledger_at(path):
-    from socialgradient.ledger import ENV
+    from socialgradient.release.ledger import ENV
 
     old = os.environ.get(ENV)
     os.environ[ENV] = str(path)

@@ -24,8 +24,8 @@ import pytest
 import xarray as xr
 
 import socialgradient.api as sg
-from socialgradient import joint
-from socialgradient.fit import load, save
+from socialgradient.model import joint
+from socialgradient.sampling.fit import load, save
 from socialgradient.spec import Spec
 
 matplotlib.use("Agg")

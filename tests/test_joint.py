@@ -10,9 +10,10 @@ import pytensor.tensor as pt
 import pytest
 
 import socialgradient.api as sg
-from socialgradient import joint, outputs
-from socialgradient.model import la_theta
+from socialgradient.model import joint
+from socialgradient.model.build import la_theta
 from socialgradient.spec import Spec, load_spec
+from socialgradient.util import outputs
 
 THRESHOLDS = ("referrals", "assessments", "cin_plans")
 N_LA = 10
@@ -56,7 +57,7 @@ def test_joint_density_is_the_sum_of_the_single_models(table):
     """At any point, the joint likelihood potential equals the sum of the single-outcome
     potentials at each threshold's LA effects (the joint model only adds the correlation
     of LA effects across thresholds, in the prior)."""
-    from socialgradient.model import build_model
+    from socialgradient.model.build import build_model
 
     spec = Spec("referrals", outcomes=THRESHOLDS[:2], family="poisson", la_effects="centred")
     datas = sg.encode(table, spec)

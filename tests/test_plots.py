@@ -11,10 +11,10 @@ from matplotlib.collections import LineCollection, PolyCollection
 from matplotlib.figure import Figure
 
 from fakes import fake_tree
-from socialgradient import maps, plots
-from socialgradient.checks import deprivation_decile, ppc
-from socialgradient.gradients import describe, la_table, national, rate_curve
-from socialgradient.panel_data import read_boundaries
+from socialgradient.panel.data import read_boundaries
+from socialgradient.results import maps, plots
+from socialgradient.results.checks import deprivation_decile, ppc
+from socialgradient.results.gradients import describe, la_table, national, rate_curve
 
 N_LA = 6
 
@@ -125,7 +125,7 @@ def test_la_forest_falls_back_to_codes(tree):
 
 
 def test_la_name_coordinate_survives_save_load(tree, tmp_path):
-    from socialgradient.fit import load, save
+    from socialgradient.sampling.fit import load, save
 
     const = tree["constant_data"]
     assert const["la_name"].dims == ("la",)
@@ -249,7 +249,7 @@ def test_drawing_does_not_import_jax():
     import sys
 
     code = (
-        "import io, sys, arviz_base, socialgradient.plots as p\n"
+        "import io, sys, arviz_base, socialgradient.results.plots as p\n"
         "assert type(sys.modules['jax']).__name__ == '_LazyModule'\n"
         "p._forget_unloaded_jax()\n"
         "from matplotlib.figure import Figure\n"

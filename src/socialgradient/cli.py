@@ -5,7 +5,7 @@ concern, issue 28).)
 
 * ``simulate --out DIR [--seed N] [--scale F]``: write a synthetic England (Parquet + truth).
 * ``fit DATA --outcome COL --out DIR [--family ...] [--draws N] ...``: fit the national
-  model to a neighbourhood table and write every output (:mod:`socialgradient.report`).
+  model to a neighbourhood table and write every output (:mod:`socialgradient.release.report`).
 * ``data build SHARED_DIR --out DIR [--format parquet] [--la-year Y]``: assemble the
   neighbourhood table of every English LSOA from the public source files
   (:mod:`socialgradient.data.sources.build`), with a linkage report.
@@ -13,12 +13,12 @@ concern, issue 28).)
   (:mod:`socialgradient.data.census.returns`, :mod:`socialgradient.data.census.extracts`) linked to
   LSOAs and aggregated to a neighbourhood table for ``fit``, with a read + linkage report.
 
-Every command that writes results writes an output set (:mod:`socialgradient.outputs`):
+Every command that writes results writes an output set (:mod:`socialgradient.util.outputs`):
 ``DIR/release/`` (gated, safe to publish), ``DIR/internal/`` (not for release),
 ``DIR/MANIFEST.json``; ``data build`` and ``census aggregate|extract`` put the LSOA table in
-``internal/`` (:mod:`socialgradient.table_sets`), which ``fit DIR`` reads.
+``internal/`` (:mod:`socialgradient.release.table_sets`), which ``fit DIR`` reads.
 * ``calibrate --out DIR [--replicates 100] [--model national|binomial]``: the calibration
-  study on simulated England-sized data sets, run on Dask (:mod:`socialgradient.calibrate`).
+  study on simulated England-sized data sets, run on Dask (:mod:`socialgradient.study.calibrate`).
 * ``run``: the main job. Fits the national negative-binomial model of referrals on the
   embedded default data, plus the Poisson model for a LOO comparison, and prints the
   headline table and verdict.
@@ -39,9 +39,9 @@ import time
 from pathlib import Path
 
 from socialgradient import __version__, resources
-from socialgradient.progress import configure as configure_logging
-from socialgradient.progress import step
 from socialgradient.spec import FAMILIES, LA_EFFECTS, SAMPLERS, Spec, load_spec
+from socialgradient.util.progress import configure as configure_logging
+from socialgradient.util.progress import step
 
 log = logging.getLogger(__name__)
 
@@ -289,7 +289,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _cluster_args(p: argparse.ArgumentParser) -> None:
-    """The Dask options of suite and calibrate (:mod:`socialgradient.clusters`)."""
+    """The Dask options of suite and calibrate (:mod:`socialgradient.study.clusters`)."""
     p.add_argument("--dashboard", action="store_true", help="start the local cluster's Dask "
                    "dashboard, on 127.0.0.1 only, and print its URL (default: none)")
     p.add_argument("--tls-ca-file", type=Path, metavar="PEM", help="for --scheduler "
@@ -308,8 +308,8 @@ def _cluster_args(p: argparse.ArgumentParser) -> None:
 
 def _cluster(args, **options):
     """The Dask cluster that suite's or calibrate's options name, checked before any work
-    (:func:`socialgradient.clusters.target`)."""
-    from socialgradient import clusters
+    (:func:`socialgradient.study.clusters.target`)."""
+    from socialgradient.study import clusters
 
     files = (args.tls_ca_file, args.tls_cert, args.tls_key)
     security = clusters.tls_security(*files) if any(f is not None for f in files) else None
@@ -415,13 +415,15 @@ def _census_parser(c: argparse.ArgumentParser, quiet: argparse.ArgumentParser) -
 
 
 def _census(args) -> int:
-    from socialgradient import outputs, table_sets
     from socialgradient.data import schema
     from socialgradient.data.census import extracts, linkage, returns
+    from socialgradient.release import table_sets
+    from socialgradient.util import outputs
 
     if args.census_command == "write":
         outputs.check_destination(args.out)
-        from socialgradient.data.synthetic import records, records_model
+        from socialgradient.data import records as records_model
+        from socialgradient.data.synthetic import records
 
         rec = records.simulate_records(seed=args.seed, years=args.years, scale=args.scale)
         if args.la:
@@ -489,16 +491,16 @@ def _census(args) -> int:
 def _copy_report(src: Path, dst: Path | None) -> None:
     """``--report FILE``: a copy of the set's internal/linkage_report.json, outside the set."""
     if dst is not None:
-        from socialgradient.files import atomic_write
+        from socialgradient.util.files import atomic_write
 
         data = src.read_bytes()
         atomic_write(dst, lambda tmp: Path(tmp).write_bytes(data))
 
 
 def _data(args) -> int:
-    from socialgradient import table_sets
     from socialgradient.data import sources
     from socialgradient.data.sources import build
+    from socialgradient.release import table_sets
 
     table_sets.check_out(args.out)  # before any reading
     merges = sources.DFE_MERGES
@@ -521,13 +523,15 @@ def _data(args) -> int:
 
 
 def _report(args) -> int:
-    from socialgradient import api, disclosure, fit, report
+    from socialgradient import api
+    from socialgradient.release import disclosure, report
+    from socialgradient.sampling import fit
 
     source, manifest = report.locate_fit(args.fit)
     rule = disclosure.Rule(threshold=args.threshold, round_to=args.round_to,
                            reason=args.override)
     rule.check()
-    from socialgradient import outputs
+    from socialgradient.util import outputs
 
     outputs.check_destination(args.out)
     tree = fit.load(source, pointwise=False)  # a report needs no LOO
@@ -558,7 +562,8 @@ def _spec(args, outcome: str | None = None) -> Spec:
 
 
 def _headline(s: dict) -> str:
-    from socialgradient import joint, report
+    from socialgradient.model import joint
+    from socialgradient.release import report
 
     return joint.headline(s) if "thresholds" in s else report.headline(s)
 
@@ -578,7 +583,9 @@ def _priors(items: list[str]) -> dict[str, float]:
 
 
 def _fit_and_write(table, spec: Spec, out: Path, progress: bool, compare: bool) -> dict:
-    from socialgradient import api, checks, outputs
+    from socialgradient import api
+    from socialgradient.results import checks
+    from socialgradient.util import outputs
 
     outputs.check_destination(out)  # before any sampling
 
@@ -607,7 +614,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     configure_logging(quiet=args.quiet)  # the library's progress lines, on stderr
     from socialgradient.data.schema import InputError
-    from socialgradient.disclosure import DisclosureError
+    from socialgradient.release.disclosure import DisclosureError
 
     try:
         return _dispatch(args)
@@ -617,8 +624,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _verify(args) -> int:
-    """``verify DIR``: :func:`socialgradient.outputs.check`, nothing recovered or changed."""
-    from socialgradient import outputs
+    """``verify DIR``: :func:`socialgradient.util.outputs.check`, nothing recovered or changed."""
+    from socialgradient.util import outputs
 
     manifest, problems = outputs.check(args.dir)
     if problems:
@@ -632,9 +639,9 @@ def _verify(args) -> int:
 
 
 def _dispatch(args) -> int:
-    from socialgradient import outputs
     from socialgradient.data import schema
     from socialgradient.data.synthetic import england
+    from socialgradient.util import outputs
 
     outputs.check_args(args)  # no output on or in an input, none in a release/ or internal/
     if args.command == "verify":
@@ -644,13 +651,13 @@ def _dispatch(args) -> int:
     if args.command == "census":
         return _census(args)
     if args.command == "panel":
-        from socialgradient.panel import panel_command
+        from socialgradient.panel.model import panel_command
 
         return panel_command(args)
     if args.command == "simulate":
         if not args.records and (args.years or args.geography):
             raise ValueError("--years and --geography apply to child-level records: add --records")
-        from socialgradient import outputs
+        from socialgradient.util import outputs
 
         outputs.check_destination(args.out)  # before simulating
         if args.geography is None:
@@ -677,11 +684,11 @@ def _dispatch(args) -> int:
     if args.command == "report":
         return _report(args)
     if args.command == "suite":
-        from socialgradient import suite
+        from socialgradient.study import suite
 
         if args.workers < 1:
             raise ValueError(f"suite: --workers must be at least 1, got {args.workers}")
-        from socialgradient import outputs
+        from socialgradient.util import outputs
 
         outputs.check_destination(args.out)
         cluster = _cluster(args)  # before the table is read
@@ -700,7 +707,7 @@ def _dispatch(args) -> int:
     if args.command == "calibrate":
         return _calibrate(args)
     if args.command == "fit":
-        from socialgradient import outputs
+        from socialgradient.util import outputs
 
         outputs.check_destination(args.out)  # before reading the table or sampling
         spec = _spec(args, args.outcome)
@@ -726,7 +733,7 @@ def _dispatch(args) -> int:
             f"regenerate it with `socialgradient simulate --out {args.data.parent}`"
         )
     spec = _spec(args)
-    from socialgradient import outputs
+    from socialgradient.util import outputs
 
     outputs.check_destination(args.out)
     outputs.check_destination(args.figures)
@@ -744,12 +751,12 @@ def _dispatch(args) -> int:
 
 
 def _calibrate(args) -> int:
-    """``calibrate``: the calibration study (:mod:`socialgradient.calibrate`)."""
-    from socialgradient import calibrate
+    """``calibrate``: the calibration study (:mod:`socialgradient.study.calibrate`)."""
+    from socialgradient.study import calibrate
 
     if args.workers < 1:
         raise ValueError(f"calibrate: --workers must be at least 1, got {args.workers}")
-    from socialgradient import outputs
+    from socialgradient.util import outputs
 
     outputs.check_destination(args.out)  # before any replicate is simulated or fitted
     cluster = _cluster(args, sends=calibrate.SENDS)

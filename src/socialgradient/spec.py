@@ -19,7 +19,7 @@ Example ``models/national_referrals.toml``::
     la_effects = "auto"        # "centred", "noncentred" or "auto" (per LA, by information)
     target_accept = 0.8
 
-    [priors]                   # scales (and a's mean); defaults in socialgradient.model
+    [priors]                   # scales (and a's mean); defaults in socialgradient.model.build
     b_w = 1.0
 
     [la_outcome]               # an LA-level outcome on the LA gradients (la_outcome.py)
@@ -28,7 +28,7 @@ Example ``models/national_referrals.toml``::
     adjust = ["spend_per_child"]  # la_data columns; LA deprivation m_c is always in
 
     [records]                  # only for specs fitted to the synthetic child records
-    by = ["ethnicity"]         # (socialgradient.aggregates builds and caches the table)
+    by = ["ethnicity"]         # (socialgradient.study.aggregates builds and caches the table)
     scale = 0.2
 
     [sampling]
@@ -284,7 +284,7 @@ class Sampling:
 
 @dataclass(frozen=True)
 class Priors:
-    """Prior scales of the national model (units in :mod:`socialgradient.model`).
+    """Prior scales of the national model (units in :mod:`socialgradient.model.build`).
 
     Each value is the standard deviation (scale) of a Normal or half-Normal prior, except
     ``a_mean`` (the intercept's prior mean, on the link scale: None = the family's default,
@@ -316,7 +316,7 @@ class Priors:
 @dataclass(frozen=True)
 class RecordsTable:
     """The table a spec is fitted to when it is built from the synthetic child records
-    (``[records]`` in a spec file; :mod:`socialgradient.aggregates` builds and caches it).
+    (``[records]`` in a spec file; :mod:`socialgradient.study.aggregates` builds and caches it).
 
     ``by``: strata of the aggregate (``age_band``, ``gender``, ``ethnicity``; () for one row
     per LSOA); ``groups``: column groups of
@@ -358,7 +358,7 @@ class LAOutcome:
     ``rereferrals``); ``trials``: the column whose LA totals are its trials (e.g.
     ``referrals``); ``adjust``: LA covariates, columns of the spec's ``la_data`` (LA
     deprivation ``m_c`` is always in; naming it is allowed). See
-    :mod:`socialgradient.la_outcome`.
+    :mod:`socialgradient.model.la_outcome`.
     """
 
     count: str
@@ -383,7 +383,7 @@ class LAOutcome:
 
 class SpecMethods:
     """JSON, hash, ``replace`` and ``from_dict`` for any frozen spec dataclass that has a
-    ``sampling: Sampling`` field (:class:`Spec`, :class:`socialgradient.panel.PanelSpec`)."""
+    ``sampling: Sampling`` field (:class:`Spec`, :class:`socialgradient.panel.model.PanelSpec`)."""
 
     def to_json(self) -> str:
         """Canonical JSON (sorted keys), the form stored with results."""

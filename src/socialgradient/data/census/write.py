@@ -1,6 +1,6 @@
 """Write child-level records as CIN Census XML returns that validate against the year's XSD.
 
-:func:`write_returns` writes :class:`~socialgradient.data.synthetic.records_model.Records` as
+:func:`write_returns` writes :class:`~socialgradient.data.records.Records` as
 one return per LA per collection year in the DfE layout (element order, optional blocks and
 code lists of that year's schema, :mod:`socialgradient.data.census.codes`), plus the tables the
 return lacks. The layout (``?``: optional, ``*``: repeated)::
@@ -50,10 +50,10 @@ from xml.sax.saxutils import escape
 import numpy as np
 import pandas as pd
 
+from socialgradient.data import records as rec
 from socialgradient.data.census import codes as cc
 from socialgradient.data.schema import fail
-from socialgradient.data.synthetic import records_model as rec
-from socialgradient.files import atomic_write
+from socialgradient.util.files import atomic_write
 
 
 def _dates(s: pd.Series) -> np.ndarray:

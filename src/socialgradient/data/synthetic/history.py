@@ -39,7 +39,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from socialgradient.data.synthetic import records_model as r
+from socialgradient.data import records as r
 
 GAP_DAYS = (1, 60)  # days from an earlier episode's closure to the next referral
 MATCH_KEYS = ["lsoa", "gender", "ethnicity", "age_band"]
