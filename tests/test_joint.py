@@ -12,6 +12,7 @@ import pytest
 import socialgradient.api as sg
 from socialgradient.model import joint
 from socialgradient.model.build import la_theta
+from socialgradient.sampling import joint as joint_fit
 from socialgradient.spec import Spec, load_spec
 from socialgradient.util import outputs
 
@@ -95,7 +96,7 @@ def test_summary_and_steepening(tree):
 
 
 def test_view_is_an_ordinary_fit(tree):
-    one = joint.view(tree, "assessments")
+    one = joint_fit.view(tree, "assessments")
     assert one.attrs["outcome"] == "assessments"
     assert one["posterior"]["la_effect"].dims == ("chain", "draw", "la", "effect")
     assert sg.la_gradients(one).shape[0] == N_LA

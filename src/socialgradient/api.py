@@ -32,13 +32,16 @@ from socialgradient import resources
 from socialgradient.data import schema
 from socialgradient.data.census import linkage
 from socialgradient.data.synthetic import england, records
-from socialgradient.model import joint, la_outcome, moderators, parameterisation
+from socialgradient.model import encode as _encode
+from socialgradient.model import parameterisation
 from socialgradient.model.build import build_model
-from socialgradient.model.data import NeighbourhoodData
+from socialgradient.model.data import NeighbourhoodData  # noqa: F401 (API)
+from socialgradient.release import joint as joint_release
 from socialgradient.release import report
 from socialgradient.results import checks
 from socialgradient.results.testing import assert_converged, assert_covers, assert_ppc  # noqa: F401 (API)
 from socialgradient.sampling import fit as _fit
+from socialgradient.sampling import joint as joint_fit
 from socialgradient.sampling import predict as _predict
 from socialgradient.spec import RecordsTable, Spec, load_spec  # noqa: F401 (API)
 
@@ -100,46 +103,7 @@ def _spec(spec: Spec | str, **changes) -> Spec:
     return spec.replace(**changes)
 
 
-def encode(table: pd.DataFrame, spec: Spec | str, stratum: str = "",
-           exposure: str = "children", la_table: pd.DataFrame | None = None, *,
-           events: bool = True) -> NeighbourhoodData:
-    """Validate ``table`` (and the LA table of the spec's LA moderators) and encode it.
-
-    ``spec`` is a :class:`Spec` or an outcome name (then ``stratum`` and ``exposure`` say
-    the rest). ``la_table`` overrides reading the spec's ``la_data``. ``events`` (default):
-    refuse an outcome with no events (:func:`socialgradient.data.schema.require_events`:
-    ``no_events``, ``every_trial_an_event``), which a fit would answer with its prior;
-    ``False`` for what does not look at the counts (:func:`prior_predictive`).
-    """
-    if isinstance(spec, str):
-        spec = Spec(spec, stratum=stratum, exposure=exposure)
-    if spec.outcomes:  # the joint threshold model: one encoding per threshold
-        joint.check_spec(spec)
-        valid = schema.validate(table, list(spec.outcomes))
-        if events:
-            schema.require_events(valid, list(spec.outcomes))
-        return [NeighbourhoodData.from_table(valid, o) for o in spec.outcomes]
-    strata = spec.strata or spec.stratum or None  # several columns, or one as before
-    valid = schema.validate(table, [spec.outcome], strata, spec.exposure,
-                            trials=spec.trials, moderators=spec.neighbourhood_moderators,
-                            trend=spec.stratum_trend)
-    if events:
-        schema.require_events(valid, [spec.outcome], spec.trials)
-    lo = spec.la_outcome
-    if lo is not None:  # its columns named, then checked as counts
-        la_outcome.check_columns(table, lo)
-        extra = [c for c in (lo.count, lo.trials) if c != spec.outcome]
-        schema.validate(table, extra)
-    las = None
-    la_columns = [*spec.la_moderators,
-                  *[c for c in (lo.covariates if lo else ()) if c not in spec.la_moderators]]
-    if la_columns:
-        raw = la_table if la_table is not None else moderators.read_la_table(spec.la_data)
-        las = moderators.validate_la_table(raw, la_columns, valid["la"].unique())
-    return NeighbourhoodData.from_table(
-        valid, spec.outcome, strata, spec.exposure, trials=spec.trials,
-        moderators=spec.neighbourhood_moderators, la_table=las,
-        la_moderators=spec.la_moderators, la_outcome_spec=lo, trend=spec.stratum_trend)
+encode = _encode.encode
 
 
 def build(table: pd.DataFrame, spec: Spec | str = "referrals", *,
@@ -176,17 +140,17 @@ def fit(
     spec = _spec(spec, **changes)
     data = encode(table, spec, la_table=la_table)
     if spec.outcomes:
-        return joint.fit(data, spec, progressbar=progressbar)
+        return joint_fit.fit(data, spec, progressbar=progressbar)
     return _fit.fit(data, spec, progressbar=progressbar, pointwise=pointwise)
 
 
 def la_gradients(tree: xr.DataTree) -> pd.DataFrame:
     """One row per LA (per threshold, in a ``threshold`` column, for a joint fit): gradient
     and rank with 95%/80% ETIs, size and observed rate (unprotected: see ``write``)."""
-    names = joint.outcomes(tree)
+    names = joint_fit.outcomes(tree)
     if not names:
         return report.la_gradients(tree)
-    return pd.concat([report.la_gradients(joint.view(tree, o)).assign(threshold=o)
+    return pd.concat([report.la_gradients(joint_fit.view(tree, o)).assign(threshold=o)
                       for o in names], ignore_index=True).pipe(
         lambda t: t[["threshold", *[c for c in t.columns if c != "threshold"]]])
 
@@ -229,15 +193,15 @@ def _setting(name: str, value, lo: int, hi: int) -> None:
 def summarise(tree: xr.DataTree, diagnostics: dict | None = None) -> dict:
     """The headline quantities with 95%/80% ETIs and the diagnostics (``summary.json``);
     for a joint threshold fit also every threshold and the steepening probabilities."""
-    if joint.outcomes(tree):
-        return joint.summary(tree, diagnostics)
+    if joint_fit.outcomes(tree):
+        return joint_release.summary(tree, diagnostics)
     return report.summary(tree, diagnostics)
 
 
 def write(tree: xr.DataTree, out_dir, **kwargs) -> dict:
     """Write the fit's output set (``release/``, ``internal/``, manifest), all or nothing."""
-    if joint.outcomes(tree):
-        return joint.write(tree, out_dir, **kwargs)
+    if joint_fit.outcomes(tree):
+        return joint_release.write(tree, out_dir, **kwargs)
     return report.write(tree, out_dir, **kwargs)
 
 

@@ -562,10 +562,10 @@ def _spec(args, outcome: str | None = None) -> Spec:
 
 
 def _headline(s: dict) -> str:
-    from socialgradient.model import joint
+    from socialgradient.release import joint as joint_release
     from socialgradient.release import report
 
-    return joint.headline(s) if "thresholds" in s else report.headline(s)
+    return joint_release.headline(s) if "thresholds" in s else report.headline(s)
 
 
 def _priors(items: list[str]) -> dict[str, float]:

@@ -10,6 +10,8 @@ import numpy as np
 import xarray as xr
 
 from socialgradient.results import gradients
+from socialgradient.results.gradients import national
+from socialgradient.sampling.joint import _select, outcomes
 
 
 def interval(da: xr.DataArray) -> dict:
@@ -84,4 +86,35 @@ def moderator_summary(post: xr.Dataset) -> dict:
             }
             out[str(name)]["slope"]["p_positive"] = float(
                 (draws.sel(effect="slope") > 0).mean())
+    return out
+
+
+def steepening(tree: xr.DataTree) -> dict:
+    """``p_steepens`` per consecutive pair (``"a<b"``: P(b_w[b] > b_w[a])),
+    ``p_steepens_every_step``, and ``gradient_ratio`` (``"b/a"``: b's gradient at an
+    averagely deprived LA over a's, median and ETIs), from the joint posterior."""
+    names = outcomes(tree)
+    b_w = tree["posterior"]["b_w"]
+    steps = [b_w.sel(threshold=hi) > b_w.sel(threshold=lo)
+             for lo, hi in itertools.pairwise(names)]
+    every = xr.concat(steps, "step").all("step")
+    return {
+        "p_steepens": {f"{lo}<{hi}": float(s.mean())
+                       for (lo, hi), s in zip(itertools.pairwise(names), steps, strict=True)},
+        "p_steepens_every_step": float(every.mean()),
+        "gradient_ratio": {
+            f"{hi}/{lo}": interval(np.exp(b_w.sel(threshold=hi) - b_w.sel(threshold=lo)))
+            for lo, hi in itertools.pairwise(names)},
+    }
+
+
+def threshold_summary(tree: xr.DataTree) -> dict:
+    """``{outcome: {gradient_mean_la, gradient_less_deprived_la, gradient_more_deprived_la,
+    contextual_effect}}`` with medians and 95%/80% ETIs."""
+    out = {}
+    for name in outcomes(tree):
+        nat = national(_select(tree["posterior"].to_dataset(), name))
+        out[name] = {key: interval(nat[key]) for key in (
+            "gradient_mean_la", "gradient_less_deprived_la", "gradient_more_deprived_la",
+            "contextual_effect")}
     return out

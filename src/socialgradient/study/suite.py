@@ -51,10 +51,11 @@ from pathlib import Path
 import pandas as pd
 from dask.distributed import Client, as_completed
 
-from socialgradient import api
-from socialgradient.model import joint
+from socialgradient.model.encode import encode
+from socialgradient.release import joint as joint_release
 from socialgradient.release import report
 from socialgradient.sampling import fit
+from socialgradient.sampling import joint as joint_fit
 from socialgradient.spec import NAME, Spec, load_spec, plain_name
 from socialgradient.study import aggregates, clusters, findings
 from socialgradient.util import outputs
@@ -133,9 +134,10 @@ def fit_task(data, spec: Spec, out: Path, data_digest: str, progressbar: bool = 
     summary = _up_to_date(out, spec, data_digest)
     if summary is not None:
         return {"status": "up to date", "summary": summary, "seconds": None}
-    fitter = joint.fit if spec.outcomes else fit.fit
+    fitter = joint_fit.fit if spec.outcomes else fit.fit
     tree = fitter(data, spec, progressbar=progressbar)
-    paths = api.write(tree, out, command="suite")
+    writer = joint_release.write if joint_fit.outcomes(tree) else report.write
+    paths = writer(tree, out, command="suite")
     summary = json.loads(paths["summary"].read_text(encoding="utf-8"))
     seconds = {"task": time.perf_counter() - start,
                "compile": float(tree.attrs.get("compile_seconds", float("nan"))),
@@ -201,9 +203,9 @@ def run(models_dir: Path, table: pd.DataFrame, out_dir: Path, progressbar: bool 
             log.info("table of %s: records aggregate %s", spec.name,
                      aggregates.key(spec.records))
             agg = aggregates.cached(spec.records, out_dir / "_tables")
-            data[path], truths[spec.name] = api.encode(agg.table, spec), agg.truth
+            data[path], truths[spec.name] = encode(agg.table, spec), agg.truth
         else:
-            data[path], truths[spec.name] = api.encode(table, spec), truth
+            data[path], truths[spec.name] = encode(table, spec), truth
     done: dict[Path, Item] = {}
     todo = []
     for path, spec, why in specs:
