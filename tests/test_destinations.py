@@ -38,6 +38,7 @@ from socialgradient.release import table_sets
 from socialgradient.spec import Spec, SpecError
 from socialgradient.study import suite
 from socialgradient.util import outputs
+from socialgradient.util.files import sha256_of
 from test_outputs import generation_of, write_set
 from test_release import fit_like, tiny_table
 
@@ -412,7 +413,7 @@ def test_a_recomputed_manifest_is_not_detectable_without_a_secret(tmp_path):
     manifest = write_set(out, 1)
     (out / "release" / "added.txt").write_text("added\n")
     files = dict(manifest["files"])
-    files["release/added.txt"] = {"sha256": outputs._sha256(out / "release" / "added.txt"),
+    files["release/added.txt"] = {"sha256": sha256_of(out / "release" / "added.txt"),
                                   "bytes": 6}
     _manifest(out, files)
     assert "release/added.txt" in outputs.verify(out)["files"]

@@ -110,6 +110,8 @@ from pathlib import Path
 import numpy as np
 import pymc as pm
 
+from socialgradient.util.files import atomic_write
+
 log = logging.getLogger(__name__)
 
 
@@ -555,15 +557,9 @@ def _name(key: str) -> str:
 
 
 def _write(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (a temporary file, then rename)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``text`` to ``path`` atomically, private to the user (mode 0600)."""
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8", newline="\n"),
+                 mode=0o600)
 
 
 def _exec(source: bytes | str, path: Path):

@@ -82,7 +82,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import errno
-import hashlib
 import json
 import os
 import re
@@ -94,6 +93,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from filelock import FileLock
+
+from socialgradient.util.files import sha256_of
 
 PARTS = ("release", "internal")
 MANIFEST = "MANIFEST.json"
@@ -399,14 +400,6 @@ def _lstat(path: Path) -> os.stat_result | None:
         return None
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _kind(mode: int) -> str:
     for test, what in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
                        (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
@@ -568,7 +561,7 @@ def _differences(root: Path, manifest: dict, parts=PARTS,
                         f"{unlisted})")
     for rel in sorted(set(listed) & set(files)):
         entry = listed[rel]
-        if files[rel].st_size != entry["bytes"] or _sha256(root / rel) != entry["sha256"]:
+        if files[rel].st_size != entry["bytes"] or sha256_of(root / rel) != entry["sha256"]:
             problems.append(f"{rel} does not match its SHA-256 in the manifest")
     return problems
 
@@ -944,7 +937,7 @@ class Writer:
             for rel in sorted(r for r in found if r.startswith(part + "/")):
                 path = self._tmp / rel
                 _fsync(path)
-                files[rel] = {"sha256": _sha256(path), "bytes": path.stat().st_size}
+                files[rel] = {"sha256": sha256_of(path), "bytes": path.stat().st_size}
             _fsync(self._tmp / part)
         manifest = {
             "format": FORMAT,
