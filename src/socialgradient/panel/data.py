@@ -223,25 +223,6 @@ def build_panel(shared_dir, measure: str = "referrals", first_year: int = FIRST_
     return panel, report
 
 
-def read_boundaries(path, code_prefix: str = "E") -> list[tuple[str, np.ndarray]]:
-    """Outer rings of the polygons of an ONS boundary GeoJSON (lon/lat), as ``(code,
-    ring)`` pairs, for features whose ``*CD`` code starts with ``code_prefix`` (England)."""
-    import json
-
-    features = json.loads(Path(path).read_text(encoding="utf-8"))["features"]
-    rings = []
-    for feature in features:
-        props = feature["properties"]
-        key = next((k for k in props if k.upper().endswith("CD")), None)
-        code = str(props.get(key, ""))
-        geom = feature.get("geometry") or {}
-        if not code.startswith(code_prefix) or not geom:
-            continue
-        polys = [geom["coordinates"]] if geom["type"] == "Polygon" else geom["coordinates"]
-        rings += [(code, np.asarray(poly[0], dtype=float)[:, :2]) for poly in polys]
-    return rings
-
-
 def map_units(polygons, units, merges=()) -> tuple[list[tuple[str, np.ndarray]], dict]:
     """Recode boundary polygons onto the panel's units (:func:`harmonised_la`); report the
     boundary codes matching no unit and the units with no polygon."""
@@ -258,31 +239,3 @@ def map_units(polygons, units, merges=()) -> tuple[list[tuple[str, np.ndarray]],
     }
     report["matched_codes"] = len(report["matched_codes"])
     return out, report
-
-
-def plot_map(values: pd.Series, polygons: list[tuple[str, np.ndarray]], title: str = "",
-             label: str = ""):
-    """Choropleth of ``values`` (indexed by unit code) over ``polygons`` (code, lon/lat
-    ring) with matplotlib's PolyCollection; codes without a value are grey."""
-    import matplotlib.pyplot as plt
-    from matplotlib.collections import PolyCollection
-
-    scale = np.cos(np.deg2rad(52.7))  # equal-ish aspect for England
-    rings = [np.column_stack([r[:, 0] * scale, r[:, 1]]) for _, r in polygons]
-    v = np.array([values.get(code, np.nan) for code, _ in polygons], dtype=float)
-    fig, ax = plt.subplots(figsize=(7, 8))
-    grey = PolyCollection([r for r, x in zip(rings, v, strict=True) if np.isnan(x)],
-                          facecolor="lightgrey", edgecolor="white", linewidth=0.2)
-    ax.add_collection(grey)
-    coll = PolyCollection([r for r, x in zip(rings, v, strict=True) if not np.isnan(x)],
-                          array=v[~np.isnan(v)], cmap="RdBu_r", edgecolor="white",
-                          linewidth=0.2)
-    lim = float(np.nanmax(np.abs(v))) if np.isfinite(v).any() else 1.0
-    coll.set_clim(-lim, lim)
-    ax.add_collection(coll)
-    ax.autoscale_view()
-    ax.set_aspect("equal")
-    ax.axis("off")
-    fig.colorbar(coll, ax=ax, shrink=0.6, label=label)
-    ax.set_title(title)
-    return fig

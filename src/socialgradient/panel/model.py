@@ -321,8 +321,9 @@ def write_panel(tree: xr.DataTree, panel: pd.DataFrame, out, boundaries=None) ->
     Returns ``{"summary": ..., "paths": {file name: final path}}``."""
     import matplotlib.pyplot as plt
 
-    from socialgradient.panel.data import map_units, plot_map, read_boundaries
+    from socialgradient.panel.data import map_units
     from socialgradient.release import disclosure
+    from socialgradient.results.maps import choropleth, read_boundaries
     from socialgradient.sampling.fit import save
     from socialgradient.util import outputs
 
@@ -353,10 +354,10 @@ def write_panel(tree: xr.DataTree, panel: pd.DataFrame, out, boundaries=None) ->
                 merged = json.loads(tree.attrs["spec"]).get("dfe_merges")
                 coded, match = map_units(polygons, las["la"], DFE_MERGES if merged else ())
                 texts["map_report.json"] = json.dumps(match, indent=2)
-                figures["la_map.png"] = plot_map(
+                figures["la_map.png"] = choropleth(
                     las.set_index("la")["la_effect_median"], coded,
-                    f"LA effects, {tree.attrs['measure']}: log rate ratio to the gradient line",
-                    "LA effect (log scale)")
+                    title=f"LA effects, {tree.attrs['measure']}: log rate ratio to the "
+                          "gradient line", label="LA effect (log scale)")
             for name, fig in figures.items():
                 fig.savefig(rel / name, dpi=120, format="png")
                 plt.close(fig)

@@ -10,14 +10,18 @@ Buckinghamshire, county E10000002 until unitary E06000060 in April 2020:
 (Isles of Scilly with Cornwall, City of London with Hackney). There is no fallback map:
 the package has no LA coordinates, so without the file :func:`la_map` raises and
 :func:`socialgradient.results.plots.save_all` writes the other figures only.
+:func:`choropleth` is the package's one map: the panel's LA map
+(:func:`socialgradient.panel.model.write_panel`) draws with it too.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 from matplotlib.collections import PathCollection
 from matplotlib.colors import Normalize
@@ -74,11 +78,9 @@ def la_map(tree: xr.DataTree, boundaries=None) -> Figure:
     Returns
     -------
     Figure
-        One axes in lon/lat with aspect 1/cos(mean latitude): one patch per fitted LA with a
-        boundary (a compound path of all its polygons, ``gid`` = the LA code), coloured by
-        the median gradient on a diverging log scale centred at the national median
-        exp(b_w); English boundaries without a fitted LA in grey (one patch each); a
-        colourbar; an inset of London (gids ``fitted_inset``, ``no_fit_inset``). Fitted LAs
+        :func:`choropleth` of the log median gradient, centred at the national median
+        exp(b_w), ticks labelled as gradient scores: one patch per fitted LA with a boundary
+        (``gid`` = the LA code), English boundaries without a fitted LA in grey; fitted LAs
         without a boundary are named in a note.
 
     Raises
@@ -86,8 +88,6 @@ def la_map(tree: xr.DataTree, boundaries=None) -> Figure:
     FileNotFoundError
         No boundary file (the package ships none).
     """
-    from socialgradient.panel.data import read_boundaries
-
     path = find_boundaries(boundaries)
     if path is None:
         raise FileNotFoundError(
@@ -98,15 +98,43 @@ def la_map(tree: xr.DataTree, boundaries=None) -> Figure:
     table = la_table(tree)
     las = table["la"].values.astype(str)
     unit = match_codes({c for c, _ in rings}, las)
-    shapes: dict[str, list[np.ndarray]] = {}
-    for code, ring in rings:
-        shapes.setdefault(unit[code] or code, []).append(ring)
-    fitted = [c for c in las if c in shapes]
-    unfitted = sorted(set(shapes) - set(las))
+    rings = [(unit[code] or code, ring) for code, ring in rings]
     post = tree["posterior"].to_dataset()
     centre = np.log(float(describe(national(post)["gradient_mean_la"])["median"]))
-    log_g = np.log(table["gradient_median"].to_series().reindex(fitted).to_numpy(float))
-    half = max(float(np.max(np.abs(log_g - centre), initial=0.0)), 0.05)
+    log_g = np.log(table["gradient_median"].to_series())
+    shaped = {c for c, _ in rings}
+    fitted = [c for c in las if c in shaped]
+    missing = sorted(set(las) - set(fitted))
+    note = (f"{len(fitted)} LAs; grey: no fitted LA ({len(shaped - set(las))})"
+            + (f"; no boundary: {', '.join(missing)}" if missing else ""))
+    return choropleth(
+        log_g.reindex(fitted), rings, centre=centre, exp_ticks=True, note=note,
+        title=f"{tree.attrs['outcome']}: social gradient by local authority",
+        label="Social gradient score, posterior median (rate ratio per 10 points)\n"
+              "centred at the national median")
+
+
+def choropleth(values: pd.Series, rings: list[tuple[str, np.ndarray]], *,
+               centre: float = 0.0, exp_ticks: bool = False, title: str = "",
+               label: str = "", note: str = "") -> Figure:
+    """The package's one map: ``values`` (indexed by unit code) over ``rings`` (``(code,
+    lon/lat ring)`` pairs, already coded as the units, e.g. by :func:`match_codes`).
+
+    One axes in lon/lat with aspect 1/cos(mean latitude): one patch per unit with a value
+    (a compound path of all its rings, ``gid`` = the code), coloured on a diverging scale
+    centred at ``centre`` (ticks shown as exp(value) with ``exp_ticks``, for log ratios);
+    rings without a value in grey (one patch per code); a colourbar; an inset of London
+    (gids ``fitted_inset``, ``no_fit_inset``); ``note`` and the boundaries' licence in a
+    note.
+    """
+    shapes: dict[str, list[np.ndarray]] = {}
+    for code, ring in rings:
+        shapes.setdefault(code, []).append(ring)
+    values = values[np.isfinite(values.to_numpy(float))]
+    fitted = [c for c in values.index if c in shapes]
+    unfitted = sorted(set(shapes) - set(fitted))
+    v = values.reindex(fitted).to_numpy(float)
+    half = max(float(np.max(np.abs(v - centre), initial=0.0)), 0.05)
     fig = Figure(figsize=(6.5, 7.5), layout="constrained")
     ax = fig.add_subplot()
     grey_paths = [_compound(shapes[c]) for c in unfitted]
@@ -120,7 +148,7 @@ def la_map(tree: xr.DataTree, boundaries=None) -> Figure:
         grey = PathCollection(grey_paths, facecolor=NO_FIT, edgecolor="white", linewidth=0.2)
         grey.set_gid("no_fit" if where is ax else "no_fit_inset")
         where.add_collection(grey)
-        coll = PathCollection(fitted_paths, array=log_g, cmap="RdBu_r", norm=norm,
+        coll = PathCollection(fitted_paths, array=v, cmap="RdBu_r", norm=norm,
                               edgecolor="white", linewidth=0.2)
         coll.set_gid("fitted" if where is ax else "fitted_inset")
         where.add_collection(coll)
@@ -136,16 +164,30 @@ def la_map(tree: xr.DataTree, boundaries=None) -> Figure:
                       inset, edgecolor="0.3", linewidth=0.6)
     bar = fig.colorbar(main, ax=ax, shrink=0.6, pad=0.02)
     ticks = np.linspace(centre - half, centre + half, 5)
-    bar.set_ticks(ticks, labels=[f"{v:.2f}" for v in np.exp(ticks)])
-    bar.set_label("Social gradient score, posterior median (rate ratio per 10 points)\n"
-                  "centred at the national median", fontsize="small")
-    missing = sorted(set(las) - set(fitted))
-    note = (f"{len(fitted)} LAs; grey: no fitted LA ({len(unfitted)})"
-            + (f"; no boundary: {', '.join(missing)}" if missing else "")
-            + "\nBoundaries: ONS, OGL v3.0; contains OS data (c) Crown copyright 2020")
-    ax.text(0.0, 0.0, note, transform=ax.transAxes, fontsize="x-small", va="bottom")
-    ax.set_title(f"{tree.attrs['outcome']}: social gradient by local authority")
+    bar.set_ticks(ticks, labels=[f"{x:.2f}" for x in (np.exp(ticks) if exp_ticks else ticks)])
+    bar.set_label(label, fontsize="small")
+    ax.text(0.0, 0.0, (note + "\n" if note else "")
+            + "Boundaries: ONS, OGL v3.0; contains OS data (c) Crown copyright 2020",
+            transform=ax.transAxes, fontsize="x-small", va="bottom")
+    ax.set_title(title)
     return fig
+
+
+def read_boundaries(path, code_prefix: str = "E") -> list[tuple[str, np.ndarray]]:
+    """Outer rings of the polygons of an ONS boundary GeoJSON (lon/lat), as ``(code,
+    ring)`` pairs, for features whose ``*CD`` code starts with ``code_prefix`` (England)."""
+    features = json.loads(Path(path).read_text(encoding="utf-8"))["features"]
+    rings = []
+    for feature in features:
+        props = feature["properties"]
+        key = next((k for k in props if k.upper().endswith("CD")), None)
+        code = str(props.get(key, ""))
+        geom = feature.get("geometry") or {}
+        if not code.startswith(code_prefix) or not geom:
+            continue
+        polys = [geom["coordinates"]] if geom["type"] == "Polygon" else geom["coordinates"]
+        rings += [(code, np.asarray(poly[0], dtype=float)[:, :2]) for poly in polys]
+    return rings
 
 
 def _compound(rings: list[np.ndarray]) -> MplPath:

@@ -92,7 +92,6 @@ import math
 import os
 import socket
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -384,7 +383,7 @@ def run(out_dir: Path, replicates: int = 100, model: str = "national", *, scale:
     those read back, and ``{seed: error}`` for tasks that raised). A replicate whose task
     failed is left out of the aggregate and named in it; a FAIL verdict is not a failure.
     """
-    from socialgradient.study import clusters, suite
+    from socialgradient.study import clusters
 
     _check_model(model)
     if replicates < 1:
@@ -415,7 +414,7 @@ def run(out_dir: Path, replicates: int = 100, model: str = "national", *, scale:
              s["chains"], s["draws"], s["tune"])
     if todo:
         _run_tasks(model, todo, cfg, out_dir, cluster, workers, progressbar, results,
-                   fitted, up_to_date, failed, suite.client)
+                   fitted, up_to_date, failed)
     agg = aggregate([results[sd] for sd in seeds if sd in results])
     agg["failed_tasks"] = {str(k): v for k, v in failed.items()}
     agg["config"] = cfg | {"seeds": [seeds[0], seeds[-1]], "replicates": replicates}
@@ -424,32 +423,31 @@ def run(out_dir: Path, replicates: int = 100, model: str = "national", *, scale:
 
 
 def _run_tasks(model, todo, cfg, out_dir, scheduler, workers, progressbar, results, fitted,
-               up_to_date, failed, client) -> None:
-    from dask.distributed import as_completed
+               up_to_date, failed) -> None:
+    """Fit the replicates of seeds ``todo`` on the cluster
+    (:func:`socialgradient.study.clusters.run_tasks`), filling ``results``, ``fitted``,
+    ``up_to_date`` and ``failed`` as they finish."""
+    from socialgradient.study import clusters
 
-    run_id = uuid.uuid4().hex[:8]
     total = len(todo)
-    with client(scheduler, workers) as c:
-        futures = {c.submit(replicate_task, model, sd, cfg, result_path(out_dir, model, sd),
-                            progressbar, key=f"calibrate-{model}-{sd}-{run_id}",
-                            priority=total - i, pure=False): sd
-                   for i, sd in enumerate(todo)}
-        log.info("submitted %d replicates to %s", total, c.scheduler.address)
-        for n, future in enumerate(as_completed(futures), 1):
-            sd = futures[future]
-            try:
-                answer = future.result()
-            except Exception as e:  # the replicate's own error (or KilledWorker)
-                log.error("replicate %d/%d (seed %d) failed: %r", n, total, sd, e)
-                failed[sd] = repr(e)
-                continue
-            result = answer["result"]
-            results[sd] = result
-            (fitted if answer["status"] == "fitted" else up_to_date).append(sd)
-            d = result["diagnostics"]
-            log.info("replicate %d/%d done in %.0f s (seed %d, %s, R-hat %.3f, bulk ESS %.0f)",
-                     n, total, result["seconds"]["total"], sd, d["verdict"],
-                     d["rhat_max"] or float("nan"), d["ess_bulk_min"] or float("nan"))
+
+    def finished(n, sd, answer, error):
+        if error is not None:
+            log.error("replicate %d/%d (seed %d) failed: %r", n, total, sd, error)
+            failed[sd] = repr(error)
+            return
+        result = answer["result"]
+        results[sd] = result
+        (fitted if answer["status"] == "fitted" else up_to_date).append(sd)
+        d = result["diagnostics"]
+        log.info("replicate %d/%d done in %.0f s (seed %d, %s, R-hat %.3f, bulk ESS %.0f)",
+                 n, total, result["seconds"]["total"], sd, d["verdict"],
+                 d["rhat_max"] or float("nan"), d["ess_bulk_min"] or float("nan"))
+
+    tasks = [(f"calibrate-{model}-{sd}", replicate_task,
+              (model, sd, cfg, result_path(out_dir, model, sd), progressbar), sd)
+             for sd in todo]
+    clusters.run_tasks(tasks, scheduler, workers, finished, what="replicates")
 
 
 # -- aggregation --------------------------------------------------------------------------

@@ -35,6 +35,9 @@ import ipaddress
 import logging
 import socket
 import sys
+import uuid
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -206,3 +209,38 @@ def client(scheduler=None, workers: int = 2, **options):
             print(f"Dask dashboard (this machine only): {c.dashboard_link}", file=sys.stderr,
                   flush=True)
         yield c
+
+
+def run_tasks(tasks, scheduler, workers: int,
+              done: Callable[[int, object, object, Exception | None], None],
+              what: str = "tasks") -> None:
+    """Run ``tasks`` on the cluster of :func:`client` ``(scheduler, workers)``, the study's
+    one task loop (the suite's fits, calibration's replicates).
+
+    ``tasks`` is a list of ``(key, function, args, tag)``, the first of highest priority;
+    each is submitted as ``function(*args)`` under the Dask key ``key-<run id>``, not pure
+    (a rerun samples again). As each finishes, ``done(n, tag, result, error)`` is called
+    (``n``: 1, 2, ... in order of completion; ``error``: the task's own exception, or
+    KilledWorker, with ``result`` None): a task that fails does not stop the others.
+    """
+    from distributed import as_completed
+
+    run_id = uuid.uuid4().hex[:8]
+    with client(scheduler, workers) as c:
+        with warnings.catch_warnings():
+            # Each task carries its arguments (a spec's encoded table is a few MiB), so the
+            # scheduler can rerun it on another worker if one dies; scattering them instead
+            # would lose them with the worker that holds them. Dask's "large graph" warning
+            # says exactly that.
+            warnings.filterwarnings("ignore", "Sending large graph", UserWarning)
+            futures = {c.submit(function, *args, key=f"{key}-{run_id}",
+                                priority=len(tasks) - rank, pure=False): tag
+                       for rank, (key, function, args, tag) in enumerate(tasks)}
+        log.info("submitted %d %s to %s", len(futures), what, c.scheduler.address)
+        for n, future in enumerate(as_completed(futures), 1):
+            try:
+                result = future.result()
+            except Exception as e:  # the task's own error (or KilledWorker)
+                done(n, futures[future], None, e)
+                continue
+            done(n, futures[future], result, None)

@@ -43,13 +43,11 @@ import json
 import logging
 import time
 import tomllib
-import uuid
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-from dask.distributed import Client, as_completed
+from dask.distributed import Client
 
 from socialgradient.model.encode import encode
 from socialgradient.release import joint as joint_release
@@ -236,34 +234,26 @@ def run(models_dir: Path, table: pd.DataFrame, out_dir: Path, progressbar: bool 
 
 def _run_tasks(todo, data, out_dir: Path, progressbar: bool, done: dict,
                scheduler: clusters.Target, workers: int) -> list[BaseException]:
-    """Submit ``todo`` (longest first, highest priority first), fill ``done`` as the tasks
-    finish, and return the errors of those that failed."""
+    """Fit ``todo`` (longest first, highest priority first) on the cluster
+    (:func:`socialgradient.study.clusters.run_tasks`), fill ``done`` as the fits finish, and
+    return the errors of those that failed."""
     errors = []
-    run_id = uuid.uuid4().hex[:8]
-    with client(scheduler, workers) as c, warnings.catch_warnings():
-        # Each task carries its encoded table (a few MiB), so the scheduler can rerun it on
-        # another worker if one dies; scattering the tables instead would lose them with
-        # the worker that holds them. Dask's "large graph" warning says exactly that.
-        warnings.filterwarnings("ignore", "Sending large graph", UserWarning)
-        futures = {}
-        for rank, (_, path, spec, digest) in enumerate(todo):
-            future = c.submit(fit_task, data[path], spec, spec_folder(out_dir, spec.name),
-                              digest, progressbar, key=f"suite-{spec.name}-{run_id}",
-                              priority=len(todo) - rank, pure=False)
-            futures[future] = (path, spec)
-        log.info("submitted %d fits to %s", len(futures), c.scheduler.address)
-        for n, future in enumerate(as_completed(futures), 1):
-            path, spec = futures[future]
-            try:
-                result = future.result()
-            except Exception as e:  # the fit's own error (or KilledWorker)
-                log.error("%s failed (%d of %d): %r", spec.name, n, len(futures), e)
-                errors.append(e)
-                continue
-            summary, seconds = result["summary"], result["seconds"]
-            log.info("%s: %s in %.0f s (%d of %d)", spec.name, summary["diagnostics"]["verdict"],
-                     seconds["task"] if seconds else 0.0, n, len(futures))
-            done[path] = Item(path, spec.name, result["status"], summary, seconds)
+
+    def finished(n, tag, result, error):
+        path, spec = tag
+        if error is not None:
+            log.error("%s failed (%d of %d): %r", spec.name, n, len(todo), error)
+            errors.append(error)
+            return
+        summary, seconds = result["summary"], result["seconds"]
+        log.info("%s: %s in %.0f s (%d of %d)", spec.name, summary["diagnostics"]["verdict"],
+                 seconds["task"] if seconds else 0.0, n, len(todo))
+        done[path] = Item(path, spec.name, result["status"], summary, seconds)
+
+    tasks = [(f"suite-{spec.name}", fit_task,
+              (data[path], spec, spec_folder(out_dir, spec.name), digest, progressbar),
+              (path, spec)) for _, path, spec, digest in todo]
+    clusters.run_tasks(tasks, scheduler, workers, finished, what="fits")
     return errors
 
 
