@@ -1,4 +1,5 @@
-r"""The between-LA social gradient on the real DfE tables: an LA x year panel model.
+r"""The between-LA social gradient on the real DfE tables: an LA x year panel model
+(over 400 lines because the model's statement, fit, summaries and output set are read together).
 
 For LA :math:`l` (fixed geography, :mod:`socialgradient.panel.data`) in reporting year
 :math:`t`, with :math:`n_{lt}` children aged 0-17 and LA deprivation :math:`m_l` (child-

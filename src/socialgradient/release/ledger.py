@@ -1,5 +1,6 @@
 """The release ledger: what every release published, kept in the secure environment, and
-the check of a new release against all earlier ones of the same or overlapping data.
+the check of a new release against all earlier ones of the same or overlapping data
+(over 400 lines because the ledger's records and the cross-release check are one concern).
 
 Where it lives (:func:`default_path`): ``--ledger PATH`` where a command has it, else
 ``$SOCIALGRADIENT_LEDGER``, else a per-user state folder (``$XDG_STATE_HOME`` or
