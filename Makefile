@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-slow bench lint clean
+.PHONY: run test test-slow bench lint clean cin-validator docs
 
 $(STAMP): pyproject.toml requirements.lock
 	@PY=$$(sh .ci/find-python) || exit 1; \
@@ -29,8 +29,32 @@ test-slow: $(STAMP)      ## full-size statistical checks
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
+cin-validator:           ## .venv-cin: the DfE CIN validation rules (csc-validator-be-cin, pinned, hashed) for tests/test_cin_rules_validator.py
+	rm -rf .venv-cin && python3.11 -m venv .venv-cin && \
+	.venv-cin/bin/pip install --quiet --require-hashes -r bench/cin_validator/requirements.lock
+
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench notebooks
+
+# The documentation site (docs/, Sphinx + myst-nb + numpydoc), offline once .venv-docs exists:
+# its own venv from docs/requirements.lock (hashed; the docs tools plus the runtime pins of
+# requirements.lock), the package from src/ on PYTHONPATH (no install, no build step), warnings
+# as errors. Tables and numbers are generated from the committed result files (bench/) at build
+# time (docs/_ext/sgdocs.py); notebooks are the committed executions in docs/notebooks/.
+DOCS_VENV := .venv-docs
+DOCS_STAMP := $(DOCS_VENV)/.installed
+
+$(DOCS_STAMP): docs/requirements.lock
+	@PY=$$(sh .ci/find-python) || exit 1; \
+	echo "creating $(DOCS_VENV) with $$PY"; \
+	rm -rf $(DOCS_VENV) && $$PY -m venv $(DOCS_VENV) && \
+	$(DOCS_VENV)/bin/pip install --quiet --require-hashes -r docs/requirements.lock && \
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)      ## the documentation site into docs/_build/html (warnings are errors)
+	rm -rf docs/_build docs/_generated
+	PYTHONPATH=$(CURDIR)/src MPLBACKEND=Agg PYTHONHASHSEED=0 \
+	  $(DOCS_VENV)/bin/python -m sphinx -W --keep-going -b html docs docs/_build/html
 
 clean:
 	rm -rf $(VENV)

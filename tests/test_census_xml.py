@@ -819,3 +819,50 @@ def test_a_closure_before_its_referral_is_named_or_excluded(tmp_path, recs, mini
     days = table.filter(like="days_").to_numpy()
     assert (days >= 0).all()
     assert days.sum() == 61 + 0.5  # P2's 61 days and a half, nothing from P1
+
+
+def test_count_changing_rule_breaks_are_in_the_linkage_report(tmp_path, recs, mini_lsoa):
+    """A deliberately broken return (issue 31): every count-changing DfE rule break is listed
+    per file and rule, with how its records were counted, and nothing is dropped."""
+    cp_before_referral = (
+        "<CINdetails><CINreferralDate>2021-09-01</CINreferralDate><ReferralSource>6"
+        "</ReferralSource><PrimaryNeedCode>N1</PrimaryNeedCode><ReferralNFA>0</ReferralNFA>"
+        "<ChildProtectionPlans><CPPstartDate>2021-08-02</CPPstartDate>"
+        "<InitialCategoryOfAbuse>NEG</InitialCategoryOfAbuse><LatestCategoryOfAbuse>NEG"
+        "</LatestCategoryOfAbuse><NumberOfPreviousCPP>1</NumberOfPreviousCPP>"
+        "</ChildProtectionPlans></CINdetails>")
+    text = mini_return(2022, [
+        ("P1", "2012-01-01", [("2021-05-01", "2021-09-01"),  # overlapping episodes (8820)
+                              ("2021-08-01", "2021-12-01")]),
+        ("P2", "2012-01-01", [("2021-10-01", "2022-04-04")]),  # closed after 31 March (8620)
+        ("P2", "2012-01-01", [("2021-11-01", None)]),  # the same LAchildID again (8510)
+        ("P3", "2012-01-01", [("2022-05-01", None)]),  # referred after the period (8600)
+    ])
+    # P1 gets a third episode whose CP plan starts before its referral (1105)
+    text = text.replace("<ReferralNFA>0</ReferralNFA></CINdetails>\n</Child>",
+                        "<ReferralNFA>0</ReferralNFA></CINdetails>\n" + cp_before_referral
+                        + "</Child>", 1)
+    # and an episode with no referral date (8600, missing_element)
+    text = text.replace("<CINreferralDate>2021-11-01</CINreferralDate>", "", 1)
+    back, read = read_one(tmp_path, recs, text, mini_lsoa, errors="report", validate=False)
+    _, report = linkage.link(back)
+    breaks = pd.DataFrame(list(report.rule_breaks))
+    assert set(breaks["file"]) == {str(tmp_path / "r.xml")}
+    got = dict(zip(breaks["code"], breaks["records"], strict=True))
+    # P1's third episode (the CP one) overlaps both earlier ones: two overlapping records
+    assert got == {"8510": 2, "8820": 2, "8620": 1, "8600": 2, "1105": 1}
+    assert breaks["counted"].str.len().gt(20).all()
+    assert report.to_dict()["rule_breaks"] == list(report.rule_breaks)
+    pd.testing.assert_frame_equal(read.rule_breaks.reset_index(drop=True),
+                                  breaks[list(read.rule_breaks.columns)])
+    # what the report says is what was counted: P3 and the episode without a referral date
+    # are excluded and listed; P1's two overlapping episodes, P2's two blocks (one child) and
+    # the CP plan starting before its referral all count
+    assert read.excluded["outside_period"] == 1
+    assert read.excluded["missing_element"] == 1
+    assert read.episodes == read.passed + sum(read.excluded.values())
+    assert report.read == report.linked + sum(report.unlinked.values())
+    table, _ = linkage.aggregate(back, by=())
+    assert table["referrals"].sum() == 2  # P1 and P2, once each
+    assert table["cp_plans"].sum() == 1
+    assert len(back.episodes) == 4

@@ -211,3 +211,15 @@ def piecewise_exponential(rng, log_hr: np.ndarray) -> np.ndarray:
     k = (cum <= e[:, None]).sum(1) - 1
     rows = np.arange(len(e))
     return bounds[k] + (e - cum[rows, k]) / rates[rows, k]
+
+
+def closure_reasons(level: np.ndarray, assessed: np.ndarray) -> np.ndarray:
+    """Census reason for closure of a closed episode (issue 31, rule 8825Q).
+
+    ``RC8`` (case closed after assessment, no further action) for an assessed episode that
+    reached no plan; ``RC7`` (services ceased for any other reason, including the child no
+    longer in need) otherwise, which includes a referral closed with no further action before
+    any assessment: RC8 and RC9 name an assessment the episode must then have.
+    """
+    level, assessed = np.asarray(level), np.asarray(assessed, bool)
+    return np.where((level == 0) & assessed, "RC8", "RC7").astype(object)

@@ -46,6 +46,11 @@ class ReadReport:
     validation: dict = field(default_factory=dict)
     #: Files that could not be read at all (``errors="report"``): ``file, line, rule, message``.
     file_errors: tuple = ()
+    #: Breaks of the DfE rules that change counts, per file and rule (issue 31): ``file, code,
+    #: kind, description, records, children, counted`` (how the reader counted them).
+    rule_breaks: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
+        columns=["file", "code", "kind", "description", "records", "children", "counted"]),
+        repr=False)
 
     def to_dict(self, shown: int = 1000) -> dict:
         s = self.schema_errors
@@ -60,6 +65,7 @@ class ReadReport:
                 "schema_errors": {"total": len(s), "by_category": by_cat, "by_file": by_file,
                                   "shown": rows},
                 "file_errors": [dict(e) for e in self.file_errors],
+                "rule_breaks": self.rule_breaks.astype(object).to_dict("records"),
                 "excluded_records": self.excluded_records.head(shown).astype(object)
                 .where(self.excluded_records.head(shown).notna(), None).to_dict("records")}
 

@@ -58,11 +58,17 @@ class LinkageReport:
     unlinked_records: pd.DataFrame = field(repr=False)
     orphan_factors: int = 0
     children_without_episode: int = 0
+    #: DfE validation rules broken in the returns read that change counts (issue 31), one
+    #: dict per file and rule: ``file, code, kind, description, records, children, counted``
+    #: (how those records were counted); from ``records.truth["rule_breaks"]`` (the CIN
+    #: return reader), empty for records without returns.
+    rule_breaks: tuple = ()
 
     def to_dict(self) -> dict:
         return {"read": self.read, "linked": self.linked, "unlinked": dict(self.unlinked),
                 "orphan_factors": self.orphan_factors,
-                "children_without_episode": self.children_without_episode}
+                "children_without_episode": self.children_without_episode,
+                "rule_breaks": [dict(r) for r in self.rule_breaks]}
 
 
 def link(records: rec.Records) -> tuple[pd.DataFrame, LinkageReport]:
@@ -104,7 +110,8 @@ def link(records: rec.Records) -> tuple[pd.DataFrame, LinkageReport]:
     without = int((~records.children.set_index(key).index.isin(e.set_index(key).index)).sum())
     report = LinkageReport(read=len(e), linked=int((~bad).sum()), unlinked=counts,
                            unlinked_records=unlinked, orphan_factors=orphan,
-                           children_without_episode=without)
+                           children_without_episode=without,
+                           rule_breaks=tuple(records.truth.get("rule_breaks", ())))
     linked = m[~bad].rename(columns={f"child_{c}": c for c in CHILD_COLUMNS})
     return linked.reset_index(drop=True), report
 

@@ -38,6 +38,13 @@ Checks, in order:
    referral counts in the year it was made, so an episode referred earlier and still open
    is not a referral of this year -- it is still used to derive the child's re-referrals).
 
+5. *DfE validation rules that change counts* (:data:`~socialgradient.data.census.rules.
+   COUNT_CHANGING`: duplicate child IDs 8510, overlapping episodes 8820, plans or activity
+   outside their episode 1103-1105/2889/4015/8565, dates outside the collection period or a
+   missing referral date 8600/8620/8720/4013/8930): per file and rule, with how the reader
+   counted those records, in ``ReadReport.rule_breaks`` and the linkage report
+   (``LinkageReport.rule_breaks``, through ``records.truth["rule_breaks"]``).
+
 Every episode read is passed on or listed in the report -- never dropped. UPNs, former UPNs,
 disabilities, reviews and several ``CINdetails`` per child are read past. ``CINPlanDates``
 (2022 on) give the CIN plan; for earlier years the writer's companion ``cin_plans.csv``
@@ -57,6 +64,7 @@ import numpy as np
 import pandas as pd
 
 from socialgradient.data.census import codes as cc
+from socialgradient.data.census import rules
 from socialgradient.data.census.frames import (
     LOOKED_AFTER_COLUMNS,
     SCHEMA_ERROR_COLUMNS,
@@ -364,6 +372,7 @@ def read_returns(paths, child_lsoa, geography: pd.DataFrame,
         raise fail("file_not_found", "no CIN returns (*.xml) given")
     numbers = {v: k for k, v in cc.dfe_numbers(lea_codes).items()}
     rows, fac_rows, schema_rows, validation, file_errors = [], [], [], {}, []
+    rule_tables: dict = {}
     for path in files:
         try:
             root, doc, data = _parse(path)
@@ -381,6 +390,7 @@ def read_returns(paths, child_lsoa, geography: pd.DataFrame,
         if validate is True and not validation[str(path)].startswith("validated"):
             raise fail("schema_unavailable", f"{path}: {validation[str(path)]}")
         schema_rows += found
+        rule_tables[str(path)] = rules.return_tables(root)
         r, f = _flat(path, root, data, la, year)
         fac_rows += [(k + len(rows), c) for k, c in f]
         rows += r
@@ -467,9 +477,12 @@ def read_returns(paths, child_lsoa, geography: pd.DataFrame,
         "value": detail.loc[bad, "value"]}).reset_index(drop=True)
     has_ep = flat["has_episode"].astype(bool)
     excluded = {r: int(((reason == r) & has_ep).sum()) for r in (*READ_RULES, *EXCLUDED)}
+    breaks = rules.rule_breaks(rule_tables)
+    records.truth["rule_breaks"] = breaks.astype(object).to_dict("records")
     report = ReadReport(
         files=tuple(files), children=int(child_key.nunique()), episodes=int(has_ep.sum()),
         passed=int((has_ep & ~bad).sum()), excluded=excluded, excluded_records=ex_rec,
         children_excluded=int(child_key[bad].nunique()), looked_after_unmatched=unmatched,
-        schema_errors=schema_errors, validation=validation, file_errors=tuple(file_errors))
+        schema_errors=schema_errors, validation=validation, file_errors=tuple(file_errors),
+        rule_breaks=breaks)
     return records, report

@@ -1,4 +1,8 @@
-"""Write child-level records as CIN Census XML returns that validate against the year's XSD.
+"""Write child-level records as CIN Census XML returns that the DfE would accept.
+
+Each return validates against its year's XSD and obeys the census validation rules of its
+year (issue 31; :mod:`socialgradient.data.census.rules`: every error rule, query rules at
+stated rates). Built with :mod:`lxml.etree` (issue 28), never by string concatenation.
 
 :func:`write_returns` writes :class:`~socialgradient.data.records.Records` as
 one return per LA per collection year in the DfE layout (element order, optional blocks and
@@ -12,11 +16,11 @@ return lacks. The layout (``?``: optional, ``*``: repeated)::
                 SerialNo, DateTime
       Children
         Child*
-          ChildIdentifiers: LAchildID, PersonBirthDate, GenderCurrent
+          ChildIdentifiers: LAchildID, UPN?, PersonBirthDate, GenderCurrent
           ChildCharacteristics: Ethnicity
           CINdetails* (one per CIN episode, in the XSD's order)
             CINreferralDate, ReferralSource, PrimaryNeedCode, CINclosureDate?,
-            ReasonForClosure?, DateOfInitialCPC?,
+            ReasonForClosure?,
             Assessments?: AssessmentActualStartDate, AssessmentAuthorisationDate,
                           FactorsIdentifiedAtAssessment?/AssessmentFactors*
             CINPlanDates? (2022 on): CINPlanStartDate, CINPlanEndDate?
@@ -27,14 +31,18 @@ return lacks. The layout (``?``: optional, ``*``: repeated)::
                                    LatestCategoryOfAbuse, NumberOfPreviousCPP
 
 Simplifications (the synthetic records lack some census items; documented, not hidden): no
-UPN, disabilities, death dates or CP reviews; PrimaryNeedCode ``N1`` for episodes with a CP
-plan, else ``N0``; AssessmentAuthorisationDate is the CIN plan start, else the closure date,
-else the assessment start; Section47 only for CP episodes, starting on the assessment date,
-InitialCPCtarget 15 working days later, DateOfInitialCPC = CP plan start;
-LatestCategoryOfAbuse = InitialCategoryOfAbuse; NumberOfPreviousCPP 1 (first plan) or 2
-(repeat plan; see :data:`~socialgradient.data.census.codes.FIRST_PLAN_CPP`). A code the
-year's list lacks is written as :data:`~socialgradient.data.census.codes.WRITE_FALLBACK` says
-(e.g. factor 18C as 18A before 2021).
+disabilities, death dates, UPN-unknown reasons or CP reviews; PrimaryNeedCode ``N1`` for
+episodes with a CP plan, else ``N0``; AssessmentAuthorisationDate is the CIN plan start, else
+the closure date, else the assessment start; a completed assessment with none of the
+simulated factors, in an episode closed RC8, lists factor ``21`` (no factors identified),
+otherwise none; Section47 only for CP episodes, starting on the assessment date,
+InitialCPCtarget 15 working days later, DateOfInitialCPC = CP plan start (a weekday, see
+:mod:`socialgradient.data.synthetic.timeline`), recorded only there (rule 2884: not also at
+CINdetails level); LatestCategoryOfAbuse = InitialCategoryOfAbuse; NumberOfPreviousCPP 1
+(first plan) or 2 (repeat plan; see :data:`~socialgradient.data.census.codes.FIRST_PLAN_CPP`);
+UPN for children of school age (:func:`_upns`, :data:`UPN_MISSING_SHARE` without). A code
+the year's list lacks is written as :data:`~socialgradient.data.census.codes.WRITE_FALLBACK`
+says (e.g. factor 18C as 18A before 2021).
 
 Companion tables: ``child_lsoa.csv`` (``la, year, child_id, lsoa``), ``looked_after.csv``
 (``la, year, child_id, looked_after_start``; the SSDA903 item the CIN return lacks) and
@@ -44,16 +52,26 @@ plans of years whose schema has no ``CINPlanDates``).
 
 from __future__ import annotations
 
+import re
+import zlib
 from pathlib import Path
-from xml.sax.saxutils import escape
 
 import numpy as np
 import pandas as pd
+from lxml import etree
 
 from socialgradient.data import records as rec
 from socialgradient.data.census import codes as cc
 from socialgradient.data.schema import fail
 from socialgradient.util.files import atomic_write
+
+#: Share of children of school age (5 or over on 31 March) written without a UPN and without a
+#: reason (rule 8770Q, a query): those on no school roll. An assumption (issue 31): no
+#: published per-return rate exists; DfE queries the gap, so real returns keep it small.
+UPN_MISSING_SHARE = 0.02
+#: Children written with a UPN from this age (years on 31 March): school age.
+UPN_FROM_AGE = 5
+_UPN_CHECK = "ABCDEFGHJKLMNPQRTUVWXYZ"
 
 
 def _dates(s: pd.Series) -> np.ndarray:
@@ -63,13 +81,10 @@ def _dates(s: pd.Series) -> np.ndarray:
     return out
 
 
-def _el(tag: str, value: str, pad: str) -> str:
-    """A leaf element; values are codes and dates (escaped only if they need it)."""
-    if not value:
-        return ""
-    if "&" in value or "<" in value or ">" in value:
-        value = escape(value)
-    return f"{pad}<{tag}>{value}</{tag}>\n"
+def _leaf(parent, tag: str, value: str) -> None:
+    """A leaf element (nothing for an empty value); lxml escapes the text."""
+    if value:
+        etree.SubElement(parent, tag).text = value
 
 
 def _ethnic_codes(children: pd.DataFrame, seed: int) -> np.ndarray:
@@ -84,6 +99,35 @@ def _ethnic_codes(children: pd.DataFrame, seed: int) -> np.ndarray:
     return out
 
 
+def upn_check_letter(digits: str) -> str:
+    """The DfE check letter of a UPN's characters 2-13 (weights 2-13, sum mod 23)."""
+    return _UPN_CHECK[sum(int(c) * w for c, w in zip(digits, range(2, 14), strict=True)) % 23]
+
+
+def _upns(children: pd.DataFrame, lea: np.ndarray, seed: int) -> np.ndarray:
+    """A UPN per child of school age, the same in every year ('' for none).
+
+    Characters 2-4 are the LA's DfE number, 5 a ``2``, 6-13 the child identifier's last eight
+    digits (a CRC of the identifier where it has none), so UPNs are unique within a return and
+    a child keeps its UPN between years; the check letter is DfE's. A child aged
+    :data:`UPN_FROM_AGE` or over has none with probability :data:`UPN_MISSING_SHARE` (a
+    deterministic function of ``seed`` and the identifier, so also the same every year).
+    """
+    ids = children["child_id"].astype(str).to_numpy(object)
+    age = children["age"].to_numpy()
+    out = np.full(len(ids), "", dtype=object)
+    for i, (k, a, la) in enumerate(zip(ids, age, lea, strict=True)):
+        if a < UPN_FROM_AGE:
+            continue
+        if zlib.crc32(f"{seed}/upn/{k}".encode()) / 2**32 < UPN_MISSING_SHARE:
+            continue
+        m = re.search(r"(\d{8})$", k)
+        tail = m.group(1) if m else f"{zlib.crc32(k.encode()) % 10**8:08d}"
+        digits = f"{la}2{tail}"
+        out[i] = upn_check_letter(digits) + digits
+    return out
+
+
 def _code(value: str, allowed: frozenset) -> str:
     """``value`` if the year's list has it, else its fallback (empty stays empty)."""
     if not value or value in allowed:
@@ -94,101 +138,109 @@ def _code(value: str, allowed: frozenset) -> str:
     return alt
 
 
-def _episode_xml(e: pd.DataFrame, factors: pd.DataFrame) -> np.ndarray:
-    """One ``CINdetails`` block (text) per episode row of ``e`` (in its year's layout)."""
-    p3, p4, p5 = " " * 12, " " * 16, " " * 20
-    ref, clo, ass = _dates(e["referral_date"]), _dates(e["closure_date"]), _dates(
-        e["assessment_date"])
-    cin_s, cin_e = _dates(e["cin_plan_start"]), _dates(e["cin_plan_end"])
-    cp_s, cp_e = _dates(e["cp_plan_start"]), _dates(e["cp_plan_end"])
-    a_dt = pd.to_datetime(e["assessment_date"]).to_numpy("datetime64[D]")
-    target = np.full(len(e), "", dtype=object)
-    has_a = ~np.isnat(a_dt)
-    target[has_a] = np.datetime_as_string(np.busday_offset(a_dt[has_a], 15, roll="forward"))
-    auth = np.where(cin_s != "", cin_s, np.where(clo != "", clo, ass))
-    src = e["referral_source"].astype(object).fillna("").to_numpy()
-    reason = e["closure_reason"].astype(object).fillna("").to_numpy()
-    cat = e["cp_category"].astype(object).fillna("").to_numpy()
-    nfa = e["referral_nfa"].astype(bool).to_numpy()
-    repeat = e["repeat_cp_plan"].fillna(False).astype(bool).to_numpy()
-    years = e["year"].to_numpy()
-    fac = factors.groupby("episode_id", sort=False)["factor"].agg(list).to_dict()
-    eids = e["episode_id"].astype(object).to_numpy()
-    out = np.empty(len(e), dtype=object)
-    for i in range(len(e)):
-        y = int(years[i])
-        cp = cp_s[i] != ""
-        parts = [f"{p3}<CINdetails>\n", _el("CINreferralDate", ref[i], p4),
-                 _el("ReferralSource", _code(src[i], cc.SOURCES_BY_YEAR[y]), p4),
-                 _el("PrimaryNeedCode", "N1" if cp else "N0", p4),
-                 _el("CINclosureDate", clo[i], p4),
-                 _el("ReasonForClosure", _code(reason[i], cc.CLOSURE_BY_YEAR[y]), p4),
-                 _el("DateOfInitialCPC", cp_s[i], p4)]
-        if ass[i]:
-            parts += [f"{p4}<Assessments>\n", _el("AssessmentActualStartDate", ass[i], p5),
-                      _el("AssessmentAuthorisationDate", auth[i], p5)]
-            codes = [_code(c, cc.FACTORS_BY_YEAR[y]) for c in fac.get(eids[i], ())]
+#: Assessment factor written for a completed assessment that identified none of the factors
+#: the records hold, where the episode closed after the assessment with no further action
+#: (RC8): ``21`` "no factors identified" (rules 8897Q, 8873Q).
+NO_FACTORS = "21"
+
+
+class _Episodes:
+    """The text of every ``CINdetails`` item, per episode row, computed column-wise."""
+
+    def __init__(self, e: pd.DataFrame, factors: pd.DataFrame):
+        self.ref, self.clo = _dates(e["referral_date"]), _dates(e["closure_date"])
+        self.ass = _dates(e["assessment_date"])
+        self.cin_s, self.cin_e = _dates(e["cin_plan_start"]), _dates(e["cin_plan_end"])
+        self.cp_s, self.cp_e = _dates(e["cp_plan_start"]), _dates(e["cp_plan_end"])
+        a_dt = pd.to_datetime(e["assessment_date"]).to_numpy("datetime64[D]")
+        self.target = np.full(len(e), "", dtype=object)
+        has_a = ~np.isnat(a_dt)
+        self.target[has_a] = np.datetime_as_string(
+            np.busday_offset(a_dt[has_a], 15, roll="forward"))
+        self.auth = np.where(self.cin_s != "", self.cin_s,
+                             np.where(self.clo != "", self.clo, self.ass))
+        self.src = e["referral_source"].astype(object).fillna("").to_numpy()
+        self.reason = e["closure_reason"].astype(object).fillna("").to_numpy()
+        self.cat = e["cp_category"].astype(object).fillna("").to_numpy()
+        self.nfa = e["referral_nfa"].astype(bool).to_numpy()
+        self.repeat = e["repeat_cp_plan"].fillna(False).astype(bool).to_numpy()
+        self.years = e["year"].to_numpy()
+        self.fac = factors.groupby("episode_id", sort=False)["factor"].agg(list).to_dict()
+        self.eids = e["episode_id"].astype(object).to_numpy()
+
+    def add(self, child, i: int) -> None:
+        """Append episode row ``i`` to ``child`` as a ``CINdetails`` in its year's layout."""
+        y = int(self.years[i])
+        cp = self.cp_s[i] != ""
+        d = etree.SubElement(child, "CINdetails")
+        _leaf(d, "CINreferralDate", self.ref[i])
+        _leaf(d, "ReferralSource", _code(self.src[i], cc.SOURCES_BY_YEAR[y]))
+        _leaf(d, "PrimaryNeedCode", "N1" if cp else "N0")
+        _leaf(d, "CINclosureDate", self.clo[i])
+        _leaf(d, "ReasonForClosure", _code(self.reason[i], cc.CLOSURE_BY_YEAR[y]))
+        # the ICPC is recorded once, in Section47 (rule 2884), not at CINdetails level
+        if self.ass[i]:
+            a = etree.SubElement(d, "Assessments")
+            _leaf(a, "AssessmentActualStartDate", self.ass[i])
+            _leaf(a, "AssessmentAuthorisationDate", self.auth[i])
+            codes = [_code(c, cc.FACTORS_BY_YEAR[y]) for c in self.fac.get(self.eids[i], ())]
+            if not codes and self.reason[i] == "RC8":
+                codes = [NO_FACTORS]
             if codes:
-                parts.append(f"{p5}<FactorsIdentifiedAtAssessment>\n")
-                parts += [_el("AssessmentFactors", c, p5 + "    ") for c in codes]
-                parts.append(f"{p5}</FactorsIdentifiedAtAssessment>\n")
-            parts.append(f"{p4}</Assessments>\n")
-        if cin_s[i] and cc.HAS_CIN_PLAN_DATES[y]:
-            parts += [f"{p4}<CINPlanDates>\n", _el("CINPlanStartDate", cin_s[i], p5),
-                      _el("CINPlanEndDate", cin_e[i], p5), f"{p4}</CINPlanDates>\n"]
+                f = etree.SubElement(a, "FactorsIdentifiedAtAssessment")
+                for c in codes:
+                    _leaf(f, "AssessmentFactors", c)
+        if self.cin_s[i] and cc.HAS_CIN_PLAN_DATES[y]:
+            p = etree.SubElement(d, "CINPlanDates")
+            _leaf(p, "CINPlanStartDate", self.cin_s[i])
+            _leaf(p, "CINPlanEndDate", self.cin_e[i])
         if cp:
-            parts += [f"{p4}<Section47>\n", _el("S47ActualStartDate", ass[i], p5),
-                      _el("InitialCPCtarget", target[i], p5),
-                      _el("DateOfInitialCPC", cp_s[i], p5),
-                      _el("ICPCnotRequired", "false", p5), f"{p4}</Section47>\n"]
-        parts.append(_el("ReferralNFA", "1" if nfa[i] else "0", p4))
+            s47 = etree.SubElement(d, "Section47")
+            _leaf(s47, "S47ActualStartDate", self.ass[i])
+            _leaf(s47, "InitialCPCtarget", self.target[i])
+            _leaf(s47, "DateOfInitialCPC", self.cp_s[i])
+            _leaf(s47, "ICPCnotRequired", "false")
+        _leaf(d, "ReferralNFA", "1" if self.nfa[i] else "0")
         if cp:
-            parts += [f"{p4}<ChildProtectionPlans>\n", _el("CPPstartDate", cp_s[i], p5),
-                      _el("CPPendDate", cp_e[i], p5), _el("InitialCategoryOfAbuse", cat[i], p5),
-                      _el("LatestCategoryOfAbuse", cat[i], p5),
-                      _el("NumberOfPreviousCPP", str(cc.FIRST_PLAN_CPP + int(repeat[i])), p5),
-                      f"{p4}</ChildProtectionPlans>\n"]
-        parts.append(f"{p3}</CINdetails>\n")
-        out[i] = "".join(parts)
-    return out
+            c = etree.SubElement(d, "ChildProtectionPlans")
+            _leaf(c, "CPPstartDate", self.cp_s[i])
+            _leaf(c, "CPPendDate", self.cp_e[i])
+            _leaf(c, "InitialCategoryOfAbuse", self.cat[i])
+            _leaf(c, "LatestCategoryOfAbuse", self.cat[i])
+            _leaf(c, "NumberOfPreviousCPP", str(cc.FIRST_PLAN_CPP + int(self.repeat[i])))
 
 
-def _header_text(lea: str, year: int) -> str:
-    return ("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Message>\n    <Header>\n"
-            "        <CollectionDetails>\n            <Collection>CIN</Collection>\n"
-            f"            <Year>{year}</Year>\n"
-            f"            <ReferenceDate>{year}-03-31</ReferenceDate>\n"
-            "        </CollectionDetails>\n        <Source>\n"
-            "            <SourceLevel>L</SourceLevel>\n"
-            f"            <LEA>{escape(lea)}</LEA>\n"
-            "            <SoftwareCode>socialgradient</SoftwareCode>\n"
-            "            <Release>synthetic</Release>\n            <SerialNo>001</SerialNo>\n"
-            f"            <DateTime>{year}-05-01T00:00:00</DateTime>\n"
-            "        </Source>\n    </Header>\n    <Children>\n")
+def _header(root, lea: str, year: int) -> None:
+    h = etree.SubElement(root, "Header")
+    c = etree.SubElement(h, "CollectionDetails")
+    for tag, v in (("Collection", "CIN"), ("Year", str(year)),
+                   ("ReferenceDate", f"{year}-03-31")):
+        _leaf(c, tag, v)
+    s = etree.SubElement(h, "Source")
+    for tag, v in (("SourceLevel", "L"), ("LEA", lea), ("SoftwareCode", "socialgradient"),
+                   ("Release", "synthetic"), ("SerialNo", "001"),
+                   ("DateTime", f"{year}-05-01T00:00:00")):
+        _leaf(s, tag, v)
 
 
-def _child_xml(children: pd.DataFrame, episodes: pd.DataFrame, factors: pd.DataFrame,
-               seed: int) -> np.ndarray:
-    """One ``Child`` block (text) per row of ``children``, with its episodes."""
-    p2, p3, p4 = " " * 8, " " * 12, " " * 16
-    ep_xml = _episode_xml(episodes, factors)
-    by_child: dict = {}
-    for k, y, x in zip(episodes["child_id"].to_numpy(object), episodes["year"].to_numpy(),
-                       ep_xml, strict=True):
-        by_child.setdefault((k, y), []).append(x)
-    dob = _dates(children["date_of_birth"])
-    eth = _ethnic_codes(children, seed)
-    ids = children["child_id"].astype(str).to_numpy(object)
-    years = children["year"].to_numpy()
-    gender = children["gender"].astype(object).map(cc.GENDER_WRITE).fillna("0").to_numpy(object)
-    out = np.empty(len(children), dtype=object)
-    for i in range(len(children)):
-        out[i] = (f"{p2}<Child>\n{p3}<ChildIdentifiers>\n" + _el("LAchildID", ids[i], p4)
-                  + _el("PersonBirthDate", dob[i], p4) + _el("GenderCurrent", gender[i], p4)
-                  + f"{p3}</ChildIdentifiers>\n{p3}<ChildCharacteristics>\n"
-                  + _el("Ethnicity", eth[i], p4) + f"{p3}</ChildCharacteristics>\n"
-                  + "".join(by_child.get((ids[i], years[i]), ())) + f"{p2}</Child>\n")
-    return out
+def _return_bytes(lea: str, year: int, rows: np.ndarray, episodes: _Episodes, by_child: dict,
+                  child_info: dict) -> bytes:
+    """The XML document of one return: header, then the children at positions ``rows``."""
+    root = etree.Element("Message")
+    _header(root, lea, year)
+    kids = etree.SubElement(root, "Children")
+    for i in rows:
+        child = etree.SubElement(kids, "Child")
+        ids = etree.SubElement(child, "ChildIdentifiers")
+        _leaf(ids, "LAchildID", child_info["id"][i])
+        _leaf(ids, "UPN", child_info["upn"][i])
+        _leaf(ids, "PersonBirthDate", child_info["dob"][i])
+        _leaf(ids, "GenderCurrent", child_info["gender"][i])
+        chars = etree.SubElement(child, "ChildCharacteristics")
+        _leaf(chars, "Ethnicity", child_info["eth"][i])
+        for k in by_child.get((child_info["id"][i], child_info["year"][i]), ()):
+            episodes.add(child, k)
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
 
 
 def write_returns(records: rec.Records, out_dir, lea_codes: dict | None = None,
@@ -224,15 +276,24 @@ def write_returns(records: rec.Records, out_dir, lea_codes: dict | None = None,
                   on=["child_id", "year"], how="left", validate="many_to_one")
     fa = fa.assign(episode_id=list(zip(fa["episode_id"], fa["year"], strict=True)))
     ep_keyed = ep.assign(episode_id=list(zip(ep["episode_id"], ep["year"], strict=True)))
-    xml_child = _child_xml(ch, ep_keyed, fa, seed)
+    episodes = _Episodes(ep_keyed, fa)
+    by_child: dict = {}
+    for k, (c, y) in enumerate(zip(ep["child_id"].to_numpy(object), ep["year"].to_numpy(),
+                                   strict=True)):
+        by_child.setdefault((c, y), []).append(k)
+    lea = ch["la"].astype(str).map(numbers).to_numpy(object)
+    child_info = {
+        "id": ch["child_id"].astype(str).to_numpy(object), "year": ch["year"].to_numpy(),
+        "dob": _dates(ch["date_of_birth"]), "eth": _ethnic_codes(ch, seed),
+        "upn": _upns(ch, lea, seed),
+        "gender": ch["gender"].astype(object).map(cc.GENDER_WRITE).fillna("0").to_numpy(object)}
     paths = []
     groups = ch.groupby(["la", "year"], sort=True).indices
     for (la, year), idx in groups.items():
-        text = (_header_text(numbers[str(la)], int(year)) + "".join(xml_child[np.sort(idx)])
-                + "    </Children>\n</Message>\n")
+        data = _return_bytes(numbers[str(la)], int(year), np.sort(idx), episodes, by_child,
+                             child_info)
         path = out / f"{la}_{int(year)}.xml"
-        atomic_write(path, lambda tmp, t=text: Path(tmp).write_text(t, encoding="utf-8",
-                                                                     newline="\n"))
+        atomic_write(path, lambda tmp, b=data: Path(tmp).write_bytes(b))
         paths.append(path)
     lsoa = ch[["la", "year", "child_id", "lsoa"]]
     atomic_write(out / "child_lsoa.csv",

@@ -40,9 +40,12 @@ import numpy as np
 import pandas as pd
 
 from socialgradient.data import records as r
+from socialgradient.data.synthetic import timeline
 
 GAP_DAYS = (1, 60)  # days from an earlier episode's closure to the next referral
 MATCH_KEYS = ["lsoa", "gender", "ethnicity", "age_band"]
+#: An earlier CP-plan episode needs this many days (a CIN plan day, a weekday ICPC, a plan end).
+MIN_CP_EPISODE_DAYS = 5
 
 
 def _band(age: np.ndarray) -> np.ndarray:
@@ -130,6 +133,9 @@ def _earlier_episodes(rng, year: int, main: pd.DataFrame, need_cp: np.ndarray,
     first = np.datetime64(f"{year - 1}-04-01")
     r1 = main["referral_date"].to_numpy("datetime64[D]")
     lo = np.maximum(first, r1 - np.timedelta64(365, "D"))
+    # no referral more than 40 weeks before birth (rule 8606)
+    dob = main["date_of_birth"].to_numpy("datetime64[D]")
+    lo = np.maximum(lo, dob - np.timedelta64(timeline.PREBIRTH_DAYS, "D"))
     hr = lsoa_hr[main["lsoa"]].to_numpy()
     levels = {k: i for i, k in enumerate(r.OUTCOME_LEVELS)}
     placed = np.zeros(len(main), bool)
@@ -143,6 +149,8 @@ def _earlier_episodes(rng, year: int, main: pd.DataFrame, need_cp: np.ndarray,
         gap = rng.integers(GAP_DAYS[0], GAP_DAYS[1] + 1, todo.sum())
         s = r1[todo] - r.days(d + gap)
         fits = s >= lo[todo]
+        if level == "cp_plan":  # room for a CIN plan day, a weekday ICPC and a plan end
+            fits &= d >= MIN_CP_EPISODE_DAYS
         idx = np.flatnonzero(todo)[fits]
         placed[idx], is_cp[idx], start[idx], dur[idx] = True, levels[level] == 2, s[fits], d[fits]
     k = np.flatnonzero(placed)
@@ -154,22 +162,27 @@ def _earlier_episodes(rng, year: int, main: pd.DataFrame, need_cp: np.ndarray,
     codes = np.array(list(r.CP_CATEGORIES), dtype=object)
     p_cat = np.array([v[1] for v in r.CP_CATEGORIES.values()])
     closure = s + r.days(d)
+    ass, cin_s, cp_s = s + r.days(o_a), s + r.days(o_a), s + r.days(o_p)
+    if cp.any():  # a weekday ICPC after the CIN plan start, before the closure (timeline)
+        t = timeline.cp_dates(s[cp], ass[cp], cin_s[cp], cp_s[cp], closure[cp],
+                              first, closure[cp])
+        ass[cp], cin_s[cp], cp_s[cp] = t["assessment"], t["cin_start"], t["cp_start"]
     rows = pd.DataFrame({
         "child_id": main["child_id"].to_numpy(object)[k],
         "episode_id": main["episode_id"].to_numpy(object)[k] + "P",
         "year": np.full(len(k), year, np.int64), "referral_date": s,
         "referral_source": r.referral_sources(rng, len(k)),
         "referral_nfa": ~cp, "assessment": cp,
-        "assessment_date": np.where(cp, s + r.days(o_a), nat),
+        "assessment_date": np.where(cp, ass, nat),
         "outcome": np.where(cp, "cp_plan", "nfa").astype(object),
-        "cin_plan_start": np.where(cp, s + r.days(o_a), nat),
-        "cin_plan_end": np.where(cp, s + r.days(o_p), nat),
-        "cp_plan_start": np.where(cp, s + r.days(o_p), nat),
+        "cin_plan_start": np.where(cp, cin_s, nat),
+        "cin_plan_end": np.where(cp, cp_s, nat),
+        "cp_plan_start": np.where(cp, cp_s, nat),
         "cp_plan_end": np.where(cp, closure, nat),
         "cp_category": np.where(cp, codes[rng.choice(len(codes), len(k), p=p_cat / p_cat.sum())],
                                 None),
         "looked_after_start": np.full(len(k), nat),
-        "closure_date": closure, "closure_reason": np.where(cp, "RC7", "RC8").astype(object),
+        "closure_date": closure, "closure_reason": r.closure_reasons(np.where(cp, 2, 0), cp),
         "censored": np.zeros(len(k), bool), "rereferral_within_12m": np.zeros(len(k), bool),
         "repeat_cp_plan": np.zeros(len(k), bool)})
     return rows, placed & is_cp
@@ -197,7 +210,7 @@ def link(rng: np.random.Generator, parts: dict, lsoa_hr: pd.Series) -> dict:
         repeat_linked = int((from_last_year & ep["child_id"].isin(ever_cp)
                              & ep["repeat_cp_plan"]).sum())
         todo = ep[ep["rereferral_within_12m"] & ~from_last_year]
-        main = todo.merge(cur["children"][["child_id", "lsoa"]], on="child_id")
+        main = todo.merge(cur["children"][["child_id", "lsoa", "date_of_birth"]], on="child_id")
         rows, cp_placed = _earlier_episodes(rng, year, main, main["repeat_cp_plan"].to_numpy(bool),
                                             lsoa_hr)
         cur["episodes"] = pd.concat([ep, rows], ignore_index=True)

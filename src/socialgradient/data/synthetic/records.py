@@ -87,12 +87,13 @@ from socialgradient.data.records import (
     TABLE_COLUMNS,
     THRESHOLDS,
     Records,
+    closure_reasons,
     days,
     geography_table,
     piecewise_exponential,
     referral_sources,
 )
-from socialgradient.data.synthetic import england, history
+from socialgradient.data.synthetic import england, history, timeline
 from socialgradient.data.synthetic.records_truth import build_truth
 
 
@@ -221,6 +222,20 @@ def _year(rng, year, cells, geo, dec, effects, counter) -> dict:
     nat = np.datetime64("NaT", "D")
     closure = np.where(closed, referral + days(np.floor(np.where(closed, dur, 0))), nat)
     cp_start = np.where(cp, referral + days(o_p), nat)
+    assess_date = np.where(assessed, referral + days(o_a), nat)
+    cin_start = np.where(cin, referral + days(o_c), nat)
+    # Dates services could record (timeline): a weekday ICPC after the CIN plan start and
+    # before the closure; no random number drawn, no threshold changed.
+    k = np.flatnonzero(cp)
+    t = timeline.cp_dates(referral[k], assess_date[k], cin_start[k], cp_start[k], closure[k],
+                          first, census)
+    referral[k], assess_date[k], cin_start[k] = t["referral"], t["assessment"], t["cin_start"]
+    cp_start[k], closure[k] = t["cp_start"], t["closure"]
+    closed[k] = ~np.isnat(t["closure"])
+    dob = timeline.referral_after_conception(dob, referral)
+    la_start = np.where(looked, referral + days(o_l), nat)
+    la_start = np.where(cp & looked, np.maximum(la_start, cp_start), la_start)
+    la_start = np.where(looked & closed, np.minimum(la_start, closure), la_start)
 
     # Factors at assessment (assessed children), CP category, re-referral, repeat CP plan.
     b_a = math.log(england.PARAMETERS["assessments"]["gradient"])
@@ -264,15 +279,15 @@ def _year(rng, year, cells, geo, dec, effects, counter) -> dict:
         "referral_date": referral,
         "referral_source": referral_sources(rng, n),
         "referral_nfa": ~assessed, "assessment": assessed,
-        "assessment_date": np.where(assessed, referral + days(o_a), nat),
+        "assessment_date": assess_date,
         "outcome": np.array(OUTCOME_LEVELS, object)[level],
-        "cin_plan_start": np.where(cin, referral + days(o_c), nat),
+        "cin_plan_start": cin_start,
         "cin_plan_end": np.where(cp, cp_start, np.where(cin, closure, nat)),
         "cp_plan_start": cp_start, "cp_plan_end": np.where(cp, closure, nat),
         "cp_category": np.where(cp, codes[cat], None),
-        "looked_after_start": np.where(looked, referral + days(o_l), nat),
+        "looked_after_start": la_start,
         "closure_date": closure,
-        "closure_reason": np.where(closed, np.where(level == 0, "RC8", "RC7"), None),
+        "closure_reason": np.where(closed, closure_reasons(level, assessed), None),
         "censored": ~closed, "rereferral_within_12m": reref, "repeat_cp_plan": repeat})
     factors = pd.DataFrame({"child_id": ids[f_child], "episode_id": eids[f_child],
                             "year": np.full(len(f_child), year, np.int64),
