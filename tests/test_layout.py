@@ -16,7 +16,6 @@ OVER_HARD = {
     "socialgradient.spec",  # the spec, its TOML mapping and the records table
     "socialgradient.release.report",  # the release gate and the output set of one fit
     "socialgradient.release.disclosure",  # being rewritten (issue 27): not moved apart now
-    "socialgradient.study.calibrate",  # replicate, aggregate and the report
     "socialgradient.util.outputs",  # the write protocol, recovery and verify: one concern
     "socialgradient.sampling._nutpie",  # the private fast path and its on-disk cache
 }
