@@ -68,6 +68,18 @@ def test_from_old_import_name():
     assert seen[0].filename == __file__  # the importer's line, not importlib's
 
 
+def test_from_package_import_old_module():
+    """``from socialgradient import fit``: the import system asks the package first, then
+    imports socialgradient.fit, which warns (once)."""
+    from socialgradient.sampling import fit as new
+
+    _forget("socialgradient.fit")
+    with pytest.warns(DeprecationWarning, match="socialgradient.fit moved to") as seen:
+        from socialgradient import fit
+    assert fit is new
+    assert len(seen) == 1
+
+
 @pytest.mark.parametrize(("package", "name", "home"), [
     ("socialgradient.model", "NeighbourhoodData", "socialgradient.model.data"),
     ("socialgradient.model", "build_model", "socialgradient.model.build"),

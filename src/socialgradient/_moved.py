@@ -73,9 +73,9 @@ def _importer() -> tuple[int, types.FrameType | None]:
     return level, machinery
 
 
-def _warn(old: str, new: str) -> None:
+def _warn(old: str, new: str, attribute: bool = False) -> None:
     level, machinery = _importer()
-    if machinery is not None and machinery.f_code.co_name == "_handle_fromlist":
+    if attribute and machinery is not None and machinery.f_code.co_name == "_handle_fromlist":
         return  # ``from old import name`` asks twice: warn at the statement's own lookup
     warnings.warn(f"{old} moved to {new}; the old path goes in the next release",
                   DeprecationWarning, stacklevel=level)
@@ -89,7 +89,7 @@ def _lookup(old: str, name: str, modules: tuple[str, ...]):
         if value is not _MISSING and not isinstance(value, types.ModuleType):
             home = getattr(value, "__module__", None)  # where a class or function is defined
             home = home if home in modules else new
-            _warn(f"{old}.{name}", f"{home}.{name}")
+            _warn(f"{old}.{name}", f"{home}.{name}", attribute=True)
             return value
     raise AttributeError(f"module {old!r} has no attribute {name!r}")
 
