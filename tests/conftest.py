@@ -22,23 +22,35 @@ if os.environ.get("CI"):
     settings.load_profile("ci")
 
 
+#: the tests' ledger secret: fixed, so perturbed releases are the same on every run
+LEDGER_SECRET = bytes(range(32))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _session_ledger(tmp_path_factory):
-    """Releases made by the tests are recorded in a ledger of the test session, never in
-    the user's (socialgradient.release.ledger.default_path); each test module gets its own below."""
+    """Releases made by the tests are recorded in ledgers of the test session, never in the
+    user's (socialgradient.release.ledger.default_path): one per module (for module fixtures) and
+    one per test (below), all with the same fixed secret."""
     yield from _ledger_at(tmp_path_factory.mktemp("ledger"))
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _module_ledger(tmp_path_factory):
-    """One release ledger per test module: a module's fixtures and tests share it (a
-    re-report matches the fit's release), modules do not see each other's releases."""
+    yield from _ledger_at(tmp_path_factory.mktemp("ledger"))
+
+
+@pytest.fixture(autouse=True)
+def _test_ledger(tmp_path_factory):
+    """Each test its own ledger: a test's releases see each other, not other tests' (the
+    same synthetic LSOA codes recur across tests with other counts); the shared secret keeps
+    a re-report of a module fixture's fit the same release."""
     yield from _ledger_at(tmp_path_factory.mktemp("ledger"))
 
 
 def _ledger_at(path):
-    from socialgradient.release.ledger import ENV
+    from socialgradient.release.ledger import ENV, SECRET
 
+    (path / SECRET).write_bytes(LEDGER_SECRET)
     old = os.environ.get(ENV)
     os.environ[ENV] = str(path)
     try:

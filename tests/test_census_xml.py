@@ -204,7 +204,6 @@ def test_not_a_return(tmp_path, recs, small):
     assert err.value.rule == "not_a_cin_return"
 
 
-@pytest.mark.xfail(reason="issue 27, open: the new disclosure engine (audit.secure's per-target linear programs) refuses or suppresses a day count this test reads on census tables; kept visible, fixed in the next stop", strict=False)  # noqa: E501
 def test_cli_census_write_and_aggregate(tmp_path, capsys):
     out = tmp_path / "r"
     las = ["E06000001", "E06000002", "E06000003"]
@@ -582,7 +581,6 @@ def test_schema_registry_and_local_copies(tmp_path, monkeypatch):
         assert ("CINPlanDates" in text) == codes.HAS_CIN_PLAN_DATES[y]
 
 
-@pytest.mark.xfail(reason="issue 27, open: the new disclosure engine (audit.secure's per-target linear programs) is refused by the ledger after earlier releases in the module on census tables; kept visible, fixed in the next stop", strict=False)  # noqa: E501
 def test_cli_aggregate_reports_every_file_line_and_reason(tmp_path, recs, dfe_lsoa, capsys):
     faults = malformed_returns(tmp_path)
     (tmp_path / "good.xml").write_text(dfe_return())

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import importlib
 import importlib.metadata
 import io
@@ -26,16 +27,14 @@ import json
 import sys
 import warnings
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
+import cin_validator.rules as rules_pkg
 from cin_validator import cin_validator
 from cin_validator.rule_engine import RuleContext
 
 
 def ruleset_for(year: int) -> str:
-    from pathlib import Path
-
-    import cin_validator.rules as rules_pkg
-
     have = sorted(p.name for p in Path(rules_pkg.__file__).parent.glob("cin20*_*"))
     want = f"cin{year - 1}_{str(year)[2:]}"
     if want in have:
@@ -51,8 +50,6 @@ def run_file(path: str, ruleset: str | None) -> dict:
     raw = cin_validator.convert_data(root)
     data = cin_validator.process_data(raw)
     tables = cin_validator.enum_keys(data)
-    import copy
-
     out = {"path": path, "year": year, "ruleset": name,
            "children": int(raw["ChildIdentifiers"]["LAchildID"].nunique()),
            "rules": {}, "la_level": [], "crashed": []}
@@ -62,7 +59,7 @@ def run_file(path: str, ruleset: str | None) -> dict:
         try:
             with contextlib.redirect_stdout(buf):
                 rule.func(copy.deepcopy(tables), ctx)
-        except Exception as e:
+        except Exception as e:  # a rule that crashes is reported, not hidden
             out["crashed"].append(f"{code}: {type(e).__name__}: {e}")
             continue
         issues = [ctx.type_zero_issues, ctx.type_one_issues, ctx.type_two_issues,

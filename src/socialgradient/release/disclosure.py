@@ -174,10 +174,12 @@ def _validate(table: pd.DataFrame, counts: list[str], groups: list[str]) -> None
         raise ValueError(f"rows are not unique by {groups}: totals would be ambiguous")
 
 
-def _by(groups: list[str], totals) -> tuple[list[list[str]], bool]:
+def _by(groups: list[str], totals) -> tuple[list[list[str]], object]:
     """The group subsets whose margins are published (``totals["by"]``; default every
-    proper subset, ``()`` being the grand total) and whether row totals across count
-    columns are (``totals["across"]``, default True): the conservative view."""
+    proper subset, ``()`` being the grand total) and which row totals across count columns
+    are (``totals["across"]``: True, the default and the conservative view, for all count
+    columns; False for none; or a list of lists of columns, each a group whose sum is
+    published, e.g. categories that partition a published count)."""
     totals = dict(totals or {})
     if set(totals) - {"by", "across"}:
         raise ValueError(f"unknown totals keys: {sorted(set(totals) - {'by', 'across'})}")
@@ -188,13 +190,21 @@ def _by(groups: list[str], totals) -> tuple[list[list[str]], bool]:
     for subset in by:
         if set(subset) - set(groups):
             raise ValueError(f"totals by {subset}: not all are group columns {groups}")
-    return by, bool(totals.get("across", True))
+    across = totals.get("across", True)
+    return by, across if isinstance(across, list | tuple) else bool(across)
 
 
-def _lines(keys: pd.DataFrame, n_cols: int, groups: list[str], totals) -> list[np.ndarray]:
+def _lines(keys: pd.DataFrame, counts: list[str], groups: list[str], totals) -> list[np.ndarray]:
     """Published margins as arrays of flat cell indices (row * n_cols + column)."""
+    n_cols = len(counts)
     by, across = _by(groups, totals)
-    across = across and n_cols > 1
+    if isinstance(across, list | tuple):
+        unknown = sorted({c for g in across for c in g} - set(counts))
+        if unknown:
+            raise ValueError(f"totals across {unknown}: not count columns")
+        sets = [np.array([counts.index(c) for c in g]) for g in across if len(g) > 1]
+    else:
+        sets = [np.arange(n_cols)] if across and n_cols > 1 else []
     cells = np.arange(len(keys) * n_cols).reshape(len(keys), n_cols)
     out: dict[frozenset, np.ndarray] = {}
 
@@ -208,11 +218,11 @@ def _lines(keys: pd.DataFrame, n_cols: int, groups: list[str], totals) -> list[n
         for rows in parts:
             for j in range(n_cols):
                 add(cells[rows, j])
-            if across:
-                add(cells[rows].ravel())
-    if across:
-        for row in cells:
-            add(row)
+            for cols in sets:
+                add(cells[np.ix_(rows, cols)].ravel())
+    for row in cells:
+        for cols in sets:
+            add(row[cols])
     return list(out.values())
 
 
@@ -239,6 +249,16 @@ def _secondary(values, suppressed, lines, label, actions, protection, integer) -
         return audit.Stats().public()
     flat = np.concatenate(lines)
     starts = np.cumsum([0] + [len(ln) for ln in lines[:-1]])
+    stats = audit.Stats()
+    while True:  # every total hides 0 or >= 2 cells, then the exact check, until neither adds
+        _lone(values, suppressed, lines, flat, starts, label, actions)
+        added = _exact(values, suppressed, lines, label, actions, protection, integer, stats)
+        if not added:
+            return stats.public()
+
+
+def _lone(values, suppressed, lines, flat, starts, label, actions) -> None:
+    """Hide a complement in every published total that hides exactly one cell."""
     changed = True
     while changed:
         changed = False
@@ -247,6 +267,11 @@ def _secondary(values, suppressed, lines, label, actions, protection, integer) -
             if suppressed[line].sum() == 1 and (c := _pick(values, suppressed, line)) is not None:
                 suppressed[c] = changed = True
                 actions.append(f"secondary: {label(c)} (the only hidden cell of a total)")
+
+
+def _exact(values, suppressed, lines, label, actions, protection, integer, stats) -> int:
+    """The exact check on the hidden cells (in place); returns how many cells it hid."""
+    flat = np.concatenate(lines)
     n = len(values)
     rows = np.repeat(np.arange(len(lines)), [len(ln) for ln in lines])
     line_rows = sparse.csr_array((np.ones(len(flat)), (rows, flat)), shape=(len(lines), n))
@@ -263,27 +288,24 @@ def _secondary(values, suppressed, lines, label, actions, protection, integer) -
         cell = t.own - len(lines)
         mine = np.unique(line_rows[cell_lines[[cell]].indices].indices)
         near = visible(_ordered(values, mine))
-        hidden = np.flatnonzero(~check.active[len(lines):])
-        ring = np.unique(line_rows[np.unique(cell_lines[hidden].indices)].indices)
-        far = [c for c in visible(_ordered(values, ring)) if c not in near]
-        return [len(lines) + c for c in near + far]
-
-    def baseline(t: audit.Target) -> bool:
-        """Pinned by the margins alone (every cell hidden)?"""
-        rows = len(lines) + np.flatnonzero(check.active[len(lines):])
-        lo, hi = check.hide_and_test(rows, lambda: check.interval(t.row))
-        return audit.width(lo, hi) < protection - 1e-9
+        if near:
+            return [len(lines) + c for c in near]
+        ring = np.unique(line_rows[np.unique(cell_lines[mine].indices)].indices)
+        return [len(lines) + c for c in visible(_ordered(values, ring))]
 
     def name(row: int) -> str:
         return label(row - len(lines))
 
     targets = [audit.Target(label(k), a[[len(lines) + k]], len(lines) + k)
                for k in np.flatnonzero(suppressed)]
-    added, more = audit.secure(check, targets, candidates, protection, baseline, name)
+    permanent = np.arange(a.shape[0]) < len(lines)  # the margins: published elsewhere
+    added, more = audit.secure(check, targets, candidates, protection, label=name,
+                               permanent=permanent)
     for row in added:
         suppressed[row - len(lines)] = True
     actions += more
-    return check.stats.public()
+    stats.add(check.stats)
+    return len(added)
 
 
 def _keys_from_rows(table, counts, groups, magnitudes, secret_of=None) -> np.ndarray:
@@ -303,10 +325,11 @@ def _row_ids(table: pd.DataFrame, groups: list[str]) -> np.ndarray:
     groups)."""
     if not groups:
         return np.array([f"row{i}" for i in range(len(table))])
-    first = table[groups[0]].astype(str).to_numpy()
-    rest = (table[groups[1:]].astype(str).agg(",".join, axis=1).to_numpy() if len(groups) > 1
-            else np.full(len(table), ""))
-    return np.char.add(np.char.add(first.astype(str), "|"), rest.astype(str))
+    parts = [table[g].astype(str).to_numpy(dtype=str) for g in groups]
+    rest = parts[1] if len(parts) > 1 else np.full(len(table), "")
+    for more in parts[2:]:
+        rest = np.char.add(np.char.add(rest, ","), more)
+    return np.char.add(np.char.add(parts[0], "|"), rest)
 
 
 def protect(
@@ -358,7 +381,7 @@ def protect(
                     for k in np.flatnonzero(forced)]
     check = audit.Stats().public()
     if rule.secondary and suppressed.any():
-        check = _secondary(values, suppressed, _lines(keys_df, n_cols, groups, totals), label,
+        check = _secondary(values, suppressed, _lines(keys_df, counts, groups, totals), label,
                            actions, rule.protection, not magnitudes)
     shown = np.where(suppressed, np.nan, values)
     if rule.perturb and n_cols and (~suppressed).any():
@@ -369,7 +392,8 @@ def protect(
         grid = shown.reshape(-1, n_cols).copy()
         for j, c in enumerate(counts):
             true = values.reshape(-1, n_cols)[:, j]
-            grid[:, j] = (np.round(perturbation.perturb_magnitudes(true, ck[:, j], amp[:, j]), 1)
+            grid[:, j] = (np.round(perturbation.perturb_magnitudes(true, ck[:, j], amp[:, j],
+                                                                   rule.floor), 1)
                           if c in magnitudes
                           else perturbation.perturb_counts(true, ck[:, j], rule.floor))
         shown = np.where(suppressed, np.nan, grid.ravel())

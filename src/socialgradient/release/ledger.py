@@ -231,6 +231,7 @@ def _check_measure(new: Publication, j: int, pubs, protection: float, out: Outco
             out.actions.append(f"secondary: {new.label(name, i, j)} (hidden in an earlier "
                                "release of the same table)")
     lo, hi = _bounds(every, meta, true)
+    lo[hidden], hi[hidden] = 0.0, np.inf  # a hidden total says nothing (and is inactive)
     integer = all(p.integer for p, _ in every)
     check_ = audit.Audit(c, lo, hi, atom_value, integer=integer)
     check_.set_active(np.flatnonzero(hidden), False)
@@ -263,15 +264,9 @@ def _check_measure(new: Publication, j: int, pubs, protection: float, out: Outco
         near = np.isin(live, np.union1d(ring1, ring2))  # linked to the target's cells
         return [int(x) for x in np.concatenate([live[near], live[~near]])]
 
-    def baseline(t: audit.Target) -> bool:
-        rows = mine[check_.active[mine]]
-        if t.own is not None:
-            rows = rows[rows != t.own]
-        lo_, hi_ = check_.hide_and_test(rows, lambda: check_.interval(t.row))
-        return audit.width(lo_, hi_) < protection - 1e-9
-
     try:
-        rows, actions = audit.secure(check_, targets, candidates, protection, baseline, label)
+        rows, actions = audit.secure(check_, targets, candidates, protection, label=label,
+                                     permanent=~is_new | public)
     finally:
         out.stats.add(check_.stats)
     out.actions += actions

@@ -182,9 +182,11 @@ def perturb_counts(values, keys, floor: int = 1) -> np.ndarray:
     return values + noise(values, np.asarray(keys, dtype=float), floor)
 
 
-def perturb_magnitudes(values, keys, amplitude) -> np.ndarray:
-    """``values`` plus uniform noise in [-amplitude, amplitude) read from the cell keys,
-    never below zero."""
+def perturb_magnitudes(values, keys, amplitude, floor: float = 0.0) -> np.ndarray:
+    """``values`` plus uniform noise in [-amplitude, amplitude) read from the cell keys;
+    zeros stay zero, and nothing else is published below ``floor`` (the threshold, as for
+    counts)."""
     values = np.asarray(values, dtype=float)
     z = 2.0 * np.asarray(keys, dtype=float) - 1.0
-    return np.maximum(values + z * np.asarray(amplitude, dtype=float), 0.0)
+    out = np.maximum(values + z * np.asarray(amplitude, dtype=float), float(floor))
+    return np.where(values == 0, 0.0, out)

@@ -87,6 +87,15 @@ def by_la(table: pd.DataFrame, counts: list[str], strata: list[str]) -> pd.DataF
     return table.groupby(keys, sort=True, dropna=False)[counts].sum().reset_index()
 
 
+def census_totals(counts: list[str]) -> dict:
+    """What is published elsewhere beside counts per LA: every count's margins (the DfE
+    publishes LA and national totals of each), and sums across columns only where columns
+    partition a published count (the CP plan categories: cp_plans); the DfE publishes no
+    sum of referrals, assessments, factors and days."""
+    categories = [c for c in counts if c.startswith("cp_") and c != "cp_plans"]
+    return {"across": [categories] if len(categories) > 1 else []}
+
+
 def write_table_set(out, table: pd.DataFrame, *, counts: list[str], report: dict,
                     command: str, strata=(), fmt: str = "parquet", override: str | None = None,
                     rule: disclosure.Rule | None = None, ledger=None) -> dict[str, Path]:
@@ -120,6 +129,7 @@ def write_table_set(out, table: pd.DataFrame, *, counts: list[str], report: dict
                 group_columns=[c for c in las.columns if c not in counts],
                 source=table, unit_columns=["lsoa", *strata], command=command,
                 magnitudes=[c for c in counts if c.startswith("days_")], ledger=ledger,
+                totals=census_totals(counts),
                 log=rel / disclosure.LOG_NAME, logged_path=w.path("release/counts_by_la.csv"),
                 log_root=w.out)
         else:

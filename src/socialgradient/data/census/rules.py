@@ -47,19 +47,24 @@ _DATES = {"dob", "expected_dob", "referral", "closure", "icpc", "start", "auth",
           "target"}
 
 
-def _text(el, tag):
-    x = el.find(tag)
-    if x is None or x.text is None or not x.text.strip():
-        return None
-    return x.text.strip()
-
-
 def _frame(rows: list[dict], columns) -> pd.DataFrame:
     t = pd.DataFrame(rows, columns=list(columns))
     for c in t.columns:
         if c in _DATES:
             t[c] = pd.to_datetime(t[c], format="%Y-%m-%d", errors="coerce")
     return t
+
+
+def _leaves(el, names: dict) -> dict:
+    """``{column: text}`` of ``el``'s leaf children named in ``names`` (one pass; the first
+    of a repeated tag; blank text is None)."""
+    out = dict.fromkeys(names.values())
+    for x in el:
+        c = names.get(x.tag)
+        if c is not None and out[c] is None:
+            v = (x.text or "").strip()
+            out[c] = v or None
+    return out
 
 
 def return_tables(root) -> dict:
@@ -69,30 +74,28 @@ def return_tables(root) -> dict:
     ref = root.findtext("Header/CollectionDetails/ReferenceDate") or f"{year}-03-31"
     t: dict = {k: [] for k in ("children", "cin", "assessments", "factors", "plans", "s47",
                                "cpp")}
+    blocks = (("CINPlanDates", "plans", _PLAN), ("Section47", "s47", _S47),
+              ("ChildProtectionPlans", "cpp", _CPP))
     ep = 0
     kids = root.find("Children")
-    for child in ([] if kids is None else kids.findall("Child")):
+    for child in ([] if kids is None else kids.iterfind("Child")):
         ids = child.find("ChildIdentifiers")
-        row = {c: _text(ids, tag) if ids is not None else None for tag, c in _CHILD.items()}
+        row = _leaves(ids, _CHILD) if ids is not None else dict.fromkeys(_CHILD.values())
         t["children"].append({**row, "line": getattr(child, "sourceline", None)})
         cid = row["id"]
-        for d in child.findall("CINdetails"):
+        for d in child.iterfind("CINdetails"):
             t["cin"].append({"LAchildID": cid, "ep": ep,
-                             "line": getattr(d, "sourceline", None),
-                             **{c: _text(d, tag) for tag, c in _CIN.items()}})
-            for a in d.findall("Assessments"):
-                t["assessments"].append({"LAchildID": cid, "ep": ep,
-                                         **{c: _text(a, tag) for tag, c in _ASS.items()}})
-                k = len(t["assessments"]) - 1
-                for f in a.iterfind("FactorsIdentifiedAtAssessment/AssessmentFactors"):
-                    t["factors"].append({"LAchildID": cid, "ep": ep, "assessment": k,
-                                         "factor": (f.text or "").strip()})
-            for tag, name, cols in (("CINPlanDates", "plans", _PLAN),
-                                    ("Section47", "s47", _S47),
-                                    ("ChildProtectionPlans", "cpp", _CPP)):
-                for x in d.findall(tag):
-                    t[name].append({"LAchildID": cid, "ep": ep,
-                                    **{c: _text(x, g) for g, c in cols.items()}})
+                             "line": getattr(d, "sourceline", None), **_leaves(d, _CIN)})
+            for x in d:
+                if x.tag == "Assessments":
+                    t["assessments"].append({"LAchildID": cid, "ep": ep, **_leaves(x, _ASS)})
+                    k = len(t["assessments"]) - 1
+                    for f in x.iterfind("FactorsIdentifiedAtAssessment/AssessmentFactors"):
+                        t["factors"].append({"LAchildID": cid, "ep": ep, "assessment": k,
+                                             "factor": (f.text or "").strip()})
+                for tag, name, cols in blocks:
+                    if x.tag == tag:
+                        t[name].append({"LAchildID": cid, "ep": ep, **_leaves(x, cols)})
             ep += 1
     cols = {"children": [*_CHILD.values(), "line"],
             "cin": ["LAchildID", "ep", "line", *_CIN.values()],

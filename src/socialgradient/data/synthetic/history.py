@@ -22,8 +22,11 @@ a year:
    year: referral ``gap`` days before its duration plus 1-60 days, closed before the new
    referral (duration from the episode model of :mod:`records`: a CP-plan episode, with a plan
    and category, when the child's plan is flagged a repeat; else a referral with no further
-   action). It is kept only if it starts inside the collection year and within 365 days; a
-   CP-plan episode that does not fit is tried again as a no-further-action referral.
+   action). It is kept only if it starts inside the collection year, within 365 days and no
+   more than 40 weeks before the child's birth (DfE rule 8606); a CP-plan episode needs
+   :data:`MIN_CP_EPISODE_DAYS` (its dates follow :func:`~.timeline.cp_dates`: a weekday
+   conference after the CIN plan start, before the closure), and one that does not fit is
+   tried again as a no-further-action referral.
 3. **Not in the records.** What neither places (a re-referral early in the first simulated
    year, or with no match; a repeat plan whose earlier plan lay more than a year back) keeps
    its flag, its earlier episode lying outside the records, and is counted in the truth

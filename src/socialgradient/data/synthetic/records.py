@@ -32,7 +32,10 @@ How the records are made, per collection year (year ending 31 March ``year``), a
    categories), re-referral and repeat-plan flags (logistic, with the LA-level association
    ``c_g``: an LA whose referral gradient is steeper than its deprivation predicts re-refers
    more, :data:`~.records_model.REREFERRAL`), and an episode duration from a
-   piecewise-exponential hazard, censored at 31 March.
+   piecewise-exponential hazard, censored at 31 March. Dates then follow the CIN Census
+   validation rules (:mod:`~.timeline`: a CP plan starts on a weekday, after the CIN plan
+   start and before the closure; no referral over 40 weeks before birth), moved without a
+   random draw.
 5. **Histories** (:mod:`~.history`): every re-referral and repeat CP plan is
    given a real earlier episode -- the same child in the previous simulated year, or an earlier
    episode in the same year -- so children persist across years and DfE-style derivations
