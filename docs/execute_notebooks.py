@@ -11,10 +11,15 @@ Run from the repository root with the project's environment::
     .venv/bin/python docs/execute_notebooks.py            # every notebook
     .venv/bin/python docs/execute_notebooks.py 01 03      # those whose name starts so
 
+    SG_DRAWS=500 SG_TUNE=500 SG_LAS=40 .venv/bin/python docs/execute_notebooks.py 03
+
 Each notebook runs in a fresh ipykernel kernel in a temporary folder (where it writes its
 outputs), as "Run All" in Jupyter does; a failing cell stops with its traceback and nothing
-is written for that notebook. The environment (SG_* settings), the wall time, the versions
-and the script's SHA-256 are recorded in the notebook's metadata (``socialgradient``).
+is written for that notebook. The environment (SG_* settings: the notebooks' own defaults
+unless set, e.g. fewer draws or LAs where the full run takes too long), the wall time, the
+versions and the script's SHA-256 are recorded in the notebook's metadata
+(``socialgradient``) and said on the page, in a note after the title (a markdown cell tagged
+``sg-executed``, the one cell that is not the script's).
 """
 
 from __future__ import annotations
@@ -65,6 +70,24 @@ def execute(script: Path, env: dict[str, str]) -> nbformat.NotebookNode:
     return nb
 
 
+TAG = "sg-executed"
+
+
+def with_banner(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """The notebook with one note after its title: when, where and how it was executed."""
+    meta = nb.metadata["socialgradient"]
+    settings = ", ".join(f"`{k}={v}`" for k, v in meta["settings"].items()
+                         if k != "SG_SHARED_DATA") or "the notebook's defaults"
+    text = (f"*Executed {meta['executed_utc'].replace('T', ' ').rstrip('Z')} UTC with "
+            f"socialgradient {meta['socialgradient']}, Python {meta['python']}, on "
+            f"{meta['machine']} (shared), in {meta['wall_seconds']} s; settings: {settings} "
+            f"(`docs/execute_notebooks.py`).*")
+    cells = [c for c in nb.cells if TAG not in c.metadata.get("tags", [])]
+    note = nbformat.v4.new_markdown_cell(text, metadata={"tags": [TAG]})
+    nb.cells = [*cells[:1], note, *cells[1:]]
+    return nb
+
+
 def main(argv: list[str]) -> int:
     scripts = sorted(NOTEBOOKS.glob("*.py"))
     if argv:
@@ -77,7 +100,7 @@ def main(argv: list[str]) -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     for script in scripts:
         print(f"{script.name}: executing", flush=True)
-        nb = execute(script, env)
+        nb = with_banner(execute(script, env))
         target = OUT / f"{script.stem}.ipynb"
         nbformat.write(nb, target)
         meta = nb.metadata["socialgradient"]
