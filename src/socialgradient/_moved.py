@@ -132,7 +132,19 @@ class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         modules = SPLIT[old]
         _warn(old, " and ".join(modules))
         module.__doc__ = f"Moved: the names of {old} are in {', '.join(modules)}."
-        module.__getattr__ = lambda name: _lookup(old, name, modules)
+        module.__getattr__ = _split_getattr(old, modules)
+
+
+def _split_getattr(old: str, modules: tuple[str, ...]):
+    """The module ``__getattr__`` of split module ``old``: its names, with a warning; no
+    dunder (tools that scan ``sys.modules``, e.g. for ``__file__``, must not warn)."""
+
+    def __getattr__(name: str):
+        if name.startswith("__"):
+            raise AttributeError(f"module {old!r} has no attribute {name!r}")
+        return _lookup(old, name, modules)
+
+    return __getattr__
 
 
 def install() -> None:
