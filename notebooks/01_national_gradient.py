@@ -46,7 +46,7 @@ table.head()
 # %% [markdown]
 # ## Fit the hierarchical negative-binomial model
 # LA intercepts and slopes are correlated (LKJ) and centred on
-# `a + b_b * m_c` and `b_w + b_x * m_c`; see `socialgradient.model.build` for priors and units.
+# `a + b_b * m_c` and `b_w + b_x * m_c`; see `socialgradient.model` for priors and units.
 
 # %%
 tree = sg.fit(table, "referrals", family="negbin", draws=DRAWS, tune=TUNE, progressbar=False)

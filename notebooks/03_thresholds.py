@@ -17,7 +17,7 @@
 # The study found that the social gradient steepens at each threshold: referral,
 # assessment, child-in-need plan, child protection plan, looked after. Fitting each
 # threshold separately gives five posteriors that cannot be compared draw by draw. The
-# joint threshold model (`socialgradient.model.joint`, spec `models/joint_thresholds.toml`) fits
+# joint threshold model (`socialgradient.joint`, spec `models/joint_thresholds.toml`) fits
 # all five counts of the same neighbourhoods at once: each threshold has its own fixed
 # effects, and an LA's ten coefficients (intercept and slope per threshold) are correlated.
 # "The gradient steepens at every step" then has a posterior probability.

@@ -19,7 +19,7 @@
 # gradient can be measured on open data: how much higher are referral rates in an LA 10
 # points more income-deprived, and has that changed since 2013?
 #
-# Model (`socialgradient.panel.model`): for LA *l* in year *t*,
+# Model (`socialgradient.panel`): for LA *l* in year *t*,
 # `log E[y_lt] = log(children 0-17) + alpha_l + c_t + d_t * m_l` with
 # `alpha_l ~ N(a + b * m_l, la_sd)`, negative binomial; the gradient in year *t* is
 # `exp(b + d_t)` per 10 points of LA deprivation (a random walk over years).
