@@ -128,7 +128,6 @@ def test_value_problems_raise_or_are_reported(recs, mapping, tmp_path, column, v
     assert len(back.episodes) == 199
 
 
-@pytest.mark.slow  # issue 27, open: census aggregate's protection check runs > 18 min here
 def test_parquet_extract_and_cli(recs, mapping, tmp_path, capsys):
     path = tmp_path / "extract.parquet"
     local_extract(recs, mapping).to_parquet(path)

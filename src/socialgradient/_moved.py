@@ -35,7 +35,7 @@ _NEW = {
     "maps": "results.maps",
     "disclosure": "release.disclosure", "audit": "release.audit", "ledger": "release.ledger",
     "perturbation": "release.perturbation", "table_sets": "release.table_sets",
-    "report": "release.report",
+    "report": "release.report", "suppression": "release.suppression",
     "suite": "study.suite", "findings": "study.findings", "calibrate": "study.calibrate",
     "aggregates": "study.aggregates", "clusters": "study.clusters",
     "panel_data": "panel.data",

@@ -59,9 +59,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import sparse
 
-from socialgradient.release import audit, perturbation
+from socialgradient.release import audit, perturbation, suppression
 from socialgradient.release import ledger as ledgers
 from socialgradient.util.files import atomic_write
 
@@ -243,8 +242,9 @@ def _ordered(values: np.ndarray, cells: np.ndarray) -> list[int]:
 
 def _secondary(values, suppressed, lines, label, actions, protection, integer) -> dict:
     """Complementary suppressions in place: first every published total hides 0 or at
-    least 2 cells, then the exact check (:func:`socialgradient.release.audit.secure`) until no
-    hidden cell's range is narrower than ``protection``. Returns the check's public stats."""
+    least 2 cells, then the exact check (:func:`socialgradient.release.suppression.complete`) until
+    no hidden cell's range is narrower than ``protection``. Returns the check's public
+    stats."""
     if not lines:
         return audit.Stats().public()
     flat = np.concatenate(lines)
@@ -252,9 +252,13 @@ def _secondary(values, suppressed, lines, label, actions, protection, integer) -
     stats = audit.Stats()
     while True:  # every total hides 0 or >= 2 cells, then the exact check, until neither adds
         _lone(values, suppressed, lines, flat, starts, label, actions)
-        added = _exact(values, suppressed, lines, label, actions, protection, integer, stats)
+        added, more, done = suppression.complete(values, suppressed, lines, protection, integer,
+                                                 label)
+        stats.add(done)
         if not added:
+            actions += more
             return stats.public()
+        actions += [a for a in more if a.startswith("secondary")]
 
 
 def _lone(values, suppressed, lines, flat, starts, label, actions) -> None:
@@ -267,45 +271,6 @@ def _lone(values, suppressed, lines, flat, starts, label, actions) -> None:
             if suppressed[line].sum() == 1 and (c := _pick(values, suppressed, line)) is not None:
                 suppressed[c] = changed = True
                 actions.append(f"secondary: {label(c)} (the only hidden cell of a total)")
-
-
-def _exact(values, suppressed, lines, label, actions, protection, integer, stats) -> int:
-    """The exact check on the hidden cells (in place); returns how many cells it hid."""
-    flat = np.concatenate(lines)
-    n = len(values)
-    rows = np.repeat(np.arange(len(lines)), [len(ln) for ln in lines])
-    line_rows = sparse.csr_array((np.ones(len(flat)), (rows, flat)), shape=(len(lines), n))
-    a = sparse.vstack([line_rows, sparse.identity(n, format="csr")]).tocsr()
-    rhs = np.concatenate([line_rows @ values, values])
-    check = audit.Audit(a, rhs, rhs, values, integer=integer)
-    check.set_active(len(lines) + np.flatnonzero(suppressed), False)
-    cell_lines = line_rows.T.tocsr()
-
-    def visible(cells) -> list[int]:
-        return [c for c in cells if check.active[len(lines) + c]]
-
-    def candidates(t: audit.Target) -> list[int]:
-        cell = t.own - len(lines)
-        mine = np.unique(line_rows[cell_lines[[cell]].indices].indices)
-        near = visible(_ordered(values, mine))
-        if near:
-            return [len(lines) + c for c in near]
-        ring = np.unique(line_rows[np.unique(cell_lines[mine].indices)].indices)
-        return [len(lines) + c for c in visible(_ordered(values, ring))]
-
-    def name(row: int) -> str:
-        return label(row - len(lines))
-
-    targets = [audit.Target(label(k), a[[len(lines) + k]], len(lines) + k)
-               for k in np.flatnonzero(suppressed)]
-    permanent = np.arange(a.shape[0]) < len(lines)  # the margins: published elsewhere
-    added, more = audit.secure(check, targets, candidates, protection, label=name,
-                               permanent=permanent)
-    for row in added:
-        suppressed[row - len(lines)] = True
-    actions += more
-    stats.add(check.stats)
-    return len(added)
 
 
 def _keys_from_rows(table, counts, groups, magnitudes, secret_of=None) -> np.ndarray:

@@ -23,7 +23,10 @@ values not below a ``floor`` (the threshold, for visible cells: no perturbed val
 below it; so the noise is biased upwards within D of the floor). Zeros stay zero (true
 zeros are not disclosive here; the threshold hides 1 to 9).
 
-Magnitudes (person-days, children, means; :func:`perturb_magnitudes`): uniform noise of up
+Denominators (children, exposure; :func:`perturb_laplace`): Laplace noise from the cell key,
+so that a difference of two releases rules no explanation out.
+
+Magnitudes (person-days, means; :func:`perturb_magnitudes`): uniform noise of up
 to +-``amplitude`` from the cell key, where the caller's amplitude is at least the largest
 single unit's contribution (an LSOA's children, an LSOA row's days, one LSOA's pull on a
 mean): no single unit's contribution can be read off a difference of two releases.
@@ -190,3 +193,15 @@ def perturb_magnitudes(values, keys, amplitude, floor: float = 0.0) -> np.ndarra
     z = 2.0 * np.asarray(keys, dtype=float) - 1.0
     out = np.maximum(values + z * np.asarray(amplitude, dtype=float), float(floor))
     return np.where(values == 0, 0.0, out)
+
+
+def perturb_laplace(values, keys, scale, floor: float = 1.0) -> np.ndarray:
+    """``values`` plus Laplace noise of ``scale`` read from the cell keys (the key's quantile;
+    at most about 37 scales from a 53-bit key); zeros stay zero, nothing else is published
+    below ``floor`` (a denominator stays positive; a value at the floor says only that the
+    noise was at most ``floor - value``, which every explanation allows). Unbounded in
+    principle, so a difference of two releases excludes no explanation of it."""
+    values = np.asarray(values, dtype=float)
+    u = np.clip(np.asarray(keys, dtype=float), 2.0**-53, 1.0 - 2.0**-53) - 0.5
+    noise = -np.sign(u) * np.log1p(-2.0 * np.abs(u)) * np.asarray(scale, dtype=float)
+    return np.where(values == 0, 0.0, np.maximum(values + noise, float(floor)))

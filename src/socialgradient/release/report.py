@@ -91,6 +91,22 @@ def _loo_shift(values, weights, groups, n_groups, lsoa) -> np.ndarray:
     return out
 
 
+#: the scale of the (Laplace) noise of ``children`` and the exposure per group, in units of
+#: its largest LSOA's: for two releases one LSOA apart, the likelihood of "LSOA j was
+#: dropped" over "LSOA k was dropped" is at most exp(|c_j - c_k| / scale) <= exp(1 / SPREAD)
+#: (the log-density of a difference of two Laplace draws is 1/scale-Lipschitz), so no
+#: difference rules an LSOA out or singles one out.
+SPREAD = 2
+
+
+def perturbed_sums(ids, lsoa, values, groups, n_groups, keys, measure) -> np.ndarray:
+    """Per group, the sum of ``values`` plus Laplace noise of scale :data:`SPREAD` times the
+    group's largest LSOA total, read from the cell key of the rows (``ids``)."""
+    ck = perturbation.cell_keys(keys.magnitude_keys(ids, values, measure), groups, n_groups)
+    return perturbation.perturb_laplace(np.bincount(groups, weights=values, minlength=n_groups),
+                                        ck, SPREAD * _largest(values, groups, n_groups, lsoa))
+
+
 def _largest(values, groups, n_groups, lsoa) -> np.ndarray:
     """Per group, the largest one LSOA's total of ``values``: the noise bound of a sum."""
     per = pd.DataFrame({"g": groups, "u": lsoa, "v": values}).groupby(
@@ -103,8 +119,8 @@ def _largest(values, groups, n_groups, lsoa) -> np.ndarray:
 def _masked(tree: xr.DataTree, keys, groups: np.ndarray, n_groups: int) -> dict:
     """Perturbed per-group structure and denominators (cell-key noise, see
     :mod:`socialgradient.release.perturbation`): ``n_lsoa`` (count noise), ``children`` and the
-    exposure (noise up to the largest LSOA's), the child-weighted mean ``income`` (noise up
-    to the largest pull one LSOA has on it)."""
+    exposure (Laplace noise, :func:`perturbed_sums`), the child-weighted mean
+    ``income`` (noise up to the largest pull one LSOA has on it)."""
     const = tree["constant_data"]
     ids, lsoa = units(tree), const["lsoa"].values.astype(str)
     children, income = const["children"].values, const["income"].values
@@ -117,10 +133,7 @@ def _masked(tree: xr.DataTree, keys, groups: np.ndarray, n_groups: int) -> dict:
                                                 ck, 1)
     for name, v in (("children", children), ("exposure", at_risk)):
         measure = name if name == "children" else "exposure:" + tree.attrs.get("exposure", "")
-        ck = perturbation.cell_keys(keys.magnitude_keys(ids, v, measure), groups, n_groups)
-        out[name] = perturbation.perturb_magnitudes(
-            np.bincount(groups, weights=v, minlength=n_groups), ck,
-            _largest(v, groups, n_groups, lsoa))
+        out[name] = perturbed_sums(ids, lsoa, v, groups, n_groups, keys, measure)
     if tree.attrs.get("exposure", "children") == "children":
         out["exposure"] = out["children"]
     ck = perturbation.cell_keys(keys.magnitude_keys(ids, income, "income"), groups, n_groups)
