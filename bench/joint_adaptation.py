@@ -3,8 +3,8 @@
     .venv/bin/python bench/joint_adaptation.py diag 300 300
     .venv/bin/python bench/joint_adaptation.py low_rank 300 300
 
-Builds ``models/joint_thresholds.toml`` on the default England exactly as ``joint.fit``
-does, samples 4 chains of DRAWS after TUNE with ``adaptation=ADAPT`` and prints one JSON
+Builds ``models/joint_thresholds.toml`` on the default England exactly as
+``socialgradient.sampling.joint.fit`` does, samples 4 chains of DRAWS after TUNE with ``adaptation=ADAPT`` and prints one JSON
 line: compile and sampling seconds, mean leapfrog steps per draw, divergences, the smallest
 bulk ESS over every posterior variable (and which), max R-hat and ESS per second of
 sampling. Results are recorded in ``bench/README.md``.
@@ -18,7 +18,8 @@ from pathlib import Path
 import nutpie
 from arviz_stats import ess, rhat
 
-from socialgradient import api, joint
+from socialgradient import api
+from socialgradient.model import joint
 from socialgradient.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]

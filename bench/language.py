@@ -24,7 +24,7 @@ WORKER = """
 import json, time
 import numpy as np, arviz as az
 import socialgradient.api as sg
-from socialgradient import checks
+from socialgradient.results import checks
 t = sg.default_data()
 start = time.perf_counter()
 tree = sg.fit(t, "referrals", draws=1000, tune=1000, progressbar=False)  # old default; new tunes 500

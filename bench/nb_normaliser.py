@@ -26,8 +26,8 @@ if __name__ == "__main__":
     if variant != "old":
         import pymc as pm
 
-        from socialgradient import families
-        from socialgradient import model as model_module
+        from socialgradient.model import build as model_module
+        from socialgradient.model import families
         if variant == "stable":
             model_module.nb_stable = lambda data, family: True
         if variant == "constants":

@@ -97,7 +97,7 @@ def write_md(res: dict) -> None:
           "happens inside sampling: –); *sampling* = the sampler call (tune + draws, all "
           "chains); *assemble* = building the DataTree incl. `log_likelihood` and "
           "`posterior_predictive` on 1,000 draws (and `build_model`); *total wall* = "
-          "`socialgradient.fit.fit` end to end (excludes Python imports and reading/validating "
+          "`socialgradient.sampling.fit.fit` end to end (excludes Python imports and reading/validating "
           "the table). ESS/s = min bulk ESS over all parameters (incl. every LA effect) / total "
           "wall. Peak RSS = largest resident set of the fit subprocess tree.", ""]
 

@@ -164,8 +164,8 @@ def make_table(n_la: int, n_per: float, seed: int) -> pd.DataFrame:  # noqa: F82
     """
     import pandas as pd
 
+    from socialgradient.data.deprivation import decompose
     from socialgradient.data.synthetic.england import B_X
-    from socialgradient.deprivation import decompose
 
     rng = np.random.default_rng(seed)
     sizes = np.maximum(2, rng.poisson(n_per, size=n_la))

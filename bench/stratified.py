@@ -11,9 +11,10 @@ import resource
 import time
 from pathlib import Path
 
-from socialgradient import api, checks
+from socialgradient import api
 from socialgradient.data.census import linkage
 from socialgradient.data.synthetic import records
+from socialgradient.results import checks
 from socialgradient.spec import Spec
 
 OUT = Path(__file__).with_name("stratified.json")

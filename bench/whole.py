@@ -2,7 +2,7 @@
 
 Each run is one process started from the shell, timed from start to exit, as a user meets
 it: ours reads the CSV, validates, compiles (loading the C callbacks a previous run of the
-same model structure cached, ``socialgradient.callbacks``), samples 4 x 1,000 draws after
+same model structure cached, ``socialgradient.sampling._nutpie``), samples 4 x 1,000 draws after
 500 tuning, checks convergence and writes its whole output set (posterior, release,
 figures); glmmTMB is one ``Rscript`` reading the same CSV and
 fitting ``y ~ w * m_c + offset(log(children)) + (1 + w | la)`` by Laplace ML

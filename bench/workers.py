@@ -19,9 +19,10 @@ def worker_fit(args) -> None:
     t_start = time.perf_counter()
     import pandas as pd
 
-    from socialgradient import api, checks
-    from socialgradient import fit as sgfit
-    from socialgradient.model import build_model
+    from socialgradient import api
+    from socialgradient.model.build import build_model
+    from socialgradient.results import checks
+    from socialgradient.sampling import fit as sgfit
     from socialgradient.spec import Sampling, Spec
 
     t_import = time.perf_counter() - t_start
@@ -166,7 +167,7 @@ def _textbook_model(data):
     import pymc as pm
     import pytensor.tensor as pt
 
-    from socialgradient.model import dispersion, la_effects
+    from socialgradient.model.build import dispersion, la_effects
 
     with pm.Model(coords=data.coords) as model:
         theta = la_effects(data)
@@ -183,7 +184,7 @@ def worker_grad(args) -> None:
     from pymc.blocking import DictToArrayBijection
 
     from socialgradient import api
-    from socialgradient.model import build_model
+    from socialgradient.model.build import build_model
     from socialgradient.spec import Spec
 
     warnings.filterwarnings("ignore")

@@ -29,7 +29,7 @@ LEDGER_SECRET = bytes(range(32))
 @pytest.fixture(scope="session", autouse=True)
 def _session_ledger(tmp_path_factory):
     """Releases made by the tests are recorded in ledgers of the test session, never in the
-    user's (socialgradient.ledger.default_path): one per module (for module fixtures) and
+    user's (socialgradient.release.ledger.default_path): one per module (for module fixtures) and
     one per test (below), all with the same fixed secret."""
     yield from _ledger_at(tmp_path_factory.mktemp("ledger"))
 
@@ -48,7 +48,7 @@ def _test_ledger(tmp_path_factory):
 
 
 def _ledger_at(path):
-    from socialgradient.ledger import ENV, SECRET
+    from socialgradient.release.ledger import ENV, SECRET
 
     (path / SECRET).write_bytes(LEDGER_SECRET)
     old = os.environ.get(ENV)

@@ -1,7 +1,7 @@
 """Fake fitted results, for tests that need a fit's layout but not a sampler.
 
 :func:`fake_tree` draws a posterior from numpy around a known truth and assembles it
-exactly as :func:`socialgradient.fit.fit` does (via ``fit.assemble``), so the tree has
+exactly as :func:`socialgradient.sampling.fit.fit` does (via ``fit.assemble``), so the tree has
 the real groups, dims, coords and attrs.
 """
 
@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from socialgradient.fit import assemble
-from socialgradient.model import EFFECTS, NeighbourhoodData
+from socialgradient.model.data import EFFECTS, NeighbourhoodData
+from socialgradient.sampling.fit import assemble
 from socialgradient.spec import Spec
 
 TRUTH = {"a": -4.0, "b_w": 0.5, "b_b": 0.3, "b_x": -0.1, "phi": 8.0}

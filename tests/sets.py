@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from socialgradient import outputs
+from socialgradient.util import outputs
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 LSOA_CODE = re.compile(rb"[EW]01\d{6}")

@@ -24,8 +24,8 @@ import pytest
 import xarray as xr
 
 import socialgradient.api as sg
-from socialgradient import joint
-from socialgradient.fit import load, save
+from socialgradient.sampling import joint as joint_fit
+from socialgradient.sampling.fit import load, save
 from socialgradient.spec import Spec
 
 matplotlib.use("Agg")
@@ -158,7 +158,7 @@ def test_and_the_fit_saved_and_loaded(name, tmp_path):
     computes it) and as load_fit reads it back; the plots as on the fit (same layout)."""
     tree = fit_of(name)
     lean = tree.copy()
-    if not joint.outcomes(tree):
+    if not joint_fit.outcomes(tree):
         del lean["log_likelihood"]
     save(lean, tmp_path / "posterior.nc")
     back = sg.load_fit(tmp_path / "posterior.nc")
@@ -173,9 +173,9 @@ def test_joint_log_likelihood_is_one_variable_and_views_keep_theirs():
     (var,) = tree["log_likelihood"].data_vars
     ll = tree["log_likelihood"][var]
     assert ll.dims == ("chain", "draw", "threshold", "lsoa")
-    assert list(ll["threshold"].values) == joint.outcomes(tree)
-    for outcome in joint.outcomes(tree):
-        one = joint.view(tree, outcome)
+    assert list(ll["threshold"].values) == joint_fit.outcomes(tree)
+    for outcome in joint_fit.outcomes(tree):
+        one = joint_fit.view(tree, outcome)
         np.testing.assert_array_equal(one["log_likelihood"][outcome].values,
                                       ll.sel(threshold=outcome).values)
         assert one["log_likelihood"][outcome].dims == ("chain", "draw", "lsoa")
@@ -183,7 +183,7 @@ def test_joint_log_likelihood_is_one_variable_and_views_keep_theirs():
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", PARETO_K, UserWarning)
         total = az.loo(tree).elpd
-        parts = [az.loo(joint.view(tree, o)).elpd for o in joint.outcomes(tree)]
+        parts = [az.loo(joint_fit.view(tree, o)).elpd for o in joint_fit.outcomes(tree)]
     assert total == pytest.approx(sum(parts), rel=1e-9)
 
 
@@ -198,10 +198,10 @@ def test_a_fit_saved_in_the_old_layout_loads_in_the_new(name, tmp_path):
     post = post[[*names[1:], names[0]]].assign_coords(
         la_name=("la", tree["constant_data"]["la_name"].values))
     old["posterior"] = xr.DataTree(post)
-    if joint.outcomes(tree):
+    if joint_fit.outcomes(tree):
         ll = tree["log_likelihood"]["joint"]
         old["log_likelihood"] = xr.DataTree(xr.Dataset(
-            {o: ll.sel(threshold=o, drop=True) for o in joint.outcomes(tree)}))
+            {o: ll.sel(threshold=o, drop=True) for o in joint_fit.outcomes(tree)}))
     with pytest.raises(ValueError, match="coordinate 'la_name' not present"):
         az.summary(old)  # the reported failure
     save(old, tmp_path / "old.nc")

@@ -25,10 +25,11 @@ import pytest
 import xarray as xr
 
 from fakes import fake_tree
-from socialgradient import disclosure, fit, report
 from socialgradient.data.sources import build
 from socialgradient.data.synthetic import england
-from socialgradient.files import atomic_write
+from socialgradient.release import disclosure, report
+from socialgradient.sampling import fit
+from socialgradient.util.files import atomic_write
 
 TEMP = re.compile(r"^\..+\.tmp$")
 
@@ -101,7 +102,7 @@ KILL_WRITER = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from socialgradient.files import atomic_write
+    from socialgradient.util.files import atomic_write
 
     def write(tmp):
         with open(tmp, "wb") as f:
@@ -336,7 +337,7 @@ def test_report_write_is_idempotent(tmp_path, trees):
 def test_report_write_failure_keeps_previous_set(tmp_path, trees, monkeypatch):
     """A failure while writing any piece leaves the previous set whole: every file as it was
     (not only the failing piece), no temp left behind, the manifest still checking."""
-    from socialgradient import outputs
+    from socialgradient.util import outputs
 
     out = tmp_path / "fit"
     report.write(trees[0], out)

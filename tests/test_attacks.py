@@ -25,9 +25,11 @@ import pytest
 from scipy.optimize import linprog
 
 from fakes import fake_table
-from socialgradient import cli, disclosure, fit, ledger, perturbation, report, table_sets
-from socialgradient.disclosure import DisclosureError, Rule, write_table
-from socialgradient.model import NeighbourhoodData
+from socialgradient import cli
+from socialgradient.model.data import NeighbourhoodData
+from socialgradient.release import disclosure, ledger, perturbation, report, table_sets
+from socialgradient.release.disclosure import DisclosureError, Rule, write_table
+from socialgradient.sampling import fit
 from test_release import fit_like, pinned, published_constraints, tiny_table
 
 PROTECTION = Rule().protection

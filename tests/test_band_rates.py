@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from socialgradient.data.deprivation import decompose
 from socialgradient.data.synthetic.england import B_X, PARAMETERS
-from socialgradient.deprivation import decompose
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "neighbourhoods.parquet"
 

@@ -9,10 +9,11 @@ import shutil
 import pandas as pd
 import pytest
 
-from socialgradient import cli, outputs
+from socialgradient import cli
 from socialgradient.data import schema
 from socialgradient.data.schema import InputError
 from socialgradient.data.sources import build
+from socialgradient.util import outputs
 from test_sources import AREAS, SHARED, _write, make_shared, needs_shared
 
 

@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from socialgradient import calibrate, cli
+from socialgradient import cli
 from socialgradient.data.synthetic import england
+from socialgradient.study import calibrate
 
 TINY = ["--scale", "0.05", "--replicates", "1", "--draws", "100", "--tune", "100",
         "--chains", "2", "--workers", "1"]
@@ -240,7 +241,7 @@ def test_calibrate_survives_a_worker_killed_mid_replicate(tmp_path):
     import psutil
     from dask.distributed import Client
 
-    from socialgradient import suite
+    from socialgradient.study import suite
 
     out = tmp_path / "cal"
     killed, commits, started = {}, {}, {}

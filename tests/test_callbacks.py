@@ -1,4 +1,4 @@
-"""nutpie's compiled model with cacheable C callbacks (socialgradient.callbacks): the fast
+"""nutpie's compiled model with cacheable C callbacks (socialgradient.sampling._nutpie): the fast
 path, its public fallback, its switch and the bounded cache on disk."""
 
 from __future__ import annotations
@@ -19,14 +19,15 @@ import nutpie
 import nutpie.compile_pymc as cp
 import pytest
 
-from socialgradient import callbacks
+from socialgradient.sampling import _nutpie as callbacks
 
 DRAWS = dict(draws=80, tune=80, chains=2, seed=3, progress_bar=False)
 
 #: Builds the small model and compiles it; shared by the tests and the subprocess.
 BUILD = textwrap.dedent("""
     from socialgradient.data.synthetic.england import simulate
-    from socialgradient.model import NeighbourhoodData, build_model
+    from socialgradient.model.data import NeighbourhoodData
+    from socialgradient.model.build import build_model
     from socialgradient.spec import Spec
 
     def small_model(seed=5, las=slice(0, 6)):
@@ -42,7 +43,7 @@ OTHER_LAS = slice(6, 12)  # six other LAs: other coordinates, the same code
 
 
 def key(model):
-    from socialgradient.compiled import code_key
+    from socialgradient.sampling.compiled import code_key
 
     return code_key(model)
 
@@ -62,8 +63,8 @@ def test_a_new_process_loads_the_callbacks_from_disk_and_samples_the_same_draws(
     here = b_w(callbacks.compile_model(model, key(model)))  # compiles (or loads) and caches
     script = BUILD + textwrap.dedent(f"""
         import json, nutpie
-        from socialgradient import callbacks
-        from socialgradient.compiled import code_key
+        from socialgradient.sampling import _nutpie as callbacks
+        from socialgradient.sampling.compiled import code_key
         model = small_model()
         c = callbacks.compile_model(model, code_key(model))
         draws = nutpie.sample(c, **{DRAWS!r})["posterior"]["b_w"].values

@@ -13,12 +13,13 @@ import pandas as pd
 import pytest
 
 from sets import assert_release_clean
-from socialgradient import cli, outputs
+from socialgradient import cli
 from socialgradient.data import schema
 from socialgradient.data.census import codes, linkage
 from socialgradient.data.census import returns as cx
 from socialgradient.data.schema import InputError
 from socialgradient.data.synthetic.records import simulate_records
+from socialgradient.util import outputs
 
 # The DfE XSDs are never committed: $SOCIALGRADIENT_SHARED/cin_census or ../shared/data/cin_census.
 SHARED = Path(os.environ.get("SOCIALGRADIENT_SHARED")

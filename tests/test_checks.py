@@ -9,9 +9,10 @@ import pytest
 import xarray as xr
 
 from fakes import fake_table, fake_tree
-from socialgradient import checks, predict
-from socialgradient.fit import assemble
-from socialgradient.model import NeighbourhoodData
+from socialgradient.model.data import NeighbourhoodData
+from socialgradient.results import checks
+from socialgradient.sampling import predict
+from socialgradient.sampling.fit import assemble
 from socialgradient.spec import Spec
 
 NAN = float("nan")

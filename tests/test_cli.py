@@ -242,8 +242,8 @@ def test_each_command_offers_only_the_options_it_accepts(tmp_path, monkeypatch):
     with pytest.raises(SystemExit):
         parser().parse_args(["suite", "--family", "negbin"])
     # and every option suite does offer reaches suite.run, none refused
-    from socialgradient import suite
     from socialgradient.data import schema
+    from socialgradient.study import suite
 
     calls = {}
     monkeypatch.setattr(schema, "read_table", lambda path: "table")
@@ -257,10 +257,10 @@ def test_each_command_offers_only_the_options_it_accepts(tmp_path, monkeypatch):
 
 
 def test_calibrate_logs_each_line_once(tmp_path, monkeypatch, capsys):
-    from socialgradient import calibrate
+    from socialgradient.study import calibrate
 
     def fake_run(out, replicates, model, **kwargs):
-        logging.getLogger("socialgradient.calibrate").info("replicate 1/1 done (fake)")
+        logging.getLogger("socialgradient.study.calibrate").info("replicate 1/1 done (fake)")
         return {"aggregate": {}, "failed": []}
 
     monkeypatch.setattr(calibrate, "run", fake_run)
@@ -280,14 +280,14 @@ def test_compiling_and_sampling_are_logged_when_they_start(monkeypatch, caplog):
     import nutpie
     import pymc as pm
 
-    from socialgradient import fit
+    from socialgradient.sampling import fit
     from socialgradient.spec import Sampling
 
     caplog.set_level(logging.INFO, logger="socialgradient")
     seen = {}
 
     def lines():
-        return [r.getMessage() for r in caplog.records if r.name == "socialgradient.fit"]
+        return [r.getMessage() for r in caplog.records if r.name == "socialgradient.sampling.fit"]
 
     def fake_compile(model):
         seen["compile"] = lines()

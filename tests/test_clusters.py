@@ -1,4 +1,4 @@
-"""The suite's and the calibration's Dask clusters (socialgradient.clusters): the local one on
+"""The suite's and the calibration's Dask clusters (socialgradient.study.clusters): the local one on
 127.0.0.1 with no dashboard unless asked, a running one over TLS, plain tcp:// to another
 host refused without --insecure, and the warning that the data leave the process."""
 
@@ -18,7 +18,7 @@ import dask
 import psutil
 import pytest
 
-from socialgradient import calibrate, clusters, suite
+from socialgradient.study import calibrate, clusters, suite
 
 LOCAL = {"127.0.0.1", "::1"}
 

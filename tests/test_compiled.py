@@ -1,14 +1,15 @@
-"""One nutpie compilation per model structure in a process (socialgradient.compiled)."""
+"""One nutpie compilation per model structure in a process (socialgradient.sampling.compiled)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from socialgradient import compiled
 from socialgradient.data.synthetic.england import simulate
-from socialgradient.fit import fit
-from socialgradient.model import NeighbourhoodData, build_model
+from socialgradient.model.build import build_model
+from socialgradient.model.data import NeighbourhoodData
+from socialgradient.sampling import compiled
+from socialgradient.sampling.fit import fit
 from socialgradient.spec import Sampling, Spec
 
 SPEC = Spec("referrals", la_effects="centred",

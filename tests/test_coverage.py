@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import socialgradient.api as sg
-from socialgradient.calibrate import NATIONAL
 from socialgradient.data.synthetic.england import load_calibration, simulate
+from socialgradient.study.calibrate import NATIONAL
 
 pytestmark = pytest.mark.slow
 

@@ -33,8 +33,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from socialgradient import cli, outputs, suite, table_sets
+from socialgradient import cli
+from socialgradient.release import table_sets
 from socialgradient.spec import Spec, SpecError
+from socialgradient.study import suite
+from socialgradient.util import outputs
+from socialgradient.util.files import sha256_of
 from test_outputs import generation_of, write_set
 from test_release import fit_like, tiny_table
 
@@ -58,7 +62,7 @@ def tree_of(folder: Path) -> dict[str, bytes | None]:
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory) -> Path:
     """A fit's output set (a fake fit, written by report.write as fit would)."""
-    from socialgradient import report
+    from socialgradient.release import report
 
     root = tmp_path_factory.mktemp("saved")
     report.write(fit_like(tiny_table(5)), root / "fit")
@@ -409,7 +413,7 @@ def test_a_recomputed_manifest_is_not_detectable_without_a_secret(tmp_path):
     manifest = write_set(out, 1)
     (out / "release" / "added.txt").write_text("added\n")
     files = dict(manifest["files"])
-    files["release/added.txt"] = {"sha256": outputs._sha256(out / "release" / "added.txt"),
+    files["release/added.txt"] = {"sha256": sha256_of(out / "release" / "added.txt"),
                                   "bytes": 6}
     _manifest(out, files)
     assert "release/added.txt" in outputs.verify(out)["files"]
@@ -489,7 +493,8 @@ def test_report_rebuilds_a_set_in_place(saved, tmp_path):
 
 
 def test_the_main_job_twice_on_the_same_out(tmp_path, monkeypatch):
-    from socialgradient import api, checks
+    from socialgradient import api
+    from socialgradient.results import checks
 
     table = tiny_table(3)
     data = tmp_path / "t.csv"

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from socialgradient.data.census import linkage
+from socialgradient.data.records import TABLE_COLUMNS
 from socialgradient.data.synthetic import sample
-from socialgradient.data.synthetic.records_model import TABLE_COLUMNS
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 README = (DATA / "README.md").read_text(encoding="utf-8")

@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from socialgradient import audit, disclosure, perturbation
-from socialgradient.disclosure import DisclosureError, Rule, protect, write_table
+from socialgradient.release import audit, disclosure, perturbation
+from socialgradient.release.disclosure import DisclosureError, Rule, protect, write_table
 
 #: the default rule without perturbation: tests of which cells are hidden compare values
 EXACT = Rule(perturb=False, reason="tests of suppression compare exact values")
@@ -427,7 +427,7 @@ def test_the_same_table_is_published_the_same_way(tmp_path):
     first = protect(t, "cases", "la").table
     assert first.equals(protect(t, "cases", "la").table)
     moved = [protect(t, "cases", "la").table]
-    from socialgradient.ledger import ENV
+    from socialgradient.release.ledger import ENV
 
     old = __import__("os").environ[ENV]
     try:

@@ -12,9 +12,10 @@ import pytest
 import socialgradient.api as sg
 from socialgradient.data import schema
 from socialgradient.data.schema import InputError
-from socialgradient.fit import data_hash, load, save
-from socialgradient.model import NeighbourhoodData, build_model
-from socialgradient.predict import encoded_data
+from socialgradient.model.build import build_model
+from socialgradient.model.data import NeighbourhoodData
+from socialgradient.sampling.fit import data_hash, load, save
+from socialgradient.sampling.predict import encoded_data
 from socialgradient.spec import Spec
 
 

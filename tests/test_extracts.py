@@ -9,11 +9,12 @@ import pandas as pd
 import pytest
 
 from sets import assert_release_clean
-from socialgradient import cli, outputs
+from socialgradient import cli
 from socialgradient.data import schema
 from socialgradient.data.census import extracts, linkage
 from socialgradient.data.schema import InputError
 from socialgradient.data.synthetic.records import simulate_records
+from socialgradient.util import outputs
 
 MAPPING = Path(__file__).resolve().parents[1] / "models" / "mappings" / "example_extract.toml"
 

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 import socialgradient.api as sg
-from socialgradient import aggregates, findings
 from socialgradient.spec import RecordsTable, Spec, load_spec
-from socialgradient.suite import national_specs
+from socialgradient.study import aggregates, findings
+from socialgradient.study.suite import national_specs
 
 SMALL = dict(scale=0.05, seed=3)
 

@@ -9,11 +9,11 @@ import pytest
 import xarray as xr
 from scipy import stats
 
-from socialgradient import checks
 from socialgradient.data.synthetic.england import simulate
-from socialgradient.fit import data_hash, fit, load, save
-from socialgradient.model import NeighbourhoodData
-from socialgradient.predict import encoded_data
+from socialgradient.model.data import NeighbourhoodData
+from socialgradient.results import checks
+from socialgradient.sampling.fit import data_hash, fit, load, save
+from socialgradient.sampling.predict import encoded_data
 from socialgradient.spec import Sampling, Spec
 
 GROUPS = {

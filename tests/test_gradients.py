@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from socialgradient import gradients as g
+from socialgradient.results import gradients as g
 
 CHAINS, DRAWS, N_LA = 2, 300, 7
 LAS = [f"E06{i:06d}" for i in range(N_LA)]

@@ -19,11 +19,12 @@ import pytest
 from scipy import stats
 
 import socialgradient.api as sg
-from socialgradient import families
-from socialgradient import model as model_module
 from socialgradient.data.schema import InputError
-from socialgradient.families import EXACT_COUNTS, Rows
-from socialgradient.model import NeighbourhoodData, build_model
+from socialgradient.model import build as model_module
+from socialgradient.model import families
+from socialgradient.model.build import build_model
+from socialgradient.model.data import NeighbourhoodData
+from socialgradient.model.families import EXACT_COUNTS, Rows
 from socialgradient.spec import Spec
 from test_model import assert_same_density, reference_model
 

@@ -10,9 +10,11 @@ import pytensor.tensor as pt
 import pytest
 
 import socialgradient.api as sg
-from socialgradient import joint, outputs
-from socialgradient.model import la_theta
+from socialgradient.model import joint
+from socialgradient.model.build import la_theta
+from socialgradient.sampling import joint as joint_fit
 from socialgradient.spec import Spec, load_spec
+from socialgradient.util import outputs
 
 THRESHOLDS = ("referrals", "assessments", "cin_plans")
 N_LA = 10
@@ -56,7 +58,7 @@ def test_joint_density_is_the_sum_of_the_single_models(table):
     """At any point, the joint likelihood potential equals the sum of the single-outcome
     potentials at each threshold's LA effects (the joint model only adds the correlation
     of LA effects across thresholds, in the prior)."""
-    from socialgradient.model import build_model
+    from socialgradient.model.build import build_model
 
     spec = Spec("referrals", outcomes=THRESHOLDS[:2], family="poisson", la_effects="centred")
     datas = sg.encode(table, spec)
@@ -94,7 +96,7 @@ def test_summary_and_steepening(tree):
 
 
 def test_view_is_an_ordinary_fit(tree):
-    one = joint.view(tree, "assessments")
+    one = joint_fit.view(tree, "assessments")
     assert one.attrs["outcome"] == "assessments"
     assert one["posterior"]["la_effect"].dims == ("chain", "draw", "la", "effect")
     assert sg.la_gradients(one).shape[0] == N_LA

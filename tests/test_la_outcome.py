@@ -9,10 +9,11 @@ import pandas as pd
 import pytest
 
 import socialgradient.api as sg
-from socialgradient import aggregates, findings, la_outcome
 from socialgradient.data.schema import InputError
 from socialgradient.data.synthetic import records
+from socialgradient.model import la_outcome
 from socialgradient.spec import LAOutcome, RecordsTable, Spec, load_spec
+from socialgradient.study import aggregates, findings
 
 SMALL = RecordsTable(groups=("thresholds", "repeats"), scale=0.05, seed=3)
 COLUMNS = ("spend_per_child", "agency_share", "turnover")

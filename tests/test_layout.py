@@ -1,4 +1,5 @@
-"""Package layout: no import cycle in src/socialgradient, no long module without a stated reason."""
+"""Package layout (issue 28): folders by concern whose imports run one way (down the layers),
+no import cycle, few modules at the top, no long module without a stated reason."""
 
 from __future__ import annotations
 
@@ -6,8 +7,34 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "socialgradient"
-MAX_LINES = 450
+MAX_LINES = 400  # a module this long says why in its docstring's first paragraph
+HARD_LINES = 500  # and none is longer ...
+#: ... but these, to be split when the model becomes terms (issue 28, item 2); the list only
+#: shrinks: a module that fits again must leave it.
+OVER_HARD = {
+    "socialgradient.release.disclosure",  # being rewritten (issue 27): not moved apart now
+    "socialgradient.util.outputs",  # the write protocol, recovery and verify: one concern
+    "socialgradient.sampling._nutpie",  # the private fast path and its on-disk cache
+}
 REASON = "over 400 lines because"
+#: The layers, lowest first. A module's layer is its folder under src/socialgradient (or, at
+#: the top, its own name); it imports its own layer and lower ones, never a higher one.
+LAYERS = (
+    ("socialgradient", "_moved"),  # the package itself (its version) and the old paths
+    ("util",),  # atomic writes, file hashes, output sets, progress
+    ("spec", "resources"),  # the frozen spec; the package's data and models
+    ("data",),  # the input contract, synthetic England, public sources, census ingest
+    ("model",),
+    ("sampling",),
+    ("results",),
+    ("release",),
+    ("panel",),
+    ("study",),
+    ("api",),  # the one Python facade
+    ("_subcommands",),  # the command line's building blocks and its data/census subcommands
+    ("cli",),  # the command line
+)
+MAX_TOP = 10  # modules (.py files) directly under src/socialgradient
 
 
 def _modules() -> dict[str, Path]:
@@ -45,9 +72,56 @@ def _imports(name: str, path: Path, modules) -> set[str]:
     return found
 
 
-def test_no_import_cycle():
+def _graph() -> dict[str, set[str]]:
     modules = _modules()
-    graph = {name: _imports(name, path, modules) for name, path in modules.items()}
+    return {name: _imports(name, path, modules) for name, path in modules.items()}
+
+
+def layer_of(name: str) -> int:
+    """The rank in :data:`LAYERS` of module ``name`` (from its folder under the package)."""
+    parts = name.split(".")
+    where = parts[1] if len(parts) > 1 else parts[0]
+    for rank, names in enumerate(LAYERS):
+        if where in names:
+            return rank
+    raise AssertionError(f"{name}: its folder {where!r} is in no layer of LAYERS")
+
+
+def upward(graph: dict[str, set[str]]) -> list[str]:
+    """Every import of a higher layer, as ``"importer -> imported"``."""
+    return [f"{a} -> {b}" for a, targets in sorted(graph.items()) for b in sorted(targets)
+            if layer_of(b) > layer_of(a)]
+
+
+def test_imports_run_down_the_layers():
+    assert upward(_graph()) == []
+
+
+def test_the_layer_check_sees_an_upward_import():
+    # the check itself: a data module importing the model, and the model the facade
+    graph = {"socialgradient.data.schema": {"socialgradient.model.build"},
+             "socialgradient.model.build": {"socialgradient.api", "socialgradient.util.files"}}
+    assert upward(graph) == ["socialgradient.data.schema -> socialgradient.model.build",
+                             "socialgradient.model.build -> socialgradient.api"]
+
+
+def test_every_folder_says_its_purpose_in_one_line():
+    for init in sorted(PACKAGE.rglob("__init__.py")):
+        doc = ast.get_docstring(ast.parse(init.read_text(encoding="utf-8"))) or ""
+        first = doc.split("\n")[0]
+        assert first.endswith("."), (init, first)
+        assert len(first) <= 100, (init, first)
+    top = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()}
+    assert top == {n for names in LAYERS for n in names if (PACKAGE / n).is_dir()}
+
+
+def test_few_modules_at_the_top():
+    top = sorted(p.name for p in PACKAGE.glob("*.py"))
+    assert len(top) <= MAX_TOP, top
+
+
+def test_no_import_cycle():
+    graph = _graph()
     state: dict[str, int] = {}  # 1: on the current path, 2: done
 
     def visit(node, path):
@@ -68,18 +142,27 @@ def test_no_import_cycle():
 def test_the_graph_sees_function_level_imports():
     modules = _modules()
     cli = _imports("socialgradient.cli", modules["socialgradient.cli"], modules)
-    assert "socialgradient.data.census.returns" in cli  # imported inside _census
-    assert "socialgradient.panel" in cli
+    sub = _imports("socialgradient._subcommands", modules["socialgradient._subcommands"],
+                   modules)
+    assert "socialgradient.data.census.returns" in sub  # imported inside _census
+    assert "socialgradient.panel.model" in cli  # imported inside _dispatch
+
+
+def test_no_module_over_the_hard_limit():
+    lines = {name: len(path.read_text(encoding="utf-8").splitlines())
+             for name, path in _modules().items()}
+    over = {name for name, n in lines.items() if n > HARD_LINES}
+    assert over == OVER_HARD, {n: lines[n] for n in over ^ OVER_HARD}
 
 
 def test_long_modules_state_why():
     long = []
     for name, path in _modules().items():
         text = path.read_text(encoding="utf-8")
-        if len(text.splitlines()) >= MAX_LINES:
+        if len(text.splitlines()) > MAX_LINES:
             doc = ast.get_docstring(ast.parse(text)) or ""
             head = " ".join(doc.split("\n\n")[0].split())
             if REASON not in head.lower():
                 long.append(f"{name} ({len(text.splitlines())} lines)")
-    assert not long, (f"modules of {MAX_LINES}+ lines without '{REASON} ...' in the first "
+    assert not long, (f"modules over {MAX_LINES} lines without '{REASON} ...' in the first "
                       f"paragraph of their docstring: {long}")

@@ -10,12 +10,13 @@ import pytensor
 import pytensor.tensor as pt
 import pytest
 
-from socialgradient import families
-from socialgradient import model as model_module
 from socialgradient.api import default_data
 from socialgradient.data.synthetic.england import simulate
-from socialgradient.families import Rows
-from socialgradient.model import EFFECTS, NeighbourhoodData, build_model, dispersion, la_effects
+from socialgradient.model import build as model_module
+from socialgradient.model import families
+from socialgradient.model.build import build_model, dispersion, la_effects
+from socialgradient.model.data import EFFECTS, NeighbourhoodData
+from socialgradient.model.families import Rows
 from socialgradient.spec import Spec
 
 N_LA = 15
@@ -174,8 +175,8 @@ def test_intercept_only_centring_is_the_same_multivariate_normal():
     """LAs centring both effects, the intercept alone, or neither: theta = centre + L z with
     z standard normal in every block, so draws of la_effect have mean ``centre`` and
     covariance L L^T whatever the block (20,000 prior draws per LA)."""
-    from socialgradient import parameterisation
-    from socialgradient.model import la_theta
+    from socialgradient.model import parameterisation
+    from socialgradient.model.build import la_theta
 
     n_la, draws = 6, 20_000
     counts = np.array([2, 1, 0, 1, 0, 2])
@@ -199,7 +200,7 @@ def test_intercept_only_centring_is_the_same_multivariate_normal():
 def test_auto_centres_informative_las_only():
     """England-sized counts pin the LA spreads down (sd(log tau) < 0.1): every LA is centred;
     a sparse outcome on small LAs: almost none."""
-    from socialgradient import parameterisation
+    from socialgradient.model import parameterisation
 
     table = simulate(seed=3, scale=1.0).table
     dense = NeighbourhoodData.from_table(table, "referrals")

@@ -1,6 +1,6 @@
 """The model language: families, moderators, LA-effect geometry, priors, prediction.
 
-Recovery tables are drawn from the model itself (:mod:`socialgradient.forward`) at stated
+Recovery tables are drawn from the model itself (:mod:`socialgradient.model.forward`) at stated
 truths on real-shaped geography (LSOAs of the default England, its ``rural`` flag and the
 LA table's ``spend_per_child``).
 """
@@ -15,10 +15,11 @@ import pymc as pm
 import pytest
 
 import socialgradient.api as sg
-from socialgradient import forward, report
 from socialgradient.cli import main
 from socialgradient.data.schema import InputError, validate
-from socialgradient.moderators import validate_la_table
+from socialgradient.model import forward
+from socialgradient.model.moderators import validate_la_table
+from socialgradient.release import report
 from socialgradient.spec import Priors, Spec, load_spec
 
 LA_DATA = "data/las.parquet"
@@ -184,8 +185,8 @@ def test_moderators_fit_and_report(moderated):
     assert post["la_moderator_effect"].dims == ("chain", "draw", "la_moderator", "effect")
     assert np.isfinite(tree["log_likelihood"]["events"].values).all()
     # The saved fit re-encodes to the same data (LOO, replicates, report from the file).
-    from socialgradient.fit import data_hash
-    from socialgradient.predict import encoded_data
+    from socialgradient.sampling.fit import data_hash
+    from socialgradient.sampling.predict import encoded_data
 
     assert data_hash(encoded_data(tree)) == tree.attrs["data_hash"]
 
@@ -193,8 +194,8 @@ def test_moderators_fit_and_report(moderated):
 def test_predict_known_and_new_las(moderated):
     """For the fit's own rows, predict reproduces the model's mean (moderators included);
     a new LA's rows carry the between-LA spread."""
-    from socialgradient import predict
-    from socialgradient.predict import encoded_data
+    from socialgradient.sampling import predict
+    from socialgradient.sampling.predict import encoded_data
 
     table, tree = moderated
     pred = sg.predict(tree, table)

@@ -1,13 +1,13 @@
 """The cached-callback fast path against the NEWEST nutpie and PyTensor on the index.
 
-socialgradient.callbacks uses private APIs of nutpie, PyTensor and numba; pyproject.toml caps
+socialgradient.sampling._nutpie uses private APIs of nutpie, PyTensor and numba; pyproject.toml caps
 them at their next minor, and a mismatch falls back to nutpie's public compilation with a
 FastPathWarning. This test installs the package into a fresh venv (a real one, no system
 site packages) with its dependencies, then upgrades nutpie and PyTensor to the newest the
 index has (past the caps if there are newer ones: pip reports the conflict and installs
 them), and in new processes compiles and samples a small model: it must complete, by the
 fast path or by the fallback with its one warning, never a crash, and draw what nutpie's
-public compilation draws. The second process fits through ``socialgradient.fit`` and so
+public compilation draws. The second process fits through ``socialgradient.sampling.fit`` and so
 loads what the first cached. It prints the versions and the path taken. Slow and needs the
 network (``make test-slow``); skipped when the index cannot be reached.
 """
@@ -30,9 +30,10 @@ SCRIPT = textwrap.dedent("""
     import importlib.metadata as md, json, sys, time, warnings
     import numpy as np
     import nutpie
-    from socialgradient import callbacks
+    from socialgradient.sampling import _nutpie as callbacks
     from socialgradient.data.synthetic.england import simulate
-    from socialgradient.model import NeighbourhoodData, build_model
+    from socialgradient.model.data import NeighbourhoodData
+    from socialgradient.model.build import build_model
     from socialgradient.spec import Sampling, Spec
 
     t = simulate(seed=5, scale=0.2).table
@@ -55,7 +56,7 @@ SCRIPT = textwrap.dedent("""
             out["same_draws_as_public"] = bool(np.array_equal(ours, theirs))
             out["loaded"] = callbacks._is_ours(compiled) and compiled.logp_func is None
         else:
-            from socialgradient.fit import fit
+            from socialgradient.sampling.fit import fit
             tree = fit(data, spec, progressbar=False)
             out["compile_s"] = round(float(tree.attrs["compile_seconds"]), 1)
             out["b_w_mean"] = float(tree["posterior"]["b_w"].mean())

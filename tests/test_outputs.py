@@ -1,4 +1,4 @@
-"""Output sets (:mod:`socialgradient.outputs`): whole or not at all, verified by a manifest.
+"""Output sets (:mod:`socialgradient.util.outputs`): whole or not at all, verified by a manifest.
 
 The kill test SIGKILLs a writer of output sets at random moments (60 times, half of them
 with the two-rename fallback instead of ``renameat2``): before any recovery a reader either
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from socialgradient import outputs
+from socialgradient.util import outputs
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
@@ -30,7 +30,7 @@ LOOP = textwrap.dedent(
     """
     import os, sys
     from pathlib import Path
-    from socialgradient import outputs
+    from socialgradient.util import outputs
     if os.environ.get("NO_EXCHANGE"):
         outputs._EXCHANGE_AVAILABLE = False
     out, gen = Path(sys.argv[1]), int(sys.argv[2])

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 import socialgradient
-from socialgradient import api, cli, fit, resources
+from socialgradient import api, cli, resources
+from socialgradient.sampling import fit
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "src" / "socialgradient"

@@ -12,7 +12,8 @@ import pytest
 from socialgradient.cli import parser
 from socialgradient.data.schema import InputError
 from socialgradient.data.sources.geo import DFE_MERGES, harmonised_la
-from socialgradient.panel import (
+from socialgradient.panel.data import assemble_panel, harmonise, la_deprivation
+from socialgradient.panel.model import (
     PanelSpec,
     build_panel_model,
     diagnose_panel,
@@ -21,7 +22,6 @@ from socialgradient.panel import (
     load_panel_spec,
     write_panel,
 )
-from socialgradient.panel_data import assemble_panel, harmonise, la_deprivation
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 MODELS = Path(__file__).resolve().parents[1] / "models"
@@ -187,7 +187,7 @@ def test_tiny_fit_recovers_between_la_gradient(tmp_path):
 
 @needs_shared
 def test_real_panel_builds():
-    from socialgradient.panel_data import build_panel
+    from socialgradient.panel.data import build_panel
 
     panel, report = build_panel(SHARED, "referrals")
     assert report["years"] == [2013, 2025]
@@ -203,7 +203,7 @@ def test_real_panel_builds():
 @needs_shared
 @pytest.mark.slow
 def test_real_panel_fit_passes():
-    from socialgradient.panel_data import build_panel
+    from socialgradient.panel.data import build_panel
 
     panel, report = build_panel(SHARED, "referrals")
     tree = fit_panel(panel, load_panel_spec(MODELS / "la_panel_referrals.toml"), report)
@@ -221,7 +221,7 @@ def fake_panel_fit(monkeypatch, panel, seed=1):
     import pymc as pm
     import xarray as xr
 
-    from socialgradient import panel as panel_module
+    from socialgradient.panel import model as panel_module
 
     def prior_sample(model, s, progressbar=False, **nuts):
         with model:
@@ -245,7 +245,7 @@ def test_write_panel_is_a_verified_set(tmp_path, monkeypatch):
     import json
 
     from sets import assert_release_clean
-    from socialgradient import outputs
+    from socialgradient.util import outputs
 
     panel = synthetic_panel(n_la=12, years=range(2018, 2021))
     tree = fake_panel_fit(monkeypatch, panel)
@@ -277,7 +277,7 @@ def test_killing_write_panel_keeps_a_whole_set(tmp_path, monkeypatch):
     import xarray as xr
 
     from sets import kill_while_writing
-    from socialgradient.fit import save
+    from socialgradient.sampling.fit import save
 
     panel = synthetic_panel(n_la=12, years=range(2018, 2021))
     panel.to_parquet(tmp_path / "panel.parquet")

@@ -5,16 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 from matplotlib.collections import LineCollection, PolyCollection
 from matplotlib.figure import Figure
 
 from fakes import fake_tree
-from socialgradient import maps, plots
-from socialgradient.checks import deprivation_decile, ppc
-from socialgradient.gradients import describe, la_table, national, rate_curve
-from socialgradient.panel_data import read_boundaries
+from socialgradient.results import maps, plots
+from socialgradient.results.checks import deprivation_decile, ppc
+from socialgradient.results.gradients import describe, la_table, national, rate_curve
+from socialgradient.results.maps import read_boundaries
 
 N_LA = 6
 
@@ -125,7 +126,7 @@ def test_la_forest_falls_back_to_codes(tree):
 
 
 def test_la_name_coordinate_survives_save_load(tree, tmp_path):
-    from socialgradient.fit import load, save
+    from socialgradient.sampling.fit import load, save
 
     const = tree["constant_data"]
     assert const["la_name"].dims == ("la",)
@@ -171,6 +172,30 @@ def test_la_map_one_patch_per_matched_la(tree):
     centre = np.log(float(np.exp(_post(tree)["b_w"]).median()))
     lo, hi = fitted.get_clim()
     assert (lo + hi) / 2 == pytest.approx(centre)  # diverging around the national median
+
+
+@needs_boundaries
+def test_the_panel_map_is_the_same_choropleth():
+    """The panel's LA map (write_panel) is maps.choropleth over its units: one patch per
+    unit with a value, the others grey, the scale centred at 0 (log rate ratios)."""
+    from socialgradient.panel.data import map_units
+
+    rings = read_boundaries(maps.find_boundaries(BOUNDARIES))
+    units = ["E06000001", "E06000002", "E09000012", "E10000002"]
+    coded, report = map_units(rings, units)
+    values = pd.Series([0.3, -0.1, 0.2, np.nan], index=units)
+    fig = maps.choropleth(values, coded, title="LA effects", label="LA effect (log scale)")
+    ax = fig.axes[0]
+    fitted = next(c for c in ax.collections if c.get_gid() == "fitted")
+    grey = next(c for c in ax.collections if c.get_gid() == "no_fit")
+    drawn = [u for u in units[:3] if u in {c for c, _ in coded}]
+    assert len(drawn) == 3
+    assert len(fitted.get_paths()) == 3  # the unit without a value is grey
+    np.testing.assert_allclose(fitted.get_array(), [0.3, -0.1, 0.2])
+    assert len(grey.get_paths()) == len({c for c, _ in coded}) - 3
+    lo, hi = fitted.get_clim()
+    assert (lo, hi) == pytest.approx((-0.3, 0.3))
+    assert report["boundary_codes"] == 151
 
 
 def test_la_map_without_boundaries_says_what_is_missing(tree, tmp_path, monkeypatch):
@@ -249,7 +274,7 @@ def test_drawing_does_not_import_jax():
     import sys
 
     code = (
-        "import io, sys, arviz_base, socialgradient.plots as p\n"
+        "import io, sys, arviz_base, socialgradient.results.plots as p\n"
         "assert type(sys.modules['jax']).__name__ == '_LazyModule'\n"
         "p._forget_unloaded_jax()\n"
         "from matplotlib.figure import Figure\n"

@@ -44,7 +44,8 @@ from pathlib import Path
 
 import pytest
 
-from socialgradient import cli, outputs
+from socialgradient import cli
+from socialgradient.util import outputs
 from test_outputs import LOOP, generation_of, write_set
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -299,7 +300,7 @@ PRELUDE = textwrap.dedent(
             pass
         else:
             raise SystemExit(f"the prelude does not block {_probe!r}")
-    from socialgradient import outputs as _outputs
+    from socialgradient.util import outputs as _outputs
     _outputs._EXCHANGE_AVAILABLE = False
     _outputs._WINDOWS = True
     """
@@ -320,7 +321,7 @@ FIT_AND_WRITE = """
     import json, os, sys
     from pathlib import Path
     import socialgradient.api as api
-    from socialgradient import outputs
+    from socialgradient.util import outputs
     from fakes import fake_tree
 
     renames = []
@@ -367,7 +368,7 @@ def test_api_imports_fits_and_writes_a_set_without_posix_modules(tmp_path):
 KILL_AT = """
     import os, shutil, signal, sys
     from pathlib import Path
-    from socialgradient import outputs
+    from socialgradient.util import outputs
 
     out, gen, kill_at, phase = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
     ops = 0
@@ -504,7 +505,7 @@ def test_the_lock_is_the_kernels_and_dies_with_its_holder(tmp_path):
         """
         import sys, time
         from pathlib import Path
-        from socialgradient import outputs
+        from socialgradient.util import outputs
         with outputs._locked(Path(sys.argv[1])):
             print("held", flush=True)
             time.sleep(120)
@@ -625,8 +626,11 @@ def test_a_killed_probe_is_cleared_by_the_next_writer(tmp_path):
 @pytest.fixture
 def no_work(monkeypatch):
     """Every heavy step of the commands, replaced by a recorder."""
-    from socialgradient import api, calibrate, fit, panel, suite
+    from socialgradient import api
     from socialgradient.data.synthetic import england
+    from socialgradient.panel import model as panel
+    from socialgradient.sampling import fit
+    from socialgradient.study import calibrate, suite
 
     calls = []
     for module, name in ((api, "fit"), (fit, "fit"), (fit, "load"), (suite, "run"),

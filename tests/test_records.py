@@ -17,16 +17,16 @@ from scipy.optimize import minimize
 from scipy.special import expit
 
 from socialgradient.data.census import linkage
-from socialgradient.data.synthetic.england import load_calibration
-from socialgradient.data.synthetic.records import simulate_records
-from socialgradient.data.synthetic.records_model import (
+from socialgradient.data.deprivation import decompose
+from socialgradient.data.records import (
     AGE_RANGE,
     DFE_REFERRED_CHILDREN_PER_10K,
     LEVEL_SHIFT,
     OUTCOME_LEVELS,
     TABLE_COLUMNS,
 )
-from socialgradient.deprivation import decompose
+from socialgradient.data.synthetic.england import load_calibration
+from socialgradient.data.synthetic.records import simulate_records
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ import json
 import pytest
 
 import socialgradient.api as sg
-from socialgradient.calibrate import NATIONAL
-from socialgradient.testing import assert_converged, assert_covers, assert_ppc
+from socialgradient.results.testing import assert_converged, assert_covers, assert_ppc
+from socialgradient.study.calibrate import NATIONAL
 
 pytestmark = pytest.mark.slow
 

@@ -17,12 +17,16 @@ from scipy.optimize import linprog
 
 from fakes import fake_table, fake_tree
 from sets import assert_release_clean, kill_while_writing
-from socialgradient import checks, cli, fit, outputs, report
-from socialgradient.checks import deprivation_decile
+from socialgradient import cli
 from socialgradient.data import schema
-from socialgradient.fit import assemble
-from socialgradient.model import NeighbourhoodData
+from socialgradient.model.data import NeighbourhoodData
+from socialgradient.release import report
+from socialgradient.results import checks
+from socialgradient.results.checks import deprivation_decile
+from socialgradient.sampling import fit
+from socialgradient.sampling.fit import assemble
 from socialgradient.spec import Spec
+from socialgradient.util import outputs
 
 
 def fit_like(table: pd.DataFrame, chains: int = 2, draws: int = 40, seed: int = 0,
@@ -141,7 +145,7 @@ def test_release_on_tiny_las_is_safe(tmp_path, seed):
     assert not {"primary", "secondary"} & {k for e in entries for k in e}
     assert sum(e.get("suppressed", 0) for e in entries) == len(hidden)
     # figures drawn from gated numbers only: the gradient curve's points are gated rates
-    from socialgradient import plots
+    from socialgradient.results import plots
 
     parts, decile = report.gate(tree, report.disclosure.Rule())
     x, rate = report._gated_decile_rates(tree, parts, decile)
@@ -342,7 +346,7 @@ def test_killing_data_build_keeps_a_whole_set(tmp_path):
 def test_suite_refits_a_spec_whose_set_is_incomplete(tmp_path, monkeypatch):
     from dask.distributed import Client
 
-    from socialgradient import suite
+    from socialgradient.study import suite
 
     table = fake_table(4, 8)
     models = tmp_path / "models"

@@ -10,10 +10,10 @@ import pytest
 
 from approx import assert_close, assert_frame_close
 from socialgradient.data.census import linkage
+from socialgradient.data.records import TABLE_COLUMNS
 from socialgradient.data.synthetic import sample
 from socialgradient.data.synthetic.england import DEFAULT_SEED
 from socialgradient.data.synthetic.records import simulate_records
-from socialgradient.data.synthetic.records_model import TABLE_COLUMNS
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "records_sample"
 

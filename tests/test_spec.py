@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from socialgradient.panel import PanelSpec, load_panel_spec
+from socialgradient.panel.model import PanelSpec, load_panel_spec
 from socialgradient.spec import Priors, RecordsTable, Sampling, Spec, SpecError, load_spec
 
 ROOT = Path(__file__).resolve().parents[1]

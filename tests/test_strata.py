@@ -9,9 +9,10 @@ import pytensor.tensor as pt
 import pytest
 
 import socialgradient.api as sg
+from socialgradient.data.deprivation import decompose
 from socialgradient.data.schema import InputError, validate
-from socialgradient.deprivation import decompose
-from socialgradient.model import NeighbourhoodData, build_model, la_effects
+from socialgradient.model.build import build_model, la_effects
+from socialgradient.model.data import NeighbourhoodData
 from socialgradient.spec import Spec
 from textbook import assert_same_density, observe
 

@@ -14,15 +14,16 @@ import pytensor.tensor as pt
 import pytest
 
 import socialgradient.api as sg
-from socialgradient import findings, predict
 from socialgradient.data.census import linkage
+from socialgradient.data.deprivation import decompose
+from socialgradient.data.records import AGES, single_year_population
 from socialgradient.data.schema import InputError, validate
 from socialgradient.data.synthetic import england
 from socialgradient.data.synthetic.records import simulate_records
-from socialgradient.data.synthetic.records_model import AGES, single_year_population
-from socialgradient.deprivation import decompose
-from socialgradient.model import build_model, la_effects
+from socialgradient.model.build import build_model, la_effects
+from socialgradient.sampling import predict
 from socialgradient.spec import Spec, load_spec
+from socialgradient.study import findings
 from textbook import assert_same_density, observe
 
 BANDS = {"0-4": 5, "5-9": 5, "10-15": 6}  # band -> years

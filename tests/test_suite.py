@@ -15,8 +15,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from socialgradient import cli, outputs, suite
+from socialgradient import cli
 from socialgradient.data.synthetic.england import simulate
+from socialgradient.study import suite
+from socialgradient.util import outputs
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 # Tiny fits with PyMC's own NUTS: these tests are about the suite (resume, kills, tables), and

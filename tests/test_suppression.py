@@ -1,4 +1,4 @@
-"""The secondary suppression search (socialgradient.suppression): every hidden cell's range,
+"""The secondary suppression search (socialgradient.release.suppression): every hidden cell's range,
 recomputed here independently (scipy's linprog on every published constraint), is at least
 the protection level wide, or the cell is reported as bounded by published totals; on linked
 sets of thousands of cells; silently (HiGHS's banner never reaches a command's output)."""
@@ -15,7 +15,7 @@ from hypothesis.extra.numpy import arrays
 from scipy import sparse
 from scipy.optimize import linprog
 
-from socialgradient import suppression
+from socialgradient.release import suppression
 
 P = 5
 

@@ -10,13 +10,13 @@ import pandas as pd
 import pytest
 
 from approx import assert_close, assert_frame_close
+from socialgradient.data.deprivation import decompose
 from socialgradient.data.synthetic.calibration import (
     build_calibration,
     read_calibration,
     write_calibration,
 )
 from socialgradient.data.synthetic.england import OUTCOMES, Synthetic, simulate, write
-from socialgradient.deprivation import decompose
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data"

@@ -86,7 +86,7 @@ def test_wheel_installs_beside_other_numpy_pandas_and_fits(tmp_path):
     assert result["verdict"] in ("PASS", "WARN", "FAIL")  # 50 draws: it ran, not converged
     assert not result["jax"], "the core install pulled in jax: it belongs to the numpyro extra"
     # The numpyro extra is not installed: its sampler says how to get it.
-    err = subprocess.run([bin_ / "python", "-c", "from socialgradient.fit import "
+    err = subprocess.run([bin_ / "python", "-c", "from socialgradient.sampling.fit import "
                           "require_numpyro; require_numpyro()"], env=env, cwd=away,
                          capture_output=True, text=True)
     assert "socialgradient[numpyro]" in err.stderr

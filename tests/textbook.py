@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pymc as pm
 
-from socialgradient.model import dispersion
+from socialgradient.model.build import dispersion
 
 MODE = "FAST_COMPILE"
 

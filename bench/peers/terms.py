@@ -3,7 +3,7 @@
     .venv/bin/python bench/peers/terms.py [--out bench/peers]      (needs Rscript + glmmTMB:
                                                                    bench/peers/install.sh)
 
-Each case draws a table from the model at a stated truth (``socialgradient.forward``) on
+Each case draws a table from the model at a stated truth (``socialgradient.model.forward``) on
 real-shaped geography (LSOAs of the default England with its ``rural`` flag, the LA table's
 ``spend_per_child``), fits it with socialgradient's default spec (4 x 1,000 + 1,000 draws)
 and with glmmTMB (Laplace, the same formula, the same centring), and reports for each
@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 
 import socialgradient.api as sg
-from socialgradient import forward
-from socialgradient.deprivation import decompose
+from socialgradient.data.deprivation import decompose
+from socialgradient.model import forward
 
 ROOT = Path(__file__).resolve().parents[2]
 GLMMTMB = {"(Intercept)": "a", "w": "b_w", "m_c": "b_b", "w:m_c": "b_x",

@@ -28,23 +28,22 @@ import pandas as pd
 import pymc as pm
 import xarray as xr
 
-from socialgradient import (
-    checks,
-    joint,
-    la_outcome,
-    moderators,
-    parameterisation,
-    report,
-    resources,
-)
-from socialgradient import fit as _fit
-from socialgradient import predict as _predict
+from socialgradient import resources
 from socialgradient.data import schema
 from socialgradient.data.census import linkage
 from socialgradient.data.synthetic import england, records
-from socialgradient.model import NeighbourhoodData, build_model
+from socialgradient.model import encode as _encode
+from socialgradient.model import parameterisation
+from socialgradient.model.build import build_model
+from socialgradient.model.data import NeighbourhoodData  # noqa: F401 (API)
+from socialgradient.release import joint as joint_release
+from socialgradient.release import report
+from socialgradient.results import checks
+from socialgradient.results.testing import assert_converged, assert_covers, assert_ppc  # noqa: F401 (API)
+from socialgradient.sampling import fit as _fit
+from socialgradient.sampling import joint as joint_fit
+from socialgradient.sampling import predict as _predict
 from socialgradient.spec import RecordsTable, Spec, load_spec  # noqa: F401 (API)
-from socialgradient.testing import assert_converged, assert_covers, assert_ppc  # noqa: F401 (API)
 
 load = schema.load
 load_fit = _fit.load
@@ -84,13 +83,13 @@ def default_data() -> pd.DataFrame:
 
 def records_table(spec: Spec | RecordsTable, scale: float | None = None):
     """The aggregate of the synthetic child records a spec with ``[records]`` is fitted to
-    (:func:`socialgradient.aggregates.build`): ``.table`` (model input), ``.truth`` (the
+    (:func:`socialgradient.study.aggregates.build`): ``.table`` (model input), ``.truth`` (the
     records' truth), ``.dropped`` (rows left out, by reason), ``.linkage`` (the linkage
     report's counts). ``scale`` overrides the simulation's scale (e.g. 0.05 for a quick look).
     """
     from dataclasses import replace
 
-    from socialgradient import aggregates
+    from socialgradient.study import aggregates
 
     source = spec.records if isinstance(spec, Spec) else spec
     if source is None:
@@ -104,46 +103,7 @@ def _spec(spec: Spec | str, **changes) -> Spec:
     return spec.replace(**changes)
 
 
-def encode(table: pd.DataFrame, spec: Spec | str, stratum: str = "",
-           exposure: str = "children", la_table: pd.DataFrame | None = None, *,
-           events: bool = True) -> NeighbourhoodData:
-    """Validate ``table`` (and the LA table of the spec's LA moderators) and encode it.
-
-    ``spec`` is a :class:`Spec` or an outcome name (then ``stratum`` and ``exposure`` say
-    the rest). ``la_table`` overrides reading the spec's ``la_data``. ``events`` (default):
-    refuse an outcome with no events (:func:`socialgradient.data.schema.require_events`:
-    ``no_events``, ``every_trial_an_event``), which a fit would answer with its prior;
-    ``False`` for what does not look at the counts (:func:`prior_predictive`).
-    """
-    if isinstance(spec, str):
-        spec = Spec(spec, stratum=stratum, exposure=exposure)
-    if spec.outcomes:  # the joint threshold model: one encoding per threshold
-        joint.check_spec(spec)
-        valid = schema.validate(table, list(spec.outcomes))
-        if events:
-            schema.require_events(valid, list(spec.outcomes))
-        return [NeighbourhoodData.from_table(valid, o) for o in spec.outcomes]
-    strata = spec.strata or spec.stratum or None  # several columns, or one as before
-    valid = schema.validate(table, [spec.outcome], strata, spec.exposure,
-                            trials=spec.trials, moderators=spec.neighbourhood_moderators,
-                            trend=spec.stratum_trend)
-    if events:
-        schema.require_events(valid, [spec.outcome], spec.trials)
-    lo = spec.la_outcome
-    if lo is not None:  # its columns named, then checked as counts
-        la_outcome.check_columns(table, lo)
-        extra = [c for c in (lo.count, lo.trials) if c != spec.outcome]
-        schema.validate(table, extra)
-    las = None
-    la_columns = [*spec.la_moderators,
-                  *[c for c in (lo.covariates if lo else ()) if c not in spec.la_moderators]]
-    if la_columns:
-        raw = la_table if la_table is not None else moderators.read_la_table(spec.la_data)
-        las = moderators.validate_la_table(raw, la_columns, valid["la"].unique())
-    return NeighbourhoodData.from_table(
-        valid, spec.outcome, strata, spec.exposure, trials=spec.trials,
-        moderators=spec.neighbourhood_moderators, la_table=las,
-        la_moderators=spec.la_moderators, la_outcome_spec=lo, trend=spec.stratum_trend)
+encode = _encode.encode
 
 
 def build(table: pd.DataFrame, spec: Spec | str = "referrals", *,
@@ -180,26 +140,26 @@ def fit(
     spec = _spec(spec, **changes)
     data = encode(table, spec, la_table=la_table)
     if spec.outcomes:
-        return joint.fit(data, spec, progressbar=progressbar)
+        return joint_fit.fit(data, spec, progressbar=progressbar)
     return _fit.fit(data, spec, progressbar=progressbar, pointwise=pointwise)
 
 
 def la_gradients(tree: xr.DataTree) -> pd.DataFrame:
     """One row per LA (per threshold, in a ``threshold`` column, for a joint fit): gradient
     and rank with 95%/80% ETIs, size and observed rate (unprotected: see ``write``)."""
-    names = joint.outcomes(tree)
+    names = joint_fit.outcomes(tree)
     if not names:
         return report.la_gradients(tree)
-    return pd.concat([report.la_gradients(joint.view(tree, o)).assign(threshold=o)
+    return pd.concat([report.la_gradients(joint_fit.view(tree, o)).assign(threshold=o)
                       for o in names], ignore_index=True).pipe(
         lambda t: t[["threshold", *[c for c in t.columns if c != "threshold"]]])
 
 
 def plot(tree: xr.DataTree, kind: str):
     """One figure: ``gradient_curve``, ``la_caterpillar``, ``la_forest``, ``la_map`` (needs
-    the ONS boundaries, see :func:`socialgradient.maps.find_boundaries`),
+    the ONS boundaries, see :func:`socialgradient.results.maps.find_boundaries`),
     ``inverse_intervention`` or ``ppc``."""
-    from socialgradient import plots
+    from socialgradient.results import plots
 
     kinds = plots.FIGURES
     if kind not in kinds:
@@ -210,7 +170,7 @@ def plot(tree: xr.DataTree, kind: str):
 def prior_predictive(table: pd.DataFrame, spec: Spec | str = "referrals", draws: int = 1000,
                      seed: int = 0, la_table: pd.DataFrame | None = None, **changes) -> dict:
     """What the priors of ``spec`` imply on ``table`` before seeing its counts:
-    :func:`socialgradient.checks.prior_predictive` on the validated, encoded table (whose
+    :func:`socialgradient.results.checks.prior_predictive` on the validated, encoded table (whose
     counts may be all zero). ``draws``: 1 to 1,000,000; ``seed``: 0 to 2**32 - 1 (as a
     spec's ``sampling.draws`` and ``sampling.seed``), else a ValueError naming them."""
     _setting("draws", draws, 1, 1_000_000)
@@ -233,15 +193,15 @@ def _setting(name: str, value, lo: int, hi: int) -> None:
 def summarise(tree: xr.DataTree, diagnostics: dict | None = None) -> dict:
     """The headline quantities with 95%/80% ETIs and the diagnostics (``summary.json``);
     for a joint threshold fit also every threshold and the steepening probabilities."""
-    if joint.outcomes(tree):
-        return joint.summary(tree, diagnostics)
+    if joint_fit.outcomes(tree):
+        return joint_release.summary(tree, diagnostics)
     return report.summary(tree, diagnostics)
 
 
 def write(tree: xr.DataTree, out_dir, **kwargs) -> dict:
     """Write the fit's output set (``release/``, ``internal/``, manifest), all or nothing."""
-    if joint.outcomes(tree):
-        return joint.write(tree, out_dir, **kwargs)
+    if joint_fit.outcomes(tree):
+        return joint_release.write(tree, out_dir, **kwargs)
     return report.write(tree, out_dir, **kwargs)
 
 
@@ -263,20 +223,20 @@ def read_returns(*args, **kwargs):
     return returns.read_returns(*args, **kwargs)
 
 
-# -- the between-LA panel on the real DfE tables (socialgradient.panel) ----------------------
+# -- the between-LA panel on the real DfE tables (socialgradient.panel.model) ----------------------
 def load_panel_spec(path):
     """A panel spec (``models/la_panel_*.toml``, e.g. ``sg.MODELS / "la_panel_referrals.toml"``)."""
-    from socialgradient import panel
+    from socialgradient.panel import model as panel
 
     return panel.load_panel_spec(path)
 
 
 def build_panel(shared_dir, spec) -> tuple[pd.DataFrame, dict]:
-    """The LA x year panel of ``spec`` (a :class:`~socialgradient.panel.PanelSpec`) from the
+    """The LA x year panel of ``spec`` (a :class:`~socialgradient.panel.model.PanelSpec`) from the
     shared public data folder ``shared_dir``: ``(panel, report)``, as ``socialgradient
     panel`` builds it (reorganised areas merged onto one geography when the spec says so)."""
     from socialgradient.data.sources.geo import DFE_MERGES
-    from socialgradient.panel_data import build_panel as build
+    from socialgradient.panel.data import build_panel as build
 
     return build(shared_dir, spec.measure, spec.first_year, spec.last_year or None,
                  DFE_MERGES if spec.dfe_merges else ())
@@ -290,43 +250,43 @@ def panel_data_missing(shared_dir) -> list[str]:
 
 def fit_panel(panel: pd.DataFrame, spec, report: dict | None = None,
               progressbar: bool = False) -> xr.DataTree:
-    """Fit the panel model: :func:`socialgradient.panel.fit_panel`."""
-    from socialgradient import panel as _panel
+    """Fit the panel model: :func:`socialgradient.panel.model.fit_panel`."""
+    from socialgradient.panel import model as _panel
 
     return _panel.fit_panel(panel, spec, report, progressbar=progressbar)
 
 
 def diagnose_panel(tree: xr.DataTree) -> dict:
     """:func:`diagnose` over the panel model's parameters."""
-    from socialgradient import panel
+    from socialgradient.panel import model as panel
 
     return panel.diagnose_panel(tree)
 
 
 def summarise_panel(tree: xr.DataTree, diagnostics: dict | None = None) -> dict:
     """The panel's headline numbers (gradient by year, its change, la_sd, phi, diagnostics)."""
-    from socialgradient import panel
+    from socialgradient.panel import model as panel
 
     return panel.summarise_panel(tree, diagnostics)
 
 
 def gradient_by_year(tree: xr.DataTree) -> pd.DataFrame:
     """The between-LA gradient per year: median, 95% and 80% ETIs."""
-    from socialgradient import panel
+    from socialgradient.panel import model as panel
 
     return panel.gradient_by_year(tree)
 
 
 def panel_la_table(tree: xr.DataTree, panel: pd.DataFrame) -> pd.DataFrame:
     """One row per LA of a panel fit: deprivation, observed rate, LA effect with 95% ETI."""
-    from socialgradient import panel as _panel
+    from socialgradient.panel import model as _panel
 
     return _panel.la_table(tree, panel)
 
 
 def plot_panel(tree: xr.DataTree, kind: str, panel: pd.DataFrame | None = None):
     """A panel figure: ``gradient_by_year`` or ``la_scatter`` (needs ``panel``)."""
-    from socialgradient import panel as _panel
+    from socialgradient.panel import model as _panel
 
     if kind == "gradient_by_year":
         return _panel.plot_gradient(tree)
@@ -339,6 +299,6 @@ def plot_panel(tree: xr.DataTree, kind: str, panel: pd.DataFrame | None = None):
 
 def write_panel(tree: xr.DataTree, panel: pd.DataFrame, out_dir, boundaries=None) -> dict:
     """Write the panel's output set (``release/``, ``internal/``), all or nothing."""
-    from socialgradient import panel as _panel
+    from socialgradient.panel import model as _panel
 
     return _panel.write_panel(tree, panel, out_dir, boundaries)

@@ -1,5 +1,6 @@
 """One analysis, as a frozen spec loaded from a TOML file in ``models/``.
-(over 400 lines because it holds every spec dataclass with its typed validation.)
+(over 400 lines because it holds every spec dataclass with its documented fields; their typed
+validation is in :mod:`socialgradient.util.typed`.)
 
 A spec holds values only. Its canonical JSON and that JSON's hash are stored in a fitted
 result's attrs, so a saved fit can be checked against the spec that made it.
@@ -19,7 +20,7 @@ Example ``models/national_referrals.toml``::
     la_effects = "auto"        # "centred", "noncentred" or "auto" (per LA, by information)
     target_accept = 0.8
 
-    [priors]                   # scales (and a's mean); defaults in socialgradient.model
+    [priors]                   # scales (and a's mean); defaults in socialgradient.model.build
     b_w = 1.0
 
     [la_outcome]               # an LA-level outcome on the LA gradients (la_outcome.py)
@@ -28,7 +29,7 @@ Example ``models/national_referrals.toml``::
     adjust = ["spend_per_child"]  # la_data columns; LA deprivation m_c is always in
 
     [records]                  # only for specs fitted to the synthetic child records
-    by = ["ethnicity"]         # (socialgradient.aggregates builds and caches the table)
+    by = ["ethnicity"]         # (socialgradient.study.aggregates builds and caches the table)
     scale = 0.2
 
     [sampling]
@@ -42,13 +43,10 @@ Example ``models/national_referrals.toml``::
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import json
-import math
 import re
 import tomllib
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,12 +54,16 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from socialgradient.util.typed import (
+    SpecError,
+    _check_keys,
+    _convert,
+    _names,
+    _prepare,
+    _validate,
+)
 
-class SpecError(ValueError):
-    """A spec key or value that is not allowed. The message names the key by its full path
-    (``sampling.draws``, ``priors.b_w``, ``records.by``), the value given and what is
-    allowed. A ``ValueError``, so callers that catch those still do."""
-
+SpecError.__module__ = __name__  # the spec's error, documented and raised as spec.SpecError
 
 #: A spec's ``name`` becomes a folder under ``--out`` (``socialgradient suite``): a plain name,
 #: no ``/``, ``\``, ``..``, absolute path or leading dot.
@@ -109,162 +111,7 @@ SAMPLERS: tuple[str, ...] = typing.get_args(Sampler)
 LA_EFFECTS: tuple[str, ...] = typing.get_args(LAEffects)
 
 
-def _check_keys(raw: dict, allowed: set[str], where: str) -> None:
-    """Unknown keys are an error (a misspelt key would otherwise be a default in silence)."""
-    unknown = sorted(set(raw) - allowed)
-    if unknown:
-        table = f"[{where}]" if where else "spec"
-        raise SpecError(f"unknown key(s) {unknown} in {table}; allowed: {sorted(allowed)}")
-
-
 # -- checking values against the field types (msgspec) --------------------------------------
-
-@functools.cache
-def _hints(cls) -> dict[str, object]:
-    """Field name -> annotation (with its ``Annotated`` rules) of a spec dataclass."""
-    hints = typing.get_type_hints(cls, include_extras=True)
-    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
-
-
-def _names(cls) -> set[str]:
-    return {f.name for f in dataclasses.fields(cls)}
-
-
-def _strip(tp):
-    """The type under ``Annotated[...]``."""
-    return typing.get_args(tp)[0] if typing.get_origin(tp) is Annotated else tp
-
-
-def _table_type(tp):
-    """The spec dataclass a field holds (``Priors``, ``RecordsTable | None``), else None."""
-    tp = _strip(tp)
-    for t in (tp, *typing.get_args(tp)):
-        if dataclasses.is_dataclass(t):
-            return t
-    return None
-
-
-def _usual(tp, value):
-    """A value in the forms specs always took: a tuple field given one item (``by =
-    "age_band"``, ``years = 2019``) as a list of one; numpy's float64 as a float."""
-    if isinstance(value, float) and type(value) is not float:
-        return float(value)
-    tp = _strip(tp)
-    if typing.get_origin(tp) is tuple:
-        item = typing.get_args(tp)[0]
-        if isinstance(value, item) and not isinstance(value, bool):
-            return [value]
-    return value
-
-
-_PLAIN = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
-_MANY = {str: "strings", int: "integers", float: "numbers"}
-
-
-def _describe(tp) -> str:
-    """What a field allows, in words (its ``msgspec.Meta`` description, else from its type)."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin is Annotated:
-        described = [m.description for m in args[1:] if isinstance(m, msgspec.Meta)]
-        return described[0] if described and described[0] else _describe(args[0])
-    if origin is Literal:
-        return "one of " + ", ".join(map(repr, args))
-    if origin in (typing.Union, types.UnionType):
-        kinds = [a for a in args if a is not type(None)]
-        text = " or ".join(_describe(a) for a in kinds)
-        return text + (" (or left out)" if len(kinds) < len(args) else "")
-    if origin is tuple:
-        one = _describe(args[0])
-        return f"a list of {_MANY.get(args[0], one)} (or one {one.split(' ', 1)[-1]})"
-    if dataclasses.is_dataclass(tp):
-        return f"a table with keys {', '.join(sorted(_names(tp)))}"
-    return _PLAIN.get(tp, getattr(tp, "__name__", str(tp)))
-
-
-def _bad(key: str, value, tp) -> str:
-    """The message of a value that breaks its field's rule."""
-    allowed = _describe(tp)
-    if typing.get_origin(_strip(tp)) is Literal:
-        return f"unknown {key.rsplit('.', 1)[-1]} {value!r}: {key} must be {allowed}"
-    return f"{key} must be {allowed}, got {value!r} ({type(value).__name__})"
-
-
-def _prepare(raw, cls, where: str):
-    """A parsed mapping ready for msgspec: unknown keys refused (at every level), values in
-    their usual forms (:func:`_usual`); nested tables likewise."""
-    if not isinstance(raw, dict):
-        return raw  # msgspec says what is wrong with it
-    _check_keys(raw, _names(cls), where.rstrip("."))
-    hints = _hints(cls)
-    out = {}
-    for name, value in raw.items():
-        table = _table_type(hints[name])
-        out[name] = (_prepare(value, table, f"{where}{name}.") if table is not None
-                     else _usual(hints[name], value))
-    return out
-
-
-def _convert(raw, cls, where: str):
-    """``msgspec.convert`` of a prepared mapping into the frozen dataclass ``cls`` (its
-    ``__post_init__`` runs), every failure a :class:`SpecError` that names the key."""
-    try:
-        return msgspec.convert(raw, type=cls, strict=True)
-    except msgspec.ValidationError as err:
-        cause = err.__cause__
-        if isinstance(cause, SpecError):  # a rule of the spec's own __post_init__
-            raise cause from None
-        if isinstance(cause, ValueError | TypeError):
-            raise SpecError(str(cause)) from cause
-        raise SpecError(_explain(str(err), raw, cls, where)) from None
-
-
-_AT = re.compile(r" - at `\$(?P<path>[^`]*)`$")
-_MISSING = re.compile(r"Object missing required field `(?P<name>[^`]+)`")
-
-
-def _explain(message: str, raw, cls, where: str) -> str:
-    """msgspec's message (``Expected `int`, got `str` - at `$.sampling.draws```) said with
-    the full key, the value given and what the field allows."""
-    at = _AT.search(message)
-    path = re.sub(r"\[\d+\]", "|", at["path"]).split("|")[0] if at else ""
-    names = [n for n in path.split(".") if n]
-    missing = _MISSING.search(message)
-    value, tp = raw, cls
-    for name in names:
-        tp = _hints(_table_type(tp))[name]
-        value = value.get(name) if isinstance(value, dict) else None
-    if missing:
-        name = missing["name"]
-        key = where + ".".join([*names, name])
-        return f"{key} is required: {_describe(_hints(_table_type(tp))[name])}"
-    if not names:  # the whole mapping is not one
-        return f"{where.rstrip('.') or 'spec'} must be {_describe(cls)}, got {raw!r}"
-    return _bad(where + ".".join(names), value, tp)
-
-
-def _validate(obj) -> None:
-    """Check every field of a spec dataclass against its type (msgspec, strict) in its
-    ``__post_init__``, so a spec built in Python (``Spec(...)``, ``replace``) meets the rules
-    a loaded one does: a nested table given as a dict becomes its dataclass, a list a tuple;
-    an int in a float field stays an int (the canonical JSON, and so the hash, keep it)."""
-    where = type(obj)._where
-    for name, tp in _hints(type(obj)).items():
-        value = getattr(obj, name)
-        key = where + name
-        table = _table_type(tp)
-        if table is not None and isinstance(value, dict):
-            new = _convert(_prepare(value, table, key + "."), table, key + ".")
-        else:
-            value = _usual(tp, value)
-            try:
-                new = msgspec.convert(value, type=tp, strict=True)
-            except msgspec.ValidationError:
-                raise SpecError(_bad(key, value, tp)) from None
-            if isinstance(new, float) and not math.isfinite(new):
-                raise SpecError(_bad(key, value, tp))
-        if new is not getattr(obj, name):
-            object.__setattr__(obj, name, new)
-
 
 @dataclass(frozen=True)
 class Sampling:
@@ -284,7 +131,7 @@ class Sampling:
 
 @dataclass(frozen=True)
 class Priors:
-    """Prior scales of the national model (units in :mod:`socialgradient.model`).
+    """Prior scales of the national model (units in :mod:`socialgradient.model.build`).
 
     Each value is the standard deviation (scale) of a Normal or half-Normal prior, except
     ``a_mean`` (the intercept's prior mean, on the link scale: None = the family's default,
@@ -316,7 +163,7 @@ class Priors:
 @dataclass(frozen=True)
 class RecordsTable:
     """The table a spec is fitted to when it is built from the synthetic child records
-    (``[records]`` in a spec file; :mod:`socialgradient.aggregates` builds and caches it).
+    (``[records]`` in a spec file; :mod:`socialgradient.study.aggregates` builds and caches it).
 
     ``by``: strata of the aggregate (``age_band``, ``gender``, ``ethnicity``; () for one row
     per LSOA); ``groups``: column groups of
@@ -358,7 +205,7 @@ class LAOutcome:
     ``rereferrals``); ``trials``: the column whose LA totals are its trials (e.g.
     ``referrals``); ``adjust``: LA covariates, columns of the spec's ``la_data`` (LA
     deprivation ``m_c`` is always in; naming it is allowed). See
-    :mod:`socialgradient.la_outcome`.
+    :mod:`socialgradient.model.la_outcome`.
     """
 
     count: str
@@ -383,7 +230,7 @@ class LAOutcome:
 
 class SpecMethods:
     """JSON, hash, ``replace`` and ``from_dict`` for any frozen spec dataclass that has a
-    ``sampling: Sampling`` field (:class:`Spec`, :class:`socialgradient.panel.PanelSpec`)."""
+    ``sampling: Sampling`` field (:class:`Spec`, :class:`socialgradient.panel.model.PanelSpec`)."""
 
     def to_json(self) -> str:
         """Canonical JSON (sorted keys), the form stored with results."""

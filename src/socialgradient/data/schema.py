@@ -178,7 +178,7 @@ def read_table(path) -> pd.DataFrame:
         ``unknown_format``, ``file_not_found``, ``empty_file``, ``undecodable``,
         ``unreadable`` or ``duplicate_column`` (two header cells with the same name).
     """
-    from socialgradient import outputs  # standard library only
+    from socialgradient.util import outputs  # standard library only
 
     try:
         path = outputs.table_of(path)

@@ -20,8 +20,8 @@ import re
 from pathlib import Path
 from typing import NamedTuple
 
+from socialgradient.data import records as rec
 from socialgradient.data.sources.download import REGISTRY, fetch, sha256_of
-from socialgradient.data.synthetic import records_model as rec
 
 YEARS = tuple(range(2019, 2025))
 

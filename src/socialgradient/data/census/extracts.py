@@ -31,7 +31,7 @@ codes separated by ``factor_separator``). Codes are those of
 :mod:`socialgradient.data.census.returns`.
 
 :func:`read_extract` returns the same
-:class:`~socialgradient.data.synthetic.records_model.Records` tables as the XML reader, so
+:class:`~socialgradient.data.records.Records` tables as the XML reader, so
 :func:`socialgradient.data.census.linkage.aggregate` links and counts them;
 a blank LSOA, a repeated episode or an LSOA in another LA reach the linkage report under
 ``missing_lsoa``, ``duplicate_episode`` and ``la_mismatch``. Problems of the mapping raise
@@ -57,11 +57,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from socialgradient.data import records as rec
 from socialgradient.data.census import returns as cx
 from socialgradient.data.census.frames import _period
 from socialgradient.data.census.read import DATE_RANGE
 from socialgradient.data.schema import fail
-from socialgradient.data.synthetic import records_model as rec
 
 DATES = ("referral_date", "date_of_birth", "assessment_date", "cin_plan_start", "cin_plan_end",
          "cp_plan_start", "cp_plan_end", "looked_after_start", "closure_date")
@@ -173,7 +173,7 @@ def read_extract(path, mapping, geography: pd.DataFrame,
     Returns
     -------
     (records, report)
-        :class:`~socialgradient.data.synthetic.records_model.Records` and a
+        :class:`~socialgradient.data.records.Records` and a
         :class:`~socialgradient.data.census.returns.ReadReport` (``line``: 0-based data row).
     """
     if errors not in ("raise", "report"):

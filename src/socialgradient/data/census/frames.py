@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from socialgradient.data import records as rec
 from socialgradient.data.schema import fail
-from socialgradient.data.synthetic import records_model as rec
 
 CHILD_LSOA_COLUMNS = ("la", "child_id", "lsoa")  # optional: year
 LOOKED_AFTER_COLUMNS = ("la", "child_id", "looked_after_start")  # optional: year

@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from socialgradient.data import records as rec
 from socialgradient.data.schema import CODE_PATTERNS
-from socialgradient.data.synthetic import records_model as rec
 
 REASONS = ("duplicate_episode", "unknown_child", "ambiguous_child", "missing_lsoa",
            "invalid_lsoa", "lsoa_not_in_geography", "la_mismatch")
@@ -192,7 +192,7 @@ def aggregate(records: rec.Records, by: Sequence[str] = ("age_band",),
     by : sequence of str
         Strata among ``year, age_band, gender, ethnicity, age``; ``()`` gives one row per
         LSOA. ``age`` (single years, the child's age at 31 March) takes its denominators
-        from :func:`~socialgradient.data.synthetic.records_model.single_year_population`
+        from :func:`~socialgradient.data.records.single_year_population`
         (``children`` is then a float: a band's children split evenly over its years).
     outcomes : sequence of str
         Column groups among :data:`GROUPS` (thresholds, factors, cp_categories, repeats,
@@ -260,7 +260,7 @@ def write(records: rec.Records, out_dir, by: Sequence[str] = ("age_band",)) -> d
     import json
     from pathlib import Path
 
-    from socialgradient.files import atomic_write
+    from socialgradient.util.files import atomic_write
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

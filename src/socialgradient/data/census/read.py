@@ -3,8 +3,8 @@
 
 :func:`read_returns` parses returns into the child-level tables (``children``, ``episodes``,
 ``factors``) that :func:`socialgradient.data.census.linkage.link` /
-:func:`~socialgradient.data.census.linkage.aggregate` take. Parsing uses ``lxml`` (real source
-lines, ``sourceline``) and falls back to the standard library without it.
+:func:`~socialgradient.data.census.linkage.aggregate` take. Parsing uses ``lxml`` (a dependency:
+real source lines, ``sourceline``).
 
 Checks, in order:
 
@@ -57,7 +57,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import xml.etree.ElementTree as StdET
 import xml.parsers.expat as expat
 from pathlib import Path
 
@@ -109,14 +108,6 @@ def _value(el, tag):
     return v.strip() or None if v is not None else None
 
 
-def _std_lines(data: bytes, tag: str) -> list[int]:
-    """Line of each ``<tag`` start tag, in document order (standard-library fallback)."""
-    starts = [m.start() for m in re.finditer(rb"<(?:[\w.-]+:)?" + tag.encode() + rb"[\s/>]",
-                                             data)]
-    newlines = np.flatnonzero(np.frombuffer(data, np.uint8) == 10)
-    return (np.searchsorted(newlines, np.asarray(starts, np.int64)) + 1).tolist()
-
-
 class _Prolog(Exception):
     """The prolog scan is over (a DOCTYPE read, or the first element reached)."""
 
@@ -164,39 +155,30 @@ def _doctype(path: Path, data: bytes, found: dict | None = None) -> None:
 
 
 def _parse(path: Path):
-    """(root element, lxml document or None, bytes); malformed XML -> InputError with line;
+    """(root element, lxml document, bytes); malformed XML -> InputError with line;
     a DOCTYPE -> ``dtd_not_allowed`` before any parse."""
     try:
         data = Path(path).read_bytes()
     except OSError as err:
         raise fail("file_not_found", f"cannot read {path}: {err}") from err
     _doctype(path, data)
-    if cc.have_lxml():
-        from lxml import etree
+    from lxml import etree
 
-        parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
-                                 dtd_validation=False, huge_tree=True)
-        try:
-            root = etree.fromstring(data, parser)
-        except etree.XMLSyntaxError as err:
-            line, col = err.position
-            raise fail("malformed_xml", f"{path}: line {line}, column {col}: "
-                       f"{err.msg}") from err
-        doc = root.getroottree()
-        info = doc.docinfo  # e.g. an encoding the prolog scan could not read
-        if info.doctype or info.internalDTD is not None:
-            dtd = info.internalDTD
-            _doctype(path, data, {"name": info.root_name, "internal": dtd is not None,
-                                  "entities": [e.name for e in dtd.iterentities()]
-                                  if dtd is not None else []})
-    else:
-        try:
-            root = StdET.fromstring(data)
-        except StdET.ParseError as err:
-            line, col = err.position
-            raise fail("malformed_xml", f"{path}: line {line}, column {col + 1}: "
-                       f"{err}") from err
-        doc = None
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
+                             dtd_validation=False, huge_tree=True)
+    try:
+        root = etree.fromstring(data, parser)
+    except etree.XMLSyntaxError as err:
+        line, col = err.position
+        raise fail("malformed_xml", f"{path}: line {line}, column {col}: "
+                   f"{err.msg}") from err
+    doc = root.getroottree()
+    info = doc.docinfo  # e.g. an encoding the prolog scan could not read
+    if info.doctype or info.internalDTD is not None:
+        dtd = info.internalDTD
+        _doctype(path, data, {"name": info.root_name, "internal": dtd is not None,
+                              "entities": [e.name for e in dtd.iterentities()]
+                              if dtd is not None else []})
     if isinstance(root.tag, str) and root.tag.startswith("{"):  # strip a default namespace
         for el in root.iter():
             if isinstance(el.tag, str) and el.tag.startswith("{"):
@@ -243,14 +225,7 @@ def _first(nodes, tag):
 def _flat(path: Path, root, data: bytes, la: str, year: int) -> tuple[list[dict], list]:
     """Rows (one per CINdetails, or one per child without any) and factor codes."""
     kids = root.find("Children").findall("Child")
-    std = not hasattr(root, "sourceline")
-    if std:
-        lines = _std_lines(data, "Child")
-        ep_lines = iter(_std_lines(data, "CINdetails"))
-        if len(lines) != len(kids):  # e.g. a tag inside a comment: fall back to positions
-            lines = [0] * len(kids)
-    else:
-        lines = [k.sourceline for k in kids]
+    lines = [k.sourceline for k in kids]
     rows, factors = [], []
     for child, line in zip(kids, lines, strict=True):
         ids = child.find("ChildIdentifiers")
@@ -265,7 +240,7 @@ def _flat(path: Path, root, data: bytes, la: str, year: int) -> tuple[list[dict]
             rows.append(base)
         for k, d in enumerate(details):
             row = dict(base, has_episode=True, episode_no=k,
-                       episode_line=next(ep_lines, 0) if std else d.sourceline)
+                       episode_line=d.sourceline)
             for tag, col in _EPISODE_LEAVES.items():
                 row[col] = _value(d, tag)
             ass = d.findall("Assessments")

@@ -4,7 +4,7 @@ Each return validates against its year's XSD and obeys the census validation rul
 year (issue 31; :mod:`socialgradient.data.census.rules`: every error rule, query rules at
 stated rates). Built with :mod:`lxml.etree` (issue 28), never by string concatenation.
 
-:func:`write_returns` writes :class:`~socialgradient.data.synthetic.records_model.Records` as
+:func:`write_returns` writes :class:`~socialgradient.data.records.Records` as
 one return per LA per collection year in the DfE layout (element order, optional blocks and
 code lists of that year's schema, :mod:`socialgradient.data.census.codes`), plus the tables the
 return lacks. The layout (``?``: optional, ``*``: repeated)::
@@ -60,10 +60,10 @@ import numpy as np
 import pandas as pd
 from lxml import etree
 
+from socialgradient.data import records as rec
 from socialgradient.data.census import codes as cc
 from socialgradient.data.schema import fail
-from socialgradient.data.synthetic import records_model as rec
-from socialgradient.files import atomic_write
+from socialgradient.util.files import atomic_write
 
 #: Share of children of school age (5 or over on 31 March) written without a UPN and without a
 #: reason (rule 8770Q, a query): those on no school roll. An assumption (issue 31): no

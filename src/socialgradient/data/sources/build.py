@@ -56,7 +56,7 @@ from socialgradient.data.sources import (
     read_ruc,
 )
 from socialgradient.data.sources.base import check_codes
-from socialgradient.files import atomic_write
+from socialgradient.util.files import atomic_write
 
 COLUMNS = ["lsoa", "la", "la_name", "children", "income", "rural", "lsoa_name", "lad",
            "lad_name", "utla19", "ruc11cd", "imd_score", "imd_rank", "idaci_rank",

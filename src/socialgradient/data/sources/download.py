@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from socialgradient.data.schema import fail
+from socialgradient.util.files import sha256_of
 
 _DFE = ("https://raw.githubusercontent.com/dfe-analytical-services/CSC_outcomes_and_enablers/"
         "2f5d11a431050523dab58810083259d3313029ae/data-raw/")
@@ -96,14 +97,6 @@ for _year, _digest in (
     REGISTRY[f"cin_schema_{_year}"] = Entry(_LIIA + f"CIN_schema_{_year}.xsd",
                                             f"cin_census/CIN_schema_{_year}.xsd", _digest,
                                             "DfE (liia-tools copy)")
-
-
-def sha256_of(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def fetch(url: str, dest, sha256: str | None, *, allow_unverified: bool = False,

@@ -343,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from socialgradient import progress
+    from socialgradient.util import progress
 
     progress.configure()
     raise SystemExit(main())

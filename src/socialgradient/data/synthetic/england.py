@@ -17,7 +17,7 @@ How it is made (steps 1-3 draw from one ``numpy.random.Generator`` seeded with `
    Children per LSOA are log-normal with the LA's mean and SD, correlated (0.33 on the
    log/logit scale, as observed) with deprivation. Within each LA the LA's share of LSOAs is
    rural, chosen with a preference for the less deprived ones.
-2. **Decomposition.** :func:`socialgradient.deprivation.decompose` on the final (rounded)
+2. **Decomposition.** :func:`socialgradient.data.deprivation.decompose` on the final (rounded)
    income and children gives ``w`` (within-LA deprivation), ``m_c`` (LA deprivation relative
    to the national mean ``x_bar``), all in 10-percentage-point units.
 3. **LA effects and counts.** For each threshold, ``(a_la, b_la) ~ MVN((a + b_b m_c,
@@ -60,9 +60,9 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit, ndtr, ndtri
 
+from socialgradient.data.deprivation import UNIT, decompose
 from socialgradient.data.synthetic import context
-from socialgradient.deprivation import UNIT, decompose
-from socialgradient.files import atomic_write
+from socialgradient.util.files import atomic_write
 
 log = logging.getLogger(__name__)
 DEFAULT_SEED = 2021
@@ -265,7 +265,7 @@ def simulate(
         True parameters of some thresholds, ``{outcome: {a, gradient, b_b, sigma_a, sigma_b,
         rho, phi[, b_x]}}`` (as in :data:`PARAMETERS`, ``b_x`` defaulting to :data:`B_X`),
         replacing those of :data:`PARAMETERS` for the outcomes given (the calibration study
-        draws them, :mod:`socialgradient.calibrate`). The neighbourhoods (every column but
+        draws them, :mod:`socialgradient.study.calibrate`). The neighbourhoods (every column but
         the counts) do not depend on it; counts of later outcomes share the random stream
         and so change too. Without it (the default) the table and truth are exactly the
         default England's.
@@ -378,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from socialgradient import progress
+    from socialgradient.util import progress
 
     progress.configure()
     raise SystemExit(main())

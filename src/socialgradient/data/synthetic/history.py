@@ -42,7 +42,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from socialgradient.data.synthetic import records_model as r
+from socialgradient.data import records as r
 from socialgradient.data.synthetic import timeline
 
 GAP_DAYS = (1, 60)  # days from an earlier episode's closure to the next referral

@@ -67,8 +67,8 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit, logit
 
-from socialgradient.data.synthetic import england, history, timeline
-from socialgradient.data.synthetic.records_model import (
+from socialgradient.data.deprivation import decompose
+from socialgradient.data.records import (
     AGE_BANDS,
     AGE_RANGE,
     CP_CATEGORIES,
@@ -96,8 +96,8 @@ from socialgradient.data.synthetic.records_model import (
     piecewise_exponential,
     referral_sources,
 )
+from socialgradient.data.synthetic import england, history, timeline
 from socialgradient.data.synthetic.records_truth import build_truth
-from socialgradient.deprivation import decompose
 
 
 def _centred(dim: str) -> dict:

@@ -10,9 +10,9 @@ import math
 
 import numpy as np
 
+from socialgradient.data import records as r
+from socialgradient.data.deprivation import UNIT
 from socialgradient.data.synthetic import england
-from socialgradient.data.synthetic import records_model as r
-from socialgradient.deprivation import UNIT
 
 DEFINITIONS = {
     "seed": "seed of simulate_records",
@@ -206,7 +206,7 @@ def la_outcome_coefficient(part: dict, covariates: dict | None = None,
     """The realised coefficient of ``term`` (``b_la``, ``m_c`` or a covariate) in the least
     squares over LAs of ``expected_logit`` on 1, ``b_la``, ``m_c`` and ``covariates``
     (``{name: {la code: value}}``), over the LAs with children at risk: what the la_outcome
-    model (:mod:`socialgradient.la_outcome`) estimates. ``part`` is
+    model (:mod:`socialgradient.model.la_outcome`) estimates. ``part`` is
     ``truth["la_outcomes"][flag]``."""
     covariates = covariates or {}
     codes = sorted(c for c, v in part["la"].items() if v["at_risk"] > 0)

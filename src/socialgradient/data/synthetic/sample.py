@@ -24,9 +24,9 @@ import sys
 import pandas as pd
 
 from socialgradient.data.census import linkage
+from socialgradient.data.records import Records
 from socialgradient.data.synthetic import england
 from socialgradient.data.synthetic.records import simulate_records
-from socialgradient.data.synthetic.records_model import Records
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from socialgradient import progress
+    from socialgradient.util import progress
 
     progress.configure()
     raise SystemExit(main())

@@ -1,0 +1,11 @@
+"""The model, independent of any one spec.
+
+The data every model reads (:mod:`~socialgradient.model.data`), families, parameterisation,
+moderators, the LA outcome, the joint threshold model's build, the forward simulation, and
+the PyMC builder (:mod:`~socialgradient.model.build`).
+"""
+
+from socialgradient._moved import old_names
+
+# socialgradient.model was a module: its old names still resolve, with a DeprecationWarning.
+__getattr__ = old_names(__name__)

@@ -1,0 +1,271 @@
+r"""Likelihood families: each one object that owns its link, log density and replicates.
+
+A family says everything the rest of the package needs to know about the distribution of
+a row's count given its linear predictor :math:`\eta` (LA effects, strata, moderators; no
+offset):
+
+==========  =====  ================================  ==========  ===========================
+family      link   mean of y                         extra       exp(slope) is a ...
+==========  =====  ================================  ==========  ===========================
+poisson     log    :math:`n \exp(\eta)`              --          rate ratio
+negbin      log    :math:`n \exp(\eta)`, variance    ``phi``     rate ratio
+                   :math:`\mu + \mu^2/\phi` (NB2)
+binomial    logit  :math:`N\,\mathrm{logit}^{-1}      --          odds ratio
+                   (\eta)` of ``trials`` N
+==========  =====  ================================  ==========  ===========================
+
+(:math:`n` is the exposure, ``children`` unless the spec names another column; a binomial
+row's exposure is its number of trials, e.g. re-referrals out of referrals.)
+
+The model (:mod:`socialgradient.model.build`) writes every family's log likelihood as
+:math:`\sum_i y_i \eta_i + \text{normaliser}(\eta)`: the first part collapses to per-LA
+sums because :math:`\eta` is linear in the LA effects, so a family supplies only
+:meth:`Family.normaliser`, the part that must run over rows. :meth:`Family.pointwise` and
+:meth:`Family.replicate` give the per-row log likelihood and posterior predictive draws
+after sampling (numpy, one chain at a time), :meth:`Family.observed` the textbook
+per-row PyMC likelihood (for ``pm.sample_posterior_predictive`` and for the tests that
+prove the fast form equals it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+from scipy import special
+
+
+@dataclass(frozen=True)
+class Rows:
+    """A family's view of the data, rows in the model's order (sorted by LA).
+
+    ``y`` the counts, ``log_exposure`` log of the exposure (unused by the binomial),
+    ``trials`` the binomial's trials (None otherwise).
+    """
+
+    y: np.ndarray
+    log_exposure: np.ndarray
+    trials: np.ndarray | None = None
+    exceedances: np.ndarray | None = None  # NB2's K_j (from ``y`` when None)
+    tail: np.ndarray | None = None  # NB2's runs above EXACT_COUNTS (see ``_tail``)
+
+    def as_data(self, prefix: str = "rows_") -> Rows:
+        """The same rows as named ``pm.Data`` in the current model, ``prefix`` + field.
+
+        The data are then inputs of the compiled model instead of constants inside it, so
+        the compiled log density (cached on disk by PyTensor's numba backend) serves every
+        table of the same structure: a new England-sized table, every LA centred, compiled in
+        20 s against 38 s (shared 2-core machine), while a refit of the same table in a new
+        process compiles slower than with constants (19-22 s against 13-16 s, 20 LAs).
+        """
+        exceed, tail = ((_exceedances(self.y), _tail(self.y)) if self.exceedances is None
+                        else (self.exceedances, self.tail))
+        return Rows(
+            y=pm.Data(f"{prefix}y", self.y),
+            log_exposure=pm.Data(f"{prefix}log_exposure", self.log_exposure),
+            trials=None if self.trials is None else pm.Data(f"{prefix}trials", self.trials),
+            exceedances=pm.Data(f"{prefix}exceedances", exceed),
+            # only with a count above EXACT_COUNTS: other tables keep the graph they had
+            tail=None if tail is None else pm.Data(f"{prefix}tail", tail),
+        )
+
+
+@dataclass(frozen=True)
+class Family:
+    """One likelihood family (see the module table)."""
+
+    name: str
+    link: str  # "log" or "logit"
+    scale: str  # what exp(slope) is: "rate ratio" or "odds ratio"
+    parameters: tuple[str, ...] = ()  # family parameters in the posterior (e.g. "phi")
+    a_prior_mean: float = -4.0  # default prior mean of the intercept a, on the link scale
+
+    # -- inside the model --------------------------------------------------------------
+    def add_parameters(self, priors) -> dict:
+        """Create the family's parameters in the current model context; name -> tensor."""
+        if self.name != "negbin":
+            return {}
+        inv_sqrt_phi = pm.HalfNormal("inv_sqrt_phi", priors.inv_sqrt_phi)
+        return {"phi": pm.Deterministic("phi", 1.0 / pt.square(inv_sqrt_phi))}
+
+    def normaliser(self, eta, rows: Rows, params: dict, stable: bool = True):
+        """The log likelihood minus :math:`\\sum y\\eta`, up to a data-only constant.
+
+        ``stable`` (negative binomial only): the form that keeps its precision as
+        phi -> infinity, the Poisson limit. ``False`` is the cheaper form for data that rule
+        that limit out (:func:`overdispersed`): half the cost per gradient evaluation on
+        England (bench/language.md), exact to 1e-4 nats on 33,000 rows up to phi = 1e6.
+        """
+        if self.name == "poisson":
+            return -pt.sum(pt.exp(rows.log_exposure + eta))
+        if self.name == "negbin":
+            # With mu = n e^eta,
+            #   log NB2(y | mu, phi) = sum_{j<y} log1p(j / phi) + y log mu - lgamma(y + 1)
+            #                          - (y + phi) log1p(mu / phi).
+            # The first sum is lgamma(y + phi) - lgamma(phi) - y log(phi) without the
+            # cancellation of two huge lgammas (0.5 nats of noise at phi = 1e11 on 2,000 rows
+            # made chains stick); it depends on the data only through K_j = #{rows: y > j}.
+            # K_j runs over j < EXACT_COUNTS one j at a time; above, over the runs of j
+            # between consecutive distinct counts in closed form (``_log_rising``), so the
+            # cost does not grow with max(y).
+            phi = params["phi"]
+            k_j, tail = ((_exceedances(rows.y), _tail(rows.y)) if rows.exceedances is None
+                         else (rows.exceedances, rows.tail))
+            j = pt.arange(k_j.shape[0])
+            counts = pt.sum(k_j * pt.log1p(j / phi))
+            sum_y = pt.sum(k_j)  # sum(y) as sum_j K_j: the same integer, not over every row
+            if tail is not None:
+                counts = counts + pt.sum(tail[2] * _log_rising(tail[0], tail[1], phi, pt))
+                sum_y = sum_y + pt.sum(tail[2] * (tail[1] - tail[0]))
+            if not stable:
+                # log1p(mu / phi) = log(mu + phi) - log(phi): one libm log per row instead
+                # of log1p (numba calls glibc, whose log1p costs about 10 ns more a row);
+                # its rounding, phi * eps * log(phi) a row, is what the stable form avoids.
+                mu = pt.exp(rows.log_exposure + eta)
+                return (counts + (sum_y + rows.y.shape[0] * phi) * pt.log(phi)
+                        - pt.sum((rows.y + phi) * pt.log(mu + phi)))
+            # exp(.) times 1/phi, not exp(. - log phi): PyTensor rewrites log1p(exp(x)) to
+            # a branchy softplus; and one scalar reciprocal, not a division per row.
+            r = pt.exp(rows.log_exposure + eta) * pt.reciprocal(phi)
+            return counts - pt.sum((rows.y + phi) * pt.log1p(r))
+        # binomial: y eta - N log(1 + e^eta)
+        return -pt.sum(rows.trials * pt.softplus(eta))
+
+    def observed(self, name: str, eta, rows: Rows, params: dict, dims: str):
+        """The textbook per-row likelihood as an observed PyMC variable."""
+        if self.name == "poisson":
+            return pm.Poisson(name, mu=pt.exp(rows.log_exposure + eta), observed=rows.y,
+                              dims=dims)
+        if self.name == "negbin":
+            return pm.NegativeBinomial(name, mu=pt.exp(rows.log_exposure + eta),
+                                       alpha=params["phi"], observed=rows.y, dims=dims)
+        return pm.Binomial(name, n=rows.trials, logit_p=eta, observed=rows.y, dims=dims)
+
+    # -- after sampling (numpy, dims (draw, row)) --------------------------------------
+    def pointwise(self, eta: np.ndarray, rows: Rows, params: dict) -> np.ndarray:
+        """Log likelihood of each row's count, dims (draw, row)."""
+        y = rows.y
+        if self.name == "binomial":
+            n = rows.trials
+            log_choose = (special.gammaln(n + 1) - special.gammaln(y + 1)
+                          - special.gammaln(n - y + 1))
+            return log_choose + y * eta - n * np.logaddexp(0.0, eta)
+        log_mu = eta + rows.log_exposure
+        log_y_factorial = special.gammaln(y + 1)
+        if self.name == "poisson":
+            return y * log_mu - np.exp(log_mu) - log_y_factorial
+        phi = params["phi"][:, None]
+        # The stable form of the model's normaliser (see ``normaliser``): sum_{j<y}
+        # log1p(j/phi) from a table up to EXACT_COUNTS, above it in closed form.
+        top = min(max(int(y.max()), 1), EXACT_COUNTS)
+        j = np.arange(top)
+        table = np.concatenate(
+            [np.zeros((phi.shape[0], 1)), np.cumsum(np.log1p(j / phi), axis=1)], axis=1)
+        small = np.minimum(y, top)
+        counts = table[:, small]
+        big = np.flatnonzero(y > top)
+        if big.size:
+            counts[:, big] += _log_rising(float(top), y[big].astype(float), phi, np)
+        return (
+            counts
+            + y * log_mu
+            - log_y_factorial
+            - (y + phi) * np.log1p(np.exp(log_mu - np.log(phi)))
+        )
+
+    def replicate(self, eta: np.ndarray, rows: Rows, params: dict,
+                  rng: np.random.Generator) -> np.ndarray:
+        """One posterior predictive count per draw and row, dims (draw, row)."""
+        if self.name == "binomial":
+            return rng.binomial(rows.trials.astype(np.int64), special.expit(eta))
+        rate = np.exp(eta + rows.log_exposure)
+        if self.name == "negbin":
+            phi = params["phi"][:, None]
+            rate = rng.gamma(phi, rate / phi)
+        return rng.poisson(rate)
+
+    def inverse_link(self, eta):
+        """Mean per unit of exposure (a rate) or per trial (a probability)."""
+        return special.expit(eta) if self.link == "logit" else np.exp(eta)
+
+
+FAMILIES: dict[str, Family] = {
+    "poisson": Family("poisson", "log", "rate ratio"),
+    "negbin": Family("negbin", "log", "rate ratio", parameters=("phi",)),
+    "binomial": Family("binomial", "logit", "odds ratio", a_prior_mean=0.0),
+}
+
+
+def get(name: str) -> Family:
+    """The family called ``name``; a clear error naming the choices otherwise."""
+    if name not in FAMILIES:
+        raise ValueError(f"unknown family {name!r}: choose one of {tuple(FAMILIES)}")
+    return FAMILIES[name]
+
+
+#: :func:`overdispersed`'s threshold on the overdispersion z statistic.
+OVERDISPERSED_Z = 10.0
+
+
+def overdispersed(y: np.ndarray, mean: np.ndarray) -> bool:
+    """Whether counts ``y`` rule out the negative binomial's Poisson limit (phi -> infinity),
+    given Poisson means ``mean`` of the model's own mean structure (a fit of it, e.g.
+    :func:`socialgradient.model.parameterisation.la_fit`).
+
+    The excess variance ``sum((y - mean)^2 - mean)`` has standard deviation
+    ``sqrt(sum(mean + 2 mean^2))`` under the Poisson; above ``OVERDISPERSED_Z`` of them the
+    data pin 1/phi down to well within a tenth of its size, so the posterior cannot reach the
+    phi > 1e6 where the cheaper normaliser loses precision. Referrals on the default England:
+    z = 41, CP plans 6.5, looked after 1.5 (those two keep the stable form); Poisson counts
+    about N(0, 1).
+    """
+    y = np.asarray(y, float)
+    excess = np.sum((y - mean) ** 2 - mean)
+    return bool(excess / np.sqrt(np.sum(mean + 2.0 * mean**2)) > OVERDISPERSED_Z)
+
+
+#: Counts up to this enter the negative binomial's normaliser one j at a time (``K_j``,
+#: :func:`_exceedances`); above it, runs of j in closed form (:func:`_tail`). Without the
+#: bound, ``K_j`` ran to max(y): one count of 1,000,000 in a table made every gradient
+#: evaluation compute a million log1p (a fit 17x slower), the pointwise log likelihood a
+#: draws x 1,000,000 table, and 2**53 asked for 64 PiB.
+EXACT_COUNTS = 1024
+
+
+def _exceedances(y: np.ndarray) -> np.ndarray:
+    """``K_j`` = number of rows with ``y > j``, for j = 0 .. min(max(y), EXACT_COUNTS) - 1
+    (memory and time independent of max(y): a sort of the counts, no ``bincount``)."""
+    y = np.sort(np.asarray(y, np.int64))
+    top = min(int(y[-1]) if y.size else 0, EXACT_COUNTS)
+    return (len(y) - np.searchsorted(y, np.arange(top), side="right")).astype(float)
+
+
+def _tail(y: np.ndarray) -> np.ndarray | None:
+    """The runs of j above EXACT_COUNTS, or None when no count exceeds it: a (3, k) array of
+    ``start``, ``stop`` (consecutive distinct counts, the first start EXACT_COUNTS) and
+    ``rows`` = #{y >= stop}, the K_j shared by every j in [start, stop)."""
+    y = np.sort(np.asarray(y, np.int64))
+    stops = np.unique(y[y > EXACT_COUNTS])
+    if not stops.size:
+        return None
+    starts = np.concatenate([[EXACT_COUNTS], stops[:-1]])
+    rows = len(y) - np.searchsorted(y, starts, side="right")
+    return np.stack([starts, stops, rows]).astype(float)
+
+
+def _log_rising(start, stop, phi, xp):
+    r"""``sum_{j=start}^{stop-1} log1p(j / phi)`` for ``start >= EXACT_COUNTS`` (``xp``: numpy
+    or pytensor.tensor), without the cancellation of lgamma(stop + phi) - lgamma(start + phi)
+    - (stop - start) log(phi): Stirling's formula for both lgammas with log(x / phi) as
+    log1p(.), so the terms that cancel are of the size of the counts, not of phi log(phi)
+    (1e-10 nats at phi = 1e11, counts of 1e6). Stirling's remainder
+    :math:`1/(12x) - 1/(360x^3) + 1/(1260x^5)` is exact to 1e-24 for x >= 1024."""
+
+    def part(n):
+        x = phi + n
+        return (x - 0.5) * xp.log1p(n / phi) + (1 / 12 - (1 / 360 - 1 / (1260 * x * x))
+                                                / (x * x)) / x
+
+    return part(stop) - part(start) - (stop - start)

@@ -1,0 +1,1 @@
+"""What a fit says: gradient scores, summaries, checks, test helpers, figures and maps."""

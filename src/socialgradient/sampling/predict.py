@@ -1,0 +1,247 @@
+"""Per-row quantities from posterior draws: pointwise log-likelihood, replicates, prediction.
+
+The model stores no per-LSOA quantity while sampling (see :mod:`socialgradient.model.build`);
+this module computes them from the LA effects, the family's parameters and the data, as
+labelled xarray objects with dims ``(chain, draw, lsoa)`` (``cell`` for stratified data).
+The family (:mod:`socialgradient.model.families`) supplies the distribution; this module only
+builds each row's linear predictor :math:`\\eta` (LA effects, strata, moderators).
+
+:func:`predict` does the same for *new* neighbourhoods, in LAs of the fit or in new LAs
+whose effects are drawn from the fitted hierarchy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from socialgradient.data.deprivation import UNIT
+from socialgradient.model import families
+from socialgradient.model.data import NeighbourhoodData
+
+
+def thin(posterior: xr.Dataset, max_draws: int) -> xr.Dataset:
+    """Keep about ``max_draws`` draws in total, evenly spaced within each chain.
+
+    Every chain keeps at least one draw, so fewer than ``chains`` draws cannot be asked for.
+    """
+    n_chain, n_draw = posterior.sizes["chain"], posterior.sizes["draw"]
+    per_chain = max(1, min(n_draw, max_draws // n_chain))
+    keep = np.unique(np.linspace(0, n_draw - 1, per_chain).round().astype(int))
+    return posterior.isel(draw=keep)
+
+
+def _eta(chain: xr.Dataset, data: NeighbourhoodData) -> np.ndarray:
+    """Linear predictor without offset for one chain, dims (draw, row)."""
+    effect = chain["la_effect"].transpose("draw", "la", "effect").values[:, data.la_index]
+    if data.strata:
+        offset = chain["stratum_effect"].transpose("draw", "stratum", "effect").values
+        for s_idx in data.stratum_positions.T:  # one stratum column after another
+            effect = effect + offset[:, s_idx]
+    eta = effect[..., 1] * data.w
+    eta += effect[..., 0]
+    if data.trend_name:
+        mean, _ = data.trend_scaling()
+        t = data.trend - mean
+        coef = chain["trend_effect"].transpose("draw", "effect").values
+        eta += coef[:, :1] * t + coef[:, 1:] * (t * data.w)
+    if data.moderator_names:
+        mean, _ = data.moderator_scaling()
+        z = data.moderators - mean
+        coef = chain["moderator_effect"].transpose("draw", "moderator", "effect").values
+        eta += coef[..., 0] @ z.T + coef[..., 1] @ (z * data.w[:, None]).T
+    return eta
+
+
+def _rows(data: NeighbourhoodData) -> families.Rows:
+    return families.Rows(data.y, np.log(data.exposure), data.trials)
+
+
+def _params(chain: xr.Dataset, family: families.Family) -> dict:
+    return {name: chain[name].values for name in family.parameters}
+
+
+def _by_chain(posterior: xr.Dataset, data: NeighbourhoodData, name: str, dtype, compute):
+    """Fill a (chain, draw, row) DataArray chain by chain, ``compute(c, chain, eta)``, on as
+    many threads as there are cores (numpy's ufuncs and random draws release the GIL: the
+    log-likelihood and replicates of England's 1,000 x 32,844 in 3.3 s instead of 6.2 s on 2
+    cores); temporary memory bounded by a chain per thread."""
+    out = np.empty((posterior.sizes["chain"], posterior.sizes["draw"], len(data.y)), dtype)
+
+    def fill(c):
+        chain = posterior.isel(chain=c)
+        out[c] = compute(c, chain, _eta(chain, data))
+
+    with ThreadPoolExecutor(max(1, min(out.shape[0], os.cpu_count() or 1))) as pool:
+        list(pool.map(fill, range(out.shape[0])))
+    coords = {"chain": posterior["chain"].values, "draw": posterior["draw"].values}
+    return xr.DataArray(
+        out, dims=("chain", "draw", data.row_dim), coords={**coords, **data.row_coords}, name=name
+    )
+
+
+def log_mean(posterior: xr.Dataset, data: NeighbourhoodData) -> xr.DataArray:
+    """Log expected count ``log(exposure) + eta`` of a log-link fit, dims (chain, draw, row)."""
+    log_e = np.log(data.exposure)
+    return _by_chain(posterior, data, "log_mean", float, lambda c, _, eta: eta + log_e)
+
+
+def log_likelihood(posterior: xr.Dataset, data: NeighbourhoodData, family: str) -> xr.DataArray:
+    """Pointwise log-likelihood of each row's count, dims (chain, draw, row)."""
+    fam, rows = families.get(family), _rows(data)
+    return _by_chain(posterior, data, data.outcome, float,
+                     lambda c, chain, eta: fam.pointwise(eta, rows, _params(chain, fam)))
+
+
+def replicate(
+    posterior: xr.Dataset, data: NeighbourhoodData, family: str, seed: int
+) -> xr.DataArray:
+    """Posterior predictive counts, one replicate per draw, dims (chain, draw, row); chain
+    ``c`` draws from its own stream, ``default_rng(seed)``'s c-th spawned child, so the
+    result does not depend on which thread ran which chain."""
+    fam, rows = families.get(family), _rows(data)
+    rngs = np.random.default_rng(seed).spawn(posterior.sizes["chain"])
+    return _by_chain(posterior, data, data.outcome, np.int32,
+                     lambda c, chain, eta: fam.replicate(eta, rows, _params(chain, fam), rngs[c]))
+
+
+def encoded_data(tree: xr.DataTree) -> NeighbourhoodData:
+    """Rebuild the :class:`NeighbourhoodData` a fit was made from (e.g. after :func:`load`)."""
+    const = tree["constant_data"].to_dataset()
+    outcome = tree.attrs["outcome"]
+    la = const["la"].values.astype(str)
+    la_pos = {code: i for i, code in enumerate(la)}
+    strata = tuple(json.loads(tree.attrs.get("strata", "[]")))
+    columns = tuple(json.loads(tree.attrs.get("stratum_columns", "{}")))
+    stratum_index = None
+    if strata:
+        s_pos = {level: i for i, level in enumerate(strata)}
+        if columns:
+            stratum_index = np.column_stack([
+                [s_pos[f"{c}={s}"] for s in const[f"stratum_{c}"].values.astype(str)]
+                for c in columns])
+        else:
+            stratum_index = np.array([s_pos[s] for s in const["stratum"].values.astype(str)])
+    trend = tree.attrs.get("stratum_trend", "")
+    return NeighbourhoodData(
+        lsoa=const["lsoa"].values.astype(str),
+        la=la,
+        la_index=np.array([la_pos[c] for c in const["lsoa_la"].values.astype(str)]),
+        children=const["children"].values,
+        income=const["income"].values,
+        y=tree["observed_data"][outcome].values.astype(np.int64),
+        w=const["w"].values,
+        m_la=const["m_la"].values,
+        m_c=const["m_c"].values,
+        x_bar=float(tree.attrs["x_bar"]),
+        outcome=outcome,
+        strata=strata,
+        stratum_index=stratum_index,
+        stratum_name=tree.attrs.get("stratum_name", ""),
+        stratum_columns=columns,
+        trend=const["trend_value"].values if trend else None,
+        trend_name=trend,
+        exposure=const["exposure"].values if "exposure" in const else None,
+        exposure_name=tree.attrs.get("exposure", "children"),
+        trials=const["trials"].values.astype(np.int64) if "trials" in const else None,
+        moderators=const["moderator_value"].values if "moderator_value" in const else None,
+        moderator_names=tuple(const["moderator"].values.astype(str))
+        if "moderator_value" in const else (),
+        la_moderators=const["la_moderator_value"].values
+        if "la_moderator_value" in const else None,
+        la_moderator_names=tuple(const["la_moderator"].values.astype(str))
+        if "la_moderator_value" in const else (),
+    )
+
+
+def predict(tree: xr.DataTree, table: pd.DataFrame, seed: int = 0) -> xr.Dataset:
+    """Rates (or proportions) and gradients in new neighbourhoods, as posterior draws.
+
+    Parameters
+    ----------
+    tree : DataTree
+        A fit of :func:`socialgradient.sampling.fit.fit` (unstratified).
+    table : DataFrame
+        One row per neighbourhood: ``la``, ``income`` (share 0-1), ``children`` (weights
+        a new LA's mean deprivation) and the fit's neighbourhood moderators. An LA of the
+        fit keeps its fitted effects and mean deprivation; a new LA gets its mean
+        deprivation from its rows here and its effects drawn from the fitted hierarchy,
+        ``MVN((a + b_b m_c, b_w + b_x m_c), Sigma)`` (one draw per posterior draw, so its
+        intervals include the between-LA spread). LA moderators are not supported for
+        new LAs.
+    seed : int
+        Seed of the new LAs' draws.
+
+    Returns
+    -------
+    Dataset
+        ``rate_per_10k`` (log-link families: per 10,000 of exposure; binomial: the
+        proportion per 10,000 trials) and ``gradient`` (exp of the row's slope: rate or
+        odds ratio per 10 points), dims (chain, draw, row); ``new_la`` (dims row) marks
+        rows whose LA was not in the fit.
+    """
+    if tree.attrs.get("strata", "[]") != "[]" or tree.attrs.get("stratum_trend"):
+        raise ValueError("predict: stratified fits (strata or a stratum trend) are not "
+                         "supported yet; fit without strata")
+    fitted = encoded_data(tree)
+    fam = families.get(tree.attrs["family"])
+    post = tree["posterior"].to_dataset()
+    missing = [c for c in ("la", "income", "children", *fitted.moderator_names)
+               if c not in table.columns]
+    if missing:
+        raise ValueError(f"predict: the table lacks columns {missing}")
+    la = table["la"].astype(str).to_numpy()
+    x = table["income"].to_numpy(float) * 100 / UNIT
+    known = {code: i for i, code in enumerate(fitted.la)}
+    new_la = np.array([code not in known for code in la])
+    if new_la.any() and fitted.la_moderator_names:
+        raise ValueError("predict: new LAs need LA moderators, which this fit uses; "
+                         f"unknown LAs: {sorted(set(la[new_la]))}")
+    weights = table["children"].to_numpy(float)
+    new_codes = sorted(set(la[new_la]))
+    m_la = dict(zip(fitted.la, fitted.m_la, strict=True))
+    for code in new_codes:
+        rows = la == code
+        m_la[code] = np.average(x[rows], weights=weights[rows])
+    w = x - np.array([m_la[c] for c in la])
+    # LA effects of every draw for each row's LA: fitted ones, or drawn from the hierarchy.
+    effect = post["la_effect"].transpose("chain", "draw", "la", "effect").values
+    if new_codes:
+        rng = np.random.default_rng(seed)
+        m_c = np.array([m_la[c] for c in new_codes]) - fitted.x_bar
+        sd = post["la_sd"].transpose("chain", "draw", "effect").values
+        r = post["la_corr"].values
+        z = rng.standard_normal((*r.shape, len(new_codes), 2))
+        z1 = r[..., None] * z[..., 0] + np.sqrt(1 - r[..., None] ** 2) * z[..., 1]
+        centre_a = post["a"].values[..., None] + post["b_b"].values[..., None] * m_c
+        centre_b = post["b_w"].values[..., None] + post["b_x"].values[..., None] * m_c
+        drawn = np.stack([centre_a + sd[..., :1] * z[..., 0], centre_b + sd[..., 1:] * z1], -1)
+        effect = np.concatenate([effect, drawn], axis=2)
+    position = {**known, **{c: len(fitted.la) + i for i, c in enumerate(new_codes)}}
+    effect = effect[:, :, [position[c] for c in la]]
+    slope = effect[..., 1]
+    eta = effect[..., 0] + slope * w
+    if fitted.moderator_names:
+        mean, _ = fitted.moderator_scaling()
+        z = table[list(fitted.moderator_names)].to_numpy(float) - mean
+        coef = post["moderator_effect"].transpose("chain", "draw", "moderator", "effect").values
+        eta = eta + np.einsum("cdk,rk->cdr", coef[..., 0], z)
+        slope = slope + np.einsum("cdk,rk->cdr", coef[..., 1], z)
+        eta = eta + np.einsum("cdk,rk->cdr", coef[..., 1], z * w[:, None])
+    coords = {"chain": post["chain"].values, "draw": post["draw"].values,
+              "row": np.arange(len(table))}
+    dims = ("chain", "draw", "row")
+    return xr.Dataset(
+        {
+            "rate_per_10k": (dims, 1e4 * fam.inverse_link(eta)),
+            "gradient": (dims, np.exp(slope)),
+            "new_la": ("row", new_la),
+        },
+        coords={**coords, "la": ("row", la)},
+        attrs={"scale": fam.scale, "family": fam.name},
+    )
