@@ -288,7 +288,7 @@ def _validate_file(path, year):
 
 @needs_schemas
 def test_written_returns_validate_against_their_years_schema(tmp_path):
-    years = tuple(codes.YEARS)
+    years = tuple(codes.SCHEMA_YEARS)
     full = simulate_records(seed=11, years=years, scale=0.02)
     las = sorted(full.children["la"].unique())[:4]
     keep = full.children["la"].isin(las)
@@ -314,6 +314,39 @@ def test_written_returns_validate_against_their_years_schema(tmp_path):
     cols = [c for c in a.columns if c != "rereferrals"]
     pd.testing.assert_frame_equal(a[cols], b[cols], check_dtype=False)
     assert a["referrals"].sum() == len(recs.children)
+
+
+def test_rules_only_years_write_sex_and_read_back(tmp_path):
+    """2025 and 2026 (the 2024-25 and 2025-26 collections) have no XSD: written with ``Sex``
+    (M/F) for ``GenderCurrent``, read back to the records' aggregates, and reported as checked
+    against the validation rules, not a schema (validate=True refuses: no schema to use)."""
+    years = codes.RULES_ONLY_YEARS
+    full = simulate_records(seed=11, years=years, scale=0.02)
+    las = sorted(full.children["la"].unique())[:3]
+    keep = full.children["la"].isin(las)
+    ep = full.episodes.merge(full.children.loc[keep, ["child_id", "year"]])
+    fa = full.factors.merge(ep[["episode_id", "year"]])
+    recs = dataclasses.replace(full, children=full.children[keep], episodes=ep, factors=fa)
+    paths = cx.write_returns(recs, tmp_path)
+    assert {int(p.stem.split("_")[1]) for p in paths} == set(years)
+    for p in paths:
+        text = p.read_text()
+        assert "<GenderCurrent>" not in text
+        assert set(re.findall(r"<Sex>([^<]*)</Sex>", text)) <= {"M", "F"}
+    back, read = cx.read_returns(tmp_path, tmp_path / "child_lsoa.csv", recs.geography,
+                                 recs.population, looked_after=tmp_path / "looked_after.csv",
+                                 schema_dir=SCHEMAS)
+    assert all("no DfE XSD" in v and "validation rules" in v for v in read.validation.values())
+    assert read.episodes == read.passed == len(recs.episodes)
+    a, ra = linkage.aggregate(recs, by=("year",))
+    b, rb = linkage.aggregate(back, by=("year",))
+    assert rb.to_dict() == ra.to_dict()
+    a = a[a["la"].isin(las)].reset_index(drop=True)
+    cols = [c for c in a.columns if c != "rereferrals"]
+    pd.testing.assert_frame_equal(a[cols], b[cols], check_dtype=False)
+    with pytest.raises(InputError, match="no DfE XSD"):
+        cx.read_returns(tmp_path, tmp_path / "child_lsoa.csv", recs.geography,
+                        recs.population, schema_dir=SCHEMAS, validate=True)
 
 
 def dfe_return(lea="805", year=2023):
@@ -545,7 +578,9 @@ def test_schema_registry_and_local_copies(tmp_path, monkeypatch):
 
     monkeypatch.setenv("SOCIALGRADIENT_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("SOCIALGRADIENT_SHARED", raising=False)
-    assert set(codes.SCHEMAS) == set(codes.YEARS)
+    assert set(codes.SCHEMAS) == set(codes.SCHEMA_YEARS)
+    assert set(codes.SCHEMA_YEARS) | set(codes.RULES_ONLY_YEARS) == set(codes.YEARS)
+    assert codes.RULES_ONLY_YEARS == (2025, 2026)  # 2024-25, 2025-26: no XSD, rules only
     assert all(download.REGISTRY[f"cin_schema_{y}"].sha256 == s.sha256
                for y, s in codes.SCHEMAS.items())
     assert codes.find_schema(2023) is None
@@ -564,7 +599,7 @@ def test_schema_registry_and_local_copies(tmp_path, monkeypatch):
         monkeypatch.setenv("SOCIALGRADIENT_SHARED", str(SCHEMAS.parent))
         assert codes.find_schema(2021) == SCHEMAS / "CIN_schema_2021.xsd"
     # the code lists are those of the year's schema
-    for y in codes.YEARS:
+    for y in codes.SCHEMA_YEARS:
         path = SCHEMAS / f"CIN_schema_{y}.xsd"
         if not path.exists():
             continue

@@ -120,6 +120,92 @@ def test_each_rule_finds_its_break(expected, child, change):
     assert set(rules.check_return(t)["code"]) == expected
 
 
+def _child(year, ids="<LAchildID>A1</LAchildID>", gender=None, dob="2012-01-01", upn=True,
+           factor="16A"):
+    """One child with one closed episode (assessment only) in a return of ``year``."""
+    tag = codes.gender_element(year)
+    g = gender if gender is not None else f"<{tag}>{'M' if tag == 'Sex' else '1'}</{tag}>"
+    digits = "805212345678"
+    u = f"<UPN>{upn_check_letter(digits)}{digits}</UPN>" if upn else ""
+    y0 = year - 1
+    return (f"<Message><Header><CollectionDetails><Collection>CIN</Collection><Year>{year}"
+            f"</Year><ReferenceDate>{year}-03-31</ReferenceDate></CollectionDetails></Header>"
+            f"<Children><Child><ChildIdentifiers>{ids}{u}<PersonBirthDate>{dob}"
+            f"</PersonBirthDate>{g}</ChildIdentifiers><ChildCharacteristics><Ethnicity>WBRI"
+            f"</Ethnicity></ChildCharacteristics><CINdetails><CINreferralDate>{y0}-06-01"
+            f"</CINreferralDate><CINclosureDate>{y0}-07-01</CINclosureDate><ReasonForClosure>"
+            f"RC8</ReasonForClosure><Assessments><AssessmentActualStartDate>{y0}-06-02"
+            f"</AssessmentActualStartDate><AssessmentAuthorisationDate>{y0}-06-20"
+            "</AssessmentAuthorisationDate><FactorsIdentifiedAtAssessment><AssessmentFactors>"
+            f"{factor}</AssessmentFactors></FactorsIdentifiedAtAssessment></Assessments>"
+            "<ReferralNFA>0</ReferralNFA></CINdetails></Child></Children></Message>")
+
+
+# the 2024-25 (2025) and 2025-26 (2026) collections: no XSD, their rules only
+@pytest.mark.parametrize("year", codes.RULES_ONLY_YEARS)
+@pytest.mark.parametrize(("expected", "kw"), [
+    (set(), {}),
+    ({"4180"}, {"gender": "<GenderCurrent>1</GenderCurrent>"}),  # GenderCurrent, not Sex
+    ({"4180"}, {"gender": "<Sex>1</Sex>"}),
+    ({"1570"}, {"ids": f"<LAchildID>{'A' * 21}</LAchildID>"}),
+    ({"1580"}, {"ids": "<LAchildID>A-1</LAchildID>"}),
+    ({"8945Q"}, {"factor": "18A"}),
+    ({"8950Q"}, {"factor": "19A"}),
+    # 8770Q from 2024-25: of school age on 31 August after the year (born <= 31 Aug, -6 y)
+    ({"8770Q"}, {"upn": False, "dob": "{y6}-08-31"}),
+    (set(), {"upn": False, "dob": "{y6}-09-01"}),
+])
+def test_rules_of_the_newer_collections(year, expected, kw):
+    kw = {k: v.format(y6=year - 6) if isinstance(v, str) else v for k, v in kw.items()}
+    t = rules.return_tables(etree.fromstring(_child(year, **kw)))
+    assert set(rules.check_return(t)["code"]) == expected
+
+
+@pytest.mark.parametrize(("expected", "kw"), [
+    (set(), {}),
+    ({"4180"}, {"gender": "<Sex>M</Sex>"}),  # Sex before 2024-25: GenderCurrent missing
+    (set(), {"ids": "<LAchildID>A-1</LAchildID>", "factor": "18B"}),  # 1580: 2025 on
+    # 8770Q before 2024-25: aged 6 or more on 31 March
+    (set(), {"upn": False, "dob": "2017-08-31"}),
+    ({"8770Q"}, {"upn": False, "dob": "2017-03-31"}),
+])
+def test_newer_rules_do_not_apply_before_2025(expected, kw):
+    t = rules.return_tables(etree.fromstring(_child(2023, **kw)))
+    assert set(rules.check_return(t)["code"]) == expected
+
+
+def test_year_labels_and_rules_only_years(written):
+    """Our year is the 31 March ending the collection (2024: 2023-24); 2025 and 2026 have no
+    XSD, are written with Sex and break no rule of theirs (checked above, every year)."""
+    assert codes.YEARS[-2:] == codes.RULES_ONLY_YEARS == (2025, 2026)
+    assert set(codes.SCHEMAS) == set(codes.SCHEMA_YEARS) == set(range(2019, 2025))
+    assert {codes.gender_element(y) for y in codes.RULES_ONLY_YEARS} == {"Sex"}
+    assert {codes.gender_element(y) for y in codes.SCHEMA_YEARS} == {"GenderCurrent"}
+    new = [t for t in written.values() if t["year"] in codes.RULES_ONLY_YEARS]
+    assert {t["year"] for t in new} == set(codes.RULES_ONLY_YEARS)
+    for t in new:
+        assert set(t["children"]["sex"]) <= {"M", "F"}
+        assert t["children"]["gender"].isna().all()
+        assert t["period"] == (pd.Timestamp(f"{t['year'] - 1}-04-01"),
+                               pd.Timestamp(f"{t['year']}-03-31"))
+        found = rules.check_return(t)
+        assert not set(found["code"]) & {"4180", "1570", "1580", "8945Q", "8950Q"}
+    msg = codes.validate_return("x.xml", object(), 2025, None, None)
+    assert msg[0] == []
+    assert "no DfE XSD for the 2024-25 collection" in msg[1]
+
+
+def test_writer_refuses_ids_the_newer_rules_refuse(recs, tmp_path):
+    from socialgradient.data.schema import InputError
+
+    ch = recs.children[recs.children["year"] == codes.RULES_ONLY_YEARS[0]].head(3)
+    ch = ch.assign(child_id=ch["child_id"].astype(str) + "-x")
+    sub = dataclasses.replace(recs, children=ch, episodes=recs.episodes.iloc[:0],
+                              factors=recs.factors.iloc[:0])
+    with pytest.raises(InputError, match="1580"):
+        cx.write_returns(sub, tmp_path)
+
+
 def test_dfe_upn_check_letter():
     # DfE UPN guide: weights 2-13 on characters 2-13, remainder mod 23 -> letter (no I, O, S)
     digits = "801200100000"

@@ -3,9 +3,10 @@
 Slow tier (issue 31). ``csc-validator-be-cin`` (data-to-insight; pandas 1.x, so its own
 environment: ``make cin-validator`` builds ``.venv-cin`` from the pinned, hashed
 ``bench/cin_validator/requirements.lock``) runs every rule of the return's collection year
-(the ruleset ``cin<Year-1>_<YY>``; 2019-2022 with the earliest it ships, 2022-23) on returns
-written for several LAs and every supported year. No error rule may break; query-rule rates
-are printed (``pytest -s``) and bounded. Our own implementation
+(the ruleset ``cin<Year-1>_<YY>``; 2019-2022 with the earliest it ships, 2022-23; 2025 and
+2026, the 2024-25 and 2025-26 collections, which have no XSD, with ``cin2024_25`` and
+``cin2025_26``) on returns written for several LAs and every supported year. No error rule
+may break; query-rule rates are printed (``pytest -s``) and bounded. Our own implementation
 (:mod:`socialgradient.data.census.rules`) must find the same children for every rule both
 implement.
 """
@@ -37,6 +38,12 @@ QUERY_CEILINGS = {"8770Q": 0.03, "8897Q": 0.15, "4012Q": 0.01, "8569Q": 0.01}
 #: Return-level queries the records cannot answer: 2887Q (fewer than 8 disability codes; the
 #: records hold no disability).
 LA_LEVEL_EXPECTED = {"2887Q"}
+
+#: Ruleset each collection year is checked with, and its (error, query) rule counts in
+#: csc-validator-be-cin 0.1.13 (2024-25: 1570 and 1580 added, 4180, 8750 and 2886Q on Sex,
+#: 8770Q's school age changed, queries 8945Q and 8950Q added; 2025-26: no change).
+RULESETS = {2024: ("cin2023_24", 81, 24), 2025: ("cin2024_25", 83, 26),
+            2026: ("cin2025_26", 83, 26)}
 
 pytestmark = [
     pytest.mark.slow,
@@ -71,6 +78,21 @@ def test_every_year_and_la_is_checked(validated):
     assert len(files) == len(LAS) * len(codes.YEARS) == len(paths)
     assert all(f["children"] > 0 for f in files)
     assert not [f["crashed"] for f in files if f["crashed"]]
+
+
+def test_newer_collections_use_their_rules(validated):
+    """2025 and 2026 (no XSD) are checked with the 2024-25 and 2025-26 rules, Sex included."""
+    _, result = validated
+    assert set(codes.RULES_ONLY_YEARS) <= set(RULESETS)
+    for f in result["files"]:
+        if f["year"] in RULESETS:
+            name, errors, queries = RULESETS[f["year"]]
+            assert f["ruleset"] == name
+            assert f["ruleset_rules"] == {"Error": errors, "Query": queries}
+    new = [f for f in result["files"] if f["year"] in codes.RULES_ONLY_YEARS]
+    assert len(new) == len(LAS) * len(codes.RULES_ONLY_YEARS)
+    assert not {c for f in new for c in f["rules"]} & {"1570", "1580", "4180", "8750", "8945Q",
+                                                       "8950Q"}
 
 
 def test_no_error_rule_breaks(validated):

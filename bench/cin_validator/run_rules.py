@@ -6,10 +6,13 @@ environment: the validator pins pandas 1.x. Usage::
     .venv-cin/bin/python bench/cin_validator/run_rules.py RETURN.xml [...] > result.json
 
 Each return is checked with the ruleset of its collection year (``Header/CollectionDetails/
-Year``; the year ending 31 March ``Year``): ``cin<Year-1>_<YY>`` where the validator has it,
-else the earliest ruleset it ships (``cin2022_23``, for the 2019-2022 collections, whose
-published rules the validator does not implement separately) or the latest. ``--ruleset``
-forces one. Output: ``{"validator": version, "files": [{"path", "year", "ruleset",
+Year``; the year ending 31 March ``Year``, so 2024 is the 2023-24 collection):
+``cin<Year-1>_<YY>`` where the validator has it (2024: ``cin2023_24``; 2025: ``cin2024_25``;
+2026: ``cin2025_26``, the same rules as 2024-25; the 2025 and 2026 returns have no XSD, so
+these rules are all they are checked against), else the earliest ruleset it ships
+(``cin2022_23``, for the 2019-2022 collections, whose published rules the validator does not
+implement separately) or the latest. ``--ruleset`` forces one. Output: ``{"validator":
+version, "files": [{"path", "year", "ruleset", "ruleset_rules": {"Error": n, "Query": n},
 "children", "rules": {code: {"type", "message", "locations", "children"}}, "la_level":
 [codes], "crashed": [codes]}]}`` where ``children`` counts the distinct ``LAchildID`` the
 rule flags, ``locations`` its rows.
@@ -50,7 +53,9 @@ def run_file(path: str, ruleset: str | None) -> dict:
     raw = cin_validator.convert_data(root)
     data = cin_validator.process_data(raw)
     tables = cin_validator.enum_keys(data)
+    kinds = [rule.rule_type.value for rule in registry.values()]
     out = {"path": path, "year": year, "ruleset": name,
+           "ruleset_rules": {k: kinds.count(k) for k in sorted(set(kinds))},
            "children": int(raw["ChildIdentifiers"]["LAchildID"].nunique()),
            "rules": {}, "la_level": [], "crashed": []}
     for code, rule in registry.items():

@@ -1,7 +1,15 @@
 """CIN Census codes by collection year, DfE LA numbers and the DfE XSDs (find, validate).
 
-Code lists follow the DfE CIN Census XSDs of collections 2019-2024 (see
-``docs/census_returns.md``): what changed between years is in :data:`FACTORS_BY_YEAR`,
+Collection years are labelled by the 31 March that ends them (``Header/CollectionDetails/
+Year``, the ``ReferenceDate``): our 2024 is the 2023-24 collection (1 April 2023 to 31 March
+2024), 2025 the 2024-25 one. Code lists follow the DfE CIN Census XSDs of collections 2019-2024
+(see ``docs/census_returns.md``). 2025 and 2026 (the 2024-25 and 2025-26 collections,
+:data:`RULES_ONLY_YEARS`) have **no XSD** at hand: returns of those years follow the DfE
+validation rules as ``csc-validator-be-cin`` 0.1.13 implements them (rulesets ``cin2024_25``,
+``cin2025_26``; the same rules) and our own (:mod:`socialgradient.data.census.rules`), not a
+schema. Their layout is 2024's with ``Sex`` (``M``, ``F``, ``U``; rules 4180, 8750, 2886Q)
+in place of ``GenderCurrent`` (:data:`GENDER_ELEMENT`), and 2024's code lists.
+What changed between years is in :data:`FACTORS_BY_YEAR`,
 :data:`SOURCES_BY_YEAR`, :data:`CLOSURE_BY_YEAR` and :data:`HAS_CIN_PLAN_DATES`. The writer
 uses the year's list (and :data:`WRITE_FALLBACK` for a code the year lacks); the reader accepts
 the union over all years (codes from neighbouring years are tolerated, see
@@ -23,7 +31,14 @@ from typing import NamedTuple
 from socialgradient.data import records as rec
 from socialgradient.data.sources.download import REGISTRY, fetch, sha256_of
 
-YEARS = tuple(range(2019, 2025))
+#: Collection years the writer and reader support (the year of the 31 March ending each).
+YEARS = tuple(range(2019, 2027))
+#: Years with a published DfE XSD (:data:`SCHEMAS`): validated against the schema.
+SCHEMA_YEARS = tuple(range(2019, 2025))
+#: Years without an XSD at hand (2024-25, 2025-26): checked against the DfE validation rules
+#: only (csc-validator-be-cin's ``cin2024_25`` / ``cin2025_26`` and our
+#: :mod:`~socialgradient.data.census.rules`), never against a schema.
+RULES_ONLY_YEARS = tuple(y for y in YEARS if y not in SCHEMA_YEARS)
 
 #: 4-letter census ethnicity codes -> broad group (None: refused / not obtained).
 ETHNIC_CODES = {
@@ -42,8 +57,29 @@ WRITE_ETHNIC = {
     "Black": {"BAFR": 0.65, "BCRB": 0.20, "BOTH": 0.15},
     "Other": {"OOTH": 0.85, "CHNE": 0.15},
 }
-GENDER_CODES = {"1": "M", "2": "F", "0": UNKNOWN, "9": UNKNOWN}
+#: ``GenderCurrent`` codes (to 2024) and ``Sex`` codes (from 2025) -> the records' gender.
+GENDER_CODES = {"1": "M", "2": "F", "0": UNKNOWN, "9": UNKNOWN, "M": "M", "F": "F",
+                "U": UNKNOWN}
+#: First collection year whose child item is ``Sex`` (``M``, ``F``, ``U``; the 2024-25
+#: rules 4180, 8750 and 2886Q) rather than ``GenderCurrent`` (``1``, ``2``, ``0``, ``9``).
+SEX_FROM = 2025
+
+
+def gender_element(year: int) -> str:
+    """The child's gender item of a collection year: ``GenderCurrent`` to 2024, then ``Sex``."""
+    return "Sex" if int(year) >= SEX_FROM else "GenderCurrent"
+
+
+GENDER_ELEMENT = {y: gender_element(y) for y in YEARS}
+#: ``GenderCurrent`` written for the records' gender (unknown: ``0``); :data:`SEX_WRITE`
+#: the ``Sex`` code (unknown: ``U``).
 GENDER_WRITE = {"M": "1", "F": "2"}
+SEX_WRITE = {"M": "M", "F": "F"}
+#: Per element: (code of each gender, code of an unknown gender).
+WRITE_GENDER = {"GenderCurrent": (GENDER_WRITE, "0"), "Sex": (SEX_WRITE, "U")}
+#: Codes each element accepts (rule 4180).
+GENDER_VALID = {"GenderCurrent": frozenset({"0", "1", "2", "9"}),
+                "Sex": frozenset({"M", "F", "U"})}
 CP_CODES = frozenset(rec.CP_CATEGORIES)
 NEED_CODES = frozenset(f"N{k}" for k in range(10))
 BOOL_CODES = {"0": False, "1": True, "false": False, "true": True, "FALSE": False,
@@ -136,7 +172,7 @@ class Schema(NamedTuple):
 #: Where each collection year's XSD is published and the sha256 of its bytes: the
 #: ``cin_schema_<year>`` entries of :data:`socialgradient.data.sources.download.REGISTRY`.
 SCHEMAS = {y: Schema(REGISTRY[f"cin_schema_{y}"].url, REGISTRY[f"cin_schema_{y}"].sha256,
-                     f"CIN_schema_{y}.xsd") for y in YEARS}
+                     f"CIN_schema_{y}.xsd") for y in SCHEMA_YEARS}
 
 
 def cache_dir() -> Path:
@@ -222,6 +258,10 @@ def validate_return(path, doc, year: int, schema_dir, mode) -> tuple[list, str]:
         return [], "not validated: validation switched off"
     if doc is None:
         return [], "not validated: lxml is not installed"
+    if year in RULES_ONLY_YEARS:
+        return [], (f"not validated: no DfE XSD for the {year - 1}-{str(year)[2:]} collection; "
+                    "returns of this year are checked against the DfE validation rules "
+                    "(socialgradient.data.census.rules), not a schema")
     schema = find_schema(year, schema_dir)
     if schema is None:
         where = ", ".join(str(d) for d in schema_dirs(schema_dir))

@@ -31,7 +31,11 @@ Checks, in order:
    ``CINreferralDate``: its duration would be negative) -- each named with file, line,
    LAchildID, element and value -- raise by default or, with ``errors="report"``, exclude
    the episode (the child's episodes for a child-level item) and list it in the report.
-   Codes of every year 2019-2024 are accepted (18A/19A read as 18C/19C).
+   Codes of every year 2019-2026 are accepted (18A/19A read as 18C/19C); the child's gender
+   is ``GenderCurrent`` (1, 2, 0, 9) to 2024 and ``Sex`` (M, F, U) from the 2024-25
+   collection (2025), either accepted in any year. Returns of 2025 and 2026 have no XSD at
+   hand: they are checked against the validation rules (step 5 and
+   :mod:`~socialgradient.data.census.rules`), not a schema.
 4. *Always excluded and reported*: ``unborn`` (only an ExpectedPersonBirthDate),
    ``age_out_of_range`` (not 0-17 on 31 March), ``outside_period`` (referred outside the
    collection period, 1 April of the year before to 31 March of the collection year: a
@@ -98,7 +102,7 @@ YEAR_RANGE = (2000, 2100)
 #: Dates a record may give (anything outside is a typing error such as 0000-01-01).
 DATE_RANGE = ("1900-01-01", "2100-12-31")
 _CHILD_ELEMENTS = ["LAchildID", "PersonBirthDate", "ExpectedPersonBirthDate", "GenderCurrent",
-                   "Ethnicity"]
+                   "Sex", "Ethnicity"]
 
 
 def _value(el, tag):
@@ -232,7 +236,8 @@ def _flat(path: Path, root, data: bytes, la: str, year: int) -> tuple[list[dict]
         base = {"file": str(path), "line": line, "la": la, "year": year,
                 "la_child_id": _value(ids, "LAchildID"), "dob": _value(ids, "PersonBirthDate"),
                 "expected_dob": _value(ids, "ExpectedPersonBirthDate"),
-                "gender_code": _value(ids, "GenderCurrent"),
+                "gender_code": _value(ids, cc.gender_element(year))
+                or _value(ids, "GenderCurrent") or _value(ids, "Sex"),
                 "ethnic_code": _value(child.find("ChildCharacteristics"), "Ethnicity"),
                 "has_episode": False}
         details = child.findall("CINdetails")
@@ -282,7 +287,9 @@ def _problems(flat: pd.DataFrame, fac: pd.DataFrame) -> pd.DataFrame:
     add(flat["la_child_id"].isna(), "missing_element", "LAchildID", None)
     add(flat["dob"].isna() & flat["expected_dob"].isna(), "missing_element", "PersonBirthDate",
         None)
-    add(flat["gender_code"].isna(), "missing_element", "GenderCurrent", None)
+    gender_el = flat["year"].map(cc.gender_element)  # GenderCurrent to 2024, then Sex
+    for el in ("GenderCurrent", "Sex"):
+        add(flat["gender_code"].isna() & (gender_el == el), "missing_element", el, None)
     add(flat["ethnic_code"].isna(), "missing_element", "Ethnicity", None)
     add(ep & flat["referral_date"].isna(), "missing_element", "CINreferralDate", None)
     for col, element in (("assessment_missing_start", "AssessmentActualStartDate"),
@@ -295,8 +302,10 @@ def _problems(flat: pd.DataFrame, fac: pd.DataFrame) -> pd.DataFrame:
         raw = flat[col]
         parsed[col] = _dates(raw)
         add(raw.notna() & parsed[col].isna(), "bad_date", element, raw)
-    codes = (("gender_code", "GenderCurrent", set(cc.GENDER_CODES)),
-             ("ethnic_code", "Ethnicity", set(cc.ETHNIC_CODES)),
+    for el in ("GenderCurrent", "Sex"):
+        raw = flat["gender_code"].where(gender_el == el)
+        add(raw.notna() & ~raw.isin(list(cc.GENDER_CODES)), "unknown_code", el, raw)
+    codes = (("ethnic_code", "Ethnicity", set(cc.ETHNIC_CODES)),
              ("referral_source", "ReferralSource", cc.SOURCE_CODES),
              ("primary_need", "PrimaryNeedCode", cc.NEED_CODES),
              ("closure_reason", "ReasonForClosure", cc.CLOSURE_CODES),

@@ -8,7 +8,8 @@ rules the writer and the simulator must obey, and of those that change what the 
 counts, so the default tier checks them without that tool.
 
 :data:`RULES`: one :class:`Rule` per DfE rule code -- ``code``, ``years`` (first and last
-collection year it applies to, among 2019-2024), ``kind`` (``error`` or ``query``),
+collection year it applies to, among 2019-2026; years are labelled by the 31 March ending
+the collection, so 2025 is the 2024-25 collection), ``kind`` (``error`` or ``query``),
 ``description`` (DfE's message, shortened), ``check`` (a function of the return's tables and
 its collection period giving the offending rows, each with ``LAchildID``) and ``counted``
 (for rules whose break changes the counts, how the reader counts such records; None for the
@@ -16,6 +17,14 @@ others). :func:`return_tables` turns a parsed return into the tables (``children
 ``assessments``, ``factors``, ``plans``, ``s47``, ``cpp``; one row per element, dates parsed,
 ``ep`` numbering the episodes of the return); :func:`check_return` runs the rules of the
 year; :func:`rule_breaks` counts the breaks of the count-changing rules per file.
+
+The 2024-25 and 2025-26 collections (2025, 2026) have no XSD at hand, so these rules and the
+open implementation's (its rulesets ``cin2024_25`` and ``cin2025_26``, the same rules) are
+all their returns are checked against. What changed in 2024-25: ``Sex`` (``M``, ``F``,
+``U``) replaces ``GenderCurrent`` (4180; 8750 and 2886Q too), the LA child ID has at most 20
+characters, all alphanumeric (1570, 1580), the UPN query 8770Q covers children of school age
+on 31 August after the reference date (born on or before 31 August six years before it), and
+assessment factors 18A and 19A are queried (8945Q, 8950Q).
 """
 
 from __future__ import annotations
@@ -33,7 +42,7 @@ _UPN_CHECK = "ABCDEFGHJKLMNPQRTUVWXYZ"
 
 _CHILD = {"LAchildID": "id", "UPN": "upn", "UPNunknown": "upn_unknown",
           "PersonBirthDate": "dob", "ExpectedPersonBirthDate": "expected_dob",
-          "GenderCurrent": "gender"}
+          "GenderCurrent": "gender", "Sex": "sex"}
 _CIN = {"CINreferralDate": "referral", "ReferralSource": "source", "PrimaryNeedCode": "need",
         "CINclosureDate": "closure", "ReasonForClosure": "reason",
         "DateOfInitialCPC": "icpc", "ReferralNFA": "nfa"}
@@ -178,7 +187,11 @@ def _upn_check(t):
 def _upn_missing(t):
     ch = t["children"]
     further = set(t["cin"].loc[t["cin"]["nfa"].isin(["0", "false"]), "LAchildID"])
-    six = ch["dob"] <= t["period"][1] - pd.DateOffset(years=6)
+    ref = t["period"][1]
+    if t["year"] >= SEX_YEARS[0]:  # 2024-25 on: of school age on 31 August after the year
+        six = ch["dob"] <= ref + pd.DateOffset(months=4, days=31) - pd.DateOffset(years=6)
+    else:
+        six = ch["dob"] <= ref - pd.DateOffset(years=6)
     no = ch["upn"].isna() & ~ch["upn_unknown"].isin(["UN2", "UN3", "UN4", "UN5", "UN6", "UN7"])
     return ch[six & no & ch["LAchildID"].isin(further)]
 
@@ -205,6 +218,12 @@ def _factor_21_with_others(t):
     return f[(f["factor"] == "21") & (n > 1)]
 
 
+def _gender_invalid(t):
+    tag = cc.gender_element(t["year"])
+    col = t["children"]["sex" if tag == "Sex" else "gender"]
+    return t["children"][~col.isin(cc.GENDER_VALID[tag])]
+
+
 def _rows(mask_fn, name):
     def check(t):
         return t[name][mask_fn(t[name], t)]
@@ -222,6 +241,8 @@ class Rule(NamedTuple):
 
 ALL_YEARS = (cc.YEARS[0], cc.YEARS[-1])
 PLAN_YEARS = (min(y for y, v in cc.HAS_CIN_PLAN_DATES.items() if v), cc.YEARS[-1])
+#: Collections with ``Sex`` and the 2024-25 rules (1570, 1580, 8945Q, 8950Q).
+SEX_YEARS = (cc.SEX_FROM, cc.YEARS[-1])
 
 #: How the reader counts the records of each count-changing rule.
 COUNTED = {
@@ -250,6 +271,11 @@ RULES: tuple[Rule, ...] = (
     Rule("1105", ALL_YEARS, "error", "CP plan start before the referral date",
          _before_referral("cpp"), COUNTED["outside_episode"]),
     Rule("1510", ALL_YEARS, "error", "UPN check letter wrong", _upn_check),
+    Rule("1570", SEX_YEARS, "error", "LA child ID longer than 20 characters",
+         _rows(lambda c, t: c["LAchildID"].fillna("").str.len() > 20, "children")),
+    Rule("1580", SEX_YEARS, "error", "LA child ID with a non-alphanumeric character",
+         _rows(lambda c, t: c["LAchildID"].notna() & ~c["LAchildID"].fillna("").str.isalnum(),
+               "children")),
     Rule("1520", ALL_YEARS, "error", "More than one record with the same UPN",
          _rows(lambda c, t: c["upn"].notna() & c["upn"].duplicated(keep=False), "children")),
     Rule("2884", ALL_YEARS, "error",
@@ -283,6 +309,8 @@ RULES: tuple[Rule, ...] = (
          _before_referral("plans"), COUNTED["outside_episode"]),
     Rule("4016", PLAN_YEARS, "error", "A CIN plan starts while a CP plan is open",
          _concurrent_cin_cp),
+    Rule("4180", ALL_YEARS, "error", "GenderCurrent (to 2024: 0, 1, 2, 9) or Sex (2025 on: "
+         "M, F, U) missing or invalid", _gender_invalid),
     Rule("8510", ALL_YEARS, "error", "More than one child record with the same LA child ID",
          _rows(lambda c, t: c["LAchildID"].duplicated(keep=False), "children"),
          COUNTED["duplicate_child"]),
@@ -338,6 +366,10 @@ RULES: tuple[Rule, ...] = (
     Rule("8897Q", ALL_YEARS, "query", "Completed assessment with no factors", _no_factors),
     Rule("8898", ALL_YEARS, "error", "The same factor twice in one assessment",
          _rows(lambda f, t: f.duplicated(["assessment", "factor"], keep=False), "factors")),
+    Rule("8945Q", SEX_YEARS, "query", "Assessment factor 18A (use 18B or 18C)",
+         _rows(lambda f, t: f["factor"].str.upper() == "18A", "factors")),
+    Rule("8950Q", SEX_YEARS, "query", "Assessment factor 19A (use 19B or 19C)",
+         _rows(lambda f, t: f["factor"].str.upper() == "19A", "factors")),
     Rule("8925", ALL_YEARS, "error", "CP plan end before its start",
          _rows(lambda p, t: p["end"] < p["start"], "cpp")),
     Rule("8930", ALL_YEARS, "error", "CP plan end outside the collection year",

@@ -1,8 +1,11 @@
 """Write child-level records as CIN Census XML returns that the DfE would accept.
 
-Each return validates against its year's XSD and obeys the census validation rules of its
-year (issue 31; :mod:`socialgradient.data.census.rules`: every error rule, query rules at
-stated rates). Built with :mod:`lxml.etree` (issue 28), never by string concatenation.
+Each return validates against its year's XSD (2019-2024; the 2024-25 and 2025-26
+collections, 2025 and 2026, have none at hand: returns of
+:data:`~socialgradient.data.census.codes.RULES_ONLY_YEARS` are checked against the
+validation rules only) and obeys the census validation rules of its year (issue 31;
+:mod:`socialgradient.data.census.rules`: every error rule, query rules at stated rates).
+Built with :mod:`lxml.etree` (issue 28), never by string concatenation.
 
 :func:`write_returns` writes :class:`~socialgradient.data.records.Records` as
 one return per LA per collection year in the DfE layout (element order, optional blocks and
@@ -16,7 +19,8 @@ return lacks. The layout (``?``: optional, ``*``: repeated)::
                 SerialNo, DateTime
       Children
         Child*
-          ChildIdentifiers: LAchildID, UPN?, PersonBirthDate, GenderCurrent
+          ChildIdentifiers: LAchildID, UPN?, PersonBirthDate, GenderCurrent (to 2024) or
+                            Sex (2025 on: M, F, U)
           ChildCharacteristics: Ethnicity
           CINdetails* (one per CIN episode, in the XSD's order)
             CINreferralDate, ReferralSource, PrimaryNeedCode, CINclosureDate?,
@@ -235,7 +239,9 @@ def _return_bytes(lea: str, year: int, rows: np.ndarray, episodes: _Episodes, by
         _leaf(ids, "LAchildID", child_info["id"][i])
         _leaf(ids, "UPN", child_info["upn"][i])
         _leaf(ids, "PersonBirthDate", child_info["dob"][i])
-        _leaf(ids, "GenderCurrent", child_info["gender"][i])
+        tag = cc.GENDER_ELEMENT[year]
+        codes, unknown = cc.WRITE_GENDER[tag]
+        _leaf(ids, tag, codes.get(child_info["gender"][i], unknown))
         chars = etree.SubElement(child, "ChildCharacteristics")
         _leaf(chars, "Ethnicity", child_info["eth"][i])
         for k in by_child.get((child_info["id"][i], child_info["year"][i]), ()):
@@ -258,7 +264,9 @@ def write_returns(records: rec.Records, out_dir, lea_codes: dict | None = None,
     ------
     InputError
         ``unknown_lea``: an LA without a DfE number; ``unsupported_year``: a collection year
-        without a known schema (:data:`~socialgradient.data.census.codes.YEARS`).
+        the writer does not know (:data:`~socialgradient.data.census.codes.YEARS`);
+        ``bad_child_id``: a child ID of 2025 on longer than 20 characters or not
+        alphanumeric (rules 1570, 1580).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -271,7 +279,13 @@ def write_returns(records: rec.Records, out_dir, lea_codes: dict | None = None,
     bad_years = sorted(set(int(y) for y in ch["year"]) - set(cc.YEARS))
     if bad_years:
         raise fail("unsupported_year", f"collection years {bad_years}: the writer knows the "
-                   f"schemas of {cc.YEARS[0]}-{cc.YEARS[-1]}")
+                   f"layouts and rules of {cc.YEARS[0]}-{cc.YEARS[-1]}")
+    new = ch.loc[ch["year"].astype(int) >= cc.SEX_FROM, "child_id"].astype(str)
+    bad_ids = sorted(set(new[(new.str.len() > 20) | ~new.str.isalnum()]))
+    if bad_ids:
+        raise fail("bad_child_id", f"child IDs {bad_ids[:5]}: from the 2024-25 collection "
+                   "(2025) LAchildID has at most 20 characters, all alphanumeric (rules 1570, "
+                   "1580)")
     ep = ep.merge(ch[["child_id", "year", "la"]].drop_duplicates(["child_id", "year"]),
                   on=["child_id", "year"], how="left", validate="many_to_one")
     fa = fa.assign(episode_id=list(zip(fa["episode_id"], fa["year"], strict=True)))
@@ -286,7 +300,7 @@ def write_returns(records: rec.Records, out_dir, lea_codes: dict | None = None,
         "id": ch["child_id"].astype(str).to_numpy(object), "year": ch["year"].to_numpy(),
         "dob": _dates(ch["date_of_birth"]), "eth": _ethnic_codes(ch, seed),
         "upn": _upns(ch, lea, seed),
-        "gender": ch["gender"].astype(object).map(cc.GENDER_WRITE).fillna("0").to_numpy(object)}
+        "gender": ch["gender"].astype(object).to_numpy(object)}
     paths = []
     groups = ch.groupby(["la", "year"], sort=True).indices
     for (la, year), idx in groups.items():
