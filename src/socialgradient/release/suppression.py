@@ -215,7 +215,7 @@ def _highs() -> highspy.Highs:
         sys.stdout.flush()
         saved = os.dup(1)
         try:
-            with open(os.devnull, "w") as null:
+            with open(os.devnull, "w", encoding="utf-8", newline="\n") as null:
                 os.dup2(null.fileno(), 1)
                 h = highspy.Highs()
         finally:
