@@ -190,7 +190,8 @@ def _lsoa_level(expected: np.ndarray, geo, dec) -> dict:
         return np.bincount(la, weights=expected * v, minlength=len(dec.la))
 
     sw, sx, sy = s(1.0), s(w), s(y)
-    slope = (s(w * y) - sx * sy / sw) / (s(w * w) - sx**2 / sw)
+    with np.errstate(divide="ignore", invalid="ignore"):  # an LA of one LSOA or no events:
+        slope = (s(w * y) - sx * sy / sw) / (s(w * w) - sx**2 / sw)  # no slope, left out
     ok = np.isfinite(slope)
     b_x, b_w = np.polyfit(dec.m_c[ok], slope[ok], 1)
     return {"b_w": float(b_w), "b_x": float(b_x), "gradient_mean_la": float(np.exp(b_w)),
