@@ -1,12 +1,12 @@
-"""The DfE CIN Census validation rules we rely on, as data (issue 31).
+"""The DfE CIN Census validation rules we rely on, as data (issue 31); over 400 lines because
+the rules are data: 49 short check functions side by side, each read against its message.
 
 The DfE publishes, with each year's census specification, validation rules a return must pass
 to be accepted: **errors** (which block it) and **queries** (which the LA must explain). An
 open implementation, ``csc-validator-be-cin`` (data-to-insight), runs them all in the slow
 tier (``tests/test_cin_rules_validator.py``). This module is our own implementation of the
 rules the writer and the simulator must obey, and of those that change what the reader
-counts, so the default tier checks them without that tool. It is over 400 lines because the
-rules are data: 49 short check functions side by side, each read against its DfE message.
+counts, so the default tier checks them without that tool.
 
 :data:`RULES`: one :class:`Rule` per DfE rule code -- ``code``, ``years`` (first and last
 collection year it applies to, among 2019-2026; years are labelled by the 31 March ending
