@@ -286,15 +286,22 @@ def _validate_file(path, year):
     return codes.validate(etree.parse(str(path)), codes.find_schema(year, SCHEMAS))
 
 
-@needs_schemas
-def test_written_returns_validate_against_their_years_schema(tmp_path):
-    years = tuple(codes.SCHEMA_YEARS)
+def first_las(years, n: int):
+    """Records of ``years`` (seed 11, scale 0.02) cut to their first ``n`` LAs, and those
+    LAs."""
     full = simulate_records(seed=11, years=years, scale=0.02)
-    las = sorted(full.children["la"].unique())[:4]
+    las = sorted(full.children["la"].unique())[:n]
     keep = full.children["la"].isin(las)
     ep = full.episodes.merge(full.children.loc[keep, ["child_id", "year"]])
     fa = full.factors.merge(ep[["episode_id", "year"]])
-    recs = dataclasses.replace(full, children=full.children[keep], episodes=ep, factors=fa)
+    return dataclasses.replace(full, children=full.children[keep], episodes=ep,
+                               factors=fa), las
+
+
+@needs_schemas
+def test_written_returns_validate_against_their_years_schema(tmp_path):
+    years = tuple(codes.SCHEMA_YEARS)
+    recs, las = first_las(years, 4)
     paths = cx.write_returns(recs, tmp_path)
     assert {int(p.stem.split("_")[1]) for p in paths} == set(years)
     errors = {p.name: _validate_file(p, int(p.stem.split("_")[1])) for p in paths}
@@ -321,12 +328,7 @@ def test_rules_only_years_write_sex_and_read_back(tmp_path):
     (M/F) for ``GenderCurrent``, read back to the records' aggregates, and reported as checked
     against the validation rules, not a schema (validate=True refuses: no schema to use)."""
     years = codes.RULES_ONLY_YEARS
-    full = simulate_records(seed=11, years=years, scale=0.02)
-    las = sorted(full.children["la"].unique())[:3]
-    keep = full.children["la"].isin(las)
-    ep = full.episodes.merge(full.children.loc[keep, ["child_id", "year"]])
-    fa = full.factors.merge(ep[["episode_id", "year"]])
-    recs = dataclasses.replace(full, children=full.children[keep], episodes=ep, factors=fa)
+    recs, las = first_las(years, 3)
     paths = cx.write_returns(recs, tmp_path)
     assert {int(p.stem.split("_")[1]) for p in paths} == set(years)
     for p in paths:

@@ -115,14 +115,9 @@ class Audit:
         b = a[:, np.flatnonzero(free)]
         keep = (np.diff(b.indptr) > 0) & ~single
         b, blo, bhi = b[keep], lo[keep] - shift[keep], hi[keep] - shift[keep]
-        nf = b.shape[1]
-        # components of the bipartite graph free variables - rows
-        coo = b.tocoo()
-        m = b.shape[0]
-        graph = sparse.coo_array((np.ones(coo.nnz), (coo.col, nf + coo.row)), (nf + m, nf + m))
-        _, comp = connected_components(graph, directed=False) if nf + m else (0, np.zeros(0, int))
+        var_comp, row_comp = components(b)
         self._state = {"fixed": fixed, "free": np.flatnonzero(free), "b": b, "lo": blo,
-                       "hi": bhi, "var_comp": comp[:nf], "row_comp": comp[nf:],
+                       "hi": bhi, "var_comp": var_comp, "row_comp": row_comp,
                        "row_of": rows[keep], "fixed_row": fixed_row, "b_csc": b.tocsc(),
                        "free_pos": np.cumsum(free) - 1}
         return self._state
@@ -330,6 +325,18 @@ def _lp(b, lo, hi, c) -> tuple[float, np.ndarray, np.ndarray]:
 def _dense(target) -> np.ndarray:
     return np.asarray(target.todense() if sparse.issparse(target) else target,
                       dtype=float).ravel()
+
+
+def components(b) -> tuple[np.ndarray, np.ndarray]:
+    """The linked sets of ``lo <= b x <= hi``: connected components of the bipartite graph of
+    columns and rows, a label per column and per row."""
+    coo = sparse.coo_array(b)
+    m, n = b.shape
+    if not n + m:
+        return np.zeros(0, int), np.zeros(0, int)
+    graph = sparse.coo_array((np.ones(coo.nnz), (coo.col, n + coo.row)), (n + m, n + m))
+    _, comp = connected_components(graph, directed=False)
+    return comp[:n], comp[n:]
 
 
 def width(lo: float, hi: float) -> float:

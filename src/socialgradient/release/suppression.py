@@ -39,7 +39,6 @@ import highspy
 import numpy as np
 from scipy import sparse
 from scipy.optimize import Bounds, LinearConstraint, milp
-from scipy.sparse.csgraph import connected_components
 
 from socialgradient.release import audit
 
@@ -81,7 +80,7 @@ def complete(values, suppressed, lines, protection: float, integer: bool,
     actions: list[str] = []
     beyond = 0
     everything: dict[int, tuple] = {}  # every cell hidden, per linked set: made when needed
-    cell_set, line_set = _components(lmat)
+    cell_set, line_set = audit.components(lmat)
 
     def bounded_elsewhere(cell: int) -> bool:
         """Pinned even with every cell hidden (by the published totals alone)?"""
@@ -159,15 +158,6 @@ def _candidate(cell, own, lmat, lines_of, values, suppressed, residual, used):
     return None
 
 
-def _components(b) -> tuple[np.ndarray, np.ndarray]:
-    """The linked sets of ``b x = ...``: a label per column and per row."""
-    coo = sparse.coo_array(b)
-    m, n = b.shape
-    graph = sparse.coo_array((np.ones(coo.nnz), (coo.col, n + coo.row)), (n + m, n + m))
-    _, comp = connected_components(graph, directed=False)
-    return comp[:n], comp[n:]
-
-
 def _judge(lmat, totals, values, suppressed, todo, protection, integer, stats):
     """The hidden cells of ``todo`` that are pinned, and every line's residual."""
     hidden = np.flatnonzero(suppressed)
@@ -181,7 +171,7 @@ def _judge(lmat, totals, values, suppressed, todo, protection, integer, stats):
     coo = b.tocoo()
     ceiling = np.full(nv, np.inf)  # a cell in no margin is unbounded: safe
     np.minimum.at(ceiling, coo.col, rhs[coo.row])
-    var_comp, row_comp = _components(b)
+    var_comp, row_comp = audit.components(b)
     pinned: set[int] = set()
     local_todo = pos[todo]
     quick = ceiling[local_todo] < protection - 1e-9
