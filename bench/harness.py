@@ -44,15 +44,17 @@ def _tree_rss_kb(pid: int) -> int:
     return total
 
 
-def run_sub(cmd: list[str], log: Path, timeout: float | None = None,
-            env: dict | None = None) -> dict:
+def run_sub(
+    cmd: list[str], log: Path, timeout: float | None = None, env: dict | None = None
+) -> dict:
     """Run ``cmd`` (in ``env``, default this one); return rc, wall and peak tree RSS (MB)
     polled every 0.1 s."""
     log.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     with open(log, "w") as lf:
-        proc = subprocess.Popen(cmd, stdout=lf, stderr=subprocess.STDOUT, cwd=ROOT,
-                                start_new_session=True, env=env)
+        proc = subprocess.Popen(
+            cmd, stdout=lf, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True, env=env
+        )
         peak = [0]
         done = threading.Event()
 
@@ -73,33 +75,83 @@ def run_sub(cmd: list[str], log: Path, timeout: float | None = None,
             rc = "timeout"
         done.set()
         th.join()
-    return {"rc": rc, "process_wall_s": time.perf_counter() - t0, "tree_peak_rss_mb": peak[0] / 1024}
+    return {
+        "rc": rc,
+        "process_wall_s": time.perf_counter() - t0,
+        "tree_peak_rss_mb": peak[0] / 1024,
+    }
 
 
-def fit_config(name: str, data: Path, *, family="negbin", sampler="nutpie", chains=4, tune=1000,
-               draws=1000, adaptation="diag", outcome="referrals", seed=2021,
-               max_predictive_draws=1000, timeout=1800) -> dict:
+def fit_config(
+    name: str,
+    data: Path,
+    *,
+    family="negbin",
+    sampler="nutpie",
+    chains=4,
+    tune=1000,
+    draws=1000,
+    adaptation="diag",
+    outcome="referrals",
+    seed=2021,
+    max_predictive_draws=1000,
+    timeout=1800,
+) -> dict:
     out = WORK / "fits" / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.unlink(missing_ok=True)
-    cmd = [PY, str(BENCH / "run.py"), "_fit", "--data", str(data), "--outcome", outcome,
-           "--family", family, "--sampler", sampler, "--chains", str(chains), "--tune",
-           str(tune), "--draws", str(draws), "--adaptation", adaptation, "--seed", str(seed),
-           "--max-predictive-draws", str(max_predictive_draws), "--out", str(out)]
-    print(f"[{now()}] fit {name}: {family}/{sampler}/{adaptation} {chains}x{tune}/{draws} "
-          f"on {data.name}", flush=True)
+    cmd = [
+        PY,
+        str(BENCH / "run.py"),
+        "_fit",
+        "--data",
+        str(data),
+        "--outcome",
+        outcome,
+        "--family",
+        family,
+        "--sampler",
+        sampler,
+        "--chains",
+        str(chains),
+        "--tune",
+        str(tune),
+        "--draws",
+        str(draws),
+        "--adaptation",
+        adaptation,
+        "--seed",
+        str(seed),
+        "--max-predictive-draws",
+        str(max_predictive_draws),
+        "--out",
+        str(out),
+    ]
+    print(
+        f"[{now()}] fit {name}: {family}/{sampler}/{adaptation} {chains}x{tune}/{draws} "
+        f"on {data.name}",
+        flush=True,
+    )
     proc = run_sub(cmd, WORK / "logs" / f"{name}.log", timeout=timeout)
-    res = {"name": name, "data": str(data.relative_to(ROOT)) if data.is_relative_to(ROOT)
-           else str(data), **proc}
+    res = {
+        "name": name,
+        "data": str(data.relative_to(ROOT)) if data.is_relative_to(ROOT) else str(data),
+        **proc,
+    }
     if out.exists():
         res.update(json.loads(out.read_text()))
-        res["peak_rss_mb"] = max(res["tree_peak_rss_mb"],
-                                 res["self_maxrss_mb"] + res["children_maxrss_mb"]
-                                 if sampler == "pymc" else res["self_maxrss_mb"])
-        print(f"    wall {res['wall_s']:.1f}s (compile {res['compile_s'] or 0:.1f}, sampling "
-              f"{res['sampling_s']:.1f}), ESS {res['ess_bulk_min']:.0f}, R-hat "
-              f"{res['rhat_max']:.3f}, {res['verdict']}, peak {res['peak_rss_mb']:.0f} MB",
-              flush=True)
+        res["peak_rss_mb"] = max(
+            res["tree_peak_rss_mb"],
+            res["self_maxrss_mb"] + res["children_maxrss_mb"]
+            if sampler == "pymc"
+            else res["self_maxrss_mb"],
+        )
+        print(
+            f"    wall {res['wall_s']:.1f}s (compile {res['compile_s'] or 0:.1f}, sampling "
+            f"{res['sampling_s']:.1f}), ESS {res['ess_bulk_min']:.0f}, R-hat "
+            f"{res['rhat_max']:.3f}, {res['verdict']}, peak {res['peak_rss_mb']:.0f} MB",
+            flush=True,
+        )
     else:
         res["status"] = "timeout" if proc["rc"] == "timeout" else "error"
         res["log_tail"] = (WORK / "logs" / f"{name}.log").read_text()[-1500:]

@@ -33,19 +33,35 @@ def main(adapt: str, draws: int, tune: int) -> dict:
     compiled = nutpie.compile_pymc_model(model)
     compile_s = time.perf_counter() - start
     start = time.perf_counter()
-    tree = nutpie.sample(compiled, draws=draws, tune=tune, chains=4, seed=2021,
-                         progress_bar=False, save_warmup=False, adaptation=adapt,
-                         target_accept=spec.target_accept)
+    tree = nutpie.sample(
+        compiled,
+        draws=draws,
+        tune=tune,
+        chains=4,
+        seed=2021,
+        progress_bar=False,
+        save_warmup=False,
+        adaptation=adapt,
+        target_accept=spec.target_accept,
+    )
     sampling_s = time.perf_counter() - start
     post, stats = tree["posterior"].to_dataset(), tree["sample_stats"].to_dataset()
     bulk, r = ess(post, method="bulk"), rhat(post)
     mins = {v: float(bulk[v].min()) for v in bulk.data_vars}
     worst = min(mins, key=mins.get)
-    return {"adapt": adapt, "draws": draws, "tune": tune, "compile": compile_s,
-            "sampling": sampling_s, "n_steps": float(stats["n_steps"].mean()),
-            "divergences": int(stats["diverging"].sum()), "ess_min": mins[worst],
-            "ess_var": worst, "rhat_max": max(float(r[v].max()) for v in r.data_vars),
-            "ess_per_s": mins[worst] / sampling_s}
+    return {
+        "adapt": adapt,
+        "draws": draws,
+        "tune": tune,
+        "compile": compile_s,
+        "sampling": sampling_s,
+        "n_steps": float(stats["n_steps"].mean()),
+        "divergences": int(stats["diverging"].sum()),
+        "ess_min": mins[worst],
+        "ess_var": worst,
+        "rhat_max": max(float(r[v].max()) for v in r.data_vars),
+        "ess_per_s": mins[worst] / sampling_s,
+    }
 
 
 if __name__ == "__main__":

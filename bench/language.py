@@ -42,8 +42,14 @@ print(json.dumps({"wall": wall, "compile": tree.attrs["compile_seconds"],
 
 def run(src: str) -> dict:
     env = {**os.environ, "PYTHONPATH": src}
-    out = subprocess.run([sys.executable, "-c", WORKER], cwd=ROOT, env=env, check=True,
-                         capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", WORKER],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -57,14 +63,19 @@ def main() -> int:
         for label, src in (("old", args.old_src), ("new", str(ROOT / "src"))):
             results[label].append(run(src))
             print(label, results[label][-1], flush=True)
-    lines = ["| version | run | compile s | sampling s | R-hat max | bulk ESS min | "
-             "divergences | verdict | gradient [95% ETI] |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| version | run | compile s | sampling s | R-hat max | bulk ESS min | "
+        "divergences | verdict | gradient [95% ETI] |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for label, rows in results.items():
         for i, r in enumerate(rows):
-            lines.append(f"| {label} | {i + 1} | {r['compile']:.1f} | {r['sampling']:.1f} | "
-                         f"{r['rhat_max']:.4f} | {r['ess_bulk_min']:.0f} | {r['divergences']} | "
-                         f"{r['verdict']} | {r['gradient']:.3f} [{r['gradient_lo95']:.3f}, "
-                         f"{r['gradient_hi95']:.3f}] |")
+            lines.append(
+                f"| {label} | {i + 1} | {r['compile']:.1f} | {r['sampling']:.1f} | "
+                f"{r['rhat_max']:.4f} | {r['ess_bulk_min']:.0f} | {r['divergences']} | "
+                f"{r['verdict']} | {r['gradient']:.3f} [{r['gradient_lo95']:.3f}, "
+                f"{r['gradient_hi95']:.3f}] |"
+            )
     print("\n".join(lines))
     (ROOT / "bench" / "language.json").write_text(json.dumps(results, indent=2))
     return 0

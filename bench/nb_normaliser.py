@@ -12,6 +12,7 @@ cheaper normaliser, one ``log`` per row); ``stable``: the same model forced to t
 src | tar -x -C /tmp/old_sg``). 5 repeats of 1,000 calls at the initial point; the minimum
 is the least disturbed by other load. Results: bench/language.md.
 """
+
 import sys
 import time
 
@@ -28,6 +29,7 @@ if __name__ == "__main__":
 
         from socialgradient.model import build as model_module
         from socialgradient.model import families
+
         if variant == "stable":
             model_module.nb_stable = lambda data, family: True
         if variant == "constants":
@@ -37,6 +39,7 @@ if __name__ == "__main__":
                 if name.startswith("rows_"):
                     return pt.as_tensor(np.asarray(value))
                 return data(name, value, **kw)
+
             model_module.pm.Data = families.pm.Data = constant_rows
     model = sg.build(sg.default_data(), "referrals")
     inputs = model.value_vars

@@ -34,13 +34,7 @@ import time
 
 from harness import WORK, uptime
 from report import environment, load_results, save_results
-from sections import (
-    section_grad,
-    section_main,
-    section_peers,
-    section_scaling,
-    section_variants,
-)
+from sections import section_grad, section_main, section_peers, section_scaling, section_variants
 from workers import worker_fit, worker_grad
 
 
@@ -48,11 +42,19 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "_fit":
         p = argparse.ArgumentParser()
-        for k, t, d in (("--data", str, None), ("--outcome", str, "referrals"),
-                        ("--family", str, "negbin"), ("--sampler", str, "nutpie"),
-                        ("--chains", int, 4), ("--tune", int, 1000), ("--draws", int, 1000),
-                        ("--adaptation", str, "diag"), ("--seed", int, 2021),
-                        ("--max-predictive-draws", int, 1000), ("--out", str, None)):
+        for k, t, d in (
+            ("--data", str, None),
+            ("--outcome", str, "referrals"),
+            ("--family", str, "negbin"),
+            ("--sampler", str, "nutpie"),
+            ("--chains", int, 4),
+            ("--tune", int, 1000),
+            ("--draws", int, 1000),
+            ("--adaptation", str, "diag"),
+            ("--seed", int, 2021),
+            ("--max-predictive-draws", int, 1000),
+            ("--out", str, None),
+        ):
             p.add_argument(k, type=t, default=d)
         worker_fit(p.parse_args(argv[1:]))
         return 0
@@ -67,26 +69,40 @@ def main(argv=None) -> int:
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="small smoke run (2 chains, few draws)")
-    p.add_argument("--only", default=None,
-                   help="comma-separated sections: main,variants,grad,peers,scaling")
+    p.add_argument(
+        "--only", default=None, help="comma-separated sections: main,variants,grad,peers,scaling"
+    )
     p.add_argument("--peers", action="store_true", help="also run the R peers")
     p.add_argument("--scaling", action="store_true", help="also run the scaling grid")
     p.add_argument("--samplers", default="nutpie,pymc,numpyro")
-    p.add_argument("--all-families", action="store_true",
-                   help="also fit Poisson with pymc/numpyro (default: NB only for those)")
+    p.add_argument(
+        "--all-families",
+        action="store_true",
+        help="also fit Poisson with pymc/numpyro (default: NB only for those)",
+    )
     p.add_argument("--brms-timeout", type=int, default=900, help="seconds per brms fit")
-    p.add_argument("--brms-national-timeout", type=int, default=900,
-                   help="seconds for brms_nb on the national data")
+    p.add_argument(
+        "--brms-national-timeout",
+        type=int,
+        default=900,
+        help="seconds for brms_nb on the national data",
+    )
     p.add_argument("--subset-las", type=int, default=20)
     p.add_argument("--fresh", action="store_true", help="discard the previous results.json")
-    p.add_argument("--regen", action="store_true",
-                   help="only rewrite results.md from results.json (and bench/findings.md)")
+    p.add_argument(
+        "--regen",
+        action="store_true",
+        help="only rewrite results.md from results.json (and bench/findings.md)",
+    )
     a = p.parse_args(argv)
     if a.regen:
         save_results(load_results())
         return 0
-    sections = (a.only.split(",") if a.only else
-                ["main", "variants", "grad"] + ["peers"] * a.peers + ["scaling"] * a.scaling)
+    sections = (
+        a.only.split(",")
+        if a.only
+        else ["main", "variants", "grad"] + ["peers"] * a.peers + ["scaling"] * a.scaling
+    )
     WORK.mkdir(parents=True, exist_ok=True)
     res = {} if a.fresh else load_results()
     cmd = "python bench/run.py " + " ".join(argv)
@@ -105,8 +121,9 @@ def main(argv=None) -> int:
         elif s == "grad":
             res["grad"] = section_grad(a.quick)
         elif s == "peers":
-            res["peers"] = section_peers(a.quick, res.get("main", []), a.brms_timeout,
-                                         a.subset_las, a.brms_national_timeout)
+            res["peers"] = section_peers(
+                a.quick, res.get("main", []), a.brms_timeout, a.subset_las, a.brms_national_timeout
+            )
         elif s == "scaling":
             res["scaling"] = section_scaling(a.quick)
         else:

@@ -21,9 +21,18 @@ def section_main(quick: bool, samplers: list[str], all_families: bool) -> list[d
             configs.append((family, sampler))
     out = []
     for family, sampler in configs:
-        out.append(fit_config(f"main_{family}_{sampler}", data, family=family, sampler=sampler,
-                              chains=ct, tune=cd, draws=cd,
-                              timeout=1800 if sampler == "nutpie" else 900))
+        out.append(
+            fit_config(
+                f"main_{family}_{sampler}",
+                data,
+                family=family,
+                sampler=sampler,
+                chains=ct,
+                tune=cd,
+                draws=cd,
+                timeout=1800 if sampler == "nutpie" else 900,
+            )
+        )
     return out
 
 
@@ -32,24 +41,40 @@ def section_variants(quick: bool) -> list[dict]:
     c, n = (2, 200) if quick else (4, 1000)
     short = 100 if quick else 500
     return [
-        fit_config("variant_negbin_lowrank", data, adaptation="low_rank", chains=c, tune=n,
-                   draws=n),
+        fit_config(
+            "variant_negbin_lowrank", data, adaptation="low_rank", chains=c, tune=n, draws=n
+        ),
         fit_config("variant_negbin_tune500", data, chains=c, tune=short, draws=short),
-        fit_config("variant_poisson_tune500", data, family="poisson", chains=c, tune=short,
-                   draws=short),
+        fit_config(
+            "variant_poisson_tune500", data, family="poisson", chains=c, tune=short, draws=short
+        ),
     ]
 
 
 def section_grad(quick: bool) -> list[dict]:
     out = WORK / "grad.json"
     out.unlink(missing_ok=True)
-    cmd = [PY, str(BENCH / "run.py"), "_grad", "--data", str(default_data_path()),
-           "--min-seconds", "0.5" if quick else "3", "--out", str(out)]
+    cmd = [
+        PY,
+        str(BENCH / "run.py"),
+        "_grad",
+        "--data",
+        str(default_data_path()),
+        "--min-seconds",
+        "0.5" if quick else "3",
+        "--out",
+        str(out),
+    ]
     print(f"[{now()}] gradient cost", flush=True)
     proc = run_sub(cmd, WORK / "logs" / "grad.log", timeout=1200)
     if not out.exists():
-        return [{"impl": "grad worker", "error": (WORK / "logs" / "grad.log").read_text()[-1500:],
-                 **proc}]
+        return [
+            {
+                "impl": "grad worker",
+                "error": (WORK / "logs" / "grad.log").read_text()[-1500:],
+                **proc,
+            }
+        ]
     rows = json.loads(out.read_text())
     for r in rows:
         if "us_per_call" in r:
@@ -70,8 +95,19 @@ def _write_csv(parquet: Path, csv: Path, las=None) -> Path:
 
 def run_peers(csv: Path, out: Path, which: str, timeout: int, log: Path) -> dict:
     out.unlink(missing_ok=True)
-    cmd = ["Rscript", str(BENCH / "peers" / "peers.R"), str(csv), "referrals", str(out),
-           "--which", which, "--timeout", str(timeout), "--cores", "2"]
+    cmd = [
+        "Rscript",
+        str(BENCH / "peers" / "peers.R"),
+        str(csv),
+        "referrals",
+        str(out),
+        "--which",
+        which,
+        "--timeout",
+        str(timeout),
+        "--cores",
+        "2",
+    ]
     print(f"[{now()}] peers {which} on {csv.name} (timeout {timeout}s each)", flush=True)
     n_brms = sum(p.startswith("brms") for p in which.split(","))
     proc = run_sub(cmd, log, timeout=timeout * max(1, n_brms) + 900)
@@ -94,22 +130,38 @@ def agreement(ours: dict, peer: dict) -> dict:
         if not fx:
             continue
         diff = e["median"] - fx["estimate"]
-        rows[p] = {"ours_median": e["median"], "ours_sd": e["sd"], "peer": fx["estimate"],
-                   "peer_se": fx.get("se"), "diff_in_sd": diff / e["sd"],
-                   "verdict": "PASS" if abs(diff) < 0.5 * e["sd"] else "FAIL"}
+        rows[p] = {
+            "ours_median": e["median"],
+            "ours_sd": e["sd"],
+            "peer": fx["estimate"],
+            "peer_se": fx.get("se"),
+            "diff_in_sd": diff / e["sd"],
+            "verdict": "PASS" if abs(diff) < 0.5 * e["sd"] else "FAIL",
+        }
     return rows
 
 
-def section_peers(quick: bool, main_rows: list[dict], brms_timeout: int, n_sub_la: int,
-                  brms_national_timeout: int) -> dict:
+def section_peers(
+    quick: bool, main_rows: list[dict], brms_timeout: int, n_sub_la: int, brms_national_timeout: int
+) -> dict:
     csv = _write_csv(default_data_path(), WORK / "peers" / "national.csv")
-    res = {"national": run_peers(csv, WORK / "peers" / "national.json",
-                                 "lme4,glmmtmb_pois,glmmtmb_nb", 1800,
-                                 WORK / "logs" / "peers_national.log")}
+    res = {
+        "national": run_peers(
+            csv,
+            WORK / "peers" / "national.json",
+            "lme4,glmmtmb_pois,glmmtmb_nb",
+            1800,
+            WORK / "logs" / "peers_national.log",
+        )
+    }
     if not quick:
-        res["national_brms"] = run_peers(csv, WORK / "peers" / "national_brms.json",
-                                         "brms_nb", brms_national_timeout,
-                                         WORK / "logs" / "peers_national_brms.log")
+        res["national_brms"] = run_peers(
+            csv,
+            WORK / "peers" / "national_brms.json",
+            "brms_nb",
+            brms_national_timeout,
+            WORK / "logs" / "peers_national_brms.log",
+        )
     # subset: the n_sub_la LAs with the fewest LSOAs, for a brms vs ours ESS/s comparison
     import pandas as pd
 
@@ -123,12 +175,16 @@ def section_peers(quick: bool, main_rows: list[dict], brms_timeout: int, n_sub_l
     ct, cd = (2, 200) if quick else (4, 1000)
     res["subset"]["ours"] = fit_config("subset_negbin_nutpie", sub, chains=ct, tune=cd, draws=cd)
     res["subset"]["peers"] = run_peers(
-        sub_csv, WORK / "peers" / "subset.json",
-        "glmmtmb_nb,brms_nb" if not quick else "glmmtmb_nb", brms_timeout,
-        WORK / "logs" / "peers_subset.log")
+        sub_csv,
+        WORK / "peers" / "subset.json",
+        "glmmtmb_nb,brms_nb" if not quick else "glmmtmb_nb",
+        brms_timeout,
+        WORK / "logs" / "peers_subset.log",
+    )
     # agreement checks
-    ours_nat = next((r for r in main_rows if r.get("name") == "main_negbin_nutpie"
-                     and "estimates" in r), None)
+    ours_nat = next(
+        (r for r in main_rows if r.get("name") == "main_negbin_nutpie" and "estimates" in r), None
+    )
     checks = {}
     nat_peers = (res["national"].get("result") or {}).get("peers", {})
     if ours_nat is not None:
@@ -138,8 +194,9 @@ def section_peers(quick: bool, main_rows: list[dict], brms_timeout: int, n_sub_l
         nb = ((res.get("national_brms") or {}).get("result") or {}).get("peers", {})
         if nb.get("brms_nb", {}).get("status") == "ok":
             checks["national: ours NB vs brms_nb"] = agreement(ours_nat, nb["brms_nb"])
-    ours_pois = next((r for r in main_rows if r.get("name") == "main_poisson_nutpie"
-                      and "estimates" in r), None)
+    ours_pois = next(
+        (r for r in main_rows if r.get("name") == "main_poisson_nutpie" and "estimates" in r), None
+    )
     if ours_pois is not None:
         for k in ("glmmtmb_pois", "lme4"):
             if nat_peers.get(k, {}).get("status") == "ok":
@@ -186,15 +243,26 @@ def make_table(n_la: int, n_per: float, seed: int) -> pd.DataFrame:  # noqa: F82
     li = dec.la_index
     mu = children * np.exp(a_la[li] + b_la[li] * dec.w)
     y = rng.poisson(rng.gamma(phi, mu / phi)).astype(np.int64)
-    return pd.DataFrame({"lsoa": [f"E01{i:06d}" for i in range(1, n + 1)],
-                         "la": la_codes[idx], "children": children, "income": income,
-                         "referrals": y})
+    return pd.DataFrame(
+        {
+            "lsoa": [f"E01{i:06d}" for i in range(1, n + 1)],
+            "la": la_codes[idx],
+            "children": children,
+            "income": income,
+            "referrals": y,
+        }
+    )
 
 
 def section_scaling(quick: bool) -> list[dict]:
     # (label, n_la, mean LSOAs per LA); ~3.3k / 33k / 330k rows at 150 LAs, then 25 / 600 LAs
-    grid = [("rows", 150, 22), ("rows", 150, 219), ("rows", 150, 2190),
-            ("las", 25, 1314), ("las", 600, 55)]
+    grid = [
+        ("rows", 150, 22),
+        ("rows", 150, 219),
+        ("rows", 150, 2190),
+        ("las", 25, 1314),
+        ("las", 600, 55),
+    ]
     if quick:
         grid = [("rows", 150, 22), ("las", 25, 130)]
     chains, n = (2, 100) if quick else (2, 500)
@@ -204,8 +272,15 @@ def section_scaling(quick: bool) -> list[dict]:
         path = WORK / "scaling" / f"{label}_{n_la}la_{len(table)}.parquet"
         path.parent.mkdir(parents=True, exist_ok=True)
         table.to_parquet(path, index=False)
-        r = fit_config(f"scaling_{label}_{n_la}la_{len(table)}", path, chains=chains, tune=n,
-                       draws=n, max_predictive_draws=200, timeout=1500)
+        r = fit_config(
+            f"scaling_{label}_{n_la}la_{len(table)}",
+            path,
+            chains=chains,
+            tune=n,
+            draws=n,
+            max_predictive_draws=200,
+            timeout=1500,
+        )
         r["axis"] = label
         out.append(r)
     return out

@@ -34,7 +34,10 @@ def worker_fit(args) -> None:
         outcome=args.outcome,
         family=args.family,
         sampling=Sampling(
-            sampler=args.sampler, draws=args.draws, tune=args.tune, chains=args.chains,
+            sampler=args.sampler,
+            draws=args.draws,
+            tune=args.tune,
+            chains=args.chains,
             seed=args.seed,
         ),
     )
@@ -53,8 +56,14 @@ def worker_fit(args) -> None:
         compile_s = time.perf_counter() - c0
         c0 = time.perf_counter()
         raw = nutpie.sample(
-            compiled, draws=args.draws, tune=args.tune, chains=args.chains, seed=args.seed,
-            progress_bar=False, save_warmup=False, adaptation=args.adaptation,
+            compiled,
+            draws=args.draws,
+            tune=args.tune,
+            chains=args.chains,
+            seed=args.seed,
+            progress_bar=False,
+            save_warmup=False,
+            adaptation=args.adaptation,
         )
         sampling_s = time.perf_counter() - c0
         tree = sgfit._assemble(raw, data, spec, compile_s, sampling_s, args.max_predictive_draws)
@@ -65,15 +74,24 @@ def worker_fit(args) -> None:
     for p in (*PARAMS, "phi"):
         if p in post:
             v = post[p].values.ravel()
-            est[p] = {"median": float(np.median(v)), "mean": float(v.mean()),
-                      "sd": float(v.std(ddof=1))}
+            est[p] = {
+                "median": float(np.median(v)),
+                "mean": float(v.mean()),
+                "sd": float(v.std(ddof=1)),
+            }
     for k, name in ((0, "sd_a"), (1, "sd_b")):
         v = post["la_sd"].values[..., k].ravel()
-        est[name] = {"median": float(np.median(v)), "mean": float(v.mean()),
-                     "sd": float(v.std(ddof=1))}
+        est[name] = {
+            "median": float(np.median(v)),
+            "mean": float(v.mean()),
+            "sd": float(v.std(ddof=1)),
+        }
     v = post["la_corr"].values.ravel()
-    est["cor_ab"] = {"median": float(np.median(v)), "mean": float(v.mean()),
-                     "sd": float(v.std(ddof=1))}
+    est["cor_ab"] = {
+        "median": float(np.median(v)),
+        "mean": float(v.mean()),
+        "sd": float(v.std(ddof=1)),
+    }
     stats = tree["sample_stats"].to_dataset()
     steps = None
     for key in ("n_steps", "tree_size"):
@@ -148,15 +166,23 @@ def _numpy_nb(data, theta, phi):
         log_mu = log_n + theta[idx, 0] + theta[idx, 1] * w
         log_phi = np.log(phi)
         lse = np.logaddexp(log_mu, log_phi)
-        ll = (np.sum(counts * (gammaln(values + phi) - gammaln(phi))) + len(y) * phi * log_phi
-              + np.sum(theta[:, 0] * y_sum + theta[:, 1] * yw_sum) - np.sum((yf + phi) * lse))
+        ll = (
+            np.sum(counts * (gammaln(values + phi) - gammaln(phi)))
+            + len(y) * phi * log_phi
+            + np.sum(theta[:, 0] * y_sum + theta[:, 1] * yw_sum)
+            - np.sum((yf + phi) * lse)
+        )
         p = np.exp(log_mu - lse)  # mu / (mu + phi)
         r = (yf + phi) * p
         g_theta = np.empty_like(theta)
         g_theta[:, 0] = y_sum - np.bincount(idx, weights=r, minlength=n_la)
         g_theta[:, 1] = yw_sum - np.bincount(idx, weights=r * w, minlength=n_la)
-        g_phi = (np.sum(counts * (digamma(values + phi) - digamma(phi))) + len(y) * (log_phi + 1)
-                 - np.sum(lse) - np.sum((yf + phi) * (1 - p)) / phi)
+        g_phi = (
+            np.sum(counts * (digamma(values + phi) - digamma(phi)))
+            + len(y) * (log_phi + 1)
+            - np.sum(lse)
+            - np.sum((yf + phi) * (1 - p)) / phi
+        )
         return ll, g_theta, g_phi
 
     return f
@@ -218,8 +244,14 @@ def worker_grad(args) -> None:
                 fn(x)
                 comp = time.perf_counter() - t0
                 r = _time_calls(lambda: fn(x), secs)
-                rows.append({"impl": f"{label} PyTensor {mode}", "compile_s": comp, **r,
-                             "logp": float(fn(x)[0])})
+                rows.append(
+                    {
+                        "impl": f"{label} PyTensor {mode}",
+                        "compile_s": comp,
+                        **r,
+                        "logp": float(fn(x)[0]),
+                    }
+                )
             except Exception as e:
                 rows.append({"impl": f"{label} PyTensor {mode}", "error": repr(e)[:300]})
         try:
@@ -229,13 +261,20 @@ def worker_grad(args) -> None:
             t0 = time.perf_counter()
             jfn = get_jaxified_graph(inputs=model.value_vars, outputs=[model.logp()])
             vals = [np.asarray(ip[v.name], dtype=float) for v in model.value_vars]
-            vg = jax.jit(jax.value_and_grad(lambda *xs: jfn(*xs)[0],
-                                            argnums=tuple(range(len(vals)))))
+            vg = jax.jit(
+                jax.value_and_grad(lambda *xs: jfn(*xs)[0], argnums=tuple(range(len(vals))))
+            )
             jax.block_until_ready(vg(*vals))
             comp = time.perf_counter() - t0
             r = _time_calls(lambda: jax.block_until_ready(vg(*vals)), secs)
-            rows.append({"impl": f"{label} JAX (jit value_and_grad)", "compile_s": comp, **r,
-                         "logp": float(vg(*vals)[0])})
+            rows.append(
+                {
+                    "impl": f"{label} JAX (jit value_and_grad)",
+                    "compile_s": comp,
+                    **r,
+                    "logp": float(vg(*vals)[0]),
+                }
+            )
         except Exception as e:
             rows.append({"impl": f"{label} JAX", "error": repr(e)[:300]})
 
@@ -249,9 +288,15 @@ def worker_grad(args) -> None:
         comp = time.perf_counter() - t0
         row = {"impl": "sufficient-stat nutpie.compile_pymc_model (numba)", "compile_s": comp}
         logp_fn = getattr(compiled, "compiled_logp_func", None)
-        rows.append({**row, "note": "compile only; nutpie's logp is a C callback, timed via "
-                     "the equivalent PyTensor NUMBA function below"
-                     if logp_fn is None else "compile only"})
+        rows.append(
+            {
+                **row,
+                "note": "compile only; nutpie's logp is a C callback, timed via "
+                "the equivalent PyTensor NUMBA function below"
+                if logp_fn is None
+                else "compile only",
+            }
+        )
     except Exception as e:
         rows.append({"impl": "nutpie compile", "error": repr(e)[:300]})
     pytensor_rows(model, "sufficient-stat")
@@ -261,8 +306,9 @@ def worker_grad(args) -> None:
     theta = np.asarray(ip["la_effect"], dtype=float)
     f = _numpy_nb(data, theta, 20.0)
     r = _time_calls(f, secs)
-    rows.append({"impl": "NumPy lower bound (NB likelihood + gradient only)", "compile_s": 0.0,
-                 **r})
+    rows.append(
+        {"impl": "NumPy lower bound (NB likelihood + gradient only)", "compile_s": 0.0, **r}
+    )
     for row in rows:
         row["n_lsoa"] = len(data.y)
     Path(args.out).write_text(json.dumps(rows, indent=1))

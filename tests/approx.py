@@ -52,30 +52,41 @@ def assert_close(actual, expected, rtol: float = 1e-9, atol: float = 0.0, path: 
     elif isinstance(expected, list | tuple):
         assert isinstance(actual, list | tuple), f"{path}: {actual!r}, expected a list"
         assert len(actual) == len(expected), (
-            f"{path}: length {len(actual)}, expected {len(expected)}")
+            f"{path}: length {len(actual)}, expected {len(expected)}"
+        )
         for i, (a, e) in enumerate(zip(actual, expected, strict=True)):
             assert_close(a, e, rtol, atol, f"{path}[{i}]")
     elif isinstance(expected, float):
         assert isinstance(actual, float), f"{path}: {actual!r}, expected the float {expected!r}"
         assert _close(actual, expected, rtol, atol), (
-            f"{path}: {actual!r} != {expected!r} (rtol {rtol:g}, atol {atol:g})")
+            f"{path}: {actual!r} != {expected!r} (rtol {rtol:g}, atol {atol:g})"
+        )
     else:
         if type(actual) is not type(expected) or actual != expected:
             raise AssertionError(f"{path}: {actual!r}, expected {expected!r}")
 
 
-def assert_frame_close(actual: pd.DataFrame, expected: pd.DataFrame, rtol: float = 1e-9,
-                       atol: float | Mapping[str, float] = 0.0, **kwargs) -> None:
+def assert_frame_close(
+    actual: pd.DataFrame,
+    expected: pd.DataFrame,
+    rtol: float = 1e-9,
+    atol: float | Mapping[str, float] = 0.0,
+    **kwargs,
+) -> None:
     """Two tables with the same columns (in order) and index: float columns within ``rtol``
     and ``atol`` (numpy's ``assert_allclose``, NaN equals NaN), every other column exactly
     (``pd.testing.assert_frame_equal(check_exact=True, **kwargs)``). ``atol`` may map a column
     to its own absolute tolerance: for a column the writer rounds to d decimals, one unit in
     the last decimal (10**-d) -- a last-ulp difference at a rounding boundary moves it by that."""
     assert list(actual.columns) == list(expected.columns), (
-        f"columns {list(actual.columns)}, expected {list(expected.columns)}")
+        f"columns {list(actual.columns)}, expected {list(expected.columns)}"
+    )
     pd.testing.assert_index_equal(actual.index, expected.index)
-    floats = [c for c in expected.columns
-              if pd.api.types.is_float_dtype(expected[c]) or pd.api.types.is_float_dtype(actual[c])]
+    floats = [
+        c
+        for c in expected.columns
+        if pd.api.types.is_float_dtype(expected[c]) or pd.api.types.is_float_dtype(actual[c])
+    ]
     others = [c for c in expected.columns if c not in floats]
     pd.testing.assert_frame_equal(actual[others], expected[others], check_exact=True, **kwargs)
     unknown = set(atol) - set(floats) if isinstance(atol, Mapping) else set()
@@ -83,11 +94,17 @@ def assert_frame_close(actual: pd.DataFrame, expected: pd.DataFrame, rtol: float
     for c in floats:
         if kwargs.get("check_dtype", True):
             assert actual[c].dtype == expected[c].dtype, (
-                f"column {c!r}: dtype {actual[c].dtype}, expected {expected[c].dtype}")
+                f"column {c!r}: dtype {actual[c].dtype}, expected {expected[c].dtype}"
+            )
         tol = atol.get(c, 0.0) if isinstance(atol, Mapping) else atol
-        np.testing.assert_allclose(actual[c].to_numpy(dtype=float),
-                                   expected[c].to_numpy(dtype=float), rtol=rtol, atol=tol,
-                                   equal_nan=True, err_msg=f"column {c!r}")
+        np.testing.assert_allclose(
+            actual[c].to_numpy(dtype=float),
+            expected[c].to_numpy(dtype=float),
+            rtol=rtol,
+            atol=tol,
+            equal_nan=True,
+            err_msg=f"column {c!r}",
+        )
 
 
 def fingerprint(obj) -> dict:

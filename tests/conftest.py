@@ -82,22 +82,58 @@ def scheduler(tmp_path_factory):
     address. The workers import socialgradient from this checkout and run elsewhere."""
     tmp = tmp_path_factory.mktemp("dask")
     file = tmp / "scheduler.json"
-    env = os.environ | {"PYTHONPATH": os.pathsep.join(
-        [str(Path(socialgradient.__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
+    env = os.environ | {
+        "PYTHONPATH": os.pathsep.join(
+            [str(Path(socialgradient.__file__).parents[1]), os.environ.get("PYTHONPATH", "")]
+        )
+    }
     dask = [sys.executable, "-m", "dask"]
-    common = {"cwd": tmp, "env": env, "stdout": subprocess.DEVNULL,
-              "stderr": subprocess.DEVNULL, "start_new_session": True}
-    procs = [subprocess.Popen([*dask, "scheduler", "--host", "127.0.0.1", "--port", "0",
-                               "--no-dashboard", "--scheduler-file", str(file)], **common)]
+    common = {
+        "cwd": tmp,
+        "env": env,
+        "stdout": subprocess.DEVNULL,
+        "stderr": subprocess.DEVNULL,
+        "start_new_session": True,
+    }
+    procs = [
+        subprocess.Popen(
+            [
+                *dask,
+                "scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--no-dashboard",
+                "--scheduler-file",
+                str(file),
+            ],
+            **common,
+        )
+    ]
     try:
         deadline = time.monotonic() + 60
         while not file.exists() and time.monotonic() < deadline:
             time.sleep(0.2)
         address = json.loads(file.read_text())["address"]
         for _ in range(2):
-            procs.append(subprocess.Popen(
-                [*dask, "worker", address, "--nworkers", "1", "--nthreads", "1",
-                 "--no-dashboard", "--local-directory", str(tmp)], **common))
+            procs.append(
+                subprocess.Popen(
+                    [
+                        *dask,
+                        "worker",
+                        address,
+                        "--nworkers",
+                        "1",
+                        "--nthreads",
+                        "1",
+                        "--no-dashboard",
+                        "--local-directory",
+                        str(tmp),
+                    ],
+                    **common,
+                )
+            )
         from dask.distributed import Client
 
         with Client(address, timeout=60) as client:

@@ -47,8 +47,9 @@ def kill_while_writing(argv: list[str], out: Path, rng: random.Random, window: f
     rolls a pending commit forward), no leftovers. Returns the manifest."""
     before = outputs.verify(out)["created"] if (out / "MANIFEST.json").exists() else None
     env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.Popen([sys.executable, *argv], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, *argv], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         deadline = time.monotonic() + 120
         while not list(out.glob(".tmp-*")) and proc.poll() is None:  # writing has begun

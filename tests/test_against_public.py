@@ -19,16 +19,24 @@ from socialgradient.data.synthetic.calibration import LSOA_FILE, MERGE
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 DATA = Path(__file__).resolve().parents[1] / "data" / "neighbourhoods.parquet"
-pytestmark = pytest.mark.skipif(not (SHARED / LSOA_FILE).exists(),
-                                reason="shared public data not available")
+pytestmark = pytest.mark.skipif(
+    not (SHARED / LSOA_FILE).exists(), reason="shared public data not available"
+)
 
 
 @pytest.fixture(scope="module")
 def real():
-    t = pd.read_csv(SHARED / LSOA_FILE, usecols=["utla19cd", "income_score_rate",
-                                                 "children_0_15_mid2015", "urban_rural"])
-    t = t.rename(columns={"utla19cd": "la", "income_score_rate": "income",
-                          "children_0_15_mid2015": "children"})
+    t = pd.read_csv(
+        SHARED / LSOA_FILE,
+        usecols=["utla19cd", "income_score_rate", "children_0_15_mid2015", "urban_rural"],
+    )
+    t = t.rename(
+        columns={
+            "utla19cd": "la",
+            "income_score_rate": "income",
+            "children_0_15_mid2015": "children",
+        }
+    )
     t["la"] = t["la"].replace(MERGE)
     t["rural"] = t["urban_rural"].str.lower().eq("rural")
     return t
@@ -46,14 +54,16 @@ def between_share(t: pd.DataFrame) -> float:
 
 
 def test_la_sizes_are_the_real_ones(real, synthetic):
-    pd.testing.assert_series_equal(synthetic["la"].value_counts().sort_index(),
-                                   real["la"].value_counts().sort_index())
+    pd.testing.assert_series_equal(
+        synthetic["la"].value_counts().sort_index(), real["la"].value_counts().sort_index()
+    )
 
 
 def test_income_spread_matches(real, synthetic):
     q = [0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99]
-    diff = np.abs(synthetic["income"].quantile(q).to_numpy() - real["income"].quantile(q)
-                  .to_numpy())
+    diff = np.abs(
+        synthetic["income"].quantile(q).to_numpy() - real["income"].quantile(q).to_numpy()
+    )
     # measured: 1%-50% within 0.004; the upper tail runs light (75%: 0.014, 95%: 0.023 low)
     assert diff.max() < 0.03, dict(zip(q, diff, strict=True))
     # measured: 0.123 vs 0.128 (the light upper tail)
@@ -98,8 +108,9 @@ def test_records_on_the_real_geography_follow_dfe_rates():
     assert len(calibrated) >= 140  # 2025 codes: reorganised LAs have no 2019 rate
     assert set(calibrated) <= set(dfe.index)
     pop = recs.population.groupby("la", observed=True)["children"].sum()
-    la = recs.episodes.merge(recs.children[["year", "child_id", "la"]],
-                             on=["year", "child_id"])["la"]
+    la = recs.episodes.merge(recs.children[["year", "child_id", "la"]], on=["year", "child_id"])[
+        "la"
+    ]
     rate = (1e4 * la.value_counts() / pop)[calibrated]
     assert np.corrcoef(np.log(rate), np.log(dfe[calibrated]))[0, 1] > 0.85
     assert (rate / dfe[calibrated]).median() == pytest.approx(1.0, abs=0.15)
@@ -119,8 +130,11 @@ def test_records_la_cp_plan_starts_follow_dfe():
     d3 = la_2019("dfe_csc/d3_cpps_subsequent_plan_2013_to_2025.csv")
     pop = la_2019("population_la/ons_mid-year_population_estimates_2012_to_2024.csv")
     m = d3.merge(pop[["new_la_code", "population_estimate"]], on="new_la_code")
-    dfe = (1e4 * pd.to_numeric(m["CPP_start"], errors="coerce")
-           / pd.to_numeric(m["population_estimate"], errors="coerce"))
+    dfe = (
+        1e4
+        * pd.to_numeric(m["CPP_start"], errors="coerce")
+        / pd.to_numeric(m["population_estimate"], errors="coerce")
+    )
     dfe = dfe.set_axis(m["new_la_code"]).dropna()
     recs = simulate_records()
     children = recs.population.groupby("la", observed=True)["children"].sum()

@@ -19,11 +19,23 @@ def ulps(x: float, k: int) -> float:
     return x
 
 
-TRUTH = {"seed": 2021, "name": "referrals", "rural": True, "missing": None,
-         "thresholds": {"referrals": {"b_w": 0.4824261492442927, "la": {
-             "E06000001": {"gradient": 1.8364598405870735, "m_c": -0.25},
-             "E06000002": {"gradient": 1.4018930015043045, "m_c": 0.75}}}},
-         "ranks": [0, 5, 9], "shares": [0.1, 0.2, 0.7]}
+TRUTH = {
+    "seed": 2021,
+    "name": "referrals",
+    "rural": True,
+    "missing": None,
+    "thresholds": {
+        "referrals": {
+            "b_w": 0.4824261492442927,
+            "la": {
+                "E06000001": {"gradient": 1.8364598405870735, "m_c": -0.25},
+                "E06000002": {"gradient": 1.4018930015043045, "m_c": 0.75},
+            },
+        }
+    },
+    "ranks": [0, 5, 9],
+    "shares": [0.1, 0.2, 0.7],
+}
 
 
 def nudged(obj, k: int = 2):
@@ -44,8 +56,11 @@ def test_last_ulp_differences_pass():
 def test_real_differences_fail_and_name_the_path():
     changed = nudged(TRUTH, 0)
     changed["thresholds"]["referrals"]["la"]["E06000002"]["gradient"] *= 1 + 1e-6
-    with pytest.raises(AssertionError, match=r"\$\.thresholds\.referrals\.la\.E06000002"
-                                             r"\.gradient: 1\.40189"):
+    with pytest.raises(
+        AssertionError,
+        match=r"\$\.thresholds\.referrals\.la\.E06000002"
+        r"\.gradient: 1\.40189",
+    ):
         assert_close(changed, TRUTH)
     with pytest.raises(AssertionError, match=r"\$\.shares\[2\]"):
         assert_close({**TRUTH, "shares": [0.1, 0.2, 0.71]}, TRUTH)
@@ -55,14 +70,17 @@ def test_real_differences_fail_and_name_the_path():
         assert_close({**TRUTH, "ranks": [0, 5]}, TRUTH)
 
 
-@pytest.mark.parametrize(("actual", "expected"), [
-    (2022, 2021),  # ints exactly
-    (2021.0, 2021),  # an int is not a float
-    (1, True),  # nor a bool an int
-    ("referral", "referrals"),
-    (0.0, None),
-    (math.nan, 1.0),
-])
+@pytest.mark.parametrize(
+    ("actual", "expected"),
+    [
+        (2022, 2021),  # ints exactly
+        (2021.0, 2021),  # an int is not a float
+        (1, True),  # nor a bool an int
+        ("referral", "referrals"),
+        (0.0, None),
+        (math.nan, 1.0),
+    ],
+)
 def test_everything_but_floats_is_exact(actual, expected):
     with pytest.raises(AssertionError, match=r"^\$"):
         assert_close(actual, expected, rtol=1.0, atol=1.0)
@@ -79,12 +97,20 @@ def test_rounding_to_12_digits_is_no_cure():
 
 
 def test_frames_floats_within_tolerance_the_rest_exact():
-    expected = pd.DataFrame({"la": ["E06000001", "E06000002"], "n_lsoa": [58, 86],
-                             "area_km2": [96.092887, 55.272065], "density": [962.58, 2520.44],
-                             "m_c": [0.7048812345678901, math.nan]})
-    other_cpu = expected.assign(m_c=[ulps(0.7048812345678901, 3), math.nan],
-                                area_km2=[96.092888, 55.272065],  # rounded the other way
-                                density=[962.59, 2520.44])
+    expected = pd.DataFrame(
+        {
+            "la": ["E06000001", "E06000002"],
+            "n_lsoa": [58, 86],
+            "area_km2": [96.092887, 55.272065],
+            "density": [962.58, 2520.44],
+            "m_c": [0.7048812345678901, math.nan],
+        }
+    )
+    other_cpu = expected.assign(
+        m_c=[ulps(0.7048812345678901, 3), math.nan],
+        area_km2=[96.092888, 55.272065],  # rounded the other way
+        density=[962.59, 2520.44],
+    )
     assert_frame_close(other_cpu, expected, atol={"area_km2": 1e-6, "density": 1e-2})
     with pytest.raises(AssertionError, match="column 'area_km2'"):
         assert_frame_close(other_cpu, expected, atol={"density": 1e-2})
@@ -110,6 +136,8 @@ def test_fingerprint_pins_everything_but_the_last_ulp():
     swapped = nudged(TRUTH, 0)
     la = swapped["thresholds"]["referrals"]["la"]
     la["E06000001"]["gradient"], la["E06000002"]["gradient"] = (
-        la["E06000002"]["gradient"], la["E06000001"]["gradient"])
+        la["E06000002"]["gradient"],
+        la["E06000001"]["gradient"],
+    )
     with pytest.raises(AssertionError, match=r"\$\.weighted_abs_sum"):
         assert_close(fingerprint(swapped), pinned)

@@ -41,8 +41,10 @@ PARETO_K = "Estimated shape parameter of Pareto distribution"
 #: to_stacked_array): the (level, effect) tables of strata cannot follow la_effect's (la,
 #: effect) order, so a whole-posterior summary mislabels their rows (fit.arviz_order).
 #: A known ArviZ bug, pinned here: should ArviZ fix it, this set empties and the test says so.
-MISLABELLED = {"binomial-two-strata-trend": {"stratum_effect", "stratum_offset"},
-               "poisson-stratum-moderators": {"stratum_effect"}}
+MISLABELLED = {
+    "binomial-two-strata-trend": {"stratum_effect", "stratum_offset"},
+    "poisson-stratum-moderators": {"stratum_effect"},
+}
 
 
 def geography(n_la: int = 5, per_la: int = 12) -> pd.DataFrame:
@@ -70,19 +72,35 @@ def fit_of(name: str) -> xr.DataTree:
     base = geography()
     las = pd.read_parquet(LA_DATA)
     if name == "negbin-la-outcome":
-        spec = Spec("referrals", la_data=LA_DATA, la_outcome={
-            "count": "cin_plans", "trials": "referrals", "adjust": ["m_c", "spend_per_child"]})
+        spec = Spec(
+            "referrals",
+            la_data=LA_DATA,
+            la_outcome={
+                "count": "cin_plans",
+                "trials": "referrals",
+                "adjust": ["m_c", "spend_per_child"],
+            },
+        )
         return sg.fit(base, spec, la_table=las, **SAMPLING)
     if name == "poisson-stratum-moderators":
-        spec = Spec("referrals", family="poisson", stratum="age_band",
-                    neighbourhood_moderators=("rural",), la_data=LA_DATA,
-                    la_moderators=("spend_per_child",))
-        table = cells(base, {"age_band": ["0-4", "5-15"]}).merge(
-            base[["lsoa", "rural"]], on="lsoa")
+        spec = Spec(
+            "referrals",
+            family="poisson",
+            stratum="age_band",
+            neighbourhood_moderators=("rural",),
+            la_data=LA_DATA,
+            la_moderators=("spend_per_child",),
+        )
+        table = cells(base, {"age_band": ["0-4", "5-15"]}).merge(base[["lsoa", "rural"]], on="lsoa")
         return sg.fit(table, spec, la_table=las, **SAMPLING)
     if name == "binomial-two-strata-trend":
-        spec = Spec("referrals", family="binomial", trials="children",
-                    strata=("gender", "group"), stratum_trend="age")
+        spec = Spec(
+            "referrals",
+            family="binomial",
+            trials="children",
+            strata=("gender", "group"),
+            stratum_trend="age",
+        )
         table = cells(base, {"gender": ["F", "M"], "group": ["a", "b", "c"], "age": [0, 15]})
         return sg.fit(table, spec, **SAMPLING)
     if name == "joint":
@@ -91,8 +109,7 @@ def fit_of(name: str) -> xr.DataTree:
     raise ValueError(name)
 
 
-VARIANTS = ["negbin-la-outcome", "poisson-stratum-moderators", "binomial-two-strata-trend",
-            "joint"]
+VARIANTS = ["negbin-la-outcome", "poisson-stratum-moderators", "binomial-two-strata-trend", "joint"]
 
 
 def mislabelled(tree: xr.DataTree, summary: pd.DataFrame) -> set[str]:
@@ -119,11 +136,14 @@ def check_arviz(name: str, tree: xr.DataTree, plots: bool = True) -> None:
     with warnings.catch_warnings():
         # A stratified fit's reference level has effects fixed at 0: R-hat and the MCSE of
         # its SD divide 0 by 0 (NaN, with numpy's warning), checked just below.
-        warnings.filterwarnings("ignore", "invalid value encountered in scalar divide",
-                                RuntimeWarning)
+        warnings.filterwarnings(
+            "ignore", "invalid value encountered in scalar divide", RuntimeWarning
+        )
         summary = az.summary(tree, round_to="none")
-    n_values = sum(int(np.prod([post.sizes[d] for d in post[v].dims
-                                if d not in ("chain", "draw")])) for v in post.data_vars)
+    n_values = sum(
+        int(np.prod([post.sizes[d] for d in post[v].dims if d not in ("chain", "draw")]))
+        for v in post.data_vars
+    )
     assert len(summary) == n_values
     constant = summary["sd"] == 0
     assert summary.index[summary["r_hat"].isna()].equals(summary.index[constant])
@@ -163,8 +183,9 @@ def test_and_the_fit_saved_and_loaded(name, tmp_path):
     save(lean, tmp_path / "posterior.nc")
     back = sg.load_fit(tmp_path / "posterior.nc")
     assert list(back["posterior"].data_vars) == list(tree["posterior"].data_vars)
-    np.testing.assert_array_equal(back["constant_data"]["la_name"].values,
-                                  tree["constant_data"]["la_name"].values)
+    np.testing.assert_array_equal(
+        back["constant_data"]["la_name"].values, tree["constant_data"]["la_name"].values
+    )
     check_arviz(name, back, plots=False)
 
 
@@ -176,8 +197,9 @@ def test_joint_log_likelihood_is_one_variable_and_views_keep_theirs():
     assert list(ll["threshold"].values) == joint_fit.outcomes(tree)
     for outcome in joint_fit.outcomes(tree):
         one = joint_fit.view(tree, outcome)
-        np.testing.assert_array_equal(one["log_likelihood"][outcome].values,
-                                      ll.sel(threshold=outcome).values)
+        np.testing.assert_array_equal(
+            one["log_likelihood"][outcome].values, ll.sel(threshold=outcome).values
+        )
         assert one["log_likelihood"][outcome].dims == ("chain", "draw", "lsoa")
     # elpd of the joint fit: the sum of its thresholds' (one PSIS-LOO over every count)
     with warnings.catch_warnings():
@@ -196,12 +218,14 @@ def test_a_fit_saved_in_the_old_layout_loads_in_the_new(name, tmp_path):
     post = tree["posterior"].to_dataset()
     names = list(post.data_vars)
     post = post[[*names[1:], names[0]]].assign_coords(
-        la_name=("la", tree["constant_data"]["la_name"].values))
+        la_name=("la", tree["constant_data"]["la_name"].values)
+    )
     old["posterior"] = xr.DataTree(post)
     if joint_fit.outcomes(tree):
         ll = tree["log_likelihood"]["joint"]
-        old["log_likelihood"] = xr.DataTree(xr.Dataset(
-            {o: ll.sel(threshold=o, drop=True) for o in joint_fit.outcomes(tree)}))
+        old["log_likelihood"] = xr.DataTree(
+            xr.Dataset({o: ll.sel(threshold=o, drop=True) for o in joint_fit.outcomes(tree)})
+        )
     with pytest.raises(ValueError, match="coordinate 'la_name' not present"):
         az.summary(old)  # the reported failure
     save(old, tmp_path / "old.nc")

@@ -123,8 +123,9 @@ def test_sigkill_mid_write_leaves_previous_file_or_none(tmp_path, previous):
     target = tmp_path / "big.csv"
     if previous:
         atomic_write(target, lambda p: Path(p).write_bytes(b"old,complete\n"))
-    proc = subprocess.Popen([sys.executable, "-c", KILL_WRITER, str(target)],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILL_WRITER, str(target)], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert proc.stdout.readline().strip() == "writing"
         time.sleep(0.1)
@@ -162,8 +163,9 @@ SYNTHETIC_LOOP = textwrap.dedent(
 def test_sigkill_during_synthetic_write_loop(tmp_path, delay):
     """Killed at an arbitrary moment of repeated writes, every output present is complete."""
     expected = england.simulate(seed=3, scale=0.3)
-    proc = subprocess.Popen([sys.executable, "-c", SYNTHETIC_LOOP, str(tmp_path)],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SYNTHETIC_LOOP, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert proc.stdout.readline().strip() == "ready"
         time.sleep(delay)
@@ -188,11 +190,13 @@ def test_sigkill_during_synthetic_write_loop(tmp_path, delay):
 
 
 def la_table(shift: int = 0) -> pd.DataFrame:
-    return pd.DataFrame({
-        "la": [f"E0600000{i}" for i in range(1, 7)],
-        "cases": np.array([3, 25, 40, 12, 7, 90]) + shift,
-        "children": [1200, 5400, 8000, 3000, 2500, 15000],
-    })
+    return pd.DataFrame(
+        {
+            "la": [f"E0600000{i}" for i in range(1, 7)],
+            "cases": np.array([3, 25, 40, 12, 7, 90]) + shift,
+            "children": [1200, 5400, 8000, 3000, 2500, 15000],
+        }
+    )
 
 
 def test_disclosure_write_table_failure_keeps_previous(tmp_path, monkeypatch):
@@ -261,8 +265,9 @@ def test_synthetic_write_failure_keeps_previous(tmp_path, small_synthetic, monke
         england.write(other, tmp_path)
     assert snapshot(tmp_path) == before
     monkeypatch.undo()
-    monkeypatch.setattr(Path, "write_text", lambda self, text, *a, **k: half_then_raise(
-        self, text.encode()))
+    monkeypatch.setattr(
+        Path, "write_text", lambda self, text, *a, **k: half_then_raise(self, text.encode())
+    )
     with pytest.raises(Boom):  # the second file fails: the first is the new complete one
         england.write(other, tmp_path)
     monkeypatch.undo()
@@ -278,7 +283,8 @@ def test_synthetic_write_failure_keeps_previous(tmp_path, small_synthetic, monke
 @pytest.fixture(scope="module")
 def trees():
     return fake_tree(n_la=4, n_lsoa_per_la=8, draws=20), fake_tree(
-        n_la=4, n_lsoa_per_la=8, draws=20, seed=1)
+        n_la=4, n_lsoa_per_la=8, draws=20, seed=1
+    )
 
 
 def test_fit_save_failure_keeps_previous(tmp_path, trees, monkeypatch):
@@ -295,8 +301,7 @@ def test_fit_save_failure_keeps_previous(tmp_path, trees, monkeypatch):
     monkeypatch.undo()
     assert snapshot(tmp_path) == before
     back = fit.load(path)
-    xr.testing.assert_identical(back["posterior"].to_dataset(),
-                                trees[0]["posterior"].to_dataset())
+    xr.testing.assert_identical(back["posterior"].to_dataset(), trees[0]["posterior"].to_dataset())
 
 
 def test_fit_save_twice_gives_the_same_fit(tmp_path, trees):
@@ -314,8 +319,11 @@ DETERMINISTIC = ("release/summary.json", "release/la_gradients.csv", "release/pp
 
 
 def tree_snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file() and p.name != ".lock"}
+    return {
+        str(p.relative_to(folder)): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != ".lock"
+    }
 
 
 def test_report_write_is_idempotent(tmp_path, trees):
@@ -331,7 +339,11 @@ def test_report_write_is_idempotent(tmp_path, trees):
     assert all(p.exists() for p in paths.values())
     assert {"summary", "la_gradients", "ppc_json", "ppc", "posterior"} <= set(paths)
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [
-        ".lock", "MANIFEST.json", "internal", "release"]  # no temp or old set left
+        ".lock",
+        "MANIFEST.json",
+        "internal",
+        "release",
+    ]  # no temp or old set left
 
 
 def test_report_write_failure_keeps_previous_set(tmp_path, trees, monkeypatch):
@@ -401,8 +413,9 @@ def test_data_build_report_failure_leaves_no_temp(tmp_path, monkeypatch):
     out = tmp_path / "out"
     build.write(table, rep, out / "n.parquet", out / "report.json")
     before = snapshot(out)
-    monkeypatch.setattr(Path, "write_text", lambda self, text, *a, **k: half_then_raise(
-        self, text.encode()))
+    monkeypatch.setattr(
+        Path, "write_text", lambda self, text, *a, **k: half_then_raise(self, text.encode())
+    )
     with pytest.raises(Boom):
         build.write(table, {**rep, "la_year": 2024}, out / "n.parquet", out / "report.json")
     monkeypatch.undo()

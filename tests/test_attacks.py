@@ -65,8 +65,9 @@ def reader(outs, tables, units, exact: bool):
 def nine_and_eleven() -> pd.DataFrame:
     """Five LAs of six LSOAs: LA totals 9, 11 and about 50; every decile mixes three LAs."""
     t = fake_table(5, 6, seed=3)
-    t["referrals"] = np.concatenate([[2, 1, 2, 1, 2, 1], [2, 2, 2, 2, 2, 1]]
-                                    + [[8, 9, 7, 10, 8, 9]] * 3)
+    t["referrals"] = np.concatenate(
+        [[2, 1, 2, 1, 2, 1], [2, 2, 2, 2, 2, 1]] + [[8, 9, 7, 10, 8, 9]] * 3
+    )
     la, i = np.repeat(np.arange(5), 6), np.tile(np.arange(6), 5)
     t["income"] = 0.05 + 0.01 * (i * 5 + la)
     return t
@@ -79,8 +80,7 @@ def test_rerounding_a_release_gives_back_nothing(tmp_path):
     outs = [tmp_path / "fit"]
     for r in ("2", "8"):  # the red team's re-releases, no override needed
         out = tmp_path / f"r{r}"
-        assert cli.main(["report", str(tmp_path / "fit"), "--out", str(out),
-                         "--round-to", r]) == 0
+        assert cli.main(["report", str(tmp_path / "fit"), "--out", str(out), "--round-to", r]) == 0
         outs.append(out)
     first = las_of(outs[0])
     # the clean behaviour: the default release hides the 9 and its complement, the 11
@@ -89,8 +89,10 @@ def test_rerounding_a_release_gives_back_nothing(tmp_path):
     # each re-release hides the same totals again (the ledger: hidden before, hidden again)
     for out in outs[1:]:
         assert las_of(out).loc[[nine, eleven], "cases"].isna().all()
-        log = [json.loads(x) for x in (out / "release" / "disclosure_log.jsonl").read_text()
-               .splitlines()]
+        log = [
+            json.loads(x)
+            for x in (out / "release" / "disclosure_log.jsonl").read_text().splitlines()
+        ]
         assert log[0]["check"]["earlier_publications"] >= 1
     # all three releases together, read as published (noise within D, rounding intervals)
     # and even as if unperturbed: neither the 9 nor the 11 is narrowed below the protection
@@ -153,8 +155,9 @@ def test_children_of_two_fits_one_lsoa_apart_never_single_it_out():
     b = report.SPREAD * children.max()
 
     def published(keys, keep):
-        return report.perturbed_sums(lsoa[keep], lsoa[keep], children[keep],
-                                     np.zeros(keep.sum(), int), 1, keys, "children")[0]
+        return report.perturbed_sums(
+            lsoa[keep], lsoa[keep], children[keep], np.zeros(keep.sum(), int), 1, keys, "children"
+        )[0]
 
     def density(z):  # the difference of two independent Laplace(b) draws
         return (1 + np.abs(z) / b) * np.exp(-np.abs(z) / b) / (4 * b)
@@ -184,12 +187,23 @@ CHILD = {"referrals": 1, "assessments": 1, "ends_closed_0_30": 1, "days_closed_0
 def by_age_band() -> pd.DataFrame:
     """An LSOA x age band table as ``census aggregate --by age_band`` writes it."""
     rng = np.random.default_rng(7)
-    rows = [{"lsoa": f"E01{la}{i:05d}", "la": f"E0600000{la + 1}", "income": 0.1,
-             "rural": False, "age_band": band, "children": 100,
-             "referrals": int(rng.integers(3, 12)), "assessments": int(rng.integers(2, 9)),
-             "ends_closed_0_30": int(rng.integers(1, 6)),
-             "days_closed_0_30": float(rng.integers(20, 200)) + 0.5}
-            for la in range(3) for i in range(5) for band in ("0-4", "5-9", "10-15")]
+    rows = [
+        {
+            "lsoa": f"E01{la}{i:05d}",
+            "la": f"E0600000{la + 1}",
+            "income": 0.1,
+            "rural": False,
+            "age_band": band,
+            "children": 100,
+            "referrals": int(rng.integers(3, 12)),
+            "assessments": int(rng.integers(2, 9)),
+            "ends_closed_0_30": int(rng.integers(1, 6)),
+            "days_closed_0_30": float(rng.integers(20, 200)) + 0.5,
+        }
+        for la in range(3)
+        for i in range(5)
+        for band in ("0-4", "5-9", "10-15")
+    ]
     return pd.DataFrame(rows)
 
 
@@ -201,9 +215,15 @@ def one_child_more(table: pd.DataFrame, row: int = 7) -> pd.DataFrame:
 
 
 def aggregate(out, table, **kwargs):
-    return table_sets.write_table_set(out, table, counts=COUNTS, report={},
-                                      command="census aggregate", strata=["age_band"],
-                                      **kwargs)
+    return table_sets.write_table_set(
+        out,
+        table,
+        counts=COUNTS,
+        report={},
+        command="census aggregate",
+        strata=["age_band"],
+        **kwargs,
+    )
 
 
 def test_a_one_child_revision_is_refused(tmp_path):
@@ -252,8 +272,9 @@ def test_release_holds_no_hash_a_guessed_table_could_be_checked_against(tmp_path
     table = tiny_table(1)
     tree = fit_like(table)
     report.write(tree, tmp_path / "fit")
-    blobs = b"".join(p.read_bytes() for p in (tmp_path / "fit" / "release").rglob("*")
-                     if p.is_file())
+    blobs = b"".join(
+        p.read_bytes() for p in (tmp_path / "fit" / "release").rglob("*") if p.is_file()
+    )
     truth = fit.data_hash(NeighbourhoodData.from_table(table, "referrals"))
     assert truth == tree.attrs["data_hash"]
     guesses = {truth}
@@ -292,8 +313,9 @@ def test_bridge_beyond_400_linked_hidden_cells_is_protected(tmp_path, rule):
     frame = bridge_table()
     columns = [c for c in frame.columns if c != "r"]
     v = frame[columns].to_numpy()
-    write_table(frame, tmp_path / "t.csv", level="la", count_columns=columns,
-                group_columns="r", rule=rule)
+    write_table(
+        frame, tmp_path / "t.csv", level="la", count_columns=columns, group_columns="r", rule=rule
+    )
     shown = pd.read_csv(tmp_path / "t.csv")[columns].to_numpy(dtype=float)
     hidden = np.isnan(shown)
     assert hidden.sum() > 451
@@ -302,8 +324,7 @@ def test_bridge_beyond_400_linked_hidden_cells_is_protected(tmp_path, rule):
     n = v.shape[0]
     idx = np.flatnonzero(hidden.ravel())
     a, b = [], []
-    for line in [np.arange(n) * n + j for j in range(n)] + [np.arange(n) + i * n
-                                                            for i in range(n)]:
+    for line in [np.arange(n) * n + j for j in range(n)] + [np.arange(n) + i * n for i in range(n)]:
         row = np.isin(idx, line).astype(float)
         if row.any():
             a.append(row)

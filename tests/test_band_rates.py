@@ -39,12 +39,12 @@ def test_study_span_is_out_of_reach_of_its_own_gradient():
     grid = [ratio(b_b, b_x) for b_b in np.linspace(0, b_w, 13) for b_x in np.linspace(B_X, 0, 8)]
     assert max(grid) == ratio(b_w, 0.0)  # the corner: no contextual effect, no interaction
     assert 8 < max(grid) < 11  # ~9.4x, far from the study's ~13.7x
-    needed = math.exp(math.log(13.7) / (10 * (t["income"][high].mean()
-                                              - t["income"][low].mean())))
+    needed = math.exp(math.log(13.7) / (10 * (t["income"][high].mean() - t["income"][low].mean())))
     assert needed > 1.7  # a gradient steeper than the study's 1.62 everywhere
     # the table's own truth (b_b = 0.25, b_x = -0.26) gives ~5x, and the draw agrees
     model = ratio(PARAMETERS["referrals"]["b_b"], B_X)
-    drawn = (t["referrals"][high].sum() / n[high].sum()) / (t["referrals"][low].sum()
-                                                            / n[low].sum())
+    drawn = (t["referrals"][high].sum() / n[high].sum()) / (
+        t["referrals"][low].sum() / n[low].sum()
+    )
     assert 3.5 < model < 6.5
     assert abs(math.log(drawn / model)) < 0.35

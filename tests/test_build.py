@@ -34,8 +34,12 @@ def test_build_synthetic_shared(tmp_path):
     assert report["las"] == 5
     assert report["unmatched"] == {}
     moved = {(c["old"], c["new"]): c["rows"] for c in report["changes"]}
-    assert moved == {("E10000021", "E06000061"): 2, ("E10000021", "E06000062"): 2,
-                     ("E06000053", "E06000052"): 1, ("E09000001", "E09000012"): 1}
+    assert moved == {
+        ("E10000021", "E06000061"): 2,
+        ("E10000021", "E06000062"): 2,
+        ("E06000053", "E06000052"): 1,
+        ("E09000001", "E09000012"): 1,
+    }
     # the input contract, with no outcome columns: a geography
     assert not set(table.columns) & {"referrals", "cp_plans"}
     assert table["children"].dtype == "int64"
@@ -69,16 +73,14 @@ def test_unmatched_rows_are_reported_by_reason(tmp_path):
     _write(ruc_path, ruc[ruc["LSOA11CD"] != "E01000013"])
     table, report = build.build_neighbourhoods(shared)
     assert report["rows"] == {"read": 13, "linked": 12, "unmatched": 1, "in_table": 12}
-    assert report["unmatched"] == {"no_rural_urban_class": {"count": 1,
-                                                            "lsoas": ["E01000013"]}}
+    assert report["unmatched"] == {"no_rural_urban_class": {"count": 1, "lsoas": ["E01000013"]}}
     assert "E01000013" not in set(table["lsoa"])
 
 
 def test_cli_data_build(tmp_path, capsys):
     shared = make_shared(tmp_path / "shared")
     out, rep = tmp_path / "out", tmp_path / "report.json"
-    assert cli.main(["data", "build", str(shared), "--out", str(out), "--report",
-                     str(rep)]) == 0
+    assert cli.main(["data", "build", str(shared), "--out", str(out), "--report", str(rep)]) == 0
     manifest = outputs.verify(out)
     table = pd.read_parquet(out / manifest["table"])
     assert len(table) == len(AREAS)
@@ -93,8 +95,21 @@ def test_cli_data_build(tmp_path, capsys):
     assert cli.main(["data", "build", str(shared), "--out", str(csv), "--format", "csv.gz"]) == 0
     assert outputs.verify(csv)["table"] == "internal/neighbourhoods.csv.gz"
     assert schema.read_table(csv).equals(table)
-    assert cli.main(["data", "build", str(shared), "--out", str(out), "--la-year", "2021",
-                     "--no-city-merge"]) == 2  # City of London alone: an LA of 1 LSOA
+    assert (
+        cli.main(
+            [
+                "data",
+                "build",
+                str(shared),
+                "--out",
+                str(out),
+                "--la-year",
+                "2021",
+                "--no-city-merge",
+            ]
+        )
+        == 2
+    )  # City of London alone: an LA of 1 LSOA
     assert "small_la" in capsys.readouterr().err
     assert outputs.verify(out) == manifest  # the set is unchanged
 
@@ -129,13 +144,17 @@ def test_real_build():
     assert len(table) == 32844
     assert report["rows"]["unmatched"] == 0
     assert report["las"] == 151  # DfE 2024-25: 153 LAs, Scilly and City merged
-    assert report["checks"] == {"lad_lookup_disagrees_with_iod": 0,
-                                "bestfit_utla_disagrees": 0, "bestfit_utla_missing": 0}
+    assert report["checks"] == {
+        "lad_lookup_disagrees_with_iod": 0,
+        "bestfit_utla_disagrees": 0,
+        "bestfit_utla_missing": 0,
+    }
     assert len(report["changes"]) == 9
     assert table["children"].sum() == 10_405_050
-    merged = pd.read_csv(SHARED / "lsoa2011_merged" /
-                         "lsoa2011_iod2019_income_children_utla_ruc.csv.gz",
-                         usecols=["lsoa11cd", "income_score_rate", "urban_rural"])
+    merged = pd.read_csv(
+        SHARED / "lsoa2011_merged" / "lsoa2011_iod2019_income_children_utla_ruc.csv.gz",
+        usecols=["lsoa11cd", "income_score_rate", "urban_rural"],
+    )
     j = table.merge(merged, left_on="lsoa", right_on="lsoa11cd")
     assert (j["income"] - j["income_score_rate"]).abs().max() < 1e-9
     assert (j["rural"] == (j["urban_rural"] == "Rural")).all()

@@ -17,11 +17,24 @@ from socialgradient import cli
 from socialgradient.data.synthetic import england
 from socialgradient.study import calibrate
 
-TINY = ["--scale", "0.05", "--replicates", "1", "--draws", "100", "--tune", "100",
-        "--chains", "2", "--workers", "1"]
+TINY = [
+    "--scale",
+    "0.05",
+    "--replicates",
+    "1",
+    "--draws",
+    "100",
+    "--tune",
+    "100",
+    "--chains",
+    "2",
+    "--workers",
+    "1",
+]
 
 
 # -- simulation with given parameters ------------------------------------------------------
+
 
 def test_simulate_with_parameters_keeps_the_default_and_uses_the_given():
     base = england.simulate(seed=4, scale=0.05)
@@ -71,6 +84,7 @@ def test_binomial_replicate_table_is_the_models():
 
 # -- ranks, uniformity and aggregation (pure) ---------------------------------------------
 
+
 def test_sbc_rank_counts_thinned_draws_below_the_truth():
     draws = np.arange(1000.0).reshape(4, 250)  # chains x draws
     assert calibrate.sbc_rank(draws, -1.0) == 0
@@ -110,22 +124,41 @@ def test_uniformity_rejects_clearly_non_uniform_ranks():
     assert calibrate.uniformity(rng.integers(60, 100, 200))["p_value"] < 1e-6
 
 
-def fake_result(seed: int, covered: dict, la_covered: list[bool], ranks: dict,
-                verdict: str = "PASS") -> dict:
-    national = {k: {"truth": 1.0, "median": 1.0, "ci95": [0.9, 1.1], "ci80": [0.95, 1.05],
-                    "covered95": covered[k][0], "covered80": covered[k][1]}
-                for k in calibrate.NATIONAL}
+def fake_result(
+    seed: int, covered: dict, la_covered: list[bool], ranks: dict, verdict: str = "PASS"
+) -> dict:
+    national = {
+        k: {
+            "truth": 1.0,
+            "median": 1.0,
+            "ci95": [0.9, 1.1],
+            "ci80": [0.95, 1.05],
+            "covered95": covered[k][0],
+            "covered80": covered[k][1],
+        }
+        for k in calibrate.NATIONAL
+    }
     return {
-        "complete": True, "model": "national", "seed": seed, "config": {},
+        "complete": True,
+        "model": "national",
+        "seed": seed,
+        "config": {},
         "national": national,
-        "la": {"la": [f"L{i}" for i in range(len(la_covered))],
-               "covered95": la_covered, "covered80": [False] * len(la_covered)},
+        "la": {
+            "la": [f"L{i}" for i in range(len(la_covered))],
+            "covered95": la_covered,
+            "covered80": [False] * len(la_covered),
+        },
         "sbc": {"draws": 99, "ranks": ranks},
-        "diagnostics": {"verdict": verdict, "rhat_max": 1.004, "ess_bulk_min": 800.0,
-                        "national_rhat_max": 1.001, "national_ess_bulk_min": 1500.0,
-                        "divergences": 2 if verdict == "FAIL" else 0,
-                        "reasons": ["R-hat 1.2 > 1.05 (la_effect)"] if verdict == "FAIL"
-                        else []},
+        "diagnostics": {
+            "verdict": verdict,
+            "rhat_max": 1.004,
+            "ess_bulk_min": 800.0,
+            "national_rhat_max": 1.001,
+            "national_ess_bulk_min": 1500.0,
+            "divergences": 2 if verdict == "FAIL" else 0,
+            "reasons": ["R-hat 1.2 > 1.05 (la_effect)"] if verdict == "FAIL" else [],
+        },
         "seconds": {"total": 10.0 * (seed + 1)},
     }
 
@@ -133,12 +166,26 @@ def fake_result(seed: int, covered: dict, la_covered: list[bool], ranks: dict,
 def test_aggregate_counts_coverage_ranks_and_fails():
     keys = calibrate.NATIONAL
     results = [
-        fake_result(0, {k: (True, True) for k in keys}, [True, True, False],
-                    {"a": 0, "b_w": 99, "b_b": 50, "b_x": 10}),
-        fake_result(1, {k: (k != "contextual_effect", False) for k in keys}, [True, True, True],
-                    {"a": 5, "b_w": 95, "b_b": 55, "b_x": 12}, verdict="FAIL"),
-        fake_result(2, {k: (True, False) for k in keys}, [False, True, True],
-                    {"a": 9, "b_w": 90, "b_b": 45, "b_x": 19}, verdict="WARN"),
+        fake_result(
+            0,
+            {k: (True, True) for k in keys},
+            [True, True, False],
+            {"a": 0, "b_w": 99, "b_b": 50, "b_x": 10},
+        ),
+        fake_result(
+            1,
+            {k: (k != "contextual_effect", False) for k in keys},
+            [True, True, True],
+            {"a": 5, "b_w": 95, "b_b": 55, "b_x": 12},
+            verdict="FAIL",
+        ),
+        fake_result(
+            2,
+            {k: (True, False) for k in keys},
+            [False, True, True],
+            {"a": 9, "b_w": 90, "b_b": 45, "b_x": 19},
+            verdict="WARN",
+        ),
     ]
     agg = calibrate.aggregate(results)
     assert agg["replicates"] == 3
@@ -168,16 +215,32 @@ def test_aggregate_counts_coverage_ranks_and_fails():
     assert d["divergences"] == 2
     assert d["replicates_with_divergences"] == 1
     assert agg["seconds"]["median"] == 20.0
-    md = calibrate.markdown({"models": {"national": agg | {"config": {
-        "seeds": [0, 2], "scale": 1.0, "chains": 4, "draws": 500, "tune": 500,
-        "sbc_draws": 99}}}, "ranges": {"national": calibrate.RANGES["national"]},
-        "study_values": calibrate.STUDY})
+    md = calibrate.markdown(
+        {
+            "models": {
+                "national": agg
+                | {
+                    "config": {
+                        "seeds": [0, 2],
+                        "scale": 1.0,
+                        "chains": 4,
+                        "draws": 500,
+                        "tune": 500,
+                        "sbc_draws": 99,
+                    }
+                }
+            },
+            "ranges": {"national": calibrate.RANGES["national"]},
+            "study_values": calibrate.STUDY,
+        }
+    )
     assert "seed 1: R-hat 1.2 > 1.05 (la_effect)" in md
     assert "1 PASS, 1 WARN, 1 FAIL" in md
     assert "66.7% ± 27.2 (2/3)" in md
 
 
 # -- the command, on a local cluster ------------------------------------------------------
+
 
 def test_calibrate_writes_and_resumes(tmp_path, capsys):
     """A tiny replicate on a LocalCluster of one worker; the rerun fits nothing."""
@@ -195,8 +258,9 @@ def test_calibrate_writes_and_resumes(tmp_path, capsys):
     assert len(one["la"]["covered95"]) == 150
     assert set(one["sbc"]["ranks"]) == set(calibrate.SBC_PARAMETERS)
     assert all(0 <= r <= 99 for r in one["sbc"]["ranks"].values())
-    assert one["truth"] == pytest.approx(calibrate.draw_truth("national", 5)
-                                         | calibrate.national_quantities(one["truth"]))
+    assert one["truth"] == pytest.approx(
+        calibrate.draw_truth("national", 5) | calibrate.national_quantities(one["truth"])
+    )
     assert one["diagnostics"]["verdict"] in ("PASS", "WARN", "FAIL")
     assert not list(out.rglob("*.nc"))  # no posterior written
     whole = json.loads((out / "calibration.json").read_text())
@@ -210,23 +274,29 @@ def test_calibrate_writes_and_resumes(tmp_path, capsys):
     assert "calibrate national: 1 replicate;" in capsys.readouterr().out
 
     # resumable: nothing refitted (no cluster even needed), the aggregate rewritten
-    done = calibrate.run(out, 1, "national", scale=0.05, draws=100, tune=100, chains=2,
-                         seed=5, scheduler="tcp://127.0.0.1:1")
+    done = calibrate.run(
+        out,
+        1,
+        "national",
+        scale=0.05,
+        draws=100,
+        tune=100,
+        chains=2,
+        seed=5,
+        scheduler="tcp://127.0.0.1:1",
+    )
     assert done["fitted"] == []
     assert done["up_to_date"] == [5]
     assert [f.stat().st_mtime_ns for f in files] == stamps
     # a damaged or partial file, or another configuration, is refitted
-    assert calibrate.read_result(files[0], calibrate.config("national", 0.05, 200, 100, 2)) \
-        is None
+    assert calibrate.read_result(files[0], calibrate.config("national", 0.05, 200, 100, 2)) is None
     files[0].write_text('{"complete": tr')
-    assert calibrate.read_result(files[0], calibrate.config("national", 0.05, 100, 100, 2)) \
-        is None
+    assert calibrate.read_result(files[0], calibrate.config("national", 0.05, 100, 100, 2)) is None
 
 
 def test_calibrate_rejects_bad_arguments(tmp_path, capsys):
     assert cli.main(["calibrate", "--out", str(tmp_path), "--replicates", "0"]) == 2
-    assert cli.main(["calibrate", "--out", str(tmp_path), "--draws", "20", "--chains",
-                     "2"]) == 2
+    assert cli.main(["calibrate", "--out", str(tmp_path), "--draws", "20", "--chains", "2"]) == 2
     assert cli.main(["calibrate", "--out", str(tmp_path), "--workers", "0"]) == 2
     err = capsys.readouterr().err
     assert "--replicates must be at least 1" in err
@@ -272,8 +342,17 @@ def test_calibrate_survives_a_worker_killed_mid_replicate(tmp_path):
         killer = threading.Thread(target=watch, args=(client,))
         killer.start()
         try:
-            done = calibrate.run(out, 2, "national", scale=0.05, draws=100, tune=100,
-                                 chains=2, seed=5, scheduler=client)
+            done = calibrate.run(
+                out,
+                2,
+                "national",
+                scale=0.05,
+                draws=100,
+                tune=100,
+                chains=2,
+                seed=5,
+                scheduler=client,
+            )
         finally:
             stop.set()
             killer.join()
@@ -293,16 +372,26 @@ def test_calibrate_on_a_running_cluster(tmp_path, scheduler, monkeypatch):
     from dask.distributed import Client
 
     monkeypatch.chdir(tmp_path)
-    done = calibrate.run(Path("cal"), 2, "national", scale=0.05, draws=100, tune=100,
-                         chains=2, seed=5, scheduler=scheduler)
+    done = calibrate.run(
+        Path("cal"),
+        2,
+        "national",
+        scale=0.05,
+        draws=100,
+        tune=100,
+        chains=2,
+        seed=5,
+        scheduler=scheduler,
+    )
     assert done["failed"] == {}
     assert sorted(done["fitted"]) == [5, 6]
     with Client(scheduler, timeout=60) as client:
         workers = set(client.run(os.getpid).values())
     fitted_by = set()
     for seed in (5, 6):
-        result = json.loads((tmp_path / "cal" / "replicates" / "national" /
-                             f"{seed}.json").read_text())
+        result = json.loads(
+            (tmp_path / "cal" / "replicates" / "national" / f"{seed}.json").read_text()
+        )
         assert result["complete"]
         assert result["seed"] == seed
         fitted_by.add(result["fitted_by"]["pid"])

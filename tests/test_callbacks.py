@@ -73,8 +73,9 @@ def test_a_new_process_loads_the_callbacks_from_disk_and_samples_the_same_draws(
                                     c.compiled_expand_func.cache_hits],
                           "draws": draws.tolist()}}))
     """)
-    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                         timeout=300)
+    run = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     there = json.loads(run.stdout.strip().splitlines()[-1])
     assert there["hits"] == [1, 1]  # both callbacks loaded, not compiled
@@ -97,10 +98,12 @@ def test_with_data_and_user_data_refuse_missing_data_and_wrong_ranks():
     model = small_model()
     compiled = callbacks.compile_model(model, key(model))
     needs_more = dataclasses.replace(
-        compiled, shared_data={**compiled.shared_data, "gone": np.zeros(2)})
+        compiled, shared_data={**compiled.shared_data, "gone": np.zeros(2)}
+    )
     gone = type("Shared", (), {"name": "gone"})()
     needs_more = dataclasses.replace(
-        needs_more, shared_var_keys={**compiled.shared_var_keys, gone: "gone"})
+        needs_more, shared_var_keys={**compiled.shared_var_keys, gone: "gone"}
+    )
     with pytest.raises(KeyError, match="model lacks the shared variables \\['gone'\\]"):
         callbacks.with_data(needs_more, model)
     values = {var: compiled.shared_data[name] for var, name in compiled.shared_var_keys.items()}
@@ -117,8 +120,11 @@ def test_the_entry_is_named_by_code_and_versions_and_runs_the_bytes_given(tmp_pa
     path.parent.mkdir()
     path.write_text("N = 2\n")  # the file differs: the bytes given are executed, not it
     module = callbacks._exec(b"N = 1\n", path)
-    assert (module.N, module.__file__, module.__name__) == (1, str(path),
-                                                            "socialgradient_callbacks_x")
+    assert (module.N, module.__file__, module.__name__) == (
+        1,
+        str(path),
+        "socialgradient_callbacks_x",
+    )
 
 
 def _fake_entry(where, name, used: float, size: int = 1000):
@@ -164,12 +170,18 @@ def test_without_numbas_cache_the_layout_alone_is_not_trusted(tmp_path, monkeypa
 
 # --- the fallback to nutpie's public compilation ----------------------------------------
 
+
 @pytest.fixture(scope="module")
 def made():
     """What nutpie's ``_make_functions`` gives for the small model (built once)."""
     model = small_model(las=OTHER_LAS)
-    return cp._make_functions(model, mode="NUMBA", compute_grad=True, join_expanded=True,
-                              pymc_initial_point_fn=callbacks._pymc_initial_point(model))
+    return cp._make_functions(
+        model,
+        mode="NUMBA",
+        compute_grad=True,
+        join_expanded=True,
+        pymc_initial_point_fn=callbacks._pymc_initial_point(model),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -269,17 +281,29 @@ def _missing_field(mp, made):
     mp.setattr(cp, "CompiledPyMCModel", Renamed)
 
 
-@pytest.mark.parametrize(("breaks", "says"), [
-    (_without("_make_functions"), "nutpie.compile_pymc._make_functions is missing"),
-    (_without("_prepare_dims_and_coords"), "_prepare_dims_and_coords is missing"),
-    (_changed_signature, "_make_functions does not take"),
-    (_other_abi, "no longer passes"),
-    (_missing_field, "CompiledPyMCModel lacks the fields"),
-    (_raising, "RuntimeError: PyTensor could not compile"),
-    (_bad_layout, "the layout does not add up"),
-    (_failing_numba, "TypeError: numba failed in nopython mode"),
-], ids=["no-_make_functions", "no-_prepare_dims_and_coords", "signature", "user-data-abi",
-        "fields", "raises", "layout", "numba"])
+@pytest.mark.parametrize(
+    ("breaks", "says"),
+    [
+        (_without("_make_functions"), "nutpie.compile_pymc._make_functions is missing"),
+        (_without("_prepare_dims_and_coords"), "_prepare_dims_and_coords is missing"),
+        (_changed_signature, "_make_functions does not take"),
+        (_other_abi, "no longer passes"),
+        (_missing_field, "CompiledPyMCModel lacks the fields"),
+        (_raising, "RuntimeError: PyTensor could not compile"),
+        (_bad_layout, "the layout does not add up"),
+        (_failing_numba, "TypeError: numba failed in nopython mode"),
+    ],
+    ids=[
+        "no-_make_functions",
+        "no-_prepare_dims_and_coords",
+        "signature",
+        "user-data-abi",
+        "fields",
+        "raises",
+        "layout",
+        "numba",
+    ],
+)
 def test_every_failure_falls_back_with_one_warning(breaks, says, made, tmp_path, monkeypatch):
     monkeypatch.setattr(callbacks, "folder", lambda: tmp_path)
     public = []
@@ -315,6 +339,7 @@ def test_the_switch_turns_the_fast_path_off_without_a_warning(monkeypatch):
 
 # --- the cache on disk: one entry per code, bounded ---------------------------------------
 
+
 def test_tables_of_other_las_share_one_cache_entry(fallback):
     """Six other LAs: other coordinates, the same machine code. The second model loads the
     first one's entry (no PyTensor function built, numba's cached callbacks), labels its
@@ -331,11 +356,12 @@ def test_tables_of_other_las_share_one_cache_entry(fallback):
     source = compiled.compiled_logp_func._pyfunc.__code__.co_filename
     assert os.path.dirname(source) == str(entry)
     assert compiled.logp_func is None
-    assert [compiled.compiled_logp_func.cache_hits,
-            compiled.compiled_expand_func.cache_hits] == [1, 1]
+    assert [compiled.compiled_logp_func.cache_hits, compiled.compiled_expand_func.cache_hits] == [
+        1,
+        1,
+    ]
     tree = nutpie.sample(compiled, **DRAWS)
-    assert list(tree["posterior"]["la_effect"].coords["la"].values) == list(
-        second.coords["la"])
+    assert list(tree["posterior"]["la_effect"].coords["la"].values) == list(second.coords["la"])
     np.testing.assert_array_equal(tree["posterior"]["b_w"].values, b_w(public))
 
 
@@ -354,7 +380,10 @@ def test_the_cache_never_exceeds_its_bounds(tmp_path, monkeypatch):
         assert name in [p.name for _, _, p in found]  # the entry just written stays
     # the most recently used stay
     assert [p.name for _, _, p in callbacks.entries()] == [
-        "callbacks_39", "callbacks_38", "callbacks_37"]
+        "callbacks_39",
+        "callbacks_38",
+        "callbacks_37",
+    ]
     monkeypatch.setenv(callbacks.ENV_MB, "256")
     callbacks.prune()
     assert len(callbacks.entries()) == 3
@@ -395,9 +424,21 @@ def test_an_entry_removed_while_loading_is_generated_again(tmp_path, monkeypatch
     entry.mkdir()
     model = small_model()
     (entry / f"{name}.py").write_text("def logp(): pass\ndef expand(): pass\n")
-    (entry / callbacks.LAYOUT).write_text(json.dumps({
-        "n_dim": 1, "n_expanded": 1, "names": ["a"], "slices": [[0, 1]], "shapes": [[]],
-        "free_names": ["a"], "free_shapes": [[]], "shared": [], "reparameterized": []}))
+    (entry / callbacks.LAYOUT).write_text(
+        json.dumps(
+            {
+                "n_dim": 1,
+                "n_expanded": 1,
+                "names": ["a"],
+                "slices": [[0, 1]],
+                "shapes": [[]],
+                "free_names": ["a"],
+                "free_shapes": [[]],
+                "shared": [],
+                "reparameterized": [],
+            }
+        )
+    )
     callbacks._seal(entry, name)  # a whole entry, as published
 
     def pruned_meanwhile(module):
@@ -420,13 +461,26 @@ def test_an_entry_removed_while_loading_is_generated_again(tmp_path, monkeypatch
 
 
 def test_layouts_that_do_not_add_up_are_refused():
-    good = {"n_dim": 3, "n_expanded": 5, "names": ["a", "b", "c"],
-            "slices": [[0, 1], [1, 3], [3, 5]], "shapes": [[], [2], [2]],
-            "free_names": ["a", "b"], "free_shapes": [[], [2]], "shared": [],
-            "reparameterized": []}
+    good = {
+        "n_dim": 3,
+        "n_expanded": 5,
+        "names": ["a", "b", "c"],
+        "slices": [[0, 1], [1, 3], [3, 5]],
+        "shapes": [[], [2], [2]],
+        "free_names": ["a", "b"],
+        "free_shapes": [[], [2]],
+        "shared": [],
+        "reparameterized": [],
+    }
     callbacks._check_layout(good)
-    for bad in ({"n_dim": 4}, {"n_expanded": 6}, {"slices": [[0, 1], [1, 3], [4, 6]]},
-                {"shapes": [[], [3], [2]]}, {"free_names": ["b", "a"]}, {"names": ["a"]}):
+    for bad in (
+        {"n_dim": 4},
+        {"n_expanded": 6},
+        {"slices": [[0, 1], [1, 3], [4, 6]]},
+        {"shapes": [[], [3], [2]]},
+        {"free_names": ["b", "a"]},
+        {"names": ["a"]},
+    ):
         with pytest.raises(callbacks._Mismatch):
             callbacks._check_layout({**good, **bad})
     with pytest.raises(callbacks._Mismatch):
@@ -491,8 +545,10 @@ def test_an_entry_is_private_and_its_manifest_names_every_file_it_loads(sealed):
     for rel, digest in manifest["files"].items():
         assert callbacks._digest((entry / rel).read_bytes()) == digest
     if POSIX:
-        modes = {p.relative_to(entry).as_posix(): stat.S_IMODE(p.stat().st_mode)
-                 for p in [entry, *entry.rglob("*")]}
+        modes = {
+            p.relative_to(entry).as_posix(): stat.S_IMODE(p.stat().st_mode)
+            for p in [entry, *entry.rglob("*")]
+        }
         assert modes.pop(".") == modes.pop("__pycache__") == 0o700
         assert set(modes.values()) == {0o600}, modes
     assert callbacks.verify(entry).keys() == {f"{name}.py", callbacks.LAYOUT}
@@ -503,12 +559,10 @@ def test_an_entry_is_private_and_its_manifest_names_every_file_it_loads(sealed):
 def test_an_unchanged_copy_loads_from_the_cache(entry, sealed):
     loaded = callbacks.compile_model(small_model(), key(small_model()))
     assert loaded.logp_func is None  # loaded, not built
-    assert os.path.dirname(loaded.compiled_logp_func._pyfunc.__code__.co_filename) == str(
-        entry)
+    assert os.path.dirname(loaded.compiled_logp_func._pyfunc.__code__.co_filename) == str(entry)
 
 
-def test_a_changed_line_in_the_generated_source_is_never_executed(entry, sealed, tmp_path,
-                                                                  caplog):
+def test_a_changed_line_in_the_generated_source_is_never_executed(entry, sealed, tmp_path, caplog):
     """The red team's attack: a line added to the generated module. It is refused before
     it runs (the line would write a marker), the entry is discarded and generated again, and
     the fit draws what it drew before."""
@@ -570,8 +624,7 @@ def test_a_planted_numba_cache_file_is_never_unpickled(entry, tmp_path, caplog, 
     marker.unlink()
 
 
-def test_an_entry_without_its_manifest_or_with_files_it_does_not_name_is_refused(entry,
-                                                                                  caplog):
+def test_an_entry_without_its_manifest_or_with_files_it_does_not_name_is_refused(entry, caplog):
     extra = entry / "__pycache__" / f"{entry.name}.logp-99.py312.nbi"
     extra.write_bytes(b"planted")
     extra.chmod(0o600)
@@ -588,14 +641,16 @@ def test_an_entry_without_its_manifest_or_with_files_it_does_not_name_is_refused
 
 
 @posix_only
-@pytest.mark.parametrize("where", ["source", "numba index", "numba folder", "entry",
-                                   "manifest"])
+@pytest.mark.parametrize("where", ["source", "numba index", "numba folder", "entry", "manifest"])
 @pytest.mark.parametrize("bits", [0o020, 0o002], ids=["group", "world"])
 def test_a_file_or_folder_writable_by_others_is_refused(entry, caplog, where, bits):
-    path = {"source": entry / f"{entry.name}.py",
-            "numba index": next(p for p in _numba_files(entry) if p.suffix == ".nbi"),
-            "numba folder": entry / "__pycache__", "entry": entry,
-            "manifest": entry / callbacks.MANIFEST}[where]
+    path = {
+        "source": entry / f"{entry.name}.py",
+        "numba index": next(p for p in _numba_files(entry) if p.suffix == ".nbi"),
+        "numba folder": entry / "__pycache__",
+        "entry": entry,
+        "manifest": entry / callbacks.MANIFEST,
+    }[where]
     path.chmod(stat.S_IMODE(path.stat().st_mode) | bits)
     with pytest.raises(callbacks.Tampered, match="is writable by others"):
         callbacks.verify(entry)
@@ -625,8 +680,7 @@ def _as_root():
 @pytest.mark.parametrize("where", ["numba data", "entry"])
 def test_an_entry_owned_by_another_user_is_refused(entry, caplog, where):
     _as_root()
-    path = entry if where == "entry" else next(
-        p for p in _numba_files(entry) if p.suffix == ".nbc")
+    path = entry if where == "entry" else next(p for p in _numba_files(entry) if p.suffix == ".nbc")
     os.chown(path, 12345, 12345)
     with pytest.raises(callbacks.Tampered, match="owned by uid 12345"):
         callbacks.verify(entry)
@@ -636,8 +690,7 @@ def test_an_entry_owned_by_another_user_is_refused(entry, caplog, where):
 
 
 @posix_only
-def test_the_cache_folder_is_created_private_and_made_private_again(tmp_path, monkeypatch,
-                                                                    caplog):
+def test_the_cache_folder_is_created_private_and_made_private_again(tmp_path, monkeypatch, caplog):
     root = tmp_path / "cache" / "socialgradient" / "nutpie_callbacks"
     monkeypatch.setenv(callbacks.ENV_DIR, str(root))
     assert callbacks.folder() == root
@@ -655,7 +708,8 @@ def test_the_default_cache_folder_is_the_users_own(monkeypatch):
 
     monkeypatch.delenv(callbacks.ENV_DIR, raising=False)
     assert callbacks.folder() == Path(
-        platformdirs.user_cache_dir("socialgradient", appauthor=False), "nutpie_callbacks")
+        platformdirs.user_cache_dir("socialgradient", appauthor=False), "nutpie_callbacks"
+    )
 
 
 @posix_only
@@ -688,8 +742,10 @@ def test_numbas_cache_of_the_callbacks_stays_beside_them(tmp_path, monkeypatch):
 
     path = tmp_path / "callbacks_x" / "callbacks_x.py"
     path.parent.mkdir()
-    source = ("def logp(dim, x, out, lp, user):\n    return 0\n\n\n"
-              "def expand(dim, expanded, x, out, user):\n    return 0\n")
+    source = (
+        "def logp(dim, x, out, lp, user):\n    return 0\n\n\n"
+        "def expand(dim, expanded, x, out, user):\n    return 0\n"
+    )
     path.write_text(source)
     monkeypatch.setattr(numba.core.config, "CACHE_DIR", str(tmp_path / "numba"))
     first = callbacks._cfuncs(callbacks._exec(source, path))
@@ -697,10 +753,15 @@ def test_numbas_cache_of_the_callbacks_stays_beside_them(tmp_path, monkeypatch):
     assert [f.cache_hits for f in first] == [0, 0]
     assert [f.cache_hits for f in again] == [1, 1]  # from the entry's __pycache__
     assert sorted(p.suffix for p in (path.parent / "__pycache__").iterdir()) == [
-        ".nbc", ".nbc", ".nbi", ".nbi"]
+        ".nbc",
+        ".nbc",
+        ".nbi",
+        ".nbi",
+    ]
     assert not (tmp_path / "numba").exists() or not any((tmp_path / "numba").rglob("*.nb*"))
-    monkeypatch.setattr(numba.core.config, "CACHE_LOCATOR_CLASSES", "UserWideCacheLocator",
-                        raising=False)
+    monkeypatch.setattr(
+        numba.core.config, "CACHE_LOCATOR_CLASSES", "UserWideCacheLocator", raising=False
+    )
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     with pytest.raises(callbacks.UnsafeCache, match="NUMBA_CACHE_LOCATOR_CLASSES"):
         callbacks._cfuncs(callbacks._exec(source, path))

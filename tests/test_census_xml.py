@@ -22,12 +22,15 @@ from socialgradient.data.synthetic.records import simulate_records
 from socialgradient.util import outputs
 
 # The DfE XSDs are never committed: $SOCIALGRADIENT_SHARED/cin_census or ../shared/data/cin_census.
-SHARED = Path(os.environ.get("SOCIALGRADIENT_SHARED")
-              or Path(__file__).resolve().parents[2] / "shared" / "data")
+SHARED = Path(
+    os.environ.get("SOCIALGRADIENT_SHARED")
+    or Path(__file__).resolve().parents[2] / "shared" / "data"
+)
 SCHEMAS = SHARED / "cin_census"
 needs_schemas = pytest.mark.skipif(
     not (SCHEMAS / "CIN_schema_2019.xsd").exists() or not codes.have_lxml(),
-    reason="DfE CIN XSDs (shared/data/cin_census) or lxml not available")
+    reason="DfE CIN XSDs (shared/data/cin_census) or lxml not available",
+)
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +46,10 @@ def returns(recs, tmp_path_factory):
 
 def one_la(recs, la, year=2019):
     keep = (recs.children["la"] == la) & (recs.children["year"] == year)
-    ep = recs.episodes[recs.episodes["child_id"].isin(recs.children.loc[keep, "child_id"])
-                       & (recs.episodes["year"] == year)]
+    ep = recs.episodes[
+        recs.episodes["child_id"].isin(recs.children.loc[keep, "child_id"])
+        & (recs.episodes["year"] == year)
+    ]
     fa = recs.factors[recs.factors["episode_id"].isin(ep["episode_id"])]
     return dataclasses.replace(recs, children=recs.children[keep], episodes=ep, factors=fa)
 
@@ -97,9 +102,14 @@ def test_one_file_per_la_per_year_in_the_census_layout(recs, returns):
 
 def test_round_trip_aggregates_equal_the_original(recs, returns):
     out, _ = returns
-    back, read = cx.read_returns(out, out / "child_lsoa.csv", recs.geography, recs.population,
-                                 looked_after=out / "looked_after.csv",
-                                 cin_plans=out / "cin_plans.csv")
+    back, read = cx.read_returns(
+        out,
+        out / "child_lsoa.csv",
+        recs.geography,
+        recs.population,
+        looked_after=out / "looked_after.csv",
+        cin_plans=out / "cin_plans.csv",
+    )
     assert read.episodes == read.passed == len(recs.episodes)
     assert sum(read.excluded.values()) == 0
     assert read.looked_after_unmatched == 0
@@ -114,8 +124,9 @@ def test_round_trip_aggregates_equal_the_original(recs, returns):
         assert a["referrals"].sum() == len(recs.children)
         # re-referral is derived from the same child's earlier referral in the returns, as DfE
         # does: it agrees with the flag except where the earlier referral is not in the records
-        outside = sum(h["rereferrals_earlier_not_in_records"]
-                      for h in recs.truth["history"].values())
+        outside = sum(
+            h["rereferrals_earlier_not_in_records"] for h in recs.truth["history"].values()
+        )
         assert outside > 0
         assert (b["rereferrals"] <= a["rereferrals"]).all()
         assert a["rereferrals"].sum() - b["rereferrals"].sum() == outside
@@ -133,13 +144,17 @@ def test_malformed_xml_names_file_and_line(tmp_path, recs, small):
     assert f"line {k + 1}" in str(err.value)
 
 
-@pytest.mark.parametrize(("pattern", "new", "rule", "element"), [
-    (r"<CINreferralDate>[^<]*</CINreferralDate>", "", "missing_element", "CINreferralDate"),
-    (r"<PersonBirthDate>[^<]*<", "<PersonBirthDate>2010-13-45<", "bad_date", "PersonBirthDate"),
-    (r"<Ethnicity>[^<]*<", "<Ethnicity>XXXX<", "unknown_code", "Ethnicity"),
-])
-def test_record_problems_raise_or_go_to_the_report(tmp_path, recs, small, pattern, new, rule,
-                                                   element):
+@pytest.mark.parametrize(
+    ("pattern", "new", "rule", "element"),
+    [
+        (r"<CINreferralDate>[^<]*</CINreferralDate>", "", "missing_element", "CINreferralDate"),
+        (r"<PersonBirthDate>[^<]*<", "<PersonBirthDate>2010-13-45<", "bad_date", "PersonBirthDate"),
+        (r"<Ethnicity>[^<]*<", "<Ethnicity>XXXX<", "unknown_code", "Ethnicity"),
+    ],
+)
+def test_record_problems_raise_or_go_to_the_report(
+    tmp_path, recs, small, pattern, new, rule, element
+):
     text, cl, _ = small
     bad = re.sub(pattern, new, text, count=1)
     child_id = re.search(r"<LAchildID>([^<]*)<", text).group(1)
@@ -151,8 +166,11 @@ def test_record_problems_raise_or_go_to_the_report(tmp_path, recs, small, patter
     assert element in str(err.value)
     back, read = read_text(tmp_path, recs, bad, cl, name="bad.xml", errors="report")
     e = recs.episodes  # a child-level problem excludes all the child's episodes
-    n = 1 if element == "CINreferralDate" else ((e["child_id"] == child_id)
-                                               & (e["year"] == 2019)).sum()
+    n = (
+        1
+        if element == "CINreferralDate"
+        else ((e["child_id"] == child_id) & (e["year"] == 2019)).sum()
+    )
     assert read.excluded[rule] == n
     assert read.passed == read.episodes - n
     assert read.excluded_records["la_child_id"].tolist() == [child_id] * n
@@ -162,7 +180,8 @@ def test_record_problems_raise_or_go_to_the_report(tmp_path, recs, small, patter
 def test_unborn_and_unlinkable_children_are_reported_not_dropped(tmp_path, recs, small):
     text, cl, la = small
     text = text.replace("<PersonBirthDate>", "<ExpectedPersonBirthDate>", 1).replace(
-        "</PersonBirthDate>", "</ExpectedPersonBirthDate>", 1)
+        "</PersonBirthDate>", "</ExpectedPersonBirthDate>", 1
+    )
     e = recs.episodes[recs.episodes["year"] == 2019]
     single = e["child_id"].value_counts().loc[lambda n: n == 1].index
     ids = cl.loc[cl["child_id"].isin(single), "child_id"].tolist()
@@ -171,7 +190,7 @@ def test_unborn_and_unlinkable_children_are_reported_not_dropped(tmp_path, recs,
     cl.loc[cl["child_id"] == ids[1], "lsoa"] = other  # LSOA in another LA
     cl = cl[cl["child_id"] != ids[2]]  # no LSOA for this child
     start = text.index("<CINdetails>", text.index(f"<LAchildID>{ids[3]}<"))
-    block = text[start:text.index("</CINdetails>", start) + len("</CINdetails>")]
+    block = text[start : text.index("</CINdetails>", start) + len("</CINdetails>")]
     text = text[:start] + block + "\n" + text[start:]  # the same episode twice
     back, read = read_text(tmp_path, recs, text, cl)
     first = re.search(r"<LAchildID>([^<]*)<", text).group(1)
@@ -207,43 +226,80 @@ def test_not_a_return(tmp_path, recs, small):
 def test_cli_census_write_and_aggregate(tmp_path, capsys):
     out = tmp_path / "r"
     las = ["E06000001", "E06000002", "E06000003"]
-    assert cli.main(["census", "write", "--out", str(out), "--seed", "5", "--scale", "0.05",
-                     "--la", ",".join(las)]) == 0
+    assert (
+        cli.main(
+            [
+                "census",
+                "write",
+                "--out",
+                str(out),
+                "--seed",
+                "5",
+                "--scale",
+                "0.05",
+                "--la",
+                ",".join(las),
+            ]
+        )
+        == 0
+    )
     # census write: record-level inputs, all under internal/ of a verified set
     written = outputs.verify(out)
-    assert not [f for f in written["files"] if f.startswith("release/") and
-                not f.endswith("disclosure_log.jsonl")]
+    assert not [
+        f
+        for f in written["files"]
+        if f.startswith("release/") and not f.endswith("disclosure_log.jsonl")
+    ]
     assert "internal/E06000001_2019.xml" in written["files"]
     inputs = out / "internal"
     table = tmp_path / "t"
-    args = ["census", "aggregate", str(out), "--child-lsoa", str(inputs / "child_lsoa.csv"),
-            "--looked-after", str(inputs / "looked_after.csv"),
-            "--geography", str(inputs / "geography.parquet"),
-            "--population", str(inputs / "population.parquet"), "--by", "age_band",
-            "--out", str(table), "--report", str(tmp_path / "report.json")]
+    args = [
+        "census",
+        "aggregate",
+        str(out),
+        "--child-lsoa",
+        str(inputs / "child_lsoa.csv"),
+        "--looked-after",
+        str(inputs / "looked_after.csv"),
+        "--geography",
+        str(inputs / "geography.parquet"),
+        "--population",
+        str(inputs / "population.parquet"),
+        "--by",
+        "age_band",
+        "--out",
+        str(table),
+        "--report",
+        str(tmp_path / "report.json"),
+    ]
     assert cli.main(args) == 0
     manifest = outputs.verify(table)
     assert manifest["command"] == "census aggregate"
     # internal/: the LSOA counts, unprotected: the model input that fit reads
     t = schema.load(table, ["referrals", "cp_plans"], "age_band")
     assert set(t["la"]) == set(las)
-    assert (tmp_path / "report.json").read_bytes() == \
-        (table / "internal" / "linkage_report.json").read_bytes()
+    assert (tmp_path / "report.json").read_bytes() == (
+        table / "internal" / "linkage_report.json"
+    ).read_bytes()
     # release/: counts per LA and age band through the gate; no LSOA code
-    counts = [c for c in t.columns if c not in {"lsoa", "la", "income", "rural", "children",
-                                                 "age_band"}]
+    counts = [
+        c for c in t.columns if c not in {"lsoa", "la", "income", "rural", "children", "age_band"}
+    ]
     assert {"referrals", "cp_plans"} <= set(counts)
     assert_release_clean(table, t["lsoa"], counts)
     las_out = pd.read_csv(table / "release" / "counts_by_la.csv")
     assert set(las_out.columns) == {"la", "age_band", *counts}
     assert las_out["referrals"].sum() <= t["referrals"].sum()
-    log = [json.loads(x) for x in
-           (table / "release" / "disclosure_log.jsonl").read_text().splitlines()]
+    log = [
+        json.loads(x) for x in (table / "release" / "disclosure_log.jsonl").read_text().splitlines()
+    ]
     assert [e["level"] for e in log] == ["la"]
     args += ["--override", "model input, stays in the secure environment"]
     assert cli.main(args) == 0
-    log = [json.loads(x) for x in
-           (table / "internal" / "disclosure_log.jsonl").read_text().splitlines()]
+    log = [
+        json.loads(x)
+        for x in (table / "internal" / "disclosure_log.jsonl").read_text().splitlines()
+    ]
     assert log[-1]["override"] == "model input, stays in the secure environment"
     before = outputs.verify(table)
     (inputs / "E06000001_2019.xml").write_text("<Message><Children>")
@@ -260,24 +316,70 @@ def test_killing_census_aggregate_keeps_a_whole_set(tmp_path):
     from sets import kill_while_writing
 
     out = tmp_path / "r"
-    assert cli.main(["census", "write", "--out", str(out), "--seed", "5", "--scale", "0.05",
-                     "--la", "E06000001", "--la", "E06000002"]) == 0
+    assert (
+        cli.main(
+            [
+                "census",
+                "write",
+                "--out",
+                str(out),
+                "--seed",
+                "5",
+                "--scale",
+                "0.05",
+                "--la",
+                "E06000001",
+                "--la",
+                "E06000002",
+            ]
+        )
+        == 0
+    )
     inputs = out / "internal"
     table = tmp_path / "t"
-    args = ["-m", "socialgradient.cli", "census", "aggregate", str(out), "--child-lsoa",
-            str(inputs / "child_lsoa.csv"), "--geography", str(inputs / "geography.parquet"),
-            "--population", str(inputs / "population.parquet"), "--out", str(table)]
+    args = [
+        "-m",
+        "socialgradient.cli",
+        "census",
+        "aggregate",
+        str(out),
+        "--child-lsoa",
+        str(inputs / "child_lsoa.csv"),
+        "--geography",
+        str(inputs / "geography.parquet"),
+        "--population",
+        str(inputs / "population.parquet"),
+        "--out",
+        str(table),
+    ]
     assert cli.main(args[2:]) == 0
     rng = random.Random(2)
     for i in range(4):  # with and without strata: a mixed set would not verify
-        kill_while_writing([*args, *(["--by", "age_band"] if i % 2 else [])], table, rng,
-                           window=0.3)
+        kill_while_writing(
+            [*args, *(["--by", "age_band"] if i % 2 else [])], table, rng, window=0.3
+        )
         assert_release_clean(table, pd.read_csv(inputs / "child_lsoa.csv")["lsoa"])
     # census write too: killed while writing its returns
     for _ in range(2):
-        kill_while_writing(["-m", "socialgradient.cli", "census", "write", "--out", str(out),
-                            "--seed", "6", "--scale", "0.05", "--la", "E06000001"], out,
-                           rng, window=0.5)
+        kill_while_writing(
+            [
+                "-m",
+                "socialgradient.cli",
+                "census",
+                "write",
+                "--out",
+                str(out),
+                "--seed",
+                "6",
+                "--scale",
+                "0.05",
+                "--la",
+                "E06000001",
+            ],
+            out,
+            rng,
+            window=0.5,
+        )
 
 
 def _validate_file(path, year):
@@ -294,8 +396,7 @@ def first_las(years, n: int):
     keep = full.children["la"].isin(las)
     ep = full.episodes.merge(full.children.loc[keep, ["child_id", "year"]])
     fa = full.factors.merge(ep[["episode_id", "year"]])
-    return dataclasses.replace(full, children=full.children[keep], episodes=ep,
-                               factors=fa), las
+    return dataclasses.replace(full, children=full.children[keep], episodes=ep, factors=fa), las
 
 
 @needs_schemas
@@ -307,10 +408,16 @@ def test_written_returns_validate_against_their_years_schema(tmp_path):
     errors = {p.name: _validate_file(p, int(p.stem.split("_")[1])) for p in paths}
     assert not any(errors.values()), {k: v[:3] for k, v in errors.items() if v}
     # read back (validated, strict): the aggregates are those of the records
-    back, read = cx.read_returns(tmp_path, tmp_path / "child_lsoa.csv", recs.geography,
-                                 recs.population, looked_after=tmp_path / "looked_after.csv",
-                                 cin_plans=tmp_path / "cin_plans.csv", schema_dir=SCHEMAS,
-                                 validate=True)
+    back, read = cx.read_returns(
+        tmp_path,
+        tmp_path / "child_lsoa.csv",
+        recs.geography,
+        recs.population,
+        looked_after=tmp_path / "looked_after.csv",
+        cin_plans=tmp_path / "cin_plans.csv",
+        schema_dir=SCHEMAS,
+        validate=True,
+    )
     assert all(v.startswith("validated") for v in read.validation.values())
     assert len(read.schema_errors) == 0
     assert read.episodes == read.passed == len(recs.episodes)
@@ -335,9 +442,14 @@ def test_rules_only_years_write_sex_and_read_back(tmp_path):
         text = p.read_text()
         assert "<GenderCurrent>" not in text
         assert set(re.findall(r"<Sex>([^<]*)</Sex>", text)) <= {"M", "F"}
-    back, read = cx.read_returns(tmp_path, tmp_path / "child_lsoa.csv", recs.geography,
-                                 recs.population, looked_after=tmp_path / "looked_after.csv",
-                                 schema_dir=SCHEMAS)
+    back, read = cx.read_returns(
+        tmp_path,
+        tmp_path / "child_lsoa.csv",
+        recs.geography,
+        recs.population,
+        looked_after=tmp_path / "looked_after.csv",
+        schema_dir=SCHEMAS,
+    )
     assert all("no DfE XSD" in v and "validation rules" in v for v in read.validation.values())
     assert read.episodes == read.passed == len(recs.episodes)
     a, ra = linkage.aggregate(recs, by=("year",))
@@ -347,8 +459,14 @@ def test_rules_only_years_write_sex_and_read_back(tmp_path):
     cols = [c for c in a.columns if c != "rereferrals"]
     pd.testing.assert_frame_equal(a[cols], b[cols], check_dtype=False)
     with pytest.raises(InputError, match="no DfE XSD"):
-        cx.read_returns(tmp_path, tmp_path / "child_lsoa.csv", recs.geography,
-                        recs.population, schema_dir=SCHEMAS, validate=True)
+        cx.read_returns(
+            tmp_path,
+            tmp_path / "child_lsoa.csv",
+            recs.geography,
+            recs.population,
+            schema_dir=SCHEMAS,
+            validate=True,
+        )
 
 
 def dfe_return(lea="805", year=2023):
@@ -465,18 +583,28 @@ def test_codes_of_neighbouring_years_are_read(tmp_path, recs, dfe_lsoa):
     # 18A (physical abuse, until 2020) in a 2023 return: a schema error, but the code is used
     (tmp_path / "old_code.xml").write_text(dfe_return().replace(">18C<", ">18A<"))
     pop = cx.default_population(recs.geography, [2023])
-    back, read = cx.read_returns(tmp_path / "old_code.xml", dfe_lsoa, recs.geography, pop,
-                                 errors="report", schema_dir=SCHEMAS)
+    back, read = cx.read_returns(
+        tmp_path / "old_code.xml",
+        dfe_lsoa,
+        recs.geography,
+        pop,
+        errors="report",
+        schema_dir=SCHEMAS,
+    )
     assert read.passed == 2
     assert set(back.factors["factor"]) == {"18C", "24A"}
     if read.validation[str(tmp_path / "old_code.xml")].startswith("validated"):
         assert read.schema_errors[["element", "category"]].values.tolist() == [
-            ["AssessmentFactors", "unknown_code"]]
+            ["AssessmentFactors", "unknown_code"]
+        ]
 
 
 def test_every_episode_outside_the_period_is_counted_not_a_crash(tmp_path, recs, dfe_lsoa):
-    text = re.sub(r"<CINreferralDate>[^<]*</CINreferralDate>",
-                  "<CINreferralDate>2024-01-01</CINreferralDate>", dfe_return())
+    text = re.sub(
+        r"<CINreferralDate>[^<]*</CINreferralDate>",
+        "<CINreferralDate>2024-01-01</CINreferralDate>",
+        dfe_return(),
+    )
     text = re.sub(r"<CINclosureDate>[^<]*</CINclosureDate>", "", text)  # (not before it)
     (tmp_path / "late.xml").write_text(text)
     # no population given: the denominators come from the years and LAs of the files read
@@ -504,12 +632,14 @@ def malformed_returns(folder: Path) -> dict:
     order.insert(at(r"<Assessments>"), nfa)
     found["order.xml"] = (order, at(r"<Assessments>") + 2)  # Assessments, now after it
     k = at(r"<ReferralSource>5D")
-    found["code.xml"] = ([*lines[:k], lines[k].replace(">5D<", ">99<"), *lines[k + 1:]], k + 1)
+    found["code.xml"] = ([*lines[:k], lines[k].replace(">5D<", ">99<"), *lines[k + 1 :]], k + 1)
     k = at(r"<CINreferralDate>2023-01-10")
-    found["date.xml"] = ([*lines[:k], lines[k].replace("2023-01-10", "2023-02-30"),
-                          *lines[k + 1:]], k + 1)
+    found["date.xml"] = (
+        [*lines[:k], lines[k].replace("2023-01-10", "2023-02-30"), *lines[k + 1 :]],
+        k + 1,
+    )
     k = at(r"<LAchildID>C3")
-    found["truncated.xml"] = (lines[:k + 1], k + 1)
+    found["truncated.xml"] = (lines[: k + 1], k + 1)
     for name, (ls, _) in found.items():
         (folder / name).write_text("\n".join(ls) + "\n")
     return {name: line for name, (_, line) in found.items()}
@@ -522,20 +652,22 @@ def test_malformed_returns_are_reported_per_file_and_line(tmp_path, recs, dfe_ls
         cx.read_returns(tmp_path, dfe_lsoa, recs.geography, pop)
     assert err.value.rule == "malformed_xml"
     assert "truncated.xml" in str(err.value)
-    _, read = cx.read_returns(tmp_path, dfe_lsoa, recs.geography, pop, errors="report",
-                              schema_dir=SCHEMAS)
+    _, read = cx.read_returns(
+        tmp_path, dfe_lsoa, recs.geography, pop, errors="report", schema_dir=SCHEMAS
+    )
     (bad_file,) = read.file_errors
     assert bad_file["rule"] == "malformed_xml"
     assert bad_file["file"].endswith("truncated.xml")
-    assert bad_file["line"] > faults[
-        "truncated.xml"]
+    assert bad_file["line"] > faults["truncated.xml"]
     ex = read.excluded_records.assign(name=lambda d: d["file"].map(lambda f: Path(f).name))
     code = ex[ex["reason"] == "unknown_code"]
     assert code[["name", "element", "value"]].values.tolist() == [
-        ["code.xml", "ReferralSource", "99"]]
+        ["code.xml", "ReferralSource", "99"]
+    ]
     date = ex[ex["reason"] == "bad_date"]
     assert date[["name", "element", "value"]].values.tolist() == [
-        ["date.xml", "CINreferralDate", "2023-02-30"]]
+        ["date.xml", "CINreferralDate", "2023-02-30"]
+    ]
     assert (code["line"] > 0).all()
     assert (date["line"] > 0).all()
     assert read.episodes == read.passed + sum(read.excluded.values())
@@ -571,8 +703,7 @@ def test_schema_errors_refuse_with_errors_raise(tmp_path, recs, dfe_lsoa):
     assert "element_order" in str(err.value)
     _, read = cx.read_returns(tmp_path, dfe_lsoa, recs.geography, pop, validate=False)
     assert read.passed == 2
-    assert read.validation[str(tmp_path / "order.xml")].startswith(
-        "not validated")
+    assert read.validation[str(tmp_path / "order.xml")].startswith("not validated")
 
 
 def test_schema_registry_and_local_copies(tmp_path, monkeypatch):
@@ -583,14 +714,18 @@ def test_schema_registry_and_local_copies(tmp_path, monkeypatch):
     assert set(codes.SCHEMAS) == set(codes.SCHEMA_YEARS)
     assert set(codes.SCHEMA_YEARS) | set(codes.RULES_ONLY_YEARS) == set(codes.YEARS)
     assert codes.RULES_ONLY_YEARS == (2025, 2026)  # 2024-25, 2025-26: no XSD, rules only
-    assert all(download.REGISTRY[f"cin_schema_{y}"].sha256 == s.sha256
-               for y, s in codes.SCHEMAS.items())
+    assert all(
+        download.REGISTRY[f"cin_schema_{y}"].sha256 == s.sha256 for y, s in codes.SCHEMAS.items()
+    )
     assert codes.find_schema(2023) is None
     # fetched into the cache with its sha256 checked (a file:// URL: no network in tests)
     fake = tmp_path / "published.xsd"
     fake.write_text("<xs:schema xmlns:xs='http://www.w3.org/2001/XMLSchema'/>")
-    monkeypatch.setitem(codes.SCHEMAS, 2019, codes.Schema(
-        fake.as_uri(), download.sha256_of(fake), "CIN_schema_2019.xsd"))
+    monkeypatch.setitem(
+        codes.SCHEMAS,
+        2019,
+        codes.Schema(fake.as_uri(), download.sha256_of(fake), "CIN_schema_2019.xsd"),
+    )
     cached = codes.fetch_schema(2019)
     assert cached == tmp_path / "cache" / "cin_census" / "CIN_schema_2019.xsd"
     assert codes.find_schema(2019) == cached
@@ -609,8 +744,11 @@ def test_schema_registry_and_local_copies(tmp_path, monkeypatch):
 
         def enum(name, text=text):
             i = text.index(f'name="{name}"')
-            return set(re.findall(r'enumeration value="([^"]+)"',
-                                  text[i:text.index("</xs:simpleType>", i)]))
+            return set(
+                re.findall(
+                    r'enumeration value="([^"]+)"', text[i : text.index("</xs:simpleType>", i)]
+                )
+            )
 
         assert enum("assessmentfactorstype") == codes.FACTORS_BY_YEAR[y]
         assert enum("referralsourcetype") == codes.SOURCES_BY_YEAR[y]
@@ -623,10 +761,21 @@ def test_cli_aggregate_reports_every_file_line_and_reason(tmp_path, recs, dfe_ls
     (tmp_path / "good.xml").write_text(dfe_return())
     recs.geography.to_parquet(tmp_path / "geo.parquet")
     dfe_lsoa.to_csv(tmp_path / "cl.csv", index=False)
-    args = ["census", "aggregate", str(tmp_path), "--child-lsoa", str(tmp_path / "cl.csv"),
-            "--geography", str(tmp_path / "geo.parquet"),
-            "--out", str(tmp_path.with_name(tmp_path.name + "-t")),  # not in the input folder
-            "--schemas", str(SCHEMAS), "--report", str(tmp_path / "report.json")]
+    args = [
+        "census",
+        "aggregate",
+        str(tmp_path),
+        "--child-lsoa",
+        str(tmp_path / "cl.csv"),
+        "--geography",
+        str(tmp_path / "geo.parquet"),
+        "--out",
+        str(tmp_path.with_name(tmp_path.name + "-t")),  # not in the input folder
+        "--schemas",
+        str(SCHEMAS),
+        "--report",
+        str(tmp_path / "report.json"),
+    ]
     assert cli.main(args) == 2  # --errors raise: the truncated file stops the run
     assert "malformed_xml" in capsys.readouterr().err
     assert cli.main([*args, "--errors", "report"]) == 0
@@ -639,8 +788,9 @@ def test_cli_aggregate_reports_every_file_line_and_reason(tmp_path, recs, dfe_ls
     assert shown[("date.xml", "bad_date")] > 0
     if codes.have_lxml() and (SCHEMAS / "CIN_schema_2023.xsd").exists():
         errs = read["schema_errors"]
-        assert set(errs["by_file"]) == {str(tmp_path / n) for n in
-                                        ("order.xml", "code.xml", "date.xml")}
+        assert set(errs["by_file"]) == {
+            str(tmp_path / n) for n in ("order.xml", "code.xml", "date.xml")
+        }
         assert {"element_order", "unknown_code", "bad_value"} <= set(errs["by_category"])
         assert all(r["line"] > 0 and r["element"] for r in errs["shown"])
 
@@ -652,8 +802,9 @@ def test_no_schema_is_committed():
     root = Path(__file__).resolve().parents[1]
     if shutil.which("git") is None or not (root / ".git").exists():
         pytest.skip("not a git checkout")
-    tracked = subprocess.run(["git", "ls-files", "*.xsd"], cwd=root, capture_output=True,
-                             text=True, check=True).stdout.split()
+    tracked = subprocess.run(
+        ["git", "ls-files", "*.xsd"], cwd=root, capture_output=True, text=True, check=True
+    ).stdout.split()
     assert tracked == []
 
 
@@ -668,9 +819,14 @@ def mini_return(year: int, children, collection="<Collection>CIN</Collection>") 
         details = "".join(
             f"<CINdetails><CINreferralDate>{ref}</CINreferralDate>"
             f"<ReferralSource>6</ReferralSource><PrimaryNeedCode>N1</PrimaryNeedCode>"
-            + (f"<CINclosureDate>{clo}</CINclosureDate><ReasonForClosure>RC8"
-               "</ReasonForClosure>" if clo else "")
-            + "<ReferralNFA>0</ReferralNFA></CINdetails>\n" for ref, clo in episodes)
+            + (
+                f"<CINclosureDate>{clo}</CINclosureDate><ReasonForClosure>RC8</ReasonForClosure>"
+                if clo
+                else ""
+            )
+            + "<ReferralNFA>0</ReferralNFA></CINdetails>\n"
+            for ref, clo in episodes
+        )
         kids.append(f"""<Child><ChildIdentifiers><LAchildID>{child_id}</LAchildID>
 <UPNunknown>UN1</UPNunknown><PersonBirthDate>{dob}</PersonBirthDate>
 <GenderCurrent>1</GenderCurrent></ChildIdentifiers>
@@ -696,23 +852,36 @@ def read_one(tmp_path, recs, text, lsoa, name="r.xml", year=2022, **kw):
 
 
 _XXE = '<!DOCTYPE Message [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>\n'
-_LAUGHS = ('<!DOCTYPE Message [<!ENTITY a "aaaaaaaaaa">' + "".join(
-    f'<!ENTITY {c} "{("&" + p + ";") * 10}">' for p, c in zip("abcdefgh", "bcdefghi",
-                                                                 strict=True)) + "]>\n")
+_LAUGHS = (
+    '<!DOCTYPE Message [<!ENTITY a "aaaaaaaaaa">'
+    + "".join(
+        f'<!ENTITY {c} "{("&" + p + ";") * 10}">'
+        for p, c in zip("abcdefgh", "bcdefghi", strict=True)
+    )
+    + "]>\n"
+)
 
 
-@pytest.mark.parametrize(("doctype", "reference", "encoding"), [
-    (_XXE, "&xxe;", "utf-8"),  # reads a local file where entities are resolved
-    (_LAUGHS, "&i;", "utf-8"),  # 10**9 a's where entities are expanded
-    ('<!DOCTYPE Message SYSTEM "http://example.org/cin.dtd">\n', "X", "utf-8"),
-    (_XXE, "&xxe;", "utf-16"),  # a byte search for '<!DOCTYPE' would miss it
-])
-def test_a_doctype_is_refused_before_any_parse(tmp_path, recs, dfe_lsoa, doctype, reference,
-                                               encoding):
-    text = dfe_return().replace('<?xml version="1.0" encoding="UTF-8"?>\n',
-                                f'<?xml version="1.0" encoding="{encoding.upper()}"?>\n'
-                                + doctype).replace("<SoftwareCode>X<",
-                                                   f"<SoftwareCode>{reference}<")
+@pytest.mark.parametrize(
+    ("doctype", "reference", "encoding"),
+    [
+        (_XXE, "&xxe;", "utf-8"),  # reads a local file where entities are resolved
+        (_LAUGHS, "&i;", "utf-8"),  # 10**9 a's where entities are expanded
+        ('<!DOCTYPE Message SYSTEM "http://example.org/cin.dtd">\n', "X", "utf-8"),
+        (_XXE, "&xxe;", "utf-16"),  # a byte search for '<!DOCTYPE' would miss it
+    ],
+)
+def test_a_doctype_is_refused_before_any_parse(
+    tmp_path, recs, dfe_lsoa, doctype, reference, encoding
+):
+    text = (
+        dfe_return()
+        .replace(
+            '<?xml version="1.0" encoding="UTF-8"?>\n',
+            f'<?xml version="1.0" encoding="{encoding.upper()}"?>\n' + doctype,
+        )
+        .replace("<SoftwareCode>X<", f"<SoftwareCode>{reference}<")
+    )
     data = text.encode(encoding)
     # with the schemas at hand this ended in an lxml traceback ("Internal error in XML
     # Schema validation"); without, the entity was silently left unresolved
@@ -728,8 +897,9 @@ def test_a_doctype_is_refused_before_any_parse(tmp_path, recs, dfe_lsoa, doctype
     assert "dtd_not_allowed" in str(err.value)
 
 
-def test_a_doctype_the_prolog_scan_missed_is_refused_after_parsing(tmp_path, recs, dfe_lsoa,
-                                                                   monkeypatch):
+def test_a_doctype_the_prolog_scan_missed_is_refused_after_parsing(
+    tmp_path, recs, dfe_lsoa, monkeypatch
+):
     """lxml reads encodings expat may not: its own DOCTYPE record is checked too."""
     if not codes.have_lxml():
         pytest.skip("lxml not installed")
@@ -753,14 +923,18 @@ def test_a_doctype_the_prolog_scan_missed_is_refused_after_parsing(tmp_path, rec
     assert "['xxe']" in str(err.value)
 
 
-@pytest.mark.parametrize(("old", "new", "element"), [
-    ("<PersonBirthDate>2015-06-01<", "<PersonBirthDate>0000-01-01<", "PersonBirthDate"),
-    ("<PersonBirthDate>2015-06-01<", "<PersonBirthDate>2015-13-01<", "PersonBirthDate"),
-    ("<CINreferralDate>2022-05-01<", "<CINreferralDate>0000-05-01<", "CINreferralDate"),
-    ("<CPPstartDate>2022-06-10<", "<CPPstartDate>1066-10-14<", "CPPstartDate"),
-])
-def test_impossible_dates_are_named_with_element_value_and_child(tmp_path, recs, dfe_lsoa, old,
-                                                                 new, element):
+@pytest.mark.parametrize(
+    ("old", "new", "element"),
+    [
+        ("<PersonBirthDate>2015-06-01<", "<PersonBirthDate>0000-01-01<", "PersonBirthDate"),
+        ("<PersonBirthDate>2015-06-01<", "<PersonBirthDate>2015-13-01<", "PersonBirthDate"),
+        ("<CINreferralDate>2022-05-01<", "<CINreferralDate>0000-05-01<", "CINreferralDate"),
+        ("<CPPstartDate>2022-06-10<", "<CPPstartDate>1066-10-14<", "CPPstartDate"),
+    ],
+)
+def test_impossible_dates_are_named_with_element_value_and_child(
+    tmp_path, recs, dfe_lsoa, old, new, element
+):
     text = dfe_return().replace(old, new)
     value = re.search(r">([^<]*)<", new).group(1)
     for validate in (False, None):  # without a schema 0000-01-01 was read as a date
@@ -768,8 +942,7 @@ def test_impossible_dates_are_named_with_element_value_and_child(tmp_path, recs,
             read_one(tmp_path, recs, text, dfe_lsoa, year=2023, validate=validate)
         assert err.value.rule == "bad_date"
         assert f"LAchildID 'A1': {element} value {value!r}" in str(err.value)
-    _, read = read_one(tmp_path, recs, text, dfe_lsoa, year=2023, errors="report",
-                       validate=False)
+    _, read = read_one(tmp_path, recs, text, dfe_lsoa, year=2023, errors="report", validate=False)
     assert read.excluded["bad_date"] >= 1
     assert read.episodes == read.passed + sum(read.excluded.values())
 
@@ -805,18 +978,29 @@ def mini_lsoa(recs):
 
 
 def test_referrals_count_in_the_period_they_were_made(tmp_path, recs, mini_lsoa):
-    text = mini_return(2022, [
-        ("P1", "2012-01-01", [("2019-06-01", None)]),  # referred 2019, still open
-        ("P2", "2012-01-01", [("2021-02-01", "2021-05-01"),  # referred before, closed in
-                              ("2021-10-01", None)]),  # a re-referral within 12 months
-        ("P3", "2012-01-01", [("2021-04-01", "2022-03-31")]),  # the period's first day
-    ])
+    text = mini_return(
+        2022,
+        [
+            ("P1", "2012-01-01", [("2019-06-01", None)]),  # referred 2019, still open
+            (
+                "P2",
+                "2012-01-01",
+                [
+                    ("2021-02-01", "2021-05-01"),  # referred before, closed in
+                    ("2021-10-01", None),
+                ],
+            ),  # a re-referral within 12 months
+            ("P3", "2012-01-01", [("2021-04-01", "2022-03-31")]),  # the period's first day
+        ],
+    )
     back, read = read_one(tmp_path, recs, text, mini_lsoa)
     assert read.excluded["outside_period"] == 2
     assert read.passed == 2
     out = read.excluded_records
     assert sorted(out.loc[out["reason"] == "outside_period", "referral_date"]) == [
-        "2019-06-01", "2021-02-01"]
+        "2019-06-01",
+        "2021-02-01",
+    ]
     table, _ = linkage.aggregate(back, by=())
     assert table["referrals"].sum() == 2  # P2 and P3, not P1's 2019 referral
     # the earlier referral outside the period still makes P2's a re-referral
@@ -826,10 +1010,10 @@ def test_referrals_count_in_the_period_they_were_made(tmp_path, recs, mini_lsoa)
     (tmp_path / "two").mkdir()
     for year in (2022, 2023):
         (tmp_path / "two" / f"r{year}.xml").write_text(
-            mini_return(year, [("P1", "2012-01-01", [("2021-06-01", None)])]))
+            mini_return(year, [("P1", "2012-01-01", [("2021-06-01", None)])])
+        )
     pop = cx.default_population(recs.geography, [2022, 2023])
-    back, read = cx.read_returns(tmp_path / "two", mini_lsoa, recs.geography, pop,
-                                 validate=False)
+    back, read = cx.read_returns(tmp_path / "two", mini_lsoa, recs.geography, pop, validate=False)
     assert (read.passed, read.excluded["outside_period"]) == (1, 1)
     table, _ = linkage.aggregate(back, by=("year",))
     assert table.groupby("year")["referrals"].sum().to_dict() == {2022: 1, 2023: 0}
@@ -837,15 +1021,19 @@ def test_referrals_count_in_the_period_they_were_made(tmp_path, recs, mini_lsoa)
 
 
 def test_a_closure_before_its_referral_is_named_or_excluded(tmp_path, recs, mini_lsoa):
-    text = mini_return(2022, [
-        ("P1", "2012-01-01", [("2021-09-01", "2021-06-01")]),  # closed before referred
-        ("P2", "2012-01-01", [("2021-10-01", "2021-12-01")]),
-    ])
+    text = mini_return(
+        2022,
+        [
+            ("P1", "2012-01-01", [("2021-09-01", "2021-06-01")]),  # closed before referred
+            ("P2", "2012-01-01", [("2021-10-01", "2021-12-01")]),
+        ],
+    )
     with pytest.raises(InputError) as err:
         read_one(tmp_path, recs, text, mini_lsoa)
     assert err.value.rule == "closure_before_referral"
-    assert ("LAchildID 'P1': CINclosureDate value '2021-06-01 before CINreferralDate "
-            "2021-09-01'") in str(err.value)
+    assert (
+        "LAchildID 'P1': CINclosureDate value '2021-06-01 before CINreferralDate 2021-09-01'"
+    ) in str(err.value)
     # errors="report": the episode is excluded (from durations too) and counted
     back, read = read_one(tmp_path, recs, text, mini_lsoa, errors="report")
     assert read.excluded["closure_before_referral"] == 1
@@ -865,18 +1053,30 @@ def test_count_changing_rule_breaks_are_in_the_linkage_report(tmp_path, recs, mi
         "<ChildProtectionPlans><CPPstartDate>2021-08-02</CPPstartDate>"
         "<InitialCategoryOfAbuse>NEG</InitialCategoryOfAbuse><LatestCategoryOfAbuse>NEG"
         "</LatestCategoryOfAbuse><NumberOfPreviousCPP>1</NumberOfPreviousCPP>"
-        "</ChildProtectionPlans></CINdetails>")
-    text = mini_return(2022, [
-        ("P1", "2012-01-01", [("2021-05-01", "2021-09-01"),  # overlapping episodes (8820)
-                              ("2021-08-01", "2021-12-01")]),
-        ("P2", "2012-01-01", [("2021-10-01", "2022-04-04")]),  # closed after 31 March (8620)
-        ("P2", "2012-01-01", [("2021-11-01", None)]),  # the same LAchildID again (8510)
-        ("P3", "2012-01-01", [("2022-05-01", None)]),  # referred after the period (8600)
-    ])
+        "</ChildProtectionPlans></CINdetails>"
+    )
+    text = mini_return(
+        2022,
+        [
+            (
+                "P1",
+                "2012-01-01",
+                [
+                    ("2021-05-01", "2021-09-01"),  # overlapping episodes (8820)
+                    ("2021-08-01", "2021-12-01"),
+                ],
+            ),
+            ("P2", "2012-01-01", [("2021-10-01", "2022-04-04")]),  # closed after 31 March (8620)
+            ("P2", "2012-01-01", [("2021-11-01", None)]),  # the same LAchildID again (8510)
+            ("P3", "2012-01-01", [("2022-05-01", None)]),  # referred after the period (8600)
+        ],
+    )
     # P1 gets a third episode whose CP plan starts before its referral (1105)
-    text = text.replace("<ReferralNFA>0</ReferralNFA></CINdetails>\n</Child>",
-                        "<ReferralNFA>0</ReferralNFA></CINdetails>\n" + cp_before_referral
-                        + "</Child>", 1)
+    text = text.replace(
+        "<ReferralNFA>0</ReferralNFA></CINdetails>\n</Child>",
+        "<ReferralNFA>0</ReferralNFA></CINdetails>\n" + cp_before_referral + "</Child>",
+        1,
+    )
     # and an episode with no referral date (8600, missing_element)
     text = text.replace("<CINreferralDate>2021-11-01</CINreferralDate>", "", 1)
     back, read = read_one(tmp_path, recs, text, mini_lsoa, errors="report", validate=False)
@@ -888,8 +1088,9 @@ def test_count_changing_rule_breaks_are_in_the_linkage_report(tmp_path, recs, mi
     assert got == {"8510": 2, "8820": 2, "8620": 1, "8600": 2, "1105": 1}
     assert breaks["counted"].str.len().gt(20).all()
     assert report.to_dict()["rule_breaks"] == list(report.rule_breaks)
-    pd.testing.assert_frame_equal(read.rule_breaks.reset_index(drop=True),
-                                  breaks[list(read.rule_breaks.columns)])
+    pd.testing.assert_frame_equal(
+        read.rule_breaks.reset_index(drop=True), breaks[list(read.rule_breaks.columns)]
+    )
     # what the report says is what was counted: P3 and the episode without a referral date
     # are excluded and listed; P1's two overlapping episodes, P2's two blocks (one child) and
     # the CP plan starting before its referral all count

@@ -205,9 +205,10 @@ def _trend_tree(y, children, lsoa):
     """A stratum-trend fit's data groups: one cell per LSOA x single year of age."""
     cell = {"cell": np.arange(len(y)), "lsoa": ("cell", lsoa)}
     return xr.DataTree.from_dict(
-        {"observed_data": xr.Dataset({"referrals": ("cell", np.asarray(y))}, coords=cell),
-         "constant_data": xr.Dataset({"children": ("cell", np.asarray(children))},
-                                     coords=cell)},
+        {
+            "observed_data": xr.Dataset({"referrals": ("cell", np.asarray(y))}, coords=cell),
+            "constant_data": xr.Dataset({"children": ("cell", np.asarray(children))}, coords=cell),
+        }
     )
 
 
@@ -232,12 +233,14 @@ def test_group_totals_equal_a_groupby_for_draws_and_for_observed_rows():
     rep = xr.DataArray(rng.poisson(4.0, (2, 5, 500)), dims=("chain", "draw", "lsoa"))
     got = checks.group_totals(rep, codes, np.arange(7), "la")
     assert got.dims == ("chain", "draw", "la")
-    want = np.stack([np.bincount(codes, weights=v, minlength=7)
-                     for v in rep.values.reshape(-1, 500)]).reshape(2, 5, 7)
+    want = np.stack(
+        [np.bincount(codes, weights=v, minlength=7) for v in rep.values.reshape(-1, 500)]
+    ).reshape(2, 5, 7)
     np.testing.assert_array_equal(got.values, want)
     observed = rep.isel(chain=0, draw=0)
-    np.testing.assert_array_equal(checks.group_totals(observed, codes, np.arange(7), "la"),
-                                  want[0, 0])
+    np.testing.assert_array_equal(
+        checks.group_totals(observed, codes, np.arange(7), "la"), want[0, 0]
+    )
 
 
 def test_replicates_are_the_same_whichever_thread_draws_which_chain(monkeypatch):
@@ -247,6 +250,5 @@ def test_replicates_are_the_same_whichever_thread_draws_which_chain(monkeypatch)
     data = NeighbourhoodData.from_table(fake_table(5, 30, 7), "referrals")
     threaded = predict.replicate(post, data, "negbin", seed=11).values
     monkeypatch.setattr(predict.os, "cpu_count", lambda: 1)  # one thread, chains in order
-    np.testing.assert_array_equal(predict.replicate(post, data, "negbin", seed=11).values,
-                                  threaded)
+    np.testing.assert_array_equal(predict.replicate(post, data, "negbin", seed=11).values, threaded)
     assert not np.array_equal(threaded[0], threaded[1])  # chains use different streams

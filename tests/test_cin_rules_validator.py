@@ -42,13 +42,19 @@ LA_LEVEL_EXPECTED = {"2887Q"}
 #: Ruleset each collection year is checked with, and its (error, query) rule counts in
 #: csc-validator-be-cin 0.1.13 (2024-25: 1570 and 1580 added, 4180, 8750 and 2886Q on Sex,
 #: 8770Q's school age changed, queries 8945Q and 8950Q added; 2025-26: no change).
-RULESETS = {2024: ("cin2023_24", 81, 24), 2025: ("cin2024_25", 83, 26),
-            2026: ("cin2025_26", 83, 26)}
+RULESETS = {
+    2024: ("cin2023_24", 81, 24),
+    2025: ("cin2024_25", 83, 26),
+    2026: ("cin2025_26", 83, 26),
+}
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not VENV.exists(), reason="no .venv-cin: run `make cin-validator` (the "
-                       "DfE validation rules, csc-validator-be-cin 0.1.13, need pandas 1.x)"),
+    pytest.mark.skipif(
+        not VENV.exists(),
+        reason="no .venv-cin: run `make cin-validator` (the "
+        "DfE validation rules, csc-validator-be-cin 0.1.13, need pandas 1.x)",
+    ),
 ]
 
 
@@ -58,12 +64,18 @@ def validated(tmp_path_factory):
     keep = recs.children["la"].isin(LAS)
     ch = recs.children[keep]
     key = ch[["child_id", "year"]]
-    sub = dataclasses.replace(recs, children=ch, episodes=recs.episodes.merge(key),
-                              factors=recs.factors.merge(key))
+    sub = dataclasses.replace(
+        recs, children=ch, episodes=recs.episodes.merge(key), factors=recs.factors.merge(key)
+    )
     out = tmp_path_factory.mktemp("cin_validator")
     paths = cx.write_returns(sub, out)
-    run = subprocess.run([str(VENV), str(RUNNER), *map(str, paths)], capture_output=True,
-                         text=True, check=False, timeout=1800)
+    run = subprocess.run(
+        [str(VENV), str(RUNNER), *map(str, paths)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=1800,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads(run.stdout)
     (out / "validator.json").write_text(run.stdout)
@@ -91,26 +103,44 @@ def test_newer_collections_use_their_rules(validated):
             assert f["ruleset_rules"] == {"Error": errors, "Query": queries}
     new = [f for f in result["files"] if f["year"] in codes.RULES_ONLY_YEARS]
     assert len(new) == len(LAS) * len(codes.RULES_ONLY_YEARS)
-    assert not {c for f in new for c in f["rules"]} & {"1570", "1580", "4180", "8750", "8945Q",
-                                                       "8950Q"}
+    assert not {c for f in new for c in f["rules"]} & {
+        "1570",
+        "1580",
+        "4180",
+        "8750",
+        "8945Q",
+        "8950Q",
+    }
 
 
 def test_no_error_rule_breaks(validated):
     _, result = validated
-    broken = {(Path(f["path"]).name, code): r["children"] for f in result["files"]
-              for code, r in f["rules"].items() if r["type"] == "Error"}
+    broken = {
+        (Path(f["path"]).name, code): r["children"]
+        for f in result["files"]
+        for code, r in f["rules"].items()
+        if r["type"] == "Error"
+    }
     assert broken == {}
 
 
 def test_query_rates_per_year(validated):
     _, result = validated
-    rows = [{"year": f["year"], "code": code, "children": r["children"]}
-            for f in result["files"] for code, r in f["rules"].items() if r["type"] == "Query"]
-    n = pd.Series({y: sum(f["children"] for f in result["files"] if f["year"] == y)
-                   for y in codes.YEARS})
-    rates = (pd.DataFrame(rows, columns=["year", "code", "children"])
-             .pivot_table(index="code", columns="year", values="children", aggfunc="sum",
-                          fill_value=0) / n)
+    rows = [
+        {"year": f["year"], "code": code, "children": r["children"]}
+        for f in result["files"]
+        for code, r in f["rules"].items()
+        if r["type"] == "Query"
+    ]
+    n = pd.Series(
+        {y: sum(f["children"] for f in result["files"] if f["year"] == y) for y in codes.YEARS}
+    )
+    rates = (
+        pd.DataFrame(rows, columns=["year", "code", "children"]).pivot_table(
+            index="code", columns="year", values="children", aggfunc="sum", fill_value=0
+        )
+        / n
+    )
     print("\nquery rules: children flagged / children in the returns, by collection year")
     print(rates.round(4).to_string())
     for code, row in rates.iterrows():
@@ -128,8 +158,11 @@ def test_our_rules_find_the_same_children(validated):
         t = rules.return_tables(etree.parse(str(p)).getroot())
         found = rules.check_return(t)
         ours = found.groupby("code")["LAchildID"].nunique().to_dict()
-        theirs = {c: r["children"] for c, r in by_path[p.name]["rules"].items()
-                  if c in ours_codes and t["year"] >= rules.BY_CODE[c].years[0]}
+        theirs = {
+            c: r["children"]
+            for c, r in by_path[p.name]["rules"].items()
+            if c in ours_codes and t["year"] >= rules.BY_CODE[c].years[0]
+        }
         assert ours == theirs, p.name
 
 

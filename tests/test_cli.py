@@ -19,8 +19,16 @@ SUMMARY_KEYS = (
     "contextual_effect",
 )
 LA_COLUMNS = [
-    "la", "n_lsoa", "children", "rate_per_10k", "gradient_median", "gradient_lo95",
-    "gradient_hi95", "rank_median", "rank_lo95", "rank_hi95",
+    "la",
+    "n_lsoa",
+    "children",
+    "rate_per_10k",
+    "gradient_median",
+    "gradient_lo95",
+    "gradient_hi95",
+    "rank_median",
+    "rank_lo95",
+    "rank_hi95",
 ]
 
 
@@ -32,11 +40,28 @@ def fitted(tmp_path_factory):
     data = root / "table.csv"
     table.to_csv(data, index=False)
     out = root / "out"
-    code = main([
-        "fit", str(data), "--outcome", "cp_plans", "--out", str(out), "--draws", "150",
-        "--tune", "150", "--chains", "2", "--seed", "3", "--sampler", "pymc", "--no-progress",
-        "--allow-fail",
-    ])  # PyMC's NUTS starts from PyTensor's C cache: these tests are about the command
+    code = main(
+        [
+            "fit",
+            str(data),
+            "--outcome",
+            "cp_plans",
+            "--out",
+            str(out),
+            "--draws",
+            "150",
+            "--tune",
+            "150",
+            "--chains",
+            "2",
+            "--seed",
+            "3",
+            "--sampler",
+            "pymc",
+            "--no-progress",
+            "--allow-fail",
+        ]
+    )  # PyMC's NUTS starts from PyTensor's C cache: these tests are about the command
     assert code == 0
     return out, table
 
@@ -62,8 +87,10 @@ def test_la_gradients_csv_is_protected(fitted):
     visible = las["cases"].dropna()
     assert ((visible == 0) | (visible >= 10)).all()
     assert las["rate_per_10k"].isna().tolist() == las["cases"].isna().tolist()
-    log = [json.loads(line)
-           for line in (out / "release" / "disclosure_log.jsonl").read_text().splitlines()]
+    log = [
+        json.loads(line)
+        for line in (out / "release" / "disclosure_log.jsonl").read_text().splitlines()
+    ]
     assert log[0]["file"] == "la_gradients.csv"
     assert log[0]["level"] == "la"
 
@@ -80,8 +107,15 @@ def test_figures_and_posterior_written(fitted):
 
 def test_bad_input_exits_with_a_named_rule(tmp_path, capsys):
     bad = tmp_path / "bad.csv"
-    pd.DataFrame({"lsoa": ["E01000001"], "la": ["E06000001"], "children": [0], "income": [0.1],
-                  "referrals": [1]}).to_csv(bad, index=False)
+    pd.DataFrame(
+        {
+            "lsoa": ["E01000001"],
+            "la": ["E06000001"],
+            "children": [0],
+            "income": [0.1],
+            "referrals": [1],
+        }
+    ).to_csv(bad, index=False)
     assert main(["fit", str(bad), "--outcome", "referrals", "--out", str(tmp_path)]) == 2
     assert "children_not_positive" in capsys.readouterr().err
 
@@ -115,12 +149,25 @@ def test_report_rewrites_a_saved_fit_without_refitting(fitted, tmp_path, capsys)
     old = json.loads((out / "release" / "summary.json").read_text())
     new = json.loads((again / "release" / "summary.json").read_text())
     assert new == old  # same fit, same summary
-    pd.testing.assert_frame_equal(pd.read_csv(again / "release" / "la_gradients.csv"),
-                                  pd.read_csv(out / "release" / "la_gradients.csv"))
+    pd.testing.assert_frame_equal(
+        pd.read_csv(again / "release" / "la_gradients.csv"),
+        pd.read_csv(out / "release" / "la_gradients.csv"),
+    )
     # a stricter disclosure rule: every LA count below 10,000 is suppressed
     strict = tmp_path / "strict"
-    assert main(["report", str(out / "internal" / "posterior.nc"), "--out", str(strict),
-                 "--threshold", "10000"]) == 0
+    assert (
+        main(
+            [
+                "report",
+                str(out / "internal" / "posterior.nc"),
+                "--out",
+                str(strict),
+                "--threshold",
+                "10000",
+            ]
+        )
+        == 0
+    )
     assert pd.read_csv(strict / "release" / "la_gradients.csv")["cases"].isna().all()
     assert main(["report", str(tmp_path / "missing.nc"), "--out", str(strict)]) == 2
     assert "no saved fit" in capsys.readouterr().err
@@ -140,8 +187,11 @@ def _parsers(p=None, path=()):
 
 
 def _leaves():
-    return [(path, p) for path, p in _parsers() if path and not any(
-        isinstance(a, argparse._SubParsersAction) for a in p._actions)]
+    return [
+        (path, p)
+        for path, p in _parsers()
+        if path and not any(isinstance(a, argparse._SubParsersAction) for a in p._actions)
+    ]
 
 
 def _has_default(action) -> bool:
@@ -204,23 +254,66 @@ def test_quiet_goes_before_or_after_the_command(tmp_path, capsys):
 
 def test_list_options_repeat_or_take_commas_and_leave_positionals_alone():
     p = parser()
-    args = p.parse_args(["fit", "--strata", "age_band", "--strata", "gender", "DATA",
-                         "--outcome", "referrals", "--out", "o"])
+    args = p.parse_args(
+        [
+            "fit",
+            "--strata",
+            "age_band",
+            "--strata",
+            "gender",
+            "DATA",
+            "--outcome",
+            "referrals",
+            "--out",
+            "o",
+        ]
+    )
     assert args.strata == ["age_band", "gender"]
     assert args.data == Path("DATA")
-    args = p.parse_args(["fit", "--strata", "age_band,gender", "DATA", "--outcome", "y",
-                         "--out", "o", "--la-moderator", "a,b", "--la-moderator", "c",
-                         "--neighbourhood-moderator", "rural"])
+    args = p.parse_args(
+        [
+            "fit",
+            "--strata",
+            "age_band,gender",
+            "DATA",
+            "--outcome",
+            "y",
+            "--out",
+            "o",
+            "--la-moderator",
+            "a,b",
+            "--la-moderator",
+            "c",
+            "--neighbourhood-moderator",
+            "rural",
+        ]
+    )
     assert (args.strata, args.data) == (["age_band", "gender"], Path("DATA"))
     assert (args.la_moderators, args.neighbourhood_moderators) == (["a", "b", "c"], ["rural"])
-    args = p.parse_args(["census", "aggregate", "--by", "age_band", "--by", "gender", "R1",
-                         "--child-lsoa", "c", "--geography", "g", "--out", "o"])
+    args = p.parse_args(
+        [
+            "census",
+            "aggregate",
+            "--by",
+            "age_band",
+            "--by",
+            "gender",
+            "R1",
+            "--child-lsoa",
+            "c",
+            "--geography",
+            "g",
+            "--out",
+            "o",
+        ]
+    )
     assert (args.by, args.returns) == (["age_band", "gender"], [Path("R1")])
     assert p.parse_args(["census", "write", "--out", "o"]).years == [2019]
     assert p.parse_args(["census", "write", "--out", "o", "--years", "2020"]).years == [2020]
     assert p.parse_args(["simulate", "--out", "o", "--years", "2019,2020"]).years == [2019, 2020]
-    assert p.parse_args(["census", "write", "--out", "o", "--la", "E06000001", "--la",
-                         "E06000002,E06000003"]).la == ["E06000001", "E06000002", "E06000003"]
+    assert p.parse_args(
+        ["census", "write", "--out", "o", "--la", "E06000001", "--la", "E06000002,E06000003"]
+    ).la == ["E06000001", "E06000002", "E06000003"]
     for bad in (["--years", "2019,twenty"], ["--years", "2019,"]):
         with pytest.raises(SystemExit):
             p.parse_args(["simulate", "--out", "o", *bad])
@@ -237,8 +330,7 @@ def test_each_command_offers_only_the_options_it_accepts(tmp_path, monkeypatch):
             argv = [*path, *_required(leaf), action.option_strings[0], *_sample(action)]
             parser().parse_args(argv)
     # suite offered --family and then refused it: each spec names its own family
-    assert "--family" not in parser()._subparsers._group_actions[0].choices["suite"] \
-        .format_help()
+    assert "--family" not in parser()._subparsers._group_actions[0].choices["suite"].format_help()
     with pytest.raises(SystemExit):
         parser().parse_args(["suite", "--family", "negbin"])
     # and every option suite does offer reaches suite.run, none refused
@@ -249,11 +341,40 @@ def test_each_command_offers_only_the_options_it_accepts(tmp_path, monkeypatch):
     monkeypatch.setattr(schema, "read_table", lambda path: "table")
     monkeypatch.setattr(suite, "run", lambda *a, **kw: calls.update(kw) or [])
     monkeypatch.setattr(suite, "headline", lambda items: "headline")
-    assert main(["suite", "--data", str(tmp_path / "t.csv"), "--out", str(tmp_path / "s"),
-                 "--draws", "5", "--tune", "6", "--chains", "1", "--seed", "7",
-                 "--sampler", "pymc", "--no-progress", "--workers", "1"]) == 0
-    assert (calls["draws"], calls["tune"], calls["chains"], calls["seed"], calls["sampler"],
-            calls["progressbar"], calls["workers"]) == (5, 6, 1, 7, "pymc", False, 1)
+    assert (
+        main(
+            [
+                "suite",
+                "--data",
+                str(tmp_path / "t.csv"),
+                "--out",
+                str(tmp_path / "s"),
+                "--draws",
+                "5",
+                "--tune",
+                "6",
+                "--chains",
+                "1",
+                "--seed",
+                "7",
+                "--sampler",
+                "pymc",
+                "--no-progress",
+                "--workers",
+                "1",
+            ]
+        )
+        == 0
+    )
+    assert (
+        calls["draws"],
+        calls["tune"],
+        calls["chains"],
+        calls["seed"],
+        calls["sampler"],
+        calls["progressbar"],
+        calls["workers"],
+    ) == (5, 6, 1, 7, "pymc", False, 1)
 
 
 def test_calibrate_logs_each_line_once(tmp_path, monkeypatch, capsys):
@@ -310,8 +431,9 @@ def test_compiling_and_sampling_are_logged_when_they_start(monkeypatch, caplog):
     caplog.clear()
     monkeypatch.setattr(fit.pm, "sample", lambda **kwargs: seen.update(pymc=lines()) or "t")
     fit.sample(pm.Model(), Sampling(sampler="pymc", draws=10, tune=20, chains=2), False)
-    assert seen["pymc"] == ["sampling 2 chains x 10 draws (20 tuning) with pymc (compiling "
-                            "the model first) ..."]
+    assert seen["pymc"] == [
+        "sampling 2 chains x 10 draws (20 tuning) with pymc (compiling the model first) ..."
+    ]
     assert lines()[1].startswith("sampled 2 chains x 10 draws (pymc)")
 
 
@@ -339,11 +461,26 @@ def test_a_bad_option_value_is_one_message_naming_the_key(tmp_path, capsys):
     spec = tmp_path / "s.toml"
     spec.write_text('outcome = "referrals"\n[sampling]\ndraws = "100"\n', encoding="utf-8")
     for extra, message in (
-            (["--chains", "100"], "sampling.chains must be an integer from 1 to 64, got 100"),
-            (["--spec", str(spec)], "sampling.draws must be an integer from 1 to 1000000, "
-             "got '100' (str)")):
-        assert main(["fit", str(tmp_path / "t.csv"), "--outcome", "referrals", "--out",
-                     str(tmp_path / "o"), *extra]) == 2
+        (["--chains", "100"], "sampling.chains must be an integer from 1 to 64, got 100"),
+        (
+            ["--spec", str(spec)],
+            "sampling.draws must be an integer from 1 to 1000000, got '100' (str)",
+        ),
+    ):
+        assert (
+            main(
+                [
+                    "fit",
+                    str(tmp_path / "t.csv"),
+                    "--outcome",
+                    "referrals",
+                    "--out",
+                    str(tmp_path / "o"),
+                    *extra,
+                ]
+            )
+            == 2
+        )
         err = capsys.readouterr().err
         assert f"socialgradient fit: error: {message}" in err
         assert "Traceback" not in err

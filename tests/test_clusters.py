@@ -68,9 +68,16 @@ def test_a_dashboard_when_asked_is_on_localhost_and_its_url_printed(capsys):
     assert f"Dask dashboard (this machine only): {link}" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("address", ["tcp://10.1.2.3:8786", "10.1.2.3:8786",
-                                     "tcp://example.org:8786", "ws://192.168.0.5:8786",
-                                     "tcp://[2001:db8::1]:8786"])
+@pytest.mark.parametrize(
+    "address",
+    [
+        "tcp://10.1.2.3:8786",
+        "10.1.2.3:8786",
+        "tcp://example.org:8786",
+        "ws://192.168.0.5:8786",
+        "tcp://[2001:db8::1]:8786",
+    ],
+)
 def test_plain_tcp_to_another_host_is_refused_without_insecure(address, caplog):
     with pytest.raises(clusters.InsecureScheduler, match=r"unencrypted.*--insecure"):
         clusters.check_scheduler(address)
@@ -79,15 +86,23 @@ def test_plain_tcp_to_another_host_is_refused_without_insecure(address, caplog):
     assert "UNENCRYPTED" in caplog.text
 
 
-@pytest.mark.parametrize("address", ["tcp://127.0.0.1:8786", "127.0.0.1:8786",
-                                     "tcp://localhost:8786", "tcp://[::1]:8786",
-                                     "tcp://127.1.2.3:8786"])
+@pytest.mark.parametrize(
+    "address",
+    [
+        "tcp://127.0.0.1:8786",
+        "127.0.0.1:8786",
+        "tcp://localhost:8786",
+        "tcp://[::1]:8786",
+        "tcp://127.1.2.3:8786",
+    ],
+)
 def test_a_scheduler_on_this_machine_is_allowed_with_the_warning(address, caplog):
     assert clusters.check_scheduler(address) is None
     warned = [r for r in caplog.records if r.levelname == "WARNING"]
     assert len(warned) == 1
     assert "LSOA-level neighbourhood tables are sent to the Dask scheduler" in (
-        warned[0].getMessage())
+        warned[0].getMessage()
+    )
     assert "leave this process" in warned[0].getMessage()
 
 
@@ -109,11 +124,15 @@ def tls_files(tmp_path):
 
 
 def test_tls_gets_a_security_requiring_encryption_from_the_files_given(tls_files, caplog):
-    sec = clusters.tls_security(tls_files["ca.pem"], tls_files["client.pem"],
-                                tls_files["client.key"])
+    sec = clusters.tls_security(
+        tls_files["ca.pem"], tls_files["client.pem"], tls_files["client.key"]
+    )
     assert sec.require_encryption is True
     assert (sec.tls_ca_file, sec.tls_client_cert, sec.tls_client_key) == (
-        str(tls_files["ca.pem"]), str(tls_files["client.pem"]), str(tls_files["client.key"]))
+        str(tls_files["ca.pem"]),
+        str(tls_files["client.pem"]),
+        str(tls_files["client.key"]),
+    )
     assert clusters.check_scheduler("tls://10.1.2.3:8786", security=sec) is sec
     assert "(encrypted, TLS)" in caplog.text
     target = clusters.target("tls://10.1.2.3:8786", security=sec)
@@ -121,9 +140,13 @@ def test_tls_gets_a_security_requiring_encryption_from_the_files_given(tls_files
 
 
 def test_tls_takes_the_files_from_dasks_configuration(tls_files):
-    with dask.config.set({"distributed.comm.tls.ca-file": str(tls_files["ca.pem"]),
-                          "distributed.comm.tls.client.cert": str(tls_files["client.pem"]),
-                          "distributed.comm.tls.client.key": str(tls_files["client.key"])}):
+    with dask.config.set(
+        {
+            "distributed.comm.tls.ca-file": str(tls_files["ca.pem"]),
+            "distributed.comm.tls.client.cert": str(tls_files["client.pem"]),
+            "distributed.comm.tls.client.key": str(tls_files["client.key"]),
+        }
+    ):
         sec = clusters.check_scheduler("tls://10.1.2.3:8786")
         assert sec.tls_ca_file == str(tls_files["ca.pem"])
         assert sec.tls_client_key == str(tls_files["client.key"])
@@ -143,8 +166,7 @@ def test_tls_without_a_ca_or_certificate_or_with_a_missing_file_is_refused(tls_f
         clusters.tls_security(tls_files["ca.pem"].with_name("gone.pem"))
 
 
-def test_tls_files_with_an_unencrypted_or_a_local_cluster_and_a_remote_dashboard_refused(
-        tls_files):
+def test_tls_files_with_an_unencrypted_or_a_local_cluster_and_a_remote_dashboard_refused(tls_files):
     sec = clusters.tls_security(tls_files["ca.pem"], tls_files["client.pem"])
     with pytest.raises(ValueError, match="is tcp://, unencrypted: use tls://"):
         clusters.check_scheduler("tcp://127.0.0.1:8786", security=sec)
@@ -156,6 +178,7 @@ def test_tls_files_with_an_unencrypted_or_a_local_cluster_and_a_remote_dashboard
 
 def test_suite_and_calibrate_refuse_before_any_work(tmp_path, monkeypatch):
     """The address is checked first: no spec read, no table built, no replicate looked at."""
+
     def no_work(*args, **kwargs):
         raise AssertionError("work started before the scheduler address was checked")
 
@@ -169,6 +192,7 @@ def test_suite_and_calibrate_refuse_before_any_work(tmp_path, monkeypatch):
 
 # --- a real TLS cluster, with certificates of its own CA ----------------------------------
 
+
 def _openssl(*args, cwd):
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
 
@@ -176,12 +200,51 @@ def _openssl(*args, cwd):
 def _certificates(where: Path) -> dict[str, Path]:
     """A CA, and a certificate it signed (with its key) for the scheduler, worker and
     client alike (Dask checks the CA's signature, not host names)."""
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out",
-             "ca.pem", "-days", "2", "-subj", "/CN=socialgradient test CA", cwd=where)
-    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "node.key", "-out",
-             "node.csr", "-subj", "/CN=dask", cwd=where)
-    _openssl("x509", "-req", "-in", "node.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-             "-CAcreateserial", "-out", "node.pem", "-days", "2", cwd=where)
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=socialgradient test CA",
+        cwd=where,
+    )
+    _openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "node.key",
+        "-out",
+        "node.csr",
+        "-subj",
+        "/CN=dask",
+        cwd=where,
+    )
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        "node.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "node.pem",
+        "-days",
+        "2",
+        cwd=where,
+    )
     return {name: where / name for name in ("ca.pem", "node.pem", "node.key")}
 
 
@@ -191,24 +254,64 @@ def test_a_real_tls_cluster(tmp_path, caplog):
     """A scheduler and a worker that accept TLS only: the client built from --tls-* files
     runs a task there; plain tcp:// to that port gets nowhere."""
     certs = _certificates(tmp_path)
-    tls = ["--tls-ca-file", str(certs["ca.pem"]), "--tls-cert", str(certs["node.pem"]),
-           "--tls-key", str(certs["node.key"])]
+    tls = [
+        "--tls-ca-file",
+        str(certs["ca.pem"]),
+        "--tls-cert",
+        str(certs["node.pem"]),
+        "--tls-key",
+        str(certs["node.key"]),
+    ]
     file = tmp_path / "scheduler.json"
-    common = {"cwd": tmp_path, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL,
-              "start_new_session": True}
+    common = {
+        "cwd": tmp_path,
+        "stdout": subprocess.DEVNULL,
+        "stderr": subprocess.DEVNULL,
+        "start_new_session": True,
+    }
     dask_cmd = [sys.executable, "-m", "dask"]
-    procs = [subprocess.Popen([*dask_cmd, "scheduler", "--protocol", "tls", "--host",
-                               "127.0.0.1", "--port", "0", "--no-dashboard",
-                               "--scheduler-file", str(file), *tls], **common)]
+    procs = [
+        subprocess.Popen(
+            [
+                *dask_cmd,
+                "scheduler",
+                "--protocol",
+                "tls",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--no-dashboard",
+                "--scheduler-file",
+                str(file),
+                *tls,
+            ],
+            **common,
+        )
+    ]
     try:
         deadline = time.monotonic() + 90
         while not file.exists() and time.monotonic() < deadline:
             time.sleep(0.2)
         address = json.loads(file.read_text())["address"]
         assert address.startswith("tls://127.0.0.1:")
-        procs.append(subprocess.Popen([*dask_cmd, "worker", address, "--nworkers", "1",
-                                       "--nthreads", "1", "--no-dashboard", "--no-nanny",
-                                       *tls], **common))
+        procs.append(
+            subprocess.Popen(
+                [
+                    *dask_cmd,
+                    "worker",
+                    address,
+                    "--nworkers",
+                    "1",
+                    "--nthreads",
+                    "1",
+                    "--no-dashboard",
+                    "--no-nanny",
+                    *tls,
+                ],
+                **common,
+            )
+        )
         sec = clusters.tls_security(certs["ca.pem"], certs["node.pem"], certs["node.key"])
         with suite.client(address, security=sec) as c:
             c.wait_for_workers(1, timeout=90)
@@ -231,9 +334,9 @@ def test_a_real_tls_cluster(tmp_path, caplog):
 
 # --- the command line ---------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("command", ["suite", "calibrate"])
-def test_the_command_refuses_plain_tcp_to_another_host_before_any_work(command, tmp_path,
-                                                                        capsys):
+def test_the_command_refuses_plain_tcp_to_another_host_before_any_work(command, tmp_path, capsys):
     from socialgradient.cli import main
 
     argv = [command, "--out", str(tmp_path / "out"), "--scheduler", "tcp://10.1.2.3:8786"]
@@ -250,10 +353,21 @@ def test_the_command_refuses_plain_tcp_to_another_host_before_any_work(command, 
 def test_the_command_builds_the_tls_security_from_its_flags(command, tls_files, caplog):
     from socialgradient.cli import _cluster, parser
 
-    args = parser().parse_args([
-        command, "--out", "out", "--scheduler", "tls://10.1.2.3:8786",
-        "--tls-ca-file", str(tls_files["ca.pem"]), "--tls-cert", str(tls_files["client.pem"]),
-        "--tls-key", str(tls_files["client.key"])])
+    args = parser().parse_args(
+        [
+            command,
+            "--out",
+            "out",
+            "--scheduler",
+            "tls://10.1.2.3:8786",
+            "--tls-ca-file",
+            str(tls_files["ca.pem"]),
+            "--tls-cert",
+            str(tls_files["client.pem"]),
+            "--tls-key",
+            str(tls_files["client.key"]),
+        ]
+    )
     target = _cluster(args, **({"sends": calibrate.SENDS} if command == "calibrate" else {}))
     assert target.scheduler == "tls://10.1.2.3:8786"
     assert target.security.require_encryption is True

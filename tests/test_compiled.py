@@ -12,8 +12,9 @@ from socialgradient.sampling import compiled
 from socialgradient.sampling.fit import fit
 from socialgradient.spec import Sampling, Spec
 
-SPEC = Spec("referrals", la_effects="centred",
-            sampling=Sampling(draws=60, tune=60, chains=1, seed=4))
+SPEC = Spec(
+    "referrals", la_effects="centred", sampling=Sampling(draws=60, tune=60, chains=1, seed=4)
+)
 
 
 def table(seed: int):
@@ -69,8 +70,9 @@ def test_a_reused_compilation_samples_what_a_fresh_one_does(datas, monkeypatch):
     fresh = fit(b, SPEC, progressbar=False)
     assert seen == [False, True, False]
     for name in ("a", "b_w", "la_effect", "phi"):
-        np.testing.assert_array_equal(reused["posterior"][name].values,
-                                      fresh["posterior"][name].values)
+        np.testing.assert_array_equal(
+            reused["posterior"][name].values, fresh["posterior"][name].values
+        )
 
 
 def test_the_disk_cache_key_ignores_which_las_only_how_many(datas):
@@ -80,9 +82,10 @@ def test_the_disk_cache_key_ignores_which_las_only_how_many(datas):
     a, _ = datas
     t = simulate(seed=5, scale=0.05).table
     las = t["la"].unique()
-    other, more = (NeighbourhoodData.from_table(
-        t[t["la"].isin(las[s])].reset_index(drop=True), "referrals")
-        for s in (slice(6, 12), slice(0, 7)))
+    other, more = (
+        NeighbourhoodData.from_table(t[t["la"].isin(las[s])].reset_index(drop=True), "referrals")
+        for s in (slice(6, 12), slice(0, 7))
+    )
     assert len(other.y) != len(a.y)  # other rows too: the data's shapes are not in the key
     ka, ko, km = (compiled.keys(build_model(d, SPEC)) for d in (a, other, more))
     assert ka[0] == compiled.structure_key(build_model(a, SPEC))

@@ -23,12 +23,11 @@ def replicate(seed: int) -> tuple[list[bool], list[bool]]:
     cal = cal.sample(30, random_state=seed)
     syn = simulate(seed=seed, scale=0.3, calibration=cal)
     truth = syn.truth["thresholds"]["referrals"]
-    tree = sg.fit(syn.table, "referrals", draws=400, tune=400, chains=2, seed=seed,
-                  progressbar=False)
+    tree = sg.fit(
+        syn.table, "referrals", draws=400, tune=400, chains=2, seed=seed, progressbar=False
+    )
     summary = sg.summarise(tree)
-    national = [
-        summary[k]["ci95"][0] <= truth[k] <= summary[k]["ci95"][1] for k in NATIONAL
-    ]
+    national = [summary[k]["ci95"][0] <= truth[k] <= summary[k]["ci95"][1] for k in NATIONAL]
     las = sg.la_gradients(tree)
     true = las["la"].map({c: v["gradient"] for c, v in truth["la"].items()})
     per_la = ((las["gradient_lo95"] <= true) & (true <= las["gradient_hi95"])).tolist()
@@ -42,8 +41,10 @@ def test_interval_coverage():
         national += n
         per_la += la
     cover_national, cover_la = np.mean(national), np.mean(per_la)
-    print(f"coverage: national {cover_national:.3f} of {len(national)}, "
-          f"per-LA {cover_la:.3f} of {len(per_la)}")
+    print(
+        f"coverage: national {cover_national:.3f} of {len(national)}, "
+        f"per-LA {cover_la:.3f} of {len(per_la)}"
+    )
     # Binomial sd of a 95% rate over 100 intervals is 2.2 points; 600 LA intervals, 0.9.
     assert cover_national >= 0.85
     assert 0.90 <= cover_la <= 0.99

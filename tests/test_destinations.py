@@ -147,8 +147,15 @@ def test_census_aggregate_refuses_its_own_input_as_out(tmp_path, capsys):
     d = tmp_path / "D"
     manifest = records_like_set(d)
     before = tree_of(d)
-    base = ["census", "aggregate", str(d), "--child-lsoa", str(d / "internal" / "child_lsoa.csv"),
-            "--geography", str(tmp_path / "geo.parquet")]
+    base = [
+        "census",
+        "aggregate",
+        str(d),
+        "--child-lsoa",
+        str(d / "internal" / "child_lsoa.csv"),
+        "--geography",
+        str(tmp_path / "geo.parquet"),
+    ]
     assert cli.main([*base, "--out", str(d)]) == 2
     assert "is also the input" in capsys.readouterr().err
     assert cli.main([*base, "--out", str(d / "table")]) == 2  # inside the input folder
@@ -186,17 +193,31 @@ def test_an_input_through_a_link_is_still_the_input(tmp_path, capsys):
     d = tmp_path / "D"
     records_like_set(d)
     (tmp_path / "alias").symlink_to(d, target_is_directory=True)
-    assert cli.main(["census", "aggregate", str(tmp_path / "alias"), "--child-lsoa",
-                     str(d / "internal" / "child_lsoa.csv"), "--geography",
-                     str(tmp_path / "g.parquet"), "--out", str(d)]) == 2
+    assert (
+        cli.main(
+            [
+                "census",
+                "aggregate",
+                str(tmp_path / "alias"),
+                "--child-lsoa",
+                str(d / "internal" / "child_lsoa.csv"),
+                "--geography",
+                str(tmp_path / "g.parquet"),
+                "--out",
+                str(d),
+            ]
+        )
+        == 2
+    )
     assert "is also the input" in capsys.readouterr().err
 
 
 # -- 3. spec names are plain names, twice over --------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["../x", "../../etc", "/tmp/abs", "a/b", "a\\b", ".hidden",
-                                  "..", "a..b", ""])
+@pytest.mark.parametrize(
+    "name", ["../x", "../../etc", "/tmp/abs", "a/b", "a\\b", ".hidden", "..", "a..b", ""]
+)
 def test_a_spec_name_that_is_not_plain_is_refused(name, tmp_path):
     if name:
         with pytest.raises(SpecError, match="name"):
@@ -267,6 +288,7 @@ def test_a_link_in_release_fails_verify_and_report(saved, tmp_path, capsys):
 def test_a_writer_commits_no_link(tmp_path):
     out = tmp_path / "out"
     write_set(out, 1)
+
     def with_a_link(w):
         (w.release / "more").symlink_to("../internal", target_is_directory=True)
 
@@ -336,8 +358,7 @@ def plant_commit(out: Path, gen: int, token: bytes | None = None) -> Path:
     return planted
 
 
-@pytest.mark.parametrize("token", [None, b"socialgradient output-set writer " + b"a" * 32
-                                   + b"\n"])
+@pytest.mark.parametrize("token", [None, b"socialgradient output-set writer " + b"a" * 32 + b"\n"])
 def test_a_planted_commit_is_refused_not_rolled_forward(tmp_path, capsys, token):
     out = tmp_path / "out"
     write_set(out, 1)
@@ -359,8 +380,9 @@ def test_a_planted_commit_is_refused_not_rolled_forward(tmp_path, capsys, token)
 
 
 def _manifest(out: Path, files: dict | str) -> None:
-    text = files if isinstance(files, str) else json.dumps(
-        {"format": outputs.FORMAT, "files": files})
+    text = (
+        files if isinstance(files, str) else json.dumps({"format": outputs.FORMAT, "files": files})
+    )
     (out / "MANIFEST.json").write_text(text)
 
 
@@ -377,14 +399,17 @@ def test_an_empty_manifest_fails(tmp_path, capsys):
     assert "lists nothing in release/" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(("rel", "words"), [
-    ("../outside.txt", "outside release/ and internal/"),
-    ("/etc/passwd", "not a relative path"),
-    ("release/../internal/x", ".. step"),
-    ("other/x.txt", "outside release/ and internal/"),
-    ("release\\x.txt", "not a relative path"),
-    ("MANIFEST.json", "outside release/ and internal/"),
-])
+@pytest.mark.parametrize(
+    ("rel", "words"),
+    [
+        ("../outside.txt", "outside release/ and internal/"),
+        ("/etc/passwd", "not a relative path"),
+        ("release/../internal/x", ".. step"),
+        ("other/x.txt", "outside release/ and internal/"),
+        ("release\\x.txt", "not a relative path"),
+        ("MANIFEST.json", "outside release/ and internal/"),
+    ],
+)
 def test_a_manifest_naming_files_outside_the_set_fails(tmp_path, rel, words):
     out = tmp_path / "out"
     manifest = write_set(out, 1)
@@ -413,8 +438,7 @@ def test_a_recomputed_manifest_is_not_detectable_without_a_secret(tmp_path):
     manifest = write_set(out, 1)
     (out / "release" / "added.txt").write_text("added\n")
     files = dict(manifest["files"])
-    files["release/added.txt"] = {"sha256": sha256_of(out / "release" / "added.txt"),
-                                  "bytes": 6}
+    files["release/added.txt"] = {"sha256": sha256_of(out / "release" / "added.txt"), "bytes": 6}
     _manifest(out, files)
     assert "release/added.txt" in outputs.verify(out)["files"]
 
@@ -424,10 +448,20 @@ def test_a_recomputed_manifest_is_not_detectable_without_a_secret(tmp_path):
 
 def test_report_flag_inside_release_is_refused(saved, tmp_path, capsys):
     out = tmp_path / "o"
-    for target in (out / "release" / "linkage.json", saved / "release" / "linkage.json",
-                   out / "internal" / "linkage.json"):
-        args = ["data", "build", str(tmp_path / "shared"), "--out", str(out),
-                "--report", str(target)]
+    for target in (
+        out / "release" / "linkage.json",
+        saved / "release" / "linkage.json",
+        out / "internal" / "linkage.json",
+    ):
+        args = [
+            "data",
+            "build",
+            str(tmp_path / "shared"),
+            "--out",
+            str(out),
+            "--report",
+            str(target),
+        ]
         assert cli.main(args) == 2
         err = capsys.readouterr().err
         assert "--report" in err
@@ -457,11 +491,14 @@ def test_the_table_sets_logs_name_no_absolute_path(tmp_path):
     out = tmp_path / "census"
     table = tiny_table(2)
     table["referrals"] = table["referrals"] * 7  # counts that pass the gate
-    table_sets.write_table_set(out, table, counts=["referrals"], report={"note": "x"},
-                               command="census aggregate")
+    table_sets.write_table_set(
+        out, table, counts=["referrals"], report={"note": "x"}, command="census aggregate"
+    )
     logs = sorted(out.glob("*/*.jsonl"))
     assert [p.relative_to(out).as_posix() for p in logs] == [
-        "internal/disclosure_log.jsonl", "release/disclosure_log.jsonl"]
+        "internal/disclosure_log.jsonl",
+        "release/disclosure_log.jsonl",
+    ]
     for log in logs:
         text = log.read_text()
         assert str(tmp_path) not in text
@@ -469,8 +506,9 @@ def test_the_table_sets_logs_name_no_absolute_path(tmp_path):
         for entry in map(json.loads, text.splitlines()):
             path = entry.get("path")
             assert path is None or not Path(path).is_absolute(), entry
-    entries = [json.loads(x) for x in (out / "internal" / "disclosure_log.jsonl")
-               .read_text().splitlines()]
+    entries = [
+        json.loads(x) for x in (out / "internal" / "disclosure_log.jsonl").read_text().splitlines()
+    ]
     assert entries[-1]["path"] == "internal/neighbourhoods.parquet"
 
 
@@ -500,8 +538,11 @@ def test_the_main_job_twice_on_the_same_out(tmp_path, monkeypatch):
     data = tmp_path / "t.csv"
     table.to_csv(data, index=False)
     monkeypatch.setattr(api, "fit", lambda t, spec, **k: fit_like(table))
-    monkeypatch.setattr(checks, "loo_compare", lambda fits: pd.DataFrame(
-        {"rank": [0, 1], "elpd_loo": [-1.0, -2.0]}, index=list(fits)))
+    monkeypatch.setattr(
+        checks,
+        "loo_compare",
+        lambda fits: pd.DataFrame({"rank": [0, 1], "elpd_loo": [-1.0, -2.0]}, index=list(fits)),
+    )
     out, figures = tmp_path / "out", tmp_path / "figures"
     (out / "suite").mkdir(parents=True)  # the suite's folder beside the main job's set
     (out / "suite" / "suite.csv").write_text("spec\n")
@@ -510,8 +551,13 @@ def test_the_main_job_twice_on_the_same_out(tmp_path, monkeypatch):
         assert cli.main(args) in (0, 1)  # 1: a FAIL verdict of the fake fit, outputs written
         outputs.verify(out)
         assert (out / "suite" / "suite.csv").read_text() == "spec\n"
-    assert sorted(p.name for p in out.iterdir()) == [".lock", "MANIFEST.json", "internal",
-                                                     "release", "suite"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        ".lock",
+        "MANIFEST.json",
+        "internal",
+        "release",
+        "suite",
+    ]
     assert list(figures.glob("*.png"))
 
 

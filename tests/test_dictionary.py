@@ -15,23 +15,45 @@ from socialgradient.data.synthetic import sample
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 README = (DATA / "README.md").read_text(encoding="utf-8")
-DOCUMENTED = set(re.findall(r"`([A-Za-z_][A-Za-z0-9_]*)`", README)) | set(
-    re.findall(r'\["([A-Za-z_][A-Za-z0-9_]*)"\]', README)) | set(  # `truth["key"]`
-    re.findall(r"`([A-Za-z_][A-Za-z0-9_]*)\[", README))  # `strata[dim][level]`
+DOCUMENTED = (
+    set(re.findall(r"`([A-Za-z_][A-Za-z0-9_]*)`", README))
+    | set(re.findall(r'\["([A-Za-z_][A-Za-z0-9_]*)"\]', README))
+    | set(  # `truth["key"]`
+        re.findall(r"`([A-Za-z_][A-Za-z0-9_]*)\[", README)
+    )
+)  # `strata[dim][level]`
 
 
 #: maps whose keys are data (outcomes, codes, levels, years), not parameters
-DATA_MAPS = {"thresholds", "strata", "age_band", "gender", "ethnicity", "area", "factors",
-             "cp_categories", "gradients", "realised", "history", "clipped_share", "la",
-             "level_log_hr", "split", "age_bands"}
+DATA_MAPS = {
+    "thresholds",
+    "strata",
+    "age_band",
+    "gender",
+    "ethnicity",
+    "area",
+    "factors",
+    "cp_categories",
+    "gradients",
+    "realised",
+    "history",
+    "clipped_share",
+    "la",
+    "level_log_hr",
+    "split",
+    "age_bands",
+}
 
 
 def keys(d, parent=None, out=None):
     """Every parameter key of a nested truth dict (keys of DATA_MAPS are data, skipped)."""
     out = set() if out is None else out
     for k, v in d.items():
-        if (parent not in DATA_MAPS and not str(parent).isdigit()
-                and not re.fullmatch(r"\d{4}|E\d{8}", str(k))):
+        if (
+            parent not in DATA_MAPS
+            and not str(parent).isdigit()
+            and not re.fullmatch(r"\d{4}|E\d{8}", str(k))
+        ):
             out.add(str(k))
         if isinstance(v, dict) and k != "definitions":
             keys(v, k, out)

@@ -90,7 +90,7 @@ def grid_audit(values: np.ndarray, hidden: np.ndarray) -> audit.Audit:
     a = np.zeros((len(lines) + n_r * n_c, n_r * n_c))
     for i, line in enumerate(lines):
         a[i, line] = 1
-    a[len(lines):] = np.eye(n_r * n_c)
+    a[len(lines) :] = np.eye(n_r * n_c)
     rhs = a @ values.ravel()
     check = audit.Audit(a, rhs, rhs, values.ravel().astype(float))
     check.set_active(len(lines) + np.flatnonzero(hidden.ravel()), False)
@@ -112,8 +112,14 @@ def test_bridge_between_hidden_cycles_is_found_by_the_exact_check():
     # protect() finds it and hides one more cell, so the bridge is no longer pinned
     frame = two_d(values)
     frame.loc[1, "c2"] = 7
-    p = protect(frame, [f"c{j}" for j in range(4)], "r", EXACT,
-                totals={"by": [()], "across": True}, hidden=hidden)
+    p = protect(
+        frame,
+        [f"c{j}" for j in range(4)],
+        "r",
+        EXACT,
+        totals={"by": [()], "across": True},
+        hidden=hidden,
+    )
     shown = matrix(p.table.drop(columns="r"))
     assert np.isnan(shown).sum() > hidden.sum()
     assert p.check["quantities_checked"] >= hidden.sum()
@@ -249,7 +255,8 @@ def test_lsoa_tables_are_suppressed_and_unsuppressed_only_under_a_logged_overrid
     assert [a for a in entry["actions"] if a not in hidden] == [
         "note: 2 hidden quantities are bounded to less than 5 by totals published elsewhere "
         "or before (not by this release)",
-        f"perturbed {8 - entry['suppressed']} counts (cell key)"]
+        f"perturbed {8 - entry['suppressed']} counts (cell key)",
+    ]
     assert entry["check"]["quantities_checked"] >= 2
     assert entry["perturbation"]["max_noise"] == perturbation.MAX_NOISE
     assert len(entry["ledger"]) == 12
@@ -270,10 +277,18 @@ def test_lsoa_tables_are_suppressed_and_unsuppressed_only_under_a_logged_overrid
 
 def test_la_counts_protected_with_rounding(tmp_path):
     t = pd.DataFrame({"la": list("ABCD"), "year": 2020, "referrals": [4, 123, 88, 47]})
-    for rule in (Rule(round_to=5, perturb=False, reason="exact values for this test"),
-                 Rule(round_to=5)):
-        write_table(t, tmp_path / "la.csv", level="la", count_columns="referrals",
-                    group_columns=["la", "year"], rule=rule)
+    for rule in (
+        Rule(round_to=5, perturb=False, reason="exact values for this test"),
+        Rule(round_to=5),
+    ):
+        write_table(
+            t,
+            tmp_path / "la.csv",
+            level="la",
+            count_columns="referrals",
+            group_columns=["la", "year"],
+            rule=rule,
+        )
         written = pd.read_csv(tmp_path / "la.csv")
         assert written["referrals"].isna().tolist() == [True, False, False, True]
         visible = written["referrals"].dropna()
@@ -345,7 +360,11 @@ def test_derived_rates_are_blanked_with_their_counts(tmp_path):
     )
     table["rate"] = 1e4 * table["cases"] / table["children"]
     path = write_table(
-        table, tmp_path / "t.csv", level="la", count_columns=["cases"], group_columns=["la"],
+        table,
+        tmp_path / "t.csv",
+        level="la",
+        count_columns=["cases"],
+        group_columns=["la"],
         derived={"rate": "cases"},
     )
     out = pd.read_csv(path)
@@ -357,9 +376,10 @@ def test_derived_rates_are_blanked_with_their_counts(tmp_path):
     rounded = protect(table, ["cases"], ["la"], Rule(round_to=5), derived={"rate": "cases"})
     shown = rounded.table
     visible = shown["cases"].notna()
-    np.testing.assert_allclose(shown.loc[visible, "rate"],
-                               1e4 * shown.loc[visible, "cases"].astype(float)
-                               / shown.loc[visible, "children"])
+    np.testing.assert_allclose(
+        shown.loc[visible, "rate"],
+        1e4 * shown.loc[visible, "cases"].astype(float) / shown.loc[visible, "children"],
+    )
     assert (shown.loc[visible, "cases"] % 5 == 0).all()
     assert shown["rate"].isna().tolist() == (~visible).tolist()
 
@@ -406,14 +426,19 @@ def test_perturbation_table_is_bounded_and_keeps_zeros_and_the_floor():
 
 
 def test_weaker_rules_need_a_reason(tmp_path):
-    for weak in (Rule(perturb=False), Rule(protection=0), Rule(threshold=5),
-                 Rule(secondary=False)):
+    for weak in (Rule(perturb=False), Rule(protection=0), Rule(threshold=5), Rule(secondary=False)):
         assert weak.weaker
         with pytest.raises(DisclosureError, match="--override"):
             weak.check()
         with pytest.raises(DisclosureError):
-            write_table(lsoa_table(), tmp_path / "x.csv", level="lsoa", count_columns="cin",
-                        group_columns="lsoa", rule=weak)
+            write_table(
+                lsoa_table(),
+                tmp_path / "x.csv",
+                level="lsoa",
+                count_columns="cin",
+                group_columns="lsoa",
+                rule=weak,
+            )
     assert not Rule(protection=8, round_to=5).weaker
     with pytest.raises(ValueError, match="protection"):
         Rule(protection=-1)
@@ -422,8 +447,9 @@ def test_weaker_rules_need_a_reason(tmp_path):
 def test_the_same_table_is_published_the_same_way(tmp_path):
     """Same data, same ledger: the same noise (a re-release gives no second draw to
     average); another ledger (another secret): other noise."""
-    t = pd.DataFrame({"la": [f"E0600000{i}" for i in range(1, 7)],
-                      "cases": [3, 25, 40, 12, 77, 90]})
+    t = pd.DataFrame(
+        {"la": [f"E0600000{i}" for i in range(1, 7)], "cases": [3, 25, 40, 12, 77, 90]}
+    )
     first = protect(t, "cases", "la").table
     assert first.equals(protect(t, "cases", "la").table)
     moved = [protect(t, "cases", "la").table]

@@ -75,9 +75,11 @@ def test_readme_prose_has_no_number_of_its_own():
 
 def test_prose_filter_sees_numbers():
     """The filter above is not blind: prose numbers are found, code and roles are not."""
-    sample = ("A fit took 36.8 s, R-hat 1,007 and 2e-5.\n\n```sh\nmake 42\n```\n"
-              "`--draws 1000` and {sgnum}`bench/whole.json runs` [x](a/b2.md)\n\n"
-              "    indented 77\n")
+    sample = (
+        "A fit took 36.8 s, R-hat 1,007 and 2e-5.\n\n```sh\nmake 42\n```\n"
+        "`--draws 1000` and {sgnum}`bench/whole.json runs` [x](a/b2.md)\n\n"
+        "    indented 77\n"
+    )
     assert numbers_in(sample) == ["36.8", "1,007", "2e-5"]
 
 
@@ -118,8 +120,11 @@ def test_readme_findings_table_is_the_result_file():
 
 
 def test_readme_test_command_is_cis():
-    ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()
-          if line.strip().startswith("make")]
+    ci = [
+        line.strip()
+        for line in (ROOT / ".ci" / "run").read_text().splitlines()
+        if line.strip().startswith("make")
+    ]
     assert ci, ".ci/run calls make"
     commands = re.search(r"## Two commands\n+```sh\n(.*?)```", README.read_text(), re.S)
     assert commands, "the README's Two commands block"
@@ -138,23 +143,41 @@ def test_readme_is_short_and_links_resolve():
 
 
 # ------------------------------------------------------------------------------- site
-HAND_WRITTEN = ["index.md", "getting-started.md", "outputs.md", "model.md", "model-language.md",
-                "findings.md", "input.md", "validation.md", "performance.md", "spec.md",
-                "user-guide.md", "examples.md", "reference.md", "data-and-disclosure.md",
-                "benchmarks.md"]
+HAND_WRITTEN = [
+    "index.md",
+    "getting-started.md",
+    "outputs.md",
+    "model.md",
+    "model-language.md",
+    "findings.md",
+    "input.md",
+    "validation.md",
+    "performance.md",
+    "spec.md",
+    "user-guide.md",
+    "examples.md",
+    "reference.md",
+    "data-and-disclosure.md",
+    "benchmarks.md",
+]
 # Numbers that define something (units, rules, limits, file formats), not measurements.
 DEFINITIONS = {
-    "10",           # units of deprivation (10 percentage points) and the suppression threshold
-    "95", "80",     # interval levels
-    "0.1",          # the LA outcome's odds ratio per 0.1 of log gradient
-    "0.001", "1,000,000", "1e10",  # input contract limits
-    "2011",         # LSOA codes' census
-    "1e-8",         # tolerance of the likelihood equivalence test
-    "1e-4", "1e6",  # the cheap NB2 form's stated exactness
-    "5",            # optional rounding of released counts
-    "1.0",          # c_g, the records' stated association (a simulation setting)
-    "2", "1",       # the LKJ's "2K coefficients"; rank 1 = steepest
-    "0.7",          # ArviZ's Pareto-k threshold formula
+    "10",  # units of deprivation (10 percentage points) and the suppression threshold
+    "95",
+    "80",  # interval levels
+    "0.1",  # the LA outcome's odds ratio per 0.1 of log gradient
+    "0.001",
+    "1,000,000",
+    "1e10",  # input contract limits
+    "2011",  # LSOA codes' census
+    "1e-8",  # tolerance of the likelihood equivalence test
+    "1e-4",
+    "1e6",  # the cheap NB2 form's stated exactness
+    "5",  # optional rounding of released counts
+    "1.0",  # c_g, the records' stated association (a simulation setting)
+    "2",
+    "1",  # the LKJ's "2K coefficients"; rank 1 = steepest
+    "0.7",  # ArviZ's Pareto-k threshold formula
 }
 
 
@@ -171,8 +194,11 @@ def test_hand_written_pages_take_measurements_from_files(name):
 
 
 def test_every_number_role_resolves():
-    roles = [r for page in DOCS.glob("*.md")
-             for r in sgnumbers.ROLE.findall(page.read_text(encoding="utf-8"))]
+    roles = [
+        r
+        for page in DOCS.glob("*.md")
+        for r in sgnumbers.ROLE.findall(page.read_text(encoding="utf-8"))
+    ]
     assert len(roles) > 20
     for role in roles:
         shown = sgnumbers.value(role)
@@ -182,14 +208,21 @@ def test_every_number_role_resolves():
 def test_number_roles_read_the_file():
     calibration = json.loads((ROOT / "bench/calibration/calibration.json").read_text())
     p = calibration["models"]["national"]["per_la"]["coverage95"]["p"]
-    assert sgnumbers.value(
-        "bench/calibration/calibration.json models.national.per_la.coverage95.p .1%"
-    ) == f"{p:.1%}"
+    assert (
+        sgnumbers.value(
+            "bench/calibration/calibration.json models.national.per_la.coverage95.p .1%"
+        )
+        == f"{p:.1%}"
+    )
     with FINDINGS_CSV.open(newline="", encoding="utf-8") as fh:
         n = len(list(csv.DictReader(fh)))
     assert sgnumbers.value("bench/suite/findings.csv rows") == str(n)
-    for bad in ("bench/suite/findings.csv count", "bench/nothing.json a",
-                "bench/results.json headline.no_such_key", "bench/results.json headline"):
+    for bad in (
+        "bench/suite/findings.csv count",
+        "bench/nothing.json a",
+        "bench/results.json headline.no_such_key",
+        "bench/results.json headline",
+    ):
         with pytest.raises(sgnumbers.NumberError):
             sgnumbers.value(bad)
 
@@ -206,8 +239,9 @@ def _pins(path: Path) -> dict[str, set[str]]:
 
 def test_docs_lock_has_the_runtime_pins_hashed():
     docs, runtime = _pins(DOCS / "requirements.lock"), _pins(ROOT / "requirements.lock")
-    differ = {k: (runtime[k], docs[k]) for k in docs.keys() & runtime.keys()
-              if docs[k] != runtime[k]}
+    differ = {
+        k: (runtime[k], docs[k]) for k in docs.keys() & runtime.keys() if docs[k] != runtime[k]
+    }
     assert not differ, f"docs/requirements.lock and requirements.lock disagree: {differ}"
     import tomllib
 
@@ -239,33 +273,42 @@ def test_committed_notebook_execution_is_fresh(script):
     nb = nbformat.read(executed, as_version=4)
     meta = nb.metadata["socialgradient"]
     assert meta["script_sha256"] == hashlib.sha256(script.read_bytes()).hexdigest(), (
-        f"{script.name} changed since it was executed: docs/execute_notebooks.py {script.stem}")
+        f"{script.name} changed since it was executed: docs/execute_notebooks.py {script.stem}"
+    )
     source = jupytext.read(script)
     notes = [c for c in nb.cells if "sg-executed" in c.metadata.get("tags", [])]
     assert len(notes) == 1, "one note of how the notebook was executed"
     assert f"in {meta['wall_seconds']} s" in notes[0].source
     assert [(c.cell_type, c.source) for c in nb.cells if c not in notes] == [
-        (c.cell_type, c.source) for c in source.cells]
+        (c.cell_type, c.source) for c in source.cells
+    ]
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert code
     assert all(c.execution_count for c in code)
     assert not [o for c in code for o in c.outputs if o.output_type == "error"]
-    assert any(o.output_type == "display_data" and "image/png" in o.data
-               for c in code for o in c.outputs), "no figure in the executed notebook"
+    assert any(
+        o.output_type == "display_data" and "image/png" in o.data for c in code for o in c.outputs
+    ), "no figure in the executed notebook"
 
 
 # ------------------------------------------------------------------------------- the build
 @pytest.mark.slow
 def test_make_docs_builds_with_no_warning():
     """``make docs``: Sphinx with -W --keep-going (warnings are errors) from .venv-docs."""
-    run = subprocess.run(["make", "docs"], cwd=ROOT, capture_output=True, text=True,
-                         timeout=1800, check=False)
+    run = subprocess.run(
+        ["make", "docs"], cwd=ROOT, capture_output=True, text=True, timeout=1800, check=False
+    )
     log = run.stdout + run.stderr
     assert run.returncode == 0, log[-4000:]
     assert "build succeeded." in log, log[-4000:]
     assert not re.findall(r": (?:WARNING|ERROR|CRITICAL):", log), log[-4000:]
     html = ROOT / "docs" / "_build" / "html"
-    for page in ("index.html", "validation.html", "_generated/api.html", "_generated/cli.html",
-                 "notebooks/01_national_gradient.html"):
+    for page in (
+        "index.html",
+        "validation.html",
+        "_generated/api.html",
+        "_generated/cli.html",
+        "notebooks/01_national_gradient.html",
+    ):
         assert (html / page).exists(), page
     assert "sgnum" not in (html / "validation.html").read_text(encoding="utf-8")

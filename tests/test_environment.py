@@ -3,8 +3,9 @@
 
 * ``[project].dependencies`` and the extras are ranges (``pip install socialgradient`` must
   live beside other numpy/pandas versions): no ``==`` there, a lower bound on each.
-* requirements.lock pins exactly what the Makefile installs (core + ``numpyro`` + ``dev``
-  extras, and everything they pull in), and every pin is admitted by pyproject's ranges.
+* requirements.lock pins exactly what the Makefile installs (core + the ``numpyro`` extra +
+  the ``dev`` dependency group (PEP 735), and everything they pull in), and every pin is
+  admitted by pyproject's ranges.
 * environment.yml (the conda route) pins the same versions as the lock for the packages it
   names, and names every direct dependency of core + ``numpyro`` + ``dev``, all of them as
   conda-forge packages: its pip section installs only the package itself (``-e .``).
@@ -18,7 +19,7 @@ from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[1]
 PIN = re.compile(r"^\s*-?\s*([A-Za-z0-9_.\-]+)==([^\s#;\\]+)")
-LOCKED_EXTRAS = ("numpyro", "dev")  # what the Makefile installs besides the core
+LOCKED_EXTRAS = ("numpyro",)  # what the Makefile installs besides the core and the dev group
 
 
 def _norm(name: str) -> str:
@@ -33,11 +34,16 @@ def _project() -> dict:
     return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 
 
+def _groups() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["dependency-groups"]
+
+
 def _requirements(extras=LOCKED_EXTRAS) -> list[Requirement]:
     project = _project()
     deps = list(project["dependencies"])
     for extra in extras:
         deps += project["optional-dependencies"][extra]
+    deps += _groups()["dev"]
     return [Requirement(d) for d in deps]
 
 
@@ -48,18 +54,23 @@ def _lock() -> dict[str, str]:
 def test_dependencies_are_ranges_not_pins():
     project = _project()
     every = [*project["dependencies"]]
-    for extra in project["optional-dependencies"].values():
+    for extra in [*project["optional-dependencies"].values(), *_groups().values()]:
         every += extra
     pinned = [d for d in every if "==" in d or "===" in d]
     assert not pinned, pinned
-    unbounded = [d for d in every if not any(s.operator in (">=", "~=", ">")
-                                             for s in Requirement(d).specifier)]
+    unbounded = [
+        d
+        for d in every
+        if not any(s.operator in (">=", "~=", ">") for s in Requirement(d).specifier)
+    ]
     assert not unbounded, unbounded
 
 
 def test_extras_exist():
     extras = _project()["optional-dependencies"]
-    assert {"numpyro", "notebooks", "dev"} <= set(extras)
+    assert {"numpyro", "notebooks"} <= set(extras)
+    assert "dev" in _groups(), "the dev tools are a dependency group"
+    assert "dev" not in extras, "the dev tools are a dependency group, not an extra"
     core = {_norm(Requirement(d).name) for d in _project()["dependencies"]}
     assert not core & {"jax", "jaxlib", "numpyro"}, "the JAX stack is the numpyro extra's"
 
@@ -68,14 +79,20 @@ def test_lock_pins_admitted_by_ranges():
     lock = _lock()
     missing = [r.name for r in _requirements() if _norm(r.name) not in lock]
     assert not missing, f"in pyproject but not in requirements.lock: {missing}"
-    refused = {r.name: (str(r.specifier), lock[_norm(r.name)]) for r in _requirements()
-               if not r.specifier.contains(lock[_norm(r.name)], prereleases=True)}
+    refused = {
+        r.name: (str(r.specifier), lock[_norm(r.name)])
+        for r in _requirements()
+        if not r.specifier.contains(lock[_norm(r.name)], prereleases=True)
+    }
     assert not refused, refused
 
 
 def test_lock_is_exact_and_hashed():
-    lines = [ln for ln in (ROOT / "requirements.lock").read_text().splitlines()
-             if ln.strip() and not ln.lstrip().startswith(("#", "--hash"))]
+    lines = [
+        ln
+        for ln in (ROOT / "requirements.lock").read_text().splitlines()
+        if ln.strip() and not ln.lstrip().startswith(("#", "--hash"))
+    ]
     requirements = [ln for ln in lines if not ln.startswith(" ")]
     assert requirements
     assert all(PIN.match(ln) for ln in requirements), requirements[:5]

@@ -48,16 +48,20 @@ def test_exposure_is_the_offset(table):
     base = NeighbourhoodData.from_table(schema.validate(table, ["referrals"]), "referrals")
     double = NeighbourhoodData.from_table(
         schema.validate(table.assign(days=2 * table["children"]), ["referrals"], exposure="days"),
-        "referrals", exposure="days")
+        "referrals",
+        exposure="days",
+    )
     assert np.array_equal(double.exposure, 2 * base.children)
     assert np.array_equal(double.children, base.children)  # weights unchanged
-    theta = np.column_stack([np.linspace(-4.5, -3.5, len(base.la)),
-                             np.linspace(0.3, 0.6, len(base.la))])
+    theta = np.column_stack(
+        [np.linspace(-4.5, -3.5, len(base.la)), np.linspace(0.3, 0.6, len(base.la))]
+    )
     values = []
     for data, shift in ((base, 0.0), (double, np.log(2.0))):
         model = build_model(data, spec)
-        f = model.compile_fn(model.potentials[0], inputs=[model["la_effect"]],
-                             on_unused_input="ignore")
+        f = model.compile_fn(
+            model.potentials[0], inputs=[model["la_effect"]], on_unused_input="ignore"
+        )
         # the sufficient-statistic likelihood drops the constant sum(y log exposure)
         constant = np.sum(data.y * np.log(data.exposure))
         values.append(f({"la_effect": theta - np.array([shift, 0.0])}) + constant)
@@ -67,8 +71,15 @@ def test_exposure_is_the_offset(table):
 def test_fit_with_exposure_round_trips(table, tmp_path):
     # The sampler is beside the point here: PyMC's own NUTS starts from pytensor's compiled-C
     # cache in seconds, where nutpie's numba compilation takes ~20 s per model.
-    tree = sg.fit(table, Spec("referrals", family="poisson", exposure="days"), draws=60,
-                  tune=60, chains=1, sampler="pymc", progressbar=False)
+    tree = sg.fit(
+        table,
+        Spec("referrals", family="poisson", exposure="days"),
+        draws=60,
+        tune=60,
+        chains=1,
+        sampler="pymc",
+        progressbar=False,
+    )
     assert tree.attrs["exposure"] == "days"
     assert json_spec(tree)["exposure"] == "days"
     data = encoded_data(tree)
@@ -84,10 +95,21 @@ def test_fit_with_exposure_round_trips(table, tmp_path):
     las = sg.la_gradients(tree)
     first = table[table["la"] == las["la"].iloc[0]]
     assert las["rate_per_10k"].iloc[0] == pytest.approx(
-        1e4 * first["referrals"].sum() / first["days"].sum(), rel=1e-3)
+        1e4 * first["referrals"].sum() / first["days"].sum(), rel=1e-3
+    )
     # ... and a fit with the default exposure stores none
-    default = encoded_data(sg.fit(table, "referrals", family="poisson", draws=30, tune=30,
-                                  chains=1, sampler="pymc", progressbar=False))
+    default = encoded_data(
+        sg.fit(
+            table,
+            "referrals",
+            family="poisson",
+            draws=30,
+            tune=30,
+            chains=1,
+            sampler="pymc",
+            progressbar=False,
+        )
+    )
     assert default.exposure_name == "children"
     assert np.array_equal(default.exposure, default.children)
 

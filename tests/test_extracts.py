@@ -106,11 +106,14 @@ def test_mapping_problems_name_the_columns(recs, mapping, extract_csv):
     assert err.value.rule == "unknown_field"
 
 
-@pytest.mark.parametrize(("column", "value", "rule"), [
-    ("Ref Date", "2019-02-30", "bad_date"),
-    ("Abuse Category", "Bullying", "unknown_code"),
-    ("CHILD_REF", "", "missing_value"),
-])
+@pytest.mark.parametrize(
+    ("column", "value", "rule"),
+    [
+        ("Ref Date", "2019-02-30", "bad_date"),
+        ("Abuse Category", "Bullying", "unknown_code"),
+        ("CHILD_REF", "", "missing_value"),
+    ],
+)
 def test_value_problems_raise_or_are_reported(recs, mapping, tmp_path, column, value, rule):
     f = local_extract(recs, mapping).head(200)
     f.loc[7, column] = value
@@ -136,9 +139,25 @@ def test_parquet_extract_and_cli(recs, mapping, tmp_path, capsys):
     pop = tmp_path / "pop.parquet"
     recs.population.to_parquet(pop)
     out = tmp_path / "t"
-    args = ["census", "extract", str(path), "--mapping", str(MAPPING), "--geography", str(geo),
-            "--population", str(pop), "--by", "age_band", "--out", str(out),
-            "--report", str(tmp_path / "r.json"), "--override", "model input (test)"]
+    args = [
+        "census",
+        "extract",
+        str(path),
+        "--mapping",
+        str(MAPPING),
+        "--geography",
+        str(geo),
+        "--population",
+        str(pop),
+        "--by",
+        "age_band",
+        "--out",
+        str(out),
+        "--report",
+        str(tmp_path / "r.json"),
+        "--override",
+        "model input (test)",
+    ]
     assert cli.main(args) == 0
     assert outputs.verify(out)["command"] == "census extract"
     t = schema.load(out, ["referrals"], "age_band")  # the set's internal/neighbourhoods.parquet

@@ -18,17 +18,21 @@ SMALL = dict(scale=0.05, seed=3)
 
 @pytest.fixture(scope="module")
 def base():
-    return aggregates.build(RecordsTable(groups=("thresholds", "factors", "cp_categories",
-                                                 "repeats"), **SMALL))
+    return aggregates.build(
+        RecordsTable(groups=("thresholds", "factors", "cp_categories", "repeats"), **SMALL)
+    )
 
 
 def test_spec_records_table_round_trips_and_keeps_old_hashes(tmp_path, first_national_spec):
     path = tmp_path / "s.toml"
-    path.write_text('outcome = "count"\nstratum = "category"\n[records]\n'
-                    'stack = ["cp_neglect", "cp_sexual"]\ngroups = ["cp_categories"]\n')
+    path.write_text(
+        'outcome = "count"\nstratum = "category"\n[records]\n'
+        'stack = ["cp_neglect", "cp_sexual"]\ngroups = ["cp_categories"]\n'
+    )
     spec = load_spec(path)
-    assert spec.records == RecordsTable(stack=("cp_neglect", "cp_sexual"),
-                                        groups=("cp_categories",))
+    assert spec.records == RecordsTable(
+        stack=("cp_neglect", "cp_sexual"), groups=("cp_categories",)
+    )
     assert Spec.from_json(spec.to_json()) == spec
     assert spec.hash != spec.replace(records={"scale": 0.1, "stack": ["cp_neglect"]}).hash
     # a spec without [records] keeps the hash it had before the field existed
@@ -47,9 +51,9 @@ def test_stack_puts_columns_under_one_another(base):
     long = aggregates.stack(base.table, cols)
     assert len(long) == 2 * len(base.table)
     assert long.groupby("category")["count"].sum().to_dict() == {
-        c: base.table[c].sum() for c in cols}
-    assert set(long.columns) == {"lsoa", "la", "income", "rural", "children", "category",
-                                 "count"}
+        c: base.table[c].sum() for c in cols
+    }
+    assert set(long.columns) == {"lsoa", "la", "income", "rural", "children", "category", "count"}
     with pytest.raises(ValueError, match="no_such"):
         aggregates.stack(base.table, ("no_such",))
 
@@ -68,8 +72,9 @@ def test_durations_rows_without_time_at_risk_are_counted_not_hidden():
 
 
 def test_positive_and_single_lsoa_las_are_dropped_with_a_count(base):
-    agg = aggregates.build(RecordsTable(groups=("thresholds", "repeats"), positive="cp_plans",
-                                        **SMALL))
+    agg = aggregates.build(
+        RecordsTable(groups=("thresholds", "repeats"), positive="cp_plans", **SMALL)
+    )
     assert (agg.table["cp_plans"] > 0).all()
     assert agg.dropped["rows with cp_plans = 0"] == (base.table["cp_plans"] == 0).sum()
     left = [k for k in agg.dropped if k.startswith("rows of LAs left with one LSOA")]
@@ -121,9 +126,14 @@ def test_table_marks_coverage_inverts_ratios_and_lists_unfitted():
         findings.Finding("t", "probability", "a", "p"),
         findings.Finding("u", "absent", "b", "g", lambda t: 1.0),
     )
-    summaries = {"a": {"g": interval(1.5, 1.4, 1.7), "p": 0.97,
-                       "c": {"X/Y": interval(2.0, 1.6, 2.5, p_steeper=0.99)},
-                       "diagnostics": {"verdict": "PASS"}}}
+    summaries = {
+        "a": {
+            "g": interval(1.5, 1.4, 1.7),
+            "p": 0.97,
+            "c": {"X/Y": interval(2.0, 1.6, 2.5, p_steeper=0.99)},
+            "diagnostics": {"verdict": "PASS"},
+        }
+    }
     out = findings.table(summaries, {"a": {}}, rows).set_index("finding")
     assert out.loc["covered", "covered"] is True
     assert out.loc["missed", "covered"] is False

@@ -265,6 +265,9 @@ def test_a_fit_saved_without_log_likelihood_gets_it_back_on_load(tree, tmp_path)
     save(lean, tmp_path / "lean.nc")
     assert "log_likelihood" not in load(tmp_path / "lean.nc", pointwise=False).children
     back = load(tmp_path / "lean.nc")
-    np.testing.assert_allclose(back["log_likelihood"]["referrals"].values,
-                               tree["log_likelihood"]["referrals"].values, rtol=1e-12)
+    np.testing.assert_allclose(
+        back["log_likelihood"]["referrals"].values,
+        tree["log_likelihood"]["referrals"].values,
+        rtol=1e-12,
+    )
     assert back["log_likelihood"]["referrals"].dims == tree["log_likelihood"]["referrals"].dims

@@ -41,13 +41,63 @@ OUTCOMES = ["referrals", "cp_plans"]
 
 # Values that real spreadsheets and exports put in cells.
 NASTY = [
-    "", " ", "NaN", "nan", "NA", "N/A", "null", "None", "inf", "-inf", "Infinity", "1e400",
-    "-1e400", "1e308", "1.7976931348623157e308", "99999999999999999999999999", "9007199254740993",
-    "-0", "-1", "0.5", "1,234", "1,2,3", "12,5", "1 234", "1_000", "0x1F", "1e5", "1.00E+05",
-    "E1000001", "E01000002.0", "E6000001", "E06000001.0", "e01000001", " E01000001",
-    "E01000001 ", "E01\u00a0000001", "E01\u0660\u0661\u0662\u0663\u0664\u0665", "2019-03-31",
-    "31/03/2019", "TRUE", "false", "c", "x", "[c]", "\u00e9l\u00e8ve", "\u2013", "'0123",
-    '"quoted"', "a\nb", "a,b", "\t", "\x00", "\ufeff", "\U0001f600", "-", "*", "..",
+    "",
+    " ",
+    "NaN",
+    "nan",
+    "NA",
+    "N/A",
+    "null",
+    "None",
+    "inf",
+    "-inf",
+    "Infinity",
+    "1e400",
+    "-1e400",
+    "1e308",
+    "1.7976931348623157e308",
+    "99999999999999999999999999",
+    "9007199254740993",
+    "-0",
+    "-1",
+    "0.5",
+    "1,234",
+    "1,2,3",
+    "12,5",
+    "1 234",
+    "1_000",
+    "0x1F",
+    "1e5",
+    "1.00E+05",
+    "E1000001",
+    "E01000002.0",
+    "E6000001",
+    "E06000001.0",
+    "e01000001",
+    " E01000001",
+    "E01000001 ",
+    "E01\u00a0000001",
+    "E01\u0660\u0661\u0662\u0663\u0664\u0665",
+    "2019-03-31",
+    "31/03/2019",
+    "TRUE",
+    "false",
+    "c",
+    "x",
+    "[c]",
+    "\u00e9l\u00e8ve",
+    "\u2013",
+    "'0123",
+    '"quoted"',
+    "a\nb",
+    "a,b",
+    "\t",
+    "\x00",
+    "\ufeff",
+    "\U0001f600",
+    "-",
+    "*",
+    "..",
 ]
 
 
@@ -64,12 +114,31 @@ def mangled_records(draw, records: list[list[str]]) -> list[list[str]]:
     rec = [list(r) for r in records]
     for _ in range(draw(st.integers(1, 3))):
         n_col, n_row = len(rec[0]), len(rec)
-        op = draw(st.sampled_from([
-            "cell", "cell", "cell", "cell", "cells", "cells", "column_all", "drop_column",
-            "extra_column", "duplicate_header", "rename_header",
-            "shuffle_columns", "duplicate_row", "drop_rows", "ragged_long", "ragged_short",
-            "header_only", "header_twice", "column_all",
-        ]))
+        op = draw(
+            st.sampled_from(
+                [
+                    "cell",
+                    "cell",
+                    "cell",
+                    "cell",
+                    "cells",
+                    "cells",
+                    "column_all",
+                    "drop_column",
+                    "extra_column",
+                    "duplicate_header",
+                    "rename_header",
+                    "shuffle_columns",
+                    "duplicate_row",
+                    "drop_rows",
+                    "ragged_long",
+                    "ragged_short",
+                    "header_only",
+                    "header_twice",
+                    "column_all",
+                ]
+            )
+        )
         col = draw(st.integers(0, max(n_col - 1, 0)))
         row = draw(st.integers(1, max(n_row - 1, 1))) if n_row > 1 else None
         if op == "cell" and row is not None and col < len(rec[row]):
@@ -81,7 +150,7 @@ def mangled_records(draw, records: list[list[str]]) -> list[list[str]]:
                 if rec[r]:
                     rec[r][c] = draw(st.sampled_from(NASTY))
         elif op == "drop_column" and n_col > 1:
-            rec = [r[:col] + r[col + 1:] for r in rec]
+            rec = [r[:col] + r[col + 1 :] for r in rec]
         elif op == "extra_column":
             name = draw(st.sampled_from(["extra", "", "notes", "Unnamed: 0", "\u00e9t\u00e9"]))
             rec = [rec[0] + [name]] + [[*r, draw(st.sampled_from(NASTY))] for r in rec[1:]]
@@ -90,16 +159,25 @@ def mangled_records(draw, records: list[list[str]]) -> list[list[str]]:
             if other != col:
                 rec[0][other] = rec[0][col]
         elif op == "rename_header":
-            rec[0][col] = draw(st.sampled_from([
-                rec[0][col].upper(), " " + rec[0][col], rec[0][col] + " ", "\ufeff" + rec[0][col],
-                rec[0][col] + ".1", "\u00e9" + rec[0][col]]))
+            rec[0][col] = draw(
+                st.sampled_from(
+                    [
+                        rec[0][col].upper(),
+                        " " + rec[0][col],
+                        rec[0][col] + " ",
+                        "\ufeff" + rec[0][col],
+                        rec[0][col] + ".1",
+                        "\u00e9" + rec[0][col],
+                    ]
+                )
+            )
         elif op == "shuffle_columns":
             order = draw(st.permutations(range(n_col)))
             rec = [[r[i] for i in order if i < len(r)] for r in rec]
         elif op == "duplicate_row" and row is not None:
             rec.insert(draw(st.integers(1, n_row)), list(rec[row]))
         elif op == "drop_rows" and n_row > 2:
-            rec = [rec[0], *rec[1:][:draw(st.integers(1, n_row - 2))]]
+            rec = [rec[0], *rec[1:][: draw(st.integers(1, n_row - 2))]]
         elif op == "ragged_long" and row is not None:
             rec[row] = rec[row] + [draw(st.sampled_from(["1", "x", "E01000001"]))]
         elif op == "ragged_short" and row is not None and len(rec[row]) > 1:
@@ -194,15 +272,17 @@ def _call(fn, *args, **kwargs):
 def _contract_table(n_la: int = 3, per_la: int = 3) -> pd.DataFrame:
     n = n_la * per_la
     k = np.arange(n)
-    return pd.DataFrame({
-        "lsoa": [f"E01{i + 1:06d}" for i in k],
-        "la": [f"E0600{j + 1:04d}" for j in k // per_la],
-        "children": 150.0 + 10.5 * k,
-        "income": (k % per_la + 1) / (per_la + 1),
-        "referrals": k * 3 % 7,
-        "cp_plans": k % 3,
-        "la_name": [["Cornwall", "Bristol", "Ynys M\u00f4n"][j % 3] for j in k // per_la],
-    })
+    return pd.DataFrame(
+        {
+            "lsoa": [f"E01{i + 1:06d}" for i in k],
+            "la": [f"E0600{j + 1:04d}" for j in k // per_la],
+            "children": 150.0 + 10.5 * k,
+            "income": (k % per_la + 1) / (per_la + 1),
+            "referrals": k * 3 % 7,
+            "cp_plans": k % 3,
+            "la_name": [["Cornwall", "Bristol", "Ynys M\u00f4n"][j % 3] for j in k // per_la],
+        }
+    )
 
 
 def _assert_contract_table(out: pd.DataFrame, n_rows: int) -> None:
@@ -234,11 +314,26 @@ def test_fuzzed_csv_neighbourhood_table(data):
 
 
 PARQUET_VALUES = {
-    "float_nan": np.nan, "inf": np.inf, "-inf": -np.inf, "huge": 1e308, "tiny": 5e-324,
-    "negative": -1.0, "fraction": 0.5, "zero": 0.0, "big_int": 2**62, "text": "12",
-    "word": "low", "date": pd.Timestamp("2019-03-31"), "bool": True, "none": None,
-    "mangled": "E1000001", "scientific": "1.00E+05", "float_code": "E01000002.0",
-    "bytes": b"E01000001", "list": [1, 2], "thousands": "1,234",
+    "float_nan": np.nan,
+    "inf": np.inf,
+    "-inf": -np.inf,
+    "huge": 1e308,
+    "tiny": 5e-324,
+    "negative": -1.0,
+    "fraction": 0.5,
+    "zero": 0.0,
+    "big_int": 2**62,
+    "text": "12",
+    "word": "low",
+    "date": pd.Timestamp("2019-03-31"),
+    "bool": True,
+    "none": None,
+    "mangled": "E1000001",
+    "scientific": "1.00E+05",
+    "float_code": "E01000002.0",
+    "bytes": b"E01000001",
+    "list": [1, 2],
+    "thousands": "1,234",
 }
 
 
@@ -257,8 +352,20 @@ def mangled_frames(draw):
                 values[r] = value
             table[col] = pd.Series(values, dtype=object)
         elif op == "column_dtype":
-            kind = draw(st.sampled_from(["date", "bool", "str", "category", "uint64", "float32",
-                                         "timedelta", "int8_wrap"]))
+            kind = draw(
+                st.sampled_from(
+                    [
+                        "date",
+                        "bool",
+                        "str",
+                        "category",
+                        "uint64",
+                        "float32",
+                        "timedelta",
+                        "int8_wrap",
+                    ]
+                )
+            )
             if kind == "date":
                 table[col] = pd.date_range("2019-01-01", periods=len(table))
             elif kind == "bool":
@@ -361,46 +468,57 @@ def test_bit_flipped_gzip_is_unreadable(tmp_path):
 
 
 def _lookup_frame() -> pd.DataFrame:
-    return pd.DataFrame({
-        "LSOA11CD": [f"E0100000{i}" for i in range(1, 6)],
-        "LSOA11NM": ["Cornwall 001A", "Cornwall 002A", "Ynys M\u00f4n 001", "x", "y"],
-        "LAD19CD": ["E06000052"] * 3 + ["E09000012"] * 2,
-        "LAD19NM": ["Cornwall"] * 3 + ["Hackney"] * 2,
-        "FID": range(1, 6),
-    })
+    return pd.DataFrame(
+        {
+            "LSOA11CD": [f"E0100000{i}" for i in range(1, 6)],
+            "LSOA11NM": ["Cornwall 001A", "Cornwall 002A", "Ynys M\u00f4n 001", "x", "y"],
+            "LAD19CD": ["E06000052"] * 3 + ["E09000012"] * 2,
+            "LAD19NM": ["Cornwall"] * 3 + ["Hackney"] * 2,
+            "FID": range(1, 6),
+        }
+    )
 
 
 def _ltla_frame() -> pd.DataFrame:
-    return pd.DataFrame({
-        "FID": [1, 2, 3],
-        "LTLA19CD": ["E06000052", "E07000150", "W06000001"],
-        "LTLA19NM": ["Cornwall", "Corby", "Isle of Anglesey"],
-        "UTLA19CD": ["E06000052", "E10000021", "W06000001"],
-        "UTLA19NM": ["Cornwall", "Northamptonshire", "Isle of Anglesey"],
-    })
+    return pd.DataFrame(
+        {
+            "FID": [1, 2, 3],
+            "LTLA19CD": ["E06000052", "E07000150", "W06000001"],
+            "LTLA19NM": ["Cornwall", "Corby", "Isle of Anglesey"],
+            "UTLA19CD": ["E06000052", "E10000021", "W06000001"],
+            "UTLA19NM": ["Cornwall", "Northamptonshire", "Isle of Anglesey"],
+        }
+    )
 
 
 def _ruc_frame() -> pd.DataFrame:
-    return pd.DataFrame({
-        "LSOA11CD": [f"E0100000{i}" for i in range(1, 6)],
-        "LSOA11NM": ["x"] * 5,
-        "RUC11CD": ["A1", "C1", "D1", "E2", "C2"],
-        "RUC11": [sources.RUC_CLASSES[c] for c in ["A1", "C1", "D1", "E2", "C2"]],
-    })
+    return pd.DataFrame(
+        {
+            "LSOA11CD": [f"E0100000{i}" for i in range(1, 6)],
+            "LSOA11NM": ["x"] * 5,
+            "RUC11CD": ["A1", "C1", "D1", "E2", "C2"],
+            "RUC11": [sources.RUC_CLASSES[c] for c in ["A1", "C1", "D1", "E2", "C2"]],
+        }
+    )
 
 
 def _mysociety_frame() -> pd.DataFrame:
-    return pd.DataFrame({
-        "nation": ["E", "E", "W", "E"],
-        "lsoa": ["E01000001", "E01000002", "W01000240", "E01000003"],
-        "overall_local_score": [12.5, 30.1, 86.6, 5.0],
-        "income_score": [12.0, 25.5, 61.0, 3.25],
-    })
+    return pd.DataFrame(
+        {
+            "nation": ["E", "E", "W", "E"],
+            "lsoa": ["E01000001", "E01000002", "W01000240", "E01000003"],
+            "overall_local_score": [12.5, 30.1, 86.6, 5.0],
+            "income_score": [12.0, 25.5, 61.0, 3.25],
+        }
+    )
 
 
 def _population_frame() -> pd.DataFrame:
-    pop = dfe_referrals().drop(columns=["category", "rereferral_count"]).rename(
-        columns={"referral_count": "population_estimate"})
+    pop = (
+        dfe_referrals()
+        .drop(columns=["category", "rereferral_count"])
+        .rename(columns={"referral_count": "population_estimate"})
+    )
     pop.insert(10, "age_group", "Children aged 0 to 17 years")
     return pop
 
@@ -423,10 +541,16 @@ READERS = {
     "lsoa_lad": (_lookup_frame, sources.read_lsoa_lad, None),
     "ltla_utla": (_ltla_frame, sources.read_ltla_utla, None),
     "ruc": (_ruc_frame, sources.read_ruc, None),
-    "dfe_referrals": (dfe_referrals, lambda p: sources.read_dfe_table(p, "referrals"),
-                      ("geographic_level", "Local authority")),
-    "population": (_population_frame, sources.read_population,
-                   ("geographic_level", "Local authority")),
+    "dfe_referrals": (
+        dfe_referrals,
+        lambda p: sources.read_dfe_table(p, "referrals"),
+        ("geographic_level", "Local authority"),
+    ),
+    "population": (
+        _population_frame,
+        sources.read_population,
+        ("geographic_level", "Local authority"),
+    ),
 }
 
 
@@ -460,9 +584,16 @@ def _assert_source_table(name: str, out: pd.DataFrame, records, keep) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(READERS))
-@settings(max_examples=50, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                 HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=50,
+    deadline=None,
+    database=None,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.function_scoped_fixture,
+    ],
+)
 @given(data=st.data())
 def test_fuzzed_public_files(name, data):
     frame, reader, keep = READERS[name]
@@ -498,8 +629,12 @@ def test_dfe_required_measure_before_category_is_read(tmp_path):
 
 @pytest.mark.parametrize(
     ("column", "value", "rule"),
-    [("referral_count", "-5", "out_of_range"), ("referral_count", "1,2,3", "non_numeric"),
-     ("referral_count", "12,5", "non_numeric"), ("time_period", "201899", "malformed_year")],
+    [
+        ("referral_count", "-5", "out_of_range"),
+        ("referral_count", "1,2,3", "non_numeric"),
+        ("referral_count", "12,5", "non_numeric"),
+        ("time_period", "201899", "malformed_year"),
+    ],
 )
 def test_dfe_values_refused(tmp_path, column, value, rule):
     frame = dfe_referrals()
@@ -546,23 +681,31 @@ def _shared_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file())
 
 
-@settings(max_examples=40, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                 HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40,
+    deadline=None,
+    database=None,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.function_scoped_fixture,
+    ],
+)
 @given(data=st.data())
 def test_fuzzed_build_neighbourhoods(tiny_shared, data):
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "shared"
         shutil.copytree(tiny_shared, root)
         files = _shared_files(root)
-        for target in data.draw(st.lists(st.sampled_from(files), min_size=1, max_size=2,
-                                         unique=True)):
+        for target in data.draw(
+            st.lists(st.sampled_from(files), min_size=1, max_size=2, unique=True)
+        ):
             how = data.draw(st.sampled_from(["mangle", "mangle", "mangle", "delete"]))
             if how == "delete":
                 target.unlink()
                 continue
             raw = target.read_bytes()
-            text = (gzip.decompress(raw) if target.name.endswith(".gz") else raw)
+            text = gzip.decompress(raw) if target.name.endswith(".gz") else raw
             records = list(csv.reader(io.StringIO(text.decode("utf-8-sig"), newline="")))
             records = data.draw(mangled_records([r for r in records if r]))
             payload, _suffix, _ = data.draw(file_bytes(records, allow_gzip=False))

@@ -38,9 +38,10 @@ def small_table(n_la: int = 4, per_la: int = 8) -> pd.DataFrame:
 # -- sampling settings passed to the API as keyword arguments --------------------------------
 
 
-@pytest.mark.parametrize(("setting", "value"), [
-    ("seed", -1), ("chains", 1_000_000), ("draws", 2**63 - 1), ("tune", 0), ("seed", True),
-])
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [("seed", -1), ("chains", 1_000_000), ("draws", 2**63 - 1), ("tune", 0), ("seed", True)],
+)
 def test_fit_refuses_sampling_settings_out_of_range(setting, value):
     """api.fit(..., seed=-1) etc. are checked by the spec's Sampling before any data is read
     (the table here would fail validation: a check after encoding would say so instead)."""
@@ -50,9 +51,10 @@ def test_fit_refuses_sampling_settings_out_of_range(setting, value):
     assert repr(value) in str(err.value)
 
 
-@pytest.mark.parametrize(("setting", "value"), [
-    ("draws", 2**63 - 1), ("draws", 0), ("seed", -1), ("seed", 2**32), ("draws", 10.5),
-])
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [("draws", 2**63 - 1), ("draws", 0), ("seed", -1), ("seed", 2**32), ("draws", 10.5)],
+)
 def test_prior_predictive_refuses_draws_and_seed_out_of_range(setting, value):
     with pytest.raises(ValueError, match=f"^{setting} must be an integer") as err:
         sg.prior_predictive(pd.DataFrame(), "referrals", **{setting: value})
@@ -113,13 +115,15 @@ def test_exceedances_are_bounded_whatever_the_largest_count():
     assert len(k_j) == EXACT_COUNTS
     np.testing.assert_array_equal(k_j[:8], [7, 7, 7, 5, 5, 5, 5, 4])
     assert k_j[-1] == 4  # rows with y > 1023
-    np.testing.assert_array_equal(tail, [[EXACT_COUNTS, 2_000, 1_000_000],
-                                         [2_000, 1_000_000, 2**53 - 1], [4, 2, 1]])
+    np.testing.assert_array_equal(
+        tail, [[EXACT_COUNTS, 2_000, 1_000_000], [2_000, 1_000_000, 2**53 - 1], [4, 2, 1]]
+    )
     small = np.array([0, 1, 5, 5, 1024])
     assert families._tail(small) is None  # tables of ordinary counts keep their graph
     np.testing.assert_array_equal(  # the K_j of before
         families._exceedances(small),
-        (len(small) - np.cumsum(np.bincount(small)))[:-1].astype(float))
+        (len(small) - np.cumsum(np.bincount(small)))[:-1].astype(float),
+    )
 
 
 def _direct(y, phi):
@@ -143,8 +147,9 @@ def test_the_closed_form_above_exact_counts_is_the_sum_it_replaces():
         if p <= 1e4:  # the cheaper form loses precision towards the Poisson limit (by design)
             assert cheap == pytest.approx(want, rel=1e-9), p
         h = p * 1e-5
-        num = ((_direct(y, p + h) - math.fsum((y + p + h) * np.log1p(np.exp(eta) / (p + h))))
-               - (_direct(y, p - h) - math.fsum((y + p - h) * np.log1p(np.exp(eta) / (p - h)))))
+        num = (_direct(y, p + h) - math.fsum((y + p + h) * np.log1p(np.exp(eta) / (p + h)))) - (
+            _direct(y, p - h) - math.fsum((y + p - h) * np.log1p(np.exp(eta) / (p - h)))
+        )
         assert grad == pytest.approx(num / (2 * h), rel=1e-4), p
 
 
@@ -180,6 +185,5 @@ def test_the_model_with_a_huge_count_is_the_textbook_density(huge, stable, monke
     assert model["rows_tail"].get_value().shape == (3, 2)
     rng = np.random.default_rng(4)
     start = model.initial_point()
-    points = [{k: v + rng.normal(0, 0.3, np.shape(v)) for k, v in start.items()}
-              for _ in range(4)]
+    points = [{k: v + rng.normal(0, 0.3, np.shape(v)) for k, v in start.items()} for _ in range(4)]
     assert_same_density(model, reference_model(huge, "negbin"), points)

@@ -42,7 +42,12 @@ def test_spec():
     with pytest.raises(ValueError, match="joint threshold model supports"):
         joint.check_spec(Spec("referrals", outcomes=THRESHOLDS, stratum="age_band"))
     assert load_spec("models/joint_thresholds.toml").outcomes == (
-        "referrals", "assessments", "cin_plans", "cp_plans", "looked_after")
+        "referrals",
+        "assessments",
+        "cin_plans",
+        "cp_plans",
+        "looked_after",
+    )
 
 
 def test_model_structure(table):
@@ -67,15 +72,17 @@ def test_joint_density_is_the_sum_of_the_single_models(table):
     point = model.initial_point()
     point = {k: v + rng.normal(0, 0.1, np.shape(v)) for k, v in point.items()}
     (pot,) = model.replace_rvs_by_values([model["loglik"]])
-    joint_value = model.compile_fn(pot, inputs=model.value_vars, mode="FAST_COMPILE",
-                                   on_unused_input="ignore")(point)
+    joint_value = model.compile_fn(
+        pot, inputs=model.value_vars, mode="FAST_COMPILE", on_unused_input="ignore"
+    )(point)
     flat = point["la_effect_c4"].reshape(len(datas[0].la), 2, 2)  # both thresholds centred
     total = 0.0
     for j, d in enumerate(datas):
         single = build_model(d, Spec(d.outcome, family="poisson", la_effects="centred"))
         (p1,) = single.replace_rvs_by_values([single["loglik"]])
-        f = single.compile_fn(p1, inputs=single.value_vars, mode="FAST_COMPILE",
-                              on_unused_input="ignore")
+        f = single.compile_fn(
+            p1, inputs=single.value_vars, mode="FAST_COMPILE", on_unused_input="ignore"
+        )
         total += f(single.initial_point() | {"la_effect": flat[:, j, :]})
     np.testing.assert_allclose(joint_value, total, rtol=1e-10)
 
@@ -84,12 +91,17 @@ def test_summary_and_steepening(tree):
     s = sg.summarise(tree)
     assert list(s["thresholds"]) == list(THRESHOLDS)
     for t in s["thresholds"].values():
-        assert set(t) == {"gradient_mean_la", "gradient_less_deprived_la",
-                          "gradient_more_deprived_la", "contextual_effect"}
+        assert set(t) == {
+            "gradient_mean_la",
+            "gradient_less_deprived_la",
+            "gradient_more_deprived_la",
+            "contextual_effect",
+        }
     assert set(s["p_steepens"]) == {"referrals<assessments", "assessments<cin_plans"}
     post = tree["posterior"]
-    expected = float((post["b_w"].sel(threshold="assessments")
-                      > post["b_w"].sel(threshold="referrals")).mean())
+    expected = float(
+        (post["b_w"].sel(threshold="assessments") > post["b_w"].sel(threshold="referrals")).mean()
+    )
     assert s["p_steepens"]["referrals<assessments"] == pytest.approx(expected)
     assert s["p_steepens_every_step"] <= min(s["p_steepens"].values())
     assert s["model"]["outcomes"] == list(THRESHOLDS)
@@ -102,7 +114,8 @@ def test_view_is_an_ordinary_fit(tree):
     assert sg.la_gradients(one).shape[0] == N_LA
     s = sg.summarise(one)
     assert s["gradient_mean_la"]["median"] == pytest.approx(
-        sg.summarise(tree)["thresholds"]["assessments"]["gradient_mean_la"]["median"])
+        sg.summarise(tree)["thresholds"]["assessments"]["gradient_mean_la"]["median"]
+    )
 
 
 def test_output_set(tree, tmp_path):

@@ -36,14 +36,24 @@ NEW_KEYS = ("density", "la_indicators")
 #: last ulp depends on the CPU's numpy and BLAS kernels) by sums compared to 1e-9 relative,
 #: which any float of the truth moved by more than ~6e-6 breaks.
 BEFORE = {
-    (2021, 1.0): ("bc28550b9b004f903bb4ba270718cbf1662fa9542779d90dcfde4fef1fbbdf2f",
-                  {"skeleton": "86f985441c21bf2c9d8af0a9ccc95d995d7c9d9c36dfc36855df0ab043932c6f",
-                   "floats": 3069, "abs_sum": 6308.946234546884,
-                   "weighted_abs_sum": 307368.3612610182}),
-    (7, 0.05): ("dc7d5bd4443107d750084542b8e9631b83c243a1d99f70b8f54aa9fe1d5d4241",
-                {"skeleton": "0deaa642dd1adce74c0cb956269168e486ec7ad502411f8240a1c33a32ecfdcd",
-                 "floats": 3069, "abs_sum": 6340.015201730468,
-                 "weighted_abs_sum": 309381.5694712878}),
+    (2021, 1.0): (
+        "bc28550b9b004f903bb4ba270718cbf1662fa9542779d90dcfde4fef1fbbdf2f",
+        {
+            "skeleton": "86f985441c21bf2c9d8af0a9ccc95d995d7c9d9c36dfc36855df0ab043932c6f",
+            "floats": 3069,
+            "abs_sum": 6308.946234546884,
+            "weighted_abs_sum": 307368.3612610182,
+        },
+    ),
+    (7, 0.05): (
+        "dc7d5bd4443107d750084542b8e9631b83c243a1d99f70b8f54aa9fe1d5d4241",
+        {
+            "skeleton": "0deaa642dd1adce74c0cb956269168e486ec7ad502411f8240a1c33a32ecfdcd",
+            "floats": 3069,
+            "abs_sum": 6340.015201730468,
+            "weighted_abs_sum": 309381.5694712878,
+        },
+    ),
 }
 
 
@@ -70,8 +80,9 @@ def table_hash(table: pd.DataFrame) -> str:
 def old_truth(truth: dict) -> dict:
     """The truth without what the new stream added (JSON types, as a file holds them)."""
     old = {k: v for k, v in truth.items() if k not in NEW_KEYS}
-    old["definitions"] = {k: v for k, v in truth["definitions"].items()
-                          if k not in CONTEXT_DEFINITIONS}
+    old["definitions"] = {
+        k: v for k, v in truth["definitions"].items() if k not in CONTEXT_DEFINITIONS
+    }
     return json.loads(json.dumps(old))
 
 
@@ -205,12 +216,14 @@ def test_calibration_against_shared_sources(cal):
     ons = pd.Series(ons).reindex(cal["la"]).to_numpy()
     assert np.allclose(cal["area_km2"], ons, rtol=5e-4)
     # Populations are IoD2019 File 6 sums (read directly, LAD19 -> UTLA19 as in the LSOA table).
-    f6 = pd.read_csv(SHARED / "iod2019" / "File_6_-_IoD2019_Population_Denominators.csv.gz",
-                     thousands=",", encoding="utf-8-sig")
+    f6 = pd.read_csv(
+        SHARED / "iod2019" / "File_6_-_IoD2019_Population_Denominators.csv.gz",
+        thousands=",",
+        encoding="utf-8-sig",
+    )
     lsoa = pd.read_csv(SHARED / calib.LSOA_FILE, usecols=["lad19cd", "utla19cd"])
     utla = lsoa.drop_duplicates("lad19cd").set_index("lad19cd")["utla19cd"]
-    la = f6["Local Authority District code (2019)"].map(utla).map(
-        lambda c: calib.MERGE.get(c, c))
+    la = f6["Local Authority District code (2019)"].map(utla).map(lambda c: calib.MERGE.get(c, c))
     pop = f6.groupby(la)["Total population: mid 2015 (excluding prisoners)"].sum()
     assert np.array_equal(pop.reindex(cal["la"]).to_numpy(), cal["population"].to_numpy())
     # The LSOA population model's constants are the within-LA fit to the real LSOAs.
@@ -243,10 +256,17 @@ def test_la_density_matches_real(england, cal):
     ratio = las["density"] / real["density"].reindex(las.index)
     assert ratio.notna().all()
     assert np.abs(ratio - 1).max() < 0.005
-    assert abs(england.truth["density"]["realised"]["la_density_max_rel_error"]
-               - np.abs(ratio - 1).max()) < 1e-4
-    assert np.corrcoef(np.log(las["density"]), np.log(real["density"].reindex(las.index)))[
-        0, 1] > 0.999
+    assert (
+        abs(
+            england.truth["density"]["realised"]["la_density_max_rel_error"]
+            - np.abs(ratio - 1).max()
+        )
+        < 1e-4
+    )
+    assert (
+        np.corrcoef(np.log(las["density"]), np.log(real["density"].reindex(las.index)))[0, 1]
+        > 0.999
+    )
     england_density = las["population"].sum() / las["area_km2"].sum()
     assert 410 < england_density < 425  # 54.7 M / 130,745 km2 = 418.6
 
@@ -257,7 +277,7 @@ def test_lsoa_density_column(england):
     assert (t["area_km2"] > 0).all()
     assert np.allclose(t["density"], t["population"] / t["area_km2"], rtol=1e-4, atol=0.01)
     assert (t["children"] <= POPULATION_MODEL["max_child_share"] * t["population"] + 1).all()
-    share = (t["children"] / t["population"])
+    share = t["children"] / t["population"]
     assert 0.17 < share.mean() < 0.21  # IoD2019 mid-2015: 0.189
     assert 1_550 < t["population"].mean() < 1_780  # IoD2019 mid-2015: 1,666
     rural, urban = t[t["rural"]], t[~t["rural"]]

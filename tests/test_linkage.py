@@ -27,7 +27,8 @@ def corrupt(recs):
     """
     ch, ep = recs.children.copy(), recs.episodes.copy()
     once = ~ch["child_id"].duplicated(keep=False) & ~ch["child_id"].isin(
-        ep.loc[ep["child_id"].duplicated(), "child_id"])
+        ep.loc[ep["child_id"].duplicated(), "child_id"]
+    )
     rows = ch.index[once]
     ids = ch.loc[rows, "child_id"].tolist()
     k = dict(enumerate(rows))
@@ -45,10 +46,16 @@ def corrupt(recs):
     dup = ep[ep["child_id"] == ids[8]]
     ep = pd.concat([ep, dup], ignore_index=True)
     eid = dict(zip(ep["child_id"], ep["episode_id"], strict=False))
-    expected = {eid[ids[0]]: "missing_lsoa", eid[ids[1]]: "missing_lsoa",
-                eid[ids[2]]: "invalid_lsoa", eid[ids[3]]: "lsoa_not_in_geography",
-                eid[ids[4]]: "la_mismatch", eid[ids[5]]: "ambiguous_child",
-                eid["NOT-A-CHILD"]: "unknown_child", eid[ids[8]]: "duplicate_episode"}
+    expected = {
+        eid[ids[0]]: "missing_lsoa",
+        eid[ids[1]]: "missing_lsoa",
+        eid[ids[2]]: "invalid_lsoa",
+        eid[ids[3]]: "lsoa_not_in_geography",
+        eid[ids[4]]: "la_mismatch",
+        eid[ids[5]]: "ambiguous_child",
+        eid["NOT-A-CHILD"]: "unknown_child",
+        eid[ids[8]]: "duplicate_episode",
+    }
     return dataclasses.replace(recs, children=ch, episodes=ep), expected
 
 
@@ -89,8 +96,9 @@ def test_aggregates_sum_to_linked_records(recs):
     assert lsoa["children"].sum() == bad.population["children"].sum()
     counts = [c for c in lsoa.columns if c not in ("lsoa", "la", "income", "rural")]
     summed = by_age.groupby("lsoa")[counts].sum()
-    pd.testing.assert_frame_equal(lsoa.set_index("lsoa")[counts], summed, check_dtype=False,
-                                  check_exact=False, rtol=1e-9)
+    pd.testing.assert_frame_equal(
+        lsoa.set_index("lsoa")[counts], summed, check_dtype=False, check_exact=False, rtol=1e-9
+    )
     cp = linked[linked["cp_plan_start"].notna()]
     assert lsoa["cp_plans"].sum() == len(cp[["year", "child_id"]].drop_duplicates())
     assert (lsoa["cp_plans"] <= lsoa["cin_plans"]).all()
@@ -130,8 +138,12 @@ def test_cli_geography(tmp_path, recs):
     geo = recs.geography.assign(la_name="x")
     geo.to_csv(tmp_path / "geo.csv", index=False)
     out = tmp_path / "g"
-    assert cli.main(["simulate", "--out", str(out), "--records", "--geography",
-                     str(tmp_path / "geo.csv")]) == 0
+    assert (
+        cli.main(
+            ["simulate", "--out", str(out), "--records", "--geography", str(tmp_path / "geo.csv")]
+        )
+        == 0
+    )
     truth = json.loads((out / "records_truth.json").read_text())
     assert truth["geography"] == "supplied"
     assert truth["n_lsoa"] == len(geo)

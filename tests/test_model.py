@@ -122,12 +122,12 @@ def test_cheaper_normaliser_only_where_the_data_rule_out_the_poisson_limit(data)
     england = default_data()
     referrals = NeighbourhoodData.from_table(england, "referrals")
     assert not model_module.nb_stable(referrals, "negbin")  # z = 41
-    assert model_module.nb_stable(NeighbourhoodData.from_table(england, "looked_after"),
-                                  "negbin")  # z = 1.5
+    assert model_module.nb_stable(
+        NeighbourhoodData.from_table(england, "looked_after"), "negbin"
+    )  # z = 1.5
     assert model_module.nb_stable(referrals, "poisson")  # only the NB has two forms
     # strata, trend or moderators: the per-LA fit is not the mean structure, keep stable
-    assert model_module.nb_stable(dataclasses.replace(referrals, moderator_names=("z",)),
-                                  "negbin")
+    assert model_module.nb_stable(dataclasses.replace(referrals, moderator_names=("z",)), "negbin")
 
 
 @pytest.mark.parametrize("family", ["poisson", "negbin", "binomial"])
@@ -137,15 +137,19 @@ def test_sufficient_equals_pointwise_for_every_family_and_geometry(data, family,
     for every family, with centred, non-centred and mixed LA effects and a moderator."""
     rng = np.random.default_rng(4)
     data = dataclasses.replace(
-        data, moderators=rng.normal(0, 1, (len(data.y), 1)), moderator_names=("z",))
+        data, moderators=rng.normal(0, 1, (len(data.y), 1)), moderator_names=("z",)
+    )
     if family == "binomial":
         trials = data.y + rng.integers(0, 30, len(data.y))
         data = dataclasses.replace(data, trials=trials, exposure=trials.astype(float))
         spec = Spec("referrals", family=family, trials="trials")
     else:
         spec = Spec("referrals", family=family)
-    mask = {"all": np.ones(N_LA, bool), "none": np.zeros(N_LA, bool),
-            "mixed": np.arange(N_LA) % 3 == 0}[centred]
+    mask = {
+        "all": np.ones(N_LA, bool),
+        "none": np.zeros(N_LA, bool),
+        "mixed": np.arange(N_LA) % 3 == 0,
+    }[centred]
     fast = build_model(data, spec, centred=mask)
     ref = build_model(data, spec, likelihood="pointwise", centred=mask)
     assert [p.name for p in ref.potentials] == []
@@ -166,8 +170,9 @@ def test_noncentred_and_mixed_effects_keep_la_effect_in_la_order(data):
     point["la_effect_c2"] = np.arange(mask.sum() * 2.0).reshape(-1, 2)
     point["la_z_c0"] = np.zeros(((~mask).sum(), 2))
     (out,) = model.replace_rvs_by_values([model["la_effect"]])
-    value = model.compile_fn(out, inputs=model.value_vars, mode=MODE,
-                             on_unused_input="ignore")(point)
+    value = model.compile_fn(out, inputs=model.value_vars, mode=MODE, on_unused_input="ignore")(
+        point
+    )
     np.testing.assert_allclose(value[mask], point["la_effect_c2"])
 
 
@@ -186,7 +191,11 @@ def test_intercept_only_centring_is_the_same_multivariate_normal():
     with pm.Model(coords={"la": la, "effect": ["intercept", "slope"]}) as model:
         theta = la_theta(pt.as_tensor(centre), pt.as_tensor(chol), counts, la, "effect")
     assert {rv.name for rv in model.free_RVs} == {
-        "la_effect_c2", "la_effect_c1", "la_z_c1", "la_z_c0"}
+        "la_effect_c2",
+        "la_effect_c1",
+        "la_z_c1",
+        "la_z_c0",
+    }
     assert list(model.coords["la_c1"]) == ["E1", "E3"]
     value = pm.draw(theta, draws=draws, random_seed=5)  # (draws, la, effect)
     np.testing.assert_allclose(value.mean(axis=0), centre, atol=0.01)
@@ -267,8 +276,12 @@ def test_negbin_is_smooth_into_the_poisson_limit(data):
     rows = Rows(y=data.y, log_exposure=np.log(data.children))
     eta = np.random.default_rng(5).normal(-4, 0.5, len(data.y))
     phi = pt.dscalar("phi")
-    gap = pytensor.function([phi], families.get("negbin").normaliser(eta, rows, {"phi": phi})
-                            - families.get("poisson").normaliser(eta, rows, {}), mode=MODE)
+    gap = pytensor.function(
+        [phi],
+        families.get("negbin").normaliser(eta, rows, {"phi": phi})
+        - families.get("poisson").normaliser(eta, rows, {}),
+        mode=MODE,
+    )
     gaps = np.abs([gap(p) for p in 10.0 ** np.arange(6, 16)])
     # Analytically the gap is O(sum y^2 / phi): it must shrink with phi, down to rounding.
     assert np.all(gaps[1:] <= gaps[:-1] + 1e-9), gaps

@@ -78,10 +78,14 @@ def test_la_table_contract():
         "missing_column": (las, ["spend"]),
         "duplicate_la": (pd.concat([las, las.iloc[[2]]]), ["spend_per_child"]),
         "missing_la": (las[las["la"] != codes[3]], ["spend_per_child"]),
-        "non_finite": (las.assign(turnover=las["turnover"].where(las["la"] != codes[1], np.inf)),
-                       ["turnover"]),
-        "missing_value": (las.assign(turnover=las["turnover"].where(las["la"] != codes[1])),
-                          ["turnover"]),
+        "non_finite": (
+            las.assign(turnover=las["turnover"].where(las["la"] != codes[1], np.inf)),
+            ["turnover"],
+        ),
+        "missing_value": (
+            las.assign(turnover=las["turnover"].where(las["la"] != codes[1])),
+            ["turnover"],
+        ),
         "constant_moderator": (las.assign(turnover=0.1), ["turnover"]),
     }
     for rule, (table, columns) in cases.items():
@@ -136,8 +140,10 @@ def test_prior_predictive_check():
     assert out["gradient_mean_la"][0] < 1 < out["gradient_mean_la"][2]
     assert out["observed_total"] > 0
     binomial = sg.prior_predictive(
-        geography(6, 20).assign(tr=lambda t: t["referrals"] + 1), Spec(
-            "referrals", family="binomial", trials="tr"), draws=300)
+        geography(6, 20).assign(tr=lambda t: t["referrals"] + 1),
+        Spec("referrals", family="binomial", trials="tr"),
+        draws=300,
+    )
     assert 0 < binomial["rate_per_10k"][0] < 5000 < binomial["rate_per_10k"][2] <= 1e4
 
 
@@ -159,13 +165,19 @@ def test_sparse_table_passes_with_the_default_spec():
 def moderated():
     """A fit with a neighbourhood (rural) and an LA (spend per child) moderator."""
     las = pd.read_parquet(LA_DATA)
-    truth = forward.Truth(moderators={"rural": (0.3, 0.2)},
-                          la_moderators={"spend_per_child": (0.0006, -0.0004)})
+    truth = forward.Truth(
+        moderators={"rural": (0.3, 0.2)}, la_moderators={"spend_per_child": (0.0006, -0.0004)}
+    )
     table, _ = forward.draw(geography(30, 40), truth, outcome="events", la_table=las, seed=2)
-    spec = Spec("events", neighbourhood_moderators=("rural",), la_data=LA_DATA,
-                la_moderators=("spend_per_child",))
-    return table, sg.fit(table, spec, draws=150, tune=150, chains=2, sampler="pymc",
-                         progressbar=False)
+    spec = Spec(
+        "events",
+        neighbourhood_moderators=("rural",),
+        la_data=LA_DATA,
+        la_moderators=("spend_per_child",),
+    )
+    return table, sg.fit(
+        table, spec, draws=150, tune=150, chains=2, sampler="pymc", progressbar=False
+    )
 
 
 def test_moderators_fit_and_report(moderated):
@@ -207,8 +219,9 @@ def test_predict_known_and_new_las(moderated):
     rural = table["rural"].to_numpy(float)
     rural = rural - np.average(rural, weights=table["children"])
     slope = tree["posterior"]["la_effect"].sel(effect="slope").values[..., data.la_index]
-    np.testing.assert_allclose(pred["gradient"].values,
-                               np.exp(slope + effect.values[..., None] * rural))
+    np.testing.assert_allclose(
+        pred["gradient"].values, np.exp(slope + effect.values[..., None] * rural)
+    )
     assert not pred["new_la"].any()
     fitted = tree["posterior"]["la_effect"]["la"].values
     plain = table.drop(columns="rural")
@@ -221,8 +234,7 @@ def test_predict_known_and_new_las(moderated):
 
 def test_predict_new_la_from_the_hierarchy():
     table, _ = forward.draw(geography(10, 30), forward.Truth(), outcome="events", seed=4)
-    tree = sg.fit(table, "events", draws=100, tune=150, chains=2, sampler="pymc",
-                  progressbar=False)
+    tree = sg.fit(table, "events", draws=100, tune=150, chains=2, sampler="pymc", progressbar=False)
     new = table.iloc[:30].assign(la="E06999999")
     pred = sg.predict(tree, pd.concat([table.iloc[:30], new]), seed=3)
     assert pred["new_la"].values.tolist() == [False] * 30 + [True] * 30
@@ -235,11 +247,9 @@ def test_binomial_family_fits_and_says_odds_ratio():
     rng = np.random.default_rng(1)
     g = g.assign(referred=rng.poisson(g["children"] * 0.05) + 1)
     truth = forward.Truth(a=-1.5, b_w=0.1, b_b=0.05, b_x=-0.05, sigma_a=0.2, sigma_b=0.05)
-    table, _ = forward.draw(g, truth, "binomial", outcome="re_referred", trials="referred",
-                            seed=5)
+    table, _ = forward.draw(g, truth, "binomial", outcome="re_referred", trials="referred", seed=5)
     spec = Spec("re_referred", family="binomial", trials="referred")
-    tree = sg.fit(table, spec, draws=150, tune=150, chains=2, sampler="pymc",
-                  progressbar=False)
+    tree = sg.fit(table, spec, draws=150, tune=150, chains=2, sampler="pymc", progressbar=False)
     s = sg.summarise(tree)
     assert s["scale"] == "odds ratio"
     assert "odds ratio per 10-percentage-point" in s["units"]
@@ -257,8 +267,15 @@ def test_assemble_a_model_the_user_built_and_sampled():
         pm.Deterministic("twice_b_w", 2 * model["b_w"])  # the user's own extension
         # the user samples it with PyMC's own NUTS (nutpie works the same way: sg.assemble
         # takes either's result)
-        raw = pm.sample(draws=100, tune=150, chains=2, random_seed=2, progressbar=False,
-                        compute_convergence_checks=False, nuts_sampler="pymc")
+        raw = pm.sample(
+            draws=100,
+            tune=150,
+            chains=2,
+            random_seed=2,
+            progressbar=False,
+            compute_convergence_checks=False,
+            nuts_sampler="pymc",
+        )
     tree = sg.assemble(raw, table, spec)
     s = sg.summarise(tree)
     assert s["gradient_mean_la"]["median"] > 1
@@ -268,8 +285,9 @@ def test_assemble_a_model_the_user_built_and_sampled():
 
 def test_pointwise_likelihood_gives_pymc_posterior_predictive():
     table, _ = forward.draw(geography(6, 20), forward.Truth(), outcome="events", seed=7)
-    model = sg.build(table, Spec("events", family="poisson", la_effects="centred"),
-                     likelihood="pointwise")
+    model = sg.build(
+        table, Spec("events", family="poisson", la_effects="centred"), likelihood="pointwise"
+    )
     with model:
         idata = pm.sample_prior_predictive(draws=5, random_seed=1)
     assert idata["prior_predictive"]["events"].shape == (1, 5, len(table))
@@ -282,19 +300,57 @@ def test_cli_fit_with_terms(tmp_path):
     path = tmp_path / "t.csv"
     table.to_csv(path, index=False)
     out = tmp_path / "out"
-    code = main(["fit", str(path), "--outcome", "events", "--out", str(out),
-                 "--neighbourhood-moderator", "rural", "--la-data", LA_DATA,
-                 "--la-moderator", "turnover", "--prior", "b_w=0.8", "--la-effects", "auto",
-                 "--draws", "60", "--tune", "100", "--chains", "2", "--sampler", "pymc",
-                 "--no-progress", "--allow-fail"])
+    code = main(
+        [
+            "fit",
+            str(path),
+            "--outcome",
+            "events",
+            "--out",
+            str(out),
+            "--neighbourhood-moderator",
+            "rural",
+            "--la-data",
+            LA_DATA,
+            "--la-moderator",
+            "turnover",
+            "--prior",
+            "b_w=0.8",
+            "--la-effects",
+            "auto",
+            "--draws",
+            "60",
+            "--tune",
+            "100",
+            "--chains",
+            "2",
+            "--sampler",
+            "pymc",
+            "--no-progress",
+            "--allow-fail",
+        ]
+    )
     assert code == 0
     import json
 
     s = json.loads((out / "release" / "summary.json").read_text())
     assert set(s["moderators"]) == {"rural", "turnover"}
     assert s["model"]["spec"]["priors"]["b_w"] == 0.8
-    assert main(["fit", str(path), "--outcome", "events", "--out", str(tmp_path / "o2"),
-                 "--prior", "b_w"]) == 2
+    assert (
+        main(
+            [
+                "fit",
+                str(path),
+                "--outcome",
+                "events",
+                "--out",
+                str(tmp_path / "o2"),
+                "--prior",
+                "b_w",
+            ]
+        )
+        == 2
+    )
 
 
 def test_unchanged_dataclass_defaults():

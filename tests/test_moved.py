@@ -16,11 +16,45 @@ from socialgradient import _moved
 
 PACKAGE = Path(socialgradient.__file__).parent
 #: Every module directly under src/socialgradient before the move (git show d2294bd).
-BEFORE = ("aggregates", "api", "audit", "calibrate", "callbacks", "checks", "cli", "clusters",
-          "compiled", "deprivation", "disclosure", "families", "files", "findings", "fit",
-          "forward", "gradients", "joint", "la_outcome", "ledger", "maps", "model", "moderators",
-          "outputs", "panel", "panel_data", "parameterisation", "perturbation", "plots",
-          "predict", "progress", "report", "spec", "suite", "summaries", "table_sets", "testing")
+BEFORE = (
+    "aggregates",
+    "api",
+    "audit",
+    "calibrate",
+    "callbacks",
+    "checks",
+    "cli",
+    "clusters",
+    "compiled",
+    "deprivation",
+    "disclosure",
+    "families",
+    "files",
+    "findings",
+    "fit",
+    "forward",
+    "gradients",
+    "joint",
+    "la_outcome",
+    "ledger",
+    "maps",
+    "model",
+    "moderators",
+    "outputs",
+    "panel",
+    "panel_data",
+    "parameterisation",
+    "perturbation",
+    "plots",
+    "predict",
+    "progress",
+    "report",
+    "spec",
+    "suite",
+    "summaries",
+    "table_sets",
+    "testing",
+)
 STAYED = {"api", "cli", "spec"}
 
 
@@ -33,8 +67,9 @@ def _forget(name: str) -> None:
 
 
 def test_every_old_module_has_a_new_home():
-    old = {n.removeprefix("socialgradient.") for n in [*_moved.MOVED, *_moved.SPLIT,
-                                                       *_moved.PACKAGES]}
+    old = {
+        n.removeprefix("socialgradient.") for n in [*_moved.MOVED, *_moved.SPLIT, *_moved.PACKAGES]
+    }
     assert old >= set(BEFORE) - STAYED
     for name in STAYED:
         assert (PACKAGE / f"{name}.py").is_file()
@@ -80,15 +115,17 @@ def test_from_package_import_old_module():
     assert len(seen) == 1
 
 
-@pytest.mark.parametrize(("package", "name", "home"), [
-    ("socialgradient.model", "NeighbourhoodData", "socialgradient.model.data"),
-    ("socialgradient.model", "build_model", "socialgradient.model.build"),
-    ("socialgradient.panel", "fit_panel", "socialgradient.panel.model"),
-])
+@pytest.mark.parametrize(
+    ("package", "name", "home"),
+    [
+        ("socialgradient.model", "NeighbourhoodData", "socialgradient.model.data"),
+        ("socialgradient.model", "build_model", "socialgradient.model.build"),
+        ("socialgradient.panel", "fit_panel", "socialgradient.panel.model"),
+    ],
+)
 def test_old_module_now_a_package(package, name, home):
     expected = getattr(importlib.import_module(home), name)
-    with pytest.warns(DeprecationWarning, match=f"{package}.{name} moved to {home}.{name}") \
-            as seen:
+    with pytest.warns(DeprecationWarning, match=f"{package}.{name} moved to {home}.{name}") as seen:
         value = getattr(importlib.import_module(package), name)
     assert value is expected
     assert len(seen) == 1
@@ -124,11 +161,16 @@ def test_tools_scanning_modules_do_not_warn():
 
 
 @pytest.mark.usefixtures("_no_split_module_left")
-@pytest.mark.parametrize(("name", "home"), [
-    ("check_spec", "socialgradient.model.joint"), ("fit", "socialgradient.sampling.joint"),
-    ("view", "socialgradient.sampling.joint"), ("write", "socialgradient.release.joint"),
-    ("steepening", "socialgradient.results.summaries"),
-])
+@pytest.mark.parametrize(
+    ("name", "home"),
+    [
+        ("check_spec", "socialgradient.model.joint"),
+        ("fit", "socialgradient.sampling.joint"),
+        ("view", "socialgradient.sampling.joint"),
+        ("write", "socialgradient.release.joint"),
+        ("steepening", "socialgradient.results.summaries"),
+    ],
+)
 def test_split_module_finds_each_name(name, home):
     _forget("socialgradient.joint")
     with pytest.warns(DeprecationWarning, match="socialgradient.joint moved"):
@@ -140,7 +182,14 @@ def test_split_module_finds_each_name(name, home):
 
 def test_a_fresh_interpreter_warns_at_the_users_line():
     code = "import warnings; warnings.simplefilter('always')\nimport socialgradient.fit\n"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, env={"PYTHONPATH": str(PACKAGE.parent)})
-    assert "<string>:2: DeprecationWarning: socialgradient.fit moved to " \
-           "socialgradient.sampling.fit" in out.stderr
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONPATH": str(PACKAGE.parent)},
+    )
+    assert (
+        "<string>:2: DeprecationWarning: socialgradient.fit moved to "
+        "socialgradient.sampling.fit" in out.stderr
+    )

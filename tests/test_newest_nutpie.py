@@ -70,29 +70,49 @@ SCRIPT = textwrap.dedent("""
 
 def _index_reachable(tmp_path) -> bool:
     """Whether pip can fetch a package from its configured index (a small one, no cache)."""
-    probe = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps",
-                            "--no-cache-dir", "-d", str(tmp_path / "probe"), "packaging"],
-                           capture_output=True, text=True, timeout=180)
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "-q",
+            "--no-deps",
+            "--no-cache-dir",
+            "-d",
+            str(tmp_path / "probe"),
+            "packaging",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     return probe.returncode == 0
 
 
 def _pip(python, *args, env):
-    run = subprocess.run([str(python), "-m", "pip", *args], capture_output=True, text=True,
-                         env=env, timeout=1800)
+    run = subprocess.run(
+        [str(python), "-m", "pip", *args], capture_output=True, text=True, env=env, timeout=1800
+    )
     assert run.returncode == 0, (args, run.stdout[-2000:], run.stderr[-3000:])
     return run
 
 
 def test_the_newest_nutpie_and_pytensor_fit_by_the_fast_path_or_the_fallback(tmp_path):
     if not _index_reachable(tmp_path):
-        pytest.skip("the package index cannot be reached: installing the newest nutpie and "
-                    "PyTensor needs it")
+        pytest.skip(
+            "the package index cannot be reached: installing the newest nutpie and "
+            "PyTensor needs it"
+        )
     wheel = build_wheel(tmp_path / "dist", isolated=True)
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = venv / "bin" / "python"
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("PYTHONPATH", "VIRTUAL_ENV") and not k.startswith("SOCIALGRADIENT_")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PYTHONPATH", "VIRTUAL_ENV") and not k.startswith("SOCIALGRADIENT_")
+    }
     _pip(python, "install", "-q", str(wheel), env=env)  # the package, its capped ranges
     upgrade = _pip(python, "install", "--upgrade", "nutpie", "pytensor", env=env)
     # past the caps, pip installs anyway and says so: keep the package's own install as is
@@ -104,13 +124,18 @@ def test_the_newest_nutpie_and_pytensor_fit_by_the_fast_path_or_the_fallback(tmp
     away.mkdir()
     results = []
     for mode in ("compare", "fit"):
-        run = subprocess.run([str(python), "-c", SCRIPT, mode], capture_output=True,
-                             text=True, env=env, cwd=away, timeout=1800)
+        run = subprocess.run(
+            [str(python), "-c", SCRIPT, mode],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=away,
+            timeout=1800,
+        )
         assert run.returncode == 0, (mode, run.stderr[-4000:])  # never a crash
         results.append(json.loads(run.stdout.strip().splitlines()[-1]))
     compare, fitted = results
-    print(json.dumps({"pip_conflicts": conflicts, "compare": compare, "fit": fitted},
-                     indent=1))
+    print(json.dumps({"pip_conflicts": conflicts, "compare": compare, "fit": fitted}, indent=1))
     assert compare["same_draws_as_public"]
     for result in results:
         if result["path"] == "fallback":

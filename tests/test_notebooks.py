@@ -30,13 +30,22 @@ def test_notebook_runs(notebook, tmp_path):
     # tiny draws; the theme notebooks on a few LAs and a small records simulation. The
     # kernel gets this environment (and the test's PYTHONPATH) and runs in tmp_path, where
     # the notebooks write their outputs; 07 finds the shared data where the checkout's is.
-    env = {**os.environ, "SG_DRAWS": "100", "SG_TUNE": "100", "SG_LAS": "12",
-           "SG_SCALE": "0.05", "MPLBACKEND": "Agg",
-           "SG_SHARED_DATA": os.environ.get("SG_SHARED_DATA",
-                                            str(ROOT.parent / "shared" / "data"))}
+    env = {
+        **os.environ,
+        "SG_DRAWS": "100",
+        "SG_TUNE": "100",
+        "SG_LAS": "12",
+        "SG_SCALE": "0.05",
+        "MPLBACKEND": "Agg",
+        "SG_SHARED_DATA": os.environ.get("SG_SHARED_DATA", str(ROOT.parent / "shared" / "data")),
+    }
     nb = jupytext.read(notebook)
-    client = nbclient.NotebookClient(nb, kernel_name="python3", timeout=CELL_TIMEOUT,
-                                     resources={"metadata": {"path": str(tmp_path)}})
+    client = nbclient.NotebookClient(
+        nb,
+        kernel_name="python3",
+        timeout=CELL_TIMEOUT,
+        resources={"metadata": {"path": str(tmp_path)}},
+    )
     client.execute(env=env)  # raises CellExecutionError naming the failing cell
 
 
@@ -57,8 +66,12 @@ def test_notebooks_import_only_the_public_api():
             if isinstance(node, ast.Import):
                 names = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom):  # from socialgradient import api
-                names = [f"{node.module}.{a.name}" if node.module == "socialgradient"
-                         else node.module or "" for a in node.names]
+                names = [
+                    f"{node.module}.{a.name}"
+                    if node.module == "socialgradient"
+                    else node.module or ""
+                    for a in node.names
+                ]
             else:
                 continue
             private = [n for n in names if n.startswith("socialgradient") and n not in PUBLIC]

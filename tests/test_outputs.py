@@ -48,8 +48,11 @@ LOOP = textwrap.dedent(
 
 def generation_of(out: Path, manifest: dict) -> int:
     """The one generation every file of the set carries (AssertionError on a mixture)."""
-    gens = {int((out / rel).read_text().split("\n", 1)[0])
-            for rel in manifest["files"] if not rel.endswith("README.txt")}
+    gens = {
+        int((out / rel).read_text().split("\n", 1)[0])
+        for rel in manifest["files"]
+        if not rel.endswith("README.txt")
+    }
     assert gens == {manifest["generation"]}, f"mixed set: {gens}"
     return manifest["generation"]
 
@@ -67,19 +70,24 @@ def test_a_set_round_trips_and_leaves_other_files_alone(tmp_path):
     (out / "suite" / "keep.csv").write_text("mine")
     manifest = write_set(out, 1)
     assert outputs.verify(out) == manifest
-    assert set(manifest["files"]) == {"release/r0.txt", "internal/big.bin",
-                                      "internal/README.txt"}
+    assert set(manifest["files"]) == {"release/r0.txt", "internal/big.bin", "internal/README.txt"}
     assert "NOT FOR RELEASE" in (out / "internal" / "README.txt").read_text()
     write_set(out, 2)
     assert generation_of(out, outputs.verify(out)) == 2
     assert (out / "suite" / "keep.csv").read_text() == "mine"
-    assert sorted(p.name for p in out.iterdir()) == [".lock", "MANIFEST.json", "internal",
-                                                     "release", "suite"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        ".lock",
+        "MANIFEST.json",
+        "internal",
+        "release",
+        "suite",
+    ]
 
 
 def test_a_failed_write_changes_nothing(tmp_path):
     out = tmp_path / "out"
     write_set(out, 1)
+
     def fail_midway():
         with outputs.Writer(out, generation=2) as w:
             (w.release / "r0.txt").write_text("2\n")
@@ -94,8 +102,9 @@ def test_a_failed_write_changes_nothing(tmp_path):
     assert not list(out.glob(".tmp-*"))
 
 
-@pytest.mark.parametrize("damage", ["altered", "unlisted", "missing", "manifest", "pending",
-                                    "none"])
+@pytest.mark.parametrize(
+    "damage", ["altered", "unlisted", "missing", "manifest", "pending", "none"]
+)
 def test_a_reader_refuses_an_altered_or_partial_set(tmp_path, damage):
     out = tmp_path / "out"
     if damage != "none":
@@ -134,8 +143,9 @@ def _kill_once(out: Path, gen: int, rng: random.Random, no_exchange: bool) -> tu
     env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
     if no_exchange:
         env["NO_EXCHANGE"] = "1"
-    proc = subprocess.Popen([sys.executable, "-c", LOOP, str(out), str(gen)],
-                            stdout=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", LOOP, str(out), str(gen)], stdout=subprocess.PIPE, text=True, env=env
+    )
     try:
         assert proc.stdout.readline().strip() == "ready"
         time.sleep(rng.uniform(0.0, 0.25))

@@ -75,8 +75,9 @@ def test_wheel_carries_models_data_and_code(wheel):
 
 def test_every_package_is_listed():
     listed = set(PYPROJECT["tool"]["setuptools"]["packages"])
-    found = {".".join(p.parent.relative_to(PACKAGE.parent).parts)
-             for p in PACKAGE.rglob("__init__.py")}
+    found = {
+        ".".join(p.parent.relative_to(PACKAGE.parent).parts) for p in PACKAGE.rglob("__init__.py")
+    }
     assert found <= listed, f"add to [tool.setuptools].packages: {sorted(found - listed)}"
 
 
@@ -117,7 +118,10 @@ def test_licence_and_typed_marker():
 
 def test_numpyro_sampler_names_its_extra(monkeypatch):
     real = fit.importlib.util.find_spec
-    monkeypatch.setattr(fit.importlib.util, "find_spec",
-                        lambda name, *a: None if name in ("jax", "numpyro") else real(name, *a))
+    monkeypatch.setattr(
+        fit.importlib.util,
+        "find_spec",
+        lambda name, *a: None if name in ("jax", "numpyro") else real(name, *a),
+    )
     with pytest.raises(ImportError, match=r"socialgradient\[numpyro\]"):
         fit.require_numpyro()

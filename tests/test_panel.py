@@ -25,8 +25,9 @@ from socialgradient.panel.model import (
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 MODELS = Path(__file__).resolve().parents[1] / "models"
-needs_shared = pytest.mark.skipif(not (SHARED / "dfe_csc").is_dir(),
-                                  reason="shared/data not available")
+needs_shared = pytest.mark.skipif(
+    not (SHARED / "dfe_csc").is_dir(), reason="shared/data not available"
+)
 
 
 def long(rows, table="referrals", measure="referral_count"):
@@ -34,16 +35,37 @@ def long(rows, table="referrals", measure="referral_count"):
     out = []
     for la, year, v in rows:
         marker = v if isinstance(v, str) else ""
-        out.append({"table": table, "level": "Local authority", "la": la, "old_la_code": "999",
-                    "la_name": f"LA {la}", "year": year, "measure": measure,
-                    "value": np.nan if marker else float(v), "suppressed": bool(marker),
-                    "marker": marker})
+        out.append(
+            {
+                "table": table,
+                "level": "Local authority",
+                "la": la,
+                "old_la_code": "999",
+                "la_name": f"LA {la}",
+                "year": year,
+                "measure": measure,
+                "value": np.nan if marker else float(v),
+                "suppressed": bool(marker),
+                "marker": marker,
+            }
+        )
     return pd.DataFrame(out)
 
 
 def test_harmonised_la_joins_reorganised_areas():
-    codes = ["E06000028", "E06000029", "E10000009", "E06000058", "E06000059", "E10000021",
-             "E06000061", "E06000062", "E10000002", "E06000060", "E08000001"]
+    codes = [
+        "E06000028",
+        "E06000029",
+        "E10000009",
+        "E06000058",
+        "E06000059",
+        "E10000021",
+        "E06000061",
+        "E06000062",
+        "E10000002",
+        "E06000060",
+        "E08000001",
+    ]
     unit, info = harmonised_la(codes)
     assert set(unit[:5]) == {"E06000058+E06000059"}  # Christchurch moved: one unit
     assert set(unit[5:8]) == {"E10000021"}  # split: summed back into Northamptonshire
@@ -54,10 +76,20 @@ def test_harmonised_la_joins_reorganised_areas():
 
 
 def test_harmonise_sums_predecessors_and_flags_suppression():
-    cells = long([("E10000021", 2021, 100), ("E06000061", 2022, 60),
-                  ("E06000062", 2022, 50), ("E06000028", 2019, 10), ("E06000029", 2019, 20),
-                  ("E10000009", 2019, 30), ("E06000058", 2020, 40), ("E06000059", 2020, "c"),
-                  ("E10000021", 2022, "z"), ("E06000053", 2021, "z")])
+    cells = long(
+        [
+            ("E10000021", 2021, 100),
+            ("E06000061", 2022, 60),
+            ("E06000062", 2022, 50),
+            ("E06000028", 2019, 10),
+            ("E06000029", 2019, 20),
+            ("E10000009", 2019, 30),
+            ("E06000058", 2020, 40),
+            ("E06000059", 2020, "c"),
+            ("E10000021", 2022, "z"),
+            ("E06000053", 2021, "z"),
+        ]
+    )
     h = harmonise(cells).set_index(["la", "year"])
     assert h.loc[("E10000021", 2021), "value"] == 100
     assert h.loc[("E10000021", 2022), "value"] == 110  # z adds nothing
@@ -75,20 +107,37 @@ def test_harmonise_refuses_double_counting():
 
 def _fixture():
     las = ["E08000001", "E08000002", "E10000021", "E06000061", "E06000062"]
-    counts = long([("E08000001", 2020, 50), ("E08000001", 2021, "c"),
-                   ("E08000002", 2020, 70), ("E08000002", 2021, 80),
-                   ("E10000021", 2020, 300), ("E06000061", 2021, 150),
-                   ("E06000062", 2021, 160)])
-    pop = long([(la, y, 1000 + i) for i, la in enumerate(las) for y in (2019, 2020)
-                if not (la.startswith("E06") and y == 2019)
-                and not (la == "E10000021" and y == 2020)], "population",
-               "population_estimate")
-    pop = pd.concat([pop, long([("E08000002", 2019, "x")], "population",
-                               "population_estimate")]).drop_duplicates(["la", "year"],
-                                                                        keep="last")
-    lsoas = pd.DataFrame({"utla19": ["E08000001", "E08000001", "E08000002", "E10000021"],
-                          "children": [100.0, 300.0, 200.0, 400.0],
-                          "income": [0.1, 0.3, 0.2, 0.1]})
+    counts = long(
+        [
+            ("E08000001", 2020, 50),
+            ("E08000001", 2021, "c"),
+            ("E08000002", 2020, 70),
+            ("E08000002", 2021, 80),
+            ("E10000021", 2020, 300),
+            ("E06000061", 2021, 150),
+            ("E06000062", 2021, 160),
+        ]
+    )
+    pop = long(
+        [
+            (la, y, 1000 + i)
+            for i, la in enumerate(las)
+            for y in (2019, 2020)
+            if not (la.startswith("E06") and y == 2019) and not (la == "E10000021" and y == 2020)
+        ],
+        "population",
+        "population_estimate",
+    )
+    pop = pd.concat(
+        [pop, long([("E08000002", 2019, "x")], "population", "population_estimate")]
+    ).drop_duplicates(["la", "year"], keep="last")
+    lsoas = pd.DataFrame(
+        {
+            "utla19": ["E08000001", "E08000001", "E08000002", "E10000021"],
+            "children": [100.0, 300.0, 200.0, 400.0],
+            "income": [0.1, 0.3, 0.2, 0.1],
+        }
+    )
     return counts, pop, lsoas
 
 
@@ -129,19 +178,33 @@ def synthetic_panel(n_la=40, years=range(2016, 2021), b=0.3, seed=3):
         for k, y in enumerate(years):
             exposure = float(rng.integers(20_000, 80_000))
             mu = exposure * np.exp(-3.0 + 0.05 * k + b * m[i] + u[i])
-            rows.append({"la": f"E08{i:06d}", "la_name": f"LA {i}", "year": y,
-                         "count": float(rng.negative_binomial(30, 30 / (30 + mu))),
-                         "exposure": exposure, "income": 0.15 + m[i] / 10, "m": m[i],
-                         "observed": True, "reason": ""})
+            rows.append(
+                {
+                    "la": f"E08{i:06d}",
+                    "la_name": f"LA {i}",
+                    "year": y,
+                    "count": float(rng.negative_binomial(30, 30 / (30 + mu))),
+                    "exposure": exposure,
+                    "income": 0.15 + m[i] / 10,
+                    "m": m[i],
+                    "observed": True,
+                    "reason": "",
+                }
+            )
     panel = pd.DataFrame(rows)
     panel.loc[3, ["observed", "reason"]] = False, "suppressed"
     panel.loc[3, "count"] = np.nan
     return panel
 
 
-@pytest.mark.parametrize(("change", "effects", "family"), [("walk", "centred", "negbin"),
-                                                   ("linear", "noncentred", "poisson"),
-                                                   ("none", "centred", "negbin")])
+@pytest.mark.parametrize(
+    ("change", "effects", "family"),
+    [
+        ("walk", "centred", "negbin"),
+        ("linear", "noncentred", "poisson"),
+        ("none", "centred", "negbin"),
+    ],
+)
 def test_model_structure(change, effects, family):
     panel = synthetic_panel(n_la=5, years=range(2019, 2022))
     spec = PanelSpec(gradient_change=change, la_effects=effects, family=family)
@@ -228,13 +291,19 @@ def fake_panel_fit(monkeypatch, panel, seed=1):
             prior = pm.sample_prior_predictive(draws=80, random_seed=s.seed)
         ds = prior["prior"]
         ds = (ds.to_dataset() if hasattr(ds, "to_dataset") else ds).isel(chain=0, drop=True)
-        halves = [ds.isel(draw=slice(0, 40)),
-                  ds.isel(draw=slice(40, 80)).assign_coords(draw=ds["draw"].values[:40])]
+        halves = [
+            ds.isel(draw=slice(0, 40)),
+            ds.isel(draw=slice(40, 80)).assign_coords(draw=ds["draw"].values[:40]),
+        ]
         post = xr.concat(halves, dim="chain").assign_coords(chain=[0, 1])
         rng = np.random.default_rng(s.seed)
-        stats = xr.Dataset({"diverging": (("chain", "draw"), np.zeros((2, 40), bool)),
-                            "energy": (("chain", "draw"), rng.normal(size=(2, 40)))},
-                           coords={"chain": [0, 1], "draw": post["draw"].values})
+        stats = xr.Dataset(
+            {
+                "diverging": (("chain", "draw"), np.zeros((2, 40), bool)),
+                "energy": (("chain", "draw"), rng.normal(size=(2, 40))),
+            },
+            coords={"chain": [0, 1], "draw": post["draw"].values},
+        )
         return xr.DataTree.from_dict({"posterior": post, "sample_stats": stats}), 0.0, 0.0
 
     monkeypatch.setattr(panel_module, "sample", prior_sample)
@@ -255,18 +324,30 @@ def test_write_panel_is_a_verified_set(tmp_path, monkeypatch):
     assert manifest["command"] == "panel"
     assert manifest["spec_hash"] == tree.attrs["spec_hash"]
     release = {f.removeprefix("release/") for f in manifest["files"] if f.startswith("release/")}
-    assert release == {"panel.csv", "la_effects.csv", "gradient_by_year.csv", "summary.json",
-                       "panel_report.json", "gradient_by_year.png", "la_scatter.png",
-                       "disclosure_log.jsonl"}
+    assert release == {
+        "panel.csv",
+        "la_effects.csv",
+        "gradient_by_year.csv",
+        "summary.json",
+        "panel_report.json",
+        "gradient_by_year.png",
+        "la_scatter.png",
+        "disclosure_log.jsonl",
+    }
     assert {p.name for p in written["paths"].values()} == release | {"posterior.nc"}
     assert all(p.exists() for p in written["paths"].values())
     assert "NOT FOR RELEASE" in (out / "internal" / "README.txt").read_text()
     assert (out / "internal" / "posterior.nc").is_file()
     assert_release_clean(out)  # LA-level only: no LSOA code
-    log = [json.loads(x) for x in
-           (out / "release" / "disclosure_log.jsonl").read_text().splitlines()]
-    assert {e["file"] for e in log} == {"panel.csv", "la_effects.csv", "gradient_by_year.png",
-                                        "la_scatter.png"}
+    log = [
+        json.loads(x) for x in (out / "release" / "disclosure_log.jsonl").read_text().splitlines()
+    ]
+    assert {e["file"] for e in log} == {
+        "panel.csv",
+        "la_effects.csv",
+        "gradient_by_year.png",
+        "la_scatter.png",
+    }
     assert all(e["decision"] == "written" and e["sha256"] for e in log)
     assert not [e for e in log if ".tmp-" in e.get("path", "")]
 
@@ -283,12 +364,24 @@ def test_killing_write_panel_keeps_a_whole_set(tmp_path, monkeypatch):
     panel.to_parquet(tmp_path / "panel.parquet")
     for seed in (1, 2):  # two fits: a mixed set of them would not verify
         save(fake_panel_fit(monkeypatch, panel, seed), tmp_path / f"fit{seed}.nc")
-    script = ("import sys, pandas as pd, xarray as xr; from socialgradient.panel import "
-              "write_panel; write_panel(xr.open_datatree(sys.argv[1], engine='h5netcdf')"
-              ".load(), pd.read_parquet(sys.argv[2]), sys.argv[3])")
+    script = (
+        "import sys, pandas as pd, xarray as xr; from socialgradient.panel import "
+        "write_panel; write_panel(xr.open_datatree(sys.argv[1], engine='h5netcdf')"
+        ".load(), pd.read_parquet(sys.argv[2]), sys.argv[3])"
+    )
     out = tmp_path / "out"
     write_panel(xr.open_datatree(tmp_path / "fit1.nc", engine="h5netcdf").load(), panel, out)
     rng = random.Random(4)
     for i in range(4):
-        kill_while_writing(["-c", script, str(tmp_path / f"fit{2 - i % 2}.nc"),
-                            str(tmp_path / "panel.parquet"), str(out)], out, rng, window=1.5)
+        kill_while_writing(
+            [
+                "-c",
+                script,
+                str(tmp_path / f"fit{2 - i % 2}.nc"),
+                str(tmp_path / "panel.parquet"),
+                str(out),
+            ],
+            out,
+            rng,
+            window=1.5,
+        )

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(shutil.which("Rscript") is None, reason="Rscript not installed")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("Rscript") is None, reason="Rscript not installed"),
+]
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench" / "peers"))
 

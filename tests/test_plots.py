@@ -102,11 +102,11 @@ def test_la_forest_one_named_row_per_la(tree):
     intervals = [c for c in ax.collections if isinstance(c, LineCollection)]
     assert [len(c.get_segments()) for c in intervals] == [N_LA, N_LA]
     upper80 = [seg[1][0] for seg in intervals[1].get_segments()]
-    np.testing.assert_allclose(
-        upper80, table["gradient_eti80"].sel(ci_bound="upper").values[order])
+    np.testing.assert_allclose(upper80, table["gradient_eti80"].sel(ci_bound="upper").values[order])
     national_line = next(line for line in ax.lines if line.get_label().startswith("national"))
-    np.testing.assert_allclose(national_line.get_xdata(),
-                               float(np.exp(_post(tree)["b_w"]).median()))
+    np.testing.assert_allclose(
+        national_line.get_xdata(), float(np.exp(_post(tree)["b_w"]).median())
+    )
 
 
 def test_la_forest_legible_at_150_las():
@@ -134,14 +134,14 @@ def test_la_name_coordinate_survives_save_load(tree, tmp_path):
     assert "la_name" not in tree["posterior"].coords  # ArviZ's summary fails on it there
     save(tree, tmp_path / "fit.nc")
     back = load(tmp_path / "fit.nc")
-    np.testing.assert_array_equal(back["constant_data"]["la_name"].values,
-                                  const["la_name"].values)
+    np.testing.assert_array_equal(back["constant_data"]["la_name"].values, const["la_name"].values)
     assert list(plots.la_names(back)) == list(const["la_name"].values)
 
 
 BOUNDARIES = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "boundaries"
 needs_boundaries = pytest.mark.skipif(
-    maps.find_boundaries(BOUNDARIES) is None, reason="ONS boundary GeoJSON not present")
+    maps.find_boundaries(BOUNDARIES) is None, reason="ONS boundary GeoJSON not present"
+)
 
 
 @needs_boundaries
@@ -150,8 +150,10 @@ def test_la_map_one_patch_per_matched_la(tree):
     # (E10000002, whose boundary is E06000060) and drop one from the boundaries' view
     codes = tree["constant_data"]["la"].values.astype(str).copy()
     codes[0] = "E10000002"
-    groups = {name: node.to_dataset().assign_coords(la=codes) if "la" in node.dims
-              else node.to_dataset() for name, node in tree.children.items()}
+    groups = {
+        name: node.to_dataset().assign_coords(la=codes) if "la" in node.dims else node.to_dataset()
+        for name, node in tree.children.items()
+    }
     lsoa_la = groups["constant_data"]["lsoa_la"]
     groups["constant_data"]["lsoa_la"] = lsoa_la.where(lsoa_la != "E06000001", "E10000002")
     renamed = xr.DataTree.from_dict(groups)
@@ -208,10 +210,17 @@ def test_la_map_without_boundaries_says_what_is_missing(tree, tmp_path, monkeypa
 
 
 def test_match_codes_buckinghamshire_and_merges():
-    match = maps.match_codes(["E06000060", "E06000053", "E09000001", "E06000001", "E10000021"],
-                             ["E10000002", "E06000052", "E09000012", "E06000001"])
-    assert match == {"E06000060": "E10000002", "E06000053": "E06000052",
-                     "E09000001": "E09000012", "E06000001": "E06000001", "E10000021": None}
+    match = maps.match_codes(
+        ["E06000060", "E06000053", "E09000001", "E06000001", "E10000021"],
+        ["E10000002", "E06000052", "E09000012", "E06000001"],
+    )
+    assert match == {
+        "E06000060": "E10000002",
+        "E06000053": "E06000052",
+        "E09000001": "E09000012",
+        "E06000001": "E06000001",
+        "E10000021": None,
+    }
 
 
 def test_inverse_intervention(tree):
@@ -258,8 +267,13 @@ def test_poisson_fit_plots():
 def test_save_all_writes_pngs_atomically(tree, tmp_path):
     out = tmp_path / "figs"
     paths = plots.save_all(tree, out, boundaries=tmp_path / "none")
-    assert set(paths) == {"gradient_curve", "la_caterpillar", "la_forest",
-                          "inverse_intervention", "ppc"}
+    assert set(paths) == {
+        "gradient_curve",
+        "la_caterpillar",
+        "la_forest",
+        "inverse_intervention",
+        "ppc",
+    }
     for name, path in paths.items():
         assert path == out / f"{name}.png"
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -279,8 +293,8 @@ def test_drawing_does_not_import_jax():
         "p._forget_unloaded_jax()\n"
         "from matplotlib.figure import Figure\n"
         "f = Figure(); f.add_subplot().plot([1.0, 2.0]); f.savefig(io.BytesIO(), format='png')\n"
-        "print('jax._src' in sys.modules)\n")
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120)
+        "print('jax._src' in sys.modules)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.strip() == "False"

@@ -50,24 +50,97 @@ from test_outputs import LOOP, generation_of, write_set
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "src" / "socialgradient"
-PYTHONPATH = os.pathsep.join([str(ROOT / "src"), str(ROOT / "tests"),
-                              os.environ.get("PYTHONPATH", "")])
+PYTHONPATH = os.pathsep.join(
+    [str(ROOT / "src"), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")]
+)
 
 # -- static: no POSIX-only code, every text file's encoding and line endings named ---------
 
-POSIX_ONLY_MODULES = {"fcntl", "termios", "pwd", "grp", "resource", "pty", "tty", "posix",
-                      "crypt", "syslog", "spwd", "nis", "_posixsubprocess"}
+POSIX_ONLY_MODULES = {
+    "fcntl",
+    "termios",
+    "pwd",
+    "grp",
+    "resource",
+    "pty",
+    "tty",
+    "posix",
+    "crypt",
+    "syslog",
+    "spwd",
+    "nis",
+    "_posixsubprocess",
+}
 POSIX_ONLY_NAMES = {
-    "os": {"getuid", "geteuid", "getgid", "getegid", "getgroups", "setuid", "setgid", "fork",
-           "forkpty", "wait3", "wait4", "WNOHANG", "killpg", "setsid", "getsid", "getpgid",
-           "setpgid", "setpgrp", "getpgrp", "uname", "statvfs", "fstatvfs", "chown", "lchown",
-           "fchown", "mkfifo", "mknod", "sched_getaffinity", "sched_setaffinity", "pathconf",
-           "fpathconf", "sysconf", "getloadavg", "sync", "nice", "openpty", "ttyname",
-           "O_DIRECTORY", "O_NOFOLLOW", "O_CLOEXEC", "O_NONBLOCK", "O_SYNC", "O_DSYNC",
-           "posix_fadvise", "posix_fallocate", "pread", "pwrite", "fchmod", "fchdir"},
-    "signal": {"SIGKILL", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM", "SIGCHLD",
-               "SIGPIPE", "SIGSTOP", "SIGCONT", "SIGTSTP", "alarm", "setitimer", "pause",
-               "pthread_kill", "siginterrupt"},
+    "os": {
+        "getuid",
+        "geteuid",
+        "getgid",
+        "getegid",
+        "getgroups",
+        "setuid",
+        "setgid",
+        "fork",
+        "forkpty",
+        "wait3",
+        "wait4",
+        "WNOHANG",
+        "killpg",
+        "setsid",
+        "getsid",
+        "getpgid",
+        "setpgid",
+        "setpgrp",
+        "getpgrp",
+        "uname",
+        "statvfs",
+        "fstatvfs",
+        "chown",
+        "lchown",
+        "fchown",
+        "mkfifo",
+        "mknod",
+        "sched_getaffinity",
+        "sched_setaffinity",
+        "pathconf",
+        "fpathconf",
+        "sysconf",
+        "getloadavg",
+        "sync",
+        "nice",
+        "openpty",
+        "ttyname",
+        "O_DIRECTORY",
+        "O_NOFOLLOW",
+        "O_CLOEXEC",
+        "O_NONBLOCK",
+        "O_SYNC",
+        "O_DSYNC",
+        "posix_fadvise",
+        "posix_fallocate",
+        "pread",
+        "pwrite",
+        "fchmod",
+        "fchdir",
+    },
+    "signal": {
+        "SIGKILL",
+        "SIGHUP",
+        "SIGQUIT",
+        "SIGUSR1",
+        "SIGUSR2",
+        "SIGALRM",
+        "SIGCHLD",
+        "SIGPIPE",
+        "SIGSTOP",
+        "SIGCONT",
+        "SIGTSTP",
+        "alarm",
+        "setitimer",
+        "pause",
+        "pthread_kill",
+        "siginterrupt",
+    },
 }
 # a test naming the platform, or a module switch that is False where the feature is missing
 GUARD = re.compile(r"sys\.platform|os\.name|platform\.system|hasattr\(|_WINDOWS|_AVAILABLE")
@@ -91,15 +164,22 @@ def _guarded(node: ast.AST, parents: dict) -> bool:
         if isinstance(up, ast.If) and GUARD.search(ast.unparse(up.test)):
             return True
         if isinstance(up, ast.Try) and child in up.body:
-            caught = {n.id if isinstance(n, ast.Name) else getattr(n, "attr", "")
-                      for h in up.handlers if h.type is not None
-                      for n in ast.walk(h.type) if isinstance(n, ast.Name | ast.Attribute)}
+            caught = {
+                n.id if isinstance(n, ast.Name) else getattr(n, "attr", "")
+                for h in up.handlers
+                if h.type is not None
+                for n in ast.walk(h.type)
+                if isinstance(n, ast.Name | ast.Attribute)
+            }
             if caught & GUARD_ERRORS:
                 return True
         if isinstance(up, ast.FunctionDef | ast.AsyncFunctionDef) and child in up.body:
             for stmt in up.body[: up.body.index(child)]:
-                if (isinstance(stmt, ast.If) and GUARD.search(ast.unparse(stmt.test))
-                        and isinstance(stmt.body[-1], ast.Return | ast.Raise)):
+                if (
+                    isinstance(stmt, ast.If)
+                    and GUARD.search(ast.unparse(stmt.test))
+                    and isinstance(stmt.body[-1], ast.Return | ast.Raise)
+                ):
                     return True
         child = up
     return False
@@ -120,12 +200,19 @@ def posix_only_uses(tree: ast.AST) -> list[tuple[int, str]]:
             elif mod in POSIX_ONLY_NAMES:
                 bad = [a.name for a in node.names if a.name in POSIX_ONLY_NAMES[mod]]
                 what = f"from {mod} import {bad[0]}" if bad else None
-        elif (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
-              and node.attr in POSIX_ONLY_NAMES.get(node.value.id, ())):
+        elif (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.attr in POSIX_ONLY_NAMES.get(node.value.id, ())
+        ):
             what = f"{node.value.id}.{node.attr}"
-        elif (isinstance(node, ast.Call) and ast.unparse(node.func).endswith("CDLL")
-              and node.args and isinstance(node.args[0], ast.Constant)
-              and node.args[0].value is None):
+        elif (
+            isinstance(node, ast.Call)
+            and ast.unparse(node.func).endswith("CDLL")
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and node.args[0].value is None
+        ):
             what = "ctypes.CDLL(None)"
         if what and not _guarded(node, parents):
             found.append((node.lineno, what))
@@ -142,8 +229,7 @@ def _mode(call: ast.Call, index: int, default: str) -> str | None:
             return k.value.value if isinstance(k.value, ast.Constant) else None
     if len(call.args) > index:
         arg = call.args[index]
-        return arg.value if isinstance(arg, ast.Constant) and isinstance(arg.value, str) \
-            else None
+        return arg.value if isinstance(arg, ast.Constant) and isinstance(arg.value, str) else None
     return default
 
 
@@ -156,10 +242,10 @@ def text_io_problems(tree: ast.AST) -> list[tuple[int, str]]:
         if not isinstance(node, ast.Call):
             continue
         f = node.func
-        name = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) \
-            else None
-        owner = f.value.id if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) \
-            else None
+        name = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else None
+        owner = (
+            f.value.id if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) else None
+        )
         if name in ("open", "fdopen"):
             if owner == "os" and name == "open":
                 continue  # os.open takes flags, gives a descriptor
@@ -191,8 +277,11 @@ def text_io_problems(tree: ast.AST) -> list[tuple[int, str]]:
 
 
 def _report(check) -> list[str]:
-    return [f"{p.relative_to(ROOT)}:{line}: {what}" for p in _sources()
-            for line, what in check(ast.parse(p.read_text(encoding="utf-8"), str(p)))]
+    return [
+        f"{p.relative_to(ROOT)}:{line}: {what}"
+        for p in _sources()
+        for line, what in check(ast.parse(p.read_text(encoding="utf-8"), str(p)))
+    ]
 
 
 def test_no_posix_only_module_or_call_in_the_package():
@@ -201,12 +290,19 @@ def test_no_posix_only_module_or_call_in_the_package():
 
 
 def test_the_posix_check_sees_what_it_should():
-    bad = ast.parse("import fcntl\nimport os\nos.getuid()\nfrom pwd import getpwnam\n"
-                    "import ctypes\nctypes.CDLL(None)\nimport signal\nsignal.SIGKILL\n")
+    bad = ast.parse(
+        "import fcntl\nimport os\nos.getuid()\nfrom pwd import getpwnam\n"
+        "import ctypes\nctypes.CDLL(None)\nimport signal\nsignal.SIGKILL\n"
+    )
     assert [w for _, w in posix_only_uses(bad)] == [
-        "import fcntl", "os.getuid", "from pwd import ...", "ctypes.CDLL(None)",
-        "signal.SIGKILL"]
-    ok = ast.parse(textwrap.dedent("""
+        "import fcntl",
+        "os.getuid",
+        "from pwd import ...",
+        "ctypes.CDLL(None)",
+        "signal.SIGKILL",
+    ]
+    ok = ast.parse(
+        textwrap.dedent("""
         import os, sys
         try:
             import fcntl
@@ -220,7 +316,8 @@ def test_the_posix_check_sees_what_it_should():
             import ctypes
             return ctypes.CDLL(None)
         flags = getattr(os, "O_BINARY", 0)
-    """))
+    """)
+    )
     assert posix_only_uses(ok) == []
 
 
@@ -229,7 +326,8 @@ def test_every_text_file_names_its_encoding_and_line_endings():
 
 
 def test_the_text_check_sees_what_it_should():
-    bad = ast.parse(textwrap.dedent("""
+    bad = ast.parse(
+        textwrap.dedent("""
         open(p)
         open(p, "w", encoding="utf-8")
         path.open("a", encoding="utf-8")
@@ -237,18 +335,26 @@ def test_the_text_check_sees_what_it_should():
         path.read_text()
         path.write_text(s, encoding="utf-8")
         df.to_csv(p, index=False)
-    """))
+    """)
+    )
     assert [w for _, w in text_io_problems(bad)] == [
-        "open(mode='r') without encoding=", "open(mode='w') without newline=",
-        "open(mode='a') without newline=", "fdopen(mode='w') without encoding=",
-        "fdopen(mode='w') without newline=", "read_text() without encoding=",
-        "write_text() without newline=", "to_csv() without lineterminator="]
-    ok = ast.parse(textwrap.dedent("""
+        "open(mode='r') without encoding=",
+        "open(mode='w') without newline=",
+        "open(mode='a') without newline=",
+        "fdopen(mode='w') without encoding=",
+        "fdopen(mode='w') without newline=",
+        "read_text() without encoding=",
+        "write_text() without newline=",
+        "to_csv() without lineterminator=",
+    ]
+    ok = ast.parse(
+        textwrap.dedent("""
         open(p, "rb"); os.open(p, os.O_RDONLY); open(p, encoding="utf-8")
         open(p, "w", encoding="utf-8", newline="")
         path.write_text(s, encoding="utf-8", newline="\\n")
         df.to_csv(p, index=False, lineterminator="\\n")
-    """))
+    """)
+    )
     assert text_io_problems(ok) == []
 
 
@@ -351,8 +457,12 @@ def test_api_imports_fits_and_writes_a_set_without_posix_modules(tmp_path):
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["holders"] == []
     assert result["files"] == result["first"]
-    assert {"release/summary.json", "release/la_gradients.csv", "internal/posterior.nc",
-            "internal/README.txt"} <= set(result["files"])
+    assert {
+        "release/summary.json",
+        "release/la_gradients.csv",
+        "internal/posterior.nc",
+        "internal/README.txt",
+    } <= set(result["files"])
     assert all("\\" not in f for f in result["files"])  # manifest names use / everywhere
     # the second write swapped each part in with the two renames, not renameat2
     assert {"release.old", "internal.old"} <= set(result["renamed_to"])
@@ -361,8 +471,12 @@ def test_api_imports_fits_and_writes_a_set_without_posix_modules(tmp_path):
     for rel in manifest["files"]:
         if rel.endswith((".json", ".csv", ".jsonl", ".txt")):
             assert b"\r\n" not in (out / rel).read_bytes(), rel
-    assert sorted(p.name for p in out.iterdir()) == [".lock", "MANIFEST.json", "internal",
-                                                     "release"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        ".lock",
+        "MANIFEST.json",
+        "internal",
+        "release",
+    ]
 
 
 KILL_AT = """
@@ -415,9 +529,11 @@ def _state(out: Path) -> int | None:
 
 def _recovered(out: Path) -> int:
     gen = generation_of(out, outputs.read(out))
-    assert not [p.name for p in out.iterdir()
-                if p.name.startswith((".tmp-", ".commit-", ".old-", outputs.PROBE,
-                                      outputs.PENDING))]
+    assert not [
+        p.name
+        for p in out.iterdir()
+        if p.name.startswith((".tmp-", ".commit-", ".old-", outputs.PROBE, outputs.PENDING))
+    ]
     return gen
 
 
@@ -509,7 +625,11 @@ def test_the_lock_is_the_kernels_and_dies_with_its_holder(tmp_path):
         with outputs._locked(Path(sys.argv[1])):
             print("held", flush=True)
             time.sleep(120)
-        """, out, stdout=subprocess.PIPE, text=True)
+        """,
+        out,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     done = {}
     try:
         assert holder.stdout.readline().strip() == "held"
@@ -593,8 +713,9 @@ def test_the_probe_reports_the_os_error_and_leaves_no_trace(tmp_path, monkeypatc
 
         monkeypatch.setattr(Path, "mkdir", mkdir)
     else:
-        monkeypatch.setattr(os, fails, read_only if fails == "open" else
-                            lambda *a, **k: read_only())
+        monkeypatch.setattr(
+            os, fails, read_only if fails == "open" else lambda *a, **k: read_only()
+        )
     with pytest.raises(outputs.OutputSetError) as err:
         outputs.check_destination(out)
     monkeypatch.undo()
@@ -633,10 +754,18 @@ def no_work(monkeypatch):
     from socialgradient.study import calibrate, suite
 
     calls = []
-    for module, name in ((api, "fit"), (fit, "fit"), (fit, "load"), (suite, "run"),
-                         (calibrate, "run"), (panel, "fit_panel"), (england, "simulate")):
-        monkeypatch.setattr(module, name, lambda *a, _n=f"{module.__name__}.{name}", **k:
-                            calls.append(_n))
+    for module, name in (
+        (api, "fit"),
+        (fit, "fit"),
+        (fit, "load"),
+        (suite, "run"),
+        (calibrate, "run"),
+        (panel, "fit_panel"),
+        (england, "simulate"),
+    ):
+        monkeypatch.setattr(
+            module, name, lambda *a, _n=f"{module.__name__}.{name}", **k: calls.append(_n)
+        )
     return calls
 
 
@@ -651,19 +780,51 @@ def _argv(command: str, tmp: Path, out: Path) -> list[str]:
         "simulate": ["simulate", "--out", str(out), "--scale", "0.05"],
         "data build": ["data", "build", missing, "--out", str(out)],
         "census write": ["census", "write", "--out", str(out), "--scale", "0.05"],
-        "census aggregate": ["census", "aggregate", missing, "--child-lsoa", missing,
-                             "--geography", missing, "--out", str(out)],
-        "census extract": ["census", "extract", missing, "--mapping", missing,
-                           "--geography", missing, "--out", str(out)],
+        "census aggregate": [
+            "census",
+            "aggregate",
+            missing,
+            "--child-lsoa",
+            missing,
+            "--geography",
+            missing,
+            "--out",
+            str(out),
+        ],
+        "census extract": [
+            "census",
+            "extract",
+            missing,
+            "--mapping",
+            missing,
+            "--geography",
+            missing,
+            "--out",
+            str(out),
+        ],
         "panel": ["panel", missing, "--out", str(out)],
     }[command]
 
 
-@pytest.mark.parametrize("command", ["fit", "run", "report", "suite", "calibrate", "simulate",
-                                     "data build", "census write", "census aggregate",
-                                     "census extract", "panel"])
-def test_every_command_refuses_an_unwritable_out_before_any_work(tmp_path, capsys, no_work,
-                                                                 command):
+@pytest.mark.parametrize(
+    "command",
+    [
+        "fit",
+        "run",
+        "report",
+        "suite",
+        "calibrate",
+        "simulate",
+        "data build",
+        "census write",
+        "census aggregate",
+        "census extract",
+        "panel",
+    ],
+)
+def test_every_command_refuses_an_unwritable_out_before_any_work(
+    tmp_path, capsys, no_work, command
+):
     out = _unwritable()
     if command == "report":  # a file of that name is all report asks for before --out
         (tmp_path / "saved").mkdir()

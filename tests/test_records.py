@@ -84,21 +84,22 @@ def stratum_slopes(records, dim, outcome="referrals"):
     tot = np.bincount(la_idx, weights=y, minlength=n_la)
 
     def nll(theta):
-        alpha, d = np.r_[0, theta[: k - 1]], np.r_[0, theta[k - 1: 2 * k - 2]]
-        b = theta[2 * k - 2:]
+        alpha, d = np.r_[0, theta[: k - 1]], np.r_[0, theta[k - 1 : 2 * k - 2]]
+        b = theta[2 * k - 2 :]
         eta = alpha[s_idx] + (d[s_idx] + b[la_idx]) * w
         mu = n * np.exp(eta)
         big = np.bincount(la_idx, weights=mu, minlength=n_la)
         r = mu * (tot / big)[la_idx] - y  # d nll / d eta
-        grad = np.r_[np.bincount(s_idx, weights=r, minlength=k)[1:],
-                     np.bincount(s_idx, weights=r * w, minlength=k)[1:],
-                     np.bincount(la_idx, weights=r * w, minlength=n_la)]
+        grad = np.r_[
+            np.bincount(s_idx, weights=r, minlength=k)[1:],
+            np.bincount(s_idx, weights=r * w, minlength=k)[1:],
+            np.bincount(la_idx, weights=r * w, minlength=n_la),
+        ]
         return -y @ eta + tot @ np.log(big), grad
 
-    res = minimize(nll, np.r_[np.zeros(2 * k - 2), np.full(n_la, 0.5)], jac=True,
-                   method="L-BFGS-B")
+    res = minimize(nll, np.r_[np.zeros(2 * k - 2), np.full(n_la, 0.5)], jac=True, method="L-BFGS-B")
     assert res.success, res.message
-    return dict(zip(levels, np.r_[0, res.x[k - 1: 2 * k - 2]], strict=True))
+    return dict(zip(levels, np.r_[0, res.x[k - 1 : 2 * k - 2]], strict=True))
 
 
 def truth_d(records, dim):
@@ -178,13 +179,16 @@ def test_rereferrals_link_to_real_earlier_episodes(small):
         h = history[str(year)]
         assert missing[e["year"] == year].sum() == h["rereferrals_earlier_not_in_records"]
         assert flagged[e["year"] == year].sum() == h["rereferrals"]
-        assert h["rereferrals"] == (h["rereferrals_linked_previous_year"]
-                                    + h["rereferrals_earlier_episode_same_year"]
-                                    + h["rereferrals_earlier_not_in_records"])
+        assert h["rereferrals"] == (
+            h["rereferrals_linked_previous_year"]
+            + h["rereferrals_earlier_episode_same_year"]
+            + h["rereferrals_earlier_not_in_records"]
+        )
     assert history["2019"]["rereferrals_linked_previous_year"] == 0
     # in a second year most re-referred children are the same child as in the year before
-    assert history["2020"]["rereferrals_linked_previous_year"] > 0.5 * history["2020"][
-        "rereferrals"]
+    assert (
+        history["2020"]["rereferrals_linked_previous_year"] > 0.5 * history["2020"]["rereferrals"]
+    )
     assert missing[e["year"] == 2020].mean() < 0.01
     # DfE derives the flag from the dates: it agrees wherever the earlier episode is present
     derived = gap <= 365
@@ -210,8 +214,7 @@ def test_children_persist_across_years(small):
     assert (second["lsoa"] == first["lsoa"]).mean() > 0.3  # most stay; the rest move in the LA
     # children counted once per year and threshold: linking moved no child between cells
     counts = small.children.groupby("year").size()
-    assert counts.to_dict() == {int(y): v["children"]
-                                for y, v in small.truth["realised"].items()}
+    assert counts.to_dict() == {int(y): v["children"] for y, v in small.truth["realised"].items()}
 
 
 def test_repeat_cp_plans_link_to_earlier_plans(small):
@@ -223,8 +226,10 @@ def test_repeat_cp_plans_link_to_earlier_plans(small):
     h = small.truth["history"]
     for year in (2019, 2020):
         y = cp["year"] == year
-        placed = h[str(year)]["repeat_cp_linked_previous_year"] + h[str(year)][
-            "repeat_cp_earlier_plan_same_year"]
+        placed = (
+            h[str(year)]["repeat_cp_linked_previous_year"]
+            + h[str(year)]["repeat_cp_earlier_plan_same_year"]
+        )
         assert (earlier & flagged & y).sum() == placed
         assert (flagged & y).sum() == h[str(year)]["repeat_cp_plans"]
     prev_end = cp.groupby("child_id")["cp_plan_end"].shift()
@@ -236,8 +241,14 @@ def test_children_ages_match_date_of_birth(small):
     c = small.children
     census = pd.to_datetime(c["year"].astype(str) + "-03-31")
     dob = c["date_of_birth"]
-    age = census.dt.year - dob.dt.year - ((census.dt.month < dob.dt.month) | (
-        (census.dt.month == dob.dt.month) & (census.dt.day < dob.dt.day))).astype(int)
+    age = (
+        census.dt.year
+        - dob.dt.year
+        - (
+            (census.dt.month < dob.dt.month)
+            | ((census.dt.month == dob.dt.month) & (census.dt.day < dob.dt.day))
+        ).astype(int)
+    )
     assert (age == c["age"]).all()
     lo = c["age_band"].map({k: v[0] for k, v in AGE_RANGE.items()})
     hi = c["age_band"].map({k: v[1] for k, v in AGE_RANGE.items()})
@@ -249,9 +260,24 @@ def test_children_ages_match_date_of_birth(small):
 def test_truth_is_json_and_every_key_defined(small):
     truth = json.loads(json.dumps(small.truth))
     defs = truth["definitions"]
-    data_parents = {"la", "realised", "history", "clipped_share", "level_log_hr", "split",
-                    "age_bands", "gradients", "factors", "cp_categories", "thresholds",
-                    "strata", "area", "age_band", "gender", "ethnicity"}
+    data_parents = {
+        "la",
+        "realised",
+        "history",
+        "clipped_share",
+        "level_log_hr",
+        "split",
+        "age_bands",
+        "gradients",
+        "factors",
+        "cp_categories",
+        "thresholds",
+        "strata",
+        "area",
+        "age_band",
+        "gender",
+        "ethnicity",
+    }
 
     def walk(d, parent):
         for k, v in d.items():
@@ -265,11 +291,15 @@ def test_truth_is_json_and_every_key_defined(small):
 
 def test_population_and_ethnic_mix(mid):
     pop = mid.population
-    assert pop["children"].sum() == pytest.approx(mid.geography["children"].sum() * 18 / 16,
-                                                  rel=0.01)
+    assert pop["children"].sum() == pytest.approx(
+        mid.geography["children"].sum() * 18 / 16, rel=0.01
+    )
     g = mid.geography.set_index("lsoa")
-    nonwhite = pop.assign(nw=pop["children"] * (pop["ethnicity"] != "White")).groupby(
-        "lsoa", observed=True)[["nw", "children"]].sum()
+    nonwhite = (
+        pop.assign(nw=pop["children"] * (pop["ethnicity"] != "White"))
+        .groupby("lsoa", observed=True)[["nw", "children"]]
+        .sum()
+    )
     share = nonwhite["nw"] / nonwhite["children"]
     assert 0.15 < nonwhite["nw"].sum() / nonwhite["children"].sum() < 0.32
     rural = g.loc[share.index, "rural"].to_numpy()
@@ -307,9 +337,14 @@ def test_national_gradient_recovered(mid, lsoa_table):
         assert beta[1] < 0  # steeper in affluent LAs (b_x < 0)
 
 
-@pytest.mark.parametrize(("dim", "high", "low", "tol"), [
-    ("ethnicity", "White", "Black", 0.12), ("age_band", "0-4", "16-17", 0.10),
-    ("gender", "M", "F", 0.06)])
+@pytest.mark.parametrize(
+    ("dim", "high", "low", "tol"),
+    [
+        ("ethnicity", "White", "Black", 0.12),
+        ("age_band", "0-4", "16-17", 0.10),
+        ("gender", "M", "F", 0.06),
+    ],
+)
 def test_gradient_by_stratum(mid, dim, high, low, tol):
     d = stratum_slopes(mid, dim)
     td = truth_d(mid, dim)
@@ -331,14 +366,14 @@ def test_gradient_by_factor_category_and_area(mid, lsoa_table):
     assert diff == pytest.approx(np.log(1.84 / 1.47), abs=0.15)
     cats = truth["cp_categories"]
     diff = slope("cp_neglect") - slope("cp_sexual")
-    assert diff == pytest.approx(cats["NEG"]["d_effective"] - cats["SAB"]["d_effective"],
-                                 abs=0.2)
+    assert diff == pytest.approx(cats["NEG"]["d_effective"] - cats["SAB"]["d_effective"], abs=0.2)
     assert cats["NEG"]["gradient"] == pytest.approx(1.98, abs=0.02)
     # steeper in rural LSOAs: rural x w interaction
     Xr = np.column_stack([X, t["w"] * t["rural"], t["rural"]])
     beta = poisson_fe(t["referrals"], t["children"], Xr, t["la"])
-    assert beta[2] == pytest.approx(truth["area"]["rural"]["d"] - truth["area"]["urban"]["d"],
-                                    abs=0.08)
+    assert beta[2] == pytest.approx(
+        truth["area"]["rural"]["d"] - truth["area"]["urban"]["d"], abs=0.08
+    )
 
 
 def test_durations_and_repeats(mid, lsoa_table):
@@ -346,13 +381,24 @@ def test_durations_and_repeats(mid, lsoa_table):
     rows = []
     for li, level in enumerate(OUTCOME_LEVELS):
         for pi, piece in enumerate(["0_30", "30_91", "91_182", "182_plus"]):
-            rows.append(pd.DataFrame({"ends": t[f"ends_{level}_{piece}"],
-                                      "days": t[f"days_{level}_{piece}"], "level": li,
-                                      "piece": pi, "w": t["w"], "m_c": t["m_c"], "la": t["la"]}))
+            rows.append(
+                pd.DataFrame(
+                    {
+                        "ends": t[f"ends_{level}_{piece}"],
+                        "days": t[f"days_{level}_{piece}"],
+                        "level": li,
+                        "piece": pi,
+                        "w": t["w"],
+                        "m_c": t["m_c"],
+                        "la": t["la"],
+                    }
+                )
+            )
     d = pd.concat(rows, ignore_index=True)
     d = d[d["days"] > 0]
     dummies = [(d["level"] == i).astype(float) for i in range(1, 4)] + [
-        (d["piece"] == i).astype(float) for i in range(1, 4)]
+        (d["piece"] == i).astype(float) for i in range(1, 4)
+    ]
     X = np.column_stack([*dummies, d["w"], d["m_c"], np.ones(len(d))])
     days, ends = d["days"].to_numpy(float), d["ends"].to_numpy(float)
 

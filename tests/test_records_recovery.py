@@ -61,12 +61,24 @@ def test_episode_durations_recovered_with_person_days_as_exposure(recs):
     piecewise-exponential model, so b_w = g_w, b_b = g_b and the LA SDs are ``la_sd``."""
     t, _ = linkage.aggregate(recs, by=(), outcomes=("durations",))
     pieces = ["0_30", "30_91", "91_182", "182_plus"]
-    cells = pd.concat([t[["lsoa", "la", "income", "children"]].assign(
-        piece=p, days=t[f"days_nfa_{p}"], ends=t[f"ends_nfa_{p}"]) for p in pieces],
-        ignore_index=True)
+    cells = pd.concat(
+        [
+            t[["lsoa", "la", "income", "children"]].assign(
+                piece=p, days=t[f"days_nfa_{p}"], ends=t[f"ends_nfa_{p}"]
+            )
+            for p in pieces
+        ],
+        ignore_index=True,
+    )
     cells = cells[cells["days"] > 0]  # no time at risk: no information (dropped explicitly)
-    tree = sg.fit(cells, Spec("ends", family="poisson", stratum="piece", exposure="days"),
-                  draws=500, tune=500, chains=2, progressbar=False)
+    tree = sg.fit(
+        cells,
+        Spec("ends", family="poisson", stratum="piece", exposure="days"),
+        draws=500,
+        tune=500,
+        chains=2,
+        progressbar=False,
+    )
     truth = recs.truth["durations"]
     post = tree["posterior"]
     for name, expected in (("b_w", truth["g_w"]), ("b_b", truth["g_b"]), ("b_x", 0.0)):

@@ -24,8 +24,9 @@ def recs():
 
 @pytest.fixture(scope="module")
 def lsoa(recs):
-    table, _ = linkage.aggregate(recs, by=(), outcomes=("thresholds", "cp_categories",
-                                                        "repeats", "durations"))
+    table, _ = linkage.aggregate(
+        recs, by=(), outcomes=("thresholds", "cp_categories", "repeats", "durations")
+    )
     return table
 
 
@@ -47,8 +48,11 @@ def test_rereferrals_as_binomial(recs, lsoa):
     no LA variation at all (a variance at its boundary), which mixes more slowly: the
     verdict is asserted to converge (R-hat <= 1.05, no divergences), not to PASS."""
     table = lsoa[lsoa["referrals"] > 0].reset_index(drop=True)  # no trials: no information
-    tree = sg.fit(table, Spec("rereferrals", family="binomial", trials="referrals",
-                              target_accept=0.9), progressbar=False)
+    tree = sg.fit(
+        table,
+        Spec("rereferrals", family="binomial", trials="referrals", target_accept=0.9),
+        progressbar=False,
+    )
     s = sg.summarise(tree)
     d = s["diagnostics"]
     assert d["rhat_max"] <= 1.05, d
@@ -61,12 +65,19 @@ def test_rereferrals_as_binomial(recs, lsoa):
 
 def test_durations_pass(recs, lsoa):
     pieces = ["0_30", "30_91", "91_182", "182_plus"]
-    cells = pd.concat([lsoa[["lsoa", "la", "income", "children"]].assign(
-        piece=p, days=lsoa[f"days_nfa_{p}"], ends=lsoa[f"ends_nfa_{p}"]) for p in pieces],
-        ignore_index=True)
+    cells = pd.concat(
+        [
+            lsoa[["lsoa", "la", "income", "children"]].assign(
+                piece=p, days=lsoa[f"days_nfa_{p}"], ends=lsoa[f"ends_nfa_{p}"]
+            )
+            for p in pieces
+        ],
+        ignore_index=True,
+    )
     cells = cells[cells["days"] > 0].reset_index(drop=True)  # dropped explicitly
-    tree = sg.fit(cells, Spec("ends", family="poisson", stratum="piece", exposure="days"),
-                  progressbar=False)
+    tree = sg.fit(
+        cells, Spec("ends", family="poisson", stratum="piece", exposure="days"), progressbar=False
+    )
     s = sg.summarise(tree)
     assert s["diagnostics"]["verdict"] == "PASS", s["diagnostics"]
     truth = recs.truth["durations"]

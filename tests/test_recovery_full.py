@@ -17,7 +17,6 @@ from socialgradient.study.calibrate import NATIONAL
 pytestmark = pytest.mark.slow
 
 
-
 @pytest.fixture(scope="module")
 def truth():
     return json.loads((sg.DEFAULT_DATA.parent / "truth.json").read_text())["thresholds"]

@@ -29,15 +29,17 @@ from socialgradient.spec import Spec
 from socialgradient.util import outputs
 
 
-def fit_like(table: pd.DataFrame, chains: int = 2, draws: int = 40, seed: int = 0,
-             outcome: str = "referrals") -> xr.DataTree:
+def fit_like(
+    table: pd.DataFrame, chains: int = 2, draws: int = 40, seed: int = 0, outcome: str = "referrals"
+) -> xr.DataTree:
     """A fitted-looking tree for ``table`` (posterior from :func:`fake_tree`'s recipe)."""
     data = NeighbourhoodData.from_table(table, outcome)
     n_la = len(data.la)
     base = fake_tree(n_la=n_la, n_lsoa_per_la=3, chains=chains, draws=draws, seed=seed)
     post = base["posterior"].to_dataset().assign_coords(la=data.la)
-    raw = xr.DataTree.from_dict({"posterior": post,
-                                 "sample_stats": base["sample_stats"].to_dataset()})
+    raw = xr.DataTree.from_dict(
+        {"posterior": post, "sample_stats": base["sample_stats"].to_dataset()}
+    )
     return assemble(raw, data, Spec(outcome))
 
 
@@ -58,8 +60,9 @@ def published_constraints(out: Path, table: pd.DataFrame, exact: bool = False):
     hidden totals (name, row, true value)."""
     las = pd.read_csv(out / "release" / "la_gradients.csv")
     ppc = json.loads((out / "release" / "ppc.json").read_text())
-    log = [json.loads(x) for x in
-           (out / "release" / "disclosure_log.jsonl").read_text().splitlines()]
+    log = [
+        json.loads(x) for x in (out / "release" / "disclosure_log.jsonl").read_text().splitlines()
+    ]
     rule = log[0]["rule"]
     noise = 0 if exact or not rule["perturb"] else log[0]["perturbation"]["max_noise"]
     half = (rule["round_to"] or 0) / 2
@@ -73,8 +76,11 @@ def published_constraints(out: Path, table: pd.DataFrame, exact: bool = False):
         if shown is None or pd.isna(shown):
             hidden.append((name, row, true))
             return
-        v = np.floor(true / rule["round_to"] + 0.5) * rule["round_to"] if exact and half \
+        v = (
+            np.floor(true / rule["round_to"] + 0.5) * rule["round_to"]
+            if exact and half
             else (true if exact else shown)
+        )
         rows.append(row)
         lo.append(max(v - half - noise, 0))
         hi.append(v + half + noise)
@@ -82,8 +88,7 @@ def published_constraints(out: Path, table: pd.DataFrame, exact: bool = False):
     for la, cases in zip(las["la"], las["cases"], strict=True):
         add(f"la {la}", (table["la"] == la).to_numpy(float), cases)
     for rec in ppc["decile"]:
-        add(f"decile {rec['decile']}", (decile == rec["decile"]).astype(float),
-            rec["observed"])
+        add(f"decile {rec['decile']}", (decile == rec["decile"]).astype(float), rec["observed"])
     total = next(r for r in ppc["statistic"] if r["statistic"] == "total")
     add("total", np.ones(n), total["observed"])
     return np.array(rows), np.array(lo, float), np.array(hi, float), hidden
@@ -106,8 +111,14 @@ def test_release_on_tiny_las_is_safe(tmp_path, seed):
     out = tmp_path / "out"
     report.write(tree, out)
     files = [p for p in (out / "release").iterdir()]
-    assert {p.name for p in files} >= {"summary.json", "la_gradients.csv", "ppc.json",
-                                       "disclosure_log.jsonl", "ppc.png", "gradient_curve.png"}
+    assert {p.name for p in files} >= {
+        "summary.json",
+        "la_gradients.csv",
+        "ppc.json",
+        "disclosure_log.jsonl",
+        "ppc.png",
+        "gradient_curve.png",
+    }
     # no LSOA code anywhere in release/ (text or figure bytes)
     assert_release_clean(out, table["lsoa"], ["cases"])
     # every published count is 0 or at least the threshold; no maximum; rates only of those
@@ -213,10 +224,25 @@ def test_low_threshold_needs_a_logged_override(saved, tmp_path, capsys):
     assert "--override" in capsys.readouterr().err
     assert not (tmp_path / "a").exists()
     reason = "methods paper, counts approved by the data owner"
-    assert cli.main(["report", str(src), "--out", str(tmp_path / "a"), "--threshold", "1",
-                     "--override", reason]) == 0
-    log = [json.loads(x) for x in
-           (tmp_path / "a" / "release" / "disclosure_log.jsonl").read_text().splitlines()]
+    assert (
+        cli.main(
+            [
+                "report",
+                str(src),
+                "--out",
+                str(tmp_path / "a"),
+                "--threshold",
+                "1",
+                "--override",
+                reason,
+            ]
+        )
+        == 0
+    )
+    log = [
+        json.loads(x)
+        for x in (tmp_path / "a" / "release" / "disclosure_log.jsonl").read_text().splitlines()
+    ]
     assert log[0]["override"] == reason
     assert log[0]["rule"]["threshold"] == 1
 
@@ -227,8 +253,10 @@ def test_report_round_to_works(saved, tmp_path):
     las = pd.read_csv(tmp_path / "r" / "release" / "la_gradients.csv")
     visible = las["cases"].notna()
     assert (las.loc[visible, "cases"] % 5 == 0).all()
-    ratio = las.loc[visible & (las["cases"] > 0), "rate_per_10k"] / las.loc[
-        visible & (las["cases"] > 0), "cases"]
+    ratio = (
+        las.loc[visible & (las["cases"] > 0), "rate_per_10k"]
+        / las.loc[visible & (las["cases"] > 0), "cases"]
+    )
     np.testing.assert_allclose(ratio, 1e4 / las.loc[ratio.index, "children"], rtol=1e-3)
     ppc = json.loads((tmp_path / "r" / "release" / "ppc.json").read_text())
     assert all(r["observed"] is None or r["observed"] % 5 == 0 for r in ppc["decile"])
@@ -292,8 +320,9 @@ def test_data_build_outcomes_go_through_the_gate(tmp_path, capsys):
     from test_sources import AREAS, make_shared
 
     shared = make_shared(tmp_path / "shared")
-    outcome = pd.DataFrame({"lsoa": [a[0] for a in AREAS],
-                            "referrals": [(3 * i) % 10 for i in range(len(AREAS))]})
+    outcome = pd.DataFrame(
+        {"lsoa": [a[0] for a in AREAS], "referrals": [(3 * i) % 10 for i in range(len(AREAS))]}
+    )
     outcome.to_csv(tmp_path / "y.csv", index=False)
     out = tmp_path / "o"
     args = ["data", "build", str(shared), "--out", str(out), "--outcomes", str(tmp_path / "y.csv")]
@@ -308,15 +337,17 @@ def test_data_build_outcomes_go_through_the_gate(tmp_path, capsys):
     las = pd.read_csv(out / "release" / "counts_by_la.csv")
     assert las["referrals"].isna().any()
     assert las["referrals"].sum() < outcome["referrals"].sum()
-    log = [json.loads(x) for x in
-           (out / "release" / "disclosure_log.jsonl").read_text().splitlines()]
+    log = [
+        json.loads(x) for x in (out / "release" / "disclosure_log.jsonl").read_text().splitlines()
+    ]
     assert [e["level"] for e in log] == ["la"]
     assert log[0]["suppressed"] > 0
     assert log[0]["path"] == "release/counts_by_la.csv"  # relative: no absolute path in a set
     reason = "model input, stays in the secure environment"
     assert cli.main([*args, "--override", reason]) == 0
-    log = [json.loads(x) for x in
-           (out / "internal" / "disclosure_log.jsonl").read_text().splitlines()]
+    log = [
+        json.loads(x) for x in (out / "internal" / "disclosure_log.jsonl").read_text().splitlines()
+    ]
     assert log[-1]["override"] == reason
     assert not json.loads((out / "release" / "disclosure_log.jsonl").read_text())["override"]
     # the old form, --out FILE.csv, is refused with what to write instead
@@ -329,16 +360,21 @@ def test_killing_data_build_keeps_a_whole_set(tmp_path):
     from test_sources import AREAS, make_shared
 
     shared = make_shared(tmp_path / "shared")
-    outcome = pd.DataFrame({"lsoa": [a[0] for a in AREAS],
-                            "referrals": [(7 * i) % 30 for i in range(len(AREAS))]})
+    outcome = pd.DataFrame(
+        {"lsoa": [a[0] for a in AREAS], "referrals": [(7 * i) % 30 for i in range(len(AREAS))]}
+    )
     outcome.to_csv(tmp_path / "y.csv", index=False)
     out = tmp_path / "o"
     assert cli.main(["data", "build", str(shared), "--out", str(out)]) == 0
     rng = random.Random(1)
     for i in range(4):  # with and without outcomes: a mixed set would not verify
         extra = ["--outcomes", str(tmp_path / "y.csv")] if i % 2 else []
-        kill_while_writing(["-m", "socialgradient.cli", "data", "build", str(shared), "--out",
-                            str(out), *extra], out, rng, window=0.3)
+        kill_while_writing(
+            ["-m", "socialgradient.cli", "data", "build", str(shared), "--out", str(out), *extra],
+            out,
+            rng,
+            window=0.3,
+        )
         if (out / "MANIFEST.json").exists():
             assert_release_clean(out, outcome["lsoa"], ["referrals"])
 
@@ -352,21 +388,22 @@ def test_suite_refits_a_spec_whose_set_is_incomplete(tmp_path, monkeypatch):
     models = tmp_path / "models"
     models.mkdir()
     (models / "national_referrals.toml").write_text(
-        'name = "national_referrals"\noutcome = "referrals"\nfamily = "poisson"\n')
+        'name = "national_referrals"\noutcome = "referrals"\nfamily = "poisson"\n'
+    )
     calls = []
 
     def fake_fit(data, spec, progressbar=False):
         calls.append(spec.name)
         tree = fit_like(table)
-        tree.attrs.update(spec=spec.to_json(), spec_hash=spec.hash,
-                          data_hash=fit.data_hash(data))
+        tree.attrs.update(spec=spec.to_json(), spec_hash=spec.hash, data_hash=fit.data_hash(data))
         return tree
 
     monkeypatch.setattr(fit, "fit", fake_fit)
     out = tmp_path / "out"
     # a cluster of threads in this process, so its tasks see the fake fit
-    with Client(processes=False, n_workers=1, threads_per_worker=1,
-                dashboard_address=":0") as client:
+    with Client(
+        processes=False, n_workers=1, threads_per_worker=1, dashboard_address=":0"
+    ) as client:
         _refits_incomplete_sets(suite, models, table, out, client)
     assert len(calls) == 3  # the refusals came before any fit
 
@@ -416,8 +453,9 @@ def _refits_incomplete_sets(suite, models, table, out, client):
 def kill_report(src: Path, dst: Path, rng: random.Random, window: float) -> None:
     """Start `socialgradient report SRC --out DST`, SIGKILL it at a random moment of its
     writing (or just after), then check what a reader and suite would see."""
-    kill_while_writing(["-m", "socialgradient.cli", "report", str(src), "--out", str(dst)],
-                       dst, rng, window)
+    kill_while_writing(
+        ["-m", "socialgradient.cli", "report", str(src), "--out", str(dst)], dst, rng, window
+    )
     json.loads((dst / "release" / "summary.json").read_text())
     fit.load(dst / "internal" / "posterior.nc")
 

@@ -20,8 +20,13 @@ SAMPLE = Path(__file__).resolve().parents[1] / "data" / "records_sample"
 
 def same_units(df: pd.DataFrame) -> pd.DataFrame:
     """Datetimes in ns (Parquet keeps another unit than the simulator's)."""
-    return df.assign(**{c: df[c].astype("datetime64[ns]") for c in df.columns
-                        if pd.api.types.is_datetime64_any_dtype(df[c])})
+    return df.assign(
+        **{
+            c: df[c].astype("datetime64[ns]")
+            for c in df.columns
+            if pd.api.types.is_datetime64_any_dtype(df[c])
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -44,11 +49,13 @@ def test_three_las_by_the_stated_rule():
 def test_committed_sample_equals_the_rebuild(rebuilt):
     for name in ("children", "episodes", "factors"):
         committed = pd.read_parquet(SAMPLE / f"{name}.parquet")
-        pd.testing.assert_frame_equal(same_units(committed), same_units(getattr(rebuilt, name)),
-                                      check_dtype=False)
+        pd.testing.assert_frame_equal(
+            same_units(committed), same_units(getattr(rebuilt, name)), check_dtype=False
+        )
     pop = pd.read_parquet(SAMPLE / "population.parquet")
-    pd.testing.assert_frame_equal(pop, rebuilt.population, check_dtype=False,
-                                  check_categorical=False)
+    pd.testing.assert_frame_equal(
+        pop, rebuilt.population, check_dtype=False, check_categorical=False
+    )
     # the truth's floats (exp/log of drawn effects) to 1e-9 relative: their last ulp depends
     # on the CPU's kernels; its codes, counts and structure exactly
     truth = json.loads((SAMPLE / "records_truth.json").read_text())
@@ -56,8 +63,13 @@ def test_committed_sample_equals_the_rebuild(rebuilt):
     table, report = linkage.aggregate(rebuilt)
     # codes and counts exactly; income within one unit of its 3-decimal grid, days at risk
     # (sums of half days) to 1e-9 relative -- stated, not pandas' default tolerance
-    assert_frame_close(table, pd.read_parquet(SAMPLE / "lsoa_age_band.parquet"), rtol=1e-9,
-                       atol={"income": 1e-3}, check_dtype=False)
+    assert_frame_close(
+        table,
+        pd.read_parquet(SAMPLE / "lsoa_age_band.parquet"),
+        rtol=1e-9,
+        atol={"income": 1e-3},
+        check_dtype=False,
+    )
     assert json.loads((SAMPLE / "linkage_report.json").read_text()) == report.to_dict()
     assert report.linked == report.read == len(rebuilt.episodes)
 

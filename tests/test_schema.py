@@ -427,8 +427,9 @@ def test_implausible_counts_are_refused_with_their_rows():
     assert validate(put(table, "referrals", 3, 1_000_000), OUTCOMES)["referrals"][3] == 1_000_000
     # "6000000000000000.3" reads as the whole 6e15 in float64: only the plausibility bound
     # sees it
-    err = refuse(put(put(table, "referrals", [3, 5], 1_000_001), "cp_plans", 2,
-                     "6000000000000000.3"))
+    err = refuse(
+        put(put(table, "referrals", [3, 5], 1_000_001), "cp_plans", 2, "6000000000000000.3")
+    )
     assert err.rule == "count_implausible"
     assert err.rows == [2, 3, 5]
     assert err.columns == ("referrals", "cp_plans")
@@ -483,8 +484,7 @@ def test_an_outcome_without_events_is_refused_for_a_fit():
         require_events(table, ["cp_plans", "referrals"])
     err = info.value
     assert err.rule == "no_events"
-    assert err.message.startswith("no_events: outcome 'referrals' is 0 on every one of the "
-                                  "12 rows")
+    assert err.message.startswith("no_events: outcome 'referrals' is 0 on every one of the 12 rows")
     assert err.rows == list(range(12))
     assert err.columns == ("referrals",)
     require_events(table, ["cp_plans"])

@@ -21,12 +21,10 @@ needs_shared = pytest.mark.skipif(not SHARED.exists(), reason="shared/data not p
 AREAS = [
     ("E01000001", "E06000052", "Cornwall", "E06000052", "Cornwall", 300, 0.12, "E1"),
     ("E01000002", "E06000052", "Cornwall", "E06000052", "Cornwall", 1250, 0.20, "D1"),
-    ("E01000003", "E06000053", "Isles of Scilly", "E06000053", "Isles of Scilly", 150, 0.05,
-     "E2"),
+    ("E01000003", "E06000053", "Isles of Scilly", "E06000053", "Isles of Scilly", 150, 0.05, "E2"),
     ("E01000004", "E09000012", "Hackney", "E09000012", "Hackney", 400, 0.30, "A1"),
     ("E01000005", "E09000012", "Hackney", "E09000012", "Hackney", 420, 0.35, "A1"),
-    ("E01000006", "E09000001", "City of London", "E09000001", "City of London", 175, 0.007,
-     "A1"),
+    ("E01000006", "E09000001", "City of London", "E09000001", "City of London", 175, 0.007, "A1"),
     ("E01000007", "E07000150", "Corby", "E10000021", "Northamptonshire", 310, 0.15, "C1"),
     ("E01000008", "E07000150", "Corby", "E10000021", "Northamptonshire", 280, 0.18, "C1"),
     ("E01000009", "E07000154", "Northampton", "E10000021", "Northamptonshire", 330, 0.22, "C1"),
@@ -64,14 +62,22 @@ def _iod_frame(number: int, areas=AREAS) -> pd.DataFrame:
     }
     rank = [_thousands(1000 + 997 * i) for i in range(n)]
     decile = [1 + i % 10 for i in range(n)]
-    values = {"imd_rank": rank, "imd_decile": decile, "income_rank": rank,
-              "income_decile": decile, "idaci_rank": rank, "idaci_decile": decile,
-              "income": [a[6] for a in areas], "idaci": [min(1, a[6] * 1.3) for a in areas],
-              "imd_score": [30 * a[6] + 5 for a in areas],
-              "children": [_thousands(a[5]) for a in areas],
-              "pop_total": [_thousands(a[5] * 5) for a in areas],
-              "pop_16_59": [a[5] * 3 for a in areas], "pop_60plus": [a[5] for a in areas],
-              "pop_working_age": [a[5] * 3 for a in areas]}
+    values = {
+        "imd_rank": rank,
+        "imd_decile": decile,
+        "income_rank": rank,
+        "income_decile": decile,
+        "idaci_rank": rank,
+        "idaci_decile": decile,
+        "income": [a[6] for a in areas],
+        "idaci": [min(1, a[6] * 1.3) for a in areas],
+        "imd_score": [30 * a[6] + 5 for a in areas],
+        "children": [_thousands(a[5]) for a in areas],
+        "pop_total": [_thousands(a[5] * 5) for a in areas],
+        "pop_16_59": [a[5] * 3 for a in areas],
+        "pop_60plus": [a[5] for a in areas],
+        "pop_working_age": [a[5] * 3 for a in areas],
+    }
     cols = dict(base)
     for published, (name, *_) in LAYOUTS[number].items():
         if published not in cols:
@@ -85,41 +91,81 @@ def make_shared(root: Path, areas=AREAS) -> Path:
     for number in (1, 2, 3, 6):
         suffix = ".gz" if number != 3 else ""
         _write(iod / (FILE_NAMES[number] + suffix), _iod_frame(number, areas), bom=number != 3)
-    mys = pd.DataFrame({
-        "nation": ["E"] * len(areas) + ["W"],
-        "lsoa": [a[0] for a in areas] + ["W01000240"],
-        "overall_local_score": [30 * a[6] + 5 for a in areas] + [86.6],
-        "income_score": [a[6] * 100 for a in areas] + [61.0],
-        "employment_score": [10.0] * (len(areas) + 1),
-    })
+    mys = pd.DataFrame(
+        {
+            "nation": ["E"] * len(areas) + ["W"],
+            "lsoa": [a[0] for a in areas] + ["W01000240"],
+            "overall_local_score": [30 * a[6] + 5 for a in areas] + [86.6],
+            "income_score": [a[6] * 100 for a in areas] + [61.0],
+            "employment_score": [10.0] * (len(areas) + 1),
+        }
+    )
     _write(iod / "mysociety_GB_IMD_E.csv.gz", mys)
     lk = root / "la_lookups"
-    _write(lk / "ons_LSOA11_to_LAD19_IMD19_lookup_Dec2019_EN.csv.gz", pd.DataFrame({
-        "LSOA11CD": [a[0] for a in areas], "LSOA11NM": ["x"] * len(areas),
-        "LAD19CD": [a[1] for a in areas], "LAD19NM": [a[2] for a in areas],
-        "IMD19": range(1, len(areas) + 1), "FID": range(1, len(areas) + 1)}))
+    _write(
+        lk / "ons_LSOA11_to_LAD19_IMD19_lookup_Dec2019_EN.csv.gz",
+        pd.DataFrame(
+            {
+                "LSOA11CD": [a[0] for a in areas],
+                "LSOA11NM": ["x"] * len(areas),
+                "LAD19CD": [a[1] for a in areas],
+                "LAD19NM": [a[2] for a in areas],
+                "IMD19": range(1, len(areas) + 1),
+                "FID": range(1, len(areas) + 1),
+            }
+        ),
+    )
     lads = sorted({(a[1], a[2], a[3], a[4]) for a in areas})
-    _write(lk / "ons_LTLA19_to_UTLA19_Apr2019_EW.csv", pd.DataFrame({
-        "FID": range(1, len(lads) + 2),
-        "LTLA19CD": [x[0] for x in lads] + ["W06000001"],
-        "LTLA19NM": [x[1] for x in lads] + ["Isle of Anglesey"],
-        "UTLA19CD": [x[2] for x in lads] + ["W06000001"],
-        "UTLA19NM": [x[3] for x in lads] + ["Isle of Anglesey"]}))
-    _write(lk / "ons_LSOA11_to_UTLA19_bestfit_EW.csv.gz", pd.DataFrame({
-        "FID": range(1, len(areas) + 1), "LSOA11CD": [a[0] for a in areas],
-        "LSOA11NM": ["x"] * len(areas), "UTLA19CD": [a[3] for a in areas],
-        "UTLA19NM": [a[4] for a in areas]}))
-    _write(root / "ruc2011" / "ons_RUC11_LSOA11_EW.csv.gz", pd.DataFrame({
-        "LSOA11CD": [a[0] for a in areas] + ["W01000001"],
-        "LSOA11NM": ["x"] * (len(areas) + 1),
-        "RUC11CD": [a[7] for a in areas] + ["E1"],
-        "RUC11": [RUC_LABELS[a[7]] for a in areas] + [RUC_LABELS["E1"]]}))
+    _write(
+        lk / "ons_LTLA19_to_UTLA19_Apr2019_EW.csv",
+        pd.DataFrame(
+            {
+                "FID": range(1, len(lads) + 2),
+                "LTLA19CD": [x[0] for x in lads] + ["W06000001"],
+                "LTLA19NM": [x[1] for x in lads] + ["Isle of Anglesey"],
+                "UTLA19CD": [x[2] for x in lads] + ["W06000001"],
+                "UTLA19NM": [x[3] for x in lads] + ["Isle of Anglesey"],
+            }
+        ),
+    )
+    _write(
+        lk / "ons_LSOA11_to_UTLA19_bestfit_EW.csv.gz",
+        pd.DataFrame(
+            {
+                "FID": range(1, len(areas) + 1),
+                "LSOA11CD": [a[0] for a in areas],
+                "LSOA11NM": ["x"] * len(areas),
+                "UTLA19CD": [a[3] for a in areas],
+                "UTLA19NM": [a[4] for a in areas],
+            }
+        ),
+    )
+    _write(
+        root / "ruc2011" / "ons_RUC11_LSOA11_EW.csv.gz",
+        pd.DataFrame(
+            {
+                "LSOA11CD": [a[0] for a in areas] + ["W01000001"],
+                "LSOA11NM": ["x"] * (len(areas) + 1),
+                "RUC11CD": [a[7] for a in areas] + ["E1"],
+                "RUC11": [RUC_LABELS[a[7]] for a in areas] + [RUC_LABELS["E1"]],
+            }
+        ),
+    )
     return root
 
 
-DFE_META = ["time_period", "time_identifier", "geographic_level", "country_code",
-            "country_name", "region_code", "region_name", "old_la_code", "new_la_code",
-            "la_name"]
+DFE_META = [
+    "time_period",
+    "time_identifier",
+    "geographic_level",
+    "country_code",
+    "country_name",
+    "region_code",
+    "region_name",
+    "old_la_code",
+    "new_la_code",
+    "la_name",
+]
 
 
 def dfe_referrals(rows=None) -> pd.DataFrame:
@@ -132,10 +178,23 @@ def dfe_referrals(rows=None) -> pd.DataFrame:
     ]
     out = []
     for year, level, old, new, name, ref, reref in rows:
-        out.append([year, "Reporting year", level, "E92000001", "England",
-                    "E13000001" if level != "National" else "", "Inner London" if level !=
-                    "National" else "", old, new, name, "Referrals and Re-referrals", ref,
-                    reref])
+        out.append(
+            [
+                year,
+                "Reporting year",
+                level,
+                "E92000001",
+                "England",
+                "E13000001" if level != "National" else "",
+                "Inner London" if level != "National" else "",
+                old,
+                new,
+                name,
+                "Referrals and Re-referrals",
+                ref,
+                reref,
+            ]
+        )
     return pd.DataFrame(out, columns=[*DFE_META, "category", "referral_count", "rereferral_count"])
 
 
@@ -166,8 +225,10 @@ def test_iod_file7_is_preferred_and_gives_idaci(tmp_path):
 
 
 def test_iod_missing_column_names_expected_and_found(tmp_path):
-    path = _write(tmp_path / "f6.csv", _iod_frame(6).drop(
-        columns="Dependent Children aged 0-15: mid 2015 (excluding prisoners)"))
+    path = _write(
+        tmp_path / "f6.csv",
+        _iod_frame(6).drop(columns="Dependent Children aged 0-15: mid 2015 (excluding prisoners)"),
+    )
     with pytest.raises(InputError) as err:
         sources.read_iod_file(path, 6)
     assert err.value.rule == "missing_column"
@@ -178,9 +239,14 @@ def test_iod_missing_column_names_expected_and_found(tmp_path):
 
 @pytest.mark.parametrize(
     ("code", "rule"),
-    [("E1000002", "excel_mangled_code"), ("1.00E+05", "excel_mangled_code"),
-     ("E01000002.0", "excel_mangled_code"), (" E01000002", "malformed_lsoa"),
-     ("S01000002", "malformed_lsoa"), ("", "missing_value")],
+    [
+        ("E1000002", "excel_mangled_code"),
+        ("1.00E+05", "excel_mangled_code"),
+        ("E01000002.0", "excel_mangled_code"),
+        (" E01000002", "malformed_lsoa"),
+        ("S01000002", "malformed_lsoa"),
+        ("", "missing_value"),
+    ],
 )
 def test_iod_bad_codes(tmp_path, code, rule):
     frame = _iod_frame(1)
@@ -194,8 +260,8 @@ def test_iod_bad_codes(tmp_path, code, rule):
 
 
 @pytest.mark.parametrize(
-    ("value", "rule"), [("", "missing_value"), ("abc", "non_numeric"), ("-3", "out_of_range"),
-                    ("inf", "non_numeric")],
+    ("value", "rule"),
+    [("", "missing_value"), ("abc", "non_numeric"), ("-3", "out_of_range"), ("inf", "non_numeric")],
 )
 def test_iod_bad_numbers(tmp_path, value, rule):
     frame = _iod_frame(6)
@@ -267,19 +333,53 @@ def test_lookups_and_ruc(tmp_path):
 
 
 def test_children_services_la_merges_and_splits():
-    lad = pd.Series(["E06000053", "E09000001", "E07000150", "E07000154", "E07000026",
-                     "E07000030", "E10000002x"[:9], "E06000028"])
-    utla = pd.Series(["E06000053", "E09000001", "E10000021", "E10000021", "E10000006",
-                      "E10000006", "E10000002", "E06000028"])
+    lad = pd.Series(
+        [
+            "E06000053",
+            "E09000001",
+            "E07000150",
+            "E07000154",
+            "E07000026",
+            "E07000030",
+            "E10000002x"[:9],
+            "E06000028",
+        ]
+    )
+    utla = pd.Series(
+        [
+            "E06000053",
+            "E09000001",
+            "E10000021",
+            "E10000021",
+            "E10000006",
+            "E10000006",
+            "E10000002",
+            "E06000028",
+        ]
+    )
     la, applied = sources.children_services_la(lad, utla, 2025)
-    assert la.tolist() == ["E06000052", "E09000012", "E06000061", "E06000062", "E06000063",
-                           "E06000064", "E06000060", "E06000058"]
+    assert la.tolist() == [
+        "E06000052",
+        "E09000012",
+        "E06000061",
+        "E06000062",
+        "E06000063",
+        "E06000064",
+        "E06000060",
+        "E06000058",
+    ]
     kinds = {(a["old"], a["new"]): (a["kind"], a["rows"]) for a in applied}
     assert kinds[("E06000053", "E06000052")] == ("dfe_merge", 1)
     assert kinds[("E10000021", "E06000061")] == ("reorganisation", 1)
     la21, _ = sources.children_services_la(lad, utla, 2021, merges=())
-    assert la21.tolist()[:6] == ["E06000053", "E09000001", "E10000021", "E10000021",
-                                 "E10000006", "E10000006"]
+    assert la21.tolist()[:6] == [
+        "E06000053",
+        "E09000001",
+        "E10000021",
+        "E10000021",
+        "E10000006",
+        "E10000006",
+    ]
     assert la21.iloc[6] == "E06000060"  # Buckinghamshire unitary from DfE year 2021
     with pytest.raises(InputError) as err:
         sources.children_services_la(lad, utla, 2015)
@@ -290,8 +390,9 @@ def test_children_services_la_merges_and_splits():
 
 
 def test_dfe_suppressed_cells_kept_and_flagged(tmp_path):
-    path = _write(tmp_path / "c1_children_in_need_referrals_and_rereferrals_2013_to_2025.csv",
-                  dfe_referrals())
+    path = _write(
+        tmp_path / "c1_children_in_need_referrals_and_rereferrals_2013_to_2025.csv", dfe_referrals()
+    )
     t = sources.read_dfe_table(path)  # table guessed from the file name
     assert len(t) == 3 * 2  # 3 LA rows x 2 measures; the national row is another level
     assert set(t["table"]) == {"referrals"}
@@ -310,10 +411,13 @@ def test_dfe_suppressed_cells_kept_and_flagged(tmp_path):
 
 @pytest.mark.parametrize(
     ("column", "value", "rule"),
-    [("referral_count", "", "missing_value"), ("referral_count", "n/a", "non_numeric"),
-     ("old_la_code", "204.0", "excel_mangled_code"), ("new_la_code", "E9000012",
-                                                      "excel_mangled_code"),
-     ("time_period", "2019-20", "malformed_year")],
+    [
+        ("referral_count", "", "missing_value"),
+        ("referral_count", "n/a", "non_numeric"),
+        ("old_la_code", "204.0", "excel_mangled_code"),
+        ("new_la_code", "E9000012", "excel_mangled_code"),
+        ("time_period", "2019-20", "malformed_year"),
+    ],
 )
 def test_dfe_bad_cells(tmp_path, column, value, rule):
     frame = dfe_referrals()
@@ -331,12 +435,16 @@ def test_dfe_duplicates_missing_columns_population_and_cla(tmp_path):
         sources.read_dfe_table(_write(tmp_path / "c1.csv", frame), "referrals")
     assert err.value.rule == "duplicate_key"
     with pytest.raises(InputError) as err:
-        sources.read_dfe_table(_write(tmp_path / "c1.csv", dfe_referrals().drop(
-            columns="new_la_code")), "referrals")
+        sources.read_dfe_table(
+            _write(tmp_path / "c1.csv", dfe_referrals().drop(columns="new_la_code")), "referrals"
+        )
     assert err.value.rule == "missing_column"
     assert "new_la_code" in err.value.message
-    pop = dfe_referrals().drop(columns=["category", "rereferral_count"]).rename(
-        columns={"referral_count": "population_estimate"})
+    pop = (
+        dfe_referrals()
+        .drop(columns=["category", "rereferral_count"])
+        .rename(columns={"referral_count": "population_estimate"})
+    )
     pop.insert(10, "age_group", "Children aged 0 to 17 years")
     p = sources.read_population(_write(tmp_path / "pop.csv", pop))
     assert set(p["measure"]) == {"population_estimate"}
@@ -370,8 +478,10 @@ def test_real_iod_and_geography():
     assert len(eng) == 32844
     assert eng["ruc11cd"].value_counts()["A1"] == 11523
     lk = SHARED / "la_lookups"
-    assert len(sources.read_lsoa_lad(lk / "ons_LSOA11_to_LAD19_IMD19_lookup_Dec2019_EN.csv.gz")
-               ) == 32844
+    assert (
+        len(sources.read_lsoa_lad(lk / "ons_LSOA11_to_LAD19_IMD19_lookup_Dec2019_EN.csv.gz"))
+        == 32844
+    )
 
 
 @needs_shared

@@ -158,8 +158,14 @@ DICT_HASHES = [
     ({**R, "strata": ["age_band"]}, "c065204d9b58ebc7"),
     ({**R, "stratum": "age_band"}, "c065204d9b58ebc7"),
     ({**R, "neighbourhood_moderators": "x"}, "8624a2a6ae249476"),
-    ({**R, "la_data": "/a/b/las.parquet",
-      "la_outcome": {"count": "a", "trials": "b", "adjust": "c"}}, "c963047f2fe9e2bb"),
+    (
+        {
+            **R,
+            "la_data": "/a/b/las.parquet",
+            "la_outcome": {"count": "a", "trials": "b", "adjust": "c"},
+        },
+        "c963047f2fe9e2bb",
+    ),
     ({"outcomes": ["referrals", "assessments"]}, "028678ce369614f3"),
 ]
 
@@ -234,8 +240,12 @@ BAD = [
     ({**R, "records": {"durations": 1}}, "records.durations", "1", "a string"),
     ({**R, "records": 5}, "records", "5", "a table with keys by, durations"),
     ({**R, "la_outcome": {"count": "a", "trials": 3}}, "la_outcome.trials", "3", "a string"),
-    ({**R, "la_outcome": {"count": "a", "trials": "b", "adjust": 1.5}}, "la_outcome.adjust",
-     "1.5", STRINGS),
+    (
+        {**R, "la_outcome": {"count": "a", "trials": "b", "adjust": 1.5}},
+        "la_outcome.adjust",
+        "1.5",
+        STRINGS,
+    ),
 ]
 
 
@@ -245,10 +255,12 @@ def _says(err: pytest.ExceptionInfo, *parts: str) -> None:
         assert part in message, (part, message)
 
 
-@pytest.mark.parametrize(("raw", "key", "given", "allowed"), BAD,
-                         ids=[f"{b[1]}={b[2]}" for b in BAD])
-def test_a_bad_value_names_its_key_the_value_and_what_is_allowed(raw, key, given, allowed,
-                                                                   tmp_path):
+@pytest.mark.parametrize(
+    ("raw", "key", "given", "allowed"), BAD, ids=[f"{b[1]}={b[2]}" for b in BAD]
+)
+def test_a_bad_value_names_its_key_the_value_and_what_is_allowed(
+    raw, key, given, allowed, tmp_path
+):
     with pytest.raises(SpecError) as err:
         Spec.from_dict(raw)
     _says(err, key, given, allowed)
@@ -256,14 +268,17 @@ def test_a_bad_value_names_its_key_the_value_and_what_is_allowed(raw, key, given
     assert isinstance(err.value, ValueError)  # callers that catch ValueError still do
 
 
-@pytest.mark.parametrize(("text", "key", "given", "allowed"), [
-    ('target_accept = "0.9"', "target_accept", "'0.9'", "in [0.5, 1)"),
-    ("stratum = 3", "stratum", "3", "a string"),
-    ('[sampling]\ndraws = "100"', "sampling.draws", "'100'", INT_1_1M),
-    ('[priors]\nb_w = "x"', "priors.b_w", "'x'", POSITIVE),
-    ("[records]\nby = 5", "records.by", "5", STRINGS),
-    ("[priors]\nb_w = nan", "priors.b_w", "nan", POSITIVE),
-])
+@pytest.mark.parametrize(
+    ("text", "key", "given", "allowed"),
+    [
+        ('target_accept = "0.9"', "target_accept", "'0.9'", "in [0.5, 1)"),
+        ("stratum = 3", "stratum", "3", "a string"),
+        ('[sampling]\ndraws = "100"', "sampling.draws", "'100'", INT_1_1M),
+        ('[priors]\nb_w = "x"', "priors.b_w", "'x'", POSITIVE),
+        ("[records]\nby = 5", "records.by", "5", STRINGS),
+        ("[priors]\nb_w = nan", "priors.b_w", "nan", POSITIVE),
+    ],
+)
 def test_a_bad_toml_file_raises_spec_error(text, key, given, allowed, tmp_path):
     path = tmp_path / "bad.toml"
     path.write_text(f'outcome = "referrals"\n{text}\n')
@@ -280,8 +295,11 @@ def test_missing_keys_are_named():
 
 
 def test_unknown_keys_list_the_allowed_ones():
-    with pytest.raises(SpecError, match=r"unknown key.*'bogus'.*\[records\]; allowed: "
-                       r"\['by', 'durations'"):
+    with pytest.raises(
+        SpecError,
+        match=r"unknown key.*'bogus'.*\[records\]; allowed: "
+        r"\['by', 'durations'",
+    ):
         Spec.from_dict({**R, "records": {"bogus": 1}})
     with pytest.raises(SpecError, match=r"unknown key.*'b_q'.*\[priors\]; allowed: \['a'"):
         Spec("referrals").replace(priors={"b_q": 1.0})
@@ -301,8 +319,12 @@ def test_specs_built_in_python_meet_the_same_rules():
     with pytest.raises(SpecError, match=r"^records\.by must be a list of strings"):
         RecordsTable(by=5)
     # one item for a list, a dict for a table, numpy's float64: taken as before
-    spec = Spec("referrals", records={"by": "age_band"}, neighbourhood_moderators="x",
-                priors={"b_w": np.float64(0.5)})
+    spec = Spec(
+        "referrals",
+        records={"by": "age_band"},
+        neighbourhood_moderators="x",
+        priors={"b_w": np.float64(0.5)},
+    )
     assert spec.records.by == ("age_band",)
     assert spec.neighbourhood_moderators == ("x",)
     assert type(spec.priors.b_w) is float

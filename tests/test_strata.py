@@ -96,8 +96,9 @@ def test_reference_stratum_has_most_children(table):
 @pytest.mark.parametrize("family", ["poisson", "negbin"])
 def test_logp_equals_textbook_stratified_model(table, family):
     data = NeighbourhoodData.from_table(table, "referrals", "age_band")
-    model = build_model(data, Spec("referrals", family=family, stratum="age_band",
-                                   la_effects="centred"))  # as the reference below
+    model = build_model(
+        data, Spec("referrals", family=family, stratum="age_band", la_effects="centred")
+    )  # as the reference below
     with pm.Model(coords=model.coords) as ref:
         theta = la_effects(data)
         raw = pm.Normal(

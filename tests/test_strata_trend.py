@@ -28,8 +28,10 @@ from textbook import assert_same_density, observe
 
 BANDS = {"0-4": 5, "5-9": 5, "10-15": 6}  # band -> years
 # true offsets (log rate, slope) by column; the reference levels (most children) are zero
-OFFSET = {"age_band": {"10-15": (0.0, 0.0), "0-4": (0.3, 0.2), "5-9": (0.1, 0.05)},
-          "gender": {"M": (0.0, 0.0), "F": (-0.05, -0.1)}}
+OFFSET = {
+    "age_band": {"10-15": (0.0, 0.0), "0-4": (0.3, 0.2), "5-9": (0.1, 0.05)},
+    "gender": {"M": (0.0, 0.0), "F": (-0.05, -0.1)},
+}
 A, B_W, B_B, B_X, PHI = -4.0, 0.48, 0.25, -0.26, 30.0
 KAPPA, TAU = -0.02, -0.03  # per year of age: log rate and log gradient
 
@@ -52,16 +54,23 @@ def cells(n_la: int, seed: int, trend: bool = False) -> pd.DataFrame:
             n = (t["children"].to_numpy() / 16).round() + 1
             x = age - 7.5
             mu = n * np.exp(a_la + KAPPA * x + (b_la + TAU * x) * d.w)
-            out.append(base.assign(children=n, age=age,
-                                   referrals=rng.poisson(rng.gamma(PHI, mu / PHI))))
+            out.append(
+                base.assign(children=n, age=age, referrals=rng.poisson(rng.gamma(PHI, mu / PHI)))
+            )
         return pd.concat(out, ignore_index=True)
     for band, years in BANDS.items():
         for gender, share in (("M", 0.52), ("F", 0.48)):
             n = (t["children"].to_numpy() * years / 16 * share).round() + 1
             (ga, da), (gg, dg) = OFFSET["age_band"][band], OFFSET["gender"][gender]
             mu = n * np.exp(a_la + ga + gg + (b_la + da + dg) * d.w)
-            out.append(base.assign(children=n, age_band=band, gender=gender,
-                                   referrals=rng.poisson(rng.gamma(PHI, mu / PHI))))
+            out.append(
+                base.assign(
+                    children=n,
+                    age_band=band,
+                    gender=gender,
+                    referrals=rng.poisson(rng.gamma(PHI, mu / PHI)),
+                )
+            )
     return pd.concat(out, ignore_index=True)
 
 
@@ -93,7 +102,8 @@ def test_one_stratum_column_is_the_same_spec_whichever_spelling(tmp_path):
         path.write_text(
             f'name = "strata_{column}"\noutcome = "referrals"\nfamily = "negbin"\n'
             f'stratum = "{column}"\n\n[records]\nby = ["{column}"]\nscale = 0.2\n\n'
-            '[sampling]\ndraws = 1000\ntune = 1000\nchains = 4\nseed = 2021\n')
+            "[sampling]\ndraws = 1000\ntune = 1000\nchains = 4\nseed = 2021\n"
+        )
         assert load_spec(path).hash == digest
     # a spec with other priors set keeps its hash too: new prior scales left out at defaults
     assert "trend_slope" not in Spec("referrals", priors={"b_w": 2.0}).to_json()
@@ -106,21 +116,27 @@ def test_several_columns_and_a_trend_parse_and_round_trip(tmp_path):
     assert Spec.from_json(spec.to_json()) == spec
     assert spec.hash != Spec("referrals", strata=["gender", "age_band"]).hash
     path = tmp_path / "s.toml"
-    path.write_text('outcome = "referrals"\nstrata = ["age_band", "gender"]\n'
-                    'stratum_trend = "age"\n[priors]\ntrend_slope = 0.2\n')
+    path.write_text(
+        'outcome = "referrals"\nstrata = ["age_band", "gender"]\n'
+        'stratum_trend = "age"\n[priors]\ntrend_slope = 0.2\n'
+    )
     loaded = load_spec(path)
     assert loaded.strata == ("age_band", "gender")
     assert loaded.priors.trend_slope == 0.2
     trend = load_spec(sg.MODELS / "strata_age_trend.toml")
     assert (trend.stratum_trend, trend.records.by) == ("age", ("age",))
-    for bad, match in (({"stratum": "gender", "strata": ["age_band", "gender"]}, "once"),
-                       ({"strata": ["age", "gender"], "stratum_trend": "age"}, "either"),
-                       ({"strata": ["gender", "gender"]}, "repeats")):
+    for bad, match in (
+        ({"stratum": "gender", "strata": ["age_band", "gender"]}, "once"),
+        ({"strata": ["age", "gender"], "stratum_trend": "age"}, "either"),
+        ({"strata": ["gender", "gender"]}, "repeats"),
+    ):
         with pytest.raises(ValueError, match=match):
             Spec("referrals", **bad)
     with pytest.raises(ValueError, match="strat"):
-        sg.encode(pd.DataFrame(), Spec("referrals", outcomes=["referrals", "assessments"],
-                                       stratum_trend="age"))
+        sg.encode(
+            pd.DataFrame(),
+            Spec("referrals", outcomes=["referrals", "assessments"], stratum_trend="age"),
+        )
 
 
 # -- the input contract -------------------------------------------------------------------
@@ -164,40 +180,59 @@ def test_contract_of_several_columns_and_a_trend(two, by_age):
 
 @pytest.mark.parametrize("family", ["poisson", "negbin"])
 def test_logp_equals_textbook_model_with_two_columns_and_a_trend(two, family):
-    table = two.assign(age=two["age_band"].map({"0-4": 2, "5-9": 7, "10-15": 12.5})
-                       + np.where(two["gender"] == "M", 0.0, 0.5))
-    spec = Spec("referrals", family=family, strata=["age_band", "gender"],
-                stratum_trend="age", la_effects="centred")
+    table = two.assign(
+        age=two["age_band"].map({"0-4": 2, "5-9": 7, "10-15": 12.5})
+        + np.where(two["gender"] == "M", 0.0, 0.5)
+    )
+    spec = Spec(
+        "referrals",
+        family=family,
+        strata=["age_band", "gender"],
+        stratum_trend="age",
+        la_effects="centred",
+    )
     data = sg.encode(table, spec)
-    assert data.strata == ("age_band=10-15", "age_band=0-4", "age_band=5-9", "gender=M",
-                           "gender=F")
+    assert data.strata == ("age_band=10-15", "age_band=0-4", "age_band=5-9", "gender=M", "gender=F")
     assert data.row_dim == "cell"
     assert data.stratum_index.shape == (len(table), 2)
     model = build_model(data, spec)
-    assert list(model.coords["stratum_contrast"]) == ["age_band=0-4", "age_band=5-9",
-                                                      "gender=F"]
+    assert list(model.coords["stratum_contrast"]) == ["age_band=0-4", "age_band=5-9", "gender=F"]
     mean, sd = data.trend_scaling()
     with pm.Model(coords=model.coords) as ref:
         theta = la_effects(data)
-        raw = pm.Normal("stratum_offset", 0, np.array([1.0, 0.5]),
-                        dims=("stratum_contrast", "effect"))
+        raw = pm.Normal(
+            "stratum_offset", 0, np.array([1.0, 0.5]), dims=("stratum_contrast", "effect")
+        )
         off = pt.concatenate([pt.zeros((1, 2)), raw[:2], pt.zeros((1, 2)), raw[2:]], axis=0)
         coef = pm.Normal("trend_coef", 0, np.array([1.0, 0.5]), dims="effect")
         i, s = data.la_index, data.stratum_index
         z = (data.trend - mean) / sd
-        eta = (theta[i, 0] + off[s[:, 0], 0] + off[s[:, 1], 0] + coef[0] * z
-               + (theta[i, 1] + off[s[:, 0], 1] + off[s[:, 1], 1] + coef[1] * z) * data.w)
+        eta = (
+            theta[i, 0]
+            + off[s[:, 0], 0]
+            + off[s[:, 1], 0]
+            + coef[0] * z
+            + (theta[i, 1] + off[s[:, 0], 1] + off[s[:, 1], 1] + coef[1] * z) * data.w
+        )
         observe(family, data.children * pt.exp(eta), data.y)
     assert_same_density(model, ref)
 
 
 @pytest.mark.slow  # a fit: 100-200 s measured on the shared 2-core machine
 def test_two_column_fit_gives_per_column_contrasts(two):
-    tree = sg.fit(two, Spec("referrals", strata=["age_band", "gender"]), draws=200, tune=200,
-                  chains=2, progressbar=False)
+    tree = sg.fit(
+        two,
+        Spec("referrals", strata=["age_band", "gender"]),
+        draws=200,
+        tune=200,
+        chains=2,
+        progressbar=False,
+    )
     assert tree["log_likelihood"]["referrals"].dims == ("chain", "draw", "cell")
-    assert json.loads(tree.attrs["stratum_columns"]) == {"age_band": ["10-15", "0-4", "5-9"],
-                                                         "gender": ["M", "F"]}
+    assert json.loads(tree.attrs["stratum_columns"]) == {
+        "age_band": ["10-15", "0-4", "5-9"],
+        "gender": ["M", "F"],
+    }
     s = sg.summarise(tree)
     assert "stratum_contrast" not in s
     assert s["model"]["strata"] == ["age_band", "gender"]
@@ -221,8 +256,14 @@ def test_two_column_fit_gives_per_column_contrasts(two):
 
 @pytest.mark.slow  # a fit: 100-200 s measured on the shared 2-core machine
 def test_trend_recovered_on_a_table_drawn_from_the_model(by_age):
-    tree = sg.fit(by_age, Spec("referrals", stratum_trend="age"), draws=200, tune=200,
-                  chains=2, progressbar=False)
+    tree = sg.fit(
+        by_age,
+        Spec("referrals", stratum_trend="age"),
+        draws=200,
+        tune=200,
+        chains=2,
+        progressbar=False,
+    )
     s = sg.summarise(tree)["stratum_trend"]
     assert s["column"] == "age"
     for key, truth in (("intercept", KAPPA), ("slope", TAU)):
@@ -252,8 +293,11 @@ def test_single_year_denominators_sum_to_the_band(recs):
     assert sorted(pop["age"].unique()) == list(AGES)
     keys = ["year", "lsoa", "age_band", "gender", "ethnicity"]
     band = pop.groupby(keys, observed=True)["children"].sum()
-    np.testing.assert_allclose(band.to_numpy(), recs.population.set_index(keys)["children"]
-                               .reindex(band.index).to_numpy(), rtol=1e-12)
+    np.testing.assert_allclose(
+        band.to_numpy(),
+        recs.population.set_index(keys)["children"].reindex(band.index).to_numpy(),
+        rtol=1e-12,
+    )
     by_age, report = linkage.aggregate(recs, by=("age",))
     by_band, _ = linkage.aggregate(recs, by=("age_band",))
     assert report.linked == report.read
@@ -263,8 +307,9 @@ def test_single_year_denominators_sum_to_the_band(recs):
     assert by_age["children"].sum() == pytest.approx(by_band["children"].sum(), rel=1e-12)
     # each child counted at the age of its child row
     ages = recs.children.groupby("age").size()
-    np.testing.assert_array_equal(by_age.groupby("age")["referrals"].sum()
-                                  .reindex(ages.index).to_numpy(), ages.to_numpy())
+    np.testing.assert_array_equal(
+        by_age.groupby("age")["referrals"].sum().reindex(ages.index).to_numpy(), ages.to_numpy()
+    )
 
 
 def test_age_trend_truth_is_the_line_through_the_band_staircase(recs):
@@ -273,7 +318,8 @@ def test_age_trend_truth_is_the_line_through_the_band_staircase(recs):
     assert len(t["d_by_age"]) == 18
     d = recs.truth["strata"]["age_band"]
     assert [t["d_by_age"][a] for a in (0, 7, 12, 17)] == [
-        d[b]["d"] for b in ("0-4", "5-9", "10-15", "16-17")]
+        d[b]["d"] for b in ("0-4", "5-9", "10-15", "16-17")
+    ]
     assert t["slope"] == pytest.approx(-0.0134, abs=5e-5)
     assert sum(t["weight_by_age"]) == pytest.approx(1.0)
     assert t["gradient_ratio_0_to_17"] == pytest.approx(math.exp(17 * t["slope"]))
@@ -289,8 +335,11 @@ def test_age_trend_recovered_on_records_by_single_year(recs):
     tree = sg.fit(table, spec, draws=250, tune=250, chains=2, progressbar=False)
     seconds = time.perf_counter() - start
     s = sg.summarise(tree)
-    row = findings.table({spec.name: s}, {spec.name: recs.truth},
-                         [f for f in findings.FINDINGS if f.spec == spec.name]).iloc[0]
+    row = findings.table(
+        {spec.name: s},
+        {spec.name: recs.truth},
+        [f for f in findings.FINDINGS if f.spec == spec.name],
+    ).iloc[0]
     assert bool(row["covered"]), (row.to_dict(), s["stratum_trend"])
     assert row["probability"] == s["stratum_trend"]["slope"]["p_negative"] > 0.9
     assert s["diagnostics"]["divergences"] == 0

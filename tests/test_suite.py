@@ -24,7 +24,7 @@ MODELS = Path(__file__).resolve().parents[1] / "models"
 # Tiny fits with PyMC's own NUTS: these tests are about the suite (resume, kills, tables), and
 # PyMC starts from pytensor's compiled-C cache in seconds where nutpie's numba compilation takes
 # ~20 s per model (measured: 2 specs, 45 s of CPU against 97 s).
-TINY = "\n[sampling]\ndraws = 40\ntune = 40\nchains = 1\nseed = 3\nsampler = \"pymc\"\n"
+TINY = '\n[sampling]\ndraws = 40\ntune = 40\nchains = 1\nseed = 3\nsampler = "pymc"\n'
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,8 @@ def write_models(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for outcome in ("referrals", "cp_plans"):
         (folder / f"national_{outcome}.toml").write_text(
-            f'name = "national_{outcome}"\noutcome = "{outcome}"\nfamily = "poisson"\n' + TINY)
+            f'name = "national_{outcome}"\noutcome = "{outcome}"\nfamily = "poisson"\n' + TINY
+        )
     shutil.copy(MODELS / "la_panel_referrals.toml", folder)
     return folder
 
@@ -50,15 +51,23 @@ def test_repository_specs_are_read():
     fitted = [(path.stem, s.outcome) for path, s, _ in specs if s is not None]
     # by file name; a joint spec's outcome is its first threshold, a stacked one's "count"
     assert fitted == [
-        ("cp_categories", "count"), ("durations_cin_plan", "ends"),
-        ("durations_cp_plan", "ends"), ("joint_thresholds", "referrals"),
-        ("la_repeat_cp_plans", "referrals"), ("la_rereferrals", "referrals"),
-        ("national_referrals", "referrals"), ("national_referrals_places", "referrals"),
-        ("needs_factors", "count"), ("repeat_cp_plans", "repeat_cp_plans"),
-        ("rereferrals", "rereferrals"), ("rurality", "referrals"),
-        ("strata_age_band", "referrals"), ("strata_age_trend", "referrals"),
+        ("cp_categories", "count"),
+        ("durations_cin_plan", "ends"),
+        ("durations_cp_plan", "ends"),
+        ("joint_thresholds", "referrals"),
+        ("la_repeat_cp_plans", "referrals"),
+        ("la_rereferrals", "referrals"),
+        ("national_referrals", "referrals"),
+        ("national_referrals_places", "referrals"),
+        ("needs_factors", "count"),
+        ("repeat_cp_plans", "repeat_cp_plans"),
+        ("rereferrals", "rereferrals"),
+        ("rurality", "referrals"),
+        ("strata_age_band", "referrals"),
+        ("strata_age_trend", "referrals"),
         ("strata_ethnicity_cp_plans", "cp_plans"),
-        ("strata_gender", "referrals")]
+        ("strata_gender", "referrals"),
+    ]
     assert all(why.startswith("an LA panel spec") for _, s, why in specs if s is None)
     # every spec's file name is its name, so OUT/<name>/ is found from the file
     assert all(path.stem == s.name for path, s, _ in specs if s is not None)
@@ -67,12 +76,19 @@ def test_repository_specs_are_read():
 def test_suite_fits_skips_panels_and_resumes(data, tmp_path):
     models = write_models(tmp_path / "models")
     out = tmp_path / "out"
-    args = ["suite", "--models", str(models), "--data", str(data), "--out", str(out),
-            "--no-progress"]
+    args = [
+        "suite",
+        "--models",
+        str(models),
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     assert cli.main(args) in (0, 1)  # 40 draws may not converge; the suite still completes
     table = pd.read_csv(out / "suite.csv")
-    assert list(table["spec"]) == ["la_panel_referrals", "national_cp_plans",
-                                   "national_referrals"]
+    assert list(table["spec"]) == ["la_panel_referrals", "national_cp_plans", "national_referrals"]
     assert table["status"].tolist()[0].startswith("skipped: an LA panel spec")
     assert table["status"].tolist()[1:] == ["fitted", "fitted"]
     assert table.loc[1:, "gradient_mean_la"].gt(1).all()
@@ -121,8 +137,16 @@ def test_suite_builds_record_tables_once_and_writes_findings(data, tmp_path):
     text = text.replace("scale = 0.2", "scale = 0.05").split("[sampling]")[0]
     (models / "strata_gender.toml").write_text(text + TINY)
     out = tmp_path / "out"
-    args = ["suite", "--models", str(models), "--data", str(data), "--out", str(out),
-            "--no-progress"]
+    args = [
+        "suite",
+        "--models",
+        str(models),
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     assert cli.main(args) in (0, 1)
     (cache,) = (out / "_tables").iterdir()
     report = json.loads((cache / "report.json").read_text())
@@ -150,10 +174,24 @@ def test_suite_killed_midway_resumes_without_refitting(data, tmp_path):
     only the second. One worker, so the fits run one after the other (equal costs: by name)."""
     models = write_models(tmp_path / "models")
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "socialgradient.cli", "suite", "--models", str(models),
-           "--data", str(data), "--out", str(out), "--no-progress", "--workers", "1"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "socialgradient.cli",
+        "suite",
+        "--models",
+        str(models),
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--no-progress",
+        "--workers",
+        "1",
+    ]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     first = out / "national_cp_plans" / "MANIFEST.json"
     deadline = time.monotonic() + 600
     while not first.exists() and proc.poll() is None and time.monotonic() < deadline:
@@ -164,8 +202,9 @@ def test_suite_killed_midway_resumes_without_refitting(data, tmp_path):
     proc.wait()
     assert not (out / "suite.csv").exists()
     done = first.stat().st_mtime_ns
-    assert cli.main(["suite", "--models", str(models), "--data", str(data), "--out",
-                     str(out), "--no-progress"]) in (0, 1)
+    assert cli.main(
+        ["suite", "--models", str(models), "--data", str(data), "--out", str(out), "--no-progress"]
+    ) in (0, 1)
     status = pd.read_csv(out / "suite.csv").set_index("spec")["status"]
     assert status["national_cp_plans"] == "up to date"
     assert status["national_referrals"] == "fitted"
@@ -181,8 +220,10 @@ def test_suite_on_a_running_cluster(data, tmp_path, scheduler, monkeypatch):
     table = pd.read_parquet(data)
     monkeypatch.chdir(tmp_path)
     items = suite.run(models, table, Path("out"), scheduler=scheduler)
-    assert [(i.name, i.status) for i in items] == [("national_cp_plans", "fitted"),
-                                                    ("national_referrals", "fitted")]
+    assert [(i.name, i.status) for i in items] == [
+        ("national_cp_plans", "fitted"),
+        ("national_referrals", "fitted"),
+    ]
     for item in items:
         assert outputs.verify(tmp_path / "out" / item.name)["command"] == "suite"
         assert item.summary["model"]["outcome"] == item.name.removeprefix("national_")
@@ -214,8 +255,10 @@ def test_suite_survives_a_worker_killed_mid_fit(data, tmp_path, scheduler):
                     name = str(keys[0]).split("-")[1]
                     pid = client.run(os.getpid, workers=[worker])[worker]
                     # 3 s of CPU into the task it is compiling or sampling
-                    if cpu(pid) - started.setdefault(pid, cpu(pid)) > 3 and \
-                            not (out / name / "MANIFEST.json").exists():
+                    if (
+                        cpu(pid) - started.setdefault(pid, cpu(pid)) > 3
+                        and not (out / name / "MANIFEST.json").exists()
+                    ):
                         os.kill(pid, signal.SIGKILL)
                         killed[name] = pid
                 time.sleep(0.5)
@@ -235,8 +278,11 @@ def test_suite_survives_a_worker_killed_mid_fit(data, tmp_path, scheduler):
         killer.join()
     assert killed, "no worker was killed mid-fit"
     status = {i.name: i.status for i in items}
-    assert status == {"la_panel_referrals": status["la_panel_referrals"],
-                      "national_cp_plans": "fitted", "national_referrals": "fitted"}
+    assert status == {
+        "la_panel_referrals": status["la_panel_referrals"],
+        "national_cp_plans": "fitted",
+        "national_referrals": "fitted",
+    }
     for name in ("national_cp_plans", "national_referrals"):
         assert outputs.verify(out / name)["command"] == "suite"
         final = (out / name / "MANIFEST.json").stat().st_mtime_ns

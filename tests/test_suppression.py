@@ -72,8 +72,13 @@ counts = st.integers(0, 30) | st.integers(0, 9)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(arrays(np.int64, st.tuples(st.integers(2, 5), st.integers(2, 4), st.integers(1, 3)),
-              elements=counts))
+@given(
+    arrays(
+        np.int64,
+        st.tuples(st.integers(2, 5), st.integers(2, 4), st.integers(1, 3)),
+        elements=counts,
+    )
+)
 def test_every_hidden_cell_of_a_three_way_table_keeps_its_range(values):
     lines = grid_lines(values.shape)
     flat, hidden, added, actions, _ = protected(values, lines)

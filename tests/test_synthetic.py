@@ -23,16 +23,31 @@ DATA = ROOT / "data"
 PACKAGE_CALIBRATION = ROOT / "src" / "socialgradient" / "data" / "synthetic" / "la_calibration.csv"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
-COLUMNS = ["lsoa", "la", "la_name", "children", "income", "rural", *OUTCOMES, "population",
-           "area_km2", "density"]
+COLUMNS = [
+    "lsoa",
+    "la",
+    "la_name",
+    "children",
+    "income",
+    "rural",
+    *OUTCOMES,
+    "population",
+    "area_km2",
+    "density",
+]
 LOW, HIGH = 0.03, 0.45  # income bands: least deprived (< 3%), most deprived (>= 45%)
 
 #: Absolute tolerance of the float columns the generator rounds: one unit in the last decimal
 #: kept (a last-ulp difference at a rounding boundary moves the value by that); the other
 #: floats to rtol 1e-9 (see tests/approx.py).
 ROUNDED = {"income": 1e-3, "area_km2": 1e-6, "density": 1e-2}
-LA_ROUNDED = {"area_km2": 1e-6, "density": 1e-2, "spend_per_child": 1e-2, "agency_share": 1e-4,
-              "turnover": 1e-4}
+LA_ROUNDED = {
+    "area_km2": 1e-6,
+    "density": 1e-2,
+    "spend_per_child": 1e-2,
+    "agency_share": 1e-4,
+    "turnover": 1e-4,
+}
 
 
 @pytest.fixture(scope="module")
@@ -189,12 +204,13 @@ def test_truth_matches_decomposition(england):
 def test_write_round_trips(small, tmp_path):
     write(small, tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "las.parquet", "neighbourhoods.parquet", "truth.json"]
-    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "neighbourhoods.parquet"),
-                                  small.table)
+        "las.parquet",
+        "neighbourhoods.parquet",
+        "truth.json",
+    ]
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "neighbourhoods.parquet"), small.table)
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "las.parquet"), small.las)
-    assert json.loads((tmp_path / "truth.json").read_text()) == json.loads(
-        json.dumps(small.truth))
+    assert json.loads((tmp_path / "truth.json").read_text()) == json.loads(json.dumps(small.truth))
 
 
 def test_committed_default_is_fresh(england):
@@ -202,8 +218,9 @@ def test_committed_default_is_fresh(england):
     1e-9 relative (their last ulp depends on the CPU) or one unit of their rounding."""
     committed = pd.read_parquet(DATA / "neighbourhoods.parquet")
     assert_frame_close(england.table, committed, rtol=1e-9, atol=ROUNDED)
-    assert_frame_close(england.las, pd.read_parquet(DATA / "las.parquet"), rtol=1e-9,
-                       atol=LA_ROUNDED)
+    assert_frame_close(
+        england.las, pd.read_parquet(DATA / "las.parquet"), rtol=1e-9, atol=LA_ROUNDED
+    )
     truth = json.loads((DATA / "truth.json").read_text(encoding="utf-8"))
     assert_close(json.loads(json.dumps(england.truth)), truth, rtol=1e-9)
 
@@ -221,8 +238,9 @@ def test_calibration_reproduces_committed_csv(tmp_path):
     write_calibration(build_calibration(SHARED), out)
     first = out.read_text(encoding="utf-8").splitlines()[0]
     assert first == PACKAGE_CALIBRATION.read_text(encoding="utf-8").splitlines()[0]
-    assert_frame_close(read_calibration(out), read_calibration(PACKAGE_CALIBRATION),
-                       rtol=1e-8, atol=1e-6)
+    assert_frame_close(
+        read_calibration(out), read_calibration(PACKAGE_CALIBRATION), rtol=1e-8, atol=1e-6
+    )
 
 
 def test_meets_input_contract(small):

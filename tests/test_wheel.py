@@ -53,9 +53,23 @@ def _one_minor_older(name: str) -> str:
 
 def _index_reachable(tmp_path) -> bool:
     """Whether pip can fetch a package from its configured index (a small one, no cache)."""
-    probe = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps",
-                            "--no-cache-dir", "-d", str(tmp_path / "probe"), "packaging"],
-                           capture_output=True, text=True, timeout=120)
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "-q",
+            "--no-deps",
+            "--no-cache-dir",
+            "-d",
+            str(tmp_path / "probe"),
+            "packaging",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     return probe.returncode == 0
 
 
@@ -69,15 +83,26 @@ def test_wheel_installs_beside_other_numpy_pandas_and_fits(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     older = {name: _one_minor_older(name) for name in ("numpy", "pandas")}
     pins = [f"{name}=={series}.*" for name, series in older.items()]
-    subprocess.run([bin_ / "python", "-m", "pip", "install", "-q", str(wheel), *pins],
-                   check=True, env=env, cwd=tmp_path)
+    subprocess.run(
+        [bin_ / "python", "-m", "pip", "install", "-q", str(wheel), *pins],
+        check=True,
+        env=env,
+        cwd=tmp_path,
+    )
     away = tmp_path / "elsewhere"
     away.mkdir()
-    version = subprocess.run([bin_ / "socialgradient", "--version"], check=True, env=env,
-                             cwd=away, capture_output=True, text=True).stdout.strip()
+    version = subprocess.run(
+        [bin_ / "socialgradient", "--version"],
+        check=True,
+        env=env,
+        cwd=away,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     assert version == f"socialgradient {socialgradient.__version__}"
-    out = subprocess.run([bin_ / "python", "-c", SCRIPT], env=env, cwd=away,
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [bin_ / "python", "-c", SCRIPT], env=env, cwd=away, capture_output=True, text=True
+    )
     assert out.returncode == 0, out.stderr[-4000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     print(result)
@@ -86,7 +111,15 @@ def test_wheel_installs_beside_other_numpy_pandas_and_fits(tmp_path):
     assert result["verdict"] in ("PASS", "WARN", "FAIL")  # 50 draws: it ran, not converged
     assert not result["jax"], "the core install pulled in jax: it belongs to the numpyro extra"
     # The numpyro extra is not installed: its sampler says how to get it.
-    err = subprocess.run([bin_ / "python", "-c", "from socialgradient.sampling.fit import "
-                          "require_numpyro; require_numpyro()"], env=env, cwd=away,
-                         capture_output=True, text=True)
+    err = subprocess.run(
+        [
+            bin_ / "python",
+            "-c",
+            "from socialgradient.sampling.fit import require_numpyro; require_numpyro()",
+        ],
+        env=env,
+        cwd=away,
+        capture_output=True,
+        text=True,
+    )
     assert "socialgradient[numpyro]" in err.stderr

@@ -54,10 +54,16 @@ def run_file(path: str, ruleset: str | None) -> dict:
     data = cin_validator.process_data(raw)
     tables = cin_validator.enum_keys(data)
     kinds = [rule.rule_type.value for rule in registry.values()]
-    out = {"path": path, "year": year, "ruleset": name,
-           "ruleset_rules": {k: kinds.count(k) for k in sorted(set(kinds))},
-           "children": int(raw["ChildIdentifiers"]["LAchildID"].nunique()),
-           "rules": {}, "la_level": [], "crashed": []}
+    out = {
+        "path": path,
+        "year": year,
+        "ruleset": name,
+        "ruleset_rules": {k: kinds.count(k) for k in sorted(set(kinds))},
+        "children": int(raw["ChildIdentifiers"]["LAchildID"].nunique()),
+        "rules": {},
+        "la_level": [],
+        "crashed": [],
+    }
     for code, rule in registry.items():
         ctx = RuleContext(rule)
         buf = io.StringIO()
@@ -67,8 +73,12 @@ def run_file(path: str, ruleset: str | None) -> dict:
         except Exception as e:  # a rule that crashes is reported, not hidden
             out["crashed"].append(f"{code}: {type(e).__name__}: {e}")
             continue
-        issues = [ctx.type_zero_issues, ctx.type_one_issues, ctx.type_two_issues,
-                  ctx.type_three_issues]
+        issues = [
+            ctx.type_zero_issues,
+            ctx.type_one_issues,
+            ctx.type_two_issues,
+            ctx.type_three_issues,
+        ]
         if len(ctx.la_level_issues):
             out["la_level"].append(str(code))
         n = [len(x) for x in issues]
@@ -82,8 +92,12 @@ def run_file(path: str, ruleset: str | None) -> dict:
             t = raw[str(table)]
             if "LAchildID" in t:
                 ids |= set(t["LAchildID"].iloc[rows])
-        out["rules"][str(code)] = {"type": rule.rule_type.value, "message": rule.message,
-                                   "locations": int(max(n)), "children": len(ids)}
+        out["rules"][str(code)] = {
+            "type": rule.rule_type.value,
+            "message": rule.message,
+            "locations": int(max(n)),
+            "children": len(ids),
+        }
     return out
 
 
@@ -93,8 +107,10 @@ def main(argv=None) -> int:
     p.add_argument("--ruleset", default=None)
     a = p.parse_args(argv)
     warnings.simplefilter("ignore")  # the validator's pandas FutureWarnings
-    result = {"validator": importlib.metadata.version("csc-validator-be-cin"),
-              "files": [run_file(x, a.ruleset) for x in a.paths]}
+    result = {
+        "validator": importlib.metadata.version("csc-validator-be-cin"),
+        "files": [run_file(x, a.ruleset) for x in a.paths],
+    }
     json.dump(result, sys.stdout, indent=1)
     return 0
 

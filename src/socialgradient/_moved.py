@@ -23,35 +23,58 @@ import warnings
 
 _OLD = "socialgradient."
 _NEW = {
-    "files": "util.files", "outputs": "util.outputs", "progress": "util.progress",
-    "deprivation": "data.deprivation", "data.synthetic.records_model": "data.records",
-    "families": "model.families", "parameterisation": "model.parameterisation",
-    "moderators": "model.moderators", "la_outcome": "model.la_outcome",
+    "files": "util.files",
+    "outputs": "util.outputs",
+    "progress": "util.progress",
+    "deprivation": "data.deprivation",
+    "data.synthetic.records_model": "data.records",
+    "families": "model.families",
+    "parameterisation": "model.parameterisation",
+    "moderators": "model.moderators",
+    "la_outcome": "model.la_outcome",
     "forward": "model.forward",
-    "fit": "sampling.fit", "compiled": "sampling.compiled", "callbacks": "sampling._nutpie",
+    "fit": "sampling.fit",
+    "compiled": "sampling.compiled",
+    "callbacks": "sampling._nutpie",
     "predict": "sampling.predict",
-    "gradients": "results.gradients", "summaries": "results.summaries",
-    "checks": "results.checks", "testing": "results.testing", "plots": "results.plots",
+    "gradients": "results.gradients",
+    "summaries": "results.summaries",
+    "checks": "results.checks",
+    "testing": "results.testing",
+    "plots": "results.plots",
     "maps": "results.maps",
-    "disclosure": "release.disclosure", "audit": "release.audit", "ledger": "release.ledger",
-    "perturbation": "release.perturbation", "table_sets": "release.table_sets",
-    "report": "release.report", "suppression": "release.suppression",
-    "suite": "study.suite", "findings": "study.findings", "calibrate": "study.calibrate",
-    "aggregates": "study.aggregates", "clusters": "study.clusters",
+    "disclosure": "release.disclosure",
+    "audit": "release.audit",
+    "ledger": "release.ledger",
+    "perturbation": "release.perturbation",
+    "table_sets": "release.table_sets",
+    "report": "release.report",
+    "suppression": "release.suppression",
+    "suite": "study.suite",
+    "findings": "study.findings",
+    "calibrate": "study.calibrate",
+    "aggregates": "study.aggregates",
+    "clusters": "study.clusters",
     "panel_data": "panel.data",
 }
 #: Old module -> the module that replaces it.
 MOVED = {_OLD + old: _OLD + new for old, new in _NEW.items()}
 #: Old module -> the modules its names went to (looked up in this order).
 SPLIT = {
-    "socialgradient.joint": ("socialgradient.model.joint", "socialgradient.sampling.joint",
-                             "socialgradient.release.joint",
-                             "socialgradient.results.summaries"),
+    "socialgradient.joint": (
+        "socialgradient.model.joint",
+        "socialgradient.sampling.joint",
+        "socialgradient.release.joint",
+        "socialgradient.results.summaries",
+    )
 }
 #: Old modules that are packages now: the modules their old names went to.
 PACKAGES = {
-    "socialgradient.model": ("socialgradient.model.build", "socialgradient.model.data",
-                             "socialgradient.model.encode"),
+    "socialgradient.model": (
+        "socialgradient.model.build",
+        "socialgradient.model.data",
+        "socialgradient.model.encode",
+    ),
     "socialgradient.panel": ("socialgradient.panel.model",),
 }
 
@@ -77,8 +100,11 @@ def _warn(old: str, new: str, attribute: bool = False) -> None:
     level, machinery = _importer()
     if attribute and machinery is not None and machinery.f_code.co_name == "_handle_fromlist":
         return  # ``from old import name`` asks twice: warn at the statement's own lookup
-    warnings.warn(f"{old} moved to {new}; the old path goes in the next release",
-                  DeprecationWarning, stacklevel=level)
+    warnings.warn(
+        f"{old} moved to {new}; the old path goes in the next release",
+        DeprecationWarning,
+        stacklevel=level,
+    )
 
 
 def _lookup(old: str, name: str, modules: tuple[str, ...]):

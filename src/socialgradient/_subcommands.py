@@ -23,9 +23,14 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
         default = action.default
-        if ("%(default)" in text or default is None or default is False
-                or default is argparse.SUPPRESS or default == []
-                or not (action.option_strings or action.nargs in ("?", "*"))):
+        if (
+            "%(default)" in text
+            or default is None
+            or default is False
+            or default is argparse.SUPPRESS
+            or default == []
+            or not (action.option_strings or action.nargs in ("?", "*"))
+        ):
             return text
         shown = ",".join(map(str, default)) if isinstance(default, list | tuple) else default
         return f"{text} (default: {str(shown).replace('%', '%%')})"
@@ -53,27 +58,52 @@ class ListOption(argparse.Action):
             except ValueError:
                 kind = "" if self.item is str else f" {self.item.__name__}"
                 raise argparse.ArgumentError(
-                    self, f"invalid{kind} item {part!r} in {values!r} (repeat the option or "
-                    "give a comma list: a,b)") from None
+                    self,
+                    f"invalid{kind} item {part!r} in {values!r} (repeat the option or "
+                    "give a comma list: a,b)",
+                ) from None
         setattr(namespace, self.dest, items)
 
 
 def _cluster_args(p: argparse.ArgumentParser) -> None:
     """The Dask options of suite and calibrate (:mod:`socialgradient.study.clusters`)."""
-    p.add_argument("--dashboard", action="store_true", help="start the local cluster's Dask "
-                   "dashboard, on 127.0.0.1 only, and print its URL (default: none)")
-    p.add_argument("--tls-ca-file", type=Path, metavar="PEM", help="for --scheduler "
-                   "tls://...: the CA certificate of the cluster (default: Dask's "
-                   "distributed.comm.tls.ca-file)")
-    p.add_argument("--tls-cert", type=Path, metavar="PEM", help="for --scheduler tls://...: "
-                   "this client's certificate (default: Dask's "
-                   "distributed.comm.tls.client.cert)")
-    p.add_argument("--tls-key", type=Path, metavar="PEM", help="for --scheduler tls://...: "
-                   "this client's private key (default: Dask's "
-                   "distributed.comm.tls.client.key, or in --tls-cert)")
-    p.add_argument("--insecure", action="store_true", help="allow --scheduler tcp:// to "
-                   "another host, the data crossing the network unencrypted (default: "
-                   "refused; docs/security.md)")
+    p.add_argument(
+        "--dashboard",
+        action="store_true",
+        help="start the local cluster's Dask "
+        "dashboard, on 127.0.0.1 only, and print its URL (default: none)",
+    )
+    p.add_argument(
+        "--tls-ca-file",
+        type=Path,
+        metavar="PEM",
+        help="for --scheduler "
+        "tls://...: the CA certificate of the cluster (default: Dask's "
+        "distributed.comm.tls.ca-file)",
+    )
+    p.add_argument(
+        "--tls-cert",
+        type=Path,
+        metavar="PEM",
+        help="for --scheduler tls://...: "
+        "this client's certificate (default: Dask's "
+        "distributed.comm.tls.client.cert)",
+    )
+    p.add_argument(
+        "--tls-key",
+        type=Path,
+        metavar="PEM",
+        help="for --scheduler tls://...: "
+        "this client's private key (default: Dask's "
+        "distributed.comm.tls.client.key, or in --tls-cert)",
+    )
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow --scheduler tcp:// to "
+        "another host, the data crossing the network unencrypted (default: "
+        "refused; docs/security.md)",
+    )
 
 
 def _cluster(args, **options):
@@ -83,100 +113,202 @@ def _cluster(args, **options):
 
     files = (args.tls_ca_file, args.tls_cert, args.tls_key)
     security = clusters.tls_security(*files) if any(f is not None for f in files) else None
-    return clusters.target(args.scheduler, args.workers, dashboard=args.dashboard,
-                           security=security, insecure=args.insecure, **options)
+    return clusters.target(
+        args.scheduler,
+        args.workers,
+        dashboard=args.dashboard,
+        security=security,
+        insecure=args.insecure,
+        **options,
+    )
 
 
 def _data_parser(d: argparse.ArgumentParser, quiet: argparse.ArgumentParser) -> None:
-    dsub = d.add_subparsers(dest="data_command", required=True, title="commands",
-                            metavar="COMMAND", help="one of:")
-    b = dsub.add_parser("build", help="neighbourhood table of every English LSOA, with a "
-                        "linkage report", parents=[quiet], formatter_class=HelpFormatter)
-    b.add_argument("shared_dir", type=Path, help="shared data folder (iod2019/, la_lookups/, "
-                   "ruc2011/)")
+    dsub = d.add_subparsers(
+        dest="data_command", required=True, title="commands", metavar="COMMAND", help="one of:"
+    )
+    b = dsub.add_parser(
+        "build",
+        help="neighbourhood table of every English LSOA, with a linkage report",
+        parents=[quiet],
+        formatter_class=HelpFormatter,
+    )
+    b.add_argument(
+        "shared_dir", type=Path, help="shared data folder (iod2019/, la_lookups/, ruc2011/)"
+    )
     _table_out_args(b)
-    b.add_argument("--outcomes", type=Path, help="table of lsoa + count columns to join "
-                   "(unprotected in internal/; their LA totals through the disclosure gate "
-                   "in release/)")
-    b.add_argument("--la-year", type=int, default=None,
-                   help="DfE reporting year of the LA geography (default: the latest)")
-    b.add_argument("--no-city-merge", action="store_true",
-                   help="keep City of London apart from Hackney")
+    b.add_argument(
+        "--outcomes",
+        type=Path,
+        help="table of lsoa + count columns to join "
+        "(unprotected in internal/; their LA totals through the disclosure gate "
+        "in release/)",
+    )
+    b.add_argument(
+        "--la-year",
+        type=int,
+        default=None,
+        help="DfE reporting year of the LA geography (default: the latest)",
+    )
+    b.add_argument(
+        "--no-city-merge", action="store_true", help="keep City of London apart from Hackney"
+    )
 
 
 def _table_out_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", type=Path, required=True, help="output folder (an output set; "
-                   "was a table file before): internal/neighbourhoods.FORMAT holds the LSOA "
-                   "table, unprotected, not for release (fit DIR reads it); release/ the "
-                   "counts per LA through the disclosure gate, with disclosure_log.jsonl")
-    p.add_argument("--format", choices=("parquet", "csv", "csv.gz"), default="parquet",
-                   help="format of internal/neighbourhoods.*")
-    p.add_argument("--report", type=Path, help="also copy the read + linkage report here "
-                   "(JSON; always in DIR/internal/linkage_report.json; names LSOAs: keep it "
-                   "in the secure environment)")
-    p.add_argument("--override", metavar="REASON", help="reason logged for the unprotected "
-                   "LSOA table in internal/ (default: 'LSOA-level model input in internal/ "
-                   "(not for release)'); release/ is always gated")
+    p.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="output folder (an output set; "
+        "was a table file before): internal/neighbourhoods.FORMAT holds the LSOA "
+        "table, unprotected, not for release (fit DIR reads it); release/ the "
+        "counts per LA through the disclosure gate, with disclosure_log.jsonl",
+    )
+    p.add_argument(
+        "--format",
+        choices=("parquet", "csv", "csv.gz"),
+        default="parquet",
+        help="format of internal/neighbourhoods.*",
+    )
+    p.add_argument(
+        "--report",
+        type=Path,
+        help="also copy the read + linkage report here "
+        "(JSON; always in DIR/internal/linkage_report.json; names LSOAs: keep it "
+        "in the secure environment)",
+    )
+    p.add_argument(
+        "--override",
+        metavar="REASON",
+        help="reason logged for the unprotected "
+        "LSOA table in internal/ (default: 'LSOA-level model input in internal/ "
+        "(not for release)'); release/ is always gated",
+    )
     _ledger_arg(p)
 
 
 def _ledger_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--ledger", type=Path, metavar="PATH", help="the release ledger: each "
-                   "release is checked against the earlier ones recorded there, then recorded "
-                   "(keep it in the secure environment; default $SOCIALGRADIENT_LEDGER, else "
-                   "~/.local/state/socialgradient/ledger; see docs/disclosure.md)")
+    p.add_argument(
+        "--ledger",
+        type=Path,
+        metavar="PATH",
+        help="the release ledger: each "
+        "release is checked against the earlier ones recorded there, then recorded "
+        "(keep it in the secure environment; default $SOCIALGRADIENT_LEDGER, else "
+        "~/.local/state/socialgradient/ledger; see docs/disclosure.md)",
+    )
 
 
 def _census_parser(c: argparse.ArgumentParser, quiet: argparse.ArgumentParser) -> None:
-    csub = c.add_subparsers(dest="census_command", required=True, title="commands",
-                            metavar="COMMAND", help="one of:")
+    csub = c.add_subparsers(
+        dest="census_command", required=True, title="commands", metavar="COMMAND", help="one of:"
+    )
 
     def command(name: str, help: str) -> argparse.ArgumentParser:
-        return csub.add_parser(name, help=help, parents=[quiet],
-                               formatter_class=HelpFormatter)
+        return csub.add_parser(name, help=help, parents=[quiet], formatter_class=HelpFormatter)
 
-    w = command("write", "simulate records and write them as CIN Census XML returns (one "
-                "per LA per year, valid against the year's DfE XSD) with child_lsoa.csv, "
-                "looked_after.csv, cin_plans.csv, population.parquet and geography.parquet")
-    w.add_argument("--out", type=Path, required=True, help="output folder: an output set "
-                   "whose internal/ holds every file (record-level inputs, not for release); "
-                   "census aggregate DIR reads it")
+    w = command(
+        "write",
+        "simulate records and write them as CIN Census XML returns (one "
+        "per LA per year, valid against the year's DfE XSD) with child_lsoa.csv, "
+        "looked_after.csv, cin_plans.csv, population.parquet and geography.parquet",
+    )
+    w.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="output folder: an output set "
+        "whose internal/ holds every file (record-level inputs, not for release); "
+        "census aggregate DIR reads it",
+    )
     w.add_argument("--seed", type=int, default=2021, help="random seed")
     w.add_argument("--scale", type=float, default=1.0, help="LSOAs per LA multiplier")
-    w.add_argument("--years", action=ListOption, item=int, default=[2019], metavar="YEAR",
-                   help="collection years, repeated or a comma list")
-    w.add_argument("--la", action=ListOption, metavar="CODE", help="only these LA codes, "
-                   "repeated or a comma list (default: every LA)")
+    w.add_argument(
+        "--years",
+        action=ListOption,
+        item=int,
+        default=[2019],
+        metavar="YEAR",
+        help="collection years, repeated or a comma list",
+    )
+    w.add_argument(
+        "--la",
+        action=ListOption,
+        metavar="CODE",
+        help="only these LA codes, repeated or a comma list (default: every LA)",
+    )
 
     def common(p):
-        p.add_argument("--geography", type=Path, required=True, help="LSOA lookup: lsoa, la, "
-                       "income, children, rural (e.g. neighbourhoods.parquet)")
-        p.add_argument("--population", type=Path, help="denominators: year, lsoa, la, "
-                       "age_band, gender, ethnicity, children (default: the geography's "
-                       "children, no strata)")
+        p.add_argument(
+            "--geography",
+            type=Path,
+            required=True,
+            help="LSOA lookup: lsoa, la, income, children, rural (e.g. neighbourhoods.parquet)",
+        )
+        p.add_argument(
+            "--population",
+            type=Path,
+            help="denominators: year, lsoa, la, "
+            "age_band, gender, ethnicity, children (default: the geography's "
+            "children, no strata)",
+        )
         _table_out_args(p)
-        p.add_argument("--by", action=ListOption, default=[], metavar="COL", help="strata "
-                       "(age_band, gender, ethnicity, year), repeated or a comma list "
-                       "(default: none)")
-        p.add_argument("--errors", choices=("raise", "report"), default="raise",
-                       help="a record problem stops the run (raise) or is reported")
+        p.add_argument(
+            "--by",
+            action=ListOption,
+            default=[],
+            metavar="COL",
+            help="strata "
+            "(age_band, gender, ethnicity, year), repeated or a comma list "
+            "(default: none)",
+        )
+        p.add_argument(
+            "--errors",
+            choices=("raise", "report"),
+            default="raise",
+            help="a record problem stops the run (raise) or is reported",
+        )
 
     a = command("aggregate", "XML returns -> linked LSOA counts")
-    a.add_argument("returns", type=Path, nargs="+", help="XML files or folders of them "
-                   "(census write's output folder: its internal/)")
-    a.add_argument("--child-lsoa", type=Path, required=True, help="la, child_id (LAchildID), "
-                   "lsoa[, year] (CSV or Parquet)")
+    a.add_argument(
+        "returns",
+        type=Path,
+        nargs="+",
+        help="XML files or folders of them (census write's output folder: its internal/)",
+    )
+    a.add_argument(
+        "--child-lsoa",
+        type=Path,
+        required=True,
+        help="la, child_id (LAchildID), lsoa[, year] (CSV or Parquet)",
+    )
     a.add_argument("--looked-after", type=Path, help="la, child_id, looked_after_start[, year]")
-    a.add_argument("--lea-codes", type=Path, help="DfE table with old_la_code, new_la_code "
-                   "(adds to the built-in DfE LA numbers)")
-    a.add_argument("--cin-plans", type=Path, help="la, child_id, referral_date, "
-                   "cin_plan_start[, cin_plan_end, year]: CIN plans of years whose schema has "
-                   "no CINPlanDates (census write's cin_plans.csv)")
-    a.add_argument("--schemas", type=Path, help="folder with CIN_schema_<year>.xsd (default: "
-                   "$SOCIALGRADIENT_SHARED/cin_census, then the download cache)")
-    a.add_argument("--validate", choices=("auto", "yes", "no"), default="auto",
-                   help="XSD validation of each return: when a schema is at hand (auto), "
-                   "required (yes) or off (no)")
+    a.add_argument(
+        "--lea-codes",
+        type=Path,
+        help="DfE table with old_la_code, new_la_code (adds to the built-in DfE LA numbers)",
+    )
+    a.add_argument(
+        "--cin-plans",
+        type=Path,
+        help="la, child_id, referral_date, "
+        "cin_plan_start[, cin_plan_end, year]: CIN plans of years whose schema has "
+        "no CINPlanDates (census write's cin_plans.csv)",
+    )
+    a.add_argument(
+        "--schemas",
+        type=Path,
+        help="folder with CIN_schema_<year>.xsd (default: "
+        "$SOCIALGRADIENT_SHARED/cin_census, then the download cache)",
+    )
+    a.add_argument(
+        "--validate",
+        choices=("auto", "yes", "no"),
+        default="auto",
+        help="XSD validation of each return: when a schema is at hand (auto), "
+        "required (yes) or off (no)",
+    )
     common(a)
     e = command("extract", "flat child-level table -> linked LSOA counts")
     e.add_argument("extract", type=Path, help="CSV or Parquet, one row per referral")
@@ -199,14 +331,20 @@ def _census(args) -> int:
         if args.la:
             keep = rec.children["la"].isin(args.la)
             eps = rec.episodes.merge(rec.children.loc[keep, ["child_id", "year"]])
-            rec = records_model.Records(children=rec.children[keep], episodes=eps,
-                                  factors=rec.factors[rec.factors["episode_id"].isin(
-                                      eps["episode_id"])], population=rec.population,
-                                  geography=rec.geography, truth=rec.truth)
+            rec = records_model.Records(
+                children=rec.children[keep],
+                episodes=eps,
+                factors=rec.factors[rec.factors["episode_id"].isin(eps["episode_id"])],
+                population=rec.population,
+                geography=rec.geography,
+                truth=rec.truth,
+            )
         paths, _ = table_sets.write_records_set(args.out, rec, seed=args.seed)
-        print(f"wrote {len(paths)} CIN returns ({len(rec.children)} children) and "
-              f"child_lsoa.csv, looked_after.csv, cin_plans.csv, population.parquet, "
-              f"geography.parquet to {args.out}/internal/ (an output set: not for release)")
+        print(
+            f"wrote {len(paths)} CIN returns ({len(rec.children)} children) and "
+            f"child_lsoa.csv, looked_after.csv, cin_plans.csv, population.parquet, "
+            f"geography.parquet to {args.out}/internal/ (an output set: not for release)"
+        )
         return 0
     table_sets.check_out(args.out)
     geography = schema.read_table(args.geography)
@@ -216,15 +354,22 @@ def _census(args) -> int:
     if args.census_command == "aggregate":
         lea = returns.lea_codes_from_dfe(args.lea_codes) if args.lea_codes else None
         files = [outputs.internal_of(p) for p in args.returns]  # census write's set: internal/
-        recs, read = returns.read_returns(files, args.child_lsoa, geography,
-                                             population, looked_after=args.looked_after,
-                                             lea_codes=lea, errors=args.errors,
-                                             cin_plans=args.cin_plans, schema_dir=args.schemas,
-                                             validate={"auto": None, "yes": True,
-                                                       "no": False}[args.validate])
+        recs, read = returns.read_returns(
+            files,
+            args.child_lsoa,
+            geography,
+            population,
+            looked_after=args.looked_after,
+            lea_codes=lea,
+            errors=args.errors,
+            cin_plans=args.cin_plans,
+            schema_dir=args.schemas,
+            validate={"auto": None, "yes": True, "no": False}[args.validate],
+        )
     else:
-        recs, read = extracts.read_extract(args.extract, args.mapping, geography, population,
-                                           errors=args.errors)
+        recs, read = extracts.read_extract(
+            args.extract, args.mapping, geography, population, errors=args.errors
+        )
     table, report = linkage.aggregate(recs, by=args.by)
     counts = [c for c in table.columns if c in linkage.THRESHOLD_COLUMNS]
     stratum = args.by[0] if len(args.by) == 1 else None
@@ -232,29 +377,45 @@ def _census(args) -> int:
         schema.validate(table, counts, stratum)
     keys = ["lsoa", *args.by]
     attributes = {"la", "income", "rural", "children", *keys}
-    summary = {"read": read.to_dict(), "linkage": report.to_dict(),
-               "note": "LSOA counts unprotected in internal/ (not for release); counts per "
-               "LA through the disclosure gate in release/ (disclosure_log.jsonl)"}
+    summary = {
+        "read": read.to_dict(),
+        "linkage": report.to_dict(),
+        "note": "LSOA counts unprotected in internal/ (not for release); counts per "
+        "LA through the disclosure gate in release/ (disclosure_log.jsonl)",
+    }
     paths = table_sets.write_table_set(
-        args.out, table, counts=[c for c in table.columns if c not in attributes],
-        strata=args.by, report=summary, command=f"census {args.census_command}",
-        fmt=args.format, override=args.override, ledger=args.ledger)
+        args.out,
+        table,
+        counts=[c for c in table.columns if c not in attributes],
+        strata=args.by,
+        report=summary,
+        command=f"census {args.census_command}",
+        fmt=args.format,
+        override=args.override,
+        ledger=args.ledger,
+    )
     _copy_report(paths["report"], args.report)
-    print(f"read {read.episodes} episodes of {read.children} children in {len(read.files)} "
-          f"file(s): {read.passed} passed, excluded {sum(read.excluded.values())} "
-          f"{ {k: v for k, v in read.excluded.items() if v} }; linked {report.linked}, "
-          f"unlinked {sum(report.unlinked.values())} "
-          f"{ {k: v for k, v in report.unlinked.items() if v} }")
+    print(
+        f"read {read.episodes} episodes of {read.children} children in {len(read.files)} "
+        f"file(s): {read.passed} passed, excluded {sum(read.excluded.values())} "
+        f"{ {k: v for k, v in read.excluded.items() if v} }; linked {report.linked}, "
+        f"unlinked {sum(report.unlinked.values())} "
+        f"{ {k: v for k, v in report.unlinked.items() if v} }"
+    )
     if read.validation or read.file_errors:
         done = sum(v.startswith("validated") for v in read.validation.values())
         why = sorted({v for v in read.validation.values() if not v.startswith("validated")})
         cats = read.schema_errors["category"].value_counts().to_dict()
-        print(f"schema: {done} of {len(read.validation)} file(s) validated, "
-              f"{len(read.schema_errors)} error(s) {cats}; files not read: "
-              f"{len(read.file_errors)}" + (f"; {why[0]}" if why else ""))
-    print(f"wrote {args.out}/: internal/{paths['table'].name} ({len(table)} rows; not for "
-          f"release), release/ (counts per LA, gated), MANIFEST.json"
-          + (f"; and {args.report}" if args.report else ""))
+        print(
+            f"schema: {done} of {len(read.validation)} file(s) validated, "
+            f"{len(read.schema_errors)} error(s) {cats}; files not read: "
+            f"{len(read.file_errors)}" + (f"; {why[0]}" if why else "")
+        )
+    print(
+        f"wrote {args.out}/: internal/{paths['table'].name} ({len(table)} rows; not for "
+        f"release), release/ (counts per LA, gated), MANIFEST.json"
+        + (f"; and {args.report}" if args.report else "")
+    )
     return 0
 
 
@@ -278,17 +439,30 @@ def _data(args) -> int:
         merges = tuple(m for m in merges if m.old != "E09000001")
     with step(log, "built the neighbourhood table from %s", args.shared_dir):
         table, report = build.build_neighbourhoods(
-            args.shared_dir, outcome_table=args.outcomes,
-            la_year=args.la_year or sources.LATEST_YEAR, merges=merges)
+            args.shared_dir,
+            outcome_table=args.outcomes,
+            la_year=args.la_year or sources.LATEST_YEAR,
+            merges=merges,
+        )
     outcomes = report.get("outcome", {}).get("outcomes", []) if args.outcomes else []
-    paths = table_sets.write_table_set(args.out, table, counts=list(outcomes), report=report,
-                                       command="data build", fmt=args.format,
-                                       override=args.override, ledger=args.ledger)
+    paths = table_sets.write_table_set(
+        args.out,
+        table,
+        counts=list(outcomes),
+        report=report,
+        command="data build",
+        fmt=args.format,
+        override=args.override,
+        ledger=args.ledger,
+    )
     _copy_report(paths["report"], args.report)
     print(build.summary(report))
-    print(f"wrote {args.out}/: internal/{paths['table'].name} (not for release), release/"
-          + (" (outcome counts per LA, gated)" if outcomes else "") + ", MANIFEST.json"
-          + (f"; and {args.report}" if args.report else ""))
+    print(
+        f"wrote {args.out}/: internal/{paths['table'].name} (not for release), release/"
+        + (" (outcome counts per LA, gated)" if outcomes else "")
+        + ", MANIFEST.json"
+        + (f"; and {args.report}" if args.report else "")
+    )
     return 0
 
 
@@ -298,8 +472,7 @@ def _report(args) -> int:
     from socialgradient.sampling import fit
 
     source, manifest = report.locate_fit(args.fit)
-    rule = disclosure.Rule(threshold=args.threshold, round_to=args.round_to,
-                           reason=args.override)
+    rule = disclosure.Rule(threshold=args.threshold, round_to=args.round_to, reason=args.override)
     rule.check()
     from socialgradient.util import outputs
 
@@ -307,14 +480,23 @@ def _report(args) -> int:
     tree = fit.load(source, pointwise=False)  # a report needs no LOO
     extra = {}
     if manifest is not None:  # keys a command added (the LOO comparison of run) carry over
-        old = json.loads((source.parent.parent / "release" / "summary.json")
-                         .read_text(encoding="utf-8"))
+        old = json.loads(
+            (source.parent.parent / "release" / "summary.json").read_text(encoding="utf-8")
+        )
         extra = {k: old[k] for k in ("loo",) if k in old}
-    paths = api.write(tree, args.out, extra=extra, rule=rule, posterior=source,
-                      command="report", ledger=args.ledger)
+    paths = api.write(
+        tree,
+        args.out,
+        extra=extra,
+        rule=rule,
+        posterior=source,
+        command="report",
+        ledger=args.ledger,
+    )
     print(_headline(json.loads(paths["summary"].read_text(encoding="utf-8"))))
-    print(f"wrote {args.out}/: release/ (safe to publish), internal/ (not for release), "
-          f"MANIFEST.json")
+    print(
+        f"wrote {args.out}/: release/ (safe to publish), internal/ (not for release), MANIFEST.json"
+    )
     return 0
 
 
@@ -331,8 +513,10 @@ def _verify(args) -> int:
 
     manifest, problems = outputs.check(args.dir)
     if problems:
-        print(f"{args.dir}: not a whole, clean output set ({len(problems)} problem(s)):",
-              file=sys.stderr)
+        print(
+            f"{args.dir}: not a whole, clean output set ({len(problems)} problem(s)):",
+            file=sys.stderr,
+        )
         for problem in problems:
             print(f"  - {problem}", file=sys.stderr)
         return 1
@@ -353,9 +537,18 @@ def _calibrate(args) -> int:
     # The package's lines are shown by main's progress.configure (a root handler as well,
     # as logging.basicConfig here added, printed each of them twice).
     logging.getLogger("distributed").setLevel(logging.WARNING)  # the cluster's chatter
-    done = calibrate.run(args.out, args.replicates, args.model, scale=args.scale,
-                         draws=args.draws, tune=args.tune, chains=args.chains, seed=args.seed,
-                         scheduler=cluster, workers=args.workers)
+    done = calibrate.run(
+        args.out,
+        args.replicates,
+        args.model,
+        scale=args.scale,
+        draws=args.draws,
+        tune=args.tune,
+        chains=args.chains,
+        seed=args.seed,
+        scheduler=cluster,
+        workers=args.workers,
+    )
     print(calibrate.headline(done["aggregate"], args.model))
     print(f"wrote {args.out / 'calibration.json'}, {args.out / 'calibration.md'}")
     return 1 if done["failed"] else 0

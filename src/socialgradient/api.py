@@ -93,8 +93,10 @@ def records_table(spec: Spec | RecordsTable, scale: float | None = None):
 
     source = spec.records if isinstance(spec, Spec) else spec
     if source is None:
-        raise ValueError(f"spec {spec.name!r} has no [records] table: it is fitted to a "
-                         "neighbourhood table (e.g. sg.default_data())")
+        raise ValueError(
+            f"spec {spec.name!r} has no [records] table: it is fitted to a "
+            "neighbourhood table (e.g. sg.default_data())"
+        )
     return aggregates.build(replace(source, scale=scale) if scale else source)
 
 
@@ -106,8 +108,13 @@ def _spec(spec: Spec | str, **changes) -> Spec:
 encode = _encode.encode
 
 
-def build(table: pd.DataFrame, spec: Spec | str = "referrals", *,
-          likelihood: str = "sufficient", **changes) -> pm.Model:
+def build(
+    table: pd.DataFrame,
+    spec: Spec | str = "referrals",
+    *,
+    likelihood: str = "sufficient",
+    **changes,
+) -> pm.Model:
     """The PyMC model for a table; ``spec`` is a Spec or an outcome name.
 
     Extend it inside ``with model:`` and sample it yourself, then :func:`assemble` turns the
@@ -119,8 +126,9 @@ def build(table: pd.DataFrame, spec: Spec | str = "referrals", *,
     return build_model(encode(table, spec), spec, likelihood=likelihood)
 
 
-def assemble(sampled: xr.DataTree, table: pd.DataFrame, spec: Spec | str = "referrals",
-             **changes) -> xr.DataTree:
+def assemble(
+    sampled: xr.DataTree, table: pd.DataFrame, spec: Spec | str = "referrals", **changes
+) -> xr.DataTree:
     """The result tree of a model built by :func:`build` and sampled by hand (``sampled``:
     the sampler's DataTree) on ``table`` with ``spec``: as :func:`fit` returns."""
     spec = _spec(spec, **changes)
@@ -130,8 +138,13 @@ def assemble(sampled: xr.DataTree, table: pd.DataFrame, spec: Spec | str = "refe
 
 
 def fit(
-    table: pd.DataFrame, spec: Spec | str = "referrals", *, progressbar: bool = True,
-    la_table: pd.DataFrame | None = None, pointwise: bool = True, **changes
+    table: pd.DataFrame,
+    spec: Spec | str = "referrals",
+    *,
+    progressbar: bool = True,
+    la_table: pd.DataFrame | None = None,
+    pointwise: bool = True,
+    **changes,
 ) -> xr.DataTree:
     """Validate, encode and fit; ``changes`` override spec fields (family=, draws=, seed=,
     neighbourhood_moderators=, priors={...}, ...). ``la_table`` gives the LA moderators'
@@ -150,9 +163,10 @@ def la_gradients(tree: xr.DataTree) -> pd.DataFrame:
     names = joint_fit.outcomes(tree)
     if not names:
         return report.la_gradients(tree)
-    return pd.concat([report.la_gradients(joint_fit.view(tree, o)).assign(threshold=o)
-                      for o in names], ignore_index=True).pipe(
-        lambda t: t[["threshold", *[c for c in t.columns if c != "threshold"]]])
+    return pd.concat(
+        [report.la_gradients(joint_fit.view(tree, o)).assign(threshold=o) for o in names],
+        ignore_index=True,
+    ).pipe(lambda t: t[["threshold", *[c for c in t.columns if c != "threshold"]]])
 
 
 def plot(tree: xr.DataTree, kind: str):
@@ -167,8 +181,14 @@ def plot(tree: xr.DataTree, kind: str):
     return kinds[kind](tree)
 
 
-def prior_predictive(table: pd.DataFrame, spec: Spec | str = "referrals", draws: int = 1000,
-                     seed: int = 0, la_table: pd.DataFrame | None = None, **changes) -> dict:
+def prior_predictive(
+    table: pd.DataFrame,
+    spec: Spec | str = "referrals",
+    draws: int = 1000,
+    seed: int = 0,
+    la_table: pd.DataFrame | None = None,
+    **changes,
+) -> dict:
     """What the priors of ``spec`` imply on ``table`` before seeing its counts:
     :func:`socialgradient.results.checks.prior_predictive` on the validated, encoded table (whose
     counts may be all zero). ``draws``: 1 to 1,000,000; ``seed``: 0 to 2**32 - 1 (as a
@@ -176,18 +196,19 @@ def prior_predictive(table: pd.DataFrame, spec: Spec | str = "referrals", draws:
     _setting("draws", draws, 1, 1_000_000)
     _setting("seed", seed, 0, 2**32 - 1)
     spec = _spec(spec, **changes)
-    return checks.prior_predictive(encode(table, spec, la_table=la_table, events=False), spec,
-                                   draws, seed)
+    return checks.prior_predictive(
+        encode(table, spec, la_table=la_table, events=False), spec, draws, seed
+    )
 
 
 def _setting(name: str, value, lo: int, hi: int) -> None:
     """A whole-number keyword argument in [lo, hi] (not a bool), else a ValueError naming it."""
     import numbers
 
-    if (isinstance(value, bool) or not isinstance(value, numbers.Integral)
-            or not lo <= value <= hi):
-        raise ValueError(f"{name} must be an integer from {lo} to {hi}, got {value!r} "
-                         f"({type(value).__name__})")
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not lo <= value <= hi:
+        raise ValueError(
+            f"{name} must be an integer from {lo} to {hi}, got {value!r} ({type(value).__name__})"
+        )
 
 
 def summarise(tree: xr.DataTree, diagnostics: dict | None = None) -> dict:
@@ -238,8 +259,13 @@ def build_panel(shared_dir, spec) -> tuple[pd.DataFrame, dict]:
     from socialgradient.data.sources.geo import DFE_MERGES
     from socialgradient.panel.data import build_panel as build
 
-    return build(shared_dir, spec.measure, spec.first_year, spec.last_year or None,
-                 DFE_MERGES if spec.dfe_merges else ())
+    return build(
+        shared_dir,
+        spec.measure,
+        spec.first_year,
+        spec.last_year or None,
+        DFE_MERGES if spec.dfe_merges else (),
+    )
 
 
 def panel_data_missing(shared_dir) -> list[str]:
@@ -248,8 +274,9 @@ def panel_data_missing(shared_dir) -> list[str]:
     return [str(p) for name in needed if not (p := Path(shared_dir) / name).is_dir()]
 
 
-def fit_panel(panel: pd.DataFrame, spec, report: dict | None = None,
-              progressbar: bool = False) -> xr.DataTree:
+def fit_panel(
+    panel: pd.DataFrame, spec, report: dict | None = None, progressbar: bool = False
+) -> xr.DataTree:
     """Fit the panel model: :func:`socialgradient.panel.model.fit_panel`."""
     from socialgradient.panel import model as _panel
 

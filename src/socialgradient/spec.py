@@ -54,14 +54,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from socialgradient.util.typed import (
-    SpecError,
-    _check_keys,
-    _convert,
-    _names,
-    _prepare,
-    _validate,
-)
+from socialgradient.util.typed import SpecError, _check_keys, _convert, _names, _prepare, _validate
 
 SpecError.__module__ = __name__  # the spec's error, documented and raised as spec.SpecError
 
@@ -81,6 +74,7 @@ def plain_name(name: str) -> bool:
 # Where a float field takes an int, the int is kept as it is (1 stays 1, not 1.0): the
 # canonical JSON, so the hash, of every spec written with an int is what it was.
 
+
 def _meta(**kw) -> msgspec.Meta:
     return msgspec.Meta(**kw)
 
@@ -92,15 +86,17 @@ LAEffects = Literal["auto", "centred", "noncentred"]
 Count = Annotated[int, _meta(ge=1, le=1_000_000, description="an integer from 1 to 1000000")]
 Chains = Annotated[int, _meta(ge=1, le=64, description="an integer from 1 to 64")]
 #: numpy's legacy seed range (nutpie takes a u64, PyMC a numpy seed)
-Seed = Annotated[int, _meta(ge=0, le=2**32 - 1,
-                            description="an integer from 0 to 4294967295 (2**32 - 1)")]
+Seed = Annotated[
+    int, _meta(ge=0, le=2**32 - 1, description="an integer from 0 to 4294967295 (2**32 - 1)")
+]
 TargetAccept = Annotated[float, _meta(ge=0.5, lt=1, description="in [0.5, 1) (a number)")]
 PositiveNumber = Annotated[
     Annotated[int, _meta(gt=0)] | Annotated[float, _meta(gt=0)],
     _meta(description="> 0 (a finite number)"),
 ]
-AnyNumber = Annotated[int | float | None,
-                      _meta(description="a finite number (or left out: the family's default)")]
+AnyNumber = Annotated[
+    int | float | None, _meta(description="a finite number (or left out: the family's default)")
+]
 Fraction = Annotated[
     Annotated[int, _meta(ge=1, le=1)] | Annotated[float, _meta(gt=0, le=1)],
     _meta(description="in (0, 1] (a number)"),
@@ -112,6 +108,7 @@ LA_EFFECTS: tuple[str, ...] = typing.get_args(LAEffects)
 
 
 # -- checking values against the field types (msgspec) --------------------------------------
+
 
 @dataclass(frozen=True)
 class Sampling:
@@ -219,8 +216,10 @@ class LAOutcome:
         if len(set(self.adjust)) != len(self.adjust):
             raise SpecError(f"la_outcome.adjust repeats a column: {list(self.adjust)}")
         if not self.count or not self.trials or self.count == self.trials:
-            raise SpecError("la_outcome needs `count` and `trials`, two different columns: "
-                            f"got count={self.count!r}, trials={self.trials!r}")
+            raise SpecError(
+                "la_outcome needs `count` and `trials`, two different columns: "
+                f"got count={self.count!r}, trials={self.trials!r}"
+            )
 
     @property
     def covariates(self) -> tuple[str, ...]:
@@ -309,32 +308,41 @@ class Spec(SpecMethods):
     def __post_init__(self):
         _validate(self)
         if self.name and not plain_name(self.name):
-            raise SpecError(f"name {self.name!r} is not allowed: it becomes a folder under "
-                            f"--out, so it must match {NAME.pattern} (letters, digits, _ . -, "
-                            "starting with a letter or digit) with no '..'")
+            raise SpecError(
+                f"name {self.name!r} is not allowed: it becomes a folder under "
+                f"--out, so it must match {NAME.pattern} (letters, digits, _ . -, "
+                "starting with a letter or digit) with no '..'"
+            )
         if (self.family == "binomial") != bool(self.trials):
-            raise SpecError("the binomial family needs `trials` (the column of trials), and "
-                             "only the binomial takes it")
+            raise SpecError(
+                "the binomial family needs `trials` (the column of trials), and "
+                "only the binomial takes it"
+            )
         if self.family == "binomial" and self.exposure != "children":
-            raise SpecError("a binomial fit has no exposure offset: its denominator is "
-                             "`trials`")
+            raise SpecError("a binomial fit has no exposure offset: its denominator is `trials`")
         for name in ("neighbourhood_moderators", "la_moderators", "outcomes", "strata"):
             value = getattr(self, name)
             if len(set(value)) != len(value):
                 raise SpecError(f"{name} repeats a column: {list(value)}")
         self._normalise_strata()
         if self.outcomes and (len(self.outcomes) < 2 or self.outcome != self.outcomes[0]):
-            raise SpecError("a joint spec lists at least two outcomes, `outcome` being the "
-                             f"first: got outcome={self.outcome!r}, outcomes={self.outcomes}")
+            raise SpecError(
+                "a joint spec lists at least two outcomes, `outcome` being the "
+                f"first: got outcome={self.outcome!r}, outcomes={self.outcomes}"
+            )
         if self.la_moderators and not self.la_data:
             raise SpecError("la_moderators need la_data: the LA table they are columns of")
         if self.la_outcome is not None:
             if self.outcomes:
-                raise SpecError("la_outcome is for a single-outcome spec, not a joint one "
-                                 f"(outcomes = {list(self.outcomes)})")
+                raise SpecError(
+                    "la_outcome is for a single-outcome spec, not a joint one "
+                    f"(outcomes = {list(self.outcomes)})"
+                )
             if self.la_outcome.covariates and not self.la_data:
-                raise SpecError(f"la_outcome.adjust {list(self.la_outcome.covariates)} "
-                                 "needs la_data: the LA table they are columns of")
+                raise SpecError(
+                    f"la_outcome.adjust {list(self.la_outcome.covariates)} "
+                    "needs la_data: the LA table they are columns of"
+                )
         if not self.name:
             stem = "_".join(self.outcomes) if self.outcomes else self.outcome
             object.__setattr__(self, "name", f"{stem}_{self.family}")
@@ -343,16 +351,20 @@ class Spec(SpecMethods):
         """One stratum column is always held as ``stratum`` (``strata = ["x"]`` is
         ``stratum = "x"``, the same spec and hash); two or more as ``strata``."""
         if self.stratum and self.strata and self.strata != (self.stratum,):
-            raise SpecError(f"give the stratum columns once: stratum={self.stratum!r} and "
-                             f"strata={list(self.strata)} (use strata alone for several)")
+            raise SpecError(
+                f"give the stratum columns once: stratum={self.stratum!r} and "
+                f"strata={list(self.strata)} (use strata alone for several)"
+            )
         if len(self.strata) == 1:
             object.__setattr__(self, "stratum", self.strata[0])
             object.__setattr__(self, "strata", ())
         if "" in self.strata:
             raise SpecError(f"strata names an empty column: {list(self.strata)}")
         if self.stratum_trend and self.stratum_trend in self.stratum_columns:
-            raise SpecError(f"stratum_trend {self.stratum_trend!r} is also a stratum column: "
-                             "a column is either levels (strata) or a number (the trend)")
+            raise SpecError(
+                f"stratum_trend {self.stratum_trend!r} is also a stratum column: "
+                "a column is either levels (strata) or a number (the trend)"
+            )
 
     @property
     def stratum_columns(self) -> tuple[str, ...]:
@@ -372,6 +384,7 @@ class Spec(SpecMethods):
                 raw.pop(key)
         return json.dumps(raw, sort_keys=True)
 
+
 #: Prior scales added after the ``[priors]`` table existed: left out of the canonical JSON at
 #: their defaults, so a spec with other priors set keeps its hash.
 _NEW_PRIOR_DEFAULTS = {"trend_intercept": 1.0, "trend_slope": 0.5}
@@ -382,8 +395,9 @@ _NEW_DEFAULTS = {
     "la_moderators": [],
     "la_effects": "auto",
     "target_accept": 0.8,
-    "priors": {k: v for k, v in dataclasses.asdict(Priors()).items()
-               if k not in _NEW_PRIOR_DEFAULTS},
+    "priors": {
+        k: v for k, v in dataclasses.asdict(Priors()).items() if k not in _NEW_PRIOR_DEFAULTS
+    },
     "outcomes": [],
     "records": None,
     "la_outcome": None,

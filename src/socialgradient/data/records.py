@@ -29,11 +29,14 @@ LEVEL_SHIFT = math.log(DFE_REFERRED_CHILDREN_PER_10K / STUDY_REFERRED_CHILDREN_P
 #: children (0.1159); the study's threshold ratios give 0.1000 plan starts per referred child
 #: (measured, default draw), so CP plans would run ~14% under DfE's 56.5 per 10,000.
 CP_PLAN_SHIFT = math.log((66_680 / 575_290) / 0.1000)
-SHIFTS = {t: LEVEL_SHIFT + (CP_PLAN_SHIFT if t == "cp_plans" else 0.0)
-          for t in england.OUTCOMES}
+SHIFTS = {t: LEVEL_SHIFT + (CP_PLAN_SHIFT if t == "cp_plans" else 0.0) for t in england.OUTCOMES}
 THRESHOLDS = england.OUTCOMES  # referrals, assessments, cin_plans, cp_plans, looked_after
-PARENT = {"assessments": "referrals", "cin_plans": "assessments", "cp_plans": "cin_plans",
-          "looked_after": "cin_plans"}
+PARENT = {
+    "assessments": "referrals",
+    "cin_plans": "assessments",
+    "cp_plans": "cin_plans",
+    "looked_after": "cin_plans",
+}
 AGE_BANDS = ("0-4", "5-9", "10-15", "16-17")
 AGE_RANGE = {"0-4": (0, 4), "5-9": (5, 9), "10-15": (10, 15), "16-17": (16, 17)}
 GENDERS = ("M", "F")
@@ -46,20 +49,33 @@ NOMINAL_SHARES = {  # shares used to centre the stratum offsets (England, childr
 MALE_SHARE = 0.512
 #: Ethnic mix: logit(non-White share) = base + urban + income * (income - 0.123) + N(0, la_sd)
 #: per LA; the non-White children split as ``split``.
-ETHNICITY = dict(base=-1.85, urban=0.9, income=4.0, la_sd=0.7,
-                 split={"Mixed": 0.25, "Asian": 0.42, "Black": 0.20, "Other": 0.13})
+ETHNICITY = dict(
+    base=-1.85,
+    urban=0.9,
+    income=4.0,
+    la_sd=0.7,
+    split={"Mixed": 0.25, "Asian": 0.42, "Black": 0.20, "Other": 0.13},
+)
 
 #: Stratum offsets, added at every threshold: ``alpha`` to the log rate, ``d`` to the slope on w.
 #: Ethnicity slopes anchor the study's CP-plan gradients (White ~1.91, Black ~1.27 against 1.80
 #: overall); younger children steeper; no gender difference in slope.
 RAW_OFFSETS = {
-    "age_band": dict(alpha=dict(zip(AGE_BANDS, (0.10, -0.10, 0.0, -0.25), strict=True)),
-                     d=dict(zip(AGE_BANDS, (0.10, 0.02, -0.05, -0.12), strict=True))),
+    "age_band": dict(
+        alpha=dict(zip(AGE_BANDS, (0.10, -0.10, 0.0, -0.25), strict=True)),
+        d=dict(zip(AGE_BANDS, (0.10, 0.02, -0.05, -0.12), strict=True)),
+    ),
     "gender": dict(alpha={"M": 0.03, "F": -0.03}, d={"M": 0.0, "F": 0.0}),
     "ethnicity": dict(
         alpha={"White": 0.0, "Mixed": 0.35, "Asian": -0.45, "Black": 0.15, "Other": 0.0},
-        d={"White": math.log(1.91 / 1.80), "Mixed": 0.0, "Asian": -0.18, "Black":
-           math.log(1.27 / 1.80), "Other": -0.15}),
+        d={
+            "White": math.log(1.91 / 1.80),
+            "Mixed": 0.0,
+            "Asian": -0.18,
+            "Black": math.log(1.27 / 1.80),
+            "Other": -0.15,
+        },
+    ),
 }
 #: Single years of age. A referred child's age is drawn uniformly within its band (the rate
 #: model has no age inside a band), so the true log rate and log gradient by single year are
@@ -86,21 +102,50 @@ FACTORS = {
     "19C": ("sexual_abuse_adult_on_child", "Sexual_Abuse_adult_on_child", 0.04, 1.45),
 }
 #: CP plan category of abuse: census code -> (name, share at w = 0, slope offset on b_cp).
-CP_CATEGORIES = {"NEG": ("neglect", 0.48, math.log(1.98 / 1.80)), "EMO": ("emotional", 0.35, -0.09),
-                 "PHY": ("physical", 0.07, -0.08), "SAB": ("sexual", 0.04, math.log(1.62 / 1.80)),
-                 "MUL": ("multiple", 0.06, -0.07)}
-REFERRAL_SOURCES = {"1A": 0.03, "1B": 0.01, "1C": 0.01, "1D": 0.03, "2A": 0.18, "2B": 0.01,
-                    "3A": 0.02, "3B": 0.02, "3C": 0.01, "3D": 0.02, "3E": 0.04, "3F": 0.04,
-                    "4": 0.01, "5A": 0.05, "5B": 0.03, "5C": 0.02, "5D": 0.01, "6": 0.29,
-                    "7": 0.02, "8": 0.10, "9": 0.02, "10": 0.03}
+CP_CATEGORIES = {
+    "NEG": ("neglect", 0.48, math.log(1.98 / 1.80)),
+    "EMO": ("emotional", 0.35, -0.09),
+    "PHY": ("physical", 0.07, -0.08),
+    "SAB": ("sexual", 0.04, math.log(1.62 / 1.80)),
+    "MUL": ("multiple", 0.06, -0.07),
+}
+REFERRAL_SOURCES = {
+    "1A": 0.03,
+    "1B": 0.01,
+    "1C": 0.01,
+    "1D": 0.03,
+    "2A": 0.18,
+    "2B": 0.01,
+    "3A": 0.02,
+    "3B": 0.02,
+    "3C": 0.01,
+    "3D": 0.02,
+    "3E": 0.04,
+    "3F": 0.04,
+    "4": 0.01,
+    "5A": 0.05,
+    "5B": 0.03,
+    "5C": 0.02,
+    "5D": 0.01,
+    "6": 0.29,
+    "7": 0.02,
+    "8": 0.10,
+    "9": 0.02,
+    "10": 0.03,
+}
 OUTCOME_LEVELS = ("nfa", "cin_plan", "cp_plan", "looked_after")
 #: Episode duration (days since referral): piecewise-constant hazard on PIECES, times
 #: exp(level_log_hr[outcome] + g_w * w + g_b * m_c).
 PIECES = (0, 30, 91, 182)
-DURATION = dict(base_rate=(1 / 25, 1 / 40, 1 / 60, 1 / 90),
-                level_log_hr=dict(zip(OUTCOME_LEVELS, (0.0, math.log(0.12), math.log(0.09),
-                                                       math.log(0.05)), strict=True)),
-                g_w=-0.10, g_b=0.15, la_sd=(0.20, 0.05))
+DURATION = dict(
+    base_rate=(1 / 25, 1 / 40, 1 / 60, 1 / 90),
+    level_log_hr=dict(
+        zip(OUTCOME_LEVELS, (0.0, math.log(0.12), math.log(0.09), math.log(0.05)), strict=True)
+    ),
+    g_w=-0.10,
+    g_b=0.15,
+    la_sd=(0.20, 0.05),
+)
 #: ... plus an LA's own closing practice: log hazard ratio u_a + u_b * w, with (u_a, u_b)
 #: independent normals of SDs ``la_sd`` per LA (the duration model's LA random effects).
 #: Re-referral within 12 months (referred children) and repeat CP plan (CP children):
@@ -113,13 +158,39 @@ REREFERRAL = dict(p0=0.22, c_w=0.10, c_x=-0.15, c_g=1.0)
 REPEAT_CP = dict(p0=0.21, c_w=0.12, c_x=-0.15, c_g=1.0)
 
 TABLE_COLUMNS = {
-    "children": ("child_id", "year", "la", "lsoa", "date_of_birth", "age", "age_band", "gender",
-                 "ethnicity"),
-    "episodes": ("child_id", "episode_id", "year", "referral_date", "referral_source",
-                 "referral_nfa", "assessment", "assessment_date", "outcome", "cin_plan_start",
-                 "cin_plan_end", "cp_plan_start", "cp_plan_end", "cp_category",
-                 "looked_after_start", "closure_date", "closure_reason", "censored",
-                 "rereferral_within_12m", "repeat_cp_plan"),
+    "children": (
+        "child_id",
+        "year",
+        "la",
+        "lsoa",
+        "date_of_birth",
+        "age",
+        "age_band",
+        "gender",
+        "ethnicity",
+    ),
+    "episodes": (
+        "child_id",
+        "episode_id",
+        "year",
+        "referral_date",
+        "referral_source",
+        "referral_nfa",
+        "assessment",
+        "assessment_date",
+        "outcome",
+        "cin_plan_start",
+        "cin_plan_end",
+        "cp_plan_start",
+        "cp_plan_end",
+        "cp_category",
+        "looked_after_start",
+        "closure_date",
+        "closure_reason",
+        "censored",
+        "rereferral_within_12m",
+        "repeat_cp_plan",
+    ),
     "factors": ("child_id", "episode_id", "year", "factor"),
     "population": ("year", "lsoa", "la", "age_band", "gender", "ethnicity", "children"),
     "geography": ("lsoa", "la", "income", "children", "rural"),

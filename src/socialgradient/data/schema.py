@@ -233,8 +233,13 @@ def _numeric(s: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def validate(
-    table: pd.DataFrame, outcomes: Sequence[str], stratum: str | Sequence[str] | None = None,
-    exposure: str = "children", *, trials: str = "", moderators: Sequence[str] = (),
+    table: pd.DataFrame,
+    outcomes: Sequence[str],
+    stratum: str | Sequence[str] | None = None,
+    exposure: str = "children",
+    *,
+    trials: str = "",
+    moderators: Sequence[str] = (),
     trend: str = "",
 ) -> pd.DataFrame:
     """Check a neighbourhood table against the input contract.
@@ -280,9 +285,14 @@ def validate(
     strata = [stratum] if isinstance(stratum, str) else list(stratum or [])
     stratum = strata[0] if len(strata) == 1 else None  # the one-column rules, as before
     cell_columns = [*strata, *([trend] if trend else [])]
-    required = (*REQUIRED_COLUMNS, *strata, *([trend] if trend else []),
-                *([exposure] if exposure not in REQUIRED_COLUMNS else []),
-                *([trials] if trials else []), *moderators)
+    required = (
+        *REQUIRED_COLUMNS,
+        *strata,
+        *([trend] if trend else []),
+        *([exposure] if exposure not in REQUIRED_COLUMNS else []),
+        *([trials] if trials else []),
+        *moderators,
+    )
     missing = [c for c in required if c not in t.columns]
     if missing:
         raise fail(
@@ -326,8 +336,12 @@ def validate(
         if pd.api.types.is_bool_dtype(t[c]):
             t[c] = t[c].astype(float)
     counted = (*outcomes, *([trials] if trials else []))
-    num = {c: _numeric(t[c]) for c in dict.fromkeys(
-        ("children", "income", exposure, *counted, *moderators, *([trend] if trend else [])))}
+    num = {
+        c: _numeric(t[c])
+        for c in dict.fromkeys(
+            ("children", "income", exposure, *counted, *moderators, *([trend] if trend else []))
+        )
+    }
     count = {c: num[c][0] for c in counted}
     _raise_rows("missing_value", "missing", t, {c: m for c, (_, m, _) in num.items()})
     _raise_rows("non_numeric", "not a number", t, {c: b for c, (_, _, b) in num.items()})
@@ -337,52 +351,88 @@ def validate(
         "fractional_count", "not whole numbers", t, {c: v != np.floor(v) for c, v in count.items()}
     )
     _raise_rows(
-        "count_too_large", f"at or above 2**53 = {MAX_COUNT:.0f} (float64 cannot hold such "
-        "whole numbers exactly: 2**53 + 1 reads as 2**53)", t,
-        {c: v >= MAX_COUNT for c, v in count.items()}
+        "count_too_large",
+        f"at or above 2**53 = {MAX_COUNT:.0f} (float64 cannot hold such "
+        "whole numbers exactly: 2**53 + 1 reads as 2**53)",
+        t,
+        {c: v >= MAX_COUNT for c, v in count.items()},
     )
     _raise_rows(
-        "count_implausible", f"above {MAX_ROW_COUNT:,} in one row (an LSOA has ~300 "
-        "children; is it a count?)", t, {c: v > MAX_ROW_COUNT for c, v in count.items()}
+        "count_implausible",
+        f"above {MAX_ROW_COUNT:,} in one row (an LSOA has ~300 children; is it a count?)",
+        t,
+        {c: v > MAX_ROW_COUNT for c, v in count.items()},
     )
     children, income = num["children"][0], num["income"][0]
     role = "the exposure" if exposure == "children" else "it weights LA deprivation"
-    _raise_rows("children_not_positive", f"<= 0 (children is {role})", t,
-                {"children": children <= 0})
+    _raise_rows(
+        "children_not_positive", f"<= 0 (children is {role})", t, {"children": children <= 0}
+    )
     lo, hi = CHILDREN_RANGE
-    _raise_rows("children_out_of_range", f"outside the plausible [{lo:g}, {hi:,.0f}] "
-                f"children of one row (children is {role})", t,
-                {"children": (children < lo) | (children > hi)})
+    _raise_rows(
+        "children_out_of_range",
+        f"outside the plausible [{lo:g}, {hi:,.0f}] children of one row (children is {role})",
+        t,
+        {"children": (children < lo) | (children > hi)},
+    )
     if exposure != "children":
-        _raise_rows("exposure_not_positive", f"<= 0 ({exposure} is the exposure)", t,
-                    {exposure: num[exposure][0] <= 0},
-                    "; drop cells with no exposure explicitly (they carry no information)")
+        _raise_rows(
+            "exposure_not_positive",
+            f"<= 0 ({exposure} is the exposure)",
+            t,
+            {exposure: num[exposure][0] <= 0},
+            "; drop cells with no exposure explicitly (they carry no information)",
+        )
         lo, hi = EXPOSURE_RANGE
-        _raise_rows("exposure_out_of_range", f"outside the plausible [{lo:g}, {hi:g}] "
-                    f"({exposure} is the exposure)", t,
-                    {exposure: (num[exposure][0] < lo) | (num[exposure][0] > hi)})
+        _raise_rows(
+            "exposure_out_of_range",
+            f"outside the plausible [{lo:g}, {hi:g}] ({exposure} is the exposure)",
+            t,
+            {exposure: (num[exposure][0] < lo) | (num[exposure][0] > hi)},
+        )
     if trials:
-        _raise_rows("trials_not_positive", f"<= 0 ({trials} are the binomial's trials)", t,
-                    {trials: count[trials] <= 0},
-                    "; drop cells with no trials explicitly (they carry no information)")
-        _raise_rows("count_exceeds_trials", f"above {trials} (the trials)", t,
-                    {c: count[c] > count[trials] for c in outcomes})
-    _raise_rows("moderator_out_of_range", f"larger than {MAX_MODERATOR:g} in size (its "
-                "mean and SD would overflow)", t,
-                {c: np.abs(num[c][0]) > MAX_MODERATOR
-                 for c in (*moderators, *([trend] if trend else []))})
+        _raise_rows(
+            "trials_not_positive",
+            f"<= 0 ({trials} are the binomial's trials)",
+            t,
+            {trials: count[trials] <= 0},
+            "; drop cells with no trials explicitly (they carry no information)",
+        )
+        _raise_rows(
+            "count_exceeds_trials",
+            f"above {trials} (the trials)",
+            t,
+            {c: count[c] > count[trials] for c in outcomes},
+        )
+    _raise_rows(
+        "moderator_out_of_range",
+        f"larger than {MAX_MODERATOR:g} in size (its mean and SD would overflow)",
+        t,
+        {c: np.abs(num[c][0]) > MAX_MODERATOR for c in (*moderators, *([trend] if trend else []))},
+    )
     constant = [c for c in moderators if np.ptp(num[c][0]) == 0]
     if constant:
-        raise fail("constant_moderator", f"moderator columns {constant} take one value on "
-                    "every row: they cannot moderate anything", columns=constant)
+        raise fail(
+            "constant_moderator",
+            f"moderator columns {constant} take one value on "
+            "every row: they cannot moderate anything",
+            columns=constant,
+        )
     if trend and np.ptp(num[trend][0]) == 0:
-        raise fail("constant_trend", f"stratum trend column {trend!r} takes one value "
-                    f"({num[trend][0][0]!r}) on every row: it has no trend", columns=[trend])
+        raise fail(
+            "constant_trend",
+            f"stratum trend column {trend!r} takes one value "
+            f"({num[trend][0][0]!r}) on every row: it has no trend",
+            columns=[trend],
+        )
     if len(strata) > 1:
         one = [c for c in strata if t[c].astype(str).nunique() < 2]
         if one:
-            raise fail("constant_stratum", f"stratum columns {one} have one level on every "
-                        "row: nothing to contrast", columns=one)
+            raise fail(
+                "constant_stratum",
+                f"stratum columns {one} have one level on every row: nothing to contrast",
+                columns=one,
+            )
     bad = (income < 0) | (income > 1)
     hint = ""
     if bad.any() and 1 < income.max() <= 100:
@@ -462,19 +512,28 @@ def require_events(table: pd.DataFrame, outcomes: Sequence[str], trials: str = "
         y = table[c].to_numpy()
         if not np.any(y > 0):
             within = f" (of the trials in {trials!r})" if trials else ""
-            raise fail("no_events", f"outcome {c!r} is 0 on every one of the {len(y)} rows"
-                       f"{within}: it says nothing about a gradient, a fit would return its "
-                       f"prior; check the column and the filters that made the table: {listing}",
-                       rows, [c])
+            raise fail(
+                "no_events",
+                f"outcome {c!r} is 0 on every one of the {len(y)} rows"
+                f"{within}: it says nothing about a gradient, a fit would return its "
+                f"prior; check the column and the filters that made the table: {listing}",
+                rows,
+                [c],
+            )
         if trials and np.all(y == table[trials].to_numpy()):
-            raise fail("every_trial_an_event", f"outcome {c!r} equals its trials {trials!r} on "
-                       f"every one of the {len(y)} rows: a proportion of 1 everywhere says "
-                       f"nothing about a gradient, a fit would return its prior: {listing}",
-                       rows, [c, trials])
+            raise fail(
+                "every_trial_an_event",
+                f"outcome {c!r} equals its trials {trials!r} on "
+                f"every one of the {len(y)} rows: a proportion of 1 everywhere says "
+                f"nothing about a gradient, a fit would return its prior: {listing}",
+                rows,
+                [c, trials],
+            )
 
 
-def load(path, outcomes: Sequence[str], stratum: str | None = None,
-         exposure: str = "children", **terms) -> pd.DataFrame:
+def load(
+    path, outcomes: Sequence[str], stratum: str | None = None, exposure: str = "children", **terms
+) -> pd.DataFrame:
     """Read a table with :func:`read_table` and check it with :func:`validate` (``terms``:
     its ``trials`` and ``moderators``)."""
     return validate(read_table(path), outcomes, stratum, exposure, **terms)

@@ -118,8 +118,12 @@ from socialgradient.spec import Priors, Spec
 LIKELIHOODS = ("sufficient", "pointwise")
 
 
-def la_effects(data: NeighbourhoodData, priors: Priors | None = None,
-               centred: np.ndarray | None = None, a_mean: float = -4.0):
+def la_effects(
+    data: NeighbourhoodData,
+    priors: Priors | None = None,
+    centred: np.ndarray | None = None,
+    a_mean: float = -4.0,
+):
     """Priors and the LA intercepts and slopes, in the current model context.
 
     Creates ``a``, ``b_w``, ``b_b``, ``b_x``, the LKJ covariance ``la_cov`` (with
@@ -136,7 +140,9 @@ def la_effects(data: NeighbourhoodData, priors: Priors | None = None,
     b_b = pm.Normal("b_b", 0.0, p.b_b)
     b_x = pm.Normal("b_x", 0.0, p.b_x)
     chol, corr, sd = pm.LKJCholeskyCov(
-        "la_cov", eta=p.lkj_eta, n=2,
+        "la_cov",
+        eta=p.lkj_eta,
+        n=2,
         sd_dist=pm.HalfNormal.dist(sigma=np.array([p.la_sd_intercept, p.la_sd_slope]), size=2),
         # An explicit start (LA SDs 0.2 and 0.1, uncorrelated): the default draws the SDs
         # through scipy, which fails on PyTensor's read-only constants for some graphs
@@ -151,8 +157,9 @@ def la_effects(data: NeighbourhoodData, priors: Priors | None = None,
     counts = None if centred is None else parameterisation.as_counts(centred)
     if counts is None or (counts == 2).all():
         return pm.MvNormal("la_effect", mu=centre, chol=chol, dims=("la", "effect"))
-    return pm.Deterministic("la_effect", la_theta(centre, chol, counts, data.la, "effect"),
-                            dims=("la", "effect"))
+    return pm.Deterministic(
+        "la_effect", la_theta(centre, chol, counts, data.la, "effect"), dims=("la", "effect")
+    )
 
 
 def la_theta(centre, chol, centred: np.ndarray, la: np.ndarray, coef_dim: str):
@@ -188,8 +195,9 @@ def la_theta(centre, chol, centred: np.ndarray, la: np.ndarray, coef_dim: str):
             else:
                 model.add_coord(f"la_coef_c{c}", coefs[:c])
                 l_cc = chol[:c, :c]
-                u_c = pm.MvNormal(f"la_effect_c{c}", mu=mu[:, :c], chol=l_cc,
-                                  dims=(group, f"la_coef_c{c}"))
+                u_c = pm.MvNormal(
+                    f"la_effect_c{c}", mu=mu[:, :c], chol=l_cc, dims=(group, f"la_coef_c{c}")
+                )
                 z_c = pt.linalg.solve_triangular(l_cc, (u_c - mu[:, :c]).T, lower=True).T
                 u_n = mu[:, c:] + z_c @ chol[c:, :c].T + z_n @ chol[c:, c:].T
                 u = pt.concatenate([u_c, u_n], axis=1)
@@ -209,9 +217,12 @@ def _la_moderator_terms(data: NeighbourhoodData, p: Priors):
     """``V c`` and ``V d`` for the LA moderators (standardised while sampling), dims (la, 2)."""
     mean, sd = data.la_moderator_scaling()
     v = (data.la_moderators - mean) / sd
-    coef = pm.Normal("la_moderator_coef", 0.0,
-                     np.array([p.moderator_intercept, p.moderator_slope]),
-                     dims=("la_moderator", "effect"))
+    coef = pm.Normal(
+        "la_moderator_coef",
+        0.0,
+        np.array([p.moderator_intercept, p.moderator_slope]),
+        dims=("la_moderator", "effect"),
+    )
     pm.Deterministic("la_moderator_effect", coef / sd[:, None], dims=("la_moderator", "effect"))
     return pt.as_tensor(v) @ coef
 
@@ -221,8 +232,12 @@ def dispersion(priors: Priors | None = None):
     return families.get("negbin").add_parameters(priors or Priors())["phi"]
 
 
-def build_model(data: NeighbourhoodData, spec: Spec, likelihood: str = "sufficient",
-                centred: np.ndarray | None = None) -> pm.Model:
+def build_model(
+    data: NeighbourhoodData,
+    spec: Spec,
+    likelihood: str = "sufficient",
+    centred: np.ndarray | None = None,
+) -> pm.Model:
     """Build the national model for one outcome.
 
     Parameters
@@ -284,10 +299,10 @@ def build_model(data: NeighbourhoodData, spec: Spec, likelihood: str = "sufficie
             w = pm.Data("rows_w", w)
             per_la = pm.Data("rows_per_la", per_la)
         eta = pt.repeat(theta[:, 0], per_la) + pt.repeat(theta[:, 1], per_la) * w
-        y_sum = pm.Data("la_y_sum", np.bincount(idx, weights=data.y, minlength=n_la),
-                        dims="la")
-        yw_sum = pm.Data("la_yw_sum", np.bincount(idx, weights=data.y * data.w,
-                                                  minlength=n_la), dims="la")
+        y_sum = pm.Data("la_y_sum", np.bincount(idx, weights=data.y, minlength=n_la), dims="la")
+        yw_sum = pm.Data(
+            "la_yw_sum", np.bincount(idx, weights=data.y * data.w, minlength=n_la), dims="la"
+        )
         linear = pt.sum(theta[:, 0] * y_sum + theta[:, 1] * yw_sum)
         if data.strata:
             offset = _stratum_effect(data, spec.priors)
@@ -307,14 +322,22 @@ def build_model(data: NeighbourhoodData, spec: Spec, likelihood: str = "sufficie
             coef = _moderator_coef(data, spec.priors)
             mean, sd = data.moderator_scaling()
             z = (data.moderators - mean) / sd
-            eta = eta + pt.as_tensor(z[order]) @ coef[:, 0] + pt.as_tensor(
-                z[order] * w[:, None]) @ coef[:, 1]
-            linear = linear + pt.sum(coef[:, 0] * (data.y @ z)) + pt.sum(
-                coef[:, 1] * ((data.y * data.w) @ z))
+            eta = (
+                eta
+                + pt.as_tensor(z[order]) @ coef[:, 0]
+                + pt.as_tensor(z[order] * w[:, None]) @ coef[:, 1]
+            )
+            linear = (
+                linear
+                + pt.sum(coef[:, 0] * (data.y @ z))
+                + pt.sum(coef[:, 1] * ((data.y * data.w) @ z))
+            )
         params = family.add_parameters(spec.priors)
         if likelihood == "sufficient":
-            pm.Potential("loglik", linear + family.normaliser(
-                eta, rows, params, stable=nb_stable(data, family.name)))
+            pm.Potential(
+                "loglik",
+                linear + family.normaliser(eta, rows, params, stable=nb_stable(data, family.name)),
+            )
         else:
             unsort = np.argsort(order, kind="stable")
             original = families.Rows(data.y, np.log(data.exposure), data.trials)
@@ -360,7 +383,7 @@ def _stratum_effect(data: NeighbourhoodData, p: Priors):
         parts, k = [], 0
         for start, stop in zip(starts, [*starts[1:], len(data.strata)], strict=True):
             n = stop - start - 1
-            parts += [pt.zeros((1, 2)), raw[k:k + n]]
+            parts += [pt.zeros((1, 2)), raw[k : k + n]]
             k += n
         full = pt.concatenate(parts, axis=0)
     return pm.Deterministic("stratum_effect", full, dims=("stratum", "effect"))
@@ -375,8 +398,7 @@ def _trend_coef(data: NeighbourhoodData, p: Priors):
     gradient, per SD of the column (``trend_intercept``, ``trend_slope`` in ``[priors]``).
     """
     _, sd = data.trend_scaling()
-    coef = pm.Normal("trend_coef", 0.0, np.array([p.trend_intercept, p.trend_slope]),
-                     dims="effect")
+    coef = pm.Normal("trend_coef", 0.0, np.array([p.trend_intercept, p.trend_slope]), dims="effect")
     pm.Deterministic("trend_effect", coef / sd, dims="effect")
     return coef
 
@@ -385,8 +407,11 @@ def _moderator_coef(data: NeighbourhoodData, p: Priors):
     """Neighbourhood-moderator coefficients per SD (free, ``moderator_coef``) and per unit
     (``moderator_effect``), dims (moderator, effect); returns the per-SD ones."""
     _, sd = data.moderator_scaling()
-    coef = pm.Normal("moderator_coef", 0.0,
-                     np.array([p.moderator_intercept, p.moderator_slope]),
-                     dims=("moderator", "effect"))
+    coef = pm.Normal(
+        "moderator_coef",
+        0.0,
+        np.array([p.moderator_intercept, p.moderator_slope]),
+        dims=("moderator", "effect"),
+    )
     pm.Deterministic("moderator_effect", coef / sd[:, None], dims=("moderator", "effect"))
     return coef

@@ -105,10 +105,18 @@ class NeighbourhoodData:
 
     @classmethod
     def from_table(
-        cls, table: pd.DataFrame, outcome: str, stratum: str | tuple | list | None = None,
-        exposure: str = "children", *, trials: str = "", moderators=(),
-        la_table: pd.DataFrame | None = None, la_moderators=(),
-        la_outcome_spec: LAOutcome | None = None, trend: str = "",
+        cls,
+        table: pd.DataFrame,
+        outcome: str,
+        stratum: str | tuple | list | None = None,
+        exposure: str = "children",
+        *,
+        trials: str = "",
+        moderators=(),
+        la_table: pd.DataFrame | None = None,
+        la_moderators=(),
+        la_outcome_spec: LAOutcome | None = None,
+        trend: str = "",
     ) -> NeighbourhoodData:
         """Encode a table that has passed :func:`socialgradient.data.schema.validate`
         (and, for LA moderators or an LA outcome's covariates, an LA table that passed
@@ -132,8 +140,9 @@ class NeighbourhoodData:
         moderators, la_moderators = tuple(moderators), tuple(la_moderators)
         la_values = None
         if la_moderators:
-            la_values = (la_table.set_index("la").loc[d.la, list(la_moderators)]
-                         .to_numpy(dtype=float))
+            la_values = (
+                la_table.set_index("la").loc[d.la, list(la_moderators)].to_numpy(dtype=float)
+            )
         denominator = trials or exposure
         return cls(
             lsoa=table["lsoa"].to_numpy(dtype=str),
@@ -156,13 +165,13 @@ class NeighbourhoodData:
             exposure=table[denominator].to_numpy(dtype=float),
             exposure_name=denominator,
             trials=table[trials].to_numpy(dtype=np.int64) if trials else None,
-            moderators=(table[list(moderators)].to_numpy(dtype=float)
-                        if moderators else None),
+            moderators=(table[list(moderators)].to_numpy(dtype=float) if moderators else None),
             moderator_names=moderators,
             la_moderators=la_values,
             la_moderator_names=la_moderators,
-            la_outcome=None if la_outcome_spec is None else la_outcome.encode(
-                table, la_outcome_spec, d.la, d.la_index, d.m_c, la_table),
+            la_outcome=None
+            if la_outcome_spec is None
+            else la_outcome.encode(table, la_outcome_spec, d.la, d.la_index, d.m_c, la_table),
             la_name=_la_names(table, d.la),
         )
 

@@ -12,9 +12,15 @@ from socialgradient.model.data import NeighbourhoodData
 from socialgradient.spec import Spec
 
 
-def encode(table: pd.DataFrame, spec: Spec | str, stratum: str = "",
-           exposure: str = "children", la_table: pd.DataFrame | None = None, *,
-           events: bool = True) -> NeighbourhoodData:
+def encode(
+    table: pd.DataFrame,
+    spec: Spec | str,
+    stratum: str = "",
+    exposure: str = "children",
+    la_table: pd.DataFrame | None = None,
+    *,
+    events: bool = True,
+) -> NeighbourhoodData:
     """Validate ``table`` (and the LA table of the spec's LA moderators) and encode it.
 
     ``spec`` is a :class:`Spec` or an outcome name (then ``stratum`` and ``exposure`` say
@@ -32,9 +38,15 @@ def encode(table: pd.DataFrame, spec: Spec | str, stratum: str = "",
             schema.require_events(valid, list(spec.outcomes))
         return [NeighbourhoodData.from_table(valid, o) for o in spec.outcomes]
     strata = spec.strata or spec.stratum or None  # several columns, or one as before
-    valid = schema.validate(table, [spec.outcome], strata, spec.exposure,
-                            trials=spec.trials, moderators=spec.neighbourhood_moderators,
-                            trend=spec.stratum_trend)
+    valid = schema.validate(
+        table,
+        [spec.outcome],
+        strata,
+        spec.exposure,
+        trials=spec.trials,
+        moderators=spec.neighbourhood_moderators,
+        trend=spec.stratum_trend,
+    )
     if events:
         schema.require_events(valid, [spec.outcome], spec.trials)
     lo = spec.la_outcome
@@ -43,12 +55,22 @@ def encode(table: pd.DataFrame, spec: Spec | str, stratum: str = "",
         extra = [c for c in (lo.count, lo.trials) if c != spec.outcome]
         schema.validate(table, extra)
     las = None
-    la_columns = [*spec.la_moderators,
-                  *[c for c in (lo.covariates if lo else ()) if c not in spec.la_moderators]]
+    la_columns = [
+        *spec.la_moderators,
+        *[c for c in (lo.covariates if lo else ()) if c not in spec.la_moderators],
+    ]
     if la_columns:
         raw = la_table if la_table is not None else moderators.read_la_table(spec.la_data)
         las = moderators.validate_la_table(raw, la_columns, valid["la"].unique())
     return NeighbourhoodData.from_table(
-        valid, spec.outcome, strata, spec.exposure, trials=spec.trials,
-        moderators=spec.neighbourhood_moderators, la_table=las,
-        la_moderators=spec.la_moderators, la_outcome_spec=lo, trend=spec.stratum_trend)
+        valid,
+        spec.outcome,
+        strata,
+        spec.exposure,
+        trials=spec.trials,
+        moderators=spec.neighbourhood_moderators,
+        la_table=las,
+        la_moderators=spec.la_moderators,
+        la_outcome_spec=lo,
+        trend=spec.stratum_trend,
+    )

@@ -60,8 +60,11 @@ class Rows:
         20 s against 38 s (shared 2-core machine), while a refit of the same table in a new
         process compiles slower than with constants (19-22 s against 13-16 s, 20 LAs).
         """
-        exceed, tail = ((_exceedances(self.y), _tail(self.y)) if self.exceedances is None
-                        else (self.exceedances, self.tail))
+        exceed, tail = (
+            (_exceedances(self.y), _tail(self.y))
+            if self.exceedances is None
+            else (self.exceedances, self.tail)
+        )
         return Rows(
             y=pm.Data(f"{prefix}y", self.y),
             log_exposure=pm.Data(f"{prefix}log_exposure", self.log_exposure),
@@ -111,8 +114,11 @@ class Family:
             # between consecutive distinct counts in closed form (``_log_rising``), so the
             # cost does not grow with max(y).
             phi = params["phi"]
-            k_j, tail = ((_exceedances(rows.y), _tail(rows.y)) if rows.exceedances is None
-                         else (rows.exceedances, rows.tail))
+            k_j, tail = (
+                (_exceedances(rows.y), _tail(rows.y))
+                if rows.exceedances is None
+                else (rows.exceedances, rows.tail)
+            )
             j = pt.arange(k_j.shape[0])
             counts = pt.sum(k_j * pt.log1p(j / phi))
             sum_y = pt.sum(k_j)  # sum(y) as sum_j K_j: the same integer, not over every row
@@ -124,8 +130,11 @@ class Family:
                 # of log1p (numba calls glibc, whose log1p costs about 10 ns more a row);
                 # its rounding, phi * eps * log(phi) a row, is what the stable form avoids.
                 mu = pt.exp(rows.log_exposure + eta)
-                return (counts + (sum_y + rows.y.shape[0] * phi) * pt.log(phi)
-                        - pt.sum((rows.y + phi) * pt.log(mu + phi)))
+                return (
+                    counts
+                    + (sum_y + rows.y.shape[0] * phi) * pt.log(phi)
+                    - pt.sum((rows.y + phi) * pt.log(mu + phi))
+                )
             # exp(.) times 1/phi, not exp(. - log phi): PyTensor rewrites log1p(exp(x)) to
             # a branchy softplus; and one scalar reciprocal, not a division per row.
             r = pt.exp(rows.log_exposure + eta) * pt.reciprocal(phi)
@@ -136,11 +145,15 @@ class Family:
     def observed(self, name: str, eta, rows: Rows, params: dict, dims: str):
         """The textbook per-row likelihood as an observed PyMC variable."""
         if self.name == "poisson":
-            return pm.Poisson(name, mu=pt.exp(rows.log_exposure + eta), observed=rows.y,
-                              dims=dims)
+            return pm.Poisson(name, mu=pt.exp(rows.log_exposure + eta), observed=rows.y, dims=dims)
         if self.name == "negbin":
-            return pm.NegativeBinomial(name, mu=pt.exp(rows.log_exposure + eta),
-                                       alpha=params["phi"], observed=rows.y, dims=dims)
+            return pm.NegativeBinomial(
+                name,
+                mu=pt.exp(rows.log_exposure + eta),
+                alpha=params["phi"],
+                observed=rows.y,
+                dims=dims,
+            )
         return pm.Binomial(name, n=rows.trials, logit_p=eta, observed=rows.y, dims=dims)
 
     # -- after sampling (numpy, dims (draw, row)) --------------------------------------
@@ -149,8 +162,9 @@ class Family:
         y = rows.y
         if self.name == "binomial":
             n = rows.trials
-            log_choose = (special.gammaln(n + 1) - special.gammaln(y + 1)
-                          - special.gammaln(n - y + 1))
+            log_choose = (
+                special.gammaln(n + 1) - special.gammaln(y + 1) - special.gammaln(n - y + 1)
+            )
             return log_choose + y * eta - n * np.logaddexp(0.0, eta)
         log_mu = eta + rows.log_exposure
         log_y_factorial = special.gammaln(y + 1)
@@ -162,7 +176,8 @@ class Family:
         top = min(max(int(y.max()), 1), EXACT_COUNTS)
         j = np.arange(top)
         table = np.concatenate(
-            [np.zeros((phi.shape[0], 1)), np.cumsum(np.log1p(j / phi), axis=1)], axis=1)
+            [np.zeros((phi.shape[0], 1)), np.cumsum(np.log1p(j / phi), axis=1)], axis=1
+        )
         small = np.minimum(y, top)
         counts = table[:, small]
         big = np.flatnonzero(y > top)
@@ -175,8 +190,9 @@ class Family:
             - (y + phi) * np.log1p(np.exp(log_mu - np.log(phi)))
         )
 
-    def replicate(self, eta: np.ndarray, rows: Rows, params: dict,
-                  rng: np.random.Generator) -> np.ndarray:
+    def replicate(
+        self, eta: np.ndarray, rows: Rows, params: dict, rng: np.random.Generator
+    ) -> np.ndarray:
         """One posterior predictive count per draw and row, dims (draw, row)."""
         if self.name == "binomial":
             return rng.binomial(rows.trials.astype(np.int64), special.expit(eta))
@@ -265,7 +281,8 @@ def _log_rising(start, stop, phi, xp):
 
     def part(n):
         x = phi + n
-        return (x - 0.5) * xp.log1p(n / phi) + (1 / 12 - (1 / 360 - 1 / (1260 * x * x))
-                                                / (x * x)) / x
+        return (x - 0.5) * xp.log1p(n / phi) + (
+            1 / 12 - (1 / 360 - 1 / (1260 * x * x)) / (x * x)
+        ) / x
 
     return part(stop) - part(start) - (stop - start)

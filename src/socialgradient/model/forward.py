@@ -36,9 +36,16 @@ class Truth:
     la_moderators: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
-def draw(geography: pd.DataFrame, truth: Truth, family: str = "negbin", *,
-         outcome: str = "y", trials: str = "", la_table: pd.DataFrame | None = None,
-         seed: int = 0) -> tuple[pd.DataFrame, dict]:
+def draw(
+    geography: pd.DataFrame,
+    truth: Truth,
+    family: str = "negbin",
+    *,
+    outcome: str = "y",
+    trials: str = "",
+    la_table: pd.DataFrame | None = None,
+    seed: int = 0,
+) -> tuple[pd.DataFrame, dict]:
     """Counts for every row of ``geography`` drawn from the model at ``truth``.
 
     Parameters
@@ -68,8 +75,12 @@ def draw(geography: pd.DataFrame, truth: Truth, family: str = "negbin", *,
         v = la_table.set_index("la").loc[d.la, name].to_numpy(float)
         v = v - np.average(v, weights=la_children)
         centre += np.column_stack([c * v, dd * v])
-    cov = np.array([[truth.sigma_a**2, truth.rho * truth.sigma_a * truth.sigma_b],
-                    [truth.rho * truth.sigma_a * truth.sigma_b, truth.sigma_b**2]])
+    cov = np.array(
+        [
+            [truth.sigma_a**2, truth.rho * truth.sigma_a * truth.sigma_b],
+            [truth.rho * truth.sigma_a * truth.sigma_b, truth.sigma_b**2],
+        ]
+    )
     theta = centre + rng.multivariate_normal(np.zeros(2), cov, n_la)
     eta = theta[d.la_index, 0] + theta[d.la_index, 1] * d.w
     for name, (g, h) in truth.moderators.items():

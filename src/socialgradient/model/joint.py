@@ -52,18 +52,29 @@ from socialgradient.spec import Spec
 
 def check_spec(spec: Spec) -> None:
     """Refuse what the joint model does not support, naming it."""
-    bad = [name for name, on in (("stratum", spec.stratum), ("strata", spec.strata),
-                                 ("stratum_trend", spec.stratum_trend), ("trials", spec.trials),
-                                 ("neighbourhood_moderators", spec.neighbourhood_moderators),
-                                 ("la_moderators", spec.la_moderators),
-                                 ("exposure", spec.exposure != "children")) if on]
+    bad = [
+        name
+        for name, on in (
+            ("stratum", spec.stratum),
+            ("strata", spec.strata),
+            ("stratum_trend", spec.stratum_trend),
+            ("trials", spec.trials),
+            ("neighbourhood_moderators", spec.neighbourhood_moderators),
+            ("la_moderators", spec.la_moderators),
+            ("exposure", spec.exposure != "children"),
+        )
+        if on
+    ]
     if bad or spec.family == "binomial":
-        raise ValueError(f"the joint threshold model supports negbin/poisson counts per "
-                         f"child only; remove {bad or ['family = binomial']}")
+        raise ValueError(
+            f"the joint threshold model supports negbin/poisson counts per "
+            f"child only; remove {bad or ['family = binomial']}"
+        )
 
 
-def build(datas: list[NeighbourhoodData], spec: Spec,
-          centred: np.ndarray | None = None) -> pm.Model:
+def build(
+    datas: list[NeighbourhoodData], spec: Spec, centred: np.ndarray | None = None
+) -> pm.Model:
     """The joint model of ``datas`` (one per threshold, same rows, same order)."""
     check_spec(spec)
     family, p = families.get(spec.family), spec.priors
@@ -87,19 +98,25 @@ def build(datas: list[NeighbourhoodData], spec: Spec,
         b_x = pm.Normal("b_x", 0.0, p.b_x, dims="threshold")
         sd0 = np.tile([0.2, 0.1], k)
         chol, corr, sd = pm.LKJCholeskyCov(
-            "la_cov", eta=p.lkj_eta, n=2 * k,
-            sd_dist=pm.HalfNormal.dist(sigma=np.tile([p.la_sd_intercept, p.la_sd_slope], k),
-                                       size=2 * k),
+            "la_cov",
+            eta=p.lkj_eta,
+            n=2 * k,
+            sd_dist=pm.HalfNormal.dist(
+                sigma=np.tile([p.la_sd_intercept, p.la_sd_slope], k), size=2 * k
+            ),
             initval=np.diag(sd0)[np.tril_indices(2 * k)],  # see model.la_effects
         )
         pm.Deterministic("la_sd", sd.reshape((k, 2)), dims=("threshold", "effect"))
         upper = np.triu_indices(2 * k, 1)
         pm.Deterministic("la_corr", corr[upper], dims="la_pair")
-        centre = pt.stack([a[None, :] + b_b[None, :] * m_c[:, None],
-                           b_w[None, :] + b_x[None, :] * m_c[:, None]], axis=2)
+        centre = pt.stack(
+            [a[None, :] + b_b[None, :] * m_c[:, None], b_w[None, :] + b_x[None, :] * m_c[:, None]],
+            axis=2,
+        )
         flat = la_theta(centre.reshape((n_la, 2 * k)), chol, 2 * centred, first.la, "la_coef")
-        theta = pm.Deterministic("la_effect", flat.reshape((n_la, k, 2)),
-                                 dims=("la", "threshold", "effect"))
+        theta = pm.Deterministic(
+            "la_effect", flat.reshape((n_la, k, 2)), dims=("la", "threshold", "effect")
+        )
         if family.name == "negbin":
             inv = pm.HalfNormal("inv_sqrt_phi", p.inv_sqrt_phi, dims="threshold")
             phi = pm.Deterministic("phi", 1.0 / pt.square(inv), dims="threshold")
@@ -127,6 +144,5 @@ def choose(datas: list[NeighbourhoodData], spec: Spec) -> np.ndarray:
     LAs also centre looked-after children (README); on sparser tables the run varies by LA
     (with one all-or-nothing choice per LA, well-informed referral effects of LAs
     non-centred for a sparse threshold mixed slowly: R-hat 1.088)."""
-    ok = np.stack([parameterisation.choose(d, spec.family, spec.la_effects) == 2
-                   for d in datas])
+    ok = np.stack([parameterisation.choose(d, spec.family, spec.la_effects) == 2 for d in datas])
     return np.cumprod(ok, axis=0).sum(axis=0)

@@ -82,13 +82,22 @@ def check_columns(table: pd.DataFrame, spec: LAOutcome) -> None:
     for key in ("count", "trials"):
         column = getattr(spec, key)
         if column not in table.columns:
-            raise fail("missing_column", f"la_outcome.{key} names {column!r}, not a column of "
-                       f"the table (columns: {[str(c) for c in table.columns]})",
-                       columns=[column])
+            raise fail(
+                "missing_column",
+                f"la_outcome.{key} names {column!r}, not a column of "
+                f"the table (columns: {[str(c) for c in table.columns]})",
+                columns=[column],
+            )
 
 
-def encode(table: pd.DataFrame, spec: LAOutcome, la: np.ndarray, la_index: np.ndarray,
-           m_c: np.ndarray, la_table: pd.DataFrame | None = None) -> LAOutcomeData:
+def encode(
+    table: pd.DataFrame,
+    spec: LAOutcome,
+    la: np.ndarray,
+    la_index: np.ndarray,
+    m_c: np.ndarray,
+    la_table: pd.DataFrame | None = None,
+) -> LAOutcomeData:
     """LA totals of a validated table's ``count`` and ``trials`` columns (rows placed by
     ``la_index`` into ``la``), with ``m_c`` and the covariates of ``la_table`` (validated by
     :func:`socialgradient.model.moderators.validate_la_table`, one row per LA of ``la``)."""
@@ -97,18 +106,23 @@ def encode(table: pd.DataFrame, spec: LAOutcome, la: np.ndarray, la_index: np.nd
     trials = np.bincount(la_index, table[spec.trials].to_numpy(float), len(la)).astype(np.int64)
     over = count > trials
     if over.any():
-        raise fail("count_exceeds_trials", f"la_outcome: LA totals of {spec.count!r} exceed "
-                   f"those of {spec.trials!r} in LAs {list(np.asarray(la)[over][:10])}",
-                   columns=[spec.count, spec.trials])
+        raise fail(
+            "count_exceeds_trials",
+            f"la_outcome: LA totals of {spec.count!r} exceed "
+            f"those of {spec.trials!r} in LAs {list(np.asarray(la)[over][:10])}",
+            columns=[spec.count, spec.trials],
+        )
     if (trials == 0).all():
-        raise fail("no_trials", f"la_outcome: {spec.trials!r} is 0 in every LA",
-                   columns=[spec.trials])
+        raise fail(
+            "no_trials", f"la_outcome: {spec.trials!r} is 0 in every LA", columns=[spec.trials]
+        )
     values = [np.asarray(m_c, float)]
     if spec.covariates:
         las = la_table.set_index("la").loc[[str(c) for c in la], list(spec.covariates)]
         values += [las[c].to_numpy(float) for c in spec.covariates]
-    return LAOutcomeData(count, trials, np.column_stack(values), ("m_c", *spec.covariates),
-                         spec.count, spec.trials)
+    return LAOutcomeData(
+        count, trials, np.column_stack(values), ("m_c", *spec.covariates), spec.count, spec.trials
+    )
 
 
 def add_terms(theta, data: LAOutcomeData) -> None:
@@ -124,13 +138,16 @@ def add_terms(theta, data: LAOutcomeData) -> None:
     coef = pm.Normal("la_outcome_coef", 0.0, 1.0, dims="la_outcome_covariate")
     sigma = pm.HalfNormal("la_outcome_sd", 0.5)
     z = pm.Normal("la_outcome_z", 0.0, 1.0, dims="la")
-    pm.Deterministic("la_outcome_effect", pt.concatenate([k_g[None], coef / sd]),
-                     dims="la_outcome_term")
+    pm.Deterministic(
+        "la_outcome_effect", pt.concatenate([k_g[None], coef / sd]), dims="la_outcome_term"
+    )
     slope = theta[:, 1]
     eta = k0 + k_g * (slope - slope.mean()) + pt.as_tensor(z_cov) @ coef + sigma * z
     keep = data.trials > 0
-    pm.Potential("la_outcome_loglik", pm.logp(
-        pm.Binomial.dist(n=data.trials[keep], logit_p=eta[keep]), data.count[keep]).sum())
+    pm.Potential(
+        "la_outcome_loglik",
+        pm.logp(pm.Binomial.dist(n=data.trials[keep], logit_p=eta[keep]), data.count[keep]).sum(),
+    )
 
 
 #: Sampler-side forms dropped from the result tree (``la_outcome_effect`` keeps them per unit).
@@ -148,15 +165,19 @@ def summary(post: xr.Dataset, const: xr.Dataset, spec: dict, interval) -> dict:
     p = float((k_g > 0).mean())
     terms = [str(t) for t in effect["la_outcome_term"].values if t != "gradient"]
     return {
-        "count": spec["count"], "trials": spec["trials"], "p_positive": p,
+        "count": spec["count"],
+        "trials": spec["trials"],
+        "p_positive": p,
         "gradient": interval(k_g) | {"p_positive": p},
         "odds_ratio_per_tenth": interval(np.exp(STEP * k_g)) | {"p_positive": p},
         "adjust": {t: interval(effect.sel(la_outcome_term=t, drop=True)) for t in terms},
         "intercept": interval(post["la_outcome_intercept"]),
         "residual_sd": interval(post["la_outcome_sd"]),
         "n_la": int((const["la_outcome_trials"] > 0).sum()),
-        "units": ("gradient: log-odds of the LA outcome per unit of the LA's log gradient "
-                  "(the model's own LA slopes, every draw); odds_ratio_per_tenth: odds ratio "
-                  "per 0.1 of log gradient (a gradient ~10.5% steeper); adjust: log-odds per "
-                  "unit of each covariate; p_positive = P(gradient > 0)"),
+        "units": (
+            "gradient: log-odds of the LA outcome per unit of the LA's log gradient "
+            "(the model's own LA slopes, every draw); odds_ratio_per_tenth: odds ratio "
+            "per 0.1 of log gradient (a gradient ~10.5% steeper); adjust: log-odds per "
+            "unit of each covariate; p_positive = P(gradient > 0)"
+        ),
     }

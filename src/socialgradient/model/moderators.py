@@ -41,35 +41,55 @@ def validate_la_table(table: pd.DataFrame, columns: Sequence[str], las) -> pd.Da
     columns = list(columns)
     missing = [c for c in ("la", *columns) if c not in table.columns]
     if missing:
-        raise fail("missing_column", f"LA table: columns {missing} not found; columns found: "
-                    f"{[str(c) for c in table.columns]}", columns=missing)
+        raise fail(
+            "missing_column",
+            f"LA table: columns {missing} not found; columns found: "
+            f"{[str(c) for c in table.columns]}",
+            columns=missing,
+        )
     codes = table["la"].astype(str)
     dup = codes.duplicated(keep=False).to_numpy()
     if dup.any():
         rows = np.flatnonzero(dup)
-        raise fail("duplicate_la", f"LA table: LAs with more than one row: "
-                    f"{_some(sorted(set(codes[dup])))} (rows {_some(rows.tolist())})", rows, ["la"])
+        raise fail(
+            "duplicate_la",
+            f"LA table: LAs with more than one row: "
+            f"{_some(sorted(set(codes[dup])))} (rows {_some(rows.tolist())})",
+            rows,
+            ["la"],
+        )
     las = [str(c) for c in las]
     absent = sorted(set(las) - set(codes))
     if absent:
-        raise fail("missing_la", f"LA table: {len(absent)} LAs of the neighbourhood table have "
-                    f"no row: {_some(absent)}", columns=["la"])
+        raise fail(
+            "missing_la",
+            f"LA table: {len(absent)} LAs of the neighbourhood table have no row: {_some(absent)}",
+            columns=["la"],
+        )
     sub = table.assign(la=codes).set_index("la").loc[las, columns]
     out = pd.DataFrame({"la": las})
     for c in columns:
         raw = sub[c]
         values = pd.to_numeric(raw, errors="coerce").to_numpy(float)
-        for rule, bad in (("missing_value", raw.isna().to_numpy()),
-                          ("non_numeric", np.isnan(values) & raw.notna().to_numpy()),
-                          ("non_finite", np.isinf(values))):
+        for rule, bad in (
+            ("missing_value", raw.isna().to_numpy()),
+            ("non_numeric", np.isnan(values) & raw.notna().to_numpy()),
+            ("non_finite", np.isinf(values)),
+        ):
             if bad.any():
                 where = [las[i] for i in np.flatnonzero(bad)]
-                raise fail(rule, f"LA table: column {c!r} is {rule.replace('_', ' ')} for "
-                            f"LAs {_some(where)}", columns=[c])
+                raise fail(
+                    rule,
+                    f"LA table: column {c!r} is {rule.replace('_', ' ')} for LAs {_some(where)}",
+                    columns=[c],
+                )
         if np.ptp(values) == 0:
-            raise fail("constant_moderator", f"LA table: column {c!r} takes one value "
-                        f"({values[0]!r}) over the fit's LAs: it cannot moderate anything",
-                        columns=[c])
+            raise fail(
+                "constant_moderator",
+                f"LA table: column {c!r} takes one value "
+                f"({values[0]!r}) over the fit's LAs: it cannot moderate anything",
+                columns=[c],
+            )
         out[c] = values
     return out
 

@@ -66,21 +66,31 @@ def harmonise(long: pd.DataFrame, merges=()) -> pd.DataFrame:
     for (unit, year), codes in both.items():
         clash = [p for p in pairs if p[0] in codes and p[1] in codes]
         if clash:
-            raise fail("overlapping_codes", f"{unit} {year}: both {clash[0][0]} and its "
-                       f"successor {clash[0][1]} report a figure; summing would double count")
+            raise fail(
+                "overlapping_codes",
+                f"{unit} {year}: both {clash[0][0]} and its "
+                f"successor {clash[0][1]} report a figure; summing would double count",
+            )
     g = t.groupby(["unit", "year"], sort=True)
-    out = pd.DataFrame({
-        "value": g["value"].sum(min_count=1),
-        "hidden": g["hidden"].any(),
-        "any_value": g.apply(lambda d: bool((~d["na"]).any()), include_groups=False),
-        "members": g.apply(lambda d: "+".join(sorted(d.loc[~d["na"], "la"])),
-                           include_groups=False),
-        "markers": g.apply(lambda d: ",".join(sorted(d.loc[d["suppressed"], "la"] + ":"
-                                                     + d.loc[d["suppressed"], "marker"])),
-                           include_groups=False),
-    }).reset_index()
-    out["status"] = np.where(out["hidden"], "suppressed",
-                             np.where(out["any_value"], "ok", "not_reported"))
+    out = pd.DataFrame(
+        {
+            "value": g["value"].sum(min_count=1),
+            "hidden": g["hidden"].any(),
+            "any_value": g.apply(lambda d: bool((~d["na"]).any()), include_groups=False),
+            "members": g.apply(
+                lambda d: "+".join(sorted(d.loc[~d["na"], "la"])), include_groups=False
+            ),
+            "markers": g.apply(
+                lambda d: ",".join(
+                    sorted(d.loc[d["suppressed"], "la"] + ":" + d.loc[d["suppressed"], "marker"])
+                ),
+                include_groups=False,
+            ),
+        }
+    ).reset_index()
+    out["status"] = np.where(
+        out["hidden"], "suppressed", np.where(out["any_value"], "ok", "not_reported")
+    )
     out.loc[out["status"] != "ok", "value"] = np.nan
     return out.drop(columns=["hidden", "any_value"]).rename(columns={"unit": "la"})
 
@@ -103,9 +113,16 @@ def la_deprivation(neighbourhoods: pd.DataFrame, merges=()) -> tuple[pd.DataFram
     return t.drop(columns="nx").reset_index(), x_bar
 
 
-def assemble_panel(counts: pd.DataFrame, population: pd.DataFrame, deprivation: pd.DataFrame,
-                   measure: str = "referrals", first_year: int = FIRST_YEAR,
-                   last_year: int | None = None, merges=(), x_bar: float | None = None):
+def assemble_panel(
+    counts: pd.DataFrame,
+    population: pd.DataFrame,
+    deprivation: pd.DataFrame,
+    measure: str = "referrals",
+    first_year: int = FIRST_YEAR,
+    last_year: int | None = None,
+    merges=(),
+    x_bar: float | None = None,
+):
     """The panel of one measure from the long DfE tables (see the module docstring).
 
     ``counts`` and ``population`` are long tables as read by
@@ -125,8 +142,11 @@ def assemble_panel(counts: pd.DataFrame, population: pd.DataFrame, deprivation: 
     p["year"] = p["year"] + 1  # mid-(t-1) estimate for the year to 31 March t
     pop = harmonise(p, merges)
     dep = deprivation.set_index("la")
-    names = (c.sort_values("year").drop_duplicates("la", keep="last")
-             .assign(unit=lambda d: harmonised_la(d["la"], merges=merges)[0].to_numpy(object)))
+    names = (
+        c.sort_values("year")
+        .drop_duplicates("la", keep="last")
+        .assign(unit=lambda d: harmonised_la(d["la"], merges=merges)[0].to_numpy(object))
+    )
     _, info = harmonised_la(names["la"], merges=merges)
     la_name = {u: v["name"] for u, v in info.items()}
     for unit, name in zip(names["unit"], names["la_name"], strict=True):
@@ -136,8 +156,9 @@ def assemble_panel(counts: pd.DataFrame, population: pd.DataFrame, deprivation: 
     units = [u for u in units if u in dep.index]
     years = list(range(int(c["year"].min()), last + 1))
     grid = pd.MultiIndex.from_product([units, years], names=["la", "year"]).to_frame(index=False)
-    panel = grid.merge(y[["la", "year", "value", "status", "members", "markers"]],
-                       on=["la", "year"], how="left")
+    panel = grid.merge(
+        y[["la", "year", "value", "status", "members", "markers"]], on=["la", "year"], how="left"
+    )
     panel["status"] = panel["status"].fillna("not_reported")
     ex = pop.set_index(["la", "year"])
     key = pd.MultiIndex.from_frame(panel[["la", "year"]])
@@ -147,25 +168,45 @@ def assemble_panel(counts: pd.DataFrame, population: pd.DataFrame, deprivation: 
     panel["la_name"] = panel["la"].map(la_name)
     panel["income"] = panel["la"].map(dep["income"])
     panel["m"] = panel["la"].map(dep["m"])
-    reason = np.where(panel["status"] == "suppressed", "suppressed",
-                      np.where(panel["status"] == "not_reported", "not_reported",
-                               np.where(~(panel["exposure"] > 0), "no_exposure", "")))
+    reason = np.where(
+        panel["status"] == "suppressed",
+        "suppressed",
+        np.where(
+            panel["status"] == "not_reported",
+            "not_reported",
+            np.where(~(panel["exposure"] > 0), "no_exposure", ""),
+        ),
+    )
     panel["reason"] = reason
     panel["observed"] = panel["reason"] == ""
     bad = panel["observed"] & ((panel["count"] < 0) | (panel["count"] % 1 != 0))
     if bad.any():
-        raise fail("fractional_count", f"{measure}: {int(bad.sum())} counts are not whole "
-                   f"non-negative numbers: {panel.loc[bad, ['la', 'year', 'count']].head()}")
+        raise fail(
+            "fractional_count",
+            f"{measure}: {int(bad.sum())} counts are not whole "
+            f"non-negative numbers: {panel.loc[bad, ['la', 'year', 'count']].head()}",
+        )
     excluded = panel[~panel["observed"]]
     report = {
-        "measure": measure, "table": table, "column": column, "description": description,
-        "years": [years[0], years[-1]], "las": len(units), "cells": len(panel),
+        "measure": measure,
+        "table": table,
+        "column": column,
+        "description": description,
+        "years": [years[0], years[-1]],
+        "las": len(units),
+        "cells": len(panel),
         "observed": int(panel["observed"].sum()),
         "excluded": {k: int(v) for k, v in excluded["reason"].value_counts().items()},
         "excluded_cells": [
-            {"la": r.la, "la_name": r.la_name, "year": int(r.year), "reason": r.reason,
-             "markers": r.markers if isinstance(r.markers, str) else ""}
-            for r in excluded.itertuples()],
+            {
+                "la": r.la,
+                "la_name": r.la_name,
+                "year": int(r.year),
+                "reason": r.reason,
+                "markers": r.markers if isinstance(r.markers, str) else "",
+            }
+            for r in excluded.itertuples()
+        ],
         "units_joined": {u: v for u, v in info.items() if u in units},
         "dfe_merges": [f"{m.old}->{m.new}" for m in merges],
         "las_without_deprivation": no_dep,
@@ -182,7 +223,9 @@ def model_inputs(panel: pd.DataFrame) -> dict:
     obs = panel[panel["observed"]]
     m = panel.drop_duplicates("la").set_index("la")["m"].reindex(la).to_numpy(float)
     return {
-        "la": la, "year": years, "m": m,
+        "la": la,
+        "year": years,
+        "m": m,
         "la_index": np.searchsorted(la, obs["la"].to_numpy(str)),
         "year_index": np.searchsorted(years, obs["year"].to_numpy(int)),
         "y": obs["count"].to_numpy().astype(np.int64),
@@ -201,24 +244,33 @@ def shared_paths(shared_dir) -> dict[str, Path]:
     from socialgradient.data.sources import SHARED_FILES
 
     shared = Path(shared_dir)
-    return {"dfe_csc": shared / SHARED_FILES["dfe_csc"],
-            "population": shared / SHARED_FILES["population"]}
+    return {
+        "dfe_csc": shared / SHARED_FILES["dfe_csc"],
+        "population": shared / SHARED_FILES["population"],
+    }
 
 
-def build_panel(shared_dir, measure: str = "referrals", first_year: int = FIRST_YEAR,
-                last_year: int | None = None, merges=()):
+def build_panel(
+    shared_dir,
+    measure: str = "referrals",
+    first_year: int = FIRST_YEAR,
+    last_year: int | None = None,
+    merges=(),
+):
     """Read the shared data folder and assemble the panel of ``measure``: (panel, report)."""
     from socialgradient.data.sources import read_dfe_csc, read_population
     from socialgradient.data.sources.build import build_neighbourhoods
 
     paths = shared_paths(shared_dir)
-    counts = read_dfe_csc(paths["dfe_csc"], tables=[MEASURES[measure][0]]
-                          if measure in MEASURES else None)
+    counts = read_dfe_csc(
+        paths["dfe_csc"], tables=[MEASURES[measure][0]] if measure in MEASURES else None
+    )
     population = read_population(paths["population"])
     lsoas, _ = build_neighbourhoods(shared_dir)
     deprivation, x_bar = la_deprivation(lsoas, merges)
-    panel, report = assemble_panel(counts, population, deprivation, measure, first_year,
-                                   last_year, merges, x_bar)
+    panel, report = assemble_panel(
+        counts, population, deprivation, measure, first_year, last_year, merges, x_bar
+    )
     report["lsoas"] = len(lsoas)
     return panel, report
 

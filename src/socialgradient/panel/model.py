@@ -71,8 +71,18 @@ log = logging.getLogger(__name__)
 
 CHANGES = ("walk", "linear", "none")
 PARAMETERISATIONS = ("centred", "noncentred")
-PARAMETERS = ("a", "b", "la_sd", "phi", "alpha", "la_z", "year_effect", "gradient_change",
-              "d_sd", "b_trend")
+PARAMETERS = (
+    "a",
+    "b",
+    "la_sd",
+    "phi",
+    "alpha",
+    "la_z",
+    "year_effect",
+    "gradient_change",
+    "d_sd",
+    "b_trend",
+)
 INTERVAL_COLUMNS = ["median", "lo95", "hi95", "lo80", "hi80"]  # of _quantiles
 
 
@@ -92,10 +102,12 @@ class PanelSpec(SpecMethods):
     sampling: Sampling = field(default_factory=Sampling)
 
     def __post_init__(self):
-        for value, allowed, what in ((self.measure, tuple(MEASURES), "measure"),
-                                     (self.family, FAMILIES, "family"),
-                                     (self.gradient_change, CHANGES, "gradient_change"),
-                                     (self.la_effects, PARAMETERISATIONS, "la_effects")):
+        for value, allowed, what in (
+            (self.measure, tuple(MEASURES), "measure"),
+            (self.family, FAMILIES, "family"),
+            (self.gradient_change, CHANGES, "gradient_change"),
+            (self.la_effects, PARAMETERISATIONS, "la_effects"),
+        ):
             if value not in allowed:
                 raise ValueError(f"unknown {what} {value!r}: choose one of {allowed}")
         if not self.name:
@@ -118,8 +130,12 @@ def build_panel_model(panel: pd.DataFrame, spec: PanelSpec) -> pm.Model:
     """
     d = model_inputs(panel)
     n_year = len(d["year"])
-    coords = {"la": d["la"], "year": d["year"], "year_contrast": d["year"][1:],
-              "obs": np.arange(len(d["y"]))}
+    coords = {
+        "la": d["la"],
+        "year": d["year"],
+        "year_contrast": d["year"][1:],
+        "obs": np.arange(len(d["y"])),
+    }
     li, yi = d["la_index"], d["year_index"]
     with pm.Model(coords=coords) as model:
         m = pm.Data("m", d["m"], dims="la")
@@ -134,8 +150,7 @@ def build_panel_model(panel: pd.DataFrame, spec: PanelSpec) -> pm.Model:
             z = pm.Normal("la_z", 0.0, 1.0, dims="la")
             u = pm.Deterministic("la_effect", la_sd * z, dims="la")
             alpha = a + b * m + u
-        c = pm.ZeroSumNormal("year_effect", 0.5, dims="year") if n_year > 1 else \
-            pt.zeros(1)
+        c = pm.ZeroSumNormal("year_effect", 0.5, dims="year") if n_year > 1 else pt.zeros(1)
         t = np.arange(n_year) - (n_year - 1) / 2
         if spec.gradient_change == "walk" and n_year > 1:
             d_sd = pm.HalfNormal("d_sd", 0.1)
@@ -159,8 +174,9 @@ def build_panel_model(panel: pd.DataFrame, spec: PanelSpec) -> pm.Model:
     return model
 
 
-def fit_panel(panel: pd.DataFrame, spec: PanelSpec, report: dict | None = None,
-              progressbar: bool = False) -> xr.DataTree:
+def fit_panel(
+    panel: pd.DataFrame, spec: PanelSpec, report: dict | None = None, progressbar: bool = False
+) -> xr.DataTree:
     """Sample the panel model with nutpie (or PyMC); a DataTree with ``posterior``,
     ``sample_stats``, ``observed_data``, ``constant_data`` and attrs ``spec``,
     ``spec_hash``, ``data_hash``, ``measure``, timings and the panel ``report`` (JSON)."""
@@ -170,23 +186,38 @@ def fit_panel(panel: pd.DataFrame, spec: PanelSpec, report: dict | None = None,
     )
     d = model_inputs(panel)
     obs = panel[panel["observed"]]
-    cells = {"obs": np.arange(len(obs)), "obs_la": ("obs", d["la"][d["la_index"]]),
-             "obs_year": ("obs", d["year"][d["year_index"]])}
+    cells = {
+        "obs": np.arange(len(obs)),
+        "obs_la": ("obs", d["la"][d["la_index"]]),
+        "obs_year": ("obs", d["year"][d["year_index"]]),
+    }
     las = panel.drop_duplicates("la").set_index("la").reindex(d["la"])
-    out = xr.DataTree.from_dict({
-        "posterior": tree["posterior"].to_dataset(),
-        "sample_stats": tree["sample_stats"].to_dataset(),
-        "observed_data": xr.Dataset({"y": ("obs", d["y"])}, coords=cells),
-        "constant_data": xr.Dataset(
-            {"exposure": ("obs", d["exposure"]), "m": ("la", d["m"]),
-             "income": ("la", las["income"].to_numpy(float)),
-             "la_name": ("la", las["la_name"].astype(str).to_numpy())},
-            coords={**cells, "la": d["la"], "year": d["year"]}),
-    })
-    out.attrs.update(spec=spec.to_json(), spec_hash=spec.hash, data_hash=panel_hash(panel),
-                     measure=spec.measure, family=spec.family,
-                     report=json.dumps(report or {}, default=str),
-                     compile_seconds=compile_seconds, sampling_seconds=sampling_seconds)
+    out = xr.DataTree.from_dict(
+        {
+            "posterior": tree["posterior"].to_dataset(),
+            "sample_stats": tree["sample_stats"].to_dataset(),
+            "observed_data": xr.Dataset({"y": ("obs", d["y"])}, coords=cells),
+            "constant_data": xr.Dataset(
+                {
+                    "exposure": ("obs", d["exposure"]),
+                    "m": ("la", d["m"]),
+                    "income": ("la", las["income"].to_numpy(float)),
+                    "la_name": ("la", las["la_name"].astype(str).to_numpy()),
+                },
+                coords={**cells, "la": d["la"], "year": d["year"]},
+            ),
+        }
+    )
+    out.attrs.update(
+        spec=spec.to_json(),
+        spec_hash=spec.hash,
+        data_hash=panel_hash(panel),
+        measure=spec.measure,
+        family=spec.family,
+        report=json.dumps(report or {}, default=str),
+        compile_seconds=compile_seconds,
+        sampling_seconds=sampling_seconds,
+    )
     return out
 
 
@@ -228,14 +259,21 @@ def summarise_panel(tree: xr.DataTree, diagnostics: dict | None = None) -> dict:
 
     def one(x):
         row = _quantiles(x).iloc[0]
-        return {"median": float(row["median"]), "ci95": [float(row["lo95"]),
-                float(row["hi95"])], "ci80": [float(row["lo80"]), float(row["hi80"])]}
+        return {
+            "median": float(row["median"]),
+            "ci95": [float(row["lo95"]), float(row["hi95"])],
+            "ci80": [float(row["lo80"]), float(row["hi80"])],
+        }
 
     years = post["gradient"]["year"].values
-    out = {"measure": tree.attrs["measure"], "family": tree.attrs["family"],
-           "gradient_by_year": {int(y): one(post["gradient"].sel(year=y)) for y in years},
-           "gradient_ratio_last_vs_first": one(np.exp(post["gradient_change"].isel(year=-1)
-                                                      - post["gradient_change"].isel(year=0)))}
+    out = {
+        "measure": tree.attrs["measure"],
+        "family": tree.attrs["family"],
+        "gradient_by_year": {int(y): one(post["gradient"].sel(year=y)) for y in years},
+        "gradient_ratio_last_vs_first": one(
+            np.exp(post["gradient_change"].isel(year=-1) - post["gradient_change"].isel(year=0))
+        ),
+    }
     for name in ("la_sd", "phi"):
         if name in post:
             out[name] = one(post[name])
@@ -266,8 +304,11 @@ def plot_gradient(tree: xr.DataTree):
     ax.fill_between(g["year"], g["lo80"], g["hi80"], alpha=0.35, color="C0", label="80% ETI")
     ax.plot(g["year"], g["median"], "o-", color="C0", label="median")
     ax.axhline(1.0, color="grey", lw=0.8)
-    ax.set(xlabel="year ending 31 March", ylabel="rate ratio per 10 points of LA deprivation",
-           title=f"Between-LA social gradient: {tree.attrs['measure']}")
+    ax.set(
+        xlabel="year ending 31 March",
+        ylabel="rate ratio per 10 points of LA deprivation",
+        title=f"Between-LA social gradient: {tree.attrs['measure']}",
+    )
     ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
     return fig
@@ -282,8 +323,11 @@ def plot_scatter(tree: xr.DataTree, panel: pd.DataFrame, year: int | None = None
     year = int(post["year"].values[-1]) if year is None else int(year)
     rows = panel[(panel["year"] == year) & panel["observed"]]
     grid = np.linspace(panel["m"].min(), panel["m"].max(), 50)
-    lin = (post["a"] + post["year_effect"].sel(year=year)
-           + post["log_gradient"].sel(year=year) * xr.DataArray(grid, dims="m"))
+    lin = (
+        post["a"]
+        + post["year_effect"].sel(year=year)
+        + post["log_gradient"].sel(year=year) * xr.DataArray(grid, dims="m")
+    )
     band = _quantiles(np.exp(lin))[["lo95", "median", "hi95"]].to_numpy().T * 1e4
     x_bar = float(json.loads(tree.attrs.get("report", "{}")).get("x_bar") or 0.0)
     to_income = grid / 10 + x_bar
@@ -292,9 +336,11 @@ def plot_scatter(tree: xr.DataTree, panel: pd.DataFrame, year: int | None = None
     ax.fill_between(to_income, band[0], band[2], alpha=0.25, color="C1", label="95% ETI")
     ax.plot(to_income, band[1], color="C1", label="fitted (LA effect 0)")
     ax.set_yscale("log")
-    ax.set(xlabel="LA income deprivation (child-weighted mean IoD2019 income score)",
-           ylabel="rate per 10,000 children (log scale)",
-           title=f"{tree.attrs['measure']} by LA, year to 31 March {year}")
+    ax.set(
+        xlabel="LA income deprivation (child-weighted mean IoD2019 income score)",
+        ylabel="rate per 10,000 children (log scale)",
+        title=f"{tree.attrs['measure']} by LA, year to 31 March {year}",
+    )
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
@@ -330,8 +376,12 @@ def write_panel(tree: xr.DataTree, panel: pd.DataFrame, out, boundaries=None) ->
 
     summary = summarise_panel(tree)
     las = la_table(tree, panel)
-    meta = {"command": "panel", "spec_hash": tree.attrs["spec_hash"],
-            "data_hash": tree.attrs["data_hash"], "measure": tree.attrs["measure"]}
+    meta = {
+        "command": "panel",
+        "spec_hash": tree.attrs["spec_hash"],
+        "data_hash": tree.attrs["data_hash"],
+        "measure": tree.attrs["measure"],
+    }
     with outputs.Writer(out, readme=PANEL_README, **meta) as w:
         rel = w.release
         log_path = rel / disclosure.LOG_NAME
@@ -339,26 +389,39 @@ def write_panel(tree: xr.DataTree, panel: pd.DataFrame, out, boundaries=None) ->
         # figures (already disclosure-controlled by DfE, suppressed cells kept missing), so
         # they pass under a logged reason rather than being suppressed a second time.
         for name, table in (("panel.csv", panel), ("la_effects.csv", las)):
-            disclosure.write_table(table, rel / name, level="la", override=PUBLISHED,
-                                   group_columns=["la", "year"] if name == "panel.csv"
-                                   else ["la"], count_columns=[], log=log_path,
-                                   logged_path=w.path(f"release/{name}"), log_root=w.out)
-        texts = {"panel_report.json": json.dumps(json.loads(tree.attrs["report"]), indent=2),
-                 "gradient_by_year.csv": gradient_by_year(tree).to_csv(index=False,
-                                                                        lineterminator="\n"),
-                 "summary.json": json.dumps(summary, indent=2, default=float)}
+            disclosure.write_table(
+                table,
+                rel / name,
+                level="la",
+                override=PUBLISHED,
+                group_columns=["la", "year"] if name == "panel.csv" else ["la"],
+                count_columns=[],
+                log=log_path,
+                logged_path=w.path(f"release/{name}"),
+                log_root=w.out,
+            )
+        texts = {
+            "panel_report.json": json.dumps(json.loads(tree.attrs["report"]), indent=2),
+            "gradient_by_year.csv": gradient_by_year(tree).to_csv(index=False, lineterminator="\n"),
+            "summary.json": json.dumps(summary, indent=2, default=float),
+        }
         with step(log, "panel figures"):
-            figures = {"gradient_by_year.png": plot_gradient(tree),
-                       "la_scatter.png": plot_scatter(tree, panel)}
+            figures = {
+                "gradient_by_year.png": plot_gradient(tree),
+                "la_scatter.png": plot_scatter(tree, panel),
+            }
             if boundaries is not None and Path(boundaries).is_file():
                 polygons = read_boundaries(boundaries)
                 merged = json.loads(tree.attrs["spec"]).get("dfe_merges")
                 coded, match = map_units(polygons, las["la"], DFE_MERGES if merged else ())
                 texts["map_report.json"] = json.dumps(match, indent=2)
                 figures["la_map.png"] = choropleth(
-                    las.set_index("la")["la_effect_median"], coded,
+                    las.set_index("la")["la_effect_median"],
+                    coded,
                     title=f"LA effects, {tree.attrs['measure']}: log rate ratio to the "
-                          "gradient line", label="LA effect (log scale)")
+                    "gradient line",
+                    label="LA effect (log scale)",
+                )
             for name, fig in figures.items():
                 fig.savefig(rel / name, dpi=120, format="png")
                 plt.close(fig)
@@ -367,10 +430,19 @@ def write_panel(tree: xr.DataTree, panel: pd.DataFrame, out, boundaries=None) ->
         with open(log_path, "a", encoding="utf-8", newline="\n") as f:
             for name in figures:
                 sha = hashlib.sha256((rel / name).read_bytes()).hexdigest()
-                f.write(json.dumps({"time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                                    "file": name, "level": "model", "decision": "written",
-                                    "note": "drawn from model outputs and the LA figures "
-                                    "above only", "sha256": sha}) + "\n")
+                f.write(
+                    json.dumps(
+                        {
+                            "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                            "file": name,
+                            "level": "model",
+                            "decision": "written",
+                            "note": "drawn from model outputs and the LA figures above only",
+                            "sha256": sha,
+                        }
+                    )
+                    + "\n"
+                )
         save(tree, w.internal / "posterior.nc")
         w.commit()
     names = [*texts, *figures, "panel.csv", "la_effects.csv", disclosure.LOG_NAME]
@@ -386,26 +458,54 @@ def panel_command(args) -> int:
 
     root = resources.root("models")
     default = root / f"la_panel_{args.measure or 'referrals'}.toml"
-    spec = load_panel_spec(args.spec) if args.spec else \
-        load_panel_spec(default) if default.is_file() else PanelSpec()
-    spec = spec.replace(measure=args.measure, family=args.family, draws=args.draws,
-                        tune=args.tune, chains=args.chains, seed=args.seed, sampler=args.sampler)
+    spec = (
+        load_panel_spec(args.spec)
+        if args.spec
+        else load_panel_spec(default)
+        if default.is_file()
+        else PanelSpec()
+    )
+    spec = spec.replace(
+        measure=args.measure,
+        family=args.family,
+        draws=args.draws,
+        tune=args.tune,
+        chains=args.chains,
+        seed=args.seed,
+        sampler=args.sampler,
+    )
     from socialgradient.util import outputs
 
     outputs.check_destination(args.out)  # before any reading or sampling
     start = time.perf_counter()
-    panel, report = build_panel(args.shared_dir, spec.measure, spec.first_year,
-                                spec.last_year or None, DFE_MERGES if spec.dfe_merges else ())
-    log.info("panel %s: %s LAs, years %s; %s cells observed, excluded %s", spec.measure,
-             report["las"], report["years"], report["observed"], report["excluded"])
+    panel, report = build_panel(
+        args.shared_dir,
+        spec.measure,
+        spec.first_year,
+        spec.last_year or None,
+        DFE_MERGES if spec.dfe_merges else (),
+    )
+    log.info(
+        "panel %s: %s LAs, years %s; %s cells observed, excluded %s",
+        spec.measure,
+        report["las"],
+        report["years"],
+        report["observed"],
+        report["excluded"],
+    )
     tree = fit_panel(panel, spec, report, progressbar=not args.no_progress)
-    boundaries = Path(args.shared_dir) / "boundaries" / \
-        "Counties_and_Unitary_Authorities_Dec2020_UK_BUC.geojson"
+    boundaries = (
+        Path(args.shared_dir)
+        / "boundaries"
+        / "Counties_and_Unitary_Authorities_Dec2020_UK_BUC.geojson"
+    )
     result = write_panel(tree, panel, args.out, boundaries)
     print(gradient_by_year(tree).round(3).to_string(index=False))
     diag = result["summary"]["diagnostics"]
-    print(f"verdict {diag['verdict']} {diag['reasons']}; R-hat max {diag['rhat_max']:.3f}, "
-          f"ESS bulk min {diag['ess_bulk_min']:.0f}, divergences {diag['divergences']}; "
-          f"{time.perf_counter() - start:.0f} s; wrote {args.out}/: release/ (safe to "
-          f"publish), internal/ (not for release), MANIFEST.json")
+    print(
+        f"verdict {diag['verdict']} {diag['reasons']}; R-hat max {diag['rhat_max']:.3f}, "
+        f"ESS bulk min {diag['ess_bulk_min']:.0f}, divergences {diag['divergences']}; "
+        f"{time.perf_counter() - start:.0f} s; wrote {args.out}/: release/ (safe to "
+        f"publish), internal/ (not for release), MANIFEST.json"
+    )
     return 0 if diag["verdict"] != "FAIL" else 1

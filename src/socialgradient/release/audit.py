@@ -51,9 +51,13 @@ class Stats:
         self.seconds += other.seconds
 
     def public(self) -> dict:
-        return {"method": "linear programming (HiGHS), every hidden quantity, no size limit",
-                "quantities_checked": self.quantities, "largest_linked_set": self.largest,
-                "solves": self.solves, "seconds": round(self.seconds, 3)}
+        return {
+            "method": "linear programming (HiGHS), every hidden quantity, no size limit",
+            "quantities_checked": self.quantities,
+            "largest_linked_set": self.largest,
+            "solves": self.solves,
+            "seconds": round(self.seconds, 3),
+        }
 
 
 class Audit:
@@ -116,10 +120,19 @@ class Audit:
         keep = (np.diff(b.indptr) > 0) & ~single
         b, blo, bhi = b[keep], lo[keep] - shift[keep], hi[keep] - shift[keep]
         var_comp, row_comp = components(b)
-        self._state = {"fixed": fixed, "free": np.flatnonzero(free), "b": b, "lo": blo,
-                       "hi": bhi, "var_comp": var_comp, "row_comp": row_comp,
-                       "row_of": rows[keep], "fixed_row": fixed_row, "b_csc": b.tocsc(),
-                       "free_pos": np.cumsum(free) - 1}
+        self._state = {
+            "fixed": fixed,
+            "free": np.flatnonzero(free),
+            "b": b,
+            "lo": blo,
+            "hi": bhi,
+            "var_comp": var_comp,
+            "row_comp": row_comp,
+            "row_of": rows[keep],
+            "fixed_row": fixed_row,
+            "b_csc": b.tocsc(),
+            "free_pos": np.cumsum(free) - 1,
+        }
         return self._state
 
     def ceiling(self, target) -> tuple[float, int]:
@@ -202,13 +215,23 @@ class Audit:
         self.stats.largest = max(self.stats.largest, len(vars_))
         if not len(rows):  # linked to nothing: anything from 0 up
             return const, np.inf
-        return const + self._solve(st["b"][rows][:, vars_], st["lo"][rows], st["hi"][rows],
-                                   tf[vars_], free[vars_], rows, t.tobytes())
+        return const + self._solve(
+            st["b"][rows][:, vars_],
+            st["lo"][rows],
+            st["hi"][rows],
+            tf[vars_],
+            free[vars_],
+            rows,
+            t.tobytes(),
+        )
 
     def spread(self, target) -> float:
         """How far the known feasible points already spread ``target . x``."""
-        if self._matrix is None or self._matrix.shape[0] != len(self.pool) \
-                or self._matrix_of is not self.pool:
+        if (
+            self._matrix is None
+            or self._matrix.shape[0] != len(self.pool)
+            or self._matrix_of is not self.pool
+        ):
             self._matrix, self._matrix_of = np.vstack(self.pool), self.pool
         t = _dense(target)
         on = np.flatnonzero(t)
@@ -221,8 +244,14 @@ class Audit:
         minimising the sum of the targets not yet shown to, per linked set, until a round
         shows no more (and a few random vertices first)."""
         t0 = time.perf_counter()
-        rows = sparse.vstack([sparse.csr_array(_dense(t)[None, :]) if not sparse.issparse(t)
-                              else sparse.csr_array(t) for t in targets]).tocsr()
+        rows = sparse.vstack(
+            [
+                sparse.csr_array(_dense(t)[None, :])
+                if not sparse.issparse(t)
+                else sparse.csr_array(t)
+                for t in targets
+            ]
+        ).tocsr()
         rng = np.random.default_rng(0)
         open_ = np.ones(rows.shape[0], bool)
         for round_ in range(rounds + 1):
@@ -234,8 +263,7 @@ class Audit:
             objective = np.asarray(rows[still].sum(axis=0)).ravel()
             signs = (1.0, -1.0) if round_ else (None,) * EXPLORE
             for sign in signs:
-                c = (rng.normal(size=self.n) * (objective != 0) if sign is None
-                     else sign * objective)
+                c = rng.normal(size=self.n) * (objective != 0) if sign is None else sign * objective
                 self._vertices(c)
         self.stats.seconds += time.perf_counter() - t0
 
@@ -255,30 +283,37 @@ class Audit:
             if len(vars_) < 2 or not len(rows):
                 continue
             lo, hi = st["lo"][rows], st["hi"][rows]
-            cons = LinearConstraint(st["b"][rows][:, vars_], np.where(np.isfinite(lo), lo,
-                                                                       -np.inf),
-                                    np.where(np.isfinite(hi), hi, np.inf))
+            cons = LinearConstraint(
+                st["b"][rows][:, vars_],
+                np.where(np.isfinite(lo), lo, -np.inf),
+                np.where(np.isfinite(hi), hi, np.inf),
+            )
             self.stats.solves += 1
             res = milp(cf[vars_], constraints=cons, bounds=Bounds(0, BIG))
             if res.status == 0 and res.x is not None:
-                self.pool = [self.truth, self._complete(st["free"][vars_], res.x),
-                             *self.pool[1:]][:POOL]
+                self.pool = [self.truth, self._complete(st["free"][vars_], res.x), *self.pool[1:]][
+                    :POOL
+                ]
 
     def _solve(self, b, lo, hi, c, cols, rows=None, key=None) -> np.ndarray:
         n = b.shape[1]
         integral = self.integer and n <= INTEGER_LIMIT
-        cons = LinearConstraint(b, np.where(np.isfinite(lo), lo, -np.inf),
-                                np.where(np.isfinite(hi), hi, np.inf))
+        cons = LinearConstraint(
+            b, np.where(np.isfinite(lo), lo, -np.inf), np.where(np.isfinite(hi), hi, np.inf)
+        )
         out, binding = [], np.zeros(len(lo), bool)
         for sign in (1.0, -1.0):
             self.stats.solves += 1
             if integral:
-                res = milp(sign * c, constraints=cons, bounds=Bounds(0, BIG),
-                           integrality=np.ones(n))
+                res = milp(
+                    sign * c, constraints=cons, bounds=Bounds(0, BIG), integrality=np.ones(n)
+                )
                 fun, x = res.fun, res.x
                 if res.status != 0 or x is None:
-                    raise RuntimeError(f"the protection check's program failed "
-                                       f"({res.message}); the release is refused")
+                    raise RuntimeError(
+                        f"the protection check's program failed "
+                        f"({res.message}); the release is refused"
+                    )
             else:
                 fun, x, duals = _lp(b, lo, hi, sign * c)
                 binding |= duals
@@ -307,12 +342,19 @@ def _lp(b, lo, hi, c) -> tuple[float, np.ndarray, np.ndarray]:
     up, down = ~eq & np.isfinite(hi), ~eq & np.isfinite(lo)
     ub = [b[up], -b[down]]
     a_ub = sparse.vstack(ub).tocsr() if (up | down).any() else None
-    res = linprog(c, A_ub=a_ub, b_ub=np.concatenate([hi[up], -lo[down]]) if a_ub is not None
-                  else None, A_eq=b[eq] if eq.any() else None,
-                  b_eq=lo[eq] if eq.any() else None, bounds=(0, BIG), method="highs")
+    res = linprog(
+        c,
+        A_ub=a_ub,
+        b_ub=np.concatenate([hi[up], -lo[down]]) if a_ub is not None else None,
+        A_eq=b[eq] if eq.any() else None,
+        b_eq=lo[eq] if eq.any() else None,
+        bounds=(0, BIG),
+        method="highs",
+    )
     if res.status != 0 or res.x is None:
-        raise RuntimeError(f"the protection check's linear program failed ({res.message}); "
-                           "the release is refused")
+        raise RuntimeError(
+            f"the protection check's linear program failed ({res.message}); the release is refused"
+        )
     duals = np.zeros(len(lo), bool)
     if eq.any():
         duals[np.flatnonzero(eq)[np.abs(res.eqlin.marginals) > 1e-9]] = True
@@ -323,8 +365,7 @@ def _lp(b, lo, hi, c) -> tuple[float, np.ndarray, np.ndarray]:
 
 
 def _dense(target) -> np.ndarray:
-    return np.asarray(target.todense() if sparse.issparse(target) else target,
-                      dtype=float).ravel()
+    return np.asarray(target.todense() if sparse.issparse(target) else target, dtype=float).ravel()
 
 
 def components(b) -> tuple[np.ndarray, np.ndarray]:
@@ -377,9 +418,16 @@ class _Ceilings:
         return float(np.min(self.hi[holds] / t[on].max(), initial=np.inf))
 
 
-def secure(audit: Audit, targets: list[Target], candidates, protection: float,
-           baseline=None, label=str, tries: int = 6,
-           permanent: np.ndarray | None = None) -> tuple[list[int], list[str]]:
+def secure(
+    audit: Audit,
+    targets: list[Target],
+    candidates,
+    protection: float,
+    baseline=None,
+    label=str,
+    tries: int = 6,
+    permanent: np.ndarray | None = None,
+) -> tuple[list[int], list[str]]:
     """Hide constraint rows (``candidates(target)``: rows that may still be hidden, best
     first) until no target is pinned (interval narrower than ``protection``).
 
@@ -438,13 +486,16 @@ def secure(audit: Audit, targets: list[Target], candidates, protection: float,
         # bounds proved by permanent rows alone (LP duality) hold whatever is hidden
         proved = permanent is not None and bool(bound) and all(permanent[r] for r in bound)
         if not options or proved or unfixable(t) or (baseline is not None and baseline(t)):
-            actions.append(f"warning: {t.label} is bounded to less than {protection} by "
-                           "what was published elsewhere or before")
+            actions.append(
+                f"warning: {t.label} is bounded to less than {protection} by "
+                "what was published elsewhere or before"
+            )
             beyond += 1
             continue
         relevant = [c for c in options if c in bound] or options
-        chosen = next((c for c in relevant[:tries]
-                       if audit.hide_and_test(c, lambda t=t: not pinned(t))), None)
+        chosen = next(
+            (c for c in relevant[:tries] if audit.hide_and_test(c, lambda t=t: not pinned(t))), None
+        )
         if chosen is not None:
             audit.set_active(chosen, False)
         else:  # none alone is enough: hide the first that bounds it and look again
@@ -458,7 +509,9 @@ def secure(audit: Audit, targets: list[Target], candidates, protection: float,
         audit.stats.add(base[0].stats)
         audit.stats.quantities -= base[0].stats.quantities
     if beyond:
-        actions.append(f"note: {beyond} hidden quantities are bounded to less than "
-                       f"{protection} by totals published elsewhere or before (not by this "
-                       "release)")
+        actions.append(
+            f"note: {beyond} hidden quantities are bounded to less than "
+            f"{protection} by totals published elsewhere or before (not by this "
+            "release)"
+        )
     return hidden, actions

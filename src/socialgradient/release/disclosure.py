@@ -108,9 +108,13 @@ class Rule:
         """Weaker than the default rule: a lower threshold, none, no secondary suppression,
         no perturbation or a lower protection level."""
         default = Rule()
-        return (self.threshold is None or self.threshold < default.threshold
-                or not self.secondary or not self.perturb
-                or self.protection < default.protection)
+        return (
+            self.threshold is None
+            or self.threshold < default.threshold
+            or not self.secondary
+            or not self.perturb
+            or self.protection < default.protection
+        )
 
     def check(self) -> None:
         """Refuse (:class:`DisclosureError`) a weaker rule that states no reason."""
@@ -118,7 +122,8 @@ class Rule:
             raise DisclosureError(
                 f"threshold {self.threshold} (secondary={self.secondary}, perturb="
                 f"{self.perturb}, protection={self.protection}) is weaker than the default "
-                f"{Rule().threshold}: give the reason with --override REASON (logged)")
+                f"{Rule().threshold}: give the reason with --override REASON (logged)"
+            )
 
     @property
     def floor(self) -> int:
@@ -252,8 +257,9 @@ def _secondary(values, suppressed, lines, label, actions, protection, integer) -
     stats = audit.Stats()
     while True:  # every total hides 0 or >= 2 cells, then the exact check, until neither adds
         _lone(values, suppressed, lines, flat, starts, label, actions)
-        added, more, done = suppression.complete(values, suppressed, lines, protection, integer,
-                                                 label)
+        added, more, done = suppression.complete(
+            values, suppressed, lines, protection, integer, label
+        )
         stats.add(done)
         if not added:
             actions += more
@@ -280,8 +286,9 @@ def _keys_from_rows(table, counts, groups, magnitudes, secret_of=None) -> np.nda
     out = np.zeros((len(table), len(counts)))
     for j, c in enumerate(counts):
         v = table[c].to_numpy(dtype=float)
-        out[:, j] = (keys.magnitude_keys(ids, v, c) if c in magnitudes
-                     else keys.count_keys(ids, v, c))
+        out[:, j] = (
+            keys.magnitude_keys(ids, v, c) if c in magnitudes else keys.count_keys(ids, v, c)
+        )
     return out
 
 
@@ -298,8 +305,17 @@ def _row_ids(table: pd.DataFrame, groups: list[str]) -> np.ndarray:
 
 
 def protect(
-    table, count_columns, group_columns=(), rule: Rule = Rule(), totals=None, derived=None,
-    *, hidden=None, keys=None, amplitude=None, magnitudes=None,
+    table,
+    count_columns,
+    group_columns=(),
+    rule: Rule = Rule(),
+    totals=None,
+    derived=None,
+    *,
+    hidden=None,
+    keys=None,
+    amplitude=None,
+    magnitudes=None,
 ) -> Protected:
     """Apply ``rule`` to the ``count_columns`` of ``table`` (rows keyed by ``group_columns``).
 
@@ -322,8 +338,9 @@ def protect(
     if unknown:
         raise ValueError(f"derived columns must map table columns to count columns: {unknown}")
     if magnitudes is None:
-        magnitudes = [c for c in counts
-                      if not np.all(np.mod(table[c].to_numpy(dtype=float), 1) == 0)]
+        magnitudes = [
+            c for c in counts if not np.all(np.mod(table[c].to_numpy(dtype=float), 1) == 0)
+        ]
     magnitudes = set(magnitudes) & set(counts)
     keys_df = table[groups].reset_index(drop=True)
     values = table[counts].to_numpy(dtype=float).ravel() if counts else np.zeros(0)
@@ -342,25 +359,41 @@ def protect(
     if hidden is not None:
         forced = np.asarray(hidden, bool).ravel() & ~suppressed
         suppressed |= forced
-        actions += [f"secondary: {label(k)} (hidden by the cross-release check)"
-                    for k in np.flatnonzero(forced)]
+        actions += [
+            f"secondary: {label(k)} (hidden by the cross-release check)"
+            for k in np.flatnonzero(forced)
+        ]
     check = audit.Stats().public()
     if rule.secondary and suppressed.any():
-        check = _secondary(values, suppressed, _lines(keys_df, counts, groups, totals), label,
-                           actions, rule.protection, not magnitudes)
+        check = _secondary(
+            values,
+            suppressed,
+            _lines(keys_df, counts, groups, totals),
+            label,
+            actions,
+            rule.protection,
+            not magnitudes,
+        )
     shown = np.where(suppressed, np.nan, values)
     if rule.perturb and n_cols and (~suppressed).any():
-        ck = (np.asarray(keys, dtype=float).reshape(-1, n_cols) if keys is not None
-              else _keys_from_rows(table, counts, groups, magnitudes))
-        amp = (np.asarray(amplitude, dtype=float).reshape(-1, n_cols) if amplitude is not None
-               else MAGNITUDE_SHARE * values.reshape(-1, n_cols))
+        ck = (
+            np.asarray(keys, dtype=float).reshape(-1, n_cols)
+            if keys is not None
+            else _keys_from_rows(table, counts, groups, magnitudes)
+        )
+        amp = (
+            np.asarray(amplitude, dtype=float).reshape(-1, n_cols)
+            if amplitude is not None
+            else MAGNITUDE_SHARE * values.reshape(-1, n_cols)
+        )
         grid = shown.reshape(-1, n_cols).copy()
         for j, c in enumerate(counts):
             true = values.reshape(-1, n_cols)[:, j]
-            grid[:, j] = (np.round(perturbation.perturb_magnitudes(true, ck[:, j], amp[:, j],
-                                                                   rule.floor), 1)
-                          if c in magnitudes
-                          else perturbation.perturb_counts(true, ck[:, j], rule.floor))
+            grid[:, j] = (
+                np.round(perturbation.perturb_magnitudes(true, ck[:, j], amp[:, j], rule.floor), 1)
+                if c in magnitudes
+                else perturbation.perturb_counts(true, ck[:, j], rule.floor)
+            )
         shown = np.where(suppressed, np.nan, grid.ravel())
         actions.append(f"perturbed {int((~suppressed).sum())} counts (cell key)")
     status = np.where(primary, "primary", np.where(suppressed, "secondary", "ok")).astype(object)
@@ -425,10 +458,18 @@ class Partitioned:
         return int(sum(h.sum() for h in self.hidden.values()))
 
 
-def protect_partitions(values, partitions: dict[str, np.ndarray], rule: Rule = Rule(),
-                       min_width: float | None = None, *, units=None, earlier=(),
-                       keys=None, name: str = "totals", measure: str = "count"
-                       ) -> Partitioned:
+def protect_partitions(
+    values,
+    partitions: dict[str, np.ndarray],
+    rule: Rule = Rule(),
+    min_width: float | None = None,
+    *,
+    units=None,
+    earlier=(),
+    keys=None,
+    name: str = "totals",
+    measure: str = "count",
+) -> Partitioned:
     """Protect the totals of several partitions of the same units, published together.
 
     ``values``: one count per unit (e.g. per LSOA); ``partitions``: name -> one group label
@@ -446,8 +487,11 @@ def protect_partitions(values, partitions: dict[str, np.ndarray], rule: Rule = R
     y = np.asarray(values, dtype=float)
     if y.ndim != 1 or not np.all(np.isfinite(y)) or (y < 0).any():
         raise ValueError("values must be finite, non-negative counts, one per unit")
-    units = (np.array([f"u{i}" for i in range(len(y))]) if units is None
-             else np.asarray(units, dtype=str))
+    units = (
+        np.array([f"u{i}" for i in range(len(y))])
+        if units is None
+        else np.asarray(units, dtype=str)
+    )
     names = [n for n in partitions if n != "total"]
     parts = {}
     for n in names:
@@ -463,16 +507,29 @@ def protect_partitions(values, partitions: dict[str, np.ndarray], rule: Rule = R
         hidden[n] = np.zeros((len(groups), 1), bool)
         if rule.threshold is not None:
             hidden[n][:, 0] = (true < rule.threshold) & ((true > 0) | rule.suppress_zeros)
-    pub = ledgers.Publication(name, units, [measure], y[:, None], parts, hidden,
-                              round_to=rule.round_to, threshold=rule.threshold,
-                              suppress_zeros=rule.suppress_zeros, integer=True)
-    actions = [f"primary: {pub.label(n, k, 0)} below {rule.threshold}"
-               for n in parts for k in np.flatnonzero(hidden[n][:, 0])]
+    pub = ledgers.Publication(
+        name,
+        units,
+        [measure],
+        y[:, None],
+        parts,
+        hidden,
+        round_to=rule.round_to,
+        threshold=rule.threshold,
+        suppress_zeros=rule.suppress_zeros,
+        integer=True,
+    )
+    actions = [
+        f"primary: {pub.label(n, k, 0)} below {rule.threshold}"
+        for n in parts
+        for k in np.flatnonzero(hidden[n][:, 0])
+    ]
     check = {}
     if rule.secondary:
         try:
-            outcome = ledgers.check(pub, earlier,
-                                    rule.protection if min_width is None else min_width)
+            outcome = ledgers.check(
+                pub, earlier, rule.protection if min_width is None else min_width
+            )
         except RuntimeError as err:
             raise DisclosureError(f"refused: {err}") from None
         actions += outcome.actions
@@ -512,8 +569,12 @@ def _units_of(table, counts, groups, source, unit_columns):
     """Unit ids, values (units x counts) and the table row of each unit: the ``source``
     rows (unit-level: LSOA or LSOA x stratum) or, without one, the table's own rows."""
     if source is None:
-        return _row_ids(table, groups), table[counts].to_numpy(dtype=float), \
-            np.arange(len(table)), table[groups].reset_index(drop=True)
+        return (
+            _row_ids(table, groups),
+            table[counts].to_numpy(dtype=float),
+            np.arange(len(table)),
+            table[groups].reset_index(drop=True),
+        )
     unit_columns = _names(unit_columns)
     missing = [c for c in [*groups, *counts, *unit_columns] if c not in source.columns]
     if missing:
@@ -535,24 +596,35 @@ def _publication(name, table, counts, groups, rule, totals, hidden, source, unit
         label = "total" if not subset else "by " + ",".join(subset)
         if subset:
             codes, uniq = pd.factorize(pd.MultiIndex.from_frame(keys[subset].astype(str)))
-            labels = np.array([", ".join(f"{g}={v}" for g, v in zip(subset, u, strict=True))
-                               for u in uniq])
+            labels = np.array(
+                [", ".join(f"{g}={v}" for g, v in zip(subset, u, strict=True)) for u in uniq]
+            )
         else:
             codes, labels = np.zeros(len(ids), np.int64), np.array(["total"])
         parts[label] = (codes, labels)
         public.append(label)
-    return ledgers.Publication(name, ids, list(counts), values, parts,
-                               {"cell": np.asarray(hidden, bool).reshape(len(table), -1)},
-                               tuple(public), rule.round_to, rule.threshold,
-                               rule.suppress_zeros,
-                               integer=bool(np.all(np.mod(values, 1) == 0)))
+    return ledgers.Publication(
+        name,
+        ids,
+        list(counts),
+        values,
+        parts,
+        {"cell": np.asarray(hidden, bool).reshape(len(table), -1)},
+        tuple(public),
+        rule.round_to,
+        rule.threshold,
+        rule.suppress_zeros,
+        integer=bool(np.all(np.mod(values, 1) == 0)),
+    )
 
 
 def _cell_labels(table, groups) -> list[str]:
     if not groups:
         return [f"row {i}" for i in range(len(table))]
-    return [", ".join(f"{g}={v}" for g, v in zip(groups, row, strict=True))
-            for row in table[groups].astype(str).itertuples(index=False)]
+    return [
+        ", ".join(f"{g}={v}" for g, v in zip(groups, row, strict=True))
+        for row in table[groups].astype(str).itertuples(index=False)
+    ]
 
 
 def _table_keys(led, table, counts, groups, magnitudes, source, unit_columns):

@@ -33,23 +33,35 @@ def summary(tree: xr.DataTree, diagnostics: dict | None = None) -> dict:
         "diagnostics": diagnostics,
         "family": first["family"],
         "scale": first["scale"],
-        "model": {**first["model"], "outcome": "+".join(outcomes(tree)),
-                  "outcomes": outcomes(tree), "la_effects": _centring(tree)},
+        "model": {
+            **first["model"],
+            "outcome": "+".join(outcomes(tree)),
+            "outcomes": outcomes(tree),
+            "la_effects": _centring(tree),
+        },
         "units": first["units"] + "; p_steepens: posterior probability that the gradient "
-                 "at an averagely deprived LA is steeper at the later threshold",
+        "at an averagely deprived LA is steeper at the later threshold",
     }
 
 
 def _centring(tree: xr.DataTree) -> dict:
     """Per threshold, how many LAs had its effects sampled centred and non-centred."""
     centred = tree["constant_data"]["centred"].values
-    return {name: {"centred": int((centred > j).sum()),
-                   "noncentred": int((centred <= j).sum())}
-            for j, name in enumerate(outcomes(tree))}
+    return {
+        name: {"centred": int((centred > j).sum()), "noncentred": int((centred <= j).sum())}
+        for j, name in enumerate(outcomes(tree))
+    }
 
 
-def write(tree: xr.DataTree, out_dir, extra: dict | None = None, rule=None,
-          posterior=None, command: str = "write", ledger=None) -> dict:
+def write(
+    tree: xr.DataTree,
+    out_dir,
+    extra: dict | None = None,
+    rule=None,
+    posterior=None,
+    command: str = "write",
+    ledger=None,
+) -> dict:
     """The output set of a joint fit, as :func:`socialgradient.release.report.write` writes one
     fit's: ``release/summary.json`` (this module's :func:`summary`), ``la_gradients.csv``
     with a ``threshold`` column, ``ppc.json`` by threshold, every observed count through the
@@ -82,8 +94,12 @@ def _write(tree, out_dir, s, rule, posterior, command, led, keys, earlier, plots
     from socialgradient.util import outputs
 
     tables, ppcs, figures, entries, pubs = [], {}, {}, [], []
-    meta = {"command": command, "spec_hash": tree.attrs["spec_hash"],
-            "data_hash": tree.attrs["data_hash"], "outcome": s["model"]["outcome"]}
+    meta = {
+        "command": command,
+        "spec_hash": tree.attrs["spec_hash"],
+        "data_hash": tree.attrs["data_hash"],
+        "outcome": s["model"]["outcome"],
+    }
     with outputs.Writer(out_dir, **meta) as w:
         rel, internal = w.release, w.internal
         for name in outcomes(tree):
@@ -96,54 +112,81 @@ def _write(tree, out_dir, s, rule, posterior, command, led, keys, earlier, plots
             ppcs[name] = report._records(checked)
             (rel / name).mkdir()
             with step(log, "%s: figures", name):
-                saved = plots.save_all(one, rel / name,
-                                       observed=report._gated_decile_rates(one, parts, decile,
-                                                                           keys),
-                                       checks=checked)
+                saved = plots.save_all(
+                    one,
+                    rel / name,
+                    observed=report._gated_decile_rates(one, parts, decile, keys),
+                    checks=checked,
+                )
             figures |= {f"{name}/{k}": p for k, p in saved.items()}
-            entries.append((name, int(parts.hidden["la"].sum()),
-                            disclosure.public_actions(parts.actions),
-                            report._log_check(parts, rule, led)))
+            entries.append(
+                (
+                    name,
+                    int(parts.hidden["la"].sum()),
+                    disclosure.public_actions(parts.actions),
+                    report._log_check(parts, rule, led),
+                )
+            )
         (rel / "summary.json").write_text(report.to_json(s) + "\n", encoding="utf-8", newline="\n")
         table = pd.concat(tables, ignore_index=True)
         table.insert(0, "threshold", table.pop("threshold"))
         table.to_csv(rel / "la_gradients.csv", index=False, lineterminator="\n")
         (rel / "ppc.json").write_text(report.to_json(ppcs) + "\n", encoding="utf-8", newline="\n")
-        entries = [report._log_entry(
-            f"la_gradients.csv + ppc.json [{name}]", rel / "la_gradients.csv", "la", rule,
-            f"{name}: LA, decile and national totals protected together; figures in "
-            f"{name}/ drawn from these gated totals and model outputs only",
-            suppressed=hidden, **check, actions=actions)
-            for name, hidden, actions, check in entries]
+        entries = [
+            report._log_entry(
+                f"la_gradients.csv + ppc.json [{name}]",
+                rel / "la_gradients.csv",
+                "la",
+                rule,
+                f"{name}: LA, decile and national totals protected together; figures in "
+                f"{name}/ drawn from these gated totals and model outputs only",
+                suppressed=hidden,
+                **check,
+                actions=actions,
+            )
+            for name, hidden, actions, check in entries
+        ]
         with open(rel / disclosure.LOG_NAME, "w", encoding="utf-8", newline="\n") as f:
             f.writelines(json.dumps(e, default=str) + "\n" for e in entries)
         if posterior is not None:
             report._copy(Path(posterior), internal / "posterior.nc")
         else:
             fit_module.save(tree, internal / "posterior.nc")
-        led.record([p for p in pubs if p is not None], command=command, out=str(w.out.resolve()),
-                   data_id=s["model"].get("data_id"), rule=dataclasses.asdict(rule))
+        led.record(
+            [p for p in pubs if p is not None],
+            command=command,
+            out=str(w.out.resolve()),
+            data_id=s["model"].get("data_id"),
+            rule=dataclasses.asdict(rule),
+        )
         w.commit()
-    paths = {"summary": w.path("release/summary.json"),
-             "la_gradients": w.path("release/la_gradients.csv"),
-             "ppc_json": w.path("release/ppc.json"),
-             "disclosure_log": w.path(f"release/{disclosure.LOG_NAME}"),
-             "posterior": w.path("internal/posterior.nc")}
-    paths.update({k: w.path(f"release/{k.split('/')[0]}/{p.name}")
-                  for k, p in figures.items()})
+    paths = {
+        "summary": w.path("release/summary.json"),
+        "la_gradients": w.path("release/la_gradients.csv"),
+        "ppc_json": w.path("release/ppc.json"),
+        "disclosure_log": w.path(f"release/{disclosure.LOG_NAME}"),
+        "posterior": w.path("internal/posterior.nc"),
+    }
+    paths.update({k: w.path(f"release/{k.split('/')[0]}/{p.name}") for k, p in figures.items()})
     return paths
 
 
 def headline(s: dict) -> str:
     """A plain-text table of a joint summary: each threshold's gradients, the steepening
     probabilities and the verdict."""
-    lines = [f"{'threshold':<16}{'gradient, average LA [95% ETI]':>34}"
-             f"{'less / more deprived LA':>28}"]
+    lines = [
+        f"{'threshold':<16}{'gradient, average LA [95% ETI]':>34}{'less / more deprived LA':>28}"
+    ]
     for name, t in s["thresholds"].items():
-        g, lo, hi = t["gradient_mean_la"], t["gradient_less_deprived_la"], \
-            t["gradient_more_deprived_la"]
-        lines.append(f"{name:<16}{g['median']:>12.3f} [{g['ci95'][0]:.3f}, {g['ci95'][1]:.3f}]"
-                     f"{lo['median']:>16.3f} / {hi['median']:.3f}")
+        g, lo, hi = (
+            t["gradient_mean_la"],
+            t["gradient_less_deprived_la"],
+            t["gradient_more_deprived_la"],
+        )
+        lines.append(
+            f"{name:<16}{g['median']:>12.3f} [{g['ci95'][0]:.3f}, {g['ci95'][1]:.3f}]"
+            f"{lo['median']:>16.3f} / {hi['median']:.3f}"
+        )
     for pair, p in s["p_steepens"].items():
         lines.append(f"P(gradient {pair.replace('<', ' < ')}) = {p:.3f}")
     lines.append(f"P(steepens at every step) = {s['p_steepens_every_step']:.3f}")

@@ -99,25 +99,35 @@ class Publication:
         if len(set(self.units.tolist())) != len(self.units):
             raise ValueError(f"{self.name}: unit ids must be unique")
         for name, (codes, labels) in self.partitions.items():
-            self.partitions[name] = (np.asarray(codes, dtype=np.int64),
-                                     np.asarray(labels, dtype=str))
+            self.partitions[name] = (
+                np.asarray(codes, dtype=np.int64),
+                np.asarray(labels, dtype=str),
+            )
             shape = (len(labels), len(self.measures))
             if name in self.public:
                 self.hidden[name] = np.zeros(shape, bool)
-            self.hidden[name] = np.asarray(self.hidden.get(name, np.zeros(shape, bool)),
-                                           bool).reshape(shape)
+            self.hidden[name] = np.asarray(
+                self.hidden.get(name, np.zeros(shape, bool)), bool
+            ).reshape(shape)
 
     def totals(self, name: str) -> np.ndarray:
         codes, labels = self.partitions[name]
-        return np.stack([np.bincount(codes, weights=self.values[:, j], minlength=len(labels))
-                         for j in range(len(self.measures))], axis=1)
+        return np.stack(
+            [
+                np.bincount(codes, weights=self.values[:, j], minlength=len(labels))
+                for j in range(len(self.measures))
+            ],
+            axis=1,
+        )
 
     def label(self, name: str, k: int, j: int) -> str:
         where = self.partitions[name][1][k]
-        text = (f"[{where}]" if name in ("cell", "total") or name.startswith("by ")
-                else f"[{name}={where}]")
-        return text + (f" {self.measures[j]}" if name == "cell" or len(self.measures) > 1
-                       else "")
+        text = (
+            f"[{where}]"
+            if name in ("cell", "total") or name.startswith("by ")
+            else f"[{name}={where}]"
+        )
+        return text + (f" {self.measures[j]}" if name == "cell" or len(self.measures) > 1 else "")
 
 
 def _var_keys(pub: Publication, j: int) -> np.ndarray:
@@ -149,8 +159,11 @@ def check(new: Publication, earlier=(), protection: float = 1.0) -> Outcome:
     out = Outcome()
     seen: set[int] = set()
     for j, measure in enumerate(new.measures):
-        pubs = [(p, p.measures.index(measure)) for p in earlier
-                if measure in p.measures and np.isin(p.units, new.units).any()]
+        pubs = [
+            (p, p.measures.index(measure))
+            for p in earlier
+            if measure in p.measures and np.isin(p.units, new.units).any()
+        ]
         seen.update(id(p) for p, _ in pubs)
         out.compared = len(seen)
         for p, k in pubs:
@@ -176,7 +189,8 @@ def _small_revision(new: Publication, j: int, old: Publication, k: int) -> None:
             f"ledger ({old.name}, release {old.release or 'in progress'}) by fewer than "
             f"{limit} (units changed: {int((new.values[i_new, j] != old.values[i_old, k]).sum())}"
             "); the two releases together would single out the records that changed. "
-            "Publish one of them, or wait until the revision is larger")
+            "Publish one of them, or wait until the revision is larger"
+        )
 
 
 def _check_measure(new: Publication, j: int, pubs, protection: float, out: Outcome) -> None:
@@ -191,7 +205,7 @@ def _check_measure(new: Publication, j: int, pubs, protection: float, out: Outco
     cell_var, cell_col, meta = [], [], []
     start, base = 0, 0
     for q, (p, _) in enumerate(every):
-        vars_p = var_of[start:start + len(p.units)]
+        vars_p = var_of[start : start + len(p.units)]
         start += len(p.units)
         for name, (codes, labels) in p.partitions.items():
             cell_var.append(vars_p)
@@ -207,8 +221,9 @@ def _check_measure(new: Publication, j: int, pubs, protection: float, out: Outco
     n_atom = len(atom_sig)
     atom_value = np.bincount(atom_of, weights=var_value, minlength=n_atom)
     atom_size = np.bincount(atom_of, minlength=n_atom)
-    c = sparse.csr_array((np.ones(len(cell_var)), (cell_col, atom_of[cell_var])),
-                         shape=(n_cell, n_atom))
+    c = sparse.csr_array(
+        (np.ones(len(cell_var)), (cell_col, atom_of[cell_var])), shape=(n_cell, n_atom)
+    )
     c.sum_duplicates()
     c.data[:] = 1.0
     true = c @ atom_value
@@ -219,8 +234,10 @@ def _check_measure(new: Publication, j: int, pubs, protection: float, out: Outco
     var_sig = np.zeros(n_cell, np.uint64)
     with np.errstate(over="ignore"):
         np.add.at(var_sig, cell_col, _weights(n_var, 2)[cell_var])
-    ident = [(every[q][0].name, name, every[q][0].partitions[name][1][i], int(var_sig[ci]))
-             for ci, (q, name, i) in enumerate(meta)]
+    ident = [
+        (every[q][0].name, name, every[q][0].partitions[name][1][i], int(var_sig[ci]))
+        for ci, (q, name, i) in enumerate(meta)
+    ]
     before = {ident[ci] for ci in np.flatnonzero(hidden & ~is_new)}
     for ci in np.flatnonzero(is_new & ~hidden & ~public):
         if ident[ci] in before:
@@ -228,8 +245,10 @@ def _check_measure(new: Publication, j: int, pubs, protection: float, out: Outco
             _, name, i = meta[ci]
             new.hidden[name][i, j] = True
             out.hidden.append((name, i, j))
-            out.actions.append(f"secondary: {new.label(name, i, j)} (hidden in an earlier "
-                               "release of the same table)")
+            out.actions.append(
+                f"secondary: {new.label(name, i, j)} (hidden in an earlier "
+                "release of the same table)"
+            )
     lo, hi = _bounds(every, meta, true)
     lo[hidden], hi[hidden] = 0.0, np.inf  # a hidden total says nothing (and is inactive)
     integer = all(p.integer for p, _ in every)
@@ -251,8 +270,9 @@ def _check_measure(new: Publication, j: int, pubs, protection: float, out: Outco
         what = "one unit" if atom_size[a] == 1 else f"a group of {atom_size[a]} units"
         targets.append(audit.Target(f"{what} behind the totals", row))
     mine = np.flatnonzero(is_new & ~public)
-    order = np.lexsort((true[mine], true[mine] <= 0,
-                        np.array([meta[ci][1] == "total" for ci in mine])))
+    order = np.lexsort(
+        (true[mine], true[mine] <= 0, np.array([meta[ci][1] == "total" for ci in mine]))
+    )
     mine = mine[order]
     ct = c.T.tocsr()
 
@@ -265,8 +285,9 @@ def _check_measure(new: Publication, j: int, pubs, protection: float, out: Outco
         return [int(x) for x in np.concatenate([live[near], live[~near]])]
 
     try:
-        rows, actions = audit.secure(check_, targets, candidates, protection, label=label,
-                                     permanent=~is_new | public)
+        rows, actions = audit.secure(
+            check_, targets, candidates, protection, label=label, permanent=~is_new | public
+        )
     finally:
         out.stats.add(check_.stats)
     out.actions += actions
@@ -375,12 +396,25 @@ class Ledger:
                 arrays[f"t{i}_p{k}_labels"] = labels
                 arrays[f"t{i}_p{k}_hidden"] = p.hidden[name]
                 parts.append(name)
-            tables.append({"name": p.name, "measures": list(p.measures), "partitions": parts,
-                           "public": list(p.public), "round_to": p.round_to,
-                           "threshold": p.threshold, "suppress_zeros": p.suppress_zeros,
-                           "integer": p.integer})
-        head = {"format": FORMAT, "id": rid, "time": stamp.isoformat(timespec="seconds"),
-                **meta, "tables": tables}
+            tables.append(
+                {
+                    "name": p.name,
+                    "measures": list(p.measures),
+                    "partitions": parts,
+                    "public": list(p.public),
+                    "round_to": p.round_to,
+                    "threshold": p.threshold,
+                    "suppress_zeros": p.suppress_zeros,
+                    "integer": p.integer,
+                }
+            )
+        head = {
+            "format": FORMAT,
+            "id": rid,
+            "time": stamp.isoformat(timespec="seconds"),
+            **meta,
+            "tables": tables,
+        }
         arrays["meta"] = np.array(json.dumps(head, default=str))
         buffer = io.BytesIO()
         np.savez_compressed(buffer, **arrays)
@@ -408,8 +442,20 @@ def _read(file: Path, _mtime: int) -> tuple[Publication, ...]:
             for k, name in enumerate(t["partitions"]):
                 parts[name] = (z[f"t{i}_p{k}_codes"], z[f"t{i}_p{k}_labels"])
                 hidden[name] = z[f"t{i}_p{k}_hidden"]
-            pubs.append(Publication(
-                t["name"], z[f"t{i}_units"], t["measures"], z[f"t{i}_values"], parts, hidden,
-                tuple(t["public"]), t["round_to"], t["threshold"], t["suppress_zeros"],
-                t["integer"], head["id"]))
+            pubs.append(
+                Publication(
+                    t["name"],
+                    z[f"t{i}_units"],
+                    t["measures"],
+                    z[f"t{i}_values"],
+                    parts,
+                    hidden,
+                    tuple(t["public"]),
+                    t["round_to"],
+                    t["threshold"],
+                    t["suppress_zeros"],
+                    t["integer"],
+                    head["id"],
+                )
+            )
     return tuple(pubs)

@@ -50,10 +50,13 @@ _M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 
 def describe() -> dict:
     """The public description of the method and its parameters (for the disclosure log)."""
-    return {"method": "cell key (ONS Census 2021 style), keys from a secret kept with the "
-            "ledger", "max_noise": MAX_NOISE, "variance": VARIANCE,
-            "zeros": "not perturbed", "magnitudes": "uniform noise up to the largest unit's "
-            "contribution"}
+    return {
+        "method": "cell key (ONS Census 2021 style), keys from a secret kept with the ledger",
+        "max_noise": MAX_NOISE,
+        "variance": VARIANCE,
+        "zeros": "not perturbed",
+        "magnitudes": "uniform noise up to the largest unit's contribution",
+    }
 
 
 def _mix(z: np.ndarray) -> np.ndarray:

@@ -60,8 +60,9 @@ log = logging.getLogger(__name__)
 TABLE = "fit totals (la_gradients.csv, ppc.json)"
 
 
-def gate(tree: xr.DataTree, rule: disclosure.Rule, led: ledgers.Ledger | None = None,
-         earlier=()) -> tuple[disclosure.Partitioned, np.ndarray]:
+def gate(
+    tree: xr.DataTree, rule: disclosure.Rule, led: ledgers.Ledger | None = None, earlier=()
+) -> tuple[disclosure.Partitioned, np.ndarray]:
     """The fit's observed LA, decile and national totals, protected together (against the
     ``earlier`` publications of the ledger ``led``, whose secret keys the perturbation;
     default the default ledger's); and each row's deprivation decile."""
@@ -70,9 +71,15 @@ def gate(tree: xr.DataTree, rule: disclosure.Rule, led: ledgers.Ledger | None = 
     decile = checks.deprivation_decile(const["income"].values)
     keys = (led or ledgers.Ledger()).keys() if rule.perturb else None
     parts = disclosure.protect_partitions(
-        y, {"la": const["lsoa_la"].values.astype(str), "decile": decile}, rule,
-        units=units(tree), earlier=earlier, keys=keys, name=TABLE,
-        measure=tree.attrs["outcome"])
+        y,
+        {"la": const["lsoa_la"].values.astype(str), "decile": decile},
+        rule,
+        units=units(tree),
+        earlier=earlier,
+        keys=keys,
+        name=TABLE,
+        measure=tree.attrs["outcome"],
+    )
     return parts, decile
 
 
@@ -103,14 +110,21 @@ def perturbed_sums(ids, lsoa, values, groups, n_groups, keys, measure) -> np.nda
     """Per group, the sum of ``values`` plus Laplace noise of scale :data:`SPREAD` times the
     group's largest LSOA total, read from the cell key of the rows (``ids``)."""
     ck = perturbation.cell_keys(keys.magnitude_keys(ids, values, measure), groups, n_groups)
-    return perturbation.perturb_laplace(np.bincount(groups, weights=values, minlength=n_groups),
-                                        ck, SPREAD * _largest(values, groups, n_groups, lsoa))
+    return perturbation.perturb_laplace(
+        np.bincount(groups, weights=values, minlength=n_groups),
+        ck,
+        SPREAD * _largest(values, groups, n_groups, lsoa),
+    )
 
 
 def _largest(values, groups, n_groups, lsoa) -> np.ndarray:
     """Per group, the largest one LSOA's total of ``values``: the noise bound of a sum."""
-    per = pd.DataFrame({"g": groups, "u": lsoa, "v": values}).groupby(
-        ["g", "u"], sort=False)["v"].sum().reset_index()
+    per = (
+        pd.DataFrame({"g": groups, "u": lsoa, "v": values})
+        .groupby(["g", "u"], sort=False)["v"]
+        .sum()
+        .reset_index()
+    )
     out = np.zeros(n_groups)
     np.maximum.at(out, per["g"].to_numpy(dtype=int), per["v"].to_numpy())
     return out
@@ -127,18 +141,21 @@ def _masked(tree: xr.DataTree, keys, groups: np.ndarray, n_groups: int) -> dict:
     at_risk = gradients.exposure(const).values
     uniq, first = np.unique(lsoa, return_index=True)
     out = {}
-    ck = perturbation.cell_keys(keys.count_keys(uniq, np.ones(len(uniq)), "n_lsoa"),
-                                groups[first], n_groups)
-    out["n_lsoa"] = perturbation.perturb_counts(np.bincount(groups[first], minlength=n_groups),
-                                                ck, 1)
+    ck = perturbation.cell_keys(
+        keys.count_keys(uniq, np.ones(len(uniq)), "n_lsoa"), groups[first], n_groups
+    )
+    out["n_lsoa"] = perturbation.perturb_counts(
+        np.bincount(groups[first], minlength=n_groups), ck, 1
+    )
     for name, v in (("children", children), ("exposure", at_risk)):
         measure = name if name == "children" else "exposure:" + tree.attrs.get("exposure", "")
         out[name] = perturbed_sums(ids, lsoa, v, groups, n_groups, keys, measure)
     if tree.attrs.get("exposure", "children") == "children":
         out["exposure"] = out["children"]
     ck = perturbation.cell_keys(keys.magnitude_keys(ids, income, "income"), groups, n_groups)
-    mean = (np.bincount(groups, weights=children * income, minlength=n_groups)
-            / np.bincount(groups, weights=children, minlength=n_groups))
+    mean = np.bincount(groups, weights=children * income, minlength=n_groups) / np.bincount(
+        groups, weights=children, minlength=n_groups
+    )
     z = 2.0 * ck - 1.0
     out["income"] = mean + z * _loo_shift(income, children, groups, n_groups, lsoa)
     return out
@@ -149,8 +166,9 @@ def _aligned(parts: disclosure.Partitioned, name: str, labels) -> np.ndarray:
     return np.array([parts.shown[name][where[str(v)]] for v in labels])
 
 
-def release_la_gradients(tree: xr.DataTree, parts: disclosure.Partitioned,
-                         keys=None) -> pd.DataFrame:
+def release_la_gradients(
+    tree: xr.DataTree, parts: disclosure.Partitioned, keys=None
+) -> pd.DataFrame:
     """:func:`la_gradients` with gated counts: hidden ``cases`` and their rates blank, rates
     computed from the published count. With ``keys`` (the perturbation's
     :class:`~socialgradient.release.perturbation.CellKeys`) the LA's structure and denominators are
@@ -172,15 +190,19 @@ def release_la_gradients(tree: xr.DataTree, parts: disclosure.Partitioned,
     frame["n_lsoa"] = masked["n_lsoa"].astype(int)
     frame["children"] = np.round(masked["children"]).astype(int)
     exposure = np.round(masked["exposure"])
-    frame["rate_per_10k"] = np.round(gradients.PER * shown / np.where(exposure > 0, exposure,
-                                                                        np.nan), 2)
+    frame["rate_per_10k"] = np.round(
+        gradients.PER * shown / np.where(exposure > 0, exposure, np.nan), 2
+    )
     frame["la_income"] = np.round(masked["income"], 4)
     return frame
 
 
-def release_ppc(tree: xr.DataTree, parts: disclosure.Partitioned,
-                decile: np.ndarray, full: dict[str, xr.Dataset] | None = None
-                ) -> dict[str, xr.Dataset]:
+def release_ppc(
+    tree: xr.DataTree,
+    parts: disclosure.Partitioned,
+    decile: np.ndarray,
+    full: dict[str, xr.Dataset] | None = None,
+) -> dict[str, xr.Dataset]:
     """Posterior predictive checks for release: replicated quantities as computed, observed
     decile and national totals gated (p-values against the published value, blank where it
     is hidden); observed dispersion, zero share and maximum withheld (p-values kept for the
@@ -190,8 +212,11 @@ def release_ppc(tree: xr.DataTree, parts: disclosure.Partitioned,
     outcome = tree.attrs["outcome"]
     rep = tree["posterior_predictive"][outcome]
     rep_dec = checks.group_totals(rep, decile - 1, np.arange(1, 11), "decile")
-    obs_dec = xr.DataArray(_aligned(parts, "decile", rep_dec["decile"].values), dims="decile",
-                           coords={"decile": rep_dec["decile"].values})
+    obs_dec = xr.DataArray(
+        _aligned(parts, "decile", rep_dec["decile"].values),
+        dims="decile",
+        coords={"decile": rep_dec["decile"].values},
+    )
     dec = checks._compare(obs_dec, rep_dec)
     for p in ("p_value", "p_two_sided"):
         dec[p] = dec[p].where(np.isfinite(obs_dec))
@@ -206,16 +231,19 @@ def release_ppc(tree: xr.DataTree, parts: disclosure.Partitioned,
             for name in ("dispersion", "zero_share", "max"):
                 values[names.index(name)] = np.nan
         elif var.startswith("p_"):
-            values[names.index("total")] = float(with_total[var]) if math.isfinite(total) \
-                else np.nan
+            values[names.index("total")] = (
+                float(with_total[var]) if math.isfinite(total) else np.nan
+            )
             values[names.index("max")] = np.nan
         stat[var] = ("statistic", values)
     return {"decile": dec, "statistic": stat}
 
 
 def _records(result: dict[str, xr.Dataset], names=("decile", "statistic")) -> dict:
-    return {name: finite(result[name].to_dataframe().reset_index().to_dict(orient="records"))
-            for name in names}
+    return {
+        name: finite(result[name].to_dataframe().reset_index().to_dict(orient="records"))
+        for name in names
+    }
 
 
 def ppc_json(tree: xr.DataTree, full: dict[str, xr.Dataset] | None = None) -> str:
@@ -243,10 +271,17 @@ def _gated_decile_rates(tree, parts, decile, keys=None) -> tuple[np.ndarray, np.
 
 
 def _log_entry(name: str, path: Path, level: str, rule, note: str, **counts) -> dict:
-    return {"time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "file": name,
-            "level": level, "rule": dataclasses.asdict(rule), "override": rule.reason,
-            **counts, "note": note, "decision": "written",
-            "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    return {
+        "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "file": name,
+        "level": level,
+        "rule": dataclasses.asdict(rule),
+        "override": rule.reason,
+        **counts,
+        "note": note,
+        "decision": "written",
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+    }
 
 
 def release_summary(s: dict, tree: xr.DataTree, led: ledgers.Ledger, keys=None) -> dict:
@@ -267,8 +302,9 @@ def release_summary(s: dict, tree: xr.DataTree, led: ledgers.Ledger, keys=None) 
         ck = perturbation.cell_keys(keys.count_keys(uniq, np.ones(len(uniq)), "n_lsoa"), one, 1)
         model["n_lsoa"] = int(perturbation.perturb_counts([len(uniq)], ck, 1)[0])
         ids = units(tree)
-        ck = perturbation.cell_keys(keys.count_keys(ids, np.ones(len(ids)), "n_rows"),
-                                    np.zeros(len(ids), int), 1)
+        ck = perturbation.cell_keys(
+            keys.count_keys(ids, np.ones(len(ids)), "n_rows"), np.zeros(len(ids), int), 1
+        )
         model["n_rows"] = int(perturbation.perturb_counts([len(ids)], ck, 1)[0])
         if model.get("national_mean_income") is not None:
             z = np.zeros(len(ids), int)
@@ -307,64 +343,129 @@ def write(
     s.update(extra or {})
     ppc_full = checks.ppc(tree)
     with led.locked():
-        with step(log, "disclosure gate (with the ledger's earlier releases), LA table and "
-                  "posterior predictive checks"):
+        with step(
+            log,
+            "disclosure gate (with the ledger's earlier releases), LA table and "
+            "posterior predictive checks",
+        ):
             earlier = led.publications(measures=[tree.attrs["outcome"]])
             parts, decile = gate(tree, rule, led, earlier)
             keys = led.keys() if rule.perturb else None
             las = release_la_gradients(tree, parts, keys)
             ppc_rel = release_ppc(tree, parts, decile, ppc_full)
             s = release_summary(s, tree, led, keys)
-        paths, _ = _write_set(tree, out_dir, s, las, parts, decile, ppc_rel, ppc_full,
-                              rule, posterior, command, led, keys, plots)
+        paths, _ = _write_set(
+            tree,
+            out_dir,
+            s,
+            las,
+            parts,
+            decile,
+            ppc_rel,
+            ppc_full,
+            rule,
+            posterior,
+            command,
+            led,
+            keys,
+            plots,
+        )
     return paths
 
 
-def _log_check(parts: disclosure.Partitioned, rule: disclosure.Rule,
-               led: ledgers.Ledger) -> dict:
+def _log_check(parts: disclosure.Partitioned, rule: disclosure.Rule, led: ledgers.Ledger) -> dict:
     """The log's account of the protection: the check that ran (always, with its size),
     the perturbation's public parameters, the ledger's id."""
-    return {"check": parts.check or {"method": "none: no secondary suppression (weaker rule)"},
-            "perturbation": perturbation.describe() if rule.perturb else None,
-            "ledger": led.id}
+    return {
+        "check": parts.check or {"method": "none: no secondary suppression (weaker rule)"},
+        "perturbation": perturbation.describe() if rule.perturb else None,
+        "ledger": led.id,
+    }
 
 
-def _write_set(tree, out_dir, s, las, parts, decile, ppc_rel, ppc_full, rule, posterior,
-               command, led, keys, plots):
-    meta = {"command": command, "spec_hash": tree.attrs["spec_hash"],
-            "data_hash": tree.attrs["data_hash"], "outcome": tree.attrs["outcome"]}
+def _write_set(
+    tree,
+    out_dir,
+    s,
+    las,
+    parts,
+    decile,
+    ppc_rel,
+    ppc_full,
+    rule,
+    posterior,
+    command,
+    led,
+    keys,
+    plots,
+):
+    meta = {
+        "command": command,
+        "spec_hash": tree.attrs["spec_hash"],
+        "data_hash": tree.attrs["data_hash"],
+        "outcome": tree.attrs["outcome"],
+    }
     with outputs.Writer(out_dir, **meta) as w:
         rel, internal = w.release, w.internal
         (rel / "summary.json").write_text(to_json(s) + "\n", encoding="utf-8", newline="\n")
         las.to_csv(rel / "la_gradients.csv", index=False, lineterminator="\n")
-        ppc_out = _records(ppc_rel) | {"note": (
-            "observed totals protected by the disclosure gate (null: hidden); observed "
-            "dispersion, zero share and maximum are not released")}
+        ppc_out = _records(ppc_rel) | {
+            "note": (
+                "observed totals protected by the disclosure gate (null: hidden); observed "
+                "dispersion, zero share and maximum are not released"
+            )
+        }
         (rel / "ppc.json").write_text(to_json(ppc_out) + "\n", encoding="utf-8", newline="\n")
         with step(log, "figures"):
-            figures = plots.save_all(tree, rel,
-                                     observed=_gated_decile_rates(tree, parts, decile, keys),
-                                     checks=ppc_rel)
+            figures = plots.save_all(
+                tree, rel, observed=_gated_decile_rates(tree, parts, decile, keys), checks=ppc_rel
+            )
         public = disclosure.public_actions(parts.actions)
-        rounded = {k: int((~parts.hidden[k]).sum()) if rule.round_to else 0
-                   for k in ("la", "decile", "total")}
-        joint = ("LA totals (la_gradients.csv), deprivation-decile totals and the national "
-                 "total (ppc.json) protected together and with the earlier releases in the "
-                 "ledger: no hidden total, no single LSOA's count and no group of LSOAs "
-                 "counting fewer than the threshold is narrowed to a range of less than "
-                 f"{rule.protection} by those published")
+        rounded = {
+            k: int((~parts.hidden[k]).sum()) if rule.round_to else 0
+            for k in ("la", "decile", "total")
+        }
+        joint = (
+            "LA totals (la_gradients.csv), deprivation-decile totals and the national "
+            "total (ppc.json) protected together and with the earlier releases in the "
+            "ledger: no hidden total, no single LSOA's count and no group of LSOAs "
+            "counting fewer than the threshold is narrowed to a range of less than "
+            f"{rule.protection} by those published"
+        )
         entries = [
-            _log_entry("la_gradients.csv", rel / "la_gradients.csv", "la", rule, joint,
-                       rows=len(las), suppressed=int(parts.hidden["la"].sum()),
-                       rounded=rounded["la"], **_log_check(parts, rule, led),
-                       actions=[a for a in public if "[la=" in a]),
-            _log_entry("ppc.json", rel / "ppc.json", "la", rule, joint,
-                       suppressed=int(parts.hidden["decile"].sum() + parts.hidden["total"].sum()),
-                       rounded=rounded["decile"] + rounded["total"],
-                       **_log_check(parts, rule, led),
-                       actions=[a for a in public if "[la=" not in a]),
-            *(_log_entry(p.name, p, "model", rule, "drawn from model outputs and the gated "
-                         "totals above only") for p in figures.values()),
+            _log_entry(
+                "la_gradients.csv",
+                rel / "la_gradients.csv",
+                "la",
+                rule,
+                joint,
+                rows=len(las),
+                suppressed=int(parts.hidden["la"].sum()),
+                rounded=rounded["la"],
+                **_log_check(parts, rule, led),
+                actions=[a for a in public if "[la=" in a],
+            ),
+            _log_entry(
+                "ppc.json",
+                rel / "ppc.json",
+                "la",
+                rule,
+                joint,
+                suppressed=int(parts.hidden["decile"].sum() + parts.hidden["total"].sum()),
+                rounded=rounded["decile"] + rounded["total"],
+                **_log_check(parts, rule, led),
+                actions=[a for a in public if "[la=" not in a],
+            ),
+            *(
+                _log_entry(
+                    p.name,
+                    p,
+                    "model",
+                    rule,
+                    "drawn from model outputs and the gated totals above only",
+                )
+                for p in figures.values()
+            ),
         ]
         with open(rel / disclosure.LOG_NAME, "w", encoding="utf-8", newline="\n") as f:
             f.writelines(json.dumps(e, default=str) + "\n" for e in entries)
@@ -373,21 +474,33 @@ def _write_set(tree, out_dir, s, las, parts, decile, ppc_rel, ppc_full, rule, po
         else:
             fit.save(tree, internal / "posterior.nc")
         with step(log, "full posterior predictive checks (internal)"):
-            (internal / "ppc_full.json").write_text(ppc_json(tree, ppc_full) + "\n",
-                                                    encoding="utf-8", newline="\n")
-        detail = {"rule": dataclasses.asdict(rule), "actions": parts.actions,
-                  "ledger": str(led.path)}
-        (internal / "disclosure_detail.json").write_text(to_json(detail) + "\n",
-                                                          encoding="utf-8", newline="\n")
+            (internal / "ppc_full.json").write_text(
+                ppc_json(tree, ppc_full) + "\n", encoding="utf-8", newline="\n"
+            )
+        detail = {
+            "rule": dataclasses.asdict(rule),
+            "actions": parts.actions,
+            "ledger": str(led.path),
+        }
+        (internal / "disclosure_detail.json").write_text(
+            to_json(detail) + "\n", encoding="utf-8", newline="\n"
+        )
         # recorded before the commit: a release that dies after it errs on the safe side
-        led.record([parts.publication], command=command, out=str(w.out.resolve()),
-                   data_id=s["model"].get("data_id"), rule=dataclasses.asdict(rule))
+        led.record(
+            [parts.publication],
+            command=command,
+            out=str(w.out.resolve()),
+            data_id=s["model"].get("data_id"),
+            rule=dataclasses.asdict(rule),
+        )
         w.commit()
     log.info("wrote the output set %s", w.out)
-    paths = {"summary": w.path("release/summary.json"),
-             "la_gradients": w.path("release/la_gradients.csv"),
-             "ppc_json": w.path("release/ppc.json"),
-             "disclosure_log": w.path(f"release/{disclosure.LOG_NAME}")}
+    paths = {
+        "summary": w.path("release/summary.json"),
+        "la_gradients": w.path("release/la_gradients.csv"),
+        "ppc_json": w.path("release/ppc.json"),
+        "disclosure_log": w.path(f"release/{disclosure.LOG_NAME}"),
+    }
     paths.update({name: w.path(f"release/{p.name}") for name, p in figures.items()})
     paths["posterior"] = w.path("internal/posterior.nc")
     return paths, figures

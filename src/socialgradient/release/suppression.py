@@ -60,8 +60,9 @@ def width(lo: float, hi: float, integer: bool) -> float:
     return hi - lo
 
 
-def complete(values, suppressed, lines, protection: float, integer: bool,
-             label=str) -> tuple[list[int], list[str], audit.Stats]:
+def complete(
+    values, suppressed, lines, protection: float, integer: bool, label=str
+) -> tuple[list[int], list[str], audit.Stats]:
     """Hide cells (``suppressed``, a boolean array, changed in place) until no hidden cell is
     pinned (module docstring). Returns the cells hidden, the actions and what the check
     did."""
@@ -90,10 +91,12 @@ def complete(values, suppressed, lines, protection: float, integer: bool,
         c = cell_set[cell]
         if c not in everything:
             cells, rows = np.flatnonzero(cell_set == c), np.flatnonzero(line_set == c)
-            everything[c] = (cells, _LinearRanges(lmat[rows][:, cells], totals[rows],
-                                                  values[cells], stats))
+            everything[c] = (
+                cells,
+                _LinearRanges(lmat[rows][:, cells], totals[rows], values[cells], stats),
+            )
         cells, ranges = everything[c]
-        (lo, hi), = ranges([np.searchsorted(cells, cell)], protection, integer)
+        ((lo, hi),) = ranges([np.searchsorted(cells, cell)], protection, integer)
         return width(lo, hi, integer) < protection - 1e-9
 
     while True:
@@ -101,8 +104,9 @@ def complete(values, suppressed, lines, protection: float, integer: bool,
         if not len(todo):
             break
         checked[todo] = True
-        pinned, residual = _judge(lmat, totals, values, suppressed, todo, protection, integer,
-                                  stats)
+        pinned, residual = _judge(
+            lmat, totals, values, suppressed, todo, protection, integer, stats
+        )
         safe[np.setdiff1d(todo, list(pinned))] = True
         used: set[int] = set()  # lines given a new hidden cell this round
         for cell in sorted(pinned):
@@ -111,8 +115,10 @@ def complete(values, suppressed, lines, protection: float, integer: bool,
             if bounded_elsewhere(cell):
                 done[cell] = True
                 beyond += 1
-                actions.append(f"warning: {label(cell)} is bounded to less than {protection} "
-                               "by what was published elsewhere or before")
+                actions.append(
+                    f"warning: {label(cell)} is bounded to less than {protection} "
+                    "by what was published elsewhere or before"
+                )
                 continue
             choice = _candidate(cell, own, lmat, lines_of, values, suppressed, residual, used)
             if choice == WAIT:  # judged again after this round's hiding
@@ -120,8 +126,10 @@ def complete(values, suppressed, lines, protection: float, integer: bool,
             if choice is None:
                 done[cell] = True
                 beyond += 1
-                actions.append(f"warning: {label(cell)} is bounded to less than "
-                               f"{protection} and no cell is left to hide beside it")
+                actions.append(
+                    f"warning: {label(cell)} is bounded to less than "
+                    f"{protection} and no cell is left to hide beside it"
+                )
                 continue
             cand, line = choice
             suppressed[cand] = True
@@ -129,9 +137,11 @@ def complete(values, suppressed, lines, protection: float, integer: bool,
             added.append(cand)
             actions.append(f"secondary: {label(cand)} ({label(cell)} was recoverable)")
     if beyond:
-        actions.append(f"note: {beyond} hidden quantities are bounded to less than "
-                       f"{protection} by totals published elsewhere or before (not by this "
-                       "release)")
+        actions.append(
+            f"note: {beyond} hidden quantities are bounded to less than "
+            f"{protection} by totals published elsewhere or before (not by this "
+            "release)"
+        )
     stats.quantities = int(checked.sum())
     stats.seconds = time.perf_counter() - t0
     return added, actions, stats
@@ -183,9 +193,9 @@ def _judge(lmat, totals, values, suppressed, todo, protection, integer, stats):
         stats.largest = max(stats.largest, len(vars_))
         local = np.searchsorted(vars_, rest[var_comp[rest] == c])
         sub = b[rows][:, vars_]
-        ranges = (_milp_ranges if integer and len(vars_) <= audit.INTEGER_LIMIT
-                  else _lp_ranges)(sub, rhs[rows], values[hidden[vars_]], local, protection,
-                                   integer, stats)
+        ranges = (_milp_ranges if integer and len(vars_) <= audit.INTEGER_LIMIT else _lp_ranges)(
+            sub, rhs[rows], values[hidden[vars_]], local, protection, integer, stats
+        )
         for j, (lo, hi) in zip(local.tolist(), ranges, strict=True):
             if width(lo, hi, integer) < protection - 1e-9:
                 pinned.add(int(hidden[vars_[j]]))
@@ -251,9 +261,11 @@ class _LinearRanges:
                 h.run()
                 self.stats.solves += 1
                 if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
-                    raise RuntimeError(f"the protection check's linear program failed "
-                                       f"({h.modelStatusToString(h.getModelStatus())}); the "
-                                       "release is refused")
+                    raise RuntimeError(
+                        f"the protection check's linear program failed "
+                        f"({h.modelStatusToString(h.getModelStatus())}); the "
+                        "release is refused"
+                    )
                 x = np.asarray(h.getSolution().col_value)
                 np.minimum(self.seen_lo, x, out=self.seen_lo)
                 np.maximum(self.seen_hi, x, out=self.seen_hi)
@@ -282,12 +294,12 @@ def _milp_ranges(b, rhs, truth, cells, protection, integer, stats) -> list[tuple
         ends = []
         for sign in (1.0, -1.0):
             c[j] = sign
-            res = milp(c, constraints=cons, bounds=Bounds(0, audit.BIG),
-                       integrality=np.ones(n))
+            res = milp(c, constraints=cons, bounds=Bounds(0, audit.BIG), integrality=np.ones(n))
             stats.solves += 1
             if res.status != 0 or res.x is None:
-                raise RuntimeError(f"the protection check's program failed ({res.message}); "
-                                   "the release is refused")
+                raise RuntimeError(
+                    f"the protection check's program failed ({res.message}); the release is refused"
+                )
             np.minimum(seen_lo, res.x, out=seen_lo)
             np.maximum(seen_hi, res.x, out=seen_hi)
             ends.append(sign * res.fun)

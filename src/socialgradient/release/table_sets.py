@@ -62,10 +62,12 @@ def check_out(out: str | Path) -> Path:
     if name.endswith(tuple("." + f for f in FORMATS)):
         fmt = next(f for f in reversed(FORMATS) if name.endswith("." + f))
         folder = out.with_name(out.name[: -len(fmt) - 1])
-        raise ValueError(f"--out {out}: --out names an output folder now (release/, "
-                         f"internal/, MANIFEST.json), not a table file; write --out {folder} "
-                         f"--format {fmt} and read the table as {folder} or "
-                         f"{folder}/internal/{TABLE}.{fmt}")
+        raise ValueError(
+            f"--out {out}: --out names an output folder now (release/, "
+            f"internal/, MANIFEST.json), not a table file; write --out {folder} "
+            f"--format {fmt} and read the table as {folder} or "
+            f"{folder}/internal/{TABLE}.{fmt}"
+        )
     return outputs.check_destination(out)
 
 
@@ -75,8 +77,12 @@ def table_hash(table: pd.DataFrame) -> str:
 
 
 def _nothing(rel: Path, note: str) -> None:
-    entry = {"time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "file": None,
-             "decision": "nothing released", "note": note}
+    entry = {
+        "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "file": None,
+        "decision": "nothing released",
+        "note": note,
+    }
     with open(rel / disclosure.LOG_NAME, "a", encoding="utf-8", newline="\n") as f:
         f.write(json.dumps(entry) + "\n")
 
@@ -96,9 +102,19 @@ def census_totals(counts: list[str]) -> dict:
     return {"across": [categories] if len(categories) > 1 else []}
 
 
-def write_table_set(out, table: pd.DataFrame, *, counts: list[str], report: dict,
-                    command: str, strata=(), fmt: str = "parquet", override: str | None = None,
-                    rule: disclosure.Rule | None = None, ledger=None) -> dict[str, Path]:
+def write_table_set(
+    out,
+    table: pd.DataFrame,
+    *,
+    counts: list[str],
+    report: dict,
+    command: str,
+    strata=(),
+    fmt: str = "parquet",
+    override: str | None = None,
+    rule: disclosure.Rule | None = None,
+    ledger=None,
+) -> dict[str, Path]:
     """Write ``table`` (one row per LSOA and stratum) as an output set in ``out`` (module
     docstring). ``counts``: its count columns; ``strata``: its key columns besides ``lsoa``;
     ``override``: the reason logged for the unprotected internal table (default
@@ -111,33 +127,56 @@ def write_table_set(out, table: pd.DataFrame, *, counts: list[str], report: dict
     rule.check()
     strata = list(strata)
     name = f"{TABLE}.{fmt}"
-    meta = {"command": command, "data_hash": table_hash(table), "table": f"internal/{name}",
-            "counts": counts, "strata": strata}
+    meta = {
+        "command": command,
+        "data_hash": table_hash(table),
+        "table": f"internal/{name}",
+        "counts": counts,
+        "strata": strata,
+    }
     with outputs.Writer(out, readme=TABLE_README, **meta) as w:
         rel, internal = w.release, w.internal
         disclosure.write_table(
-            table, internal / name, level="lsoa", group_columns=["lsoa", *strata],
-            count_columns=counts, override=override or INTERNAL_REASON,
-            log=internal / disclosure.LOG_NAME, logged_path=w.path(f"internal/{name}"),
-            log_root=w.out)
+            table,
+            internal / name,
+            level="lsoa",
+            group_columns=["lsoa", *strata],
+            count_columns=counts,
+            override=override or INTERNAL_REASON,
+            log=internal / disclosure.LOG_NAME,
+            logged_path=w.path(f"internal/{name}"),
+            log_root=w.out,
+        )
         (internal / "linkage_report.json").write_text(
-            json.dumps(report, indent=1, default=str) + "\n", encoding="utf-8", newline="\n")
+            json.dumps(report, indent=1, default=str) + "\n", encoding="utf-8", newline="\n"
+        )
         if counts:
             las = by_la(table, counts, strata)
             disclosure.write_table(  # the LSOA rows: the ledger's units, the noise's keys
-                las, rel / "counts_by_la.csv", level="la", rule=rule, count_columns=counts,
+                las,
+                rel / "counts_by_la.csv",
+                level="la",
+                rule=rule,
+                count_columns=counts,
                 group_columns=[c for c in las.columns if c not in counts],
-                source=table, unit_columns=["lsoa", *strata], command=command,
-                magnitudes=[c for c in counts if c.startswith("days_")], ledger=ledger,
+                source=table,
+                unit_columns=["lsoa", *strata],
+                command=command,
+                magnitudes=[c for c in counts if c.startswith("days_")],
+                ledger=ledger,
                 totals=census_totals(counts),
-                log=rel / disclosure.LOG_NAME, logged_path=w.path("release/counts_by_la.csv"),
-                log_root=w.out)
+                log=rel / disclosure.LOG_NAME,
+                logged_path=w.path("release/counts_by_la.csv"),
+                log_root=w.out,
+            )
         else:
             _nothing(rel, "the table holds no counts: nothing to publish")
         w.commit()
-    paths = {"table": w.path(f"internal/{name}"),
-             "report": w.path("internal/linkage_report.json"),
-             "disclosure_log": w.path(f"release/{disclosure.LOG_NAME}")}
+    paths = {
+        "table": w.path(f"internal/{name}"),
+        "report": w.path("internal/linkage_report.json"),
+        "disclosure_log": w.path(f"release/{disclosure.LOG_NAME}"),
+    }
     if counts:
         paths["counts_by_la"] = w.path("release/counts_by_la.csv")
     return paths
@@ -149,8 +188,7 @@ def write_records_set(out, records, seed: int) -> tuple[list[Path], dict]:
     line saying nothing is released. Returns the final XML paths and the manifest."""
     from socialgradient.data.census import returns
 
-    meta = {"command": "census write", "seed": seed,
-            "children": len(records.children)}
+    meta = {"command": "census write", "seed": seed, "children": len(records.children)}
     with outputs.Writer(out, readme=RECORDS_README, **meta) as w:
         paths = returns.write_returns(records, w.internal, seed=seed)
         for name, df in (("population", records.population), ("geography", records.geography)):

@@ -25,8 +25,19 @@ from scipy import sparse
 
 from socialgradient.results.gradients import SAMPLE_DIMS
 
-PARAMETERS = ("a", "b_w", "b_b", "b_x", "la_sd", "la_corr", "phi", "la_effect", "stratum_offset",
-              "moderator_effect", "la_moderator_effect")
+PARAMETERS = (
+    "a",
+    "b_w",
+    "b_b",
+    "b_x",
+    "la_sd",
+    "la_corr",
+    "phi",
+    "la_effect",
+    "stratum_offset",
+    "moderator_effect",
+    "la_moderator_effect",
+)
 PASS = {"rhat": 1.01, "ess": 400, "ebfmi": 0.3}
 FAIL = {"rhat": 1.05, "ess": 100, "divergent_share": 0.01}
 
@@ -82,12 +93,17 @@ def diagnose(tree: xr.DataTree, parameters=PARAMETERS) -> dict:
     if ebfmi < PASS["ebfmi"]:
         warn.append(f"E-BFMI {ebfmi:.2f} < {PASS['ebfmi']}")
     notes = []
-    unknown = [name for name in ("rhat_max", "ess_bulk_min", "ess_tail_min", "ebfmi_min")
-               if not np.isfinite(out[name])]
+    unknown = [
+        name
+        for name in ("rhat_max", "ess_bulk_min", "ess_tail_min", "ebfmi_min")
+        if not np.isfinite(out[name])
+    ]
     if unknown:
         chains = int(post.sizes.get("chain", 0))
-        notes.append(f"{', '.join(unknown)} cannot be computed ({chains} chain"
-                     f"{'s' if chains != 1 else ''}): convergence not checked")
+        notes.append(
+            f"{', '.join(unknown)} cannot be computed ({chains} chain"
+            f"{'s' if chains != 1 else ''}): convergence not checked"
+        )
         if "ess_bulk_min" in unknown:
             fail.append("bulk ESS cannot be computed")
     notes += _implausible(tree)
@@ -123,10 +139,12 @@ def _implausible(tree: xr.DataTree) -> list[str]:
         y, exposure = summed["y"].to_numpy(), summed["n"].to_numpy()
         unit = "LSOAs" if keys == ["lsoa"] else "LSOA x stratum cells"
     out = []
-    if (more := int((y > exposure).sum())):
-        out.append(f"implausible input: {more} {unit} have more {tree.attrs['outcome']} than "
-                   f"{name} (overall {1e4 * y.sum() / exposure.sum():,.0f} per 10,000)")
-    if (small := int((exposure < 1).sum())):
+    if more := int((y > exposure).sum()):
+        out.append(
+            f"implausible input: {more} {unit} have more {tree.attrs['outcome']} than "
+            f"{name} (overall {1e4 * y.sum() / exposure.sum():,.0f} per 10,000)"
+        )
+    if small := int((exposure < 1).sum()):
         out.append(f"implausible input: {small} {unit} have {name} below 1")
     return out
 
@@ -154,8 +172,7 @@ def _compare(observed: xr.DataArray, replicated: xr.DataArray) -> xr.Dataset:
     return xr.Dataset(
         {
             "observed": observed,
-            "replicated_median": replicated.quantile(0.5, dim=SAMPLE_DIMS).drop_vars(
-                "quantile"),
+            "replicated_median": replicated.quantile(0.5, dim=SAMPLE_DIMS).drop_vars("quantile"),
             "replicated_lower": eti.sel(ci_bound="lower", drop=True),
             "replicated_upper": eti.sel(ci_bound="upper", drop=True),
             "p_value": p_ge,
@@ -199,11 +216,14 @@ def ppc(tree: xr.DataTree) -> dict[str, xr.Dataset]:
         # the sum of squares in one pass, without (draw, row) temporaries: numpy's var
         # took 2.7 s on England's 1,000 x 32,844 replicates
         var = (np.einsum("ij,ij->i", flat, flat) - total * total / n) / n
-        values = np.stack([total, var / (total / n), (flat == 0).mean(axis=1),
-                           flat.max(axis=1)], axis=1)
+        values = np.stack(
+            [total, var / (total / n), (flat == 0).mean(axis=1), flat.max(axis=1)], axis=1
+        )
         return xr.DataArray(
-            values.reshape(*v.shape[:-1], 4), dims=(*v.dims[:-1], "statistic"),
-            coords={"statistic": ["total", "dispersion", "zero_share", "max"]})
+            values.reshape(*v.shape[:-1], 4),
+            dims=(*v.dims[:-1], "statistic"),
+            coords={"statistic": ["total", "dispersion", "zero_share", "max"]},
+        )
 
     decile = deprivation_decile(const["income"].values)
     return {
@@ -226,11 +246,13 @@ def group_totals(v: xr.DataArray, codes: np.ndarray, labels, dim: str) -> xr.Dat
     block, as xarray's groupby took ~9 s per England-sized fit and a dense one-hot product
     2.7 s; exact for counts (sums below 2^53)."""
     v, flat = _block(v)
-    onehot = sparse.csr_matrix((np.ones(codes.size), (codes, np.arange(codes.size))),
-                               shape=(len(labels), codes.size))
+    onehot = sparse.csr_matrix(
+        (np.ones(codes.size), (codes, np.arange(codes.size))), shape=(len(labels), codes.size)
+    )
     out = np.asarray((onehot @ flat.astype(float).T).T)
-    return xr.DataArray(out.reshape(*v.shape[:-1], len(labels)),
-                        dims=(*v.dims[:-1], dim), coords={dim: labels})
+    return xr.DataArray(
+        out.reshape(*v.shape[:-1], len(labels)), dims=(*v.dims[:-1], dim), coords={dim: labels}
+    )
 
 
 def loo_compare(fits: dict[str, xr.DataTree]) -> pd.DataFrame:
@@ -255,7 +277,8 @@ def loo_compare(fits: dict[str, xr.DataTree]) -> pd.DataFrame:
         table = az.compare(loos)
     table["good_k"] = pd.Series({name: float(loo.good_k) for name, loo in loos.items()})
     table["pareto_k_bad"] = pd.Series(
-        {name: int((loo.pareto_k > loo.good_k).sum()) for name, loo in loos.items()})
+        {name: int((loo.pareto_k > loo.good_k).sum()) for name, loo in loos.items()}
+    )
     return table
 
 
@@ -287,7 +310,9 @@ def prior_predictive(data, spec, draws: int = 1000, seed: int = 0) -> dict:
         warnings.filterwarnings("ignore", ".*[Pp]otential.*", UserWarning)
         needed = ("a", "b_w", "la_sd", "la_effect", "stratum_effect", "moderator_effect", "phi")
         prior = pm.sample_prior_predictive(
-            draws=draws, model=model, random_seed=seed,
+            draws=draws,
+            model=model,
+            random_seed=seed,
             var_names=[v for v in needed if v in model.named_vars],
             compile_kwargs={"mode": "FAST_COMPILE"},  # a few draws: compiling C costs more
         )
@@ -304,8 +329,9 @@ def prior_predictive(data, spec, draws: int = 1000, seed: int = 0) -> dict:
     return {
         "rate_per_10k": quantiles(1e4 * fam.inverse_link(prior["a"].values)),
         "gradient_mean_la": quantiles(np.exp(prior["b_w"].values)),
-        "la_sd": {e: quantiles(prior["la_sd"].sel(effect=e).values)
-                  for e in ("intercept", "slope")},
+        "la_sd": {
+            e: quantiles(prior["la_sd"].sel(effect=e).values) for e in ("intercept", "slope")
+        },
         "replicated_total": quantiles(rep.sum(rep.dims[-1]).values),
         "observed_total": int(data.y.sum()),
         "quantiles": list(q),

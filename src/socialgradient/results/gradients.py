@@ -86,7 +86,10 @@ def gradient_deprivation_corr(posterior: xr.Dataset, m_c: xr.DataArray) -> xr.Da
 
 
 def rate_curve(
-    posterior: xr.Dataset, income: np.ndarray, la_deprivation: dict[str, float], x_bar: float,
+    posterior: xr.Dataset,
+    income: np.ndarray,
+    la_deprivation: dict[str, float],
+    x_bar: float,
     link: str = "log",
 ) -> xr.DataArray:
     """Modelled rate per 10,000 children across neighbourhood deprivation.
@@ -168,12 +171,22 @@ def la_table(tree: xr.DataTree) -> xr.Dataset:
     y = tree["observed_data"][tree.attrs["outcome"]]
     la = const["lsoa_la"].values
     by_la = (
-        pd.DataFrame({"la": la, "lsoa": const["lsoa"].values, "children": const["children"].values,
-                      "exposure": exposure(const).values})
+        pd.DataFrame(
+            {
+                "la": la,
+                "lsoa": const["lsoa"].values,
+                "children": const["children"].values,
+                "exposure": exposure(const).values,
+            }
+        )
         .assign(cases=y.values)
         .groupby("la")
-        .agg(n_lsoa=("lsoa", "nunique"), children=("children", "sum"), cases=("cases", "sum"),
-             exposure=("exposure", "sum"))
+        .agg(
+            n_lsoa=("lsoa", "nunique"),
+            children=("children", "sum"),
+            cases=("cases", "sum"),
+            exposure=("exposure", "sum"),
+        )
         .reindex(const["la"].values)
     )
     by_la = xr.Dataset.from_dataframe(by_la.rename_axis("la"))

@@ -44,8 +44,7 @@ def find_boundaries(path=None) -> Path | None:
         p = Path(path)
         candidates += [p, p / BOUNDARY_FILE, p / "boundaries" / BOUNDARY_FILE]
     elif os.environ.get("SOCIALGRADIENT_SHARED"):
-        candidates.append(Path(os.environ["SOCIALGRADIENT_SHARED"]) / "boundaries" /
-                          BOUNDARY_FILE)
+        candidates.append(Path(os.environ["SOCIALGRADIENT_SHARED"]) / "boundaries" / BOUNDARY_FILE)
     return next((c for c in candidates if c.is_file()), None)
 
 
@@ -93,7 +92,8 @@ def la_map(tree: xr.DataTree, boundaries=None) -> Figure:
         raise FileNotFoundError(
             f"la_map needs the ONS boundary file {BOUNDARY_FILE}: pass its path, or set "
             "SOCIALGRADIENT_SHARED to the shared data folder holding boundaries/ (the "
-            "package ships no boundaries; the LA forest plot needs none)")
+            "package ships no boundaries; the LA forest plot needs none)"
+        )
     rings = read_boundaries(path)
     table = la_table(tree)
     las = table["la"].values.astype(str)
@@ -105,18 +105,31 @@ def la_map(tree: xr.DataTree, boundaries=None) -> Figure:
     shaped = {c for c, _ in rings}
     fitted = [c for c in las if c in shaped]
     missing = sorted(set(las) - set(fitted))
-    note = (f"{len(fitted)} LAs; grey: no fitted LA ({len(shaped - set(las))})"
-            + (f"; no boundary: {', '.join(missing)}" if missing else ""))
+    note = f"{len(fitted)} LAs; grey: no fitted LA ({len(shaped - set(las))})" + (
+        f"; no boundary: {', '.join(missing)}" if missing else ""
+    )
     return choropleth(
-        log_g.reindex(fitted), rings, centre=centre, exp_ticks=True, note=note,
+        log_g.reindex(fitted),
+        rings,
+        centre=centre,
+        exp_ticks=True,
+        note=note,
         title=f"{tree.attrs['outcome']}: social gradient by local authority",
         label="Social gradient score, posterior median (rate ratio per 10 points)\n"
-              "centred at the national median")
+        "centred at the national median",
+    )
 
 
-def choropleth(values: pd.Series, rings: list[tuple[str, np.ndarray]], *,
-               centre: float = 0.0, exp_ticks: bool = False, title: str = "",
-               label: str = "", note: str = "") -> Figure:
+def choropleth(
+    values: pd.Series,
+    rings: list[tuple[str, np.ndarray]],
+    *,
+    centre: float = 0.0,
+    exp_ticks: bool = False,
+    title: str = "",
+    label: str = "",
+    note: str = "",
+) -> Figure:
     """The package's one map: ``values`` (indexed by unit code) over ``rings`` (``(code,
     lon/lat ring)`` pairs, already coded as the units, e.g. by :func:`match_codes`).
 
@@ -143,13 +156,16 @@ def choropleth(values: pd.Series, rings: list[tuple[str, np.ndarray]], *,
     lat = np.concatenate([r[:, 1] for _, r in rings])
     lon = np.concatenate([r[:, 0] for _, r in rings])
     inset = ax.inset_axes([0.0, 0.37, 0.29, 0.25])  # over Wales, which is not drawn
-    for where, bounds in ((ax, (lon.min() - 0.2, lon.max() + 0.2, lat.min() - 0.2,
-                                lat.max() + 0.2)), (inset, LONDON)):
+    for where, bounds in (
+        (ax, (lon.min() - 0.2, lon.max() + 0.2, lat.min() - 0.2, lat.max() + 0.2)),
+        (inset, LONDON),
+    ):
         grey = PathCollection(grey_paths, facecolor=NO_FIT, edgecolor="white", linewidth=0.2)
         grey.set_gid("no_fit" if where is ax else "no_fit_inset")
         where.add_collection(grey)
-        coll = PathCollection(fitted_paths, array=v, cmap="RdBu_r", norm=norm,
-                              edgecolor="white", linewidth=0.2)
+        coll = PathCollection(
+            fitted_paths, array=v, cmap="RdBu_r", norm=norm, edgecolor="white", linewidth=0.2
+        )
         coll.set_gid("fitted" if where is ax else "fitted_inset")
         where.add_collection(coll)
         where.set_xlim(*bounds[:2])
@@ -160,15 +176,25 @@ def choropleth(values: pd.Series, rings: list[tuple[str, np.ndarray]], *,
     inset.set_xticks([])
     inset.set_yticks([])
     inset.set_title("London", fontsize="small")
-    ax.indicate_inset([LONDON[0], LONDON[2], LONDON[1] - LONDON[0], LONDON[3] - LONDON[2]],
-                      inset, edgecolor="0.3", linewidth=0.6)
+    ax.indicate_inset(
+        [LONDON[0], LONDON[2], LONDON[1] - LONDON[0], LONDON[3] - LONDON[2]],
+        inset,
+        edgecolor="0.3",
+        linewidth=0.6,
+    )
     bar = fig.colorbar(main, ax=ax, shrink=0.6, pad=0.02)
     ticks = np.linspace(centre - half, centre + half, 5)
     bar.set_ticks(ticks, labels=[f"{x:.2f}" for x in (np.exp(ticks) if exp_ticks else ticks)])
     bar.set_label(label, fontsize="small")
-    ax.text(0.0, 0.0, (note + "\n" if note else "")
-            + "Boundaries: ONS, OGL v3.0; contains OS data (c) Crown copyright 2020",
-            transform=ax.transAxes, fontsize="x-small", va="bottom")
+    ax.text(
+        0.0,
+        0.0,
+        (note + "\n" if note else "")
+        + "Boundaries: ONS, OGL v3.0; contains OS data (c) Crown copyright 2020",
+        transform=ax.transAxes,
+        fontsize="x-small",
+        va="bottom",
+    )
     ax.set_title(title)
     return fig
 

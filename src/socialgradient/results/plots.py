@@ -92,8 +92,11 @@ def _observed_by_decile(tree: xr.DataTree) -> tuple[np.ndarray, np.ndarray]:
     decile = deprivation_decile(income) - 1
     kids = np.bincount(decile, weights=children, minlength=10)
     mean_income = np.bincount(decile, weights=children * income, minlength=10) / kids
-    rate = PER * np.bincount(decile, weights=cases, minlength=10) / np.bincount(
-        decile, weights=at_risk, minlength=10)
+    rate = (
+        PER
+        * np.bincount(decile, weights=cases, minlength=10)
+        / np.bincount(decile, weights=at_risk, minlength=10)
+    )
     return 100 * mean_income, rate
 
 
@@ -117,8 +120,7 @@ def gradient_curve(tree: xr.DataTree, income=None, observed=None) -> Figure:
     """
     income = np.linspace(0.01, 0.60, 100) if income is None else np.asarray(income)
     post = tree["posterior"].to_dataset()
-    curve = rate_curve(post, income, {"average": 0.0}, float(tree.attrs["x_bar"]),
-                       _link(tree))
+    curve = rate_curve(post, income, {"average": 0.0}, float(tree.attrs["x_bar"]), _link(tree))
     summary = describe(curve.sel(la_type="average", drop=True))
     fig = Figure(figsize=(7, 4.5), layout="constrained")
     ax = fig.add_subplot()
@@ -182,16 +184,34 @@ def la_forest(tree: xr.DataTree) -> Figure:
     g = describe(national(post)["gradient_mean_la"])
     lo, hi = g["eti95"].values
     ax.axvspan(lo, hi, color="0.85", linewidth=0, zorder=0)
-    ax.axvline(float(g["median"]), color="k", linestyle="--", linewidth=1,
-               label=f"national (LA at mean deprivation) {float(g['median']):.2f}, 95% shaded")
+    ax.axvline(
+        float(g["median"]),
+        color="k",
+        linestyle="--",
+        linewidth=1,
+        label=f"national (LA at mean deprivation) {float(g['median']):.2f}, 95% shaded",
+    )
     _intervals(ax, pos, table, vertical=False)
     ranked = table["ranked"].values.astype(bool)
     med = table["gradient_median"].values
-    ax.plot(med[ranked], pos[ranked], "o", color="C0", ms=2.5,
-            label="LA (median, 80% and 95% intervals)")
+    ax.plot(
+        med[ranked],
+        pos[ranked],
+        "o",
+        color="C0",
+        ms=2.5,
+        label="LA (median, 80% and 95% intervals)",
+    )
     if (~ranked).any():
-        ax.plot(med[~ranked], pos[~ranked], "o", mfc="white", color="C0", ms=2.5,
-                label="LA without spread of deprivation (pooled, not ranked)")
+        ax.plot(
+            med[~ranked],
+            pos[~ranked],
+            "o",
+            mfc="white",
+            color="C0",
+            ms=2.5,
+            label="LA without spread of deprivation (pooled, not ranked)",
+        )
     ax.axvline(1.0, color="0.5", linewidth=0.8)  # no gradient
     ax.set_yticks(pos, names, fontsize=fontsize)
     ax.set_ylim(n - 0.5, -0.5)
@@ -200,8 +220,9 @@ def la_forest(tree: xr.DataTree) -> Figure:
     ax.grid(axis="x", which="major", color="0.9", linewidth=0.5)
     ax.set_axisbelow(True)
     ax.set_xlabel("Social gradient score (rate ratio per 10 points of deprivation)")
-    ax.set_title(f"{tree.attrs['outcome']}: social gradient by local authority ({n} LAs)",
-                 fontsize="medium")
+    ax.set_title(
+        f"{tree.attrs['outcome']}: social gradient by local authority ({n} LAs)", fontsize="medium"
+    )
     ax.legend(loc="lower right", fontsize="x-small", framealpha=0.9)
     return fig
 
@@ -235,16 +256,37 @@ def la_caterpillar(tree: xr.DataTree, n: int = 100) -> Figure:
     expected = describe(np.exp(post["b_w"] + post["b_x"] * m_c), probs=(0.95,))
     bounds = expected["eti95"]
     grid = (x_bar + m_c.values) * UNIT
-    ax.fill_between(grid, bounds.sel(ci_bound="lower"), bounds.sel(ci_bound="upper"),
-                    color="C3", alpha=0.15, linewidth=0)
-    ax.plot(grid, expected["median"].values, color="C3",
-            label="expected at LA deprivation: exp(b_w + b_x m_c), 95% band")
+    ax.fill_between(
+        grid,
+        bounds.sel(ci_bound="lower"),
+        bounds.sel(ci_bound="upper"),
+        color="C3",
+        alpha=0.15,
+        linewidth=0,
+    )
+    ax.plot(
+        grid,
+        expected["median"].values,
+        color="C3",
+        label="expected at LA deprivation: exp(b_w + b_x m_c), 95% band",
+    )
     national_g = _national_gradient(post)
-    ax.axhline(national_g, color="k", linestyle="--", linewidth=1,
-               label=f"national (LA at mean deprivation) {national_g:.2f}")
+    ax.axhline(
+        national_g,
+        color="k",
+        linestyle="--",
+        linewidth=1,
+        label=f"national (LA at mean deprivation) {national_g:.2f}",
+    )
     _intervals(ax, la_pct, table, vertical=True)
-    ax.plot(la_pct, table["gradient_median"].values, "o", color="C0", ms=3,
-            label="LA gradient (median, 80% and 95% intervals)")
+    ax.plot(
+        la_pct,
+        table["gradient_median"].values,
+        "o",
+        color="C0",
+        ms=3,
+        label="LA gradient (median, 80% and 95% intervals)",
+    )
     ax.set_xlabel("LA mean income deprivation (% of families, child-weighted)")
     ax.set_ylabel("Social gradient score (rate ratio per 10 points)")
     _ratio_axis(ax.yaxis)
@@ -279,14 +321,19 @@ def inverse_intervention(tree: xr.DataTree, half_range: float = 15.0, n: int = 6
         lo, hi = np.clip([mean_pct - half_range, mean_pct + half_range], 0.5, 65.0)
         income = np.linspace(lo, hi, n) / 100
         curve = rate_curve(post, income, {name: m_c}, x_bar, _link(tree)).sel(
-            la_type=name, drop=True)
+            la_type=name, drop=True
+        )
         summary = describe(curve, probs=(0.95,))
         color, bounds = f"C{i}", summary["eti95"]
         lower, upper = bounds.sel(ci_bound="lower"), bounds.sel(ci_bound="upper")
         ax.fill_between(100 * income, lower, upper, color=color, alpha=0.2, linewidth=0)
         g = float(scores[score].median())
-        ax.plot(100 * income, summary["median"].values, color=color,
-                label=f"{name} LA (mean {mean_pct:.0f}%): gradient {g:.2f}")
+        ax.plot(
+            100 * income,
+            summary["median"].values,
+            color=color,
+            label=f"{name} LA (mean {mean_pct:.0f}%): gradient {g:.2f}",
+        )
     _log_y(ax)
     ax.set_xlabel("Neighbourhood income deprivation (% of families)")
     ax.set_ylabel(f"{tree.attrs['outcome']} per 10,000 {tree.attrs.get('exposure', 'children')}")
@@ -329,8 +376,10 @@ def ppc_plot(tree: xr.DataTree, statistics=PPC_STATISTICS, checks=None) -> Figur
     right.plot(rep_med / scale, y, "|", color="C0", ms=12)
     right.plot(stat["observed"].values / scale, y, "o", color="k", label="observed")
     obs, pv = stat["observed"].values, stat["p_value"].values
-    labels = [f"{s}\n({f'obs {obs[i]:.3g}, ' if np.isfinite(obs[i]) else ''}p={pv[i]:.2f})"
-              for i, s in enumerate(statistics)]
+    labels = [
+        f"{s}\n({f'obs {obs[i]:.3g}, ' if np.isfinite(obs[i]) else ''}p={pv[i]:.2f})"
+        for i, s in enumerate(statistics)
+    ]
     right.set_yticks(y, labels)
     right.axvline(1.0, color="grey", linewidth=0.8, linestyle=":")
     right.set_ylim(len(statistics) - 0.4, -0.6)
@@ -349,8 +398,14 @@ FIGURES = {
 }
 
 
-def save_all(tree: xr.DataTree, out_dir: str | Path, dpi: int = DPI, observed=None,
-             checks=None, boundaries=None) -> dict[str, Path]:
+def save_all(
+    tree: xr.DataTree,
+    out_dir: str | Path,
+    dpi: int = DPI,
+    observed=None,
+    checks=None,
+    boundaries=None,
+) -> dict[str, Path]:
     """Write every figure as ``<name>.png`` in ``out_dir``, each atomically.
 
     ``observed`` (for ``gradient_curve``) and ``checks`` (for ``ppc``): the observed numbers
@@ -368,8 +423,11 @@ def save_all(tree: xr.DataTree, out_dir: str | Path, dpi: int = DPI, observed=No
     _forget_unloaded_jax()
     paths = {}
     found = find_boundaries(boundaries)
-    options = {"gradient_curve": {"observed": observed}, "ppc": {"checks": checks},
-               "la_map": {"boundaries": found}}
+    options = {
+        "gradient_curve": {"observed": observed},
+        "ppc": {"checks": checks},
+        "la_map": {"boundaries": found},
+    }
     for name, draw in FIGURES.items():
         if name == "la_map" and found is None:
             continue

@@ -37,8 +37,7 @@ def stratum_contrasts(strata: xr.DataArray) -> dict:
     out = {}
     for i, j in itertools.combinations(range(len(levels)), 2):
         ratio = strata.isel(stratum=i, drop=True) / strata.isel(stratum=j, drop=True)
-        out[f"{levels[i]}/{levels[j]}"] = interval(ratio) | {
-            "p_steeper": float((ratio > 1).mean())}
+        out[f"{levels[i]}/{levels[j]}"] = interval(ratio) | {"p_steeper": float((ratio > 1).mean())}
     return out
 
 
@@ -66,11 +65,13 @@ def trend_summary(post: xr.Dataset, column: str) -> dict:
     ``p_positive``; ``gradient_ratio`` = exp(slope), the factor on the gradient per unit."""
     draws = post["trend_effect"]
     slope = draws.sel(effect="slope", drop=True)
-    out = {"column": column,
-           "intercept": interval(draws.sel(effect="intercept", drop=True)),
-           "slope": interval(slope) | {"p_negative": float((slope < 0).mean()),
-                                        "p_positive": float((slope > 0).mean())},
-           "gradient_ratio": interval(np.exp(slope))}
+    out = {
+        "column": column,
+        "intercept": interval(draws.sel(effect="intercept", drop=True)),
+        "slope": interval(slope)
+        | {"p_negative": float((slope < 0).mean()), "p_positive": float((slope > 0).mean())},
+        "gradient_ratio": interval(np.exp(slope)),
+    }
     return out
 
 
@@ -79,8 +80,10 @@ def moderator_summary(post: xr.Dataset) -> dict:
     scale per unit of the moderator: ``intercept`` the main effect (neighbourhood) or the
     shift of the LA intercepts' mean (LA); ``slope`` the change in the log gradient."""
     out = {}
-    for var, dim, level in (("moderator_effect", "moderator", "neighbourhood"),
-                            ("la_moderator_effect", "la_moderator", "la")):
+    for var, dim, level in (
+        ("moderator_effect", "moderator", "neighbourhood"),
+        ("la_moderator_effect", "la_moderator", "la"),
+    ):
         if var not in post:
             continue
         for name in post[dim].values:
@@ -90,8 +93,7 @@ def moderator_summary(post: xr.Dataset) -> dict:
                 "intercept": interval(draws.sel(effect="intercept")),
                 "slope": interval(draws.sel(effect="slope")),
             }
-            out[str(name)]["slope"]["p_positive"] = float(
-                (draws.sel(effect="slope") > 0).mean())
+            out[str(name)]["slope"]["p_positive"] = float((draws.sel(effect="slope") > 0).mean())
     return out
 
 
@@ -101,16 +103,18 @@ def steepening(tree: xr.DataTree) -> dict:
     averagely deprived LA over a's, median and ETIs), from the joint posterior."""
     names = outcomes(tree)
     b_w = tree["posterior"]["b_w"]
-    steps = [b_w.sel(threshold=hi) > b_w.sel(threshold=lo)
-             for lo, hi in itertools.pairwise(names)]
+    steps = [b_w.sel(threshold=hi) > b_w.sel(threshold=lo) for lo, hi in itertools.pairwise(names)]
     every = xr.concat(steps, "step").all("step")
     return {
-        "p_steepens": {f"{lo}<{hi}": float(s.mean())
-                       for (lo, hi), s in zip(itertools.pairwise(names), steps, strict=True)},
+        "p_steepens": {
+            f"{lo}<{hi}": float(s.mean())
+            for (lo, hi), s in zip(itertools.pairwise(names), steps, strict=True)
+        },
         "p_steepens_every_step": float(every.mean()),
         "gradient_ratio": {
             f"{hi}/{lo}": interval(np.exp(b_w.sel(threshold=hi) - b_w.sel(threshold=lo)))
-            for lo, hi in itertools.pairwise(names)},
+            for lo, hi in itertools.pairwise(names)
+        },
     }
 
 
@@ -120,14 +124,22 @@ def threshold_summary(tree: xr.DataTree) -> dict:
     out = {}
     for name in outcomes(tree):
         nat = national(_select(tree["posterior"].to_dataset(), name))
-        out[name] = {key: interval(nat[key]) for key in (
-            "gradient_mean_la", "gradient_less_deprived_la", "gradient_more_deprived_la",
-            "contextual_effect")}
+        out[name] = {
+            key: interval(nat[key])
+            for key in (
+                "gradient_mean_la",
+                "gradient_less_deprived_la",
+                "gradient_more_deprived_la",
+                "contextual_effect",
+            )
+        }
     return out
 
 
-NO_SPREAD = ("no within-LA spread of deprivation: the gradient is the model's prior "
-             "pooling, not this LA's data; not ranked")
+NO_SPREAD = (
+    "no within-LA spread of deprivation: the gradient is the model's prior "
+    "pooling, not this LA's data; not ranked"
+)
 NATIONAL_KEYS = (
     "gradient_mean_la",
     "gradient_less_deprived_la",
@@ -156,8 +168,11 @@ def summary(tree: xr.DataTree, diagnostics: dict | None = None) -> dict:
         out["moderators"] = moderator_summary(post)
     if "la_outcome_effect" in post:
         out["la_outcome"] = la_outcome.summary(
-            post, tree["constant_data"].to_dataset(),
-            json.loads(tree.attrs["spec"])["la_outcome"], interval)
+            post,
+            tree["constant_data"].to_dataset(),
+            json.loads(tree.attrs["spec"])["la_outcome"],
+            interval,
+        )
     columns = json.loads(tree.attrs.get("stratum_columns", "{}"))
     if "stratum_effect" in post and columns:
         out["strata"] = strata_summary(gradients.stratum_gradient(post), columns)
@@ -180,8 +195,11 @@ def summary(tree: xr.DataTree, diagnostics: dict | None = None) -> dict:
         "n_rows": int(tree["observed_data"][tree.attrs["outcome"]].size),
         "stratum": tree.attrs.get("stratum_name", ""),
         **({"strata": list(columns)} if columns else {}),
-        **({"stratum_trend": tree.attrs["stratum_trend"]}
-           if tree.attrs.get("stratum_trend") else {}),
+        **(
+            {"stratum_trend": tree.attrs["stratum_trend"]}
+            if tree.attrs.get("stratum_trend")
+            else {}
+        ),
         "n_la": int(tree["constant_data"].sizes["la"]),
         "national_mean_income": float(tree.attrs["x_bar"]) / 10,
         "compile_seconds": _number(tree.attrs.get("compile_seconds")),
@@ -190,18 +208,23 @@ def summary(tree: xr.DataTree, diagnostics: dict | None = None) -> dict:
     const = tree["constant_data"].to_dataset()
     if "centred" in const:
         counts = parameterisation.as_counts(const["centred"].values)
-        out["model"]["la_effects"] = {"centred": int((counts == 2).sum()),
-                                      "intercept_centred": int((counts == 1).sum()),
-                                      "noncentred": int((counts == 0).sum())}
+        out["model"]["la_effects"] = {
+            "centred": int((counts == 2).sum()),
+            "intercept_centred": int((counts == 1).sum()),
+            "noncentred": int((counts == 0).sum()),
+        }
     scale = out["scale"]
     log_scale = "log odds ratio" if scale == "odds ratio" else "log rate ratio"
     out["units"] = (
         f"gradient scores: {scale} per 10-percentage-point rise in the share of "
         f"income-deprived families; contextual_effect: {log_scale}; moderators: {log_scale} "
         "per unit of the moderator (intercept) and change in the log gradient per unit (slope); "
-        + ("stratum_trend: the same per unit of its column (e.g. per year of age); "
-           if "trend_effect" in post else "") +
-        "intervals: equal-tailed 95% (ci95) and 80% (ci80)"
+        + (
+            "stratum_trend: the same per unit of its column (e.g. per year of age); "
+            if "trend_effect" in post
+            else ""
+        )
+        + "intervals: equal-tailed 95% (ci95) and 80% (ci80)"
     )
     return out
 
@@ -302,7 +325,8 @@ def units(tree: xr.DataTree) -> np.ndarray:
         ids = lsoa
     else:
         labels = pd.DataFrame({n: np.asarray(const[n].values).astype(str) for n in names})
-        ids = np.char.add(np.char.add(lsoa, "|"), labels.agg(",".join, axis=1).to_numpy()
-                          .astype(str))
+        ids = np.char.add(
+            np.char.add(lsoa, "|"), labels.agg(",".join, axis=1).to_numpy().astype(str)
+        )
     seen = pd.Series(ids).groupby(ids).cumcount().to_numpy()
     return np.where(seen > 0, np.char.add(ids, np.char.add("#", seen.astype(str))), ids)

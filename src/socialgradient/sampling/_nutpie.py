@@ -196,14 +196,32 @@ def expand(dim, expanded, x_, out_, user_):
 CODE_VERSIONS = ("numba", "llvmlite", "pytensor", "pymc", "nutpie", "numpy")
 
 #: The ``CompiledPyMCModel`` fields :func:`_assemble` fills.
-FIELDS = frozenset({
-    "_n_dim", "dims", "_coords", "_shapes", "compiled_logp_func", "compiled_expand_func",
-    "initial_point_func", "shared_data", "shared_var_keys", "user_data", "n_expanded",
-    "shape_info", "logp_func", "expand_func", "reparameterized_names"})
+FIELDS = frozenset(
+    {
+        "_n_dim",
+        "dims",
+        "_coords",
+        "_shapes",
+        "compiled_logp_func",
+        "compiled_expand_func",
+        "initial_point_func",
+        "shared_data",
+        "shared_var_keys",
+        "user_data",
+        "n_expanded",
+        "shape_info",
+        "logp_func",
+        "expand_func",
+        "reparameterized_names",
+    }
+)
 #: What ``CompiledPyMCModel._make_model`` must do for the callbacks to read their data: hand
 #: nutpie the callbacks' addresses and our ``user_data`` array's address.
-ABI = ("self.compiled_logp_func.address", "self.compiled_expand_func.address",
-       "self.user_data.ctypes.data")
+ABI = (
+    "self.compiled_logp_func.address",
+    "self.compiled_expand_func.address",
+    "self.user_data.ctypes.data",
+)
 
 
 class _Mismatch(RuntimeError):
@@ -239,19 +257,35 @@ def probe() -> str | None:
         import nutpie.compile_pymc as cp
     except Exception as err:
         return f"import failed: {type(err).__name__}: {err}"
-    names = [(cp, "_make_functions"), (cp, "_prepare_dims_and_coords"),
-             (cp, "address_as_void_pointer"), (cp, "CompiledPyMCModel"),
-             (numba_utils, "_dynamic_modname"), (numba_utils, "_dynamic_module"),
-             (numba_caching, "FunctionCache"), (numba_caching, "CompileResultCacheImpl"),
-             (numba_caching, "InTreeCacheLocator"), (numba_ccallback, "CFunc"),
-             (numba_sigutils, "normalize_signature")]
+    names = [
+        (cp, "_make_functions"),
+        (cp, "_prepare_dims_and_coords"),
+        (cp, "address_as_void_pointer"),
+        (cp, "CompiledPyMCModel"),
+        (numba_utils, "_dynamic_modname"),
+        (numba_utils, "_dynamic_module"),
+        (numba_caching, "FunctionCache"),
+        (numba_caching, "CompileResultCacheImpl"),
+        (numba_caching, "InTreeCacheLocator"),
+        (numba_ccallback, "CFunc"),
+        (numba_sigutils, "normalize_signature"),
+    ]
     for owner, attr in names:
         if not hasattr(owner, attr):
             return f"{owner.__name__}.{attr} is missing"
-    calls = [(cp._make_functions, (None,), {"mode": "NUMBA", "compute_grad": True,
-                                            "join_expanded": True,
-                                            "pymc_initial_point_fn": None}),
-             (cp._prepare_dims_and_coords, (None, None, None), {})]
+    calls = [
+        (
+            cp._make_functions,
+            (None,),
+            {
+                "mode": "NUMBA",
+                "compute_grad": True,
+                "join_expanded": True,
+                "pymc_initial_point_fn": None,
+            },
+        ),
+        (cp._prepare_dims_and_coords, (None, None, None), {}),
+    ]
     for fn, args, kwargs in calls:
         fn_name = getattr(fn, "__name__", repr(fn))
         if not callable(fn):
@@ -259,16 +293,21 @@ def probe() -> str | None:
         try:
             inspect.signature(fn).bind(*args, **kwargs)
         except (TypeError, ValueError) as err:
-            return (f"nutpie.compile_pymc.{fn_name} does not take "
-                    f"{len(args)} positional and {sorted(kwargs)} keyword arguments: {err}")
+            return (
+                f"nutpie.compile_pymc.{fn_name} does not take "
+                f"{len(args)} positional and {sorted(kwargs)} keyword arguments: {err}"
+            )
     cls = cp.CompiledPyMCModel
     if not dataclasses.is_dataclass(cls):
         return "nutpie.compile_pymc.CompiledPyMCModel is not a dataclass"
     fields = {f.name: f for f in dataclasses.fields(cls)}
     if FIELDS - set(fields):
         return f"CompiledPyMCModel lacks the fields {sorted(FIELDS - set(fields))}"
-    required = {n for n, f in fields.items() if f.init and f.default is dataclasses.MISSING
-                and f.default_factory is dataclasses.MISSING} - FIELDS
+    required = {
+        n
+        for n, f in fields.items()
+        if f.init and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    } - FIELDS
     if required:
         return f"CompiledPyMCModel requires fields the fast path does not fill: {sorted(required)}"
     try:
@@ -280,8 +319,9 @@ def probe() -> str | None:
         return f"CompiledPyMCModel._make_model no longer passes {lacking} to the callbacks"
     if not isinstance(getattr(numba_caching.FunctionCache, "cache_path", None), property):
         return "numba.core.caching.FunctionCache has no cache_path"
-    if not isinstance(getattr(numba_caching.CompileResultCacheImpl, "_locator_classes", None),
-                      list):
+    if not isinstance(
+        getattr(numba_caching.CompileResultCacheImpl, "_locator_classes", None), list
+    ):
         return "numba.core.caching.CompileResultCacheImpl has no _locator_classes"
     try:
         inspect.signature(numba_ccallback.CFunc).bind(None, None, locals={}, options={})
@@ -308,10 +348,14 @@ def compile_model(model: pm.Model, key: str):
         except Exception as err:  # every failure falls back, with one warning
             log.debug("the cached-callback path failed", exc_info=True)
             problem = f"{type(err).__name__}: {err}"
-    warnings.warn(FastPathWarning(
-        f"socialgradient's cached nutpie callbacks cannot serve ({problem}); compiling with "
-        "nutpie.compile_pymc_model instead (same posterior, ~10-15 s more per model). "
-        f"{ENV_SWITCH}=0 turns the fast path off."), stacklevel=2)
+    warnings.warn(
+        FastPathWarning(
+            f"socialgradient's cached nutpie callbacks cannot serve ({problem}); compiling with "
+            "nutpie.compile_pymc_model instead (same posterior, ~10-15 s more per model). "
+            f"{ENV_SWITCH}=0 turns the fast path off."
+        ),
+        stacklevel=2,
+    )
     return _public(model)
 
 
@@ -330,8 +374,7 @@ def folder() -> Path:
         return Path(raw).expanduser()
     import platformdirs
 
-    return Path(platformdirs.user_cache_dir("socialgradient", appauthor=False),
-                "nutpie_callbacks")
+    return Path(platformdirs.user_cache_dir("socialgradient", appauthor=False), "nutpie_callbacks")
 
 
 def _old_folder() -> Path:
@@ -368,23 +411,32 @@ def _check_private(root: Path) -> None:
     if not stat.S_ISDIR(st.st_mode):
         raise UnsafeCache(f"the callback cache {root} is not a folder")
     if st.st_uid != me:
-        raise UnsafeCache(f"the callback cache {root} is owned by uid {st.st_uid}, not by "
-                          f"this user (uid {me}); set {ENV_DIR} to a private folder")
+        raise UnsafeCache(
+            f"the callback cache {root} is owned by uid {st.st_uid}, not by "
+            f"this user (uid {me}); set {ENV_DIR} to a private folder"
+        )
     if st.st_mode & 0o077:
         os.chmod(root, 0o700)
-        log.warning("the callback cache %s was open to others (mode %o): made private "
-                    "(0700); its entries are checked before use", root,
-                    stat.S_IMODE(st.st_mode))
+        log.warning(
+            "the callback cache %s was open to others (mode %o): made private "
+            "(0700); its entries are checked before use",
+            root,
+            stat.S_IMODE(st.st_mode),
+        )
     for parent in root.parents:
         st = os.stat(parent)
         if st.st_uid not in (me, 0):
-            raise UnsafeCache(f"{parent}, above the callback cache {root}, is owned by uid "
-                              f"{st.st_uid}, neither this user (uid {me}) nor root; set "
-                              f"{ENV_DIR} to a private folder")
+            raise UnsafeCache(
+                f"{parent}, above the callback cache {root}, is owned by uid "
+                f"{st.st_uid}, neither this user (uid {me}) nor root; set "
+                f"{ENV_DIR} to a private folder"
+            )
         if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
-            raise UnsafeCache(f"{parent}, above the callback cache {root}, is writable by "
-                              f"others (mode {stat.S_IMODE(st.st_mode):o}): they could "
-                              f"replace the cache; set {ENV_DIR} to a private folder")
+            raise UnsafeCache(
+                f"{parent}, above the callback cache {root}, is writable by "
+                f"others (mode {stat.S_IMODE(st.st_mode):o}): they could "
+                f"replace the cache; set {ENV_DIR} to a private folder"
+            )
 
 
 def _check_node(path: Path, folder_: bool) -> None:
@@ -393,8 +445,11 @@ def _check_node(path: Path, folder_: bool) -> None:
     st = os.lstat(path)
     kind = stat.S_ISDIR(st.st_mode) if folder_ else stat.S_ISREG(st.st_mode)
     if not kind:
-        what = "a link" if stat.S_ISLNK(st.st_mode) else "not a plain " + (
-            "folder" if folder_ else "file")
+        what = (
+            "a link"
+            if stat.S_ISLNK(st.st_mode)
+            else "not a plain " + ("folder" if folder_ else "file")
+        )
         raise Tampered(f"{path} is {what}")
     _check_owner(path, st)
 
@@ -460,8 +515,9 @@ def verify(entry: Path) -> dict[str, bytes]:
                 raise Tampered(f"{entry}: {rel}, in its manifest, is missing")
             data = files[rel].read_bytes()
             if _digest(data) != digest:
-                raise Tampered(f"{entry / rel} does not match the SHA-256 recorded when it "
-                               "was written")
+                raise Tampered(
+                    f"{entry / rel} does not match the SHA-256 recorded when it was written"
+                )
             if rel.endswith((".py", ".json")):
                 kept[rel] = data
     except (Tampered, FileNotFoundError):
@@ -475,8 +531,7 @@ def verify(entry: Path) -> dict[str, bytes]:
 
 def _discard(entry: Path, why: Exception) -> None:
     """Log ``why`` and remove ``entry`` (tombstoned, then deleted): it is built again."""
-    log.warning("callback cache entry %s refused, removed and generated again: %s",
-                entry.name, why)
+    log.warning("callback cache entry %s refused, removed and generated again: %s", entry.name, why)
     _remove(entry)
 
 
@@ -494,8 +549,9 @@ def _seal(staging: Path, name: str) -> None:
             if rel != MARKER:
                 recorded[rel] = _digest(path.read_bytes())
     os.chmod(staging, 0o700)
-    _write(staging / MANIFEST, json.dumps({"name": name, "files": recorded}, indent=1,
-                                          sort_keys=True))
+    _write(
+        staging / MANIFEST, json.dumps({"name": name, "files": recorded}, indent=1, sort_keys=True)
+    )
 
 
 def _publish(staging: Path, entry: Path) -> None:
@@ -524,8 +580,10 @@ def _arrays(offsets: dict, inputs: list) -> tuple[str, str]:
     for var in inputs:
         off, ndim = offsets[var], var.type.ndim
         shape = "(" + "".join(f"user[{off + 1 + i}], " for i in range(ndim)) + ")"
-        lines.append(f"        a{off} = numba.carray(address_as_void_pointer(user[{off}]), "
-                     f"{shape}, np.{np.dtype(var.type.dtype).name})")
+        lines.append(
+            f"        a{off} = numba.carray(address_as_void_pointer(user[{off}]), "
+            f"{shape}, np.{np.dtype(var.type.dtype).name})"
+        )
     return "\n".join(lines) or "        pass", "".join(f", a{offsets[v]}" for v in inputs)
 
 
@@ -536,10 +594,12 @@ def user_data(shared: list, values: dict) -> np.ndarray:
     for var, off in offsets.items():
         arr = values[var]
         if arr.ndim != var.type.ndim or arr.dtype != np.dtype(var.type.dtype):
-            raise ValueError(f"data {var.name!r}: expected {var.type.ndim}-d "
-                             f"{var.type.dtype}, got {arr.ndim}-d {arr.dtype}")
+            raise ValueError(
+                f"data {var.name!r}: expected {var.type.ndim}-d "
+                f"{var.type.dtype}, got {arr.ndim}-d {arr.dtype}"
+            )
         user[off] = arr.ctypes.data
-        user[off + 1: off + 1 + arr.ndim] = arr.shape
+        user[off + 1 : off + 1 + arr.ndim] = arr.shape
     return user
 
 
@@ -558,8 +618,9 @@ def _name(key: str) -> str:
 
 def _write(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically, private to the user (mode 0600)."""
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8", newline="\n"),
-                 mode=0o600)
+    atomic_write(
+        path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8", newline="\n"), mode=0o600
+    )
 
 
 def _exec(source: bytes | str, path: Path):
@@ -579,8 +640,7 @@ def _cfuncs(module):
 
     ptr, u64 = numba.types.CPointer(numba.types.double), numba.types.uint64
     logp_c = _cfunc(module.logp, numba.types.int64(u64, ptr, ptr, ptr, numba.types.voidptr))
-    expand_c = _cfunc(module.expand,
-                      numba.types.int64(u64, u64, ptr, ptr, numba.types.voidptr))
+    expand_c = _cfunc(module.expand, numba.types.int64(u64, u64, ptr, ptr, numba.types.voidptr))
     return logp_c, expand_c
 
 
@@ -608,13 +668,14 @@ def _cfunc(fn, sig):
     from numba.core import sigutils
     from numba.core.ccallback import CFunc
 
-    beside = os.path.normcase(os.path.join(os.path.dirname(fn.__code__.co_filename),
-                                           "__pycache__"))
+    beside = os.path.normcase(os.path.join(os.path.dirname(fn.__code__.co_filename), "__pycache__"))
     cache = _beside_cache()(fn)
     where = os.path.normcase(os.path.abspath(cache.cache_path))
     if where != beside:
-        raise UnsafeCache(f"numba would cache the callbacks in {where}, not in the private "
-                          f"{beside} (NUMBA_CACHE_LOCATOR_CLASSES set?)")
+        raise UnsafeCache(
+            f"numba would cache the callbacks in {where}, not in the private "
+            f"{beside} (NUMBA_CACHE_LOCATOR_CLASSES set?)"
+        )
     compiled = CFunc(fn, sigutils.normalize_signature(sig), locals={}, options={})
     compiled._cache = cache
     compiled.compile()
@@ -629,11 +690,15 @@ def _check_layout(layout_: dict) -> None:
         n_dim, n_expanded = layout_["n_dim"], layout_["n_expanded"]
         names, slices, shapes = layout_["names"], layout_["slices"], layout_["shapes"]
         free, free_shapes = layout_["free_names"], layout_["free_shapes"]
-        ok = (isinstance(n_dim, int) and isinstance(n_expanded, int)
-              and len(names) == len(slices) == len(shapes)
-              and names[:len(free)] == free and shapes[:len(free)] == free_shapes
-              and isinstance(layout_["shared"], list)
-              and isinstance(layout_["reparameterized"], list))
+        ok = (
+            isinstance(n_dim, int)
+            and isinstance(n_expanded, int)
+            and len(names) == len(slices) == len(shapes)
+            and names[: len(free)] == free
+            and shapes[: len(free)] == free_shapes
+            and isinstance(layout_["shared"], list)
+            and isinstance(layout_["reparameterized"], list)
+        )
         stop = 0
         for k, ((start, end), shape) in enumerate(zip(slices, shapes, strict=True)):
             ok = ok and start == stop and end - start == math.prod(shape)
@@ -644,9 +709,11 @@ def _check_layout(layout_: dict) -> None:
     except (KeyError, TypeError, ValueError) as err:
         raise _Mismatch(f"layout {sorted(layout_)}: {err}") from err
     if not ok:
-        raise _Mismatch(f"the layout does not add up: n_dim {layout_['n_dim']}, "
-                        f"n_expanded {layout_['n_expanded']}, slices {layout_['slices']}, "
-                        f"shapes {layout_['shapes']}")
+        raise _Mismatch(
+            f"the layout does not add up: n_dim {layout_['n_dim']}, "
+            f"n_expanded {layout_['n_expanded']}, slices {layout_['slices']}, "
+            f"shapes {layout_['shapes']}"
+        )
 
 
 def _initial_point(model: pm.Model, names: list[str], shapes: list) -> object:
@@ -666,33 +733,44 @@ def _initial_point(model: pm.Model, names: list[str], shapes: list) -> object:
         for name, shape in zip(names, shapes, strict=True):
             value = np.asarray(point[name])
             if tuple(value.shape) != shape:
-                raise ValueError(f"Size of initial value for {name} is {value.shape}, "
-                                 f"expected {shape}")
-            flat[cursor:cursor + value.size] = value.ravel().astype("float64")
+                raise ValueError(
+                    f"Size of initial value for {name} is {value.shape}, expected {shape}"
+                )
+            flat[cursor : cursor + value.size] = value.ravel().astype("float64")
             cursor += value.size
         return flat
 
     return initial_point
 
 
-def _assemble(model, layout_: dict, shared: list, logp_c, expand_c, logp_pt=None,
-              expand_pt=None):
+def _assemble(model, layout_: dict, shared: list, logp_c, expand_c, logp_pt=None, expand_pt=None):
     import nutpie.compile_pymc as cp
 
-    shape_info = (layout_["names"], [slice(*s) for s in layout_["slices"]],
-                  [tuple(s) for s in layout_["shapes"]])
+    shape_info = (
+        layout_["names"],
+        [slice(*s) for s in layout_["slices"]],
+        [tuple(s) for s in layout_["shapes"]],
+    )
     values = {v: _frozen(v.get_value()) for v in shared}
     dims, coords = cp._prepare_dims_and_coords(model, shape_info, layout_["reparameterized"])
     initial = _initial_point(model, layout_["free_names"], layout_["free_shapes"])
     return cp.CompiledPyMCModel(
-        _n_dim=layout_["n_dim"], dims=dims, _coords=coords,
+        _n_dim=layout_["n_dim"],
+        dims=dims,
+        _coords=coords,
         _shapes={name: tuple(shape) for name, _, shape in zip(*shape_info, strict=True)},
-        compiled_logp_func=logp_c, compiled_expand_func=expand_c,
-        initial_point_func=initial, shared_data={v.name: values[v] for v in shared},
+        compiled_logp_func=logp_c,
+        compiled_expand_func=expand_c,
+        initial_point_func=initial,
+        shared_data={v.name: values[v] for v in shared},
         shared_var_keys={v: v.name for v in shared},
-        user_data=user_data(shared, values), n_expanded=layout_["n_expanded"],
-        shape_info=shape_info, logp_func=logp_pt, expand_func=expand_pt,
-        reparameterized_names=layout_["reparameterized"])
+        user_data=user_data(shared, values),
+        n_expanded=layout_["n_expanded"],
+        shape_info=shape_info,
+        logp_func=logp_pt,
+        expand_func=expand_pt,
+        reparameterized_names=layout_["reparameterized"],
+    )
 
 
 def _cached(model: pm.Model, name: str):
@@ -758,21 +836,32 @@ def _build(model: pm.Model, name: str):
 
     root = private_folder()
     free_names = [model.rvs_to_values[v].name for v in model.free_RVs]
-    result = cp._make_functions(model, mode="NUMBA", compute_grad=True, join_expanded=True,
-                                pymc_initial_point_fn=_pymc_initial_point(model))
+    result = cp._make_functions(
+        model,
+        mode="NUMBA",
+        compute_grad=True,
+        join_expanded=True,
+        pymc_initial_point_fn=_pymc_initial_point(model),
+    )
     if not isinstance(result, tuple) or len(result) != 7:
         size = len(result) if isinstance(result, tuple) else "not a tuple"
-        raise _Mismatch(f"nutpie's _make_functions gave {type(result).__name__} ({size}), "
-                        "not the 7-tuple (n_dim, n_expanded, logp, expand, initial point, "
-                        "shape info, reparameterized names)")
+        raise _Mismatch(
+            f"nutpie's _make_functions gave {type(result).__name__} ({size}), "
+            "not the 7-tuple (n_dim, n_expanded, logp, expand, initial point, "
+            "shape info, reparameterized names)"
+        )
     n_dim, n_expanded, logp_pt, expand_pt, _, shape_info, reparameterized = result
     try:
         names_, slices, shapes = shape_info
-        layout_ = {"n_dim": int(n_dim), "n_expanded": int(n_expanded),
-                   "names": list(names_),
-                   "slices": [[int(s.start), int(s.stop)] for s in slices],
-                   "shapes": [list(map(int, s)) for s in shapes],
-                   "reparameterized": list(reparameterized), "free_names": free_names}
+        layout_ = {
+            "n_dim": int(n_dim),
+            "n_expanded": int(n_expanded),
+            "names": list(names_),
+            "slices": [[int(s.start), int(s.stop)] for s in slices],
+            "shapes": [list(map(int, s)) for s in shapes],
+            "reparameterized": list(reparameterized),
+            "free_names": free_names,
+        }
         by_name = dict(zip(layout_["names"], layout_["shapes"], strict=True))
         layout_["free_shapes"] = [by_name[n] for n in free_names]
         logp_inputs, expand_inputs = list(logp_pt.get_shared()), list(expand_pt.get_shared())
@@ -788,8 +877,14 @@ def _build(model: pm.Model, name: str):
     logp_arrays, logp_args = _arrays(offsets, logp_inputs)
     expand_arrays, expand_args = _arrays(offsets, expand_inputs)
     source = TEMPLATE.format(
-        n_dim=n_dim, n_expanded=n_expanded, n_user=n_user, logp_arrays=logp_arrays,
-        logp_args=logp_args, expand_arrays=expand_arrays, expand_args=expand_args)
+        n_dim=n_dim,
+        n_expanded=n_expanded,
+        n_user=n_user,
+        logp_arrays=logp_arrays,
+        logp_args=logp_args,
+        expand_arrays=expand_arrays,
+        expand_args=expand_args,
+    )
     keep = set(shared) <= set(model.data_vars)  # else only this path can serve
     staging = Path(tempfile.mkdtemp(prefix=f"{STAGING}{name}-", dir=root))  # mode 0700
     try:
@@ -828,6 +923,7 @@ def _touch(entry: Path) -> None:
 
 def limits() -> tuple[int, int]:
     """The cache's bounds: (entries, bytes), from the environment or the defaults."""
+
     def number(var: str, default: float, kind: type) -> float:
         raw = os.environ.get(var)
         if raw is None or not raw.strip():
@@ -841,8 +937,7 @@ def limits() -> tuple[int, int]:
             log.warning("%s=%r is not a non-negative number; using %s", var, raw, default)
             return default
 
-    return (int(number(ENV_ENTRIES, MAX_ENTRIES, int)),
-            int(number(ENV_MB, MAX_MB, float) * 2**20))
+    return (int(number(ENV_ENTRIES, MAX_ENTRIES, int)), int(number(ENV_MB, MAX_MB, float) * 2**20))
 
 
 def _size(path: Path) -> int:
@@ -924,8 +1019,12 @@ def prune(keep: str | None = None) -> list[str]:
             _remove(path)
             removed.append(path.name)
     if removed:
-        log.info("pruned %d callback cache entries (bounds: %d entries, %.0f MB)",
-                 len(removed), max_entries, max_bytes / 2**20)
+        log.info(
+            "pruned %d callback cache entries (bounds: %d entries, %.0f MB)",
+            len(removed),
+            max_entries,
+            max_bytes / 2**20,
+        )
     return removed
 
 
@@ -947,8 +1046,12 @@ def _pymc_initial_point(model: pm.Model):
     from pymc.initial_point import make_initial_point_fn
 
     return make_initial_point_fn(
-        model=model, overrides=None, default_strategy="support_point",
-        jitter_rvs=set(model.free_RVs), return_transformed=True)
+        model=model,
+        overrides=None,
+        default_strategy="support_point",
+        jitter_rvs=set(model.free_RVs),
+        return_transformed=True,
+    )
 
 
 def _is_ours(compiled) -> bool:
@@ -973,8 +1076,14 @@ def with_data(compiled, model: pm.Model):
     if not _is_ours(compiled):
         updated = compiled.with_data(**{name: values[name] for name in sorted(needed)})
         return dataclasses.replace(updated, initial_point_func=initial)
-    shared_data = {name: _frozen(np.asarray(values[name], dtype=value.dtype))
-                   for name, value in compiled.shared_data.items()}
+    shared_data = {
+        name: _frozen(np.asarray(values[name], dtype=value.dtype))
+        for name, value in compiled.shared_data.items()
+    }
     by_var = {var: shared_data[name] for var, name in compiled.shared_var_keys.items()}
-    return dataclasses.replace(compiled, shared_data=shared_data, initial_point_func=initial,
-                               user_data=user_data(list(compiled.shared_var_keys), by_var))
+    return dataclasses.replace(
+        compiled,
+        shared_data=shared_data,
+        initial_point_func=initial,
+        user_data=user_data(list(compiled.shared_var_keys), by_var),
+    )

@@ -56,8 +56,11 @@ def _graph_hash(model: pm.Model):
                 data = np.asarray(var.data)
                 h.update(f"constant {var.type} {data.dtype} {data.shape}".encode())
                 # an object array's bytes are addresses: hash what they point to
-                h.update(repr(var.data).encode() if data.dtype == object
-                         else np.ascontiguousarray(data).tobytes())
+                h.update(
+                    repr(var.data).encode()
+                    if data.dtype == object
+                    else np.ascontiguousarray(data).tobytes()
+                )
             elif isinstance(var, SharedVariable):
                 h.update(f"shared {var.name} {var.type}".encode())
             elif var.owner is None:
@@ -68,8 +71,7 @@ def _graph_hash(model: pm.Model):
         op = node.op
         props = op._props_dict() if hasattr(op, "_props_dict") else {}
         inputs = [ref(v) for v in node.inputs]
-        h.update(f"{type(op).__module__}.{type(op).__qualname__} {op} {props!r} "
-                 f"{inputs}".encode())
+        h.update(f"{type(op).__module__}.{type(op).__qualname__} {op} {props!r} {inputs}".encode())
         for out in node.outputs:
             ref(out)
     h.update(repr([ref(v) for v in outputs]).encode())
@@ -82,10 +84,18 @@ def _sizes(model: pm.Model) -> str:
     n_dim, n_expanded, slices) beyond the graph: per variable its dims and their lengths, or
     its static shape; where neither fixes it (no dims, an unknown static length), the shapes
     of every shared variable's value, which then may."""
-    lengths = {name: int(np.asarray(length.get_value() if isinstance(length, SharedVariable)
-                                    else length.data if isinstance(length, Constant)
-                                    else length.eval()))
-               for name, length in model.dim_lengths.items()}
+    lengths = {
+        name: int(
+            np.asarray(
+                length.get_value()
+                if isinstance(length, SharedVariable)
+                else length.data
+                if isinstance(length, Constant)
+                else length.eval()
+            )
+        )
+        for name, length in model.dim_lengths.items()
+    }
     parts, unknown = [], False
     for var in [*model.free_RVs, *model.deterministics]:
         dims = model.named_vars_to_dims.get(var.name)
@@ -96,8 +106,11 @@ def _sizes(model: pm.Model) -> str:
             unknown |= None in shape
             parts.append((var.name, None, shape))
     if unknown:
-        shared = [v for v in graph_inputs([*model.free_RVs, *model.deterministics])
-                  if isinstance(v, SharedVariable)]
+        shared = [
+            v
+            for v in graph_inputs([*model.free_RVs, *model.deterministics])
+            if isinstance(v, SharedVariable)
+        ]
         parts.append(sorted((str(v.name), np.shape(v.get_value())) for v in shared))
     return repr(parts)
 
@@ -106,8 +119,9 @@ def keys(model: pm.Model) -> tuple[str, str]:
     """:func:`structure_key` and :func:`code_key` of ``model`` (one walk of its graph)."""
     graph = _graph_hash(model)
     structure, code = graph.copy(), graph
-    structure.update(repr(sorted((k, tuple(map(str, v)))
-                                 for k, v in model.coords.items())).encode())
+    structure.update(
+        repr(sorted((k, tuple(map(str, v))) for k, v in model.coords.items())).encode()
+    )
     structure.update(repr(sorted(model.named_vars_to_dims.items())).encode())
     code.update(b"code\n" + _sizes(model).encode())
     return structure.hexdigest(), code.hexdigest()

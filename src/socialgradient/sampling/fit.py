@@ -45,18 +45,30 @@ MAX_PREDICTIVE_VALUES = 100_000_000
 # Sampler-side forms of quantities the posterior keeps in their reported form: the LKJ
 # factor (la_sd, la_corr), phi's transform, the LA effects' centred / non-centred parts
 # (la_effect), and per-SD moderator coefficients (moderator_effect, per unit).
-DERIVED = ("la_cov", "la_cov_corr", "la_cov_stds", "inv_sqrt_phi", "moderator_coef",
-           "la_moderator_coef", "trend_coef", *la_outcome.DERIVED)
+DERIVED = (
+    "la_cov",
+    "la_cov_corr",
+    "la_cov_stds",
+    "inv_sqrt_phi",
+    "moderator_coef",
+    "la_moderator_coef",
+    "trend_coef",
+    *la_outcome.DERIVED,
+)
 
 
 def reported(posterior: xr.Dataset) -> xr.Dataset:
     """``posterior`` without its sampler-side forms: :data:`DERIVED` and the LA-effect blocks
     of :func:`socialgradient.model.build.la_theta`, with the coords only they used; its variables
     in :func:`arviz_order`."""
-    posterior = posterior.drop_vars([v for v in posterior.data_vars if v in DERIVED
-                                     or LA_THETA_BLOCKS.match(v)])
-    return arviz_order(posterior.drop_vars(
-        [c for c in posterior.coords if c.startswith("la_cov") or LA_THETA_COORDS.match(c)]))
+    posterior = posterior.drop_vars(
+        [v for v in posterior.data_vars if v in DERIVED or LA_THETA_BLOCKS.match(v)]
+    )
+    return arviz_order(
+        posterior.drop_vars(
+            [c for c in posterior.coords if c.startswith("la_cov") or LA_THETA_COORDS.match(c)]
+        )
+    )
 
 
 def arviz_order(posterior: xr.Dataset) -> xr.Dataset:
@@ -75,8 +87,9 @@ def arviz_order(posterior: xr.Dataset) -> xr.Dataset:
     other, so a summary of a whole posterior that has them mislabels them (summarise them
     one at a time: ``az.summary(tree, var_names=["stratum_effect"])``)."""
     sample = {"chain", "draw"}
-    names = sorted(posterior.data_vars,
-                   key=lambda v: (v != "la_effect", -len(set(posterior[v].dims) - sample)))
+    names = sorted(
+        posterior.data_vars, key=lambda v: (v != "la_effect", -len(set(posterior[v].dims) - sample))
+    )
     return posterior if names == list(posterior.data_vars) else posterior[names]
 
 
@@ -99,8 +112,12 @@ def data_hash(data: NeighbourhoodData | list[NeighbourhoodData]) -> str:
         parts += [data.la_moderators, np.asarray(data.la_moderator_names)]
     if data.la_outcome is not None:
         lo = data.la_outcome
-        parts += [lo.count, lo.trials, lo.covariates,
-                  np.asarray([lo.count_name, lo.trials_name, *lo.terms])]
+        parts += [
+            lo.count,
+            lo.trials,
+            lo.covariates,
+            np.asarray([lo.count_name, lo.trials_name, *lo.terms]),
+        ]
     if data.trend_name:  # (hashes of fits without a trend unchanged)
         parts += [data.trend, np.asarray(data.trend_name)]
     for part in parts:
@@ -160,9 +177,16 @@ def fit(
     tree, compile_seconds, sampling_seconds = sample(
         model, spec.sampling, progressbar, target_accept=spec.target_accept
     )
-    return assemble(tree, data, spec, centred=centred, compile_seconds=compile_seconds,
-                    sampling_seconds=sampling_seconds,
-                    max_predictive_draws=max_predictive_draws, pointwise=pointwise)
+    return assemble(
+        tree,
+        data,
+        spec,
+        centred=centred,
+        compile_seconds=compile_seconds,
+        sampling_seconds=sampling_seconds,
+        max_predictive_draws=max_predictive_draws,
+        pointwise=pointwise,
+    )
 
 
 def require_numpyro() -> None:
@@ -194,9 +218,13 @@ def sample(model: pm.Model, s: Sampling, progressbar: bool = True, **nuts):
         log.info("compiling the model for nutpie ...")
         compiled, reused = compiled_module.compile_nutpie(model)
         compile_seconds = time.perf_counter() - start
-        log.info("compiled the model for nutpie: %.1f s%s", compile_seconds,
-                 " (reusing this process's compilation of a model of the same structure)"
-                 if reused else "")
+        log.info(
+            "compiled the model for nutpie: %.1f s%s",
+            compile_seconds,
+            " (reusing this process's compilation of a model of the same structure)"
+            if reused
+            else "",
+        )
         log.info("sampling %s ...", what)
         start = time.perf_counter()
         tree = nutpie.sample(
@@ -224,8 +252,14 @@ def sample(model: pm.Model, s: Sampling, progressbar: bool = True, **nuts):
                 **nuts,
             )
     sampling_seconds = time.perf_counter() - start
-    log.info("sampled %d chains x %d draws (%s): compile %.1f s, sampling %.1f s", s.chains,
-             s.draws, s.sampler, compile_seconds, sampling_seconds)
+    log.info(
+        "sampled %d chains x %d draws (%s): compile %.1f s, sampling %.1f s",
+        s.chains,
+        s.draws,
+        s.sampler,
+        compile_seconds,
+        sampling_seconds,
+    )
     return tree, compile_seconds, sampling_seconds
 
 
@@ -250,18 +284,18 @@ def assemble(
     ``plot``, ``ppc`` and LOO work on it.
     """
     if "posterior" not in tree.children or "la_effect" not in tree["posterior"]:
-        raise ValueError("assemble: the tree has no posterior la_effect; sample a model "
-                         "built by socialgradient (build_model / api.build)")
+        raise ValueError(
+            "assemble: the tree has no posterior la_effect; sample a model "
+            "built by socialgradient (build_model / api.build)"
+        )
     posterior = reported(tree["posterior"].to_dataset())
     cap = max(posterior.sizes["chain"], MAX_PREDICTIVE_VALUES // len(data.y))
     few = predict.thin(posterior, min(max_predictive_draws, cap))
     row, coords = data.row_dim, data.row_coords
     n_draws = few.sizes["chain"] * few.sizes["draw"]
     loglik = _log_likelihood(few, data, spec.family) if pointwise else None
-    with step(log, "posterior predictive replicates (%d draws x %d rows)", n_draws,
-              len(data.y)):
-        replicates = predict.replicate(few, data, spec.family,
-                                       seed=spec.sampling.seed).to_dataset()
+    with step(log, "posterior predictive replicates (%d draws x %d rows)", n_draws, len(data.y)):
+        replicates = predict.replicate(few, data, spec.family, seed=spec.sampling.seed).to_dataset()
     groups = {
         "posterior": posterior,
         "sample_stats": tree["sample_stats"].to_dataset(),
@@ -274,28 +308,49 @@ def assemble(
                 "lsoa_la": (row, data.la[data.la_index]),
                 "m_la": ("la", data.m_la),
                 "m_c": ("la", data.m_c),
-                **({"exposure": (row, data.exposure)}
-                   if data.exposure_name != "children" else {}),
+                **({"exposure": (row, data.exposure)} if data.exposure_name != "children" else {}),
                 **({"trials": (row, data.trials)} if data.trials is not None else {}),
-                **({"moderator_value": ((row, "moderator"), data.moderators)}
-                   if data.moderator_names else {}),
-                **({"la_moderator_value": (("la", "la_moderator"), data.la_moderators)}
-                   if data.la_moderator_names else {}),
+                **(
+                    {"moderator_value": ((row, "moderator"), data.moderators)}
+                    if data.moderator_names
+                    else {}
+                ),
+                **(
+                    {"la_moderator_value": (("la", "la_moderator"), data.la_moderators)}
+                    if data.la_moderator_names
+                    else {}
+                ),
                 **({"centred": ("la", centred)} if centred is not None else {}),
                 **({"trend_value": (row, data.trend)} if data.trend_name else {}),
-                **({"la_outcome_count": ("la", data.la_outcome.count),
-                    "la_outcome_trials": ("la", data.la_outcome.trials),
-                    "la_outcome_covariate_value": (("la", "la_outcome_covariate"),
-                                                   data.la_outcome.covariates)}
-                   if data.la_outcome is not None else {}),
+                **(
+                    {
+                        "la_outcome_count": ("la", data.la_outcome.count),
+                        "la_outcome_trials": ("la", data.la_outcome.trials),
+                        "la_outcome_covariate_value": (
+                            ("la", "la_outcome_covariate"),
+                            data.la_outcome.covariates,
+                        ),
+                    }
+                    if data.la_outcome is not None
+                    else {}
+                ),
             },
-            coords={**coords, "la": data.la, **la_names(data),
-                    **({"moderator": list(data.moderator_names)}
-                       if data.moderator_names else {}),
-                    **({"la_moderator": list(data.la_moderator_names)}
-                       if data.la_moderator_names else {}),
-                    **({"la_outcome_covariate": list(data.la_outcome.terms)}
-                       if data.la_outcome is not None else {})},
+            coords={
+                **coords,
+                "la": data.la,
+                **la_names(data),
+                **({"moderator": list(data.moderator_names)} if data.moderator_names else {}),
+                **(
+                    {"la_moderator": list(data.la_moderator_names)}
+                    if data.la_moderator_names
+                    else {}
+                ),
+                **(
+                    {"la_outcome_covariate": list(data.la_outcome.terms)}
+                    if data.la_outcome is not None
+                    else {}
+                ),
+            },
         ),
         **({"log_likelihood": loglik} if loglik is not None else {}),
         "posterior_predictive": replicates,
@@ -338,13 +393,16 @@ def save(tree: xr.DataTree, path: str | Path) -> None:
     # float32 without compression: zlib took 2.2 s of an England-sized fit's 4.9 s write
     # and saved 18% of its size (162 against 138 MB in all, written in 2.7 against 4.9 s).
     encoding = {
-        f"/{name}": {v: {"zlib": True, "complevel": 1, "shuffle": True}
-                     for v in tree[name].data_vars}
-        for name in ("posterior_predictive",) if name in tree.children
+        f"/{name}": {
+            v: {"zlib": True, "complevel": 1, "shuffle": True} for v in tree[name].data_vars
+        }
+        for name in ("posterior_predictive",)
+        if name in tree.children
     }
     if "log_likelihood" in tree.children:
-        encoding["/log_likelihood"] = {v: {"dtype": "float32"}
-                                       for v in tree["log_likelihood"].data_vars}
+        encoding["/log_likelihood"] = {
+            v: {"dtype": "float32"} for v in tree["log_likelihood"].data_vars
+        }
 
     def to_netcdf(tmp):
         with warnings.catch_warnings():
@@ -372,8 +430,10 @@ def load(path: str | Path, pointwise: bool = True) -> xr.DataTree:
     try:
         tree = xr.open_datatree(path, engine="h5netcdf").load()
     except Exception as err:  # h5py/h5netcdf/xarray raise many kinds on a damaged file
-        raise ValueError(f"{path}: not a readable netCDF fit (damaged or not netCDF: "
-                         f"{type(err).__name__}: {err})") from None
+        raise ValueError(
+            f"{path}: not a readable netCDF fit (damaged or not netCDF: "
+            f"{type(err).__name__}: {err})"
+        ) from None
     missing = [g for g in REQUIRED_GROUPS if g not in tree.children]
     missing += [f"attr {a}" for a in REQUIRED_ATTRS if a not in tree.attrs]
     if missing:
@@ -397,13 +457,15 @@ def stacked_log_likelihood(per_threshold: dict[str, xr.DataArray]) -> xr.Dataset
     first = per_threshold[names[0]]
     row = next(d for d in first.dims if d not in ("chain", "draw"))
     coords = {k: v for k, v in first.coords.items()}
-    values = np.empty((first.sizes["chain"], first.sizes["draw"], len(names), first.sizes[row]),
-                      first.dtype)
+    values = np.empty(
+        (first.sizes["chain"], first.sizes["draw"], len(names), first.sizes[row]), first.dtype
+    )
     del first
     for j, outcome in enumerate(names):
         values[:, :, j] = per_threshold.pop(outcome).transpose("chain", "draw", row).values
-    stacked = xr.DataArray(values, dims=("chain", "draw", "threshold", row),
-                           coords={**coords, "threshold": names})
+    stacked = xr.DataArray(
+        values, dims=("chain", "draw", "threshold", row), coords={**coords, "threshold": names}
+    )
     return xr.Dataset({JOINT_LOG_LIKELIHOOD: stacked})
 
 
@@ -424,8 +486,11 @@ def current_layout(tree: xr.DataTree) -> xr.DataTree:
     if "la_name" in saved.coords or list(posterior.data_vars) != list(saved.data_vars):
         changes["posterior"] = posterior
     names = outcomes(tree)
-    if names and "log_likelihood" in tree.children and set(names) <= set(
-            tree["log_likelihood"].data_vars):
+    if (
+        names
+        and "log_likelihood" in tree.children
+        and set(names) <= set(tree["log_likelihood"].data_vars)
+    ):
         loglik = tree["log_likelihood"].to_dataset()
         changes["log_likelihood"] = stacked_log_likelihood({o: loglik[o] for o in names})
     if not changes:
@@ -446,7 +511,8 @@ def with_log_likelihood(tree: xr.DataTree) -> xr.DataTree:
     posterior = tree["posterior"].to_dataset().sel(chain=pp["chain"], draw=pp["draw"])
     out = tree.copy()
     out["log_likelihood"] = xr.DataTree(
-        _log_likelihood(posterior, predict.encoded_data(tree), tree.attrs["family"]))
+        _log_likelihood(posterior, predict.encoded_data(tree), tree.attrs["family"])
+    )
     return out
 
 

@@ -28,10 +28,10 @@ def fit(datas: list[NeighbourhoodData], spec: Spec, progressbar: bool = True) ->
     centred = choose(datas, spec)
     model = build(datas, spec, centred)
     raw, compile_seconds, sampling_seconds = sample(
-        model, spec.sampling, progressbar, target_accept=spec.target_accept)
+        model, spec.sampling, progressbar, target_accept=spec.target_accept
+    )
     # la_coef: the flat order of the LA coefficients, reported as (threshold, effect)
-    post = fit_module.reported(raw["posterior"].to_dataset()).drop_vars("la_coef",
-                                                                   errors="ignore")
+    post = fit_module.reported(raw["posterior"].to_dataset()).drop_vars("la_coef", errors="ignore")
     first = datas[0]
     row, coords = first.row_dim, first.row_coords
     few = predict.thin(post, MAX_PREDICTIVE_DRAWS)
@@ -40,26 +40,44 @@ def fit(datas: list[NeighbourhoodData], spec: Spec, progressbar: bool = True) ->
         view_post = _select(few, d.outcome)
         with step(log, "%s: pointwise log-likelihood and replicates", d.outcome):
             loglik[d.outcome] = predict.log_likelihood(view_post, d, spec.family)
-            replicates[d.outcome] = predict.replicate(view_post, d, spec.family,
-                                                      seed=spec.sampling.seed + j)
-    tree = xr.DataTree.from_dict({
-        "posterior": post,
-        "sample_stats": raw["sample_stats"].to_dataset(),
-        "observed_data": xr.Dataset({d.outcome: (row, d.y) for d in datas}, coords=coords),
-        "constant_data": xr.Dataset(
-            {"children": (row, first.children), "income": (row, first.income),
-             "w": (row, first.w), "lsoa_la": (row, first.la[first.la_index]),
-             "m_la": ("la", first.m_la), "m_c": ("la", first.m_c), "centred": ("la", centred)},
-            coords={**coords, "la": first.la, **la_names(first)}),
-        "log_likelihood": stacked_log_likelihood(loglik),
-        "posterior_predictive": xr.Dataset(replicates),
-    })
+            replicates[d.outcome] = predict.replicate(
+                view_post, d, spec.family, seed=spec.sampling.seed + j
+            )
+    tree = xr.DataTree.from_dict(
+        {
+            "posterior": post,
+            "sample_stats": raw["sample_stats"].to_dataset(),
+            "observed_data": xr.Dataset({d.outcome: (row, d.y) for d in datas}, coords=coords),
+            "constant_data": xr.Dataset(
+                {
+                    "children": (row, first.children),
+                    "income": (row, first.income),
+                    "w": (row, first.w),
+                    "lsoa_la": (row, first.la[first.la_index]),
+                    "m_la": ("la", first.m_la),
+                    "m_c": ("la", first.m_c),
+                    "centred": ("la", centred),
+                },
+                coords={**coords, "la": first.la, **la_names(first)},
+            ),
+            "log_likelihood": stacked_log_likelihood(loglik),
+            "posterior_predictive": xr.Dataset(replicates),
+        }
+    )
     tree.attrs.update(
-        spec=spec.to_json(), spec_hash=spec.hash, data_hash=data_hash(datas),
-        outcome=first.outcome, outcomes=json.dumps([d.outcome for d in datas]),
-        family=spec.family, x_bar=first.x_bar, stratum_name="", strata="[]",
-        exposure="children", compile_seconds=compile_seconds,
-        sampling_seconds=sampling_seconds)
+        spec=spec.to_json(),
+        spec_hash=spec.hash,
+        data_hash=data_hash(datas),
+        outcome=first.outcome,
+        outcomes=json.dumps([d.outcome for d in datas]),
+        family=spec.family,
+        x_bar=first.x_bar,
+        stratum_name="",
+        strata="[]",
+        exposure="children",
+        compile_seconds=compile_seconds,
+        sampling_seconds=sampling_seconds,
+    )
     return tree
 
 
@@ -82,9 +100,11 @@ def view(tree: xr.DataTree, outcome: str) -> xr.DataTree:
     const = tree["constant_data"].to_dataset()
     # this threshold's LAs centred: those centring more leading thresholds than its index
     const["centred"] = const["centred"] > outcomes(tree).index(outcome)
-    groups = {"posterior": _select(tree["posterior"].to_dataset(), outcome),
-              "sample_stats": tree["sample_stats"].to_dataset(),
-              "constant_data": const}
+    groups = {
+        "posterior": _select(tree["posterior"].to_dataset(), outcome),
+        "sample_stats": tree["sample_stats"].to_dataset(),
+        "constant_data": const,
+    }
     for name in ("observed_data", "posterior_predictive"):
         groups[name] = tree[name].to_dataset()[[outcome]]
     if "log_likelihood" in tree.children:

@@ -94,8 +94,13 @@ def log_mean(posterior: xr.Dataset, data: NeighbourhoodData) -> xr.DataArray:
 def log_likelihood(posterior: xr.Dataset, data: NeighbourhoodData, family: str) -> xr.DataArray:
     """Pointwise log-likelihood of each row's count, dims (chain, draw, row)."""
     fam, rows = families.get(family), _rows(data)
-    return _by_chain(posterior, data, data.outcome, float,
-                     lambda c, chain, eta: fam.pointwise(eta, rows, _params(chain, fam)))
+    return _by_chain(
+        posterior,
+        data,
+        data.outcome,
+        float,
+        lambda c, chain, eta: fam.pointwise(eta, rows, _params(chain, fam)),
+    )
 
 
 def replicate(
@@ -106,8 +111,13 @@ def replicate(
     result does not depend on which thread ran which chain."""
     fam, rows = families.get(family), _rows(data)
     rngs = np.random.default_rng(seed).spawn(posterior.sizes["chain"])
-    return _by_chain(posterior, data, data.outcome, np.int32,
-                     lambda c, chain, eta: fam.replicate(eta, rows, _params(chain, fam), rngs[c]))
+    return _by_chain(
+        posterior,
+        data,
+        data.outcome,
+        np.int32,
+        lambda c, chain, eta: fam.replicate(eta, rows, _params(chain, fam), rngs[c]),
+    )
 
 
 def encoded_data(tree: xr.DataTree) -> NeighbourhoodData:
@@ -122,9 +132,12 @@ def encoded_data(tree: xr.DataTree) -> NeighbourhoodData:
     if strata:
         s_pos = {level: i for i, level in enumerate(strata)}
         if columns:
-            stratum_index = np.column_stack([
-                [s_pos[f"{c}={s}"] for s in const[f"stratum_{c}"].values.astype(str)]
-                for c in columns])
+            stratum_index = np.column_stack(
+                [
+                    [s_pos[f"{c}={s}"] for s in const[f"stratum_{c}"].values.astype(str)]
+                    for c in columns
+                ]
+            )
         else:
             stratum_index = np.array([s_pos[s] for s in const["stratum"].values.astype(str)])
     trend = tree.attrs.get("stratum_trend", "")
@@ -151,11 +164,12 @@ def encoded_data(tree: xr.DataTree) -> NeighbourhoodData:
         trials=const["trials"].values.astype(np.int64) if "trials" in const else None,
         moderators=const["moderator_value"].values if "moderator_value" in const else None,
         moderator_names=tuple(const["moderator"].values.astype(str))
-        if "moderator_value" in const else (),
-        la_moderators=const["la_moderator_value"].values
-        if "la_moderator_value" in const else None,
+        if "moderator_value" in const
+        else (),
+        la_moderators=const["la_moderator_value"].values if "la_moderator_value" in const else None,
         la_moderator_names=tuple(const["la_moderator"].values.astype(str))
-        if "la_moderator_value" in const else (),
+        if "la_moderator_value" in const
+        else (),
     )
 
 
@@ -186,13 +200,16 @@ def predict(tree: xr.DataTree, table: pd.DataFrame, seed: int = 0) -> xr.Dataset
         rows whose LA was not in the fit.
     """
     if tree.attrs.get("strata", "[]") != "[]" or tree.attrs.get("stratum_trend"):
-        raise ValueError("predict: stratified fits (strata or a stratum trend) are not "
-                         "supported yet; fit without strata")
+        raise ValueError(
+            "predict: stratified fits (strata or a stratum trend) are not "
+            "supported yet; fit without strata"
+        )
     fitted = encoded_data(tree)
     fam = families.get(tree.attrs["family"])
     post = tree["posterior"].to_dataset()
-    missing = [c for c in ("la", "income", "children", *fitted.moderator_names)
-               if c not in table.columns]
+    missing = [
+        c for c in ("la", "income", "children", *fitted.moderator_names) if c not in table.columns
+    ]
     if missing:
         raise ValueError(f"predict: the table lacks columns {missing}")
     la = table["la"].astype(str).to_numpy()
@@ -200,8 +217,10 @@ def predict(tree: xr.DataTree, table: pd.DataFrame, seed: int = 0) -> xr.Dataset
     known = {code: i for i, code in enumerate(fitted.la)}
     new_la = np.array([code not in known for code in la])
     if new_la.any() and fitted.la_moderator_names:
-        raise ValueError("predict: new LAs need LA moderators, which this fit uses; "
-                         f"unknown LAs: {sorted(set(la[new_la]))}")
+        raise ValueError(
+            "predict: new LAs need LA moderators, which this fit uses; "
+            f"unknown LAs: {sorted(set(la[new_la]))}"
+        )
     weights = table["children"].to_numpy(float)
     new_codes = sorted(set(la[new_la]))
     m_la = dict(zip(fitted.la, fitted.m_la, strict=True))
@@ -233,8 +252,11 @@ def predict(tree: xr.DataTree, table: pd.DataFrame, seed: int = 0) -> xr.Dataset
         eta = eta + np.einsum("cdk,rk->cdr", coef[..., 0], z)
         slope = slope + np.einsum("cdk,rk->cdr", coef[..., 1], z)
         eta = eta + np.einsum("cdk,rk->cdr", coef[..., 1], z * w[:, None])
-    coords = {"chain": post["chain"].values, "draw": post["draw"].values,
-              "row": np.arange(len(table))}
+    coords = {
+        "chain": post["chain"].values,
+        "draw": post["draw"].values,
+        "row": np.arange(len(table)),
+    }
     dims = ("chain", "draw", "row")
     return xr.Dataset(
         {

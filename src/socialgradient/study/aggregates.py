@@ -62,8 +62,10 @@ GENERATOR = 2
 def key(source: RecordsTable) -> str:
     """Short hash naming a table: its :class:`RecordsTable`, the package version and
     :data:`GENERATOR`."""
-    raw = json.dumps({"records": dataclasses.asdict(source), "version": __version__,
-                      "generator": GENERATOR}, sort_keys=True)
+    raw = json.dumps(
+        {"records": dataclasses.asdict(source), "version": __version__, "generator": GENERATOR},
+        sort_keys=True,
+    )
     return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 
@@ -82,8 +84,10 @@ def build(source: RecordsTable) -> Aggregate:
         table = stack(table, source.stack)
     if source.positive:
         if source.positive not in table:
-            raise ValueError(f"records.positive names {source.positive!r}, not a column of the "
-                             f"aggregate (groups {list(source.groups)})")
+            raise ValueError(
+                f"records.positive names {source.positive!r}, not a column of the "
+                f"aggregate (groups {list(source.groups)})"
+            )
         none = table[source.positive] <= 0
         dropped[f"rows with {source.positive} = 0"] = int(none.sum())
         table = table[~none]
@@ -100,13 +104,20 @@ def durations(table: pd.DataFrame, level: str) -> tuple[pd.DataFrame, int]:
     ``level``; rows with no time at risk dropped (their count returned)."""
     missing = [f"days_{level}_{p}" for p in PIECE_NAMES if f"days_{level}_{p}" not in table]
     if missing:
-        raise ValueError(f"records.durations = {level!r}: no columns {missing} in the "
-                         f"aggregate (levels: {', '.join(records_model.OUTCOME_LEVELS)})")
+        raise ValueError(
+            f"records.durations = {level!r}: no columns {missing} in the "
+            f"aggregate (levels: {', '.join(records_model.OUTCOME_LEVELS)})"
+        )
     keep = [c for c in table.columns if not c.startswith(("days_", "ends_"))]
-    long = pd.concat([table[keep].assign(piece=p, days=table[f"days_{level}_{p}"],
-                                         ends=table[f"ends_{level}_{p}"])
-                      for p in PIECE_NAMES],
-                     ignore_index=True)
+    long = pd.concat(
+        [
+            table[keep].assign(
+                piece=p, days=table[f"days_{level}_{p}"], ends=table[f"ends_{level}_{p}"]
+            )
+            for p in PIECE_NAMES
+        ],
+        ignore_index=True,
+    )
     at_risk = long["days"] > 0
     return long[at_risk].reset_index(drop=True), int((~at_risk).sum())
 
@@ -117,10 +128,10 @@ def stack(table: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
     missing = [c for c in columns if c not in table]
     if missing:
         raise ValueError(f"records.stack: no columns {missing} in the aggregate")
-    keep = ["lsoa", "la", "income", "rural", *[c for c in table.columns if c in STRATA],
-            "children"]
-    return pd.concat([table[keep].assign(category=c, count=table[c]) for c in columns],
-                     ignore_index=True)
+    keep = ["lsoa", "la", "income", "rural", *[c for c in table.columns if c in STRATA], "children"]
+    return pd.concat(
+        [table[keep].assign(category=c, count=table[c]) for c in columns], ignore_index=True
+    )
 
 
 def cached(source: RecordsTable, cache: Path) -> Aggregate:
@@ -130,17 +141,33 @@ def cached(source: RecordsTable, cache: Path) -> Aggregate:
     files = {name: folder / name for name in ("table.parquet", "truth.json", "report.json")}
     if all(p.exists() for p in files.values()):
         report = json.loads(files["report.json"].read_text(encoding="utf-8"))
-        return Aggregate(pd.read_parquet(files["table.parquet"]),
-                         json.loads(files["truth.json"].read_text(encoding="utf-8")),
-                         report["dropped"], report["linkage"])
+        return Aggregate(
+            pd.read_parquet(files["table.parquet"]),
+            json.loads(files["truth.json"].read_text(encoding="utf-8")),
+            report["dropped"],
+            report["linkage"],
+        )
     agg = build(source)
     folder.mkdir(parents=True, exist_ok=True)
-    report = {"records": dataclasses.asdict(source), "version": __version__,
-              "rows": len(agg.table), "dropped": agg.dropped, "linkage": agg.linkage}
+    report = {
+        "records": dataclasses.asdict(source),
+        "version": __version__,
+        "rows": len(agg.table),
+        "dropped": agg.dropped,
+        "linkage": agg.linkage,
+    }
     # the table last: its presence with the other two marks a complete entry
-    atomic_write(files["truth.json"], lambda tmp: Path(tmp).write_text(
-        json.dumps(agg.truth, default=float), encoding="utf-8", newline="\n"))
-    atomic_write(files["report.json"], lambda tmp: Path(tmp).write_text(
-        json.dumps(report, indent=1, default=int), encoding="utf-8", newline="\n"))
+    atomic_write(
+        files["truth.json"],
+        lambda tmp: Path(tmp).write_text(
+            json.dumps(agg.truth, default=float), encoding="utf-8", newline="\n"
+        ),
+    )
+    atomic_write(
+        files["report.json"],
+        lambda tmp: Path(tmp).write_text(
+            json.dumps(report, indent=1, default=int), encoding="utf-8", newline="\n"
+        ),
+    )
     atomic_write(files["table.parquet"], lambda tmp: agg.table.to_parquet(tmp))
     return agg

@@ -133,14 +133,18 @@ TRUTH_STREAM = 29  # default_rng([seed, 29]): the replicate's truth
 
 # -- truths and tables --------------------------------------------------------------------
 
+
 def draw_truth(model: str, seed: int) -> dict:
     """The replicate's parameters, drawn from :data:`RANGES` with ``default_rng([seed, 29])``."""
     rng = np.random.default_rng([int(seed), TRUTH_STREAM])
     out = {}
     for name, (lo, hi, kind) in RANGES[_check_model(model)].items():
         u = rng.uniform()
-        out[name] = float(math.exp(math.log(lo) + u * (math.log(hi) - math.log(lo)))
-                          if kind == "log" else lo + u * (hi - lo))
+        out[name] = float(
+            math.exp(math.log(lo) + u * (math.log(hi) - math.log(lo)))
+            if kind == "log"
+            else lo + u * (hi - lo)
+        )
     return out
 
 
@@ -176,8 +180,11 @@ def simulate(model: str, seed: int, scale: float = 1.0):
         t = syn.truth["thresholds"]["referrals"]
         la = {code: v["gradient"] for code, v in t["la"].items()}
         table = syn.table[["lsoa", "la", "la_name", "children", "income", "referrals"]]
-        return table, Spec("referrals"), {"parameters": p, "national": national_quantities(p),
-                                          "la": la}
+        return (
+            table,
+            Spec("referrals"),
+            {"parameters": p, "national": national_quantities(p), "la": la},
+        )
     return _binomial(seed, scale, p)
 
 
@@ -188,8 +195,9 @@ def _binomial(seed: int, scale: float, p: dict):
     from socialgradient.spec import Spec
 
     syn = england.simulate(seed=seed, scale=scale)
-    table = syn.table.loc[syn.table["referrals"] > 0,
-                          ["lsoa", "la", "la_name", "children", "income", "referrals"]]
+    table = syn.table.loc[
+        syn.table["referrals"] > 0, ["lsoa", "la", "la_name", "children", "income", "referrals"]
+    ]
     # The model needs 2 LSOAs per LA: an LA left with fewer (City of London at small scales)
     # is dropped too, before the decomposition, so the truth is of the LAs fitted.
     rows = table.groupby("la")["lsoa"].transform("size")
@@ -199,25 +207,42 @@ def _binomial(seed: int, scale: float, p: dict):
     e = rng.standard_normal((len(dec.la), 2))
     a_la, b_la = england.la_effects(p, dec.m_c, e)
     eta = a_la[dec.la_index] + b_la[dec.la_index] * dec.w
-    table["rereferrals"] = rng.binomial(table["referrals"].to_numpy(np.int64),
-                                        special.expit(eta)).astype(np.int64)
+    table["rereferrals"] = rng.binomial(
+        table["referrals"].to_numpy(np.int64), special.expit(eta)
+    ).astype(np.int64)
     la = {str(code): float(np.exp(b_la[j])) for j, code in enumerate(dec.la)}
-    spec = Spec("rereferrals", family="binomial", trials="referrals",
-                target_accept=TARGET_ACCEPT["binomial"])
-    dropped = {"lsoa": int(len(syn.table) - len(table)),
-               "la": sorted(set(syn.table["la"]) - set(table["la"]))}
-    return table, spec, {"parameters": p, "national": national_quantities(p), "la": la,
-                         "dropped": dropped}
+    spec = Spec(
+        "rereferrals",
+        family="binomial",
+        trials="referrals",
+        target_accept=TARGET_ACCEPT["binomial"],
+    )
+    dropped = {
+        "lsoa": int(len(syn.table) - len(table)),
+        "la": sorted(set(syn.table["la"]) - set(table["la"])),
+    }
+    return (
+        table,
+        spec,
+        {"parameters": p, "national": national_quantities(p), "la": la, "dropped": dropped},
+    )
 
 
 # -- one replicate ------------------------------------------------------------------------
 
+
 def config(model: str, scale: float, draws: int, tune: int, chains: int) -> dict:
     """What a replicate's result depends on, besides its seed (a result of another
     configuration is refitted)."""
-    return {"model": _check_model(model), "scale": float(scale), "draws": int(draws),
-            "tune": int(tune), "chains": int(chains), "sbc_draws": SBC_DRAWS,
-            "ranges": {k: list(v) for k, v in RANGES[model].items()}}
+    return {
+        "model": _check_model(model),
+        "scale": float(scale),
+        "draws": int(draws),
+        "tune": int(tune),
+        "chains": int(chains),
+        "sbc_draws": SBC_DRAWS,
+        "ranges": {k: list(v) for k, v in RANGES[model].items()},
+    }
 
 
 def result_path(out_dir: Path, model: str, seed: int) -> Path:
@@ -263,9 +288,14 @@ def replicate(model: str, seed: int, cfg: dict, progressbar: bool = False) -> di
     national = {}
     for key in NATIONAL:
         s, t = summary[key], truth["national"][key]
-        national[key] = {"truth": t, "median": s["median"], "ci95": s["ci95"],
-                         "ci80": s["ci80"], "covered95": _covers(*s["ci95"], t),
-                         "covered80": _covers(*s["ci80"], t)}
+        national[key] = {
+            "truth": t,
+            "median": s["median"],
+            "ci95": s["ci95"],
+            "ci80": s["ci80"],
+            "covered95": _covers(*s["ci95"], t),
+            "covered80": _covers(*s["ci80"], t),
+        }
     las = report.la_gradients(tree)
     true_la = las["la"].map(truth["la"]).to_numpy(dtype=float)
     la = {"la": las["la"].tolist(), "truth": true_la.tolist()}
@@ -273,11 +303,15 @@ def replicate(model: str, seed: int, cfg: dict, progressbar: bool = False) -> di
         lo, hi = las[f"gradient_lo{level}"].to_numpy(), las[f"gradient_hi{level}"].to_numpy()
         la[f"lo{level}"], la[f"hi{level}"] = lo.tolist(), hi.tolist()
         la[f"covered{level}"] = ((lo <= true_la) & (true_la <= hi)).tolist()
-    ranks = {name: sbc_rank(post[name].transpose("chain", "draw").values,
-                            truth["parameters"][name]) for name in SBC_PARAMETERS}
+    ranks = {
+        name: sbc_rank(post[name].transpose("chain", "draw").values, truth["parameters"][name])
+        for name in SBC_PARAMETERS
+    }
     rhat, ess = az.rhat(nat), az.ess(nat, method="bulk")
-    diag = diag | {"national_rhat_max": max(float(rhat[k]) for k in NATIONAL),
-                   "national_ess_bulk_min": min(float(ess[k]) for k in NATIONAL)}
+    diag = diag | {
+        "national_rhat_max": max(float(rhat[k]) for k in NATIONAL),
+        "national_ess_bulk_min": min(float(ess[k]) for k in NATIONAL),
+    }
     return {
         "complete": True,
         "model": model,
@@ -293,15 +327,17 @@ def replicate(model: str, seed: int, cfg: dict, progressbar: bool = False) -> di
         "la": la,
         "sbc": {"draws": SBC_DRAWS, "ranks": ranks},
         "diagnostics": _plain(diag),
-        "seconds": {"simulate": simulated - start, "fit": fitted - simulated,
-                    "compile": _plain(tree.attrs.get("compile_seconds")),
-                    "sampling": _plain(tree.attrs.get("sampling_seconds")),
-                    "total": time.perf_counter() - start},
+        "seconds": {
+            "simulate": simulated - start,
+            "fit": fitted - simulated,
+            "compile": _plain(tree.attrs.get("compile_seconds")),
+            "sampling": _plain(tree.attrs.get("sampling_seconds")),
+            "total": time.perf_counter() - start,
+        },
     }
 
 
-def replicate_task(model: str, seed: int, cfg: dict, path: Path,
-                   progressbar: bool = False) -> dict:
+def replicate_task(model: str, seed: int, cfg: dict, path: Path, progressbar: bool = False) -> dict:
     """One task, run on a worker: the replicate's result, written atomically to ``path``.
 
     A result already complete (a rerun of a task whose worker died after writing) is read
@@ -313,17 +349,30 @@ def replicate_task(model: str, seed: int, cfg: dict, path: Path,
     result = replicate(model, seed, cfg, progressbar)
     result["fitted_by"] = {"host": socket.gethostname(), "pid": os.getpid()}
     text = json.dumps(result, allow_nan=False) + "\n"
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8",
-                                                    newline="\n"))
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8", newline="\n"))
     return {"status": "fitted", "result": result}
 
 
 # -- the study ----------------------------------------------------------------------------
 
-def run(out_dir: Path, replicates: int = 100, model: str = "national", *, scale: float = 1.0,
-        draws: int | None = None, tune: int | None = None, chains: int | None = None,
-        seed: int = 2021, scheduler=None, workers: int = 2, progressbar: bool = False,
-        dashboard: bool = False, security=None, insecure: bool = False) -> dict:
+
+def run(
+    out_dir: Path,
+    replicates: int = 100,
+    model: str = "national",
+    *,
+    scale: float = 1.0,
+    draws: int | None = None,
+    tune: int | None = None,
+    chains: int | None = None,
+    seed: int = 2021,
+    scheduler=None,
+    workers: int = 2,
+    progressbar: bool = False,
+    dashboard: bool = False,
+    security=None,
+    insecure: bool = False,
+) -> dict:
     """Run (or resume) the study: replicates ``seed .. seed + replicates - 1`` of ``model``,
     each a task on the Dask cluster (:func:`socialgradient.study.suite.client`; ``dashboard``,
     ``security`` and ``insecure`` as :func:`socialgradient.study.clusters.target`), then write
@@ -341,14 +390,18 @@ def run(out_dir: Path, replicates: int = 100, model: str = "national", *, scale:
     if not scale > 0:
         raise ValueError(f"calibrate: --scale must be positive, got {scale}")
     out_dir = Path(out_dir).resolve()  # the workers' working folders may differ from ours
-    s = SAMPLING | {k: v for k, v in (("draws", draws), ("tune", tune), ("chains", chains))
-                    if v is not None}
+    s = SAMPLING | {
+        k: v for k, v in (("draws", draws), ("tune", tune), ("chains", chains)) if v is not None
+    }
     if s["draws"] * s["chains"] < SBC_DRAWS:
-        raise ValueError(f"calibrate: draws x chains must be at least {SBC_DRAWS} (the SBC "
-                         f"ranks thin {SBC_DRAWS} posterior draws)")
+        raise ValueError(
+            f"calibrate: draws x chains must be at least {SBC_DRAWS} (the SBC "
+            f"ranks thin {SBC_DRAWS} posterior draws)"
+        )
     cfg = config(model, scale, s["draws"], s["tune"], s["chains"])
-    cluster = clusters.target(scheduler, workers, dashboard=dashboard, security=security,
-                              insecure=insecure, sends=SENDS)
+    cluster = clusters.target(
+        scheduler, workers, dashboard=dashboard, security=security, insecure=insecure, sends=SENDS
+    )
     seeds = list(range(seed, seed + replicates))
     results, fitted, up_to_date, failed = {}, [], [], {}
     todo = []
@@ -359,12 +412,32 @@ def run(out_dir: Path, replicates: int = 100, model: str = "national", *, scale:
         else:
             results[sd] = done
             up_to_date.append(sd)
-    log.info("calibrate %s: %d replicates, %d up to date, %d to fit (scale %g, %d x %d draws "
-             "after %d tuning)", model, len(seeds), len(up_to_date), len(todo), scale,
-             s["chains"], s["draws"], s["tune"])
+    log.info(
+        "calibrate %s: %d replicates, %d up to date, %d to fit (scale %g, %d x %d draws "
+        "after %d tuning)",
+        model,
+        len(seeds),
+        len(up_to_date),
+        len(todo),
+        scale,
+        s["chains"],
+        s["draws"],
+        s["tune"],
+    )
     if todo:
-        _run_tasks(model, todo, cfg, out_dir, cluster, workers, progressbar, results,
-                   fitted, up_to_date, failed)
+        _run_tasks(
+            model,
+            todo,
+            cfg,
+            out_dir,
+            cluster,
+            workers,
+            progressbar,
+            results,
+            fitted,
+            up_to_date,
+            failed,
+        )
     agg = aggregate([results[sd] for sd in seeds if sd in results])
     agg["failed_tasks"] = {str(k): v for k, v in failed.items()}
     agg["config"] = cfg | {"seeds": [seeds[0], seeds[-1]], "replicates": replicates}
@@ -372,8 +445,9 @@ def run(out_dir: Path, replicates: int = 100, model: str = "national", *, scale:
     return {"aggregate": agg, "fitted": fitted, "up_to_date": up_to_date, "failed": failed}
 
 
-def _run_tasks(model, todo, cfg, out_dir, scheduler, workers, progressbar, results, fitted,
-               up_to_date, failed) -> None:
+def _run_tasks(
+    model, todo, cfg, out_dir, scheduler, workers, progressbar, results, fitted, up_to_date, failed
+) -> None:
     """Fit the replicates of seeds ``todo`` on the cluster
     (:func:`socialgradient.study.clusters.run_tasks`), filling ``results``, ``fitted``,
     ``up_to_date`` and ``failed`` as they finish."""
@@ -390,17 +464,29 @@ def _run_tasks(model, todo, cfg, out_dir, scheduler, workers, progressbar, resul
         results[sd] = result
         (fitted if answer["status"] == "fitted" else up_to_date).append(sd)
         d = result["diagnostics"]
-        log.info("replicate %d/%d done in %.0f s (seed %d, %s, R-hat %.3f, bulk ESS %.0f)",
-                 n, total, result["seconds"]["total"], sd, d["verdict"],
-                 d["rhat_max"] or float("nan"), d["ess_bulk_min"] or float("nan"))
+        log.info(
+            "replicate %d/%d done in %.0f s (seed %d, %s, R-hat %.3f, bulk ESS %.0f)",
+            n,
+            total,
+            result["seconds"]["total"],
+            sd,
+            d["verdict"],
+            d["rhat_max"] or float("nan"),
+            d["ess_bulk_min"] or float("nan"),
+        )
 
-    tasks = [(f"calibrate-{model}-{sd}", replicate_task,
-              (model, sd, cfg, result_path(out_dir, model, sd), progressbar), sd)
-             for sd in todo]
+    tasks = [
+        (
+            f"calibrate-{model}-{sd}",
+            replicate_task,
+            (model, sd, cfg, result_path(out_dir, model, sd), progressbar),
+            sd,
+        )
+        for sd in todo
+    ]
     clusters.run_tasks(tasks, scheduler, workers, finished, what="replicates")
 
 
 # -- aggregation --------------------------------------------------------------------------
 
 # -- outputs ------------------------------------------------------------------------------
-

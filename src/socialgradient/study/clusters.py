@@ -53,8 +53,9 @@ class InsecureScheduler(ValueError):
     """An unencrypted scheduler address on another host, without ``insecure=True``."""
 
 
-def tls_security(ca_file: str | Path | None = None, cert: str | Path | None = None,
-             key: str | Path | None = None):
+def tls_security(
+    ca_file: str | Path | None = None, cert: str | Path | None = None, key: str | Path | None = None
+):
     """A :class:`distributed.Security` requiring encryption, for a ``tls://`` scheduler:
     the files given, and for those not given Dask's configuration
     (``distributed.comm.tls.ca-file``, ``.client.cert``, ``.client.key``). A ValueError
@@ -66,14 +67,20 @@ def tls_security(ca_file: str | Path | None = None, cert: str | Path | None = No
     for field, path in given.items():
         if path is not None and not Path(path).is_file():
             raise FileNotFoundError(f"{field.replace('_', '-')}: no such file: {path}")
-    sec = Security(require_encryption=True,
-                   **{k: str(v) for k, v in given.items() if v is not None})
-    lacking = [flag for flag, value in (("--tls-ca-file", sec.tls_ca_file),
-                                        ("--tls-cert", sec.tls_client_cert)) if not value]
+    sec = Security(
+        require_encryption=True, **{k: str(v) for k, v in given.items() if v is not None}
+    )
+    lacking = [
+        flag
+        for flag, value in (("--tls-ca-file", sec.tls_ca_file), ("--tls-cert", sec.tls_client_cert))
+        if not value
+    ]
     if lacking:
-        raise ValueError(f"a tls:// scheduler needs {' and '.join(lacking)} (or Dask's "
-                         "distributed.comm.tls.ca-file / distributed.comm.tls.client.cert "
-                         "configuration)")
+        raise ValueError(
+            f"a tls:// scheduler needs {' and '.join(lacking)} (or Dask's "
+            "distributed.comm.tls.ca-file / distributed.comm.tls.client.cert "
+            "configuration)"
+        )
     return sec
 
 
@@ -92,14 +99,12 @@ def is_loopback(host: str) -> bool:
     except (OSError, UnicodeError):
         return False
     try:
-        return bool(found) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback
-                                   for a in found)
+        return bool(found) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in found)
     except ValueError:
         return False
 
 
-def check_scheduler(address: str, *, security=None, insecure: bool = False,
-                    sends: str = SENDS):
+def check_scheduler(address: str, *, security=None, insecure: bool = False, sends: str = SENDS):
     """The :class:`distributed.Security` to reach the scheduler at ``address`` with (None:
     unencrypted), after the checks above: ``tls://`` gets ``security`` or :func:`tls_security`
     from Dask's configuration; ``security`` with an unencrypted address is a ValueError;
@@ -116,24 +121,39 @@ def check_scheduler(address: str, *, security=None, insecure: bool = False,
         raise ValueError(f"scheduler address {address!r}: {err}") from err
     if scheme in ENCRYPTED:
         sec = security if security is not None else tls_security()
-        log.warning("%s are sent to the Dask scheduler at %s and its workers: they leave "
-                    "this process (encrypted, TLS)", sends, address)
+        log.warning(
+            "%s are sent to the Dask scheduler at %s and its workers: they leave "
+            "this process (encrypted, TLS)",
+            sends,
+            address,
+        )
         return sec
     if security is not None:
-        raise ValueError(f"TLS files were given, but the scheduler address {address!r} is "
-                         f"{scheme}://, unencrypted: use tls://HOST:PORT")
+        raise ValueError(
+            f"TLS files were given, but the scheduler address {address!r} is "
+            f"{scheme}://, unencrypted: use tls://HOST:PORT"
+        )
     if is_loopback(host):
-        log.warning("%s are sent to the Dask scheduler at %s and its workers: they leave "
-                    "this process (unencrypted, on this machine)", sends, address)
+        log.warning(
+            "%s are sent to the Dask scheduler at %s and its workers: they leave "
+            "this process (unencrypted, on this machine)",
+            sends,
+            address,
+        )
         return None
     if not insecure:
         raise InsecureScheduler(
             f"scheduler address {address!r}: {scheme}:// to another host sends {sends} "
             "over the network unencrypted, and lets anyone who can reach it run code on its "
             "workers; use tls://HOST:PORT with --tls-ca-file/--tls-cert/--tls-key (Dask "
-            "TLS), or --insecure to send them anyway")
-    log.warning("INSECURE: %s are sent UNENCRYPTED over the network to the Dask scheduler "
-                "at %s (--insecure); anyone on the path can read them", sends, address)
+            "TLS), or --insecure to send them anyway"
+        )
+    log.warning(
+        "INSECURE: %s are sent UNENCRYPTED over the network to the Dask scheduler "
+        "at %s (--insecure); anyone on the path can read them",
+        sends,
+        address,
+    )
     return None
 
 
@@ -149,8 +169,15 @@ class Target:
     security: object = None
 
 
-def target(scheduler=None, workers: int = 2, *, dashboard: bool = False, security=None,
-           insecure: bool = False, sends: str = SENDS) -> Target:
+def target(
+    scheduler=None,
+    workers: int = 2,
+    *,
+    dashboard: bool = False,
+    security=None,
+    insecure: bool = False,
+    sends: str = SENDS,
+) -> Target:
     """The cluster ``scheduler`` names, checked before any work (:func:`check_scheduler`
     for an address; TLS files without a running cluster, or a dashboard with one, are a
     ValueError)."""
@@ -162,14 +189,17 @@ def target(scheduler=None, workers: int = 2, *, dashboard: bool = False, securit
         return Target(scheduler, workers)
     if scheduler:
         if dashboard:
-            raise ValueError("--dashboard is the local cluster's; a running cluster's "
-                             "dashboard is its scheduler's")
-        sec = check_scheduler(str(scheduler), security=security, insecure=insecure,
-                              sends=sends)
+            raise ValueError(
+                "--dashboard is the local cluster's; a running cluster's "
+                "dashboard is its scheduler's"
+            )
+        sec = check_scheduler(str(scheduler), security=security, insecure=insecure, sends=sends)
         return Target(str(scheduler), workers, False, sec)
     if security is not None:
-        raise ValueError("TLS files are for a running cluster (--scheduler tls://...); the "
-                         "local cluster listens on 127.0.0.1 only")
+        raise ValueError(
+            "TLS files are for a running cluster (--scheduler tls://...); the "
+            "local cluster listens on 127.0.0.1 only"
+        )
     return Target(None, workers, dashboard)
 
 
@@ -199,21 +229,34 @@ def client(scheduler=None, workers: int = 2, **options):
     # No dashboard unless asked (then on 127.0.0.1); the scheduler's HTTP server, which
     # Dask starts anyway (health, metrics), on 127.0.0.1 and a free port, never 8787.
     local = "127.0.0.1:0"
-    with (dask.config.set({"distributed.worker.daemon": False}),
-          LocalCluster(n_workers=t.workers, threads_per_worker=1, processes=True,
-                       host="127.0.0.1", dashboard_address=local if t.dashboard else None,
-                       scheduler_kwargs=None if t.dashboard else {"dashboard_address": local})
-          as cluster,
-          Client(cluster) as c):
+    with (
+        dask.config.set({"distributed.worker.daemon": False}),
+        LocalCluster(
+            n_workers=t.workers,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=local if t.dashboard else None,
+            scheduler_kwargs=None if t.dashboard else {"dashboard_address": local},
+        ) as cluster,
+        Client(cluster) as c,
+    ):
         if t.dashboard:
-            print(f"Dask dashboard (this machine only): {c.dashboard_link}", file=sys.stderr,
-                  flush=True)
+            print(
+                f"Dask dashboard (this machine only): {c.dashboard_link}",
+                file=sys.stderr,
+                flush=True,
+            )
         yield c
 
 
-def run_tasks(tasks, scheduler, workers: int,
-              done: Callable[[int, object, object, Exception | None], None],
-              what: str = "tasks") -> None:
+def run_tasks(
+    tasks,
+    scheduler,
+    workers: int,
+    done: Callable[[int, object, object, Exception | None], None],
+    what: str = "tasks",
+) -> None:
     """Run ``tasks`` on the cluster of :func:`client` ``(scheduler, workers)``, the study's
     one task loop (the suite's fits, calibration's replicates).
 
@@ -233,9 +276,12 @@ def run_tasks(tasks, scheduler, workers: int,
             # would lose them with the worker that holds them. Dask's "large graph" warning
             # says exactly that.
             warnings.filterwarnings("ignore", "Sending large graph", UserWarning)
-            futures = {c.submit(function, *args, key=f"{key}-{run_id}",
-                                priority=len(tasks) - rank, pure=False): tag
-                       for rank, (key, function, args, tag) in enumerate(tasks)}
+            futures = {
+                c.submit(
+                    function, *args, key=f"{key}-{run_id}", priority=len(tasks) - rank, pure=False
+                ): tag
+                for rank, (key, function, args, tag) in enumerate(tasks)
+            }
         log.info("submitted %d %s to %s", len(futures), what, c.scheduler.address)
         for n, future in enumerate(as_completed(futures), 1):
             try:

@@ -98,14 +98,17 @@ def spec_folder(out_dir: Path, name: str) -> Path:
     ``..``), not one the suite writes itself, and, resolved, a folder directly in
     ``out_dir`` (a ValueError otherwise: nothing is written outside ``--out``)."""
     if not plain_name(name) or name.lower() in RESERVED:
-        raise ValueError(f"spec name {name!r}: not a plain folder name under --out (it must "
-                         f"match {NAME.pattern}, with no '..', and not be one of "
-                         f"{sorted(RESERVED)})")
+        raise ValueError(
+            f"spec name {name!r}: not a plain folder name under --out (it must "
+            f"match {NAME.pattern}, with no '..', and not be one of "
+            f"{sorted(RESERVED)})"
+        )
     folder = Path(out_dir) / name
     base = Path(out_dir).resolve()
     if folder.resolve().parent != base:
-        raise ValueError(f"spec name {name!r}: {folder} resolves to {folder.resolve()}, "
-                         f"outside --out {base}")
+        raise ValueError(
+            f"spec name {name!r}: {folder} resolves to {folder.resolve()}, outside --out {base}"
+        )
     return folder
 
 
@@ -137,9 +140,11 @@ def fit_task(data, spec: Spec, out: Path, data_digest: str, progressbar: bool = 
     writer = joint_release.write if joint_fit.outcomes(tree) else report.write
     paths = writer(tree, out, command="suite")
     summary = json.loads(paths["summary"].read_text(encoding="utf-8"))
-    seconds = {"task": time.perf_counter() - start,
-               "compile": float(tree.attrs.get("compile_seconds", float("nan"))),
-               "sampling": float(tree.attrs.get("sampling_seconds", float("nan")))}
+    seconds = {
+        "task": time.perf_counter() - start,
+        "compile": float(tree.attrs.get("compile_seconds", float("nan"))),
+        "sampling": float(tree.attrs.get("sampling_seconds", float("nan"))),
+    }
     return {"status": "fitted", "summary": summary, "seconds": seconds}
 
 
@@ -159,10 +164,20 @@ def client(scheduler: str | Client | None = None, workers: int = 2, **options):
     return clusters.client(scheduler, workers, **options)
 
 
-def run(models_dir: Path, table: pd.DataFrame, out_dir: Path, progressbar: bool = False,
-        truth: dict | None = None, *, scheduler: str | Client | None = None, workers: int = 2,
-        dashboard: bool = False, security=None, insecure: bool = False,
-        **sampling) -> list[Item]:
+def run(
+    models_dir: Path,
+    table: pd.DataFrame,
+    out_dir: Path,
+    progressbar: bool = False,
+    truth: dict | None = None,
+    *,
+    scheduler: str | Client | None = None,
+    workers: int = 2,
+    dashboard: bool = False,
+    security=None,
+    insecure: bool = False,
+    **sampling,
+) -> list[Item]:
     """Fit every spec in ``models_dir`` (``sampling`` overrides, e.g. ``draws=``, apply to
     all), write ``out_dir/<name>/``, ``suite.csv``, ``findings.csv`` and ``findings.md``.
 
@@ -178,10 +193,13 @@ def run(models_dir: Path, table: pd.DataFrame, out_dir: Path, progressbar: bool 
     and ``suite.csv`` is then not written.
     """
     out_dir = Path(out_dir).resolve()  # the workers' working folders may differ from ours
-    cluster = clusters.target(scheduler, workers, dashboard=dashboard, security=security,
-                              insecure=insecure)
-    specs = [(path, spec.replace(**sampling) if spec else None, why)
-             for path, spec, why in national_specs(models_dir)]
+    cluster = clusters.target(
+        scheduler, workers, dashboard=dashboard, security=security, insecure=insecure
+    )
+    specs = [
+        (path, spec.replace(**sampling) if spec else None, why)
+        for path, spec, why in national_specs(models_dir)
+    ]
     if not any(spec for _, spec, _ in specs):
         raise ValueError(f"no national spec (*.toml with an outcome) in {models_dir}")
     folders: dict[str, Path] = {}
@@ -190,16 +208,17 @@ def run(models_dir: Path, table: pd.DataFrame, out_dir: Path, progressbar: bool 
             continue
         outputs.check_destination(spec_folder(out_dir, spec.name))
         if spec.name.lower() in folders:
-            raise ValueError(f"{path.name} and {folders[spec.name.lower()].name} share the "
-                             f"spec name {spec.name!r} (one folder under --out)")
+            raise ValueError(
+                f"{path.name} and {folders[spec.name.lower()].name} share the "
+                f"spec name {spec.name!r} (one folder under --out)"
+            )
         folders[spec.name.lower()] = path
     data, truths = {}, {}
     for path, spec, _ in specs:
         if spec is None:
             continue
         if spec.records is not None:
-            log.info("table of %s: records aggregate %s", spec.name,
-                     aggregates.key(spec.records))
+            log.info("table of %s: records aggregate %s", spec.name, aggregates.key(spec.records))
             agg = aggregates.cached(spec.records, out_dir / "_tables")
             data[path], truths[spec.name] = encode(agg.table, spec), agg.truth
         else:
@@ -223,17 +242,28 @@ def run(models_dir: Path, table: pd.DataFrame, out_dir: Path, progressbar: bool 
             raise errors[0]
     items = [done[path] for path, _, _ in specs]
     table_out = summary_table(items)
-    atomic_write(out_dir / "suite.csv",
-                 lambda tmp: table_out.to_csv(tmp, index=False, lineterminator="\n"))
+    atomic_write(
+        out_dir / "suite.csv", lambda tmp: table_out.to_csv(tmp, index=False, lineterminator="\n")
+    )
     names = {spec.name for _, spec, _ in specs if spec is not None}
-    found = findings.table({i.name: i.summary for i in items if i.summary}, truths,
-                           [f for f in findings.FINDINGS if f.spec in names])
+    found = findings.table(
+        {i.name: i.summary for i in items if i.summary},
+        truths,
+        [f for f in findings.FINDINGS if f.spec in names],
+    )
     findings.write(found, out_dir)
     return items
 
 
-def _run_tasks(todo, data, out_dir: Path, progressbar: bool, done: dict,
-               scheduler: clusters.Target, workers: int) -> list[BaseException]:
+def _run_tasks(
+    todo,
+    data,
+    out_dir: Path,
+    progressbar: bool,
+    done: dict,
+    scheduler: clusters.Target,
+    workers: int,
+) -> list[BaseException]:
     """Fit ``todo`` (longest first, highest priority first) on the cluster
     (:func:`socialgradient.study.clusters.run_tasks`), fill ``done`` as the fits finish, and
     return the errors of those that failed."""
@@ -246,13 +276,25 @@ def _run_tasks(todo, data, out_dir: Path, progressbar: bool, done: dict,
             errors.append(error)
             return
         summary, seconds = result["summary"], result["seconds"]
-        log.info("%s: %s in %.0f s (%d of %d)", spec.name, summary["diagnostics"]["verdict"],
-                 seconds["task"] if seconds else 0.0, n, len(todo))
+        log.info(
+            "%s: %s in %.0f s (%d of %d)",
+            spec.name,
+            summary["diagnostics"]["verdict"],
+            seconds["task"] if seconds else 0.0,
+            n,
+            len(todo),
+        )
         done[path] = Item(path, spec.name, result["status"], summary, seconds)
 
-    tasks = [(f"suite-{spec.name}", fit_task,
-              (data[path], spec, spec_folder(out_dir, spec.name), digest, progressbar),
-              (path, spec)) for _, path, spec, digest in todo]
+    tasks = [
+        (
+            f"suite-{spec.name}",
+            fit_task,
+            (data[path], spec, spec_folder(out_dir, spec.name), digest, progressbar),
+            (path, spec),
+        )
+        for _, path, spec, digest in todo
+    ]
     clusters.run_tasks(tasks, scheduler, workers, finished, what="fits")
     return errors
 
@@ -271,13 +313,15 @@ def summary_table(items: list[Item]) -> pd.DataFrame:
         # A joint fit gives one row per threshold (with that threshold's headline keys).
         parts = s["thresholds"].items() if "thresholds" in s else [(s["model"]["outcome"], s)]
         for outcome, headline in parts:
-            one = row | {"outcome": outcome, "family": s["model"]["family"],
-                         "n_lsoa": s["model"]["n_lsoa"]}
+            one = row | {
+                "outcome": outcome,
+                "family": s["model"]["family"],
+                "n_lsoa": s["model"]["n_lsoa"],
+            }
             for key in HEADLINE:
                 if key in headline:
                     lo, hi = headline[key]["ci95"]
-                    one |= {key: headline[key]["median"], f"{key}_lo95": lo,
-                            f"{key}_hi95": hi}
+                    one |= {key: headline[key]["median"], f"{key}_lo95": lo, f"{key}_hi95": hi}
             one["verdict"] = s["diagnostics"]["verdict"]
             if item.seconds:
                 one |= {f"{k}_s": v for k, v in item.seconds.items()}
@@ -300,6 +344,8 @@ def headline(items: list[Item]) -> str:
         else:
             g, extra = s["gradient_mean_la"], ""
         lo, hi = g["ci95"]
-        lines.append(f"{item.name:<28} {item.status:<11} gradient {g['median']:.3f} "
-                     f"[{lo:.3f}, {hi:.3f}]  {s['diagnostics']['verdict']}{extra}")
+        lines.append(
+            f"{item.name:<28} {item.status:<11} gradient {g['median']:.3f} "
+            f"[{lo:.3f}, {hi:.3f}]  {s['diagnostics']['verdict']}{extra}"
+        )
     return "\n".join(lines)

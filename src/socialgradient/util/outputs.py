@@ -164,8 +164,7 @@ def check_destination(out: str | Path) -> Path:
         raise OutputSetError(f"--out {out}: cannot write to {probe} (permission denied)")
     inside = _inside_a_set(out)
     if inside:
-        raise OutputSetError(f"--out {out} lies inside {inside}: an output set never goes "
-                             "there")
+        raise OutputSetError(f"--out {out} lies inside {inside}: an output set never goes there")
     _refuse_foreign(out)
     _probe_write(out, probe)
     return out
@@ -177,7 +176,8 @@ def _refuse_foreign(out: Path) -> None:
         raise OutputSetError(
             f"--out {out} holds what socialgradient did not write there, which an output "
             f"set's write would replace or delete: {'; '.join(found)}. Nothing was changed: "
-            "choose an empty or new folder, or move these away")
+            "choose an empty or new folder, or move these away"
+        )
 
 
 def _probe_write(out: Path, existing: Path) -> None:
@@ -240,15 +240,15 @@ def foreign(out: str | Path) -> list[str]:
             if _ours(out, path, exact=exact):
                 mid_commit |= exact
             else:
-                found.append(f"{name} (not left by socialgradient's writer: no token "
-                             f"matching {PENDING}*)")
+                found.append(
+                    f"{name} (not left by socialgradient's writer: no token matching {PENDING}*)"
+                )
         elif name == LOCK:
             st = _lstat(path)
             if st is not None and not stat.S_ISREG(st.st_mode):
                 found.append(f"{LOCK} (a link or not a file; socialgradient's lock is a file)")
             elif st is not None and st.st_size:
-                found.append(f"{LOCK} ({st.st_size} bytes; socialgradient's lock file is "
-                             "empty)")
+                found.append(f"{LOCK} ({st.st_size} bytes; socialgradient's lock file is empty)")
     here = [n for n in (*PARTS, MANIFEST) if _lstat(out / n) is not None]
     if here and not mid_commit:  # a pending commit of ours: the writer checks after recovery
         found += _not_a_set_of_ours(out, here)
@@ -263,8 +263,9 @@ def _not_a_set_of_ours(out: Path, here: list[str]) -> list[str]:
     files, _, problems = _walk_parts(out)
     unlisted = sorted(set(files) - set(manifest["files"]))
     if unlisted:
-        shown = ", ".join(unlisted[:8]) + (f" and {len(unlisted) - 8} more"
-                                          if len(unlisted) > 8 else "")
+        shown = ", ".join(unlisted[:8]) + (
+            f" and {len(unlisted) - 8} more" if len(unlisted) > 8 else ""
+        )
         problems.append(f"file(s) its {MANIFEST} does not list: {shown}")
     return [f"{what}: {p}" for p in problems]
 
@@ -278,7 +279,8 @@ def _inside_a_set(path: str | Path, out: str | Path | None = None) -> str | None
     for folder in (path, *path.parents):
         name, parent = folder.name, folder.parent
         if (name in PARTS or name.startswith(_WRITER_FOLDERS)) and (
-                parent == top or _lstat(parent / MANIFEST) is not None or pending(parent)):
+            parent == top or _lstat(parent / MANIFEST) is not None or pending(parent)
+        ):
             return str(folder)
     return None
 
@@ -306,9 +308,14 @@ def _replaced_part(path: Path, out: Path) -> str | None:
     return None
 
 
-def check_apart(out: str | Path, *, inputs: dict[str, Iterable[str | Path]] | None = None,
-                others: dict[str, str | Path] | None = None, carried: Iterable[str] = (),
-                nested: bool = False) -> None:
+def check_apart(
+    out: str | Path,
+    *,
+    inputs: dict[str, Iterable[str | Path]] | None = None,
+    others: dict[str, str | Path] | None = None,
+    carried: Iterable[str] = (),
+    nested: bool = False,
+) -> None:
     """Refuse (:class:`OutputSetError`) paths that would make a command destroy its input or
     leak: ``out`` equal to, or inside, an input; an input where the write replaces it
     (``out/release``, ``out/internal``, ``out/MANIFEST.json``); another output (``others``:
@@ -324,23 +331,27 @@ def check_apart(out: str | Path, *, inputs: dict[str, Iterable[str | Path]] | No
     """
     o = _resolved(out)
     carried = set(carried)
-    ins = [(flag, Path(p), _resolved(p)) for flag, paths in (inputs or {}).items()
-           for p in paths]
+    ins = [(flag, Path(p), _resolved(p)) for flag, paths in (inputs or {}).items() for p in paths]
     for flag, given, i in ins:
         if o == i and flag not in carried:
-            raise OutputSetError(f"--out {out} is also the input {flag} {given}: an output "
-                                 "never replaces its input; choose another --out")
+            raise OutputSetError(
+                f"--out {out} is also the input {flag} {given}: an output "
+                "never replaces its input; choose another --out"
+            )
         if o != i and _within(o, i):
-            raise OutputSetError(f"--out {out} lies inside the input {flag} {given}: choose "
-                                 "an --out outside it")
+            raise OutputSetError(
+                f"--out {out} lies inside the input {flag} {given}: choose an --out outside it"
+            )
         part = _replaced_part(i, o)
         inner = _inside_a_set(i) if nested else None
         if inner and Path(inner).parent.parent == o:
             part = Path(inner).relative_to(o).as_posix()
         if part and flag not in carried:
-            raise OutputSetError(f"the input {flag} {given} lies in {part} of --out {out}, "
-                                 "which the write replaces: choose another --out, or move "
-                                 "the input out of it first")
+            raise OutputSetError(
+                f"the input {flag} {given} lies in {part} of --out {out}, "
+                "which the write replaces: choose another --out, or move "
+                "the input out of it first"
+            )
     for flag, path in (others or {}).items():
         p = _resolved(path)
         for iflag, given, i in ins:
@@ -351,10 +362,15 @@ def check_apart(out: str | Path, *, inputs: dict[str, Iterable[str | Path]] | No
         part = _replaced_part(p, o)
         inside = _inside_a_set(p, out) or (str(o / part) if part else None)
         if inside:
-            why = ("release/ is published, and this holds LSOA-level information"
-                   if Path(inside).name == "release" else "it would change that output set")
-            raise OutputSetError(f"{flag} {path} lies inside {inside}: {why}; name a path "
-                                 "outside any output set's release/ and internal/")
+            why = (
+                "release/ is published, and this holds LSOA-level information"
+                if Path(inside).name == "release"
+                else "it would change that output set"
+            )
+            raise OutputSetError(
+                f"{flag} {path} lies inside {inside}: {why}; name a path "
+                "outside any output set's release/ and internal/"
+            )
 
 
 #: argparse destinations that name an output besides --out
@@ -380,14 +396,23 @@ def check_args(args) -> None:
             others[flag] = value
             continue
         values = value if isinstance(value, list | tuple) else [value]
-        paths = [v for v in values if isinstance(v, Path)
-                 or (key in _STR_INPUTS and isinstance(v, str) and v)]
+        paths = [
+            v
+            for v in values
+            if isinstance(v, Path) or (key in _STR_INPUTS and isinstance(v, str) and v)
+        ]
         if paths:
-            inputs[key if key in ("fit", "data", "returns", "extract", "shared_dir")
-                   else flag] = paths
+            inputs[key if key in ("fit", "data", "returns", "extract", "shared_dir") else flag] = (
+                paths
+            )
     command = getattr(args, "command", None)
-    check_apart(out, inputs=inputs, others=others,
-                carried=("fit",) if command == "report" else (), nested=command == "suite")
+    check_apart(
+        out,
+        inputs=inputs,
+        others=others,
+        carried=("fit",) if command == "report" else (),
+        nested=command == "suite",
+    )
 
 
 # -- reading ----------------------------------------------------------------------------
@@ -401,8 +426,12 @@ def _lstat(path: Path) -> os.stat_result | None:
 
 
 def _kind(mode: int) -> str:
-    for test, what in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
-                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+    for test, what in (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ):
         if test(mode):
             return what
     return "not a regular file"
@@ -430,8 +459,10 @@ def _walk(root: Path, part: str) -> tuple[dict[str, os.stat_result], set[str], l
                 junction = getattr(entry, "is_junction", lambda: False)()
                 if entry.is_symlink() or junction:
                     bad.add(rel)
-                    problems.append(f"{rel} is a link (links are never part of a set: copied "
-                                    "with cp -rL or tar -h, a link ships what it points to)")
+                    problems.append(
+                        f"{rel} is a link (links are never part of a set: copied "
+                        "with cp -rL or tar -h, a link ships what it points to)"
+                    )
                 elif entry.is_dir(follow_symlinks=False):
                     stack.append(Path(entry.path))
                 else:
@@ -455,8 +486,11 @@ def _walk_parts(root: Path) -> tuple[dict[str, os.stat_result], set[str], list[s
         files.update(f)
         bad |= b
         problems += p
-    inodes = {(st.st_dev, st.st_ino): rel for rel, st in files.items()
-              if rel.startswith("internal/") and st.st_ino}
+    inodes = {
+        (st.st_dev, st.st_ino): rel
+        for rel, st in files.items()
+        if rel.startswith("internal/") and st.st_ino
+    }
     for rel, st in sorted(files.items()):
         twin = inodes.get((st.st_dev, st.st_ino)) if rel.startswith("release/") else None
         if twin is not None and st.st_ino:
@@ -515,8 +549,9 @@ def _manifest_problems(path: Path) -> tuple[dict | None, list[str]]:
     files = manifest.get("files")
     if not isinstance(files, dict):
         return None, [f"a damaged {MANIFEST} (no file list)"]
-    problems = [f"{MANIFEST}: {why}" for rel, entry in files.items()
-                if (why := _entry_problem(rel, entry))]
+    problems = [
+        f"{MANIFEST}: {why}" for rel, entry in files.items() if (why := _entry_problem(rel, entry))
+    ]
     if README not in files:
         problems.append(f"{MANIFEST} lists no {README} (every set has one)")
     if not any(rel.startswith("release/") for rel in files if isinstance(rel, str)):
@@ -541,8 +576,7 @@ def _mismatch(root: Path, manifest: dict, parts=PARTS) -> str | None:
     return problems[0] if problems else None
 
 
-def _differences(root: Path, manifest: dict, parts=PARTS,
-                 walked: tuple | None = None) -> list[str]:
+def _differences(root: Path, manifest: dict, parts=PARTS, walked: tuple | None = None) -> list[str]:
     listed = {k: v for k, v in manifest["files"].items() if k.split("/", 1)[0] in parts}
     if walked is None:
         files, bad, problems = {}, set(), []
@@ -557,8 +591,7 @@ def _differences(root: Path, manifest: dict, parts=PARTS,
     missing = sorted(set(listed) - set(files) - bad)
     unlisted = sorted(set(files) - set(listed))
     if missing or unlisted:
-        problems.append(f"files differ from the manifest (missing {missing}, unlisted "
-                        f"{unlisted})")
+        problems.append(f"files differ from the manifest (missing {missing}, unlisted {unlisted})")
     for rel in sorted(set(listed) & set(files)):
         entry = listed[rel]
         if files[rel].st_size != entry["bytes"] or sha256_of(root / rel) != entry["sha256"]:
@@ -583,15 +616,18 @@ def check(out: str | Path) -> tuple[dict | None, list[str]]:
     for commit in pending(out):
         key = commit.name.removeprefix(".commit-")
         if _ours(out, commit, exact=True):
-            problems.append(f"an interrupted or running write is pending ({commit.name}); "
-                            "rerun the command to complete it")
+            problems.append(
+                f"an interrupted or running write is pending ({commit.name}); "
+                "rerun the command to complete it"
+            )
         else:
-            problems.append(f"{commit.name} was not left by socialgradient's writer (no token "
-                            f"matching {PENDING}{key}): refused, neither completed nor "
-                            "deleted; remove it if it is not yours")
+            problems.append(
+                f"{commit.name} was not left by socialgradient's writer (no token "
+                f"matching {PENDING}{key}): refused, neither completed nor "
+                "deleted; remove it if it is not yours"
+            )
     manifest, why = _manifest_of(out)
-    problems += [f"not a complete output set: {w}" if w == f"no {MANIFEST}" else w
-                 for w in why]
+    problems += [f"not a complete output set: {w}" if w == f"no {MANIFEST}" else w for w in why]
     walked = _walk_parts(out)
     if manifest is None:
         problems += walked[2]
@@ -617,11 +653,13 @@ def summary(out: str | Path, manifest: dict) -> str:
     files = manifest["files"]
     count = {part: sum(r.startswith(part + "/") for r in files) for part in PARTS}
     size = sum(e["bytes"] for e in files.values())
-    return (f"{out}: a whole, clean output set ({manifest.get('command', 'a command')}, "
-            f"{manifest.get('created', '?')})\n"
-            f"  {len(files)} files ({count['release']} in release/, {count['internal']} in "
-            f"internal/), {size:,} bytes; every SHA-256 checked\n"
-            "  no link, FIFO, device or socket; no unlisted or missing file; no pending commit")
+    return (
+        f"{out}: a whole, clean output set ({manifest.get('command', 'a command')}, "
+        f"{manifest.get('created', '?')})\n"
+        f"  {len(files)} files ({count['release']} in release/, {count['internal']} in "
+        f"internal/), {size:,} bytes; every SHA-256 checked\n"
+        "  no link, FIFO, device or socket; no unlisted or missing file; no pending commit"
+    )
 
 
 def read(out: str | Path) -> dict:
@@ -644,8 +682,10 @@ def table_of(path: str | Path) -> Path:
         return path
     manifest = read(path)
     if not manifest.get("table"):
-        raise OutputSetError(f"{path}: this output set holds no input table (written by "
-                             f"{manifest.get('command', 'another command')})")
+        raise OutputSetError(
+            f"{path}: this output set holds no input table (written by "
+            f"{manifest.get('command', 'another command')})"
+        )
     return path / manifest["table"]
 
 
@@ -696,9 +736,9 @@ def _token(out: Path, key: str) -> bytes | None:
 def _token_prefix(data: bytes) -> bool:
     """``data`` is a token as a killed write may leave it: the whole token or its start."""
     full = _TOKEN_HEAD + b"0" * 32 + b"\n"
-    if len(data) > len(full) or data[:len(_TOKEN_HEAD)] != _TOKEN_HEAD[:len(data)]:
+    if len(data) > len(full) or data[: len(_TOKEN_HEAD)] != _TOKEN_HEAD[: len(data)]:
         return False
-    rest = data[len(_TOKEN_HEAD):]
+    rest = data[len(_TOKEN_HEAD) :]
     return all(c in b"0123456789abcdef" for c in rest[:32]) and rest[32:] in (b"", b"\n")
 
 
@@ -708,7 +748,7 @@ def _ours(out: Path, folder: Path, exact: bool) -> bool:
     same (``exact``: a commit, whose token is always whole) or, where a kill cut the making
     or the deleting of the folder short, missing or the start of it."""
     prefix = next((p for p in _WRITER_FOLDERS if folder.name.startswith(p)), None)
-    key = folder.name[len(prefix):] if prefix else ""
+    key = folder.name[len(prefix) :] if prefix else ""
     if not _KEY.fullmatch(key):
         return False
     st = _lstat(folder)
@@ -731,13 +771,20 @@ def _leftovers(out: Path) -> list[Path]:
     found = [p for p in [*out.glob(".tmp-*"), *out.glob(".old-*")] if _ours(out, p, False)]
     for p in out.glob(PENDING + "*"):
         key = p.name.removeprefix(PENDING)
-        if (_KEY.fullmatch(key) and not any(_lstat(out / (f + key)) for f in _WRITER_FOLDERS)
-                and (data := _read_small(p)) is not None and _token_prefix(data)):
+        if (
+            _KEY.fullmatch(key)
+            and not any(_lstat(out / (f + key)) for f in _WRITER_FOLDERS)
+            and (data := _read_small(p)) is not None
+            and _token_prefix(data)
+        ):
             found.append(p)
     for p in out.glob(PROBE + "*"):
         data = _read_small(p)
-        if (_KEY.fullmatch(p.name.removeprefix(PROBE)) and data is not None
-                and _PROBE_TEXT.startswith(data)):
+        if (
+            _KEY.fullmatch(p.name.removeprefix(PROBE))
+            and data is not None
+            and _PROBE_TEXT.startswith(data)
+        ):
             found.append(p)
     return sorted(found)
 
@@ -842,9 +889,11 @@ def recover(out: str | Path) -> list[str]:
     commits = pending(out)
     planted = [c.name for c in commits if not _ours(out, c, exact=True)]
     if planted:
-        raise OutputSetError(f"{out}: {', '.join(planted)} not left by socialgradient's writer "
-                             f"(no token matching {PENDING}*): refused, neither completed nor "
-                             "deleted; remove it if it is not yours")
+        raise OutputSetError(
+            f"{out}: {', '.join(planted)} not left by socialgradient's writer "
+            f"(no token matching {PENDING}*): refused, neither completed nor "
+            "deleted; remove it if it is not yours"
+        )
     for commit in sorted(commits, key=lambda p: p.stat().st_mtime):
         _roll_forward(out, commit, check=True)
         done.append(f"completed the interrupted write {commit.name}")
@@ -901,8 +950,9 @@ class Writer:
             _write_new(self._tmp / TOKEN, token)
             for part in PARTS:
                 (self._tmp / part).mkdir()
-            (self._tmp / "internal" / "README.txt").write_text(self.readme, encoding="utf-8",
-                                                               newline="\n")
+            (self._tmp / "internal" / "README.txt").write_text(
+                self.readme, encoding="utf-8", newline="\n"
+            )
         except BaseException:
             self._cleanup()
             raise
@@ -930,8 +980,10 @@ class Writer:
         if problems:
             raise OutputSetError(f"{self.out}: not committed: {'; '.join(problems)}")
         if not any(rel.startswith("release/") for rel in found):
-            raise OutputSetError(f"{self.out}: not committed: nothing in release/ (a set holds "
-                                 "at least one file there, e.g. its disclosure log)")
+            raise OutputSetError(
+                f"{self.out}: not committed: nothing in release/ (a set holds "
+                "at least one file there, e.g. its disclosure log)"
+            )
         files = {}
         for part in PARTS:
             for rel in sorted(r for r in found if r.startswith(part + "/")):
@@ -945,8 +997,9 @@ class Writer:
             **self.meta,
             "files": files,
         }
-        (self._tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8",
-                                          newline="\n")
+        (self._tmp / MANIFEST).write_text(
+            json.dumps(manifest, indent=1) + "\n", encoding="utf-8", newline="\n"
+        )
         _fsync(self._tmp / MANIFEST)
         _fsync(self._tmp)
         commit = self._tmp.with_name(".commit-" + self._key)

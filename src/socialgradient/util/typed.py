@@ -113,8 +113,11 @@ def _prepare(raw, cls, where: str):
     out = {}
     for name, value in raw.items():
         table = _table_type(hints[name])
-        out[name] = (_prepare(value, table, f"{where}{name}.") if table is not None
-                     else _usual(hints[name], value))
+        out[name] = (
+            _prepare(value, table, f"{where}{name}.")
+            if table is not None
+            else _usual(hints[name], value)
+        )
     return out
 
 

@@ -42,11 +42,26 @@ RULES_ONLY_YEARS = tuple(y for y in YEARS if y not in SCHEMA_YEARS)
 
 #: 4-letter census ethnicity codes -> broad group (None: refused / not obtained).
 ETHNIC_CODES = {
-    "WBRI": "White", "WIRI": "White", "WIRT": "White", "WOTH": "White", "WROM": "White",
-    "MWBC": "Mixed", "MWBA": "Mixed", "MWAS": "Mixed", "MOTH": "Mixed",
-    "AIND": "Asian", "APKN": "Asian", "ABAN": "Asian", "AOTH": "Asian",
-    "BCRB": "Black", "BAFR": "Black", "BOTH": "Black",
-    "CHNE": "Other", "OOTH": "Other", "REFU": None, "NOBT": None,
+    "WBRI": "White",
+    "WIRI": "White",
+    "WIRT": "White",
+    "WOTH": "White",
+    "WROM": "White",
+    "MWBC": "Mixed",
+    "MWBA": "Mixed",
+    "MWAS": "Mixed",
+    "MOTH": "Mixed",
+    "AIND": "Asian",
+    "APKN": "Asian",
+    "ABAN": "Asian",
+    "AOTH": "Asian",
+    "BCRB": "Black",
+    "BAFR": "Black",
+    "BOTH": "Black",
+    "CHNE": "Other",
+    "OOTH": "Other",
+    "REFU": None,
+    "NOBT": None,
 }
 UNKNOWN = "Unknown"
 #: Sub-codes the writer draws for each broad group (code: share within the group).
@@ -58,8 +73,7 @@ WRITE_ETHNIC = {
     "Other": {"OOTH": 0.85, "CHNE": 0.15},
 }
 #: ``GenderCurrent`` codes (to 2024) and ``Sex`` codes (from 2025) -> the records' gender.
-GENDER_CODES = {"1": "M", "2": "F", "0": UNKNOWN, "9": UNKNOWN, "M": "M", "F": "F",
-                "U": UNKNOWN}
+GENDER_CODES = {"1": "M", "2": "F", "0": UNKNOWN, "9": UNKNOWN, "M": "M", "F": "F", "U": UNKNOWN}
 #: First collection year whose child item is ``Sex`` (``M``, ``F``, ``U``; the 2024-25
 #: rules 4180, 8750 and 2886Q) rather than ``GenderCurrent`` (``1``, ``2``, ``0``, ``9``).
 SEX_FROM = 2025
@@ -78,36 +92,75 @@ SEX_WRITE = {"M": "M", "F": "F"}
 #: Per element: (code of each gender, code of an unknown gender).
 WRITE_GENDER = {"GenderCurrent": (GENDER_WRITE, "0"), "Sex": (SEX_WRITE, "U")}
 #: Codes each element accepts (rule 4180).
-GENDER_VALID = {"GenderCurrent": frozenset({"0", "1", "2", "9"}),
-                "Sex": frozenset({"M", "F", "U"})}
+GENDER_VALID = {"GenderCurrent": frozenset({"0", "1", "2", "9"}), "Sex": frozenset({"M", "F", "U"})}
 CP_CODES = frozenset(rec.CP_CATEGORIES)
 NEED_CODES = frozenset(f"N{k}" for k in range(10))
-BOOL_CODES = {"0": False, "1": True, "false": False, "true": True, "FALSE": False,
-              "TRUE": True}
+BOOL_CODES = {"0": False, "1": True, "false": False, "true": True, "FALSE": False, "TRUE": True}
 
 _FACTORS_BASE = [f"{k}{s}" for k in range(1, 7) for s in "ABC"] + [
-    "7A", "8B", "8C", "8D", "8E", "8F", *(f"{k}A" for k in range(9, 18)), "20", "21", "22A",
-    "23A"]
+    "7A",
+    "8B",
+    "8C",
+    "8D",
+    "8E",
+    "8F",
+    *(f"{k}A" for k in range(9, 18)),
+    "20",
+    "21",
+    "22A",
+    "23A",
+]
 #: Assessment factor codes each year's XSD accepts: 18A/19A (physical, sexual abuse) until
 #: 2020, split into 18B/18C and 19B/19C (child on child, adult on child) from 2021; 24A
 #: (child criminal exploitation) from 2022.
 FACTORS_BY_YEAR = {
-    y: frozenset(_FACTORS_BASE + (["18A", "19A"] if y <= 2020 else ["18B", "18C", "19B", "19C"])
-                 + (["24A"] if y >= 2022 else []))
-    for y in YEARS}
-_SOURCES_BASE = ["1A", "1B", "1C", "1D", "2A", "2B", "3A", "3B", "3C", "3D", "3E", "3F", "4",
-                 "5A", "5B", "5C", "6", "7", "8", "9", "10"]
+    y: frozenset(
+        _FACTORS_BASE
+        + (["18A", "19A"] if y <= 2020 else ["18B", "18C", "19B", "19C"])
+        + (["24A"] if y >= 2022 else [])
+    )
+    for y in YEARS
+}
+_SOURCES_BASE = [
+    "1A",
+    "1B",
+    "1C",
+    "1D",
+    "2A",
+    "2B",
+    "3A",
+    "3B",
+    "3C",
+    "3D",
+    "3E",
+    "3F",
+    "4",
+    "5A",
+    "5B",
+    "5C",
+    "6",
+    "7",
+    "8",
+    "9",
+    "10",
+]
 #: Referral sources: 5D (LA services, early help) from 2023.
 SOURCES_BY_YEAR = {y: frozenset(_SOURCES_BASE + (["5D"] if y >= 2023 else [])) for y in YEARS}
 #: Reasons for closure: RC9 (closed after assessment, referred to early help) from 2023.
-CLOSURE_BY_YEAR = {y: frozenset(f"RC{k}" for k in range(1, 10 if y >= 2023 else 9))
-                   for y in YEARS}
+CLOSURE_BY_YEAR = {y: frozenset(f"RC{k}" for k in range(1, 10 if y >= 2023 else 9)) for y in YEARS}
 #: Years whose XSD has CINPlanDates in CINdetails (2022 on); before, CIN plans go to the
 #: companion ``cin_plans.csv``.
 HAS_CIN_PLAN_DATES = {y: y >= 2022 for y in YEARS}
 #: Code the writer uses where the year's list lacks the simulated one.
-WRITE_FALLBACK = {"18C": "18A", "19C": "19A", "18B": "18A", "19B": "19A", "24A": "21",
-                  "5D": "5C", "RC9": "RC8"}
+WRITE_FALLBACK = {
+    "18C": "18A",
+    "19C": "19A",
+    "18B": "18A",
+    "19B": "19A",
+    "24A": "21",
+    "5D": "5C",
+    "RC9": "RC8",
+}
 #: Codes the reader accepts from any year, and the code it passes on (18A/19A, the pre-2021
 #: physical and sexual abuse factors, become the adult-on-child codes the model uses).
 READ_ALIASES = {"18A": "18C", "19A": "19C"}
@@ -171,8 +224,12 @@ class Schema(NamedTuple):
 
 #: Where each collection year's XSD is published and the sha256 of its bytes: the
 #: ``cin_schema_<year>`` entries of :data:`socialgradient.data.sources.download.REGISTRY`.
-SCHEMAS = {y: Schema(REGISTRY[f"cin_schema_{y}"].url, REGISTRY[f"cin_schema_{y}"].sha256,
-                     f"CIN_schema_{y}.xsd") for y in SCHEMA_YEARS}
+SCHEMAS = {
+    y: Schema(
+        REGISTRY[f"cin_schema_{y}"].url, REGISTRY[f"cin_schema_{y}"].sha256, f"CIN_schema_{y}.xsd"
+    )
+    for y in SCHEMA_YEARS
+}
 
 
 def cache_dir() -> Path:
@@ -216,10 +273,12 @@ def have_lxml() -> bool:
     return True
 
 
-_CATEGORIES = (("element_order", ("not expected", "Missing child element")),
-               ("unknown_code", ("not an element of the set",)),
-               ("bad_pattern", ("not accepted by the pattern",)),
-               ("bad_value", ("not a valid value of the atomic type",)))
+_CATEGORIES = (
+    ("element_order", ("not expected", "Missing child element")),
+    ("unknown_code", ("not an element of the set",)),
+    ("bad_pattern", ("not accepted by the pattern",)),
+    ("bad_value", ("not a valid value of the atomic type",)),
+)
 
 
 def error_category(message: str) -> str:
@@ -259,14 +318,18 @@ def validate_return(path, doc, year: int, schema_dir, mode) -> tuple[list, str]:
     if doc is None:
         return [], "not validated: lxml is not installed"
     if year in RULES_ONLY_YEARS:
-        return [], (f"not validated: no DfE XSD for the {year - 1}-{str(year)[2:]} collection; "
-                    "returns of this year are checked against the DfE validation rules "
-                    "(socialgradient.data.census.rules), not a schema")
+        return [], (
+            f"not validated: no DfE XSD for the {year - 1}-{str(year)[2:]} collection; "
+            "returns of this year are checked against the DfE validation rules "
+            "(socialgradient.data.census.rules), not a schema"
+        )
     schema = find_schema(year, schema_dir)
     if schema is None:
         where = ", ".join(str(d) for d in schema_dirs(schema_dir))
         known = "" if year in SCHEMAS else " (no known schema for this year)"
-        return [], (f"not validated: no verified CIN_schema_{year}.xsd in {where}{known}; "
-                    "fetch it with socialgradient.data.census.codes.fetch_schema")
+        return [], (
+            f"not validated: no verified CIN_schema_{year}.xsd in {where}{known}; "
+            "fetch it with socialgradient.data.census.codes.fetch_schema"
+        )
     rows = [(str(path), line, el, cat, msg) for line, el, cat, msg in validate(doc, schema)]
     return rows, f"validated against {schema}"

@@ -63,11 +63,33 @@ from socialgradient.data.census.frames import _period
 from socialgradient.data.census.read import DATE_RANGE
 from socialgradient.data.schema import fail
 
-DATES = ("referral_date", "date_of_birth", "assessment_date", "cin_plan_start", "cin_plan_end",
-         "cp_plan_start", "cp_plan_end", "looked_after_start", "closure_date")
-FIELDS = ("child_id", "la", "lsoa", "year", "episode_id", "gender", "ethnicity",
-          "referral_source", "referral_nfa", "factors", "cp_category", "closure_reason",
-          "repeat_cp_plan", *DATES)
+DATES = (
+    "referral_date",
+    "date_of_birth",
+    "assessment_date",
+    "cin_plan_start",
+    "cin_plan_end",
+    "cp_plan_start",
+    "cp_plan_end",
+    "looked_after_start",
+    "closure_date",
+)
+FIELDS = (
+    "child_id",
+    "la",
+    "lsoa",
+    "year",
+    "episode_id",
+    "gender",
+    "ethnicity",
+    "referral_source",
+    "referral_nfa",
+    "factors",
+    "cp_category",
+    "closure_reason",
+    "repeat_cp_plan",
+    *DATES,
+)
 REQUIRED = ("child_id", "la", "lsoa", "referral_date", "date_of_birth")
 TRUE = {"1", "true", "yes", "y", "t"}
 FALSE = {"0", "false", "no", "n", "f", ""}
@@ -83,21 +105,26 @@ def load_mapping(path_or_dict) -> dict:
         try:
             m = tomllib.loads(Path(path_or_dict).read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
-            raise fail("bad_mapping", f"cannot read {path_or_dict}: {err}"
-                       ) from err
+            raise fail("bad_mapping", f"cannot read {path_or_dict}: {err}") from err
     extra = set(m) - {"extract", "columns", "values"}
     cols, values, ext = m.get("columns", {}), m.get("values", {}), m.get("extract", {})
     if extra or not all(isinstance(x, dict) for x in (cols, values, ext)):
-        raise fail("bad_mapping", "expected tables [extract], [columns], "
-                   f"[values.<field>]; got {sorted(m)}")
+        raise fail(
+            "bad_mapping",
+            f"expected tables [extract], [columns], [values.<field>]; got {sorted(m)}",
+        )
     unknown = sorted((set(cols) | set(values)) - set(FIELDS))
     if unknown:
-        raise fail("unknown_field", f"mapping names fields {unknown}; "
-                   f"known fields: {list(FIELDS)}", columns=unknown)
+        raise fail(
+            "unknown_field",
+            f"mapping names fields {unknown}; known fields: {list(FIELDS)}",
+            columns=unknown,
+        )
     missing = [f for f in REQUIRED if f not in cols and not (f in ("la",) and "la" in ext)]
     if missing:
-        raise fail("missing_mapping", f"no column mapped for required "
-                   f"fields {missing}", columns=missing)
+        raise fail(
+            "missing_mapping", f"no column mapped for required fields {missing}", columns=missing
+        )
     bad = [f for f, v in cols.items() if not isinstance(v, str)]
     if bad:
         raise fail("bad_mapping", f"column names must be strings: {bad}")
@@ -107,8 +134,7 @@ def load_mapping(path_or_dict) -> dict:
 def _read(path: Path) -> pd.DataFrame:
     name = path.name.lower()
     if not name.endswith((".csv", ".csv.gz", ".parquet")):
-        raise fail("unknown_format", f"{str(path)!r}: expected .csv, "
-                   ".csv.gz or .parquet")
+        raise fail("unknown_format", f"{str(path)!r}: expected .csv, .csv.gz or .parquet")
     if not path.is_file():
         raise fail("file_not_found", f"no such file {str(path)!r}")
     try:
@@ -121,11 +147,15 @@ def _read(path: Path) -> pd.DataFrame:
         raise fail("undecodable", f"{str(path)!r} is not UTF-8") from err
     except (ValueError, OSError) as err:
         raise fail("unreadable", f"cannot read {str(path)!r}: {err}") from err
-    dup = sorted({c.rsplit(".", 1)[0] for c in t.columns if "." in c
-                  and c.rsplit(".", 1)[0] in t.columns and c.rsplit(".", 1)[1].isdigit()})
+    dup = sorted(
+        {
+            c.rsplit(".", 1)[0]
+            for c in t.columns
+            if "." in c and c.rsplit(".", 1)[0] in t.columns and c.rsplit(".", 1)[1].isdigit()
+        }
+    )
     if dup:
-        raise fail("duplicate_column", f"{str(path)!r} repeats {dup}",
-                   columns=dup)
+        raise fail("duplicate_column", f"{str(path)!r} repeats {dup}", columns=dup)
     return t
 
 
@@ -155,8 +185,13 @@ def flat_table(records: rec.Records) -> pd.DataFrame:
     return e[[c for c in FIELDS if c in e.columns]]
 
 
-def read_extract(path, mapping, geography: pd.DataFrame,
-                 population: pd.DataFrame | None = None, errors: str = "raise"):
+def read_extract(
+    path,
+    mapping,
+    geography: pd.DataFrame,
+    population: pd.DataFrame | None = None,
+    errors: str = "raise",
+):
     """Read a flat child-level extract into the child-level tables.
 
     Parameters
@@ -184,9 +219,12 @@ def read_extract(path, mapping, geography: pd.DataFrame,
     cols, ext = m["columns"], m["extract"]
     absent = sorted({v for v in cols.values() if v not in raw.columns})
     if absent:
-        raise fail("unknown_column", f"{str(path)!r} has no columns "
-                   f"{absent} (named in the mapping); it has {list(raw.columns)}",
-                   columns=absent)
+        raise fail(
+            "unknown_column",
+            f"{str(path)!r} has no columns "
+            f"{absent} (named in the mapping); it has {list(raw.columns)}",
+            columns=absent,
+        )
     n = len(raw)
     t = pd.DataFrame(index=raw.index)
     for f in FIELDS:
@@ -194,10 +232,15 @@ def read_extract(path, mapping, geography: pd.DataFrame,
             s = raw[cols[f]]
             t[f] = s if (f in DATES and pd.api.types.is_datetime64_any_dtype(s)) else _text(s)
             if f in m["values"]:
-                vmap = {str(k): str(v).lower() if isinstance(v, bool) else str(v)
-                        for k, v in m["values"][f].items()}
-                t[f] = pd.Series([vmap.get(v, v) if v is not None else v for v in t[f]],
-                                 index=t.index, dtype=object)
+                vmap = {
+                    str(k): str(v).lower() if isinstance(v, bool) else str(v)
+                    for k, v in m["values"][f].items()
+                }
+                t[f] = pd.Series(
+                    [vmap.get(v, v) if v is not None else v for v in t[f]],
+                    index=t.index,
+                    dtype=object,
+                )
         elif f in ext:
             t[f] = str(ext[f])
         else:
@@ -214,8 +257,11 @@ def read_extract(path, mapping, geography: pd.DataFrame,
     fmt = ext.get("date_format", "%Y-%m-%d")
     for f in DATES:
         s = t[f]
-        parsed = s if pd.api.types.is_datetime64_any_dtype(s) else pd.to_datetime(
-            s, format=fmt, errors="coerce")
+        parsed = (
+            s
+            if pd.api.types.is_datetime64_any_dtype(s)
+            else pd.to_datetime(s, format=fmt, errors="coerce")
+        )
         if isinstance(parsed.dtype, pd.DatetimeTZDtype):  # dates: the local calendar day
             parsed = parsed.dt.tz_localize(None)
         inside = (parsed >= DATE_RANGE[0]) & (parsed <= DATE_RANGE[1])
@@ -230,11 +276,22 @@ def read_extract(path, mapping, geography: pd.DataFrame,
     t["year"] = y
     g = _apply(t["gender"], lambda v: cx.GENDER_CODES.get(v, v) if v is not None else cx.UNKNOWN)
     add(~g.isin(["M", "F", cx.UNKNOWN]), "unknown_code", "gender")
-    eth = _apply(t["ethnicity"], lambda v: cx.UNKNOWN if v is None else v if v in BROAD
-                 else cx.ETHNIC_CODES.get(v, "?") or cx.UNKNOWN)
+    eth = _apply(
+        t["ethnicity"],
+        lambda v: (
+            cx.UNKNOWN
+            if v is None
+            else v
+            if v in BROAD
+            else cx.ETHNIC_CODES.get(v, "?") or cx.UNKNOWN
+        ),
+    )
     add(eth == "?", "unknown_code", "ethnicity")
-    for f, allowed in (("referral_source", cx.SOURCE_CODES), ("cp_category", cx.CP_CODES),
-                       ("closure_reason", cx.CLOSURE_CODES)):
+    for f, allowed in (
+        ("referral_source", cx.SOURCE_CODES),
+        ("cp_category", cx.CP_CODES),
+        ("closure_reason", cx.CLOSURE_CODES),
+    ):
         add(t[f].notna() & ~t[f].isin(list(allowed)), "unknown_code", f)
 
     def boolean(f):
@@ -246,27 +303,39 @@ def read_extract(path, mapping, geography: pd.DataFrame,
 
     nfa, repeat = boolean("referral_nfa"), boolean("repeat_cp_plan")
     sep = ext.get("factor_separator", ",")
-    codes = _apply(t["factors"], lambda v: [c.strip() for c in v.split(sep) if c.strip()]
-                   if v is not None else [])
-    bad_f = _apply(codes, lambda cs: any(not cx.FACTOR_CODE.fullmatch(c) for c in cs)).astype(
-        bool)
+    codes = _apply(
+        t["factors"],
+        lambda v: [c.strip() for c in v.split(sep) if c.strip()] if v is not None else [],
+    )
+    bad_f = _apply(codes, lambda cs: any(not cx.FACTOR_CODE.fullmatch(c) for c in cs)).astype(bool)
     add(bad_f, "unknown_code", "factors")
     ref, clo = t["referral_date"], t["closure_date"]
-    add(clo < ref, "closure_before_referral", "closure_date",
-        [f"{c:%Y-%m-%d} before referral_date {r:%Y-%m-%d}"
-         for c, r in zip(clo[clo < ref], ref[clo < ref], strict=True)])
+    add(
+        clo < ref,
+        "closure_before_referral",
+        "closure_date",
+        [
+            f"{c:%Y-%m-%d} before referral_date {r:%Y-%m-%d}"
+            for c, r in zip(clo[clo < ref], ref[clo < ref], strict=True)
+        ],
+    )
     p = pd.DataFrame(problems, columns=["row", "rule", "field", "value"])
     p["order"] = p["rule"].map({r: k for k, r in enumerate(RULES)})
     p = p.sort_values(["order", "row"], kind="stable").drop(columns="order")
     if len(p) and errors == "raise":
         rule = p["rule"].iloc[0]
         sub = p[p["rule"] == rule]
-        shown = "; ".join(f"row {r.row} {r.field} ({cols.get(r.field, r.field)!r}) = "
-                          f"{r.value!r}" for r in sub.head(10).itertuples())
+        shown = "; ".join(
+            f"row {r.row} {r.field} ({cols.get(r.field, r.field)!r}) = {r.value!r}"
+            for r in sub.head(10).itertuples()
+        )
         more = f" (and {len(sub) - 10} more)" if len(sub) > 10 else ""
-        raise fail(rule, f"{len(sub)} in {str(path)!r}: {shown}{more}",
-                   rows=sub["row"].tolist(),
-                   columns=sorted({cols.get(f, f) for f in sub["field"]}))
+        raise fail(
+            rule,
+            f"{len(sub)} in {str(path)!r}: {shown}{more}",
+            rows=sub["row"].tolist(),
+            columns=sorted({cols.get(f, f) for f in sub["field"]}),
+        )
     reason = pd.Series(None, index=t.index, dtype=object)
     first = p.drop_duplicates("row")
     reason.iloc[first["row"].to_numpy(np.int64)] = first["rule"].to_numpy()
@@ -288,32 +357,55 @@ def read_extract(path, mapping, geography: pd.DataFrame,
     ok["gender"], ok["ethnicity"] = g[keep], eth[keep]
     ok["referral_nfa"], ok["repeat_cp_plan"] = nfa[keep], repeat[keep]
     ok["episode_id"] = ok["episode_id"].where(
-        ok["episode_id"].notna(), ok["child_id"] + "/" + ok["referral_date"].dt.strftime(
-            "%Y-%m-%d"))
+        ok["episode_id"].notna(), ok["child_id"] + "/" + ok["referral_date"].dt.strftime("%Y-%m-%d")
+    )
     ok["has_episode"] = True
-    fac = pd.DataFrame([(r, c) for r, cs in codes[keep].items() for c in cs],
-                       columns=["row", "factor"])
-    child_lsoa = ok[["la", "year", "la_child_id", "lsoa"]].rename(
-        columns={"la_child_id": "child_id"}).drop_duplicates()
-    la = ok.loc[ok["looked_after_start"].notna(), ["la", "year", "la_child_id",
-                                                    "looked_after_start"]]
+    fac = pd.DataFrame(
+        [(r, c) for r, cs in codes[keep].items() for c in cs], columns=["row", "factor"]
+    )
+    child_lsoa = (
+        ok[["la", "year", "la_child_id", "lsoa"]]
+        .rename(columns={"la_child_id": "child_id"})
+        .drop_duplicates()
+    )
+    la = ok.loc[
+        ok["looked_after_start"].notna(), ["la", "year", "la_child_id", "looked_after_start"]
+    ]
     la = la.rename(columns={"la_child_id": "child_id"})
-    records, unmatched = cx.build_records(ok, fac, child_lsoa, geography, population, la,
-                                          source=f"flat extract {path.name}",
-                                          derive_only=early[keep].to_numpy())
+    records, unmatched = cx.build_records(
+        ok,
+        fac,
+        child_lsoa,
+        geography,
+        population,
+        la,
+        source=f"flat extract {path.name}",
+        derive_only=early[keep].to_numpy(),
+    )
     ex = t[bad]
-    ex_rec = pd.DataFrame({"file": str(path), "line": np.flatnonzero(bad), "la": ex["la"],
-                           "la_child_id": ex["child_id"], "referral_date": ex["referral_date"],
-                           "reason": reason[bad],
-                           "element": first.set_index("row")["field"].reindex(
-                               np.flatnonzero(bad)).to_numpy(object),
-                           "value": first.set_index("row")["value"].reindex(
-                               np.flatnonzero(bad)).to_numpy(object)}).reset_index(drop=True)
-    excluded = {r: int((reason == r).sum())
-                for r in (*RULES, "age_out_of_range", "outside_period")}
+    ex_rec = pd.DataFrame(
+        {
+            "file": str(path),
+            "line": np.flatnonzero(bad),
+            "la": ex["la"],
+            "la_child_id": ex["child_id"],
+            "referral_date": ex["referral_date"],
+            "reason": reason[bad],
+            "element": first.set_index("row")["field"]
+            .reindex(np.flatnonzero(bad))
+            .to_numpy(object),
+            "value": first.set_index("row")["value"].reindex(np.flatnonzero(bad)).to_numpy(object),
+        }
+    ).reset_index(drop=True)
+    excluded = {r: int((reason == r).sum()) for r in (*RULES, "age_out_of_range", "outside_period")}
     report = cx.ReadReport(
-        files=(path,), children=int(t["child_id"].nunique()), episodes=n,
-        passed=int((~bad).sum()), excluded=excluded, excluded_records=ex_rec,
+        files=(path,),
+        children=int(t["child_id"].nunique()),
+        episodes=n,
+        passed=int((~bad).sum()),
+        excluded=excluded,
+        excluded_records=ex_rec,
         children_excluded=int(t.loc[bad, "child_id"].nunique()),
-        looked_after_unmatched=unmatched)
+        looked_after_unmatched=unmatched,
+    )
     return records, report

@@ -40,34 +40,49 @@ class ReadReport:
     children_excluded: int = 0
     looked_after_unmatched: int = 0
     #: XSD errors: ``file, line, element, category, message`` (see ``codes.error_category``).
-    schema_errors: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
-        columns=list(SCHEMA_ERROR_COLUMNS)), repr=False)
+    schema_errors: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=list(SCHEMA_ERROR_COLUMNS)), repr=False
+    )
     #: Per file: the schema it was validated against, or why it was not validated.
     validation: dict = field(default_factory=dict)
     #: Files that could not be read at all (``errors="report"``): ``file, line, rule, message``.
     file_errors: tuple = ()
     #: Breaks of the DfE rules that change counts, per file and rule (issue 31): ``file, code,
     #: kind, description, records, children, counted`` (how the reader counted them).
-    rule_breaks: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
-        columns=["file", "code", "kind", "description", "records", "children", "counted"]),
-        repr=False)
+    rule_breaks: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(
+            columns=["file", "code", "kind", "description", "records", "children", "counted"]
+        ),
+        repr=False,
+    )
 
     def to_dict(self, shown: int = 1000) -> dict:
         s = self.schema_errors
         by_cat = {str(k): int(v) for k, v in s["category"].value_counts().items()}
         by_file = {str(k): int(v) for k, v in s["file"].value_counts().items()}
         rows = s.head(shown).astype(object).to_dict("records")
-        return {"files": [str(f) for f in self.files], "children": self.children,
-                "episodes": self.episodes, "passed": self.passed,
-                "excluded": dict(self.excluded), "children_excluded": self.children_excluded,
-                "looked_after_unmatched": self.looked_after_unmatched,
-                "validation": {str(k): v for k, v in self.validation.items()},
-                "schema_errors": {"total": len(s), "by_category": by_cat, "by_file": by_file,
-                                  "shown": rows},
-                "file_errors": [dict(e) for e in self.file_errors],
-                "rule_breaks": self.rule_breaks.astype(object).to_dict("records"),
-                "excluded_records": self.excluded_records.head(shown).astype(object)
-                .where(self.excluded_records.head(shown).notna(), None).to_dict("records")}
+        return {
+            "files": [str(f) for f in self.files],
+            "children": self.children,
+            "episodes": self.episodes,
+            "passed": self.passed,
+            "excluded": dict(self.excluded),
+            "children_excluded": self.children_excluded,
+            "looked_after_unmatched": self.looked_after_unmatched,
+            "validation": {str(k): v for k, v in self.validation.items()},
+            "schema_errors": {
+                "total": len(s),
+                "by_category": by_cat,
+                "by_file": by_file,
+                "shown": rows,
+            },
+            "file_errors": [dict(e) for e in self.file_errors],
+            "rule_breaks": self.rule_breaks.astype(object).to_dict("records"),
+            "excluded_records": self.excluded_records.head(shown)
+            .astype(object)
+            .where(self.excluded_records.head(shown).notna(), None)
+            .to_dict("records"),
+        }
 
 
 def _age(dob: pd.Series, year: pd.Series) -> np.ndarray:
@@ -124,8 +139,7 @@ def _table(path_or_frame, rename=None) -> pd.DataFrame:
 def _require(t: pd.DataFrame, cols, what: str) -> None:
     missing = [c for c in cols if c not in t.columns]
     if missing:
-        raise fail("missing_column", f"{what} lacks columns {missing}",
-                   columns=missing)
+        raise fail("missing_column", f"{what} lacks columns {missing}", columns=missing)
 
 
 def default_population(geography: pd.DataFrame, years: Iterable[int]) -> pd.DataFrame:
@@ -133,15 +147,24 @@ def default_population(geography: pd.DataFrame, years: Iterable[int]) -> pd.Data
     g = geography[["lsoa", "la", "children"]]
     if not list(years):
         return pd.DataFrame(columns=list(rec.TABLE_COLUMNS["population"]))
-    return pd.concat([g.assign(year=int(y), age_band="all", gender="all", ethnicity="all")
-                      for y in years], ignore_index=True)[list(rec.TABLE_COLUMNS["population"])]
+    return pd.concat(
+        [g.assign(year=int(y), age_band="all", gender="all", ethnicity="all") for y in years],
+        ignore_index=True,
+    )[list(rec.TABLE_COLUMNS["population"])]
 
 
-def build_records(flat: pd.DataFrame, factors: pd.DataFrame, child_lsoa: pd.DataFrame,
-                  geography: pd.DataFrame, population: pd.DataFrame | None,
-                  looked_after: pd.DataFrame | None = None, source: str = "",
-                  years: Iterable[int] | None = None, las: Iterable[str] | None = None,
-                  derive_only=None) -> tuple:
+def build_records(
+    flat: pd.DataFrame,
+    factors: pd.DataFrame,
+    child_lsoa: pd.DataFrame,
+    geography: pd.DataFrame,
+    population: pd.DataFrame | None,
+    looked_after: pd.DataFrame | None = None,
+    source: str = "",
+    years: Iterable[int] | None = None,
+    las: Iterable[str] | None = None,
+    derive_only=None,
+) -> tuple:
     """Canonical flat episodes -> :class:`Records` (shared by the XML and flat-table readers).
 
     ``flat``: one row per episode with ``la, year, child_id, la_child_id, date_of_birth,
@@ -159,13 +182,23 @@ def build_records(flat: pd.DataFrame, factors: pd.DataFrame, child_lsoa: pd.Data
     read from two years' returns is not its own previous referral). Returns ``(records,
     looked_after_unmatched)``.
     """
-    only = (np.zeros(len(flat), bool) if derive_only is None
-            else np.asarray(derive_only, bool))
+    only = np.zeros(len(flat), bool) if derive_only is None else np.asarray(derive_only, bool)
     only = pd.Series(only, index=flat.index)
     child_cols = list(rec.TABLE_COLUMNS["children"])
-    ch = flat.loc[~only, ["child_id", "la_child_id", "year", "la", "date_of_birth", "age",
-                          "age_band", "gender", "ethnicity"]].drop_duplicates(
-        ["child_id", "year", "date_of_birth", "gender", "ethnicity"])
+    ch = flat.loc[
+        ~only,
+        [
+            "child_id",
+            "la_child_id",
+            "year",
+            "la",
+            "date_of_birth",
+            "age",
+            "age_band",
+            "gender",
+            "ethnicity",
+        ],
+    ].drop_duplicates(["child_id", "year", "date_of_birth", "gender", "ethnicity"])
     key = ["la", "la_child_id"] + (["year"] if "year" in child_lsoa.columns else [])
     cl = child_lsoa.rename(columns={"child_id": "la_child_id"}).drop_duplicates()
     ch = ch.merge(cl[[*key, "lsoa"]], on=key, how="left")
@@ -188,7 +221,9 @@ def build_records(flat: pd.DataFrame, factors: pd.DataFrame, child_lsoa: pd.Data
     e["assessment"] = e["assessment_date"].notna()
     e["outcome"] = np.select(
         [e["looked_after_start"].notna(), e["cp_plan_start"].notna(), e["cin_plan_start"].notna()],
-        ["looked_after", "cp_plan", "cin_plan"], "nfa")
+        ["looked_after", "cp_plan", "cin_plan"],
+        "nfa",
+    )
     e["censored"] = e["closure_date"].isna()
     key = ["la", "la_child_id", "referral_date"]
     dates = e[key].drop_duplicates().sort_values(key, kind="stable")
@@ -197,8 +232,7 @@ def build_records(flat: pd.DataFrame, factors: pd.DataFrame, child_lsoa: pd.Data
     e["rereferral_within_12m"] = (e["referral_date"] - prev).dt.days.le(365).to_numpy()
     e = e[~only[e.index]]
     episodes = e[list(rec.TABLE_COLUMNS["episodes"])].reset_index(drop=True)
-    fac = factors.merge(flat[["child_id", "episode_id", "year"]], left_on="row",
-                        right_index=True)
+    fac = factors.merge(flat[["child_id", "episode_id", "year"]], left_on="row", right_index=True)
     fac = fac[fac["row"].isin(e.index)]
     fac = fac[list(rec.TABLE_COLUMNS["factors"])].reset_index(drop=True)
     geo = rec.geography_table(geography, 0, 1.0)
@@ -207,8 +241,9 @@ def build_records(flat: pd.DataFrame, factors: pd.DataFrame, child_lsoa: pd.Data
     pop = population if population is not None else default_population(geo, years)
     pop = pop[pop["year"].isin(years) & pop["la"].astype(str).isin(las)].reset_index(drop=True)
     truth = {"source": source, "years": [int(y) for y in years], "las": sorted(las)}
-    records = rec.Records(children=ch, episodes=episodes, factors=fac, population=pop,
-                          geography=geo, truth=truth)
+    records = rec.Records(
+        children=ch, episodes=episodes, factors=fac, population=pop, geography=geo, truth=truth
+    )
     return records, unmatched
 
 

@@ -32,13 +32,24 @@ import pandas as pd
 from socialgradient.data import records as rec
 from socialgradient.data.schema import CODE_PATTERNS
 
-REASONS = ("duplicate_episode", "unknown_child", "ambiguous_child", "missing_lsoa",
-           "invalid_lsoa", "lsoa_not_in_geography", "la_mismatch")
+REASONS = (
+    "duplicate_episode",
+    "unknown_child",
+    "ambiguous_child",
+    "missing_lsoa",
+    "invalid_lsoa",
+    "lsoa_not_in_geography",
+    "la_mismatch",
+)
 STRATA = ("year", "age_band", "gender", "ethnicity", "age")
 GROUPS = ("thresholds", "factors", "cp_categories", "repeats", "durations")
-THRESHOLD_COLUMNS = {"referrals": None, "assessments": "assessment",
-                     "cin_plans": "cin_plan_start", "cp_plans": "cp_plan_start",
-                     "looked_after": "looked_after_start"}
+THRESHOLD_COLUMNS = {
+    "referrals": None,
+    "assessments": "assessment",
+    "cin_plans": "cin_plan_start",
+    "cp_plans": "cp_plan_start",
+    "looked_after": "looked_after_start",
+}
 CHILD_COLUMNS = ("la", "lsoa", "age_band", "gender", "ethnicity")
 
 
@@ -65,10 +76,14 @@ class LinkageReport:
     rule_breaks: tuple = ()
 
     def to_dict(self) -> dict:
-        return {"read": self.read, "linked": self.linked, "unlinked": dict(self.unlinked),
-                "orphan_factors": self.orphan_factors,
-                "children_without_episode": self.children_without_episode,
-                "rule_breaks": [dict(r) for r in self.rule_breaks]}
+        return {
+            "read": self.read,
+            "linked": self.linked,
+            "unlinked": dict(self.unlinked),
+            "orphan_factors": self.orphan_factors,
+            "children_without_episode": self.children_without_episode,
+            "rule_breaks": [dict(r) for r in self.rule_breaks],
+        }
 
 
 def link(records: rec.Records) -> tuple[pd.DataFrame, LinkageReport]:
@@ -82,7 +97,8 @@ def link(records: rec.Records) -> tuple[pd.DataFrame, LinkageReport]:
     m = e.merge(ch, on=key, how="left", validate="many_to_one")
     amb = e[key].merge(amb_keys.assign(_amb=True), on=key, how="left")["_amb"].fillna(False)
     geo = records.geography[["lsoa", "la", "income", "rural"]].rename(
-        columns={"lsoa": "child_lsoa", "la": "la_lookup"})
+        columns={"lsoa": "child_lsoa", "la": "la_lookup"}
+    )
     known_child = m["child_lsoa"].notna() | m["child_la"].notna() | m["child_age_band"].notna()
     m = m.merge(geo, on="child_lsoa", how="left")
     lsoa = m["child_lsoa"].astype(object)
@@ -105,21 +121,37 @@ def link(records: rec.Records) -> tuple[pd.DataFrame, LinkageReport]:
     counts = {r: int((reason == r).sum()) for r in REASONS}
     eids = set(zip(e["year"], e["episode_id"], strict=True))
     f = records.factors
-    orphan = int((~pd.Series(list(zip(f["year"], f["episode_id"], strict=True)),
-                             dtype=object).isin(eids)).sum()) if len(f) else 0
+    orphan = (
+        int(
+            (
+                ~pd.Series(list(zip(f["year"], f["episode_id"], strict=True)), dtype=object).isin(
+                    eids
+                )
+            ).sum()
+        )
+        if len(f)
+        else 0
+    )
     without = int((~records.children.set_index(key).index.isin(e.set_index(key).index)).sum())
-    report = LinkageReport(read=len(e), linked=int((~bad).sum()), unlinked=counts,
-                           unlinked_records=unlinked, orphan_factors=orphan,
-                           children_without_episode=without,
-                           rule_breaks=tuple(records.truth.get("rule_breaks", ())))
+    report = LinkageReport(
+        read=len(e),
+        linked=int((~bad).sum()),
+        unlinked=counts,
+        unlinked_records=unlinked,
+        orphan_factors=orphan,
+        children_without_episode=without,
+        rule_breaks=tuple(records.truth.get("rule_breaks", ())),
+    )
     linked = m[~bad].rename(columns={f"child_{c}": c for c in CHILD_COLUMNS})
     return linked.reset_index(drop=True), report
 
 
 def _piece_names() -> list[tuple[str, float, float]]:
     bounds = [*rec.PIECES, np.inf]
-    return [(f"{int(lo)}_{'plus' if np.isinf(hi) else int(hi)}", lo, hi)
-            for lo, hi in itertools.pairwise(bounds)]
+    return [
+        (f"{int(lo)}_{'plus' if np.isinf(hi) else int(hi)}", lo, hi)
+        for lo, hi in itertools.pairwise(bounds)
+    ]
 
 
 #: Names of the duration pieces in the ``days_<level>_<piece>`` / ``ends_...`` columns.
@@ -144,7 +176,8 @@ def _durations(linked: pd.DataFrame) -> pd.DataFrame:
         for name, lo, hi in _piece_names():
             out[f"days_{level}_{name}"] = np.where(is_level, np.clip(t - lo, 0, hi - lo), 0.0)
             out[f"ends_{level}_{name}"] = (is_level & closed & (t >= lo) & (t < hi)).astype(
-                np.int64)
+                np.int64
+            )
     return pd.DataFrame(out, index=linked.index)
 
 
@@ -156,16 +189,21 @@ def _child_outcomes(linked: pd.DataFrame, factors: pd.DataFrame, groups) -> pd.D
             s = linked[col] if col else pd.Series(True, index=linked.index)
             cols[name] = s.astype(bool) if s.dtype == bool else s.notna()
     if "factors" in groups:
-        f = factors.merge(linked[["year", "episode_id"]].assign(_row=linked.index),
-                          on=["year", "episode_id"])
+        f = factors.merge(
+            linked[["year", "episode_id"]].assign(_row=linked.index), on=["year", "episode_id"]
+        )
         for code, (name, *_) in rec.FACTORS.items():
             hit = np.zeros(len(linked), bool)
             hit[f.loc[f["factor"] == code, "_row"].to_numpy()] = True
             cols[f"factor_{name}"] = hit
     if "cp_categories" in groups:  # the category of the child's latest plan in the year
         plans = linked.loc[linked["cp_plan_start"].notna(), ["year", "child_id", "cp_plan_start"]]
-        latest = plans.sort_values("cp_plan_start", kind="stable").groupby(
-            ["year", "child_id"]).tail(1).index
+        latest = (
+            plans.sort_values("cp_plan_start", kind="stable")
+            .groupby(["year", "child_id"])
+            .tail(1)
+            .index
+        )
         is_latest = linked.index.isin(latest)
         for code, (name, *_) in rec.CP_CATEGORIES.items():
             cols[f"cp_{name}"] = ((linked["cp_category"] == code) & is_latest).to_numpy()
@@ -173,16 +211,18 @@ def _child_outcomes(linked: pd.DataFrame, factors: pd.DataFrame, groups) -> pd.D
         cols["rereferrals"] = linked["rereferral_within_12m"].fillna(False).astype(bool)
         cols["repeat_cp_plans"] = linked["repeat_cp_plan"].fillna(False).astype(bool)
     flags = pd.DataFrame({k: np.asarray(v, bool) for k, v in cols.items()}, index=linked.index)
-    keys = linked[["year", "child_id", "lsoa",
-                   *[c for c in STRATA if c != "year" and c in linked]]]
+    keys = linked[["year", "child_id", "lsoa", *[c for c in STRATA if c != "year" and c in linked]]]
     per = pd.concat([keys, flags], axis=1).groupby(["year", "child_id"], sort=False)
     first = per[list(keys.columns.drop(["year", "child_id"]))].first()
     return pd.concat([first, per[list(flags.columns)].max().astype(np.int64)], axis=1)
 
 
-def aggregate(records: rec.Records, by: Sequence[str] = ("age_band",),
-              outcomes: Sequence[str] = GROUPS, years: Sequence[int] | None = None
-              ) -> tuple[pd.DataFrame, LinkageReport]:
+def aggregate(
+    records: rec.Records,
+    by: Sequence[str] = ("age_band",),
+    outcomes: Sequence[str] = GROUPS,
+    years: Sequence[int] | None = None,
+) -> tuple[pd.DataFrame, LinkageReport]:
     """Child-level records -> LSOA x stratum counts with denominators.
 
     Parameters
@@ -211,8 +251,9 @@ def aggregate(records: rec.Records, by: Sequence[str] = ("age_band",),
     by = [by] if isinstance(by, str) else list(by)
     unknown = [c for c in by if c not in STRATA] + [g for g in outcomes if g not in GROUPS]
     if unknown:
-        raise ValueError(f"unknown strata or outcome groups {unknown}; strata: {STRATA}, "
-                         f"groups: {GROUPS}")
+        raise ValueError(
+            f"unknown strata or outcome groups {unknown}; strata: {STRATA}, groups: {GROUPS}"
+        )
     linked, report = link(records)
     pop = records.population
     if "age" in by:  # the child's single year of age, and denominators by single year
@@ -232,11 +273,14 @@ def aggregate(records: rec.Records, by: Sequence[str] = ("age_band",),
     counts = child.drop(columns=["child_id"] + [c for c in STRATA if c not in by and c in child])
     counts = counts.groupby(keys, sort=False).sum().reset_index()
     if "durations" in outcomes:  # each child's latest episode in the year (see _durations)
-        latest = linked.sort_values("referral_date", kind="stable").groupby(
-            ["year", "child_id"]).tail(1).sort_index()
+        latest = (
+            linked.sort_values("referral_date", kind="stable")
+            .groupby(["year", "child_id"])
+            .tail(1)
+            .sort_index()
+        )
         d = pd.concat([latest[keys], _durations(latest)], axis=1)
-        counts = counts.merge(d.groupby(keys, sort=False).sum().reset_index(), on=keys,
-                              how="outer")
+        counts = counts.merge(d.groupby(keys, sort=False).sum().reset_index(), on=keys, how="outer")
     table = table.merge(counts, on=keys, how="outer")
     value_cols = [c for c in table.columns if c not in keys]
     table[value_cols] = table[value_cols].fillna(0)
@@ -270,11 +314,13 @@ def write(records: rec.Records, out_dir, by: Sequence[str] = ("age_band",)) -> d
     paths = {}
     for name, df in frames.items():
         paths[name] = out / f"{name}.parquet"
-        atomic_write(paths[name], lambda tmp, df=df: df.to_parquet(tmp, index=False,
-                                                                    compression="zstd"))
+        atomic_write(
+            paths[name], lambda tmp, df=df: df.to_parquet(tmp, index=False, compression="zstd")
+        )
     for name, obj in (("records_truth", records.truth), ("linkage_report", report.to_dict())):
         paths[name] = out / f"{name}.json"
         text = json.dumps(obj, indent=1) + "\n"
-        atomic_write(paths[name], lambda tmp, t=text: Path(tmp).write_text(t, encoding="utf-8",
-                                                                             newline="\n"))
+        atomic_write(
+            paths[name], lambda tmp, t=text: Path(tmp).write_text(t, encoding="utf-8", newline="\n")
+        )
     return paths

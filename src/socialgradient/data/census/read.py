@@ -88,21 +88,36 @@ READ_RULES = ("missing_element", "bad_date", "unknown_code", "closure_before_ref
 EXCLUDED = ("unborn", "age_out_of_range", "outside_period")
 #: Episode-level leaf elements read (path below CINdetails -> flat column).
 _EPISODE_LEAVES = {
-    "CINreferralDate": "referral_date", "ReferralSource": "referral_source",
-    "PrimaryNeedCode": "primary_need", "CINclosureDate": "closure_date",
-    "ReasonForClosure": "closure_reason", "ReferralNFA": "referral_nfa",
+    "CINreferralDate": "referral_date",
+    "ReferralSource": "referral_source",
+    "PrimaryNeedCode": "primary_need",
+    "CINclosureDate": "closure_date",
+    "ReasonForClosure": "closure_reason",
+    "ReferralNFA": "referral_nfa",
 }
-_DATE_COLUMNS = {"dob": "PersonBirthDate", "expected_dob": "ExpectedPersonBirthDate",
-                 "referral_date": "CINreferralDate", "closure_date": "CINclosureDate",
-                 "assessment_date": "AssessmentActualStartDate",
-                 "cin_plan_start": "CINPlanStartDate", "cin_plan_end": "CINPlanEndDate",
-                 "cp_plan_start": "CPPstartDate", "cp_plan_end": "CPPendDate"}
+_DATE_COLUMNS = {
+    "dob": "PersonBirthDate",
+    "expected_dob": "ExpectedPersonBirthDate",
+    "referral_date": "CINreferralDate",
+    "closure_date": "CINclosureDate",
+    "assessment_date": "AssessmentActualStartDate",
+    "cin_plan_start": "CINPlanStartDate",
+    "cin_plan_end": "CINPlanEndDate",
+    "cp_plan_start": "CPPstartDate",
+    "cp_plan_end": "CPPendDate",
+}
 #: Collection years a header may give (the CIN Census is a child-level return since 2009).
 YEAR_RANGE = (2000, 2100)
 #: Dates a record may give (anything outside is a typing error such as 0000-01-01).
 DATE_RANGE = ("1900-01-01", "2100-12-31")
-_CHILD_ELEMENTS = ["LAchildID", "PersonBirthDate", "ExpectedPersonBirthDate", "GenderCurrent",
-                   "Sex", "Ethnicity"]
+_CHILD_ELEMENTS = [
+    "LAchildID",
+    "PersonBirthDate",
+    "ExpectedPersonBirthDate",
+    "GenderCurrent",
+    "Sex",
+    "Ethnicity",
+]
 
 
 def _value(el, tag):
@@ -131,8 +146,7 @@ def _doctype(path: Path, data: bytes, found: dict | None = None) -> None:
         p.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
 
         def start(name, system, public, internal):
-            found.update(name=name, internal=bool(internal), entities=[],
-                         line=p.CurrentLineNumber)
+            found.update(name=name, internal=bool(internal), entities=[], line=p.CurrentLineNumber)
 
         def entity(name, *_):
             found.setdefault("entities", []).append(name)
@@ -153,9 +167,12 @@ def _doctype(path: Path, data: bytes, found: dict | None = None) -> None:
         what += " with an internal subset"
     if found.get("entities"):
         what += f" declaring entities {found['entities'][:5]}"
-    raise fail("dtd_not_allowed", f"{path}: line {found.get('line', 1)}: {what}: a CIN "
-               "return has no DOCTYPE, and entity declarations can read local files (XXE) "
-               "or expand without bound; the file is refused unread")
+    raise fail(
+        "dtd_not_allowed",
+        f"{path}: line {found.get('line', 1)}: {what}: a CIN "
+        "return has no DOCTYPE, and entity declarations can read local files (XXE) "
+        "or expand without bound; the file is refused unread",
+    )
 
 
 def _parse(path: Path):
@@ -168,21 +185,31 @@ def _parse(path: Path):
     _doctype(path, data)
     from lxml import etree
 
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
-                             dtd_validation=False, huge_tree=True)
+    parser = etree.XMLParser(
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        dtd_validation=False,
+        huge_tree=True,
+    )
     try:
         root = etree.fromstring(data, parser)
     except etree.XMLSyntaxError as err:
         line, col = err.position
-        raise fail("malformed_xml", f"{path}: line {line}, column {col}: "
-                   f"{err.msg}") from err
+        raise fail("malformed_xml", f"{path}: line {line}, column {col}: {err.msg}") from err
     doc = root.getroottree()
     info = doc.docinfo  # e.g. an encoding the prolog scan could not read
     if info.doctype or info.internalDTD is not None:
         dtd = info.internalDTD
-        _doctype(path, data, {"name": info.root_name, "internal": dtd is not None,
-                              "entities": [e.name for e in dtd.iterentities()]
-                              if dtd is not None else []})
+        _doctype(
+            path,
+            data,
+            {
+                "name": info.root_name,
+                "internal": dtd is not None,
+                "entities": [e.name for e in dtd.iterentities()] if dtd is not None else [],
+            },
+        )
     if isinstance(root.tag, str) and root.tag.startswith("{"):  # strip a default namespace
         for el in root.iter():
             if isinstance(el.tag, str) and el.tag.startswith("{"):
@@ -192,32 +219,46 @@ def _parse(path: Path):
 
 def _header(path: Path, root, numbers: dict) -> tuple[str, int]:
     if root.tag != "Message" or root.find("Children") is None:
-        raise fail("not_a_cin_return", f"{path}: expected a <Message> "
-                   "root with <Children>")
+        raise fail("not_a_cin_return", f"{path}: expected a <Message> root with <Children>")
     details = root.find("Header/CollectionDetails")
     collection = _value(details, "Collection")
     if collection is not None and collection != "CIN":
-        raise fail("wrong_collection", f"{path}: Header/CollectionDetails/Collection is "
-                   f"{collection!r}, not 'CIN': not a CIN Census return (an SSDA903 "
-                   "looked-after return goes to --looked-after as a table)")
+        raise fail(
+            "wrong_collection",
+            f"{path}: Header/CollectionDetails/Collection is "
+            f"{collection!r}, not 'CIN': not a CIN Census return (an SSDA903 "
+            "looked-after return goes to --looked-after as a table)",
+        )
     year = _value(details, "Year")
     lea = _value(root.find("Header/Source"), "LEA")
-    missing = [n for n, v in (("Header/CollectionDetails/Collection", collection),
-                              ("Header/CollectionDetails/Year", year),
-                              ("Header/Source/LEA", lea)) if v is None]
+    missing = [
+        n
+        for n, v in (
+            ("Header/CollectionDetails/Collection", collection),
+            ("Header/CollectionDetails/Year", year),
+            ("Header/Source/LEA", lea),
+        )
+        if v is None
+    ]
     if missing:
         raise fail("missing_header", f"{path}: no {', '.join(missing)}")
     if not re.fullmatch(r"\d{4}", year):
         raise fail("missing_header", f"{path}: Year {year!r} is not a year")
     if not YEAR_RANGE[0] <= int(year) <= YEAR_RANGE[1]:
-        raise fail("bad_year", f"{path}: Header/CollectionDetails/Year {year!r} is not a "
-                   f"collection year ({YEAR_RANGE[0]}-{YEAR_RANGE[1]})")
+        raise fail(
+            "bad_year",
+            f"{path}: Header/CollectionDetails/Year {year!r} is not a "
+            f"collection year ({YEAR_RANGE[0]}-{YEAR_RANGE[1]})",
+        )
     if re.fullmatch(CODE_PATTERNS["la"], lea):
         return lea, int(year)
     if lea in numbers:
         return str(numbers[lea]), int(year)
-    raise fail("unknown_lea", f"{path}: LEA {lea!r} is neither an ONS LA code "
-               "nor in the LEA -> LA code map (pass lea_codes / --lea-codes)")
+    raise fail(
+        "unknown_lea",
+        f"{path}: LEA {lea!r} is neither an ONS LA code "
+        "nor in the LEA -> LA code map (pass lea_codes / --lea-codes)",
+    )
 
 
 def _first(nodes, tag):
@@ -233,19 +274,25 @@ def _flat(path: Path, root, data: bytes, la: str, year: int) -> tuple[list[dict]
     rows, factors = [], []
     for child, line in zip(kids, lines, strict=True):
         ids = child.find("ChildIdentifiers")
-        base = {"file": str(path), "line": line, "la": la, "year": year,
-                "la_child_id": _value(ids, "LAchildID"), "dob": _value(ids, "PersonBirthDate"),
-                "expected_dob": _value(ids, "ExpectedPersonBirthDate"),
-                "gender_code": _value(ids, cc.gender_element(year))
-                or _value(ids, "GenderCurrent") or _value(ids, "Sex"),
-                "ethnic_code": _value(child.find("ChildCharacteristics"), "Ethnicity"),
-                "has_episode": False}
+        base = {
+            "file": str(path),
+            "line": line,
+            "la": la,
+            "year": year,
+            "la_child_id": _value(ids, "LAchildID"),
+            "dob": _value(ids, "PersonBirthDate"),
+            "expected_dob": _value(ids, "ExpectedPersonBirthDate"),
+            "gender_code": _value(ids, cc.gender_element(year))
+            or _value(ids, "GenderCurrent")
+            or _value(ids, "Sex"),
+            "ethnic_code": _value(child.find("ChildCharacteristics"), "Ethnicity"),
+            "has_episode": False,
+        }
         details = child.findall("CINdetails")
         if not details:
             rows.append(base)
         for k, d in enumerate(details):
-            row = dict(base, has_episode=True, episode_no=k,
-                       episode_line=d.sourceline)
+            row = dict(base, has_episode=True, episode_no=k, episode_line=d.sourceline)
             for tag, col in _EPISODE_LEAVES.items():
                 row[col] = _value(d, tag)
             ass = d.findall("Assessments")
@@ -285,17 +332,20 @@ def _problems(flat: pd.DataFrame, fac: pd.DataFrame) -> pd.DataFrame:
 
     ep = flat["has_episode"].to_numpy(bool)
     add(flat["la_child_id"].isna(), "missing_element", "LAchildID", None)
-    add(flat["dob"].isna() & flat["expected_dob"].isna(), "missing_element", "PersonBirthDate",
-        None)
+    add(
+        flat["dob"].isna() & flat["expected_dob"].isna(), "missing_element", "PersonBirthDate", None
+    )
     gender_el = flat["year"].map(cc.gender_element)  # GenderCurrent to 2024, then Sex
     for el in ("GenderCurrent", "Sex"):
         add(flat["gender_code"].isna() & (gender_el == el), "missing_element", el, None)
     add(flat["ethnic_code"].isna(), "missing_element", "Ethnicity", None)
     add(ep & flat["referral_date"].isna(), "missing_element", "CINreferralDate", None)
-    for col, element in (("assessment_missing_start", "AssessmentActualStartDate"),
-                         ("cin_plan_missing_start", "CINPlanStartDate"),
-                         ("cp_missing_start", "CPPstartDate"),
-                         ("cp_missing_category", "InitialCategoryOfAbuse")):
+    for col, element in (
+        ("assessment_missing_start", "AssessmentActualStartDate"),
+        ("cin_plan_missing_start", "CINPlanStartDate"),
+        ("cp_missing_start", "CPPstartDate"),
+        ("cp_missing_category", "InitialCategoryOfAbuse"),
+    ):
         add(ep & flat[col].fillna(False).astype(bool), "missing_element", element, None)
     parsed = {}
     for col, element in _DATE_COLUMNS.items():
@@ -305,26 +355,37 @@ def _problems(flat: pd.DataFrame, fac: pd.DataFrame) -> pd.DataFrame:
     for el in ("GenderCurrent", "Sex"):
         raw = flat["gender_code"].where(gender_el == el)
         add(raw.notna() & ~raw.isin(list(cc.GENDER_CODES)), "unknown_code", el, raw)
-    codes = (("ethnic_code", "Ethnicity", set(cc.ETHNIC_CODES)),
-             ("referral_source", "ReferralSource", cc.SOURCE_CODES),
-             ("primary_need", "PrimaryNeedCode", cc.NEED_CODES),
-             ("closure_reason", "ReasonForClosure", cc.CLOSURE_CODES),
-             ("referral_nfa", "ReferralNFA", set(cc.BOOL_CODES)),
-             ("cp_category", "InitialCategoryOfAbuse", cc.CP_CODES))
+    codes = (
+        ("ethnic_code", "Ethnicity", set(cc.ETHNIC_CODES)),
+        ("referral_source", "ReferralSource", cc.SOURCE_CODES),
+        ("primary_need", "PrimaryNeedCode", cc.NEED_CODES),
+        ("closure_reason", "ReasonForClosure", cc.CLOSURE_CODES),
+        ("referral_nfa", "ReferralNFA", set(cc.BOOL_CODES)),
+        ("cp_category", "InitialCategoryOfAbuse", cc.CP_CODES),
+    )
     for col, element, allowed in codes:
         raw = flat[col]
         add(raw.notna() & ~raw.isin(list(allowed)), "unknown_code", element, raw)
     prev = flat["previous_cpp"]
-    add(prev.notna() & ~prev.astype(str).str.fullmatch(r"\d+"), "unknown_code",
-        "NumberOfPreviousCPP", prev)
+    add(
+        prev.notna() & ~prev.astype(str).str.fullmatch(r"\d+"),
+        "unknown_code",
+        "NumberOfPreviousCPP",
+        prev,
+    )
     if len(fac):
         bad = ~fac["factor"].isin(cc.FACTOR_CODES | set(cc.READ_ALIASES.values()))
         for r, v in zip(fac.loc[bad, "row"], fac.loc[bad, "factor"], strict=True):
             out.append((r, "unknown_code", "AssessmentFactors", v))
     ref, clo = parsed["referral_date"], parsed["closure_date"]
-    add(ep & (clo < ref).to_numpy(bool), "closure_before_referral", "CINclosureDate",
-        flat["closure_date"].astype(str) + " before CINreferralDate "
-        + flat["referral_date"].astype(str))
+    add(
+        ep & (clo < ref).to_numpy(bool),
+        "closure_before_referral",
+        "CINclosureDate",
+        flat["closure_date"].astype(str)
+        + " before CINreferralDate "
+        + flat["referral_date"].astype(str),
+    )
     p = pd.DataFrame(out, columns=["row", "rule", "element", "value"])
     p["row"] = p["row"].astype(np.int64)
     p["order"] = p["rule"].map({r: k for k, r in enumerate(READ_RULES)})
@@ -342,16 +403,26 @@ def _describe(flat: pd.DataFrame, p: pd.DataFrame, shown: int = 10) -> str:
     for r in p.head(shown).itertuples():
         f = flat.iloc[r.row]
         val = "" if r.value is None else f" value {r.value!r}"
-        lines.append(f"{f['file']}:{f['episode_line'] if f['has_episode'] else f['line']} "
-                     f"LAchildID {f['la_child_id']!r}: {r.element}{val}")
+        lines.append(
+            f"{f['file']}:{f['episode_line'] if f['has_episode'] else f['line']} "
+            f"LAchildID {f['la_child_id']!r}: {r.element}{val}"
+        )
     more = f" (and {len(p) - shown} more)" if len(p) > shown else ""
     return "; ".join(lines) + more
 
 
-def read_returns(paths, child_lsoa, geography: pd.DataFrame,
-                 population: pd.DataFrame | None = None, looked_after=None,
-                 lea_codes: dict | None = None, errors: str = "raise", cin_plans=None,
-                 schema_dir=None, validate: bool | None = None):
+def read_returns(
+    paths,
+    child_lsoa,
+    geography: pd.DataFrame,
+    population: pd.DataFrame | None = None,
+    looked_after=None,
+    lea_codes: dict | None = None,
+    errors: str = "raise",
+    cin_plans=None,
+    schema_dir=None,
+    validate: bool | None = None,
+):
     """Parse CIN Census XML returns into :class:`~.records_model.Records`.
 
     ``paths``: XML returns (a folder means every ``*.xml`` in it). ``child_lsoa``: ``la,
@@ -390,12 +461,17 @@ def read_returns(paths, child_lsoa, geography: pd.DataFrame,
             if errors == "raise" or err.rule == "file_not_found":
                 raise
             m = re.search(r"line (\d+)", str(err))
-            file_errors.append({"file": str(path), "line": int(m.group(1)) if m else None,
-                                "rule": err.rule, "message": str(err)})
+            file_errors.append(
+                {
+                    "file": str(path),
+                    "line": int(m.group(1)) if m else None,
+                    "rule": err.rule,
+                    "message": str(err),
+                }
+            )
             validation[str(path)] = f"not read: {err.rule}"
             continue
-        found, validation[str(path)] = cc.validate_return(path, doc, year, schema_dir,
-                                                          validate)
+        found, validation[str(path)] = cc.validate_return(path, doc, year, schema_dir, validate)
         if validate is True and not validation[str(path)].startswith("validated"):
             raise fail("schema_unavailable", f"{path}: {validation[str(path)]}")
         schema_rows += found
@@ -407,9 +483,17 @@ def read_returns(paths, child_lsoa, geography: pd.DataFrame,
     if not rows:
         raise fail("no_records", f"no CIN return could be read: {file_errors[:3]}")
     flat = pd.DataFrame(rows)
-    for c in ("episode_line", "episode_no", "previous_cpp", "assessment_missing_start",
-              "cin_plan_missing_start", "cp_missing_start", "cp_missing_category",
-              *_EPISODE_LEAVES.values(), *_DATE_COLUMNS):
+    for c in (
+        "episode_line",
+        "episode_no",
+        "previous_cpp",
+        "assessment_missing_start",
+        "cin_plan_missing_start",
+        "cp_missing_start",
+        "cp_missing_category",
+        *_EPISODE_LEAVES.values(),
+        *_DATE_COLUMNS,
+    ):
         if c not in flat.columns:
             flat[c] = None
     flat = flat.astype({c: object for c in flat.columns if c not in ("line", "year")})
@@ -419,15 +503,23 @@ def read_returns(paths, child_lsoa, geography: pd.DataFrame,
         rule = problems["rule"].iloc[0]
         sub = problems[problems["rule"] == rule]
         counts = problems["rule"].value_counts().to_dict()
-        raise fail(rule, f"{len(sub)} in the CIN returns ({counts}): "
-                   f"{_describe(flat, sub)}", rows=sub["row"].tolist())
+        raise fail(
+            rule,
+            f"{len(sub)} in the CIN returns ({counts}): {_describe(flat, sub)}",
+            rows=sub["row"].tolist(),
+        )
     if len(schema_errors) and errors == "raise":
         cats = schema_errors["category"].value_counts().to_dict()
-        shown = "; ".join(f"{r.file}:{r.line} {r.element}: {r.message}"
-                          for r in schema_errors.head(5).itertuples())
-        raise fail("schema_invalid", f"{len(schema_errors)} schema errors in "
-                   f"{schema_errors['file'].nunique()} return(s) ({cats}): {shown}"
-                   " (use errors='report' / --errors report to read them anyway)")
+        shown = "; ".join(
+            f"{r.file}:{r.line} {r.element}: {r.message}"
+            for r in schema_errors.head(5).itertuples()
+        )
+        raise fail(
+            "schema_invalid",
+            f"{len(schema_errors)} schema errors in "
+            f"{schema_errors['file'].nunique()} return(s) ({cats}): {shown}"
+            " (use errors='report' / --errors report to read them anyway)",
+        )
     # Child-level problems exclude all the child's rows (same file, same <Child> line).
     reason = pd.Series(None, index=flat.index, dtype=object)
     detail = pd.DataFrame({"element": None, "value": None}, index=flat.index, dtype=object)
@@ -466,32 +558,56 @@ def read_returns(paths, child_lsoa, geography: pd.DataFrame,
         ok = join_cin_plans(ok, cin_plans)
     ok["episode_id"] = ok["child_id"] + "/" + ok["referral_date"].dt.strftime("%Y-%m-%d")
     ok["referral_nfa"] = ok["referral_nfa"].map(cc.BOOL_CODES).fillna(False).astype(bool)
-    ok["repeat_cp_plan"] = pd.to_numeric(ok["previous_cpp"]).fillna(0).gt(
-        cc.FIRST_PLAN_CPP).to_numpy()
+    ok["repeat_cp_plan"] = (
+        pd.to_numeric(ok["previous_cpp"]).fillna(0).gt(cc.FIRST_PLAN_CPP).to_numpy()
+    )
     ok["has_episode"] = ok["has_episode"].astype(bool)
     cl = read_child_lsoa(child_lsoa)
     lat = None if looked_after is None else _table(looked_after)
     if lat is not None:
         _require(lat, LOOKED_AFTER_COLUMNS, "looked-after table")
         lat["la"], lat["child_id"] = lat["la"].astype(str), lat["child_id"].astype(str)
-    records, unmatched = build_records(ok, fac, cl, geography, population, lat,
-                                       source="CIN census XML", years=flat["year"],
-                                       las=flat["la"], derive_only=early[ok.index].to_numpy())
+    records, unmatched = build_records(
+        ok,
+        fac,
+        cl,
+        geography,
+        population,
+        lat,
+        source="CIN census XML",
+        years=flat["year"],
+        las=flat["la"],
+        derive_only=early[ok.index].to_numpy(),
+    )
     ex = flat[bad]
-    ex_rec = pd.DataFrame({
-        "file": ex["file"], "line": np.where(ex["has_episode"].astype(bool), ex["episode_line"],
-                                             ex["line"]),
-        "la": ex["la"], "la_child_id": ex["la_child_id"], "referral_date": ex["referral_date"],
-        "reason": reason[bad], "element": detail.loc[bad, "element"],
-        "value": detail.loc[bad, "value"]}).reset_index(drop=True)
+    ex_rec = pd.DataFrame(
+        {
+            "file": ex["file"],
+            "line": np.where(ex["has_episode"].astype(bool), ex["episode_line"], ex["line"]),
+            "la": ex["la"],
+            "la_child_id": ex["la_child_id"],
+            "referral_date": ex["referral_date"],
+            "reason": reason[bad],
+            "element": detail.loc[bad, "element"],
+            "value": detail.loc[bad, "value"],
+        }
+    ).reset_index(drop=True)
     has_ep = flat["has_episode"].astype(bool)
     excluded = {r: int(((reason == r) & has_ep).sum()) for r in (*READ_RULES, *EXCLUDED)}
     breaks = rules.rule_breaks(rule_tables)
     records.truth["rule_breaks"] = breaks.astype(object).to_dict("records")
     report = ReadReport(
-        files=tuple(files), children=int(child_key.nunique()), episodes=int(has_ep.sum()),
-        passed=int((has_ep & ~bad).sum()), excluded=excluded, excluded_records=ex_rec,
-        children_excluded=int(child_key[bad].nunique()), looked_after_unmatched=unmatched,
-        schema_errors=schema_errors, validation=validation, file_errors=tuple(file_errors),
-        rule_breaks=breaks)
+        files=tuple(files),
+        children=int(child_key.nunique()),
+        episodes=int(has_ep.sum()),
+        passed=int((has_ep & ~bad).sum()),
+        excluded=excluded,
+        excluded_records=ex_rec,
+        children_excluded=int(child_key[bad].nunique()),
+        looked_after_unmatched=unmatched,
+        schema_errors=schema_errors,
+        validation=validation,
+        file_errors=tuple(file_errors),
+        rule_breaks=breaks,
+    )
     return records, report

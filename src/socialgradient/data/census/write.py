@@ -160,9 +160,11 @@ class _Episodes:
         self.target = np.full(len(e), "", dtype=object)
         has_a = ~np.isnat(a_dt)
         self.target[has_a] = np.datetime_as_string(
-            np.busday_offset(a_dt[has_a], 15, roll="forward"))
-        self.auth = np.where(self.cin_s != "", self.cin_s,
-                             np.where(self.clo != "", self.clo, self.ass))
+            np.busday_offset(a_dt[has_a], 15, roll="forward")
+        )
+        self.auth = np.where(
+            self.cin_s != "", self.cin_s, np.where(self.clo != "", self.clo, self.ass)
+        )
         self.src = e["referral_source"].astype(object).fillna("").to_numpy()
         self.reason = e["closure_reason"].astype(object).fillna("").to_numpy()
         self.cat = e["cp_category"].astype(object).fillna("").to_numpy()
@@ -217,18 +219,23 @@ class _Episodes:
 def _header(root, lea: str, year: int) -> None:
     h = etree.SubElement(root, "Header")
     c = etree.SubElement(h, "CollectionDetails")
-    for tag, v in (("Collection", "CIN"), ("Year", str(year)),
-                   ("ReferenceDate", f"{year}-03-31")):
+    for tag, v in (("Collection", "CIN"), ("Year", str(year)), ("ReferenceDate", f"{year}-03-31")):
         _leaf(c, tag, v)
     s = etree.SubElement(h, "Source")
-    for tag, v in (("SourceLevel", "L"), ("LEA", lea), ("SoftwareCode", "socialgradient"),
-                   ("Release", "synthetic"), ("SerialNo", "001"),
-                   ("DateTime", f"{year}-05-01T00:00:00")):
+    for tag, v in (
+        ("SourceLevel", "L"),
+        ("LEA", lea),
+        ("SoftwareCode", "socialgradient"),
+        ("Release", "synthetic"),
+        ("SerialNo", "001"),
+        ("DateTime", f"{year}-05-01T00:00:00"),
+    ):
         _leaf(s, tag, v)
 
 
-def _return_bytes(lea: str, year: int, rows: np.ndarray, episodes: _Episodes, by_child: dict,
-                  child_info: dict) -> bytes:
+def _return_bytes(
+    lea: str, year: int, rows: np.ndarray, episodes: _Episodes, by_child: dict, child_info: dict
+) -> bytes:
     """The XML document of one return: header, then the children at positions ``rows``."""
     root = etree.Element("Message")
     _header(root, lea, year)
@@ -249,8 +256,9 @@ def _return_bytes(lea: str, year: int, rows: np.ndarray, episodes: _Episodes, by
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
 
 
-def write_returns(records: rec.Records, out_dir, lea_codes: dict | None = None,
-                  seed: int = 0) -> list[Path]:
+def write_returns(
+    records: rec.Records, out_dir, lea_codes: dict | None = None, seed: int = 0
+) -> list[Path]:
     """Write one CIN Census XML return per LA per collection year, plus the companion tables.
 
     Files (each written atomically): ``<la>_<year>.xml`` (e.g. ``E06000001_2019.xml``), each in
@@ -274,57 +282,80 @@ def write_returns(records: rec.Records, out_dir, lea_codes: dict | None = None,
     numbers = cc.dfe_numbers(lea_codes)
     missing = sorted(set(ch["la"].astype(str)) - set(numbers))
     if missing:
-        raise fail("unknown_lea", f"no DfE LA number for {missing[:5]} (LEA must be the "
-                   "3-digit number; pass lea_codes / --lea-codes)")
+        raise fail(
+            "unknown_lea",
+            f"no DfE LA number for {missing[:5]} (LEA must be the "
+            "3-digit number; pass lea_codes / --lea-codes)",
+        )
     bad_years = sorted(set(int(y) for y in ch["year"]) - set(cc.YEARS))
     if bad_years:
-        raise fail("unsupported_year", f"collection years {bad_years}: the writer knows the "
-                   f"layouts and rules of {cc.YEARS[0]}-{cc.YEARS[-1]}")
+        raise fail(
+            "unsupported_year",
+            f"collection years {bad_years}: the writer knows the "
+            f"layouts and rules of {cc.YEARS[0]}-{cc.YEARS[-1]}",
+        )
     new = ch.loc[ch["year"].astype(int) >= cc.SEX_FROM, "child_id"].astype(str)
     bad_ids = sorted(set(new[(new.str.len() > 20) | ~new.str.isalnum()]))
     if bad_ids:
-        raise fail("bad_child_id", f"child IDs {bad_ids[:5]}: from the 2024-25 collection "
-                   "(2025) LAchildID has at most 20 characters, all alphanumeric (rules 1570, "
-                   "1580)")
-    ep = ep.merge(ch[["child_id", "year", "la"]].drop_duplicates(["child_id", "year"]),
-                  on=["child_id", "year"], how="left", validate="many_to_one")
+        raise fail(
+            "bad_child_id",
+            f"child IDs {bad_ids[:5]}: from the 2024-25 collection "
+            "(2025) LAchildID has at most 20 characters, all alphanumeric (rules 1570, "
+            "1580)",
+        )
+    ep = ep.merge(
+        ch[["child_id", "year", "la"]].drop_duplicates(["child_id", "year"]),
+        on=["child_id", "year"],
+        how="left",
+        validate="many_to_one",
+    )
     fa = fa.assign(episode_id=list(zip(fa["episode_id"], fa["year"], strict=True)))
     ep_keyed = ep.assign(episode_id=list(zip(ep["episode_id"], ep["year"], strict=True)))
     episodes = _Episodes(ep_keyed, fa)
     by_child: dict = {}
-    for k, (c, y) in enumerate(zip(ep["child_id"].to_numpy(object), ep["year"].to_numpy(),
-                                   strict=True)):
+    for k, (c, y) in enumerate(
+        zip(ep["child_id"].to_numpy(object), ep["year"].to_numpy(), strict=True)
+    ):
         by_child.setdefault((c, y), []).append(k)
     lea = ch["la"].astype(str).map(numbers).to_numpy(object)
     child_info = {
-        "id": ch["child_id"].astype(str).to_numpy(object), "year": ch["year"].to_numpy(),
-        "dob": _dates(ch["date_of_birth"]), "eth": _ethnic_codes(ch, seed),
+        "id": ch["child_id"].astype(str).to_numpy(object),
+        "year": ch["year"].to_numpy(),
+        "dob": _dates(ch["date_of_birth"]),
+        "eth": _ethnic_codes(ch, seed),
         "upn": _upns(ch, lea, seed),
-        "gender": ch["gender"].astype(object).to_numpy(object)}
+        "gender": ch["gender"].astype(object).to_numpy(object),
+    }
     paths = []
     groups = ch.groupby(["la", "year"], sort=True).indices
     for (la, year), idx in groups.items():
-        data = _return_bytes(numbers[str(la)], int(year), np.sort(idx), episodes, by_child,
-                             child_info)
+        data = _return_bytes(
+            numbers[str(la)], int(year), np.sort(idx), episodes, by_child, child_info
+        )
         path = out / f"{la}_{int(year)}.xml"
         atomic_write(path, lambda tmp, b=data: Path(tmp).write_bytes(b))
         paths.append(path)
     lsoa = ch[["la", "year", "child_id", "lsoa"]]
-    atomic_write(out / "child_lsoa.csv",
-                 lambda tmp: lsoa.to_csv(tmp, index=False, lineterminator="\n"))
-    la = ep.loc[ep["looked_after_start"].notna(), ["la", "year", "child_id",
-                                                    "looked_after_start"]].copy()
+    atomic_write(
+        out / "child_lsoa.csv", lambda tmp: lsoa.to_csv(tmp, index=False, lineterminator="\n")
+    )
+    la = ep.loc[
+        ep["looked_after_start"].notna(), ["la", "year", "child_id", "looked_after_start"]
+    ].copy()
     la["looked_after_start"] = _dates(la["looked_after_start"])
-    atomic_write(out / "looked_after.csv",
-                 lambda tmp: la.to_csv(tmp, index=False, lineterminator="\n"))
+    atomic_write(
+        out / "looked_after.csv", lambda tmp: la.to_csv(tmp, index=False, lineterminator="\n")
+    )
     no_dates = ep["year"].map(lambda y: not cc.HAS_CIN_PLAN_DATES[int(y)]).astype(bool)
-    plans = ep.loc[ep["cin_plan_start"].notna() & no_dates,
-                   ["la", "year", "child_id", "referral_date", "cin_plan_start",
-                    "cin_plan_end"]].copy()
+    plans = ep.loc[
+        ep["cin_plan_start"].notna() & no_dates,
+        ["la", "year", "child_id", "referral_date", "cin_plan_start", "cin_plan_end"],
+    ].copy()
     for c in ("referral_date", "cin_plan_start", "cin_plan_end"):
         plans[c] = _dates(plans[c])
-    atomic_write(out / "cin_plans.csv",
-                 lambda tmp: plans.to_csv(tmp, index=False, lineterminator="\n"))
+    atomic_write(
+        out / "cin_plans.csv", lambda tmp: plans.to_csv(tmp, index=False, lineterminator="\n")
+    )
     return paths
 
 

@@ -84,19 +84,28 @@ def read_csv_text(path, source: str) -> pd.DataFrame:
     if path.stat().st_size == 0:
         raise fail("empty_file", f"{source}: {str(path)!r} is empty")
     try:
-        header = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False,
-                             encoding="utf-8-sig")
+        header = pd.read_csv(
+            path, header=None, nrows=1, dtype=str, keep_default_na=False, encoding="utf-8-sig"
+        )
         names = [str(n) for n in header.iloc[0].tolist()]
         dup = sorted({n for n in names if names.count(n) > 1 and n})
         with warnings.catch_warnings():  # a row longer than the header must not pass
             warnings.simplefilter("error", pd.errors.ParserWarning)
-            table = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""],
-                                encoding="utf-8-sig", index_col=False, low_memory=False)
+            table = pd.read_csv(
+                path,
+                dtype=str,
+                keep_default_na=False,
+                na_values=[""],
+                encoding="utf-8-sig",
+                index_col=False,
+                low_memory=False,
+            )
     except pd.errors.EmptyDataError as err:
         raise fail("empty_file", f"{source}: {str(path)!r} has no header or data") from err
     except UnicodeDecodeError as err:
-        raise fail("undecodable",
-                   f"{source}: {str(path)!r} is not UTF-8 text ({err.reason})") from err
+        raise fail(
+            "undecodable", f"{source}: {str(path)!r} is not UTF-8 text ({err.reason})"
+        ) from err
     except (ValueError, OSError, EOFError, zlib.error, pd.errors.ParserWarning) as err:
         raise fail("unreadable", f"{source}: cannot read {str(path)!r}: {err}") from err
     table.attrs["duplicate_columns"] = dup
@@ -118,8 +127,9 @@ def require_columns(table: pd.DataFrame, expected, source: str, path="") -> None
         )
     dup = [c for c in table.attrs.get("duplicate_columns", []) if c in expected]
     if dup:
-        raise fail("duplicate_column", f"{source}: column names repeated{where}: {dup}",
-                   columns=dup)
+        raise fail(
+            "duplicate_column", f"{source}: column names repeated{where}: {dup}", columns=dup
+        )
 
 
 def check_codes(values: pd.Series, kind: str, source: str, column: str) -> pd.Series:
@@ -131,10 +141,14 @@ def check_codes(values: pd.Series, kind: str, source: str, column: str) -> pd.Se
         return text
     arr = s.to_numpy(object)
     missing = s.isna().to_numpy(bool)
-    mangled = ~ok & ~missing & (
-        text.str.match(_SCIENTIFIC).to_numpy(bool)
-        | text.str.match(_LOST_ZERO).to_numpy(bool)
-        | text.str.match(_FLOAT_TAIL).to_numpy(bool)
+    mangled = (
+        ~ok
+        & ~missing
+        & (
+            text.str.match(_SCIENTIFIC).to_numpy(bool)
+            | text.str.match(_LOST_ZERO).to_numpy(bool)
+            | text.str.match(_FLOAT_TAIL).to_numpy(bool)
+        )
     )
     if mangled.any():
         rows = np.flatnonzero(mangled)
@@ -144,23 +158,30 @@ def check_codes(values: pd.Series, kind: str, source: str, column: str) -> pd.Se
             f"(lost leading zero, scientific notation or '.0'; expected like "
             f"{PATTERNS[kind]!r}): {_rows_text(rows, arr)}; re-export the file with the "
             "code column formatted as text",
-            rows, [column],
+            rows,
+            [column],
         )
     if missing.any():
         rows = np.flatnonzero(missing)
-        raise fail("missing_value", f"{source}: column {column!r}: {len(rows)} empty codes: "
-                   f"{_rows_text(rows, arr)}", rows, [column])
+        raise fail(
+            "missing_value",
+            f"{source}: column {column!r}: {len(rows)} empty codes: {_rows_text(rows, arr)}",
+            rows,
+            [column],
+        )
     rows = np.flatnonzero(~ok)
     raise fail(
         f"malformed_{kind}",
         f"{source}: column {column!r}: {len(rows)} codes not like {PATTERNS[kind]!r} "
         f"(no spaces allowed): {_rows_text(rows, arr)}",
-        rows, [column],
+        rows,
+        [column],
     )
 
 
-def parse_numbers(values: pd.Series, source: str, column: str, *, allow_missing=False,
-                  low=None, high=None) -> np.ndarray:
+def parse_numbers(
+    values: pd.Series, source: str, column: str, *, allow_missing=False, low=None, high=None
+) -> np.ndarray:
     """Text to float64, accepting thousands separators; refuse empty/non-numeric/out of range."""
     s = values.astype(object)
     missing = s.isna().to_numpy(bool)
@@ -169,13 +190,22 @@ def parse_numbers(values: pd.Series, source: str, column: str, *, allow_missing=
     arr = s.to_numpy(object)
     if missing.any() and not allow_missing:
         rows = np.flatnonzero(missing)
-        raise fail("missing_value", f"{source}: column {column!r}: {len(rows)} empty values: "
-                   f"{_rows_text(rows, arr)}", rows, [column])
+        raise fail(
+            "missing_value",
+            f"{source}: column {column!r}: {len(rows)} empty values: {_rows_text(rows, arr)}",
+            rows,
+            [column],
+        )
     bad = (np.isnan(num) & ~missing) | np.isinf(num)
     if bad.any():
         rows = np.flatnonzero(bad)
-        raise fail("non_numeric", f"{source}: column {column!r}: {len(rows)} values not "
-                   f"finite numbers: {_rows_text(rows, arr)}", rows, [column])
+        raise fail(
+            "non_numeric",
+            f"{source}: column {column!r}: {len(rows)} values not "
+            f"finite numbers: {_rows_text(rows, arr)}",
+            rows,
+            [column],
+        )
     out = np.zeros(len(num), bool)
     if low is not None:
         out |= num < low
@@ -183,13 +213,25 @@ def parse_numbers(values: pd.Series, source: str, column: str, *, allow_missing=
         out |= num > high
     if out.any():
         rows = np.flatnonzero(out)
-        raise fail("out_of_range", f"{source}: column {column!r}: {len(rows)} values outside "
-                   f"[{low}, {high}]: {_rows_text(rows, arr)}", rows, [column])
+        raise fail(
+            "out_of_range",
+            f"{source}: column {column!r}: {len(rows)} values outside "
+            f"[{low}, {high}]: {_rows_text(rows, arr)}",
+            rows,
+            [column],
+        )
     return num
 
 
-def read_layout(path, layout: Mapping[str, tuple], source: str, *, optional=(),
-                key: str | None = "lsoa", rows=None) -> pd.DataFrame:
+def read_layout(
+    path,
+    layout: Mapping[str, tuple],
+    source: str,
+    *,
+    optional=(),
+    key: str | None = "lsoa",
+    rows=None,
+) -> pd.DataFrame:
     """Read a published CSV by its layout ``{published name: (our name, kind, options)}``.
 
     ``optional`` names published columns that may be absent (their output column is then
@@ -222,9 +264,13 @@ def read_layout(path, layout: Mapping[str, tuple], source: str, *, optional=(),
         dup = table[key].duplicated(keep=False).to_numpy()
         if dup.any():
             r = np.flatnonzero(dup)
-            raise fail(f"duplicate_{key}" if key == "lsoa" else "duplicate_key",
-                       f"{source}: {len(r)} rows repeat a {key} code: "
-                       f"{_rows_text(r, table[key].to_numpy(object))}", r, [key])
+            raise fail(
+                f"duplicate_{key}" if key == "lsoa" else "duplicate_key",
+                f"{source}: {len(r)} rows repeat a {key} code: "
+                f"{_rows_text(r, table[key].to_numpy(object))}",
+                r,
+                [key],
+            )
     table.attrs["source"] = source
     table.attrs["path"] = str(path)
     return table

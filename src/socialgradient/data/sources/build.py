@@ -58,9 +58,24 @@ from socialgradient.data.sources import (
 from socialgradient.data.sources.base import check_codes
 from socialgradient.util.files import atomic_write
 
-COLUMNS = ["lsoa", "la", "la_name", "children", "income", "rural", "lsoa_name", "lad",
-           "lad_name", "utla19", "ruc11cd", "imd_score", "imd_rank", "idaci_rank",
-           "idaci_decile", "idaci"]
+COLUMNS = [
+    "lsoa",
+    "la",
+    "la_name",
+    "children",
+    "income",
+    "rural",
+    "lsoa_name",
+    "lad",
+    "lad_name",
+    "utla19",
+    "ruc11cd",
+    "imd_score",
+    "imd_rank",
+    "idaci_rank",
+    "idaci_decile",
+    "idaci",
+]
 MAX_LISTED = 50  # LSOA codes listed per unmatched reason in the report
 
 
@@ -68,8 +83,11 @@ def _path(shared: Path, key: str, required: bool = True) -> Path | None:
     rel = Path(SHARED_FILES[key])
     found = find_file(shared / rel.parent, rel.name)
     if found is None and required:
-        raise fail("file_not_found", f"{key}: neither {str(shared / rel)!r} nor its .gz found "
-                   f"in the shared data folder {str(shared)!r}")
+        raise fail(
+            "file_not_found",
+            f"{key}: neither {str(shared / rel)!r} nor its .gz found "
+            f"in the shared data folder {str(shared)!r}",
+        )
     return found
 
 
@@ -84,8 +102,9 @@ def _errors(steps) -> list[InputError]:
     return results, errors
 
 
-def build_neighbourhoods(shared_dir, outcome_table=None, la_year: int = LATEST_YEAR,
-                         merges=DFE_MERGES):
+def build_neighbourhoods(
+    shared_dir, outcome_table=None, la_year: int = LATEST_YEAR, merges=DFE_MERGES
+):
     """Build the neighbourhood table of every English LSOA from the public files.
 
     Parameters
@@ -128,20 +147,26 @@ def build_neighbourhoods(shared_dir, outcome_table=None, la_year: int = LATEST_Y
             p = shared / SHARED_FILES[key] if key == "iod" else _path(shared, key, required)
             paths[key] = str(p) if p is not None else None
             return fn(p) if p is not None else None
+
         return key, run
 
-    got, errors = _errors([
-        reader("iod", read_iod),
-        reader("lsoa_lad", read_lsoa_lad),
-        reader("ltla_utla", read_ltla_utla),
-        reader("ruc", read_ruc),
-        reader("lsoa_utla", read_lsoa_utla, required=False),
-    ])
+    got, errors = _errors(
+        [
+            reader("iod", read_iod),
+            reader("lsoa_lad", read_lsoa_lad),
+            reader("ltla_utla", read_ltla_utla),
+            reader("ruc", read_ruc),
+            reader("lsoa_utla", read_lsoa_utla, required=False),
+        ]
+    )
     if len(errors) == 1:
         raise errors[0]
     if errors:
-        err = fail("source_errors", f"{len(errors)} source files have problems:\n  - "
-                   + "\n  - ".join(e.message for e in errors))
+        err = fail(
+            "source_errors",
+            f"{len(errors)} source files have problems:\n  - "
+            + "\n  - ".join(e.message for e in errors),
+        )
         err.errors = errors
         raise err
     iod, ltla = got["iod"], got["ltla_utla"]
@@ -162,8 +187,9 @@ def build_neighbourhoods(shared_dir, outcome_table=None, la_year: int = LATEST_Y
     ut = ltla.set_index("lad")
     geo["utla19"] = geo["lad"].map(ut["utla"])
     utla_name = dict(zip(ltla["utla"], ltla["utla_name"], strict=False))
-    reasons["lad_not_in_utla_lookup"] = geo["utla19"].isna().to_numpy() & \
-        ~reasons["lsoa_not_in_ons_lad_lookup"]
+    reasons["lad_not_in_utla_lookup"] = (
+        geo["utla19"].isna().to_numpy() & ~reasons["lsoa_not_in_ons_lad_lookup"]
+    )
     if got.get("lsoa_utla") is not None:
         best = geo["lsoa"].map(got["lsoa_utla"].set_index("lsoa")["utla"])
         checks["bestfit_utla_disagrees"] = int((best.notna() & (best != geo["utla19"])).sum())
@@ -199,8 +225,11 @@ def build_neighbourhoods(shared_dir, outcome_table=None, la_year: int = LATEST_Y
     table = geo[COLUMNS]
     report["changes"] = changes
     report["checks"] = checks
-    report["rows"] = {"read": n_read, "linked": int(linked.sum()),
-                      "unmatched": int(n_read - linked.sum())}
+    report["rows"] = {
+        "read": n_read,
+        "linked": int(linked.sum()),
+        "unmatched": int(n_read - linked.sum()),
+    }
 
     outcomes: list[str] = []
     if outcome_table is not None:
@@ -222,31 +251,51 @@ def _join_outcomes(geo: pd.DataFrame, outcome_table):
         outcome_table = schema.read_table(outcome_table)
     out = outcome_table.reset_index(drop=True)
     if "lsoa" not in out.columns:
-        raise fail("missing_column", f"outcome table: column 'lsoa' not found; found columns "
-                   f"{[str(c) for c in out.columns]}", columns=["lsoa"])
+        raise fail(
+            "missing_column",
+            f"outcome table: column 'lsoa' not found; found columns "
+            f"{[str(c) for c in out.columns]}",
+            columns=["lsoa"],
+        )
     outcomes = [str(c) for c in out.columns if c != "lsoa"]
     clash = [c for c in outcomes if c in geo.columns]
     if clash:
-        raise fail("duplicate_column", f"outcome table: columns {clash} clash with the "
-                   f"geography's columns; rename them", columns=clash)
+        raise fail(
+            "duplicate_column",
+            f"outcome table: columns {clash} clash with the geography's columns; rename them",
+            columns=clash,
+        )
     if not outcomes:
         raise fail("no_outcome", "outcome table has only 'lsoa'; add count columns")
     out["lsoa"] = check_codes(out["lsoa"], "lsoa", "outcome table", "lsoa")
     dup = out["lsoa"].duplicated(keep=False).to_numpy()
     if dup.any():
         rows = np.flatnonzero(dup)
-        raise fail("duplicate_lsoa", f"outcome table: {len(rows)} rows repeat an LSOA, e.g. "
-                   f"{list(out['lsoa'].iloc[rows[:8]])}", rows, ["lsoa"])
+        raise fail(
+            "duplicate_lsoa",
+            f"outcome table: {len(rows)} rows repeat an LSOA, e.g. "
+            f"{list(out['lsoa'].iloc[rows[:8]])}",
+            rows,
+            ["lsoa"],
+        )
     unknown = ~out["lsoa"].isin(geo["lsoa"]).to_numpy()
     if unknown.any():
         rows = np.flatnonzero(unknown)
-        raise fail("outcome_lsoa_unknown", f"outcome table: {len(rows)} LSOAs not among the "
-                   f"linked 2011 LSOAs of England, e.g. {list(out['lsoa'].iloc[rows[:8]])} "
-                   "(2021 codes? unmatched in the geography? see the linkage report)",
-                   rows, ["lsoa"])
+        raise fail(
+            "outcome_lsoa_unknown",
+            f"outcome table: {len(rows)} LSOAs not among the "
+            f"linked 2011 LSOAs of England, e.g. {list(out['lsoa'].iloc[rows[:8]])} "
+            "(2021 codes? unmatched in the geography? see the linkage report)",
+            rows,
+            ["lsoa"],
+        )
     joined = geo.merge(out, on="lsoa", how="inner", validate="one_to_one")
-    info = {"rows": len(out), "joined": len(joined), "outcomes": outcomes,
-            "geography_lsoas_without_outcome": int(len(geo) - len(joined))}
+    info = {
+        "rows": len(out),
+        "joined": len(joined),
+        "outcomes": outcomes,
+        "geography_lsoas_without_outcome": int(len(geo) - len(joined)),
+    }
     return joined, outcomes, info
 
 
@@ -274,21 +323,26 @@ def write(table: pd.DataFrame, report: dict, out, report_path=None) -> None:
         atomic_write(out, lambda p: Path(p).write_bytes(text))
     if report_path is not None:
         text = json.dumps(report, indent=2, default=str) + "\n"
-        atomic_write(report_path, lambda p: Path(p).write_text(text, encoding="utf-8",
-                                                                 newline="\n"))
+        atomic_write(
+            report_path, lambda p: Path(p).write_text(text, encoding="utf-8", newline="\n")
+        )
 
 
 def summary(report: dict) -> str:
     """A few lines for the terminal."""
     r = report["rows"]
-    lines = [f"LSOAs read {r['read']}, linked {r['linked']}, unmatched {r['unmatched']}, "
-             f"in table {r.get('in_table', '?')}; {report.get('las', '?')} children's-services "
-             f"LAs (DfE year {report['la_year']})"]
+    lines = [
+        f"LSOAs read {r['read']}, linked {r['linked']}, unmatched {r['unmatched']}, "
+        f"in table {r.get('in_table', '?')}; {report.get('las', '?')} children's-services "
+        f"LAs (DfE year {report['la_year']})"
+    ]
     for reason, v in report.get("unmatched", {}).items():
         lines.append(f"  unmatched: {reason}: {v['count']} (e.g. {v['lsoas'][:3]})")
     for c in report.get("changes", []):
-        lines.append(f"  {c['kind']}: {c['old']} {c['old_name']} -> {c['new']} {c['new_name']}"
-                     f" ({c['rows']} LSOAs)")
+        lines.append(
+            f"  {c['kind']}: {c['old']} {c['old_name']} -> {c['new']} {c['new_name']}"
+            f" ({c['rows']} LSOAs)"
+        )
     for k, v in report.get("checks", {}).items():
         lines.append(f"  check {k}: {v}")
     return "\n".join(lines)

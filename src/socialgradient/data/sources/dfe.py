@@ -46,41 +46,80 @@ from socialgradient.data.sources.base import (
 #: c confidential, x not available, z not applicable, u low reliability, low (rounds to 0),
 #: k (fewer than 0.5), ``..``/``:`` not available, ``~`` rounds to zero, ``-``/``*`` nil
 #: or suppressed in older tables.
-SUPPRESSION = frozenset({"c", "x", "z", "u", "low", "k", "..", ":", "~", "-", "*", "[c]",
-                         "[x]", "[z]", "[low]"})
+SUPPRESSION = frozenset(
+    {"c", "x", "z", "u", "low", "k", "..", ":", "~", "-", "*", "[c]", "[x]", "[z]", "[low]"}
+)
 
-META_COLUMNS = ["time_period", "time_identifier", "geographic_level", "country_code",
-                "country_name", "region_code", "region_name", "old_la_code", "new_la_code",
-                "la_name"]
+META_COLUMNS = [
+    "time_period",
+    "time_identifier",
+    "geographic_level",
+    "country_code",
+    "country_name",
+    "region_code",
+    "region_name",
+    "old_la_code",
+    "new_la_code",
+    "la_name",
+]
 
 #: Tables of shared/data/dfe_csc: key -> (file name, category column, measures required).
 DFE_TABLES = {
-    "cin": ("b1_children_in_need_2013_to_2025.csv", "category",
-            ["Anypoint_child", "Started_episodes", "At31_episodes"]),
-    "referrals": ("c1_children_in_need_referrals_and_rereferrals_2013_to_2025.csv",
-                  "category", ["referral_count", "rereferral_count"]),
-    "assessment_factors": ("c3_factors_identified_at_end_of_assessment_2018_to_2025.csv",
-                           "category", ["Episodes_with_assessment_factor"]),
-    "cpp_starts": ("d3_cpps_subsequent_plan_2013_to_2025.csv", "category",
-                   ["CPP_start", "CPP_subsequent"]),
-    "cpp_duration": ("d5_cpps_at31march_by_duration_2013_to_2025.csv", "category",
-                     ["CPP_At31"]),
-    "cla": ("cla_number_and_rate_per_10k_children.csv", "population_type",
-            ["population_estimate", "children_count", "rate_per_10000"]),
+    "cin": (
+        "b1_children_in_need_2013_to_2025.csv",
+        "category",
+        ["Anypoint_child", "Started_episodes", "At31_episodes"],
+    ),
+    "referrals": (
+        "c1_children_in_need_referrals_and_rereferrals_2013_to_2025.csv",
+        "category",
+        ["referral_count", "rereferral_count"],
+    ),
+    "assessment_factors": (
+        "c3_factors_identified_at_end_of_assessment_2018_to_2025.csv",
+        "category",
+        ["Episodes_with_assessment_factor"],
+    ),
+    "cpp_starts": (
+        "d3_cpps_subsequent_plan_2013_to_2025.csv",
+        "category",
+        ["CPP_start", "CPP_subsequent"],
+    ),
+    "cpp_duration": ("d5_cpps_at31march_by_duration_2013_to_2025.csv", "category", ["CPP_At31"]),
+    "cla": (
+        "cla_number_and_rate_per_10k_children.csv",
+        "population_type",
+        ["population_estimate", "children_count", "rate_per_10000"],
+    ),
 }
-POPULATION_FILE = ("ons_mid-year_population_estimates_2012_to_2024.csv", "age_group",
-                   ["population_estimate"])
+POPULATION_FILE = (
+    "ons_mid-year_population_estimates_2012_to_2024.csv",
+    "age_group",
+    ["population_estimate"],
+)
 
-LEVELS = {"Local authority": "new_la_code", "Regional": "region_code",
-          "National": "country_code"}
-LONG_COLUMNS = ["table", "level", "la", "old_la_code", "la_name", "year", "measure", "value",
-                "suppressed", "marker"]
+LEVELS = {"Local authority": "new_la_code", "Regional": "region_code", "National": "country_code"}
+LONG_COLUMNS = [
+    "table",
+    "level",
+    "la",
+    "old_la_code",
+    "la_name",
+    "year",
+    "measure",
+    "value",
+    "suppressed",
+    "marker",
+]
 
 
 def _cla_prefix(population_type: str) -> str:
     text = str(population_type).lower()
-    for key, prefix in (("31 march", "cla_at_31_march"), ("starting", "cla_started"),
-                        ("ceasing", "cla_ceased")):
+    for key, prefix in (
+        ("31 march", "cla_at_31_march"),
+        ("starting", "cla_started"),
+        ("ceasing", "cla_ceased"),
+    ):
         if key in text:
             return prefix
     return re.sub(r"[^a-z0-9]+", "_", text).strip("_")
@@ -90,40 +129,60 @@ def _years(series: pd.Series, source: str) -> np.ndarray:
     text = series.astype(object).where(series.notna(), "").astype(str).str.strip()
     four = text.str.fullmatch(r"[0-9]{4}").to_numpy(bool)
     six = text.str.fullmatch(r"[0-9]{6}").to_numpy(bool)  # 201819: year ending in 2019
-    six = six & np.array([not s or (int(t[:4]) + 1) % 100 == int(t[4:])
-                          for t, s in zip(text, six, strict=True)], dtype=bool)  # not 201899
+    six = six & np.array(
+        [not s or (int(t[:4]) + 1) % 100 == int(t[4:]) for t, s in zip(text, six, strict=True)],
+        dtype=bool,
+    )  # not 201899
     bad = ~(four | six)
     if bad.any():
         rows = np.flatnonzero(bad)
-        raise fail("malformed_year", f"{source}: column 'time_period': {len(rows)} values not "
-                   f"a year like 2019 or 201819: {_rows_text(rows, series.to_numpy(object))}",
-                   rows, ["time_period"])
-    year = np.where(four, pd.to_numeric(text.where(four, "0")),
-                    pd.to_numeric(text.str[:4].where(six, "0")) + 1)
+        raise fail(
+            "malformed_year",
+            f"{source}: column 'time_period': {len(rows)} values not "
+            f"a year like 2019 or 201819: {_rows_text(rows, series.to_numpy(object))}",
+            rows,
+            ["time_period"],
+        )
+    year = np.where(
+        four, pd.to_numeric(text.where(four, "0")), pd.to_numeric(text.str[:4].where(six, "0")) + 1
+    )
     return year.astype(np.int64)
 
 
-def read_dfe_table(path, table: str | None = None, level: str = "Local authority",
-                   category: str | None = None, required=()) -> pd.DataFrame:
+def read_dfe_table(
+    path,
+    table: str | None = None,
+    level: str = "Local authority",
+    category: str | None = None,
+    required=(),
+) -> pd.DataFrame:
     """Read one DfE table (``table`` a :data:`DFE_TABLES` key, else guessed from the file
     name) into the long format of this module, rows of geographic ``level`` only."""
     path = Path(path)
     if table is None:
-        hits = [k for k, (name, *_) in DFE_TABLES.items()
-                if path.name.split(".")[0] == name.split(".")[0]]
+        hits = [
+            k
+            for k, (name, *_) in DFE_TABLES.items()
+            if path.name.split(".")[0] == name.split(".")[0]
+        ]
         if not hits and path.name.startswith(POPULATION_FILE[0][:20]):
             hits = ["population"]
         if not hits:
-            raise fail("unknown_table", f"cannot tell which DfE table {path.name!r} is; pass "
-                       f"table= one of {sorted(DFE_TABLES)} or 'population'")
+            raise fail(
+                "unknown_table",
+                f"cannot tell which DfE table {path.name!r} is; pass "
+                f"table= one of {sorted(DFE_TABLES)} or 'population'",
+            )
         table = hits[0]
     if table == "population":
         _, cat, req = POPULATION_FILE
     elif table in DFE_TABLES:
         _, cat, req = DFE_TABLES[table]
     else:
-        raise fail("unknown_table", f"no DfE table {table!r}; choose from "
-                   f"{sorted(DFE_TABLES)} or 'population'")
+        raise fail(
+            "unknown_table",
+            f"no DfE table {table!r}; choose from {sorted(DFE_TABLES)} or 'population'",
+        )
     cat, req = category or cat, list(required) or req
     if level not in LEVELS:
         raise ValueError(f"level {level!r}: choose from {list(LEVELS)}")
@@ -145,11 +204,14 @@ def read_dfe_table(path, table: str | None = None, level: str = "Local authority
         if bad.any():
             rows = np.flatnonzero(bad)
             mangled = text.str.fullmatch(r"[0-9]{1,3}(\.0+)?|[0-9.]+[eE][+-]?[0-9]+")
-            rule = "excel_mangled_code" if mangled.to_numpy(bool)[rows].all() else \
-                "malformed_la"
-            raise fail(rule, f"{source}: column 'old_la_code': {len(rows)} values not a "
-                       f"3-digit DfE LA number: {_rows_text(rows, old.to_numpy(object))}",
-                       rows, ["old_la_code"])
+            rule = "excel_mangled_code" if mangled.to_numpy(bool)[rows].all() else "malformed_la"
+            raise fail(
+                rule,
+                f"{source}: column 'old_la_code': {len(rows)} values not a "
+                f"3-digit DfE LA number: {_rows_text(rows, old.to_numpy(object))}",
+                rows,
+                ["old_la_code"],
+            )
     year = _years(raw["time_period"], source)
     prefix = raw[cat].map(_cla_prefix) if table == "cla" else None
     parts = []
@@ -158,39 +220,68 @@ def read_dfe_table(path, table: str | None = None, level: str = "Local authority
         missing = cell.isna().to_numpy(bool)
         text = cell.where(~cell.isna(), "").astype(str).str.strip()
         marker = text.str.lower().isin(SUPPRESSION).to_numpy(bool)
-        num = pd.to_numeric(drop_thousands(text).where(~marker & ~missing),
-                            errors="coerce").to_numpy("float64")
+        num = pd.to_numeric(
+            drop_thousands(text).where(~marker & ~missing), errors="coerce"
+        ).to_numpy("float64")
         if missing.any():
             rows = np.flatnonzero(missing)
-            raise fail("missing_value", f"{source}: column {m!r}: {len(rows)} empty cells "
-                       f"(DfE marks suppression with c, x, z, ...; an empty cell is not "
-                       f"allowed): {_rows_text(rows, la.to_numpy(object))}", rows, [m])
+            raise fail(
+                "missing_value",
+                f"{source}: column {m!r}: {len(rows)} empty cells "
+                f"(DfE marks suppression with c, x, z, ...; an empty cell is not "
+                f"allowed): {_rows_text(rows, la.to_numpy(object))}",
+                rows,
+                [m],
+            )
         bad = (np.isnan(num) | np.isinf(num)) & ~marker
         if bad.any():
             rows = np.flatnonzero(bad)
-            raise fail("non_numeric", f"{source}: column {m!r}: {len(rows)} cells neither a "
-                       f"number nor a suppression marker {sorted(SUPPRESSION)}: "
-                       f"{_rows_text(rows, cell.to_numpy(object))}", rows, [m])
+            raise fail(
+                "non_numeric",
+                f"{source}: column {m!r}: {len(rows)} cells neither a "
+                f"number nor a suppression marker {sorted(SUPPRESSION)}: "
+                f"{_rows_text(rows, cell.to_numpy(object))}",
+                rows,
+                [m],
+            )
         if (num < 0).any():  # counts, percentages and rates are never negative
             rows = np.flatnonzero(num < 0)
-            raise fail("out_of_range", f"{source}: column {m!r}: {len(rows)} negative cells: "
-                       f"{_rows_text(rows, cell.to_numpy(object))}", rows, [m])
+            raise fail(
+                "out_of_range",
+                f"{source}: column {m!r}: {len(rows)} negative cells: "
+                f"{_rows_text(rows, cell.to_numpy(object))}",
+                rows,
+                [m],
+            )
         name = (prefix + "_" + m) if prefix is not None else pd.Series(m, index=raw.index)
-        parts.append(pd.DataFrame({
-            "table": table, "level": level, "la": la.to_numpy(object),
-            "old_la_code": raw["old_la_code"].to_numpy(object),
-            "la_name": raw["la_name"].to_numpy(object), "year": year,
-            "measure": name.to_numpy(object), "value": num, "suppressed": marker,
-            "marker": np.where(marker, text.to_numpy(object), ""),
-        }))
+        parts.append(
+            pd.DataFrame(
+                {
+                    "table": table,
+                    "level": level,
+                    "la": la.to_numpy(object),
+                    "old_la_code": raw["old_la_code"].to_numpy(object),
+                    "la_name": raw["la_name"].to_numpy(object),
+                    "year": year,
+                    "measure": name.to_numpy(object),
+                    "value": num,
+                    "suppressed": marker,
+                    "marker": np.where(marker, text.to_numpy(object), ""),
+                }
+            )
+        )
     long = pd.concat(parts, ignore_index=True)
     dup = long.duplicated(["la", "year", "measure"], keep=False).to_numpy()
     if dup.any():
         rows = np.flatnonzero(dup)
-        keys = (long["la"] + " " + long["year"].astype(str) + " " + long["measure"])
-        raise fail("duplicate_key", f"{source}: {len(rows)} cells repeat an (LA, year, "
-                   f"measure): {_rows_text(rows, keys.to_numpy(object))}", rows,
-                   ["la", "time_period"])
+        keys = long["la"] + " " + long["year"].astype(str) + " " + long["measure"]
+        raise fail(
+            "duplicate_key",
+            f"{source}: {len(rows)} cells repeat an (LA, year, "
+            f"measure): {_rows_text(rows, keys.to_numpy(object))}",
+            rows,
+            ["la", "time_period"],
+        )
     long.attrs.update(source=source, path=str(path), rows_read=len(raw))
     return long[LONG_COLUMNS]
 
@@ -223,8 +314,11 @@ def read_dfe_csc(folder, tables=None, level: str = "Local authority") -> pd.Data
         out.append(read_dfe_table(path, key, level=level))
         used.append(key)
     if not out:
-        raise fail("file_not_found", f"no DfE table files in {str(folder)!r}; expected any of "
-                   f"{[v[0] for v in DFE_TABLES.values()]}")
+        raise fail(
+            "file_not_found",
+            f"no DfE table files in {str(folder)!r}; expected any of "
+            f"{[v[0] for v in DFE_TABLES.values()]}",
+        )
     long = pd.concat(out, ignore_index=True)
     long.attrs["tables"] = used
     return long

@@ -40,32 +40,86 @@ class LAChange(NamedTuple):
 #: Reorganisations since the ONS April 2019 UTLA lookup (and the April 2019 one it already
 #: has, for data still carrying the pre-2019 codes). Effective 1 April of dfe_year - 1.
 REORGANISATIONS: tuple[LAChange, ...] = (
-    LAChange(2020, "E06000028", "Bournemouth", "E06000058",
-             "Bournemouth, Christchurch and Poole", None, "with Christchurch from Dorset"),
+    LAChange(
+        2020,
+        "E06000028",
+        "Bournemouth",
+        "E06000058",
+        "Bournemouth, Christchurch and Poole",
+        None,
+        "with Christchurch from Dorset",
+    ),
     LAChange(2020, "E06000029", "Poole", "E06000058", "Bournemouth, Christchurch and Poole"),
-    LAChange(2020, "E10000009", "Dorset (county)", "E06000059", "Dorset", None,
-             "less Christchurch, which went to BCP"),
+    LAChange(
+        2020,
+        "E10000009",
+        "Dorset (county)",
+        "E06000059",
+        "Dorset",
+        None,
+        "less Christchurch, which went to BCP",
+    ),
     LAChange(2021, "E10000002", "Buckinghamshire (county)", "E06000060", "Buckinghamshire"),
-    LAChange(2022, "E10000021", "Northamptonshire", "E06000061", "North Northamptonshire",
-             ("E07000150", "E07000152", "E07000153", "E07000156"),
-             "Corby, East Northamptonshire, Kettering, Wellingborough"),
-    LAChange(2022, "E10000021", "Northamptonshire", "E06000062", "West Northamptonshire",
-             ("E07000151", "E07000154", "E07000155"),
-             "Daventry, Northampton, South Northamptonshire"),
-    LAChange(2024, "E10000006", "Cumbria", "E06000063", "Cumberland",
-             ("E07000026", "E07000028", "E07000029"), "Allerdale, Carlisle, Copeland"),
-    LAChange(2024, "E10000006", "Cumbria", "E06000064", "Westmorland and Furness",
-             ("E07000027", "E07000030", "E07000031"), "Barrow-in-Furness, Eden, South Lakeland"),
+    LAChange(
+        2022,
+        "E10000021",
+        "Northamptonshire",
+        "E06000061",
+        "North Northamptonshire",
+        ("E07000150", "E07000152", "E07000153", "E07000156"),
+        "Corby, East Northamptonshire, Kettering, Wellingborough",
+    ),
+    LAChange(
+        2022,
+        "E10000021",
+        "Northamptonshire",
+        "E06000062",
+        "West Northamptonshire",
+        ("E07000151", "E07000154", "E07000155"),
+        "Daventry, Northampton, South Northamptonshire",
+    ),
+    LAChange(
+        2024,
+        "E10000006",
+        "Cumbria",
+        "E06000063",
+        "Cumberland",
+        ("E07000026", "E07000028", "E07000029"),
+        "Allerdale, Carlisle, Copeland",
+    ),
+    LAChange(
+        2024,
+        "E10000006",
+        "Cumbria",
+        "E06000064",
+        "Westmorland and Furness",
+        ("E07000027", "E07000030", "E07000031"),
+        "Barrow-in-Furness, Eden, South Lakeland",
+    ),
     LAChange(2024, "E10000023", "North Yorkshire", "E06000065", "North Yorkshire"),
     LAChange(2024, "E10000027", "Somerset", "E06000066", "Somerset"),
 )
 
 #: Authorities DfE reports together with a neighbour for children's social care.
 DFE_MERGES: tuple[LAChange, ...] = (
-    LAChange(0, "E06000053", "Isles of Scilly", "E06000052", "Cornwall", None,
-             "DfE reports the Isles of Scilly with Cornwall"),
-    LAChange(0, "E09000001", "City of London", "E09000012", "Hackney", None,
-             "City of London's children's services are provided with Hackney"),
+    LAChange(
+        0,
+        "E06000053",
+        "Isles of Scilly",
+        "E06000052",
+        "Cornwall",
+        None,
+        "DfE reports the Isles of Scilly with Cornwall",
+    ),
+    LAChange(
+        0,
+        "E09000001",
+        "City of London",
+        "E09000012",
+        "Hackney",
+        None,
+        "City of London's children's services are provided with Hackney",
+    ),
 )
 
 #: Latest DfE reporting year whose geography the tables above describe.
@@ -113,8 +167,13 @@ def read_ltla_utla(path) -> pd.DataFrame:
     from socialgradient.data.sources.base import read_csv_text
 
     header = list(read_csv_text(path, "ONS LTLA->UTLA lookup").columns)
-    years = sorted({c[4:6] for c in header if c.startswith("LTLA") and c.endswith("CD")
-                    and len(c) == 8 and c[4:6].isdigit()})
+    years = sorted(
+        {
+            c[4:6]
+            for c in header
+            if c.startswith("LTLA") and c.endswith("CD") and len(c) == 8 and c[4:6].isdigit()
+        }
+    )
     yy = years[-1] if years else "19"
     layout = {
         f"LTLA{yy}CD": ("lad", "la"),
@@ -144,20 +203,29 @@ def read_ruc(path) -> pd.DataFrame:
     if bad.any():
         rows = np.flatnonzero(bad)
         shown = ", ".join(f"row {r} ({table['ruc11cd'].iloc[r]!r})" for r in rows[:8])
-        raise fail("unknown_category", f"ONS RUC2011: column 'RUC11CD': {len(rows)} values "
-                   f"not among {sorted(RUC_CLASSES)}: {shown}", rows, ["RUC11CD"])
+        raise fail(
+            "unknown_category",
+            f"ONS RUC2011: column 'RUC11CD': {len(rows)} values "
+            f"not among {sorted(RUC_CLASSES)}: {shown}",
+            rows,
+            ["RUC11CD"],
+        )
     table["rural"] = table["ruc11cd"].str[0].isin(["D", "E"])
     return table
 
 
 def _check_year(la_year: int) -> None:
     if not FIRST_YEAR <= la_year <= LATEST_YEAR:
-        raise fail("unsupported_year", f"LA geography for DfE year {la_year}: supported "
-                   f"{FIRST_YEAR}-{LATEST_YEAR} (LSOAs are assigned through 2019 districts)")
+        raise fail(
+            "unsupported_year",
+            f"LA geography for DfE year {la_year}: supported "
+            f"{FIRST_YEAR}-{LATEST_YEAR} (LSOAs are assigned through 2019 districts)",
+        )
 
 
-def children_services_la(lad: pd.Series, utla: pd.Series, la_year: int = LATEST_YEAR,
-                         merges=DFE_MERGES) -> tuple[pd.Series, list[dict]]:
+def children_services_la(
+    lad: pd.Series, utla: pd.Series, la_year: int = LATEST_YEAR, merges=DFE_MERGES
+) -> tuple[pd.Series, list[dict]]:
     """Children's-services LA of the DfE reporting year ``la_year`` for each row.
 
     Parameters
@@ -187,8 +255,9 @@ def children_services_la(lad: pd.Series, utla: pd.Series, la_year: int = LATEST_
             hit &= np.isin(lad, c.lads)
         if hit.any():
             la[hit] = c.new
-            applied.append({"kind": kind, **c._asdict(), "lads": list(c.lads or []),
-                            "rows": int(hit.sum())})
+            applied.append(
+                {"kind": kind, **c._asdict(), "lads": list(c.lads or []), "rows": int(hit.sum())}
+            )
     return pd.Series(la, index=utla.index, name="la"), applied
 
 
@@ -203,14 +272,21 @@ def la_names(la_year: int = LATEST_YEAR) -> dict[str, str]:
 #: note: an area moved from ``old`` to an authority that also absorbed others. A time
 #: series harmonised across them must join both sides (see :func:`harmonised_la`).
 BOUNDARY_TRANSFERS: tuple[LAChange, ...] = (
-    LAChange(2020, "E10000009", "Dorset (county)", "E06000058",
-             "Bournemouth, Christchurch and Poole", ("E07000048",),
-             "Christchurch moved from Dorset county to BCP, April 2019"),
+    LAChange(
+        2020,
+        "E10000009",
+        "Dorset (county)",
+        "E06000058",
+        "Bournemouth, Christchurch and Poole",
+        ("E07000048",),
+        "Christchurch moved from Dorset county to BCP, April 2019",
+    ),
 )
 
 
-def harmonised_la(codes, changes=REORGANISATIONS, transfers=BOUNDARY_TRANSFERS,
-                  merges=()) -> tuple[pd.Series, dict[str, dict]]:
+def harmonised_la(
+    codes, changes=REORGANISATIONS, transfers=BOUNDARY_TRANSFERS, merges=()
+) -> tuple[pd.Series, dict[str, dict]]:
     """One fixed geography for time series across the reorganisations: each code's unit.
 
     Codes joined by a change (old -> new), a boundary transfer, or a merge in ``merges``

@@ -47,11 +47,13 @@ _MOST = " (where 1 is most deprived)"
 _TENTH = " (where 1 is most deprived 10% of LSOAs)"
 _POP = {
     "Total population: mid 2015 (excluding prisoners)": ("pop_total", "number", _COUNT),
-    "Dependent Children aged 0-15: mid 2015 (excluding prisoners)":
-        ("children", "number", _COUNT),
+    "Dependent Children aged 0-15: mid 2015 (excluding prisoners)": ("children", "number", _COUNT),
     "Population aged 16-59: mid 2015 (excluding prisoners)": ("pop_16_59", "number", _COUNT),
-    "Older population aged 60 and over: mid 2015 (excluding prisoners)":
-        ("pop_60plus", "number", _COUNT),
+    "Older population aged 60 and over: mid 2015 (excluding prisoners)": (
+        "pop_60plus",
+        "number",
+        _COUNT,
+    ),
     "Working age population 18-59/64: for use with Employment Deprivation Domain "
     "(excluding prisoners)": ("pop_working_age", "number", _COUNT),
 }
@@ -110,8 +112,11 @@ MYSOCIETY_NAME = "mysociety_GB_IMD_E.csv"
 
 #: Published columns a file may lack (read as missing): the score files' ranks and names.
 OPTIONAL = {
-    n: [c for c, (name, *_) in LAYOUTS[n].items()
-        if name.endswith(("_rank", "_decile", "_name", "imd_score"))]
+    n: [
+        c
+        for c, (name, *_) in LAYOUTS[n].items()
+        if name.endswith(("_rank", "_decile", "_name", "imd_score"))
+    ]
     for n in (5, 7)
 }
 
@@ -120,8 +125,9 @@ def read_iod_file(path, number: int) -> pd.DataFrame:
     """Read IoD2019 File ``number`` (1, 2, 3, 5, 6 or 7) as published; one row per LSOA."""
     if number not in LAYOUTS:
         raise ValueError(f"IoD2019 File {number} has no reader; choose from {sorted(LAYOUTS)}")
-    return read_layout(path, LAYOUTS[number], f"IoD2019 File {number}",
-                       optional=OPTIONAL.get(number, ()))
+    return read_layout(
+        path, LAYOUTS[number], f"IoD2019 File {number}", optional=OPTIONAL.get(number, ())
+    )
 
 
 def read_mysociety_scores(path) -> pd.DataFrame:
@@ -172,26 +178,36 @@ def read_iod(folder) -> pd.DataFrame:
     paths = {n: find_file(folder, FILE_NAMES[n]) for n in (1, 6)}
     lost = [FILE_NAMES[n] for n, p in paths.items() if p is None]
     if lost:
-        raise fail("file_not_found", f"IoD2019: {lost} (or .gz) not found in {str(folder)!r}; "
-                   f"need File 7, or Files 1 and 6 plus an income score")
+        raise fail(
+            "file_not_found",
+            f"IoD2019: {lost} (or .gz) not found in {str(folder)!r}; "
+            f"need File 7, or Files 1 and 6 plus an income score",
+        )
     table = read_iod_file(paths[1], 1)
     used = [str(paths[1])]
     score = find_file(folder, FILE_NAMES[5])
-    extra = [(6, paths[6]), (3, find_file(folder, FILE_NAMES[3])),
-             (2, find_file(folder, FILE_NAMES[2]))]
+    extra = [
+        (6, paths[6]),
+        (3, find_file(folder, FILE_NAMES[3])),
+        (2, find_file(folder, FILE_NAMES[2])),
+    ]
     if score is not None:
         extra.append((5, score))
     else:
         mys = find_file(folder, MYSOCIETY_NAME)
         if mys is None:
-            raise fail("file_not_found", f"IoD2019: no income score in {str(folder)!r}: need "
-                       f"{FILE_NAMES[5]}, {FILE_NAMES[7]} or {MYSOCIETY_NAME} (or .gz)")
+            raise fail(
+                "file_not_found",
+                f"IoD2019: no income score in {str(folder)!r}: need "
+                f"{FILE_NAMES[5]}, {FILE_NAMES[7]} or {MYSOCIETY_NAME} (or .gz)",
+            )
         extra.append(("mySociety", mys))
     for number, path in extra:
         if path is None:
             continue
-        other = read_iod_file(path, number) if number != "mySociety" else \
-            read_mysociety_scores(path)
+        other = (
+            read_iod_file(path, number) if number != "mySociety" else read_mysociety_scores(path)
+        )
         table = _join(table, other, str(path))
         used.append(str(path))
     if "idaci" not in table.columns:
@@ -204,9 +220,12 @@ def _join(left: pd.DataFrame, right: pd.DataFrame, where: str) -> pd.DataFrame:
     a, b = set(left["lsoa"]), set(right["lsoa"])
     if a != b:
         only_l, only_r = sorted(a - b), sorted(b - a)
-        raise fail("lsoa_mismatch", f"IoD2019: {where} covers different LSOAs: "
-                   f"{len(only_l)} missing from it (e.g. {only_l[:5]}), {len(only_r)} extra "
-                   f"(e.g. {only_r[:5]})")
+        raise fail(
+            "lsoa_mismatch",
+            f"IoD2019: {where} covers different LSOAs: "
+            f"{len(only_l)} missing from it (e.g. {only_l[:5]}), {len(only_r)} extra "
+            f"(e.g. {only_r[:5]})",
+        )
     new = [c for c in right.columns if c not in left.columns or c == "lsoa"]
     merged = left.merge(right[new], on="lsoa", how="left", validate="one_to_one")
     if "lad" in right.columns and right["lad"].notna().all():
@@ -214,6 +233,11 @@ def _join(left: pd.DataFrame, right: pd.DataFrame, where: str) -> pd.DataFrame:
         diff = merged["lad"].to_numpy(object) != lad
         if diff.any():
             rows = diff.nonzero()[0]
-            raise fail("lsoa_mismatch", f"IoD2019: {where} puts {len(rows)} LSOAs in another "
-                       f"district, e.g. {list(merged['lsoa'].iloc[rows[:5]])}", rows, ["lad"])
+            raise fail(
+                "lsoa_mismatch",
+                f"IoD2019: {where} puts {len(rows)} LSOAs in another "
+                f"district, e.g. {list(merged['lsoa'].iloc[rows[:5]])}",
+                rows,
+                ["lad"],
+            )
     return merged

@@ -198,8 +198,10 @@ def lsoa_population_model(shared_data_dir) -> dict:
     SD of the log child share (children / population). Only these national summaries are used
     by the generator.
     """
-    lsoa = pd.read_csv(Path(shared_data_dir) / LSOA_FILE,
-                       usecols=["utla19cd", "children_0_15_mid2015", "pop_total_mid2015"])
+    lsoa = pd.read_csv(
+        Path(shared_data_dir) / LSOA_FILE,
+        usecols=["utla19cd", "children_0_15_mid2015", "pop_total_mid2015"],
+    )
     la = lsoa["utla19cd"].map(lambda code: MERGE.get(code, code))
     log_c = np.log(lsoa["children_0_15_mid2015"].astype(float))
     log_p = np.log(lsoa["pop_total_mid2015"].astype(float))
@@ -231,8 +233,9 @@ def _dfe_referral_rates(shared: Path) -> pd.Series:
     both = pd.DataFrame(
         {
             "count": pd.to_numeric(ref.set_index("new_la_code")["referral_count"], errors="coerce"),
-            "pop": pd.to_numeric(pop.set_index("new_la_code")["population_estimate"],
-                                 errors="coerce"),
+            "pop": pd.to_numeric(
+                pop.set_index("new_la_code")["population_estimate"], errors="coerce"
+            ),
         }
     )
     both.index = both.index.map(lambda code: MERGE.get(code, code))
@@ -266,8 +269,15 @@ def build_calibration(shared_data_dir) -> pd.DataFrame:
     shared = Path(shared_data_dir)
     lsoa = pd.read_csv(
         shared / LSOA_FILE,
-        usecols=["lsoa11cd", "utla19cd", "utla19nm", "income_score_rate",
-                 "children_0_15_mid2015", "urban_rural", "pop_total_mid2015"],
+        usecols=[
+            "lsoa11cd",
+            "utla19cd",
+            "utla19nm",
+            "income_score_rate",
+            "children_0_15_mid2015",
+            "urban_rural",
+            "pop_total_mid2015",
+        ],
     )
     names = lsoa.drop_duplicates("utla19cd").set_index("utla19cd")["utla19nm"]
     lsoa["la"] = lsoa["utla19cd"].map(lambda code: MERGE.get(code, code))
@@ -284,8 +294,7 @@ def build_calibration(shared_data_dir) -> pd.DataFrame:
             "la_name": groups["la_name"].first(),
             "n_lsoa": groups.size(),
             "children": groups["children_0_15_mid2015"].sum(),
-            "income_mean": groups["weighted_income"].sum()
-            / groups["children_0_15_mid2015"].sum(),
+            "income_mean": groups["weighted_income"].sum() / groups["children_0_15_mid2015"].sum(),
             "income_sd": groups["income_score_rate"].std(),
             "income_min": groups["income_score_rate"].min(),
             "income_max": groups["income_score_rate"].max(),
@@ -333,8 +342,9 @@ def read_calibration(path) -> pd.DataFrame:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 2:
-        log.error("usage: python -m socialgradient.data.synthetic.calibration SHARED_DATA_DIR "
-                  "OUT_CSV")
+        log.error(
+            "usage: python -m socialgradient.data.synthetic.calibration SHARED_DATA_DIR OUT_CSV"
+        )
         return 2
     table = build_calibration(argv[0])
     write_calibration(table, argv[1])

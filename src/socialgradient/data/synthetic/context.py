@@ -51,27 +51,56 @@ POPULATION_MODEL = dict(slope=0.3245, noise_sd=0.1491, max_child_share=0.55)
 #: areas within a class and LA), ``noise_clip`` (2.5) and ``income_slope`` (-0.25 per
 #: within-LA SD of logit income z: less deprived LSOAs are larger, i.e. less dense) are
 #: **assumptions**.
-AREA_MODEL = dict(urban_km2=0.3854, rural_km2=18.7071, noise_sd=0.7, noise_clip=2.5,
-                  income_slope=-0.25)
+AREA_MODEL = dict(
+    urban_km2=0.3854, rural_km2=18.7071, noise_sd=0.7, noise_clip=2.5, income_slope=-0.25
+)
 
 #: LA indicators: **assumed**, not estimated (no public source for them is in the shared data).
 #: value = inverse_link(link(level) + coef_m_c * m_c + coef_intensity * intensity + noise_sd *
 #: e), e ~ N(0, 1), with the agency-share and turnover noises correlated NOISE_CORR. Levels are
 #: plausible orders of magnitude chosen for illustration, not calibrated to any data here.
 LA_INDICATORS = {
-    "spend_per_child": dict(link="log", level=900.0, coef_m_c=0.30, coef_intensity=0.12,
-                            noise_sd=0.20, units="GBP per child aged 0-17 per year"),
-    "agency_share": dict(link="logit", level=0.15, coef_m_c=0.30, coef_intensity=0.20,
-                         noise_sd=0.45, units="share (0-1) of children's social worker FTE"),
-    "turnover": dict(link="logit", level=0.15, coef_m_c=0.20, coef_intensity=0.15,
-                     noise_sd=0.30, units="share (0-1) of social workers leaving in the year"),
+    "spend_per_child": dict(
+        link="log",
+        level=900.0,
+        coef_m_c=0.30,
+        coef_intensity=0.12,
+        noise_sd=0.20,
+        units="GBP per child aged 0-17 per year",
+    ),
+    "agency_share": dict(
+        link="logit",
+        level=0.15,
+        coef_m_c=0.30,
+        coef_intensity=0.20,
+        noise_sd=0.45,
+        units="share (0-1) of children's social worker FTE",
+    ),
+    "turnover": dict(
+        link="logit",
+        level=0.15,
+        coef_m_c=0.20,
+        coef_intensity=0.15,
+        noise_sd=0.30,
+        units="share (0-1) of social workers leaving in the year",
+    ),
 }
 NOISE_CORR = 0.5  # correlation of the agency-share and turnover noises (workforce instability)
 INTENSITY_OUTCOME = "referrals"
 
 #: Columns of ``Synthetic.las`` (``data/las.parquet``), one row per LA.
-LA_COLUMNS = ["la", "la_name", "n_lsoa", "children", "population", "area_km2", "density",
-              "income_mean", "m_c", *LA_INDICATORS]
+LA_COLUMNS = [
+    "la",
+    "la_name",
+    "n_lsoa",
+    "children",
+    "population",
+    "area_km2",
+    "density",
+    "income_mean",
+    "m_c",
+    *LA_INDICATORS,
+]
 
 #: Definitions of the truth keys added here (population, area, density and the LA
 #: indicators); ``simulate`` merges them after synthetic's own.
@@ -102,10 +131,8 @@ DEFINITIONS = {
     "intensity_outcome": "outcome whose LA intercept residual defines intensity",
     "intensity": "LA's standardised intercept residual (a_la - a - b_b * m_c) / sigma_a "
     "for intensity_outcome: its realised intervention intensity",
-    "spend_per_child": "children's social care spend, GBP per child aged 0-17 per year "
-    "(synthetic)",
-    "agency_share": "share (0-1) of children's social worker FTE who are agency staff "
-    "(synthetic)",
+    "spend_per_child": "children's social care spend, GBP per child aged 0-17 per year (synthetic)",
+    "agency_share": "share (0-1) of children's social worker FTE who are agency staff (synthetic)",
     "turnover": "share (0-1) of children's social workers leaving in the year (synthetic)",
     "link": "scale on which the indicator is linear in m_c, intensity and noise: log or logit",
     "level": "indicator value at m_c = 0, intensity = 0, noise = 0 (assumed)",
@@ -145,8 +172,10 @@ def _population_and_area(
     """
     for col in ("population", "area_km2"):
         if col not in cal.columns or cal[col].isna().any():
-            raise ValueError(f"calibration table lacks {col!r} for some LAs: rebuild it with "
-                             "socialgradient.data.synthetic.calibration (needs the boundaries)")
+            raise ValueError(
+                f"calibration table lacks {col!r} for some LAs: rebuild it with "
+                "socialgradient.data.synthetic.calibration (needs the boundaries)"
+            )
     n, n_la = len(table), len(cal)
     idx = np.repeat(np.arange(n_la), n_per_la)
     share = n_per_la / cal["n_lsoa"].to_numpy(dtype=float)
@@ -227,8 +256,12 @@ def _la_indicators(
     noise[:, 2] = r * noise[:, 1] + math.sqrt(1 - r**2) * noise[:, 2]  # turnover ~ agency
     values, params, realised = {}, {}, {}
     for k, (name, p) in enumerate(LA_INDICATORS.items()):
-        eta = (_link(p["link"], np.array(p["level"])) + p["coef_m_c"] * m_c
-               + p["coef_intensity"] * intensity + p["noise_sd"] * noise[:, k])
+        eta = (
+            _link(p["link"], np.array(p["level"]))
+            + p["coef_m_c"] * m_c
+            + p["coef_intensity"] * intensity
+            + p["noise_sd"] * noise[:, k]
+        )
         if p["link"] == "log":
             value = np.round(np.exp(eta), 2)
         else:  # 4 d.p., never exactly 0 or 1

@@ -83,16 +83,21 @@ B_X = round((math.log(1.39) - math.log(2.33)) / 2, 4)  # -0.2583
 #: deprived LAs that hold those neighbourhoods and the between-LA slope b_b is below b_w, so
 #: the expected rate at income >= 0.45 is ~510 (~5 x). See data/README.md.
 PARAMETERS = {
-    "referrals": dict(a=-4.17, gradient=1.62, b_b=0.25, sigma_a=0.25, sigma_b=0.19, rho=-0.3,
-                      phi=20.0),
-    "assessments": dict(a=-4.40, gradient=1.66, b_b=0.27, sigma_a=0.25, sigma_b=0.19, rho=-0.3,
-                        phi=20.0),
-    "cin_plans": dict(a=-5.40, gradient=1.71, b_b=0.30, sigma_a=0.27, sigma_b=0.19, rho=-0.3,
-                      phi=15.0),
-    "cp_plans": dict(a=-6.54, gradient=1.80, b_b=0.34, sigma_a=0.30, sigma_b=0.20, rho=-0.3,
-                     phi=10.0),
-    "looked_after": dict(a=-7.26, gradient=1.90, b_b=0.38, sigma_a=0.32, sigma_b=0.20, rho=-0.3,
-                         phi=8.0),
+    "referrals": dict(
+        a=-4.17, gradient=1.62, b_b=0.25, sigma_a=0.25, sigma_b=0.19, rho=-0.3, phi=20.0
+    ),
+    "assessments": dict(
+        a=-4.40, gradient=1.66, b_b=0.27, sigma_a=0.25, sigma_b=0.19, rho=-0.3, phi=20.0
+    ),
+    "cin_plans": dict(
+        a=-5.40, gradient=1.71, b_b=0.30, sigma_a=0.27, sigma_b=0.19, rho=-0.3, phi=15.0
+    ),
+    "cp_plans": dict(
+        a=-6.54, gradient=1.80, b_b=0.34, sigma_a=0.30, sigma_b=0.20, rho=-0.3, phi=10.0
+    ),
+    "looked_after": dict(
+        a=-7.26, gradient=1.90, b_b=0.38, sigma_a=0.32, sigma_b=0.20, rho=-0.3, phi=8.0
+    ),
 }
 
 LA_EFFECT_SHARED = 0.7  # correlation of an LA's standardised effects between thresholds
@@ -246,7 +251,9 @@ def la_effects(t: dict, m_c: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.
 
 
 def simulate(
-    seed: int = DEFAULT_SEED, scale: float = 1.0, calibration: pd.DataFrame | None = None,
+    seed: int = DEFAULT_SEED,
+    scale: float = 1.0,
+    calibration: pd.DataFrame | None = None,
     parameters: dict | None = None,
 ) -> Synthetic:
     """Simulate the synthetic England.
@@ -362,8 +369,9 @@ def write(synthetic: Synthetic, out_dir) -> None:
             lambda tmp: synthetic.las.to_parquet(tmp, index=False, compression="zstd"),
         )
     text = json.dumps(synthetic.truth, indent=1) + "\n"
-    atomic_write(out / "truth.json", lambda tmp: Path(tmp).write_text(
-        text, encoding="utf-8", newline="\n"))
+    atomic_write(
+        out / "truth.json", lambda tmp: Path(tmp).write_text(text, encoding="utf-8", newline="\n")
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -74,23 +74,40 @@ def _cross_year(rng, cur: dict, prev: dict, ever_cp: set) -> pd.DataFrame:
     """Match year t's flagged children to year t-1 children: columns ``a`` (year-t id), ``b``."""
     ch, ep = cur["children"], cur["episodes"]
     a = ep[ep["rereferral_within_12m"]].merge(ch[["child_id", "la", *MATCH_KEYS]], on="child_id")
-    a = pd.DataFrame({"a": a["child_id"], "r1": a["referral_date"],
-                      "cp": a["cp_plan_start"].notna(), "repeat": a["repeat_cp_plan"],
-                      **{k: a[k] for k in ["la", *MATCH_KEYS]}})
+    a = pd.DataFrame(
+        {
+            "a": a["child_id"],
+            "r1": a["referral_date"],
+            "cp": a["cp_plan_start"].notna(),
+            "repeat": a["repeat_cp_plan"],
+            **{k: a[k] for k in ["la", *MATCH_KEYS]},
+        }
+    )
     pch, pep = prev["children"], prev["episodes"]
     latest = pep.sort_values("referral_date").drop_duplicates("child_id", keep="last")
-    b = latest.merge(pch[["child_id", "la", "lsoa", "gender", "ethnicity", "age"]],
-                     on="child_id")
-    b = pd.DataFrame({"b": b["child_id"], "r0": b["referral_date"], "c0": b["closure_date"],
-                      "ever_cp": b["child_id"].isin(ever_cp), "la": b["la"], "lsoa": b["lsoa"],
-                      "gender": b["gender"], "ethnicity": b["ethnicity"],
-                      "age_band": _band(b["age"].to_numpy() + 1)})
+    b = latest.merge(pch[["child_id", "la", "lsoa", "gender", "ethnicity", "age"]], on="child_id")
+    b = pd.DataFrame(
+        {
+            "b": b["child_id"],
+            "r0": b["referral_date"],
+            "c0": b["closure_date"],
+            "ever_cp": b["child_id"].isin(ever_cp),
+            "la": b["la"],
+            "lsoa": b["lsoa"],
+            "gender": b["gender"],
+            "ethnicity": b["ethnicity"],
+            "age_band": _band(b["age"].to_numpy() + 1),
+        }
+    )
     b = b[b["age_band"].notna() & b["c0"].notna()]
     chosen = []
     for place in ("lsoa", "la"):  # the same neighbourhood first, then a move within the LA
         keys = [place, *MATCH_KEYS[1:]]
-        m = (_match(_pairs(a, b, keys), rng) if place == "lsoa"
-             else _match_in_rounds(a, b, keys, rng))
+        m = (
+            _match(_pairs(a, b, keys), rng)
+            if place == "lsoa"
+            else _match_in_rounds(a, b, keys, rng)
+        )
         chosen.append(m)
         a, b = a[~a["a"].isin(m["a"])], b[~b["b"].isin(m["b"])]
     return pd.concat(chosen, ignore_index=True)
@@ -106,8 +123,9 @@ def _pairs(a: pd.DataFrame, b: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return pairs.loc[ok, ["a", "b"]]
 
 
-def _match_in_rounds(a: pd.DataFrame, b: pd.DataFrame, keys: list[str], rng,
-                     rounds: int = 12) -> pd.DataFrame:
+def _match_in_rounds(
+    a: pd.DataFrame, b: pd.DataFrame, keys: list[str], rng, rounds: int = 12
+) -> pd.DataFrame:
     """Random one-to-one matching within ``keys`` groups too large for all pairs (an LA).
 
     Each round shuffles both sides, pairs the k-th ``a`` of a group with its k-th ``b`` and
@@ -127,8 +145,9 @@ def _match_in_rounds(a: pd.DataFrame, b: pd.DataFrame, keys: list[str], rng,
     return pd.concat(chosen, ignore_index=True) if chosen else pd.DataFrame({"a": [], "b": []})
 
 
-def _earlier_episodes(rng, year: int, main: pd.DataFrame, need_cp: np.ndarray,
-                      lsoa_hr: pd.Series) -> tuple[pd.DataFrame, np.ndarray]:
+def _earlier_episodes(
+    rng, year: int, main: pd.DataFrame, need_cp: np.ndarray, lsoa_hr: pd.Series
+) -> tuple[pd.DataFrame, np.ndarray]:
     """Same-year earlier episodes for the flagged children in ``main`` (one row each).
 
     Returns the new episode rows and, per row of ``main``, whether a CP-plan episode was placed.
@@ -167,27 +186,34 @@ def _earlier_episodes(rng, year: int, main: pd.DataFrame, need_cp: np.ndarray,
     closure = s + r.days(d)
     ass, cin_s, cp_s = s + r.days(o_a), s + r.days(o_a), s + r.days(o_p)
     if cp.any():  # a weekday ICPC after the CIN plan start, before the closure (timeline)
-        t = timeline.cp_dates(s[cp], ass[cp], cin_s[cp], cp_s[cp], closure[cp],
-                              first, closure[cp])
+        t = timeline.cp_dates(s[cp], ass[cp], cin_s[cp], cp_s[cp], closure[cp], first, closure[cp])
         ass[cp], cin_s[cp], cp_s[cp] = t["assessment"], t["cin_start"], t["cp_start"]
-    rows = pd.DataFrame({
-        "child_id": main["child_id"].to_numpy(object)[k],
-        "episode_id": main["episode_id"].to_numpy(object)[k] + "P",
-        "year": np.full(len(k), year, np.int64), "referral_date": s,
-        "referral_source": r.referral_sources(rng, len(k)),
-        "referral_nfa": ~cp, "assessment": cp,
-        "assessment_date": np.where(cp, ass, nat),
-        "outcome": np.where(cp, "cp_plan", "nfa").astype(object),
-        "cin_plan_start": np.where(cp, cin_s, nat),
-        "cin_plan_end": np.where(cp, cp_s, nat),
-        "cp_plan_start": np.where(cp, cp_s, nat),
-        "cp_plan_end": np.where(cp, closure, nat),
-        "cp_category": np.where(cp, codes[rng.choice(len(codes), len(k), p=p_cat / p_cat.sum())],
-                                None),
-        "looked_after_start": np.full(len(k), nat),
-        "closure_date": closure, "closure_reason": r.closure_reasons(np.where(cp, 2, 0), cp),
-        "censored": np.zeros(len(k), bool), "rereferral_within_12m": np.zeros(len(k), bool),
-        "repeat_cp_plan": np.zeros(len(k), bool)})
+    rows = pd.DataFrame(
+        {
+            "child_id": main["child_id"].to_numpy(object)[k],
+            "episode_id": main["episode_id"].to_numpy(object)[k] + "P",
+            "year": np.full(len(k), year, np.int64),
+            "referral_date": s,
+            "referral_source": r.referral_sources(rng, len(k)),
+            "referral_nfa": ~cp,
+            "assessment": cp,
+            "assessment_date": np.where(cp, ass, nat),
+            "outcome": np.where(cp, "cp_plan", "nfa").astype(object),
+            "cin_plan_start": np.where(cp, cin_s, nat),
+            "cin_plan_end": np.where(cp, cp_s, nat),
+            "cp_plan_start": np.where(cp, cp_s, nat),
+            "cp_plan_end": np.where(cp, closure, nat),
+            "cp_category": np.where(
+                cp, codes[rng.choice(len(codes), len(k), p=p_cat / p_cat.sum())], None
+            ),
+            "looked_after_start": np.full(len(k), nat),
+            "closure_date": closure,
+            "closure_reason": r.closure_reasons(np.where(cp, 2, 0), cp),
+            "censored": np.zeros(len(k), bool),
+            "rereferral_within_12m": np.zeros(len(k), bool),
+            "repeat_cp_plan": np.zeros(len(k), bool),
+        }
+    )
     return rows, placed & is_cp
 
 
@@ -210,12 +236,14 @@ def link(rng: np.random.Generator, parts: dict, lsoa_hr: pd.Series) -> dict:
             _rename(cur, parts[year - 1]["children"], linked)
         ep = cur["episodes"]
         from_last_year = ep["child_id"].isin(set(linked["b"]))
-        repeat_linked = int((from_last_year & ep["child_id"].isin(ever_cp)
-                             & ep["repeat_cp_plan"]).sum())
+        repeat_linked = int(
+            (from_last_year & ep["child_id"].isin(ever_cp) & ep["repeat_cp_plan"]).sum()
+        )
         todo = ep[ep["rereferral_within_12m"] & ~from_last_year]
         main = todo.merge(cur["children"][["child_id", "lsoa", "date_of_birth"]], on="child_id")
-        rows, cp_placed = _earlier_episodes(rng, year, main, main["repeat_cp_plan"].to_numpy(bool),
-                                            lsoa_hr)
+        rows, cp_placed = _earlier_episodes(
+            rng, year, main, main["repeat_cp_plan"].to_numpy(bool), lsoa_hr
+        )
         cur["episodes"] = pd.concat([ep, rows], ignore_index=True)
         ever_cp |= set(cur["episodes"].loc[cur["episodes"]["cp_plan_start"].notna(), "child_id"])
         report[str(year)] = {
@@ -226,7 +254,8 @@ def link(rng: np.random.Generator, parts: dict, lsoa_hr: pd.Series) -> dict:
             "repeat_cp_plans": int(flagged["repeat_cp_plan"]),
             "repeat_cp_linked_previous_year": repeat_linked,
             "repeat_cp_earlier_plan_same_year": int(cp_placed.sum()),
-            "repeat_cp_earlier_not_in_records": int(flagged["repeat_cp_plan"]) - repeat_linked
+            "repeat_cp_earlier_not_in_records": int(flagged["repeat_cp_plan"])
+            - repeat_linked
             - int(cp_placed.sum()),
         }
     return report

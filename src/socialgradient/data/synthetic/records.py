@@ -105,8 +105,10 @@ def _centred(dim: str) -> dict:
     share, raw = NOMINAL_SHARES[dim], RAW_OFFSETS[dim]
     norm = math.log(sum(share[k] * math.exp(raw["alpha"][k]) for k in share))
     dbar = sum(share[k] * raw["d"][k] for k in share)
-    return {"alpha": {k: raw["alpha"][k] - norm for k in share},
-            "d": {k: raw["d"][k] - dbar for k in share}}
+    return {
+        "alpha": {k: raw["alpha"][k] - norm for k in share},
+        "d": {k: raw["d"][k] - dbar for k in share},
+    }
 
 
 def _la_effects(rng, m_c: np.ndarray, codes) -> tuple[dict, np.ndarray]:
@@ -145,17 +147,19 @@ def _population(rng, geo: pd.DataFrame, m_la_dev: np.ndarray, la_idx) -> dict:
     income = geo["income"].to_numpy(float)
     urban = ~geo["rural"].to_numpy(bool)
     e = ETHNICITY
-    nonwhite = expit(e["base"] + e["urban"] * urban + e["income"] * (income - 0.123)
-                     + m_la_dev[la_idx])
+    nonwhite = expit(
+        e["base"] + e["urban"] * urban + e["income"] * (income - 0.123) + m_la_dev[la_idx]
+    )
     eth = np.column_stack([1 - nonwhite] + [nonwhite * e["split"][k] for k in ETHNICITIES[1:]])
     sex = np.array([MALE_SHARE, 1 - MALE_SHARE])
     young = np.array([5, 5, 6]) / 16
-    p_young = (young[None, :, None, None] * sex[None, None, :, None] * eth[:, None, None, :])
+    p_young = young[None, :, None, None] * sex[None, None, :, None] * eth[:, None, None, :]
     counts = np.zeros((len(geo), 4, 2, 5), dtype=np.int64)
     counts[:, :3] = rng.multinomial(n0, p_young.reshape(len(geo), -1)).reshape(len(geo), 3, 2, 5)
     n16 = rng.poisson(n0 * 2 / 16)
-    counts[:, 3] = rng.multinomial(n16, (sex[None, :, None] * eth[:, None, :]).reshape(
-        len(geo), -1)).reshape(len(geo), 2, 5)
+    counts[:, 3] = rng.multinomial(
+        n16, (sex[None, :, None] * eth[:, None, :]).reshape(len(geo), -1)
+    ).reshape(len(geo), 2, 5)
     lsoa, band, gender, ethn = (a.ravel() for a in np.indices(counts.shape))
     return dict(lsoa=lsoa, band=band, gender=gender, eth=ethn, n=counts.ravel())
 
@@ -211,16 +215,19 @@ def _year(rng, year, cells, geo, dec, effects, counter) -> dict:
     n_days = int((census - first).astype(int)) + 1
     ref = rng.integers(0, n_days, n)
     rem = n_days - 1 - ref  # whole days from referral to the census date
-    log_hr = (np.array([DURATION["level_log_hr"][k] for k in OUTCOME_LEVELS])[level]
-              + effects["duration_hr"][lsoa])
+    log_hr = (
+        np.array([DURATION["level_log_hr"][k] for k in OUTCOME_LEVELS])[level]
+        + effects["duration_hr"][lsoa]
+    )
     dur = piecewise_exponential(rng, log_hr)
     closed = dur < rem + 1
     span = np.minimum(dur, rem + 1)
     o_a = np.minimum(rng.integers(1, 46, n), np.floor(0.3 * span)).astype(np.int64)
     o_c = o_a + np.minimum(rng.integers(0, 11, n), np.floor(0.2 * span)).astype(np.int64)
     o_p = o_c + np.minimum(rng.integers(0, 21, n), np.floor(0.2 * span)).astype(np.int64)
-    o_l = np.where(cp, o_p, o_c) + np.minimum(rng.integers(0, 61, n),
-                                              np.floor(0.2 * span)).astype(np.int64)
+    o_l = np.where(cp, o_p, o_c) + np.minimum(rng.integers(0, 61, n), np.floor(0.2 * span)).astype(
+        np.int64
+    )
     referral = first + days(ref)
     nat = np.datetime64("NaT", "D")
     closure = np.where(closed, referral + days(np.floor(np.where(closed, dur, 0))), nat)
@@ -230,8 +237,9 @@ def _year(rng, year, cells, geo, dec, effects, counter) -> dict:
     # Dates services could record (timeline): a weekday ICPC after the CIN plan start and
     # before the closure; no random number drawn, no threshold changed.
     k = np.flatnonzero(cp)
-    t = timeline.cp_dates(referral[k], assess_date[k], cin_start[k], cp_start[k], closure[k],
-                          first, census)
+    t = timeline.cp_dates(
+        referral[k], assess_date[k], cin_start[k], cp_start[k], closure[k], first, census
+    )
     referral[k], assess_date[k], cin_start[k] = t["referral"], t["assessment"], t["cin_start"]
     cp_start[k], closure[k] = t["cp_start"], t["closure"]
     closed[k] = ~np.isnat(t["closure"])
@@ -262,45 +270,81 @@ def _year(rng, year, cells, geo, dec, effects, counter) -> dict:
     def flag(par, name, among):
         # c_g * dev adds no random number: every other draw stays as it was without it.
         p = expit(logit(par["p0"]) + par["c_w"] * wi + par["c_x"] * wi * mci + par["c_g"] * dev)
-        expected_la[name] = (np.bincount(la_child[among], p[among], len(dec.la)),
-                             np.bincount(la_child[among], minlength=len(dec.la)))
+        expected_la[name] = (
+            np.bincount(la_child[among], p[among], len(dec.la)),
+            np.bincount(la_child[among], minlength=len(dec.la)),
+        )
         return rng.uniform(size=n) < p
 
-    reref, repeat = flag(REREFERRAL, "rereferral", slice(None)), \
-        flag(REPEAT_CP, "repeat_cp", cp) & cp
+    reref, repeat = (
+        flag(REREFERRAL, "rereferral", slice(None)),
+        flag(REPEAT_CP, "repeat_cp", cp) & cp,
+    )
 
     ids = np.array([f"SG{k:08d}" for k in range(counter, counter + n)], dtype=object)
     eids = np.array([f"SGE{k:08d}" for k in range(counter, counter + n)], dtype=object)
-    children = pd.DataFrame({
-        "child_id": ids, "year": np.full(n, year, np.int64),
-        "la": geo["la"].to_numpy(object)[lsoa], "lsoa": geo["lsoa"].to_numpy(object)[lsoa],
-        "date_of_birth": dob, "age": age, "age_band": np.array(AGE_BANDS, object)[band],
-        "gender": np.array(GENDERS, object)[cells["gender"][cell]],
-        "ethnicity": np.array(ETHNICITIES, object)[cells["eth"][cell]]})
-    episodes = pd.DataFrame({
-        "child_id": ids, "episode_id": eids, "year": np.full(n, year, np.int64),
-        "referral_date": referral,
-        "referral_source": referral_sources(rng, n),
-        "referral_nfa": ~assessed, "assessment": assessed,
-        "assessment_date": assess_date,
-        "outcome": np.array(OUTCOME_LEVELS, object)[level],
-        "cin_plan_start": cin_start,
-        "cin_plan_end": np.where(cp, cp_start, np.where(cin, closure, nat)),
-        "cp_plan_start": cp_start, "cp_plan_end": np.where(cp, closure, nat),
-        "cp_category": np.where(cp, codes[cat], None),
-        "looked_after_start": la_start,
-        "closure_date": closure,
-        "closure_reason": np.where(closed, closure_reasons(level, assessed), None),
-        "censored": ~closed, "rereferral_within_12m": reref, "repeat_cp_plan": repeat})
-    factors = pd.DataFrame({"child_id": ids[f_child], "episode_id": eids[f_child],
-                            "year": np.full(len(f_child), year, np.int64),
-                            "factor": np.array(list(FACTORS), dtype=object)[f_code]})
-    return dict(children=children, episodes=episodes, factors=factors, clipped=clipped,
-                var=var, expected=expected, expected_la=expected_la)
+    children = pd.DataFrame(
+        {
+            "child_id": ids,
+            "year": np.full(n, year, np.int64),
+            "la": geo["la"].to_numpy(object)[lsoa],
+            "lsoa": geo["lsoa"].to_numpy(object)[lsoa],
+            "date_of_birth": dob,
+            "age": age,
+            "age_band": np.array(AGE_BANDS, object)[band],
+            "gender": np.array(GENDERS, object)[cells["gender"][cell]],
+            "ethnicity": np.array(ETHNICITIES, object)[cells["eth"][cell]],
+        }
+    )
+    episodes = pd.DataFrame(
+        {
+            "child_id": ids,
+            "episode_id": eids,
+            "year": np.full(n, year, np.int64),
+            "referral_date": referral,
+            "referral_source": referral_sources(rng, n),
+            "referral_nfa": ~assessed,
+            "assessment": assessed,
+            "assessment_date": assess_date,
+            "outcome": np.array(OUTCOME_LEVELS, object)[level],
+            "cin_plan_start": cin_start,
+            "cin_plan_end": np.where(cp, cp_start, np.where(cin, closure, nat)),
+            "cp_plan_start": cp_start,
+            "cp_plan_end": np.where(cp, closure, nat),
+            "cp_category": np.where(cp, codes[cat], None),
+            "looked_after_start": la_start,
+            "closure_date": closure,
+            "closure_reason": np.where(closed, closure_reasons(level, assessed), None),
+            "censored": ~closed,
+            "rereferral_within_12m": reref,
+            "repeat_cp_plan": repeat,
+        }
+    )
+    factors = pd.DataFrame(
+        {
+            "child_id": ids[f_child],
+            "episode_id": eids[f_child],
+            "year": np.full(len(f_child), year, np.int64),
+            "factor": np.array(list(FACTORS), dtype=object)[f_code],
+        }
+    )
+    return dict(
+        children=children,
+        episodes=episodes,
+        factors=factors,
+        clipped=clipped,
+        var=var,
+        expected=expected,
+        expected_la=expected_la,
+    )
 
 
-def simulate_records(seed: int = england.DEFAULT_SEED, years=(2019,), scale: float = 1.0,
-                     geography: pd.DataFrame | None = None) -> Records:
+def simulate_records(
+    seed: int = england.DEFAULT_SEED,
+    years=(2019,),
+    scale: float = 1.0,
+    geography: pd.DataFrame | None = None,
+) -> Records:
     """Simulate CIN-Census-shaped child-level records with known truth.
 
     Parameters
@@ -327,12 +371,17 @@ def simulate_records(seed: int = england.DEFAULT_SEED, years=(2019,), scale: flo
     effects, calibrated = _la_effects(rng, dec.m_c, dec.la)
     ref = england.PARAMETERS["referrals"]
     effects["referral_departure"] = effects["referrals"][1] - (
-        math.log(ref["gradient"]) + england.B_X * dec.m_c)
-    u_a, u_b = effects["durations"] = tuple(rng.normal(0.0, sd, len(dec.la))
-                                            for sd in DURATION["la_sd"])
+        math.log(ref["gradient"]) + england.B_X * dec.m_c
+    )
+    u_a, u_b = effects["durations"] = tuple(
+        rng.normal(0.0, sd, len(dec.la)) for sd in DURATION["la_sd"]
+    )
     # An episode's log hazard ratio but for its outcome level's, per LSOA.
-    effects["duration_hr"] = (DURATION["g_b"] * dec.m_c[dec.la_index] + u_a[dec.la_index]
-                              + (DURATION["g_w"] + u_b[dec.la_index]) * dec.w)
+    effects["duration_hr"] = (
+        DURATION["g_b"] * dec.m_c[dec.la_index]
+        + u_a[dec.la_index]
+        + (DURATION["g_w"] + u_b[dec.la_index]) * dec.w
+    )
     eth_dev = rng.normal(0.0, ETHNICITY["la_sd"], len(dec.la))
     cells = _population(rng, geo, eth_dev, dec.la_index)
     cells = {k: v[cells["n"] > 0] for k, v in cells.items()}
@@ -342,8 +391,9 @@ def simulate_records(seed: int = england.DEFAULT_SEED, years=(2019,), scale: flo
     rural = geo["rural"].to_numpy(bool)[cells["lsoa"]]
     cells["alpha"] = sum(np.array([off[k]["alpha"][v] for v in levels[k]])[index[k]] for k in off)
     cells["d"] = sum(np.array([off[k]["d"][v] for v in levels[k]])[index[k]] for k in off)
-    cells["d"] = cells["d"] + np.where(rural, RURAL_SLOPE * (1 - RURAL_SHARE),
-                                       -RURAL_SLOPE * RURAL_SHARE)
+    cells["d"] = cells["d"] + np.where(
+        rural, RURAL_SLOPE * (1 - RURAL_SHARE), -RURAL_SLOPE * RURAL_SHARE
+    )
     parts, counter = [], 1
     for year in years:
         parts.append(_year(rng, year, cells, geo, dec, effects, counter))
@@ -355,15 +405,34 @@ def simulate_records(seed: int = england.DEFAULT_SEED, years=(2019,), scale: flo
         return pd.Categorical.from_codes(codes, categories=list(values))
 
     la_codes, la_cats = pd.factorize(geo["la"])
-    pop = pd.DataFrame({
-        "lsoa": cat(geo["lsoa"], cells["lsoa"]),
-        "la": pd.Categorical.from_codes(la_codes[cells["lsoa"]], la_cats),
-        "age_band": cat(AGE_BANDS, cells["band"]), "gender": cat(GENDERS, cells["gender"]),
-        "ethnicity": cat(ETHNICITIES, cells["eth"]), "children": cells["n"]})
+    pop = pd.DataFrame(
+        {
+            "lsoa": cat(geo["lsoa"], cells["lsoa"]),
+            "la": pd.Categorical.from_codes(la_codes[cells["lsoa"]], la_cats),
+            "age_band": cat(AGE_BANDS, cells["band"]),
+            "gender": cat(GENDERS, cells["gender"]),
+            "ethnicity": cat(ETHNICITIES, cells["eth"]),
+            "children": cells["n"],
+        }
+    )
     population = pd.concat([pop.assign(year=np.int64(y)) for y in years], ignore_index=True)
     population = population[list(TABLE_COLUMNS["population"])]
-    tables = {k: pd.concat([p[k] for p in parts], ignore_index=True)
-              for k in ("children", "episodes", "factors")}
-    truth = build_truth(seed, scale, years, geography is None, geo, dec, effects, off,
-                        parts, population, history_report, list(dec.la[calibrated]))
+    tables = {
+        k: pd.concat([p[k] for p in parts], ignore_index=True)
+        for k in ("children", "episodes", "factors")
+    }
+    truth = build_truth(
+        seed,
+        scale,
+        years,
+        geography is None,
+        geo,
+        dec,
+        effects,
+        off,
+        parts,
+        population,
+        history_report,
+        list(dec.la[calibrated]),
+    )
     return Records(population=population, geography=geo, truth=truth, **tables)

@@ -49,14 +49,24 @@ def restrict(records: Records, las) -> Records:
     episodes = records.episodes.merge(keys, on=["year", "child_id"])
     factors = records.factors.merge(keys, on=["year", "child_id"])
     population = records.population[records.population["la"].astype(str).isin(las)]
-    population = population.assign(lsoa=population["lsoa"].astype(str),
-                                   la=population["la"].astype(str)).reset_index(drop=True)
+    population = population.assign(
+        lsoa=population["lsoa"].astype(str), la=population["la"].astype(str)
+    ).reset_index(drop=True)
     geography = records.geography[records.geography["la"].isin(las)].reset_index(drop=True)
-    defs = dict(records.truth["definitions"],
-                sample_las="LA codes of this sample: the rows of the full simulation in them")
+    defs = dict(
+        records.truth["definitions"],
+        sample_las="LA codes of this sample: the rows of the full simulation in them",
+    )
     truth = dict(records.truth, sample_las=las, definitions=defs)
-    return dataclasses.replace(records, children=children, episodes=episodes, factors=factors,
-                               population=population, geography=geography, truth=truth)
+    return dataclasses.replace(
+        records,
+        children=children,
+        episodes=episodes,
+        factors=factors,
+        population=population,
+        geography=geography,
+        truth=truth,
+    )
 
 
 def build() -> Records:
@@ -69,8 +79,13 @@ def main(argv: list[str] | None = None) -> int:
     out = argv[0] if argv else "data/records_sample"
     records = build()
     linkage.write(records, out)
-    log.info("wrote %s: %d child rows, %d episodes in %s", out, len(records.children),
-             len(records.episodes), ", ".join(records.truth["sample_las"]))
+    log.info(
+        "wrote %s: %d child rows, %d episodes in %s",
+        out,
+        len(records.children),
+        len(records.episodes),
+        ", ".join(records.truth["sample_las"]),
+    )
     return 0
 
 

@@ -46,8 +46,9 @@ def cp_dates(referral, assessment, cin_start, cp_want, closure, first, census) -
     ``cin_start``, ``cp_start``, ``closure`` (NaT: open) and ``moved`` (the referral moved)
     and ``extended`` (the closure moved), all ``datetime64[D]`` except the two masks.
     """
-    ref, ass, cin, want, clo = (np.asarray(a, "datetime64[D]") for a in
-                                (referral, assessment, cin_start, cp_want, closure))
+    ref, ass, cin, want, clo = (
+        np.asarray(a, "datetime64[D]") for a in (referral, assessment, cin_start, cp_want, closure)
+    )
     n = len(ref)
     first = np.broadcast_to(np.asarray(first, "datetime64[D]"), (n,))
     census = np.broadcast_to(np.asarray(census, "datetime64[D]"), (n,))
@@ -66,8 +67,15 @@ def cp_dates(referral, assessment, cin_start, cp_want, closure, first, census) -
     cin2 = np.minimum(cin, c - DAY)
     ass2 = np.minimum(ass, cin2)
     ref2 = np.minimum(ref, ass2)
-    return {"referral": ref2, "assessment": ass2, "cin_start": cin2, "cp_start": c,
-            "closure": new_clo, "moved": ref2 != ref, "extended": extended}
+    return {
+        "referral": ref2,
+        "assessment": ass2,
+        "cin_start": cin2,
+        "cp_start": c,
+        "closure": new_clo,
+        "moved": ref2 != ref,
+        "extended": extended,
+    }
 
 
 def referral_after_conception(dob, earliest_referral) -> np.ndarray:
