@@ -1,0 +1,267 @@
+"""Sample until the diagnostics reach a target, checked between blocks of draws.
+
+A fixed number of draws is either wasteful (an easy posterior reaches a bulk ESS of 400 in a
+few hundred draws) or too few (a sparse table's variance parameters need more). Here nutpie
+runs in the background with a draw budget; every ``block`` draws per chain the reported
+quantities are checked (R-hat, bulk and tail ESS, :class:`Target`) on the first
+``j * block`` draws of every chain, in order of ``j``, and sampling stops at the first ``j``
+that passes. Each chain's draws depend only on the seed and the chain (not on how fast the
+threads ran), and the decision only on those first ``j * block`` draws, so the result is the
+same for the same seed however the machine is loaded: reproducible. Only the time budget
+(``max_seconds``) depends on the clock; its verdict says so.
+
+All chains run at once (``cores = chains``), so that every chain reaches each block at about
+the same time on a machine with fewer cores than chains.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import arviz as az
+import numpy as np
+import xarray as xr
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Target:
+    """When to stop sampling: the convergence target, the check's block and the budgets.
+
+    Parameters
+    ----------
+    rhat : float
+        The largest rank-normalised split R-hat allowed (1.01, Vehtari et al. 2021).
+    ess_bulk, ess_tail : float
+        The smallest bulk and tail effective sample sizes allowed (400 each).
+    block : int
+        Draws per chain between two checks.
+    min_draws : int
+        Draws per chain before the first check.
+    max_draws : int
+        The draw budget per chain: sampling stops there, target reached or not.
+    max_seconds : float or None
+        A wall-clock budget for sampling (not reproducible: it depends on the machine).
+    """
+
+    rhat: float = 1.01
+    ess_bulk: float = 400.0
+    ess_tail: float = 400.0
+    block: int = 100
+    min_draws: int = 200
+    max_draws: int = 4000
+    max_seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        """Refuse settings that cannot define a stopping rule."""
+        if not self.rhat > 1.0:
+            raise ValueError(f"target rhat must be above 1, not {self.rhat}")
+        if self.ess_bulk <= 0 or self.ess_tail <= 0:
+            raise ValueError("target ESS must be positive")
+        if self.block < 1 or self.min_draws < 1 or self.max_draws < self.min_draws:
+            raise ValueError(
+                f"need block >= 1 and 1 <= min_draws <= max_draws, got block={self.block}, "
+                f"min_draws={self.min_draws}, max_draws={self.max_draws}"
+            )
+        if self.max_seconds is not None and self.max_seconds <= 0:
+            raise ValueError("max_seconds must be positive (or None)")
+
+    def checkpoints(self) -> list[int]:
+        """Return the draw counts per chain at which the diagnostics are checked, in order."""
+        first = -(-self.min_draws // self.block) * self.block
+        points = list(range(first, self.max_draws + 1, self.block))
+        if not points or points[-1] != self.max_draws:
+            points.append(self.max_draws)
+        return points
+
+
+@dataclass
+class Verdict:
+    """What the sampling reached: draws kept, why it stopped, and what was not met."""
+
+    draws: int
+    stopped_by: str  # "target", "draw budget" or "time budget"
+    reached: bool
+    checks: int
+    seconds: float
+    worst: dict[str, float]
+    unmet: dict[str, list[str]] = field(default_factory=dict)
+    target: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the verdict as JSON-ready values."""
+        return asdict(self)
+
+
+def diagnose(posterior: xr.Dataset, target: Target) -> tuple[dict[str, float], dict[str, list]]:
+    """Return the worst R-hat, bulk and tail ESS of ``posterior`` and what misses ``target``.
+
+    ``unmet`` maps each criterion to the variables (with their element labels where a
+    variable has several) that miss it.
+    """
+    rhat = az.rhat(posterior)
+    bulk = az.ess(posterior, method="bulk")
+    tail = az.ess(posterior, method="tail")
+    worst = {
+        "rhat": _extreme(rhat, max),
+        "ess_bulk": _extreme(bulk, min),
+        "ess_tail": _extreme(tail, min),
+    }
+    unmet = {
+        "rhat": _failing(rhat, lambda v: ~(v <= target.rhat)),
+        "ess_bulk": _failing(bulk, lambda v: ~(v >= target.ess_bulk)),
+        "ess_tail": _failing(tail, lambda v: ~(v >= target.ess_tail)),
+    }
+    return worst, {k: v for k, v in unmet.items() if v}
+
+
+def _extreme(ds: xr.Dataset, pick) -> float:
+    values = [float(pick(np.ravel(ds[name].values))) for name in ds.data_vars if ds[name].size]
+    return float(pick(values)) if values else float("nan")
+
+
+def _failing(ds: xr.Dataset, bad) -> list[str]:
+    out = []
+    for name in ds.data_vars:
+        mask = np.ravel(bad(ds[name].values))
+        if ds[name].ndim == 0:
+            out += [str(name)] if mask.any() else []
+        else:
+            out += [f"{name}[{i}]" for i in np.flatnonzero(mask)]
+    return out
+
+
+def _complete(posterior: xr.Dataset, names: list[str]) -> int:
+    """Return the draws per chain that every chain has finished (NaN pads the rest)."""
+    if posterior.sizes.get("draw", 0) == 0:
+        return 0
+    first = posterior[names[0]]
+    finite = np.isfinite(first.values.reshape(first.sizes["chain"], first.sizes["draw"], -1))
+    done = finite.all(axis=2)
+    counts = np.where(done.all(axis=1), done.shape[1], np.argmin(done, axis=1))
+    return int(counts.min())
+
+
+def truncate(tree: xr.DataTree, draws: int) -> xr.DataTree:
+    """Return ``tree`` with the first ``draws`` draws of every chain in its draw-indexed groups."""
+    groups = {}
+    for path, node in tree.subtree_with_keys:
+        ds = node.to_dataset()
+        if "draw" in ds.dims:
+            ds = ds.isel(draw=slice(0, draws))
+        groups["/" if path == "." else "/" + path] = ds
+    out = xr.DataTree.from_dict(groups)
+    out.attrs = dict(tree.attrs)
+    return out
+
+
+def sample(
+    compiled: Any,
+    target: Target,
+    *,
+    chains: int,
+    tune: int,
+    seed: int,
+    names: list[str] | None = None,
+    progress_bar: bool = False,
+    poll: float = 0.25,
+    **nuts: Any,
+) -> tuple[xr.DataTree, Verdict]:
+    """Sample ``compiled`` (a nutpie compiled model) until ``target`` is reached.
+
+    Parameters
+    ----------
+    compiled : nutpie.CompiledModel
+        The model to sample.
+    target : Target
+        The convergence target, the check's block and the budgets.
+    chains, tune, seed : int
+        As for :func:`nutpie.sample` (``tune`` draws per chain of warm-up, not kept).
+    names : list of str, optional
+        The posterior variables whose diagnostics decide (default: every variable).
+    progress_bar : bool
+        Show nutpie's progress bar.
+    poll : float
+        Seconds between looks at the running sampler.
+    **nuts
+        Further options of :func:`nutpie.sample` (e.g. ``target_accept``).
+
+    Returns
+    -------
+    tree : xarray.DataTree
+        The first ``verdict.draws`` draws of every chain (posterior and sample_stats).
+    verdict : Verdict
+        Draws kept, why sampling stopped, the worst diagnostics and what missed the target.
+    """
+    import nutpie
+
+    start = time.perf_counter()
+    sampler = nutpie.sample(
+        compiled,
+        draws=target.max_draws,
+        tune=tune,
+        chains=chains,
+        cores=chains,
+        seed=seed,
+        save_warmup=False,
+        progress_bar=progress_bar,
+        blocking=False,
+        **nuts,
+    )
+    points = target.checkpoints()
+    checks, k = 0, 0
+    worst: dict[str, float] = {}
+    unmet: dict[str, list[str]] = {}
+    stopped_by, kept = "draw budget", points[-1]
+    try:
+        while k < len(points):
+            with warnings.catch_warnings():  # a first look may hold fewer draws than chains
+                warnings.filterwarnings("ignore", "Found chain dimension to be longer")
+                snapshot = sampler.inspect()
+            posterior = snapshot["posterior"].to_dataset()
+            keys = names or [str(n) for n in posterior.data_vars]
+            ready = _complete(posterior, keys) if posterior.data_vars else 0
+            while k < len(points) and points[k] <= ready:
+                checks += 1
+                first = posterior[keys].isel(draw=slice(0, points[k]))
+                worst, unmet = diagnose(first, target)
+                log.debug("check at %d draws per chain: %s", points[k], worst)
+                if not unmet:
+                    stopped_by, kept = "target", points[k]
+                    break
+                k += 1
+            if stopped_by == "target" or k >= len(points):
+                break
+            elapsed = time.perf_counter() - start
+            if target.max_seconds is not None and elapsed > target.max_seconds:
+                stopped_by = "time budget"
+                kept = max([p for p in points if p <= ready], default=ready)
+                break
+            time.sleep(poll)
+    finally:
+        tree = sampler.abort()
+    if stopped_by == "time budget":
+        if kept < 2:
+            raise RuntimeError(
+                f"the time budget ({target.max_seconds} s) ran out before every chain had two draws"
+            )
+        if checks == 0 or kept != points[k - 1]:
+            posterior = tree["posterior"].to_dataset()
+            keys = names or [str(n) for n in posterior.data_vars]
+            worst, unmet = diagnose(posterior[keys].isel(draw=slice(0, kept)), target)
+    verdict = Verdict(
+        draws=int(kept),
+        stopped_by=stopped_by,
+        reached=stopped_by == "target",
+        checks=checks,
+        seconds=round(time.perf_counter() - start, 3),
+        worst={k: round(v, 4) for k, v in worst.items()},
+        unmet={} if stopped_by == "target" else unmet,
+        target=asdict(target),
+    )
+    return truncate(tree, kept), verdict
