@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 
-#: The ``CompiledPyMCModel`` fields :func:`_assemble` fills.
+#: The ``CompiledPyMCModel`` fields :func:`~socialgradient.sampling._nutpie_model._assemble` fills.
 FIELDS = frozenset(
     {
         "_n_dim",
