@@ -80,10 +80,14 @@ PACKAGES = {
 
 
 def _importer() -> tuple[int, types.FrameType | None]:
-    """The stack level of the first frame outside this module and the import machinery (the
-    importer's), as ``warnings.warn`` counts it (it skips importlib's frames itself), and
-    the last importlib frame passed on the way (None if none)."""
-    frame, level, machinery = sys._getframe(2), 2, None
+    """Return the importer's stack level and the last importlib frame passed on the way.
+
+    The level of the first frame outside this module and the import machinery (the
+    importer's), as ``warnings.warn`` counts it (it skips importlib's frames itself); the
+    frame is None if none was passed.
+    """
+    frame: types.FrameType | None = sys._getframe(2)
+    level, machinery = 2, None
     while frame is not None:
         name = frame.f_code.co_filename
         if "importlib" in name and "_bootstrap" in name:
@@ -108,8 +112,10 @@ def _warn(old: str, new: str, attribute: bool = False) -> None:
 
 
 def _lookup(old: str, name: str, modules: tuple[str, ...]):
-    """``name`` of old module ``old`` from the first of ``modules`` defining it (modules
-    imported there, e.g. ``families`` in ``model.build``, are not old names)."""
+    """Return ``name`` of old module ``old`` from the first of ``modules`` defining it.
+
+    Modules imported there (e.g. ``families`` in ``model.build``) are not old names.
+    """
     for new in modules:
         value = getattr(importlib.import_module(new), name, _MISSING)
         if value is not _MISSING and not isinstance(value, types.ModuleType):
@@ -124,8 +130,10 @@ _MISSING = object()
 
 
 def old_names(package: str):
-    """The module ``__getattr__`` of ``package`` (an old module, now a package): an old
-    name is looked up in :data:`PACKAGES`' modules, with a DeprecationWarning."""
+    """Return the module ``__getattr__`` of ``package`` (an old module, now a package).
+
+    An old name is looked up in :data:`PACKAGES`' modules, with a DeprecationWarning.
+    """
 
     def __getattr__(name: str):
         # a dunder, or a submodule not yet imported (``from package import build``: the
@@ -162,8 +170,10 @@ class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 
 def _split_getattr(old: str, modules: tuple[str, ...]):
-    """The module ``__getattr__`` of split module ``old``: its names, with a warning; no
-    dunder (tools that scan ``sys.modules``, e.g. for ``__file__``, must not warn)."""
+    """Return the module ``__getattr__`` of split module ``old``: its names, with a warning.
+
+    No dunder (tools that scan ``sys.modules``, e.g. for ``__file__``, must not warn).
+    """
 
     def __getattr__(name: str):
         if name.startswith("__"):
@@ -174,7 +184,10 @@ def _split_getattr(old: str, modules: tuple[str, ...]):
 
 
 def install() -> None:
-    """Put the finder first on ``sys.meta_path`` (once): an old name must not be found by
-    another finder first (e.g. an editable install's, which looks in another checkout)."""
+    """Put the finder first on ``sys.meta_path`` (once).
+
+    An old name must not be found by another finder first (e.g. an editable install's, which
+    looks in another checkout).
+    """
     if not any(isinstance(f, _Finder) for f in sys.meta_path):
         sys.meta_path.insert(0, _Finder())

@@ -22,9 +22,12 @@ DATA_FILES = ("neighbourhoods.parquet", "las.parquet", "truth.json")
 
 
 def root(kind: str) -> Path:
-    """The folder of ``kind`` ("models" or "data"): the packaged copy in an installed wheel,
-    else the source checkout's top-level folder. The path may not exist (a bare import of
-    the package files, e.g. copied without the checkout); callers say what is missing."""
+    """Return the folder of ``kind`` ("models" or "data").
+
+    The packaged copy in an installed wheel, else the source checkout's top-level folder.
+    The path may not exist (a bare import of the package files, e.g. copied without the
+    checkout); callers say what is missing.
+    """
     if kind not in KINDS:
         raise ValueError(f"unknown resource kind {kind!r}; expected one of {KINDS}")
     packaged = Path(str(_resources.files(__name__) / kind))
@@ -34,5 +37,5 @@ def root(kind: str) -> Path:
 
 
 def path(kind: str, *parts: str) -> Path:
-    """A file under :func:`root`, e.g. ``path("data", "neighbourhoods.parquet")``."""
+    """Return a file under :func:`root`, e.g. ``path("data", "neighbourhoods.parquet")``."""
     return root(kind).joinpath(*parts)

@@ -1,5 +1,7 @@
-"""Atomic file writes (a killed run never leaves a partial file that looks complete) and file
-hashes: the one of each the package uses."""
+"""Atomic file writes and file hashes: the one of each the package uses.
+
+A killed run never leaves a partial file that looks complete.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +13,9 @@ from pathlib import Path
 
 
 def atomic_write(path: str | Path, write: Callable[[str], object], mode: int = 0o644) -> Path:
-    """Call ``write(tmp)`` on a temporary path beside ``path``, then move it onto ``path``
-    with permissions ``mode`` (0600 for the private callback cache).
+    """Call ``write(tmp)`` on a temporary path beside ``path``, then move it onto ``path``.
 
+    The file gets the permissions ``mode`` (0600 for the private callback cache).
     Re-running overwrites the previous file in one step, so outputs are idempotent.
     """
     path = Path(path)
@@ -31,7 +33,7 @@ def atomic_write(path: str | Path, write: Callable[[str], object], mode: int = 0
 
 
 def sha256_of(path: str | Path) -> str:
-    """The SHA-256 of the file at ``path`` (hex), read in 1 MiB blocks."""
+    """Return the SHA-256 of the file at ``path`` (hex), read in 1 MiB blocks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

@@ -22,8 +22,10 @@ _HANDLER_NAME = "socialgradient-cli"
 
 
 class _Stderr(logging.StreamHandler):
-    """A handler on whatever ``sys.stderr`` is when a line is written (pytest and notebooks
-    swap it)."""
+    """A handler on whatever ``sys.stderr`` is when a line is written.
+
+    pytest and notebooks swap it.
+    """
 
     @property
     def stream(self):
@@ -44,8 +46,10 @@ def step(log: logging.Logger, what: str, *args) -> Iterator[None]:
 
 
 def configure(quiet: bool = False, stream=None) -> None:
-    """Show the package's progress lines (INFO, or WARNING and above when ``quiet``) on
-    ``stream`` (default: the current stderr). Calling it again replaces its handler."""
+    """Show the package's progress lines on ``stream`` (default: the current stderr).
+
+    INFO, or WARNING and above when ``quiet``. Calling it again replaces its handler.
+    """
     logger = logging.getLogger("socialgradient")
     for handler in [h for h in logger.handlers if h.get_name() == _HANDLER_NAME]:
         logger.removeHandler(handler)

@@ -1,5 +1,6 @@
-"""Typed values from TOML: a dict checked against a frozen dataclass's field types with msgspec
-(strict: ``"0.9"`` is not 0.9), with messages that name the key by its full path, the value
+"""Typed values from TOML: a dict checked against a frozen dataclass's field types with msgspec.
+
+Strict (``"0.9"`` is not 0.9), with messages that name the key by its full path, the value
 given and what is allowed (:class:`SpecError`); :mod:`socialgradient.spec` builds its
 dataclasses with it.
 """
@@ -18,9 +19,12 @@ import msgspec
 
 
 class SpecError(ValueError):
-    """A spec key or value that is not allowed. The message names the key by its full path
-    (``sampling.draws``, ``priors.b_w``, ``records.by``), the value given and what is
-    allowed. A ``ValueError``, so callers that catch those still do."""
+    """A spec key or value that is not allowed.
+
+    The message names the key by its full path (``sampling.draws``, ``priors.b_w``,
+    ``records.by``), the value given and what is allowed. A ``ValueError``, so callers that
+    catch those still do.
+    """
 
 
 def _check_keys(raw: dict, allowed: set[str], where: str) -> None:
@@ -43,12 +47,12 @@ def _names(cls) -> set[str]:
 
 
 def _strip(tp):
-    """The type under ``Annotated[...]``."""
+    """Return the type under ``Annotated[...]``."""
     return typing.get_args(tp)[0] if typing.get_origin(tp) is Annotated else tp
 
 
 def _table_type(tp):
-    """The spec dataclass a field holds (``Priors``, ``RecordsTable | None``), else None."""
+    """Return the spec dataclass a field holds (``Priors``, ``RecordsTable | None``), else None."""
     tp = _strip(tp)
     for t in (tp, *typing.get_args(tp)):
         if dataclasses.is_dataclass(t):
@@ -57,8 +61,11 @@ def _table_type(tp):
 
 
 def _usual(tp, value):
-    """A value in the forms specs always took: a tuple field given one item (``by =
-    "age_band"``, ``years = 2019``) as a list of one; numpy's float64 as a float."""
+    """Return ``value`` in the forms specs always took.
+
+    A tuple field given one item (``by = "age_band"``, ``years = 2019``) as a list of one;
+    numpy's float64 as a float.
+    """
     if isinstance(value, float) and type(value) is not float:
         return float(value)
     tp = _strip(tp)
@@ -76,7 +83,7 @@ _MANY = {str: "strings", int: "integers", float: "numbers"}
 
 
 def _describe(tp) -> str:
-    """What a field allows, in words (its ``msgspec.Meta`` description, else from its type)."""
+    """Say what a field allows, in words (its ``msgspec.Meta`` description, else its type)."""
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin is Annotated:
         described = [m.description for m in args[1:] if isinstance(m, msgspec.Meta)]
@@ -96,7 +103,7 @@ def _describe(tp) -> str:
 
 
 def _bad(key: str, value, tp) -> str:
-    """The message of a value that breaks its field's rule."""
+    """Return the message of a value that breaks its field's rule."""
     allowed = _describe(tp)
     if typing.get_origin(_strip(tp)) is Literal:
         return f"unknown {key.rsplit('.', 1)[-1]} {value!r}: {key} must be {allowed}"
@@ -104,8 +111,11 @@ def _bad(key: str, value, tp) -> str:
 
 
 def _prepare(raw, cls, where: str):
-    """A parsed mapping ready for msgspec: unknown keys refused (at every level), values in
-    their usual forms (:func:`_usual`); nested tables likewise."""
+    """Return a parsed mapping ready for msgspec.
+
+    Unknown keys refused (at every level), values in their usual forms (:func:`_usual`);
+    nested tables likewise.
+    """
     if not isinstance(raw, dict):
         return raw  # msgspec says what is wrong with it
     _check_keys(raw, _names(cls), where.rstrip("."))
@@ -122,8 +132,10 @@ def _prepare(raw, cls, where: str):
 
 
 def _convert(raw, cls, where: str):
-    """``msgspec.convert`` of a prepared mapping into the frozen dataclass ``cls`` (its
-    ``__post_init__`` runs), every failure a :class:`SpecError` that names the key."""
+    """Convert a prepared mapping into the frozen dataclass ``cls`` with ``msgspec.convert``.
+
+    Its ``__post_init__`` runs; every failure is a :class:`SpecError` that names the key.
+    """
     try:
         return msgspec.convert(raw, type=cls, strict=True)
     except msgspec.ValidationError as err:
@@ -142,8 +154,10 @@ _MISSING = re.compile(r"Object missing required field `(?P<name>[^`]+)`")
 
 
 def _explain(message: str, raw, cls, where: str) -> str:
-    """msgspec's message (``Expected `int`, got `str` - at `$.sampling.draws```) said with
-    the full key, the value given and what the field allows."""
+    """Say msgspec's message with the full key, the value given and what the field allows.
+
+    msgspec's: e.g. ``Expected `int`, got `str` - at `$.sampling.draws```.
+    """
     at = _AT.search(message)
     path = re.sub(r"\[\d+\]", "|", at["path"]).split("|")[0] if at else ""
     names = [n for n in path.split(".") if n]
@@ -162,12 +176,16 @@ def _explain(message: str, raw, cls, where: str) -> str:
 
 
 def _validate(obj) -> None:
-    """Check every field of a spec dataclass against its type (msgspec, strict) in its
-    ``__post_init__``, so a spec built in Python (``Spec(...)``, ``replace``) meets the rules
-    a loaded one does: a nested table given as a dict becomes its dataclass, a list a tuple;
-    an int in a float field stays an int (the canonical JSON, and so the hash, keep it)."""
+    """Check every field of a spec dataclass against its type (msgspec, strict).
+
+    Called in its ``__post_init__``, so a spec built in Python (``Spec(...)``, ``replace``)
+    meets the rules a loaded one does: a nested table given as a dict becomes its dataclass,
+    a list a tuple; an int in a float field stays an int (the canonical JSON, and so the
+    hash, keep it).
+    """
+    cls: type = type(obj)  # not type[Any], which mypy holds unhashable for the cache
     where = type(obj)._where
-    for name, tp in _hints(type(obj)).items():
+    for name, tp in _hints(cls).items():
         value = getattr(obj, name)
         key = where + name
         table = _table_type(tp)
