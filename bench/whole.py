@@ -18,7 +18,7 @@ timed runs, so that they meet a structure fitted before on this machine (as a us
 a table of the same LAs does); its wall and compile seconds are shown (a structure no run
 has compiled: ~10 s more compilation).
 
-    .venv/bin/python bench/whole.py                 # both tables, 3 runs each (~15 min)
+    .venv/bin/python bench/whole.py                 # three tables, 3 runs each (~25 min)
     .venv/bin/python bench/whole.py --runs 1 --tables england
 
 Writes ``bench/whole.json`` (every run) and ``bench/whole.md`` (medians and ratios).
@@ -43,9 +43,32 @@ PEERS_R = BENCH / "peers" / "peers.R"
 COLUMNS = ["lsoa", "la", "children", "income", "referrals"]
 
 
+#: ``england_c``'s true referral parameters: steeper, more varied between LAs and more
+#: over-dispersed than the default England's (``england.PARAMETERS``), none of them tuned on.
+PARAMETERS_C = {
+    "referrals": dict(a=-4.6, gradient=1.9, b_b=0.1, sigma_a=0.4, sigma_b=0.3, rho=0.2, phi=6.0)
+}
+
+
+def _uneven(t, seed: int):
+    """Keep a share of each LA's LSOAs drawn uniformly from 5% to 100% (at least 3): LA
+    sizes unlike the calibrated ones, from a handful of LSOAs to whole LAs."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    keep = []
+    for rows in t.groupby("la", sort=True).groups.values():
+        rows = np.asarray(rows)
+        n = max(3, round(len(rows) * rng.uniform(0.05, 1.0)))
+        keep.append(rng.choice(rows, size=min(n, len(rows)), replace=False))
+    return t.loc[np.sort(np.concatenate(keep))]
+
+
 def tables(names: list[str]) -> dict[str, Path]:
     """The CSVs: ``england`` is the embedded default England; ``england_b`` an England-like
-    table ours has never seen (another seed of the synthetic England, its first 120 LAs)."""
+    table ours has never seen (another seed of the synthetic England, its first 120 LAs);
+    ``england_c`` one simulated with other parameters (:data:`PARAMETERS_C`) and uneven LA
+    sizes (:func:`_uneven`), never used to tune the sampler."""
     import socialgradient.api as sg
     from socialgradient.data.synthetic.england import simulate
 
@@ -57,9 +80,13 @@ def tables(names: list[str]) -> dict[str, Path]:
         if not path.exists():
             if name == "england":
                 t = sg.default_data()
-            else:
+            elif name == "england_b":
                 t = simulate(seed=11).table
                 t = t[t["la"].isin(t["la"].unique()[:120])]
+            elif name == "england_c":
+                t = _uneven(simulate(seed=29, parameters=PARAMETERS_C).table, seed=29)
+            else:
+                raise SystemExit(f"unknown table {name!r}: england, england_b or england_c")
             t[COLUMNS].to_csv(path, index=False)
         paths[name] = path
     return paths
@@ -111,7 +138,7 @@ def glmmtmb(csv: Path, tag: str) -> dict:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--runs", type=int, default=3)
-    p.add_argument("--tables", nargs="+", default=["england", "england_b"])
+    p.add_argument("--tables", nargs="+", default=["england", "england_b", "england_c"])
     p.add_argument("--no-first-run", action="store_true")
     args = p.parse_args(argv)
     record = {"date": now(), "uptime_before": uptime(), "runs": args.runs, "fits": []}
