@@ -1,5 +1,7 @@
-"""The commands that fit, simulate or read fits: ``run``, ``fit``, ``simulate``, ``suite``,
-``calibrate``, ``report`` and ``verify`` (:mod:`socialgradient.cli` dispatches to them).
+"""The commands that fit, simulate or read fits.
+
+``run``, ``fit``, ``simulate``, ``suite``, ``calibrate``, ``report`` and ``verify``
+(:mod:`socialgradient.cli` dispatches to them).
 """
 
 from __future__ import annotations
@@ -17,8 +19,11 @@ log = logging.getLogger("socialgradient.cli")  # the command line's own logger
 
 
 def _cluster(args, **options):
-    """The Dask cluster that suite's or calibrate's options name, checked before any work
-    (:func:`socialgradient.study.clusters.target`)."""
+    """Return the Dask cluster that suite's or calibrate's options name, checked before any work.
+
+    The Dask cluster that suite's or calibrate's options name, checked before any work
+    (:func:`socialgradient.study.clusters.target`).
+    """
     from socialgradient.study import clusters
 
     files = (args.tls_ca_file, args.tls_cert, args.tls_key)
@@ -34,7 +39,12 @@ def _cluster(args, **options):
 
 
 def _spec(args, outcome: str | None = None) -> Spec:
-    spec = load_spec(args.spec) if args.spec else Spec(outcome=outcome)
+    if args.spec:
+        spec = load_spec(args.spec)
+    elif outcome is None:  # unreachable: run's --spec has a default, fit's --outcome is required
+        raise ValueError("an outcome or a spec is needed")
+    else:
+        spec = Spec(outcome=outcome)
     return spec.replace(
         outcome=outcome,
         family=args.family,
@@ -131,7 +141,7 @@ def _verify(args) -> int:
     from socialgradient.util import outputs
 
     manifest, problems = outputs.check(args.dir)
-    if problems:
+    if problems or manifest is None:  # no problem found means a manifest was read
         print(
             f"{args.dir}: not a whole, clean output set ({len(problems)} problem(s)):",
             file=sys.stderr,

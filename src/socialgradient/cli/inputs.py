@@ -191,9 +191,9 @@ def _census(args) -> int:
                 geography=rec.geography,
                 truth=rec.truth,
             )
-        paths, _ = table_sets.write_records_set(args.out, rec, seed=args.seed)
+        files, _ = table_sets.write_records_set(args.out, rec, seed=args.seed)
         print(
-            f"wrote {len(paths)} CIN returns ({len(rec.children)} children) and "
+            f"wrote {len(files)} CIN returns ({len(rec.children)} children) and "
             f"child_lsoa.csv, looked_after.csv, cin_plans.csv, population.parquet, "
             f"geography.parquet to {args.out}/internal/ (an output set: not for release)"
         )

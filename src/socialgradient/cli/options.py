@@ -14,8 +14,11 @@ from socialgradient.spec import FAMILIES, SAMPLERS
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Descriptions as written (lists, examples), and every option's default appended to
-    its help ("(default: X)") where it has one: not None, False or an empty list."""
+    """Show descriptions as written and every option's default in its help.
+
+    Descriptions as written (lists, examples), and every option's default appended to
+    its help ("(default: X)") where it has one: not None, False or an empty list.
+    """
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
@@ -34,16 +37,20 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 
 class ListOption(argparse.Action):
-    """A list option that repeats (``--strata a --strata b``) or takes a comma list
+    """Take a list option one word at a time, repeated or as a comma list.
+
+    A list option that repeats (``--strata a --strata b``) or takes a comma list
     (``--strata a,b``), one word at a time, so it never takes a positional argument after
     it as one of its items (as ``nargs="+"`` does). ``item`` converts each item (e.g.
-    ``int``); a default list is replaced, not extended, by the first value given."""
+    ``int``); a default list is replaced, not extended, by the first value given.
+    """
 
     def __init__(self, option_strings, dest, item=str, **kwargs):
         self.item = item
         super().__init__(option_strings, dest, **kwargs)
 
     def __call__(self, parser, namespace, values, option_string=None):
+        """Add the items of one occurrence of the option (a word, or a comma list)."""
         current = getattr(namespace, self.dest, None)
         items = [] if current is None or current is self.default else list(current)
         for part in str(values).split(","):
@@ -63,7 +70,7 @@ class ListOption(argparse.Action):
 
 
 def _cluster_args(p: argparse.ArgumentParser) -> None:
-    """The Dask options of suite and calibrate (:mod:`socialgradient.study.clusters`)."""
+    """Add the Dask options of suite and calibrate (:mod:`socialgradient.study.clusters`)."""
     p.add_argument(
         "--dashboard",
         action="store_true",
@@ -149,8 +156,11 @@ def _ledger_arg(p: argparse.ArgumentParser) -> None:
 
 
 def _options(*adders, title: str | None = None) -> argparse.ArgumentParser:
-    """A parent parser of shared options (``parents=``): each command takes only the groups
-    of options it uses. With a ``title`` they are shown in their own section of the help."""
+    """Return a parent parser of shared options (``parents=``).
+
+    A parent parser of shared options (``parents=``): each command takes only the groups
+    of options it uses. With a ``title`` they are shown in their own section of the help.
+    """
     p = argparse.ArgumentParser(add_help=False)
     group = p.add_argument_group(title) if title else p
     for add in adders:

@@ -51,7 +51,7 @@ stderr (-q keeps warnings and errors only), results to stdout; exit status 0 on 
 
 
 def parser() -> argparse.ArgumentParser:
-    """The argument parser (exposed for documentation and tests)."""
+    """Return the argument parser (exposed for documentation and tests)."""
     top = argparse.ArgumentParser(
         prog="socialgradient", description=DESCRIPTION, epilog=EPILOG, formatter_class=HelpFormatter
     )

@@ -154,7 +154,9 @@ def run(
     security=None,
     insecure: bool = False,
 ) -> dict:
-    """Run (or resume) the study: replicates ``seed .. seed + replicates - 1`` of ``model``,
+    """Run (or resume) the calibration study and write its report.
+
+    Run (or resume) the study: replicates ``seed .. seed + replicates - 1`` of ``model``,
     each a task on the Dask cluster (:func:`socialgradient.study.suite.client`; ``dashboard``,
     ``security`` and ``insecure`` as :func:`socialgradient.study.clusters.target`), then write
     ``calibration.json``, ``calibration.md`` and ``calibration_sbc.png`` in ``out_dir``.
@@ -184,8 +186,11 @@ def run(
         scheduler, workers, dashboard=dashboard, security=security, insecure=insecure, sends=SENDS
     )
     seeds = list(range(seed, seed + replicates))
-    results, fitted, up_to_date, failed = {}, [], [], {}
-    todo = []
+    results: dict[int, dict] = {}
+    fitted: list[int] = []
+    up_to_date: list[int] = []
+    failed: dict[int, str] = {}
+    todo: list[int] = []
     for sd in seeds:
         done = read_result(result_path(out_dir, model, sd), cfg)
         if done is None:
@@ -229,9 +234,12 @@ def run(
 def _run_tasks(
     model, todo, cfg, out_dir, scheduler, workers, progressbar, results, fitted, up_to_date, failed
 ) -> None:
-    """Fit the replicates of seeds ``todo`` on the cluster
+    """Fit the replicates of seeds ``todo`` on the cluster.
+
+    Fit the replicates of seeds ``todo`` on the cluster
     (:func:`socialgradient.study.clusters.run_tasks`), filling ``results``, ``fitted``,
-    ``up_to_date`` and ``failed`` as they finish."""
+    ``up_to_date`` and ``failed`` as they finish.
+    """
     from socialgradient.study import clusters
 
     total = len(todo)

@@ -19,8 +19,11 @@ from socialgradient.util.files import atomic_write
 
 
 def write(out_dir: Path, model: str, agg: dict) -> dict[str, Path]:
-    """Put ``agg`` under ``model`` in ``calibration.json`` (other models' sections kept),
-    and rewrite ``calibration.md`` and ``calibration_sbc.png`` from all of it."""
+    """Write ``calibration.json``, ``calibration.md`` and ``calibration_sbc.png``.
+
+    Put ``agg`` under ``model`` in ``calibration.json`` (other models' sections kept),
+    and rewrite ``calibration.md`` and ``calibration_sbc.png`` from all of it.
+    """
     out_dir = Path(out_dir)
     path = out_dir / "calibration.json"
     try:
@@ -83,7 +86,7 @@ def _pct(c: dict) -> str:
 
 
 def markdown(whole: dict) -> str:
-    """The report ``calibration.md`` of ``calibration.json``'s content."""
+    """Return the report ``calibration.md`` of ``calibration.json``'s content."""
     lines = [
         "# Calibration study",
         "",
@@ -200,8 +203,11 @@ def _num(v, digits: int) -> str:
 
 
 def sbc_figure(whole: dict):
-    """Rank histograms: one row per model, one panel per SBC parameter, with the uniform
-    count and its pointwise 95% binomial band."""
+    """Plot the SBC rank histograms of every model.
+
+    Rank histograms: one row per model, one panel per SBC parameter, with the uniform
+    count and its pointwise 95% binomial band.
+    """
     from matplotlib.figure import Figure
 
     models = list(whole["models"])
@@ -246,7 +252,7 @@ def sbc_figure(whole: dict):
 
 
 def headline(agg: dict, model: str) -> str:
-    """A few lines for the terminal."""
+    """Return a few lines for the terminal."""
     nat, la = agg["national_pooled"], agg["per_la"]
     pv = ", ".join(f"{k} p={_num(v['p_value'], 2)}" for k, v in agg["sbc"]["parameters"].items())
     v = agg["diagnostics"]["verdicts"]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -60,8 +61,11 @@ COLUMNS = (
 
 
 def _get(summary: dict, path: str):
-    """The value at dotted ``path``; a ratio ``A/B`` stored only as ``B/A`` is inverted
-    (median and interval ends, and ``p_steeper`` -> 1 - ``p_steeper``)."""
+    """Return the value at dotted ``path`` of a summary.
+
+    The value at dotted ``path``; a ratio ``A/B`` stored only as ``B/A`` is inverted
+    (median and interval ends, and ``p_steeper`` -> 1 - ``p_steeper``).
+    """
     *parents, last = path.split(".")
     value = summary
     for part in parents:
@@ -79,11 +83,14 @@ def _get(summary: dict, path: str):
 def table(
     summaries: dict[str, dict], truths: dict[str, dict | None], findings=FINDINGS
 ) -> pd.DataFrame:
-    """One row per finding (:data:`COLUMNS`); ``summaries``/``truths`` by spec name (a spec
-    not fitted gives a row with blank numbers and verdict ``not fitted``)."""
+    """Return the findings table: one row per finding (:data:`COLUMNS`).
+
+    One row per finding (:data:`COLUMNS`); ``summaries``/``truths`` by spec name (a spec
+    not fitted gives a row with blank numbers and verdict ``not fitted``).
+    """
     rows = []
     for f in findings:
-        row = dict.fromkeys(COLUMNS)
+        row: dict[str, Any] = dict.fromkeys(COLUMNS)
         row |= {
             "theme": f.theme,
             "finding": f.finding,

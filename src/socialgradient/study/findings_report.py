@@ -17,7 +17,7 @@ from socialgradient.util.files import atomic_write
 
 
 def _plain(findings: pd.DataFrame) -> pd.DataFrame:
-    """``findings`` with missing values as None (blank cells, ``is None`` tests)."""
+    """Return ``findings`` with missing values as None (blank cells, ``is None`` tests)."""
     return findings.astype(object).where(findings.notna(), None)
 
 
@@ -85,7 +85,7 @@ BEGIN, END = "<!-- findings:begin -->", "<!-- findings:end -->"
 
 
 def readme_table(findings: pd.DataFrame) -> str:
-    """The README's findings table: finding | study | this package (median [95%]) | truth."""
+    """Return the README's findings table: finding, study, this package, truth."""
     lines = [
         "| finding | study | this package, default data: median [95%] | truth |",
         "|---|---|---|---|",
@@ -101,8 +101,11 @@ def readme_table(findings: pd.DataFrame) -> str:
 
 
 def update_readme(readme: Path, findings_csv: Path) -> bool:
-    """Replace the table between the README's findings markers with :func:`readme_table`
-    of ``findings_csv``; returns whether the file changed."""
+    """Replace the README's findings table with that of ``findings_csv``.
+
+    Replace the table between the README's findings markers with :func:`readme_table`
+    of ``findings_csv``; returns whether the file changed.
+    """
     readme = Path(readme)
     text = readme.read_text(encoding="utf-8")
     if BEGIN not in text or END not in text:
@@ -117,15 +120,21 @@ def update_readme(readme: Path, findings_csv: Path) -> bool:
 
 
 def additive(quantity: str) -> bool:
-    """Whether a quantity is on an additive scale (log effects, correlations: no effect = 0)
-    rather than a ratio (gradients, odds and hazard ratios: no effect = 1)."""
+    """Tell whether a quantity is on an additive scale.
+
+    Whether a quantity is on an additive scale (log effects, correlations: no effect = 0)
+    rather than a ratio (gradients, odds and hazard ratios: no effect = 1).
+    """
     return quantity.endswith(("contextual_effect", "gradient_deprivation_corr", ".slope"))
 
 
 def figure(findings: pd.DataFrame, theme: str):
-    """A forest plot of one theme: each finding's median and 95% interval, the truth (x)
+    """Plot the findings of one theme as a forest plot.
+
+    A forest plot of one theme: each finding's median and 95% interval, the truth (x)
     and the study's figure (diamond); ratios on a log axis around 1, additive quantities
-    (log effects, correlations) in a second panel around 0. Probabilities are left out."""
+    (log effects, correlations) in a second panel around 0. Probabilities are left out.
+    """
     from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter
 
@@ -161,8 +170,11 @@ def figure(findings: pd.DataFrame, theme: str):
 
 
 def write(findings: pd.DataFrame, out_dir: Path) -> dict[str, Path]:
-    """``findings.csv``, ``findings.md`` and ``figures/findings_<theme>.png`` in
-    ``out_dir``, each written atomically."""
+    """Write the findings table, its report and its figures.
+
+    ``findings.csv``, ``findings.md`` and ``figures/findings_<theme>.png`` in
+    ``out_dir``, each written atomically.
+    """
     out_dir = Path(out_dir)
     paths = {
         "csv": atomic_write(
@@ -177,8 +189,9 @@ def write(findings: pd.DataFrame, out_dir: Path) -> dict[str, Path]:
     for theme in findings["theme"].unique():
         if findings.loc[findings["theme"] == theme, "lo95"].notna().any():
             fig = figure(findings, theme)
-            paths[theme] = atomic_write(
-                out_dir / "figures" / f"findings_{theme}.png",
-                lambda tmp, fig=fig: fig.savefig(tmp, format="png", dpi=120),
-            )
+
+            def save(tmp, fig=fig) -> None:
+                fig.savefig(tmp, format="png", dpi=120)
+
+            paths[theme] = atomic_write(out_dir / "figures" / f"findings_{theme}.png", save)
     return paths

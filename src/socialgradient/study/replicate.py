@@ -32,7 +32,8 @@ from socialgradient.util.files import atomic_write
 
 MODELS = ("national", "binomial")
 #: Sampler options per model (the binomial as models/rereferrals.toml).
-TARGET_ACCEPT = {"national": None, "binomial": 0.9}
+BINOMIAL_TARGET_ACCEPT = 0.9
+TARGET_ACCEPT = {"national": None, "binomial": BINOMIAL_TARGET_ACCEPT}
 BINOMIAL_STREAM = 13  # default_rng([seed, 13]): the binomial's LA effects and counts
 TRUTH_STREAM = 29  # default_rng([seed, 29]): the replicate's truth
 
@@ -40,7 +41,7 @@ TRUTH_STREAM = 29  # default_rng([seed, 29]): the replicate's truth
 
 
 def draw_truth(model: str, seed: int) -> dict:
-    """The replicate's parameters, drawn from :data:`RANGES` with ``default_rng([seed, 29])``."""
+    """Draw the replicate's parameters from :data:`RANGES` with ``default_rng([seed, 29])``."""
     rng = np.random.default_rng([int(seed), TRUTH_STREAM])
     out = {}
     for name, (lo, hi, kind) in RANGES[_check_model(model)].items():
@@ -60,8 +61,11 @@ def _check_model(model: str) -> str:
 
 
 def national_quantities(p: dict) -> dict:
-    """The national quantities (:data:`NATIONAL`) of parameters ``p`` (``b_w``, ``b_b``,
-    ``b_x``), as :func:`socialgradient.results.gradients.national` defines them."""
+    """Return the national quantities (:data:`NATIONAL`) of parameters ``p``.
+
+    The national quantities (:data:`NATIONAL`) of parameters ``p`` (``b_w``, ``b_b``,
+    ``b_x``), as :func:`socialgradient.results.gradients.national` defines them.
+    """
     return {
         "gradient_mean_la": math.exp(p["b_w"]),
         "gradient_less_deprived_la": math.exp(p["b_w"] - p["b_x"]),
@@ -72,7 +76,9 @@ def national_quantities(p: dict) -> dict:
 
 
 def simulate(model: str, seed: int, scale: float = 1.0):
-    """``(table, spec, truth)`` of one replicate: the table to fit, the spec to fit it with
+    """Simulate one replicate: ``(table, spec, truth)``.
+
+    ``(table, spec, truth)`` of one replicate: the table to fit, the spec to fit it with
     (sampling not yet set) and the truth: ``{"parameters", "national", "la": {code: gradient}}``.
     """
     from socialgradient.data.synthetic import england
@@ -120,7 +126,7 @@ def _binomial(seed: int, scale: float, p: dict):
         "rereferrals",
         family="binomial",
         trials="referrals",
-        target_accept=TARGET_ACCEPT["binomial"],
+        target_accept=BINOMIAL_TARGET_ACCEPT,
     )
     dropped = {
         "lsoa": int(len(syn.table) - len(table)),
@@ -137,8 +143,11 @@ def _binomial(seed: int, scale: float, p: dict):
 
 
 def config(model: str, scale: float, draws: int, tune: int, chains: int) -> dict:
-    """What a replicate's result depends on, besides its seed (a result of another
-    configuration is refitted)."""
+    """Return what a replicate's result depends on, besides its seed.
+
+    What a replicate's result depends on, besides its seed (a result of another
+    configuration is refitted).
+    """
     return {
         "model": _check_model(model),
         "scale": float(scale),
@@ -151,11 +160,12 @@ def config(model: str, scale: float, draws: int, tune: int, chains: int) -> dict
 
 
 def result_path(out_dir: Path, model: str, seed: int) -> Path:
+    """Return the result file of replicate ``seed``: ``replicates/<model>/<seed>.json``."""
     return Path(out_dir) / "replicates" / model / f"{seed}.json"
 
 
 def read_result(path: Path, cfg: dict) -> dict | None:
-    """The result at ``path`` if it is complete and of configuration ``cfg``, else None."""
+    """Return the result at ``path`` if it is complete and of configuration ``cfg``, else None."""
     try:
         result = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -198,8 +208,8 @@ def replicate(model: str, seed: int, cfg: dict, progressbar: bool = False) -> di
             "median": s["median"],
             "ci95": s["ci95"],
             "ci80": s["ci80"],
-            "covered95": _covers(*s["ci95"], t),
-            "covered80": _covers(*s["ci80"], t),
+            "covered95": _covers(s["ci95"][0], s["ci95"][1], t),
+            "covered80": _covers(s["ci80"][0], s["ci80"][1], t),
         }
     las = report.la_gradients(tree)
     true_la = las["la"].map(truth["la"]).to_numpy(dtype=float)

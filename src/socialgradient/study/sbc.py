@@ -9,6 +9,7 @@ The ranks, their uniformity and the aggregate of every replicate, for
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 from scipy import special, stats
@@ -69,8 +70,11 @@ STUDY = {
 
 
 def sbc_rank(draws: np.ndarray, truth: float, n: int = SBC_DRAWS) -> int:
-    """Rank of ``truth`` among ``n`` draws thinned evenly from ``draws`` (all chains, in
-    order): the number below it, 0..n."""
+    """Return the SBC rank of ``truth`` among ``n`` thinned draws.
+
+    Rank of ``truth`` among ``n`` draws thinned evenly from ``draws`` (all chains, in
+    order): the number below it, 0..n.
+    """
     flat = np.asarray(draws, dtype=float).ravel()
     if len(flat) < n:
         raise ValueError(f"SBC needs at least {n} posterior draws, got {len(flat)}")
@@ -104,8 +108,11 @@ def proportion(hits, n: int | None = None) -> dict:
 def rank_histogram(
     ranks, draws: int = SBC_DRAWS, bins: int = BINS
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Counts of ``ranks`` (0..``draws``) in ``bins`` bins of consecutive ranks, and the
-    counts a uniform rank would give (equal when ``draws + 1`` divides by ``bins``)."""
+    """Bin ``ranks`` and return the counts with those a uniform rank would give.
+
+    Counts of ``ranks`` (0..``draws``) in ``bins`` bins of consecutive ranks, and the
+    counts a uniform rank would give (equal when ``draws + 1`` divides by ``bins``).
+    """
     ranks = np.asarray(ranks, dtype=int)
     if ranks.size and (ranks.min() < 0 or ranks.max() > draws):
         raise ValueError(f"ranks must lie in 0..{draws}")
@@ -116,8 +123,11 @@ def rank_histogram(
 
 
 def uniformity(ranks, draws: int = SBC_DRAWS, bins: int = BINS) -> dict:
-    """Chi-square test that ``ranks`` are uniform on 0..``draws``, over ``bins`` bins:
-    ``{"counts", "expected", "chi2", "df", "p_value"}`` (NaN with no ranks)."""
+    """Test that ``ranks`` are uniform (chi-square over ``bins`` bins).
+
+    Chi-square test that ``ranks`` are uniform on 0..``draws``, over ``bins`` bins:
+    ``{"counts", "expected", "chi2", "df", "p_value"}`` (NaN with no ranks).
+    """
     counts, expected = rank_histogram(ranks, draws, bins)
     if counts.sum() == 0:
         chi2, p = float("nan"), float("nan")
@@ -133,11 +143,14 @@ def uniformity(ranks, draws: int = SBC_DRAWS, bins: int = BINS) -> dict:
 
 
 def aggregate(results: list[dict], bins: int = BINS) -> dict:
-    """Coverage, SBC uniformity and diagnostics over replicate results (as
+    """Aggregate coverage, SBC uniformity and diagnostics over replicate results.
+
+    Coverage, SBC uniformity and diagnostics over replicate results (as
     :func:`replicate` returns them). Nothing is dropped: FAIL verdicts are counted and listed.
     """
-    out = {"replicates": len(results), "seeds": [r["seed"] for r in results]}
-    national, pooled = {}, {level: [] for level in LEVELS}
+    out: dict[str, Any] = {"replicates": len(results), "seeds": [r["seed"] for r in results]}
+    national: dict[str, dict] = {}
+    pooled: dict[int, list[bool]] = {level: [] for level in LEVELS}
     for key in NATIONAL:
         national[key] = {}
         for level in LEVELS:

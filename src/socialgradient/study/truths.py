@@ -29,10 +29,13 @@ def _ratio(f: Callable, g: Callable) -> Callable[[dict], float]:
 
 
 def _pooled(outcome: str, f: Callable[[dict], float]) -> Callable[[dict], float]:
-    """A records gradient as seen in a table that pools the ethnic groups: minorities live
+    """Return a records gradient as seen in a table that pools the ethnic groups.
+
+    A records gradient as seen in a table that pools the ethnic groups: minorities live
     in more deprived LSOAs and have flatter slopes, so pooled LSOA counts have a flatter
     gradient than the stratum-level truth. The shift is the records truth's own for the
-    threshold (``lsoa_level.b_w - b_w``: per-LA fits to the expected pooled totals)."""
+    threshold (``lsoa_level.b_w - b_w``: per-LA fits to the expected pooled totals).
+    """
 
     def pooled(t):
         th = t["thresholds"][outcome]
@@ -68,11 +71,14 @@ def _la_corr(outcome: str) -> Callable[[dict], float]:
 def _la_regression(
     term: str, moderators=("spend_per_child", "agency_share", "turnover")
 ) -> Callable[[dict], float]:
-    """Coefficient of ``term`` (``m_c`` or a moderator) in the least-squares regression of the
+    """Return the realised coefficient of ``term`` in the regression of the true LA slopes.
+
+    Coefficient of ``term`` (``m_c`` or a moderator) in the least-squares regression of the
     realised true LA slopes of referrals on m_c and the LA moderators, over the LAs: the
     association the model's LA-level regression estimates. The synthetic indicators cause
     no count, but they proxy each LA's intervention intensity (its intercept residual),
-    which is correlated with its slope (rho = -0.3), so their association is not zero."""
+    which is correlated with its slope (rho = -0.3), so their association is not zero.
+    """
 
     def coef(t):
         las = t["thresholds"]["referrals"]["la"]
@@ -97,18 +103,21 @@ RESOURCES = ("spend_per_child", "agency_share", "turnover")
 
 @functools.cache
 def _la_table() -> pd.DataFrame:
-    """The default LA table (``data/las.parquet``), the ``la_data`` of the la_outcome specs."""
+    """Read the default LA table (``data/las.parquet``), the ``la_data`` of the la_outcome specs."""
     from socialgradient import resources
 
     return pd.read_parquet(resources.path("data", "las.parquet")).set_index("la")
 
 
 def _la_outcome(flag: str, covariates=RESOURCES) -> Callable[[dict], float]:
-    """The LA-level question's truth as the la_outcome model estimates it: the odds ratio
+    """Return the LA-level question's truth as the la_outcome model estimates it.
+
+    The LA-level question's truth as the la_outcome model estimates it: the odds ratio
     per :data:`~socialgradient.model.la_outcome.STEP` of log gradient, exp(STEP k), k the realised
     least-squares coefficient of the true LA referral log gradient in the regression of the
     LAs' true expected flag logits on it, m_c and ``covariates`` (of the default LA table,
-    as in the specs' ``la_data``): records truth ``la_outcomes[flag]``."""
+    as in the specs' ``la_data``): records truth ``la_outcomes[flag]``.
+    """
 
     def truth(t):
         las = _la_table()
