@@ -16,6 +16,7 @@ add a reason and make the verdict at best WARN.
 from __future__ import annotations
 
 import warnings
+from typing import cast
 
 import arviz_stats as az  # the diagnostics alone: arviz would also import arviz_plots (pyplot)
 import numpy as np
@@ -126,8 +127,8 @@ def _implausible(tree: xr.DataTree) -> list[str]:
         # same-day closings in under a day at risk are not implausible, and the binomial's
         # trials bound its counts by contract.
         return []
-    observed = tree["observed_data"][tree.attrs["outcome"]]
-    y, exposure = observed.values, const["children"].values
+    observed = cast(xr.DataArray, tree["observed_data"][tree.attrs["outcome"]])
+    y, exposure = observed.values, cast(xr.DataArray, const["children"]).values
     unit = "rows"
     if tree.attrs.get("stratum_trend"):
         # A trend's cells (e.g. single years of age) carry expected children (a band's
@@ -150,7 +151,7 @@ def _implausible(tree: xr.DataTree) -> list[str]:
 
 
 def _extreme(ds: xr.Dataset, pick) -> float:
-    """The max or min over every value of ``ds``; NaN if any value is NaN (not computable)."""
+    """Return the max or min over every value of ``ds``; NaN if any is NaN (not computable)."""
     values = [np.asarray(ds[v].values, dtype=float).ravel() for v in ds.data_vars]
     flat = np.concatenate(values) if values else np.array([np.nan])
     if np.isnan(flat).any():
@@ -199,8 +200,8 @@ def ppc(tree: xr.DataTree) -> dict[str, xr.Dataset]:
         ``p_value`` = P(replicated >= observed) and ``p_two_sided``.
     """
     outcome = tree.attrs["outcome"]
-    y = tree["observed_data"][outcome]
-    rep = tree["posterior_predictive"][outcome]
+    y = cast(xr.DataArray, tree["observed_data"][outcome])
+    rep = cast(xr.DataArray, tree["posterior_predictive"][outcome])
     const = tree["constant_data"].to_dataset()
     las = const["la"].values
     la_code = pd.Index(las).get_indexer(const["lsoa_la"].values)
@@ -234,17 +235,23 @@ def ppc(tree: xr.DataTree) -> dict[str, xr.Dataset]:
 
 
 def _block(v: xr.DataArray) -> tuple[xr.DataArray, np.ndarray]:
-    """``v`` (dims [chain, draw,] row) with its row dim last, and its values as a
-    (draws, rows) numpy block."""
+    """Return ``v`` with its row dim last, and its values as a (draws, rows) block.
+
+    ``v`` (dims [chain, draw,] row) with its row dim last, and its values as a
+    (draws, rows) numpy block.
+    """
     v = v.transpose(..., next(d for d in v.dims if d not in SAMPLE_DIMS))
     return v, v.values.reshape(-1, v.shape[-1])
 
 
 def group_totals(v: xr.DataArray, codes: np.ndarray, labels, dim: str) -> xr.DataArray:
-    """Totals of ``v`` (dims ..., row) over groups of rows: ``codes`` (dims row) index
+    """Sum ``v`` over groups of rows.
+
+    Totals of ``v`` (dims ..., row) over groups of rows: ``codes`` (dims row) index
     ``labels``; dims (..., ``dim``). A sparse row-to-group matrix: numpy on the (draw, row)
     block, as xarray's groupby took ~9 s per England-sized fit and a dense one-hot product
-    2.7 s; exact for counts (sums below 2^53)."""
+    2.7 s; exact for counts (sums below 2^53).
+    """
     v, flat = _block(v)
     onehot = sparse.csr_matrix(
         (np.ones(codes.size), (codes, np.arange(codes.size))), shape=(len(labels), codes.size)
@@ -283,7 +290,7 @@ def loo_compare(fits: dict[str, xr.DataTree]) -> pd.DataFrame:
 
 
 def prior_predictive(data, spec, draws: int = 1000, seed: int = 0) -> dict:
-    """What a spec's priors imply, before seeing the counts (a prior predictive check).
+    """Sample what a spec's priors imply, before seeing the counts (a prior predictive check).
 
     Draws the parameters from the priors of the model of ``spec`` on the encoded ``data``
     (its exposure, deprivation and moderators; the counts are not used) and replicates
@@ -332,7 +339,7 @@ def prior_predictive(data, spec, draws: int = 1000, seed: int = 0) -> dict:
         "la_sd": {
             e: quantiles(prior["la_sd"].sel(effect=e).values) for e in ("intercept", "slope")
         },
-        "replicated_total": quantiles(rep.sum(rep.dims[-1]).values),
+        "replicated_total": quantiles(rep.sum(str(rep.dims[-1])).values),
         "observed_total": int(data.y.sum()),
         "quantiles": list(q),
     }

@@ -31,6 +31,8 @@ dim (``lower``, ``upper``) and ``ci_kind``/``ci_prob`` attrs.
 
 from __future__ import annotations
 
+from typing import cast
+
 import arviz_stats as az  # the diagnostics alone: arviz would also import arviz_plots (pyplot)
 import numpy as np
 import pandas as pd
@@ -43,8 +45,13 @@ PROBS = (0.95, 0.80)
 PER = 10_000  # rates are per 10,000 children (units of exposure)
 
 
+def _exp(x: xr.DataArray) -> xr.DataArray:
+    """``np.exp`` of a DataArray, typed as one (numpy's stubs say ndarray; xarray dispatches)."""
+    return cast(xr.DataArray, np.exp(x))
+
+
 def national(posterior: xr.Dataset) -> xr.Dataset:
-    """The national quantities (see module table) as draws, dims (chain, draw)."""
+    """Return the national quantities (see module table) as draws, dims (chain, draw)."""
     b_w, b_b, b_x = posterior["b_w"], posterior["b_b"], posterior["b_x"]
     return xr.Dataset(
         {
@@ -64,12 +71,12 @@ def stratum_gradient(posterior: xr.Dataset) -> xr.DataArray:
     Dims (chain, draw, stratum). Only for stratified fits (``stratum_effect`` present).
     """
     slope = posterior["stratum_effect"].sel(effect="slope", drop=True)
-    return np.exp(posterior["b_w"] + slope).rename("stratum_gradient")
+    return _exp(posterior["b_w"] + slope).rename("stratum_gradient")
 
 
 def la_gradient(posterior: xr.Dataset) -> xr.DataArray:
     """Each LA's social gradient score exp(b_la), dims (chain, draw, la)."""
-    return np.exp(posterior["la_effect"].sel(effect="slope", drop=True)).rename("la_gradient")
+    return _exp(posterior["la_effect"].sel(effect="slope", drop=True)).rename("la_gradient")
 
 
 def la_rank(gradient: xr.DataArray) -> xr.DataArray:
@@ -120,7 +127,7 @@ def rate_curve(
     )
     p = posterior
     eta = p["a"] + p["b_b"] * m_c + (p["b_w"] + p["b_x"] * m_c) * (x - x_bar - m_c)
-    mean = 1 / (1 + np.exp(-eta)) if link == "logit" else np.exp(eta)
+    mean = 1 / (1 + _exp(-eta)) if link == "logit" else _exp(eta)
     return (PER * mean).rename("rate_per_10k")
 
 
@@ -145,8 +152,11 @@ def describe(draws: xr.DataArray, probs=PROBS) -> xr.Dataset:
 
 
 def exposure(const: xr.Dataset) -> xr.DataArray:
-    """The fit's exposure per row: ``constant_data["exposure"]`` if the fit named one, else
-    ``children``."""
+    """Return the fit's exposure per row.
+
+    The fit's exposure per row: ``constant_data["exposure"]`` if the fit named one, else
+    ``children``.
+    """
     return const["exposure"] if "exposure" in const else const["children"]
 
 

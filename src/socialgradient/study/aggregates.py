@@ -60,8 +60,11 @@ GENERATOR = 2
 
 
 def key(source: RecordsTable) -> str:
-    """Short hash naming a table: its :class:`RecordsTable`, the package version and
-    :data:`GENERATOR`."""
+    """Return the short hash naming a records table.
+
+    Short hash naming a table: its :class:`RecordsTable`, the package version and
+    :data:`GENERATOR`.
+    """
     raw = json.dumps(
         {"records": dataclasses.asdict(source), "version": __version__, "generator": GENERATOR},
         sort_keys=True,
@@ -100,8 +103,11 @@ def build(source: RecordsTable) -> Aggregate:
 
 
 def durations(table: pd.DataFrame, level: str) -> tuple[pd.DataFrame, int]:
-    """One row per input row x piece: ``piece``, ``days``, ``ends`` of outcome level
-    ``level``; rows with no time at risk dropped (their count returned)."""
+    """Split each row into its pieces of time at risk.
+
+    One row per input row x piece: ``piece``, ``days``, ``ends`` of outcome level
+    ``level``; rows with no time at risk dropped (their count returned).
+    """
     missing = [f"days_{level}_{p}" for p in PIECE_NAMES if f"days_{level}_{p}" not in table]
     if missing:
         raise ValueError(
@@ -123,8 +129,11 @@ def durations(table: pd.DataFrame, level: str) -> tuple[pd.DataFrame, int]:
 
 
 def stack(table: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
-    """One row per input row x column of ``columns``: ``category`` (the column's name) and
-    ``count``; the other count columns are left out (they would repeat)."""
+    """Stack the count columns ``columns`` into one ``category`` column.
+
+    One row per input row x column of ``columns``: ``category`` (the column's name) and
+    ``count``; the other count columns are left out (they would repeat).
+    """
     missing = [c for c in columns if c not in table]
     if missing:
         raise ValueError(f"records.stack: no columns {missing} in the aggregate")
@@ -135,8 +144,11 @@ def stack(table: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
 
 
 def cached(source: RecordsTable, cache: Path) -> Aggregate:
-    """:func:`build`, kept under ``cache/<key>/`` (``table.parquet``, ``truth.json``,
-    ``report.json``) and read back from there when present."""
+    """Build a records table, or read it back from its cache.
+
+    :func:`build`, kept under ``cache/<key>/`` (``table.parquet``, ``truth.json``,
+    ``report.json``) and read back from there when present.
+    """
     folder = Path(cache) / key(source)
     files = {name: folder / name for name in ("table.parquet", "truth.json", "report.json")}
     if all(p.exists() for p in files.values()):

@@ -1,6 +1,8 @@
-r"""Calibration at England size: ``socialgradient calibrate`` (over 400 lines because this
-docstring is the study's full statement -- ranges, models, caveats -- read with the replicate
-it describes; the aggregation and its report are in :mod:`socialgradient.study.sbc`).
+r"""Calibration at England size: ``socialgradient calibrate``.
+
+This docstring is the study's full statement (ranges, models, caveats). One replicate is
+:mod:`socialgradient.study.replicate`; the aggregation is :mod:`socialgradient.study.sbc`, its
+report :mod:`socialgradient.study.calibration_report`.
 
 Each replicate draws a truth from the stated ranges below (:data:`RANGES`), simulates an
 England-sized table from it (``scale`` 1.0: 32,844 LSOAs in 150 LAs, as the default synthetic
@@ -86,17 +88,27 @@ FAIL verdict are counted and listed, and kept in every coverage and rank (never 
 
 from __future__ import annotations
 
-import json
 import logging
-import math
-import os
-import socket
-import time
 from pathlib import Path
 
-import numpy as np
-from scipy import special
-
+from socialgradient.study.calibration_report import headline, markdown, write  # noqa: F401
+from socialgradient.study.replicate import (  # noqa: F401 (calibrate's names, as before the split)
+    BINOMIAL_STREAM,
+    MODELS,
+    TARGET_ACCEPT,
+    TRUTH_STREAM,
+    _binomial,
+    _check_model,
+    _covers,
+    config,
+    draw_truth,
+    national_quantities,
+    read_result,
+    replicate,
+    replicate_task,
+    result_path,
+    simulate,
+)
 from socialgradient.study.sbc import (  # noqa: F401 (calibrate's names, as before the split)
     BINS,
     LEVELS,
@@ -107,18 +119,13 @@ from socialgradient.study.sbc import (  # noqa: F401 (calibrate's names, as befo
     STUDY,
     _plain,
     aggregate,
-    headline,
-    markdown,
     rank_histogram,
     sbc_rank,
     uniformity,
-    write,
 )
-from socialgradient.util.files import atomic_write
 
 log = logging.getLogger(__name__)
 
-MODELS = ("national", "binomial")
 #: Default draws per chain, tuning draws and chains per replicate (see bench/calibration.md).
 #: 4 x 500 after 500 kept the national quantities at R-hat <= 1.006 and bulk ESS >= 1,080 on
 #: two England-sized national fits, but the LA effects' max R-hat was 1.012 and 1.015 (a WARN
@@ -126,232 +133,6 @@ MODELS = ("national", "binomial")
 SAMPLING = {"draws": 1000, "tune": 500, "chains": 4}
 #: What the tasks send to a running Dask cluster (the warning of socialgradient.study.clusters).
 SENDS = "the calibration's tasks and results (simulated data only)"
-#: Sampler options per model (the binomial as models/rereferrals.toml).
-TARGET_ACCEPT = {"national": None, "binomial": 0.9}
-BINOMIAL_STREAM = 13  # default_rng([seed, 13]): the binomial's LA effects and counts
-TRUTH_STREAM = 29  # default_rng([seed, 29]): the replicate's truth
-
-# -- truths and tables --------------------------------------------------------------------
-
-
-def draw_truth(model: str, seed: int) -> dict:
-    """The replicate's parameters, drawn from :data:`RANGES` with ``default_rng([seed, 29])``."""
-    rng = np.random.default_rng([int(seed), TRUTH_STREAM])
-    out = {}
-    for name, (lo, hi, kind) in RANGES[_check_model(model)].items():
-        u = rng.uniform()
-        out[name] = float(
-            math.exp(math.log(lo) + u * (math.log(hi) - math.log(lo)))
-            if kind == "log"
-            else lo + u * (hi - lo)
-        )
-    return out
-
-
-def _check_model(model: str) -> str:
-    if model not in MODELS:
-        raise ValueError(f"unknown calibration model {model!r}: choose one of {MODELS}")
-    return model
-
-
-def national_quantities(p: dict) -> dict:
-    """The national quantities (:data:`NATIONAL`) of parameters ``p`` (``b_w``, ``b_b``,
-    ``b_x``), as :func:`socialgradient.results.gradients.national` defines them."""
-    return {
-        "gradient_mean_la": math.exp(p["b_w"]),
-        "gradient_less_deprived_la": math.exp(p["b_w"] - p["b_x"]),
-        "gradient_more_deprived_la": math.exp(p["b_w"] + p["b_x"]),
-        "between_la_gradient": math.exp(p["b_b"]),
-        "contextual_effect": p["b_b"] - p["b_w"],
-    }
-
-
-def simulate(model: str, seed: int, scale: float = 1.0):
-    """``(table, spec, truth)`` of one replicate: the table to fit, the spec to fit it with
-    (sampling not yet set) and the truth: ``{"parameters", "national", "la": {code: gradient}}``.
-    """
-    from socialgradient.data.synthetic import england
-    from socialgradient.spec import Spec
-
-    p = draw_truth(model, seed)
-    if model == "national":
-        params = {k: v for k, v in p.items() if k != "b_w"} | {"gradient": math.exp(p["b_w"])}
-        syn = england.simulate(seed=seed, scale=scale, parameters={"referrals": params})
-        t = syn.truth["thresholds"]["referrals"]
-        la = {code: v["gradient"] for code, v in t["la"].items()}
-        table = syn.table[["lsoa", "la", "la_name", "children", "income", "referrals"]]
-        return (
-            table,
-            Spec("referrals"),
-            {"parameters": p, "national": national_quantities(p), "la": la},
-        )
-    return _binomial(seed, scale, p)
-
-
-def _binomial(seed: int, scale: float, p: dict):
-    """Re-referrals out of referrals (see the module docstring)."""
-    from socialgradient.data.deprivation import decompose
-    from socialgradient.data.synthetic import england
-    from socialgradient.spec import Spec
-
-    syn = england.simulate(seed=seed, scale=scale)
-    table = syn.table.loc[
-        syn.table["referrals"] > 0, ["lsoa", "la", "la_name", "children", "income", "referrals"]
-    ]
-    # The model needs 2 LSOAs per LA: an LA left with fewer (City of London at small scales)
-    # is dropped too, before the decomposition, so the truth is of the LAs fitted.
-    rows = table.groupby("la")["lsoa"].transform("size")
-    table = table[rows >= 2].reset_index(drop=True)
-    dec = decompose(table["income"], table["children"], table["la"])
-    rng = np.random.default_rng([int(seed), BINOMIAL_STREAM])
-    e = rng.standard_normal((len(dec.la), 2))
-    a_la, b_la = england.la_effects(p, dec.m_c, e)
-    eta = a_la[dec.la_index] + b_la[dec.la_index] * dec.w
-    table["rereferrals"] = rng.binomial(
-        table["referrals"].to_numpy(np.int64), special.expit(eta)
-    ).astype(np.int64)
-    la = {str(code): float(np.exp(b_la[j])) for j, code in enumerate(dec.la)}
-    spec = Spec(
-        "rereferrals",
-        family="binomial",
-        trials="referrals",
-        target_accept=TARGET_ACCEPT["binomial"],
-    )
-    dropped = {
-        "lsoa": int(len(syn.table) - len(table)),
-        "la": sorted(set(syn.table["la"]) - set(table["la"])),
-    }
-    return (
-        table,
-        spec,
-        {"parameters": p, "national": national_quantities(p), "la": la, "dropped": dropped},
-    )
-
-
-# -- one replicate ------------------------------------------------------------------------
-
-
-def config(model: str, scale: float, draws: int, tune: int, chains: int) -> dict:
-    """What a replicate's result depends on, besides its seed (a result of another
-    configuration is refitted)."""
-    return {
-        "model": _check_model(model),
-        "scale": float(scale),
-        "draws": int(draws),
-        "tune": int(tune),
-        "chains": int(chains),
-        "sbc_draws": SBC_DRAWS,
-        "ranges": {k: list(v) for k, v in RANGES[model].items()},
-    }
-
-
-def result_path(out_dir: Path, model: str, seed: int) -> Path:
-    return Path(out_dir) / "replicates" / model / f"{seed}.json"
-
-
-def read_result(path: Path, cfg: dict) -> dict | None:
-    """The result at ``path`` if it is complete and of configuration ``cfg``, else None."""
-    try:
-        result = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(result, dict) or not result.get("complete") or result.get("config") != cfg:
-        return None
-    return result
-
-
-def _covers(lo: float, hi: float, truth: float) -> bool:
-    return bool(lo <= truth <= hi)
-
-
-def replicate(model: str, seed: int, cfg: dict, progressbar: bool = False) -> dict:
-    """Simulate, fit and score one replicate; the result dict (not written)."""
-    import arviz_stats as az
-
-    from socialgradient.model.encode import encode
-    from socialgradient.release import report
-    from socialgradient.results import checks, gradients
-    from socialgradient.sampling import fit
-
-    start = time.perf_counter()
-    table, spec, truth = simulate(model, seed, cfg["scale"])
-    spec = spec.replace(draws=cfg["draws"], tune=cfg["tune"], chains=cfg["chains"], seed=seed)
-    data = encode(table, spec)
-    simulated = time.perf_counter()
-    # One predictive draw per chain: the log-likelihood and replicates are not needed here.
-    tree = fit.fit(data, spec, progressbar=progressbar, max_predictive_draws=cfg["chains"])
-    fitted = time.perf_counter()
-    diag = checks.diagnose(tree)
-    post = tree["posterior"].to_dataset()
-    nat = gradients.national(post)[list(NATIONAL)]
-    summary = report.summary(tree, diag)
-    national = {}
-    for key in NATIONAL:
-        s, t = summary[key], truth["national"][key]
-        national[key] = {
-            "truth": t,
-            "median": s["median"],
-            "ci95": s["ci95"],
-            "ci80": s["ci80"],
-            "covered95": _covers(*s["ci95"], t),
-            "covered80": _covers(*s["ci80"], t),
-        }
-    las = report.la_gradients(tree)
-    true_la = las["la"].map(truth["la"]).to_numpy(dtype=float)
-    la = {"la": las["la"].tolist(), "truth": true_la.tolist()}
-    for level in LEVELS:
-        lo, hi = las[f"gradient_lo{level}"].to_numpy(), las[f"gradient_hi{level}"].to_numpy()
-        la[f"lo{level}"], la[f"hi{level}"] = lo.tolist(), hi.tolist()
-        la[f"covered{level}"] = ((lo <= true_la) & (true_la <= hi)).tolist()
-    ranks = {
-        name: sbc_rank(post[name].transpose("chain", "draw").values, truth["parameters"][name])
-        for name in SBC_PARAMETERS
-    }
-    rhat, ess = az.rhat(nat), az.ess(nat, method="bulk")
-    diag = diag | {
-        "national_rhat_max": max(float(rhat[k]) for k in NATIONAL),
-        "national_ess_bulk_min": min(float(ess[k]) for k in NATIONAL),
-    }
-    return {
-        "complete": True,
-        "model": model,
-        "seed": int(seed),
-        "config": cfg,
-        "outcome": spec.outcome,
-        "family": spec.family,
-        "n_lsoa": len(table),
-        "n_la": len(truth["la"]),
-        "truth": truth["parameters"] | truth["national"],
-        **({"dropped": truth["dropped"]} if "dropped" in truth else {}),
-        "national": national,
-        "la": la,
-        "sbc": {"draws": SBC_DRAWS, "ranks": ranks},
-        "diagnostics": _plain(diag),
-        "seconds": {
-            "simulate": simulated - start,
-            "fit": fitted - simulated,
-            "compile": _plain(tree.attrs.get("compile_seconds")),
-            "sampling": _plain(tree.attrs.get("sampling_seconds")),
-            "total": time.perf_counter() - start,
-        },
-    }
-
-
-def replicate_task(model: str, seed: int, cfg: dict, path: Path, progressbar: bool = False) -> dict:
-    """One task, run on a worker: the replicate's result, written atomically to ``path``.
-
-    A result already complete (a rerun of a task whose worker died after writing) is read
-    back, not refitted: ``{"status": "up to date", ...}``.
-    """
-    done = read_result(path, cfg)
-    if done is not None:
-        return {"status": "up to date", "result": done}
-    result = replicate(model, seed, cfg, progressbar)
-    result["fitted_by"] = {"host": socket.gethostname(), "pid": os.getpid()}
-    text = json.dumps(result, allow_nan=False) + "\n"
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8", newline="\n"))
-    return {"status": "fitted", "result": result}
-
 
 # -- the study ----------------------------------------------------------------------------
 
@@ -373,7 +154,9 @@ def run(
     security=None,
     insecure: bool = False,
 ) -> dict:
-    """Run (or resume) the study: replicates ``seed .. seed + replicates - 1`` of ``model``,
+    """Run (or resume) the calibration study and write its report.
+
+    Run (or resume) the study: replicates ``seed .. seed + replicates - 1`` of ``model``,
     each a task on the Dask cluster (:func:`socialgradient.study.suite.client`; ``dashboard``,
     ``security`` and ``insecure`` as :func:`socialgradient.study.clusters.target`), then write
     ``calibration.json``, ``calibration.md`` and ``calibration_sbc.png`` in ``out_dir``.
@@ -403,8 +186,11 @@ def run(
         scheduler, workers, dashboard=dashboard, security=security, insecure=insecure, sends=SENDS
     )
     seeds = list(range(seed, seed + replicates))
-    results, fitted, up_to_date, failed = {}, [], [], {}
-    todo = []
+    results: dict[int, dict] = {}
+    fitted: list[int] = []
+    up_to_date: list[int] = []
+    failed: dict[int, str] = {}
+    todo: list[int] = []
     for sd in seeds:
         done = read_result(result_path(out_dir, model, sd), cfg)
         if done is None:
@@ -448,9 +234,12 @@ def run(
 def _run_tasks(
     model, todo, cfg, out_dir, scheduler, workers, progressbar, results, fitted, up_to_date, failed
 ) -> None:
-    """Fit the replicates of seeds ``todo`` on the cluster
+    """Fit the replicates of seeds ``todo`` on the cluster.
+
+    Fit the replicates of seeds ``todo`` on the cluster
     (:func:`socialgradient.study.clusters.run_tasks`), filling ``results``, ``fitted``,
-    ``up_to_date`` and ``failed`` as they finish."""
+    ``up_to_date`` and ``failed`` as they finish.
+    """
     from socialgradient.study import clusters
 
     total = len(todo)
@@ -485,8 +274,3 @@ def _run_tasks(
         for sd in todo
     ]
     clusters.run_tasks(tasks, scheduler, workers, finished, what="replicates")
-
-
-# -- aggregation --------------------------------------------------------------------------
-
-# -- outputs ------------------------------------------------------------------------------

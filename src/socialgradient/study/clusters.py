@@ -56,11 +56,14 @@ class InsecureScheduler(ValueError):
 def tls_security(
     ca_file: str | Path | None = None, cert: str | Path | None = None, key: str | Path | None = None
 ):
-    """A :class:`distributed.Security` requiring encryption, for a ``tls://`` scheduler:
+    """Return a :class:`distributed.Security` requiring encryption, for a ``tls://`` scheduler.
+
+    A :class:`distributed.Security` requiring encryption, for a ``tls://`` scheduler:
     the files given, and for those not given Dask's configuration
     (``distributed.comm.tls.ca-file``, ``.client.cert``, ``.client.key``). A ValueError
     when no CA or no client certificate is found (Dask's TLS is mutual: the scheduler asks
-    for this client's certificate); a FileNotFoundError for a file given that is missing."""
+    for this client's certificate); a FileNotFoundError for a file given that is missing.
+    """
     from distributed import Security
 
     given = {"tls_ca_file": ca_file, "tls_client_cert": cert, "tls_client_key": key}
@@ -72,7 +75,10 @@ def tls_security(
     )
     lacking = [
         flag
-        for flag, value in (("--tls-ca-file", sec.tls_ca_file), ("--tls-cert", sec.tls_client_cert))
+        for flag, value in (
+            ("--tls-ca-file", getattr(sec, "tls_ca_file", None)),
+            ("--tls-cert", getattr(sec, "tls_client_cert", None)),
+        )
         if not value
     ]
     if lacking:
@@ -85,8 +91,11 @@ def tls_security(
 
 
 def is_loopback(host: str) -> bool:
-    """Whether ``host`` is this machine's loopback: 127.0.0.0/8, ::1, ``localhost``, or a
-    name that resolves to those addresses only (unresolvable: not loopback)."""
+    """Tell whether ``host`` is this machine's loopback.
+
+    Whether ``host`` is this machine's loopback: 127.0.0.0/8, ::1, ``localhost``, or a
+    name that resolves to those addresses only (unresolvable: not loopback).
+    """
     host = host.strip("[]")
     if host == "localhost" or host.endswith(".localhost"):
         return True
@@ -95,7 +104,7 @@ def is_loopback(host: str) -> bool:
     except ValueError:
         pass
     try:
-        found = {info[4][0] for info in socket.getaddrinfo(host, None)}
+        found = {str(info[4][0]) for info in socket.getaddrinfo(host, None)}
     except (OSError, UnicodeError):
         return False
     try:
@@ -105,11 +114,14 @@ def is_loopback(host: str) -> bool:
 
 
 def check_scheduler(address: str, *, security=None, insecure: bool = False, sends: str = SENDS):
-    """The :class:`distributed.Security` to reach the scheduler at ``address`` with (None:
+    """Return the :class:`distributed.Security` to reach the scheduler at ``address`` with.
+
+    The :class:`distributed.Security` to reach the scheduler at ``address`` with (None:
     unencrypted), after the checks above: ``tls://`` gets ``security`` or :func:`tls_security`
     from Dask's configuration; ``security`` with an unencrypted address is a ValueError;
     ``tcp://`` to another host is refused unless ``insecure``. Logs the warning that
-    ``sends`` leave this process."""
+    ``sends`` leave this process.
+    """
     from distributed.comm.addressing import parse_address, parse_host_port
 
     scheme, location = parse_address(address)
@@ -159,9 +171,12 @@ def check_scheduler(address: str, *, security=None, insecure: bool = False, send
 
 @dataclass(frozen=True)
 class Target:
-    """A cluster to run on, checked (:func:`target`): a running one (``scheduler``: an
+    """Name a cluster to run on, checked (:func:`target`).
+
+    A cluster to run on, checked (:func:`target`): a running one (``scheduler``: an
     address, with the ``security`` to reach it, or a :class:`distributed.Client`), or a
-    local one of ``workers`` processes (``scheduler`` None), with a dashboard or not."""
+    local one of ``workers`` processes (``scheduler`` None), with a dashboard or not.
+    """
 
     scheduler: object = None
     workers: int = 2
@@ -178,9 +193,12 @@ def target(
     insecure: bool = False,
     sends: str = SENDS,
 ) -> Target:
-    """The cluster ``scheduler`` names, checked before any work (:func:`check_scheduler`
+    """Return the cluster ``scheduler`` names, checked before any work.
+
+    The cluster ``scheduler`` names, checked before any work (:func:`check_scheduler`
     for an address; TLS files without a running cluster, or a dashboard with one, are a
-    ValueError)."""
+    ValueError).
+    """
     from distributed import Client
 
     if isinstance(scheduler, Target):
@@ -205,7 +223,9 @@ def target(
 
 @contextlib.contextmanager
 def client(scheduler=None, workers: int = 2, **options):
-    """A Dask client of ``target(scheduler, workers, **options)`` (:func:`target`; or of
+    """Open a Dask client of ``target(scheduler, workers, **options)``.
+
+    A Dask client of ``target(scheduler, workers, **options)`` (:func:`target`; or of
     the :class:`Target` ``scheduler``): the :class:`distributed.Client` given (left open), a
     client of the running cluster at the address, or of a local cluster of ``workers``
     single-threaded processes on 127.0.0.1 (a dashboard only with ``dashboard``), closed on
@@ -257,7 +277,9 @@ def run_tasks(
     done: Callable[[int, object, object, Exception | None], None],
     what: str = "tasks",
 ) -> None:
-    """Run ``tasks`` on the cluster of :func:`client` ``(scheduler, workers)``, the study's
+    """Run ``tasks`` on the cluster of :func:`client`, the study's one task loop.
+
+    Run ``tasks`` on the cluster of :func:`client` ``(scheduler, workers)``, the study's
     one task loop (the suite's fits, calibration's replicates).
 
     ``tasks`` is a list of ``(key, function, args, tag)``, the first of highest priority;

@@ -45,6 +45,7 @@ import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from dask.distributed import Client
@@ -77,7 +78,7 @@ class Item:
 
 def national_specs(models_dir: Path) -> list[tuple[Path, Spec | None, str]]:
     """``(path, spec, why_skipped)`` for every ``*.toml`` in ``models_dir``, sorted by name."""
-    out = []
+    out: list[tuple[Path, Spec | None, str]] = []
     for path in sorted(Path(models_dir).glob("*.toml")):
         with open(path, "rb") as f:
             raw = tomllib.load(f)
@@ -93,10 +94,13 @@ RESERVED = frozenset({"_tables", "figures", "suite.csv", "findings.csv", "findin
 
 
 def spec_folder(out_dir: Path, name: str) -> Path:
-    """``out_dir/name``, where the spec ``name``'s output set goes, checked again here
+    """Return the folder of spec ``name``'s output set, ``out_dir/name``.
+
+    ``out_dir/name``, where the spec ``name``'s output set goes, checked again here
     (the spec checks its name too): a plain name (:data:`socialgradient.spec.NAME`, no
     ``..``), not one the suite writes itself, and, resolved, a folder directly in
-    ``out_dir`` (a ValueError otherwise: nothing is written outside ``--out``)."""
+    ``out_dir`` (a ValueError otherwise: nothing is written outside ``--out``).
+    """
     if not plain_name(name) or name.lower() in RESERVED:
         raise ValueError(
             f"spec name {name!r}: not a plain folder name under --out (it must "
@@ -113,7 +117,7 @@ def spec_folder(out_dir: Path, name: str) -> Path:
 
 
 def _up_to_date(out: Path, spec: Spec, data_digest: str) -> dict | None:
-    """The summary of ``out``'s output set if it is complete and of this spec and data."""
+    """Return the summary of ``out``'s output set if it is complete and of this spec and data."""
     try:
         manifest = outputs.read(out)  # finishes an interrupted commit, clears leftovers
     except outputs.OutputSetError:
@@ -124,7 +128,9 @@ def _up_to_date(out: Path, spec: Spec, data_digest: str) -> dict | None:
 
 
 def fit_task(data, spec: Spec, out: Path, data_digest: str, progressbar: bool = False) -> dict:
-    """One task of the suite, run on a worker: fit ``spec`` to ``data`` and write its output
+    """Fit one spec and write its output set: one task of the suite, run on a worker.
+
+    One task of the suite, run on a worker: fit ``spec`` to ``data`` and write its output
     set to ``out``. Returns ``{"status", "summary", "seconds"}``, never the posterior;
     ``seconds`` holds the task's wall time (fit and writing), compilation and sampling.
 
@@ -149,18 +155,21 @@ def fit_task(data, spec: Spec, out: Path, data_digest: str, progressbar: bool = 
 
 
 def cost(data, spec: Spec) -> int:
-    """A fit's rough cost, for the order of submission: rows (of every threshold) x draws."""
+    """Return a fit's rough cost, for the order of submission: rows x draws."""
     rows = sum(len(d.y) for d in data) if isinstance(data, list) else len(data.y)
     s = spec.sampling
     return rows * s.chains * (s.draws + s.tune)
 
 
 def client(scheduler: str | Client | None = None, workers: int = 2, **options):
-    """A Dask client (:func:`socialgradient.study.clusters.client`): ``scheduler`` itself if it is
+    """Return a Dask client (:func:`socialgradient.study.clusters.client`).
+
+    A Dask client (:func:`socialgradient.study.clusters.client`): ``scheduler`` itself if it is
     a :class:`~dask.distributed.Client` (left open), else of the running cluster at
     ``scheduler`` (``tls://HOST:PORT``, or ``tcp://`` to this machine or with
     ``insecure=True``), or of a ``LocalCluster`` of ``workers`` single-threaded processes on
-    127.0.0.1 (no dashboard unless ``dashboard=True``), closed on exit."""
+    127.0.0.1 (no dashboard unless ``dashboard=True``), closed on exit.
+    """
     return clusters.client(scheduler, workers, **options)
 
 
@@ -178,7 +187,9 @@ def run(
     insecure: bool = False,
     **sampling,
 ) -> list[Item]:
-    """Fit every spec in ``models_dir`` (``sampling`` overrides, e.g. ``draws=``, apply to
+    """Fit every spec in ``models_dir`` and write the suite's outputs.
+
+    Fit every spec in ``models_dir`` (``sampling`` overrides, e.g. ``draws=``, apply to
     all), write ``out_dir/<name>/``, ``suite.csv``, ``findings.csv`` and ``findings.md``.
 
     ``table`` is the neighbourhood table of specs without ``[records]``, ``truth`` its
@@ -213,7 +224,8 @@ def run(
                 f"spec name {spec.name!r} (one folder under --out)"
             )
         folders[spec.name.lower()] = path
-    data, truths = {}, {}
+    data: dict[Path, Any] = {}
+    truths: dict[str, dict | None] = {}
     for path, spec, _ in specs:
         if spec is None:
             continue
@@ -264,9 +276,12 @@ def _run_tasks(
     scheduler: clusters.Target,
     workers: int,
 ) -> list[BaseException]:
-    """Fit ``todo`` (longest first, highest priority first) on the cluster
+    """Fit ``todo`` on the cluster, longest first.
+
+    Fit ``todo`` (longest first, highest priority first) on the cluster
     (:func:`socialgradient.study.clusters.run_tasks`), fill ``done`` as the fits finish, and
-    return the errors of those that failed."""
+    return the errors of those that failed.
+    """
     errors = []
 
     def finished(n, tag, result, error):
@@ -300,9 +315,12 @@ def _run_tasks(
 
 
 def summary_table(items: list[Item]) -> pd.DataFrame:
-    """One row per spec: status, outcome, family, headline medians with 95% ETIs, verdict,
+    """Return the suite's table: one row per spec.
+
+    One row per spec: status, outcome, family, headline medians with 95% ETIs, verdict,
     and, for a spec fitted in this invocation, its seconds (``task_s``: fit and writing on
-    its worker, beside whatever else ran there; ``compile_s``; ``sampling_s``)."""
+    its worker, beside whatever else ran there; ``compile_s``; ``sampling_s``).
+    """
     rows = []
     for item in items:
         row = {"spec": item.name, "file": item.path.name, "status": item.status}
@@ -330,7 +348,7 @@ def summary_table(items: list[Item]) -> pd.DataFrame:
 
 
 def headline(items: list[Item]) -> str:
-    """A few lines for the terminal: spec, status, gradient with its 95% ETI, verdict."""
+    """Return a few lines for the terminal: spec, status, gradient with its 95% ETI, verdict."""
     lines = []
     for item in items:
         if item.summary is None:

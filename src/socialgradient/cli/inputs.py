@@ -1,126 +1,23 @@
-"""The command line's building blocks (help formatter, list options, cluster and ledger
-options) and the subcommands other than fitting: ``data``, ``census``, ``report``,
-``verify`` and ``calibrate`` (:mod:`socialgradient.cli` builds the parser and dispatches).
+"""The input commands: ``data build`` and ``census write|aggregate|extract``, parsers and work.
+
+``data build`` assembles the neighbourhood table of every English LSOA from the public source
+files (:mod:`socialgradient.data.sources.build`); ``census`` reads CIN Census XML returns and
+flat child-level extracts (:mod:`socialgradient.data.census.returns`,
+:mod:`socialgradient.data.census.extracts`), links them to LSOAs and aggregates them to a
+neighbourhood table for ``fit``. Both write an output set whose ``internal/`` holds the LSOA
+table (:mod:`socialgradient.release.table_sets`).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import sys
 from pathlib import Path
 
+from socialgradient.cli.options import HelpFormatter, ListOption, _table_out_args
 from socialgradient.util.progress import step
 
 log = logging.getLogger("socialgradient.cli")  # the command line's own logger
-
-
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Descriptions as written (lists, examples), and every option's default appended to
-    its help ("(default: X)") where it has one: not None, False or an empty list."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        default = action.default
-        if (
-            "%(default)" in text
-            or default is None
-            or default is False
-            or default is argparse.SUPPRESS
-            or default == []
-            or not (action.option_strings or action.nargs in ("?", "*"))
-        ):
-            return text
-        shown = ",".join(map(str, default)) if isinstance(default, list | tuple) else default
-        return f"{text} (default: {str(shown).replace('%', '%%')})"
-
-
-class ListOption(argparse.Action):
-    """A list option that repeats (``--strata a --strata b``) or takes a comma list
-    (``--strata a,b``), one word at a time, so it never takes a positional argument after
-    it as one of its items (as ``nargs="+"`` does). ``item`` converts each item (e.g.
-    ``int``); a default list is replaced, not extended, by the first value given."""
-
-    def __init__(self, option_strings, dest, item=str, **kwargs):
-        self.item = item
-        super().__init__(option_strings, dest, **kwargs)
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        current = getattr(namespace, self.dest, None)
-        items = [] if current is None or current is self.default else list(current)
-        for part in str(values).split(","):
-            part = part.strip()
-            try:
-                if not part:
-                    raise ValueError
-                items.append(self.item(part))
-            except ValueError:
-                kind = "" if self.item is str else f" {self.item.__name__}"
-                raise argparse.ArgumentError(
-                    self,
-                    f"invalid{kind} item {part!r} in {values!r} (repeat the option or "
-                    "give a comma list: a,b)",
-                ) from None
-        setattr(namespace, self.dest, items)
-
-
-def _cluster_args(p: argparse.ArgumentParser) -> None:
-    """The Dask options of suite and calibrate (:mod:`socialgradient.study.clusters`)."""
-    p.add_argument(
-        "--dashboard",
-        action="store_true",
-        help="start the local cluster's Dask "
-        "dashboard, on 127.0.0.1 only, and print its URL (default: none)",
-    )
-    p.add_argument(
-        "--tls-ca-file",
-        type=Path,
-        metavar="PEM",
-        help="for --scheduler "
-        "tls://...: the CA certificate of the cluster (default: Dask's "
-        "distributed.comm.tls.ca-file)",
-    )
-    p.add_argument(
-        "--tls-cert",
-        type=Path,
-        metavar="PEM",
-        help="for --scheduler tls://...: "
-        "this client's certificate (default: Dask's "
-        "distributed.comm.tls.client.cert)",
-    )
-    p.add_argument(
-        "--tls-key",
-        type=Path,
-        metavar="PEM",
-        help="for --scheduler tls://...: "
-        "this client's private key (default: Dask's "
-        "distributed.comm.tls.client.key, or in --tls-cert)",
-    )
-    p.add_argument(
-        "--insecure",
-        action="store_true",
-        help="allow --scheduler tcp:// to "
-        "another host, the data crossing the network unencrypted (default: "
-        "refused; docs/security.md)",
-    )
-
-
-def _cluster(args, **options):
-    """The Dask cluster that suite's or calibrate's options name, checked before any work
-    (:func:`socialgradient.study.clusters.target`)."""
-    from socialgradient.study import clusters
-
-    files = (args.tls_ca_file, args.tls_cert, args.tls_key)
-    security = clusters.tls_security(*files) if any(f is not None for f in files) else None
-    return clusters.target(
-        args.scheduler,
-        args.workers,
-        dashboard=args.dashboard,
-        security=security,
-        insecure=args.insecure,
-        **options,
-    )
 
 
 def _data_parser(d: argparse.ArgumentParser, quiet: argparse.ArgumentParser) -> None:
@@ -152,51 +49,6 @@ def _data_parser(d: argparse.ArgumentParser, quiet: argparse.ArgumentParser) -> 
     )
     b.add_argument(
         "--no-city-merge", action="store_true", help="keep City of London apart from Hackney"
-    )
-
-
-def _table_out_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--out",
-        type=Path,
-        required=True,
-        help="output folder (an output set; "
-        "was a table file before): internal/neighbourhoods.FORMAT holds the LSOA "
-        "table, unprotected, not for release (fit DIR reads it); release/ the "
-        "counts per LA through the disclosure gate, with disclosure_log.jsonl",
-    )
-    p.add_argument(
-        "--format",
-        choices=("parquet", "csv", "csv.gz"),
-        default="parquet",
-        help="format of internal/neighbourhoods.*",
-    )
-    p.add_argument(
-        "--report",
-        type=Path,
-        help="also copy the read + linkage report here "
-        "(JSON; always in DIR/internal/linkage_report.json; names LSOAs: keep it "
-        "in the secure environment)",
-    )
-    p.add_argument(
-        "--override",
-        metavar="REASON",
-        help="reason logged for the unprotected "
-        "LSOA table in internal/ (default: 'LSOA-level model input in internal/ "
-        "(not for release)'); release/ is always gated",
-    )
-    _ledger_arg(p)
-
-
-def _ledger_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--ledger",
-        type=Path,
-        metavar="PATH",
-        help="the release ledger: each "
-        "release is checked against the earlier ones recorded there, then recorded "
-        "(keep it in the secure environment; default $SOCIALGRADIENT_LEDGER, else "
-        "~/.local/state/socialgradient/ledger; see docs/disclosure.md)",
     )
 
 
@@ -339,9 +191,9 @@ def _census(args) -> int:
                 geography=rec.geography,
                 truth=rec.truth,
             )
-        paths, _ = table_sets.write_records_set(args.out, rec, seed=args.seed)
+        files, _ = table_sets.write_records_set(args.out, rec, seed=args.seed)
         print(
-            f"wrote {len(paths)} CIN returns ({len(rec.children)} children) and "
+            f"wrote {len(files)} CIN returns ({len(rec.children)} children) and "
             f"child_lsoa.csv, looked_after.csv, cin_plans.csv, population.parquet, "
             f"geography.parquet to {args.out}/internal/ (an output set: not for release)"
         )
@@ -464,91 +316,3 @@ def _data(args) -> int:
         + (f"; and {args.report}" if args.report else "")
     )
     return 0
-
-
-def _report(args) -> int:
-    from socialgradient import api
-    from socialgradient.release import disclosure, report
-    from socialgradient.sampling import fit
-
-    source, manifest = report.locate_fit(args.fit)
-    rule = disclosure.Rule(threshold=args.threshold, round_to=args.round_to, reason=args.override)
-    rule.check()
-    from socialgradient.util import outputs
-
-    outputs.check_destination(args.out)
-    tree = fit.load(source, pointwise=False)  # a report needs no LOO
-    extra = {}
-    if manifest is not None:  # keys a command added (the LOO comparison of run) carry over
-        old = json.loads(
-            (source.parent.parent / "release" / "summary.json").read_text(encoding="utf-8")
-        )
-        extra = {k: old[k] for k in ("loo",) if k in old}
-    paths = api.write(
-        tree,
-        args.out,
-        extra=extra,
-        rule=rule,
-        posterior=source,
-        command="report",
-        ledger=args.ledger,
-    )
-    print(_headline(json.loads(paths["summary"].read_text(encoding="utf-8"))))
-    print(
-        f"wrote {args.out}/: release/ (safe to publish), internal/ (not for release), MANIFEST.json"
-    )
-    return 0
-
-
-def _headline(s: dict) -> str:
-    from socialgradient.release import joint as joint_release
-    from socialgradient.release import report
-
-    return joint_release.headline(s) if "thresholds" in s else report.headline(s)
-
-
-def _verify(args) -> int:
-    """``verify DIR``: :func:`socialgradient.util.outputs.check`, nothing recovered or changed."""
-    from socialgradient.util import outputs
-
-    manifest, problems = outputs.check(args.dir)
-    if problems:
-        print(
-            f"{args.dir}: not a whole, clean output set ({len(problems)} problem(s)):",
-            file=sys.stderr,
-        )
-        for problem in problems:
-            print(f"  - {problem}", file=sys.stderr)
-        return 1
-    print(outputs.summary(args.dir, manifest))
-    return 0
-
-
-def _calibrate(args) -> int:
-    """``calibrate``: the calibration study (:mod:`socialgradient.study.calibrate`)."""
-    from socialgradient.study import calibrate
-
-    if args.workers < 1:
-        raise ValueError(f"calibrate: --workers must be at least 1, got {args.workers}")
-    from socialgradient.util import outputs
-
-    outputs.check_destination(args.out)  # before any replicate is simulated or fitted
-    cluster = _cluster(args, sends=calibrate.SENDS)
-    # The package's lines are shown by main's progress.configure (a root handler as well,
-    # as logging.basicConfig here added, printed each of them twice).
-    logging.getLogger("distributed").setLevel(logging.WARNING)  # the cluster's chatter
-    done = calibrate.run(
-        args.out,
-        args.replicates,
-        args.model,
-        scale=args.scale,
-        draws=args.draws,
-        tune=args.tune,
-        chains=args.chains,
-        seed=args.seed,
-        scheduler=cluster,
-        workers=args.workers,
-    )
-    print(calibrate.headline(done["aggregate"], args.model))
-    print(f"wrote {args.out / 'calibration.json'}, {args.out / 'calibration.md'}")
-    return 1 if done["failed"] else 0
