@@ -1,5 +1,7 @@
-"""Secondary suppression of a count table: hide complementary cells until no hidden cell can
-be narrowed below the protection level from what is published.
+"""Secondary suppression of a count table: hide cells until no hidden cell is pinned.
+
+Complementary cells are hidden until no hidden cell can be narrowed below the protection
+level from what is published.
 
 What is published: the visible cells and the margins (``lines``: arrays of cell indices whose
 sums are published). An attacker then knows that the hidden cells ``x`` are non-negative
@@ -47,14 +49,14 @@ WAIT = "wait"  # a pinned cell to judge again next round
 
 
 def incidence(lines: list[np.ndarray], n: int) -> sparse.csr_array:
-    """The margins as a 0/1 matrix: one row per line, one column per cell."""
+    """Return the margins as a 0/1 matrix: one row per line, one column per cell."""
     rows = np.repeat(np.arange(len(lines)), [len(ln) for ln in lines])
     flat = np.concatenate(lines) if lines else np.zeros(0, int)
     return sparse.csr_array((np.ones(len(flat)), (rows, flat)), shape=(len(lines), n))
 
 
 def width(lo: float, hi: float, integer: bool) -> float:
-    """The range's width, rounded inwards to whole values for integer cells."""
+    """Return the range's width, rounded inwards to whole values for integer cells."""
     if integer:
         lo, hi = np.ceil(lo - _EPS), np.floor(hi + _EPS)
     return hi - lo
@@ -63,9 +65,12 @@ def width(lo: float, hi: float, integer: bool) -> float:
 def complete(
     values, suppressed, lines, protection: float, integer: bool, label=str
 ) -> tuple[list[int], list[str], audit.Stats]:
-    """Hide cells (``suppressed``, a boolean array, changed in place) until no hidden cell is
+    """Hide cells until no hidden cell is pinned.
+
+    Hide cells (``suppressed``, a boolean array, changed in place) until no hidden cell is
     pinned (module docstring). Returns the cells hidden, the actions and what the check
-    did."""
+    did.
+    """
     stats = audit.Stats()
     values = np.asarray(values, dtype=float)
     if protection <= 0 or not lines or not suppressed.any():
@@ -84,7 +89,7 @@ def complete(
     cell_set, line_set = audit.components(lmat)
 
     def bounded_elsewhere(cell: int) -> bool:
-        """Pinned even with every cell hidden (by the published totals alone)?"""
+        """Return whether the cell is pinned even with every cell hidden (totals alone)."""
         own = lines_of[[cell]].indices
         if (totals[own] < protection - 1e-9).any():
             return True
@@ -148,10 +153,13 @@ def complete(
 
 
 def _candidate(cell, own, lmat, lines_of, values, suppressed, residual, used):
-    """The next cell to hide for a pinned ``cell``: the smallest positive visible cell
+    """Return the next cell to hide for a pinned ``cell``, and its margin.
+
+    The next cell to hide for a pinned ``cell``: the smallest positive visible cell
     (zeros last) of its margins, tightest (smallest residual) first, else of the margins
     one step away; with the margin it is taken from. :data:`WAIT`: the margins that have
-    one were given a hidden cell this round; None: none left."""
+    one were given a hidden cell this round; None: none left.
+    """
     near = own[np.argsort(residual[own], kind="stable")]
     ring = np.setdiff1d(np.unique(lines_of[lmat[near].indices].indices), near)
     for group in (near, ring[np.argsort(residual[ring], kind="stable")]):
@@ -169,7 +177,7 @@ def _candidate(cell, own, lmat, lines_of, values, suppressed, residual, used):
 
 
 def _judge(lmat, totals, values, suppressed, todo, protection, integer, stats):
-    """The hidden cells of ``todo`` that are pinned, and every line's residual."""
+    """Return the hidden cells of ``todo`` that are pinned, and every line's residual."""
     hidden = np.flatnonzero(suppressed)
     residual = totals - lmat @ np.where(suppressed, 0.0, values)
     b = lmat[:, hidden].tocsr()
@@ -206,9 +214,12 @@ _QUIET: list[bool] = []  # set once HiGHS has printed its once-per-process banne
 
 
 def _highs() -> highspy.Highs:
-    """A silent HiGHS instance. The first one made in a process prints a banner on the C
+    """Return a silent HiGHS instance.
+
+    A silent HiGHS instance. The first one made in a process prints a banner on the C
     stdout (before any option can be set), which would mix into a command's output: that
-    one is made with file descriptor 1 pointed at the null device."""
+    one is made with file descriptor 1 pointed at the null device.
+    """
     if _QUIET:
         h = highspy.Highs()
     else:
@@ -227,9 +238,12 @@ def _highs() -> highspy.Highs:
 
 
 class _LinearRanges:
-    """Cells' ranges in the linear relaxation of ``b x = rhs, x >= 0`` (HiGHS: one model,
+    """Cells' ranges in the linear relaxation, each solve warm-started.
+
+    Cells' ranges in the linear relaxation of ``b x = rhs, x >= 0`` (HiGHS: one model,
     only the objective changes between cells, so each solve starts from the last optimal
-    basis), or the known points' spread where that already reaches ``protection``."""
+    basis), or the known points' spread where that already reaches ``protection``.
+    """
 
     def __init__(self, b, rhs, truth, stats):
         self.h = _highs()
@@ -280,8 +294,11 @@ def _lp_ranges(b, rhs, truth, cells, protection, integer, stats) -> list[tuple[f
 
 
 def _milp_ranges(b, rhs, truth, cells, protection, integer, stats) -> list[tuple[float, float]]:
-    """Each cell's range as integer programs (small linked sets), or the known integer
-    points' spread where that already reaches ``protection``."""
+    """Return each cell's range by integer programs.
+
+    Each cell's range as integer programs (small linked sets), or the known integer
+    points' spread where that already reaches ``protection``.
+    """
     cons = LinearConstraint(sparse.csr_array(b), rhs, rhs)
     n = b.shape[1]
     seen_lo, seen_hi = truth.astype(float), truth.astype(float)
