@@ -43,8 +43,8 @@ from socialgradient.release.ranges import EXPLORE, POOL, Audit  # noqa: F401 (as
 class Target:
     """A hidden quantity to keep unpinned.
 
-    A hidden quantity to keep unpinned: a label for messages, its row over the
-    variables, and ``own``: a constraint row whose hiding it is (None for an atom).
+    ``label`` names it in messages, ``row`` is its row over the variables, and ``own`` the
+    constraint row whose hiding it is (None for an atom).
     """
 
     label: str

@@ -97,7 +97,7 @@ def _weights(n: int, seed: int) -> np.ndarray:
 class Outcome:
     """What :func:`check` did.
 
-    What :func:`check` did: ``hidden`` ([(partition, label index, measure index)] of the
+    ``hidden`` ([(partition, label index, measure index)] of the
     new publication), ``actions`` (labelled, for the analyst), ``stats`` and ``compared``
     (earlier publications taken into account).
     """

@@ -60,8 +60,7 @@ class Audit:
     def hide_and_test(self, rows, test):
         """Run ``test()`` with ``rows`` inactive, then restore them.
 
-        ``test()`` with ``rows`` inactive, then the rows restored (and the points known
-        before); returns the test's result.
+        The feasible points known before are restored too. Returns the test's result.
         """
         rows = [r for r in np.atleast_1d(rows).tolist() if self.active[r]]
         saved = list(self.pool)
@@ -221,10 +220,9 @@ class Audit:
     def explore(self, targets, protection: float, rounds: int = 12) -> None:
         """Add feasible points that spread many ``targets`` at once.
 
-        Add feasible points that spread many ``targets`` at once, so that most are shown
-        to vary by ``protection`` without solves of their own: vertices maximising and
-        minimising the sum of the targets not yet shown to, per linked set, until a round
-        shows no more (and a few random vertices first).
+        Most targets are then shown to vary by ``protection`` without solves of their own:
+        vertices maximising and minimising the sum of the targets not yet shown to, per
+        linked set, until a round shows no more (and a few random vertices first).
         """
         t0 = time.perf_counter()
         rows = sparse.vstack(

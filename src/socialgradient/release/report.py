@@ -99,8 +99,8 @@ def write(
 ) -> dict[str, Path]:
     """Write the fit's output set to ``out_dir``, all or nothing.
 
-    Write the fit's output set to ``out_dir``: ``release/`` and ``internal/`` (see the
-    module docstring) and ``MANIFEST.json``, all or nothing.
+    The set holds ``release/`` and ``internal/`` (see the module docstring) and
+    ``MANIFEST.json``.
 
     ``extra``: keys added to ``summary.json`` (e.g. the LOO comparison). ``rule``: the
     disclosure rule for every observed count in ``release/`` (default ``Rule()``; a weaker
