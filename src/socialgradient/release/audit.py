@@ -30,9 +30,9 @@ import numpy as np
 from socialgradient.release.lp import (  # noqa: F401 (importable from here, as before)
     BIG,
     INTEGER_LIMIT,
+    LinearModel,
     Stats,
     _dense,
-    _lp,
     components,
     width,
 )

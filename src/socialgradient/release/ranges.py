@@ -15,7 +15,14 @@ import numpy as np
 from scipy import sparse
 from scipy.optimize import Bounds, LinearConstraint, milp
 
-from socialgradient.release.lp import BIG, INTEGER_LIMIT, Stats, _dense, _lp, components
+from socialgradient.release.lp import (
+    BIG,
+    INTEGER_LIMIT,
+    LinearModel,
+    Stats,
+    _dense,
+    components,
+)
 
 POOL = 128  # feasible points kept to prove quantities safe without a solve
 EXPLORE = 4  # random vertices per linked set added to them before the check
@@ -150,11 +157,11 @@ class Audit:
             comps = np.unique(st["var_comp"][on])
             vars_ = np.flatnonzero(np.isin(st["var_comp"], comps))
             rows = np.flatnonzero(np.isin(st["row_comp"], comps))
-            b, lo, hi = st["b"][rows][:, vars_], st["lo"][rows], st["hi"][rows]
-            for sign in (1.0, -1.0):
+            model = self._model(rows, vars_)
+            for maximise in (False, True):
                 self.stats.solves += 1
                 try:
-                    _, _, duals = _lp(b, lo, hi, sign * tf[vars_])
+                    _, _, duals = model.optimum(tf[vars_], maximise)
                 except RuntimeError:
                     continue
                 found.update(st["row_of"][rows[duals]].tolist())
@@ -201,6 +208,7 @@ class Audit:
             free[vars_],
             rows,
             t.tobytes(),
+            vars_,
         )
         return float(lo_v), float(hi_v)
 
@@ -276,7 +284,22 @@ class Audit:
                     :POOL
                 ]
 
-    def _solve(self, b, lo, hi, c, cols, rows=None, key=None) -> np.ndarray:
+    def _model(self, rows: np.ndarray, vars_: np.ndarray) -> LinearModel:
+        """Return the kept linear program of the linked set on ``rows`` and ``vars_``.
+
+        One :class:`~socialgradient.release.lp.LinearModel` per linked set while the active
+        rows stay as they are, so its solves start from the last optimal basis.
+        """
+        st = self._prepare()
+        models = st.setdefault("models", {})
+        key = (rows.tobytes(), vars_.tobytes())
+        if key not in models:
+            models[key] = LinearModel(
+                st["b"][rows][:, vars_], st["lo"][rows], st["hi"][rows], upper=BIG
+            )
+        return models[key]
+
+    def _solve(self, b, lo, hi, c, cols, rows, key, vars_) -> np.ndarray:
         n = b.shape[1]
         integral = self.integer and n <= INTEGER_LIMIT
         cons = LinearConstraint(
@@ -295,12 +318,13 @@ class Audit:
                         f"the protection check's program failed "
                         f"({res.message}); the release is refused"
                     )
-            else:
-                fun, x, duals = _lp(b, lo, hi, sign * c)
+            else:  # min c.x, then min -c.x = -(max c.x), as the integer programs
+                value, x, duals = self._model(rows, vars_).optimum(c, maximise=sign < 0)
+                fun = sign * value
                 binding |= duals
             out.append(sign * fun)
             self.pool = [self.truth, self._complete(cols, x), *self.pool[1:]][:POOL]
-        if not integral and rows is not None:
+        if not integral:
             self._binding = (key, set(self._prepare()["row_of"][rows[binding]].tolist()))
         lo_v, hi_v = out[0], out[1]
         if self.integer and not integral:

@@ -17,10 +17,11 @@ How each hidden cell is judged, cheapest first (nothing is skipped, at any size)
    already spread the cell by ``p`` it is safe, no solve needed.
 3. **Exact range**: otherwise two optimisations on the cell's linked set (the connected
    component of hidden cells and margins): integer programs (:func:`scipy.optimize.milp`)
-   up to :data:`socialgradient.release.audit.INTEGER_LIMIT` cells, above that the linear relaxation
-   with its bounds rounded inwards, solved by HiGHS (:mod:`highspy`) on one model per linked
-   set that only changes its objective between cells, so each solve starts from the last
-   optimal basis.
+   up to :data:`socialgradient.release.audit.INTEGER_LIMIT` cells, above that the linear
+   relaxation with its bounds rounded inwards, solved by HiGHS on one model per linked set
+   that only changes its objective between cells, so each solve starts from the last
+   optimal basis (:class:`~socialgradient.release.lp.LinearModel`, the LP engine that the
+   check across releases uses too).
 
 Then, in rounds until no hidden cell is pinned: a pinned cell whose margins' *totals* (all
 their cells hidden) already leave it less than ``p`` is bounded by what is published
@@ -33,16 +34,14 @@ cells are judged again. A pinned cell with no candidate left is reported too.
 
 from __future__ import annotations
 
-import os
-import sys
 import time
 
-import highspy
 import numpy as np
 from scipy import sparse
 from scipy.optimize import Bounds, LinearConstraint, milp
 
 from socialgradient.release import audit
+from socialgradient.release.lp import LinearModel
 
 _EPS = 1e-6
 WAIT = "wait"  # a pinned cell to judge again next round
@@ -210,33 +209,6 @@ def _judge(lmat, totals, values, suppressed, todo, protection, integer, stats):
     return pinned, residual
 
 
-_QUIET: list[bool] = []  # set once HiGHS has printed its once-per-process banner
-
-
-def _highs() -> highspy.Highs:
-    """Return a silent HiGHS instance.
-
-    A silent HiGHS instance. The first one made in a process prints a banner on the C
-    stdout (before any option can be set), which would mix into a command's output: that
-    one is made with file descriptor 1 pointed at the null device.
-    """
-    if _QUIET:
-        h = highspy.Highs()
-    else:
-        sys.stdout.flush()
-        saved = os.dup(1)
-        try:
-            with open(os.devnull, "w", encoding="utf-8", newline="\n") as null:
-                os.dup2(null.fileno(), 1)
-                h = highspy.Highs()
-        finally:
-            os.dup2(saved, 1)
-            os.close(saved)
-        _QUIET.append(True)
-    h.setOptionValue("output_flag", False)
-    return h
-
-
 class _LinearRanges:
     """Cells' ranges in the linear relaxation, each solve warm-started.
 
@@ -246,45 +218,26 @@ class _LinearRanges:
     """
 
     def __init__(self, b, rhs, truth, stats):
-        self.h = _highs()
-        lp = highspy.HighsLp()
-        csc = sparse.csc_array(b)
-        lp.num_col_, lp.num_row_ = csc.shape[1], csc.shape[0]
-        lp.col_cost_ = np.zeros(csc.shape[1])
-        lp.col_lower_ = np.zeros(csc.shape[1])
-        lp.col_upper_ = np.full(csc.shape[1], highspy.kHighsInf)
-        lp.row_lower_ = lp.row_upper_ = np.asarray(rhs, dtype=float)
-        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-        lp.a_matrix_.start_ = csc.indptr
-        lp.a_matrix_.index_ = csc.indices
-        lp.a_matrix_.value_ = csc.data
-        self.h.passModel(lp)
+        self.model = LinearModel(b, rhs, rhs)
         self.seen_lo, self.seen_hi = truth.astype(float), truth.astype(float)
         self.stats = stats
 
     def __call__(self, cells, protection, integer) -> list[tuple[float, float]]:
-        h, out = self.h, []
+        out = []
+        unit = np.zeros(len(self.seen_lo))
         for j in np.asarray(cells).tolist():
             if width(self.seen_lo[j], self.seen_hi[j], integer) >= protection - 1e-9:
                 out.append((self.seen_lo[j], self.seen_hi[j]))
                 continue
-            h.changeColCost(j, 1.0)
+            unit[j] = 1.0
             ends = []
-            for sense in (highspy.ObjSense.kMinimize, highspy.ObjSense.kMaximize):
-                h.changeObjectiveSense(sense)
-                h.run()
+            for maximise in (False, True):
+                value, x, _ = self.model.optimum(unit, maximise)
                 self.stats.solves += 1
-                if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
-                    raise RuntimeError(
-                        f"the protection check's linear program failed "
-                        f"({h.modelStatusToString(h.getModelStatus())}); the "
-                        "release is refused"
-                    )
-                x = np.asarray(h.getSolution().col_value)
                 np.minimum(self.seen_lo, x, out=self.seen_lo)
                 np.maximum(self.seen_hi, x, out=self.seen_hi)
-                ends.append(h.getInfo().objective_function_value)
-            h.changeColCost(j, 0.0)
+                ends.append(value)
+            unit[j] = 0.0
             out.append((ends[0], ends[1]))
         return out
 
