@@ -84,6 +84,8 @@ def test_la_gradients_csv_is_protected(fitted):
     las = pd.read_csv(out / "release" / "la_gradients.csv")
     assert set(LA_COLUMNS) <= set(las.columns)
     assert len(las) == table["la"].nunique()
+    names = table.drop_duplicates("la").set_index("la")["la_name"]  # each LA named
+    assert las["la_name"].tolist() == names.loc[las["la"]].tolist()
     visible = las["cases"].dropna()
     assert ((visible == 0) | (visible >= 10)).all()
     assert las["rate_per_10k"].isna().tolist() == las["cases"].isna().tolist()

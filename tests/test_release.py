@@ -257,7 +257,8 @@ def test_report_round_to_works(saved, tmp_path):
         las.loc[visible & (las["cases"] > 0), "rate_per_10k"]
         / las.loc[visible & (las["cases"] > 0), "cases"]
     )
-    np.testing.assert_allclose(ratio, 1e4 / las.loc[ratio.index, "children"], rtol=1e-3)
+    # rates to 3 significant digits: within half a unit of the third digit (5e-3)
+    np.testing.assert_allclose(ratio, 1e4 / las.loc[ratio.index, "children"], rtol=6e-3)
     ppc = json.loads((tmp_path / "r" / "release" / "ppc.json").read_text())
     assert all(r["observed"] is None or r["observed"] % 5 == 0 for r in ppc["decile"])
     outputs.verify(tmp_path / "r")

@@ -1,6 +1,8 @@
-"""The summary (``summary.json``) and the output set of a joint threshold fit
-(:mod:`socialgradient.model.joint`), as :mod:`socialgradient.release.report` writes a single
-fit's."""
+"""The summary and the output set of a joint threshold fit.
+
+``summary.json`` and the output set of a joint fit (:mod:`socialgradient.model.joint`), as
+:mod:`socialgradient.release.report` writes a single fit's.
+"""
 
 from __future__ import annotations
 
@@ -19,9 +21,12 @@ log = logging.getLogger(__name__)
 
 
 def summary(tree: xr.DataTree, diagnostics: dict | None = None) -> dict:
-    """``summary.json`` of a joint fit: every threshold's headline (``thresholds``), the
+    """Return the ``summary.json`` of a joint fit.
+
+    ``summary.json`` of a joint fit: every threshold's headline (``thresholds``), the
     steepening probabilities, diagnostics over the whole joint posterior, and the
-    single-outcome summary of the first threshold's view (``first``) for its other keys."""
+    single-outcome summary of the first threshold's view (``first``) for its other keys.
+    """
     from socialgradient.release import report
     from socialgradient.results import checks
 
@@ -46,7 +51,9 @@ def summary(tree: xr.DataTree, diagnostics: dict | None = None) -> dict:
 
 def _centring(tree: xr.DataTree) -> dict:
     """Per threshold, how many LAs had its effects sampled centred and non-centred."""
-    centred = tree["constant_data"]["centred"].values
+    from socialgradient.release.masking import group
+
+    centred = group(tree, "constant_data")["centred"].values
     return {
         name: {"centred": int((centred > j).sum()), "noncentred": int((centred <= j).sum())}
         for j, name in enumerate(outcomes(tree))
@@ -62,13 +69,16 @@ def write(
     command: str = "write",
     ledger=None,
 ) -> dict:
-    """The output set of a joint fit, as :func:`socialgradient.release.report.write` writes one
+    """Write the output set of a joint fit.
+
+    The output set of a joint fit, as :func:`socialgradient.release.report.write` writes one
     fit's: ``release/summary.json`` (this module's :func:`summary`), ``la_gradients.csv``
     with a ``threshold`` column, ``ppc.json`` by threshold, every observed count through the
     disclosure gate per threshold; figures of each threshold in ``release/<threshold>/``;
     ``internal/`` the joint posterior. ``ledger``: the release ledger, as for
     :func:`socialgradient.release.report.write` (each threshold's totals are checked against the
-    earlier releases and recorded)."""
+    earlier releases and recorded).
+    """
     from socialgradient.release import disclosure, report
     from socialgradient.release import ledger as ledgers
     from socialgradient.results import plots
@@ -93,7 +103,8 @@ def _write(tree, out_dir, s, rule, posterior, command, led, keys, earlier, plots
     from socialgradient.release import disclosure, report
     from socialgradient.util import outputs
 
-    tables, ppcs, figures, entries, pubs = [], {}, {}, [], []
+    tables, ppcs, entries, pubs = [], {}, [], []
+    figures: dict[str, Path] = {}
     meta = {
         "command": command,
         "spec_hash": tree.attrs["spec_hash"],
@@ -132,7 +143,7 @@ def _write(tree, out_dir, s, rule, posterior, command, led, keys, earlier, plots
         table.insert(0, "threshold", table.pop("threshold"))
         table.to_csv(rel / "la_gradients.csv", index=False, lineterminator="\n")
         (rel / "ppc.json").write_text(report.to_json(ppcs) + "\n", encoding="utf-8", newline="\n")
-        entries = [
+        log_entries = [
             report._log_entry(
                 f"la_gradients.csv + ppc.json [{name}]",
                 rel / "la_gradients.csv",
@@ -147,7 +158,7 @@ def _write(tree, out_dir, s, rule, posterior, command, led, keys, earlier, plots
             for name, hidden, actions, check in entries
         ]
         with open(rel / disclosure.LOG_NAME, "w", encoding="utf-8", newline="\n") as f:
-            f.writelines(json.dumps(e, default=str) + "\n" for e in entries)
+            f.writelines(json.dumps(e, default=str) + "\n" for e in log_entries)
         if posterior is not None:
             report._copy(Path(posterior), internal / "posterior.nc")
         else:
@@ -172,8 +183,11 @@ def _write(tree, out_dir, s, rule, posterior, command, led, keys, earlier, plots
 
 
 def headline(s: dict) -> str:
-    """A plain-text table of a joint summary: each threshold's gradients, the steepening
-    probabilities and the verdict."""
+    """Return a plain-text table of a joint summary.
+
+    A plain-text table of a joint summary: each threshold's gradients, the steepening
+    probabilities and the verdict.
+    """
     lines = [
         f"{'threshold':<16}{'gradient, average LA [95% ETI]':>34}{'less / more deprived LA':>28}"
     ]

@@ -49,7 +49,7 @@ _M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 
 
 def describe() -> dict:
-    """The public description of the method and its parameters (for the disclosure log)."""
+    """Return the public description of the method and its parameters (for the log)."""
     return {
         "method": "cell key (ONS Census 2021 style), keys from a secret kept with the ledger",
         "max_noise": MAX_NOISE,
@@ -73,12 +73,12 @@ def _uniform(z: np.ndarray) -> np.ndarray:
 
 
 def _h64(text: str) -> np.uint64:
-    """A public 64-bit hash of a name (measures, labels)."""
+    """Return a public 64-bit hash of a name (measures, labels)."""
     return np.uint64(int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little"))
 
 
 def split_units(ids) -> tuple[np.ndarray, np.ndarray]:
-    """Unit ids ``CODE`` or ``CODE|label`` -> (code, label) arrays."""
+    """Split unit ids ``CODE`` or ``CODE|label`` into (code, label) arrays."""
     ids = np.asarray(ids, dtype=str)
     parts = np.char.partition(ids, "|")
     return parts[:, 0], parts[:, 2]
@@ -110,8 +110,11 @@ class CellKeys:
         return _mix(self._unit_seeds(codes) ^ _h64("measure:" + measure))
 
     def count_keys(self, units, counts, measure: str) -> np.ndarray:
-        """Per row (unit id ``CODE`` or ``CODE|label``, a count): the sum (mod 1) of the record
-        keys its count takes from its code's stream for ``measure``."""
+        """Return each row's key: the sum of its records' keys for ``measure``.
+
+        Per row (unit id ``CODE`` or ``CODE|label``, a count): the sum (mod 1) of the record
+        keys its count takes from its code's stream for ``measure``.
+        """
         codes, labels = split_units(units)
         n = np.rint(np.asarray(counts, dtype=float)).astype(np.int64)
         if (n < 0).any():
@@ -132,8 +135,11 @@ class CellKeys:
         return np.bincount(rows, weights=keys, minlength=len(n)) % 1.0
 
     def magnitude_keys(self, units, values, measure: str) -> np.ndarray:
-        """Per row: a key in [0, 1) from its unit, its label and its value (so a changed value
-        is a new key)."""
+        """Return each row's key from its unit, its label and its value.
+
+        Per row: a key in [0, 1) from its unit, its label and its value (so a changed value
+        is a new key).
+        """
         codes, labels = split_units(units)
         v = np.round(np.asarray(values, dtype=float), 6)
         bits = v.view(np.uint64) if v.dtype == np.float64 else v.astype(np.float64).view(np.uint64)
@@ -157,7 +163,7 @@ def _table(lowest: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def ptable(n: int, floor: int = 1) -> dict[int, float]:
-    """The perturbation table's row for value ``n``: {noise: probability}."""
+    """Return the perturbation table's row for value ``n``: {noise: probability}."""
     j, c = _table(_lowest(n, floor))
     return dict(zip(j.tolist(), np.diff(np.r_[0.0, c]).tolist(), strict=True))
 
@@ -168,7 +174,7 @@ def _lowest(n: int, floor: int) -> int:
 
 
 def noise(values: np.ndarray, keys: np.ndarray, floor: int = 1) -> np.ndarray:
-    """The noise of each count cell (``values``, true) at its cell key."""
+    """Return the noise of each count cell (``values``, true) at its cell key."""
     values = np.asarray(values, dtype=float)
     out = np.zeros(values.shape)
     n = np.rint(values).astype(np.int64)
@@ -182,16 +188,22 @@ def noise(values: np.ndarray, keys: np.ndarray, floor: int = 1) -> np.ndarray:
 
 
 def perturb_counts(values, keys, floor: int = 1) -> np.ndarray:
-    """True counts plus their cell-key noise (zeros stay zero; nothing below ``floor``
-    except zeros)."""
+    """Return true counts plus their cell-key noise.
+
+    True counts plus their cell-key noise (zeros stay zero; nothing below ``floor``
+    except zeros).
+    """
     values = np.asarray(values, dtype=float)
     return values + noise(values, np.asarray(keys, dtype=float), floor)
 
 
 def perturb_magnitudes(values, keys, amplitude, floor: float = 0.0) -> np.ndarray:
-    """``values`` plus uniform noise in [-amplitude, amplitude) read from the cell keys;
+    """Return ``values`` plus uniform noise read from the cell keys.
+
+    ``values`` plus uniform noise in [-amplitude, amplitude) read from the cell keys;
     zeros stay zero, and nothing else is published below ``floor`` (the threshold, as for
-    counts)."""
+    counts).
+    """
     values = np.asarray(values, dtype=float)
     z = 2.0 * np.asarray(keys, dtype=float) - 1.0
     out = np.maximum(values + z * np.asarray(amplitude, dtype=float), float(floor))
@@ -199,11 +211,14 @@ def perturb_magnitudes(values, keys, amplitude, floor: float = 0.0) -> np.ndarra
 
 
 def perturb_laplace(values, keys, scale, floor: float = 1.0) -> np.ndarray:
-    """``values`` plus Laplace noise of ``scale`` read from the cell keys (the key's quantile;
+    """Return ``values`` plus Laplace noise read from the cell keys.
+
+    ``values`` plus Laplace noise of ``scale`` read from the cell keys (the key's quantile;
     at most about 37 scales from a 53-bit key); zeros stay zero, nothing else is published
     below ``floor`` (a denominator stays positive; a value at the floor says only that the
     noise was at most ``floor - value``, which every explanation allows). Unbounded in
-    principle, so a difference of two releases excludes no explanation of it."""
+    principle, so a difference of two releases excludes no explanation of it.
+    """
     values = np.asarray(values, dtype=float)
     u = np.clip(np.asarray(keys, dtype=float), 2.0**-53, 1.0 - 2.0**-53) - 0.5
     noise = -np.sign(u) * np.log1p(-2.0 * np.abs(u)) * np.asarray(scale, dtype=float)

@@ -1,5 +1,7 @@
-"""Secondary suppression of a count table: hide complementary cells until no hidden cell can
-be narrowed below the protection level from what is published.
+"""Secondary suppression of a count table: hide cells until no hidden cell is pinned.
+
+Complementary cells are hidden until no hidden cell can be narrowed below the protection
+level from what is published.
 
 What is published: the visible cells and the margins (``lines``: arrays of cell indices whose
 sums are published). An attacker then knows that the hidden cells ``x`` are non-negative
@@ -15,10 +17,11 @@ How each hidden cell is judged, cheapest first (nothing is skipped, at any size)
    already spread the cell by ``p`` it is safe, no solve needed.
 3. **Exact range**: otherwise two optimisations on the cell's linked set (the connected
    component of hidden cells and margins): integer programs (:func:`scipy.optimize.milp`)
-   up to :data:`socialgradient.release.audit.INTEGER_LIMIT` cells, above that the linear relaxation
-   with its bounds rounded inwards, solved by HiGHS (:mod:`highspy`) on one model per linked
-   set that only changes its objective between cells, so each solve starts from the last
-   optimal basis.
+   up to :data:`socialgradient.release.audit.INTEGER_LIMIT` cells, above that the linear
+   relaxation with its bounds rounded inwards, solved by HiGHS on one model per linked set
+   that only changes its objective between cells, so each solve starts from the last
+   optimal basis (:class:`~socialgradient.release.lp.LinearModel`, the LP engine that the
+   check across releases uses too).
 
 Then, in rounds until no hidden cell is pinned: a pinned cell whose margins' *totals* (all
 their cells hidden) already leave it less than ``p`` is bounded by what is published
@@ -31,30 +34,28 @@ cells are judged again. A pinned cell with no candidate left is reported too.
 
 from __future__ import annotations
 
-import os
-import sys
 import time
 
-import highspy
 import numpy as np
 from scipy import sparse
 from scipy.optimize import Bounds, LinearConstraint, milp
 
 from socialgradient.release import audit
+from socialgradient.release.lp import LinearModel
 
 _EPS = 1e-6
 WAIT = "wait"  # a pinned cell to judge again next round
 
 
 def incidence(lines: list[np.ndarray], n: int) -> sparse.csr_array:
-    """The margins as a 0/1 matrix: one row per line, one column per cell."""
+    """Return the margins as a 0/1 matrix: one row per line, one column per cell."""
     rows = np.repeat(np.arange(len(lines)), [len(ln) for ln in lines])
     flat = np.concatenate(lines) if lines else np.zeros(0, int)
     return sparse.csr_array((np.ones(len(flat)), (rows, flat)), shape=(len(lines), n))
 
 
 def width(lo: float, hi: float, integer: bool) -> float:
-    """The range's width, rounded inwards to whole values for integer cells."""
+    """Return the range's width, rounded inwards to whole values for integer cells."""
     if integer:
         lo, hi = np.ceil(lo - _EPS), np.floor(hi + _EPS)
     return hi - lo
@@ -63,9 +64,12 @@ def width(lo: float, hi: float, integer: bool) -> float:
 def complete(
     values, suppressed, lines, protection: float, integer: bool, label=str
 ) -> tuple[list[int], list[str], audit.Stats]:
-    """Hide cells (``suppressed``, a boolean array, changed in place) until no hidden cell is
+    """Hide cells until no hidden cell is pinned.
+
+    Hide cells (``suppressed``, a boolean array, changed in place) until no hidden cell is
     pinned (module docstring). Returns the cells hidden, the actions and what the check
-    did."""
+    did.
+    """
     stats = audit.Stats()
     values = np.asarray(values, dtype=float)
     if protection <= 0 or not lines or not suppressed.any():
@@ -84,7 +88,7 @@ def complete(
     cell_set, line_set = audit.components(lmat)
 
     def bounded_elsewhere(cell: int) -> bool:
-        """Pinned even with every cell hidden (by the published totals alone)?"""
+        """Return whether the cell is pinned even with every cell hidden (totals alone)."""
         own = lines_of[[cell]].indices
         if (totals[own] < protection - 1e-9).any():
             return True
@@ -148,10 +152,13 @@ def complete(
 
 
 def _candidate(cell, own, lmat, lines_of, values, suppressed, residual, used):
-    """The next cell to hide for a pinned ``cell``: the smallest positive visible cell
+    """Return the next cell to hide for a pinned ``cell``, and its margin.
+
+    The next cell to hide for a pinned ``cell``: the smallest positive visible cell
     (zeros last) of its margins, tightest (smallest residual) first, else of the margins
     one step away; with the margin it is taken from. :data:`WAIT`: the margins that have
-    one were given a hidden cell this round; None: none left."""
+    one were given a hidden cell this round; None: none left.
+    """
     near = own[np.argsort(residual[own], kind="stable")]
     ring = np.setdiff1d(np.unique(lines_of[lmat[near].indices].indices), near)
     for group in (near, ring[np.argsort(residual[ring], kind="stable")]):
@@ -169,7 +176,7 @@ def _candidate(cell, own, lmat, lines_of, values, suppressed, residual, used):
 
 
 def _judge(lmat, totals, values, suppressed, todo, protection, integer, stats):
-    """The hidden cells of ``todo`` that are pinned, and every line's residual."""
+    """Return the hidden cells of ``todo`` that are pinned, and every line's residual."""
     hidden = np.flatnonzero(suppressed)
     residual = totals - lmat @ np.where(suppressed, 0.0, values)
     b = lmat[:, hidden].tocsr()
@@ -202,75 +209,35 @@ def _judge(lmat, totals, values, suppressed, todo, protection, integer, stats):
     return pinned, residual
 
 
-_QUIET: list[bool] = []  # set once HiGHS has printed its once-per-process banner
-
-
-def _highs() -> highspy.Highs:
-    """A silent HiGHS instance. The first one made in a process prints a banner on the C
-    stdout (before any option can be set), which would mix into a command's output: that
-    one is made with file descriptor 1 pointed at the null device."""
-    if _QUIET:
-        h = highspy.Highs()
-    else:
-        sys.stdout.flush()
-        saved = os.dup(1)
-        try:
-            with open(os.devnull, "w", encoding="utf-8", newline="\n") as null:
-                os.dup2(null.fileno(), 1)
-                h = highspy.Highs()
-        finally:
-            os.dup2(saved, 1)
-            os.close(saved)
-        _QUIET.append(True)
-    h.setOptionValue("output_flag", False)
-    return h
-
-
 class _LinearRanges:
-    """Cells' ranges in the linear relaxation of ``b x = rhs, x >= 0`` (HiGHS: one model,
+    """Cells' ranges in the linear relaxation, each solve warm-started.
+
+    Cells' ranges in the linear relaxation of ``b x = rhs, x >= 0`` (HiGHS: one model,
     only the objective changes between cells, so each solve starts from the last optimal
-    basis), or the known points' spread where that already reaches ``protection``."""
+    basis), or the known points' spread where that already reaches ``protection``.
+    """
 
     def __init__(self, b, rhs, truth, stats):
-        self.h = _highs()
-        lp = highspy.HighsLp()
-        csc = sparse.csc_array(b)
-        lp.num_col_, lp.num_row_ = csc.shape[1], csc.shape[0]
-        lp.col_cost_ = np.zeros(csc.shape[1])
-        lp.col_lower_ = np.zeros(csc.shape[1])
-        lp.col_upper_ = np.full(csc.shape[1], highspy.kHighsInf)
-        lp.row_lower_ = lp.row_upper_ = np.asarray(rhs, dtype=float)
-        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-        lp.a_matrix_.start_ = csc.indptr
-        lp.a_matrix_.index_ = csc.indices
-        lp.a_matrix_.value_ = csc.data
-        self.h.passModel(lp)
+        self.model = LinearModel(b, rhs, rhs)
         self.seen_lo, self.seen_hi = truth.astype(float), truth.astype(float)
         self.stats = stats
 
     def __call__(self, cells, protection, integer) -> list[tuple[float, float]]:
-        h, out = self.h, []
+        out = []
+        unit = np.zeros(len(self.seen_lo))
         for j in np.asarray(cells).tolist():
             if width(self.seen_lo[j], self.seen_hi[j], integer) >= protection - 1e-9:
                 out.append((self.seen_lo[j], self.seen_hi[j]))
                 continue
-            h.changeColCost(j, 1.0)
+            unit[j] = 1.0
             ends = []
-            for sense in (highspy.ObjSense.kMinimize, highspy.ObjSense.kMaximize):
-                h.changeObjectiveSense(sense)
-                h.run()
+            for maximise in (False, True):
+                value, x, _ = self.model.optimum(unit, maximise)
                 self.stats.solves += 1
-                if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
-                    raise RuntimeError(
-                        f"the protection check's linear program failed "
-                        f"({h.modelStatusToString(h.getModelStatus())}); the "
-                        "release is refused"
-                    )
-                x = np.asarray(h.getSolution().col_value)
                 np.minimum(self.seen_lo, x, out=self.seen_lo)
                 np.maximum(self.seen_hi, x, out=self.seen_hi)
-                ends.append(h.getInfo().objective_function_value)
-            h.changeColCost(j, 0.0)
+                ends.append(value)
+            unit[j] = 0.0
             out.append((ends[0], ends[1]))
         return out
 
@@ -280,8 +247,11 @@ def _lp_ranges(b, rhs, truth, cells, protection, integer, stats) -> list[tuple[f
 
 
 def _milp_ranges(b, rhs, truth, cells, protection, integer, stats) -> list[tuple[float, float]]:
-    """Each cell's range as integer programs (small linked sets), or the known integer
-    points' spread where that already reaches ``protection``."""
+    """Return each cell's range by integer programs.
+
+    Each cell's range as integer programs (small linked sets), or the known integer
+    points' spread where that already reaches ``protection``.
+    """
     cons = LinearConstraint(sparse.csr_array(b), rhs, rhs)
     n = b.shape[1]
     seen_lo, seen_hi = truth.astype(float), truth.astype(float)

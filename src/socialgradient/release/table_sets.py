@@ -1,5 +1,7 @@
-"""Output sets of the commands that make input tables: ``data build``, ``census aggregate``,
-``census extract`` (the LSOA table ``fit`` reads) and ``census write`` (synthetic records).
+"""Output sets of the commands that make input tables.
+
+The commands: ``data build``, ``census aggregate``, ``census extract`` (the LSOA table
+``fit`` reads) and ``census write`` (synthetic records).
 
 Each writes one output set (:class:`socialgradient.util.outputs.Writer`: whole or not at all)::
 
@@ -55,8 +57,11 @@ not results. Nothing of it is for release.
 
 
 def check_out(out: str | Path) -> Path:
-    """``--out`` names the output folder now, not the table file: refuse a table's name with
-    the command to write instead, then check the folder can hold a set."""
+    """Check the ``--out`` folder of a command that writes a table.
+
+    ``--out`` names the output folder now, not the table file: refuse a table's name with
+    the command to write instead, then check the folder can hold a set.
+    """
     out = Path(out)
     name = out.name.lower()
     if name.endswith(tuple("." + f for f in FORMATS)):
@@ -88,16 +93,19 @@ def _nothing(rel: Path, note: str) -> None:
 
 
 def by_la(table: pd.DataFrame, counts: list[str], strata: list[str]) -> pd.DataFrame:
-    """The ``counts`` summed per LA and stratum (missing counts as none)."""
+    """Return the ``counts`` summed per LA and stratum (missing counts as none)."""
     keys = ["la", *[s for s in strata if s not in ("la", "lsoa")]]
     return table.groupby(keys, sort=True, dropna=False)[counts].sum().reset_index()
 
 
 def census_totals(counts: list[str]) -> dict:
-    """What is published elsewhere beside counts per LA: every count's margins (the DfE
+    """Return what is published elsewhere beside the counts per LA.
+
+    What is published elsewhere beside counts per LA: every count's margins (the DfE
     publishes LA and national totals of each), and sums across columns only where columns
     partition a published count (the CP plan categories: cp_plans); the DfE publishes no
-    sum of referrals, assessments, factors and days."""
+    sum of referrals, assessments, factors and days.
+    """
     categories = [c for c in counts if c.startswith("cp_") and c != "cp_plans"]
     return {"across": [categories] if len(categories) > 1 else []}
 
@@ -115,12 +123,15 @@ def write_table_set(
     rule: disclosure.Rule | None = None,
     ledger=None,
 ) -> dict[str, Path]:
-    """Write ``table`` (one row per LSOA and stratum) as an output set in ``out`` (module
+    """Write ``table`` as an output set in ``out``.
+
+    Write ``table`` (one row per LSOA and stratum) as an output set in ``out`` (module
     docstring). ``counts``: its count columns; ``strata``: its key columns besides ``lsoa``;
     ``override``: the reason logged for the unprotected internal table (default
     :data:`INTERNAL_REASON`); ``ledger``: the release ledger the counts per LA are checked
     against and recorded in (:mod:`socialgradient.release.ledger`; default its default folder).
-    Returns a mapping of name to final path."""
+    Returns a mapping of name to final path.
+    """
     if fmt not in FORMATS:
         raise ValueError(f"--format must be one of {FORMATS}, not {fmt!r}")
     rule = rule or disclosure.Rule()
@@ -183,9 +194,12 @@ def write_table_set(
 
 
 def write_records_set(out, records, seed: int) -> tuple[list[Path], dict]:
-    """``census write``: the XML returns and companion tables of ``records`` (synthetic
+    """Write ``census write``'s XML returns and tables as one output set.
+
+    ``census write``: the XML returns and companion tables of ``records`` (synthetic
     child-level inputs) under ``out/internal/``, as one output set; release/ holds only a log
-    line saying nothing is released. Returns the final XML paths and the manifest."""
+    line saying nothing is released. Returns the final XML paths and the manifest.
+    """
     from socialgradient.data.census import returns
 
     meta = {"command": "census write", "seed": seed, "children": len(records.children)}
