@@ -45,28 +45,12 @@ GEOGRAPHY = {  # geographic_level -> (code field, name field) of the levels writ
     "Regional": ("region_code", "region_name"),
     "Local authority": ("new_la_code", "la_name"),
 }
-OB_UNITS = {  # observational-unit columns (eesyscreener's get_acceptable_ob_units, in part)
-    "time_period",
-    "time_identifier",
-    "geographic_level",
-    "country_code",
-    "country_name",
-    "region_code",
-    "region_name",
-    "old_la_code",
-    "new_la_code",
-    "la_name",
-    "lad_code",
-    "lad_name",
-    "pcon_code",
-    "pcon_name",
-    "ward_code",
-    "ward_name",
-    "school_urn",
-    "school_name",
-    "provider_ukprn",
-    "provider_name",
-}
+#: observational-unit columns (eesyscreener's get_acceptable_ob_units, in part)
+OB_UNITS = set(
+    "time_period time_identifier geographic_level country_code country_name region_code "
+    "region_name old_la_code new_la_code la_name lad_code lad_name pcon_code pcon_name "
+    "ward_code ward_name school_urn school_name provider_ukprn provider_name".split()
+)
 OB_UNIT_RE = re.compile(
     r"(^(country|sch|prov|inst|estab|reg|la|local|rsc|pfa|pcon|lep|mca|oa|ward|mat)"
     r".*(name|code|urn|ukprn|number|upin|id)$)"
