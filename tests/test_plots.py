@@ -172,8 +172,16 @@ def test_la_map_one_patch_per_matched_la(tree):
     assert np.allclose(grey.get_facecolor()[:, :3], 0.85)
     assert len(fig.axes) == 2  # the colourbar
     centre = np.log(float(np.exp(_post(tree)["b_w"]).median()))
-    lo, hi = fitted.get_clim()
-    assert (lo + hi) / 2 == pytest.approx(centre)  # diverging around the national median
+    assert fitted.norm.vcenter == pytest.approx(centre)  # diverging around the national median
+    lo, hi = fitted.get_clim()  # the colour bar spans the medians' range, no further
+    log_med = np.log(table["gradient_median"].values)
+    assert (lo, hi) == pytest.approx((min(log_med.min(), centre), max(log_med.max(), centre)))
+    # uncertainty not by colour alone: LAs whose 95% interval includes the centre hatched
+    eti = np.log(table["gradient_eti95"])
+    lower, upper = eti.sel(ci_bound="lower").values, eti.sel(ci_bound="upper").values
+    covers = int(((lower <= centre) & (upper >= centre)).sum())
+    hatched = [c for c in ax.collections if c.get_gid() == "hatched"]
+    assert (len(hatched[0].get_paths()) if hatched else 0) == covers
 
 
 @needs_boundaries
@@ -196,7 +204,13 @@ def test_the_panel_map_is_the_same_choropleth():
     np.testing.assert_allclose(fitted.get_array(), [0.3, -0.1, 0.2])
     assert len(grey.get_paths()) == len({c for c, _ in coded}) - 3
     lo, hi = fitted.get_clim()
-    assert (lo, hi) == pytest.approx((-0.3, 0.3))
+    assert (lo, hi) == pytest.approx((-0.1, 0.3))  # the values' range, centred at 0
+    assert fitted.norm.vcenter == 0
+    assert not [c for c in ax.collections if c.get_gid() == "hatched"]
+    fig = maps.choropleth(values, coded, hatch={"E06000002"})
+    (hatched,) = [c for c in fig.axes[0].collections if c.get_gid() == "hatched"]
+    assert len(hatched.get_paths()) == 1
+    assert hatched.get_hatch() == "////"
     assert report["boundary_codes"] == 151
 
 

@@ -46,10 +46,13 @@ GEOGRAPHY = {  # geographic_level -> (code field, name field) of the levels writ
     "Local authority": ("new_la_code", "la_name"),
 }
 #: observational-unit columns (eesyscreener's get_acceptable_ob_units, in part)
-OB_UNITS = set(
-    "time_period time_identifier geographic_level country_code country_name region_code "
-    "region_name old_la_code new_la_code la_name lad_code lad_name pcon_code pcon_name "
-    "ward_code ward_name school_urn school_name provider_ukprn provider_name".split()
+OB_UNITS = frozenset(
+    re.split(
+        r"\s+",
+        "time_period time_identifier geographic_level country_code country_name region_code "
+        "region_name old_la_code new_la_code la_name lad_code lad_name pcon_code pcon_name "
+        "ward_code ward_name school_urn school_name provider_ukprn provider_name",
+    )
 )
 OB_UNIT_RE = re.compile(
     r"(^(country|sch|prov|inst|estab|reg|la|local|rsc|pfa|pcon|lep|mca|oa|ward|mat)"
@@ -102,8 +105,10 @@ GROUPING = "Social gradient"
 
 @dataclass(frozen=True)
 class Check:
-    """One screening result: ``check`` (eesyscreener's name), ``result`` (PASS, WARNING or
-    FAIL) and ``message``."""
+    """One screening result.
+
+    ``check`` (eesyscreener's name), ``result`` (PASS, WARNING or FAIL) and ``message``.
+    """
 
     check: str
     result: str
@@ -125,7 +130,7 @@ def ees_tables(
     year: int,
     england_cases: float | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The EES data file and its metadata, as tables of strings.
+    """Build the EES data file and its metadata, as tables of strings.
 
     Parameters
     ----------
@@ -296,7 +301,7 @@ def screen(data: pd.DataFrame, meta: pd.DataFrame) -> list[Check]:
 
 
 def _screen_rows(data: pd.DataFrame, indicators: list[str]) -> list[Check]:
-    """The screener's time, geography and value checks."""
+    """Run the screener's time, geography and value checks."""
     out = []
     ids = set(data["time_identifier"])
     known = FOUR_DIGIT_IDS | SIX_DIGIT_IDS

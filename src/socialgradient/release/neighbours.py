@@ -128,5 +128,5 @@ def la_info(codes, names: dict[str, str] | None = None) -> dict[str, LAInfo]:
 
 
 def name_of(code: str) -> str:
-    """The name of an ONS LA code (the code itself if no lookup knows it)."""
+    """Name an ONS LA code (the code itself if no lookup knows it)."""
     return _names().get(code, code)
