@@ -227,6 +227,29 @@ def write(tree: xr.DataTree, out_dir, **kwargs) -> dict:
 
 
 # -- census returns (CIN Census XML): write synthetic ones, read and validate real ones -----
+def publish(out_dir, site_dir, **kwargs) -> dict:
+    """Publish an output set's ``release/`` as a static website and EES data files.
+
+    Parameters
+    ----------
+    out_dir : path-like
+        A verified output set (the folder :func:`write` wrote); never its ``internal/``.
+    site_dir : path-like
+        The site's folder (created, or replaced if a previous site is there).
+    **kwargs
+        ``year`` (reporting year of the EES files), ``boundaries`` (the ONS boundary file
+        for the map): see :func:`socialgradient.release.publish.publish`.
+
+    Returns
+    -------
+    dict
+        The site's path, its number of pages, LAs and figures, and the EES screening results.
+    """
+    from socialgradient.release.publish import publish as _publish
+
+    return _publish(out_dir, site_dir, **kwargs)
+
+
 def write_returns(records, out_dir, **kwargs):
     """One CIN Census XML return per LA and year from child records (e.g. from
     :func:`simulate_records`), plus the linkage files beside them:

@@ -38,6 +38,12 @@ REGIONS = {
     "South West": ("E12000009", "South West"),
 }
 
+#: regions of the LAs created after the April 2021 groupings (no row there): ONS code -> region
+LATER_LAS = {
+    "E06000063": ("E12000002", "North West"),  # Cumberland, April 2023
+    "E06000064": ("E12000002", "North West"),  # Westmorland and Furness, April 2023
+}
+
 
 @dataclass(frozen=True)
 class LAInfo:
@@ -117,7 +123,7 @@ def la_info(codes, names: dict[str, str] | None = None) -> dict[str, LAInfo]:
     for code in map(str, codes):
         number = LA_NUMBERS.get(code, "")
         row = rows.get(number)
-        region = REGIONS.get(row[4].strip(), ("", "")) if row else ("", "")
+        region = REGIONS.get(row[4].strip(), ("", "")) if row else LATER_LAS.get(code, ("", ""))
         sns: tuple[str, ...] = ()
         if row:
             picks = [row[i].strip() for i in range(5, min(len(row), 25), 2)]

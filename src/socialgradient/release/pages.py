@@ -46,6 +46,7 @@ def page(title: str, body: str, depth: int = 0, description: str = "") -> str:
 <title>{esc(title)} - {esc(SITE_NAME)}</title>
 <meta name="description" content="{esc(description or title)}">
 <link rel="stylesheet" href="{up}static/site.css">
+<link rel="icon" href="data:,">
 </head>
 <body>
 <a class="skip-link" href="#main-content">Skip to main content</a>

@@ -13,7 +13,7 @@ from importlib import metadata
 
 import pandas as pd
 
-from socialgradient.release import pages
+from socialgradient.release import neighbours, pages
 from socialgradient.release.pages import esc, interval, num
 from socialgradient.release.site_figures import versus_england
 
@@ -179,7 +179,7 @@ def la_page(r: Released, code: str) -> str:
             f"<p>DfE's statistical neighbours of {esc(name)} (closest first) in this release: "
             f"{len(sns)} of {len(info.neighbours)}"
             + (
-                f"; without results here: {esc(', '.join(r.names.get(c, c) for c in missing))}"
+                f"; without results here: {esc(', '.join(map(neighbours.name_of, missing)))}"
                 if missing
                 else ""
             )
@@ -243,7 +243,10 @@ def _count(value, dp: int = 0) -> str:
 
 
 def methods_page(r: Released) -> str:
-    """Build the methods page: model, priors, diagnostics, PPC, data, disclosure, software, reproduction."""
+    """Build the methods page.
+
+    Model, priors, diagnostics, PPC, data sources, disclosure control, software, reproduction.
+    """
     s = r.summary
     model = s.get("model", {})
     d = s["diagnostics"]

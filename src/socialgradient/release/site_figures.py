@@ -104,8 +104,9 @@ def forest(
     ax.grid(axis="x", color="0.9", linewidth=0.5)
     ax.set_axisbelow(True)
     ax.set_xlabel(
-        f"Social gradient score (rate ratio per 10 points of deprivation); dashed: England "
-        f"{eng:.2f}, grey: its 95% interval; thick: 80%, thin: 95% intervals"
+        "Social gradient score (rate ratio per 10 points of deprivation)\n"
+        f"dashed: England {eng:.2f}, grey band: its 95% interval; thick: 80%, thin: 95%",
+        fontsize="small",
     )
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False)
     top = labels[0]
