@@ -11,22 +11,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
-RATIO_TICKS = (0.25, 0.33, 0.5, 0.67, 0.8, 1, 1.25, 1.5, 2, 2.5, 3, 4, 5, 6, 8)
+from socialgradient.results.plot_checks import ratio_axis
+
 #: a colour-blind-safe pair with contrast >= 3:1 on white (Okabe-Ito blue and vermilion)
 ABOVE, BELOW, COVERS = "#0072B2", "#D55E00", "#555555"
-
-
-def ratio_axis(axis) -> None:
-    """Log scale for a rate-ratio axis, labelled at plain ratios (1, 1.25, 1.5, 2, ...)."""
-    if axis is axis.axes.xaxis:
-        axis.axes.set_xscale("log")
-    else:
-        axis.axes.set_yscale("log")
-    axis.set_major_locator(FixedLocator(RATIO_TICKS))
-    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    axis.set_minor_formatter(NullFormatter())
 
 
 def versus_england(las: pd.DataFrame, england: float) -> pd.Series:
