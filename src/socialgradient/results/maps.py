@@ -205,8 +205,8 @@ def choropleth(
         linewidth=0.6,
     )
     bar = fig.colorbar(main, ax=ax, shrink=0.6, pad=0.02)
-    ticks = np.unique(np.concatenate([np.linspace(low, high, 5), [centre]]))
-    ticks = ticks[(ticks == centre) | (np.abs(ticks - centre) > 0.06 * (high - low))]
+    # evenly spaced in colour: each half of the two-slope scale, ends and centre labelled
+    ticks = np.unique(np.concatenate([np.linspace(low, centre, 3), np.linspace(centre, high, 3)]))
     bar.set_ticks(ticks, labels=[f"{x:.2f}" for x in (np.exp(ticks) if exp_ticks else ticks)])
     bar.set_label(label, fontsize="small")
     ax.text(
