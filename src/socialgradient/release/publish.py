@@ -40,8 +40,11 @@ class PublishError(ValueError):
 
 
 def _source(out: Path) -> Path:
-    parts = out.resolve().parts
-    if "internal" in parts or out.name == "release":
+    where = out.resolve()
+    if any(
+        p.name in outputs.PARTS and (p.parent / outputs.MANIFEST).is_file()
+        for p in (where, *where.parents)
+    ):
         raise PublishError(
             f"{out}: publish reads a whole output set (the folder holding MANIFEST.json, "
             "release/ and internal/) and builds the site from its release/ only; give that "
