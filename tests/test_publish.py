@@ -4,6 +4,8 @@ and passing the release's disclosure scans on tiny LAs. Fake fits (no sampler)."
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -11,8 +13,8 @@ import pytest
 from fakes import fake_table
 from sets import assert_release_clean
 from socialgradient import api, cli
+from socialgradient.release import findings_site, pages, report
 from socialgradient.release import publish as pub
-from socialgradient.release import report
 from socialgradient.release.disclosure import DisclosureError
 from socialgradient.util import outputs
 from test_release import fit_like, tiny_table
@@ -152,3 +154,32 @@ def test_scan_finds_what_it_must(out, tmp_path):
     assert any("a count 3 under the threshold 10" in p for p in problems)
     assert any("copy.json: a copy of, or a reference to, internal/" in p for p in problems)
     assert issubclass(DisclosureError, PermissionError)
+
+
+def test_publish_a_suite_folder_as_its_findings_page(tmp_path):
+    """A suite folder: every finding of the committed bench/suite/findings.csv that comes from
+    one spec, with that spec's output set (a fake fit) beside it."""
+    bench = Path(__file__).resolve().parents[1] / "bench" / "suite" / "findings.csv"
+    findings = pd.read_csv(bench)
+    spec = findings["spec"].value_counts().index[0]
+    mine = findings[findings["spec"] == spec]
+    suite = tmp_path / "suite"
+    report.write(fit_like(fake_table(3, 12, seed=5)), suite / spec)
+    mine.to_csv(suite / "findings.csv", index=False)
+    built = api.publish(suite, tmp_path / "site")
+    page = (tmp_path / "site" / "index.html").read_text(encoding="utf-8")
+    for finding in mine["finding"]:
+        assert pages.esc(finding) in page
+    themes = mine.loc[mine["lo95"].notna(), "theme"].unique()
+    assert built["figures"] == len(themes)
+    assert sorted(p.name for p in (tmp_path / "site" / "figures").iterdir()) == sorted(
+        f"findings_{t}.svg" for t in themes
+    )
+    assert 'href="methods.html"' not in page  # no link to a page it does not have
+    # a suite folder whose spec set is missing or altered is refused
+    shutil.rmtree(suite / spec / "internal")
+    with pytest.raises(outputs.OutputSetError):
+        api.publish(suite, tmp_path / "site2")
+    shutil.rmtree(suite / spec)
+    with pytest.raises(findings_site.FindingsError, match=f"no output set {spec}/"):
+        api.publish(suite, tmp_path / "site2")

@@ -35,9 +35,21 @@ def interval(lo, hi, dp: int = 2) -> str:
     return f"{num(lo, dp)} to {num(hi, dp)}"
 
 
-def page(title: str, body: str, depth: int = 0, description: str = "") -> str:
-    """Wrap ``body`` in the site's page shell (``depth``: folders below the site root)."""
+NAV: tuple[tuple[str, str], ...] = (
+    ("index.html", "Social gradient: results"),
+    ("methods.html", "Methods"),
+    ("data/index.html", "Data"),
+)
+
+
+def page(title: str, body: str, depth: int = 0, description: str = "", nav=NAV) -> str:
+    """Wrap ``body`` in the site's page shell.
+
+    ``depth``: folders below the site root; ``nav``: (path from the root, text) of the
+    navigation's links.
+    """
     up = "../" * depth
+    links = "".join(f'<a href="{up}{esc(href)}">{esc(text)}</a>' for href, text in nav)
     return f"""<!DOCTYPE html>
 <html lang="en-GB">
 <head>
@@ -51,8 +63,7 @@ def page(title: str, body: str, depth: int = 0, description: str = "") -> str:
 <body>
 <a class="skip-link" href="#main-content">Skip to main content</a>
 <header class="site"><div class="width">
-<nav aria-label="Site"><a href="{up}index.html">Social gradient: results</a>
-<a href="{up}methods.html">Methods</a><a href="{up}data/index.html">Data</a></nav>
+<nav aria-label="Site">{links}</nav>
 </div></header>
 <main id="main-content" class="width" tabindex="-1">
 {body}

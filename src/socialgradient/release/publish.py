@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from socialgradient.release import ees, neighbours, site, site_figures
+from socialgradient.release import ees, findings_site, neighbours, site, site_figures
 from socialgradient.release.disclosure import LOG_NAME, DisclosureError
 from socialgradient.util import outputs
 
@@ -206,7 +206,9 @@ def publish(out_dir, site_dir, *, year: int = 2019, boundaries=None) -> dict:
     Parameters
     ----------
     out_dir : path-like
-        A verified output set (the folder holding ``MANIFEST.json``).
+        A verified output set (the folder holding ``MANIFEST.json``), or a ``suite`` folder
+        (``findings.csv`` and a verified output set per spec): then the site is its findings
+        page (:mod:`socialgradient.release.findings_site`).
     site_dir : path-like
         Where to write the site (created; a previous site there is replaced).
     year : int
@@ -233,17 +235,19 @@ def publish(out_dir, site_dir, *, year: int = 2019, boundaries=None) -> dict:
         The built site fails :func:`scan`.
     """
     out, dest = Path(out_dir), Path(site_dir)
+    if findings_site.is_suite(out):
+        _destination(dest, out)
+        findings = findings_site.read(out)
+        made = _written(dest, lambda tmp: {"figures": findings_site.build(findings, tmp)}, 10)
+        return made | {"las": 0, "screening": {}, "findings": len(findings)}
     release = _source(out)
     _destination(dest, out)
     r = read_release(release)
     threshold = int(r.log[0]["rule"]["threshold"]) if r.log else 10
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
-    try:
-        for sub in ("la", "data", "static"):
+
+    def fill(tmp: Path) -> dict:
+        for sub in ("la", "data"):
             (tmp / sub).mkdir()
-        for asset in ("site.css", "sort.js"):
-            shutil.copyfile(neighbours.STATIC / asset, tmp / "static" / asset)
         stats = r.ppc.get("statistic", [])
         total: dict = next((x for x in stats if x.get("statistic") == "total"), {})
         data, meta = ees.ees_tables(r.las, r.england, r.info, year, total.get("observed"))
@@ -258,7 +262,22 @@ def publish(out_dir, site_dir, *, year: int = 2019, boundaries=None) -> dict:
         _write(tmp / "data" / "index.html", site.data_page(r))
         for code in r.las["la"].astype(str):
             _write(tmp / "la" / f"{code}.html", site.la_page(r, code))
-        problems = scan(tmp, threshold, out / "internal")
+        return {"figures": len(r.figures)}
+
+    made = _written(dest, fill, threshold, out / "internal")
+    return made | {"las": len(r.las), "screening": {c.check: c.result for c in r.screening}}
+
+
+def _written(dest: Path, fill, threshold: int, internal: Path | None = None) -> dict:
+    """Build a site aside with ``fill(folder)``, scan it, and rename it into ``dest``."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+    try:
+        (tmp / "static").mkdir()
+        for asset in ("site.css", "sort.js"):
+            shutil.copyfile(neighbours.STATIC / asset, tmp / "static" / asset)
+        made = fill(tmp)
+        problems = scan(tmp, threshold, internal)
         if problems:
             raise DisclosureError("the site fails the release scans: " + "; ".join(problems))
         _write(tmp / MARKER, "a site written by socialgradient publish\n")
@@ -272,10 +291,4 @@ def publish(out_dir, site_dir, *, year: int = 2019, boundaries=None) -> dict:
     finally:
         with contextlib.suppress(FileNotFoundError):
             shutil.rmtree(tmp)
-    return {
-        "site": dest,
-        "pages": len(list(dest.rglob("*.html"))),
-        "las": len(r.las),
-        "figures": len(r.figures),
-        "screening": {c.check: c.result for c in r.screening},
-    }
+    return made | {"site": dest, "pages": len(list(dest.rglob("*.html")))}

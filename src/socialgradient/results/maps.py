@@ -207,7 +207,7 @@ def choropleth(
     bar = fig.colorbar(main, ax=ax, shrink=0.6, pad=0.02)
     # evenly spaced in colour: each half of the two-slope scale, ends and centre labelled
     ticks = np.unique(np.concatenate([np.linspace(low, centre, 3), np.linspace(centre, high, 3)]))
-    bar.set_ticks(ticks, labels=[f"{x:.2f}" for x in (np.exp(ticks) if exp_ticks else ticks)])
+    bar.set_ticks(list(ticks), labels=[f"{x:.2f}" for x in (np.exp(ticks) if exp_ticks else ticks)])
     bar.set_label(label, fontsize="small")
     ax.text(
         0.0,
