@@ -10,6 +10,7 @@ Skipped only where Chromium or axe-core is absent and ``CI`` is unset; on CI the
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.server
 import os
@@ -18,6 +19,7 @@ import threading
 from pathlib import Path
 from urllib.parse import urljoin, urlparse
 
+import pandas as pd
 import pytest
 
 from fakes import fake_table
@@ -52,12 +54,20 @@ def site(tmp_path_factory):
     table = fake_table(12, 15, seed=3)
     report.write(fit_like(table), tmp / "out")
     built = pub.publish(tmp / "out", tmp / "site", boundaries=BOUNDARIES)
-    handler = functools.partial(_Quiet, directory=str(tmp / "site"))
+    with _served(tmp / "site") as root:
+        yield built, root, tmp
+
+
+@contextlib.contextmanager
+def _served(folder: Path):
+    """``folder`` served over HTTP on localhost (axe-core reads stylesheets by XHR, which
+    Chromium refuses on file:// URLs); its root URL."""
+    handler = functools.partial(_Quiet, directory=str(folder))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield built, f"http://127.0.0.1:{server.server_address[1]}/", tmp
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
     finally:
         server.shutdown()
         server.server_close()
@@ -194,3 +204,34 @@ def test_screenshots_at_desktop_and_phone_widths(site, browser, tmp_path_factory
         page.close()
     with capsys.disabled():
         print("\nscreenshots:\n" + "\n".join(f"  {p}" for p in paths))
+
+
+def test_findings_page_of_a_suite_loads_and_passes_axe(tmp_path, browser):
+    """`publish` on a suite folder (committed bench/suite/findings.csv of one spec, a fake
+    fit's output set beside it): the page loads from disk with its figures, no error, and
+    axe finds no serious or critical violation."""
+    bench = Path(__file__).resolve().parents[1] / "bench" / "suite" / "findings.csv"
+    findings = pd.read_csv(bench)
+    spec = findings["spec"].value_counts().index[0]
+    suite = tmp_path / "suite"
+    report.write(fit_like(fake_table(3, 12, seed=5)), suite / spec)
+    findings[findings["spec"] == spec].to_csv(suite / "findings.csv", index=False)
+    pub.publish(suite, tmp_path / "site")
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("requestfailed", lambda r: errors.append(f"failed request: {r.url}"))
+    with _served(tmp_path / "site") as root:
+        page.goto(urljoin(root, "index.html"))
+        images = page.eval_on_selector_all("img", "els => els.map(e => e.naturalWidth > 0)")
+        assert images
+        assert all(images)
+        page.add_script_tag(path=str(AXE))
+        found = page.evaluate(
+            "async (tags) => (await axe.run(document, {runOnly: {type: 'tag', values: tags}}))"
+            ".violations.map(v => [v.id, v.impact, v.nodes.length])",
+            AXE_TAGS,
+        )
+    assert [v for v in found if v[1] in ("serious", "critical")] == []
+    assert errors == []
+    page.close()
