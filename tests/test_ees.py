@@ -105,6 +105,18 @@ def test_each_rule_catches_what_it_is_for(files, change, check):
     assert check in failed(data, meta)
 
 
+def test_an_unranked_la_has_rank_z_and_still_passes():
+    las = las_table()
+    las.loc[2, ["rank_median", "rank_lo95", "rank_hi95"]] = float("nan")
+    data, meta = ees.ees_tables(las, ENGLAND, neighbours.la_info(las["la"]), 2019, 5000.0)
+    row = data.set_index("new_la_code").loc["E09000001"]
+    assert (row["gradient_rank"], row["gradient_rank_upper_95"]) == ("z", "z")
+    nat = data[data["geographic_level"] == "National"].iloc[0]
+    assert nat["cases"] == "5000"
+    assert nat["rate_per_10000"] == f"{1e4 * 5000 / las['children'].sum():.1f}"
+    assert failed(data, meta) == set()
+
+
 def test_la_rows_need_region_and_matching_codes(files):
     data, meta = files
     la = data["geographic_level"] == "Local authority"

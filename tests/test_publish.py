@@ -55,7 +55,7 @@ def test_publish_builds_every_page_and_the_ees_files(out, tmp_path):
     assert len(data) == 7  # England and 6 LAs
     assert data.loc[data["new_la_code"] == "E06000063", "region_name"].item() == "North West"
     methods = (site / "methods.html").read_text(encoding="utf-8")
-    for words in ("Diagnostics", "Disclosure control", "How to reproduce", "pymc"):
+    for words in ("Diagnostics", "Disclosure control", "How to reproduce", "pymc", "LKJ(eta 2"):
         assert words in methods
     # a second publish replaces the site it wrote, whole
     api.publish(out, site, boundaries=tmp_path / "none")

@@ -202,7 +202,8 @@ def ees_tables(
         for c in cols:
             src, _, dp = INDICATORS[c]
             hidden = src in ("cases", "rate_per_10k") and pd.isna(r["cases"])
-            row[c] = _cell(r[src], dp, hidden)
+            unranked = src.startswith("rank_") and pd.isna(r[src])  # no spread: not ranked
+            row[c] = "z" if unranked else _cell(r[src], dp, hidden)
         rows.append(row)
     data = pd.DataFrame(rows)
     meta = pd.DataFrame(

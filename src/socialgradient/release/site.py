@@ -276,8 +276,9 @@ def methods_page(r: Released) -> str:
         "score is exp(<var>b</var><sub>w</sub> + <var>b</var><sub>x</sub> <var>m<sub>j</sub>"
         "</var> + <var>b<sub>j</sub></var>); the inverse intervention (contextual) effect is "
         "<var>b</var><sub>b</sub> &minus; <var>b</var><sub>w</sub>.</p>",
-        "<h3>Priors and sampling</h3><p>The model's specification as fitted (priors not "
-        "listed take the package's defaults, documented with the package):</p>",
+        "<h3>Priors</h3>",
+        _priors(model.get("spec", {}), model.get("family", s.get("family", ""))),
+        "<h3>Specification as fitted</h3>",
         f"<pre>{spec}</pre>",
         '<h2 id="diagnostics">Diagnostics</h2>',
         f"<p>Verdict: <strong>{esc(d['verdict'])}</strong>. Largest R-hat "
@@ -316,6 +317,39 @@ def methods_page(r: Released) -> str:
         "socialgradient publish out --out site      # this site, from out/release/ only</pre>",
     ]
     return pages.page("Methods", "\n".join(body), 0, "How the results were made")
+
+
+PRIORS = (  # Priors field -> (parameter, distribution)
+    ("a", "intercept a", "Normal(mean {a_mean}, sd {a})"),
+    ("b_w", "within-LA slope b_w", "Normal(0, {b_w})"),
+    ("b_b", "between-LA slope b_b", "Normal(0, {b_b})"),
+    ("b_x", "cross-level interaction b_x", "Normal(0, {b_x})"),
+    ("la_sd_intercept", "SD of LA intercepts", "half-Normal({la_sd_intercept})"),
+    ("la_sd_slope", "SD of LA slopes", "half-Normal({la_sd_slope})"),
+    ("lkj_eta", "correlation of LA effects", "LKJ(eta {lkj_eta})"),
+    ("inv_sqrt_phi", "1/sqrt(dispersion), negative binomial", "half-Normal({inv_sqrt_phi})"),
+)
+
+
+def _priors(spec: dict, family: str) -> str:
+    """The priors of the fitted spec (the package's defaults where the spec sets none)."""
+    import dataclasses
+
+    from socialgradient.spec import Priors
+
+    values = dataclasses.asdict(Priors()) | dict(spec.get("priors") or {})
+    if values.get("a_mean") is None:
+        values["a_mean"] = 0 if family == "binomial" else -4
+    rows = [
+        [(esc(what), None), (esc(form.format(**values)), None)]
+        for key, what, form in PRIORS
+        if key != "inv_sqrt_phi" or family == "negbin"
+    ]
+    return pages.table(
+        "Priors (scales in the model's units: deprivation in 10 percentage points)",
+        [("Parameter", "text"), ("Prior", "text")],
+        rows,
+    )
 
 
 def _version(package: str) -> str:
