@@ -332,7 +332,7 @@ PRIORS = (  # Priors field -> (parameter, distribution)
 
 
 def _priors(spec: dict, family: str) -> str:
-    """The priors of the fitted spec (the package's defaults where the spec sets none)."""
+    """Tabulate the priors of the fitted spec (package defaults where the spec sets none)."""
     import dataclasses
 
     from socialgradient.spec import Priors
