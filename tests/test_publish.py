@@ -62,21 +62,29 @@ def test_publish_builds_every_page_and_the_ees_files(out, tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".site.")]
 
 
-def test_la_names_from_the_release_when_given(out, tmp_path):
+def test_la_names_and_p_steeper_from_the_release_when_given(out, tmp_path):
     other = tmp_path / "out"
     table = fake_table(3, 12, seed=2)
     tree = fit_like(table)
     report.write(tree, other)
     # a release whose la_gradients.csv has la_name (as report.py writes it from issue 30 on)
+    # and P(steeper than England) (a column the site shows when a release has it)
     las = pd.read_csv(other / "release" / "la_gradients.csv")
     las.insert(1, "la_name", ["Alpha", "Beta", "Gamma"])
+    las["p_steeper_than_england"] = [0.91, 0.5, 0.07]
     with outputs.Writer(other, command="test") as w:
         for p in (other / "release").iterdir():
             (w.release / p.name).write_bytes(p.read_bytes())
         las.to_csv(w.release / "la_gradients.csv", index=False)
         w.commit()
-    api.publish(other, tmp_path / "site", boundaries=tmp_path / "none")
-    assert "Beta" in (tmp_path / "site" / "la" / "E06000002.html").read_text(encoding="utf-8")
+    built = api.publish(other, tmp_path / "site", boundaries=tmp_path / "none")
+    assert set(built["screening"].values()) == {"PASS"}
+    beta = (tmp_path / "site" / "la" / "E06000002.html").read_text(encoding="utf-8")
+    assert "<h1>Beta</h1>" in beta
+    assert "steeper than England's: <strong>0.50</strong>" in beta
+    assert "P(steeper than England)" in (tmp_path / "site" / "index.html").read_text("utf-8")
+    data = pd.read_csv(tmp_path / "site" / "data" / "la_social_gradient.csv", dtype=str)
+    assert data["prob_steeper_than_england"].tolist() == ["z", "0.91", "0.50", "0.07"]
 
 
 def test_refuses_internal_release_unverified_and_foreign_destinations(out, tmp_path):
