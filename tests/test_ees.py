@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pandas as pd
 import pytest
 
+from sets import SRC
 from socialgradient.release import ees, neighbours
 
 ENGLAND = {"median": 1.6, "ci95": [1.5, 1.7], "ci80": [1.55, 1.65]}
@@ -73,8 +78,27 @@ def test_tables_follow_the_standard_and_pass_every_check(files, tmp_path):
     assert nat["cases"] == "c"  # England's total not released
     # written and read back as the screener reads them: the same verdict
     paths = ees.write_ees(data, meta, tmp_path, "la_social_gradient")
-    back = [pd.read_csv(p, dtype=str, keep_default_na=False) for p in paths]
-    assert failed(*back) == set()
+    assert [c.result for c in ees.screen_files(*paths)] == ["PASS"] * 38
+    # and from the command line, as a reader checks files we have not seen
+    run = subprocess.run(
+        [sys.executable, "-m", "socialgradient.release.ees", *map(str, paths)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": SRC},
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.count("PASS") == 38
+    meta.assign(indicator_unit="ratio").to_csv(paths[1], index=False)
+    run = subprocess.run(
+        [sys.executable, "-m", "socialgradient.release.ees", *map(str, paths)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": SRC},
+        check=False,
+    )
+    assert run.returncode == 1
+    assert "FAIL     meta_ind_unit_validation" in run.stdout
     assert paths[1].read_bytes().count(b"\r") == 0
 
 

@@ -25,8 +25,11 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
+
+from socialgradient.release import neighbours
 
 REQ_META = (
     "col_name",
@@ -70,17 +73,7 @@ LEGACY_SYMBOLS = {"~", ":"}
 NULLS = {"NULL", "Null", "null", "NA", "na", "N/A", "n/a", ".", "..", "-"}
 CHAR_LIMITS = {"col_name": 50, "label": 100, "location_code": 30, "location_name": 120}
 ENGLAND = ("E92000001", "England")
-REGIONS = {
-    "E12000001": "North East",
-    "E12000002": "North West",
-    "E12000003": "Yorkshire and The Humber",
-    "E12000004": "East Midlands",
-    "E12000005": "West Midlands",
-    "E12000006": "East of England",
-    "E12000007": "London",
-    "E12000008": "South East",
-    "E12000009": "South West",
-}
+REGIONS = dict(neighbours.REGIONS.values())  # ONS code -> EES name of the nine regions
 #: indicator column -> (la_gradients.csv column, label, decimal places)
 INDICATORS = {
     "gradient_score": ("gradient_median", "Social gradient score (posterior median)", 2),
@@ -380,8 +373,6 @@ def _number(x: str) -> bool:
 
 def write_ees(data: pd.DataFrame, meta: pd.DataFrame, folder, name: str) -> list:
     """Write ``NAME.csv`` and ``NAME.meta.csv`` (UTF-8, LF) into ``folder``; their paths."""
-    from pathlib import Path
-
     if not re.fullmatch(r"[a-z0-9_]+", name):
         raise ValueError(f"EES file name {name!r}: lower case letters, digits and _ only")
     paths = [Path(folder) / f"{name}.csv", Path(folder) / f"{name}.meta.csv"]
@@ -389,3 +380,21 @@ def write_ees(data: pd.DataFrame, meta: pd.DataFrame, folder, name: str) -> list
         with open(path, "w", encoding="utf-8", newline="") as f:
             table.to_csv(f, index=False, lineterminator="\n")
     return paths
+
+
+def screen_files(data_csv, meta_csv) -> list[Check]:
+    """Screen an EES data file and its metadata file on disk (read as the screener reads them).
+
+    ``python -m socialgradient.release.ees DATA.csv DATA.meta.csv`` prints each check and
+    exits 1 if any FAILs.
+    """
+    read = {"dtype": str, "keep_default_na": False, "encoding": "utf-8-sig"}
+    return screen(pd.read_csv(data_csv, **read), pd.read_csv(meta_csv, **read))
+
+
+if __name__ == "__main__":
+    import sys
+
+    results = screen_files(*sys.argv[1:3])
+    print("\n".join(f"{c.result:8} {c.check}: {c.message}" for c in results))
+    sys.exit(int(any(c.result == "FAIL" for c in results)))
