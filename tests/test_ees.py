@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from sets import SRC
+from socialgradient import resources
 from socialgradient.release import ees, neighbours
 
 ENGLAND = {"median": 1.6, "ci95": [1.5, 1.7], "ci80": [1.55, 1.65]}
@@ -148,9 +149,21 @@ def test_la_rows_need_region_and_matching_codes(files):
     wrong = data.copy()
     wrong.loc[la, "old_la_code"] = "999"
     assert "geog_la_combos" in failed(wrong, meta)
+    renamed = data.copy()  # DfE's list names it "Birmingham": another spelling fails
+    renamed.loc[renamed["new_la_code"] == "E08000025", "la_name"] = "City of Birmingham"
+    assert "geog_la_combos" in failed(renamed, meta)
     over = data.copy()
     over.loc[~la, "la_name"] = "Somewhere"
     assert "geog_overcompleted_cols" in failed(over, meta)
+
+
+def test_every_la_of_the_default_data_is_in_dfes_list_with_its_region():
+    las = pd.read_parquet(resources.path("data", "las.parquet"), columns=["la"])
+    info = neighbours.la_info(las["la"])
+    dfe = neighbours.dfe_las()
+    assert all(i.dfe_name for i in info.values())
+    assert all(dfe[c][2] == i.region_code for c, i in info.items())
+    assert neighbours.la_info(["E06000063"])["E06000063"].region_name == "North West"
 
 
 def test_la_without_a_dfe_number_or_neighbours():

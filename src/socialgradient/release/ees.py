@@ -14,10 +14,12 @@ checks below are re-implemented from its rule files, named as there; its referen
 ``four_digit_identifiers``, ``acceptable_indicator_units``, ``gss_symbols``,
 ``legacy_gss_symbols``, ``api_char_limits``, ``geography_df`` and
 ``potential_ob_units_regex`` are from its ``data-raw/``). Screener checks that need its
-binary lookups of every LA/region code, or apply only to filters, schools, wards and other
-geographies this file does not have, are either done against the package's own lookups
-(``geog_la_combos``: new/old LA codes against DfE's LA numbers; ``geog_region_combos``:
-the nine English regions) or not run; the checks run are listed by name in each result.
+lookups are done against the same lists, shipped: ``geog_la_combos`` against DfE's
+``las.csv`` of the screener app (:func:`socialgradient.release.neighbours.dfe_las`: each LA
+row's new code, old code and name must be a row there, so ``la_name`` is DfE's name),
+``geog_region_combos`` against its nine English regions. Checks that apply only to filters,
+schools, wards and other geographies this file does not have are not run; the checks run
+are listed by name in each result.
 """
 
 from __future__ import annotations
@@ -190,7 +192,7 @@ def ees_tables(
             "region_name": la.region_name,
             "old_la_code": la.number,
             "new_la_code": la.code,
-            "la_name": la.name,
+            "la_name": la.dfe_name or la.name,
         }
         for c in cols:
             src, _, dp = INDICATORS[c]
@@ -332,16 +334,10 @@ def _screen_rows(data: pd.DataFrame, indicators: list[str]) -> list[Check]:
     out.append(_result("geog_country_combos", country, "country code/name not England's"))
     pairs = {(c, n) for c, n in zip(data["region_code"], data["region_name"], strict=True) if c}
     out.append(_result("geog_region_combos", pairs - set(REGIONS.items()), "unknown regions"))
-    from socialgradient.data.census.codes import LA_NUMBERS
-
-    bad_la = [
-        f"{new}/{old}"
-        for new, old in zip(las["new_la_code"], las["old_la_code"], strict=True)
-        if (new and not re.fullmatch(r"E0[689]\d{6}|E10\d{6}", new))
-        or (old and not re.fullmatch(r"\d{3}", old))
-        or (new in LA_NUMBERS and old and LA_NUMBERS[new] != old)
-    ]
-    out.append(_result("geog_la_combos", bad_la, "LA code pairs not DfE's"))
+    known = {(new, old, name) for new, (old, name, _) in neighbours.dfe_las().items()}
+    triples = zip(las["new_la_code"], las["old_la_code"], las["la_name"], strict=True)
+    bad_la = [" / ".join(t) for t in triples if t not in known]
+    out.append(_result("geog_la_combos", bad_la, "LAs not in DfE's list (code, number, name)"))
     lvl_cols = ["region_code", "region_name", "old_la_code", "new_la_code", "la_name"]
     nat = data[data["geographic_level"] == "National"]
     over = [i for i in nat.index if any(nat.loc[i, c] for c in lvl_cols if c in data)]

@@ -9,6 +9,11 @@ each LA's 3-digit DfE number, its government office region and its 10 closest ne
 ONS codes are joined through :data:`socialgradient.data.census.codes.LA_NUMBERS`; an LA
 without a DfE number or without a row there (e.g. created after April 2021) has no
 neighbours, which the site says.
+
+DfE's list of LAs as its screener checks them, ``static/dfe_las.csv``, is shipped unmodified
+from ``dfe-analytical-services/dfe-published-data-qa`` @ bcc7ca54 : ``data/las.csv`` (MIT
+License, Copyright (c) 2020 cjrace: ``static/dfe_las.LICENSE``; sha256 ``8440ae06...``):
+each LA's ``new_la_code``, ``old_la_code``, ``la_name`` and region, read by :func:`dfe_las`.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from pathlib import Path
 
 STATIC = Path(__file__).resolve().parent / "static"
 NEIGHBOURS_FILE = STATIC / "dfe_statistical_neighbours_Apr2021.csv"
+DFE_LAS_FILE = STATIC / "dfe_las.csv"
 NEIGHBOURS_SOURCE = (
     "DfE, Children's services statistical neighbour benchmarking tool: statistical neighbour "
     "groupings, April 2021 (Open Government Licence v3.0)"
@@ -37,12 +43,7 @@ REGIONS = {
     "South East": ("E12000008", "South East"),
     "South West": ("E12000009", "South West"),
 }
-
-#: regions of the LAs created after the April 2021 groupings (no row there): ONS code -> region
-LATER_LAS = {
-    "E06000063": ("E12000002", "North West"),  # Cumberland, April 2023
-    "E06000064": ("E12000002", "North West"),  # Westmorland and Furness, April 2023
-}
+REGION_NAMES = dict(REGIONS.values())
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,8 @@ class LAInfo:
         ONS region, ``""`` if unknown.
     neighbours : tuple of str
         ONS codes of its DfE statistical neighbours, closest first (may be empty).
+    dfe_name : str
+        Its name in DfE's list of LAs (:func:`dfe_las`; the EES ``la_name``), ``""`` if absent.
     """
 
     code: str
@@ -69,6 +72,19 @@ class LAInfo:
     region_code: str
     region_name: str
     neighbours: tuple[str, ...]
+    dfe_name: str = ""
+
+
+@functools.cache
+def dfe_las() -> dict[str, tuple[str, str, str]]:
+    """DfE's LAs as its screener knows them: ``new_la_code`` -> (old code, name, region)."""
+    with open(DFE_LAS_FILE, encoding="utf-8-sig", newline="") as f:
+        rows = list(csv.DictReader(f))
+    return {
+        r["new_la_code"]: (r["old_la_code"], r["la_name"], r["parent_geography_code"])
+        for r in rows
+        if " / " not in r["new_la_code"]  # merged reporting units are listed as "A / B"
+    }
 
 
 @functools.cache
@@ -123,13 +139,16 @@ def la_info(codes, names: dict[str, str] | None = None) -> dict[str, LAInfo]:
     for code in map(str, codes):
         number = LA_NUMBERS.get(code, "")
         row = rows.get(number)
-        region = REGIONS.get(row[4].strip(), ("", "")) if row else LATER_LAS.get(code, ("", ""))
+        dfe = dfe_las().get(code, ("", "", ""))
+        region = REGIONS.get(row[4].strip(), ("", "")) if row else ("", "")
+        if not region[0] and dfe[2] in REGION_NAMES:  # e.g. an LA created after April 2021
+            region = (dfe[2], REGION_NAMES[dfe[2]])
         sns: tuple[str, ...] = ()
         if row:
             picks = [row[i].strip() for i in range(5, min(len(row), 25), 2)]
             sns = tuple(number_to_code[n] for n in picks if n in number_to_code)
         name = (names or {}).get(code) or known.get(code) or (row[1].strip() if row else code)
-        out[code] = LAInfo(code, name, number, region[0], region[1], sns)
+        out[code] = LAInfo(code, name, number, region[0], region[1], sns, dfe[1])
     return out
 
 
