@@ -334,9 +334,9 @@ def _screen_rows(data: pd.DataFrame, indicators: list[str]) -> list[Check]:
     out.append(_result("geog_country_combos", country, "country code/name not England's"))
     pairs = {(c, n) for c, n in zip(data["region_code"], data["region_name"], strict=True) if c}
     out.append(_result("geog_region_combos", pairs - set(REGIONS.items()), "unknown regions"))
-    known = {(new, old, name) for new, (old, name, _) in neighbours.dfe_las().items()}
+    dfe = {(new, old, name) for new, (old, name, _) in neighbours.dfe_las().items()}
     triples = zip(las["new_la_code"], las["old_la_code"], las["la_name"], strict=True)
-    bad_la = [" / ".join(t) for t in triples if t not in known]
+    bad_la = [" / ".join(t) for t in triples if t not in dfe]
     out.append(_result("geog_la_combos", bad_la, "LAs not in DfE's list (code, number, name)"))
     lvl_cols = ["region_code", "region_name", "old_la_code", "new_la_code", "la_name"]
     nat = data[data["geographic_level"] == "National"]
