@@ -290,7 +290,8 @@ def methods_page(r: Released) -> str:
         body.append(pages.figure(*r.figures["ppc"]))
     body += [
         "<h2>Data sources</h2>",
-        f"<p>Data id {esc(model.get('data_id', 'not recorded'))}; "
+        f"<p>Data id {esc(model.get('data_id', 'not recorded'))}, spec hash "
+        f"{esc(model.get('spec_hash', 'not recorded'))}; "
         f"{esc(model.get('n_lsoa', ''))} neighbourhoods (LSOAs, count perturbed). LA names and "
         "DfE statistical neighbours: DfE, Children's services statistical neighbour "
         "benchmarking tool, April 2021 groupings (OGL v3.0); LA codes: ONS.</p>",
@@ -310,7 +311,8 @@ def methods_page(r: Released) -> str:
         + f"; every hidden total stays uncertain by at least {esc(rule.get('protection'))}. "
         f"Check: {esc(check.get('method', 'none'))}. In all, {hidden} published "
         "totals are hidden (shown as c); which ones and why is not said.</p>",
-        "<h2>Software</h2>",
+        "<h2>Software</h2><p>Versions where this site was built (the output set records the "
+        "spec and data hashes of the fit, not its software):</p>",
         "<ul>" + "".join(f"<li>{esc(k)} {esc(v)}</li>" for k, v in versions.items()) + "</ul>",
         "<h2>How to reproduce</h2>",
         "<pre>make run                                  # fit: writes the output set out/\n"
