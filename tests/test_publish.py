@@ -4,6 +4,7 @@ and passing the release's disclosure scans on tiny LAs. Fake fits (no sampler)."
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -157,9 +158,15 @@ def test_scan_finds_what_it_must(out, tmp_path):
     t.loc[1, "cases"] = "3"
     t.to_csv(data, index=False)
     (site / "copy.json").write_bytes((out / "internal" / "ppc_full.json").read_bytes())
+    la_page = site / "la" / "E06000001.html"
+    text = la_page.read_text(encoding="utf-8")
+    shown = re.search(r"Cases \(protected count\)</th><td class=\"num\">([\d,]+)<", text)
+    assert shown is not None  # the scan reads the count where the page shows it
+    la_page.write_text(text.replace(shown.group(0), shown.group(0).replace(shown[1], "4")), "utf-8")
     problems = pub.scan(site, 10, out / "internal")
     assert any("extra.html: holds an LSOA code" in p for p in problems)
     assert any("a count 3 under the threshold 10" in p for p in problems)
+    assert any("E06000001.html: a count 4 under the threshold 10" in p for p in problems)
     assert any("copy.json: a copy of, or a reference to, internal/" in p for p in problems)
     assert issubclass(DisclosureError, PermissionError)
 
