@@ -172,8 +172,16 @@ def test_la_map_one_patch_per_matched_la(tree):
     assert np.allclose(grey.get_facecolor()[:, :3], 0.85)
     assert len(fig.axes) == 2  # the colourbar
     centre = np.log(float(np.exp(_post(tree)["b_w"]).median()))
-    lo, hi = fitted.get_clim()
-    assert (lo + hi) / 2 == pytest.approx(centre)  # diverging around the national median
+    assert fitted.norm.vcenter == pytest.approx(centre)  # diverging around the national median
+    lo, hi = fitted.get_clim()  # the colour bar spans the medians' range, no further
+    log_med = np.log(table["gradient_median"].values)
+    assert (lo, hi) == pytest.approx((min(log_med.min(), centre), max(log_med.max(), centre)))
+    # uncertainty not by colour alone: LAs whose 95% interval includes the centre hatched
+    eti = np.log(table["gradient_eti95"])
+    lower, upper = eti.sel(ci_bound="lower").values, eti.sel(ci_bound="upper").values
+    covers = int(((lower <= centre) & (upper >= centre)).sum())
+    hatched = [c for c in ax.collections if c.get_gid() == "hatched"]
+    assert (len(hatched[0].get_paths()) if hatched else 0) == covers
 
 
 @needs_boundaries
@@ -196,7 +204,13 @@ def test_the_panel_map_is_the_same_choropleth():
     np.testing.assert_allclose(fitted.get_array(), [0.3, -0.1, 0.2])
     assert len(grey.get_paths()) == len({c for c, _ in coded}) - 3
     lo, hi = fitted.get_clim()
-    assert (lo, hi) == pytest.approx((-0.3, 0.3))
+    assert (lo, hi) == pytest.approx((-0.1, 0.3))  # the values' range, centred at 0
+    assert fitted.norm.vcenter == 0
+    assert not [c for c in ax.collections if c.get_gid() == "hatched"]
+    fig = maps.choropleth(values, coded, hatch={"E06000002"})
+    (hatched,) = [c for c in fig.axes[0].collections if c.get_gid() == "hatched"]
+    assert len(hatched.get_paths()) == 1
+    assert hatched.get_hatch() == "////"
     assert report["boundary_codes"] == 151
 
 
@@ -247,14 +261,77 @@ def test_ppc_plot(tree):
     fig = plots.ppc_plot(tree)
     left, right = fig.axes
     checks = ppc(tree)
+    dec = checks["decile"]
+    # decile totals on a ratio scale: observed / replicated median, log axis ticked at 1
     observed = next(line for line in left.lines if line.get_label() == "observed")
-    np.testing.assert_allclose(observed.get_ydata(), checks["decile"]["observed"].values)
+    np.testing.assert_allclose(
+        observed.get_ydata(), dec["observed"].values / dec["replicated_median"].values
+    )
+    assert left.get_yscale() == "log"
+    assert 1 in left.yaxis.get_major_locator().tick_values(0.5, 2)
+    (bars,) = left.collections
+    lo = (dec["replicated_lower"] / dec["replicated_median"]).values
+    np.testing.assert_allclose([seg[0][1] for seg in bars.get_segments()], lo)
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == [
+        "replicated 95% interval",
+        "observed",
+        "replicated 95%",
+    ]
     stat = checks["statistic"].sel(statistic=["dispersion", "zero_share"])
     obs = next(line for line in right.lines if line.get_label() == "observed")
     np.testing.assert_allclose(
         obs.get_xdata(), stat["observed"].values / stat["replicated_median"].values
     )
     assert len(right.get_yticks()) == 2
+
+
+def test_ppc_plot_withheld_observed_has_no_legend_entry(tree):
+    checks = ppc(tree)
+    withheld = {
+        "decile": checks["decile"].assign(observed=checks["decile"]["observed"] * np.nan),
+        "statistic": checks["statistic"].assign(
+            observed=checks["statistic"]["observed"] * np.nan,
+            p_value=checks["statistic"]["p_value"] * np.nan,
+        ),
+    }
+    fig = plots.ppc_plot(tree, checks=withheld)
+    texts = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "observed" not in texts
+    assert not [line for ax in fig.axes for line in ax.lines if line.get_label() == "observed"]
+    assert "not released" in fig.axes[1].get_yticklabels()[0].get_text()
+
+
+def test_findings_figure_wraps_labels_ticks_ratios_and_keeps_the_legend_outside():
+    from socialgradient.results.plot_checks import WRAP, findings_figure
+
+    long = "Gradient in the least deprived fifth of LAs relative to the most deprived fifth"
+    findings = pd.DataFrame(
+        {
+            "theme": "gradient",
+            "finding": [long, "short one", "Inverse intervention effect at the national mean"],
+            "quantity": ["a", "b", "contextual_effect"],
+            "median": [1.4, 2.2, -0.2],
+            "lo95": [1.1, 1.9, -0.3],
+            "hi95": [1.8, 2.6, -0.1],
+            "truth": [1.5, 2.1, -0.2],
+            "published": [1.62, np.nan, np.nan],
+        }
+    )
+    fig = findings_figure(findings, "gradient")
+    ratio, additive_ax = fig.axes
+    labels = [t.get_text() for t in ratio.get_yticklabels()]
+    assert " ".join(labels[0].split()) == long  # wrapped, never cut
+    assert all(len(line) <= WRAP for line in labels[0].split("\n"))
+    ticks = ratio.xaxis.get_major_locator().tick_values(1, 3)
+    assert {1, 1.25, 1.5, 2, 2.5} <= set(np.round(ticks, 2))
+    assert [t.get_text() for t in ratio.get_xticklabels() if t.get_text()][:1] != ["10^0"]
+    assert not ratio.get_legend()  # one legend for the figure, below the axes
+    (legend,) = fig.legends
+    fig.canvas.draw()
+    box = legend.get_window_extent()
+    for ax in fig.axes:
+        assert not box.overlaps(ax.get_window_extent())
+    assert len(additive_ax.get_yticks()) == 1
 
 
 def test_poisson_fit_plots():

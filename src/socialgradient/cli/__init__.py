@@ -101,6 +101,15 @@ def _dispatch(args) -> int:
     outputs.check_args(args)  # no output on or in an input, none in a release/ or internal/
     if args.command == "verify":
         return _verify(args)
+    if args.command == "publish":
+        from socialgradient.release.publish import publish
+
+        built = publish(args.dir, args.out, year=args.year, boundaries=args.boundaries)
+        print(
+            f"wrote {built['site']}: {built['pages']} pages, {built['figures']} figures, EES "
+            f"data passing {len(built['screening'])} screening checks"
+        )
+        return 0
     if args.command == "data":
         return _data(args)
     if args.command == "census":

@@ -309,4 +309,15 @@ def parser() -> argparse.ArgumentParser:
         "pending commit; exit 0 with a summary, else 1 naming each problem",
     )
     vf.add_argument("dir", type=Path, help="the output folder (MANIFEST.json, release/, internal/)")
+
+    pb = command(
+        "publish",
+        "build a static, offline website and DfE EES data files from a verified output "
+        "set's release/ only (index, a page per LA, methods, data/), e.g. "
+        "`socialgradient publish out --out site`",
+    )
+    pb.add_argument("dir", type=Path, help="the output set (MANIFEST.json, release/, internal/)")
+    pb.add_argument("--out", type=Path, required=True, help="the site folder to write")
+    pb.add_argument("--year", type=int, default=2019, help="reporting year (year to 31 March)")
+    pb.add_argument("--boundaries", type=Path, default=None, help="ONS boundary GeoJSON (map)")
     return top

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 from matplotlib.collections import PathCollection
-from matplotlib.colors import Normalize
+from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 from matplotlib.path import Path as MplPath
 
@@ -36,9 +36,12 @@ LONDON = (-0.53, 0.35, 51.27, 51.70)  # lon/lat box of the inset: 33 boroughs to
 
 
 def find_boundaries(path=None) -> Path | None:
-    """The boundary GeoJSON: ``path`` if given (a file, or a folder holding
-    ``BOUNDARY_FILE`` or ``boundaries/BOUNDARY_FILE``), else
-    ``$SOCIALGRADIENT_SHARED/boundaries/BOUNDARY_FILE``; None when there is none."""
+    """Find the boundary GeoJSON.
+
+    ``path`` if given (a file, or a folder holding ``BOUNDARY_FILE`` or
+    ``boundaries/BOUNDARY_FILE``), else ``$SOCIALGRADIENT_SHARED/boundaries/BOUNDARY_FILE``;
+    None when there is none.
+    """
     candidates = []
     if path is not None:
         p = Path(path)
@@ -53,7 +56,7 @@ def match_codes(codes, las) -> dict[str, str | None]:
     from socialgradient.data.sources.geo import DFE_MERGES, REORGANISATIONS
 
     las = set(map(str, las))
-    renames = {}
+    renames: dict[str, str] = {}
     for c in REORGANISATIONS:
         if c.lads is None:  # a whole-area rename; a split county has no single match
             renames.setdefault(c.new, c.old)
@@ -78,7 +81,8 @@ def la_map(tree: xr.DataTree, boundaries=None) -> Figure:
     -------
     Figure
         :func:`choropleth` of the log median gradient, centred at the national median
-        exp(b_w), ticks labelled as gradient scores: one patch per fitted LA with a boundary
+        exp(b_w), ticks labelled as gradient scores, LAs whose 95% interval includes the
+        national median hatched: one patch per fitted LA with a boundary
         (``gid`` = the LA code), English boundaries without a fitted LA in grey; fitted LAs
         without a boundary are named in a note.
 
@@ -102,6 +106,10 @@ def la_map(tree: xr.DataTree, boundaries=None) -> Figure:
     post = tree["posterior"].to_dataset()
     centre = np.log(float(describe(national(post)["gradient_mean_la"])["median"]))
     log_g = np.log(table["gradient_median"].to_series())
+    eti = table["gradient_eti95"]
+    covers = (np.log(eti.sel(ci_bound="lower")) <= centre) & (
+        np.log(eti.sel(ci_bound="upper")) >= centre
+    )
     shaped = {c for c, _ in rings}
     fitted = [c for c in las if c in shaped]
     missing = sorted(set(las) - set(fitted))
@@ -114,9 +122,10 @@ def la_map(tree: xr.DataTree, boundaries=None) -> Figure:
         centre=centre,
         exp_ticks=True,
         note=note,
+        hatch=set(las[covers.values]),
         title=f"{tree.attrs['outcome']}: social gradient by local authority",
         label="Social gradient score, posterior median (rate ratio per 10 points)\n"
-        "centred at the national median",
+        "centred at the national median; hatched: 95% interval includes it",
     )
 
 
@@ -129,14 +138,20 @@ def choropleth(
     title: str = "",
     label: str = "",
     note: str = "",
+    hatch: set[str] | frozenset[str] = frozenset(),
 ) -> Figure:
-    """The package's one map: ``values`` (indexed by unit code) over ``rings`` (``(code,
-    lon/lat ring)`` pairs, already coded as the units, e.g. by :func:`match_codes`).
+    """Draw the package's one map: ``values`` (indexed by unit code) over ``rings``.
+
+    ``rings``: ``(code, lon/lat ring)`` pairs, already coded as the units, e.g. by
+    :func:`match_codes`.
 
     One axes in lon/lat with aspect 1/cos(mean latitude): one patch per unit with a value
     (a compound path of all its rings, ``gid`` = the code), coloured on a diverging scale
     centred at ``centre`` (ticks shown as exp(value) with ``exp_ticks``, for log ratios);
-    rings without a value in grey (one patch per code); a colourbar; an inset of London
+    rings without a value in grey (one patch per code); units in ``hatch`` (e.g. those whose
+    interval includes the centre) hatched over their colour (gids ``hatched``,
+    ``hatched_inset``), so that uncertainty does not rest on colour alone; a colourbar that
+    spans the values' range (not a symmetric range around ``centre``); an inset of London
     (gids ``fitted_inset``, ``no_fit_inset``); ``note`` and the boundaries' licence in a
     note.
     """
@@ -147,15 +162,17 @@ def choropleth(
     fitted = [c for c in values.index if c in shapes]
     unfitted = sorted(set(shapes) - set(fitted))
     v = values.reindex(fitted).to_numpy(float)
-    half = max(float(np.max(np.abs(v - centre), initial=0.0)), 0.05)
+    low = min(float(np.min(v, initial=centre)), centre - 0.01)
+    high = max(float(np.max(v, initial=centre)), centre + 0.01)
     fig = Figure(figsize=(6.5, 7.5), layout="constrained")
     ax = fig.add_subplot()
     grey_paths = [_compound(shapes[c]) for c in unfitted]
     fitted_paths = [_compound(shapes[c]) for c in fitted]
-    norm = Normalize(centre - half, centre + half)
+    norm = TwoSlopeNorm(centre, low, high)
+    hatched = [_compound(shapes[c]) for c in fitted if c in hatch]
     lat = np.concatenate([r[:, 1] for _, r in rings])
     lon = np.concatenate([r[:, 0] for _, r in rings])
-    inset = ax.inset_axes([0.0, 0.37, 0.29, 0.25])  # over Wales, which is not drawn
+    inset = ax.inset_axes((0.0, 0.37, 0.29, 0.25))  # over Wales, which is not drawn
     for where, bounds in (
         (ax, (lon.min() - 0.2, lon.max() + 0.2, lat.min() - 0.2, lat.max() + 0.2)),
         (inset, LONDON),
@@ -168,6 +185,11 @@ def choropleth(
         )
         coll.set_gid("fitted" if where is ax else "fitted_inset")
         where.add_collection(coll)
+        if hatched:
+            over = PathCollection(hatched, facecolor="none", edgecolor="0.15", linewidth=0)
+            over.set_hatch("////")
+            over.set_gid("hatched" if where is ax else "hatched_inset")
+            where.add_collection(over)
         where.set_xlim(*bounds[:2])
         where.set_ylim(*bounds[2:])
         where.set_aspect(1 / np.cos(np.deg2rad(np.mean(bounds[2:]))))
@@ -177,14 +199,15 @@ def choropleth(
     inset.set_yticks([])
     inset.set_title("London", fontsize="small")
     ax.indicate_inset(
-        [LONDON[0], LONDON[2], LONDON[1] - LONDON[0], LONDON[3] - LONDON[2]],
+        (LONDON[0], LONDON[2], LONDON[1] - LONDON[0], LONDON[3] - LONDON[2]),
         inset,
         edgecolor="0.3",
         linewidth=0.6,
     )
     bar = fig.colorbar(main, ax=ax, shrink=0.6, pad=0.02)
-    ticks = np.linspace(centre - half, centre + half, 5)
-    bar.set_ticks(ticks, labels=[f"{x:.2f}" for x in (np.exp(ticks) if exp_ticks else ticks)])
+    # evenly spaced in colour: each half of the two-slope scale, ends and centre labelled
+    ticks = np.unique(np.concatenate([np.linspace(low, centre, 3), np.linspace(centre, high, 3)]))
+    bar.set_ticks(list(ticks), labels=[f"{x:.2f}" for x in (np.exp(ticks) if exp_ticks else ticks)])
     bar.set_label(label, fontsize="small")
     ax.text(
         0.0,
@@ -200,8 +223,11 @@ def choropleth(
 
 
 def read_boundaries(path, code_prefix: str = "E") -> list[tuple[str, np.ndarray]]:
-    """Outer rings of the polygons of an ONS boundary GeoJSON (lon/lat), as ``(code,
-    ring)`` pairs, for features whose ``*CD`` code starts with ``code_prefix`` (England)."""
+    """Read the outer rings of the polygons of an ONS boundary GeoJSON (lon/lat).
+
+    As ``(code, ring)`` pairs, for features whose ``*CD`` code starts with ``code_prefix``
+    (England).
+    """
     features = json.loads(Path(path).read_text(encoding="utf-8"))["features"]
     rings = []
     for feature in features:

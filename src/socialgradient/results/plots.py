@@ -15,19 +15,26 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
-from matplotlib.ticker import FixedLocator, FuncFormatter, LogFormatter, NullFormatter
+from matplotlib.ticker import LogFormatter
 
 from socialgradient.data.deprivation import UNIT
 from socialgradient.model import families
-from socialgradient.results.checks import deprivation_decile, ppc
+from socialgradient.results.checks import deprivation_decile
 from socialgradient.results.gradients import PER, describe, exposure, la_table, national, rate_curve
 from socialgradient.results.maps import find_boundaries, la_map
+from socialgradient.results.plot_checks import (  # noqa: F401 (moved there; the names stay here)
+    PPC_STATISTICS,
+    RATIO_TICKS,
+    ppc_plot,
+)
+from socialgradient.results.plot_checks import ratio_axis as _ratio_axis
 from socialgradient.util.files import atomic_write
 
 #: LA type -> (m_c, the matching score in :func:`socialgradient.results.gradients.national`).
@@ -36,7 +43,6 @@ LA_TYPES = {
     "average": (0.0, "gradient_mean_la"),
     "deprived": (1.0, "gradient_more_deprived_la"),
 }
-PPC_STATISTICS = ("dispersion", "zero_share")
 DPI = 120
 
 
@@ -49,7 +55,8 @@ def _forget_unloaded_jax() -> None:
     it and loads it on first use); a real jax is left alone.
     """
     module = sys.modules.get("jax")
-    if module is not None and type(module) is importlib.util._LazyModule:
+    lazy = getattr(importlib.util, "_LazyModule", None)
+    if module is not None and lazy is not None and type(module) is lazy:
         del sys.modules["jax"]
 
 
@@ -58,20 +65,6 @@ def _log_y(ax) -> None:
     ax.set_yscale("log")
     ax.yaxis.set_major_formatter(LogFormatter())
     ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False))
-
-
-RATIO_TICKS = (0.25, 0.33, 0.5, 0.67, 0.8, 1, 1.25, 1.5, 2, 2.5, 3, 4, 5, 6, 8)
-
-
-def _ratio_axis(axis) -> None:
-    """Log scale for a rate-ratio axis, labelled at plain ratios (0.8, 1, 1.25, 1.5, 2, ...)."""
-    if axis is axis.axes.xaxis:
-        axis.axes.set_xscale("log")
-    else:
-        axis.axes.set_yscale("log")
-    axis.set_major_locator(FixedLocator(RATIO_TICKS))
-    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    axis.set_minor_formatter(NullFormatter())
 
 
 def _band(ax, x, summary: xr.Dataset, color: str, label: str | None = None) -> None:
@@ -85,10 +78,11 @@ def _band(ax, x, summary: xr.Dataset, color: str, label: str | None = None) -> N
 
 def _observed_by_decile(tree: xr.DataTree) -> tuple[np.ndarray, np.ndarray]:
     """Child-weighted mean income (%) and observed rate per 10,000 (exposure) of each decile."""
-    const = tree["constant_data"]
-    income, children = const["income"].values, const["children"].values
-    at_risk = exposure(const).values
-    cases = tree["observed_data"][tree.attrs["outcome"]].values
+    const = tree["constant_data"].to_dataset()
+    income = np.asarray(const["income"].values, float)
+    children = np.asarray(const["children"].values, float)
+    at_risk = np.asarray(exposure(const).values, float)
+    cases = np.asarray(tree["observed_data"][tree.attrs["outcome"]].values, float)
     decile = deprivation_decile(income) - 1
     kids = np.bincount(decile, weights=children, minlength=10)
     mean_income = np.bincount(decile, weights=children * income, minlength=10) / kids
@@ -140,8 +134,9 @@ def gradient_curve(tree: xr.DataTree, income=None, observed=None) -> Figure:
 
 def la_names(tree: xr.DataTree) -> np.ndarray:
     """LA names of the fit (its ``la_name`` coordinate), or the LA codes when it has none."""
-    const = tree["constant_data"]
-    return (const["la_name"] if "la_name" in const.coords else const["la"]).values.astype(str)
+    const = tree["constant_data"].to_dataset()
+    names = const["la_name"] if "la_name" in const.coords else const["la"]
+    return np.asarray(names.values).astype(str)
 
 
 def _national_gradient(post: xr.Dataset) -> float:
@@ -253,7 +248,7 @@ def la_caterpillar(tree: xr.DataTree, n: int = 100) -> Figure:
     lo, hi = float(table["m_c"].min()), float(table["m_c"].max())
     m_c = xr.DataArray(np.linspace(lo, hi, n), dims="m_c")
     # The hierarchical mean slope of an LA with deprivation m_c (model definition).
-    expected = describe(np.exp(post["b_w"] + post["b_x"] * m_c), probs=(0.95,))
+    expected = describe(xr.DataArray(np.exp(post["b_w"] + post["b_x"] * m_c)), probs=(0.95,))
     bounds = expected["eti95"]
     grid = (x_bar + m_c.values) * UNIT
     ax.fill_between(
@@ -342,53 +337,7 @@ def inverse_intervention(tree: xr.DataTree, half_range: float = 15.0, n: int = 6
     return fig
 
 
-def ppc_plot(tree: xr.DataTree, statistics=PPC_STATISTICS, checks=None) -> Figure:
-    """Posterior predictive checks: decile totals and summary statistics.
-
-    Returns
-    -------
-    Figure
-        Two axes. Left: replicated totals by deprivation decile (median, 95% error bars)
-        and observed totals (points). Right: for each statistic, the replicated 95% interval
-        and the observed value, divided by the replicated median (1 = median; a statistic
-        whose replicated median is 0 is shown unscaled). Observed values that are NaN
-        (withheld for release: pass ``checks``, e.g. from
-        :func:`socialgradient.release.report.release_ppc`) are not drawn.
-    """
-    checks = ppc(tree) if checks is None else checks
-    dec = checks["decile"]
-    fig = Figure(figsize=(10, 4), layout="constrained")
-    left, right = fig.subplots(1, 2, width_ratios=[3, 2])
-    med, x = dec["replicated_median"].values, dec["decile"].values
-    err = [med - dec["replicated_lower"].values, dec["replicated_upper"].values - med]
-    left.errorbar(x, med, err, fmt="s", ms=4, capsize=3, label="replicated (median, 95%)")
-    left.plot(x, dec["observed"].values, "o", color="k", label="observed")
-    left.set_xticks(x)
-    left.set_xlabel("Deprivation decile (1 = least deprived)")
-    left.set_ylabel(f"total {tree.attrs['outcome']}")
-    left.legend(loc="upper left", fontsize="small")
-    stat = checks["statistic"].sel(statistic=list(statistics))
-    rep_med = stat["replicated_median"].values
-    scale = np.where(rep_med > 0, rep_med, 1.0)
-    y = np.arange(len(statistics))
-    lower, upper = stat["replicated_lower"].values, stat["replicated_upper"].values
-    right.hlines(y, lower / scale, upper / scale, color="C0", lw=3, label="replicated 95%")
-    right.plot(rep_med / scale, y, "|", color="C0", ms=12)
-    right.plot(stat["observed"].values / scale, y, "o", color="k", label="observed")
-    obs, pv = stat["observed"].values, stat["p_value"].values
-    labels = [
-        f"{s}\n({f'obs {obs[i]:.3g}, ' if np.isfinite(obs[i]) else ''}p={pv[i]:.2f})"
-        for i, s in enumerate(statistics)
-    ]
-    right.set_yticks(y, labels)
-    right.axvline(1.0, color="grey", linewidth=0.8, linestyle=":")
-    right.set_ylim(len(statistics) - 0.4, -0.6)
-    right.set_xlabel("relative to replicated median")
-    right.legend(loc="best", fontsize="small")
-    return fig
-
-
-FIGURES = {
+FIGURES: dict[str, Callable[..., Figure]] = {
     "gradient_curve": gradient_curve,
     "la_caterpillar": la_caterpillar,
     "la_forest": la_forest,
