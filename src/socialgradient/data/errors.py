@@ -29,7 +29,12 @@ class InputError(ValueError):
         Columns involved.
     message : str
         Human-readable text; starts with the rule id.
+    errors : list of InputError
+        Only on a ``source_errors`` error (several source files broken, from
+        :func:`socialgradient.data.sources.build.build_neighbourhoods`): each file's error.
     """
+
+    errors: list[InputError]  # set on source_errors only
 
     def __init__(
         self, rule: str, message: str, rows: Iterable[Any] = (), columns: Iterable[str] = ()
