@@ -13,11 +13,37 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any, TypedDict
 
 import numpy as np
 import pandas as pd
 
 from socialgradient.data.synthetic import england
+
+
+class EthnicityModel(TypedDict):
+    """The non-White share of an LSOA's children (:data:`ETHNICITY`).
+
+    ``logit share = base + urban * urban + income * (income - 0.123) + an LA deviation`` (of
+    SD ``la_sd``); ``split`` divides it among the other broad groups.
+    """
+
+    base: float
+    urban: float
+    income: float
+    la_sd: float
+    split: dict[str, float]
+
+
+class DurationModel(TypedDict):
+    """The piecewise-exponential episode durations (:data:`DURATION`)."""
+
+    base_rate: tuple[float, ...]
+    level_log_hr: dict[str, float]
+    g_w: float
+    g_b: float
+    la_sd: tuple[float, float]
+
 
 #: DfE 2018-19 (file C1, England): children referred per 10,000 children aged 0-17, and what
 #: england.PARAMETERS give for the records' population on the default geography (measured:
@@ -49,7 +75,7 @@ NOMINAL_SHARES = {  # shares used to centre the stratum offsets (England, childr
 MALE_SHARE = 0.512
 #: Ethnic mix: logit(non-White share) = base + urban + income * (income - 0.123) + N(0, la_sd)
 #: per LA; the non-White children split as ``split``.
-ETHNICITY = dict(
+ETHNICITY = EthnicityModel(
     base=-1.85,
     urban=0.9,
     income=4.0,
@@ -137,7 +163,7 @@ OUTCOME_LEVELS = ("nfa", "cin_plan", "cp_plan", "looked_after")
 #: Episode duration (days since referral): piecewise-constant hazard on PIECES, times
 #: exp(level_log_hr[outcome] + g_w * w + g_b * m_c).
 PIECES = (0, 30, 91, 182)
-DURATION = dict(
+DURATION = DurationModel(
     base_rate=(1 / 25, 1 / 40, 1 / 60, 1 / 90),
     level_log_hr=dict(
         zip(OUTCOME_LEVELS, (0.0, math.log(0.12), math.log(0.09), math.log(0.05)), strict=True)
@@ -226,10 +252,12 @@ def band_of(age) -> np.ndarray:
 
 
 def single_year_population(population: pd.DataFrame) -> pd.DataFrame:
-    """The population by single year of age: each row of ``population`` (a cell of an age
-    band) becomes one row per year of its band, ``age`` (int) added beside ``age_band``, with
-    ``children`` the band's divided evenly over its years (float: expected children; the
-    years of a band sum exactly to the band's children).
+    """Return the population by single year of age.
+
+    Each row of ``population`` (a cell of an age band) becomes one row per year of its band,
+    ``age`` (int) added beside ``age_band``, with ``children`` the band's divided evenly over
+    its years (float: expected children; the years of a band sum exactly to the band's
+    children).
 
     This is the exposure of the records' single-year counts: a referred child's age is
     uniform within its band, so a year of age receives 1/width of the band's referrals in
@@ -249,7 +277,12 @@ def single_year_population(population: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def geography_table(geography, seed, scale) -> pd.DataFrame:
+def geography_table(geography: pd.DataFrame | None, seed: int, scale: float) -> pd.DataFrame:
+    """Return the LSOA table the records are drawn on (:data:`TABLE_COLUMNS` ``geography``).
+
+    ``geography`` when given (checked and copied), else ``seed``'s synthetic England at
+    ``scale``.
+    """
     if geography is None:
         geography = england.simulate(seed=seed, scale=scale).table
     missing = [c for c in TABLE_COLUMNS["geography"] if c not in geography.columns]
@@ -261,18 +294,19 @@ def geography_table(geography, seed, scale) -> pd.DataFrame:
     return g
 
 
-def days(x) -> np.ndarray:
+def days(x: Any) -> np.ndarray:
+    """Return whole numbers of days as ``timedelta64[D]``."""
     return np.asarray(x, dtype=np.int64).astype("timedelta64[D]")
 
 
-def referral_sources(rng, n: int) -> np.ndarray:
+def referral_sources(rng: np.random.Generator, n: int) -> np.ndarray:
     """``n`` census referral source codes drawn with the national mix :data:`REFERRAL_SOURCES`."""
     codes = np.array(list(REFERRAL_SOURCES), dtype=object)
     p = np.array(list(REFERRAL_SOURCES.values()))
     return codes[rng.choice(len(codes), n, p=p / p.sum())]
 
 
-def piecewise_exponential(rng, log_hr: np.ndarray) -> np.ndarray:
+def piecewise_exponential(rng: np.random.Generator, log_hr: np.ndarray) -> np.ndarray:
     """Durations (days) with hazard base_rate[k] * exp(log_hr) on piece k of PIECES."""
     bounds = np.array([*PIECES, np.inf])
     rates = np.asarray(DURATION["base_rate"])[None, :] * np.exp(log_hr)[:, None]

@@ -1,5 +1,4 @@
 """The input contract: the neighbourhood table, one row per LSOA.
-(over 400 lines because it holds every named rule of the input contract in one place.)
 
 A neighbourhood table is read from CSV (``.csv`` or ``.csv.gz``) or Parquet (``.parquet``)
 and has these columns:
@@ -63,161 +62,38 @@ trend ``moderator_out_of_range`` and ``constant_trend``; with an exposure column
 ``exposure_not_positive`` and ``exposure_out_of_range``; with a trials column
 ``trials_not_positive`` and ``count_exceeds_trials``; with moderators
 ``moderator_out_of_range`` and ``constant_moderator``.
-:func:`require_events` (what a fit adds, through :func:`socialgradient.api.encode`):
-``no_events`` and, for a binomial, ``every_trial_an_event``.
-:func:`read_table` adds ``unknown_format``, ``file_not_found``, ``empty_file``,
-``undecodable`` and ``unreadable``. Rows are 0-based positions in the table as read.
+:func:`require_events` (:mod:`~socialgradient.data.events`; what a fit adds, through
+:func:`socialgradient.api.encode`): ``no_events`` and, for a binomial,
+``every_trial_an_event``. :func:`read_table` (:mod:`~socialgradient.data.table_file`) adds
+``unknown_format``, ``file_not_found``, ``empty_file``, ``undecodable`` and ``unreadable``.
+Rows are 0-based positions in the table as read. :class:`InputError` and :func:`fail` are in
+:mod:`~socialgradient.data.errors`.
 """
 
 from __future__ import annotations
 
-import warnings
-import zlib
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from socialgradient.data.errors import (  # noqa: F401 (the contract's names, as before)
+    MAX_SHOWN,
+    InputError,
+    _listing,
+    _raise_rows,
+    fail,
+)
+from socialgradient.data.events import require_events  # noqa: F401 (as before)
+from socialgradient.data.table_file import read_table
+
 REQUIRED_COLUMNS = ("lsoa", "la", "children", "income")
 CODE_PATTERNS = {"lsoa": r"[EW]01[0-9]{6}", "la": r"[EW][0-9]{8}"}
-MAX_SHOWN = 10  # offending rows listed in a message
 MAX_COUNT = 2.0**53  # counts must be below: float64 holds every whole number only up to it
 MAX_ROW_COUNT = 1_000_000  # a plausible count in one row (module docstring)
 CHILDREN_RANGE = (1e-3, 1e6)  # plausible children in one row (module docstring)
 EXPOSURE_RANGE = (1e-3, 1e10)  # plausible exposure of another column, e.g. person-days
 MAX_MODERATOR = 1e15  # largest moderator or trend value in size
-
-
-class InputError(ValueError):
-    """A table breaks the input contract.
-
-    Attributes
-    ----------
-    rule : str
-        Short id of the rule broken, e.g. ``'duplicate_lsoa'``.
-    rows : list of int
-        Offending rows, 0-based positions in the table as read (empty for column rules).
-    columns : tuple of str
-        Columns involved.
-    message : str
-        Human-readable text; starts with the rule id.
-    """
-
-    def __init__(self, rule: str, message: str, rows=(), columns=()):
-        super().__init__(message)
-        self.rule = rule
-        self.message = message
-        self.rows = [int(r) for r in rows]
-        self.columns = tuple(columns)
-
-    def __reduce__(self):
-        return type(self), (self.rule, self.message, self.rows, self.columns)
-
-
-def fail(rule: str, text: str, rows=(), columns=()) -> InputError:
-    """An :class:`InputError` for ``rule`` whose message is ``"<rule>: <text>"``.
-
-    The one way every reader builds its errors (schema, sources, census).
-    """
-    return InputError(rule, f"{rule}: {text}", rows, columns)
-
-
-def _listing(table: pd.DataFrame, rows: np.ndarray, column: str | None) -> str:
-    """Up to MAX_SHOWN rows with their LSOA code and value in ``column``, plus 'and N more'."""
-    lsoa, values = table["lsoa"].to_numpy(object), None
-    if column is not None and column != "lsoa":
-        values = table[column].to_numpy(object)
-    items = []
-    for r in rows[:MAX_SHOWN]:
-        value = "" if values is None else f", {column}={_show(values[r])}"
-        items.append(f"row {r} (lsoa {_show(lsoa[r])}{value})")
-    more = f" and {len(rows) - MAX_SHOWN} more" if len(rows) > MAX_SHOWN else ""
-    return ", ".join(items) + more
-
-
-def _show(value) -> str:
-    return repr(value.item() if isinstance(value, np.generic) else value)
-
-
-def _raise_rows(rule, what, table, masks: dict[str, np.ndarray], hint="", shown=None):
-    """Raise ``rule`` if any mask in ``{column: mask}`` is set, listing rows per column."""
-    masks = {c: np.asarray(m, dtype=bool) for c, m in masks.items() if np.any(m)}
-    if not masks:
-        return
-    parts = []
-    for col, mask in masks.items():
-        rows = np.flatnonzero(mask)
-        label = "row" if len(rows) == 1 else "rows"
-        listing = _listing(table, rows, shown or col)
-        parts.append(f"column {col!r}: {len(rows)} {label} {what}: {listing}")
-    rows = np.flatnonzero(np.logical_or.reduce(list(masks.values())))
-    raise fail(rule, "; ".join(parts) + hint, rows, masks)
-
-
-def read_table(path) -> pd.DataFrame:
-    """Read a neighbourhood table from ``.csv``, ``.csv.gz`` or ``.parquet``, or from the
-    output set (folder) that ``data build`` or ``census aggregate|extract`` wrote: its
-    ``internal/neighbourhoods.*``, once the set is verified.
-
-    Codes (``lsoa``, ``la``) are read as strings, never parsed as numbers; other columns
-    keep pandas' inference. Nothing is validated beyond readability: see :func:`validate`.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        File to read (the format is chosen by suffix), or an output-set folder.
-
-    Returns
-    -------
-    pandas.DataFrame
-
-    Raises
-    ------
-    InputError
-        ``unknown_format``, ``file_not_found``, ``empty_file``, ``undecodable``,
-        ``unreadable`` or ``duplicate_column`` (two header cells with the same name).
-    """
-    from socialgradient.util import outputs  # standard library only
-
-    try:
-        path = outputs.table_of(path)
-    except outputs.OutputSetError as err:
-        raise fail("unreadable", str(err)) from None
-    name = path.name.lower()
-    if not name.endswith((".csv", ".csv.gz", ".parquet")):
-        raise fail("unknown_format", f"{str(path)!r}: expected .csv, .csv.gz or .parquet")
-    if not path.is_file():
-        raise fail("file_not_found", f"no such file {str(path)!r}")
-    if path.stat().st_size == 0:
-        raise fail("empty_file", f"{str(path)!r} is empty")
-    try:
-        if name.endswith(".parquet"):
-            import pyarrow.parquet as pq
-
-            header = pq.read_schema(path).names
-            _check_header(header, path)
-            return pd.read_parquet(path)
-        header = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False)
-        _check_header(header.iloc[0].tolist(), path)
-        with warnings.catch_warnings():  # a row longer than the header must not pass
-            warnings.simplefilter("error", pd.errors.ParserWarning)
-            codes = {"lsoa": str, "la": str}
-            return pd.read_csv(path, dtype=codes, index_col=False, low_memory=False)
-    except pd.errors.EmptyDataError as err:
-        raise fail("empty_file", f"{str(path)!r} has no header or data") from err
-    except UnicodeDecodeError as err:
-        raise fail("undecodable", f"{str(path)!r} is not UTF-8 text ({err.reason})") from err
-    except InputError:
-        raise
-    except (ValueError, OSError, EOFError, zlib.error, pd.errors.ParserWarning) as err:
-        raise fail("unreadable", f"cannot read {str(path)!r}: {err}") from err
-
-
-def _check_header(names: list, path: Path) -> None:
-    dup = sorted({str(n) for n in names if names.count(n) > 1})
-    if dup:
-        raise fail("duplicate_column", f"{str(path)!r} repeats column names {dup}", columns=dup)
 
 
 def _numeric(s: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -482,58 +358,11 @@ def validate(
     return out
 
 
-def require_events(table: pd.DataFrame, outcomes: Sequence[str], trials: str = "") -> None:
-    """What a fit needs beyond :func:`validate`: each outcome has events somewhere.
-
-    An outcome that is 0 on every row (or, for a binomial, equals its trials on every row)
-    carries no information on a gradient: a fit would return its prior, with a WARN at best.
-    :func:`validate` allows such a column (an aggregate may be all zero; a prior predictive
-    check does not look at counts); :func:`socialgradient.api.encode` calls this before a fit.
-
-    Parameters
-    ----------
-    table : pandas.DataFrame
-        A table that passed :func:`validate` (counts int64).
-    outcomes : sequence of str
-        The count columns to be fitted.
-    trials : str, optional
-        The binomial's trials column.
-
-    Raises
-    ------
-    InputError
-        ``no_events`` (an outcome is 0 on every row) or ``every_trial_an_event`` (a binomial
-        outcome equals its trials on every row), with every row listed.
-    """
-    outcomes = [outcomes] if isinstance(outcomes, str) else list(outcomes)
-    rows = np.arange(len(table))
-    listing = _listing(table, rows, None)
-    for c in outcomes:
-        y = table[c].to_numpy()
-        if not np.any(y > 0):
-            within = f" (of the trials in {trials!r})" if trials else ""
-            raise fail(
-                "no_events",
-                f"outcome {c!r} is 0 on every one of the {len(y)} rows"
-                f"{within}: it says nothing about a gradient, a fit would return its "
-                f"prior; check the column and the filters that made the table: {listing}",
-                rows,
-                [c],
-            )
-        if trials and np.all(y == table[trials].to_numpy()):
-            raise fail(
-                "every_trial_an_event",
-                f"outcome {c!r} equals its trials {trials!r} on "
-                f"every one of the {len(y)} rows: a proportion of 1 everywhere says "
-                f"nothing about a gradient, a fit would return its prior: {listing}",
-                rows,
-                [c, trials],
-            )
-
-
 def load(
     path, outcomes: Sequence[str], stratum: str | None = None, exposure: str = "children", **terms
 ) -> pd.DataFrame:
-    """Read a table with :func:`read_table` and check it with :func:`validate` (``terms``:
-    its ``trials`` and ``moderators``)."""
+    """Read a table with :func:`read_table` and check it with :func:`validate`.
+
+    ``terms`` are :func:`validate`'s ``trials`` and ``moderators``.
+    """
     return validate(read_table(path), outcomes, stratum, exposure, **terms)

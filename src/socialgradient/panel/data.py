@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -122,8 +123,8 @@ def assemble_panel(
     last_year: int | None = None,
     merges=(),
     x_bar: float | None = None,
-):
-    """The panel of one measure from the long DfE tables (see the module docstring).
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Assemble the panel of one measure from the long DfE tables (see the module docstring).
 
     ``counts`` and ``population`` are long tables as read by
     :func:`socialgradient.data.sources.read_dfe_csc` / ``read_population``; ``deprivation``
@@ -187,7 +188,7 @@ def assemble_panel(
             f"non-negative numbers: {panel.loc[bad, ['la', 'year', 'count']].head()}",
         )
     excluded = panel[~panel["observed"]]
-    report = {
+    report: dict[str, Any] = {
         "measure": measure,
         "table": table,
         "column": column,
@@ -234,13 +235,14 @@ def model_inputs(panel: pd.DataFrame) -> dict:
 
 
 def panel_hash(panel: pd.DataFrame) -> str:
+    """Return the hash of the panel's cells (LA, year, count, exposure, m, observed)."""
     cols = ["la", "year", "count", "exposure", "m", "observed"]
     text = panel[cols].to_csv(index=False, lineterminator="\n").encode()
     return hashlib.sha256(text).hexdigest()[:16]
 
 
 def shared_paths(shared_dir) -> dict[str, Path]:
-    """The files the panel needs under the shared data folder."""
+    """Return the files the panel needs under the shared data folder."""
     from socialgradient.data.sources import SHARED_FILES
 
     shared = Path(shared_dir)
@@ -256,7 +258,7 @@ def build_panel(
     first_year: int = FIRST_YEAR,
     last_year: int | None = None,
     merges=(),
-):
+) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Read the shared data folder and assemble the panel of ``measure``: (panel, report)."""
     from socialgradient.data.sources import read_dfe_csc, read_population
     from socialgradient.data.sources.build import build_neighbourhoods
@@ -276,13 +278,15 @@ def build_panel(
 
 
 def map_units(polygons, units, merges=()) -> tuple[list[tuple[str, np.ndarray]], dict]:
-    """Recode boundary polygons onto the panel's units (:func:`harmonised_la`); report the
-    boundary codes matching no unit and the units with no polygon."""
+    """Recode boundary polygons onto the panel's units (:func:`harmonised_la`).
+
+    The report gives the boundary codes matching no unit and the units with no polygon.
+    """
     codes = sorted({c for c, _ in polygons})
     unit_of = dict(zip(codes, harmonised_la(pd.Series(codes), merges=merges)[0], strict=True))
     units = set(map(str, units))
     out = [(unit_of[c], ring) for c, ring in polygons]
-    report = {
+    report: dict[str, Any] = {
         "boundary_codes": len(codes),
         "matched_codes": sorted(c for c in codes if unit_of[c] in units),
         "unmatched_boundary_codes": sorted(c for c in codes if unit_of[c] not in units),

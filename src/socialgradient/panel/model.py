@@ -1,5 +1,4 @@
-r"""The between-LA social gradient on the real DfE tables: an LA x year panel model
-(over 400 lines because the model's statement, fit, summaries and output set are read together).
+r"""The between-LA social gradient on the real DfE tables: an LA x year panel model.
 
 For LA :math:`l` (fixed geography, :mod:`socialgradient.panel.data`) in reporting year
 :math:`t`, with :math:`n_{lt}` children aged 0-17 and LA deprivation :math:`m_l` (child-
@@ -42,18 +41,23 @@ with the first year as reference instead, every LA effect is correlated with eve
 effect, and ``a`` mixed with bulk ESS 15-30. The random-walk steps are non-centred (year-
 to-year changes are small next to their prior); the walk needs ``target_accept = 0.95``
 (0.8 gave 3 divergences in 4,000 draws). ``la_effect`` = :math:`\alpha_l - a - b m_l`.
+
+This module states, fits and runs the model (:func:`build_panel_model`, :func:`fit_panel`,
+:func:`panel_command`); its summaries are in :mod:`~socialgradient.panel.summaries`, its
+figures in :mod:`~socialgradient.panel.plots` and its output set in
+:mod:`~socialgradient.panel.output` (their names are importable from here too).
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
+import argparse
 import json
 import logging
 import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -63,27 +67,24 @@ import xarray as xr
 
 from socialgradient.data.sources.geo import DFE_MERGES
 from socialgradient.panel.data import FIRST_YEAR, MEASURES, model_inputs, panel_hash
+from socialgradient.panel.output import PANEL_README, PUBLISHED, write_panel  # noqa: F401
+from socialgradient.panel.plots import plot_gradient, plot_scatter  # noqa: F401 (as before)
+from socialgradient.panel.summaries import (  # noqa: F401 (the panel's names, as before)
+    INTERVAL_COLUMNS,
+    PARAMETERS,
+    _quantiles,
+    diagnose_panel,
+    gradient_by_year,
+    la_table,
+    summarise_panel,
+)
 from socialgradient.sampling.fit import sample
 from socialgradient.spec import FAMILIES, Sampling, SpecMethods
-from socialgradient.util.progress import step
 
 log = logging.getLogger(__name__)
 
 CHANGES = ("walk", "linear", "none")
 PARAMETERISATIONS = ("centred", "noncentred")
-PARAMETERS = (
-    "a",
-    "b",
-    "la_sd",
-    "phi",
-    "alpha",
-    "la_z",
-    "year_effect",
-    "gradient_change",
-    "d_sd",
-    "b_trend",
-)
-INTERVAL_COLUMNS = ["median", "lo95", "hi95", "lo80", "hi80"]  # of _quantiles
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,7 @@ class PanelSpec(SpecMethods):
     target_accept: float = 0.95  # nutpie/PyMC step-size adaptation target
     sampling: Sampling = field(default_factory=Sampling)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         for value, allowed, what in (
             (self.measure, tuple(MEASURES), "measure"),
             (self.family, FAMILIES, "family"),
@@ -114,13 +115,14 @@ class PanelSpec(SpecMethods):
             object.__setattr__(self, "name", f"la_panel_{self.measure}_{self.family}")
 
 
-def load_panel_spec(path) -> PanelSpec:
+def load_panel_spec(path: str | Path) -> PanelSpec:
+    """Read a panel spec from a TOML file (``models/la_panel_*.toml``)."""
     with open(path, "rb") as f:
         return PanelSpec.from_dict(tomllib.load(f))
 
 
 def build_panel_model(panel: pd.DataFrame, spec: PanelSpec) -> pm.Model:
-    """The LA panel model (module docstring) of an assembled panel.
+    """Build the LA panel model (module docstring) of an assembled panel.
 
     Free variables ``a``, ``b``, ``la_sd``, ``alpha`` (centred; ``la_z`` non-centred, dims
     la), ``year_effect`` (zero-sum, dims year), ``d_sd`` + ``d_z`` (walk) or ``b_trend``
@@ -175,11 +177,17 @@ def build_panel_model(panel: pd.DataFrame, spec: PanelSpec) -> pm.Model:
 
 
 def fit_panel(
-    panel: pd.DataFrame, spec: PanelSpec, report: dict | None = None, progressbar: bool = False
+    panel: pd.DataFrame,
+    spec: PanelSpec,
+    report: dict[str, Any] | None = None,
+    progressbar: bool = False,
 ) -> xr.DataTree:
-    """Sample the panel model with nutpie (or PyMC); a DataTree with ``posterior``,
-    ``sample_stats``, ``observed_data``, ``constant_data`` and attrs ``spec``,
-    ``spec_hash``, ``data_hash``, ``measure``, timings and the panel ``report`` (JSON)."""
+    """Sample the panel model with nutpie (or PyMC).
+
+    Returns a DataTree with ``posterior``, ``sample_stats``, ``observed_data``,
+    ``constant_data`` and attrs ``spec``, ``spec_hash``, ``data_hash``, ``measure``, timings
+    and the panel ``report`` (JSON).
+    """
     model = build_panel_model(panel, spec)
     tree, compile_seconds, sampling_seconds = sample(
         model, spec.sampling, progressbar, target_accept=spec.target_accept
@@ -221,238 +229,8 @@ def fit_panel(
     return out
 
 
-def diagnose_panel(tree: xr.DataTree) -> dict:
-    """:func:`socialgradient.results.checks.diagnose` (same PASS/WARN/FAIL rules) over the panel
-    model's parameters: a, b, la_sd, phi, every LA effect, year effect and gradient change."""
-    from socialgradient.results import checks
-
-    return checks.diagnose(tree, PARAMETERS)
-
-
-def _quantiles(draws: xr.DataArray) -> pd.DataFrame:
-    """Median and ArviZ's 95% and 80% ETIs (:func:`socialgradient.results.gradients.describe`, as
-    every fit's intervals), one row per value of the draws' other dim (or one row)."""
-    from socialgradient.results.gradients import describe
-
-    d = describe(draws)
-    columns = {"median": d["median"]}
-    for prob in (95, 80):
-        for name, bound in (("lo", "lower"), ("hi", "upper")):
-            columns[f"{name}{prob}"] = d[f"eti{prob}"].sel(ci_bound=bound, drop=True)
-    table = xr.Dataset(columns).drop_vars([c for c in d.coords if c not in d.dims])
-    if not table.dims:
-        return pd.DataFrame({k: [float(v)] for k, v in table.items()})
-    return table.to_dataframe()[INTERVAL_COLUMNS]
-
-
-def gradient_by_year(tree: xr.DataTree) -> pd.DataFrame:
-    """exp(b + d_t) per year: median, 95% and 80% ETIs (rate ratio per 10 points)."""
-    table = _quantiles(tree["posterior"]["gradient"])
-    table.index = table.index.astype(int)
-    return table.rename_axis("year").reset_index()
-
-
-def summarise_panel(tree: xr.DataTree, diagnostics: dict | None = None) -> dict:
-    """Headline numbers: gradient by year, its change first -> last year (ratio of
-    gradients), la_sd, phi, diagnostics."""
-    post = tree["posterior"]
-
-    def one(x):
-        row = _quantiles(x).iloc[0]
-        return {
-            "median": float(row["median"]),
-            "ci95": [float(row["lo95"]), float(row["hi95"])],
-            "ci80": [float(row["lo80"]), float(row["hi80"])],
-        }
-
-    years = post["gradient"]["year"].values
-    out = {
-        "measure": tree.attrs["measure"],
-        "family": tree.attrs["family"],
-        "gradient_by_year": {int(y): one(post["gradient"].sel(year=y)) for y in years},
-        "gradient_ratio_last_vs_first": one(
-            np.exp(post["gradient_change"].isel(year=-1) - post["gradient_change"].isel(year=0))
-        ),
-    }
-    for name in ("la_sd", "phi"):
-        if name in post:
-            out[name] = one(post[name])
-    out["diagnostics"] = diagnostics or diagnose_panel(tree)
-    return out
-
-
-def la_table(tree: xr.DataTree, panel: pd.DataFrame) -> pd.DataFrame:
-    """One row per LA: deprivation, observed rate per 10,000 over its observed years, the
-    LA effect (median and 95% ETI, log rate ratio to the gradient line)."""
-    obs = panel[panel["observed"]].groupby("la")[["count", "exposure"]].sum()
-    las = panel.drop_duplicates("la").set_index("la")[["la_name", "income", "m"]]
-    eff = _quantiles(tree["posterior"]["la_effect"])[["median", "lo95", "hi95"]]
-    eff.columns = ["la_effect_" + c for c in eff.columns]
-    table = las.join(obs).join(eff)
-    table["rate_per_10k"] = table["count"] / table["exposure"] * 1e4
-    table["years_observed"] = panel[panel["observed"]].groupby("la").size()
-    return table.rename_axis("la").reset_index()
-
-
-def plot_gradient(tree: xr.DataTree):
-    """The between-LA gradient by year, median with 80% and 95% ETIs."""
-    import matplotlib.pyplot as plt
-
-    g = gradient_by_year(tree)
-    fig, ax = plt.subplots(figsize=(7, 4))
-    ax.fill_between(g["year"], g["lo95"], g["hi95"], alpha=0.2, color="C0", label="95% ETI")
-    ax.fill_between(g["year"], g["lo80"], g["hi80"], alpha=0.35, color="C0", label="80% ETI")
-    ax.plot(g["year"], g["median"], "o-", color="C0", label="median")
-    ax.axhline(1.0, color="grey", lw=0.8)
-    ax.set(
-        xlabel="year ending 31 March",
-        ylabel="rate ratio per 10 points of LA deprivation",
-        title=f"Between-LA social gradient: {tree.attrs['measure']}",
-    )
-    ax.legend(loc="best", fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def plot_scatter(tree: xr.DataTree, panel: pd.DataFrame, year: int | None = None):
-    """LA rates per 10,000 against LA deprivation in ``year`` (default: last), with the
-    fitted population line exp(a + c_t + (b + d_t) m) and its 95% band."""
-    import matplotlib.pyplot as plt
-
-    post = tree["posterior"]
-    year = int(post["year"].values[-1]) if year is None else int(year)
-    rows = panel[(panel["year"] == year) & panel["observed"]]
-    grid = np.linspace(panel["m"].min(), panel["m"].max(), 50)
-    lin = (
-        post["a"]
-        + post["year_effect"].sel(year=year)
-        + post["log_gradient"].sel(year=year) * xr.DataArray(grid, dims="m")
-    )
-    band = _quantiles(np.exp(lin))[["lo95", "median", "hi95"]].to_numpy().T * 1e4
-    x_bar = float(json.loads(tree.attrs.get("report", "{}")).get("x_bar") or 0.0)
-    to_income = grid / 10 + x_bar
-    fig, ax = plt.subplots(figsize=(7, 5))
-    ax.scatter(rows["income"], rows["count"] / rows["exposure"] * 1e4, s=12, alpha=0.7)
-    ax.fill_between(to_income, band[0], band[2], alpha=0.25, color="C1", label="95% ETI")
-    ax.plot(to_income, band[1], color="C1", label="fitted (LA effect 0)")
-    ax.set_yscale("log")
-    ax.set(
-        xlabel="LA income deprivation (child-weighted mean IoD2019 income score)",
-        ylabel="rate per 10,000 children (log scale)",
-        title=f"{tree.attrs['measure']} by LA, year to 31 March {year}",
-    )
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-PUBLISHED = "DfE published statistics (public, disclosure-controlled at source)"
-PANEL_README = """NOT FOR RELEASE
-
-This folder holds the full posterior tree of the LA panel (posterior.nc: every draw, the
-observed LA x year counts and exposures). Those counts are DfE's published figures, but the
-tree stays here by the same rule as every fit's. Keep it inside the secure environment.
-
-What may be published is in ../release/.
-"""
-
-
-def write_panel(tree: xr.DataTree, panel: pd.DataFrame, out, boundaries=None) -> dict:
-    """Write the panel's output set to ``out``, whole or not at all
-    (:class:`socialgradient.util.outputs.Writer`). ``release/``: ``panel.csv`` and
-    ``la_effects.csv`` (LA counts: DfE's published figures, through the disclosure gate under
-    a logged reason), ``gradient_by_year.csv``, ``summary.json``, ``panel_report.json``,
-    figures ``gradient_by_year.png``, ``la_scatter.png`` and, given the boundary GeoJSON,
-    ``la_map.png`` (with ``map_report.json``: codes matched and unmatched), and
-    ``disclosure_log.jsonl``. ``internal/``: ``posterior.nc``.
-    Returns ``{"summary": ..., "paths": {file name: final path}}``."""
-    import matplotlib.pyplot as plt
-
-    from socialgradient.panel.data import map_units
-    from socialgradient.release import disclosure
-    from socialgradient.results.maps import choropleth, read_boundaries
-    from socialgradient.sampling.fit import save
-    from socialgradient.util import outputs
-
-    summary = summarise_panel(tree)
-    las = la_table(tree, panel)
-    meta = {
-        "command": "panel",
-        "spec_hash": tree.attrs["spec_hash"],
-        "data_hash": tree.attrs["data_hash"],
-        "measure": tree.attrs["measure"],
-    }
-    with outputs.Writer(out, readme=PANEL_README, **meta) as w:
-        rel = w.release
-        log_path = rel / disclosure.LOG_NAME
-        # LA-level counts leave through the disclosure gate; these are DfE's published
-        # figures (already disclosure-controlled by DfE, suppressed cells kept missing), so
-        # they pass under a logged reason rather than being suppressed a second time.
-        for name, table in (("panel.csv", panel), ("la_effects.csv", las)):
-            disclosure.write_table(
-                table,
-                rel / name,
-                level="la",
-                override=PUBLISHED,
-                group_columns=["la", "year"] if name == "panel.csv" else ["la"],
-                count_columns=[],
-                log=log_path,
-                logged_path=w.path(f"release/{name}"),
-                log_root=w.out,
-            )
-        texts = {
-            "panel_report.json": json.dumps(json.loads(tree.attrs["report"]), indent=2),
-            "gradient_by_year.csv": gradient_by_year(tree).to_csv(index=False, lineterminator="\n"),
-            "summary.json": json.dumps(summary, indent=2, default=float),
-        }
-        with step(log, "panel figures"):
-            figures = {
-                "gradient_by_year.png": plot_gradient(tree),
-                "la_scatter.png": plot_scatter(tree, panel),
-            }
-            if boundaries is not None and Path(boundaries).is_file():
-                polygons = read_boundaries(boundaries)
-                merged = json.loads(tree.attrs["spec"]).get("dfe_merges")
-                coded, match = map_units(polygons, las["la"], DFE_MERGES if merged else ())
-                texts["map_report.json"] = json.dumps(match, indent=2)
-                figures["la_map.png"] = choropleth(
-                    las.set_index("la")["la_effect_median"],
-                    coded,
-                    title=f"LA effects, {tree.attrs['measure']}: log rate ratio to the "
-                    "gradient line",
-                    label="LA effect (log scale)",
-                )
-            for name, fig in figures.items():
-                fig.savefig(rel / name, dpi=120, format="png")
-                plt.close(fig)
-        for name, body in texts.items():
-            (rel / name).write_text(body.rstrip("\n") + "\n", encoding="utf-8", newline="\n")
-        with open(log_path, "a", encoding="utf-8", newline="\n") as f:
-            for name in figures:
-                sha = hashlib.sha256((rel / name).read_bytes()).hexdigest()
-                f.write(
-                    json.dumps(
-                        {
-                            "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                            "file": name,
-                            "level": "model",
-                            "decision": "written",
-                            "note": "drawn from model outputs and the LA figures above only",
-                            "sha256": sha,
-                        }
-                    )
-                    + "\n"
-                )
-        save(tree, w.internal / "posterior.nc")
-        w.commit()
-    names = [*texts, *figures, "panel.csv", "la_effects.csv", disclosure.LOG_NAME]
-    paths = {name: w.path(f"release/{name}") for name in names}
-    paths["posterior.nc"] = w.path("internal/posterior.nc")
-    return {"summary": summary, "paths": paths}
-
-
-def panel_command(args) -> int:
-    """``socialgradient panel SHARED_DIR --out DIR [--measure M] [--spec TOML] ...``."""
+def panel_command(args: argparse.Namespace) -> int:
+    """Run ``socialgradient panel SHARED_DIR --out DIR [--measure M] [--spec TOML] ...``."""
     from socialgradient import resources
     from socialgradient.panel.data import build_panel
 

@@ -80,7 +80,10 @@ SEX_FROM = 2025
 
 
 def gender_element(year: int) -> str:
-    """The child's gender item of a collection year: ``GenderCurrent`` to 2024, then ``Sex``."""
+    """Return the child's gender item of a collection year.
+
+    ``GenderCurrent`` to 2024, then ``Sex``.
+    """
     return "Sex" if int(year) >= SEX_FROM else "GenderCurrent"
 
 
@@ -217,19 +220,24 @@ def dfe_numbers(lea_codes: dict | None = None) -> dict:
 
 
 class Schema(NamedTuple):
+    """Where a collection year's XSD is published, the sha256 of its bytes and its file name."""
+
     url: str
     sha256: str
     filename: str
 
 
+def _schema(year: int) -> Schema:
+    """Return the ``cin_schema_<year>`` entry of the download registry (its sha256 pinned)."""
+    entry = REGISTRY[f"cin_schema_{year}"]
+    if entry.sha256 is None:
+        raise RuntimeError(f"cin_schema_{year}: the download registry pins no sha256")
+    return Schema(entry.url, entry.sha256, f"CIN_schema_{year}.xsd")
+
+
 #: Where each collection year's XSD is published and the sha256 of its bytes: the
 #: ``cin_schema_<year>`` entries of :data:`socialgradient.data.sources.download.REGISTRY`.
-SCHEMAS = {
-    y: Schema(
-        REGISTRY[f"cin_schema_{y}"].url, REGISTRY[f"cin_schema_{y}"].sha256, f"CIN_schema_{y}.xsd"
-    )
-    for y in SCHEMA_YEARS
-}
+SCHEMAS = {y: _schema(y) for y in SCHEMA_YEARS}
 
 
 def cache_dir() -> Path:
@@ -247,7 +255,7 @@ def schema_dirs(schema_dir=None) -> list[Path]:
 
 
 def find_schema(year: int, schema_dir=None) -> Path | None:
-    """A local copy of the year's XSD whose sha256 matches :data:`SCHEMAS`, else None."""
+    """Return a local copy of the year's XSD whose sha256 matches :data:`SCHEMAS`, else None."""
     entry = SCHEMAS.get(int(year))
     if entry is None:
         return None
@@ -266,6 +274,7 @@ def fetch_schema(year: int) -> Path:
 
 
 def have_lxml() -> bool:
+    """Return whether ``lxml`` can be imported (schema validation needs it)."""
     try:
         import lxml.etree  # noqa: F401
     except ImportError:
@@ -282,7 +291,7 @@ _CATEGORIES = (
 
 
 def error_category(message: str) -> str:
-    """A short category for an XSD validation message (``other`` when none fits)."""
+    """Return a short category for an XSD validation message (``other`` when none fits)."""
     for cat, keys in _CATEGORIES:
         if any(k in message for k in keys):
             return cat
@@ -309,7 +318,9 @@ def validate(doc, schema_path) -> list[tuple[int, str, str, str]]:
 
 
 def validate_return(path, doc, year: int, schema_dir, mode) -> tuple[list, str]:
-    """(schema errors as ``SCHEMA_ERROR_COLUMNS`` rows, what was done) for one parsed return.
+    """Validate one parsed return: its schema errors and what was done.
+
+    Returns the errors as ``SCHEMA_ERROR_COLUMNS`` rows, and a line saying what was done.
 
     ``doc``: the lxml document (None: parsed without lxml); ``mode``: False skips validation.
     """

@@ -1,5 +1,7 @@
-"""Child-level frames shared by the census readers: the read report, ages, companion tables
-and :func:`build_records` (canonical flat episodes -> :class:`~.records_model.Records`).
+"""Child-level frames shared by the census readers.
+
+The read report, ages, companion tables and :func:`build_records` (canonical flat episodes ->
+:class:`~socialgradient.data.records.Records`).
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ class ReadReport:
     )
 
     def to_dict(self, shown: int = 1000) -> dict:
+        """Return the report as JSON-serialisable data (up to ``shown`` rows of each table)."""
         s = self.schema_errors
         by_cat = {str(k): int(v) for k, v in s["category"].value_counts().items()}
         by_file = {str(k): int(v) for k, v in s["file"].value_counts().items()}
@@ -94,7 +97,7 @@ def _age(dob: pd.Series, year: pd.Series) -> np.ndarray:
 
 
 def _period(year: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """The collection period of each ``year``: 1 April of the year before to 31 March."""
+    """Return the collection period of each ``year``: 1 April of the year before to 31 March."""
     y = pd.to_numeric(year).astype("Int64")
     start = pd.to_datetime(pd.DataFrame({"year": y - 1, "month": 4, "day": 1}))
     end = pd.to_datetime(pd.DataFrame({"year": y, "month": 3, "day": 31}))
@@ -109,7 +112,10 @@ def _band(age: np.ndarray) -> np.ndarray:
 
 
 def read_child_lsoa(path_or_frame) -> pd.DataFrame:
-    """The child -> LSOA table (``la, child_id, lsoa[, year]``; ``LAchildID`` = ``child_id``)."""
+    """Read the child -> LSOA table (``la, child_id, lsoa[, year]``).
+
+    A column ``LAchildID`` is read as ``child_id``.
+    """
     t = _table(path_or_frame, {"LAchildID": "child_id"})
     _require(t, CHILD_LSOA_COLUMNS, "child -> LSOA table")
     cols = [c for c in ("la", "year", "child_id", "lsoa") if c in t.columns]
@@ -143,7 +149,7 @@ def _require(t: pd.DataFrame, cols, what: str) -> None:
 
 
 def default_population(geography: pd.DataFrame, years: Iterable[int]) -> pd.DataFrame:
-    """Population table from a geography's ``children``: strata ``all`` (use ``by=()``)."""
+    """Return a population table from a geography's ``children``: strata ``all`` (``by=()``)."""
     g = geography[["lsoa", "la", "children"]]
     if not list(years):
         return pd.DataFrame(columns=list(rec.TABLE_COLUMNS["population"]))

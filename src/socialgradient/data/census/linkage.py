@@ -25,6 +25,8 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -76,6 +78,7 @@ class LinkageReport:
     rule_breaks: tuple = ()
 
     def to_dict(self) -> dict:
+        """Return the report as JSON-serialisable data."""
         return {
             "read": self.read,
             "linked": self.linked,
@@ -293,6 +296,16 @@ def aggregate(
     return table[["lsoa", "la", "income", "rural", *by, *value_cols]], report
 
 
+def _write_parquet(df: pd.DataFrame, tmp: str) -> None:
+    """Write ``df`` to the Parquet file ``tmp`` (zstd; for ``atomic_write``)."""
+    df.to_parquet(tmp, index=False, compression="zstd")
+
+
+def _write_text(text: str, tmp: str) -> None:
+    """Write ``text`` to the file ``tmp`` (UTF-8, newlines as is; for ``atomic_write``)."""
+    Path(tmp).write_text(text, encoding="utf-8", newline="\n")
+
+
 def write(records: rec.Records, out_dir, by: Sequence[str] = ("age_band",)) -> dict:
     """Write the child-level tables, their truth, the aggregate and the linkage report.
 
@@ -302,7 +315,6 @@ def write(records: rec.Records, out_dir, by: Sequence[str] = ("age_band",)) -> d
     Returns ``{name: path}``.
     """
     import json
-    from pathlib import Path
 
     from socialgradient.util.files import atomic_write
 
@@ -314,13 +326,9 @@ def write(records: rec.Records, out_dir, by: Sequence[str] = ("age_band",)) -> d
     paths = {}
     for name, df in frames.items():
         paths[name] = out / f"{name}.parquet"
-        atomic_write(
-            paths[name], lambda tmp, df=df: df.to_parquet(tmp, index=False, compression="zstd")
-        )
+        atomic_write(paths[name], partial(_write_parquet, df))
     for name, obj in (("records_truth", records.truth), ("linkage_report", report.to_dict())):
         paths[name] = out / f"{name}.json"
         text = json.dumps(obj, indent=1) + "\n"
-        atomic_write(
-            paths[name], lambda tmp, t=text: Path(tmp).write_text(t, encoding="utf-8", newline="\n")
-        )
+        atomic_write(paths[name], partial(_write_text, text))
     return paths

@@ -1,10 +1,11 @@
 """Read CIN Census XML returns (the DfE layout, 2019-2024) into child-level records.
-(over 400 lines because the XML reader and every record rule it names are read together.)
 
 :func:`read_returns` parses returns into the child-level tables (``children``, ``episodes``,
 ``factors``) that :func:`socialgradient.data.census.linkage.link` /
 :func:`~socialgradient.data.census.linkage.aggregate` take. Parsing uses ``lxml`` (a dependency:
-real source lines, ``sourceline``).
+real source lines, ``sourceline``). The file checks (step 1) are in
+:mod:`~socialgradient.data.census.file_checks`, the record checks (step 3) in
+:mod:`~socialgradient.data.census.record_checks`; this module runs every step.
 
 Checks, in order:
 
@@ -59,16 +60,17 @@ derived from the same child's earlier CINreferralDate in the returns read, as Df
 
 from __future__ import annotations
 
-import contextlib
 import re
-import xml.parsers.expat as expat
+import xml.parsers.expat as expat  # noqa: F401 (the file checks' parser; tests patch read.expat)
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from socialgradient.data.census import codes as cc
 from socialgradient.data.census import rules
+from socialgradient.data.census.file_checks import YEAR_RANGE, _header, _parse  # noqa: F401
 from socialgradient.data.census.frames import (
     LOOKED_AFTER_COLUMNS,
     SCHEMA_ERROR_COLUMNS,
@@ -82,333 +84,20 @@ from socialgradient.data.census.frames import (
     join_cin_plans,
     read_child_lsoa,
 )
-from socialgradient.data.schema import CODE_PATTERNS, InputError, fail
+from socialgradient.data.census.record_checks import (  # noqa: F401 (DATE_RANGE: as before)
+    _CHILD_ELEMENTS,
+    _DATE_COLUMNS,
+    _EPISODE_LEAVES,
+    DATE_RANGE,
+    READ_RULES,
+    _dates,
+    _describe,
+    _flat,
+    _problems,
+)
+from socialgradient.data.schema import InputError, fail
 
-READ_RULES = ("missing_element", "bad_date", "unknown_code", "closure_before_referral")
 EXCLUDED = ("unborn", "age_out_of_range", "outside_period")
-#: Episode-level leaf elements read (path below CINdetails -> flat column).
-_EPISODE_LEAVES = {
-    "CINreferralDate": "referral_date",
-    "ReferralSource": "referral_source",
-    "PrimaryNeedCode": "primary_need",
-    "CINclosureDate": "closure_date",
-    "ReasonForClosure": "closure_reason",
-    "ReferralNFA": "referral_nfa",
-}
-_DATE_COLUMNS = {
-    "dob": "PersonBirthDate",
-    "expected_dob": "ExpectedPersonBirthDate",
-    "referral_date": "CINreferralDate",
-    "closure_date": "CINclosureDate",
-    "assessment_date": "AssessmentActualStartDate",
-    "cin_plan_start": "CINPlanStartDate",
-    "cin_plan_end": "CINPlanEndDate",
-    "cp_plan_start": "CPPstartDate",
-    "cp_plan_end": "CPPendDate",
-}
-#: Collection years a header may give (the CIN Census is a child-level return since 2009).
-YEAR_RANGE = (2000, 2100)
-#: Dates a record may give (anything outside is a typing error such as 0000-01-01).
-DATE_RANGE = ("1900-01-01", "2100-12-31")
-_CHILD_ELEMENTS = [
-    "LAchildID",
-    "PersonBirthDate",
-    "ExpectedPersonBirthDate",
-    "GenderCurrent",
-    "Sex",
-    "Ethnicity",
-]
-
-
-def _value(el, tag):
-    if el is None:
-        return None
-    v = el.findtext(tag)
-    return v.strip() or None if v is not None else None
-
-
-class _Prolog(Exception):
-    """The prolog scan is over (a DOCTYPE read, or the first element reached)."""
-
-
-def _doctype(path: Path, data: bytes, found: dict | None = None) -> None:
-    """Refuse a return with a DOCTYPE (``dtd_not_allowed``).
-
-    DfE returns have none; a DOCTYPE's internal subset can declare entities that read local
-    files or URLs (XXE) or expand without bound. Without ``found``, the prolog is scanned with
-    expat (no entity is expanded, no external DTD or parameter entity read), which stops at
-    the DOCTYPE's end or the root element, before any parser that could resolve entities
-    sees the file; ``found`` (``name, internal, entities, line``) is what a parse found.
-    """
-    if found is None:
-        found = {}
-        p = expat.ParserCreate()
-        p.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
-
-        def start(name, system, public, internal):
-            found.update(name=name, internal=bool(internal), entities=[], line=p.CurrentLineNumber)
-
-        def entity(name, *_):
-            found.setdefault("entities", []).append(name)
-
-        def stop(*_):
-            raise _Prolog
-
-        p.StartDoctypeDeclHandler = start
-        p.EntityDeclHandler = entity
-        p.EndDoctypeDeclHandler = p.StartElementHandler = stop
-        # malformed XML: the parse that follows says where
-        with contextlib.suppress(_Prolog, expat.ExpatError):
-            p.Parse(data, True)
-    if not found:
-        return
-    what = f"a DOCTYPE ({found.get('name')!r})"
-    if found.get("internal"):
-        what += " with an internal subset"
-    if found.get("entities"):
-        what += f" declaring entities {found['entities'][:5]}"
-    raise fail(
-        "dtd_not_allowed",
-        f"{path}: line {found.get('line', 1)}: {what}: a CIN "
-        "return has no DOCTYPE, and entity declarations can read local files (XXE) "
-        "or expand without bound; the file is refused unread",
-    )
-
-
-def _parse(path: Path):
-    """(root element, lxml document, bytes); malformed XML -> InputError with line;
-    a DOCTYPE -> ``dtd_not_allowed`` before any parse."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as err:
-        raise fail("file_not_found", f"cannot read {path}: {err}") from err
-    _doctype(path, data)
-    from lxml import etree
-
-    parser = etree.XMLParser(
-        resolve_entities=False,
-        no_network=True,
-        load_dtd=False,
-        dtd_validation=False,
-        huge_tree=True,
-    )
-    try:
-        root = etree.fromstring(data, parser)
-    except etree.XMLSyntaxError as err:
-        line, col = err.position
-        raise fail("malformed_xml", f"{path}: line {line}, column {col}: {err.msg}") from err
-    doc = root.getroottree()
-    info = doc.docinfo  # e.g. an encoding the prolog scan could not read
-    if info.doctype or info.internalDTD is not None:
-        dtd = info.internalDTD
-        _doctype(
-            path,
-            data,
-            {
-                "name": info.root_name,
-                "internal": dtd is not None,
-                "entities": [e.name for e in dtd.iterentities()] if dtd is not None else [],
-            },
-        )
-    if isinstance(root.tag, str) and root.tag.startswith("{"):  # strip a default namespace
-        for el in root.iter():
-            if isinstance(el.tag, str) and el.tag.startswith("{"):
-                el.tag = el.tag.split("}", 1)[1]
-    return root, doc, data
-
-
-def _header(path: Path, root, numbers: dict) -> tuple[str, int]:
-    if root.tag != "Message" or root.find("Children") is None:
-        raise fail("not_a_cin_return", f"{path}: expected a <Message> root with <Children>")
-    details = root.find("Header/CollectionDetails")
-    collection = _value(details, "Collection")
-    if collection is not None and collection != "CIN":
-        raise fail(
-            "wrong_collection",
-            f"{path}: Header/CollectionDetails/Collection is "
-            f"{collection!r}, not 'CIN': not a CIN Census return (an SSDA903 "
-            "looked-after return goes to --looked-after as a table)",
-        )
-    year = _value(details, "Year")
-    lea = _value(root.find("Header/Source"), "LEA")
-    missing = [
-        n
-        for n, v in (
-            ("Header/CollectionDetails/Collection", collection),
-            ("Header/CollectionDetails/Year", year),
-            ("Header/Source/LEA", lea),
-        )
-        if v is None
-    ]
-    if missing:
-        raise fail("missing_header", f"{path}: no {', '.join(missing)}")
-    if not re.fullmatch(r"\d{4}", year):
-        raise fail("missing_header", f"{path}: Year {year!r} is not a year")
-    if not YEAR_RANGE[0] <= int(year) <= YEAR_RANGE[1]:
-        raise fail(
-            "bad_year",
-            f"{path}: Header/CollectionDetails/Year {year!r} is not a "
-            f"collection year ({YEAR_RANGE[0]}-{YEAR_RANGE[1]})",
-        )
-    if re.fullmatch(CODE_PATTERNS["la"], lea):
-        return lea, int(year)
-    if lea in numbers:
-        return str(numbers[lea]), int(year)
-    raise fail(
-        "unknown_lea",
-        f"{path}: LEA {lea!r} is neither an ONS LA code "
-        "nor in the LEA -> LA code map (pass lea_codes / --lea-codes)",
-    )
-
-
-def _first(nodes, tag):
-    vals = [_value(n, tag) for n in nodes]
-    vals = [v for v in vals if v is not None]
-    return vals[0] if vals else None
-
-
-def _flat(path: Path, root, data: bytes, la: str, year: int) -> tuple[list[dict], list]:
-    """Rows (one per CINdetails, or one per child without any) and factor codes."""
-    kids = root.find("Children").findall("Child")
-    lines = [k.sourceline for k in kids]
-    rows, factors = [], []
-    for child, line in zip(kids, lines, strict=True):
-        ids = child.find("ChildIdentifiers")
-        base = {
-            "file": str(path),
-            "line": line,
-            "la": la,
-            "year": year,
-            "la_child_id": _value(ids, "LAchildID"),
-            "dob": _value(ids, "PersonBirthDate"),
-            "expected_dob": _value(ids, "ExpectedPersonBirthDate"),
-            "gender_code": _value(ids, cc.gender_element(year))
-            or _value(ids, "GenderCurrent")
-            or _value(ids, "Sex"),
-            "ethnic_code": _value(child.find("ChildCharacteristics"), "Ethnicity"),
-            "has_episode": False,
-        }
-        details = child.findall("CINdetails")
-        if not details:
-            rows.append(base)
-        for k, d in enumerate(details):
-            row = dict(base, has_episode=True, episode_no=k, episode_line=d.sourceline)
-            for tag, col in _EPISODE_LEAVES.items():
-                row[col] = _value(d, tag)
-            ass = d.findall("Assessments")
-            starts = [_value(a, "AssessmentActualStartDate") for a in ass]
-            row["assessment_date"] = min((v for v in starts if v), default=None)
-            row["assessment_missing_start"] = None in starts
-            plans = d.findall("CINPlanDates")
-            row["cin_plan_start"] = _first(plans, "CINPlanStartDate")
-            row["cin_plan_missing_start"] = bool(plans) and row["cin_plan_start"] is None
-            ends = [_value(p, "CINPlanEndDate") for p in plans]
-            row["cin_plan_end"] = None if (not ends or None in ends) else max(ends)
-            cpp = d.findall("ChildProtectionPlans")
-            row["cp_plan_start"] = _first(cpp, "CPPstartDate")
-            row["cp_missing_start"] = bool(cpp) and row["cp_plan_start"] is None
-            ends = [_value(p, "CPPendDate") for p in cpp]
-            row["cp_plan_end"] = None if (not ends or None in ends) else max(ends)
-            row["cp_category"] = _first(cpp, "InitialCategoryOfAbuse")
-            row["cp_missing_category"] = bool(cpp) and row["cp_category"] is None
-            row["previous_cpp"] = _first(cpp, "NumberOfPreviousCPP")
-            rows.append(row)
-            for a in ass:
-                for f in a.iterfind("FactorsIdentifiedAtAssessment/AssessmentFactors"):
-                    code = (f.text or "").strip()
-                    if code:
-                        factors.append((len(rows) - 1, cc.READ_ALIASES.get(code, code)))
-    return rows, factors
-
-
-def _problems(flat: pd.DataFrame, fac: pd.DataFrame) -> pd.DataFrame:
-    """Rows ``(row, rule, element, value)`` for every record problem, in READ_RULES order."""
-    out = []
-
-    def add(mask, rule, element, values):
-        idx = np.flatnonzero(np.asarray(mask, bool))
-        vals = pd.Series(values).to_numpy(object)[idx] if values is not None else [None] * len(idx)
-        out.extend(zip(idx, [rule] * len(idx), [element] * len(idx), vals, strict=True))
-
-    ep = flat["has_episode"].to_numpy(bool)
-    add(flat["la_child_id"].isna(), "missing_element", "LAchildID", None)
-    add(
-        flat["dob"].isna() & flat["expected_dob"].isna(), "missing_element", "PersonBirthDate", None
-    )
-    gender_el = flat["year"].map(cc.gender_element)  # GenderCurrent to 2024, then Sex
-    for el in ("GenderCurrent", "Sex"):
-        add(flat["gender_code"].isna() & (gender_el == el), "missing_element", el, None)
-    add(flat["ethnic_code"].isna(), "missing_element", "Ethnicity", None)
-    add(ep & flat["referral_date"].isna(), "missing_element", "CINreferralDate", None)
-    for col, element in (
-        ("assessment_missing_start", "AssessmentActualStartDate"),
-        ("cin_plan_missing_start", "CINPlanStartDate"),
-        ("cp_missing_start", "CPPstartDate"),
-        ("cp_missing_category", "InitialCategoryOfAbuse"),
-    ):
-        add(ep & flat[col].fillna(False).astype(bool), "missing_element", element, None)
-    parsed = {}
-    for col, element in _DATE_COLUMNS.items():
-        raw = flat[col]
-        parsed[col] = _dates(raw)
-        add(raw.notna() & parsed[col].isna(), "bad_date", element, raw)
-    for el in ("GenderCurrent", "Sex"):
-        raw = flat["gender_code"].where(gender_el == el)
-        add(raw.notna() & ~raw.isin(list(cc.GENDER_CODES)), "unknown_code", el, raw)
-    codes = (
-        ("ethnic_code", "Ethnicity", set(cc.ETHNIC_CODES)),
-        ("referral_source", "ReferralSource", cc.SOURCE_CODES),
-        ("primary_need", "PrimaryNeedCode", cc.NEED_CODES),
-        ("closure_reason", "ReasonForClosure", cc.CLOSURE_CODES),
-        ("referral_nfa", "ReferralNFA", set(cc.BOOL_CODES)),
-        ("cp_category", "InitialCategoryOfAbuse", cc.CP_CODES),
-    )
-    for col, element, allowed in codes:
-        raw = flat[col]
-        add(raw.notna() & ~raw.isin(list(allowed)), "unknown_code", element, raw)
-    prev = flat["previous_cpp"]
-    add(
-        prev.notna() & ~prev.astype(str).str.fullmatch(r"\d+"),
-        "unknown_code",
-        "NumberOfPreviousCPP",
-        prev,
-    )
-    if len(fac):
-        bad = ~fac["factor"].isin(cc.FACTOR_CODES | set(cc.READ_ALIASES.values()))
-        for r, v in zip(fac.loc[bad, "row"], fac.loc[bad, "factor"], strict=True):
-            out.append((r, "unknown_code", "AssessmentFactors", v))
-    ref, clo = parsed["referral_date"], parsed["closure_date"]
-    add(
-        ep & (clo < ref).to_numpy(bool),
-        "closure_before_referral",
-        "CINclosureDate",
-        flat["closure_date"].astype(str)
-        + " before CINreferralDate "
-        + flat["referral_date"].astype(str),
-    )
-    p = pd.DataFrame(out, columns=["row", "rule", "element", "value"])
-    p["row"] = p["row"].astype(np.int64)
-    p["order"] = p["rule"].map({r: k for k, r in enumerate(READ_RULES)})
-    return p.sort_values(["order", "row"], kind="stable").drop(columns="order")
-
-
-def _dates(raw: pd.Series) -> pd.Series:
-    """``YYYY-MM-DD`` strings as dates; NaT for anything else or outside DATE_RANGE."""
-    d = pd.to_datetime(raw, format="%Y-%m-%d", errors="coerce")
-    return d.where((d >= DATE_RANGE[0]) & (d <= DATE_RANGE[1]))
-
-
-def _describe(flat: pd.DataFrame, p: pd.DataFrame, shown: int = 10) -> str:
-    lines = []
-    for r in p.head(shown).itertuples():
-        f = flat.iloc[r.row]
-        val = "" if r.value is None else f" value {r.value!r}"
-        lines.append(
-            f"{f['file']}:{f['episode_line'] if f['has_episode'] else f['line']} "
-            f"LAchildID {f['la_child_id']!r}: {r.element}{val}"
-        )
-    more = f" (and {len(p) - shown} more)" if len(p) > shown else ""
-    return "; ".join(lines) + more
 
 
 def read_returns(
@@ -451,8 +140,12 @@ def read_returns(
     if not files:
         raise fail("file_not_found", "no CIN returns (*.xml) given")
     numbers = {v: k for k, v in cc.dfe_numbers(lea_codes).items()}
-    rows, fac_rows, schema_rows, validation, file_errors = [], [], [], {}, []
-    rule_tables: dict = {}
+    rows: list[dict[str, Any]] = []
+    fac_rows: list[tuple[int, str]] = []
+    schema_rows: list[Any] = []
+    validation: dict[str, str] = {}
+    file_errors: list[dict[str, Any]] = []
+    rule_tables: dict[str, Any] = {}
     for path in files:
         try:
             root, doc, data = _parse(path)

@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import re
 import zlib
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -86,13 +87,13 @@ def _dates(s: pd.Series) -> np.ndarray:
 
 
 def _leaf(parent, tag: str, value: str) -> None:
-    """A leaf element (nothing for an empty value); lxml escapes the text."""
+    """Add a leaf element (nothing for an empty value); lxml escapes the text."""
     if value:
         etree.SubElement(parent, tag).text = value
 
 
 def _ethnic_codes(children: pd.DataFrame, seed: int) -> np.ndarray:
-    """A 4-letter code per child drawn within its broad group (deterministic for ``seed``)."""
+    """Draw a 4-letter code per child within its broad group (deterministic for ``seed``)."""
     rng = np.random.default_rng([seed, 47])
     out = np.full(len(children), "NOBT", dtype=object)
     eth = children["ethnicity"].astype(object).to_numpy()
@@ -103,13 +104,18 @@ def _ethnic_codes(children: pd.DataFrame, seed: int) -> np.ndarray:
     return out
 
 
+def _write_bytes(data: bytes, tmp: str) -> None:
+    """Write ``data`` to the file ``tmp`` (for :func:`~socialgradient.util.files.atomic_write`)."""
+    Path(tmp).write_bytes(data)
+
+
 def upn_check_letter(digits: str) -> str:
-    """The DfE check letter of a UPN's characters 2-13 (weights 2-13, sum mod 23)."""
+    """Return the DfE check letter of a UPN's characters 2-13 (weights 2-13, sum mod 23)."""
     return _UPN_CHECK[sum(int(c) * w for c, w in zip(digits, range(2, 14), strict=True)) % 23]
 
 
 def _upns(children: pd.DataFrame, lea: np.ndarray, seed: int) -> np.ndarray:
-    """A UPN per child of school age, the same in every year ('' for none).
+    """Return a UPN per child of school age, the same in every year ('' for none).
 
     Characters 2-4 are the LA's DfE number, 5 a ``2``, 6-13 the child identifier's last eight
     digits (a CRC of the identifier where it has none), so UPNs are unique within a return and
@@ -236,7 +242,7 @@ def _header(root, lea: str, year: int) -> None:
 def _return_bytes(
     lea: str, year: int, rows: np.ndarray, episodes: _Episodes, by_child: dict, child_info: dict
 ) -> bytes:
-    """The XML document of one return: header, then the children at positions ``rows``."""
+    """Return the XML document of one return: header, then the children at positions ``rows``."""
     root = etree.Element("Message")
     _header(root, lea, year)
     kids = etree.SubElement(root, "Children")
@@ -333,7 +339,7 @@ def write_returns(
             numbers[str(la)], int(year), np.sort(idx), episodes, by_child, child_info
         )
         path = out / f"{la}_{int(year)}.xml"
-        atomic_write(path, lambda tmp, b=data: Path(tmp).write_bytes(b))
+        atomic_write(path, partial(_write_bytes, data))
         paths.append(path)
     lsoa = ch[["la", "year", "child_id", "lsoa"]]
     atomic_write(

@@ -54,8 +54,10 @@ _THOUSANDS = r"^([+-]?[0-9]{1,3}(?:,[0-9]{3})+)(\.[0-9]*)?$"
 
 
 def drop_thousands(text: pd.Series) -> pd.Series:
-    """Remove thousands separators from well-grouped numbers (``"29,199"``); any other comma
-    (``"1,2,3"``, ``"12,5"``) is kept, so the value is refused as not a number."""
+    """Remove thousands separators from well-grouped numbers (``"29,199"``).
+
+    Any other comma (``"1,2,3"``, ``"12,5"``) is kept, so the value is refused as not a number.
+    """
     grouped = text.str.match(_THOUSANDS).fillna(False).to_numpy(bool)
     return text.where(~grouped, text.str.replace(",", "", regex=False))
 

@@ -34,7 +34,9 @@ from __future__ import annotations
 
 import gzip
 import json
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -91,9 +93,12 @@ def _path(shared: Path, key: str, required: bool = True) -> Path | None:
     return found
 
 
-def _errors(steps) -> list[InputError]:
+def _errors(
+    steps: Iterable[tuple[str, Callable[[], Any]]],
+) -> tuple[dict[str, Any], list[InputError]]:
     """Run every ``(name, callable)``; return results and the InputErrors, not stopping."""
-    results, errors = {}, []
+    results: dict[str, Any] = {}
+    errors: list[InputError] = []
     for name, step in steps:
         try:
             results[name] = step()
@@ -170,7 +175,10 @@ def build_neighbourhoods(
         err.errors = errors
         raise err
     iod, ltla = got["iod"], got["ltla_utla"]
-    report = {"sources": {**paths, "iod": iod.attrs.get("sources", [])}, "la_year": la_year}
+    report: dict[str, Any] = {
+        "sources": {**paths, "iod": iod.attrs.get("sources", [])},
+        "la_year": la_year,
+    }
 
     geo = iod.copy()
     n_read = len(geo)
@@ -308,8 +316,10 @@ def _validate(table: pd.DataFrame, outcomes: list[str]) -> pd.DataFrame:
 
 
 def write(table: pd.DataFrame, report: dict, out, report_path=None) -> None:
-    """Write the table (``.parquet``, ``.csv`` or ``.csv.gz``) and the report (JSON), each
-    atomically (a temporary file renamed into place)."""
+    """Write the table (``.parquet``, ``.csv`` or ``.csv.gz``) and the report (JSON).
+
+    Each atomically (a temporary file renamed into place).
+    """
     out = Path(out)
     name = out.name.lower()
     if not name.endswith((".parquet", ".csv", ".csv.gz")):
@@ -329,7 +339,7 @@ def write(table: pd.DataFrame, report: dict, out, report_path=None) -> None:
 
 
 def summary(report: dict) -> str:
-    """A few lines for the terminal."""
+    """Return a few lines on the build for the terminal."""
     r = report["rows"]
     lines = [
         f"LSOAs read {r['read']}, linked {r['linked']}, unmatched {r['unmatched']}, "

@@ -156,8 +156,11 @@ def read_dfe_table(
     category: str | None = None,
     required=(),
 ) -> pd.DataFrame:
-    """Read one DfE table (``table`` a :data:`DFE_TABLES` key, else guessed from the file
-    name) into the long format of this module, rows of geographic ``level`` only."""
+    """Read one DfE table into the long format of this module.
+
+    ``table`` is a :data:`DFE_TABLES` key, else guessed from the file name; only the rows of
+    geographic ``level`` are kept.
+    """
     path = Path(path)
     if table is None:
         hits = [
@@ -297,8 +300,11 @@ def read_population(path, level: str = "Local authority") -> pd.DataFrame:
 
 
 def read_dfe_csc(folder, tables=None, level: str = "Local authority") -> pd.DataFrame:
-    """Every table of :data:`DFE_TABLES` found in ``folder`` (``tables``: keys to require),
-    concatenated in the long format; ``attrs['tables']`` lists those read."""
+    """Read every table of :data:`DFE_TABLES` found in ``folder``, in the long format.
+
+    ``tables``: the keys to require. The tables are concatenated; ``attrs['tables']`` lists
+    those read.
+    """
     folder = Path(folder)
     wanted = list(tables) if tables is not None else list(DFE_TABLES)
     out, used = [], []

@@ -37,6 +37,8 @@ _IOD = (
 
 
 class Entry(NamedTuple):
+    """One public file: its URL, where it goes, its sha256 (None: not pinned), its publisher."""
+
     url: str
     dest: str  # path under the shared data folder
     sha256: str | None

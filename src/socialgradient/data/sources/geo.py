@@ -16,7 +16,7 @@ information licensed under the Open Government Licence v3.0 (ONS).
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -150,8 +150,10 @@ def read_lsoa_lad(path) -> pd.DataFrame:
 
 
 def read_lsoa_utla(path) -> pd.DataFrame:
-    """ONS *LSOA (2011) to UTLA (2019)* best-fit lookup (E+W): ``lsoa, lsoa_name, utla,
-    utla_name``."""
+    """Read the ONS *LSOA (2011) to UTLA (2019)* best-fit lookup (E+W).
+
+    Columns ``lsoa, lsoa_name, utla, utla_name``.
+    """
     layout = {
         "LSOA11CD": ("lsoa", "lsoa"),
         "LSOA11NM": ("lsoa_name", "str"),
@@ -162,8 +164,10 @@ def read_lsoa_utla(path) -> pd.DataFrame:
 
 
 def read_ltla_utla(path) -> pd.DataFrame:
-    """ONS *LTLA to UTLA* lookup of any year (``LTLA19CD``/``UTLA19CD``, ``LTLA23CD``...):
-    ``lad, lad_name, utla, utla_name`` (one row per lower-tier LA); ``attrs['year']``."""
+    """Read the ONS *LTLA to UTLA* lookup of any year (``LTLA19CD``/``UTLA19CD``, ...).
+
+    Columns ``lad, lad_name, utla, utla_name`` (one row per lower-tier LA); ``attrs['year']``.
+    """
     from socialgradient.data.sources.base import read_csv_text
 
     header = list(read_csv_text(path, "ONS LTLA->UTLA lookup").columns)
@@ -314,7 +318,7 @@ def harmonised_la(
             c = parent[c]
         return c
 
-    names = {}
+    names: dict[str, str] = {}
     for c in links:
         names.setdefault(c.old, c.old_name)
         names[c.new] = c.new_name
@@ -338,7 +342,7 @@ def harmonised_la(
             units[m] = (unit, name)
     series = pd.Series(codes).astype(str)
     out = series.map(lambda c: units.get(c, (c, ""))[0]).rename("unit")
-    info = {}
+    info: dict[str, dict[str, Any]] = {}
     for m, (unit, name) in sorted(units.items()):
         info.setdefault(unit, {"name": name, "members": []})["members"].append(m)
     return out, info

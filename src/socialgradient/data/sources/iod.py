@@ -27,6 +27,7 @@ Contains public sector information licensed under the Open Government Licence v3
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -60,7 +61,7 @@ _POP = {
 _IDACI = "Income Deprivation Affecting Children Index (IDACI)"
 
 #: Published layouts: {published column: (our column, kind, options)}.
-LAYOUTS = {
+LAYOUTS: dict[int, dict[str, tuple[Any, ...]]] = {
     1: {
         **_CODES,
         "Index of Multiple Deprivation (IMD) Rank": ("imd_rank", "number", _RANK),
@@ -186,7 +187,7 @@ def read_iod(folder) -> pd.DataFrame:
     table = read_iod_file(paths[1], 1)
     used = [str(paths[1])]
     score = find_file(folder, FILE_NAMES[5])
-    extra = [
+    extra: list[tuple[int | str, Path | None]] = [
         (6, paths[6]),
         (3, find_file(folder, FILE_NAMES[3])),
         (2, find_file(folder, FILE_NAMES[2])),
@@ -206,7 +207,7 @@ def read_iod(folder) -> pd.DataFrame:
         if path is None:
             continue
         other = (
-            read_iod_file(path, number) if number != "mySociety" else read_mysociety_scores(path)
+            read_iod_file(path, number) if isinstance(number, int) else read_mysociety_scores(path)
         )
         table = _join(table, other, str(path))
         used.append(str(path))

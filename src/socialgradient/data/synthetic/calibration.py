@@ -1,4 +1,4 @@
-"""Per-LA calibration table for the synthetic England, derived from public LSOA data.
+r"""Per-LA calibration table for the synthetic England, derived from public LSOA data.
 
 The synthetic generator (:mod:`socialgradient.data.synthetic.england`) needs, for each of England's
 children's services local authorities (LAs), how many neighbourhoods (2011 LSOAs) it has, how
@@ -23,7 +23,7 @@ Licence v.3.0, contains OS data (c) Crown copyright and database right 2020.
 
 Regenerate the committed table (run from the repository root)::
 
-    python -m socialgradient.data.synthetic.calibration \\
+    python -m socialgradient.data.synthetic.calibration \
         ../shared/data src/socialgradient/data/synthetic/la_calibration.csv
 """
 
@@ -340,6 +340,7 @@ def read_calibration(path) -> pd.DataFrame:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Build the calibration table from a shared data folder and write it (command line)."""
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 2:
         log.error(

@@ -27,6 +27,7 @@ here (``truth["density"]``, ``truth["la_indicators"]``); ``simulate`` merges the
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -59,7 +60,7 @@ AREA_MODEL = dict(
 #: value = inverse_link(link(level) + coef_m_c * m_c + coef_intensity * intensity + noise_sd *
 #: e), e ~ N(0, 1), with the agency-share and turnover noises correlated NOISE_CORR. Levels are
 #: plausible orders of magnitude chosen for illustration, not calibrated to any data here.
-LA_INDICATORS = {
+LA_INDICATORS: dict[str, dict[str, Any]] = {
     "spend_per_child": dict(
         link="log",
         level=900.0,

@@ -160,7 +160,7 @@ class Synthetic:
 
 
 def load_calibration() -> pd.DataFrame:
-    """The committed per-LA calibration table (package data ``la_calibration.csv``)."""
+    """Read the committed per-LA calibration table (package data ``la_calibration.csv``)."""
     source = resources.files("socialgradient.data.synthetic") / "la_calibration.csv"
     with source.open("r", encoding="utf-8") as f:
         return pd.read_csv(f, comment="#", dtype={"la": str, "la_name": str})
@@ -219,8 +219,10 @@ def _neighbourhoods(rng: np.random.Generator, cal: pd.DataFrame, scale: float) -
 
 
 def _threshold_truth(p: dict) -> dict:
-    """A threshold's truth from its parameters (as in :data:`PARAMETERS`; ``b_x`` optional,
-    :data:`B_X` when absent)."""
+    """Return a threshold's truth from its parameters.
+
+    The parameters are as in :data:`PARAMETERS`; ``b_x`` is optional (:data:`B_X` when absent).
+    """
     b_w = math.log(p["gradient"])
     b_x = p.get("b_x", B_X)
     return {
@@ -241,9 +243,11 @@ def _threshold_truth(p: dict) -> dict:
 
 
 def la_effects(t: dict, m_c: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """LA intercepts and slopes ``(a_la, b_la)`` ~ MVN((a + b_b m_c, b_w + b_x m_c), Sigma)
-    of a threshold's truth ``t`` (``sigma_a``, ``sigma_b``, ``rho``), from standard normal
-    draws ``e`` (dims la x 2)."""
+    """Return LA intercepts and slopes ``(a_la, b_la)`` of a threshold's truth ``t``.
+
+    ``(a_la, b_la)`` ~ MVN((a + b_b m_c, b_w + b_x m_c), Sigma) with ``sigma_a``, ``sigma_b``
+    and ``rho`` of ``t``, from standard normal draws ``e`` (dims la x 2).
+    """
     sa, sb, rho = t["sigma_a"], t["sigma_b"], t["rho"]
     a_la = t["a"] + t["b_b"] * m_c + sa * e[:, 0]
     b_la = t["b_w"] + t["b_x"] * m_c + sb * (rho * e[:, 0] + math.sqrt(1 - rho**2) * e[:, 1])
@@ -355,18 +359,20 @@ def simulate(
 
 
 def write(synthetic: Synthetic, out_dir) -> None:
-    """Write ``neighbourhoods.parquet``, ``las.parquet`` (when ``synthetic.las`` is set) and
-    ``truth.json`` into ``out_dir``, each atomically, in that order."""
+    """Write ``neighbourhoods.parquet``, ``las.parquet`` and ``truth.json`` into ``out_dir``.
+
+    ``las.parquet`` only when ``synthetic.las`` is set; each atomically, in that order.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(
         out / "neighbourhoods.parquet",
         lambda tmp: synthetic.table.to_parquet(tmp, index=False, compression="zstd"),
     )
-    if synthetic.las is not None:
+    las = synthetic.las
+    if las is not None:
         atomic_write(
-            out / "las.parquet",
-            lambda tmp: synthetic.las.to_parquet(tmp, index=False, compression="zstd"),
+            out / "las.parquet", lambda tmp: las.to_parquet(tmp, index=False, compression="zstd")
         )
     text = json.dumps(synthetic.truth, indent=1) + "\n"
     atomic_write(
@@ -375,6 +381,7 @@ def write(synthetic: Synthetic, out_dir) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Simulate synthetic England and write it (command line: ``OUT [SEED [SCALE]]``)."""
     argv = sys.argv[1:] if argv is None else argv
     out = argv[0] if argv else "data"
     seed = int(argv[1]) if len(argv) > 1 else DEFAULT_SEED

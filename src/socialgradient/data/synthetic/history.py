@@ -60,7 +60,7 @@ def _band(age: np.ndarray) -> np.ndarray:
 
 
 def _match(pairs: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
-    """A random one-to-one subset of candidate ``pairs`` (columns ``a``, ``b``), maximal."""
+    """Return a random one-to-one subset of candidate ``pairs`` (columns ``a``, ``b``), maximal."""
     pairs = pairs.assign(_k=rng.random(len(pairs))).sort_values("_k", kind="stable")
     chosen = []
     while len(pairs):
@@ -114,7 +114,7 @@ def _cross_year(rng, cur: dict, prev: dict, ever_cp: set) -> pd.DataFrame:
 
 
 def _pairs(a: pd.DataFrame, b: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """The admissible (a, b) pairs among those sharing ``keys``."""
+    """Return the admissible (a, b) pairs among those sharing ``keys``."""
     drop = [c for c in ("la", "lsoa") if c not in keys]
     pairs = a.drop(columns=drop).merge(b.drop(columns=drop), on=keys)
     days = (pairs["r1"] - pairs["r0"]).dt.days
@@ -262,8 +262,11 @@ def link(rng: np.random.Generator, parts: dict, lsoa_hr: pd.Series) -> dict:
 
 
 def _rename(cur: dict, previous_children: pd.DataFrame, linked: pd.DataFrame) -> None:
-    """Give each matched year-t child (``a``) its previous-year identity (``b``): the id, the
-    date of birth and the age one year on, in the children, episodes and factors tables."""
+    """Give each matched year-t child (``a``) its previous-year identity (``b``).
+
+    The id, the date of birth and the age one year on, in the children, episodes and factors
+    tables.
+    """
     if not len(linked):
         return
     new_id = pd.Series(linked["b"].to_numpy(), index=linked["a"].to_numpy())

@@ -42,7 +42,10 @@ def sample_las(calibration: pd.DataFrame | None = None) -> list[str]:
 
 
 def restrict(records: Records, las) -> Records:
-    """The rows of ``records`` in the LAs ``las`` (all tables); truth gains ``sample_las``."""
+    """Return the rows of ``records`` in the LAs ``las`` (all tables).
+
+    The truth gains ``sample_las``.
+    """
     las = list(las)
     children = records.children[records.children["la"].isin(las)].reset_index(drop=True)
     keys = children[["year", "child_id"]]
@@ -70,11 +73,12 @@ def restrict(records: Records, las) -> Records:
 
 
 def build() -> Records:
-    """The committed sample, rebuilt from the default seed."""
+    """Rebuild the committed sample from the default seed."""
     return restrict(simulate_records(seed=england.DEFAULT_SEED, years=YEARS), sample_las())
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Rebuild the committed sample and write it (command line: ``[OUT]``)."""
     argv = sys.argv[1:] if argv is None else argv
     out = argv[0] if argv else "data/records_sample"
     records = build()

@@ -26,6 +26,8 @@ the child's earliest referral of the year (pre-birth referrals are real; earlier
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 
 DAY = np.timedelta64(1, "D")
@@ -33,8 +35,11 @@ DAY = np.timedelta64(1, "D")
 PREBIRTH_DAYS = 280
 
 
-def weekday(d: np.ndarray, roll: str) -> np.ndarray:
-    """The date itself if a weekday, else the next (``forward``) or previous (``backward``)."""
+def weekday(d: np.ndarray, roll: Literal["forward", "backward"]) -> np.ndarray:
+    """Return the date itself if a weekday, else the next or previous weekday.
+
+    The next with ``roll="forward"``, the previous with ``roll="backward"``.
+    """
     return np.busday_offset(np.asarray(d, "datetime64[D]"), 0, roll=roll)
 
 
