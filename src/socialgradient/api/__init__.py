@@ -16,6 +16,7 @@ census returns' :mod:`socialgradient.api.census`, all importable from here.
 >>> spec = sg.load_spec("models/strata_age_band.toml")  # a spec with a [records] table
 >>> agg = sg.records_table(spec)                     # .table, .truth, .dropped, .linkage
 >>> sg.assert_converged(tree); sg.assert_ppc(tree)   # for your own test suite
+>>> sg.compare(tree, "out/other")                   # PSIS-LOO of two fits of the same rows
 
 The between-LA panel on the published DfE tables has its own calls (``sg.load_panel_spec``,
 ``sg.build_panel``, ``sg.fit_panel``, ``sg.gradient_by_year``, ``sg.write_panel``, ...), as do
@@ -62,6 +63,7 @@ from socialgradient.model.data import NeighbourhoodData
 from socialgradient.release import joint as joint_release
 from socialgradient.release import report
 from socialgradient.results import checks
+from socialgradient.results import compare as _compare
 from socialgradient.results.testing import assert_converged, assert_covers, assert_ppc  # noqa: F401 (API)
 from socialgradient.sampling import fit as _fit
 from socialgradient.sampling import joint as joint_fit
@@ -339,3 +341,39 @@ def write(tree: xr.DataTree, out_dir, **kwargs) -> dict:
     if joint_fit.outcomes(tree):
         return joint_release.write(tree, out_dir, **kwargs)
     return report.write(tree, out_dir, **kwargs)
+
+
+def compare(a, b, names: tuple[str, str] = ("A", "B")) -> dict:
+    """Compare two fits of the same rows by PSIS-LOO: ``elpd_diff``, its ``se``, Pareto k.
+
+    Any two fits that predict the same rows (the same observed counts, row labels and
+    order) can be compared: other covariates or moderators, another family, strata of the
+    model terms, priors. What the numbers mean: :mod:`socialgradient.results.compare`.
+
+    Parameters
+    ----------
+    a, b : DataTree, str or Path
+        Fits, output folders written by ``fit``, ``run`` or ``suite`` (their manifests are
+        checked), or saved fits (``posterior.nc``).
+    names : tuple of str
+        Labels of the two fits in the result.
+
+    Returns
+    -------
+    dict
+        ``elpd_diff`` (elpd of ``a`` minus ``b``: positive favours ``a``), ``se``, ``z``,
+        ``preferred`` (a name when abs(elpd_diff) > 2 se, else None), ``fits`` (each fit's
+        elpd, se, p_loo and ``pareto_k`` counts at ArviZ's sample-size threshold), ``rows``
+        (how many and how they are identified) and ``meaning``.
+
+    Raises
+    ------
+    ValueError
+        When the fits predict different rows, or a folder is not a whole output set.
+
+    Examples
+    --------
+    >>> out = sg.compare("out/referrals", "out/referrals_rural")
+    >>> out["elpd_diff"], out["se"], out["preferred"]
+    """
+    return _compare.compare(a, b, names)
