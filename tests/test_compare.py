@@ -132,3 +132,22 @@ def test_compare_reads_saved_fits_and_the_command(tmp_path, capsys):
     assert main(["compare", str(a), str(b)]) == 2
     assert "same rows" in capsys.readouterr().err
     assert main(["compare", str(a), str(tmp_path / "missing")]) == 2
+
+
+def test_compare_reads_output_sets_and_refuses_an_altered_one(tmp_path):
+    from socialgradient.util import outputs
+
+    sets = {}
+    for family in ("negbin", "poisson"):
+        tree = fake_tree(family=family)
+        sets[family] = tmp_path / family
+        with outputs.Writer(sets[family], spec_hash="s", data_hash=tree.attrs["data_hash"]) as w:
+            (w.release / "summary.json").write_text("{}\n", encoding="utf-8", newline="\n")
+            save(tree, w.internal / "posterior.nc")
+            w.commit()
+    out = compare.compare(sets["negbin"], sets["poisson"], names=("negbin", "poisson"))
+    trees = fake_tree(family="negbin"), fake_tree(family="poisson")
+    assert out["elpd_diff"] == pytest.approx(compare.compare(*trees)["elpd_diff"])
+    (sets["poisson"] / "release" / "summary.json").write_text("{}\n\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="poisson"):
+        compare.compare(sets["negbin"], sets["poisson"])
