@@ -314,7 +314,7 @@ def parser() -> argparse.ArgumentParser:
         "--names",
         action=ListOption,
         default=["A", "B"],
-        help="labels of the two fits, a comma list (default A,B)",
+        help="labels of the two fits, a comma list",
     )
 
     vf = command(

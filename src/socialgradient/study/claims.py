@@ -40,6 +40,7 @@ import xarray as xr
 from socialgradient.data.records import CP_CATEGORIES, FACTORS
 from socialgradient.results import gradients
 from socialgradient.study.catalogue import Finding
+from socialgradient.study.truths import LOCAL
 
 #: region of practical equivalence of a ratio of gradients: a factor of 1.05 either way
 ROPE = (1 / 1.05, 1.05)
@@ -267,6 +268,10 @@ def _gender_inside(t: dict) -> float:
 
 INDICATOR = "truth: 1 if the claim holds in the synthetic truth, 0 if not"
 RANK = f"{INDICATOR} (over the strata the spec stacks)"
+FACTORS_FITTED = (
+    f"{RANK}; needs_factors stacks neglect and a child's physical disability only, so this is "
+    "P(neglect steeper than physical disability) until the spec stacks every factor"
+)
 ROPE_TEXT = f"region of practical equivalence: a factor of 1.05 either way ({json.dumps(ROPE)})"
 CP_NAMES = [v[0] for v in CP_CATEGORIES.values()]
 
@@ -298,7 +303,7 @@ CLAIMS: tuple[Finding, ...] = (
         "needs_factors",
         "claims.steepest.factor_neglect",
         _is_extreme("needs_factors", "factor_neglect", "steepest"),
-        note=RANK,
+        note=FACTORS_FITTED,
     ),
     Finding(
         "needs",
@@ -306,7 +311,7 @@ CLAIMS: tuple[Finding, ...] = (
         "cp_categories",
         "claims.steepest.cp_neglect",
         _is_extreme("cp_categories", "cp_neglect", "steepest"),
-        note=RANK,
+        note=f"{RANK}, by the categories' local gradients at w = 0",
     ),
     *(
         Finding(
@@ -316,7 +321,7 @@ CLAIMS: tuple[Finding, ...] = (
             "cp_categories",
             f"claims.flattest.cp_{name}",
             _is_extreme("cp_categories", f"cp_{name}", "flattest"),
-            note=RANK,
+            note=f"{RANK}, by the categories' local gradients at w = 0; {LOCAL}",
         )
         for name in CP_NAMES
     ),
