@@ -52,9 +52,12 @@ from socialgradient.study.truths import _la_outcome  # noqa: F401
 
 log = logging.getLogger(__name__)
 
-#: every row of the findings table: the catalogue's findings, then the claims as
-#: probabilities (:mod:`socialgradient.study.claims`)
-FINDINGS: tuple[Finding, ...] = catalogue.FINDINGS + CLAIMS
+_THEMES = list(dict.fromkeys(f.theme for f in catalogue.FINDINGS + CLAIMS))
+#: every row of the findings table: the catalogue's findings with the claims as
+#: probabilities (:mod:`socialgradient.study.claims`) at the end of their theme's rows
+FINDINGS: tuple[Finding, ...] = tuple(
+    sorted(catalogue.FINDINGS + CLAIMS, key=lambda f: _THEMES.index(f.theme))
+)
 
 COLUMNS = (
     "theme",
