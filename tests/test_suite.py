@@ -153,11 +153,18 @@ def test_suite_builds_record_tables_once_and_writes_findings(data, tmp_path):
     assert report["records"]["scale"] == 0.05
     assert report["rows"] > 0
     found = pd.read_csv(out / "findings.csv")
-    assert found["spec"].tolist() == ["strata_gender"]
+    assert found["spec"].tolist() == ["strata_gender", "strata_gender"]
     row = found.iloc[0]
     assert row["quantity"] == "stratum_contrast.M/F"
     assert row["truth"] == 1.0
     assert row["lo95"] <= row["median"] <= row["hi95"]
+    # the claim "no gender difference" as the posterior mass in the ROPE, from the draws of
+    # the spec's internal/posterior.nc
+    claim = found.iloc[1]
+    assert claim["quantity"] == "claims.equivalent.M/F"
+    assert 0 <= claim["median"] <= 1
+    assert pd.isna(claim["lo95"])
+    assert claim["truth"] == 1.0  # the records' M/F gradient ratio is 1: inside [0.952, 1.05]
     assert "No gender difference" in (out / "findings.md").read_text()
     assert (out / "figures" / "findings_children.png").stat().st_size > 0
     # resumed: the table is read from the cache and nothing is refitted

@@ -53,6 +53,7 @@ from socialgradient.api.panel import (  # noqa: F401 (API)
     summarise_panel,
     write_panel,
 )
+from socialgradient.api.publishing import publish  # noqa: F401 (API)
 from socialgradient.data import schema
 from socialgradient.data.census import linkage
 from socialgradient.data.synthetic import england, records
@@ -62,6 +63,7 @@ from socialgradient.model.data import NeighbourhoodData
 from socialgradient.release import joint as joint_release
 from socialgradient.release import report
 from socialgradient.results import checks
+from socialgradient.results import compare as _compare
 from socialgradient.results.testing import assert_converged, assert_covers, assert_ppc  # noqa: F401 (API)
 from socialgradient.sampling import fit as _fit
 from socialgradient.sampling import joint as joint_fit
@@ -341,38 +343,37 @@ def write(tree: xr.DataTree, out_dir, **kwargs) -> dict:
     return report.write(tree, out_dir, **kwargs)
 
 
-def publish(out_dir, site_dir, **kwargs) -> dict:
-    """Publish an output set's ``release/`` as a static website and EES data files.
+def compare(a, b, names: tuple[str, str] = ("A", "B")) -> dict:
+    """Compare two fits of the same rows by PSIS-LOO: ``elpd_diff``, its ``se``, Pareto k.
+
+    Any two fits that predict the same rows (the same observed counts, row labels and
+    order) can be compared: other covariates or moderators, another family, strata of the
+    model terms, priors. What the numbers mean: :mod:`socialgradient.results.compare`.
 
     Parameters
     ----------
-    out_dir : path-like
-        A verified output set (the folder :func:`write` wrote); never its ``internal/``.
-    site_dir : path-like
-        The site's folder (created, or replaced if a previous site is there).
-    **kwargs
-        ``year`` (reporting year of the EES files), ``boundaries`` (the ONS boundary file
-        for the map): see :func:`socialgradient.release.publish.publish`.
+    a, b : DataTree, str or Path
+        Fits, output folders written by ``fit``, ``run`` or ``suite`` (their manifests are
+        checked), or saved fits (``posterior.nc``).
+    names : tuple of str
+        Labels of the two fits in the result.
 
     Returns
     -------
     dict
-        The site's path, its number of pages, LAs and figures, and the EES screening results.
+        ``elpd_diff`` (elpd of ``a`` minus ``b``: positive favours ``a``), ``se``, ``z``,
+        ``preferred`` (a name when abs(elpd_diff) > 2 se, else None), ``fits`` (each fit's
+        elpd, se, p_loo and ``pareto_k`` counts at ArviZ's sample-size threshold), ``rows``
+        (how many and how they are identified) and ``meaning``.
 
     Raises
     ------
-    OutputSetError
-        ``out_dir`` is not a verified output set.
-    PublishError
-        ``out_dir`` is an ``internal/`` or ``release/`` folder, ``site_dir`` is not ours to
-        replace, or the EES files fail DfE's screening checks.
-    DisclosureError
-        The built site fails the release scans (nothing is written then).
+    ValueError
+        When the fits predict different rows, or a folder is not a whole output set.
 
     Examples
     --------
-    >>> sg.publish("out", "site")  # doctest: +SKIP
+    >>> out = sg.compare("out/referrals", "out/referrals_rural")
+    >>> out["elpd_diff"], out["se"], out["preferred"]
     """
-    from socialgradient.release.publish import publish as _publish
-
-    return _publish(out_dir, site_dir, **kwargs)
+    return _compare.compare(a, b, names)

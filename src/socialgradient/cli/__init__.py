@@ -20,6 +20,8 @@ Every command that writes results writes an output set (:mod:`socialgradient.uti
 ``internal/`` (:mod:`socialgradient.release.table_sets`), which ``fit DIR`` reads.
 * ``calibrate --out DIR [--replicates 100] [--model national|binomial]``: the calibration
   study on simulated England-sized data sets, run on Dask (:mod:`socialgradient.study.calibrate`).
+* ``compare A B [--json FILE]``: PSIS-LOO comparison of two fits of the same rows
+  (:mod:`socialgradient.results.compare`): ``elpd_diff``, its se, the Pareto-k counts.
 * ``run``: the main job. Fits the national negative-binomial model of referrals on the
   embedded default data, plus the Poisson model for a LOO comparison, and prints the
   headline table and verdict.
@@ -39,6 +41,7 @@ import sys
 from socialgradient.cli.commands import (  # noqa: F401
     _calibrate,
     _cluster,
+    _compare,
     _fit,
     _fit_and_write,
     _headline,
@@ -110,6 +113,8 @@ def _dispatch(args) -> int:
             f"data passing {len(built['screening'])} screening checks"
         )
         return 0
+    if args.command == "compare":
+        return _compare(args)
     if args.command == "data":
         return _data(args)
     if args.command == "census":

@@ -1,6 +1,6 @@
 """The commands that fit, simulate or read fits.
 
-``run``, ``fit``, ``simulate``, ``suite``, ``calibrate``, ``report`` and ``verify``
+``run``, ``fit``, ``simulate``, ``suite``, ``calibrate``, ``report``, ``compare`` and ``verify``
 (:mod:`socialgradient.cli` dispatches to them).
 """
 
@@ -150,6 +150,23 @@ def _verify(args) -> int:
             print(f"  - {problem}", file=sys.stderr)
         return 1
     print(outputs.summary(args.dir, manifest))
+    return 0
+
+
+def _compare(args) -> int:
+    """``compare A B [--json FILE]``: :func:`socialgradient.results.compare.compare`."""
+    from socialgradient.results import compare
+    from socialgradient.util.files import atomic_write
+
+    if len(args.names) != 2:
+        raise ValueError(f"compare: --names takes two labels, got {args.names}")
+    result = compare.compare(args.a, args.b, names=tuple(args.names))
+    print(compare.text(result))
+    if args.json is not None:
+        text = json.dumps(result, indent=2) + "\n"
+        atomic_write(
+            args.json, lambda tmp: Path(tmp).write_text(text, encoding="utf-8", newline="\n")
+        )
     return 0
 
 

@@ -302,6 +302,21 @@ def parser() -> argparse.ArgumentParser:
     ca.add_argument("--chains", type=int, help="chains (default 4)")
     ca.add_argument("--seed", type=int, default=2021, help="first replicate's seed")
 
+    cp = command(
+        "compare",
+        "compare two fits of the same rows by PSIS-LOO: elpd_diff, its se and the Pareto-k "
+        "counts at ArviZ's sample-size threshold (refuses fits of different rows)",
+    )
+    cp.add_argument("a", type=Path, help="an output folder (or posterior.nc) of the first fit")
+    cp.add_argument("b", type=Path, help="an output folder (or posterior.nc) of the second fit")
+    cp.add_argument("--json", type=Path, help="also write the comparison here as JSON")
+    cp.add_argument(
+        "--names",
+        action=ListOption,
+        default=["A", "B"],
+        help="labels of the two fits, a comma list",
+    )
+
     vf = command(
         "verify",
         "check an output set, read-only: every file listed in its "

@@ -263,7 +263,11 @@ def group_totals(v: xr.DataArray, codes: np.ndarray, labels, dim: str) -> xr.Dat
 
 
 def loo_compare(fits: dict[str, xr.DataTree]) -> pd.DataFrame:
-    """PSIS-LOO comparison of fits of the same data (e.g. Poisson vs negative binomial).
+    """PSIS-LOO comparison of fits of the same rows (e.g. Poisson vs negative binomial).
+
+    Fits are compared when they predict the same rows: the same observed counts with the same
+    row labels, in order (:func:`socialgradient.results.compare.row_identity`), whatever
+    their covariates, moderators, family or priors; fits of different rows are refused.
 
     Returns ArviZ's comparison table (``elpd``, ``p``, ``elpd_diff``, ``weight``,
     ``diag_elpd``, ...), best first, plus ``good_k``, ArviZ's Pareto-k threshold for the
@@ -271,12 +275,16 @@ def loo_compare(fits: dict[str, xr.DataTree]) -> pd.DataFrame:
     k above it (an unreliable PSIS estimate). Each fit's LOO is computed once, from its
     pointwise log-likelihood (computed here for a fit without one).
     """
+    from socialgradient.results.compare import ROWS, row_identity
     from socialgradient.sampling.fit import with_log_likelihood
 
     fits = {name: with_log_likelihood(tree) for name, tree in fits.items()}
-    hashes = {tree.attrs["data_hash"] for tree in fits.values()}
-    if len(hashes) != 1:
-        raise ValueError(f"LOO compares fits of the same data; got data hashes {sorted(hashes)}")
+    ids = {name: row_identity(tree) for name, tree in fits.items()}
+    if len(set(ids.values())) != 1:
+        raise ValueError(
+            f"LOO compares fits of the same rows; got row identities {ids}. Rows are "
+            f"identified by {ROWS}"
+        )
     with warnings.catch_warnings():
         # ArviZ warns when some Pareto k is high; the table reports how many, per model.
         warnings.filterwarnings("ignore", "Estimated shape parameter of Pareto", UserWarning)

@@ -1,8 +1,12 @@
 """The catalogue of the study's findings: one :class:`Finding` a row.
 
 Each row ties a finding of the study to the spec whose ``release/summary.json`` answers it,
-the quantity (a dotted path into that summary), the study's figure where it published one,
-and the truth of the synthetic data (:mod:`socialgradient.study.truths`).
+the quantity (a dotted path into that summary), the study's figure wherever it published one
+(the gradients of neglect 1.84 and of a child's physical disability 1.47 at assessment, of CP
+plans for neglect 1.98 and sexual abuse 1.62, and their ratios, as for White and Black
+children), and the truth of the synthetic data (:mod:`socialgradient.study.truths`). The
+claims as probabilities (rankings, the LA range, equivalence) are
+:data:`socialgradient.study.claims.CLAIMS`.
 :mod:`socialgradient.study.findings` turns the catalogue into the findings table.
 """
 
@@ -49,6 +53,9 @@ class Finding:
     #: the summary key of the probability shown ("": p_steeper, else p_positive)
     probability: str = ""
 
+
+#: the study's CP-plan gradients by category of abuse (data/README.md: neglect 1.98, sexual 1.62)
+PUBLISHED_CP = {"neglect": 1.98, "sexual": 1.62}
 
 FINDINGS: tuple[Finding, ...] = (
     # -- thresholds (default table, truth.json) --------------------------------------------
@@ -199,7 +206,8 @@ FINDINGS: tuple[Finding, ...] = (
         "needs_factors",
         "stratum_gradient.factor_neglect",
         _factor("16A"),
-        note=POOLED,
+        1.84,
+        POOLED,
     ),
     Finding(
         "needs",
@@ -207,7 +215,8 @@ FINDINGS: tuple[Finding, ...] = (
         "needs_factors",
         "stratum_gradient.factor_physical_disability_child",
         _factor("6A"),
-        note=POOLED,
+        1.47,
+        POOLED,
     ),
     Finding(
         "needs",
@@ -215,6 +224,7 @@ FINDINGS: tuple[Finding, ...] = (
         "needs_factors",
         "stratum_contrast.factor_neglect/factor_physical_disability_child",
         _ratio(_factor("16A"), _factor("6A")),
+        1.84 / 1.47,
     ),
     *(
         Finding(
@@ -223,7 +233,8 @@ FINDINGS: tuple[Finding, ...] = (
             "cp_categories",
             f"stratum_gradient.cp_{name}",
             _cp(code),
-            note=f"{POOLED}; {LOCAL}",
+            PUBLISHED_CP.get(name),
+            f"{POOLED}; {LOCAL}",
         )
         for code, name in CP.items()
     ),
@@ -233,6 +244,7 @@ FINDINGS: tuple[Finding, ...] = (
         "cp_categories",
         "stratum_contrast.cp_neglect/cp_sexual",
         _ratio(_cp("NEG"), _cp("SAB")),
+        PUBLISHED_CP["neglect"] / PUBLISHED_CP["sexual"],
     ),
     # -- outcomes of provision (records) ---------------------------------------------------
     Finding(

@@ -12,6 +12,13 @@ the synthetic child records (``[records]``). ``covered`` says whether the truth 
 ``findings.md``; :func:`~socialgradient.study.findings_report.readme_table` is the short table
 in the README (both re-exported here).
 
+The claims of :data:`~socialgradient.study.claims.CLAIMS` (rankings as P(steepest) and
+P(flattest), the LA range as the 5th and 95th percentiles of the LA gradients, "no
+difference" as the posterior mass in a region of practical equivalence) read ``claims``,
+which the suite computes from each spec's posterior draws
+(:func:`socialgradient.study.claims.attach`) and adds to its summary; a probability fills the
+``median`` column, with no interval.
+
 Quantities are dotted paths into ``summary.json``: ``gradient_mean_la``,
 ``thresholds.cp_plans.gradient_mean_la``, ``stratum_contrast.White/Black``. Where the study's
 figure and the synthetic truth differ by design (the 2.33 / 1.39 pair: ``data/README.md``),
@@ -28,7 +35,9 @@ import pandas as pd
 
 # The catalogue, the truths and the written table were parts of this module (issue 28): their
 # names stay importable from here.
-from socialgradient.study.catalogue import FINDINGS, Finding  # noqa: F401
+from socialgradient.study import catalogue
+from socialgradient.study.catalogue import Finding
+from socialgradient.study.claims import CLAIMS
 from socialgradient.study.findings_report import (  # noqa: F401
     BEGIN,
     END,
@@ -42,6 +51,13 @@ from socialgradient.study.findings_report import (  # noqa: F401
 from socialgradient.study.truths import _la_outcome  # noqa: F401
 
 log = logging.getLogger(__name__)
+
+_THEMES = list(dict.fromkeys(f.theme for f in catalogue.FINDINGS + CLAIMS))
+#: every row of the findings table: the catalogue's findings with the claims as
+#: probabilities (:mod:`socialgradient.study.claims`) at the end of their theme's rows
+FINDINGS: tuple[Finding, ...] = tuple(
+    sorted(catalogue.FINDINGS + CLAIMS, key=lambda f: _THEMES.index(f.theme))
+)
 
 COLUMNS = (
     "theme",

@@ -18,7 +18,9 @@ a changed spec (or table) is refitted. LA panel specs (they name a ``measure``;
 
 ``OUT/suite.csv`` gathers every spec's headline gradients with their 95% intervals and
 verdict; ``OUT/findings.csv`` and ``OUT/findings.md`` hold one row per finding of the study
-(:mod:`socialgradient.study.findings`) with the truth of the synthetic data where it is known: the
+(:mod:`socialgradient.study.findings`), the study's claims as probabilities among them (read
+from each spec's ``internal/posterior.nc``: :mod:`socialgradient.study.claims`), with the
+truth of the synthetic data where it is known: the
 ``truth.json`` beside the neighbourhood table (as ``socialgradient simulate`` writes it, and
 as the embedded default has), and the records' own truth.
 
@@ -56,7 +58,7 @@ from socialgradient.release import report
 from socialgradient.sampling import fit
 from socialgradient.sampling import joint as joint_fit
 from socialgradient.spec import NAME, Spec, load_spec, plain_name
-from socialgradient.study import aggregates, clusters, findings
+from socialgradient.study import aggregates, claims, clusters, findings
 from socialgradient.util import outputs
 from socialgradient.util.files import atomic_write
 
@@ -258,11 +260,11 @@ def run(
         out_dir / "suite.csv", lambda tmp: table_out.to_csv(tmp, index=False, lineterminator="\n")
     )
     names = {spec.name for _, spec, _ in specs if spec is not None}
-    found = findings.table(
-        {i.name: i.summary for i in items if i.summary},
-        truths,
-        [f for f in findings.FINDINGS if f.spec in names],
-    )
+    tabled = [f for f in findings.FINDINGS if f.spec in names]
+    summaries = {i.name: i.summary for i in items if i.summary}
+    # the claims (rankings, the LA range, equivalence) from each spec's posterior draws
+    claims.attach(summaries, {n: spec_folder(out_dir, n) for n in summaries}, tabled)
+    found = findings.table(summaries, truths, tabled)
     findings.write(found, out_dir)
     return items
 
