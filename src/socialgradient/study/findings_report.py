@@ -10,9 +10,10 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
+from socialgradient.results.plot_checks import additive  # noqa: F401 (findings re-exports it)
+from socialgradient.results.plot_checks import findings_figure as figure
 from socialgradient.util.files import atomic_write
 
 
@@ -124,56 +125,6 @@ def update_readme(readme: Path, findings_csv: Path) -> bool:
     if new != text:
         atomic_write(readme, lambda tmp: Path(tmp).write_text(new, encoding="utf-8", newline="\n"))
     return new != text
-
-
-def additive(quantity: str) -> bool:
-    """Tell whether a quantity is on an additive scale.
-
-    Whether a quantity is on an additive scale (log effects, correlations: no effect = 0)
-    rather than a ratio (gradients, odds and hazard ratios: no effect = 1).
-    """
-    return quantity.endswith(("contextual_effect", "gradient_deprivation_corr", ".slope"))
-
-
-def figure(findings: pd.DataFrame, theme: str):
-    """Plot the findings of one theme as a forest plot.
-
-    A forest plot of one theme: each finding's median and 95% interval, the truth (x)
-    and the study's figure (diamond); ratios on a log axis around 1, additive quantities
-    (log effects, correlations) in a second panel around 0. Probabilities are left out.
-    """
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import FuncFormatter
-
-    part = findings[(findings["theme"] == theme) & findings["lo95"].notna()]
-    groups = [
-        (False, part[~part["quantity"].map(additive)]),
-        (True, part[part["quantity"].map(additive)]),
-    ]
-    groups = [(add, g) for add, g in groups if len(g)]
-    heights = [len(g) for _, g in groups]
-    fig = Figure(figsize=(11, 1.4 + 0.34 * sum(heights)), layout="constrained")
-    axes = fig.subplots(len(groups), 1, squeeze=False, gridspec_kw={"height_ratios": heights})[:, 0]
-    for ax, (add, g) in zip(axes, groups, strict=True):
-        y = np.arange(len(g))[::-1]
-        ax.hlines(y, g["lo95"], g["hi95"], color="tab:blue", lw=2, label="95% interval")
-        ax.plot(g["median"], y, "o", color="tab:blue", label="posterior median")
-        ax.plot(g["truth"], y, "x", color="black", ms=7, label="synthetic truth")
-        if g["published"].notna().any():
-            ax.plot(g["published"], y, "D", mfc="none", color="tab:red", label="study")
-        ax.axvline(0.0 if add else 1.0, color="grey", lw=0.8, ls=":")
-        ax.set_yticks(y, g["finding"].str.slice(0, 64), fontsize=8)
-        if add:
-            ax.set_xlabel("log-scale effect or correlation (0 = none)")
-        else:
-            ax.set_xscale("log")
-            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-            ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-            ax.tick_params(axis="x", which="minor", labelsize=7)
-            ax.set_xlabel("ratio per 10-point rise in deprivation (1 = none)")
-    axes[0].legend(loc="lower right", fontsize=7, ncols=2)
-    axes[0].set_title(f"Findings: {theme}")
-    return fig
 
 
 def write(findings: pd.DataFrame, out_dir: Path) -> dict[str, Path]:
