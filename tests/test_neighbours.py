@@ -1,0 +1,122 @@
+"""Neighbour files and graphs (issue 29 item 2): bad rows refused by line, pairs made
+symmetric, components and islands found, England's real graph as documented."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from socialgradient.data.neighbours import (
+    NeighbourError,
+    adjacency_from_file,
+    build_adjacency,
+    pairs_from_frame,
+    read_neighbours,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+ENGLAND = ROOT / "data" / "lsoa11_neighbours.csv.gz"
+MERGED = Path("/work/shared/data/lsoa2011_merged/lsoa2011_iod2019_income_children_utla_ruc.csv.gz")
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "n.csv"
+    path.write_text(text, encoding="utf-8", newline="")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("lsoa,other\nA,B\n", "no column neighbour"),
+        ("lsoa,neighbour\nA,B\nC,C\n", "its own neighbour at line 3 (first: C)"),
+        ("lsoa,neighbour\nA,B\nB,C\nA,B\n", "the same pair appears twice at line 4"),
+        ("lsoa,neighbour\nA,B\n,C\n", "empty LSOA code at line 3"),
+    ],
+)
+def test_bad_files_are_refused_naming_the_rows(tmp_path, text, needle):
+    with pytest.raises(NeighbourError, match=needle.replace("(", r"\(").replace(")", r"\)")):
+        read_neighbours(_write(tmp_path, text))
+
+
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(NeighbourError, match="does not exist"):
+        read_neighbours(tmp_path / "nope.csv")
+
+
+def test_one_way_lists_are_made_symmetric_and_say_so(tmp_path):
+    one = read_neighbours(_write(tmp_path, "lsoa,neighbour\nB,A\nB,C\n"))
+    both = pairs_from_frame(
+        pd.DataFrame({"lsoa": ["A", "B", "B", "C"], "neighbour": ["B", "A", "C", "B"]})
+    )
+    assert one.pairs.tolist() == both.pairs.tolist() == [["A", "B"], ["B", "C"]]
+    assert (one.one_way, one.symmetric) == (2, False)
+    assert (both.one_way, both.symmetric) == (0, True)
+    assert "2 listed one way only, made symmetric" in one.describe()
+    assert "both directions" in both.describe()
+    m = build_adjacency(one, ["A", "B", "C"]).matrix().toarray()
+    assert (m == m.T).all()
+    assert m.sum() == 4
+
+
+def test_unknown_codes_refused_or_dropped():
+    pairs = pairs_from_frame(pd.DataFrame({"lsoa": ["A", "B"], "neighbour": ["B", "Z"]}))
+    with pytest.raises(NeighbourError, match="1 pairs name 1 LSOAs that are not in the data"):
+        build_adjacency(pairs, ["A", "B"])
+    adj = build_adjacency(pairs, ["A", "B"], unknown="drop")
+    assert adj.dropped == 1
+    assert adj.edges.tolist() == [[0, 1]]
+    with pytest.raises(NeighbourError, match="codes repeat: A"):
+        build_adjacency(pairs, ["A", "B", "A"])
+
+
+def test_components_and_islands_largest_first():
+    # order: an island, a pair, a triangle, a path of four
+    frame = pd.DataFrame(
+        [
+            ("p1", "p2"),
+            ("t1", "t2"),
+            ("t2", "t3"),
+            ("t1", "t3"),
+            ("q1", "q2"),
+            ("q2", "q3"),
+            ("q3", "q4"),
+        ],
+        columns=["lsoa", "neighbour"],
+    )
+    codes = ["i1", "p1", "p2", "t1", "t2", "t3", "q1", "q2", "q3", "q4"]
+    adj = build_adjacency(pairs_from_frame(frame), codes)
+    assert adj.sizes.tolist() == [4, 3, 2, 1]
+    assert adj.component.tolist() == [3, 2, 2, 1, 1, 1, 0, 0, 0, 0]
+    assert adj.islands.tolist() == [0]
+    assert adj.degree.tolist() == [0, 1, 1, 2, 2, 2, 1, 2, 2, 1]
+    s = adj.summary()
+    assert s["components"] == 4
+    assert s["islands"] == ["i1"]
+    assert s["pairs"] == 7
+
+
+def test_england_real_graph(tmp_path):
+    """The shipped real graph: 32,844 LSOAs, 7 components, the Isles of Scilly an island."""
+    pairs = read_neighbours(ENGLAND)
+    assert len(pairs.pairs) == 96217
+    assert pairs.one_way == 96217
+    codes = np.unique(pairs.pairs)
+    assert len(codes) == 32843  # every LSOA but the island is in some pair
+    adj = build_adjacency(pairs, [*codes, "E01019077"])
+    s = adj.summary()
+    assert s["component_sizes"] == [32708, 89, 25, 11, 7, 3, 1]
+    assert s["islands"] == ["E01019077"]
+    assert 5.8 < s["mean_neighbours"] < 5.9
+    if MERGED.is_file():  # the public IoD join, where the shared data are present
+        merged = pd.read_csv(MERGED, usecols=["lsoa11cd"])
+        assert set(merged["lsoa11cd"]) == {*codes, "E01019077"}
+    # a gzip file is read as such by path as well
+    copy = tmp_path / "copy.csv.gz"
+    with gzip.open(ENGLAND, "rb") as src, gzip.open(copy, "wb") as dst:
+        dst.write(src.read())
+    assert adjacency_from_file(copy, adj.codes).edges.shape == adj.edges.shape
