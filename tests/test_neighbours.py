@@ -1,5 +1,8 @@
-"""Neighbour files and graphs (issue 29 item 2): bad rows refused by line, pairs made
-symmetric, components and islands found, England's real graph as documented."""
+"""Neighbour files and graphs (issue 29 item 2).
+
+Bad rows refused by line, pairs made symmetric, components and islands found, England's real
+graph as documented.
+"""
 
 from __future__ import annotations
 
@@ -39,16 +42,19 @@ def _write(tmp_path: Path, text: str) -> Path:
     ],
 )
 def test_bad_files_are_refused_naming_the_rows(tmp_path, text, needle):
+    """A missing column, a self-pair, a repeated row, an empty code: refused, lines named."""
     with pytest.raises(NeighbourError, match=needle.replace("(", r"\(").replace(")", r"\)")):
         read_neighbours(_write(tmp_path, text))
 
 
 def test_missing_file_is_named(tmp_path):
+    """A path that is not a file is named."""
     with pytest.raises(NeighbourError, match="does not exist"):
         read_neighbours(tmp_path / "nope.csv")
 
 
 def test_one_way_lists_are_made_symmetric_and_say_so(tmp_path):
+    """One-way and two-way listings give the same undirected pairs; the one-way is reported."""
     one = read_neighbours(_write(tmp_path, "lsoa,neighbour\nB,A\nB,C\n"))
     both = pairs_from_frame(
         pd.DataFrame({"lsoa": ["A", "B", "B", "C"], "neighbour": ["B", "A", "C", "B"]})
@@ -64,6 +70,7 @@ def test_one_way_lists_are_made_symmetric_and_say_so(tmp_path):
 
 
 def test_unknown_codes_refused_or_dropped():
+    """Pairs naming LSOAs outside the model are refused by default, dropped on request."""
     pairs = pairs_from_frame(pd.DataFrame({"lsoa": ["A", "B"], "neighbour": ["B", "Z"]}))
     with pytest.raises(NeighbourError, match="1 pairs name 1 LSOAs that are not in the data"):
         build_adjacency(pairs, ["A", "B"])
@@ -75,6 +82,7 @@ def test_unknown_codes_refused_or_dropped():
 
 
 def test_components_and_islands_largest_first():
+    """Components are labelled largest first; an LSOA that no pair names is an island."""
     # order: an island, a pair, a triangle, a path of four
     frame = pd.DataFrame(
         [
@@ -111,7 +119,7 @@ def test_england_real_graph(tmp_path):
     s = adj.summary()
     assert s["component_sizes"] == [32708, 89, 25, 11, 7, 3, 1]
     assert s["islands"] == ["E01019077"]
-    assert 5.8 < s["mean_neighbours"] < 5.9
+    assert 5.8 < float(s["mean_neighbours"]) < 5.9  # type: ignore[arg-type]
     if MERGED.is_file():  # the public IoD join, where the shared data are present
         merged = pd.read_csv(MERGED, usecols=["lsoa11cd"])
         assert set(merged["lsoa11cd"]) == {*codes, "E01019077"}

@@ -90,6 +90,7 @@ def icar_logp(phi, adjacency: Adjacency):
         ``-0.5 * sum_{i~j} (phi_i - phi_j)^2``, minus ``0.5 * (sum_c phi / (0.001 n_c))^2``
         for each component of two or more nodes, minus ``0.5 * phi_i^2`` for each island.
     """
+    phi = pt.as_tensor_variable(phi)
     i = pt.as_tensor(adjacency.edges[:, 0].astype(np.int64))
     j = pt.as_tensor(adjacency.edges[:, 1].astype(np.int64))
     pairwise = -0.5 * pt.sum(pt.square(phi[i] - phi[j]))
@@ -110,7 +111,7 @@ def _check_coord(model: pm.Model, dim: str, adjacency: Adjacency) -> None:
         have = [str(c) for c in model.coords[dim]]
         if have != codes:
             where = next(
-                (k for k, (a, b) in enumerate(zip(have, codes, strict=False)) if a != b), None
+                (k for k, (a, b) in enumerate(zip(have, codes, strict=False)) if a != b), 0
             )
             detail = (
                 f"{len(have)} in the model, {len(codes)} in the graph"
