@@ -128,3 +128,34 @@ def test_england_real_graph(tmp_path):
     with gzip.open(ENGLAND, "rb") as src, gzip.open(copy, "wb") as dst:
         dst.write(src.read())
     assert adjacency_from_file(copy, adj.codes).edges.shape == adj.edges.shape
+
+
+def test_synthetic_england_placed_on_real_adjacency():
+    """The shipped synthetic graph: England's shape over the default data's codes."""
+    from socialgradient.data.neighbours import adjacency_from_file
+    from socialgradient.results.spatial import morans_i
+
+    table = pd.read_parquet(ROOT / "data" / "neighbourhoods.parquet", columns=["lsoa", "income"])
+    adj = adjacency_from_file(ROOT / "data" / "synthetic_neighbours.csv.gz", table["lsoa"])
+    assert adj.summary()["component_sizes"] == [32708, 89, 25, 11, 7, 3, 1]
+    assert float(morans_i(table["income"].to_numpy(), adj)) > 0.4  # deprivation clusters
+
+
+def test_place_on_real_by_income_rank_and_relabel():
+    """Placement matches LA and income rank; bad LA counts are named; pairs carry over."""
+    from socialgradient.data.synthetic.spatial import place_on_real, relabel_pairs
+
+    syn = pd.DataFrame(
+        {"lsoa": ["s1", "s2", "s3"], "la": ["A", "A", "B"], "income": [0.3, 0.1, 0.5]}
+    )
+    real = pd.DataFrame(
+        {"lsoa": ["r1", "r2", "r3"], "la": ["A", "A", "B"], "income": [0.2, 0.4, 0.1]}
+    )
+    placed = place_on_real(syn, real)
+    assert placed.to_dict() == {"s2": "r1", "s1": "r2", "s3": "r3"}
+    pairs = pairs_from_frame(pd.DataFrame({"lsoa": ["r1", "r2"], "neighbour": ["r3", "r3"]}))
+    assert relabel_pairs(pairs, placed).pairs.tolist() == [["s1", "s3"], ["s2", "s3"]]
+    with pytest.raises(
+        NeighbourError, match=r"1 LAs have different numbers of LSOAs: B \(1 synthetic, 2 real\)"
+    ):
+        place_on_real(syn, pd.concat([real, real.tail(1).assign(lsoa="r4")]))

@@ -6,6 +6,10 @@ given neighbour graph, exactly as :func:`socialgradient.model.spatial.add_bym2` 
 ``theta`` iid ``N(0, 1)``, ``s_c`` the component's Riebler scaling factor, islands iid only.
 :func:`lattice_pairs` builds the ``lsoa,neighbour`` table of a rectangular lattice (a
 stand-in graph for small tests; England's real graph is ``data/lsoa11_neighbours.csv.gz``).
+:func:`place_on_real` puts the synthetic England's LSOAs on real ones (same LA, same income
+rank within it) and :func:`relabel_pairs` carries the real graph over to the synthetic codes:
+the synthetic England then has real adjacency and realistically clustered deprivation, but
+its LSOAs are *not* the real ones (``data/synthetic_neighbours.md``).
 """
 
 from __future__ import annotations
@@ -16,9 +20,9 @@ import numpy as np
 import pandas as pd
 
 from socialgradient.data.icar import ScalingFactors, icar_draws, scaling_factors
-from socialgradient.data.neighbours import Adjacency
+from socialgradient.data.neighbours import Adjacency, NeighbourError, NeighbourPairs
 
-__all__ = ["SpatialTruth", "draw_bym2", "lattice_pairs"]
+__all__ = ["SpatialTruth", "draw_bym2", "lattice_pairs", "place_on_real", "relabel_pairs"]
 
 
 @dataclass(frozen=True)
@@ -105,3 +109,80 @@ def lattice_pairs(rows: int, cols: int, prefix: str = "L") -> tuple[list[str], p
     a = np.r_[idx[:, :-1].ravel(), idx[:-1, :].ravel()]
     b = np.r_[idx[:, 1:].ravel(), idx[1:, :].ravel()]
     return list(codes), pd.DataFrame({"lsoa": codes[a], "neighbour": codes[b]})
+
+
+def place_on_real(synthetic: pd.DataFrame, real: pd.DataFrame) -> pd.Series:
+    """Map each synthetic LSOA to the real LSOA of its LA with the same income rank.
+
+    Parameters
+    ----------
+    synthetic, real : pandas.DataFrame
+        Columns ``lsoa``, ``la`` and ``income``; the same number of LSOAs in every LA (merge
+        LAs beforehand where the synthetic England merges them, e.g. the Isles of Scilly
+        into Cornwall).
+
+    Returns
+    -------
+    pandas.Series
+        Real code indexed by synthetic code. Ties in income are broken by code, so the
+        placement is reproducible.
+
+    Raises
+    ------
+    NeighbourError
+        An LA has a different number of LSOAs in the two tables (named, with both counts).
+    """
+    counts = pd.concat(
+        [synthetic.groupby("la").size().rename("synthetic"), real.groupby("la").size()],
+        axis=1,
+    ).fillna(0)
+    bad = counts[counts.iloc[:, 0] != counts.iloc[:, 1]]
+    if len(bad):
+        shown = ", ".join(
+            f"{la} ({int(r.iloc[0])} synthetic, {int(r.iloc[1])} real)"
+            for la, r in bad.head(5).iterrows()
+        )
+        raise NeighbourError(f"{len(bad)} LAs have different numbers of LSOAs: {shown}")
+
+    def ranked(t: pd.DataFrame) -> pd.DataFrame:
+        return t.sort_values(["la", "income", "lsoa"], kind="stable").reset_index(drop=True)
+
+    a, b = ranked(synthetic), ranked(real)
+    return pd.Series(b["lsoa"].to_numpy(), index=pd.Index(a["lsoa"].to_numpy(), name="synthetic"))
+
+
+def relabel_pairs(pairs: NeighbourPairs, placement: pd.Series) -> NeighbourPairs:
+    """Carry a real graph over to synthetic codes (``placement``: real code by synthetic code).
+
+    Parameters
+    ----------
+    pairs : NeighbourPairs
+        The real pairs.
+    placement : pandas.Series
+        From :func:`place_on_real`.
+
+    Returns
+    -------
+    NeighbourPairs
+        The same graph over the synthetic codes, each pair once (smaller code first).
+    """
+    real = pd.Index(placement.to_numpy(dtype=str))
+    synthetic = placement.index.to_numpy(dtype=str)
+    where = real.get_indexer(pairs.pairs.ravel()).reshape(-1, 2)
+    missing = where < 0
+    if missing.any():
+        raise NeighbourError(
+            f"{int(missing.any(axis=1).sum())} pairs name real LSOAs that no synthetic LSOA "
+            f"is placed on (first: {pairs.pairs[missing][0]})"
+        )
+    mapped = synthetic[where]
+    swap = mapped[:, 0] > mapped[:, 1]
+    mapped[swap] = mapped[swap][:, ::-1]
+    mapped = mapped[np.lexsort((mapped[:, 1], mapped[:, 0]))]
+    return NeighbourPairs(
+        pairs=mapped,
+        rows=pairs.rows,
+        symmetric=pairs.symmetric,
+        one_way=pairs.one_way,
+        source=f"{pairs.source} (placed on synthetic LSOAs)",
+    )
