@@ -219,3 +219,30 @@ def test_england_scaling_factors_and_field():
     field = draw_bym2(adj, sd=0.3, rho=0.8, seed=1, scaling=s).effect
     assert field.shape == (32844,)
     assert morans_i(field, adj) > 0.3
+
+
+@pytest.mark.slow
+def test_bym2_claims_no_field_where_there_is_none():
+    """Without a spatial field (iid Poisson noise only) BYM2's sd stays near zero."""
+    nutpie = pytest.importorskip("nutpie")
+
+    adj = lattice(20, 20)
+    rng = np.random.default_rng(7)
+    n = rng.integers(200, 600, adj.n)
+    y = rng.poisson(n * np.exp(-2.5))
+    with pm.Model(coords={"lsoa": list(adj.codes)}) as model:
+        a = pm.Normal("a", -2.0, 2.0)
+        b = add_bym2(adj)
+        pm.Poisson("y", n * pm.math.exp(a + b), observed=y, dims="lsoa")
+    idata = nutpie.sample(
+        nutpie.compile_pymc_model(model),
+        draws=600,
+        tune=600,
+        chains=2,
+        seed=3,
+        progress_bar=False,
+    )
+    sd = idata.posterior["spatial_sd"].values.ravel()
+    assert np.quantile(sd, 0.975) < 0.1
+    moran = morans_i(y / n / (y.sum() / n.sum()) - 1, adj)
+    assert abs(float(moran)) < 0.1
