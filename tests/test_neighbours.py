@@ -23,7 +23,14 @@ from socialgradient.data.neighbours import (
 
 ROOT = Path(__file__).resolve().parents[1]
 ENGLAND = ROOT / "data" / "lsoa11_neighbours.csv.gz"
-MERGED = Path("/work/shared/data/lsoa2011_merged/lsoa2011_iod2019_income_children_utla_ruc.csv.gz")
+#: the public IoD join beside the checkout (``../shared/data``, never committed), if present
+MERGED = (
+    ROOT.parent
+    / "shared"
+    / "data"
+    / "lsoa2011_merged"
+    / "lsoa2011_iod2019_income_children_utla_ruc.csv.gz"
+)
 
 
 def _write(tmp_path: Path, text: str) -> Path:
