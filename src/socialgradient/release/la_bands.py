@@ -18,11 +18,14 @@ denominator are perturbed as the LA table's are (:func:`socialgradient.release.m
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import xarray as xr
 
 from socialgradient.release.masking import _masked, group
+from socialgradient.release.pages import esc, num, table
 from socialgradient.release.readers import for_readers
 from socialgradient.results import gradients
 
@@ -102,7 +105,104 @@ def release_la_bands(tree: xr.DataTree, parts, decile: np.ndarray, keys=None) ->
     return for_readers(frame.reset_index(drop=True), tree)
 
 
-def band_rows(bands: pd.DataFrame, code: str) -> list[dict]:
-    """Return one LA's rows of ``la_bands.csv`` as records (band order), for its page."""
-    mine = bands[bands["la"].astype(str) == code].sort_values("band")
-    return mine.to_dict(orient="records")
+#: the id of the LA page's band table (the release scan reads its counts there)
+TABLE_ID = "la-bands"
+_ROW = re.compile(
+    rb'<tr><th scope="row">[^<]*</th><td class="num">[^<]*</td><td class="num">(.*?)</td>'
+)
+
+
+def section(bands: pd.DataFrame | None, code: str, name: str, outcome: str, rule: dict) -> str:
+    """Return the LA page's section of rates by deprivation band (HTML).
+
+    Parameters
+    ----------
+    bands : pandas.DataFrame or None
+        ``la_bands.csv`` as read (None: the release has none, and the section says so).
+    code, name : str
+        The LA's code and name.
+    outcome : str
+        What is counted (the fit's outcome), for the caption.
+    rule : dict
+        The release's disclosure rule, as its log records it (``threshold``, ``perturb``,
+        ``round_to``), for the note on hidden cells.
+
+    Returns
+    -------
+    str
+        A heading, a table with column and row headers (hidden counts and their rates shown
+        as ``c``) and a note on what ``c`` means.
+    """
+    head = "<h2>Rates by neighbourhood deprivation</h2>"
+    if bands is None:
+        return head + (
+            "<p>Rates by deprivation band within an LA are not in this release (its "
+            "<code>release/</code> has no <code>la_bands.csv</code>). The national rates by "
+            'deprivation decile are in the <a href="../methods.html#ppc">model checks</a>.</p>'
+        )
+    mine = bands[bands["la"].astype(str) == code]
+    groups = list(mine.groupby("threshold", sort=False)) if "threshold" in mine else [("", mine)]
+    hidden = 0
+    out = [
+        head,
+        f"<p>Neighbourhoods (LSOAs) of {esc(name)} in each fifth of England's neighbourhoods "
+        "ranked by income deprivation (quintile 1: the least deprived fifth), with the "
+        "children living there and their count and rate. Bands with no neighbourhood of "
+        f"{esc(name)} in the fit are not listed.</p>",
+    ]
+    for which, rows in groups:
+        cells = []
+        for r in rows.sort_values("band").itertuples():
+            hidden += int(pd.isna(r.cases))
+            cells.append(
+                [
+                    (esc(BANDS.get(int(r.band), str(r.band))), None),
+                    (num(r.children, 0), None),
+                    (_count(r.cases, 0), None),
+                    (_count(r.rate_per_10k, 1), None),
+                ]
+            )
+        suffix = f", {which}" if which else ""
+        out.append(
+            table(
+                f"Children and {outcome} in {name} by deprivation quintile "
+                f"(disclosure-protected){suffix}",
+                [
+                    ("Deprivation quintile", "text"),
+                    ("Children", "number"),
+                    ("Cases (protected count)", "number"),
+                    ("Rate per 10,000 children", "number"),
+                ],
+                cells,
+                table_id=f"{TABLE_ID}{'-' + esc(which) if which else ''}",
+            )
+        )
+    threshold = rule.get("threshold")
+    limit = f"fewer than {int(threshold)}" if threshold else "small"
+    done = [
+        w for w, on in (("perturbed", rule.get("perturb")), ("rounded", rule.get("round_to"))) if on
+    ]
+    shown = f"Shown counts are {' and '.join(done)}; children are perturbed. " if done else ""
+    shown = shown if rule.get("perturb") else shown.replace("; children are perturbed", "")
+    out.append(
+        f'<p class="secondary">c: hidden by the disclosure gate ({hidden} in this table) '
+        f"because the count is {limit}, or so that such a count cannot be worked out from "
+        "this LA's total, the national totals by decile and the other cells; its rate is "
+        f"hidden with it. {shown}The cells of all LAs are protected together with the LA "
+        "and national totals.</p>"
+    )
+    return "\n".join(out)
+
+
+def _count(value, dp: int) -> str:
+    if value is None or pd.isna(value):
+        return '<abbr title="hidden by the disclosure gate">c</abbr>'
+    return num(value, dp)
+
+
+def page_counts(html: bytes) -> list[bytes]:
+    """Return the counts an LA page shows in its band tables (for the release scan)."""
+    out = []
+    for block in re.findall(rb'<table id="' + TABLE_ID.encode() + rb".*?</table>", html, re.S):
+        out += [v for v in _ROW.findall(block) if not v.startswith(b"<abbr")]
+    return out
