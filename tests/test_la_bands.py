@@ -95,6 +95,7 @@ def test_la_pages_show_the_band_table_with_hidden_cells_as_c(tmp_path):
     report.write(fit_like(table, seed=2), out)
     api.publish(out, site, boundaries=tmp_path / "none")
     bands = pd.read_csv(out / "release" / la_bands.FILE, dtype={"la": str})
+    las = pd.read_csv(out / "release" / "la_gradients.csv", dtype={"la": str}).set_index("la")
     assert bands["cases"].isna().any()
     for code, mine in bands.groupby("la"):
         text = (site / "la" / f"{code}.html").read_text(encoding="utf-8")
@@ -106,6 +107,9 @@ def test_la_pages_show_the_band_table_with_hidden_cells_as_c(tmp_path):
         hidden = int(mine["cases"].isna().sum())
         assert block[0].count(">c</abbr>") == 2 * hidden  # the count and its rate
         assert f"hidden by the disclosure gate ({hidden} in this table)" in text
+        # P(steeper than England) as la_gradients.csv gives it (no longer "not in this release")
+        p = las.loc[code, fit_tables.P_STEEPER]
+        assert f"steeper than England's: <strong>{p:.2f}</strong>" in text
         shown = [int(v) for v in mine["cases"].dropna()]
         assert [int(v.replace(b",", b"")) for v in la_bands.page_counts(text.encode())] == shown
     assert pub.scan(site, 10, out / "internal") == []

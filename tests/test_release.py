@@ -120,6 +120,7 @@ def test_release_on_tiny_las_is_safe(tmp_path, seed):
     assert {p.name for p in files} >= {
         "summary.json",
         "la_gradients.csv",
+        "la_bands.csv",
         "ppc.json",
         "disclosure_log.jsonl",
         "ppc.png",
