@@ -182,8 +182,15 @@ def section(bands: pd.DataFrame | None, code: str, name: str, outcome: str, rule
     done = [
         w for w, on in (("perturbed", rule.get("perturb")), ("rounded", rule.get("round_to"))) if on
     ]
-    shown = f"Shown counts are {' and '.join(done)}; children are perturbed. " if done else ""
-    shown = shown if rule.get("perturb") else shown.replace("; children are perturbed", "")
+    shown = (
+        f"Shown counts are {' and '.join(done)}; children are perturbed (noise on the scale "
+        "of twice the band's largest neighbourhood), so the rates of bands with few "
+        "neighbourhoods are approximate. "
+        if done
+        else ""
+    )
+    if not rule.get("perturb"):
+        shown = shown.split(";")[0] + ". " if done else ""
     out.append(
         f'<p class="secondary">c: hidden by the disclosure gate ({hidden} in this table) '
         f"because the count is {limit}, or so that such a count cannot be worked out from "
