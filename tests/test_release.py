@@ -89,6 +89,12 @@ def published_constraints(out: Path, table: pd.DataFrame, exact: bool = False):
         add(f"la {la}", (table["la"] == la).to_numpy(float), cases)
     for rec in ppc["decile"]:
         add(f"decile {rec['decile']}", (decile == rec["decile"]).astype(float), rec["observed"])
+    bands = out / "release" / "la_bands.csv"
+    if bands.is_file():  # LA x deprivation quintile (pairs of deciles), from issue 30 on
+        band = (decile + 1) // 2
+        for r in pd.read_csv(bands).itertuples():
+            row = ((table["la"] == r.la).to_numpy() & (band == r.band)).astype(float)
+            add(f"la {r.la} band {r.band}", row, r.cases)
     total = next(r for r in ppc["statistic"] if r["statistic"] == "total")
     add("total", np.ones(n), total["observed"])
     return np.array(rows), np.array(lo, float), np.array(hi, float), hidden
@@ -114,6 +120,7 @@ def test_release_on_tiny_las_is_safe(tmp_path, seed):
     assert {p.name for p in files} >= {
         "summary.json",
         "la_gradients.csv",
+        "la_bands.csv",
         "ppc.json",
         "disclosure_log.jsonl",
         "ppc.png",

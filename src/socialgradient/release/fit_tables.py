@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from socialgradient.release import disclosure
+from socialgradient.release import disclosure, la_bands
 from socialgradient.release import ledger as ledgers
 from socialgradient.release.masking import _masked, group
 from socialgradient.release.readers import for_readers
@@ -23,24 +23,29 @@ from socialgradient.results import checks, gradients
 from socialgradient.results.summaries import finite, la_gradients, to_json, units
 
 TABLE = "fit totals (la_gradients.csv, ppc.json)"
+#: the column of ``la_gradients.csv`` holding P(steeper than England) (:func:`p_steeper`)
+P_STEEPER = "p_steeper_than_england"
 
 
 def gate(
     tree: xr.DataTree, rule: disclosure.Rule, led: ledgers.Ledger | None = None, earlier=()
 ) -> tuple[disclosure.Partitioned, np.ndarray]:
-    """Protect the fit's observed LA, decile and national totals together.
+    """Protect the fit's observed LA, decile, LA x band and national totals together.
 
-    The fit's observed LA, decile and national totals, protected together (against the
-    ``earlier`` publications of the ledger ``led``, whose secret keys the perturbation;
-    default the default ledger's); and each row's deprivation decile.
+    The fit's observed LA, decile, LA x deprivation-band (:mod:`socialgradient.release.
+    la_bands`) and national totals, protected together, so that no hidden total can be
+    recovered by differencing the others (against the ``earlier`` publications of the ledger
+    ``led`` too, whose secret keys the perturbation; default the default ledger's); and each
+    row's deprivation decile.
     """
     y = tree["observed_data"][tree.attrs["outcome"]].values
     const = group(tree, "constant_data")
     decile = checks.deprivation_decile(const["income"].values)
     keys = (led or ledgers.Ledger()).keys() if rule.perturb else None
+    la = const["lsoa_la"].values.astype(str)
     parts = disclosure.protect_partitions(
         y,
-        {"la": const["lsoa_la"].values.astype(str), "decile": decile},
+        {"la": la, "decile": decile, la_bands.PARTITION: la_bands.cells(la, decile)},
         rule,
         units=units(tree),
         earlier=earlier,
@@ -56,6 +61,24 @@ def _aligned(parts: disclosure.Partitioned, name: str, labels) -> np.ndarray:
     return np.array([parts.shown[name][where[str(v)]] for v in labels])
 
 
+def p_steeper(tree: xr.DataTree, codes) -> np.ndarray:
+    """Return, per LA of ``codes``, P(its gradient is steeper than England's).
+
+    The share of posterior draws in which the LA's gradient score
+    (:func:`socialgradient.results.gradients.la_gradient`, exp(b_la)) exceeds England's, the
+    gradient of an averagely deprived LA (``gradient_mean_la`` = exp(b_w) of
+    :func:`socialgradient.results.gradients.national`, the value the site and ``summary.json``
+    call England's). A model output: it is a function of the posterior alone and reveals no
+    count beyond what the published gradients and their intervals already reflect, so it
+    needs no disclosure gate.
+    """
+    post = group(tree, "posterior").drop_vars("la_name", errors="ignore")
+    la = gradients.la_gradient(post)
+    england = gradients.national(post)["gradient_mean_la"]
+    share = (la > england).mean(gradients.SAMPLE_DIMS)
+    return share.sel(la=np.asarray(codes, dtype=str)).values.astype(float)
+
+
 def release_la_gradients(
     tree: xr.DataTree, parts: disclosure.Partitioned, keys=None
 ) -> pd.DataFrame:
@@ -67,9 +90,11 @@ def release_la_gradients(
     ``la_income``; the rate's denominator): their sums over exactly the fitted LSOAs are not
     public, and differences between two fits would say which LSOA one of them left out.
     The table is the readers' (:func:`socialgradient.release.readers.for_readers`): each LA's
-    name beside its code, every estimate to 3 significant digits.
+    name beside its code, every estimate to 3 significant digits, and P(steeper than
+    England) (:func:`p_steeper`, column :data:`P_STEEPER`).
     """
     frame = la_gradients(tree)
+    frame.insert(int(frame.columns.get_loc("rank_median")), P_STEEPER, p_steeper(tree, frame["la"]))
     shown = _aligned(parts, "la", frame["la"])
     true = frame["cases"].to_numpy(dtype=float)
     ratio = np.divide(shown, true, out=np.where(np.isnan(shown), np.nan, 1.0), where=true > 0)

@@ -73,9 +73,11 @@ def write(
 
     The output set of a joint fit, as :func:`socialgradient.release.report.write` writes one
     fit's: ``release/summary.json`` (this module's :func:`summary`), ``la_gradients.csv``
-    with a ``threshold`` column, ``ppc.json`` by threshold, every observed count through the
-    disclosure gate per threshold; figures of each threshold in ``release/<threshold>/``;
-    ``internal/`` the joint posterior. ``ledger``: the release ledger, as for
+    (with P(steeper than England) of each threshold's LA against that threshold's England)
+    and ``la_bands.csv`` with a ``threshold`` column, ``ppc.json`` by threshold, every
+    observed count through the disclosure gate per threshold; figures of each threshold in
+    ``release/<threshold>/``; ``internal/`` the joint posterior. ``ledger``: the release
+    ledger, as for
     :func:`socialgradient.release.report.write` (each threshold's totals are checked against the
     earlier releases and recorded).
     """
@@ -100,10 +102,10 @@ def _write(tree, out_dir, s, rule, posterior, command, led, keys, earlier, plots
 
     import pandas as pd
 
-    from socialgradient.release import disclosure, report
+    from socialgradient.release import disclosure, la_bands, report
     from socialgradient.util import outputs
 
-    tables, ppcs, entries, pubs = [], {}, [], []
+    tables, band_tables, ppcs, entries, pubs = [], [], {}, [], []
     figures: dict[str, Path] = {}
     meta = {
         "command": command,
@@ -119,6 +121,9 @@ def _write(tree, out_dir, s, rule, posterior, command, led, keys, earlier, plots
             pubs.append(parts.publication)
             las = report.release_la_gradients(one, parts, keys)
             tables.append(las.assign(threshold=name))
+            band_tables.append(
+                la_bands.release_la_bands(one, parts, decile, keys).assign(threshold=name)
+            )
             checked = report.release_ppc(one, parts, decile)
             ppcs[name] = report._records(checked)
             (rel / name).mkdir()
@@ -133,7 +138,7 @@ def _write(tree, out_dir, s, rule, posterior, command, led, keys, earlier, plots
             entries.append(
                 (
                     name,
-                    int(parts.hidden["la"].sum()),
+                    int(parts.hidden["la"].sum() + parts.hidden[la_bands.PARTITION].sum()),
                     disclosure.public_actions(parts.actions),
                     report._log_check(parts, rule, led),
                 )
@@ -142,14 +147,18 @@ def _write(tree, out_dir, s, rule, posterior, command, led, keys, earlier, plots
         table = pd.concat(tables, ignore_index=True)
         table.insert(0, "threshold", table.pop("threshold"))
         table.to_csv(rel / "la_gradients.csv", index=False, lineterminator="\n")
+        bands = pd.concat(band_tables, ignore_index=True)
+        bands.insert(0, "threshold", bands.pop("threshold"))
+        bands.to_csv(rel / la_bands.FILE, index=False, lineterminator="\n")
         (rel / "ppc.json").write_text(report.to_json(ppcs) + "\n", encoding="utf-8", newline="\n")
         log_entries = [
             report._log_entry(
-                f"la_gradients.csv + ppc.json [{name}]",
+                f"la_gradients.csv + la_bands.csv + ppc.json [{name}]",
                 rel / "la_gradients.csv",
                 "la",
                 rule,
-                f"{name}: LA, decile and national totals protected together; figures in "
+                f"{name}: LA, LA x deprivation-quintile, decile and national totals protected "
+                "together; figures in "
                 f"{name}/ drawn from these gated totals and model outputs only",
                 suppressed=hidden,
                 **check,
@@ -174,6 +183,7 @@ def _write(tree, out_dir, s, rule, posterior, command, led, keys, earlier, plots
     paths = {
         "summary": w.path("release/summary.json"),
         "la_gradients": w.path("release/la_gradients.csv"),
+        "la_bands": w.path(f"release/{la_bands.FILE}"),
         "ppc_json": w.path("release/ppc.json"),
         "disclosure_log": w.path(f"release/{disclosure.LOG_NAME}"),
         "posterior": w.path("internal/posterior.nc"),

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from socialgradient.release import ees, findings_site, neighbours, site, site_figures
+from socialgradient.release import ees, findings_site, la_bands, neighbours, site, site_figures
 from socialgradient.release.disclosure import LOG_NAME, DisclosureError
 from socialgradient.util import outputs
 
@@ -88,7 +88,10 @@ def read_release(release: Path) -> site.Released:
     given = dict(zip(las["la"], las["la_name"], strict=True)) if "la_name" in las else {}
     info = neighbours.la_info(las["la"], {k: str(v) for k, v in given.items() if pd.notna(v)})
     names = {c: i.name for c, i in info.items()}
-    return site.Released(summary, las, ppc, log, info, names)
+    bands = None
+    if (release / la_bands.FILE).is_file():
+        bands = pd.read_csv(release / la_bands.FILE, dtype={"la": str})
+    return site.Released(summary, las, ppc, log, info, names, bands=bands)
 
 
 def _svg(fig, path: Path) -> None:
@@ -168,7 +171,8 @@ def scan(site_dir: Path, threshold: int, internal: Path | None = None) -> list[s
     """Run the release scans over a built site; every problem found (none: ``[]``).
 
     No file holds an LSOA code's shape; every count in the EES ``cases`` column and on the LA
-    pages is hidden (``c``), 0 or at least ``threshold``; no file is a copy of a file of
+    pages (their LA total and their table of counts by deprivation band) is hidden (``c``), 0
+    or at least ``threshold``; no file is a copy of a file of
     ``internal`` (same SHA-256) or names it.
     """
     problems = []
@@ -197,6 +201,11 @@ def scan(site_dir: Path, threshold: int, internal: Path | None = None) -> list[s
             ):
                 if 0 < float(v.replace(b",", b"")) < threshold:
                     problems.append(f"{rel}: a count {v.decode()} under the threshold {threshold}")
+            for v in la_bands.page_counts(blob):
+                if not re.fullmatch(rb"[\d,]+", v) or 0 < float(v.replace(b",", b"")) < threshold:
+                    problems.append(
+                        f"{rel}: a band count {v.decode()} under the threshold {threshold}"
+                    )
     return problems
 
 

@@ -33,6 +33,7 @@ ESTIMATES = (
     "rank_median",
     "rank_lo95",
     "rank_hi95",
+    "p_steeper_than_england",
 )
 
 

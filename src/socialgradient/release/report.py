@@ -4,7 +4,8 @@ The gated tables are built in :mod:`~socialgradient.release.fit_tables`, the per
 denominators in :mod:`~socialgradient.release.masking`; their names stay importable here.
 
 ``DIR/release/`` (safe to publish): ``summary.json`` (model outputs), ``la_gradients.csv``,
-``ppc.json``, the figures and ``disclosure_log.jsonl``. Every observed count in it -- LA
+``la_bands.csv`` (:mod:`~socialgradient.release.la_bands`), ``ppc.json``, the figures and
+``disclosure_log.jsonl``. Every observed count in it -- LA totals, LA x deprivation-quintile
 totals, deprivation-decile totals, the national total -- is protected together by
 :func:`socialgradient.release.disclosure.protect_partitions` (threshold, complementary suppression
 such that neither these totals nor those of the earlier releases in the release ledger
@@ -35,7 +36,7 @@ from pathlib import Path
 
 import xarray as xr
 
-from socialgradient.release import disclosure, perturbation
+from socialgradient.release import disclosure, la_bands, perturbation
 from socialgradient.release import ledger as ledgers
 from socialgradient.release.fit_tables import (  # noqa: F401 (importable from here, as before)
     TABLE,
@@ -189,6 +190,8 @@ def _write_set(
         rel, internal = w.release, w.internal
         (rel / "summary.json").write_text(to_json(s) + "\n", encoding="utf-8", newline="\n")
         las.to_csv(rel / "la_gradients.csv", index=False, lineterminator="\n")
+        bands = la_bands.release_la_bands(tree, parts, decile, keys)
+        bands.to_csv(rel / la_bands.FILE, index=False, lineterminator="\n")
         ppc_out = _records(ppc_rel) | {
             "note": (
                 "observed totals protected by the disclosure gate (null: hidden); observed "
@@ -203,10 +206,12 @@ def _write_set(
         public = disclosure.public_actions(parts.actions)
         rounded = {
             k: int((~parts.hidden[k]).sum()) if rule.round_to else 0
-            for k in ("la", "decile", "total")
+            for k in ("la", "decile", "total", la_bands.PARTITION)
         }
+        band_tag = f"[{la_bands.PARTITION}="
         joint = (
-            "LA totals (la_gradients.csv), deprivation-decile totals and the national "
+            "LA totals (la_gradients.csv), LA x deprivation-quintile totals (la_bands.csv), "
+            "deprivation-decile totals and the national "
             "total (ppc.json) protected together and with the earlier releases in the "
             "ledger: no hidden total, no single LSOA's count and no group of LSOAs "
             "counting fewer than the threshold is narrowed to a range of less than "
@@ -234,7 +239,19 @@ def _write_set(
                 suppressed=int(parts.hidden["decile"].sum() + parts.hidden["total"].sum()),
                 rounded=rounded["decile"] + rounded["total"],
                 **_log_check(parts, rule, led),
-                actions=[a for a in public if "[la=" not in a],
+                actions=[a for a in public if "[la=" not in a and band_tag not in a],
+            ),
+            _log_entry(
+                la_bands.FILE,
+                rel / la_bands.FILE,
+                "la",
+                rule,
+                joint,
+                rows=len(bands),
+                suppressed=int(parts.hidden[la_bands.PARTITION].sum()),
+                rounded=rounded[la_bands.PARTITION],
+                **_log_check(parts, rule, led),
+                actions=[a for a in public if band_tag in a],
             ),
             *(
                 _log_entry(
@@ -278,6 +295,7 @@ def _write_set(
     paths = {
         "summary": w.path("release/summary.json"),
         "la_gradients": w.path("release/la_gradients.csv"),
+        "la_bands": w.path(f"release/{la_bands.FILE}"),
         "ppc_json": w.path("release/ppc.json"),
         "disclosure_log": w.path(f"release/{disclosure.LOG_NAME}"),
     }

@@ -13,7 +13,7 @@ from importlib import metadata
 
 import pandas as pd
 
-from socialgradient.release import neighbours, pages
+from socialgradient.release import la_bands, neighbours, pages
 from socialgradient.release.pages import esc, interval, num
 from socialgradient.release.site_figures import versus_england
 
@@ -41,6 +41,7 @@ class Released:
     figures: dict[str, tuple[str, str, str]] = field(default_factory=dict)  # src, alt, caption
     screening: list = field(default_factory=list)
     ees_files: list[str] = field(default_factory=list)
+    bands: pd.DataFrame | None = None  # la_bands.csv, where the release has it
 
     @property
     def england(self) -> dict:
@@ -229,9 +230,13 @@ def la_page(r: Released, code: str) -> str:
                 [("Rate per 10,000 children", None), (_count(row.get("rate_per_10k"), 1), None)],
             ],
         ),
-        "<p>Rates by deprivation band within an LA are not part of this release: they are "
-        "finer than LA level and have not been through the disclosure gate. The national rates "
-        'by deprivation decile are in the <a href="../methods.html#ppc">model checks</a>.</p>',
+        la_bands.section(
+            r.bands,
+            code,
+            name,
+            esc(r.summary.get("model", {}).get("outcome", "cases")),
+            r.log[0]["rule"] if r.log else {},
+        ),
     ]
     return pages.page(name, "\n".join(body), 1, f"Social gradient in {name}")
 
