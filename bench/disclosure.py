@@ -3,8 +3,9 @@
 Run: ``.venv/bin/python bench/disclosure.py`` (about a minute on 2 cores). Each case runs in
 a temporary folder with its own ledger (nothing outside it is written but the JSON):
 
-* ``national``: the fit's published totals (:func:`socialgradient.release.report.gate`'s
-  partitions: LA, deprivation decile and national totals of referrals per LSOA) of the
+* ``national``: the fit's published totals (the partitions of
+  :func:`socialgradient.release.fit_tables.gate`: LA, deprivation decile, LA x deprivation
+  quintile and national totals of referrals per LSOA) of the
   embedded synthetic England, three releases in one ledger: the first, the same again, and
   one LSOA dropped (the differencing attack of docs/disclosure.md).
 * ``bridge``: attack 5's table (30 x 30 counts, two blocks of small cells joined by one
@@ -33,7 +34,7 @@ import socialgradient
 import socialgradient.api as sg
 from socialgradient.data.census import linkage
 from socialgradient.data.synthetic import records
-from socialgradient.release import disclosure, table_sets
+from socialgradient.release import disclosure, la_bands, table_sets
 from socialgradient.release import ledger as ledgers
 from socialgradient.results import checks
 
@@ -51,12 +52,11 @@ def national(folder: Path) -> dict:
             keep[int(np.argmax(table["referrals"].to_numpy()))] = False
         t = table[keep]
         start = time.perf_counter()
+        la = t["la"].astype(str).to_numpy()
+        decile = checks.deprivation_decile(t["income"].to_numpy())
         parts = disclosure.protect_partitions(
             t["referrals"].to_numpy(),
-            {
-                "la": t["la"].astype(str).to_numpy(),
-                "decile": checks.deprivation_decile(t["income"].to_numpy()),
-            },
+            {"la": la, "decile": decile, la_bands.PARTITION: la_bands.cells(la, decile)},
             units=t["lsoa"].astype(str).to_numpy(),
             earlier=led.publications(measures=["referrals"]),
             keys=led.keys(),

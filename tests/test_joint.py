@@ -124,6 +124,9 @@ def test_output_set(tree, tmp_path):
     assert manifest["spec_hash"] == tree.attrs["spec_hash"]
     las = pd.read_csv(paths["la_gradients"])
     assert las["threshold"].tolist() == [t for t in THRESHOLDS for _ in range(N_LA)]
+    assert las["p_steeper_than_england"].between(0, 1).all()
+    bands = pd.read_csv(paths["la_bands"])
+    assert set(bands["threshold"]) == set(THRESHOLDS)
     s = json.loads(paths["summary"].read_text())
     assert "p_steepens_every_step" in s
     for name in THRESHOLDS:
