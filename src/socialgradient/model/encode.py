@@ -62,15 +62,6 @@ def encode(
     if la_columns:
         raw = la_table if la_table is not None else moderators.read_la_table(spec.la_data)
         las = moderators.validate_la_table(raw, la_columns, valid["la"].unique())
-    return NeighbourhoodData.from_table(
-        valid,
-        spec.outcome,
-        strata,
-        spec.exposure,
-        trials=spec.trials,
-        moderators=spec.neighbourhood_moderators,
-        la_table=las,
-        la_moderators=spec.la_moderators,
-        la_outcome_spec=lo,
-        trend=spec.stratum_trend,
+    return NeighbourhoodData.from_spec(
+        valid, spec.outcome, spec, spec.exposure, spec.trials, la_table=las
     )

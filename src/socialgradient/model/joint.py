@@ -45,8 +45,8 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from socialgradient.model import families, parameterisation
-from socialgradient.model.build import la_theta
 from socialgradient.model.data import EFFECTS, NeighbourhoodData
+from socialgradient.model.terms.la_effects import la_theta
 from socialgradient.spec import Spec
 
 
@@ -117,16 +117,14 @@ def build(
         theta = pm.Deterministic(
             "la_effect", flat.reshape((n_la, k, 2)), dims=("la", "threshold", "effect")
         )
-        if family.name == "negbin":
-            inv = pm.HalfNormal("inv_sqrt_phi", p.inv_sqrt_phi, dims="threshold")
-            phi = pm.Deterministic("phi", 1.0 / pt.square(inv), dims="threshold")
+        shared = family.add_parameters(p, dims="threshold")  # e.g. phi, one per threshold
         loglik = 0.0
         for j, d in enumerate(datas):
             rows = families.Rows(d.y[order], np.log(d.exposure)[order])
             eta = pt.repeat(theta[:, j, 0], per_la) + pt.repeat(theta[:, j, 1], per_la) * w
             y_sum = np.bincount(idx, weights=d.y, minlength=n_la)
             yw_sum = np.bincount(idx, weights=d.y * d.w, minlength=n_la)
-            params = {"phi": phi[j]} if family.name == "negbin" else {}
+            params = {name: value[j] for name, value in shared.items()}
             loglik = loglik + pt.sum(theta[:, j, 0] * y_sum + theta[:, j, 1] * yw_sum)
             loglik = loglik + family.normaliser(eta, rows, params)
         pm.Potential("loglik", loglik)

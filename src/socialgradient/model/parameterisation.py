@@ -44,6 +44,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import special
 
+from socialgradient.model import families
+
 TAU_FLOOR = np.array([0.05, 0.02])
 #: An effect (intercept, slope) is centred when se < CENTRED_RATIO * tau: the data's weight
 #: in the LA's posterior above 0.8 (se^2 / (se^2 + tau^2) < 0.2). At 1 (weight 0.5) a
@@ -103,11 +105,7 @@ def information(data, family: str) -> tuple[np.ndarray, np.ndarray]:
     """The data's standard errors of each LA's (intercept, slope), dims (la, effect), and
     the between-LA spread ``tau`` of each effect (dims effect), as in the module docstring."""
     theta, mean, weight = la_fit(data, family)
-    if family == "negbin":
-        y = data.y.astype(float)
-        excess = np.sum((y - mean) ** 2 - mean)
-        phi = np.sum(mean**2) / excess if excess > 0 else np.inf
-        weight = mean / (1 + mean / phi)
+    weight = families.get(family).information_weight(data.y, mean, weight)
     info = _info(data.la_index, data.w, weight, len(data.la)) + 1e-9 * np.eye(2)
     se = np.sqrt(np.diagonal(np.linalg.inv(info), axis1=1, axis2=2))
     tau = np.array([_between_sd(theta[:, k], se[:, k], data.m_c) for k in range(2)])
@@ -120,7 +118,7 @@ def la_fit(data, family: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rows' fitted means and Poisson/binomial information weights."""
     idx, n_la = data.la_index, len(data.la)
     y, w = data.y.astype(float), data.w
-    binomial = family == "binomial"
+    binomial = families.get(family).link == "logit"
     if binomial:
         n = data.trials.astype(float)
         p0 = np.clip(y.sum() / n.sum(), 1e-6, 1 - 1e-6)

@@ -26,9 +26,10 @@ import numpy as np
 import pymc as pm
 import xarray as xr
 
-from socialgradient.model import la_outcome, parameterisation
+from socialgradient.model import families, parameterisation
 from socialgradient.model.build import LA_THETA_BLOCKS, LA_THETA_COORDS, build_model
 from socialgradient.model.data import NeighbourhoodData
+from socialgradient.model.terms import TERMS
 from socialgradient.sampling import compiled as compiled_module
 from socialgradient.sampling import predict
 from socialgradient.spec import Sampling, Spec
@@ -42,18 +43,12 @@ MAX_PREDICTIVE_DRAWS = 1000
 #: ... and at most this many draw x row values each (about 0.8 GB of float64), so a
 #: 330k-cell stratified fit keeps ~300 draws rather than running out of memory.
 MAX_PREDICTIVE_VALUES = 100_000_000
-# Sampler-side forms of quantities the posterior keeps in their reported form: the LKJ
-# factor (la_sd, la_corr), phi's transform, the LA effects' centred / non-centred parts
-# (la_effect), and per-SD moderator coefficients (moderator_effect, per unit).
+#: Sampler-side forms of quantities the posterior keeps in their reported form, as the
+#: families and terms name them: e.g. the LKJ factor (la_sd, la_corr), phi's transform and
+#: per-SD moderator coefficients (moderator_effect, per unit).
 DERIVED = (
-    "la_cov",
-    "la_cov_corr",
-    "la_cov_stds",
-    "inv_sqrt_phi",
-    "moderator_coef",
-    "la_moderator_coef",
-    "trend_coef",
-    *la_outcome.DERIVED,
+    *(name for family in families.FAMILIES.values() for name in family.derived),
+    *(name for term in TERMS for name in term.derived),
 )
 
 
@@ -100,31 +95,27 @@ def data_hash(data: NeighbourhoodData | list[NeighbourhoodData]) -> str:
         return hashlib.sha256("|".join(data_hash(d) for d in data).encode()).hexdigest()[:16]
     h = hashlib.sha256()
     parts = [data.lsoa, data.la[data.la_index], data.children, data.income, data.y]
-    if data.strata:
-        parts.append(np.asarray(data.strata)[data.stratum_index])
+    slots = {t.name: t.hash_parts() for t in data.terms}
     if data.exposure_name != "children":  # (hashes of children-exposure fits unchanged)
-        parts += [data.exposure, np.asarray(data.exposure_name)]
+        slots["exposure"] = [np.asarray(data.exposure), np.asarray(data.exposure_name)]
     if data.trials is not None:
-        parts += [data.trials]
-    if data.moderator_names:
-        parts += [data.moderators, np.asarray(data.moderator_names)]
-    if data.la_moderator_names:
-        parts += [data.la_moderators, np.asarray(data.la_moderator_names)]
-    if data.la_outcome is not None:
-        lo = data.la_outcome
-        parts += [
-            lo.count,
-            lo.trials,
-            lo.covariates,
-            np.asarray([lo.count_name, lo.trials_name, *lo.terms]),
-        ]
-    if data.trend_name:  # (hashes of fits without a trend unchanged)
-        parts += [data.trend, np.asarray(data.trend_name)]
+        slots["trials"] = [data.trials]
+    for name in sorted(slots, key=_hash_rank):
+        parts += slots[name]
     for part in parts:
         h.update(np.ascontiguousarray(part).tobytes())
         h.update(b"|")
     h.update(data.outcome.encode())
     return h.hexdigest()[:16]
+
+
+#: The order in which parts entered the data hash over the versions, so that earlier fits'
+#: hashes are unchanged; a term not named here (a new one) comes after them.
+HASH_ORDER = ("strata", "exposure", "trials", "moderators", "la_moderators", "la_outcome", "trend")
+
+
+def _hash_rank(name: str) -> int:
+    return HASH_ORDER.index(name) if name in HASH_ORDER else len(HASH_ORDER)
 
 
 def la_names(data: NeighbourhoodData) -> dict:
@@ -296,6 +287,12 @@ def assemble(
     loglik = _log_likelihood(few, data, spec.family) if pointwise else None
     with step(log, "posterior predictive replicates (%d draws x %d rows)", n_draws, len(data.y)):
         replicates = predict.replicate(few, data, spec.family, seed=spec.sampling.seed).to_dataset()
+    term_data: dict = {}
+    term_coords: dict = {}
+    for term in data.terms:
+        variables, extra = term.constant_data(row)
+        term_data.update(variables)
+        term_coords.update(extra)
     groups = {
         "posterior": posterior,
         "sample_stats": tree["sample_stats"].to_dataset(),
@@ -310,47 +307,10 @@ def assemble(
                 "m_c": ("la", data.m_c),
                 **({"exposure": (row, data.exposure)} if data.exposure_name != "children" else {}),
                 **({"trials": (row, data.trials)} if data.trials is not None else {}),
-                **(
-                    {"moderator_value": ((row, "moderator"), data.moderators)}
-                    if data.moderator_names
-                    else {}
-                ),
-                **(
-                    {"la_moderator_value": (("la", "la_moderator"), data.la_moderators)}
-                    if data.la_moderator_names
-                    else {}
-                ),
                 **({"centred": ("la", centred)} if centred is not None else {}),
-                **({"trend_value": (row, data.trend)} if data.trend_name else {}),
-                **(
-                    {
-                        "la_outcome_count": ("la", data.la_outcome.count),
-                        "la_outcome_trials": ("la", data.la_outcome.trials),
-                        "la_outcome_covariate_value": (
-                            ("la", "la_outcome_covariate"),
-                            data.la_outcome.covariates,
-                        ),
-                    }
-                    if data.la_outcome is not None
-                    else {}
-                ),
+                **term_data,
             },
-            coords={
-                **coords,
-                "la": data.la,
-                **la_names(data),
-                **({"moderator": list(data.moderator_names)} if data.moderator_names else {}),
-                **(
-                    {"la_moderator": list(data.la_moderator_names)}
-                    if data.la_moderator_names
-                    else {}
-                ),
-                **(
-                    {"la_outcome_covariate": list(data.la_outcome.terms)}
-                    if data.la_outcome is not None
-                    else {}
-                ),
-            },
+            coords={**coords, "la": data.la, **la_names(data), **term_coords},
         ),
         **({"log_likelihood": loglik} if loglik is not None else {}),
         "posterior_predictive": replicates,
@@ -363,26 +323,14 @@ def assemble(
         outcome=data.outcome,
         family=spec.family,
         x_bar=data.x_bar,
-        stratum_name=data.stratum_name,
-        strata=json.dumps(list(data.strata)),
         exposure=data.exposure_name,
         compile_seconds=compile_seconds,
         sampling_seconds=sampling_seconds,
     )
-    if data.stratum_columns:  # several stratum columns: each one's levels (reference first)
-        out.attrs["stratum_columns"] = json.dumps(stratum_levels(data))
-    if data.trend_name:
-        out.attrs["stratum_trend"] = data.trend_name
-    return out
-
-
-def stratum_levels(data: NeighbourhoodData) -> dict[str, list[str]]:
-    """``{column: [levels, reference first]}`` of a fit with several stratum columns."""
-    labels = np.asarray(data.strata)
-    out = {}
-    for k, column in enumerate(data.stratum_columns):
-        used = np.unique(data.stratum_positions[:, k])
-        out[column] = [str(label).partition("=")[2] for label in labels[used]]
+    for kind in TERMS:  # every fit records, e.g., its strata, "[]" when it has none
+        out.attrs.update(kind.absent_attrs())
+    for term in data.terms:
+        out.attrs.update(term.attrs())
     return out
 
 
