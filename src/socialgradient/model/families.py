@@ -149,6 +149,17 @@ class Family:
         """Return the mean per unit of exposure (a rate) or per trial (a probability)."""
         return np.exp(eta)
 
+    def draw(
+        self,
+        eta: np.ndarray,
+        exposure: np.ndarray,
+        trials: np.ndarray | None,
+        params: dict,
+        rng: np.random.Generator,
+    ) -> np.ndarray:
+        """Return one count per row at known parameters (:mod:`socialgradient.model.forward`)."""
+        return rng.poisson(exposure * np.exp(eta))
+
 
 class Poisson(Family):
     """Poisson counts, log link, mean :math:`n e^\\eta`."""
@@ -273,6 +284,18 @@ class NegativeBinomial(Family):
         phi = params["phi"][:, None]
         return rng.poisson(rng.gamma(phi, rate / phi))
 
+    def draw(
+        self,
+        eta: np.ndarray,
+        exposure: np.ndarray,
+        trials: np.ndarray | None,
+        params: dict,
+        rng: np.random.Generator,
+    ) -> np.ndarray:
+        """Return NB2 counts at a known ``phi``: a Poisson draw of a gamma-distributed mean."""
+        mu = exposure * np.exp(eta)
+        return rng.poisson(rng.gamma(params["phi"], mu / params["phi"]))
+
 
 class Binomial(Family):
     """Binomial proportions of ``trials``: logit link, no offset; exp(slope) an odds ratio."""
@@ -305,6 +328,17 @@ class Binomial(Family):
     def inverse_link(self, eta: Any) -> Any:
         """Return the probability, the inverse logit."""
         return special.expit(eta)
+
+    def draw(
+        self,
+        eta: np.ndarray,
+        exposure: np.ndarray,
+        trials: np.ndarray | None,
+        params: dict,
+        rng: np.random.Generator,
+    ) -> np.ndarray:
+        """Return binomial counts out of each row's ``trials``."""
+        return rng.binomial(cast(np.ndarray, trials), special.expit(eta))
 
 
 #: The families by name, from their classes (``spec.FAMILIES``, the spec's allowed values,

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy import special
 
 from socialgradient.data.deprivation import decompose
+from socialgradient.model import families
 
 
 @dataclass(frozen=True)
@@ -87,13 +87,8 @@ def draw(
         z = t[name].to_numpy(float)
         z = z - np.average(z, weights=weight)
         eta = eta + g * z + h * z * d.w
-    if family == "binomial":
-        y = rng.binomial(t[trials].to_numpy(np.int64), special.expit(eta))
-    else:
-        mu = weight * np.exp(eta)
-        if family == "negbin":
-            mu = rng.gamma(truth.phi, mu / truth.phi)
-        y = rng.poisson(mu)
+    n = t[trials].to_numpy(np.int64) if trials else None
+    y = families.get(family).draw(eta, weight, n, {"phi": truth.phi}, rng)
     out = t.assign(**{outcome: y})
     moderators = {
         **{k: {"intercept": g, "slope": h} for k, (g, h) in truth.moderators.items()},

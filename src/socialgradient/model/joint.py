@@ -65,10 +65,10 @@ def check_spec(spec: Spec) -> None:
         )
         if on
     ]
-    if bad or spec.family == "binomial":
+    if bad or families.get(spec.family).link != "log":
         raise ValueError(
             f"the joint threshold model supports negbin/poisson counts per "
-            f"child only; remove {bad or ['family = binomial']}"
+            f"child only; remove {bad or [f'family = {spec.family}']}"
         )
 
 

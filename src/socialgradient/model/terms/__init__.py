@@ -1,8 +1,8 @@
-"""The terms of the model's linear predictor, one module each (:mod:`.base` says what a term
-is).
+"""The terms of the model's linear predictor, one module each.
 
-:data:`TERMS` lists them in the order the model adds them, which fixes the order of the
-graph's variables (and so a fit's draws at a given seed): add a new term's class at the end.
+:mod:`.base` says what a term is; :data:`TERMS` lists them in the order the model adds
+them, which fixes the order of the graph's variables (and so a fit's draws at a given seed):
+add a new term's class at the end.
 """
 
 from socialgradient.model.terms.base import Context, Term
