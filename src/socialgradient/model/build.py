@@ -1,6 +1,7 @@
-r"""The national social-gradient model: a hierarchical Poisson / negative-binomial GLM
-(over 400 lines because this docstring is the model's full statement, priors included, and
-the model's pieces -- LA effects, strata, moderators, likelihood -- are read together).
+r"""The national social-gradient model: a hierarchical Poisson / negative-binomial GLM.
+
+Its statement, priors included; the builder runs the terms of
+:mod:`socialgradient.model.terms`, one module each.
 
 For LSOA :math:`i` in local authority :math:`l` with child population :math:`n_i`,
 within-LA deprivation :math:`w_i` and LA deprivation :math:`m_{c,l}` (both in units of
@@ -112,7 +113,7 @@ import pymc as pm
 
 from socialgradient.model import families, parameterisation
 from socialgradient.model.data import NeighbourhoodData
-from socialgradient.model.terms import Context
+from socialgradient.model.terms import Context, Term
 from socialgradient.model.terms.la_effects import (
     LA_THETA_BLOCKS,
     LA_THETA_COORDS,
@@ -206,10 +207,11 @@ def build_model(
                 rows = rows.as_data()
                 ctx.w, ctx.per_la = pm.Data("rows_w", ctx.w), pm.Data("rows_per_la", ctx.per_la)
             for term in data.terms:
-                getattr(term, phase)(ctx)
+                if getattr(type(term), phase) is not getattr(Term, phase):  # takes part
+                    getattr(term, phase)(ctx)
         params = family.add_parameters(spec.priors)
         if likelihood == "sufficient":
-            stable = nb_stable(data, family.name)
+            stable = nb_stable(data, family)
             pm.Potential("loglik", ctx.linear + family.normaliser(ctx.eta, rows, params, stable))
         else:
             unsort = np.argsort(order, kind="stable")
@@ -218,15 +220,18 @@ def build_model(
     return model
 
 
-def nb_stable(data: NeighbourhoodData, family: str) -> bool:
-    """Whether the model needs the negative binomial's stable normaliser
+def nb_stable(data: NeighbourhoodData, family: str | families.Family) -> bool:
+    """Return whether the model needs the negative binomial's stable normaliser.
+
+    Whether the model needs the negative binomial's stable normaliser
     (:meth:`socialgradient.model.families.Family.normaliser`): yes unless the data rule out the
     Poisson limit (:func:`socialgradient.model.families.overdispersed`) around the per-LA fit of
     intercepts and slopes, which is the whole mean structure only without terms on the rows
     (strata, a trend, neighbourhood moderators: the LA fit would mistake their effects for
-    overdispersion, so the stable form is kept). Only the NB has two forms."""
+    overdispersion, so the stable form is kept). Only the NB has two forms.
+    """
     if data.row_terms:
         return True
-    return families.get(family).stable_normaliser(
-        data.y, lambda: parameterisation.la_fit(data, "poisson")[1]
-    )
+    family = families.get(family) if isinstance(family, str) else family
+    poisson = families.FAMILIES["poisson"]  # the working model of the mean structure
+    return family.stable_normaliser(data.y, lambda: parameterisation.la_fit(data, poisson)[1])

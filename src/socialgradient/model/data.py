@@ -1,4 +1,6 @@
-"""The data every model reads: :class:`NeighbourhoodData`, one row per neighbourhood (or
+"""The data every model reads: :class:`NeighbourhoodData`, its core and its terms.
+
+The data every model reads: :class:`NeighbourhoodData`, one row per neighbourhood (or
 cell), with the within/between decomposition of deprivation and the encoded terms of the
 spec (:mod:`socialgradient.model.terms`); built by :meth:`NeighbourhoodData.from_table`,
 the model itself is in :mod:`socialgradient.model.build`.
@@ -73,7 +75,8 @@ class NeighbourhoodData:
     m_c: np.ndarray
     x_bar: float
     outcome: str
-    exposure: np.ndarray | None = None
+    # None means ``children``, filled in by __post_init__, so readers always see an array
+    exposure: np.ndarray = None  # type: ignore[assignment]
     exposure_name: str = "children"
     trials: np.ndarray | None = None
     la_name: np.ndarray | None = None
@@ -127,11 +130,16 @@ class NeighbourhoodData:
         trials: str = "",
         la_table: pd.DataFrame | None = None,
     ) -> NeighbourhoodData:
-        """Encode a validated ``table``'s ``outcome`` with the terms ``spec`` (a
-        :class:`socialgradient.spec.Spec`, or anything with its term keys) switches on."""
+        """Encode a validated ``table``'s ``outcome`` with the terms ``spec`` switches on.
+
+        Encode a validated ``table``'s ``outcome`` with the terms ``spec`` (a
+        :class:`socialgradient.spec.Spec`, or anything with its term keys) switches on.
+        """
         d = decompose(table["income"], table["children"], table["la"])
         denominator = trials or exposure
-        encoded = (term.encode(table, spec, d, la_table) for term in TERMS)
+        encoded = (
+            kind() if kind.always else kind.encode(table, spec, d, la_table) for kind in TERMS
+        )
         return cls(
             lsoa=table["lsoa"].to_numpy(dtype=str),
             la=d.la,
@@ -167,12 +175,15 @@ class NeighbourhoodData:
 
     @property
     def row_coords(self) -> dict[str, Any]:
-        """Coordinates of the row dim (LSOA codes, or cell number with LSOA and stratum;
-        with several stratum columns one ``stratum_<column>`` coordinate each)."""
+        """Return the coordinates of the row dim.
+
+        Coordinates of the row dim (LSOA codes, or cell number with LSOA and stratum;
+        with several stratum columns one ``stratum_<column>`` coordinate each).
+        """
         if self.row_dim == "lsoa":
             return {"lsoa": self.lsoa}
         coords: dict[str, Any] = {"cell": np.arange(len(self.y)), "lsoa": ("cell", self.lsoa)}
-        for t in self.terms:
+        for t in _overriding(self.terms, "row_coords"):
             coords.update(t.row_coords(len(self.y)))
         return coords
 
@@ -180,16 +191,24 @@ class NeighbourhoodData:
     def coords(self) -> dict[str, list]:
         """Coordinates for the model's named dims."""
         coords: dict[str, list] = {"la": list(self.la), "effect": list(EFFECTS)}
-        for t in self.terms:
+        for t in _overriding(self.terms, "coords"):
             coords.update(t.coords())
         if self.row_dim == "cell":
             return {**coords, "cell": list(range(len(self.y)))}
         return {**coords, "lsoa": list(self.lsoa)}
 
 
+def _overriding(terms: tuple[Term, ...], hook: str) -> list[Term]:
+    """Return the terms whose class overrides ``hook`` (the others would add nothing)."""
+    return [t for t in terms if getattr(type(t), hook) is not getattr(Term, hook)]
+
+
 def _la_names(table: pd.DataFrame, la: np.ndarray) -> np.ndarray | None:
-    """Each LA's name (its first ``la_name`` in the table; the code where it has none),
-    or None when the table has no ``la_name`` column."""
+    """Return each LA's name, or None when the table has no ``la_name`` column.
+
+    Each LA's name (its first ``la_name`` in the table; the code where it has none),
+    or None when the table has no ``la_name`` column.
+    """
     if "la_name" not in table:
         return None
     first = table.groupby(table["la"].astype(str), sort=False)["la_name"].first()

@@ -1,6 +1,9 @@
-"""A validated table encoded for a spec: :func:`encode` gives the
+"""A validated table encoded for a spec (:func:`encode`).
+
+A validated table encoded for a spec: :func:`encode` gives the
 :class:`~socialgradient.model.data.NeighbourhoodData` (one per threshold for the joint model)
-that :func:`socialgradient.model.build.build_model` and the fits read."""
+that :func:`socialgradient.model.build.build_model` and the fits read.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ def encode(
     la_table: pd.DataFrame | None = None,
     *,
     events: bool = True,
-) -> NeighbourhoodData:
+) -> NeighbourhoodData | list[NeighbourhoodData]:
     """Validate ``table`` (and the LA table of the spec's LA moderators) and encode it.
 
     ``spec`` is a :class:`Spec` or an outcome name (then ``stratum`` and ``exposure`` say

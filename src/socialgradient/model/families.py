@@ -38,6 +38,14 @@ import pymc as pm
 import pytensor.tensor as pt
 from scipy import special
 
+from socialgradient.model.nb_counts import (
+    EXACT_COUNTS,
+    OVERDISPERSED_Z,
+    _exceedances,
+    _log_rising,
+    _tail,
+    overdispersed,
+)
 from socialgradient.spec import Priors
 
 
@@ -56,7 +64,7 @@ class Rows:
     tail: np.ndarray | None = None  # NB2's runs above EXACT_COUNTS (see ``_tail``)
 
     def as_data(self, prefix: str = "rows_") -> Rows:
-        """The same rows as named ``pm.Data`` in the current model, ``prefix`` + field.
+        """Return the same rows as named ``pm.Data`` in the current model, ``prefix`` + field.
 
         The data are then inputs of the compiled model instead of constants inside it, so
         the compiled log density (cached on disk by PyTensor's numba backend) serves every
@@ -107,7 +115,7 @@ class Family:
         return {}
 
     def normaliser(self, eta: Any, rows: Rows, params: dict, stable: bool = True) -> Any:
-        """Return the log likelihood minus :math:`\\sum y\\eta`, up to a data-only constant.
+        r"""Return the log likelihood minus :math:`\sum y\eta`, up to a data-only constant.
 
         ``stable`` (negative binomial only): the form that keeps its precision as
         phi -> infinity, the Poisson limit. ``False`` is the cheaper form for data that rule
@@ -129,7 +137,9 @@ class Family:
         return True
 
     def information_weight(self, y: np.ndarray, mean: np.ndarray, weight: np.ndarray) -> Any:
-        """Each row's information about its linear predictor, from the working model's
+        """Return each row's information about its linear predictor.
+
+        Each row's information about its linear predictor, from the working model's
         fitted ``mean`` and ``weight`` (:func:`socialgradient.model.parameterisation.la_fit`).
         """
         return weight
@@ -162,12 +172,12 @@ class Family:
 
 
 class Poisson(Family):
-    """Poisson counts, log link, mean :math:`n e^\\eta`."""
+    r"""Poisson counts, log link, mean :math:`n e^\eta`."""
 
     name = "poisson"
 
     def normaliser(self, eta: Any, rows: Rows, params: dict, stable: bool = True) -> Any:
-        """Return :math:`-\\sum n e^\\eta` (see :meth:`Family.normaliser`)."""
+        r"""Return :math:`-\sum n e^\eta` (see :meth:`Family.normaliser`)."""
         return -pt.sum(pt.exp(rows.log_exposure + eta))
 
     def observed(self, name: str, eta: Any, rows: Rows, params: dict, dims: str) -> Any:
@@ -182,7 +192,7 @@ class Poisson(Family):
 
 
 class NegativeBinomial(Family):
-    """NB2 counts: log link, variance :math:`\\mu + \\mu^2/\\phi`; its own ``phi``."""
+    r"""NB2 counts: log link, variance :math:`\mu + \mu^2/\phi`; its own ``phi``."""
 
     name = "negbin"
     parameters = ("phi",)
@@ -306,7 +316,7 @@ class Binomial(Family):
     a_prior_mean = 0.0
 
     def normaliser(self, eta: Any, rows: Rows, params: dict, stable: bool = True) -> Any:
-        """Return :math:`-\\sum N \\log(1 + e^\\eta)` (see :meth:`Family.normaliser`)."""
+        r"""Return :math:`-\sum N \log(1 + e^\eta)` (see :meth:`Family.normaliser`)."""
         return -pt.sum(rows.trials * pt.softplus(eta))
 
     def observed(self, name: str, eta: Any, rows: Rows, params: dict, dims: str) -> Any:
@@ -353,68 +363,16 @@ def get(name: str) -> Family:
     return FAMILIES[name]
 
 
-#: :func:`overdispersed`'s threshold on the overdispersion z statistic.
-OVERDISPERSED_Z = 10.0
-
-
-def overdispersed(y: np.ndarray, mean: np.ndarray) -> bool:
-    """Whether counts ``y`` rule out the negative binomial's Poisson limit (phi -> infinity),
-    given Poisson means ``mean`` of the model's own mean structure (a fit of it, e.g.
-    :func:`socialgradient.model.parameterisation.la_fit`).
-
-    The excess variance ``sum((y - mean)^2 - mean)`` has standard deviation
-    ``sqrt(sum(mean + 2 mean^2))`` under the Poisson; above ``OVERDISPERSED_Z`` of them the
-    data pin 1/phi down to well within a tenth of its size, so the posterior cannot reach the
-    phi > 1e6 where the cheaper normaliser loses precision. Referrals on the default England:
-    z = 41, CP plans 6.5, looked after 1.5 (those two keep the stable form); Poisson counts
-    about N(0, 1).
-    """
-    y = np.asarray(y, float)
-    excess = np.sum((y - mean) ** 2 - mean)
-    return bool(excess / np.sqrt(np.sum(mean + 2.0 * mean**2)) > OVERDISPERSED_Z)
-
-
-#: Counts up to this enter the negative binomial's normaliser one j at a time (``K_j``,
-#: :func:`_exceedances`); above it, runs of j in closed form (:func:`_tail`). Without the
-#: bound, ``K_j`` ran to max(y): one count of 1,000,000 in a table made every gradient
-#: evaluation compute a million log1p (a fit 17x slower), the pointwise log likelihood a
-#: draws x 1,000,000 table, and 2**53 asked for 64 PiB.
-EXACT_COUNTS = 1024
-
-
-def _exceedances(y: np.ndarray) -> np.ndarray:
-    """``K_j`` = number of rows with ``y > j``, for j = 0 .. min(max(y), EXACT_COUNTS) - 1
-    (memory and time independent of max(y): a sort of the counts, no ``bincount``)."""
-    y = np.sort(np.asarray(y, np.int64))
-    top = min(int(y[-1]) if y.size else 0, EXACT_COUNTS)
-    return (len(y) - np.searchsorted(y, np.arange(top), side="right")).astype(float)
-
-
-def _tail(y: np.ndarray) -> np.ndarray | None:
-    """The runs of j above EXACT_COUNTS, or None when no count exceeds it: a (3, k) array of
-    ``start``, ``stop`` (consecutive distinct counts, the first start EXACT_COUNTS) and
-    ``rows`` = #{y >= stop}, the K_j shared by every j in [start, stop)."""
-    y = np.sort(np.asarray(y, np.int64))
-    stops = np.unique(y[y > EXACT_COUNTS])
-    if not stops.size:
-        return None
-    starts = np.concatenate([[EXACT_COUNTS], stops[:-1]])
-    rows = len(y) - np.searchsorted(y, starts, side="right")
-    return np.stack([starts, stops, rows]).astype(float)
-
-
-def _log_rising(start, stop, phi, xp):
-    r"""``sum_{j=start}^{stop-1} log1p(j / phi)`` for ``start >= EXACT_COUNTS`` (``xp``: numpy
-    or pytensor.tensor), without the cancellation of lgamma(stop + phi) - lgamma(start + phi)
-    - (stop - start) log(phi): Stirling's formula for both lgammas with log(x / phi) as
-    log1p(.), so the terms that cancel are of the size of the counts, not of phi log(phi)
-    (1e-10 nats at phi = 1e11, counts of 1e6). Stirling's remainder
-    :math:`1/(12x) - 1/(360x^3) + 1/(1260x^5)` is exact to 1e-24 for x >= 1024."""
-
-    def part(n):
-        x = phi + n
-        return (x - 0.5) * xp.log1p(n / phi) + (
-            1 / 12 - (1 / 360 - 1 / (1260 * x * x)) / (x * x)
-        ) / x
-
-    return part(stop) - part(start) - (stop - start)
+#: Its own names and those re-exported from :mod:`socialgradient.model.nb_counts`.
+__all__ = [
+    "EXACT_COUNTS",
+    "FAMILIES",
+    "OVERDISPERSED_Z",
+    "Binomial",
+    "Family",
+    "NegativeBinomial",
+    "Poisson",
+    "Rows",
+    "get",
+    "overdispersed",
+]

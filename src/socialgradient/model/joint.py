@@ -75,7 +75,7 @@ def check_spec(spec: Spec) -> None:
 def build(
     datas: list[NeighbourhoodData], spec: Spec, centred: np.ndarray | None = None
 ) -> pm.Model:
-    """The joint model of ``datas`` (one per threshold, same rows, same order)."""
+    """Return the joint model of ``datas`` (one per threshold, same rows, same order)."""
     check_spec(spec)
     family, p = families.get(spec.family), spec.priors
     first, k = datas[0], len(datas)
@@ -141,6 +141,7 @@ def choose(datas: list[NeighbourhoodData], spec: Spec) -> np.ndarray:
     the first four thresholds pin the LA spreads down, so every LA centres them, and 12
     LAs also centre looked-after children (README); on sparser tables the run varies by LA
     (with one all-or-nothing choice per LA, well-informed referral effects of LAs
-    non-centred for a sparse threshold mixed slowly: R-hat 1.088)."""
+    non-centred for a sparse threshold mixed slowly: R-hat 1.088).
+    """
     ok = np.stack([parameterisation.choose(d, spec.family, spec.la_effects) == 2 for d in datas])
     return np.cumprod(ok, axis=0).sum(axis=0)

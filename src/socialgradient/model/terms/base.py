@@ -1,4 +1,4 @@
-"""What a term of the linear predictor is: :class:`Term`, and the :class:`Context` it adds to.
+r"""What a term of the linear predictor is: :class:`Term`, and the :class:`Context` it adds to.
 
 A term owns its data (encoded from the table and the spec by :meth:`Term.encode`, rebuilt
 from a saved fit by :meth:`Term.from_tree`), its spec keys, its PyMC contribution and its
@@ -11,7 +11,7 @@ variables come in one fixed order:
 2. :meth:`Term.effects`: the LA effects themselves (:attr:`Context.theta`) and what reads
    them (the LA outcome);
 3. :meth:`Term.rows`: additions to each row's linear predictor (:attr:`Context.eta`, rows
-   sorted by LA) and to its part linear in the counts, :math:`\\sum_i y_i \\eta_i`
+   sorted by LA) and to its part linear in the counts, :math:`\sum_i y_i \eta_i`
    (:attr:`Context.linear`, collapsed over rows by sufficient statistics).
 
 After sampling, :meth:`Term.row_effect` and :meth:`Term.row_eta` give the same
@@ -64,7 +64,9 @@ class Term:
     ``spec_keys`` (the spec fields that switch it on), ``reported`` (posterior variables it
     adds in their reported form), ``derived`` (its sampler-side forms, dropped from the
     result tree), ``cells`` (its rows are cells, LSOA x something: dim ``cell``) and
-    ``on_rows`` (it adds to the rows' linear predictor beyond the LA effects).
+    ``on_rows`` (it adds to the rows' linear predictor beyond the LA effects) and
+    ``always`` (every model has it: made without :meth:`encode`). A phase or hook the
+    class does not override is skipped (not called) by the model and the fit.
     """
 
     name: ClassVar[str] = ""
@@ -73,13 +75,17 @@ class Term:
     derived: ClassVar[tuple[str, ...]] = ()
     cells: ClassVar[bool] = False
     on_rows: ClassVar[bool] = False
+    always: ClassVar[bool] = False
 
     @classmethod
     def encode(
         cls, table: pd.DataFrame, spec: Any, core: Any, la_table: pd.DataFrame | None
     ) -> Term | None:
-        """Return the term's data from a validated ``table`` and ``spec`` (None when the spec
-        does not use it); ``core`` holds the decomposition (``la``, ``la_index``, ``m_c``)."""
+        """Return the term's data from a validated ``table`` and ``spec``.
+
+        Return the term's data from a validated ``table`` and ``spec`` (None when the spec
+        does not use it); ``core`` holds the decomposition (``la``, ``la_index``, ``m_c``).
+        """
         return None
 
     @classmethod
@@ -125,13 +131,19 @@ class Term:
 
     # -- after sampling (numpy, one chain) ----------------------------------------------
     def row_effect(self, chain: xr.Dataset, data: Any, effect: np.ndarray) -> np.ndarray:
-        """Return each row's (intercept, slope) ``effect`` (dims draw, row, effect) with the
-        term's additions, from one chain's draws."""
+        """Return each row's LA effects with the term's additions.
+
+        Return each row's (intercept, slope) ``effect`` (dims draw, row, effect) with the
+        term's additions, from one chain's draws.
+        """
         return effect
 
     def row_eta(self, chain: xr.Dataset, data: Any, eta: np.ndarray) -> np.ndarray:
-        """Return each row's linear predictor ``eta`` (dims draw, row) with the term's
-        additions, from one chain's draws."""
+        """Return each row's linear predictor with the term's additions.
+
+        Return each row's linear predictor ``eta`` (dims draw, row) with the term's
+        additions, from one chain's draws.
+        """
         return eta
 
 

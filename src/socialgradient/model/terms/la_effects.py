@@ -12,7 +12,6 @@ import re
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pymc as pm
 import pytensor.tensor as pt
 
@@ -27,17 +26,14 @@ class LAEffects(Term):
     name = "la_effects"
     reported = ("a", "b_w", "b_b", "b_x", "la_sd", "la_corr", "la_effect")
     derived = ("la_cov", "la_cov_corr", "la_cov_stds")
-
-    @classmethod
-    def encode(
-        cls, table: pd.DataFrame, spec: Any, core: Any, la_table: pd.DataFrame | None
-    ) -> LAEffects:
-        """Return the term (its data, deprivation and LAs, are the core's)."""
-        return cls()
+    always = True
 
     def centre(self, ctx: Context) -> None:
-        """Create ``a``, ``b_w``, ``b_b``, ``b_x`` and the LKJ covariance ``la_cov`` (with
-        ``la_sd``, ``la_corr``); the LA effects' means ``(a + b_b m_c, b_w + b_x m_c)``."""
+        """Create the national coefficients, the LA covariance and the LA effects' means.
+
+        Create ``a``, ``b_w``, ``b_b``, ``b_x`` and the LKJ covariance ``la_cov`` (with
+        ``la_sd``, ``la_corr``); the LA effects' means ``(a + b_b m_c, b_w + b_x m_c)``.
+        """
         p = ctx.priors
         m_c = pm.Data("m_c", ctx.data.m_c, dims="la")
         a = pm.Normal("a", ctx.a_mean if p.a_mean is None else p.a_mean, p.a)
@@ -60,8 +56,11 @@ class LAEffects(Term):
         ctx.centre = pt.stack([a + b_b * m_c, b_w + b_x * m_c], axis=1)
 
     def effects(self, ctx: Context) -> None:
-        """Create ``la_effect`` (dims la, effect): free when every LA is centred, else a
-        deterministic of :func:`la_theta`'s blocks."""
+        """Create ``la_effect`` (dims la, effect).
+
+        Create ``la_effect`` (dims la, effect): free when every LA is centred, else a
+        deterministic of :func:`la_theta`'s blocks.
+        """
         counts = None if ctx.centred is None else parameterisation.as_counts(ctx.centred)
         if counts is None or (counts == 2).all():
             ctx.theta = pm.MvNormal(
@@ -75,8 +74,11 @@ class LAEffects(Term):
         )
 
     def rows(self, ctx: Context) -> None:
-        """Start the rows' linear predictor: each row's LA intercept plus slope times ``w``
-        (rows sorted by LA, reached by ``repeat``), and its per-LA sufficient statistics."""
+        """Start the rows' linear predictor from each row's LA effects.
+
+        Start the rows' linear predictor: each row's LA intercept plus slope times ``w``
+        (rows sorted by LA, reached by ``repeat``), and its per-LA sufficient statistics.
+        """
         data, theta = ctx.data, ctx.theta
         idx, n_la = data.la_index, len(data.la)
         ctx.eta = pt.repeat(theta[:, 0], ctx.per_la) + pt.repeat(theta[:, 1], ctx.per_la) * ctx.w
@@ -105,13 +107,16 @@ def la_effects(
     """
     ctx = Context(data, priors or Priors(), centred, a_mean)
     for term in data.terms:
-        term.centre(ctx)
+        if type(term).centre is not Term.centre:
+            term.centre(ctx)
     LAEffects().effects(ctx)
     return ctx.theta
 
 
 def la_theta(centre: Any, chol: Any, centred: np.ndarray, la: np.ndarray, coef_dim: str) -> Any:
-    """Return LA coefficients (dims la x ``coef_dim``) with means ``centre`` and covariance
+    """Return LA coefficients, some sampled centred and the rest non-centred.
+
+    Return LA coefficients (dims la x ``coef_dim``) with means ``centre`` and covariance
     ``chol chol^T``, the first ``centred[l]`` coefficients of LA ``l`` sampled centred and
     the rest non-centred.
 

@@ -69,8 +69,11 @@ class Strata(Term):
 
     @classmethod
     def from_tree(cls, tree: xr.DataTree, const: xr.Dataset) -> Strata | None:
-        """Return the strata a fit records (attrs ``strata``, ``stratum_columns``; the row
-        coordinates)."""
+        """Return the strata a fit records.
+
+        Return the strata a fit records (attrs ``strata``, ``stratum_columns``; the row
+        coordinates).
+        """
         levels = tuple(json.loads(tree.attrs.get("strata", "[]")))
         if not levels:
             return None
@@ -146,7 +149,9 @@ class Strata(Term):
         ctx.linear = ctx.linear + pt.sum(offset[:, 0] * s_y + offset[:, 1] * s_yw)
 
     def _effect(self, ctx: Context) -> Any:
-        """Stratum offsets to the intercept and slope, zero for the reference stratum (of
+        """Create the stratum offsets to the intercept and slope.
+
+        Stratum offsets to the intercept and slope, zero for the reference stratum (of
         each stratum column, with several).
 
         Priors: Normal(0, 1) on the log-rate offset (rate ratios 0.14-7 against the
@@ -186,7 +191,7 @@ class Strata(Term):
 
 
 def _levels(table: pd.DataFrame, column: str) -> tuple[tuple[str, ...], np.ndarray]:
-    """A stratum column's levels, most children first (the reference), and each row's."""
+    """Return a stratum column's levels, most children first (the reference), and each row's."""
     size = table.groupby(table[column].astype(str))["children"].sum()
     levels = tuple(size.sort_values(ascending=False, kind="stable").index)
     lookup = {level: i for i, level in enumerate(levels)}

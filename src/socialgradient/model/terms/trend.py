@@ -1,4 +1,6 @@
-r"""A stratum trend: a numeric cell column :math:`t` adding :math:`\kappa (t - \bar t) +
+r"""A stratum trend: a numeric cell column adding a main effect and a slope change.
+
+A stratum trend: a numeric cell column :math:`t` adding :math:`\kappa (t - \bar t) +
 \tau (t - \bar t) w_i`.
 
 ``stratum_trend = "age"`` (e.g. single years of age): :math:`\kappa` is the change in the
@@ -68,7 +70,7 @@ class Trend(Term):
         return [self.values, np.asarray(self.column)]
 
     def rows(self, ctx: Context) -> None:
-        """Add :math:`\\kappa t + \\tau t w` (standardised ``t``) to the rows."""
+        r"""Add :math:`\kappa t + \tau t w` (standardised ``t``) to the rows."""
         data, order, w, p = ctx.data, ctx.order, ctx.w, ctx.priors
         mean, sd = self.scaling(data)
         coef = pm.Normal(
