@@ -13,6 +13,7 @@ import pytest
 
 import socialgradient.api as sg
 from graph_variants import build, fingerprint, variants
+from socialgradient.model.build import build_model
 from socialgradient.sampling.fit import data_hash
 
 #: Recorded at 2d10315 (``fingerprint`` of each variant; ``/pointwise``: the per-row
@@ -595,3 +596,37 @@ def test_pointwise_graph_and_logp_as_recorded(name):
     assert _lists(got["free"]) == _lists(want["free"])
     np.testing.assert_allclose(got["logp_initial"], want["logp_initial"], rtol=1e-9)
     np.testing.assert_allclose(got["logp_moved"], want["logp_moved"], rtol=1e-9)
+
+
+def test_terms_are_listed_once_and_say_their_spec_keys():
+    """Every term class of ``model/terms`` is in TERMS (adding one is a module and a line),
+    and its spec keys are fields of a Spec."""
+    import dataclasses
+    import importlib
+    import pkgutil
+
+    from socialgradient.model import terms
+    from socialgradient.spec import Spec
+
+    found = set()
+    for info in pkgutil.iter_modules(terms.__path__):
+        module = importlib.import_module(f"socialgradient.model.terms.{info.name}")
+        found |= {
+            v
+            for v in vars(module).values()
+            if isinstance(v, type) and issubclass(v, terms.Term) and v is not terms.Term
+        }
+    assert found == set(terms.TERMS)
+    assert len({t.name for t in terms.TERMS}) == len(terms.TERMS)
+    fields = {f.name for f in dataclasses.fields(Spec)}
+    for term in terms.TERMS:
+        assert set(term.spec_keys) <= fields, term
+
+
+@pytest.mark.parametrize("name", ["strata_trend", "moderators", "la_outcome", "negbin"])
+def test_each_terms_reported_and_derived_variables_are_in_the_model(name):
+    table, spec, kw = variants()[name]
+    data = sg.encode(table, spec, **kw)
+    model = build_model(data, spec)
+    for term in data.terms:
+        assert set(term.reported) | set(term.derived) <= set(model.named_vars), term.name
