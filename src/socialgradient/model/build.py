@@ -209,11 +209,11 @@ def build_model(
             for term in data.terms:
                 if getattr(type(term), phase) is not getattr(Term, phase):  # takes part
                     getattr(term, phase)(ctx)
-        params = family.add_parameters(spec.priors)
         if likelihood == "sufficient":
             stable = nb_stable(data, family)
-            pm.Potential("loglik", ctx.linear + family.normaliser(ctx.eta, rows, params, stable))
+            family.add_likelihood(spec.priors, ctx.linear, ctx.eta, rows, stable)
         else:
+            params = family.add_parameters(spec.priors)
             unsort = np.argsort(order, kind="stable")
             original = families.Rows(data.y, np.log(exposure), data.trials)
             family.observed(data.outcome, ctx.eta[unsort], original, params, data.row_dim)
@@ -230,7 +230,7 @@ def nb_stable(data: NeighbourhoodData, family: str | families.Family) -> bool:
     (strata, a trend, neighbourhood moderators: the LA fit would mistake their effects for
     overdispersion, so the stable form is kept). Only the NB has two forms.
     """
-    if data.row_terms:
+    if any(t.on_rows for t in data.terms):
         return True
     family = families.get(family) if isinstance(family, str) else family
     poisson = families.FAMILIES["poisson"]  # the working model of the mean structure

@@ -41,10 +41,9 @@ from scipy import special
 from socialgradient.model.nb_counts import (
     EXACT_COUNTS,
     OVERDISPERSED_Z,
-    _exceedances,
     _log_rising,
-    _tail,
     overdispersed,
+    statistics,
 )
 from socialgradient.spec import Priors
 
@@ -73,9 +72,7 @@ class Rows:
         process compiles slower than with constants (19-22 s against 13-16 s, 20 LAs).
         """
         exceed, tail = (
-            (_exceedances(self.y), _tail(self.y))
-            if self.exceedances is None
-            else (self.exceedances, self.tail)
+            statistics(self.y) if self.exceedances is None else (self.exceedances, self.tail)
         )
         return Rows(
             y=pm.Data(f"{prefix}y", self.y),
@@ -127,6 +124,17 @@ class Family:
     def observed(self, name: str, eta: Any, rows: Rows, params: dict, dims: str) -> Any:
         """Return the textbook per-row likelihood as an observed PyMC variable."""
         raise NotImplementedError
+
+    def add_likelihood(
+        self, priors: Priors, linear: Any, eta: Any, rows: Rows, stable: bool = True
+    ) -> None:
+        """Create the family's parameters and the likelihood, the potential ``loglik``.
+
+        ``linear`` is its part linear in the counts (collapsed over rows by the terms),
+        :meth:`normaliser` the rest, in its ``stable`` form or not.
+        """
+        params = self.add_parameters(priors)
+        pm.Potential("loglik", linear + self.normaliser(eta, rows, params, stable))
 
     def stable_normaliser(self, y: np.ndarray, poisson_mean: Callable[[], np.ndarray]) -> bool:
         """Whether counts ``y`` need :meth:`normaliser`'s stable form (only the NB has two).
@@ -216,9 +224,7 @@ class NegativeBinomial(Family):
         # cost does not grow with max(y).
         phi = params["phi"]
         k_j, tail = (
-            (_exceedances(rows.y), _tail(rows.y))
-            if rows.exceedances is None
-            else (rows.exceedances, rows.tail)
+            statistics(rows.y) if rows.exceedances is None else (rows.exceedances, rows.tail)
         )
         j = pt.arange(k_j.shape[0])
         counts = pt.sum(k_j * pt.log1p(j / phi))

@@ -42,6 +42,14 @@ def overdispersed(y: np.ndarray, mean: np.ndarray) -> bool:
 EXACT_COUNTS = 1024
 
 
+def statistics(y: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """Return what the NB's normaliser reads of the counts.
+
+    Their ``K_j`` (:func:`_exceedances`) and runs above EXACT_COUNTS (:func:`_tail`).
+    """
+    return _exceedances(y), _tail(y)
+
+
 def _exceedances(y: np.ndarray) -> np.ndarray:
     """Return ``K_j``, the number of rows with ``y > j``.
 
