@@ -120,13 +120,14 @@ def encode(
             "no_trials", f"la_outcome: {spec.trials!r} is 0 in every LA", columns=[spec.trials]
         )
     values = [np.asarray(m_c, float)]
-    if spec.covariates:
+    covariates = spec.covariates
+    if covariates:
         if la_table is None:
-            raise ValueError(f"la_outcome: the covariates {list(spec.covariates)} need la_data")
-        las = la_table.set_index("la").loc[[str(c) for c in la], list(spec.covariates)]
-        values += [las[c].to_numpy(float) for c in spec.covariates]
+            raise ValueError(f"la_outcome: the covariates {list(covariates)} need la_data")
+        las = la_table.set_index("la").loc[[str(c) for c in la], list(covariates)]
+        values += [las[c].to_numpy(float) for c in covariates]
     return LAOutcomeData(
-        count, trials, np.column_stack(values), ("m_c", *spec.covariates), spec.count, spec.trials
+        count, trials, np.column_stack(values), ("m_c", *covariates), spec.count, spec.trials
     )
 
 
