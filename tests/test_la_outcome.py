@@ -12,6 +12,7 @@ import socialgradient.api as sg
 from socialgradient.data.schema import InputError
 from socialgradient.data.synthetic import records
 from socialgradient.model import la_outcome
+from socialgradient.model.terms import LAOutcomeTerm
 from socialgradient.spec import LAOutcome, RecordsTable, Spec, load_spec
 from socialgradient.study import aggregates, findings
 
@@ -92,7 +93,7 @@ def test_spec_la_outcome_parses_validates_and_keeps_old_hashes(tmp_path, agg, fi
 def test_la_outcome_totals_are_the_tables_la_sums(agg, las):
     spec = load_spec(sg.MODELS / "la_rereferrals.toml")
     data = sg.encode(agg.table, spec, la_table=las)
-    lo = data.la_outcome
+    lo = data.term(LAOutcomeTerm).outcome
     sums = agg.table.groupby("la")[["rereferrals", "referrals"]].sum().loc[data.la]
     np.testing.assert_array_equal(lo.count, sums["rereferrals"])
     np.testing.assert_array_equal(lo.trials, sums["referrals"])

@@ -17,6 +17,7 @@ from socialgradient.model import families
 from socialgradient.model.build import build_model, dispersion, la_effects
 from socialgradient.model.data import EFFECTS, NeighbourhoodData
 from socialgradient.model.families import Rows
+from socialgradient.model.terms import NeighbourhoodModerators
 from socialgradient.spec import Spec
 
 N_LA = 15
@@ -127,7 +128,10 @@ def test_cheaper_normaliser_only_where_the_data_rule_out_the_poisson_limit(data)
     )  # z = 1.5
     assert model_module.nb_stable(referrals, "poisson")  # only the NB has two forms
     # strata, trend or moderators: the per-LA fit is not the mean structure, keep stable
-    assert model_module.nb_stable(dataclasses.replace(referrals, moderator_names=("z",)), "negbin")
+    z = NeighbourhoodModerators(np.zeros((len(referrals.y), 1)), ("z",))
+    assert model_module.nb_stable(
+        dataclasses.replace(referrals, terms=(*referrals.terms, z)), "negbin"
+    )
 
 
 @pytest.mark.parametrize("family", ["poisson", "negbin", "binomial"])
@@ -136,9 +140,8 @@ def test_sufficient_equals_pointwise_for_every_family_and_geometry(data, family,
     """The fast likelihood equals PyMC's own per-row distribution (``likelihood="pointwise"``)
     for every family, with centred, non-centred and mixed LA effects and a moderator."""
     rng = np.random.default_rng(4)
-    data = dataclasses.replace(
-        data, moderators=rng.normal(0, 1, (len(data.y), 1)), moderator_names=("z",)
-    )
+    z = NeighbourhoodModerators(rng.normal(0, 1, (len(data.y), 1)), ("z",))
+    data = dataclasses.replace(data, terms=(*data.terms, z))
     if family == "binomial":
         trials = data.y + rng.integers(0, 30, len(data.y))
         data = dataclasses.replace(data, trials=trials, exposure=trials.astype(float))

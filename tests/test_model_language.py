@@ -19,6 +19,7 @@ from socialgradient.cli import main
 from socialgradient.data.schema import InputError, validate
 from socialgradient.model import forward
 from socialgradient.model.moderators import validate_la_table
+from socialgradient.model.terms import LAEffects, LAModerators, NeighbourhoodModerators
 from socialgradient.release import report
 from socialgradient.spec import Priors, Spec, load_spec
 
@@ -357,6 +358,6 @@ def test_unchanged_dataclass_defaults():
     """Tables and specs without the new terms encode as before."""
     data = sg.encode(geography(3, 10), "referrals")
     assert data.trials is None
-    assert data.moderators is None
-    assert data.la_moderators is None
-    assert dataclasses.replace(data).moderator_names == ()
+    assert data.term(NeighbourhoodModerators) is None
+    assert data.term(LAModerators) is None
+    assert [type(t) for t in dataclasses.replace(data).terms] == [LAEffects]

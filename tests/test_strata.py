@@ -13,6 +13,7 @@ from socialgradient.data.deprivation import decompose
 from socialgradient.data.schema import InputError, validate
 from socialgradient.model.build import build_model, la_effects
 from socialgradient.model.data import NeighbourhoodData
+from socialgradient.model.terms import Strata
 from socialgradient.spec import Spec
 from textbook import assert_same_density, observe
 
@@ -88,9 +89,10 @@ def test_missing_stratum_column_and_values(table):
 
 def test_reference_stratum_has_most_children(table):
     data = NeighbourhoodData.from_table(table, "referrals", "age_band")
-    assert data.strata[0] == "10-15"
+    strata = data.term(Strata)
+    assert strata.levels[0] == "10-15"
     assert data.row_dim == "cell"
-    assert set(data.strata) == set(SHARE)
+    assert set(strata.levels) == set(SHARE)
 
 
 @pytest.mark.parametrize("family", ["poisson", "negbin"])
@@ -105,7 +107,7 @@ def test_logp_equals_textbook_stratified_model(table, family):
             "stratum_offset", 0, np.array([1.0, 0.5]), dims=("stratum_contrast", "effect")
         )
         off = pt.concatenate([pt.zeros((1, 2)), raw], axis=0)
-        i, s = data.la_index, data.stratum_index
+        i, s = data.la_index, data.term(Strata).index
         eta = theta[i, 0] + off[s, 0] + (theta[i, 1] + off[s, 1]) * data.w
         observe(family, data.children * pt.exp(eta), data.y)
     assert_same_density(model, ref)

@@ -21,6 +21,7 @@ from socialgradient.data.schema import InputError, validate
 from socialgradient.data.synthetic import england
 from socialgradient.data.synthetic.records import simulate_records
 from socialgradient.model.build import build_model, la_effects
+from socialgradient.model.terms import Strata, Trend
 from socialgradient.sampling import predict
 from socialgradient.spec import Spec, load_spec
 from socialgradient.study import findings
@@ -192,12 +193,20 @@ def test_logp_equals_textbook_model_with_two_columns_and_a_trend(two, family):
         la_effects="centred",
     )
     data = sg.encode(table, spec)
-    assert data.strata == ("age_band=10-15", "age_band=0-4", "age_band=5-9", "gender=M", "gender=F")
+    strata = data.term(Strata)
+    assert strata.levels == (
+        "age_band=10-15",
+        "age_band=0-4",
+        "age_band=5-9",
+        "gender=M",
+        "gender=F",
+    )
     assert data.row_dim == "cell"
-    assert data.stratum_index.shape == (len(table), 2)
+    assert strata.index.shape == (len(table), 2)
     model = build_model(data, spec)
     assert list(model.coords["stratum_contrast"]) == ["age_band=0-4", "age_band=5-9", "gender=F"]
-    mean, sd = data.trend_scaling()
+    trend = data.term(Trend)
+    mean, sd = trend.scaling(data)
     with pm.Model(coords=model.coords) as ref:
         theta = la_effects(data)
         raw = pm.Normal(
@@ -205,8 +214,8 @@ def test_logp_equals_textbook_model_with_two_columns_and_a_trend(two, family):
         )
         off = pt.concatenate([pt.zeros((1, 2)), raw[:2], pt.zeros((1, 2)), raw[2:]], axis=0)
         coef = pm.Normal("trend_coef", 0, np.array([1.0, 0.5]), dims="effect")
-        i, s = data.la_index, data.stratum_index
-        z = (data.trend - mean) / sd
+        i, s = data.la_index, strata.index
+        z = (trend.values - mean) / sd
         eta = (
             theta[i, 0]
             + off[s[:, 0], 0]
@@ -250,8 +259,9 @@ def test_two_column_fit_gives_per_column_contrasts(two):
     # the encoded data is rebuilt from the tree (cells, columns and levels)
     again = predict.encoded_data(tree)
     data = sg.encode(two, Spec("referrals", strata=["age_band", "gender"]))
-    assert again.strata == data.strata
-    np.testing.assert_array_equal(again.stratum_index, data.stratum_index)
+    assert again.term(Strata) is not None
+    assert again.term(Strata).levels == data.term(Strata).levels
+    np.testing.assert_array_equal(again.term(Strata).index, data.term(Strata).index)
 
 
 @pytest.mark.slow  # a fit: 100-200 s measured on the shared 2-core machine

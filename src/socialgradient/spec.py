@@ -1,4 +1,5 @@
 """One analysis, as a frozen spec loaded from a TOML file in ``models/``.
+
 (over 400 lines because it holds every spec dataclass with its documented fields; their typed
 validation is in :mod:`socialgradient.util.typed`.)
 
@@ -50,7 +51,7 @@ import tomllib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, cast
 
 import msgspec
 
@@ -159,7 +160,9 @@ class Priors:
 
 @dataclass(frozen=True)
 class RecordsTable:
-    """The table a spec is fitted to when it is built from the synthetic child records
+    """The table a spec is fitted to when it is built from the synthetic child records.
+
+    The table a spec is fitted to when it is built from the synthetic child records
     (``[records]`` in a spec file; :mod:`socialgradient.study.aggregates` builds and caches it).
 
     ``by``: strata of the aggregate (``age_band``, ``gender``, ``ethnicity``; () for one row
@@ -228,41 +231,53 @@ class LAOutcome:
 
 
 class SpecMethods:
-    """JSON, hash, ``replace`` and ``from_dict`` for any frozen spec dataclass that has a
-    ``sampling: Sampling`` field (:class:`Spec`, :class:`socialgradient.panel.model.PanelSpec`)."""
+    """JSON, hash, ``replace`` and ``from_dict`` for any frozen spec dataclass.
+
+    JSON, hash, ``replace`` and ``from_dict`` for any frozen spec dataclass that has a
+    ``sampling: Sampling`` field (:class:`Spec`, :class:`socialgradient.panel.model.PanelSpec`).
+    """
 
     def to_json(self) -> str:
-        """Canonical JSON (sorted keys), the form stored with results."""
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+        """Return the canonical JSON (sorted keys), the form stored with results."""
+        return json.dumps(dataclasses.asdict(cast(Any, self)), sort_keys=True)
 
     @property
     def hash(self) -> str:
-        """Short SHA-256 of :meth:`to_json`; a path in it (``la_data``) counts by its file
+        """Return a short SHA-256 of :meth:`to_json`.
+
+        Short SHA-256 of :meth:`to_json`; a path in it (``la_data``) counts by its file
         name only, so a checkout moved elsewhere keeps its hashes (the LA table's values
-        are in the fit's data hash)."""
+        are in the fit's data hash).
+        """
         raw = json.loads(self.to_json())
         if raw.get("la_data"):
             raw["la_data"] = Path(raw["la_data"]).name
         return hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()[:16]
 
-    def replace(self, **changes):
-        """A copy with top-level fields or sampling fields (``draws=``, ...) changed;
-        ``None`` values are ignored."""
+    def replace(self, **changes: Any) -> Any:
+        """Return a copy with top-level or sampling fields (``draws=``, ...) changed.
+
+        ``None`` values are ignored.
+        """
+        spec = cast(Any, self)  # a frozen spec dataclass with ``priors`` and ``sampling``
         sampling_fields = {f.name for f in dataclasses.fields(Sampling)}
         sampling = {k: v for k, v in changes.items() if k in sampling_fields and v is not None}
         top = {k: v for k, v in changes.items() if k not in sampling_fields and v is not None}
         if isinstance(top.get("priors"), dict):
             _check_keys(top["priors"], _names(Priors), "priors")
-            top["priors"] = dataclasses.replace(self.priors, **top["priors"])
+            top["priors"] = dataclasses.replace(spec.priors, **top["priors"])
         return dataclasses.replace(
-            self, **top, sampling=dataclasses.replace(self.sampling, **sampling)
+            spec, **top, sampling=dataclasses.replace(spec.sampling, **sampling)
         )
 
     @classmethod
     def from_dict(cls, raw: dict):
-        """Build from a parsed TOML/JSON mapping with msgspec (strict types: a string is
+        """Build from a parsed TOML/JSON mapping with msgspec (strict types).
+
+        Build from a parsed TOML/JSON mapping with msgspec (strict types: a string is
         not a number, a number not a string); unknown keys are an error, not ignored. Every
-        wrong key or value raises :class:`SpecError` naming the key."""
+        wrong key or value raises :class:`SpecError` naming the key.
+        """
         raw = _prepare(raw, cls, "")
         outcomes = raw.get("outcomes")
         if outcomes and isinstance(outcomes, list | tuple) and "outcome" not in raw:
@@ -348,8 +363,11 @@ class Spec(SpecMethods):
             object.__setattr__(self, "name", f"{stem}_{self.family}")
 
     def _normalise_strata(self) -> None:
-        """One stratum column is always held as ``stratum`` (``strata = ["x"]`` is
-        ``stratum = "x"``, the same spec and hash); two or more as ``strata``."""
+        """Hold one stratum column as ``stratum``, two or more as ``strata``.
+
+        One stratum column is always held as ``stratum`` (``strata = ["x"]`` is
+        ``stratum = "x"``, the same spec and hash); two or more as ``strata``.
+        """
         if self.stratum and self.strata and self.strata != (self.stratum,):
             raise SpecError(
                 f"give the stratum columns once: stratum={self.stratum!r} and "
@@ -372,9 +390,12 @@ class Spec(SpecMethods):
         return self.strata or ((self.stratum,) if self.stratum else ())
 
     def to_json(self) -> str:
-        """Canonical JSON: fields at their defaults since the model language was added
+        """Return the canonical JSON, leaving out fields at their defaults since they came.
+
+        Canonical JSON: fields at their defaults since the model language was added
         are left out, so the hashes of earlier specs (and their saved fits) still match
-        (prior scales added later are left out at their defaults too)."""
+        (prior scales added later are left out at their defaults too).
+        """
         raw = json.loads(json.dumps(dataclasses.asdict(self)))
         for key, value in _NEW_PRIOR_DEFAULTS.items():
             if raw["priors"].get(key) == value:

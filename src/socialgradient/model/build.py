@@ -1,6 +1,7 @@
-r"""The national social-gradient model: a hierarchical Poisson / negative-binomial GLM
-(over 400 lines because this docstring is the model's full statement, priors included, and
-the model's pieces -- LA effects, strata, moderators, likelihood -- are read together).
+r"""The national social-gradient model: a hierarchical Poisson / negative-binomial GLM.
+
+Its statement, priors included; the builder runs the terms of
+:mod:`socialgradient.model.terms`, one module each.
 
 For LSOA :math:`i` in local authority :math:`l` with child population :math:`n_i`,
 within-LA deprivation :math:`w_i` and LA deprivation :math:`m_{c,l}` (both in units of
@@ -105,129 +106,40 @@ Pointwise log-likelihood and posterior predictive draws are computed after sampl
 
 from __future__ import annotations
 
-import re
+from typing import Any
 
 import numpy as np
 import pymc as pm
-import pytensor.tensor as pt
 
-from socialgradient.model import families, la_outcome, parameterisation
+from socialgradient.model import families, parameterisation
 from socialgradient.model.data import NeighbourhoodData
+from socialgradient.model.terms import Context, Term
+from socialgradient.model.terms.la_effects import (
+    LA_THETA_BLOCKS,
+    LA_THETA_COORDS,
+    la_effects,
+    la_theta,
+)
 from socialgradient.spec import Priors, Spec
+
+__all__ = [
+    "LA_THETA_BLOCKS",
+    "LA_THETA_COORDS",
+    "LIKELIHOODS",
+    "build_model",
+    "dispersion",
+    "la_effects",
+    "la_theta",
+    "nb_stable",
+]
 
 LIKELIHOODS = ("sufficient", "pointwise")
 
-
-def la_effects(
-    data: NeighbourhoodData,
-    priors: Priors | None = None,
-    centred: np.ndarray | None = None,
-    a_mean: float = -4.0,
-):
-    """Priors and the LA intercepts and slopes, in the current model context.
-
-    Creates ``a``, ``b_w``, ``b_b``, ``b_x``, the LKJ covariance ``la_cov`` (with
-    deterministics ``la_sd``, ``la_corr``), LA-moderator coefficients if any, and returns
-    ``la_effect`` (dims la, effect) with means ``(a + b_b m_c, b_w + b_x m_c)``: a free
-    variable when every LA is centred (``centred`` None or all 2), else a deterministic
-    (:func:`la_theta`, LAs centring only some of their effects). Shared
-    by :func:`build_model` and the textbook reference models of the tests and benchmarks.
-    """
-    p = priors or Priors()
-    m_c = pm.Data("m_c", data.m_c, dims="la")
-    a = pm.Normal("a", a_mean if p.a_mean is None else p.a_mean, p.a)
-    b_w = pm.Normal("b_w", 0.0, p.b_w)
-    b_b = pm.Normal("b_b", 0.0, p.b_b)
-    b_x = pm.Normal("b_x", 0.0, p.b_x)
-    chol, corr, sd = pm.LKJCholeskyCov(
-        "la_cov",
-        eta=p.lkj_eta,
-        n=2,
-        sd_dist=pm.HalfNormal.dist(sigma=np.array([p.la_sd_intercept, p.la_sd_slope]), size=2),
-        # An explicit start (LA SDs 0.2 and 0.1, uncorrelated): the default draws the SDs
-        # through scipy, which fails on PyTensor's read-only constants for some graphs
-        # (Poisson with strata under nutpie: "cannot set WRITEABLE flag").
-        initval=np.array([0.2, 0.0, 0.1]),
-    )
-    pm.Deterministic("la_sd", sd, dims="effect")
-    pm.Deterministic("la_corr", corr[0, 1])
-    centre = pt.stack([a + b_b * m_c, b_w + b_x * m_c], axis=1)
-    if data.la_moderator_names:
-        centre = centre + _la_moderator_terms(data, p)
-    counts = None if centred is None else parameterisation.as_counts(centred)
-    if counts is None or (counts == 2).all():
-        return pm.MvNormal("la_effect", mu=centre, chol=chol, dims=("la", "effect"))
-    return pm.Deterministic(
-        "la_effect", la_theta(centre, chol, counts, data.la, "effect"), dims=("la", "effect")
-    )
+#: The model's phases (:mod:`socialgradient.model.terms.base`): each runs over every term.
+PHASES = ("centre", "effects", "rows")
 
 
-def la_theta(centre, chol, centred: np.ndarray, la: np.ndarray, coef_dim: str):
-    """LA coefficients (dims la x ``coef_dim``) with means ``centre`` and covariance
-    ``chol chol^T``, the first ``centred[l]`` coefficients of LA ``l`` sampled centred and
-    the rest non-centred.
-
-    With the coefficients in order, the top-left block of the Cholesky factor ``L`` is the
-    factor of the leading coefficients' covariance, so for an LA centring its first ``c``:
-    ``u_C ~ MVN(centre_C, L_CC L_CC^T)`` is free (``la_effect_c<c>``),
-    ``z_C = L_CC^{-1} (u_C - centre_C)``, ``z_N ~ N(0, I)`` (``la_z_c<c>``) and
-    ``u_N = centre_N + L_NC z_C + L_NN z_N``: together ``u = centre + L z`` with z standard
-    normal, the same model as either pure form. One block per distinct ``c`` (LAs in coord
-    ``la_c<c>``). Used by the single-outcome model (coefficients intercept, slope: ``c`` 2,
-    1 or 0, :func:`socialgradient.model.parameterisation.choose`) and the joint model (two per
-    threshold, :mod:`socialgradient.model.joint`).
-    """
-    model = pm.modelcontext(None)
-    coefs = np.asarray(model.coords[coef_dim])
-    parts, order = [], []
-    for c in map(int, np.unique(centred)):
-        rows = np.flatnonzero(centred == c)
-        group = f"la_c{c}"
-        model.add_coord(group, la[rows])
-        mu = centre[rows]
-        if c == coefs.size:
-            u = pm.MvNormal(f"la_effect_c{c}", mu=mu, chol=chol, dims=(group, coef_dim))
-        else:
-            model.add_coord(f"la_coef_n{c}", coefs[c:])
-            z_n = pm.Normal(f"la_z_c{c}", 0.0, 1.0, dims=(group, f"la_coef_n{c}"))
-            if c == 0:
-                u = mu + z_n @ chol.T
-            else:
-                model.add_coord(f"la_coef_c{c}", coefs[:c])
-                l_cc = chol[:c, :c]
-                u_c = pm.MvNormal(
-                    f"la_effect_c{c}", mu=mu[:, :c], chol=l_cc, dims=(group, f"la_coef_c{c}")
-                )
-                z_c = pt.linalg.solve_triangular(l_cc, (u_c - mu[:, :c]).T, lower=True).T
-                u_n = mu[:, c:] + z_c @ chol[c:, :c].T + z_n @ chol[c:, c:].T
-                u = pt.concatenate([u_c, u_n], axis=1)
-        parts.append(u)
-        order.append(rows)
-    inverse = np.argsort(np.concatenate(order))
-    return pt.concatenate(parts, axis=0)[inverse]
-
-
-#: Names of :func:`la_theta`'s sampler-side blocks and of their coords: a fit's posterior
-#: drops them and keeps ``la_effect`` itself.
-LA_THETA_BLOCKS = re.compile(r"la_(effect|z)_c\d+$")
-LA_THETA_COORDS = re.compile(r"la_(c|coef_c|coef_n)\d+$")
-
-
-def _la_moderator_terms(data: NeighbourhoodData, p: Priors):
-    """``V c`` and ``V d`` for the LA moderators (standardised while sampling), dims (la, 2)."""
-    mean, sd = data.la_moderator_scaling()
-    v = (data.la_moderators - mean) / sd
-    coef = pm.Normal(
-        "la_moderator_coef",
-        0.0,
-        np.array([p.moderator_intercept, p.moderator_slope]),
-        dims=("la_moderator", "effect"),
-    )
-    pm.Deterministic("la_moderator_effect", coef / sd[:, None], dims=("la_moderator", "effect"))
-    return pt.as_tensor(v) @ coef
-
-
-def dispersion(priors: Priors | None = None):
+def dispersion(priors: Priors | None = None) -> Any:
     """NB2 dispersion ``phi`` with 1/sqrt(phi) ~ HalfNormal(1), in the current model context."""
     return families.get("negbin").add_parameters(priors or Priors())["phi"]
 
@@ -276,142 +188,50 @@ def build_model(
     family = families.get(spec.family)
     if centred is None:
         centred = parameterisation.choose(data, spec.family, spec.la_effects)
-    n_la = len(data.la)
-    idx = data.la_index
     # Rows sorted by LA, so LA effects reach rows by `repeat`, whose gradient is a contiguous
     # segment sum (30% faster sampling than gather/scatter on England-sized data).
-    order = np.argsort(idx, kind="stable")
-    per_la = np.bincount(idx, minlength=n_la)
-    w = data.w[order]
+    order = np.argsort(data.la_index, kind="stable")
+    exposure = np.asarray(data.exposure)
     rows = families.Rows(
         y=data.y[order],
-        log_exposure=np.log(data.exposure)[order],
+        log_exposure=np.log(exposure)[order],
         trials=None if data.trials is None else data.trials[order],
     )
+    ctx = Context(data, spec.priors, centred, family.a_prior_mean, order)
+    ctx.w, ctx.per_la = data.w[order], np.bincount(data.la_index, minlength=len(data.la))
     with pm.Model(coords=data.coords) as model:
-        theta = la_effects(data, spec.priors, centred, family.a_prior_mean)
-        if data.la_outcome is not None:  # the LA-level question, on every draw of theta
-            la_outcome.add_terms(theta, data.la_outcome)
-        # The rows' data enter as pm.Data (inputs, not constants): one compiled log density
-        # serves every table of the same structure (families.Rows.as_data).
+        for phase in PHASES:
+            if phase == "rows" and likelihood == "sufficient":
+                # The rows' data enter as pm.Data (inputs, not constants): one compiled log
+                # density serves every table of the same structure (families.Rows.as_data).
+                rows = rows.as_data()
+                ctx.w, ctx.per_la = pm.Data("rows_w", ctx.w), pm.Data("rows_per_la", ctx.per_la)
+            for term in data.terms:
+                if getattr(type(term), phase) is not getattr(Term, phase):  # takes part
+                    getattr(term, phase)(ctx)
         if likelihood == "sufficient":
-            rows = rows.as_data()
-            w = pm.Data("rows_w", w)
-            per_la = pm.Data("rows_per_la", per_la)
-        eta = pt.repeat(theta[:, 0], per_la) + pt.repeat(theta[:, 1], per_la) * w
-        y_sum = pm.Data("la_y_sum", np.bincount(idx, weights=data.y, minlength=n_la), dims="la")
-        yw_sum = pm.Data(
-            "la_yw_sum", np.bincount(idx, weights=data.y * data.w, minlength=n_la), dims="la"
-        )
-        linear = pt.sum(theta[:, 0] * y_sum + theta[:, 1] * yw_sum)
-        if data.strata:
-            offset = _stratum_effect(data, spec.priors)
-            n_s, s_y, s_yw = len(data.strata), 0.0, 0.0
-            for s_idx in data.stratum_positions.T:  # one stratum column after another
-                eta = eta + offset[s_idx[order], 0] + offset[s_idx[order], 1] * w
-                s_y = s_y + np.bincount(s_idx, weights=data.y, minlength=n_s)
-                s_yw = s_yw + np.bincount(s_idx, weights=data.y * data.w, minlength=n_s)
-            linear = linear + pt.sum(offset[:, 0] * s_y + offset[:, 1] * s_yw)
-        if data.trend_name:
-            coef = _trend_coef(data, spec.priors)
-            mean, sd = data.trend_scaling()
-            t = (data.trend - mean) / sd
-            eta = eta + coef[0] * t[order] + coef[1] * (t[order] * w)
-            linear = linear + coef[0] * (data.y @ t) + coef[1] * ((data.y * data.w) @ t)
-        if data.moderator_names:
-            coef = _moderator_coef(data, spec.priors)
-            mean, sd = data.moderator_scaling()
-            z = (data.moderators - mean) / sd
-            eta = (
-                eta
-                + pt.as_tensor(z[order]) @ coef[:, 0]
-                + pt.as_tensor(z[order] * w[:, None]) @ coef[:, 1]
-            )
-            linear = (
-                linear
-                + pt.sum(coef[:, 0] * (data.y @ z))
-                + pt.sum(coef[:, 1] * ((data.y * data.w) @ z))
-            )
-        params = family.add_parameters(spec.priors)
-        if likelihood == "sufficient":
-            pm.Potential(
-                "loglik",
-                linear + family.normaliser(eta, rows, params, stable=nb_stable(data, family.name)),
-            )
+            stable = nb_stable(data, family)
+            family.add_likelihood(spec.priors, ctx.linear, ctx.eta, rows, stable)
         else:
+            params = family.add_parameters(spec.priors)
             unsort = np.argsort(order, kind="stable")
-            original = families.Rows(data.y, np.log(data.exposure), data.trials)
-            family.observed(data.outcome, eta[unsort], original, params, data.row_dim)
+            original = families.Rows(data.y, np.log(exposure), data.trials)
+            family.observed(data.outcome, ctx.eta[unsort], original, params, data.row_dim)
     return model
 
 
-def nb_stable(data: NeighbourhoodData, family: str) -> bool:
-    """Whether the model needs the negative binomial's stable normaliser
+def nb_stable(data: NeighbourhoodData, family: str | families.Family) -> bool:
+    """Return whether the model needs the negative binomial's stable normaliser.
+
+    Whether the model needs the negative binomial's stable normaliser
     (:meth:`socialgradient.model.families.Family.normaliser`): yes unless the data rule out the
     Poisson limit (:func:`socialgradient.model.families.overdispersed`) around the per-LA fit of
-    intercepts and slopes, which is the whole mean structure only without strata, trend or
-    neighbourhood moderators (with them, the LA fit would mistake their effects for
-    overdispersion, so the stable form is kept)."""
-    if family != "negbin" or data.strata or data.trend_name or data.moderator_names:
+    intercepts and slopes, which is the whole mean structure only without terms on the rows
+    (strata, a trend, neighbourhood moderators: the LA fit would mistake their effects for
+    overdispersion, so the stable form is kept). Only the NB has two forms.
+    """
+    if any(t.on_rows for t in data.terms):
         return True
-    _, mean, _ = parameterisation.la_fit(data, "poisson")
-    return not families.overdispersed(data.y, mean)
-
-
-def _stratum_effect(data: NeighbourhoodData, p: Priors):
-    """Stratum offsets to the intercept and slope, zero for the reference stratum (of each
-    stratum column, with several).
-
-    Priors: Normal(0, 1) on the log-rate offset (rate ratios 0.14-7 against the reference),
-    Normal(0, 0.5) on the slope offset (gradient ratios 0.37-2.7). The reference stratum is
-    the one with most children, so its offsets are the best identified zero.
-    """
-    # each column's levels sit together in `strata`, its reference (lowest position) first
-    starts = sorted(int(i) for i in data.stratum_positions.min(axis=0))
-    contrasts = [s for i, s in enumerate(data.strata) if i not in starts]
-    model = pm.modelcontext(None)
-    model.add_coord("stratum_contrast", contrasts)
-    raw = pm.Normal(
-        "stratum_offset",
-        0.0,
-        np.array([p.stratum_intercept, p.stratum_slope]),
-        dims=("stratum_contrast", "effect"),
-    )
-    if not data.stratum_columns:
-        full = pt.concatenate([pt.zeros((1, 2)), raw], axis=0)
-    else:  # a zero row at each column's reference, the column's contrasts after it
-        parts, k = [], 0
-        for start, stop in zip(starts, [*starts[1:], len(data.strata)], strict=True):
-            n = stop - start - 1
-            parts += [pt.zeros((1, 2)), raw[k : k + n]]
-            k += n
-        full = pt.concatenate(parts, axis=0)
-    return pm.Deterministic("stratum_effect", full, dims=("stratum", "effect"))
-
-
-def _trend_coef(data: NeighbourhoodData, p: Priors):
-    """The stratum trend's coefficients per SD of its column (free, ``trend_coef``) and per
-    unit (``trend_effect``: change in the log rate and in the log gradient per unit, e.g.
-    per year of age), dims (effect,); returns the per-SD ones.
-
-    Priors: Normal(0, 1) on the main effect and Normal(0, 0.5) on the change in the log
-    gradient, per SD of the column (``trend_intercept``, ``trend_slope`` in ``[priors]``).
-    """
-    _, sd = data.trend_scaling()
-    coef = pm.Normal("trend_coef", 0.0, np.array([p.trend_intercept, p.trend_slope]), dims="effect")
-    pm.Deterministic("trend_effect", coef / sd, dims="effect")
-    return coef
-
-
-def _moderator_coef(data: NeighbourhoodData, p: Priors):
-    """Neighbourhood-moderator coefficients per SD (free, ``moderator_coef``) and per unit
-    (``moderator_effect``), dims (moderator, effect); returns the per-SD ones."""
-    _, sd = data.moderator_scaling()
-    coef = pm.Normal(
-        "moderator_coef",
-        0.0,
-        np.array([p.moderator_intercept, p.moderator_slope]),
-        dims=("moderator", "effect"),
-    )
-    pm.Deterministic("moderator_effect", coef / sd[:, None], dims=("moderator", "effect"))
-    return coef
+    family = families.get(family) if isinstance(family, str) else family
+    poisson = families.FAMILIES["poisson"]  # the working model of the mean structure
+    return family.stable_normaliser(data.y, lambda: parameterisation.la_fit(data, poisson)[1])

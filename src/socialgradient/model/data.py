@@ -1,29 +1,36 @@
-"""The data every model reads: :class:`NeighbourhoodData`, one row per neighbourhood (and
-stratum), with the within/between decomposition of deprivation, strata, trend and moderator
-columns and their scaling (built by :meth:`NeighbourhoodData.from_table`; the model itself is
-in :mod:`socialgradient.model.build`).
+"""The data every model reads: :class:`NeighbourhoodData`, its core and its terms.
+
+The data every model reads: :class:`NeighbourhoodData`, one row per neighbourhood (or
+cell), with the within/between decomposition of deprivation and the encoded terms of the
+spec (:mod:`socialgradient.model.terms`); built by :meth:`NeighbourhoodData.from_table`,
+the model itself is in :mod:`socialgradient.model.build`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
 
 from socialgradient.data.deprivation import decompose
-from socialgradient.model import la_outcome
+from socialgradient.model.terms import TERMS, Term
 from socialgradient.spec import LAOutcome
 
 EFFECTS = ("intercept", "slope")
+
+T = TypeVar("T", bound=Term)
 
 
 @dataclass(frozen=True)
 class NeighbourhoodData:
     """One outcome of a validated neighbourhood table, encoded for the model.
 
-    Rows are LSOAs (dim ``lsoa``) or, for a stratified table, LSOA x stratum cells (dim
-    ``cell``, with the LSOA and stratum of each cell as coordinates).
+    Rows are LSOAs (dim ``lsoa``) or, for a term whose rows are cells (strata, a trend),
+    LSOA x stratum cells (dim ``cell``, with the LSOA and stratum of each cell as
+    coordinates).
 
     Attributes
     ----------
@@ -43,18 +50,6 @@ class NeighbourhoodData:
         The deprivation decomposition in 10-point units.
     outcome : str
         Name of the outcome column.
-    strata : tuple of str
-        Stratum levels, the reference (most children) first; empty when unstratified. With
-        several stratum columns, every column's levels labelled ``column=level``, column
-        after column, each column's reference first.
-    stratum_index : ndarray of int, dims (row,), or (row, column) with several columns, or None
-        Position of each row's stratum (of each column's level) in ``strata``.
-    stratum_name : str
-        Name of the stratum column ("" when unstratified or with several columns).
-    stratum_columns : tuple of str
-        The stratum columns when there are several (() for none or one).
-    trend : ndarray of float, dims (row,), or None
-        The stratum trend's column, raw values (e.g. age in years); ``trend_name`` its name.
     exposure : ndarray of float, dims (row,)
         The offset's exposure: ``children`` unless another column was named; for a
         binomial outcome, its trials (the denominator of the observed rates).
@@ -62,14 +57,11 @@ class NeighbourhoodData:
         Name of the exposure column.
     trials : ndarray of int, dims (row,), or None
         Binomial trials (None for count families).
-    moderators : ndarray of float, dims (row, moderator), or None
-        Neighbourhood moderators, raw values; ``moderator_names`` their columns.
-    la_moderators : ndarray of float, dims (la, la_moderator), or None
-        LA moderators, raw values; ``la_moderator_names`` their columns.
-    la_outcome : LAOutcomeData or None
-        An LA-level outcome and its covariates (:mod:`socialgradient.model.la_outcome`).
     la_name : ndarray of str, dims (la,), or None
         LA names (from the table's ``la_name`` column; None when it has none), for labels.
+    terms : tuple of Term
+        The encoded terms of the linear predictor, in
+        :data:`socialgradient.model.terms.TERMS` order (the LA effects first, always).
     """
 
     lsoa: np.ndarray
@@ -83,25 +75,18 @@ class NeighbourhoodData:
     m_c: np.ndarray
     x_bar: float
     outcome: str
-    strata: tuple = ()
-    stratum_index: np.ndarray | None = None
-    stratum_name: str = ""
-    stratum_columns: tuple = ()
-    trend: np.ndarray | None = None
-    trend_name: str = ""
-    exposure: np.ndarray | None = None
+    # None means ``children``, filled in by __post_init__, so readers always see an array
+    exposure: np.ndarray = None  # type: ignore[assignment]
     exposure_name: str = "children"
     trials: np.ndarray | None = None
-    moderators: np.ndarray | None = None
-    moderator_names: tuple = ()
-    la_moderators: np.ndarray | None = None
-    la_moderator_names: tuple = ()
-    la_outcome: la_outcome.LAOutcomeData | None = None
     la_name: np.ndarray | None = None
+    terms: tuple[Term, ...] = ()
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.exposure is None:
             object.__setattr__(self, "exposure", self.children)
+        if not self.terms:  # the LA effects, which every model has
+            object.__setattr__(self, "terms", (TERMS[0](),))
 
     @classmethod
     def from_table(
@@ -112,38 +97,49 @@ class NeighbourhoodData:
         exposure: str = "children",
         *,
         trials: str = "",
-        moderators=(),
+        moderators: Any = (),
         la_table: pd.DataFrame | None = None,
-        la_moderators=(),
+        la_moderators: Any = (),
         la_outcome_spec: LAOutcome | None = None,
         trend: str = "",
     ) -> NeighbourhoodData:
-        """Encode a table that has passed :func:`socialgradient.data.schema.validate`
-        (and, for LA moderators or an LA outcome's covariates, an LA table that passed
-        :func:`socialgradient.model.moderators.validate_la_table`). ``stratum``: one stratum
-        column, or a sequence of them; ``trend``: the stratum trend's column."""
+        """Encode a table that has passed :func:`socialgradient.data.schema.validate`.
+
+        (And, for LA moderators or an LA outcome's covariates, an LA table that passed
+        :func:`socialgradient.model.moderators.validate_la_table`.) ``stratum``: one stratum
+        column, or a sequence of them; ``trend``: the stratum trend's column; the other
+        keywords name the terms' columns as a spec does (each term reads its own).
+        """
+        terms = SimpleNamespace(
+            stratum="",
+            strata=stratum,
+            stratum_trend=trend,
+            neighbourhood_moderators=tuple(moderators),
+            la_moderators=tuple(la_moderators),
+            la_outcome=la_outcome_spec,
+        )
+        return cls.from_spec(table, outcome, terms, exposure, trials, la_table)
+
+    @classmethod
+    def from_spec(
+        cls,
+        table: pd.DataFrame,
+        outcome: str,
+        spec: Any,
+        exposure: str = "children",
+        trials: str = "",
+        la_table: pd.DataFrame | None = None,
+    ) -> NeighbourhoodData:
+        """Encode a validated ``table``'s ``outcome`` with the terms ``spec`` switches on.
+
+        Encode a validated ``table``'s ``outcome`` with the terms ``spec`` (a
+        :class:`socialgradient.spec.Spec`, or anything with its term keys) switches on.
+        """
         d = decompose(table["income"], table["children"], table["la"])
-        columns = [stratum] if isinstance(stratum, str) else list(stratum or [])
-        strata, stratum_index = (), None
-        if len(columns) == 1:
-            stratum = columns[0]
-            strata, stratum_index = _levels(table, stratum)
-        elif columns:
-            stratum, parts, start = "", [], 0
-            stratum_index = np.empty((len(table), len(columns)), dtype=np.int64)
-            for k, column in enumerate(columns):
-                levels, index = _levels(table, column)
-                parts += [f"{column}={level}" for level in levels]
-                stratum_index[:, k] = index + start
-                start += len(levels)
-            strata = tuple(parts)
-        moderators, la_moderators = tuple(moderators), tuple(la_moderators)
-        la_values = None
-        if la_moderators:
-            la_values = (
-                la_table.set_index("la").loc[d.la, list(la_moderators)].to_numpy(dtype=float)
-            )
         denominator = trials or exposure
+        encoded = (
+            kind() if kind.always else kind.encode(table, spec, d, la_table) for kind in TERMS
+        )
         return cls(
             lsoa=table["lsoa"].to_numpy(dtype=str),
             la=d.la,
@@ -156,103 +152,65 @@ class NeighbourhoodData:
             m_c=d.m_c,
             x_bar=d.x_bar,
             outcome=outcome,
-            strata=strata,
-            stratum_index=stratum_index,
-            stratum_name=stratum or "",
-            stratum_columns=tuple(columns) if len(columns) > 1 else (),
-            trend=table[trend].to_numpy(dtype=float) if trend else None,
-            trend_name=trend,
             exposure=table[denominator].to_numpy(dtype=float),
             exposure_name=denominator,
             trials=table[trials].to_numpy(dtype=np.int64) if trials else None,
-            moderators=(table[list(moderators)].to_numpy(dtype=float) if moderators else None),
-            moderator_names=moderators,
-            la_moderators=la_values,
-            la_moderator_names=la_moderators,
-            la_outcome=None
-            if la_outcome_spec is None
-            else la_outcome.encode(table, la_outcome_spec, d.la, d.la_index, d.m_c, la_table),
             la_name=_la_names(table, d.la),
+            terms=tuple(t for t in encoded if t is not None),
         )
+
+    def term(self, kind: type[T]) -> T | None:
+        """Return the encoded term of class ``kind``, or None when the data have none."""
+        return next((t for t in self.terms if isinstance(t, kind)), None)
+
+    @property
+    def row_terms(self) -> bool:
+        """Whether a term adds to the rows' linear predictor beyond the LA effects."""
+        return any(t.on_rows for t in self.terms)
 
     @property
     def row_dim(self) -> str:
         """``lsoa`` for one row per LSOA, ``cell`` for LSOA x stratum (or trend) rows."""
-        return "cell" if self.strata or self.trend_name else "lsoa"
+        return "cell" if any(t.cells for t in self.terms) else "lsoa"
 
     @property
-    def stratum_positions(self) -> np.ndarray:
-        """Position in ``strata`` of each row's level of each stratum column, dims
-        (row, column)."""
-        index = np.asarray(self.stratum_index)
-        return index[:, None] if index.ndim == 1 else index
+    def row_coords(self) -> dict[str, Any]:
+        """Return the coordinates of the row dim.
 
-    @property
-    def row_coords(self) -> dict:
-        """Coordinates of the row dim (LSOA codes, or cell number with LSOA and stratum;
-        with several stratum columns one ``stratum_<column>`` coordinate each)."""
+        Coordinates of the row dim (LSOA codes, or cell number with LSOA and stratum;
+        with several stratum columns one ``stratum_<column>`` coordinate each).
+        """
         if self.row_dim == "lsoa":
             return {"lsoa": self.lsoa}
-        cell = np.arange(len(self.y))
-        coords = {"cell": cell, "lsoa": ("cell", self.lsoa)}
-        if self.stratum_columns:
-            labels = np.asarray(self.strata)[self.stratum_index]
-            for k, column in enumerate(self.stratum_columns):
-                level = np.char.partition(labels[:, k].astype(str), "=")[:, 2]
-                coords[f"stratum_{column}"] = ("cell", level)
-        elif self.strata:
-            coords["stratum"] = ("cell", np.asarray(self.strata)[self.stratum_index])
+        coords: dict[str, Any] = {"cell": np.arange(len(self.y)), "lsoa": ("cell", self.lsoa)}
+        for t in _overriding(self.terms, "row_coords"):
+            coords.update(t.row_coords(len(self.y)))
         return coords
 
     @property
     def coords(self) -> dict[str, list]:
         """Coordinates for the model's named dims."""
-        coords = {"la": list(self.la), "effect": list(EFFECTS)}
-        if self.moderator_names:
-            coords["moderator"] = list(self.moderator_names)
-        if self.la_moderator_names:
-            coords["la_moderator"] = list(self.la_moderator_names)
-        if self.strata:
-            return {**coords, "cell": list(range(len(self.y))), "stratum": list(self.strata)}
-        if self.trend_name:
+        coords: dict[str, list] = {"la": list(self.la), "effect": list(EFFECTS)}
+        for t in _overriding(self.terms, "coords"):
+            coords.update(t.coords())
+        if self.row_dim == "cell":
             return {**coords, "cell": list(range(len(self.y)))}
         return {**coords, "lsoa": list(self.lsoa)}
 
-    def moderator_scaling(self) -> tuple[np.ndarray, np.ndarray]:
-        """Child-weighted mean and SD of each neighbourhood moderator, dims (moderator,)."""
-        return _weighted_moments(self.moderators, self.children)
 
-    def trend_scaling(self) -> tuple[float, float]:
-        """Child-weighted mean and SD of the stratum trend's column."""
-        mean, sd = _weighted_moments(self.trend, self.children)
-        return float(mean), float(sd)
-
-    def la_moderator_scaling(self) -> tuple[np.ndarray, np.ndarray]:
-        """Child-weighted (LA children) mean and SD of each LA moderator, dims
-        (la_moderator,)."""
-        la_children = np.bincount(self.la_index, self.children, len(self.la))
-        return _weighted_moments(self.la_moderators, la_children)
-
-
-def _levels(table: pd.DataFrame, column: str) -> tuple[tuple, np.ndarray]:
-    """A stratum column's levels, most children first (the reference), and each row's."""
-    size = table.groupby(table[column].astype(str))["children"].sum()
-    levels = tuple(size.sort_values(ascending=False, kind="stable").index)
-    lookup = {level: i for i, level in enumerate(levels)}
-    return levels, table[column].astype(str).map(lookup).to_numpy()
+def _overriding(terms: tuple[Term, ...], hook: str) -> list[Term]:
+    """Return the terms whose class overrides ``hook`` (the others would add nothing)."""
+    return [t for t in terms if getattr(type(t), hook) is not getattr(Term, hook)]
 
 
 def _la_names(table: pd.DataFrame, la: np.ndarray) -> np.ndarray | None:
-    """Each LA's name (its first ``la_name`` in the table; the code where it has none),
-    or None when the table has no ``la_name`` column."""
+    """Return each LA's name, or None when the table has no ``la_name`` column.
+
+    Each LA's name (its first ``la_name`` in the table; the code where it has none),
+    or None when the table has no ``la_name`` column.
+    """
     if "la_name" not in table:
         return None
     first = table.groupby(table["la"].astype(str), sort=False)["la_name"].first()
     names = first.reindex(la)
     return np.where(names.notna(), names.astype(str), la).astype(str)
-
-
-def _weighted_moments(values: np.ndarray, weight: np.ndarray):
-    mean = np.average(values, axis=0, weights=weight)
-    sd = np.sqrt(np.average((values - mean) ** 2, axis=0, weights=weight))
-    return mean, sd

@@ -1,6 +1,9 @@
-"""A validated table encoded for a spec: :func:`encode` gives the
+"""A validated table encoded for a spec (:func:`encode`).
+
+A validated table encoded for a spec: :func:`encode` gives the
 :class:`~socialgradient.model.data.NeighbourhoodData` (one per threshold for the joint model)
-that :func:`socialgradient.model.build.build_model` and the fits read."""
+that :func:`socialgradient.model.build.build_model` and the fits read.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ def encode(
     la_table: pd.DataFrame | None = None,
     *,
     events: bool = True,
-) -> NeighbourhoodData:
+) -> NeighbourhoodData | list[NeighbourhoodData]:
     """Validate ``table`` (and the LA table of the spec's LA moderators) and encode it.
 
     ``spec`` is a :class:`Spec` or an outcome name (then ``stratum`` and ``exposure`` say
@@ -62,15 +65,6 @@ def encode(
     if la_columns:
         raw = la_table if la_table is not None else moderators.read_la_table(spec.la_data)
         las = moderators.validate_la_table(raw, la_columns, valid["la"].unique())
-    return NeighbourhoodData.from_table(
-        valid,
-        spec.outcome,
-        strata,
-        spec.exposure,
-        trials=spec.trials,
-        moderators=spec.neighbourhood_moderators,
-        la_table=las,
-        la_moderators=spec.la_moderators,
-        la_outcome_spec=lo,
-        trend=spec.stratum_trend,
+    return NeighbourhoodData.from_spec(
+        valid, spec.outcome, spec, spec.exposure, spec.trials, la_table=las
     )

@@ -29,147 +29,213 @@ prove the fast form equals it).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 from scipy import special
 
+from socialgradient.model.nb_counts import (
+    EXACT_COUNTS,
+    OVERDISPERSED_Z,
+    _log_rising,
+    overdispersed,
+    statistics,
+)
+from socialgradient.model.rows import Rows
+from socialgradient.spec import Priors
 
-@dataclass(frozen=True)
-class Rows:
-    """A family's view of the data, rows in the model's order (sorted by LA).
 
-    ``y`` the counts, ``log_exposure`` log of the exposure (unused by the binomial),
-    ``trials`` the binomial's trials (None otherwise).
+class Family:
+    """One likelihood family (see the module table); subclasses fill in the distribution.
+
+    Class attributes: ``name`` (as in a spec's ``family``), ``link`` ("log" or "logit"),
+    ``scale`` (what exp(slope) is), ``parameters`` (the family's own parameters in the
+    posterior, e.g. ``phi``), ``derived`` (their sampler-side forms, dropped from a fit)
+    and ``a_prior_mean`` (the intercept's default prior mean, on the link scale).
     """
 
-    y: np.ndarray
-    log_exposure: np.ndarray
-    trials: np.ndarray | None = None
-    exceedances: np.ndarray | None = None  # NB2's K_j (from ``y`` when None)
-    tail: np.ndarray | None = None  # NB2's runs above EXACT_COUNTS (see ``_tail``)
+    name: ClassVar[str]
+    link: ClassVar[str] = "log"
+    scale: ClassVar[str] = "rate ratio"
+    parameters: ClassVar[tuple[str, ...]] = ()
+    derived: ClassVar[tuple[str, ...]] = ()  # sampler-side forms of the parameters
+    a_prior_mean: ClassVar[float] = -4.0
 
-    def as_data(self, prefix: str = "rows_") -> Rows:
-        """The same rows as named ``pm.Data`` in the current model, ``prefix`` + field.
-
-        The data are then inputs of the compiled model instead of constants inside it, so
-        the compiled log density (cached on disk by PyTensor's numba backend) serves every
-        table of the same structure: a new England-sized table, every LA centred, compiled in
-        20 s against 38 s (shared 2-core machine), while a refit of the same table in a new
-        process compiles slower than with constants (19-22 s against 13-16 s, 20 LAs).
-        """
-        exceed, tail = (
-            (_exceedances(self.y), _tail(self.y))
-            if self.exceedances is None
-            else (self.exceedances, self.tail)
-        )
-        return Rows(
-            y=pm.Data(f"{prefix}y", self.y),
-            log_exposure=pm.Data(f"{prefix}log_exposure", self.log_exposure),
-            trials=None if self.trials is None else pm.Data(f"{prefix}trials", self.trials),
-            exceedances=pm.Data(f"{prefix}exceedances", exceed),
-            # only with a count above EXACT_COUNTS: other tables keep the graph they had
-            tail=None if tail is None else pm.Data(f"{prefix}tail", tail),
-        )
-
-
-@dataclass(frozen=True)
-class Family:
-    """One likelihood family (see the module table)."""
-
-    name: str
-    link: str  # "log" or "logit"
-    scale: str  # what exp(slope) is: "rate ratio" or "odds ratio"
-    parameters: tuple[str, ...] = ()  # family parameters in the posterior (e.g. "phi")
-    a_prior_mean: float = -4.0  # default prior mean of the intercept a, on the link scale
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
 
     # -- inside the model --------------------------------------------------------------
-    def add_parameters(self, priors) -> dict:
-        """Create the family's parameters in the current model context; name -> tensor."""
-        if self.name != "negbin":
-            return {}
-        inv_sqrt_phi = pm.HalfNormal("inv_sqrt_phi", priors.inv_sqrt_phi)
-        return {"phi": pm.Deterministic("phi", 1.0 / pt.square(inv_sqrt_phi))}
+    def add_parameters(self, priors: Priors, dims: str | None = None) -> dict[str, Any]:
+        """Create the family's parameters in the current model context; name -> tensor.
 
-    def normaliser(self, eta, rows: Rows, params: dict, stable: bool = True):
-        """The log likelihood minus :math:`\\sum y\\eta`, up to a data-only constant.
+        ``dims``: a dim the parameters are repeated over (the joint model's ``threshold``).
+        """
+        return {}
+
+    def normaliser(self, eta: Any, rows: Rows, params: dict, stable: bool = True) -> Any:
+        r"""Return the log likelihood minus :math:`\sum y\eta`, up to a data-only constant.
 
         ``stable`` (negative binomial only): the form that keeps its precision as
         phi -> infinity, the Poisson limit. ``False`` is the cheaper form for data that rule
         that limit out (:func:`overdispersed`): half the cost per gradient evaluation on
         England (bench/language.md), exact to 1e-4 nats on 33,000 rows up to phi = 1e6.
         """
-        if self.name == "poisson":
-            return -pt.sum(pt.exp(rows.log_exposure + eta))
-        if self.name == "negbin":
-            # With mu = n e^eta,
-            #   log NB2(y | mu, phi) = sum_{j<y} log1p(j / phi) + y log mu - lgamma(y + 1)
-            #                          - (y + phi) log1p(mu / phi).
-            # The first sum is lgamma(y + phi) - lgamma(phi) - y log(phi) without the
-            # cancellation of two huge lgammas (0.5 nats of noise at phi = 1e11 on 2,000 rows
-            # made chains stick); it depends on the data only through K_j = #{rows: y > j}.
-            # K_j runs over j < EXACT_COUNTS one j at a time; above, over the runs of j
-            # between consecutive distinct counts in closed form (``_log_rising``), so the
-            # cost does not grow with max(y).
-            phi = params["phi"]
-            k_j, tail = (
-                (_exceedances(rows.y), _tail(rows.y))
-                if rows.exceedances is None
-                else (rows.exceedances, rows.tail)
-            )
-            j = pt.arange(k_j.shape[0])
-            counts = pt.sum(k_j * pt.log1p(j / phi))
-            sum_y = pt.sum(k_j)  # sum(y) as sum_j K_j: the same integer, not over every row
-            if tail is not None:
-                counts = counts + pt.sum(tail[2] * _log_rising(tail[0], tail[1], phi, pt))
-                sum_y = sum_y + pt.sum(tail[2] * (tail[1] - tail[0]))
-            if not stable:
-                # log1p(mu / phi) = log(mu + phi) - log(phi): one libm log per row instead
-                # of log1p (numba calls glibc, whose log1p costs about 10 ns more a row);
-                # its rounding, phi * eps * log(phi) a row, is what the stable form avoids.
-                mu = pt.exp(rows.log_exposure + eta)
-                return (
-                    counts
-                    + (sum_y + rows.y.shape[0] * phi) * pt.log(phi)
-                    - pt.sum((rows.y + phi) * pt.log(mu + phi))
-                )
-            # exp(.) times 1/phi, not exp(. - log phi): PyTensor rewrites log1p(exp(x)) to
-            # a branchy softplus; and one scalar reciprocal, not a division per row.
-            r = pt.exp(rows.log_exposure + eta) * pt.reciprocal(phi)
-            return counts - pt.sum((rows.y + phi) * pt.log1p(r))
-        # binomial: y eta - N log(1 + e^eta)
-        return -pt.sum(rows.trials * pt.softplus(eta))
+        raise NotImplementedError
 
-    def observed(self, name: str, eta, rows: Rows, params: dict, dims: str):
-        """The textbook per-row likelihood as an observed PyMC variable."""
-        if self.name == "poisson":
-            return pm.Poisson(name, mu=pt.exp(rows.log_exposure + eta), observed=rows.y, dims=dims)
-        if self.name == "negbin":
-            return pm.NegativeBinomial(
-                name,
-                mu=pt.exp(rows.log_exposure + eta),
-                alpha=params["phi"],
-                observed=rows.y,
-                dims=dims,
-            )
-        return pm.Binomial(name, n=rows.trials, logit_p=eta, observed=rows.y, dims=dims)
+    def observed(self, name: str, eta: Any, rows: Rows, params: dict, dims: str) -> Any:
+        """Return the textbook per-row likelihood as an observed PyMC variable."""
+        raise NotImplementedError
+
+    def add_likelihood(
+        self, priors: Priors, linear: Any, eta: Any, rows: Rows, stable: bool = True
+    ) -> None:
+        """Create the family's parameters and the likelihood, the potential ``loglik``.
+
+        ``linear`` is its part linear in the counts (collapsed over rows by the terms),
+        :meth:`normaliser` the rest, in its ``stable`` form or not.
+        """
+        params = self.add_parameters(priors)
+        pm.Potential("loglik", linear + self.normaliser(eta, rows, params, stable))
+
+    def stable_normaliser(self, y: np.ndarray, poisson_mean: Callable[[], np.ndarray]) -> bool:
+        """Whether counts ``y`` need :meth:`normaliser`'s stable form (only the NB has two).
+
+        ``poisson_mean`` gives the rows' means under the per-LA Poisson fit of the model's
+        mean structure (called only by a family that needs it).
+        """
+        return True
+
+    def information_weight(self, y: np.ndarray, mean: np.ndarray, weight: np.ndarray) -> Any:
+        """Return each row's information about its linear predictor.
+
+        Each row's information about its linear predictor, from the working model's
+        fitted ``mean`` and ``weight`` (:func:`socialgradient.model.parameterisation.la_fit`).
+        """
+        return weight
 
     # -- after sampling (numpy, dims (draw, row)) --------------------------------------
     def pointwise(self, eta: np.ndarray, rows: Rows, params: dict) -> np.ndarray:
-        """Log likelihood of each row's count, dims (draw, row)."""
+        """Return the log likelihood of each row's count, dims (draw, row)."""
+        raise NotImplementedError
+
+    def replicate(
+        self, eta: np.ndarray, rows: Rows, params: dict, rng: np.random.Generator
+    ) -> np.ndarray:
+        """Return one posterior predictive count per draw and row, dims (draw, row)."""
+        return rng.poisson(np.exp(eta + rows.log_exposure))
+
+    def inverse_link(self, eta: Any) -> Any:
+        """Return the mean per unit of exposure (a rate) or per trial (a probability)."""
+        return np.exp(eta)
+
+    def draw(
+        self,
+        eta: np.ndarray,
+        exposure: np.ndarray,
+        trials: np.ndarray | None,
+        params: dict,
+        rng: np.random.Generator,
+    ) -> np.ndarray:
+        """Return one count per row at known parameters (:mod:`socialgradient.model.forward`)."""
+        return rng.poisson(exposure * np.exp(eta))
+
+
+class Poisson(Family):
+    r"""Poisson counts, log link, mean :math:`n e^\eta`."""
+
+    name = "poisson"
+
+    def normaliser(self, eta: Any, rows: Rows, params: dict, stable: bool = True) -> Any:
+        r"""Return :math:`-\sum n e^\eta` (see :meth:`Family.normaliser`)."""
+        return -pt.sum(pt.exp(rows.log_exposure + eta))
+
+    def observed(self, name: str, eta: Any, rows: Rows, params: dict, dims: str) -> Any:
+        """Return ``pm.Poisson`` observed on the rows (see :meth:`Family.observed`)."""
+        return pm.Poisson(name, mu=pt.exp(rows.log_exposure + eta), observed=rows.y, dims=dims)
+
+    def pointwise(self, eta: np.ndarray, rows: Rows, params: dict) -> np.ndarray:
+        """Return the Poisson log density of each row's count, dims (draw, row)."""
         y = rows.y
-        if self.name == "binomial":
-            n = rows.trials
-            log_choose = (
-                special.gammaln(n + 1) - special.gammaln(y + 1) - special.gammaln(n - y + 1)
-            )
-            return log_choose + y * eta - n * np.logaddexp(0.0, eta)
         log_mu = eta + rows.log_exposure
-        log_y_factorial = special.gammaln(y + 1)
-        if self.name == "poisson":
-            return y * log_mu - np.exp(log_mu) - log_y_factorial
+        return y * log_mu - np.exp(log_mu) - special.gammaln(y + 1)
+
+
+class NegativeBinomial(Family):
+    r"""NB2 counts: log link, variance :math:`\mu + \mu^2/\phi`; its own ``phi``."""
+
+    name = "negbin"
+    parameters = ("phi",)
+    derived = ("inv_sqrt_phi",)
+
+    def add_parameters(self, priors: Priors, dims: str | None = None) -> dict[str, Any]:
+        """Create ``phi`` with 1/sqrt(phi) ~ HalfNormal(``priors.inv_sqrt_phi``)."""
+        inv_sqrt_phi = pm.HalfNormal("inv_sqrt_phi", priors.inv_sqrt_phi, dims=dims)
+        return {"phi": pm.Deterministic("phi", 1.0 / pt.square(inv_sqrt_phi), dims=dims)}
+
+    def normaliser(self, eta: Any, rows: Rows, params: dict, stable: bool = True) -> Any:
+        """Return the NB2 normaliser (see :meth:`Family.normaliser`)."""
+        # With mu = n e^eta,
+        #   log NB2(y | mu, phi) = sum_{j<y} log1p(j / phi) + y log mu - lgamma(y + 1)
+        #                          - (y + phi) log1p(mu / phi).
+        # The first sum is lgamma(y + phi) - lgamma(phi) - y log(phi) without the
+        # cancellation of two huge lgammas (0.5 nats of noise at phi = 1e11 on 2,000 rows
+        # made chains stick); it depends on the data only through K_j = #{rows: y > j}.
+        # K_j runs over j < EXACT_COUNTS one j at a time; above, over the runs of j
+        # between consecutive distinct counts in closed form (``_log_rising``), so the
+        # cost does not grow with max(y).
+        phi = params["phi"]
+        k_j, tail = (
+            statistics(rows.y) if rows.exceedances is None else (rows.exceedances, rows.tail)
+        )
+        j = pt.arange(k_j.shape[0])
+        counts = pt.sum(k_j * pt.log1p(j / phi))
+        sum_y = pt.sum(k_j)  # sum(y) as sum_j K_j: the same integer, not over every row
+        if tail is not None:
+            counts = counts + pt.sum(tail[2] * _log_rising(tail[0], tail[1], phi, pt))
+            sum_y = sum_y + pt.sum(tail[2] * (tail[1] - tail[0]))
+        if not stable:
+            # log1p(mu / phi) = log(mu + phi) - log(phi): one libm log per row instead
+            # of log1p (numba calls glibc, whose log1p costs about 10 ns more a row);
+            # its rounding, phi * eps * log(phi) a row, is what the stable form avoids.
+            mu = pt.exp(rows.log_exposure + eta)
+            return (
+                counts
+                + (sum_y + rows.y.shape[0] * phi) * pt.log(phi)
+                - pt.sum((rows.y + phi) * pt.log(mu + phi))
+            )
+        # exp(.) times 1/phi, not exp(. - log phi): PyTensor rewrites log1p(exp(x)) to
+        # a branchy softplus; and one scalar reciprocal, not a division per row.
+        r = pt.exp(rows.log_exposure + eta) * pt.reciprocal(phi)
+        return counts - pt.sum((rows.y + phi) * pt.log1p(r))
+
+    def observed(self, name: str, eta: Any, rows: Rows, params: dict, dims: str) -> Any:
+        """Return ``pm.NegativeBinomial`` observed on the rows."""
+        return pm.NegativeBinomial(
+            name,
+            mu=pt.exp(rows.log_exposure + eta),
+            alpha=params["phi"],
+            observed=rows.y,
+            dims=dims,
+        )
+
+    def stable_normaliser(self, y: np.ndarray, poisson_mean: Callable[[], np.ndarray]) -> bool:
+        """Return True unless ``y`` rule out the Poisson limit (:func:`overdispersed`)."""
+        return not overdispersed(y, poisson_mean())
+
+    def information_weight(self, y: np.ndarray, mean: np.ndarray, weight: np.ndarray) -> Any:
+        """Return ``mean / (1 + mean / phi)`` with a moment estimate of ``phi``."""
+        y = y.astype(float)
+        excess = np.sum((y - mean) ** 2 - mean)
+        phi = np.sum(mean**2) / excess if excess > 0 else np.inf
+        return mean / (1 + mean / phi)
+
+    def pointwise(self, eta: np.ndarray, rows: Rows, params: dict) -> np.ndarray:
+        """Return the NB2 log density of each row's count, dims (draw, row)."""
+        y = rows.y
+        log_mu = eta + rows.log_exposure
         phi = params["phi"][:, None]
         # The stable form of the model's normaliser (see ``normaliser``): sum_{j<y}
         # log1p(j/phi) from a table up to EXACT_COUNTS, above it in closed form.
@@ -186,103 +252,97 @@ class Family:
         return (
             counts
             + y * log_mu
-            - log_y_factorial
+            - special.gammaln(y + 1)
             - (y + phi) * np.log1p(np.exp(log_mu - np.log(phi)))
         )
 
     def replicate(
         self, eta: np.ndarray, rows: Rows, params: dict, rng: np.random.Generator
     ) -> np.ndarray:
-        """One posterior predictive count per draw and row, dims (draw, row)."""
-        if self.name == "binomial":
-            return rng.binomial(rows.trials.astype(np.int64), special.expit(eta))
+        """Return NB2 replicates, a Poisson draw of a gamma-distributed rate."""
         rate = np.exp(eta + rows.log_exposure)
-        if self.name == "negbin":
-            phi = params["phi"][:, None]
-            rate = rng.gamma(phi, rate / phi)
-        return rng.poisson(rate)
+        phi = params["phi"][:, None]
+        return rng.poisson(rng.gamma(phi, rate / phi))
 
-    def inverse_link(self, eta):
-        """Mean per unit of exposure (a rate) or per trial (a probability)."""
-        return special.expit(eta) if self.link == "logit" else np.exp(eta)
+    def draw(
+        self,
+        eta: np.ndarray,
+        exposure: np.ndarray,
+        trials: np.ndarray | None,
+        params: dict,
+        rng: np.random.Generator,
+    ) -> np.ndarray:
+        """Return NB2 counts at a known ``phi``: a Poisson draw of a gamma-distributed mean."""
+        mu = exposure * np.exp(eta)
+        return rng.poisson(rng.gamma(params["phi"], mu / params["phi"]))
 
 
-FAMILIES: dict[str, Family] = {
-    "poisson": Family("poisson", "log", "rate ratio"),
-    "negbin": Family("negbin", "log", "rate ratio", parameters=("phi",)),
-    "binomial": Family("binomial", "logit", "odds ratio", a_prior_mean=0.0),
-}
+class Binomial(Family):
+    """Binomial proportions of ``trials``: logit link, no offset; exp(slope) an odds ratio."""
+
+    name = "binomial"
+    link = "logit"
+    scale = "odds ratio"
+    a_prior_mean = 0.0
+
+    def normaliser(self, eta: Any, rows: Rows, params: dict, stable: bool = True) -> Any:
+        r"""Return :math:`-\sum N \log(1 + e^\eta)` (see :meth:`Family.normaliser`)."""
+        return -pt.sum(rows.trials * pt.softplus(eta))
+
+    def observed(self, name: str, eta: Any, rows: Rows, params: dict, dims: str) -> Any:
+        """Return ``pm.Binomial`` observed on the rows."""
+        return pm.Binomial(name, n=rows.trials, logit_p=eta, observed=rows.y, dims=dims)
+
+    def pointwise(self, eta: np.ndarray, rows: Rows, params: dict) -> np.ndarray:
+        """Return the binomial log probability of each row's count, dims (draw, row)."""
+        y, n = rows.y, cast(np.ndarray, rows.trials)
+        log_choose = special.gammaln(n + 1) - special.gammaln(y + 1) - special.gammaln(n - y + 1)
+        return log_choose + y * eta - n * np.logaddexp(0.0, eta)
+
+    def replicate(
+        self, eta: np.ndarray, rows: Rows, params: dict, rng: np.random.Generator
+    ) -> np.ndarray:
+        """Return binomial replicates out of each row's trials."""
+        return rng.binomial(cast(np.ndarray, rows.trials).astype(np.int64), special.expit(eta))
+
+    def inverse_link(self, eta: Any) -> Any:
+        """Return the probability, the inverse logit."""
+        return special.expit(eta)
+
+    def draw(
+        self,
+        eta: np.ndarray,
+        exposure: np.ndarray,
+        trials: np.ndarray | None,
+        params: dict,
+        rng: np.random.Generator,
+    ) -> np.ndarray:
+        """Return binomial counts out of each row's ``trials``."""
+        return rng.binomial(cast(np.ndarray, trials), special.expit(eta))
+
+
+#: The families by name, from their classes (``spec.FAMILIES``, the spec's allowed values,
+#: must be the same names: ``tests/test_families.py``).
+FAMILIES: dict[str, Family] = {f.name: f for f in (Poisson(), NegativeBinomial(), Binomial())}
 
 
 def get(name: str) -> Family:
-    """The family called ``name``; a clear error naming the choices otherwise."""
+    """Return the family called ``name``; a clear error naming the choices otherwise."""
     if name not in FAMILIES:
         raise ValueError(f"unknown family {name!r}: choose one of {tuple(FAMILIES)}")
     return FAMILIES[name]
 
 
-#: :func:`overdispersed`'s threshold on the overdispersion z statistic.
-OVERDISPERSED_Z = 10.0
-
-
-def overdispersed(y: np.ndarray, mean: np.ndarray) -> bool:
-    """Whether counts ``y`` rule out the negative binomial's Poisson limit (phi -> infinity),
-    given Poisson means ``mean`` of the model's own mean structure (a fit of it, e.g.
-    :func:`socialgradient.model.parameterisation.la_fit`).
-
-    The excess variance ``sum((y - mean)^2 - mean)`` has standard deviation
-    ``sqrt(sum(mean + 2 mean^2))`` under the Poisson; above ``OVERDISPERSED_Z`` of them the
-    data pin 1/phi down to well within a tenth of its size, so the posterior cannot reach the
-    phi > 1e6 where the cheaper normaliser loses precision. Referrals on the default England:
-    z = 41, CP plans 6.5, looked after 1.5 (those two keep the stable form); Poisson counts
-    about N(0, 1).
-    """
-    y = np.asarray(y, float)
-    excess = np.sum((y - mean) ** 2 - mean)
-    return bool(excess / np.sqrt(np.sum(mean + 2.0 * mean**2)) > OVERDISPERSED_Z)
-
-
-#: Counts up to this enter the negative binomial's normaliser one j at a time (``K_j``,
-#: :func:`_exceedances`); above it, runs of j in closed form (:func:`_tail`). Without the
-#: bound, ``K_j`` ran to max(y): one count of 1,000,000 in a table made every gradient
-#: evaluation compute a million log1p (a fit 17x slower), the pointwise log likelihood a
-#: draws x 1,000,000 table, and 2**53 asked for 64 PiB.
-EXACT_COUNTS = 1024
-
-
-def _exceedances(y: np.ndarray) -> np.ndarray:
-    """``K_j`` = number of rows with ``y > j``, for j = 0 .. min(max(y), EXACT_COUNTS) - 1
-    (memory and time independent of max(y): a sort of the counts, no ``bincount``)."""
-    y = np.sort(np.asarray(y, np.int64))
-    top = min(int(y[-1]) if y.size else 0, EXACT_COUNTS)
-    return (len(y) - np.searchsorted(y, np.arange(top), side="right")).astype(float)
-
-
-def _tail(y: np.ndarray) -> np.ndarray | None:
-    """The runs of j above EXACT_COUNTS, or None when no count exceeds it: a (3, k) array of
-    ``start``, ``stop`` (consecutive distinct counts, the first start EXACT_COUNTS) and
-    ``rows`` = #{y >= stop}, the K_j shared by every j in [start, stop)."""
-    y = np.sort(np.asarray(y, np.int64))
-    stops = np.unique(y[y > EXACT_COUNTS])
-    if not stops.size:
-        return None
-    starts = np.concatenate([[EXACT_COUNTS], stops[:-1]])
-    rows = len(y) - np.searchsorted(y, starts, side="right")
-    return np.stack([starts, stops, rows]).astype(float)
-
-
-def _log_rising(start, stop, phi, xp):
-    r"""``sum_{j=start}^{stop-1} log1p(j / phi)`` for ``start >= EXACT_COUNTS`` (``xp``: numpy
-    or pytensor.tensor), without the cancellation of lgamma(stop + phi) - lgamma(start + phi)
-    - (stop - start) log(phi): Stirling's formula for both lgammas with log(x / phi) as
-    log1p(.), so the terms that cancel are of the size of the counts, not of phi log(phi)
-    (1e-10 nats at phi = 1e11, counts of 1e6). Stirling's remainder
-    :math:`1/(12x) - 1/(360x^3) + 1/(1260x^5)` is exact to 1e-24 for x >= 1024."""
-
-    def part(n):
-        x = phi + n
-        return (x - 0.5) * xp.log1p(n / phi) + (
-            1 / 12 - (1 / 360 - 1 / (1260 * x * x)) / (x * x)
-        ) / x
-
-    return part(stop) - part(start) - (stop - start)
+#: Its own names and those re-exported from :mod:`socialgradient.model.nb_counts`.
+__all__ = [
+    "EXACT_COUNTS",
+    "FAMILIES",
+    "OVERDISPERSED_Z",
+    "Binomial",
+    "Family",
+    "NegativeBinomial",
+    "Poisson",
+    "Rows",
+    "get",
+    "overdispersed",
+]

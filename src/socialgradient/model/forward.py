@@ -10,19 +10,23 @@ return the truth it was given?" for model terms the realistic England does not e
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 import pandas as pd
-from scipy import special
 
 from socialgradient.data.deprivation import decompose
+from socialgradient.model import families
 
 
 @dataclass(frozen=True)
 class Truth:
-    """Parameter values of the national model (names and units of
+    """Parameter values of the national model.
+
+    Parameter values of the national model (names and units of
     :mod:`socialgradient.model.build`); moderator effects are per unit of the moderator,
-    ``(main effect or intercept shift, slope change)``."""
+    ``(main effect or intercept shift, slope change)``.
+    """
 
     a: float = -4.0
     b_w: float = 0.48
@@ -46,7 +50,7 @@ def draw(
     la_table: pd.DataFrame | None = None,
     seed: int = 0,
 ) -> tuple[pd.DataFrame, dict]:
-    """Counts for every row of ``geography`` drawn from the model at ``truth``.
+    """Draw counts for every row of ``geography`` from the model at ``truth``.
 
     Parameters
     ----------
@@ -71,8 +75,10 @@ def draw(
     weight = t["children"].to_numpy(float)
     la_children = np.bincount(d.la_index, weight, n_la)
     centre = np.column_stack([truth.a + truth.b_b * d.m_c, truth.b_w + truth.b_x * d.m_c])
+    if truth.la_moderators and la_table is None:
+        raise ValueError(f"LA moderators {list(truth.la_moderators)} need la_table")
     for name, (c, dd) in truth.la_moderators.items():
-        v = la_table.set_index("la").loc[d.la, name].to_numpy(float)
+        v = cast(pd.DataFrame, la_table).set_index("la").loc[d.la, name].to_numpy(float)
         v = v - np.average(v, weights=la_children)
         centre += np.column_stack([c * v, dd * v])
     cov = np.array(
@@ -87,13 +93,8 @@ def draw(
         z = t[name].to_numpy(float)
         z = z - np.average(z, weights=weight)
         eta = eta + g * z + h * z * d.w
-    if family == "binomial":
-        y = rng.binomial(t[trials].to_numpy(np.int64), special.expit(eta))
-    else:
-        mu = weight * np.exp(eta)
-        if family == "negbin":
-            mu = rng.gamma(truth.phi, mu / truth.phi)
-        y = rng.poisson(mu)
+    n = t[trials].to_numpy(np.int64) if trials else None
+    y = families.get(family).draw(eta, weight, n, {"phi": truth.phi}, rng)
     out = t.assign(**{outcome: y})
     moderators = {
         **{k: {"intercept": g, "slope": h} for k, (g, h) in truth.moderators.items()},

@@ -45,8 +45,8 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from socialgradient.model import families, parameterisation
-from socialgradient.model.build import la_theta
 from socialgradient.model.data import EFFECTS, NeighbourhoodData
+from socialgradient.model.terms.la_effects import la_theta
 from socialgradient.spec import Spec
 
 
@@ -65,17 +65,17 @@ def check_spec(spec: Spec) -> None:
         )
         if on
     ]
-    if bad or spec.family == "binomial":
+    if bad or families.get(spec.family).link != "log":
         raise ValueError(
             f"the joint threshold model supports negbin/poisson counts per "
-            f"child only; remove {bad or ['family = binomial']}"
+            f"child only; remove {bad or [f'family = {spec.family}']}"
         )
 
 
 def build(
     datas: list[NeighbourhoodData], spec: Spec, centred: np.ndarray | None = None
 ) -> pm.Model:
-    """The joint model of ``datas`` (one per threshold, same rows, same order)."""
+    """Return the joint model of ``datas`` (one per threshold, same rows, same order)."""
     check_spec(spec)
     family, p = families.get(spec.family), spec.priors
     first, k = datas[0], len(datas)
@@ -117,16 +117,14 @@ def build(
         theta = pm.Deterministic(
             "la_effect", flat.reshape((n_la, k, 2)), dims=("la", "threshold", "effect")
         )
-        if family.name == "negbin":
-            inv = pm.HalfNormal("inv_sqrt_phi", p.inv_sqrt_phi, dims="threshold")
-            phi = pm.Deterministic("phi", 1.0 / pt.square(inv), dims="threshold")
+        shared = family.add_parameters(p, dims="threshold")  # e.g. phi, one per threshold
         loglik = 0.0
         for j, d in enumerate(datas):
             rows = families.Rows(d.y[order], np.log(d.exposure)[order])
             eta = pt.repeat(theta[:, j, 0], per_la) + pt.repeat(theta[:, j, 1], per_la) * w
             y_sum = np.bincount(idx, weights=d.y, minlength=n_la)
             yw_sum = np.bincount(idx, weights=d.y * d.w, minlength=n_la)
-            params = {"phi": phi[j]} if family.name == "negbin" else {}
+            params = {name: value[j] for name, value in shared.items()}
             loglik = loglik + pt.sum(theta[:, j, 0] * y_sum + theta[:, j, 1] * yw_sum)
             loglik = loglik + family.normaliser(eta, rows, params)
         pm.Potential("loglik", loglik)
@@ -143,6 +141,7 @@ def choose(datas: list[NeighbourhoodData], spec: Spec) -> np.ndarray:
     the first four thresholds pin the LA spreads down, so every LA centres them, and 12
     LAs also centre looked-after children (README); on sparser tables the run varies by LA
     (with one all-or-nothing choice per LA, well-informed referral effects of LAs
-    non-centred for a sparse threshold mixed slowly: R-hat 1.088)."""
+    non-centred for a sparse threshold mixed slowly: R-hat 1.088).
+    """
     ok = np.stack([parameterisation.choose(d, spec.family, spec.la_effects) == 2 for d in datas])
     return np.cumprod(ok, axis=0).sum(axis=0)

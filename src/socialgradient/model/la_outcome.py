@@ -1,4 +1,4 @@
-r"""The LA-level question: do LAs with steeper gradients have more of an LA-level outcome?
+r"""The LA-level question: do LAs with steeper gradients have more of an LA-level outcome.
 
 Issue 10 (Hood, Goldacre et al. 2021): do local authorities with steeper social gradients
 have higher re-referral and repeat-CP-plan rates, after adjusting for LA deprivation and
@@ -78,7 +78,7 @@ class LAOutcomeData:
 
 
 def check_columns(table: pd.DataFrame, spec: LAOutcome) -> None:
-    """A clear error naming the ``[la_outcome]`` column the table lacks."""
+    """Raise a clear error naming the ``[la_outcome]`` column the table lacks."""
     for key in ("count", "trials"):
         column = getattr(spec, key)
         if column not in table.columns:
@@ -98,9 +98,12 @@ def encode(
     m_c: np.ndarray,
     la_table: pd.DataFrame | None = None,
 ) -> LAOutcomeData:
-    """LA totals of a validated table's ``count`` and ``trials`` columns (rows placed by
+    """Return the LA totals of a table's ``count`` and ``trials`` columns, with covariates.
+
+    LA totals of a validated table's ``count`` and ``trials`` columns (rows placed by
     ``la_index`` into ``la``), with ``m_c`` and the covariates of ``la_table`` (validated by
-    :func:`socialgradient.model.moderators.validate_la_table`, one row per LA of ``la``)."""
+    :func:`socialgradient.model.moderators.validate_la_table`, one row per LA of ``la``).
+    """
     check_columns(table, spec)
     count = np.bincount(la_index, table[spec.count].to_numpy(float), len(la)).astype(np.int64)
     trials = np.bincount(la_index, table[spec.trials].to_numpy(float), len(la)).astype(np.int64)
@@ -117,16 +120,19 @@ def encode(
             "no_trials", f"la_outcome: {spec.trials!r} is 0 in every LA", columns=[spec.trials]
         )
     values = [np.asarray(m_c, float)]
-    if spec.covariates:
-        las = la_table.set_index("la").loc[[str(c) for c in la], list(spec.covariates)]
-        values += [las[c].to_numpy(float) for c in spec.covariates]
+    covariates = spec.covariates
+    if covariates:
+        if la_table is None:
+            raise ValueError(f"la_outcome: the covariates {list(covariates)} need la_data")
+        las = la_table.set_index("la").loc[[str(c) for c in la], list(covariates)]
+        values += [las[c].to_numpy(float) for c in covariates]
     return LAOutcomeData(
-        count, trials, np.column_stack(values), ("m_c", *spec.covariates), spec.count, spec.trials
+        count, trials, np.column_stack(values), ("m_c", *covariates), spec.count, spec.trials
     )
 
 
 def add_terms(theta, data: LAOutcomeData) -> None:
-    """The LA outcome's likelihood on the LA slopes ``theta[:, 1]``, in the model context."""
+    """Add the LA outcome's likelihood on the LA slopes ``theta[:, 1]`` to the current model."""
     model = pm.modelcontext(None)
     model.add_coord("la_outcome_term", ["gradient", *data.terms])
     model.add_coord("la_outcome_covariate", list(data.terms))
@@ -155,11 +161,14 @@ DERIVED = ("la_outcome_gradient", "la_outcome_coef", "la_outcome_z")
 
 
 def summary(post: xr.Dataset, const: xr.Dataset, spec: dict, interval) -> dict:
-    """``summary.json``'s ``la_outcome``: k_g (``gradient``, log-odds per unit of log
+    """Return ``summary.json``'s ``la_outcome`` entry.
+
+    ``summary.json``'s ``la_outcome``: k_g (``gradient``, log-odds per unit of log
     gradient) and the odds ratio per :data:`STEP` of log gradient, each with
     ``p_positive`` = P(k_g > 0), the adjustments per unit, the intercept and residual SD;
     ``spec`` is the spec's ``la_outcome`` (as in its JSON), ``interval`` makes a
-    ``{median, ci95, ci80}`` dict of draws."""
+    ``{median, ci95, ci80}`` dict of draws.
+    """
     effect = post["la_outcome_effect"]
     k_g = effect.sel(la_outcome_term="gradient", drop=True)
     p = float((k_g > 0).mean())

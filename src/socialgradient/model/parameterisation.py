@@ -41,8 +41,13 @@ The rule only picks a geometry: every form gives the same posterior.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from scipy import special
+
+from socialgradient.model import families
+from socialgradient.model.families import Family
 
 TAU_FLOOR = np.array([0.05, 0.02])
 #: An effect (intercept, slope) is centred when se < CENTRED_RATIO * tau: the data's weight
@@ -67,14 +72,17 @@ _RIDGE = np.array([1 / 3.0**2, 1 / 1.0**2])  # keeps LAs without events finite
 
 
 def choose(data, family: str, la_effects: str) -> np.ndarray:
-    """How many leading LA effects each LA samples centred (dims la, int): 2 = intercept
-    and slope, 1 = the intercept only, 0 = neither. ``la_effects`` is the spec's choice."""
+    """Return how many leading LA effects each LA samples centred.
+
+    How many leading LA effects each LA samples centred (dims la, int): 2 = intercept
+    and slope, 1 = the intercept only, 0 = neither. ``la_effects`` is the spec's choice.
+    """
     n_la = len(data.la)
     if la_effects == "centred":
         return np.full(n_la, 2)
     if la_effects == "noncentred":
         return np.zeros(n_la, int)
-    se, tau = information(data, family)
+    se, tau = information(data, families.get(family))
     spread = tau_uncertainty(se, tau)
     if np.all(spread < TAU_PINNED):
         return np.full(n_la, 2)
@@ -85,42 +93,52 @@ def choose(data, family: str, la_effects: str) -> np.ndarray:
 
 
 def as_counts(centred: np.ndarray) -> np.ndarray:
-    """:func:`choose`'s counts from either form a caller may hold: counts, or a boolean
-    per LA (True = both effects centred, the form before intercept-only centring)."""
+    """Return :func:`choose`'s counts from either form a caller may hold.
+
+    :func:`choose`'s counts from either form a caller may hold: counts, or a boolean
+    per LA (True = both effects centred, the form before intercept-only centring).
+    """
     centred = np.asarray(centred)
     return np.where(centred, 2, 0) if centred.dtype == bool else centred.astype(int)
 
 
 def tau_uncertainty(se: np.ndarray, tau: np.ndarray) -> np.ndarray:
-    """``sd(log tau)`` of each effect (dims effect) from the LAs' information about it:
+    """Return ``sd(log tau)`` of each effect (dims effect).
+
+    ``sd(log tau)`` of each effect (dims effect) from the LAs' information about it:
     ``1 / sqrt(2 sum_l w_l^2)``, ``w_l = tau^2 / (tau^2 + se_l^2)`` (the normal-normal
-    model's Fisher information for ``log tau`` at the moment estimate)."""
+    model's Fisher information for ``log tau`` at the moment estimate).
+    """
     weight = tau**2 / (tau**2 + se**2)
     return 1.0 / np.sqrt(2.0 * np.sum(weight**2, axis=0))
 
 
-def information(data, family: str) -> tuple[np.ndarray, np.ndarray]:
-    """The data's standard errors of each LA's (intercept, slope), dims (la, effect), and
-    the between-LA spread ``tau`` of each effect (dims effect), as in the module docstring."""
+def information(data: Any, family: str | Family) -> tuple[np.ndarray, np.ndarray]:
+    """Return each LA's standard errors and the between-LA spread of each effect.
+
+    The data's standard errors of each LA's (intercept, slope), dims (la, effect), and
+    the between-LA spread ``tau`` of each effect (dims effect), as in the module docstring.
+    """
+    family = families.get(family) if isinstance(family, str) else family
     theta, mean, weight = la_fit(data, family)
-    if family == "negbin":
-        y = data.y.astype(float)
-        excess = np.sum((y - mean) ** 2 - mean)
-        phi = np.sum(mean**2) / excess if excess > 0 else np.inf
-        weight = mean / (1 + mean / phi)
+    weight = family.information_weight(data.y, mean, weight)
     info = _info(data.la_index, data.w, weight, len(data.la)) + 1e-9 * np.eye(2)
     se = np.sqrt(np.diagonal(np.linalg.inv(info), axis1=1, axis2=2))
     tau = np.array([_between_sd(theta[:, k], se[:, k], data.m_c) for k in range(2)])
     return se, np.maximum(tau, TAU_FLOOR)
 
 
-def la_fit(data, family: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Each LA's (intercept, slope) by a ridge-stabilised Newton fit of the family's working
+def la_fit(data: Any, family: str | Family) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Fit each LA's (intercept, slope) by a ridge-stabilised Newton fit.
+
+    Each LA's (intercept, slope) by a ridge-stabilised Newton fit of the family's working
     model (Poisson/log for counts, logistic for the binomial), dims (la, effect), with the
-    rows' fitted means and Poisson/binomial information weights."""
+    rows' fitted means and Poisson/binomial information weights.
+    """
     idx, n_la = data.la_index, len(data.la)
     y, w = data.y.astype(float), data.w
-    binomial = family == "binomial"
+    family = families.get(family) if isinstance(family, str) else family
+    binomial = family.link == "logit"
     if binomial:
         n = data.trials.astype(float)
         p0 = np.clip(y.sum() / n.sum(), 1e-6, 1 - 1e-6)
@@ -150,9 +168,12 @@ def la_fit(data, family: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _between_sd(estimate, se, m_c) -> float:
-    """DerSimonian-Laird moment estimate of the SD of ``estimate`` around its linear trend
+    """Return the DerSimonian-Laird moment estimate of the between-LA SD.
+
+    DerSimonian-Laird moment estimate of the SD of ``estimate`` around its linear trend
     in LA deprivation (the model's hierarchical means), given standard errors ``se``: the
-    meta-regression form, where LAs with little information weigh little."""
+    meta-regression form, where LAs with little information weigh little.
+    """
     x = np.column_stack([np.ones_like(m_c), m_c])
     wt = 1.0 / se**2
     xtwx = x.T @ (wt[:, None] * x)

@@ -1,14 +1,18 @@
-"""Posterior summaries as ``summary.json`` holds them: one quantity (median and equal-tailed
+"""Summaries of a fit: the headline quantities and each term's.
+
+Posterior summaries as ``summary.json`` holds them: one quantity (median and equal-tailed
 95% and 80% intervals), the model's extra terms -- strata and their contrasts, a stratum
 trend, moderators -- each with the probabilities a reader asks for, a joint fit's steepening,
 and a fit's whole summary (:func:`summary`), LA table (:func:`la_gradients`) and plain-text
-headline; :mod:`socialgradient.release.report` publishes them through the disclosure gate."""
+headline; :mod:`socialgradient.release.report` publishes them through the disclosure gate.
+"""
 
 from __future__ import annotations
 
 import itertools
 import json
 import math
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -20,9 +24,13 @@ from socialgradient.results.gradients import national
 from socialgradient.sampling.joint import _select, outcomes
 
 
-def interval(da: xr.DataArray) -> dict:
-    """``{"median", "ci95", "ci80"}`` of a quantity's draws (equal-tailed intervals)."""
-    d = gradients.describe(da)
+def interval(da: xr.DataArray | np.ndarray) -> dict:
+    """Return ``{"median", "ci95", "ci80"}`` of a quantity's draws (equal-tailed intervals).
+
+    ``da`` is a DataArray with dims (chain, draw, ...); numpy's ufuncs of one (``np.exp``)
+    stay DataArrays at run time, which their type stubs do not say.
+    """
+    d = gradients.describe(cast(xr.DataArray, da))
     return {
         "median": float(d["median"]),
         "ci95": [float(v) for v in d["eti95"].values],
@@ -31,8 +39,11 @@ def interval(da: xr.DataArray) -> dict:
 
 
 def stratum_contrasts(strata: xr.DataArray) -> dict:
-    """``{"A/B": ratio of A's gradient to B's, with p_steeper = P(A's gradient > B's)}`` for
-    every pair of strata (in the fit's stratum order), from the same posterior draws."""
+    """Return the ratios of gradients between every pair of strata.
+
+    ``{"A/B": ratio of A's gradient to B's, with p_steeper = P(A's gradient > B's)}`` for
+    every pair of strata (in the fit's stratum order), from the same posterior draws.
+    """
     levels = [str(v) for v in strata["stratum"].values]
     out = {}
     for i, j in itertools.combinations(range(len(levels)), 2):
@@ -42,10 +53,13 @@ def stratum_contrasts(strata: xr.DataArray) -> dict:
 
 
 def strata_summary(strata: xr.DataArray, columns: dict[str, list[str]]) -> dict:
-    """``{column: {"reference", "gradient": {level: ...}, "contrast": {"A/B": ...}}}`` for a
+    """Return the gradients and contrasts of each stratum column.
+
+    ``{column: {"reference", "gradient": {level: ...}, "contrast": {"A/B": ...}}}`` for a
     fit with several stratum columns: each level's gradient at the reference levels of the
     other columns, and every pair of one column's levels (their ratio holds at every level
-    of the other columns: the offsets are additive), with ``p_steeper``."""
+    of the other columns: the offsets are additive), with ``p_steeper``.
+    """
     out = {}
     for column, levels in columns.items():
         one = strata.sel(stratum=[f"{column}={level}" for level in levels])
@@ -59,10 +73,13 @@ def strata_summary(strata: xr.DataArray, columns: dict[str, list[str]]) -> dict:
 
 
 def trend_summary(post: xr.Dataset, column: str) -> dict:
-    """The stratum trend per unit of its column (e.g. per year of age): ``intercept`` the
+    """Return the stratum trend per unit of its column.
+
+    The stratum trend per unit of its column (e.g. per year of age): ``intercept`` the
     change in the log rate (at w = 0), ``slope`` the change in the log gradient, with
     ``p_negative`` = P(slope < 0) (the gradient falls as the column rises) and
-    ``p_positive``; ``gradient_ratio`` = exp(slope), the factor on the gradient per unit."""
+    ``p_positive``; ``gradient_ratio`` = exp(slope), the factor on the gradient per unit.
+    """
     draws = post["trend_effect"]
     slope = draws.sel(effect="slope", drop=True)
     out = {
@@ -76,10 +93,13 @@ def trend_summary(post: xr.Dataset, column: str) -> dict:
 
 
 def moderator_summary(post: xr.Dataset) -> dict:
-    """``{name: {"level", "intercept", "slope"}}`` for every moderator, on the log (logit)
+    """Return every moderator's effects per unit.
+
+    ``{name: {"level", "intercept", "slope"}}`` for every moderator, on the log (logit)
     scale per unit of the moderator: ``intercept`` the main effect (neighbourhood) or the
-    shift of the LA intercepts' mean (LA); ``slope`` the change in the log gradient."""
-    out = {}
+    shift of the LA intercepts' mean (LA); ``slope`` the change in the log gradient.
+    """
+    out: dict[str, dict] = {}
     for var, dim, level in (
         ("moderator_effect", "moderator", "neighbourhood"),
         ("la_moderator_effect", "la_moderator", "la"),
@@ -91,18 +111,21 @@ def moderator_summary(post: xr.Dataset) -> dict:
             out[str(name)] = {
                 "level": level,
                 "intercept": interval(draws.sel(effect="intercept")),
-                "slope": interval(draws.sel(effect="slope")),
+                "slope": interval(draws.sel(effect="slope"))
+                | {"p_positive": float((draws.sel(effect="slope") > 0).mean())},
             }
-            out[str(name)]["slope"]["p_positive"] = float((draws.sel(effect="slope") > 0).mean())
     return out
 
 
 def steepening(tree: xr.DataTree) -> dict:
-    """``p_steepens`` per consecutive pair (``"a<b"``: P(b_w[b] > b_w[a])),
+    """Return the joint fit's steepening probabilities and gradient ratios.
+
+    ``p_steepens`` per consecutive pair (``"a<b"``: P(b_w[b] > b_w[a])),
     ``p_steepens_every_step``, and ``gradient_ratio`` (``"b/a"``: b's gradient at an
-    averagely deprived LA over a's, median and ETIs), from the joint posterior."""
+    averagely deprived LA over a's, median and ETIs), from the joint posterior.
+    """
     names = outcomes(tree)
-    b_w = tree["posterior"]["b_w"]
+    b_w = tree["posterior"].to_dataset()["b_w"]
     steps = [b_w.sel(threshold=hi) > b_w.sel(threshold=lo) for lo, hi in itertools.pairwise(names)]
     every = xr.concat(steps, "step").all("step")
     return {
@@ -119,8 +142,11 @@ def steepening(tree: xr.DataTree) -> dict:
 
 
 def threshold_summary(tree: xr.DataTree) -> dict:
-    """``{outcome: {gradient_mean_la, gradient_less_deprived_la, gradient_more_deprived_la,
-    contextual_effect}}`` with medians and 95%/80% ETIs."""
+    """Return the joint fit's summary per threshold and its steepening.
+
+    ``{outcome: {gradient_mean_la, gradient_less_deprived_la, gradient_more_deprived_la,
+    contextual_effect}}`` with medians and 95%/80% ETIs.
+    """
     out = {}
     for name in outcomes(tree):
         nat = national(_select(tree["posterior"].to_dataset(), name))
@@ -151,16 +177,17 @@ NATIONAL_KEYS = (
 
 
 def summary(tree: xr.DataTree, diagnostics: dict | None = None) -> dict:
-    """The headline quantities with medians and 95%/80% ETIs, and the diagnostics.
+    """Return the headline quantities with medians and 95%/80% ETIs, and the diagnostics.
 
     Gradient keys are on the gradient-score scale (rate ratio per 10 percentage points);
     ``contextual_effect`` is on the log scale with ``p_negative`` = P(b_b - b_w < 0).
     """
     post = tree["posterior"].to_dataset()
     nat = gradients.national(post)
-    out = {key: interval(nat[key]) for key in NATIONAL_KEYS}
+    out: dict[str, Any] = {key: interval(nat[key]) for key in NATIONAL_KEYS}
     out["contextual_effect"]["p_negative"] = float((nat["contextual_effect"] < 0).mean())
-    corr = gradients.gradient_deprivation_corr(post, tree["constant_data"]["m_c"])
+    const = tree["constant_data"].to_dataset()
+    corr = gradients.gradient_deprivation_corr(post, const["m_c"])
     out["gradient_deprivation_corr"] = interval(corr)
     out["family"] = tree.attrs["family"]
     out["scale"] = families.get(tree.attrs["family"]).scale
@@ -191,7 +218,7 @@ def summary(tree: xr.DataTree, diagnostics: dict | None = None) -> dict:
         "spec": json.loads(tree.attrs["spec"]),
         "spec_hash": tree.attrs["spec_hash"],
         "data_hash": tree.attrs["data_hash"],
-        "n_lsoa": len(set(tree["constant_data"]["lsoa"].values)),
+        "n_lsoa": len(set(const["lsoa"].values)),
         "n_rows": int(tree["observed_data"][tree.attrs["outcome"]].size),
         "stratum": tree.attrs.get("stratum_name", ""),
         **({"strata": list(columns)} if columns else {}),
@@ -283,7 +310,7 @@ def la_gradients(tree: xr.DataTree) -> pd.DataFrame:
 
 
 def headline(s: dict) -> str:
-    """A plain-text table of the headline quantities and the verdict."""
+    """Return a plain-text table of the headline quantities and the verdict."""
     rows = [
         ("Gradient, averagely deprived LA", "gradient_mean_la"),
         ("Gradient, LA 10 points less deprived", "gradient_less_deprived_la"),
@@ -314,11 +341,14 @@ def headline(s: dict) -> str:
 
 
 def units(tree: xr.DataTree) -> np.ndarray:
-    """Each row's unit id for the ledger and the perturbation keys: its LSOA code, with
-    ``|`` and its stratum where rows are LSOA x stratum cells."""
-    const = tree["constant_data"]
+    """Return each row's unit id for the ledger and the perturbation keys.
+
+    Each row's unit id for the ledger and the perturbation keys: its LSOA code, with
+    ``|`` and its stratum where rows are LSOA x stratum cells.
+    """
+    const = tree["constant_data"].to_dataset()
     lsoa = const["lsoa"].values.astype(str)
-    names = sorted(c for c in const.coords if c == "stratum" or c.startswith("stratum_"))
+    names = sorted(c for c in map(str, const.coords) if c == "stratum" or c.startswith("stratum_"))
     if not names and "trend_value" in const:
         names = ["trend_value"]
     if not names:

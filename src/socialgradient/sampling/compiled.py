@@ -42,9 +42,12 @@ _CACHE: OrderedDict[str, object] = OrderedDict()
 
 
 def _graph_hash(model: pm.Model):
-    """A sha256 of every node of the log density's, the free variables' and the
+    """Return a sha256 of the model's graphs and constants.
+
+    A sha256 of every node of the log density's, the free variables' and the
     deterministics' graphs (op, props, inputs), every constant's value and every shared
-    variable's name and type (not its value), and the outputs' names."""
+    variable's name and type (not its value), and the outputs' names.
+    """
     outputs = [model.logp(), *model.free_RVs, *model.deterministics]
     h = hashlib.sha256()
     index: dict = {}
@@ -80,10 +83,13 @@ def _graph_hash(model: pm.Model):
 
 
 def _sizes(model: pm.Model) -> str:
-    """What fixes the shapes of the free variables and deterministics (so nutpie's layout:
+    """Return what fixes the shapes of the free variables and deterministics.
+
+    What fixes the shapes of the free variables and deterministics (so nutpie's layout:
     n_dim, n_expanded, slices) beyond the graph: per variable its dims and their lengths, or
     its static shape; where neither fixes it (no dims, an unknown static length), the shapes
-    of every shared variable's value, which then may."""
+    of every shared variable's value, which then may.
+    """
     lengths = {
         name: int(
             np.asarray(
@@ -96,7 +102,8 @@ def _sizes(model: pm.Model) -> str:
         )
         for name, length in model.dim_lengths.items()
     }
-    parts, unknown = [], False
+    parts: list[object] = []
+    unknown = False
     for var in [*model.free_RVs, *model.deterministics]:
         dims = model.named_vars_to_dims.get(var.name)
         if dims is not None and None not in dims:
@@ -128,25 +135,34 @@ def keys(model: pm.Model) -> tuple[str, str]:
 
 
 def structure_key(model: pm.Model) -> str:
-    """A hash equal for two models whose compiled sampler differs only in data values: the
+    """Return a hash equal for models whose compiled sampler differs only in data.
+
+    A hash equal for two models whose compiled sampler differs only in data values: the
     graph, and the coordinates' values and dims (a compilation carries its coordinates, so
-    one reused in this process labels the draws with them)."""
+    one reused in this process labels the draws with them).
+    """
     return keys(model)[0]
 
 
 def code_key(model: pm.Model) -> str:
-    """A hash equal for two models whose nutpie callbacks are the same machine code: the
+    """Return a hash equal for models whose nutpie callbacks are the same code.
+
+    A hash equal for two models whose nutpie callbacks are the same machine code: the
     graph, and the lengths (not the labels) of the variables' dims. Two tables of different
     LAs of the same count share it (their coordinates differ, so :func:`structure_key`
-    does not): it names the callbacks' disk cache, where coordinates play no part."""
+    does not): it names the callbacks' disk cache, where coordinates play no part.
+    """
     return keys(model)[1]
 
 
 def compile_nutpie(model: pm.Model):
-    """nutpie's compilation of ``model``: an earlier one of the same structure in this
+    """Compile ``model`` for nutpie, reusing this process's compilation when it can.
+
+    Nutpie's compilation of ``model``: an earlier one of the same structure in this
     process with ``model``'s data, else :func:`socialgradient.sampling._nutpie.compile_model`
     (its C callbacks from the disk cache when any process compiled this structure before).
-    Returns (compiled, reused)."""
+    Returns (compiled, reused).
+    """
     key, code = keys(model)
     if key in _CACHE:
         _CACHE.move_to_end(key)

@@ -1,5 +1,7 @@
-"""Sampling, seeds, and saving/loading fitted results (over 400 lines because saving and
-loading include bringing fits saved by earlier versions to today's layout).
+"""Sampling, seeds, and saving/loading fitted results.
+
+Over 400 lines because saving and loading include bringing fits saved by earlier versions
+to today's layout.
 
 :func:`fit` returns an ArviZ 1.x ``xarray.DataTree`` with the groups ``posterior``,
 ``sample_stats``, ``observed_data``, ``constant_data``, ``log_likelihood`` and
@@ -16,23 +18,33 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import json
 import logging
 import time
-import warnings
-from pathlib import Path
 
 import numpy as np
 import pymc as pm
 import xarray as xr
 
-from socialgradient.model import la_outcome, parameterisation
+from socialgradient.model import families, parameterisation
 from socialgradient.model.build import LA_THETA_BLOCKS, LA_THETA_COORDS, build_model
 from socialgradient.model.data import NeighbourhoodData
+from socialgradient.model.terms import TERMS
 from socialgradient.sampling import compiled as compiled_module
 from socialgradient.sampling import predict
+from socialgradient.sampling.saved import (
+    JOINT_LOG_LIKELIHOOD,
+    REQUIRED_ATTRS,
+    REQUIRED_GROUPS,
+    _log_likelihood,
+    arviz_order,
+    current_layout,
+    load,
+    outcomes,
+    save,
+    stacked_log_likelihood,
+    with_log_likelihood,
+)
 from socialgradient.spec import Sampling, Spec
-from socialgradient.util.files import atomic_write
 from socialgradient.util.progress import step
 
 log = logging.getLogger(__name__)
@@ -42,84 +54,53 @@ MAX_PREDICTIVE_DRAWS = 1000
 #: ... and at most this many draw x row values each (about 0.8 GB of float64), so a
 #: 330k-cell stratified fit keeps ~300 draws rather than running out of memory.
 MAX_PREDICTIVE_VALUES = 100_000_000
-# Sampler-side forms of quantities the posterior keeps in their reported form: the LKJ
-# factor (la_sd, la_corr), phi's transform, the LA effects' centred / non-centred parts
-# (la_effect), and per-SD moderator coefficients (moderator_effect, per unit).
+#: Sampler-side forms of quantities the posterior keeps in their reported form, as the
+#: families and terms name them: e.g. the LKJ factor (la_sd, la_corr), phi's transform and
+#: per-SD moderator coefficients (moderator_effect, per unit).
 DERIVED = (
-    "la_cov",
-    "la_cov_corr",
-    "la_cov_stds",
-    "inv_sqrt_phi",
-    "moderator_coef",
-    "la_moderator_coef",
-    "trend_coef",
-    *la_outcome.DERIVED,
+    *(name for family in families.FAMILIES.values() for name in family.derived),
+    *(name for term in TERMS for name in term.derived),
 )
 
 
 def reported(posterior: xr.Dataset) -> xr.Dataset:
-    """``posterior`` without its sampler-side forms: :data:`DERIVED` and the LA-effect blocks
+    """Return ``posterior`` without its sampler-side forms.
+
+    ``posterior`` without its sampler-side forms: :data:`DERIVED` and the LA-effect blocks
     of :func:`socialgradient.model.build.la_theta`, with the coords only they used; its variables
-    in :func:`arviz_order`."""
+    in :func:`arviz_order`.
+    """
     posterior = posterior.drop_vars(
-        [v for v in posterior.data_vars if v in DERIVED or LA_THETA_BLOCKS.match(v)]
+        [v for v in posterior.data_vars if v in DERIVED or LA_THETA_BLOCKS.match(str(v))]
     )
     return arviz_order(
         posterior.drop_vars(
-            [c for c in posterior.coords if c.startswith("la_cov") or LA_THETA_COORDS.match(c)]
+            [
+                c
+                for c in map(str, posterior.coords)
+                if c.startswith("la_cov") or LA_THETA_COORDS.match(c)
+            ]
         )
     )
 
 
-def arviz_order(posterior: xr.Dataset) -> xr.Dataset:
-    """``posterior`` with ``la_effect`` first, then the variables of most dims, so that
-    ``az.summary(tree)`` labels its rows right.
-
-    ArviZ's summary (``arviz_base.dataset_to_dataarray``, 1.3) stacks the variables' values
-    with xarray's ``to_stacked_array``, which orders the dims by their first appearance over
-    the variables, but labels each value in its own variable's dim order: a variable whose
-    dims came in the other order gets wrong labels, with no error (``la_effect`` (la,
-    effect) after ``la_sd`` (effect), as the sampler lists them, had every LA's slope
-    labelled as another LA's intercept). With ``la_effect`` (la[, threshold], effect) first,
-    every other variable of a fit follows its order, except the (level, effect) tables of
-    strata and moderators (``stratum_effect``, ``stratum_offset``, ``moderator_effect``,
-    ``la_moderator_effect``): no order of variables serves them beside ``la_effect`` or each
-    other, so a summary of a whole posterior that has them mislabels them (summarise them
-    one at a time: ``az.summary(tree, var_names=["stratum_effect"])``)."""
-    sample = {"chain", "draw"}
-    names = sorted(
-        posterior.data_vars, key=lambda v: (v != "la_effect", -len(set(posterior[v].dims) - sample))
-    )
-    return posterior if names == list(posterior.data_vars) else posterior[names]
-
-
 def data_hash(data: NeighbourhoodData | list[NeighbourhoodData]) -> str:
-    """SHA-256 (first 16 hex digits) of the arrays a fit depends on (of each threshold's,
-    for the joint model's list)."""
+    """Return the SHA-256 (first 16 hex digits) of the arrays a fit depends on.
+
+    SHA-256 (first 16 hex digits) of the arrays a fit depends on (of each threshold's,
+    for the joint model's list).
+    """
     if isinstance(data, list):
         return hashlib.sha256("|".join(data_hash(d) for d in data).encode()).hexdigest()[:16]
     h = hashlib.sha256()
     parts = [data.lsoa, data.la[data.la_index], data.children, data.income, data.y]
-    if data.strata:
-        parts.append(np.asarray(data.strata)[data.stratum_index])
+    slots = {t.name: t.hash_parts() for t in data.terms}
     if data.exposure_name != "children":  # (hashes of children-exposure fits unchanged)
-        parts += [data.exposure, np.asarray(data.exposure_name)]
+        slots["exposure"] = [np.asarray(data.exposure), np.asarray(data.exposure_name)]
     if data.trials is not None:
-        parts += [data.trials]
-    if data.moderator_names:
-        parts += [data.moderators, np.asarray(data.moderator_names)]
-    if data.la_moderator_names:
-        parts += [data.la_moderators, np.asarray(data.la_moderator_names)]
-    if data.la_outcome is not None:
-        lo = data.la_outcome
-        parts += [
-            lo.count,
-            lo.trials,
-            lo.covariates,
-            np.asarray([lo.count_name, lo.trials_name, *lo.terms]),
-        ]
-    if data.trend_name:  # (hashes of fits without a trend unchanged)
-        parts += [data.trend, np.asarray(data.trend_name)]
+        slots["trials"] = [data.trials]
+    for name in sorted(slots, key=_hash_rank):
+        parts += slots[name]
     for part in parts:
         h.update(np.ascontiguousarray(part).tobytes())
         h.update(b"|")
@@ -127,8 +108,19 @@ def data_hash(data: NeighbourhoodData | list[NeighbourhoodData]) -> str:
     return h.hexdigest()[:16]
 
 
+#: The order in which parts entered the data hash over the versions, so that earlier fits'
+#: hashes are unchanged; a term not named here (a new one) comes after them.
+HASH_ORDER = ("strata", "exposure", "trials", "moderators", "la_moderators", "la_outcome", "trend")
+
+
+def _hash_rank(name: str) -> int:
+    return HASH_ORDER.index(name) if name in HASH_ORDER else len(HASH_ORDER)
+
+
 def la_names(data: NeighbourhoodData) -> dict:
-    """The ``la_name`` coordinate (dim ``la``, a non-index coordinate beside the codes) of
+    """Return the ``la_name`` coordinate of ``constant_data``.
+
+    The ``la_name`` coordinate (dim ``la``, a non-index coordinate beside the codes) of
     ``constant_data``, so the LA figures and tables can show LA names; empty when the data
     has no names. Names are public; the data hash does not include them.
 
@@ -136,7 +128,8 @@ def la_names(data: NeighbourhoodData) -> dict:
     variables (those with dim ``la``) but not others makes ArviZ's summary fail (xarray's
     ``to_stacked_array``: "coordinate 'la_name' not present in all datasets"), and ArviZ's
     labels show the index (the codes) anyway. :func:`load` drops it from the posterior of a
-    fit saved before."""
+    fit saved before.
+    """
     return {} if data.la_name is None else {"la_name": ("la", np.asarray(data.la_name, str))}
 
 
@@ -296,6 +289,12 @@ def assemble(
     loglik = _log_likelihood(few, data, spec.family) if pointwise else None
     with step(log, "posterior predictive replicates (%d draws x %d rows)", n_draws, len(data.y)):
         replicates = predict.replicate(few, data, spec.family, seed=spec.sampling.seed).to_dataset()
+    term_data: dict = {}
+    term_coords: dict = {}
+    for term in data.terms:
+        variables, extra = term.constant_data(row)
+        term_data.update(variables)
+        term_coords.update(extra)
     groups = {
         "posterior": posterior,
         "sample_stats": tree["sample_stats"].to_dataset(),
@@ -310,47 +309,10 @@ def assemble(
                 "m_c": ("la", data.m_c),
                 **({"exposure": (row, data.exposure)} if data.exposure_name != "children" else {}),
                 **({"trials": (row, data.trials)} if data.trials is not None else {}),
-                **(
-                    {"moderator_value": ((row, "moderator"), data.moderators)}
-                    if data.moderator_names
-                    else {}
-                ),
-                **(
-                    {"la_moderator_value": (("la", "la_moderator"), data.la_moderators)}
-                    if data.la_moderator_names
-                    else {}
-                ),
                 **({"centred": ("la", centred)} if centred is not None else {}),
-                **({"trend_value": (row, data.trend)} if data.trend_name else {}),
-                **(
-                    {
-                        "la_outcome_count": ("la", data.la_outcome.count),
-                        "la_outcome_trials": ("la", data.la_outcome.trials),
-                        "la_outcome_covariate_value": (
-                            ("la", "la_outcome_covariate"),
-                            data.la_outcome.covariates,
-                        ),
-                    }
-                    if data.la_outcome is not None
-                    else {}
-                ),
+                **term_data,
             },
-            coords={
-                **coords,
-                "la": data.la,
-                **la_names(data),
-                **({"moderator": list(data.moderator_names)} if data.moderator_names else {}),
-                **(
-                    {"la_moderator": list(data.la_moderator_names)}
-                    if data.la_moderator_names
-                    else {}
-                ),
-                **(
-                    {"la_outcome_covariate": list(data.la_outcome.terms)}
-                    if data.la_outcome is not None
-                    else {}
-                ),
-            },
+            coords={**coords, "la": data.la, **la_names(data), **term_coords},
         ),
         **({"log_likelihood": loglik} if loglik is not None else {}),
         "posterior_predictive": replicates,
@@ -363,161 +325,38 @@ def assemble(
         outcome=data.outcome,
         family=spec.family,
         x_bar=data.x_bar,
-        stratum_name=data.stratum_name,
-        strata=json.dumps(list(data.strata)),
         exposure=data.exposure_name,
         compile_seconds=compile_seconds,
         sampling_seconds=sampling_seconds,
     )
-    if data.stratum_columns:  # several stratum columns: each one's levels (reference first)
-        out.attrs["stratum_columns"] = json.dumps(stratum_levels(data))
-    if data.trend_name:
-        out.attrs["stratum_trend"] = data.trend_name
+    for kind in TERMS:  # every fit records, e.g., its strata, "[]" when it has none
+        out.attrs.update(kind.absent_attrs())
+    for term in data.terms:
+        out.attrs.update(term.attrs())
     return out
 
 
-def stratum_levels(data: NeighbourhoodData) -> dict[str, list[str]]:
-    """``{column: [levels, reference first]}`` of a fit with several stratum columns."""
-    labels = np.asarray(data.strata)
-    out = {}
-    for k, column in enumerate(data.stratum_columns):
-        used = np.unique(data.stratum_positions[:, k])
-        out[column] = [str(label).partition("=")[2] for label in labels[used]]
-    return out
-
-
-def save(tree: xr.DataTree, path: str | Path) -> None:
-    """Write a fit to netCDF (h5netcdf), atomically: a killed run leaves no partial file."""
-    # The replicates (integer counts) zlib level 1 after byte shuffling: 40% faster to write
-    # than level 4 without shuffling, and 11% smaller. The pointwise log-likelihood as
-    # float32 without compression: zlib took 2.2 s of an England-sized fit's 4.9 s write
-    # and saved 18% of its size (162 against 138 MB in all, written in 2.7 against 4.9 s).
-    encoding = {
-        f"/{name}": {
-            v: {"zlib": True, "complevel": 1, "shuffle": True} for v in tree[name].data_vars
-        }
-        for name in ("posterior_predictive",)
-        if name in tree.children
-    }
-    if "log_likelihood" in tree.children:
-        encoding["/log_likelihood"] = {
-            v: {"dtype": "float32"} for v in tree["log_likelihood"].data_vars
-        }
-
-    def to_netcdf(tmp):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", category=xr.SerializationWarning)
-            tree.to_netcdf(tmp, engine="h5netcdf", encoding=encoding)
-
-    with step(log, "wrote %s", Path(path).name):
-        atomic_write(path, to_netcdf)
-
-
-REQUIRED_GROUPS = ("posterior", "sample_stats", "observed_data", "constant_data")
-REQUIRED_ATTRS = ("outcome", "family", "spec", "spec_hash", "data_hash", "x_bar")
-
-
-def load(path: str | Path, pointwise: bool = True) -> xr.DataTree:
-    """Read a fit written by :func:`save`, fully into memory, with its pointwise
-    log-likelihood (:func:`with_log_likelihood`: computed when the file has none, as
-    ``socialgradient fit`` writes it; ``pointwise=False`` skips that).
-
-    A missing, damaged or foreign file is a ``ValueError`` (``FileNotFoundError``) naming it.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no saved fit at {path}")
-    try:
-        tree = xr.open_datatree(path, engine="h5netcdf").load()
-    except Exception as err:  # h5py/h5netcdf/xarray raise many kinds on a damaged file
-        raise ValueError(
-            f"{path}: not a readable netCDF fit (damaged or not netCDF: "
-            f"{type(err).__name__}: {err})"
-        ) from None
-    missing = [g for g in REQUIRED_GROUPS if g not in tree.children]
-    missing += [f"attr {a}" for a in REQUIRED_ATTRS if a not in tree.attrs]
-    if missing:
-        raise ValueError(f"{path}: not a socialgradient fit (no {', '.join(missing)})")
-    tree = current_layout(tree)
-    return with_log_likelihood(tree) if pointwise else tree
-
-
-#: The one log-likelihood variable of a joint fit (dims chain, draw, threshold, row).
-JOINT_LOG_LIKELIHOOD = "joint"
-
-
-def stacked_log_likelihood(per_threshold: dict[str, xr.DataArray]) -> xr.Dataset:
-    """The ``log_likelihood`` group of a joint fit: the thresholds' pointwise
-    log-likelihoods (``{outcome: dims (chain, draw, row)}``, in threshold order) as the one
-    variable :data:`JOINT_LOG_LIKELIHOOD` with dims (chain, draw, threshold, row). ArviZ's LOO
-    needs one variable (with several it asks which). Empties ``per_threshold`` as it fills
-    the result, so a fit holds one threshold's values beside it, not a second copy of all
-    (1.3 GB at England's size, five thresholds x 1,000 draws)."""
-    names = list(per_threshold)
-    first = per_threshold[names[0]]
-    row = next(d for d in first.dims if d not in ("chain", "draw"))
-    coords = {k: v for k, v in first.coords.items()}
-    values = np.empty(
-        (first.sizes["chain"], first.sizes["draw"], len(names), first.sizes[row]), first.dtype
-    )
-    del first
-    for j, outcome in enumerate(names):
-        values[:, :, j] = per_threshold.pop(outcome).transpose("chain", "draw", row).values
-    stacked = xr.DataArray(
-        values, dims=("chain", "draw", "threshold", row), coords={**coords, "threshold": names}
-    )
-    return xr.Dataset({JOINT_LOG_LIKELIHOOD: stacked})
-
-
-def outcomes(tree: xr.DataTree) -> list[str]:
-    """The thresholds of a joint fit, in order ([] for a single-outcome fit)."""
-    return json.loads(tree.attrs.get("outcomes", "[]"))
-
-
-def current_layout(tree: xr.DataTree) -> xr.DataTree:
-    """A fit saved by an earlier version in today's layout, so ArviZ takes it as it is
-    (``az.summary``, ``az.loo``): ``posterior`` without the ``la_name`` coordinate (it
-    stays in ``constant_data``, see :func:`la_names`) and in :func:`arviz_order`, and, for a
-    joint fit, with its per-threshold log-likelihoods as the one variable of
-    :func:`stacked_log_likelihood`. A current fit is returned as is."""
-    changes = {}
-    saved = tree["posterior"].to_dataset()
-    posterior = arviz_order(saved.drop_vars("la_name", errors="ignore"))
-    if "la_name" in saved.coords or list(posterior.data_vars) != list(saved.data_vars):
-        changes["posterior"] = posterior
-    names = outcomes(tree)
-    if (
-        names
-        and "log_likelihood" in tree.children
-        and set(names) <= set(tree["log_likelihood"].data_vars)
-    ):
-        loglik = tree["log_likelihood"].to_dataset()
-        changes["log_likelihood"] = stacked_log_likelihood({o: loglik[o] for o in names})
-    if not changes:
-        return tree
-    out = tree.copy()
-    for name, group in changes.items():
-        out[name] = xr.DataTree(group)
-    return out
-
-
-def with_log_likelihood(tree: xr.DataTree) -> xr.DataTree:
-    """``tree`` with its pointwise ``log_likelihood`` (dims chain, draw, row) for LOO: as it
-    is when it has one (a joint fit always does), else computed from the posterior on the
-    draws of its replicates, as :func:`fit` computes it."""
-    if "log_likelihood" in tree.children or "posterior_predictive" not in tree.children:
-        return tree
-    pp = tree["posterior_predictive"]
-    posterior = tree["posterior"].to_dataset().sel(chain=pp["chain"], draw=pp["draw"])
-    out = tree.copy()
-    out["log_likelihood"] = xr.DataTree(
-        _log_likelihood(posterior, predict.encoded_data(tree), tree.attrs["family"])
-    )
-    return out
-
-
-def _log_likelihood(posterior: xr.Dataset, data: NeighbourhoodData, family: str) -> xr.Dataset:
-    """The pointwise log-likelihood group on ``posterior``'s draws, logged as a step."""
-    n_draws = posterior.sizes["chain"] * posterior.sizes["draw"]
-    with step(log, "pointwise log-likelihood (%d draws x %d rows)", n_draws, len(data.y)):
-        return predict.log_likelihood(posterior, data, family).to_dataset()
+#: Its own names and those re-exported from :mod:`socialgradient.sampling.saved` (old import paths).
+__all__ = [
+    "DERIVED",
+    "HASH_ORDER",
+    "JOINT_LOG_LIKELIHOOD",
+    "MAX_PREDICTIVE_DRAWS",
+    "MAX_PREDICTIVE_VALUES",
+    "REQUIRED_ATTRS",
+    "REQUIRED_GROUPS",
+    "arviz_order",
+    "assemble",
+    "current_layout",
+    "data_hash",
+    "fit",
+    "la_names",
+    "load",
+    "outcomes",
+    "reported",
+    "require_numpyro",
+    "sample",
+    "save",
+    "stacked_log_likelihood",
+    "with_log_likelihood",
+]

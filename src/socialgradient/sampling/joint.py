@@ -1,5 +1,8 @@
-"""Sampling the joint threshold model (:mod:`socialgradient.model.joint`), and any one
-threshold of its fit as an ordinary single-outcome fit (:func:`view`)."""
+"""Sampling the joint threshold model, and one threshold of its fit as a single fit.
+
+Sampling the joint threshold model (:mod:`socialgradient.model.joint`), and any one
+threshold of its fit as an ordinary single-outcome fit (:func:`view`).
+"""
 
 from __future__ import annotations
 
@@ -109,7 +112,7 @@ def view(tree: xr.DataTree, outcome: str) -> xr.DataTree:
         groups[name] = tree[name].to_dataset()[[outcome]]
     if "log_likelihood" in tree.children:
         loglik = tree["log_likelihood"][LOG_LIKELIHOOD].sel(threshold=outcome, drop=True)
-        groups["log_likelihood"] = loglik.to_dataset(name=outcome)
+        groups["log_likelihood"] = xr.Dataset({outcome: loglik})
     out = xr.DataTree.from_dict(groups)
     out.attrs.update({k: v for k, v in tree.attrs.items() if k != "outcomes"})
     out.attrs["outcome"] = outcome

@@ -1,0 +1,154 @@
+r"""What a term of the linear predictor is: :class:`Term`, and the :class:`Context` it adds to.
+
+A term owns its data (encoded from the table and the spec by :meth:`Term.encode`, rebuilt
+from a saved fit by :meth:`Term.from_tree`), its spec keys, its PyMC contribution and its
+reported quantities. The model (:func:`socialgradient.model.build.build_model`) runs three
+phases over the terms, in :data:`socialgradient.model.terms.TERMS` order, so the graph's
+variables come in one fixed order:
+
+1. :meth:`Term.centre`: the LA effects' hyperpriors and additions to their means
+   (:attr:`Context.centre`, dims la, effect);
+2. :meth:`Term.effects`: the LA effects themselves (:attr:`Context.theta`) and what reads
+   them (the LA outcome);
+3. :meth:`Term.rows`: additions to each row's linear predictor (:attr:`Context.eta`, rows
+   sorted by LA) and to its part linear in the counts, :math:`\sum_i y_i \eta_i`
+   (:attr:`Context.linear`, collapsed over rows by sufficient statistics).
+
+After sampling, :meth:`Term.row_effect` and :meth:`Term.row_eta` give the same
+contributions in numpy from posterior draws (:mod:`socialgradient.sampling.predict`).
+
+Adding a term (a flexible curve, a spatial effect) is one new module here with a
+:class:`Term` subclass, and one line in :data:`socialgradient.model.terms.TERMS`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from socialgradient.spec import Priors
+
+
+@dataclass
+class Context:
+    """The model under construction, as the terms see it.
+
+    ``data`` the encoded table, ``priors`` the spec's, ``centred`` each LA's count of
+    centred leading effects, ``a_mean`` the intercept's prior mean; ``order`` sorts the rows
+    by LA and ``w`` is the within-LA deprivation in that order (or its ``pm.Data``);
+    ``centre``, ``chol``, ``theta``, ``eta``, ``linear`` are filled by the phases.
+    """
+
+    data: Any
+    priors: Priors
+    centred: np.ndarray | None = None
+    a_mean: float = -4.0
+    order: np.ndarray | None = None
+    w: Any = None
+    per_la: Any = None
+    centre: Any = None
+    chol: Any = None
+    theta: Any = None
+    eta: Any = None
+    linear: Any = None
+
+
+class Term:
+    """One part of the linear predictor (the base does nothing in every phase).
+
+    Class attributes: ``name`` (the term's key in a data hash and in messages),
+    ``spec_keys`` (the spec fields that switch it on), ``reported`` (posterior variables it
+    adds in their reported form), ``derived`` (its sampler-side forms, dropped from the
+    result tree), ``cells`` (its rows are cells, LSOA x something: dim ``cell``) and
+    ``on_rows`` (it adds to the rows' linear predictor beyond the LA effects) and
+    ``always`` (every model has it: made without :meth:`encode`). A phase or hook the
+    class does not override is skipped (not called) by the model and the fit.
+    """
+
+    name: ClassVar[str] = ""
+    spec_keys: ClassVar[tuple[str, ...]] = ()
+    reported: ClassVar[tuple[str, ...]] = ()
+    derived: ClassVar[tuple[str, ...]] = ()
+    cells: ClassVar[bool] = False
+    on_rows: ClassVar[bool] = False
+    always: ClassVar[bool] = False
+
+    @classmethod
+    def encode(
+        cls, table: pd.DataFrame, spec: Any, core: Any, la_table: pd.DataFrame | None
+    ) -> Term | None:
+        """Return the term's data from a validated ``table`` and ``spec``.
+
+        Return the term's data from a validated ``table`` and ``spec`` (None when the spec
+        does not use it); ``core`` holds the decomposition (``la``, ``la_index``, ``m_c``).
+        """
+        return None
+
+    @classmethod
+    def from_tree(cls, tree: xr.DataTree, const: xr.Dataset) -> Term | None:
+        """Return the term's data as a saved fit holds it (None when the fit has none)."""
+        return None
+
+    @classmethod
+    def absent_attrs(cls) -> dict[str, str]:
+        """Return the root attrs a fit without the term records (its empty values)."""
+        return {}
+
+    # -- the model's coords and the fit's record ----------------------------------------
+    def coords(self) -> dict[str, list]:
+        """Return coordinates of the model's dims that the term adds."""
+        return {}
+
+    def row_coords(self, n_rows: int) -> dict[str, Any]:
+        """Return coordinates of the row dim (``cell``) that the term adds."""
+        return {}
+
+    def constant_data(self, row: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Return the ``constant_data`` variables and coords the term keeps in a fit."""
+        return {}, {}
+
+    def attrs(self) -> dict[str, str]:
+        """Return the root attrs the term writes in a fit."""
+        return {}
+
+    def hash_parts(self) -> list[np.ndarray]:
+        """Return the arrays of the term that a fit's data hash covers."""
+        return []
+
+    # -- the model (PyMC), in phases ----------------------------------------------------
+    def centre(self, ctx: Context) -> None:
+        """Phase 1: the LA effects' hyperpriors and means."""
+
+    def effects(self, ctx: Context) -> None:
+        """Phase 2: the LA effects and what reads them."""
+
+    def rows(self, ctx: Context) -> None:
+        """Phase 3: the rows' linear predictor."""
+
+    # -- after sampling (numpy, one chain) ----------------------------------------------
+    def row_effect(self, chain: xr.Dataset, data: Any, effect: np.ndarray) -> np.ndarray:
+        """Return each row's LA effects with the term's additions.
+
+        Return each row's (intercept, slope) ``effect`` (dims draw, row, effect) with the
+        term's additions, from one chain's draws.
+        """
+        return effect
+
+    def row_eta(self, chain: xr.Dataset, data: Any, eta: np.ndarray) -> np.ndarray:
+        """Return each row's linear predictor with the term's additions.
+
+        Return each row's linear predictor ``eta`` (dims draw, row) with the term's
+        additions, from one chain's draws.
+        """
+        return eta
+
+
+def weighted_moments(values: Any, weight: np.ndarray) -> tuple[Any, Any]:
+    """Return the ``weight``-weighted mean and SD of ``values`` over their first axis."""
+    mean = np.average(values, axis=0, weights=weight)
+    sd = np.sqrt(np.average((values - mean) ** 2, axis=0, weights=weight))
+    return mean, sd

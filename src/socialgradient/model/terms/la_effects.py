@@ -1,0 +1,166 @@
+"""The LA effects: intercepts and slopes per LA around ``(a + b_b m_c, b_w + b_x m_c)``.
+
+The term every model has: the national coefficients ``a``, ``b_w``, ``b_b``, ``b_x`` (the
+cross-level interaction), the LKJ covariance of the LA effects and ``la_effect`` (dims la,
+effect), centred or non-centred per LA (:func:`la_theta`,
+:mod:`socialgradient.model.parameterisation`), and their part of the rows' linear predictor.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+
+from socialgradient.model import parameterisation
+from socialgradient.model.terms.base import Context, Term
+from socialgradient.spec import Priors
+
+
+class LAEffects(Term):
+    """LA intercepts and slopes with their hierarchy (always on)."""
+
+    name = "la_effects"
+    reported = ("a", "b_w", "b_b", "b_x", "la_sd", "la_corr", "la_effect")
+    derived = ("la_cov", "la_cov_corr", "la_cov_stds")
+    always = True
+
+    def centre(self, ctx: Context) -> None:
+        """Create the national coefficients, the LA covariance and the LA effects' means.
+
+        Create ``a``, ``b_w``, ``b_b``, ``b_x`` and the LKJ covariance ``la_cov`` (with
+        ``la_sd``, ``la_corr``); the LA effects' means ``(a + b_b m_c, b_w + b_x m_c)``.
+        """
+        p = ctx.priors
+        m_c = pm.Data("m_c", ctx.data.m_c, dims="la")
+        a = pm.Normal("a", ctx.a_mean if p.a_mean is None else p.a_mean, p.a)
+        b_w = pm.Normal("b_w", 0.0, p.b_w)
+        b_b = pm.Normal("b_b", 0.0, p.b_b)
+        b_x = pm.Normal("b_x", 0.0, p.b_x)
+        chol, corr, sd = pm.LKJCholeskyCov(
+            "la_cov",
+            eta=p.lkj_eta,
+            n=2,
+            sd_dist=pm.HalfNormal.dist(sigma=np.array([p.la_sd_intercept, p.la_sd_slope]), size=2),
+            # An explicit start (LA SDs 0.2 and 0.1, uncorrelated): the default draws the
+            # SDs through scipy, which fails on PyTensor's read-only constants for some
+            # graphs (Poisson with strata under nutpie: "cannot set WRITEABLE flag").
+            initval=np.array([0.2, 0.0, 0.1]),
+        )
+        pm.Deterministic("la_sd", sd, dims="effect")
+        pm.Deterministic("la_corr", corr[0, 1])
+        ctx.chol = chol
+        ctx.centre = pt.stack([a + b_b * m_c, b_w + b_x * m_c], axis=1)
+
+    def effects(self, ctx: Context) -> None:
+        """Create ``la_effect`` (dims la, effect).
+
+        Create ``la_effect`` (dims la, effect): free when every LA is centred, else a
+        deterministic of :func:`la_theta`'s blocks.
+        """
+        counts = None if ctx.centred is None else parameterisation.as_counts(ctx.centred)
+        if counts is None or (counts == 2).all():
+            ctx.theta = pm.MvNormal(
+                "la_effect", mu=ctx.centre, chol=ctx.chol, dims=("la", "effect")
+            )
+            return
+        ctx.theta = pm.Deterministic(
+            "la_effect",
+            la_theta(ctx.centre, ctx.chol, counts, ctx.data.la, "effect"),
+            dims=("la", "effect"),
+        )
+
+    def rows(self, ctx: Context) -> None:
+        """Start the rows' linear predictor from each row's LA effects.
+
+        Start the rows' linear predictor: each row's LA intercept plus slope times ``w``
+        (rows sorted by LA, reached by ``repeat``), and its per-LA sufficient statistics.
+        """
+        data, theta = ctx.data, ctx.theta
+        idx, n_la = data.la_index, len(data.la)
+        ctx.eta = pt.repeat(theta[:, 0], ctx.per_la) + pt.repeat(theta[:, 1], ctx.per_la) * ctx.w
+        y_sum = pm.Data("la_y_sum", np.bincount(idx, weights=data.y, minlength=n_la), dims="la")
+        yw_sum = pm.Data(
+            "la_yw_sum", np.bincount(idx, weights=data.y * data.w, minlength=n_la), dims="la"
+        )
+        ctx.linear = pt.sum(theta[:, 0] * y_sum + theta[:, 1] * yw_sum)
+
+
+def la_effects(
+    data: Any,
+    priors: Priors | None = None,
+    centred: np.ndarray | None = None,
+    a_mean: float = -4.0,
+) -> Any:
+    """Priors and the LA intercepts and slopes, in the current model context.
+
+    Creates ``a``, ``b_w``, ``b_b``, ``b_x``, the LKJ covariance ``la_cov`` (with
+    deterministics ``la_sd``, ``la_corr``), LA-moderator coefficients if any, and returns
+    ``la_effect`` (dims la, effect) with means ``(a + b_b m_c, b_w + b_x m_c)``: a free
+    variable when every LA is centred (``centred`` None or all 2), else a deterministic
+    (:func:`la_theta`, LAs centring only some of their effects). Shared by
+    :func:`socialgradient.model.build.build_model` (which runs the phases of every term)
+    and the textbook reference models of the tests and benchmarks.
+    """
+    ctx = Context(data, priors or Priors(), centred, a_mean)
+    for term in data.terms:
+        if type(term).centre is not Term.centre:
+            term.centre(ctx)
+    LAEffects().effects(ctx)
+    return ctx.theta
+
+
+def la_theta(centre: Any, chol: Any, centred: np.ndarray, la: np.ndarray, coef_dim: str) -> Any:
+    """Return LA coefficients, some sampled centred and the rest non-centred.
+
+    Return LA coefficients (dims la x ``coef_dim``) with means ``centre`` and covariance
+    ``chol chol^T``, the first ``centred[l]`` coefficients of LA ``l`` sampled centred and
+    the rest non-centred.
+
+    With the coefficients in order, the top-left block of the Cholesky factor ``L`` is the
+    factor of the leading coefficients' covariance, so for an LA centring its first ``c``:
+    ``u_C ~ MVN(centre_C, L_CC L_CC^T)`` is free (``la_effect_c<c>``),
+    ``z_C = L_CC^{-1} (u_C - centre_C)``, ``z_N ~ N(0, I)`` (``la_z_c<c>``) and
+    ``u_N = centre_N + L_NC z_C + L_NN z_N``: together ``u = centre + L z`` with z standard
+    normal, the same model as either pure form. One block per distinct ``c`` (LAs in coord
+    ``la_c<c>``). Used by the single-outcome model (coefficients intercept, slope: ``c`` 2,
+    1 or 0, :func:`socialgradient.model.parameterisation.choose`) and the joint model (two per
+    threshold, :mod:`socialgradient.model.joint`).
+    """
+    model = pm.modelcontext(None)
+    coefs = np.asarray(model.coords[coef_dim])
+    parts, order = [], []
+    for c in map(int, np.unique(centred)):
+        rows = np.flatnonzero(centred == c)
+        group = f"la_c{c}"
+        model.add_coord(group, la[rows])
+        mu = centre[rows]
+        if c == coefs.size:
+            u = pm.MvNormal(f"la_effect_c{c}", mu=mu, chol=chol, dims=(group, coef_dim))
+        else:
+            model.add_coord(f"la_coef_n{c}", coefs[c:])
+            z_n = pm.Normal(f"la_z_c{c}", 0.0, 1.0, dims=(group, f"la_coef_n{c}"))
+            if c == 0:
+                u = mu + z_n @ chol.T
+            else:
+                model.add_coord(f"la_coef_c{c}", coefs[:c])
+                l_cc = chol[:c, :c]
+                u_c = pm.MvNormal(
+                    f"la_effect_c{c}", mu=mu[:, :c], chol=l_cc, dims=(group, f"la_coef_c{c}")
+                )
+                z_c = pt.linalg.solve_triangular(l_cc, (u_c - mu[:, :c]).T, lower=True).T
+                u_n = mu[:, c:] + z_c @ chol[c:, :c].T + z_n @ chol[c:, c:].T
+                u = pt.concatenate([u_c, u_n], axis=1)
+        parts.append(u)
+        order.append(rows)
+    inverse = np.argsort(np.concatenate(order))
+    return pt.concatenate(parts, axis=0)[inverse]
+
+
+#: Names of :func:`la_theta`'s sampler-side blocks and of their coords: a fit's posterior
+#: drops them and keeps ``la_effect`` itself.
+LA_THETA_BLOCKS = re.compile(r"la_(effect|z)_c\d+$")
+LA_THETA_COORDS = re.compile(r"la_(c|coef_c|coef_n)\d+$")
