@@ -19,8 +19,10 @@ $(STAMP): pyproject.toml requirements.lock
 run: $(STAMP)            ## the main job: fit the national model on the embedded default data
 	$(BIN)/socialgradient run
 
-test: $(STAMP)           ## lint, then the default test suite with the wheel install (< 15 min on 2 cores)
+test: $(STAMP)           ## lint, format, types, then the default test suite (< 15 min on 2 cores)
 	$(BIN)/ruff check src tests bench notebooks
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 test-slow: $(STAMP)      ## full-size statistical checks
@@ -35,6 +37,8 @@ cin-validator:           ## .venv-cin: the DfE CIN validation rules (csc-validat
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench notebooks
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
 
 # The documentation site (docs/, Sphinx + myst-nb + numpydoc), offline once .venv-docs exists:
 # its own venv from docs/requirements.lock (hashed; the docs tools plus the runtime pins of

@@ -59,7 +59,7 @@ from socialgradient.data.census import linkage
 from socialgradient.data.synthetic import england, records
 from socialgradient.model import encode as _encode
 from socialgradient.model.build import build_model  # noqa: F401 (API; the docs read its module)
-from socialgradient.model.data import NeighbourhoodData
+from socialgradient.model.data import NeighbourhoodData  # noqa: F401 (API)
 from socialgradient.release import joint as joint_release
 from socialgradient.release import report
 from socialgradient.results import checks
@@ -228,10 +228,8 @@ def fit(
     """
     spec = _spec(spec, **changes)
     data = encode(table, spec, la_table=la_table)
-    if spec.outcomes:
-        # encode returns one NeighbourhoodData per threshold for a joint spec (its annotation
-        # names only the single-outcome case)
-        return joint_fit.fit(cast(list[NeighbourhoodData], data), spec, progressbar=progressbar)
+    if isinstance(data, list):  # a joint spec: one NeighbourhoodData per threshold
+        return joint_fit.fit(data, spec, progressbar=progressbar)
     return _fit.fit(data, spec, progressbar=progressbar, pointwise=pointwise)
 
 

@@ -13,7 +13,7 @@ import xarray as xr
 
 from socialgradient.model import parameterisation
 from socialgradient.model.build import build_model
-from socialgradient.model.encode import encode
+from socialgradient.model.encode import encode, single
 from socialgradient.results import checks
 from socialgradient.sampling import fit as _fit
 from socialgradient.spec import Spec
@@ -60,7 +60,7 @@ def build(
         The table breaks the input contract (:mod:`socialgradient.data.schema`).
     """
     spec = _spec(spec, **changes)
-    return build_model(encode(table, spec), spec, likelihood=likelihood)
+    return build_model(single(encode(table, spec)), spec, likelihood=likelihood)
 
 
 def assemble(
@@ -85,7 +85,7 @@ def assemble(
         The result tree, as :func:`fit` returns it.
     """
     spec = _spec(spec, **changes)
-    data = encode(table, spec)
+    data = single(encode(table, spec))
     centred = parameterisation.choose(data, spec.family, spec.la_effects)
     return _fit.assemble(sampled, data, spec, centred=centred)
 

@@ -72,6 +72,7 @@ def _priors(items: list[str]) -> dict[str, float]:
 
 def _fit_and_write(table, spec: Spec, out: Path, progress: bool, compare: bool) -> dict:
     from socialgradient import api
+    from socialgradient.model import families
     from socialgradient.results import checks
     from socialgradient.util import outputs
 
@@ -80,8 +81,8 @@ def _fit_and_write(table, spec: Spec, out: Path, progress: bool, compare: bool) 
     # the pointwise log-likelihood only for LOO: the comparison computes it when asked
     tree = api.fit(table, spec, progressbar=progress, pointwise=False)
     extra = {}
-    if compare:
-        other = "poisson" if spec.family == "negbin" else "negbin"
+    other = families.get(spec.family).nests if compare else None
+    if other is not None:
         log.info("fitting the %s model for the LOO comparison ...", other)
         rival = api.fit(table, spec.replace(family=other), progressbar=progress, pointwise=False)
         with step(log, "LOO comparison"):

@@ -68,3 +68,20 @@ def encode(
     return NeighbourhoodData.from_spec(
         valid, spec.outcome, spec, spec.exposure, spec.trials, la_table=las
     )
+
+
+def single(data: NeighbourhoodData | list[NeighbourhoodData]) -> NeighbourhoodData:
+    """Return the one outcome's data of a single-outcome spec's :func:`encode`.
+
+    Raises
+    ------
+    ValueError
+        ``data`` is a joint spec's list (one per threshold): that spec is fitted whole
+        (``socialgradient.api.fit``), not as one model of one outcome.
+    """
+    if isinstance(data, list):
+        raise ValueError(
+            f"a joint spec ({len(data)} outcomes) is fitted whole by sg.fit; this step takes "
+            "a single-outcome spec"
+        )
+    return data

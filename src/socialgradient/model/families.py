@@ -53,8 +53,10 @@ class Family:
 
     Class attributes: ``name`` (as in a spec's ``family``), ``link`` ("log" or "logit"),
     ``scale`` (what exp(slope) is), ``parameters`` (the family's own parameters in the
-    posterior, e.g. ``phi``), ``derived`` (their sampler-side forms, dropped from a fit)
-    and ``a_prior_mean`` (the intercept's default prior mean, on the link scale).
+    posterior, e.g. ``phi``), ``derived`` (their sampler-side forms, dropped from a fit),
+    ``a_prior_mean`` (the intercept's default prior mean, on the link scale) and ``nests``
+    (the family this one nests in or is nested in, which the main job compares it with by
+    LOO; None: no such comparison).
     """
 
     name: ClassVar[str]
@@ -63,6 +65,7 @@ class Family:
     parameters: ClassVar[tuple[str, ...]] = ()
     derived: ClassVar[tuple[str, ...]] = ()  # sampler-side forms of the parameters
     a_prior_mean: ClassVar[float] = -4.0
+    nests: ClassVar[str | None] = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -147,6 +150,7 @@ class Poisson(Family):
     r"""Poisson counts, log link, mean :math:`n e^\eta`."""
 
     name = "poisson"
+    nests = "negbin"  # the NB2 with phi -> infinity
 
     def normaliser(self, eta: Any, rows: Rows, params: dict, stable: bool = True) -> Any:
         r"""Return :math:`-\sum n e^\eta` (see :meth:`Family.normaliser`)."""
@@ -167,6 +171,7 @@ class NegativeBinomial(Family):
     r"""NB2 counts: log link, variance :math:`\mu + \mu^2/\phi`; its own ``phi``."""
 
     name = "negbin"
+    nests = "poisson"
     parameters = ("phi",)
     derived = ("inv_sqrt_phi",)
 

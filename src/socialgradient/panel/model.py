@@ -66,6 +66,8 @@ import pytensor.tensor as pt
 import xarray as xr
 
 from socialgradient.data.sources.geo import DFE_MERGES
+from socialgradient.model import families
+from socialgradient.model.rows import Rows
 from socialgradient.panel.data import FIRST_YEAR, MEASURES, model_inputs, panel_hash
 from socialgradient.panel.output import PANEL_README, PUBLISHED, write_panel  # noqa: F401
 from socialgradient.panel.plots import plot_gradient, plot_scatter  # noqa: F401 (as before)
@@ -79,11 +81,14 @@ from socialgradient.panel.summaries import (  # noqa: F401 (the panel's names, a
     summarise_panel,
 )
 from socialgradient.sampling.fit import sample
-from socialgradient.spec import FAMILIES, Sampling, SpecMethods
+from socialgradient.spec import Priors, Sampling, SpecMethods
 
 log = logging.getLogger(__name__)
 
 CHANGES = ("walk", "linear", "none")
+#: Count families of the panel (counts per LA and year with a child-population offset; a
+#: binomial has no trials here).
+FAMILIES = ("negbin", "poisson")
 PARAMETERISATIONS = ("centred", "noncentred")
 
 
@@ -166,13 +171,10 @@ def build_panel_model(panel: pd.DataFrame, spec: PanelSpec) -> pm.Model:
         change = pm.Deterministic("gradient_change", change, dims="year")
         log_grad = pm.Deterministic("log_gradient", b + change, dims="year")
         pm.Deterministic("gradient", pt.exp(log_grad), dims="year")
-        mu = pt.exp(log_n + alpha[li] + c[yi] + change[yi] * m[li])
-        if spec.family == "negbin":
-            inv = pm.HalfNormal("inv_sqrt_phi", 1.0)
-            phi = pm.Deterministic("phi", 1.0 / pt.square(inv))
-            pm.NegativeBinomial("y", mu=mu, alpha=phi, observed=d["y"], dims="obs")
-        else:
-            pm.Poisson("y", mu=mu, observed=d["y"], dims="obs")
+        family = families.get(spec.family)
+        params = family.add_parameters(Priors(inv_sqrt_phi=1.0))
+        eta = alpha[li] + c[yi] + change[yi] * m[li]
+        family.observed("y", eta, Rows(d["y"], log_n), params, dims="obs")
     return model
 
 

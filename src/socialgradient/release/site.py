@@ -342,15 +342,17 @@ def _priors(spec: dict, family: str) -> str:
     """Tabulate the priors of the fitted spec (package defaults where the spec sets none)."""
     import dataclasses
 
+    from socialgradient.model import families
     from socialgradient.spec import Priors
 
+    fam = families.get(family)
     values = dataclasses.asdict(Priors()) | dict(spec.get("priors") or {})
     if values.get("a_mean") is None:
-        values["a_mean"] = 0 if family == "binomial" else -4
+        values["a_mean"] = f"{fam.a_prior_mean:g}"
     rows = [
         [(esc(what), None), (esc(form.format(**values)), None)]
         for key, what, form in PRIORS
-        if key != "inv_sqrt_phi" or family == "negbin"
+        if key != "inv_sqrt_phi" or key in fam.derived
     ]
     return pages.table(
         "Priors (scales in the model's units: deprivation in 10 percentage points)",

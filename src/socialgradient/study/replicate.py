@@ -183,7 +183,7 @@ def replicate(model: str, seed: int, cfg: dict, progressbar: bool = False) -> di
     """Simulate, fit and score one replicate; the result dict (not written)."""
     import arviz_stats as az
 
-    from socialgradient.model.encode import encode
+    from socialgradient.model.encode import encode, single
     from socialgradient.release import report
     from socialgradient.results import checks, gradients
     from socialgradient.sampling import fit
@@ -191,7 +191,7 @@ def replicate(model: str, seed: int, cfg: dict, progressbar: bool = False) -> di
     start = time.perf_counter()
     table, spec, truth = simulate(model, seed, cfg["scale"])
     spec = spec.replace(draws=cfg["draws"], tune=cfg["tune"], chains=cfg["chains"], seed=seed)
-    data = encode(table, spec)
+    data = single(encode(table, spec))
     simulated = time.perf_counter()
     # One predictive draw per chain: the log-likelihood and replicates are not needed here.
     tree = fit.fit(data, spec, progressbar=progressbar, max_predictive_draws=cfg["chains"])
