@@ -19,10 +19,11 @@ $(STAMP): pyproject.toml requirements.lock
 run: $(STAMP)            ## the main job: fit the national model on the embedded default data
 	$(BIN)/socialgradient run
 
-test: $(STAMP)           ## lint, format, types, then the default test suite (< 15 min on 2 cores)
+test: $(STAMP)           ## lint, format, types, the docs site (-W), then the default test suite
 	$(BIN)/ruff check src tests bench notebooks
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
+	$(MAKE) docs
 	$(BIN)/python -m pytest
 
 test-slow: $(STAMP)      ## full-size statistical checks
