@@ -56,29 +56,29 @@ average age. It combines with strata (then the trend is within their levels).
 Priors (weakly informative on the log-rate-per-child scale; checked by
 :func:`socialgradient.results.checks.prior_predictive`):
 
-========  ==========================  =====================================================
-name      prior                       why
-========  ==========================  =====================================================
-a         Normal(-4, 2.5)             log rate per child at an LA's mean deprivation, for an
-                                      LA at the national mean: e^-4 = 180 per 10,000; the
-                                      95% range is about 1.4 to 25,000 per 10,000 (binomial:
-                                      Normal(0, 2.5) on the logit of the proportion)
-b_w       Normal(0, 1)                within-LA log gradient per 10 points: scores 0.14-7
-b_b       Normal(0, 1)                between-LA log gradient per 10 points of LA deprivation
-b_x       Normal(0, 1)                change in the within-LA log gradient per 10 points of LA
-                                      deprivation (cross-level interaction)
-la_sd     HalfNormal([1, 0.5])        SDs of LA intercepts and slopes (effect dim)
-la_corr   LKJ(eta=2)                  mildly favours small intercept-slope correlations
-phi       1/sqrt(phi) ~ HalfNormal(1) NB2 dispersion, a Stan-style "penalised complexity"-ish
-                                      prior that shrinks towards the Poisson (phi -> inf)
-gamma,    Normal(0, [1, 0.5])         stratum offsets to the log rate and the log gradient
-delta                                 (each non-reference level of each stratum column)
-kappa,    Normal(0, [1, 0.5]) per SD  stratum trend: change in the log rate and in the log
-tau                                   gradient per SD of the trend column (for age, SD ~5.2
-                                      years: tau's prior SD is ~0.1 per year of age)
-g, h      Normal(0, [1, 0.5]) per SD  neighbourhood moderator: main effect, slope change
-c, d      Normal(0, [1, 0.5]) per SD  LA moderator: on the LA intercept and slope means
-========  ==========================  =====================================================
+============  ============================  ========================================================
+name          prior                         why
+============  ============================  ========================================================
+a             Normal(-4, 2.5)               log rate per child at an LA's mean deprivation, for an
+                                            LA at the national mean: e^-4 = 180 per 10,000; the
+                                            95% range is about 1.4 to 25,000 per 10,000 (binomial:
+                                            Normal(0, 2.5) on the logit of the proportion)
+b_w           Normal(0, 1)                  within-LA log gradient per 10 points: scores 0.14-7
+b_b           Normal(0, 1)                  between-LA log gradient per 10 points of LA deprivation
+b_x           Normal(0, 1)                  change in the within-LA log gradient per 10 points of LA
+                                            deprivation (cross-level interaction)
+la_sd         HalfNormal([1, 0.5])          SDs of LA intercepts and slopes (effect dim)
+la_corr       LKJ(eta=2)                    mildly favours small intercept-slope correlations
+phi           1/sqrt(phi) ~ HalfNormal(1)   NB2 dispersion, a Stan-style "penalised complexity"-ish
+                                            prior that shrinks towards the Poisson (phi -> inf)
+gamma, delta  Normal(0, [1, 0.5])           stratum offsets to the log rate and the log gradient
+                                            (each non-reference level of each stratum column)
+kappa, tau    Normal(0, [1, 0.5]) per SD    stratum trend: change in the log rate and in the log
+                                            gradient per SD of the trend column (for age, SD ~5.2
+                                            years: tau's prior SD is ~0.1 per year of age)
+g, h          Normal(0, [1, 0.5]) per SD    neighbourhood moderator: main effect, slope change
+c, d          Normal(0, [1, 0.5]) per SD    LA moderator: on the LA intercept and slope means
+============  ============================  ========================================================
 
 Every scale (and a's mean) can be set in the spec's ``[priors]`` table
 (:class:`socialgradient.spec.Priors`); :func:`socialgradient.results.checks.prior_predictive`
