@@ -45,12 +45,66 @@ def _source(frame) -> str | None:
         return None
 
 
-def walk(table: pd.DataFrame, spec: sg.Spec, **kwargs: object) -> collections.Counter[str]:
+class _Taint:
+    """The table and everything computed from it, by object identity.
+
+    A call any of whose arguments is tainted (or holds a tainted value one level down: the
+    items of a tuple, list or dict, the fields of an object) carries the data; what it
+    returns is tainted in turn, with its items and fields. Calls into numpy, pandas and PyMC
+    count for the propagation (a column selected by pandas is the table's data) but not as
+    entries: only package files are counted.
+    """
+
+    def __init__(self, table: object) -> None:
+        self.ids: set[int] = set()
+        self.keep: list[object] = []  # strong references: no id is reused while walking
+        self.add(table)
+
+    def add(self, value: object) -> None:
+        for v in (value, *self._inside(value)):
+            if id(v) not in self.ids and not isinstance(v, (str, int, float, bool, type(None))):
+                self.ids.add(id(v))
+                self.keep.append(v)
+
+    @staticmethod
+    def _inside(value: object) -> list[object]:
+        if isinstance(value, (tuple, list)):
+            return list(value)
+        if isinstance(value, dict):
+            return list(value.values())
+        fields = getattr(value, "__dict__", None)
+        return list(fields.values()) if isinstance(fields, dict) else []
+
+    def carries(self, frame) -> bool:
+        code = frame.f_code
+        n = code.co_argcount + code.co_kwonlyargcount
+        n += bool(code.co_flags & 0x04) + bool(code.co_flags & 0x08)  # *args, **kwargs
+        for name in code.co_varnames[:n]:
+            value = frame.f_locals.get(name)
+            if id(value) in self.ids or any(id(v) in self.ids for v in self._inside(value)):
+                return True
+        return False
+
+
+def walk(
+    table: pd.DataFrame, spec: sg.Spec, *, data: bool = False, **kwargs: object
+) -> collections.Counter[str]:
     """Entries into each package file from another package file on ``api.fit``'s way to
-    sampling."""
+    sampling; with ``data``, only the calls that carry the table or data computed from it
+    (:class:`_Taint`): the table *followed as data*."""
     entries: collections.Counter[str] = collections.Counter()
+    taint = _Taint(table) if data else None
+    carrying: set[int] = set()
 
     def profile(frame, event: str, arg: object) -> None:
+        if taint is not None:
+            if event == "return" and id(frame) in carrying:
+                carrying.discard(id(frame))
+                taint.add(arg)
+                return
+            if event != "call" or not taint.carries(frame):
+                return
+            carrying.add(id(frame))
         if event != "call" or frame.f_back is None:
             return
         callee = _source(frame)
@@ -116,15 +170,17 @@ def tables() -> dict[str, tuple[pd.DataFrame, sg.Spec, dict]]:
 
 
 def main() -> None:
-    """Print each walk's table."""
-    for name, (table, spec, kwargs) in tables().items():
-        entries = walk(table, spec, **kwargs)
-        print(
-            f"\n{name}: {sum(entries.values())} entries into {len(entries)} files, "
-            f"most {max(entries.values())}"
-        )
-        for path, n in entries.most_common():
-            print(f"  {n:3d}  {path}")
+    """Print each walk's table: every call, then the table followed as data."""
+    for data in (False, True):
+        print("\n## " + ("the table followed as data" if data else "every cross-file call"))
+        for name, (table, spec, kwargs) in tables().items():
+            entries = walk(table, spec, data=data, **kwargs)
+            print(
+                f"\n{name}: {sum(entries.values())} entries into {len(entries)} files, "
+                f"most {max(entries.values())}"
+            )
+            for path, n in entries.most_common():
+                print(f"  {n:3d}  {path}")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 Every reader (the neighbourhood table of :mod:`socialgradient.data.schema`, the public
 sources, the census) raises its errors through :func:`fail`; the table's rules list their
-offending rows (with the LSOA code and value) through :func:`_raise_rows`.
+offending rows (with the LSOA code and value) with :func:`_listing`.
 """
 
 from __future__ import annotations
@@ -72,25 +72,3 @@ def _listing(table: pd.DataFrame, rows: np.ndarray, column: str | None) -> str:
 
 def _show(value: Any) -> str:
     return repr(value.item() if isinstance(value, np.generic) else value)
-
-
-def _raise_rows(
-    rule: str,
-    what: str,
-    table: pd.DataFrame,
-    masks: dict[str, np.ndarray],
-    hint: str = "",
-    shown: str | None = None,
-) -> None:
-    """Raise ``rule`` if any mask in ``{column: mask}`` is set, listing rows per column."""
-    masks = {c: np.asarray(m, dtype=bool) for c, m in masks.items() if np.any(m)}
-    if not masks:
-        return
-    parts = []
-    for col, mask in masks.items():
-        rows = np.flatnonzero(mask)
-        label = "row" if len(rows) == 1 else "rows"
-        listing = _listing(table, rows, shown or col)
-        parts.append(f"column {col!r}: {len(rows)} {label} {what}: {listing}")
-    rows = np.flatnonzero(np.logical_or.reduce(list(masks.values())))
-    raise fail(rule, "; ".join(parts) + hint, rows, masks)

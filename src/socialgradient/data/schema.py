@@ -81,7 +81,6 @@ from socialgradient.data.errors import (  # noqa: F401 (the contract's names, as
     MAX_SHOWN,
     InputError,
     _listing,
-    _raise_rows,
     fail,
 )
 from socialgradient.data.events import require_events  # noqa: F401 (as before)
@@ -94,6 +93,28 @@ MAX_ROW_COUNT = 1_000_000  # a plausible count in one row (module docstring)
 CHILDREN_RANGE = (1e-3, 1e6)  # plausible children in one row (module docstring)
 EXPOSURE_RANGE = (1e-3, 1e10)  # plausible exposure of another column, e.g. person-days
 MAX_MODERATOR = 1e15  # largest moderator or trend value in size
+
+
+def _raise_rows(
+    rule: str,
+    what: str,
+    table: pd.DataFrame,
+    masks: dict[str, np.ndarray],
+    hint: str = "",
+    shown: str | None = None,
+) -> None:
+    """Raise ``rule`` if any mask in ``{column: mask}`` is set, listing rows per column."""
+    masks = {c: np.asarray(m, dtype=bool) for c, m in masks.items() if np.any(m)}
+    if not masks:
+        return
+    parts = []
+    for col, mask in masks.items():
+        rows = np.flatnonzero(mask)
+        label = "row" if len(rows) == 1 else "rows"
+        listing = _listing(table, rows, shown or col)
+        parts.append(f"column {col!r}: {len(rows)} {label} {what}: {listing}")
+    rows = np.flatnonzero(np.logical_or.reduce(list(masks.values())))
+    raise fail(rule, "; ".join(parts) + hint, rows, masks)
 
 
 def _numeric(s: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
