@@ -144,6 +144,18 @@ needs_boundaries = pytest.mark.skipif(
 )
 
 
+def test_the_package_ships_englands_boundaries(monkeypatch):
+    monkeypatch.delenv("SOCIALGRADIENT_SHARED", raising=False)
+    path = maps.find_boundaries()
+    assert path is not None
+    assert path.name == maps.SHIPPED
+    codes = {code for code, _ in read_boundaries(path)}
+    assert len(codes) == 151
+    assert all(code.startswith("E") for code in codes)
+    if maps.find_boundaries(BOUNDARIES) is not None:  # the same authorities as ONS's file
+        assert codes == {code for code, _ in read_boundaries(maps.find_boundaries(BOUNDARIES))}
+
+
 @needs_boundaries
 def test_la_map_one_patch_per_matched_la(tree):
     # fake LAs E06000001-6 are real codes (Hartlepool ... Warrington); make one Buckinghamshire
@@ -216,9 +228,9 @@ def test_the_panel_map_is_the_same_choropleth():
 
 def test_la_map_without_boundaries_says_what_is_missing(tree, tmp_path, monkeypatch):
     monkeypatch.delenv("SOCIALGRADIENT_SHARED", raising=False)
-    with pytest.raises(FileNotFoundError, match="SOCIALGRADIENT_SHARED"):
-        plots.la_map(tree, tmp_path)
-    paths = plots.save_all(tree, tmp_path / "figs")
+    with pytest.raises(FileNotFoundError, match="no ONS boundary file"):
+        plots.la_map(tree, tmp_path / "none")
+    paths = plots.save_all(tree, tmp_path / "figs", boundaries=tmp_path / "none")
     assert "la_map" not in paths  # the other figures, the forest included, still written
     assert "la_forest" in paths
 

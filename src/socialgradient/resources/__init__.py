@@ -18,7 +18,7 @@ from pathlib import Path
 
 KINDS = ("models", "data")
 # What a wheel carries (pyproject.toml's package-data says the same; test_packaging checks).
-DATA_FILES = ("neighbourhoods.parquet", "las.parquet", "truth.json")
+DATA_FILES = ("neighbourhoods.parquet", "las.parquet", "truth.json", "la_boundaries.geojson.gz")
 
 
 def root(kind: str) -> Path:

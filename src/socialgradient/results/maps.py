@@ -1,21 +1,23 @@
 """A choropleth of the LA gradient scores on ONS boundaries, drawn with matplotlib alone.
 
 The boundaries are the ONS *Counties and Unitary Authorities (December 2020) UK BUC*
-GeoJSON (lon/lat; Open Government Licence v3.0), which the package does not ship: it is
-looked for where :func:`find_boundaries` says. Its English CTYUA20 codes are the package's
-LA codes (UTLA19 in the default data) except where an authority was reorganised, e.g.
-Buckinghamshire, county E10000002 until unitary E06000060 in April 2020:
+(lon/lat; Open Government Licence v3.0): the package ships England's 151 authorities of it
+(``data/la_boundaries.geojson.gz``, coordinates to 4 decimals, made by
+``bench/la_boundaries.py``; provenance in ``data/la_boundaries.md``), and a user may point to
+the full GeoJSON instead (:func:`find_boundaries`). Its English CTYUA20 codes are the
+package's LA codes (UTLA19 in the default data) except where an authority was reorganised,
+e.g. Buckinghamshire, county E10000002 until unitary E06000060 in April 2020:
 :func:`match_codes` maps a boundary code onto a fitted LA through whole-area renames of
 :data:`~socialgradient.data.sources.geo.REORGANISATIONS` (either way) and the DfE merges
-(Isles of Scilly with Cornwall, City of London with Hackney). There is no fallback map:
-the package has no LA coordinates, so without the file :func:`la_map` raises and
+(Isles of Scilly with Cornwall, City of London with Hackney). A boundary path given that
+does not exist means no map: :func:`la_map` raises and
 :func:`socialgradient.results.plots.save_all` writes the other figures only.
 :func:`choropleth` is the package's one map: the panel's LA map
-(:func:`socialgradient.panel.model.write_panel`) draws with it too.
-"""
+(:func:`socialgradient.panel.model.write_panel`) draws with it too."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 from pathlib import Path
@@ -28,9 +30,11 @@ from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 from matplotlib.path import Path as MplPath
 
+from socialgradient import resources
 from socialgradient.results.gradients import describe, la_table, national
 
 BOUNDARY_FILE = "Counties_and_Unitary_Authorities_Dec2020_UK_BUC.geojson"
+SHIPPED = "la_boundaries.geojson.gz"  # England's authorities of BOUNDARY_FILE, in the package
 NO_FIT = "0.85"  # grey of boundaries without a fitted LA
 LONDON = (-0.53, 0.35, 51.27, 51.70)  # lon/lat box of the inset: 33 boroughs too small
 
@@ -39,15 +43,19 @@ def find_boundaries(path=None) -> Path | None:
     """Find the boundary GeoJSON.
 
     ``path`` if given (a file, or a folder holding ``BOUNDARY_FILE`` or
-    ``boundaries/BOUNDARY_FILE``), else ``$SOCIALGRADIENT_SHARED/boundaries/BOUNDARY_FILE``;
-    None when there is none.
+    ``boundaries/BOUNDARY_FILE``; None when it holds none), else
+    ``$SOCIALGRADIENT_SHARED/boundaries/BOUNDARY_FILE`` if there, else the package's own
+    copy of England's authorities (:data:`SHIPPED`).
     """
     candidates = []
     if path is not None:
         p = Path(path)
         candidates += [p, p / BOUNDARY_FILE, p / "boundaries" / BOUNDARY_FILE]
-    elif os.environ.get("SOCIALGRADIENT_SHARED"):
-        candidates.append(Path(os.environ["SOCIALGRADIENT_SHARED"]) / "boundaries" / BOUNDARY_FILE)
+    else:
+        if os.environ.get("SOCIALGRADIENT_SHARED"):
+            shared = Path(os.environ["SOCIALGRADIENT_SHARED"])
+            candidates.append(shared / "boundaries" / BOUNDARY_FILE)
+        candidates.append(resources.root("data") / SHIPPED)
     return next((c for c in candidates if c.is_file()), None)
 
 
@@ -94,9 +102,9 @@ def la_map(tree: xr.DataTree, boundaries=None) -> Figure:
     path = find_boundaries(boundaries)
     if path is None:
         raise FileNotFoundError(
-            f"la_map needs the ONS boundary file {BOUNDARY_FILE}: pass its path, or set "
-            "SOCIALGRADIENT_SHARED to the shared data folder holding boundaries/ (the "
-            "package ships no boundaries; the LA forest plot needs none)"
+            f"la_map: no ONS boundary file ({BOUNDARY_FILE}) at {boundaries}: pass an "
+            "existing path, or none for $SOCIALGRADIENT_SHARED/boundaries/ or the package's "
+            "own copy of England's authorities (the LA forest plot needs none)"
         )
     rings = read_boundaries(path)
     table = la_table(tree)
@@ -228,7 +236,9 @@ def read_boundaries(path, code_prefix: str = "E") -> list[tuple[str, np.ndarray]
     As ``(code, ring)`` pairs, for features whose ``*CD`` code starts with ``code_prefix``
     (England).
     """
-    features = json.loads(Path(path).read_text(encoding="utf-8"))["features"]
+    path = Path(path)
+    raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    features = json.loads(raw.decode("utf-8"))["features"]
     rings = []
     for feature in features:
         props = feature["properties"]
