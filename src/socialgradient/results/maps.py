@@ -13,7 +13,8 @@ e.g. Buckinghamshire, county E10000002 until unitary E06000060 in April 2020:
 does not exist means no map: :func:`la_map` raises and
 :func:`socialgradient.results.plots.save_all` writes the other figures only.
 :func:`choropleth` is the package's one map: the panel's LA map
-(:func:`socialgradient.panel.model.write_panel`) draws with it too."""
+(:func:`socialgradient.panel.model.write_panel`) draws with it too.
+"""
 
 from __future__ import annotations
 
