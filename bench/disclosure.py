@@ -76,7 +76,11 @@ def national(folder: Path) -> dict:
 
 
 def bridge_table(n: int = 30) -> pd.DataFrame:
-    """Attack 5's table (tests/test_attacks.py builds the same one to attack it)."""
+    """Attack 5's table (tests/test_attacks.py attacks this one).
+
+    Two 15 x 15 blocks of small counts (hidden) joined by one hidden 7 at (14, 15): 451
+    linked hidden cells; rows 0-14 minus columns 0-14 give the 7 exactly.
+    """
     rng = np.random.default_rng(5)
     v = rng.integers(20, 61, (n, n))
     v[:15, :15] = rng.integers(1, 10, (15, 15))
