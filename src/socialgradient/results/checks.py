@@ -25,6 +25,7 @@ import xarray as xr
 from scipy import sparse
 
 from socialgradient.results.gradients import SAMPLE_DIMS
+from socialgradient.sampling.target import extreme
 
 PARAMETERS = (
     "a",
@@ -66,9 +67,9 @@ def diagnose(tree: xr.DataTree, parameters=PARAMETERS) -> dict:
     draws = int(stats["diverging"].size)
     ebfmi = float(np.min(np.asarray(az.bfmi(tree)["energy"], dtype=float)))
     out = {
-        "rhat_max": _extreme(rhat, max),
-        "ess_bulk_min": _extreme(bulk, min),
-        "ess_tail_min": _extreme(tail, min),
+        "rhat_max": extreme(rhat, max),
+        "ess_bulk_min": extreme(bulk, min),
+        "ess_tail_min": extreme(tail, min),
         "divergences": divergences,
         "draws": draws,
         "ebfmi_min": ebfmi,
@@ -148,15 +149,6 @@ def _implausible(tree: xr.DataTree) -> list[str]:
     if small := int((exposure < 1).sum()):
         out.append(f"implausible input: {small} {unit} have {name} below 1")
     return out
-
-
-def _extreme(ds: xr.Dataset, pick) -> float:
-    """Return the max or min over every value of ``ds``; NaN if any is NaN (not computable)."""
-    values = [np.asarray(ds[v].values, dtype=float).ravel() for v in ds.data_vars]
-    flat = np.concatenate(values) if values else np.array([np.nan])
-    if np.isnan(flat).any():
-        return float("nan")
-    return float(np.max(flat) if pick is max else np.min(flat))
 
 
 def _compare(observed: xr.DataArray, replicated: xr.DataArray) -> xr.Dataset:

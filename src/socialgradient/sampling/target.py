@@ -22,7 +22,7 @@ import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import arviz as az
+import arviz_stats as az  # the diagnostics alone (arviz would import its plots too)
 import numpy as np
 import xarray as xr
 
@@ -108,9 +108,9 @@ def diagnose(posterior: xr.Dataset, target: Target) -> tuple[dict[str, float], d
     bulk = az.ess(posterior, method="bulk")
     tail = az.ess(posterior, method="tail")
     worst = {
-        "rhat": _extreme(rhat, max),
-        "ess_bulk": _extreme(bulk, min),
-        "ess_tail": _extreme(tail, min),
+        "rhat": extreme(rhat, max),
+        "ess_bulk": extreme(bulk, min),
+        "ess_tail": extreme(tail, min),
     }
     unmet = {
         "rhat": _failing(rhat, lambda v: ~(v <= target.rhat)),
@@ -120,9 +120,17 @@ def diagnose(posterior: xr.Dataset, target: Target) -> tuple[dict[str, float], d
     return worst, {k: v for k, v in unmet.items() if v}
 
 
-def _extreme(ds: xr.Dataset, pick) -> float:
-    values = [float(pick(np.ravel(ds[name].values))) for name in ds.data_vars if ds[name].size]
-    return float(pick(values)) if values else float("nan")
+def extreme(ds: xr.Dataset, pick) -> float:
+    """Return the max or min over every value of ``ds``; NaN if any is NaN (not computable).
+
+    ``pick`` is ``max`` or ``min``. The convergence verdict
+    (:func:`socialgradient.results.checks.diagnose`) reads its worst values with it too.
+    """
+    values = [np.asarray(ds[v].values, dtype=float).ravel() for v in ds.data_vars]
+    flat = np.concatenate(values) if values else np.array([np.nan])
+    if np.isnan(flat).any():
+        return float("nan")
+    return float(np.max(flat) if pick is max else np.min(flat))
 
 
 def _failing(ds: xr.Dataset, bad) -> list[str]:
