@@ -111,8 +111,6 @@ def write(
     is checked against the earlier ones recorded there, and recorded, under its lock.
     Returns a mapping of output name to final path.
     """
-    from socialgradient.results import plots  # matplotlib only when writing figures
-
     rule = rule or disclosure.Rule()
     rule.check()
     led = ledger if isinstance(ledger, ledgers.Ledger) else ledgers.Ledger(ledger)
@@ -146,7 +144,6 @@ def write(
             command,
             led,
             keys,
-            plots,
         )
     return paths
 
@@ -178,8 +175,9 @@ def _write_set(
     command,
     led,
     keys,
-    plots,
 ):
+    from socialgradient.results import plots  # matplotlib only when writing figures
+
     meta = {
         "command": command,
         "spec_hash": tree.attrs["spec_hash"],
