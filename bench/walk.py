@@ -86,13 +86,14 @@ class _Taint:
         return False
 
 
-def walk(
+def calls(
     table: pd.DataFrame, spec: sg.Spec, *, data: bool = False, **kwargs: object
-) -> collections.Counter[str]:
-    """Entries into each package file from another package file on ``api.fit``'s way to
-    sampling; with ``data``, only the calls that carry the table or data computed from it
+) -> list[tuple[str, str]]:
+    """Every entry into a package file from another package file on ``api.fit``'s way to
+    sampling, in order, as ``("caller file:function", "callee file:function")``; with
+    ``data``, only the calls that carry the table or data computed from it
     (:class:`_Taint`): the table *followed as data*."""
-    entries: collections.Counter[str] = collections.Counter()
+    entries: list[tuple[str, str]] = []
     taint = _Taint(table) if data else None
     carrying: set[int] = set()
 
@@ -112,7 +113,9 @@ def walk(
             return
         caller = _source(frame.f_back)
         if caller is not None and caller != callee:
-            entries[callee] += 1
+            entries.append(
+                (f"{caller}:{frame.f_back.f_code.co_name}", f"{callee}:{frame.f_code.co_name}")
+            )
 
     original = fit_module.sample
     fit_module.sample = _stop  # type: ignore[assignment]  # stop where sampling starts
@@ -125,6 +128,15 @@ def walk(
         sys.setprofile(None)
         fit_module.sample = original
     return entries
+
+
+def walk(
+    table: pd.DataFrame, spec: sg.Spec, *, data: bool = False, **kwargs: object
+) -> collections.Counter[str]:
+    """Entries into each package file (:func:`calls`, counted by the callee's file)."""
+    return collections.Counter(
+        callee.split(":")[0] for _, callee in calls(table, spec, data=data, **kwargs)
+    )
 
 
 def tables() -> dict[str, tuple[pd.DataFrame, sg.Spec, dict]]:
@@ -169,18 +181,27 @@ def tables() -> dict[str, tuple[pd.DataFrame, sg.Spec, dict]]:
     }
 
 
-def main() -> None:
-    """Print each walk's table: every call, then the table followed as data."""
+def main(argv: list[str] | None = None) -> None:
+    """Print each walk's table: every call, then the table followed as data.
+
+    ``--verbose``: under each file, every entry into it, caller -> callee (file:function).
+    """
+    verbose = "--verbose" in (sys.argv[1:] if argv is None else argv)
     for data in (False, True):
         print("\n## " + ("the table followed as data" if data else "every cross-file call"))
         for name, (table, spec, kwargs) in tables().items():
-            entries = walk(table, spec, data=data, **kwargs)
+            entries = calls(table, spec, data=data, **kwargs)
+            per_file = collections.Counter(callee.split(":")[0] for _, callee in entries)
             print(
-                f"\n{name}: {sum(entries.values())} entries into {len(entries)} files, "
-                f"most {max(entries.values())}"
+                f"\n{name}: {len(entries)} entries into {len(per_file)} files, "
+                f"most {max(per_file.values())}"
             )
-            for path, n in entries.most_common():
+            for path, n in per_file.most_common():
                 print(f"  {n:3d}  {path}")
+                if verbose:
+                    for caller, callee in entries:
+                        if callee.split(":")[0] == path:
+                            print(f"         {caller} -> {callee}")
 
 
 if __name__ == "__main__":

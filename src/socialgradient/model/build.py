@@ -199,13 +199,13 @@ def build_model(
     )
     ctx = Context(data, spec.priors, centred, family.a_prior_mean, order)
     ctx.w, ctx.per_la = data.w[order], np.bincount(data.la_index, minlength=len(data.la))
-    with pm.Model(coords=data.coords) as model:
+    with pm.Model(coords=data.model_coords) as model:
+        if likelihood == "sufficient":
+            # The rows' data enter as pm.Data (inputs, not constants): one compiled log
+            # density serves every table of the same structure (families.Rows.as_data).
+            rows = rows.as_data()
+            ctx.w, ctx.per_la = pm.Data("rows_w", ctx.w), pm.Data("rows_per_la", ctx.per_la)
         for phase in PHASES:
-            if phase == "rows" and likelihood == "sufficient":
-                # The rows' data enter as pm.Data (inputs, not constants): one compiled log
-                # density serves every table of the same structure (families.Rows.as_data).
-                rows = rows.as_data()
-                ctx.w, ctx.per_la = pm.Data("rows_w", ctx.w), pm.Data("rows_per_la", ctx.per_la)
             for term in data.terms:
                 if getattr(type(term), phase) is not getattr(Term, phase):  # takes part
                     getattr(term, phase)(ctx)
@@ -223,15 +223,16 @@ def build_model(
 def nb_stable(data: NeighbourhoodData, family: str | families.Family) -> bool:
     """Return whether the model needs the negative binomial's stable normaliser.
 
-    Whether the model needs the negative binomial's stable normaliser
-    (:meth:`socialgradient.model.families.Family.normaliser`): yes unless the data rule out the
-    Poisson limit (:func:`socialgradient.model.families.overdispersed`) around the per-LA fit of
+    Yes for a family without a cheaper form of its normaliser
+    (:attr:`socialgradient.model.families.Family.cheaper_normaliser`: only the NB has two),
+    and for the NB unless the data rule out its Poisson limit
+    (:func:`socialgradient.model.families.overdispersed`) around the per-LA Poisson fit of
     intercepts and slopes, which is the whole mean structure only without terms on the rows
     (strata, a trend, neighbourhood moderators: the LA fit would mistake their effects for
-    overdispersion, so the stable form is kept). Only the NB has two forms.
+    overdispersion, so the stable form is kept).
     """
-    if any(t.on_rows for t in data.terms):
-        return True
     family = families.get(family) if isinstance(family, str) else family
-    poisson = families.FAMILIES["poisson"]  # the working model of the mean structure
-    return family.stable_normaliser(data.y, lambda: parameterisation.la_fit(data, poisson)[1])
+    if not family.cheaper_normaliser or any(t.on_rows for t in data.terms):
+        return True
+    mean = parameterisation.la_fit(data, families.FAMILIES["poisson"])[1]
+    return not families.overdispersed(data.y, mean)

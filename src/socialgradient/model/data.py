@@ -190,8 +190,21 @@ class NeighbourhoodData:
     @property
     def coords(self) -> dict[str, list]:
         """Coordinates for the model's named dims."""
+        return self._coords(_overriding(self.terms, "coords"))
+
+    @property
+    def model_coords(self) -> dict[str, list]:
+        """Return the coordinates a model is created with.
+
+        :attr:`coords` less those of the terms that add theirs in their phases
+        (``Term.adds_coords``).
+        """
+        return self._coords([t for t in _overriding(self.terms, "coords") if not t.adds_coords])
+
+    def _coords(self, terms: list[Term]) -> dict[str, list]:
+        """Return the LA, effect and row coordinates with those of ``terms``."""
         coords: dict[str, list] = {"la": list(self.la), "effect": list(EFFECTS)}
-        for t in _overriding(self.terms, "coords"):
+        for t in terms:
             coords.update(t.coords())
         if self.row_dim == "cell":
             return {**coords, "cell": list(range(len(self.y)))}

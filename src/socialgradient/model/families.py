@@ -29,7 +29,6 @@ prove the fast form equals it).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, ClassVar, cast
 
 import numpy as np
@@ -54,9 +53,11 @@ class Family:
     Class attributes: ``name`` (as in a spec's ``family``), ``link`` ("log" or "logit"),
     ``scale`` (what exp(slope) is), ``parameters`` (the family's own parameters in the
     posterior, e.g. ``phi``), ``derived`` (their sampler-side forms, dropped from a fit),
-    ``a_prior_mean`` (the intercept's default prior mean, on the link scale) and ``nests``
+    ``a_prior_mean`` (the intercept's default prior mean, on the link scale), ``nests``
     (the family this one nests in or is nested in, which the main job compares it with by
-    LOO; None: no such comparison).
+    LOO; None: no such comparison) and ``cheaper_normaliser`` (:meth:`normaliser` has a
+    cheaper form, ``stable=False``, for data that rule out the family's Poisson limit,
+    :func:`overdispersed`: only the NB).
     """
 
     name: ClassVar[str]
@@ -66,6 +67,7 @@ class Family:
     derived: ClassVar[tuple[str, ...]] = ()  # sampler-side forms of the parameters
     a_prior_mean: ClassVar[float] = -4.0
     nests: ClassVar[str | None] = None
+    cheaper_normaliser: ClassVar[bool] = False
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -102,14 +104,6 @@ class Family:
         """
         params = self.add_parameters(priors)
         pm.Potential("loglik", linear + self.normaliser(eta, rows, params, stable))
-
-    def stable_normaliser(self, y: np.ndarray, poisson_mean: Callable[[], np.ndarray]) -> bool:
-        """Whether counts ``y`` need :meth:`normaliser`'s stable form (only the NB has two).
-
-        ``poisson_mean`` gives the rows' means under the per-LA Poisson fit of the model's
-        mean structure (called only by a family that needs it).
-        """
-        return True
 
     def information_weight(self, y: np.ndarray, mean: np.ndarray, weight: np.ndarray) -> Any:
         """Return each row's information about its linear predictor.
@@ -174,6 +168,7 @@ class NegativeBinomial(Family):
     nests = "poisson"
     parameters = ("phi",)
     derived = ("inv_sqrt_phi",)
+    cheaper_normaliser = True
 
     def add_parameters(self, priors: Priors, dims: str | None = None) -> dict[str, Any]:
         """Create ``phi`` with 1/sqrt(phi) ~ HalfNormal(``priors.inv_sqrt_phi``)."""
@@ -225,10 +220,6 @@ class NegativeBinomial(Family):
             observed=rows.y,
             dims=dims,
         )
-
-    def stable_normaliser(self, y: np.ndarray, poisson_mean: Callable[[], np.ndarray]) -> bool:
-        """Return True unless ``y`` rule out the Poisson limit (:func:`overdispersed`)."""
-        return not overdispersed(y, poisson_mean())
 
     def information_weight(self, y: np.ndarray, mean: np.ndarray, weight: np.ndarray) -> Any:
         """Return ``mean / (1 + mean / phi)`` with a moment estimate of ``phi``."""

@@ -49,8 +49,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import pymc as pm
-import pytensor.tensor as pt
 import xarray as xr
 
 from socialgradient.data.schema import fail
@@ -128,31 +126,6 @@ def encode(
         values += [las[c].to_numpy(float) for c in covariates]
     return LAOutcomeData(
         count, trials, np.column_stack(values), ("m_c", *covariates), spec.count, spec.trials
-    )
-
-
-def add_terms(theta, data: LAOutcomeData) -> None:
-    """Add the LA outcome's likelihood on the LA slopes ``theta[:, 1]`` to the current model."""
-    model = pm.modelcontext(None)
-    model.add_coord("la_outcome_term", ["gradient", *data.terms])
-    model.add_coord("la_outcome_covariate", list(data.terms))
-    mean, sd = data.covariates.mean(0), data.covariates.std(0)
-    sd = np.where(sd > 0, sd, 1.0)
-    z_cov = (data.covariates - mean) / sd
-    k0 = pm.Normal("la_outcome_intercept", 0.0, 2.5)
-    k_g = pm.Normal("la_outcome_gradient", 0.0, 1.0)
-    coef = pm.Normal("la_outcome_coef", 0.0, 1.0, dims="la_outcome_covariate")
-    sigma = pm.HalfNormal("la_outcome_sd", 0.5)
-    z = pm.Normal("la_outcome_z", 0.0, 1.0, dims="la")
-    pm.Deterministic(
-        "la_outcome_effect", pt.concatenate([k_g[None], coef / sd]), dims="la_outcome_term"
-    )
-    slope = theta[:, 1]
-    eta = k0 + k_g * (slope - slope.mean()) + pt.as_tensor(z_cov) @ coef + sigma * z
-    keep = data.trials > 0
-    pm.Potential(
-        "la_outcome_loglik",
-        pm.logp(pm.Binomial.dist(n=data.trials[keep], logit_p=eta[keep]), data.count[keep]).sum(),
     )
 
 

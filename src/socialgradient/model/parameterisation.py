@@ -48,6 +48,9 @@ from scipy import special
 
 from socialgradient.model import families
 from socialgradient.model.families import Family
+from socialgradient.model.terms.la_effects import as_counts
+
+__all__ = ["as_counts", "choose", "information", "la_fit", "tau_uncertainty"]
 
 TAU_FLOOR = np.array([0.05, 0.02])
 #: An effect (intercept, slope) is centred when se < CENTRED_RATIO * tau: the data's weight
@@ -90,16 +93,6 @@ def choose(data, family: str, la_effects: str) -> np.ndarray:
     if spread[0] < INTERCEPT_PINNED:
         ratio[0] = INTERCEPT_RATIO_PINNED
     return np.cumprod(se < ratio * tau, axis=1).sum(axis=1)
-
-
-def as_counts(centred: np.ndarray) -> np.ndarray:
-    """Return :func:`choose`'s counts from either form a caller may hold.
-
-    :func:`choose`'s counts from either form a caller may hold: counts, or a boolean
-    per LA (True = both effects centred, the form before intercept-only centring).
-    """
-    centred = np.asarray(centred)
-    return np.where(centred, 2, 0) if centred.dtype == bool else centred.astype(int)
 
 
 def tau_uncertainty(se: np.ndarray, tau: np.ndarray) -> np.ndarray:

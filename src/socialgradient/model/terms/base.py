@@ -8,11 +8,12 @@ variables come in one fixed order:
 
 1. :meth:`Term.centre`: the LA effects' hyperpriors and additions to their means
    (:attr:`Context.centre`, dims la, effect);
-2. :meth:`Term.effects`: the LA effects themselves (:attr:`Context.theta`) and what reads
-   them (the LA outcome);
-3. :meth:`Term.rows`: additions to each row's linear predictor (:attr:`Context.eta`, rows
-   sorted by LA) and to its part linear in the counts, :math:`\sum_i y_i \eta_i`
-   (:attr:`Context.linear`, collapsed over rows by sufficient statistics).
+2. :meth:`Term.effects`: the LA effects themselves (:attr:`Context.theta`), with the rows'
+   linear predictor they start (:attr:`Context.eta`, rows sorted by LA) and its part
+   linear in the counts, :math:`\sum_i y_i \eta_i` (:attr:`Context.linear`, collapsed over
+   rows by sufficient statistics), and what reads them (the LA outcome);
+3. :meth:`Term.rows`: additions to each row's linear predictor and to its part linear in
+   the counts.
 
 After sampling, :meth:`Term.row_effect` and :meth:`Term.row_eta` give the same
 contributions in numpy from posterior draws (:mod:`socialgradient.sampling.predict`).
@@ -65,8 +66,10 @@ class Term:
     adds in their reported form), ``derived`` (its sampler-side forms, dropped from the
     result tree), ``cells`` (its rows are cells, LSOA x something: dim ``cell``) and
     ``on_rows`` (it adds to the rows' linear predictor beyond the LA effects) and
-    ``always`` (every model has it: made without :meth:`encode`). A phase or hook the
-    class does not override is skipped (not called) by the model and the fit.
+    ``always`` (every model has it: made without :meth:`encode`) and ``adds_coords`` (its
+    phases add :meth:`coords` to the model themselves, with the variables on those dims, as
+    PyMC allows: the model is created without them). A phase or hook the class does not
+    override is skipped (not called) by the model and the fit.
     """
 
     name: ClassVar[str] = ""
@@ -76,6 +79,7 @@ class Term:
     cells: ClassVar[bool] = False
     on_rows: ClassVar[bool] = False
     always: ClassVar[bool] = False
+    adds_coords: ClassVar[bool] = False
 
     @classmethod
     def encode(

@@ -15,7 +15,6 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
-from socialgradient.model import parameterisation
 from socialgradient.model.terms.base import Context, Term
 from socialgradient.spec import Priors
 
@@ -56,30 +55,16 @@ class LAEffects(Term):
         ctx.centre = pt.stack([a + b_b * m_c, b_w + b_x * m_c], axis=1)
 
     def effects(self, ctx: Context) -> None:
-        """Create ``la_effect`` (dims la, effect).
+        """Create ``la_effect`` (dims la, effect) and start the rows' linear predictor.
 
-        Create ``la_effect`` (dims la, effect): free when every LA is centred, else a
-        deterministic of :func:`la_theta`'s blocks.
+        ``la_effect`` is free when every LA is centred, else a deterministic of
+        :func:`la_theta`'s blocks. The rows' linear predictor starts as each row's LA
+        intercept plus slope times ``w`` (rows sorted by LA, reached by ``repeat``), its part
+        linear in the counts from the per-LA sufficient statistics ``la_y_sum``,
+        ``la_yw_sum``; the other terms add to both in the rows phase.
         """
-        counts = None if ctx.centred is None else parameterisation.as_counts(ctx.centred)
-        if counts is None or (counts == 2).all():
-            ctx.theta = pm.MvNormal(
-                "la_effect", mu=ctx.centre, chol=ctx.chol, dims=("la", "effect")
-            )
-            return
-        ctx.theta = pm.Deterministic(
-            "la_effect",
-            la_theta(ctx.centre, ctx.chol, counts, ctx.data.la, "effect"),
-            dims=("la", "effect"),
-        )
-
-    def rows(self, ctx: Context) -> None:
-        """Start the rows' linear predictor from each row's LA effects.
-
-        Start the rows' linear predictor: each row's LA intercept plus slope times ``w``
-        (rows sorted by LA, reached by ``repeat``), and its per-LA sufficient statistics.
-        """
-        data, theta = ctx.data, ctx.theta
+        data = ctx.data
+        theta = ctx.theta = _la_effect(ctx)
         idx, n_la = data.la_index, len(data.la)
         ctx.eta = pt.repeat(theta[:, 0], ctx.per_la) + pt.repeat(theta[:, 1], ctx.per_la) * ctx.w
         y_sum = pm.Data("la_y_sum", np.bincount(idx, weights=data.y, minlength=n_la), dims="la")
@@ -87,6 +72,29 @@ class LAEffects(Term):
             "la_yw_sum", np.bincount(idx, weights=data.y * data.w, minlength=n_la), dims="la"
         )
         ctx.linear = pt.sum(theta[:, 0] * y_sum + theta[:, 1] * yw_sum)
+
+
+def _la_effect(ctx: Context) -> Any:
+    """Return ``la_effect``: free when every LA is centred, else :func:`la_theta`'s."""
+    counts = None if ctx.centred is None else as_counts(ctx.centred)
+    if counts is None or (counts == 2).all():
+        return pm.MvNormal("la_effect", mu=ctx.centre, chol=ctx.chol, dims=("la", "effect"))
+    return pm.Deterministic(
+        "la_effect",
+        la_theta(ctx.centre, ctx.chol, counts, ctx.data.la, "effect"),
+        dims=("la", "effect"),
+    )
+
+
+def as_counts(centred: np.ndarray) -> np.ndarray:
+    """Return each LA's count of centred leading effects from either form a caller may hold.
+
+    Counts (2 intercept and slope, 1 the intercept, 0 neither:
+    :func:`socialgradient.model.parameterisation.choose`), or a boolean per LA (True = both
+    effects centred, the form before intercept-only centring, as older fits saved it).
+    """
+    centred = np.asarray(centred)
+    return np.where(centred, 2, 0) if centred.dtype == bool else centred.astype(int)
 
 
 def la_effects(
@@ -109,8 +117,7 @@ def la_effects(
     for term in data.terms:
         if type(term).centre is not Term.centre:
             term.centre(ctx)
-    LAEffects().effects(ctx)
-    return ctx.theta
+    return _la_effect(ctx)
 
 
 def la_theta(centre: Any, chol: Any, centred: np.ndarray, la: np.ndarray, coef_dim: str) -> Any:

@@ -30,6 +30,7 @@ class LAModerators(Term):
     names: tuple[str, ...]
 
     name = "la_moderators"
+    adds_coords = True  # in its phase, with its variables
     spec_keys = ("la_moderators", "la_data")
     reported = ("la_moderator_effect",)
     derived = ("la_moderator_coef",)
@@ -77,7 +78,11 @@ class LAModerators(Term):
         return [self.values, np.asarray(self.names)]
 
     def centre(self, ctx: Context) -> None:
-        """Add ``V c`` and ``V d`` (standardised ``V``) to the LA effects' means."""
+        """Add the ``la_moderator`` coordinate and ``V c``, ``V d`` to the LA effects' means.
+
+        ``V`` is the moderators standardised (:meth:`scaling`).
+        """
+        pm.modelcontext(None).add_coords(self.coords())
         p = ctx.priors
         mean, sd = self.scaling(ctx.data)
         v = (self.values - mean) / sd

@@ -1,8 +1,8 @@
 """The LA outcome as a term: LA totals regressed on the model's own LA slopes.
 
-The regression, its priors and its summary are :mod:`socialgradient.model.la_outcome`'s;
-this term encodes the ``[la_outcome]`` of a spec and adds the regression to the model once
-the LA effects exist.
+The regression's statement, its priors and its summary are
+:mod:`socialgradient.model.la_outcome`'s; this term encodes the ``[la_outcome]`` of a spec
+and adds the regression to the model once the LA effects exist (:func:`add_terms`).
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pymc as pm
+import pytensor.tensor as pt
 
 from socialgradient.model import la_outcome
 from socialgradient.model.terms.base import Context, Term
@@ -59,4 +61,29 @@ class LAOutcomeTerm(Term):
 
     def effects(self, ctx: Context) -> None:
         """Add the LA outcome's likelihood on every draw of the LA slopes."""
-        la_outcome.add_terms(ctx.theta, self.outcome)
+        add_terms(ctx.theta, self.outcome)
+
+
+def add_terms(theta, data: la_outcome.LAOutcomeData) -> None:
+    """Add the LA outcome's likelihood on the LA slopes ``theta[:, 1]`` to the current model."""
+    model = pm.modelcontext(None)
+    model.add_coord("la_outcome_term", ["gradient", *data.terms])
+    model.add_coord("la_outcome_covariate", list(data.terms))
+    mean, sd = data.covariates.mean(0), data.covariates.std(0)
+    sd = np.where(sd > 0, sd, 1.0)
+    z_cov = (data.covariates - mean) / sd
+    k0 = pm.Normal("la_outcome_intercept", 0.0, 2.5)
+    k_g = pm.Normal("la_outcome_gradient", 0.0, 1.0)
+    coef = pm.Normal("la_outcome_coef", 0.0, 1.0, dims="la_outcome_covariate")
+    sigma = pm.HalfNormal("la_outcome_sd", 0.5)
+    z = pm.Normal("la_outcome_z", 0.0, 1.0, dims="la")
+    pm.Deterministic(
+        "la_outcome_effect", pt.concatenate([k_g[None], coef / sd]), dims="la_outcome_term"
+    )
+    slope = theta[:, 1]
+    eta = k0 + k_g * (slope - slope.mean()) + pt.as_tensor(z_cov) @ coef + sigma * z
+    keep = data.trials > 0
+    pm.Potential(
+        "la_outcome_loglik",
+        pm.logp(pm.Binomial.dist(n=data.trials[keep], logit_p=eta[keep]), data.count[keep]).sum(),
+    )

@@ -32,6 +32,7 @@ class NeighbourhoodModerators(Term):
     reported = ("moderator_effect",)
     derived = ("moderator_coef",)
     on_rows = True
+    adds_coords = True  # in its phase, with its variables
 
     @classmethod
     def encode(
@@ -70,7 +71,8 @@ class NeighbourhoodModerators(Term):
         return [self.values, np.asarray(self.names)]
 
     def rows(self, ctx: Context) -> None:
-        """Add ``Z g + (Z w) h`` (standardised ``Z``) to the rows."""
+        """Add the ``moderator`` coordinate and ``Z g + (Z w) h`` (standardised ``Z``)."""
+        pm.modelcontext(None).add_coords(self.coords())
         data, order, w, p = ctx.data, ctx.order, ctx.w, ctx.priors
         mean, sd = self.scaling(data)
         coef = pm.Normal(

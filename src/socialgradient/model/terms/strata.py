@@ -44,6 +44,7 @@ class Strata(Term):
     reported = ("stratum_effect", "stratum_offset")
     cells = True
     on_rows = True
+    adds_coords = True  # in its phase, with its variables
 
     @classmethod
     def encode(
@@ -136,7 +137,8 @@ class Strata(Term):
         return [np.asarray(self.levels)[self.index]]
 
     def rows(self, ctx: Context) -> None:
-        """Add each row's stratum offsets (of each column) to the rows."""
+        """Add the ``stratum`` coordinate and each row's stratum offsets (of each column)."""
+        pm.modelcontext(None).add_coords(self.coords())
         data, order, w = ctx.data, ctx.order, ctx.w
         offset = self._effect(ctx)
         n_s = len(self.levels)
