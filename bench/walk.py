@@ -17,8 +17,11 @@ Run: ``PYTHONPATH=src python bench/walk.py`` (from the repository root; a minute
 from __future__ import annotations
 
 import collections
+import functools
 import sys
+from collections.abc import Iterable
 from pathlib import Path
+from types import CodeType
 
 import pandas as pd
 
@@ -39,8 +42,14 @@ def _stop(*args: object, **kwargs: object) -> None:
 
 def _source(frame) -> str | None:
     """The package-relative path of a frame's file, or None outside the package."""
+    return _relative(frame.f_code.co_filename)
+
+
+@functools.cache
+def _relative(filename: str) -> str | None:
+    """The package-relative path of a file, or None outside the package (once per file)."""
     try:
-        return str(Path(frame.f_code.co_filename).resolve().relative_to(ROOT))
+        return str(Path(filename).resolve().relative_to(ROOT))
     except ValueError:
         return None
 
@@ -57,14 +66,21 @@ class _Taint:
 
     def __init__(self, table: object) -> None:
         self.ids: set[int] = set()
+        self.seen: set[int] = set()  # ids looked at: the tainted and the scalars
         self.keep: list[object] = []  # strong references: no id is reused while walking
         self.add(table)
 
     def add(self, value: object) -> None:
-        for v in (value, *self._inside(value)):
-            if id(v) not in self.ids and not isinstance(v, (str, int, float, bool, type(None))):
-                self.ids.add(id(v))
+        """Taint ``value`` and its items or fields (not str, numbers or None)."""
+        values = [value, *self._inside(value)]
+        fresh = set(map(id, values)).difference(self.seen)  # C speed: containers come back
+        for v in values if fresh else ():
+            if id(v) in fresh:
+                fresh.discard(id(v))
+                self.seen.add(id(v))
                 self.keep.append(v)
+                if not isinstance(v, (str, int, float, bool, type(None))):
+                    self.ids.add(id(v))
 
     @staticmethod
     def _inside(value: object) -> list[object]:
@@ -76,14 +92,35 @@ class _Taint:
         return list(fields.values()) if isinstance(fields, dict) else []
 
     def carries(self, frame) -> bool:
-        code = frame.f_code
-        n = code.co_argcount + code.co_kwonlyargcount
-        n += bool(code.co_flags & 0x04) + bool(code.co_flags & 0x08)  # *args, **kwargs
-        for name in code.co_varnames[:n]:
-            value = frame.f_locals.get(name)
-            if id(value) in self.ids or any(id(v) in self.ids for v in self._inside(value)):
+        """Whether a call's arguments (or their items or fields) hold a tainted value."""
+        names = _arguments(frame.f_code)
+        if not names:
+            return False
+        local, ids = frame.f_locals, self.ids
+        for name in names:
+            value = local.get(name)
+            if id(value) in ids:
+                return True
+            if isinstance(value, (tuple, list)):
+                inner: Iterable[object] = value
+            elif isinstance(value, dict):
+                inner = value.values()
+            else:
+                fields = getattr(value, "__dict__", None)
+                if not isinstance(fields, dict):
+                    continue
+                inner = fields.values()
+            if not ids.isdisjoint(map(id, inner)):
                 return True
         return False
+
+
+@functools.cache
+def _arguments(code: CodeType) -> tuple[str, ...]:
+    """The names of a function's arguments (``*args`` and ``**kwargs`` too), once per code."""
+    n = code.co_argcount + code.co_kwonlyargcount
+    n += bool(code.co_flags & 0x04) + bool(code.co_flags & 0x08)  # *args, **kwargs
+    return code.co_varnames[:n]
 
 
 def calls(
