@@ -6,12 +6,18 @@ and stops where sampling would start (``socialgradient.sampling.fit.sample`` is 
 a function that raises). Every Python ``call`` event whose function lives in a file of
 ``src/socialgradient`` and whose caller's frame lives in *another* file of
 ``src/socialgradient`` counts one entry into the callee's file; calls within a file, and
-calls from outside the package (numpy, PyMC, pandas calling back) do not count. The table is
-printed per file, most entries first, with the largest count, for three specs: the default
-(``referrals``, negative binomial), one with two stratum columns, a stratum trend and a
-neighbourhood moderator (a table of cells), and one with an LA moderator and an LA outcome. Target: every file at most 2.
+calls from outside the package (numpy, PyMC, pandas calling back) do not count. The second
+table follows the table *as data* (:class:`_Taint`): only the calls whose arguments hold the
+table or a value computed from it (a call's return value is, when its arguments were)
+count. Each table is printed per file, most entries first, with the largest count, for three
+specs: the default (``referrals``, negative binomial), one with two stratum columns, a
+stratum trend and a neighbourhood moderator (a table of cells), and one with an LA moderator
+and an LA outcome. Target (issue 28): every file at most 2 in the data tables;
+``tests/test_walk.py`` asserts it, ``bench/walk.md`` records the tables.
 
-Run: ``PYTHONPATH=src python bench/walk.py`` (from the repository root; a minute).
+Run: ``PYTHONPATH=src python bench/walk.py`` (from the repository root; under a minute);
+``--verbose`` lists each entry under its file as ``caller file:function -> callee
+file:function``.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from pathlib import Path
 from types import CodeType
 
 import pandas as pd
+import pytensor
 
 import socialgradient
 import socialgradient.api as sg
@@ -156,14 +163,17 @@ def calls(
 
     original = fit_module.sample
     fit_module.sample = _stop  # type: ignore[assignment]  # stop where sampling starts
-    sys.setprofile(profile)
-    try:
-        sg.fit(table, spec, progressbar=False, **kwargs)
-    except _Stop:
-        pass
-    finally:
-        sys.setprofile(None)
-        fit_module.sample = original
+    # PyTensor's stack trace of each new graph variable reads source lines (linecache), not
+    # data: off while walking, it made the walk several times slower and counts nothing.
+    with pytensor.config.change_flags(traceback__limit=0):
+        sys.setprofile(profile)
+        try:
+            sg.fit(table, spec, progressbar=False, **kwargs)
+        except _Stop:
+            pass
+        finally:
+            sys.setprofile(None)
+            fit_module.sample = original
     return entries
 
 
