@@ -248,8 +248,8 @@ def predict(
     slope = effect[..., 1]
     eta = effect[..., 0] + slope * w
     if trend is not None:
-        mean, _ = trend.scaling(fitted)
-        t = table[trend.column].to_numpy(float) - mean
+        t_mean, _ = trend.scaling(fitted)
+        t = table[trend.column].to_numpy(float) - t_mean
         coef = post["trend_effect"].transpose("chain", "draw", "effect").values
         eta = eta + coef[..., :1] * t + coef[..., 1:] * (t * w)
         slope = slope + coef[..., 1:] * t
