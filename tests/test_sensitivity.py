@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pymc as pm
 import pytest
+import xarray as xr
 
 import socialgradient.api as sg
 from socialgradient.model import forward
@@ -75,3 +76,16 @@ def test_a_strong_wrong_prior_is_a_prior_data_conflict_and_the_default_is_not():
     assert any("prior-data conflict" in r and "gradient_mean_la" in r for r in reasons)
     assert fits["wrong"]["diagnostics"]["verdict"] != "PASS"
     assert not any("prior-data" in r for r in fits["default"]["diagnostics"]["reasons"])
+
+
+def test_a_fit_without_draws_for_the_likelihood_is_skipped_not_an_error():
+    spec = Spec("referrals")
+    post = xr.Dataset({"a": (("chain", "draw"), np.zeros((1, 4)))})
+    tree = xr.DataTree.from_dict({"posterior": post})
+    tree.attrs.update(spec=spec.to_json(), outcome="referrals", family="negbin")
+    out = sensitivity.power_scaling(tree)
+    assert "log_likelihood" in out["skipped"]
+    joint = Spec("t1", outcomes=("t1", "t2"))
+    tree.attrs["spec"] = joint.to_json()
+    assert "joint" in sensitivity.power_scaling(tree)["skipped"]
+    assert sensitivity.flag({"verdict": "PASS", "reasons": []}, out)["verdict"] == "PASS"

@@ -60,8 +60,8 @@ def power_scaling(tree: xr.DataTree, threshold: float = THRESHOLD) -> dict[str, 
         ``la_sd_slope``), ``prior`` and ``likelihood`` sensitivity (CJS distance per unit
         log power) and ``diagnosis`` (:data:`CONFLICT`, :data:`WEAK` or ""); ``conflict``:
         the quantities with a prior-data conflict; ``scaled_priors``, ``threshold``,
-        ``draws``, ``method``. A joint (multi-threshold) fit gives ``skipped`` with the
-        reason instead.
+        ``draws``, ``method``. A joint (multi-threshold) fit, or one without the draws to
+        compute its log-likelihood on, gives ``skipped`` with the reason instead.
     """
     spec = Spec.from_json(tree.attrs["spec"])
     if len(spec.outcomes) > 1:
@@ -70,10 +70,7 @@ def power_scaling(tree: xr.DataTree, threshold: float = THRESHOLD) -> dict[str, 
         raise ValueError(f"power_scaling: threshold must be in (0, 1), got {threshold}")
     tree = with_log_likelihood(tree)
     if "log_likelihood" not in tree.children:
-        raise ValueError(
-            "power_scaling: the fit has no log_likelihood and no posterior_predictive draws "
-            "to compute it on"
-        )
+        return {"skipped": "no log_likelihood, nor posterior_predictive draws to compute it on"}
     loglik = tree["log_likelihood"].to_dataset()[tree.attrs["outcome"]]
     row = [d for d in loglik.dims if d not in ("chain", "draw")]
     total = loglik.sum(row)
