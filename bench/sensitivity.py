@@ -12,11 +12,14 @@ existing pointwise log-likelihood). Writes ``bench/sensitivity.json``; run
 """
 
 import json
+import math
 import os
 import platform
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+
+import numpy as np
 
 import socialgradient.api as sg
 from socialgradient.results import checks, sensitivity
@@ -50,6 +53,8 @@ def main() -> None:
         flagged = sensitivity.flag(convergence, sens)
         out["fits"][label] = {
             "priors": {k: v for k, v in vars(priors).items() if not k.startswith("_")},
+            "prior_gradient": round(math.exp(priors.b_w_mean), 3),
+            "gradient_mean_la_median": round(float(np.exp(tree["posterior"]["b_w"]).median()), 3),
             "fit_seconds": round(fit_seconds, 1),
             "sensitivity_seconds": round(min(seconds), 3),
             "draws": sens["draws"],
