@@ -75,3 +75,14 @@ def test_bad_fixed_prior_values_name_the_key(priors, key):
 def test_fixed_rejects_a_name_that_is_not_a_fixed_effect():
     with pytest.raises(ValueError, match="la_sd"):
         fixed_priors.fixed_location("la_sd", Priors())
+
+
+def test_cli_prior_flags_take_means_and_the_family():
+    from socialgradient.cli.commands import _priors
+
+    flags = _priors(["b_w_mean=0.4", "fixed=student_t", "fixed_nu=5"])
+    assert flags == {"b_w_mean": 0.4, "fixed": "student_t", "fixed_nu": 5.0}
+    spec = Spec("referrals").replace(priors=flags)
+    assert (spec.priors.fixed, spec.priors.fixed_nu, spec.priors.b_w_mean) == ("student_t", 5, 0.4)
+    with pytest.raises(ValueError, match="NAME=NUMBER"):
+        _priors(["b_w=wide"])
