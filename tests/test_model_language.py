@@ -337,6 +337,7 @@ def test_cli_fit_with_terms(tmp_path):
     s = json.loads((out / "release" / "summary.json").read_text())
     assert set(s["moderators"]) == {"rural", "turnover"}
     assert s["model"]["spec"]["priors"]["b_w"] == 0.8
+    assert "gradient_mean_la" in s["sensitivity"]["quantities"]  # power-scaling, in summary.json
     assert (
         main(
             [

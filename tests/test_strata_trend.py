@@ -282,9 +282,14 @@ def test_trend_recovered_on_a_table_drawn_from_the_model(by_age):
     assert s["slope"]["p_negative"] > 0.9
     assert tree["constant_data"]["trend_value"].dims == ("cell",)
     again = predict.encoded_data(tree)
-    np.testing.assert_array_equal(again.trend, by_age["age"].to_numpy(float))
-    with pytest.raises(ValueError, match="stratified"):
-        sg.predict(tree, by_age)
+    np.testing.assert_array_equal(again.term(Trend).values, by_age["age"].to_numpy(float))
+    # predict reproduces the model's mean on the fit's own cells (the trend included)
+    pred = sg.predict(tree, by_age)
+    log_mean = predict.log_mean(tree["posterior"].to_dataset(), again)
+    rate = 1e4 * np.exp(log_mean.values - np.log(again.exposure))
+    np.testing.assert_allclose(pred["rate_per_10k"].values, rate, rtol=1e-10)
+    with pytest.raises(ValueError, match=r"lacks columns \['age'\]"):
+        sg.predict(tree, by_age.drop(columns="age"))
 
 
 # -- records by single year of age --------------------------------------------------------

@@ -98,6 +98,9 @@ PositiveNumber = Annotated[
 AnyNumber = Annotated[
     int | float | None, _meta(description="a finite number (or left out: the family's default)")
 ]
+Number = Annotated[int | float, _meta(description="a finite number")]
+#: the prior family of the fixed effects a, b_w, b_b, b_x (:mod:`socialgradient.model.priors`)
+FixedFamily = Literal["normal", "student_t"]
 Fraction = Annotated[
     Annotated[int, _meta(ge=1, le=1)] | Annotated[float, _meta(gt=0, le=1)],
     _meta(description="in (0, 1] (a number)"),
@@ -133,7 +136,11 @@ class Priors:
 
     Each value is the standard deviation (scale) of a Normal or half-Normal prior, except
     ``a_mean`` (the intercept's prior mean, on the link scale: None = the family's default,
-    -4 for log-rate families, 0 for the binomial's logit) and ``lkj_eta``.
+    -4 for log-rate families, 0 for the binomial's logit), ``b_w_mean``, ``b_b_mean``,
+    ``b_x_mean`` (the slopes' prior means, log rate ratio per 10 points), ``lkj_eta``, and
+    ``fixed`` / ``fixed_nu``: the family of the priors of ``a``, ``b_w``, ``b_b``, ``b_x``
+    ("normal", or "student_t" with ``fixed_nu`` degrees of freedom, unused by "normal"; scale
+    as given).
     """
 
     a_mean: AnyNumber = None
@@ -151,6 +158,11 @@ class Priors:
     trend_slope: PositiveNumber = 0.5  # per standard deviation of the stratum trend's column
     moderator_intercept: PositiveNumber = 1.0  # per standard deviation of the moderator
     moderator_slope: PositiveNumber = 0.5  # per standard deviation of the moderator
+    b_w_mean: Number = 0.0
+    b_b_mean: Number = 0.0
+    b_x_mean: Number = 0.0
+    fixed: FixedFamily = "normal"
+    fixed_nu: PositiveNumber = 3
 
     _where = "priors."
 
@@ -408,7 +420,15 @@ class Spec(SpecMethods):
 
 #: Prior scales added after the ``[priors]`` table existed: left out of the canonical JSON at
 #: their defaults, so a spec with other priors set keeps its hash.
-_NEW_PRIOR_DEFAULTS = {"trend_intercept": 1.0, "trend_slope": 0.5}
+_NEW_PRIOR_DEFAULTS = {
+    "trend_intercept": 1.0,
+    "trend_slope": 0.5,
+    "b_w_mean": 0.0,
+    "b_b_mean": 0.0,
+    "b_x_mean": 0.0,
+    "fixed": "normal",
+    "fixed_nu": 3,
+}
 _NEW_DEFAULTS = {
     "trials": "",
     "neighbourhood_moderators": [],

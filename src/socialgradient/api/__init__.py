@@ -9,6 +9,7 @@ census returns' :mod:`socialgradient.api.census`, all importable from here.
 >>> sg.summarise(tree)["gradient_mean_la"]           # medians and 95%/80% ETIs
 >>> sg.la_gradients(tree)                            # one row per LA
 >>> sg.predict(tree, new_neighbourhoods)             # rate and gradient draws
+>>> sg.predict(tree, new_cells, counts=True)         # ... and predictive counts
 >>> sg.prior_predictive(table, "referrals")          # what the priors imply
 >>> sg.plot(tree, "la_caterpillar")                  # a matplotlib Figure
 >>> recs = sg.simulate_records(years=(2019, 2020))   # CIN-Census-shaped child records

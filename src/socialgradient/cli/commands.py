@@ -56,13 +56,16 @@ def _spec(args, outcome: str | None = None) -> Spec:
     )
 
 
-def _priors(items: list[str]) -> dict[str, float]:
-    """``--prior NAME=SCALE`` flags as a dict (validated by :class:`Spec`'s Priors)."""
-    out = {}
+def _priors(items: list[str]) -> dict[str, float | str]:
+    """``--prior NAME=SCALE`` flags as a dict (validated by :class:`Spec`'s Priors).
+
+    ``--prior fixed=student_t`` (a word, not a number) names the fixed effects' family.
+    """
+    out: dict[str, float | str] = {}
     for item in items:
         name, sep, value = item.partition("=")
         try:
-            out[name.strip()] = float(value)
+            out[name.strip()] = value.strip() if name.strip() == "fixed" else float(value)
         except ValueError:
             sep = ""
         if not sep:

@@ -175,7 +175,8 @@ def parser() -> argparse.ArgumentParser:
         "--prior",
         action="append",
         metavar="NAME=SCALE",
-        help="a prior scale, as in the spec's [priors] table (repeatable)",
+        help="a prior scale or mean (or fixed=student_t), as in the spec's [priors] table "
+        "(repeatable)",
     )
     f.add_argument(
         "--allow-fail",

@@ -80,8 +80,11 @@ g, h          Normal(0, [1, 0.5]) per SD    neighbourhood moderator: main effect
 c, d          Normal(0, [1, 0.5]) per SD    LA moderator: on the LA intercept and slope means
 ============  ============================  ========================================================
 
-Every scale (and a's mean) can be set in the spec's ``[priors]`` table
-(:class:`socialgradient.spec.Priors`); :func:`socialgradient.results.checks.prior_predictive`
+Every scale (and the means of a, b_w, b_b, b_x) can be set in the spec's ``[priors]``
+table (:class:`socialgradient.spec.Priors`); ``fixed = "student_t"`` (with ``fixed_nu``
+degrees of freedom, default 3) makes the priors of a, b_w, b_b and b_x Student-t at the
+same means and scales (:mod:`socialgradient.model.priors`);
+:func:`socialgradient.results.checks.prior_predictive`
 shows what a spec's priors imply for rates and gradients.
 
 Parameterisation (``la_effects`` in the spec): LA effects are sampled *centred on their

@@ -46,6 +46,7 @@ import pytensor.tensor as pt
 
 from socialgradient.model import families, parameterisation
 from socialgradient.model.data import EFFECTS, NeighbourhoodData
+from socialgradient.model.priors import fixed
 from socialgradient.model.terms.la_effects import la_theta
 from socialgradient.spec import Spec
 
@@ -91,11 +92,10 @@ def build(
     coords = {**first.coords, "threshold": names, "la_coef": coefs, "la_pair": pairs}
     with pm.Model(coords=coords) as model:
         m_c = pm.Data("m_c", first.m_c, dims="la")
-        mean_a = family.a_prior_mean if p.a_mean is None else p.a_mean
-        a = pm.Normal("a", mean_a, p.a, dims="threshold")
-        b_w = pm.Normal("b_w", 0.0, p.b_w, dims="threshold")
-        b_b = pm.Normal("b_b", 0.0, p.b_b, dims="threshold")
-        b_x = pm.Normal("b_x", 0.0, p.b_x, dims="threshold")
+        a = fixed("a", p, family.a_prior_mean, dims="threshold")
+        b_w = fixed("b_w", p, dims="threshold")
+        b_b = fixed("b_b", p, dims="threshold")
+        b_x = fixed("b_x", p, dims="threshold")
         sd0 = np.tile([0.2, 0.1], k)
         chol, corr, sd = pm.LKJCholeskyCov(
             "la_cov",

@@ -12,6 +12,7 @@ whose effects are drawn from the fitted hierarchy.
 
 from __future__ import annotations
 
+import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -22,7 +23,14 @@ import xarray as xr
 from socialgradient.data.deprivation import UNIT
 from socialgradient.model import families
 from socialgradient.model.data import NeighbourhoodData
-from socialgradient.model.terms import TERMS, LAEffects, LAModerators, NeighbourhoodModerators
+from socialgradient.model.terms import (
+    TERMS,
+    LAEffects,
+    LAModerators,
+    NeighbourhoodModerators,
+    Strata,
+    Trend,
+)
 
 
 def thin(posterior: xr.Dataset, max_draws: int) -> xr.Dataset:
@@ -147,43 +155,59 @@ def encoded_data(tree: xr.DataTree) -> NeighbourhoodData:
     )
 
 
-def predict(tree: xr.DataTree, table: pd.DataFrame, seed: int = 0) -> xr.Dataset:
-    """Rates (or proportions) and gradients in new neighbourhoods, as posterior draws.
+def predict(
+    tree: xr.DataTree, table: pd.DataFrame, seed: int = 0, counts: bool = False
+) -> xr.Dataset:
+    """Rates (or proportions), gradients and optionally counts in new rows, as posterior draws.
 
     Parameters
     ----------
     tree : DataTree
-        A fit of :func:`socialgradient.sampling.fit.fit` (unstratified).
+        A fit of :func:`socialgradient.sampling.fit.fit` (stratified or not).
     table : DataFrame
-        One row per neighbourhood: ``la``, ``income`` (share 0-1), ``children`` (weights
-        a new LA's mean deprivation) and the fit's neighbourhood moderators. An LA of the
-        fit keeps its fitted effects and mean deprivation; a new LA gets its mean
-        deprivation from its rows here and its effects drawn from the fitted hierarchy,
-        ``MVN((a + b_b m_c, b_w + b_x m_c), Sigma)`` (one draw per posterior draw, so its
-        intervals include the between-LA spread). LA moderators are not supported for
-        new LAs.
+        One row per neighbourhood (a stratified fit: per neighbourhood x stratum cell):
+        ``la``, ``income`` (share 0-1), ``children`` (weights a new LA's mean deprivation),
+        the fit's neighbourhood moderators, its stratum column(s) (levels the fit knows) and
+        its stratum trend's column. An LA of the fit keeps its fitted effects and mean
+        deprivation; a new LA gets its mean deprivation from its rows here and its effects
+        drawn from the fitted hierarchy, ``MVN((a + b_b m_c, b_w + b_x m_c), Sigma)`` (one
+        draw per posterior draw, so its intervals include the between-LA spread). LA
+        moderators are not supported for new LAs.
     seed : int
-        Seed of the new LAs' draws.
+        Seed of the new LAs' draws (and, on a stream of its own, of the counts).
+    counts : bool
+        Also draw posterior predictive counts (``count``): one per draw and row from the
+        fit's family (Poisson, NB2 with the draw's ``phi``, or binomial), at the table's
+        exposure (the fit's exposure column, ``children`` unless another was named; a
+        binomial's trials column).
 
     Returns
     -------
     Dataset
         ``rate_per_10k`` (log-link families: per 10,000 of exposure; binomial: the
         proportion per 10,000 trials) and ``gradient`` (exp of the row's slope: rate or
-        odds ratio per 10 points), dims (chain, draw, row); ``new_la`` (dims row) marks
-        rows whose LA was not in the fit.
+        odds ratio per 10 points), dims (chain, draw, row); with ``counts``, ``count``
+        (dims chain, draw, row); ``new_la`` (dims row) marks rows whose LA was not in the fit.
     """
-    if tree.attrs.get("strata", "[]") != "[]" or tree.attrs.get("stratum_trend"):
-        raise ValueError(
-            "predict: stratified fits (strata or a stratum trend) are not "
-            "supported yet; fit without strata"
-        )
     fitted = encoded_data(tree)
+    unsupported = [
+        t.name for t in fitted.terms if t.on_rows and not isinstance(t, _PREDICTED_TERMS)
+    ]
+    if unsupported:
+        raise ValueError(f"predict: the fit has terms predict does not support: {unsupported}")
     fam = families.get(tree.attrs["family"])
     post = tree["posterior"].to_dataset()
     moderators = fitted.term(NeighbourhoodModerators)
+    strata, trend = fitted.term(Strata), fitted.term(Trend)
     names = moderators.names if moderators is not None else ()
-    missing = [c for c in ("la", "income", "children", *names) if c not in table.columns]
+    needed = ["la", "income", "children", *names, *_stratum_columns(strata)]
+    needed += [trend.column] if trend is not None else []
+    exposure = _exposure_column(tree, fam) if counts else None
+    missing = [
+        c
+        for c in dict.fromkeys([*needed, *([exposure] if exposure else [])])
+        if c not in table.columns
+    ]
     if missing:
         raise ValueError(f"predict: the table lacks columns {missing}")
     la = table["la"].astype(str).to_numpy()
@@ -217,8 +241,18 @@ def predict(tree: xr.DataTree, table: pd.DataFrame, seed: int = 0) -> xr.Dataset
         effect = np.concatenate([effect, drawn], axis=2)
     position = {**known, **{c: len(fitted.la) + i for i, c in enumerate(new_codes)}}
     effect = effect[:, :, [position[c] for c in la]]
+    if strata is not None:
+        offset = post["stratum_effect"].transpose("chain", "draw", "stratum", "effect").values
+        for s_idx in _stratum_positions(strata, table).T:
+            effect = effect + offset[:, :, s_idx]
     slope = effect[..., 1]
     eta = effect[..., 0] + slope * w
+    if trend is not None:
+        t_mean, _ = trend.scaling(fitted)
+        t = table[trend.column].to_numpy(float) - t_mean
+        coef = post["trend_effect"].transpose("chain", "draw", "effect").values
+        eta = eta + coef[..., :1] * t + coef[..., 1:] * (t * w)
+        slope = slope + coef[..., 1:] * t
     if moderators is not None:
         mean, _ = moderators.scaling(fitted)
         z = table[list(names)].to_numpy(float) - mean
@@ -232,12 +266,88 @@ def predict(tree: xr.DataTree, table: pd.DataFrame, seed: int = 0) -> xr.Dataset
         "row": np.arange(len(table)),
     }
     dims = ("chain", "draw", "row")
+    variables = {
+        "rate_per_10k": (dims, 1e4 * fam.inverse_link(eta)),
+        "gradient": (dims, np.exp(slope)),
+        "new_la": ("row", new_la),
+    }
+    if exposure is not None:
+        variables["count"] = (dims, _counts(fam, post, eta, table, exposure, seed))
     return xr.Dataset(
-        {
-            "rate_per_10k": (dims, 1e4 * fam.inverse_link(eta)),
-            "gradient": (dims, np.exp(slope)),
-            "new_la": ("row", new_la),
-        },
+        variables,
         coords={**coords, "la": ("row", la)},
         attrs={"scale": fam.scale, "family": fam.name},
     )
+
+
+#: the terms whose additions :func:`predict` makes (the LA effects, strata, a trend, moderators)
+_PREDICTED_TERMS = (LAEffects, Strata, Trend, NeighbourhoodModerators, LAModerators)
+
+
+def _stratum_columns(strata: Strata | None) -> list[str]:
+    """Return the stratum column(s) of a fit's strata ([] for none)."""
+    if strata is None:
+        return []
+    return list(strata.columns) or [strata.column]
+
+
+def _stratum_positions(strata: Strata, table: pd.DataFrame) -> np.ndarray:
+    """Return each row's position in ``strata.levels`` per stratum column, dims (row, column).
+
+    Raises ValueError naming the column and its levels the fit does not know.
+    """
+    columns = _stratum_columns(strata)
+    position = {level: i for i, level in enumerate(strata.levels)}
+    out = np.empty((len(table), len(columns)), dtype=np.int64)
+    for k, column in enumerate(columns):
+        values = table[column].astype(str).to_numpy()
+        labels = values if not strata.columns else np.char.add(f"{column}=", values)
+        unknown = sorted(set(values[[label not in position for label in labels]]))
+        if unknown:
+            prefix = f"{column}=" if strata.columns else ""
+            fitted = [s.removeprefix(prefix) for s in strata.levels if s.startswith(prefix)]
+            raise ValueError(
+                f"predict: stratum column {column!r} has levels the fit does not know: "
+                f"{unknown} (the fit's: {fitted})"
+            )
+        out[:, k] = [position[label] for label in labels]
+    return out
+
+
+def _exposure_column(tree: xr.DataTree, fam: families.Family) -> str:
+    """Return the table column the counts are drawn at: the trials or the exposure."""
+    if fam.name == "binomial":
+        return str(json.loads(tree.attrs["spec"]).get("trials") or "trials")
+    return str(tree.attrs.get("exposure", "children"))
+
+
+def _counts(
+    fam: families.Family,
+    post: xr.Dataset,
+    eta: np.ndarray,
+    table: pd.DataFrame,
+    column: str,
+    seed: int,
+) -> np.ndarray:
+    """Return one predictive count per draw and row, dims (chain, draw, row)."""
+    exposure = pd.to_numeric(table[column], errors="coerce").to_numpy(float)
+    bad = ~np.isfinite(exposure) | (exposure < 0)
+    if fam.name == "binomial":
+        bad |= exposure != np.round(exposure)
+    if bad.any():
+        kind = "non-negative integers (trials)" if fam.name == "binomial" else "finite and >= 0"
+        raise ValueError(
+            f"predict: column {column!r} must be {kind} to draw counts; bad rows: "
+            f"{np.flatnonzero(bad)[:10].tolist()}"
+        )
+    n_chain, n_draw, n_row = eta.shape
+    with np.errstate(divide="ignore"):  # an exposure of 0 gives a count of 0
+        log_exposure = np.log(exposure)
+    trials = exposure.astype(np.int64) if fam.name == "binomial" else None
+    rows = families.Rows(np.zeros(n_row, np.int64), log_exposure, trials)
+    params = {
+        name: post[name].transpose("chain", "draw").values.reshape(-1) for name in fam.parameters
+    }
+    rng = np.random.default_rng([seed, 1])  # a stream apart from the new LAs' draws
+    drawn = fam.replicate(eta.reshape(n_chain * n_draw, n_row), rows, params, rng)
+    return np.asarray(drawn).reshape(n_chain, n_draw, n_row)

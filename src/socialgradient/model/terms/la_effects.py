@@ -15,6 +15,7 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
+from socialgradient.model.priors import fixed
 from socialgradient.model.terms.base import Context, Term
 from socialgradient.spec import Priors
 
@@ -35,10 +36,10 @@ class LAEffects(Term):
         """
         p = ctx.priors
         m_c = pm.Data("m_c", ctx.data.m_c, dims="la")
-        a = pm.Normal("a", ctx.a_mean if p.a_mean is None else p.a_mean, p.a)
-        b_w = pm.Normal("b_w", 0.0, p.b_w)
-        b_b = pm.Normal("b_b", 0.0, p.b_b)
-        b_x = pm.Normal("b_x", 0.0, p.b_x)
+        a = fixed("a", p, ctx.a_mean)
+        b_w = fixed("b_w", p)
+        b_b = fixed("b_b", p)
+        b_x = fixed("b_x", p)
         chol, corr, sd = pm.LKJCholeskyCov(
             "la_cov",
             eta=p.lkj_eta,

@@ -1,0 +1,91 @@
+"""Power-scaling sensitivity of the headline quantities (summary.json's ``sensitivity``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pymc as pm
+import pytest
+import xarray as xr
+
+import socialgradient.api as sg
+from socialgradient.model import forward
+from socialgradient.model.priors import log_prior
+from socialgradient.results import sensitivity
+from socialgradient.spec import Priors, Spec
+
+
+def geography(n_la: int, per_la: int) -> pd.DataFrame:
+    t = sg.default_data()
+    las = t["la"].unique()[::3][:n_la]
+    return t[t["la"].isin(las)].groupby("la").head(per_la).reset_index(drop=True)
+
+
+@pytest.mark.filterwarnings("ignore:The effect of Potentials:UserWarning")
+def test_log_prior_matches_the_model_density():
+    """Differences between draws of the numpy log prior equal PyMC's (constants cancel)."""
+    p = Priors(fixed="student_t", fixed_nu=5, b_w_mean=0.3, inv_sqrt_phi=0.7)
+    table = geography(3, 10).assign(age_band=lambda t: np.where(t.index % 2, "0-4", "5-9"))
+    model = sg.build(table, Spec("referrals", stratum="age_band", priors=p))
+    names = ["a", "b_w", "b_b", "b_x", "inv_sqrt_phi", "stratum_offset", "la_sd", "la_corr"]
+    prior = pm.sample_prior_predictive(draws=6, model=model, random_seed=3, var_names=names)
+    prior = prior["prior"].to_dataset().assign(phi=lambda d: 1 / d["inv_sqrt_phi"] ** 2)
+    ours = log_prior(prior, p, default_mean=-4.0)
+    assert set(ours) == {"a", "b_w", "b_b", "b_x", "la_sd", "la_corr", "phi", "stratum_offset"}
+    for name, rv in (("b_w", "b_w"), ("a", "a"), ("phi", "inv_sqrt_phi")):
+        theirs = pm.logp(model[rv], prior[rv].values[0]).eval()  # elementwise over the draws
+        np.testing.assert_allclose(np.diff(ours[name][0]), np.diff(theirs), rtol=1e-6, atol=1e-9)
+    offsets = prior["stratum_offset"].values[0]  # (draw, contrast, effect): broadcast
+    theirs = pm.logp(model["stratum_offset"], offsets).eval().sum(axis=(1, 2))
+    np.testing.assert_allclose(np.diff(ours["stratum_offset"][0]), np.diff(theirs), rtol=1e-6)
+    r = prior["la_corr"].values[0]
+    np.testing.assert_allclose(ours["la_corr"][0], (p.lkj_eta - 1) * np.log(1 - r**2))
+
+
+def test_diagnosis_and_flag_follow_priorsense():
+    assert sensitivity.diagnose(0.06, 0.06) == sensitivity.CONFLICT
+    assert sensitivity.diagnose(0.2, 0.01) == sensitivity.WEAK
+    assert sensitivity.diagnose(0.01, 0.3) == ""
+    passing = {"verdict": "PASS", "reasons": []}
+    assert sensitivity.flag(passing, {"conflict": []}) is passing
+    flagged = sensitivity.flag(passing, {"conflict": ["gradient_mean_la"], "threshold": 0.05})
+    assert flagged["verdict"] == "WARN"
+    assert "prior-data conflict" in flagged["reasons"][0]
+    assert "gradient_mean_la" in flagged["reasons"][0]
+    assert passing == {"verdict": "PASS", "reasons": []}  # not modified
+    failing = {"verdict": "FAIL", "reasons": ["R-hat"]}
+    assert sensitivity.flag(failing, {"conflict": ["x"], "threshold": 0.05})["verdict"] == "FAIL"
+
+
+@pytest.mark.slow  # two small fits: 8 s with nutpie's compile cache warm, 60 s cold
+def test_a_strong_wrong_prior_is_a_prior_data_conflict_and_the_default_is_not():
+    table, truth = forward.draw(geography(12, 30), forward.Truth(), outcome="events", seed=5)
+    assert truth["gradient_mean_la"] > 1.3  # the data say a steep gradient
+    fits = {}
+    for label, priors in (("default", Priors()), ("wrong", Priors(b_w_mean=-0.5, b_w=0.15))):
+        spec = Spec("events", priors=priors)
+        tree = sg.fit(table, spec, draws=200, tune=200, chains=2, progressbar=False)
+        fits[label] = sg.summarise(tree)
+    default, wrong = fits["default"]["sensitivity"], fits["wrong"]["sensitivity"]
+    assert default["conflict"] == []
+    assert all(q["prior"] < 0.05 for q in default["quantities"].values()), default
+    assert default["quantities"]["gradient_mean_la"]["likelihood"] > 0.05
+    assert wrong["quantities"]["gradient_mean_la"]["diagnosis"] == sensitivity.CONFLICT
+    assert "gradient_mean_la" in wrong["conflict"]
+    reasons = fits["wrong"]["diagnostics"]["reasons"]
+    assert any("prior-data conflict" in r and "gradient_mean_la" in r for r in reasons)
+    assert fits["wrong"]["diagnostics"]["verdict"] != "PASS"
+    assert not any("prior-data" in r for r in fits["default"]["diagnostics"]["reasons"])
+
+
+def test_a_fit_without_draws_for_the_likelihood_is_skipped_not_an_error():
+    spec = Spec("referrals")
+    post = xr.Dataset({"a": (("chain", "draw"), np.zeros((1, 4)))})
+    tree = xr.DataTree.from_dict({"posterior": post})
+    tree.attrs.update(spec=spec.to_json(), outcome="referrals", family="negbin")
+    out = sensitivity.power_scaling(tree)
+    assert "log_likelihood" in out["skipped"]
+    joint = Spec("t1", outcomes=("t1", "t2"))
+    tree.attrs["spec"] = joint.to_json()
+    assert "joint" in sensitivity.power_scaling(tree)["skipped"]
+    assert sensitivity.flag({"verdict": "PASS", "reasons": []}, out)["verdict"] == "PASS"
