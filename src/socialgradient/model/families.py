@@ -57,7 +57,8 @@ class Family:
     (the family this one nests in or is nested in, which the main job compares it with by
     LOO; None: no such comparison) and ``cheaper_normaliser`` (:meth:`normaliser` has a
     cheaper form, ``stable=False``, for data that rule out the family's Poisson limit,
-    :func:`overdispersed`: only the NB).
+    :func:`overdispersed`: only the NB) and ``of_trials`` (counts out of a number of trials,
+    not at an exposure: only the binomial).
     """
 
     name: ClassVar[str]
@@ -68,6 +69,7 @@ class Family:
     a_prior_mean: ClassVar[float] = -4.0
     nests: ClassVar[str | None] = None
     cheaper_normaliser: ClassVar[bool] = False
+    of_trials: ClassVar[bool] = False
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -280,6 +282,7 @@ class Binomial(Family):
     link = "logit"
     scale = "odds ratio"
     a_prior_mean = 0.0
+    of_trials = True
 
     def normaliser(self, eta: Any, rows: Rows, params: dict, stable: bool = True) -> Any:
         r"""Return :math:`-\sum N \log(1 + e^\eta)` (see :meth:`Family.normaliser`)."""

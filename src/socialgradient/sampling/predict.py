@@ -316,7 +316,7 @@ def _stratum_positions(strata: Strata, table: pd.DataFrame) -> np.ndarray:
 
 def _exposure_column(tree: xr.DataTree, fam: families.Family) -> str:
     """Return the table column the counts are drawn at: the trials or the exposure."""
-    if fam.name == "binomial":
+    if fam.of_trials:
         return str(json.loads(tree.attrs["spec"]).get("trials") or "trials")
     return str(tree.attrs.get("exposure", "children"))
 
@@ -332,10 +332,10 @@ def _counts(
     """Return one predictive count per draw and row, dims (chain, draw, row)."""
     exposure = pd.to_numeric(table[column], errors="coerce").to_numpy(float)
     bad = ~np.isfinite(exposure) | (exposure < 0)
-    if fam.name == "binomial":
+    if fam.of_trials:
         bad |= exposure != np.round(exposure)
     if bad.any():
-        kind = "non-negative integers (trials)" if fam.name == "binomial" else "finite and >= 0"
+        kind = "non-negative integers (trials)" if fam.of_trials else "finite and >= 0"
         raise ValueError(
             f"predict: column {column!r} must be {kind} to draw counts; bad rows: "
             f"{np.flatnonzero(bad)[:10].tolist()}"
@@ -343,7 +343,7 @@ def _counts(
     n_chain, n_draw, n_row = eta.shape
     with np.errstate(divide="ignore"):  # an exposure of 0 gives a count of 0
         log_exposure = np.log(exposure)
-    trials = exposure.astype(np.int64) if fam.name == "binomial" else None
+    trials = exposure.astype(np.int64) if fam.of_trials else None
     rows = families.Rows(np.zeros(n_row, np.int64), log_exposure, trials)
     params = {
         name: post[name].transpose("chain", "draw").values.reshape(-1) for name in fam.parameters
