@@ -26,6 +26,8 @@ import arviz_stats as az  # the diagnostics alone (arviz would import its plots 
 import numpy as np
 import xarray as xr
 
+from socialgradient.spec import Sampling
+
 log = logging.getLogger(__name__)
 
 
@@ -71,6 +73,18 @@ class Target:
         if self.max_seconds is not None and self.max_seconds <= 0:
             raise ValueError("max_seconds must be positive (or None)")
 
+    @classmethod
+    def of(cls, s: Sampling) -> Target:
+        """Return the target of a spec's sampling settings (``rhat``, ``ess``, the budgets)."""
+        return cls(
+            rhat=s.rhat,
+            ess_bulk=s.ess,
+            ess_tail=s.ess,
+            min_draws=min(cls.min_draws, s.max_draws),
+            max_draws=s.max_draws,
+            max_seconds=s.max_seconds,
+        )
+
     def checkpoints(self) -> list[int]:
         """Return the draw counts per chain at which the diagnostics are checked, in order."""
         first = -(-self.min_draws // self.block) * self.block
@@ -96,6 +110,14 @@ class Verdict:
     def to_dict(self) -> dict[str, Any]:
         """Return the verdict as JSON-ready values."""
         return asdict(self)
+
+    def line(self) -> str:
+        """Return the verdict in one line: the draws kept, and what was not reached."""
+        if self.reached:
+            return f"target reached at {self.draws} draws per chain ({self.checks} checks)"
+        unmet = "; ".join(f"{k}: {', '.join(v[:3])}" for k, v in self.unmet.items())
+        draws = f"{self.draws} draws per chain"
+        return f"the {self.stopped_by} ran out at {draws}; not reached: {unmet}"
 
 
 def diagnose(posterior: xr.Dataset, target: Target) -> tuple[dict[str, float], dict[str, list]]:
