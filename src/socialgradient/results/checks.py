@@ -124,7 +124,7 @@ def _target(tree: xr.DataTree, out: dict) -> list[str]:
     if "sampling_target" not in tree.attrs:
         return []
     v = json.loads(tree.attrs["sampling_target"])
-    keep = ("draws", "stopped_by", "reached", "checks", "seconds", "unmet", "target")
+    keep = ("draws", "stopped_by", "reached", "checked", "seconds", "unmet", "target")
     out["sampling"] = {k: v[k] for k in keep}
     if v["reached"]:
         return []
