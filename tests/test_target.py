@@ -93,20 +93,23 @@ def test_names_restrict_what_decides(compiled):
 def test_a_failed_check_jumps_to_the_draws_it_predicts():
     target = tg.Target(block=100, min_draws=200, max_draws=4000)
     points = target.checkpoints()  # 200, 300, ..., 4000
-    # ESS 200 at 200 draws: 400 needs about 400 draws, 440 with the spare: the check at 500
-    k = tg.next_check(points, 0, {"rhat": 1.005, "ess_bulk": 200, "ess_tail": 300}, target)
-    assert points[k] == 500
-    # R-hat 1.02 at 200 draws: its excess halves by 400 draws (440 with the spare)
-    k = tg.next_check(points, 0, {"rhat": 1.02, "ess_bulk": 900, "ess_tail": 900}, target)
-    assert points[k] == 500
-    # at most four times the draws; at least the next block; the budget last
+    # ESS 300 at 200 draws: 400 needs about 267 draws: the check at 300
+    k = tg.next_check(points, 0, {"rhat": 1.005, "ess_bulk": 300, "ess_tail": 900}, target)
+    assert points[k] == 300
+    # R-hat 1.015 at 400 draws: its excess shrinks to 0.01 by about 600 draws
+    k = tg.next_check(points, 2, {"rhat": 1.015, "ess_bulk": 900, "ess_tail": 900}, target)
+    assert points[k] == 600
+    # at most twice the draws; at least the next block; the budget last
     k = tg.next_check(points, 0, {"rhat": 1.5, "ess_bulk": 1, "ess_tail": 1}, target)
-    assert points[k] == 900
+    assert points[k] == 400
     k = tg.next_check(points, 3, {"rhat": 1.0101, "ess_bulk": 900, "ess_tail": 900}, target)
     assert k == 4
+    last = len(points) - 1
     assert (
-        tg.next_check(points, len(points) - 2, {"rhat": 2, "ess_bulk": 1, "ess_tail": 1}, target)
-        == len(points) - 1
+        tg.next_check(points, last - 1, {"rhat": 2, "ess_bulk": 1, "ess_tail": 1}, target) == last
+    )
+    assert (
+        tg.next_check(points, last, {"rhat": 2, "ess_bulk": 1, "ess_tail": 1}, target) == last + 1
     )
 
 

@@ -174,20 +174,21 @@ def _failing(ds: xr.Dataset, bad) -> list[str]:
 def next_check(points: list[int], k: int, worst: dict[str, float], target: Target) -> int:
     """Return the index in ``points`` of the check after a failed one at ``points[k]``.
 
-    The first checkpoint at or beyond the draws predicted to reach the target (10% spare),
-    from ``worst`` at ``points[k]`` draws per chain: ESS in proportion to the draws, R-hat's
-    excess over 1 in inverse proportion; at most four times the draws, at least the next
-    checkpoint. A function of the draws alone, so the stopping point stays reproducible.
+    The first checkpoint at or beyond the draws predicted to reach the target from ``worst``
+    at ``points[k]`` draws per chain (ESS in proportion to the draws, R-hat's excess over 1
+    in inverse proportion), at most twice the draws (the prediction is rough: on England's
+    table the largest R-hat of 300 LA effects is 1.035 at 200 draws, 1.015 at 400, 1.0105 at
+    600 and 1.0100 at 700), at least the next checkpoint. A function of the draws alone, so
+    the stopping point stays reproducible.
     """
     ratios = [
         target.ess_bulk / worst["ess_bulk"] if worst["ess_bulk"] > 0 else np.inf,
         target.ess_tail / worst["ess_tail"] if worst["ess_tail"] > 0 else np.inf,
         (worst["rhat"] - 1) / (target.rhat - 1),
     ]
-    factor = min(4.0, max((r for r in ratios if not np.isnan(r)), default=4.0))
-    needed = 1.1 * factor * points[k]
-    later = [i for i in range(k + 1, len(points)) if points[i] >= needed]
-    return later[0] if later else max(k + 1, len(points) - 1) if factor > 1 else k + 1
+    factor = min(2.0, max((r for r in ratios if not np.isnan(r)), default=2.0))
+    later = [i for i in range(k + 1, len(points)) if points[i] >= factor * points[k]]
+    return later[0] if later else len(points) - 1 if k + 1 < len(points) else k + 1
 
 
 def _finished(sampler) -> bool:
