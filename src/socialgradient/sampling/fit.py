@@ -228,6 +228,7 @@ def sample(model: pm.Model, s: Sampling, progressbar: bool = True, **nuts):
     # a line when each step starts, not only when it ends: compiling can take half a minute
     draws = f"up to {s.max_draws} draws to the target" if s.stop == "target" else f"{s.draws} draws"
     what = f"{s.chains} chains x {draws} ({s.tune} tuning) with {s.sampler}"
+    kept = s.draws
     start = time.perf_counter()
     if s.sampler == "nutpie":
         import nutpie
@@ -257,6 +258,7 @@ def sample(model: pm.Model, s: Sampling, progressbar: bool = True, **nuts):
             )
             tree.attrs["sampling_target"] = json.dumps(verdict.to_dict())
             log.info(verdict.line())
+            kept = verdict.draws
         else:
             tree = nutpie.sample(
                 compiled,
@@ -286,7 +288,7 @@ def sample(model: pm.Model, s: Sampling, progressbar: bool = True, **nuts):
     log.info(
         "sampled %d chains x %d draws (%s): compile %.1f s, sampling %.1f s",
         s.chains,
-        int(tree["posterior"].sizes["draw"]),
+        kept,
         s.sampler,
         compile_seconds,
         sampling_seconds,
