@@ -126,6 +126,10 @@ def _target(tree: xr.DataTree, out: dict) -> list[str]:
     v = json.loads(tree.attrs["sampling_target"])
     keep = ("draws", "stopped_by", "reached", "checked", "seconds", "unmet", "target")
     out["sampling"] = {k: v[k] for k in keep}
+    out["sampling"]["unmet"] = {  # the first 20 quantities of each criterion, and how many more
+        k: names[:20] + ([f"... {len(names) - 20} more"] if len(names) > 20 else [])
+        for k, names in v["unmet"].items()
+    }
     if v["reached"]:
         return []
     unmet = "; ".join(
