@@ -150,6 +150,8 @@ def test_cli_run_and_fit_sample_to_the_target_unless_draws_are_given(tmp_path):
     assert spec(*fit, "--spec", str(DEFAULT_SPEC)).stop == "draws"  # the spec's fixed draws
     assert spec(*fit, "--spec", str(DEFAULT_SPEC), "--stop", "target").stop == "target"
     assert parser().parse_args(["run"]).compare is False  # the Poisson fit on demand
+    with pytest.raises(ValueError, match=r"--max-draws.*--stop target"):  # not ignored
+        spec("run", "--draws", "300", "--max-draws", "900", stop="target")
 
 
 @pytest.fixture(scope="module")

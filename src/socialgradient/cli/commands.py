@@ -54,7 +54,7 @@ def _spec(args, outcome: str | None = None, stop: str | None = None) -> Spec:
     target = {k: getattr(args, k, None) for k in keys}
     if target["stop"] is None and args.draws is None:
         target["stop"] = stop
-    return spec.replace(**target).replace(
+    spec = spec.replace(**target).replace(
         outcome=outcome,
         family=args.family,
         draws=args.draws,
@@ -63,6 +63,13 @@ def _spec(args, outcome: str | None = None, stop: str | None = None) -> Spec:
         seed=args.seed,
         sampler=args.sampler,
     )
+    given = [f"--{k.replace('_', '-')}" for k in keys[1:] if target[k] is not None]
+    if given and spec.sampling.stop != "target":
+        raise ValueError(
+            f"{', '.join(given)} set(s) the sampling target, but this fit samples fixed draws "
+            "(--draws, or the spec's): add --stop target, or leave them out"
+        )
+    return spec
 
 
 def _priors(items: list[str]) -> dict[str, float]:
