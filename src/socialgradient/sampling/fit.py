@@ -196,11 +196,9 @@ def require_numpyro() -> None:
 
 
 def checked(model: pm.Model) -> list[str]:
-    """Return the reported quantities of ``model`` whose diagnostics the target checks.
+    """Return the reported quantities whose diagnostics the target checks.
 
-    Its free variables and deterministics but the sampler-side forms (:data:`DERIVED`, the
-    LA-effect blocks) and those with a value per row of the table (there are none in the
-    national model; a row-sized one would make every check slow).
+    ``model``'s variables but :data:`DERIVED`, the LA-effect blocks and any with a row dim.
     """
     rows = {d for d in model.coords if d in ("lsoa", "cell", "row")}
     names = []
