@@ -57,8 +57,11 @@ def test_stops_at_the_first_block_that_passes_and_is_reproducible(compiled):
     assert not unmet
     assert worst["rhat"] <= target.rhat
     assert min(worst["ess_bulk"], worst["ess_tail"]) >= 400
-    if verdict.draws > target.checkpoints()[0]:
-        _, before = tg.diagnose(posterior.isel(draw=slice(0, verdict.draws - 50)), target)
+    # every check before the last failed (else it would have stopped there)
+    assert verdict.checked[-1] == verdict.draws
+    assert verdict.checks == len(verdict.checked)
+    for draws in verdict.checked[:-1]:
+        _, before = tg.diagnose(posterior.isel(draw=slice(0, draws)), target)
         assert before
     again, verdict2 = tg.sample(compiled, target, chains=4, tune=200, seed=7)
     assert verdict2.draws == verdict.draws
@@ -74,7 +77,7 @@ def test_a_budget_that_is_too_small_says_what_was_not_reached(compiled):
     assert verdict.draws == 150
     assert tree["posterior"].to_dataset().sizes["draw"] == 150
     assert set(verdict.unmet["ess_bulk"]) == {"mu", "sd"}
-    assert verdict.checks == 3
+    assert verdict.checked[-1] == 150  # the last check is at the budget
     assert verdict.to_dict()["target"]["ess_bulk"] == 1e6
 
 
@@ -82,3 +85,112 @@ def test_names_restrict_what_decides(compiled):
     target = tg.Target(ess_bulk=1e6, block=50, min_draws=50, max_draws=100)
     _, verdict = tg.sample(compiled, target, chains=2, tune=100, seed=1, names=["mu"])
     assert set(verdict.unmet["ess_bulk"]) == {"mu"}
+
+
+# -- wired into the fit: the spec's stop, the CLI's defaults, the verdict --------------------
+
+
+def test_a_failed_check_jumps_to_the_draws_it_predicts():
+    target = tg.Target(block=100, min_draws=200, max_draws=4000)
+    points = target.checkpoints()  # 200, 300, ..., 4000
+    # ESS 300 at 200 draws: 400 needs about 267 draws: the check at 300
+    k = tg.next_check(points, 0, {"rhat": 1.005, "ess_bulk": 300, "ess_tail": 900}, target)
+    assert points[k] == 300
+    # R-hat 1.015 at 400 draws: its excess shrinks to 0.01 by about 600 draws
+    k = tg.next_check(points, 2, {"rhat": 1.015, "ess_bulk": 900, "ess_tail": 900}, target)
+    assert points[k] == 600
+    # at most twice the draws; at least the next block; the budget last
+    k = tg.next_check(points, 0, {"rhat": 1.5, "ess_bulk": 1, "ess_tail": 1}, target)
+    assert points[k] == 400
+    k = tg.next_check(points, 3, {"rhat": 1.0101, "ess_bulk": 900, "ess_tail": 900}, target)
+    assert k == 4
+    last = len(points) - 1
+    assert (
+        tg.next_check(points, last - 1, {"rhat": 2, "ess_bulk": 1, "ess_tail": 1}, target) == last
+    )
+    assert (
+        tg.next_check(points, last, {"rhat": 2, "ess_bulk": 1, "ess_tail": 1}, target) == last + 1
+    )
+
+
+def test_the_target_settings_keep_every_earlier_spec_and_its_hash():
+    from socialgradient.spec import Sampling, Spec, SpecError
+
+    fixed = Spec("referrals")
+    assert fixed.sampling.stop == "draws"  # a spec samples fixed draws unless it says target
+    assert "stop" not in fixed.to_json()
+    assert "max_draws" not in fixed.to_json()
+    target = Spec("referrals", sampling=Sampling(stop="target", max_draws=900, ess=200))
+    assert target.hash != fixed.hash
+    assert Spec.from_json(target.to_json()) == target
+    assert target.replace(draws=300).sampling.stop == "draws"  # --draws N: fixed draws
+    assert target.replace(tune=300).sampling.stop == "target"
+    assert tg.Target.of(target.sampling).max_draws == 900
+    assert tg.Target.of(target.sampling).ess_tail == 200
+    with pytest.raises(SpecError, match="nutpie"):
+        target.replace(sampler="pymc")
+    with pytest.raises(SpecError, match=r"sampling\.rhat"):
+        Sampling(rhat=1.0)
+
+
+def test_cli_run_and_fit_sample_to_the_target_unless_draws_are_given(tmp_path):
+    from socialgradient.cli import commands
+    from socialgradient.cli.parsing import DEFAULT_SPEC, parser
+
+    def spec(*argv, **kw):
+        args = parser().parse_args(list(argv))
+        return commands._spec(args, getattr(args, "outcome", None), **kw).sampling
+
+    assert spec("run", stop="target").stop == "target"
+    assert spec("run", "--draws", "300", stop="target").stop == "draws"
+    assert spec("run", "--draws", "300", stop="target").draws == 300
+    assert spec("run", "--max-draws", "900", "--ess", "200", stop="target").max_draws == 900
+    fit = ("fit", "t.csv", "--outcome", "referrals", "--out", str(tmp_path))
+    assert spec(*fit).stop == "target"
+    assert spec(*fit, "--spec", str(DEFAULT_SPEC)).stop == "draws"  # the spec's fixed draws
+    assert spec(*fit, "--spec", str(DEFAULT_SPEC), "--stop", "target").stop == "target"
+    assert parser().parse_args(["run"]).compare is False  # the Poisson fit on demand
+    with pytest.raises(ValueError, match=r"--max-draws.*--stop target"):  # not ignored
+        spec("run", "--draws", "300", "--max-draws", "900", stop="target")
+
+
+@pytest.fixture(scope="module")
+def small_table():
+    from socialgradient.data.synthetic import england
+
+    return england.simulate(seed=5, scale=0.02).table
+
+
+def test_a_fit_to_the_target_is_reproducible_and_says_when_the_budget_ran_out(small_table):
+    import json
+
+    import socialgradient.api as sg
+
+    settings = dict(progressbar=False, chains=2, tune=150, max_draws=300, ess=60, seed=3)
+    a = sg.fit(small_table, "referrals", **settings)
+    b = sg.fit(small_table, "referrals", **settings)
+    verdict = json.loads(a.attrs["sampling_target"])
+    assert a["posterior"].sizes["draw"] == verdict["draws"] <= 300
+    np.testing.assert_array_equal(a["posterior"]["b_w"].values, b["posterior"]["b_w"].values)
+    assert json.loads(b.attrs["sampling_target"])["draws"] == verdict["draws"]
+    d = sg.diagnose(a)
+    assert d["sampling"]["stopped_by"] == verdict["stopped_by"]
+    # a target out of reach: the budget runs out, and the verdict says what was not reached
+    short = sg.fit(small_table, "referrals", **(settings | {"ess": 1e6, "max_draws": 200}))
+    d = sg.diagnose(short)
+    assert d["sampling"]["stopped_by"] == "draw budget"
+    assert not d["sampling"]["reached"]
+    assert short["posterior"].sizes["draw"] == 200
+    assert d["verdict"] != "PASS"
+    assert any("draw budget ran out at 200" in r and "ess_bulk" in r for r in d["reasons"])
+
+
+def test_fixed_draws_are_reproducible_too(small_table):
+    import socialgradient.api as sg
+
+    settings = dict(progressbar=False, chains=2, tune=100, draws=100, seed=4)
+    a = sg.fit(small_table, "referrals", **settings)
+    b = sg.fit(small_table, "referrals", **settings)
+    assert "sampling_target" not in a.attrs
+    assert a["posterior"].sizes["draw"] == 100
+    np.testing.assert_array_equal(a["posterior"]["la_sd"].values, b["posterior"]["la_sd"].values)

@@ -35,10 +35,16 @@ Example ``models/national_referrals.toml``::
 
     [sampling]
     sampler = "nutpie"         # or "pymc", "numpyro"
-    draws = 1000
+    draws = 1000               # fixed draws per chain (stop = "draws", a spec's default)
     tune = 500                 # nutpie's adaptation settles well within it (its own default
     chains = 4                 # is 300); every suite spec PASSes at 400-500
     seed = 2021
+    stop = "draws"             # or "target": draws until rhat, ess are met (max_draws, max_seconds)
+
+``stop = "target"`` (:mod:`socialgradient.sampling.target`) checks every 100 draws per chain and
+keeps the draws up to the first check that passes; reproducible for a seed unless
+``max_seconds`` ran out. ``sg.fit(table, "referrals")``, ``socialgradient fit`` without
+``--spec`` and ``socialgradient run`` sample to the target; ``--draws N`` means N fixed draws.
 """
 
 from __future__ import annotations
@@ -82,6 +88,7 @@ def _meta(**kw) -> msgspec.Meta:
 
 Family = Literal["negbin", "poisson", "binomial"]
 Sampler = Literal["nutpie", "pymc", "numpyro"]
+Stop = Literal["draws", "target"]
 LAEffects = Literal["auto", "centred", "noncentred"]
 #: draws and tune per chain
 Count = Annotated[int, _meta(ge=1, le=1_000_000, description="an integer from 1 to 1000000")]
@@ -89,6 +96,14 @@ Chains = Annotated[int, _meta(ge=1, le=64, description="an integer from 1 to 64"
 #: numpy's legacy seed range (nutpie takes a u64, PyMC a numpy seed)
 Seed = Annotated[
     int, _meta(ge=0, le=2**32 - 1, description="an integer from 0 to 4294967295 (2**32 - 1)")
+]
+Rhat = Annotated[
+    Annotated[int, _meta(gt=1, le=2)] | Annotated[float, _meta(gt=1, le=2)],
+    _meta(description="in (1, 2] (a number)"),
+]
+Seconds = Annotated[
+    Annotated[int, _meta(gt=0)] | Annotated[float, _meta(gt=0)] | None,
+    _meta(description="> 0 (a number of seconds, or left out: no time budget)"),
 ]
 TargetAccept = Annotated[float, _meta(ge=0.5, lt=1, description="in [0.5, 1) (a number)")]
 PositiveNumber = Annotated[
@@ -116,18 +131,52 @@ LA_EFFECTS: tuple[str, ...] = typing.get_args(LAEffects)
 
 @dataclass(frozen=True)
 class Sampling:
-    """MCMC settings: draws and tune are per chain."""
+    """MCMC settings: draws, tune and the draw budget are per chain.
+
+    ``stop = "draws"`` samples ``draws`` draws; ``stop = "target"`` samples until every
+    reported quantity has R-hat <= ``rhat`` and bulk and tail ESS >= ``ess``, or the budget
+    (``max_draws``, ``max_seconds``) runs out (nutpie only; see the module docstring).
+    """
 
     sampler: Sampler = "nutpie"
     draws: Count = 1000
     tune: Count = 500
     chains: Chains = 4
     seed: Seed = 2021
+    stop: Stop = "draws"
+    rhat: Rhat = 1.01
+    ess: PositiveNumber = 400
+    max_draws: Count = 4000
+    max_seconds: Seconds = None
 
     _where = "sampling."
 
     def __post_init__(self):
         _validate(self)
+        if self.stop == "target" and self.sampler != "nutpie":
+            raise SpecError(
+                f"sampling to a target (stop = 'target') needs the nutpie sampler, not "
+                f"{self.sampler!r}: give fixed draws (--draws N, or stop = 'draws')"
+            )
+
+
+#: Sampling fields added after specs were hashed: left out of the canonical JSON at these
+#: defaults, so every spec written before (all of them fixed draws) keeps its hash.
+_NEW_SAMPLING_DEFAULTS = {
+    f.name: f.default
+    for f in dataclasses.fields(Sampling)
+    if f.name in ("stop", "rhat", "ess", "max_draws", "max_seconds")
+}
+
+
+def _canonical(raw: dict) -> dict:
+    """Drop the :data:`_NEW_SAMPLING_DEFAULTS` at their defaults from a spec's JSON mapping."""
+    sampling = raw.get("sampling")
+    if isinstance(sampling, dict):
+        for key, default in _NEW_SAMPLING_DEFAULTS.items():
+            if key in sampling and sampling[key] == default:
+                sampling.pop(key)
+    return raw
 
 
 @dataclass(frozen=True)
@@ -251,7 +300,8 @@ class SpecMethods:
 
     def to_json(self) -> str:
         """Return the canonical JSON (sorted keys), the form stored with results."""
-        return json.dumps(dataclasses.asdict(cast(Any, self)), sort_keys=True)
+        raw = json.loads(json.dumps(dataclasses.asdict(cast(Any, self))))
+        return json.dumps(_canonical(raw), sort_keys=True)
 
     @property
     def hash(self) -> str:
@@ -269,12 +319,15 @@ class SpecMethods:
     def replace(self, **changes: Any) -> Any:
         """Return a copy with top-level or sampling fields (``draws=``, ...) changed.
 
-        ``None`` values are ignored.
+        ``None`` values are ignored. ``draws=N`` without ``stop=`` means N fixed draws
+        (``stop = "draws"``), as ``--draws N`` does.
         """
         spec = cast(Any, self)  # a frozen spec dataclass with ``priors`` and ``sampling``
         sampling_fields = {f.name for f in dataclasses.fields(Sampling)}
         sampling = {k: v for k, v in changes.items() if k in sampling_fields and v is not None}
         top = {k: v for k, v in changes.items() if k not in sampling_fields and v is not None}
+        if "draws" in sampling and "stop" not in sampling:
+            sampling["stop"] = "draws"
         if isinstance(top.get("priors"), dict):
             _check_keys(top["priors"], _names(Priors), "priors")
             top["priors"] = dataclasses.replace(spec.priors, **top["priors"])
@@ -408,7 +461,7 @@ class Spec(SpecMethods):
         are left out, so the hashes of earlier specs (and their saved fits) still match
         (prior scales added later are left out at their defaults too).
         """
-        raw = json.loads(json.dumps(dataclasses.asdict(self)))
+        raw = _canonical(json.loads(json.dumps(dataclasses.asdict(self))))
         for key, value in _NEW_PRIOR_DEFAULTS.items():
             if raw["priors"].get(key) == value:
                 raw["priors"].pop(key)

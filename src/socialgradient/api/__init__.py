@@ -69,7 +69,7 @@ from socialgradient.results.testing import assert_converged, assert_covers, asse
 from socialgradient.sampling import fit as _fit
 from socialgradient.sampling import joint as joint_fit
 from socialgradient.sampling import predict as _predict
-from socialgradient.spec import RecordsTable, Spec, load_spec  # noqa: F401 (API)
+from socialgradient.spec import RecordsTable, Sampling, Spec, load_spec  # noqa: F401 (API)
 
 if typing.TYPE_CHECKING:  # (not `from typing import`: the docs list api's capitals)
     from matplotlib.figure import Figure
@@ -196,8 +196,9 @@ def fit(
     table : pandas.DataFrame
         The neighbourhood table (or a records aggregate's ``.table``).
     spec : Spec or str, default "referrals"
-        A spec, or an outcome name. A spec with several ``outcomes`` is fitted as the joint
-        threshold model.
+        A spec, or an outcome name: a spec of the defaults that samples to the target
+        (``stop = "target"``: R-hat <= 1.01, bulk and tail ESS >= 400; ``draws=N`` for N
+        fixed draws). A spec with several ``outcomes`` is fitted as the joint threshold model.
     progressbar : bool, default True
         Show the sampler's progress bar.
     la_table : pandas.DataFrame, optional
@@ -227,6 +228,8 @@ def fit(
     >>> tree = sg.fit(sg.default_data(), "referrals", draws=500)  # doctest: +SKIP
     >>> sg.summarise(tree)["gradient_mean_la"]  # doctest: +SKIP
     """
+    if isinstance(spec, str):
+        spec = Spec(outcome=spec, sampling=Sampling(stop="target"))
     spec = _spec(spec, **changes)
     data = encode(table, spec, la_table=la_table)
     if isinstance(data, list):  # a joint spec: one NeighbourhoodData per threshold

@@ -23,8 +23,8 @@ Every command that writes results writes an output set (:mod:`socialgradient.uti
 * ``compare A B [--json FILE]``: PSIS-LOO comparison of two fits of the same rows
   (:mod:`socialgradient.results.compare`): ``elpd_diff``, its se, the Pareto-k counts.
 * ``run``: the main job. Fits the national negative-binomial model of referrals on the
-  embedded default data, plus the Poisson model for a LOO comparison, and prints the
-  headline table and verdict.
+  embedded default data, sampled to the target (``--draws N``: fixed draws; ``--compare``:
+  the Poisson model too, for a LOO comparison), and prints the headline table and verdict.
 
 The parser follows the usual conventions: every option has help and shows its default;
 ``-q`` goes before or after the command; list options repeat (``--strata a --strata b``)

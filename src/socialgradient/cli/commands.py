@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from socialgradient.spec import Spec, load_spec
+from socialgradient.spec import Sampling, Spec, load_spec
 from socialgradient.util.progress import step
 
 log = logging.getLogger("socialgradient.cli")  # the command line's own logger
@@ -38,14 +38,23 @@ def _cluster(args, **options):
     )
 
 
-def _spec(args, outcome: str | None = None) -> Spec:
+def _spec(args, outcome: str | None = None, stop: str | None = None) -> Spec:
+    """Return the spec of ``--spec`` (or of ``outcome``, sampled to the target) with the options.
+
+    ``stop``: the stopping rule when neither ``--stop`` nor ``--draws`` is given (run's
+    "target"); ``--draws N`` alone means N fixed draws.
+    """
     if args.spec:
         spec = load_spec(args.spec)
     elif outcome is None:  # unreachable: run's --spec has a default, fit's --outcome is required
         raise ValueError("an outcome or a spec is needed")
     else:
-        spec = Spec(outcome=outcome)
-    return spec.replace(
+        spec = Spec(outcome=outcome, sampling=Sampling(stop="target"))
+    keys = ("stop", "rhat", "ess", "max_draws", "max_seconds")
+    target = {k: getattr(args, k, None) for k in keys}
+    if target["stop"] is None and args.draws is None:
+        target["stop"] = stop
+    spec = spec.replace(**target).replace(
         outcome=outcome,
         family=args.family,
         draws=args.draws,
@@ -54,6 +63,13 @@ def _spec(args, outcome: str | None = None) -> Spec:
         seed=args.seed,
         sampler=args.sampler,
     )
+    given = [f"--{k.replace('_', '-')}" for k in keys[1:] if target[k] is not None]
+    if given and spec.sampling.stop != "target":
+        raise ValueError(
+            f"{', '.join(given)} set(s) the sampling target, but this fit samples fixed draws "
+            "(--draws, or the spec's): add --stop target, or leave them out"
+        )
+    return spec
 
 
 def _priors(items: list[str]) -> dict[str, float | str]:
@@ -73,7 +89,9 @@ def _priors(items: list[str]) -> dict[str, float | str]:
     return out
 
 
-def _fit_and_write(table, spec: Spec, out: Path, progress: bool, compare: bool) -> dict:
+def _fit_and_write(
+    table, spec: Spec, out: Path, progress: bool, compare: bool, command: str = "fit"
+) -> dict:
     from socialgradient import api
     from socialgradient.model import families
     from socialgradient.results import checks
@@ -92,7 +110,7 @@ def _fit_and_write(table, spec: Spec, out: Path, progress: bool, compare: bool) 
             loo = checks.loo_compare({spec.family: tree, other: rival})
         extra["loo"] = json.loads(loo.to_json(orient="index"))
         print(loo.to_string())
-    paths = api.write(tree, out, extra=extra, command="run" if compare else "fit")
+    paths = api.write(tree, out, extra=extra, command=command)
     s = json.loads(paths["summary"].read_text(encoding="utf-8"))
     print(_headline(s))
     print(f"wrote {out}/: release/ (safe to publish), internal/ (not for release), MANIFEST.json")
@@ -308,7 +326,7 @@ def _fit(args, progress: bool) -> int:
 
 
 def _run(args, progress: bool) -> int:
-    """``run``: the main job, the national referrals model with a LOO comparison."""
+    """``run``: the main job, the national referrals model (``--compare``: a LOO comparison)."""
     from socialgradient.data import schema
 
     if not args.data.exists():
@@ -316,7 +334,7 @@ def _run(args, progress: bool) -> int:
             f"default data {args.data} not found; run from the repository root, or "
             f"regenerate it with `socialgradient simulate --out {args.data.parent}`"
         )
-    spec = _spec(args)
+    spec = _spec(args, stop="target")
     from socialgradient.util import outputs
 
     outputs.check_destination(args.out)
@@ -326,7 +344,7 @@ def _run(args, progress: bool) -> int:
         "%s: %d LSOAs in %d LAs; %s", args.data, len(table), table["la"].nunique(), spec.to_json()
     )
     start = time.perf_counter()
-    result = _fit_and_write(table, spec, args.out, progress, compare=True)
+    result = _fit_and_write(table, spec, args.out, progress, compare=args.compare, command="run")
     args.figures.mkdir(parents=True, exist_ok=True)
     for path in result["paths"].values():
         if path.suffix == ".png":

@@ -195,5 +195,22 @@ def _sampling(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sampler", choices=SAMPLERS, help="NUTS sampler (default: the spec's)")
 
 
+def _target(p: argparse.ArgumentParser, default: str) -> None:
+    """Add fit's and run's options of sampling to a target (socialgradient.sampling.target)."""
+    g = p.add_argument_group("sampling to a target (spec [sampling] stop, rhat, ess, max_draws)")
+    g.add_argument(
+        "--stop",
+        choices=("target", "draws"),
+        help=f"target: sample in blocks until R-hat and ESS are met; draws: fixed draws "
+        f"(default: {default}; --draws N alone means fixed draws)",
+    )
+    g.add_argument("--rhat", type=float, help="target: largest R-hat (default 1.01)")
+    g.add_argument("--ess", type=float, help="target: smallest bulk and tail ESS (default 400)")
+    g.add_argument("--max-draws", type=int, help="target: draw budget per chain (default 4000)")
+    g.add_argument(
+        "--max-seconds", type=float, help="target: time budget (default none; not reproducible)"
+    )
+
+
 def _progress(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide the sampler's progress bar")

@@ -23,6 +23,7 @@ from socialgradient.cli.options import (
     _progress,
     _quiet,
     _sampling,
+    _target,
 )
 from socialgradient.spec import LA_EFFECTS
 
@@ -40,6 +41,7 @@ writes an output set: release/ (through the disclosure gate, safe to publish), i
 EPILOG = """\
 examples:
   socialgradient run                                   the main job on the embedded data
+  socialgradient run --compare                         ... and a LOO comparison with Poisson
   socialgradient simulate --out synth --scale 0.2      a synthetic England with known truth
   socialgradient fit synth/neighbourhoods.parquet --outcome referrals --out out/referrals
   socialgradient fit TABLE --outcome referrals --strata age_band --strata gender --out DIR
@@ -75,8 +77,14 @@ def parser() -> argparse.ArgumentParser:
 
     r = command(
         "run",
-        "the main job: the national referrals model on the embedded data, with a LOO comparison",
+        "the main job: the national referrals model on the embedded data, sampled to the target",
         (quiet, spec_run),
+    )
+    _target(r, "target, whatever the spec's draws")
+    r.add_argument(
+        "--compare",
+        action="store_true",
+        help="also fit the Poisson model (a second compilation and sampling) for a LOO comparison",
     )
     r.add_argument("--data", type=Path, default=DEFAULT_DATA, help="neighbourhood table")
     r.add_argument(
@@ -113,6 +121,7 @@ def parser() -> argparse.ArgumentParser:
     )
 
     f = command("fit", "fit the national model to a neighbourhood table", (quiet, spec_run))
+    _target(f, "the spec's stop, or target without --spec")
     f.add_argument(
         "data",
         type=Path,

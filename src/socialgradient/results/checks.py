@@ -11,10 +11,15 @@ reported as NaN (``null`` in JSON) with a reason, and the verdict is at best WAR
 ESS can be computed); inputs that pass the input contract but are physically implausible
 (more events than exposure in a row, e.g. more referrals than children; exposure below 1)
 add a reason and make the verdict at best WARN.
+
+A fit sampled to a target (``stop = "target"``) also reports ``sampling``: the draws per chain
+kept, what stopped sampling (``target``, ``draw budget`` or ``time budget``) and, when a budget
+ran out, the criteria not reached with the quantities that missed them (a reason too).
 """
 
 from __future__ import annotations
 
+import json
 import warnings
 from typing import cast
 
@@ -108,10 +113,30 @@ def diagnose(tree: xr.DataTree, parameters=PARAMETERS) -> dict:
         )
         if "ess_bulk_min" in unknown:
             fail.append("bulk ESS cannot be computed")
-    notes += _implausible(tree)
+    notes += _implausible(tree) + _target(tree, out)
     out["verdict"] = "FAIL" if fail else "WARN" if warn or notes else "PASS"
     out["reasons"] = (fail or warn) + notes
     return out
+
+
+def _target(tree: xr.DataTree, out: dict) -> list[str]:
+    """Put the verdict of sampling to a target in ``out["sampling"]``; a reason if unmet."""
+    if "sampling_target" not in tree.attrs:
+        return []
+    v = json.loads(tree.attrs["sampling_target"])
+    keep = ("draws", "stopped_by", "reached", "checked", "seconds", "unmet", "target")
+    out["sampling"] = {k: v[k] for k in keep}
+    out["sampling"]["unmet"] = {  # the first 20 quantities of each criterion, and how many more
+        k: names[:20] + ([f"... {len(names) - 20} more"] if len(names) > 20 else [])
+        for k, names in v["unmet"].items()
+    }
+    if v["reached"]:
+        return []
+    unmet = "; ".join(
+        f"{k} ({', '.join(names[:5])}{', ...' if len(names) > 5 else ''})"
+        for k, names in v["unmet"].items()
+    )
+    return [f"the {v['stopped_by']} ran out at {v['draws']} draws per chain; not reached: {unmet}"]
 
 
 def _implausible(tree: xr.DataTree) -> list[str]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import logging
 import time
 
@@ -31,6 +32,7 @@ from socialgradient.model.data import NeighbourhoodData
 from socialgradient.model.terms import TERMS
 from socialgradient.sampling import compiled as compiled_module
 from socialgradient.sampling import predict
+from socialgradient.sampling import target as target_module
 from socialgradient.sampling.saved import (
     JOINT_LOG_LIKELIHOOD,
     REQUIRED_ATTRS,
@@ -193,17 +195,38 @@ def require_numpyro() -> None:
         )
 
 
+def checked(model: pm.Model) -> list[str]:
+    """Return the reported quantities whose diagnostics the target checks.
+
+    ``model``'s variables but :data:`DERIVED`, the LA-effect blocks and any with a row dim.
+    """
+    rows = {d for d in model.coords if d in ("lsoa", "cell", "row")}
+    names = []
+    for var in [*model.free_RVs, *model.deterministics]:
+        name = var.name
+        if name in DERIVED or LA_THETA_BLOCKS.match(name):
+            continue
+        if rows & set(model.named_vars_to_dims.get(name, ())):
+            continue
+        names.append(name)
+    return names
+
+
 def sample(model: pm.Model, s: Sampling, progressbar: bool = True, **nuts):
     """Run NUTS on ``model`` with the sampler, draws, chains and seed of ``s``.
 
     ``nuts`` passes sampler options (e.g. ``target_accept``). Returns the sampler's
     DataTree, the compile time (NaN for PyMC and numpyro, which compile while sampling)
-    and the sampling time, in seconds.
+    and the sampling time, in seconds. With ``s.stop == "target"`` the draws are those of
+    :func:`socialgradient.sampling.target.sample` and the tree's attrs hold its verdict
+    (``sampling_target``, JSON).
     """
     if s.sampler == "numpyro":
         require_numpyro()
     # a line when each step starts, not only when it ends: compiling can take half a minute
-    what = f"{s.chains} chains x {s.draws} draws ({s.tune} tuning) with {s.sampler}"
+    draws = f"up to {s.max_draws} draws to the target" if s.stop == "target" else f"{s.draws} draws"
+    what = f"{s.chains} chains x {draws} ({s.tune} tuning) with {s.sampler}"
+    kept = s.draws
     start = time.perf_counter()
     if s.sampler == "nutpie":
         import nutpie
@@ -220,16 +243,31 @@ def sample(model: pm.Model, s: Sampling, progressbar: bool = True, **nuts):
         )
         log.info("sampling %s ...", what)
         start = time.perf_counter()
-        tree = nutpie.sample(
-            compiled,
-            draws=s.draws,
-            tune=s.tune,
-            chains=s.chains,
-            seed=s.seed,
-            progress_bar=progressbar,
-            save_warmup=False,
-            **nuts,
-        )
+        if s.stop == "target":
+            tree, verdict = target_module.sample(
+                compiled,
+                target_module.Target.of(s),
+                chains=s.chains,
+                tune=s.tune,
+                seed=s.seed,
+                names=checked(model),
+                progress_bar=progressbar,
+                **nuts,
+            )
+            tree.attrs["sampling_target"] = json.dumps(verdict.to_dict())
+            log.info(verdict.line())
+            kept = verdict.draws
+        else:
+            tree = nutpie.sample(
+                compiled,
+                draws=s.draws,
+                tune=s.tune,
+                chains=s.chains,
+                seed=s.seed,
+                progress_bar=progressbar,
+                save_warmup=False,
+                **nuts,
+            )
     else:
         compile_seconds = float("nan")
         log.info("sampling %s (compiling the model first) ...", what)
@@ -248,7 +286,7 @@ def sample(model: pm.Model, s: Sampling, progressbar: bool = True, **nuts):
     log.info(
         "sampled %d chains x %d draws (%s): compile %.1f s, sampling %.1f s",
         s.chains,
-        s.draws,
+        kept,
         s.sampler,
         compile_seconds,
         sampling_seconds,
@@ -329,6 +367,8 @@ def assemble(
         compile_seconds=compile_seconds,
         sampling_seconds=sampling_seconds,
     )
+    if "sampling_target" in tree.attrs:  # the verdict of sampling to a target
+        out.attrs["sampling_target"] = tree.attrs["sampling_target"]
     for kind in TERMS:  # every fit records, e.g., its strata, "[]" when it has none
         out.attrs.update(kind.absent_attrs())
     for term in data.terms:

@@ -81,6 +81,8 @@ def fit(datas: list[NeighbourhoodData], spec: Spec, progressbar: bool = True) ->
         compile_seconds=compile_seconds,
         sampling_seconds=sampling_seconds,
     )
+    if "sampling_target" in raw.attrs:  # the verdict of sampling to a target
+        tree.attrs["sampling_target"] = raw.attrs["sampling_target"]
     return tree
 
 
