@@ -83,6 +83,7 @@ def _meta(**kw) -> msgspec.Meta:
 Family = Literal["negbin", "poisson", "binomial"]
 Sampler = Literal["nutpie", "pymc", "numpyro"]
 LAEffects = Literal["auto", "centred", "noncentred"]
+Spatial = Literal["", "bym2"]
 #: draws and tune per chain
 Count = Annotated[int, _meta(ge=1, le=1_000_000, description="an integer from 1 to 1000000")]
 Chains = Annotated[int, _meta(ge=1, le=64, description="an integer from 1 to 64")]
@@ -245,13 +246,14 @@ class SpecMethods:
     def hash(self) -> str:
         """Return a short SHA-256 of :meth:`to_json`.
 
-        Short SHA-256 of :meth:`to_json`; a path in it (``la_data``) counts by its file
-        name only, so a checkout moved elsewhere keeps its hashes (the LA table's values
+        Short SHA-256 of :meth:`to_json`; a path in it (``la_data``, ``neighbours``) counts by
+        its file name only, so a checkout moved elsewhere keeps its hashes (the LA table's values
         are in the fit's data hash).
         """
         raw = json.loads(self.to_json())
-        if raw.get("la_data"):
-            raw["la_data"] = Path(raw["la_data"]).name
+        for key in ("la_data", "neighbours"):
+            if raw.get(key):
+                raw[key] = Path(raw[key]).name
         return hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()[:16]
 
     def replace(self, **changes: Any) -> Any:
@@ -315,6 +317,8 @@ class Spec(SpecMethods):
     outcomes: tuple[str, ...] = ()  # thresholds of a joint model, in order (outcome = first)
     records: RecordsTable | None = None  # fitted to the synthetic records' aggregate
     la_outcome: LAOutcome | None = None  # an LA-level outcome on the LA gradients
+    spatial: Spatial = ""  # "bym2": a BYM2 LSOA effect on the `neighbours` graph
+    neighbours: str = ""  # lsoa,neighbour CSV (relative to this file), "lsoa11" or "synthetic"
     priors: Priors = field(default_factory=Priors)
     sampling: Sampling = field(default_factory=Sampling)
 
@@ -358,6 +362,8 @@ class Spec(SpecMethods):
                     f"la_outcome.adjust {list(self.la_outcome.covariates)} "
                     "needs la_data: the LA table they are columns of"
                 )
+        if self.spatial and self.outcomes:
+            raise SpecError("spatial is for a single-outcome spec, not a joint one")
         if not self.name:
             stem = "_".join(self.outcomes) if self.outcomes else self.outcome
             object.__setattr__(self, "name", f"{stem}_{self.family}")
@@ -424,14 +430,21 @@ _NEW_DEFAULTS = {
     "la_outcome": None,
     "strata": [],
     "stratum_trend": "",
+    "spatial": "",
+    "neighbours": "",
 }
 
 
+#: Shipped neighbour graphs' names (socialgradient.data.neighbours.SHIPPED).
+_SHIPPED = ("lsoa11", "synthetic")
+
+
 def load_spec(path: str | Path) -> Spec:
-    """Read a spec from a TOML file; a relative ``la_data`` is taken from the file's folder."""
+    """Read a spec from a TOML file; relative ``la_data``/``neighbours`` are from its folder."""
     path = Path(path)
     with open(path, "rb") as f:
         raw = tomllib.load(f)
-    if raw.get("la_data") and not Path(raw["la_data"]).is_absolute():
-        raw["la_data"] = str((path.parent / raw["la_data"]).resolve())
+    for key in ("la_data", "neighbours"):  # a shipped graph's name is not a path
+        if raw.get(key) and not Path(raw[key]).is_absolute() and raw[key] not in _SHIPPED:
+            raw[key] = str((path.parent / raw[key]).resolve())
     return Spec.from_dict(raw)
