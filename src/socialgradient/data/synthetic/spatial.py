@@ -204,6 +204,7 @@ def lattice_table(
     rho: float = 0.8,
     b_w: float = 0.3,
     seed: int = 0,
+    clustered_income: float = 0.0,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Return a small neighbourhood table on a lattice with a BYM2 field of known truth.
 
@@ -223,6 +224,10 @@ def lattice_table(
         The true within-LA log gradient per 10 points.
     seed : int
         Random seed.
+    clustered_income : float
+        SD of a spatially smooth part added to income (an ICAR draw, ``rho = 1``,
+        independent of the field ``b``), so that deprivation clusters in space as in
+        England; 0 (the default) for none. Income is clipped to [0.01, 0.99].
 
     Returns
     -------
@@ -249,6 +254,9 @@ def lattice_table(
     )
     adjacency = build_adjacency(pairs_from_frame(frame), codes)
     field = draw_bym2(adjacency, sd, rho, rng)
+    if clustered_income > 0:
+        smooth = draw_bym2(adjacency, clustered_income, 1.0, rng).effect
+        table["income"] = np.clip(table["income"] + smooth, 0.01, 0.99)
     d = decompose(table["income"], table["children"], table["la"])
     log_rate = -3.0 + b_w * d.w + 0.2 * d.m_c[d.la_index] + field.effect
     table["referrals"] = rng.poisson(table["children"] * np.exp(log_rate))
@@ -311,7 +319,7 @@ def with_field(
         "seed": int(seed),
         "realised_sd": float(field.effect.std()),
         "morans_i": moran,
-        "graph": pairs.source,
+        "graph": pairs.source.replace("\\", "/").rsplit("/", 1)[-1],
         "definition": "log rate + b_lsoa, b ~ BYM2(sd, rho) on the graph, shared by outcomes",
     }
     return out, {**truth, "spatial": spatial}
