@@ -179,7 +179,10 @@ class SpatialEffect(Term):
         pm.Deterministic("spatial_effect", pt.cast(effect, "float32"), dims=DIM)
         data, order = ctx.data, ctx.order
         ctx.eta = ctx.eta + effect[self.index[order]]
-        y_per_lsoa = np.bincount(self.index, weights=data.y, minlength=len(self.codes))
+        # pm.Data, not a constant: refits of tables on the same graph share a compilation
+        y_per_lsoa = pm.Data(
+            "rows_spatial_y", np.bincount(self.index, weights=data.y, minlength=len(self.codes))
+        )
         ctx.linear = ctx.linear + pt.dot(effect, y_per_lsoa)
 
     def row_eta(self, chain: xr.Dataset, data: Any, eta: np.ndarray) -> np.ndarray:
