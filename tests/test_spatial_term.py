@@ -213,6 +213,14 @@ def test_a_saved_bym2_fit_reloads_and_predicts(fits, tmp_path):
     np.testing.assert_allclose(
         back["log_likelihood"]["referrals"].values, tree["log_likelihood"]["referrals"].values
     )
+    table = pd.DataFrame(
+        {"la": back["constant_data"]["lsoa_la"].values[:2], "income": [0.2, 0.2]}
+    ).assign(children=300.0)
+    codes = back["constant_data"]["lsoa"].values[:2].astype(str)
+    plain = sg.predict(back, table)["rate_per_10k"].values
+    placed = sg.predict(back, table.assign(lsoa=codes))["rate_per_10k"].values
+    effect = back["posterior"]["spatial_effect"].sel(spatial_lsoa=codes).values
+    np.testing.assert_allclose(placed, plain * np.exp(effect), rtol=1e-5)
     assert float(checks.ppc(back)["spatial"]["p_value"][0]) == float(
         checks.ppc(tree)["spatial"]["p_value"][0]
     )
@@ -238,3 +246,27 @@ def test_bym2_recovers_sd_and_rho(seed, tmp_path):
     s = sg.summarise(tree)["spatial"]
     assert s["sd"]["lo95"] <= 0.4 <= s["sd"]["hi95"], s["sd"]
     assert s["rho"]["lo95"] <= 0.7 <= s["rho"]["hi95"], s["rho"]
+
+
+@pytest.mark.slow
+def test_bym2_claims_little_where_there_is_no_field(tmp_path):
+    """Data without a spatial field (sd 1e-6): the BYM2 fit's spatial_sd stays small, b_w is
+    covered and the Moran check does not fire."""
+    table, pairs, _ = lattice_table(12, 12, las=4, sd=1e-6, rho=0.5, b_w=0.3, seed=21)
+    pairs.to_csv(tmp_path / "p.csv", index=False)
+    tree = sg.fit(
+        table,
+        "referrals",
+        family="poisson",
+        spatial="bym2",
+        neighbours=str(tmp_path / "p.csv"),
+        draws=300,
+        tune=300,
+        chains=2,
+        progressbar=False,
+    )
+    s = sg.summarise(tree)
+    assert s["spatial"]["sd"]["hi95"] < 0.2, s["spatial"]["sd"]
+    lo, hi = np.quantile(tree["posterior"]["b_w"].values, [0.025, 0.975])
+    assert lo <= 0.3 <= hi
+    assert float(checks.ppc(tree)["spatial"]["p_value"][0]) > 0.05

@@ -22,7 +22,13 @@ import xarray as xr
 from socialgradient.data.deprivation import UNIT
 from socialgradient.model import families
 from socialgradient.model.data import NeighbourhoodData
-from socialgradient.model.terms import TERMS, LAEffects, LAModerators, NeighbourhoodModerators
+from socialgradient.model.terms import (
+    TERMS,
+    LAEffects,
+    LAModerators,
+    NeighbourhoodModerators,
+    SpatialEffect,
+)
 
 
 def thin(posterior: xr.Dataset, max_draws: int) -> xr.Dataset:
@@ -147,6 +153,16 @@ def encoded_data(tree: xr.DataTree) -> NeighbourhoodData:
     )
 
 
+def _spatial(fitted: NeighbourhoodData, post: xr.Dataset, table: pd.DataFrame, eta):
+    """Add a BYM2 fit's effect of each row's ``lsoa`` (0 for an LSOA not in the fit)."""
+    term = fitted.term(SpatialEffect)
+    if term is None or not term.bym2 or "lsoa" not in table.columns:
+        return eta
+    where = pd.Index(term.codes).get_indexer(table["lsoa"].astype(str).to_numpy())
+    effect = post["spatial_effect"].transpose("chain", "draw", ...).values
+    return eta + np.where(where >= 0, effect[..., np.maximum(where, 0)], 0.0)
+
+
 def predict(tree: xr.DataTree, table: pd.DataFrame, seed: int = 0) -> xr.Dataset:
     """Rates (or proportions) and gradients in new neighbourhoods, as posterior draws.
 
@@ -156,7 +172,9 @@ def predict(tree: xr.DataTree, table: pd.DataFrame, seed: int = 0) -> xr.Dataset
         A fit of :func:`socialgradient.sampling.fit.fit` (unstratified).
     table : DataFrame
         One row per neighbourhood: ``la``, ``income`` (share 0-1), ``children`` (weights
-        a new LA's mean deprivation) and the fit's neighbourhood moderators. An LA of the
+        a new LA's mean deprivation) and the fit's neighbourhood moderators; for a BYM2 fit,
+        an ``lsoa`` column adds each fitted LSOA's effect (none: rates at a zero LSOA
+        effect, the median neighbourhood, as for an LSOA not in the fit). An LA of the
         fit keeps its fitted effects and mean deprivation; a new LA gets its mean
         deprivation from its rows here and its effects drawn from the fitted hierarchy,
         ``MVN((a + b_b m_c, b_w + b_x m_c), Sigma)`` (one draw per posterior draw, so its
@@ -226,6 +244,7 @@ def predict(tree: xr.DataTree, table: pd.DataFrame, seed: int = 0) -> xr.Dataset
         eta = eta + np.einsum("cdk,rk->cdr", coef[..., 0], z)
         slope = slope + np.einsum("cdk,rk->cdr", coef[..., 1], z)
         eta = eta + np.einsum("cdk,rk->cdr", coef[..., 1], z * w[:, None])
+    eta = _spatial(fitted, post, table, eta)
     coords = {
         "chain": post["chain"].values,
         "draw": post["draw"].values,
