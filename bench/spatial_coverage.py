@@ -2,11 +2,13 @@
 
 Each replicate: ``lattice_table(12, 12, las=4, sd=0.5, rho=0.9, b_w=0.3,
 clustered_income=0.08, seed=r)`` (income deprivation clustered in space, a BYM2 field
-independent of it), fitted by the package (negative binomial, LKJ LA effects) with and
-without ``spatial = "bym2"`` (2 chains x 200 + 200 draws). One JSON line per replicate and
+independent of it), fitted by the package (``--family``: negative binomial, the default, or
+Poisson; LKJ LA effects) with and without ``spatial = "bym2"`` (2 chains x 200 + 200 draws). One JSON line per replicate and
 model: b_w's 95% interval, whether it covers 0.3, its width::
 
-    PYTHONPATH=src python bench/spatial_coverage.py --replicates 20 --out coverage.jsonl
+    PYTHONPATH=src python bench/spatial_coverage.py --replicates 50 --out coverage.jsonl
+    PYTHONPATH=src python bench/spatial_coverage.py --replicates 50 --family poisson \
+        --out coverage.jsonl
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ def main() -> int:
     p.add_argument("--replicates", type=int, default=20)
     p.add_argument("--start", type=int, default=0)
     p.add_argument("--out", default="")
+    p.add_argument("--family", default="negbin", choices=["negbin", "poisson"])
     a = p.parse_args()
     truth = 0.3
     for r in range(a.start, a.start + a.replicates):
@@ -42,6 +45,7 @@ def main() -> int:
                 tree = sg.fit(
                     table,
                     "referrals",
+                    family=a.family,
                     spatial=kind,
                     neighbours=str(path),
                     draws=200,
@@ -55,6 +59,7 @@ def main() -> int:
                 moran = sg.ppc(tree)["spatial"]
                 line = {
                     "replicate": r,
+                    "family": a.family,
                     "spatial": kind or "none",
                     "b_w": [round(float(v), 4) for v in (mid, lo, hi)],
                     "covers": bool(lo <= truth <= hi),

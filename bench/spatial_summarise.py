@@ -2,7 +2,8 @@
 
 ``python bench/spatial_summarise.py ENGLAND.jsonl COVERAGE.jsonl`` writes
 ``bench/spatial_england.json`` (each fit's line, by ``none`` / ``bym2``) and
-``bench/spatial_coverage.json`` (per model: replicates, coverage of b_w's 95% interval,
+``bench/spatial_coverage.json`` (per model, ``none``/``bym2`` for the negative binomial and
+``poisson_none``/``poisson_bym2``: replicates, coverage of b_w's 95% interval,
 mean width, share of replicates whose Moran's I check has p < 0.05), and copies the lines
 next to them (``bench/spatial_england.jsonl``, ``bench/spatial_coverage.jsonl``).
 """
@@ -22,14 +23,18 @@ def main(england: str, coverage: str) -> int:
     by = {x["spatial"]: x for x in lines}
     (HERE / "spatial_england.json").write_text(json.dumps(by, indent=1) + "\n")
     rows = [json.loads(x) for x in Path(coverage).read_text().splitlines() if x.strip()]
-    done = {r["replicate"] for r in rows if r["spatial"] == "bym2"}
-    rows = [r for r in rows if r["replicate"] in done]  # replicates with both fits
+    for r in rows:
+        r.setdefault("family", "negbin")
+    done = {(r["family"], r["replicate"]) for r in rows if r["spatial"] == "bym2"}
+    rows = [r for r in rows if (r["family"], r["replicate"]) in done]  # both fits done
     (HERE / "spatial_coverage.jsonl").write_text("".join(json.dumps(x) + "\n" for x in rows))
     out = {}
-    for kind in ("none", "bym2"):
-        mine = [r for r in rows if r["spatial"] == kind]
+    for family, kind in [(f, k) for f in ("negbin", "poisson") for k in ("none", "bym2")]:
+        mine = [r for r in rows if r["spatial"] == kind and r["family"] == family]
         n = len(mine)
-        out[kind] = {
+        if not n:
+            continue
+        out[kind if family == "negbin" else f"{family}_{kind}"] = {
             "replicates": n,
             "coverage": sum(r["covers"] for r in mine) / n,
             "width": sum(r["width"] for r in mine) / n,
