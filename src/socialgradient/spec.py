@@ -19,6 +19,8 @@ Example ``models/national_referrals.toml``::
     la_data = ""               # LA table (one row per LA, column `la`), relative to this file
     la_moderators = []         # its columns: enter the means of the LA intercept and slope
     la_effects = "auto"        # "centred", "noncentred" or "auto" (per LA, by information)
+    spatial = ""               # "bym2": a BYM2 LSOA effect (docs/spatial.md)
+    neighbours = ""            # its lsoa,neighbour CSV (relative to this file), or "lsoa11"
     target_accept = 0.8
 
     [priors]                   # scales (and a's mean); defaults in socialgradient.model.build
