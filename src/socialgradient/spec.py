@@ -364,8 +364,8 @@ class Spec(SpecMethods):
                     f"la_outcome.adjust {list(self.la_outcome.covariates)} "
                     "needs la_data: the LA table they are columns of"
                 )
-        if self.spatial and self.outcomes:
-            raise SpecError("spatial is for a single-outcome spec, not a joint one")
+        if (self.spatial or self.neighbours) and self.outcomes:
+            raise SpecError("spatial/neighbours are for a single-outcome spec, not a joint one")
         if not self.name:
             stem = "_".join(self.outcomes) if self.outcomes else self.outcome
             object.__setattr__(self, "name", f"{stem}_{self.family}")
