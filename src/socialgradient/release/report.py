@@ -190,17 +190,14 @@ def _write_set(
         las.to_csv(rel / "la_gradients.csv", index=False, lineterminator="\n")
         bands = la_bands.release_la_bands(tree, parts, decile, keys)
         bands.to_csv(rel / la_bands.FILE, index=False, lineterminator="\n")
-        moran = _records(ppc_full, ("spatial",)) if "spatial" in ppc_full else {}
-        ppc_out = (
-            _records(ppc_rel)
-            | moran
-            | {
-                "note": (
-                    "observed totals protected by the disclosure gate (null: hidden); observed "
-                    "dispersion, zero share and maximum are not released"
-                )
-            }
-        )
+        ppc_out = _records(ppc_rel) | {
+            "note": (
+                "observed totals protected by the disclosure gate (null: hidden); observed "
+                "dispersion, zero share and maximum are not released"
+            )
+        }
+        if "spatial" in ppc_full:  # the residual Moran's I: one national statistic
+            ppc_out |= _records(ppc_full, ("spatial",))
         (rel / "ppc.json").write_text(to_json(ppc_out) + "\n", encoding="utf-8", newline="\n")
         with step(log, "figures"):
             figures = plots.save_all(
