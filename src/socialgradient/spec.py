@@ -19,6 +19,8 @@ Example ``models/national_referrals.toml``::
     la_data = ""               # LA table (one row per LA, column `la`), relative to this file
     la_moderators = []         # its columns: enter the means of the LA intercept and slope
     la_effects = "auto"        # "centred", "noncentred" or "auto" (per LA, by information)
+    spatial = ""               # "bym2": a BYM2 LSOA effect (docs/spatial.md)
+    neighbours = ""            # its lsoa,neighbour CSV (relative to this file), or "lsoa11"
     target_accept = 0.8
 
     [priors]                   # scales (and a's mean); defaults in socialgradient.model.build
@@ -90,6 +92,7 @@ Family = Literal["negbin", "poisson", "binomial"]
 Sampler = Literal["nutpie", "pymc", "numpyro"]
 Stop = Literal["draws", "target"]
 LAEffects = Literal["auto", "centred", "noncentred"]
+Spatial = Literal["", "bym2"]
 #: draws and tune per chain
 Count = Annotated[int, _meta(ge=1, le=1_000_000, description="an integer from 1 to 1000000")]
 Chains = Annotated[int, _meta(ge=1, le=64, description="an integer from 1 to 64")]
@@ -307,13 +310,14 @@ class SpecMethods:
     def hash(self) -> str:
         """Return a short SHA-256 of :meth:`to_json`.
 
-        Short SHA-256 of :meth:`to_json`; a path in it (``la_data``) counts by its file
-        name only, so a checkout moved elsewhere keeps its hashes (the LA table's values
+        Short SHA-256 of :meth:`to_json`; a path in it (``la_data``, ``neighbours``) counts by
+        its file name only, so a checkout moved elsewhere keeps its hashes (the LA table's values
         are in the fit's data hash).
         """
         raw = json.loads(self.to_json())
-        if raw.get("la_data"):
-            raw["la_data"] = Path(raw["la_data"]).name
+        for key in ("la_data", "neighbours"):
+            if raw.get(key):
+                raw[key] = Path(raw[key]).name
         return hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()[:16]
 
     def replace(self, **changes: Any) -> Any:
@@ -380,6 +384,8 @@ class Spec(SpecMethods):
     outcomes: tuple[str, ...] = ()  # thresholds of a joint model, in order (outcome = first)
     records: RecordsTable | None = None  # fitted to the synthetic records' aggregate
     la_outcome: LAOutcome | None = None  # an LA-level outcome on the LA gradients
+    spatial: Spatial = ""  # "bym2": a BYM2 LSOA effect on the `neighbours` graph
+    neighbours: str = ""  # lsoa,neighbour CSV (relative to this file), "lsoa11" or "synthetic"
     priors: Priors = field(default_factory=Priors)
     sampling: Sampling = field(default_factory=Sampling)
 
@@ -423,6 +429,8 @@ class Spec(SpecMethods):
                     f"la_outcome.adjust {list(self.la_outcome.covariates)} "
                     "needs la_data: the LA table they are columns of"
                 )
+        if (self.spatial or self.neighbours) and self.outcomes:
+            raise SpecError("spatial/neighbours are for a single-outcome spec, not a joint one")
         if not self.name:
             stem = "_".join(self.outcomes) if self.outcomes else self.outcome
             object.__setattr__(self, "name", f"{stem}_{self.family}")
@@ -497,14 +505,21 @@ _NEW_DEFAULTS = {
     "la_outcome": None,
     "strata": [],
     "stratum_trend": "",
+    "spatial": "",
+    "neighbours": "",
 }
 
 
+#: Shipped neighbour graphs' names (socialgradient.data.neighbours.SHIPPED).
+_SHIPPED = ("lsoa11", "synthetic")
+
+
 def load_spec(path: str | Path) -> Spec:
-    """Read a spec from a TOML file; a relative ``la_data`` is taken from the file's folder."""
+    """Read a spec from a TOML file; relative ``la_data``/``neighbours`` are from its folder."""
     path = Path(path)
     with open(path, "rb") as f:
         raw = tomllib.load(f)
-    if raw.get("la_data") and not Path(raw["la_data"]).is_absolute():
-        raw["la_data"] = str((path.parent / raw["la_data"]).resolve())
+    for key in ("la_data", "neighbours"):  # a shipped graph's name is not a path
+        if raw.get(key) and not Path(raw[key]).is_absolute() and raw[key] not in _SHIPPED:
+            raw[key] = str((path.parent / raw[key]).resolve())
     return Spec.from_dict(raw)

@@ -235,6 +235,8 @@ def _simulate(args) -> int:
     if args.geography is None:
         with step(log, "simulated the synthetic England (scale %s)", args.scale):
             syn = england.simulate(seed=args.seed, scale=args.scale)
+        if args.spatial_sd is not None:
+            syn = _spatial_field(syn, args)
         england.write(syn, args.out)
         print(f"wrote {args.out}: {len(syn.table)} LSOAs in {syn.table['la'].nunique()} LAs")
     if args.records:
@@ -258,6 +260,22 @@ def _simulate(args) -> int:
             f"episodes in {rec.truth['n_lsoa']} LSOAs ({', '.join(sorted(paths))})"
         )
     return 0
+
+
+def _spatial_field(syn, args):
+    """Redraw a full-size synthetic England's counts around a BYM2 field (``--spatial-sd``)."""
+    import dataclasses
+
+    from socialgradient.data.neighbours import read_neighbours, resolve
+    from socialgradient.data.synthetic.spatial import with_field
+
+    if args.scale != 1.0:
+        raise ValueError("--spatial-sd needs the full-size England (--scale 1): the shipped graph")
+    pairs = read_neighbours(resolve("synthetic"))
+    table, truth = with_field(
+        syn.table, syn.truth, pairs, args.spatial_sd, args.spatial_rho, seed=args.seed
+    )
+    return dataclasses.replace(syn, table=table, truth=truth)
 
 
 def _suite(args, progress: bool) -> int:
@@ -294,6 +312,15 @@ def _suite(args, progress: bool) -> int:
     return 1 if "FAIL" in verdicts else 0
 
 
+def _neighbours(value: str | None) -> str | None:
+    """Return ``--neighbours`` as the spec holds it: a shipped graph's name, or a full path."""
+    from socialgradient.data.neighbours import SHIPPED
+
+    if not value or value in SHIPPED:
+        return value
+    return str(Path(value).resolve())
+
+
 def _fit(args, progress: bool) -> int:
     """``fit``: the national model of one neighbourhood table, and its output set."""
     from socialgradient.data import schema
@@ -313,6 +340,8 @@ def _fit(args, progress: bool) -> int:
         la_effects=args.la_effects,
         target_accept=args.target_accept,
         priors=_priors(args.prior or []) or None,
+        spatial=args.spatial,
+        neighbours=_neighbours(args.neighbours),
     )
     result = _fit_and_write(schema.read_table(args.data), spec, args.out, progress, compare=False)
     if result["summary"]["diagnostics"]["verdict"] == "FAIL" and not args.allow_fail:

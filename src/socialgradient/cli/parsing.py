@@ -115,6 +115,15 @@ def parser() -> argparse.ArgumentParser:
         "--records)",
     )
     sim.add_argument(
+        "--spatial-sd",
+        type=float,
+        help="redraw the counts around a BYM2 field of this SD (log-rate units) on the "
+        "shipped real-adjacency graph (full size only; data/README.md)",
+    )
+    sim.add_argument(
+        "--spatial-rho", type=float, default=0.8, help="the field's spatial share (default 0.8)"
+    )
+    sim.add_argument(
         "--records",
         action="store_true",
         help="also write CIN-Census-shaped child-level tables and the LSOA x age-band aggregate",
@@ -179,6 +188,17 @@ def parser() -> argparse.ArgumentParser:
     )
     f.add_argument(
         "--target-accept", type=float, help="NUTS target acceptance (default: the spec's, 0.8)"
+    )
+    f.add_argument(
+        "--spatial",
+        choices=["bym2"],
+        help="a BYM2 LSOA effect on the --neighbours graph (default: the spec's, none)",
+    )
+    f.add_argument(
+        "--neighbours",
+        help="lsoa,neighbour CSV, or the shipped graph lsoa11 or synthetic (default with "
+        "--spatial: the shipped graph of the table's codes); alone: the residual Moran's I "
+        "check only",
     )
     f.add_argument(
         "--prior",

@@ -24,13 +24,17 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
+from socialgradient import resources
+
 __all__ = [
+    "SHIPPED",
     "Adjacency",
     "NeighbourError",
     "NeighbourPairs",
     "adjacency_from_file",
     "build_adjacency",
     "read_neighbours",
+    "resolve",
 ]
 
 COLUMNS = ("lsoa", "neighbour")
@@ -239,7 +243,7 @@ class Adjacency:
 
 
 def build_adjacency(
-    pairs: NeighbourPairs, codes: Sequence[str], unknown: str = "error"
+    pairs: NeighbourPairs, codes: Sequence[str] | np.ndarray, unknown: str = "error"
 ) -> Adjacency:
     """Build the graph of ``pairs`` over ``codes`` (the model's LSOA order).
 
@@ -314,3 +318,33 @@ def adjacency_from_file(
         The graph.
     """
     return build_adjacency(read_neighbours(path), codes, unknown=unknown)
+
+
+#: Graphs shipped with the package (``data/``), by the name a spec's ``neighbours`` may give:
+#: England's LSOA 2011 queen contiguity, and the same graph on the synthetic England's codes.
+SHIPPED = {"lsoa11": "lsoa11_neighbours.csv.gz", "synthetic": "synthetic_neighbours.csv.gz"}
+
+
+def resolve(name: str, codes: Sequence[str] | np.ndarray = ()) -> Path:
+    """Return the file of a spec's ``neighbours``: a path, a shipped graph's name, or empty.
+
+    Parameters
+    ----------
+    name : str
+        A CSV path, ``"lsoa11"`` / ``"synthetic"`` (:data:`SHIPPED`), or ``""``: the shipped
+        graph of the table's codes (``synthetic`` when they are the synthetic England's,
+        ``E019...``, else ``lsoa11``).
+    codes : sequence of str
+        The table's LSOA codes (for ``""``).
+
+    Returns
+    -------
+    pathlib.Path
+        The file (not checked here; :func:`read_neighbours` says if it is missing).
+    """
+    if not name:
+        synthetic = len(codes) > 0 and all(str(c).startswith("E019") for c in codes)
+        name = "synthetic" if synthetic else "lsoa11"
+    if name in SHIPPED:
+        return resources.path("data", SHIPPED[name])
+    return Path(name)

@@ -175,7 +175,9 @@ def ppc_json(tree: xr.DataTree, full: dict[str, xr.Dataset] | None = None) -> st
     unprotected (for ``internal/``). ``full``: :func:`socialgradient.results.checks.ppc` of the
     tree, if already computed.
     """
-    return to_json(_records(checks.ppc(tree) if full is None else full))
+    full = checks.ppc(tree) if full is None else full
+    names = ("decile", "statistic", *(("spatial",) if "spatial" in full else ()))
+    return to_json(_records(full, names))
 
 
 def _gated_decile_rates(tree, parts, decile, keys=None) -> tuple[np.ndarray, np.ndarray]:

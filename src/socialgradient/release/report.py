@@ -196,6 +196,8 @@ def _write_set(
                 "dispersion, zero share and maximum are not released"
             )
         }
+        if "spatial" in ppc_full:  # the residual Moran's I: one national statistic
+            ppc_out |= _records(ppc_full, ("spatial",))
         (rel / "ppc.json").write_text(to_json(ppc_out) + "\n", encoding="utf-8", newline="\n")
         with step(log, "figures"):
             figures = plots.save_all(

@@ -18,7 +18,14 @@ from pathlib import Path
 
 KINDS = ("models", "data")
 # What a wheel carries (pyproject.toml's package-data says the same; test_packaging checks).
-DATA_FILES = ("neighbourhoods.parquet", "las.parquet", "truth.json", "la_boundaries.geojson.gz")
+DATA_FILES = (
+    "neighbourhoods.parquet",
+    "las.parquet",
+    "truth.json",
+    "la_boundaries.geojson.gz",
+    "lsoa11_neighbours.csv.gz",  # the spatial term's shipped graphs (data.neighbours)
+    "synthetic_neighbours.csv.gz",
+)
 
 
 def root(kind: str) -> Path:

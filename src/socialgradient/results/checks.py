@@ -29,6 +29,7 @@ import pandas as pd
 import xarray as xr
 from scipy import sparse
 
+from socialgradient.results import spatial
 from socialgradient.results.gradients import SAMPLE_DIMS
 from socialgradient.sampling.target import extreme
 
@@ -214,7 +215,10 @@ def ppc(tree: xr.DataTree) -> dict[str, xr.Dataset]:
         ``la``); ``statistic``: national total, dispersion (variance / mean of LSOA counts),
         share of zero counts and maximum count (dim ``statistic``). Each holds
         ``observed``, ``replicated_median``, ``replicated_lower``/``_upper`` (95% ETI) and
-        ``p_value`` = P(replicated >= observed) and ``p_two_sided``.
+        ``p_value`` = P(replicated >= observed) and ``p_two_sided``. A fit with a
+        neighbour graph (``spatial`` or ``neighbours`` in its spec) adds ``spatial``: the
+        residual Moran's I (dim ``statistic``,
+        :func:`socialgradient.results.spatial.spatial_check`).
     """
     outcome = tree.attrs["outcome"]
     y = cast(xr.DataArray, tree["observed_data"][outcome])
@@ -244,11 +248,13 @@ def ppc(tree: xr.DataTree) -> dict[str, xr.Dataset]:
         )
 
     decile = deprivation_decile(const["income"].values)
-    return {
+    out = {
         "decile": totals(decile - 1, np.arange(1, 11), "decile"),
         "la": totals(la_code, las, "la"),
         "statistic": _compare(stats(y), stats(rep)),
     }
+    moran = spatial.spatial_check(tree)  # a fit with a neighbour graph
+    return out if moran is None else {**out, "spatial": moran}
 
 
 def _block(v: xr.DataArray) -> tuple[xr.DataArray, np.ndarray]:

@@ -75,6 +75,8 @@ def reported(posterior: xr.Dataset) -> xr.Dataset:
     posterior = posterior.drop_vars(
         [v for v in posterior.data_vars if v in DERIVED or LA_THETA_BLOCKS.match(str(v))]
     )
+    if "spatial_effect" in posterior:  # one value per LSOA and draw: float32 halves it
+        posterior["spatial_effect"] = posterior["spatial_effect"].astype(np.float32)
     return arviz_order(
         posterior.drop_vars(
             [

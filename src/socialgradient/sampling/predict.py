@@ -28,6 +28,7 @@ from socialgradient.model.terms import (
     LAEffects,
     LAModerators,
     NeighbourhoodModerators,
+    SpatialEffect,
     Strata,
     Trend,
 )
@@ -155,6 +156,16 @@ def encoded_data(tree: xr.DataTree) -> NeighbourhoodData:
     )
 
 
+def _spatial(fitted: NeighbourhoodData, post: xr.Dataset, table: pd.DataFrame, eta):
+    """Add a BYM2 fit's effect of each row's ``lsoa`` (0 for an LSOA not in the fit)."""
+    term = fitted.term(SpatialEffect)
+    if term is None or not term.bym2 or "lsoa" not in table.columns:
+        return eta
+    where = pd.Index(term.codes).get_indexer(table["lsoa"].astype(str).to_numpy())
+    effect = post["spatial_effect"].transpose("chain", "draw", ...).values
+    return eta + np.where(where >= 0, effect[..., np.maximum(where, 0)], 0.0)
+
+
 def predict(
     tree: xr.DataTree, table: pd.DataFrame, seed: int = 0, counts: bool = False
 ) -> xr.Dataset:
@@ -168,11 +179,13 @@ def predict(
         One row per neighbourhood (a stratified fit: per neighbourhood x stratum cell):
         ``la``, ``income`` (share 0-1), ``children`` (weights a new LA's mean deprivation),
         the fit's neighbourhood moderators, its stratum column(s) (levels the fit knows) and
-        its stratum trend's column. An LA of the fit keeps its fitted effects and mean
-        deprivation; a new LA gets its mean deprivation from its rows here and its effects
-        drawn from the fitted hierarchy, ``MVN((a + b_b m_c, b_w + b_x m_c), Sigma)`` (one
-        draw per posterior draw, so its intervals include the between-LA spread). LA
-        moderators are not supported for new LAs.
+        its stratum trend's column; for a BYM2 fit, an ``lsoa`` column adds each fitted
+        LSOA's effect (none: rates at a zero LSOA effect, the median neighbourhood, as for an
+        LSOA not in the fit). An LA of the fit keeps its fitted effects and mean deprivation;
+        a new LA gets its mean deprivation from its rows here and its effects drawn from the
+        fitted hierarchy, ``MVN((a + b_b m_c, b_w + b_x m_c), Sigma)`` (one draw per
+        posterior draw, so its intervals include the between-LA spread). LA moderators are
+        not supported for new LAs.
     seed : int
         Seed of the new LAs' draws (and, on a stream of its own, of the counts).
     counts : bool
@@ -260,6 +273,7 @@ def predict(
         eta = eta + np.einsum("cdk,rk->cdr", coef[..., 0], z)
         slope = slope + np.einsum("cdk,rk->cdr", coef[..., 1], z)
         eta = eta + np.einsum("cdk,rk->cdr", coef[..., 1], z * w[:, None])
+    eta = _spatial(fitted, post, table, eta)
     coords = {
         "chain": post["chain"].values,
         "draw": post["draw"].values,
@@ -280,8 +294,16 @@ def predict(
     )
 
 
-#: the terms whose additions :func:`predict` makes (the LA effects, strata, a trend, moderators)
-_PREDICTED_TERMS = (LAEffects, Strata, Trend, NeighbourhoodModerators, LAModerators)
+#: the terms whose additions :func:`predict` makes (the LA effects, strata, a trend,
+#: moderators, a BYM2 LSOA effect)
+_PREDICTED_TERMS = (
+    LAEffects,
+    Strata,
+    Trend,
+    NeighbourhoodModerators,
+    LAModerators,
+    SpatialEffect,
+)
 
 
 def _stratum_columns(strata: Strata | None) -> list[str]:

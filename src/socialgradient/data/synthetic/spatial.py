@@ -22,7 +22,15 @@ import pandas as pd
 from socialgradient.data.icar import ScalingFactors, icar_draws, scaling_factors
 from socialgradient.data.neighbours import Adjacency, NeighbourError, NeighbourPairs
 
-__all__ = ["SpatialTruth", "draw_bym2", "lattice_pairs", "place_on_real", "relabel_pairs"]
+__all__ = [
+    "SpatialTruth",
+    "draw_bym2",
+    "lattice_pairs",
+    "lattice_table",
+    "place_on_real",
+    "relabel_pairs",
+    "with_field",
+]
 
 
 @dataclass(frozen=True)
@@ -186,3 +194,132 @@ def relabel_pairs(pairs: NeighbourPairs, placement: pd.Series) -> NeighbourPairs
         one_way=pairs.one_way,
         source=f"{pairs.source} (placed on synthetic LSOAs)",
     )
+
+
+def lattice_table(
+    rows: int = 12,
+    cols: int = 12,
+    las: int = 4,
+    sd: float = 0.5,
+    rho: float = 0.8,
+    b_w: float = 0.3,
+    seed: int = 0,
+    clustered_income: float = 0.0,
+) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Return a small neighbourhood table on a lattice with a BYM2 field of known truth.
+
+    The ``rows x cols`` lattice is cut into ``las`` vertical strips (the LAs); each LSOA has
+    300 children and income deprivation ``0.1 + 0.1 * la_position / las + U(0, 0.2)``; the
+    ``referrals`` are Poisson with log rate ``-3 + b_w * w + 0.2 * m + b`` (``w``, ``m`` the
+    within/between deprivation in 10-point units, :mod:`socialgradient.data.deprivation`;
+    ``b`` the BYM2 field, :func:`draw_bym2`).
+
+    Parameters
+    ----------
+    rows, cols, las : int
+        Lattice size and number of LAs (``cols`` is divided among them).
+    sd, rho : float
+        The field's truth (log-rate units; spatial share).
+    b_w : float
+        The true within-LA log gradient per 10 points.
+    seed : int
+        Random seed.
+    clustered_income : float
+        SD of a spatially smooth part added to income (an ICAR draw, ``rho = 1``,
+        independent of the field ``b``), so that deprivation clusters in space as in
+        England; 0 (the default) for none. Income is clipped to [0.01, 0.99].
+
+    Returns
+    -------
+    tuple of (DataFrame, DataFrame, dict)
+        The table (``lsoa``, ``la``, ``children``, ``income``, ``referrals``), its
+        ``lsoa,neighbour`` pairs, and the truth (``sd``, ``rho``, ``b_w``, ``effect``).
+    """
+    from socialgradient.data.deprivation import decompose
+    from socialgradient.data.neighbours import build_adjacency, pairs_from_frame
+
+    rng = np.random.default_rng(seed)
+    raw, frame = lattice_pairs(rows, cols)
+    codes = np.array([f"E01{i:06d}" for i in range(rows * cols)])
+    rename = dict(zip(raw, codes, strict=True))
+    frame = frame.replace({"lsoa": rename, "neighbour": rename})
+    strip = np.tile(np.arange(cols) * las // cols, rows)
+    table = pd.DataFrame(
+        {
+            "lsoa": codes,
+            "la": [f"E06{900000 + k:06d}" for k in strip],
+            "children": 300.0,
+            "income": 0.1 + 0.1 * strip / las + rng.uniform(0, 0.2, len(codes)),
+        }
+    )
+    adjacency = build_adjacency(pairs_from_frame(frame), codes)
+    field = draw_bym2(adjacency, sd, rho, rng)
+    if clustered_income > 0:
+        smooth = draw_bym2(adjacency, clustered_income, 1.0, rng).effect
+        table["income"] = np.clip(table["income"] + smooth, 0.01, 0.99)
+    d = decompose(table["income"], table["children"], table["la"])
+    log_rate = -3.0 + b_w * d.w + 0.2 * d.m_c[d.la_index] + field.effect
+    table["referrals"] = rng.poisson(table["children"] * np.exp(log_rate))
+    truth = {"sd": sd, "rho": rho, "b_w": b_w, "effect": field.effect}
+    return table, frame, truth
+
+
+def with_field(
+    table: pd.DataFrame,
+    truth: dict,
+    pairs: NeighbourPairs,
+    sd: float,
+    rho: float,
+    seed: int = 0,
+) -> tuple[pd.DataFrame, dict]:
+    """Redraw a synthetic England's counts with a BYM2 field on its neighbour graph.
+
+    Every outcome's counts are drawn again, as :func:`socialgradient.data.synthetic.england.
+    simulate` draws them (negative binomial around ``children * exp(a_l + b_l w)``, the
+    truth's LA effects and ``phi``) with ``b``, one BYM2 field shared by the outcomes
+    (:func:`draw_bym2`), added to the log rate; the other columns are unchanged.
+
+    Parameters
+    ----------
+    table, truth : DataFrame, dict
+        ``simulate``'s table and truth.
+    pairs : NeighbourPairs
+        The graph (``data/synthetic_neighbours.csv.gz`` for the full-size England).
+    sd, rho : float
+        The field's truth (log-rate units; spatial share).
+    seed : int
+        Seed of the field and the counts (their own stream).
+
+    Returns
+    -------
+    tuple of (DataFrame, dict)
+        The table and the truth with ``spatial``: ``sd``, ``rho``, ``seed``, the field's
+        realised SD and Moran's I.
+    """
+    from socialgradient.data.deprivation import decompose
+    from socialgradient.data.neighbours import build_adjacency
+
+    adjacency = build_adjacency(pairs, table["lsoa"].astype(str).to_numpy(), unknown="drop")
+    rng = np.random.default_rng([int(seed), 29])
+    field = draw_bym2(adjacency, sd, rho, rng)
+    d = decompose(table["income"], table["children"], table["la"])
+    out = table.copy()
+    exposure = table["children"].to_numpy(dtype=float)
+    for outcome, t in truth["thresholds"].items():
+        a_la = np.array([t["la"][str(code)]["a_la"] for code in d.la])
+        b_la = np.array([t["la"][str(code)]["b_la"] for code in d.la])
+        mu = exposure * np.exp(a_la[d.la_index] + b_la[d.la_index] * d.w + field.effect)
+        out[outcome] = rng.poisson(rng.gamma(t["phi"], mu / t["phi"])).astype(np.int64)
+    z = field.effect - field.effect.mean()
+    i, j = adjacency.edges[:, 0], adjacency.edges[:, 1]
+    moran = len(z) / len(i) * float(np.sum(z[i] * z[j])) / float(np.sum(z * z))
+    spatial = {
+        "sd": sd,
+        "rho": rho,
+        "seed": int(seed),
+        "realised_sd": float(field.effect.std()),
+        "morans_i": moran,
+        "graph": pairs.source.replace("\\", "/").rsplit("/", 1)[-1],
+        "definition": "log rate + b_lsoa, b ~ BYM2(sd, rho) on the graph, shared by outcomes",
+    }
+    return out, {**truth, "spatial": spatial}

@@ -10,6 +10,7 @@ from socialgradient.model.terms.la_effects import LAEffects
 from socialgradient.model.terms.la_moderators import LAModerators
 from socialgradient.model.terms.la_outcome import LAOutcomeTerm
 from socialgradient.model.terms.moderators import NeighbourhoodModerators
+from socialgradient.model.terms.spatial import SpatialEffect
 from socialgradient.model.terms.strata import Strata
 from socialgradient.model.terms.trend import Trend
 
@@ -20,6 +21,7 @@ TERMS: tuple[type[Term], ...] = (
     Strata,
     Trend,
     NeighbourhoodModerators,
+    SpatialEffect,
 )
 
 __all__ = [
@@ -29,6 +31,7 @@ __all__ = [
     "LAModerators",
     "LAOutcomeTerm",
     "NeighbourhoodModerators",
+    "SpatialEffect",
     "Strata",
     "Term",
     "Trend",
