@@ -19,6 +19,7 @@ Example ``models/national_referrals.toml``::
     la_data = ""               # LA table (one row per LA, column `la`), relative to this file
     la_moderators = []         # its columns: enter the means of the LA intercept and slope
     la_effects = "auto"        # "centred", "noncentred" or "auto" (per LA, by information)
+    curve = "log-linear"       # or "spline": a penalised spline in w (model/terms/curve.py)
     target_accept = 0.8
 
     [priors]                   # scales (and a's mean); defaults in socialgradient.model.build
@@ -83,6 +84,7 @@ def _meta(**kw) -> msgspec.Meta:
 Family = Literal["negbin", "poisson", "binomial"]
 Sampler = Literal["nutpie", "pymc", "numpyro"]
 LAEffects = Literal["auto", "centred", "noncentred"]
+Curve = Literal["log-linear", "spline"]
 #: draws and tune per chain
 Count = Annotated[int, _meta(ge=1, le=1_000_000, description="an integer from 1 to 1000000")]
 Chains = Annotated[int, _meta(ge=1, le=64, description="an integer from 1 to 64")]
@@ -151,6 +153,7 @@ class Priors:
     trend_slope: PositiveNumber = 0.5  # per standard deviation of the stratum trend's column
     moderator_intercept: PositiveNumber = 1.0  # per standard deviation of the moderator
     moderator_slope: PositiveNumber = 0.5  # per standard deviation of the moderator
+    curve_sd: PositiveNumber = 0.5  # spline curve: RMS departure from log-linear (log scale)
 
     _where = "priors."
 
@@ -311,6 +314,7 @@ class Spec(SpecMethods):
     la_data: str = ""
     la_moderators: tuple[str, ...] = ()
     la_effects: LAEffects = "auto"
+    curve: Curve = "log-linear"  # or "spline": a penalised spline of w (model/terms/curve.py)
     target_accept: TargetAccept = 0.8
     outcomes: tuple[str, ...] = ()  # thresholds of a joint model, in order (outcome = first)
     records: RecordsTable | None = None  # fitted to the synthetic records' aggregate
@@ -344,6 +348,11 @@ class Spec(SpecMethods):
             raise SpecError(
                 "a joint spec lists at least two outcomes, `outcome` being the "
                 f"first: got outcome={self.outcome!r}, outcomes={self.outcomes}"
+            )
+        if self.curve != "log-linear" and self.outcomes:
+            raise SpecError(
+                f"curve = {self.curve!r} is for a single-outcome spec, not a joint one "
+                f"(outcomes = {list(self.outcomes)})"
             )
         if self.la_moderators and not self.la_data:
             raise SpecError("la_moderators need la_data: the LA table they are columns of")
@@ -408,7 +417,7 @@ class Spec(SpecMethods):
 
 #: Prior scales added after the ``[priors]`` table existed: left out of the canonical JSON at
 #: their defaults, so a spec with other priors set keeps its hash.
-_NEW_PRIOR_DEFAULTS = {"trend_intercept": 1.0, "trend_slope": 0.5}
+_NEW_PRIOR_DEFAULTS = {"trend_intercept": 1.0, "trend_slope": 0.5, "curve_sd": 0.5}
 _NEW_DEFAULTS = {
     "trials": "",
     "neighbourhood_moderators": [],
@@ -424,6 +433,7 @@ _NEW_DEFAULTS = {
     "la_outcome": None,
     "strata": [],
     "stratum_trend": "",
+    "curve": "log-linear",
 }
 
 
