@@ -108,6 +108,7 @@ Fraction = Annotated[
 FAMILIES: tuple[str, ...] = typing.get_args(Family)
 SAMPLERS: tuple[str, ...] = typing.get_args(Sampler)
 LA_EFFECTS: tuple[str, ...] = typing.get_args(LAEffects)
+CURVES: tuple[str, ...] = typing.get_args(Curve)
 
 
 # -- checking values against the field types (msgspec) --------------------------------------

@@ -4,7 +4,8 @@ The parser is :mod:`socialgradient.cli.parsing` (its shared options
 :mod:`socialgradient.cli.options`); the input commands ``data`` and ``census`` are
 :mod:`socialgradient.cli.inputs`, the others :mod:`socialgradient.cli.commands`.
 
-* ``simulate --out DIR [--seed N] [--scale F]``: write a synthetic England (Parquet + truth).
+* ``simulate --out DIR [--seed N] [--scale F] [--curvature K]``: write a synthetic England
+  (Parquet + truth; ``--curvature``: a curved deprivation effect).
 * ``fit DATA --outcome COL --out DIR [--family ...] [--draws N] ...``: fit the national
   model to a neighbourhood table and write every output (:mod:`socialgradient.release.report`).
 * ``data build SHARED_DIR --out DIR [--format parquet] [--la-year Y]``: assemble the

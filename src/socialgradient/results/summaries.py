@@ -19,7 +19,7 @@ import pandas as pd
 import xarray as xr
 
 from socialgradient.model import families, la_outcome, parameterisation
-from socialgradient.results import checks, gradients
+from socialgradient.results import checks, curve, gradients
 from socialgradient.results.gradients import national
 from socialgradient.sampling.joint import _select, outcomes
 
@@ -211,6 +211,8 @@ def summary(tree: xr.DataTree, diagnostics: dict | None = None) -> dict:
         out["stratum_contrast"] = stratum_contrasts(strata)
     if "trend_effect" in post:
         out["stratum_trend"] = trend_summary(post, tree.attrs.get("stratum_trend", ""))
+    if "curve_coef" in post:  # a spline fit: its local gradients at the income deciles
+        out["curve"] = curve.summary(tree)
     out["diagnostics"] = diagnostics if diagnostics is not None else checks.diagnose(tree)
     out["model"] = {
         "outcome": tree.attrs["outcome"],

@@ -22,7 +22,13 @@ import xarray as xr
 from socialgradient.data.deprivation import UNIT
 from socialgradient.model import families
 from socialgradient.model.data import NeighbourhoodData
-from socialgradient.model.terms import TERMS, LAEffects, LAModerators, NeighbourhoodModerators
+from socialgradient.model.terms import (
+    TERMS,
+    Curve,
+    LAEffects,
+    LAModerators,
+    NeighbourhoodModerators,
+)
 
 
 def thin(posterior: xr.Dataset, max_draws: int) -> xr.Dataset:
@@ -170,8 +176,8 @@ def predict(tree: xr.DataTree, table: pd.DataFrame, seed: int = 0) -> xr.Dataset
     Dataset
         ``rate_per_10k`` (log-link families: per 10,000 of exposure; binomial: the
         proportion per 10,000 trials) and ``gradient`` (exp of the row's slope: rate or
-        odds ratio per 10 points), dims (chain, draw, row); ``new_la`` (dims row) marks
-        rows whose LA was not in the fit.
+        odds ratio per 10 points; a spline fit's local slope there), dims (chain, draw,
+        row); ``new_la`` (dims row) marks rows whose LA was not in the fit.
     """
     if tree.attrs.get("strata", "[]") != "[]" or tree.attrs.get("stratum_trend"):
         raise ValueError(
@@ -219,6 +225,11 @@ def predict(tree: xr.DataTree, table: pd.DataFrame, seed: int = 0) -> xr.Dataset
     effect = effect[:, :, [position[c] for c in la]]
     slope = effect[..., 1]
     eta = effect[..., 0] + slope * w
+    spline = fitted.term(Curve)
+    if spline is not None:  # the curve f(w) and its slope f'(w) at the new rows' w
+        coef = post["curve_coef"].transpose("chain", "draw", "curve_basis").values
+        eta = eta + coef @ spline.basis(w).T
+        slope = slope + coef @ spline.slopes(w).T
     if moderators is not None:
         mean, _ = moderators.scaling(fitted)
         z = table[list(names)].to_numpy(float) - mean
