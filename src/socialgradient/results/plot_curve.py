@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
+from matplotlib.ticker import LogFormatter
 
 from socialgradient.data.deprivation import UNIT
 from socialgradient.results import curve
@@ -21,6 +22,16 @@ from socialgradient.results.gradients import _exp, describe
 
 #: Points of the drawn curves between the lowest and highest decile's mean income.
 N_GRID = 80
+
+
+def _band(ax, x: np.ndarray, draws: xr.DataArray, color: str, label: str) -> None:
+    """Median line with 95% (light) and 80% (darker) equal-tailed bands, as in ``plots``."""
+    summary = describe(draws)
+    for name, alpha in (("eti95", 0.18), ("eti80", 0.3)):
+        bounds = summary[name]
+        lower, upper = bounds.sel(ci_bound="lower"), bounds.sel(ci_bound="upper")
+        ax.fill_between(x, lower, upper, color=color, alpha=alpha, linewidth=0)
+    ax.plot(x, summary["median"].values, color=color, label=label)
 
 
 def _local_gradient(tree: xr.DataTree, income: np.ndarray) -> xr.DataArray:
@@ -52,9 +63,6 @@ def deprivation_curve(tree: xr.DataTree, observed=None) -> Figure:
     Figure
         Two axes: rates (log axis) and local gradient scores, each with 80%/95% bands.
     """
-    # plots imports this module for its FIGURES: its helpers are taken when drawing
-    from socialgradient.results.plots import _band, _log_y
-
     if observed is None:
         point, rate = curve.observed(tree)
         observed = (100 * point, rate)
@@ -65,15 +73,16 @@ def deprivation_curve(tree: xr.DataTree, observed=None) -> Figure:
     income = np.linspace(x_obs[finite].min(), x_obs[finite].max(), N_GRID) / 100
     fig = Figure(figsize=(11, 4.5), layout="constrained")
     left, right = fig.subplots(1, 2)
-    _band(left, 100 * income, describe(curve.rates(tree, income)), "C0", "model")
+    _band(left, 100 * income, curve.rates(tree, income), "C0", "model (80%, 95%)")
     keep = finite & np.isfinite(rate_obs) & (rate_obs > 0)
     left.plot(x_obs[keep], rate_obs[keep], "o", color="k", label="observed, by income decile")
-    _log_y(left)
+    left.set_yscale("log")  # plain-number ticks (200, not 2 x 10^2), as in ``plots``
+    left.yaxis.set_major_formatter(LogFormatter())
+    left.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False))
     left.set_xlabel("Neighbourhood income deprivation (% of families)")
     left.set_ylabel(f"{tree.attrs['outcome']} per 10,000 {tree.attrs.get('exposure', 'children')}")
     left.legend(loc="upper left", fontsize="small")
-    grad = describe(_local_gradient(tree, income))
-    _band(right, 100 * income, grad, "C1", "local gradient (80%, 95%)")
+    _band(right, 100 * income, _local_gradient(tree, income), "C1", "local gradient (80%, 95%)")
     headline = float(describe(_exp(tree["posterior"].to_dataset()["b_w"]))["median"])
     right.axhline(headline, color="k", linestyle="--", label=f"headline exp(b_w) {headline:.2f}")
     right.axhline(1.0, color="0.6", linewidth=0.8)
