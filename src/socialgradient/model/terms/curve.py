@@ -5,7 +5,7 @@ r"""A flexible deprivation curve: a penalised spline of within-LA deprivation.
 .. math::
 
     \log \mathrm{E}[y_i] = \log n_i + \alpha_l + \beta_l w_i + f(w_i), \qquad
-    f(w) = \sigma_f \sum_k Z_k(w)\, u_k, \quad u_k \sim \mathrm{Normal}(0, 1),
+    f(w) = \sum_k Z_k(w)\, \gamma_k, \quad \gamma_k \sim \mathrm{Normal}(0, \sigma_f^2),
 
 with the LA-varying slopes :math:`\beta_l` (and their hierarchy) kept as they are.
 
@@ -17,13 +17,13 @@ The basis :math:`Z` is a P-spline (Eilers and Marx) in mixed-model form:
    linear part);
 2. the second-difference (random-walk-2) penalty :math:`D^\top D` on the B-spline
    coefficients, eigen-decomposed: its null space (constant and linear in ``w``) is dropped
-   and the other eigenvectors are scaled by :math:`\lambda^{-1/2}`, so i.i.d. standard
-   normal :math:`u` is the P-spline prior (smooth departures get most of the variance);
+   and the other eigenvectors are scaled by :math:`\lambda^{-1/2}`, so i.i.d. normal
+   :math:`\gamma` is the P-spline prior (smooth departures get most of the variance);
 3. each column is made orthogonal to :math:`[1, w]` under the rows' child weights, so
    :math:`f` has child-weighted mean 0 and no child-weighted linear trend in ``w``: ``a``
    keeps its meaning and ``b_w`` stays the child-weighted log-linear summary of the curve
    (the headline gradients are defined as before, and comparable with a log-linear fit's);
-4. the whole basis is scaled so that, under the prior, the child-weighted mean of
+4. the whole basis is scaled so that the prior expectation of the child-weighted mean of
    :math:`(f/\sigma_f)^2` over the rows is 1.
 
 So ``curve_sd`` (:math:`\sigma_f`) is the root-mean-square departure of the log rate from its
@@ -38,10 +38,17 @@ A *local gradient* at within-LA deprivation :math:`w_0`, for an averagely depriv
 headline ``gradient_mean_la`` = :math:`\exp(b_w)`, which is their child-weighted log-linear
 summary. :mod:`socialgradient.results.curve` reports them at the income deciles.
 
-The posterior keeps ``curve_sd`` and ``curve_coef`` = :math:`\sigma_f u` (dims
-``curve_basis``); the fit keeps the basis's definition in ``constant_data``
-(``curve_knots``, ``curve_transform``, ``curve_projection``), so :meth:`Curve.basis` and
-:meth:`Curve.slopes` evaluate :math:`Z` and :math:`Z'` at any ``w`` after sampling.
+The coefficients are sampled *centred* (``curve_coef`` itself, not :math:`\sigma_f` times a
+standard normal): measured on a curved-truth table of 1,644 LSOAs (``tests/test_curve.py``'s)
+the non-centred form gave 16 divergences in 600 draws and an ESS of 41 for ``curve_sd``, the
+centred form none (R-hat and ESS as the log-linear fit's), and on a log-linear truth no
+divergences either; the curve is a shape shared by every row, which England-sized data pin
+down.
+
+The posterior keeps ``curve_sd`` and ``curve_coef`` (dims ``curve_basis``); the fit keeps
+the basis's definition in ``constant_data`` (``curve_knots``, ``curve_transform``,
+``curve_projection``), so :meth:`Curve.basis` and :meth:`Curve.slopes` evaluate :math:`Z`
+and :math:`Z'` at any ``w`` after sampling.
 """
 
 from __future__ import annotations
@@ -95,7 +102,6 @@ class Curve(Term):
     name = "curve"
     spec_keys = ("curve",)
     reported = ("curve_sd", "curve_coef")
-    derived = ("curve_z",)
     on_rows = True
 
     @classmethod
@@ -195,12 +201,11 @@ class Curve(Term):
         return [self.knots, self.transform, self.projection]
 
     def rows(self, ctx: Context) -> None:
-        r"""Add :math:`f(w) = Z(w)\, \sigma_f u` to the rows (and ``y Z`` to the linear part)."""
+        r"""Add :math:`f(w) = Z(w)\, \gamma` to the rows (and ``y Z`` to the linear part)."""
         data, order = ctx.data, ctx.order
         z = self.basis(data.w)
         sd = pm.HalfNormal("curve_sd", ctx.priors.curve_sd)
-        u = pm.Normal("curve_z", 0.0, 1.0, dims="curve_basis")
-        coef = pm.Deterministic("curve_coef", sd * u, dims="curve_basis")
+        coef = pm.Normal("curve_coef", 0.0, sd, dims="curve_basis")  # centred: see the module
         ctx.eta = ctx.eta + pt.as_tensor(z[order]) @ coef
         ctx.linear = ctx.linear + pt.dot(data.y @ z, coef)
 
