@@ -219,6 +219,7 @@ def test_cli_simulate_curvature_and_fit_curve_option(tmp_path):
 
 
 # -- recovery: small England-shaped tables (1,644 LSOAs in 150 LAs), 2 chains x 300 draws --
+# (a 300-draw chain is enough for the curve; its LA effects WARN on R-hat, as a log-linear fit's)
 
 RECOVERY = {"seed": 3, "scale": 0.05}
 
@@ -241,16 +242,19 @@ def fit_both(curvature: float) -> tuple[dict, dict, dict]:
 
 
 @pytest.mark.slow
-def test_curved_truth_prefers_the_spline_and_its_local_gradients_cover_the_truth():
-    fits, result, truth = fit_both(curvature=-0.3)
-    # measured (seed 3): elpd_diff 40.7, se 8.9, z 4.6
+@pytest.mark.parametrize("curvature", [-0.3, 0.2])
+def test_curved_truth_prefers_the_spline_and_its_local_gradients_cover_the_truth(curvature):
+    fits, result, truth = fit_both(curvature)
+    # measured (seed 3): elpd_diff 41.4, se 8.7, z 4.8 (-0.3); 22.2, 7.0, 3.2 (+0.2)
     assert result["preferred"] == "spline"
     assert result["z"] > 2
     rows = summary(fits["spline"])["curve"]["local_gradients"]
     true = truth["curve"]["local_gradients"]
-    for decile in (2, 5, 9):  # low, middle, high
-        r, t = rows[decile - 1], true[decile - 1]
-        assert r["lo95"] <= t["gradient"] <= r["hi95"], (decile, r, t)
+    covered = [r["lo95"] <= t["gradient"] <= r["hi95"] for r, t in zip(rows, true, strict=True)]
+    assert covered[0]  # low
+    assert covered[4]  # middle
+    assert covered[9]  # high
+    assert sum(covered) >= 9
     # the log-linear fit's one slope misses the low and high ends
     flat = curve.summary(fits["log-linear"])["local_gradients"]
     missed = [
@@ -263,6 +267,7 @@ def test_curved_truth_prefers_the_spline_and_its_local_gradients_cover_the_truth
 @pytest.mark.slow
 def test_log_linear_truth_does_not_prefer_the_spline_and_keeps_the_headline():
     fits, result, truth = fit_both(curvature=0.0)
+    # measured (seed 3): elpd_diff 1.4, se 2.0, z 0.7; b_w 0.469 (spline), 0.471 (log-linear)
     assert result["preferred"] != "spline"
     assert result["z"] <= 2
     b_w = {k: float(v["posterior"]["b_w"].median()) for k, v in fits.items()}
