@@ -83,9 +83,30 @@ def test_sufficient_and_pointwise_graphs_are_the_same_density():
     data = spline_data()
     spec = Spec("referrals", curve="spline")
     model = build_model(data, spec)
-    assert {"curve_sd", "curve_coef"} <= set(model.free_RVs) | {v.name for v in model.free_RVs}
+    free = {v.name for v in model.free_RVs}
+    assert "curve_sd" in free
+    assert "curve_coef" in model.named_vars
     assert model.named_vars_to_dims["curve_coef"] == ("curve_basis",)
     assert_same_density(model, build_model(data, spec, likelihood="pointwise"))
+
+
+def test_geometry_follows_the_score_test_for_a_curve():
+    """Non-centred without a clear curve (a scale near 0 is a funnel), centred with one."""
+    spec = Spec("referrals", curve="spline")
+    flat = england.simulate(seed=3, scale=0.05)
+    bent = england.simulate(seed=3, scale=0.05, curvature=-0.3)
+    data = {
+        k: NeighbourhoodData.from_spec(v.table, "referrals", spec)
+        for k, v in (("flat", flat), ("bent", bent))
+    }
+    strength = {k: d.term(Curve).strength(d) for k, d in data.items()}
+    assert strength["flat"] < 2  # about 1 without a curve (measured 1.08)
+    assert strength["bent"] > 5  # measured 6.3
+    free = {k: {v.name for v in build_model(d, spec).free_RVs} for k, d in data.items()}
+    assert "curve_z" in free["flat"]
+    assert "curve_coef" not in free["flat"]
+    assert "curve_coef" in free["bent"]
+    assert "curve_z" not in free["bent"]
 
 
 def test_row_eta_matches_the_model_pointwise_log_likelihood():

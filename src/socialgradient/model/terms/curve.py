@@ -38,12 +38,13 @@ A *local gradient* at within-LA deprivation :math:`w_0`, for an averagely depriv
 headline ``gradient_mean_la`` = :math:`\exp(b_w)`, which is their child-weighted log-linear
 summary. :mod:`socialgradient.results.curve` reports them at the income deciles.
 
-The coefficients are sampled *centred* (``curve_coef`` itself, not :math:`\sigma_f` times a
-standard normal): measured on a curved-truth table of 1,644 LSOAs (``tests/test_curve.py``'s)
-the non-centred form gave 16 divergences in 600 draws and an ESS of 41 for ``curve_sd``, the
-centred form none (R-hat and ESS as the log-linear fit's), and on a log-linear truth no
-divergences either; the curve is a shape shared by every row, which England-sized data pin
-down.
+Geometry. Where the data show a clear curve the coefficients are sampled *centred*
+(``curve_coef`` itself); where they do not, *non-centred* (``curve_sd`` times standard normals,
+``curve_z``), chosen by a score test at a per-LA log-linear fit (:meth:`Curve.strength`,
+above :data:`CENTRED_ABOVE`): the same posterior either way. Measured on tables of 1,644
+LSOAs (``tests/test_curve.py``'s): with a curve the non-centred form gave 16 divergences in
+600 draws and a bulk ESS of 41 for ``curve_sd``; without one the centred form gave 9
+divergences (``curve_sd`` stuck at 0.005, ESS 21), the funnel of a scale near 0.
 
 The posterior keeps ``curve_sd`` and ``curve_coef`` (dims ``curve_basis``); the fit keeps
 the basis's definition in ``constant_data`` (``curve_knots``, ``curve_transform``,
@@ -63,12 +64,16 @@ import pytensor.tensor as pt
 import xarray as xr
 from scipy.interpolate import BSpline
 
+from socialgradient.model import families, parameterisation
 from socialgradient.model.terms.base import Context, Term
 
 #: Equally spaced B-spline segments over the range of ``w`` (13 cubic B-splines, 11 basis
 #: columns once the straight lines are dropped); the penalty, not the count, sets smoothness.
 SEGMENTS = 10
 DEGREE = 3
+#: :meth:`Curve.strength` above which the coefficients are sampled centred (11 degrees of
+#: freedom: without a curve the statistic is about 1, above 3 with probability ~0.0003).
+CENTRED_ABOVE = 3.0
 CURVES = ("log-linear", "spline")
 
 
@@ -102,6 +107,7 @@ class Curve(Term):
     name = "curve"
     spec_keys = ("curve",)
     reported = ("curve_sd", "curve_coef")
+    derived = ("curve_z",)
     on_rows = True
 
     @classmethod
@@ -177,6 +183,35 @@ class Curve(Term):
         """Return :math:`Z'(w)`, dims (row, curve_basis): ``f'(w) = Z'(w) @ curve_coef``."""
         return _design(self.knots, w, deriv=1) @ self.transform - self.projection[1]
 
+    def strength(self, data: Any) -> float:
+        r"""Return the score statistic for a curve, per degree of freedom (about 1 without one).
+
+        The score test of :math:`\gamma = 0` at a per-LA fit of intercepts and slopes
+        (:func:`socialgradient.model.parameterisation.la_fit`, Poisson or logistic working
+        model): :math:`U^\top I^{-1} U / (k \hat\phi)` with :math:`U = \tilde Z^\top (y -
+        \mu)`, :math:`I = \tilde Z^\top W \tilde Z`, :math:`\tilde Z` the basis less its
+        per-LA weighted projection on :math:`[1, w]` and :math:`\hat\phi \ge 1` the Pearson
+        dispersion, so overdispersed counts do not pass for a curve.
+        """
+        binomial = data.trials is not None
+        working = families.get("binomial" if binomial else "poisson")
+        _, mean, weight = parameterisation.la_fit(data, working)
+        idx, n_la, w = data.la_index, len(data.la), data.w
+        z = self.basis(w)
+        s = [np.bincount(idx, weight * w**j, n_la) for j in range(3)]
+        det = s[0] * s[2] - s[1] ** 2 + 1e-12 * (1 + s[0] ** 2)
+        t0 = np.stack([np.bincount(idx, weight * col, n_la) for col in z.T], 1)
+        t1 = np.stack([np.bincount(idx, weight * w * col, n_la) for col in z.T], 1)
+        c0 = (s[2][:, None] * t0 - s[1][:, None] * t1) / det[:, None]
+        c1 = (s[0][:, None] * t1 - s[1][:, None] * t0) / det[:, None]
+        z = z - c0[idx] - c1[idx] * w[:, None]
+        resid = data.y - mean
+        score = z.T @ resid
+        info = z.T @ (weight[:, None] * z)
+        dof = max(1, len(data.y) - 2 * n_la)
+        phi = max(1.0, float(np.sum(resid**2 / np.maximum(weight, 1e-12)) / dof))
+        return float(score @ np.linalg.lstsq(info, score, rcond=None)[0]) / (len(score) * phi)
+
     def coords(self) -> dict[str, list]:
         """Return the ``curve_basis`` coordinate."""
         return {"curve_basis": list(range(self.transform.shape[1]))}
@@ -205,7 +240,11 @@ class Curve(Term):
         data, order = ctx.data, ctx.order
         z = self.basis(data.w)
         sd = pm.HalfNormal("curve_sd", ctx.priors.curve_sd)
-        coef = pm.Normal("curve_coef", 0.0, sd, dims="curve_basis")  # centred: see the module
+        if self.strength(data) > CENTRED_ABOVE:  # a clear curve: centred (see the module)
+            coef = pm.Normal("curve_coef", 0.0, sd, dims="curve_basis")
+        else:  # no clear curve: curve_sd may be near 0, where the centred form is a funnel
+            z_std = pm.Normal("curve_z", 0.0, 1.0, dims="curve_basis")
+            coef = pm.Deterministic("curve_coef", sd * z_std, dims="curve_basis")
         ctx.eta = ctx.eta + pt.as_tensor(z[order]) @ coef
         ctx.linear = ctx.linear + pt.dot(data.y @ z, coef)
 
