@@ -21,7 +21,7 @@ from socialgradient.model.terms import Curve
 from socialgradient.results import compare, curve, plots
 from socialgradient.results.summaries import summary
 from socialgradient.sampling import predict
-from socialgradient.sampling.fit import assemble
+from socialgradient.sampling.fit import assemble, save
 from socialgradient.spec import Priors, Spec, SpecError
 from textbook import assert_same_density
 
@@ -184,11 +184,16 @@ def test_summary_figure_and_saved_definition_of_a_spline_fit(tmp_path):
     assert sg.plot(plain, "deprivation_curve").axes  # both forms can be drawn
 
 
-def test_compare_and_predict_between_forms():
+def test_compare_and_predict_between_forms(tmp_path):
     tree, plain = curved_tree(), fake_tree()
     out = compare.compare(tree, plain, names=("spline", "log-linear"))
     assert out["rows"]["n"] == len(fake_table())
     assert np.isfinite(out["se"])
+    # saved and reloaded (the basis from constant_data): the same comparison
+    save(tree, tmp_path / "spline.nc")
+    save(plain, tmp_path / "plain.nc")
+    again = compare.compare(tmp_path / "spline.nc", tmp_path / "plain.nc")
+    assert again["elpd_diff"] == pytest.approx(out["elpd_diff"])
     table = fake_table().head(5)
     got = predict.predict(tree, table)
     basis = predict.encoded_data(tree).term(Curve)
