@@ -45,9 +45,10 @@ above :data:`CENTRED_ABOVE`): the same posterior either way. Measured on tables 
 LSOAs (``tests/test_curve.py``'s): with a curve the non-centred form gave 16 divergences in
 600 draws and a bulk ESS of 41 for ``curve_sd``; without one the centred form gave 9
 divergences (``curve_sd`` stuck at 0.005, ESS 21), the funnel of a scale near 0. On the
-default England (no curve, 32,844 LSOAs) the non-centred form needed ``target_accept = 0.95``
-(20 divergences at 0.8, 1 at 0.95; the centred form 1 at 0.8): data that size pin even a
-flat curve's coefficients down, and a per-component choice is the next step.
+default England (no curve, 32,844 LSOAs) the non-centred form needed ``target_accept =
+0.95`` (10 to 20 divergences in 600 draws at 0.8, 1 at 0.95; the centred form 1 at 0.8):
+data that size pin even a flat curve's coefficients down, and a per-component choice is the
+next step (``docs/curve.md``).
 
 The posterior keeps ``curve_sd`` and ``curve_coef`` (dims ``curve_basis``); the fit keeps
 the basis's definition in ``constant_data`` (``curve_knots``, ``curve_transform``,
