@@ -21,6 +21,7 @@ Example ``models/national_referrals.toml``::
     la_effects = "auto"        # "centred", "noncentred" or "auto" (per LA, by information)
     spatial = ""               # "bym2": a BYM2 LSOA effect (docs/spatial.md)
     neighbours = ""            # its lsoa,neighbour CSV (relative to this file), or "lsoa11"
+    curve = "log-linear"       # or "spline": a penalised spline in w (model/terms/curve.py)
     target_accept = 0.8
 
     [priors]                   # scales (and a's mean); defaults in socialgradient.model.build
@@ -93,6 +94,7 @@ Sampler = Literal["nutpie", "pymc", "numpyro"]
 Stop = Literal["draws", "target"]
 LAEffects = Literal["auto", "centred", "noncentred"]
 Spatial = Literal["", "bym2"]
+Curve = Literal["log-linear", "spline"]
 #: draws and tune per chain
 Count = Annotated[int, _meta(ge=1, le=1_000_000, description="an integer from 1 to 1000000")]
 Chains = Annotated[int, _meta(ge=1, le=64, description="an integer from 1 to 64")]
@@ -127,6 +129,7 @@ Fraction = Annotated[
 FAMILIES: tuple[str, ...] = typing.get_args(Family)
 SAMPLERS: tuple[str, ...] = typing.get_args(Sampler)
 LA_EFFECTS: tuple[str, ...] = typing.get_args(LAEffects)
+CURVES: tuple[str, ...] = typing.get_args(Curve)
 
 
 # -- checking values against the field types (msgspec) --------------------------------------
@@ -215,6 +218,7 @@ class Priors:
     b_x_mean: Number = 0.0
     fixed: FixedFamily = "normal"
     fixed_nu: PositiveNumber = 3
+    curve_sd: PositiveNumber = 0.5  # spline curve: RMS departure from log-linear (log scale)
 
     _where = "priors."
 
@@ -380,6 +384,7 @@ class Spec(SpecMethods):
     la_data: str = ""
     la_moderators: tuple[str, ...] = ()
     la_effects: LAEffects = "auto"
+    curve: Curve = "log-linear"  # or "spline": a penalised spline of w (model/terms/curve.py)
     target_accept: TargetAccept = 0.8
     outcomes: tuple[str, ...] = ()  # thresholds of a joint model, in order (outcome = first)
     records: RecordsTable | None = None  # fitted to the synthetic records' aggregate
@@ -415,6 +420,11 @@ class Spec(SpecMethods):
             raise SpecError(
                 "a joint spec lists at least two outcomes, `outcome` being the "
                 f"first: got outcome={self.outcome!r}, outcomes={self.outcomes}"
+            )
+        if self.curve != "log-linear" and self.outcomes:
+            raise SpecError(
+                f"curve = {self.curve!r} is for a single-outcome spec, not a joint one "
+                f"(outcomes = {list(self.outcomes)})"
             )
         if self.la_moderators and not self.la_data:
             raise SpecError("la_moderators need la_data: the LA table they are columns of")
@@ -489,6 +499,7 @@ _NEW_PRIOR_DEFAULTS = {
     "b_x_mean": 0.0,
     "fixed": "normal",
     "fixed_nu": 3,
+    "curve_sd": 0.5,
 }
 _NEW_DEFAULTS = {
     "trials": "",
@@ -507,6 +518,7 @@ _NEW_DEFAULTS = {
     "stratum_trend": "",
     "spatial": "",
     "neighbours": "",
+    "curve": "log-linear",
 }
 
 

@@ -272,7 +272,8 @@ def plot(tree: xr.DataTree, kind: str):
     kind : str
         ``gradient_curve``, ``la_caterpillar``, ``la_forest``, ``la_map`` (needs the ONS
         boundaries, see :func:`socialgradient.results.maps.find_boundaries`),
-        ``inverse_intervention`` or ``ppc``.
+        ``inverse_intervention``, ``ppc`` or ``deprivation_curve`` (the curve and its local
+        gradients by income decile, :mod:`socialgradient.results.plot_curve`).
 
     Returns
     -------

@@ -4,8 +4,9 @@ The parser is :mod:`socialgradient.cli.parsing` (its shared options
 :mod:`socialgradient.cli.options`); the input commands ``data`` and ``census`` are
 :mod:`socialgradient.cli.inputs`, the others :mod:`socialgradient.cli.commands`.
 
-* ``simulate --out DIR [--seed N] [--scale F]``: write a synthetic England (Parquet + truth);
-  ``--spatial-sd SD [--spatial-rho R]`` adds a BYM2 field on the shipped real adjacency.
+* ``simulate --out DIR [--seed N] [--scale F] [--curvature K]``: write a synthetic England
+  (Parquet + truth); ``--curvature``: a curved deprivation effect; ``--spatial-sd SD
+  [--spatial-rho R]`` adds a BYM2 field on the shipped real adjacency.
 * ``fit DATA --outcome COL --out DIR [--family ...] [--draws N] ...``: fit the national
   model to a neighbourhood table and write every output (:mod:`socialgradient.release.report`);
   ``--spatial bym2 [--neighbours FILE]`` adds the BYM2 LSOA effect.

@@ -229,12 +229,14 @@ def _simulate(args) -> int:
 
     if not args.records and (args.years or args.geography):
         raise ValueError("--years and --geography apply to child-level records: add --records")
+    if args.curvature and args.geography is not None:
+        raise ValueError("--curvature applies to the synthetic England table, not --geography")
     from socialgradient.util import outputs
 
     outputs.check_destination(args.out)  # before simulating
     if args.geography is None:
         with step(log, "simulated the synthetic England (scale %s)", args.scale):
-            syn = england.simulate(seed=args.seed, scale=args.scale)
+            syn = england.simulate(seed=args.seed, scale=args.scale, curvature=args.curvature)
         if args.spatial_sd is not None:
             syn = _spatial_field(syn, args)
         england.write(syn, args.out)
@@ -338,6 +340,7 @@ def _fit(args, progress: bool) -> int:
         la_data=str(Path(args.la_data).resolve()) if args.la_data else None,
         la_moderators=args.la_moderators,
         la_effects=args.la_effects,
+        curve=args.curve,
         target_accept=args.target_accept,
         priors=_priors(args.prior or []) or None,
         spatial=args.spatial,

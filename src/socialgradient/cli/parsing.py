@@ -25,7 +25,7 @@ from socialgradient.cli.options import (
     _sampling,
     _target,
 )
-from socialgradient.spec import LA_EFFECTS
+from socialgradient.spec import CURVES, LA_EFFECTS
 
 # The checkout's data/ and models/, or the wheel's packaged copies (socialgradient.resources).
 DEFAULT_DATA = resources.path("data", "neighbourhoods.parquet")
@@ -100,6 +100,12 @@ def parser() -> argparse.ArgumentParser:
     sim.add_argument("--out", type=Path, required=True, help="output folder")
     sim.add_argument("--seed", type=int, default=2021, help="random seed")
     sim.add_argument("--scale", type=float, default=1.0, help="LSOAs per LA multiplier")
+    sim.add_argument(
+        "--curvature",
+        type=float,
+        default=0.0,
+        help="a curved deprivation effect: log rates gain K/2 w^2 (data/README.md; default 0)",
+    )
     sim.add_argument(
         "--years",
         action=ListOption,
@@ -185,6 +191,11 @@ def parser() -> argparse.ArgumentParser:
         "--la-effects",
         choices=LA_EFFECTS,
         help="LA-effect geometry (default: the spec's, auto: per LA, by information)",
+    )
+    f.add_argument(
+        "--curve",
+        choices=CURVES,
+        help="deprivation curve in w (default: the spec's, log-linear; spline: a penalised spline)",
     )
     f.add_argument(
         "--target-accept", type=float, help="NUTS target acceptance (default: the spec's, 0.8)"

@@ -79,3 +79,40 @@ def decompose(income, children, la) -> Decomposition:
         m_c=m_la - x_bar,
         x_bar=x_bar,
     )
+
+
+def income_deciles(income, children) -> tuple[np.ndarray, np.ndarray]:
+    """Return each row's income decile and each decile's child-weighted mean income.
+
+    The deciles are those of the figures and checks (:mod:`socialgradient.results.checks`):
+    rows ranked by ``income`` (ties in row order) and cut into ten groups of (nearly) equal
+    count, 0 = least deprived. A decile's point is the child-weighted mean income share of
+    its rows; for an averagely deprived LA it stands at ``w = 10 * point - x_bar``.
+
+    Parameters
+    ----------
+    income : array of float, dims (row,)
+        Share (0-1) of families in income deprivation.
+    children : array of float, dims (row,)
+        Child population of each row (the weights of the points).
+
+    Returns
+    -------
+    decile : ndarray of int, dims (row,)
+        0-9.
+    point : ndarray of float, dims (10,)
+        Child-weighted mean income share (0-1) of each decile.
+    """
+    income = np.asarray(income, dtype=float)
+    kids = np.asarray(children, dtype=float)
+    if len(income) < 10:
+        raise ValueError(f"income deciles need at least 10 rows, got {len(income)}")
+    decile = pd.qcut(pd.Series(income).rank(method="first"), 10, labels=False).to_numpy()
+    total = np.bincount(decile, weights=kids, minlength=10)
+    point = np.bincount(decile, weights=kids * income, minlength=10) / np.where(total > 0, total, 1)
+    empty = total <= 0
+    if empty.any():  # a decile of rows without children: its plain mean income
+        rows = np.bincount(decile, minlength=10)
+        plain = np.bincount(decile, weights=income, minlength=10) / rows
+        point = np.where(empty, plain, point)
+    return decile.astype(int), point

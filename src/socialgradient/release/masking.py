@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from socialgradient.data.deprivation import income_deciles
 from socialgradient.release import ledger as ledgers
 from socialgradient.release import perturbation
 from socialgradient.results import gradients
@@ -126,7 +127,8 @@ def release_summary(s: dict, tree: xr.DataTree, led: ledgers.Ledger, keys=None) 
     keyed id (an unkeyed hash of the LSOA table would confirm a guessed table), and with
     ``keys`` the national structure perturbed (``n_lsoa``, ``n_rows``: the fitted LSOAs are
     not a public count when a table leaves some out) and the national mean income given to
-    3 decimals with noise up to one LSOA's pull on it.
+    3 decimals with noise up to one LSOA's pull on it (and so a spline fit's income deciles'
+    mean incomes, ``curve.local_gradients[].income``).
     """
     s = json.loads(json.dumps(finite(s)))
     model = s.get("model", {})
@@ -148,4 +150,9 @@ def release_summary(s: dict, tree: xr.DataTree, led: ledgers.Ledger, keys=None) 
             z = np.zeros(len(ids), int)
             masked = _masked(tree, keys, z, 1)
             model["national_mean_income"] = round(float(masked["income"][0]), 3)
+        if "curve" in s:  # the income deciles' mean incomes, perturbed as the deciles' are
+            decile, _ = income_deciles(const["income"].values, const["children"].values)
+            income = _masked(tree, keys, decile, 10)["income"]
+            for row in s["curve"]["local_gradients"]:
+                row["income"] = round(float(income[row["decile"] - 1]), 3)
     return s

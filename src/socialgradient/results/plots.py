@@ -35,6 +35,7 @@ from socialgradient.results.plot_checks import (  # noqa: F401 (moved there; the
     ppc_plot,
 )
 from socialgradient.results.plot_checks import ratio_axis as _ratio_axis
+from socialgradient.results.plot_curve import deprivation_curve
 from socialgradient.util.files import atomic_write
 
 #: LA type -> (m_c, the matching score in :func:`socialgradient.results.gradients.national`).
@@ -344,6 +345,7 @@ FIGURES: dict[str, Callable[..., Figure]] = {
     "la_map": la_map,
     "inverse_intervention": inverse_intervention,
     "ppc": ppc_plot,
+    "deprivation_curve": deprivation_curve,  # written by save_all for spline fits only
 }
 
 
@@ -367,7 +369,8 @@ def save_all(
     -------
     dict
         Figure name (``gradient_curve``, ``la_caterpillar``, ``la_forest``, ``la_map`` when
-        the boundaries were found, ``inverse_intervention``, ``ppc``) -> path written.
+        the boundaries were found, ``inverse_intervention``, ``ppc``, ``deprivation_curve``
+        for a spline fit) -> path written.
     """
     _forget_unloaded_jax()
     paths = {}
@@ -376,9 +379,12 @@ def save_all(
         "gradient_curve": {"observed": observed},
         "ppc": {"checks": checks},
         "la_map": {"boundaries": found},
+        "deprivation_curve": {"observed": observed},
     }
     for name, draw in FIGURES.items():
-        if name == "la_map" and found is None:
+        if (name == "la_map" and found is None) or (
+            name == "deprivation_curve" and "curve_coef" not in tree["posterior"]
+        ):
             continue
         fig = draw(tree, **options.get(name, {}))
         try:

@@ -19,7 +19,7 @@ import pandas as pd
 import xarray as xr
 
 from socialgradient.model import families, la_outcome, parameterisation
-from socialgradient.results import checks, gradients, sensitivity, spatial
+from socialgradient.results import checks, curve, gradients, sensitivity, spatial
 from socialgradient.results.gradients import national
 from socialgradient.sampling.joint import _select, outcomes
 
@@ -213,6 +213,8 @@ def summary(tree: xr.DataTree, diagnostics: dict | None = None) -> dict:
         out["stratum_trend"] = trend_summary(post, tree.attrs.get("stratum_trend", ""))
     if "spatial_sd" in post:  # the BYM2 LSOA effect (socialgradient.results.spatial)
         out["spatial"] = spatial.spatial_summary(tree, interval)
+    if "curve_coef" in post:  # a spline fit: its local gradients at the income deciles
+        out["curve"] = curve.summary(tree)
     out["diagnostics"] = diagnostics if diagnostics is not None else checks.diagnose(tree)
     out["sensitivity"] = sensitivity.power_scaling(tree)
     out["diagnostics"] = sensitivity.flag(out["diagnostics"], out["sensitivity"])

@@ -25,6 +25,7 @@ from socialgradient.model import families
 from socialgradient.model.data import NeighbourhoodData
 from socialgradient.model.terms import (
     TERMS,
+    Curve,
     LAEffects,
     LAModerators,
     NeighbourhoodModerators,
@@ -199,8 +200,9 @@ def predict(
     Dataset
         ``rate_per_10k`` (log-link families: per 10,000 of exposure; binomial: the
         proportion per 10,000 trials) and ``gradient`` (exp of the row's slope: rate or
-        odds ratio per 10 points), dims (chain, draw, row); with ``counts``, ``count``
-        (dims chain, draw, row); ``new_la`` (dims row) marks rows whose LA was not in the fit.
+        odds ratio per 10 points; a spline fit's local slope there), dims (chain, draw,
+        row); with ``counts``, ``count`` (dims chain, draw, row); ``new_la`` (dims row)
+        marks rows whose LA was not in the fit.
     """
     fitted = encoded_data(tree)
     unsupported = [
@@ -266,6 +268,11 @@ def predict(
         coef = post["trend_effect"].transpose("chain", "draw", "effect").values
         eta = eta + coef[..., :1] * t + coef[..., 1:] * (t * w)
         slope = slope + coef[..., 1:] * t
+    spline = fitted.term(Curve)
+    if spline is not None:  # the curve f(w) and its slope f'(w) at the new rows' w
+        coef = post["curve_coef"].transpose("chain", "draw", "curve_basis").values
+        eta = eta + coef @ spline.basis(w).T
+        slope = slope + coef @ spline.slopes(w).T
     if moderators is not None:
         mean, _ = moderators.scaling(fitted)
         z = table[list(names)].to_numpy(float) - mean
@@ -295,7 +302,7 @@ def predict(
 
 
 #: the terms whose additions :func:`predict` makes (the LA effects, strata, a trend,
-#: moderators, a BYM2 LSOA effect)
+#: moderators, a BYM2 LSOA effect, a spline curve)
 _PREDICTED_TERMS = (
     LAEffects,
     Strata,
@@ -303,6 +310,7 @@ _PREDICTED_TERMS = (
     NeighbourhoodModerators,
     LAModerators,
     SpatialEffect,
+    Curve,
 )
 
 

@@ -26,7 +26,7 @@ How it is made (steps 1-3 draw from one ``numpy.random.Generator`` seeded with `
    drawn as a gamma-Poisson mixture. An LA's standardised effects are correlated (0.7) across
    thresholds -- LAs that intervene a lot do so at every stage -- which leaves each threshold's
    marginal model exactly as above. Counts are conditionally independent across thresholds
-   (not nested).
+   (not nested); ``simulate(curvature=k)`` adds a curve in ``w`` (:mod:`~.curve`).
 
 4. **Population, area and density** (a second stream, ``default_rng([seed, 7])``, so that
    every column and truth value above is the same as without it). Each LSOA gets a total
@@ -53,6 +53,7 @@ import logging
 import math
 import sys
 from dataclasses import dataclass
+from functools import partial
 from importlib import resources
 from pathlib import Path
 
@@ -61,7 +62,7 @@ import pandas as pd
 from scipy.special import expit, ndtr, ndtri
 
 from socialgradient.data.deprivation import UNIT, decompose
-from socialgradient.data.synthetic import context
+from socialgradient.data.synthetic import context, curve
 from socialgradient.util.files import atomic_write
 
 log = logging.getLogger(__name__)
@@ -259,6 +260,7 @@ def simulate(
     scale: float = 1.0,
     calibration: pd.DataFrame | None = None,
     parameters: dict | None = None,
+    curvature: float = 0.0,
 ) -> Synthetic:
     """Simulate the synthetic England.
 
@@ -280,9 +282,12 @@ def simulate(
         the counts) do not depend on it; counts of later outcomes share the random stream
         and so change too. Without it (the default) the table and truth are exactly the
         default England's.
+    curvature : float
+        A curved deprivation effect in every threshold (:mod:`~.curve`; 0, the default: none).
     """
     if not scale > 0:
         raise ValueError("scale must be positive")
+    kappa = curve.check(curvature)
     cal = load_calibration() if calibration is None else calibration
     cal = cal.sort_values("la", kind="stable").reset_index(drop=True)
     rng = np.random.default_rng(seed)
@@ -304,7 +309,7 @@ def simulate(
         own = rng.standard_normal((n_la, 2))
         e = math.sqrt(LA_EFFECT_SHARED) * shared + math.sqrt(1 - LA_EFFECT_SHARED) * own
         a_la, b_la = la_effects(t, m_c, e)
-        mu = exposure * np.exp(a_la[la_idx] + b_la[la_idx] * w)
+        mu = exposure * np.exp(a_la[la_idx] + b_la[la_idx] * w + curve.log_rate(w, kappa))
         lam = rng.gamma(t["phi"], mu / t["phi"])
         table[outcome] = rng.poisson(lam).astype(np.int64)
         t["la"] = {
@@ -316,6 +321,7 @@ def simulate(
             }
             for j, code in enumerate(dec.la)
         }
+        t.update(curve.entry(kappa, t["b_w"], w, table["income"], exposure, dec.x_bar))
         thresholds[outcome] = t
 
     # Everything below draws from its own stream: the table and truth above are unchanged.
@@ -350,7 +356,7 @@ def simulate(
         "x_bar": float(dec.x_bar),
         "unit": UNIT,
         "la_effect_shared": LA_EFFECT_SHARED,
-        "definitions": {**DEFINITIONS, **context.DEFINITIONS},
+        "definitions": {**DEFINITIONS, **context.DEFINITIONS, **curve.definitions(kappa)},
         "thresholds": thresholds,
         "density": density_truth,
         "la_indicators": indicator_truth,
@@ -365,15 +371,10 @@ def write(synthetic: Synthetic, out_dir) -> None:
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write(
-        out / "neighbourhoods.parquet",
-        lambda tmp: synthetic.table.to_parquet(tmp, index=False, compression="zstd"),
-    )
-    las = synthetic.las
-    if las is not None:
-        atomic_write(
-            out / "las.parquet", lambda tmp: las.to_parquet(tmp, index=False, compression="zstd")
-        )
+    for name, frame in (("neighbourhoods", synthetic.table), ("las", synthetic.las)):
+        if frame is not None:
+            parquet = partial(frame.to_parquet, index=False, compression="zstd")
+            atomic_write(out / f"{name}.parquet", parquet)
     text = json.dumps(synthetic.truth, indent=1) + "\n"
     atomic_write(
         out / "truth.json", lambda tmp: Path(tmp).write_text(text, encoding="utf-8", newline="\n")

@@ -6,6 +6,7 @@ add a new term's class at the end.
 """
 
 from socialgradient.model.terms.base import Context, Term
+from socialgradient.model.terms.curve import Curve
 from socialgradient.model.terms.la_effects import LAEffects
 from socialgradient.model.terms.la_moderators import LAModerators
 from socialgradient.model.terms.la_outcome import LAOutcomeTerm
@@ -22,11 +23,13 @@ TERMS: tuple[type[Term], ...] = (
     Trend,
     NeighbourhoodModerators,
     SpatialEffect,
+    Curve,
 )
 
 __all__ = [
     "TERMS",
     "Context",
+    "Curve",
     "LAEffects",
     "LAModerators",
     "LAOutcomeTerm",
