@@ -89,3 +89,20 @@ def test_a_fit_without_draws_for_the_likelihood_is_skipped_not_an_error():
     tree.attrs["spec"] = joint.to_json()
     assert "joint" in sensitivity.power_scaling(tree)["skipped"]
     assert sensitivity.flag({"verdict": "PASS", "reasons": []}, out)["verdict"] == "PASS"
+
+
+def test_too_few_draws_for_power_scaling_are_skipped_with_the_count():
+    """calibrate's replicates keep a handful of draws with a log-likelihood: no crash."""
+    spec = Spec("referrals")
+    sample = {"chain": [0, 1], "draw": np.arange(20)}
+    post = xr.Dataset({"a": (("chain", "draw"), np.zeros((2, 20)))}, coords=sample)
+    loglik = xr.Dataset(
+        {"referrals": (("chain", "draw", "lsoa"), np.zeros((2, 20, 3)))}, coords=sample
+    )
+    tree = xr.DataTree.from_dict({"posterior": post, "log_likelihood": loglik})
+    tree.attrs.update(spec=spec.to_json(), outcome="referrals", family="negbin")
+    out = sensitivity.power_scaling(tree)
+    assert out == {
+        "skipped": f"only 40 draws with a log-likelihood; power-scaling needs at least "
+        f"{sensitivity.MIN_DRAWS}"
+    }

@@ -35,6 +35,10 @@ from socialgradient.results import gradients
 from socialgradient.sampling.saved import with_log_likelihood
 from socialgradient.spec import Spec
 
+#: the fewest draws (all chains) power-scaling is computed on: Pareto smoothing of its
+#: weights fits a tail of about 3 sqrt(S) draws (fewer than 100 draws leave arviz_stats'
+#: psense an index error, not an answer)
+MIN_DRAWS = 100
 #: priorsense's threshold of the sensitivity values
 THRESHOLD = 0.05
 CONFLICT = "prior-data conflict"
@@ -74,6 +78,11 @@ def power_scaling(tree: xr.DataTree, threshold: float = THRESHOLD) -> dict[str, 
     loglik = tree["log_likelihood"].to_dataset()[tree.attrs["outcome"]]
     row = [d for d in loglik.dims if d not in ("chain", "draw")]
     total = loglik.sum(row)
+    if total.size < MIN_DRAWS:  # PSIS of the power-scaled weights needs a tail to fit
+        return {
+            "skipped": f"only {total.size} draws with a log-likelihood; power-scaling needs "
+            f"at least {MIN_DRAWS}"
+        }
     post = tree["posterior"].to_dataset().sel(chain=total["chain"], draw=total["draw"])
     default_mean = families.get(tree.attrs["family"]).a_prior_mean
     parts = log_prior(post, spec.priors, default_mean)
