@@ -6,6 +6,14 @@
 ``poisson_none``/``poisson_bym2``: replicates, coverage of b_w's 95% interval,
 mean width, share of replicates whose Moran's I check has p < 0.05), and copies the lines
 next to them (``bench/spatial_england.jsonl``, ``bench/spatial_coverage.jsonl``).
+
+``python bench/spatial_summarise.py --smooth SMOOTH.jsonl`` summarises the second design
+(``bench/spatial_coverage_smooth.py``) into ``bench/spatial_coverage_smooth.json`` (per
+model ``none``/``bym2``, replicates with both fits: coverage and its binomial SE, mean
+width, bias of b_w's posterior median and its Monte Carlo SE, fits with divergences and
+their total, Moran flags; for BYM2 the medians of ``spatial_sd``/``spatial_rho`` and how
+often their 95% intervals cover the design's truth) and copies the lines to
+``bench/spatial_coverage_smooth.jsonl``.
 """
 
 from __future__ import annotations
@@ -46,5 +54,48 @@ def main(england: str, coverage: str) -> int:
     return 0
 
 
+def smooth(lines: str, truth: float = 0.3) -> int:
+    """Summarise the second design's lines (see the module's docstring)."""
+    rows = [json.loads(x) for x in Path(lines).read_text().splitlines() if x.strip()]
+    done = {r["replicate"] for r in rows if r["spatial"] == "bym2"}
+    rows = [r for r in rows if r["replicate"] in done]  # both fits done
+    (HERE / "spatial_coverage_smooth.jsonl").write_text("".join(json.dumps(x) + "\n" for x in rows))
+    out: dict = {}
+    for kind in ("none", "bym2"):
+        mine = [r for r in rows if r["spatial"] == kind]
+        n = len(mine)
+        if not n:
+            continue
+        cover = sum(r["covers"] for r in mine) / n
+        errors = [r["b_w"][0] - truth for r in mine]
+        bias = sum(errors) / n
+        spread = (sum((e - bias) ** 2 for e in errors) / max(n - 1, 1)) ** 0.5
+        entry = {
+            "replicates": n,
+            "coverage": cover,
+            "coverage_se": (cover * (1 - cover) / n) ** 0.5,
+            "misses": n - sum(r["covers"] for r in mine),
+            "width": sum(r["width"] for r in mine) / n,
+            "bias": bias,
+            "bias_se": spread / n**0.5,
+            "sd_of_median": spread,
+            "moran_flagged": sum(r["moran_p"] < 0.05 for r in mine) / n,
+            "divergent_fits": sum(r["divergences"] > 0 for r in mine),
+            "divergences": sum(r["divergences"] for r in mine),
+            "design": mine[0]["design"],
+        }
+        if kind == "bym2":
+            for name, key in (("spatial_sd", "sd"), ("spatial_rho", "rho")):
+                true = mine[0]["design"][key]
+                entry[f"{key}_median"] = sorted(r[name][0] for r in mine)[n // 2]
+                entry[f"{key}_covered"] = sum(r[name][1] <= true <= r[name][2] for r in mine) / n
+        out[kind] = entry
+    (HERE / "spatial_coverage_smooth.json").write_text(json.dumps(out, indent=1) + "\n")
+    print(json.dumps(out))
+    return 0
+
+
 if __name__ == "__main__":
+    if sys.argv[1] == "--smooth":
+        raise SystemExit(smooth(sys.argv[2]))
     raise SystemExit(main(*sys.argv[1:3]))
