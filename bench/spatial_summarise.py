@@ -54,6 +54,41 @@ def main(england: str, coverage: str) -> int:
     return 0
 
 
+def _sizing(rows: list[dict], truth: float, n: int = 8, a: float = 1.4, b: float = 1.5) -> dict:
+    """How often ``tests/test_spatial_coverage.py``'s slow test would fail on the study.
+
+    Resamples ``n`` of the study's replicates (with replacement, 20,000 times) and counts
+    the resamples where the non-spatial z-scores' root mean square is <= ``a``, BYM2's is
+    >= ``b`` or the mean widths' ratio is <= 1.2; and, for reference, how often ``n``
+    standard normal z-scores (calibrated intervals) have a root mean square > ``a``.
+    """
+    import numpy as np
+
+    pick = {
+        k: sorted((r for r in rows if r["spatial"] == k), key=lambda r: r["replicate"])
+        for k in ("none", "bym2")
+    }
+    z = {
+        k: np.array([(r["b_w"][0] - truth) / (r["width"] / 3.92) for r in v])
+        for k, v in pick.items()
+    }
+    w = {k: np.array([r["width"] for r in v]) for k, v in pick.items()}
+    rng = np.random.default_rng(0)
+    idx = rng.integers(0, len(z["none"]), (20000, n))
+    rms = {k: np.sqrt(np.mean(v[idx] ** 2, axis=1)) for k, v in z.items()}
+    ratio = w["bym2"][idx].mean(axis=1) / w["none"][idx].mean(axis=1)
+    fail = (rms["none"] <= a) | (rms["bym2"] >= b) | (ratio <= 1.2)
+    normal = np.sqrt(np.mean(rng.standard_normal((20000, n)) ** 2, axis=1))
+    return {
+        "replicates": n,
+        "none_rms_above": a,
+        "bym2_rms_below": b,
+        "width_ratio_above": 1.2,
+        "resampled_failure_rate": float(fail.mean()),
+        "calibrated_rms_above_a": float((normal > a).mean()),
+    }
+
+
 def smooth(lines: str, truth: float = 0.3) -> int:
     """Summarise the second design's lines (see the module's docstring)."""
     rows = [json.loads(x) for x in Path(lines).read_text().splitlines() if x.strip()]
@@ -84,12 +119,16 @@ def smooth(lines: str, truth: float = 0.3) -> int:
             "divergences": sum(r["divergences"] for r in mine),
             "design": mine[0]["design"],
         }
+        entry["z_rms"] = (
+            sum(((r["b_w"][0] - truth) / (r["width"] / 3.92)) ** 2 for r in mine) / n
+        ) ** 0.5
         if kind == "bym2":
             for name, key in (("spatial_sd", "sd"), ("spatial_rho", "rho")):
                 true = mine[0]["design"][key]
                 entry[f"{key}_median"] = sorted(r[name][0] for r in mine)[n // 2]
                 entry[f"{key}_covered"] = sum(r[name][1] <= true <= r[name][2] for r in mine) / n
         out[kind] = entry
+    out["test_sizing"] = _sizing(rows, truth)
     (HERE / "spatial_coverage_smooth.json").write_text(json.dumps(out, indent=1) + "\n")
     print(json.dumps(out))
     return 0
