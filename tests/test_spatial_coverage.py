@@ -71,14 +71,15 @@ def _z_scores(seeds, tmp_path):
 
 @pytest.mark.slow  # 16 fits of 256 LSOAs: minutes on the shared 2-core machine
 def test_bym2_restores_calibration_of_the_within_la_gradient(tmp_path):
-    """8 replicates (seeds 1000-1007, not the study's): the root mean square of the
-    z-scores ``(median - truth) / (width / 3.92)`` is ~1 for calibrated intervals. The
-    study's replicates gave 2.3 without BYM2 and 0.8 with it; resampling 8 of them, the
-    thresholds below fail about 3% of the time. A calibrated non-spatial model would pass
-    ``> 1.4`` only 5% of the time; a BYM2 fit as narrow as the non-spatial one would fail
-    ``< 1.5`` and the width ratio."""
+    """8 replicates (seeds 1000-1007, not the study's; 200 + 200 draws, the study 300 + 300):
+    the root mean square of the z-scores ``(median - truth) / (width / 3.92)`` is ~1 for
+    calibrated intervals. The study's 40 replicates gave 2.09 without BYM2 and 0.94 with it;
+    resampling 8 of them, the thresholds below fail about 4% of the time
+    (``bench/spatial_coverage_smooth.json``'s ``test_sizing``). Calibrated non-spatial
+    intervals would pass ``> 1.3`` about one time in ten; a BYM2 fit as narrow as the
+    non-spatial one would fail ``< 1.7`` and the width ratio."""
     z, width = _z_scores(range(1000, 1008), tmp_path)
     rms = {k: float(np.sqrt(np.mean(v**2))) for k, v in z.items()}
-    assert rms["none"] > 1.4, (rms, z)
-    assert rms["bym2"] < 1.5, (rms, z)
-    assert width["bym2"] / width["none"] > 1.2, width
+    assert rms["none"] > 1.3, (rms, z)
+    assert rms["bym2"] < 1.7, (rms, z)
+    assert width["bym2"] / width["none"] > 1.1, width
