@@ -69,7 +69,7 @@ def _z_scores(seeds, tmp_path):
     return {k: np.asarray(v) for k, v in z.items()}, {k: np.mean(v) for k, v in width.items()}
 
 
-@pytest.mark.slow  # 16 fits of 256 LSOAs: minutes on the shared 2-core machine
+@pytest.mark.slow  # 16 fits of 256 LSOAs: 364 s measured on the shared, loaded 2-core machine
 def test_bym2_restores_calibration_of_the_within_la_gradient(tmp_path):
     """8 replicates (seeds 1000-1007, not the study's; 200 + 200 draws, the study 300 + 300):
     the root mean square of the z-scores ``(median - truth) / (width / 3.92)`` is ~1 for
