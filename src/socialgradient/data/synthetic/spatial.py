@@ -205,11 +205,12 @@ def lattice_table(
     b_w: float = 0.3,
     seed: int = 0,
     clustered_income: float = 0.0,
+    income_noise: float = 0.2,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Return a small neighbourhood table on a lattice with a BYM2 field of known truth.
 
     The ``rows x cols`` lattice is cut into ``las`` vertical strips (the LAs); each LSOA has
-    300 children and income deprivation ``0.1 + 0.1 * la_position / las + U(0, 0.2)``; the
+    300 children and income deprivation ``0.1 + 0.1 * la_position / las + U(0, income_noise)``; the
     ``referrals`` are Poisson with log rate ``-3 + b_w * w + 0.2 * m + b`` (``w``, ``m`` the
     within/between deprivation in 10-point units, :mod:`socialgradient.data.deprivation`;
     ``b`` the BYM2 field, :func:`draw_bym2`).
@@ -228,6 +229,9 @@ def lattice_table(
         SD of a spatially smooth part added to income (an ICAR draw, ``rho = 1``,
         independent of the field ``b``), so that deprivation clusters in space as in
         England; 0 (the default) for none. Income is clipped to [0.01, 0.99].
+    income_noise : float
+        Width of income's iid uniform part (default 0.2); small with a large
+        ``clustered_income`` makes deprivation smooth in space within an LA.
 
     Returns
     -------
@@ -249,7 +253,7 @@ def lattice_table(
             "lsoa": codes,
             "la": [f"E06{900000 + k:06d}" for k in strip],
             "children": 300.0,
-            "income": 0.1 + 0.1 * strip / las + rng.uniform(0, 0.2, len(codes)),
+            "income": 0.1 + 0.1 * strip / las + rng.uniform(0, income_noise, len(codes)),
         }
     )
     adjacency = build_adjacency(pairs_from_frame(frame), codes)
