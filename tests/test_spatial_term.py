@@ -21,7 +21,7 @@ from socialgradient.data.neighbours import (
 from socialgradient.data.synthetic.spatial import lattice_table, with_field
 from socialgradient.model.build import build_model
 from socialgradient.model.data import NeighbourhoodData
-from socialgradient.model.terms import TERMS, SpatialEffect
+from socialgradient.model.terms import TERMS, NeighbourhoodModerators, SpatialEffect
 from socialgradient.model.terms.spatial import graph_for_table
 from socialgradient.results import checks
 from socialgradient.sampling.fit import data_hash
@@ -37,8 +37,9 @@ def lattice(tmp_path_factory):
     return table, path, truth
 
 
-def test_spatial_is_the_last_term_and_off_by_default():
-    assert TERMS[-1] is SpatialEffect
+def test_spatial_is_a_term_after_the_older_ones_and_off_by_default():
+    # after the terms that existed before it: the graphs of earlier models keep their order
+    assert TERMS.index(SpatialEffect) > TERMS.index(NeighbourhoodModerators)
     spec = Spec("referrals")
     assert (spec.spatial, spec.neighbours) == ("", "")
     assert "spatial" not in spec.to_json()
