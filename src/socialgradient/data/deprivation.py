@@ -81,13 +81,21 @@ def decompose(income, children, la) -> Decomposition:
     )
 
 
+def decile_index(income) -> np.ndarray:
+    """Return each row's income decile, 0 (least deprived) to 9.
+
+    Rows ranked by ``income`` (ties in row order) and cut into ten groups of (nearly) equal
+    count: the deciles of the figures, the checks and the local gradients.
+    """
+    return pd.qcut(pd.Series(income).rank(method="first"), 10, labels=False).to_numpy()
+
+
 def income_deciles(income, children) -> tuple[np.ndarray, np.ndarray]:
     """Return each row's income decile and each decile's child-weighted mean income.
 
-    The deciles are those of the figures and checks (:mod:`socialgradient.results.checks`):
-    rows ranked by ``income`` (ties in row order) and cut into ten groups of (nearly) equal
-    count, 0 = least deprived. A decile's point is the child-weighted mean income share of
-    its rows; for an averagely deprived LA it stands at ``w = 10 * point - x_bar``.
+    The deciles are :func:`decile_index`'s (0 = least deprived). A decile's point is the
+    child-weighted mean income share of its rows; for an averagely deprived LA it stands at
+    ``w = 10 * point - x_bar``.
 
     Parameters
     ----------
@@ -107,7 +115,7 @@ def income_deciles(income, children) -> tuple[np.ndarray, np.ndarray]:
     kids = np.asarray(children, dtype=float)
     if len(income) < 10:
         raise ValueError(f"income deciles need at least 10 rows, got {len(income)}")
-    decile = pd.qcut(pd.Series(income).rank(method="first"), 10, labels=False).to_numpy()
+    decile = decile_index(income)
     total = np.bincount(decile, weights=kids, minlength=10)
     point = np.bincount(decile, weights=kids * income, minlength=10) / np.where(total > 0, total, 1)
     empty = total <= 0

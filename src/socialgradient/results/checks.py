@@ -29,9 +29,10 @@ import pandas as pd
 import xarray as xr
 from scipy import sparse
 
+from socialgradient.data.deprivation import decile_index
 from socialgradient.results import spatial
 from socialgradient.results.gradients import SAMPLE_DIMS
-from socialgradient.sampling.target import extreme
+from socialgradient.sampling.target import Verdict, extreme
 
 PARAMETERS = (
     "a",
@@ -131,13 +132,7 @@ def _target(tree: xr.DataTree, out: dict) -> list[str]:
         k: names[:20] + ([f"... {len(names) - 20} more"] if len(names) > 20 else [])
         for k, names in v["unmet"].items()
     }
-    if v["reached"]:
-        return []
-    unmet = "; ".join(
-        f"{k} ({', '.join(names[:5])}{', ...' if len(names) > 5 else ''})"
-        for k, names in v["unmet"].items()
-    )
-    return [f"the {v['stopped_by']} ran out at {v['draws']} draws per chain; not reached: {unmet}"]
+    return [] if v["reached"] else [Verdict(**v).line()]
 
 
 def _implausible(tree: xr.DataTree) -> list[str]:
@@ -202,7 +197,7 @@ def _compare(observed: xr.DataArray, replicated: xr.DataArray) -> xr.Dataset:
 
 def deprivation_decile(income: np.ndarray) -> np.ndarray:
     """Decile (1 = least deprived) of each LSOA's income deprivation, over the LSOAs given."""
-    return pd.qcut(pd.Series(income).rank(method="first"), 10, labels=False).to_numpy() + 1
+    return decile_index(income) + 1
 
 
 def ppc(tree: xr.DataTree) -> dict[str, xr.Dataset]:

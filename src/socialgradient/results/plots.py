@@ -26,8 +26,8 @@ from matplotlib.ticker import LogFormatter
 
 from socialgradient.data.deprivation import UNIT
 from socialgradient.model import families
-from socialgradient.results.checks import deprivation_decile
-from socialgradient.results.gradients import PER, describe, exposure, la_table, national, rate_curve
+from socialgradient.results import curve
+from socialgradient.results.gradients import describe, la_table, national, rate_curve
 from socialgradient.results.maps import find_boundaries, la_map
 from socialgradient.results.plot_checks import (  # noqa: F401 (moved there; the names stay here)
     PPC_STATISTICS,
@@ -79,20 +79,8 @@ def _band(ax, x, summary: xr.Dataset, color: str, label: str | None = None) -> N
 
 def _observed_by_decile(tree: xr.DataTree) -> tuple[np.ndarray, np.ndarray]:
     """Child-weighted mean income (%) and observed rate per 10,000 (exposure) of each decile."""
-    const = tree["constant_data"].to_dataset()
-    income = np.asarray(const["income"].values, float)
-    children = np.asarray(const["children"].values, float)
-    at_risk = np.asarray(exposure(const).values, float)
-    cases = np.asarray(tree["observed_data"][tree.attrs["outcome"]].values, float)
-    decile = deprivation_decile(income) - 1
-    kids = np.bincount(decile, weights=children, minlength=10)
-    mean_income = np.bincount(decile, weights=children * income, minlength=10) / kids
-    rate = (
-        PER
-        * np.bincount(decile, weights=cases, minlength=10)
-        / np.bincount(decile, weights=at_risk, minlength=10)
-    )
-    return 100 * mean_income, rate
+    point, rate = curve.observed(tree)
+    return 100 * point, rate
 
 
 def gradient_curve(tree: xr.DataTree, income=None, observed=None) -> Figure:

@@ -117,10 +117,17 @@ class Verdict:
         return asdict(self)
 
     def line(self) -> str:
-        """Return the verdict in one line: the draws kept, and what was not reached."""
+        """Return the verdict in one line: the draws kept, and what was not reached.
+
+        The log's line, and the diagnostics' reason when a budget ran out
+        (:func:`socialgradient.results.checks.diagnose`).
+        """
         if self.reached:
             return f"target reached at {self.draws} draws per chain ({self.checks} checks)"
-        unmet = "; ".join(f"{k}: {', '.join(v[:3])}" for k, v in self.unmet.items())
+        unmet = "; ".join(
+            f"{k} ({', '.join(names[:5])}{', ...' if len(names) > 5 else ''})"
+            for k, names in self.unmet.items()
+        )
         draws = f"{self.draws} draws per chain"
         return f"the {self.stopped_by} ran out at {draws}; not reached: {unmet}"
 

@@ -70,6 +70,7 @@ from scipy.interpolate import BSpline
 
 from socialgradient.model import families, parameterisation
 from socialgradient.model.terms.base import Context, Term
+from socialgradient.spec import CURVES
 
 #: Equally spaced B-spline segments over the range of ``w`` (13 cubic B-splines, 11 basis
 #: columns once the straight lines are dropped); the penalty, not the count, sets smoothness.
@@ -78,7 +79,6 @@ DEGREE = 3
 #: :meth:`Curve.strength` above which the coefficients are sampled centred (11 degrees of
 #: freedom: without a curve the statistic is about 1, above 3 with probability ~0.0003).
 CENTRED_ABOVE = 3.0
-CURVES = ("log-linear", "spline")
 
 
 def _design(knots: np.ndarray, w: np.ndarray, deriv: int = 0) -> np.ndarray:
