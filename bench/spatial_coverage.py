@@ -20,10 +20,59 @@ import time
 from pathlib import Path
 
 
-def main() -> int:
+def fit_both(table, pairs, *, family, draws, seed, truth, priors=None):
+    """Fit ``table`` without and with BYM2 on ``pairs``; yield (kind, fit, JSON line) each.
+
+    2 chains x ``draws`` + ``draws``; the line holds b_w's median and 95% interval, whether it
+    covers ``truth``, its width, the Moran check's p, the divergences and the seconds.
+    """
     import numpy as np
 
     import socialgradient.api as sg
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "pairs.csv"
+        pairs.to_csv(path, index=False)
+        for kind in ("", "bym2"):
+            start = time.perf_counter()
+            tree = sg.fit(
+                table,
+                "referrals",
+                family=family,
+                spatial=kind,
+                neighbours=str(path),
+                draws=draws,
+                tune=draws,
+                chains=2,
+                seed=seed,
+                **({"priors": priors} if priors else {}),
+                progressbar=False,
+                pointwise=False,
+            )
+            lo, mid, hi = np.quantile(tree["posterior"]["b_w"].values, [0.025, 0.5, 0.975])
+            line = {
+                "replicate": seed,
+                "family": family,
+                "spatial": kind or "none",
+                "b_w": [round(float(v), 4) for v in (mid, lo, hi)],
+                "covers": bool(lo <= truth <= hi),
+                "width": round(float(hi - lo), 4),
+                "moran_p": float(sg.ppc(tree)["spatial"]["p_value"].values[0]),
+                "divergences": int(tree["sample_stats"]["diverging"].values.sum()),
+                "seconds": round(time.perf_counter() - start, 1),
+            }
+            yield kind, tree, line
+
+
+def record(line: dict, out: str) -> None:
+    """Print one JSON line, and append it to ``out`` when given."""
+    print(json.dumps(line), flush=True)
+    if out:
+        with open(out, "a", encoding="utf-8") as f:
+            f.write(json.dumps(line) + "\n")
+
+
+def main() -> int:
     from socialgradient.data.synthetic.spatial import lattice_table
 
     p = argparse.ArgumentParser()
@@ -37,41 +86,8 @@ def main() -> int:
         table, pairs, _ = lattice_table(
             12, 12, las=4, sd=0.5, rho=0.9, b_w=truth, clustered_income=0.08, seed=r
         )
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "pairs.csv"
-            pairs.to_csv(path, index=False)
-            for kind in ("", "bym2"):
-                start = time.perf_counter()
-                tree = sg.fit(
-                    table,
-                    "referrals",
-                    family=a.family,
-                    spatial=kind,
-                    neighbours=str(path),
-                    draws=200,
-                    tune=200,
-                    chains=2,
-                    seed=r,
-                    progressbar=False,
-                    pointwise=False,
-                )
-                lo, mid, hi = np.quantile(tree["posterior"]["b_w"].values, [0.025, 0.5, 0.975])
-                moran = sg.ppc(tree)["spatial"]
-                line = {
-                    "replicate": r,
-                    "family": a.family,
-                    "spatial": kind or "none",
-                    "b_w": [round(float(v), 4) for v in (mid, lo, hi)],
-                    "covers": bool(lo <= truth <= hi),
-                    "width": round(float(hi - lo), 4),
-                    "moran_p": float(moran["p_value"].values[0]),
-                    "divergences": int(tree["sample_stats"]["diverging"].values.sum()),
-                    "seconds": round(time.perf_counter() - start, 1),
-                }
-                print(json.dumps(line), flush=True)
-                if a.out:
-                    with open(a.out, "a", encoding="utf-8") as f:
-                        f.write(json.dumps(line) + "\n")
+        for _, _, line in fit_both(table, pairs, family=a.family, draws=200, seed=r, truth=truth):
+            record(line, a.out)
     return 0
 
 

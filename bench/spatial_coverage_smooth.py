@@ -17,16 +17,12 @@ width, divergences, the Moran check's p, and for BYM2 ``spatial_sd`` and ``spati
 from __future__ import annotations
 
 import argparse
-import json
-import tempfile
-import time
-from pathlib import Path
 
 
 def main() -> int:
     import numpy as np
+    from spatial_coverage import fit_both, record
 
-    import socialgradient.api as sg
     from socialgradient.data.synthetic.spatial import lattice_table
 
     p = argparse.ArgumentParser()
@@ -66,47 +62,23 @@ def main() -> int:
             income_noise=a.income_noise,
             seed=r,
         )
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "pairs.csv"
-            pairs.to_csv(path, index=False)
-            for kind in ("", "bym2"):
-                start = time.perf_counter()
-                tree = sg.fit(
-                    table,
-                    "referrals",
-                    family=a.family,
-                    spatial=kind,
-                    neighbours=str(path),
-                    draws=a.draws,
-                    tune=a.draws,
-                    chains=2,
-                    seed=r,
-                    priors={"la_sd_slope": a.la_sd_slope},
-                    progressbar=False,
-                    pointwise=False,
-                )
-                post = tree["posterior"]
-                lo, mid, hi = np.quantile(post["b_w"].values, [0.025, 0.5, 0.975])
-                line = {
-                    "replicate": r,
-                    "family": a.family,
-                    "spatial": kind or "none",
-                    "b_w": [round(float(v), 4) for v in (mid, lo, hi)],
-                    "covers": bool(lo <= truth <= hi),
-                    "width": round(float(hi - lo), 4),
-                    "moran_p": float(sg.ppc(tree)["spatial"]["p_value"].values[0]),
-                    "divergences": int(tree["sample_stats"]["diverging"].values.sum()),
-                    "seconds": round(time.perf_counter() - start, 1),
-                    "design": design,
-                }
-                for name in ("spatial_sd", "spatial_rho"):
-                    if name in post:
-                        q = np.quantile(post[name].values, [0.5, 0.025, 0.975])
-                        line[name] = [round(float(v), 4) for v in q]
-                print(json.dumps(line), flush=True)
-                if a.out:
-                    with open(a.out, "a", encoding="utf-8") as f:
-                        f.write(json.dumps(line) + "\n")
+        fits = fit_both(
+            table,
+            pairs,
+            family=a.family,
+            draws=a.draws,
+            seed=r,
+            truth=truth,
+            priors={"la_sd_slope": a.la_sd_slope},
+        )
+        for _, tree, line in fits:
+            line["design"] = design
+            post = tree["posterior"]
+            for name in ("spatial_sd", "spatial_rho"):
+                if name in post:
+                    q = np.quantile(post[name].values, [0.5, 0.025, 0.975])
+                    line[name] = [round(float(v), 4) for v in q]
+            record(line, a.out)
     return 0
 
 

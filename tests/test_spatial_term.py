@@ -227,13 +227,10 @@ def test_a_saved_bym2_fit_reloads_and_predicts(fits, tmp_path):
     )
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("seed", [11, 12])
-def test_bym2_recovers_sd_and_rho(seed, tmp_path):
-    """A 16 x 16 lattice, 4 LAs, field sd 0.4 and rho 0.7: both truths in the 95% intervals."""
-    table, pairs, _truth = lattice_table(16, 16, las=4, sd=0.4, rho=0.7, seed=seed)
+def _bym2_poisson_fit(table, pairs, tmp_path):
+    """A Poisson BYM2 fit of a lattice table on its graph, 2 chains x (300 + 300) draws."""
     pairs.to_csv(tmp_path / "p.csv", index=False)
-    tree = sg.fit(
+    return sg.fit(
         table,
         "referrals",
         family="poisson",
@@ -244,6 +241,14 @@ def test_bym2_recovers_sd_and_rho(seed, tmp_path):
         chains=2,
         progressbar=False,
     )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [11, 12])
+def test_bym2_recovers_sd_and_rho(seed, tmp_path):
+    """A 16 x 16 lattice, 4 LAs, field sd 0.4 and rho 0.7: both truths in the 95% intervals."""
+    table, pairs, _truth = lattice_table(16, 16, las=4, sd=0.4, rho=0.7, seed=seed)
+    tree = _bym2_poisson_fit(table, pairs, tmp_path)
     s = sg.summarise(tree)["spatial"]
     assert s["sd"]["lo95"] <= 0.4 <= s["sd"]["hi95"], s["sd"]
     assert s["rho"]["lo95"] <= 0.7 <= s["rho"]["hi95"], s["rho"]
@@ -254,18 +259,7 @@ def test_bym2_claims_little_where_there_is_no_field(tmp_path):
     """Data without a spatial field (sd 1e-6): the BYM2 fit's spatial_sd stays small, b_w is
     covered and the Moran check does not fire."""
     table, pairs, _ = lattice_table(12, 12, las=4, sd=1e-6, rho=0.5, b_w=0.3, seed=21)
-    pairs.to_csv(tmp_path / "p.csv", index=False)
-    tree = sg.fit(
-        table,
-        "referrals",
-        family="poisson",
-        spatial="bym2",
-        neighbours=str(tmp_path / "p.csv"),
-        draws=300,
-        tune=300,
-        chains=2,
-        progressbar=False,
-    )
+    tree = _bym2_poisson_fit(table, pairs, tmp_path)
     s = sg.summarise(tree)
     assert s["spatial"]["sd"]["hi95"] < 0.2, s["spatial"]["sd"]
     lo, hi = np.quantile(tree["posterior"]["b_w"].values, [0.025, 0.975])
