@@ -55,8 +55,9 @@ class Aggregate:
 
 #: Raised when the records generator changes what a table holds within one package
 #: version, so cached tables of the older generator are not reused (2: the LA-level
-#: association c_g of the re-referral and repeat-plan flags, truth ``la_outcomes``).
-GENERATOR = 2
+#: association c_g of the re-referral and repeat-plan flags, truth ``la_outcomes``; 3: the
+#: truth's ``gradient_pseudo_true`` of the factors and CP categories).
+GENERATOR = 3
 
 
 def key(source: RecordsTable) -> str:

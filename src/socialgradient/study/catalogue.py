@@ -24,8 +24,8 @@ from socialgradient.study.truths import (
     DESIGN,
     FIRST_STEP,
     LA_LEVEL,
-    LOCAL,
     POOLED,
+    PSEUDO_TRUE,
     REALISED,
     _cp,
     _factor,
@@ -234,7 +234,7 @@ FINDINGS: tuple[Finding, ...] = (
             f"stratum_gradient.cp_{name}",
             _cp(code),
             PUBLISHED_CP.get(name),
-            f"{POOLED}; {LOCAL}",
+            PSEUDO_TRUE,
         )
         for code, name in CP.items()
     ),
@@ -245,6 +245,7 @@ FINDINGS: tuple[Finding, ...] = (
         "stratum_contrast.cp_neglect/cp_sexual",
         _ratio(_cp("NEG"), _cp("SAB")),
         PUBLISHED_CP["neglect"] / PUBLISHED_CP["sexual"],
+        "truth: the ratio of the two categories' pseudo-true gradients (rows above)",
     ),
     # -- outcomes of provision (records) ---------------------------------------------------
     Finding(

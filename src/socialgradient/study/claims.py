@@ -40,7 +40,7 @@ import xarray as xr
 from socialgradient.data.records import CP_CATEGORIES, FACTORS
 from socialgradient.results import gradients
 from socialgradient.study.catalogue import Finding
-from socialgradient.study.truths import LOCAL
+from socialgradient.study.truths import PSEUDO_TRUE
 
 #: region of practical equivalence of a ratio of gradients: a factor of 1.05 either way
 ROPE = (1 / 1.05, 1.05)
@@ -237,13 +237,30 @@ def stack(spec: str) -> tuple[str, ...]:
     return tuple(records.stack) if records is not None else ()
 
 
+#: the records truth key of each stacked level's true gradient: a factor's probability is
+#: log-linear in w (its stratum-level gradient ranks the factors as their pooled gradients
+#: do); a CP category's share is a softmax in w, so its truth is the pseudo-true gradient of
+#: the log-linear fit (truths.PSEUDO_TRUE), which the categories' ranks use too
+GRADIENT_KEY = {"factors": "gradient", "cp_categories": "gradient_pseudo_true"}
+
+
 def _gradients(spec: str) -> Callable[[dict], dict[str, float]]:
-    """Return the true gradient of each level a records spec stacks (factors, CP categories)."""
+    """Return the true gradient of each level a records spec stacks (factors, CP categories).
+
+    Factors: the stratum-level ``gradient``; CP categories: ``gradient_pseudo_true``
+    (:data:`GRADIENT_KEY`).
+    """
     codes = {f"factor_{v[0]}": ("factors", k) for k, v in FACTORS.items()}
     codes |= {f"cp_{v[0]}": ("cp_categories", k) for k, v in CP_CATEGORIES.items()}
-    return lambda t: {
-        level: t[codes[level][0]][codes[level][1]]["gradient"] for level in stack(spec)
-    }
+
+    def gradients(t: dict) -> dict[str, float]:
+        out = {}
+        for level in stack(spec):
+            group, code = codes[level]
+            out[level] = t[group][code][GRADIENT_KEY[group]]
+        return out
+
+    return gradients
 
 
 def _is_extreme(spec: str, level: str, which: str) -> Callable[[dict], float]:
@@ -311,7 +328,7 @@ CLAIMS: tuple[Finding, ...] = (
         "cp_categories",
         "claims.steepest.cp_neglect",
         _is_extreme("cp_categories", "cp_neglect", "steepest"),
-        note=f"{RANK}, by the categories' local gradients at w = 0",
+        note=f"{RANK}, by the categories' pseudo-true gradients",
     ),
     *(
         Finding(
@@ -321,7 +338,7 @@ CLAIMS: tuple[Finding, ...] = (
             "cp_categories",
             f"claims.flattest.cp_{name}",
             _is_extreme("cp_categories", f"cp_{name}", "flattest"),
-            note=f"{RANK}, by the categories' local gradients at w = 0; {LOCAL}",
+            note=f"{RANK}, by the categories' pseudo-true gradients; {PSEUDO_TRUE}",
         )
         for name in CP_NAMES
     ),

@@ -53,7 +53,16 @@ def _factor(code: str) -> Callable[[dict], float]:
 
 
 def _cp(code: str) -> Callable[[dict], float]:
-    return _pooled("cp_plans", lambda t: t["cp_categories"][code]["gradient"])
+    """Return a CP category's pseudo-true gradient (records truth ``gradient_pseudo_true``).
+
+    A category's share of CP plans follows a softmax in w, so its expected counts are not
+    log-linear in w; the log-linear model estimates their Kullback-Leibler (Poisson)
+    projection onto its form over the data's LSOAs and exposures (White 1982): per LA the
+    projection slope of the first year's true expected counts, the LA slopes regressed on
+    m_c (:func:`socialgradient.data.records.pseudo_true_gradient`). The counts are pooled
+    over ethnic groups and so is the projection: no pooling shift is applied on top.
+    """
+    return lambda t: t["cp_categories"][code]["gradient_pseudo_true"]
 
 
 def _la_corr(outcome: str) -> Callable[[dict], float]:
@@ -143,10 +152,12 @@ LA_LEVEL = (
     "a little from the children at risk of a steeper LA living in more deprived "
     "LSOAs); the estimate carries every draw of every LA gradient (one joint model)"
 )
-LOCAL = (
-    "truth is the category's local gradient at w = 0; its share of CP plans follows a "
-    "softmax in w, so over the data's range a log-linear fit is flatter for categories "
-    "that lose share to neglect as deprivation rises"
+PSEUDO_TRUE = (
+    "truth: the pseudo-true gradient, exp(b_w) of the log-linear fit to the category's true "
+    "expected LSOA counts (pooled over ethnic groups): per LA the Poisson (KL) projection of "
+    "the counts onto log(children) + c + s w, the LA slopes regressed on m_c; the category's "
+    "share of CP plans follows a softmax in w, so it is not its local gradient at w = 0 "
+    "(records truth gradient_pseudo_true)"
 )
 FIRST_STEP = (
     "the truth's first step (1.62 to 1.66) is small against what the realised LA "

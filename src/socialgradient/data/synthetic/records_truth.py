@@ -253,12 +253,34 @@ def build_truth(
         for k, v in area_d.items()
     }
     b_a = math.log(england.PARAMETERS["assessments"]["gradient"])
+    # the first year's true expected counts per LSOA x category (factor): what a log-linear
+    # fit to the LSOA table converges to (records.pseudo_true_gradient)
+    kids = first.groupby("lsoa", observed=False)["children"].sum().reindex(geo["lsoa"]).to_numpy()
+    expected = parts[0]["expected"]
+
+    def projected(parent: str, share: np.ndarray) -> list[float]:
+        return [
+            r.pseudo_true_gradient(
+                expected[parent] * share[:, k], kids, dec.w, dec.la_index, dec.m_c
+            )["gradient"]
+            for k in range(share.shape[1])
+        ]
+
+    f_pt = projected("assessments", r.factor_probabilities(dec.w, b_a))
     factors = {
-        c: {"name": n, "c3_column": col, "share_w0": q, "delta": math.log(g) - b_a, "gradient": g}
-        for c, (n, col, q, g) in r.FACTORS.items()
+        c: {
+            "name": n,
+            "c3_column": col,
+            "share_w0": q,
+            "delta": math.log(g) - b_a,
+            "gradient": g,
+            "gradient_pseudo_true": pt,
+        }
+        for (c, (n, col, q, g)), pt in zip(r.FACTORS.items(), f_pt, strict=True)
     }
     dbar = sum(q * d for _, q, d in r.CP_CATEGORIES.values())
     b_cp = math.log(england.PARAMETERS["cp_plans"]["gradient"])
+    c_pt = projected("cp_plans", r.cp_category_shares(dec.w))
     cats = {
         c: {
             "name": n,
@@ -266,8 +288,9 @@ def build_truth(
             "d": d,
             "d_effective": d - dbar,
             "gradient": math.exp(b_cp + d - dbar),
+            "gradient_pseudo_true": pt,
         }
-        for c, (n, q, d) in r.CP_CATEGORIES.items()
+        for (c, (n, q, d)), pt in zip(r.CP_CATEGORIES.items(), c_pt, strict=True)
     }
     realised = {}
     for y, part in zip(years, parts, strict=True):

@@ -78,6 +78,11 @@ DEFINITIONS = {
     "log(gradient) - b_w(assessments)",
     "cp_categories": "per census category of abuse code of a CP plan (CP-plan children)",
     "d_effective": "local slope offset at w = 0 after the softmax (d - sum share_w0 * d)",
+    "gradient_pseudo_true": "exp(b_w) of a log-linear fit to the first year's LSOA counts of "
+    "the factor (category), pooled over strata: per LA the Poisson projection (KL, pseudo-true "
+    "value) of its true expected counts onto log(children) + c + s w, the LA slopes regressed "
+    "on m_c (the truth of the CP categories, whose shares follow a softmax in w; for the "
+    "factors, log-linear in w, it differs from gradient only by pooling)",
     "durations": "episode duration, days from referral_date to closure_date: piecewise "
     "exponential, hazard base_rate * exp(level_log_hr + (g_w + u_b) w + g_b m_c "
     "+ u_a), censored at 31 March",
