@@ -98,9 +98,9 @@ def test_bad_tables_get_clear_errors(stratified):
 def test_one_stratum_column_levels_are_checked():
     strata = Strata(("10-15", "0-4"), np.array([0, 1]), "age_band")
     table = pd.DataFrame({"age_band": ["0-4", "10-15", "0-4"]})
-    np.testing.assert_array_equal(predict._stratum_positions(strata, table)[:, 0], [1, 0, 1])
+    np.testing.assert_array_equal(strata.predict_positions(table)[:, 0], [1, 0, 1])
     with pytest.raises(ValueError, match=r"\['5-9'\] \(the fit's: \['10-15', '0-4'\]\)"):
-        predict._stratum_positions(strata, table.assign(age_band="5-9"))
+        strata.predict_positions(table.assign(age_band="5-9"))
 
 
 @pytest.mark.parametrize("family", ["poisson", "negbin", "binomial"])

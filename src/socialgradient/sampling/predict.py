@@ -7,7 +7,8 @@ The family (:mod:`socialgradient.model.families`) supplies the distribution; thi
 builds each row's linear predictor :math:`\eta` (LA effects, strata, moderators).
 
 :func:`predict` does the same for *new* neighbourhoods, in LAs of the fit or in new LAs
-whose effects are drawn from the fitted hierarchy.
+whose effects are drawn from the fitted hierarchy: each term adds its part
+(:meth:`socialgradient.model.terms.base.Term.predict_eta`), so it names none of them.
 """
 
 from __future__ import annotations
@@ -23,16 +24,8 @@ import xarray as xr
 from socialgradient.data.deprivation import UNIT
 from socialgradient.model import families
 from socialgradient.model.data import NeighbourhoodData
-from socialgradient.model.terms import (
-    TERMS,
-    Curve,
-    LAEffects,
-    LAModerators,
-    NeighbourhoodModerators,
-    SpatialEffect,
-    Strata,
-    Trend,
-)
+from socialgradient.model.terms import TERMS
+from socialgradient.model.terms.base import NewRows
 
 
 def thin(posterior: xr.Dataset, max_draws: int) -> xr.Dataset:
@@ -137,7 +130,7 @@ def encoded_data(tree: xr.DataTree) -> NeighbourhoodData:
     outcome = tree.attrs["outcome"]
     la = const["la"].values.astype(str)
     la_pos = {code: i for i, code in enumerate(la)}
-    terms = (kind.from_tree(tree, const) for kind in TERMS)
+    terms = (kind() if kind.always else kind.from_tree(tree, const) for kind in TERMS)
     return NeighbourhoodData(
         lsoa=const["lsoa"].values.astype(str),
         la=la,
@@ -153,18 +146,8 @@ def encoded_data(tree: xr.DataTree) -> NeighbourhoodData:
         exposure=const["exposure" if "exposure" in const else "children"].values,
         exposure_name=tree.attrs.get("exposure", "children"),
         trials=const["trials"].values.astype(np.int64) if "trials" in const else None,
-        terms=(LAEffects(), *(t for t in terms if t is not None)),
+        terms=tuple(t for t in terms if t is not None),
     )
-
-
-def _spatial(fitted: NeighbourhoodData, post: xr.Dataset, table: pd.DataFrame, eta):
-    """Add a BYM2 fit's effect of each row's ``lsoa`` (0 for an LSOA not in the fit)."""
-    term = fitted.term(SpatialEffect)
-    if term is None or not term.bym2 or "lsoa" not in table.columns:
-        return eta
-    where = pd.Index(term.codes).get_indexer(table["lsoa"].astype(str).to_numpy())
-    effect = post["spatial_effect"].transpose("chain", "draw", ...).values
-    return eta + np.where(where >= 0, effect[..., np.maximum(where, 0)], 0.0)
 
 
 def predict(
@@ -205,18 +188,9 @@ def predict(
         marks rows whose LA was not in the fit.
     """
     fitted = encoded_data(tree)
-    unsupported = [
-        t.name for t in fitted.terms if t.on_rows and not isinstance(t, _PREDICTED_TERMS)
-    ]
-    if unsupported:
-        raise ValueError(f"predict: the fit has terms predict does not support: {unsupported}")
     fam = families.get(tree.attrs["family"])
     post = tree["posterior"].to_dataset()
-    moderators = fitted.term(NeighbourhoodModerators)
-    strata, trend = fitted.term(Strata), fitted.term(Trend)
-    names = moderators.names if moderators is not None else ()
-    needed = ["la", "income", "children", *names, *_stratum_columns(strata)]
-    needed += [trend.column] if trend is not None else []
+    needed = ["la", "income", "children", *(c for t in fitted.terms for c in t.predict_columns())]
     exposure = _exposure_column(tree, fam) if counts else None
     missing = [
         c
@@ -227,60 +201,21 @@ def predict(
         raise ValueError(f"predict: the table lacks columns {missing}")
     la = table["la"].astype(str).to_numpy()
     x = table["income"].to_numpy(float) * 100 / UNIT
-    known = {code: i for i, code in enumerate(fitted.la)}
+    known = set(fitted.la)
     new_la = np.array([code not in known for code in la])
-    if new_la.any() and fitted.term(LAModerators) is not None:
-        raise ValueError(
-            "predict: new LAs need LA moderators, which this fit uses; "
-            f"unknown LAs: {sorted(set(la[new_la]))}"
-        )
     weights = table["children"].to_numpy(float)
-    new_codes = sorted(set(la[new_la]))
     m_la = dict(zip(fitted.la, fitted.m_la, strict=True))
-    for code in new_codes:
+    for code in sorted(set(la[new_la])):
         rows = la == code
         m_la[code] = np.average(x[rows], weights=weights[rows])
     w = x - np.array([m_la[c] for c in la])
-    # LA effects of every draw for each row's LA: fitted ones, or drawn from the hierarchy.
-    effect = post["la_effect"].transpose("chain", "draw", "la", "effect").values
-    if new_codes:
-        rng = np.random.default_rng(seed)
-        m_c = np.array([m_la[c] for c in new_codes]) - fitted.x_bar
-        sd = post["la_sd"].transpose("chain", "draw", "effect").values
-        r = post["la_corr"].values
-        z = rng.standard_normal((*r.shape, len(new_codes), 2))
-        z1 = r[..., None] * z[..., 0] + np.sqrt(1 - r[..., None] ** 2) * z[..., 1]
-        centre_a = post["a"].values[..., None] + post["b_b"].values[..., None] * m_c
-        centre_b = post["b_w"].values[..., None] + post["b_x"].values[..., None] * m_c
-        drawn = np.stack([centre_a + sd[..., :1] * z[..., 0], centre_b + sd[..., 1:] * z1], -1)
-        effect = np.concatenate([effect, drawn], axis=2)
-    position = {**known, **{c: len(fitted.la) + i for i, c in enumerate(new_codes)}}
-    effect = effect[:, :, [position[c] for c in la]]
-    if strata is not None:
-        offset = post["stratum_effect"].transpose("chain", "draw", "stratum", "effect").values
-        for s_idx in _stratum_positions(strata, table).T:
-            effect = effect + offset[:, :, s_idx]
-    slope = effect[..., 1]
-    eta = effect[..., 0] + slope * w
-    if trend is not None:
-        t_mean, _ = trend.scaling(fitted)
-        t = table[trend.column].to_numpy(float) - t_mean
-        coef = post["trend_effect"].transpose("chain", "draw", "effect").values
-        eta = eta + coef[..., :1] * t + coef[..., 1:] * (t * w)
-        slope = slope + coef[..., 1:] * t
-    spline = fitted.term(Curve)
-    if spline is not None:  # the curve f(w) and its slope f'(w) at the new rows' w
-        coef = post["curve_coef"].transpose("chain", "draw", "curve_basis").values
-        eta = eta + coef @ spline.basis(w).T
-        slope = slope + coef @ spline.slopes(w).T
-    if moderators is not None:
-        mean, _ = moderators.scaling(fitted)
-        z = table[list(names)].to_numpy(float) - mean
-        coef = post["moderator_effect"].transpose("chain", "draw", "moderator", "effect").values
-        eta = eta + np.einsum("cdk,rk->cdr", coef[..., 0], z)
-        slope = slope + np.einsum("cdk,rk->cdr", coef[..., 1], z)
-        eta = eta + np.einsum("cdk,rk->cdr", coef[..., 1], z * w[:, None])
-    eta = _spatial(fitted, post, table, eta)
+    new = NewRows(table, fitted, la, new_la, m_la, w, seed)
+    # every term adds its part: the LA effects (a new LA's drawn from the hierarchy),
+    # strata, a trend, a curve, moderators, a BYM2 LSOA effect
+    eta = np.zeros((post.sizes["chain"], post.sizes["draw"], len(table)))
+    slope = np.zeros_like(eta)
+    for term in fitted.terms:
+        eta, slope = term.predict_eta(post, new, eta, slope)
     coords = {
         "chain": post["chain"].values,
         "draw": post["draw"].values,
@@ -299,49 +234,6 @@ def predict(
         coords={**coords, "la": ("row", la)},
         attrs={"scale": fam.scale, "family": fam.name},
     )
-
-
-#: the terms whose additions :func:`predict` makes (the LA effects, strata, a trend,
-#: moderators, a BYM2 LSOA effect, a spline curve)
-_PREDICTED_TERMS = (
-    LAEffects,
-    Strata,
-    Trend,
-    NeighbourhoodModerators,
-    LAModerators,
-    SpatialEffect,
-    Curve,
-)
-
-
-def _stratum_columns(strata: Strata | None) -> list[str]:
-    """Return the stratum column(s) of a fit's strata ([] for none)."""
-    if strata is None:
-        return []
-    return list(strata.columns) or [strata.column]
-
-
-def _stratum_positions(strata: Strata, table: pd.DataFrame) -> np.ndarray:
-    """Return each row's position in ``strata.levels`` per stratum column, dims (row, column).
-
-    Raises ValueError naming the column and its levels the fit does not know.
-    """
-    columns = _stratum_columns(strata)
-    position = {level: i for i, level in enumerate(strata.levels)}
-    out = np.empty((len(table), len(columns)), dtype=np.int64)
-    for k, column in enumerate(columns):
-        values = table[column].astype(str).to_numpy()
-        labels = values if not strata.columns else np.char.add(f"{column}=", values)
-        unknown = sorted(set(values[[label not in position for label in labels]]))
-        if unknown:
-            prefix = f"{column}=" if strata.columns else ""
-            fitted = [s.removeprefix(prefix) for s in strata.levels if s.startswith(prefix)]
-            raise ValueError(
-                f"predict: stratum column {column!r} has levels the fit does not know: "
-                f"{unknown} (the fit's: {fitted})"
-            )
-        out[:, k] = [position[label] for label in labels]
-    return out
 
 
 def _exposure_column(tree: xr.DataTree, fam: families.Family) -> str:

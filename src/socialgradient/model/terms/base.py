@@ -16,7 +16,9 @@ variables come in one fixed order:
    the counts.
 
 After sampling, :meth:`Term.row_effect` and :meth:`Term.row_eta` give the same
-contributions in numpy from posterior draws (:mod:`socialgradient.sampling.predict`).
+contributions in numpy from posterior draws (:mod:`socialgradient.sampling.predict`), and
+:meth:`Term.predict_eta` gives them for new rows (:class:`NewRows`, read from a table: each
+term's :meth:`Term.predict_columns`), with their slopes in ``w``.
 
 Adding a term (a flexible curve, a spatial effect) is one new module here with a
 :class:`Term` subclass, and one line in :data:`socialgradient.model.terms.TERMS`.
@@ -58,6 +60,27 @@ class Context:
     linear: Any = None
 
 
+@dataclass(frozen=True)
+class NewRows:
+    """New rows to predict (:func:`socialgradient.sampling.predict.predict`), as terms see them.
+
+    ``table`` the new rows (with every term's :meth:`Term.predict_columns`), ``fitted`` the
+    fit's data (a :class:`~socialgradient.model.data.NeighbourhoodData`, whose rows set the
+    terms' centring), ``la`` each row's LA code, ``new_la`` whether it is an LA the fit does
+    not have, ``m_la`` the mean deprivation of every LA (the fit's, and each new LA's from
+    its rows here; 10-point units), ``w`` each row's within-LA deprivation (10-point units),
+    ``seed`` the seed of the new LAs' draws.
+    """
+
+    table: pd.DataFrame
+    fitted: Any
+    la: np.ndarray
+    new_la: np.ndarray
+    m_la: dict[str, float]
+    w: np.ndarray
+    seed: int
+
+
 class Term:
     """One part of the linear predictor (the base does nothing in every phase).
 
@@ -65,7 +88,6 @@ class Term:
     ``spec_keys`` (the spec fields that switch it on), ``reported`` (posterior variables it
     adds in their reported form), ``derived`` (its sampler-side forms, dropped from the
     result tree), ``cells`` (its rows are cells, LSOA x something: dim ``cell``) and
-    ``on_rows`` (it adds to the rows' linear predictor beyond the LA effects) and
     ``always`` (every model has it: made without :meth:`encode`) and ``adds_coords`` (its
     phases add :meth:`coords` to the model themselves, with the variables on those dims, as
     PyMC allows: the model is created without them). A phase or hook the class does not
@@ -77,7 +99,6 @@ class Term:
     reported: ClassVar[tuple[str, ...]] = ()
     derived: ClassVar[tuple[str, ...]] = ()
     cells: ClassVar[bool] = False
-    on_rows: ClassVar[bool] = False
     always: ClassVar[bool] = False
     adds_coords: ClassVar[bool] = False
 
@@ -101,6 +122,16 @@ class Term:
     def absent_attrs(cls) -> dict[str, str]:
         """Return the root attrs a fit without the term records (its empty values)."""
         return {}
+
+    @property
+    def on_rows(self) -> bool:
+        """Whether the term adds to the rows' linear predictor beyond the LA effects.
+
+        A class attribute in the terms that always do (strata, a trend, moderators, a
+        curve); a property where it depends on the term's data (a neighbour graph kept for
+        the residual check only adds nothing).
+        """
+        return False
 
     # -- the model's coords and the fit's record ----------------------------------------
     def coords(self) -> dict[str, list]:
@@ -149,6 +180,29 @@ class Term:
         additions, from one chain's draws.
         """
         return eta
+
+    # -- new rows (numpy, every chain) ---------------------------------------------------
+    def predict_columns(self) -> list[str]:
+        """Return the columns a table of new rows needs for the term (:meth:`predict_eta`)."""
+        return []
+
+    def predict_eta(
+        self, posterior: xr.Dataset, new: NewRows, eta: np.ndarray, slope: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Return new rows' linear predictor and its slope in ``w`` with the term's additions.
+
+        ``eta`` and ``slope`` (dims chain, draw, row; log or logit scale, ``slope`` per 10
+        points of ``w``) start at 0 and every term adds its part, from ``posterior``'s draws.
+        The base adds nothing for a term that is not on the rows (:attr:`on_rows`) and
+        refuses, naming the term, one that is: such a term cannot predict new rows until
+        its class overrides this hook.
+        """
+        if self.on_rows:
+            raise ValueError(
+                f"predict: the fit's term {self.name!r} cannot predict new rows "
+                f"({type(self).__name__} has no predict_eta)"
+            )
+        return eta, slope
 
 
 def weighted_moments(values: Any, weight: np.ndarray) -> tuple[Any, Any]:

@@ -69,7 +69,7 @@ import xarray as xr
 from scipy.interpolate import BSpline
 
 from socialgradient.model import families, parameterisation
-from socialgradient.model.terms.base import Context, Term
+from socialgradient.model.terms.base import Context, NewRows, Term
 from socialgradient.spec import CURVES
 
 #: Equally spaced B-spline segments over the range of ``w`` (13 cubic B-splines, 11 basis
@@ -257,3 +257,10 @@ class Curve(Term):
         coef = chain["curve_coef"].transpose("draw", "curve_basis").values
         eta += coef @ self.basis(data.w).T
         return eta
+
+    def predict_eta(
+        self, posterior: xr.Dataset, new: NewRows, eta: np.ndarray, slope: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Add the curve :math:`f(w)` and its slope :math:`f'(w)` at the new rows' ``w``."""
+        coef = posterior["curve_coef"].transpose("chain", "draw", "curve_basis").values
+        return eta + coef @ self.basis(new.w).T, slope + coef @ self.slopes(new.w).T

@@ -14,9 +14,10 @@ from typing import Any
 import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
+import xarray as xr
 
 from socialgradient.model.priors import fixed
-from socialgradient.model.terms.base import Context, Term
+from socialgradient.model.terms.base import Context, NewRows, Term
 from socialgradient.spec import Priors
 
 
@@ -73,6 +74,35 @@ class LAEffects(Term):
             "la_yw_sum", np.bincount(idx, weights=data.y * data.w, minlength=n_la), dims="la"
         )
         ctx.linear = pt.sum(theta[:, 0] * y_sum + theta[:, 1] * yw_sum)
+
+    def predict_eta(
+        self, posterior: xr.Dataset, new: NewRows, eta: np.ndarray, slope: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Add each new row's LA intercept and slope times ``w`` (its slope to ``slope``).
+
+        An LA of the fit keeps its fitted effects; a new LA's are drawn from the fitted
+        hierarchy, ``MVN((a + b_b m_c, b_w + b_x m_c), Sigma)`` at its ``m_c`` (its mean
+        deprivation less the fit's ``x_bar``), one draw per posterior draw from
+        ``default_rng(new.seed)``, so its intervals include the between-LA spread.
+        """
+        fitted, post = new.fitted, posterior
+        effect = post["la_effect"].transpose("chain", "draw", "la", "effect").values
+        new_codes = sorted(set(new.la[new.new_la]))
+        if new_codes:
+            rng = np.random.default_rng(new.seed)
+            m_c = np.array([new.m_la[c] for c in new_codes]) - fitted.x_bar
+            sd = post["la_sd"].transpose("chain", "draw", "effect").values
+            r = post["la_corr"].values
+            z = rng.standard_normal((*r.shape, len(new_codes), 2))
+            z1 = r[..., None] * z[..., 0] + np.sqrt(1 - r[..., None] ** 2) * z[..., 1]
+            centre_a = post["a"].values[..., None] + post["b_b"].values[..., None] * m_c
+            centre_b = post["b_w"].values[..., None] + post["b_x"].values[..., None] * m_c
+            drawn = np.stack([centre_a + sd[..., :1] * z[..., 0], centre_b + sd[..., 1:] * z1], -1)
+            effect = np.concatenate([effect, drawn], axis=2)
+        codes = [*fitted.la, *new_codes]
+        position = {code: i for i, code in enumerate(codes)}
+        effect = effect[:, :, [position[c] for c in new.la]]
+        return eta + effect[..., 0] + effect[..., 1] * new.w, slope + effect[..., 1]
 
 
 def _la_effect(ctx: Context) -> Any:

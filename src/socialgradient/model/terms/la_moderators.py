@@ -19,7 +19,7 @@ import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
 
-from socialgradient.model.terms.base import Context, Term, weighted_moments
+from socialgradient.model.terms.base import Context, NewRows, Term, weighted_moments
 
 
 @dataclass(frozen=True)
@@ -94,3 +94,18 @@ class LAModerators(Term):
         )
         pm.Deterministic("la_moderator_effect", coef / sd[:, None], dims=("la_moderator", "effect"))
         ctx.centre = ctx.centre + pt.as_tensor(v) @ coef
+
+    def predict_eta(
+        self, posterior: xr.Dataset, new: NewRows, eta: np.ndarray, slope: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Add nothing (the fitted LA effects include the moderators); refuse new LAs.
+
+        A new LA's effects would need its moderators' values, which a table of
+        neighbourhoods does not carry.
+        """
+        if new.new_la.any():
+            raise ValueError(
+                "predict: new LAs need LA moderators, which this fit uses; "
+                f"unknown LAs: {sorted(set(new.la[new.new_la]))}"
+            )
+        return eta, slope

@@ -17,7 +17,7 @@ import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
 
-from socialgradient.model.terms.base import Context, Term, weighted_moments
+from socialgradient.model.terms.base import Context, NewRows, Term, weighted_moments
 
 
 @dataclass(frozen=True)
@@ -101,3 +101,19 @@ class NeighbourhoodModerators(Term):
         coef = chain["moderator_effect"].transpose("draw", "moderator", "effect").values
         eta += coef[..., 0] @ z.T + coef[..., 1] @ (z * data.w[:, None]).T
         return eta
+
+    def predict_columns(self) -> list[str]:
+        """Return the moderators' columns (as ``str``: a saved fit's names are numpy's)."""
+        return [str(name) for name in self.names]
+
+    def predict_eta(
+        self, posterior: xr.Dataset, new: NewRows, eta: np.ndarray, slope: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Add the moderators' effects per unit at the new rows' values (centred as the fit's)."""
+        mean, _ = self.scaling(new.fitted)
+        z = new.table[self.predict_columns()].to_numpy(float) - mean
+        effect = posterior["moderator_effect"]
+        coef = effect.transpose("chain", "draw", "moderator", "effect").values
+        eta = eta + np.einsum("cdk,rk->cdr", coef[..., 0], z)
+        slope = slope + np.einsum("cdk,rk->cdr", coef[..., 1], z)
+        return eta + np.einsum("cdk,rk->cdr", coef[..., 1], z * new.w[:, None]), slope

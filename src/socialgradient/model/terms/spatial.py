@@ -33,7 +33,7 @@ import xarray as xr
 
 from socialgradient.data import neighbours as nb
 from socialgradient.model.spatial import add_bym2
-from socialgradient.model.terms.base import Context, Term
+from socialgradient.model.terms.base import Context, NewRows, Term
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,11 @@ class SpatialEffect(Term):
     spec_keys = ("spatial", "neighbours")
     reported = ("spatial_sd", "spatial_rho", "spatial_effect")
     derived = ("spatial_phi", "spatial_theta")
-    on_rows = True
+
+    @property
+    def on_rows(self) -> bool:
+        """Whether the model has the BYM2 effect (a check-only graph adds nothing)."""
+        return self.bym2
 
     @classmethod
     def encode(
@@ -192,3 +196,16 @@ class SpatialEffect(Term):
         effect = chain["spatial_effect"].transpose("draw", DIM).values
         eta += effect[:, self.index]
         return eta
+
+    def predict_eta(
+        self, posterior: xr.Dataset, new: NewRows, eta: np.ndarray, slope: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Add a BYM2 fit's effect of each new row's ``lsoa`` (0 for an LSOA not in the fit).
+
+        A table without an ``lsoa`` column gets none: rates at a zero LSOA effect.
+        """
+        if not self.bym2 or "lsoa" not in new.table.columns:
+            return eta, slope
+        where = pd.Index(self.codes).get_indexer(new.table["lsoa"].astype(str).to_numpy())
+        effect = posterior["spatial_effect"].transpose("chain", "draw", ...).values
+        return eta + np.where(where >= 0, effect[..., np.maximum(where, 0)], 0.0), slope

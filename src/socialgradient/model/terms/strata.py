@@ -20,7 +20,7 @@ import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
 
-from socialgradient.model.terms.base import Context, Term
+from socialgradient.model.terms.base import Context, NewRows, Term
 
 
 @dataclass(frozen=True)
@@ -190,6 +190,42 @@ class Strata(Term):
         for s_idx in self.positions.T:  # one stratum column after another
             effect = effect + offset[:, s_idx]
         return effect
+
+    def predict_columns(self) -> list[str]:
+        """Return the stratum column(s)."""
+        return list(self.columns) or [self.column]
+
+    def predict_positions(self, table: pd.DataFrame) -> np.ndarray:
+        """Return each row's position in ``levels`` per stratum column, dims (row, column).
+
+        Raises ValueError naming the column and its levels the fit does not know.
+        """
+        columns = self.predict_columns()
+        position = {level: i for i, level in enumerate(self.levels)}
+        out = np.empty((len(table), len(columns)), dtype=np.int64)
+        for k, column in enumerate(columns):
+            values = table[column].astype(str).to_numpy()
+            labels = values if not self.columns else np.char.add(f"{column}=", values)
+            unknown = sorted(set(values[[label not in position for label in labels]]))
+            if unknown:
+                prefix = f"{column}=" if self.columns else ""
+                fitted = [s.removeprefix(prefix) for s in self.levels if s.startswith(prefix)]
+                raise ValueError(
+                    f"predict: stratum column {column!r} has levels the fit does not know: "
+                    f"{unknown} (the fit's: {fitted})"
+                )
+            out[:, k] = [position[label] for label in labels]
+        return out
+
+    def predict_eta(
+        self, posterior: xr.Dataset, new: NewRows, eta: np.ndarray, slope: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Add each new row's stratum offsets (of each column): ``gamma_s + delta_s w``."""
+        offset = posterior["stratum_effect"].transpose("chain", "draw", "stratum", "effect").values
+        for s_idx in self.predict_positions(new.table).T:
+            eta = eta + offset[:, :, s_idx, 0] + offset[:, :, s_idx, 1] * new.w
+            slope = slope + offset[:, :, s_idx, 1]
+        return eta, slope
 
 
 def _levels(table: pd.DataFrame, column: str) -> tuple[tuple[str, ...], np.ndarray]:

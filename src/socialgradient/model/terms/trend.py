@@ -21,7 +21,7 @@ import pandas as pd
 import pymc as pm
 import xarray as xr
 
-from socialgradient.model.terms.base import Context, Term, weighted_moments
+from socialgradient.model.terms.base import Context, NewRows, Term, weighted_moments
 
 
 @dataclass(frozen=True)
@@ -88,3 +88,16 @@ class Trend(Term):
         coef = chain["trend_effect"].transpose("draw", "effect").values
         eta += coef[:, :1] * t + coef[:, 1:] * (t * data.w)
         return eta
+
+    def predict_columns(self) -> list[str]:
+        """Return the trend's column."""
+        return [self.column]
+
+    def predict_eta(
+        self, posterior: xr.Dataset, new: NewRows, eta: np.ndarray, slope: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Add the trend's effects per unit at the new rows' column (centred as the fit's)."""
+        mean, _ = self.scaling(new.fitted)
+        t = new.table[self.column].to_numpy(float) - mean
+        coef = posterior["trend_effect"].transpose("chain", "draw", "effect").values
+        return eta + coef[..., :1] * t + coef[..., 1:] * (t * new.w), slope + coef[..., 1:] * t
