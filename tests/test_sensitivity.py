@@ -9,10 +9,12 @@ import pytest
 import xarray as xr
 
 import socialgradient.api as sg
-from socialgradient.model import forward
+from socialgradient.model import forward, joint
 from socialgradient.model.priors import log_prior
 from socialgradient.results import sensitivity
-from socialgradient.spec import Priors, Spec
+from socialgradient.spec import LAOutcome, Priors, Spec
+
+THRESHOLDS = ("referrals", "assessments")
 
 
 def geography(n_la: int, per_la: int) -> pd.DataFrame:
@@ -85,9 +87,9 @@ def test_a_fit_without_draws_for_the_likelihood_is_skipped_not_an_error():
     tree.attrs.update(spec=spec.to_json(), outcome="referrals", family="negbin")
     out = sensitivity.power_scaling(tree)
     assert "log_likelihood" in out["skipped"]
-    joint = Spec("t1", outcomes=("t1", "t2"))
-    tree.attrs["spec"] = joint.to_json()
-    assert "joint" in sensitivity.power_scaling(tree)["skipped"]
+    one_threshold = Spec("t1", outcomes=("t1", "t2"))  # a view of a joint fit: no "outcomes"
+    tree.attrs["spec"] = one_threshold.to_json()
+    assert "one threshold of a joint fit" in sensitivity.power_scaling(tree)["skipped"]
     assert sensitivity.flag({"verdict": "PASS", "reasons": []}, out)["verdict"] == "PASS"
 
 
@@ -106,3 +108,89 @@ def test_too_few_draws_for_power_scaling_are_skipped_with_the_count():
         "skipped": f"only 40 draws with a log-likelihood; power-scaling needs at least "
         f"{sensitivity.MIN_DRAWS}"
     }
+
+
+def _logp_diff(model, name: str, values: np.ndarray) -> np.ndarray:
+    """Differences between draws of PyMC's log density of ``name`` at ``values``."""
+    theirs = np.asarray(pm.logp(model[name], values).eval())
+    return np.diff(theirs.reshape(len(values), -1).sum(axis=1))
+
+
+@pytest.mark.filterwarnings("ignore:The effect of Potentials:UserWarning")
+def test_joint_log_prior_matches_the_model_density():
+    """Every threshold's priors and the LKJ density of the 2K x 2K LA correlation matrix."""
+    p = Priors(fixed="student_t", fixed_nu=4, b_w_mean=0.2, la_sd_slope=0.3, lkj_eta=3.0)
+    spec = Spec("referrals", outcomes=THRESHOLDS, priors=p)
+    datas = sg.encode(geography(3, 10), spec)
+    model = joint.build(datas, spec)
+    names = ["a", "b_w", "b_b", "b_x", "inv_sqrt_phi", "la_cov", "la_sd", "la_corr"]
+    prior = pm.sample_prior_predictive(draws=6, model=model, random_seed=4, var_names=names)
+    prior = prior["prior"].to_dataset().assign(phi=lambda d: 1 / d["inv_sqrt_phi"] ** 2)
+    ours = sensitivity.joint_log_prior(prior, p, default_mean=-4.0)
+    assert set(ours) == {"a", "b_w", "b_b", "b_x", "la_sd", "la_corr", "phi"}
+    for name, rv in (("a", "a"), ("b_w", "b_w"), ("b_x", "b_x"), ("phi", "inv_sqrt_phi")):
+        diff = _logp_diff(model, rv, prior[rv].values[0])  # summed over the thresholds
+        np.testing.assert_allclose(np.diff(ours[name][0]), diff, rtol=1e-6, atol=1e-9)
+    k = len(THRESHOLDS)
+    sd = prior["la_sd"].values[0].reshape(6, 2 * k)  # (threshold, effect) -> the LA coefs
+    half = pm.HalfNormal.dist(sigma=np.tile([p.la_sd_intercept, p.la_sd_slope], k))
+    theirs = pm.logp(half, sd).eval().sum(axis=1)
+    np.testing.assert_allclose(np.diff(ours["la_sd"][0]), np.diff(theirs), rtol=1e-6)
+    # the correlation matrix from the sampled Cholesky factor, not from la_corr's order
+    n = 2 * k
+    for draw in range(6):
+        chol = np.zeros((n, n))
+        chol[np.tril_indices(n)] = prior["la_cov"].values[0, draw]
+        cov = chol @ chol.T
+        corr = cov / np.sqrt(np.outer(np.diag(cov), np.diag(cov)))
+        expected = (p.lkj_eta - 1) * np.linalg.slogdet(corr)[1]
+        assert ours["la_corr"][0, draw] == pytest.approx(expected, rel=1e-6, abs=1e-9)
+
+
+@pytest.mark.filterwarnings("ignore:The effect of Potentials:UserWarning")
+def test_term_log_prior_matches_the_model_density():
+    """The terms' priors, from their reported per-unit effects and the data's SDs."""
+    table = geography(3, 10)
+    rng = np.random.default_rng(1)
+    table = table.assign(z=rng.normal(2.0, 3.0, len(table)), age=np.arange(len(table)) % 5)
+    p = Priors(moderator_intercept=0.7, moderator_slope=0.3, trend_intercept=0.8, trend_slope=0.2)
+    p = Priors(**{**vars(p), "curve_sd": 0.4})
+    spec = Spec(
+        "referrals",
+        neighbourhood_moderators=("z",),
+        stratum_trend="age",
+        curve="spline",
+        la_outcome=LAOutcome("assessments", "referrals"),
+        spatial="bym2",
+        priors=p,
+    )
+    model = sg.build(table, spec)
+    scales = sensitivity.term_scales(sg.encode(table, spec))
+    assert set(scales) == {"moderator_coef", "trend_coef", "la_outcome_coef"}
+    sampled = [
+        "moderator_coef",
+        "trend_coef",
+        "la_outcome_intercept",
+        "la_outcome_gradient",
+        "la_outcome_coef",
+        "la_outcome_sd",
+        "curve_sd",
+        "spatial_sd",
+        "spatial_rho",
+    ]
+    reported = ["moderator_effect", "trend_effect", "la_outcome_effect"]
+    prior = pm.sample_prior_predictive(
+        draws=6, model=model, random_seed=5, var_names=sampled + reported
+    )["prior"].to_dataset()
+    # the scales turn the reported per-unit effects back into the sampled coefficients
+    np.testing.assert_allclose(
+        prior["moderator_effect"] * scales["moderator_coef"][:, None], prior["moderator_coef"]
+    )
+    np.testing.assert_allclose(prior["trend_effect"] * scales["trend_coef"], prior["trend_coef"])
+    covariates = prior["la_outcome_effect"].isel(la_outcome_term=slice(1, None)).values
+    np.testing.assert_allclose(covariates * scales["la_outcome_coef"], prior["la_outcome_coef"])
+    ours = sensitivity.term_log_prior(prior[reported + sampled[2:]], p, scales)
+    assert set(ours) == set(sampled)
+    for name in sampled:
+        diff = _logp_diff(model, name, prior[name].values[0])
+        np.testing.assert_allclose(np.diff(ours[name][0]), diff, rtol=1e-6, atol=1e-9)
