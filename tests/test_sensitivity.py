@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pymc as pm
@@ -12,6 +14,7 @@ import socialgradient.api as sg
 from socialgradient.model import forward, joint
 from socialgradient.model.priors import log_prior
 from socialgradient.results import sensitivity
+from socialgradient.results.summaries import NATIONAL_KEYS
 from socialgradient.spec import LAOutcome, Priors, Spec
 
 THRESHOLDS = ("referrals", "assessments")
@@ -194,3 +197,89 @@ def test_term_log_prior_matches_the_model_density():
     for name in sampled:
         diff = _logp_diff(model, name, prior[name].values[0])
         np.testing.assert_allclose(np.diff(ours[name][0]), diff, rtol=1e-6, atol=1e-9)
+
+
+@pytest.fixture(scope="module")
+def joint_tree() -> xr.DataTree:
+    """A tiny joint fit: 4 LAs x 40 LSOAs, two thresholds, 2 x 50 draws (= MIN_DRAWS)."""
+    spec = Spec("referrals", outcomes=THRESHOLDS)
+    table = geography(4, 40)
+    return sg.fit(table, spec, draws=50, tune=100, chains=2, progressbar=False)
+
+
+def _with_priors(tree: xr.DataTree, priors: Priors) -> xr.DataTree:
+    """The same draws, read as a fit under ``priors`` (the prior power-scaling scales)."""
+    out = tree.copy()
+    spec = dataclasses.replace(Spec.from_json(tree.attrs["spec"]), priors=priors)
+    out.attrs = {**tree.attrs, "spec": spec.to_json()}
+    return out
+
+
+FLAT = Priors(
+    a=100.0,
+    b_w=100.0,
+    b_b=100.0,
+    b_x=100.0,
+    la_sd_intercept=100.0,
+    la_sd_slope=100.0,
+    lkj_eta=1.0,
+    inv_sqrt_phi=100.0,
+    moderator_intercept=100.0,
+    moderator_slope=100.0,
+)
+
+
+@pytest.mark.filterwarnings("ignore:The effect of Potentials:UserWarning")
+def test_a_joint_fit_s_summary_has_sensitivity_per_threshold(joint_tree):
+    s = sg.summarise(joint_tree)
+    sens = s["sensitivity"]
+    assert sens["draws"] == 100
+    assert sens["scaled_priors"] == ["a", "b_b", "b_w", "b_x", "la_corr", "la_sd", "phi"]
+    assert list(sens["thresholds"]) == list(THRESHOLDS)
+    for per in sens["thresholds"].values():
+        assert set(per) == {*NATIONAL_KEYS, "la_sd_intercept", "la_sd_slope"}
+        for q in per.values():
+            assert min(q["prior"], q["likelihood"]) >= 0
+            assert q["diagnosis"] == sensitivity.diagnose(q["prior"], q["likelihood"])
+    assert list(sens["quantities"]) == ["gradient_ratio:assessments/referrals"]
+    conflict = [
+        f"{t}:{k}"
+        for t, per in sens["thresholds"].items()
+        for k, q in per.items()
+        if q["diagnosis"] == sensitivity.CONFLICT
+    ] + [k for k, q in sens["quantities"].items() if q["diagnosis"] == sensitivity.CONFLICT]
+    assert sens["conflict"] == conflict
+    flagged = any("prior-data conflict" in r for r in s["diagnostics"]["reasons"])
+    assert flagged == bool(conflict)
+    # what is scaled is the joint prior: a flat one moves nothing, a tight wrong one the gradients
+    flat = sensitivity.power_scaling(_with_priors(joint_tree, FLAT))
+    for per in flat["thresholds"].values():
+        assert all(q["prior"] < 0.01 for q in per.values()), per
+    assert flat["conflict"] == []
+    wrong = sensitivity.power_scaling(_with_priors(joint_tree, Priors(b_w_mean=-3.0, b_w=0.05)))
+    for t in THRESHOLDS:
+        assert wrong["thresholds"][t]["gradient_mean_la"]["prior"] > sensitivity.THRESHOLD
+
+
+def test_a_strong_wrong_term_prior_is_a_prior_data_conflict():
+    """A moderator's main effect of 0.8 per SD held at 0 +- 0.02: flagged on the moderator."""
+    rng = np.random.default_rng(2)
+    geo = geography(6, 30)
+    geo = geo.assign(z=rng.normal(0.0, 1.0, len(geo)))
+    truth = forward.Truth(moderators={"z": (0.8, 0.0)})
+    table, _ = forward.draw(geo, truth, outcome="events", seed=5)
+    spec = Spec("events", neighbourhood_moderators=("z",), priors=Priors(moderator_intercept=0.02))
+    tree = sg.fit(table, spec, draws=60, tune=150, chains=2, progressbar=False)
+    s = sg.summarise(tree)
+    sens = s["sensitivity"]
+    assert {"moderator_coef", "a", "b_w", "la_sd"} <= set(sens["scaled_priors"])
+    name = "moderator_effect:z:intercept"
+    assert set(sens["quantities"]) >= {name, "moderator_effect:z:slope", "gradient_mean_la"}
+    assert sens["quantities"][name]["diagnosis"] == sensitivity.CONFLICT, sens["quantities"]
+    assert name in sens["conflict"]
+    assert any(name in r for r in s["diagnostics"]["reasons"])
+    assert s["diagnostics"]["verdict"] != "PASS"
+    # the same draws under a flat moderator prior: the moderator is no longer prior-sensitive
+    flat = sensitivity.power_scaling(_with_priors(tree, FLAT))
+    assert flat["quantities"][name]["prior"] < sensitivity.THRESHOLD
+    assert name not in flat["conflict"]
