@@ -283,3 +283,50 @@ def test_a_strong_wrong_term_prior_is_a_prior_data_conflict():
     flat = sensitivity.power_scaling(_with_priors(tree, FLAT))
     assert flat["quantities"][name]["prior"] < sensitivity.THRESHOLD
     assert name not in flat["conflict"]
+
+
+def test_the_terms_quantities_are_what_the_summary_reports_of_them():
+    """Moderators' and the trend's every effect, the strata's slopes, the LA outcome's gradient."""
+    rng = np.random.default_rng(0)
+    sample = {"chain": [0], "draw": np.arange(4)}
+    effect = ["intercept", "slope"]
+
+    def draws(*dims: str, **coords: list) -> tuple:
+        return ("chain", "draw", *dims), rng.normal(size=(1, 4, *(len(coords[d]) for d in dims)))
+
+    coords = {
+        "effect": effect,
+        "moderator": ["z"],
+        "stratum_contrast": ["5-9"],
+        "la_outcome_term": ["gradient", "m_c"],
+    }
+    post = xr.Dataset(
+        {
+            "b_w": draws(),
+            "b_b": draws(),
+            "b_x": draws(),
+            "la_sd": draws("effect", **coords),
+            "moderator_effect": draws("moderator", "effect", **coords),
+            "trend_effect": draws("effect", **coords),
+            "stratum_offset": draws("stratum_contrast", "effect", **coords),
+            "la_outcome_effect": draws("la_outcome_term", **coords),
+        },
+        coords={**sample, **coords},
+    )
+    out = sensitivity.quantities_of(post)
+    assert set(out) == {
+        *NATIONAL_KEYS,
+        "la_sd_intercept",
+        "la_sd_slope",
+        "moderator_effect:z:intercept",
+        "moderator_effect:z:slope",
+        "trend_effect:intercept",
+        "trend_effect:slope",
+        "stratum_offset:5-9:slope",
+        "la_outcome_effect:gradient",
+    }
+    assert all(v.dims == ("chain", "draw") for v in out.values())
+    expected = post["stratum_offset"].sel(stratum_contrast="5-9", effect="slope")
+    np.testing.assert_array_equal(out["stratum_offset:5-9:slope"], expected)
+    moderator = post["moderator_effect"].sel(moderator="z", effect="intercept")
+    np.testing.assert_array_equal(out["moderator_effect:z:intercept"], moderator)

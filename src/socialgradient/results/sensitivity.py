@@ -30,7 +30,7 @@ group LOO uses, on the draws of the replicates; a joint fit's over every thresho
 The quantities: the national gradients of :func:`socialgradient.results.gradients.national`,
 ``la_sd_intercept`` and ``la_sd_slope``, and each term's reported effects
 (``moderator_effect:<moderator>:<effect>``, ``la_moderator_effect:...``,
-``trend_effect:<effect>``, ``stratum_offset:<contrast>:<effect>``,
+``trend_effect:<effect>``, ``stratum_offset:<contrast>:slope``,
 ``la_outcome_effect:gradient``); a joint fit's per threshold (``thresholds``) and its
 consecutive gradient ratios (``gradient_ratio:<later>/<earlier>``).
 
@@ -75,8 +75,9 @@ LA_OUTCOME_PRIORS = {
     "la_outcome_coef": 1.0,
     "la_outcome_sd": 0.5,
 }
-#: the posterior variables of the terms reported as quantities (all their elements, but the
-#: LA outcome's gradient only: its adjustments are not what it asks)
+#: the posterior variables of the terms reported as quantities (what summary.json reports of
+#: them: every element, but the LA outcome's gradient only, not its adjustments, and the
+#: stratum offsets' slopes only, the strata's gradients, not their rates)
 TERM_QUANTITIES = (
     "moderator_effect",
     "la_moderator_effect",
@@ -216,10 +217,11 @@ def quantities_of(post: xr.Dataset) -> dict[str, xr.DataArray]:
             continue
         da = post[name]
         if name == "la_outcome_effect":
-            da = da.sel(la_outcome_term="gradient", drop=True)
-            out[name + ":gradient"] = da
-            continue
-        out |= _flat(name, da)
+            out[name + ":gradient"] = da.sel(la_outcome_term="gradient", drop=True)
+        elif name == "stratum_offset":  # the strata's gradients; their rates are nuisance
+            out |= {f"{k}:slope": v for k, v in _flat(name, da.sel(effect="slope")).items()}
+        else:
+            out |= _flat(name, da)
     return out
 
 
