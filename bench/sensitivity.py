@@ -11,12 +11,21 @@ the verdict with and without the sensitivity check, and the seconds
 fit's existing pointwise log-likelihood (``socialgradient.api.fit``'s default), and
 computing it first (``socialgradient fit``, which fits without it). Writes
 ``bench/sensitivity.json``; run ``python bench/sensitivity.py`` from the repository root.
+
+``python bench/sensitivity.py joint`` measures the joint threshold model instead
+(``models/joint_thresholds.toml``: five thresholds, its sampling) on the first
+:data:`JOINT_LAS` LAs of the default England (every LSOA of them; England whole is too slow
+for a shared machine), with the default priors and with the strong, wrong ``b_w`` prior on
+every threshold, and records each threshold's sensitivities, the gradient ratios', the
+scaled priors, the seconds and the verdicts under ``joint`` in the same file (the single
+fits' entries are kept as they were measured).
 """
 
 import json
 import math
 import os
 import platform
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,7 +34,7 @@ import numpy as np
 
 import socialgradient.api as sg
 from socialgradient.results import checks, sensitivity
-from socialgradient.spec import Priors, Spec
+from socialgradient.spec import Priors, Spec, load_spec
 
 OUT = Path(__file__).with_name("sensitivity.json")
 N_LA = 40
@@ -35,6 +44,9 @@ FITS = {
     "strong_wrong_b_w": (N_LA, Priors(b_w_mean=-0.5, b_w=0.15)),
     "england_default": (None, Priors()),
 }
+#: LAs of the joint fits (the first of the default England)
+JOINT_LAS = 40
+JOINT_FITS = {"default": Priors(), "strong_wrong_b_w": Priors(b_w_mean=-0.5, b_w=0.15)}
 
 
 def best_of(times: int, call) -> tuple[float, dict]:
@@ -88,5 +100,58 @@ def main() -> None:
     OUT.write_text(json.dumps(out, indent=1) + "\n")
 
 
+def joint() -> None:
+    """Measure the joint threshold model's sensitivity; update ``joint`` in the JSON."""
+    import dataclasses
+
+    england = sg.default_data()
+    keep = england["la"].unique()[:JOINT_LAS]
+    table = england[england["la"].isin(keep)].reset_index(drop=True)
+    base = load_spec(Path(__file__).parents[1] / "models" / "joint_thresholds.toml")
+    out = json.loads(OUT.read_text())
+    out["joint"] = {
+        "when": datetime.now(UTC).strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared)",
+        "load_average_at_start": round(os.getloadavg()[0], 1),
+        "spec": "models/joint_thresholds.toml",
+        "las": JOINT_LAS,
+        "lsoas": len(table),
+        "sampling": dataclasses.asdict(base.sampling),
+        "fits": {},
+    }
+    for label, priors in JOINT_FITS.items():
+        spec = dataclasses.replace(base, priors=priors)
+        start = time.perf_counter()
+        tree = sg.fit(table, spec, progressbar=False)
+        fit_seconds = time.perf_counter() - start
+        seconds, sens = best_of(3, lambda tree=tree: sensitivity.power_scaling(tree))
+        convergence = checks.diagnose(tree)
+        flagged = sensitivity.flag(convergence, sens)
+        medians = np.exp(tree["posterior"]["b_w"]).median(("chain", "draw"))
+        out["joint"]["fits"][label] = {
+            "priors": {k: v for k, v in vars(priors).items() if not k.startswith("_")},
+            "prior_gradient": round(math.exp(priors.b_w_mean), 3),
+            "gradient_mean_la_median": {
+                str(t): round(float(medians.sel(threshold=t)), 3)
+                for t in medians["threshold"].values
+            },
+            "fit_seconds": round(fit_seconds, 1),
+            "sensitivity_seconds": round(seconds, 3),
+            "draws": sens["draws"],
+            "scaled_priors": sens["scaled_priors"],
+            "thresholds": sens["thresholds"],
+            "quantities": sens["quantities"],
+            "prior_max": max(
+                q["prior"] for per in sens["thresholds"].values() for q in per.values()
+            ),
+            "conflict": sens["conflict"],
+            "verdict_convergence": convergence["verdict"],
+            "verdict": flagged["verdict"],
+            "reasons": flagged["reasons"],
+        }
+        print(label, json.dumps(out["joint"]["fits"][label]), flush=True)
+        OUT.write_text(json.dumps(out, indent=1) + "\n")
+
+
 if __name__ == "__main__":
-    main()
+    joint() if sys.argv[1:] == ["joint"] else main()

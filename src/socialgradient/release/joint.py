@@ -24,18 +24,22 @@ def summary(tree: xr.DataTree, diagnostics: dict | None = None) -> dict:
     """Return the ``summary.json`` of a joint fit.
 
     ``summary.json`` of a joint fit: every threshold's headline (``thresholds``), the
-    steepening probabilities, diagnostics over the whole joint posterior, and the
+    steepening probabilities, diagnostics over the whole joint posterior (with a reason for
+    a prior-data conflict of :func:`socialgradient.results.sensitivity.power_scaling`, whose
+    result is ``sensitivity``), and the
     single-outcome summary of the first threshold's view (``first``) for its other keys.
     """
     from socialgradient.release import report
-    from socialgradient.results import checks
+    from socialgradient.results import checks, sensitivity
 
     diagnostics = diagnostics if diagnostics is not None else checks.diagnose(tree)
     first = report.summary(view(tree, outcomes(tree)[0]), diagnostics)
+    sens = sensitivity.power_scaling(tree)
     return {
         "thresholds": threshold_summary(tree),
         **steepening(tree),
-        "diagnostics": diagnostics,
+        "diagnostics": sensitivity.flag(diagnostics, sens),
+        "sensitivity": sens,
         "family": first["family"],
         "scale": first["scale"],
         "model": {

@@ -7,33 +7,56 @@ prior, or the likelihood, is raised to a power near 1 (0.99 and 1.01). The chang
 measured by the cumulative Jensen-Shannon distance per unit of log power, estimated by
 Pareto-smoothed importance sampling from the existing draws: no refit.
 
-What is scaled: the *prior* is the joint density of the priors a user sets in ``[priors]``
-on the model's top-level parameters (:func:`socialgradient.model.priors.log_prior`: the
-fixed effects ``a``, ``b_w``, ``b_b``, ``b_x``, the LA SDs and correlation, the negative
-binomial's dispersion and the stratum offsets), as priorsense does; the hierarchical
-distribution of the LA effects is part of the model and is not scaled, nor are the priors
-of moderators, a stratum trend or an LA outcome. The *likelihood* is the sum of the rows'
-pointwise log-likelihoods (the ``log_likelihood`` group LOO uses, on the draws of the
-replicates).
+What is scaled: the *prior* is the joint density of the model's priors, as priorsense
+does: those a user sets in ``[priors]`` on the top-level parameters
+(:func:`socialgradient.model.priors.log_prior`: the fixed effects ``a``, ``b_w``, ``b_b``,
+``b_x``, the LA SDs and correlation, the negative binomial's dispersion and the stratum
+offsets) and those of the model's terms (:func:`term_log_prior`): the moderators' and the
+LA moderators' coefficients per SD of the moderator (Normal(0, [``moderator_intercept``,
+``moderator_slope``])), the stratum trend's per SD of its column (Normal(0,
+[``trend_intercept``, ``trend_slope``])), the LA outcome's intercept (Normal(0, 2.5)),
+gradient (Normal(0, 1)), adjustments per SD (Normal(0, 1)) and residual SD
+(HalfNormal(0.5)), the spline curve's SD (HalfNormal(``curve_sd``)) and the BYM2 term's SD
+(HalfNormal(1)) and spatial share (Beta(0.5, 0.5)). A joint (multi-threshold) fit scales
+every threshold's fixed effects and ``phi``, the 2K LA SDs and the LKJ(``lkj_eta``) density
+of the 2K x 2K correlation matrix of the LA coefficients (:func:`joint_log_prior`). The
+hierarchical distributions (the LA effects given their SDs, the curve's coefficients given
+its SD, the BYM2 field, the LA outcome's residuals) are part of the model and are not
+scaled. The output lists the scaled priors (``scaled_priors``). Densities are on the
+parameters as the priors state them, up to constants (the weights are normalised). The
+*likelihood* is the sum of the rows' pointwise log-likelihoods (the ``log_likelihood``
+group LOO uses, on the draws of the replicates; a joint fit's over every threshold).
+
+The quantities: the national gradients of :func:`socialgradient.results.gradients.national`,
+``la_sd_intercept`` and ``la_sd_slope``, and each term's reported effects
+(``moderator_effect:<moderator>:<effect>``, ``la_moderator_effect:...``,
+``trend_effect:<effect>``, ``stratum_offset:<contrast>:slope``,
+``la_outcome_effect:gradient``); a joint fit's per threshold (``thresholds``) and its
+consecutive gradient ratios (``gradient_ratio:<later>/<earlier>``).
 
 Diagnosis per quantity, with priorsense's threshold 0.05: both sensitivities >= 0.05 is a
 *prior-data conflict*; prior > 0.05 > likelihood a *strong prior / weak likelihood*; else
-none (""). A headline with a prior-data conflict adds a reason to the diagnostics and makes a
+none (""). A quantity with a prior-data conflict adds a reason to the diagnostics and makes a
 PASS verdict WARN (:func:`flag`).
 """
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import arviz_stats as az
+import numpy as np
 import xarray as xr
+from scipy import stats
 
 from socialgradient.model import families
-from socialgradient.model.priors import log_prior
+from socialgradient.model.priors import FIXED, fixed_logpdf, log_prior
+from socialgradient.model.spatial import BYM2Priors
 from socialgradient.results import gradients
-from socialgradient.sampling.saved import with_log_likelihood
-from socialgradient.spec import Spec
+from socialgradient.sampling import predict
+from socialgradient.sampling.saved import JOINT_LOG_LIKELIHOOD, outcomes, with_log_likelihood
+from socialgradient.spec import Priors, Spec
 
 #: the fewest draws (all chains) power-scaling is computed on: Pareto smoothing of its
 #: weights fits a tail of about 3 sqrt(S) draws (fewer than 100 draws leave arviz_stats'
@@ -43,6 +66,26 @@ MIN_DRAWS = 100
 THRESHOLD = 0.05
 CONFLICT = "prior-data conflict"
 WEAK = "strong prior / weak likelihood"
+#: the LA outcome's priors (:func:`socialgradient.model.terms.la_outcome.add_terms`; not
+#: user-set): Normal scales of the intercept (logit), the gradient (log-odds per unit of log
+#: gradient) and the adjustments (per SD), and the half-Normal scale of the residual SD
+LA_OUTCOME_PRIORS = {
+    "la_outcome_intercept": 2.5,
+    "la_outcome_gradient": 1.0,
+    "la_outcome_coef": 1.0,
+    "la_outcome_sd": 0.5,
+}
+#: the posterior variables of the terms reported as quantities (what summary.json reports of
+#: them: every element, but the LA outcome's gradient only, not its adjustments, and the
+#: stratum offsets' slopes only, the strata's gradients, not their rates)
+TERM_QUANTITIES = (
+    "moderator_effect",
+    "la_moderator_effect",
+    "trend_effect",
+    "stratum_offset",
+    "la_outcome_effect",
+)
+SAMPLE = ("chain", "draw")
 
 
 def power_scaling(tree: xr.DataTree, threshold: float = THRESHOLD) -> dict[str, Any]:
@@ -51,33 +94,39 @@ def power_scaling(tree: xr.DataTree, threshold: float = THRESHOLD) -> dict[str, 
     Parameters
     ----------
     tree : DataTree
-        A single-outcome fit (:func:`socialgradient.sampling.fit.fit`); its pointwise
-        ``log_likelihood`` is reused, or computed on the replicates' draws when absent.
+        A fit (:func:`socialgradient.sampling.fit.fit`), single-outcome or joint; its
+        pointwise ``log_likelihood`` is reused, or computed on the replicates' draws when
+        absent.
     threshold : float
         The sensitivity above which a component counts as influential (0.05).
 
     Returns
     -------
     dict
-        ``quantities``: per headline quantity (the national gradients of
-        :func:`socialgradient.results.gradients.national` and ``la_sd_intercept``,
-        ``la_sd_slope``), ``prior`` and ``likelihood`` sensitivity (CJS distance per unit
-        log power) and ``diagnosis`` (:data:`CONFLICT`, :data:`WEAK` or ""); ``conflict``:
-        the quantities with a prior-data conflict; ``scaled_priors``, ``threshold``,
-        ``draws``, ``method``. A joint (multi-threshold) fit, or one without the draws to
+        ``quantities``: per quantity (module docstring), ``prior`` and ``likelihood``
+        sensitivity (CJS distance per unit log power) and ``diagnosis`` (:data:`CONFLICT`,
+        :data:`WEAK` or ""); for a joint fit ``thresholds`` holds each threshold's
+        quantities and ``quantities`` the gradient ratios; ``conflict``: the quantities
+        with a prior-data conflict (a joint fit's as ``<threshold>:<quantity>``);
+        ``scaled_priors``, ``threshold``, ``draws``, ``method``. One threshold of a joint
+        fit (:func:`socialgradient.sampling.joint.view`), or a fit without the draws to
         compute its log-likelihood on, gives ``skipped`` with the reason instead.
     """
-    spec = Spec.from_json(tree.attrs["spec"])
-    if len(spec.outcomes) > 1:
-        return {"skipped": "joint fits: the thresholds' priors are not power-scaled yet"}
     if not 0 < threshold < 1:
         raise ValueError(f"power_scaling: threshold must be in (0, 1), got {threshold}")
+    spec = Spec.from_json(tree.attrs["spec"])
+    thresholds = outcomes(tree)
+    if len(spec.outcomes) > 1 and not thresholds:
+        return {
+            "skipped": "one threshold of a joint fit: its prior is the joint model's; see the "
+            "joint fit's sensitivity"
+        }
     tree = with_log_likelihood(tree)
     if "log_likelihood" not in tree.children:
         return {"skipped": "no log_likelihood, nor posterior_predictive draws to compute it on"}
-    loglik = tree["log_likelihood"].to_dataset()[tree.attrs["outcome"]]
-    row = [d for d in loglik.dims if d not in ("chain", "draw")]
-    total = loglik.sum(row)
+    name = JOINT_LOG_LIKELIHOOD if thresholds else tree.attrs["outcome"]
+    loglik = tree["log_likelihood"].to_dataset()[name]
+    total = loglik.sum([d for d in loglik.dims if d not in SAMPLE])
     if total.size < MIN_DRAWS:  # PSIS of the power-scaled weights needs a tail to fit
         return {
             "skipped": f"only {total.size} draws with a log-likelihood; power-scaling needs "
@@ -85,37 +134,304 @@ def power_scaling(tree: xr.DataTree, threshold: float = THRESHOLD) -> dict[str, 
         }
     post = tree["posterior"].to_dataset().sel(chain=total["chain"], draw=total["draw"])
     default_mean = families.get(tree.attrs["family"]).a_prior_mean
-    parts = log_prior(post, spec.priors, default_mean)
-    lp = sum(parts.values())
-    headline = gradients.national(post)
-    for effect in ("intercept", "slope"):
-        headline[f"la_sd_{effect}"] = post["la_sd"].sel(effect=effect, drop=True)
-    sample = {"chain": total["chain"].values, "draw": total["draw"].values}
-    dt = xr.DataTree.from_dict(
-        {
-            "posterior": headline,
-            "log_prior": xr.Dataset({"prior": (("chain", "draw"), lp)}, coords=sample),
-            "log_likelihood": xr.Dataset({"likelihood": total}),
-        }
-    )
-    values = {group: az.psense(dt, group=group) for group in ("prior", "likelihood")}
-    quantities = {}
-    for name in headline.data_vars:
-        prior = float(values["prior"][name])
-        likelihood = float(values["likelihood"][name])
-        quantities[str(name)] = {
-            "prior": round(prior, 4),
-            "likelihood": round(likelihood, 4),
-            "diagnosis": diagnose(prior, likelihood, threshold),
-        }
-    return {
+    if thresholds:
+        parts = joint_log_prior(post, spec.priors, default_mean)
+        headline = joint_quantities(post, thresholds)
+    else:
+        parts = log_prior(post, spec.priors, default_mean)
+        parts |= term_log_prior(post, spec.priors, _fit_scales(tree, post))
+        headline = quantities_of(post)
+    quantities = _sensitivities(headline, sum(parts.values()), total, threshold)
+    out: dict[str, Any] = {
         "method": "power-scaling (arviz_stats.psense, alphas 0.99 and 1.01, CJS distance)",
         "threshold": threshold,
         "draws": int(total.size),
         "scaled_priors": sorted(parts),
-        "quantities": quantities,
-        "conflict": [k for k, v in quantities.items() if v["diagnosis"] == CONFLICT],
     }
+    if thresholds:
+        out["thresholds"] = {
+            t: {k.partition(":")[2]: v for k, v in quantities.items() if k.startswith(f"{t}:")}
+            for t in thresholds
+        }
+        quantities = {k: v for k, v in quantities.items() if k.startswith("gradient_ratio:")}
+        conflict = [
+            f"{t}:{k}"
+            for t, per in out["thresholds"].items()
+            for k, v in per.items()
+            if v["diagnosis"] == CONFLICT
+        ]
+    else:
+        conflict = []
+    out["quantities"] = quantities
+    out["conflict"] = conflict + [k for k, v in quantities.items() if v["diagnosis"] == CONFLICT]
+    return out
+
+
+def _sensitivities(
+    headline: dict[str, xr.DataArray], lp: Any, total: xr.DataArray, threshold: float
+) -> dict[str, dict]:
+    """Return each quantity's prior and likelihood sensitivity and diagnosis."""
+    sample = {"chain": total["chain"].values, "draw": total["draw"].values}
+    names = list(headline)  # the DataTree's variables by position: names may hold '/'
+    dt = xr.DataTree.from_dict(
+        {
+            "posterior": xr.Dataset({f"q{i}": headline[n] for i, n in enumerate(names)}),
+            "log_prior": xr.Dataset({"prior": (SAMPLE, np.asarray(lp))}, coords=sample),
+            "log_likelihood": xr.Dataset({"likelihood": total}),
+        }
+    )
+    values = {group: az.psense(dt, group=group) for group in ("prior", "likelihood")}
+    out = {}
+    for i, name in enumerate(names):
+        prior = float(values["prior"][f"q{i}"])
+        likelihood = float(values["likelihood"][f"q{i}"])
+        out[name] = {
+            "prior": round(prior, 4),
+            "likelihood": round(likelihood, 4),
+            "diagnosis": diagnose(prior, likelihood, threshold),
+        }
+    return out
+
+
+def quantities_of(post: xr.Dataset) -> dict[str, xr.DataArray]:
+    """Return a single-outcome fit's quantities, each with dims (chain, draw).
+
+    Parameters
+    ----------
+    post : Dataset
+        The posterior.
+
+    Returns
+    -------
+    dict of str to DataArray
+        The national gradients (rate ratios per 10 points; ``contextual_effect`` log), the
+        LA SDs ``la_sd_intercept`` (log rate) and ``la_sd_slope`` (log gradient), and the
+        terms' effects (:data:`TERM_QUANTITIES`), one entry per element, named
+        ``<variable>:<coordinate>:...``.
+    """
+    out = {str(k): v for k, v in gradients.national(post).data_vars.items()}
+    for effect in ("intercept", "slope"):
+        out[f"la_sd_{effect}"] = post["la_sd"].sel(effect=effect, drop=True)
+    for name in TERM_QUANTITIES:
+        if name not in post:
+            continue
+        da = post[name]
+        if name == "la_outcome_effect":
+            out[name + ":gradient"] = da.sel(la_outcome_term="gradient", drop=True)
+        elif name == "stratum_offset":  # the strata's gradients; their rates are nuisance
+            out |= {f"{k}:slope": v for k, v in _flat(name, da.sel(effect="slope")).items()}
+        else:
+            out |= _flat(name, da)
+    return out
+
+
+def joint_quantities(post: xr.Dataset, thresholds: list[str]) -> dict[str, xr.DataArray]:
+    """Return a joint fit's quantities per threshold and its gradient ratios.
+
+    Parameters
+    ----------
+    post : Dataset
+        The joint posterior (dim ``threshold``).
+    thresholds : list of str
+        The thresholds, in order.
+
+    Returns
+    -------
+    dict of str to DataArray
+        ``<threshold>:<quantity>`` for the national gradients and the LA SDs of each
+        threshold, and ``gradient_ratio:<later>/<earlier>`` (the ratio of consecutive
+        thresholds' gradients at an averagely deprived LA), each dims (chain, draw).
+    """
+    out = {}
+    for t in thresholds:
+        one = post[["b_w", "b_b", "b_x", "la_sd"]].sel(threshold=t, drop=True)
+        for k, v in quantities_of(one).items():
+            out[f"{t}:{k}"] = v
+    b_w = post["b_w"]
+    for lo, hi in itertools.pairwise(thresholds):
+        step = b_w.sel(threshold=hi, drop=True) - b_w.sel(threshold=lo, drop=True)
+        out[f"gradient_ratio:{hi}/{lo}"] = gradients._exp(step)
+    return out
+
+
+def _flat(name: str, da: xr.DataArray) -> dict[str, xr.DataArray]:
+    """Return one entry per element of ``da``'s non-sample dims, ``name:<coord>:...``."""
+    extra = [d for d in da.dims if d not in SAMPLE]
+    labels = [
+        [str(v) for v in (da[d].values if d in da.coords else range(da.sizes[d]))] for d in extra
+    ]
+    out = {}
+    for idx in itertools.product(*(range(da.sizes[d]) for d in extra)):
+        key = ":".join([name, *(labels[k][i] for k, i in enumerate(idx))])
+        out[key] = da.isel(dict(zip(extra, idx, strict=True)), drop=True)
+    return out
+
+
+def joint_log_prior(post: xr.Dataset, priors: Priors, default_mean: float) -> dict[str, Any]:
+    """Return the log density of each power-scaled prior of a joint fit, dims (chain, draw).
+
+    Parameters
+    ----------
+    post : Dataset
+        A joint fit's posterior: ``a``, ``b_w``, ``b_b``, ``b_x``, ``phi`` (negative
+        binomial) dims threshold; ``la_sd`` dims (threshold, effect); ``la_corr`` dims
+        ``la_pair`` (the upper triangle of the 2K x 2K correlation matrix, row by row).
+    priors : Priors
+        The spec's priors (one set, every threshold's).
+    default_mean : float
+        ``a``'s mean when ``priors.a_mean`` is None.
+
+    Returns
+    -------
+    dict of str to ndarray
+        Per prior, summed over the thresholds: the fixed effects (Normal or Student-t, log
+        rate; log rate ratio per 10 points), ``la_sd`` (half-Normal, ``la_sd_intercept``
+        and ``la_sd_slope`` per threshold), ``la_corr`` (LKJ(``lkj_eta``): ``(eta - 1) log
+        det R``) and ``phi`` (half-Normal(``inv_sqrt_phi``) on ``1/sqrt(phi)``).
+    """
+    out = {}
+    for name in FIXED:
+        values = _draws(post, name)
+        out[name] = fixed_logpdf(name, values, priors, default_mean).sum(axis=-1)
+    sd = _draws(post[["la_sd"]].transpose(*SAMPLE, "threshold", "effect"), "la_sd")
+    scales = np.array([priors.la_sd_intercept, priors.la_sd_slope])
+    out["la_sd"] = stats.halfnorm.logpdf(sd, scale=scales).sum(axis=(-2, -1))
+    r = _draws(post, "la_corr")  # (chain, draw, pair)
+    n = 2 * post.sizes["threshold"]
+    upper = np.triu_indices(n, 1)
+    if r.shape[-1] != len(upper[0]):
+        raise ValueError(
+            f"joint_log_prior: la_corr has {r.shape[-1]} pairs, expected {len(upper[0])}"
+        )
+    corr = np.broadcast_to(np.eye(n), (*r.shape[:2], n, n)).copy()
+    corr[..., upper[0], upper[1]] = r
+    corr[..., upper[1], upper[0]] = r
+    _, logdet = np.linalg.slogdet(corr)
+    out["la_corr"] = (priors.lkj_eta - 1.0) * logdet
+    if "phi" in post:
+        inv_sqrt = 1.0 / np.sqrt(_draws(post, "phi"))
+        out["phi"] = stats.halfnorm.logpdf(inv_sqrt, scale=priors.inv_sqrt_phi).sum(axis=-1)
+    return out
+
+
+def term_scales(data: Any, la_outcome_covariates: np.ndarray | None = None) -> dict:
+    """Return the SDs the terms' coefficients are sampled per.
+
+    Parameters
+    ----------
+    data : NeighbourhoodData
+        The encoded table (:func:`socialgradient.model.data.encode`, or a fit's
+        :func:`socialgradient.sampling.predict.encoded_data`) with its terms.
+    la_outcome_covariates : ndarray, optional
+        The LA outcome's covariate values, dims (la, covariate), when ``data``'s terms do not
+        hold them (a saved fit keeps them in ``constant_data``).
+
+    Returns
+    -------
+    dict of str to ndarray
+        For the terms ``data`` has: ``moderator_coef`` (dims moderator: each moderator's
+        child-weighted SD, in its units), ``la_moderator_coef`` (dims la_moderator: over the
+        LAs, weighted by their children), ``trend_coef`` (one: the trend column's
+        child-weighted SD) and ``la_outcome_coef`` (dims covariate: each covariate's SD
+        over the LAs, 1 where it is 0), as the model scales them.
+    """
+    out: dict[str, np.ndarray] = {}
+    for term in data.terms:
+        name = type(term).name
+        if name in ("moderators", "la_moderators", "trend"):
+            _, sd = term.scaling(data)
+            out[f"{name.removesuffix('s')}_coef"] = np.atleast_1d(np.asarray(sd, float))
+        elif name == "la_outcome" and la_outcome_covariates is None:
+            la_outcome_covariates = term.outcome.covariates
+    if la_outcome_covariates is not None:
+        sd = np.asarray(la_outcome_covariates, float).std(axis=0)
+        out["la_outcome_coef"] = np.where(sd > 0, sd, 1.0)
+    return out
+
+
+def _fit_scales(tree: xr.DataTree, post: xr.Dataset) -> dict[str, np.ndarray]:
+    """Return :func:`term_scales` of a single-outcome fit (its data only when needed)."""
+    scaled = ("moderator_effect", "la_moderator_effect", "trend_effect", "la_outcome_effect")
+    if not any(v in post for v in scaled):
+        return {}
+    const = tree["constant_data"]
+    covariates = (
+        const["la_outcome_covariate_value"].transpose("la", ...).values
+        if "la_outcome_covariate_value" in const
+        else None
+    )
+    return term_scales(predict.encoded_data(tree), covariates)
+
+
+def term_log_prior(
+    post: xr.Dataset, priors: Priors, scales: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """Return the log density of each power-scaled prior of the terms, dims (chain, draw).
+
+    Parameters
+    ----------
+    post : Dataset
+        A single-outcome fit's posterior (the terms' reported variables: ``moderator_effect``
+        dims (moderator, effect), ``la_moderator_effect`` dims (la_moderator, effect),
+        ``trend_effect`` dims effect, ``la_outcome_effect``/``_intercept``/``_sd``,
+        ``curve_sd``, ``spatial_sd``, ``spatial_rho``).
+    priors : Priors
+        The spec's priors.
+    scales : dict
+        :func:`term_scales`: the SDs that turn a per-unit effect into the coefficient per
+        SD the prior is stated on.
+
+    Returns
+    -------
+    dict of str to ndarray
+        One entry per prior, named as the sampled parameter (``moderator_coef``,
+        ``la_moderator_coef``, ``trend_coef``, ``la_outcome_intercept``,
+        ``la_outcome_gradient``, ``la_outcome_coef``, ``la_outcome_sd``, ``curve_sd``,
+        ``spatial_sd``, ``spatial_rho``), for the terms the posterior has; summed over its
+        elements.
+    """
+    out = {}
+    pair = np.array([priors.moderator_intercept, priors.moderator_slope])
+    for var, dim in (("moderator_effect", "moderator"), ("la_moderator_effect", "la_moderator")):
+        if var in post:
+            coef_name = var.replace("_effect", "_coef")
+            effect = _draws(post[[var]].transpose(*SAMPLE, dim, "effect"), var)
+            coef = effect * scales[coef_name][:, None]
+            out[coef_name] = stats.norm.logpdf(coef, scale=pair).sum(axis=(-2, -1))
+    if "trend_effect" in post:
+        coef = _draws(post[["trend_effect"]].transpose(*SAMPLE, "effect"), "trend_effect")
+        coef = coef * scales["trend_coef"][0]
+        trend = np.array([priors.trend_intercept, priors.trend_slope])
+        out["trend_coef"] = stats.norm.logpdf(coef, scale=trend).sum(axis=-1)
+    if "la_outcome_effect" in post:
+        lo = post["la_outcome_effect"]
+        scale = LA_OUTCOME_PRIORS
+        k_g = lo.sel(la_outcome_term="gradient", drop=True).transpose(*SAMPLE).values
+        covariates = [str(t) for t in lo["la_outcome_term"].values if t != "gradient"]
+        per_unit = lo.sel(la_outcome_term=covariates).transpose(*SAMPLE, "la_outcome_term")
+        coef = per_unit.values * scales["la_outcome_coef"]
+        out["la_outcome_intercept"] = stats.norm.logpdf(
+            _draws(post, "la_outcome_intercept"), scale=scale["la_outcome_intercept"]
+        )
+        out["la_outcome_gradient"] = stats.norm.logpdf(k_g, scale=scale["la_outcome_gradient"])
+        out["la_outcome_coef"] = stats.norm.logpdf(coef, scale=scale["la_outcome_coef"]).sum(-1)
+        out["la_outcome_sd"] = stats.halfnorm.logpdf(
+            _draws(post, "la_outcome_sd"), scale=scale["la_outcome_sd"]
+        )
+    if "curve_sd" in post:
+        out["curve_sd"] = stats.halfnorm.logpdf(_draws(post, "curve_sd"), scale=priors.curve_sd)
+    if "spatial_sd" in post:
+        bym2 = BYM2Priors()
+        out["spatial_sd"] = stats.halfnorm.logpdf(_draws(post, "spatial_sd"), scale=bym2.sd_scale)
+        out["spatial_rho"] = stats.beta.logpdf(
+            _draws(post, "spatial_rho"), bym2.rho_alpha, bym2.rho_beta
+        )
+    return out
+
+
+def _draws(posterior: Any, name: str) -> np.ndarray:
+    """Return a variable's draws as an array led by (chain, draw)."""
+    return np.asarray(posterior[name].transpose(*SAMPLE, ...).values, dtype=float)
 
 
 def diagnose(prior: float, likelihood: float, threshold: float = THRESHOLD) -> str:
