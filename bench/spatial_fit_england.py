@@ -29,7 +29,6 @@ import time
 
 
 def one(kind: str, draws: int, tune: int, chains: int, field: bool, save: str) -> dict:
-    import arviz_stats as az
     import numpy as np
 
     import socialgradient.api as sg
@@ -102,13 +101,20 @@ def one(kind: str, draws: int, tune: int, chains: int, field: bool, save: str) -
     }
     if kind:
         out |= {"spatial_sd": q("spatial_sd"), "spatial_rho": q("spatial_rho")}
-        for name in ("spatial_sd", "spatial_rho"):
-            ess = az.ess(post[[name]].to_dataset(), method="bulk")[name]
-            out[f"{name}_rhat_ess"] = [
-                round(float(az.rhat(post[[name]].to_dataset())[name]), 4),
-                round(float(ess)),
-            ]
+        out |= spatial_diagnostics(tree)
     return out
+
+
+def spatial_diagnostics(tree) -> dict:
+    """R-hat and bulk ESS of ``spatial_sd`` and ``spatial_rho``: ``{name}_rhat_ess``."""
+    import arviz_stats as az
+
+    post = tree["posterior"].to_dataset()[["spatial_sd", "spatial_rho"]]
+    rhat, ess = az.rhat(post), az.ess(post, method="bulk")
+    return {
+        f"{name}_rhat_ess": [round(float(rhat[name]), 4), round(float(ess[name]))]
+        for name in ("spatial_sd", "spatial_rho")
+    }
 
 
 def compare(save: str) -> dict:
