@@ -15,6 +15,12 @@ their total, Moran flags; for BYM2 the medians of ``spatial_sd``/``spatial_rho``
 often their 95% intervals cover the design's truth) and copies the lines to
 ``bench/spatial_coverage_smooth.jsonl`` (run with ``PYTHONPATH=src``: it redraws the
 tables to find each field's realised SD within its LAs).
+
+``python bench/spatial_summarise.py --no-field NOFIELD.jsonl`` adds the lines of
+``bench/spatial_fit_england.py --no-field --save DIR`` (the default England, no field: the
+two fits and their LOO line) to ``bench/spatial_england.jsonl``, replacing any earlier
+no-field lines, and writes ``bench/spatial_england.json`` again with them under
+``no_field`` (by ``none`` / ``bym2`` / ``loo_bym2_minus_none``).
 """
 
 from __future__ import annotations
@@ -26,11 +32,31 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
+def _england(lines: list[dict]) -> None:
+    """Write ``spatial_england.jsonl`` and ``.json`` (no-field lines under ``no_field``)."""
+    (HERE / "spatial_england.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    by: dict = {x["spatial"]: x for x in lines if x.get("field", True)}
+    plain = {x["spatial"]: x for x in lines if not x.get("field", True)}
+    if plain:
+        by["no_field"] = plain
+    (HERE / "spatial_england.json").write_text(json.dumps(by, indent=1) + "\n")
+
+
+def no_field(lines: str) -> int:
+    """Add the no-field lines to the England files (see the module's docstring)."""
+    new = [json.loads(x) for x in Path(lines).read_text().splitlines() if x.strip()]
+    for x in new:
+        x["field"] = False  # the LOO line has no field key of its own
+    old = HERE / "spatial_england.jsonl"
+    kept = [json.loads(x) for x in old.read_text().splitlines() if x.strip()]
+    _england([x for x in kept if x.get("field", True)] + new)
+    print(json.dumps(new))
+    return 0
+
+
 def main(england: str, coverage: str) -> int:
     lines = [json.loads(x) for x in Path(england).read_text().splitlines() if x.strip()]
-    (HERE / "spatial_england.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
-    by = {x["spatial"]: x for x in lines}
-    (HERE / "spatial_england.json").write_text(json.dumps(by, indent=1) + "\n")
+    _england(lines)
     rows = [json.loads(x) for x in Path(coverage).read_text().splitlines() if x.strip()]
     for r in rows:
         r.setdefault("family", "negbin")
@@ -173,4 +199,6 @@ def smooth(lines: str, truth: float = 0.3) -> int:
 if __name__ == "__main__":
     if sys.argv[1] == "--smooth":
         raise SystemExit(smooth(sys.argv[2]))
+    if sys.argv[1] == "--no-field":
+        raise SystemExit(no_field(sys.argv[2]))
     raise SystemExit(main(*sys.argv[1:3]))
