@@ -28,7 +28,9 @@ import sys
 import time
 
 
-def one(kind: str, draws: int, tune: int, chains: int, field: bool, save: str) -> dict:
+def one(
+    kind: str, draws: int, tune: int, chains: int, field: bool, save: str, family: str = ""
+) -> dict:
     import numpy as np
 
     import socialgradient.api as sg
@@ -52,6 +54,7 @@ def one(kind: str, draws: int, tune: int, chains: int, field: bool, save: str) -
         chains=chains,
         progressbar=False,
         pointwise=False,
+        **({"family": family} if family else {}),
     )
     t_fit = time.perf_counter() - start
     start = time.perf_counter()
@@ -151,13 +154,14 @@ def main() -> int:
     p.add_argument("--no-field", action="store_true", help="the default data, no BYM2 field")
     p.add_argument("--save", default="", help="folder for the fits (.nc) and the LOO line")
     p.add_argument("--compare", action="store_true", help="only the LOO line of --save's fits")
+    p.add_argument("--family", default="", help="with --one: the family (default: the spec's)")
     a = p.parse_args()
     if a.compare:
         print(json.dumps(compare(a.save)), flush=True)
         return 0
     if a.one:
         kind = "" if a.one == "none" else "bym2"
-        line = one(kind, a.draws, a.tune, a.chains, not a.no_field, a.save)
+        line = one(kind, a.draws, a.tune, a.chains, not a.no_field, a.save, a.family)
         print(json.dumps(line), flush=True)
         return 0
     lines = []
