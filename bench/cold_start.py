@@ -10,16 +10,21 @@ caches are never touched. Then, as processes started from the shell:
 3. ``warm again``: the same command once more (already warm: nothing to compile);
 4. ``fit england``: the first ``fit`` of the default England after the warm step;
 5. ``fit england_c``: the first ``fit`` of a table the warm step never saw
-   (``bench/whole.py``'s england_c: other parameters, uneven LA sizes);
-6. ``run`` (``--run``): ``make run``'s command after the warm step.
+   (``bench/whole.py``'s england_c: other parameters, uneven LA sizes, but England's 150 LAs,
+   so the same model code: the callbacks the warm step compiled);
+6. ``fit england_b``: a table of another model code (``bench/whole.py``'s england_b: 120
+   LAs), whose callbacks no run compiled: it pays its own structure, with PyTensor's op
+   functions compiled by the warm step;
+7. ``run`` (``--run``): ``make run``'s command after the warm step.
 
 Each row: wall (process start to exit), CPU seconds of the process tree (user + system,
 from ``getrusage``: comparable when other work loads the machine), and for fits the log
 line's compile and sampling seconds.
 
-    /work/main/.venv/bin/python bench/cold_start.py [--run] [--no-baseline]
+    /work/main/.venv/bin/python bench/cold_start.py [--run] [--no-baseline] [--tables ...]
 
-Writes ``bench/cold_start.json``; ``bench/cold_start.md`` is written by hand from it.
+Writes ``bench/cold_start.json`` (``--append``: adds this invocation to its ``runs``);
+``bench/cold_start.md`` is written by hand from it.
 """
 
 from __future__ import annotations
@@ -50,9 +55,13 @@ def cold_env(folder: str) -> dict:
     }
 
 
+#: this invocation's logs (by its process id)
+LOGS = WORK / "cold_start" / f"logs_{os.getpid()}"
+
+
 def timed(name: str, args: list[str], env: dict) -> dict:
     """Run ``socialgradient ARGS``; its wall, CPU seconds, and compile/sampling seconds."""
-    log = WORK / "cold_start" / f"{name.replace(' ', '_')}.log"
+    log = LOGS / f"{name.replace(' ', '_')}.log"
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     load = uptime().split("load average:")[-1].strip()
     run = run_sub(CLI + args, log, timeout=3600, env=env)
@@ -84,12 +93,17 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--run", action="store_true", help="also time `socialgradient run`")
     p.add_argument("--no-baseline", action="store_true", help="skip the unwarmed first fit")
+    p.add_argument(
+        "--tables", nargs="+", default=["england", "england_c", "england_b"], help="fits after warm"
+    )
+    p.add_argument("--append", action="store_true", help="add to bench/cold_start.json's runs")
     args = p.parse_args(argv)
-    tables = whole.tables(["england", "england_c"])
+    tables = whole.tables(sorted({"england", *args.tables}))
     import shutil
 
-    shutil.rmtree(WORK / "cold_start", ignore_errors=True)  # earlier runs' outputs and logs
-    (WORK / "cold_start").mkdir(parents=True)
+    for old in (WORK / "cold_start").glob("out_*"):  # earlier runs' outputs
+        shutil.rmtree(old)
+    (WORK / "cold_start").mkdir(parents=True, exist_ok=True)
     record: dict = {"date": now(), "uptime_before": uptime(), "rows": []}
     rows = record["rows"]
     with tempfile.TemporaryDirectory(prefix="sg-cold-") as cold:
@@ -99,14 +113,19 @@ def main(argv=None) -> None:
         env = cold_env(f"{cold}/warmed")
         rows.append(timed("warm", ["warm"], env))
         rows.append(timed("warm again", ["warm"], env))
-        rows.append(timed("fit england", fit_args(tables["england"], "england"), env))
-        rows.append(timed("fit england_c", fit_args(tables["england_c"], "england_c"), env))
+        for name in args.tables:
+            rows.append(timed(f"fit {name}", fit_args(tables[name], name), env))
         if args.run:
             out = WORK / "cold_start"
             run = ["run", "--out", str(out / "out_run"), "--figures", str(out / "figures")]
             rows.append(timed("run", [*run, "--no-progress"], env))
     record["uptime_after"] = uptime()
-    (BENCH / "cold_start.json").write_text(json.dumps(record, indent=1, default=str))
+    path = BENCH / "cold_start.json"
+    runs = []
+    if args.append and path.exists():
+        kept = json.loads(path.read_text())
+        runs = kept.get("runs", [kept])
+    path.write_text(json.dumps({"runs": [*runs, record]}, indent=1, default=str))
     print(json.dumps(record, indent=1, default=str))
 
 
