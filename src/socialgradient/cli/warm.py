@@ -1,10 +1,10 @@
 """``socialgradient warm``: compile at install time what the first fit would compile.
 
 What a cold first fit spends its time on (``bench/cold_start.md``): not imports, not the
-data, but numba. With every cache empty, compiling the England model for nutpie
-(:func:`socialgradient.sampling.compiled.compile_nutpie`) typed and compiled ~500 numba
-functions: PyTensor's numba implementation of each op of the log density and its gradient
-(elemwise kernels, subtensors, reductions, ..., cached on disk in PyTensor's
+data, but numba. With every cache empty, compiling a model of the default spec for nutpie
+(:func:`socialgradient.sampling.compiled.compile_nutpie`; a small table's, profiled) typed and
+compiled 517 numba functions: PyTensor's numba implementation of each op of the log density
+and its gradient (elemwise kernels, subtensors, reductions, ..., cached on disk in PyTensor's
 ``base_compiledir/numba``, keyed by the op and its types, not by the data's size) and
 numba's own implementations of the NumPy calls in them, then nutpie's two C callbacks
 around them (cached per model code in the callbacks' cache,
@@ -15,9 +15,10 @@ What is chosen: compile, without sampling, the model of each default spec on the
 default data, through the very function a fit calls, into the caches a fit reads: PyTensor's
 ``base_compiledir`` and the callbacks' folder (``SOCIALGRADIENT_NUTPIE_CACHE_DIR`` or the
 user's cache folder). ``make``'s install step runs it after ``pip install``. Then
-``make run`` and a first ``fit`` of the default data load their callbacks from the cache, and
-the first fit of a user's own table of a default spec (other LAs, other sizes: another model
-code) finds PyTensor's op functions compiled and pays only its structure. The specs warmed
+``make run`` and a first ``fit`` of the default data load their callbacks from the cache, as
+does the first fit of any table of the same model code (a default spec, England's number of
+LAs and centring, whatever its LSOAs); a table of another shape (another LA count: another
+model code) finds PyTensor's op functions compiled and pays only its own callbacks. The specs warmed
 by default are ``run``'s (``models/national_referrals.toml``) and ``fit``'s without
 ``--spec`` (the outcome ``referrals``, every other field default); ``--spec`` and
 ``--outcome`` name others, ``--data`` another table. Not chosen: callbacks that serve every
