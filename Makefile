@@ -1,7 +1,8 @@
 # Two commands do all set-up on a fresh machine:  `make run`  and  `make test`.
 # Both build .venv from the pinned requirements.lock when it is missing or stale (exact,
 # hashed: the core plus the numpyro and dev extras), then install the package itself with
-# --no-deps. pyproject.toml holds ranges for `pip install socialgradient` users.
+# --no-deps, and compile the default models into the compilation caches (`socialgradient
+# warm`). pyproject.toml holds ranges for `pip install socialgradient` users.
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -15,6 +16,9 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/pip install --quiet --upgrade pip && \
 	$(BIN)/pip install --quiet -r requirements.lock && \
 	$(BIN)/pip install --quiet --no-deps -e . && touch $(STAMP)
+	@# compile the default specs' models into the caches a fit reads (bench/cold_start.md);
+	@# a cache that cannot be written is skipped, and a failure costs only the first fit's time
+	-$(BIN)/socialgradient warm
 
 run: $(STAMP)            ## the main job: fit the national model on the embedded default data
 	$(BIN)/socialgradient run

@@ -25,6 +25,9 @@ Every command that writes results writes an output set (:mod:`socialgradient.uti
   study on simulated England-sized data sets, run on Dask (:mod:`socialgradient.study.calibrate`).
 * ``compare A B [--json FILE]``: PSIS-LOO comparison of two fits of the same rows
   (:mod:`socialgradient.results.compare`): ``elpd_diff``, its se, the Pareto-k counts.
+* ``warm [--data TABLE] [--spec TOML] [--outcome COL]``: compile the default specs' models
+  into the caches a fit reads, without sampling (make's install step;
+  :mod:`socialgradient.cli.warm`).
 * ``run``: the main job. Fits the national negative-binomial model of referrals on the
   embedded default data, sampled to the target (``--draws N``: fixed draws; ``--compare``:
   the Poisson model too, for a LOO comparison), and prints the headline table and verdict.
@@ -128,6 +131,10 @@ def _dispatch(args) -> int:
         return panel_command(args)
     if args.command == "simulate":
         return _simulate(args)
+    if args.command == "warm":
+        from socialgradient.cli.warm import _warm
+
+        return _warm(args)
     progress = not getattr(args, "no_progress", False)
     if args.command == "report":
         return _report(args)

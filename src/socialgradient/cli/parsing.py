@@ -366,6 +366,27 @@ def parser() -> argparse.ArgumentParser:
     )
     vf.add_argument("dir", type=Path, help="the output folder (MANIFEST.json, release/, internal/)")
 
+    wm = command(
+        "warm",
+        "compile, without sampling, the default specs' models on the embedded data into the "
+        "caches a fit reads (make's install step runs it): the first run and fit start warm",
+    )
+    wm.add_argument("--data", type=Path, default=DEFAULT_DATA, help="neighbourhood table")
+    wm.add_argument(
+        "--spec",
+        action=ListOption,
+        item=Path,
+        metavar="TOML",
+        help="specs to warm, repeated or a comma list (default: run's spec and fit's without "
+        "--spec)",
+    )
+    wm.add_argument(
+        "--outcome",
+        action=ListOption,
+        metavar="COL",
+        help="also warm fit's default spec of these outcomes (repeated or a comma list)",
+    )
+
     pb = command(
         "publish",
         "build a static, offline website and DfE EES data files from a verified output "
