@@ -31,12 +31,13 @@ import hashlib
 import hmac
 import io
 import json
+import logging
 import os
 import secrets
 from pathlib import Path
 
 import numpy as np
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 from socialgradient.release.crosscheck import Outcome, Publication, check  # noqa: F401
 from socialgradient.util.files import atomic_write
@@ -45,6 +46,10 @@ ENV = "SOCIALGRADIENT_LEDGER"
 SECRET = "secret.key"
 RELEASES = "releases"
 FORMAT = "socialgradient-ledger/1"
+#: Seconds to wait for the ledger's lock before saying that another release holds it.
+LOCK_QUIET_S = 2.0
+
+log = logging.getLogger(__name__)
 
 
 def default_path() -> Path:
@@ -108,9 +113,26 @@ class Ledger:
 
     @contextlib.contextmanager
     def locked(self):
-        """Hold the ledger's lock: one release at a time, from the check to the record."""
-        with FileLock(self._folder() / ".lock", mode=0o600):
+        """Hold the ledger's lock: one release at a time, from the check to the record.
+
+        Another release of the same ledger (a suite's fits, a second terminal) may hold it for
+        as long as its check takes; after :data:`LOCK_QUIET_S` seconds this says so in the log
+        and waits on, rather than waiting in silence.
+        """
+        lock = FileLock(self._folder() / ".lock", mode=0o600)
+        try:
+            lock.acquire(timeout=LOCK_QUIET_S)
+        except Timeout:
+            log.warning(
+                "waiting for the release ledger's lock (%s): another release is being checked "
+                "against this ledger and recorded",
+                self.path / ".lock",
+            )
+            lock.acquire()
+        try:
             yield self
+        finally:
+            lock.release()
 
     def files(self) -> list[Path]:
         """Return the recorded releases' files, sorted by name."""
