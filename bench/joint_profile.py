@@ -1,6 +1,7 @@
 """Where the joint threshold model's time goes: per evaluation, per draw, tuning, the target.
 
     PYTHONPATH=src .venv/bin/python bench/joint_profile.py eval [CALLS [joint|referrals]]
+    PYTHONPATH=src .venv/bin/python bench/joint_profile.py parts [CALLS]
     PYTHONPATH=src .venv/bin/python bench/joint_profile.py fit OUT.json
 
 ``eval``: builds ``models/joint_thresholds.toml`` on the default England as
@@ -10,6 +11,9 @@
 (``compiled.logp_func``, PyTensor's numba function) at points near the initial point
 (the median of 5 rounds). Prints one JSON line per model: free dimensions, rows, ms per
 evaluation and ns per row-threshold.
+
+``parts``: the joint model's priors and Jacobians (``model.logp(vars=model.free_RVs)``) and
+its likelihood potential, each compiled with numba with its gradient, CPU ms per call.
 
 ``fit``: samples the joint model exactly as the spec says (4 chains x 1,000 draws after 400
 tuning, seed 2021, target_accept of the spec) with nutpie, keeping the warm-up's sample
@@ -105,18 +109,21 @@ def time_evaluations(model, calls: int, rounds: int = 5) -> dict:
     rng = np.random.default_rng(1)
     points = [x0 + rng.normal(0, 0.01, x0.size) for _ in range(16)]
     fn(points[0])  # warm
-    per_call = []
+    per_call, cpu_per_call = [], []
     for _ in range(rounds):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         for i in range(calls):
             fn(points[i % len(points)])
         per_call.append((time.perf_counter() - start) / calls)
+        cpu_per_call.append((time.process_time() - cpu) / calls)
     logp, grad = fn(points[0])
     return {
         "compile_s": compile_s,
         "n_dim": int(x0.size),
         "ms_per_eval": 1e3 * float(np.median(per_call)),
         "ms_per_eval_rounds": [1e3 * t for t in per_call],
+        # this process's CPU time per call: less sensitive than the wall to a shared machine
+        "cpu_ms_per_eval": 1e3 * float(np.median(cpu_per_call)),
         "logp_at_point": float(logp),
         "grad_norm_at_point": float(np.linalg.norm(grad)),
     }
@@ -134,7 +141,7 @@ def _eval_joint(calls: int) -> None:
     rows = len(datas[0].y) * len(datas)
     out = time_evaluations(model, calls)
     out |= {"model": "joint", "row_thresholds": rows, "load": _load(), "commit": _commit()}
-    out["ns_per_row_threshold"] = 1e6 * out["ms_per_eval"] / rows
+    out["ns_per_row_threshold"] = 1e6 * out["cpu_ms_per_eval"] / rows
     print(json.dumps(out), flush=True)
 
 
@@ -142,9 +149,36 @@ def _eval_referrals(calls: int) -> None:
     model, data = referrals_model()
     out = time_evaluations(model, calls)
     out |= {"model": "referrals", "row_thresholds": len(data.y), "load": _load()}
-    out["ns_per_row_threshold"] = 1e6 * out["ms_per_eval"] / len(data.y)
+    out["ns_per_row_threshold"] = 1e6 * out["cpu_ms_per_eval"] / len(data.y)
     out["commit"] = _commit()
     print(json.dumps(out), flush=True)
+
+
+def run_parts(calls: int) -> None:
+    """Time the joint model's priors and Jacobians and its likelihood potential apart."""
+    import pytensor
+    import pytensor.tensor as pt
+
+    model, _, _ = joint_model()
+    values = [model.rvs_to_values[v] for v in model.free_RVs]
+    start_point = model.initial_point()
+    args = [start_point[v.name] for v in values]
+    for name, term in (
+        ("priors and Jacobians", model.logp(vars=model.free_RVs)),
+        ("likelihood potential", model.logp(vars=model.potentials)),
+    ):
+        outputs = [term, *pt.grad(term, values)]
+        fn = pytensor.function(values, outputs, mode="NUMBA", on_unused_input="ignore")
+        fn.trust_input = True
+        fn(*args)
+        cpu = []
+        for _ in range(3):
+            start = time.process_time()
+            for _ in range(calls):
+                fn(*args)
+            cpu.append((time.process_time() - start) / calls)
+        out = {"part": name, "cpu_ms_per_eval": 1e3 * float(np.median(cpu)), "load": _load()}
+        print(json.dumps(out | {"commit": _commit()}), flush=True)
 
 
 def _stats(ds, name: str) -> dict:
@@ -245,5 +279,7 @@ def run_fit(path: str) -> None:
 if __name__ == "__main__":
     if sys.argv[1] == "eval":
         run_eval(*(int(sys.argv[2]), *sys.argv[3:4]) if len(sys.argv) > 2 else (200,))
+    elif sys.argv[1] == "parts":
+        run_parts(int(sys.argv[2]) if len(sys.argv) > 2 else 20)
     else:
         run_fit(sys.argv[2])
