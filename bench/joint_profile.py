@@ -12,8 +12,9 @@
 (the median of 5 rounds). Prints one JSON line per model: free dimensions, rows, ms per
 evaluation and ns per row-threshold.
 
-``parts``: the joint model's priors and Jacobians (``model.logp(vars=model.free_RVs)``) and
-its likelihood potential, each compiled with numba with its gradient, CPU ms per call.
+``parts``: the joint model's priors and Jacobians (``model.logp(vars=model.free_RVs)``), its
+likelihood potential, and each free variable's prior alone, each compiled with numba with
+its gradient (with respect to every free variable), CPU ms per call.
 
 ``fit``: samples the joint model exactly as the spec says (4 chains x 1,000 draws after 400
 tuning, seed 2021, target_accept of the spec) with nutpie, keeping the warm-up's sample
@@ -163,11 +164,13 @@ def run_parts(calls: int) -> None:
     values = [model.rvs_to_values[v] for v in model.free_RVs]
     start_point = model.initial_point()
     args = [start_point[v.name] for v in values]
-    for name, term in (
+    terms = [
         ("priors and Jacobians", model.logp(vars=model.free_RVs)),
         ("likelihood potential", model.logp(vars=model.potentials)),
-    ):
-        outputs = [term, *pt.grad(term, values)]
+        *((f"prior of {rv.name}", model.logp(vars=[rv])) for rv in model.free_RVs),
+    ]
+    for name, term in terms:
+        outputs = [term, *pt.grad(term, values, disconnected_inputs="ignore")]
         fn = pytensor.function(values, outputs, mode="NUMBA", on_unused_input="ignore")
         fn.trust_input = True
         fn(*args)
