@@ -87,6 +87,37 @@ def test_joint_density_is_the_sum_of_the_single_models(table):
     np.testing.assert_allclose(joint_value, total, rtol=1e-10)
 
 
+@pytest.mark.parametrize("stable", [True, False])
+def test_joint_density_is_the_textbook_negative_binomial(table, monkeypatch, stable):
+    """The joint potential (all thresholds' rows reached by one repeat; each threshold's NB
+    normaliser in its stable or cheaper form) differs between two points by exactly what
+    the textbook NB2 log likelihood of every threshold's counts does (scipy), so the model
+    is the same whichever form and layout the graph takes."""
+    from scipy import stats
+
+    monkeypatch.setattr(joint, "nb_stable", lambda data, family: stable)
+    spec = Spec("referrals", outcomes=THRESHOLDS, family="negbin")
+    datas = sg.encode(table, spec)
+    model = joint.build(datas, spec)
+    outs = model.replace_rvs_by_values([model["loglik"], model["la_effect"], model["phi"]])
+    f = model.compile_fn(outs, inputs=model.value_vars, on_unused_input="ignore")
+    rng = np.random.default_rng(2)
+    start = model.initial_point()
+    values = []
+    for _ in range(2):
+        point = {k: v + rng.normal(0, 0.1, np.shape(v)) for k, v in start.items()}
+        pot, theta, phi = f(point)
+        textbook = 0.0
+        for j, d in enumerate(datas):
+            coef = theta[d.la_index, j, :]
+            mu = d.exposure * np.exp(coef[:, 0] + coef[:, 1] * d.w)
+            textbook += stats.nbinom.logpmf(d.y, phi[j], phi[j] / (phi[j] + mu)).sum()
+        values.append((pot, textbook))
+    (pot1, text1), (pot2, text2) = values
+    assert abs(pot1 - pot2) > 1.0  # the points differ
+    np.testing.assert_allclose(pot1 - pot2, text1 - text2, rtol=0, atol=1e-6)
+
+
 def test_summary_and_steepening(tree):
     s = sg.summarise(tree)
     assert list(s["thresholds"]) == list(THRESHOLDS)

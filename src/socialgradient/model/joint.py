@@ -45,6 +45,7 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from socialgradient.model import families, parameterisation
+from socialgradient.model.build import nb_stable
 from socialgradient.model.data import EFFECTS, NeighbourhoodData
 from socialgradient.model.priors import fixed
 from socialgradient.model.terms.la_effects import la_theta
@@ -89,6 +90,8 @@ def build(
     order = np.argsort(idx, kind="stable")
     per_la = np.bincount(idx, minlength=n_la)
     w = first.w[order]
+    # per threshold, the NB's cheaper normaliser where its counts rule out the Poisson limit
+    stable = [nb_stable(d, family) for d in datas]
     coords = {**first.coords, "threshold": names, "la_coef": coefs, "la_pair": pairs}
     with pm.Model(coords=coords) as model:
         m_c = pm.Data("m_c", first.m_c, dims="la")
@@ -114,19 +117,28 @@ def build(
             axis=2,
         )
         flat = la_theta(centre.reshape((n_la, 2 * k)), chol, 2 * centred, first.la, "la_coef")
-        theta = pm.Deterministic(
+        pm.Deterministic(
             "la_effect", flat.reshape((n_la, k, 2)), dims=("la", "threshold", "effect")
         )
         shared = family.add_parameters(p, dims="threshold")  # e.g. phi, one per threshold
-        loglik = 0.0
+        # The part linear in the counts, from per-LA sums (dims la, la_coef): one product.
+        sums = np.stack(
+            [
+                np.bincount(idx, weights=d.y * v, minlength=n_la)
+                for d in datas
+                for v in (np.ones_like(d.w), d.w)
+            ],
+            axis=1,
+        )
+        loglik = pt.sum(flat * sums)
+        # Every threshold's intercepts and slopes reach the rows (sorted by LA) in one
+        # vector repeat of the coefficients in (la_coef, la) order, not 2K repeats.
+        rows_of = pt.repeat(flat.T.ravel(), np.tile(per_la, 2 * k)).reshape((k, 2, w.size))
+        eta = rows_of[:, 0, :] + rows_of[:, 1, :] * w
         for j, d in enumerate(datas):
             rows = families.Rows(d.y[order], np.log(d.exposure)[order])
-            eta = pt.repeat(theta[:, j, 0], per_la) + pt.repeat(theta[:, j, 1], per_la) * w
-            y_sum = np.bincount(idx, weights=d.y, minlength=n_la)
-            yw_sum = np.bincount(idx, weights=d.y * d.w, minlength=n_la)
             params = {name: value[j] for name, value in shared.items()}
-            loglik = loglik + pt.sum(theta[:, j, 0] * y_sum + theta[:, j, 1] * yw_sum)
-            loglik = loglik + family.normaliser(eta, rows, params)
+            loglik = loglik + family.normaliser(eta[j], rows, params, stable[j])
         pm.Potential("loglik", loglik)
     return model
 
