@@ -107,7 +107,7 @@ class Priors:
     b_x_mean: Number = 0.0
     fixed: FixedFamily = "normal"
     fixed_nu: PositiveNumber = 3
-    curve_sd: PositiveNumber = 0.5  # spline curve: RMS departure from log-linear (log scale)
+    curve_sd: PositiveNumber = 0.5  # spline: prior mean of its RMS departure (log scale), Gamma(2)
 
     _where = "priors."
 

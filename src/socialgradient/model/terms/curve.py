@@ -28,27 +28,36 @@ The basis :math:`Z` is a P-spline (Eilers and Marx) in mixed-model form:
 
 So ``curve_sd`` (:math:`\sigma_f`) is the root-mean-square departure of the log rate from its
 log-linear summary across children, on the log (binomial: logit) scale. Prior
-:math:`\sigma_f \sim` HalfNormal(0.5) (``curve_sd`` in ``[priors]``): a departure of a factor
-e^0.5 = 1.65 either way is one prior SD; the half-normal's mode at 0 is the straight line,
-which the data must argue away. Beyond the range of the data ``f`` continues as a straight
-line (its slope at the boundary), so a local gradient there is the boundary's.
+:math:`\sigma_f \sim \mathrm{Gamma}(2, 2/s)` (shape 2, rate :math:`2/s`), :math:`s` =
+``curve_sd`` in ``[priors]`` (default 0.5): its mean is :math:`s`, its median :math:`0.84 s`
+and its 95% interval :math:`(0.12 s, 2.8 s)`; a departure of a factor e^0.5 = 1.65 either
+way is the prior mean. The shape of 2 makes the prior *boundary-avoiding* (Chung et al.
+2013, "A nondegenerate penalized likelihood estimator for variance parameters in multilevel
+models"; Gelman 2006 on group-level scales): its density is 0 at :math:`\sigma_f = 0` and
+rises linearly from it, so the posterior of a scale the data put near 0 (a straight line)
+stays a compact hump a decade or so wide instead of running down to 0 on a log scale. That
+tail is where the sampler diverged under the former HalfNormal(0.5), whose density is highest
+at 0: on the default England (no curve) 26 to 37 divergences in 4 x 1,000 draws at
+``target_accept`` 0.8, at the smallest ``curve_sd`` (median log10 -3.7 at the divergent
+draws, -2.2 overall). A straight line is still reachable: a scale near 0 makes ``f`` near 0
+whatever the prior's shape, and the data decide between a flat curve (``curve_sd`` of
+order 0.01 on England-sized data) and a bend (of order 0.1). Beyond the range of the data
+``f`` continues as a straight line (its slope at the boundary), so a local gradient there is
+the boundary's.
 
 A *local gradient* at within-LA deprivation :math:`w_0`, for an averagely deprived LA
 (:math:`m_c = 0`), is :math:`\exp(b_w + f'(w_0))` per 10 points: the same units as the
 headline ``gradient_mean_la`` = :math:`\exp(b_w)`, which is their child-weighted log-linear
 summary. :mod:`socialgradient.results.curve` reports them at the income deciles.
 
-Geometry. Where the data show a clear curve the coefficients are sampled *centred*
-(``curve_coef`` itself); where they do not, *non-centred* (``curve_sd`` times standard normals,
-``curve_z``), chosen by a score test at a per-LA log-linear fit (:meth:`Curve.strength`,
-above :data:`CENTRED_ABOVE`): the same posterior either way. Measured on tables of 1,644
-LSOAs (``tests/test_curve.py``'s): with a curve the non-centred form gave 16 divergences in
-600 draws and a bulk ESS of 41 for ``curve_sd``; without one the centred form gave 9
-divergences (``curve_sd`` stuck at 0.005, ESS 21), the funnel of a scale near 0. On the
-default England (no curve, 32,844 LSOAs) the non-centred form needed ``target_accept =
-0.95`` (10 to 20 divergences in 600 draws at 0.8, 1 at 0.95; the centred form 1 at 0.8):
-data that size pin even a flat curve's coefficients down, and a per-component choice is the
-next step (``docs/curve.md``).
+Geometry. The coefficients are sampled *centred* (``curve_coef ~ Normal(0, curve_sd)``
+itself), one form for every table. Under the half-normal prior the form had to follow the
+data (centred with a clear curve, non-centred without one, by a score test), and neither
+sampled the default England cleanly. Under the Gamma prior the centred form samples the
+1,644-LSOA tables of ``bench/curve.py`` with and without a curve, and leaves 3 divergences
+in 4 x 1,400 draws on the default England at the package's default sampling (the residue
+of the funnel's neck at the smallest ``curve_sd``); the non-centred form left 27 there, at
+the largest, where England-sized data pin the coefficients down (``docs/curve.md``).
 
 The posterior keeps ``curve_sd`` and ``curve_coef`` (dims ``curve_basis``); the fit keeps
 the basis's definition in ``constant_data`` (``curve_knots``, ``curve_transform``,
@@ -68,7 +77,6 @@ import pytensor.tensor as pt
 import xarray as xr
 from scipy.interpolate import BSpline
 
-from socialgradient.model import families, parameterisation
 from socialgradient.model.terms.base import Context, NewRows, Term
 from socialgradient.spec import CURVES
 
@@ -76,9 +84,9 @@ from socialgradient.spec import CURVES
 #: columns once the straight lines are dropped); the penalty, not the count, sets smoothness.
 SEGMENTS = 10
 DEGREE = 3
-#: :meth:`Curve.strength` above which the coefficients are sampled centred (11 degrees of
-#: freedom: without a curve the statistic is about 1, above 3 with probability ~0.0003).
-CENTRED_ABOVE = 3.0
+#: Shape of the Gamma prior of ``curve_sd`` (its mean is ``[priors] curve_sd``): 2, no density
+#: at 0 and a linear rise from it (Chung et al. 2013; module docstring).
+PRIOR_SHAPE = 2.0
 
 
 def _design(knots: np.ndarray, w: np.ndarray, deriv: int = 0) -> np.ndarray:
@@ -111,7 +119,6 @@ class Curve(Term):
     name = "curve"
     spec_keys = ("curve",)
     reported = ("curve_sd", "curve_coef")
-    derived = ("curve_z",)
     on_rows = True
 
     @classmethod
@@ -187,35 +194,6 @@ class Curve(Term):
         """Return :math:`Z'(w)`, dims (row, curve_basis): ``f'(w) = Z'(w) @ curve_coef``."""
         return _design(self.knots, w, deriv=1) @ self.transform - self.projection[1]
 
-    def strength(self, data: Any) -> float:
-        r"""Return the score statistic for a curve, per degree of freedom (about 1 without one).
-
-        The score test of :math:`\gamma = 0` at a per-LA fit of intercepts and slopes
-        (:func:`socialgradient.model.parameterisation.la_fit`, Poisson or logistic working
-        model): :math:`U^\top I^{-1} U / (k \hat\phi)` with :math:`U = \tilde Z^\top (y -
-        \mu)`, :math:`I = \tilde Z^\top W \tilde Z`, :math:`\tilde Z` the basis less its
-        per-LA weighted projection on :math:`[1, w]` and :math:`\hat\phi \ge 1` the Pearson
-        dispersion, so overdispersed counts do not pass for a curve.
-        """
-        binomial = data.trials is not None
-        working = families.get("binomial" if binomial else "poisson")
-        _, mean, weight = parameterisation.la_fit(data, working)
-        idx, n_la, w = data.la_index, len(data.la), data.w
-        z = self.basis(w)
-        s = [np.bincount(idx, weight * w**j, n_la) for j in range(3)]
-        det = s[0] * s[2] - s[1] ** 2 + 1e-12 * (1 + s[0] ** 2)
-        t0 = np.stack([np.bincount(idx, weight * col, n_la) for col in z.T], 1)
-        t1 = np.stack([np.bincount(idx, weight * w * col, n_la) for col in z.T], 1)
-        c0 = (s[2][:, None] * t0 - s[1][:, None] * t1) / det[:, None]
-        c1 = (s[0][:, None] * t1 - s[1][:, None] * t0) / det[:, None]
-        z = z - c0[idx] - c1[idx] * w[:, None]
-        resid = data.y - mean
-        score = z.T @ resid
-        info = z.T @ (weight[:, None] * z)
-        dof = max(1, len(data.y) - 2 * n_la)
-        phi = max(1.0, float(np.sum(resid**2 / np.maximum(weight, 1e-12)) / dof))
-        return float(score @ np.linalg.lstsq(info, score, rcond=None)[0]) / (len(score) * phi)
-
     def coords(self) -> dict[str, list]:
         """Return the ``curve_basis`` coordinate."""
         return {"curve_basis": list(range(self.transform.shape[1]))}
@@ -243,12 +221,10 @@ class Curve(Term):
         r"""Add :math:`f(w) = Z(w)\, \gamma` to the rows (and ``y Z`` to the linear part)."""
         data, order = ctx.data, ctx.order
         z = self.basis(data.w)
-        sd = pm.HalfNormal("curve_sd", ctx.priors.curve_sd)
-        if self.strength(data) > CENTRED_ABOVE:  # a clear curve: centred (see the module)
-            coef = pm.Normal("curve_coef", 0.0, sd, dims="curve_basis")
-        else:  # no clear curve: curve_sd may be near 0, where the centred form is a funnel
-            z_std = pm.Normal("curve_z", 0.0, 1.0, dims="curve_basis")
-            coef = pm.Deterministic("curve_coef", sd * z_std, dims="curve_basis")
+        # Gamma(2, 2 / s): mean s, no density at 0 (boundary-avoiding; module docstring)
+        scale = ctx.priors.curve_sd
+        sd = pm.Gamma("curve_sd", alpha=PRIOR_SHAPE, beta=PRIOR_SHAPE / scale)
+        coef = pm.Normal("curve_coef", 0.0, sd, dims="curve_basis")
         ctx.eta = ctx.eta + pt.as_tensor(z[order]) @ coef
         ctx.linear = ctx.linear + pt.dot(data.y @ z, coef)
 
