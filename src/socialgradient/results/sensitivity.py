@@ -24,6 +24,7 @@ PASS verdict WARN (:func:`flag`).
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import arviz_stats as az
@@ -32,8 +33,11 @@ import xarray as xr
 from socialgradient.model import families
 from socialgradient.model.priors import log_prior
 from socialgradient.results import gradients
-from socialgradient.sampling.saved import with_log_likelihood
+from socialgradient.sampling import predict
 from socialgradient.spec import Spec
+from socialgradient.util.progress import step
+
+log = logging.getLogger(__name__)
 
 #: the fewest draws (all chains) power-scaling is computed on: Pareto smoothing of its
 #: weights fits a tail of about 3 sqrt(S) draws (fewer than 100 draws leave arviz_stats'
@@ -72,12 +76,9 @@ def power_scaling(tree: xr.DataTree, threshold: float = THRESHOLD) -> dict[str, 
         return {"skipped": "joint fits: the thresholds' priors are not power-scaled yet"}
     if not 0 < threshold < 1:
         raise ValueError(f"power_scaling: threshold must be in (0, 1), got {threshold}")
-    tree = with_log_likelihood(tree)
-    if "log_likelihood" not in tree.children:
+    total = _total_log_likelihood(tree)
+    if total is None:
         return {"skipped": "no log_likelihood, nor posterior_predictive draws to compute it on"}
-    loglik = tree["log_likelihood"].to_dataset()[tree.attrs["outcome"]]
-    row = [d for d in loglik.dims if d not in ("chain", "draw")]
-    total = loglik.sum(row)
     if total.size < MIN_DRAWS:  # PSIS of the power-scaled weights needs a tail to fit
         return {
             "skipped": f"only {total.size} draws with a log-likelihood; power-scaling needs "
@@ -116,6 +117,31 @@ def power_scaling(tree: xr.DataTree, threshold: float = THRESHOLD) -> dict[str, 
         "quantities": quantities,
         "conflict": [k for k, v in quantities.items() if v["diagnosis"] == CONFLICT],
     }
+
+
+def _total_log_likelihood(tree: xr.DataTree) -> xr.DataArray | None:
+    """Return each draw's log-likelihood summed over the rows, dims (chain, draw).
+
+    From the tree's ``log_likelihood`` when it has one, else computed on the draws of its
+    replicates (:func:`socialgradient.sampling.predict.log_likelihood_total`, in blocks of
+    draws: the pointwise values are never held); None without either.
+    """
+    outcome = tree.attrs["outcome"]
+    if "log_likelihood" in tree.children:
+        loglik = tree["log_likelihood"].to_dataset()[outcome]
+        return loglik.sum([d for d in loglik.dims if d not in ("chain", "draw")])
+    if "posterior_predictive" not in tree.children:
+        return None
+    pp = tree["posterior_predictive"]
+    posterior = tree["posterior"].to_dataset().sel(chain=pp["chain"], draw=pp["draw"])
+    data = predict.encoded_data(tree)
+    with step(
+        log,
+        "log-likelihood per draw (%d draws x %d rows)",
+        pp.sizes["chain"] * pp.sizes["draw"],
+        len(data.y),
+    ):
+        return predict.log_likelihood_total(posterior, data, tree.attrs["family"])
 
 
 def diagnose(prior: float, likelihood: float, threshold: float = THRESHOLD) -> str:
