@@ -287,7 +287,7 @@ def sample(model: pm.Model, s: Sampling, progressbar: bool = True, **nuts):
             )
     sampling_seconds = time.perf_counter() - start
     # the compilers' and sampler's freed memory back to the system before the per-row steps
-    predict.release_memory()
+    predict.release_memory(collect=True)
     log.info(
         "sampled %d chains x %d draws (%s): compile %.1f s, sampling %.1f s",
         s.chains,
