@@ -176,7 +176,7 @@ def log_likelihood(
     """Pointwise log-likelihood of each row's count, dims (chain, draw, row).
 
     Computed in blocks of at most ``block_values`` draw x row values (default
-    :data:`BLOCK_VALUES`); each value is the same whatever the block.
+    :data:`BLOCK_VALUES`); each value is the same, to rounding, whatever the block.
     """
     fam, rows = families.get(family), _rows(data)
     return _by_chain(
