@@ -16,7 +16,7 @@ LA moderators' coefficients per SD of the moderator (Normal(0, [``moderator_inte
 ``moderator_slope``])), the stratum trend's per SD of its column (Normal(0,
 [``trend_intercept``, ``trend_slope``])), the LA outcome's intercept (Normal(0, 2.5)),
 gradient (Normal(0, 1)), adjustments per SD (Normal(0, 1)) and residual SD
-(HalfNormal(0.5)), the spline curve's SD (HalfNormal(``curve_sd``)) and the BYM2 term's SD
+(HalfNormal(0.5)), the spline curve's SD (Gamma(2, 2 / ``curve_sd``)) and the BYM2 term's SD
 (HalfNormal(1)) and spatial share (Beta(0.5, 0.5)). A joint (multi-threshold) fit scales
 every threshold's fixed effects and ``phi``, the 2K LA SDs and the LKJ(``lkj_eta``) density
 of the 2K x 2K correlation matrix of the LA coefficients (:func:`joint_log_prior`). The
@@ -43,6 +43,7 @@ PASS verdict WARN (:func:`flag`).
 from __future__ import annotations
 
 import itertools
+import logging
 from typing import Any
 
 import arviz_stats as az
@@ -53,10 +54,14 @@ from scipy import stats
 from socialgradient.model import families
 from socialgradient.model.priors import FIXED, fixed_logpdf, log_prior
 from socialgradient.model.spatial import BYM2Priors
+from socialgradient.model.terms.curve import PRIOR_SHAPE as CURVE_SD_SHAPE
 from socialgradient.results import gradients
 from socialgradient.sampling import predict
 from socialgradient.sampling.saved import JOINT_LOG_LIKELIHOOD, outcomes, with_log_likelihood
 from socialgradient.spec import Priors, Spec
+from socialgradient.util.progress import step
+
+log = logging.getLogger(__name__)
 
 #: the fewest draws (all chains) power-scaling is computed on: Pareto smoothing of its
 #: weights fits a tail of about 3 sqrt(S) draws (fewer than 100 draws leave arviz_stats'
@@ -121,12 +126,9 @@ def power_scaling(tree: xr.DataTree, threshold: float = THRESHOLD) -> dict[str, 
             "skipped": "one threshold of a joint fit: its prior is the joint model's; see the "
             "joint fit's sensitivity"
         }
-    tree = with_log_likelihood(tree)
-    if "log_likelihood" not in tree.children:
+    total = _total_log_likelihood(tree, bool(thresholds))
+    if total is None:
         return {"skipped": "no log_likelihood, nor posterior_predictive draws to compute it on"}
-    name = JOINT_LOG_LIKELIHOOD if thresholds else tree.attrs["outcome"]
-    loglik = tree["log_likelihood"].to_dataset()[name]
-    total = loglik.sum([d for d in loglik.dims if d not in SAMPLE])
     if total.size < MIN_DRAWS:  # PSIS of the power-scaled weights needs a tail to fit
         return {
             "skipped": f"only {total.size} draws with a log-likelihood; power-scaling needs "
@@ -419,7 +421,10 @@ def term_log_prior(
             _draws(post, "la_outcome_sd"), scale=scale["la_outcome_sd"]
         )
     if "curve_sd" in post:
-        out["curve_sd"] = stats.halfnorm.logpdf(_draws(post, "curve_sd"), scale=priors.curve_sd)
+        shape = CURVE_SD_SHAPE  # Gamma(shape, rate shape / curve_sd): mean curve_sd
+        out["curve_sd"] = stats.gamma.logpdf(
+            _draws(post, "curve_sd"), shape, scale=priors.curve_sd / shape
+        )
     if "spatial_sd" in post:
         bym2 = BYM2Priors()
         out["spatial_sd"] = stats.halfnorm.logpdf(_draws(post, "spatial_sd"), scale=bym2.sd_scale)
@@ -432,6 +437,35 @@ def term_log_prior(
 def _draws(posterior: Any, name: str) -> np.ndarray:
     """Return a variable's draws as an array led by (chain, draw)."""
     return np.asarray(posterior[name].transpose(*SAMPLE, ...).values, dtype=float)
+
+
+def _total_log_likelihood(tree: xr.DataTree, joint: bool) -> xr.DataArray | None:
+    """Return each draw's log-likelihood summed over the rows, dims (chain, draw).
+
+    From the tree's ``log_likelihood`` when it has one (a joint fit's: computed per threshold
+    when missing, :func:`socialgradient.sampling.saved.with_log_likelihood`), else computed on
+    the draws of its replicates (:func:`socialgradient.sampling.predict.log_likelihood_total`,
+    in blocks of draws: the pointwise values are never held); None without either.
+    """
+    if joint or "log_likelihood" in tree.children:
+        tree = with_log_likelihood(tree)
+        if "log_likelihood" not in tree.children:
+            return None
+        name = JOINT_LOG_LIKELIHOOD if joint else tree.attrs["outcome"]
+        loglik = tree["log_likelihood"].to_dataset()[name]
+        return loglik.sum([d for d in loglik.dims if d not in SAMPLE])
+    if "posterior_predictive" not in tree.children:
+        return None
+    pp = tree["posterior_predictive"]
+    posterior = tree["posterior"].to_dataset().sel(chain=pp["chain"], draw=pp["draw"])
+    data = predict.encoded_data(tree)
+    with step(
+        log,
+        "log-likelihood per draw (%d draws x %d rows)",
+        pp.sizes["chain"] * pp.sizes["draw"],
+        len(data.y),
+    ):
+        return predict.log_likelihood_total(posterior, data, tree.attrs["family"])
 
 
 def diagnose(prior: float, likelihood: float, threshold: float = THRESHOLD) -> str:

@@ -221,7 +221,8 @@ def sample(model: pm.Model, s: Sampling, progressbar: bool = True, **nuts):
     DataTree, the compile time (NaN for PyMC and numpyro, which compile while sampling)
     and the sampling time, in seconds. With ``s.stop == "target"`` the draws are those of
     :func:`socialgradient.sampling.target.sample` and the tree's attrs hold its verdict
-    (``sampling_target``, JSON).
+    (``sampling_target``, JSON). Afterwards the C heap's free memory (the compilers', the
+    sampler's) goes back to the system (:func:`socialgradient.sampling.predict.release_memory`).
     """
     if s.sampler == "numpyro":
         require_numpyro()
@@ -285,6 +286,8 @@ def sample(model: pm.Model, s: Sampling, progressbar: bool = True, **nuts):
                 **nuts,
             )
     sampling_seconds = time.perf_counter() - start
+    # the compilers' and sampler's freed memory back to the system before the per-row steps
+    predict.release_memory(collect=True)
     log.info(
         "sampled %d chains x %d draws (%s): compile %.1f s, sampling %.1f s",
         s.chains,

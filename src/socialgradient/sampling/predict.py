@@ -13,6 +13,10 @@ whose effects are drawn from the fitted hierarchy: each term adds its part
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
+import gc
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +30,32 @@ from socialgradient.model import families
 from socialgradient.model.data import NeighbourhoodData
 from socialgradient.model.terms import TERMS
 from socialgradient.model.terms.base import NewRows
+
+
+@functools.cache
+def _libc():
+    """Return the C library when it is glibc (has ``malloc_trim``), else None."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc if hasattr(libc, "malloc_trim") else None
+    except OSError:
+        return None
+
+
+def release_memory(collect: bool = False) -> None:
+    """Hand the C heap's free memory back to the system (glibc; a no-op without it).
+
+    glibc keeps freed memory of blocks under its mmap threshold (which grows to 32 MB) in
+    each thread's arena for reuse by that thread; after the blocked computations here ran
+    on worker threads (and after compiling and sampling), ``malloc_trim(0)`` returns it, so
+    the next step's peak does not come on top of it. ``collect``: run the garbage collector
+    first (a full collection: ~0.1-0.5 s with PyMC loaded), for memory held by cycles.
+    """
+    if collect:
+        gc.collect()
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
 
 
 def thin(posterior: xr.Dataset, max_draws: int) -> xr.Dataset:
@@ -64,23 +94,60 @@ def _params(chain: xr.Dataset, family: families.Family) -> dict:
     return {name: chain[name].values for name in family.parameters}
 
 
-def _by_chain(posterior: xr.Dataset, data: NeighbourhoodData, name: str, dtype, compute):
-    """Fill a (chain, draw, row) DataArray chain by chain.
+#: Draws x rows computed at a time by the per-row quantities (:func:`log_likelihood`,
+#: :func:`replicate`, :func:`log_mean`, :func:`log_likelihood_total`): each (draw, row)
+#: temporary of a block holds at most 2**20 values (8 MB of float64) whatever the table's
+#: size: their memory is a block per thread, not a chain (a chain at a time, England's 250
+#: draws x 32,844 LSOAs took ~560 MB of temporaries on 2 threads). The results do not
+#: depend on it.
+BLOCK_VALUES = 2**20
 
-    Fill a (chain, draw, row) DataArray chain by chain, ``compute(c, chain, eta)``, on as
-    many threads as there are cores (numpy's ufuncs and random draws release the GIL: the
-    log-likelihood and replicates of England's 1,000 x 32,844 in 3.3 s instead of 6.2 s on 2
-    cores); temporary memory bounded by a chain per thread.
+
+def _blocks(n_draw: int, n_row: int, block_values: int | None = None) -> list[slice]:
+    """Return slices of ``range(n_draw)`` of at most ``block_values // n_row`` draws (>= 1)."""
+    size = max(1, (BLOCK_VALUES if block_values is None else block_values) // max(n_row, 1))
+    return [slice(start, min(start + size, n_draw)) for start in range(0, n_draw, size)]
+
+
+def _by_chain(
+    posterior: xr.Dataset,
+    data: NeighbourhoodData,
+    name: str,
+    dtype,
+    compute,
+    *,
+    per_row: bool = True,
+    block_values: int | None = None,
+) -> xr.DataArray:
+    """Fill a (chain, draw, row) DataArray block by block of draws within each chain.
+
+    ``compute(c, draws, block, eta)`` gives the values of chain ``c``'s draws ``draws`` (a
+    slice), ``block`` their posterior and ``eta`` their linear predictor (dims draw, row),
+    each block on one of as many threads as there are cores (numpy's ufuncs and random
+    draws release the GIL: the log-likelihood and replicates of England's 1,000 x 32,844
+    in 3.3 s instead of 6.2 s on 2 cores). A block holds at most ``block_values`` draw x row
+    values (default :data:`BLOCK_VALUES`), so the temporary memory is a block per thread
+    whatever the number of draws. ``per_row=False``: ``compute`` returns one value per
+    draw (a sum over the rows) and the result has dims (chain, draw).
     """
-    out = np.empty((posterior.sizes["chain"], posterior.sizes["draw"], len(data.y)), dtype)
+    n_chain, n_draw = posterior.sizes["chain"], posterior.sizes["draw"]
+    shape = (n_chain, n_draw, len(data.y)) if per_row else (n_chain, n_draw)
+    out = np.empty(shape, dtype)
+    tasks = [
+        (c, draws) for c in range(n_chain) for draws in _blocks(n_draw, len(data.y), block_values)
+    ]
 
-    def fill(c):
-        chain = posterior.isel(chain=c)
-        out[c] = compute(c, chain, _eta(chain, data))
+    def fill(task):
+        c, draws = task
+        block = posterior.isel(chain=c, draw=draws)
+        out[c, draws] = compute(c, draws, block, _eta(block, data))
 
-    with ThreadPoolExecutor(max(1, min(out.shape[0], os.cpu_count() or 1))) as pool:
-        list(pool.map(fill, range(out.shape[0])))
+    with ThreadPoolExecutor(max(1, min(len(tasks), os.cpu_count() or 1))) as pool:
+        list(pool.map(fill, tasks))
+    release_memory()  # the worker threads' freed temporaries
     coords = {"chain": posterior["chain"].values, "draw": posterior["draw"].values}
+    if not per_row:
+        return xr.DataArray(out, dims=("chain", "draw"), coords=coords, name=name)
     return xr.DataArray(
         out, dims=("chain", "draw", data.row_dim), coords={**coords, **data.row_coords}, name=name
     )
@@ -89,39 +156,95 @@ def _by_chain(posterior: xr.Dataset, data: NeighbourhoodData, name: str, dtype, 
 def log_mean(posterior: xr.Dataset, data: NeighbourhoodData) -> xr.DataArray:
     """Log expected count ``log(exposure) + eta`` of a log-link fit, dims (chain, draw, row)."""
     log_e = np.log(data.exposure)
-    return _by_chain(posterior, data, "log_mean", float, lambda c, _, eta: eta + log_e)
+    return _by_chain(posterior, data, "log_mean", float, lambda c, d, _, eta: eta + log_e)
 
 
-def log_likelihood(posterior: xr.Dataset, data: NeighbourhoodData, family: str) -> xr.DataArray:
-    """Pointwise log-likelihood of each row's count, dims (chain, draw, row)."""
+def log_likelihood(
+    posterior: xr.Dataset,
+    data: NeighbourhoodData,
+    family: str,
+    *,
+    block_values: int | None = None,
+) -> xr.DataArray:
+    """Pointwise log-likelihood of each row's count, dims (chain, draw, row).
+
+    Computed in blocks of at most ``block_values`` draw x row values (default
+    :data:`BLOCK_VALUES`); each value is the same, to rounding, whatever the block.
+    """
     fam, rows = families.get(family), _rows(data)
     return _by_chain(
         posterior,
         data,
         data.outcome,
         float,
-        lambda c, chain, eta: fam.pointwise(eta, rows, _params(chain, fam)),
+        lambda c, d, block, eta: fam.pointwise(eta, rows, _params(block, fam)),
+        block_values=block_values,
     )
 
 
-def replicate(
-    posterior: xr.Dataset, data: NeighbourhoodData, family: str, seed: int
+def log_likelihood_total(
+    posterior: xr.Dataset,
+    data: NeighbourhoodData,
+    family: str,
+    *,
+    block_values: int | None = None,
 ) -> xr.DataArray:
-    """Return posterior predictive counts, one replicate per draw, dims (chain, draw, row).
+    """Return each draw's log-likelihood summed over the rows, dims (chain, draw).
 
-    Posterior predictive counts, one replicate per draw, dims (chain, draw, row); chain
-    ``c`` draws from its own stream, ``default_rng(seed)``'s c-th spawned child, so the
-    result does not depend on which thread ran which chain.
+    The sum over rows of :func:`log_likelihood` without holding it: a block of at most
+    ``block_values`` draw x row values at a time (default :data:`BLOCK_VALUES`), so
+    England's 1,000 draws x 32,844 LSOAs need a block's temporaries per thread (8 MB each)
+    instead of 263 MB for the pointwise values and as much again for their temporaries.
+    Each draw's sum is numpy's (pairwise) sum of its row's values, as
+    ``log_likelihood(...).sum(row)`` computes it.
     """
     fam, rows = families.get(family), _rows(data)
-    rngs = np.random.default_rng(seed).spawn(posterior.sizes["chain"])
     return _by_chain(
         posterior,
         data,
         data.outcome,
-        np.int32,
-        lambda c, chain, eta: fam.replicate(eta, rows, _params(chain, fam), rngs[c]),
+        float,
+        lambda c, d, block, eta: fam.pointwise(eta, rows, _params(block, fam)).sum(axis=-1),
+        per_row=False,
+        block_values=block_values,
     )
+
+
+def replicate(
+    posterior: xr.Dataset,
+    data: NeighbourhoodData,
+    family: str,
+    seed: int,
+    *,
+    block_values: int | None = None,
+) -> xr.DataArray:
+    """Return posterior predictive counts, one replicate per draw, dims (chain, draw, row).
+
+    Posterior predictive counts (int32), one replicate per draw. Each draw has a random
+    stream of its own: the d-th spawned child of chain ``c``'s stream, itself the c-th
+    spawned child of ``default_rng(seed)``. So the counts do not depend on which thread ran
+    which chain, nor on the blocks of draws computed together (``block_values``, default
+    :data:`BLOCK_VALUES`), which bound the memory of the temporaries.
+    """
+    fam, rows = families.get(family), _rows(data)
+    n_draw = posterior.sizes["draw"]
+    # spawned here, in order, before any thread runs: a Generator's spawn is not thread-safe
+    rngs = [
+        chain.spawn(n_draw) for chain in np.random.default_rng(seed).spawn(posterior.sizes["chain"])
+    ]
+
+    def compute(c, draws, block, eta):
+        params = _params(block, fam)
+        return np.concatenate(
+            [
+                fam.replicate(
+                    eta[i : i + 1], rows, {k: v[i : i + 1] for k, v in params.items()}, rng
+                )
+                for i, rng in enumerate(rngs[c][draws])
+            ]
+        )
+
+    return _by_chain(posterior, data, data.outcome, np.int32, compute, block_values=block_values)
 
 
 def encoded_data(tree: xr.DataTree) -> NeighbourhoodData:
