@@ -152,10 +152,9 @@ def warm(table: pd.DataFrame, specs: list[Spec]) -> list[Warmed]:
         One per spec, in order.
     """
     from socialgradient.api import encode
-    from socialgradient.model import parameterisation
-    from socialgradient.model.build import build_model
     from socialgradient.sampling import _nutpie as callbacks
     from socialgradient.sampling import compiled
+    from socialgradient.sampling.fit import model_of
 
     done = []
     for spec in specs:
@@ -165,9 +164,7 @@ def warm(table: pd.DataFrame, specs: list[Spec]) -> list[Warmed]:
         if isinstance(data, list):
             done.append(Warmed(name, "skipped", "", time.perf_counter() - start))
             continue
-        # as socialgradient.sampling.fit.fit builds it
-        centred = parameterisation.choose(data, spec.family, spec.la_effects)
-        model = build_model(data, spec, centred=centred)
+        model, _ = model_of(data, spec)  # the model a fit samples
         code = compiled.code_key(model)
         entry = callbacks._name(code)
         if _present(callbacks.folder() / entry):

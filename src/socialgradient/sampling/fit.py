@@ -137,6 +137,17 @@ def la_names(data: NeighbourhoodData) -> dict:
     return {} if data.la_name is None else {"la_name": ("la", np.asarray(data.la_name, str))}
 
 
+def model_of(data: NeighbourhoodData, spec: Spec) -> tuple[pm.Model, np.ndarray]:
+    """Return the model :func:`fit` samples for ``data`` and ``spec``, and its centring.
+
+    The LA effects' parameterisation chosen for these data
+    (:func:`socialgradient.model.parameterisation.choose`: which coefficients of each LA are
+    sampled centred) and the model built with it; ``socialgradient warm`` compiles the same.
+    """
+    centred = parameterisation.choose(data, spec.family, spec.la_effects)
+    return build_model(data, spec, centred=centred), centred
+
+
 def fit(
     data: NeighbourhoodData,
     spec: Spec,
@@ -169,8 +180,7 @@ def fit(
         Posterior variables with dims (chain, draw[, la, effect]); ``log_likelihood`` and
         ``posterior_predictive`` with dims (chain, draw, lsoa).
     """
-    centred = parameterisation.choose(data, spec.family, spec.la_effects)
-    model = build_model(data, spec, centred=centred)
+    model, centred = model_of(data, spec)
     tree, compile_seconds, sampling_seconds = sample(
         model, spec.sampling, progressbar, target_accept=spec.target_accept
     )
