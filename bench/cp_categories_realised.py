@@ -5,7 +5,7 @@ LSOA) and, per CP category, a Poisson fit with a fixed intercept per LA and slop
 w x m_c (maximum likelihood, exact Newton) to (a) the realised counts and (b) the true
 expected counts of the same rows (expected CP plans per LSOA x the category's softmax share).
 (b) is the fit's pseudo-true value; the truth the findings use,
-``gradient_pseudo_true`` (:func:`socialgradient.data.records.pseudo_true_gradient`), is its
+``gradient_pseudo_true`` (:func:`socialgradient.data.synthetic.pseudo_true.pseudo_true_gradient`), is its
 multilevel form (per-LA slopes regressed on m_c) and is listed beside them. Over seeds,
 log(a / b) shows how far one realisation of the data lies from the truth of its own fit.
 

@@ -14,7 +14,7 @@ REASON = "over 400 lines because"
 #: the top, its own name); it imports its own layer and lower ones, never a higher one.
 LAYERS = (
     ("socialgradient", "_moved"),  # the package itself (its version) and the old paths
-    ("util",),  # atomic writes, file hashes, output sets, progress
+    ("util",),  # atomic writes, file hashes, output sets, progress, memory
     ("spec", "resources"),  # the frozen spec; the package's data and models
     ("data",),  # the input contract, synthetic England, public sources, census ingest
     ("model",),

@@ -13,7 +13,7 @@ import xarray as xr
 import socialgradient.api as sg
 from socialgradient.model import forward, joint
 from socialgradient.model.priors import log_prior
-from socialgradient.results import sensitivity
+from socialgradient.results import prior_density, sensitivity
 from socialgradient.results.summaries import NATIONAL_KEYS
 from socialgradient.spec import LAOutcome, Priors, Spec
 
@@ -129,7 +129,7 @@ def test_joint_log_prior_matches_the_model_density():
     names = ["a", "b_w", "b_b", "b_x", "inv_sqrt_phi", "la_cov", "la_sd", "la_corr"]
     prior = pm.sample_prior_predictive(draws=6, model=model, random_seed=4, var_names=names)
     prior = prior["prior"].to_dataset().assign(phi=lambda d: 1 / d["inv_sqrt_phi"] ** 2)
-    ours = sensitivity.joint_log_prior(prior, p, default_mean=-4.0)
+    ours = prior_density.joint_log_prior(prior, p, default_mean=-4.0)
     assert set(ours) == {"a", "b_w", "b_b", "b_x", "la_sd", "la_corr", "phi"}
     for name, rv in (("a", "a"), ("b_w", "b_w"), ("b_x", "b_x"), ("phi", "inv_sqrt_phi")):
         diff = _logp_diff(model, rv, prior[rv].values[0])  # summed over the thresholds
@@ -168,7 +168,7 @@ def test_term_log_prior_matches_the_model_density():
         priors=p,
     )
     model = sg.build(table, spec)
-    scales = sensitivity.term_scales(sg.encode(table, spec))
+    scales = prior_density.term_scales(sg.encode(table, spec))
     assert set(scales) == {"moderator_coef", "trend_coef", "la_outcome_coef"}
     sampled = [
         "moderator_coef",
@@ -192,7 +192,7 @@ def test_term_log_prior_matches_the_model_density():
     np.testing.assert_allclose(prior["trend_effect"] * scales["trend_coef"], prior["trend_coef"])
     covariates = prior["la_outcome_effect"].isel(la_outcome_term=slice(1, None)).values
     np.testing.assert_allclose(covariates * scales["la_outcome_coef"], prior["la_outcome_coef"])
-    ours = sensitivity.term_log_prior(prior[reported + sampled[2:]], p, scales)
+    ours = prior_density.term_log_prior(prior[reported + sampled[2:]], p, scales)
     assert set(ours) == set(sampled)
     for name in sampled:
         diff = _logp_diff(model, name, prior[name].values[0])

@@ -1,9 +1,10 @@
 """The pseudo-true gradient: the Poisson (KL) projection of true expected counts.
 
-:func:`socialgradient.data.records.pseudo_true_gradient` is the truth of a log-linear fit to
-counts whose true curve is not log-linear in w (the CP categories, whose shares follow a
-softmax). It must return the slope itself where the truth is log-linear, and for the softmax
-categories a slope between their local slopes at the data's lowest and highest w.
+:func:`socialgradient.data.synthetic.pseudo_true.pseudo_true_gradient` is the truth of a
+log-linear fit to counts whose true curve is not log-linear in w (the CP categories, whose
+shares follow a softmax). It must return the slope itself where the truth is log-linear, and
+for the softmax categories a slope between their local slopes at the data's lowest and
+highest w.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import pytest
 
 from socialgradient.data import records as r
 from socialgradient.data.deprivation import decompose
-from socialgradient.data.synthetic import england
+from socialgradient.data.synthetic import england, pseudo_true
 from socialgradient.data.synthetic.records import simulate_records
 from socialgradient.study import claims, truths
 
@@ -44,7 +45,7 @@ def log_linear(dec, n, b_w=0.55, b_x=-0.15, seed=0):
 def test_projection_of_a_log_linear_truth_is_its_slope(geography):
     dec, n = geography
     e, slope = log_linear(dec, n)
-    got = r.projected_la_slopes(e, n, dec.w, dec.la_index, len(dec.la))
+    got = pseudo_true.projected_la_slopes(e, n, dec.w, dec.la_index, len(dec.la))
     ok = np.isfinite(got)
     assert ok.mean() > 0.9
     np.testing.assert_allclose(got[ok], slope[ok], rtol=0, atol=1e-8)
@@ -52,7 +53,7 @@ def test_projection_of_a_log_linear_truth_is_its_slope(geography):
     rng = np.random.default_rng(1)
     c = rng.normal(-5.0, 0.4, len(dec.la))
     exact = n * np.exp(c[dec.la_index] + (0.55 - 0.15 * dec.m_c[dec.la_index]) * dec.w)
-    pt = r.pseudo_true_gradient(exact, n, dec.w, dec.la_index, dec.m_c)
+    pt = pseudo_true.pseudo_true_gradient(exact, n, dec.w, dec.la_index, dec.m_c)
     assert pt["b_w"] == pytest.approx(0.55, abs=1e-8)
     assert pt["b_x"] == pytest.approx(-0.15, abs=1e-8)
     assert pt["gradient"] == pytest.approx(math.exp(0.55), abs=1e-8)
@@ -70,7 +71,7 @@ def test_log_linear_factor_shares_keep_the_old_truth(geography):
     p = r.factor_probabilities(dec.w, b_a)
     assert p.max() < 1.0  # not clipped: exactly log-linear
     for k, (_, _, _, g) in enumerate(r.FACTORS.values()):
-        pt = r.pseudo_true_gradient(parent * p[:, k], n, dec.w, dec.la_index, dec.m_c)
+        pt = pseudo_true.pseudo_true_gradient(parent * p[:, k], n, dec.w, dec.la_index, dec.m_c)
         assert pt["gradient"] == pytest.approx(g, abs=1e-8)
 
 
@@ -91,12 +92,14 @@ def test_softmax_categories_project_between_their_low_and_high_w_slopes(geograph
 
     lo, hi = local(dec.w.min()), local(dec.w.max())
     for k in range(len(D)):
-        got = r.pseudo_true_gradient(parent * shares[:, k], n, dec.w, dec.la_index, dec.m_c)
+        got = pseudo_true.pseudo_true_gradient(
+            parent * shares[:, k], n, dec.w, dec.la_index, dec.m_c
+        )
         share_slope = got["b_w"] - b
         # the Poisson score equation holds in every LA: the fitted rate's weighted mean of w
         # is the expected counts' (which weighted least squares of the logs would not give)
         e = parent * shares[:, k]
-        s = r.projected_la_slopes(e, n, dec.w, dec.la_index, len(dec.la))
+        s = pseudo_true.projected_la_slopes(e, n, dec.w, dec.la_index, len(dec.la))
         fit = n * np.exp(s[dec.la_index] * dec.w)
         ok = np.isfinite(s)[dec.la_index]
 

@@ -47,6 +47,7 @@ from socialgradient.sampling.saved import (
     with_log_likelihood,
 )
 from socialgradient.spec import Sampling, Spec
+from socialgradient.util.memory import release_memory
 from socialgradient.util.progress import step
 
 log = logging.getLogger(__name__)
@@ -232,7 +233,7 @@ def sample(model: pm.Model, s: Sampling, progressbar: bool = True, **nuts):
     and the sampling time, in seconds. With ``s.stop == "target"`` the draws are those of
     :func:`socialgradient.sampling.target.sample` and the tree's attrs hold its verdict
     (``sampling_target``, JSON). Afterwards the C heap's free memory (the compilers', the
-    sampler's) goes back to the system (:func:`socialgradient.sampling.predict.release_memory`).
+    sampler's) goes back to the system (:func:`socialgradient.util.memory.release_memory`).
     """
     if s.sampler == "numpyro":
         require_numpyro()
@@ -297,7 +298,7 @@ def sample(model: pm.Model, s: Sampling, progressbar: bool = True, **nuts):
             )
     sampling_seconds = time.perf_counter() - start
     # the compilers' and sampler's freed memory back to the system before the per-row steps
-    predict.release_memory(collect=True)
+    release_memory(collect=True)
     log.info(
         "sampled %d chains x %d draws (%s): compile %.1f s, sampling %.1f s",
         s.chains,

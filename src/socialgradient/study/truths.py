@@ -59,8 +59,8 @@ def _cp(code: str) -> Callable[[dict], float]:
     log-linear in w; the log-linear model estimates their Kullback-Leibler (Poisson)
     projection onto its form over the data's LSOAs and exposures (White 1982): per LA the
     projection slope of the first year's true expected counts, the LA slopes regressed on
-    m_c (:func:`socialgradient.data.records.pseudo_true_gradient`). The counts are pooled
-    over ethnic groups and so is the projection: no pooling shift is applied on top.
+    m_c (:func:`socialgradient.data.synthetic.pseudo_true.pseudo_true_gradient`). The counts
+    are pooled over ethnic groups and so is the projection: no pooling shift is applied on top.
     """
     return lambda t: t["cp_categories"][code]["gradient_pseudo_true"]
 

@@ -15,7 +15,7 @@ import pandas as pd
 
 from socialgradient.data import records as r
 from socialgradient.data.deprivation import UNIT, Decomposition
-from socialgradient.data.synthetic import england
+from socialgradient.data.synthetic import england, pseudo_true
 from socialgradient.data.synthetic.truth_definitions import DEFINITIONS
 
 
@@ -254,13 +254,13 @@ def build_truth(
     }
     b_a = math.log(england.PARAMETERS["assessments"]["gradient"])
     # the first year's true expected counts per LSOA x category (factor): what a log-linear
-    # fit to the LSOA table converges to (records.pseudo_true_gradient)
+    # fit to the LSOA table converges to (pseudo_true.pseudo_true_gradient)
     kids = first.groupby("lsoa", observed=False)["children"].sum().reindex(geo["lsoa"]).to_numpy()
     expected = parts[0]["expected"]
 
     def projected(parent: str, share: np.ndarray) -> list[float]:
         return [
-            r.pseudo_true_gradient(
+            pseudo_true.pseudo_true_gradient(
                 expected[parent] * share[:, k], kids, dec.w, dec.la_index, dec.m_c
             )["gradient"]
             for k in range(share.shape[1])
