@@ -123,15 +123,12 @@ class Term:
         """Return the root attrs a fit without the term records (its empty values)."""
         return {}
 
-    @property
-    def on_rows(self) -> bool:
-        """Whether the term adds to the rows' linear predictor beyond the LA effects.
-
-        A class attribute in the terms that always do (strata, a trend, moderators, a
-        curve); a property where it depends on the term's data (a neighbour graph kept for
-        the residual check only adds nothing).
-        """
-        return False
+    #: Whether the term adds to the rows' linear predictor beyond the LA effects: a class
+    #: attribute in the terms that always do (strata, a trend, moderators, a curve), an
+    #: instance's where it depends on the term's data (a neighbour graph kept for the
+    #: residual check only adds nothing). An attribute, not a property: the table's walk
+    #: through the model (``bench/walk.py``) enters no file for it.
+    on_rows: ClassVar[bool] = False
 
     # -- the model's coords and the fit's record ----------------------------------------
     def coords(self) -> dict[str, list]:

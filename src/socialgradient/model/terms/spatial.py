@@ -110,10 +110,9 @@ class SpatialEffect(Term):
     reported = ("spatial_sd", "spatial_rho", "spatial_effect")
     derived = ("spatial_phi", "spatial_theta")
 
-    @property
-    def on_rows(self) -> bool:
-        """Whether the model has the BYM2 effect (a check-only graph adds nothing)."""
-        return self.bym2
+    def __post_init__(self) -> None:
+        """Set ``on_rows``: whether the model has the BYM2 effect (a check-only graph: no)."""
+        object.__setattr__(self, "on_rows", self.bym2)
 
     @classmethod
     def encode(
