@@ -127,16 +127,16 @@ def log_prior(posterior: Any, priors: Priors, default_mean: float) -> dict[str, 
     """
     out = {}
     for name in FIXED:
-        out[name] = fixed_logpdf(name, _draws(posterior, name), priors, default_mean)
-    sd = _draws(posterior[["la_sd"]].transpose("chain", "draw", "effect"), "la_sd")
+        out[name] = fixed_logpdf(name, draws_of(posterior, name), priors, default_mean)
+    sd = draws_of(posterior[["la_sd"]].transpose("chain", "draw", "effect"), "la_sd")
     scales = np.array([priors.la_sd_intercept, priors.la_sd_slope])
     out["la_sd"] = stats.halfnorm.logpdf(sd, scale=scales).sum(axis=-1)
     # LKJ(eta) for a 2 x 2 correlation matrix: density of r proportional to (1 - r^2)^(eta - 1)
-    r = _draws(posterior, "la_corr")
+    r = draws_of(posterior, "la_corr")
     out["la_corr"] = (priors.lkj_eta - 1.0) * np.log1p(-np.square(r))
     if "phi" in posterior:
         # scaled as the prior is stated: on 1/sqrt(phi), half-Normal (no Jacobian to phi)
-        inv_sqrt = 1.0 / np.sqrt(_draws(posterior, "phi"))
+        inv_sqrt = 1.0 / np.sqrt(draws_of(posterior, "phi"))
         out["phi"] = stats.halfnorm.logpdf(inv_sqrt, scale=priors.inv_sqrt_phi)
     if "stratum_offset" in posterior:
         off = posterior["stratum_offset"].transpose("chain", "draw", ..., "effect").values
@@ -146,6 +146,6 @@ def log_prior(posterior: Any, priors: Priors, default_mean: float) -> dict[str, 
     return out
 
 
-def _draws(posterior: Any, name: str) -> np.ndarray:
+def draws_of(posterior: Any, name: str) -> np.ndarray:
     """Return a variable's draws as an array led by (chain, draw)."""
     return np.asarray(posterior[name].transpose("chain", "draw", ...).values, dtype=float)

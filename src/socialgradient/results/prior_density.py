@@ -16,7 +16,7 @@ import numpy as np
 import xarray as xr
 from scipy import stats
 
-from socialgradient.model.priors import FIXED, fixed_logpdf
+from socialgradient.model.priors import FIXED, draws_of, fixed_logpdf
 from socialgradient.model.spatial import BYM2Priors
 from socialgradient.model.terms.curve import PRIOR_SHAPE as CURVE_SD_SHAPE
 from socialgradient.spec import Priors
@@ -58,12 +58,12 @@ def joint_log_prior(post: xr.Dataset, priors: Priors, default_mean: float) -> di
     """
     out = {}
     for name in FIXED:
-        values = _draws(post, name)
+        values = draws_of(post, name)
         out[name] = fixed_logpdf(name, values, priors, default_mean).sum(axis=-1)
-    sd = _draws(post[["la_sd"]].transpose(*SAMPLE, "threshold", "effect"), "la_sd")
+    sd = draws_of(post[["la_sd"]].transpose(*SAMPLE, "threshold", "effect"), "la_sd")
     scales = np.array([priors.la_sd_intercept, priors.la_sd_slope])
     out["la_sd"] = stats.halfnorm.logpdf(sd, scale=scales).sum(axis=(-2, -1))
-    r = _draws(post, "la_corr")  # (chain, draw, pair)
+    r = draws_of(post, "la_corr")  # (chain, draw, pair)
     n = 2 * post.sizes["threshold"]
     upper = np.triu_indices(n, 1)
     if r.shape[-1] != len(upper[0]):
@@ -76,7 +76,7 @@ def joint_log_prior(post: xr.Dataset, priors: Priors, default_mean: float) -> di
     _, logdet = np.linalg.slogdet(corr)
     out["la_corr"] = (priors.lkj_eta - 1.0) * logdet
     if "phi" in post:
-        inv_sqrt = 1.0 / np.sqrt(_draws(post, "phi"))
+        inv_sqrt = 1.0 / np.sqrt(draws_of(post, "phi"))
         out["phi"] = stats.halfnorm.logpdf(inv_sqrt, scale=priors.inv_sqrt_phi).sum(axis=-1)
     return out
 
@@ -148,11 +148,11 @@ def term_log_prior(
     for var, dim in (("moderator_effect", "moderator"), ("la_moderator_effect", "la_moderator")):
         if var in post:
             coef_name = var.replace("_effect", "_coef")
-            effect = _draws(post[[var]].transpose(*SAMPLE, dim, "effect"), var)
+            effect = draws_of(post[[var]].transpose(*SAMPLE, dim, "effect"), var)
             coef = effect * scales[coef_name][:, None]
             out[coef_name] = stats.norm.logpdf(coef, scale=pair).sum(axis=(-2, -1))
     if "trend_effect" in post:
-        coef = _draws(post[["trend_effect"]].transpose(*SAMPLE, "effect"), "trend_effect")
+        coef = draws_of(post[["trend_effect"]].transpose(*SAMPLE, "effect"), "trend_effect")
         coef = coef * scales["trend_coef"][0]
         trend = np.array([priors.trend_intercept, priors.trend_slope])
         out["trend_coef"] = stats.norm.logpdf(coef, scale=trend).sum(axis=-1)
@@ -164,27 +164,22 @@ def term_log_prior(
         per_unit = lo.sel(la_outcome_term=covariates).transpose(*SAMPLE, "la_outcome_term")
         coef = per_unit.values * scales["la_outcome_coef"]
         out["la_outcome_intercept"] = stats.norm.logpdf(
-            _draws(post, "la_outcome_intercept"), scale=scale["la_outcome_intercept"]
+            draws_of(post, "la_outcome_intercept"), scale=scale["la_outcome_intercept"]
         )
         out["la_outcome_gradient"] = stats.norm.logpdf(k_g, scale=scale["la_outcome_gradient"])
         out["la_outcome_coef"] = stats.norm.logpdf(coef, scale=scale["la_outcome_coef"]).sum(-1)
         out["la_outcome_sd"] = stats.halfnorm.logpdf(
-            _draws(post, "la_outcome_sd"), scale=scale["la_outcome_sd"]
+            draws_of(post, "la_outcome_sd"), scale=scale["la_outcome_sd"]
         )
     if "curve_sd" in post:
         shape = CURVE_SD_SHAPE  # Gamma(shape, rate shape / curve_sd): mean curve_sd
         out["curve_sd"] = stats.gamma.logpdf(
-            _draws(post, "curve_sd"), shape, scale=priors.curve_sd / shape
+            draws_of(post, "curve_sd"), shape, scale=priors.curve_sd / shape
         )
     if "spatial_sd" in post:
         bym2 = BYM2Priors()
-        out["spatial_sd"] = stats.halfnorm.logpdf(_draws(post, "spatial_sd"), scale=bym2.sd_scale)
+        out["spatial_sd"] = stats.halfnorm.logpdf(draws_of(post, "spatial_sd"), scale=bym2.sd_scale)
         out["spatial_rho"] = stats.beta.logpdf(
-            _draws(post, "spatial_rho"), bym2.rho_alpha, bym2.rho_beta
+            draws_of(post, "spatial_rho"), bym2.rho_alpha, bym2.rho_beta
         )
     return out
-
-
-def _draws(posterior: Any, name: str) -> np.ndarray:
-    """Return a variable's draws as an array led by (chain, draw)."""
-    return np.asarray(posterior[name].transpose(*SAMPLE, ...).values, dtype=float)
