@@ -49,6 +49,7 @@ from socialgradient.sampling.saved import (
 from socialgradient.spec import Sampling, Spec
 from socialgradient.util.memory import release_memory
 from socialgradient.util.progress import step
+from socialgradient.util.threads import one_blas_thread
 
 log = logging.getLogger(__name__)
 
@@ -232,8 +233,10 @@ def sample(model: pm.Model, s: Sampling, progressbar: bool = True, **nuts):
     DataTree, the compile time (NaN for PyMC and numpyro, which compile while sampling)
     and the sampling time, in seconds. With ``s.stop == "target"`` the draws are those of
     :func:`socialgradient.sampling.target.sample` and the tree's attrs hold its verdict
-    (``sampling_target``, JSON). Afterwards the C heap's free memory (the compilers', the
-    sampler's) goes back to the system (:func:`socialgradient.util.memory.release_memory`).
+    (``sampling_target``, JSON). nutpie's chains run with one BLAS thread each
+    (:func:`socialgradient.util.threads.one_blas_thread`). Afterwards the C heap's free memory
+    (the compilers', the sampler's) goes back to the system
+    (:func:`socialgradient.util.memory.release_memory`).
     """
     if s.sampler == "numpyro":
         require_numpyro()
@@ -243,8 +246,6 @@ def sample(model: pm.Model, s: Sampling, progressbar: bool = True, **nuts):
     kept = s.draws
     start = time.perf_counter()
     if s.sampler == "nutpie":
-        import nutpie
-
         log.info("compiling the model for nutpie ...")
         compiled, reused = compiled_module.compile_nutpie(model)
         compile_seconds = time.perf_counter() - start
@@ -257,31 +258,8 @@ def sample(model: pm.Model, s: Sampling, progressbar: bool = True, **nuts):
         )
         log.info("sampling %s ...", what)
         start = time.perf_counter()
-        if s.stop == "target":
-            tree, verdict = target_module.sample(
-                compiled,
-                target_module.Target.of(s),
-                chains=s.chains,
-                tune=s.tune,
-                seed=s.seed,
-                names=checked(model),
-                progress_bar=progressbar,
-                **nuts,
-            )
-            tree.attrs["sampling_target"] = json.dumps(verdict.to_dict())
-            log.info(verdict.line())
-            kept = verdict.draws
-        else:
-            tree = nutpie.sample(
-                compiled,
-                draws=s.draws,
-                tune=s.tune,
-                chains=s.chains,
-                seed=s.seed,
-                progress_bar=progressbar,
-                save_warmup=False,
-                **nuts,
-            )
+        with one_blas_thread():  # the chains are the threads (util.threads)
+            tree, kept = _sample_nutpie(compiled, model, s, progressbar, **nuts)
     else:
         compile_seconds = float("nan")
         log.info("sampling %s (compiling the model first) ...", what)
@@ -308,6 +286,41 @@ def sample(model: pm.Model, s: Sampling, progressbar: bool = True, **nuts):
         sampling_seconds,
     )
     return tree, compile_seconds, sampling_seconds
+
+
+def _sample_nutpie(compiled, model: pm.Model, s: Sampling, progressbar: bool, **nuts):
+    """Run nutpie on ``compiled``: to the target (``s.stop == "target"``) or fixed draws.
+
+    Returns the sampler's DataTree (its attrs hold the target's verdict, JSON, when sampled
+    to a target) and the draws per chain kept.
+    """
+    import nutpie
+
+    if s.stop != "target":
+        tree = nutpie.sample(
+            compiled,
+            draws=s.draws,
+            tune=s.tune,
+            chains=s.chains,
+            seed=s.seed,
+            progress_bar=progressbar,
+            save_warmup=False,
+            **nuts,
+        )
+        return tree, s.draws
+    tree, verdict = target_module.sample(
+        compiled,
+        target_module.Target.of(s),
+        chains=s.chains,
+        tune=s.tune,
+        seed=s.seed,
+        names=checked(model),
+        progress_bar=progressbar,
+        **nuts,
+    )
+    tree.attrs["sampling_target"] = json.dumps(verdict.to_dict())
+    log.info(verdict.line())
+    return tree, verdict.draws
 
 
 def assemble(
