@@ -39,4 +39,5 @@ def test_nutpie_samples_inside_the_limit(monkeypatch):
         pm.Normal("x")
     tree, _, _ = fit_module.sample(model, Sampling(draws=5, tune=5), progressbar=False)
     assert tree == "tree"
-    assert seen and set(seen[0]) == {1}
+    assert seen
+    assert set(seen[0]) == {1}
