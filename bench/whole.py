@@ -21,6 +21,11 @@ has compiled: ~10 s more compilation).
     .venv/bin/python bench/whole.py                 # three tables, 3 runs each (~25 min)
     .venv/bin/python bench/whole.py --runs 1 --tables england
 
+*Release ledger*: every fit checks its release against the earlier releases of its ledger
+(``socialgradient.release.ledger``) and records itself; the bench gives ours a ledger of its own
+(``bench/_work/whole/ledger``), emptied when it starts, so its times do not depend on how many
+fits this machine's default ledger has recorded before.
+
 Writes ``bench/whole.json`` (every run) and ``bench/whole.md`` (medians and ratios).
 """
 
@@ -30,6 +35,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import statistics
 import sys
 import tempfile
@@ -41,6 +47,7 @@ from harness import BENCH, ROOT, WORK, now, run_sub, uptime
 OURS = ROOT / ".venv" / "bin" / "socialgradient"
 PEERS_R = BENCH / "peers" / "peers.R"
 COLUMNS = ["lsoa", "la", "children", "income", "referrals"]
+LEDGER = WORK / "whole" / "ledger"
 
 
 #: ``england_c``'s true referral parameters: steeper, more varied between LAs and more
@@ -96,6 +103,7 @@ def ours(csv: Path, tag: str, env: dict | None = None) -> dict:
     out = WORK / "whole" / f"out_{tag}"
     cmd = [str(OURS), "fit", str(csv), "--outcome", "referrals", "--out", str(out), "--no-progress"]
     log = WORK / "whole" / f"{tag}.log"
+    env = (env or dict(os.environ)) | {"SOCIALGRADIENT_LEDGER": str(LEDGER)}
     run = run_sub(cmd, log, timeout=1800, env=env)
     summary = json.loads((out / "release" / "summary.json").read_text())
     d = summary["diagnostics"]
@@ -141,6 +149,7 @@ def main(argv=None) -> None:
     p.add_argument("--tables", nargs="+", default=["england", "england_b", "england_c"])
     p.add_argument("--no-first-run", action="store_true")
     args = p.parse_args(argv)
+    shutil.rmtree(LEDGER, ignore_errors=True)
     record = {"date": now(), "uptime_before": uptime(), "runs": args.runs, "fits": []}
     for name, csv in tables(args.tables).items():
         if not args.no_first_run:
