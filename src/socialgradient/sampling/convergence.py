@@ -65,19 +65,21 @@ def _ranks(x: np.ndarray) -> np.ndarray:
     k, n = x.shape
     order = np.argsort(x, axis=1)
     ordered = np.take_along_axis(x, order, axis=1)
-    new = np.ones((k, n), dtype=bool)  # where a run of tied values starts
-    np.not_equal(ordered[:, 1:], ordered[:, :-1], out=new[:, 1:])
-    index = np.broadcast_to(np.arange(1.0, n + 1), (k, n))
-    if new.all():  # no ties: the rank is the place in the order
-        ranked = index
-    else:  # the mean of the first and last places of each run
-        last = np.ones((k, n), dtype=bool)
-        last[:, :-1] = new[:, 1:]
-        start = np.maximum.accumulate(np.where(new, index, 0.0), axis=1)
-        end = np.minimum.accumulate(np.where(last, index, np.inf)[:, ::-1], axis=1)[:, ::-1]
-        ranked = (start + end) / 2
+    ranked = np.tile(np.arange(1.0, n + 1), k)  # the place in the order, flat
+    # Runs of tied values (repeated draws, the two values either side of a median) are few:
+    # the flat places equal to the one before, in runs that never cross a row (column 0).
+    same = np.flatnonzero(ordered[:, 1:] == ordered[:, :-1])  # in a (K, N - 1) array
+    tied = same // (n - 1) * n + same % (n - 1) + 1
+    if tied.size:
+        breaks = np.flatnonzero(np.diff(tied) != 1) + 1
+        first = tied[np.concatenate(([0], breaks))] - 1
+        last = tied[np.concatenate((breaks - 1, [tied.size - 1]))]
+        lengths = last - first + 1
+        places = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        mean = (first % n + last % n) / 2 + 1  # scipy's "average": mean of the run's places
+        ranked[np.repeat(first, lengths) + places] = np.repeat(mean, lengths)
     ranks = np.empty((k, n))
-    ranks[np.arange(k)[:, None], order] = ranked
+    ranks[np.arange(k)[:, None], order] = ranked.reshape(k, n)
     return ranks
 
 
