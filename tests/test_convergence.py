@@ -53,6 +53,8 @@ def draws(kind: str, rng: np.random.Generator) -> np.ndarray:
         return rng.standard_t(2, size=shape)
     if kind == "autocorrelated":  # a slow random walk on noise: ESS far below the draws
         return rng.normal(size=shape) + 0.2 * np.cumsum(rng.normal(size=shape), axis=1)
+    if kind == "short random walk":  # Geyer's sequence reaches its last pair of lags
+        return np.cumsum(rng.normal(size=(4, 12, 400)), axis=1)
     if kind == "odd draws":
         return rng.normal(size=(4, 301, 50))
     if kind == "ties":  # a few integers: runs of tied ranks everywhere
@@ -73,6 +75,7 @@ KINDS = [
     "shifted chain",
     "student t df 2",
     "autocorrelated",
+    "short random walk",
     "odd draws",
     "ties",
     "one chain",
