@@ -60,12 +60,16 @@ def _split(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.concatenate((x[:, :, :half], x[:, :, x.shape[2] - half :]), 1))
 
 
-def _ranks(x: np.ndarray) -> np.ndarray:
-    """Return the ranks (1-based, ties averaged) of ``x`` (K, N) along its last axis."""
+def _doubled_ranks(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return twice the ranks (integers; ties averaged) of ``x`` (K, N) and ``x`` sorted.
+
+    The ranks along the last axis are 1-based, a run of tied values taking the mean of its
+    places as :func:`scipy.stats.rankdata` (method "average"): doubled, they are integers.
+    """
     k, n = x.shape
     order = np.argsort(x, axis=1)
     ordered = np.take_along_axis(x, order, axis=1)
-    ranked = np.tile(np.arange(1.0, n + 1), k)  # the place in the order, flat
+    doubled = np.tile(np.arange(2, 2 * n + 1, 2), k)  # twice the place in the order, flat
     # Runs of tied values (repeated draws, the two values either side of a median) are few:
     # the flat places equal to the one before, in runs that never cross a row (column 0).
     same = np.flatnonzero(ordered[:, 1:] == ordered[:, :-1])  # in a (K, N - 1) array
@@ -76,19 +80,37 @@ def _ranks(x: np.ndarray) -> np.ndarray:
         last = tied[np.concatenate((breaks - 1, [tied.size - 1]))]
         lengths = last - first + 1
         places = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-        mean = (first % n + last % n) / 2 + 1  # scipy's "average": mean of the run's places
-        ranked[np.repeat(first, lengths) + places] = np.repeat(mean, lengths)
-    ranks = np.empty((k, n))
-    ranks[np.arange(k)[:, None], order] = ranked.reshape(k, n)
-    return ranks
+        mean = first % n + last % n + 2  # twice the mean of the run's (1-based) places
+        doubled[np.repeat(first, lengths) + places] = np.repeat(mean, lengths)
+    out = np.empty((k, n), dtype=doubled.dtype)
+    out[np.arange(k)[:, None], order] = doubled.reshape(k, n)
+    return out, ordered
 
 
-def _z_scale(x: np.ndarray) -> np.ndarray:
-    """Rank-normalise each quantity over all its chains and draws (Blom's offset 3/8)."""
+def _ranks(x: np.ndarray) -> np.ndarray:
+    """Return the ranks (1-based, ties averaged) of ``x`` (K, N) along its last axis."""
+    return _doubled_ranks(x)[0] / 2
+
+
+def _z_scale(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rank-normalise each quantity over all its chains and draws (Blom's offset 3/8).
+
+    Returns the normal scores (shaped as ``x``) and each quantity's values sorted (K, N).
+    The score of each possible rank (1, 1.5, 2, ... N) is computed once and looked up.
+    """
     flat = x.reshape(x.shape[0], -1)
-    ranks = _ranks(flat)
+    doubled, ordered = _doubled_ranks(flat)
     c = 3 / 8
-    return ndtri((ranks - c) / (flat.shape[1] - 2 * c + 1)).reshape(x.shape)
+    ranks = np.arange(2, 2 * flat.shape[1] + 1) / 2
+    scores = ndtri((ranks - c) / (flat.shape[1] - 2 * c + 1))
+    return scores[doubled - 2].reshape(x.shape), ordered
+
+
+def _median(ordered: np.ndarray) -> np.ndarray:
+    """Return each row's median from its sorted values, as :func:`numpy.median` computes it."""
+    n = ordered.shape[1]
+    middle = ordered[:, n // 2]
+    return middle if n % 2 else (ordered[:, n // 2 - 1] + middle) / 2
 
 
 def _rhat(x: np.ndarray) -> np.ndarray:
@@ -182,19 +204,21 @@ def _diagnose(x: np.ndarray, prob, which: Sequence[str]) -> dict[str, np.ndarray
     safe = np.where(bad[:, None, None], 0.0, x)
     split = _split(safe)
     with np.errstate(invalid="ignore", divide="ignore"):
+        ordered = None  # the split draws sorted, once ranked
         if "rhat" in which or "bulk" in which:
-            z = _z_scale(split)
+            z, ordered = _z_scale(split)
             if "bulk" in which:
                 out["bulk"] = np.where(bad, np.nan, _ess(z))
             if "rhat" in which and not bad_rhat.all():
-                flat = split.reshape(len(split), -1)
-                folded = _z_scale(np.abs(split - np.median(flat, axis=1)[:, None, None]))
+                folded, _ = _z_scale(np.abs(split - _median(ordered)[:, None, None]))
                 larger = _pick(_rhat(z), _rhat(folded), larger=True)
                 out["rhat"] = np.where(bad_rhat, np.nan, larger)
         if "tail" in which:
             prob = default_prob() if prob is None else prob
             low, high = prob if isinstance(prob, Sequence) else sorted((prob, 1 - prob))
-            flat = safe.reshape(len(safe), -1)
+            # the quantiles of all draws: the split draws' (sorted) when none was left out
+            whole = split.shape[2] * 2 == safe.shape[2]
+            flat = ordered if ordered is not None and whole else safe.reshape(len(safe), -1)
             cuts = np.quantile(flat, [low, high], axis=1)  # (2, K)
             below = np.concatenate([safe <= cut[:, None, None] for cut in cuts])
             ess = _ess(_split(below.astype(float))).reshape(2, -1)
@@ -260,7 +284,7 @@ def _unstack(values: np.ndarray, templates: list[tuple[str, xr.DataArray]]) -> x
     out, at = {}, 0
     for name, template in templates:
         size = template.size
-        out[name] = template.copy(data=values[at : at + size].reshape(template.shape))
+        out[name] = template.copy(deep=False, data=values[at : at + size].reshape(template.shape))
         at += size
     return xr.Dataset(out)
 
