@@ -204,3 +204,17 @@ def test_the_verdict_on_a_small_real_fit_is_unchanged(small_fit, monkeypatch):
             assert ours[key] == value, key
     assert ours["verdict"] in ("PASS", "WARN", "FAIL")
     assert np.isfinite(ours["rhat_max"])
+
+
+def test_the_verdict_reads_the_tail_at_the_5_and_95_percent_quantiles(small_fit):
+    """Vehtari et al. (2021), Stan and posterior's tail ESS, not ArviZ's 0.89 default."""
+    post = small_fit["posterior"].to_dataset()
+    post = post[[v for v in checks.PARAMETERS if v in post]]
+    tails = az.ess(post, method="tail", prob=(0.05, 0.95))
+    expected = min(float(np.nanmin(tails[v].values)) for v in tails.data_vars)
+    assert cv.TAIL_PROB == 0.95
+    assert checks.diagnose(small_fit)["ess_tail_min"] == pytest.approx(expected, rel=RTOL)
+    default = az.ess(post, method="tail")  # 11% and 89%: another number on these draws
+    assert min(float(np.nanmin(default[v].values)) for v in default.data_vars) != pytest.approx(
+        expected, rel=1e-6
+    )

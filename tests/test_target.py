@@ -147,8 +147,12 @@ def test_cli_run_and_fit_sample_to_the_target_unless_draws_are_given(tmp_path):
     assert spec("run", "--max-draws", "900", "--ess", "200", stop="target").max_draws == 900
     fit = ("fit", "t.csv", "--outcome", "referrals", "--out", str(tmp_path))
     assert spec(*fit).stop == "target"
-    assert spec(*fit, "--spec", str(DEFAULT_SPEC)).stop == "draws"  # the spec's fixed draws
-    assert spec(*fit, "--spec", str(DEFAULT_SPEC), "--stop", "target").stop == "target"
+    assert spec(*fit, "--spec", str(DEFAULT_SPEC)).stop == "target"  # as the spec says
+    fixed = tmp_path / "fixed.toml"  # a spec of fixed draws keeps them unless --stop target
+    fixed.write_text('outcome = "referrals"\n[sampling]\ndraws = 300\n')
+    assert spec(*fit, "--spec", str(fixed)).stop == "draws"
+    assert spec(*fit, "--spec", str(fixed)).draws == 300
+    assert spec(*fit, "--spec", str(fixed), "--stop", "target").stop == "target"
     assert parser().parse_args(["run"]).compare is False  # the Poisson fit on demand
     with pytest.raises(ValueError, match=r"--max-draws.*--stop target"):  # not ignored
         spec("run", "--draws", "300", "--max-draws", "900", stop="target")

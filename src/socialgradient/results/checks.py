@@ -59,7 +59,8 @@ def diagnose(tree: xr.DataTree, parameters=PARAMETERS) -> dict:
     the default covers the national model, including every LA's intercept and slope.
     R-hat and the bulk and tail ESS are arviz_stats' (``rhat`` method "rank", ``ess``), as
     vectorised in :mod:`socialgradient.sampling.convergence` (checked against arviz_stats to a
-    relative 1e-10); E-BFMI is arviz_stats' ``bfmi``.
+    relative 1e-10), the tail ESS at the 5% and 95% quantiles (Vehtari et al. 2021;
+    ``convergence.TAIL_PROB``); E-BFMI is arviz_stats' ``bfmi``.
 
     Returns
     -------
@@ -70,7 +71,8 @@ def diagnose(tree: xr.DataTree, parameters=PARAMETERS) -> dict:
     """
     post = tree["posterior"].to_dataset()
     post = post[[v for v in parameters if v in post]]
-    rhat, bulk, tail = convergence.diagnostics(post)  # arviz_stats' rhat, ess bulk and tail
+    # arviz_stats' rhat, ess bulk and tail; the tail at the 5% and 95% quantiles
+    rhat, bulk, tail = convergence.diagnostics(post, prob=convergence.TAIL_PROB)
     stats = tree["sample_stats"].to_dataset()
     divergences = int(stats["diverging"].sum())
     draws = int(stats["diverging"].size)

@@ -138,10 +138,11 @@ def diagnose(posterior: xr.Dataset, target: Target) -> tuple[dict[str, float], d
 
     The diagnostics are arviz_stats' ``rhat`` (method "rank"), ``ess`` (methods "bulk" and
     "tail") as vectorised in :mod:`socialgradient.sampling.convergence` (the same values to a
-    relative 1e-10, in a fraction of the time). ``unmet`` maps each criterion to the
+    relative 1e-10, in a fraction of the time), the tail ESS at the 5% and 95% quantiles
+    (``convergence.TAIL_PROB``). ``unmet`` maps each criterion to the
     variables (with their element labels where a variable has several) that miss it.
     """
-    rhat, bulk, tail = convergence.diagnostics(posterior)
+    rhat, bulk, tail = convergence.diagnostics(posterior, prob=convergence.TAIL_PROB)
     worst = {
         "rhat": extreme(rhat, max),
         "ess_bulk": extreme(bulk, min),
