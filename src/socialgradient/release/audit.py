@@ -26,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import sparse
 
 from socialgradient.release.lp import (  # noqa: F401 (importable from here, as before)
     BIG,
@@ -37,6 +38,15 @@ from socialgradient.release.lp import (  # noqa: F401 (importable from here, as 
     width,
 )
 from socialgradient.release.ranges import EXPLORE, POOL, Audit  # noqa: F401 (as before)
+
+
+def row_key(row) -> bytes:
+    """Return the bytes of a quantity's coefficients (equal keys: the same quantity)."""
+    r = sparse.csr_array(row) if sparse.issparse(row) else sparse.csr_array(_dense(row)[None, :])
+    r = r.copy()
+    r.sum_duplicates()
+    r.sort_indices()
+    return r.indices.astype(np.int64).tobytes() + r.data.astype(float).tobytes()
 
 
 @dataclass
@@ -117,6 +127,7 @@ def secure(
             return True
         if not base:
             base.append(Audit(audit.a, audit.lo, audit.hi, audit.truth, audit.integer))
+            base[0]._same_rows = audit._same_rows  # the same rows: the same labels
             base[0].set_active(np.flatnonzero(~(permanent & audit.active)), False)
             base[0].explore([x.row for x in targets], protection)
         if base[0].spread(t.row) >= protection:
@@ -136,12 +147,17 @@ def secure(
         lo, hi = audit.interval(t.row)
         return width(lo, hi) < protection - 1e-9
 
+    safe: set[bytes] = set()  # quantities shown unpinned: hiding more keeps them so
     while queue:
         t = queue.pop(0)
         if not t.counted:
             t.counted = True
             audit.stats.quantities += 1
+        key = row_key(t.row)
+        if key in safe:  # the same quantity again (the same total of another release)
+            continue
         if not pinned(t):
+            safe.add(key)
             continue
         audit.stats.pinned += 1
         options = [c for c in candidates(t) if audit.active[c]]

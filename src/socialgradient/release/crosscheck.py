@@ -14,6 +14,7 @@ the perturbation, which the check does not count on).
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -114,22 +115,53 @@ def check(new: Publication, earlier=(), protection: float = 1.0) -> Outcome:
     Hide further totals of ``new`` (in place) until, with every earlier publication
     sharing units and a measure with it, nothing hidden is pinned narrower than
     ``protection`` (see the module docstring). :class:`RuntimeError` when that cannot be
-    done by hiding totals of ``new``.
+    done by hiding totals of ``new``. Earlier publications with the same content (the same
+    table of the same data released again) are put in the check once: they add the same
+    constraints and the same hidden totals, whose answers are given for each of them.
     """
     out = Outcome()
     seen: set[int] = set()
     for j, measure in enumerate(new.measures):
-        pubs = [
-            (p, p.measures.index(measure))
-            for p in earlier
-            if measure in p.measures and np.isin(p.units, new.units).any()
-        ]
-        seen.update(id(p) for p, _ in pubs)
+        pubs: list[tuple[Publication, int]] = []  # the distinct earlier publications
+        copies: list[int] = []  # per earlier publication sharing units: its place in pubs
+        place: dict[bytes, int | None] = {}
+        for p in earlier:
+            if measure not in p.measures:
+                continue
+            k = p.measures.index(measure)
+            key = _fingerprint(p, k)
+            if key not in place:
+                place[key] = len(pubs) if np.isin(p.units, new.units).any() else None
+                if place[key] is not None:
+                    pubs.append((p, k))
+            at = place[key]
+            if at is not None:
+                seen.add(id(p))
+                copies.append(at)
         out.compared = len(seen)
-        for p, k in pubs:
+        for p, k in pubs:  # a copy revises as its first does: the first is named
             _small_revision(new, j, p, k)
-        _check_measure(new, j, pubs, protection, out)
+        _check_measure(new, j, pubs, copies, protection, out)
     return out
+
+
+def _fingerprint(pub: Publication, k: int) -> bytes:
+    """Return a digest of everything :func:`check` reads of ``pub`` for its measure ``k``.
+
+    Everything but the release's id (named in messages only): equal digests (SHA-256) mean
+    the same table of the same data, hidden alike.
+    """
+    h = hashlib.sha256()
+    head = (pub.name, list(pub.measures), k, list(pub.partitions), list(pub.public))
+    h.update(repr((*head, pub.round_to, pub.threshold, pub.suppress_zeros, pub.integer)).encode())
+    arrays = [pub.units, pub.values[:, k]]
+    for name, (codes, labels) in pub.partitions.items():
+        arrays += [codes, labels, pub.hidden[name][:, k]]
+    for x in arrays:
+        x = np.ascontiguousarray(x)
+        h.update(f"{x.dtype.str}{x.shape}".encode())
+        h.update(x.tobytes())
+    return h.digest()
 
 
 def _small_revision(new: Publication, j: int, old: Publication, k: int) -> None:
@@ -156,7 +188,12 @@ def _small_revision(new: Publication, j: int, old: Publication, k: int) -> None:
         )
 
 
-def _check_measure(new: Publication, j: int, pubs, protection: float, out: Outcome) -> None:
+def _check_measure(new: Publication, j: int, pubs, copies, protection, out: Outcome) -> None:
+    """Check ``new``'s measure ``j`` against the distinct earlier ``pubs``.
+
+    ``copies``: for each earlier publication in the ledger's order, its place in ``pubs``
+    (the hidden totals of each are checked in that order, as if each were put in).
+    """
     every = [(new, j), *pubs]
     keys = np.concatenate([_var_keys(p, k) for p, k in every])
     var_of, uniques = pd.factorize(keys)
@@ -169,7 +206,9 @@ def _check_measure(new: Publication, j: int, pubs, protection: float, out: Outco
     col_parts: list[np.ndarray] = []
     meta: list[tuple[int, str, int]] = []
     start, base = 0, 0
+    first_cell = []  # each publication's first cell
     for q, (p, _) in enumerate(every):
+        first_cell.append(base)
         vars_p = var_of[start : start + len(p.units)]
         start += len(p.units)
         for name, (codes, labels) in p.partitions.items():
@@ -225,7 +264,17 @@ def _check_measure(new: Publication, j: int, pubs, protection: float, out: Outco
         text = every[q][0].label(name, i, every[q][1])
         return text if q == 0 else f"{text} of an earlier release"
 
-    targets = [audit.Target(label(ci), c[[ci]], ci) for ci in np.flatnonzero(hidden).tolist()]
+    # the hidden totals of every publication in order, a copy's those of its first
+    first_cell.append(n_cell)
+    made: dict[int, tuple[str, object]] = {}
+    targets = []
+    for q in [0, *(q + 1 for q in copies)]:
+        for ci in (
+            first_cell[q] + np.flatnonzero(hidden[first_cell[q] : first_cell[q + 1]])
+        ).tolist():
+            if ci not in made:
+                made[ci] = (label(ci), c[[ci]])
+            targets.append(audit.Target(*made[ci], ci))
     threshold = new.threshold
     small = (atom_size == 1) | ((atom_value < threshold) if threshold else False)
     shown = (atom_value > 0) | new.suppress_zeros
