@@ -13,7 +13,10 @@ Speed: variables fixed by a published single-atom cell are substituted; each qua
 solved on its linked set only (connected components of the constraint graph); and feasible
 points found by earlier solves (starting with the true values) are kept, so a quantity they
 already show to vary by the protection level needs no solve. Hiding a cell only removes a
-constraint, so a quantity found safe stays safe (:func:`secure` relies on it).
+constraint, so a quantity found safe stays safe (:func:`secure` relies on it, and does not
+check the same quantity again). Rows of the same coefficients (a total published by several
+releases or tables) are one constraint with the tightest of their bounds: the region, hence
+every range, is the same, and N releases of the same tables cost what one costs.
 
 The pieces: :mod:`socialgradient.release.lp` (the programs, linked sets, the public
 statistics), :mod:`socialgradient.release.ranges` (:class:`Audit`: the region and each
@@ -26,7 +29,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import sparse
 
 from socialgradient.release.lp import (  # noqa: F401 (importable from here, as before)
     BIG,
@@ -35,18 +37,10 @@ from socialgradient.release.lp import (  # noqa: F401 (importable from here, as 
     Stats,
     _dense,
     components,
+    row_key,
     width,
 )
 from socialgradient.release.ranges import EXPLORE, POOL, Audit  # noqa: F401 (as before)
-
-
-def row_key(row) -> bytes:
-    """Return the bytes of a quantity's coefficients (equal keys: the same quantity)."""
-    r = sparse.csr_array(row) if sparse.issparse(row) else sparse.csr_array(_dense(row)[None, :])
-    r = r.copy()
-    r.sum_duplicates()
-    r.sort_indices()
-    return r.indices.astype(np.int64).tobytes() + r.data.astype(float).tobytes()
 
 
 @dataclass
@@ -148,12 +142,15 @@ def secure(
         return width(lo, hi) < protection - 1e-9
 
     safe: set[bytes] = set()  # quantities shown unpinned: hiding more keeps them so
+    keys: dict[int, bytes] = {}  # a key per row object (the copies of a total share one)
     while queue:
         t = queue.pop(0)
         if not t.counted:
             t.counted = True
             audit.stats.quantities += 1
-        key = row_key(t.row)
+        if id(t.row) not in keys:  # the targets are alive: their ids stay theirs
+            keys[id(t.row)] = row_key(t.row)
+        key = keys[id(t.row)]
         if key in safe:  # the same quantity again (the same total of another release)
             continue
         if not pinned(t):

@@ -45,6 +45,9 @@ class Publication:
     suppress_zeros: bool = False
     integer: bool = True
     release: str = ""
+    #: :func:`content_digest` of a publication read from the ledger (which never changes
+    #: one); empty for one made in memory
+    content: str = ""
 
     def __post_init__(self):
         self.units = np.asarray(self.units, dtype=str)
@@ -124,7 +127,7 @@ def check(new: Publication, earlier=(), protection: float = 1.0) -> Outcome:
     for j, measure in enumerate(new.measures):
         pubs: list[tuple[Publication, int]] = []  # the distinct earlier publications
         copies: list[int] = []  # per earlier publication sharing units: its place in pubs
-        place: dict[bytes, int | None] = {}
+        place: dict[object, int | None] = {}
         for p in earlier:
             if measure not in p.measures:
                 continue
@@ -145,14 +148,24 @@ def check(new: Publication, earlier=(), protection: float = 1.0) -> Outcome:
     return out
 
 
-def _fingerprint(pub: Publication, k: int) -> bytes:
-    """Return a digest of everything :func:`check` reads of ``pub`` for its measure ``k``.
+def content_digest(pub: Publication) -> str:
+    """Return a digest (SHA-256) of everything :func:`check` reads of ``pub``.
 
-    Everything but the release's id (named in messages only): equal digests (SHA-256) mean
-    the same table of the same data, hidden alike.
+    Everything but the release's id (named in messages only), every measure: equal
+    digests mean the same table of the same data, hidden alike. The ledger records it with
+    each publication and gives it back as :attr:`Publication.content`.
     """
+    return "sha256:" + _digest(pub, slice(None)).hex()
+
+
+def _fingerprint(pub: Publication, k: int):
+    """Return a key equal for publications whose measure ``k`` is checked alike."""
+    return (pub.content, k) if pub.content else _digest(pub, k)
+
+
+def _digest(pub: Publication, k) -> bytes:
     h = hashlib.sha256()
-    head = (pub.name, list(pub.measures), k, list(pub.partitions), list(pub.public))
+    head = (pub.name, list(pub.measures), str(k), list(pub.partitions), list(pub.public))
     h.update(repr((*head, pub.round_to, pub.threshold, pub.suppress_zeros, pub.integer)).encode())
     arrays = [pub.units, pub.values[:, k]]
     for name, (codes, labels) in pub.partitions.items():

@@ -22,29 +22,12 @@ from socialgradient.release.lp import (
     Stats,
     _dense,
     components,
+    distinct_rows,
+    same_rows,
 )
 
 POOL = 128  # feasible points kept to prove quantities safe without a solve
 EXPLORE = 4  # random vertices per linked set added to them before the check
-
-
-def _distinct(targets) -> tuple[sparse.csr_array, np.ndarray]:
-    """Return the distinct rows of ``targets`` (dense or sparse) and how often each is given."""
-    seen: dict[bytes, int] = {}
-    rows: list[sparse.csr_array] = []
-    weight: list[int] = []
-    for t in targets:
-        r = sparse.csr_array(t) if sparse.issparse(t) else sparse.csr_array(_dense(t)[None, :])
-        r = r.copy()
-        r.sum_duplicates()
-        r.sort_indices()
-        key = r.indices.astype(np.int64).tobytes() + r.data.astype(float).tobytes()
-        if key not in seen:
-            seen[key] = len(rows)
-            rows.append(r)
-            weight.append(0)
-        weight[seen[key]] += 1
-    return sparse.vstack(rows).tocsr(), np.array(weight, dtype=float)
 
 
 class Audit:
@@ -99,23 +82,9 @@ class Audit:
             self.pool = saved
 
     def _same(self) -> np.ndarray:
-        """Return a label per row of ``a``: rows with the same coefficients share one.
-
-        Exact (each row's column indices and values compared as bytes); computed once, as
-        it does not depend on which rows are active.
-        """
-        if self._same_rows is None:
-            a = self.a.copy()
-            a.sum_duplicates()
-            a.sort_indices()
-            ind, data, ptr = a.indices, a.data, a.indptr
-            seen: dict[bytes, int] = {}
-            label = np.empty(a.shape[0], dtype=np.int64)
-            for i in range(a.shape[0]):
-                lo, hi = ptr[i], ptr[i + 1]
-                key = ind[lo:hi].tobytes() + data[lo:hi].tobytes()
-                label[i] = seen.setdefault(key, len(seen))
-            self._same_rows = label
+        """Return a label per row of ``a``, shared by rows of the same coefficients."""
+        if self._same_rows is None:  # whichever rows are active
+            self._same_rows = same_rows(self.a)
         return self._same_rows
 
     def _prepare(self):
@@ -298,7 +267,7 @@ class Audit:
         linked set, until a round shows no more (and a few random vertices first).
         """
         t0 = time.perf_counter()
-        rows, weight = _distinct(targets)  # a quantity given k times counts k times
+        rows, weight = distinct_rows(targets)  # a quantity given k times counts k times
         rng = np.random.default_rng(0)
         open_ = weight.sum()
         for round_ in range(rounds + 1):
