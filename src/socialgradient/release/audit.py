@@ -141,7 +141,14 @@ def secure(
         lo, hi = audit.interval(t.row)
         return width(lo, hi) < protection - 1e-9
 
+    def beyond_reach(t: Target, options: list[int], bound: set[int]) -> bool:
+        """Return whether a pinned target is bounded by what this release cannot hide."""
+        # bounds proved by permanent rows alone (LP duality) hold whatever is hidden
+        proved = permanent is not None and bool(bound) and all(permanent[r] for r in bound)
+        return not options or proved or unfixable(t) or (baseline is not None and baseline(t))
+
     safe: set[bytes] = set()  # quantities shown unpinned: hiding more keeps them so
+    warned: dict[tuple[bytes, str], int] = {}  # pinned beyond reach, at that version
     keys: dict[int, bytes] = {}  # a key per row object (the copies of a total share one)
     while queue:
         t = queue.pop(0)
@@ -153,15 +160,16 @@ def secure(
         key = keys[id(t.row)]
         if key in safe:  # the same quantity again (the same total of another release)
             continue
-        if not pinned(t):
+        again = warned.get((key, t.label)) == audit.version  # nothing hidden since: the same
+        if not again and not pinned(t):
             safe.add(key)
             continue
         audit.stats.pinned += 1
-        options = [c for c in candidates(t) if audit.active[c]]
-        bound = set(audit.binding(t.row).tolist())  # the totals that do the pinning
-        # bounds proved by permanent rows alone (LP duality) hold whatever is hidden
-        proved = permanent is not None and bool(bound) and all(permanent[r] for r in bound)
-        if not options or proved or unfixable(t) or (baseline is not None and baseline(t)):
+        if not again:
+            options = [c for c in candidates(t) if audit.active[c]]
+            bound = set(audit.binding(t.row).tolist())  # the totals that do the pinning
+        if again or beyond_reach(t, options, bound):
+            warned[(key, t.label)] = audit.version
             actions.append(
                 f"warning: {t.label} is bounded to less than {protection} by "
                 "what was published elsewhere or before"

@@ -231,9 +231,10 @@ def _check_measure(new: Publication, j: int, pubs, copies, protection, out: Outc
             base += len(labels)
     cell_var, cell_col = np.concatenate(var_parts), np.concatenate(col_parts)
     n_cell = base
+    first_cell.append(n_cell)
     signature = np.zeros(n_var, np.uint64)
     with np.errstate(over="ignore"):
-        np.add.at(signature, cell_var, _weights(n_cell, 1)[cell_col])
+        np.add.at(signature, cell_var, _cell_weights(first_cell, copies)[cell_col])
     atom_sig, atom_of = np.unique(signature, return_inverse=True)
     n_atom = len(atom_sig)
     atom_value = np.bincount(atom_of, weights=var_value, minlength=n_atom)
@@ -278,7 +279,6 @@ def _check_measure(new: Publication, j: int, pubs, copies, protection, out: Outc
         return text if q == 0 else f"{text} of an earlier release"
 
     # the hidden totals of every publication in order, a copy's those of its first
-    first_cell.append(n_cell)
     made: dict[int, tuple[str, object]] = {}
     targets = []
     for q in [0, *(q + 1 for q in copies)]:
@@ -322,6 +322,25 @@ def _check_measure(new: Publication, j: int, pubs, copies, protection, out: Outc
         _, name, i = meta[ci]
         new.hidden[name][i, j] = True
         out.hidden.append((name, i, j))
+
+
+def _cell_weights(first_cell: list[int], copies: list[int]) -> np.ndarray:
+    """Return the random weight of each cell whose sums over a unit's cells name its atom.
+
+    Each cell of a publication put in once weighs what it and its copies' cells weigh
+    together (wrapping sums), so the atoms, and their order, are those of the check with
+    every copy put in.
+    """
+    sizes = np.diff(first_cell)
+    every = [0, *(q + 1 for q in copies)]
+    drawn = _weights(int(sizes[every].sum()), 1)
+    out = np.zeros(first_cell[-1], np.uint64)
+    at = 0
+    with np.errstate(over="ignore"):
+        for q in every:
+            out[first_cell[q] : first_cell[q + 1]] += drawn[at : at + sizes[q]]
+            at += sizes[q]
+    return out
 
 
 def _bounds(every, meta, true) -> tuple[np.ndarray, np.ndarray]:

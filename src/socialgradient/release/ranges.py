@@ -51,6 +51,7 @@ class Audit:
         self.stats = Stats()
         self._state: dict | None = None
         self._same_rows: np.ndarray | None = None
+        self.version = 0  # counts the changes of the active rows
 
     @property
     def n(self) -> int:
@@ -62,6 +63,7 @@ class Audit:
         rows = np.atleast_1d(np.asarray(rows, dtype=int))
         if len(rows) and (self.active[rows] != value).any():
             self.active[rows] = value
+            self.version += 1
             self._state = None
             self._binding = (None, set())
             if value:  # a constraint added back: points found without it may violate it
