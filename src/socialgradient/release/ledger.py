@@ -36,6 +36,7 @@ import logging
 import os
 import secrets
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from filelock import FileLock, Timeout
@@ -47,6 +48,9 @@ from socialgradient.release.crosscheck import (  # noqa: F401 (importable from h
     content_digest,
 )
 from socialgradient.util.files import atomic_write
+
+if TYPE_CHECKING:
+    from socialgradient.release.perturbation import CellKeys
 
 ENV = "SOCIALGRADIENT_LEDGER"
 SECRET = "secret.key"
@@ -77,6 +81,7 @@ class Ledger:
 
     def __init__(self, path: str | Path | None = None):
         self.path = Path(path).expanduser() if path is not None else default_path()
+        self._keys: CellKeys | None = None
 
     def _folder(self) -> Path:
         self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -112,10 +117,16 @@ class Ledger:
         return hmac.new(self.secret, f"data:{digest}".encode(), hashlib.sha256).hexdigest()[:16]
 
     def keys(self):
-        """Return the perturbation's cell keys under the ledger's secret."""
+        """Return the perturbation's cell keys under the ledger's secret.
+
+        One :class:`~socialgradient.release.perturbation.CellKeys` per ledger object, so the
+        units' keyed seeds are derived once for every table of a release.
+        """
         from socialgradient.release.perturbation import CellKeys
 
-        return CellKeys(self.secret)
+        if self._keys is None:
+            self._keys = CellKeys(self.secret)
+        return self._keys
 
     @contextlib.contextmanager
     def locked(self):
