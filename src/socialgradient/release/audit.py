@@ -13,7 +13,10 @@ Speed: variables fixed by a published single-atom cell are substituted; each qua
 solved on its linked set only (connected components of the constraint graph); and feasible
 points found by earlier solves (starting with the true values) are kept, so a quantity they
 already show to vary by the protection level needs no solve. Hiding a cell only removes a
-constraint, so a quantity found safe stays safe (:func:`secure` relies on it).
+constraint, so a quantity found safe stays safe (:func:`secure` relies on it, and does not
+check the same quantity again). Rows of the same coefficients (a total published by several
+releases or tables) are one constraint with the tightest of their bounds: the region, hence
+every range, is the same, and N releases of the same tables cost what one costs.
 
 The pieces: :mod:`socialgradient.release.lp` (the programs, linked sets, the public
 statistics), :mod:`socialgradient.release.ranges` (:class:`Audit`: the region and each
@@ -34,6 +37,7 @@ from socialgradient.release.lp import (  # noqa: F401 (importable from here, as 
     Stats,
     _dense,
     components,
+    row_key,
     width,
 )
 from socialgradient.release.ranges import EXPLORE, POOL, Audit  # noqa: F401 (as before)
@@ -117,6 +121,7 @@ def secure(
             return True
         if not base:
             base.append(Audit(audit.a, audit.lo, audit.hi, audit.truth, audit.integer))
+            base[0]._same_rows = audit._same_rows  # the same rows: the same labels
             base[0].set_active(np.flatnonzero(~(permanent & audit.active)), False)
             base[0].explore([x.row for x in targets], protection)
         if base[0].spread(t.row) >= protection:
@@ -136,19 +141,35 @@ def secure(
         lo, hi = audit.interval(t.row)
         return width(lo, hi) < protection - 1e-9
 
+    def beyond_reach(t: Target, options: list[int], bound: set[int]) -> bool:
+        """Return whether a pinned target is bounded by what this release cannot hide."""
+        # bounds proved by permanent rows alone (LP duality) hold whatever is hidden
+        proved = permanent is not None and bool(bound) and all(permanent[r] for r in bound)
+        return not options or proved or unfixable(t) or (baseline is not None and baseline(t))
+
+    safe: set[bytes] = set()  # quantities shown unpinned: hiding more keeps them so
+    warned: dict[tuple[bytes, str], int] = {}  # pinned beyond reach, at that version
+    keys: dict[int, bytes] = {}  # a key per row object (the copies of a total share one)
     while queue:
         t = queue.pop(0)
         if not t.counted:
             t.counted = True
             audit.stats.quantities += 1
-        if not pinned(t):
+        if id(t.row) not in keys:  # the targets are alive: their ids stay theirs
+            keys[id(t.row)] = row_key(t.row)
+        key = keys[id(t.row)]
+        if key in safe:  # the same quantity again (the same total of another release)
+            continue
+        again = warned.get((key, t.label)) == audit.version  # nothing hidden since: the same
+        if not again and not pinned(t):
+            safe.add(key)
             continue
         audit.stats.pinned += 1
-        options = [c for c in candidates(t) if audit.active[c]]
-        bound = set(audit.binding(t.row).tolist())  # the totals that do the pinning
-        # bounds proved by permanent rows alone (LP duality) hold whatever is hidden
-        proved = permanent is not None and bool(bound) and all(permanent[r] for r in bound)
-        if not options or proved or unfixable(t) or (baseline is not None and baseline(t)):
+        if not again:
+            options = [c for c in candidates(t) if audit.active[c]]
+            bound = set(audit.binding(t.row).tolist())  # the totals that do the pinning
+        if again or beyond_reach(t, options, bound):
+            warned[(key, t.label)] = audit.version
             actions.append(
                 f"warning: {t.label} is bounded to less than {protection} by "
                 "what was published elsewhere or before"

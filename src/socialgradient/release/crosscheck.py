@@ -14,6 +14,7 @@ the perturbation, which the check does not count on).
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -44,6 +45,9 @@ class Publication:
     suppress_zeros: bool = False
     integer: bool = True
     release: str = ""
+    #: :func:`content_digest` of a publication read from the ledger (which never changes
+    #: one); empty for one made in memory
+    content: str = ""
 
     def __post_init__(self):
         self.units = np.asarray(self.units, dtype=str)
@@ -114,22 +118,63 @@ def check(new: Publication, earlier=(), protection: float = 1.0) -> Outcome:
     Hide further totals of ``new`` (in place) until, with every earlier publication
     sharing units and a measure with it, nothing hidden is pinned narrower than
     ``protection`` (see the module docstring). :class:`RuntimeError` when that cannot be
-    done by hiding totals of ``new``.
+    done by hiding totals of ``new``. Earlier publications with the same content (the same
+    table of the same data released again) are put in the check once: they add the same
+    constraints and the same hidden totals, whose answers are given for each of them.
     """
     out = Outcome()
     seen: set[int] = set()
     for j, measure in enumerate(new.measures):
-        pubs = [
-            (p, p.measures.index(measure))
-            for p in earlier
-            if measure in p.measures and np.isin(p.units, new.units).any()
-        ]
-        seen.update(id(p) for p, _ in pubs)
+        pubs: list[tuple[Publication, int]] = []  # the distinct earlier publications
+        copies: list[int] = []  # per earlier publication sharing units: its place in pubs
+        place: dict[object, int | None] = {}
+        for p in earlier:
+            if measure not in p.measures:
+                continue
+            k = p.measures.index(measure)
+            key = _fingerprint(p, k)
+            if key not in place:
+                place[key] = len(pubs) if np.isin(p.units, new.units).any() else None
+                if place[key] is not None:
+                    pubs.append((p, k))
+            at = place[key]
+            if at is not None:
+                seen.add(id(p))
+                copies.append(at)
         out.compared = len(seen)
-        for p, k in pubs:
+        for p, k in pubs:  # a copy revises as its first does: the first is named
             _small_revision(new, j, p, k)
-        _check_measure(new, j, pubs, protection, out)
+        _check_measure(new, j, pubs, copies, protection, out)
     return out
+
+
+def content_digest(pub: Publication) -> str:
+    """Return a digest (SHA-256) of everything :func:`check` reads of ``pub``.
+
+    Everything but the release's id (named in messages only), every measure: equal
+    digests mean the same table of the same data, hidden alike. The ledger records it with
+    each publication and gives it back as :attr:`Publication.content`.
+    """
+    return "sha256:" + _digest(pub, slice(None)).hex()
+
+
+def _fingerprint(pub: Publication, k: int):
+    """Return a key equal for publications whose measure ``k`` is checked alike."""
+    return (pub.content, k) if pub.content else _digest(pub, k)
+
+
+def _digest(pub: Publication, k) -> bytes:
+    h = hashlib.sha256()
+    head = (pub.name, list(pub.measures), str(k), list(pub.partitions), list(pub.public))
+    h.update(repr((*head, pub.round_to, pub.threshold, pub.suppress_zeros, pub.integer)).encode())
+    arrays = [pub.units, pub.values[:, k]]
+    for name, (codes, labels) in pub.partitions.items():
+        arrays += [codes, labels, pub.hidden[name][:, k]]
+    for x in arrays:
+        x = np.ascontiguousarray(x)
+        h.update(f"{x.dtype.str}{x.shape}".encode())
+        h.update(x.tobytes())
+    return h.digest()
 
 
 def _small_revision(new: Publication, j: int, old: Publication, k: int) -> None:
@@ -156,7 +201,12 @@ def _small_revision(new: Publication, j: int, old: Publication, k: int) -> None:
         )
 
 
-def _check_measure(new: Publication, j: int, pubs, protection: float, out: Outcome) -> None:
+def _check_measure(new: Publication, j: int, pubs, copies, protection, out: Outcome) -> None:
+    """Check ``new``'s measure ``j`` against the distinct earlier ``pubs``.
+
+    ``copies``: for each earlier publication in the ledger's order, its place in ``pubs``
+    (the hidden totals of each are checked in that order, as if each were put in).
+    """
     every = [(new, j), *pubs]
     keys = np.concatenate([_var_keys(p, k) for p, k in every])
     var_of, uniques = pd.factorize(keys)
@@ -169,7 +219,9 @@ def _check_measure(new: Publication, j: int, pubs, protection: float, out: Outco
     col_parts: list[np.ndarray] = []
     meta: list[tuple[int, str, int]] = []
     start, base = 0, 0
+    first_cell = []  # each publication's first cell
     for q, (p, _) in enumerate(every):
+        first_cell.append(base)
         vars_p = var_of[start : start + len(p.units)]
         start += len(p.units)
         for name, (codes, labels) in p.partitions.items():
@@ -179,9 +231,10 @@ def _check_measure(new: Publication, j: int, pubs, protection: float, out: Outco
             base += len(labels)
     cell_var, cell_col = np.concatenate(var_parts), np.concatenate(col_parts)
     n_cell = base
+    first_cell.append(n_cell)
     signature = np.zeros(n_var, np.uint64)
     with np.errstate(over="ignore"):
-        np.add.at(signature, cell_var, _weights(n_cell, 1)[cell_col])
+        np.add.at(signature, cell_var, _cell_weights(first_cell, copies)[cell_col])
     atom_sig, atom_of = np.unique(signature, return_inverse=True)
     n_atom = len(atom_sig)
     atom_value = np.bincount(atom_of, weights=var_value, minlength=n_atom)
@@ -225,7 +278,16 @@ def _check_measure(new: Publication, j: int, pubs, protection: float, out: Outco
         text = every[q][0].label(name, i, every[q][1])
         return text if q == 0 else f"{text} of an earlier release"
 
-    targets = [audit.Target(label(ci), c[[ci]], ci) for ci in np.flatnonzero(hidden).tolist()]
+    # the hidden totals of every publication in order, a copy's those of its first
+    made: dict[int, tuple[str, object]] = {}
+    targets = []
+    for q in [0, *(q + 1 for q in copies)]:
+        for ci in (
+            first_cell[q] + np.flatnonzero(hidden[first_cell[q] : first_cell[q + 1]])
+        ).tolist():
+            if ci not in made:
+                made[ci] = (label(ci), c[[ci]])
+            targets.append(audit.Target(*made[ci], ci))
     threshold = new.threshold
     small = (atom_size == 1) | ((atom_value < threshold) if threshold else False)
     shown = (atom_value > 0) | new.suppress_zeros
@@ -260,6 +322,25 @@ def _check_measure(new: Publication, j: int, pubs, protection: float, out: Outco
         _, name, i = meta[ci]
         new.hidden[name][i, j] = True
         out.hidden.append((name, i, j))
+
+
+def _cell_weights(first_cell: list[int], copies: list[int]) -> np.ndarray:
+    """Return the random weight of each cell whose sums over a unit's cells name its atom.
+
+    Each cell of a publication put in once weighs what it and its copies' cells weigh
+    together (wrapping sums), so the atoms, and their order, are those of the check with
+    every copy put in.
+    """
+    sizes = np.diff(first_cell)
+    every = [0, *(q + 1 for q in copies)]
+    drawn = _weights(int(sizes[every].sum()), 1)
+    out = np.zeros(first_cell[-1], np.uint64)
+    at = 0
+    with np.errstate(over="ignore"):
+        for q in every:
+            out[first_cell[q] : first_cell[q + 1]] += drawn[at : at + sizes[q]]
+            at += sizes[q]
+    return out
 
 
 def _bounds(every, meta, true) -> tuple[np.ndarray, np.ndarray]:

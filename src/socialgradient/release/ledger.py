@@ -25,6 +25,7 @@ publications) and ``.lock`` (one writer at a time, from the check to the record)
 from __future__ import annotations
 
 import contextlib
+import copy
 import datetime as dt
 import functools
 import hashlib
@@ -35,12 +36,21 @@ import logging
 import os
 import secrets
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from filelock import FileLock, Timeout
 
-from socialgradient.release.crosscheck import Outcome, Publication, check  # noqa: F401
+from socialgradient.release.crosscheck import (  # noqa: F401 (importable from here)
+    Outcome,
+    Publication,
+    check,
+    content_digest,
+)
 from socialgradient.util.files import atomic_write
+
+if TYPE_CHECKING:
+    from socialgradient.release.perturbation import CellKeys
 
 ENV = "SOCIALGRADIENT_LEDGER"
 SECRET = "secret.key"
@@ -71,6 +81,7 @@ class Ledger:
 
     def __init__(self, path: str | Path | None = None):
         self.path = Path(path).expanduser() if path is not None else default_path()
+        self._keys: CellKeys | None = None
 
     def _folder(self) -> Path:
         self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -106,10 +117,16 @@ class Ledger:
         return hmac.new(self.secret, f"data:{digest}".encode(), hashlib.sha256).hexdigest()[:16]
 
     def keys(self):
-        """Return the perturbation's cell keys under the ledger's secret."""
+        """Return the perturbation's cell keys under the ledger's secret.
+
+        One :class:`~socialgradient.release.perturbation.CellKeys` per ledger object, so the
+        units' keyed seeds are derived once for every table of a release.
+        """
         from socialgradient.release.perturbation import CellKeys
 
-        return CellKeys(self.secret)
+        if self._keys is None:
+            self._keys = CellKeys(self.secret)
+        return self._keys
 
     @contextlib.contextmanager
     def locked(self):
@@ -140,10 +157,26 @@ class Ledger:
         return sorted(folder.glob("*.npz")) if folder.is_dir() else []
 
     def publications(self, measures=None) -> list[Publication]:
-        """Every recorded publication (of one of ``measures``, if given)."""
+        """Every recorded publication (of one of ``measures``, if given).
+
+        A release whose every table has the content (:func:`content_digest`, recorded with
+        it) of a table read from an earlier file is not read again: its publications share
+        that one's arrays (only its release id differs), so a ledger of many releases of
+        the same tables costs about what its distinct tables cost.
+        """
         out = []
+        first: dict[str, Publication] = {}  # content digest -> the publication read with it
         for file in self.files():
-            for pub in _read(file, file.stat().st_mtime_ns):
+            mtime = file.stat().st_mtime_ns
+            head = _head(file, mtime)
+            digests = [t.get("content", "") for t in head["tables"]]
+            if digests and all(d in first for d in digests):
+                pubs = tuple(_copy(first[d], head["id"]) for d in digests)
+            else:
+                pubs = _read(file, mtime)
+                for pub in pubs:
+                    first.setdefault(pub.content, pub)
+            for pub in pubs:
                 if measures is None or set(pub.measures) & set(measures):
                     out.append(pub)
         return out
@@ -172,6 +205,7 @@ class Ledger:
                     "threshold": p.threshold,
                     "suppress_zeros": p.suppress_zeros,
                     "integer": p.integer,
+                    "content": content_digest(p),
                 }
             )
         head = {
@@ -198,8 +232,23 @@ class Ledger:
         return out
 
 
+@functools.lru_cache(maxsize=4096)
+def _head(file: Path, _mtime: int) -> dict:
+    """Return a release file's metadata (read without its arrays)."""
+    with np.load(file, allow_pickle=False) as z:
+        return json.loads(str(z["meta"]))
+
+
+def _copy(pub: Publication, release: str) -> Publication:
+    """Return ``pub`` as published again by ``release`` (its arrays shared, never changed)."""
+    out = copy.copy(pub)
+    out.partitions, out.hidden, out.release = dict(pub.partitions), dict(pub.hidden), release
+    return out
+
+
 @functools.lru_cache(maxsize=256)
 def _read(file: Path, _mtime: int) -> tuple[Publication, ...]:
+    """Return a release file's publications, each with its content digest as computed."""
     with np.load(file, allow_pickle=False) as z:
         head = json.loads(str(z["meta"]))
         pubs = []
@@ -224,4 +273,5 @@ def _read(file: Path, _mtime: int) -> tuple[Publication, ...]:
                     head["id"],
                 )
             )
+            pubs[-1].content = content_digest(pubs[-1])  # computed, not taken from the file
     return tuple(pubs)

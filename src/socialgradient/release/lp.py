@@ -3,7 +3,8 @@
 :class:`LinearModel` is the one LP engine: a linked set's program kept as one HiGHS model,
 warm-started from solve to solve, that gives an optimum, a point and the totals that bind it;
 :func:`components` splits the constraints into linked sets (each quantity is solved on its
-own); :class:`Stats` is the public account of the check. Used by
+own); :func:`same_rows` and :func:`distinct_rows` find the same total or quantity given
+again (by several releases: put in once); :class:`Stats` is the public account of the check. Used by
 :mod:`socialgradient.release.ranges` (the ranges of hidden quantities) and
 :mod:`socialgradient.release.suppression` (the secondary-suppression search of one table).
 """
@@ -54,6 +55,55 @@ class Stats:
 
 def _dense(target) -> np.ndarray:
     return np.asarray(target.todense() if sparse.issparse(target) else target, dtype=float).ravel()
+
+
+def row_key(row) -> bytes:
+    """Return the bytes of a quantity's coefficients (dense or sparse; equal: the same)."""
+    r = sparse.csr_array(row) if sparse.issparse(row) else sparse.csr_array(_dense(row)[None, :])
+    r = r.copy()
+    r.sum_duplicates()
+    r.sort_indices()
+    return r.indices.astype(np.int64).tobytes() + r.data.astype(float).tobytes()
+
+
+def distinct_rows(targets) -> tuple[sparse.csr_array, np.ndarray]:
+    """Return the distinct rows of ``targets`` (dense or sparse) and how often each is given."""
+    seen: dict[bytes, int] = {}
+    by_id: dict[int, int] = {}  # the same row object given again (targets stay alive)
+    rows: list[sparse.csr_array] = []
+    weight: list[int] = []
+    for t in targets:
+        if id(t) in by_id:
+            weight[by_id[id(t)]] += 1
+            continue
+        key = row_key(t)
+        if key not in seen:
+            seen[key] = len(rows)
+            rows.append(
+                sparse.csr_array(t) if sparse.issparse(t) else sparse.csr_array(_dense(t)[None, :])
+            )
+            weight.append(0)
+        by_id[id(t)] = seen[key]
+        weight[seen[key]] += 1
+    return sparse.vstack(rows).tocsr(), np.array(weight, dtype=float)
+
+
+def same_rows(a) -> np.ndarray:
+    """Return a label per row of ``a``, shared by the rows of the same coefficients.
+
+    Exact: each row's column indices and values are compared as bytes (labels in the order
+    of the rows' first appearance).
+    """
+    a = sparse.csr_array(a, copy=True)
+    a.sum_duplicates()
+    a.sort_indices()
+    ind, data, ptr = a.indices, a.data, a.indptr
+    seen: dict[bytes, int] = {}
+    label = np.empty(a.shape[0], dtype=np.int64)
+    for i in range(a.shape[0]):
+        lo, hi = ptr[i], ptr[i + 1]
+        label[i] = seen.setdefault(ind[lo:hi].tobytes() + data[lo:hi].tobytes(), len(seen))
+    return label
 
 
 def components(b) -> tuple[np.ndarray, np.ndarray]:

@@ -143,7 +143,9 @@ class CellKeys:
         codes, labels = split_units(units)
         v = np.round(np.asarray(values, dtype=float), 6)
         bits = v.view(np.uint64) if v.dtype == np.float64 else v.astype(np.float64).view(np.uint64)
-        lab = np.array([_h64("label:" + s) for s in labels.tolist()], dtype=np.uint64)
+        names, inverse = np.unique(labels, return_inverse=True)  # a hash per distinct label
+        lab = np.array([_h64("label:" + s) for s in names.tolist()], dtype=np.uint64)
+        lab = lab[inverse.ravel()]
         return _uniform(_mix(self._stream_seeds(codes, measure) ^ lab ^ _mix(bits)))
 
 

@@ -22,6 +22,8 @@ from socialgradient.release.lp import (
     Stats,
     _dense,
     components,
+    distinct_rows,
+    same_rows,
 )
 
 POOL = 128  # feasible points kept to prove quantities safe without a solve
@@ -48,6 +50,8 @@ class Audit:
         self._binding: tuple = (None, set())
         self.stats = Stats()
         self._state: dict | None = None
+        self._same_rows: np.ndarray | None = None
+        self.version = 0  # counts the changes of the active rows
 
     @property
     def n(self) -> int:
@@ -59,6 +63,7 @@ class Audit:
         rows = np.atleast_1d(np.asarray(rows, dtype=int))
         if len(rows) and (self.active[rows] != value).any():
             self.active[rows] = value
+            self.version += 1
             self._state = None
             self._binding = (None, set())
             if value:  # a constraint added back: points found without it may violate it
@@ -78,6 +83,12 @@ class Audit:
             self.set_active(rows, True)
             self.pool = saved
 
+    def _same(self) -> np.ndarray:
+        """Return a label per row of ``a``, shared by rows of the same coefficients."""
+        if self._same_rows is None:  # whichever rows are active
+            self._same_rows = same_rows(self.a)
+        return self._same_rows
+
     def _prepare(self):
         if self._state is not None:
             return self._state
@@ -95,21 +106,46 @@ class Audit:
         b = a[:, np.flatnonzero(free)]
         keep = (np.diff(b.indptr) > 0) & ~single
         b, blo, bhi = b[keep], lo[keep] - shift[keep], hi[keep] - shift[keep]
+        # rows with the same coefficients (the same total published again, in another
+        # release or table) are one constraint: the tightest of their bounds
+        kept = rows[keep]
+        _, first, group = np.unique(self._same()[kept], return_index=True, return_inverse=True)
+        order = np.argsort(first)  # the groups in the order of their first rows
+        rank = np.empty_like(order)
+        rank[order] = np.arange(len(order))
+        group, first = rank[group.ravel()], first[order]
+        glo = np.full(len(first), -np.inf)
+        ghi = np.full(len(first), np.inf)
+        np.maximum.at(glo, group, blo)
+        np.minimum.at(ghi, group, bhi)
+        at_hi = bhi == ghi[group]
+        hi_row = np.full(len(first), np.iinfo(np.int64).max)
+        np.minimum.at(hi_row, group[at_hi], kept[at_hi])  # the first row giving it
+        b = b[first]
         var_comp, row_comp = components(b)
         self._state = {
             "fixed": fixed,
             "free": np.flatnonzero(free),
             "b": b,
-            "lo": blo,
-            "hi": bhi,
+            "lo": glo,
+            "hi": ghi,
             "var_comp": var_comp,
             "row_comp": row_comp,
-            "row_of": rows[keep],
+            "hi_row": hi_row,
+            "member_group": group,
+            "member_row": kept,
+            "member_bound": (blo == glo[group]) | at_hi,
             "fixed_row": fixed_row,
             "b_csc": b.tocsc(),
             "free_pos": np.cumsum(free) - 1,
         }
         return self._state
+
+    def _rows_of(self, groups) -> list[int]:
+        """Return the constraint rows behind the merged rows ``groups`` that give its bounds."""
+        st = self._prepare()
+        on = np.isin(st["member_group"], np.asarray(groups, dtype=np.int64)) & st["member_bound"]
+        return st["member_row"][on].tolist()
 
     def ceiling(self, target) -> tuple[float, int]:
         """Return a quick upper bound on ``target . x`` and the row that gives it.
@@ -133,8 +169,8 @@ class Audit:
         holds = np.flatnonzero(np.asarray(cols.sum(axis=1)).ravel() >= len(free_on) - 1e-9)
         if not len(holds):
             return np.inf, -1
-        best = holds[np.argmin(st["hi"][holds])]
-        return const + float(st["hi"][best]), int(st["row_of"][best])
+        top = st["hi"][holds].min()
+        return const + float(top), int(st["hi_row"][holds][st["hi"][holds] == top].min())
 
     def binding(self, target) -> np.ndarray:
         """Return the constraint rows that bound ``target . x``.
@@ -164,7 +200,7 @@ class Audit:
                     _, _, duals = model.optimum(tf[vars_], maximise)
                 except RuntimeError:
                     continue
-                found.update(st["row_of"][rows[duals]].tolist())
+                found.update(self._rows_of(rows[duals]))
         touched = np.flatnonzero(t)
         if found:
             touched = np.union1d(touched, self.a[sorted(found)].indices)
@@ -233,23 +269,16 @@ class Audit:
         linked set, until a round shows no more (and a few random vertices first).
         """
         t0 = time.perf_counter()
-        rows = sparse.vstack(
-            [
-                sparse.csr_array(_dense(t)[None, :])
-                if not sparse.issparse(t)
-                else sparse.csr_array(t)
-                for t in targets
-            ]
-        ).tocsr()
+        rows, weight = distinct_rows(targets)  # a quantity given k times counts k times
         rng = np.random.default_rng(0)
-        open_ = np.ones(rows.shape[0], bool)
+        open_ = weight.sum()
         for round_ in range(rounds + 1):
             spread = self._spreads(rows)
             still = spread < protection
-            if not still.any() or (round_ and still.sum() >= open_.sum()):
+            if not still.any() or (round_ and weight[still].sum() >= open_):
                 break
-            open_ = still
-            objective = np.asarray(rows[still].sum(axis=0)).ravel()
+            open_ = weight[still].sum()
+            objective = np.asarray(weight[still] @ rows[still]).ravel()
             signs = (1.0, -1.0) if round_ else (None,) * EXPLORE
             for sign in signs:
                 c = rng.normal(size=self.n) * (objective != 0) if sign is None else sign * objective
@@ -325,7 +354,7 @@ class Audit:
             out.append(sign * fun)
             self.pool = [self.truth, self._complete(cols, x), *self.pool[1:]][:POOL]
         if not integral:
-            self._binding = (key, set(self._prepare()["row_of"][rows[binding]].tolist()))
+            self._binding = (key, set(self._rows_of(rows[binding])))
         lo_v, hi_v = out[0], out[1]
         if self.integer and not integral:
             lo_v, hi_v = np.ceil(lo_v - 1e-6), np.floor(hi_v + 1e-6)
