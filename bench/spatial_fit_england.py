@@ -171,11 +171,12 @@ def main() -> int:
         print(json.dumps(line), flush=True)
         return 0
     lines = []
-    runs = [["--one", kind, "--draws", str(a.draws)] for kind in ("none", "bym2")]
+    kinds = ("none",) if a.family == "negbin" else ("none", "bym2")  # BYM2 refuses the NB
+    runs = [["--one", kind, "--draws", str(a.draws)] for kind in kinds]
     for run in runs:
         run += ["--tune", str(a.tune), "--chains", str(a.chains), "--family", a.family]
         run += ["--no-field"] * a.no_field + ["--save", a.save] * bool(a.save)
-    if a.save:
+    if a.save and len(kinds) == 2:
         runs.append(["--compare", "--save", a.save])
     for run in runs:
         done = subprocess.run([sys.executable, __file__, *run], capture_output=True, text=True)
