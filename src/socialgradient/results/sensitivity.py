@@ -18,7 +18,7 @@ LA moderators' coefficients per SD of the moderator (Normal(0, [``moderator_inte
 [``trend_intercept``, ``trend_slope``])), the LA outcome's intercept (Normal(0, 2.5)),
 gradient (Normal(0, 1)), adjustments per SD (Normal(0, 1)) and residual SD
 (HalfNormal(0.5)), the spline curve's SD (Gamma(2, 2 / ``curve_sd``)) and the BYM2 term's SD
-(HalfNormal(1)) and spatial share (Beta(0.5, 0.5)). A joint (multi-threshold) fit scales
+(HalfNormal(1)) and spatial share (Beta(1, 1)). A joint (multi-threshold) fit scales
 every threshold's fixed effects and ``phi``, the 2K LA SDs and the LKJ(``lkj_eta``) density
 of the 2K x 2K correlation matrix of the LA coefficients
 (:func:`socialgradient.results.prior_density.joint_log_prior`). The

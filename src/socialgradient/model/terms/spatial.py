@@ -3,10 +3,14 @@ r"""The BYM2 spatial LSOA effect (``spatial = "bym2"``), or a neighbour graph fo
 ``spatial = "bym2"`` adds :math:`b_{k(i)}` to row :math:`i`'s linear predictor, :math:`k(i)`
 its LSOA (a stratified table's cells share their LSOA's effect), with :math:`b` the BYM2
 field of :func:`socialgradient.model.spatial.add_bym2` on the neighbour graph (Riebler et al.
-2016): ``spatial_sd ~ HalfNormal(1)`` (log-rate units: the marginal SD of the LSOA effect),
-``spatial_rho ~ Beta(0.5, 0.5)`` (its spatial share). ``neighbours`` names the graph: a CSV
-of ``lsoa,neighbour`` pairs, or a shipped graph (:data:`socialgradient.data.neighbours.SHIPPED`;
-empty: the shipped graph matching the table's codes). ``neighbours`` without ``spatial``
+2016), centred exactly within each LA (its LA mean is 0 in every draw: the LA intercepts
+carry the LAs' levels): ``spatial_sd ~ HalfNormal(1)`` (log-rate units: the marginal SD of
+the BYM2 field before centring), ``spatial_rho ~ Beta(1, 1)`` (its spatial share). The
+family must be Poisson or binomial: with the negative binomial the term is refused
+(:data:`NEGBIN_REFUSED`), its iid part and the NB overdispersion being the same thing.
+``neighbours`` names the graph: a CSV of ``lsoa,neighbour`` pairs, or a shipped graph
+(:data:`socialgradient.data.neighbours.SHIPPED`; empty: the shipped graph matching the
+table's codes). ``neighbours`` without ``spatial``
 keeps the graph in the fit for the residual Moran's I check only, adding nothing to the model.
 
 The graph is checked against the table's LSOAs (:func:`graph_for_table`): pairs naming LSOAs
@@ -32,13 +36,21 @@ import pytensor.tensor as pt
 import xarray as xr
 
 from socialgradient.data import neighbours as nb
-from socialgradient.model.spatial import add_bym2
+from socialgradient.model.spatial import SpatialError, add_bym2
 from socialgradient.model.terms.base import Context, NewRows, Term
 
 log = logging.getLogger(__name__)
 
 #: The LSOA dim of the spatial effect (the row dim ``lsoa`` may be cells' coordinate).
 DIM = "spatial_lsoa"
+#: Why ``spatial = "bym2"`` with the negative binomial is refused (docs/spatial.md).
+NEGBIN_REFUSED = (
+    'spatial = "bym2" needs family = "poisson" (or "binomial"), not "negbin": the negative '
+    "binomial's overdispersion and the BYM2 term's unstructured (iid) part are the same "
+    "LSOA-level extra-Poisson variation when each LSOA has one row, their draws trade off "
+    "and the fit does not converge (issue 29); use --family poisson, whose BYM2 iid part "
+    "then carries the overdispersion (INLA's usual BYM2 model)"
+)
 #: Share of the table's LSOAs that may be missing from the graph (islands) before refusing.
 MAX_MISSING = 0.05
 
@@ -122,6 +134,8 @@ class SpatialEffect(Term):
         kind, where = getattr(spec, "spatial", ""), getattr(spec, "neighbours", "")
         if not kind and not where:
             return None
+        if kind == "bym2" and getattr(spec, "family", "") == "negbin":
+            raise SpatialError(NEGBIN_REFUSED)
         lsoa = table["lsoa"].astype(str).to_numpy()
         codes, index = np.unique(lsoa, return_inverse=True)
         path = nb.resolve(where, codes)
@@ -178,15 +192,29 @@ class SpatialEffect(Term):
         """Add the BYM2 effect of each row's LSOA (nothing for a check-only graph)."""
         if not self.bym2:
             return
-        effect = add_bym2(self.adjacency(), dim=DIM)
-        pm.Deterministic("spatial_effect", pt.cast(effect, "float32"), dims=DIM)
         data, order = ctx.data, ctx.order
+        effect = add_bym2(self.adjacency(), dim=DIM, groups=self.la_of_codes(data.la_index))
+        pm.Deterministic("spatial_effect", pt.cast(effect, "float32"), dims=DIM)
         ctx.eta = ctx.eta + effect[self.index[order]]
         # pm.Data, not a constant: refits of tables on the same graph share a compilation
         y_per_lsoa = pm.Data(
             "rows_spatial_y", np.bincount(self.index, weights=data.y, minlength=len(self.codes))
         )
         ctx.linear = ctx.linear + pt.dot(effect, y_per_lsoa)
+
+    def la_of_codes(self, la_index: np.ndarray) -> np.ndarray:
+        """Return each LSOA's LA (an index into the fit's LAs), from the rows' ``la_index``.
+
+        Raises
+        ------
+        SpatialError
+            An LSOA whose rows lie in two LAs, or one without rows.
+        """
+        la = np.full(len(self.codes), -1, dtype=np.int64)
+        la[self.index] = la_index
+        if (la[self.index] != la_index).any() or (la < 0).any():
+            raise SpatialError("an LSOA of the spatial term lies in two LAs, or has no rows")
+        return la
 
     def row_eta(self, chain: xr.Dataset, data: Any, eta: np.ndarray) -> np.ndarray:
         """Add each row's LSOA effect from the draws to ``eta``."""
