@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pymc as pm
 import pytest
+import xarray as xr
 
 from socialgradient.sampling import target as tg
 
@@ -198,3 +199,19 @@ def test_fixed_draws_are_reproducible_too(small_table):
     assert "sampling_target" not in a.attrs
     assert a["posterior"].sizes["draw"] == 100
     np.testing.assert_array_equal(a["posterior"]["la_sd"].values, b["posterior"]["la_sd"].values)
+
+
+def test_a_constant_quantity_does_not_keep_the_sampler_running():
+    """A reference level fixed at 0 (R-hat NaN) meets the R-hat target; a NaN draw does not."""
+    rng = np.random.default_rng(3)
+    draws = rng.normal(size=(4, 300, 3))
+    draws[:, :, 0] = 0.0  # the reference stratum's effect
+    ds = xr.Dataset({"stratum_effect": (("chain", "draw", "stratum"), draws)})
+    worst, unmet = tg.diagnose(ds, tg.Target())
+    assert unmet == {}
+    assert worst["rhat"] < 1.01
+    draws[0, 5, 1] = np.nan  # not computable: still unmet
+    _, unmet = tg.diagnose(
+        xr.Dataset({"stratum_effect": (("chain", "draw", "stratum"), draws)}), tg.Target()
+    )
+    assert unmet["rhat"] == ["stratum_effect[1]"]

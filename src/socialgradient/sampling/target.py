@@ -141,8 +141,15 @@ def diagnose(posterior: xr.Dataset, target: Target) -> tuple[dict[str, float], d
     relative 1e-10, in a fraction of the time), the tail ESS at the 5% and 95% quantiles
     (``convergence.TAIL_PROB``). ``unmet`` maps each criterion to the
     variables (with their element labels where a variable has several) that miss it.
+
+    A quantity constant over every draw of every chain (a stratified model's reference
+    level, fixed at 0) has no R-hat (NaN, as in ArviZ) and cannot show a lack of convergence:
+    it counts as meeting the R-hat target (read as 1), so that it does not keep the sampler
+    running to its budget. A NaN among varying draws is still unmet.
     """
     rhat, bulk, tail = convergence.diagnostics(posterior, prob=convergence.TAIL_PROB)
+    constant = posterior.max(("chain", "draw")) == posterior.min(("chain", "draw"))
+    rhat = rhat.where(~constant, 1.0)
     worst = {
         "rhat": extreme(rhat, max),
         "ess_bulk": extreme(bulk, min),
