@@ -36,6 +36,7 @@ import pytensor.tensor as pt
 import xarray as xr
 
 from socialgradient.data import neighbours as nb
+from socialgradient.model import families
 from socialgradient.model.spatial import SpatialError, add_bym2
 from socialgradient.model.terms.base import Context, NewRows, Term
 
@@ -134,7 +135,8 @@ class SpatialEffect(Term):
         kind, where = getattr(spec, "spatial", ""), getattr(spec, "neighbours", "")
         if not kind and not where:
             return None
-        if kind == "bym2" and getattr(spec, "family", "") == "negbin":
+        family = families.get(getattr(spec, "family", "poisson"))
+        if kind == "bym2" and family.parameters:  # its own extra-Poisson variation (NB's phi)
             raise SpatialError(NEGBIN_REFUSED)
         lsoa = table["lsoa"].astype(str).to_numpy()
         codes, index = np.unique(lsoa, return_inverse=True)
