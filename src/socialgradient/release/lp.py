@@ -57,35 +57,38 @@ def _dense(target) -> np.ndarray:
     return np.asarray(target.todense() if sparse.issparse(target) else target, dtype=float).ravel()
 
 
+def _as_row(target) -> sparse.csr_array:
+    """Return a quantity's coefficients (dense or sparse) as a one-row CSR array."""
+    return (
+        sparse.csr_array(target)
+        if sparse.issparse(target)
+        else sparse.csr_array(_dense(target)[None, :])
+    )
+
+
+def _canonical(a) -> sparse.csr_array:
+    """Return a CSR copy of ``a`` with summed duplicates and sorted indices (a row's bytes)."""
+    a = sparse.csr_array(a, copy=True)
+    a.sum_duplicates()
+    a.sort_indices()
+    return a
+
+
 def row_key(row) -> bytes:
     """Return the bytes of a quantity's coefficients (dense or sparse; equal: the same)."""
-    r = sparse.csr_array(row) if sparse.issparse(row) else sparse.csr_array(_dense(row)[None, :])
-    r = r.copy()
-    r.sum_duplicates()
-    r.sort_indices()
+    r = _canonical(_as_row(row))
     return r.indices.astype(np.int64).tobytes() + r.data.astype(float).tobytes()
 
 
 def distinct_rows(targets) -> tuple[sparse.csr_array, np.ndarray]:
-    """Return the distinct rows of ``targets`` (dense or sparse) and how often each is given."""
-    seen: dict[bytes, int] = {}
-    by_id: dict[int, int] = {}  # the same row object given again (targets stay alive)
-    rows: list[sparse.csr_array] = []
-    weight: list[int] = []
-    for t in targets:
-        if id(t) in by_id:
-            weight[by_id[id(t)]] += 1
-            continue
-        key = row_key(t)
-        if key not in seen:
-            seen[key] = len(rows)
-            rows.append(
-                sparse.csr_array(t) if sparse.issparse(t) else sparse.csr_array(_dense(t)[None, :])
-            )
-            weight.append(0)
-        by_id[id(t)] = seen[key]
-        weight[seen[key]] += 1
-    return sparse.vstack(rows).tocsr(), np.array(weight, dtype=float)
+    """Return the distinct rows of ``targets`` (dense or sparse) and how often each is given.
+
+    The rows in the order of their first appearance (:func:`same_rows`).
+    """
+    rows = sparse.vstack([_as_row(t) for t in targets]).tocsr()
+    label = same_rows(rows)
+    _, first = np.unique(label, return_index=True)  # labels count up from 0 as rows appear
+    return rows[first], np.bincount(label).astype(float)
 
 
 def same_rows(a) -> np.ndarray:
@@ -94,9 +97,7 @@ def same_rows(a) -> np.ndarray:
     Exact: each row's column indices and values are compared as bytes (labels in the order
     of the rows' first appearance).
     """
-    a = sparse.csr_array(a, copy=True)
-    a.sum_duplicates()
-    a.sort_indices()
+    a = _canonical(a)
     ind, data, ptr = a.indices, a.data, a.indptr
     seen: dict[bytes, int] = {}
     label = np.empty(a.shape[0], dtype=np.int64)
