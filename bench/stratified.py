@@ -49,6 +49,7 @@ def main() -> None:
         "peak_rss_prepare_mb": rss_prepared,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         **{k: d[k] for k in ("rhat_max", "ess_bulk_min", "ess_tail_min", "divergences", "verdict")},
+        "reasons": d["reasons"],
         "draws_per_chain": int(tree["posterior"].sizes["draw"]),
         "settings": f"nutpie, negbin, {spec.sampling.chains} chains, {spec.sampling.tune} tuning, "
         f"stop = {spec.sampling.stop!r}",
