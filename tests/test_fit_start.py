@@ -44,7 +44,8 @@ def test_the_start_is_the_data_s_estimates_near_the_truth(data):
     assert set(start) == set(free)  # every free variable of this model
     for name, (value, sd) in start.items():
         assert np.shape(value) == np.shape(sd) == tuple(free[name].shape.eval()), name
-        assert np.all(np.isfinite(value)) and np.all(sd > 0), name
+        assert np.all(np.isfinite(value)), name
+        assert np.all(sd > 0), name
     # the national coefficients within 4 of their approximate posterior SDs of the truth
     truth = {"a": TRUTH["a"], "b_w": np.log(TRUTH["gradient"]), "b_b": TRUTH["b_b"]}
     for name, true in truth.items():
@@ -84,7 +85,7 @@ def test_each_chain_starts_at_its_own_jitter_reproducibly(data):
 
 
 def test_other_models_start_as_nutpie_starts_them(table, data):
-    model, centred = model_of(data, Spec("referrals", la_effects="noncentred"))
+    model, _ = model_of(data, Spec("referrals", la_effects="noncentred"))
     assert st.near_posterior(data, "negbin", model) is None  # la_theta's blocks
     strata = table.assign(urban=np.where(np.arange(len(table)) % 2, "urban", "rural"))
     with_strata = NeighbourhoodData.from_table(strata, "referrals", stratum="urban")
