@@ -16,7 +16,6 @@ import numpy as np
 import pymc as pm
 
 from socialgradient.sampling._nutpie_codegen import _frozen, user_data
-from socialgradient.sampling.start import Start, jittered
 
 
 def _pymc_initial_point(model: pm.Model):
@@ -32,16 +31,11 @@ def _pymc_initial_point(model: pm.Model):
     )
 
 
-def _initial_point(
-    model: pm.Model, names: list[str], shapes: list, start: Start | None = None
-) -> object:
+def _initial_point(model: pm.Model, names: list[str], shapes: list) -> object:
     """Return nutpie's initial-point function for ``model``: a flat float64 array per seed.
 
     The free variables in ``names`` order (what nutpie's ``_rv_dict_to_flat_array_wrapper``
     around its locked ``make_initial_point_fn`` gives, written here: one private name less).
-    ``start`` (:func:`socialgradient.sampling.start.near_posterior`) replaces the variables it
-    names by its estimates, jittered from ``default_rng(seed)``
-    (:func:`socialgradient.sampling.start.jittered`); the others start as nutpie starts them.
     """
     point_fn = _pymc_initial_point(model)
     lock = threading.Lock()
@@ -51,8 +45,6 @@ def _initial_point(
     def initial_point(seed=None):
         with lock:
             point = point_fn(seed)
-        if start is not None:
-            point = {**point, **jittered(start, np.random.default_rng(seed))}
         flat = np.empty(total, dtype="float64", order="C")
         cursor = 0
         for name, shape in zip(names, shapes, strict=True):
@@ -136,14 +128,3 @@ def with_data(compiled, model: pm.Model):
         initial_point_func=initial,
         user_data=user_data(list(compiled.shared_var_keys), by_var),
     )
-
-
-def starting_at(compiled, model: pm.Model, start: Start):
-    """Return ``compiled`` with its chains starting at ``start``, jittered per chain.
-
-    ``start``: :func:`socialgradient.sampling.start.near_posterior` of ``model``'s data. Only
-    the initial-point function changes (either compilation path): the same posterior.
-    """
-    names = [model.rvs_to_values[v].name for v in model.free_RVs]
-    initial = _initial_point(model, names, [compiled.shapes[n] for n in names], start)
-    return dataclasses.replace(compiled, initial_point_func=initial)

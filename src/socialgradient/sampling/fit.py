@@ -33,7 +33,6 @@ from socialgradient.model.terms import TERMS
 from socialgradient.sampling import compiled as compiled_module
 from socialgradient.sampling import predict
 from socialgradient.sampling import target as target_module
-from socialgradient.sampling._nutpie_model import starting_at
 from socialgradient.sampling.saved import (
     JOINT_LOG_LIKELIHOOD,
     REQUIRED_ATTRS,
@@ -47,7 +46,6 @@ from socialgradient.sampling.saved import (
     stacked_log_likelihood,
     with_log_likelihood,
 )
-from socialgradient.sampling.start import Start, near_posterior
 from socialgradient.spec import Sampling, Spec
 from socialgradient.util.memory import release_memory
 from socialgradient.util.progress import step
@@ -185,9 +183,8 @@ def fit(
         ``posterior_predictive`` with dims (chain, draw, lsoa).
     """
     model, centred = model_of(data, spec)
-    near = near_posterior(data, spec.family, model) if spec.sampling.sampler == "nutpie" else None
     tree, compile_seconds, sampling_seconds = sample(
-        model, spec.sampling, progressbar, initial=near, target_accept=spec.target_accept
+        model, spec.sampling, progressbar, target_accept=spec.target_accept
     )
     return assemble(
         tree,
@@ -229,18 +226,10 @@ def checked(model: pm.Model) -> list[str]:
     return names
 
 
-def sample(
-    model: pm.Model,
-    s: Sampling,
-    progressbar: bool = True,
-    initial: Start | None = None,
-    **nuts,
-):
+def sample(model: pm.Model, s: Sampling, progressbar: bool = True, **nuts):
     """Run NUTS on ``model`` with the sampler, draws, chains and seed of ``s``.
 
-    ``nuts`` passes sampler options (e.g. ``target_accept``). ``initial``: nutpie's chains
-    start there, jittered per chain (:func:`socialgradient.sampling.start.near_posterior`,
-    which :func:`fit` gives); None, nutpie's default start. Returns the sampler's
+    ``nuts`` passes sampler options (e.g. ``target_accept``). Returns the sampler's
     DataTree, the compile time (NaN for PyMC and numpyro, which compile while sampling)
     and the sampling time, in seconds. With ``s.stop == "target"`` the draws are those of
     :func:`socialgradient.sampling.target.sample` and the tree's attrs hold its verdict
@@ -267,8 +256,6 @@ def sample(
             if reused
             else "",
         )
-        if initial is not None:
-            compiled = starting_at(compiled, model, initial)
         log.info("sampling %s ...", what)
         start = time.perf_counter()
         with one_blas_thread():  # the chains are the threads (util.threads)
