@@ -26,13 +26,15 @@ def main() -> None:
     p.add_argument("a", type=float, help="log rate per child per year at w = 0")
     p.add_argument("scale", type=float, help="LSOAs per LA multiplier")
     p.add_argument("--seed", type=int, default=11)
+    p.add_argument("--tune", type=int, help="tuning draws per chain (default: the package's)")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     truth = dict(england.PARAMETERS["looked_after"], a=args.a)
     syn = england.simulate(seed=args.seed, scale=args.scale, parameters={"looked_after": truth})
     y = syn.table["looked_after"]
     start = time.perf_counter()
-    tree = sg.fit(syn.table, "looked_after", progressbar=False)
+    tune = {"tune": args.tune} if args.tune else {}
+    tree = sg.fit(syn.table, "looked_after", progressbar=False, **tune)
     wall = time.perf_counter() - start
     d = sg.diagnose(tree)
     keys = ("verdict", "reasons", "rhat_max", "ess_bulk_min", "ess_tail_min", "divergences")
@@ -40,6 +42,7 @@ def main() -> None:
         json.dumps(
             {
                 "a": args.a,
+                "tune": json.loads(tree.attrs["spec"])["sampling"]["tune"],
                 "scale": args.scale,
                 "lsoas": len(y),
                 "events_per_lsoa": round(float(y.mean()), 3),
