@@ -51,7 +51,9 @@ SCRIPT = textwrap.dedent("""
             compiled = callbacks.compile_model(build_model(data, spec))
             out["compile_s"] = round(time.perf_counter() - start, 1)
             ours = nutpie.sample(compiled, **draws)["posterior"]["b_w"].values
-            public = nutpie.compile_pymc_model(build_model(data, spec))
+            import pytensor  # nutpie's own compilation, under the flags ours uses
+            with pytensor.config.change_flags(**callbacks.NUMERICS):
+                public = nutpie.compile_pymc_model(build_model(data, spec))
             theirs = nutpie.sample(public, **draws)["posterior"]["b_w"].values
             out["same_draws_as_public"] = bool(np.array_equal(ours, theirs))
             out["loaded"] = callbacks._is_ours(compiled) and compiled.logp_func is None

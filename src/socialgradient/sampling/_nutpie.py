@@ -56,6 +56,7 @@ from pathlib import Path
 from typing import Any
 
 import pymc as pm
+import pytensor
 
 from socialgradient.sampling._nutpie_cache import (  # noqa: F401 (as before the split)
     ENV_DIR,
@@ -81,6 +82,7 @@ from socialgradient.sampling._nutpie_cache import (  # noqa: F401 (as before the
 )
 from socialgradient.sampling._nutpie_codegen import (  # noqa: F401 (as before the split)
     CODE_VERSIONS,
+    NUMERICS,
     TEMPLATE,
     _arrays,
     _cfuncs,
@@ -159,8 +161,16 @@ def compile_model(model: pm.Model, key: str):
     model of the same code (``key``: :func:`socialgradient.sampling.compiled.code_key`,
     computed before compiling) was compiled before. nutpie's public compilation itself when
     the fast path is off (``SOCIALGRADIENT_NUTPIE_CACHE=0``, no warning) or cannot serve
-    (:func:`probe`, or any error in it: one :class:`FastPathWarning`).
+    (:func:`probe`, or any error in it: one :class:`FastPathWarning`). Either way compiled
+    under :data:`NUMERICS` (numba's fast-math off), so that the draws for a seed do not depend
+    on whether PyTensor's functions came from its disk cache.
     """
+    with pytensor.config.change_flags(**NUMERICS):
+        return _compile(model, key)
+
+
+def _compile(model: pm.Model, key: str):
+    """Do :func:`compile_model`'s work (under its flags)."""
     if not enabled():
         return _public(model)
     problem = probe()
@@ -176,7 +186,7 @@ def compile_model(model: pm.Model, key: str):
             "nutpie.compile_pymc_model instead (same posterior, ~10-15 s more per model). "
             f"{ENV_SWITCH}=0 turns the fast path off."
         ),
-        stacklevel=2,
+        stacklevel=3,
     )
     return _public(model)
 

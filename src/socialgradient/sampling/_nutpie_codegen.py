@@ -82,6 +82,15 @@ def expand(dim, expanded, x_, out_, user_):
 
 #: Packages whose versions change the generated machine code for the same model graph.
 CODE_VERSIONS = ("numba", "llvmlite", "pytensor", "pymc", "nutpie", "numpy")
+#: The PyTensor flags a model is compiled for nutpie under (part of :func:`_name`): numba's
+#: fast-math off. With it on (PyTensor's default) LLVM may reassociate and contract
+#: floating-point arithmetic, and what it does depends on whether PyTensor's per-op functions
+#: were compiled fresh (their code inlined into the model's function) or loaded from
+#: PyTensor's disk cache (linked, not inlined): a BYM2 model's gradient then differed in its
+#: last bits between the two (its scatter-adds: the ICAR's component sums, the LA centring),
+#: so the draws for a seed depended on the state of PyTensor's cache. Without fast-math each
+#: operation is IEEE arithmetic in its written order, inlined or not.
+NUMERICS: dict[str, bool] = {"numba__fastmath": False}
 
 
 class _Mismatch(RuntimeError):
@@ -136,9 +145,10 @@ def _frozen(value) -> np.ndarray:
 
 
 def _name(key: str) -> str:
-    """Return the generated module's name: the code key, the template and the code versions."""
+    """Return the generated module's name: the code key, template, code versions, numerics."""
     versions = " ".join(f"{p}={importlib.metadata.version(p)}" for p in CODE_VERSIONS)
-    digest = hashlib.sha256(f"{key}\n{versions}\n{sys.version}\n{TEMPLATE}".encode())
+    numerics = repr(sorted(NUMERICS.items()))
+    digest = hashlib.sha256(f"{key}\n{versions}\n{numerics}\n{sys.version}\n{TEMPLATE}".encode())
     return f"{PREFIX}{digest.hexdigest()[:32]}"
 
 
