@@ -149,3 +149,28 @@ def test_sensitivity_without_pointwise_values_equals_with_them():
     for name, q in stored["quantities"].items():
         for part in ("prior", "likelihood"):  # both rounded to 4 decimals
             assert blocked["quantities"][name][part] == pytest.approx(q[part], abs=1e-4)
+
+
+def test_large_log_likelihoods_are_stored_as_float32_rounded_once(monkeypatch):
+    """Above the size cut the pointwise values are float32: the float64 values rounded once.
+
+    The cut counts draws x rows (``predict.FLOAT32_LOG_LIKELIHOOD_ABOVE``); lowered here to
+    just under this fit's 60 x 160 values, so that a small fit crosses it.
+    """
+    tree = fake_tree(n_la=5, n_lsoa_per_la=32, chains=3, draws=20, family="negbin", seed=4)
+    post, data = tree["posterior"].to_dataset(), predict.encoded_data(tree)
+    wide = predict.log_likelihood(post, data, "negbin")
+    assert wide.dtype == np.float64  # 9,600 values: far below the default cut
+    monkeypatch.setattr(predict, "FLOAT32_LOG_LIKELIHOOD_ABOVE", 60 * 160 - 1)
+    narrow = predict.log_likelihood(post, data, "negbin")
+    assert narrow.dtype == np.float32
+    np.testing.assert_array_equal(narrow.values, wide.values.astype(np.float32))
+    assert predict.log_likelihood(post, data, "negbin", dtype=np.float64).dtype == np.float64
+    # the per-draw total the sensitivity reads is accumulated in float64 from either
+    stored = tree.copy()
+    stored["log_likelihood"] = xr.DataTree(narrow.to_dataset())
+    total = sensitivity._total_log_likelihood(stored, joint=False)
+    assert total is not None and total.dtype == np.float64
+    np.testing.assert_allclose(
+        total.values, wide.sum("lsoa").values, rtol=1e-6
+    )  # float32 rounding of each value: relative 6e-8, summed over 160 rows

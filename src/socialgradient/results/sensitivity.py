@@ -292,7 +292,8 @@ def _total_log_likelihood(tree: xr.DataTree, joint: bool) -> xr.DataArray | None
             return None
         name = JOINT_LOG_LIKELIHOOD if joint else tree.attrs["outcome"]
         loglik = tree["log_likelihood"].to_dataset()[name]
-        return loglik.sum([d for d in loglik.dims if d not in SAMPLE])
+        # summed in float64 whatever the stored dtype (a large fit's is float32)
+        return loglik.sum([d for d in loglik.dims if d not in SAMPLE], dtype=np.float64)
     if "posterior_predictive" not in tree.children:
         return None
     pp = tree["posterior_predictive"]

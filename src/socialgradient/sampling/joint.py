@@ -39,10 +39,12 @@ def fit(datas: list[NeighbourhoodData], spec: Spec, progressbar: bool = True) ->
     row, coords = first.row_dim, first.row_coords
     few = predict.thin(post, MAX_PREDICTIVE_DRAWS)
     loglik, replicates = {}, {}
+    n_draws = few.sizes["chain"] * few.sizes["draw"]
+    dtype = predict.log_likelihood_dtype(n_draws * len(first.y) * len(datas))  # all thresholds
     for j, d in enumerate(datas):
         view_post = _select(few, d.outcome)
         with step(log, "%s: pointwise log-likelihood and replicates", d.outcome):
-            loglik[d.outcome] = predict.log_likelihood(view_post, d, spec.family)
+            loglik[d.outcome] = predict.log_likelihood(view_post, d, spec.family, dtype=dtype)
             replicates[d.outcome] = predict.replicate(
                 view_post, d, spec.family, seed=spec.sampling.seed + j
             )

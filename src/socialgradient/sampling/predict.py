@@ -130,24 +130,45 @@ def log_mean(posterior: xr.Dataset, data: NeighbourhoodData) -> xr.DataArray:
     return _by_chain(posterior, data, "log_mean", float, lambda c, d, _, eta: eta + log_e)
 
 
+#: Pointwise log-likelihoods of more values than this (draws x rows, all thresholds of a
+#: joint fit together) are stored as float32, half the memory: a 322k-cell stratified fit's
+#: 308 draws (0.8 GB as float64) or a joint fit's 5 x 1,000 x 32,844 (1.3 GB). Each value
+#: is computed in float64 and rounded once (7 significant digits, as against CmdStan's 6 by
+#: default); ArviZ's LOO then accumulates in float64 (``bench/stratified.md``: the elpd and
+#: Pareto k's change this makes). Smaller fits, England's 1,000 x 32,844 among them, keep
+#: float64.
+FLOAT32_LOG_LIKELIHOOD_ABOVE = 50_000_000
+
+
+def log_likelihood_dtype(values: int) -> type:
+    """Return the dtype of ``values`` pointwise log-likelihoods (float32 above the cut)."""
+    return np.float32 if values > FLOAT32_LOG_LIKELIHOOD_ABOVE else np.float64
+
+
 def log_likelihood(
     posterior: xr.Dataset,
     data: NeighbourhoodData,
     family: str,
     *,
     block_values: int | None = None,
+    dtype: type | None = None,
 ) -> xr.DataArray:
     """Pointwise log-likelihood of each row's count, dims (chain, draw, row).
 
     Computed in blocks of at most ``block_values`` draw x row values (default
-    :data:`BLOCK_VALUES`); each value is the same, to rounding, whatever the block.
+    :data:`BLOCK_VALUES`); each value is the same, to rounding, whatever the block. Stored
+    as ``dtype`` (default: :func:`log_likelihood_dtype` of draws x rows; computed in
+    float64 either way).
     """
     fam, rows = families.get(family), _rows(data)
+    if dtype is None:
+        draws = posterior.sizes["chain"] * posterior.sizes["draw"]
+        dtype = log_likelihood_dtype(draws * len(data.y))
     return _by_chain(
         posterior,
         data,
         data.outcome,
-        float,
+        dtype,
         lambda c, d, block, eta: fam.pointwise(eta, rows, _params(block, fam)),
         block_values=block_values,
     )
