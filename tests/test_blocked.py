@@ -170,7 +170,8 @@ def test_large_log_likelihoods_are_stored_as_float32_rounded_once(monkeypatch):
     stored = tree.copy()
     stored["log_likelihood"] = xr.DataTree(narrow.to_dataset())
     total = sensitivity._total_log_likelihood(stored, joint=False)
-    assert total is not None and total.dtype == np.float64
+    assert total is not None
+    assert total.dtype == np.float64
     np.testing.assert_allclose(
         total.values, wide.sum("lsoa").values, rtol=1e-6
     )  # float32 rounding of each value: relative 6e-8, summed over 160 rows
