@@ -7,8 +7,8 @@ stratum offsets to the intercept and slope, nutpie 4 chains sampled to the targe
 
 The records are simulated and aggregated in this process and the table written to
 `bench/_work/stratified/table.parquet`; the model is fitted in a child process that reads
-that file, as a user fitting a table would, so its peak memory (`peak_rss_mb`, the child's
-`ru_maxrss`) is the fit's own, not the 675,000 simulated records' (`peak_rss_prepare_mb`,
+that file, as a user fitting a table would, so its peak memory (`peak_vmhwm_mb`, the
+child's `VmHWM`; `peak_rss_mb` is its `ru_maxrss`) is the fit's own, not the 675,000 simulated records' (`peak_rss_prepare_mb`,
 this process's). Writes `bench/stratified.json`; run `python bench/stratified.py` from the
 repository root.
 """
@@ -28,6 +28,17 @@ WORK = Path(__file__).with_name("_work") / "stratified"
 
 def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _hwm_mb() -> float:
+    """The kernel's high-water mark of this process's own memory since its exec (``VmHWM``).
+
+    ``ru_maxrss`` of an exec'd child also keeps the image it was forked from (Linux carries
+    the old image's high-water mark across ``execve``); ``VmHWM`` is the new image's alone.
+    """
+    with open("/proc/self/status") as f:
+        line = next((line for line in f if line.startswith("VmHWM")), "VmHWM: 0 kB")
+    return int(line.split()[1]) / 1024
 
 
 def fit(path: Path) -> dict:
@@ -50,6 +61,7 @@ def fit(path: Path) -> dict:
         "predictive_draws": int(loglik.sizes["draw"] * loglik.sizes["chain"]),
         "log_likelihood_dtype": str(loglik.dtype),
         "peak_rss_mb": _peak_mb(),
+        "peak_vmhwm_mb": _hwm_mb(),
         **{k: d[k] for k in ("rhat_max", "ess_bulk_min", "ess_tail_min", "divergences", "verdict")},
         "reasons": d["reasons"],
         "draws_per_chain": int(tree["posterior"].sizes["draw"]),
