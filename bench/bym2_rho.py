@@ -12,14 +12,28 @@ spatial SD ``sd * sqrt(rho)``; and the lag-1 autocorrelation of each of those::
     PYTHONPATH=src python bench/bym2_rho.py 30 300 2021 2022
     PYTHONPATH=src python bench/bym2_rho.py 30 300 2021 2022 --adaptation=low_rank
     PYTHONPATH=src python bench/bym2_rho.py 30 300 2021 2022 --phi=eigen
+    PYTHONPATH=src python bench/bym2_rho.py 30 300 2021 2022 --phi=sparse
+    PYTHONPATH=src python bench/bym2_rho.py 30 300 2021 2022 --phi=sparse --field=0.5,0.9
     PYTHONPATH=src python bench/bym2_rho.py 30 --spectrum
+    PYTHONPATH=src python bench/bym2_rho.py 30 --cost          # logp+grad, both forms
+    PYTHONPATH=src python bench/bym2_rho.py 0 --cost           # the same, all of England
+
+``--phi=sparse`` samples ``phi`` prior-whitened through the grounded Laplacian's sparse
+Cholesky factor (``add_bym2(phi_form="sparse")``). ``--field=SD,RHO`` first redraws the
+default England's counts around a BYM2 field (``synthetic.spatial.with_field``, field seed
+2021) on the shipped ``synthetic`` graph. ``--cost`` times one log density + gradient
+evaluation of each form (nutpie's compiled ``logp_func``, fast-math off, one BLAS thread, CPU
+time, median of 5 rounds) at the initial point, and the factor's build time and size.
 
 Results and their reading: bench/bym2_rho.md.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import os
+import statistics
 import sys
 import time
 
@@ -120,15 +134,103 @@ def spectrum(n_la: int, components: int = 3) -> list[dict]:
     return out
 
 
-def main(n_la: int, draws: int, seed: int, adaptation: str = "diag", phi: str = "icar") -> dict:
+def subset(n_la: int, field: tuple[float, float] | None = None):
+    """The first ``n_la`` LAs of the default England (all with 0), with a field if asked."""
     table = sg.default_data()
-    sub = table[table["la"].isin(table["la"].unique()[:n_la])].reset_index(drop=True)
-    spec = Spec("referrals", family="poisson", spatial="bym2", neighbours="synthetic")
-    if phi == "eigen":
-        from socialgradient.model.terms import spatial as term
+    if field is not None:
+        from socialgradient.data import neighbours as nb
+        from socialgradient.data.synthetic.spatial import with_field
 
+        pairs = nb.read_neighbours(nb.resolve("synthetic"))
+        table, _ = with_field(table, sg.default_truth(), pairs, *field, seed=2021)
+    if n_la <= 0:
+        return table
+    return table[table["la"].isin(table["la"].unique()[:n_la])].reset_index(drop=True)
+
+
+def build(sub, phi: str):
+    """The Poisson + BYM2 model of ``sub`` with ``phi`` sampled as asked."""
+    from socialgradient.model.terms import spatial as term
+
+    spec = Spec("referrals", family="poisson", spatial="bym2", neighbours="synthetic")
+    original = term.add_bym2
+    if phi == "eigen":
         term.add_bym2 = eigen_bym2  # type: ignore[assignment]  (a bench variant)
-    model = model_of(sg.encode(sub, spec), spec)[0]
+    elif phi == "sparse":
+        term.add_bym2 = functools.partial(original, phi_form="sparse")  # type: ignore[assignment]
+    try:
+        return model_of(sg.encode(sub, spec), spec)[0]
+    finally:
+        term.add_bym2 = original  # type: ignore[assignment]
+
+
+def cost(n_la: int, calls: int = 50, rounds: int = 5) -> list[dict]:
+    """One logp + gradient evaluation of each form (``--cost``), and the factor's build."""
+    import pytensor
+
+    from socialgradient.model.sparse_chol import grounded_factor
+    from socialgradient.model.terms import SpatialEffect
+    from socialgradient.util.threads import one_blas_thread
+
+    sub = subset(n_la)
+    spec = Spec("referrals", family="poisson", spatial="bym2", neighbours="synthetic")
+    adjacency = sg.encode(sub, spec).term(SpatialEffect).adjacency()
+    start = time.perf_counter()
+    g = grounded_factor(adjacency)
+    built = time.perf_counter() - start
+    c = g.factor
+    out = [
+        {
+            "lsoas": adjacency.n,
+            "edges": len(adjacency.edges),
+            "factor_rows": c.shape[0],
+            "factor_nnz": int(c.nnz),
+            "factor_mb": round((c.data.nbytes + c.indices.nbytes + c.indptr.nbytes) / 1e6, 2),
+            "factor_build_s": round(built, 3),
+            "load": os.getloadavg()[0],
+        }
+    ]
+    fns, points = {}, {}
+    for phi in ("icar", "sparse"):
+        model = build(sub, phi)
+        with pytensor.config.change_flags(numba__fastmath=False):
+            fns[phi] = nutpie.compile_pymc_model(model).logp_func
+        point = model.initial_point()
+        points[phi] = np.concatenate(
+            [np.ravel(point[model.rvs_to_values[v].name]) for v in model.free_RVs]
+        )
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    with one_blas_thread():
+        for _ in range(rounds):
+            for phi, f in fns.items():
+                f(points[phi])
+                start = time.process_time()
+                for _ in range(calls):
+                    f(points[phi])
+                times[phi].append((time.process_time() - start) / calls)
+    for phi in fns:
+        out.append(
+            {
+                "phi": phi,
+                "parameters": len(points[phi]),
+                "cpu_ms_rounds": [round(1e3 * t, 3) for t in times[phi]],
+                "cpu_ms": round(1e3 * statistics.median(times[phi]), 3),
+                "load": os.getloadavg()[0],
+            }
+        )
+    return out
+
+
+def main(
+    n_la: int,
+    draws: int,
+    seed: int,
+    adaptation: str = "diag",
+    phi: str = "icar",
+    field: tuple[float, float] | None = None,
+) -> dict:
+    sub = subset(n_la, field)
+    model = build(sub, phi)
     compiled, _ = compile_nutpie(model)
     start = time.perf_counter()
     tree = nutpie.sample(
@@ -169,10 +271,13 @@ def main(n_la: int, draws: int, seed: int, adaptation: str = "diag", phi: str = 
         "seed": seed,
         "adaptation": adaptation,
         "phi": phi,
+        "field": list(field) if field else None,
+        "load": os.getloadavg()[0],
         "draws": f"2 x ({draws} + {draws})",
         "sampling_s": round(seconds, 1),
         "step_size": round(float(stats["step_size"].values.mean()), 4),
         "mean_depth": round(float(stats["depth"].values.mean()), 2),
+        "mean_steps": round(float(stats["n_steps"].values.mean()), 1),
         "divergences": int(stats["diverging"].values.sum()),
         "rho_quantiles": [round(float(q), 3) for q in np.quantile(rho, [0.025, 0.5, 0.975])],
         "sd_quantiles": [round(float(q), 3) for q in np.quantile(sd, [0.025, 0.5, 0.975])],
@@ -190,10 +295,16 @@ if __name__ == "__main__":
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     how = next((f.split("=", 1)[1] for f in flags if f.startswith("--adaptation=")), "diag")
     phi = next((f.split("=", 1)[1] for f in flags if f.startswith("--phi=")), "icar")
+    given = next((f.split("=", 1)[1] for f in flags if f.startswith("--field=")), "")
+    field = tuple(float(v) for v in given.split(",")) if given else None
+    if "--cost" in flags:
+        for line in cost(int(args[0])):
+            print(json.dumps(line), flush=True)
+        raise SystemExit(0)
     if "--spectrum" in flags:
         for line in spectrum(int(args[0])):
             print(json.dumps(line), flush=True)
         raise SystemExit(0)
     n_la, draws = int(args[0]), int(args[1])
     for s in args[2:] or ["2021"]:
-        print(json.dumps(main(n_la, draws, int(s), how, phi)), flush=True)
+        print(json.dumps(main(n_la, draws, int(s), how, phi, field)), flush=True)  # type: ignore[arg-type]
