@@ -258,6 +258,10 @@ def main(
     }
     ds = xr.Dataset({k: (("chain", "draw"), v) for k, v in series.items()})
     rhat, ess = az.rhat(ds), az.ess(ds, method="bulk")
+    # the reported effect (LA-centred, per LSOA): its worst and median bulk ESS, worst R-hat
+    effect = post["spatial_effect"].astype("float64")
+    effect_ess = az.ess(effect, method="bulk").values
+    effect_rhat = az.rhat(effect).values
     total = 2 * draws
     flat = {k: v.ravel() for k, v in series.items()}
     corr = {
@@ -287,6 +291,8 @@ def main(
         "ess_bulk_per_s": {k: round(float(ess[k]) / seconds, 2) for k in series},
         "corr_with_logit_rho": corr,
         "lag1": {k: lag1(v) for k, v in series.items()},
+        "effect_ess_bulk_min_median": [int(effect_ess.min()), int(np.median(effect_ess))],
+        "effect_rhat_max": round(float(effect_rhat.max()), 3),
     }
 
 
