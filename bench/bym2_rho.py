@@ -14,6 +14,7 @@ spatial SD ``sd * sqrt(rho)``; and the lag-1 autocorrelation of each of those::
     PYTHONPATH=src python bench/bym2_rho.py 30 300 2021 2022 --phi=eigen
     PYTHONPATH=src python bench/bym2_rho.py 30 300 2021 2022 --phi=sparse
     PYTHONPATH=src python bench/bym2_rho.py 30 300 2021 2022 --phi=sparse --field=0.5,0.9
+    PYTHONPATH=src python bench/bym2_rho.py 30 300 2021 2022 --phi=sparse --field=0.3,0.8,poisson
     PYTHONPATH=src python bench/bym2_rho.py 30 --spectrum
     PYTHONPATH=src python bench/bym2_rho.py 30 --cost          # logp+grad, both forms
     PYTHONPATH=src python bench/bym2_rho.py 0 --cost           # the same, all of England
@@ -134,18 +135,53 @@ def spectrum(n_la: int, components: int = 3) -> list[dict]:
     return out
 
 
-def subset(n_la: int, field: tuple[float, float] | None = None):
-    """The first ``n_la`` LAs of the default England (all with 0), with a field if asked."""
+def subset(n_la: int, field: tuple | None = None):
+    """The first ``n_la`` LAs of the default England (all with 0), with a field if asked.
+
+    ``field``: ``(sd, rho)`` redraws the counts with ``with_field`` (negative binomial around
+    the field, seed 2021); ``(sd, rho, "poisson")`` the same field and means, Poisson counts
+    (the field then the only extra-Poisson variation).
+    """
     table = sg.default_data()
     if field is not None:
         from socialgradient.data import neighbours as nb
-        from socialgradient.data.synthetic.spatial import with_field
+        from socialgradient.data.deprivation import decompose
+        from socialgradient.data.synthetic.spatial import draw_bym2, with_field
 
         pairs = nb.read_neighbours(nb.resolve("synthetic"))
-        table, _ = with_field(table, sg.default_truth(), pairs, *field, seed=2021)
+        truth = sg.default_truth()
+        if len(field) > 2 and field[2] == "poisson":
+            codes = table["lsoa"].astype(str).to_numpy()
+            adjacency = nb.build_adjacency(pairs, codes, unknown="drop")
+            rng = np.random.default_rng([2021, 29])
+            b = draw_bym2(adjacency, float(field[0]), float(field[1]), rng).effect
+            d = decompose(table["income"], table["children"], table["la"])
+            t = truth["thresholds"]["referrals"]["la"]
+            a_la = np.array([t[str(code)]["a_la"] for code in d.la])
+            b_la = np.array([t[str(code)]["b_la"] for code in d.la])
+            eta = a_la[d.la_index] + b_la[d.la_index] * d.w + b
+            mu = table["children"].to_numpy(dtype=float) * np.exp(eta)
+            table = table.assign(referrals=rng.poisson(mu).astype(np.int64))
+        else:
+            table, _ = with_field(table, truth, pairs, *map(float, field[:2]), seed=2021)
     if n_la <= 0:
         return table
     return table[table["la"].isin(table["la"].unique()[:n_la])].reset_index(drop=True)
+
+
+def realised_sd(sub, field: tuple | None) -> float | None:
+    """The SD over ``sub``'s LSOAs of the Poisson field's draw (``None`` otherwise)."""
+    if field is None or len(field) < 3:
+        return None
+    from socialgradient.data import neighbours as nb
+    from socialgradient.data.synthetic.spatial import draw_bym2
+
+    table = sg.default_data()
+    codes = table["lsoa"].astype(str).to_numpy()
+    adjacency = nb.build_adjacency(nb.read_neighbours(nb.resolve("synthetic")), codes, "drop")
+    b = draw_bym2(adjacency, float(field[0]), float(field[1]), np.random.default_rng([2021, 29]))
+    keep = np.isin(codes, sub["lsoa"].astype(str).to_numpy())
+    return round(float(b.effect[keep].std()), 4)
 
 
 def build(sub, phi: str):
@@ -227,7 +263,7 @@ def main(
     seed: int,
     adaptation: str = "diag",
     phi: str = "icar",
-    field: tuple[float, float] | None = None,
+    field: tuple | None = None,
 ) -> dict:
     sub = subset(n_la, field)
     model = build(sub, phi)
@@ -276,6 +312,7 @@ def main(
         "adaptation": adaptation,
         "phi": phi,
         "field": list(field) if field else None,
+        "field_realised_sd_subset": realised_sd(sub, field),
         "load": os.getloadavg()[0],
         "draws": f"2 x ({draws} + {draws})",
         "sampling_s": round(seconds, 1),
@@ -302,7 +339,7 @@ if __name__ == "__main__":
     how = next((f.split("=", 1)[1] for f in flags if f.startswith("--adaptation=")), "diag")
     phi = next((f.split("=", 1)[1] for f in flags if f.startswith("--phi=")), "icar")
     given = next((f.split("=", 1)[1] for f in flags if f.startswith("--field=")), "")
-    field = tuple(float(v) for v in given.split(",")) if given else None
+    field = tuple(given.split(",")) if given else None
     if "--cost" in flags:
         for line in cost(int(args[0])):
             print(json.dumps(line), flush=True)
