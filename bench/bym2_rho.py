@@ -200,6 +200,21 @@ def build(sub, phi: str):
         term.add_bym2 = original  # type: ignore[assignment]
 
 
+def phi_of_z(sub, z: np.ndarray) -> np.ndarray:
+    """``phi`` of each draw of the sparse form's ``spatial_z`` (chain, draw, lsoa)."""
+    import pytensor
+    import pytensor.tensor as pt
+
+    from socialgradient.model.spatial import icar_from_white
+    from socialgradient.model.terms import SpatialEffect
+
+    spec = Spec("referrals", family="poisson", spatial="bym2", neighbours="synthetic")
+    adjacency = sg.encode(sub, spec).term(SpatialEffect).adjacency()
+    v = pt.vector("z")
+    f = pytensor.function([v], icar_from_white(v, adjacency, loose=True))
+    return np.stack([np.stack([f(d) for d in chain]) for chain in z])
+
+
 def cost(n_la: int, calls: int = 50, rounds: int = 5) -> list[dict]:
     """One logp + gradient evaluation of each form (``--cost``), and the factor's build."""
     import pytensor
@@ -282,7 +297,10 @@ def main(
     post, stats = tree["posterior"].to_dataset(), tree["sample_stats"].to_dataset()
     rho = post["spatial_rho"].transpose("chain", "draw").values
     sd = post["spatial_sd"].transpose("chain", "draw").values
-    phi_draws = post["spatial_phi"].transpose("chain", "draw", ...).values
+    if "spatial_phi" in post:
+        phi_draws = post["spatial_phi"].transpose("chain", "draw", ...).values
+    else:  # the sparse form samples z: phi = icar_from_white(z)
+        phi_draws = phi_of_z(sub, post["spatial_z"].transpose("chain", "draw", ...).values)
     theta = post["spatial_theta"].transpose("chain", "draw", ...).values
     series = {
         "logit_rho": np.log(rho / (1 - rho)),

@@ -245,8 +245,9 @@ def add_bym2(
         component constraint loosened (``icar_logp(loose=True)``).
     phi_form : {"icar", "sparse"}
         ``"icar"``: ``spatial_phi`` is sampled, its density the potential ``spatial_icar``.
-        ``"sparse"``: ``spatial_z ~ N(0, 1)`` (dim ``dim``) is sampled and ``spatial_phi`` is
-        the deterministic :func:`icar_from_white` of it: the same prior, whitened.
+        ``"sparse"``: ``spatial_z ~ N(0, 1)`` (dim ``dim``) is sampled and ``phi`` is
+        :func:`icar_from_white` of it, the same prior whitened (``phi`` is not recorded: one
+        value per LSOA and draw; rebuild it from ``spatial_z`` with that function).
 
     Returns
     -------
@@ -281,7 +282,6 @@ def add_bym2(
     if phi_form == "sparse":
         z = pm.Normal("spatial_z", 0.0, 1.0, dims=dim)
         phi = icar_from_white(z, adjacency, loose=groups is not None)
-        phi = pm.Deterministic("spatial_phi", phi, dims=dim)
     else:
         phi = pm.Flat("spatial_phi", dims=dim)
     theta = pm.Normal("spatial_theta", 0.0, 1.0, dims=dim)
