@@ -139,3 +139,28 @@ def test_add_bym2_sparse_form_matches_icar_form():
     np.testing.assert_allclose(diffs, diffs[0], atol=1e-8)
     with pytest.raises(SpatialError, match="phi_form"), pm.Model():
         add_bym2(adj, phi_form="dense")
+
+
+def test_sparse_form_gradient_is_the_same_from_the_cache_and_compiled_fresh():
+    """As the package compiles (fast-math off): bit for bit, PyTensor's numba cache on or off."""
+    adj = graph(60, seed=9, extra=1)
+    groups = (np.arange(adj.n) % 3).astype(np.int64)
+    y = np.random.default_rng(4).poisson(3.0, adj.n)
+    with pm.Model() as model:
+        effect = add_bym2(adj, groups=groups, phi_form="sparse")
+        pm.Poisson("y", pm.math.exp(1.0 + effect), observed=y)
+    values = model.value_vars
+    logp = model.logp(jacobian=True)
+    rng = np.random.default_rng(0)
+    point = [rng.standard_normal(np.shape(model.initial_point()[v.name])) for v in values]
+    out = {}
+    with pytensor.config.change_flags(numba__fastmath=False):
+        for cache in (True, False, True):
+            with pytensor.config.change_flags(numba__cache=cache):
+                f = pytensor.function(values, [logp, *pytensor.grad(logp, values)], mode="NUMBA")
+                out.setdefault(cache, []).append([np.asarray(o) for o in f(*point)])
+    ref = out[True][0]
+    assert np.isfinite(ref[0])
+    for got in (*out[True][1:], *out[False]):
+        for a, b in zip(ref, got, strict=True):
+            assert np.array_equal(a, b)

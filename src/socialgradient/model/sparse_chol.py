@@ -113,6 +113,10 @@ class SparseTriSolve(Op):
         return [DisconnectedType()(), DisconnectedType()(), DisconnectedType()(), other]
 
 
+#: Salts PyTensor's numba cache key of the Op: bump it when a kernel above changes.
+_KERNEL_VERSION = 1
+
+
 @register_funcify_default_op_cache_key(SparseTriSolve)
 def _numba_funcify_sparse_tri_solve(op, node=None, **kwargs):
     kernel = _solve_lower_t if op.transpose else _solve_lower
@@ -121,7 +125,7 @@ def _numba_funcify_sparse_tri_solve(op, node=None, **kwargs):
     def sparse_tri_solve(indptr, indices, data, b):  # pragma: no cover - compiled
         return kernel(indptr, indices, data, b)
 
-    return sparse_tri_solve
+    return sparse_tri_solve, _KERNEL_VERSION
 
 
 def tri_solve(factor: sp.csc_matrix, b, transpose: bool = True):
