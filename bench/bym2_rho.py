@@ -18,6 +18,7 @@ spatial SD ``sd * sqrt(rho)``; and the lag-1 autocorrelation of each of those::
     PYTHONPATH=src python bench/bym2_rho.py 30 --spectrum
     PYTHONPATH=src python bench/bym2_rho.py 30 --cost          # logp+grad, both forms
     PYTHONPATH=src python bench/bym2_rho.py 0 --cost           # the same, all of England
+    PYTHONPATH=src python bench/bym2_rho.py 30 --compile       # compile_nutpie, both forms
 
 ``--phi=sparse`` samples ``phi`` prior-whitened through the grounded Laplacian's sparse
 Cholesky factor (``add_bym2(phi_form="sparse")``). ``--field=SD,RHO`` first redraws the
@@ -358,6 +359,17 @@ if __name__ == "__main__":
     phi = next((f.split("=", 1)[1] for f in flags if f.startswith("--phi=")), "icar")
     given = next((f.split("=", 1)[1] for f in flags if f.startswith("--field=")), "")
     field = tuple(given.split(",")) if given else None
+    if "--compile" in flags:  # compile_nutpie's time per form in this process (disk cache)
+        from socialgradient.sampling.compiled import compile_nutpie as compile_
+
+        sub = subset(int(args[0]))
+        for form in ("sparse", "icar"):
+            model = build(sub, form)
+            start = time.perf_counter()
+            _, reused = compile_(model)
+            line = {"phi": form, "compile_s": round(time.perf_counter() - start, 2)}
+            print(json.dumps({**line, "reused": reused, "load": os.getloadavg()[0]}), flush=True)
+        raise SystemExit(0)
     if "--cost" in flags:
         for line in cost(int(args[0])):
             print(json.dumps(line), flush=True)
