@@ -11,7 +11,7 @@ ICAR is a distribution of contrasts; centring ``x`` per component gives ``N(0, Q
 :func:`grounded_factor` computes ``Q_g[o][:, o] = C C^T`` with ``o`` a fill-reducing order
 (SuperLU's minimum degree on ``Q + Q'``, no pivoting: the symmetric LU of a positive definite
 matrix is ``L D L^T``, so ``C = L D^{1/2}``); for England's shipped graph (32,843 LSOAs, six
-components) ``C`` has about 0.35 million non-zeros (``bench/bym2_rho.md``). Then
+components) ``C`` has 0.32 million non-zeros (``bench/bym2_rho.md``). Then
 ``x = C^{-T} z`` with ``z ~ N(0, I)`` is ``N(0, Q_g[o][:, o]^{-1})``: the prior-whitened
 ("non-centred") ICAR.
 
