@@ -44,8 +44,7 @@ from socialgradient.data.neighbours import Adjacency
 __all__ = ["GroundedFactor", "SparseTriSolve", "cholesky", "grounded_factor", "tri_solve"]
 
 
-@numba.njit(cache=True)
-def _solve_lower(indptr, indices, data, b):  # pragma: no cover - compiled
+def _solve_lower_py(indptr, indices, data, b):  # pragma: no cover - compiled
     """``y`` with ``C y = b`` (forward substitution, column by column)."""
     y = b.copy()
     for j in range(len(indptr) - 1):
@@ -57,8 +56,7 @@ def _solve_lower(indptr, indices, data, b):  # pragma: no cover - compiled
     return y
 
 
-@numba.njit(cache=True)
-def _solve_lower_t(indptr, indices, data, b):  # pragma: no cover - compiled
+def _solve_lower_t_py(indptr, indices, data, b):  # pragma: no cover - compiled
     """``x`` with ``C^T x = b`` (back substitution: each column a dot product)."""
     x = b.copy()
     for j in range(len(indptr) - 2, -1, -1):
@@ -68,6 +66,14 @@ def _solve_lower_t(indptr, indices, data, b):  # pragma: no cover - compiled
             s -= data[k] * x[indices[k]]
         x[j] = s / data[start]
     return x
+
+
+#: The kernels for ``perform`` (numba, cached on disk). The numba backend compiles its own
+#: from the same source with PyTensor's ``numba_njit``: calling these (separately compiled)
+#: from the backend's function gave gradients that differed in the last bit between
+#: PyTensor's numba cache on and off (``tests/test_icar_sparse.py``).
+_solve_lower = numba.njit(cache=True)(_solve_lower_py)
+_solve_lower_t = numba.njit(cache=True)(_solve_lower_t_py)
 
 
 class SparseTriSolve(Op):
@@ -114,12 +120,12 @@ class SparseTriSolve(Op):
 
 
 #: Salts PyTensor's numba cache key of the Op: bump it when a kernel above changes.
-_KERNEL_VERSION = 1
+_KERNEL_VERSION = 2
 
 
 @register_funcify_default_op_cache_key(SparseTriSolve)
 def _numba_funcify_sparse_tri_solve(op, node=None, **kwargs):
-    kernel = _solve_lower_t if op.transpose else _solve_lower
+    kernel = numba_njit(_solve_lower_t_py if op.transpose else _solve_lower_py)
 
     @numba_njit
     def sparse_tri_solve(indptr, indices, data, b):  # pragma: no cover - compiled
