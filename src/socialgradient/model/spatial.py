@@ -65,8 +65,13 @@ import pytensor.tensor as pt
 
 from socialgradient.data.icar import ScalingFactors, scaling_factors
 from socialgradient.data.neighbours import Adjacency
+from socialgradient.model.sparse_chol import GroundedFactor, grounded_factor, tri_solve
 
-__all__ = ["BYM2Priors", "SpatialError", "add_bym2", "icar_logp"]
+__all__ = ["PHI_FORMS", "BYM2Priors", "SpatialError", "add_bym2", "icar_from_white", "icar_logp"]
+
+#: How ``phi`` is sampled: ``"icar"`` (itself, with the ICAR density as a potential) or
+#: ``"sparse"`` (prior-whitened through the grounded Laplacian's sparse Cholesky factor).
+PHI_FORMS = ("icar", "sparse")
 
 #: The soft sum-to-zero constraint's standard deviation per node: sum(phi_c) ~ N(0, 0.001 n_c).
 CONSTRAINT_SD = 0.001
@@ -121,11 +126,46 @@ def icar_logp(phi, adjacency: Adjacency, loose: bool = False):
     n_comp = len(sizes)
     sums = pt.inc_subtensor(pt.zeros(n_comp)[pt.as_tensor(adjacency.component)], phi)
     connected = sizes > 1
-    scale = np.where(connected, np.sqrt(sizes) if loose else CONSTRAINT_SD * sizes, 1.0)
+    scale = _constraint_scale(adjacency, loose)
     constraint = -0.5 * pt.sum(pt.square(sums / scale)[np.flatnonzero(connected)])
     islands = adjacency.islands
     island_part = -0.5 * pt.sum(pt.square(phi[islands])) if len(islands) else 0.0
     return pairwise + constraint + island_part
+
+
+def _constraint_scale(adjacency: Adjacency, loose: bool) -> np.ndarray:
+    """Each component's constraint SD on its sum (1 for an island's, which has none)."""
+    sizes = adjacency.sizes
+    return np.where(sizes > 1, np.sqrt(sizes) if loose else CONSTRAINT_SD * sizes, 1.0)
+
+
+def icar_from_white(
+    z, adjacency: Adjacency, loose: bool = False, grounded: GroundedFactor | None = None
+):
+    """Return ``phi`` with :func:`icar_logp`'s prior, from ``z ~ N(0, I)`` (one per node).
+
+    Per component of two or more nodes: ``x = C^{-T} z`` over its nodes but the grounded one
+    (:func:`~socialgradient.model.sparse_chol.grounded_factor`), 0 at the grounded node, is
+    ``N(0, Q_g^{-1})``; centred it is ``N(0, Q+)``; the grounded node's ``z`` gives the
+    component's mean, ``scale_c / n_c * z``, so that its sum is ``N(0, scale_c^2)``, the
+    constraint of :func:`icar_logp` (``loose`` or not). An island's ``phi`` is its ``z``.
+    ``z -> phi`` is linear and invertible, so ``phi``'s density is exactly ``icar_logp``'s.
+    """
+    g = grounded or grounded_factor(adjacency)
+    z = pt.as_tensor_variable(z)
+    sizes = adjacency.sizes
+    comp = pt.as_tensor(adjacency.component.astype(np.int64))
+    order = pt.as_tensor(g.order.astype(np.int64))
+    raw = pt.set_subtensor(pt.zeros(adjacency.n)[order], tri_solve(g.factor, z[order]))
+    sums = pt.inc_subtensor(pt.zeros(len(sizes))[comp], raw)
+    connected = sizes > 1
+    weight = np.where(connected, _constraint_scale(adjacency, loose) / sizes, 0.0)
+    level = weight * z[pt.as_tensor(np.where(connected, g.ground, 0).astype(np.int64))]
+    phi = raw + (level - sums / sizes)[comp]
+    islands = adjacency.islands
+    if len(islands):
+        phi = pt.set_subtensor(phi[islands], z[islands])
+    return phi
 
 
 def group_centred(x, groups: np.ndarray):
@@ -180,6 +220,7 @@ def add_bym2(
     dim: str = "lsoa",
     keep_effect: bool = False,
     groups: np.ndarray | None = None,
+    phi_form: str = "icar",
 ):
     """Add the BYM2 LSOA effect to the current :class:`pymc.Model` and return it.
 
@@ -202,6 +243,11 @@ def add_bym2(
         Each LSOA's group (its LA, integers from 0), in ``adjacency.codes`` order: the effect
         is then centred exactly within each group (its mean 0 in every draw) and the ICAR's
         component constraint loosened (``icar_logp(loose=True)``).
+    phi_form : {"icar", "sparse"}
+        ``"icar"``: ``spatial_phi`` is sampled, its density the potential ``spatial_icar``.
+        ``"sparse"``: ``spatial_z ~ N(0, 1)`` (dim ``dim``) is sampled and ``phi`` is
+        :func:`icar_from_white` of it, the same prior whitened (``phi`` is not recorded: one
+        value per LSOA and draw; rebuild it from ``spatial_z`` with that function).
 
     Returns
     -------
@@ -222,6 +268,8 @@ def add_bym2(
     scaling = scaling or scaling_factors(adjacency)
     if len(scaling.factor) != len(adjacency.sizes):
         raise SpatialError("the scaling factors were computed for another graph")
+    if phi_form not in PHI_FORMS:
+        raise SpatialError(f"phi_form must be one of {PHI_FORMS}, not {phi_form!r}")
     if groups is not None and np.shape(groups) != (adjacency.n,):
         raise SpatialError(f"groups has {np.size(groups)} values for {adjacency.n} LSOAs")
     _check_coord(model, dim, adjacency)
@@ -231,9 +279,14 @@ def add_bym2(
 
     sd = pm.HalfNormal("spatial_sd", sigma=priors.sd_scale)
     rho = pm.Beta("spatial_rho", alpha=priors.rho_alpha, beta=priors.rho_beta)
-    phi = pm.Flat("spatial_phi", dims=dim)
+    if phi_form == "sparse":
+        z = pm.Normal("spatial_z", 0.0, 1.0, dims=dim)
+        phi = icar_from_white(z, adjacency, loose=groups is not None)
+    else:
+        phi = pm.Flat("spatial_phi", dims=dim)
     theta = pm.Normal("spatial_theta", 0.0, 1.0, dims=dim)
-    pm.Potential("spatial_icar", icar_logp(phi, adjacency, loose=groups is not None))
+    if phi_form == "icar":
+        pm.Potential("spatial_icar", icar_logp(phi, adjacency, loose=groups is not None))
     # islands: sqrt(1 - rho) -> 1 (iid only); others: the BYM2 mix
     iid_weight = island + (1.0 - island) * pt.sqrt(1.0 - rho)
     effect = sd * (pt.sqrt(rho) * inv_sqrt_s * phi + iid_weight * theta)
