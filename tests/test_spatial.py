@@ -155,7 +155,7 @@ def test_add_bym2_checks_its_coord_and_graph():
         add_bym2(adj)
     with pm.Model():
         add_bym2(adj, keep_effect=True)
-        assert {"spatial_sd", "spatial_rho", "spatial_phi", "spatial_theta", "spatial"} <= set(
+        assert {"spatial_sd", "spatial_rho", "spatial_z", "spatial_theta", "spatial"} <= set(
             pm.modelcontext(None).named_vars
         )
     lonely = build_adjacency(pairs_from_frame(pd.DataFrame(columns=["lsoa", "neighbour"])), ["a"])

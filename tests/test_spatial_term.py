@@ -116,7 +116,7 @@ def test_sufficient_likelihood_with_bym2_equals_pointwise(lattice):
     fast = build_model(data, spec)
     ref = build_model(data, spec, likelihood="pointwise")
     free = {rv.name for rv in fast.free_RVs}
-    assert {"spatial_sd", "spatial_rho", "spatial_phi", "spatial_theta"} <= free
+    assert {"spatial_sd", "spatial_rho", "spatial_z", "spatial_theta"} <= free
     assert fast.named_vars_to_dims["spatial_effect"] == ("spatial_lsoa",)
     assert_same_density(fast, ref, random_points(fast, 3, seed=5))
 
@@ -207,7 +207,7 @@ def test_summary_json_and_ppc_json_carry_the_spatial_entries(fits, tmp_path):
 def test_a_saved_bym2_fit_reloads_and_predicts(fits, tmp_path):
     tree = fits["bym2"]
     assert tree["posterior"]["spatial_effect"].dtype == np.float32
-    assert "spatial_phi" not in tree["posterior"]
+    assert "spatial_z" not in tree["posterior"]
     assert "spatial_theta" not in tree["posterior"]
     sg.save_fit(tree, tmp_path / "fit.nc")
     back = sg.load_fit(tmp_path / "fit.nc")

@@ -20,7 +20,9 @@ as the wrong graph.
 
 The posterior keeps ``spatial_sd``, ``spatial_rho`` and the effect ``spatial_effect`` (dims
 ``spatial_lsoa``, float32 to halve its size: 32,844 LSOAs x 1,000 draws is 131 MB); the
-sampler's ``spatial_phi`` and ``spatial_theta`` are dropped (``derived``).
+sampler's ``spatial_z`` (the whitened ICAR field, :func:`socialgradient.model.spatial.add_bym2`'s
+default form) and ``spatial_theta`` are dropped (``derived``), as is ``spatial_phi`` of the
+``phi_form="icar"`` form.
 """
 
 from __future__ import annotations
@@ -121,7 +123,7 @@ class SpatialEffect(Term):
     name = "spatial"
     spec_keys = ("spatial", "neighbours")
     reported = ("spatial_sd", "spatial_rho", "spatial_effect")
-    derived = ("spatial_phi", "spatial_theta")
+    derived = ("spatial_phi", "spatial_theta", "spatial_z")
 
     def __post_init__(self) -> None:
         """Set ``on_rows``: whether the model has the BYM2 effect (a check-only graph: no)."""
