@@ -5,6 +5,7 @@
     .venv/bin/python bench/joint_adaptation.py allc 400 200
     .venv/bin/python bench/joint_adaptation.py base 400 200 maxdepth=7
     .venv/bin/python bench/joint_adaptation.py base 300 300 adaptation='"low_rank"'
+    .venv/bin/python bench/joint_adaptation.py base 400 200 seed=2022 maxdepth=7
 
 Builds ``models/joint_thresholds.toml`` on the default England as
 ``socialgradient.sampling.joint.fit`` does, with the LAs' centring VARIANT:
@@ -17,13 +18,16 @@ Builds ``models/joint_thresholds.toml`` on the default England as
 * ``allc``: every LA all ten coefficients.
 
 Every variant is the same model (:func:`socialgradient.model.terms.la_effects.la_theta`).
-Samples 4 chains of DRAWS after TUNE (seed 2021, one BLAS thread), extra ``key=json`` pairs
-passed to ``nutpie.sample`` (e.g. ``maxdepth=7``, ``adaptation='"low_rank"'``), and prints
+Samples 4 chains of DRAWS after TUNE (seed 2021 unless ``seed=N``, one BLAS thread), extra
+``key=json`` pairs passed to ``nutpie.sample`` (e.g. ``maxdepth=7``,
+``adaptation='"low_rank"'``, ``early_window_switch_freq=20``; the names nutpie 0.16's
+settings accept are those of ``nutpie._lib.PyNutsSettings.update``), and prints
 one JSON line: leapfrog steps per draw in tuning and sampling (nutpie's ``n_steps``, which
 no machine load changes), the final step size, tree depth, divergences, the smallest bulk
 and tail ESS over the quantities the target checks
 (:func:`socialgradient.sampling.fit.checked`) and which, the largest R-hat, ESS per 1,000
-gradient evaluations of the sampling phase, each checked quantity's smallest bulk ESS, and
+gradient evaluations of the sampling phase and of tuning and sampling together, the tuning's
+steps and step size per window of its draws, each checked quantity's smallest bulk ESS, and
 wall and CPU seconds (which the load does change: give ``uptime`` beside them). Also writes
 ``/tmp/joint_adaptation_<TAG>.npz`` (``TAG`` from the environment, default the variant):
 the unconstrained draws and the steps of every tuning and sampling draw. Results are in
@@ -78,12 +82,13 @@ def main(variant: str, tune: int, draws: int, nuts: dict) -> dict:
     compile_s = time.perf_counter() - start
     start, cpu = time.perf_counter(), time.process_time()
     adaptation = nuts.pop("adaptation", "diag")
+    seed = nuts.pop("seed", 2021)
     tree = nutpie.sample(
         compiled,
         draws=draws,
         tune=tune,
         chains=4,
-        seed=2021,
+        seed=seed,
         progress_bar=False,
         save_warmup=True,
         adaptation=adaptation,
@@ -104,18 +109,31 @@ def main(variant: str, tune: int, draws: int, nuts: dict) -> dict:
     tail_min = {v: float(tail[v].min()) for v in names}
     worst, tail_worst = min(bulk_min, key=bulk_min.get), min(tail_min, key=tail_min.get)
     evals = float(stats["n_steps"].sum())
+    evals_tuning = float(warm["n_steps"].sum())
     tag = os.environ.get("TAG", variant)
     np.savez(
         f"/tmp/joint_adaptation_{tag}.npz",
         unconstrained=stats["unconstrained_draw"].values,
         steps=stats["n_steps"].values,
         warmup_steps=warm["n_steps"].values,
+        warmup_step_size=warm["step_size"].values,
     )
+    windows = [(0, 50), (50, 100), (100, 200), (200, 300), (300, tune)]
+    by_window = {
+        f"{lo}-{hi - 1}": {
+            "steps": round(float(warm["n_steps"][:, lo:hi].mean()), 1),
+            "max_steps": int(warm["n_steps"][:, lo:hi].max()),
+            "step_size": round(float(warm["step_size"][:, lo:hi].mean()), 4),
+        }
+        for lo, hi in windows
+        if hi > lo and hi <= tune
+    }
     return {
         "variant": variant,
         "centred": np.bincount(centred, minlength=2 * len(datas) + 1).tolist(),
         "adaptation": adaptation,
         "nuts": nuts,
+        "seed": seed,
         "tune": tune,
         "draws": draws,
         "steps_per_draw_tuning": float(warm["n_steps"].mean()),
@@ -130,6 +148,11 @@ def main(variant: str, tune: int, draws: int, nuts: dict) -> dict:
         "rhat_max": max(float(r[v].max()) for v in names),
         "bulk_per_1000_evals": 1000 * bulk_min[worst] / evals,
         "tail_per_1000_evals": 1000 * tail_min[tail_worst] / evals,
+        "evals_tuning": evals_tuning,
+        "evals_sampling": evals,
+        "bulk_per_1000_total_evals": 1000 * bulk_min[worst] / (evals + evals_tuning),
+        "tail_per_1000_total_evals": 1000 * tail_min[tail_worst] / (evals + evals_tuning),
+        "tuning_windows": by_window,
         "ess_bulk_by_var": {v: round(bulk_min[v]) for v in names},
         "compile_s": compile_s,
         "wall_s": wall,

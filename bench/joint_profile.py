@@ -1,6 +1,6 @@
 """Where the joint threshold model's time goes: per evaluation, per draw, tuning, the target.
 
-    PYTHONPATH=src .venv/bin/python bench/joint_profile.py eval [CALLS [joint|referrals]]
+    PYTHONPATH=src .venv/bin/python bench/joint_profile.py eval [CALLS [joint|referrals [ROUNDS]]]
     PYTHONPATH=src .venv/bin/python bench/joint_profile.py parts [CALLS]
     PYTHONPATH=src .venv/bin/python bench/joint_profile.py fit OUT.json
 
@@ -9,8 +9,8 @@
 (``models/national_referrals.toml``, the package's ``build_model``), compiles each for nutpie
 (numba, as a fit does) and times CALLS calls of the compiled log density and gradient
 (``compiled.logp_func``, PyTensor's numba function) at points near the initial point
-(the median of 5 rounds). Prints one JSON line per model: free dimensions, rows, ms per
-evaluation and ns per row-threshold.
+(the median of ROUNDS rounds, default 5, and the fastest). Prints one JSON line per model:
+free dimensions, rows, ms per evaluation and ns per row-threshold.
 
 ``parts``: the joint model's priors and Jacobians (``model.logp(vars=model.free_RVs)``), its
 likelihood potential, and each free variable's prior alone, each compiled with numba with
@@ -125,30 +125,32 @@ def time_evaluations(model, calls: int, rounds: int = 5) -> dict:
         "ms_per_eval_rounds": [1e3 * t for t in per_call],
         # this process's CPU time per call: less sensitive than the wall to a shared machine
         "cpu_ms_per_eval": 1e3 * float(np.median(cpu_per_call)),
+        "cpu_ms_per_eval_min": 1e3 * float(np.min(cpu_per_call)),
+        "cpu_ms_per_eval_rounds": [1e3 * t for t in cpu_per_call],
         "logp_at_point": float(logp),
         "grad_norm_at_point": float(np.linalg.norm(grad)),
     }
 
 
-def run_eval(calls: int, which: str = "both") -> None:
+def run_eval(calls: int, which: str = "both", rounds: int = 5) -> None:
     if which in ("joint", "both"):
-        _eval_joint(calls)
+        _eval_joint(calls, rounds)
     if which in ("referrals", "both"):
-        _eval_referrals(calls)
+        _eval_referrals(calls, rounds)
 
 
-def _eval_joint(calls: int) -> None:
+def _eval_joint(calls: int, rounds: int) -> None:
     model, _, datas = joint_model()
     rows = len(datas[0].y) * len(datas)
-    out = time_evaluations(model, calls)
+    out = time_evaluations(model, calls, rounds)
     out |= {"model": "joint", "row_thresholds": rows, "load": _load(), "commit": _commit()}
     out["ns_per_row_threshold"] = 1e6 * out["cpu_ms_per_eval"] / rows
     print(json.dumps(out), flush=True)
 
 
-def _eval_referrals(calls: int) -> None:
+def _eval_referrals(calls: int, rounds: int) -> None:
     model, data = referrals_model()
-    out = time_evaluations(model, calls)
+    out = time_evaluations(model, calls, rounds)
     out |= {"model": "referrals", "row_thresholds": len(data.y), "load": _load()}
     out["ns_per_row_threshold"] = 1e6 * out["cpu_ms_per_eval"] / len(data.y)
     out["commit"] = _commit()
@@ -281,7 +283,8 @@ def run_fit(path: str) -> None:
 
 if __name__ == "__main__":
     if sys.argv[1] == "eval":
-        run_eval(*(int(sys.argv[2]), *sys.argv[3:4]) if len(sys.argv) > 2 else (200,))
+        args = sys.argv[2:]
+        run_eval(int(args[0]) if args else 200, *args[1:2], *map(int, args[2:3]))
     elif sys.argv[1] == "parts":
         run_parts(int(sys.argv[2]) if len(sys.argv) > 2 else 20)
     else:
