@@ -134,7 +134,7 @@ def log_mean(posterior: xr.Dataset, data: NeighbourhoodData) -> xr.DataArray:
 #: joint fit together) are stored as float32, half the memory: a 322k-cell stratified fit's
 #: 308 draws (0.8 GB as float64) or a joint fit's 5 x 1,000 x 32,844 (1.3 GB). Each value
 #: is computed in float64 and rounded once (7 significant digits, as against CmdStan's 6 by
-#: default); ArviZ's LOO then accumulates in float64 (``bench/stratified.md``: the elpd and
+#: default); ArviZ's LOO then accumulates in float64 (``bench/run_time.md``: the elpd and
 #: Pareto k's change this makes). Smaller fits, England's 1,000 x 32,844 among them, keep
 #: float64.
 FLOAT32_LOG_LIKELIHOOD_ABOVE = 50_000_000
