@@ -33,7 +33,14 @@ import time
 
 
 def one(
-    kind: str, draws: int, tune: int, chains: int, field: bool, save: str, family: str = "poisson"
+    kind: str,
+    draws: int,
+    tune: int,
+    chains: int,
+    field: bool,
+    save: str,
+    family: str = "poisson",
+    max_draws: int = 0,
 ) -> dict:
     import numpy as np
 
@@ -48,17 +55,23 @@ def one(
         table, truth = with_field(table, truth, read_neighbours(resolve("synthetic")), 0.3, 0.8, 1)
     t_data = time.perf_counter() - start
     start = time.perf_counter()
+    # max_draws > 0: the package's default, sampled to the target within that budget per chain
+    sampling = (
+        {"max_draws": max_draws} if max_draws else dict(draws=draws, tune=tune, chains=chains)
+    )
+    if max_draws:
+        from socialgradient.spec import Sampling
+
+        tune = Sampling().tune
     tree = sg.fit(
         table,
         "referrals",
         spatial=kind,
         neighbours="synthetic",
-        draws=draws,
-        tune=tune,
-        chains=chains,
         progressbar=False,
         pointwise=False,
         family=family,
+        **sampling,
     )
     t_fit = time.perf_counter() - start
     start = time.perf_counter()
@@ -93,7 +106,8 @@ def one(
         "save_s": t_save,
         "peak_rss_mib": round(rss / 1024),
         "divergences": int(stats["diverging"].values.sum()),
-        "draws": f"{chains} x ({tune} + {draws})",
+        "draws": f"{post.sizes['chain']} x ({tune} + {post.sizes['draw']})",
+        "target": json.loads(tree.attrs.get("sampling_target", "null") or "null"),
         "verdict": diag["verdict"],
         "rhat_max": round(diag["rhat_max"], 4),
         "ess_bulk_min": round(diag["ess_bulk_min"]),
@@ -161,13 +175,19 @@ def main() -> int:
     p.add_argument("--save", default="", help="folder for the fits (.nc) and the LOO line")
     p.add_argument("--compare", action="store_true", help="only the LOO line of --save's fits")
     p.add_argument("--family", default="poisson", help="the family of both fits")
+    p.add_argument(
+        "--max-draws",
+        type=int,
+        default=0,
+        help="sample to the default target with this draw budget per chain (ignores --draws)",
+    )
     a = p.parse_args()
     if a.compare:
         print(json.dumps(compare(a.save)), flush=True)
         return 0
     if a.one:
         kind = "" if a.one == "none" else "bym2"
-        line = one(kind, a.draws, a.tune, a.chains, not a.no_field, a.save, a.family)
+        line = one(kind, a.draws, a.tune, a.chains, not a.no_field, a.save, a.family, a.max_draws)
         print(json.dumps(line), flush=True)
         return 0
     lines = []
@@ -175,6 +195,7 @@ def main() -> int:
     runs = [["--one", kind, "--draws", str(a.draws)] for kind in kinds]
     for run in runs:
         run += ["--tune", str(a.tune), "--chains", str(a.chains), "--family", a.family]
+        run += ["--max-draws", str(a.max_draws)]
         run += ["--no-field"] * a.no_field + ["--save", a.save] * bool(a.save)
     if a.save and len(kinds) == 2:
         runs.append(["--compare", "--save", a.save])

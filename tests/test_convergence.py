@@ -138,6 +138,33 @@ def test_array_core_and_single_diagnostics_match_arviz_on_arrays():
         xr.testing.assert_identical(single, joint)
 
 
+def test_blocks_of_quantities_give_the_values_of_one_block(monkeypatch):
+    """A posterior is diagnosed a few quantities at a time (memory bounded): every quantity's
+    values are those of one pass over all of them, for arrays and datasets, with a block that
+    does not divide the quantities and one smaller than a quantity's draws."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(4, 150, 23)) + 0.4 * np.cumsum(rng.normal(size=(4, 150, 23)), axis=1)
+    x[:, :, 7] = 1.5  # a constant quantity and a NaN draw inside the blocks
+    x[3, 40, 12] = np.nan
+    ds = as_dataset(x)
+    whole = cv.diagnostics(ds), cv.rhat_array(x), cv.ess_tail_array(x, 0.9)
+    calls = []
+    original = cv._diagnose
+    monkeypatch.setattr(
+        cv, "_diagnose", lambda a, *args: calls.append(a.shape) or original(a, *args)
+    )
+    for block in (4 * 150 * 5, 1):
+        monkeypatch.setattr(cv, "BLOCK_VALUES", block)
+        calls.clear()
+        parts = cv.diagnostics(ds), cv.rhat_array(x), cv.ess_tail_array(x, 0.9)
+        for mine, one in zip(parts[0], whole[0], strict=True):
+            xr.testing.assert_allclose(mine, one, rtol=1e-14, atol=0)  # NaN where NaN
+        np.testing.assert_allclose(parts[1], whole[1], rtol=1e-14)
+        np.testing.assert_allclose(parts[2], whole[2], rtol=1e-14)
+        assert max(k * c * d for k, c, d in calls) <= max(block, 4 * 150)
+        assert len(calls) > 3
+
+
 def test_the_tail_quantiles_are_arviz_stats_default():
     # arviz_stats' tail ESS without prob reads rcParams["stats.ci_prob"] (0.89: the 11% and
     # 89% quantiles); ours too, so the stopping rule is the one it was

@@ -82,6 +82,38 @@ def test_a_budget_that_is_too_small_says_what_was_not_reached(compiled):
     assert verdict.to_dict()["target"]["ess_bulk"] == 1e6
 
 
+def test_memory_draws_fit_the_trace_and_one_copy_of_it():
+    # 4 chains x (500 + 2 d) x 98,855 values x 8 bytes <= 0.7 x 20 GB: England's BYM2 model
+    d = tg.memory_draws(98_855, 4, 500, 20e9)
+    need = lambda draws: 4 * (500 + 2 * draws) * 98_855 * 8  # noqa: E731
+    assert need(d) <= tg.MEMORY_SHARE * 20e9 < need(d + 1)
+    assert tg.memory_draws(2, 4, 500, 20e9) > 10**8  # a small model: never binds
+    assert tg.memory_draws(10**9, 4, 500, 1e9) < 0  # not even the warm-up fits
+
+
+def test_a_trace_too_big_for_memory_lowers_the_budget_and_says_so(compiled, monkeypatch, caplog):
+    per_draw = 2 * compiled.n_expanded * 8  # 2 chains
+    # memory for 100 warm-up draws and twice 130 draws: the budget of 150 becomes 130
+    monkeypatch.setattr(tg, "_available_memory", lambda: (100 + 2 * 130) * per_draw / 0.7 + 1)
+    target = tg.Target(ess_bulk=1e6, block=50, min_draws=50, max_draws=150)
+    tree, verdict = tg.sample(compiled, target, chains=2, tune=100, seed=1)
+    assert (verdict.stopped_by, verdict.draws, verdict.memory_draws) == ("memory budget", 130, 130)
+    assert verdict.checked == [50, 100, 130]
+    assert tree["posterior"].to_dataset().sizes["draw"] == 130
+    assert "the memory budget ran out at 130 draws per chain" in verdict.line()
+    assert "draw budget lowered from 150 to 130" in caplog.text
+    # the first 130 draws are those of the fit with memory to spare (same seed)
+    monkeypatch.setattr(tg, "_available_memory", lambda: 1e12)
+    free, verdict2 = tg.sample(compiled, target, chains=2, tune=100, seed=1)
+    assert (verdict2.stopped_by, verdict2.memory_draws) == ("draw budget", None)
+    np.testing.assert_array_equal(
+        free["posterior"]["mu"].values[:, :130], tree["posterior"]["mu"].values
+    )
+    monkeypatch.setattr(tg, "_available_memory", lambda: 100 * per_draw)
+    with pytest.raises(MemoryError, match="2 chains x \\(100 \\+ 50\\) draws"):
+        tg.sample(compiled, target, chains=2, tune=100, seed=1)
+
+
 def test_names_restrict_what_decides(compiled):
     target = tg.Target(ess_bulk=1e6, block=50, min_draws=50, max_draws=100)
     _, verdict = tg.sample(compiled, target, chains=2, tune=100, seed=1, names=["mu"])
@@ -188,6 +220,15 @@ def test_a_fit_to_the_target_is_reproducible_and_says_when_the_budget_ran_out(sm
     assert short["posterior"].sizes["draw"] == 200
     assert d["verdict"] != "PASS"
     assert any("draw budget ran out at 200" in r and "ess_bulk" in r for r in d["reasons"])
+    assert "memory_draws" not in d["sampling"]  # memory did not bind
+    # where it binds, the diagnostics say so (the verdict of a fit stopped by memory)
+    verdict = json.loads(short.attrs["sampling_target"])
+    short.attrs["sampling_target"] = json.dumps(
+        verdict | {"stopped_by": "memory budget", "memory_draws": 200}
+    )
+    d = sg.diagnose(short)
+    assert (d["sampling"]["stopped_by"], d["sampling"]["memory_draws"]) == ("memory budget", 200)
+    assert any("memory budget ran out at 200" in r for r in d["reasons"])
 
 
 def test_fixed_draws_are_reproducible_too(small_table):

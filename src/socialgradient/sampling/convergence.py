@@ -40,6 +40,12 @@ MIN_DRAWS = 4  # draws per chain below which every diagnostic is NaN (as arviz_s
 #: Vehtari et al. (2021) and of Stan and the R package posterior (ArviZ's default, 0.89, reads
 #: the 11% and 89% quantiles: less of the tails).
 TAIL_PROB = 0.95
+#: Values (quantities x chains x draws) diagnosed at a time. Ranking, the FFT and the tail
+#: indicators hold about twenty arrays of that size at once (float64, int64 and complex), so
+#: a posterior is diagnosed in blocks of whole quantities: ~1 GB of temporaries at most,
+#: whatever its size (England's BYM2 field, 32,844 LSOAs x 4 x 2,000 draws, had taken
+#: ~10 GB in one piece). Each quantity's values do not depend on the block it is in.
+BLOCK_VALUES = 4_000_000
 
 
 def default_prob() -> float:
@@ -231,6 +237,25 @@ def _diagnose(x: np.ndarray, prob, which: Sequence[str]) -> dict[str, np.ndarray
     return out
 
 
+def _blocks(x: np.ndarray, prob, which: Sequence[str]) -> dict[str, np.ndarray]:
+    """Return :func:`_diagnose` of ``x`` (chain, draw, K), :data:`BLOCK_VALUES` at a time."""
+    x = np.asarray(x)
+    if x.ndim == 2:
+        x = x[:, :, None]
+    if x.ndim != 3:
+        raise ValueError(f"need an array (chain, draw, K), got shape {x.shape}")
+    chains, draws, k = x.shape
+    step = max(1, BLOCK_VALUES // max(1, chains * draws))
+    if k <= step:
+        return _diagnose(_prepare(x), prob, which)
+    out = {name: np.empty(k) for name in which}
+    for start in range(0, k, step):
+        part = _diagnose(_prepare(x[:, :, start : start + step]), prob, which)
+        for name in which:
+            out[name][start : start + step] = part[name]
+    return out
+
+
 def rhat_array(x: np.ndarray) -> np.ndarray:
     """Return the rank-normalised split R-hat of every quantity of ``x``.
 
@@ -246,7 +271,7 @@ def rhat_array(x: np.ndarray) -> np.ndarray:
         convergence), as ``arviz_stats.rhat(..., method="rank")``; NaN where arviz_stats gives
         NaN (a NaN draw, one chain, fewer than 4 draws, a constant quantity).
     """
-    return _diagnose(_prepare(x), None, ["rhat"])["rhat"]
+    return _blocks(x, None, ["rhat"])["rhat"]
 
 
 def ess_bulk_array(x: np.ndarray) -> np.ndarray:
@@ -254,7 +279,7 @@ def ess_bulk_array(x: np.ndarray) -> np.ndarray:
 
     As ``arviz_stats.ess(..., method="bulk")``: the ESS of the rank-normalised split chains.
     """
-    return _diagnose(_prepare(x), None, ["bulk"])["bulk"]
+    return _blocks(x, None, ["bulk"])["bulk"]
 
 
 def ess_tail_array(x: np.ndarray, prob: float | Sequence[float] | None = None) -> np.ndarray:
@@ -264,40 +289,36 @@ def ess_tail_array(x: np.ndarray, prob: float | Sequence[float] | None = None) -
     of the quantiles ``1 - prob`` and ``prob`` (or the two given), ``prob`` by default ArviZ's
     ``rcParams["stats.ci_prob"]`` as in arviz_stats.
     """
-    return _diagnose(_prepare(x), prob, ["tail"])["tail"]
+    return _blocks(x, prob, ["tail"])["tail"]
 
 
 # --- Datasets (dims chain, draw and any others) --------------------------------------------
 
 
-def _stack(ds: xr.Dataset) -> tuple[np.ndarray, list[tuple[str, xr.DataArray]]]:
-    """Return every variable's draws side by side (chain, draw, K) and a template per variable."""
-    blocks, templates = [], []
+def _each(ds: xr.Dataset, prob, which: Sequence[str]) -> list[xr.Dataset]:
+    """Return the ``which`` diagnostics of every variable of ``ds``, one Dataset per diagnostic.
+
+    Variable by variable, in blocks (:func:`_blocks`): the draws are never copied side by side.
+    """
+    out: dict[str, dict[str, xr.DataArray]] = {name: {} for name in which}
     for name in ds.data_vars:
         da = ds[name]
         if not set(SAMPLE_DIMS) <= set(da.dims):
             raise ValueError(f"{name} has no chain and draw dimensions: dims {da.dims}")
         da = da.transpose(*SAMPLE_DIMS, ...)
-        blocks.append(np.asarray(da.values, dtype=float).reshape(da.shape[0], da.shape[1], -1))
-        templates.append((str(name), da.isel(chain=0, draw=0, drop=True)))
-    if not blocks:
-        return np.empty((ds.sizes.get("chain", 0), ds.sizes.get("draw", 0), 0)), []
-    return np.concatenate(blocks, axis=2), templates
-
-
-def _unstack(values: np.ndarray, templates: list[tuple[str, xr.DataArray]]) -> xr.Dataset:
-    out, at = {}, 0
-    for name, template in templates:
-        size = template.size
-        out[name] = template.copy(deep=False, data=values[at : at + size].reshape(template.shape))
-        at += size
-    return xr.Dataset(out)
+        values = np.asarray(da.values, dtype=float).reshape(da.shape[0], da.shape[1], -1)
+        result = _blocks(values, prob, which)
+        template = da.isel(chain=0, draw=0, drop=True)
+        for diagnostic in which:
+            data = result[diagnostic].reshape(template.shape)
+            out[diagnostic][str(name)] = template.copy(deep=False, data=data)
+    return [xr.Dataset(out[diagnostic]) for diagnostic in which]
 
 
 def diagnostics(
     ds: xr.Dataset, prob: float | Sequence[float] | None = None
 ) -> tuple[xr.Dataset, xr.Dataset, xr.Dataset]:
-    """Return the R-hat, bulk ESS and tail ESS of every variable of ``ds``, stacked once.
+    """Return the R-hat, bulk ESS and tail ESS of every variable of ``ds``, sharing their steps.
 
     Parameters
     ----------
@@ -313,28 +334,20 @@ def diagnostics(
         ``arviz_stats.ess(ds, method="bulk")`` and ``arviz_stats.ess(ds, method="tail")``
         return them (R-hat dimensionless; ESS in draws).
     """
-    x, templates = _stack(ds)
-    out = _diagnose(_prepare(x), prob, ["rhat", "bulk", "tail"])
-    return (
-        _unstack(out["rhat"], templates),
-        _unstack(out["bulk"], templates),
-        _unstack(out["tail"], templates),
-    )
+    rhat, bulk, tail = _each(ds, prob, ["rhat", "bulk", "tail"])
+    return rhat, bulk, tail
 
 
 def rhat(ds: xr.Dataset) -> xr.Dataset:
     """Return the rank-normalised split R-hat of every variable (``arviz_stats.rhat``)."""
-    x, templates = _stack(ds)
-    return _unstack(rhat_array(x), templates)
+    return _each(ds, None, ["rhat"])[0]
 
 
 def ess_bulk(ds: xr.Dataset) -> xr.Dataset:
     """Return the bulk ESS (draws) of every variable (``arviz_stats.ess``, method "bulk")."""
-    x, templates = _stack(ds)
-    return _unstack(ess_bulk_array(x), templates)
+    return _each(ds, None, ["bulk"])[0]
 
 
 def ess_tail(ds: xr.Dataset, prob: float | Sequence[float] | None = None) -> xr.Dataset:
     """Return the tail ESS (draws) of every variable (``arviz_stats.ess``, method "tail")."""
-    x, templates = _stack(ds)
-    return _unstack(ess_tail_array(x, prob), templates)
+    return _each(ds, prob, ["tail"])[0]

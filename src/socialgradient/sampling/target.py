@@ -14,6 +14,16 @@ the seed and the chain (not on how fast the threads ran), and the decisions only
 draws, so the result is the same for the same seed however the machine is loaded:
 reproducible. Only the time budget (``max_seconds``) depends on the clock; its verdict says so.
 
+**The memory budget.** nutpie keeps every draw of every chain in memory, warm-up included,
+each the model's ``n_expanded`` values in float64, and reading the trace (a check, the end)
+copies its kept draws once more. For most models that is small, but one value per LSOA and
+draw is not: England's BYM2 model stores 98,855 values a draw (0.79 MB), so its default
+budget of 4 x 4,000 draws would need some 28 GB. Before sampling, :func:`memory_draws` gives
+the draws per chain whose trace fits in :data:`MEMORY_SHARE` of the memory then available;
+where that is below the draw budget it becomes the budget (logged as a warning), and a fit
+that stops there says "the memory budget ran out" (``stopped_by``). Like the time budget it
+depends on the machine, but it only binds where the draw budget would have run out of memory.
+
 All chains run at once (``cores = chains``), so that every chain reaches each block at about
 the same time on a machine with fewer cores than chains. The trace is read (a copy) only when
 nutpie's progress says every chain has the next check's draws.
@@ -34,6 +44,9 @@ from socialgradient.sampling import convergence
 from socialgradient.spec import Sampling
 
 log = logging.getLogger(__name__)
+
+#: The share of the memory available when sampling starts that the trace may take.
+MEMORY_SHARE = 0.7
 
 
 @dataclass(frozen=True)
@@ -104,7 +117,7 @@ class Verdict:
     """What the sampling reached: draws kept, why it stopped, and what was not met."""
 
     draws: int
-    stopped_by: str  # "target", "draw budget" or "time budget"
+    stopped_by: str  # "target", "draw budget", "memory budget" or "time budget"
     reached: bool
     checks: int
     seconds: float
@@ -112,6 +125,7 @@ class Verdict:
     unmet: dict[str, list[str]] = field(default_factory=dict)
     target: dict[str, Any] = field(default_factory=dict)
     checked: list[int] = field(default_factory=list)  # draws per chain at each check
+    memory_draws: int | None = None  # the memory budget, where it was below the draw budget
 
     def to_dict(self) -> dict[str, Any]:
         """Return the verdict as JSON-ready values."""
@@ -239,6 +253,37 @@ def truncate(tree: xr.DataTree, draws: int) -> xr.DataTree:
     return out
 
 
+def memory_draws(n_expanded: int, chains: int, tune: int, available: float) -> int:
+    """Return the most draws per chain whose trace fits in :data:`MEMORY_SHARE` of ``available``.
+
+    Parameters
+    ----------
+    n_expanded : int
+        Values the sampler stores per draw (nutpie's ``CompiledPyMCModel.n_expanded``).
+    chains, tune : int
+        Chains, and warm-up draws per chain (nutpie keeps those too).
+    available : float
+        Bytes of memory available.
+
+    Returns
+    -------
+    int
+        ``d`` with ``chains x (tune + 2 d) x n_expanded x 8`` bytes at most ``MEMORY_SHARE x
+        available``: nutpie's trace (warm-up and ``d`` draws) and one copy of its ``d`` draws
+        (a check's snapshot, or the trace read at the end). Negative where not even the
+        warm-up fits.
+    """
+    per_draw = chains * max(n_expanded, 1) * 8.0
+    return int((MEMORY_SHARE * available / per_draw - tune) // 2)
+
+
+def _available_memory() -> float:
+    """Return the bytes of memory available now (psutil, as the OS reports it)."""
+    import psutil
+
+    return float(psutil.virtual_memory().available)
+
+
 def sample(
     compiled: Any,
     target: Target,
@@ -285,9 +330,31 @@ def sample(
     def note(chains_progress) -> None:
         progress[0] = min(c.finished_draws for c in chains_progress) - tune
 
+    points = target.checkpoints()
+    fits = memory_draws(getattr(compiled, "n_expanded", 1), chains, tune, _available_memory())
+    budget = target.max_draws
+    if fits < target.max_draws:
+        if fits < target.min_draws:
+            raise MemoryError(
+                f"the sampler's trace of {chains} chains x ({tune} + {target.min_draws}) draws "
+                f"of {compiled.n_expanded:,} values needs more than {MEMORY_SHARE:.0%} of the "
+                f"{_available_memory() / 2**30:.1f} GiB available: sample fewer chains or free "
+                "memory"
+            )
+        budget = fits
+        points = [p for p in points if p < fits] + [fits]
+        log.warning(
+            "draw budget lowered from %d to %d per chain: the trace of %d chains x %d "
+            "values per draw must fit in %.0f%% of the memory available",
+            target.max_draws,
+            fits,
+            chains,
+            compiled.n_expanded,
+            100 * MEMORY_SHARE,
+        )
     sampler = nutpie.sample(
         compiled,
-        draws=target.max_draws,
+        draws=budget,
         tune=tune,
         chains=chains,
         cores=chains,
@@ -299,12 +366,12 @@ def sample(
         blocking=False,
         **nuts,
     )
-    points = target.checkpoints()
     checked: list[int] = []
     k = 0
     worst: dict[str, float] = {}
     unmet: dict[str, list[str]] = {}
-    stopped_by, kept = "draw budget", points[-1]
+    stopped_by = "draw budget" if budget == target.max_draws else "memory budget"
+    kept = points[-1]
     try:
         while k < len(points):
             if progress[0] >= points[k] or _finished(sampler):
@@ -323,6 +390,8 @@ def sample(
                         stopped_by, kept = "target", points[k]
                         break
                     k = next_check(points, k, worst, target)
+                # a snapshot copies the whole trace: not held while the chains go on
+                snapshot = posterior = first = None
                 if stopped_by == "target" or k >= len(points):
                     break
             elapsed = time.perf_counter() - start
@@ -354,5 +423,6 @@ def sample(
         unmet={} if stopped_by == "target" else unmet,
         target=asdict(target),
         checked=checked,
+        memory_draws=None if budget == target.max_draws else budget,
     )
     return truncate(tree, kept), verdict
