@@ -15,18 +15,16 @@ draws, so the result is the same for the same seed however the machine is loaded
 reproducible. Only the time budget (``max_seconds``) depends on the clock; its verdict says so.
 
 **The memory budget.** nutpie keeps every draw of every chain in memory, warm-up included,
-each the model's ``n_expanded`` values in float64, and reading the trace (a check, the end)
-copies its kept draws once more. For most models that is small, but one value per LSOA and
-draw is not: England's BYM2 model stores 98,855 values a draw (0.79 MB), so its default
-budget of 4 x 4,000 draws would need some 28 GB. Before sampling, :func:`memory_draws` gives
-the draws per chain whose trace fits in :data:`MEMORY_SHARE` of the memory then available;
-where that is below the draw budget it becomes the budget (logged as a warning), and a fit
-that stops there says "the memory budget ran out" (``stopped_by``). Like the time budget it
-depends on the machine, but it only binds where the draw budget would have run out of memory.
-
-All chains run at once (``cores = chains``), so that every chain reaches each block at about
-the same time on a machine with fewer cores than chains. The trace is read (a copy) only when
-nutpie's progress says every chain has the next check's draws.
+each the model's ``n_expanded`` values in float64. Reading the trace while the chains run (a
+check) copies it once in nutpie and once more into arrays, and for a moment twice (measured:
+a check's peak is about four times the kept trace). For most models that is small, but one
+value per LSOA and draw is not: England's BYM2 model stores 98,855 values a draw (0.79 MB),
+so its default budget of 4 x 4,000 draws would need some 50 GB at its last check. Before
+sampling, :func:`memory_draws` gives the draws per chain whose checks fit in
+:data:`MEMORY_SHARE` of the memory then available; where that is below the draw budget it
+becomes the budget (logged as a warning), and a fit that stops there says "the memory budget
+ran out" (``stopped_by``). Like the time budget it depends on the machine, but it only binds
+where the draw budget would have run out of memory.
 """
 
 from __future__ import annotations
@@ -42,6 +40,7 @@ import xarray as xr
 
 from socialgradient.sampling import convergence
 from socialgradient.spec import Sampling
+from socialgradient.util.memory import release_memory
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +161,10 @@ def diagnose(posterior: xr.Dataset, target: Target) -> tuple[dict[str, float], d
     running to its budget. A NaN among varying draws is still unmet.
     """
     rhat, bulk, tail = convergence.diagnostics(posterior, prob=convergence.TAIL_PROB)
-    constant = posterior.max(("chain", "draw")) == posterior.min(("chain", "draw"))
+    # skipna=False: xarray's NaN-skipping max copies every variable (a NaN draw is unmet anyway)
+    constant = posterior.max(("chain", "draw"), skipna=False) == posterior.min(
+        ("chain", "draw"), skipna=False
+    )
     rhat = rhat.where(~constant, 1.0)
     worst = {
         "rhat": extreme(rhat, max),
@@ -254,7 +256,7 @@ def truncate(tree: xr.DataTree, draws: int) -> xr.DataTree:
 
 
 def memory_draws(n_expanded: int, chains: int, tune: int, available: float) -> int:
-    """Return the most draws per chain whose trace fits in :data:`MEMORY_SHARE` of ``available``.
+    """Return the most draws per chain whose trace can be checked in ``MEMORY_SHARE x available``.
 
     Parameters
     ----------
@@ -268,13 +270,15 @@ def memory_draws(n_expanded: int, chains: int, tune: int, available: float) -> i
     Returns
     -------
     int
-        ``d`` with ``chains x (tune + 2 d) x n_expanded x 8`` bytes at most ``MEMORY_SHARE x
-        available``: nutpie's trace (warm-up and ``d`` draws) and one copy of its ``d`` draws
-        (a check's snapshot, or the trace read at the end). Negative where not even the
-        warm-up fits.
+        The largest ``d`` with ``chains x (2 (tune + d) + 2 d) x n_expanded x 8`` bytes at
+        most ``MEMORY_SHARE x available``: nutpie's trace (warm-up and ``d`` draws) and its copy
+        while a check reads it, and the kept draws converted to arrays, twice for a moment
+        (measured on a model of 60,000 values a draw, 4 x (200 + 1,000) draws: a peak 3.8
+        times the trace above the process's start, this formula's 4.4). Negative where not
+        even the warm-up fits.
     """
     per_draw = chains * max(n_expanded, 1) * 8.0
-    return int((MEMORY_SHARE * available / per_draw - tune) // 2)
+    return int((MEMORY_SHARE * available / per_draw - 2 * tune) // 4)
 
 
 def _available_memory() -> float:
@@ -390,8 +394,11 @@ def sample(
                         stopped_by, kept = "target", points[k]
                         break
                     k = next_check(points, k, worst, target)
-                # a snapshot copies the whole trace: not held while the chains go on
+                # a snapshot copies the whole trace: not held while the chains go on, and the
+                # heap's freed blocks handed back (the diagnostics' blocks sit under glibc's
+                # mmap threshold)
                 snapshot = posterior = first = None
+                release_memory()
                 if stopped_by == "target" or k >= len(points):
                     break
             elapsed = time.perf_counter() - start
