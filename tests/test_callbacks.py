@@ -60,6 +60,29 @@ def test_the_same_draws_as_nutpies_own_compilation():
     np.testing.assert_array_equal(b_w(ours), b_w(theirs))
 
 
+def test_the_trace_stores_only_what_the_posterior_reports():
+    """The sampler-side forms (the LKJ factor's, here) are computed but never stored: every
+    variable the posterior reports has the public compilation's draws, and nothing else is
+    kept. (For England's BYM2 model this is two thirds of every draw.)"""
+    from socialgradient.sampling.fit import derived, reported
+
+    model = small_model()
+    leave = callbacks.unstored(model)
+    assert leave  # the LKJ factor's forms
+    assert all(derived(n) or n.endswith("__") for n in leave)  # or their value variables
+    ours = callbacks.compile_model(model, key(model))
+    with pytensor.config.change_flags(**callbacks.NUMERICS):
+        theirs = nutpie.compile_pymc_model(small_model())
+    assert not set(leave) & set(ours.shape_info[0])
+    assert ours.n_expanded < theirs.n_expanded
+    assert ours.shapes.keys() >= {v.name for v in model.value_vars}  # with_data's starts
+    mine = nutpie.sample(ours, **DRAWS)["posterior"].to_dataset()
+    public = reported(nutpie.sample(theirs, **DRAWS)["posterior"].to_dataset())
+    assert set(mine.data_vars) == set(public.data_vars)
+    for v in public.data_vars:
+        np.testing.assert_array_equal(mine[v].values, public[v].values)
+
+
 def test_a_new_process_loads_the_callbacks_from_disk_and_samples_the_same_draws():
     model = small_model()
     here = b_w(callbacks.compile_model(model, key(model)))  # compiles (or loads) and caches

@@ -91,6 +91,8 @@ from socialgradient.sampling._nutpie_codegen import (  # noqa: F401 (as before t
     _Mismatch,
     _name,
     layout,
+    store_lines,
+    stored,
     user_data,
 )
 from socialgradient.sampling._nutpie_model import (  # noqa: F401 (as before the split)
@@ -191,6 +193,22 @@ def _compile(model: pm.Model, key: str):
     return _public(model)
 
 
+def unstored(model: pm.Model) -> list[str]:
+    """Return the names the trace leaves out: the sampler-side forms the posterior drops.
+
+    :func:`socialgradient.sampling.fit.derived`'s variables (free ones with their
+    unconstrained value variables) are computed by the sampler but never stored: for
+    England's BYM2 model that is two thirds of every draw (``spatial_z``, ``spatial_theta``).
+    """
+    from socialgradient.sampling.fit import derived
+
+    out = {v.name for v in model.deterministics if derived(v.name)}
+    for rv in model.free_RVs:
+        if derived(rv.name):
+            out |= {rv.name, model.rvs_to_values[rv].name}
+    return sorted(out)
+
+
 def _public(model: pm.Model):
     import nutpie
 
@@ -221,6 +239,9 @@ def _cached(model: pm.Model, name: str):
         return None
     data = {v.name: v for v in model.data_vars}
     if not set(layout_["shared"]) <= set(data):
+        return None
+    leave = set(unstored(model))  # an entry storing what this version would not: built again
+    if layout_.get("stored", layout_["names"]) != [n for n in layout_["names"] if n not in leave]:
         return None
     module = _exec(source, entry / f"{name}.py")  # LOGP/EXPAND stay None: only a cache
     try:  # hit can compile
@@ -295,6 +316,8 @@ def _build(model: pm.Model, name: str):
             "reparameterized": list(reparameterized),
             "free_names": free_names,
         }
+        unstored_ = set(unstored(model))
+        layout_["stored"] = [n for n in layout_["names"] if n not in unstored_]
         by_name = dict(zip(layout_["names"], layout_["shapes"], strict=True))
         layout_["free_shapes"] = [by_name[n] for n in free_names]
         logp_inputs, expand_inputs = list(logp_pt.get_shared()), list(expand_pt.get_shared())
@@ -309,9 +332,11 @@ def _build(model: pm.Model, name: str):
     offsets, n_user = layout(shared)
     logp_arrays, logp_args = _arrays(offsets, logp_inputs)
     expand_arrays, expand_args = _arrays(offsets, expand_inputs)
+    store, n_stored = store_lines(layout_)
     source = TEMPLATE.format(
         n_dim=n_dim,
-        n_expanded=n_expanded,
+        n_stored=n_stored,
+        store=store,
         n_user=n_user,
         logp_arrays=logp_arrays,
         logp_args=logp_args,

@@ -40,7 +40,7 @@ from nutpie.compile_pymc import address_as_void_pointer
 LOGP = None
 EXPAND = None
 N_DIM = {n_dim}
-N_EXPANDED = {n_expanded}
+N_EXPANDED = {n_stored}
 N_USER = {n_user}
 
 
@@ -74,7 +74,7 @@ def expand(dim, expanded, x_, out_, user_):
         user = numba.carray(user_, (N_USER,), np.uint64)
 {expand_arrays}
         (values,) = EXPAND(x{expand_args})
-        out[...] = values
+{store}
     except Exception:  # noqa: BLE001
         return -2
     return 0
@@ -220,11 +220,51 @@ def _cfunc(fn, sig):
     return compiled
 
 
+def stored(layout_: dict) -> tuple[list[str], list[list[int]], list[list[int]]]:
+    """Return the names, slices and shapes of what the trace stores, tiling its own vector.
+
+    ``layout_["stored"]`` names the variables kept (in the expanded vector's order); the
+    expanded vector's others (the sampler-side forms the posterior drops) are never stored.
+    """
+    keep = set(layout_.get("stored", layout_["names"]))
+    names, slices, shapes, at = [], [], [], 0
+    for name, (start, end), shape in zip(
+        layout_["names"], layout_["slices"], layout_["shapes"], strict=True
+    ):
+        if name in keep:
+            names.append(name)
+            slices.append([at, at + end - start])
+            shapes.append(shape)
+            at += end - start
+    return names, slices, shapes
+
+
+def store_lines(layout_: dict) -> tuple[str, int]:
+    """Return the ``expand`` callback's lines copying the stored runs, and the values stored.
+
+    One slice assignment per run of consecutive stored values of the expanded vector.
+    """
+    keep = set(layout_.get("stored", layout_["names"]))
+    runs: list[list[int]] = []
+    for name, (start, end) in zip(layout_["names"], layout_["slices"], strict=True):
+        if name not in keep or start == end:
+            continue
+        if runs and runs[-1][1] == start:
+            runs[-1][1] = end
+        else:
+            runs.append([start, end])
+    lines, at = [], 0
+    for start, end in runs:
+        lines.append(f"        out[{at}:{at + end - start}] = values[{start}:{end}]")
+        at += end - start
+    return "\n".join(lines) or "        pass", at
+
+
 def _check_layout(layout_: dict) -> None:
     """Raise :class:`_Mismatch` unless the layout adds up.
 
     The slices tile the expanded vector in order, each as long as its shape, the free
-    variables first and tiling the sampler's vector.
+    variables first and tiling the sampler's vector; what is stored is some of its names.
     """
     try:
         n_dim, n_expanded = layout_["n_dim"], layout_["n_expanded"]
@@ -246,6 +286,8 @@ def _check_layout(layout_: dict) -> None:
             if k == len(free) - 1:
                 ok = ok and stop == n_dim
         ok = ok and stop == n_expanded and (free or n_dim == 0)
+        keep = layout_.get("stored", names)
+        ok = ok and isinstance(keep, list) and bool(keep) and set(keep) <= set(names)
     except (KeyError, TypeError, ValueError) as err:
         raise _Mismatch(f"layout {sorted(layout_)}: {err}") from err
     if not ok:

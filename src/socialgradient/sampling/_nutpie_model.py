@@ -15,7 +15,7 @@ import threading
 import numpy as np
 import pymc as pm
 
-from socialgradient.sampling._nutpie_codegen import _frozen, user_data
+from socialgradient.sampling._nutpie_codegen import _frozen, stored, user_data
 
 
 def _pymc_initial_point(model: pm.Model):
@@ -63,11 +63,9 @@ def _initial_point(model: pm.Model, names: list[str], shapes: list) -> object:
 def _assemble(model, layout_: dict, shared: list, logp_c, expand_c, logp_pt=None, expand_pt=None):
     import nutpie.compile_pymc as cp
 
-    shape_info = (
-        layout_["names"],
-        [slice(*s) for s in layout_["slices"]],
-        [tuple(s) for s in layout_["shapes"]],
-    )
+    names, slices, shapes = stored(layout_)  # what the trace keeps (not the derived forms)
+    shape_info = (names, [slice(*s) for s in slices], [tuple(s) for s in shapes])
+    free_shapes = dict(zip(layout_["free_names"], map(tuple, layout_["free_shapes"]), strict=True))
     values = {v: _frozen(v.get_value()) for v in shared}
     dims, coords = cp._prepare_dims_and_coords(model, shape_info, layout_["reparameterized"])
     initial = _initial_point(model, layout_["free_names"], layout_["free_shapes"])
@@ -75,14 +73,15 @@ def _assemble(model, layout_: dict, shared: list, logp_c, expand_c, logp_pt=None
         _n_dim=layout_["n_dim"],
         dims=dims,
         _coords=coords,
-        _shapes={name: tuple(shape) for name, _, shape in zip(*shape_info, strict=True)},
+        # the stored variables', and every free one's (with_data's starting points)
+        _shapes=free_shapes | {name: shape for name, _, shape in zip(*shape_info, strict=True)},
         compiled_logp_func=logp_c,
         compiled_expand_func=expand_c,
         initial_point_func=initial,
         shared_data={v.name: values[v] for v in shared},
         shared_var_keys={v: v.name for v in shared},
         user_data=user_data(shared, values),
-        n_expanded=layout_["n_expanded"],
+        n_expanded=sum(math.prod(shape) for shape in shape_info[2]),
         shape_info=shape_info,
         logp_func=logp_pt,
         expand_func=expand_pt,

@@ -67,6 +67,15 @@ DERIVED = (
 )
 
 
+def derived(name: str) -> bool:
+    """Whether ``name`` is a sampler-side form: in :data:`DERIVED` or an LA-effect block.
+
+    The posterior reports none of them, and nutpie's fast path does not even store them
+    (:func:`socialgradient.sampling._nutpie.unstored`).
+    """
+    return name in DERIVED or LA_THETA_BLOCKS.match(name) is not None
+
+
 def reported(posterior: xr.Dataset) -> xr.Dataset:
     """Return ``posterior`` without its sampler-side forms.
 
@@ -74,9 +83,7 @@ def reported(posterior: xr.Dataset) -> xr.Dataset:
     of :func:`socialgradient.model.build.la_theta`, with the coords only they used; its variables
     in :func:`arviz_order`.
     """
-    posterior = posterior.drop_vars(
-        [v for v in posterior.data_vars if v in DERIVED or LA_THETA_BLOCKS.match(str(v))]
-    )
+    posterior = posterior.drop_vars([v for v in posterior.data_vars if derived(str(v))])
     if "spatial_effect" in posterior:  # one value per LSOA and draw: float32 halves it
         posterior["spatial_effect"] = posterior["spatial_effect"].astype(np.float32)
     return arviz_order(
@@ -218,7 +225,7 @@ def checked(model: pm.Model) -> list[str]:
     names = []
     for var in [*model.free_RVs, *model.deterministics]:
         name = var.name
-        if name in DERIVED or LA_THETA_BLOCKS.match(name):
+        if derived(name):
             continue
         if rows & set(model.named_vars_to_dims.get(name, ())):
             continue
