@@ -20,12 +20,12 @@ check) copies it once in nutpie and once more into arrays, and for a moment twic
 a check's peak is about four times the kept trace). For most models that is small, but one
 value per LSOA and draw is not: England's BYM2 model stores 33,167 values a draw (0.27 MB;
 98,855 before the fast path left out the sampler's own forms,
-:mod:`socialgradient.sampling._nutpie`), so its default budget of 4 x 4,000 draws would need some 18 GB at its last check. Before
-sampling, :func:`memory_draws` gives the draws per chain whose checks fit in
-:data:`MEMORY_SHARE` of the memory then available; where that is below the draw budget it
-becomes the budget (logged as a warning), and a fit that stops there says "the memory budget
-ran out" (``stopped_by``). Like the time budget it depends on the machine, but it only binds
-where the draw budget would have run out of memory.
+:mod:`socialgradient.sampling._nutpie`), so its default budget of 4 x 4,000 draws would
+need some 18 GB at its last check. Before sampling, :func:`memory_draws` gives the draws
+per chain whose checks fit in :data:`MEMORY_SHARE` of the memory then available; where that
+is below the draw budget it becomes the budget (logged as a warning), and a fit that stops
+there says "the memory budget ran out" (``stopped_by``). Like the time budget it depends on
+the machine, but it only binds where the draw budget would have run out of memory.
 """
 
 from __future__ import annotations
