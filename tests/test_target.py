@@ -9,6 +9,7 @@ import pytest
 import xarray as xr
 
 from socialgradient.sampling import target as tg
+from socialgradient.sampling import trace_memory
 
 
 @pytest.fixture(scope="module")
@@ -84,18 +85,18 @@ def test_a_budget_that_is_too_small_says_what_was_not_reached(compiled):
 
 def test_memory_draws_fit_a_check_of_the_trace():
     # 4 chains x (2 (500 + d) + 2 d) x 98,855 values x 8 bytes <= 0.7 x 20 GB: England's BYM2
-    d = tg.memory_draws(98_855, 4, 500, 20e9)
+    d = trace_memory.memory_draws(98_855, 4, 500, 20e9)
     need = lambda draws: 4 * (2 * (500 + draws) + 2 * draws) * 98_855 * 8  # noqa: E731
-    assert need(d) <= tg.MEMORY_SHARE * 20e9 < need(d + 1)
-    assert tg.memory_draws(2, 4, 500, 20e9) > 10**7  # a small model: never binds
-    assert tg.memory_draws(10**9, 4, 500, 1e9) < 0  # not even the warm-up fits
+    assert need(d) <= trace_memory.MEMORY_SHARE * 20e9 < need(d + 1)
+    assert trace_memory.memory_draws(2, 4, 500, 20e9) > 10**7  # a small model: never binds
+    assert trace_memory.memory_draws(10**9, 4, 500, 1e9) < 0  # not even the warm-up fits
 
 
 def test_a_trace_too_big_for_memory_lowers_the_budget_and_says_so(compiled, monkeypatch, caplog):
     per_draw = 2 * compiled.n_expanded * 8  # 2 chains
     # memory to check 130 draws after 100 of warm-up: the budget of 150 becomes 130
     need = (2 * (100 + 130) + 2 * 130) * per_draw
-    monkeypatch.setattr(tg, "_available_memory", lambda: need / tg.MEMORY_SHARE + 1)
+    monkeypatch.setattr(trace_memory, "available", lambda: need / trace_memory.MEMORY_SHARE + 1)
     target = tg.Target(ess_bulk=1e6, block=50, min_draws=50, max_draws=150)
     tree, verdict = tg.sample(compiled, target, chains=2, tune=100, seed=1)
     assert (verdict.stopped_by, verdict.draws, verdict.memory_draws) == ("memory budget", 130, 130)
@@ -104,13 +105,13 @@ def test_a_trace_too_big_for_memory_lowers_the_budget_and_says_so(compiled, monk
     assert "the memory budget ran out at 130 draws per chain" in verdict.line()
     assert "draw budget lowered from 150 to 130" in caplog.text
     # the first 130 draws are those of the fit with memory to spare (same seed)
-    monkeypatch.setattr(tg, "_available_memory", lambda: 1e12)
+    monkeypatch.setattr(trace_memory, "available", lambda: 1e12)
     free, verdict2 = tg.sample(compiled, target, chains=2, tune=100, seed=1)
     assert (verdict2.stopped_by, verdict2.memory_draws) == ("draw budget", None)
     np.testing.assert_array_equal(
         free["posterior"]["mu"].values[:, :130], tree["posterior"]["mu"].values
     )
-    monkeypatch.setattr(tg, "_available_memory", lambda: 2 * 100 * per_draw)
+    monkeypatch.setattr(trace_memory, "available", lambda: 2 * 100 * per_draw)
     with pytest.raises(MemoryError, match="2 chains x \\(100 \\+ 50\\) draws"):
         tg.sample(compiled, target, chains=2, tune=100, seed=1)
 

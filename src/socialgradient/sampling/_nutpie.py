@@ -67,6 +67,7 @@ from typing import Any
 import pymc as pm
 import pytensor
 
+from socialgradient.model.sampler_forms import derived
 from socialgradient.sampling._nutpie_cache import (  # noqa: F401 (as before the split)
     ENV_DIR,
     LAYOUT,
@@ -205,12 +206,10 @@ def _compile(model: pm.Model, key: str):
 def unstored(model: pm.Model) -> list[str]:
     """Return the names the trace leaves out: the sampler-side forms the posterior drops.
 
-    :func:`socialgradient.sampling.fit.derived`'s variables (free ones with their
+    :func:`socialgradient.model.sampler_forms.derived`'s variables (free ones with their
     unconstrained value variables) are computed by the sampler but never stored: for
     England's BYM2 model that is two thirds of every draw (``spatial_z``, ``spatial_theta``).
     """
-    from socialgradient.sampling.fit import derived
-
     out = {v.name for v in model.deterministics if derived(v.name)}
     for rv in model.free_RVs:
         if derived(rv.name):

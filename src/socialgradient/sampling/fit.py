@@ -26,9 +26,10 @@ import numpy as np
 import pymc as pm
 import xarray as xr
 
-from socialgradient.model import families, parameterisation
-from socialgradient.model.build import LA_THETA_BLOCKS, LA_THETA_COORDS, build_model
+from socialgradient.model import parameterisation
+from socialgradient.model.build import LA_THETA_COORDS, build_model
 from socialgradient.model.data import NeighbourhoodData
+from socialgradient.model.sampler_forms import DERIVED, derived
 from socialgradient.model.terms import TERMS
 from socialgradient.sampling import compiled as compiled_module
 from socialgradient.sampling import predict
@@ -58,22 +59,6 @@ MAX_PREDICTIVE_DRAWS = 1000
 #: ... and at most this many draw x row values each (about 0.8 GB of float64), so a
 #: 330k-cell stratified fit keeps ~300 draws rather than running out of memory.
 MAX_PREDICTIVE_VALUES = 100_000_000
-#: Sampler-side forms of quantities the posterior keeps in their reported form, as the
-#: families and terms name them: e.g. the LKJ factor (la_sd, la_corr), phi's transform and
-#: per-SD moderator coefficients (moderator_effect, per unit).
-DERIVED = (
-    *(name for family in families.FAMILIES.values() for name in family.derived),
-    *(name for term in TERMS for name in term.derived),
-)
-
-
-def derived(name: str) -> bool:
-    """Whether ``name`` is a sampler-side form: in :data:`DERIVED` or an LA-effect block.
-
-    The posterior reports none of them, and nutpie's fast path does not even store them
-    (:func:`socialgradient.sampling._nutpie.unstored`).
-    """
-    return name in DERIVED or LA_THETA_BLOCKS.match(name) is not None
 
 
 def reported(posterior: xr.Dataset) -> xr.Dataset:

@@ -14,18 +14,9 @@ the seed and the chain (not on how fast the threads ran), and the decisions only
 draws, so the result is the same for the same seed however the machine is loaded:
 reproducible. Only the time budget (``max_seconds``) depends on the clock; its verdict says so.
 
-**The memory budget.** nutpie keeps every draw of every chain in memory, warm-up included,
-each the model's ``n_expanded`` values in float64. Reading the trace while the chains run (a
-check) copies it once in nutpie and once more into arrays, and for a moment twice (measured:
-a check's peak is about four times the kept trace). For most models that is small, but one
-value per LSOA and draw is not: England's BYM2 model stores 33,167 values a draw (0.27 MB;
-98,855 before the fast path left out the sampler's own forms,
-:mod:`socialgradient.sampling._nutpie`), so its default budget of 4 x 4,000 draws would
-need some 18 GB at its last check. Before sampling, :func:`memory_draws` gives the draws
-per chain whose checks fit in :data:`MEMORY_SHARE` of the memory then available; where that
-is below the draw budget it becomes the budget (logged as a warning), and a fit that stops
-there says "the memory budget ran out" (``stopped_by``). Like the time budget it depends on
-the machine, but it only binds where the draw budget would have run out of memory.
+A third budget is memory (:mod:`socialgradient.sampling.trace_memory`): where the draw
+budget's trace would not fit, it is lowered to what does, and a fit that stops there says
+"the memory budget ran out".
 """
 
 from __future__ import annotations
@@ -39,14 +30,11 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from socialgradient.sampling import convergence
+from socialgradient.sampling import convergence, trace_memory
 from socialgradient.spec import Sampling
 from socialgradient.util.memory import release_memory
 
 log = logging.getLogger(__name__)
-
-#: The share of the memory available when sampling starts that the trace may take.
-MEMORY_SHARE = 0.7
 
 
 @dataclass(frozen=True)
@@ -256,39 +244,6 @@ def truncate(tree: xr.DataTree, draws: int) -> xr.DataTree:
     return out
 
 
-def memory_draws(n_expanded: int, chains: int, tune: int, available: float) -> int:
-    """Return the most draws per chain whose trace can be checked in ``MEMORY_SHARE x available``.
-
-    Parameters
-    ----------
-    n_expanded : int
-        Values the sampler stores per draw (nutpie's ``CompiledPyMCModel.n_expanded``).
-    chains, tune : int
-        Chains, and warm-up draws per chain (nutpie keeps those too).
-    available : float
-        Bytes of memory available.
-
-    Returns
-    -------
-    int
-        The largest ``d`` with ``chains x (2 (tune + d) + 2 d) x n_expanded x 8`` bytes at
-        most ``MEMORY_SHARE x available``: nutpie's trace (warm-up and ``d`` draws) and its copy
-        while a check reads it, and the kept draws converted to arrays, twice for a moment
-        (measured on a model of 60,000 values a draw, 4 x (200 + 1,000) draws: a peak 3.8
-        times the trace above the process's start, this formula's 4.4). Negative where not
-        even the warm-up fits.
-    """
-    per_draw = chains * max(n_expanded, 1) * 8.0
-    return int((MEMORY_SHARE * available / per_draw - 2 * tune) // 4)
-
-
-def _available_memory() -> float:
-    """Return the bytes of memory available now (psutil, as the OS reports it)."""
-    import psutil
-
-    return float(psutil.virtual_memory().available)
-
-
 def sample(
     compiled: Any,
     target: Target,
@@ -336,27 +291,9 @@ def sample(
         progress[0] = min(c.finished_draws for c in chains_progress) - tune
 
     points = target.checkpoints()
-    fits = memory_draws(getattr(compiled, "n_expanded", 1), chains, tune, _available_memory())
-    budget = target.max_draws
-    if fits < target.max_draws:
-        if fits < target.min_draws:
-            raise MemoryError(
-                f"the sampler's trace of {chains} chains x ({tune} + {target.min_draws}) draws "
-                f"of {compiled.n_expanded:,} values needs more than {MEMORY_SHARE:.0%} of the "
-                f"{_available_memory() / 2**30:.1f} GiB available: sample fewer chains or free "
-                "memory"
-            )
-        budget = fits
-        points = [p for p in points if p < fits] + [fits]
-        log.warning(
-            "draw budget lowered from %d to %d per chain: the trace of %d chains x %d "
-            "values per draw must fit in %.0f%% of the memory available",
-            target.max_draws,
-            fits,
-            chains,
-            compiled.n_expanded,
-            100 * MEMORY_SHARE,
-        )
+    budget = trace_memory.budget(compiled, chains, tune, target.min_draws, target.max_draws)
+    if budget < target.max_draws:
+        points = [p for p in points if p < budget] + [budget]
     sampler = nutpie.sample(
         compiled,
         draws=budget,
