@@ -25,8 +25,8 @@ draw: the free variables and every other named variable. The callbacks here writ
 what the posterior reports: the sampler-side forms that :func:`socialgradient.sampling.fit.reported`
 drops anyway (:func:`unstored`: the LKJ factor's, BYM2's ``spatial_z`` and ``spatial_theta``,
 the LA-effect blocks) are computed but not copied out. For England's BYM2 model that is
-33,167 values a draw instead of 98,855, so three times the draws fit in the same memory
-(:mod:`socialgradient.sampling.target`'s memory budget). nutpie's public compilation (the
+33,155 values a draw instead of 98,855, so three times the draws fit in the same memory
+(:mod:`socialgradient.sampling.trace_memory`). nutpie's public compilation (the
 fallback) stores them all; the posterior is the same.
 
 **Private APIs, and the public fallback.** This fast path leans on private APIs of nutpie,

@@ -4,7 +4,7 @@ nutpie keeps every draw of every chain in memory, warm-up included, each the mod
 ``n_expanded`` values in float64. Reading the trace while the chains run (a check) copies it
 once in nutpie and once more into arrays, and for a moment twice (measured: a check's peak is
 about four times the kept trace). For most models that is small, but one value per LSOA and
-draw is not: England's BYM2 model stores 33,167 values a draw (0.27 MB; 98,855 before the
+draw is not: England's BYM2 model stores 33,155 values a draw (0.27 MB; 98,855 before the
 fast path left out the sampler's own forms, :mod:`socialgradient.sampling._nutpie`), so its
 default budget of 4 x 4,000 draws would need some 18 GB at its last check. Before sampling,
 :func:`budget` gives the draws per chain whose checks fit in :data:`MEMORY_SHARE` of the
