@@ -203,6 +203,12 @@ def _compile(model: pm.Model, key: str):
     return _public(model)
 
 
+def stored_names(model: pm.Model, names: list[str]) -> list[str]:
+    """Return the expanded vector's ``names`` the trace stores: all but :func:`unstored`'s."""
+    leave = set(unstored(model))
+    return [n for n in names if n not in leave]
+
+
 def unstored(model: pm.Model) -> list[str]:
     """Return the names the trace leaves out: the sampler-side forms the posterior drops.
 
@@ -248,8 +254,8 @@ def _cached(model: pm.Model, name: str):
     data = {v.name: v for v in model.data_vars}
     if not set(layout_["shared"]) <= set(data):
         return None
-    leave = set(unstored(model))  # an entry storing what this version would not: built again
-    if layout_.get("stored", layout_["names"]) != [n for n in layout_["names"] if n not in leave]:
+    # an entry storing what this version would not: built again
+    if layout_.get("stored", layout_["names"]) != stored_names(model, layout_["names"]):
         return None
     module = _exec(source, entry / f"{name}.py")  # LOGP/EXPAND stay None: only a cache
     try:  # hit can compile
@@ -324,8 +330,7 @@ def _build(model: pm.Model, name: str):
             "reparameterized": list(reparameterized),
             "free_names": free_names,
         }
-        unstored_ = set(unstored(model))
-        layout_["stored"] = [n for n in layout_["names"] if n not in unstored_]
+        layout_["stored"] = stored_names(model, layout_["names"])
         by_name = dict(zip(layout_["names"], layout_["shapes"], strict=True))
         layout_["free_shapes"] = [by_name[n] for n in free_names]
         logp_inputs, expand_inputs = list(logp_pt.get_shared()), list(expand_pt.get_shared())

@@ -17,6 +17,10 @@ reproducible. Only the time budget (``max_seconds``) depends on the clock; its v
 A third budget is memory (:mod:`socialgradient.sampling.trace_memory`): where the draw
 budget's trace would not fit, it is lowered to what does, and a fit that stops there says
 "the memory budget ran out".
+
+All chains run at once (``cores = chains``), so that every chain reaches each block at about
+the same time on a machine with fewer cores than chains. The trace is read (a copy) only when
+nutpie's progress says every chain has the next check's draws.
 """
 
 from __future__ import annotations
@@ -292,7 +296,8 @@ def sample(
 
     points = target.checkpoints()
     budget = trace_memory.budget(compiled, chains, tune, target.min_draws, target.max_draws)
-    if budget < target.max_draws:
+    lowered = budget < target.max_draws  # by the memory budget
+    if lowered:
         points = [p for p in points if p < budget] + [budget]
     sampler = nutpie.sample(
         compiled,
@@ -312,7 +317,7 @@ def sample(
     k = 0
     worst: dict[str, float] = {}
     unmet: dict[str, list[str]] = {}
-    stopped_by = "draw budget" if budget == target.max_draws else "memory budget"
+    stopped_by = "memory budget" if lowered else "draw budget"
     kept = points[-1]
     try:
         while k < len(points):
@@ -368,6 +373,6 @@ def sample(
         unmet={} if stopped_by == "target" else unmet,
         target=asdict(target),
         checked=checked,
-        memory_draws=None if budget == target.max_draws else budget,
+        memory_draws=budget if lowered else None,
     )
     return truncate(tree, kept), verdict
