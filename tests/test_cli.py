@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import xarray as xr
 
 from socialgradient.cli import main, parser
 from socialgradient.data.synthetic.england import load_calibration, simulate
@@ -418,12 +419,12 @@ def test_compiling_and_sampling_are_logged_when_they_start(monkeypatch, caplog):
 
     def fake_sample(compiled, **kwargs):
         seen["sample"] = lines()
-        return "tree"
+        return xr.DataTree()
 
     monkeypatch.setattr(fit.compiled_module, "compile_nutpie", fake_compile)
     monkeypatch.setattr(nutpie, "sample", fake_sample)
     tree, _, _ = fit.sample(pm.Model(), Sampling(draws=10, tune=20, chains=2), False)
-    assert tree == "tree"
+    assert tree.attrs == {"tune": 20}  # the tuning draws it ran, recorded
     assert seen["compile"] == ["compiling the model for nutpie ..."]
     assert seen["sample"][1].startswith("compiled the model for nutpie: ")
     assert seen["sample"][2] == "sampling 2 chains x 10 draws (20 tuning) with nutpie ..."
@@ -431,11 +432,17 @@ def test_compiling_and_sampling_are_logged_when_they_start(monkeypatch, caplog):
     assert lines()[3].startswith("sampled 2 chains x 10 draws (nutpie): compile ")
     # PyMC compiles inside pm.sample: one line before it starts
     caplog.clear()
-    monkeypatch.setattr(fit.pm, "sample", lambda **kwargs: seen.update(pymc=lines()) or "t")
-    fit.sample(pm.Model(), Sampling(sampler="pymc", draws=10, tune=20, chains=2), False)
-    assert seen["pymc"] == [
-        "sampling 2 chains x 10 draws (20 tuning) with pymc (compiling the model first) ..."
+
+    def fake_pymc(**kwargs):
+        seen.update(pymc=lines(), tune=kwargs["tune"])
+        return xr.DataTree()
+
+    monkeypatch.setattr(fit.pm, "sample", fake_pymc)
+    fit.sample(pm.Model(), Sampling(sampler="pymc", draws=10, chains=2), False)
+    assert seen["pymc"] == [  # a tune left out, with no data rule applied: the long tuning
+        "sampling 2 chains x 10 draws (500 tuning) with pymc (compiling the model first) ..."
     ]
+    assert seen["tune"] == 500
     assert lines()[1].startswith("sampled 2 chains x 10 draws (pymc)")
 
 

@@ -189,7 +189,11 @@ def _family(p: argparse.ArgumentParser) -> None:
 
 def _sampling(p: argparse.ArgumentParser) -> None:
     p.add_argument("--draws", type=int, help="draws per chain (default: the spec's)")
-    p.add_argument("--tune", type=int, help="tuning draws per chain (default: the spec's)")
+    p.add_argument(
+        "--tune",
+        type=int,
+        help="tuning draws per chain (default: the spec's; chosen from the data if it has none)",
+    )
     p.add_argument("--chains", type=int, help="chains (default: the spec's)")
     p.add_argument("--seed", type=int, help="random seed (default: the spec's)")
     p.add_argument("--sampler", choices=SAMPLERS, help="NUTS sampler (default: the spec's)")

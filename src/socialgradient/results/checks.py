@@ -13,9 +13,9 @@ ESS can be computed); inputs that pass the input contract but are physically imp
 add a reason and make the verdict at best WARN.
 
 A fit sampled to a target (``stop = "target"``) also reports ``sampling``: the draws per chain
-kept, what stopped sampling (``target``, ``draw budget``, ``memory budget`` or ``time budget``;
-:mod:`socialgradient.sampling.target`) and, when a budget
-ran out, the criteria not reached with the quantities that missed them (a reason too).
+kept after ``tune`` (``sampling.tuning``), what stopped sampling (``target``, ``draw budget``,
+``memory budget`` or ``time budget``; :mod:`socialgradient.sampling.target`) and, when a
+budget ran out, the criteria not reached with the quantities that missed them (a reason too).
 """
 
 from __future__ import annotations
@@ -135,6 +135,8 @@ def _target(tree: xr.DataTree, out: dict) -> list[str]:
     out["sampling"] = {k: v[k] for k in keep}
     if v.get("memory_draws") is not None:  # the draw budget, lowered to what memory holds
         out["sampling"]["memory_draws"] = v["memory_draws"]
+    if "tune" in tree.attrs:  # the tuning draws per chain (chosen from the data if unset)
+        out["sampling"]["tune"] = int(tree.attrs["tune"])
     out["sampling"]["unmet"] = {  # the first 20 quantities of each criterion, and how many more
         k: names[:20] + ([f"... {len(names) - 20} more"] if len(names) > 20 else [])
         for k, names in v["unmet"].items()

@@ -32,7 +32,7 @@ from socialgradient.model.data import NeighbourhoodData
 from socialgradient.model.sampler_forms import DERIVED, derived
 from socialgradient.model.terms import TERMS
 from socialgradient.sampling import compiled as compiled_module
-from socialgradient.sampling import predict
+from socialgradient.sampling import predict, tuning
 from socialgradient.sampling import target as target_module
 from socialgradient.sampling.saved import (
     JOINT_LOG_LIKELIHOOD,
@@ -176,7 +176,7 @@ def fit(
     """
     model, centred = model_of(data, spec)
     tree, compile_seconds, sampling_seconds = sample(
-        model, spec.sampling, progressbar, target_accept=spec.target_accept
+        model, tuning.resolve(spec, data), progressbar, target_accept=spec.target_accept
     )
     return assemble(
         tree,
@@ -232,6 +232,7 @@ def sample(model: pm.Model, s: Sampling, progressbar: bool = True, **nuts):
     """
     if s.sampler == "numpyro":
         require_numpyro()
+    s = tuning.fallback(s)  # a caller that applied no data rule (sampling.tuning)
     # a line when each step starts, not only when it ends: compiling can take half a minute
     draws = f"up to {s.max_draws} draws to the target" if s.stop == "target" else f"{s.draws} draws"
     what = f"{s.chains} chains x {draws} ({s.tune} tuning) with {s.sampler}"
@@ -267,6 +268,7 @@ def sample(model: pm.Model, s: Sampling, progressbar: bool = True, **nuts):
                 **nuts,
             )
     sampling_seconds = time.perf_counter() - start
+    tree.attrs["tune"] = s.tune
     # the compilers' and sampler's freed memory back to the system before the per-row steps
     release_memory(collect=True)
     log.info(
@@ -304,7 +306,7 @@ def _sample_nutpie(compiled, model: pm.Model, s: Sampling, progressbar: bool, **
         compiled,
         target_module.Target.of(s),
         chains=s.chains,
-        tune=s.tune,
+        tune=s.tune or tuning.LONG,  # sample() resolved it (sampling.tuning)
         seed=s.seed,
         names=checked(model),
         progress_bar=progressbar,
@@ -388,8 +390,9 @@ def assemble(
         compile_seconds=compile_seconds,
         sampling_seconds=sampling_seconds,
     )
-    if "sampling_target" in tree.attrs:  # the verdict of sampling to a target
-        out.attrs["sampling_target"] = tree.attrs["sampling_target"]
+    for key in ("sampling_target", "tune"):  # the target's verdict, the tuning draws used
+        if key in tree.attrs:
+            out.attrs[key] = tree.attrs[key]
     for kind in TERMS:  # every fit records, e.g., its strata, "[]" when it has none
         out.attrs.update(kind.absent_attrs())
     for term in data.terms:

@@ -14,7 +14,7 @@ import xarray as xr
 from socialgradient.model.data import NeighbourhoodData
 from socialgradient.model.joint import build, choose
 from socialgradient.sampling import fit as fit_module
-from socialgradient.sampling import predict
+from socialgradient.sampling import predict, tuning
 from socialgradient.spec import Spec
 from socialgradient.util.progress import step
 
@@ -43,7 +43,8 @@ def fit(datas: list[NeighbourhoodData], spec: Spec, progressbar: bool = True) ->
     nuts: dict = {"target_accept": spec.target_accept}
     if spec.sampling.sampler == "nutpie":
         nuts["maxdepth"] = NUTPIE_MAXDEPTH
-    raw, compile_seconds, sampling_seconds = sample(model, spec.sampling, progressbar, **nuts)
+    s = tuning.resolve(spec, datas)
+    raw, compile_seconds, sampling_seconds = sample(model, s, progressbar, **nuts)
     # la_coef: the flat order of the LA coefficients, reported as (threshold, effect)
     post = fit_module.reported(raw["posterior"].to_dataset()).drop_vars("la_coef", errors="ignore")
     first = datas[0]
@@ -94,8 +95,9 @@ def fit(datas: list[NeighbourhoodData], spec: Spec, progressbar: bool = True) ->
         compile_seconds=compile_seconds,
         sampling_seconds=sampling_seconds,
     )
-    if "sampling_target" in raw.attrs:  # the verdict of sampling to a target
-        tree.attrs["sampling_target"] = raw.attrs["sampling_target"]
+    for key in ("sampling_target", "tune"):  # the target's verdict, the tuning draws used
+        if key in raw.attrs:
+            tree.attrs[key] = raw.attrs[key]
     return tree
 
 

@@ -38,8 +38,8 @@ Example ``models/national_referrals.toml``::
     [sampling]
     sampler = "nutpie"         # or "pymc", "numpyro"
     draws = 1000               # fixed draws per chain (stop = "draws", a spec's default)
-    tune = 500                 # nutpie's adaptation settles well within it (its own default
-    chains = 4                 # is 300); every suite spec PASSes at 400-500
+    tune = 500                 # left out: 200 where the data pin the LA SDs, else 500
+    chains = 4                 # (socialgradient.sampling.tuning)
     seed = 2021
     stop = "draws"             # or "target": draws until rhat, ess are met (max_draws, max_seconds)
 

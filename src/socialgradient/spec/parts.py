@@ -20,6 +20,7 @@ from socialgradient.spec.values import (
     Seconds,
     Seed,
     Stop,
+    Tune,
 )
 from socialgradient.util.typed import SpecError, _validate
 
@@ -28,6 +29,9 @@ from socialgradient.util.typed import SpecError, _validate
 class Sampling:
     """MCMC settings: draws, tune and the draw budget are per chain.
 
+    ``tune`` left out (None) is chosen from the data when the fit starts: 200 where they pin
+    the LA SDs down, 500 otherwise (:mod:`socialgradient.sampling.tuning`).
+
     ``stop = "draws"`` samples ``draws`` draws; ``stop = "target"`` samples until every
     reported quantity has R-hat <= ``rhat`` and bulk and tail ESS >= ``ess``, or the budget
     (``max_draws``, ``max_seconds``) runs out (nutpie only; see the module docstring).
@@ -35,7 +39,7 @@ class Sampling:
 
     sampler: Sampler = "nutpie"
     draws: Count = 1000
-    tune: Count = 500
+    tune: Tune = None  # chosen from the data (socialgradient.sampling.tuning)
     chains: Chains = 4
     seed: Seed = 2021
     stop: Stop = "draws"

@@ -43,6 +43,11 @@ Spatial = Literal["", "bym2"]
 Curve = Literal["log-linear", "spline"]
 #: draws and tune per chain
 Count = Annotated[int, _meta(ge=1, le=1_000_000, description="an integer from 1 to 1000000")]
+#: tuning draws per chain, or left out: chosen from the data (socialgradient.sampling.tuning)
+Tune = Annotated[
+    Annotated[int, _meta(ge=1, le=1_000_000)] | None,
+    _meta(description="an integer from 1 to 1000000 (or left out: chosen from the data)"),
+]
 Chains = Annotated[int, _meta(ge=1, le=64, description="an integer from 1 to 64")]
 #: numpy's legacy seed range (nutpie takes a u64, PyMC a numpy seed)
 Seed = Annotated[

@@ -55,7 +55,7 @@ from dask.distributed import Client
 from socialgradient.model.encode import encode
 from socialgradient.release import joint as joint_release
 from socialgradient.release import report
-from socialgradient.sampling import fit
+from socialgradient.sampling import fit, tuning
 from socialgradient.sampling import joint as joint_fit
 from socialgradient.spec import NAME, Spec, load_spec, plain_name
 from socialgradient.study import aggregates, claims, clusters, findings
@@ -160,7 +160,7 @@ def cost(data, spec: Spec) -> int:
     """Return a fit's rough cost, for the order of submission: rows x draws."""
     rows = sum(len(d.y) for d in data) if isinstance(data, list) else len(data.y)
     s = spec.sampling
-    return rows * s.chains * (s.draws + s.tune)
+    return rows * s.chains * (s.draws + (s.tune or tuning.LONG))
 
 
 def client(scheduler: str | Client | None = None, workers: int = 2, **options):

@@ -1,0 +1,72 @@
+"""Tuning draws per chain where a spec leaves ``tune`` out: fewer where the data pin the LA SDs.
+
+NUTS's warm-up adapts the step size and the mass matrix. How long it needs depends on the
+posterior's hardest direction, which in these models is the LA SDs (``la_sd``) of a sparse
+table. Measured (issue 32):
+
+* the default England (every LA SD's ``sd(log tau)`` 0.06): 200 tuning draws adapt as well as
+  500 (step size, leapfrog steps per draw, ``la_sd``'s bulk ESS) and save about 16,500 of a
+  fit's 72,000 leapfrog steps (``bench/england_target.md``);
+* a sparse looked-after table (``sd(log tau)`` 8.9 and 30.5): after 200 tuning draws ``la_sd``
+  mixed so slowly that the target took 3,200 draws per chain instead of 900
+  (``bench/run_time.md``).
+
+So a spec without ``tune`` gets :data:`SHORT` where the model's only scale parameters are the
+LA SDs (one outcome; no spline, spatial term or LA-level outcome, each of which brings scale
+parameters of its own) and the data pin every one of them down: ``sd(log tau)`` below
+:data:`socialgradient.model.parameterisation.TAU_PINNED` for the intercept and the slope (the
+normal-normal model's Fisher information at the moment estimate,
+:func:`~socialgradient.model.parameterisation.tau_uncertainty`), the rule by which every LA is
+sampled centred. Otherwise :data:`LONG`. A spec that sets ``tune`` gets what it sets. The
+choice depends on the data alone, so a seed still gives the same draws.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import numpy as np
+
+from socialgradient.model import parameterisation
+from socialgradient.spec import Sampling, Spec
+
+log = logging.getLogger(__name__)
+
+#: Tuning draws per chain where the data pin the LA SDs down ...
+SHORT = 200
+#: ... and everywhere else (the default before the rule).
+LONG = 500
+
+
+def pinned(data, spec: Spec) -> bool:
+    """Return whether the LA SDs are the model's only scale parameters and the data pin them.
+
+    ``data``: the fit's :class:`~socialgradient.model.data.NeighbourhoodData` (a list, for a
+    joint model, is never pinned: its LA covariance has 10 dimensions, measured at 400).
+    """
+    if isinstance(data, list) or spec.curve != "log-linear" or spec.spatial or spec.la_outcome:
+        return False
+    se, tau = parameterisation.information(data, spec.family)
+    spread = parameterisation.tau_uncertainty(se, tau)
+    return bool(np.all(spread < parameterisation.TAU_PINNED))
+
+
+def resolve(spec: Spec, data) -> Sampling:
+    """Return ``spec.sampling`` with ``tune`` chosen from ``data`` where the spec left it out."""
+    s = spec.sampling
+    if s.tune is not None:
+        return s
+    short = pinned(data, spec)
+    tune = SHORT if short else LONG
+    log.info(
+        "tuning %d draws per chain: %s",
+        tune,
+        "the data pin the LA SDs down" if short else "the LA SDs or other scales need it",
+    )
+    return dataclasses.replace(s, tune=tune)
+
+
+def fallback(s: Sampling) -> Sampling:
+    """Return ``s`` with :data:`LONG` tuning where ``tune`` is left out (no data rule applied)."""
+    return s if s.tune is not None else dataclasses.replace(s, tune=LONG)
