@@ -444,6 +444,12 @@ def test_compiling_and_sampling_are_logged_when_they_start(monkeypatch, caplog):
     ]
     assert seen["tune"] == 500
     assert lines()[1].startswith("sampled 2 chains x 10 draws (pymc)")
+    # an environment that fixes glibc's malloc thresholds (a Dask worker's) is named first
+    caplog.clear()
+    monkeypatch.setattr(fit, "fixed_thresholds", lambda: "MALLOC_TRIM_THRESHOLD_=65536 ...")
+    fit.sample(pm.Model(), Sampling(sampler="pymc", draws=10, chains=2), False)
+    assert lines()[0] == "MALLOC_TRIM_THRESHOLD_=65536 ..."
+    assert caplog.records[0].levelname == "WARNING"
 
 
 def test_top_level_help_is_whole(capsys):

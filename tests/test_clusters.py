@@ -58,6 +58,36 @@ def test_the_local_cluster_listens_on_localhost_only_with_no_dashboard(capsys):
     assert "dashboard" not in capsys.readouterr().err
 
 
+def test_local_workers_keep_glibcs_adaptive_malloc_thresholds(monkeypatch):
+    """Dask's nanny would start them with MALLOC_TRIM_THRESHOLD_=65536: sampling 2x slower."""
+    import os
+
+    from socialgradient.util.memory import fixed_thresholds
+
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    with suite.client(None, workers=1) as c:
+        seen = c.run(lambda: (os.environ.get("MALLOC_TRIM_THRESHOLD_"), fixed_thresholds()))
+    assert list(seen.values()) == [(None, None)]
+    assert "MALLOC_TRIM_THRESHOLD_" not in os.environ  # the nanny's process is not changed
+
+
+def test_fixed_malloc_thresholds_are_named_in_a_warning(monkeypatch):
+    from socialgradient.util import memory
+
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    assert memory.fixed_thresholds() is None
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")
+    if memory._libc() is None:  # not glibc: the variable means nothing there
+        assert memory.fixed_thresholds() is None
+        return
+    said = memory.fixed_thresholds()
+    assert said is not None
+    assert "MALLOC_TRIM_THRESHOLD_=65536" in said
+    assert "twice as slow" in said
+    assert "pre-spawn-environ.MALLOC_TRIM_THRESHOLD_: null" in said
+
+
 def test_a_dashboard_when_asked_is_on_localhost_and_its_url_printed(capsys):
     with suite.client(None, workers=1, dashboard=True) as c:
         listening = _listening(_cluster_pids(c))

@@ -48,7 +48,7 @@ from socialgradient.sampling.saved import (
     with_log_likelihood,
 )
 from socialgradient.spec import Sampling, Spec
-from socialgradient.util.memory import release_memory
+from socialgradient.util.memory import fixed_thresholds, release_memory
 from socialgradient.util.progress import step
 from socialgradient.util.threads import one_blas_thread
 
@@ -238,6 +238,8 @@ def sample(model: pm.Model, s: Sampling, progressbar: bool = True, **nuts):
     what = f"{s.chains} chains x {draws} ({s.tune} tuning) with {s.sampler}"
     kept = s.draws
     start = time.perf_counter()
+    if slow := fixed_thresholds():
+        log.warning(slow)
     if s.sampler == "nutpie":
         log.info("compiling the model for nutpie ...")
         compiled, reused = compiled_module.compile_nutpie(model)

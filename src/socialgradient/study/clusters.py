@@ -221,6 +221,18 @@ def target(
     return Target(None, workers, dashboard)
 
 
+#: Dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``, which also fixes glibc's
+#: mmap threshold at 128 KiB: every temporary array of a log density evaluation larger than
+#: that (a row vector of England: 257 KiB) is then mapped and unmapped afresh, page by page,
+#: on every leapfrog step. England's referrals fit sampled in 33.0 s with it, 15.6 s without
+#: (system CPU 19.3 s against 1.8 s); the suite's 29-minute run spent 955 of its 3,387 CPU
+#: seconds in the kernel (``bench/suite/timing.md``). A ``None`` leaves the variable out of the
+#: local workers' environment (glibc's own adaptive thresholds); a running cluster's workers
+#: keep what their nanny gives them (each fit warns: :func:`socialgradient.util.memory.
+#: fixed_thresholds`).
+WORKER_ENVIRON = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
+
+
 @contextlib.contextmanager
 def client(scheduler=None, workers: int = 2, **options):
     """Open a Dask client of ``target(scheduler, workers, **options)``.
@@ -233,7 +245,8 @@ def client(scheduler=None, workers: int = 2, **options):
 
     The local workers are started non-daemonic (``distributed.worker.daemon: False``, kept
     for the cluster's life, as a restarted worker reads it again), so a sampler may start
-    processes of its own; nutpie needs none (it samples on threads).
+    processes of its own; nutpie needs none (it samples on threads). They are started without
+    Dask's ``MALLOC_TRIM_THRESHOLD_`` (:data:`WORKER_ENVIRON`).
     """
     import dask
     from distributed import Client, LocalCluster
@@ -250,7 +263,7 @@ def client(scheduler=None, workers: int = 2, **options):
     # Dask starts anyway (health, metrics), on 127.0.0.1 and a free port, never 8787.
     local = "127.0.0.1:0"
     with (
-        dask.config.set({"distributed.worker.daemon": False}),
+        dask.config.set({"distributed.worker.daemon": False, **WORKER_ENVIRON}),
         LocalCluster(
             n_workers=t.workers,
             threads_per_worker=1,

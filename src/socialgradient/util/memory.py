@@ -6,6 +6,11 @@ import ctypes
 import ctypes.util
 import functools
 import gc
+import os
+
+#: glibc's tunables that, set in the environment, fix its thresholds (Dask's workers get
+#: ``MALLOC_TRIM_THRESHOLD_=65536`` from their nanny unless told otherwise)
+FIXED_THRESHOLDS = ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_")
 
 
 @functools.cache
@@ -32,3 +37,25 @@ def release_memory(collect: bool = False) -> None:
     libc = _libc()
     if libc is not None:
         libc.malloc_trim(0)
+
+
+def fixed_thresholds() -> str | None:
+    """Say why sampling will be slow where the environment fixes glibc's thresholds, else None.
+
+    With ``MALLOC_TRIM_THRESHOLD_`` or ``MALLOC_MMAP_THRESHOLD_`` set, glibc stops adapting its
+    mmap threshold (128 KiB), so every larger temporary of a log density evaluation is mapped
+    and unmapped afresh on every leapfrog step: England's referrals sampled in 33.0 s with
+    ``MALLOC_TRIM_THRESHOLD_=65536`` against 15.6 s without
+    (:data:`socialgradient.study.clusters.WORKER_ENVIRON`). Only glibc reads them.
+    """
+    if _libc() is None:
+        return None
+    fixed = [f"{k}={os.environ[k]}" for k in FIXED_THRESHOLDS if os.environ.get(k)]
+    if not fixed:
+        return None
+    return (
+        f"{', '.join(fixed)} in the environment fixes glibc's mmap threshold, which makes "
+        "sampling about twice as slow (every large temporary is mapped afresh); start the "
+        "process without it (a Dask cluster's workers: distributed.nanny.pre-spawn-environ."
+        "MALLOC_TRIM_THRESHOLD_: null, as socialgradient's local cluster does)"
+    )
