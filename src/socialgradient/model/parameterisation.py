@@ -80,19 +80,29 @@ def choose(data, family: str, la_effects: str) -> np.ndarray:
     How many leading LA effects each LA samples centred (dims la, int): 2 = intercept
     and slope, 1 = the intercept only, 0 = neither. ``la_effects`` is the spec's choice.
     """
+    return la_choice(data, family, la_effects)[0]
+
+
+def la_choice(data, family: str, la_effects: str) -> tuple[np.ndarray, bool]:
+    """Return :func:`choose`'s centring and whether the data pin every LA SD down.
+
+    "Pinned": ``sd(log tau)`` (:func:`tau_uncertainty`) below :data:`TAU_PINNED` for the
+    intercept and the slope, whatever ``la_effects`` says; then every LA is centred under
+    ``auto``, and a fit tunes briefly (:mod:`socialgradient.sampling.tuning`). One pass over
+    the data for both.
+    """
     n_la = len(data.la)
-    if la_effects == "centred":
-        return np.full(n_la, 2)
-    if la_effects == "noncentred":
-        return np.zeros(n_la, int)
     se, tau = information(data, families.get(family))
     spread = tau_uncertainty(se, tau)
-    if np.all(spread < TAU_PINNED):
-        return np.full(n_la, 2)
+    pinned = bool(np.all(spread < TAU_PINNED))
+    if la_effects == "centred" or (la_effects == "auto" and pinned):
+        return np.full(n_la, 2), pinned
+    if la_effects == "noncentred":
+        return np.zeros(n_la, int), pinned
     ratio = CENTRED_RATIO.copy()
     if spread[0] < INTERCEPT_PINNED:
         ratio[0] = INTERCEPT_RATIO_PINNED
-    return np.cumprod(se < ratio * tau, axis=1).sum(axis=1)
+    return np.cumprod(se < ratio * tau, axis=1).sum(axis=1), pinned
 
 
 def tau_uncertainty(se: np.ndarray, tau: np.ndarray) -> np.ndarray:

@@ -138,8 +138,14 @@ def model_of(data: NeighbourhoodData, spec: Spec) -> tuple[pm.Model, np.ndarray]
     (:func:`socialgradient.model.parameterisation.choose`: which coefficients of each LA are
     sampled centred) and the model built with it; ``socialgradient warm`` compiles the same.
     """
-    centred = parameterisation.choose(data, spec.family, spec.la_effects)
-    return build_model(data, spec, centred=centred), centred
+    model, centred, _ = _model(data, spec)
+    return model, centred
+
+
+def _model(data: NeighbourhoodData, spec: Spec) -> tuple[pm.Model, np.ndarray, bool]:
+    """:func:`model_of`, and whether the data pin the LA SDs down (for the tuning)."""
+    centred, pinned = parameterisation.la_choice(data, spec.family, spec.la_effects)
+    return build_model(data, spec, centred=centred), centred, pinned
 
 
 def fit(
@@ -174,9 +180,9 @@ def fit(
         Posterior variables with dims (chain, draw[, la, effect]); ``log_likelihood`` and
         ``posterior_predictive`` with dims (chain, draw, lsoa).
     """
-    model, centred = model_of(data, spec)
+    model, centred, pinned = _model(data, spec)
     tree, compile_seconds, sampling_seconds = sample(
-        model, tuning.resolve(spec, data), progressbar, target_accept=spec.target_accept
+        model, tuning.resolve(spec, pinned), progressbar, target_accept=spec.target_accept
     )
     return assemble(
         tree,

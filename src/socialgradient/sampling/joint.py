@@ -43,7 +43,7 @@ def fit(datas: list[NeighbourhoodData], spec: Spec, progressbar: bool = True) ->
     nuts: dict = {"target_accept": spec.target_accept}
     if spec.sampling.sampler == "nutpie":
         nuts["maxdepth"] = NUTPIE_MAXDEPTH
-    s = tuning.resolve(spec, datas)
+    s = tuning.resolve(spec, pinned=False)  # ten LA coefficients: measured at 400 only
     raw, compile_seconds, sampling_seconds = sample(model, s, progressbar, **nuts)
     # la_coef: the flat order of the LA coefficients, reported as (threshold, effect)
     post = fit_module.reported(raw["posterior"].to_dataset()).drop_vars("la_coef", errors="ignore")

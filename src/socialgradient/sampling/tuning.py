@@ -17,8 +17,10 @@ parameters of its own) and the data pin every one of them down: ``sd(log tau)`` 
 :data:`socialgradient.model.parameterisation.TAU_PINNED` for the intercept and the slope (the
 normal-normal model's Fisher information at the moment estimate,
 :func:`~socialgradient.model.parameterisation.tau_uncertainty`), the rule by which every LA is
-sampled centred. Otherwise :data:`LONG`. A spec that sets ``tune`` gets what it sets. The
-choice depends on the data alone, so a seed still gives the same draws.
+sampled centred, computed in the same pass
+(:func:`~socialgradient.model.parameterisation.la_choice`). Otherwise :data:`LONG`. A spec
+that sets ``tune`` gets what it sets. The choice depends on the data alone, so a seed still
+gives the same draws.
 """
 
 from __future__ import annotations
@@ -26,9 +28,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 
-import numpy as np
-
-from socialgradient.model import parameterisation
 from socialgradient.spec import Sampling, Spec
 
 log = logging.getLogger(__name__)
@@ -39,30 +38,29 @@ SHORT = 200
 LONG = 500
 
 
-def pinned(data, spec: Spec) -> bool:
-    """Return whether the LA SDs are the model's only scale parameters and the data pin them.
+def short(spec: Spec, pinned: bool) -> bool:
+    """Return whether ``spec``'s fit gets :data:`SHORT` tuning.
 
-    ``data``: the fit's :class:`~socialgradient.model.data.NeighbourhoodData` (a list, for a
-    joint model, is never pinned: its LA covariance has 10 dimensions, measured at 400).
+    ``pinned``: the data pin every LA SD down
+    (:func:`socialgradient.model.parameterisation.la_choice`). The LA SDs must also be the
+    model's only scale parameters: one outcome (a joint model's LA covariance has ten
+    dimensions, measured at 400 only), no spline, no spatial term, no LA-level outcome.
     """
-    if isinstance(data, list) or spec.curve != "log-linear" or spec.spatial or spec.la_outcome:
-        return False
-    se, tau = parameterisation.information(data, spec.family)
-    spread = parameterisation.tau_uncertainty(se, tau)
-    return bool(np.all(spread < parameterisation.TAU_PINNED))
+    others = spec.outcomes or spec.curve != "log-linear" or spec.spatial or spec.la_outcome
+    return pinned and not others
 
 
-def resolve(spec: Spec, data) -> Sampling:
-    """Return ``spec.sampling`` with ``tune`` chosen from ``data`` where the spec left it out."""
+def resolve(spec: Spec, pinned: bool) -> Sampling:
+    """Return ``spec.sampling`` with ``tune`` chosen (:func:`short`) where the spec left it out."""
     s = spec.sampling
     if s.tune is not None:
         return s
-    short = pinned(data, spec)
-    tune = SHORT if short else LONG
+    brief = short(spec, pinned)
+    tune = SHORT if brief else LONG
     log.info(
         "tuning %d draws per chain: %s",
         tune,
-        "the data pin the LA SDs down" if short else "the LA SDs or other scales need it",
+        "the data pin the LA SDs down" if brief else "the LA SDs or other scales need it",
     )
     return dataclasses.replace(s, tune=tune)
 
