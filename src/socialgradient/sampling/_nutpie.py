@@ -103,6 +103,7 @@ from socialgradient.sampling._nutpie_codegen import (  # noqa: F401 (as before t
     layout,
     store_lines,
     stored,
+    trace_names,
     user_data,
 )
 from socialgradient.sampling._nutpie_model import (  # noqa: F401 (as before the split)
@@ -255,7 +256,7 @@ def _cached(model: pm.Model, name: str):
     if not set(layout_["shared"]) <= set(data):
         return None
     # an entry storing what this version would not: built again
-    if layout_.get("stored", layout_["names"]) != stored_names(model, layout_["names"]):
+    if trace_names(layout_) != stored_names(model, layout_["names"]):
         return None
     module = _exec(source, entry / f"{name}.py")  # LOGP/EXPAND stay None: only a cache
     try:  # hit can compile

@@ -220,13 +220,18 @@ def _cfunc(fn, sig):
     return compiled
 
 
+def trace_names(layout_: dict) -> list[str]:
+    """Return the names the layout's trace stores (all of them in a layout from before that)."""
+    return layout_.get("stored", layout_["names"])
+
+
 def stored(layout_: dict) -> tuple[list[str], list[list[int]], list[list[int]]]:
     """Return the names, slices and shapes of what the trace stores, tiling its own vector.
 
     ``layout_["stored"]`` names the variables kept (in the expanded vector's order); the
     expanded vector's others (the sampler-side forms the posterior drops) are never stored.
     """
-    keep = set(layout_.get("stored", layout_["names"]))
+    keep = set(trace_names(layout_))
     names, slices, shapes, at = [], [], [], 0
     for name, (start, end), shape in zip(
         layout_["names"], layout_["slices"], layout_["shapes"], strict=True
@@ -244,7 +249,7 @@ def store_lines(layout_: dict) -> tuple[str, int]:
 
     One slice assignment per run of consecutive stored values of the expanded vector.
     """
-    keep = set(layout_.get("stored", layout_["names"]))
+    keep = set(trace_names(layout_))
     runs: list[list[int]] = []
     for name, (start, end) in zip(layout_["names"], layout_["slices"], strict=True):
         if name not in keep or start == end:
@@ -286,7 +291,7 @@ def _check_layout(layout_: dict) -> None:
             if k == len(free) - 1:
                 ok = ok and stop == n_dim
         ok = ok and stop == n_expanded and (free or n_dim == 0)
-        keep = layout_.get("stored", names)
+        keep = trace_names(layout_)
         ok = ok and isinstance(keep, list) and bool(keep) and set(keep) <= set(names)
     except (KeyError, TypeError, ValueError) as err:
         raise _Mismatch(f"layout {sorted(layout_)}: {err}") from err

@@ -59,6 +59,8 @@ MAX_PREDICTIVE_DRAWS = 1000
 #: ... and at most this many draw x row values each (about 0.8 GB of float64), so a
 #: 330k-cell stratified fit keeps ~300 draws rather than running out of memory.
 MAX_PREDICTIVE_VALUES = 100_000_000
+#: The sampler's tree attrs a fit keeps: the target's verdict (JSON), the tuning draws used.
+SAMPLER_ATTRS = ("sampling_target", "tune")
 
 
 def reported(posterior: xr.Dataset) -> xr.Dataset:
@@ -314,7 +316,7 @@ def _sample_nutpie(compiled, model: pm.Model, s: Sampling, progressbar: bool, **
         compiled,
         target_module.Target.of(s),
         chains=s.chains,
-        tune=s.tune or tuning.LONG,  # sample() resolved it (sampling.tuning)
+        tune=tuning.tune_of(s),
         seed=s.seed,
         names=checked(model),
         progress_bar=progressbar,
@@ -398,9 +400,7 @@ def assemble(
         compile_seconds=compile_seconds,
         sampling_seconds=sampling_seconds,
     )
-    for key in ("sampling_target", "tune"):  # the target's verdict, the tuning draws used
-        if key in tree.attrs:
-            out.attrs[key] = tree.attrs[key]
+    out.attrs.update({k: tree.attrs[k] for k in SAMPLER_ATTRS if k in tree.attrs})
     for kind in TERMS:  # every fit records, e.g., its strata, "[]" when it has none
         out.attrs.update(kind.absent_attrs())
     for term in data.terms:

@@ -95,9 +95,7 @@ def fit(datas: list[NeighbourhoodData], spec: Spec, progressbar: bool = True) ->
         compile_seconds=compile_seconds,
         sampling_seconds=sampling_seconds,
     )
-    for key in ("sampling_target", "tune"):  # the target's verdict, the tuning draws used
-        if key in raw.attrs:
-            tree.attrs[key] = raw.attrs[key]
+    tree.attrs.update({k: raw.attrs[k] for k in fit_module.SAMPLER_ATTRS if k in raw.attrs})
     return tree
 
 

@@ -65,6 +65,11 @@ def resolve(spec: Spec, pinned: bool) -> Sampling:
     return dataclasses.replace(s, tune=tune)
 
 
+def tune_of(s: Sampling) -> int:
+    """Return ``s``'s tuning draws per chain: its own, or :data:`LONG` where it has none."""
+    return s.tune if s.tune is not None else LONG
+
+
 def fallback(s: Sampling) -> Sampling:
     """Return ``s`` with :data:`LONG` tuning where ``tune`` is left out (no data rule applied)."""
-    return s if s.tune is not None else dataclasses.replace(s, tune=LONG)
+    return dataclasses.replace(s, tune=tune_of(s))

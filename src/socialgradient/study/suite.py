@@ -160,7 +160,7 @@ def cost(data, spec: Spec) -> int:
     """Return a fit's rough cost, for the order of submission: rows x draws."""
     rows = sum(len(d.y) for d in data) if isinstance(data, list) else len(data.y)
     s = spec.sampling
-    return rows * s.chains * (s.draws + (s.tune or tuning.LONG))
+    return rows * s.chains * (s.draws + tuning.tune_of(s))
 
 
 def client(scheduler: str | Client | None = None, workers: int = 2, **options):
