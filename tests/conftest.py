@@ -47,6 +47,26 @@ def _test_ledger(tmp_path_factory):
     yield from _ledger_at(tmp_path_factory.mktemp("ledger"))
 
 
+@pytest.fixture(autouse=True)
+def _dask_scheduler_kept():
+    """A test leaves Dask's global scheduler setting as it found it.
+
+    A ``distributed.Client`` made the default sets it to ``dask.distributed`` and restores,
+    when closed, what it found; two opened in two threads and closed out of order left it set,
+    and every later test computing with Dask then asked for a client no longer there. Such a
+    test fails here, by name, and the setting is restored for the tests after it."""
+
+    def setting():
+        return sys.modules["dask"].config.get("scheduler", None) if "dask" in sys.modules else None
+
+    before = setting()
+    yield
+    after = setting()
+    if after != before:
+        sys.modules["dask"].config.set(scheduler=before)
+        pytest.fail(f"the test left Dask's scheduler setting {after!r} (it was {before!r})")
+
+
 def _ledger_at(path):
     from socialgradient.release.ledger import ENV, SECRET
 

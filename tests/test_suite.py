@@ -254,7 +254,10 @@ def test_suite_survives_a_worker_killed_mid_fit(data, tmp_path, scheduler):
         return times.user + times.system
 
     def kill_one_mid_fit():
-        with Client(scheduler, timeout=60) as client:
+        # not the default client: a default one sets Dask's global scheduler and restores,
+        # when closed, what it found; closed after suite.run's own (another thread), it left
+        # "dask.distributed" set for every later test (test_fit's loads then failed)
+        with Client(scheduler, timeout=60, set_as_default=False) as client:
             while not stop.is_set() and not killed:
                 busy = {w: keys for w, keys in client.processing().items() if keys}
                 if busy:
