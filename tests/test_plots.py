@@ -377,9 +377,10 @@ def test_drawing_does_not_import_jax():
     import sys
 
     code = (
-        "import io, sys, arviz_base, socialgradient.results.plots as p\n"
+        "import io, sys, arviz_base\n"
+        "from socialgradient.util.imports import forget_unloaded_jax\n"
         "assert type(sys.modules['jax']).__name__ == '_LazyModule'\n"
-        "p._forget_unloaded_jax()\n"
+        "forget_unloaded_jax()\n"
         "from matplotlib.figure import Figure\n"
         "f = Figure(); f.add_subplot().plot([1.0, 2.0]); f.savefig(io.BytesIO(), format='png')\n"
         "print('jax._src' in sys.modules)\n"

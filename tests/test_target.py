@@ -258,3 +258,34 @@ def test_a_constant_quantity_does_not_keep_the_sampler_running():
         xr.Dataset({"stratum_effect": (("chain", "draw", "stratum"), draws)}), tg.Target()
     )
     assert unmet["rhat"] == ["stratum_effect[1]"]
+
+
+def test_a_check_reads_the_draws_nutpies_inspect_gives(compiled):
+    """The check's snapshot (nutpie's Arrow trace, the posterior columns only) holds the same
+    draws as nutpie's public ``inspect()`` posterior, up to the draws every chain has; a
+    trace that does not read falls back to ``inspect()``."""
+    import time
+
+    import nutpie
+
+    sampler = nutpie.sample(
+        compiled, draws=120, tune=60, chains=3, cores=3, seed=5, progress_bar=False, blocking=False
+    )
+    while not tg._finished(sampler):  # wait() would take the results out of the sampler
+        time.sleep(0.05)
+    public = sampler.inspect()["posterior"].to_dataset()
+    light = tg._snapshot(sampler, None)
+    assert set(light.data_vars) == set(public.data_vars) == {"mu", "sd"}
+    assert (light.sizes["chain"], light.sizes["draw"]) == (3, 120)
+    for name in ("mu", "sd"):
+        np.testing.assert_array_equal(light[name].values, public[name].values)
+    assert list(tg._snapshot(sampler, ["sd"]).data_vars) == ["sd"]
+
+    class Broken:  # a nutpie whose private trace changed
+        _sampler = None
+        _compiled_model = sampler._compiled_model
+        inspect = sampler.inspect
+
+    fallback = tg._snapshot(Broken(), None)
+    np.testing.assert_array_equal(fallback["mu"].values, public["mu"].values)
+    sampler.abort()

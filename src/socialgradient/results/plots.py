@@ -13,8 +13,6 @@ Deprivation is shown in percent of families in income deprivation; the models' u
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -37,6 +35,7 @@ from socialgradient.results.plot_checks import (  # noqa: F401 (moved there; the
 from socialgradient.results.plot_checks import ratio_axis as _ratio_axis
 from socialgradient.results.plot_curve import deprivation_curve
 from socialgradient.util.files import atomic_write
+from socialgradient.util.imports import forget_unloaded_jax
 
 #: LA type -> (m_c, the matching score in :func:`socialgradient.results.gradients.national`).
 LA_TYPES = {
@@ -45,20 +44,6 @@ LA_TYPES = {
     "deprived": (1.0, "gradient_more_deprived_la"),
 }
 DPI = 120
-
-
-def _forget_unloaded_jax() -> None:
-    """Drop a lazily registered, never used ``jax`` from ``sys.modules``.
-
-    arviz_base registers jax lazily; matplotlib then asks ``sys.modules["jax"].Array``
-    of every plotted array, which imports all of jax (~0.6 s) into a process that never
-    uses it. A lazy module not yet loaded is removed (whoever registered it still holds
-    it and loads it on first use); a real jax is left alone.
-    """
-    module = sys.modules.get("jax")
-    lazy = getattr(importlib.util, "_LazyModule", None)
-    if module is not None and lazy is not None and type(module) is lazy:
-        del sys.modules["jax"]
 
 
 def _log_y(ax) -> None:
@@ -360,7 +345,7 @@ def save_all(
         the boundaries were found, ``inverse_intervention``, ``ppc``, ``deprivation_curve``
         for a spline fit) -> path written.
     """
-    _forget_unloaded_jax()
+    forget_unloaded_jax()
     paths = {}
     found = find_boundaries(boundaries)
     options = {

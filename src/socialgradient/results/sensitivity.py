@@ -64,6 +64,7 @@ from socialgradient.results.prior_density import (
 from socialgradient.sampling import predict
 from socialgradient.sampling.saved import JOINT_LOG_LIKELIHOOD, outcomes, with_log_likelihood
 from socialgradient.spec import Spec
+from socialgradient.util.imports import forget_unloaded_jax
 from socialgradient.util.progress import step
 
 log = logging.getLogger(__name__)
@@ -114,6 +115,7 @@ def power_scaling(tree: xr.DataTree, threshold: float = THRESHOLD) -> dict[str, 
     """
     if not 0 < threshold < 1:
         raise ValueError(f"power_scaling: threshold must be in (0, 1), got {threshold}")
+    forget_unloaded_jax()  # scipy's logsumexp (PSIS) would load a lazy jax: ~1 s
     spec = Spec.from_json(tree.attrs["spec"])
     thresholds = outcomes(tree)
     if len(spec.outcomes) > 1 and not thresholds:
