@@ -388,3 +388,25 @@ def test_drawing_does_not_import_jax():
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.strip() == "False"
+
+
+def test_an_output_sets_readers_share_one_la_table(tree, monkeypatch):
+    """Within ``reusing_la_table(tree)`` the LA table of that tree is computed once, each
+    reader getting an equal table of its own; another tree, or the same outside the block,
+    is computed afresh."""
+    from socialgradient.results import gradients
+
+    computed = []
+    real = gradients._la_table
+    monkeypatch.setattr(gradients, "_la_table", lambda t: computed.append(t) or real(t))
+    other = fake_tree(n_la=N_LA, n_lsoa_per_la=20, chains=2, draws=50, seed=1)
+    with gradients.reusing_la_table(tree):
+        first = gradients.la_table(tree)
+        first["gradient_median"] = first["gradient_median"] * 0  # a reader's own copy
+        second = gradients.la_table(tree)
+        plots.la_forest(tree)
+        gradients.la_table(other)
+    assert computed == [tree, other]
+    xr.testing.assert_identical(second, real(tree))
+    gradients.la_table(tree)
+    assert computed == [tree, other, tree]

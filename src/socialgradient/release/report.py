@@ -56,7 +56,7 @@ from socialgradient.release.masking import (  # noqa: F401 (importable from here
     perturbed_sums,
     release_summary,
 )
-from socialgradient.results import checks
+from socialgradient.results import checks, gradients
 from socialgradient.results.summaries import (  # noqa: F401 (report's names, as before)
     NATIONAL_KEYS,
     NO_SPREAD,
@@ -114,6 +114,11 @@ def write(
     rule = rule or disclosure.Rule()
     rule.check()
     led = ledger if isinstance(ledger, ledgers.Ledger) else ledgers.Ledger(ledger)
+    with gradients.reusing_la_table(tree):
+        return _write(tree, out_dir, extra, rule, posterior, command, led)
+
+
+def _write(tree, out_dir, extra, rule, posterior, command, led) -> dict[str, Path]:
     with step(log, "summary and diagnostics"):
         s = summary(tree)
     s.update(extra or {})
