@@ -360,6 +360,8 @@ def sample(
     unmet: dict[str, list[str]] = {}
     stopped_by = "memory budget" if lowered else "draw budget"
     kept = points[-1]
+    posterior: xr.Dataset | None = None  # the latest snapshot, dropped between checks
+    first: xr.Dataset | None = None
     try:
         while k < len(points):
             if progress[0] >= points[k] or _finished(sampler):
