@@ -485,3 +485,35 @@ def test_killing_report_fifty_times(saved, tmp_path):
     rng = random.Random(5)
     for _ in range(50):
         kill_report(src, dst, rng, window=4.0)
+
+
+def test_the_ledger_is_held_for_the_check_and_the_record_only(tmp_path, monkeypatch):
+    """report.write records the release under the ledger's lock, then gives the lock back
+    before writing figures and the posterior, so that other releases (a suite's other fits)
+    do not wait on them; a destination refused before the check records nothing."""
+    from filelock import FileLock
+
+    from socialgradient.release import ledger as ledgers
+    from socialgradient.results import plots
+
+    led = ledgers.Ledger(tmp_path / "ledger")
+    tree = fit_like(tiny_table(3), seed=3)
+    seen = {}
+    real = plots.save_all
+
+    def save_all(*args, **kwargs):
+        lock = FileLock(led._folder() / ".lock")
+        lock.acquire(timeout=0)  # free: no Timeout
+        lock.release()
+        seen["recorded"] = len(led.files())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(plots, "save_all", save_all)
+    (tmp_path / "a file").write_text("not a folder")
+    with pytest.raises(outputs.OutputSetError):
+        report.write(tree, tmp_path / "a file" / "out", ledger=led)
+    assert led.files() == []
+    report.write(tree, tmp_path / "out", ledger=led)
+    assert seen == {"recorded": 1}
+    assert len(led.files()) == 1
+    assert outputs.verify(tmp_path / "out")["command"] == "write"

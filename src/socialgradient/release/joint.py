@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 
@@ -88,20 +87,25 @@ def write(
     from socialgradient.release import disclosure, report
     from socialgradient.release import ledger as ledgers
     from socialgradient.results import plots
+    from socialgradient.util import outputs
 
     rule = rule or disclosure.Rule()
     rule.check()
     led = ledger if isinstance(ledger, ledgers.Ledger) else ledgers.Ledger(ledger)
     s = summary(tree)
     s.update(extra or {})
-    with led.locked():
+    out = outputs.check_destination(out_dir)  # a refused destination records nothing
+    with led.locked():  # every threshold's check and the record, not the files (report.record)
         keys = led.keys() if rule.perturb else None
         s = report.release_summary(s, view(tree, outcomes(tree)[0]), led, keys)
         earlier = led.publications(measures=outcomes(tree))
-        return _write(tree, out_dir, s, rule, posterior, command, led, keys, earlier, plots)
+        gated = {name: report.gate(view(tree, name), rule, led, earlier) for name in outcomes(tree)}
+        publications = [parts.publication for parts, _ in gated.values()]
+        report.record(led, publications, command, out, s, rule)
+    return _write(tree, out, s, rule, posterior, command, led, keys, gated, plots)
 
 
-def _write(tree, out_dir, s, rule, posterior, command, led, keys, earlier, plots) -> dict:
+def _write(tree, out_dir, s, rule, posterior, command, led, keys, gated, plots) -> dict:
     from pathlib import Path
 
     import pandas as pd
@@ -109,7 +113,7 @@ def _write(tree, out_dir, s, rule, posterior, command, led, keys, earlier, plots
     from socialgradient.release import disclosure, la_bands, report
     from socialgradient.util import outputs
 
-    tables, band_tables, ppcs, entries, pubs = [], [], {}, [], []
+    tables, band_tables, ppcs, entries = [], [], {}, []
     figures: dict[str, Path] = {}
     meta = {
         "command": command,
@@ -121,8 +125,7 @@ def _write(tree, out_dir, s, rule, posterior, command, led, keys, earlier, plots
         rel, internal = w.release, w.internal
         for name in outcomes(tree):
             one = view(tree, name)
-            parts, decile = report.gate(one, rule, led, earlier)
-            pubs.append(parts.publication)
+            parts, decile = gated[name]
             las = report.release_la_gradients(one, parts, keys)
             tables.append(las.assign(threshold=name))
             band_tables.append(
@@ -176,13 +179,6 @@ def _write(tree, out_dir, s, rule, posterior, command, led, keys, earlier, plots
             report._copy(Path(posterior), internal / "posterior.nc")
         else:
             fit_module.save(tree, internal / "posterior.nc")
-        led.record(
-            [p for p in pubs if p is not None],
-            command=command,
-            out=str(w.out.resolve()),
-            data_id=s["model"].get("data_id"),
-            rule=dataclasses.asdict(rule),
-        )
         w.commit()
     paths = {
         "summary": w.path("release/summary.json"),

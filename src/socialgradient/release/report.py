@@ -123,7 +123,8 @@ def _write(tree, out_dir, extra, rule, posterior, command, led) -> dict[str, Pat
         s = summary(tree)
     s.update(extra or {})
     ppc_full = checks.ppc(tree)
-    with led.locked():
+    out = outputs.check_destination(out_dir)  # a refused destination records nothing
+    with led.locked():  # the check against the earlier releases and its record, no more
         with step(
             log,
             "disclosure gate (with the ledger's earlier releases), LA table and "
@@ -135,22 +136,41 @@ def _write(tree, out_dir, extra, rule, posterior, command, led) -> dict[str, Pat
             las = release_la_gradients(tree, parts, keys)
             ppc_rel = release_ppc(tree, parts, decile, ppc_full)
             s = release_summary(s, tree, led, keys)
-        paths, _ = _write_set(
-            tree,
-            out_dir,
-            s,
-            las,
-            parts,
-            decile,
-            ppc_rel,
-            ppc_full,
-            rule,
-            posterior,
-            command,
-            led,
-            keys,
-        )
+        record(led, [parts.publication], command, out, s, rule)
+    paths, _ = _write_set(
+        tree,
+        out,
+        s,
+        las,
+        parts,
+        decile,
+        ppc_rel,
+        ppc_full,
+        rule,
+        posterior,
+        command,
+        led,
+        keys,
+    )
     return paths
+
+
+def record(led: ledgers.Ledger, publications: list, command: str, out: Path, s: dict, rule) -> None:
+    """Record a release in the ledger, under its lock, before its files are written.
+
+    Recorded before the output set is written (as :func:`socialgradient.release.disclosure.
+    write` records a table before the file appears): the ledger's lock is held for the check
+    and the record only, not while the figures and ``posterior.nc`` are written (a suite's
+    other fits waited on it for as long); a release that dies after its record errs on the
+    safe side, as one that died before its commit always did.
+    """
+    led.record(
+        [p for p in publications if p is not None],
+        command=command,
+        out=str(out.resolve()),
+        data_id=s["model"].get("data_id"),
+        rule=dataclasses.asdict(rule),
+    )
 
 
 def _log_check(parts: disclosure.Partitioned, rule: disclosure.Rule, led: ledgers.Ledger) -> dict:
@@ -286,14 +306,6 @@ def _write_set(
         }
         (internal / "disclosure_detail.json").write_text(
             to_json(detail) + "\n", encoding="utf-8", newline="\n"
-        )
-        # recorded before the commit: a release that dies after it errs on the safe side
-        led.record(
-            [parts.publication],
-            command=command,
-            out=str(w.out.resolve()),
-            data_id=s["model"].get("data_id"),
-            rule=dataclasses.asdict(rule),
         )
         w.commit()
     log.info("wrote the output set %s", w.out)
