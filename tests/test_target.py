@@ -8,8 +8,8 @@ import pymc as pm
 import pytest
 import xarray as xr
 
+from socialgradient.sampling import _nutpie_trace, trace_memory
 from socialgradient.sampling import target as tg
-from socialgradient.sampling import trace_memory
 
 
 @pytest.fixture(scope="module")
@@ -274,18 +274,18 @@ def test_a_check_reads_the_draws_nutpies_inspect_gives(compiled):
     while not tg._finished(sampler):  # wait() would take the results out of the sampler
         time.sleep(0.05)
     public = sampler.inspect()["posterior"].to_dataset()
-    light = tg._snapshot(sampler, None)
+    light = _nutpie_trace.snapshot(sampler, None)
     assert set(light.data_vars) == set(public.data_vars) == {"mu", "sd"}
     assert (light.sizes["chain"], light.sizes["draw"]) == (3, 120)
     for name in ("mu", "sd"):
         np.testing.assert_array_equal(light[name].values, public[name].values)
-    assert list(tg._snapshot(sampler, ["sd"]).data_vars) == ["sd"]
+    assert list(_nutpie_trace.snapshot(sampler, ["sd"]).data_vars) == ["sd"]
 
     class Broken:  # a nutpie whose private trace changed
         _sampler = None
         _compiled_model = sampler._compiled_model
         inspect = sampler.inspect
 
-    fallback = tg._snapshot(Broken(), None)
+    fallback = _nutpie_trace.snapshot(Broken(), None)
     np.testing.assert_array_equal(fallback["mu"].values, public["mu"].values)
     sampler.abort()

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import logging
 import time
-import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -35,6 +34,7 @@ import numpy as np
 import xarray as xr
 
 from socialgradient.sampling import convergence, trace_memory
+from socialgradient.sampling._nutpie_trace import snapshot
 from socialgradient.spec import Sampling
 from socialgradient.util.memory import release_memory
 
@@ -224,47 +224,6 @@ def _finished(sampler) -> bool:
         return False
 
 
-def _snapshot(sampler, names: list[str] | None) -> xr.Dataset:
-    """Return the posterior draws every chain has so far, of ``names`` (default: all).
-
-    Read from nutpie's Arrow trace (a copy, ``sampler._sampler.inspect()``): only the
-    posterior columns the check reads, as NumPy arrays (chain, draw, ...) up to the draws
-    every chain has finished. nutpie's public ``inspect()`` converts the whole trace, its
-    sampler statistics and warm-up included, into an ArviZ DataTree: 0.3-0.4 s of the
-    sampling threads' cores per check on England. Where nutpie's private trace does not
-    read as expected, the public ``inspect()``'s posterior.
-    """
-    try:
-        import pyarrow
-
-        draws, stats = sampler._sampler.inspect().get_arrow_trace()
-        tuning = [int(np.asarray(s.column("tuning")).sum()) for s in stats]
-        ready = min(d.num_rows - t for d, t in zip(draws, tuning, strict=True))
-        # as nutpie's posterior: the unconstrained values it reparameterised left out
-        skip = set(sampler._compiled_model.reparameterized_names or ())
-        data = {}
-        for name in names or [n for n in draws[0].column_names if n not in skip]:
-            per_chain = []
-            for batch, t in zip(draws, tuning, strict=True):
-                column = batch.column(name)
-                meta = column.field.metadata or {}
-                shape = [int(v) for v in meta.get(b"shape", b"").decode().split(",") if v]
-                values = pyarrow.array(column).slice(t, ready)
-                flat = values.flatten() if hasattr(values, "flatten") else values
-                per_chain.append(flat.to_numpy(False).reshape(ready, *shape))
-            array = np.stack(per_chain)
-            data[name] = (
-                ("chain", "draw", *(f"{name}_dim_{i}" for i in range(array.ndim - 2))),
-                array,
-            )
-        return xr.Dataset(data)
-    except Exception:  # any change in nutpie's private trace: the public path
-        log.debug("nutpie's Arrow trace did not read; its inspect() instead", exc_info=True)
-    with warnings.catch_warnings():  # a first look may hold fewer draws than chains
-        warnings.filterwarnings("ignore", "Found chain dimension to be longer")
-        return sampler.inspect()["posterior"].to_dataset()
-
-
 def _complete(posterior: xr.Dataset, names: list[str]) -> int:
     """Return the draws per chain that every chain has finished (NaN pads the rest)."""
     if posterior.sizes.get("draw", 0) == 0:
@@ -365,7 +324,7 @@ def sample(
     try:
         while k < len(points):
             if progress[0] >= points[k] or _finished(sampler):
-                posterior = _snapshot(sampler, names)
+                posterior = snapshot(sampler, names)
                 keys = names or [str(n) for n in posterior.data_vars]
                 ready = _complete(posterior, keys) if posterior.data_vars else 0
                 while k < len(points) and points[k] <= ready:
