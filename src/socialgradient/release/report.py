@@ -138,19 +138,7 @@ def _write(tree, out_dir, extra, rule, posterior, command, led) -> dict[str, Pat
             s = release_summary(s, tree, led, keys)
         record(led, [parts.publication], command, out, s, rule)
     paths, _ = _write_set(
-        tree,
-        out,
-        s,
-        las,
-        parts,
-        decile,
-        ppc_rel,
-        ppc_full,
-        rule,
-        posterior,
-        command,
-        led,
-        keys,
+        tree, out, s, las, parts, decile, ppc_rel, ppc_full, rule, posterior, command, led, keys
     )
     return paths
 
