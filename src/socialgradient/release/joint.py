@@ -97,15 +97,16 @@ def write(
     out = outputs.check_destination(out_dir)  # a refused destination records nothing
     with led.locked():  # every threshold's check and the record, not the files (report.record)
         keys = led.keys() if rule.perturb else None
-        s = report.release_summary(s, view(tree, outcomes(tree)[0]), led, keys)
+        views = {name: view(tree, name) for name in outcomes(tree)}  # each built once
+        s = report.release_summary(s, next(iter(views.values())), led, keys)
         earlier = led.publications(measures=outcomes(tree))
-        gated = {name: report.gate(view(tree, name), rule, led, earlier) for name in outcomes(tree)}
+        gated = {name: report.gate(one, rule, led, earlier) for name, one in views.items()}
         publications = [parts.publication for parts, _ in gated.values()]
         report.record(led, publications, command, out, s, rule)
-    return _write(tree, out, s, rule, posterior, command, led, keys, gated, plots)
+    return _write(tree, views, out, s, rule, posterior, command, led, keys, gated, plots)
 
 
-def _write(tree, out_dir, s, rule, posterior, command, led, keys, gated, plots) -> dict:
+def _write(tree, views, out_dir, s, rule, posterior, command, led, keys, gated, plots) -> dict:
     from pathlib import Path
 
     import pandas as pd
@@ -123,8 +124,7 @@ def _write(tree, out_dir, s, rule, posterior, command, led, keys, gated, plots) 
     }
     with outputs.Writer(out_dir, **meta) as w:
         rel, internal = w.release, w.internal
-        for name in outcomes(tree):
-            one = view(tree, name)
+        for name, one in views.items():
             parts, decile = gated[name]
             las = report.release_la_gradients(one, parts, keys)
             tables.append(las.assign(threshold=name))
